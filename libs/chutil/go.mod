@@ -1,0 +1,3 @@
+module github.com/edtech-analytics/platform/libs/chutil
+
+go 1.26

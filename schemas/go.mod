@@ -1,0 +1,3 @@
+module github.com/edtech-analytics/platform/schemas
+
+go 1.26

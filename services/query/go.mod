@@ -1,0 +1,3 @@
+module github.com/edtech-analytics/platform/services/query
+
+go 1.26

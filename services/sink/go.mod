@@ -1,0 +1,3 @@
+module github.com/edtech-analytics/platform/services/sink
+
+go 1.26
