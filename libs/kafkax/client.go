@@ -1,0 +1,180 @@
+package kafkax
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+	"github.com/twmb/franz-go/plugin/kotel"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Deps are the observability dependencies of a client.
+type Deps struct {
+	Log        *slog.Logger
+	Tracer     trace.TracerProvider
+	Propagator propagation.TextMapPropagator
+}
+
+// Tracer returns the kotel tracer that injects and extracts trace context in record headers.
+func (d Deps) kotelTracer(clientID, group string) *kotel.Tracer {
+	opts := []kotel.TracerOpt{kotel.ClientID(clientID)}
+	if d.Tracer != nil {
+		opts = append(opts, kotel.TracerProvider(d.Tracer))
+	}
+	if d.Propagator != nil {
+		opts = append(opts, kotel.TracerPropagator(d.Propagator))
+	}
+	if group != "" {
+		opts = append(opts, kotel.ConsumerGroup(group))
+	}
+	return kotel.NewTracer(opts...)
+}
+
+// Client is a franz-go client plus the kotel tracer that starts processing spans from record headers.
+type Client struct {
+	*kgo.Client
+	tracer *kotel.Tracer
+}
+
+// ProcessSpan starts a span for processing r, child of the trace the producer put in r's headers.
+func (c *Client) ProcessSpan(r *kgo.Record) (context.Context, trace.Span) {
+	return c.tracer.WithProcessSpan(r)
+}
+
+// Options returns the options every client shares: brokers, client id, SASL/TLS, logging, tracing hooks
+// and the partitioner. group names the consumer group for span attributes ("" for producers).
+func Options(cfg Config, deps Deps, group string) ([]kgo.Opt, *kotel.Tracer, error) {
+	tr := deps.kotelTracer(cfg.ClientID, group)
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.ClientID(cfg.ClientID),
+		kgo.WithHooks(kotel.NewKotel(kotel.WithTracer(tr)).Hooks()...),
+		kgo.RecordPartitioner(NewPartitioner()),
+	}
+	if deps.Log != nil {
+		opts = append(opts, kgo.WithLogger(slogAdapter{deps.Log.With("component", "kafka")}))
+	}
+	if cfg.TLS {
+		opts = append(opts, kgo.DialTLSConfig(&tls.Config{MinVersion: tls.VersionTLS12}))
+	}
+	switch strings.ToUpper(cfg.SASLMechanism) {
+	case "":
+	case "PLAIN":
+		opts = append(opts, kgo.SASL(plain.Auth{User: cfg.SASLUser, Pass: cfg.SASLPassword.Reveal()}.AsMechanism()))
+	case "SCRAM-SHA-256":
+		opts = append(opts, kgo.SASL(scram.Auth{User: cfg.SASLUser, Pass: cfg.SASLPassword.Reveal()}.AsSha256Mechanism()))
+	case "SCRAM-SHA-512":
+		opts = append(opts, kgo.SASL(scram.Auth{User: cfg.SASLUser, Pass: cfg.SASLPassword.Reveal()}.AsSha512Mechanism()))
+	default:
+		return nil, nil, fmt.Errorf("unknown SASL mechanism %q", cfg.SASLMechanism)
+	}
+	return opts, tr, nil
+}
+
+// NewClient builds a client with the shared options plus extra.
+func NewClient(cfg Config, deps Deps, group string, extra ...kgo.Opt) (*Client, error) {
+	opts, tr, err := Options(cfg, deps, group)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := kgo.NewClient(append(opts, extra...)...)
+	if err != nil {
+		return nil, fmt.Errorf("creating kafka client: %w", err)
+	}
+	return &Client{Client: cl, tracer: tr}, nil
+}
+
+// ProducerOptions are the options of every producer: acks=all with the idempotent producer (franz-go's
+// defaults, stated here so nobody turns them off), a short linger for batching, and bounded buffering.
+func ProducerOptions() []kgo.Opt {
+	return []kgo.Opt{
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(2 * time.Millisecond),
+		kgo.ProducerBatchCompression(kgo.Lz4Compression(), kgo.NoCompression()),
+		kgo.MaxBufferedRecords(200_000),
+		kgo.RecordDeliveryTimeout(30 * time.Second),
+	}
+}
+
+// Ping checks that the cluster answers.
+func Ping(ctx context.Context, cl *kgo.Client) error {
+	if err := cl.Ping(ctx); err != nil {
+		return fmt.Errorf("pinging kafka: %w", err)
+	}
+	return nil
+}
+
+// TopicSpec describes a topic to create when missing.
+type TopicSpec struct {
+	Name    string
+	Configs map[string]*string
+}
+
+// PlatformTopics returns the specs of the platform's topics. Control commands are kept forever (replays
+// must see every erasure); the dedup changelog is compacted and expires with the dedup window.
+func PlatformTopics(t Topics) []TopicSpec {
+	forever, week, compactDelete, lz4 := "-1", "604800000", "compact,delete", "lz4"
+	return []TopicSpec{
+		{Name: t.Raw, Configs: map[string]*string{"compression.type": &lz4}},
+		{Name: t.Enriched, Configs: map[string]*string{"compression.type": &lz4}},
+		{Name: t.DLQ},
+		{Name: t.Control, Configs: map[string]*string{"retention.ms": &forever}},
+		{Name: t.Dedup, Configs: map[string]*string{"cleanup.policy": &compactDelete, "retention.ms": &week}},
+	}
+}
+
+// EnsureTopics creates the topics that do not exist yet. Existing topics are left alone.
+func EnsureTopics(ctx context.Context, cl *kgo.Client, partitions, replication int, specs []TopicSpec) error {
+	adm := kadm.NewClient(cl)
+	for _, s := range specs {
+		resp, err := adm.CreateTopic(ctx, int32(partitions), int16(replication), s.Configs, s.Name)
+		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("creating topic %s: %w", s.Name, err)
+		}
+		if resp.Err != nil && !errors.Is(resp.Err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("creating topic %s: %w", s.Name, resp.Err)
+		}
+	}
+	return nil
+}
+
+// slogAdapter logs franz-go messages through slog.
+type slogAdapter struct{ log *slog.Logger }
+
+func (a slogAdapter) Level() kgo.LogLevel {
+	ctx := context.Background()
+	switch {
+	case a.log.Enabled(ctx, slog.LevelDebug):
+		return kgo.LogLevelDebug
+	case a.log.Enabled(ctx, slog.LevelInfo):
+		return kgo.LogLevelInfo
+	case a.log.Enabled(ctx, slog.LevelWarn):
+		return kgo.LogLevelWarn
+	default:
+		return kgo.LogLevelError
+	}
+}
+
+func (a slogAdapter) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	lv := slog.LevelDebug
+	switch level {
+	case kgo.LogLevelError:
+		lv = slog.LevelError
+	case kgo.LogLevelWarn:
+		lv = slog.LevelWarn
+	case kgo.LogLevelInfo:
+		lv = slog.LevelInfo
+	}
+	a.log.Log(context.Background(), lv, msg, keyvals...)
+}

@@ -1,0 +1,168 @@
+package kafkax_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/edtech-analytics/platform/libs/kafkatest"
+	"github.com/edtech-analytics/platform/libs/kafkax"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// memStore is a Store that remembers every offset it was given, fails on demand, and checks that no
+// offset is ever written twice or out of order.
+type memStore struct {
+	mu      sync.Mutex
+	next    map[int32]int64
+	written map[int32][]int64
+	down    bool
+	calls   int
+	failN   int // fail every failN-th write (0: never)
+	dup     error
+}
+
+func newMemStore() *memStore {
+	return &memStore{next: map[int32]int64{}, written: map[int32][]int64{}}
+}
+
+func (s *memStore) NextOffsets(_ context.Context, _ string, parts []int32) (map[int32]int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.down {
+		return nil, errors.New("store down")
+	}
+	out := map[int32]int64{}
+	for _, p := range parts {
+		if n, ok := s.next[p]; ok {
+			out[p] = n
+		}
+	}
+	return out, nil
+}
+
+func (s *memStore) Write(_ context.Context, _ string, p int32, recs []*kgo.Record) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls++
+	if s.down || (s.failN > 0 && s.calls%s.failN == 0) {
+		return errors.New("write failed")
+	}
+	for _, r := range recs {
+		if n, ok := s.next[p]; ok && r.Offset < n && s.dup == nil {
+			s.dup = fmt.Errorf("partition %d offset %d written again (next %d)", p, r.Offset, n)
+		}
+		s.written[p] = append(s.written[p], r.Offset)
+		s.next[p] = r.Offset + 1
+	}
+	return nil
+}
+
+func (s *memStore) total() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, w := range s.written {
+		n += len(w)
+	}
+	return n
+}
+
+func (s *memStore) setDown(v bool) { s.mu.Lock(); s.down = v; s.mu.Unlock() }
+
+func produce(t *testing.T, cfg kafkax.Config, topic string, n int) {
+	t.Helper()
+	cl, err := kafkax.NewClient(cfg, kafkax.Deps{}, "", kafkax.ProducerOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	recs := make([]*kgo.Record, n)
+	for i := range recs {
+		recs[i] = &kgo.Record{Topic: topic, Key: []byte(fmt.Sprintf("district-%d", i%17)), Value: []byte{byte(i)}}
+	}
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func startConsumer(t *testing.T, cfg kafkax.Config, topic string, store kafkax.Store) context.CancelFunc {
+	t.Helper()
+	deps := kafkax.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	c, err := kafkax.NewStoreConsumer(cfg, deps, kafkax.ConsumerConfig{
+		Group: "g", Topic: topic, MaxPollRecords: 97, RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond,
+		Extra: kafkatest.GroupOpts(),
+	}, store, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = c.Run(ctx) }()
+	return func() { cancel(); <-done }
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestStoreConsumerExactlyOnceAcrossRestartsFailuresAndRebalances(t *testing.T) {
+	_, cfg := kafkatest.New(t)
+	topic := cfg.Topics().Enriched
+	admin, err := kafkax.NewClient(cfg, kafkax.Deps{}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if err := kafkax.EnsureTopics(context.Background(), admin.Client, 4, 1, []kafkax.TopicSpec{{Name: topic}}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 3000
+	produce(t, cfg, topic, n/2)
+
+	store := newMemStore()
+	store.failN = 5 // every fifth write fails: partitions pause, re-seek and resume
+	stopA := startConsumer(t, cfg, topic, store)
+	waitFor(t, "first consumer to write some records", func() bool { return store.total() > 200 })
+
+	stopB := startConsumer(t, cfg, topic, store) // a second member: the group rebalances mid-stream
+	produce(t, cfg, topic, n/2)
+	waitFor(t, "half the records", func() bool { return store.total() >= n/2 })
+	stopA() // the first member stops mid-stream; its partitions move to the second
+
+	store.setDown(true) // the store goes away for a while; nothing may be skipped
+	time.Sleep(300 * time.Millisecond)
+	store.setDown(false)
+	waitFor(t, "every record", func() bool { return store.total() >= n })
+	stopB()
+
+	stopC := startConsumer(t, cfg, topic, store) // a restart resumes from the store: nothing new to write
+	time.Sleep(500 * time.Millisecond)
+	stopC()
+
+	if store.dup != nil {
+		t.Fatal(store.dup)
+	}
+	if got := store.total(); got != n {
+		t.Fatalf("stored %d records, want %d", got, n)
+	}
+	for p, offs := range store.written {
+		for i := 1; i < len(offs); i++ {
+			if offs[i] != offs[i-1]+1 {
+				t.Fatalf("partition %d: offset %d follows %d", p, offs[i], offs[i-1])
+			}
+		}
+	}
+}

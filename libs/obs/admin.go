@@ -1,0 +1,102 @@
+package obs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Health tracks liveness and readiness. A service is ready only when every named check is ready; checks
+// start not ready. Call SetReady(name, false) before draining so load balancers stop sending work.
+type Health struct {
+	mu     sync.Mutex
+	checks map[string]bool
+}
+
+// NewHealth returns a Health with the named checks, all not ready.
+func NewHealth(checks ...string) *Health {
+	h := &Health{checks: map[string]bool{}}
+	for _, c := range checks {
+		h.checks[c] = false
+	}
+	return h
+}
+
+// SetReady marks one check.
+func (h *Health) SetReady(check string, ready bool) {
+	h.mu.Lock()
+	h.checks[check] = ready
+	h.mu.Unlock()
+}
+
+// Ready reports whether every check is ready, and the names of those that are not.
+func (h *Health) Ready() (bool, []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var waiting []string
+	for c, ok := range h.checks {
+		if !ok {
+			waiting = append(waiting, c)
+		}
+	}
+	return len(waiting) == 0, waiting
+}
+
+// Register mounts /healthz, /readyz and, when metrics is non-nil, /metrics on mux.
+func (h *Health) Register(mux *http.ServeMux, metrics http.Handler) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}`))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		ok, waiting := h.Ready()
+		if !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = fmt.Fprintf(w, `{"status":"not ready","waiting":%q}`, waiting)
+			return
+		}
+		_, _ = w.Write([]byte(`{"status":"ready"}`))
+	})
+	if metrics != nil {
+		mux.Handle("GET /metrics", metrics)
+	}
+}
+
+// Serve runs srv on ln until ctx is done, then shuts it down gracefully within grace.
+func Serve(ctx context.Context, log *slog.Logger, srv *http.Server, ln net.Listener, grace time.Duration) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("http server listening", "addr", ln.Addr().String())
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving http on %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutting down http server: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// ServeAdmin listens on addr and serves health, readiness and metrics until ctx is done.
+func ServeAdmin(ctx context.Context, log *slog.Logger, addr string, h *Health, metrics http.Handler) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listening on admin address %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	h.Register(mux, metrics)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	return Serve(ctx, log, srv, ln, 5*time.Second)
+}
