@@ -1,0 +1,149 @@
+package devenv
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// alive reports whether pid is a live (not zombie) process whose command line contains name.
+func alive(pid int, name string) bool {
+	if pid <= 0 {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return false
+		}
+		// No procfs: fall back to signal 0.
+		return syscall.Kill(pid, 0) == nil
+	}
+	// The state field follows the parenthesised command name.
+	if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) && (stat[i+2] == 'Z' || stat[i+2] == 'X') {
+		return false
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	return bytes.Contains(cmdline, []byte(name))
+}
+
+// freePort returns a loopback TCP port that is free now, preferring want when it is free and not in avoid.
+func freePort(want int, avoid ...int) (int, error) {
+	if want > 0 && !contains(avoid, want) && portFree(want) {
+		return want, nil
+	}
+	for range 20 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, fmt.Errorf("finding a free port: %w", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		if err := l.Close(); err != nil {
+			return 0, fmt.Errorf("finding a free port: %w", err)
+		}
+		if !contains(avoid, port) {
+			return port, nil
+		}
+	}
+	return 0, errors.New("finding a free port: none found")
+}
+
+func portFree(port int) bool {
+	l, err := net.Listen("tcp", loopback(port))
+	if err != nil {
+		return false
+	}
+	return l.Close() == nil
+}
+
+func contains(xs []int, x int) bool {
+	for _, v := range xs {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
+
+func loopback(port int) string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+}
+
+// waitFor polls check every 100ms until it returns nil, ctx ends or limit passes. stop, when it returns an
+// error, aborts the wait early (for example when the server process died).
+func waitFor(ctx context.Context, limit time.Duration, check func(context.Context) error, stop func() error) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	for {
+		err := check(ctx)
+		if err == nil {
+			return nil
+		}
+		if stop != nil {
+			if serr := stop(); serr != nil {
+				return serr
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// terminate sends SIGTERM to pid, waits up to grace for it to exit, then sends SIGKILL.
+func terminate(ctx context.Context, pid int, name string, grace time.Duration) error {
+	if !alive(pid, name) {
+		return nil
+	}
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("stopping %s (pid %d): %w", name, pid, err)
+	}
+	gone := func(context.Context) error {
+		if alive(pid, name) {
+			return fmt.Errorf("pid %d still running", pid)
+		}
+		return nil
+	}
+	if waitFor(ctx, grace, gone, nil) == nil {
+		return nil
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("killing %s (pid %d): %w", name, pid, err)
+	}
+	return waitFor(ctx, 5*time.Second, gone, nil)
+}
+
+// tail returns the last n lines of the file at path, for error messages.
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// runOutput runs cmd and returns an error carrying its combined output when it fails.
+func runOutput(cmd *exec.Cmd) error {
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %w: %s", strings.Join(cmd.Args, " "), err, bytes.TrimSpace(out))
+	}
+	return nil
+}
