@@ -1,0 +1,78 @@
+// Package svc is the process skeleton every service's main uses: flags with env defaults, the JSON
+// logger, telemetry, signal handling and an exit code. The service itself is a run function.
+package svc
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/edtech-analytics/platform/libs/obs"
+)
+
+// Runtime is what the process skeleton gives a service.
+type Runtime struct {
+	Log *slog.Logger
+	Tel *obs.Telemetry
+}
+
+// Config is implemented by each service's configuration.
+type Config interface {
+	RegisterFlags(fs *flag.FlagSet)
+	Validate() error
+}
+
+// Main parses flags into cfg, builds the runtime, runs run until SIGINT/SIGTERM and exits. It never
+// returns. The effective config is logged (secrets are conf.Secret and print masked).
+func Main(service string, cfg Config, run func(ctx context.Context, rt Runtime) error) {
+	os.Exit(mainCode(service, cfg, os.Args[1:], run))
+}
+
+func mainCode(service string, cfg Config, args []string, run func(ctx context.Context, rt Runtime) error) int {
+	fs := flag.NewFlagSet(service, flag.ContinueOnError)
+	cfg.RegisterFlags(fs)
+	level := "info"
+	if v := os.Getenv("LOG_LEVEL"); v != "" {
+		level = v
+	}
+	fs.StringVar(&level, "log-level", level, "log level: debug, info, warn, error (env LOG_LEVEL)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	log := obs.NewLogger(os.Stderr, level, service)
+	if err := cfg.Validate(); err != nil {
+		log.Error("invalid configuration", "err", err)
+		fmt.Fprintf(os.Stderr, "%s: invalid configuration:\n%v\n", service, err)
+		return 2
+	}
+	log.Info("starting", "config", cfg)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	tel, err := obs.Init(ctx, service)
+	if err != nil {
+		log.Error("initialising telemetry", "err", err)
+		return 1
+	}
+	err = run(ctx, Runtime{Log: log, Tel: tel})
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if terr := tel.Shutdown(sctx); terr != nil {
+		log.Warn("shutting down telemetry", "err", terr)
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		log.Error("stopped with error", "err", err)
+		return 1
+	}
+	log.Info("stopped")
+	return 0
+}
