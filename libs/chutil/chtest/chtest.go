@@ -1,0 +1,97 @@
+// Package chtest gives each test its own ClickHouse database on the server from devenv (the private
+// loopback server, or CLICKHOUSE_ADDR when set), dropped when the test ends.
+package chtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/edtech-analytics/platform/libs/chutil"
+	"github.com/edtech-analytics/platform/libs/devenv"
+)
+
+// New creates a fresh, uniquely named database and returns a connection whose default database it is, its
+// name and the server's native address. The connection is closed and the database dropped in t.Cleanup.
+func New(t testing.TB) (conn driver.Conn, database string, addr string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	addr, err := devenv.ClickHouse(ctx)
+	if err != nil {
+		t.Fatalf("clickhouse for tests: %v", err)
+	}
+	database, err = databaseName(t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := chutil.Open(ctx, chutil.Options{Addr: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = chutil.CreateDatabase(ctx, admin, database)
+	if cerr := admin.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := drop(ctx, addr, database); err != nil {
+			t.Errorf("dropping test database %s: %v", database, err)
+		}
+	})
+
+	conn, err = chutil.Open(ctx, chutil.Options{Addr: addr, Database: database})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { // runs before the drop above
+		if err := conn.Close(); err != nil {
+			t.Errorf("closing clickhouse connection: %v", err)
+		}
+	})
+	return conn, database, addr
+}
+
+func drop(ctx context.Context, addr, database string) error {
+	admin, err := chutil.Open(ctx, chutil.Options{Addr: addr})
+	if err != nil {
+		return err
+	}
+	err = chutil.DropDatabase(ctx, admin, database)
+	if cerr := admin.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// databaseName builds a valid, unique database name from a test name.
+func databaseName(testName string) (string, error) {
+	var b strings.Builder
+	b.WriteString("t_")
+	for _, r := range strings.ToLower(testName) {
+		if b.Len() >= 40 {
+			break
+		}
+		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	suffix := make([]byte, 5)
+	if _, err := rand.Read(suffix); err != nil {
+		return "", fmt.Errorf("generating database name: %w", err)
+	}
+	b.WriteString("_" + hex.EncodeToString(suffix))
+	return b.String(), nil
+}
