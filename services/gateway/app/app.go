@@ -1,0 +1,160 @@
+// Package app wires the gateway: config, stores, Kafka producer, HTTP servers, and graceful drain. It is
+// importable so the dev stack can run the gateway in-process; main only parses config and calls Run.
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/edtech-analytics/platform/libs/conf"
+	"github.com/edtech-analytics/platform/libs/kafkax"
+	"github.com/edtech-analytics/platform/libs/obs"
+	"github.com/edtech-analytics/platform/libs/pgutil"
+	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/services/gateway/internal/server"
+	"golang.org/x/sync/errgroup"
+)
+
+// Config is the gateway's configuration.
+type Config struct {
+	HTTPAddr      string
+	AdminAddr     string
+	DatabaseURL   conf.Secret
+	Kafka         kafkax.Config
+	MaxBodyBytes  int
+	MaxEvents     int
+	KeyCacheTTL   time.Duration
+	DrainTimeout  time.Duration
+	ShutdownDelay time.Duration
+}
+
+// RegisterFlags binds the config to flags with env defaults.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	conf.String(fs, &c.HTTPAddr, "http.addr", "HTTP_ADDR", ":8080", "address of the public API")
+	conf.String(fs, &c.AdminAddr, "admin.addr", "ADMIN_ADDR", ":9090", "address of /healthz, /readyz and /metrics")
+	conf.SecretVar(fs, &c.DatabaseURL, "database.url", "DATABASE_URL", "PostgreSQL URL of the control schema (API keys)")
+	conf.Int(fs, &c.MaxBodyBytes, "max-body-bytes", "GATEWAY_MAX_BODY_BYTES", 5<<20, "largest request body")
+	conf.Int(fs, &c.MaxEvents, "max-events", "GATEWAY_MAX_EVENTS", 1000, "most events in one request")
+	conf.Duration(fs, &c.KeyCacheTTL, "key-cache-ttl", "GATEWAY_KEY_CACHE_TTL", 5*time.Second, "how long a key lookup is cached (bounds revocation delay)")
+	conf.Duration(fs, &c.DrainTimeout, "drain-timeout", "GATEWAY_DRAIN_TIMEOUT", 25*time.Second, "how long in-flight requests may take to finish on shutdown")
+	conf.Duration(fs, &c.ShutdownDelay, "shutdown-delay", "GATEWAY_SHUTDOWN_DELAY", 0, "time between turning not-ready and closing the listener on shutdown")
+	c.Kafka.RegisterFlags(fs)
+}
+
+// Validate reports configuration errors.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.DatabaseURL == "" {
+		errs = append(errs, errors.New("database.url: required (env DATABASE_URL)"))
+	}
+	if c.MaxBodyBytes < 1024 {
+		errs = append(errs, errors.New("max-body-bytes: must be at least 1024"))
+	}
+	if c.MaxEvents < 1 {
+		errs = append(errs, errors.New("max-events: must be at least 1"))
+	}
+	return errors.Join(append(errs, c.Kafka.Validate())...)
+}
+
+// Hooks let an embedding process learn where the gateway listens.
+type Hooks struct {
+	OnListen func(addr string)
+}
+
+// Run serves until ctx is done, then drains: readiness goes false, new requests get 503, in-flight
+// requests finish, the producer flushes every buffered record, and Run returns.
+func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks) error {
+	health := obs.NewHealth("kafka", "postgres", "serving")
+	pool, err := pgutil.Connect(ctx, cfg.DatabaseURL.Reveal())
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	health.SetReady("postgres", true)
+	keys := server.NewKeyCache(tenancyKeys{tenancy.NewStore(pool)}, cfg.KeyCacheTTL)
+
+	cfg.Kafka.ClientID = "gateway"
+	deps := kafkax.Deps{Log: rt.Log, Tracer: rt.Tel.Tracer, Propagator: rt.Tel.Propagator}
+	producer, err := kafkax.NewClient(cfg.Kafka, deps, "", kafkax.ProducerOptions()...)
+	if err != nil {
+		return err
+	}
+	defer producer.Close()
+	codec, err := svc.NewCodec(ctx, cfg.Kafka)
+	if err != nil {
+		return err
+	}
+	srv, err := server.New(server.Deps{Log: rt.Log, Keys: keys, Producer: producer.Client, Codec: codec, Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter},
+		server.Topics{Raw: cfg.Kafka.Topics().Raw, DLQ: cfg.Kafka.Topics().DLQ},
+		server.Limits{MaxBodyBytes: int64(cfg.MaxBodyBytes), MaxEvents: cfg.MaxEvents})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", cfg.HTTPAddr, err)
+	}
+	if hooks.OnListen != nil {
+		hooks.OnListen(ln.Addr().String())
+	}
+
+	mux := http.NewServeMux()
+	health.Register(mux, rt.Tel.Metrics)
+	mux.Handle("/", srv.Handler())
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	health.SetReady("serving", true)
+
+	g, gctx := errgroup.WithContext(ctx)
+	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHTTP()
+	g.Go(func() error { return obs.ServeAdmin(gctx, rt.Log, cfg.AdminAddr, health, rt.Tel.Metrics) })
+	g.Go(func() error { return obs.Serve(httpCtx, rt.Log, hs, ln, cfg.DrainTimeout) })
+	g.Go(func() error {
+		if err := svc.WaitKafka(gctx, rt.Log, producer.Client, cfg.Kafka); err != nil {
+			return err
+		}
+		health.SetReady("kafka", true)
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		rt.Log.Info("draining: not ready, refusing new requests, finishing in-flight ones")
+		health.SetReady("serving", false)
+		srv.Drain()
+		if cfg.ShutdownDelay > 0 {
+			time.Sleep(cfg.ShutdownDelay) // let load balancers see not-ready before the listener closes
+		}
+		stopHTTP()
+		return nil
+	})
+	err = g.Wait()
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if ferr := producer.Flush(fctx); ferr != nil {
+		err = errors.Join(err, fmt.Errorf("flushing producer: %w", ferr))
+	}
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}
+
+// tenancyKeys adapts the control schema's key store to the server's KeyStore.
+type tenancyKeys struct{ store *tenancy.Store }
+
+func (k tenancyKeys) Lookup(ctx context.Context, plaintext string) (server.Key, error) {
+	key, err := k.store.LookupAPIKey(ctx, plaintext)
+	if errors.Is(err, tenancy.ErrInvalidKey) {
+		return server.Key{}, server.ErrInvalidKey
+	}
+	if err != nil {
+		return server.Key{}, err
+	}
+	return server.Key{ID: key.ID, TenantID: key.TenantID, SourceID: key.SourceID, Verbs: key.Verbs}, nil
+}

@@ -1,0 +1,151 @@
+package ingest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edtech-analytics/platform/libs/records"
+)
+
+var meta = Meta{TenantID: "d1", SourceID: "lms", ReceivedAt: time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)}
+
+const validAttendance = `{"event_id":"6f1c2b7e-8a3d-4c1e-9f00-000000000001","type":"attendance","occurred_at":"2026-11-20T08:00:00Z",
+ "actor":{"sis_id":"S1","role":"student"},"school_id":"sch1","class_id":"c1",
+ "payload":{"status":"present","date":"2026-11-20"}}`
+
+func TestValidEventsOfEveryType(t *testing.T) {
+	payloads := map[string]string{
+		records.TypeAttendance:           `{"status":"tardy","date":"2026-11-20","minutes_present":300}`,
+		records.TypeAssessmentResult:     `{"assessment_id":"a1","score":7.5,"max_score":10,"completed_at":"2026-11-20T09:00:00Z"}`,
+		records.TypeAssignmentSubmission: `{"assignment_id":"hw1","due_at":"2026-11-19T23:59:00Z","submitted_at":"2026-11-20T07:00:00Z","status":"submitted","score":3,"max_score":5}`,
+		records.TypeSession:              `{"action":"logout","duration_seconds":1200}`,
+		records.TypeContentView:          `{"content_id":"v1","content_type":"video","duration_seconds":90,"percent_complete":50}`,
+	}
+	i := 0
+	for typ, p := range payloads {
+		i++
+		t.Run(typ, func(t *testing.T) {
+			ev := fmt.Sprintf(`{"event_id":"6f1c2b7e-8a3d-4c1e-9f00-%012d","type":%q,"occurred_at":"2026-11-20T08:00:00.123456Z",
+				"actor":{"sis_id":"S1","role":"student"},"school_id":"sch1","payload":%s}`, i, typ, p)
+			acc, rej := Validate([]json.RawMessage{json.RawMessage(ev)}, meta)
+			if len(rej) != 0 || len(acc) != 1 {
+				t.Fatalf("rejected: %+v", rej)
+			}
+			got := acc[0].Event
+			if err := got.Payloads.Check(typ); err != nil {
+				t.Fatalf("payload check: %v", err)
+			}
+			if got.TenantID != "d1" || got.SourceID != "lms" || got.OccurredAt.Nanosecond() != 123_000_000 || !got.ReceivedAt.Equal(meta.ReceivedAt) {
+				t.Fatalf("envelope = %+v", got)
+			}
+		})
+	}
+}
+
+func TestInvalidEventsNameTheirFields(t *testing.T) {
+	tests := []struct {
+		name   string
+		event  string
+		fields []string
+	}{
+		{"missing everything", `{}`, []string{"event_id", "occurred_at", "actor", "type"}},
+		{"bad uuid and time", strings.Replace(strings.Replace(validAttendance, "6f1c2b7e-8a3d-4c1e-9f00-000000000001", "nope", 1), "2026-11-20T08:00:00Z", "yesterday", 1), []string{"event_id", "occurred_at"}},
+		{"unknown type", strings.Replace(validAttendance, `"type":"attendance"`, `"type":"telepathy"`, 1), []string{"type"}},
+		{"wrong status", strings.Replace(validAttendance, `"present"`, `"asleep"`, 1), []string{"payload.status"}},
+		{"bad date", strings.Replace(validAttendance, `"date":"2026-11-20"`, `"date":"20/11/2026"`, 1), []string{"payload.date"}},
+		{"string where number", `{"event_id":"6f1c2b7e-8a3d-4c1e-9f00-000000000001","type":"assessment_result","occurred_at":"2026-11-20T08:00:00Z","actor":{"sis_id":"S1","role":"student"},"payload":{"assessment_id":"a","score":"high","max_score":10}}`, []string{"payload.score"}},
+		{"score above max", `{"event_id":"6f1c2b7e-8a3d-4c1e-9f00-000000000001","type":"assessment_result","occurred_at":"2026-11-20T08:00:00Z","actor":{"sis_id":"S1","role":"student"},"payload":{"assessment_id":"a","score":11,"max_score":10}}`, []string{"payload.score"}},
+		{"unknown field", strings.Replace(validAttendance, `"class_id":"c1",`, `"class_id":"c1","nickname":"x",`, 1), []string{"nickname"}},
+		{"unknown payload field", strings.Replace(validAttendance, `"status":"present"`, `"status":"present","mood":"ok"`, 1), []string{"payload.mood"}},
+		{"bad role", strings.Replace(validAttendance, `"role":"student"`, `"role":"wizard"`, 1), []string{"actor.role"}},
+		{"far future", strings.Replace(validAttendance, "2026-11-20T08:00:00Z", "2027-11-20T08:00:00Z", 1), []string{"occurred_at"}},
+		{"missing payload", `{"event_id":"6f1c2b7e-8a3d-4c1e-9f00-000000000001","type":"session","occurred_at":"2026-11-20T08:00:00Z","actor":{"sis_id":"S1","role":"student"}}`, []string{"payload"}},
+		{"attendance without school", strings.Replace(validAttendance, `"school_id":"sch1",`, ``, 1), []string{"school_id"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			acc, rej := Validate([]json.RawMessage{json.RawMessage(tt.event)}, meta)
+			if len(acc) != 0 || len(rej) != 1 {
+				t.Fatalf("accepted %d rejected %d", len(acc), len(rej))
+			}
+			got := map[string]bool{}
+			for _, e := range rej[0].Errors {
+				got[e.Field] = true
+				if e.Message == "" {
+					t.Errorf("field %s has no message", e.Field)
+				}
+			}
+			for _, f := range tt.fields {
+				if !got[f] {
+					t.Errorf("no error for %s; got %+v", f, rej[0].Errors)
+				}
+			}
+		})
+	}
+}
+
+func TestPartialAcceptanceAndDuplicates(t *testing.T) {
+	bad := strings.Replace(validAttendance, `"present"`, `"asleep"`, 1)
+	dup := validAttendance
+	other := strings.Replace(validAttendance, "000000000001", "000000000002", 1)
+	acc, rej := Validate([]json.RawMessage{json.RawMessage(validAttendance), json.RawMessage(bad), json.RawMessage(dup), json.RawMessage(other)}, meta)
+	if len(acc) != 2 || acc[0].Index != 0 || acc[1].Index != 3 {
+		t.Fatalf("accepted = %+v", acc)
+	}
+	if len(rej) != 2 || rej[0].Index != 1 || rej[1].Index != 2 || rej[1].Errors[0].Field != "event_id" {
+		t.Fatalf("rejected = %+v", rej)
+	}
+	if rej[0].EventID != "6f1c2b7e-8a3d-4c1e-9f00-000000000001" {
+		t.Fatalf("rejected event id = %q", rej[0].EventID)
+	}
+}
+
+func TestSplitting(t *testing.T) {
+	var se *SyntaxError
+	if _, err := SplitJSON([]byte(`{"events":[{"a":1},]}`), 10); !errors.As(err, &se) || se.Offset == 0 {
+		t.Fatalf("trailing comma: %v", err)
+	}
+	if _, err := SplitJSON([]byte(`[]`), 10); !errors.As(err, &se) {
+		t.Fatalf("array body: %v", err)
+	}
+	if _, err := SplitJSON([]byte(`{"events":[{},{},{}]}`), 2); !errors.Is(err, ErrTooManyEvents) {
+		t.Fatalf("too many: %v", err)
+	}
+	evs, err := SplitNDJSON([]byte("{\"a\":1}\n\n{\"b\":2}\n"), 10)
+	if err != nil || len(evs) != 2 {
+		t.Fatalf("ndjson: %v %d", err, len(evs))
+	}
+	if _, err := SplitNDJSON([]byte("{\"a\":1}\n{oops\n"), 10); !errors.As(err, &se) || se.Line != 2 {
+		t.Fatalf("ndjson line error: %v", err)
+	}
+}
+
+// FuzzDecode feeds arbitrary bodies through both splitters and the validator: nothing panics, and every
+// event of a body that splits is either accepted or rejected with at least one error.
+func FuzzDecode(f *testing.F) {
+	f.Add([]byte(`{"events":[` + validAttendance + `]}`))
+	f.Add([]byte(validAttendance + "\n" + validAttendance))
+	f.Add([]byte(`{"events":[{"type":"session","payload":{"action":1}}]}`))
+	f.Add([]byte(`{"events":[{"event_id":"6f1c2b7e-8a3d-4c1e-9f00-000000000001","type":"assessment_result","occurred_at":"2026-11-20T08:00:00Z","actor":{"sis_id":"S1","role":"student"},"payload":{"assessment_id":"a","score":1e309,"max_score":10}}]}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, split := range []func([]byte, int) ([]json.RawMessage, error){SplitJSON, SplitNDJSON} {
+			evs, err := split(body, 1000)
+			if err != nil {
+				continue
+			}
+			acc, rej := Validate(evs, meta)
+			if len(acc)+len(rej) != len(evs) {
+				t.Fatalf("%d events, %d accepted + %d rejected", len(evs), len(acc), len(rej))
+			}
+			for _, r := range rej {
+				if len(r.Errors) == 0 {
+					t.Fatalf("rejected without errors: %+v", r)
+				}
+			}
+		}
+	})
+}

@@ -1,0 +1,178 @@
+package ingest
+
+import (
+	"encoding/json"
+	"sort"
+
+	"github.com/edtech-analytics/platform/libs/records"
+)
+
+// payloadDecoders decode and check each event type's payload into the raw record.
+var payloadDecoders = map[string]func(v *validator, b json.RawMessage, ev *records.RawEvent){
+	records.TypeAttendance:           decodeAttendance,
+	records.TypeAssessmentResult:     decodeAssessment,
+	records.TypeAssignmentSubmission: decodeSubmission,
+	records.TypeSession:              decodeSession,
+	records.TypeContentView:          decodeContentView,
+}
+
+func eventTypes() []string {
+	out := make([]string, 0, len(payloadDecoders))
+	for t := range payloadDecoders {
+		out = append(out, t)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// payload decodes b strictly into dst, reporting a decoding problem against its payload field.
+func payload(v *validator, b json.RawMessage, dst any) bool {
+	if err := strictUnmarshal(b, dst); err != nil {
+		v.add(jsonField(err, "payload"), jsonMessage(err))
+		return false
+	}
+	return true
+}
+
+var attendanceStatuses = set("present", "absent", "tardy", "excused", "early_departure", "remote")
+
+func decodeAttendance(v *validator, b json.RawMessage, ev *records.RawEvent) {
+	var in struct {
+		Status         string  `json:"status"`
+		Date           string  `json:"date"`
+		MinutesPresent *int    `json:"minutes_present"`
+		Reason         *string `json:"reason"`
+	}
+	if !payload(v, b, &in) {
+		return
+	}
+	v.oneOf("payload.status", in.Status, attendanceStatuses, "present, absent, tardy, excused, early_departure, remote")
+	a := &records.Attendance{Status: in.Status, Date: v.date("payload.date", in.Date), MinutesPresent: in.MinutesPresent, Reason: in.Reason}
+	if in.MinutesPresent != nil && (*in.MinutesPresent < 0 || *in.MinutesPresent > 24*60) {
+		v.add("payload.minutes_present", "must be between 0 and 1440")
+	}
+	if ev.SchoolID == nil {
+		v.add("school_id", "is required for attendance")
+	}
+	ev.Attendance = a
+}
+
+func decodeAssessment(v *validator, b json.RawMessage, ev *records.RawEvent) {
+	var in struct {
+		AssessmentID string   `json:"assessment_id"`
+		Score        *float64 `json:"score"`
+		MaxScore     *float64 `json:"max_score"`
+		Scale        *string  `json:"scale"`
+		Grade        *string  `json:"grade"`
+		Attempt      *int     `json:"attempt"`
+		CompletedAt  *string  `json:"completed_at"`
+	}
+	if !payload(v, b, &in) {
+		return
+	}
+	v.id("payload.assessment_id", in.AssessmentID, true)
+	r := &records.AssessmentResult{AssessmentID: in.AssessmentID, Scale: in.Scale, Grade: in.Grade, Attempt: 1,
+		CompletedAt: v.optTimestamp("payload.completed_at", in.CompletedAt)}
+	switch {
+	case in.MaxScore == nil:
+		v.add("payload.max_score", "is required")
+	default:
+		v.number("payload.max_score", *in.MaxScore, 1e-9, 1e9)
+		r.MaxScore = *in.MaxScore
+	}
+	switch {
+	case in.Score == nil:
+		v.add("payload.score", "is required")
+	case in.MaxScore != nil:
+		v.number("payload.score", *in.Score, 0, *in.MaxScore)
+		r.Score = *in.Score
+	}
+	if in.Attempt != nil {
+		if *in.Attempt < 1 {
+			v.add("payload.attempt", "must be at least 1")
+		}
+		r.Attempt = *in.Attempt
+	}
+	ev.AssessmentResult = r
+}
+
+var submissionStatuses = set("submitted", "resubmitted", "graded", "returned", "missing")
+
+func decodeSubmission(v *validator, b json.RawMessage, ev *records.RawEvent) {
+	var in struct {
+		AssignmentID string   `json:"assignment_id"`
+		DueAt        *string  `json:"due_at"`
+		SubmittedAt  string   `json:"submitted_at"`
+		Status       string   `json:"status"`
+		Score        *float64 `json:"score"`
+		MaxScore     *float64 `json:"max_score"`
+	}
+	if !payload(v, b, &in) {
+		return
+	}
+	v.id("payload.assignment_id", in.AssignmentID, true)
+	v.oneOf("payload.status", in.Status, submissionStatuses, "submitted, resubmitted, graded, returned, missing")
+	s := &records.AssignmentSubmission{AssignmentID: in.AssignmentID, Status: in.Status, Score: in.Score, MaxScore: in.MaxScore,
+		DueAt: v.optTimestamp("payload.due_at", in.DueAt), SubmittedAt: v.timestamp("payload.submitted_at", in.SubmittedAt, true)}
+	if in.MaxScore != nil {
+		v.number("payload.max_score", *in.MaxScore, 1e-9, 1e9)
+	}
+	if in.Score != nil {
+		hi := 1e9
+		if in.MaxScore != nil {
+			hi = *in.MaxScore
+		}
+		v.number("payload.score", *in.Score, 0, hi)
+	}
+	ev.AssignmentSubmission = s
+}
+
+var sessionActions = set("login", "logout")
+
+func decodeSession(v *validator, b json.RawMessage, ev *records.RawEvent) {
+	var in struct {
+		Action          string  `json:"action"`
+		SessionID       *string `json:"session_id"`
+		Device          *string `json:"device"`
+		App             *string `json:"app"`
+		DurationSeconds *int64  `json:"duration_seconds"`
+	}
+	if !payload(v, b, &in) {
+		return
+	}
+	v.oneOf("payload.action", in.Action, sessionActions, "login, logout")
+	if in.DurationSeconds != nil && (*in.DurationSeconds < 0 || *in.DurationSeconds > 7*24*3600) {
+		v.add("payload.duration_seconds", "must be between 0 and 604800")
+	}
+	if in.DurationSeconds != nil && in.Action == "login" {
+		v.add("payload.duration_seconds", "is only allowed on logout")
+	}
+	ev.Session = &records.SessionEvent{Action: in.Action, SessionID: in.SessionID, Device: in.Device, App: in.App, DurationSeconds: in.DurationSeconds}
+}
+
+func decodeContentView(v *validator, b json.RawMessage, ev *records.RawEvent) {
+	var in struct {
+		ContentID       string   `json:"content_id"`
+		ContentType     string   `json:"content_type"`
+		DurationSeconds *int64   `json:"duration_seconds"`
+		PercentComplete *float64 `json:"percent_complete"`
+	}
+	if !payload(v, b, &in) {
+		return
+	}
+	v.id("payload.content_id", in.ContentID, true)
+	v.id("payload.content_type", in.ContentType, true)
+	c := &records.ContentView{ContentID: in.ContentID, ContentType: in.ContentType, PercentComplete: in.PercentComplete}
+	switch {
+	case in.DurationSeconds == nil:
+		v.add("payload.duration_seconds", "is required")
+	case *in.DurationSeconds < 0 || *in.DurationSeconds > 24*3600:
+		v.add("payload.duration_seconds", "must be between 0 and 86400")
+	default:
+		c.DurationSeconds = *in.DurationSeconds
+	}
+	if in.PercentComplete != nil {
+		v.number("payload.percent_complete", *in.PercentComplete, 0, 100)
+	}
+	ev.ContentView = c
+}

@@ -1,0 +1,281 @@
+// Package server is the gateway's HTTP edge: authentication by API key, body and batch limits,
+// per-event validation, and production to Kafka that is acknowledged to the client only after acks=all.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/edtech-analytics/platform/libs/records"
+	"github.com/edtech-analytics/platform/services/gateway/internal/ingest"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Verbs a key may hold.
+const (
+	VerbEventsWrite = "events:write"
+	VerbRosterWrite = "roster:write"
+)
+
+// Limits bound one request.
+type Limits struct {
+	MaxBodyBytes int64
+	MaxEvents    int
+}
+
+// Producer is the part of a Kafka client the server needs.
+type Producer interface {
+	TryProduce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error))
+}
+
+// Server handles the gateway's public API.
+type Server struct {
+	log      *slog.Logger
+	keys     KeyStore
+	producer Producer
+	codec    *records.Codec
+	topics   Topics
+	limits   Limits
+	tracer   trace.Tracer
+	now      func() time.Time
+
+	draining atomic.Bool
+	accepted metric.Int64Counter
+	rejected metric.Int64Counter
+}
+
+// Topics the gateway writes to.
+type Topics struct{ Raw, DLQ string }
+
+// Deps are the server's collaborators.
+type Deps struct {
+	Log      *slog.Logger
+	Keys     KeyStore
+	Producer Producer
+	Codec    *records.Codec
+	Tracer   trace.TracerProvider
+	Meter    metric.MeterProvider
+}
+
+// New builds a server.
+func New(deps Deps, topics Topics, limits Limits) (*Server, error) {
+	m := deps.Meter.Meter("gateway")
+	acc, err := m.Int64Counter("gateway_events_accepted", metric.WithDescription("events acknowledged to clients after Kafka acks"))
+	if err != nil {
+		return nil, fmt.Errorf("creating metric: %w", err)
+	}
+	rej, err := m.Int64Counter("gateway_events_rejected", metric.WithDescription("events rejected by validation"))
+	if err != nil {
+		return nil, fmt.Errorf("creating metric: %w", err)
+	}
+	return &Server{
+		log: deps.Log, keys: deps.Keys, producer: deps.Producer, codec: deps.Codec, topics: topics, limits: limits,
+		tracer: deps.Tracer.Tracer("gateway"), now: time.Now, accepted: acc, rejected: rej,
+	}, nil
+}
+
+// Drain makes the server refuse new work with 503 while in-flight requests finish.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+// Handler returns the routes of the public API.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/events", s.postEvents)
+	mux.HandleFunc("/v1/events", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", "POST")
+		writeProblem(w, http.StatusMethodNotAllowed, "method-not-allowed", "Method not allowed", "use POST", 0)
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, http.StatusNotFound, "not-found", "Not found", "no such endpoint: "+r.URL.Path, 0)
+	})
+	return mux
+}
+
+// EventsResponse is the answer to a batch whose body could be read.
+type EventsResponse struct {
+	Accepted int               `json:"accepted"`
+	Rejected []ingest.Rejected `json:"rejected"`
+}
+
+// retryAfterBusy is the hint given to clients when Kafka cannot take more.
+const retryAfterBusy = 2 * time.Second
+
+func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		writeProblem(w, http.StatusServiceUnavailable, "draining", "Service draining", "this instance is shutting down; retry", retryAfterBusy)
+		return
+	}
+	key, ok := s.authenticate(w, r, VerbEventsWrite)
+	if !ok {
+		return
+	}
+	ctx, span := s.tracer.Start(r.Context(), "gateway.post_events", trace.WithSpanKind(trace.SpanKindServer))
+	defer span.End()
+
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	var split func([]byte, int) ([]json.RawMessage, error)
+	switch ct {
+	case "application/json":
+		split = ingest.SplitJSON
+	case "application/x-ndjson":
+		split = ingest.SplitNDJSON
+	default:
+		writeProblem(w, http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type",
+			"Content-Type must be application/json or application/x-ndjson", 0)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.limits.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeProblem(w, http.StatusRequestEntityTooLarge, "body-too-large", "Request body too large",
+				fmt.Sprintf("the body may hold at most %d bytes", s.limits.MaxBodyBytes), 0)
+			return
+		}
+		writeProblem(w, http.StatusBadRequest, "unreadable-body", "Unreadable body", err.Error(), 0)
+		return
+	}
+	raw, err := split(body, s.limits.MaxEvents)
+	if err != nil {
+		var se *ingest.SyntaxError
+		switch {
+		case errors.Is(err, ingest.ErrTooManyEvents):
+			writeProblem(w, http.StatusRequestEntityTooLarge, "too-many-events", "Too many events", err.Error(), 0)
+		case errors.As(err, &se):
+			p := Problem{Type: "/problems/malformed-body", Title: "Malformed body", Status: http.StatusBadRequest, Detail: se.Error(), Line: se.Line}
+			p.Offset = &se.Offset
+			writeProblemBody(w, p, 0)
+		default:
+			writeProblem(w, http.StatusBadRequest, "malformed-body", "Malformed body", err.Error(), 0)
+		}
+		return
+	}
+
+	meta := ingest.Meta{TenantID: key.TenantID, SourceID: key.SourceID, ReceivedAt: s.now()}
+	accepted, rejected := ingest.Validate(raw, meta)
+	s.deadLetter(ctx, key, rejected, meta.ReceivedAt)
+	if err := s.produce(ctx, key, accepted); err != nil {
+		s.log.WarnContext(ctx, "producing batch", "tenant_id", key.TenantID, "events", len(accepted), "err", err)
+		writeProblem(w, http.StatusServiceUnavailable, "kafka-unavailable", "Cannot accept events now",
+			"events were not acknowledged; retry the same batch (event_id makes retries safe)", retryAfterBusy)
+		return
+	}
+	s.accepted.Add(ctx, int64(len(accepted)))
+	s.rejected.Add(ctx, int64(len(rejected)))
+	if rejected == nil {
+		rejected = []ingest.Rejected{}
+	}
+	writeJSON(w, http.StatusAccepted, EventsResponse{Accepted: len(accepted), Rejected: rejected})
+}
+
+// authenticate resolves the request's API key and checks it may use verb.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, verb string) (Key, bool) {
+	plaintext := r.Header.Get("X-API-Key")
+	if auth := r.Header.Get("Authorization"); plaintext == "" && auth != "" {
+		scheme, token, _ := strings.Cut(auth, " ")
+		if strings.EqualFold(scheme, "Bearer") {
+			plaintext = strings.TrimSpace(token)
+		}
+	}
+	if plaintext == "" {
+		writeProblem(w, http.StatusUnauthorized, "missing-api-key", "Missing API key", "send the key as Authorization: Bearer <key>", 0)
+		return Key{}, false
+	}
+	key, err := s.keys.Lookup(r.Context(), plaintext)
+	switch {
+	case errors.Is(err, ErrInvalidKey):
+		writeProblem(w, http.StatusUnauthorized, "invalid-api-key", "Invalid API key", "the key is unknown or revoked", 0)
+		return Key{}, false
+	case err != nil:
+		s.log.ErrorContext(r.Context(), "looking up api key", "err", err)
+		writeProblem(w, http.StatusServiceUnavailable, "auth-unavailable", "Cannot check the API key now", "retry later", retryAfterBusy)
+		return Key{}, false
+	case !key.Allows(verb):
+		writeProblem(w, http.StatusForbidden, "forbidden", "Key not allowed", fmt.Sprintf("this key does not hold %s", verb), 0)
+		return Key{}, false
+	}
+	return key, true
+}
+
+// produce writes the accepted events to raw, keyed by tenant, and waits for every ack. It fails fast,
+// without blocking, when the producer's buffer is full.
+func (s *Server) produce(ctx context.Context, key Key, accepted []ingest.Accepted) error {
+	if len(accepted) == 0 {
+		return nil
+	}
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	tenantKey := []byte(key.TenantID)
+	for _, a := range accepted {
+		val, err := s.codec.Encode(a.Event)
+		if err != nil {
+			return fmt.Errorf("encoding event %s: %w", a.Event.EventID, err)
+		}
+		wg.Add(1)
+		rec := &kgo.Record{Topic: s.topics.Raw, Key: tenantKey, Value: val, Context: ctx}
+		s.producer.TryProduce(ctx, rec, func(_ *kgo.Record, err error) {
+			if err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+			}
+			wg.Done()
+		})
+	}
+	wg.Wait()
+	return firstErr
+}
+
+// deadLetter sends rejected events to the DLQ with their errors. A DLQ failure is logged, not returned:
+// the client already gets every error in the answer and nothing it sent was acknowledged as accepted.
+func (s *Server) deadLetter(ctx context.Context, key Key, rejected []ingest.Rejected, at time.Time) {
+	if len(rejected) == 0 {
+		return
+	}
+	var wg sync.WaitGroup
+	for _, rj := range rejected {
+		d := &records.DLQRecord{
+			Reason: records.ReasonInvalidField, Stage: records.StageGateway, TenantID: &key.TenantID,
+			Detail:   fmt.Sprintf("event %d of a batch from source %s failed validation", rj.Index, key.SourceID),
+			Original: rj.Raw, FailedAt: at.UTC().Truncate(time.Millisecond), Headers: []records.Header{},
+		}
+		if rj.EventID != "" {
+			id := rj.EventID
+			d.EventID = &id
+		}
+		for _, e := range rj.Errors {
+			d.Errors = append(d.Errors, records.FieldError{Field: e.Field, Message: e.Message})
+		}
+		val, err := s.codec.Encode(d)
+		if err != nil {
+			s.log.ErrorContext(ctx, "encoding dlq record", "tenant_id", key.TenantID, "err", err)
+			continue
+		}
+		wg.Add(1)
+		s.producer.TryProduce(ctx, &kgo.Record{Topic: s.topics.DLQ, Key: []byte(key.TenantID), Value: val, Context: ctx},
+			func(_ *kgo.Record, err error) {
+				if err != nil {
+					s.log.ErrorContext(ctx, "producing dlq record", "tenant_id", key.TenantID, "err", err)
+				}
+				wg.Done()
+			})
+	}
+	wg.Wait()
+}
