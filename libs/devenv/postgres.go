@@ -328,5 +328,6 @@ func (e Env) stopPostgres(ctx context.Context, st *pgState) error {
 	if err := runOutput(stop); err != nil && alive(st.PID, "postgres") {
 		return fmt.Errorf("stopping postgres: %w", err)
 	}
-	return nil
+	// pg_ctl returns once postmaster.pid is gone, a moment before the process itself.
+	return terminate(ctx, st.PID, "postgres", 10*time.Second)
 }
