@@ -1,0 +1,235 @@
+// Package app implements ctl's commands.
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/edtech-analytics/platform/libs/pgutil"
+	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// ErrUsage matches (errors.Is) every error caused by a bad command line.
+var ErrUsage = errors.New("bad command line")
+
+// usageError is a command-line error; its message is the cause alone, without ErrUsage's text.
+type usageError struct{ err error }
+
+func (u usageError) Error() string        { return u.err.Error() }
+func (u usageError) Unwrap() error        { return u.err }
+func (u usageError) Is(target error) bool { return target == ErrUsage }
+
+func usagef(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
+
+// EnvDatabaseURL names the environment variable read when --database-url is not given.
+const EnvDatabaseURL = "DATABASE_URL"
+
+// Env is what a command talks to: output streams and the environment.
+type Env struct {
+	Stdout, Stderr io.Writer
+	Getenv         func(string) string
+}
+
+// command is one leaf of the command tree.
+type command struct {
+	name     string // words typed after ctl, e.g. "tenant create"
+	synopsis string // its flags, for the usage text
+	summary  string
+	run      func(ctx context.Context, e Env, args []string) error
+}
+
+func commands() []command {
+	return []command{
+		{"migrate", "[--parallel N]", "migrate the control schema, then every district schema", runMigrate},
+		{"tenant create", "--id ID --name NAME", "register a district and create its schema", runTenantCreate},
+		{"tenant list", "", "list districts", runTenantList},
+		{"keys create", "--tenant ID --source SOURCE [--verbs " + strings.Join(tenancy.Verbs(), ",") + "]",
+			"issue an API key (shown once)", runKeysCreate},
+		{"keys list", "--tenant ID", "list a district's API keys (never their secrets)", runKeysList},
+		{"keys revoke", "--id KEYID", "revoke an API key", runKeysRevoke},
+	}
+}
+
+// Usage is ctl's help text.
+func Usage() string {
+	var b strings.Builder
+	b.WriteString("ctl operates the edtech-analytics control plane.\n\nUsage:\n")
+	for _, c := range commands() {
+		line := "ctl " + c.name
+		if c.synopsis != "" {
+			line += " " + c.synopsis
+		}
+		if len(line) > 46 {
+			fmt.Fprintf(&b, "  %s\n  %-46s  %s\n", line, "", c.summary)
+		} else {
+			fmt.Fprintf(&b, "  %-46s  %s\n", line, c.summary)
+		}
+	}
+	b.WriteString(`
+Flags of every command:
+  --database-url URL   PostgreSQL URL (default: $` + EnvDatabaseURL + `)
+  --output text|json   output format (default text)
+
+Run 'ctl COMMAND -h' for a command's flags.
+`)
+	return b.String()
+}
+
+// Run runs the command named by args.
+func Run(ctx context.Context, args []string, e Env) error {
+	if len(args) == 0 {
+		fmt.Fprint(e.Stderr, Usage())
+		return usagef("no command given")
+	}
+	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		_, err := io.WriteString(e.Stdout, Usage())
+		return err
+	}
+	for _, c := range commands() {
+		words := strings.Fields(c.name)
+		if len(args) >= len(words) && strings.Join(args[:len(words)], " ") == c.name {
+			err := c.run(ctx, e, args[len(words):])
+			if errors.Is(err, flag.ErrHelp) {
+				return nil // the flag set printed the command's usage
+			}
+			return err
+		}
+	}
+	fmt.Fprint(e.Stderr, Usage())
+	return usagef("unknown command %q", strings.Join(args[:min(len(args), 2)], " "))
+}
+
+// common holds the flags every command takes.
+type common struct {
+	databaseURL string
+	output      string
+}
+
+// newFlags returns a flag set for command name with the common flags registered.
+func newFlags(e Env, name, synopsis string) (*flag.FlagSet, *common) {
+	fs := flag.NewFlagSet("ctl "+name, flag.ContinueOnError)
+	fs.SetOutput(e.Stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(e.Stderr, "Usage: ctl %s %s\n", name, synopsis)
+		fs.PrintDefaults()
+	}
+	c := &common{}
+	fs.StringVar(&c.databaseURL, "database-url", "", "PostgreSQL URL (default: $"+EnvDatabaseURL+")")
+	fs.StringVar(&c.output, "output", "text", "output format: text or json")
+	return fs, c
+}
+
+// parse parses args and checks the common flags and that no positional arguments are left. After -h it
+// returns flag.ErrHelp, which Run turns into success.
+func parse(fs *flag.FlagSet, c *common, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usagef("%s: %v", fs.Name(), err)
+	}
+	if fs.NArg() > 0 {
+		return usagef("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
+	}
+	if c.output != "text" && c.output != "json" {
+		return usagef("--output: %q is not text or json", c.output)
+	}
+	return nil
+}
+
+// required checks that each named flag was given a non-empty value.
+func required(fs *flag.FlagSet, names ...string) error {
+	for _, n := range names {
+		if fs.Lookup(n).Value.String() == "" {
+			return usagef("%s: --%s is required", fs.Name(), n)
+		}
+	}
+	return nil
+}
+
+// connect opens a pool on the database named by --database-url or the environment.
+func connect(ctx context.Context, e Env, c *common) (*pgxpool.Pool, error) {
+	url := c.databaseURL
+	if url == "" {
+		url = e.Getenv(EnvDatabaseURL)
+	}
+	if url == "" {
+		return nil, usagef("no database: set %s or pass --database-url", EnvDatabaseURL)
+	}
+	pool, err := pgutil.Connect(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to postgres: %w", err)
+	}
+	return pool, nil
+}
+
+// withStore connects, runs fn with a store and closes the pool. It adds a hint when the control schema
+// has not been migrated yet.
+func withStore(ctx context.Context, e Env, c *common, fn func(*tenancy.Store) error) error {
+	pool, err := connect(ctx, e, c)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	err = fn(tenancy.NewStore(pool))
+	if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == "42P01" { // undefined_table
+		return fmt.Errorf("%w (has 'ctl migrate' been run?)", err)
+	}
+	return err
+}
+
+// flagError names the flag whose value tenancy refused.
+func flagError(flagName string, err error) error {
+	if errors.Is(err, tenancy.ErrInvalidArgument) {
+		return fmt.Errorf("--%s: %w", flagName, err)
+	}
+	return err
+}
+
+// writeJSON prints v as indented JSON.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return fmt.Errorf("writing json: %w", err)
+	}
+	return nil
+}
+
+// writeList prints items as a JSON array, or as a table with header and one row per item.
+func writeList[T any](w io.Writer, output string, items []T, header []string, row func(T) []string) error {
+	if output == "json" {
+		if items == nil {
+			items = []T{} // [] rather than null
+		}
+		return writeJSON(w, items)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	for _, it := range items {
+		fmt.Fprintln(tw, strings.Join(row(it), "\t"))
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("writing list: %w", err)
+	}
+	return nil
+}
+
+// formatTime renders an optional time in UTC to the second, or "-".
+func formatTime(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
