@@ -1,0 +1,252 @@
+// Package pipeline runs the enricher's read-process-write loop in Kafka transactions: the enriched
+// records, the dead letters, the dedup changelog entries and the consumed raw offsets of one batch are
+// committed together or not at all, so a crash at any point neither loses nor duplicates a record.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/edtech-analytics/platform/libs/kafkax"
+	"github.com/edtech-analytics/platform/libs/records"
+	"github.com/edtech-analytics/platform/services/enricher/internal/dedup"
+	"github.com/edtech-analytics/platform/services/enricher/internal/enrich"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Config tunes the loop.
+type Config struct {
+	Group           string
+	TransactionalID string
+	MaxPollRecords  int
+	RetryBackoff    time.Duration
+	Extra           []kgo.Opt // extra client options (tests shorten group timeouts)
+}
+
+// Pipeline is the transactional loop.
+type Pipeline struct {
+	cfg    Config
+	kcfg   kafkax.Config
+	deps   kafkax.Deps
+	topics kafkax.Topics
+	codec  *records.Codec
+	enr    *enrich.Enricher
+	dedup  *dedup.Set
+	log    *slog.Logger
+	ready  func(bool)
+
+	fatal chan error // a partition whose dedup state cannot be restored stops the instance
+}
+
+// New builds the pipeline.
+func New(cfg Config, kcfg kafkax.Config, deps kafkax.Deps, codec *records.Codec, enr *enrich.Enricher, set *dedup.Set, ready func(bool)) *Pipeline {
+	if cfg.MaxPollRecords <= 0 {
+		cfg.MaxPollRecords = 5000
+	}
+	if cfg.RetryBackoff <= 0 {
+		cfg.RetryBackoff = time.Second
+	}
+	return &Pipeline{cfg: cfg, kcfg: kcfg, deps: deps, topics: kcfg.Topics(), codec: codec, enr: enr, dedup: set,
+		log: deps.Log.With("group", cfg.Group), ready: ready, fatal: make(chan error, 1)}
+}
+
+// Stats counts what one batch did.
+type Stats struct{ Enriched, Dead, Duplicates int }
+
+// Run consumes raw until ctx is done.
+func (p *Pipeline) Run(ctx context.Context) error {
+	opts, _, err := kafkax.Options(p.kcfg, p.deps, p.cfg.Group)
+	if err != nil {
+		return err
+	}
+	opts = append(opts, kafkax.ProducerOptions()...)
+	opts = append(opts,
+		kgo.ConsumerGroup(p.cfg.Group),
+		kgo.ConsumeTopics(p.topics.Raw),
+		kgo.TransactionalID(p.cfg.TransactionalID),
+		kgo.TransactionTimeout(10*time.Second),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RequireStableFetchOffsets(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.RecordPartitioner(kafkax.NewPartitioner(p.topics.Dedup)),
+		kgo.OnPartitionsAssigned(p.onAssigned),
+		kgo.OnPartitionsRevoked(p.onRevoked),
+		kgo.OnPartitionsLost(p.onRevoked),
+	)
+	sess, err := kgo.NewGroupTransactSession(append(opts, p.cfg.Extra...)...)
+	if err != nil {
+		return fmt.Errorf("creating transactional session: %w", err)
+	}
+	defer sess.Close()
+	if p.ready != nil {
+		defer p.ready(false)
+	}
+
+	for {
+		select {
+		case err := <-p.fatal:
+			return err
+		default:
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		fetches := sess.PollRecords(pctx, p.cfg.MaxPollRecords)
+		cancel()
+		if fetches.IsClientClosed() {
+			return nil
+		}
+		fetches.EachError(func(t string, part int32, err error) {
+			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+				p.log.Warn("fetch error", "topic", t, "partition", part, "err", err)
+			}
+		})
+		if fetches.NumRecords() == 0 {
+			continue
+		}
+		if err := p.batch(ctx, sess, fetches); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			p.log.Warn("batch aborted; retrying", "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(p.cfg.RetryBackoff):
+			}
+		}
+	}
+}
+
+// batch processes one poll in one transaction.
+func (p *Pipeline) batch(ctx context.Context, sess *kgo.GroupTransactSession, fetches kgo.Fetches) error {
+	if err := sess.Begin(); err != nil {
+		return fmt.Errorf("beginning transaction: %w", err)
+	}
+	var (
+		mu      sync.Mutex
+		prodErr error
+		stats   Stats
+		procErr error
+	)
+	promise := func(_ *kgo.Record, err error) {
+		if err != nil {
+			mu.Lock()
+			if prodErr == nil {
+				prodErr = err
+			}
+			mu.Unlock()
+		}
+	}
+	now := time.Now()
+	fetches.EachRecord(func(rec *kgo.Record) {
+		if procErr != nil {
+			return
+		}
+		var changelog *kgo.Record
+		seen := func(tenant, eventID string) bool {
+			dup, expires := p.dedup.SeenOrAdd(rec.Partition, tenant, eventID, now)
+			if !dup {
+				changelog = &kgo.Record{Topic: p.topics.Dedup, Partition: rec.Partition,
+					Key: dedup.ChangelogKey(tenant, eventID), Value: dedup.ChangelogValue(expires)}
+			}
+			return dup
+		}
+		ctx := rec.Context // carries the consume span continuing the gateway's trace
+		if ctx == nil {
+			ctx = context.Background()
+		}
+		out, err := p.enr.Enrich(ctx, rec, seen)
+		if err != nil {
+			procErr = err
+			return
+		}
+		switch {
+		case out.Duplicate:
+			stats.Duplicates++
+			return
+		case out.DLQ != nil:
+			val, err := p.codec.Encode(out.DLQ)
+			if err != nil {
+				procErr = fmt.Errorf("encoding dlq record: %w", err)
+				return
+			}
+			stats.Dead++
+			sess.Produce(ctx, &kgo.Record{Topic: p.topics.DLQ, Key: rec.Key, Value: val, Context: ctx}, promise)
+		case out.Enriched != nil:
+			val, err := p.codec.Encode(out.Enriched)
+			if err != nil {
+				procErr = fmt.Errorf("encoding enriched record: %w", err)
+				return
+			}
+			stats.Enriched++
+			// Same key as the raw record: a hot district's sub-keys keep per-student order downstream.
+			sess.Produce(ctx, &kgo.Record{Topic: p.topics.Enriched, Key: rec.Key, Value: val, Context: ctx}, promise)
+		}
+		if changelog != nil {
+			sess.Produce(ctx, changelog, promise)
+		}
+	})
+	commit := kgo.TryCommit
+	if procErr != nil {
+		commit = kgo.TryAbort
+	}
+	committed, err := sess.End(ctx, commit)
+	mu.Lock()
+	perr := prodErr
+	mu.Unlock()
+	if committed && err == nil && perr == nil && procErr == nil {
+		p.dedup.Commit()
+		p.log.Debug("batch committed", "enriched", stats.Enriched, "dead", stats.Dead, "duplicates", stats.Duplicates)
+		return nil
+	}
+	p.dedup.Abort()
+	return errors.Join(procErr, perr, err, errIf(!committed, "transaction not committed"))
+}
+
+func errIf(cond bool, msg string) error {
+	if cond {
+		return errors.New(msg)
+	}
+	return nil
+}
+
+// onAssigned restores the dedup state of each newly assigned partition before its records are fetched.
+func (p *Pipeline) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	newClient := func(opts ...kgo.Opt) (*kgo.Client, error) {
+		base, _, err := kafkax.Options(p.kcfg, kafkax.Deps{Log: p.deps.Log}, "")
+		if err != nil {
+			return nil, err
+		}
+		return kgo.NewClient(append(base, opts...)...)
+	}
+	for _, part := range assigned[p.topics.Raw] {
+		start := time.Now()
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		entries, err := dedup.Restore(rctx, newClient, p.topics.Dedup, part, time.Now())
+		cancel()
+		if err != nil {
+			select {
+			case p.fatal <- fmt.Errorf("restoring dedup state of partition %d: %w", part, err):
+			default:
+			}
+			return
+		}
+		p.dedup.Own(part, entries)
+		p.log.Info("dedup state restored", "partition", part, "entries", len(entries), "took", time.Since(start))
+	}
+	if p.ready != nil {
+		p.ready(true)
+	}
+}
+
+func (p *Pipeline) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	for _, part := range revoked[p.topics.Raw] {
+		p.dedup.Disown(part)
+	}
+}
