@@ -11,6 +11,8 @@ package devenv
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +20,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -280,4 +283,27 @@ func writeState(path string, st state) error {
 		return fmt.Errorf("writing state: %w", err)
 	}
 	return nil
+}
+
+// DatabaseName returns a unique database name for a test: "t_", the test name folded to [a-z0-9_] and cut
+// short, and a random suffix; at most 51 bytes, valid unquoted in PostgreSQL and ClickHouse.
+func DatabaseName(testName string) (string, error) {
+	var b strings.Builder
+	b.WriteString("t_")
+	for _, r := range strings.ToLower(testName) {
+		if b.Len() >= 40 {
+			break
+		}
+		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	suffix := make([]byte, 5)
+	if _, err := rand.Read(suffix); err != nil {
+		return "", fmt.Errorf("generating database name: %w", err)
+	}
+	b.WriteString("_" + hex.EncodeToString(suffix))
+	return b.String(), nil
 }

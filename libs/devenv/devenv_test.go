@@ -321,3 +321,23 @@ func TestUnreachableStateDirIsReported(t *testing.T) {
 		t.Fatalf("preparePGDirs under a 0700 dir: err = %v, want advice naming %s", err, EnvDir)
 	}
 }
+
+func TestDatabaseNameIsValidAndUnique(t *testing.T) {
+	long := "TestSomething/with spaces and ünïcode/" + strings.Repeat("x", 100)
+	a, err := DatabaseName(long)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := DatabaseName(long)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a == b {
+		t.Fatalf("two names for one test are equal: %s", a)
+	}
+	for _, n := range []string{a, b} {
+		if len(n) > 63 || strings.Trim(n, "abcdefghijklmnopqrstuvwxyz0123456789_") != "" {
+			t.Fatalf("name %q is not a plain identifier of at most 63 bytes", n)
+		}
+	}
+}

@@ -4,10 +4,6 @@ package chtest
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -27,7 +23,7 @@ func New(t testing.TB) (conn driver.Conn, database string, addr string) {
 	if err != nil {
 		t.Fatalf("clickhouse for tests: %v", err)
 	}
-	database, err = databaseName(t.Name())
+	database, err = devenv.DatabaseName(t.Name())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,26 +68,4 @@ func drop(ctx context.Context, addr, database string) error {
 		err = cerr
 	}
 	return err
-}
-
-// databaseName builds a valid, unique database name from a test name.
-func databaseName(testName string) (string, error) {
-	var b strings.Builder
-	b.WriteString("t_")
-	for _, r := range strings.ToLower(testName) {
-		if b.Len() >= 40 {
-			break
-		}
-		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
-			b.WriteRune(r)
-		} else {
-			b.WriteByte('_')
-		}
-	}
-	suffix := make([]byte, 5)
-	if _, err := rand.Read(suffix); err != nil {
-		return "", fmt.Errorf("generating database name: %w", err)
-	}
-	b.WriteString("_" + hex.EncodeToString(suffix))
-	return b.String(), nil
 }

@@ -4,11 +4,8 @@ package pgtest
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -30,7 +27,7 @@ func New(t testing.TB) (*pgxpool.Pool, string) {
 	if err != nil {
 		t.Fatalf("postgres for tests: %v", err)
 	}
-	name, err := databaseName(t.Name())
+	name, err := devenv.DatabaseName(t.Name())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,28 +55,6 @@ func New(t testing.TB) (*pgxpool.Pool, string) {
 	}
 	t.Cleanup(pool.Close) // runs before the drop above
 	return pool, dbURL
-}
-
-// databaseName builds a valid, unique database name from a test name.
-func databaseName(testName string) (string, error) {
-	var b strings.Builder
-	b.WriteString("t_")
-	for _, r := range strings.ToLower(testName) {
-		if b.Len() >= 40 {
-			break
-		}
-		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
-			b.WriteRune(r)
-		} else {
-			b.WriteByte('_')
-		}
-	}
-	suffix := make([]byte, 5)
-	if _, err := rand.Read(suffix); err != nil {
-		return "", fmt.Errorf("generating database name: %w", err)
-	}
-	b.WriteString("_" + hex.EncodeToString(suffix))
-	return b.String(), nil
 }
 
 func admin(ctx context.Context, serverURL string, fn func(*pgx.Conn) error) error {

@@ -50,26 +50,6 @@ func TestNewIsolatesTests(t *testing.T) {
 	}
 }
 
-func TestDatabaseNameIsValidAndUnique(t *testing.T) {
-	long := "TestSomething/with spaces and ünïcode/" + strings.Repeat("x", 100)
-	a, err := databaseName(long)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := databaseName(long)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if a == b {
-		t.Fatalf("two names for one test are equal: %s", a)
-	}
-	for _, n := range []string{a, b} {
-		if len(n) > 63 || strings.Trim(n, "abcdefghijklmnopqrstuvwxyz0123456789_") != "" {
-			t.Fatalf("name %q is not a plain identifier of at most 63 bytes", n)
-		}
-	}
-}
-
 func exists(t *testing.T, name string) bool {
 	t.Helper()
 	ctx := context.Background()
