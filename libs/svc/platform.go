@@ -1,0 +1,57 @@
+package svc
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/edtech-analytics/platform/libs/kafkax"
+	"github.com/edtech-analytics/platform/libs/records"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+)
+
+// NewCodec builds the record codec: schema ids from the registry when one is configured, otherwise from
+// the embedded catalog. Subjects follow the topic names (TopicNameStrategy).
+func NewCodec(ctx context.Context, kcfg kafkax.Config) (*records.Codec, error) {
+	var reg *sr.Client
+	if kcfg.SchemaRegistryURL != "" {
+		var err error
+		if reg, err = sr.NewClient(sr.URLs(kcfg.SchemaRegistryURL)); err != nil {
+			return nil, fmt.Errorf("creating schema registry client: %w", err)
+		}
+	}
+	t := kcfg.Topics()
+	codec, err := records.NewCodec(ctx, reg, map[records.Kind]string{
+		records.KindRaw:      kafkax.Subject(t.Raw),
+		records.KindEnriched: kafkax.Subject(t.Enriched),
+		records.KindDLQ:      kafkax.Subject(t.DLQ),
+		records.KindControl:  kafkax.Subject(t.Control),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("building record codec: %w", err)
+	}
+	return codec, nil
+}
+
+// WaitKafka pings the cluster until it answers, then creates the platform topics that are missing.
+func WaitKafka(ctx context.Context, log *slog.Logger, cl *kgo.Client, kcfg kafkax.Config) error {
+	for attempt := 1; ; attempt++ {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := kafkax.Ping(pctx, cl)
+		if err == nil {
+			err = kafkax.EnsureTopics(pctx, cl, kcfg.Partitions, kcfg.ReplicationFactor, kafkax.PlatformTopics(kcfg.Topics()))
+		}
+		cancel()
+		if err == nil {
+			return nil
+		}
+		log.Warn("waiting for kafka", "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for kafka: %w", ctx.Err())
+		case <-time.After(min(time.Duration(attempt)*time.Second, 5*time.Second)):
+		}
+	}
+}
