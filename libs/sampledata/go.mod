@@ -1,0 +1,3 @@
+module github.com/edtech-analytics/platform/libs/sampledata
+
+go 1.26
