@@ -126,7 +126,7 @@ type chState struct {
 // Postgres ensures the private PostgreSQL cluster runs and returns its URL.
 func (e Env) Postgres(ctx context.Context) (string, error) {
 	var url string
-	err := e.withState(ctx, func(st *state) error {
+	err := e.withState(ctx, func(e Env, st *state) error {
 		var err error
 		st.Postgres, err = e.ensurePostgres(ctx, st.Postgres)
 		if err != nil {
@@ -141,7 +141,7 @@ func (e Env) Postgres(ctx context.Context) (string, error) {
 // ClickHouse ensures the private ClickHouse server runs and returns its native address.
 func (e Env) ClickHouse(ctx context.Context) (string, error) {
 	var addr string
-	err := e.withState(ctx, func(st *state) error {
+	err := e.withState(ctx, func(e Env, st *state) error {
 		var err error
 		st.ClickHouse, err = e.ensureClickHouse(ctx, st.ClickHouse)
 		if err != nil {
@@ -156,7 +156,7 @@ func (e Env) ClickHouse(ctx context.Context) (string, error) {
 // Status reports the servers recorded under Dir without starting anything.
 func (e Env) Status(ctx context.Context) (Status, error) {
 	s := Status{Dir: e.Dir}
-	err := e.withState(ctx, func(st *state) error {
+	err := e.withState(ctx, func(e Env, st *state) error {
 		if p := st.Postgres; p != nil {
 			s.Postgres = ServerStatus{PID: p.PID, Addr: pgURL(p.Port), Running: e.postgresUp(ctx, p)}
 		}
@@ -170,7 +170,7 @@ func (e Env) Status(ctx context.Context) (Status, error) {
 
 // Down stops the servers recorded under Dir. Data directories are kept, so a later start is quick.
 func (e Env) Down(ctx context.Context) error {
-	return e.withState(ctx, func(st *state) error {
+	return e.withState(ctx, func(e Env, st *state) error {
 		// Ports stay recorded so that the next start reuses them when they are free.
 		var errs []error
 		if st.Postgres != nil {
@@ -199,8 +199,8 @@ func (e Env) log() *slog.Logger {
 }
 
 // withState runs fn with the state directory locked, loading state.json before and saving it after (also
-// when fn fails, so servers started before the failure are still recorded).
-func (e Env) withState(ctx context.Context, fn func(*state) error) error {
+// when fn fails, so servers started before the failure are still recorded). fn gets e with an absolute Dir.
+func (e Env) withState(ctx context.Context, fn func(Env, *state) error) error {
 	if e.Dir == "" {
 		return errors.New("devenv: empty state dir")
 	}
@@ -222,7 +222,7 @@ func (e Env) withState(ctx context.Context, fn func(*state) error) error {
 	if err != nil {
 		return err
 	}
-	fnErr := fn(&st)
+	fnErr := fn(e, &st)
 	if err := writeState(filepath.Join(dir, "state.json"), st); err != nil {
 		return errors.Join(fnErr, err)
 	}

@@ -29,7 +29,11 @@ func stateDir(t *testing.T) string {
 // newEnv returns an Env on a fresh state dir whose servers are stopped when the test ends.
 func newEnv(t *testing.T) Env {
 	t.Helper()
-	env := Env{Dir: stateDir(t)}
+	return stoppedAtCleanup(t, Env{Dir: stateDir(t)})
+}
+
+func stoppedAtCleanup(t *testing.T, env Env) Env {
+	t.Helper()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
@@ -192,7 +196,8 @@ func assertLowCardinalityEnabled(t *testing.T, httpPort int) {
 
 func TestConcurrentCallersShareOneServer(t *testing.T) {
 	ctx := t.Context()
-	env := newEnv(t)
+	t.Chdir(stateDir(t))
+	env := stoppedAtCleanup(t, Env{Dir: "dev"}) // a relative dir, as EDTECH_DEV_DIR=dev would give
 
 	const callers = 4
 	var wg sync.WaitGroup
@@ -217,6 +222,9 @@ func TestConcurrentCallersShareOneServer(t *testing.T) {
 		if addrs[i] != addrs[0] || urls[i] != urls[0] {
 			t.Fatalf("caller %d got %s %s, caller 0 got %s %s", i, addrs[i], urls[i], addrs[0], urls[0])
 		}
+	}
+	if err := pgAnswers(ctx, loadState(t, env).Postgres.Port); err != nil {
+		t.Fatalf("postgres does not answer: %v", err)
 	}
 }
 
