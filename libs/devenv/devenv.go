@@ -16,7 +16,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -195,7 +194,7 @@ func (e Env) log() *slog.Logger {
 	if e.Logger != nil {
 		return e.Logger
 	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
+	return slog.New(slog.DiscardHandler)
 }
 
 // withState runs fn with the state directory locked, loading state.json before and saving it after (also
