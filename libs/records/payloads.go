@@ -1,0 +1,186 @@
+package records
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Errors returned by Payloads.Check and Payloads.Set.
+var (
+	// ErrUnknownType means an event type outside EventTypes.
+	ErrUnknownType = errors.New("records: unknown event type")
+	// ErrPayloadMismatch means the payload fields set do not match the event type.
+	ErrPayloadMismatch = errors.New("records: payload does not match event type")
+)
+
+// Payloads is the set of payload fields of RawEvent and EnrichedEvent as one value, for code that
+// handles payloads whatever the envelope: the enricher copies it across with
+// enriched.SetPayloads(raw.Payloads()). It has no wire form of its own; the envelopes carry the fields
+// flat (embedding the struct would cost hamba/avro a type lookup per field on every decode).
+type Payloads struct {
+	Attendance           *Attendance
+	AssessmentResult     *AssessmentResult
+	AssignmentSubmission *AssignmentSubmission
+	Session              *SessionEvent
+	ContentView          *ContentView
+	Org                  *Org
+	AcademicSession      *AcademicSession
+	Course               *Course
+	Class                *Class
+	User                 *User
+	Enrollment           *Enrollment
+	Demographics         *Demographics
+	LineItem             *LineItem
+	Result               *Result
+}
+
+// Payloads returns the event's payload fields.
+func (e *RawEvent) Payloads() Payloads {
+	return Payloads{e.Attendance, e.AssessmentResult, e.AssignmentSubmission, e.Session, e.ContentView,
+		e.Org, e.AcademicSession, e.Course, e.Class, e.User, e.Enrollment, e.Demographics, e.LineItem, e.Result}
+}
+
+// SetPayloads replaces the event's payload fields with p.
+func (e *RawEvent) SetPayloads(p Payloads) {
+	e.Attendance, e.AssessmentResult, e.AssignmentSubmission, e.Session, e.ContentView = p.Attendance,
+		p.AssessmentResult, p.AssignmentSubmission, p.Session, p.ContentView
+	e.Org, e.AcademicSession, e.Course, e.Class, e.User, e.Enrollment, e.Demographics, e.LineItem, e.Result =
+		p.Org, p.AcademicSession, p.Course, p.Class, p.User, p.Enrollment, p.Demographics, p.LineItem, p.Result
+}
+
+// SetPayload makes v (a pointer to a payload type) the event's only payload and sets Type to match.
+func (e *RawEvent) SetPayload(v any) error {
+	var p Payloads
+	typ, err := p.Set(v)
+	if err != nil {
+		return err
+	}
+	e.Type = typ
+	e.SetPayloads(p)
+	return nil
+}
+
+// CheckPayload reports whether Type is known and its payload is the only one set.
+func (e *RawEvent) CheckPayload() error {
+	p := e.Payloads()
+	return p.Check(e.Type)
+}
+
+// Payloads returns the event's payload fields.
+func (e *EnrichedEvent) Payloads() Payloads {
+	return Payloads{e.Attendance, e.AssessmentResult, e.AssignmentSubmission, e.Session, e.ContentView,
+		e.Org, e.AcademicSession, e.Course, e.Class, e.User, e.Enrollment, e.Demographics, e.LineItem, e.Result}
+}
+
+// SetPayloads replaces the event's payload fields with p.
+func (e *EnrichedEvent) SetPayloads(p Payloads) {
+	e.Attendance, e.AssessmentResult, e.AssignmentSubmission, e.Session, e.ContentView = p.Attendance,
+		p.AssessmentResult, p.AssignmentSubmission, p.Session, p.ContentView
+	e.Org, e.AcademicSession, e.Course, e.Class, e.User, e.Enrollment, e.Demographics, e.LineItem, e.Result =
+		p.Org, p.AcademicSession, p.Course, p.Class, p.User, p.Enrollment, p.Demographics, p.LineItem, p.Result
+}
+
+// SetPayload makes v (a pointer to a payload type) the event's only payload and sets Type to match.
+func (e *EnrichedEvent) SetPayload(v any) error {
+	var p Payloads
+	typ, err := p.Set(v)
+	if err != nil {
+		return err
+	}
+	e.Type = typ
+	e.SetPayloads(p)
+	return nil
+}
+
+// CheckPayload reports whether Type is known and its payload is the only one set.
+func (e *EnrichedEvent) CheckPayload() error {
+	p := e.Payloads()
+	return p.Check(e.Type)
+}
+
+// Types returns the event types whose payload field is set, in EventTypes order. A valid record has
+// exactly one.
+func (p *Payloads) Types() []string {
+	var out []string
+	add := func(set bool, typ string) {
+		if set {
+			out = append(out, typ)
+		}
+	}
+	add(p.Attendance != nil, TypeAttendance)
+	add(p.AssessmentResult != nil, TypeAssessmentResult)
+	add(p.AssignmentSubmission != nil, TypeAssignmentSubmission)
+	add(p.Session != nil, TypeSession)
+	add(p.ContentView != nil, TypeContentView)
+	add(p.Org != nil, TypeRosterOrg)
+	add(p.AcademicSession != nil, TypeRosterAcademicSession)
+	add(p.Course != nil, TypeRosterCourse)
+	add(p.Class != nil, TypeRosterClass)
+	add(p.User != nil, TypeRosterUser)
+	add(p.Enrollment != nil, TypeRosterEnrollment)
+	add(p.Demographics != nil, TypeRosterDemographics)
+	add(p.LineItem != nil, TypeRosterLineItem)
+	add(p.Result != nil, TypeRosterResult)
+	return out
+}
+
+// Check reports whether typ is a known event type and its payload field is the only one set.
+// Errors wrap ErrUnknownType or ErrPayloadMismatch.
+func (p *Payloads) Check(typ string) error {
+	if !IsKnownType(typ) {
+		return fmt.Errorf("%w: %q", ErrUnknownType, typ)
+	}
+	set := p.Types()
+	if len(set) == 1 && set[0] == typ {
+		return nil
+	}
+	if len(set) == 0 {
+		return fmt.Errorf("%w: type %q but no payload is set", ErrPayloadMismatch, typ)
+	}
+	return fmt.Errorf("%w: type %q but payload set for %s", ErrPayloadMismatch, typ, strings.Join(set, ", "))
+}
+
+// Set clears every payload field, stores v (a pointer to a payload type) in its field and returns the
+// event type that names it. A nil pointer or any other type wraps ErrUnknownType.
+func (p *Payloads) Set(v any) (string, error) {
+	var next Payloads
+	typ := ""
+	switch v := v.(type) {
+	case *Attendance:
+		next.Attendance, typ = v, TypeAttendance
+	case *AssessmentResult:
+		next.AssessmentResult, typ = v, TypeAssessmentResult
+	case *AssignmentSubmission:
+		next.AssignmentSubmission, typ = v, TypeAssignmentSubmission
+	case *SessionEvent:
+		next.Session, typ = v, TypeSession
+	case *ContentView:
+		next.ContentView, typ = v, TypeContentView
+	case *Org:
+		next.Org, typ = v, TypeRosterOrg
+	case *AcademicSession:
+		next.AcademicSession, typ = v, TypeRosterAcademicSession
+	case *Course:
+		next.Course, typ = v, TypeRosterCourse
+	case *Class:
+		next.Class, typ = v, TypeRosterClass
+	case *User:
+		next.User, typ = v, TypeRosterUser
+	case *Enrollment:
+		next.Enrollment, typ = v, TypeRosterEnrollment
+	case *Demographics:
+		next.Demographics, typ = v, TypeRosterDemographics
+	case *LineItem:
+		next.LineItem, typ = v, TypeRosterLineItem
+	case *Result:
+		next.Result, typ = v, TypeRosterResult
+	default:
+		return "", fmt.Errorf("%w: payload of Go type %T", ErrUnknownType, v)
+	}
+	if len(next.Types()) != 1 {
+		return "", fmt.Errorf("%w: nil %T payload", ErrUnknownType, v)
+	}
+	*p = next
+	return typ, nil
+}

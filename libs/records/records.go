@@ -1,0 +1,156 @@
+// Package records holds the platform's Avro records and the codec that frames them on Kafka.
+//
+// The Go types are tagged for hamba/avro and mirror the schemas in the schemas module; there are no
+// hand-written encoders. Each topic carries one envelope record (TopicNameStrategy): raw carries
+// RawEvent, enriched EnrichedEvent, dlq DLQRecord and control ControlCommand. An envelope has one
+// optional field per payload type instead of a union, and its type field is a plain string, so adding
+// an event type is a compatible change in both directions.
+//
+// Values on the wire use the Confluent framing (magic byte 0, 4-byte big-endian schema id, Avro
+// binary); see Codec. Schema ids come from a registry or from the catalog of snapshots embedded from
+// schemas/versions; see Catalog.
+package records
+
+//go:generate go run ./cmd/schemasnap -dir ../../schemas
+
+// Kind names one of the four top-level records, one per topic.
+type Kind int
+
+// The kinds, one per topic. The zero Kind is invalid.
+const (
+	KindRaw Kind = iota + 1
+	KindEnriched
+	KindDLQ
+	KindControl
+)
+
+// Kinds returns every valid Kind.
+func Kinds() []Kind { return []Kind{KindRaw, KindEnriched, KindDLQ, KindControl} }
+
+// String returns the topic-style name of the kind: raw, enriched, dlq or control.
+func (k Kind) String() string {
+	switch k {
+	case KindRaw:
+		return "raw"
+	case KindEnriched:
+		return "enriched"
+	case KindDLQ:
+		return "dlq"
+	case KindControl:
+		return "control"
+	}
+	return "invalid"
+}
+
+// SchemaName returns the name of the kind's schema in the catalog and in schemas/ (raw_event,
+// enriched_event, dlq_record, control_command), or "" for an invalid kind.
+func (k Kind) SchemaName() string {
+	switch k {
+	case KindRaw:
+		return "raw_event"
+	case KindEnriched:
+		return "enriched_event"
+	case KindDLQ:
+		return "dlq_record"
+	case KindControl:
+		return "control_command"
+	}
+	return ""
+}
+
+// Event types: the value of RawEvent.Type and EnrichedEvent.Type. Each names the one payload field
+// that is set; the Avro field name is the type with "." replaced by "_".
+const (
+	TypeAttendance           = "attendance"
+	TypeAssessmentResult     = "assessment_result"
+	TypeAssignmentSubmission = "assignment_submission"
+	TypeSession              = "session"
+	TypeContentView          = "content_view"
+
+	TypeRosterOrg             = "roster.org"
+	TypeRosterAcademicSession = "roster.academic_session"
+	TypeRosterCourse          = "roster.course"
+	TypeRosterClass           = "roster.class"
+	TypeRosterUser            = "roster.user"
+	TypeRosterEnrollment      = "roster.enrollment"
+	TypeRosterDemographics    = "roster.demographics"
+	TypeRosterLineItem        = "roster.line_item"
+	TypeRosterResult          = "roster.result"
+)
+
+// EventTypes returns every known event type, learning events first, then roster entities.
+func EventTypes() []string {
+	return []string{
+		TypeAttendance, TypeAssessmentResult, TypeAssignmentSubmission, TypeSession, TypeContentView,
+		TypeRosterOrg, TypeRosterAcademicSession, TypeRosterCourse, TypeRosterClass, TypeRosterUser,
+		TypeRosterEnrollment, TypeRosterDemographics, TypeRosterLineItem, TypeRosterResult,
+	}
+}
+
+// IsKnownType reports whether t is one of EventTypes.
+func IsKnownType(t string) bool {
+	switch t {
+	case TypeAttendance, TypeAssessmentResult, TypeAssignmentSubmission, TypeSession, TypeContentView:
+		return true
+	}
+	return IsRosterType(t)
+}
+
+// IsRosterType reports whether t is a known OneRoster entity type (roster.*).
+func IsRosterType(t string) bool {
+	switch t {
+	case TypeRosterOrg, TypeRosterAcademicSession, TypeRosterCourse, TypeRosterClass, TypeRosterUser,
+		TypeRosterEnrollment, TypeRosterDemographics, TypeRosterLineItem, TypeRosterResult:
+		return true
+	}
+	return false
+}
+
+// Values of the open string fields that code branches on. Others may appear; validators decide.
+const (
+	AttendancePresent = "present"
+	AttendanceAbsent  = "absent"
+	AttendanceTardy   = "tardy"
+	AttendanceExcused = "excused"
+
+	SessionLogin  = "login"
+	SessionLogout = "logout"
+
+	// RosterActive and RosterToBeDeleted are the OneRoster statuses; tobedeleted deletes the entity.
+	RosterActive      = "active"
+	RosterToBeDeleted = "tobedeleted"
+)
+
+// DLQ reasons (DLQRecord.Reason).
+const (
+	ReasonUndecodable     = "undecodable"
+	ReasonUnknownSchema   = "unknown_schema"
+	ReasonInvalidField    = "invalid_field"
+	ReasonPolicyViolation = "policy_violation"
+	ReasonOther           = "other"
+)
+
+// DLQ stages (DLQRecord.Stage).
+const (
+	StageGateway    = "gateway"
+	StageEnricher   = "enricher"
+	StageAggregator = "aggregator"
+	StageSink       = "sink"
+)
+
+// Control command types (ControlCommand.Type).
+const (
+	CommandEraseStudent  = "erase_student"
+	CommandEraseDistrict = "erase_district"
+	CommandTenantCreated = "tenant_created"
+	CommandTenantDeleted = "tenant_deleted"
+	CommandPolicyUpdated = "policy_updated"
+)
+
+// CommandTypes returns every known control command type.
+func CommandTypes() []string {
+	return []string{
+		CommandEraseStudent, CommandEraseDistrict, CommandTenantCreated, CommandTenantDeleted,
+		CommandPolicyUpdated,
+	}
+}
