@@ -65,7 +65,7 @@ func (e *Enricher) Enrich(ctx context.Context, rec *kgo.Record, seen func(tenant
 		}
 		return Outcome{DLQ: e.dead(rec, reason, err.Error(), nil, nil)}, nil
 	}
-	if err := raw.Payloads.Check(raw.Type); err != nil {
+	if err := raw.CheckPayload(); err != nil {
 		return Outcome{DLQ: e.dead(rec, records.ReasonInvalidField, err.Error(), &raw, []records.FieldError{{Field: "type", Message: err.Error()}})}, nil
 	}
 	tenant, err := e.tenants.Tenant(ctx, raw.TenantID)
@@ -92,9 +92,9 @@ func (e *Enricher) Enrich(ctx context.Context, rec *kgo.Record, seen func(tenant
 		},
 		SchoolID: raw.SchoolID, ClassID: raw.ClassID, SessionID: raw.SessionID,
 		PolicyVersion: PolicyVersion, EnrichedAt: e.now().UTC().Truncate(time.Millisecond),
-		Derived:  derive(&raw),
-		Payloads: raw.Payloads,
+		Derived: derive(&raw),
 	}
+	out.SetPayloads(raw.Payloads())
 	return Outcome{Enriched: out}, nil
 }
 

@@ -28,7 +28,7 @@ func rawEvent(tenant string, i int) *records.RawEvent {
 	return &records.RawEvent{
 		EventID: fmt.Sprintf("00000000-0000-4000-8000-%012d", i), TenantID: tenant, SourceID: "lms", Type: records.TypeAttendance,
 		OccurredAt: at, ReceivedAt: at, SchemaVersion: 1, Actor: records.Actor{SISID: fmt.Sprintf("S%d", i%25), Role: "student"},
-		SchoolID: &school, Payloads: records.Payloads{Attendance: &records.Attendance{Status: "present", Date: at.Truncate(24 * time.Hour)}},
+		SchoolID: &school, Attendance: &records.Attendance{Status: "present", Date: at.Truncate(24 * time.Hour)},
 	}
 }
 

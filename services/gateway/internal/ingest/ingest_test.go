@@ -36,7 +36,7 @@ func TestValidEventsOfEveryType(t *testing.T) {
 				t.Fatalf("rejected: %+v", rej)
 			}
 			got := acc[0].Event
-			if err := got.Payloads.Check(typ); err != nil {
+			if err := got.CheckPayload(); err != nil || got.Type != typ {
 				t.Fatalf("payload check: %v", err)
 			}
 			if got.TenantID != "d1" || got.SourceID != "lms" || got.OccurredAt.Nanosecond() != 123_000_000 || !got.ReceivedAt.Equal(meta.ReceivedAt) {

@@ -1,0 +1,329 @@
+// Package demo is `make demo`: it starts the platform in one process, creates demo districts and keys,
+// feeds them sample data through the gateway, waits until both stores show it, and prints where to look.
+package demo
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/edtech-analytics/platform/libs/chutil"
+	"github.com/edtech-analytics/platform/libs/devenv"
+	"github.com/edtech-analytics/platform/libs/obs"
+	"github.com/edtech-analytics/platform/libs/pgutil"
+	"github.com/edtech-analytics/platform/libs/sampledata"
+	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/services/devstack/internal/stack"
+)
+
+// Database is the name of the demo's PostgreSQL database and ClickHouse database.
+const Database = "edtech_demo"
+
+// Districts are the demo tenants.
+var districts = []struct{ id, name string }{
+	{"northfield", "Northfield Unified"}, {"riverside", "Riverside County Schools"}, {"lakeview", "Lakeview ISD"},
+}
+
+// Run runs the demo until ctx is done.
+func Run(ctx context.Context, out io.Writer) error {
+	dir := os.Getenv("DEV_DIR")
+	if dir == "" {
+		dir = ".dev"
+	}
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	logPath := filepath.Join(dir, "devstack.log")
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	log := obs.NewLogger(logFile, "info", "devstack")
+	say := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
+
+	say("starting local PostgreSQL and ClickHouse (reused when already running)...")
+	pgServer, err := devenv.Postgres(ctx)
+	if err != nil {
+		return err
+	}
+	chAddr, err := devenv.ClickHouse(ctx)
+	if err != nil {
+		return err
+	}
+	kafkaDir := filepath.Join(dir, "kafka")
+	_, statErr := os.Stat(kafkaDir)
+	freshKafka := errors.Is(statErr, os.ErrNotExist)
+	pgURL, err := prepareStores(ctx, pgServer, chAddr, freshKafka)
+	if err != nil {
+		return err
+	}
+
+	tel, err := obs.Init(ctx, "devstack")
+	if err != nil {
+		return err
+	}
+	defer tel.Shutdown(context.WithoutCancel(ctx))
+	say("starting embedded Kafka (data in %s) and every service (logs in %s)...", kafkaDir, logPath)
+	st, err := stack.Start(ctx, stack.Config{
+		KafkaDataDir: kafkaDir, KafkaPort: freePort(9092), DatabaseURL: pgURL,
+		ClickHouseAddr: chAddr, ClickHouseDatabase: Database, GatewayAddr: fmt.Sprintf("127.0.0.1:%d", freePort(8080)),
+	}, svc.Runtime{Log: log, Tel: tel})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		say("\nstopping...")
+		if err := st.Close(); err != nil {
+			say("stop: %v", err)
+		}
+	}()
+
+	keys, err := seedTenants(ctx, pgURL)
+	if err != nil {
+		return err
+	}
+	say("demo districts ready: %d", len(keys))
+
+	start := time.Now()
+	accepted, rejected, err := feed(ctx, st.GatewayURL, keys)
+	if err != nil {
+		return err
+	}
+	say("sent sample data through the gateway: %d events accepted, %d rejected (to the DLQ) in %s", accepted, rejected, time.Since(start).Round(time.Millisecond))
+
+	chRows, pgCount, err := waitForStores(ctx, chAddr, pgURL, accepted)
+	if err != nil {
+		return err
+	}
+	say("stores caught up after %s: ClickHouse events = %d, PostgreSQL student_activity total = %d",
+		time.Since(start).Round(time.Millisecond), chRows, pgCount)
+	if !freshKafka {
+		say("(Kafka data was kept from an earlier run: the re-sent events were recognised as retries and not counted twice)")
+	}
+
+	chHost, chPort, _ := net.SplitHostPort(chAddr)
+	say(`
+Where to look:
+
+  Send an event (key of district %[1]s, shown once):
+    curl -s -X POST %[2]s/v1/events -H 'Authorization: Bearer %[3]s' -H 'Content-Type: application/json' \
+      -d '{"events":[{"event_id":"'$(cat /proc/sys/kernel/random/uuid)'","type":"attendance","occurred_at":"'$(date -u +%%FT%%TZ)'","actor":{"sis_id":"S1","role":"student"},"school_id":"%[1]s-school-000","payload":{"status":"present","date":"'$(date -u +%%F)'"}}]}'
+
+  Daily active students per school (ClickHouse rollup kept by a materialized view):
+    clickhouse-client --host %[4]s --port %[5]s -d %[6]s -q "SELECT tenant_id, school_id, day, uniqExactMerge(active_students) AS active, countMerge(events) AS events FROM school_daily GROUP BY tenant_id, school_id, day ORDER BY tenant_id, school_id, day LIMIT 20"
+
+  Current state per district (PostgreSQL, one schema per district):
+    psql '%[7]s' -c "SELECT count(*) AS students, sum(event_count) AS events FROM district_%[1]s.student_activity"
+
+  Health and metrics: %[2]s/readyz  %[2]s/metrics
+  Logs: %[8]s
+
+Ctrl-C stops the platform (the databases keep running: make servers-down stops them).`,
+		keys[0].tenant, st.GatewayURL, keys[0].key, chHost, chPort, Database, pgURL, logPath)
+	<-ctx.Done()
+	return nil
+}
+
+// prepareStores creates the demo databases; when Kafka starts empty they are recreated, so the stores'
+// offsets never point past a log that no longer exists.
+func prepareStores(ctx context.Context, pgServer, chAddr string, fresh bool) (string, error) {
+	admin, err := pgutil.Connect(ctx, pgServer)
+	if err != nil {
+		return "", err
+	}
+	defer admin.Close()
+	if fresh {
+		if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+Database+" WITH (FORCE)"); err != nil {
+			return "", fmt.Errorf("dropping demo database: %w", err)
+		}
+	}
+	var exists bool
+	if err := admin.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", Database).Scan(&exists); err != nil {
+		return "", err
+	}
+	if !exists {
+		if _, err := admin.Exec(ctx, "CREATE DATABASE "+Database); err != nil {
+			return "", fmt.Errorf("creating demo database: %w", err)
+		}
+	}
+	ch, err := chutil.Open(ctx, chutil.Options{Addr: chAddr})
+	if err != nil {
+		return "", err
+	}
+	defer ch.Close()
+	if fresh {
+		if err := chutil.DropDatabase(ctx, ch, Database); err != nil {
+			return "", err
+		}
+	}
+	if err := chutil.CreateDatabase(ctx, ch, Database); err != nil {
+		return "", err
+	}
+	return pgutil.WithDatabase(pgServer, Database)
+}
+
+type tenantKey struct{ tenant, key string }
+
+func seedTenants(ctx context.Context, pgURL string) ([]tenantKey, error) {
+	pool, err := pgutil.Connect(ctx, pgURL)
+	if err != nil {
+		return nil, err
+	}
+	defer pool.Close()
+	store := tenancy.NewStore(pool)
+	var keys []tenantKey
+	for _, d := range districts {
+		if _, err := store.CreateTenant(ctx, d.id, d.name); err != nil && !errors.Is(err, tenancy.ErrTenantExists) {
+			return nil, err
+		}
+		key, _, err := store.CreateAPIKey(ctx, d.id, "demo-lms", []string{tenancy.VerbEventsWrite})
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, tenantKey{d.id, key})
+	}
+	return keys, nil
+}
+
+// feed posts each district's sample events in batches of 100, four requests at a time, plus one
+// invalid event per district to show the dead-letter path.
+func feed(ctx context.Context, gatewayURL string, keys []tenantKey) (accepted, rejected int, err error) {
+	type job struct {
+		key  string
+		body []byte
+	}
+	var jobs []job
+	for i, k := range keys {
+		spec := sampledata.Spec{TenantID: k.tenant, Schools: 3, ClassesPerSchool: 3, StudentsPerClass: 12, Days: 5, EventsPerStudent: 6,
+			Start: time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -7), Seed: uint64(i + 1)}
+		events := spec.Events()
+		bad := events[0]
+		bad.EventID, bad.Payload = "00000000-0000-4000-8000-00000000dead", map[string]any{"status": "asleep", "date": "2026-11-20"}
+		events = append(events, bad)
+		bodies, err := sampledata.Batches(events, 100)
+		if err != nil {
+			return 0, 0, err
+		}
+		for _, b := range bodies {
+			jobs = append(jobs, job{k.key, b})
+		}
+	}
+	var (
+		mu       sync.Mutex
+		wg       sync.WaitGroup
+		firstErr error
+		next     = make(chan job)
+	)
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range next {
+				a, r, err := post(ctx, gatewayURL, j.key, j.body)
+				mu.Lock()
+				accepted += a
+				rejected += r
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, j := range jobs {
+		next <- j
+	}
+	close(next)
+	wg.Wait()
+	return accepted, rejected, firstErr
+}
+
+func post(ctx context.Context, gatewayURL, key string, body []byte) (accepted, rejected int, err error) {
+	for attempt := 0; ; attempt++ {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, gatewayURL+"/v1/events", bytes.NewReader(body))
+		if err != nil {
+			return 0, 0, err
+		}
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, 0, err
+		}
+		var ans struct {
+			Accepted int               `json:"accepted"`
+			Rejected []json.RawMessage `json:"rejected"`
+		}
+		derr := json.NewDecoder(resp.Body).Decode(&ans)
+		resp.Body.Close()
+		switch {
+		case resp.StatusCode == http.StatusAccepted && derr == nil:
+			return ans.Accepted, len(ans.Rejected), nil
+		case (resp.StatusCode == 503 || resp.StatusCode == 429) && attempt < 30:
+			time.Sleep(time.Second) // the batch is retried whole: event ids make that safe
+		default:
+			return 0, 0, fmt.Errorf("gateway answered %d", resp.StatusCode)
+		}
+	}
+}
+
+// waitForStores polls both stores until they hold every accepted event (or a minute passes).
+func waitForStores(ctx context.Context, chAddr, pgURL string, want int) (chRows, pgCount uint64, err error) {
+	ch, err := chutil.Open(ctx, chutil.Options{Addr: chAddr, Database: Database})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer ch.Close()
+	pool, err := pgutil.Connect(ctx, pgURL)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer pool.Close()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		_ = ch.QueryRow(ctx, "SELECT count() FROM events").Scan(&chRows)
+		pgCount = 0
+		for _, d := range districts {
+			var n int64
+			if err := pool.QueryRow(ctx, "SELECT coalesce(sum(event_count), 0)::bigint FROM district_"+d.id+".student_activity").Scan(&n); err == nil {
+				pgCount += uint64(n)
+			}
+		}
+		if chRows >= uint64(want) && pgCount >= uint64(want) {
+			return chRows, pgCount, nil
+		}
+		if time.Now().After(deadline) {
+			return chRows, pgCount, fmt.Errorf("stores hold %d (ClickHouse) and %d (PostgreSQL) of %d events after a minute; see the log", chRows, pgCount, want)
+		}
+		select {
+		case <-ctx.Done():
+			return chRows, pgCount, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// freePort returns want if it can be bound on loopback, otherwise 0 (any free port).
+func freePort(want int) int {
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", want))
+	if err != nil {
+		return 0
+	}
+	ln.Close()
+	return want
+}

@@ -1,0 +1,346 @@
+package stack_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/edtech-analytics/platform/libs/chutil"
+	"github.com/edtech-analytics/platform/libs/chutil/chtest"
+	"github.com/edtech-analytics/platform/libs/kafkatest"
+	"github.com/edtech-analytics/platform/libs/kafkax"
+	"github.com/edtech-analytics/platform/libs/obs"
+	"github.com/edtech-analytics/platform/libs/pgutil"
+	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
+	"github.com/edtech-analytics/platform/libs/records"
+	"github.com/edtech-analytics/platform/libs/sampledata"
+	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/services/devstack/internal/stack"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+)
+
+type answer struct {
+	Accepted int `json:"accepted"`
+	Rejected []struct {
+		Index   int    `json:"index"`
+		EventID string `json:"event_id"`
+		Errors  []struct {
+			Field   string `json:"field"`
+			Message string `json:"message"`
+		} `json:"errors"`
+	} `json:"rejected"`
+}
+
+func post(t *testing.T, url, key string, body []byte) answer {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url+"/v1/events", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("gateway answered %d: %s", resp.StatusCode, b)
+	}
+	var a answer
+	if err := json.Unmarshal(b, &a); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// expected is what the stores must show for the accepted events.
+type expected struct {
+	schoolDay map[string]map[string]bool // tenant/school/day -> distinct students
+	events    map[string]int             // tenant/school/day -> events
+	perTenant map[string]int
+}
+
+func expect(events map[string][]sampledata.Event) expected {
+	e := expected{schoolDay: map[string]map[string]bool{}, events: map[string]int{}, perTenant: map[string]int{}}
+	for tenant, evs := range events {
+		for _, ev := range evs {
+			at, _ := time.Parse(time.RFC3339, ev.OccurredAt)
+			k := tenant + "/" + ev.SchoolID + "/" + at.Format(time.DateOnly)
+			if e.schoolDay[k] == nil {
+				e.schoolDay[k] = map[string]bool{}
+			}
+			e.schoolDay[k][ev.Actor.SISID] = true
+			e.events[k]++
+			e.perTenant[tenant]++
+		}
+	}
+	return e
+}
+
+// TestEndToEnd posts events through the gateway of the whole in-process platform (kfake, real
+// PostgreSQL and ClickHouse), with a client retry of a whole batch, an invalid event, and the two store
+// consumers stopped and restarted mid-stream; then it proves the exact counts in the ClickHouse rollup and
+// the PostgreSQL state, the invalid event in the DLQ, and one trace from the gateway into both stores.
+func TestEndToEnd(t *testing.T) {
+	ctx := context.Background()
+	_, pgURL := pgtest.New(t)
+	_, chDB, chAddr := chtest.New(t)
+	spans := tracetest.NewSpanRecorder()
+	tel := &obs.Telemetry{
+		Tracer:     sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans)),
+		Meter:      noop.NewMeterProvider(),
+		Propagator: propagation.TraceContext{},
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	st, err := stack.Start(ctx, stack.Config{
+		DatabaseURL: pgURL, ClickHouseAddr: chAddr, ClickHouseDatabase: chDB, GatewayAddr: "127.0.0.1:0",
+		GroupExtra: append(kafkatest.GroupOpts(), kgo.TransactionTimeout(2*time.Second)),
+	}, svc.Runtime{Log: log, Tel: tel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+
+	// Two districts and their keys.
+	admin := openPG(t, pgURL)
+	tenants := tenancy.NewStore(admin)
+	keys := map[string]string{}
+	all := map[string][]sampledata.Event{}
+	var bodies [][]byte
+	var owners []string
+	for i, id := range []string{"d1", "d2"} {
+		if _, err := tenants.CreateTenant(ctx, id, "District "+id); err != nil {
+			t.Fatal(err)
+		}
+		key, _, err := tenants.CreateAPIKey(ctx, id, "lms", []string{tenancy.VerbEventsWrite})
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[id] = key
+		spec := sampledata.Spec{TenantID: id, Schools: 2, ClassesPerSchool: 2, StudentsPerClass: 6, Days: 3, EventsPerStudent: 6,
+			Start: time.Date(2026, 11, 16, 0, 0, 0, 0, time.UTC), Seed: uint64(i + 1)}
+		all[id] = spec.Events()
+		bs, err := sampledata.Batches(all[id], 50)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range bs {
+			bodies = append(bodies, b)
+			owners = append(owners, id)
+		}
+	}
+	want := expect(all)
+	total := want.perTenant["d1"] + want.perTenant["d2"]
+
+	half := len(bodies) / 2
+	accepted := 0
+	for i := 0; i < half; i++ {
+		accepted += post(t, st.GatewayURL, keys[owners[i]], bodies[i]).Accepted
+	}
+	// A client retry: the same batch again, same event ids. Accepted by the gateway, counted once.
+	if a := post(t, st.GatewayURL, keys[owners[0]], bodies[0]); a.Accepted == 0 {
+		t.Fatal("retried batch not accepted")
+	}
+	// An invalid event beside a valid one: the valid one is accepted, the invalid one named and dead-lettered.
+	extra := sampledata.Event{EventID: "6f1c2b7e-8a3d-4c1e-9f00-0000000000aa", Type: "assessment_result", OccurredAt: "2026-11-16T09:00:00Z",
+		Actor: sampledata.Actor{SISID: "d1-late-1", Role: "student"}, SchoolID: "d1-school-000",
+		Payload: map[string]any{"assessment_id": "q1", "score": 5.0, "max_score": 10.0}}
+	bad := extra
+	bad.EventID, bad.Payload = "6f1c2b7e-8a3d-4c1e-9f00-0000000000bb", map[string]any{"assessment_id": "q1", "score": 50.0, "max_score": 10.0}
+	mixed, _ := json.Marshal(map[string]any{"events": []sampledata.Event{extra, bad}})
+	a := post(t, st.GatewayURL, keys["d1"], mixed)
+	if a.Accepted != 1 || len(a.Rejected) != 1 || a.Rejected[0].Index != 1 || a.Rejected[0].Errors[0].Field != "payload.score" {
+		t.Fatalf("mixed batch answer = %+v", a)
+	}
+	all["d1"] = append(all["d1"], extra)
+	want = expect(all)
+	total++
+
+	// The stores crash mid-stream (stopped while records flow) and come back.
+	time.Sleep(300 * time.Millisecond)
+	for _, s := range []string{stack.Aggregator, stack.Sink} {
+		if err := st.StopService(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := half; i < len(bodies); i++ {
+		accepted += post(t, st.GatewayURL, keys[owners[i]], bodies[i]).Accepted
+	}
+	for _, s := range []string{stack.Aggregator, stack.Sink} {
+		if err := st.StartService(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if accepted+1 != total {
+		t.Fatalf("accepted %d of %d events", accepted+1, total)
+	}
+
+	ch := openCH(t, chAddr, chDB)
+	waitUntil(t, "stores to hold every event", func() bool {
+		chN, pgN := countCH(t, ch, "SELECT count() FROM events"), sumPG(t, admin, "d1")+sumPG(t, admin, "d2")
+		if chN > uint64(total) || pgN > int64(total) {
+			t.Fatalf("double counted: ClickHouse holds %d events, PostgreSQL %d, of %d", chN, pgN, total)
+		}
+		return chN == uint64(total) && pgN == int64(total)
+	})
+	time.Sleep(500 * time.Millisecond) // nothing more may arrive: a double count would show now
+
+	// ClickHouse rollup: distinct active students and events per tenant, school and day, exactly.
+	rows, err := ch.Query(ctx, `SELECT tenant_id, school_id, toString(day), toUInt64(uniqExactMerge(active_students)), toUInt64(countMerge(events))
+		FROM school_daily GROUP BY tenant_id, school_id, day`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	for rows.Next() {
+		var tenant, school, day string
+		var active, events uint64
+		if err := rows.Scan(&tenant, &school, &day, &active, &events); err != nil {
+			t.Fatal(err)
+		}
+		k := tenant + "/" + school + "/" + day
+		if int(active) != len(want.schoolDay[k]) || int(events) != want.events[k] {
+			t.Errorf("%s: active %d events %d, want %d and %d", k, active, events, len(want.schoolDay[k]), want.events[k])
+		}
+		seen++
+	}
+	if seen != len(want.events) {
+		t.Fatalf("rollup has %d school-days, want %d", seen, len(want.events))
+	}
+	// PostgreSQL state: events per district and per student, exactly.
+	for tenant, n := range want.perTenant {
+		if got := sumPG(t, admin, tenant); got != int64(n) {
+			t.Fatalf("%s: student_activity holds %d events, want %d", tenant, got, n)
+		}
+	}
+
+	// The invalid event is in the DLQ with its field.
+	dlq := readTopic(t, st.Kafka, st.Kafka.Topics().DLQ)
+	codec, err := svc.NewCodec(ctx, st.Kafka)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, r := range dlq {
+		var d records.DLQRecord
+		if err := codec.Decode(r.Value, &d); err != nil {
+			t.Fatal(err)
+		}
+		if d.EventID != nil && *d.EventID == bad.EventID && d.Errors[0].Field == "payload.score" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("invalid event not in the DLQ (%d records there)", len(dlq))
+	}
+
+	// One trace: the gateway's request span, continued by the consume spans of the enricher, the
+	// aggregator and the sink (trace context travels in record headers).
+	byTrace := map[string]map[string]bool{}
+	for _, s := range spans.Ended() {
+		tid := s.SpanContext().TraceID().String()
+		if byTrace[tid] == nil {
+			byTrace[tid] = map[string]bool{}
+		}
+		if s.Name() == "gateway.post_events" {
+			byTrace[tid]["gateway"] = true
+		}
+		for _, kv := range s.Attributes() {
+			if kv.Key == attribute.Key("messaging.consumer.group") || kv.Key == attribute.Key("messaging.kafka.consumer.group") {
+				byTrace[tid][kv.Value.AsString()] = true
+			}
+		}
+	}
+	complete := 0
+	for _, groups := range byTrace {
+		if groups["gateway"] && groups["edtech-enricher"] && groups["edtech-aggregator"] && groups["edtech-sink"] {
+			complete++
+		}
+	}
+	if complete == 0 {
+		t.Fatalf("no trace runs from the gateway through the enricher into both stores; traces: %d", len(byTrace))
+	}
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func readTopic(t *testing.T, kcfg kafkax.Config, topic string) []*kgo.Record {
+	t.Helper()
+	cl, err := kafkax.NewClient(kcfg, kafkax.Deps{}, "", kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var out []*kgo.Record
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		fs := cl.PollFetches(ctx)
+		cancel()
+		if fs.NumRecords() == 0 {
+			return out
+		}
+		out = append(out, fs.Records()...)
+	}
+}
+
+func openPG(t *testing.T, url string) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgutil.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+func openCH(t *testing.T, addr, database string) driver.Conn {
+	t.Helper()
+	conn, err := chutil.Open(context.Background(), chutil.Options{Addr: addr, Database: database})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+func countCH(t *testing.T, conn driver.Conn, query string) uint64 {
+	t.Helper()
+	var n uint64
+	if err := conn.QueryRow(context.Background(), query).Scan(&n); err != nil {
+		return 0 // the aggregator may not have created its tables yet
+	}
+	return n
+}
+
+// sumPG is the number of events the sink applied for a district.
+func sumPG(t *testing.T, pool *pgxpool.Pool, tenant string) int64 {
+	t.Helper()
+	var n int64
+	err := pool.QueryRow(context.Background(), fmt.Sprintf("SELECT coalesce(sum(event_count), 0)::bigint FROM district_%s.student_activity", tenant)).Scan(&n)
+	if err != nil {
+		return 0
+	}
+	return n
+}

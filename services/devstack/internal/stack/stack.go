@@ -1,0 +1,204 @@
+// Package stack runs the whole platform in one process: an embedded Kafka (kfake) and every service,
+// each started and stopped on its own so tests can crash and restart one mid-stream.
+package stack
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/edtech-analytics/platform/libs/conf"
+	"github.com/edtech-analytics/platform/libs/kafkax"
+	"github.com/edtech-analytics/platform/libs/pgutil"
+	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/libs/tenancy"
+	aggregator "github.com/edtech-analytics/platform/services/aggregator/app"
+	enricher "github.com/edtech-analytics/platform/services/enricher/app"
+	gateway "github.com/edtech-analytics/platform/services/gateway/app"
+	sink "github.com/edtech-analytics/platform/services/sink/app"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Config says where the stack's stores are and how to expose it.
+type Config struct {
+	KafkaDataDir       string // kfake persistence ("" keeps Kafka in memory)
+	KafkaPort          int    // 0: any free port
+	Partitions         int
+	DatabaseURL        string
+	ClickHouseAddr     string
+	ClickHouseDatabase string
+	GatewayAddr        string // e.g. 127.0.0.1:8080, or 127.0.0.1:0
+	GroupExtra         []kgo.Opt
+}
+
+// Service names.
+const (
+	Gateway    = "gateway"
+	Enricher   = "enricher"
+	Aggregator = "aggregator"
+	Sink       = "sink"
+)
+
+// Stack is a running platform.
+type Stack struct {
+	cfg   Config
+	rt    svc.Runtime
+	log   *slog.Logger
+	kafka *kfake.Cluster
+	// Kafka is the config every service uses to reach the embedded cluster.
+	Kafka kafkax.Config
+	// GatewayURL is where the gateway listens once Start returns.
+	GatewayURL string
+
+	mu       sync.Mutex
+	services map[string]*running
+}
+
+type running struct {
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// Start starts Kafka, migrates the control schema and starts every service. It returns when the gateway
+// accepts requests.
+func Start(ctx context.Context, cfg Config, rt svc.Runtime) (*Stack, error) {
+	if cfg.Partitions <= 0 {
+		cfg.Partitions = 4
+	}
+	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.DefaultNumPartitions(cfg.Partitions), kfake.GroupMinSessionTimeout(100 * time.Millisecond)}
+	if cfg.KafkaPort > 0 {
+		opts = append(opts, kfake.Ports(cfg.KafkaPort))
+	}
+	if cfg.KafkaDataDir != "" {
+		opts = append(opts, kfake.DataDir(cfg.KafkaDataDir))
+	}
+	cluster, err := kfake.NewCluster(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("starting embedded kafka: %w", err)
+	}
+	s := &Stack{cfg: cfg, rt: rt, log: rt.Log, kafka: cluster, services: map[string]*running{},
+		Kafka: kafkax.Config{Brokers: cluster.ListenAddrs(), TopicPrefix: "edtech.", ClientID: "edtech", Partitions: cfg.Partitions, ReplicationFactor: 1}}
+
+	pool, err := pgutil.Connect(ctx, cfg.DatabaseURL)
+	if err != nil {
+		cluster.Close()
+		return nil, err
+	}
+	err = tenancy.Migrate(ctx, pool)
+	pool.Close()
+	if err != nil {
+		cluster.Close()
+		return nil, fmt.Errorf("migrating control schema: %w", err)
+	}
+
+	listening := make(chan string, 1)
+	s.startGateway(listening)
+	for _, name := range []string{Enricher, Aggregator, Sink} {
+		if err := s.StartService(name); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	select {
+	case addr := <-listening:
+		s.GatewayURL = "http://" + addr
+	case <-ctx.Done():
+		s.Close()
+		return nil, ctx.Err()
+	case <-time.After(60 * time.Second):
+		s.Close()
+		return nil, errors.New("gateway did not start within 60s")
+	}
+	return s, nil
+}
+
+// defaults fills a service config with its flag defaults (as if started with no flags).
+func defaults(c interface{ RegisterFlags(*flag.FlagSet) }) {
+	fs := flag.NewFlagSet("defaults", flag.ContinueOnError)
+	c.RegisterFlags(fs)
+	_ = fs.Parse(nil)
+}
+
+func (s *Stack) runtime(name string) svc.Runtime {
+	return svc.Runtime{Log: s.rt.Log.With("service", name), Tel: s.rt.Tel}
+}
+
+func (s *Stack) startGateway(listening chan<- string) {
+	var cfg gateway.Config
+	defaults(&cfg)
+	cfg.HTTPAddr, cfg.AdminAddr, cfg.DatabaseURL, cfg.Kafka = s.cfg.GatewayAddr, "127.0.0.1:0", conf.Secret(s.cfg.DatabaseURL), s.Kafka
+	s.launch(Gateway, func(ctx context.Context) error {
+		return gateway.Run(ctx, cfg, s.runtime(Gateway), gateway.Hooks{OnListen: func(addr string) { listening <- addr }})
+	})
+}
+
+// StartService starts one of the consumers (again, after StopService).
+func (s *Stack) StartService(name string) error {
+	switch name {
+	case Enricher:
+		var cfg enricher.Config
+		defaults(&cfg)
+		cfg.AdminAddr, cfg.DatabaseURL, cfg.Kafka, cfg.ConsumerExtra = "127.0.0.1:0", conf.Secret(s.cfg.DatabaseURL), s.Kafka, s.cfg.GroupExtra
+		s.launch(name, func(ctx context.Context) error { return enricher.Run(ctx, cfg, s.runtime(name)) })
+	case Aggregator:
+		var cfg aggregator.Config
+		defaults(&cfg)
+		cfg.AdminAddr, cfg.Kafka, cfg.ConsumerExtra = "127.0.0.1:0", s.Kafka, s.cfg.GroupExtra
+		cfg.ClickHouseAddr, cfg.ClickHouseDatabase = s.cfg.ClickHouseAddr, s.cfg.ClickHouseDatabase
+		s.launch(name, func(ctx context.Context) error { return aggregator.Run(ctx, cfg, s.runtime(name)) })
+	case Sink:
+		var cfg sink.Config
+		defaults(&cfg)
+		cfg.AdminAddr, cfg.DatabaseURL, cfg.Kafka, cfg.ConsumerExtra = "127.0.0.1:0", conf.Secret(s.cfg.DatabaseURL), s.Kafka, s.cfg.GroupExtra
+		s.launch(name, func(ctx context.Context) error { return sink.Run(ctx, cfg, s.runtime(name)) })
+	default:
+		return fmt.Errorf("unknown service %q", name)
+	}
+	return nil
+}
+
+func (s *Stack) launch(name string, run func(ctx context.Context) error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{cancel: cancel, done: make(chan error, 1)}
+	s.mu.Lock()
+	s.services[name] = r
+	s.mu.Unlock()
+	go func() {
+		err := run(ctx)
+		if err != nil && !errors.Is(err, context.Canceled) {
+			s.log.Error("service stopped with error", "service", name, "err", err)
+		}
+		r.done <- err
+	}()
+}
+
+// StopService stops one service and waits for it.
+func (s *Stack) StopService(name string) error {
+	s.mu.Lock()
+	r := s.services[name]
+	delete(s.services, name)
+	s.mu.Unlock()
+	if r == nil {
+		return nil
+	}
+	r.cancel()
+	if err := <-r.done; err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
+}
+
+// Close stops every service, the gateway first so nothing new arrives, then Kafka.
+func (s *Stack) Close() error {
+	var errs []error
+	for _, name := range []string{Gateway, Enricher, Aggregator, Sink} {
+		errs = append(errs, s.StopService(name))
+	}
+	s.kafka.Close()
+	return errors.Join(errs...)
+}
