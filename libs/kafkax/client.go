@@ -152,13 +152,13 @@ func EnsureTopics(ctx context.Context, cl *kgo.Client, partitions, replication i
 // slogAdapter logs franz-go messages through slog.
 type slogAdapter struct{ log *slog.Logger }
 
+// franz-go logs every transaction and group step at info; those go to debug so an info-level service
+// log shows what operators act on (warnings and errors), and debug shows everything.
 func (a slogAdapter) Level() kgo.LogLevel {
 	ctx := context.Background()
 	switch {
 	case a.log.Enabled(ctx, slog.LevelDebug):
 		return kgo.LogLevelDebug
-	case a.log.Enabled(ctx, slog.LevelInfo):
-		return kgo.LogLevelInfo
 	case a.log.Enabled(ctx, slog.LevelWarn):
 		return kgo.LogLevelWarn
 	default:
@@ -173,8 +173,6 @@ func (a slogAdapter) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 		lv = slog.LevelError
 	case kgo.LogLevelWarn:
 		lv = slog.LevelWarn
-	case kgo.LogLevelInfo:
-		lv = slog.LevelInfo
 	}
 	a.log.Log(context.Background(), lv, msg, keyvals...)
 }

@@ -13,7 +13,8 @@ import (
 )
 
 // NewLogger returns a JSON slog logger at the given level ("debug", "info", "warn", "error") that adds
-// trace_id and span_id to every record logged with a context carrying a span, and the service name.
+// trace_id and span_id to every record logged with a context carrying a span, and the service name
+// (omitted when empty, for processes that host several services).
 func NewLogger(w io.Writer, level, service string) *slog.Logger {
 	var lv slog.Level
 	switch strings.ToLower(level) {
@@ -26,8 +27,11 @@ func NewLogger(w io.Writer, level, service string) *slog.Logger {
 	default:
 		lv = slog.LevelInfo
 	}
-	h := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lv})
-	return slog.New(traceHandler{h}).With("service", service)
+	l := slog.New(traceHandler{slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lv})})
+	if service != "" {
+		l = l.With("service", service)
+	}
+	return l
 }
 
 // traceHandler copies the span context of the record's context into trace_id/span_id attributes.

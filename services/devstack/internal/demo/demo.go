@@ -53,7 +53,7 @@ func Run(ctx context.Context, out io.Writer) error {
 		return err
 	}
 	defer logFile.Close()
-	log := obs.NewLogger(logFile, "info", "devstack")
+	log := obs.NewLogger(logFile, "info", "")
 	say := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
 
 	say("starting local PostgreSQL and ClickHouse (reused when already running)...")
