@@ -16,12 +16,13 @@ import (
 
 // Verbs an API key can be granted.
 const (
-	VerbEventsWrite = "events:write"
-	VerbRosterWrite = "roster:write"
+	VerbEventsWrite    = "events:write"
+	VerbRosterWrite    = "roster:write"
+	VerbDashboardsRead = "dashboards:read"
 )
 
 // Verbs lists every verb a key can hold.
-func Verbs() []string { return []string{VerbEventsWrite, VerbRosterWrite} }
+func Verbs() []string { return []string{VerbEventsWrite, VerbRosterWrite, VerbDashboardsRead} }
 
 // API key text: keyPrefix, then keyIDLen characters of id, "_", then keySecretLen characters of secret, all
 // in keyAlphabet (lowercase base32). The secret carries 260 random bits (at least the 32 bytes asked for).

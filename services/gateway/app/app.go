@@ -77,7 +77,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks) error {
 	}
 	defer pool.Close()
 	health.SetReady("postgres", true)
-	keys := server.NewKeyCache(tenancyKeys{tenancy.NewStore(pool)}, cfg.KeyCacheTTL)
+	keys := tenancyKeys{tenancy.NewKeyCache(tenancy.NewStore(pool), cfg.KeyCacheTTL)}
 
 	cfg.Kafka.ClientID = "gateway"
 	deps := kafkax.Deps{Log: rt.Log, Tracer: rt.Tel.Tracer, Propagator: rt.Tel.Propagator}
@@ -145,11 +145,11 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks) error {
 	return err
 }
 
-// tenancyKeys adapts the control schema's key store to the server's KeyStore.
-type tenancyKeys struct{ store *tenancy.Store }
+// tenancyKeys adapts the control schema's cached key lookups to the server's KeyStore.
+type tenancyKeys struct{ cache *tenancy.KeyCache }
 
 func (k tenancyKeys) Lookup(ctx context.Context, plaintext string) (server.Key, error) {
-	key, err := k.store.LookupAPIKey(ctx, plaintext)
+	key, err := k.cache.Lookup(ctx, plaintext)
 	if errors.Is(err, tenancy.ErrInvalidKey) {
 		return server.Key{}, server.ErrInvalidKey
 	}

@@ -1,0 +1,43 @@
+package tenancy_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/edtech-analytics/platform/libs/tenancy"
+)
+
+// TestKeyCacheRevocationTakesEffectWithinTTL: a revoked key keeps working from the cache until the TTL
+// passes, then stops; an unknown key is refused.
+func TestKeyCacheRevocationTakesEffectWithinTTL(t *testing.T) {
+	store, _ := migrated(t)
+	ctx := t.Context()
+	if _, err := store.CreateTenant(ctx, "d1", "District 1"); err != nil {
+		t.Fatal(err)
+	}
+	plain, key, err := store.CreateAPIKey(ctx, "d1", "lms", []string{tenancy.VerbEventsWrite})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ttl = 300 * time.Millisecond
+	cache := tenancy.NewKeyCache(store, ttl)
+	got, err := cache.Lookup(ctx, plain)
+	if err != nil || got.TenantID != "d1" || !got.Allows(tenancy.VerbEventsWrite) {
+		t.Fatalf("lookup = %+v, %v", got, err)
+	}
+	if err := store.RevokeAPIKey(ctx, key.ID); err != nil {
+		t.Fatal(err)
+	}
+	revokedAt := time.Now()
+	if _, err := cache.Lookup(ctx, plain); err != nil && time.Since(revokedAt) < ttl/2 {
+		t.Fatalf("cached key refused before the TTL: %v", err)
+	}
+	time.Sleep(ttl)
+	if _, err := cache.Lookup(ctx, plain); !errors.Is(err, tenancy.ErrInvalidKey) {
+		t.Fatalf("revoked key still accepted after the TTL: %v", err)
+	}
+	if _, err := cache.Lookup(ctx, "eak_nope"); !errors.Is(err, tenancy.ErrInvalidKey) {
+		t.Fatalf("bad key: %v", err)
+	}
+}
