@@ -82,6 +82,7 @@ func Run(ctx context.Context, out io.Writer) error {
 	st, err := stack.Start(ctx, stack.Config{
 		KafkaDataDir: kafkaDir, KafkaPort: freePort(9092), DatabaseURL: pgURL,
 		ClickHouseAddr: chAddr, ClickHouseDatabase: Database, GatewayAddr: fmt.Sprintf("127.0.0.1:%d", freePort(8080)),
+		QueryAddr: fmt.Sprintf("127.0.0.1:%d", freePort(8081)),
 	}, svc.Runtime{Log: log, Tel: tel})
 	if err != nil {
 		return err
@@ -124,6 +125,9 @@ Where to look:
     curl -s -X POST %[2]s/v1/events -H 'Authorization: Bearer %[3]s' -H 'Content-Type: application/json' \
       -d '{"events":[{"event_id":"'$(cat /proc/sys/kernel/random/uuid)'","type":"attendance","occurred_at":"'$(date -u +%%FT%%TZ)'","actor":{"sis_id":"S1","role":"student"},"school_id":"%[1]s-school-000","payload":{"status":"present","date":"'$(date -u +%%F)'"}}]}'
 
+  Dashboard API (daily active students, events and content time of a school, from the rollups):
+    curl -s '%[9]s/v1/schools/%[1]s-school-000/daily?from=%[11]s&to=%[12]s' -H 'Authorization: Bearer %[10]s'
+
   Daily active students per school (ClickHouse rollup kept by a materialized view):
     clickhouse-client --host %[4]s --port %[5]s -d %[6]s -q "SELECT tenant_id, school_id, day, uniqExactMerge(active_students) AS active, countMerge(events) AS events FROM school_daily GROUP BY tenant_id, school_id, day ORDER BY tenant_id, school_id, day LIMIT 20"
 
@@ -134,7 +138,8 @@ Where to look:
   Logs: %[8]s
 
 Ctrl-C stops the platform (the databases keep running: make servers-down stops them).`,
-		keys[0].tenant, st.GatewayURL, keys[0].key, chHost, chPort, Database, pgURL, logPath)
+		keys[0].tenant, st.GatewayURL, keys[0].key, chHost, chPort, Database, pgURL, logPath,
+		st.QueryURL, keys[0].dashboardKey, demoStart().Format(time.DateOnly), demoStart().AddDate(0, 0, 6).Format(time.DateOnly))
 	<-ctx.Done()
 	return nil
 }
@@ -177,7 +182,7 @@ func prepareStores(ctx context.Context, pgServer, chAddr string, fresh bool) (st
 	return pgutil.WithDatabase(pgServer, Database)
 }
 
-type tenantKey struct{ tenant, key string }
+type tenantKey struct{ tenant, key, dashboardKey string }
 
 func seedTenants(ctx context.Context, pgURL string) ([]tenantKey, error) {
 	pool, err := pgutil.Connect(ctx, pgURL)
@@ -195,7 +200,11 @@ func seedTenants(ctx context.Context, pgURL string) ([]tenantKey, error) {
 		if err != nil {
 			return nil, err
 		}
-		keys = append(keys, tenantKey{d.id, key})
+		dash, _, err := store.CreateAPIKey(ctx, d.id, "demo-dashboard", []string{tenancy.VerbDashboardsRead})
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, tenantKey{d.id, key, dash})
 	}
 	return keys, nil
 }
@@ -210,7 +219,7 @@ func feed(ctx context.Context, gatewayURL string, keys []tenantKey) (accepted, r
 	var jobs []job
 	for i, k := range keys {
 		spec := sampledata.Spec{TenantID: k.tenant, Schools: 3, ClassesPerSchool: 3, StudentsPerClass: 12, Days: 5, EventsPerStudent: 6,
-			Start: time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -7), Seed: uint64(i + 1)}
+			Start: demoStart(), Seed: uint64(i + 1)}
 		events := spec.Events()
 		bad := events[0]
 		bad.EventID, bad.Payload = "00000000-0000-4000-8000-00000000dead", map[string]any{"status": "asleep", "date": "2026-11-20"}
@@ -317,6 +326,9 @@ func waitForStores(ctx context.Context, chAddr, pgURL string, want int) (chRows,
 		}
 	}
 }
+
+// demoStart is the first day of the sample data: a week ago.
+func demoStart() time.Time { return time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -7) }
 
 // freePort returns want if it can be bound on loopback, otherwise 0 (any free port).
 func freePort(want int) int {

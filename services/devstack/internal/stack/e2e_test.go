@@ -106,7 +106,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	st, err := stack.Start(ctx, stack.Config{
-		DatabaseURL: pgURL, ClickHouseAddr: chAddr, ClickHouseDatabase: chDB, GatewayAddr: "127.0.0.1:0",
+		DatabaseURL: pgURL, ClickHouseAddr: chAddr, ClickHouseDatabase: chDB, GatewayAddr: "127.0.0.1:0", QueryAddr: "127.0.0.1:0",
 		GroupExtra: append(kafkatest.GroupOpts(), kgo.TransactionTimeout(2*time.Second)),
 	}, svc.Runtime{Log: log, Tel: tel})
 	if err != nil {
@@ -220,6 +220,35 @@ func TestEndToEnd(t *testing.T) {
 	if seen != len(want.events) {
 		t.Fatalf("rollup has %d school-days, want %d", seen, len(want.events))
 	}
+	// The dashboard API answers from the rollup, scoped to the caller's district.
+	dash, _, err := tenants.CreateAPIKey(ctx, "d1", "dashboard", []string{tenancy.VerbDashboardsRead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var daily struct {
+		Days []struct {
+			Day            string `json:"day"`
+			ActiveStudents int    `json:"active_students"`
+			Events         int    `json:"events"`
+		} `json:"days"`
+	}
+	if code := getJSON(t, st.QueryURL+"/v1/schools/d1-school-000/daily?from=2026-11-16&to=2026-11-18", dash, &daily); code != 200 || len(daily.Days) != 3 {
+		t.Fatalf("dashboard answered %d with %d days", code, len(daily.Days))
+	}
+	for _, d := range daily.Days {
+		k := "d1/d1-school-000/" + d.Day
+		if d.ActiveStudents != len(want.schoolDay[k]) || d.Events != want.events[k] {
+			t.Fatalf("dashboard %s: %+v, want %d active and %d events", k, d, len(want.schoolDay[k]), want.events[k])
+		}
+	}
+	daily.Days = nil
+	if code := getJSON(t, st.QueryURL+"/v1/schools/d2-school-000/daily?from=2026-11-16&to=2026-11-18", dash, &daily); code != 200 || len(daily.Days) != 0 {
+		t.Fatalf("a d1 key read %d days of a d2 school (status %d)", len(daily.Days), code)
+	}
+	if code := getJSON(t, st.QueryURL+"/v1/schools/d1-school-000/daily?from=2026-11-16&to=2026-11-18", keys["d1"], &daily); code != 403 {
+		t.Fatalf("an events:write key read dashboards (status %d)", code)
+	}
+
 	// PostgreSQL state: events per district and per student, exactly.
 	for tenant, n := range want.perTenant {
 		if got := sumPG(t, admin, tenant); got != int64(n) {
@@ -273,6 +302,23 @@ func TestEndToEnd(t *testing.T) {
 	if complete == 0 {
 		t.Fatalf("no trace runs from the gateway through the enricher into both stores; traces: %d", len(byTrace))
 	}
+}
+
+func getJSON(t *testing.T, url, key string, v any) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == 200 {
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return resp.StatusCode
 }
 
 func waitUntil(t *testing.T, what string, cond func() bool) {

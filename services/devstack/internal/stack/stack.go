@@ -19,6 +19,7 @@ import (
 	aggregator "github.com/edtech-analytics/platform/services/aggregator/app"
 	enricher "github.com/edtech-analytics/platform/services/enricher/app"
 	gateway "github.com/edtech-analytics/platform/services/gateway/app"
+	query "github.com/edtech-analytics/platform/services/query/app"
 	sink "github.com/edtech-analytics/platform/services/sink/app"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -33,6 +34,7 @@ type Config struct {
 	ClickHouseAddr     string
 	ClickHouseDatabase string
 	GatewayAddr        string // e.g. 127.0.0.1:8080, or 127.0.0.1:0
+	QueryAddr          string // e.g. 127.0.0.1:8081, or 127.0.0.1:0
 	GroupExtra         []kgo.Opt
 }
 
@@ -42,6 +44,7 @@ const (
 	Enricher   = "enricher"
 	Aggregator = "aggregator"
 	Sink       = "sink"
+	Query      = "query"
 )
 
 // Stack is a running platform.
@@ -52,8 +55,8 @@ type Stack struct {
 	kafka *kfake.Cluster
 	// Kafka is the config every service uses to reach the embedded cluster.
 	Kafka kafkax.Config
-	// GatewayURL is where the gateway listens once Start returns.
-	GatewayURL string
+	// GatewayURL and QueryURL are where the gateway and the dashboard API listen once Start returns.
+	GatewayURL, QueryURL string
 
 	mu       sync.Mutex
 	services map[string]*running
@@ -96,23 +99,30 @@ func Start(ctx context.Context, cfg Config, rt svc.Runtime) (*Stack, error) {
 		return nil, fmt.Errorf("migrating control schema: %w", err)
 	}
 
-	listening := make(chan string, 1)
+	listening, queryListening := make(chan string, 1), make(chan string, 1)
 	s.startGateway(listening)
+	s.startQuery(queryListening)
 	for _, name := range []string{Enricher, Aggregator, Sink} {
 		if err := s.StartService(name); err != nil {
 			s.Close()
 			return nil, err
 		}
 	}
-	select {
-	case addr := <-listening:
-		s.GatewayURL = "http://" + addr
-	case <-ctx.Done():
-		s.Close()
-		return nil, ctx.Err()
-	case <-time.After(60 * time.Second):
-		s.Close()
-		return nil, errors.New("gateway did not start within 60s")
+	for _, l := range []struct {
+		name string
+		ch   <-chan string
+		url  *string
+	}{{Gateway, listening, &s.GatewayURL}, {Query, queryListening, &s.QueryURL}} {
+		select {
+		case addr := <-l.ch:
+			*l.url = "http://" + addr
+		case <-ctx.Done():
+			s.Close()
+			return nil, ctx.Err()
+		case <-time.After(60 * time.Second):
+			s.Close()
+			return nil, fmt.Errorf("%s did not start within 60s", l.name)
+		}
 	}
 	return s, nil
 }
@@ -134,6 +144,16 @@ func (s *Stack) startGateway(listening chan<- string) {
 	cfg.HTTPAddr, cfg.AdminAddr, cfg.DatabaseURL, cfg.Kafka = s.cfg.GatewayAddr, "127.0.0.1:0", conf.Secret(s.cfg.DatabaseURL), s.Kafka
 	s.launch(Gateway, func(ctx context.Context) error {
 		return gateway.Run(ctx, cfg, s.runtime(Gateway), gateway.Hooks{OnListen: func(addr string) { listening <- addr }})
+	})
+}
+
+func (s *Stack) startQuery(listening chan<- string) {
+	var cfg query.Config
+	defaults(&cfg)
+	cfg.HTTPAddr, cfg.AdminAddr, cfg.DatabaseURL = s.cfg.QueryAddr, "127.0.0.1:0", conf.Secret(s.cfg.DatabaseURL)
+	cfg.ClickHouseAddr, cfg.ClickHouseDatabase = s.cfg.ClickHouseAddr, s.cfg.ClickHouseDatabase
+	s.launch(Query, func(ctx context.Context) error {
+		return query.Run(ctx, cfg, s.runtime(Query), query.Hooks{OnListen: func(addr string) { listening <- addr }})
 	})
 }
 
@@ -196,7 +216,7 @@ func (s *Stack) StopService(name string) error {
 // Close stops every service, the gateway first so nothing new arrives, then Kafka.
 func (s *Stack) Close() error {
 	var errs []error
-	for _, name := range []string{Gateway, Enricher, Aggregator, Sink} {
+	for _, name := range []string{Gateway, Query, Enricher, Aggregator, Sink} {
 		errs = append(errs, s.StopService(name))
 	}
 	s.kafka.Close()

@@ -1,0 +1,102 @@
+// Package app wires the query service: the dashboard read API over ClickHouse rollups, authenticated by
+// API keys from the control schema. main only parses config and calls Run.
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/edtech-analytics/platform/libs/chutil"
+	"github.com/edtech-analytics/platform/libs/conf"
+	"github.com/edtech-analytics/platform/libs/obs"
+	"github.com/edtech-analytics/platform/libs/pgutil"
+	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/services/query/internal/api"
+	"golang.org/x/sync/errgroup"
+)
+
+// Config is the query service's configuration.
+type Config struct {
+	HTTPAddr           string
+	AdminAddr          string
+	DatabaseURL        conf.Secret
+	ClickHouseAddr     string
+	ClickHouseDatabase string
+	ClickHouseUser     string
+	ClickHousePassword conf.Secret
+	KeyCacheTTL        time.Duration
+}
+
+// RegisterFlags binds the config to flags with env defaults.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	conf.String(fs, &c.HTTPAddr, "http.addr", "HTTP_ADDR", ":8081", "address of the dashboard API")
+	conf.String(fs, &c.AdminAddr, "admin.addr", "ADMIN_ADDR", ":9090", "address of /healthz, /readyz and /metrics")
+	conf.SecretVar(fs, &c.DatabaseURL, "database.url", "DATABASE_URL", "PostgreSQL URL of the control schema (API keys)")
+	conf.String(fs, &c.ClickHouseAddr, "clickhouse.addr", "CLICKHOUSE_ADDR", "127.0.0.1:9000", "ClickHouse native-protocol address, host:port")
+	conf.String(fs, &c.ClickHouseDatabase, "clickhouse.database", "CLICKHOUSE_DATABASE", "edtech", "ClickHouse database of the rollups")
+	conf.String(fs, &c.ClickHouseUser, "clickhouse.user", "CLICKHOUSE_USER", "default", "ClickHouse user")
+	conf.SecretVar(fs, &c.ClickHousePassword, "clickhouse.password", "CLICKHOUSE_PASSWORD", "ClickHouse password")
+	conf.Duration(fs, &c.KeyCacheTTL, "key-cache-ttl", "QUERY_KEY_CACHE_TTL", 5*time.Second, "how long a key lookup is cached (bounds revocation delay)")
+}
+
+// Validate reports configuration errors.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.DatabaseURL == "" {
+		errs = append(errs, errors.New("database.url: required (env DATABASE_URL)"))
+	}
+	if c.ClickHouseAddr == "" {
+		errs = append(errs, errors.New("clickhouse.addr: required (env CLICKHOUSE_ADDR)"))
+	}
+	return errors.Join(errs...)
+}
+
+// Hooks let an embedding process learn where the API listens.
+type Hooks struct {
+	OnListen func(addr string)
+}
+
+// Run serves until ctx is done.
+func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks) error {
+	health := obs.NewHealth("postgres", "clickhouse")
+	pool, err := pgutil.Connect(ctx, cfg.DatabaseURL.Reveal())
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	health.SetReady("postgres", true)
+	ch, err := chutil.Open(ctx, chutil.Options{Addr: cfg.ClickHouseAddr, Database: cfg.ClickHouseDatabase,
+		User: cfg.ClickHouseUser, Password: cfg.ClickHousePassword.Reveal()})
+	if err != nil {
+		return err
+	}
+	defer ch.Close()
+	health.SetReady("clickhouse", true)
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", cfg.HTTPAddr, err)
+	}
+	if hooks.OnListen != nil {
+		hooks.OnListen(ln.Addr().String())
+	}
+	mux := http.NewServeMux()
+	health.Register(mux, rt.Tel.Metrics)
+	mux.Handle("/", api.New(rt.Log, tenancy.NewKeyCache(tenancy.NewStore(pool), cfg.KeyCacheTTL), ch).Handler())
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return obs.ServeAdmin(gctx, rt.Log, cfg.AdminAddr, health, rt.Tel.Metrics) })
+	g.Go(func() error { return obs.Serve(gctx, rt.Log, hs, ln, 10*time.Second) })
+	err = g.Wait()
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
