@@ -1,0 +1,125 @@
+// Package app wires the sink: config, PostgreSQL, the record codec, and the store consumer that applies
+// the enriched topic to each district's schema. It is importable so the dev stack can run the sink
+// in-process; main only parses config and calls Run.
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"time"
+
+	"github.com/edtech-analytics/platform/libs/conf"
+	"github.com/edtech-analytics/platform/libs/kafkax"
+	"github.com/edtech-analytics/platform/libs/obs"
+	"github.com/edtech-analytics/platform/libs/pgutil"
+	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/services/sink/internal/pgstore"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
+)
+
+// probeInterval is how often readiness re-checks Kafka and PostgreSQL.
+const probeInterval = 5 * time.Second
+
+// Config is the sink's configuration.
+type Config struct {
+	AdminAddr   string
+	DatabaseURL conf.Secret
+	Group       string
+	Kafka       kafkax.Config
+	// ConsumerExtra are extra consumer client options (tests shorten group timeouts); not a flag.
+	ConsumerExtra []kgo.Opt
+}
+
+// RegisterFlags binds the config to flags with env defaults.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	conf.String(fs, &c.AdminAddr, "admin.addr", "ADMIN_ADDR", ":9090", "address of /healthz, /readyz and /metrics")
+	conf.SecretVar(fs, &c.DatabaseURL, "database.url", "DATABASE_URL", "PostgreSQL URL of the control and district schemas")
+	conf.String(fs, &c.Group, "sink.group", "SINK_GROUP", "edtech-sink", "consumer group, also the name the stored offsets are kept under")
+	c.Kafka.RegisterFlags(fs)
+}
+
+// Validate reports configuration errors.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.DatabaseURL == "" {
+		errs = append(errs, errors.New("database.url: required (env DATABASE_URL)"))
+	}
+	if c.Group == "" {
+		errs = append(errs, errors.New("sink.group: required (env SINK_GROUP)"))
+	}
+	return errors.Join(append(errs, c.Kafka.Validate())...)
+}
+
+// Run consumes the enriched topic into PostgreSQL until ctx is done. It is ready while Kafka and
+// PostgreSQL answer and the group has assigned it partitions. When PostgreSQL goes away the consumer
+// pauses the partitions it cannot write and resumes them from the stored offsets once it is back.
+func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
+	health := obs.NewHealth("kafka", "postgres", "partitions")
+	pool, err := pgutil.Connect(ctx, cfg.DatabaseURL.Reveal())
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	health.SetReady("postgres", true)
+	if err := tenancy.Migrate(ctx, pool); err != nil {
+		return err
+	}
+	codec, err := svc.NewCodec(ctx, cfg.Kafka)
+	if err != nil {
+		return err
+	}
+	store, err := pgstore.New(cfg.Group, pgstore.Deps{Pool: pool, Codec: codec, Log: rt.Log, Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter})
+	if err != nil {
+		return err
+	}
+
+	cfg.Kafka.ClientID = "sink"
+	deps := kafkax.Deps{Log: rt.Log, Tracer: rt.Tel.Tracer, Propagator: rt.Tel.Propagator}
+	consumer, err := kafkax.NewStoreConsumer(cfg.Kafka, deps,
+		kafkax.ConsumerConfig{Group: cfg.Group, Topic: cfg.Kafka.Topics().Enriched, Extra: cfg.ConsumerExtra},
+		store, func(ok bool) { health.SetReady("partitions", ok) })
+	if err != nil {
+		return err
+	}
+	cl := consumer.Client().Client
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return obs.ServeAdmin(gctx, rt.Log, cfg.AdminAddr, health, rt.Tel.Metrics) })
+	g.Go(func() error {
+		if err := svc.WaitKafka(gctx, rt.Log, cl, cfg.Kafka); err != nil {
+			cl.Close()
+			return err
+		}
+		health.SetReady("kafka", true)
+		g.Go(func() error {
+			probe(gctx, health, func(ctx context.Context) error { return kafkax.Ping(ctx, cl) }, pool.Ping)
+			return nil
+		})
+		return consumer.Run(gctx)
+	})
+	err = g.Wait()
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}
+
+// probe marks Kafka and PostgreSQL ready or not every probeInterval until ctx is done.
+func probe(ctx context.Context, health *obs.Health, kafka, postgres func(context.Context) error) {
+	t := time.NewTicker(probeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, probeInterval)
+		health.SetReady("kafka", kafka(pctx) == nil)
+		health.SetReady("postgres", postgres(pctx) == nil)
+		cancel()
+	}
+}
