@@ -1,0 +1,150 @@
+// Package app wires the aggregator: config, ClickHouse (database, migrations, store), the record codec,
+// Kafka and the offsets-in-the-destination consume loop, and the admin server. It is importable so the dev
+// stack can run the aggregator in-process; main only parses config and calls Run.
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/edtech-analytics/platform/libs/chutil"
+	"github.com/edtech-analytics/platform/libs/conf"
+	"github.com/edtech-analytics/platform/libs/kafkax"
+	"github.com/edtech-analytics/platform/libs/obs"
+	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/services/aggregator/internal/chstore"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
+)
+
+// Config is the aggregator's configuration.
+type Config struct {
+	ClickHouseAddr     string
+	ClickHouseDatabase string
+	ClickHouseUser     string
+	ClickHousePassword conf.Secret
+	AdminAddr          string
+	Group              string
+	Kafka              kafkax.Config
+	// ConsumerExtra are extra options of the consumer's Kafka client (tests shorten group timeouts). Not a flag.
+	ConsumerExtra []kgo.Opt
+}
+
+// RegisterFlags binds the config to flags with env defaults.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	conf.String(fs, &c.ClickHouseAddr, "clickhouse.addr", "CLICKHOUSE_ADDR", "127.0.0.1:9000", "ClickHouse native-protocol address, host:port")
+	conf.String(fs, &c.ClickHouseDatabase, "clickhouse.database", "CLICKHOUSE_DATABASE", "edtech", "ClickHouse database, created and migrated at start")
+	conf.String(fs, &c.ClickHouseUser, "clickhouse.user", "CLICKHOUSE_USER", "default", "ClickHouse user")
+	conf.SecretVar(fs, &c.ClickHousePassword, "clickhouse.password", "CLICKHOUSE_PASSWORD", "ClickHouse password")
+	conf.String(fs, &c.AdminAddr, "admin.addr", "ADMIN_ADDR", ":9090", "address of /healthz, /readyz and /metrics")
+	conf.String(fs, &c.Group, "group", "AGGREGATOR_GROUP", "edtech-aggregator", "Kafka consumer group")
+	c.Kafka.RegisterFlags(fs)
+}
+
+// Validate reports configuration errors.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.ClickHouseAddr == "" {
+		errs = append(errs, errors.New("clickhouse.addr: required (env CLICKHOUSE_ADDR)"))
+	}
+	if c.ClickHouseDatabase == "" {
+		errs = append(errs, errors.New("clickhouse.database: required (env CLICKHOUSE_DATABASE)"))
+	}
+	if c.Group == "" {
+		errs = append(errs, errors.New("group: required (env AGGREGATOR_GROUP)"))
+	}
+	return errors.Join(append(errs, c.Kafka.Validate())...)
+}
+
+// Run consumes the enriched topic into ClickHouse until ctx is done. It is ready once ClickHouse is
+// migrated, Kafka answers and the group has assigned it partitions; an instance without partitions (more
+// instances than partitions) stays not ready.
+func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
+	health := obs.NewHealth("clickhouse", "kafka", "partitions")
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return obs.ServeAdmin(gctx, rt.Log, cfg.AdminAddr, health, rt.Tel.Metrics) })
+	g.Go(func() error {
+		conn, err := waitClickHouse(gctx, cfg, rt)
+		if err != nil {
+			return err
+		}
+		health.SetReady("clickhouse", true)
+		err = consume(gctx, cfg, rt, conn, health)
+		if cerr := conn.Close(); cerr != nil { // every write has returned by now
+			rt.Log.Warn("closing clickhouse connection", "err", cerr)
+		}
+		return err
+	})
+	err := g.Wait()
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}
+
+func consume(ctx context.Context, cfg Config, rt svc.Runtime, conn driver.Conn, health *obs.Health) error {
+	codec, err := svc.NewCodec(ctx, cfg.Kafka)
+	if err != nil {
+		return err
+	}
+	store, err := chstore.New(conn, codec, chstore.Deps{Log: rt.Log, Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter})
+	if err != nil {
+		return err
+	}
+	cfg.Kafka.ClientID = "aggregator"
+	deps := kafkax.Deps{Log: rt.Log, Tracer: rt.Tel.Tracer, Propagator: rt.Tel.Propagator}
+	consumer, err := kafkax.NewStoreConsumer(cfg.Kafka, deps,
+		kafkax.ConsumerConfig{Group: cfg.Group, Topic: cfg.Kafka.Topics().Enriched, Extra: cfg.ConsumerExtra},
+		store, func(ready bool) { health.SetReady("partitions", ready) })
+	if err != nil {
+		return err
+	}
+	if err := svc.WaitKafka(ctx, rt.Log, consumer.Client().Client, cfg.Kafka); err != nil {
+		consumer.Client().Close()
+		return err
+	}
+	health.SetReady("kafka", true)
+	err = consumer.Run(ctx)
+	health.SetReady("kafka", false)
+	return err
+}
+
+// waitClickHouse connects once ClickHouse answers (retrying until ctx ends), then creates the database
+// if missing and migrates it. Errors after the server answered are returned: they will not go away.
+func waitClickHouse(ctx context.Context, cfg Config, rt svc.Runtime) (driver.Conn, error) {
+	opts := chutil.Options{Addr: cfg.ClickHouseAddr, User: cfg.ClickHouseUser, Password: cfg.ClickHousePassword.Reveal(), DialTimeout: 5 * time.Second}
+	var admin driver.Conn
+	for attempt := 1; ; attempt++ {
+		var err error
+		if admin, err = chutil.Open(ctx, opts); err == nil {
+			break
+		}
+		rt.Log.Warn("waiting for clickhouse", "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for clickhouse: %w", ctx.Err())
+		case <-time.After(min(time.Duration(attempt)*time.Second, 5*time.Second)):
+		}
+	}
+	err := chutil.CreateDatabase(ctx, admin, cfg.ClickHouseDatabase)
+	if cerr := admin.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("closing clickhouse connection: %w", cerr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	opts.Database = cfg.ClickHouseDatabase
+	conn, err := chutil.Open(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := chstore.Migrate(ctx, conn, cfg.ClickHouseDatabase); err != nil {
+		return nil, errors.Join(err, conn.Close())
+	}
+	rt.Log.Info("clickhouse migrated", "addr", cfg.ClickHouseAddr, "database", cfg.ClickHouseDatabase)
+	return conn, nil
+}

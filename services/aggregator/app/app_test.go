@@ -1,0 +1,175 @@
+package app_test
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edtech-analytics/platform/libs/chutil/chtest"
+	"github.com/edtech-analytics/platform/libs/kafkatest"
+	"github.com/edtech-analytics/platform/libs/kafkax"
+	"github.com/edtech-analytics/platform/libs/obs"
+	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/services/aggregator/app"
+	"github.com/edtech-analytics/platform/services/aggregator/internal/synth"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+func TestConfigFlagsAndEnv(t *testing.T) {
+	envs := []string{"CLICKHOUSE_ADDR", "CLICKHOUSE_DATABASE", "CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD", "ADMIN_ADDR", "AGGREGATOR_GROUP"}
+	for _, e := range envs {
+		t.Setenv(e, "") // restored after the test
+		if err := os.Unsetenv(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want app.Config
+	}{
+		{"defaults", nil, nil, app.Config{ClickHouseAddr: "127.0.0.1:9000", ClickHouseDatabase: "edtech", ClickHouseUser: "default",
+			AdminAddr: ":9090", Group: "edtech-aggregator"}},
+		{"env", map[string]string{"CLICKHOUSE_ADDR": "ch:9000", "CLICKHOUSE_DATABASE": "prod", "CLICKHOUSE_USER": "agg",
+			"CLICKHOUSE_PASSWORD": "s3cret", "ADMIN_ADDR": ":9191", "AGGREGATOR_GROUP": "g2"}, nil,
+			app.Config{ClickHouseAddr: "ch:9000", ClickHouseDatabase: "prod", ClickHouseUser: "agg", ClickHousePassword: "s3cret", AdminAddr: ":9191", Group: "g2"}},
+		{"flags win", map[string]string{"AGGREGATOR_GROUP": "g2"}, []string{"-group", "g3", "-clickhouse.addr", "x:1"},
+			app.Config{ClickHouseAddr: "x:1", ClickHouseDatabase: "edtech", ClickHouseUser: "default", AdminAddr: ":9090", Group: "g3"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			var cfg app.Config
+			fs := flag.NewFlagSet("aggregator", flag.ContinueOnError)
+			cfg.RegisterFlags(fs)
+			if err := fs.Parse(tt.args); err != nil {
+				t.Fatal(err)
+			}
+			if err := cfg.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			got := cfg
+			got.Kafka = kafkax.Config{}
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) || got.ClickHousePassword.Reveal() != tt.want.ClickHousePassword.Reveal() {
+				t.Fatalf("config = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+	var cfg app.Config
+	cfg.RegisterFlags(flag.NewFlagSet("aggregator", flag.ContinueOnError))
+	cfg.ClickHouseDatabase, cfg.Group = "", ""
+	err := cfg.Validate()
+	if err == nil || !strings.Contains(err.Error(), "clickhouse.database") || !strings.Contains(err.Error(), "group") {
+		t.Fatalf("Validate of an empty database and group = %v", err)
+	}
+}
+
+// TestRunConsumesIntoClickHouse runs the service as main does: it creates and migrates the database,
+// creates the topics, turns ready once it owns partitions, keeps the rollups from what is produced, and
+// returns nil when its context ends.
+func TestRunConsumesIntoClickHouse(t *testing.T) {
+	conn, db, chAddr := chtest.New(t) // Run creates the database if missing; chtest drops it afterwards
+	_, kcfg := kafkatest.New(t)
+	adminAddr := freeAddr(t)
+	cfg := app.Config{
+		ClickHouseAddr: chAddr, ClickHouseDatabase: db, ClickHouseUser: "default", AdminAddr: adminAddr,
+		Group: "aggregator", Kafka: kcfg, ConsumerExtra: kafkatest.GroupOpts(),
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	tel, err := obs.Init(t.Context(), "aggregator-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- app.Run(ctx, cfg, svc.Runtime{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Tel: tel})
+	}()
+
+	waitFor(t, "readiness", func() bool { return get(t, "http://"+adminAddr+"/readyz") == http.StatusOK })
+
+	codec, err := svc.NewCodec(t.Context(), kcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, _ := synth.Events(5, 3, 300)
+	cl, err := kafkax.NewClient(kcfg, kafkax.Deps{}, "", kafkax.ProducerOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	recs := make([]*kgo.Record, len(evs))
+	for i := range evs {
+		b, err := codec.Encode(&evs[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs[i] = &kgo.Record{Topic: kcfg.Topics().Enriched, Key: []byte(evs[i].TenantID), Value: b}
+	}
+	if err := cl.ProduceSync(t.Context(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	want := synth.Want(evs)
+	waitFor(t, "the rollups to match the input", func() bool {
+		got, err := synth.Got(t.Context(), conn)
+		return err == nil && len(synth.Diff(want, got)) == 0
+	})
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run returned %v after its context ended", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
+
+func get(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0
+	}
+	_ = resp.Body.Close()
+	return resp.StatusCode
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -1,0 +1,525 @@
+// Package chstore keeps the aggregator's ClickHouse schema and writes enriched events into it: the events
+// fact table, the rollups materialized views keep from it, and the consumed Kafka offsets that make the
+// store a kafkax.Store.
+//
+// Exactly-once without insert dedup: every events row carries its record's topic, partition and offset,
+// and a batch of one partition is one INSERT, which ClickHouse applies to events and to every view
+// (rollups and kafka_offsets) before it answers. The consumer resumes each partition after the highest
+// offset stored (NextOffsets), so a batch is stored with its offsets or not at all, and a consumer that
+// stops or fails at any point neither loses nor repeats a record. Write's fencing (see there) extends this
+// to two consumers that both believe they own a partition, and to inserts the server still commits after
+// their client gave up.
+//
+// What remains is a ClickHouse server that dies in the middle of one INSERT: the events block is written
+// as one part per month it spans and each view's rows as parts of their own, one after another, so the
+// batch can be left partly applied. Replaying it then double-counts what was applied, or skips what was
+// not if kafka_offsets was written; the rollups of the affected days are rebuilt from events (INSERT ...
+// SELECT into a fresh table) after such a crash.
+package chstore
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/edtech-analytics/platform/libs/chutil"
+	"github.com/edtech-analytics/platform/libs/records"
+	"github.com/google/uuid"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Migrate applies the aggregator's migrations to database, which must be conn's default database.
+func Migrate(ctx context.Context, conn driver.Conn, database string) error {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return fmt.Errorf("opening embedded migrations: %w", err)
+	}
+	if err := chutil.Migrate(ctx, conn, database, sub); err != nil {
+		return fmt.Errorf("migrating clickhouse database %s: %w", database, err)
+	}
+	return nil
+}
+
+// Reasons a record is skipped instead of stored (the reason attribute of the skipped-records counter).
+const (
+	SkipNotFact     = "not_fact"    // roster and other types that are not learning events
+	SkipUndecodable = "undecodable" // bad frame or unknown schema: it will never decode
+	SkipInvalid     = "invalid"     // decodes but cannot be stored (bad UUID, time out of range)
+	SkipFenced      = "fenced"      // already stored, by this or another consumer
+)
+
+const (
+	maxDateTime   = math.MaxUint32         // the last second a DateTime holds (seconds since 1970 in a UInt32)
+	maxInsertWait = 60 * time.Second       // how long NextOffsets waits for inserts running on the server
+	busyGrace     = 200 * time.Millisecond // how long Write waits for another insert of its partition
+)
+
+// Deps are the store's observability dependencies; nil fields mean none.
+type Deps struct {
+	Log    *slog.Logger
+	Tracer trace.TracerProvider
+	Meter  metric.MeterProvider
+}
+
+// Store writes enriched events into ClickHouse and implements kafkax.Store.
+type Store struct {
+	conn     driver.Conn
+	codec    *records.Codec
+	log      *slog.Logger
+	tracer   trace.Tracer
+	inserted metric.Int64Counter
+	skipped  metric.Int64Counter
+}
+
+// New returns a store over conn, whose default database Migrate has prepared.
+func New(conn driver.Conn, codec *records.Codec, deps Deps) (*Store, error) {
+	if deps.Log == nil {
+		deps.Log = slog.New(slog.DiscardHandler)
+	}
+	if deps.Tracer == nil {
+		deps.Tracer = tracenoop.NewTracerProvider()
+	}
+	if deps.Meter == nil {
+		deps.Meter = metricnoop.NewMeterProvider()
+	}
+	meter := deps.Meter.Meter("aggregator/chstore")
+	inserted, err := meter.Int64Counter("aggregator_events_inserted", metric.WithDescription("events rows inserted into clickhouse"))
+	if err != nil {
+		return nil, fmt.Errorf("creating inserted counter: %w", err)
+	}
+	skipped, err := meter.Int64Counter("aggregator_records_skipped", metric.WithDescription("enriched records not stored, by reason"))
+	if err != nil {
+		return nil, fmt.Errorf("creating skipped counter: %w", err)
+	}
+	return &Store{
+		conn: conn, codec: codec, log: deps.Log, tracer: deps.Tracer.Tracer("aggregator/chstore"),
+		inserted: inserted, skipped: skipped,
+	}, nil
+}
+
+// NextOffsets returns, per partition of topic that the store holds, the offset after the highest one
+// stored. It first waits for inserts into those partitions still running on the server (one whose client
+// gave up or died is still committed), then reads kafka_offsets, which holds one small row per partition
+// and insert, not events.
+func (s *Store) NextOffsets(ctx context.Context, topic string, partitions []int32) (map[int32]int64, error) {
+	if err := s.waitInserts(ctx, topic, partitions); err != nil {
+		return nil, err
+	}
+	stored, err := s.stored(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int32]int64, len(partitions))
+	for _, p := range partitions {
+		if next, ok := stored[p]; ok {
+			out[p] = next
+		}
+	}
+	return out, nil
+}
+
+func (s *Store) stored(ctx context.Context, topic string) (map[int32]int64, error) {
+	rows, err := s.conn.Query(ctx, "SELECT kafka_partition, max(max_offset) FROM kafka_offsets WHERE kafka_topic = ? GROUP BY kafka_partition", topic)
+	if err != nil {
+		return nil, fmt.Errorf("reading stored offsets of %s: %w", topic, err)
+	}
+	defer rows.Close()
+	out := map[int32]int64{}
+	for rows.Next() {
+		var (
+			p    uint32
+			last uint64
+		)
+		if err := rows.Scan(&p, &last); err != nil {
+			return nil, fmt.Errorf("reading stored offsets of %s: %w", topic, err)
+		}
+		out[int32(p)] = int64(last) + 1
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading stored offsets of %s: %w", topic, err)
+	}
+	return out, nil
+}
+
+// Write stores the events among recs, records of one partition in offset order, with one INSERT into
+// events: ClickHouse writes the block and runs every materialized view on it within that INSERT, and a
+// block is atomic per month partition of events. Records that are not facts (roster) or can never be
+// stored (undecodable, invalid) are logged, counted and skipped; when the batch ends in such records a
+// row in kafka_offsets records that they were consumed, so a restart does not read them again (losing
+// that row only means reading them again).
+//
+// Fencing, so that no record is stored twice even by two consumers that both believe they own the
+// partition (one lost it during a long write), or after a client gave up on an INSERT that the server
+// still commits: every insert carries a query id naming its topic and partition. An insert is first
+// prepared, which registers it in the server's process list; then Write checks that no other insert of
+// the partition is running (ErrBusy otherwise: the consumer backs off and re-reads NextOffsets, which
+// waits for it), and only then reads the stored offset and drops the records at or below it. Of two
+// writers, the later to register sees the other, so at most one inserts at a time, and each inserts only
+// past what the other stored. The process list is per server: this holds while every aggregator inserts
+// into the same ClickHouse server, the deployment this store is for (replicated tables would use insert
+// deduplication instead).
+func (s *Store) Write(ctx context.Context, topic string, partition int32, recs []*kgo.Record) (err error) {
+	if len(recs) == 0 {
+		return nil
+	}
+	ctx, span := s.tracer.Start(ctx, "chstore.write", trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("messaging.destination.name", topic),
+			attribute.Int("messaging.destination.partition.id", int(partition)), attribute.Int("records", len(recs))))
+	defer func() {
+		if err != nil {
+			span.RecordError(err)
+		}
+		span.End()
+	}()
+
+	rows := make([]eventRow, 0, len(recs))
+	for _, rec := range recs {
+		row, reason, err := s.row(topic, rec)
+		if errors.Is(err, errRetry) {
+			return err
+		}
+		if reason == "" {
+			rows = append(rows, row)
+			continue
+		}
+		s.skip(ctx, reason, 1)
+		if reason != SkipNotFact {
+			s.log.Warn("skipping enriched record", "reason", reason, "partition", partition, "offset", rec.Offset,
+				"trace_id", traceID(rec), "err", err)
+		}
+	}
+	w := write{Store: s, topic: topic, partition: partition, id: insertPrefix(topic, partition) + uuid.NewString() + ":"}
+	last := recs[len(recs)-1].Offset
+	if len(rows) > 0 {
+		if err := w.insertEvents(ctx, rows); err != nil {
+			return err
+		}
+		if int64(rows[len(rows)-1].KafkaOffset) == last {
+			return nil
+		}
+	}
+	return w.markConsumed(ctx, last)
+}
+
+// write is one Write's inserts; their query ids start with id.
+type write struct {
+	*Store
+	topic     string
+	partition int32
+	id        string
+}
+
+// insertEvents inserts the rows past the stored offset.
+func (w write) insertEvents(ctx context.Context, rows []eventRow) error {
+	batch, next, err := w.prepare(ctx, "events", "INSERT INTO events ("+eventColumns+")")
+	if err != nil {
+		return err
+	}
+	if fenced := sort.Search(len(rows), func(i int) bool { return int64(rows[i].KafkaOffset) >= next }); fenced > 0 {
+		w.log.Warn("dropping records already stored", "partition", w.partition, "from", rows[0].KafkaOffset, "stored_next", next, "dropped", fenced)
+		w.skip(ctx, SkipFenced, fenced)
+		rows = rows[fenced:]
+	}
+	if len(rows) == 0 {
+		return batch.Abort()
+	}
+	for i := range rows {
+		if err := batch.AppendStruct(&rows[i]); err != nil {
+			return errors.Join(fmt.Errorf("appending event %s: %w", rows[i].EventID, err), batch.Abort())
+		}
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("inserting %d events into clickhouse: %w", len(rows), err)
+	}
+	w.inserted.Add(ctx, int64(len(rows)))
+	return nil
+}
+
+// markConsumed records that the partition was consumed up to offset without a fact to carry it.
+func (w write) markConsumed(ctx context.Context, offset int64) error {
+	batch, next, err := w.prepare(ctx, "offsets", "INSERT INTO kafka_offsets (kafka_topic, kafka_partition, max_offset)")
+	if err != nil {
+		return err
+	}
+	if offset < next {
+		return batch.Abort()
+	}
+	if err := batch.Append(w.topic, uint32(w.partition), uint64(offset)); err != nil {
+		return errors.Join(fmt.Errorf("appending consumed offset: %w", err), batch.Abort())
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("recording consumed offset %d of %s/%d: %w", offset, w.topic, w.partition, err)
+	}
+	return nil
+}
+
+// prepare prepares query (an INSERT) under a query id naming the partition, returns ErrBusy if an
+// insert of another Write into the partition keeps running, and then reads the partition's stored
+// offset. The server lists a finished insert for a moment after its client has the answer, so a
+// previous Write's insert is given busyGrace to go away.
+func (w write) prepare(ctx context.Context, name, query string) (driver.Batch, int64, error) {
+	batch, err := w.conn.PrepareBatch(clickhouse.Context(ctx, clickhouse.WithQueryID(w.id+name)), query)
+	if err != nil {
+		return nil, 0, fmt.Errorf("preparing insert into %s: %w", name, err)
+	}
+	deadline := time.Now().Add(busyGrace)
+	for {
+		var others uint64
+		err = w.conn.QueryRow(ctx, "SELECT count() FROM system.processes WHERE startsWith(query_id, ?) AND NOT startsWith(query_id, ?)",
+			insertPrefix(w.topic, w.partition), w.id).Scan(&others)
+		if err != nil || others == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			err = fmt.Errorf("%w: %s/%d", ErrBusy, w.topic, w.partition)
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	var stored map[int32]int64
+	if err == nil {
+		stored, err = w.stored(ctx, w.topic)
+	}
+	if err != nil {
+		return nil, 0, errors.Join(err, batch.Abort())
+	}
+	return batch, stored[w.partition], nil
+}
+
+// ErrBusy means an insert into the same partition is running on the server; retry later.
+var ErrBusy = errors.New("another insert into the partition is running")
+
+// insertPrefix starts the query id of every insert into a partition: aggregator:<topic>:<partition>:.
+// Kafka topic names cannot hold ':'.
+func insertPrefix(topic string, partition int32) string {
+	return "aggregator:" + topic + ":" + strconv.Itoa(int(partition)) + ":"
+}
+
+// waitInserts waits until no insert into the given partitions runs on the server, or returns ErrBusy
+// after maxInsertWait.
+func (s *Store) waitInserts(ctx context.Context, topic string, partitions []int32) error {
+	deadline := time.Now().Add(maxInsertWait)
+	for {
+		var running []struct {
+			ID string `ch:"query_id"`
+		}
+		if err := s.conn.Select(ctx, &running, "SELECT query_id FROM system.processes WHERE startsWith(query_id, ?)", "aggregator:"+topic+":"); err != nil {
+			return fmt.Errorf("reading running inserts: %w", err)
+		}
+		busy := false
+		for _, r := range running {
+			for _, p := range partitions {
+				busy = busy || strings.HasPrefix(r.ID, insertPrefix(topic, p))
+			}
+		}
+		if !busy {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("waiting for running inserts into %s: %w", topic, ErrBusy)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for running inserts into %s: %w", topic, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (s *Store) skip(ctx context.Context, reason string, n int) {
+	s.skipped.Add(ctx, int64(n), metric.WithAttributes(attribute.String("reason", reason)))
+}
+
+// errRetry marks an error worth retrying the whole batch for (the schema registry unreachable).
+var errRetry = errors.New("transient")
+
+// row turns a record into an events row. A record that is not stored has a reason; err says why when
+// the record is invalid, and wraps errRetry when decoding may succeed later.
+func (s *Store) row(topic string, rec *kgo.Record) (eventRow, string, error) {
+	var ev records.EnrichedEvent
+	if err := s.codec.Decode(rec.Value, &ev); err != nil {
+		if errors.Is(err, records.ErrBadFrame) || errors.Is(err, records.ErrUnknownSchema) {
+			return eventRow{}, SkipUndecodable, err
+		}
+		return eventRow{}, "", fmt.Errorf("%w: decoding record at offset %d: %w", errRetry, rec.Offset, err)
+	}
+	if !isFact(ev.Type) {
+		return eventRow{}, SkipNotFact, nil
+	}
+	if err := ev.CheckPayload(); err != nil {
+		return eventRow{}, SkipInvalid, err
+	}
+	row, err := newEventRow(&ev)
+	if err != nil {
+		return eventRow{}, SkipInvalid, err
+	}
+	row.TraceID = traceID(rec)
+	row.KafkaTopic, row.KafkaPartition, row.KafkaOffset = topic, uint32(rec.Partition), uint64(rec.Offset)
+	return row, "", nil
+}
+
+func isFact(typ string) bool {
+	switch typ {
+	case records.TypeAttendance, records.TypeAssessmentResult, records.TypeAssignmentSubmission,
+		records.TypeSession, records.TypeContentView:
+		return true
+	}
+	return false
+}
+
+// traceID is the trace of the record's consume span, which continues the producer's trace (the kotel
+// hooks put it in rec.Context), or "" without one.
+func traceID(rec *kgo.Record) string {
+	if rec.Context == nil {
+		return ""
+	}
+	if sc := trace.SpanContextFromContext(rec.Context); sc.HasTraceID() {
+		return sc.TraceID().String()
+	}
+	return ""
+}
+
+// eventColumns lists the columns of events that eventRow fills, in the order of its fields.
+const eventColumns = "tenant_id, event_id, source_id, type, occurred_at, occurred_ms, received_at, enriched_at, " +
+	"school_id, class_id, session_id, student_id, pseudonym, role, policy_version, age_band, grade_level, " +
+	"attendance_status, attendance_date, minutes_present, assessment_id, score, max_score, assignment_id, " +
+	"submission_status, late, session_action, session_seconds, content_id, content_type, duration_seconds, " +
+	"percent_complete, trace_id, kafka_topic, kafka_partition, kafka_offset"
+
+// eventRow is one row of events.
+type eventRow struct {
+	TenantID         string    `ch:"tenant_id"`
+	EventID          uuid.UUID `ch:"event_id"`
+	SourceID         string    `ch:"source_id"`
+	Type             string    `ch:"type"`
+	OccurredAt       time.Time `ch:"occurred_at"`
+	OccurredMS       uint16    `ch:"occurred_ms"`
+	ReceivedAt       time.Time `ch:"received_at"`
+	EnrichedAt       time.Time `ch:"enriched_at"`
+	SchoolID         string    `ch:"school_id"`
+	ClassID          string    `ch:"class_id"`
+	SessionID        string    `ch:"session_id"`
+	StudentID        uuid.UUID `ch:"student_id"`
+	Pseudonym        string    `ch:"pseudonym"`
+	Role             string    `ch:"role"`
+	PolicyVersion    int32     `ch:"policy_version"`
+	AgeBand          string    `ch:"age_band"`
+	GradeLevel       string    `ch:"grade_level"`
+	AttendanceStatus string    `ch:"attendance_status"`
+	AttendanceDate   time.Time `ch:"attendance_date"`
+	MinutesPresent   *uint32   `ch:"minutes_present"`
+	AssessmentID     string    `ch:"assessment_id"`
+	Score            *float64  `ch:"score"`
+	MaxScore         *float64  `ch:"max_score"`
+	AssignmentID     string    `ch:"assignment_id"`
+	SubmissionStatus string    `ch:"submission_status"`
+	Late             *uint8    `ch:"late"`
+	SessionAction    string    `ch:"session_action"`
+	SessionSeconds   uint32    `ch:"session_seconds"`
+	ContentID        string    `ch:"content_id"`
+	ContentType      string    `ch:"content_type"`
+	DurationSeconds  uint32    `ch:"duration_seconds"`
+	PercentComplete  *float64  `ch:"percent_complete"`
+	TraceID          string    `ch:"trace_id"`
+	KafkaTopic       string    `ch:"kafka_topic"`
+	KafkaPartition   uint32    `ch:"kafka_partition"`
+	KafkaOffset      uint64    `ch:"kafka_offset"`
+}
+
+// newEventRow flattens an event whose payload matches its type. Only pseudonymous fields are copied: the
+// actor's SIS id, if the policy kept it, stays out of ClickHouse. Values ClickHouse cannot hold (a
+// malformed UUID, a time outside DateTime's range) are an error, so one bad record cannot fail a batch.
+func newEventRow(ev *records.EnrichedEvent) (eventRow, error) {
+	eventID, err := uuid.Parse(ev.EventID)
+	if err != nil {
+		return eventRow{}, fmt.Errorf("event_id %q: %w", ev.EventID, err)
+	}
+	studentID, err := uuid.Parse(ev.Actor.InternalID)
+	if err != nil {
+		return eventRow{}, fmt.Errorf("actor internal_id of event %s: %w", ev.EventID, err)
+	}
+	for _, t := range []struct {
+		name string
+		at   time.Time
+	}{{"occurred_at", ev.OccurredAt}, {"received_at", ev.ReceivedAt}, {"enriched_at", ev.EnrichedAt}} {
+		if t.at.Unix() < 0 || t.at.Unix() > maxDateTime {
+			return eventRow{}, fmt.Errorf("%s %s of event %s is outside 1970-2106", t.name, t.at.Format(time.RFC3339), ev.EventID)
+		}
+	}
+	r := eventRow{
+		TenantID: ev.TenantID, EventID: eventID, SourceID: ev.SourceID, Type: ev.Type,
+		OccurredAt: ev.OccurredAt.UTC(), OccurredMS: uint16(ev.OccurredAt.Nanosecond() / int(time.Millisecond)),
+		ReceivedAt: ev.ReceivedAt.UTC(), EnrichedAt: ev.EnrichedAt.UTC(),
+		SchoolID: deref(ev.SchoolID), ClassID: deref(ev.ClassID), SessionID: deref(ev.SessionID),
+		StudentID: studentID, Pseudonym: ev.Actor.Pseudonym, Role: ev.Actor.Role, PolicyVersion: int32(ev.PolicyVersion),
+		AgeBand: deref(ev.Derived.AgeBand), GradeLevel: deref(ev.Derived.GradeLevel),
+		AttendanceDate: time.Unix(0, 0).UTC(),
+	}
+	if ev.Derived.Late != nil {
+		late := uint8(0)
+		if *ev.Derived.Late {
+			late = 1
+		}
+		r.Late = &late
+	}
+	switch {
+	case ev.Attendance != nil:
+		a := ev.Attendance
+		if a.Date.Unix() < 0 || a.Date.Year() > 2148 {
+			return eventRow{}, fmt.Errorf("attendance date %s of event %s is outside 1970-2148", a.Date.Format(time.DateOnly), ev.EventID)
+		}
+		r.AttendanceStatus, r.AttendanceDate = a.Status, a.Date.UTC()
+		if a.MinutesPresent != nil {
+			m := clamp(int64(*a.MinutesPresent))
+			r.MinutesPresent = &m
+		}
+	case ev.AssessmentResult != nil:
+		a := ev.AssessmentResult
+		r.AssessmentID, r.Score, r.MaxScore = a.AssessmentID, &a.Score, &a.MaxScore
+	case ev.AssignmentSubmission != nil:
+		a := ev.AssignmentSubmission
+		r.AssignmentID, r.SubmissionStatus, r.Score, r.MaxScore = a.AssignmentID, a.Status, a.Score, a.MaxScore
+	case ev.Session != nil:
+		r.SessionAction = ev.Session.Action
+		switch {
+		case ev.Derived.SessionSeconds != nil:
+			r.SessionSeconds = clamp(*ev.Derived.SessionSeconds)
+		case ev.Session.DurationSeconds != nil:
+			r.SessionSeconds = clamp(*ev.Session.DurationSeconds)
+		}
+	case ev.ContentView != nil:
+		c := ev.ContentView
+		r.ContentID, r.ContentType, r.DurationSeconds, r.PercentComplete = c.ContentID, c.ContentType, clamp(c.DurationSeconds), c.PercentComplete
+	}
+	return r, nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// clamp fits a count of seconds or minutes into UInt32; negative values become 0.
+func clamp(v int64) uint32 {
+	return uint32(min(max(v, 0), math.MaxUint32))
+}
