@@ -1,47 +1,205 @@
 package dedup
 
 import (
+	"fmt"
+	"runtime"
+	"strconv"
 	"testing"
 	"time"
 )
 
-func TestPendingCommitAbortAndExpiry(t *testing.T) {
-	now := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
-	s := New(24 * time.Hour)
-	s.Own(0, map[string]time.Time{"d1/restored": now.Add(time.Hour), "d1/old": now.Add(-time.Hour)})
+var t0 = time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
 
-	if seen, _ := s.SeenOrAdd(0, "d1", "restored", now); !seen {
-		t.Fatal("restored id not seen")
+func TestPendingCommitAbortAndExpiry(t *testing.T) {
+	now := t0
+	s := New(24 * time.Hour)
+	p := s.NewPartition(now)
+	p.Add([]byte("d1/restored"), now.Add(time.Hour))
+	p.Add([]byte("d1/old"), now.Add(-time.Hour))
+	p.Add([]byte("d1/renewed"), now.Add(-2*time.Hour))
+	p.Add([]byte("d1/renewed"), now.Add(2*time.Hour)) // a later changelog entry of the same key wins
+	if p.Len() != 2 {
+		t.Fatalf("restored %d live entries, want 2", p.Len())
 	}
-	if seen, _ := s.SeenOrAdd(0, "d1", "old", now); seen {
-		t.Fatal("expired id seen")
+	s.Own(0, p)
+
+	steps := []struct {
+		name       string
+		tenant, id string
+		at         time.Time
+		seen       bool
+	}{
+		{"restored id", "d1", "restored", now, true},
+		{"renewed id", "d1", "renewed", now.Add(90 * time.Minute), true},
+		{"expired in changelog", "d1", "old", now, false},
+		{"new id", "d1", "a", now, false},
+		{"retry in the same transaction", "d1", "a", now, true},
+		{"same id, other tenant", "d2", "a", now, false},
 	}
-	if seen, exp := s.SeenOrAdd(0, "d1", "a", now); seen || !exp.Equal(now.Add(24*time.Hour)) {
-		t.Fatalf("new id: seen=%v exp=%v", seen, exp)
-	}
-	if seen, _ := s.SeenOrAdd(0, "d1", "a", now); !seen {
-		t.Fatal("retry inside the same transaction not seen")
-	}
-	if seen, _ := s.SeenOrAdd(0, "d2", "a", now); seen {
-		t.Fatal("same event id of another tenant seen")
+	for _, st := range steps {
+		if seen, _ := s.SeenOrAdd(0, st.tenant, st.id, st.at); seen != st.seen {
+			t.Fatalf("%s: seen = %v, want %v", st.name, seen, st.seen)
+		}
 	}
 	s.Abort()
 	if seen, _ := s.SeenOrAdd(0, "d1", "a", now); seen {
 		t.Fatal("aborted id still seen")
 	}
-	s.Commit()
+	_, exp := s.SeenOrAdd(0, "d1", "b", now)
+	if !exp.Equal(now.Add(24 * time.Hour)) {
+		t.Fatalf("expiry = %v", exp)
+	}
+	s.Commit(now)
 	if seen, _ := s.SeenOrAdd(0, "d1", "a", now.Add(23*time.Hour)); !seen {
 		t.Fatal("committed id not seen within the window")
 	}
-	if seen, _ := s.SeenOrAdd(0, "d1", "a", now.Add(25*time.Hour)); seen {
+	if seen, _ := s.SeenOrAdd(0, "d1", "a", now.Add(24*time.Hour+time.Minute)); seen {
 		t.Fatal("id seen after the window")
 	}
+	if seen, _ := s.SeenOrAdd(1, "d1", "a", now); seen {
+		t.Fatal("id of partition 0 seen on partition 1")
+	}
 	s.Abort()
-	if n := s.Expire(now.Add(2 * time.Hour)); n != 1 { // "a" remains; "restored" expired
-		t.Fatalf("entries after expiry = %d", n)
+	if n := s.Expire(now.Add(3 * time.Hour)); n != 2 { // a and b remain; restored and renewed expired
+		t.Fatalf("entries after expiry = %d, want 2", n)
 	}
 	s.Disown(0)
 	if s.Owned(0) {
 		t.Fatal("partition still owned")
+	}
+	if seen, _ := s.SeenOrAdd(0, "d1", "a", now); seen {
+		t.Fatal("disowned partition still remembers")
+	}
+}
+
+// TestCommitToUnownedPartitionIsDropped: entries of a partition revoked mid-transaction are not kept.
+func TestCommitToUnownedPartitionIsDropped(t *testing.T) {
+	s := New(24 * time.Hour)
+	s.Own(0, s.NewPartition(t0))
+	s.SeenOrAdd(3, "d1", "x", t0)
+	s.Commit(t0)
+	s.Own(3, s.NewPartition(t0))
+	if seen, _ := s.SeenOrAdd(3, "d1", "x", t0); seen {
+		t.Fatal("an entry committed while the partition was not owned came back")
+	}
+}
+
+// TestGrowthAndSlotReuse fills a partition through several rehashes, lets half the ids expire, adds more
+// (reusing expired slots), and checks every id is answered right throughout.
+func TestGrowthAndSlotReuse(t *testing.T) {
+	s := New(time.Hour)
+	s.Own(0, s.NewPartition(t0))
+	add := func(prefix string, n int, at time.Time) {
+		for i := range n {
+			if seen, _ := s.SeenOrAdd(0, "d1", prefix+strconv.Itoa(i), at); seen {
+				t.Fatalf("%s%d seen before it was added", prefix, i)
+			}
+			if i%1000 == 999 {
+				s.Commit(at)
+			}
+		}
+		s.Commit(at)
+	}
+	check := func(prefix string, n int, at time.Time, want bool) {
+		for i := range n {
+			if seen, _ := s.SeenOrAdd(0, "d1", prefix+strconv.Itoa(i), at); seen != want {
+				t.Fatalf("%s%d at %v: seen = %v, want %v", prefix, i, at, seen, want)
+			}
+		}
+		s.Abort()
+	}
+	add("early-", 50_000, t0)
+	later := t0.Add(40 * time.Minute)
+	add("late-", 50_000, later)
+	check("early-", 50_000, later, true)
+	afterEarly := t0.Add(61 * time.Minute) // early ids expired, late ones live
+	check("early-", 50_000, afterEarly, false)
+	add("reuse-", 30_000, afterEarly)
+	check("late-", 50_000, afterEarly, true)
+	check("reuse-", 30_000, afterEarly, true)
+	if n := s.Expire(afterEarly); n != 80_000 {
+		t.Fatalf("live entries = %d, want 80000", n)
+	}
+	check("late-", 50_000, afterEarly, true)
+}
+
+// idBuf formats i as a lower-case UUID like the gateway's event ids.
+func idBuf(buf []byte, i int) string {
+	buf = append(buf[:0], "00000000-0000-4000-8000-000000000000"...)
+	for j := len(buf) - 1; i > 0; j-- {
+		buf[j] = "0123456789abcdef"[i&15]
+		i >>= 4
+	}
+	return string(buf)
+}
+
+// TestTenMillionIDsFitIn512MiB fills one set with 10 million ids (over 12 partitions, 1,500 districts,
+// committed in batches as the pipeline does) and checks the heap it holds.
+func TestTenMillionIDsFitIn512MiB(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fills 10 million ids")
+	}
+	const ids = 10_000_000
+	before := heapInUse()
+	s := New(48 * time.Hour)
+	for p := range int32(12) {
+		s.Own(p, s.NewPartition(t0))
+	}
+	buf := make([]byte, 0, 64)
+	tenants := make([]string, 1500)
+	for i := range tenants {
+		tenants[i] = fmt.Sprintf("district_%04d", i)
+	}
+	for i := range ids {
+		tenant := tenants[i%len(tenants)]
+		if seen, _ := s.SeenOrAdd(int32(i%12), tenant, idBuf(buf, i), t0); seen {
+			t.Fatalf("id %d seen before it was added", i)
+		}
+		if i%5000 == 4999 {
+			s.Commit(t0)
+		}
+	}
+	s.Commit(t0)
+	used := heapInUse() - before
+	t.Logf("10M ids: heap in use %.1f MiB (%.1f bytes/id)", float64(used)/(1<<20), float64(used)/ids)
+	if used >= 512<<20 {
+		t.Fatalf("10M ids use %d MiB of heap, want < 512 MiB", used>>20)
+	}
+	for _, i := range []int{0, 1, ids / 2, ids - 1} {
+		if seen, _ := s.SeenOrAdd(int32(i%12), tenants[i%len(tenants)], idBuf(buf, i), t0.Add(47*time.Hour)); !seen {
+			t.Fatalf("id %d forgotten", i)
+		}
+	}
+	runtime.KeepAlive(s)
+}
+
+func heapInUse() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse
+}
+
+// BenchmarkSeenOrAdd measures the per-record cost of a check-and-add against a set holding 1M ids.
+func BenchmarkSeenOrAdd(b *testing.B) {
+	s := New(48 * time.Hour)
+	s.Own(0, s.NewPartition(t0))
+	buf := make([]byte, 0, 64)
+	for i := range 1_000_000 {
+		s.SeenOrAdd(0, "d1", idBuf(buf, i), t0)
+	}
+	s.Commit(t0)
+	ids := make([]string, 5000)
+	i := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		if i%len(ids) == 0 {
+			s.Commit(t0)
+			for j := range ids {
+				ids[j] = idBuf(buf, 2_000_000+i+j)
+			}
+		}
+		s.SeenOrAdd(0, "d1", ids[i%len(ids)], t0)
+		i++
 	}
 }

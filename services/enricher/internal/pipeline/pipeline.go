@@ -201,7 +201,7 @@ func (p *Pipeline) batch(ctx context.Context, sess *kgo.GroupTransactSession, fe
 	perr := prodErr
 	mu.Unlock()
 	if committed && err == nil && perr == nil && procErr == nil {
-		p.dedup.Commit()
+		p.dedup.Commit(now)
 		p.log.Debug("batch committed", "enriched", stats.Enriched, "dead", stats.Dead, "duplicates", stats.Duplicates)
 		return nil
 	}
@@ -228,7 +228,8 @@ func (p *Pipeline) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[s
 	for _, part := range assigned[p.topics.Raw] {
 		start := time.Now()
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-		entries, err := dedup.Restore(rctx, newClient, p.topics.Dedup, part, time.Now())
+		state := p.dedup.NewPartition(time.Now())
+		err := dedup.Restore(rctx, newClient, p.topics.Dedup, part, state)
 		cancel()
 		if err != nil {
 			select {
@@ -237,8 +238,8 @@ func (p *Pipeline) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[s
 			}
 			return
 		}
-		p.dedup.Own(part, entries)
-		p.log.Info("dedup state restored", "partition", part, "entries", len(entries), "took", time.Since(start))
+		p.dedup.Own(part, state)
+		p.log.Info("dedup state restored", "partition", part, "entries", state.Len(), "took", time.Since(start))
 	}
 	if p.ready != nil {
 		p.ready(true)
