@@ -45,7 +45,7 @@ func TestMigrateIsIdempotent(t *testing.T) {
 	if err := tenancy.Migrate(t.Context(), pool); err != nil {
 		t.Fatalf("second Migrate: %v", err)
 	}
-	want := []string{"api_keys", "consumer_offsets", "goose_db_version", "tenants"}
+	want := []string{"api_keys", "consumer_offsets", "dlq_replays", "erasures", "goose_db_version", "policies", "tenants"}
 	if got := tablesIn(t, pool, "control"); !slices.Equal(got, want) {
 		t.Errorf("control tables = %v, want %v", got, want)
 	}
@@ -76,13 +76,14 @@ func TestConcurrentMigrationsSerialise(t *testing.T) {
 	if err := errors.Join(errs...); err != nil {
 		t.Fatalf("concurrent Migrate: %v", err)
 	}
-	if got := tablesIn(t, pool, "control"); len(got) != 4 {
+	if got := tablesIn(t, pool, "control"); len(got) != 7 {
 		t.Errorf("control tables = %v", got)
 	}
 }
 
 var districtTables = []string{"assessment_results_latest", "attendance_daily", "goose_db_version",
-	"student_activity", "student_identities", "students", "submissions"}
+	"roster_academic_sessions", "roster_classes", "roster_courses", "roster_demographics", "roster_enrollments",
+	"roster_line_items", "roster_users", "student_activity", "student_identities", "students", "submissions"}
 
 func TestCreateTenant(t *testing.T) {
 	store, pool := migrated(t)

@@ -1,0 +1,120 @@
+package tenancy_test
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/edtech-analytics/platform/libs/tenancy"
+)
+
+func TestPolicyTemplates(t *testing.T) {
+	for _, name := range tenancy.Templates() {
+		p, err := tenancy.PolicyTemplate(name)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if err := p.Validate(); err != nil {
+			t.Errorf("template %s does not validate: %v", name, err)
+		}
+	}
+	coppa, _ := tenancy.PolicyTemplate(tenancy.TemplateCOPPA)
+	if coppa.Under13["actor.sis_id"] != tenancy.ActionPseudonymise || coppa.UnknownAgeAs != tenancy.AgeUnder13 || coppa.Consent != nil {
+		t.Errorf("coppa = %+v", coppa)
+	}
+	dpdp, _ := tenancy.PolicyTemplate(tenancy.TemplateDPDP)
+	if dpdp.Under18["roster_user.email"] != tenancy.ActionDrop || dpdp.Consent == nil || dpdp.Consent.Under != 18 ||
+		!slices.Contains(dpdp.Consent.EventTypes, "session") || dpdp.UnknownAgeAs != tenancy.AgeUnder18 {
+		t.Errorf("dpdp = %+v", dpdp)
+	}
+	// Templates are copies: changing one does not change the next.
+	coppa.Under13["actor.sis_id"] = tenancy.ActionKeep
+	again, _ := tenancy.PolicyTemplate(tenancy.TemplateCOPPA)
+	if again.Under13["actor.sis_id"] != tenancy.ActionPseudonymise {
+		t.Error("a template shares its maps")
+	}
+	if _, err := tenancy.PolicyTemplate("gdpr"); !errors.Is(err, tenancy.ErrInvalidArgument) {
+		t.Errorf("unknown template: %v", err)
+	}
+}
+
+func TestParsePolicyRejects(t *testing.T) {
+	tests := []struct {
+		name, doc, mention string
+	}{
+		{"unknown key", `{"template":"custom","fieldz":{}}`, "fieldz"},
+		{"unknown field", `{"template":"custom","fields":{"actor.name":"drop"}}`, `unknown field "actor.name"`},
+		{"unknown action", `{"template":"custom","fields":{"school_id":"hide"}}`, "school_id: unknown action"},
+		{"pseudonymise a flag", `{"template":"custom","under_13":{"roster_demographics.sex":"pseudonymise"}}`, "cannot be pseudonymised"},
+		{"unknown template", `{"template":"hipaa"}`, "template"},
+		{"age class", `{"template":"custom","unknown_age_as":"teen"}`, "unknown_age_as"},
+		{"consent type", `{"template":"custom","consent":{"under":18,"event_types":["roster.user"],"metadata_key":"c"}}`, "roster.user"},
+		{"consent age", `{"template":"custom","consent":{"under":0,"event_types":["session"],"metadata_key":"c"}}`, "consent.under"},
+		{"match key", `{"template":"custom","identity":{"match_key":"email"}}`, "match_key"},
+		{"namespace", `{"template":"custom","identity":{"namespaces":{"lms":"a b"}}}`, "namespaces"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := tenancy.ParsePolicy([]byte(tt.doc))
+			if !errors.Is(err, tenancy.ErrInvalidArgument) || !strings.Contains(err.Error(), tt.mention) {
+				t.Errorf("ParsePolicy = %v, want ErrInvalidArgument mentioning %q", err, tt.mention)
+			}
+		})
+	}
+	p, err := tenancy.ParsePolicy([]byte(`{"template":"custom","version":9,"fields":{"school_id":"mask"},
+		"identity":{"match_key":"user_id:state_id","namespaces":{"canvas":"sis"}}}`))
+	if err != nil || p.Version != 0 || p.UnknownAgeAs != tenancy.AgeAdult || p.Identity.Namespaces["canvas"] != "sis" {
+		t.Errorf("ParsePolicy = %+v, %v", p, err)
+	}
+}
+
+func TestPolicyVersions(t *testing.T) {
+	store, _ := migrated(t)
+	ctx := t.Context()
+	if _, err := store.CreateTenant(ctx, "d1", "D1"); err != nil {
+		t.Fatal(err)
+	}
+	p, err := store.Policy(ctx, "d1")
+	if err != nil || p.Version != 0 || p.Template != tenancy.TemplateFERPA || p.TenantID != "d1" {
+		t.Fatalf("default policy = %+v, %v", p, err)
+	}
+	if _, err := store.Policy(ctx, "nope"); !errors.Is(err, tenancy.ErrNotFound) {
+		t.Errorf("Policy(unknown) = %v", err)
+	}
+
+	coppa, _ := tenancy.PolicyTemplate(tenancy.TemplateCOPPA)
+	set, err := store.SetPolicy(ctx, "d1", coppa, "alice")
+	if err != nil || set.Version != 1 || set.CreatedBy != "alice" || set.CreatedAt.IsZero() {
+		t.Fatalf("SetPolicy = %+v, %v", set, err)
+	}
+	got, err := store.Policy(ctx, "d1")
+	if err != nil || got.Version != 1 || got.Template != tenancy.TemplateCOPPA ||
+		got.Under13["roster_user.email"] != tenancy.ActionDrop || got.CreatedBy != "alice" {
+		t.Fatalf("Policy after set = %+v, %v", got, err)
+	}
+
+	// Concurrent setters get distinct, consecutive versions.
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Go(func() { _, errs[i] = store.SetPolicy(ctx, "d1", coppa, "bob") })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := store.Policy(ctx, "d1"); got.Version != 5 {
+		t.Errorf("version after 4 more sets = %d, want 5", got.Version)
+	}
+
+	bad := coppa
+	bad.Fields = map[string]string{"actor.sis_id": "shred"}
+	if _, err := store.SetPolicy(ctx, "d1", bad, "eve"); !errors.Is(err, tenancy.ErrInvalidArgument) {
+		t.Errorf("invalid policy stored: %v", err)
+	}
+	if _, err := store.SetPolicy(ctx, "nope", coppa, "eve"); !errors.Is(err, tenancy.ErrNotFound) {
+		t.Errorf("SetPolicy(unknown tenant) = %v", err)
+	}
+}
