@@ -1,13 +1,27 @@
 // Package identity maps a district's SIS ids to stable internal student ids. The mapping lives in the
-// district's schema in PostgreSQL (students, student_identities) and is cached in memory; the unique key
-// on (source_id, sis_id) makes two racing enricher instances agree on one id.
+// district's schema in PostgreSQL (students, student_identities) and is cached in memory.
+//
+//   - An event for a student the roster has not delivered yet gets a fresh id at once (Resolve); when the
+//     student's roster.user record arrives, it links to that id (Link).
+//   - A district that switches SIS vendor keeps its students' ids: Link finds the existing student by the
+//     district's matching key (e.g. the state student id) and maps the new (source, SIS id) to it.
+//   - Two enricher instances racing on a cache miss agree on one id: the primary key of
+//     student_identities lets one insert win, and links of one matching key are serialised by an
+//     advisory lock.
+//   - Erasing a student replaces its SIS ids and matching key with keyed hashes ("erased:<hmac>"), so the
+//     district keeps no clear identifier, yet a later record carrying them still resolves to the erased id
+//     (and is suppressed) instead of minting a new one.
 package identity
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/edtech-analytics/platform/libs/tenancy"
@@ -15,83 +29,290 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// Resolver resolves and creates internal ids.
+// Identity is a person's internal id and district-keyed pseudonym.
+type Identity struct {
+	InternalID string
+	Pseudonym  string
+}
+
+// Resolver resolves and creates internal ids. It is safe for concurrent use.
 type Resolver struct {
 	pool *pgxpool.Pool
+	max  int
 
 	mu    sync.RWMutex
-	cache map[cacheKey]string
-	max   int
+	cache map[cacheKey]Identity
 }
 
 type cacheKey struct{ tenant, source, sis string }
 
 // New returns a resolver caching up to maxCached mappings.
 func New(pool *pgxpool.Pool, maxCached int) *Resolver {
-	return &Resolver{pool: pool, cache: map[cacheKey]string{}, max: maxCached}
+	return &Resolver{pool: pool, cache: map[cacheKey]Identity{}, max: maxCached}
 }
 
-// Resolve returns the internal id of (tenant, source, sis id), creating the student on first sight. An
-// event for a student the roster has not delivered yet still gets its stable id; the roster links to it.
-func (r *Resolver) Resolve(ctx context.Context, tenantID, sourceID, sisID string) (string, error) {
-	k := cacheKey{tenantID, sourceID, sisID}
+// Pseudonym is the district-keyed HMAC of a value (an internal id, or a field the policy pseudonymises):
+// stable within a district, unjoinable across districts (each has its own key).
+func Pseudonym(key []byte, value string) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(value))
+	return "p_" + hex.EncodeToString(m.Sum(nil)[:16])
+}
+
+// erasedPrefix marks an identifier replaced by its keyed hash when its student was erased.
+const erasedPrefix = "erased:"
+
+func erasedSIS(key []byte, source, sis string) string {
+	return erasedPrefix + Pseudonym(key, "sis\x00"+source+"\x00"+sis)[2:]
+}
+
+func erasedMatch(key []byte, match string) string {
+	return erasedPrefix + Pseudonym(key, "match\x00"+match)[2:]
+}
+
+// Resolve returns the identity of (source, sis id) in the district, creating the student on first sight.
+func (r *Resolver) Resolve(ctx context.Context, t tenancy.Tenant, source, sis string) (Identity, error) {
+	k := cacheKey{t.ID, source, sis}
+	if id, ok := r.cached(k); ok {
+		return id, nil
+	}
+	q, err := queriesFor(t.ID)
+	if err != nil {
+		return Identity{}, err
+	}
+	var internal string
+	for attempt := 0; ; attempt++ {
+		internal, err = r.lookupOrCreate(ctx, q, t.PseudonymKey, source, sis)
+		if !errors.Is(err, errRaced) || attempt == 3 {
+			break
+		}
+	}
+	if err != nil {
+		return Identity{}, fmt.Errorf("resolving student of tenant %s: %w", t.ID, err)
+	}
+	return r.remember(k, t.PseudonymKey, internal), nil
+}
+
+// Link is Resolve for a roster.user record carrying the district's matching key: it maps (source, sis id)
+// to the student with that key if there is one (a new SIS vendor), or gives the key to the student
+// (source, sis id) already has (an event came first), or creates the student with it. When (source, sis
+// id) had an id of its own and another student holds the key, the key wins: the SIS id moves to that
+// student, and the orphaned id is marked merged_into it. An empty matchKey is Resolve.
+func (r *Resolver) Link(ctx context.Context, t tenancy.Tenant, source, sis, matchKey string) (Identity, error) {
+	if matchKey == "" {
+		return r.Resolve(ctx, t, source, sis)
+	}
+	q, err := queriesFor(t.ID)
+	if err != nil {
+		return Identity{}, err
+	}
+	var internal string
+	for attempt := 0; ; attempt++ {
+		err = pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+			internal, err = link(ctx, tx, q, t.PseudonymKey, source, sis, matchKey)
+			return err
+		})
+		if !errors.Is(err, errRaced) || attempt == 3 {
+			break
+		}
+	}
+	if err != nil {
+		return Identity{}, fmt.Errorf("linking student of tenant %s: %w", t.ID, err)
+	}
+	return r.remember(cacheKey{t.ID, source, sis}, t.PseudonymKey, internal), nil
+}
+
+func link(ctx context.Context, tx pgx.Tx, q queries, key []byte, source, sis, match string) (string, error) {
+	hashedMatch, hashedSIS := erasedMatch(key, match), erasedSIS(key, source, sis)
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", q.schema+"/match/"+hashedMatch); err != nil {
+		return "", err
+	}
+	var byMatch, bySIS, sisRow string
+	err := tx.QueryRow(ctx, q.studentByMatch, match, hashedMatch).Scan(&byMatch)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return "", err
+	}
+	err = tx.QueryRow(ctx, q.identityForUpdate, source, sis, hashedSIS).Scan(&bySIS, &sisRow)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return "", err
+	}
+	matchErased := strings.HasPrefix(byMatch, "!") // studentByMatch flags an erased student
+	byMatch = strings.TrimPrefix(byMatch, "!")
+	switch {
+	case byMatch == "" && bySIS == "":
+		fresh, err := newUUID()
+		if err != nil {
+			return "", err
+		}
+		if _, err := tx.Exec(ctx, q.insertStudent, fresh, match); err != nil {
+			return "", err
+		}
+		return insertIdentity(ctx, tx, q, source, sis, fresh)
+	case byMatch == "":
+		// The student came first through an event; the roster now gives it its key (unless erased).
+		_, err := tx.Exec(ctx, q.setMatch, bySIS, match)
+		return bySIS, err
+	case bySIS == "" && matchErased:
+		return insertIdentity(ctx, tx, q, source, hashedSIS, byMatch) // an erased student's new SIS id, hashed only
+	case bySIS == "":
+		return insertIdentity(ctx, tx, q, source, sis, byMatch)
+	case byMatch == bySIS || strings.HasPrefix(sisRow, erasedPrefix):
+		return bySIS, nil
+	}
+	// The SIS id got a provisional id before its roster record; the student with the key keeps its id.
+	move, args := q.moveIdentity, []any{source, sisRow, byMatch}
+	if matchErased {
+		move, args = q.hashIdentity, []any{source, sisRow, hashedSIS, byMatch}
+	}
+	if _, err := tx.Exec(ctx, move, args...); err != nil {
+		return "", err
+	}
+	_, err = tx.Exec(ctx, q.markMerged, bySIS, byMatch)
+	return byMatch, err
+}
+
+func insertIdentity(ctx context.Context, tx pgx.Tx, q queries, source, sis, internal string) (string, error) {
+	var got string
+	err := tx.QueryRow(ctx, q.insertIdentity, source, sis, internal).Scan(&got)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", errRaced // created concurrently; the caller retries and finds it
+	}
+	return got, err
+}
+
+// Erase replaces the student's SIS ids and matching key with their keyed hashes and marks it erased,
+// inside tx. Later records carrying those ids still resolve to internalID.
+func (r *Resolver) Erase(ctx context.Context, tx pgx.Tx, t tenancy.Tenant, internalID string) error {
+	q, err := queriesFor(t.ID)
+	if err != nil {
+		return err
+	}
+	rows, err := tx.Query(ctx, q.clearIdentities, internalID)
+	if err != nil {
+		return fmt.Errorf("reading identities to erase: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) ([2]string, error) {
+		var id [2]string
+		return id, row.Scan(&id[0], &id[1])
+	})
+	if err != nil {
+		return fmt.Errorf("reading identities to erase: %w", err)
+	}
+	for _, id := range ids {
+		if _, err := tx.Exec(ctx, q.hashIdentity, id[0], id[1], erasedSIS(t.PseudonymKey, id[0], id[1]), internalID); err != nil {
+			return fmt.Errorf("erasing identity: %w", err)
+		}
+	}
+	var match *string
+	err = tx.QueryRow(ctx, q.matchOf, internalID).Scan(&match)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("reading match key to erase: %w", err)
+	}
+	var hashed *string
+	if match != nil && !strings.HasPrefix(*match, erasedPrefix) {
+		h := erasedMatch(t.PseudonymKey, *match)
+		hashed = &h
+	}
+	if _, err := tx.Exec(ctx, q.markErased, internalID, hashed); err != nil {
+		return fmt.Errorf("marking student erased: %w", err)
+	}
+	r.mu.Lock()
+	for k, v := range r.cache {
+		if k.tenant == t.ID && v.InternalID == internalID {
+			delete(r.cache, k)
+		}
+	}
+	r.mu.Unlock()
+	return nil
+}
+
+// Reset empties the cache; call when partitions move, since another instance may have linked ids since.
+func (r *Resolver) Reset() {
+	r.mu.Lock()
+	clear(r.cache)
+	r.mu.Unlock()
+}
+
+func (r *Resolver) cached(k cacheKey) (Identity, bool) {
 	r.mu.RLock()
 	id, ok := r.cache[k]
 	r.mu.RUnlock()
-	if ok {
-		return id, nil
-	}
-	schema, err := tenancy.SchemaName(tenantID)
-	if err != nil {
-		return "", err
-	}
-	id, err = r.lookupOrCreate(ctx, schema, sourceID, sisID)
-	if err != nil {
-		return "", fmt.Errorf("resolving student of tenant %s: %w", tenantID, err)
-	}
+	return id, ok
+}
+
+func (r *Resolver) remember(k cacheKey, key []byte, internal string) Identity {
+	id := Identity{InternalID: internal, Pseudonym: Pseudonym(key, internal)}
 	r.mu.Lock()
 	if len(r.cache) >= r.max {
 		clear(r.cache) // simple bound; a hot working set refills quickly
 	}
 	r.cache[k] = id
 	r.mu.Unlock()
-	return id, nil
+	return id
 }
 
-func (r *Resolver) lookupOrCreate(ctx context.Context, schema, sourceID, sisID string) (string, error) {
-	identities := pgx.Identifier{schema, "student_identities"}.Sanitize()
-	students := pgx.Identifier{schema, "students"}.Sanitize()
+func (r *Resolver) lookupOrCreate(ctx context.Context, q queries, key []byte, source, sis string) (string, error) {
 	var id string
-	err := r.pool.QueryRow(ctx, `SELECT internal_id::text FROM `+identities+` WHERE source_id = $1 AND sis_id = $2`, sourceID, sisID).Scan(&id)
-	if err == nil {
-		return id, nil
-	}
-	if !errors.Is(err, pgx.ErrNoRows) {
-		return "", err
+	err := r.pool.QueryRow(ctx, q.lookup, source, sis, erasedSIS(key, source, sis)).Scan(&id)
+	if err == nil || !errors.Is(err, pgx.ErrNoRows) {
+		return id, err
 	}
 	fresh, err := newUUID()
 	if err != nil {
 		return "", err
 	}
 	err = pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO `+students+` (internal_id) VALUES ($1)`, fresh); err != nil {
+		if _, err := tx.Exec(ctx, q.insertStudent, fresh, nil); err != nil {
 			return err
 		}
-		err := tx.QueryRow(ctx, `INSERT INTO `+identities+` (source_id, sis_id, internal_id) VALUES ($1, $2, $3)
-			ON CONFLICT (source_id, sis_id) DO NOTHING RETURNING internal_id::text`, sourceID, sisID, fresh).Scan(&id)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return errRaced
-		}
+		id, err = insertIdentity(ctx, tx, q, source, sis, fresh)
 		return err
 	})
-	if errors.Is(err, errRaced) {
-		// Another instance created the mapping first; our student row was rolled back. Use theirs.
-		err = r.pool.QueryRow(ctx, `SELECT internal_id::text FROM `+identities+` WHERE source_id = $1 AND sis_id = $2`, sourceID, sisID).Scan(&id)
-	}
 	return id, err
 }
 
 var errRaced = errors.New("identity created concurrently")
+
+// queries are the statements of one district schema.
+type queries struct {
+	schema                                                          string
+	lookup, identityForUpdate, insertIdentity, moveIdentity         string
+	studentByMatch, insertStudent, setMatch, markMerged, markErased string
+	clearIdentities, hashIdentity, matchOf                          string
+}
+
+func queriesFor(tenantID string) (queries, error) {
+	schema, err := tenancy.SchemaName(tenantID)
+	if err != nil {
+		return queries{}, err
+	}
+	ids := pgx.Identifier{schema, "student_identities"}.Sanitize()
+	students := pgx.Identifier{schema, "students"}.Sanitize()
+	return queries{
+		schema: schema,
+		lookup: `SELECT internal_id::text FROM ` + ids + ` WHERE source_id = $1 AND sis_id IN ($2, $3) LIMIT 1`,
+		identityForUpdate: `SELECT internal_id::text, sis_id FROM ` + ids + `
+			WHERE source_id = $1 AND sis_id IN ($2, $3) LIMIT 1 FOR UPDATE`,
+		insertIdentity: `INSERT INTO ` + ids + ` (source_id, sis_id, internal_id) VALUES ($1, $2, $3)
+			ON CONFLICT (source_id, sis_id) DO NOTHING RETURNING internal_id::text`,
+		moveIdentity: `UPDATE ` + ids + ` SET internal_id = $3 WHERE source_id = $1 AND sis_id = $2`,
+		// An erased student comes back prefixed with "!" so Link keeps new SIS ids of it hashed.
+		studentByMatch: `SELECT CASE WHEN erased_at IS NULL THEN '' ELSE '!' END || internal_id::text FROM ` + students + `
+			WHERE match_key IN ($1, $2)`,
+		insertStudent: `INSERT INTO ` + students + ` (internal_id, match_key) VALUES ($1, $2)`,
+		setMatch:      `UPDATE ` + students + ` SET match_key = $2 WHERE internal_id = $1 AND erased_at IS NULL`,
+		markMerged: `UPDATE ` + students + ` SET merged_into = $2 WHERE internal_id = $1 AND match_key IS NULL
+			AND NOT EXISTS (SELECT 1 FROM ` + ids + ` WHERE internal_id = $1)`,
+		markErased: `UPDATE ` + students + ` SET erased_at = coalesce(erased_at, now()),
+			match_key = coalesce($2, match_key) WHERE internal_id = $1`,
+		clearIdentities: `SELECT source_id, sis_id FROM ` + ids + ` WHERE internal_id = $1 AND sis_id NOT LIKE 'erased:%'`,
+		// The hashed row may exist already (a new SIS id of an erased student); then the clear one just goes.
+		hashIdentity: `WITH ins AS (INSERT INTO ` + ids + ` (source_id, sis_id, internal_id) VALUES ($1, $3, $4)
+			ON CONFLICT (source_id, sis_id) DO NOTHING)
+			DELETE FROM ` + ids + ` WHERE source_id = $1 AND sis_id = $2`,
+		matchOf: `SELECT match_key FROM ` + students + ` WHERE internal_id = $1`,
+	}, nil
+}
 
 // newUUID returns a random (version 4) UUID.
 func newUUID() (string, error) {
