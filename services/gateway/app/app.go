@@ -18,6 +18,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/svc"
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/edtech-analytics/platform/services/gateway/internal/server"
+	"github.com/edtech-analytics/platform/services/gateway/internal/tenants"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -32,6 +33,9 @@ type Config struct {
 	KeyCacheTTL   time.Duration
 	DrainTimeout  time.Duration
 	ShutdownDelay time.Duration
+	// RateLimit applies to districts without a limit of their own, per gateway instance.
+	RateLimit     tenants.RateLimit
+	TenantRefresh time.Duration
 }
 
 // RegisterFlags binds the config to flags with env defaults.
@@ -44,6 +48,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	conf.Duration(fs, &c.KeyCacheTTL, "key-cache-ttl", "GATEWAY_KEY_CACHE_TTL", 5*time.Second, "how long a key lookup is cached (bounds revocation delay)")
 	conf.Duration(fs, &c.DrainTimeout, "drain-timeout", "GATEWAY_DRAIN_TIMEOUT", 25*time.Second, "how long in-flight requests may take to finish on shutdown")
 	conf.Duration(fs, &c.ShutdownDelay, "shutdown-delay", "GATEWAY_SHUTDOWN_DELAY", 0, "time between turning not-ready and closing the listener on shutdown")
+	conf.Int(fs, &c.RateLimit.EventsPerSecond, "rate-limit.events-per-sec", "GATEWAY_RATE_LIMIT_EVENTS_PER_SEC", 5000, "default events per second per district on this instance (ctl tenant set-limits overrides it)")
+	conf.Int(fs, &c.RateLimit.Burst, "rate-limit.burst", "GATEWAY_RATE_LIMIT_BURST", 20000, "default burst per district on this instance, in events")
+	conf.Duration(fs, &c.TenantRefresh, "tenant-refresh", "GATEWAY_TENANT_REFRESH", 5*time.Second, "how often districts' rate limits and hot flags are reloaded")
 	c.Kafka.RegisterFlags(fs)
 }
 
@@ -59,6 +66,12 @@ func (c *Config) Validate() error {
 	if c.MaxEvents < 1 {
 		errs = append(errs, errors.New("max-events: must be at least 1"))
 	}
+	if c.RateLimit.EventsPerSecond < 1 || c.RateLimit.Burst < 1 {
+		errs = append(errs, errors.New("rate-limit.events-per-sec, rate-limit.burst: must be at least 1"))
+	}
+	if c.TenantRefresh < 100*time.Millisecond {
+		errs = append(errs, errors.New("tenant-refresh: must be at least 100ms"))
+	}
 	return errors.Join(append(errs, c.Kafka.Validate())...)
 }
 
@@ -67,7 +80,7 @@ type Hooks struct {
 	OnListen func(addr string)
 }
 
-// Run serves until ctx is done, then drains: readiness goes false, new requests get 503, in-flight
+// Run serves until ctx is done, then drains: new requests get 503 and readiness goes false, in-flight
 // requests finish, the producer flushes every buffered record, and Run returns.
 func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks) error {
 	health := obs.NewHealth("kafka", "postgres", "serving")
@@ -76,8 +89,16 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks) error {
 		return err
 	}
 	defer pool.Close()
+	store := tenancy.NewStore(pool)
+	keys := tenancyKeys{tenancy.NewKeyCache(store, cfg.KeyCacheTTL)}
+	registry, err := tenants.New(storedSettings(store), cfg.RateLimit, cfg.MaxEvents, rt.Log)
+	if err != nil {
+		return err
+	}
+	if err := registry.Refresh(ctx); err != nil {
+		return err
+	}
 	health.SetReady("postgres", true)
-	keys := tenancyKeys{tenancy.NewKeyCache(tenancy.NewStore(pool), cfg.KeyCacheTTL)}
 
 	cfg.Kafka.ClientID = "gateway"
 	deps := kafkax.Deps{Log: rt.Log, Tracer: rt.Tel.Tracer, Propagator: rt.Tel.Propagator}
@@ -90,7 +111,8 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks) error {
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(server.Deps{Log: rt.Log, Keys: keys, Producer: producer.Client, Codec: codec, Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter},
+	srv, err := server.New(server.Deps{Log: rt.Log, Keys: keys, Tenants: registry, Producer: producer.Client, Codec: codec,
+		Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter},
 		server.Topics{Raw: cfg.Kafka.Topics().Raw, DLQ: cfg.Kafka.Topics().DLQ},
 		server.Limits{MaxBodyBytes: int64(cfg.MaxBodyBytes), MaxEvents: cfg.MaxEvents})
 	if err != nil {
@@ -103,18 +125,22 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks) error {
 	if hooks.OnListen != nil {
 		hooks.OnListen(ln.Addr().String())
 	}
-
-	mux := http.NewServeMux()
-	health.Register(mux, rt.Tel.Metrics)
-	mux.Handle("/", srv.Handler())
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	hs := &http.Server{Handler: Routes(srv, health, rt.Tel.Metrics), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 	health.SetReady("serving", true)
 
+	// The public and admin servers outlive ctx: they stop only after the drain below, so load balancers
+	// and probes see an explicit not-ready answer while in-flight requests finish.
 	g, gctx := errgroup.WithContext(ctx)
 	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHTTP()
-	g.Go(func() error { return obs.ServeAdmin(gctx, rt.Log, cfg.AdminAddr, health, rt.Tel.Metrics) })
-	g.Go(func() error { return obs.Serve(httpCtx, rt.Log, hs, ln, cfg.DrainTimeout) })
+	adminCtx, stopAdmin := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopAdmin()
+	g.Go(func() error { return obs.ServeAdmin(adminCtx, rt.Log, cfg.AdminAddr, health, rt.Tel.Metrics) })
+	g.Go(func() error {
+		defer stopAdmin()
+		return obs.Serve(httpCtx, rt.Log, hs, ln, cfg.DrainTimeout)
+	})
+	g.Go(func() error { return registry.Run(gctx, cfg.TenantRefresh) })
 	g.Go(func() error {
 		if err := svc.WaitKafka(gctx, rt.Log, producer.Client, cfg.Kafka); err != nil {
 			return err
@@ -124,9 +150,9 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks) error {
 	})
 	g.Go(func() error {
 		<-gctx.Done()
-		rt.Log.Info("draining: not ready, refusing new requests, finishing in-flight ones")
+		rt.Log.Info("draining: refusing new requests, not ready, finishing in-flight ones")
+		srv.Drain() // before readiness flips, so no request admitted after /readyz says no
 		health.SetReady("serving", false)
-		srv.Drain()
 		if cfg.ShutdownDelay > 0 {
 			time.Sleep(cfg.ShutdownDelay) // let load balancers see not-ready before the listener closes
 		}
@@ -143,6 +169,32 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks) error {
 		err = nil
 	}
 	return err
+}
+
+// Routes joins the public API with /healthz, /readyz and /metrics, as the gateway serves them.
+func Routes(srv *server.Server, health *obs.Health, metrics http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	health.Register(mux, metrics)
+	mux.Handle("/", srv.Handler())
+	return mux
+}
+
+// storedSettings reads the districts' ingest settings from the control schema.
+func storedSettings(store *tenancy.Store) tenants.Source {
+	return func(ctx context.Context) ([]tenants.Stored, error) {
+		list, err := store.IngestSettings(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]tenants.Stored, len(list))
+		for i, s := range list {
+			out[i] = tenants.Stored{TenantID: s.TenantID, HotShards: s.HotShards}
+			if s.RateLimit != nil {
+				out[i].RateLimit = &tenants.RateLimit{EventsPerSecond: s.RateLimit.EventsPerSecond, Burst: s.RateLimit.Burst}
+			}
+		}
+		return out, nil
+	}
 }
 
 // tenancyKeys adapts the control schema's cached key lookups to the server's KeyStore.

@@ -3,11 +3,11 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -17,7 +17,9 @@ import (
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/records"
+	"github.com/edtech-analytics/platform/services/gateway/api"
 	"github.com/edtech-analytics/platform/services/gateway/internal/ingest"
+	"github.com/edtech-analytics/platform/services/gateway/internal/tenants"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
@@ -44,6 +46,7 @@ type Producer interface {
 type Server struct {
 	log      *slog.Logger
 	keys     KeyStore
+	tenants  *tenants.Registry
 	producer Producer
 	codec    *records.Codec
 	topics   Topics
@@ -51,9 +54,10 @@ type Server struct {
 	tracer   trace.Tracer
 	now      func() time.Time
 
-	draining atomic.Bool
-	accepted metric.Int64Counter
-	rejected metric.Int64Counter
+	draining  atomic.Bool
+	accepted  metric.Int64Counter
+	rejected  metric.Int64Counter
+	throttled metric.Int64Counter
 }
 
 // Topics the gateway writes to.
@@ -63,6 +67,7 @@ type Topics struct{ Raw, DLQ string }
 type Deps struct {
 	Log      *slog.Logger
 	Keys     KeyStore
+	Tenants  *tenants.Registry
 	Producer Producer
 	Codec    *records.Codec
 	Tracer   trace.TracerProvider
@@ -72,18 +77,24 @@ type Deps struct {
 // New builds a server.
 func New(deps Deps, topics Topics, limits Limits) (*Server, error) {
 	m := deps.Meter.Meter("gateway")
-	acc, err := m.Int64Counter("gateway_events_accepted", metric.WithDescription("events acknowledged to clients after Kafka acks"))
-	if err != nil {
-		return nil, fmt.Errorf("creating metric: %w", err)
+	s := &Server{
+		log: deps.Log, keys: deps.Keys, tenants: deps.Tenants, producer: deps.Producer, codec: deps.Codec,
+		topics: topics, limits: limits, tracer: deps.Tracer.Tracer("gateway"), now: time.Now,
 	}
-	rej, err := m.Int64Counter("gateway_events_rejected", metric.WithDescription("events rejected by validation"))
-	if err != nil {
-		return nil, fmt.Errorf("creating metric: %w", err)
+	for _, c := range []struct {
+		counter    *metric.Int64Counter
+		name, desc string
+	}{
+		{&s.accepted, "gateway_events_accepted", "events acknowledged to clients after Kafka acks"},
+		{&s.rejected, "gateway_events_rejected", "events rejected by validation"},
+		{&s.throttled, "gateway_events_throttled", "events of batches refused by a district's rate limit"},
+	} {
+		var err error
+		if *c.counter, err = m.Int64Counter(c.name, metric.WithDescription(c.desc)); err != nil {
+			return nil, fmt.Errorf("creating metric %s: %w", c.name, err)
+		}
 	}
-	return &Server{
-		log: deps.Log, keys: deps.Keys, producer: deps.Producer, codec: deps.Codec, topics: topics, limits: limits,
-		tracer: deps.Tracer.Tracer("gateway"), now: time.Now, accepted: acc, rejected: rej,
-	}, nil
+	return s, nil
 }
 
 // Drain makes the server refuse new work with 503 while in-flight requests finish.
@@ -96,6 +107,10 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/v1/events", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", "POST")
 		writeProblem(w, http.StatusMethodNotAllowed, "method-not-allowed", "Method not allowed", "use POST", 0)
+	})
+	mux.HandleFunc("GET /openapi.yaml", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/yaml")
+		_, _ = w.Write(api.OpenAPI())
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusNotFound, "not-found", "Not found", "no such endpoint: "+r.URL.Path, 0)
@@ -136,7 +151,7 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 			"Content-Type must be application/json or application/x-ndjson", 0)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.limits.MaxBodyBytes))
+	body, err := s.readBody(w, r)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -163,13 +178,28 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	// The whole batch counts against the district's rate limit, valid events or not, before any work.
+	tenant := s.tenants.Settings(key.TenantID)
+	if ok, wait := s.tenants.Admit(tenant, len(raw)); !ok {
+		s.throttled.Add(ctx, int64(len(raw)))
+		writeProblem(w, http.StatusTooManyRequests, "rate-limited", "Rate limit exceeded",
+			fmt.Sprintf("district %s may send %d events per second (bursts of %d); retry this batch later",
+				key.TenantID, tenant.Limit.EventsPerSecond, tenant.Limit.Burst), max(wait, time.Second))
+		return
+	}
+
 	meta := ingest.Meta{TenantID: key.TenantID, SourceID: key.SourceID, ReceivedAt: s.now()}
 	accepted, rejected := ingest.Validate(raw, meta)
-	s.deadLetter(ctx, key, rejected, meta.ReceivedAt)
-	if err := s.produce(ctx, key, accepted); err != nil {
+	dlqDone := s.deadLetter(ctx, key, rejected, meta.ReceivedAt)
+	err = s.produce(ctx, tenant, accepted, len(body))
+	dlqDone()
+	if err != nil {
 		s.log.WarnContext(ctx, "producing batch", "tenant_id", key.TenantID, "events", len(accepted), "err", err)
-		writeProblem(w, http.StatusServiceUnavailable, "kafka-unavailable", "Cannot accept events now",
-			"events were not acknowledged; retry the same batch (event_id makes retries safe)", retryAfterBusy)
+		detail := "events were not acknowledged; retry the same batch (event_id makes retries safe)"
+		if errors.Is(err, kgo.ErrMaxBuffered) {
+			detail = "the Kafka producer's buffer is full; " + detail
+		}
+		writeProblem(w, http.StatusServiceUnavailable, "kafka-unavailable", "Cannot accept events now", detail, retryAfterBusy)
 		return
 	}
 	s.accepted.Add(ctx, int64(len(accepted)))
@@ -178,6 +208,17 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 		rejected = []ingest.Rejected{}
 	}
 	writeJSON(w, http.StatusAccepted, EventsResponse{Accepted: len(accepted), Rejected: rejected})
+}
+
+// readBody reads the whole body, at most MaxBodyBytes, into a buffer sized from Content-Length.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	size := int64(0)
+	if r.ContentLength > 0 {
+		size = min(r.ContentLength, s.limits.MaxBodyBytes)
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, size+bytes.MinRead))
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, s.limits.MaxBodyBytes))
+	return buf.Bytes(), err
 }
 
 // authenticate resolves the request's API key and checks it may use verb.
@@ -209,47 +250,76 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, verb strin
 	return key, true
 }
 
-// produce writes the accepted events to raw, keyed by tenant, and waits for every ack. It fails fast,
-// without blocking, when the producer's buffer is full.
-func (s *Server) produce(ctx context.Context, key Key, accepted []ingest.Accepted) error {
+// produce encodes the accepted events, writes them to raw under the district's record keys and waits
+// until Kafka has acknowledged every one (acks=all, idempotent producer). It returns at the first failure
+// without waiting for the rest: the client gets 503 and resends the batch, and event_id makes that safe.
+// When the producer's buffer is full TryProduce fails at once with kgo.ErrMaxBuffered.
+func (s *Server) produce(ctx context.Context, tenant *tenants.Settings, accepted []ingest.Accepted, sizeHint int) error {
 	if len(accepted) == 0 {
 		return nil
 	}
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
-	)
-	tenantKey := []byte(key.TenantID)
-	for _, a := range accepted {
-		val, err := s.codec.Encode(a.Event)
-		if err != nil {
+	// The records and their values are allocated once per batch; the producer holds on to them until
+	// their promises run, so nothing here is pooled. Record values are sub-slices of one buffer: if it
+	// grows, earlier values keep pointing into the old array, which nothing writes to again.
+	recs := make([]kgo.Record, len(accepted))
+	buf := make([]byte, 0, sizeHint)
+	// A client that hangs up must not cancel records: franz-go fails a whole buffered batch (other
+	// requests' records too) when its first record's context is canceled.
+	pctx := context.WithoutCancel(ctx)
+	for i, a := range accepted {
+		start := len(buf)
+		var err error
+		if buf, err = s.codec.AppendEncode(buf, a.Event); err != nil {
 			return fmt.Errorf("encoding event %s: %w", a.Event.EventID, err)
 		}
-		wg.Add(1)
-		rec := &kgo.Record{Topic: s.topics.Raw, Key: tenantKey, Value: val, Context: ctx}
-		s.producer.TryProduce(ctx, rec, func(_ *kgo.Record, err error) {
-			if err != nil {
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = err
-				}
-				mu.Unlock()
-			}
-			wg.Done()
-		})
+		recs[i] = kgo.Record{Topic: s.topics.Raw, Key: tenant.RecordKey(a.Event.Actor.SISID), Value: buf[start:len(buf):len(buf)], Context: pctx}
 	}
-	wg.Wait()
-	return firstErr
+	w := newAcks(len(recs))
+	for i := range recs {
+		if w.failed.Load() {
+			break
+		}
+		s.producer.TryProduce(pctx, &recs[i], w.promise)
+	}
+	<-w.done
+	return w.err
 }
 
-// deadLetter sends rejected events to the DLQ with their errors. A DLQ failure is logged, not returned:
-// the client already gets every error in the answer and nothing it sent was acknowledged as accepted.
-func (s *Server) deadLetter(ctx context.Context, key Key, rejected []ingest.Rejected, at time.Time) {
+// acks waits for the promises of one batch: done closes when every record is acknowledged or at the first
+// failure, whichever comes first.
+type acks struct {
+	mu      sync.Mutex
+	pending int
+	err     error
+	failed  atomic.Bool
+	done    chan struct{}
+}
+
+func newAcks(n int) *acks { return &acks{pending: n, done: make(chan struct{})} }
+
+func (a *acks) promise(_ *kgo.Record, err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.pending--
+	switch {
+	case err != nil && a.err == nil:
+		a.err = err
+		a.failed.Store(true)
+		close(a.done)
+	case a.pending == 0 && a.err == nil:
+		close(a.done)
+	}
+}
+
+// deadLetter sends rejected events to the DLQ with their errors and returns a function that waits for
+// their acks. A DLQ failure is logged, not returned: the client already gets every error in the answer and
+// nothing it sent was acknowledged as accepted.
+func (s *Server) deadLetter(ctx context.Context, key Key, rejected []ingest.Rejected, at time.Time) (wait func()) {
 	if len(rejected) == 0 {
-		return
+		return func() {}
 	}
 	var wg sync.WaitGroup
+	pctx := context.WithoutCancel(ctx)
 	for _, rj := range rejected {
 		d := &records.DLQRecord{
 			Reason: records.ReasonInvalidField, Stage: records.StageGateway, TenantID: &key.TenantID,
@@ -269,7 +339,7 @@ func (s *Server) deadLetter(ctx context.Context, key Key, rejected []ingest.Reje
 			continue
 		}
 		wg.Add(1)
-		s.producer.TryProduce(ctx, &kgo.Record{Topic: s.topics.DLQ, Key: []byte(key.TenantID), Value: val, Context: ctx},
+		s.producer.TryProduce(pctx, &kgo.Record{Topic: s.topics.DLQ, Key: []byte(key.TenantID), Value: val, Context: pctx},
 			func(_ *kgo.Record, err error) {
 				if err != nil {
 					s.log.ErrorContext(ctx, "producing dlq record", "tenant_id", key.TenantID, "err", err)
@@ -277,5 +347,5 @@ func (s *Server) deadLetter(ctx context.Context, key Key, rejected []ingest.Reje
 				wg.Done()
 			})
 	}
-	wg.Wait()
+	return wg.Wait
 }

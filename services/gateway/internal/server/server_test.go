@@ -19,6 +19,8 @@ import (
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/svc"
 	"github.com/edtech-analytics/platform/services/gateway/internal/server"
+	"github.com/edtech-analytics/platform/services/gateway/internal/tenants"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -33,22 +35,35 @@ func (m keyMap) Lookup(_ context.Context, plaintext string) (server.Key, error) 
 }
 
 type fixture struct {
-	srv   *httptest.Server
-	gw    *server.Server
-	cl    *kafkax.Client
-	kcfg  kafkax.Config
-	codec *records.Codec
+	srv     *httptest.Server
+	gw      *server.Server
+	cl      *kafkax.Client
+	kafka   *kfake.Cluster
+	kcfg    kafkax.Config
+	codec   *records.Codec
+	tenants *tenants.Registry
 }
 
-func newFixture(t *testing.T) *fixture {
+// setup adjusts a fixture before it starts.
+type setup struct {
+	stored   []tenants.Stored // districts' stored settings
+	producer []kgo.Opt        // extra producer options
+	limits   server.Limits
+}
+
+func newFixture(t *testing.T, opts ...func(*setup)) *fixture {
 	t.Helper()
+	st := setup{limits: server.Limits{MaxBodyBytes: 64 << 10, MaxEvents: 5}}
+	for _, o := range opts {
+		o(&st)
+	}
 	ctx := context.Background()
-	_, kcfg := kafkatest.New(t)
+	kafka, kcfg := kafkatest.New(t)
 	tel, err := obs.Init(ctx, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := kafkax.NewClient(kcfg, kafkax.Deps{Tracer: tel.Tracer, Propagator: tel.Propagator}, "", kafkax.ProducerOptions()...)
+	cl, err := kafkax.NewClient(kcfg, kafkax.Deps{Tracer: tel.Tracer, Propagator: tel.Propagator}, "", append(kafkax.ProducerOptions(), st.producer...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,15 +78,26 @@ func newFixture(t *testing.T) *fixture {
 	keys := keyMap{
 		"good":   {ID: "k1", TenantID: "d1", SourceID: "lms", Verbs: []string{server.VerbEventsWrite}},
 		"roster": {ID: "k2", TenantID: "d1", SourceID: "sis", Verbs: []string{server.VerbRosterWrite}},
+		"hot":    {ID: "k3", TenantID: "hot", SourceID: "lms", Verbs: []string{server.VerbEventsWrite}},
+		"small":  {ID: "k4", TenantID: "small", SourceID: "lms", Verbs: []string{server.VerbEventsWrite}},
 	}
-	gw, err := server.New(server.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Keys: keys, Producer: cl.Client, Codec: codec, Tracer: tel.Tracer, Meter: tel.Meter},
-		server.Topics{Raw: kcfg.Topics().Raw, DLQ: kcfg.Topics().DLQ}, server.Limits{MaxBodyBytes: 64 << 10, MaxEvents: 5})
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	reg, err := tenants.New(func(context.Context) ([]tenants.Stored, error) { return st.stored, nil },
+		tenants.RateLimit{EventsPerSecond: 100_000, Burst: 100_000}, st.limits.MaxEvents, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	gw, err := server.New(server.Deps{Log: log, Keys: keys, Tenants: reg, Producer: cl.Client, Codec: codec, Tracer: tel.Tracer, Meter: tel.Meter},
+		server.Topics{Raw: kcfg.Topics().Raw, DLQ: kcfg.Topics().DLQ}, st.limits)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(gw.Handler())
 	t.Cleanup(srv.Close)
-	return &fixture{srv: srv, gw: gw, cl: cl, kcfg: kcfg, codec: codec}
+	return &fixture{srv: srv, gw: gw, cl: cl, kafka: kafka, kcfg: kcfg, codec: codec, tenants: reg}
 }
 
 func (f *fixture) post(t *testing.T, key, ctype, body string) (int, http.Header, map[string]any) {

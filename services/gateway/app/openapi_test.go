@@ -1,0 +1,441 @@
+package app_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edtech-analytics/platform/libs/kafkatest"
+	"github.com/edtech-analytics/platform/libs/kafkax"
+	"github.com/edtech-analytics/platform/libs/obs"
+	"github.com/edtech-analytics/platform/libs/sampledata"
+	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/services/gateway/api"
+	"github.com/edtech-analytics/platform/services/gateway/app"
+	"github.com/edtech-analytics/platform/services/gateway/internal/ingest"
+	"github.com/edtech-analytics/platform/services/gateway/internal/server"
+	"github.com/edtech-analytics/platform/services/gateway/internal/tenants"
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+)
+
+// keyMap is an in-memory server.KeyStore.
+type keyMap map[string]server.Key
+
+func (m keyMap) Lookup(_ context.Context, plaintext string) (server.Key, error) {
+	if k, ok := m[plaintext]; ok {
+		return k, nil
+	}
+	return server.Key{}, server.ErrInvalidKey
+}
+
+// gateway is the gateway's full HTTP surface (public API, health, metrics) over kfake, with the
+// documented default limits.
+type gateway struct {
+	url    string
+	srv    *server.Server
+	health *obs.Health
+}
+
+func newGateway(t *testing.T) *gateway {
+	t.Helper()
+	ctx := t.Context()
+	_, kcfg := kafkatest.New(t)
+	tel, err := obs.Init(ctx, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kafkax.NewClient(kcfg, kafkax.Deps{Tracer: tel.Tracer, Propagator: tel.Propagator}, "", kafkax.ProducerOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	if err := kafkax.EnsureTopics(ctx, cl.Client, 4, 1, kafkax.PlatformTopics(kcfg.Topics())); err != nil {
+		t.Fatal(err)
+	}
+	codec, err := svc.NewCodec(ctx, kcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	limited := []tenants.Stored{{TenantID: "small", RateLimit: &tenants.RateLimit{EventsPerSecond: 1, Burst: 1}}}
+	reg, err := tenants.New(func(context.Context) ([]tenants.Stored, error) { return limited, nil },
+		tenants.RateLimit{EventsPerSecond: 100_000, Burst: 100_000}, 1000, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	keys := keyMap{
+		"good":   {ID: "k1", TenantID: "d1", SourceID: "lms", Verbs: []string{server.VerbEventsWrite}},
+		"roster": {ID: "k2", TenantID: "d1", SourceID: "sis", Verbs: []string{server.VerbRosterWrite}},
+		"small":  {ID: "k3", TenantID: "small", SourceID: "lms", Verbs: []string{server.VerbEventsWrite}},
+	}
+	srv, err := server.New(server.Deps{Log: log, Keys: keys, Tenants: reg, Producer: cl.Client, Codec: codec, Tracer: tel.Tracer, Meter: tel.Meter},
+		server.Topics{Raw: kcfg.Topics().Raw, DLQ: kcfg.Topics().DLQ}, server.Limits{MaxBodyBytes: 5 << 20, MaxEvents: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	health := obs.NewHealth("kafka", "serving")
+	health.SetReady("kafka", true)
+	health.SetReady("serving", true)
+	hs := httptest.NewServer(app.Routes(srv, health, tel.Metrics))
+	t.Cleanup(hs.Close)
+	return &gateway{url: hs.URL, srv: srv, health: health}
+}
+
+func loadDocument(t *testing.T) *openapi3.T {
+	t.Helper()
+	doc, err := openapi3.NewLoader().LoadFromData(api.OpenAPI())
+	if err != nil {
+		t.Fatalf("loading openapi.yaml: %v", err)
+	}
+	if err := doc.Validate(t.Context()); err != nil {
+		t.Fatalf("openapi.yaml is not a valid OpenAPI 3 document: %v", err)
+	}
+	return doc
+}
+
+// decodeNDJSON lets the validator read NDJSON bodies: one JSON value per non-blank line, as an array.
+func decodeNDJSON(body io.Reader, _ http.Header, _ *openapi3.SchemaRef, _ openapi3filter.EncodingFn) (any, error) {
+	var out []any
+	sc := bufio.NewScanner(body)
+	sc.Buffer(nil, 16<<20)
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		var v any
+		if err := json.Unmarshal(line, &v); err != nil {
+			return nil, fmt.Errorf("ndjson line %d: %w", len(out)+1, err)
+		}
+		out = append(out, v)
+	}
+	return out, sc.Err()
+}
+
+// authenticate accepts a request that carries credentials in the scheme's place; the gateway itself
+// decides whether they are any good.
+func authenticate(_ context.Context, in *openapi3filter.AuthenticationInput) error {
+	h := in.RequestValidationInput.Request.Header
+	switch in.SecuritySchemeName {
+	case "bearer":
+		if strings.HasPrefix(h.Get("Authorization"), "Bearer ") {
+			return nil
+		}
+	case "apiKey":
+		if h.Get("X-API-Key") != "" {
+			return nil
+		}
+	}
+	return errors.New("no credentials")
+}
+
+type exchange struct {
+	name         string
+	method, path string
+	key, header  string // key goes in header ("Authorization" as Bearer, or "X-API-Key")
+	ctype        string
+	body         []byte
+	before       func(g *gateway)
+	status       int
+	problem      string // expected problem type, for errors
+	requestValid bool   // whether the request itself conforms to the document
+}
+
+func events(n int, mutate func(i int, e *sampledata.Event)) []sampledata.Event {
+	spec := sampledata.Spec{TenantID: "d1", Schools: 1, ClassesPerSchool: 2, StudentsPerClass: 10, Days: 10, EventsPerStudent: 6,
+		Start: time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -12), Seed: 3}
+	evs := spec.Events()
+	if len(evs) < n {
+		panic("not enough sample events")
+	}
+	evs = evs[:n]
+	if mutate != nil {
+		for i := range evs {
+			mutate(i, &evs[i])
+		}
+	}
+	return evs
+}
+
+func jsonBatch(t *testing.T, evs []sampledata.Event) []byte {
+	t.Helper()
+	b, err := json.Marshal(map[string]any{"events": evs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func ndjson(t *testing.T, evs []sampledata.Event) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	for _, e := range evs {
+		if err := enc.Encode(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return buf.Bytes()
+}
+
+// TestOpenAPIDocumentDescribesTheGateway sends real requests through the gateway's handler (success,
+// partial acceptance, every error status, health, metrics and the document itself) and checks each request
+// and answer against openapi.yaml: answers must conform, requests must conform exactly when the test
+// means them to, and every response the document lists must be exercised.
+func TestOpenAPIDocumentDescribesTheGateway(t *testing.T) {
+	doc := loadDocument(t)
+	router, err := gorillamux.NewRouter(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	openapi3filter.RegisterBodyDecoder("application/x-ndjson", decodeNDJSON)
+	t.Cleanup(func() { openapi3filter.UnregisterBodyDecoder("application/x-ndjson") })
+	g := newGateway(t)
+
+	partial := events(6, func(i int, e *sampledata.Event) {
+		switch i {
+		case 1:
+			e.Payload = map[string]any{"status": "asleep"}
+		case 4:
+			e.EventID = "not-a-uuid"
+		}
+	})
+	dup := events(3, nil)
+	dup = append(dup, dup[0])
+	const json, nd = "application/json", "application/x-ndjson"
+	tooMany := make([]string, 1001)
+	for i := range tooMany {
+		tooMany[i] = "{}"
+	}
+	empties := []byte(`{"events":[` + strings.Repeat("{},", 599) + `{}]}`)
+	post := func(name, key, ctype string, body []byte, status int, problem string, valid bool) exchange {
+		return exchange{name: name, method: "POST", path: "/v1/events", key: key, header: "Authorization", ctype: ctype, body: body,
+			status: status, problem: problem, requestValid: valid}
+	}
+	tests := []exchange{
+		post("json batch", "good", json, jsonBatch(t, events(100, nil)), 202, "", true),
+		post("ndjson batch", "good", nd, ndjson(t, events(20, nil)), 202, "", true),
+		post("partial acceptance", "good", json, jsonBatch(t, partial), 202, "", true),
+		post("duplicate in batch", "good", json, jsonBatch(t, dup), 202, "", true),
+		{name: "x-api-key header", method: "POST", path: "/v1/events", key: "good", header: "X-API-Key", ctype: json,
+			body: jsonBatch(t, events(2, nil)), status: 202, requestValid: true},
+		post("malformed json", "good", json, []byte(`{"events":[{"a":}]}`), 400, "/problems/malformed-body", false),
+		post("malformed ndjson", "good", nd, []byte("{\"a\":1}\n{nope\n"), 400, "/problems/malformed-body", false),
+		post("not an events object", "good", json, []byte(`[1,2]`), 400, "/problems/malformed-body", false),
+		post("no key", "", json, []byte(`{"events":[]}`), 401, "/problems/missing-api-key", false),
+		post("unknown key", "nope", json, []byte(`{"events":[]}`), 401, "/problems/invalid-api-key", true),
+		post("key without the verb", "roster", json, []byte(`{"events":[]}`), 403, "/problems/forbidden", true),
+		post("too many events", "good", json, []byte(`{"events":[`+strings.Join(tooMany, ",")+`]}`), 413, "/problems/too-many-events", false),
+		post("body too large", "good", json, []byte(`{"events":[`+strings.Repeat(" ", 5<<20)+`]}`), 413, "/problems/body-too-large", true),
+		post("wrong content type", "good", "text/plain", []byte(`{"events":[]}`), 415, "/problems/unsupported-media-type", false),
+		post("within the limit", "small", json, empties, 202, "", true),
+		post("over the limit", "small", json, empties, 429, "/problems/rate-limited", true),
+		{name: "healthz", method: "GET", path: "/healthz", status: 200, requestValid: true},
+		{name: "ready", method: "GET", path: "/readyz", status: 200, requestValid: true},
+		{name: "metrics", method: "GET", path: "/metrics", status: 200, requestValid: true},
+		{name: "openapi document", method: "GET", path: "/openapi.yaml", status: 200, requestValid: true},
+	}
+	// Last, the instance drains: readiness goes false and new batches get 503.
+	draining := post("draining", "good", json, jsonBatch(t, events(1, nil)), 503, "/problems/draining", true)
+	draining.before = func(g *gateway) { g.srv.Drain(); g.health.SetReady("serving", false) }
+	tests = append(tests, draining, exchange{name: "not ready", method: "GET", path: "/readyz", status: 503, requestValid: true})
+
+	covered := map[string]bool{}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.before != nil {
+				tt.before(g)
+			}
+			status, hdr, body := g.do(t, tt)
+			if status != tt.status {
+				t.Fatalf("status %d, want %d: %s", status, tt.status, body)
+			}
+			if tt.problem != "" {
+				var p server.Problem
+				if err := jsonUnmarshal(body, &p); err != nil || p.Type != tt.problem || p.Status != status {
+					t.Fatalf("problem = %+v (%v), want type %s", p, err, tt.problem)
+				}
+			}
+			req := tt.request(t, g.url)
+			route, params, err := router.FindRoute(req)
+			if err != nil {
+				t.Fatalf("the document has no route for %s %s: %v", tt.method, tt.path, err)
+			}
+			in := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route,
+				Options: &openapi3filter.Options{AuthenticationFunc: authenticate, MultiError: true}}
+			reqErr := openapi3filter.ValidateRequest(t.Context(), in)
+			if (reqErr == nil) != tt.requestValid {
+				t.Errorf("request conforms to the document: %v, want %v (%v)", reqErr == nil, tt.requestValid, reqErr)
+			}
+			out := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: status, Header: hdr,
+				Body: io.NopCloser(bytes.NewReader(body)), Options: &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true}}
+			if err := openapi3filter.ValidateResponse(t.Context(), out); err != nil {
+				t.Errorf("answer does not conform to the document: %v\nbody: %.300s", err, body)
+			}
+			covered[responseKey(route, status)] = true
+			if tt.path == "/openapi.yaml" && !bytes.Equal(body, api.OpenAPI()) {
+				t.Error("GET /openapi.yaml does not serve the embedded document")
+			}
+		})
+	}
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			for code := range op.Responses.Map() {
+				if key := method + " " + path + " " + code; !covered[key] {
+					t.Errorf("documented response %s is not exercised by this test", key)
+				}
+			}
+		}
+	}
+}
+
+func responseKey(route *routers.Route, status int) string {
+	return route.Method + " " + route.Path + " " + strconv.Itoa(status)
+}
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// request builds the request of tt (a fresh one, so its body can be read again).
+func (tt exchange) request(t *testing.T, base string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(tt.method, base+tt.path, bytes.NewReader(tt.body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tt.body == nil {
+		req.Body = http.NoBody
+	}
+	switch {
+	case tt.key == "":
+	case tt.header == "X-API-Key":
+		req.Header.Set("X-API-Key", tt.key)
+	default:
+		req.Header.Set("Authorization", "Bearer "+tt.key)
+	}
+	if tt.ctype != "" {
+		req.Header.Set("Content-Type", tt.ctype)
+	}
+	return req
+}
+
+func (g *gateway) do(t *testing.T, tt exchange) (int, http.Header, []byte) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(tt.request(t, g.url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, resp.Header, body
+}
+
+// TestEventSchemaAgreesWithTheValidator: every event the gateway accepts conforms to the document's
+// Event schema, and events the schema can tell are wrong are also rejected by the gateway.
+func TestEventSchemaAgreesWithTheValidator(t *testing.T) {
+	doc := loadDocument(t)
+	schema := doc.Components.Schemas["Event"].Value
+	meta := ingest.Meta{TenantID: "d1", SourceID: "lms", ReceivedAt: time.Now()}
+
+	var accepted []json.RawMessage
+	for _, e := range events(600, nil) {
+		b, err := json.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		accepted = append(accepted, b)
+	}
+	types := map[string]bool{}
+	extra := []string{ // optional fields, nulls and every payload field
+		`{"event_id":"6F1C2B7E-8A3D-4C1E-9F00-000000000001","type":"attendance","occurred_at":"2026-11-20T08:00:00.123+01:00","schema_version":1,
+		  "actor":{"sis_id":"S1","role":"teacher"},"school_id":"sch1","class_id":null,"session_id":"",
+		  "payload":{"status":"excused","date":"2026-11-20","minutes_present":0,"reason":"doctor"}}`,
+		`{"event_id":"6f1c2b7e-8a3d-4c1e-9f00-000000000002","type":"assessment_result","occurred_at":"2026-11-20T08:00:00Z","schema_version":null,
+		  "actor":{"sis_id":"S1","role":"student"},"payload":{"assessment_id":"a","score":0,"max_score":0.5,"scale":"pct","grade":"B","attempt":2,"completed_at":null}}`,
+		`{"event_id":"6f1c2b7e-8a3d-4c1e-9f00-000000000003","type":"assignment_submission","occurred_at":"2026-11-20T08:00:00Z",
+		  "actor":{"sis_id":"S1","role":"student"},"payload":{"assignment_id":"hw","submitted_at":"2026-11-20T08:00:00Z","status":"missing","score":null,"max_score":null,"due_at":null}}`,
+		`{"event_id":"6f1c2b7e-8a3d-4c1e-9f00-000000000004","type":"session","occurred_at":"2026-11-20T08:00:00Z",
+		  "actor":{"sis_id":"S1","role":"proctor"},"payload":{"action":"logout","session_id":"x","device":"ipad","app":"lms","duration_seconds":604800}}`,
+		`{"event_id":"6f1c2b7e-8a3d-4c1e-9f00-000000000005","type":"content_view","occurred_at":"2026-11-20T08:00:00Z",
+		  "actor":{"sis_id":"S1","role":"student"},"payload":{"content_id":"v","content_type":"video","duration_seconds":86400,"percent_complete":null}}`,
+	}
+	for _, e := range extra {
+		accepted = append(accepted, json.RawMessage(e))
+	}
+	acc, rej := ingest.Validate(accepted, meta)
+	if len(rej) != 0 {
+		t.Fatalf("the sample events were rejected: %+v", rej[0])
+	}
+	for _, a := range acc {
+		var v any
+		if err := json.Unmarshal(accepted[a.Index], &v); err != nil {
+			t.Fatal(err)
+		}
+		types[a.Event.Type] = true
+		if err := schema.VisitJSON(v, openapi3.MultiErrors()); err != nil {
+			t.Fatalf("accepted event %s does not match the Event schema: %v", accepted[a.Index], err)
+		}
+	}
+	if want := []string{"assessment_result", "assignment_submission", "attendance", "content_view", "session"}; !slices.Equal(sortedKeys(types), want) {
+		t.Fatalf("event types covered: %v", sortedKeys(types))
+	}
+
+	valid := string(accepted[len(accepted)-5])
+	wrong := map[string]string{
+		"unknown type":          strings.Replace(valid, `"attendance"`, `"telepathy"`, 1),
+		"bad status":            strings.Replace(valid, `"excused"`, `"asleep"`, 1),
+		"bad role":              strings.Replace(valid, `"teacher"`, `"wizard"`, 1),
+		"bad uuid":              strings.Replace(valid, `6F1C2B7E-8A3D`, `6F1C2B7E8A3D`, 1),
+		"unknown field":         strings.Replace(valid, `"school_id"`, `"nickname":"x","school_id"`, 1),
+		"unknown payload field": strings.Replace(valid, `"reason"`, `"mood":"ok","reason"`, 1),
+		"no school":             strings.Replace(valid, `"school_id":"sch1",`, ``, 1),
+		"bad timestamp":         strings.Replace(valid, `2026-11-20T08:00:00.123+01:00`, `yesterday`, 1),
+		"minutes out of range":  strings.Replace(valid, `"minutes_present":0`, `"minutes_present":2000`, 1),
+		"schema version 2":      strings.Replace(valid, `"schema_version":1`, `"schema_version":2`, 1),
+		"empty sis id":          strings.Replace(valid, `"sis_id":"S1"`, `"sis_id":""`, 1),
+	}
+	for name, e := range wrong {
+		if e == valid {
+			t.Fatalf("%s: the replacement did not apply", name)
+		}
+		var v any
+		if err := json.Unmarshal([]byte(e), &v); err != nil {
+			t.Fatal(err)
+		}
+		if err := schema.VisitJSON(v); err == nil {
+			t.Errorf("%s: the Event schema accepts it", name)
+		}
+		if acc, _ := ingest.Validate([]json.RawMessage{json.RawMessage(e)}, meta); len(acc) != 0 {
+			t.Errorf("%s: the gateway accepts it", name)
+		}
+	}
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}

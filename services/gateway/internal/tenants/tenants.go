@@ -1,0 +1,189 @@
+// Package tenants holds what the gateway knows of each district besides its API keys: its rate limit
+// and whether it is hot, refreshed from the control schema, plus the token buckets that enforce the limits
+// on this gateway instance.
+package tenants
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// RateLimit bounds a district's events on one gateway instance: EventsPerSecond on average, with bursts
+// of up to Burst events.
+type RateLimit struct {
+	EventsPerSecond int
+	Burst           int
+}
+
+// Stored is one district's settings as the control schema holds them.
+type Stored struct {
+	TenantID  string
+	RateLimit *RateLimit // nil: the default
+	HotShards int        // 0: not hot
+}
+
+// Source loads every district's stored settings.
+type Source func(ctx context.Context) ([]Stored, error)
+
+// Settings are one district's effective settings.
+type Settings struct {
+	TenantID  string
+	Limit     RateLimit
+	HotShards int
+	keys      [][]byte // record keys: the tenant id, or tenant_id/0 .. tenant_id/N-1
+}
+
+// RecordKey is the Kafka key of a record about the student with SIS id sisID: the tenant id, or for a
+// hot district tenant_id/shard with shard = Shard(sisID, HotShards). The slice is shared: do not modify.
+func (s *Settings) RecordKey(sisID string) []byte {
+	if len(s.keys) == 1 {
+		return s.keys[0]
+	}
+	return s.keys[Shard(sisID, len(s.keys))]
+}
+
+// Shard maps a student's SIS id to one of n sub-keys: FNV-1a (32-bit) of the id, modulo n. It is stable
+// across instances and releases, so one student's events always share a key (and a partition) and keep
+// their order.
+func Shard(sisID string, n int) int {
+	h := uint32(2166136261)
+	for i := 0; i < len(sisID); i++ {
+		h ^= uint32(sisID[i])
+		h *= 16777619
+	}
+	return int(h % uint32(n))
+}
+
+func newSettings(tenantID string, limit RateLimit, hotShards int) *Settings {
+	s := &Settings{TenantID: tenantID, Limit: limit, HotShards: hotShards}
+	if hotShards == 0 {
+		s.keys = [][]byte{[]byte(tenantID)}
+		return s
+	}
+	s.keys = make([][]byte, hotShards)
+	for i := range s.keys {
+		s.keys[i] = []byte(tenantID + "/" + strconv.Itoa(i))
+	}
+	return s
+}
+
+// Registry serves each district's settings from the last successful load and admits or refuses batches
+// against the district's token bucket.
+type Registry struct {
+	src      Source
+	def      RateLimit
+	minBurst int
+	log      *slog.Logger
+	now      func() time.Time
+
+	settings atomic.Pointer[map[string]*Settings]
+	mu       sync.Mutex
+	buckets  map[string]*bucket
+}
+
+// New returns a registry that applies def to districts without a limit of their own. A burst is raised to
+// at least minBurst (the largest batch a request may carry), since a smaller one would refuse a full batch
+// forever. Call Refresh (or Run) to load the stored settings.
+func New(src Source, def RateLimit, minBurst int, log *slog.Logger) (*Registry, error) {
+	if def.EventsPerSecond < 1 || def.Burst < 1 {
+		return nil, errors.New("default rate limit: events per second and burst must be at least 1")
+	}
+	r := &Registry{src: src, def: def, minBurst: minBurst, log: log, now: time.Now, buckets: map[string]*bucket{}}
+	r.settings.Store(&map[string]*Settings{})
+	return r, nil
+}
+
+// Refresh loads every district's settings. On error the previous settings stay in force.
+func (r *Registry) Refresh(ctx context.Context) error {
+	stored, err := r.src(ctx)
+	if err != nil {
+		return fmt.Errorf("loading tenant settings: %w", err)
+	}
+	m := make(map[string]*Settings, len(stored))
+	for _, st := range stored {
+		limit := r.def
+		if st.RateLimit != nil {
+			limit = *st.RateLimit
+		}
+		m[st.TenantID] = newSettings(st.TenantID, r.effective(limit), st.HotShards)
+	}
+	r.settings.Store(&m)
+	return nil
+}
+
+func (r *Registry) effective(l RateLimit) RateLimit {
+	l.Burst = max(l.Burst, r.minBurst)
+	return l
+}
+
+// Run refreshes the settings every interval until ctx is done, logging failed loads.
+func (r *Registry) Run(ctx context.Context, every time.Duration) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := r.Refresh(ctx); err != nil && ctx.Err() == nil {
+				r.log.WarnContext(ctx, "refreshing tenant settings; keeping the previous ones", "err", err)
+			}
+		}
+	}
+}
+
+// Settings returns a district's settings; a district created since the last load gets the defaults.
+func (r *Registry) Settings(tenantID string) *Settings {
+	if s, ok := (*r.settings.Load())[tenantID]; ok {
+		return s
+	}
+	return newSettings(tenantID, r.effective(r.def), 0)
+}
+
+// Admit takes n events from the district's bucket, all or none, under the limit of s (from Settings).
+// When it refuses, it says how long until the bucket holds n events again.
+func (r *Registry) Admit(s *Settings, n int) (bool, time.Duration) {
+	if n == 0 {
+		return true, 0
+	}
+	now := r.now()
+	r.mu.Lock()
+	b, ok := r.buckets[s.TenantID]
+	if !ok {
+		b = &bucket{tokens: float64(s.Limit.Burst), last: now}
+		r.buckets[s.TenantID] = b
+	}
+	r.mu.Unlock()
+	return b.take(n, s.Limit, now)
+}
+
+// bucket is a token bucket: it fills at the limit's rate up to its burst, and a batch takes one token
+// per event.
+type bucket struct {
+	mu     sync.Mutex
+	tokens float64
+	last   time.Time
+}
+
+func (b *bucket) take(n int, l RateLimit, now time.Time) (bool, time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if elapsed := now.Sub(b.last); elapsed > 0 {
+		b.tokens += elapsed.Seconds() * float64(l.EventsPerSecond)
+		b.last = now
+	}
+	b.tokens = min(b.tokens, float64(l.Burst))
+	if need := float64(n); need <= b.tokens {
+		b.tokens -= need
+		return true, 0
+	}
+	wait := (float64(n) - b.tokens) / float64(l.EventsPerSecond)
+	return false, time.Duration(math.Ceil(wait * float64(time.Second)))
+}
