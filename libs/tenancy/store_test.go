@@ -81,9 +81,10 @@ func TestConcurrentMigrationsSerialise(t *testing.T) {
 	}
 }
 
-var districtTables = []string{"assessment_results_latest", "attendance_daily", "goose_db_version",
-	"roster_academic_sessions", "roster_classes", "roster_courses", "roster_demographics", "roster_enrollments",
-	"roster_line_items", "roster_users", "student_activity", "student_identities", "students", "submissions"}
+var districtTables = []string{"assessment_results_latest", "attendance_daily",
+	"enricher_classes", "enricher_courses", "enricher_demographics", "enricher_enrollments", "enricher_line_items",
+	"enricher_sessions", "enricher_users", "goose_db_version", "student_activity", "student_identities", "students",
+	"submissions"}
 
 func TestCreateTenant(t *testing.T) {
 	store, pool := migrated(t)

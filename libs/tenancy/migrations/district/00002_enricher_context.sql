@@ -1,14 +1,16 @@
 -- The enricher's state in the district schema: identity lifecycle columns, and the roster context it
--- joins to events. Roster rows are upserted idempotently: a record applies only when its
--- date_last_modified is not older than the stored row's, and status 'tobedeleted' stays as a tombstone
--- (ignored by joins) so that replaying an older record cannot bring a deleted entity back.
+-- joins to events (enricher_*: only the enricher writes them, from raw, before any policy applies; the
+-- sink's roster_* tables are the district's roster state as enriched). Rows are upserted idempotently: a
+-- record applies only when its date_last_modified is not older than the stored row's, and status
+-- 'tobedeleted' stays as a tombstone (ignored by joins) so that replaying an older record cannot bring a
+-- deleted entity back.
 
 -- +goose Up
 ALTER TABLE students
     ADD COLUMN erased_at   timestamptz,
     ADD COLUMN merged_into uuid;
 
-CREATE TABLE roster_users (
+CREATE TABLE enricher_users (
     source_id          text NOT NULL,
     sourced_id         text NOT NULL,
     internal_id        uuid NOT NULL,
@@ -20,9 +22,9 @@ CREATE TABLE roster_users (
     consent            text,
     PRIMARY KEY (source_id, sourced_id)
 );
-CREATE INDEX roster_users_internal_id_idx ON roster_users (internal_id);
+CREATE INDEX enricher_users_internal_id_idx ON enricher_users (internal_id);
 
-CREATE TABLE roster_demographics (
+CREATE TABLE enricher_demographics (
     source_id          text NOT NULL,
     sourced_id         text NOT NULL,
     internal_id        uuid NOT NULL,
@@ -31,9 +33,9 @@ CREATE TABLE roster_demographics (
     birth_date         date,
     PRIMARY KEY (source_id, sourced_id)
 );
-CREATE INDEX roster_demographics_internal_id_idx ON roster_demographics (internal_id);
+CREATE INDEX enricher_demographics_internal_id_idx ON enricher_demographics (internal_id);
 
-CREATE TABLE roster_enrollments (
+CREATE TABLE enricher_enrollments (
     sourced_id         text PRIMARY KEY,
     status             text NOT NULL,
     date_last_modified timestamptz NOT NULL,
@@ -45,9 +47,9 @@ CREATE TABLE roster_enrollments (
     begin_date         date,
     end_date           date
 );
-CREATE INDEX roster_enrollments_internal_id_idx ON roster_enrollments (internal_id);
+CREATE INDEX enricher_enrollments_internal_id_idx ON enricher_enrollments (internal_id);
 
-CREATE TABLE roster_classes (
+CREATE TABLE enricher_classes (
     sourced_id         text PRIMARY KEY,
     status             text NOT NULL,
     date_last_modified timestamptz NOT NULL,
@@ -57,7 +59,7 @@ CREATE TABLE roster_classes (
     term_sourced_ids   text[] NOT NULL DEFAULT '{}'
 );
 
-CREATE TABLE roster_courses (
+CREATE TABLE enricher_courses (
     sourced_id         text PRIMARY KEY,
     status             text NOT NULL,
     date_last_modified timestamptz NOT NULL,
@@ -65,7 +67,7 @@ CREATE TABLE roster_courses (
     grades             text[] NOT NULL DEFAULT '{}'
 );
 
-CREATE TABLE roster_academic_sessions (
+CREATE TABLE enricher_sessions (
     sourced_id         text PRIMARY KEY,
     status             text NOT NULL,
     date_last_modified timestamptz NOT NULL,
@@ -76,7 +78,7 @@ CREATE TABLE roster_academic_sessions (
     parent_sourced_id  text
 );
 
-CREATE TABLE roster_line_items (
+CREATE TABLE enricher_line_items (
     sourced_id         text PRIMARY KEY,
     status             text NOT NULL,
     date_last_modified timestamptz NOT NULL,
@@ -85,11 +87,11 @@ CREATE TABLE roster_line_items (
 );
 
 -- +goose Down
-DROP TABLE roster_line_items;
-DROP TABLE roster_academic_sessions;
-DROP TABLE roster_courses;
-DROP TABLE roster_classes;
-DROP TABLE roster_enrollments;
-DROP TABLE roster_demographics;
-DROP TABLE roster_users;
+DROP TABLE enricher_line_items;
+DROP TABLE enricher_sessions;
+DROP TABLE enricher_courses;
+DROP TABLE enricher_classes;
+DROP TABLE enricher_enrollments;
+DROP TABLE enricher_demographics;
+DROP TABLE enricher_users;
 ALTER TABLE students DROP COLUMN merged_into, DROP COLUMN erased_at;

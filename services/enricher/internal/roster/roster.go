@@ -1,0 +1,299 @@
+// Package roster keeps the roster context the enricher joins to events — students' birth dates, grades,
+// consent and schools, classes' schools and grade levels, courses, academic sessions and line items'
+// due dates — in tables of each district's schema (enricher_*, apart from the roster_* state the sink
+// keeps from enriched), fed by the roster records on raw, and answers lookups from a bounded cache.
+//
+// Writes are replay-safe: a record is applied only if its date_last_modified is not older than the
+// stored row's, and status tobedeleted is stored as a tombstone that joins ignore, so replaying the raw
+// log, or receiving a bulk export after a delta, never moves the context backwards.
+package roster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/edtech-analytics/platform/libs/records"
+	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Student is what the roster says about a person. The zero value means nothing is known.
+type Student struct {
+	Rostered  bool // an active roster.user record exists
+	IsStudent bool // one of its roles is student
+	BirthDate *time.Time
+	Grades    []string
+	Consent   string   // the value the SIS recorded under the policy's consent key when the user was written
+	Schools   []string // schools of the active enrollments, sorted
+}
+
+// Class is a class's context; School is empty when the class is unknown.
+type Class struct {
+	School, Course string
+	Grades         []string // the class's, else its course's
+	Terms          []string
+}
+
+// LineItem is a gradebook line item's due time; zero when unknown.
+type LineItem struct {
+	DueAt time.Time
+	Class string
+}
+
+// Store reads and writes the context. It is safe for concurrent use.
+type Store struct {
+	pool *pgxpool.Pool
+	max  int
+
+	mu        sync.RWMutex
+	students  map[key]Student
+	classes   map[key]Class
+	lineItems map[key]LineItem
+}
+
+type key struct{ tenant, id string }
+
+// New returns a store caching up to maxCached entries of each kind.
+func New(pool *pgxpool.Pool, maxCached int) *Store {
+	return &Store{pool: pool, max: maxCached, students: map[key]Student{}, classes: map[key]Class{}, lineItems: map[key]LineItem{}}
+}
+
+// Student returns the context of a person by internal id.
+func (s *Store) Student(ctx context.Context, tenant, internalID string) (Student, error) {
+	return load(s, s.students, key{tenant, internalID}, func(t tables) (Student, error) {
+		var st Student
+		var birth *time.Time
+		var consent *string
+		err := s.pool.QueryRow(ctx, `WITH u AS (
+				SELECT is_student, birth_date, grades, consent FROM `+t.users+`
+				WHERE internal_id = $1 AND status <> 'tobedeleted' ORDER BY date_last_modified DESC LIMIT 1)
+			SELECT EXISTS (SELECT 1 FROM u), coalesce((SELECT is_student FROM u), false),
+				coalesce((SELECT birth_date FROM u), (SELECT birth_date FROM `+t.demographics+`
+					WHERE internal_id = $1 AND status <> 'tobedeleted' AND birth_date IS NOT NULL
+					ORDER BY date_last_modified DESC LIMIT 1)),
+				coalesce((SELECT grades FROM u), '{}'), (SELECT consent FROM u),
+				coalesce((SELECT array_agg(DISTINCT school_sourced_id ORDER BY school_sourced_id) FROM `+t.enrollments+`
+					WHERE internal_id = $1 AND status <> 'tobedeleted'), '{}')`, internalID).
+			Scan(&st.Rostered, &st.IsStudent, &birth, &st.Grades, &consent, &st.Schools)
+		if birth != nil {
+			b := birth.UTC()
+			st.BirthDate = &b
+		}
+		if consent != nil {
+			st.Consent = *consent
+		}
+		return st, err
+	})
+}
+
+// Class returns a class's context by sourced id.
+func (s *Store) Class(ctx context.Context, tenant, classID string) (Class, error) {
+	return load(s, s.classes, key{tenant, classID}, func(t tables) (Class, error) {
+		var c Class
+		err := s.pool.QueryRow(ctx, `SELECT c.school_sourced_id, c.course_sourced_id,
+				CASE WHEN cardinality(c.grades) > 0 THEN c.grades ELSE coalesce(co.grades, '{}') END, c.term_sourced_ids
+			FROM `+t.classes+` c LEFT JOIN `+t.courses+` co ON co.sourced_id = c.course_sourced_id AND co.status <> 'tobedeleted'
+			WHERE c.sourced_id = $1 AND c.status <> 'tobedeleted'`, classID).Scan(&c.School, &c.Course, &c.Grades, &c.Terms)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return Class{}, nil
+		}
+		return c, err
+	})
+}
+
+// LineItem returns a line item's due time by sourced id.
+func (s *Store) LineItem(ctx context.Context, tenant, id string) (LineItem, error) {
+	return load(s, s.lineItems, key{tenant, id}, func(t tables) (LineItem, error) {
+		var li LineItem
+		err := s.pool.QueryRow(ctx, `SELECT due_at, class_sourced_id FROM `+t.lineItems+`
+			WHERE sourced_id = $1 AND status <> 'tobedeleted'`, id).Scan(&li.DueAt, &li.Class)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return LineItem{}, nil
+		}
+		li.DueAt = li.DueAt.UTC()
+		return li, err
+	})
+}
+
+// load answers from the cache, or reads with fetch and caches the answer (also a negative one).
+func load[V any](s *Store, cache map[key]V, k key, fetch func(tables) (V, error)) (V, error) {
+	s.mu.RLock()
+	v, ok := cache[k]
+	s.mu.RUnlock()
+	if ok {
+		return v, nil
+	}
+	t, err := tablesOf(k.tenant)
+	if err != nil {
+		return v, err
+	}
+	if v, err = fetch(t); err != nil {
+		return v, fmt.Errorf("reading roster context of tenant %s: %w", k.tenant, err)
+	}
+	s.mu.Lock()
+	if len(cache) >= s.max {
+		clear(cache)
+	}
+	cache[k] = v
+	s.mu.Unlock()
+	return v, nil
+}
+
+// Apply stores the context a roster record carries. person is the internal id the enricher resolved
+// for the record's user (users, demographics, enrollments); consentKey is the metadata entry the
+// district's policy reads consent from ("" for none). Records without context (orgs, results) are a
+// no-op.
+func (s *Store) Apply(ctx context.Context, ev *records.RawEvent, person, consentKey string) error {
+	t, err := tablesOf(ev.TenantID)
+	if err != nil {
+		return err
+	}
+	var (
+		query string
+		args  []any
+		drop  func()
+	)
+	switch {
+	case ev.User != nil:
+		u := ev.User
+		isStudent := false
+		for _, r := range u.Roles {
+			isStudent = isStudent || r.Role == "student"
+		}
+		var consent *string
+		if v, ok := u.Metadata[consentKey]; ok && consentKey != "" {
+			consent = &v
+		}
+		query = upsert(t.users, "source_id, sourced_id", "internal_id, status, date_last_modified, is_student, birth_date, grades, consent")
+		args = []any{ev.SourceID, u.SourcedID, person, u.Status, u.DateLastModified, isStudent, date(u.BirthDate), nonNil(u.Grades), consent}
+		drop = func() { delete(s.students, key{ev.TenantID, person}) }
+	case ev.Demographics != nil:
+		d := ev.Demographics
+		query = upsert(t.demographics, "source_id, sourced_id", "internal_id, status, date_last_modified, birth_date")
+		args = []any{ev.SourceID, d.SourcedID, person, d.Status, d.DateLastModified, date(d.BirthDate)}
+		drop = func() { delete(s.students, key{ev.TenantID, person}) }
+	case ev.Enrollment != nil:
+		e := ev.Enrollment
+		query = upsert(t.enrollments, "sourced_id", "status, date_last_modified, class_sourced_id, school_sourced_id, internal_id, role, is_primary, begin_date, end_date")
+		args = []any{e.SourcedID, e.Status, e.DateLastModified, e.ClassSourcedID, e.SchoolSourcedID, person, e.Role, e.Primary, date(e.BeginDate), date(e.EndDate)}
+		drop = func() { delete(s.students, key{ev.TenantID, person}) }
+	case ev.Class != nil:
+		c := ev.Class
+		query = upsert(t.classes, "sourced_id", "status, date_last_modified, school_sourced_id, course_sourced_id, grades, term_sourced_ids")
+		args = []any{c.SourcedID, c.Status, c.DateLastModified, c.SchoolSourcedID, c.CourseSourcedID, nonNil(c.Grades), nonNil(c.TermSourcedIDs)}
+		drop = func() { delete(s.classes, key{ev.TenantID, c.SourcedID}) }
+	case ev.Course != nil:
+		c := ev.Course
+		query = upsert(t.courses, "sourced_id", "status, date_last_modified, org_sourced_id, grades")
+		args = []any{c.SourcedID, c.Status, c.DateLastModified, c.OrgSourcedID, nonNil(c.Grades)}
+		drop = func() { dropTenant(s.classes, ev.TenantID) } // classes take their grades from courses
+	case ev.AcademicSession != nil:
+		a := ev.AcademicSession
+		query = upsert(t.sessions, "sourced_id", "status, date_last_modified, type, start_date, end_date, school_year, parent_sourced_id")
+		args = []any{a.SourcedID, a.Status, a.DateLastModified, a.Type, date(&a.StartDate), date(&a.EndDate), a.SchoolYear, a.ParentSourcedID}
+	case ev.LineItem != nil:
+		li := ev.LineItem
+		query = upsert(t.lineItems, "sourced_id", "status, date_last_modified, class_sourced_id, due_at")
+		args = []any{li.SourcedID, li.Status, li.DateLastModified, li.ClassSourcedID, li.DueDate}
+		drop = func() { delete(s.lineItems, key{ev.TenantID, li.SourcedID}) }
+	default:
+		return nil
+	}
+	if _, err := s.pool.Exec(ctx, query, args...); err != nil {
+		return fmt.Errorf("storing %s context of tenant %s: %w", ev.Type, ev.TenantID, err)
+	}
+	if drop != nil {
+		s.mu.Lock()
+		drop()
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// Erase deletes a person's roster context inside tx.
+func (s *Store) Erase(ctx context.Context, tx pgx.Tx, tenant, internalID string) error {
+	t, err := tablesOf(tenant)
+	if err != nil {
+		return err
+	}
+	for _, table := range []string{t.users, t.demographics, t.enrollments} {
+		if _, err := tx.Exec(ctx, "DELETE FROM "+table+" WHERE internal_id = $1", internalID); err != nil {
+			return fmt.Errorf("erasing roster context: %w", err)
+		}
+	}
+	s.mu.Lock()
+	delete(s.students, key{tenant, internalID})
+	s.mu.Unlock()
+	return nil
+}
+
+// Reset empties the cache; call when partitions move, since another instance may have written since.
+func (s *Store) Reset() {
+	s.mu.Lock()
+	clear(s.students)
+	clear(s.classes)
+	clear(s.lineItems)
+	s.mu.Unlock()
+}
+
+func dropTenant[V any](cache map[key]V, tenant string) {
+	for k := range cache {
+		if k.tenant == tenant {
+			delete(cache, k)
+		}
+	}
+}
+
+// upsert builds an insert that updates the row only when the record is not older than it.
+func upsert(table, keyCols, cols string) string {
+	all := keyCols + ", " + cols
+	n := strings.Count(all, ",") + 1
+	params := make([]string, n)
+	for i := range params {
+		params[i] = fmt.Sprintf("$%d", i+1)
+	}
+	var set []string
+	for c := range strings.SplitSeq(cols, ",") {
+		c = strings.TrimSpace(c)
+		set = append(set, c+" = EXCLUDED."+c)
+	}
+	return "INSERT INTO " + table + " AS t (" + all + ") VALUES (" + strings.Join(params, ", ") + ")" +
+		" ON CONFLICT (" + keyCols + ") DO UPDATE SET " + strings.Join(set, ", ") +
+		" WHERE t.date_last_modified <= EXCLUDED.date_last_modified"
+}
+
+// tables are the quoted names of one district's roster tables.
+type tables struct {
+	users, demographics, enrollments, classes, courses, sessions, lineItems string
+}
+
+func tablesOf(tenant string) (tables, error) {
+	schema, err := tenancy.SchemaName(tenant)
+	if err != nil {
+		return tables{}, err
+	}
+	q := func(name string) string { return pgx.Identifier{schema, name}.Sanitize() }
+	return tables{users: q("enricher_users"), demographics: q("enricher_demographics"), enrollments: q("enricher_enrollments"),
+		classes: q("enricher_classes"), courses: q("enricher_courses"), sessions: q("enricher_sessions"),
+		lineItems: q("enricher_line_items")}, nil
+}
+
+// date turns an Avro date into a value for a PostgreSQL date column.
+func date(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return t.UTC().Format(time.DateOnly)
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

@@ -1,0 +1,131 @@
+package roster_test
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
+	"github.com/edtech-analytics/platform/libs/records"
+	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/services/enricher/internal/roster"
+	"github.com/jackc/pgx/v5"
+)
+
+const person = "11111111-1111-4111-8111-111111111111"
+
+var day0 = time.Date(2026, 9, 1, 0, 0, 0, 0, time.UTC)
+
+func rosterEvent(payload any) *records.RawEvent {
+	ev := &records.RawEvent{TenantID: "d1", SourceID: "sis"}
+	if err := ev.SetPayload(payload); err != nil {
+		panic(err) // a test bug: only payload pointers are passed
+	}
+	return ev
+}
+
+func user(status string, modified time.Time, birth *time.Time, grades []string, consent string) *records.RawEvent {
+	meta := map[string]string{}
+	if consent != "" {
+		meta["edtech.consent"] = consent
+	}
+	return rosterEvent(&records.User{SourcedID: "S1", Status: status, DateLastModified: modified, Metadata: meta,
+		Roles: []records.Role{{RoleType: "primary", Role: "student", OrgSourcedID: "sch1"}}, BirthDate: birth, Grades: grades})
+}
+
+func TestContextIsReplaySafe(t *testing.T) {
+	pool, _ := pgtest.New(t)
+	ctx := t.Context()
+	if err := tenancy.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tenancy.NewStore(pool).CreateTenant(ctx, "d1", "D1"); err != nil {
+		t.Fatal(err)
+	}
+	s := roster.New(pool, 1000)
+	apply := func(ev *records.RawEvent, who string) {
+		t.Helper()
+		if err := s.Apply(ctx, ev, who, "edtech.consent"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	student := func() roster.Student {
+		t.Helper()
+		st, err := s.Student(ctx, "d1", person)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	if st := student(); st.Rostered || st.BirthDate != nil { // unknown: a cached negative answer
+		t.Fatalf("unknown student = %+v", st)
+	}
+
+	birth := time.Date(2014, 5, 6, 0, 0, 0, 0, time.UTC)
+	apply(user(records.RosterActive, day0, &birth, []string{"06"}, "granted"), person)
+	if st := student(); !st.Rostered || !st.IsStudent || !st.BirthDate.Equal(birth) || !slices.Equal(st.Grades, []string{"06"}) || st.Consent != "granted" {
+		t.Fatalf("after roster.user: %+v", st) // the write also refreshed the cached negative answer
+	}
+	// An older record (a bulk export replayed after a delta) changes nothing; a newer one applies.
+	apply(user(records.RosterActive, day0.Add(-time.Hour), &birth, []string{"05"}, ""), person)
+	if st := student(); !slices.Equal(st.Grades, []string{"06"}) || st.Consent != "granted" {
+		t.Fatalf("an older record moved the context back: %+v", st)
+	}
+	apply(user(records.RosterActive, day0.Add(time.Hour), &birth, []string{"07"}, "revoked"), person)
+	if st := student(); !slices.Equal(st.Grades, []string{"07"}) || st.Consent != "revoked" {
+		t.Fatalf("a newer record did not apply: %+v", st)
+	}
+	// tobedeleted is a tombstone: the user is gone, and replaying an older active record keeps it gone.
+	apply(user(records.RosterToBeDeleted, day0.Add(2*time.Hour), nil, nil, ""), person)
+	apply(user(records.RosterActive, day0.Add(time.Hour), &birth, []string{"07"}, ""), person)
+	if st := student(); st.Rostered || st.BirthDate != nil {
+		t.Fatalf("deleted user came back: %+v", st)
+	}
+
+	// Demographics supply the birth date; enrollments the schools.
+	other := "22222222-2222-4222-8222-222222222222"
+	apply(rosterEvent(&records.Demographics{SourcedID: "S2", Status: records.RosterActive, DateLastModified: day0, BirthDate: &birth}), other)
+	for i, sch := range []string{"sch2", "sch1", "sch2"} {
+		apply(rosterEvent(&records.Enrollment{SourcedID: "E" + string(rune('0'+i)), Status: records.RosterActive, DateLastModified: day0,
+			ClassSourcedID: "c1", SchoolSourcedID: sch, UserSourcedID: "S2", Role: "student"}), other)
+	}
+	if st, err := s.Student(ctx, "d1", other); err != nil || !st.BirthDate.Equal(birth) || !slices.Equal(st.Schools, []string{"sch1", "sch2"}) {
+		t.Fatalf("demographics and enrollments: %+v, %v", st, err)
+	}
+
+	// Classes take their grades from their course when they have none.
+	apply(rosterEvent(&records.Class{SourcedID: "c1", Status: records.RosterActive, DateLastModified: day0, SchoolSourcedID: "sch1",
+		CourseSourcedID: "math7", TermSourcedIDs: []string{"t1"}}), "")
+	if c, _ := s.Class(ctx, "d1", "c1"); c.School != "sch1" || len(c.Grades) != 0 {
+		t.Fatalf("class = %+v", c)
+	}
+	apply(rosterEvent(&records.Course{SourcedID: "math7", Status: records.RosterActive, DateLastModified: day0, Grades: []string{"07"}}), "")
+	if c, _ := s.Class(ctx, "d1", "c1"); !slices.Equal(c.Grades, []string{"07"}) || c.Course != "math7" || !slices.Equal(c.Terms, []string{"t1"}) {
+		t.Fatalf("class after its course = %+v", c)
+	}
+	due := day0.Add(72 * time.Hour)
+	apply(rosterEvent(&records.LineItem{SourcedID: "hw1", Status: records.RosterActive, DateLastModified: day0, ClassSourcedID: "c1", DueDate: due}), "")
+	if li, _ := s.LineItem(ctx, "d1", "hw1"); !li.DueAt.Equal(due) || li.Class != "c1" {
+		t.Fatalf("line item = %+v", li)
+	}
+	apply(rosterEvent(&records.AcademicSession{SourcedID: "t1", Status: records.RosterActive, DateLastModified: day0, Type: "term",
+		StartDate: day0, EndDate: day0.AddDate(0, 4, 0), SchoolYear: "2027"}), "")
+
+	// A fresh store (another instance) reads the same context from PostgreSQL.
+	cold := roster.New(pool, 1000)
+	if st, _ := cold.Student(ctx, "d1", other); !slices.Equal(st.Schools, []string{"sch1", "sch2"}) {
+		t.Fatalf("cold read = %+v", st)
+	}
+	// Erasure deletes a person's rows.
+	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return cold.Erase(ctx, tx, "d1", other) }); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := cold.Student(ctx, "d1", other); st.BirthDate != nil || len(st.Schools) != 0 {
+		t.Fatalf("erased person's context = %+v", st)
+	}
+	var n int
+	if err := pool.QueryRow(ctx, "SELECT (SELECT count(*) FROM district_d1.enricher_sessions) + "+
+		"(SELECT count(*) FROM district_d1.enricher_enrollments WHERE internal_id = $1)", other).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("rows after erase: %d, %v", n, err)
+	}
+}
