@@ -144,30 +144,34 @@ const DefaultConsentKey = "edtech.consent"
 
 // ferpaFields: the district's own records keep what its school officials need; phone numbers are masked
 // and place of birth is not kept.
-var ferpaFields = map[string]string{
-	"roster_user.sms": ActionMask, "roster_user.phone": ActionMask,
-	"roster_demographics.city_of_birth": ActionDrop, "roster_demographics.state_of_birth_abbreviation": ActionDrop,
+func ferpaFields() map[string]string {
+	return map[string]string{
+		"roster_user.sms": ActionMask, "roster_user.phone": ActionMask,
+		"roster_demographics.city_of_birth": ActionDrop, "roster_demographics.state_of_birth_abbreviation": ActionDrop,
+	}
 }
 
 // childFields: a child's records carry no direct identifiers (ids are pseudonymised so records still
 // join within the district), no contact details, names reduced to initials, the birth year only, no
 // demographics, free text or device identifiers.
-var childFields = map[string]string{
-	"actor.sis_id": ActionPseudonymise, "attendance.reason": ActionDrop, "session.device": ActionDrop,
-	"roster_user.sourced_id": ActionPseudonymise, "roster_user.username": ActionDrop, "roster_user.user_ids": ActionDrop,
-	"roster_user.given_name": ActionMask, "roster_user.family_name": ActionMask, "roster_user.middle_name": ActionDrop,
-	"roster_user.preferred_first_name": ActionMask, "roster_user.preferred_last_name": ActionMask,
-	"roster_user.pronouns": ActionDrop, "roster_user.identifier": ActionPseudonymise,
-	"roster_user.user_master_identifier": ActionPseudonymise, "roster_user.email": ActionDrop,
-	"roster_user.sms": ActionDrop, "roster_user.phone": ActionDrop, "roster_user.birth_date": ActionMask,
-	"roster_user.agent_sourced_ids": ActionDrop, "roster_user.metadata": ActionDrop,
-	"roster_demographics.sourced_id": ActionPseudonymise, "roster_demographics.birth_date": ActionMask,
-	"roster_demographics.sex": ActionDrop, "roster_demographics.race": ActionDrop,
-	"roster_demographics.country_of_birth_code": ActionDrop, "roster_demographics.state_of_birth_abbreviation": ActionDrop,
-	"roster_demographics.city_of_birth": ActionDrop, "roster_demographics.public_school_residence_status": ActionDrop,
-	"roster_demographics.metadata":      ActionDrop,
-	"roster_enrollment.user_sourced_id": ActionPseudonymise,
-	"roster_result.student_sourced_id":  ActionPseudonymise, "roster_result.comment": ActionDrop,
+func childFields() map[string]string {
+	return map[string]string{
+		"actor.sis_id": ActionPseudonymise, "attendance.reason": ActionDrop, "session.device": ActionDrop,
+		"roster_user.sourced_id": ActionPseudonymise, "roster_user.username": ActionDrop, "roster_user.user_ids": ActionDrop,
+		"roster_user.given_name": ActionMask, "roster_user.family_name": ActionMask, "roster_user.middle_name": ActionDrop,
+		"roster_user.preferred_first_name": ActionMask, "roster_user.preferred_last_name": ActionMask,
+		"roster_user.pronouns": ActionDrop, "roster_user.identifier": ActionPseudonymise,
+		"roster_user.user_master_identifier": ActionPseudonymise, "roster_user.email": ActionDrop,
+		"roster_user.sms": ActionDrop, "roster_user.phone": ActionDrop, "roster_user.birth_date": ActionMask,
+		"roster_user.agent_sourced_ids": ActionDrop, "roster_user.metadata": ActionDrop,
+		"roster_demographics.sourced_id": ActionPseudonymise, "roster_demographics.birth_date": ActionMask,
+		"roster_demographics.sex": ActionDrop, "roster_demographics.race": ActionDrop,
+		"roster_demographics.country_of_birth_code": ActionDrop, "roster_demographics.state_of_birth_abbreviation": ActionDrop,
+		"roster_demographics.city_of_birth": ActionDrop, "roster_demographics.public_school_residence_status": ActionDrop,
+		"roster_demographics.metadata":      ActionDrop,
+		"roster_enrollment.user_sourced_id": ActionPseudonymise,
+		"roster_result.student_sourced_id":  ActionPseudonymise, "roster_result.comment": ActionDrop,
+	}
 }
 
 // Templates lists the template names PolicyTemplate knows.
@@ -181,14 +185,14 @@ func Templates() []string { return []string{TemplateFERPA, TemplateCOPPA, Templa
 //   - dpdp: ferpa, the child rules for students under 18 (or of unknown age), and behavioural events
 //     (session, content_view) of those students are kept only with consent recorded in the roster.
 func PolicyTemplate(name string) (Policy, error) {
-	p := Policy{Template: name, Fields: maps.Clone(ferpaFields), UnknownAgeAs: AgeAdult,
+	p := Policy{Template: name, Fields: ferpaFields(), UnknownAgeAs: AgeAdult,
 		Identity: Identity{MatchKey: MatchUserMasterIdentifier}}
 	switch name {
 	case TemplateFERPA:
 	case TemplateCOPPA:
-		p.Under13, p.UnknownAgeAs = maps.Clone(childFields), AgeUnder13
+		p.Under13, p.UnknownAgeAs = childFields(), AgeUnder13
 	case TemplateDPDP:
-		p.Under18, p.UnknownAgeAs = maps.Clone(childFields), AgeUnder18
+		p.Under18, p.UnknownAgeAs = childFields(), AgeUnder18
 		p.Consent = &Consent{Under: 18, EventTypes: []string{"session", "content_view"}, MetadataKey: DefaultConsentKey}
 	default:
 		return Policy{}, fmt.Errorf("%w: unknown policy template %q (known: %s)", ErrInvalidArgument, name,

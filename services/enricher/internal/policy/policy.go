@@ -1,0 +1,281 @@
+// Package policy applies a district's privacy policy (tenancy.Policy) to enriched records: per field
+// keep, drop, mask, pseudonymise (keyed HMAC with the district's secret) or reject, chosen by the age
+// class of the student the record is about, plus the consent rule for behavioural events of minors and
+// the identity settings (matching key, source namespaces).
+package policy
+
+import (
+	"maps"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/edtech-analytics/platform/libs/records"
+	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/services/enricher/internal/identity"
+)
+
+// Age is the age class a record is judged by.
+type Age int
+
+// Age classes, from least to most protected.
+const (
+	Adult Age = iota
+	Under18
+	Under13
+)
+
+// AgeOf returns the age class and band of someone born on birth, at the time at.
+func AgeOf(birth, at time.Time) (Age, string) {
+	years := at.Year() - birth.Year()
+	if at.Month() < birth.Month() || at.Month() == birth.Month() && at.Day() < birth.Day() {
+		years--
+	}
+	switch {
+	case years < 13:
+		return Under13, "under_13"
+	case years < 18:
+		return Under18, "13_17"
+	}
+	return Adult, "18_plus"
+}
+
+// Compiled is a policy ready to apply to one district's records. It is immutable and safe to share.
+type Compiled struct {
+	Version    int
+	unknownAge Age
+	rules      [3]map[string][]rule // by age class, then event type
+	consent    *tenancy.Consent
+	key        []byte
+	matchKey   string
+	namespaces map[string]string
+}
+
+type rule struct {
+	path   string
+	field  fieldFn
+	action string
+	kind   string
+}
+
+// Compile prepares p for the district whose pseudonym key is key. p must be valid (tenancy validates
+// policies when they are stored); unknown paths are ignored.
+func Compile(p tenancy.Policy, key []byte) *Compiled {
+	c := &Compiled{Version: p.Version, consent: p.Consent, key: key, matchKey: p.Identity.MatchKey,
+		namespaces: p.Identity.Namespaces}
+	switch p.UnknownAgeAs {
+	case tenancy.AgeUnder18:
+		c.unknownAge = Under18
+	case tenancy.AgeUnder13:
+		c.unknownAge = Under13
+	}
+	kinds := map[string]string{}
+	for _, f := range tenancy.PolicyFields() {
+		kinds[f.Path] = f.Kind
+	}
+	fields := fieldTable()
+	merged := maps.Clone(p.Fields)
+	for age, overlay := range []map[string]string{nil, p.Under18, p.Under13} {
+		if merged == nil {
+			merged = map[string]string{}
+		}
+		maps.Copy(merged, overlay)
+		byType := map[string][]rule{}
+		for _, path := range slices.Sorted(maps.Keys(merged)) {
+			action, f := merged[path], fields[path]
+			if action == tenancy.ActionKeep || f.fn == nil {
+				continue
+			}
+			r := rule{path: path, field: f.fn, action: action, kind: kinds[path]}
+			for _, typ := range records.EventTypes() {
+				if f.typ == "" || f.typ == typ {
+					byType[typ] = append(byType[typ], r)
+				}
+			}
+		}
+		for typ, rs := range byType { // rejections are checked before anything is changed
+			slices.SortStableFunc(rs, func(a, b rule) int {
+				return boolInt(b.action == tenancy.ActionReject) - boolInt(a.action == tenancy.ActionReject)
+			})
+			byType[typ] = rs
+		}
+		c.rules[age] = byType
+	}
+	return c
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// UnknownAge is the age class of a student without a birth date.
+func (c *Compiled) UnknownAge() Age { return c.unknownAge }
+
+// NeedsConsent reports whether a record of eventType about a student of the given age (nil: unknown)
+// is kept only with recorded consent.
+func (c *Compiled) NeedsConsent(eventType string, age *int) bool {
+	if c.consent == nil || !slices.Contains(c.consent.EventTypes, eventType) {
+		return false
+	}
+	if age == nil {
+		return c.unknownAge != Adult
+	}
+	return *age < c.consent.Under
+}
+
+// ConsentKey is the roster.user metadata entry holding consent ("" when the policy has no consent rule).
+func (c *Compiled) ConsentKey() string {
+	if c.consent == nil {
+		return ""
+	}
+	return c.consent.MetadataKey
+}
+
+// ConsentGiven reports whether a recorded consent value means given.
+func ConsentGiven(v string) bool {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "granted", "true", "yes":
+		return true
+	}
+	return false
+}
+
+// MatchKey returns the value of the district's matching key in a roster.user record ("" if absent).
+func (c *Compiled) MatchKey(u *records.User) string {
+	switch mk := c.matchKey; {
+	case mk == tenancy.MatchUserMasterIdentifier && u.UserMasterIdentifier != nil:
+		return *u.UserMasterIdentifier
+	case mk == tenancy.MatchIdentifier && u.Identifier != nil:
+		return *u.Identifier
+	case strings.HasPrefix(mk, tenancy.MatchUserIDPrefix):
+		for _, id := range u.UserIDs {
+			if strings.EqualFold(id.Type, mk[len(tenancy.MatchUserIDPrefix):]) {
+				return id.Identifier
+			}
+		}
+	case strings.HasPrefix(mk, tenancy.MatchMetadataPrefix):
+		return u.Metadata[mk[len(tenancy.MatchMetadataPrefix):]]
+	}
+	return ""
+}
+
+// Namespace is the source whose SIS ids records of source carry.
+func (c *Compiled) Namespace(source string) string {
+	if ns, ok := c.namespaces[source]; ok {
+		return ns
+	}
+	return source
+}
+
+// Apply applies the rules of age class age to ev in place. If a field the policy rejects is present, it
+// returns that field's path and leaves ev unchanged.
+func (c *Compiled) Apply(ev *records.EnrichedEvent, age Age) (rejected string) {
+	rs := c.rules[age][ev.Type]
+	for _, r := range rs {
+		if r.action != tenancy.ActionReject {
+			break
+		}
+		if r.field(ev, op{action: tenancy.ActionKeep}) {
+			return r.path
+		}
+	}
+	for _, r := range rs {
+		if r.action != tenancy.ActionReject {
+			r.field(ev, op{action: r.action, kind: r.kind, key: c.key})
+		}
+	}
+	return ""
+}
+
+// op is one action on one field; its methods apply it to a field of a given Go type and report whether
+// the field was present (set and not empty).
+type op struct {
+	action, kind string
+	key          []byte
+}
+
+func (o op) str(s *string) bool {
+	if *s == "" {
+		return false
+	}
+	switch o.action {
+	case tenancy.ActionDrop:
+		*s = ""
+	case tenancy.ActionMask:
+		*s = mask(*s, o.kind)
+	case tenancy.ActionPseudonymise:
+		*s = identity.Pseudonym(o.key, *s)
+	}
+	return true
+}
+
+func (o op) opt(s **string) bool {
+	if *s == nil {
+		return false
+	}
+	if o.action == tenancy.ActionDrop || o.action == tenancy.ActionMask && o.kind == tenancy.KindValue {
+		*s = nil
+		return true
+	}
+	v := **s
+	present := o.str(&v)
+	if o.action != tenancy.ActionKeep {
+		*s = &v
+	}
+	return present
+}
+
+func (o op) date(d **time.Time) bool {
+	if *d == nil {
+		return false
+	}
+	switch o.action {
+	case tenancy.ActionDrop:
+		*d = nil
+	case tenancy.ActionMask:
+		y := time.Date((*d).Year(), time.January, 1, 0, 0, 0, 0, time.UTC)
+		*d = &y
+	}
+	return true
+}
+
+// value handles fields a policy can only keep or remove (mask removes them too).
+func value[T any](o op, v *T, present bool) bool {
+	if present && o.action != tenancy.ActionKeep {
+		var zero T
+		*v = zero
+	}
+	return present
+}
+
+// mask keeps a hint of a value: an identifier's or name's first character, an email's first character
+// and domain, a phone number's last two digits.
+func mask(s, kind string) string {
+	switch kind {
+	case tenancy.KindEmail:
+		if at := strings.LastIndexByte(s, '@'); at > 0 {
+			r, _ := utf8.DecodeRuneInString(s)
+			return string(r) + "***" + s[at:]
+		}
+	case tenancy.KindPhone:
+		var digits []byte
+		for i := range len(s) {
+			if s[i] >= '0' && s[i] <= '9' {
+				digits = append(digits, s[i])
+			}
+		}
+		if len(digits) > 2 {
+			return "***" + string(digits[len(digits)-2:])
+		}
+		return "***"
+	}
+	if utf8.RuneCountInString(s) <= 1 {
+		return "***"
+	}
+	r, _ := utf8.DecodeRuneInString(s)
+	return string(r) + "***"
+}
