@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io/fs"
+	"slices"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -67,41 +69,80 @@ func migrateSchema(ctx context.Context, pool *pgxpool.Pool, schema, dir string) 
 // pendingMigrations reports whether schema lacks some migration in dir (true too when the schema or its
 // version table does not exist yet).
 func pendingMigrations(ctx context.Context, pool *pgxpool.Pool, schema, dir string) (bool, error) {
-	latest, err := latestVersion(dir)
+	current, err := currentSchemas(ctx, pool, []string{schema}, dir)
 	if err != nil {
 		return false, err
 	}
-	var exists bool
-	if err := pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL",
-		pgx.Identifier{schema, versionTable}.Sanitize()).Scan(&exists); err != nil {
-		return false, fmt.Errorf("checking version table of schema %s: %w", schema, err)
-	}
-	if !exists {
-		return true, nil
-	}
-	var applied int64
-	if err := pool.QueryRow(ctx, "SELECT coalesce(max(version_id), 0) FROM "+
-		pgx.Identifier{schema, versionTable}.Sanitize()+" WHERE is_applied").Scan(&applied); err != nil {
-		return false, fmt.Errorf("reading migration version of schema %s: %w", schema, err)
-	}
-	return applied < latest, nil
+	return !current[schema], nil
 }
 
-// latestVersion is the newest migration version embedded under dir.
-func latestVersion(dir string) (int64, error) {
+// currentSchemas reports which of schemas have every migration in dir applied, in one round trip per 500
+// schemas: the version tables are found in the catalog, then read together. Schemas that do not exist or
+// lack a version table are not current.
+func currentSchemas(ctx context.Context, pool *pgxpool.Pool, schemas []string, dir string) (map[string]bool, error) {
+	versions, err := embeddedVersions(dir)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := pool.Query(ctx, `SELECT n.nspname::text FROM pg_namespace n
+		JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = $2 AND c.relkind = 'r'
+		WHERE n.nspname = ANY($1)`, schemas, versionTable)
+	if err != nil {
+		return nil, fmt.Errorf("finding migration version tables: %w", err)
+	}
+	withTable, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("finding migration version tables: %w", err)
+	}
+	current := make(map[string]bool, len(schemas))
+	for chunk := range slices.Chunk(withTable, 500) {
+		var q strings.Builder
+		for i, schema := range chunk {
+			if i > 0 {
+				q.WriteString(" UNION ALL ")
+			}
+			// schema comes from the catalog, and is quoted both as a literal and as an identifier.
+			fmt.Fprintf(&q, "SELECT %s::text, count(DISTINCT version_id) FROM %s WHERE is_applied AND version_id = ANY($1)",
+				quoteLiteral(schema), pgx.Identifier{schema, versionTable}.Sanitize())
+		}
+		rows, err := pool.Query(ctx, q.String(), versions)
+		if err != nil {
+			return nil, fmt.Errorf("reading migration versions: %w", err)
+		}
+		var (
+			schema  string
+			applied int
+		)
+		if _, err := pgx.ForEachRow(rows, []any{&schema, &applied}, func() error {
+			current[schema] = applied == len(versions)
+			return nil
+		}); err != nil {
+			return nil, fmt.Errorf("reading migration versions: %w", err)
+		}
+	}
+	return current, nil
+}
+
+// quoteLiteral quotes s as an SQL string literal.
+func quoteLiteral(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}
+
+// embeddedVersions lists the versions of the migrations embedded under dir.
+func embeddedVersions(dir string) ([]int64, error) {
 	entries, err := fs.ReadDir(migrationFiles, dir)
 	if err != nil {
-		return 0, fmt.Errorf("listing embedded migrations %s: %w", dir, err)
+		return nil, fmt.Errorf("listing embedded migrations %s: %w", dir, err)
 	}
-	var latest int64
+	var out []int64
 	for _, e := range entries {
 		v, err := goose.NumericComponent(e.Name())
 		if err != nil {
-			return 0, fmt.Errorf("embedded migration %s/%s: %w", dir, e.Name(), err)
+			return nil, fmt.Errorf("embedded migration %s/%s: %w", dir, e.Name(), err)
 		}
-		latest = max(latest, v)
+		out = append(out, v)
 	}
-	return latest, nil
+	return out, nil
 }
 
 func newProvider(db *sql.DB, schema string, fsys fs.FS) (*goose.Provider, error) {
@@ -119,6 +160,9 @@ func newProvider(db *sql.DB, schema string, fsys fs.FS) (*goose.Provider, error)
 		goose.WithStore(store),
 		goose.WithSessionLocker(locker),
 		goose.WithDisableGlobalRegistry(true),
+		// Migration files come from several people; one numbered below a version a schema already has
+		// is applied rather than refused.
+		goose.WithAllowOutofOrder(true),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("loading migrations for schema %s: %w", schema, err)

@@ -45,7 +45,8 @@ func TestMigrateIsIdempotent(t *testing.T) {
 	if err := tenancy.Migrate(t.Context(), pool); err != nil {
 		t.Fatalf("second Migrate: %v", err)
 	}
-	want := []string{"api_keys", "consumer_offsets", "dlq_replays", "erasures", "goose_db_version", "policies", "tenants"}
+	want := []string{"api_keys", "consumer_offsets", "dlq_replays", "erasures", "goose_db_version", "instances",
+		"placements", "policies", "tenants"}
 	if got := tablesIn(t, pool, "control"); !slices.Equal(got, want) {
 		t.Errorf("control tables = %v, want %v", got, want)
 	}
@@ -76,14 +77,16 @@ func TestConcurrentMigrationsSerialise(t *testing.T) {
 	if err := errors.Join(errs...); err != nil {
 		t.Fatalf("concurrent Migrate: %v", err)
 	}
-	if got := tablesIn(t, pool, "control"); len(got) != 7 {
+	if got := tablesIn(t, pool, "control"); len(got) != 9 {
 		t.Errorf("control tables = %v", got)
 	}
 }
 
 var districtTables = []string{"assessment_results_latest", "attendance_daily",
 	"enricher_classes", "enricher_courses", "enricher_demographics", "enricher_enrollments", "enricher_line_items",
-	"enricher_sessions", "enricher_users", "goose_db_version", "student_activity", "student_identities", "students",
+	"enricher_sessions", "enricher_users", "goose_db_version", "roster_academic_sessions", "roster_classes",
+	"roster_courses", "roster_deletions", "roster_demographics", "roster_enrollments", "roster_line_items",
+	"roster_orgs", "roster_results", "roster_users", "student_activity", "student_identities", "students",
 	"submissions"}
 
 func TestCreateTenant(t *testing.T) {

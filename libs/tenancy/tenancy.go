@@ -1,5 +1,6 @@
-// Package tenancy is the control-plane data layer: the control schema (tenants, API keys, consumer offsets)
-// and one schema per district (tenant), district_<id>, built from a versioned template. Both are migrated
+// Package tenancy is the control-plane data layer: the control schema (tenants, API keys, consumer offsets,
+// the fleet of PostgreSQL instances and where each district is placed) and one schema per district
+// (tenant), district_<id>, built from a versioned template on the district's instance. Both are migrated
 // with goose from SQL files embedded in the binary.
 package tenancy
 
@@ -21,6 +22,8 @@ var (
 	// ErrInvalidArgument: a tenant id, source id, name or verb that breaks the rules; the message names the
 	// field.
 	ErrInvalidArgument = errors.New("invalid argument")
+	// ErrSchemaMissing: a district's schema does not exist on its instance.
+	ErrSchemaMissing = errors.New("district schema missing")
 )
 
 // Tenant statuses.

@@ -1,0 +1,271 @@
+package tenancy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/edtech-analytics/platform/libs/pgutil"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// MainInstance is the instance that holds the control schema; its URL is the one the process reached the
+// control schema with.
+const MainInstance = "main"
+
+var (
+	instanceNamePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	envNamePattern      = regexp.MustCompile(`^[A-Z_][A-Z0-9_]{0,127}$`)
+)
+
+// Instance is a PostgreSQL database that holds district schemas. Its URL is never stored: URLEnv names the
+// environment variable that holds it (empty for MainInstance).
+type Instance struct {
+	Name      string    `json:"name"`
+	URLEnv    string    `json:"url_env,omitempty"`
+	Default   bool      `json:"default"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// ValidInstanceName checks an instance name: 1-63 characters of a-z, 0-9, _ and -, starting with a letter
+// or digit.
+func ValidInstanceName(name string) error {
+	if !instanceNamePattern.MatchString(name) {
+		return fmt.Errorf("%w: instance name %q: must be 1-63 characters of a-z, 0-9, _ and -, starting with a letter or digit",
+			ErrInvalidArgument, name)
+	}
+	return nil
+}
+
+// Fleet opens and keeps one pool per instance. The control pool serves MainInstance; the others are opened
+// on first use from the URL in their environment variable, read through getenv. It is safe for
+// concurrent use.
+type Fleet struct {
+	control *pgxpool.Pool
+	getenv  func(string) string
+	connect func(ctx context.Context, url string) (*pgxpool.Pool, error)
+
+	mu    sync.Mutex
+	pools map[string]*pgxpool.Pool
+}
+
+// NewFleet returns a fleet whose main instance is control. getenv resolves the instances' URL variables
+// (os.Getenv in a service).
+func NewFleet(control *pgxpool.Pool, getenv func(string) string) *Fleet {
+	return &Fleet{control: control, getenv: getenv, connect: pgutil.Connect, pools: map[string]*pgxpool.Pool{}}
+}
+
+// WithConnect replaces how the fleet opens the pools of instances other than main (pgutil.Connect by
+// default), e.g. to size them for a service. Call it before the first Pool.
+func (f *Fleet) WithConnect(connect func(ctx context.Context, url string) (*pgxpool.Pool, error)) *Fleet {
+	f.connect = connect
+	return f
+}
+
+// Control returns the pool of the control schema (MainInstance).
+func (f *Fleet) Control() *pgxpool.Pool { return f.control }
+
+// Pool returns the pool of the named instance, connecting on first use. ErrNotFound: no such instance.
+func (f *Fleet) Pool(ctx context.Context, name string) (*pgxpool.Pool, error) {
+	if name == MainInstance {
+		return f.control, nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if p := f.pools[name]; p != nil {
+		return p, nil
+	}
+	var env *string
+	err := f.control.QueryRow(ctx, "SELECT url_env FROM control.instances WHERE name = $1", name).Scan(&env)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("instance %s: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading instance %s: %w", name, err)
+	}
+	if env == nil {
+		return nil, fmt.Errorf("instance %s has no url variable", name)
+	}
+	url := f.getenv(*env)
+	if url == "" {
+		return nil, fmt.Errorf("instance %s: environment variable %s is not set", name, *env)
+	}
+	p, err := f.connect(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to instance %s: %w", name, err)
+	}
+	f.pools[name] = p
+	return p, nil
+}
+
+// Close closes the pools the fleet opened (not the control pool).
+func (f *Fleet) Close() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for name, p := range f.pools {
+		p.Close()
+		delete(f.pools, name)
+	}
+}
+
+// Fleet returns the store's fleet.
+func (s *Store) Fleet() *Fleet { return s.fleet }
+
+// Close releases the connections the store opened to instances other than main.
+func (s *Store) Close() { s.fleet.Close() }
+
+const instanceColumns = "name, coalesce(url_env, ''), is_default, created_at"
+
+func scanInstance(row pgx.Row) (Instance, error) {
+	var in Instance
+	err := row.Scan(&in.Name, &in.URLEnv, &in.Default, &in.CreatedAt)
+	return in, err
+}
+
+// AddInstance registers an instance whose URL is in the environment variable urlEnv, migrates its control
+// schema (for the offsets kept there) and starts its offsets where the fleet's offsets are, so that
+// consumers resume without rereading history for it. With makeDefault, new districts go there. The
+// variable must be set for this process. ErrInvalidArgument: a bad name or variable name, or one already
+// registered.
+func (s *Store) AddInstance(ctx context.Context, name, urlEnv string, makeDefault bool) (Instance, error) {
+	if err := ValidInstanceName(name); err != nil {
+		return Instance{}, err
+	}
+	if name == MainInstance {
+		return Instance{}, fmt.Errorf("%w: instance name %q is the control database's", ErrInvalidArgument, name)
+	}
+	if !envNamePattern.MatchString(urlEnv) {
+		return Instance{}, fmt.Errorf("%w: url variable %q: must be an environment variable name (A-Z, 0-9, _)",
+			ErrInvalidArgument, urlEnv)
+	}
+	url := s.fleet.getenv(urlEnv)
+	if url == "" {
+		return Instance{}, fmt.Errorf("%w: url variable %s is not set", ErrInvalidArgument, urlEnv)
+	}
+	pool, err := s.fleet.connect(ctx, url)
+	if err != nil {
+		return Instance{}, fmt.Errorf("connecting to instance %s: %w", name, err)
+	}
+	defer pool.Close()
+	if err := Migrate(ctx, pool); err != nil {
+		return Instance{}, fmt.Errorf("instance %s: %w", name, err)
+	}
+	if err := copyOffsets(ctx, s.pool, pool); err != nil {
+		return Instance{}, fmt.Errorf("instance %s: %w", name, err)
+	}
+	var in Instance
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if makeDefault {
+			if _, err := tx.Exec(ctx, "UPDATE control.instances SET is_default = false WHERE is_default"); err != nil {
+				return err
+			}
+		}
+		var err error
+		in, err = scanInstance(tx.QueryRow(ctx, `INSERT INTO control.instances (name, url_env, is_default)
+			VALUES ($1, $2, $3) RETURNING `+instanceColumns, name, urlEnv, makeDefault))
+		return err
+	})
+	if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation
+		return Instance{}, fmt.Errorf("%w: instance %s or url variable %s is already registered", ErrInvalidArgument, name, urlEnv)
+	}
+	if err != nil {
+		return Instance{}, fmt.Errorf("registering instance %s: %w", name, err)
+	}
+	return in, nil
+}
+
+// copyOffsets starts a new instance's consumer offsets at the highest ones any consumer stored in the
+// control database. No district lives on the new instance yet, so no record below them can be one it
+// must apply; without a starting row, the instance would not hold consumers back anyway.
+func copyOffsets(ctx context.Context, from, to *pgxpool.Pool) error {
+	rows, err := from.Query(ctx, "SELECT consumer, topic, partition, next_offset FROM control.consumer_offsets")
+	if err != nil {
+		return fmt.Errorf("reading consumer offsets: %w", err)
+	}
+	type offset struct {
+		consumer, topic string
+		partition       int32
+		next            int64
+	}
+	offs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (offset, error) {
+		var o offset
+		err := r.Scan(&o.consumer, &o.topic, &o.partition, &o.next)
+		return o, err
+	})
+	if err != nil {
+		return fmt.Errorf("reading consumer offsets: %w", err)
+	}
+	b := &pgx.Batch{}
+	for _, o := range offs {
+		b.Queue(`INSERT INTO control.consumer_offsets (consumer, topic, partition, next_offset) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (consumer, topic, partition) DO UPDATE
+			SET next_offset = greatest(control.consumer_offsets.next_offset, EXCLUDED.next_offset)`,
+			o.consumer, o.topic, o.partition, o.next)
+	}
+	if err := to.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("starting consumer offsets: %w", err)
+	}
+	return nil
+}
+
+// Instances lists the registered instances, main first.
+func (s *Store) Instances(ctx context.Context) ([]Instance, error) {
+	rows, err := s.pool.Query(ctx, "SELECT "+instanceColumns+" FROM control.instances ORDER BY name <> 'main', name")
+	if err != nil {
+		return nil, fmt.Errorf("listing instances: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Instance, error) { return scanInstance(r) })
+	if err != nil {
+		return nil, fmt.Errorf("listing instances: %w", err)
+	}
+	return out, nil
+}
+
+// Placement returns the instance a district lives on. A district created before placements existed, or
+// never placed, lives on MainInstance. Unknown tenant: ErrNotFound.
+func (s *Store) Placement(ctx context.Context, tenantID string) (string, error) {
+	var instance string
+	err := s.pool.QueryRow(ctx, `SELECT coalesce(p.instance, $2) FROM control.tenants t
+		LEFT JOIN control.placements p ON p.tenant_id = t.id WHERE t.id = $1`, tenantID, MainInstance).Scan(&instance)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", fmt.Errorf("tenant %s: %w", tenantID, ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading placement of tenant %s: %w", tenantID, err)
+	}
+	return instance, nil
+}
+
+// Placements returns the instance of every district that is not deleted, by tenant id.
+func (s *Store) Placements(ctx context.Context) (map[string]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT t.id, coalesce(p.instance, $1) FROM control.tenants t
+		LEFT JOIN control.placements p ON p.tenant_id = t.id WHERE t.deleted_at IS NULL`, MainInstance)
+	if err != nil {
+		return nil, fmt.Errorf("listing placements: %w", err)
+	}
+	out := map[string]string{}
+	var id, instance string
+	if _, err := pgx.ForEachRow(rows, []any{&id, &instance}, func() error { out[id] = instance; return nil }); err != nil {
+		return nil, fmt.Errorf("listing placements: %w", err)
+	}
+	return out, nil
+}
+
+// DistrictPool returns the pool of the instance a district lives on, and the instance's name. A tenant
+// without a row (EnsureDistrictSchema allows that) lives on MainInstance.
+func (s *Store) DistrictPool(ctx context.Context, tenantID string) (*pgxpool.Pool, string, error) {
+	instance, err := s.Placement(ctx, tenantID)
+	if errors.Is(err, ErrNotFound) {
+		instance, err = MainInstance, nil
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	pool, err := s.fleet.Pool(ctx, instance)
+	return pool, instance, err
+}
