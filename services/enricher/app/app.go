@@ -1,5 +1,6 @@
-// Package app wires the enricher: config, PostgreSQL (tenants, identities), the codec, and the
-// transactional raw -> enriched pipeline. main only parses config and calls Run.
+// Package app wires the enricher: config, PostgreSQL (tenants, policies, identities, roster context,
+// erasures), the codec, the control topic consumer and the transactional raw -> enriched pipeline. main
+// only parses config and calls Run.
 package app
 
 import (
@@ -8,33 +9,38 @@ import (
 	"encoding/hex"
 	"errors"
 	"flag"
-	"fmt"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/conf"
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/obs"
 	"github.com/edtech-analytics/platform/libs/pgutil"
+	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/svc"
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/edtech-analytics/platform/services/enricher/internal/dedup"
 	"github.com/edtech-analytics/platform/services/enricher/internal/enrich"
+	"github.com/edtech-analytics/platform/services/enricher/internal/erasure"
 	"github.com/edtech-analytics/platform/services/enricher/internal/identity"
 	"github.com/edtech-analytics/platform/services/enricher/internal/pipeline"
+	"github.com/edtech-analytics/platform/services/enricher/internal/roster"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 )
 
 // Config is the enricher's configuration.
 type Config struct {
-	AdminAddr       string
-	DatabaseURL     conf.Secret
-	Group           string
-	TransactionalID string
-	DedupWindow     time.Duration
-	Kafka           kafkax.Config
+	AdminAddr          string
+	DatabaseURL        conf.Secret
+	Group              string
+	TransactionalID    string
+	TransactionTimeout time.Duration
+	DedupWindow        time.Duration
+	PolicyRefresh      time.Duration
+	IdentityCache      int
+	ContextCache       int
+	Kafka              kafkax.Config
 	// ConsumerExtra adds client options (tests shorten group timeouts). Not a flag.
 	ConsumerExtra []kgo.Opt
 }
@@ -47,7 +53,13 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	conf.String(fs, &c.Group, "group", "ENRICHER_GROUP", "edtech-enricher", "consumer group")
 	conf.String(fs, &c.TransactionalID, "transactional-id", "ENRICHER_TRANSACTIONAL_ID", "enricher-"+host,
 		"transactional id prefix; a random suffix is added per start")
+	conf.Duration(fs, &c.TransactionTimeout, "transaction-timeout", "ENRICHER_TRANSACTION_TIMEOUT", 10*time.Second,
+		"Kafka transaction timeout: after a crash, the dead instance's partitions resume within about this long")
 	conf.Duration(fs, &c.DedupWindow, "dedup-window", "ENRICHER_DEDUP_WINDOW", 48*time.Hour, "how long a client event_id is remembered to drop retries (at least 24h)")
+	conf.Duration(fs, &c.PolicyRefresh, "policy-refresh", "ENRICHER_POLICY_REFRESH", 30*time.Second,
+		"how long a district's policy and tenant record are cached (policy_updated commands apply at once)")
+	conf.Int(fs, &c.IdentityCache, "identity-cache", "ENRICHER_IDENTITY_CACHE", 2_000_000, "SIS id mappings kept in memory")
+	conf.Int(fs, &c.ContextCache, "context-cache", "ENRICHER_CONTEXT_CACHE", 1_000_000, "roster context entries of each kind kept in memory")
 	c.Kafka.RegisterFlags(fs)
 }
 
@@ -60,15 +72,23 @@ func (c *Config) Validate() error {
 	if c.Group == "" {
 		errs = append(errs, errors.New("group: required"))
 	}
+	if c.TransactionTimeout < time.Second {
+		errs = append(errs, errors.New("transaction-timeout: must be at least 1s"))
+	}
 	if c.DedupWindow < 24*time.Hour {
 		errs = append(errs, errors.New("dedup-window: must be at least 24h"))
+	}
+	if c.PolicyRefresh <= 0 || c.IdentityCache < 1 || c.ContextCache < 1 {
+		errs = append(errs, errors.New("policy-refresh, identity-cache and context-cache: must be positive"))
 	}
 	return errors.Join(append(errs, c.Kafka.Validate())...)
 }
 
-// Run enriches until ctx is done.
+// Run enriches until ctx is done. Before the first raw record, the erasures are loaded from PostgreSQL
+// and the control topic is read to its end, so no record of an erased student is enriched, even on a
+// replay.
 func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
-	health := obs.NewHealth("kafka", "postgres")
+	health := obs.NewHealth("kafka", "postgres", "erasures")
 	pool, err := pgutil.Connect(ctx, cfg.DatabaseURL.Reveal())
 	if err != nil {
 		return err
@@ -86,20 +106,55 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
 		return err
 	}
 	defer admin.Close()
+	registry, err := erasure.Load(ctx, pool)
+	if err != nil {
+		return err
+	}
+	counts, err := newCounters(rt.Tel.Meter)
+	if err != nil {
+		return err
+	}
 
-	enr := enrich.New(codec, newTenantCache(tenancy.NewStore(pool), 30*time.Second), identity.New(pool, 1_000_000))
+	store := tenancy.NewStore(pool)
+	tenants := newTenantCache(store, cfg.PolicyRefresh)
+	policies := newPolicyCache(store, cfg.PolicyRefresh)
+	identities := identity.New(pool, cfg.IdentityCache)
+	rosterCtx := roster.New(pool, cfg.ContextCache)
+	enr := enrich.New(codec, enrich.Deps{Tenants: tenants, Policies: policies, Identities: identities, Context: rosterCtx, Erased: registry})
+	control := &erasure.Consumer{Pool: pool, Kafka: cfg.Kafka, Deps: deps, Codec: codec, Registry: registry,
+		Tenants: tenants, Identities: identities, Context: rosterCtx,
+		OnCommand: func(cmd records.ControlCommand) {
+			tenants.Forget(cmd.TenantID)
+			policies.Forget(cmd.TenantID)
+		}}
 	// A fresh suffix per start: the previous incarnation's open transaction is aborted by the broker's
 	// transaction timeout, and the group generation (KIP-447) fences it as a zombie.
-	pipe := pipeline.New(pipeline.Config{Group: cfg.Group, TransactionalID: cfg.TransactionalID + "-" + randomSuffix(), Extra: cfg.ConsumerExtra},
-		cfg.Kafka, deps, codec, enr, dedup.New(cfg.DedupWindow), nil)
+	pipe := pipeline.New(pipeline.Config{Group: cfg.Group, TransactionalID: cfg.TransactionalID + "-" + randomSuffix(),
+		TransactionTimeout: cfg.TransactionTimeout, Extra: cfg.ConsumerExtra,
+		OnAssigned: func() { identities.Reset(); rosterCtx.Reset() },
+		OnCommit:   func(s pipeline.Stats) { counts.add(ctx, s) },
+	}, cfg.Kafka, deps, codec, enr, dedup.New(cfg.DedupWindow), nil)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return obs.ServeAdmin(gctx, rt.Log, cfg.AdminAddr, health, rt.Tel.Metrics) })
+	caughtUp := make(chan struct{})
 	g.Go(func() error {
 		if err := svc.WaitKafka(gctx, rt.Log, admin.Client, cfg.Kafka); err != nil {
 			return err
 		}
 		health.SetReady("kafka", true)
+		return control.Run(gctx, func() {
+			rt.Log.Info("control topic read to its end; erasures in force")
+			health.SetReady("erasures", true)
+			close(caughtUp)
+		})
+	})
+	g.Go(func() error {
+		select {
+		case <-caughtUp:
+		case <-gctx.Done():
+			return nil
+		}
 		err := pipe.Run(gctx)
 		health.SetReady("kafka", false)
 		return err
@@ -115,45 +170,4 @@ func randomSuffix() string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-// tenantCache caches district lookups for ttl (tenants change rarely; deletions also arrive on the
-// control topic).
-type tenantCache struct {
-	store *tenancy.Store
-	ttl   time.Duration
-
-	mu      sync.Mutex
-	entries map[string]tenantEntry
-}
-
-type tenantEntry struct {
-	t       tenancy.Tenant
-	err     error
-	expires time.Time
-}
-
-func newTenantCache(store *tenancy.Store, ttl time.Duration) *tenantCache {
-	return &tenantCache{store: store, ttl: ttl, entries: map[string]tenantEntry{}}
-}
-
-func (c *tenantCache) Tenant(ctx context.Context, id string) (tenancy.Tenant, error) {
-	now := time.Now()
-	c.mu.Lock()
-	e, ok := c.entries[id]
-	c.mu.Unlock()
-	if ok && now.Before(e.expires) {
-		return e.t, e.err
-	}
-	t, err := c.store.Tenant(ctx, id)
-	if err != nil && !errors.Is(err, tenancy.ErrNotFound) && !errors.Is(err, tenancy.ErrInvalidArgument) {
-		return t, fmt.Errorf("loading tenant: %w", err)
-	}
-	if errors.Is(err, tenancy.ErrInvalidArgument) {
-		err = tenancy.ErrNotFound
-	}
-	c.mu.Lock()
-	c.entries[id] = tenantEntry{t: t, err: err, expires: now.Add(c.ttl)}
-	c.mu.Unlock()
-	return t, err
 }

@@ -1,115 +1,304 @@
 // Package enrich turns one raw record into what the enricher emits for it: an enriched record, a
-// dead-letter record with a typed reason, or nothing (a client retry already passed on).
+// dead-letter record with a typed reason, or nothing (a suppressed record: erased, or without the
+// consent the district's policy requires). Client retries are the pipeline's business: it consults the
+// dedup set only for records that are enriched.
 package enrich
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/services/enricher/internal/identity"
+	"github.com/edtech-analytics/platform/services/enricher/internal/policy"
+	"github.com/edtech-analytics/platform/services/enricher/internal/roster"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// Tenants gives the district of an event.
+// Tenants gives the district of a record.
 type Tenants interface {
 	Tenant(ctx context.Context, id string) (tenancy.Tenant, error)
 }
 
-// Identities resolves SIS ids to internal ids.
+// Policies gives a district's compiled policy.
+type Policies interface {
+	Policy(ctx context.Context, t tenancy.Tenant) (*policy.Compiled, error)
+}
+
+// Identities resolves SIS ids to identities; Link also matches roster users across SIS vendors.
 type Identities interface {
-	Resolve(ctx context.Context, tenantID, sourceID, sisID string) (string, error)
+	Resolve(ctx context.Context, t tenancy.Tenant, source, sis string) (identity.Identity, error)
+	Link(ctx context.Context, t tenancy.Tenant, source, sis, matchKey string) (identity.Identity, error)
 }
 
-// Outcome is what to emit for one raw record: exactly one of Enriched and DLQ is set, or Duplicate.
+// Context stores and joins roster context.
+type Context interface {
+	Student(ctx context.Context, tenant, internalID string) (roster.Student, error)
+	Class(ctx context.Context, tenant, classID string) (roster.Class, error)
+	LineItem(ctx context.Context, tenant, id string) (roster.LineItem, error)
+	Apply(ctx context.Context, ev *records.RawEvent, person, consentKey string) error
+}
+
+// Erased tells erased districts and students.
+type Erased interface {
+	District(tenant string) bool
+	Student(tenant, internalID string) bool
+}
+
+// Why a record is suppressed (Outcome.Suppressed).
+const (
+	SuppressedErased    = "erased"
+	SuppressedNoConsent = "no_consent"
+)
+
+// Outcome is what to emit for one raw record: Enriched, DLQ, or neither when Suppressed says why.
 type Outcome struct {
-	Enriched  *records.EnrichedEvent
-	DLQ       *records.DLQRecord
-	Duplicate bool
+	Enriched   *records.EnrichedEvent
+	DLQ        *records.DLQRecord
+	Suppressed string
 }
 
-// Enricher applies identity, derivation and the district policy.
+// NoPerson is the actor internal id of roster records that are about no person (orgs, classes, courses,
+// academic sessions, line items).
+const NoPerson = "00000000-0000-0000-0000-000000000000"
+
+// SchemaVersion is the only ingest contract version the enricher reads.
+const SchemaVersion = 1
+
+// Deps are what the enricher joins against.
+type Deps struct {
+	Tenants    Tenants
+	Policies   Policies
+	Identities Identities
+	Context    Context
+	Erased     Erased
+}
+
+// Enricher applies identity, roster context, derivation and the district policy.
 type Enricher struct {
-	codec      *records.Codec
-	tenants    Tenants
-	identities Identities
-	now        func() time.Time
+	codec *records.Codec
+	deps  Deps
+	now   func() time.Time
 }
 
 // New builds an enricher.
-func New(codec *records.Codec, tenants Tenants, identities Identities) *Enricher {
-	return &Enricher{codec: codec, tenants: tenants, identities: identities, now: time.Now}
+func New(codec *records.Codec, deps Deps) *Enricher {
+	return &Enricher{codec: codec, deps: deps, now: time.Now}
 }
-
-// PolicyVersion is the version of the default policy (FERPA: the district controls its records; the
-// SIS id is kept for the district's own current state, analytics see pseudonyms only). Per-district
-// versioned policies replace it.
-const PolicyVersion = 1
 
 // ErrTransient marks failures worth retrying (a store unavailable); the batch is aborted and retried.
 var ErrTransient = errors.New("transient enrichment failure")
 
-// Enrich decodes and enriches rec. seen is asked whether the event id is a retry; it is consulted only
-// for records that decode and pass checks, so rejected records never occupy the dedup window.
-func (e *Enricher) Enrich(ctx context.Context, rec *kgo.Record, seen func(tenant, eventID string) bool) (Outcome, error) {
+func transient(err error) error { return fmt.Errorf("%w: %w", ErrTransient, err) }
+
+// Enrich decodes and enriches rec. Errors are transient (wrap ErrTransient): the record must be retried.
+func (e *Enricher) Enrich(ctx context.Context, rec *kgo.Record) (Outcome, error) {
 	var raw records.RawEvent
 	if err := e.codec.Decode(rec.Value, &raw); err != nil {
-		reason := records.ReasonUndecodable
-		if errors.Is(err, records.ErrUnknownSchema) {
-			reason = records.ReasonUnknownSchema
+		switch {
+		case errors.Is(err, records.ErrUnknownSchema):
+			return e.dead(rec, records.ReasonUnknownSchema, err.Error(), nil, nil), nil
+		case errors.Is(err, records.ErrBadFrame):
+			return e.dead(rec, records.ReasonUndecodable, err.Error(), nil, nil), nil
 		}
-		return Outcome{DLQ: e.dead(rec, reason, err.Error(), nil, nil)}, nil
+		return Outcome{}, transient(err) // e.g. the schema registry is unreachable
 	}
-	if err := raw.CheckPayload(); err != nil {
-		return Outcome{DLQ: e.dead(rec, records.ReasonInvalidField, err.Error(), &raw, []records.FieldError{{Field: "type", Message: err.Error()}})}, nil
+	if e.deps.Erased.District(raw.TenantID) {
+		return Outcome{Suppressed: SuppressedErased}, nil
 	}
-	tenant, err := e.tenants.Tenant(ctx, raw.TenantID)
+	if raw.SchemaVersion != SchemaVersion {
+		return e.dead(rec, records.ReasonUnknownSchema, fmt.Sprintf("schema_version %d is not supported", raw.SchemaVersion), &raw,
+			[]records.FieldError{{Field: "schema_version", Message: fmt.Sprintf("unsupported version; supported: %d", SchemaVersion)}}), nil
+	}
+	if errs := check(&raw); len(errs) > 0 {
+		return e.dead(rec, records.ReasonInvalidField, errs[0].Field+": "+errs[0].Message, &raw, errs), nil
+	}
+	tenant, err := e.deps.Tenants.Tenant(ctx, raw.TenantID)
 	switch {
 	case errors.Is(err, tenancy.ErrNotFound) || (err == nil && tenant.DeletedAt != nil):
-		return Outcome{DLQ: e.dead(rec, records.ReasonOther, fmt.Sprintf("unknown or deleted tenant %q", raw.TenantID), &raw,
-			[]records.FieldError{{Field: "tenant_id", Message: "unknown or deleted tenant"}})}, nil
+		return e.dead(rec, records.ReasonOther, fmt.Sprintf("unknown or deleted tenant %q", raw.TenantID), &raw,
+			[]records.FieldError{{Field: "tenant_id", Message: "unknown or deleted tenant"}}), nil
 	case err != nil:
-		return Outcome{}, fmt.Errorf("%w: loading tenant %s: %v", ErrTransient, raw.TenantID, err)
+		return Outcome{}, transient(err)
 	}
-	if seen(raw.TenantID, raw.EventID) {
-		return Outcome{Duplicate: true}, nil
-	}
-	internalID, err := e.identities.Resolve(ctx, raw.TenantID, raw.SourceID, raw.Actor.SISID)
+	pol, err := e.deps.Policies.Policy(ctx, tenant)
 	if err != nil {
-		return Outcome{}, fmt.Errorf("%w: %v", ErrTransient, err)
+		return Outcome{}, transient(err)
 	}
-	sis := raw.Actor.SISID
+
+	subj, err := e.subject(ctx, tenant, pol, &raw)
+	if err != nil {
+		return Outcome{}, transient(err)
+	}
+	if subj.person && e.deps.Erased.Student(raw.TenantID, subj.id.InternalID) {
+		return Outcome{Suppressed: SuppressedErased}, nil
+	}
+	if records.IsRosterType(raw.Type) {
+		person := subj.id.InternalID
+		if !subj.person {
+			person = ""
+		}
+		if err := e.deps.Context.Apply(ctx, &raw, person, pol.ConsentKey()); err != nil {
+			return Outcome{}, transient(err)
+		}
+	}
+	j, err := e.join(ctx, &raw, subj)
+	if err != nil {
+		return Outcome{}, transient(err)
+	}
+	age := policy.Adult
+	if subj.isStudent(j.student) {
+		age = pol.UnknownAge()
+		if j.birth != nil {
+			age, _ = policy.AgeOf(*j.birth, raw.OccurredAt)
+		}
+		if !records.IsRosterType(raw.Type) && pol.NeedsConsent(raw.Type, j.years) && !policy.ConsentGiven(j.student.Consent) {
+			return Outcome{Suppressed: SuppressedNoConsent}, nil
+		}
+	}
+
 	out := &records.EnrichedEvent{
 		EventID: raw.EventID, TenantID: raw.TenantID, SourceID: raw.SourceID, Type: raw.Type,
 		OccurredAt: raw.OccurredAt, ReceivedAt: raw.ReceivedAt, SchemaVersion: raw.SchemaVersion,
 		Actor: records.EnrichedActor{
-			InternalID: internalID, Pseudonym: Pseudonym(tenant.PseudonymKey, internalID), Role: raw.Actor.Role, SISID: &sis,
+			InternalID: subj.id.InternalID, Pseudonym: subj.id.Pseudonym, Role: subj.role, SISID: subj.sis,
 		},
-		SchoolID: raw.SchoolID, ClassID: raw.ClassID, SessionID: raw.SessionID,
-		PolicyVersion: PolicyVersion, EnrichedAt: e.now().UTC().Truncate(time.Millisecond),
-		Derived: derive(&raw),
+		SchoolID: j.school, ClassID: raw.ClassID, SessionID: raw.SessionID,
+		PolicyVersion: pol.Version, EnrichedAt: e.now().UTC().Truncate(time.Millisecond),
+		Derived: j.derived(&raw),
 	}
 	out.SetPayloads(raw.Payloads())
+	if field := pol.Apply(out, age); field != "" {
+		return e.dead(rec, records.ReasonPolicyViolation, fmt.Sprintf("policy version %d rejects records carrying %s", pol.Version, field),
+			&raw, []records.FieldError{{Field: field, Message: "rejected by the district's policy"}}), nil
+	}
 	return Outcome{Enriched: out}, nil
 }
 
-// Pseudonym is the district-keyed HMAC of an internal id: stable within a district, unjoinable across
-// districts (each has its own key).
-func Pseudonym(key []byte, internalID string) string {
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte(internalID))
-	return "p_" + hex.EncodeToString(m.Sum(nil)[:16])
+// subject is who a record is about.
+type subject struct {
+	person bool // false for roster records about no person
+	id     identity.Identity
+	sis    *string
+	role   string
 }
 
-func derive(raw *records.RawEvent) records.Derived {
-	var d records.Derived
-	if s := raw.AssignmentSubmission; s != nil && s.DueAt != nil {
-		late := s.SubmittedAt.After(*s.DueAt)
+func (s subject) isStudent(st roster.Student) bool {
+	return s.person && (s.role == "student" || st.IsStudent)
+}
+
+// subject resolves the person a record is about: the actor of a learning event, the user of a roster
+// user, demographics, enrollment or result record.
+func (e *Enricher) subject(ctx context.Context, t tenancy.Tenant, pol *policy.Compiled, raw *records.RawEvent) (subject, error) {
+	ns := pol.Namespace(raw.SourceID)
+	s := subject{person: true, role: raw.Actor.Role}
+	var sis string
+	var err error
+	switch {
+	case raw.User != nil:
+		sis = raw.User.SourcedID
+		for _, r := range raw.User.Roles {
+			if s.role == "" || r.Role == "student" {
+				s.role = r.Role
+			}
+		}
+		s.id, err = e.deps.Identities.Link(ctx, t, ns, sis, pol.MatchKey(raw.User))
+	case raw.Demographics != nil:
+		sis = raw.Demographics.SourcedID
+	case raw.Enrollment != nil:
+		sis, s.role = raw.Enrollment.UserSourcedID, raw.Enrollment.Role
+	case raw.Result != nil:
+		sis, s.role = raw.Result.StudentSourcedID, "student"
+	case records.IsRosterType(raw.Type):
+		return subject{id: identity.Identity{InternalID: NoPerson}, role: raw.Actor.Role, sis: nonEmpty(raw.Actor.SISID)}, nil
+	default:
+		sis = raw.Actor.SISID
+	}
+	if raw.User == nil {
+		s.id, err = e.deps.Identities.Resolve(ctx, t, ns, sis)
+	}
+	s.sis = &sis
+	return s, err
+}
+
+// joined is the roster context of one record.
+type joined struct {
+	student roster.Student
+	birth   *time.Time
+	years   *int
+	band    *string
+	school  *string
+	grade   *string
+	dueAt   *time.Time
+}
+
+func (e *Enricher) join(ctx context.Context, raw *records.RawEvent, subj subject) (joined, error) {
+	var j joined
+	j.school = raw.SchoolID
+	if subj.person {
+		st, err := e.deps.Context.Student(ctx, raw.TenantID, subj.id.InternalID)
+		if err != nil {
+			return j, err
+		}
+		j.student = st
+		j.birth = st.BirthDate
+		switch { // a roster record's own birth date is the freshest
+		case raw.User != nil && raw.User.BirthDate != nil:
+			j.birth = raw.User.BirthDate
+		case raw.Demographics != nil && raw.Demographics.BirthDate != nil:
+			j.birth = raw.Demographics.BirthDate
+		}
+		if len(st.Grades) > 0 {
+			j.grade = &st.Grades[0]
+		}
+		if j.school == nil && len(st.Schools) == 1 {
+			j.school = &st.Schools[0]
+		}
+	}
+	if raw.ClassID != nil {
+		c, err := e.deps.Context.Class(ctx, raw.TenantID, *raw.ClassID)
+		if err != nil {
+			return j, err
+		}
+		if j.school == nil && c.School != "" {
+			j.school = &c.School
+		}
+		if j.grade == nil && len(c.Grades) == 1 {
+			j.grade = &c.Grades[0]
+		}
+	}
+	if s := raw.AssignmentSubmission; s != nil {
+		j.dueAt = s.DueAt
+		if j.dueAt == nil {
+			li, err := e.deps.Context.LineItem(ctx, raw.TenantID, s.AssignmentID)
+			if err != nil {
+				return j, err
+			}
+			if !li.DueAt.IsZero() {
+				j.dueAt = &li.DueAt
+			}
+		}
+	}
+	if j.birth != nil {
+		_, band := policy.AgeOf(*j.birth, raw.OccurredAt)
+		years := policy.Years(*j.birth, raw.OccurredAt)
+		j.years, j.band = &years, &band
+	}
+	return j, nil
+}
+
+// derived computes the derived fields of raw from its joined context.
+func (j joined) derived(raw *records.RawEvent) records.Derived {
+	d := records.Derived{AgeBand: j.band, GradeLevel: j.grade}
+	if j.years != nil {
+		u13, u18 := *j.years < 13, *j.years < 18
+		d.Under13, d.Under18 = &u13, &u18
+	}
+	if s := raw.AssignmentSubmission; s != nil && j.dueAt != nil {
+		late := s.SubmittedAt.After(*j.dueAt)
 		d.Late = &late
 	}
 	if s := raw.Session; s != nil && s.Action == records.SessionLogout && s.DurationSeconds != nil {
@@ -119,7 +308,14 @@ func derive(raw *records.RawEvent) records.Derived {
 	return d
 }
 
-func (e *Enricher) dead(rec *kgo.Record, reason, detail string, raw *records.RawEvent, errs []records.FieldError) *records.DLQRecord {
+func nonEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func (e *Enricher) dead(rec *kgo.Record, reason, detail string, raw *records.RawEvent, errs []records.FieldError) Outcome {
 	topic, part, off := rec.Topic, rec.Partition, rec.Offset
 	d := &records.DLQRecord{
 		Reason: reason, Detail: detail, Errors: errs, Stage: records.StageEnricher,
@@ -129,15 +325,13 @@ func (e *Enricher) dead(rec *kgo.Record, reason, detail string, raw *records.Raw
 	if d.Errors == nil {
 		d.Errors = []records.FieldError{}
 	}
+	d.Headers = make([]records.Header, 0, len(rec.Headers))
 	for _, h := range rec.Headers {
 		d.Headers = append(d.Headers, records.Header{Key: h.Key, Value: h.Value})
-	}
-	if d.Headers == nil {
-		d.Headers = []records.Header{}
 	}
 	if raw != nil {
 		t, id := raw.TenantID, raw.EventID
 		d.TenantID, d.EventID = &t, &id
 	}
-	return d
+	return Outcome{DLQ: d}
 }

@@ -22,9 +22,17 @@ import (
 type Config struct {
 	Group           string
 	TransactionalID string
-	MaxPollRecords  int
-	RetryBackoff    time.Duration
-	Extra           []kgo.Opt // extra client options (tests shorten group timeouts)
+	// TransactionTimeout bounds how long a transaction may stay open; after a crash, the broker aborts
+	// the dead instance's open transaction after it, which is how long its partitions' readers wait.
+	TransactionTimeout time.Duration
+	MaxPollRecords     int
+	RetryBackoff       time.Duration
+	Extra              []kgo.Opt // extra client options (tests shorten group timeouts)
+	// OnAssigned runs when partitions are assigned, before their records are processed (caches that
+	// another instance may have made stale are dropped there). Optional.
+	OnAssigned func()
+	// OnCommit is told what each committed batch did (metrics, tests). Optional.
+	OnCommit func(Stats)
 }
 
 // Pipeline is the transactional loop.
@@ -50,12 +58,19 @@ func New(cfg Config, kcfg kafkax.Config, deps kafkax.Deps, codec *records.Codec,
 	if cfg.RetryBackoff <= 0 {
 		cfg.RetryBackoff = time.Second
 	}
+	if cfg.TransactionTimeout <= 0 {
+		cfg.TransactionTimeout = 10 * time.Second
+	}
 	return &Pipeline{cfg: cfg, kcfg: kcfg, deps: deps, topics: kcfg.Topics(), codec: codec, enr: enr, dedup: set,
 		log: deps.Log.With("group", cfg.Group), ready: ready, fatal: make(chan error, 1)}
 }
 
-// Stats counts what one batch did.
-type Stats struct{ Enriched, Dead, Duplicates int }
+// Stats counts what one batch did: records enriched, dead-lettered, dropped as client retries, and
+// suppressed (erased, or without required consent).
+type Stats struct{ Enriched, Dead, Duplicates, Erased, NoConsent int }
+
+// expireEvery is how often expired dedup entries are reclaimed.
+const expireEvery = 5 * time.Minute
 
 // Run consumes raw until ctx is done.
 func (p *Pipeline) Run(ctx context.Context) error {
@@ -68,7 +83,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		kgo.ConsumerGroup(p.cfg.Group),
 		kgo.ConsumeTopics(p.topics.Raw),
 		kgo.TransactionalID(p.cfg.TransactionalID),
-		kgo.TransactionTimeout(10*time.Second),
+		kgo.TransactionTimeout(p.cfg.TransactionTimeout),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RequireStableFetchOffsets(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -86,11 +101,17 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		defer p.ready(false)
 	}
 
+	nextExpire := time.Now().Add(expireEvery)
 	for {
 		select {
 		case err := <-p.fatal:
 			return err
 		default:
+		}
+		if now := time.Now(); now.After(nextExpire) {
+			n := p.dedup.Expire(now)
+			p.log.Debug("dedup entries expired", "remaining", n)
+			nextExpire = now.Add(expireEvery)
 		}
 		if ctx.Err() != nil {
 			return nil
@@ -148,28 +169,20 @@ func (p *Pipeline) batch(ctx context.Context, sess *kgo.GroupTransactSession, fe
 		if procErr != nil {
 			return
 		}
-		var changelog *kgo.Record
-		seen := func(tenant, eventID string) bool {
-			dup, expires := p.dedup.SeenOrAdd(rec.Partition, tenant, eventID, now)
-			if !dup {
-				changelog = &kgo.Record{Topic: p.topics.Dedup, Partition: rec.Partition,
-					Key: dedup.ChangelogKey(tenant, eventID), Value: dedup.ChangelogValue(expires)}
-			}
-			return dup
-		}
 		ctx := rec.Context // carries the consume span continuing the gateway's trace
 		if ctx == nil {
 			ctx = context.Background()
 		}
-		out, err := p.enr.Enrich(ctx, rec, seen)
+		out, err := p.enr.Enrich(ctx, rec)
 		if err != nil {
 			procErr = err
 			return
 		}
 		switch {
-		case out.Duplicate:
-			stats.Duplicates++
-			return
+		case out.Suppressed == enrich.SuppressedErased:
+			stats.Erased++
+		case out.Suppressed == enrich.SuppressedNoConsent:
+			stats.NoConsent++
 		case out.DLQ != nil:
 			val, err := p.codec.Encode(out.DLQ)
 			if err != nil {
@@ -179,7 +192,15 @@ func (p *Pipeline) batch(ctx context.Context, sess *kgo.GroupTransactSession, fe
 			stats.Dead++
 			sess.Produce(ctx, &kgo.Record{Topic: p.topics.DLQ, Key: rec.Key, Value: val, Context: ctx}, promise)
 		case out.Enriched != nil:
-			val, err := p.codec.Encode(out.Enriched)
+			// Only records that are passed on occupy the dedup window: a dead letter replayed after a
+			// fix, or an event suppressed for want of consent, is not a retry.
+			ev := out.Enriched
+			dup, expires := p.dedup.SeenOrAdd(rec.Partition, ev.TenantID, ev.EventID, now)
+			if dup {
+				stats.Duplicates++
+				return
+			}
+			val, err := p.codec.Encode(ev)
 			if err != nil {
 				procErr = fmt.Errorf("encoding enriched record: %w", err)
 				return
@@ -187,9 +208,8 @@ func (p *Pipeline) batch(ctx context.Context, sess *kgo.GroupTransactSession, fe
 			stats.Enriched++
 			// Same key as the raw record: a hot district's sub-keys keep per-student order downstream.
 			sess.Produce(ctx, &kgo.Record{Topic: p.topics.Enriched, Key: rec.Key, Value: val, Context: ctx}, promise)
-		}
-		if changelog != nil {
-			sess.Produce(ctx, changelog, promise)
+			sess.Produce(ctx, &kgo.Record{Topic: p.topics.Dedup, Partition: rec.Partition,
+				Key: dedup.ChangelogKey(ev.TenantID, ev.EventID), Value: dedup.ChangelogValue(expires)}, promise)
 		}
 	})
 	commit := kgo.TryCommit
@@ -202,7 +222,11 @@ func (p *Pipeline) batch(ctx context.Context, sess *kgo.GroupTransactSession, fe
 	mu.Unlock()
 	if committed && err == nil && perr == nil && procErr == nil {
 		p.dedup.Commit(now)
-		p.log.Debug("batch committed", "enriched", stats.Enriched, "dead", stats.Dead, "duplicates", stats.Duplicates)
+		p.log.Debug("batch committed", "enriched", stats.Enriched, "dead", stats.Dead, "duplicates", stats.Duplicates,
+			"erased", stats.Erased, "no_consent", stats.NoConsent)
+		if p.cfg.OnCommit != nil {
+			p.cfg.OnCommit(stats)
+		}
 		return nil
 	}
 	p.dedup.Abort()
@@ -218,6 +242,9 @@ func errIf(cond bool, msg string) error {
 
 // onAssigned restores the dedup state of each newly assigned partition before its records are fetched.
 func (p *Pipeline) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	if p.cfg.OnAssigned != nil {
+		p.cfg.OnAssigned()
+	}
 	newClient := func(opts ...kgo.Opt) (*kgo.Client, error) {
 		base, _, err := kafkax.Options(p.kcfg, kafkax.Deps{Log: p.deps.Log}, "")
 		if err != nil {

@@ -17,10 +17,24 @@ import (
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/edtech-analytics/platform/services/enricher/internal/dedup"
 	"github.com/edtech-analytics/platform/services/enricher/internal/enrich"
+	"github.com/edtech-analytics/platform/services/enricher/internal/erasure"
 	"github.com/edtech-analytics/platform/services/enricher/internal/identity"
 	"github.com/edtech-analytics/platform/services/enricher/internal/pipeline"
+	"github.com/edtech-analytics/platform/services/enricher/internal/policy"
+	"github.com/edtech-analytics/platform/services/enricher/internal/roster"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
+
+// storePolicies compiles each district's current policy from the store (the service caches them).
+type storePolicies struct{ store *tenancy.Store }
+
+func (s storePolicies) Policy(ctx context.Context, t tenancy.Tenant) (*policy.Compiled, error) {
+	p, err := s.store.Policy(ctx, t.ID)
+	if err != nil {
+		return nil, err
+	}
+	return policy.Compile(p, t.PseudonymKey), nil
+}
 
 func rawEvent(tenant string, i int) *records.RawEvent {
 	at := time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Second)
@@ -42,6 +56,10 @@ func TestExactlyOnceAcrossRestartsWithRetriesAndRejects(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := tenancy.NewStore(pool)
+	registry, err := erasure.Load(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, id := range []string{"d1", "d2"} {
 		if _, err := store.CreateTenant(ctx, id, "District "+id); err != nil {
 			t.Fatal(err)
@@ -89,7 +107,8 @@ func TestExactlyOnceAcrossRestartsWithRetriesAndRejects(t *testing.T) {
 	}
 
 	run := func(d time.Duration) {
-		enr := enrich.New(codec, tenancy.NewStore(pool), identity.New(pool, 1000))
+		enr := enrich.New(codec, enrich.Deps{Tenants: store, Policies: storePolicies{store}, Identities: identity.New(pool, 1000),
+			Context: roster.New(pool, 1000), Erased: registry})
 		p := pipeline.New(pipeline.Config{Group: "enricher", TransactionalID: fmt.Sprintf("enricher-%d", rand.Int()), MaxPollRecords: 37,
 			RetryBackoff: 50 * time.Millisecond, Extra: append(kafkatest.GroupOpts(), kgo.TransactionTimeout(2*time.Second))},
 			kcfg, deps, codec, enr, dedup.New(48*time.Hour), nil)
@@ -180,7 +199,7 @@ func readBack(t *testing.T, kcfg kafkax.Config, codec *records.Codec) (map[strin
 				t.Fatalf("%s has two internal ids: %s and %s", k, prev, ev.Actor.InternalID)
 			}
 			ids[k] = ev.Actor.InternalID
-			if ev.Actor.Pseudonym == "" || ev.PolicyVersion != enrich.PolicyVersion {
+			if ev.Actor.Pseudonym == "" || ev.PolicyVersion != 0 { // the default FERPA policy
 				t.Fatalf("enriched actor = %+v", ev.Actor)
 			}
 		})

@@ -26,13 +26,18 @@ const (
 	Under13
 )
 
-// AgeOf returns the age class and band of someone born on birth, at the time at.
-func AgeOf(birth, at time.Time) (Age, string) {
+// Years is the age in whole years at the time at of someone born on birth.
+func Years(birth, at time.Time) int {
 	years := at.Year() - birth.Year()
 	if at.Month() < birth.Month() || at.Month() == birth.Month() && at.Day() < birth.Day() {
 		years--
 	}
-	switch {
+	return years
+}
+
+// AgeOf returns the age class and band of someone born on birth, at the time at.
+func AgeOf(birth, at time.Time) (Age, string) {
+	switch years := Years(birth, at); {
 	case years < 13:
 		return Under13, "under_13"
 	case years < 18:
