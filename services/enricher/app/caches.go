@@ -71,8 +71,8 @@ func (c *tenantCache) Forget(id string) {
 
 // policyCache caches each district's compiled policy for ttl; a policy_updated command drops it at once.
 type policyCache struct {
-	store *tenancy.Store
-	ttl   time.Duration
+	src policy.Source
+	ttl time.Duration
 
 	mu      sync.Mutex
 	entries map[string]policyEntry
@@ -84,7 +84,7 @@ type policyEntry struct {
 }
 
 func newPolicyCache(store *tenancy.Store, ttl time.Duration) *policyCache {
-	return &policyCache{store: store, ttl: ttl, entries: map[string]policyEntry{}}
+	return &policyCache{src: policy.Source{Store: store}, ttl: ttl, entries: map[string]policyEntry{}}
 }
 
 // Policy returns the district's current policy, compiled with its pseudonym key.
@@ -96,11 +96,10 @@ func (c *policyCache) Policy(ctx context.Context, t tenancy.Tenant) (*policy.Com
 	if ok && now.Before(e.expires) {
 		return e.p, nil
 	}
-	p, err := c.store.Policy(ctx, t.ID)
+	compiled, err := c.src.Policy(ctx, t)
 	if err != nil {
-		return nil, fmt.Errorf("loading policy: %w", err)
+		return nil, err
 	}
-	compiled := policy.Compile(p, t.PseudonymKey)
 	c.mu.Lock()
 	c.entries[t.ID] = policyEntry{p: compiled, expires: now.Add(c.ttl)}
 	c.mu.Unlock()

@@ -25,17 +25,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// storePolicies compiles each district's current policy from the store (the service caches them).
-type storePolicies struct{ store *tenancy.Store }
-
-func (s storePolicies) Policy(ctx context.Context, t tenancy.Tenant) (*policy.Compiled, error) {
-	p, err := s.store.Policy(ctx, t.ID)
-	if err != nil {
-		return nil, err
-	}
-	return policy.Compile(p, t.PseudonymKey), nil
-}
-
 func rawEvent(tenant string, i int) *records.RawEvent {
 	at := time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Second)
 	school := "sch1"
@@ -107,7 +96,7 @@ func TestExactlyOnceAcrossRestartsWithRetriesAndRejects(t *testing.T) {
 	}
 
 	run := func(d time.Duration) {
-		enr := enrich.New(codec, enrich.Deps{Tenants: store, Policies: storePolicies{store}, Identities: identity.New(pool, 1000),
+		enr := enrich.New(codec, enrich.Deps{Tenants: store, Policies: policy.Source{Store: store}, Identities: identity.New(pool, 1000),
 			Context: roster.New(pool, 1000), Erased: registry})
 		p := pipeline.New(pipeline.Config{Group: "enricher", TransactionalID: fmt.Sprintf("enricher-%d", rand.Int()), MaxPollRecords: 37,
 			RetryBackoff: 50 * time.Millisecond, Extra: append(kafkatest.GroupOpts(), kgo.TransactionTimeout(2*time.Second))},

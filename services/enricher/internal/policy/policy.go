@@ -5,6 +5,8 @@
 package policy
 
 import (
+	"context"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -44,6 +46,22 @@ func AgeOf(birth, at time.Time) (Age, string) {
 		return Under18, "13_17"
 	}
 	return Adult, "18_plus"
+}
+
+// Source compiles each district's current policy from the store, uncached.
+type Source struct {
+	Store interface {
+		Policy(ctx context.Context, tenantID string) (tenancy.Policy, error)
+	}
+}
+
+// Policy returns the district's current policy compiled with its pseudonym key.
+func (s Source) Policy(ctx context.Context, t tenancy.Tenant) (*Compiled, error) {
+	p, err := s.Store.Policy(ctx, t.ID)
+	if err != nil {
+		return nil, fmt.Errorf("loading policy of tenant %s: %w", t.ID, err)
+	}
+	return Compile(p, t.PseudonymKey), nil
 }
 
 // Compiled is a policy ready to apply to one district's records. It is immutable and safe to share.

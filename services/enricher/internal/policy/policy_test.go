@@ -162,7 +162,7 @@ func TestPseudonymsDifferAcrossDistricts(t *testing.T) {
 
 func TestRejectLeavesTheRecordAlone(t *testing.T) {
 	p := tenancy.Policy{Template: tenancy.TemplateCustom, UnknownAgeAs: tenancy.AgeAdult,
-		Fields: map[string]string{"attendance.reason": tenancy.ActionReject, "actor.sis_id": tenancy.ActionDrop},
+		Fields:   map[string]string{"attendance.reason": tenancy.ActionReject, "actor.sis_id": tenancy.ActionDrop},
 		Identity: tenancy.Identity{MatchKey: tenancy.MatchNone}}
 	c := Compile(p, key)
 	ev := &records.EnrichedEvent{Type: records.TypeAttendance, Actor: records.EnrichedActor{SISID: ptr("S1")},

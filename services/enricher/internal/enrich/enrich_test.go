@@ -1,0 +1,414 @@
+package enrich_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
+	"github.com/edtech-analytics/platform/libs/records"
+	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/services/enricher/internal/enrich"
+	"github.com/edtech-analytics/platform/services/enricher/internal/identity"
+	"github.com/edtech-analytics/platform/services/enricher/internal/policy"
+	"github.com/edtech-analytics/platform/services/enricher/internal/roster"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+var now = time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
+
+func ptr[T any](v T) *T { return &v }
+
+// erased is an in-memory erasure set (the service's is loaded from PostgreSQL and fed by the control topic).
+type erased struct {
+	districts map[string]bool
+	students  map[string]bool // tenant/internal id
+}
+
+func (e erased) District(tenant string) bool { return e.districts[tenant] }
+func (e erased) Student(tenant, id string) bool {
+	return e.districts[tenant] || e.students[tenant+"/"+id]
+}
+
+type env struct {
+	t      *testing.T
+	store  *tenancy.Store
+	codec  *records.Codec
+	enr    *enrich.Enricher
+	erased erased
+	seq    int
+}
+
+func newEnv(t *testing.T, tenants ...string) *env {
+	t.Helper()
+	pool, _ := pgtest.New(t)
+	ctx := t.Context()
+	if err := tenancy.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	store := tenancy.NewStore(pool)
+	for _, id := range tenants {
+		if _, err := store.CreateTenant(ctx, id, "District "+id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	codec, err := records.NewCodec(ctx, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, store: store, codec: codec, erased: erased{map[string]bool{}, map[string]bool{}}}
+	e.enr = enrich.New(codec, enrich.Deps{Tenants: store, Policies: policy.Source{Store: store},
+		Identities: identity.New(pool, 1000), Context: roster.New(pool, 1000), Erased: e.erased})
+	return e
+}
+
+func (e *env) setPolicy(tenant, template string, edit func(*tenancy.Policy)) {
+	e.t.Helper()
+	p, err := tenancy.PolicyTemplate(template)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if edit != nil {
+		edit(&p)
+	}
+	if _, err := e.store.SetPolicy(e.t.Context(), tenant, p, "test"); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// event builds a raw record of tenant about sis with the given payload.
+func (e *env) event(tenant, source, sis string, payload any) *records.RawEvent {
+	e.t.Helper()
+	e.seq++
+	ev := &records.RawEvent{EventID: fmt.Sprintf("00000000-0000-4000-8000-%012d", e.seq), TenantID: tenant, SourceID: source,
+		OccurredAt: now, ReceivedAt: now, SchemaVersion: 1, Actor: records.Actor{SISID: sis, Role: "student"}}
+	if err := ev.SetPayload(payload); err != nil {
+		e.t.Fatal(err)
+	}
+	return ev
+}
+
+func (e *env) record(ev *records.RawEvent) *kgo.Record {
+	e.t.Helper()
+	b, err := e.codec.Encode(ev)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return &kgo.Record{Topic: "raw", Partition: 2, Offset: 41, Key: []byte(ev.TenantID), Value: b,
+		Headers: []kgo.RecordHeader{{Key: "traceparent", Value: []byte("00-abc-def-01")}}}
+}
+
+func (e *env) run(rec *kgo.Record) enrich.Outcome {
+	e.t.Helper()
+	out, err := e.enr.Enrich(context.Background(), rec)
+	if err != nil {
+		e.t.Fatalf("Enrich: %v", err)
+	}
+	return out
+}
+
+// enriched enriches ev and fails unless it was enriched.
+func (e *env) enriched(ev *records.RawEvent) *records.EnrichedEvent {
+	e.t.Helper()
+	out := e.run(e.record(ev))
+	if out.Enriched == nil {
+		e.t.Fatalf("%s of %s not enriched: %+v", ev.Type, ev.Actor.SISID, out)
+	}
+	return out.Enriched
+}
+
+func userRecord(sourced string, birth *time.Time, modified time.Time, role string, meta map[string]string) *records.User {
+	return &records.User{SourcedID: sourced, Status: records.RosterActive, DateLastModified: modified, EnabledUser: true,
+		GivenName: "Given", FamilyName: "Family", Email: ptr(sourced + "@example.org"), BirthDate: birth,
+		Roles: []records.Role{{RoleType: "primary", Role: role, OrgSourcedID: "sch1"}}, Grades: []string{"05"}, Metadata: meta}
+}
+
+func session(device string) *records.SessionEvent {
+	return &records.SessionEvent{Action: records.SessionLogin, Device: &device}
+}
+
+func TestDeadLetterReasons(t *testing.T) {
+	e := newEnv(t, "d1", "d2")
+	e.setPolicy("d2", tenancy.TemplateFERPA, func(p *tenancy.Policy) {
+		p.Template = tenancy.TemplateCustom
+		p.Fields["attendance.reason"] = tenancy.ActionReject
+	})
+	valid := func(tenant string) *records.RawEvent {
+		return e.event(tenant, "sis", "S1", &records.Attendance{Status: "absent", Date: now, Reason: ptr("flu")})
+	}
+	encode := func(ev *records.RawEvent) []byte {
+		return e.record(ev).Value
+	}
+	unknownID := append([]byte{0, 0, 1, 0x86, 0x9f}, encode(valid("d1"))[5:]...)
+	v2 := valid("d1")
+	v2.SchemaVersion = 2
+	noSIS := valid("d1")
+	noSIS.Actor.SISID = ""
+	badStatus := e.event("d1", "sis", "S1", userRecord("S1", nil, now, "student", nil))
+	badStatus.User.Status = "deleted"
+	mismatch := valid("d1")
+	mismatch.ContentView = &records.ContentView{ContentID: "c", ContentType: "video"}
+
+	tests := []struct {
+		name, reason, field string
+		value               []byte
+		decodable           bool
+	}{
+		{"not avro", records.ReasonUndecodable, "", []byte("not avro"), false},
+		{"unknown schema id", records.ReasonUnknownSchema, "", unknownID, false},
+		{"unsupported schema version", records.ReasonUnknownSchema, "schema_version", encode(v2), true},
+		{"missing sis id", records.ReasonInvalidField, "actor.sis_id", encode(noSIS), true},
+		{"bad roster status", records.ReasonInvalidField, "roster_user.status", encode(badStatus), true},
+		{"two payloads", records.ReasonInvalidField, "type", encode(mismatch), true},
+		{"unknown tenant", records.ReasonOther, "tenant_id", encode(valid("nowhere")), true},
+		{"policy violation", records.ReasonPolicyViolation, "attendance.reason", encode(valid("d2")), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := &kgo.Record{Topic: "raw", Partition: 3, Offset: 77, Key: []byte("d1"), Value: tt.value,
+				Headers: []kgo.RecordHeader{{Key: "traceparent", Value: []byte("00-1-2-01")}}}
+			out := e.run(rec)
+			d := out.DLQ
+			if d == nil || out.Enriched != nil {
+				t.Fatalf("outcome = %+v, want a dead letter", out)
+			}
+			if d.Reason != tt.reason || d.Stage != records.StageEnricher || !bytes.Equal(d.Original, tt.value) ||
+				len(d.Headers) != 1 || string(d.Headers[0].Value) != "00-1-2-01" || *d.SourceOffset != 77 || *d.SourcePartition != 3 {
+				t.Fatalf("dead letter = %+v", d)
+			}
+			if tt.field != "" && (len(d.Errors) == 0 || d.Errors[0].Field != tt.field) {
+				t.Fatalf("errors = %+v, want field %s", d.Errors, tt.field)
+			}
+			if (d.TenantID != nil) != tt.decodable {
+				t.Fatalf("tenant id = %v", d.TenantID)
+			}
+			if _, err := e.codec.Encode(d); err != nil {
+				t.Fatalf("dead letter does not encode: %v", err)
+			}
+		})
+	}
+	// The same event without the rejected field passes.
+	ok := valid("d2")
+	ok.Attendance.Reason = nil
+	if got := e.enriched(ok); got.PolicyVersion != 1 {
+		t.Fatalf("policy version = %d", got.PolicyVersion)
+	}
+}
+
+func TestRosterContextAndDerivedFields(t *testing.T) {
+	e := newEnv(t, "d1")
+	birth := time.Date(2013, 6, 15, 0, 0, 0, 0, time.UTC) // 13 on the event day
+	due := now.Add(-time.Hour)
+	e.enriched(e.event("d1", "sis", "sys", &records.Class{SourcedID: "c1", Status: records.RosterActive, DateLastModified: now,
+		SchoolSourcedID: "sch1", CourseSourcedID: "math7", Grades: []string{"07"}}))
+	e.enriched(e.event("d1", "sis", "sys", &records.LineItem{SourcedID: "hw1", Status: records.RosterActive, DateLastModified: now,
+		ClassSourcedID: "c1", DueDate: due}))
+	userEv := e.event("d1", "sis", "S1", userRecord("S1", &birth, now, "student", nil))
+	userEv.User.Grades = []string{"08"}
+	user := e.enriched(userEv)
+	if user.User == nil || user.User.SourcedID != "S1" || *user.Derived.AgeBand != "13_17" || *user.Derived.Under13 {
+		t.Fatalf("roster user = %+v derived %+v", user.User, user.Derived)
+	}
+
+	att := e.event("d1", "lms", "S1", &records.Attendance{Status: "present", Date: now})
+	att.SourceID, att.ClassID = "sis", ptr("c1")
+	got := e.enriched(att)
+	d := got.Derived
+	if got.Actor.InternalID != user.Actor.InternalID || *got.Actor.SISID != "S1" {
+		t.Fatalf("event actor %+v, roster actor %+v", got.Actor, user.Actor)
+	}
+	if *got.SchoolID != "sch1" || *d.GradeLevel != "08" || *d.AgeBand != "13_17" || *d.Under13 || !*d.Under18 {
+		t.Fatalf("joined context: school %v derived %+v", got.SchoolID, d)
+	}
+
+	late := []struct {
+		name string
+		sub  *records.AssignmentSubmission
+		want bool
+	}{
+		{"due from the line item", &records.AssignmentSubmission{AssignmentID: "hw1", SubmittedAt: now, Status: "submitted"}, true},
+		{"own due time wins", &records.AssignmentSubmission{AssignmentID: "hw1", DueAt: ptr(now.Add(time.Hour)), SubmittedAt: now, Status: "submitted"}, false},
+	}
+	for _, tt := range late {
+		got := e.enriched(e.event("d1", "sis", "S1", tt.sub))
+		if got.Derived.Late == nil || *got.Derived.Late != tt.want {
+			t.Errorf("%s: late = %v", tt.name, got.Derived.Late)
+		}
+	}
+	if got := e.enriched(e.event("d1", "sis", "S1", &records.AssignmentSubmission{AssignmentID: "unknown", SubmittedAt: now, Status: "submitted"})); got.Derived.Late != nil {
+		t.Errorf("late without a due time = %v", *got.Derived.Late)
+	}
+	logout := e.enriched(e.event("d1", "sis", "S1", &records.SessionEvent{Action: records.SessionLogout, DurationSeconds: ptr(int64(1800))}))
+	if logout.Derived.SessionSeconds == nil || *logout.Derived.SessionSeconds != 1800 {
+		t.Errorf("session seconds = %v", logout.Derived.SessionSeconds)
+	}
+
+	// A student not yet rostered is not dropped: it gets an id, without context.
+	stranger := e.enriched(e.event("d1", "sis", "S9", &records.Attendance{Status: "present", Date: now, MinutesPresent: ptr(30)}))
+	if stranger.Actor.InternalID == "" || stranger.Actor.InternalID == user.Actor.InternalID || stranger.Derived.AgeBand != nil ||
+		stranger.Derived.Under13 != nil || stranger.SchoolID != nil {
+		t.Fatalf("unrostered student = %+v", stranger)
+	}
+	// ...and keeps it when its roster arrives.
+	if later := e.enriched(e.event("d1", "sis", "S9", userRecord("S9", nil, now, "student", nil))); later.Actor.InternalID != stranger.Actor.InternalID {
+		t.Fatalf("roster gave S9 a new id %s (was %s)", later.Actor.InternalID, stranger.Actor.InternalID)
+	}
+	// Records about no person carry the nil id.
+	class := e.enriched(e.event("d1", "sis", "sys", &records.Course{SourcedID: "math7", Status: records.RosterActive, DateLastModified: now, Grades: []string{"07"}}))
+	if class.Actor.InternalID != enrich.NoPerson || class.Actor.Pseudonym != "" {
+		t.Fatalf("course actor = %+v", class.Actor)
+	}
+	// A deleted user takes its context with it.
+	gone := userRecord("S1", nil, now.Add(time.Minute), "student", nil)
+	gone.Status = records.RosterToBeDeleted
+	e.enriched(e.event("d1", "sis", "S1", gone))
+	if after := e.enriched(e.event("d1", "sis", "S1", &records.Attendance{Status: "present", Date: now})); after.Derived.AgeBand != nil {
+		t.Fatalf("deleted user's birth date still joined: %v", *after.Derived.AgeBand)
+	}
+}
+
+func TestPolicyTemplatesThroughTheEnricher(t *testing.T) {
+	e := newEnv(t, "ferpa", "coppa", "dpdp")
+	for _, tmpl := range []string{tenancy.TemplateFERPA, tenancy.TemplateCOPPA, tenancy.TemplateDPDP} {
+		e.setPolicy(tmpl, tmpl, nil)
+	}
+	years := func(n int) *time.Time { b := now.AddDate(-n, 0, -1); return &b }
+	granted := map[string]string{tenancy.DefaultConsentKey: "granted"}
+	people := []struct {
+		sis   string
+		birth *time.Time
+		role  string
+		meta  map[string]string
+	}{
+		{"child", years(10), "student", nil},
+		{"teen", years(15), "student", granted},
+		{"adult", years(19), "student", nil},
+		{"unknown", nil, "student", nil},
+		{"teacher", nil, "teacher", nil},
+	}
+	// kept reports whether a login of sis was enriched, and its actor's SIS id and device if so.
+	type seen struct {
+		kept        bool
+		sis, device string
+	}
+	login := func(tenant, sis, role string) seen {
+		ev := e.event(tenant, "sis", sis, session("ipad-1"))
+		ev.Actor.Role = role
+		out := e.run(e.record(ev))
+		if out.Enriched == nil {
+			if out.Suppressed != enrich.SuppressedNoConsent {
+				t.Fatalf("%s/%s: outcome %+v", tenant, sis, out)
+			}
+			return seen{}
+		}
+		got := seen{kept: true, sis: *out.Enriched.Actor.SISID}
+		if d := out.Enriched.Session.Device; d != nil {
+			got.device = *d
+		}
+		if out.Enriched.PolicyVersion != 1 {
+			t.Fatalf("policy version %d", out.Enriched.PolicyVersion)
+		}
+		return got
+	}
+	clear, hidden := func(sis string) seen { return seen{true, sis, "ipad-1"} }, seen{kept: true}
+	tests := []struct {
+		tenant string
+		want   map[string]seen // by person; hidden means pseudonymised SIS id and no device
+	}{
+		{"ferpa", map[string]seen{"child": clear("child"), "teen": clear("teen"), "adult": clear("adult"),
+			"unknown": clear("unknown"), "teacher": clear("teacher")}},
+		{"coppa", map[string]seen{"child": hidden, "teen": clear("teen"), "adult": clear("adult"),
+			"unknown": hidden, "teacher": clear("teacher")}},
+		// DPDP: minors (and students of unknown age) are shown only pseudonymised, and their behavioural
+		// events need recorded consent.
+		{"dpdp", map[string]seen{"child": {}, "teen": hidden, "adult": clear("adult"), "unknown": {},
+			"teacher": clear("teacher")}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.tenant, func(t *testing.T) {
+			for _, p := range people {
+				roster := e.enriched(e.event(tt.tenant, "sis", p.sis, userRecord(p.sis, p.birth, now.Add(-time.Hour), p.role, p.meta)))
+				if want := tt.want[p.sis]; want == hidden || want == (seen{}) && p.role == "student" {
+					if roster.User.Email != nil || roster.User.GivenName != "G***" {
+						t.Errorf("%s roster record not protected: %+v", p.sis, roster.User)
+					}
+				}
+				got := login(tt.tenant, p.sis, p.role)
+				want := tt.want[p.sis]
+				if want == hidden {
+					if !got.kept || got.sis != identity.Pseudonym(mustTenant(t, e, tt.tenant).PseudonymKey, p.sis) || got.device != "" {
+						t.Errorf("%s: %+v, want pseudonymised without device", p.sis, got)
+					}
+					continue
+				}
+				if got != want {
+					t.Errorf("%s: %+v, want %+v", p.sis, got, want)
+				}
+			}
+		})
+	}
+
+	// DPDP: an attendance mark (an educational record) of the child is kept without consent...
+	att := e.enriched(e.event("dpdp", "sis", "child", &records.Attendance{Status: "present", Date: now}))
+	if *att.Actor.SISID == "child" || !*att.Derived.Under13 {
+		t.Fatalf("dpdp child attendance = %+v", att.Actor)
+	}
+	// ...and once the SIS records consent, the child's behavioural events are kept too.
+	e.enriched(e.event("dpdp", "sis", "child", userRecord("child", years(10), now, "student", granted)))
+	if got := login("dpdp", "child", "student"); !got.kept || got.device != "" {
+		t.Fatalf("after consent: %+v", got)
+	}
+}
+
+func mustTenant(t *testing.T, e *env, id string) tenancy.Tenant {
+	t.Helper()
+	tn, err := e.store.Tenant(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tn
+}
+
+func TestVendorSwitchThroughTheEnricher(t *testing.T) {
+	e := newEnv(t, "d1")
+	e.setPolicy("d1", tenancy.TemplateFERPA, func(p *tenancy.Policy) {
+		p.Identity = tenancy.Identity{MatchKey: "user_id:state_id", Namespaces: map[string]string{"canvas": "ps", "schoology": "ic"}}
+	})
+	withState := func(sourced string) *records.User {
+		u := userRecord(sourced, nil, now, "student", nil)
+		u.UserIDs = []records.UserID{{Type: "state_id", Identifier: "ST-1"}}
+		return u
+	}
+	first := e.enriched(e.event("d1", "ps", "PS-1", withState("PS-1")))
+	// The LMS, rostered from the SIS, sends the SIS's ids.
+	if lms := e.enriched(e.event("d1", "canvas", "PS-1", session("x"))); lms.Actor.InternalID != first.Actor.InternalID {
+		t.Fatalf("LMS event resolved to %s, roster to %s", lms.Actor.InternalID, first.Actor.InternalID)
+	}
+	// The district moves to another SIS (and LMS): the state id links the new ids to the same student.
+	switched := e.enriched(e.event("d1", "ic", "IC-7", withState("IC-7")))
+	after := e.enriched(e.event("d1", "schoology", "IC-7", session("x")))
+	if switched.Actor.InternalID != first.Actor.InternalID || after.Actor.InternalID != first.Actor.InternalID {
+		t.Fatalf("after the switch: roster %s, event %s, want %s", switched.Actor.InternalID, after.Actor.InternalID, first.Actor.InternalID)
+	}
+}
+
+func TestErasedRecordsAreSuppressed(t *testing.T) {
+	e := newEnv(t, "d1")
+	a := e.enriched(e.event("d1", "sis", "A", session("x")))
+	e.erased.students["d1/"+a.Actor.InternalID] = true
+	for _, payload := range []any{session("x"), userRecord("A", nil, now, "student", nil),
+		&records.Enrollment{SourcedID: "e1", Status: records.RosterActive, DateLastModified: now, ClassSourcedID: "c1",
+			SchoolSourcedID: "sch1", UserSourcedID: "A", Role: "student"}} {
+		if out := e.run(e.record(e.event("d1", "sis", "A", payload))); out.Suppressed != enrich.SuppressedErased {
+			t.Fatalf("record of an erased student: %+v", out)
+		}
+	}
+	e.enriched(e.event("d1", "sis", "B", session("x")))
+	// An erased district's records are suppressed before anything else, even once its tenant is gone.
+	e.erased.districts["gone"] = true
+	if out := e.run(e.record(e.event("gone", "sis", "B", session("x")))); out.Suppressed != enrich.SuppressedErased {
+		t.Fatalf("record of an erased district: %+v", out)
+	}
+}
