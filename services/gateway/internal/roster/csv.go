@@ -1,0 +1,491 @@
+package roster
+
+import (
+	"archive/zip"
+	"bufio"
+	"bytes"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/edtech-analytics/platform/libs/records"
+	"github.com/edtech-analytics/platform/services/gateway/internal/ingest"
+)
+
+// Bounds of a CSV package, against zip bombs.
+const (
+	MaxPackageFiles      = 32        // entries in the zip
+	MaxUncompressedBytes = 128 << 20 // all files together, once unzipped
+)
+
+// Package is a decoded OneRoster CSV package. Accepted and Rejected carry each record's position in
+// the package, counted file by file in the order they are read: orgs, academicSessions, courses,
+// classes, users, the roles.csv rows that have no user in users.csv, enrollments, demographics,
+// lineItems, results. Every position is in exactly one of the two.
+type Package struct {
+	Accepted []ingest.Accepted
+	Rejected []ingest.Rejected
+	// Ignored names the OneRoster files of the package the platform does not carry, e.g. categories.csv.
+	Ignored []string
+}
+
+const (
+	manifestFile = "manifest.csv"
+	rolesFile    = "roles.csv"
+	modeAbsent   = "absent"
+	modeBulk     = "bulk"
+	modeDelta    = "delta"
+)
+
+// ignoredFiles are the OneRoster 1.2 CSV files the platform does not carry.
+var ignoredFiles = []string{"categories.csv", "classResources.csv", "courseResources.csv", "resources.csv",
+	"scoreScales.csv", "userProfiles.csv", "userResources.csv", "lineItemLearningObjectiveIds.csv",
+	"lineItemScoreScales.csv", "resultLearningObjectiveIds.csv", "resultScoreScales.csv"}
+
+// columnAliases map column names some exporters use to the OneRoster 1.2 CSV ones.
+var columnAliases = map[string]string{"preferredFirstName": "preferredGivenName", "preferredLastName": "preferredFamilyName"}
+
+// DecodeCSVZip decodes a OneRoster CSV bulk or delta package. It returns an error wrapping
+// ErrInvalidPackage for a package it cannot read, ErrPackageTooLarge for one over the bounds, and
+// ingest.ErrTooManyEvents for more than maxRecords data rows.
+func DecodeCSVZip(body []byte, meta ingest.Meta, maxRecords int) (*Package, error) {
+	zr, err := zip.NewReader(bytes.NewReader(body), int64(len(body)))
+	if err != nil {
+		return nil, fmt.Errorf("%w: not a zip archive: %v", ErrInvalidPackage, err)
+	}
+	files, ignored, err := listFiles(zr)
+	if err != nil {
+		return nil, err
+	}
+	d := &csvDecoder{meta: meta, maxRows: maxRecords, left: MaxUncompressedBytes, roleOf: map[string]string{}}
+	modes := map[string]string{}
+	if f := files[manifestFile]; f != nil {
+		if modes, err = d.readManifest(f); err != nil {
+			return nil, err
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(modes)) {
+		if mode := modes[name]; mode != modeAbsent && files[name] == nil {
+			return nil, fmt.Errorf("%w: manifest.csv declares %s %s but the package does not hold it", ErrInvalidPackage, name, mode)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		if modes[name] == modeAbsent {
+			return nil, fmt.Errorf("%w: manifest.csv declares %s absent but the package holds it", ErrInvalidPackage, name)
+		}
+	}
+	var roles *roleRows
+	if f := files[rolesFile]; f != nil {
+		if roles, err = d.readRoles(f, modes[rolesFile] == modeDelta); err != nil {
+			return nil, err
+		}
+	}
+	for _, e := range entities {
+		if f := files[e.collection+".csv"]; f != nil {
+			if err := d.readEntity(e, f, modes[f.Name] == modeDelta, roles); err != nil {
+				return nil, err
+			}
+		}
+		if e.collection == "users" && roles != nil {
+			d.rejectOrphans(roles)
+		}
+	}
+	return &Package{Accepted: d.out.accepted, Rejected: d.out.rejected, Ignored: ignored}, nil
+}
+
+// listFiles indexes the package's files by name, refusing unknown names and oversized packages.
+// Directory entries and macOS resource forks (__MACOSX/) are skipped.
+func listFiles(zr *zip.Reader) (map[string]*zip.File, []string, error) {
+	if len(zr.File) > MaxPackageFiles {
+		return nil, nil, fmt.Errorf("%w: %d files, at most %d", ErrPackageTooLarge, len(zr.File), MaxPackageFiles)
+	}
+	files := make(map[string]*zip.File, len(zr.File))
+	ignored := []string{}
+	var total uint64
+	for _, f := range zr.File {
+		name := f.Name
+		if strings.HasSuffix(name, "/") || strings.HasPrefix(name, "__MACOSX/") {
+			continue
+		}
+		if f.UncompressedSize64 > MaxUncompressedBytes || total+f.UncompressedSize64 > MaxUncompressedBytes {
+			return nil, nil, fmt.Errorf("%w: more than %d bytes unzipped", ErrPackageTooLarge, MaxUncompressedBytes)
+		}
+		total += f.UncompressedSize64
+		if files[name] != nil {
+			return nil, nil, fmt.Errorf("%w: %q appears twice", ErrInvalidPackage, name)
+		}
+		switch {
+		case slices.Contains(ignoredFiles, name):
+			ignored = append(ignored, name)
+		case name != manifestFile && name != rolesFile && !isEntityFile(name):
+			return nil, nil, fmt.Errorf("%w: unknown file %q: a package holds manifest.csv and OneRoster CSV files (%s.csv, %s) at its root",
+				ErrInvalidPackage, name, strings.Join(Collections(), ".csv, "), rolesFile)
+		}
+		files[name] = f
+	}
+	slices.Sort(ignored)
+	return files, ignored, nil
+}
+
+func isEntityFile(name string) bool {
+	collection, ok := strings.CutSuffix(name, ".csv")
+	_, known := entityByCollection(collection)
+	return ok && known
+}
+
+// csvDecoder reads one package.
+type csvDecoder struct {
+	meta    ingest.Meta
+	maxRows int
+	rows    int   // data rows read so far
+	left    int64 // unzipped bytes the package may still hold
+	out     results
+	next    int               // position of the next record
+	roleOf  map[string]string // accepted users' primary roles, for demographics
+}
+
+// readManifest reads manifest.csv: each file's mode, keyed by file name.
+func (d *csvDecoder) readManifest(f *zip.File) (map[string]string, error) {
+	modes := map[string]string{}
+	seen := map[string]bool{}
+	err := d.readTable(f, []string{"propertyName", "value"}, []string{"propertyName", "value"}, false, func(s *csvSource) error {
+		if p := s.problem(); p != "" {
+			return fmt.Errorf("%w: %s %s", ErrInvalidPackage, s.where(), p)
+		}
+		key, value := s.value("propertyName"), s.value("value")
+		if seen[key] {
+			return fmt.Errorf("%w: %s: property %q appears twice", ErrInvalidPackage, s.where(), key)
+		}
+		seen[key] = true
+		if key == "oneroster.version" && !strings.HasPrefix(value, "1.") {
+			return fmt.Errorf("%w: %s: unsupported oneroster.version %q; supported: 1.1, 1.2", ErrInvalidPackage, s.where(), value)
+		}
+		name, ok := strings.CutPrefix(key, "file.")
+		if !ok {
+			return nil
+		}
+		mode := strings.ToLower(value)
+		if mode != modeAbsent && mode != modeBulk && mode != modeDelta {
+			return fmt.Errorf("%w: %s: %s must be absent, bulk or delta", ErrInvalidPackage, s.where(), key)
+		}
+		if name += ".csv"; name == rolesFile || isEntityFile(name) || slices.Contains(ignoredFiles, name) {
+			modes[name] = mode
+		}
+		return nil
+	})
+	return modes, err
+}
+
+// roleRows are the rows of roles.csv by user, in file order.
+type roleRows struct {
+	byUser map[string][]source
+	rows   []*csvSource
+	user   []string        // user of each row
+	taken  map[string]bool // users of users.csv, who took their rows
+}
+
+func (d *csvDecoder) readRoles(f *zip.File, delta bool) (*roleRows, error) {
+	rr := &roleRows{byUser: map[string][]source{}, taken: map[string]bool{}}
+	err := d.readTable(f, roleColumns, roleRequired, delta, func(s *csvSource) error {
+		if err := d.countRow(); err != nil {
+			return err
+		}
+		user := s.value("userSourcedId")
+		if user != "" {
+			rr.byUser[user] = append(rr.byUser[user], s)
+		}
+		rr.rows = append(rr.rows, s)
+		rr.user = append(rr.user, user)
+		return nil
+	})
+	return rr, err
+}
+
+// rejectOrphans rejects the roles.csv rows that no user of users.csv took.
+func (d *csvDecoder) rejectOrphans(roles *roleRows) {
+	for i, s := range roles.rows {
+		user := roles.user[i]
+		var fe ingest.FieldError
+		switch {
+		case roles.taken[user]:
+			continue // taken by its user, accepted or rejected with it
+		case s.problem() != "":
+			fe = ingest.FieldError{Field: s.where(), Message: s.problem()}
+		case user == "":
+			fe = ingest.FieldError{Field: s.at(same("userSourcedId")), Message: "is required"}
+		default:
+			fe = ingest.FieldError{Field: s.at(same("userSourcedId")),
+				Message: fmt.Sprintf("user %q is not in users.csv; a role is sent with its user", user)}
+		}
+		d.out.reject(d.next, []ingest.FieldError{fe}, s.raw())
+		d.next++
+	}
+}
+
+func (d *csvDecoder) readEntity(e *entity, f *zip.File, delta bool, roles *roleRows) error {
+	seen := map[string]string{}
+	return d.readTable(f, e.columns, e.required, delta, func(s *csvSource) error {
+		if err := d.countRow(); err != nil {
+			return err
+		}
+		i := d.next
+		d.next++
+		if id := s.value("sourcedId"); e.collection == "users" && roles != nil && id != "" {
+			s.joined = roles.byUser[id]
+			roles.taken[id] = true
+		}
+		if p := s.problem(); p != "" {
+			d.out.reject(i, []ingest.FieldError{{Field: s.where(), Message: p}}, s.raw())
+			return nil
+		}
+		r := &rec{src: s, bulk: !delta, now: d.meta.ReceivedAt}
+		if e.collection == "demographics" {
+			r.roleOf = func(id string) string { return d.roleOf[id] }
+		}
+		ev, errs := decodeRecord(e, r, d.meta)
+		errs = checkDuplicate(seen, ev, errs, s)
+		if len(errs) > 0 {
+			d.out.reject(i, errs, s.raw())
+			return nil
+		}
+		if ev.User != nil {
+			d.roleOf[ev.User.SourcedID] = ev.Actor.Role
+		}
+		d.out.accept(i, ev)
+		return nil
+	})
+}
+
+func (d *csvDecoder) countRow() error {
+	if d.rows++; d.rows > d.maxRows {
+		return fmt.Errorf("%w: more than %d rows", ingest.ErrTooManyEvents, d.maxRows)
+	}
+	return nil
+}
+
+// readTable reads one CSV file: it checks the header against the allowed and required columns (and,
+// in delta mode, status and dateLastModified) and calls each for every data row.
+func (d *csvDecoder) readTable(f *zip.File, columns, need []string, delta bool, each func(*csvSource) error) error {
+	name := f.Name
+	rc, err := f.Open()
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrInvalidPackage, name, err)
+	}
+	defer rc.Close() // read-only: nothing to lose on close
+	br := bufio.NewReader(&budgetReader{r: rc, d: d})
+	if bom, _ := br.Peek(3); bytes.Equal(bom, []byte("\xef\xbb\xbf")) {
+		_, _ = br.Discard(3)
+	}
+	cr := csv.NewReader(br)
+	cr.FieldsPerRecord = -1
+	header, err := cr.Read()
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("%w: %s has no header row", ErrInvalidPackage, name)
+		}
+		return readError(name, err)
+	}
+	cols, err := checkHeader(name, header, columns, need, delta)
+	if err != nil {
+		return err
+	}
+	for {
+		row, err := cr.Read()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return readError(name, err)
+		}
+		line, _ := cr.FieldPos(0)
+		if err := each(&csvSource{file: name, line: line, header: header, cols: cols, row: row}); err != nil {
+			return err
+		}
+	}
+}
+
+func readError(name string, err error) error {
+	if errors.Is(err, ErrPackageTooLarge) {
+		return err
+	}
+	return fmt.Errorf("%w: %s: %v", ErrInvalidPackage, name, err)
+}
+
+// checkHeader maps each column to its position, normalising the header in place.
+func checkHeader(name string, header, columns, need []string, delta bool) (map[string]int, error) {
+	cols := make(map[string]int, len(header))
+	for i, h := range header {
+		h = strings.TrimSpace(h)
+		if alias, ok := columnAliases[h]; ok {
+			h = alias
+		}
+		header[i] = h
+		if !slices.Contains(columns, h) && !isMetadataColumn(h) {
+			return nil, fmt.Errorf("%w: %s: unknown column %q; extensions go in metadata.* columns", ErrInvalidPackage, name, h)
+		}
+		if _, dup := cols[h]; dup {
+			return nil, fmt.Errorf("%w: %s: column %q appears twice", ErrInvalidPackage, name, h)
+		}
+		cols[h] = i
+	}
+	if delta {
+		need = append(slices.Clip(need), "status", "dateLastModified")
+	}
+	for _, c := range need {
+		if _, ok := cols[c]; !ok {
+			return nil, fmt.Errorf("%w: %s: missing column %q", ErrInvalidPackage, name, c)
+		}
+	}
+	return cols, nil
+}
+
+func isMetadataColumn(h string) bool {
+	key, ok := strings.CutPrefix(h, "metadata.")
+	return ok && key != ""
+}
+
+// budgetReader charges what it reads to the package's unzipped budget.
+type budgetReader struct {
+	r io.Reader
+	d *csvDecoder
+}
+
+func (b *budgetReader) Read(p []byte) (int, error) {
+	tooLarge := fmt.Errorf("%w: more than %d bytes unzipped", ErrPackageTooLarge, MaxUncompressedBytes)
+	if b.d.left < 0 {
+		return 0, tooLarge
+	}
+	if int64(len(p)) > b.d.left+1 {
+		p = p[:b.d.left+1]
+	}
+	n, err := b.r.Read(p)
+	if b.d.left -= int64(n); b.d.left < 0 {
+		return n, tooLarge
+	}
+	return n, err
+}
+
+// csvSource is one row of a OneRoster CSV file. Values are trimmed; an empty value means none.
+type csvSource struct {
+	file   string
+	line   int
+	header []string
+	cols   map[string]int
+	row    []string
+	joined []source // a user's roles.csv rows
+}
+
+func (s *csvSource) at(f field) string { return fmt.Sprintf("%s:%d:%s", s.file, s.line, f.csv) }
+func (s *csvSource) where() string     { return fmt.Sprintf("%s:%d", s.file, s.line) }
+
+// problem reports a row whose width differs from the header's.
+func (s *csvSource) problem() string {
+	if len(s.row) != len(s.header) {
+		return fmt.Sprintf("has %d fields; the header has %d", len(s.row), len(s.header))
+	}
+	return ""
+}
+
+func (s *csvSource) value(col string) string {
+	i, ok := s.cols[col]
+	if !ok || col == "" || i >= len(s.row) {
+		return ""
+	}
+	return strings.TrimSpace(s.row[i])
+}
+
+// raw is the row with its header, as CSV, for a rejection report; a password is blanked.
+func (s *csvSource) raw() []byte {
+	row := slices.Clone(s.row)
+	if i, ok := s.cols["password"]; ok && i < len(row) {
+		row[i] = ""
+	}
+	var buf bytes.Buffer
+	w := csv.NewWriter(&buf)
+	_ = w.Write(s.header) // writes to a bytes.Buffer cannot fail
+	_ = w.Write(row)
+	w.Flush()
+	return buf.Bytes()
+}
+
+func (s *csvSource) text(f field) (string, string) { return s.value(f.csv), "" }
+func (s *csvSource) ref(f field) (string, string)  { return s.value(f.csv), "" }
+
+// texts splits a list column: comma-separated values inside one (quoted) field.
+func (s *csvSource) texts(f field) ([]string, string) {
+	out := []string{}
+	for _, v := range strings.Split(s.value(f.csv), ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out, ""
+}
+
+func (s *csvSource) refs(f field) ([]string, string) { return s.texts(f) }
+
+func (s *csvSource) flag(f field) (*bool, string) {
+	v := s.value(f.csv)
+	if v == "" {
+		return nil, ""
+	}
+	b, ok := parseBool(v)
+	if !ok {
+		return nil, "must be true or false"
+	}
+	return &b, ""
+}
+
+func (s *csvSource) number(f field) (*float64, string) {
+	v := s.value(f.csv)
+	if v == "" {
+		return nil, ""
+	}
+	n, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		return nil, "must be a number"
+	}
+	return &n, ""
+}
+
+// userIDs parses "{type:identifier},{type:identifier}".
+func (s *csvSource) userIDs(f field) ([]records.UserID, string) {
+	const problem = "must be {type:identifier} entries separated by commas"
+	out := []records.UserID{}
+	rest := s.value(f.csv)
+	for rest != "" {
+		inner, after, ok := strings.Cut(strings.TrimPrefix(rest, "{"), "}")
+		typ, id, colon := strings.Cut(inner, ":")
+		if !strings.HasPrefix(rest, "{") || !ok || !colon {
+			return nil, problem
+		}
+		out = append(out, records.UserID{Type: strings.TrimSpace(typ), Identifier: strings.TrimSpace(id)})
+		rest = strings.TrimSpace(after)
+		if rest != "" {
+			if rest, ok = strings.CutPrefix(rest, ","); !ok {
+				return nil, problem
+			}
+			rest = strings.TrimSpace(rest)
+		}
+	}
+	return out, ""
+}
+
+func (s *csvSource) metadata() (map[string]string, string) {
+	out := map[string]string{}
+	for col := range s.cols {
+		if key, ok := strings.CutPrefix(col, "metadata."); ok {
+			if v := s.value(col); v != "" {
+				out[key] = v
+			}
+		}
+	}
+	return out, ""
+}
+
+func (s *csvSource) roles() ([]source, string) { return s.joined, "" }

@@ -1,0 +1,261 @@
+// Package roster decodes OneRoster 1.2 input into raw roster records: a REST-style JSON collection
+// ({"users":[...]}) or a CSV bulk/delta package (a zip of manifest.csv and the OneRoster CSV files).
+// Each record is checked on its own, so good records are accepted beside bad ones, and every error
+// names its field: "users[3].dateLastModified" in JSON, "users.csv:12:dateLastModified" (file, line,
+// column) in CSV. A body or package that cannot be read at all is an error for the whole request.
+// The package is pure: no HTTP, no Kafka.
+//
+// # Envelope conventions
+//
+// A record becomes a records.RawEvent of the matching roster type, with SchemaVersion 1 and tenant,
+// source and arrival time from the request. OccurredAt is the record's dateLastModified (for a user,
+// the latest of the user's and its roles.csv rows').
+//
+// EventID is a deterministic UUID (version 5 layout: SHA-1 over a fixed namespace, the tenant, source,
+// collection, sourcedId, dateLastModified and the decoded payload), so a re-sent file yields the same
+// ids and the enricher drops the repeats, while a modified record, even one a bulk file sends without
+// dateLastModified, is a new event.
+//
+// Actor is who the record is about. Only user-ish records name a person:
+//   - users and demographics: the user's own sourcedId, with the role of the user's primary role
+//     (demographics take it from the users of the same package; RoleUnknown when it has none);
+//   - enrollments: the enrolled user's sourcedId and the enrollment's role;
+//   - results: the student's sourcedId and role "student".
+//
+// Orgs, academic sessions, courses, classes and line items describe no person: their actor is the
+// entity's own sourcedId with role RoleSystem. Downstream code must identify students only from
+// user-ish records (users, demographics, enrollments, results), never from a RoleSystem actor.
+// SchoolID and ClassID are set where the entity has them: enrollments (school, class), classes
+// (school), line items (class, and school when given) and results (class when given).
+//
+// # What is checked
+//
+// sourcedId is required (at most 256 bytes); status is active or tobedeleted; dateLastModified is an
+// RFC 3339 timestamp, not more than 24h ahead of the request. Dates (birthDate, startDate, beginDate,
+// scoreDate, ...) are YYYY-MM-DD. The enumerations OneRoster defines are checked (org type, session
+// type, class type, user roles and role types, enrollment role, sex, score status), and the
+// extensible ones also accept "ext:" values. Required references must be present. A tobedeleted
+// record needs only its sourcedId, dateLastModified and, for enrollments and results, the person it
+// is about; whatever else it carries is still checked. Text must be valid UTF-8 without NUL.
+// Booleans are JSON booleans (or "true"/"false" strings, as OneRoster 1.1 sent them), and in CSV
+// true/false in any case. metadata objects become map[string]string (scalars as text, nested values as
+// compact JSON); in CSV, metadata.* columns fill the same map. Passwords are never carried, not even
+// in the raw copy of a rejected record.
+//
+// # CSV packages
+//
+// A package holds files at the root of the zip; manifest.csv is optional and, when present, gives each
+// file's mode (bulk, delta or absent) and must agree with the files present. In bulk files status and
+// dateLastModified may be blank (status is then active and the time of arrival stands in for
+// dateLastModified); in delta files they are required. OneRoster 1.2 roles.csv rows are joined onto
+// their users (a role row without its user in users.csv is rejected: a role change travels with its
+// user), and OneRoster 1.1 role/orgSourcedIds columns are read as primary roles. The other OneRoster
+// 1.2 files the platform does not carry (categories.csv, resources.csv, scoreScales.csv, ...) are
+// skipped and listed in Package.Ignored; any other file name rejects the package. Columns outside the
+// OneRoster bindings (1.1 and 1.2) reject the package, so a misspelt column cannot drop data silently.
+// The package is bounded: at most MaxPackageFiles files and MaxUncompressedBytes once unzipped.
+//
+// Not supported: bulk mode's implicit deletes (a record missing from a bulk file is not deleted;
+// send status=tobedeleted), the gradebook files outside lineItems.csv and results.csv, and references
+// between records are not resolved (a class may name a course that was never sent).
+package roster
+
+import (
+	"crypto/sha1"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/edtech-analytics/platform/libs/records"
+	"github.com/edtech-analytics/platform/services/gateway/internal/ingest"
+)
+
+// Actor roles this package sets besides the OneRoster ones.
+const (
+	// RoleSystem is the actor role of records that describe no person: orgs, academic sessions,
+	// courses, classes and line items, whose actor is the entity itself.
+	RoleSystem = "system"
+	// RoleUnknown is the actor role of a user-ish record whose role is not known: demographics sent
+	// without their user, or a deleted user or enrollment sent without roles.
+	RoleUnknown = "unknown"
+)
+
+// Errors for a whole request; callers branch on them with errors.Is.
+var (
+	// ErrUnknownCollection is a collection name outside Collections.
+	ErrUnknownCollection = errors.New("unknown OneRoster collection")
+	// ErrInvalidPackage is a CSV package that cannot be read: not a zip, an unknown file, a bad
+	// manifest, a bad header or CSV syntax.
+	ErrInvalidPackage = errors.New("invalid OneRoster CSV package")
+	// ErrPackageTooLarge is a package over MaxPackageFiles files or MaxUncompressedBytes unzipped.
+	ErrPackageTooLarge = errors.New("OneRoster CSV package too large")
+)
+
+// Collections returns the collections accepted, by their OneRoster JSON collection name; the CSV
+// file of each is the name with ".csv".
+func Collections() []string {
+	out := make([]string, len(entities))
+	for i, e := range entities {
+		out[i] = e.collection
+	}
+	return out
+}
+
+// DecodeJSON decodes a OneRoster JSON collection body such as {"users":[{...}]} (the collection's
+// plural key; other keys are ignored). It returns an error wrapping ErrUnknownCollection for an
+// unknown collection, an *ingest.SyntaxError for a body that is not such a document, and one wrapping
+// ingest.ErrTooManyEvents for more than maxRecords records. Accepted and Rejected carry each record's
+// position in the array.
+func DecodeJSON(collection string, body []byte, meta ingest.Meta, maxRecords int) ([]ingest.Accepted, []ingest.Rejected, error) {
+	e, ok := entityByCollection(collection)
+	if !ok {
+		return nil, nil, fmt.Errorf("%w %q; known: %v", ErrUnknownCollection, collection, Collections())
+	}
+	items, err := splitCollection(body, collection, maxRecords)
+	if err != nil {
+		return nil, nil, err
+	}
+	var out results
+	seen := make(map[string]string, len(items))
+	for i, item := range items {
+		prefix := fmt.Sprintf("%s[%d]", collection, i)
+		src, ok := newJSONSource(prefix, item)
+		if !ok {
+			out.reject(i, []ingest.FieldError{{Field: prefix, Message: "must be a JSON object"}}, item)
+			continue
+		}
+		ev, errs := decodeRecord(e, &rec{src: src, now: meta.ReceivedAt}, meta)
+		errs = checkDuplicate(seen, ev, errs, src)
+		if len(errs) > 0 {
+			out.reject(i, errs, src.scrubbed())
+			continue
+		}
+		out.accept(i, ev)
+	}
+	return out.accepted, out.rejected, nil
+}
+
+// results collects the outcome of each record.
+type results struct {
+	accepted []ingest.Accepted
+	rejected []ingest.Rejected
+}
+
+func (r *results) accept(i int, ev *records.RawEvent) {
+	r.accepted = append(r.accepted, ingest.Accepted{Index: i, Event: ev})
+}
+
+func (r *results) reject(i int, errs []ingest.FieldError, raw []byte) {
+	r.rejected = append(r.rejected, ingest.Rejected{Index: i, Errors: errs, Raw: raw})
+}
+
+// checkDuplicate rejects a record whose sourcedId an earlier record of the same request already used.
+func checkDuplicate(seen map[string]string, ev *records.RawEvent, errs []ingest.FieldError, src source) []ingest.FieldError {
+	id := sourcedIDOf(ev)
+	if id == "" {
+		return errs
+	}
+	f := same("sourcedId")
+	if first, dup := seen[id]; dup {
+		return append(errs, ingest.FieldError{Field: src.at(f), Message: "duplicate of " + first})
+	}
+	seen[id] = src.where()
+	return errs
+}
+
+// decodeRecord checks one record and builds its raw event; the event is usable only without errors.
+func decodeRecord(e *entity, r *rec, meta ingest.Meta) (*records.RawEvent, []ingest.FieldError) {
+	r.base()
+	ev := e.build(r)
+	ev.Type = e.typ
+	ev.TenantID, ev.SourceID = meta.TenantID, meta.SourceID
+	ev.ReceivedAt = meta.ReceivedAt.UTC().Truncate(time.Millisecond)
+	ev.SchemaVersion = 1
+	if len(r.errs) > 0 {
+		return ev, r.errs
+	}
+	id, err := eventID(meta, e.collection, r.sourcedID, r.modified, ev.Payloads())
+	if err != nil {
+		return ev, []ingest.FieldError{{Field: r.src.at(same("sourcedId")), Message: "cannot be encoded: " + err.Error()}}
+	}
+	ev.EventID = id
+	ev.OccurredAt = r.occurred
+	if r.modified.IsZero() {
+		// A bulk row without dateLastModified: it is as new as its arrival.
+		ev.OccurredAt = ev.ReceivedAt
+		_, modified := common(ev)
+		*modified = ev.ReceivedAt
+	}
+	return ev, nil
+}
+
+// idNamespace is the UUID namespace of roster event ids (a fixed random UUID).
+var idNamespace = [16]byte{0x4c, 0x3b, 0x0e, 0x52, 0x9d, 0x41, 0x4f, 0x7a, 0xa5, 0x0c, 0x6e, 0x1d, 0x28, 0x93, 0xb7, 0x61}
+
+// eventID is a version-5 style UUID: SHA-1 of the namespace, tenant, source, collection, sourcedId,
+// dateLastModified and the payload's canonical JSON (struct field order, sorted map keys).
+func eventID(meta ingest.Meta, collection, sourcedID string, modified time.Time, p records.Payloads) (string, error) {
+	payload, err := json.Marshal(p)
+	if err != nil {
+		return "", err
+	}
+	var stamp string
+	if !modified.IsZero() {
+		stamp = modified.UTC().Format(time.RFC3339Nano)
+	}
+	h := sha1.New()
+	h.Write(idNamespace[:])
+	for _, part := range []string{meta.TenantID, meta.SourceID, collection, sourcedID, stamp} {
+		h.Write([]byte(part))
+		h.Write([]byte{0}) // no part holds NUL: meta is the gateway's own, the rest was checked
+	}
+	h.Write(payload)
+	var u [16]byte
+	copy(u[:], h.Sum(nil))
+	u[6] = u[6]&0x0f | 0x50 // version 5
+	u[8] = u[8]&0x3f | 0x80 // RFC 4122 variant
+	var b [36]byte
+	hex.Encode(b[0:8], u[0:4])
+	b[8] = '-'
+	hex.Encode(b[9:13], u[4:6])
+	b[13] = '-'
+	hex.Encode(b[14:18], u[6:8])
+	b[18] = '-'
+	hex.Encode(b[19:23], u[8:10])
+	b[23] = '-'
+	hex.Encode(b[24:], u[10:])
+	return string(b[:]), nil
+}
+
+// common returns the sourcedId and dateLastModified of the event's roster payload, or nils.
+func common(ev *records.RawEvent) (*string, *time.Time) {
+	switch {
+	case ev.Org != nil:
+		return &ev.Org.SourcedID, &ev.Org.DateLastModified
+	case ev.AcademicSession != nil:
+		return &ev.AcademicSession.SourcedID, &ev.AcademicSession.DateLastModified
+	case ev.Course != nil:
+		return &ev.Course.SourcedID, &ev.Course.DateLastModified
+	case ev.Class != nil:
+		return &ev.Class.SourcedID, &ev.Class.DateLastModified
+	case ev.User != nil:
+		return &ev.User.SourcedID, &ev.User.DateLastModified
+	case ev.Enrollment != nil:
+		return &ev.Enrollment.SourcedID, &ev.Enrollment.DateLastModified
+	case ev.Demographics != nil:
+		return &ev.Demographics.SourcedID, &ev.Demographics.DateLastModified
+	case ev.LineItem != nil:
+		return &ev.LineItem.SourcedID, &ev.LineItem.DateLastModified
+	case ev.Result != nil:
+		return &ev.Result.SourcedID, &ev.Result.DateLastModified
+	}
+	return nil, nil
+}
+
+// sourcedIDOf returns the sourcedId of the event's roster payload.
+func sourcedIDOf(ev *records.RawEvent) string {
+	id, _ := common(ev)
+	return deref(id)
+}
