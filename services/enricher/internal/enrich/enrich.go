@@ -31,12 +31,14 @@ type Policies interface {
 // Identities resolves SIS ids to identities; Link also matches roster users across SIS vendors.
 type Identities interface {
 	Resolve(ctx context.Context, t tenancy.Tenant, source, sis string) (identity.Identity, error)
+	ResolveMany(ctx context.Context, t tenancy.Tenant, keys []identity.Key) error
 	Link(ctx context.Context, t tenancy.Tenant, source, sis, matchKey string) (identity.Identity, error)
 }
 
 // Context stores and joins roster context.
 type Context interface {
 	Student(ctx context.Context, tenant, internalID string) (roster.Student, error)
+	PrefetchStudents(ctx context.Context, tenant string, internalIDs []string) error
 	Class(ctx context.Context, tenant, classID string) (roster.Class, error)
 	LineItem(ctx context.Context, tenant, id string) (roster.LineItem, error)
 	Apply(ctx context.Context, ev *records.RawEvent, person, consentKey string) error
@@ -96,26 +98,146 @@ func transient(err error) error { return fmt.Errorf("%w: %w", ErrTransient, err)
 
 // Enrich decodes and enriches rec. Errors are transient (wrap ErrTransient): the record must be retried.
 func (e *Enricher) Enrich(ctx context.Context, rec *kgo.Record) (Outcome, error) {
-	var raw records.RawEvent
-	if err := e.codec.Decode(rec.Value, &raw); err != nil {
+	var out Outcome
+	err := e.Batch(ctx, []*kgo.Record{rec}, func(_ *kgo.Record, o Outcome) error { out = o; return nil })
+	return out, err
+}
+
+// Batch enriches the records of one poll in order and calls emit with each outcome, stopping at the first
+// error of either. Before that, it resolves the identities and loads the roster context of the students
+// the records are about in a few statements per district, so that a storm of first sightings costs a
+// batch rather than round trips per record. Enrichment errors are transient (wrap ErrTransient).
+func (e *Enricher) Batch(ctx context.Context, recs []*kgo.Record, emit func(*kgo.Record, Outcome) error) error {
+	items := make([]item, len(recs))
+	for i, rec := range recs {
+		items[i] = e.decode(rec)
+	}
+	if err := e.prefetch(ctx, items); err != nil {
+		return transient(err)
+	}
+	for i := range items {
+		out, err := e.enrich(ctx, &items[i])
+		if err != nil {
+			return err
+		}
+		if err := emit(items[i].rec, out); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// item is one record of a batch, decoded and checked.
+type item struct {
+	rec  *kgo.Record
+	raw  records.RawEvent
+	dead *Outcome // the record is a dead letter
+	err  error    // decoding failed for a reason that may pass (e.g. the registry is unreachable)
+}
+
+func (e *Enricher) decode(rec *kgo.Record) item {
+	it := item{rec: rec}
+	raw := &it.raw
+	if err := e.codec.Decode(rec.Value, raw); err != nil {
+		var out Outcome
 		switch {
 		case errors.Is(err, records.ErrUnknownSchema):
-			return e.dead(rec, records.ReasonUnknownSchema, err.Error(), nil, nil), nil
+			out = e.dead(rec, records.ReasonUnknownSchema, err.Error(), nil, nil)
 		case errors.Is(err, records.ErrBadFrame):
-			return e.dead(rec, records.ReasonUndecodable, err.Error(), nil, nil), nil
+			out = e.dead(rec, records.ReasonUndecodable, err.Error(), nil, nil)
+		default:
+			it.err = transient(err)
+			return it
 		}
-		return Outcome{}, transient(err) // e.g. the schema registry is unreachable
-	}
-	if e.deps.Erased.District(raw.TenantID) {
-		return Outcome{Suppressed: SuppressedErased}, nil
+		it.dead = &out
+		return it
 	}
 	if raw.SchemaVersion != SchemaVersion {
-		return e.dead(rec, records.ReasonUnknownSchema, fmt.Sprintf("schema_version %d is not supported", raw.SchemaVersion), &raw,
-			[]records.FieldError{{Field: "schema_version", Message: fmt.Sprintf("unsupported version; supported: %d", SchemaVersion)}}), nil
+		out := e.dead(rec, records.ReasonUnknownSchema, fmt.Sprintf("schema_version %d is not supported", raw.SchemaVersion), raw,
+			[]records.FieldError{{Field: "schema_version", Message: fmt.Sprintf("unsupported version; supported: %d", SchemaVersion)}})
+		it.dead = &out
+	} else if errs := check(raw); len(errs) > 0 {
+		out := e.dead(rec, records.ReasonInvalidField, errs[0].Field+": "+errs[0].Message, raw, errs)
+		it.dead = &out
 	}
-	if errs := check(&raw); len(errs) > 0 {
-		return e.dead(rec, records.ReasonInvalidField, errs[0].Field+": "+errs[0].Message, &raw, errs), nil
+	return it
+}
+
+// prefetch resolves, per district, the identities of the batch's people (except roster users, whose
+// records link identities one by one, in order) and loads their roster context.
+func (e *Enricher) prefetch(ctx context.Context, items []item) error {
+	type district struct {
+		t     tenancy.Tenant
+		keys  []identity.Key
+		users map[identity.Key]bool
 	}
+	byTenant := map[string]*district{}
+	for i := range items {
+		it := &items[i]
+		if it.dead != nil || it.err != nil || e.deps.Erased.District(it.raw.TenantID) {
+			continue
+		}
+		d := byTenant[it.raw.TenantID]
+		if d == nil {
+			t, err := e.deps.Tenants.Tenant(ctx, it.raw.TenantID)
+			if err != nil {
+				continue // an unknown district's records go to the DLQ; other errors surface in enrich
+			}
+			d = &district{t: t, users: map[identity.Key]bool{}}
+			byTenant[t.ID] = d
+		}
+		pol, err := e.deps.Policies.Policy(ctx, d.t)
+		if err != nil {
+			return err
+		}
+		k, person := subjectKey(pol, &it.raw)
+		switch {
+		case it.raw.User != nil:
+			d.users[k] = true
+		case person:
+			d.keys = append(d.keys, k)
+		}
+	}
+	for _, d := range byTenant {
+		keys := d.keys[:0]
+		for _, k := range d.keys {
+			if !d.users[k] {
+				keys = append(keys, k)
+			}
+		}
+		if len(keys) == 0 {
+			continue
+		}
+		if err := e.deps.Identities.ResolveMany(ctx, d.t, keys); err != nil {
+			return err
+		}
+		ids := make([]string, 0, len(keys))
+		for _, k := range keys {
+			id, err := e.deps.Identities.Resolve(ctx, d.t, k.Source, k.SIS)
+			if err != nil {
+				return err
+			}
+			ids = append(ids, id.InternalID)
+		}
+		if err := e.deps.Context.PrefetchStudents(ctx, d.t.ID, ids); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// enrich enriches one decoded record.
+func (e *Enricher) enrich(ctx context.Context, it *item) (Outcome, error) {
+	if it.err != nil {
+		return Outcome{}, it.err
+	}
+	if e.deps.Erased.District(it.raw.TenantID) {
+		return Outcome{Suppressed: SuppressedErased}, nil
+	}
+	if it.dead != nil {
+		return *it.dead, nil
+	}
+	rec, raw := it.rec, it.raw
 	tenant, err := e.deps.Tenants.Tenant(ctx, raw.TenantID)
 	switch {
 	case errors.Is(err, tenancy.ErrNotFound) || (err == nil && tenant.DeletedAt != nil):
@@ -190,37 +312,51 @@ func (s subject) isStudent(st roster.Student) bool {
 	return s.person && (s.role == "student" || st.IsStudent)
 }
 
-// subject resolves the person a record is about: the actor of a learning event, the user of a roster
-// user, demographics, enrollment or result record.
+// subjectKey names the person a record is about — the actor of a learning event, the user of a roster
+// user, demographics, enrollment or result record — in the namespace of the record's source; person is
+// false for roster records about no one.
+func subjectKey(pol *policy.Compiled, raw *records.RawEvent) (k identity.Key, person bool) {
+	k.Source = pol.Namespace(raw.SourceID)
+	switch {
+	case raw.User != nil:
+		k.SIS = raw.User.SourcedID
+	case raw.Demographics != nil:
+		k.SIS = raw.Demographics.SourcedID
+	case raw.Enrollment != nil:
+		k.SIS = raw.Enrollment.UserSourcedID
+	case raw.Result != nil:
+		k.SIS = raw.Result.StudentSourcedID
+	case records.IsRosterType(raw.Type):
+		return identity.Key{}, false
+	default:
+		k.SIS = raw.Actor.SISID
+	}
+	return k, true
+}
+
+// subject resolves the person a record is about (a roster user links by the district's matching key).
 func (e *Enricher) subject(ctx context.Context, t tenancy.Tenant, pol *policy.Compiled, raw *records.RawEvent) (subject, error) {
-	ns := pol.Namespace(raw.SourceID)
-	s := subject{person: true, role: raw.Actor.Role}
-	var sis string
+	k, person := subjectKey(pol, raw)
+	if !person {
+		return subject{id: identity.Identity{InternalID: NoPerson}, role: raw.Actor.Role, sis: nonEmpty(raw.Actor.SISID)}, nil
+	}
+	s := subject{person: true, role: raw.Actor.Role, sis: &k.SIS}
 	var err error
 	switch {
 	case raw.User != nil:
-		sis = raw.User.SourcedID
 		for _, r := range raw.User.Roles {
 			if s.role == "" || r.Role == "student" {
 				s.role = r.Role
 			}
 		}
-		s.id, err = e.deps.Identities.Link(ctx, t, ns, sis, pol.MatchKey(raw.User))
-	case raw.Demographics != nil:
-		sis = raw.Demographics.SourcedID
+		s.id, err = e.deps.Identities.Link(ctx, t, k.Source, k.SIS, pol.MatchKey(raw.User))
+		return s, err
 	case raw.Enrollment != nil:
-		sis, s.role = raw.Enrollment.UserSourcedID, raw.Enrollment.Role
+		s.role = raw.Enrollment.Role
 	case raw.Result != nil:
-		sis, s.role = raw.Result.StudentSourcedID, "student"
-	case records.IsRosterType(raw.Type):
-		return subject{id: identity.Identity{InternalID: NoPerson}, role: raw.Actor.Role, sis: nonEmpty(raw.Actor.SISID)}, nil
-	default:
-		sis = raw.Actor.SISID
+		s.role = "student"
 	}
-	if raw.User == nil {
-		s.id, err = e.deps.Identities.Resolve(ctx, t, ns, sis)
-	}
-	s.sis = &sis
+	s.id, err = e.deps.Identities.Resolve(ctx, t, k.Source, k.SIS)
 	return s, err
 }
 

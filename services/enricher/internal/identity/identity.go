@@ -93,6 +93,106 @@ func (r *Resolver) Resolve(ctx context.Context, t tenancy.Tenant, source, sis st
 	return r.remember(k, t.PseudonymKey, internal), nil
 }
 
+// Key is a SIS id in a source's namespace.
+type Key struct{ Source, SIS string }
+
+// ResolveMany resolves many SIS ids of one district in a few statements whatever their number, creating
+// the students not seen yet, and caches the answers, so that the Resolve calls that follow hit the cache.
+// A storm of first sightings (a new district, a new school year) then costs a batch, not a round trip
+// per student.
+func (r *Resolver) ResolveMany(ctx context.Context, t tenancy.Tenant, keys []Key) error {
+	missing := map[Key]bool{}
+	for _, k := range keys {
+		if _, ok := r.cached(cacheKey{t.ID, k.Source, k.SIS}); !ok {
+			missing[k] = true
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	q, err := queriesFor(t.ID)
+	if err != nil {
+		return err
+	}
+	if err := r.lookupMany(ctx, q, t, missing); err != nil {
+		return fmt.Errorf("resolving students of tenant %s: %w", t.ID, err)
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	var sources, sis, fresh []string
+	for k := range missing {
+		id, err := newUUID()
+		if err != nil {
+			return err
+		}
+		sources, sis, fresh = append(sources, k.Source), append(sis, k.SIS), append(fresh, id)
+	}
+	created := map[Key]string{}
+	err = pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+		clear(created)
+		if _, err := tx.Exec(ctx, q.insertStudents, fresh); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, q.insertIdentities, sources, sis, fresh)
+		if err != nil {
+			return err
+		}
+		var k Key
+		var id string
+		ids := []string{} // not nil: "<> ALL(NULL)" matches nothing
+		_, err = pgx.ForEachRow(rows, []any{&k.Source, &k.SIS, &id}, func() error {
+			created[k] = id
+			ids = append(ids, id)
+			return nil
+		})
+		if err != nil || len(ids) == len(fresh) {
+			return err
+		}
+		// Some were created concurrently by another instance: drop our students for them.
+		_, err = tx.Exec(ctx, q.deleteUnused, fresh, ids)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("creating students of tenant %s: %w", t.ID, err)
+	}
+	for k, id := range created {
+		r.remember(cacheKey{t.ID, k.Source, k.SIS}, t.PseudonymKey, id)
+		delete(missing, k)
+	}
+	if len(missing) > 0 {
+		if err := r.lookupMany(ctx, q, t, missing); err != nil {
+			return fmt.Errorf("resolving students of tenant %s: %w", t.ID, err)
+		}
+	}
+	return nil
+}
+
+// lookupMany finds the stored identities of keys (in clear or erased form), caches them and removes
+// them from keys.
+func (r *Resolver) lookupMany(ctx context.Context, q queries, t tenancy.Tenant, keys map[Key]bool) error {
+	forms := make(map[Key]Key, 2*len(keys)) // stored form -> key
+	var sources, sis []string
+	for k := range keys {
+		erased := Key{k.Source, erasedSIS(t.PseudonymKey, k.Source, k.SIS)}
+		forms[k], forms[erased] = k, k
+		sources, sis = append(sources, k.Source, erased.Source), append(sis, k.SIS, erased.SIS)
+	}
+	rows, err := r.pool.Query(ctx, q.lookupMany, sources, sis)
+	if err != nil {
+		return err
+	}
+	var stored Key
+	var id string
+	_, err = pgx.ForEachRow(rows, []any{&stored.Source, &stored.SIS, &id}, func() error {
+		k := forms[stored]
+		r.remember(cacheKey{t.ID, k.Source, k.SIS}, t.PseudonymKey, id)
+		delete(keys, k)
+		return nil
+	})
+	return err
+}
+
 // Link is Resolve for a roster.user record carrying the district's matching key: it maps (source, sis id)
 // to the student with that key if there is one (a new SIS vendor), or gives the key to the student
 // (source, sis id) already has (an event came first), or creates the student with it. When (source, sis
@@ -279,6 +379,7 @@ type queries struct {
 	lookup, identityForUpdate, insertIdentity, moveIdentity         string
 	studentByMatch, insertStudent, setMatch, markMerged, markErased string
 	clearIdentities, hashIdentity, matchOf                          string
+	lookupMany, insertStudents, insertIdentities, deleteUnused      string
 }
 
 func queriesFor(tenantID string) (queries, error) {
@@ -311,6 +412,13 @@ func queriesFor(tenantID string) (queries, error) {
 			ON CONFLICT (source_id, sis_id) DO NOTHING)
 			DELETE FROM ` + ids + ` WHERE source_id = $1 AND sis_id = $2`,
 		matchOf: `SELECT match_key FROM ` + students + ` WHERE internal_id = $1`,
+		lookupMany: `SELECT i.source_id, i.sis_id, i.internal_id::text FROM ` + ids + ` i
+			JOIN unnest($1::text[], $2::text[]) AS k(source_id, sis_id) USING (source_id, sis_id)`,
+		insertStudents: `INSERT INTO ` + students + ` (internal_id) SELECT unnest($1::uuid[])`,
+		insertIdentities: `INSERT INTO ` + ids + ` (source_id, sis_id, internal_id)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[])
+			ON CONFLICT (source_id, sis_id) DO NOTHING RETURNING source_id, sis_id, internal_id::text`,
+		deleteUnused: `DELETE FROM ` + students + ` WHERE internal_id = ANY($1::uuid[]) AND internal_id <> ALL($2::uuid[])`,
 	}, nil
 }
 

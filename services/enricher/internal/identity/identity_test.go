@@ -71,7 +71,8 @@ func TestResolveIsStablePerDistrict(t *testing.T) {
 }
 
 // TestRacingResolversMakeOneID: two instances (separate caches), eight goroutines each, resolving the same
-// 40 unseen SIS ids at once agree on one id per student, and leave no orphan student rows.
+// 40 unseen SIS ids at once (one by one, in batches, or through roster links) agree on one id per
+// student, and leave no orphan student rows.
 func TestRacingResolversMakeOneID(t *testing.T) {
 	pool, d := districts(t, "d1")
 	resolvers := []*identity.Resolver{identity.New(pool, 1000), identity.New(pool, 1000)}
@@ -82,6 +83,16 @@ func TestRacingResolversMakeOneID(t *testing.T) {
 	for g := range got {
 		wg.Go(func() {
 			r := resolvers[g%2]
+			if g%4 == 3 { // a batch: resolve all at once, then answer from the cache
+				var keys []identity.Key
+				for i := range students {
+					keys = append(keys, identity.Key{Source: "sis", SIS: fmt.Sprintf("S%d", i)})
+				}
+				if err := r.ResolveMany(t.Context(), d["d1"], keys); err != nil {
+					errs <- err
+					return
+				}
+			}
 			for i := range students {
 				// Half the goroutines link through the roster (with a matching key), half resolve events.
 				sis := fmt.Sprintf("S%d", (i+g)%students)
@@ -189,6 +200,13 @@ func TestEraseHashesIdentifiersAndKeepsTheID(t *testing.T) {
 	cold := identity.New(pool, 100)
 	if again := must(cold.Resolve(ctx, d1, "sis", "S1")); again.InternalID != id.InternalID {
 		t.Fatalf("erased SIS id resolved to a new id %s", again.InternalID)
+	}
+	batch := identity.New(pool, 100)
+	if err := batch.ResolveMany(ctx, d1, []identity.Key{{Source: "sis", SIS: "S1"}, {Source: "sis", SIS: "S2"}}); err != nil {
+		t.Fatal(err)
+	}
+	if again := must(batch.Resolve(ctx, d1, "sis", "S1")); again.InternalID != id.InternalID {
+		t.Fatalf("erased SIS id resolved in a batch to a new id %s", again.InternalID)
 	}
 	newVendor := must(cold.Link(ctx, d1, "ic", "IC-1", "STATE-1"))
 	if newVendor.InternalID != id.InternalID {

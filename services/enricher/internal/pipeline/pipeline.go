@@ -72,8 +72,40 @@ type Stats struct{ Enriched, Dead, Duplicates, Erased, NoConsent int }
 // expireEvery is how often expired dedup entries are reclaimed.
 const expireEvery = 5 * time.Minute
 
+// errRebuild asks Run for a new transactional session: the current one keeps failing (for instance, its
+// producer was fenced or its epoch bumped when a transaction timed out).
+var errRebuild = errors.New("transactional session keeps failing")
+
+// errSlow aborts a batch that is taking too long for the transaction timeout; it is retried smaller.
+var errSlow = errors.New("batch is taking too long for the transaction timeout")
+
+// maxFailures is how many batches in a row may fail before the session is rebuilt.
+const maxFailures = 3
+
 // Run consumes raw until ctx is done.
 func (p *Pipeline) Run(ctx context.Context) error {
+	if p.ready != nil {
+		defer p.ready(false)
+	}
+	for {
+		err := p.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if !errors.Is(err, errRebuild) {
+			return err
+		}
+		p.log.Warn("rebuilding the transactional session", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(p.cfg.RetryBackoff):
+		}
+	}
+}
+
+// session runs one transactional session (one client) until ctx is done or it must be rebuilt.
+func (p *Pipeline) session(ctx context.Context) error {
 	opts, _, err := kafkax.Options(p.kcfg, p.deps, p.cfg.Group)
 	if err != nil {
 		return err
@@ -97,10 +129,12 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		return fmt.Errorf("creating transactional session: %w", err)
 	}
 	defer sess.Close()
-	if p.ready != nil {
-		defer p.ready(false)
-	}
 
+	// A batch must end well within the transaction timeout, or the broker aborts it and fences the
+	// producer. The poll size adapts: a batch that runs long is aborted and retried at a quarter of the
+	// size; quick batches double it back up to MaxPollRecords.
+	budget := p.cfg.TransactionTimeout / 2
+	limit, failures := p.cfg.MaxPollRecords, 0
 	nextExpire := time.Now().Add(expireEvery)
 	for {
 		select {
@@ -117,7 +151,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			return nil
 		}
 		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-		fetches := sess.PollRecords(pctx, p.cfg.MaxPollRecords)
+		fetches := sess.PollRecords(pctx, limit)
 		cancel()
 		if fetches.IsClientClosed() {
 			return nil
@@ -130,9 +164,17 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		if fetches.NumRecords() == 0 {
 			continue
 		}
-		if err := p.batch(ctx, sess, fetches); err != nil {
-			if ctx.Err() != nil {
-				return nil
+		start := time.Now()
+		err := p.batch(ctx, sess, fetches, budget)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, errSlow):
+			limit = max(1, limit/4)
+			p.log.Warn("batch too slow for the transaction timeout; retrying smaller", "records", fetches.NumRecords(), "limit", limit)
+		case err != nil:
+			if failures++; failures >= maxFailures {
+				return fmt.Errorf("%w: %w", errRebuild, err)
 			}
 			p.log.Warn("batch aborted; retrying", "err", err)
 			select {
@@ -140,12 +182,19 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				return nil
 			case <-time.After(p.cfg.RetryBackoff):
 			}
+		default:
+			failures = 0
+			if time.Since(start) < budget/4 {
+				limit = min(p.cfg.MaxPollRecords, limit*2)
+			}
 		}
 	}
 }
 
-// batch processes one poll in one transaction.
-func (p *Pipeline) batch(ctx context.Context, sess *kgo.GroupTransactSession, fetches kgo.Fetches) error {
+// batch processes one poll in one transaction. It gives up with errSlow when the poll has more than one
+// record and processing it outlasts budget.
+func (p *Pipeline) batch(ctx context.Context, sess *kgo.GroupTransactSession, fetches kgo.Fetches, budget time.Duration) error {
+	start := time.Now()
 	if err := sess.Begin(); err != nil {
 		return fmt.Errorf("beginning transaction: %w", err)
 	}
@@ -153,7 +202,6 @@ func (p *Pipeline) batch(ctx context.Context, sess *kgo.GroupTransactSession, fe
 		mu      sync.Mutex
 		prodErr error
 		stats   Stats
-		procErr error
 	)
 	promise := func(_ *kgo.Record, err error) {
 		if err != nil {
@@ -165,18 +213,14 @@ func (p *Pipeline) batch(ctx context.Context, sess *kgo.GroupTransactSession, fe
 		}
 	}
 	now := time.Now()
-	fetches.EachRecord(func(rec *kgo.Record) {
-		if procErr != nil {
-			return
+	recs := fetches.Records()
+	procErr := p.enr.Batch(ctx, recs, func(rec *kgo.Record, out enrich.Outcome) error {
+		if len(recs) > 1 && time.Since(start) > budget {
+			return errSlow
 		}
 		ctx := rec.Context // carries the consume span continuing the gateway's trace
 		if ctx == nil {
 			ctx = context.Background()
-		}
-		out, err := p.enr.Enrich(ctx, rec)
-		if err != nil {
-			procErr = err
-			return
 		}
 		switch {
 		case out.Suppressed == enrich.SuppressedErased:
@@ -186,8 +230,7 @@ func (p *Pipeline) batch(ctx context.Context, sess *kgo.GroupTransactSession, fe
 		case out.DLQ != nil:
 			val, err := p.codec.Encode(out.DLQ)
 			if err != nil {
-				procErr = fmt.Errorf("encoding dlq record: %w", err)
-				return
+				return fmt.Errorf("encoding dlq record: %w", err)
 			}
 			stats.Dead++
 			sess.Produce(ctx, &kgo.Record{Topic: p.topics.DLQ, Key: rec.Key, Value: val, Context: ctx}, promise)
@@ -198,12 +241,11 @@ func (p *Pipeline) batch(ctx context.Context, sess *kgo.GroupTransactSession, fe
 			dup, expires := p.dedup.SeenOrAdd(rec.Partition, ev.TenantID, ev.EventID, now)
 			if dup {
 				stats.Duplicates++
-				return
+				return nil
 			}
 			val, err := p.codec.Encode(ev)
 			if err != nil {
-				procErr = fmt.Errorf("encoding enriched record: %w", err)
-				return
+				return fmt.Errorf("encoding enriched record: %w", err)
 			}
 			stats.Enriched++
 			// Same key as the raw record: a hot district's sub-keys keep per-student order downstream.
@@ -211,6 +253,7 @@ func (p *Pipeline) batch(ctx context.Context, sess *kgo.GroupTransactSession, fe
 			sess.Produce(ctx, &kgo.Record{Topic: p.topics.Dedup, Partition: rec.Partition,
 				Key: dedup.ChangelogKey(ev.TenantID, ev.EventID), Value: dedup.ChangelogValue(expires)}, promise)
 		}
+		return nil
 	})
 	commit := kgo.TryCommit
 	if procErr != nil {
@@ -222,14 +265,17 @@ func (p *Pipeline) batch(ctx context.Context, sess *kgo.GroupTransactSession, fe
 	mu.Unlock()
 	if committed && err == nil && perr == nil && procErr == nil {
 		p.dedup.Commit(now)
-		p.log.Debug("batch committed", "enriched", stats.Enriched, "dead", stats.Dead, "duplicates", stats.Duplicates,
-			"erased", stats.Erased, "no_consent", stats.NoConsent)
+		p.log.Debug("batch committed", "records", len(recs), "enriched", stats.Enriched, "dead", stats.Dead,
+			"duplicates", stats.Duplicates, "erased", stats.Erased, "no_consent", stats.NoConsent, "took", time.Since(start))
 		if p.cfg.OnCommit != nil {
 			p.cfg.OnCommit(stats)
 		}
 		return nil
 	}
 	p.dedup.Abort()
+	if errors.Is(procErr, errSlow) && err == nil {
+		return errSlow
+	}
 	return errors.Join(procErr, perr, err, errIf(!committed, "transaction not committed"))
 }
 

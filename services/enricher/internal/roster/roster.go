@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -66,29 +67,80 @@ func New(pool *pgxpool.Pool, maxCached int) *Store {
 // Student returns the context of a person by internal id.
 func (s *Store) Student(ctx context.Context, tenant, internalID string) (Student, error) {
 	return load(s, s.students, key{tenant, internalID}, func(t tables) (Student, error) {
-		var st Student
-		var birth *time.Time
-		var consent *string
-		err := s.pool.QueryRow(ctx, `WITH u AS (
-				SELECT is_student, birth_date, grades, consent FROM `+t.users+`
-				WHERE internal_id = $1 AND status <> 'tobedeleted' ORDER BY date_last_modified DESC LIMIT 1)
-			SELECT EXISTS (SELECT 1 FROM u), coalesce((SELECT is_student FROM u), false),
-				coalesce((SELECT birth_date FROM u), (SELECT birth_date FROM `+t.demographics+`
-					WHERE internal_id = $1 AND status <> 'tobedeleted' AND birth_date IS NOT NULL
-					ORDER BY date_last_modified DESC LIMIT 1)),
-				coalesce((SELECT grades FROM u), '{}'), (SELECT consent FROM u),
-				coalesce((SELECT array_agg(DISTINCT school_sourced_id ORDER BY school_sourced_id) FROM `+t.enrollments+`
-					WHERE internal_id = $1 AND status <> 'tobedeleted'), '{}')`, internalID).
-			Scan(&st.Rostered, &st.IsStudent, &birth, &st.Grades, &consent, &st.Schools)
+		got, err := s.readStudents(ctx, t, []string{internalID})
+		return got[internalID], err
+	})
+}
+
+// PrefetchStudents loads the context of the given people that is not cached yet in one query, so that
+// the Student calls that follow hit the cache.
+func (s *Store) PrefetchStudents(ctx context.Context, tenant string, internalIDs []string) error {
+	var missing []string
+	s.mu.RLock()
+	for _, id := range internalIDs {
+		if _, ok := s.students[key{tenant, id}]; !ok {
+			missing = append(missing, id)
+		}
+	}
+	s.mu.RUnlock()
+	if len(missing) == 0 {
+		return nil
+	}
+	t, err := tablesOf(tenant)
+	if err != nil {
+		return err
+	}
+	got, err := s.readStudents(ctx, t, missing)
+	if err != nil {
+		return fmt.Errorf("reading roster context of tenant %s: %w", tenant, err)
+	}
+	s.mu.Lock()
+	if len(s.students)+len(got) > s.max {
+		clear(s.students)
+	}
+	for _, id := range missing {
+		s.students[key{tenant, id}] = got[id] // the zero Student when nothing is known
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// readStudents reads the context of people by internal id; people the roster does not know are absent.
+func (s *Store) readStudents(ctx context.Context, t tables, ids []string) (map[string]Student, error) {
+	rows, err := s.pool.Query(ctx, `SELECT i.id::text, u.is_student IS NOT NULL, coalesce(u.is_student, false),
+			coalesce(u.birth_date, d.birth_date), coalesce(u.grades, '{}'), u.consent, coalesce(e.schools, '{}')
+		FROM unnest($1::uuid[]) AS i(id)
+		LEFT JOIN LATERAL (SELECT is_student, birth_date, grades, consent FROM `+t.users+`
+			WHERE internal_id = i.id AND status <> 'tobedeleted' ORDER BY date_last_modified DESC LIMIT 1) u ON true
+		LEFT JOIN LATERAL (SELECT birth_date FROM `+t.demographics+`
+			WHERE internal_id = i.id AND status <> 'tobedeleted' AND birth_date IS NOT NULL
+			ORDER BY date_last_modified DESC LIMIT 1) d ON true
+		LEFT JOIN LATERAL (SELECT array_agg(DISTINCT school_sourced_id ORDER BY school_sourced_id) AS schools
+			FROM `+t.enrollments+` WHERE internal_id = i.id AND status <> 'tobedeleted') e ON true`, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]Student, len(ids))
+	var (
+		id      string
+		st      Student
+		birth   *time.Time
+		consent *string
+	)
+	_, err = pgx.ForEachRow(rows, []any{&id, &st.Rostered, &st.IsStudent, &birth, &st.Grades, &consent, &st.Schools}, func() error {
+		got := st
+		got.Grades, got.Schools = slices.Clone(st.Grades), slices.Clone(st.Schools)
 		if birth != nil {
 			b := birth.UTC()
-			st.BirthDate = &b
+			got.BirthDate = &b
 		}
 		if consent != nil {
-			st.Consent = *consent
+			got.Consent = *consent
 		}
-		return st, err
+		out[id] = got
+		return nil
 	})
+	return out, err
 }
 
 // Class returns a class's context by sourced id.

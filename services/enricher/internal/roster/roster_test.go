@@ -111,8 +111,18 @@ func TestContextIsReplaySafe(t *testing.T) {
 	apply(rosterEvent(&records.AcademicSession{SourcedID: "t1", Status: records.RosterActive, DateLastModified: day0, Type: "term",
 		StartDate: day0, EndDate: day0.AddDate(0, 4, 0), SchoolYear: "2027"}), "")
 
-	// A fresh store (another instance) reads the same context from PostgreSQL.
+	// A fresh store (another instance) reads the same context from PostgreSQL, also in a batch.
 	cold := roster.New(pool, 1000)
+	third := "33333333-3333-4333-8333-333333333333"
+	apply(rosterEvent(&records.User{SourcedID: "S3", Status: records.RosterActive, DateLastModified: day0, Grades: []string{"11"}}), third)
+	if err := cold.PrefetchStudents(ctx, "d1", []string{person, other, third}); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]roster.Student{person: {}, third: {Rostered: true, Grades: []string{"11"}, Schools: []string{}}} {
+		if st, _ := cold.Student(ctx, "d1", id); st.Rostered != want.Rostered || !slices.Equal(st.Grades, want.Grades) {
+			t.Fatalf("prefetched %s = %+v, want %+v", id, st, want)
+		}
+	}
 	if st, _ := cold.Student(ctx, "d1", other); !slices.Equal(st.Schools, []string{"sch1", "sch2"}) {
 		t.Fatalf("cold read = %+v", st)
 	}

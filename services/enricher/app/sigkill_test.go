@@ -1,0 +1,140 @@
+package app_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/edtech-analytics/platform/libs/records"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// childEnv makes this test binary run as the enricher (see TestMain).
+const childEnv = "ENRICHER_TEST_CHILD"
+
+// childGroupOpts are the subprocess's group timeouts: a killed member is evicted within about a second.
+func childGroupOpts() []kgo.Opt {
+	return []kgo.Opt{
+		kgo.SessionTimeout(800 * time.Millisecond),
+		kgo.HeartbeatInterval(100 * time.Millisecond),
+		kgo.RebalanceTimeout(time.Second),
+		kgo.FetchMaxWait(100 * time.Millisecond),
+	}
+}
+
+// TestExactlyOnceUnderSIGKILL runs the enricher as a real process against the in-test kfake broker (which
+// survives the kills) and PostgreSQL, SIGKILLs it at random points at least 20 times while raw fills with
+// accepted events, client retries of them and bad records, and proves that enriched, read with
+// read_committed, holds each accepted event exactly once, with one internal id per student, and the DLQ
+// each bad record once.
+func TestExactlyOnceUnderSIGKILL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills a subprocess 22 times")
+	}
+	h := newHarness(t, "d1", "d2", "d3")
+	const (
+		kills    = 22
+		perStage = 400
+	)
+	var (
+		accepted = map[string]bool{} // tenant/event id
+		sent     []*records.RawEvent
+		bad      int
+	)
+	stage := func(n int) {
+		var recs []*kgo.Record
+		for range n {
+			tenant := []string{"d1", "d2", "d3"}[rand.IntN(3)]
+			ev := h.event(tenant, fmt.Sprintf("S%d", rand.IntN(3000))) // many first sightings: identity writes
+			accepted[tenant+"/"+ev.EventID] = true
+			sent = append(sent, ev)
+			recs = append(recs, h.rawRecord(ev))
+		}
+		for range n / 8 { // client retries: the same events again, later in the log
+			recs = append(recs, h.rawRecord(sent[rand.IntN(len(sent))]))
+		}
+		recs = append(recs, &kgo.Record{Topic: h.kcfg.Topics().Raw, Key: []byte("d1"), Value: []byte("garbage")})
+		bad++
+		rand.Shuffle(len(recs), func(i, j int) { recs[i], recs[j] = recs[j], recs[i] })
+		h.produce(recs...)
+	}
+
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	startChild := func() *exec.Cmd {
+		cmd := exec.Command(exe)
+		cmd.Env = append(os.Environ(), childEnv+"=1", "DATABASE_URL="+h.dbURL,
+			"KAFKA_BROKERS="+h.kcfg.Brokers[0], "KAFKA_TOPIC_PREFIX="+h.kcfg.TopicPrefix, "KAFKA_PARTITIONS=4",
+			"ADMIN_ADDR=127.0.0.1:0", "ENRICHER_TRANSACTION_TIMEOUT=1s", "LOG_LEVEL=error")
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+
+	start := time.Now()
+	for range kills {
+		stage(perStage) // events keep arriving between kills
+		child := startChild()
+		time.Sleep(time.Duration(300+rand.IntN(1300)) * time.Millisecond)
+		if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_ = child.Wait() // "signal: killed"
+	}
+	t.Logf("%d kills in %v", kills, time.Since(start).Round(time.Millisecond))
+
+	// Let one run finish the work, then read what committed.
+	child := startChild()
+	defer func() {
+		_ = child.Process.Signal(syscall.SIGKILL)
+		_ = child.Wait()
+	}()
+	var got []records.EnrichedEvent
+	h.waitFor("every accepted event", 40*time.Second, func() bool {
+		got = h.enriched()
+		return len(got) >= len(accepted)
+	})
+	time.Sleep(1500 * time.Millisecond) // nothing more may arrive
+	got = h.enriched()
+	counts := map[string]int{}
+	ids := map[string]string{}
+	for _, ev := range got {
+		k := ev.TenantID + "/" + ev.EventID
+		counts[k]++
+		if counts[k] > 1 {
+			t.Fatalf("event %s enriched %d times", k, counts[k])
+		}
+		if !accepted[k] {
+			t.Fatalf("enriched holds %s, which was never accepted", k)
+		}
+		student := ev.TenantID + "/" + *ev.Actor.SISID
+		if prev, ok := ids[student]; ok && prev != ev.Actor.InternalID {
+			t.Fatalf("%s has two internal ids: %s and %s", student, prev, ev.Actor.InternalID)
+		}
+		ids[student] = ev.Actor.InternalID
+	}
+	if len(counts) != len(accepted) {
+		t.Fatalf("enriched holds %d of %d accepted events", len(counts), len(accepted))
+	}
+	dead := 0
+	for _, r := range h.readCommitted(h.kcfg.Topics().DLQ) {
+		var d records.DLQRecord
+		if err := h.codec.Decode(r.Value, &d); err != nil || d.Reason != records.ReasonUndecodable {
+			t.Fatalf("dead letter %+v, %v", d, err)
+		}
+		dead++
+	}
+	if dead != bad {
+		t.Fatalf("%d dead letters, want %d", dead, bad)
+	}
+	t.Logf("%d accepted events (%d records with retries and bad ones) enriched exactly once in %v",
+		len(accepted), len(sent)+bad, time.Since(start).Round(time.Millisecond))
+}
