@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"os"
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/conf"
@@ -25,12 +26,16 @@ const probeInterval = 5 * time.Second
 
 // Config is the sink's configuration.
 type Config struct {
-	AdminAddr   string
-	DatabaseURL conf.Secret
-	Group       string
-	Kafka       kafkax.Config
+	AdminAddr      string
+	DatabaseURL    conf.Secret
+	Group          string
+	MaxPollRecords int
+	Kafka          kafkax.Config
 	// ConsumerExtra are extra consumer client options (tests shorten group timeouts); not a flag.
 	ConsumerExtra []kgo.Opt
+	// Getenv resolves the URL variables of the PostgreSQL instances other than the control database
+	// (control.instances); nil means os.Getenv. Not a flag.
+	Getenv func(string) string
 }
 
 // RegisterFlags binds the config to flags with env defaults.
@@ -38,6 +43,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	conf.String(fs, &c.AdminAddr, "admin.addr", "ADMIN_ADDR", ":9090", "address of /healthz, /readyz and /metrics")
 	conf.SecretVar(fs, &c.DatabaseURL, "database.url", "DATABASE_URL", "PostgreSQL URL of the control and district schemas")
 	conf.String(fs, &c.Group, "sink.group", "SINK_GROUP", "edtech-sink", "consumer group, also the name the stored offsets are kept under")
+	conf.Int(fs, &c.MaxPollRecords, "sink.max-poll-records", "SINK_MAX_POLL_RECORDS", 10_000, "records per poll across partitions (bigger batches cost less per record)")
 	c.Kafka.RegisterFlags(fs)
 }
 
@@ -50,12 +56,17 @@ func (c *Config) Validate() error {
 	if c.Group == "" {
 		errs = append(errs, errors.New("sink.group: required (env SINK_GROUP)"))
 	}
+	if c.MaxPollRecords < 1 {
+		errs = append(errs, errors.New("sink.max-poll-records: must be at least 1"))
+	}
 	return errors.Join(append(errs, c.Kafka.Validate())...)
 }
 
-// Run consumes the enriched topic into PostgreSQL until ctx is done. It is ready while Kafka and
-// PostgreSQL answer and the group has assigned it partitions. When PostgreSQL goes away the consumer
-// pauses the partitions it cannot write and resumes them from the stored offsets once it is back.
+// Run consumes the enriched topic into PostgreSQL until ctx is done, writing each district to the
+// instance it is placed on (the control database, or an instance whose URL is in the environment
+// variable control.instances names). It is ready while Kafka and the control database answer and the
+// group has assigned it partitions. When PostgreSQL goes away the consumer pauses the partitions it
+// cannot write and resumes them from the stored offsets once it is back.
 func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
 	health := obs.NewHealth("kafka", "postgres", "partitions")
 	pool, err := pgutil.Connect(ctx, cfg.DatabaseURL.Reveal())
@@ -71,7 +82,13 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
 	if err != nil {
 		return err
 	}
-	store, err := pgstore.New(cfg.Group, pgstore.Deps{Pool: pool, Codec: codec, Log: rt.Log, Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter})
+	getenv := cfg.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	fleet := tenancy.NewFleet(pool, getenv)
+	defer fleet.Close()
+	store, err := pgstore.New(cfg.Group, pgstore.Deps{Fleet: fleet, Codec: codec, Log: rt.Log, Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter})
 	if err != nil {
 		return err
 	}
@@ -79,7 +96,8 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
 	cfg.Kafka.ClientID = "sink"
 	deps := kafkax.Deps{Log: rt.Log, Tracer: rt.Tel.Tracer, Propagator: rt.Tel.Propagator}
 	consumer, err := kafkax.NewStoreConsumer(cfg.Kafka, deps,
-		kafkax.ConsumerConfig{Group: cfg.Group, Topic: cfg.Kafka.Topics().Enriched, Extra: cfg.ConsumerExtra},
+		kafkax.ConsumerConfig{Group: cfg.Group, Topic: cfg.Kafka.Topics().Enriched, MaxPollRecords: cfg.MaxPollRecords,
+			Extra: cfg.ConsumerExtra},
 		store, func(ok bool) { health.SetReady("partitions", ok) })
 	if err != nil {
 		return err

@@ -33,6 +33,7 @@ func TestConfig(t *testing.T) {
 		{name: "defaults need a database", args: nil, wantErr: "database.url"},
 		{name: "valid", args: []string{"-database.url", "postgres://x/y"}},
 		{name: "empty group", args: []string{"-database.url", "postgres://x/y", "-sink.group", ""}, wantErr: "sink.group"},
+		{name: "poll size", args: []string{"-database.url", "postgres://x/y", "-sink.max-poll-records", "0"}, wantErr: "sink.max-poll-records"},
 		{name: "kafka checked too", args: []string{"-database.url", "postgres://x/y", "-kafka.partitions", "0"}, wantErr: "kafka.partitions"},
 	}
 	for _, tt := range tests {

@@ -32,30 +32,94 @@ func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, ni
 // setup returns a fresh database with the control schema and the test tenants, and a codec.
 func setup(t *testing.T) (*pgxpool.Pool, *records.Codec) {
 	t.Helper()
-	pool, _ := pgtest.New(t)
-	if err := tenancy.Migrate(t.Context(), pool); err != nil {
+	f := setupFleet(t, false)
+	return f.control, f.codec
+}
+
+// fleetEnv is the test tenants on a control database and, with two instances, south on a second
+// database registered as instance "east" (its URL in EAST_URL).
+type fleetEnv struct {
+	control, east *pgxpool.Pool
+	eastName      string // the east database's name
+	env           map[string]string
+	codec         *records.Codec
+}
+
+func setupFleet(t *testing.T, twoInstances bool) *fleetEnv {
+	t.Helper()
+	f := &fleetEnv{env: map[string]string{}}
+	f.control, _ = pgtest.New(t)
+	if err := tenancy.Migrate(t.Context(), f.control); err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
+	tenants := tenancy.NewFleetStore(f.fleet())
+	t.Cleanup(tenants.Close)
+	if twoInstances {
+		var url string
+		f.east, url = pgtest.New(t)
+		f.env["EAST_URL"] = url
+		if err := f.east.QueryRow(t.Context(), "SELECT current_database()").Scan(&f.eastName); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tenants.AddInstance(t.Context(), "east", "EAST_URL", false); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, id := range testTenants {
-		if _, err := tenancy.NewStore(pool).CreateTenant(t.Context(), id, "District "+id); err != nil {
+		instance := ""
+		if twoInstances && id == "south" {
+			instance = "east"
+		}
+		if _, err := tenants.CreateTenantOn(t.Context(), id, "District "+id, instance); err != nil {
 			t.Fatalf("CreateTenant %s: %v", id, err)
 		}
 	}
-	codec, err := records.NewCodec(t.Context(), nil, nil)
-	if err != nil {
+	var err error
+	if f.codec, err = records.NewCodec(t.Context(), nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	return pool, codec
+	return f
 }
 
-func newStore(t *testing.T, pool *pgxpool.Pool, codec *records.Codec) *pgstore.Store {
+func (f *fleetEnv) fleet() *tenancy.Fleet {
+	return tenancy.NewFleet(f.control, func(k string) string { return f.env[k] })
+}
+
+// poolOf is the pool of the instance a test tenant lives on.
+func (f *fleetEnv) poolOf(tenant string) *pgxpool.Pool {
+	if tenant == "south" && f.east != nil {
+		return f.east
+	}
+	return f.control
+}
+
+// store returns a sink store over the fleet, idle instances moved every idle records (0: default).
+func (f *fleetEnv) store(t *testing.T, idle int64) *pgstore.Store {
 	t.Helper()
-	s, err := pgstore.New(group, pgstore.Deps{Pool: pool, Codec: codec, Log: discard()})
+	fl := f.fleet()
+	t.Cleanup(fl.Close)
+	s, err := pgstore.New(group, pgstore.Deps{Fleet: fl, Codec: f.codec, Log: discard(), IdleAdvance: idle})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
 }
+
+// one says every tenant lives on pool.
+func one(pool *pgxpool.Pool) func(string) *pgxpool.Pool {
+	return func(string) *pgxpool.Pool { return pool }
+}
+
+func newStore(t *testing.T, pool *pgxpool.Pool, codec *records.Codec) *pgstore.Store {
+	t.Helper()
+	s, err := pgstore.New(group, pgstore.Deps{Fleet: tenancy.NewFleet(pool, noEnv), Codec: codec, Log: discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func noEnv(string) string { return "" }
 
 func ptr[T any](v T) *T { return &v }
 
@@ -68,8 +132,9 @@ func uuidFrom(rng *rand.Rand) string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
 }
 
-// genEvents returns n events of the five learning types for the given tenants, 12 students each. Times
-// fall on whole minutes of one morning so that many events of a student tie.
+// genEvents returns n events for the given tenants, 12 students each: about a fifth are roster records
+// (see genRoster), the rest of the five learning types. Times fall on whole minutes of one morning so
+// that many events of a student tie.
 func genEvents(rng *rand.Rand, tenants []string, n int) []*records.EnrichedEvent {
 	students := map[string][]string{}
 	for _, tn := range tenants {
@@ -85,6 +150,10 @@ func genEvents(rng *rand.Rand, tenants []string, n int) []*records.EnrichedEvent
 	out := make([]*records.EnrichedEvent, n)
 	for i := range out {
 		tn := tenants[rng.IntN(len(tenants))]
+		if rng.IntN(5) == 0 {
+			out[i] = genRoster(rng, tn, students[tn])
+			continue
+		}
 		ev := &records.EnrichedEvent{
 			EventID: uuidFrom(rng), TenantID: tn, SourceID: "lms", Type: types[rng.IntN(len(types))],
 			OccurredAt: minute(), ReceivedAt: base.Add(2 * time.Hour), SchemaVersion: 1,
@@ -123,6 +192,101 @@ func genEvents(rng *rand.Rand, tenants []string, n int) []*records.EnrichedEvent
 	return out
 }
 
+var rosterTypes = []string{records.TypeRosterOrg, records.TypeRosterAcademicSession, records.TypeRosterCourse,
+	records.TypeRosterClass, records.TypeRosterUser, records.TypeRosterEnrollment, records.TypeRosterDemographics,
+	records.TypeRosterLineItem, records.TypeRosterResult}
+
+// genRoster returns a roster record of a random type for one of 4 entities per type, with one of 6
+// modification times (so records tie and arrive out of order), deleting the entity one time in four.
+// Its content field (rosterContent) is a fresh random value; a user is enabled or not, and its actor
+// is the user's internal id (one of students) or unknown.
+func genRoster(rng *rand.Rand, tenant string, students []string) *records.EnrichedEvent {
+	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	id := fmt.Sprintf("e%d", rng.IntN(4))
+	dlm := base.Add(time.Duration(rng.IntN(6)) * time.Hour)
+	status := records.RosterActive
+	if rng.IntN(4) == 0 {
+		status = records.RosterToBeDeleted
+	}
+	v := fmt.Sprintf("v%d", rng.IntN(1_000_000))
+	ev := &records.EnrichedEvent{
+		EventID: uuidFrom(rng), TenantID: tenant, SourceID: "sis", OccurredAt: base, ReceivedAt: base,
+		SchemaVersion: 1, EnrichedAt: base, Actor: records.EnrichedActor{Role: "system"},
+	}
+	var payload any
+	switch typ := rosterTypes[rng.IntN(len(rosterTypes))]; typ {
+	case records.TypeRosterOrg:
+		payload = &records.Org{SourcedID: id, Status: status, DateLastModified: dlm, Name: v, Type: "school"}
+	case records.TypeRosterAcademicSession:
+		payload = &records.AcademicSession{SourcedID: id, Status: status, DateLastModified: dlm, Title: v, Type: "term",
+			StartDate: base, EndDate: base.AddDate(0, 4, 0), SchoolYear: "2026"}
+	case records.TypeRosterCourse:
+		payload = &records.Course{SourcedID: id, Status: status, DateLastModified: dlm, Title: v, OrgSourcedID: "e0"}
+	case records.TypeRosterClass:
+		payload = &records.Class{SourcedID: id, Status: status, DateLastModified: dlm, Title: v, ClassType: "scheduled",
+			CourseSourcedID: "e1", SchoolSourcedID: "e0"}
+	case records.TypeRosterUser:
+		idx := int(id[1] - '0')
+		if rng.IntN(3) > 0 {
+			ev.Actor.InternalID, ev.Actor.Role = students[idx], "student"
+		}
+		payload = &records.User{SourcedID: id, Status: status, DateLastModified: dlm, EnabledUser: rng.IntN(3) > 0,
+			GivenName: v, FamilyName: "Doe", Roles: []records.Role{{RoleType: "primary", Role: "student", OrgSourcedID: "e0"}}}
+	case records.TypeRosterEnrollment:
+		payload = &records.Enrollment{SourcedID: id, Status: status, DateLastModified: dlm, ClassSourcedID: "e1",
+			SchoolSourcedID: "e0", UserSourcedID: id, Role: v}
+	case records.TypeRosterDemographics:
+		payload = &records.Demographics{SourcedID: id, Status: status, DateLastModified: dlm, Sex: &v}
+	case records.TypeRosterLineItem:
+		payload = &records.LineItem{SourcedID: id, Status: status, DateLastModified: dlm, Title: v, AssignDate: base,
+			DueDate: base.AddDate(0, 0, 7), ClassSourcedID: "e1"}
+	case records.TypeRosterResult:
+		payload = &records.Result{SourcedID: id, Status: status, DateLastModified: dlm, LineItemSourcedID: "e2",
+			StudentSourcedID: id, ScoreStatus: v, ScoreDate: base}
+	}
+	if err := ev.SetPayload(payload); err != nil {
+		panic(err) // the generator only builds valid payloads
+	}
+	return ev
+}
+
+// rosterTable and rosterContent name each roster type's table and the column genRoster varies.
+var (
+	rosterTable = map[string]string{records.TypeRosterOrg: "roster_orgs", records.TypeRosterAcademicSession: "roster_academic_sessions",
+		records.TypeRosterCourse: "roster_courses", records.TypeRosterClass: "roster_classes", records.TypeRosterUser: "roster_users",
+		records.TypeRosterEnrollment: "roster_enrollments", records.TypeRosterDemographics: "roster_demographics",
+		records.TypeRosterLineItem: "roster_line_items", records.TypeRosterResult: "roster_results"}
+	rosterContent = map[string]string{records.TypeRosterOrg: "name", records.TypeRosterAcademicSession: "title",
+		records.TypeRosterCourse: "title", records.TypeRosterClass: "title", records.TypeRosterUser: "given_name",
+		records.TypeRosterEnrollment: "role", records.TypeRosterDemographics: "sex", records.TypeRosterLineItem: "title",
+		records.TypeRosterResult: "score_status"}
+)
+
+// rosterFacts extracts what the state model tracks of a roster record: id, status, time, content.
+func rosterFacts(ev *records.EnrichedEvent) (id, status string, dlm time.Time, content string) {
+	switch p := ev.Payloads(); ev.Type {
+	case records.TypeRosterOrg:
+		return p.Org.SourcedID, p.Org.Status, p.Org.DateLastModified, p.Org.Name
+	case records.TypeRosterAcademicSession:
+		return p.AcademicSession.SourcedID, p.AcademicSession.Status, p.AcademicSession.DateLastModified, p.AcademicSession.Title
+	case records.TypeRosterCourse:
+		return p.Course.SourcedID, p.Course.Status, p.Course.DateLastModified, p.Course.Title
+	case records.TypeRosterClass:
+		return p.Class.SourcedID, p.Class.Status, p.Class.DateLastModified, p.Class.Title
+	case records.TypeRosterUser:
+		return p.User.SourcedID, p.User.Status, p.User.DateLastModified, p.User.GivenName
+	case records.TypeRosterEnrollment:
+		return p.Enrollment.SourcedID, p.Enrollment.Status, p.Enrollment.DateLastModified, p.Enrollment.Role
+	case records.TypeRosterDemographics:
+		return p.Demographics.SourcedID, p.Demographics.Status, p.Demographics.DateLastModified, *p.Demographics.Sex
+	case records.TypeRosterLineItem:
+		return p.LineItem.SourcedID, p.LineItem.Status, p.LineItem.DateLastModified, p.LineItem.Title
+	case records.TypeRosterResult:
+		return p.Result.SourcedID, p.Result.Status, p.Result.DateLastModified, p.Result.ScoreStatus
+	}
+	return "", "", time.Time{}, ""
+}
+
 // state is a district state flattened to comparable strings: table/tenant/key -> columns.
 type state map[string]string
 
@@ -138,8 +302,9 @@ func optStr[T any](p *T) string {
 func fl(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
 
 // expected applies events, in the order they were produced (the order of each tenant's partition), the
-// way the sink must: counts add up, the latest by time wins with ties going to the later record, and
-// attendance keeps the last mark that arrived.
+// way the sink must: counts add up, the latest by time wins with ties going to the later record (the
+// attendance mark by occurred_at, a roster entity by date_last_modified), a roster delete removes the
+// row and blocks older records, and a user's internal id stays known until the user is deleted.
 func expected(evs []*records.EnrichedEvent) state {
 	type act struct {
 		n    int
@@ -149,7 +314,31 @@ func expected(evs []*records.EnrichedEvent) state {
 	acts := map[string]*act{}
 	times := map[string]time.Time{}
 	st := state{}
+	type entity struct {
+		dlm              time.Time
+		deleted          bool
+		content, enabled string
+		internalID       string
+	}
+	roster := map[string]*entity{}
 	for _, ev := range evs {
+		if records.IsRosterType(ev.Type) {
+			id, status, dlm, content := rosterFacts(ev)
+			k := ev.TenantID + "/" + ev.Type + "/" + id
+			cur := roster[k]
+			if cur != nil && cur.dlm.After(dlm) {
+				continue
+			}
+			next := &entity{dlm: dlm, deleted: status == records.RosterToBeDeleted, content: content, internalID: ev.Actor.InternalID}
+			if ev.User != nil {
+				next.enabled = fmt.Sprint(ev.User.EnabledUser)
+				if next.internalID == "" && cur != nil && !cur.deleted {
+					next.internalID = cur.internalID
+				}
+			}
+			roster[k] = next
+			continue
+		}
 		sk := ev.TenantID + "/" + ev.Actor.InternalID
 		a := acts[sk]
 		if a == nil {
@@ -163,7 +352,11 @@ func expected(evs []*records.EnrichedEvent) state {
 		switch ev.Type {
 		case records.TypeAttendance:
 			p := ev.Attendance
-			st["attendance/"+sk+"/"+p.Date.Format(time.DateOnly)] = fmt.Sprint(p.Status, "|", optStr(ev.SchoolID), "|", optStr(ev.ClassID), "|", ev.EventID)
+			k := "attendance/" + sk + "/" + p.Date.Format(time.DateOnly)
+			if prev, ok := times[k]; !ok || !ev.OccurredAt.Before(prev) {
+				times[k] = ev.OccurredAt
+				st[k] = fmt.Sprint(p.Status, "|", optStr(ev.SchoolID), "|", optStr(ev.ClassID), "|", ev.EventID, "|", ts(ev.OccurredAt))
+			}
 		case records.TypeAssessmentResult:
 			p := ev.AssessmentResult
 			k := "result/" + sk + "/" + p.AssessmentID
@@ -191,11 +384,22 @@ func expected(evs []*records.EnrichedEvent) state {
 	for k, a := range acts {
 		st["activity/"+k] = fmt.Sprint(a.n, "|", ts(a.at), "|", a.last)
 	}
+	for k, e := range roster {
+		if e.deleted {
+			st["deleted/"+k] = ts(e.dlm)
+			continue
+		}
+		id := e.internalID
+		if id == "" {
+			id = "null"
+		}
+		st["roster/"+k] = fmt.Sprint(ts(e.dlm), "|", e.content, "|", id, "|", e.enabled)
+	}
 	return st
 }
 
 // readState reads the district tables of the given tenants in the same form as expected.
-func readState(t *testing.T, pool *pgxpool.Pool, tenants []string) state {
+func readState(t *testing.T, poolOf func(tenant string) *pgxpool.Pool, tenants []string) state {
 	t.Helper()
 	st := state{}
 	read := func(tenant, table, cols, prefix string, format func(vals []any) (string, string)) {
@@ -203,7 +407,7 @@ func readState(t *testing.T, pool *pgxpool.Pool, tenants []string) state {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rows, err := pool.Query(t.Context(), "SELECT internal_id::text, "+cols+" FROM "+pgx.Identifier{schema, table}.Sanitize())
+		rows, err := poolOf(tenant).Query(t.Context(), "SELECT internal_id::text, "+cols+" FROM "+pgx.Identifier{schema, table}.Sanitize())
 		if err != nil {
 			t.Fatalf("reading %s.%s: %v", schema, table, err)
 		}
@@ -235,8 +439,8 @@ func readState(t *testing.T, pool *pgxpool.Pool, tenants []string) state {
 		read(tn, "student_activity", "event_count, last_event_at, last_event_type", "activity", func(v []any) (string, string) {
 			return "", fmt.Sprint(v[0], "|", ts(v[1].(time.Time)), "|", v[2])
 		})
-		read(tn, "attendance_daily", "day, status, school_id, class_id, event_id::text", "attendance", func(v []any) (string, string) {
-			return "/" + v[0].(time.Time).Format(time.DateOnly), fmt.Sprint(v[1], "|", null(v[2]), "|", null(v[3]), "|", v[4])
+		read(tn, "attendance_daily", "day, status, school_id, class_id, event_id::text, occurred_at", "attendance", func(v []any) (string, string) {
+			return "/" + v[0].(time.Time).Format(time.DateOnly), fmt.Sprint(v[1], "|", null(v[2]), "|", null(v[3]), "|", v[4], "|", null(v[5]))
 		})
 		read(tn, "assessment_results_latest", "assessment_id, score, max_score, occurred_at, event_id::text", "result", func(v []any) (string, string) {
 			return "/" + v[0].(string), fmt.Sprint(null(v[1]), "|", null(v[2]), "|", null(v[3]), "|", v[4])
@@ -244,14 +448,55 @@ func readState(t *testing.T, pool *pgxpool.Pool, tenants []string) state {
 		read(tn, "submissions", "assignment_id, submitted_at, late, score, event_id::text", "submission", func(v []any) (string, string) {
 			return "/" + v[0].(string), fmt.Sprint(null(v[1]), "|", null(v[2]), "|", null(v[3]), "|", v[4])
 		})
+		schema, _ := tenancy.SchemaName(tn)
+		for _, typ := range rosterTypes {
+			enabled := "''"
+			if typ == records.TypeRosterUser {
+				enabled = "enabled::text"
+			}
+			rows, err := poolOf(tn).Query(t.Context(), fmt.Sprintf(`SELECT sourced_id, date_last_modified, %s, coalesce(%s::text, 'null'), %s
+				FROM %s WHERE status = 'active'`, rosterContent[typ], internalIDColumn(typ), enabled,
+				pgx.Identifier{schema, rosterTable[typ]}.Sanitize()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var id, content, internal, en string
+			var dlm time.Time
+			if _, err := pgx.ForEachRow(rows, []any{&id, &dlm, &content, &internal, &en}, func() error {
+				st["roster/"+tn+"/"+typ+"/"+id] = fmt.Sprint(ts(dlm), "|", content, "|", internal, "|", en)
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rows, err := poolOf(tn).Query(t.Context(), "SELECT entity, sourced_id, date_last_modified FROM "+pgx.Identifier{schema, "roster_deletions"}.Sanitize())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var typ, id string
+		var dlm time.Time
+		if _, err := pgx.ForEachRow(rows, []any{&typ, &id, &dlm}, func() error {
+			st["deleted/"+tn+"/"+typ+"/"+id] = ts(dlm)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return st
 }
 
+// internalIDColumn is the internal id of a roster table's rows: users have one, the rest none.
+func internalIDColumn(typ string) string {
+	if typ == records.TypeRosterUser {
+		return "internal_id"
+	}
+	return "NULL"
+}
+
 // assertState fails the test with the first differences when the database does not hold want.
-func assertState(t *testing.T, pool *pgxpool.Pool, want state) {
+func assertState(t *testing.T, poolOf func(tenant string) *pgxpool.Pool, want state) {
 	t.Helper()
-	got := readState(t, pool, testTenants)
+	got := readState(t, poolOf, testTenants)
 	if maps.Equal(got, want) {
 		return
 	}

@@ -1,6 +1,8 @@
-// Package pgstore keeps each district's current state in PostgreSQL, in its own schema district_<id>, from
-// the enriched topic. It implements kafkax.Store: the consumed offsets live in control.consumer_offsets and
-// are written in the same transaction as the state, so every record changes the state exactly once.
+// Package pgstore keeps each district's current state in PostgreSQL, in its own schema district_<id> on
+// the instance the district is placed on, from the enriched topic: learning-event state (activity,
+// attendance, latest results, submissions) and the OneRoster entities. It implements kafkax.Store: the
+// consumed offsets live in each instance's control.consumer_offsets and are written in the same
+// transaction as the state, so every record changes the state exactly once.
 package pgstore
 
 import (
@@ -8,13 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgtype"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -22,6 +24,7 @@ import (
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
+	"golang.org/x/sync/errgroup"
 )
 
 // Reasons a record is skipped (the reason attribute of sink_records_skipped).
@@ -29,42 +32,68 @@ const (
 	SkipUndecodable   = "undecodable"    // not a decodable EnrichedEvent
 	SkipInvalid       = "invalid"        // a tenant id, student id, event id or payload that breaks the rules
 	SkipUnknownTenant = "unknown_tenant" // tenant not in control.tenants, or deleted
-	SkipUnsupported   = "unsupported"    // roster records and unknown types: not kept by the sink yet
+	SkipUnsupported   = "unsupported"    // a type this sink does not know
 )
 
 // maxLinks caps the links from a sink.write span to the consume spans of its records.
 const maxLinks = 32
 
+// Defaults of Deps' tuning fields.
+const (
+	DefaultIdleAdvance       = 10_000
+	DefaultMaxDistrictsPerTx = 200
+)
+
 // Deps are what a Store needs. Tracer and Meter may be nil.
 type Deps struct {
-	Pool   *pgxpool.Pool
+	Fleet  *tenancy.Fleet
 	Codec  *records.Codec
 	Log    *slog.Logger
 	Tracer trace.TracerProvider
 	Meter  metric.MeterProvider
+	// IdleAdvance is how far an instance's stored offset of a partition may fall behind the records
+	// written before a write moves it although none of its records are for that instance
+	// (DefaultIdleAdvance). Consumers resume at the lowest offset over the instances, so this bounds what
+	// a restart rereads.
+	IdleAdvance int64
+	// MaxDistrictsPerTx bounds the districts one transaction writes (DefaultMaxDistrictsPerTx): each
+	// takes a lock per table and index it touches, and PostgreSQL's lock table is sized by
+	// max_locks_per_transaction. A batch spanning more districts is written as several transactions,
+	// each a contiguous run of offsets.
+	MaxDistrictsPerTx int
 }
 
-// Store writes enriched events into the district schemas. It is safe for concurrent use by the writers
-// of different partitions, and two Stores writing the same partition (a consumer that lost it and the
-// one that got it) never apply a record twice: the partition's offset row is locked for the transaction.
+// Store writes enriched events into the district schemas, each on the instance its district is placed
+// on. It keeps the consumed offsets per instance, in the instance's control.consumer_offsets, updated in
+// the transaction that writes the state: a partition's records are written to each instance that holds
+// some of their districts, one transaction per instance, and each instance skips what it already holds.
+// A consumer resumes a partition at the lowest offset any instance stored for it.
+//
+// It is safe for concurrent use by the writers of different partitions, and two Stores writing the same
+// partition (a consumer that lost it and the one that got it) never apply a record twice: the
+// partition's offset row is locked for the transaction on each instance.
 type Store struct {
-	consumer string
-	pool     *pgxpool.Pool
-	codec    *records.Codec
-	tenants  *tenancy.Store
-	log      *slog.Logger
-	tracer   trace.Tracer
-	applied  metric.Int64Counter
-	skipped  metric.Int64Counter
+	consumer    string
+	fleet       *tenancy.Fleet
+	tenants     *tenancy.Store
+	codec       *records.Codec
+	applier     *Applier
+	log         *slog.Logger
+	tracer      trace.Tracer
+	applied     metric.Int64Counter
+	skipped     metric.Int64Counter
+	idleAdvance int64
+	maxDist     int
 
 	mu      sync.Mutex
-	ensured map[string]bool // tenants whose district schema is known to be migrated
+	ensured map[string]bool            // tenants whose district schema is known to be migrated
+	known   map[int32]map[string]int64 // partition -> instance -> stored next offset, as last seen
 }
 
 // New returns a Store that records offsets under consumer (the consumer group's name).
 func New(consumer string, deps Deps) (*Store, error) {
-	if consumer == "" || deps.Pool == nil || deps.Codec == nil || deps.Log == nil {
-		return nil, errors.New("pgstore: consumer, pool, codec and log are required")
+	if consumer == "" || deps.Fleet == nil || deps.Codec == nil || deps.Log == nil {
+		return nil, errors.New("pgstore: consumer, fleet, codec and log are required")
 	}
 	tp, mp := deps.Tracer, deps.Meter
 	if tp == nil {
@@ -82,40 +111,71 @@ func New(consumer string, deps Deps) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating metric: %w", err)
 	}
-	return &Store{
-		consumer: consumer, pool: deps.Pool, codec: deps.Codec, tenants: tenancy.NewStore(deps.Pool),
-		log: deps.Log, tracer: tp.Tracer("sink"), applied: applied, skipped: skipped, ensured: map[string]bool{},
-	}, nil
+	s := &Store{
+		consumer: consumer, fleet: deps.Fleet, tenants: tenancy.NewFleetStore(deps.Fleet), codec: deps.Codec,
+		applier: NewApplier(), log: deps.Log, tracer: tp.Tracer("sink"), applied: applied, skipped: skipped,
+		idleAdvance: deps.IdleAdvance, maxDist: deps.MaxDistrictsPerTx,
+		ensured: map[string]bool{}, known: map[int32]map[string]int64{},
+	}
+	if s.idleAdvance <= 0 {
+		s.idleAdvance = DefaultIdleAdvance
+	}
+	if s.maxDist <= 0 {
+		s.maxDist = DefaultMaxDistrictsPerTx
+	}
+	return s, nil
 }
 
-// NextOffsets returns the stored next offset of each given partition of topic that has one.
+// NextOffsets returns, for each given partition of topic that some instance holds offsets of, the lowest
+// next offset over the instances that do. Every registered instance must answer.
 func (s *Store) NextOffsets(ctx context.Context, topic string, partitions []int32) (map[int32]int64, error) {
-	rows, err := s.pool.Query(ctx, `SELECT partition, next_offset FROM control.consumer_offsets
-		WHERE consumer = $1 AND topic = $2 AND partition = ANY($3)`, s.consumer, topic, partitions)
+	instances, err := s.tenants.Instances(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("reading consumer offsets: %w", err)
+		return nil, err
+	}
+	stored := map[int32]map[string]int64{}
+	for _, in := range instances {
+		pool, err := s.fleet.Pool(ctx, in.Name)
+		if err != nil {
+			return nil, err
+		}
+		rows, err := pool.Query(ctx, `SELECT partition, next_offset FROM control.consumer_offsets
+			WHERE consumer = $1 AND topic = $2 AND partition = ANY($3)`, s.consumer, topic, partitions)
+		if err != nil {
+			return nil, fmt.Errorf("reading consumer offsets on instance %s: %w", in.Name, err)
+		}
+		var p int32
+		var next int64
+		if _, err := pgx.ForEachRow(rows, []any{&p, &next}, func() error {
+			if stored[p] == nil {
+				stored[p] = map[string]int64{}
+			}
+			stored[p][in.Name] = next
+			return nil
+		}); err != nil {
+			return nil, fmt.Errorf("reading consumer offsets on instance %s: %w", in.Name, err)
+		}
 	}
 	out := map[int32]int64{}
-	var p int32
-	var next int64
-	if _, err := pgx.ForEachRow(rows, []any{&p, &next}, func() error { out[p] = next; return nil }); err != nil {
-		return nil, fmt.Errorf("reading consumer offsets: %w", err)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range partitions {
+		if len(stored[p]) == 0 {
+			delete(s.known, p)
+			continue
+		}
+		s.known[p] = stored[p]
+		out[p] = slices.Min(slices.Collect(maps.Values(stored[p])))
 	}
 	return out, nil
 }
 
-// decoded is one record after decoding and checks: either it applies (skip == "") or it is skipped.
-type decoded struct {
-	offset  int64
-	skip    string
-	ev      *records.EnrichedEvent
-	student pgtype.UUID
-	eventID pgtype.UUID
-}
-
-// Write applies the records of one partition and moves the partition's stored offset past them, in one
-// transaction. Records below the stored offset were applied before (by this or another consumer) and
-// are dropped; the offset row stays locked until commit, so a concurrent writer waits and then drops them.
+// Write applies the records of one partition and moves the partition's stored offsets past them: on each
+// instance that holds some of their districts, in one transaction with the state (several when the
+// batch spans more than MaxDistrictsPerTx districts, each a contiguous run of offsets). Records below an
+// instance's stored offset were applied there before (by this or another consumer) and are dropped; the
+// offset row stays locked until commit, so a concurrent writer waits and then drops them. Each
+// transaction holds the shared advisory lock (tenancy.DistrictLockKey) of every district it writes.
 func (s *Store) Write(ctx context.Context, topic string, partition int32, recs []*kgo.Record) (err error) {
 	if len(recs) == 0 {
 		return nil
@@ -131,138 +191,270 @@ func (s *Store) Write(ctx context.Context, topic string, partition int32, recs [
 		span.End()
 	}()
 
-	batch, err := s.decode(recs)
+	batch, err := Decode(s.codec, s.log, recs)
 	if err != nil {
 		return err
 	}
-	if err := s.checkTenants(ctx, batch); err != nil {
+	placed, err := s.placeTenants(ctx, batch)
+	if err != nil {
 		return err
 	}
-	var fresh []decoded
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		next, err := lockOffset(ctx, tx, s.consumer, topic, partition)
-		if err != nil {
-			return err
-		}
-		fresh = batch
-		for len(fresh) > 0 && fresh[0].offset < next {
-			fresh = fresh[1:]
-		}
-		if len(fresh) == 0 {
-			return nil // another writer got here first
-		}
-		b := &pgx.Batch{}
-		queueState(b, fresh)
-		b.Queue(`UPDATE control.consumer_offsets SET next_offset = $4, updated_at = now()
-			WHERE consumer = $1 AND topic = $2 AND partition = $3`,
-			s.consumer, topic, partition, fresh[len(fresh)-1].offset+1)
-		return tx.SendBatch(ctx, b).Close()
-	})
-	if err != nil {
-		s.forgetSchemas(batch) // a schema dropped under us (district erased) is re-checked next time
-		return fmt.Errorf("writing %d records of %s/%d: %w", len(recs), topic, partition, err)
+	start, end := recs[0].Offset, recs[len(recs)-1].Offset+1
+	if err := s.ensureOffsetRows(ctx, topic, partition, start, placed, batch); err != nil {
+		return err
 	}
-	s.report(ctx, topic, partition, fresh)
+	chunks := s.chunks(batch)
+	for i, chunk := range chunks {
+		chunkEnd := end
+		if i+1 < len(chunks) {
+			chunkEnd = chunks[i+1][0].Offset
+		}
+		if err := s.writeChunk(ctx, topic, partition, chunkEnd, chunk, placed, i+1 == len(chunks)); err != nil {
+			s.forgetSchemas(batch) // a schema dropped under us (district deleted) is re-checked next time
+			return fmt.Errorf("writing %d records of %s/%d: %w", len(recs), topic, partition, err)
+		}
+	}
 	return nil
 }
 
-// lockOffset returns the partition's next offset, creating its row when missing, and locks the row until
-// the transaction ends.
-func lockOffset(ctx context.Context, tx pgx.Tx, consumer, topic string, partition int32) (int64, error) {
-	b := &pgx.Batch{}
-	b.Queue(`INSERT INTO control.consumer_offsets (consumer, topic, partition, next_offset)
-		VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING`, consumer, topic, partition)
+// chunks splits a batch into contiguous runs of records with at most maxDist districts each.
+func (s *Store) chunks(batch []Record) [][]Record {
+	var out [][]Record
+	seen := map[string]bool{}
+	from := 0
+	for i, d := range batch {
+		if d.Skip != "" || seen[d.Event.TenantID] {
+			continue
+		}
+		if len(seen) == s.maxDist {
+			out = append(out, batch[from:i])
+			from = i
+			clear(seen)
+		}
+		seen[d.Event.TenantID] = true
+	}
+	return append(out, batch[from:])
+}
+
+// writeChunk writes a contiguous run of a partition's records, ending before end, to every instance that
+// holds some of them, concurrently, one transaction each. With last, it also moves the offsets of
+// instances that lag far behind (IdleAdvance), or of main when no instance holds offsets of the
+// partition yet, so that the lowest stored offset keeps up. An instance that fails does not stop the
+// others: their work is kept and the failed one retried.
+func (s *Store) writeChunk(ctx context.Context, topic string, partition int32, end int64, chunk []Record,
+	placed map[string]string, last bool) error {
+	groups := map[string][]Record{}
+	for _, d := range chunk {
+		if d.Skip == "" {
+			in := placed[d.Event.TenantID]
+			groups[in] = append(groups[in], d)
+		}
+	}
+	targets := maps.Clone(groups)
+	if last {
+		s.mu.Lock()
+		for in, next := range s.known[partition] {
+			if end-next >= s.idleAdvance {
+				targets[in] = groups[in]
+			}
+		}
+		if len(s.known[partition]) == 0 && len(targets) == 0 {
+			targets[tenancy.MainInstance] = nil
+		}
+		s.mu.Unlock()
+	}
+	if len(targets) == 0 {
+		return nil
+	}
+	var (
+		g       errgroup.Group
+		mu      sync.Mutex
+		errs    []error
+		lowest  = end
+		applied int64
+	)
+	for in, recs := range targets {
+		g.Go(func() error {
+			prev, n, err := s.writeInstance(ctx, in, topic, partition, end, recs)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("instance %s: %w", in, err))
+				return nil
+			}
+			lowest, applied = min(lowest, prev), applied+n
+			return nil
+		})
+	}
+	_ = g.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	s.report(ctx, topic, partition, chunk, lowest, applied)
+	return nil
+}
+
+// writeInstance applies recs (all of districts on instance) in one transaction on the instance and moves
+// its stored offset of the partition to end. It returns the offset stored before and how many records it
+// applied.
+func (s *Store) writeInstance(ctx context.Context, instance, topic string, partition int32, end int64, recs []Record) (int64, int64, error) {
+	pool, err := s.fleet.Pool(ctx, instance)
+	if err != nil {
+		return 0, 0, err
+	}
+	var prev, applied int64
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		next, err := lockOffset(ctx, tx, s.consumer, topic, partition, end, len(recs) > 0)
+		if err != nil {
+			return err
+		}
+		prev, applied = next, 0
+		if next >= end {
+			return nil // another writer got here first
+		}
+		i := 0
+		for i < len(recs) && recs[i].Offset < next {
+			i++
+		}
+		fresh := recs[i:]
+		b := &pgx.Batch{}
+		if len(fresh) > 0 {
+			groups, tenants := byTenant(fresh)
+			keys := make([]int64, len(tenants))
+			for i, t := range tenants {
+				keys[i] = tenancy.DistrictLockKey(t)
+			}
+			slices.Sort(keys)
+			b.Queue("SELECT pg_advisory_xact_lock_shared(k) FROM unnest($1::bigint[]) AS k", keys)
+			for _, t := range tenants {
+				schema, _ := tenancy.SchemaName(t) // validated in Decode
+				if err := s.applier.Queue(b, schema, groups[t]); err != nil {
+					return err
+				}
+			}
+			applied = int64(len(fresh))
+		}
+		b.Queue(`UPDATE control.consumer_offsets SET next_offset = $4, updated_at = now()
+			WHERE consumer = $1 AND topic = $2 AND partition = $3`, s.consumer, topic, partition, end)
+		return tx.SendBatch(ctx, b).Close()
+	})
+	if errors.Is(err, errOffsetRowMissing) {
+		s.mu.Lock()
+		delete(s.known[partition], instance)
+		s.mu.Unlock()
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	s.mu.Lock()
+	if s.known[partition] == nil {
+		s.known[partition] = map[string]int64{}
+	}
+	s.known[partition][instance] = max(s.known[partition][instance], end)
+	s.mu.Unlock()
+	return prev, applied, nil
+}
+
+// lockOffset returns the partition's next offset on the transaction's instance and locks its row until
+// the transaction ends. An instance about to receive records has a row (ensureOffsetRows); one without
+// records that has none gets one at end, which skips nothing.
+func lockOffset(ctx context.Context, tx pgx.Tx, consumer, topic string, partition int32, end int64, hasRecords bool) (int64, error) {
 	var next int64
-	b.Queue(`SELECT next_offset FROM control.consumer_offsets
-		WHERE consumer = $1 AND topic = $2 AND partition = $3 FOR UPDATE`, consumer, topic, partition).
-		QueryRow(func(row pgx.Row) error { return row.Scan(&next) })
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+	err := tx.QueryRow(ctx, `SELECT next_offset FROM control.consumer_offsets
+		WHERE consumer = $1 AND topic = $2 AND partition = $3 FOR UPDATE`, consumer, topic, partition).Scan(&next)
+	if errors.Is(err, pgx.ErrNoRows) && !hasRecords {
+		_, err = tx.Exec(ctx, `INSERT INTO control.consumer_offsets (consumer, topic, partition, next_offset)
+			VALUES ($1, $2, $3, $4)`, consumer, topic, partition, end)
+		return end, err
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, errOffsetRowMissing
+	}
+	if err != nil {
 		return 0, fmt.Errorf("locking consumer offset: %w", err)
 	}
 	return next, nil
 }
 
-// decode decodes every record and marks the ones to skip. Only a transient decoding failure (the schema
-// registry unreachable) is an error; records that can never decode are skipped, not retried forever.
-func (s *Store) decode(recs []*kgo.Record) ([]decoded, error) {
-	out := make([]decoded, len(recs))
-	for i, r := range recs {
-		d := &out[i]
-		d.offset = r.Offset
-		ev := &records.EnrichedEvent{}
-		if err := s.codec.Decode(r.Value, ev); err != nil {
-			if !errors.Is(err, records.ErrBadFrame) && !errors.Is(err, records.ErrUnknownSchema) {
-				return nil, fmt.Errorf("decoding record at offset %d: %w", r.Offset, err)
+// errOffsetRowMissing: an offset row vanished between ensureOffsetRows and the write; the retry makes it
+// again.
+var errOffsetRowMissing = errors.New("consumer offset row missing")
+
+// ensureOffsetRows gives every instance that is about to receive records of the partition, and holds no
+// offset of it yet, an offset row at the batch's first offset, committed before any state. Without it,
+// an instance whose first transaction failed while another instance's committed would be invisible to
+// NextOffsets, and its records would be skipped on resume.
+func (s *Store) ensureOffsetRows(ctx context.Context, topic string, partition int32, start int64,
+	placed map[string]string, batch []Record) error {
+	need := map[string]bool{}
+	s.mu.Lock()
+	for _, d := range batch {
+		if d.Skip == "" {
+			in := placed[d.Event.TenantID]
+			if _, ok := s.known[partition][in]; !ok {
+				need[in] = true
 			}
-			s.log.Warn("skipping undecodable record", "partition", r.Partition, "offset", r.Offset, "err", err)
-			d.skip = SkipUndecodable
-			continue
 		}
-		d.ev = ev
-		d.skip = d.check()
 	}
-	return out, nil
+	s.mu.Unlock()
+	for in := range need {
+		pool, err := s.fleet.Pool(ctx, in)
+		if err != nil {
+			return err
+		}
+		var next int64
+		if err := pool.QueryRow(ctx, `INSERT INTO control.consumer_offsets (consumer, topic, partition, next_offset)
+			VALUES ($1, $2, $3, $4) ON CONFLICT (consumer, topic, partition) DO UPDATE SET consumer = EXCLUDED.consumer
+			RETURNING next_offset`, s.consumer, topic, partition, start).Scan(&next); err != nil {
+			return fmt.Errorf("creating consumer offset on instance %s: %w", in, err)
+		}
+		s.mu.Lock()
+		if s.known[partition] == nil {
+			s.known[partition] = map[string]int64{}
+		}
+		s.known[partition][in] = next
+		s.mu.Unlock()
+	}
+	return nil
 }
 
-// check returns why the record cannot apply, or "" when it can.
-func (d *decoded) check() string {
-	ev := d.ev
-	var payload bool // the payload this sink reads is present
-	switch ev.Type {
-	case records.TypeAttendance:
-		payload = ev.Attendance != nil
-	case records.TypeAssessmentResult:
-		payload = ev.AssessmentResult != nil
-	case records.TypeAssignmentSubmission:
-		payload = ev.AssignmentSubmission != nil
-	case records.TypeSession, records.TypeContentView:
-		payload = true // only counted as activity
-	default:
-		return SkipUnsupported // roster state comes later
-	}
-	if !payload || tenancy.ValidTenantID(ev.TenantID) != nil ||
-		d.student.Scan(ev.Actor.InternalID) != nil || d.eventID.Scan(ev.EventID) != nil {
-		return SkipInvalid
-	}
-	return ""
-}
-
-// checkTenants marks the records of tenants that are unknown or deleted, and makes sure the schemas of
-// the others exist and are migrated. It runs before the write transaction so that migrations never wait
-// for a pool connection while the transaction holds one.
-func (s *Store) checkTenants(ctx context.Context, batch []decoded) error {
+// placeTenants finds the instance of every tenant in the batch, marks the records of tenants that are
+// unknown or deleted, and makes sure the schemas of the others are migrated. It runs before the write
+// transactions so that migrations never wait for a pool connection while a transaction holds one.
+func (s *Store) placeTenants(ctx context.Context, batch []Record) (map[string]string, error) {
 	var ids []string
 	seen := map[string]bool{}
 	for _, d := range batch {
-		if d.skip == "" && !seen[d.ev.TenantID] {
-			seen[d.ev.TenantID] = true
-			ids = append(ids, d.ev.TenantID)
+		if d.Skip == "" && !seen[d.Event.TenantID] {
+			seen[d.Event.TenantID] = true
+			ids = append(ids, d.Event.TenantID)
 		}
 	}
+	placed := map[string]string{}
 	if len(ids) == 0 {
-		return nil
+		return placed, nil
 	}
-	rows, err := s.pool.Query(ctx, "SELECT id FROM control.tenants WHERE id = ANY($1) AND deleted_at IS NULL", ids)
+	rows, err := s.fleet.Control().Query(ctx, `SELECT t.id, coalesce(p.instance, $2) FROM control.tenants t
+		LEFT JOIN control.placements p ON p.tenant_id = t.id WHERE t.id = ANY($1) AND t.deleted_at IS NULL`,
+		ids, tenancy.MainInstance)
 	if err != nil {
-		return fmt.Errorf("reading tenants: %w", err)
+		return nil, fmt.Errorf("reading tenants: %w", err)
 	}
-	live, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return fmt.Errorf("reading tenants: %w", err)
+	var id, instance string
+	if _, err := pgx.ForEachRow(rows, []any{&id, &instance}, func() error { placed[id] = instance; return nil }); err != nil {
+		return nil, fmt.Errorf("reading tenants: %w", err)
 	}
-	clear(seen)
-	for _, id := range live {
-		seen[id] = true
+	for id := range placed {
 		if err := s.ensureSchema(ctx, id); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	for i := range batch {
-		if d := &batch[i]; d.skip == "" && !seen[d.ev.TenantID] {
-			d.skip = SkipUnknownTenant
+		if d := &batch[i]; d.Skip == "" && placed[d.Event.TenantID] == "" {
+			d.Skip = SkipUnknownTenant
 		}
 	}
-	return nil
+	return placed, nil
 }
 
 func (s *Store) ensureSchema(ctx context.Context, tenant string) error {
@@ -272,8 +464,8 @@ func (s *Store) ensureSchema(ctx context.Context, tenant string) error {
 	if done {
 		return nil
 	}
-	if err := s.tenants.EnsureDistrictSchema(ctx, tenant); err != nil {
-		return fmt.Errorf("ensuring district schema: %w", err)
+	if err := s.tenants.UpgradeDistrictSchema(ctx, tenant); err != nil {
+		return fmt.Errorf("checking district schema: %w", err)
 	}
 	s.mu.Lock()
 	s.ensured[tenant] = true
@@ -281,29 +473,29 @@ func (s *Store) ensureSchema(ctx context.Context, tenant string) error {
 	return nil
 }
 
-func (s *Store) forgetSchemas(batch []decoded) {
+func (s *Store) forgetSchemas(batch []Record) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, d := range batch {
-		if d.ev != nil {
-			delete(s.ensured, d.ev.TenantID)
+		if d.Event != nil {
+			delete(s.ensured, d.Event.TenantID)
 		}
 	}
 }
 
-// report counts and logs what a committed write did: one log line per skip reason and tenant.
-func (s *Store) report(ctx context.Context, topic string, partition int32, fresh []decoded) {
+// report counts and logs what a committed chunk did: applied records, and skipped ones at or above
+// the lowest offset the instances held before (those not consumed before), one log line per skip reason
+// and tenant.
+func (s *Store) report(ctx context.Context, topic string, partition int32, chunk []Record, from, applied int64) {
 	type key struct{ reason, tenant string }
 	skipped := map[key]int64{}
-	var applied int64
-	for _, d := range fresh {
-		if d.skip == "" {
-			applied++
+	for _, d := range chunk {
+		if d.Skip == "" || d.Offset < from {
 			continue
 		}
-		k := key{reason: d.skip}
-		if d.ev != nil {
-			k.tenant = d.ev.TenantID
+		k := key{reason: d.Skip}
+		if d.Event != nil {
+			k.tenant = d.Event.TenantID
 		}
 		skipped[k]++
 	}

@@ -9,14 +9,14 @@ import (
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/records"
-	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // The upserts take one row per key, already reduced from the batch in offset order, as parallel arrays.
 // Among rows of one key the later one wins on equal times, within a batch and across batches (>=), so
-// the result does not depend on how records were split into batches.
+// the result does not depend on how records were split into batches. Attendance keeps the mark with the
+// latest occurred_at, results the latest attempt, submissions the latest submission.
 const (
 	upsertActivity = `INSERT INTO %s AS t (internal_id, event_count, last_event_at, last_event_type)
 		SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::timestamptz[], $4::text[])
@@ -25,12 +25,11 @@ const (
 			last_event_at = greatest(t.last_event_at, EXCLUDED.last_event_at),
 			last_event_type = CASE WHEN EXCLUDED.last_event_at >= t.last_event_at
 				THEN EXCLUDED.last_event_type ELSE t.last_event_type END`
-	// attendance_daily has no occurred_at column to compare across batches, so the mark that arrives last
-	// (partition order) wins.
-	upsertAttendance = `INSERT INTO %s AS t (internal_id, day, status, school_id, class_id, event_id)
-		SELECT * FROM unnest($1::uuid[], $2::date[], $3::text[], $4::text[], $5::text[], $6::uuid[])
-		ON CONFLICT (internal_id, day) DO UPDATE SET status = EXCLUDED.status,
-			school_id = EXCLUDED.school_id, class_id = EXCLUDED.class_id, event_id = EXCLUDED.event_id`
+	upsertAttendance = `INSERT INTO %s AS t (internal_id, day, status, school_id, class_id, event_id, occurred_at)
+		SELECT * FROM unnest($1::uuid[], $2::date[], $3::text[], $4::text[], $5::text[], $6::uuid[], $7::timestamptz[])
+		ON CONFLICT (internal_id, day) DO UPDATE SET status = EXCLUDED.status, school_id = EXCLUDED.school_id,
+			class_id = EXCLUDED.class_id, event_id = EXCLUDED.event_id, occurred_at = EXCLUDED.occurred_at
+		WHERE t.occurred_at IS NULL OR EXCLUDED.occurred_at >= t.occurred_at`
 	upsertResult = `INSERT INTO %s AS t (internal_id, assessment_id, score, max_score, occurred_at, event_id)
 		SELECT * FROM unnest($1::uuid[], $2::text[], $3::float8[], $4::float8[], $5::timestamptz[], $6::uuid[])
 		ON CONFLICT (internal_id, assessment_id) DO UPDATE SET score = EXCLUDED.score,
@@ -58,6 +57,7 @@ type attendance struct {
 	status        string
 	school, class *string
 	eventID       pgtype.UUID
+	at            time.Time
 }
 
 type itemKey struct {
@@ -84,32 +84,25 @@ type district struct {
 	attendance  map[dayKey]attendance
 	results     map[itemKey]result
 	submissions map[itemKey]submission
+	roster      map[rosterKey]rosterOp
 }
 
-// queueState reduces the applicable records (in offset order) per district and queues one upsert per
-// table and district.
-func queueState(b *pgx.Batch, batch []decoded) {
-	districts := map[string]*district{}
-	for _, d := range batch {
-		if d.skip != "" {
-			continue
-		}
-		dist := districts[d.ev.TenantID]
-		if dist == nil {
-			dist = &district{activity: map[pgtype.UUID]*activity{}, attendance: map[dayKey]attendance{},
-				results: map[itemKey]result{}, submissions: map[itemKey]submission{}}
-			districts[d.ev.TenantID] = dist
-		}
-		dist.add(d)
-	}
-	for _, tenant := range slices.Sorted(maps.Keys(districts)) {
-		schema, _ := tenancy.SchemaName(tenant) // validated in decode
-		districts[tenant].queue(b, schema)
-	}
+func newDistrict() *district {
+	return &district{activity: map[pgtype.UUID]*activity{}, attendance: map[dayKey]attendance{},
+		results: map[itemKey]result{}, submissions: map[itemKey]submission{}, roster: map[rosterKey]rosterOp{}}
 }
 
-func (dist *district) add(d decoded) {
-	ev := d.ev
+func (dist *district) add(d *Record) {
+	ev := d.Event
+	if records.IsRosterType(ev.Type) {
+		var internalID *string
+		if d.student.Valid {
+			id := ev.Actor.InternalID
+			internalID = &id
+		}
+		dist.addRoster(ev, internalID)
+		return
+	}
 	a := dist.activity[d.student]
 	if a == nil {
 		a = &activity{lastAt: ev.OccurredAt, last: ev.Type}
@@ -122,7 +115,10 @@ func (dist *district) add(d decoded) {
 	switch ev.Type {
 	case records.TypeAttendance:
 		p := ev.Attendance
-		dist.attendance[dayKey{d.student, p.Date.UTC()}] = attendance{status: p.Status, school: ev.SchoolID, class: ev.ClassID, eventID: d.eventID}
+		k := dayKey{d.student, p.Date.UTC()}
+		if cur, ok := dist.attendance[k]; !ok || !ev.OccurredAt.Before(cur.at) {
+			dist.attendance[k] = attendance{status: p.Status, school: ev.SchoolID, class: ev.ClassID, eventID: d.eventID, at: ev.OccurredAt}
+		}
 	case records.TypeAssessmentResult:
 		p := ev.AssessmentResult
 		k := itemKey{d.student, p.AssessmentID}
@@ -154,25 +150,28 @@ func late(ev *records.EnrichedEvent) *bool {
 
 // queue adds the district's upserts to b. Rows are sorted by key so that concurrent writers lock rows in
 // the same order.
-func (dist *district) queue(b *pgx.Batch, schema string) {
+func (dist *district) queue(b *pgx.Batch, schema string, entities map[string]*rosterEntity) error {
 	table := func(name string) string { return pgx.Identifier{schema, name}.Sanitize() }
 
-	ids := sortedKeys(dist.activity, cmpUUID)
-	counts, ats, types := make([]int64, len(ids)), make([]time.Time, len(ids)), make([]string, len(ids))
-	for i, id := range ids {
-		a := dist.activity[id]
-		counts[i], ats[i], types[i] = a.count, a.lastAt, a.last
+	if ids := sortedKeys(dist.activity, cmpUUID); len(ids) > 0 {
+		counts, ats, types := make([]int64, len(ids)), make([]time.Time, len(ids)), make([]string, len(ids))
+		for i, id := range ids {
+			a := dist.activity[id]
+			counts[i], ats[i], types[i] = a.count, a.lastAt, a.last
+		}
+		b.Queue(fmt.Sprintf(upsertActivity, table("student_activity")), ids, counts, ats, types)
 	}
-	b.Queue(fmt.Sprintf(upsertActivity, table("student_activity")), ids, counts, ats, types)
 
 	if days := sortedKeys(dist.attendance, cmpDay); len(days) > 0 {
 		students, dates, statuses := make([]pgtype.UUID, len(days)), make([]time.Time, len(days)), make([]string, len(days))
 		schools, classes, events := make([]*string, len(days)), make([]*string, len(days)), make([]pgtype.UUID, len(days))
+		ats := make([]time.Time, len(days))
 		for i, k := range days {
 			a := dist.attendance[k]
-			students[i], dates[i], statuses[i], schools[i], classes[i], events[i] = k.student, k.day, a.status, a.school, a.class, a.eventID
+			students[i], dates[i], statuses[i], schools[i], classes[i], events[i], ats[i] =
+				k.student, k.day, a.status, a.school, a.class, a.eventID, a.at
 		}
-		b.Queue(fmt.Sprintf(upsertAttendance, table("attendance_daily")), students, dates, statuses, schools, classes, events)
+		b.Queue(fmt.Sprintf(upsertAttendance, table("attendance_daily")), students, dates, statuses, schools, classes, events, ats)
 	}
 
 	if keys := sortedKeys(dist.results, cmpItem); len(keys) > 0 {
@@ -194,6 +193,7 @@ func (dist *district) queue(b *pgx.Batch, schema string) {
 		}
 		b.Queue(fmt.Sprintf(upsertSubmission, table("submissions")), students, items, ats, lates, scores, events)
 	}
+	return dist.queueRoster(b, schema, entities)
 }
 
 func sortedKeys[K comparable, V any](m map[K]V, cmp func(a, b K) int) []K {

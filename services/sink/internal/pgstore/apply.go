@@ -1,0 +1,112 @@
+package pgstore
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+
+	"github.com/edtech-analytics/platform/libs/records"
+	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Record is one consumed record after decoding and checks: it applies (Skip == "") or is skipped for the
+// reason Skip names.
+type Record struct {
+	Offset int64
+	Skip   string
+	Event  *records.EnrichedEvent // nil when undecodable
+
+	student pgtype.UUID // the actor's internal id; required for learning events, optional for roster
+	eventID pgtype.UUID
+}
+
+// Decode decodes every record and marks the ones to skip. Only a transient decoding failure (the schema
+// registry unreachable) is an error; records that can never decode are skipped, not retried forever.
+func Decode(codec *records.Codec, log *slog.Logger, recs []*kgo.Record) ([]Record, error) {
+	out := make([]Record, len(recs))
+	for i, r := range recs {
+		d := &out[i]
+		d.Offset = r.Offset
+		ev := &records.EnrichedEvent{}
+		if err := codec.Decode(r.Value, ev); err != nil {
+			if !errors.Is(err, records.ErrBadFrame) && !errors.Is(err, records.ErrUnknownSchema) {
+				return nil, fmt.Errorf("decoding record at offset %d: %w", r.Offset, err)
+			}
+			log.Warn("skipping undecodable record", "partition", r.Partition, "offset", r.Offset, "err", err)
+			d.Skip = SkipUndecodable
+			continue
+		}
+		d.Event = ev
+		d.Skip = d.check()
+	}
+	return out, nil
+}
+
+// check returns why the record cannot apply, or "" when it can.
+func (d *Record) check() string {
+	ev := d.Event
+	if !records.IsKnownType(ev.Type) {
+		return SkipUnsupported
+	}
+	if ev.CheckPayload() != nil || tenancy.ValidTenantID(ev.TenantID) != nil {
+		return SkipInvalid
+	}
+	if records.IsRosterType(ev.Type) {
+		_ = d.student.Scan(ev.Actor.InternalID) // optional: known when the enricher resolved the user
+		if !rosterCheck(ev) {
+			return SkipInvalid
+		}
+		return ""
+	}
+	if d.student.Scan(ev.Actor.InternalID) != nil || d.eventID.Scan(ev.EventID) != nil {
+		return SkipInvalid
+	}
+	return ""
+}
+
+// Applier turns applicable records into the SQL that applies them to a district schema.
+type Applier struct {
+	roster map[string]*rosterEntity
+}
+
+// NewApplier returns an Applier.
+func NewApplier() *Applier {
+	return &Applier{roster: rosterEntities()}
+}
+
+// Queue reduces one district's applicable records (in offset order; skipped ones are ignored) to one row
+// per key and queues the statements that apply them to schema. Applying the same records split into
+// other batches gives the same state.
+func (a *Applier) Queue(b *pgx.Batch, schema string, recs []Record) error {
+	dist := newDistrict()
+	for i := range recs {
+		if recs[i].Skip == "" {
+			dist.add(&recs[i])
+		}
+	}
+	return dist.queue(b, schema, a.roster)
+}
+
+// byTenant groups applicable records by tenant, keeping offset order, and returns the tenants sorted.
+func byTenant(recs []Record) (map[string][]Record, []string) {
+	out := map[string][]Record{}
+	for _, d := range recs {
+		if d.Skip == "" {
+			out[d.Event.TenantID] = append(out[d.Event.TenantID], d)
+		}
+	}
+	return out, slices.Sorted(maps.Keys(out))
+}
+
+// Tables lists the district tables the sink derives from the enriched topic, the ones a rebuild replaces.
+// The rest of a district schema (the enricher's tables, goose's version table) is not the sink's.
+func Tables() []string {
+	return []string{"student_activity", "attendance_daily", "assessment_results_latest", "submissions",
+		"roster_orgs", "roster_academic_sessions", "roster_courses", "roster_classes", "roster_users",
+		"roster_enrollments", "roster_demographics", "roster_line_items", "roster_results", "roster_deletions"}
+}

@@ -1,0 +1,186 @@
+package pgstore_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edtech-analytics/platform/libs/records"
+	"github.com/jackc/pgx/v5"
+)
+
+// rosterEvent wraps a roster payload in an enriched event of tenant north; actor is the user's internal
+// id, "" when unknown.
+func rosterEvent(t *testing.T, payload any, actor string) *records.EnrichedEvent {
+	t.Helper()
+	at := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	ev := &records.EnrichedEvent{EventID: "00000000-0000-4000-8000-000000000001", TenantID: "north", SourceID: "sis",
+		OccurredAt: at, ReceivedAt: at, EnrichedAt: at, SchemaVersion: 1, Actor: records.EnrichedActor{InternalID: actor}}
+	if err := ev.SetPayload(payload); err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
+// TestRosterRules: the rules of roster state, each as batches of records about one user (user u1;
+// every case writes to its own partition, its records renamed to a user of its own).
+func TestRosterRules(t *testing.T) {
+	const idX = "6f1c1f4e-0d7a-4c59-9d0b-3f7f2a1c9e01"
+	at := func(h int) time.Time { return time.Date(2026, 3, 1, h, 0, 0, 0, time.UTC) }
+	user := func(h int, name, actor string, enabled bool) *records.EnrichedEvent {
+		return rosterEvent(t, &records.User{SourcedID: "u1", Status: records.RosterActive, DateLastModified: at(h),
+			EnabledUser: enabled, GivenName: name, FamilyName: "Doe"}, actor)
+	}
+	del := func(h int) *records.EnrichedEvent {
+		return rosterEvent(t, &records.User{SourcedID: "u1", Status: records.RosterToBeDeleted, DateLastModified: at(h)}, "")
+	}
+	pool, codec := setup(t)
+	store := newStore(t, pool, codec)
+	tests := []struct {
+		name    string
+		batches [][]*records.EnrichedEvent
+		want    string // given_name|internal_id|enabled, or "deleted@H"
+	}{
+		{"newer wins, older ignored", [][]*records.EnrichedEvent{{user(2, "a", "", true)}, {user(1, "b", "", true)}}, "a|null|true"},
+		{"older ignored within a batch", [][]*records.EnrichedEvent{{user(2, "a", "", true), user(1, "b", "", true)}}, "a|null|true"},
+		{"equal times: the later record wins", [][]*records.EnrichedEvent{{user(1, "a", "", true)}, {user(1, "b", "", true)}}, "b|null|true"},
+		{"tobedeleted deletes", [][]*records.EnrichedEvent{{user(1, "a", "", true)}, {del(2)}}, "deleted@2"},
+		{"a stale record cannot bring a deleted user back", [][]*records.EnrichedEvent{{user(1, "a", "", true)}, {del(2)}, {user(1, "c", "", true)}}, "deleted@2"},
+		{"a newer record recreates a deleted user", [][]*records.EnrichedEvent{{user(1, "a", "", true)}, {del(2)}, {user(3, "b", "", true)}}, "b|null|true"},
+		{"an older delete is ignored", [][]*records.EnrichedEvent{{user(2, "a", "", true), del(1)}}, "a|null|true"},
+		{"enabled_user false inactivates, keeping the user", [][]*records.EnrichedEvent{{user(1, "a", "", true)}, {user(2, "a", "", false)}}, "a|null|false"},
+		{"the internal id stays known", [][]*records.EnrichedEvent{{user(1, "a", idX, true)}, {user(2, "b", "", true)}}, "b|" + idX + "|true"},
+		{"the internal id stays known within a batch", [][]*records.EnrichedEvent{{user(1, "a", idX, true), user(2, "b", "", true)}}, "b|" + idX + "|true"},
+		{"a delete forgets the internal id", [][]*records.EnrichedEvent{{user(1, "a", idX, true)}, {del(2)}, {user(3, "b", "", true)}}, "b|null|true"},
+		{"a delete forgets it within a batch too", [][]*records.EnrichedEvent{{user(1, "a", idX, true)}, {del(2), user(3, "b", "", true)}}, "b|null|true"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id := fmt.Sprintf("u%d", i)
+			var offset int64
+			for _, evs := range tt.batches {
+				for _, ev := range evs {
+					ev.User.SourcedID = id
+				}
+				recs := encode(t, codec, "enriched", evs)
+				for _, r := range recs {
+					r.Offset, offset = offset, offset+1
+				}
+				if err := store.Write(t.Context(), "enriched", int32(i), recs); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var got string
+			err := pool.QueryRow(t.Context(), `SELECT given_name || '|' || coalesce(internal_id::text, 'null') || '|' || enabled
+				FROM district_north.roster_users WHERE sourced_id = $1`, id).Scan(&got)
+			if err == pgx.ErrNoRows {
+				var dlm time.Time
+				if err := pool.QueryRow(t.Context(), `SELECT date_last_modified FROM district_north.roster_deletions
+					WHERE entity = 'roster.user' AND sourced_id = $1`, id).Scan(&dlm); err != nil {
+					t.Fatalf("no row and no deletion: %v", err)
+				}
+				got = fmt.Sprintf("deleted@%d", dlm.Hour())
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Errorf("state %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestRosterColumns: every field of every roster entity lands in its column (a record with all fields
+// set leaves no column NULL), with dates, arrays and nested roles intact.
+func TestRosterColumns(t *testing.T) {
+	pool, codec := setup(t)
+	store := newStore(t, pool, codec)
+	const internalID = "6f1c1f4e-0d7a-4c59-9d0b-3f7f2a1c9e01"
+	dlm := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	day := time.Date(2026, 8, 20, 0, 0, 0, 0, time.UTC)
+	s, f, b := ptr("x"), ptr(7.5), ptr(true)
+	md := map[string]string{"k": "v"}
+	payloads := []any{
+		&records.Org{SourcedID: "o1", Status: records.RosterActive, DateLastModified: dlm, Metadata: md, Name: "Lincoln",
+			Type: "school", Identifier: s, ParentSourcedID: s},
+		&records.AcademicSession{SourcedID: "s1", Status: records.RosterActive, DateLastModified: dlm, Metadata: md, Title: "Fall",
+			Type: "term", StartDate: day, EndDate: day.AddDate(0, 4, 0), SchoolYear: "2027", ParentSourcedID: s},
+		&records.Course{SourcedID: "c1", Status: records.RosterActive, DateLastModified: dlm, Metadata: md, Title: "Algebra",
+			SchoolYearSourcedID: s, CourseCode: s, Grades: []string{"09"}, Subjects: []string{"math"}, OrgSourcedID: "o1"},
+		&records.Class{SourcedID: "k1", Status: records.RosterActive, DateLastModified: dlm, Metadata: md, Title: "Algebra 1",
+			ClassCode: s, ClassType: "scheduled", Location: s, Grades: []string{"09"}, Subjects: []string{"math"},
+			Periods: []string{"1"}, CourseSourcedID: "c1", SchoolSourcedID: "o1", TermSourcedIDs: []string{"s1"}},
+		&records.User{SourcedID: "u1", Status: records.RosterActive, DateLastModified: dlm, Metadata: md, EnabledUser: true,
+			Username: s, GivenName: "Ada", FamilyName: "Lovelace", MiddleName: s, PreferredFirstName: s, PreferredLastName: s,
+			Pronouns: s, Roles: []records.Role{{RoleType: "primary", Role: "teacher", OrgSourcedID: "o1", BeginDate: &day, EndDate: &day}},
+			Identifier: s, UserMasterIdentifier: s, Email: s, Grades: []string{"09"}, OrgSourcedIDs: []string{"o1"},
+			AgentSourcedIDs: []string{"u2"}, BirthDate: &day},
+		&records.Enrollment{SourcedID: "n1", Status: records.RosterActive, DateLastModified: dlm, Metadata: md, ClassSourcedID: "k1",
+			SchoolSourcedID: "o1", UserSourcedID: "u1", Role: "teacher", Primary: b, BeginDate: &day, EndDate: &day},
+		&records.Demographics{SourcedID: "u1", Status: records.RosterActive, DateLastModified: dlm, Metadata: md, BirthDate: &day,
+			Sex: s, AmericanIndianOrAlaskaNative: b, Asian: b, BlackOrAfricanAmerican: b, NativeHawaiianOrOtherPacificIslander: b,
+			White: b, TwoOrMoreRaces: b, HispanicOrLatinoEthnicity: b, CountryOfBirthCode: s, StateOfBirthAbbreviation: s,
+			CityOfBirth: s, PublicSchoolResidenceStatus: s},
+		&records.LineItem{SourcedID: "l1", Status: records.RosterActive, DateLastModified: dlm, Metadata: md, Title: "Quiz",
+			Description: s, AssignDate: dlm, DueDate: dlm.AddDate(0, 0, 7), ClassSourcedID: "k1", SchoolSourcedID: s,
+			CategorySourcedID: s, GradingPeriodSourcedID: s, AcademicSessionSourcedID: s, ScoreScaleSourcedID: s,
+			ResultValueMin: f, ResultValueMax: f},
+		&records.Result{SourcedID: "r1", Status: records.RosterActive, DateLastModified: dlm, Metadata: md, LineItemSourcedID: "l1",
+			StudentSourcedID: "u1", ClassSourcedID: s, ScoreScaleSourcedID: s, ScoreStatus: "fully graded", Score: f,
+			TextScore: s, ScoreDate: day, Comment: s, InProgress: b, Incomplete: b, Late: b, Missing: b},
+	}
+	var evs []*records.EnrichedEvent
+	for _, p := range payloads {
+		actor := ""
+		if _, ok := p.(*records.User); ok {
+			actor = internalID
+		}
+		evs = append(evs, rosterEvent(t, p, actor))
+	}
+	recs := encode(t, codec, "enriched", evs)
+	for i, r := range recs {
+		r.Offset = int64(i)
+	}
+	if err := store.Write(t.Context(), "enriched", 0, recs); err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range rosterTypes {
+		var doc []byte
+		if err := pool.QueryRow(t.Context(), "SELECT to_jsonb(t) FROM "+pgx.Identifier{"district_north", rosterTable[typ]}.Sanitize()+" t").Scan(&doc); err != nil {
+			t.Fatalf("%s: %v", typ, err)
+		}
+		var row map[string]any
+		if err := json.Unmarshal(doc, &row); err != nil {
+			t.Fatal(err)
+		}
+		for col, v := range row {
+			if v == nil {
+				t.Errorf("%s.%s is NULL", rosterTable[typ], col)
+			}
+		}
+		if row["status"] != "active" || row["date_last_modified"] != "2026-03-01T12:00:00+00:00" || fmt.Sprint(row["metadata"]) != "map[k:v]" {
+			t.Errorf("%s common columns = %s", typ, doc)
+		}
+	}
+	var roles, dates string
+	if err := pool.QueryRow(t.Context(), `SELECT roles::text, birth_date::text || ' ' || internal_id::text || ' ' || array_to_string(org_sourced_ids, ',')
+		FROM district_north.roster_users`).Scan(&roles, &dates); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(roles, `"role": "teacher"`) || !strings.Contains(roles, `"begin_date": "2026-08-20"`) ||
+		dates != "2026-08-20 "+internalID+" o1" {
+		t.Errorf("user roles %s, dates and ids %q", roles, dates)
+	}
+	var classes int
+	if err := pool.QueryRow(t.Context(), `SELECT count(*) FROM district_north.roster_enrollments e
+		JOIN district_north.roster_users u ON u.sourced_id = e.user_sourced_id
+		WHERE e.user_sourced_id = 'u1' AND e.role = 'teacher' AND e.class_sourced_id = 'k1' AND e.begin_date = '2026-08-20'`).Scan(&classes); err != nil {
+		t.Fatal(err)
+	}
+	if classes != 1 {
+		t.Error("the teacher's class is not found through roster_enrollments")
+	}
+}
+
