@@ -183,4 +183,3 @@ func TestRosterColumns(t *testing.T) {
 		t.Error("the teacher's class is not found through roster_enrollments")
 	}
 }
-
