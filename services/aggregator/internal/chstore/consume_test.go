@@ -148,8 +148,20 @@ func TestConsumeKeepsRollupsExact(t *testing.T) {
 	if n := count(t, conn, "SELECT count() FROM events"); n != uint64(len(p.facts)) {
 		t.Fatalf("stored %d events, want %d", n, len(p.facts))
 	}
-	if diff := synth.Diff(synth.Want(p.facts), got(t, conn)); len(diff) > 0 {
+	want := synth.Want(p.facts)
+	if diff := synth.Diff(want, got(t, conn)); len(diff) > 0 {
 		t.Fatalf("rollups differ from the input (%d keys):\n%s", len(diff), strings.Join(diff, "\n"))
+	}
+	levels := map[string]int{}
+	scored := 0
+	for k, m := range want.Metrics {
+		levels[k.Level]++
+		if m.Assessments > 1 && m.Quantiles[0] < m.Quantiles[4] {
+			scored++
+		}
+	}
+	if len(levels) != 4 || scored == 0 {
+		t.Fatalf("the input covers metrics levels %v and %d keys with a score spread: it proves little", levels, scored)
 	}
 
 	// The regular student is active on every day; over the whole span the states merge to distinct
@@ -184,62 +196,105 @@ func TestConsumeKeepsRollupsExact(t *testing.T) {
 
 var errCrash = errors.New("simulated crash after the insert")
 
-// crashingStore stores a batch and then, every nth successful write, reports failure as if the process
-// died between the ClickHouse insert and anything after it (marking, committing, the next poll).
+// crashingStore kills the consumer at a chosen write: either right after its ClickHouse insert succeeded,
+// before anything else happens (marking, the Kafka commit, the next poll), or in the middle of the write
+// after a random delay, which cuts the insert short wherever it is.
 type crashingStore struct {
 	*chstore.Store
-	mu          sync.Mutex
-	every       int // 0: never
-	writes      int
-	crashes     int
-	interrupted int // writes cut short by the consumer stopping
+	mu      sync.Mutex
+	rng     *rand.Rand
+	die     func() // cancels the running consumer; nil when disarmed
+	at      int    // the write (counted from 1 since armed) that dies
+	mid     bool   // die in the middle of that write instead of after it
+	writes  int
+	crashes int // writes that died after their insert
+	cuts    int // writes cut short in the middle
 }
 
 func (c *crashingStore) Write(ctx context.Context, topic string, partition int32, recs []*kgo.Record) error {
-	err := c.Store.Write(ctx, topic, partition, recs)
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err != nil {
-		if ctx.Err() != nil {
-			c.interrupted++
-		}
+	c.writes++
+	die, mid := c.die, c.mid
+	if c.writes != c.at {
+		die = nil
+	}
+	if die != nil && mid {
+		c.cuts++
+		time.AfterFunc(time.Duration(c.rng.IntN(150))*time.Millisecond, die)
+	}
+	c.mu.Unlock()
+
+	err := c.Store.Write(ctx, topic, partition, recs)
+	if err != nil || die == nil || mid {
 		return err
 	}
-	if c.writes++; c.every > 0 && c.writes%c.every == 0 {
-		c.crashes++
-		return errCrash
-	}
-	return nil
+	c.mu.Lock()
+	c.crashes++
+	c.mu.Unlock()
+	die()
+	return errCrash
 }
 
-func (c *crashingStore) stopCrashing() { c.mu.Lock(); c.every = 0; c.mu.Unlock() }
+// arm makes a random one of the next four writes kill the consumer through die.
+func (c *crashingStore) arm(die func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.die, c.writes, c.at, c.mid = die, 0, 1+c.rng.IntN(4), c.rng.IntN(3) == 0
+}
 
-// TestConsumeCrashesNeitherLoseNorDoubleCount stops the consumer at random points (mid-batch, mid-insert)
-// and fails writes after their insert succeeded, restarting it until it catches up, in several trials;
-// the rollups must still equal the input exactly and every event must be stored once.
+// run runs one consumer until ctx ends and returns once it has stopped.
+func (p *pipeline) run(t *testing.T, ctx context.Context, store kafkax.Store) {
+	t.Helper()
+	c, err := kafkax.NewStoreConsumer(p.kcfg, p.deps, kafkax.ConsumerConfig{
+		Group: "aggregator", Topic: p.topic, MaxPollRecords: p.batch,
+		RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond, Extra: kafkatest.GroupOpts(),
+	}, store, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Run(ctx); err != nil {
+		t.Errorf("consumer: %v", err)
+	}
+}
+
+// TestConsumeCrashesNeitherLoseNorDoubleCount runs 20 trials, each with its own seed, database and Kafka
+// cluster. In each, consumer after consumer is killed at a random one of its first writes: right after
+// the ClickHouse insert succeeded and before anything else (marking, the Kafka commit, the next poll), or
+// in the middle of the write at a random moment. A fresh consumer takes over after every kill until the
+// store has caught up. Every rollup must then equal what the input says, and every event be stored once.
 func TestConsumeCrashesNeitherLoseNorDoubleCount(t *testing.T) {
-	for trial := range 3 {
-		t.Run(fmt.Sprintf("trial-%d", trial), func(t *testing.T) {
+	const trials = 20
+	for trial := range trials {
+		t.Run(fmt.Sprintf("trial-%02d", trial), func(t *testing.T) {
+			t.Parallel()
 			seed := uint64(100 + trial)
 			store, conn, codec := newStore(t)
-			p := newPipeline(t, codec, seed, 1200)
-			p.batch = 60 // many small batches: more points to crash at
-			rng := rand.New(rand.NewPCG(seed, 7))
-			crashy := &crashingStore{Store: store, every: 2}
+			p := newPipeline(t, codec, seed, 100)
+			p.batch = 10 // a few small batches per partition: more points to crash at
+			crashy := &crashingStore{Store: store, rng: rand.New(rand.NewPCG(seed, 8))}
 
-			restarts := 0
-			for ; restarts < 5 && !p.caughtUp(t, store); restarts++ {
-				stop := p.start(t, crashy)
-				time.Sleep(time.Duration(200+rng.IntN(300)) * time.Millisecond)
-				stop() // cancels whatever write is in flight
+			runs := 0
+			for ; !p.caughtUp(t, store); runs++ {
+				if runs == 40 {
+					t.Fatalf("not caught up after %d consumers", runs)
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				crashy.arm(cancel)
+				caughtUp := make(chan struct{})
+				go func() { // a consumer that caught up before its crash stops too
+					defer close(caughtUp)
+					for ctx.Err() == nil && !p.caughtUp(t, store) {
+						time.Sleep(50 * time.Millisecond)
+					}
+					cancel()
+				}()
+				p.run(t, ctx, crashy)
+				cancel()
+				<-caughtUp
 			}
-			crashy.stopCrashing()
-			stop := p.start(t, crashy)
-			p.waitCaughtUp(t, store)
-			stop()
-			t.Logf("%d restarts, %d writes failed after their insert, %d interrupted", restarts, crashy.crashes, crashy.interrupted)
-			if crashy.crashes == 0 || restarts < 2 {
-				t.Fatalf("the trial crashed %d times over %d restarts: it proves nothing", crashy.crashes, restarts)
+			t.Logf("%d consumers: %d died after an insert, %d in the middle of a write", runs, crashy.crashes, crashy.cuts)
+			if crashy.crashes == 0 {
+				t.Fatalf("no consumer died after its insert: the trial proves nothing")
 			}
 
 			if n := count(t, conn, "SELECT count() FROM events"); n != uint64(len(p.facts)) {

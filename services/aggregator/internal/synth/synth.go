@@ -114,7 +114,8 @@ func Roster(tenant string, i int) records.EnrichedEvent {
 		SourceID: "sis-1", OccurredAt: at, ReceivedAt: at, SchemaVersion: 1, EnrichedAt: at,
 		Actor: records.EnrichedActor{InternalID: uuid.NewSHA1(uuid.NameSpaceOID, fmt.Appendf(nil, "user-%d", i)).String(), Role: "student"},
 	}
-	_ = ev.SetPayload(&records.User{ // cannot fail: a non-nil payload pointerSourcedID: fmt.Sprintf("SIS-%d", i), Status: records.RosterActive,
+	_ = ev.SetPayload(&records.User{ // cannot fail: a non-nil payload pointer
+		SourcedID: fmt.Sprintf("SIS-%d", i), Status: records.RosterActive,
 		DateLastModified: at, EnabledUser: true, GivenName: "Ada", FamilyName: "Lovelace"})
 	return ev
 }
@@ -136,11 +137,12 @@ type AttendanceKey struct{ Tenant, School, Day, Status string }
 type Rollups struct {
 	SchoolDaily map[SchoolDay]SchoolDayTotals
 	Attendance  map[AttendanceKey]uint64
+	Metrics     map[MetricKey]Metrics // metrics_daily and metrics_student_daily
 }
 
 // Want computes the rollups events must produce, each counted once.
 func Want(events []records.EnrichedEvent) Rollups {
-	r := Rollups{SchoolDaily: map[SchoolDay]SchoolDayTotals{}, Attendance: map[AttendanceKey]uint64{}}
+	r := Rollups{SchoolDaily: map[SchoolDay]SchoolDayTotals{}, Attendance: map[AttendanceKey]uint64{}, Metrics: wantMetrics(events)}
 	active := map[SchoolDay]map[string]bool{}
 	for _, ev := range events {
 		school := ""
@@ -202,7 +204,9 @@ func Got(ctx context.Context, conn driver.Conn) (Rollups, error) {
 	for _, a := range att {
 		r.Attendance[AttendanceKey{a.Tenant, a.School, a.Day, a.Status}] = a.Marks
 	}
-	return r, nil
+	var err error
+	r.Metrics, err = gotMetrics(ctx, conn)
+	return r, err
 }
 
 // Diff lists the differences between want and got, sorted; none means equal.
@@ -228,6 +232,7 @@ func Diff(want, got Rollups) []string {
 			out = append(out, fmt.Sprintf("attendance_daily %v = %d, want no row", k, g))
 		}
 	}
+	out = append(out, diffMetrics(want.Metrics, got.Metrics)...)
 	sort.Strings(out)
 	return out
 }
