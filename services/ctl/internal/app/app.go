@@ -62,6 +62,12 @@ func commands() []command {
 			"issue an API key (shown once)", runKeysCreate},
 		{"keys list", "--tenant ID", "list a district's API keys (never their secrets)", runKeysList},
 		{"keys revoke", "--id KEYID", "revoke an API key", runKeysRevoke},
+		{"policy get", "(--tenant ID | --template ferpa|coppa|dpdp)", "show a district's privacy policy, or a template", runPolicyGet},
+		{"policy set", "--tenant ID (--template ferpa|coppa|dpdp | --file policy.json)",
+			"store a district's next policy version", runPolicySet},
+		{"dlq list", "[--tenant ID] [--reason REASON] [--limit N]", "show dead letters (Kafka flags: -h)", runDLQList},
+		{"dlq replay", "[--tenant ID] [--reason REASON] [--limit N] [--again] [--dry-run]",
+			"send dead letters back to raw, original bytes and headers, once", runDLQReplay},
 	}
 }
 
