@@ -51,9 +51,12 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{"migrate", "[--parallel N]", "migrate the control schema, then every district schema", runMigrate},
-		{"tenant create", "--id ID --name NAME", "register a district and create its schema", runTenantCreate},
-		{"tenant list", "", "list districts", runTenantList},
+		{"migrate", "[--parallel N]", "migrate the control schema, then every district schema on every instance", runMigrate},
+		{"tenant create", "--id ID --name NAME [--instance NAME]", "register a district and create its schema", runTenantCreate},
+		{"tenant list", "", "list districts and their instances", runTenantList},
+		{"tenant delete", "--id ID --confirm ID", "delete a district: revoke its keys, drop its schema", runTenantDelete},
+		{"instance add", "--name NAME --url-env VAR [--default]", "register a PostgreSQL instance for districts", runInstanceAdd},
+		{"instance list", "", "list PostgreSQL instances", runInstanceList},
 		{"tenant limits", "[--id ID]", "show districts' ingest settings (rate limit, hot shards)", runTenantLimits},
 		{"tenant set-limits", "--id ID (--events-per-sec N [--burst N] | --default)",
 			"set a district's rate limit per gateway instance", runTenantSetLimits},
@@ -192,7 +195,9 @@ func withStore(ctx context.Context, e Env, c *common, fn func(*tenancy.Store) er
 		return err
 	}
 	defer pool.Close()
-	err = fn(tenancy.NewStore(pool))
+	store := tenancy.NewFleetStore(tenancy.NewFleet(pool, e.Getenv))
+	defer store.Close()
+	err = fn(store)
 	if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == "42P01" { // undefined_table
 		return fmt.Errorf("%w (has 'ctl migrate' been run?)", err)
 	}

@@ -193,7 +193,9 @@ func TestMigrateReportsFailedDistrictsAndGoesOn(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "1 of 4 failed: b2") {
 		t.Errorf("migrate error = %v, want b2 reported", err)
 	}
-	if strings.Count(progress, "/4] district ") != 4 || !strings.Contains(progress, "district b2: FAILED") {
+	// a1 is up to date and skipped; the three others are attempted, with progress over all four.
+	if strings.Count(progress, "/4] district ") != 3 || !strings.Contains(progress, "district b2 (instance main): FAILED") ||
+		!strings.Contains(progress, "instance main: 4 districts, 1 up to date, 3 to migrate") {
 		t.Errorf("progress = %q", progress)
 	}
 	var report struct {
