@@ -14,6 +14,8 @@ require github.com/edtech-analytics/platform/libs/records v0.0.0-00010101000000-
 
 require github.com/edtech-analytics/platform/libs/svc v0.0.0-00010101000000-000000000000
 
+require github.com/edtech-analytics/platform/services/ctl v0.0.0-00010101000000-000000000000
+
 require (
 	github.com/edtech-analytics/platform/libs/kafkatest v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/tenancy v0.0.0-00010101000000-000000000000

@@ -1,11 +1,15 @@
 package app_test
 
 import (
+	"bytes"
 	"flag"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/records"
+	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/services/ctl/cli"
 )
 
 func newFlagSet() *flag.FlagSet { return flag.NewFlagSet("enricher", flag.ContinueOnError) }
@@ -75,5 +79,59 @@ func TestErasureIsDurableAndAppliedBeforeProcessing(t *testing.T) {
 	if err := h.pool.QueryRow(t.Context(), `SELECT count(*) FROM district_d1.student_identities
 		WHERE sis_id IN ('A', 'B')`).Scan(&clearIDs); err != nil || clearIDs != 0 {
 		t.Fatalf("clear SIS ids of erased students: %d (%v)", clearIDs, err)
+	}
+}
+
+// TestDLQReplayGoesThroughTheNormalPath: records dead-lettered for an unknown district and for a policy
+// violation are replayed with ctl after the fix (the district created, the policy relaxed) and are then
+// enriched like any other, once.
+func TestDLQReplayGoesThroughTheNormalPath(t *testing.T) {
+	h := newHarness(t, "d1")
+	strict, err := tenancy.PolicyTemplate(tenancy.TemplateFERPA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	strict.Template, strict.Fields["session.device"] = tenancy.TemplateCustom, tenancy.ActionReject
+	if _, err := h.store.SetPolicy(t.Context(), "d1", strict, "test"); err != nil {
+		t.Fatal(err)
+	}
+	rejected, early, fine := h.event("d1", "A"), h.event("d2", "B"), h.event("d1", "C")
+	rejected.Session.Device = ptr("ipad-7")
+	h.produceRaw(rejected, early, fine)
+	cfg := h.config("enricher")
+	cfg.PolicyRefresh = 100 * time.Millisecond
+	h.start(cfg)
+	h.waitFor("two dead letters", 20*time.Second, func() bool { return len(h.readCommitted(h.kcfg.Topics().DLQ)) == 2 })
+
+	// The fixes: the district is created, the policy no longer rejects the field.
+	if _, err := h.store.CreateTenant(t.Context(), "d2", "District d2"); err != nil {
+		t.Fatal(err)
+	}
+	relaxed, _ := tenancy.PolicyTemplate(tenancy.TemplateFERPA)
+	if _, err := h.store.SetPolicy(t.Context(), "d1", relaxed, "test"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // past the enricher's cache interval
+	var out, errOut bytes.Buffer
+	args := []string{"dlq", "replay", "--database-url", h.dbURL, "--kafka.brokers", h.kcfg.Brokers[0], "--kafka.topic-prefix", h.kcfg.TopicPrefix}
+	if err := cli.Run(t.Context(), args, &out, &errOut); err != nil || !strings.Contains(out.String(), "replayed 2 of 2") {
+		t.Fatalf("ctl dlq replay: %v\n%s%s", err, out.String(), errOut.String())
+	}
+	h.waitFor("the replayed records", 20*time.Second, func() bool {
+		ev := h.enriched()
+		return has(ev, rejected.EventID) && has(ev, early.EventID)
+	})
+	counts := map[string]int{}
+	for _, ev := range h.enriched() {
+		counts[ev.EventID]++
+		if ev.EventID == rejected.EventID && (ev.PolicyVersion != 2 || *ev.Session.Device != "ipad-7") {
+			t.Fatalf("replayed record enriched under policy %d: %+v", ev.PolicyVersion, ev.Session)
+		}
+	}
+	if counts[rejected.EventID] != 1 || counts[early.EventID] != 1 || counts[fine.EventID] != 1 || len(counts) != 3 {
+		t.Fatalf("enriched counts = %v", counts)
+	}
+	if n := len(h.readCommitted(h.kcfg.Topics().DLQ)); n != 2 {
+		t.Fatalf("the DLQ holds %d records after the replay, want the 2 originals", n)
 	}
 }
