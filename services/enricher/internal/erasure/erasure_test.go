@@ -1,0 +1,149 @@
+package erasure_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/edtech-analytics/platform/libs/kafkatest"
+	"github.com/edtech-analytics/platform/libs/kafkax"
+	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
+	"github.com/edtech-analytics/platform/libs/records"
+	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/services/enricher/internal/erasure"
+	"github.com/edtech-analytics/platform/services/enricher/internal/identity"
+	"github.com/edtech-analytics/platform/services/enricher/internal/roster"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+func ptr[T any](v T) *T { return &v }
+
+// TestControlCommandsAreAppliedOnceAndDurably feeds erase commands of every shape (and other commands,
+// and garbage) through the control topic, then checks the registry, the district's identities, that a
+// restarted consumer resumes after what it applied, and that a fresh Load sees the same erasures.
+func TestControlCommandsAreAppliedOnceAndDurably(t *testing.T) {
+	ctx := t.Context()
+	pool, _ := pgtest.New(t)
+	if err := tenancy.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	store := tenancy.NewStore(pool)
+	d1, err := store.CreateTenant(ctx, "d1", "D1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := identity.New(pool, 100)
+	byID, err := ids.Resolve(ctx, d1, "sis", "S1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, kcfg := kafkatest.New(t)
+	cl, err := kafkax.NewClient(kcfg, kafkax.Deps{}, "", kafkax.ProducerOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := kafkax.EnsureTopics(ctx, cl.Client, 4, 1, kafkax.PlatformTopics(kcfg.Topics())); err != nil {
+		t.Fatal(err)
+	}
+	codec, err := records.NewCodec(ctx, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	produce := func(cmds ...records.ControlCommand) {
+		for _, cmd := range cmds {
+			b, err := codec.Encode(&cmd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cl.ProduceSync(ctx, &kgo.Record{Topic: kcfg.Topics().Control, Key: []byte(cmd.TenantID), Value: b}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	cmd := func(n int, typ, tenant string) records.ControlCommand {
+		return records.ControlCommand{CommandID: "20000000-0000-4000-8000-00000000000" + string(rune('0'+n)), Type: typ,
+			TenantID: tenant, IssuedAt: time.Now(), IssuedBy: "test"}
+	}
+	bySIS := cmd(1, records.CommandEraseStudent, "d1")
+	bySIS.SourceID, bySIS.SISID = ptr("sis"), ptr("S2") // never seen: reserved and erased
+	byInternal := cmd(2, records.CommandEraseStudent, "d1")
+	byInternal.StudentInternalID = &byID.InternalID
+	unknown := cmd(3, records.CommandEraseStudent, "nowhere")
+	unknown.SourceID, unknown.SISID = ptr("sis"), ptr("X")
+	produce(bySIS, byInternal, unknown, cmd(4, records.CommandEraseDistrict, "d9"), cmd(5, records.CommandPolicyUpdated, "d1"))
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: kcfg.Topics().Control, Key: []byte("d1"), Value: []byte("garbage")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	// run starts a consumer and returns once it has caught up, with what it was told besides erasures.
+	run := func(reg *erasure.Registry) (stop func(), others func() []string) {
+		var mu sync.Mutex
+		var seen []string
+		c := &erasure.Consumer{Pool: pool, Kafka: kcfg, Deps: kafkax.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil))},
+			Codec: codec, Registry: reg, Tenants: store, Identities: ids, Context: roster.New(pool, 100),
+			OnCommand: func(c records.ControlCommand) { mu.Lock(); seen = append(seen, c.Type); mu.Unlock() }}
+		rctx, cancel := context.WithCancel(ctx)
+		caught, done := make(chan struct{}), make(chan error, 1)
+		go func() { done <- c.Run(rctx, func() { close(caught) }) }()
+		select {
+		case <-caught:
+		case err := <-done:
+			t.Fatalf("consumer stopped: %v", err)
+		case <-time.After(20 * time.Second):
+			t.Fatal("consumer never caught up")
+		}
+		return func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("consumer: %v", err)
+				}
+			}, func() []string {
+				mu.Lock()
+				defer mu.Unlock()
+				return append([]string(nil), seen...)
+			}
+	}
+
+	reg, err := erasure.Load(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop, others := run(reg)
+	s2, err := identity.New(pool, 100).Resolve(ctx, d1, "sis", "S2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(reg *erasure.Registry) {
+		t.Helper()
+		if !reg.Student("d1", byID.InternalID) || !reg.Student("d1", s2.InternalID) || !reg.District("d9") ||
+			!reg.Student("d9", "anyone") || reg.District("d1") || reg.Student("nowhere", "") {
+			t.Fatal("registry does not hold exactly the erasures")
+		}
+	}
+	check(reg) // in force as soon as the consumer reported it caught up
+	if got := others(); len(got) != 1 || got[0] != records.CommandPolicyUpdated {
+		t.Fatalf("other commands = %v", got)
+	}
+	stop()
+
+	// A restart resumes after the applied commands: nothing is applied twice.
+	produce(cmd(6, records.CommandTenantDeleted, "d1"))
+	stop, others = run(reg)
+	if got := others(); len(got) != 1 || got[0] != records.CommandTenantDeleted {
+		t.Fatalf("after restart, other commands = %v", got)
+	}
+	stop()
+	reloaded, err := erasure.Load(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(reloaded)
+	var n int
+	if err := pool.QueryRow(ctx, "SELECT count(*) FROM control.erasures").Scan(&n); err != nil || n != 3 {
+		t.Fatalf("%d erasures recorded, want 3 (%v)", n, err)
+	}
+}
