@@ -4,16 +4,18 @@
 package ingest
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/records"
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // FieldError is one problem with one field of one event.
@@ -53,68 +55,110 @@ func (e *SyntaxError) Error() string {
 // ErrTooManyEvents is returned when a batch holds more events than allowed.
 var ErrTooManyEvents = errors.New("too many events in one request")
 
-// SplitJSON splits a `{"events":[...]}` body into its raw events.
+// SplitJSON splits a `{"events":[...]}` body into its raw events in one pass. Other members of the
+// object are ignored; a repeated member name is a syntax error.
 func SplitJSON(body []byte, maxEvents int) ([]json.RawMessage, error) {
-	var doc struct {
-		Events []json.RawMessage `json:"events"`
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&doc); err != nil {
-		return nil, syntaxError(err, dec.InputOffset())
-	}
-	if dec.More() {
-		return nil, &SyntaxError{Offset: dec.InputOffset(), Msg: "unexpected data after the JSON document"}
-	}
-	if doc.Events == nil {
+	dec := jsontext.NewDecoder(bytes.NewBuffer(body))
+	if tok, err := dec.ReadToken(); err != nil {
+		return nil, syntaxError(err, dec)
+	} else if tok.Kind() != '{' {
 		return nil, &SyntaxError{Offset: 0, Msg: `body must be an object with an "events" array`}
 	}
-	if len(doc.Events) > maxEvents {
-		return nil, fmt.Errorf("%w: %d events, at most %d", ErrTooManyEvents, len(doc.Events), maxEvents)
+	var (
+		events []json.RawMessage
+		found  bool
+	)
+	// The events are copied into one buffer: each is a sub-slice of it.
+	arena := make([]byte, 0, len(body))
+	for dec.PeekKind() != '}' {
+		name, err := dec.ReadToken()
+		if err != nil {
+			return nil, syntaxError(err, dec)
+		}
+		if name.String() != "events" {
+			if err := dec.SkipValue(); err != nil {
+				return nil, syntaxError(err, dec)
+			}
+			continue
+		}
+		if dec.PeekKind() != '[' {
+			if err := dec.SkipValue(); err != nil {
+				return nil, syntaxError(err, dec)
+			}
+			return nil, &SyntaxError{Offset: dec.InputOffset(), Msg: `"events" must be an array`}
+		}
+		found = true
+		if _, err := dec.ReadToken(); err != nil {
+			return nil, syntaxError(err, dec)
+		}
+		for dec.PeekKind() != ']' {
+			v, err := dec.ReadValue()
+			if err != nil {
+				return nil, syntaxError(err, dec)
+			}
+			if len(events) == maxEvents {
+				return nil, fmt.Errorf("%w: more than %d", ErrTooManyEvents, maxEvents)
+			}
+			start := len(arena)
+			arena = append(arena, v...)
+			events = append(events, arena[start:len(arena):len(arena)])
+		}
+		if _, err := dec.ReadToken(); err != nil {
+			return nil, syntaxError(err, dec)
+		}
 	}
-	return doc.Events, nil
+	if _, err := dec.ReadToken(); err != nil {
+		return nil, syntaxError(err, dec)
+	}
+	if _, err := dec.ReadToken(); !errors.Is(err, io.EOF) {
+		return nil, &SyntaxError{Offset: dec.InputOffset(), Msg: "unexpected data after the JSON document"}
+	}
+	if !found {
+		return nil, &SyntaxError{Offset: 0, Msg: `body must be an object with an "events" array`}
+	}
+	if events == nil {
+		events = []json.RawMessage{}
+	}
+	return events, nil
 }
 
 // SplitNDJSON splits an NDJSON body (one event object per line; blank lines ignored) into its events.
+// The events alias body.
 func SplitNDJSON(body []byte, maxEvents int) ([]json.RawMessage, error) {
 	var out []json.RawMessage
-	sc := bufio.NewScanner(bytes.NewReader(body))
-	sc.Buffer(make([]byte, 0, 64<<10), len(body)+1)
 	var offset int64
-	for line := 1; sc.Scan(); line++ {
-		b := bytes.TrimSpace(sc.Bytes())
+	for line := 1; len(body) > 0; line++ {
+		text, rest, _ := bytes.Cut(body, []byte{'\n'})
 		start := offset
-		offset += int64(len(sc.Bytes())) + 1
+		offset += int64(len(text)) + 1
+		body = rest
+		b := bytes.TrimSpace(text)
 		if len(b) == 0 {
 			continue
 		}
-		if !json.Valid(b) || b[0] != '{' {
+		if b[0] != '{' || !jsontext.Value(b).IsValid() {
 			return nil, &SyntaxError{Offset: start, Line: line, Msg: "not a JSON object"}
 		}
 		if len(out) == maxEvents {
 			return nil, fmt.Errorf("%w: more than %d", ErrTooManyEvents, maxEvents)
 		}
-		out = append(out, json.RawMessage(bytes.Clone(b)))
-	}
-	if err := sc.Err(); err != nil {
-		return nil, &SyntaxError{Offset: offset, Msg: err.Error()}
+		out = append(out, json.RawMessage(b[:len(b):len(b)]))
 	}
 	return out, nil
 }
 
-func syntaxError(err error, offset int64) error {
-	var se *json.SyntaxError
-	var te *json.UnmarshalTypeError
+func syntaxError(err error, dec *jsontext.Decoder) error {
+	var se *jsontext.SyntacticError
 	switch {
 	case errors.As(err, &se):
-		return &SyntaxError{Offset: se.Offset, Msg: se.Error()}
-	case errors.As(err, &te):
-		return &SyntaxError{Offset: te.Offset, Msg: fmt.Sprintf("%s must be %s", orRoot(te.Field), te.Type)}
-	case errors.Is(err, io.EOF):
-		return &SyntaxError{Offset: 0, Msg: "empty body"}
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return &SyntaxError{Offset: offset, Msg: "unexpected end of body"}
+		return &SyntaxError{Offset: se.ByteOffset, Msg: strings.TrimPrefix(se.Error(), "jsontext: ")}
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		if dec.InputOffset() == 0 {
+			return &SyntaxError{Offset: 0, Msg: "empty body"}
+		}
+		return &SyntaxError{Offset: dec.InputOffset(), Msg: "unexpected end of body"}
 	}
-	return &SyntaxError{Offset: offset, Msg: err.Error()}
+	return &SyntaxError{Offset: dec.InputOffset(), Msg: err.Error()}
 }
 
 func orRoot(f string) string {
@@ -157,15 +201,15 @@ func Validate(raw []json.RawMessage, meta Meta) ([]Accepted, []Rejected) {
 
 // event is the public JSON shape of one event.
 type event struct {
-	EventID       string          `json:"event_id"`
-	Type          string          `json:"type"`
-	OccurredAt    string          `json:"occurred_at"`
-	SchemaVersion *int            `json:"schema_version"`
-	Actor         *actor          `json:"actor"`
-	SchoolID      *string         `json:"school_id"`
-	ClassID       *string         `json:"class_id"`
-	SessionID     *string         `json:"session_id"`
-	Payload       json.RawMessage `json:"payload"`
+	EventID       string         `json:"event_id"`
+	Type          string         `json:"type"`
+	OccurredAt    string         `json:"occurred_at"`
+	SchemaVersion *int           `json:"schema_version"`
+	Actor         *actor         `json:"actor"`
+	SchoolID      *string        `json:"school_id"`
+	ClassID       *string        `json:"class_id"`
+	SessionID     *string        `json:"session_id"`
+	Payload       jsontext.Value `json:"payload"`
 }
 
 type actor struct {
@@ -187,7 +231,7 @@ func decodeEvent(b []byte, meta Meta) (*records.RawEvent, string, []FieldError) 
 		var idOnly struct {
 			EventID string `json:"event_id"`
 		}
-		_ = json.Unmarshal(b, &idOnly)
+		_ = jsonv2.Unmarshal(b, &idOnly)
 		return nil, idOnly.EventID, v.errs
 	}
 	ev := &records.RawEvent{
@@ -238,44 +282,88 @@ func decodeEvent(b []byte, meta Meta) (*records.RawEvent, string, []FieldError) 
 	return ev, ev.EventID, v.errs
 }
 
+// strictUnmarshal decodes an event or payload: unknown members are errors, and so (by the decoder's
+// defaults) are repeated names and invalid UTF-8; names match exactly.
 func strictUnmarshal(b []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	return dec.Decode(v)
+	return jsonv2.Unmarshal(b, v, jsonv2.RejectUnknownMembers(true))
 }
 
 // jsonField names the field a decoding error is about, under prefix.
 func jsonField(err error, prefix string) string {
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) && te.Field != "" {
-		return join(prefix, te.Field)
+	var ptr jsontext.Pointer
+	var se *jsonv2.SemanticError
+	var syn *jsontext.SyntacticError
+	switch {
+	case errors.As(err, &se):
+		ptr = se.JSONPointer
+	case errors.As(err, &syn):
+		ptr = syn.JSONPointer
 	}
-	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		return join(prefix, strings.Trim(f, `"`))
+	f := prefix
+	for tok := range ptr.Tokens() {
+		f = join(f, tok)
 	}
-	return orRoot(prefix)
+	return orRoot(f)
 }
 
 func jsonMessage(err error) string {
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		return fmt.Sprintf("must be a JSON %s, not %s", jsonKind(te.Type.Kind().String()), te.Value)
+	var se *jsonv2.SemanticError
+	if errors.As(err, &se) {
+		switch {
+		case errors.Is(err, jsonv2.ErrUnknownName):
+			return "is not a known field"
+		case se.GoType != nil && se.JSONKind != 0 && kindOf(se.GoType) != jsonKind(se.JSONKind):
+			return fmt.Sprintf("must be a JSON %s, not %s", kindOf(se.GoType), jsonKind(se.JSONKind))
+		case se.GoType != nil && isInt(se.GoType):
+			return "must be a whole number in range"
+		case se.Err != nil:
+			return se.Err.Error()
+		}
 	}
-	if strings.HasPrefix(err.Error(), "json: unknown field ") {
-		return "is not a known field"
+	var syn *jsontext.SyntacticError
+	if errors.As(err, &syn) && syn.Err != nil {
+		return syn.Err.Error()
 	}
-	return strings.TrimPrefix(err.Error(), "json: ")
+	return strings.TrimPrefix(strings.TrimPrefix(err.Error(), "json: "), "jsontext: ")
 }
 
-func jsonKind(goKind string) string {
-	switch goKind {
-	case "string":
+// kindOf names the JSON kind a Go type decodes from.
+func kindOf(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
 		return "string"
-	case "float64", "float32", "int", "int64", "int32":
+	case reflect.Float32, reflect.Float64, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		return "number"
-	case "bool":
+	case reflect.Bool:
 		return "boolean"
-	case "slice":
+	case reflect.Slice, reflect.Array:
+		return "array"
+	}
+	return "object"
+}
+
+func isInt(t reflect.Type) bool {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return t.Kind() >= reflect.Int && t.Kind() <= reflect.Uint64
+}
+
+func jsonKind(k jsontext.Kind) string {
+	switch k {
+	case '"':
+		return "string"
+	case '0':
+		return "number"
+	case 't', 'f':
+		return "boolean"
+	case 'n':
+		return "null"
+	case '[':
 		return "array"
 	}
 	return "object"

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/records"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 var meta = Meta{TenantID: "d1", SourceID: "lms", ReceivedAt: time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)}
@@ -137,9 +138,19 @@ func FuzzDecode(f *testing.F) {
 			if err != nil {
 				continue
 			}
+			for _, e := range evs {
+				if !jsontext.Value(e).IsValid() {
+					t.Fatalf("split yielded invalid JSON %q", e)
+				}
+			}
 			acc, rej := Validate(evs, meta)
 			if len(acc)+len(rej) != len(evs) {
 				t.Fatalf("%d events, %d accepted + %d rejected", len(evs), len(acc), len(rej))
+			}
+			for _, a := range acc {
+				if err := a.Event.CheckPayload(); err != nil || !isUUID(a.Event.EventID) {
+					t.Fatalf("accepted an event that breaks the record's rules: %+v (%v)", a.Event, err)
+				}
 			}
 			for _, r := range rej {
 				if len(r.Errors) == 0 {
@@ -148,4 +159,93 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestStrictEventDecoding: names match exactly, a repeated member and invalid UTF-8 are errors, and a
+// number too large for its field is named.
+func TestStrictEventDecoding(t *testing.T) {
+	tests := []struct {
+		name  string
+		event string
+		field string
+	}{
+		{"name in the wrong case", strings.Replace(validAttendance, `"event_id"`, `"Event_ID"`, 1), "Event_ID"},
+		{"repeated member", strings.Replace(validAttendance, `"class_id":"c1",`, `"class_id":"c1","class_id":"c2",`, 1), "class_id"},
+		{"repeated payload member", strings.Replace(validAttendance, `"status":"present"`, `"status":"present","status":"absent"`, 1), "payload.status"},
+		{"invalid utf-8", strings.Replace(validAttendance, `"S1"`, "\"S\xff\"", 1), "actor.sis_id"},
+		{"integer overflow", strings.Replace(validAttendance, `"date":"2026-11-20"`, `"date":"2026-11-20","minutes_present":1e30`, 1), "payload.minutes_present"},
+		{"fraction for an integer", strings.Replace(validAttendance, `"date":"2026-11-20"`, `"date":"2026-11-20","minutes_present":1.5`, 1), "payload.minutes_present"},
+		{"object for a string", strings.Replace(validAttendance, `"school_id":"sch1"`, `"school_id":{}`, 1), "school_id"},
+		{"uuid with a bad digit", strings.Replace(validAttendance, "000000000001", "00000000000g", 1), "event_id"},
+		{"uuid without dashes", strings.Replace(validAttendance, "6f1c2b7e-8a3d-4c1e-9f00-000000000001", "6f1c2b7e8a3d4c1e9f00000000000001", 1), "event_id"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			acc, rej := Validate([]json.RawMessage{json.RawMessage(tt.event)}, meta)
+			if len(acc) != 0 || len(rej) != 1 {
+				t.Fatalf("accepted %d rejected %d", len(acc), len(rej))
+			}
+			for _, e := range rej[0].Errors {
+				if e.Field == tt.field && e.Message != "" {
+					return
+				}
+			}
+			t.Errorf("no error for %s: %+v", tt.field, rej[0].Errors)
+		})
+	}
+	if acc, _ := Validate([]json.RawMessage{json.RawMessage(strings.ToUpper(validAttendance[:60]) + validAttendance[60:])}, meta); len(acc) != 0 {
+		t.Error("upper-case member names were accepted")
+	}
+}
+
+func TestSplitJSONShapes(t *testing.T) {
+	tests := []struct {
+		name   string
+		body   string
+		events []string // nil: a syntax error
+	}{
+		{"spaces and nesting", " {\n\"events\" : [ {\"a\":[1,{\"b\":\"]\"}]} ,\t{}\n] }\n", []string{`{"a":[1,{"b":"]"}]}`, `{}`}},
+		{"other members ignored", `{"meta":{"x":[1]},"events":[{"a":1}],"more":true}`, []string{`{"a":1}`}},
+		{"empty", `{"events":[]}`, []string{}},
+		{"not only objects", `{"events":[1,"x",null]}`, []string{`1`, `"x"`, `null`}},
+		{"no events member", `{"evnts":[]}`, nil},
+		{"events not an array", `{"events":{}}`, nil},
+		{"repeated events", `{"events":[],"events":[{}]}`, nil},
+		{"trailing data", `{"events":[]} {}`, nil},
+		{"empty body", ``, nil},
+		{"truncated", `{"events":[{"a":1}`, nil},
+		{"invalid utf-8", "{\"events\":[\"\xff\"]}", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := SplitJSON([]byte(tt.body), 10)
+			if tt.events == nil {
+				var se *SyntaxError
+				if !errors.As(err, &se) {
+					t.Fatalf("SplitJSON = %q, %v; want a syntax error", got, err)
+				}
+				return
+			}
+			if err != nil || len(got) != len(tt.events) {
+				t.Fatalf("SplitJSON = %q, %v", got, err)
+			}
+			for i := range got {
+				if string(got[i]) != tt.events[i] {
+					t.Errorf("event %d = %q, want %q", i, got[i], tt.events[i])
+				}
+			}
+		})
+	}
+}
+
+func TestIsUUID(t *testing.T) {
+	for s, want := range map[string]bool{
+		"6f1c2b7e-8a3d-4c1e-9f00-000000000001": true, "6F1C2B7E-8A3D-4C1E-9F00-00000000000A": true,
+		"6f1c2b7e-8a3d-4c1e-9f00-00000000001": false, "6f1c2b7e-8a3d-4c1e-9f00_000000000001": false,
+		"6f1c2b7e-8a3d-4c1e-9f00-00000000000z": false, "": false, "6f1c2b7e8a3d4c1e9f00000000000001----": false,
+	} {
+		if isUUID(s) != want {
+			t.Errorf("isUUID(%q) = %v", s, !want)
+		}
+	}
 }

@@ -1,14 +1,14 @@
 package ingest
 
 import (
-	"encoding/json"
 	"sort"
 
 	"github.com/edtech-analytics/platform/libs/records"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // payloadDecoders decode and check each event type's payload into the raw record.
-var payloadDecoders = map[string]func(v *validator, b json.RawMessage, ev *records.RawEvent){
+var payloadDecoders = map[string]func(v *validator, b jsontext.Value, ev *records.RawEvent){
 	records.TypeAttendance:           decodeAttendance,
 	records.TypeAssessmentResult:     decodeAssessment,
 	records.TypeAssignmentSubmission: decodeSubmission,
@@ -26,7 +26,7 @@ func eventTypes() []string {
 }
 
 // payload decodes b strictly into dst, reporting a decoding problem against its payload field.
-func payload(v *validator, b json.RawMessage, dst any) bool {
+func payload(v *validator, b jsontext.Value, dst any) bool {
 	if err := strictUnmarshal(b, dst); err != nil {
 		v.add(jsonField(err, "payload"), jsonMessage(err))
 		return false
@@ -36,7 +36,7 @@ func payload(v *validator, b json.RawMessage, dst any) bool {
 
 var attendanceStatuses = set("present", "absent", "tardy", "excused", "early_departure", "remote")
 
-func decodeAttendance(v *validator, b json.RawMessage, ev *records.RawEvent) {
+func decodeAttendance(v *validator, b jsontext.Value, ev *records.RawEvent) {
 	var in struct {
 		Status         string  `json:"status"`
 		Date           string  `json:"date"`
@@ -57,7 +57,7 @@ func decodeAttendance(v *validator, b json.RawMessage, ev *records.RawEvent) {
 	ev.Attendance = a
 }
 
-func decodeAssessment(v *validator, b json.RawMessage, ev *records.RawEvent) {
+func decodeAssessment(v *validator, b jsontext.Value, ev *records.RawEvent) {
 	var in struct {
 		AssessmentID string   `json:"assessment_id"`
 		Score        *float64 `json:"score"`
@@ -98,7 +98,7 @@ func decodeAssessment(v *validator, b json.RawMessage, ev *records.RawEvent) {
 
 var submissionStatuses = set("submitted", "resubmitted", "graded", "returned", "missing")
 
-func decodeSubmission(v *validator, b json.RawMessage, ev *records.RawEvent) {
+func decodeSubmission(v *validator, b jsontext.Value, ev *records.RawEvent) {
 	var in struct {
 		AssignmentID string   `json:"assignment_id"`
 		DueAt        *string  `json:"due_at"`
@@ -129,7 +129,7 @@ func decodeSubmission(v *validator, b json.RawMessage, ev *records.RawEvent) {
 
 var sessionActions = set("login", "logout")
 
-func decodeSession(v *validator, b json.RawMessage, ev *records.RawEvent) {
+func decodeSession(v *validator, b jsontext.Value, ev *records.RawEvent) {
 	var in struct {
 		Action          string  `json:"action"`
 		SessionID       *string `json:"session_id"`
@@ -150,7 +150,7 @@ func decodeSession(v *validator, b json.RawMessage, ev *records.RawEvent) {
 	ev.Session = &records.SessionEvent{Action: in.Action, SessionID: in.SessionID, Device: in.Device, App: in.App, DurationSeconds: in.DurationSeconds}
 }
 
-func decodeContentView(v *validator, b json.RawMessage, ev *records.RawEvent) {
+func decodeContentView(v *validator, b jsontext.Value, ev *records.RawEvent) {
 	var in struct {
 		ContentID       string   `json:"content_id"`
 		ContentType     string   `json:"content_type"`

@@ -3,7 +3,6 @@ package ingest
 import (
 	"fmt"
 	"math"
-	"regexp"
 	"time"
 	"unicode/utf8"
 )
@@ -15,15 +14,33 @@ func (v *validator) add(field, msg string) {
 	v.errs = append(v.errs, FieldError{Field: field, Message: msg})
 }
 
-var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-
 func (v *validator) uuid(field, s string) {
 	switch {
 	case s == "":
 		v.add(field, "is required")
-	case !uuidRE.MatchString(s):
+	case !isUUID(s):
 		v.add(field, "must be a UUID")
 	}
+}
+
+// isUUID reports whether s is a UUID in its 36-character text form (8-4-4-4-12 hex digits, either case).
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return false
+			}
+		case '0' <= c && c <= '9', 'a' <= c && c <= 'f', 'A' <= c && c <= 'F':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // maxIDLen bounds identifiers (SIS ids, school, class, content ids).

@@ -258,21 +258,12 @@ func (s *Server) produce(ctx context.Context, tenant *tenants.Settings, accepted
 	if len(accepted) == 0 {
 		return nil
 	}
-	// The records and their values are allocated once per batch; the producer holds on to them until
-	// their promises run, so nothing here is pooled. Record values are sub-slices of one buffer: if it
-	// grows, earlier values keep pointing into the old array, which nothing writes to again.
-	recs := make([]kgo.Record, len(accepted))
-	buf := make([]byte, 0, sizeHint)
 	// A client that hangs up must not cancel records: franz-go fails a whole buffered batch (other
 	// requests' records too) when its first record's context is canceled.
 	pctx := context.WithoutCancel(ctx)
-	for i, a := range accepted {
-		start := len(buf)
-		var err error
-		if buf, err = s.codec.AppendEncode(buf, a.Event); err != nil {
-			return fmt.Errorf("encoding event %s: %w", a.Event.EventID, err)
-		}
-		recs[i] = kgo.Record{Topic: s.topics.Raw, Key: tenant.RecordKey(a.Event.Actor.SISID), Value: buf[start:len(buf):len(buf)], Context: pctx}
+	recs, err := s.encodeBatch(pctx, tenant, accepted, sizeHint)
+	if err != nil {
+		return err
 	}
 	w := newAcks(len(recs))
 	for i := range recs {
@@ -283,6 +274,24 @@ func (s *Server) produce(ctx context.Context, tenant *tenants.Settings, accepted
 	}
 	<-w.done
 	return w.err
+}
+
+// encodeBatch turns accepted events into raw records under the district's record keys. The records and
+// their values are allocated once per batch; the producer holds on to them until their promises run, so
+// nothing here is pooled. Values are sub-slices of one buffer: if it grows, earlier values keep pointing
+// into the old array, which nothing writes to again.
+func (s *Server) encodeBatch(ctx context.Context, tenant *tenants.Settings, accepted []ingest.Accepted, sizeHint int) ([]kgo.Record, error) {
+	recs := make([]kgo.Record, len(accepted))
+	buf := make([]byte, 0, sizeHint)
+	for i, a := range accepted {
+		start := len(buf)
+		var err error
+		if buf, err = s.codec.AppendEncode(buf, a.Event); err != nil {
+			return nil, fmt.Errorf("encoding event %s: %w", a.Event.EventID, err)
+		}
+		recs[i] = kgo.Record{Topic: s.topics.Raw, Key: tenant.RecordKey(a.Event.Actor.SISID), Value: buf[start:len(buf):len(buf)], Context: ctx}
+	}
+	return recs, nil
 }
 
 // acks waits for the promises of one batch: done closes when every record is acknowledged or at the first

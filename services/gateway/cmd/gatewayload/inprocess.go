@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/edtech-analytics/platform/libs/kafkax"
+	"github.com/edtech-analytics/platform/libs/obs"
+	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/services/gateway/internal/server"
+	"github.com/edtech-analytics/platform/services/gateway/internal/tenants"
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// gateway is a gateway running in this process: kfake, the producer, the HTTP server.
+type gateway struct {
+	url     string
+	tenants []string
+	keys    []string
+	close   func()
+}
+
+// keyMap is an in-memory key store: the load measures the gateway, not PostgreSQL (the gateway caches
+// key lookups for the key TTL anyway).
+type keyMap map[string]server.Key
+
+func (m keyMap) Lookup(_ context.Context, plaintext string) (server.Key, error) {
+	if k, ok := m[plaintext]; ok {
+		return k, nil
+	}
+	return server.Key{}, server.ErrInvalidKey
+}
+
+// startGateway wires the gateway as app.Run does, with kfake for Kafka and in-memory keys and tenant
+// settings (rate limits high enough not to throttle the load).
+func startGateway(ctx context.Context, cfg config) (gw *gateway, err error) {
+	var cleanup []func()
+	closeAll := func() {
+		for i := len(cleanup) - 1; i >= 0; i-- {
+			cleanup[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			closeAll()
+		}
+	}()
+	dir := cfg.kafkaDir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "gatewayload-kfake-"); err != nil {
+			return nil, fmt.Errorf("creating kfake dir: %w", err)
+		}
+		cleanup = append(cleanup, func() { _ = os.RemoveAll(dir) })
+	}
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(12), kfake.DataDir(dir))
+	if err != nil {
+		return nil, fmt.Errorf("starting kfake: %w", err)
+	}
+	cleanup = append(cleanup, cluster.Close)
+	kcfg := kafkax.Config{Brokers: cluster.ListenAddrs(), TopicPrefix: "load.", ClientID: "gateway", Partitions: 12, ReplicationFactor: 1}
+
+	tel, err := obs.Init(ctx, "gateway")
+	if err != nil {
+		return nil, err
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	producer, err := kafkax.NewClient(kcfg, kafkax.Deps{Log: log, Tracer: tel.Tracer, Propagator: tel.Propagator}, "", kafkax.ProducerOptions()...)
+	if err != nil {
+		return nil, err
+	}
+	cleanup = append(cleanup, producer.Close)
+	if err := svc.WaitKafka(ctx, log, producer.Client, kcfg); err != nil {
+		return nil, err
+	}
+	codec, err := svc.NewCodec(ctx, kcfg)
+	if err != nil {
+		return nil, err
+	}
+
+	gw = &gateway{}
+	keys := keyMap{}
+	for i := range cfg.tenants {
+		id, key := fmt.Sprintf("load%02d", i), fmt.Sprintf("load-key-%02d", i)
+		gw.tenants, gw.keys = append(gw.tenants, id), append(gw.keys, key)
+		keys[key] = server.Key{ID: key, TenantID: id, SourceID: "load", Verbs: []string{server.VerbEventsWrite}}
+	}
+	reg, err := tenants.New(func(context.Context) ([]tenants.Stored, error) { return nil, nil },
+		tenants.RateLimit{EventsPerSecond: 100_000_000, Burst: 100_000_000}, 1000, log)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := server.New(server.Deps{Log: log, Keys: keys, Tenants: reg, Producer: producer.Client, Codec: codec, Tracer: tel.Tracer, Meter: tel.Meter},
+		server.Topics{Raw: kcfg.Topics().Raw, DLQ: kcfg.Topics().DLQ}, server.Limits{MaxBodyBytes: 5 << 20, MaxEvents: 1000})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("listening: %w", err)
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	cleanup = append(cleanup, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(sctx)
+		if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("serving", "err", err)
+		}
+		_ = producer.Flush(sctx)
+		_ = tel.Shutdown(sctx)
+	})
+	gw.url = "http://" + ln.Addr().String()
+	gw.close = closeAll
+	return gw, nil
+}
+
+// requests prepares the load's batches for this gateway's tenants.
+func (g *gateway) requests(cfg config) ([]request, error) {
+	return prepare(g.tenants, g.keys, cfg.batch)
+}
