@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/sampledata"
@@ -122,6 +123,8 @@ type report struct {
 	failed              map[string]int64 // by status or error
 	late                int64            // rate mode: requests that started more than one interval late
 	p50, p90, p99, pmax time.Duration
+	cpu                 time.Duration // CPU time this process used while measuring (user + system)
+	inProcess           bool
 }
 
 func (r report) String() string {
@@ -134,6 +137,14 @@ func (r report) String() string {
 	}
 	fmt.Fprintf(&b, "accepted: %.0f events/s (%.0f requests/s, %d events)\n", float64(r.accepted)/secs, float64(r.requests)/secs, r.accepted)
 	fmt.Fprintf(&b, "latency:  p50 %s   p90 %s   p99 %s   max %s\n", ms(r.p50), ms(r.p90), ms(r.p99), ms(r.pmax))
+	if r.accepted > 0 && r.cpu > 0 {
+		who := "load generator"
+		if r.inProcess {
+			who = "load generator + gateway + kfake"
+		}
+		fmt.Fprintf(&b, "cpu:      %.2f cores busy (%s), %.1f us per accepted event, %.0f events per CPU-second\n",
+			r.cpu.Seconds()/secs, who, float64(r.cpu.Microseconds())/float64(r.accepted), float64(r.accepted)/r.cpu.Seconds())
+	}
 	if r.late > 0 {
 		fmt.Fprintf(&b, "late:     %d requests started more than one interval behind schedule (latency counts from the schedule)\n", r.late)
 	}
@@ -146,6 +157,15 @@ func (r report) String() string {
 		fmt.Fprintf(&b, "failed:   %d x %s\n", r.failed[k], k)
 	}
 	return b.String()
+}
+
+// cpuTime is the user and system CPU time this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond)) }
@@ -192,8 +212,10 @@ func run(ctx context.Context, cfg config, progress io.Writer) (report, error) {
 		defer pprof.StopCPUProfile()
 	}
 	fmt.Fprintf(progress, "measuring for %s\n", cfg.duration)
+	cpu0 := cpuTime()
 	rep := l.phase(ctx, cfg, cfg.duration)
-	rep.target = target
+	rep.cpu = cpuTime() - cpu0
+	rep.target, rep.inProcess = target, cfg.target == ""
 	return rep, ctx.Err()
 }
 
