@@ -3,12 +3,15 @@ module github.com/edtech-analytics/platform/services/ctl
 go 1.26.0
 
 require (
+	github.com/edtech-analytics/platform/libs/conf v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/kafkatest v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/kafkax v0.0.0-00010101000000-000000000000
+	github.com/edtech-analytics/platform/libs/obs v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/pgutil v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/records v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/svc v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/tenancy v0.0.0-00010101000000-000000000000
+	github.com/edtech-analytics/platform/services/sink v0.0.0-00010101000000-000000000000
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/twmb/franz-go v1.22.2
 	github.com/twmb/franz-go/pkg/kadm v1.19.0
@@ -18,9 +21,7 @@ require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
-	github.com/edtech-analytics/platform/libs/conf v0.0.0-00010101000000-000000000000 // indirect
 	github.com/edtech-analytics/platform/libs/devenv v0.0.0-00010101000000-000000000000 // indirect
-	github.com/edtech-analytics/platform/libs/obs v0.0.0-00010101000000-000000000000 // indirect
 	github.com/edtech-analytics/platform/schemas v0.0.0-00010101000000-000000000000 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
@@ -82,4 +83,5 @@ replace (
 	github.com/edtech-analytics/platform/libs/svc => ../../libs/svc
 	github.com/edtech-analytics/platform/libs/tenancy => ../../libs/tenancy
 	github.com/edtech-analytics/platform/schemas => ../../schemas
+	github.com/edtech-analytics/platform/services/sink => ../sink
 )

@@ -57,6 +57,7 @@ func commands() []command {
 		{"tenant delete", "--id ID --confirm ID", "delete a district: revoke its keys, drop its schema", runTenantDelete},
 		{"instance add", "--name NAME --url-env VAR [--default]", "register a PostgreSQL instance for districts", runInstanceAdd},
 		{"instance list", "", "list PostgreSQL instances", runInstanceList},
+		{"rebuild", rebuildSynopsis, "rebuild a district's sink state from a replay, compare, swap in", runRebuild},
 		{"tenant limits", "[--id ID]", "show districts' ingest settings (rate limit, hot shards)", runTenantLimits},
 		{"tenant set-limits", "--id ID (--events-per-sec N [--burst N] | --default)",
 			"set a district's rate limit per gateway instance", runTenantSetLimits},

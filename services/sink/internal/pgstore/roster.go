@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -101,17 +102,22 @@ type rosterKey struct{ typ, sourcedID string }
 
 // rosterOp is the winning record of an entity in a batch: a row to upsert, or a delete. An upsert that
 // won over a delete in the same batch keeps that delete's time in deletedAt: the delete is applied
-// first, so the upsert does not inherit anything from the row the delete removed.
+// first. A user upsert that does not know the internal id keeps in prior the user rows of the batch
+// that did, since the last delete, in order: they are applied before it, each only if it is not older
+// than the row it meets, exactly as if the batch's records had been applied one by one.
 type rosterOp struct {
 	dlm       time.Time
 	delete    bool
 	row       any      // *xxxRow, for upserts
-	user      *userRow // row again when it is a user, to carry internal_id forward
+	user      *userRow // row again when it is a user
 	deletedAt *time.Time
+	prior     []*userRow
 }
 
 // addRoster reduces one roster record into the batch's ops: it wins over the entity's op so far unless
-// older. A user upsert that does not know the internal id keeps the one of the upsert it replaces.
+// older. Wins form a chain of non-decreasing times, so against any stored row the ops of the chain that
+// apply are a suffix of it, and only the deletes and the user rows that carry an internal id can
+// change what the final op leaves.
 func (dist *district) addRoster(ev *records.EnrichedEvent, internalID *string) {
 	k, op := rosterOpOf(ev, internalID)
 	cur, ok := dist.roster[k]
@@ -125,7 +131,10 @@ func (dist *district) addRoster(ev *records.EnrichedEvent, internalID *string) {
 		default:
 			op.deletedAt = cur.deletedAt
 			if op.user != nil && op.user.InternalID == nil {
-				op.user.InternalID = cur.user.InternalID
+				op.prior = cur.prior
+				if cur.user.InternalID != nil {
+					op.prior = append(slices.Clip(op.prior), cur.user)
+				}
 			}
 		}
 	}
@@ -149,7 +158,8 @@ func (dist *district) queueRoster(b *pgx.Batch, schema string, entities map[stri
 		e := entities[chunk[0].typ]
 		table := pgx.Identifier{schema, e.table}.Sanitize()
 		var (
-			rows    []any
+			rounds  [][]any // rounds[i] holds the i-th prior row of keys that have one; the last round the ops
+			finals  []any
 			delIDs  []string
 			delDLMs []time.Time
 		)
@@ -158,17 +168,25 @@ func (dist *district) queueRoster(b *pgx.Batch, schema string, entities map[stri
 			switch {
 			case op.delete:
 				delIDs, delDLMs = append(delIDs, k.sourcedID), append(delDLMs, op.dlm)
+				continue
 			case op.deletedAt != nil:
 				delIDs, delDLMs = append(delIDs, k.sourcedID), append(delDLMs, *op.deletedAt)
-				rows = append(rows, op.row)
-			default:
-				rows = append(rows, op.row)
 			}
+			for i, u := range op.prior {
+				if i == len(rounds) {
+					rounds = append(rounds, nil)
+				}
+				rounds[i] = append(rounds[i], u)
+			}
+			finals = append(finals, op.row)
 		}
 		if len(delIDs) > 0 { // before the upserts: a delete that an upsert of this batch follows comes first
 			b.Queue(fmt.Sprintf(deleteRoster, table, deletions), e.typ, delIDs, delDLMs)
 		}
-		if len(rows) > 0 {
+		for _, rows := range append(rounds, finals) {
+			if len(rows) == 0 {
+				continue
+			}
 			doc, err := json.Marshal(rows)
 			if err != nil {
 				return fmt.Errorf("encoding %s rows: %w", e.table, err)

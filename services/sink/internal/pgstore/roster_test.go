@@ -27,7 +27,7 @@ func rosterEvent(t *testing.T, payload any, actor string) *records.EnrichedEvent
 // TestRosterRules: the rules of roster state, each as batches of records about one user (user u1;
 // every case writes to its own partition, its records renamed to a user of its own).
 func TestRosterRules(t *testing.T) {
-	const idX = "6f1c1f4e-0d7a-4c59-9d0b-3f7f2a1c9e01"
+	const idX, idY = "6f1c1f4e-0d7a-4c59-9d0b-3f7f2a1c9e01", "6f1c1f4e-0d7a-4c59-9d0b-3f7f2a1c9e02"
 	at := func(h int) time.Time { return time.Date(2026, 3, 1, h, 0, 0, 0, time.UTC) }
 	user := func(h int, name, actor string, enabled bool) *records.EnrichedEvent {
 		return rosterEvent(t, &records.User{SourcedID: "u1", Status: records.RosterActive, DateLastModified: at(h),
@@ -54,6 +54,12 @@ func TestRosterRules(t *testing.T) {
 		{"the internal id stays known", [][]*records.EnrichedEvent{{user(1, "a", idX, true)}, {user(2, "b", "", true)}}, "b|" + idX + "|true"},
 		{"the internal id stays known within a batch", [][]*records.EnrichedEvent{{user(1, "a", idX, true), user(2, "b", "", true)}}, "b|" + idX + "|true"},
 		{"a delete forgets the internal id", [][]*records.EnrichedEvent{{user(1, "a", idX, true)}, {del(2)}, {user(3, "b", "", true)}}, "b|null|true"},
+		{"a stale record of a batch does not lend its internal id", [][]*records.EnrichedEvent{{user(5, "a", idX, true)},
+			{user(3, "b", idY, true), user(6, "c", "", true)}}, "c|" + idX + "|true"},
+		{"nor through later records of the batch", [][]*records.EnrichedEvent{{user(2, "a", idX, true)},
+			{user(1, "b", idY, true), user(3, "c", "", true), user(4, "d", "", true)}}, "d|" + idX + "|true"},
+		{"a fresh record of a batch does", [][]*records.EnrichedEvent{{user(2, "a", idX, true)},
+			{user(3, "b", idY, true), user(4, "c", "", true), user(5, "d", "", true)}}, "d|" + idY + "|true"},
 		{"a delete forgets it within a batch too", [][]*records.EnrichedEvent{{user(1, "a", idX, true)}, {del(2), user(3, "b", "", true)}}, "b|null|true"},
 	}
 	for i, tt := range tests {
