@@ -13,6 +13,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/obs"
 	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/services/gateway/app"
 	"github.com/edtech-analytics/platform/services/gateway/internal/server"
 	"github.com/edtech-analytics/platform/services/gateway/internal/tenants"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -37,7 +38,8 @@ func (m keyMap) Lookup(_ context.Context, plaintext string) (server.Key, error) 
 	return server.Key{}, server.ErrInvalidKey
 }
 
-// startGateway wires the gateway as app.Run does, with kfake for Kafka and in-memory keys and tenant
+// startGateway wires the gateway as app.Run does (same producer options, telemetry and per-record
+// tracing), with kfake for Kafka and in-memory keys and tenant
 // settings (rate limits high enough not to throttle the load).
 func startGateway(ctx context.Context, cfg config) (gw *gateway, err error) {
 	var cleanup []func()
@@ -70,7 +72,7 @@ func startGateway(ctx context.Context, cfg config) (gw *gateway, err error) {
 		return nil, err
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	producer, err := kafkax.NewClient(kcfg, kafkax.Deps{Log: log, Tracer: tel.Tracer, Propagator: tel.Propagator}, "", kafkax.ProducerOptions()...)
+	producer, err := kafkax.NewClient(kcfg, kafkax.Deps{Log: log, Tracer: app.SampledChildrenOnly(tel.Tracer), Propagator: tel.Propagator}, "", kafkax.ProducerOptions()...)
 	if err != nil {
 		return nil, err
 	}

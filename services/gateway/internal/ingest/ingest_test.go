@@ -132,6 +132,12 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(validAttendance + "\n" + validAttendance))
 	f.Add([]byte(`{"events":[{"type":"session","payload":{"action":1}}]}`))
 	f.Add([]byte(`{"events":[{"event_id":"6f1c2b7e-8a3d-4c1e-9f00-000000000001","type":"assessment_result","occurred_at":"2026-11-20T08:00:00Z","actor":{"sis_id":"S1","role":"student"},"payload":{"assessment_id":"a","score":1e309,"max_score":10}}]}`))
+	// Shapes the one-pass splitter and the strict decoder treat differently from encoding/json v1.
+	f.Add([]byte(`{"events":[],"events":[` + validAttendance + `]}`))
+	f.Add([]byte("{\"events\":[{\"event_id\":\"\xff\",\"type\":\"session\"}]}"))
+	f.Add([]byte(`{"events":[{"EVENT_ID":"6f1c2b7e-8a3d-4c1e-9f00-000000000001","type":"session","type":"attendance"}]}`))
+	f.Add([]byte(`{"events":[[[[[[[[[[[[[[[[[[[[{}]]]]]]]]]]]]]]]]]]]],"x":{"events":1}}`))
+	f.Add([]byte(strings.Replace(validAttendance, `"date":"2026-11-20"`, `"date":"2026-11-20","minutes_present":-1e400`, 1) + "\r\n\r\n{}"))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		for _, split := range []func([]byte, int) ([]json.RawMessage, error){SplitJSON, SplitNDJSON} {
 			evs, err := split(body, 1000)
