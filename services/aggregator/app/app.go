@@ -29,7 +29,9 @@ type Config struct {
 	ClickHousePassword conf.Secret
 	AdminAddr          string
 	Group              string
-	Kafka              kafkax.Config
+	// AnalystPrefix starts the name of each district's analyst database; empty turns analyst views off.
+	AnalystPrefix string
+	Kafka         kafkax.Config
 	// ConsumerExtra are extra options of the consumer's Kafka client (tests shorten group timeouts). Not a flag.
 	ConsumerExtra []kgo.Opt
 }
@@ -42,6 +44,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	conf.SecretVar(fs, &c.ClickHousePassword, "clickhouse.password", "CLICKHOUSE_PASSWORD", "ClickHouse password")
 	conf.String(fs, &c.AdminAddr, "admin.addr", "ADMIN_ADDR", ":9090", "address of /healthz, /readyz and /metrics")
 	conf.String(fs, &c.Group, "group", "AGGREGATOR_GROUP", "edtech-aggregator", "Kafka consumer group")
+	conf.String(fs, &c.AnalystPrefix, "analyst.prefix", "ANALYST_DATABASE_PREFIX", "analyst_",
+		"prefix of each district's analyst database (pseudonymised views); empty turns them off")
 	c.Kafka.RegisterFlags(fs)
 }
 
@@ -91,7 +95,8 @@ func consume(ctx context.Context, cfg Config, rt svc.Runtime, conn driver.Conn, 
 	if err != nil {
 		return err
 	}
-	store, err := chstore.New(conn, codec, chstore.Deps{Log: rt.Log, Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter})
+	store, err := chstore.New(conn, codec, chstore.Config{Database: cfg.ClickHouseDatabase, AnalystPrefix: cfg.AnalystPrefix},
+		chstore.Deps{Log: rt.Log, Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter})
 	if err != nil {
 		return err
 	}

@@ -24,7 +24,7 @@ import (
 )
 
 func TestConfigFlagsAndEnv(t *testing.T) {
-	envs := []string{"CLICKHOUSE_ADDR", "CLICKHOUSE_DATABASE", "CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD", "ADMIN_ADDR", "AGGREGATOR_GROUP"}
+	envs := []string{"CLICKHOUSE_ADDR", "CLICKHOUSE_DATABASE", "CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD", "ADMIN_ADDR", "AGGREGATOR_GROUP", "ANALYST_DATABASE_PREFIX"}
 	for _, e := range envs {
 		t.Setenv(e, "") // restored after the test
 		if err := os.Unsetenv(e); err != nil {
@@ -38,11 +38,12 @@ func TestConfigFlagsAndEnv(t *testing.T) {
 		want app.Config
 	}{
 		{"defaults", nil, nil, app.Config{ClickHouseAddr: "127.0.0.1:9000", ClickHouseDatabase: "edtech", ClickHouseUser: "default",
-			AdminAddr: ":9090", Group: "edtech-aggregator"}},
+			AdminAddr: ":9090", Group: "edtech-aggregator", AnalystPrefix: "analyst_"}},
 		{"env", map[string]string{"CLICKHOUSE_ADDR": "ch:9000", "CLICKHOUSE_DATABASE": "prod", "CLICKHOUSE_USER": "agg",
-			"CLICKHOUSE_PASSWORD": "s3cret", "ADMIN_ADDR": ":9191", "AGGREGATOR_GROUP": "g2"}, nil,
-			app.Config{ClickHouseAddr: "ch:9000", ClickHouseDatabase: "prod", ClickHouseUser: "agg", ClickHousePassword: "s3cret", AdminAddr: ":9191", Group: "g2"}},
-		{"flags win", map[string]string{"AGGREGATOR_GROUP": "g2"}, []string{"-group", "g3", "-clickhouse.addr", "x:1"},
+			"CLICKHOUSE_PASSWORD": "s3cret", "ADMIN_ADDR": ":9191", "AGGREGATOR_GROUP": "g2", "ANALYST_DATABASE_PREFIX": "an_"}, nil,
+			app.Config{ClickHouseAddr: "ch:9000", ClickHouseDatabase: "prod", ClickHouseUser: "agg", ClickHousePassword: "s3cret", AdminAddr: ":9191",
+				Group: "g2", AnalystPrefix: "an_"}},
+		{"flags win", map[string]string{"AGGREGATOR_GROUP": "g2"}, []string{"-group", "g3", "-clickhouse.addr", "x:1", "-analyst.prefix", ""},
 			app.Config{ClickHouseAddr: "x:1", ClickHouseDatabase: "edtech", ClickHouseUser: "default", AdminAddr: ":9090", Group: "g3"}},
 	}
 	for _, tt := range tests {
@@ -84,7 +85,7 @@ func TestRunConsumesIntoClickHouse(t *testing.T) {
 	adminAddr := freeAddr(t)
 	cfg := app.Config{
 		ClickHouseAddr: chAddr, ClickHouseDatabase: db, ClickHouseUser: "default", AdminAddr: adminAddr,
-		Group: "aggregator", Kafka: kcfg, ConsumerExtra: kafkatest.GroupOpts(),
+		Group: "aggregator", Kafka: kcfg, ConsumerExtra: kafkatest.GroupOpts(), AnalystPrefix: db + "_an_",
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -129,6 +130,19 @@ func TestRunConsumesIntoClickHouse(t *testing.T) {
 		got, err := synth.Got(t.Context(), conn)
 		return err == nil && len(synth.Diff(want, got)) == 0
 	})
+	// The service made each district's analyst views on first sight.
+	var analystDBs uint64
+	if err := conn.QueryRow(t.Context(), "SELECT count() FROM system.databases WHERE startsWith(name, ?)", cfg.AnalystPrefix).Scan(&analystDBs); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 3; i++ {
+		if err := conn.Exec(context.Background(), fmt.Sprintf("DROP DATABASE IF EXISTS %sdistrict_%d", cfg.AnalystPrefix, i)); err != nil {
+			t.Error(err)
+		}
+	}
+	if analystDBs != 3 {
+		t.Fatalf("%d analyst databases, want one per district (3)", analystDBs)
+	}
 	cancel()
 	select {
 	case err := <-done:

@@ -72,7 +72,7 @@ func TestConsumeRidesOutClickHouseDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := chstore.New(conn, codec, chstore.Deps{})
+	store, err := chstore.New(conn, codec, chstore.Config{Database: "agg", AnalystPrefix: "analyst_"}, chstore.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,9 +25,11 @@ import (
 	"io/fs"
 	"log/slog"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -79,18 +81,34 @@ type Deps struct {
 	Meter  metric.MeterProvider
 }
 
+// Config says where the store writes.
+type Config struct {
+	// Database is conn's default database, which Migrate has prepared; the analyst views read from it.
+	Database string
+	// AnalystPrefix starts the name of each district's analyst database (<prefix><tenant_id>); empty
+	// turns analyst views off.
+	AnalystPrefix string
+}
+
 // Store writes enriched events into ClickHouse and implements kafkax.Store.
 type Store struct {
 	conn     driver.Conn
 	codec    *records.Codec
+	cfg      Config
 	log      *slog.Logger
 	tracer   trace.Tracer
 	inserted metric.Int64Counter
 	skipped  metric.Int64Counter
+
+	mu       sync.Mutex
+	analysts map[string]bool // districts whose analyst views exist
 }
 
-// New returns a store over conn, whose default database Migrate has prepared.
-func New(conn driver.Conn, codec *records.Codec, deps Deps) (*Store, error) {
+// New returns a store over conn, whose default database (cfg.Database) Migrate has prepared.
+func New(conn driver.Conn, codec *records.Codec, cfg Config, deps Deps) (*Store, error) {
+	if cfg.Database == "" {
+		return nil, errors.New("chstore: the database name is required")
+	}
 	if deps.Log == nil {
 		deps.Log = slog.New(slog.DiscardHandler)
 	}
@@ -110,8 +128,8 @@ func New(conn driver.Conn, codec *records.Codec, deps Deps) (*Store, error) {
 		return nil, fmt.Errorf("creating skipped counter: %w", err)
 	}
 	return &Store{
-		conn: conn, codec: codec, log: deps.Log, tracer: deps.Tracer.Tracer("aggregator/chstore"),
-		inserted: inserted, skipped: skipped,
+		conn: conn, codec: codec, cfg: cfg, log: deps.Log, tracer: deps.Tracer.Tracer("aggregator/chstore"),
+		inserted: inserted, skipped: skipped, analysts: map[string]bool{},
 	}, nil
 }
 
@@ -206,6 +224,11 @@ func (s *Store) Write(ctx context.Context, topic string, partition int32, recs [
 				"trace_id", traceID(rec), "err", err)
 		}
 	}
+	for _, tenant := range tenantsOf(rows) {
+		if err := s.EnsureAnalystViews(ctx, tenant); err != nil {
+			return err
+		}
+	}
 	w := write{Store: s, topic: topic, partition: partition, id: insertPrefix(topic, partition) + uuid.NewString() + ":"}
 	last := recs[len(recs)-1].Offset
 	if len(rows) > 0 {
@@ -217,6 +240,19 @@ func (s *Store) Write(ctx context.Context, topic string, partition int32, recs [
 		}
 	}
 	return w.markConsumed(ctx, last)
+}
+
+// tenantsOf lists the distinct tenants of rows.
+func tenantsOf(rows []eventRow) []string {
+	var out []string
+	for i := range rows {
+		if i == 0 || rows[i].TenantID != rows[i-1].TenantID {
+			if !slices.Contains(out, rows[i].TenantID) {
+				out = append(out, rows[i].TenantID)
+			}
+		}
+	}
+	return out
 }
 
 // write is one Write's inserts; their query ids start with id.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/edtech-analytics/platform/libs/chutil"
 	"github.com/edtech-analytics/platform/libs/chutil/chtest"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/services/aggregator/internal/chstore"
@@ -35,11 +36,30 @@ func newStore(t *testing.T) (*chstore.Store, driver.Conn, *records.Codec) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := chstore.New(conn, codec, chstore.Deps{})
+	prefix := db + "_analyst_"
+	t.Cleanup(func() { dropDatabases(t, conn, prefix) })
+	store, err := chstore.New(conn, codec, chstore.Config{Database: db, AnalystPrefix: prefix}, chstore.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return store, conn, codec
+}
+
+// dropDatabases drops the databases whose name starts with prefix.
+func dropDatabases(t *testing.T, conn driver.Conn, prefix string) {
+	t.Helper()
+	var dbs []struct {
+		Name string `ch:"name"`
+	}
+	if err := conn.Select(context.Background(), &dbs, "SELECT name FROM system.databases WHERE startsWith(name, ?)", prefix); err != nil {
+		t.Errorf("listing analyst databases: %v", err)
+		return
+	}
+	for _, d := range dbs {
+		if err := chutil.DropDatabase(context.Background(), conn, d.Name); err != nil {
+			t.Errorf("dropping %s: %v", d.Name, err)
+		}
+	}
 }
 
 func record(t *testing.T, codec *records.Codec, partition int32, offset int64, ev *records.EnrichedEvent) *kgo.Record {
@@ -88,7 +108,7 @@ func TestWriteFlattensEachEventType(t *testing.T) {
 	at := time.Date(2025, 9, 30, 23, 59, 58, 250e6, time.UTC)
 	base := func(typ string, payload any) records.EnrichedEvent {
 		ev := records.EnrichedEvent{
-			EventID: uuid.NewString(), TenantID: "district-1", SourceID: "lms", OccurredAt: at, ReceivedAt: at.Add(time.Second),
+			EventID: uuid.NewString(), TenantID: "district_1", SourceID: "lms", OccurredAt: at, ReceivedAt: at.Add(time.Second),
 			Actor:    records.EnrichedActor{InternalID: uuid.NewString(), Pseudonym: "p-1", Role: "student"},
 			SchoolID: ptr("school-1"), PolicyVersion: 2, EnrichedAt: at.Add(2 * time.Second),
 		}
@@ -197,7 +217,7 @@ func TestWriteSkipsWhatIsNotAFact(t *testing.T) {
 	tooEarly.OccurredAt = time.Date(1969, 12, 31, 0, 0, 0, 0, time.UTC)
 	mismatch := evs[3]
 	mismatch.Type, mismatch.Session = records.TypeSession, nil // a session without its payload
-	roster := synth.Roster("district-1", 9)
+	roster := synth.Roster("district_1", 9)
 
 	recs := []*kgo.Record{
 		record(t, codec, 0, 0, &evs[0]),

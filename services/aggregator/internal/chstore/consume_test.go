@@ -54,7 +54,7 @@ func newPipeline(t *testing.T, codec *records.Codec, seed uint64, n int) *pipeli
 			extra = append(extra, p.record(t, codec, &roster))
 		}
 	}
-	extra = append(extra, &kgo.Record{Topic: p.topic, Key: []byte("district-1"), Value: []byte("garbage")})
+	extra = append(extra, &kgo.Record{Topic: p.topic, Key: []byte("district_1"), Value: []byte("garbage")})
 	p.send(t, codec, facts, extra...)
 	return p
 }

@@ -120,7 +120,7 @@ func Roster(tenant string, i int) records.EnrichedEvent {
 	return ev
 }
 
-func tenantID(i int) string { return fmt.Sprintf("district-%d", i+1) }
+func tenantID(i int) string { return fmt.Sprintf("district_%d", i+1) }
 func schoolID(i int) string { return fmt.Sprintf("school-%d", i+1) }
 func ptr[T any](v T) *T     { return &v }
 
