@@ -45,8 +45,8 @@ func TestMigrateIsIdempotent(t *testing.T) {
 	if err := tenancy.Migrate(t.Context(), pool); err != nil {
 		t.Fatalf("second Migrate: %v", err)
 	}
-	want := []string{"api_keys", "consumer_offsets", "dlq_replays", "erasures", "goose_db_version", "instances",
-		"placements", "policies", "tenants"}
+	want := []string{"api_keys", "audit_log", "consumer_offsets", "dashboard_tokens", "dlq_replays", "erasures",
+		"goose_db_version", "instances", "placements", "policies", "tenants"}
 	if got := tablesIn(t, pool, "control"); !slices.Equal(got, want) {
 		t.Errorf("control tables = %v, want %v", got, want)
 	}
@@ -77,7 +77,7 @@ func TestConcurrentMigrationsSerialise(t *testing.T) {
 	if err := errors.Join(errs...); err != nil {
 		t.Fatalf("concurrent Migrate: %v", err)
 	}
-	if got := tablesIn(t, pool, "control"); len(got) != 9 {
+	if got := tablesIn(t, pool, "control"); len(got) != 11 {
 		t.Errorf("control tables = %v", got)
 	}
 }
