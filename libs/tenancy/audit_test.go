@@ -79,7 +79,8 @@ func TestAuditLogChainsAndVerifies(t *testing.T) {
 	}{
 		{"edited detail", []string{`UPDATE control.audit_log SET detail = '{"metric":"x"}' WHERE seq = 7`}, nil, "entry 7 does not match"},
 		{"removed entry", []string{"DELETE FROM control.audit_log WHERE seq = 12"}, nil, "entry 13 follows entry 11"},
-		{"reordered entries", []string{"UPDATE control.audit_log SET seq = CASE seq WHEN 4 THEN 5 ELSE 4 END WHERE seq IN (4, 5)"},
+		{"reordered entries", []string{"UPDATE control.audit_log SET seq = 1000 WHERE seq = 4",
+			"UPDATE control.audit_log SET seq = 4 WHERE seq = 5", "UPDATE control.audit_log SET seq = 5 WHERE seq = 1000"},
 			nil, "entry 4 does not chain to entry 3"},
 		{"removed tail", []string{"DELETE FROM control.audit_log WHERE seq > 17"}, &head, "head 20 is gone"},
 	}
