@@ -192,8 +192,7 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 	accepted, rejected := ingest.Validate(raw, meta)
 	dlqDone := s.deadLetter(ctx, key, rejected, meta.ReceivedAt)
 	err = s.produce(ctx, tenant, accepted, len(body))
-	dlqDone()
-	if err != nil {
+	if err != nil { // the DLQ records go on in the background: a refusal does not wait for Kafka
 		s.log.WarnContext(ctx, "producing batch", "tenant_id", key.TenantID, "events", len(accepted), "err", err)
 		detail := "events were not acknowledged; retry the same batch (event_id makes retries safe)"
 		if errors.Is(err, kgo.ErrMaxBuffered) {
@@ -202,6 +201,7 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusServiceUnavailable, "kafka-unavailable", "Cannot accept events now", detail, retryAfterBusy)
 		return
 	}
+	dlqDone()
 	s.accepted.Add(ctx, int64(len(accepted)))
 	s.rejected.Add(ctx, int64(len(rejected)))
 	if rejected == nil {
