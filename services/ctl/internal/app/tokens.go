@@ -1,0 +1,147 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/edtech-analytics/platform/libs/tenancy"
+)
+
+const tokenCreateSynopsis = "--tenant ID --role district_admin|school_admin|teacher [--school ID,...] [--teacher SOURCED_ID] [--label TEXT] [--ttl DURATION]"
+
+func runTokenCreate(ctx context.Context, e Env, args []string) error {
+	fs, c := newFlags(e, "token create", tokenCreateSynopsis)
+	tenantID := fs.String("tenant", "", "tenant (district) id")
+	role := fs.String("role", "", "role: "+strings.Join(tenancy.Roles(), ", "))
+	schools := fs.String("school", "", "school_admin: comma-separated school ids the token may read")
+	teacher := fs.String("teacher", "", "teacher: the teacher's roster sourced_id (their classes come from the roster)")
+	label := fs.String("label", "", "who or what the token is for")
+	ttl := fs.Duration("ttl", 0, "expire the token after this long (0: never)")
+	if err := parse(fs, c, args); err != nil {
+		return err
+	}
+	if err := required(fs, "tenant", "role"); err != nil {
+		return err
+	}
+	if err := tenancy.ValidTenantID(*tenantID); err != nil {
+		return usagef("--tenant: %w", err)
+	}
+	tok := tenancy.DashboardToken{TenantID: *tenantID, Role: *role, TeacherID: *teacher, Label: *label}
+	if *schools != "" {
+		tok.SchoolIDs = strings.Split(*schools, ",")
+	}
+	if *ttl < 0 {
+		return usagef("--ttl: must not be negative")
+	}
+	if *ttl > 0 {
+		at := time.Now().Add(*ttl)
+		tok.ExpiresAt = &at
+	}
+	return withStore(ctx, e, c, func(store *tenancy.Store) error {
+		plaintext, tok, err := store.CreateDashboardToken(ctx, tok)
+		if err != nil {
+			return flagError("role", err)
+		}
+		if _, err := store.AppendAudit(ctx, "ctl", tok.TenantID, "token.create", tok); err != nil {
+			return err
+		}
+		if c.output == "json" {
+			return writeJSON(e.Stdout, struct {
+				Token string `json:"token"`
+				tenancy.DashboardToken
+				Note string `json:"note"`
+			}{plaintext, tok, shownOnceNote})
+		}
+		_, err = fmt.Fprintf(e.Stdout, "created dashboard token %s for tenant %s (%s):\n\n    %s\n\n%s\n",
+			tok.ID, tok.TenantID, scopeText(tok), plaintext, shownOnceNote)
+		return err
+	})
+}
+
+// scopeText says what a token may read.
+func scopeText(t tenancy.DashboardToken) string {
+	switch t.Role {
+	case tenancy.RoleSchoolAdmin:
+		return "school_admin of " + strings.Join(t.SchoolIDs, ",")
+	case tenancy.RoleTeacher:
+		return "teacher " + t.TeacherID
+	}
+	return t.Role
+}
+
+func runTokenList(ctx context.Context, e Env, args []string) error {
+	fs, c := newFlags(e, "token list", "--tenant ID")
+	tenantID := fs.String("tenant", "", "tenant (district) id")
+	if err := parse(fs, c, args); err != nil {
+		return err
+	}
+	if err := required(fs, "tenant"); err != nil {
+		return err
+	}
+	return withStore(ctx, e, c, func(store *tenancy.Store) error {
+		toks, err := store.DashboardTokens(ctx, *tenantID)
+		if err != nil {
+			return err
+		}
+		return writeList(e.Stdout, c.output, toks, []string{"ID", "SCOPE", "LABEL", "CREATED", "EXPIRES", "LAST USED", "REVOKED"},
+			func(t tenancy.DashboardToken) []string {
+				return []string{t.ID, scopeText(t), t.Label, formatTime(&t.CreatedAt), formatTime(t.ExpiresAt),
+					formatTime(t.LastUsed), formatTime(t.RevokedAt)}
+			})
+	})
+}
+
+func runTokenRevoke(ctx context.Context, e Env, args []string) error {
+	fs, c := newFlags(e, "token revoke", "--id TOKENID")
+	id := fs.String("id", "", "token id (the 12 characters after edt_)")
+	if err := parse(fs, c, args); err != nil {
+		return err
+	}
+	if err := required(fs, "id"); err != nil {
+		return err
+	}
+	return withStore(ctx, e, c, func(store *tenancy.Store) error {
+		tok, err := store.RevokeDashboardToken(ctx, *id)
+		if err != nil {
+			return err
+		}
+		if _, err := store.AppendAudit(ctx, "ctl", tok.TenantID, "token.revoke", map[string]string{"id": tok.ID}); err != nil {
+			return err
+		}
+		if c.output == "json" {
+			return writeJSON(e.Stdout, map[string]any{"id": tok.ID, "revoked": true})
+		}
+		_, err = fmt.Fprintf(e.Stdout, "revoked dashboard token %s\n", tok.ID)
+		return err
+	})
+}
+
+func runAuditVerify(ctx context.Context, e Env, args []string) error {
+	fs, c := newFlags(e, "audit verify", "[--head SEQ:HASH]")
+	headFlag := fs.String("head", "", "a head printed by an earlier verify: the log must still hold it")
+	if err := parse(fs, c, args); err != nil {
+		return err
+	}
+	var expect *tenancy.AuditHead
+	if *headFlag != "" {
+		h, err := tenancy.ParseAuditHead(*headFlag)
+		if err != nil {
+			return usagef("--head: %w", err)
+		}
+		expect = &h
+	}
+	return withStore(ctx, e, c, func(store *tenancy.Store) error {
+		head, err := store.VerifyAudit(ctx, expect)
+		if err != nil {
+			return err
+		}
+		if c.output == "json" {
+			return writeJSON(e.Stdout, map[string]any{"ok": true, "entries": head.Seq, "head": head.String()})
+		}
+		_, err = fmt.Fprintf(e.Stdout, "audit log intact: %d entries, head %s\n(record the head elsewhere; pass it to --head later to detect a removed tail)\n",
+			head.Seq, head)
+		return err
+	})
+}
