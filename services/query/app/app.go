@@ -1,5 +1,6 @@
 // Package app wires the query service: the dashboard read API over ClickHouse rollups, authenticated by
-// API keys from the control schema. main only parses config and calls Run.
+// dashboard tokens (or API keys with dashboards:read) from the control schema, scoped by role with the
+// districts' rosters. main only parses config and calls Run.
 package app
 
 import (
@@ -18,6 +19,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/svc"
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/edtech-analytics/platform/services/query/internal/api"
+	"github.com/edtech-analytics/platform/services/query/internal/auth"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -31,6 +33,7 @@ type Config struct {
 	ClickHouseUser     string
 	ClickHousePassword conf.Secret
 	KeyCacheTTL        time.Duration
+	MinDistricts       int
 }
 
 // RegisterFlags binds the config to flags with env defaults.
@@ -42,7 +45,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	conf.String(fs, &c.ClickHouseDatabase, "clickhouse.database", "CLICKHOUSE_DATABASE", "edtech", "ClickHouse database of the rollups")
 	conf.String(fs, &c.ClickHouseUser, "clickhouse.user", "CLICKHOUSE_USER", "default", "ClickHouse user")
 	conf.SecretVar(fs, &c.ClickHousePassword, "clickhouse.password", "CLICKHOUSE_PASSWORD", "ClickHouse password")
-	conf.Duration(fs, &c.KeyCacheTTL, "key-cache-ttl", "QUERY_KEY_CACHE_TTL", 5*time.Second, "how long a key lookup is cached (bounds revocation delay)")
+	conf.Duration(fs, &c.KeyCacheTTL, "key-cache-ttl", "QUERY_KEY_CACHE_TTL", 5*time.Second,
+		"how long a token, key or roster lookup is cached (bounds the delay of a revocation or roster change)")
+	conf.Int(fs, &c.MinDistricts, "benchmark.min-districts", "BENCHMARK_MIN_DISTRICTS", 5,
+		"least number of districts a cross-district benchmark must cover to be served")
 }
 
 // Validate reports configuration errors.
@@ -53,6 +59,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ClickHouseAddr == "" {
 		errs = append(errs, errors.New("clickhouse.addr: required (env CLICKHOUSE_ADDR)"))
+	}
+	if c.MinDistricts < 2 {
+		errs = append(errs, errors.New("benchmark.min-districts: at least 2 (env BENCHMARK_MIN_DISTRICTS)"))
 	}
 	return errors.Join(errs...)
 }
@@ -88,7 +97,10 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks) error {
 	}
 	mux := http.NewServeMux()
 	health.Register(mux, rt.Tel.Metrics)
-	mux.Handle("/", api.New(rt.Log, tenancy.NewKeyCache(tenancy.NewStore(pool), cfg.KeyCacheTTL), ch).Handler())
+	store := tenancy.NewStore(pool)
+	defer store.Close()
+	resolver := auth.NewResolver(store, cfg.KeyCacheTTL)
+	mux.Handle("/", api.New(rt.Log, resolver, store, ch, api.Config{MinDistricts: cfg.MinDistricts}).Handler())
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	g, gctx := errgroup.WithContext(ctx)

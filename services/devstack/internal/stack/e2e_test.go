@@ -248,6 +248,31 @@ func TestEndToEnd(t *testing.T) {
 	if code := getJSON(t, st.QueryURL+"/v1/schools/d1-school-000/daily?from=2026-11-16&to=2026-11-18", keys["d1"], &daily); code != 403 {
 		t.Fatalf("an events:write key read dashboards (status %d)", code)
 	}
+	// A district admin's dashboard token reads the district summary from the metrics rollups (every
+	// sample actor is a student, so it counts every event); a school admin's token of another school is
+	// refused this school.
+	token, _, err := tenants.CreateDashboardToken(ctx, tenancy.DashboardToken{TenantID: "d1", Role: tenancy.RoleDistrictAdmin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var summary struct {
+		TenantID string `json:"tenant_id"`
+		Totals   struct {
+			Events         int `json:"events"`
+			ActiveStudents int `json:"active_students"`
+		} `json:"totals"`
+	}
+	if code := getJSON(t, st.QueryURL+"/v1/district/summary?from=2026-11-01&to=2026-11-30", token, &summary); code != 200 ||
+		summary.TenantID != "d1" || summary.Totals.Events != want.perTenant["d1"] {
+		t.Fatalf("district summary answered %d: %+v, want %d events of d1", code, summary, want.perTenant["d1"])
+	}
+	other, _, err := tenants.CreateDashboardToken(ctx, tenancy.DashboardToken{TenantID: "d1", Role: tenancy.RoleSchoolAdmin, SchoolIDs: []string{"d1-school-001"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := getJSON(t, st.QueryURL+"/v1/schools/d1-school-000/summary?from=2026-11-01&to=2026-11-30", other, &summary); code != 403 {
+		t.Fatalf("a school admin of d1-school-001 read d1-school-000 (status %d)", code)
+	}
 
 	// PostgreSQL state: events per district and per student, exactly.
 	for tenant, n := range want.perTenant {

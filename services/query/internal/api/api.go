@@ -1,5 +1,9 @@
-// Package api is the dashboard read API over the ClickHouse rollups. Every answer is scoped to the tenant
-// of the caller's key; nothing of another district is ever read.
+// Package api is the dashboard read API over the ClickHouse rollups. Every answer reads rollups only and
+// is scoped to the caller's district and role: a district admin reads the whole district, a school admin
+// its schools (and the classes and students enrolled in them), a teacher the classes it teaches (and
+// their students), as the district's roster says. Anything outside that is 403, and every query filters
+// on the caller's district, so nothing of another district is ever read. The one cross-district read,
+// benchmarks, is served only over enough districts and is written to the audit log first.
 package api
 
 import (
@@ -8,31 +12,60 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/services/query/internal/auth"
+	"github.com/google/uuid"
 )
 
-// Keys resolves API keys.
-type Keys interface {
-	Lookup(ctx context.Context, plaintext string) (tenancy.APIKey, error)
+// Auth resolves credentials and answers the roster questions of scopes (auth.Resolver).
+type Auth interface {
+	Resolve(ctx context.Context, credential string) (auth.Principal, error)
+	TeacherClasses(ctx context.Context, p auth.Principal) ([]string, error)
+	ClassSchools(ctx context.Context, tenantID, classID string) ([]string, error)
+	StudentInScope(ctx context.Context, tenantID, studentID string, classes, schools []string) (bool, error)
+}
+
+// Auditor writes the audit log (tenancy.Store).
+type Auditor interface {
+	AppendAudit(ctx context.Context, actor, tenantID, action string, detail any) (tenancy.AuditEntry, error)
+}
+
+// Config tunes the API.
+type Config struct {
+	// MinDistricts is the least number of districts a benchmark must cover to be served (default 5).
+	MinDistricts int
 }
 
 // API serves the dashboard endpoints.
 type API struct {
-	log  *slog.Logger
-	keys Keys
-	ch   driver.Conn
+	log   *slog.Logger
+	auth  Auth
+	audit Auditor
+	ch    driver.Conn
+	cfg   Config
 }
 
-// New builds the API.
-func New(log *slog.Logger, keys Keys, ch driver.Conn) *API { return &API{log: log, keys: keys, ch: ch} }
+// New builds the API over ch, whose default database holds the aggregator's rollups.
+func New(log *slog.Logger, a Auth, audit Auditor, ch driver.Conn, cfg Config) *API {
+	if cfg.MinDistricts <= 0 {
+		cfg.MinDistricts = 5
+	}
+	return &API{log: log, auth: a, audit: audit, ch: ch, cfg: cfg}
+}
 
 // Handler returns the routes.
 func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/district/summary", a.district)
+	mux.HandleFunc("GET /v1/schools/{school_id}/summary", a.school)
+	mux.HandleFunc("GET /v1/classes/{class_id}/summary", a.class)
+	mux.HandleFunc("GET /v1/students/{student_id}/summary", a.student)
+	mux.HandleFunc("GET /v1/benchmarks/{metric}", a.benchmark)
 	mux.HandleFunc("GET /v1/schools/{school_id}/daily", a.schoolDaily)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusNotFound, "not-found", "no such endpoint: "+r.URL.Path)
@@ -40,90 +73,210 @@ func (a *API) Handler() http.Handler {
 	return mux
 }
 
-// Day is one school day of the rollup.
-type Day struct {
-	Day            string `json:"day"`
-	ActiveStudents uint64 `json:"active_students"`
-	Events         uint64 `json:"events"`
-	ContentSeconds uint64 `json:"content_seconds"`
-}
-
-// SchoolDaily is the answer of GET /v1/schools/{school_id}/daily.
-type SchoolDaily struct {
-	TenantID string `json:"tenant_id"`
-	SchoolID string `json:"school_id"`
-	From     string `json:"from"`
-	To       string `json:"to"`
-	Days     []Day  `json:"days"`
+// request is an authenticated request with a valid date range.
+type request struct {
+	p        auth.Principal
+	from, to time.Time
 }
 
 // maxRange bounds one request's date range.
 const maxRange = 366 * 24 * time.Hour
 
-func (a *API) schoolDaily(w http.ResponseWriter, r *http.Request) {
-	key, ok := a.authenticate(w, r)
+// begin authenticates r and parses from and to; on failure it has answered.
+func (a *API) begin(w http.ResponseWriter, r *http.Request) (request, bool) {
+	p, ok := a.authenticate(w, r)
 	if !ok {
-		return
+		return request{}, false
 	}
-	school := r.PathValue("school_id")
 	from, err1 := time.Parse(time.DateOnly, r.URL.Query().Get("from"))
 	to, err2 := time.Parse(time.DateOnly, r.URL.Query().Get("to"))
 	switch {
 	case err1 != nil:
 		problem(w, http.StatusBadRequest, "invalid-parameter", "from: must be a date such as 2026-09-01")
-		return
+		return request{}, false
 	case err2 != nil:
 		problem(w, http.StatusBadRequest, "invalid-parameter", "to: must be a date such as 2026-09-30")
-		return
+		return request{}, false
 	case to.Before(from) || to.Sub(from) > maxRange:
 		problem(w, http.StatusBadRequest, "invalid-parameter", "to: must be on or after from, at most 366 days later")
-		return
+		return request{}, false
 	}
-	rows, err := a.ch.Query(r.Context(), `
-		SELECT toString(day), toUInt64(uniqExactMerge(active_students)), toUInt64(countMerge(events)), toUInt64(sumMerge(content_seconds))
-		FROM school_daily
-		WHERE tenant_id = ? AND school_id = ? AND day >= toDate(?) AND day <= toDate(?)
-		GROUP BY day ORDER BY day`, key.TenantID, school, from.Format(time.DateOnly), to.Format(time.DateOnly))
-	if err != nil {
-		a.log.ErrorContext(r.Context(), "querying school_daily", "tenant_id", key.TenantID, "err", err)
-		problem(w, http.StatusServiceUnavailable, "store-unavailable", "the analytics store cannot answer now; retry")
-		return
-	}
-	defer rows.Close()
-	out := SchoolDaily{TenantID: key.TenantID, SchoolID: school, From: from.Format(time.DateOnly), To: to.Format(time.DateOnly), Days: []Day{}}
-	for rows.Next() {
-		var d Day
-		if err := rows.Scan(&d.Day, &d.ActiveStudents, &d.Events, &d.ContentSeconds); err != nil {
-			a.log.ErrorContext(r.Context(), "reading school_daily", "err", err)
-			problem(w, http.StatusServiceUnavailable, "store-unavailable", "the analytics store cannot answer now; retry")
-			return
-		}
-		out.Days = append(out.Days, d)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(out)
+	return request{p: p, from: from, to: to}, true
 }
 
-func (a *API) authenticate(w http.ResponseWriter, r *http.Request) (tenancy.APIKey, bool) {
-	scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !strings.EqualFold(scheme, "Bearer") || token == "" {
-		problem(w, http.StatusUnauthorized, "missing-api-key", "send the key as Authorization: Bearer <key>")
-		return tenancy.APIKey{}, false
+func (a *API) authenticate(w http.ResponseWriter, r *http.Request) (auth.Principal, bool) {
+	scheme, credential, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(credential) == "" {
+		problem(w, http.StatusUnauthorized, "missing-credential", "send a dashboard token or API key as Authorization: Bearer <token>")
+		return auth.Principal{}, false
 	}
-	key, err := a.keys.Lookup(r.Context(), strings.TrimSpace(token))
+	p, err := a.auth.Resolve(r.Context(), strings.TrimSpace(credential))
 	switch {
-	case errors.Is(err, tenancy.ErrInvalidKey):
-		problem(w, http.StatusUnauthorized, "invalid-api-key", "the key is unknown or revoked")
-		return key, false
-	case err != nil:
-		a.log.ErrorContext(r.Context(), "looking up api key", "err", err)
-		problem(w, http.StatusServiceUnavailable, "auth-unavailable", "cannot check the key now; retry")
-		return key, false
-	case !key.Allows(tenancy.VerbDashboardsRead):
+	case errors.Is(err, auth.ErrUnauthenticated):
+		problem(w, http.StatusUnauthorized, "invalid-credential", "the token or key is unknown, revoked or expired")
+	case errors.Is(err, auth.ErrForbidden):
 		problem(w, http.StatusForbidden, "forbidden", "this key does not hold "+tenancy.VerbDashboardsRead)
-		return key, false
+	case err != nil:
+		a.log.ErrorContext(r.Context(), "resolving credential", "err", err)
+		problem(w, http.StatusServiceUnavailable, "auth-unavailable", "cannot check the credential now; retry")
+	default:
+		return p, true
 	}
-	return key, true
+	return auth.Principal{}, false
+}
+
+// forbidden answers 403 for a resource outside the principal's scope.
+func forbidden(w http.ResponseWriter, p auth.Principal, what string) {
+	problem(w, http.StatusForbidden, "out-of-scope", "a "+p.Role+" token may not read "+what)
+}
+
+func (a *API) unavailable(w http.ResponseWriter, r *http.Request, p auth.Principal, what string, err error) {
+	a.log.ErrorContext(r.Context(), what, "tenant_id", p.TenantID, "err", err)
+	problem(w, http.StatusServiceUnavailable, "store-unavailable", "the analytics store cannot answer now; retry")
+}
+
+// GET /v1/district/summary: district admins only.
+func (a *API) district(w http.ResponseWriter, r *http.Request) {
+	req, ok := a.begin(w, r)
+	if !ok {
+		return
+	}
+	if req.p.Role != tenancy.RoleDistrictAdmin {
+		forbidden(w, req.p, "the district summary")
+		return
+	}
+	a.serveSummary(w, r, req, "district", "", levelQuery("district", "", nil))
+}
+
+// GET /v1/schools/{school_id}/summary: district admins, and school admins of that school.
+func (a *API) school(w http.ResponseWriter, r *http.Request) {
+	req, ok := a.begin(w, r)
+	if !ok {
+		return
+	}
+	id := r.PathValue("school_id")
+	if !a.schoolAllowed(w, req.p, id) {
+		return
+	}
+	a.serveSummary(w, r, req, "school", id, levelQuery("school", id, nil))
+}
+
+func (a *API) schoolAllowed(w http.ResponseWriter, p auth.Principal, school string) bool {
+	if p.Role == tenancy.RoleDistrictAdmin || (p.Role == tenancy.RoleSchoolAdmin && slices.Contains(p.Schools, school)) {
+		return true
+	}
+	forbidden(w, p, "school "+school)
+	return false
+}
+
+// GET /v1/classes/{class_id}/summary: district admins; school admins of the class's school (the roster
+// says which; only rows of their schools are read); teachers of the class.
+func (a *API) class(w http.ResponseWriter, r *http.Request) {
+	req, ok := a.begin(w, r)
+	if !ok {
+		return
+	}
+	id := r.PathValue("class_id")
+	var parents []string
+	switch req.p.Role {
+	case tenancy.RoleDistrictAdmin:
+	case tenancy.RoleSchoolAdmin:
+		schools, err := a.auth.ClassSchools(r.Context(), req.p.TenantID, id)
+		if err != nil {
+			a.unavailable(w, r, req.p, "reading the roster", err)
+			return
+		}
+		for _, s := range schools {
+			if slices.Contains(req.p.Schools, s) {
+				parents = append(parents, s)
+			}
+		}
+		if len(parents) == 0 {
+			forbidden(w, req.p, "class "+id)
+			return
+		}
+	case tenancy.RoleTeacher:
+		classes, err := a.auth.TeacherClasses(r.Context(), req.p)
+		if err != nil {
+			a.unavailable(w, r, req.p, "reading the roster", err)
+			return
+		}
+		if !slices.Contains(classes, id) {
+			forbidden(w, req.p, "class "+id)
+			return
+		}
+	default:
+		forbidden(w, req.p, "class "+id)
+		return
+	}
+	a.serveSummary(w, r, req, "class", id, levelQuery("class", id, parents))
+}
+
+// GET /v1/students/{student_id}/summary (the platform's internal id): district admins; school admins and
+// teachers of a student enrolled in their schools or classes.
+func (a *API) student(w http.ResponseWriter, r *http.Request) {
+	req, ok := a.begin(w, r)
+	if !ok {
+		return
+	}
+	id, err := uuid.Parse(r.PathValue("student_id"))
+	if err != nil {
+		problem(w, http.StatusBadRequest, "invalid-parameter", "student_id: must be the student's internal id (a UUID)")
+		return
+	}
+	if req.p.Role != tenancy.RoleDistrictAdmin {
+		var classes []string
+		if req.p.Role == tenancy.RoleTeacher {
+			if classes, err = a.auth.TeacherClasses(r.Context(), req.p); err != nil {
+				a.unavailable(w, r, req.p, "reading the roster", err)
+				return
+			}
+		}
+		in, err := a.auth.StudentInScope(r.Context(), req.p.TenantID, id.String(), classes, req.p.Schools)
+		if err != nil {
+			a.unavailable(w, r, req.p, "reading the roster", err)
+			return
+		}
+		if !in {
+			forbidden(w, req.p, "student "+id.String())
+			return
+		}
+	}
+	a.serveSummary(w, r, req, "student", id.String(), summaryQuery{
+		table: "metrics_student_daily", where: "student_id = toUUID(?)", args: []any{id.String()},
+	})
+}
+
+// summaryQuery selects the rows of one entity in a metrics rollup; tenant and dates are added.
+type summaryQuery struct {
+	table  string
+	where  string
+	args   []any
+	active bool // the table keeps active students
+}
+
+func levelQuery(level, entity string, parents []string) summaryQuery {
+	q := summaryQuery{table: "metrics_daily", where: "level = ? AND entity_id = ?", args: []any{level, entity}, active: true}
+	if len(parents) > 0 {
+		q.where += " AND has(?, parent_id)"
+		q.args = append(q.args, parents)
+	}
+	return q
+}
+
+func (a *API) serveSummary(w http.ResponseWriter, r *http.Request, req request, level, id string, q summaryQuery) {
+	totals, days, err := a.summary(r.Context(), req, q)
+	if err != nil {
+		a.unavailable(w, r, req.p, "querying "+q.table, err)
+		return
+	}
+	writeJSON(w, Summary{TenantID: req.p.TenantID, Level: level, ID: id, From: req.from.Format(time.DateOnly),
+		To: req.to.Format(time.DateOnly), Totals: totals, Days: days})
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v) // the client went away if this fails
 }
 
 func problem(w http.ResponseWriter, status int, slug, detail string) {

@@ -1,0 +1,250 @@
+// Package auth turns a bearer credential into a Principal (district, role and scope) and answers the
+// roster questions that scopes need (a teacher's classes, a class's school, a student's enrollments),
+// caching every answer for a short TTL so that a dashboard's burst of requests costs PostgreSQL little.
+//
+// Two credentials are accepted: dashboard tokens (edt_..., issued by `ctl token create` with a role and a
+// scope) and, for compatibility, API keys holding dashboards:read, which act as district admins of their
+// district.
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Errors callers branch on.
+var (
+	// ErrUnauthenticated: the credential is malformed, unknown, revoked or expired.
+	ErrUnauthenticated = errors.New("invalid credential")
+	// ErrForbidden: a valid API key without dashboards:read.
+	ErrForbidden = errors.New("credential may not read dashboards")
+)
+
+// Principal is who a request acts for.
+type Principal struct {
+	TenantID  string
+	Role      string   // tenancy.RoleDistrictAdmin, RoleSchoolAdmin or RoleTeacher
+	Schools   []string // school_admin: its schools
+	TeacherID string   // teacher: its roster sourced_id
+	Subject   string   // token:<id> or apikey:<id>, for logs and the audit log
+}
+
+// Store is what the resolver needs from the control plane.
+type Store interface {
+	LookupAPIKey(ctx context.Context, plaintext string) (tenancy.APIKey, error)
+	LookupDashboardToken(ctx context.Context, plaintext string) (tenancy.DashboardToken, error)
+	DistrictPool(ctx context.Context, tenantID string) (*pgxpool.Pool, string, error)
+}
+
+// Resolver authenticates credentials and answers scope questions from the districts' rosters.
+type Resolver struct {
+	store      Store
+	principals *cache[string, principalAnswer]
+	classes    *cache[[2]string, []string] // (tenant, teacher) -> classes taught
+	schools    *cache[[2]string, []string] // (tenant, class) -> schools of the class
+	enrolled   *cache[[2]string, []enrollment]
+}
+
+type principalAnswer struct {
+	p   Principal
+	err error
+}
+
+// enrollment is one active student enrollment of a student.
+type enrollment struct{ class, school string }
+
+// NewResolver caches every answer for ttl (a revoked token stops working within ttl).
+func NewResolver(store Store, ttl time.Duration) *Resolver {
+	return &Resolver{store: store, principals: newCache[string, principalAnswer](ttl),
+		classes: newCache[[2]string, []string](ttl), schools: newCache[[2]string, []string](ttl),
+		enrolled: newCache[[2]string, []enrollment](ttl)}
+}
+
+// Resolve authenticates a bearer credential. Invalid credentials are cached too, so a flood of bad ones
+// does not reach the database; errors of the database are not.
+func (r *Resolver) Resolve(ctx context.Context, credential string) (Principal, error) {
+	if a, ok := r.principals.get(credential); ok {
+		return a.p, a.err
+	}
+	p, err := r.resolve(ctx, credential)
+	if err != nil && !errors.Is(err, ErrUnauthenticated) && !errors.Is(err, ErrForbidden) {
+		return Principal{}, err
+	}
+	r.principals.put(credential, principalAnswer{p, err})
+	return p, err
+}
+
+func (r *Resolver) resolve(ctx context.Context, credential string) (Principal, error) {
+	if tenancy.IsDashboardToken(credential) {
+		t, err := r.store.LookupDashboardToken(ctx, credential)
+		if errors.Is(err, tenancy.ErrInvalidKey) {
+			return Principal{}, ErrUnauthenticated
+		}
+		if err != nil {
+			return Principal{}, err
+		}
+		return Principal{TenantID: t.TenantID, Role: t.Role, Schools: t.SchoolIDs, TeacherID: t.TeacherID, Subject: "token:" + t.ID}, nil
+	}
+	k, err := r.store.LookupAPIKey(ctx, credential)
+	if errors.Is(err, tenancy.ErrInvalidKey) {
+		return Principal{}, ErrUnauthenticated
+	}
+	if err != nil {
+		return Principal{}, err
+	}
+	if !k.Allows(tenancy.VerbDashboardsRead) {
+		return Principal{}, ErrForbidden
+	}
+	return Principal{TenantID: k.TenantID, Role: tenancy.RoleDistrictAdmin, Subject: "apikey:" + k.ID}, nil
+}
+
+// TeacherClasses returns the classes the principal teaches (active teacher enrollments in the roster).
+func (r *Resolver) TeacherClasses(ctx context.Context, p Principal) ([]string, error) {
+	if p.Role != tenancy.RoleTeacher {
+		return nil, nil
+	}
+	return r.rosterList(ctx, r.classes, p.TenantID, p.TeacherID,
+		"SELECT DISTINCT class_sourced_id FROM %[1]s.roster_enrollments WHERE user_sourced_id = $1 AND role = 'teacher' AND status = 'active'")
+}
+
+// ClassSchools returns the schools a class belongs to: its roster class record, and the schools its
+// enrollments name.
+func (r *Resolver) ClassSchools(ctx context.Context, tenantID, classID string) ([]string, error) {
+	return r.rosterList(ctx, r.schools, tenantID, classID, `SELECT school_sourced_id FROM %[1]s.roster_classes WHERE sourced_id = $1 AND status = 'active'
+		UNION SELECT school_sourced_id FROM %[1]s.roster_enrollments WHERE class_sourced_id = $1 AND status = 'active'`)
+}
+
+// StudentInScope reports whether the student (internal id) has an active student enrollment in one of
+// classes or in a class of one of schools.
+func (r *Resolver) StudentInScope(ctx context.Context, tenantID, studentID string, classes, schools []string) (bool, error) {
+	k := [2]string{tenantID, studentID}
+	es, ok := r.enrolled.get(k)
+	if !ok {
+		pool, schema, err := r.district(ctx, tenantID)
+		if err != nil {
+			return false, err
+		}
+		rows, err := pool.Query(ctx, `SELECT e.class_sourced_id, e.school_sourced_id
+			FROM `+schema+`.roster_users u JOIN `+schema+`.roster_enrollments e ON e.user_sourced_id = u.sourced_id
+			WHERE u.internal_id::text = $1 AND e.role = 'student' AND e.status = 'active'`, studentID)
+		if err != nil {
+			return false, fmt.Errorf("reading enrollments of a student of %s: %w", tenantID, err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var e enrollment
+			if err := rows.Scan(&e.class, &e.school); err != nil {
+				return false, fmt.Errorf("reading enrollments of a student of %s: %w", tenantID, err)
+			}
+			es = append(es, e)
+		}
+		if err := rows.Err(); err != nil {
+			return false, fmt.Errorf("reading enrollments of a student of %s: %w", tenantID, err)
+		}
+		r.enrolled.put(k, es)
+	}
+	for _, e := range es {
+		if slices.Contains(classes, e.class) || slices.Contains(schools, e.school) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// rosterList runs query (one $1 argument, one text column; %[1]s is the district's schema), cached under
+// (tenant, arg).
+func (r *Resolver) rosterList(ctx context.Context, c *cache[[2]string, []string], tenantID, arg, query string) ([]string, error) {
+	k := [2]string{tenantID, arg}
+	if v, ok := c.get(k); ok {
+		return v, nil
+	}
+	pool, schema, err := r.district(ctx, tenantID)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := pool.Query(ctx, fmt.Sprintf(query, schema), arg)
+	if err != nil {
+		return nil, fmt.Errorf("reading the roster of %s: %w", tenantID, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, fmt.Errorf("reading the roster of %s: %w", tenantID, err)
+		}
+		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading the roster of %s: %w", tenantID, err)
+	}
+	c.put(k, out)
+	return out, nil
+}
+
+// district returns the pool of the district's instance and its quoted schema name.
+func (r *Resolver) district(ctx context.Context, tenantID string) (*pgxpool.Pool, string, error) {
+	schema, err := tenancy.SchemaName(tenantID)
+	if err != nil {
+		return nil, "", err
+	}
+	pool, _, err := r.store.DistrictPool(ctx, tenantID)
+	if err != nil {
+		return nil, "", fmt.Errorf("finding the instance of %s: %w", tenantID, err)
+	}
+	return pool, pgx.Identifier{schema}.Sanitize(), nil
+}
+
+// cache is a small TTL map; full, it drops expired entries, then everything.
+type cache[K comparable, V any] struct {
+	ttl time.Duration
+	mu  sync.Mutex
+	m   map[K]entry[V]
+}
+
+type entry[V any] struct {
+	v       V
+	expires time.Time
+}
+
+const maxCached = 100_000
+
+func newCache[K comparable, V any](ttl time.Duration) *cache[K, V] {
+	return &cache[K, V]{ttl: ttl, m: map[K]entry[V]{}}
+}
+
+func (c *cache[K, V]) get(k K) (V, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[k]
+	if !ok || !time.Now().Before(e.expires) {
+		var zero V
+		return zero, false
+	}
+	return e.v, true
+}
+
+func (c *cache[K, V]) put(k K, v V) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	if len(c.m) >= maxCached {
+		for k, e := range c.m {
+			if !now.Before(e.expires) {
+				delete(c.m, k)
+			}
+		}
+		if len(c.m) >= maxCached {
+			clear(c.m)
+		}
+	}
+	c.m[k] = entry[V]{v: v, expires: now.Add(c.ttl)}
+}
