@@ -20,6 +20,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/svc"
 	"github.com/edtech-analytics/platform/services/gateway/internal/server"
 	"github.com/edtech-analytics/platform/services/gateway/internal/tenants"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -125,24 +126,41 @@ func event(i int, status string) string {
 		`"actor":{"sis_id":"S%d","role":"student"},"school_id":"sch1","payload":{"status":%q,"date":"2026-11-20"}}`, i, i, status)
 }
 
-// readTopic returns every record of topic.
+// readTopic returns every record of topic, reading each partition up to the end offset it had when
+// called.
 func (f *fixture) readTopic(t *testing.T, topic string) []*kgo.Record {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	cl, err := kafkax.NewClient(f.kcfg, kafkax.Deps{}, "", kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	var out []*kgo.Record
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		fs := cl.PollFetches(ctx)
-		cancel()
-		if fs.NumRecords() == 0 {
-			return out
-		}
-		out = append(out, fs.Records()...)
+	ends, err := kadm.NewClient(cl.Client).ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
 	}
+	left := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			left[o.Partition] = o.Offset
+		}
+	})
+	var out []*kgo.Record
+	for len(left) > 0 {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("reading %s: partitions not read to the end: %v", topic, left)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			out = append(out, r)
+			if end, ok := left[r.Partition]; ok && r.Offset+1 >= end {
+				delete(left, r.Partition)
+			}
+		})
+	}
+	return out
 }
 
 func TestPartialAcceptanceProducesValidEventsAndDeadLettersTheRest(t *testing.T) {
