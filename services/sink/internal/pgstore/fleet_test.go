@@ -1,44 +1,18 @@
 package pgstore_test
 
 import (
-	"context"
 	"maps"
 	"math/rand/v2"
 	"strings"
 	"testing"
 
-	"github.com/edtech-analytics/platform/libs/devenv"
-	"github.com/edtech-analytics/platform/libs/pgutil"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/edtech-analytics/platform/services/sink/internal/pgstore"
+	"github.com/edtech-analytics/platform/services/sink/internal/sinktest"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
-
-// setConnectable lets clients connect to database name or not; when not, it also ends the connections
-// open to it, as a server going away would.
-func setConnectable(t *testing.T, name string, ok bool) {
-	t.Helper()
-	ctx := context.Background()
-	url, err := devenv.Postgres(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "ALTER DATABASE "+pgutil.QuoteIdent(name)+" ALLOW_CONNECTIONS "+map[bool]string{true: "true", false: "false"}[ok]); err != nil {
-		t.Fatal(err)
-	}
-	if !ok {
-		if _, err := conn.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
 
 func storedOffset(t *testing.T, pool *pgxpool.Pool, partition int32) int64 {
 	t.Helper()
@@ -72,8 +46,8 @@ func TestInstanceDownKeepsTheOthersGoing(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	t.Cleanup(func() { setConnectable(t, fe.eastName, true) })
-	setConnectable(t, fe.eastName, false)
+	t.Cleanup(func() { sinktest.SetConnectable(t, fe.eastName, true) })
+	sinktest.SetConnectable(t, fe.eastName, false)
 	err := store.Write(ctx, "enriched", 0, recs[100:])
 	if err == nil || !strings.Contains(err.Error(), "instance east") {
 		t.Fatalf("Write with east down = %v, want an error naming instance east", err)
@@ -101,7 +75,7 @@ func TestInstanceDownKeepsTheOthersGoing(t *testing.T) {
 		t.Errorf("NextOffsets answered without east: %v", resume)
 	}
 
-	setConnectable(t, fe.eastName, true)
+	sinktest.SetConnectable(t, fe.eastName, true)
 	resume, err = store.NextOffsets(ctx, "enriched", []int32{0})
 	if err != nil || resume[0] != 100 {
 		t.Fatalf("resume at %v (%v), want 100: east holds the first 100", resume, err)
