@@ -46,7 +46,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.rate, "rate", 0, "events per second to send in rate mode (sent as batches of -batch)")
 	fs.DurationVar(&c.duration, "duration", 20*time.Second, "how long to measure (at most 10m)")
 	fs.DurationVar(&c.warmup, "warmup", 3*time.Second, "load sent before measuring")
-	fs.IntVar(&c.workers, "workers", 0, "concurrent connections (default: 2 x CPUs in saturate mode, 64 in rate mode)")
+	fs.IntVar(&c.workers, "workers", 0, "concurrent connections (default: 2 x CPUs in saturate mode, 16 in rate mode)")
 	fs.IntVar(&c.batch, "batch", 100, "events per request")
 	fs.IntVar(&c.tenants, "tenants", 8, "districts the load is spread over")
 	fs.StringVar(&c.target, "target", "", "base URL of a running gateway on a loopback address (default: start one in this process)")
@@ -83,7 +83,7 @@ func (c *config) validate() error {
 	if c.workers == 0 {
 		c.workers = 2 * runtime.NumCPU()
 		if c.mode == "rate" {
-			c.workers = 64
+			c.workers = 16
 		}
 	}
 	return errors.Join(errs...)
