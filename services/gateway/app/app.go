@@ -24,15 +24,18 @@ import (
 
 // Config is the gateway's configuration.
 type Config struct {
-	HTTPAddr      string
-	AdminAddr     string
-	DatabaseURL   conf.Secret
-	Kafka         kafkax.Config
-	MaxBodyBytes  int
-	MaxEvents     int
-	KeyCacheTTL   time.Duration
-	DrainTimeout  time.Duration
-	ShutdownDelay time.Duration
+	HTTPAddr     string
+	AdminAddr    string
+	DatabaseURL  conf.Secret
+	Kafka        kafkax.Config
+	MaxBodyBytes int
+	MaxEvents    int
+	// MaxRosterBodyBytes and MaxRosterRecords bound one roster request (a JSON collection or CSV zip).
+	MaxRosterBodyBytes int
+	MaxRosterRecords   int
+	KeyCacheTTL        time.Duration
+	DrainTimeout       time.Duration
+	ShutdownDelay      time.Duration
 	// RateLimit applies to districts without a limit of their own, per gateway instance.
 	RateLimit     tenants.RateLimit
 	TenantRefresh time.Duration
@@ -45,6 +48,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	conf.SecretVar(fs, &c.DatabaseURL, "database.url", "DATABASE_URL", "PostgreSQL URL of the control schema (API keys)")
 	conf.Int(fs, &c.MaxBodyBytes, "max-body-bytes", "GATEWAY_MAX_BODY_BYTES", 5<<20, "largest request body")
 	conf.Int(fs, &c.MaxEvents, "max-events", "GATEWAY_MAX_EVENTS", 1000, "most events in one request")
+	conf.Int(fs, &c.MaxRosterBodyBytes, "max-roster-body-bytes", "GATEWAY_MAX_ROSTER_BODY_BYTES", 64<<20, "largest roster request body (JSON collection or CSV zip)")
+	conf.Int(fs, &c.MaxRosterRecords, "max-roster-records", "GATEWAY_MAX_ROSTER_RECORDS", 50_000, "most roster records in one request")
 	conf.Duration(fs, &c.KeyCacheTTL, "key-cache-ttl", "GATEWAY_KEY_CACHE_TTL", 5*time.Second, "how long a key lookup is cached (bounds revocation delay)")
 	conf.Duration(fs, &c.DrainTimeout, "drain-timeout", "GATEWAY_DRAIN_TIMEOUT", 25*time.Second, "how long in-flight requests may take to finish on shutdown")
 	conf.Duration(fs, &c.ShutdownDelay, "shutdown-delay", "GATEWAY_SHUTDOWN_DELAY", 0, "time between turning not-ready and closing the listener on shutdown")
@@ -62,6 +67,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBodyBytes < 1024 {
 		errs = append(errs, errors.New("max-body-bytes: must be at least 1024"))
+	}
+	if c.MaxRosterBodyBytes < 1024 {
+		errs = append(errs, errors.New("max-roster-body-bytes: must be at least 1024"))
+	}
+	if c.MaxRosterRecords < 1 {
+		errs = append(errs, errors.New("max-roster-records: must be at least 1"))
 	}
 	if c.MaxEvents < 1 {
 		errs = append(errs, errors.New("max-events: must be at least 1"))
@@ -114,7 +125,8 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks) error {
 	srv, err := server.New(server.Deps{Log: rt.Log, Keys: keys, Tenants: registry, Producer: producer.Client, Codec: codec,
 		Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter},
 		server.Topics{Raw: cfg.Kafka.Topics().Raw, DLQ: cfg.Kafka.Topics().DLQ},
-		server.Limits{MaxBodyBytes: int64(cfg.MaxBodyBytes), MaxEvents: cfg.MaxEvents})
+		server.Limits{MaxBodyBytes: int64(cfg.MaxBodyBytes), MaxEvents: cfg.MaxEvents,
+			MaxRosterBodyBytes: int64(cfg.MaxRosterBodyBytes), MaxRosterRecords: cfg.MaxRosterRecords})
 	if err != nil {
 		return err
 	}

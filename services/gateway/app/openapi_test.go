@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"archive/zip"
 	"bufio"
 	"bytes"
 	"context"
@@ -87,7 +88,7 @@ func newGateway(t *testing.T) *gateway {
 		"small":  {ID: "k3", TenantID: "small", SourceID: "lms", Verbs: []string{server.VerbEventsWrite}},
 	}
 	srv, err := server.New(server.Deps{Log: log, Keys: keys, Tenants: reg, Producer: cl.Client, Codec: codec, Tracer: tel.Tracer, Meter: tel.Meter},
-		server.Topics{Raw: kcfg.Topics().Raw, DLQ: kcfg.Topics().DLQ}, server.Limits{MaxBodyBytes: 5 << 20, MaxEvents: 1000})
+		server.Topics{Raw: kcfg.Topics().Raw, DLQ: kcfg.Topics().DLQ}, server.Limits{MaxBodyBytes: 5 << 20, MaxEvents: 1000, MaxRosterRecords: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,6 +231,14 @@ func TestOpenAPIDocumentDescribesTheGateway(t *testing.T) {
 		return exchange{name: name, method: "POST", path: "/v1/events", key: key, header: "Authorization", ctype: ctype, body: body,
 			status: status, problem: problem, requestValid: valid}
 	}
+	roster := func(name, key, ctype string, body []byte, status int, problem string, valid bool) exchange {
+		return exchange{name: name, method: "POST", path: "/v1/roster/users", key: key, header: "Authorization", ctype: ctype, body: body,
+			status: status, problem: problem, requestValid: valid}
+	}
+	csv := func(name, key, ctype string, body []byte, status int, problem string, valid bool) exchange {
+		return exchange{name: name, method: "POST", path: "/v1/roster/csv", key: key, header: "Authorization", ctype: ctype, body: body,
+			status: status, problem: problem, requestValid: valid}
+	}
 	tests := []exchange{
 		post("json batch", "good", json, jsonBatch(t, events(100, nil)), 202, "", true),
 		post("ndjson batch", "good", nd, ndjson(t, events(20, nil)), 202, "", true),
@@ -248,6 +257,21 @@ func TestOpenAPIDocumentDescribesTheGateway(t *testing.T) {
 		post("wrong content type", "good", "text/plain", []byte(`{"events":[]}`), 415, "/problems/unsupported-media-type", false),
 		post("within the limit", "small", json, empties, 202, "", true),
 		post("over the limit", "small", json, empties, 429, "/problems/rate-limited", true),
+		roster("users", "roster", json, rosterUsers(2, true), 202, "", true),
+		roster("users with a bad record", "roster", json, rosterUsers(3, false), 202, "", true),
+		roster("malformed users", "roster", json, []byte(`{"users":[{]}`), 400, "/problems/malformed-body", false),
+		roster("users without a key", "", json, rosterUsers(1, true), 401, "/problems/missing-api-key", false),
+		roster("users with an events key", "good", json, rosterUsers(1, true), 403, "/problems/forbidden", true),
+		{name: "unknown collection", method: "POST", path: "/v1/roster/pets", key: "roster", header: "Authorization", ctype: json,
+			body: []byte(`{"pets":[]}`), status: 404, problem: "/problems/unknown-collection", requestValid: false},
+		roster("too many users", "roster", json, rosterUsers(11, true), 413, "/problems/too-many-records", true),
+		roster("users as text", "roster", "text/plain", rosterUsers(1, true), 415, "/problems/unsupported-media-type", false),
+		csv("csv package", "roster", "application/zip", rosterZip(t), 202, "", true),
+		csv("not a zip", "roster", "application/zip", []byte("PK not a zip"), 400, "/problems/malformed-body", true),
+		csv("csv without a key", "", "application/zip", rosterZip(t), 401, "/problems/missing-api-key", false),
+		csv("csv with an events key", "good", "application/zip", rosterZip(t), 403, "/problems/forbidden", true),
+		csv("csv too many rows", "roster", "application/zip", rosterZipRows(t, 11), 413, "/problems/too-many-records", true),
+		csv("csv as json", "roster", json, rosterZip(t), 415, "/problems/unsupported-media-type", false),
 		{name: "healthz", method: "GET", path: "/healthz", status: 200, requestValid: true},
 		{name: "ready", method: "GET", path: "/readyz", status: 200, requestValid: true},
 		{name: "metrics", method: "GET", path: "/metrics", status: 200, requestValid: true},
@@ -256,7 +280,10 @@ func TestOpenAPIDocumentDescribesTheGateway(t *testing.T) {
 	// Last, the instance drains: readiness goes false and new batches get 503.
 	draining := post("draining", "good", json, jsonBatch(t, events(1, nil)), 503, "/problems/draining", true)
 	draining.before = func(g *gateway) { g.srv.Drain(); g.health.SetReady("serving", false) }
-	tests = append(tests, draining, exchange{name: "not ready", method: "GET", path: "/readyz", status: 503, requestValid: true})
+	tests = append(tests, draining,
+		roster("roster while draining", "roster", json, rosterUsers(1, true), 503, "/problems/draining", true),
+		csv("csv while draining", "roster", "application/zip", rosterZip(t), 503, "/problems/draining", true),
+		exchange{name: "not ready", method: "GET", path: "/readyz", status: 503, requestValid: true})
 
 	covered := map[string]bool{}
 	for _, tt := range tests {
@@ -305,6 +332,46 @@ func TestOpenAPIDocumentDescribesTheGateway(t *testing.T) {
 			}
 		}
 	}
+}
+
+// rosterUsers is a OneRoster users collection of n records; unless valid, the second lacks its sourcedId.
+func rosterUsers(n int, valid bool) []byte {
+	users := make([]map[string]any, n)
+	for i := range users {
+		users[i] = map[string]any{"sourcedId": fmt.Sprintf("stu-%d", i), "status": "active", "dateLastModified": "2026-09-01T08:00:00Z",
+			"enabledUser": true, "givenName": "Ada", "familyName": "L",
+			"roles": []any{map[string]any{"roleType": "primary", "role": "student", "org": map[string]any{"sourcedId": "sch1"}}}}
+	}
+	if !valid && n > 1 {
+		users[1]["sourcedId"] = ""
+	}
+	b, _ := json.Marshal(map[string]any{"users": users})
+	return b
+}
+
+func rosterZip(t *testing.T) []byte { return rosterZipRows(t, 2) }
+
+// rosterZipRows is a CSV package with an enrollments.csv of n rows.
+func rosterZipRows(t *testing.T, n int) []byte {
+	t.Helper()
+	var csv strings.Builder
+	csv.WriteString("sourcedId,status,dateLastModified,classSourcedId,schoolSourcedId,userSourcedId,role,primary,beginDate,endDate\n")
+	for i := range n {
+		fmt.Fprintf(&csv, "enr-%d,active,2026-09-01T08:00:00Z,cls-1,sch1,stu-%d,student,false,,\n", i, i)
+	}
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	fw, err := zw.Create("enrollments.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fw.Write([]byte(csv.String())); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 func responseKey(route *routers.Route, status int) string {

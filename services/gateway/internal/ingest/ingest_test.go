@@ -255,3 +255,13 @@ func TestIsUUID(t *testing.T) {
 		}
 	}
 }
+
+// TestTrailingDataIsRefused: nothing may follow the JSON document, not even a stray closing bracket
+// (encoding/json's Decoder.More does not notice those).
+func TestTrailingDataIsRefused(t *testing.T) {
+	for _, b := range []string{`{"events":[]} }`, `{"events":[]} ]`, `{"events":[]}x`, `{"events":[]} {"events":[]}`} {
+		if _, err := SplitJSON([]byte(b), 10); err == nil {
+			t.Errorf("accepted %q", b)
+		}
+	}
+}

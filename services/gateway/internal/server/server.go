@@ -35,6 +35,10 @@ const (
 type Limits struct {
 	MaxBodyBytes int64
 	MaxEvents    int
+	// MaxRosterBodyBytes and MaxRosterRecords bound one roster request (a JSON collection or a CSV
+	// package); zero means 64 MiB and 50,000 records.
+	MaxRosterBodyBytes int64
+	MaxRosterRecords   int
 }
 
 // Producer is the part of a Kafka client the server needs.
@@ -77,6 +81,12 @@ type Deps struct {
 // New builds a server.
 func New(deps Deps, topics Topics, limits Limits) (*Server, error) {
 	m := deps.Meter.Meter("gateway")
+	if limits.MaxRosterBodyBytes <= 0 {
+		limits.MaxRosterBodyBytes = 64 << 20
+	}
+	if limits.MaxRosterRecords <= 0 {
+		limits.MaxRosterRecords = 50_000
+	}
 	s := &Server{
 		log: deps.Log, keys: deps.Keys, tenants: deps.Tenants, producer: deps.Producer, codec: deps.Codec,
 		topics: topics, limits: limits, tracer: deps.Tracer.Tracer("gateway"), now: time.Now,
@@ -108,6 +118,8 @@ func (s *Server) Handler() http.Handler {
 		w.Header().Set("Allow", "POST")
 		writeProblem(w, http.StatusMethodNotAllowed, "method-not-allowed", "Method not allowed", "use POST", 0)
 	})
+	mux.HandleFunc("POST /v1/roster/csv", s.postRosterCSV)
+	mux.HandleFunc("POST /v1/roster/{collection}", s.postRosterJSON)
 	mux.HandleFunc("GET /openapi.yaml", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/yaml")
 		_, _ = w.Write(api.OpenAPI())
@@ -122,6 +134,8 @@ func (s *Server) Handler() http.Handler {
 type EventsResponse struct {
 	Accepted int               `json:"accepted"`
 	Rejected []ingest.Rejected `json:"rejected"`
+	// Ignored lists the files of a OneRoster CSV package the platform does not carry.
+	Ignored []string `json:"ignored,omitempty"`
 }
 
 // retryAfterBusy is the hint given to clients when Kafka cannot take more.
@@ -151,15 +165,8 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 			"Content-Type must be application/json or application/x-ndjson", 0)
 		return
 	}
-	body, err := s.readBody(w, r)
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeProblem(w, http.StatusRequestEntityTooLarge, "body-too-large", "Request body too large",
-				fmt.Sprintf("the body may hold at most %d bytes", s.limits.MaxBodyBytes), 0)
-			return
-		}
-		writeProblem(w, http.StatusBadRequest, "unreadable-body", "Unreadable body", err.Error(), 0)
+	body, ok := s.readBody(w, r, s.limits.MaxBodyBytes)
+	if !ok {
 		return
 	}
 	raw, err := split(body, s.limits.MaxEvents)
@@ -190,15 +197,21 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 
 	meta := ingest.Meta{TenantID: key.TenantID, SourceID: key.SourceID, ReceivedAt: s.now()}
 	accepted, rejected := ingest.Validate(raw, meta)
-	dlqDone := s.deadLetter(ctx, key, rejected, meta.ReceivedAt)
-	err = s.produce(ctx, tenant, accepted, len(body))
-	if err != nil { // the DLQ records go on in the background: a refusal does not wait for Kafka
-		s.log.WarnContext(ctx, "producing batch", "tenant_id", key.TenantID, "events", len(accepted), "err", err)
-		detail := "events were not acknowledged; retry the same batch (event_id makes retries safe)"
+	s.accept(ctx, w, key, tenant, accepted, rejected, len(body), "event", nil)
+}
+
+// accept dead-letters the rejected records, produces the accepted ones and answers: 202 with the counts
+// and every rejection once Kafka acknowledged all accepted records, 503 at the first failure.
+func (s *Server) accept(ctx context.Context, w http.ResponseWriter, key Key, tenant *tenants.Settings,
+	accepted []ingest.Accepted, rejected []ingest.Rejected, sizeHint int, what string, ignored []string) {
+	dlqDone := s.deadLetter(ctx, key, rejected, s.now(), what)
+	if err := s.produce(ctx, tenant, accepted, sizeHint); err != nil { // the DLQ records go on in the background: a refusal does not wait for Kafka
+		s.log.WarnContext(ctx, "producing batch", "tenant_id", key.TenantID, "records", len(accepted), "err", err)
+		detail := "nothing was acknowledged; retry the same request (ids make retries safe)"
 		if errors.Is(err, kgo.ErrMaxBuffered) {
 			detail = "the Kafka producer's buffer is full; " + detail
 		}
-		writeProblem(w, http.StatusServiceUnavailable, "kafka-unavailable", "Cannot accept events now", detail, retryAfterBusy)
+		writeProblem(w, http.StatusServiceUnavailable, "kafka-unavailable", "Cannot accept records now", detail, retryAfterBusy)
 		return
 	}
 	dlqDone()
@@ -207,18 +220,29 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 	if rejected == nil {
 		rejected = []ingest.Rejected{}
 	}
-	writeJSON(w, http.StatusAccepted, EventsResponse{Accepted: len(accepted), Rejected: rejected})
+	writeJSON(w, http.StatusAccepted, EventsResponse{Accepted: len(accepted), Rejected: rejected, Ignored: ignored})
 }
 
-// readBody reads the whole body, at most MaxBodyBytes, into a buffer sized from Content-Length.
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+// readBody reads the whole body, at most limit bytes, into a buffer sized from Content-Length. When it
+// cannot, it answers (413 or 400) and returns false.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
 	size := int64(0)
 	if r.ContentLength > 0 {
-		size = min(r.ContentLength, s.limits.MaxBodyBytes)
+		size = min(r.ContentLength, limit)
 	}
 	buf := bytes.NewBuffer(make([]byte, 0, size+bytes.MinRead))
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, s.limits.MaxBodyBytes))
-	return buf.Bytes(), err
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		writeProblem(w, http.StatusRequestEntityTooLarge, "body-too-large", "Request body too large",
+			fmt.Sprintf("the body may hold at most %d bytes", limit), 0)
+		return nil, false
+	case err != nil:
+		writeProblem(w, http.StatusBadRequest, "unreadable-body", "Unreadable body", err.Error(), 0)
+		return nil, false
+	}
+	return buf.Bytes(), true
 }
 
 // authenticate resolves the request's API key and checks it may use verb.
@@ -323,7 +347,7 @@ func (a *acks) promise(_ *kgo.Record, err error) {
 // deadLetter sends rejected events to the DLQ with their errors and returns a function that waits for
 // their acks. A DLQ failure is logged, not returned: the client already gets every error in the answer and
 // nothing it sent was acknowledged as accepted.
-func (s *Server) deadLetter(ctx context.Context, key Key, rejected []ingest.Rejected, at time.Time) (wait func()) {
+func (s *Server) deadLetter(ctx context.Context, key Key, rejected []ingest.Rejected, at time.Time, what string) (wait func()) {
 	if len(rejected) == 0 {
 		return func() {}
 	}
@@ -332,7 +356,7 @@ func (s *Server) deadLetter(ctx context.Context, key Key, rejected []ingest.Reje
 	for _, rj := range rejected {
 		d := &records.DLQRecord{
 			Reason: records.ReasonInvalidField, Stage: records.StageGateway, TenantID: &key.TenantID,
-			Detail:   fmt.Sprintf("event %d of a batch from source %s failed validation", rj.Index, key.SourceID),
+			Detail:   fmt.Sprintf("%s %d of a request from source %s failed validation", what, rj.Index, key.SourceID),
 			Original: rj.Raw, FailedAt: at.UTC().Truncate(time.Millisecond), Headers: []records.Header{},
 		}
 		if rj.EventID != "" {
