@@ -2,11 +2,13 @@ package obs
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"sort"
 	"sync"
 	"time"
 )
@@ -57,8 +59,12 @@ func (h *Health) Register(mux *http.ServeMux, metrics http.Handler) {
 		w.Header().Set("Content-Type", "application/json")
 		ok, waiting := h.Ready()
 		if !ok {
+			sort.Strings(waiting)
 			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = fmt.Fprintf(w, `{"status":"not ready","waiting":%q}`, waiting)
+			_ = json.NewEncoder(w).Encode(struct {
+				Status  string   `json:"status"`
+				Waiting []string `json:"waiting"`
+			}{"not ready", waiting})
 			return
 		}
 		_, _ = w.Write([]byte(`{"status":"ready"}`))

@@ -46,6 +46,14 @@ func TestHealthEndpoints(t *testing.T) {
 	if code, _ := get("/healthz"); code != 200 {
 		t.Fatalf("healthz = %d", code)
 	}
+	var waiting struct {
+		Status  string   `json:"status"`
+		Waiting []string `json:"waiting"`
+	}
+	if code, body := get("/readyz"); code != 503 || json.Unmarshal([]byte(body), &waiting) != nil || len(waiting.Waiting) != 2 ||
+		waiting.Waiting[0] != "kafka" || waiting.Waiting[1] != "store" {
+		t.Fatalf("readyz with two checks waiting = %d %s", code, body)
+	}
 	h.SetReady("kafka", true)
 	if code, body := get("/readyz"); code != 503 || !strings.Contains(body, "store") {
 		t.Fatalf("readyz with store waiting = %d %s", code, body)
