@@ -1,0 +1,238 @@
+// Command dashbench measures the dashboard API's latency over a database that benchload filled:
+//
+//	go run ./services/aggregator/cmd/benchload -events 50000000 -districts 1500
+//	go run ./services/query/cmd/dashbench -requests 1000 -concurrency 4
+//
+// It registers a sample of the generated districts in a fresh PostgreSQL database (tenants, a roster
+// with a teacher, a class and its students, and a district admin, a school admin and a teacher token
+// each), serves the API in-process over HTTP on loopback, and sends each endpoint requests for random
+// sample districts and random 30-day ranges, reporting p50/p95/p99. ClickHouse and PostgreSQL come from
+// CLICKHOUSE_ADDR and DATABASE_URL, or the repository's private servers (libs/devenv).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/signal"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/edtech-analytics/platform/libs/chutil"
+	"github.com/edtech-analytics/platform/libs/devenv"
+	"github.com/edtech-analytics/platform/libs/pgutil"
+	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/services/query/internal/api"
+	"github.com/edtech-analytics/platform/services/query/internal/auth"
+	"github.com/jackc/pgx/v5"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	err := run(ctx, os.Args[1:])
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "dashbench:", err)
+		os.Exit(1)
+	}
+}
+
+// district is a sample district with its credentials and the ids its scopes cover.
+type district struct {
+	id                      string
+	admin, school, teacher  string // tokens
+	schoolID, classID, stud string
+}
+
+func run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("dashbench", flag.ContinueOnError)
+	database := fs.String("database", "bench", "ClickHouse database benchload filled")
+	districts := fs.Int("districts", 1500, "districts benchload generated (bench_0 ...)")
+	sample := fs.Int("sample", 20, "districts to register and query")
+	requests := fs.Int("requests", 1000, "requests per endpoint")
+	concurrency := fs.Int("concurrency", 4, "requests in flight")
+	ttl := fs.Duration("cache-ttl", 5*time.Second, "the service's credential and roster cache TTL")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	chAddr, err := devenv.ClickHouse(ctx)
+	if err != nil {
+		return err
+	}
+	ch, err := chutil.Open(ctx, chutil.Options{Addr: chAddr, Database: *database, MaxOpenConns: *concurrency + 2})
+	if err != nil {
+		return err
+	}
+	defer ch.Close()
+	pgServer, err := devenv.Postgres(ctx)
+	if err != nil {
+		return err
+	}
+	store, sample2, err := setUp(ctx, pgServer, *districts, *sample)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	h := api.New(slog.New(slog.DiscardHandler), auth.NewResolver(store, *ttl), store, ch, api.Config{})
+	srv := httptest.NewServer(h.Handler())
+	defer srv.Close()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *concurrency}}
+
+	endpoints := []struct {
+		name string
+		url  func(d district, from, to string) (path, token string)
+	}{
+		{"district summary (district admin)", func(d district, f, t string) (string, string) {
+			return "/v1/district/summary?from=" + f + "&to=" + t, d.admin
+		}},
+		{"school summary (school admin)", func(d district, f, t string) (string, string) {
+			return "/v1/schools/" + d.schoolID + "/summary?from=" + f + "&to=" + t, d.school
+		}},
+		{"class summary (teacher)", func(d district, f, t string) (string, string) {
+			return "/v1/classes/" + d.classID + "/summary?from=" + f + "&to=" + t, d.teacher
+		}},
+		{"student summary (teacher)", func(d district, f, t string) (string, string) {
+			return "/v1/students/" + d.stud + "/summary?from=" + f + "&to=" + t, d.teacher
+		}},
+		{"benchmark attendance_rate (district admin, audited)", func(d district, f, t string) (string, string) {
+			return "/v1/benchmarks/attendance_rate?from=" + f + "&to=" + t, d.admin
+		}},
+	}
+	fmt.Printf("%d requests per endpoint, %d in flight, %d sample districts of %d\n\n", *requests, *concurrency, len(sample2), *districts)
+	fmt.Printf("%-52s %8s %8s %8s %8s %9s\n", "endpoint", "p50 ms", "p95 ms", "p99 ms", "max ms", "req/s")
+	for _, ep := range endpoints {
+		lat, elapsed, err := fire(ctx, client, srv.URL, *requests, *concurrency, func(rng *rand.Rand) (string, string) {
+			d := sample2[rng.IntN(len(sample2))]
+			from := time.Date(2025, 9, 1, 0, 0, 0, 0, time.UTC).AddDate(0, 0, rng.IntN(30))
+			return ep.url(d, from.Format(time.DateOnly), from.AddDate(0, 0, 29).Format(time.DateOnly))
+		})
+		if err != nil {
+			return fmt.Errorf("%s: %w", ep.name, err)
+		}
+		slices.Sort(lat)
+		p := func(q float64) float64 { return float64(lat[int(q*float64(len(lat)-1))].Microseconds()) / 1000 }
+		fmt.Printf("%-52s %8.1f %8.1f %8.1f %8.1f %9.0f\n", ep.name, p(0.5), p(0.95), p(0.99), p(1), float64(len(lat))/elapsed.Seconds())
+	}
+	return nil
+}
+
+// fire sends n requests, concurrency at a time, after a warm-up of one request per sample path, and
+// returns every latency. Any answer but 200 is an error.
+func fire(ctx context.Context, client *http.Client, base string, n, concurrency int, next func(*rand.Rand) (string, string)) ([]time.Duration, time.Duration, error) {
+	var (
+		mu   sync.Mutex
+		lat  []time.Duration
+		ferr error
+		wg   sync.WaitGroup
+	)
+	jobs := make(chan struct{})
+	start := time.Now()
+	for w := range concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 42))
+			for range jobs {
+				path, token := next(rng)
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
+				req.Header.Set("Authorization", "Bearer "+token)
+				t := time.Now()
+				resp, err := client.Do(req)
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					_ = resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						err = fmt.Errorf("%s answered %d", path, resp.StatusCode)
+					}
+				}
+				d := time.Since(t)
+				mu.Lock()
+				if err != nil && ferr == nil {
+					ferr = err
+				}
+				lat = append(lat, d)
+				mu.Unlock()
+			}
+		}()
+	}
+	for range n {
+		jobs <- struct{}{}
+	}
+	close(jobs)
+	wg.Wait()
+	return lat, time.Since(start), ferr
+}
+
+// setUp creates a fresh control database with sample districts: each a tenant with a roster (teacher
+// t1 teaches class c3 of school s3, with the students benchload put in c3) and three tokens.
+func setUp(ctx context.Context, pgServer string, districts, sample int) (*tenancy.Store, []district, error) {
+	admin, err := pgutil.Connect(ctx, pgServer)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, q := range []string{"DROP DATABASE IF EXISTS dashbench WITH (FORCE)", "CREATE DATABASE dashbench"} {
+		if _, err := admin.Exec(ctx, q); err != nil {
+			admin.Close()
+			return nil, nil, fmt.Errorf("%s: %w", q, err)
+		}
+	}
+	cfg := admin.Config().ConnConfig
+	admin.Close()
+	url := fmt.Sprintf("postgres://%s@%s:%d/dashbench?sslmode=disable", cfg.User, cfg.Host, cfg.Port)
+	pool, err := pgutil.Connect(ctx, url)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := tenancy.Migrate(ctx, pool); err != nil {
+		return nil, nil, err
+	}
+	store := tenancy.NewStore(pool)
+	rng := rand.New(rand.NewPCG(7, 7))
+	var out []district
+	for _, n := range rng.Perm(districts)[:sample] {
+		d := district{id: fmt.Sprintf("bench_%d", n), schoolID: "s3", classID: "c3"}
+		if _, err := store.CreateTenant(ctx, d.id, "Bench "+d.id); err != nil {
+			return nil, nil, err
+		}
+		schema := pgx.Identifier{"district_" + d.id}.Sanitize()
+		batch := &pgx.Batch{}
+		batch.Queue(`INSERT INTO ` + schema + `.roster_classes (sourced_id, status, date_last_modified, title, class_type, course_sourced_id, school_sourced_id)
+			VALUES ('c3', 'active', now(), 'c3', 'scheduled', 'course', 's3')`)
+		batch.Queue(`INSERT INTO ` + schema + `.roster_enrollments (sourced_id, status, date_last_modified, class_sourced_id, school_sourced_id, user_sourced_id, role)
+			VALUES ('e-t1', 'active', now(), 'c3', 's3', 't1', 'teacher')`)
+		for stu := 3; stu < 100; stu += 20 { // benchload puts student stu in class stu % 20
+			internal := fmt.Sprintf("00000000-0000-4000-8000-%012X", n*100+stu)
+			user := fmt.Sprintf("u%d", stu)
+			batch.Queue(`INSERT INTO `+schema+`.roster_users (sourced_id, status, date_last_modified, enabled, given_name, family_name, internal_id)
+				VALUES ($1, 'active', now(), true, 'S', 'T', $2)`, user, internal)
+			batch.Queue(`INSERT INTO `+schema+`.roster_enrollments (sourced_id, status, date_last_modified, class_sourced_id, school_sourced_id, user_sourced_id, role)
+				VALUES ($1, 'active', now(), 'c3', 's3', $2, 'student')`, "e-"+user, user)
+			d.stud = internal
+		}
+		if err := pool.SendBatch(ctx, batch).Close(); err != nil {
+			return nil, nil, fmt.Errorf("writing the roster of %s: %w", d.id, err)
+		}
+		for _, tok := range []struct {
+			dst *string
+			t   tenancy.DashboardToken
+		}{
+			{&d.admin, tenancy.DashboardToken{TenantID: d.id, Role: tenancy.RoleDistrictAdmin}},
+			{&d.school, tenancy.DashboardToken{TenantID: d.id, Role: tenancy.RoleSchoolAdmin, SchoolIDs: []string{"s3"}}},
+			{&d.teacher, tenancy.DashboardToken{TenantID: d.id, Role: tenancy.RoleTeacher, TeacherID: "t1"}},
+		} {
+			if *tok.dst, _, err = store.CreateDashboardToken(ctx, tok.t); err != nil {
+				return nil, nil, err
+			}
+		}
+		out = append(out, d)
+	}
+	return store, out, nil
+}
