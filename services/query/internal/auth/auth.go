@@ -134,7 +134,7 @@ func (r *Resolver) StudentInScope(ctx context.Context, tenantID, studentID strin
 		}
 		rows, err := pool.Query(ctx, `SELECT e.class_sourced_id, e.school_sourced_id
 			FROM `+schema+`.roster_users u JOIN `+schema+`.roster_enrollments e ON e.user_sourced_id = u.sourced_id
-			WHERE u.internal_id::text = $1 AND e.role = 'student' AND e.status = 'active'`, studentID)
+			WHERE u.internal_id = $1::uuid AND e.role = 'student' AND e.status = 'active'`, studentID)
 		if err != nil {
 			return false, fmt.Errorf("reading enrollments of a student of %s: %w", tenantID, err)
 		}

@@ -1,0 +1,109 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// fakeStore answers lookups from maps and counts them.
+type fakeStore struct {
+	mu      sync.Mutex
+	tokens  map[string]tenancy.DashboardToken
+	keys    map[string]tenancy.APIKey
+	down    bool
+	lookups int
+}
+
+func (f *fakeStore) LookupDashboardToken(_ context.Context, p string) (tenancy.DashboardToken, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lookups++
+	if f.down {
+		return tenancy.DashboardToken{}, errors.New("connection refused")
+	}
+	t, ok := f.tokens[p]
+	if !ok {
+		return t, tenancy.ErrInvalidKey
+	}
+	return t, nil
+}
+
+func (f *fakeStore) LookupAPIKey(_ context.Context, p string) (tenancy.APIKey, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lookups++
+	k, ok := f.keys[p]
+	if !ok {
+		return k, tenancy.ErrInvalidKey
+	}
+	return k, nil
+}
+
+func (f *fakeStore) DistrictPool(context.Context, string) (*pgxpool.Pool, string, error) {
+	return nil, "", errors.New("no roster in this test")
+}
+
+// TestResolveCachesForTheTTL proves tokens and keys map to principals (a dashboards:read key as district
+// admin, another key forbidden), that a revoked token keeps working only until the TTL passes, that
+// invalid credentials are cached and database errors are not.
+func TestResolveCachesForTheTTL(t *testing.T) {
+	store := &fakeStore{
+		tokens: map[string]tenancy.DashboardToken{"edt_teacher": {ID: "tok1", TenantID: "d1", Role: tenancy.RoleTeacher, TeacherID: "T-1"}},
+		keys: map[string]tenancy.APIKey{
+			"eak_dash":   {ID: "key1", TenantID: "d2", Verbs: []string{tenancy.VerbDashboardsRead}},
+			"eak_events": {ID: "key2", TenantID: "d2", Verbs: []string{tenancy.VerbEventsWrite}},
+		},
+	}
+	const ttl = 200 * time.Millisecond
+	r := NewResolver(store, ttl)
+	ctx := t.Context()
+
+	p, err := r.Resolve(ctx, "edt_teacher")
+	if err != nil || p.TenantID != "d1" || p.Role != tenancy.RoleTeacher || p.TeacherID != "T-1" || p.Subject != "token:tok1" {
+		t.Fatalf("token = %+v, %v", p, err)
+	}
+	if p, err := r.Resolve(ctx, "eak_dash"); err != nil || p.Role != tenancy.RoleDistrictAdmin || p.TenantID != "d2" || p.Subject != "apikey:key1" {
+		t.Fatalf("dashboards key = %+v, %v", p, err)
+	}
+	if _, err := r.Resolve(ctx, "eak_events"); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("events key: %v, want ErrForbidden", err)
+	}
+	for range 3 {
+		if _, err := r.Resolve(ctx, "edt_nonsense"); !errors.Is(err, ErrUnauthenticated) {
+			t.Fatalf("unknown token: %v", err)
+		}
+	}
+	if store.lookups != 4 {
+		t.Fatalf("%d lookups, want 4 (the unknown token once)", store.lookups)
+	}
+
+	store.mu.Lock()
+	delete(store.tokens, "edt_teacher") // revoked
+	store.mu.Unlock()
+	if _, err := r.Resolve(ctx, "edt_teacher"); err != nil {
+		t.Fatalf("within the TTL a revoked token still resolves from the cache: %v", err)
+	}
+	time.Sleep(ttl + 50*time.Millisecond)
+	if _, err := r.Resolve(ctx, "edt_teacher"); !errors.Is(err, ErrUnauthenticated) {
+		t.Fatalf("after the TTL the revoked token resolves: %v", err)
+	}
+
+	store.mu.Lock()
+	store.down = true
+	store.mu.Unlock()
+	before := store.lookups
+	for range 2 {
+		if _, err := r.Resolve(ctx, "edt_other"); err == nil || errors.Is(err, ErrUnauthenticated) {
+			t.Fatalf("database down: err = %v, want the database error", err)
+		}
+	}
+	if store.lookups != before+2 {
+		t.Fatal("a database error was cached")
+	}
+}
