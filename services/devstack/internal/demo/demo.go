@@ -125,8 +125,9 @@ Where to look:
     curl -s -X POST %[2]s/v1/events -H 'Authorization: Bearer %[3]s' -H 'Content-Type: application/json' \
       -d '{"events":[{"event_id":"'$(cat /proc/sys/kernel/random/uuid)'","type":"attendance","occurred_at":"'$(date -u +%%FT%%TZ)'","actor":{"sis_id":"S1","role":"student"},"school_id":"%[1]s-school-000","payload":{"status":"present","date":"'$(date -u +%%F)'"}}]}'
 
-  Dashboard API (daily active students, events and content time of a school, from the rollups):
-    curl -s '%[9]s/v1/schools/%[1]s-school-000/daily?from=%[11]s&to=%[12]s' -H 'Authorization: Bearer %[10]s'
+  Dashboard API (district summary from the rollups: active students, attendance rate, score quantiles,
+  late submissions, content time, logins; also /v1/schools/{id}/summary, /v1/classes/{id}/summary):
+    curl -s '%[9]s/v1/district/summary?from=%[11]s&to=%[12]s' -H 'Authorization: Bearer %[10]s'
 
   Daily active students per school (ClickHouse rollup kept by a materialized view):
     clickhouse-client --host %[4]s --port %[5]s -d %[6]s -q "SELECT tenant_id, school_id, day, uniqExactMerge(active_students) AS active, countMerge(events) AS events FROM school_daily GROUP BY tenant_id, school_id, day ORDER BY tenant_id, school_id, day LIMIT 20"
