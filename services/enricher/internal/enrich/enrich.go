@@ -112,11 +112,12 @@ func (e *Enricher) Batch(ctx context.Context, recs []*kgo.Record, emit func(*kgo
 	for i, rec := range recs {
 		items[i] = e.decode(rec)
 	}
-	if err := e.prefetch(ctx, items); err != nil {
+	memo := map[string]*district{}
+	if err := e.prefetch(ctx, memo, items); err != nil {
 		return transient(err)
 	}
 	for i := range items {
-		out, err := e.enrich(ctx, &items[i])
+		out, err := e.enrich(ctx, memo, &items[i])
 		if err != nil {
 			return err
 		}
@@ -163,34 +164,50 @@ func (e *Enricher) decode(rec *kgo.Record) item {
 	return it
 }
 
+// district is a district and its policy, looked up once per batch, with the people the batch's records
+// are about.
+type district struct {
+	t     tenancy.Tenant
+	err   error // of the tenant lookup
+	pol   *policy.Compiled
+	keys  []identity.Key
+	users map[identity.Key]bool // roster users: their records link identities one by one, in order
+}
+
+// district returns the batch's entry for a district, looking it up on first use.
+func (e *Enricher) district(ctx context.Context, memo map[string]*district, id string) (*district, error) {
+	if d, ok := memo[id]; ok {
+		return d, nil
+	}
+	d := &district{users: map[identity.Key]bool{}}
+	d.t, d.err = e.deps.Tenants.Tenant(ctx, id)
+	if d.err == nil && d.t.DeletedAt == nil {
+		pol, err := e.deps.Policies.Policy(ctx, d.t)
+		if err != nil {
+			return nil, err
+		}
+		d.pol = pol
+	}
+	memo[id] = d
+	return d, nil
+}
+
 // prefetch resolves, per district, the identities of the batch's people (except roster users, whose
 // records link identities one by one, in order) and loads their roster context.
-func (e *Enricher) prefetch(ctx context.Context, items []item) error {
-	type district struct {
-		t     tenancy.Tenant
-		keys  []identity.Key
-		users map[identity.Key]bool
-	}
-	byTenant := map[string]*district{}
+func (e *Enricher) prefetch(ctx context.Context, memo map[string]*district, items []item) error {
 	for i := range items {
 		it := &items[i]
 		if it.dead != nil || it.err != nil || e.deps.Erased.District(it.raw.TenantID) {
 			continue
 		}
-		d := byTenant[it.raw.TenantID]
-		if d == nil {
-			t, err := e.deps.Tenants.Tenant(ctx, it.raw.TenantID)
-			if err != nil {
-				continue // an unknown district's records go to the DLQ; other errors surface in enrich
-			}
-			d = &district{t: t, users: map[identity.Key]bool{}}
-			byTenant[t.ID] = d
-		}
-		pol, err := e.deps.Policies.Policy(ctx, d.t)
+		d, err := e.district(ctx, memo, it.raw.TenantID)
 		if err != nil {
 			return err
 		}
-		k, person := subjectKey(pol, &it.raw)
+		if d.pol == nil {
+			continue // an unknown district's records go to the DLQ; other errors surface in enrich
+		}
+		k, person := subjectKey(d.pol, &it.raw)
 		switch {
 		case it.raw.User != nil:
 			d.users[k] = true
@@ -198,7 +215,7 @@ func (e *Enricher) prefetch(ctx context.Context, items []item) error {
 			d.keys = append(d.keys, k)
 		}
 	}
-	for _, d := range byTenant {
+	for _, d := range memo {
 		keys := d.keys[:0]
 		for _, k := range d.keys {
 			if !d.users[k] {
@@ -227,7 +244,7 @@ func (e *Enricher) prefetch(ctx context.Context, items []item) error {
 }
 
 // enrich enriches one decoded record.
-func (e *Enricher) enrich(ctx context.Context, it *item) (Outcome, error) {
+func (e *Enricher) enrich(ctx context.Context, memo map[string]*district, it *item) (Outcome, error) {
 	if it.err != nil {
 		return Outcome{}, it.err
 	}
@@ -238,18 +255,17 @@ func (e *Enricher) enrich(ctx context.Context, it *item) (Outcome, error) {
 		return *it.dead, nil
 	}
 	rec, raw := it.rec, it.raw
-	tenant, err := e.deps.Tenants.Tenant(ctx, raw.TenantID)
+	d, err := e.district(ctx, memo, raw.TenantID)
 	switch {
-	case errors.Is(err, tenancy.ErrNotFound) || (err == nil && tenant.DeletedAt != nil):
-		return e.dead(rec, records.ReasonOther, fmt.Sprintf("unknown or deleted tenant %q", raw.TenantID), &raw,
-			[]records.FieldError{{Field: "tenant_id", Message: "unknown or deleted tenant"}}), nil
 	case err != nil:
 		return Outcome{}, transient(err)
+	case errors.Is(d.err, tenancy.ErrNotFound) || (d.err == nil && d.t.DeletedAt != nil):
+		return e.dead(rec, records.ReasonOther, fmt.Sprintf("unknown or deleted tenant %q", raw.TenantID), &raw,
+			[]records.FieldError{{Field: "tenant_id", Message: "unknown or deleted tenant"}}), nil
+	case d.err != nil:
+		return Outcome{}, transient(d.err)
 	}
-	pol, err := e.deps.Policies.Policy(ctx, tenant)
-	if err != nil {
-		return Outcome{}, transient(err)
-	}
+	tenant, pol := d.t, d.pol
 
 	subj, err := e.subject(ctx, tenant, pol, &raw)
 	if err != nil {

@@ -14,6 +14,7 @@
 package identity
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -21,6 +22,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"strings"
 	"sync"
 
@@ -40,23 +42,48 @@ type Resolver struct {
 	pool *pgxpool.Pool
 	max  int
 
-	mu    sync.RWMutex
-	cache map[cacheKey]Identity
+	mu     sync.RWMutex
+	cache  map[cacheKey]Identity
+	linked map[cacheKey]string // the matching key each roster user was last linked with
 }
 
 type cacheKey struct{ tenant, source, sis string }
 
 // New returns a resolver caching up to maxCached mappings.
 func New(pool *pgxpool.Pool, maxCached int) *Resolver {
-	return &Resolver{pool: pool, cache: map[cacheKey]Identity{}, max: maxCached}
+	return &Resolver{pool: pool, cache: map[cacheKey]Identity{}, linked: map[cacheKey]string{}, max: maxCached}
 }
 
 // Pseudonym is the district-keyed HMAC of a value (an internal id, or a field the policy pseudonymises):
 // stable within a district, unjoinable across districts (each has its own key).
 func Pseudonym(key []byte, value string) string {
-	m := hmac.New(sha256.New, key)
+	return NewPseudonymizer(key).Pseudonym(value)
+}
+
+// Pseudonymizer computes one district's pseudonyms, reusing HMAC states (a pseudonym is on the hot path
+// of every record a policy pseudonymises). It is safe for concurrent use.
+type Pseudonymizer struct {
+	pool sync.Pool // hash.Hash keyed with the district's key
+}
+
+// NewPseudonymizer returns a Pseudonymizer for a district's key.
+func NewPseudonymizer(key []byte) *Pseudonymizer {
+	k := bytes.Clone(key)
+	return &Pseudonymizer{pool: sync.Pool{New: func() any { return hmac.New(sha256.New, k) }}}
+}
+
+// Pseudonym returns "p_" and the hex of the first 16 bytes of the HMAC-SHA256 of value.
+func (p *Pseudonymizer) Pseudonym(value string) string {
+	m := p.pool.Get().(hash.Hash)
+	m.Reset()
 	m.Write([]byte(value))
-	return "p_" + hex.EncodeToString(m.Sum(nil)[:16])
+	var sum [sha256.Size]byte
+	m.Sum(sum[:0])
+	p.pool.Put(m)
+	var out [2 + 32]byte
+	out[0], out[1] = 'p', '_'
+	hex.Encode(out[2:], sum[:16])
+	return string(out[:])
 }
 
 // erasedPrefix marks an identifier replaced by its keyed hash when its student was erased.
@@ -202,6 +229,14 @@ func (r *Resolver) Link(ctx context.Context, t tenancy.Tenant, source, sis, matc
 	if matchKey == "" {
 		return r.Resolve(ctx, t, source, sis)
 	}
+	k := cacheKey{t.ID, source, sis}
+	r.mu.RLock()
+	id, cached := r.cache[k]
+	same := cached && r.linked[k] == matchKey
+	r.mu.RUnlock()
+	if same { // a roster re-sent unchanged (nightly bulk files) costs no round trip
+		return id, nil
+	}
 	q, err := queriesFor(t.ID)
 	if err != nil {
 		return Identity{}, err
@@ -219,7 +254,14 @@ func (r *Resolver) Link(ctx context.Context, t tenancy.Tenant, source, sis, matc
 	if err != nil {
 		return Identity{}, fmt.Errorf("linking student of tenant %s: %w", t.ID, err)
 	}
-	return r.remember(cacheKey{t.ID, source, sis}, t.PseudonymKey, internal), nil
+	id = r.remember(k, t.PseudonymKey, internal)
+	r.mu.Lock()
+	if len(r.linked) >= r.max {
+		clear(r.linked)
+	}
+	r.linked[k] = matchKey
+	r.mu.Unlock()
+	return id, nil
 }
 
 func link(ctx context.Context, tx pgx.Tx, q queries, key []byte, source, sis, match string) (string, error) {
@@ -320,6 +362,7 @@ func (r *Resolver) Erase(ctx context.Context, tx pgx.Tx, t tenancy.Tenant, inter
 	for k, v := range r.cache {
 		if k.tenant == t.ID && v.InternalID == internalID {
 			delete(r.cache, k)
+			delete(r.linked, k)
 		}
 	}
 	r.mu.Unlock()
@@ -330,6 +373,7 @@ func (r *Resolver) Erase(ctx context.Context, tx pgx.Tx, t tenancy.Tenant, inter
 func (r *Resolver) Reset() {
 	r.mu.Lock()
 	clear(r.cache)
+	clear(r.linked)
 	r.mu.Unlock()
 }
 
@@ -345,6 +389,7 @@ func (r *Resolver) remember(k cacheKey, key []byte, internal string) Identity {
 	r.mu.Lock()
 	if len(r.cache) >= r.max {
 		clear(r.cache) // simple bound; a hot working set refills quickly
+		clear(r.linked)
 	}
 	r.cache[k] = id
 	r.mu.Unlock()

@@ -161,6 +161,16 @@ func TestVendorSwitchAndLateRoster(t *testing.T) {
 		t.Fatal("the early student did not get its matching key")
 	}
 
+	// The same roster record again changes nothing; a corrected state id is stored.
+	if again := must(r.Link(ctx, d1, "infinitecampus", "IC-10", "STATE-2")); again != rostered {
+		t.Fatalf("re-sent roster record: %+v, was %+v", again, rostered)
+	}
+	must(r.Link(ctx, d1, "infinitecampus", "IC-10", "STATE-2b"))
+	if n := count(t, pool, "SELECT count(*) FROM district_d1.students WHERE match_key = 'STATE-2b' AND internal_id = $1",
+		early.InternalID); n != 1 {
+		t.Fatal("a changed matching key was not stored")
+	}
+
 	// A new-vendor event that came before the new vendor's roster got a provisional id; when the roster
 	// links it to the existing student, that student's id wins and the provisional one is marked merged.
 	provisional := must(r.Resolve(ctx, d1, "infinitecampus", "IC-11"))

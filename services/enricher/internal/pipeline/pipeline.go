@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/edtech-analytics/platform/services/enricher/internal/dedup"
 	"github.com/edtech-analytics/platform/services/enricher/internal/enrich"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
 )
 
 // Config tunes the loop.
@@ -26,8 +28,11 @@ type Config struct {
 	// the dead instance's open transaction after it, which is how long its partitions' readers wait.
 	TransactionTimeout time.Duration
 	MaxPollRecords     int
-	RetryBackoff       time.Duration
-	Extra              []kgo.Opt // extra client options (tests shorten group timeouts)
+	// Workers is how many partitions of a poll are enriched at once (default GOMAXPROCS); records of
+	// one partition are always enriched in order by one worker.
+	Workers      int
+	RetryBackoff time.Duration
+	Extra        []kgo.Opt // extra client options (tests shorten group timeouts)
 	// OnAssigned runs when partitions are assigned, before their records are processed (caches that
 	// another instance may have made stale are dropped there). Optional.
 	OnAssigned func()
@@ -61,6 +66,9 @@ func New(cfg Config, kcfg kafkax.Config, deps kafkax.Deps, codec *records.Codec,
 	if cfg.TransactionTimeout <= 0 {
 		cfg.TransactionTimeout = 10 * time.Second
 	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = runtime.GOMAXPROCS(0)
+	}
 	return &Pipeline{cfg: cfg, kcfg: kcfg, deps: deps, topics: kcfg.Topics(), codec: codec, enr: enr, dedup: set,
 		log: deps.Log.With("group", cfg.Group), ready: ready, fatal: make(chan error, 1)}
 }
@@ -68,6 +76,11 @@ func New(cfg Config, kcfg kafkax.Config, deps kafkax.Deps, codec *records.Codec,
 // Stats counts what one batch did: records enriched, dead-lettered, dropped as client retries, and
 // suppressed (erased, or without required consent).
 type Stats struct{ Enriched, Dead, Duplicates, Erased, NoConsent int }
+
+func (s *Stats) add(o Stats) {
+	s.Enriched, s.Dead, s.Duplicates = s.Enriched+o.Enriched, s.Dead+o.Dead, s.Duplicates+o.Duplicates
+	s.Erased, s.NoConsent = s.Erased+o.Erased, s.NoConsent+o.NoConsent
+}
 
 // expireEvery is how often expired dedup entries are reclaimed.
 const expireEvery = 5 * time.Minute
@@ -201,7 +214,6 @@ func (p *Pipeline) batch(ctx context.Context, sess *kgo.GroupTransactSession, fe
 	var (
 		mu      sync.Mutex
 		prodErr error
-		stats   Stats
 	)
 	promise := func(_ *kgo.Record, err error) {
 		if err != nil {
@@ -213,9 +225,15 @@ func (p *Pipeline) batch(ctx context.Context, sess *kgo.GroupTransactSession, fe
 		}
 	}
 	now := time.Now()
-	recs := fetches.Records()
-	procErr := p.enr.Batch(ctx, recs, func(rec *kgo.Record, out enrich.Outcome) error {
-		if len(recs) > 1 && time.Since(start) > budget {
+	var parts [][]*kgo.Record
+	fetches.EachPartition(func(ft kgo.FetchTopicPartition) {
+		if len(ft.Records) > 0 {
+			parts = append(parts, ft.Records)
+		}
+	})
+	records := fetches.NumRecords()
+	emit := func(stats *Stats, rec *kgo.Record, out enrich.Outcome) error {
+		if records > 1 && time.Since(start) > budget {
 			return errSlow
 		}
 		ctx := rec.Context // carries the consume span continuing the gateway's trace
@@ -254,7 +272,23 @@ func (p *Pipeline) batch(ctx context.Context, sess *kgo.GroupTransactSession, fe
 				Key: dedup.ChangelogKey(ev.TenantID, ev.EventID), Value: dedup.ChangelogValue(expires)}, promise)
 		}
 		return nil
-	})
+	}
+	// Partitions are independent: enrich them side by side, each in order.
+	perPart := make([]Stats, len(parts))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(p.cfg.Workers)
+	for i, recs := range parts {
+		g.Go(func() error {
+			return p.enr.Batch(gctx, recs, func(rec *kgo.Record, out enrich.Outcome) error {
+				return emit(&perPart[i], rec, out)
+			})
+		})
+	}
+	procErr := g.Wait()
+	var stats Stats
+	for _, s := range perPart {
+		stats.add(s)
+	}
 	commit := kgo.TryCommit
 	if procErr != nil {
 		commit = kgo.TryAbort
@@ -265,7 +299,7 @@ func (p *Pipeline) batch(ctx context.Context, sess *kgo.GroupTransactSession, fe
 	mu.Unlock()
 	if committed && err == nil && perr == nil && procErr == nil {
 		p.dedup.Commit(now)
-		p.log.Debug("batch committed", "records", len(recs), "enriched", stats.Enriched, "dead", stats.Dead,
+		p.log.Debug("batch committed", "records", records, "enriched", stats.Enriched, "dead", stats.Dead,
 			"duplicates", stats.Duplicates, "erased", stats.Erased, "no_consent", stats.NoConsent, "took", time.Since(start))
 		if p.cfg.OnCommit != nil {
 			p.cfg.OnCommit(stats)

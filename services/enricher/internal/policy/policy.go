@@ -70,7 +70,7 @@ type Compiled struct {
 	unknownAge Age
 	rules      [3]map[string][]rule // by age class, then event type
 	consent    *tenancy.Consent
-	key        []byte
+	pseudonyms *identity.Pseudonymizer
 	matchKey   string
 	namespaces map[string]string
 }
@@ -85,7 +85,7 @@ type rule struct {
 // Compile prepares p for the district whose pseudonym key is key. p must be valid (tenancy validates
 // policies when they are stored); unknown paths are ignored.
 func Compile(p tenancy.Policy, key []byte) *Compiled {
-	c := &Compiled{Version: p.Version, consent: p.Consent, key: key, matchKey: p.Identity.MatchKey,
+	c := &Compiled{Version: p.Version, consent: p.Consent, pseudonyms: identity.NewPseudonymizer(key), matchKey: p.Identity.MatchKey,
 		namespaces: p.Identity.Namespaces}
 	switch p.UnknownAgeAs {
 	case tenancy.AgeUnder18:
@@ -208,7 +208,7 @@ func (c *Compiled) Apply(ev *records.EnrichedEvent, age Age) (rejected string) {
 	}
 	for _, r := range rs {
 		if r.action != tenancy.ActionReject {
-			r.field(ev, op{action: r.action, kind: r.kind, key: c.key})
+			r.field(ev, op{action: r.action, kind: r.kind, pseudonyms: c.pseudonyms})
 		}
 	}
 	return ""
@@ -218,7 +218,7 @@ func (c *Compiled) Apply(ev *records.EnrichedEvent, age Age) (rejected string) {
 // the field was present (set and not empty).
 type op struct {
 	action, kind string
-	key          []byte
+	pseudonyms   *identity.Pseudonymizer
 }
 
 func (o op) str(s *string) bool {
@@ -231,7 +231,7 @@ func (o op) str(s *string) bool {
 	case tenancy.ActionMask:
 		*s = mask(*s, o.kind)
 	case tenancy.ActionPseudonymise:
-		*s = identity.Pseudonym(o.key, *s)
+		*s = o.pseudonyms.Pseudonym(*s)
 	}
 	return true
 }

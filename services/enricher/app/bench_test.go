@@ -1,0 +1,387 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/edtech-analytics/platform/libs/kafkatest"
+	"github.com/edtech-analytics/platform/libs/kafkax"
+	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
+	"github.com/edtech-analytics/platform/libs/records"
+	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/services/enricher/internal/dedup"
+	"github.com/edtech-analytics/platform/services/enricher/internal/enrich"
+	"github.com/edtech-analytics/platform/services/enricher/internal/erasure"
+	"github.com/edtech-analytics/platform/services/enricher/internal/identity"
+	"github.com/edtech-analytics/platform/services/enricher/internal/pipeline"
+	"github.com/edtech-analytics/platform/services/enricher/internal/roster"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Benchmark shape: 1,500 districts (a third on COPPA, a fifth on DPDP), 40 students each, half of them
+// rostered with a birth date; two classes per district; events of every learning type.
+const (
+	benchStudents = 40
+	benchPoll     = 1000
+)
+
+// benchDistricts is 1,500, or ENRICHER_BENCH_DISTRICTS (for quicker profiling runs).
+var benchDistricts = func() int {
+	if n, err := strconv.Atoi(os.Getenv("ENRICHER_BENCH_DISTRICTS")); err == nil && n > 0 {
+		return n
+	}
+	return 1500
+}()
+
+// BenchmarkEnrichWarm measures what the enricher does per record once its caches are warm — decode the
+// raw record, resolve the student, join the roster context, apply the district's policy, derive fields,
+// check and record the dedup entry, encode the enriched record — over 1,500 districts, with one and two
+// goroutines (the pipeline processes partitions in parallel). It reports records/s and the heap the
+// warm caches of 1,500 districts hold. Kafka is not involved: see BENCHMARKS.md for the end-to-end run.
+func BenchmarkEnrichWarm(b *testing.B) {
+	f := newBenchFixture(b)
+	for _, workers := range []int{1, 2} {
+		b.Run(fmt.Sprintf("goroutines=%d", workers), func(b *testing.B) {
+			var next sync.Mutex
+			i := 0
+			take := func() []*kgo.Record {
+				next.Lock()
+				defer next.Unlock()
+				poll := f.polls[i%len(f.polls)]
+				i++
+				return poll
+			}
+			set := dedup.New(48 * time.Hour)
+			for p := range int32(workers) {
+				set.Own(p, set.NewPartition(time.Now()))
+			}
+			b.ResetTimer()
+			start, cpu := time.Now(), cpuTime()
+			var wg sync.WaitGroup
+			per := b.N / workers
+			for w := range workers {
+				wg.Go(func() {
+					for done := 0; done < per; {
+						poll := take()
+						done += len(poll)
+						if err := f.process(int32(w), poll, set); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			b.ReportMetric(float64(per*workers)/time.Since(start).Seconds(), "records/s")
+			b.ReportMetric(float64((cpuTime()-cpu).Microseconds())/float64(per*workers), "cpu-µs/record")
+			b.ReportMetric(f.heapMiB, "MiB-heap-warm-1500-districts")
+		})
+	}
+}
+
+type benchFixture struct {
+	enr     *enrich.Enricher
+	codec   *records.Codec
+	polls   [][]*kgo.Record
+	heapMiB float64
+	seq     int64
+	seqMu   sync.Mutex
+}
+
+// process runs one poll as the pipeline does, without Kafka: enrich, dedup, encode.
+func (f *benchFixture) process(partition int32, poll []*kgo.Record, set *dedup.Set) error {
+	f.seqMu.Lock()
+	f.seq++
+	round := strconv.FormatInt(f.seq, 10)
+	f.seqMu.Unlock()
+	now := time.Now()
+	buf := make([]byte, 0, 1024)
+	err := f.enr.Batch(context.Background(), poll, func(_ *kgo.Record, out enrich.Outcome) error {
+		if out.Enriched == nil {
+			return nil
+		}
+		// Every round counts as new events, so each record is checked, added and encoded.
+		if dup, _ := set.SeenOrAdd(partition, out.Enriched.TenantID, out.Enriched.EventID+round, now); dup {
+			return nil
+		}
+		var err error
+		buf, err = f.codec.AppendEncode(buf[:0], out.Enriched)
+		return err
+	})
+	set.Commit(now)
+	return err
+}
+
+func newBenchFixture(b *testing.B) *benchFixture {
+	b.Helper()
+	ctx := context.Background()
+	pool, _ := pgtest.New(b)
+	if err := tenancy.Migrate(ctx, pool); err != nil {
+		b.Fatal(err)
+	}
+	store := tenancy.NewStore(pool)
+	start := time.Now()
+	tenants := benchTenants(b, pool, store, benchDistricts)
+	b.Logf("%d districts set up in %v", benchDistricts, time.Since(start).Round(time.Second))
+
+	registry, err := erasure.Load(ctx, pool)
+	if err != nil {
+		b.Fatal(err)
+	}
+	codec, err := records.NewCodec(ctx, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := &benchFixture{codec: codec}
+	rosterRecs, eventRecs := benchRecords(b, codec, benchDistricts, 0)
+	for i := 0; i < len(rosterRecs); i += benchPoll {
+		f.polls = append(f.polls, rosterRecs[i:min(i+benchPoll, len(rosterRecs))])
+	}
+	for i := 0; i < len(eventRecs); i += benchPoll {
+		f.polls = append(f.polls, eventRecs[i:min(i+benchPoll, len(eventRecs))])
+	}
+	runtime.GC()
+	before := heapInUse()
+	f.enr = enrich.New(codec, enrich.Deps{Tenants: tenants, Policies: newPolicyCache(store, time.Hour),
+		Identities: identity.New(pool, 2_000_000), Context: roster.New(pool, 1_000_000), Erased: registry})
+	start = time.Now()
+	warm := dedup.New(48 * time.Hour)
+	warm.Own(0, warm.NewPartition(time.Now()))
+	for _, poll := range f.polls { // the warm-up writes identities and roster context to PostgreSQL
+		if err := f.process(0, poll, warm); err != nil {
+			b.Fatal(err)
+		}
+	}
+	warm = nil
+	f.polls = f.polls[(len(rosterRecs)+benchPoll-1)/benchPoll:] // measure the learning events
+	f.heapMiB = float64(heapInUse()-before) / (1 << 20)
+	b.Logf("caches warmed in %v: %.1f MiB of heap for %d districts, %d students", time.Since(start).Round(time.Millisecond),
+		f.heapMiB, benchDistricts, benchDistricts*benchStudents)
+	return f
+}
+
+// benchTenants creates n districts b0000, b0001, ... (a third on COPPA, a fifth on DPDP) and returns a
+// tenant cache that knows their schemas are in place. The districts get the enricher's tables cloned
+// from a migrated one: applying the whole template 1,500 times takes far longer than the benchmark.
+func benchTenants(b *testing.B, pool *pgxpool.Pool, store *tenancy.Store, n int) *tenantCache {
+	b.Helper()
+	ctx := context.Background()
+	if _, err := store.CreateTenant(ctx, "tpl", "template"); err != nil {
+		b.Fatal(err)
+	}
+	tenants := newTenantCache(store, time.Hour)
+	for d := range n {
+		id := fmt.Sprintf("b%04d", d)
+		sql := "CREATE SCHEMA district_" + id + ";"
+		for _, table := range []string{"students", "student_identities", "enricher_users", "enricher_demographics",
+			"enricher_enrollments", "enricher_classes", "enricher_courses", "enricher_sessions", "enricher_line_items"} {
+			sql += fmt.Sprintf("CREATE TABLE district_%s.%s (LIKE district_tpl.%s INCLUDING ALL);", id, table, table)
+		}
+		sql += "INSERT INTO control.tenants (id, name, pseudonym_key) VALUES ('" + id +
+			"', 'Bench', decode(md5(random()::text) || md5(random()::text), 'hex'))"
+		if _, err := pool.Exec(ctx, sql); err != nil {
+			b.Fatal(err)
+		}
+		tenants.ensured[id] = true
+		template := ""
+		switch {
+		case d%5 == 0:
+			template = tenancy.TemplateDPDP
+		case d%3 == 0:
+			template = tenancy.TemplateCOPPA
+		}
+		if template != "" {
+			p, _ := tenancy.PolicyTemplate(template)
+			if _, err := store.SetPolicy(ctx, id, p, "bench"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	return tenants
+}
+
+// cpuTime is the CPU time (user and system) the process has used: the machine may be shared, so CPU per
+// record is the steadier figure.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func heapInUse() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse
+}
+
+// benchRecords builds the roster (classes and users) and the learning events of every district.
+func benchRecords(b *testing.B, codec *records.Codec, districts, firstID int) (rosterRecs, eventRecs []*kgo.Record) {
+	day := time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
+	n := firstID
+	rec := func(tenant, sis, class string, payload any) *kgo.Record {
+		n++
+		ev := &records.RawEvent{EventID: fmt.Sprintf("00000000-0000-4000-8000-%012d", n), TenantID: tenant, SourceID: "sis",
+			OccurredAt: day, ReceivedAt: day, SchemaVersion: 1, Actor: records.Actor{SISID: sis, Role: "student"}}
+		if class != "" {
+			ev.ClassID = &class
+		}
+		if err := ev.SetPayload(payload); err != nil {
+			b.Fatal(err)
+		}
+		v, err := codec.Encode(ev)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return &kgo.Record{Topic: "raw", Key: []byte(tenant), Value: v}
+	}
+	device, due, secs, pct := "chromebook", day.Add(-time.Hour), int64(1200), 75.0
+	for d := range districts {
+		tenant := fmt.Sprintf("b%04d", d)
+		for c := range 2 {
+			rosterRecs = append(rosterRecs, rec(tenant, "system", "", &records.Class{SourcedID: fmt.Sprintf("c%d", c),
+				Status: records.RosterActive, DateLastModified: day, SchoolSourcedID: "sch1", CourseSourcedID: "math",
+				Grades: []string{"07"}}))
+		}
+		for s := range benchStudents {
+			sis := fmt.Sprintf("S%03d", s)
+			if s%2 == 0 {
+				birth := day.AddDate(-8-s%10, 0, 0)
+				rosterRecs = append(rosterRecs, rec(tenant, sis, "", &records.User{SourcedID: sis, Status: records.RosterActive,
+					DateLastModified: day, EnabledUser: true, GivenName: "Given", FamilyName: "Family", BirthDate: &birth,
+					Roles: []records.Role{{RoleType: "primary", Role: "student", OrgSourcedID: "sch1"}}, Grades: []string{"07"},
+					Metadata: map[string]string{tenancy.DefaultConsentKey: "granted"}}))
+			}
+			class := fmt.Sprintf("c%d", s%2)
+			eventRecs = append(eventRecs,
+				rec(tenant, sis, class, &records.Attendance{Status: records.AttendancePresent, Date: day}),
+				rec(tenant, sis, class, &records.AssignmentSubmission{AssignmentID: "hw1", DueAt: &due, SubmittedAt: day, Status: "submitted"}),
+				rec(tenant, sis, "", &records.SessionEvent{Action: records.SessionLogout, Device: &device, DurationSeconds: &secs}),
+				rec(tenant, sis, class, &records.ContentView{ContentID: "video-1", ContentType: "video", DurationSeconds: 300, PercentComplete: &pct}),
+			)
+		}
+	}
+	// Interleave districts the way partitions do: consecutive records belong to different districts.
+	perDistrict := 4 * benchStudents
+	mixed := make([]*kgo.Record, 0, len(eventRecs))
+	for i := range perDistrict {
+		for d := range districts {
+			mixed = append(mixed, eventRecs[d*perDistrict+i])
+		}
+	}
+	return rosterRecs, mixed
+}
+
+func benchTxnTimeout() time.Duration {
+	d, _ := time.ParseDuration(os.Getenv("ENRICHER_BENCH_TXN_TIMEOUT"))
+	return d
+}
+
+// BenchmarkPipelineEndToEnd runs the transactional pipeline against an in-process kfake broker (which
+// shares the two cores) over 1,500 districts: the roster and a first round of events warm the caches,
+// then a second round of as many events with new ids is timed from the moment it starts to be produced
+// to raw until the last of it committed to enriched. Run it with -benchtime=1x: the workload is fixed.
+// ENRICHER_BENCH_TXN_TIMEOUT sets the transaction timeout (default 10s).
+func BenchmarkPipelineEndToEnd(b *testing.B) {
+	ctx := context.Background()
+	pool, _ := pgtest.New(b)
+	if err := tenancy.Migrate(ctx, pool); err != nil {
+		b.Fatal(err)
+	}
+	store := tenancy.NewStore(pool)
+	tenants := benchTenants(b, pool, store, benchDistricts)
+	registry, err := erasure.Load(ctx, pool)
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, kcfg := kafkatest.New(b)
+	kcfg.Partitions = 12
+	cl, err := kafkax.NewClient(kcfg, kafkax.Deps{}, "", kafkax.ProducerOptions()...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	if err := kafkax.EnsureTopics(ctx, cl.Client, kcfg.Partitions, 1, kafkax.PlatformTopics(kcfg.Topics())); err != nil {
+		b.Fatal(err)
+	}
+	codec, err := svc.NewCodec(ctx, kcfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	enr := enrich.New(codec, enrich.Deps{Tenants: tenants, Policies: newPolicyCache(store, time.Hour),
+		Identities: identity.New(pool, 2_000_000), Context: roster.New(pool, 1_000_000), Erased: registry})
+	var mu sync.Mutex
+	committed := 0
+	pipe := pipeline.New(pipeline.Config{Group: "bench", TransactionalID: "bench-" + randomSuffix(), Extra: kafkatest.GroupOpts(),
+		TransactionTimeout: benchTxnTimeout(),
+		OnCommit: func(s pipeline.Stats) {
+			mu.Lock()
+			committed += s.Enriched + s.Duplicates + s.Dead + s.Erased + s.NoConsent
+			mu.Unlock()
+		}}, kcfg, kafkax.Deps{Log: log}, codec, enr, dedup.New(48*time.Hour), nil)
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- pipe.Run(rctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			b.Error(err)
+		}
+	}()
+	produce := func(recs []*kgo.Record) {
+		for _, r := range recs {
+			r.Topic = kcfg.Topics().Raw
+		}
+		for i := 0; i < len(recs); i += 10_000 {
+			if err := cl.ProduceSync(ctx, recs[i:min(i+10_000, len(recs))]...).FirstErr(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	waitFor := func(n int) time.Duration {
+		start := time.Now()
+		for {
+			mu.Lock()
+			c := committed
+			mu.Unlock()
+			if c >= n {
+				return time.Since(start)
+			}
+			if time.Since(start) > 15*time.Minute {
+				b.Fatalf("%d of %d records committed", c, n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	rosterRecs, warmRecs := benchRecords(b, codec, benchDistricts, 0)
+	produce(append(rosterRecs, warmRecs...))
+	warmUp := waitFor(len(rosterRecs) + len(warmRecs))
+	_, timed := benchRecords(b, codec, benchDistricts, 10_000_000)
+	mu.Lock()
+	base := committed
+	mu.Unlock()
+	b.ResetTimer()
+	start, cpu := time.Now(), cpuTime()
+	produce(timed) // the pipeline starts on them while they are produced
+	waitFor(base + len(timed))
+	took := time.Since(start)
+	b.ReportMetric(float64(len(timed))/took.Seconds(), "records/s")
+	b.ReportMetric(float64((cpuTime()-cpu).Microseconds())/float64(len(timed)), "cpu-µs/record")
+	b.ReportMetric(float64(heapInUse())/(1<<20), "MiB-heap-in-use")
+	b.Logf("warm-up (roster and %d events, first sightings) took %v; %d events took %v", len(warmRecs), warmUp.Round(time.Millisecond),
+		len(timed), took.Round(time.Millisecond))
+}
