@@ -13,7 +13,6 @@ import (
 	"github.com/edtech-analytics/platform/libs/conf"
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/obs"
-	"github.com/edtech-analytics/platform/libs/pgutil"
 	"github.com/edtech-analytics/platform/libs/svc"
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/edtech-analytics/platform/services/sink/internal/pgstore"
@@ -69,7 +68,7 @@ func (c *Config) Validate() error {
 // cannot write and resumes them from the stored offsets once it is back.
 func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
 	health := obs.NewHealth("kafka", "postgres", "partitions")
-	pool, err := pgutil.Connect(ctx, cfg.DatabaseURL.Reveal())
+	pool, err := pgstore.Connect(ctx, cfg.DatabaseURL.Reveal())
 	if err != nil {
 		return err
 	}
@@ -86,7 +85,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
-	fleet := tenancy.NewFleet(pool, getenv)
+	fleet := tenancy.NewFleet(pool, getenv).WithConnect(pgstore.Connect)
 	defer fleet.Close()
 	store, err := pgstore.New(cfg.Group, pgstore.Deps{Fleet: fleet, Codec: codec, Log: rt.Log, Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter})
 	if err != nil {

@@ -219,10 +219,43 @@ func partitions(ctx context.Context, cl *kgo.Client, topic, tenantID string, all
 	return parts, starts, nil
 }
 
-// KeyPartition is the partition Kafka's default partitioner sends key to among n: murmur2, high bit
-// masked, modulo n.
+// KeyPartition is the partition Kafka's default partitioner sends key to among n: murmur2 of the key,
+// high bit masked, modulo n.
 func KeyPartition(key string, n int) int32 {
-	return int32(kgo.StickyKeyPartitioner(nil).ForTopic("").Partition(&kgo.Record{Key: []byte(key)}, n))
+	return int32(murmur2([]byte(key))&0x7fffffff) % int32(n)
+}
+
+// murmur2 is Kafka's key hash (org.apache.kafka.common.utils.Utils.murmur2).
+func murmur2(b []byte) uint32 {
+	const (
+		seed = 0x9747b28c
+		m    = 0x5bd1e995
+		r    = 24
+	)
+	h := uint32(seed) ^ uint32(len(b))
+	for len(b) >= 4 {
+		k := uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+		k *= m
+		k ^= k >> r
+		k *= m
+		h = h*m ^ k
+		b = b[4:]
+	}
+	switch len(b) {
+	case 3:
+		h ^= uint32(b[2]) << 16
+		fallthrough
+	case 2:
+		h ^= uint32(b[1]) << 8
+		fallthrough
+	case 1:
+		h ^= uint32(b[0])
+		h *= m
+	}
+	h ^= h >> 13
+	h *= m
+	h ^= h >> 15
+	return h
 }
 
 // part is the replay state of one partition.
@@ -518,7 +551,7 @@ func (r *run) apply(ctx context.Context, tx pgx.Tx) error {
 					mine = append(mine, d)
 				}
 			}
-			if err := r.applier.Queue(b, r.shadow, mine); err != nil {
+			if err := r.applier.Queue(b, []pgstore.Work{{Schema: r.shadow, Records: mine}}); err != nil {
 				return err
 			}
 			r.report.Applied += int64(len(mine))

@@ -79,17 +79,31 @@ func NewApplier() *Applier {
 	return &Applier{roster: rosterEntities()}
 }
 
-// Queue reduces one district's applicable records (in offset order; skipped ones are ignored) to one row
-// per key and queues the statements that apply them to schema. Applying the same records split into
-// other batches gives the same state.
-func (a *Applier) Queue(b *pgx.Batch, schema string, recs []Record) error {
-	dist := newDistrict()
-	for i := range recs {
-		if recs[i].Skip == "" {
-			dist.add(&recs[i])
+// Work is the applicable records of one district (in offset order; skipped ones are ignored) and the
+// schema to apply them to.
+type Work struct {
+	Schema  string
+	Records []Record
+}
+
+// Queue reduces each district's records to one row per key and queues the statements that apply them:
+// one statement for the learning-event tables of all the districts, and the roster statements. Applying
+// the same records split into other batches gives the same state.
+func (a *Applier) Queue(b *pgx.Batch, work []Work) error {
+	c := &combined{}
+	for _, w := range work {
+		dist := newDistrict()
+		for i := range w.Records {
+			if w.Records[i].Skip == "" {
+				dist.add(&w.Records[i])
+			}
+		}
+		if err := dist.queue(b, c, w.Schema, a.roster); err != nil {
+			return err
 		}
 	}
-	return dist.queue(b, schema, a.roster)
+	c.flush(b)
+	return nil
 }
 
 // byTenant groups applicable records by tenant, keeping offset order, and returns the tenants sorted.

@@ -36,6 +36,7 @@ func setup(t *testing.T) (*pgxpool.Pool, *records.Codec) {
 // database registered as instance "east" (its URL in EAST_URL).
 type fleetEnv struct {
 	control, east *pgxpool.Pool
+	controlURL    string
 	eastName      string // the east database's name
 	env           map[string]string
 	codec         *records.Codec
@@ -44,7 +45,7 @@ type fleetEnv struct {
 func setupFleet(t *testing.T, twoInstances bool) *fleetEnv {
 	t.Helper()
 	f := &fleetEnv{env: map[string]string{}}
-	f.control, _ = pgtest.New(t)
+	f.control, f.controlURL = pgtest.New(t)
 	if err := tenancy.Migrate(t.Context(), f.control); err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
@@ -89,10 +90,16 @@ func (f *fleetEnv) poolOf(tenant string) *pgxpool.Pool {
 	return f.control
 }
 
-// store returns a sink store over the fleet, idle instances moved every idle records (0: default).
+// store returns a sink store over the fleet, on pools of its own as the sink opens them, idle instances
+// moved every idle records (0: default).
 func (f *fleetEnv) store(t *testing.T, idle int64) *pgstore.Store {
 	t.Helper()
-	fl := f.fleet()
+	pool, err := pgstore.Connect(t.Context(), f.controlURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	fl := tenancy.NewFleet(pool, func(k string) string { return f.env[k] }).WithConnect(pgstore.Connect)
 	t.Cleanup(fl.Close)
 	s, err := pgstore.New(group, pgstore.Deps{Fleet: fl, Codec: f.codec, Log: discard(), IdleAdvance: idle})
 	if err != nil {

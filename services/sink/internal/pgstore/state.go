@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/records"
@@ -150,7 +152,7 @@ func late(ev *records.EnrichedEvent) *bool {
 
 // queue adds the district's upserts to b. Rows are sorted by key so that concurrent writers lock rows in
 // the same order.
-func (dist *district) queue(b *pgx.Batch, schema string, entities map[string]*rosterEntity) error {
+func (dist *district) queue(b *pgx.Batch, c *combined, schema string, entities map[string]*rosterEntity) error {
 	table := func(name string) string { return pgx.Identifier{schema, name}.Sanitize() }
 
 	if ids := sortedKeys(dist.activity, cmpUUID); len(ids) > 0 {
@@ -159,7 +161,7 @@ func (dist *district) queue(b *pgx.Batch, schema string, entities map[string]*ro
 			a := dist.activity[id]
 			counts[i], ats[i], types[i] = a.count, a.lastAt, a.last
 		}
-		b.Queue(fmt.Sprintf(upsertActivity, table("student_activity")), ids, counts, ats, types)
+		c.add(b, fmt.Sprintf(upsertActivity, table("student_activity")), ids, counts, ats, types)
 	}
 
 	if days := sortedKeys(dist.attendance, cmpDay); len(days) > 0 {
@@ -171,7 +173,7 @@ func (dist *district) queue(b *pgx.Batch, schema string, entities map[string]*ro
 			students[i], dates[i], statuses[i], schools[i], classes[i], events[i], ats[i] =
 				k.student, k.day, a.status, a.school, a.class, a.eventID, a.at
 		}
-		b.Queue(fmt.Sprintf(upsertAttendance, table("attendance_daily")), students, dates, statuses, schools, classes, events, ats)
+		c.add(b, fmt.Sprintf(upsertAttendance, table("attendance_daily")), students, dates, statuses, schools, classes, events, ats)
 	}
 
 	if keys := sortedKeys(dist.results, cmpItem); len(keys) > 0 {
@@ -181,7 +183,7 @@ func (dist *district) queue(b *pgx.Batch, schema string, entities map[string]*ro
 			r := dist.results[k]
 			students[i], items[i], scores[i], maxes[i], ats[i], events[i] = k.student, k.item, r.score, r.max, r.at, r.eventID
 		}
-		b.Queue(fmt.Sprintf(upsertResult, table("assessment_results_latest")), students, items, scores, maxes, ats, events)
+		c.add(b, fmt.Sprintf(upsertResult, table("assessment_results_latest")), students, items, scores, maxes, ats, events)
 	}
 
 	if keys := sortedKeys(dist.submissions, cmpItem); len(keys) > 0 {
@@ -191,7 +193,7 @@ func (dist *district) queue(b *pgx.Batch, schema string, entities map[string]*ro
 			s := dist.submissions[k]
 			students[i], items[i], ats[i], lates[i], scores[i], events[i] = k.student, k.item, s.at, s.late, s.score, s.eventID
 		}
-		b.Queue(fmt.Sprintf(upsertSubmission, table("submissions")), students, items, ats, lates, scores, events)
+		c.add(b, fmt.Sprintf(upsertSubmission, table("submissions")), students, items, ats, lates, scores, events)
 	}
 	return dist.queueRoster(b, schema, entities)
 }
@@ -208,4 +210,68 @@ func cmpDay(a, b dayKey) int {
 
 func cmpItem(a, b itemKey) int {
 	return cmp.Or(cmpUUID(a.student, b.student), cmp.Compare(a.item, b.item))
+}
+
+// combined gathers data-modifying statements into one WITH statement, so that a transaction over many
+// districts parses and plans one statement for their learning-event tables, not one per table and
+// district: with hundreds of districts in a batch, per-statement costs would otherwise dominate.
+// Parameters are renumbered; one statement holds at most maxParams of them.
+type combined struct {
+	parts []string
+	args  []any
+}
+
+// maxParams stays below PostgreSQL's limit of 65,535 parameters per statement.
+const maxParams = 65_000
+
+func (c *combined) add(b *pgx.Batch, sql string, args ...any) {
+	if len(c.args)+len(args) > maxParams {
+		c.flush(b)
+	}
+	c.parts = append(c.parts, shiftParams(sql, len(c.args)))
+	c.args = append(c.args, args...)
+}
+
+// flush queues what was gathered as one statement.
+func (c *combined) flush(b *pgx.Batch) {
+	switch len(c.parts) {
+	case 0:
+		return
+	case 1:
+		b.Queue(c.parts[0], c.args...)
+	default:
+		var sb strings.Builder
+		sb.WriteString("WITH ")
+		for i, p := range c.parts {
+			if i > 0 {
+				sb.WriteString(",\n")
+			}
+			fmt.Fprintf(&sb, "w%d AS (%s)", i, p)
+		}
+		sb.WriteString("\nSELECT 1")
+		b.Queue(sb.String(), c.args...)
+	}
+	c.parts, c.args = nil, nil
+}
+
+// shiftParams adds by to the number of every $n parameter in sql.
+func shiftParams(sql string, by int) string {
+	if by == 0 {
+		return sql
+	}
+	var sb strings.Builder
+	for i := 0; i < len(sql); i++ {
+		j := i + 1
+		for sql[i] == '$' && j < len(sql) && sql[j] >= '0' && sql[j] <= '9' {
+			j++
+		}
+		if j == i+1 {
+			sb.WriteByte(sql[i])
+			continue
+		}
+		n, _ := strconv.Atoi(sql[i+1 : j]) // digits only
+		sb.WriteString("$" + strconv.Itoa(n+by))
+		i = j - 1
+	}
+	return sb.String()
 }
