@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edtech-analytics/platform/libs/pgutil"
 	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/tenancy"
@@ -54,20 +53,19 @@ func benchRecords(b *testing.B, codec *records.Codec, evs []*records.EnrichedEve
 }
 
 // benchDistricts makes a database with n districts (created 8 at a time) and returns a pool and their
-// ids. With BENCH_DATABASE_URL set, that database is used and kept, and only the districts
+// ids, with a pool opened as the sink opens its own. With BENCH_DATABASE_URL set, that database is used and kept, and only the districts
 // it lacks are created, so that repeated runs skip the minutes of provisioning.
 func benchDistricts(b *testing.B, n int) (*pgxpool.Pool, []string) {
 	b.Helper()
-	var pool *pgxpool.Pool
-	if url := os.Getenv("BENCH_DATABASE_URL"); url != "" {
-		var err error
-		if pool, err = pgutil.Connect(b.Context(), url); err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(pool.Close)
-	} else {
-		pool, _ = pgtest.New(b)
+	url := os.Getenv("BENCH_DATABASE_URL")
+	if url == "" {
+		_, url = pgtest.New(b)
 	}
+	pool, err := pgstore.Connect(b.Context(), url) // as the sink connects
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(pool.Close)
 	if err := tenancy.Migrate(b.Context(), pool); err != nil {
 		b.Fatal(err)
 	}
