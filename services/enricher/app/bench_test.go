@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"syscall"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/edtech-analytics/platform/libs/kafkatest"
 	"github.com/edtech-analytics/platform/libs/kafkax"
+	"github.com/edtech-analytics/platform/libs/obs"
 	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/svc"
@@ -246,7 +248,13 @@ func benchRecords(b *testing.B, codec *records.Codec, districts, firstID int) (r
 		if err != nil {
 			b.Fatal(err)
 		}
-		return &kgo.Record{Topic: "raw", Key: []byte(tenant), Value: v}
+		// As from the gateway: trace context in the headers, 1% of the traces sampled.
+		flags := "00"
+		if n%100 == 0 {
+			flags = "01"
+		}
+		tp := fmt.Sprintf("00-%032x-%016x-%s", n+1, n+1, flags)
+		return &kgo.Record{Topic: "raw", Key: []byte(tenant), Value: v, Headers: []kgo.RecordHeader{{Key: "traceparent", Value: []byte(tp)}}}
 	}
 	device, due, secs, pct := "chromebook", day.Add(-time.Hour), int64(1200), 75.0
 	for d := range districts {
@@ -321,7 +329,14 @@ func BenchmarkPipelineEndToEnd(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	tel, err := obs.Init(ctx, "enricher") // as in Run: an SDK tracer provider, parent-based sampling
+	if err != nil {
+		b.Fatal(err)
+	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if os.Getenv("ENRICHER_BENCH_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	enr := enrich.New(codec, enrich.Deps{Tenants: tenants, Policies: newPolicyCache(store, time.Hour),
 		Identities: identity.New(pool, 2_000_000), Context: roster.New(pool, 1_000_000), Erased: registry})
 	var mu sync.Mutex
@@ -332,7 +347,8 @@ func BenchmarkPipelineEndToEnd(b *testing.B) {
 			mu.Lock()
 			committed += s.Enriched + s.Duplicates + s.Dead + s.Erased + s.NoConsent
 			mu.Unlock()
-		}}, kcfg, kafkax.Deps{Log: log}, codec, enr, dedup.New(48*time.Hour), nil)
+		}}, kcfg, kafkax.Deps{Log: log, Tracer: sampledChildrenOnly(tel.Tracer), Propagator: tel.Propagator},
+		codec, enr, dedup.New(48*time.Hour), nil)
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- pipe.Run(rctx) }()
@@ -375,6 +391,16 @@ func BenchmarkPipelineEndToEnd(b *testing.B) {
 	base := committed
 	mu.Unlock()
 	b.ResetTimer()
+	if path := os.Getenv("ENRICHER_BENCH_CPUPROFILE"); path != "" { // the timed part only
+		f, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	start, cpu := time.Now(), cpuTime()
 	produce(timed) // the pipeline starts on them while they are produced
 	waitFor(base + len(timed))

@@ -179,7 +179,7 @@ func (e *Enricher) district(ctx context.Context, memo map[string]*district, id s
 	if d, ok := memo[id]; ok {
 		return d, nil
 	}
-	d := &district{users: map[identity.Key]bool{}}
+	d := &district{}
 	d.t, d.err = e.deps.Tenants.Tenant(ctx, id)
 	if d.err == nil && d.t.DeletedAt == nil {
 		pol, err := e.deps.Policies.Policy(ctx, d.t)
@@ -210,6 +210,9 @@ func (e *Enricher) prefetch(ctx context.Context, memo map[string]*district, item
 		k, person := subjectKey(d.pol, &it.raw)
 		switch {
 		case it.raw.User != nil:
+			if d.users == nil {
+				d.users = map[identity.Key]bool{}
+			}
 			d.users[k] = true
 		case person:
 			d.keys = append(d.keys, k)

@@ -128,12 +128,17 @@ type Key struct{ Source, SIS string }
 // A storm of first sightings (a new district, a new school year) then costs a batch, not a round trip
 // per student.
 func (r *Resolver) ResolveMany(ctx context.Context, t tenancy.Tenant, keys []Key) error {
-	missing := map[Key]bool{}
+	var missing map[Key]bool
+	r.mu.RLock()
 	for _, k := range keys {
-		if _, ok := r.cached(cacheKey{t.ID, k.Source, k.SIS}); !ok {
+		if _, ok := r.cache[cacheKey{t.ID, k.Source, k.SIS}]; !ok {
+			if missing == nil {
+				missing = map[Key]bool{}
+			}
 			missing[k] = true
 		}
 	}
+	r.mu.RUnlock()
 	if len(missing) == 0 {
 		return nil
 	}

@@ -268,7 +268,7 @@ func (p *Pipeline) batch(ctx context.Context, sess *kgo.GroupTransactSession, fe
 			stats.Enriched++
 			// Same key as the raw record: a hot district's sub-keys keep per-student order downstream.
 			sess.Produce(ctx, &kgo.Record{Topic: p.topics.Enriched, Key: rec.Key, Value: val, Context: ctx}, promise)
-			sess.Produce(ctx, &kgo.Record{Topic: p.topics.Dedup, Partition: rec.Partition,
+			sess.Produce(ctx, &kgo.Record{Topic: p.topics.Dedup, Partition: rec.Partition, Context: ctx, // same trace
 				Key: dedup.ChangelogKey(ev.TenantID, ev.EventID), Value: dedup.ChangelogValue(expires)}, promise)
 		}
 		return nil
