@@ -448,7 +448,7 @@ func Produce(t testing.TB, kcfg kafkax.Config, recs []*kgo.Record) map[int32]int
 
 func WaitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second) // generous: tests share a busy machine
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
