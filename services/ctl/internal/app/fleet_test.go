@@ -137,6 +137,17 @@ func TestTenantDelete(t *testing.T) {
 	if list := mustCtl(t, url, "tenant", "list"); strings.Contains(list, "gone") {
 		t.Errorf("tenant list shows the deleted district: %q", list)
 	}
+	entries, err := tenancy.NewStore(pool).AuditEntries(t.Context(), 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var audited bool
+	for _, en := range entries {
+		audited = audited || (en.Action == "tenant.delete" && en.TenantID == "gone" && strings.Contains(en.Detail, `"schema_dropped":true`))
+	}
+	if !audited {
+		t.Errorf("no audit entry for the deletion in %+v", entries)
+	}
 	if out := mustCtl(t, url, "tenant", "delete", "--id", "gone", "--confirm", "gone"); !strings.Contains(out, "already gone") {
 		t.Errorf("second delete printed %q", out)
 	}

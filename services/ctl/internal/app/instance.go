@@ -26,6 +26,9 @@ func runInstanceAdd(ctx context.Context, e Env, args []string) error {
 		if err != nil {
 			return err
 		}
+		if _, err := store.AppendAudit(ctx, "ctl", "", "instance.add", in); err != nil {
+			return err
+		}
 		if c.output == "json" {
 			return writeJSON(e.Stdout, in)
 		}

@@ -49,7 +49,6 @@ func runRebuild(ctx context.Context, e Env, args []string) error {
 		return err
 	}
 	kcfg.ClientID = "ctl-rebuild"
-	// TODO(audit): record the rebuild (who, district, outcome) in the audit log once tenancy has one.
 	report, err := rebuild.Run(ctx, fleet, codec, rebuild.Config{
 		TenantID: *tenant, Group: *group, Kafka: kcfg, AllPartitions: *all, DryRun: *dryRun,
 		AllowTruncatedHistory: *truncated,
@@ -65,6 +64,15 @@ func runRebuild(ctx context.Context, e Env, args []string) error {
 	})
 	if err != nil {
 		return fmt.Errorf("rebuilding district %s: %w", *tenant, err)
+	}
+	if _, err := tenancy.NewFleetStore(fleet).AppendAudit(ctx, "ctl", *tenant, "district.rebuild", struct {
+		Instance   string  `json:"instance"`
+		Partitions []int32 `json:"partitions"`
+		Applied    int64   `json:"applied"`
+		Equal      bool    `json:"equal"`
+		Swapped    bool    `json:"swapped"`
+	}{report.Instance, report.Partitions, report.Applied, report.Equal, report.Swapped}); err != nil {
+		return err
 	}
 	if c.output == "json" {
 		return writeJSON(e.Stdout, report)

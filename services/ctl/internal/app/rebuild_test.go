@@ -16,6 +16,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/obs"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/libs/tenancy"
 	sink "github.com/edtech-analytics/platform/services/sink/app"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -109,6 +110,19 @@ func TestRebuildCommand(t *testing.T) {
 	}
 	if rows, events := activity(); rows != 7 || events != n/2 {
 		t.Errorf("after the rebuild north has %d students and %d events, want 7 and %d", rows, events, n/2)
+	}
+	entries, err := tenancy.NewStore(pool).AuditEntries(t.Context(), 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rebuilds []string
+	for _, en := range entries {
+		if en.Action == "district.rebuild" && en.TenantID == "north" {
+			rebuilds = append(rebuilds, en.Detail)
+		}
+	}
+	if len(rebuilds) != 2 || !strings.Contains(rebuilds[0], `"swapped":false`) || !strings.Contains(rebuilds[1], `"swapped":true`) {
+		t.Errorf("audited rebuilds = %v, want the dry run and the swap", rebuilds)
 	}
 	if _, _, err := ctl(t, url, "rebuild", "--tenant", "Nope!"); err == nil || !strings.Contains(err.Error(), "--tenant") {
 		t.Errorf("bad tenant: %v", err)

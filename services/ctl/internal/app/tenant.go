@@ -71,10 +71,12 @@ func runTenantDelete(ctx context.Context, e Env, args []string) error {
 	if *confirm != *id {
 		return usagef("tenant delete: drops schema district_%s and all its data; repeat the id in --confirm %s to proceed", *id, *id)
 	}
-	// TODO(audit): record the deletion in the audit log once tenancy has one.
 	return withStore(ctx, e, c, func(store *tenancy.Store) error {
 		d, err := store.DeleteTenant(ctx, *id)
 		if err != nil {
+			return err
+		}
+		if _, err := store.AppendAudit(ctx, "ctl", d.TenantID, "tenant.delete", d); err != nil {
 			return err
 		}
 		if c.output == "json" {
