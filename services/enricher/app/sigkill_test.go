@@ -98,7 +98,7 @@ func TestExactlyOnceUnderSIGKILL(t *testing.T) {
 		_ = child.Wait()
 	}()
 	var got []records.EnrichedEvent
-	h.waitFor("every accepted event", 40*time.Second, func() bool {
+	h.waitFor("every accepted event", 60*time.Second, func() bool {
 		got = h.enriched()
 		return len(got) >= len(accepted)
 	})
