@@ -260,7 +260,15 @@ func (c *crashingStore) Write(ctx context.Context, topic string, partition int32
 	c.mu.Unlock()
 
 	err := c.Store.Write(ctx, topic, partition, recs)
-	if err != nil || die == nil || mid {
+	if die == nil || mid {
+		return err
+	}
+	if err != nil { // the designated write failed on its own (e.g. fenced under load): the next write dies instead
+		c.mu.Lock()
+		if c.die == nil {
+			c.die = die
+		}
+		c.mu.Unlock()
 		return err
 	}
 	c.mu.Lock()
