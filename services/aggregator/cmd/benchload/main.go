@@ -41,7 +41,7 @@ func run(ctx context.Context, args []string) error {
 	events := fs.Int64("events", 50_000_000, "events to load")
 	districts := fs.Int64("districts", 1500, "districts to spread them over")
 	database := fs.String("database", "bench", "ClickHouse database (dropped and recreated unless -append)")
-	chunk := fs.Int64("chunk", 5_000_000, "events per INSERT")
+	chunk := fs.Int64("chunk", 2_000_000, "events per INSERT (keep one INSERT well under the driver's 5-minute read timeout)")
 	appendRows := fs.Bool("append", false, "add to the database instead of recreating it")
 	kafka := fs.Int("kafka", 0, "instead of loading: produce this many events into an in-process Kafka and time the aggregator")
 	if err := fs.Parse(args); err != nil {
