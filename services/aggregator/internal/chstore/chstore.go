@@ -225,8 +225,10 @@ func (s *Store) Write(ctx context.Context, topic string, partition int32, recs [
 		}
 	}
 	for _, tenant := range tenantsOf(rows) {
-		if err := s.EnsureAnalystViews(ctx, tenant); err != nil {
-			return err
+		// Analyst views are not part of the data: failing to make them (a user without CREATE rights, a
+		// server hiccup) must not stall ingestion. The next batch of the district tries again.
+		if err := s.EnsureAnalystViews(ctx, tenant); err != nil && ctx.Err() == nil {
+			s.log.Warn("creating analyst views", "tenant_id", tenant, "err", err)
 		}
 	}
 	w := write{Store: s, topic: topic, partition: partition, id: insertPrefix(topic, partition) + uuid.NewString() + ":"}
