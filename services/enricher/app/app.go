@@ -100,7 +100,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
 		return err
 	}
 	cfg.Kafka.ClientID = "enricher"
-	deps := kafkax.Deps{Log: rt.Log, Tracer: sampledChildrenOnly(rt.Tel.Tracer), Propagator: rt.Tel.Propagator}
+	deps := kafkax.Deps{Log: rt.Log, Tracer: obs.SampledChildrenOnly(rt.Tel.Tracer), Propagator: rt.Tel.Propagator}
 	admin, err := kafkax.NewClient(cfg.Kafka, deps, "")
 	if err != nil {
 		return err

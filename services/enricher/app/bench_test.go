@@ -355,7 +355,7 @@ func BenchmarkPipelineEndToEnd(b *testing.B) {
 			mu.Lock()
 			committed += s.Enriched + s.Duplicates + s.Dead + s.Erased + s.NoConsent
 			mu.Unlock()
-		}}, kcfg, kafkax.Deps{Log: log, Tracer: sampledChildrenOnly(tel.Tracer), Propagator: tel.Propagator},
+		}}, kcfg, kafkax.Deps{Log: log, Tracer: obs.SampledChildrenOnly(tel.Tracer), Propagator: tel.Propagator},
 		codec, enr, dedup.New(48*time.Hour), nil)
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)

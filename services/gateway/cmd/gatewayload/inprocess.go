@@ -13,7 +13,6 @@ import (
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/obs"
 	"github.com/edtech-analytics/platform/libs/svc"
-	"github.com/edtech-analytics/platform/services/gateway/app"
 	"github.com/edtech-analytics/platform/services/gateway/internal/server"
 	"github.com/edtech-analytics/platform/services/gateway/internal/tenants"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -72,7 +71,7 @@ func startGateway(ctx context.Context, cfg config) (gw *gateway, err error) {
 		return nil, err
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	producer, err := kafkax.NewClient(kcfg, kafkax.Deps{Log: log, Tracer: app.SampledChildrenOnly(tel.Tracer), Propagator: tel.Propagator}, "", kafkax.ProducerOptions()...)
+	producer, err := kafkax.NewClient(kcfg, kafkax.Deps{Log: log, Tracer: obs.SampledChildrenOnly(tel.Tracer), Propagator: tel.Propagator}, "", kafkax.ProducerOptions()...)
 	if err != nil {
 		return nil, err
 	}

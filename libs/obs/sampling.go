@@ -1,4 +1,4 @@
-package app
+package obs
 
 import (
 	"context"
@@ -7,11 +7,11 @@ import (
 	"go.opentelemetry.io/otel/trace/embedded"
 )
 
-// SampledChildrenOnly wraps the tracer provider given to the producer's per-record tracing hooks. Under a
+// SampledChildrenOnly wraps the tracer provider given to per-record Kafka tracing hooks (kotel). Under a
 // parent span that is not sampled (and so records nothing) its tracers start no span and hand back the
 // parent: the record still carries the request's trace context in its headers, and no per-record span is
 // built only to be dropped. Under a sampled parent, or with no parent, spans start as usual. With sampling
-// off this saves a span per event on the gateway's hot path.
+// off this saves a span per record on the gateway and enricher hot paths.
 func SampledChildrenOnly(tp trace.TracerProvider) trace.TracerProvider {
 	return sampledChildrenOnly{tp: tp}
 }
