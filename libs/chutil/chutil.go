@@ -30,6 +30,8 @@ type Options struct {
 	DialTimeout time.Duration
 	// MaxOpenConns defaults to 10.
 	MaxOpenConns int
+	// Settings apply to every query of the connection (a query's context may override them).
+	Settings clickhouse.Settings
 }
 
 // Open connects over the native protocol and pings the server.
@@ -57,6 +59,7 @@ func Open(ctx context.Context, opts Options) (driver.Conn, error) {
 		MaxOpenConns:    opts.MaxOpenConns,
 		MaxIdleConns:    min(5, opts.MaxOpenConns),
 		ConnMaxLifetime: time.Hour,
+		Settings:        opts.Settings,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("opening clickhouse at %s: %w", opts.Addr, err)

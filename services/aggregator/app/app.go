@@ -31,7 +31,9 @@ type Config struct {
 	Group              string
 	// AnalystPrefix starts the name of each district's analyst database; empty turns analyst views off.
 	AnalystPrefix string
-	Kafka         kafkax.Config
+	// Compact says when months of the rollups are merged into one part (chstore.RunCompaction).
+	Compact chstore.CompactConfig
+	Kafka   kafkax.Config
 	// ConsumerExtra are extra options of the consumer's Kafka client (tests shorten group timeouts). Not a flag.
 	ConsumerExtra []kgo.Opt
 }
@@ -46,6 +48,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	conf.String(fs, &c.Group, "group", "AGGREGATOR_GROUP", "edtech-aggregator", "Kafka consumer group")
 	conf.String(fs, &c.AnalystPrefix, "analyst.prefix", "ANALYST_DATABASE_PREFIX", "analyst_",
 		"prefix of each district's analyst database (pseudonymised views); empty turns them off")
+	conf.Duration(fs, &c.Compact.Interval, "compact.interval", "AGGREGATOR_COMPACT_INTERVAL", time.Hour,
+		"how often months of the rollups with several parts are merged into one (OPTIMIZE ... FINAL); 0 turns it off")
+	conf.Int(fs, &c.Compact.OpenMinParts, "compact.open-min-parts", "AGGREGATOR_COMPACT_OPEN_MIN_PARTS", 8,
+		"parts the current month of a rollup may reach before compaction merges it too; 0 leaves it to ClickHouse")
 	c.Kafka.RegisterFlags(fs)
 }
 
@@ -60,6 +66,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Group == "" {
 		errs = append(errs, errors.New("group: required (env AGGREGATOR_GROUP)"))
+	}
+	if c.Compact.Interval < 0 {
+		errs = append(errs, errors.New("compact.interval: must not be negative (env AGGREGATOR_COMPACT_INTERVAL)"))
+	}
+	if c.Compact.OpenMinParts < 0 || c.Compact.OpenMinParts == 1 {
+		errs = append(errs, errors.New("compact.open-min-parts: must be 0 (off) or at least 2 (env AGGREGATOR_COMPACT_OPEN_MIN_PARTS)"))
 	}
 	return errors.Join(append(errs, c.Kafka.Validate())...)
 }
@@ -77,7 +89,15 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
 			return err
 		}
 		health.SetReady("clickhouse", true)
+		cctx, stopCompaction := context.WithCancel(gctx)
+		compacted := make(chan struct{})
+		go func() {
+			defer close(compacted)
+			chstore.RunCompaction(cctx, conn, cfg.ClickHouseDatabase, cfg.Compact, rt.Log)
+		}()
 		err = consume(gctx, cfg, rt, conn, health)
+		stopCompaction()
+		<-compacted
 		if cerr := conn.Close(); cerr != nil { // every write has returned by now
 			rt.Log.Warn("closing clickhouse connection", "err", cerr)
 		}

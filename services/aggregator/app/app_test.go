@@ -19,12 +19,14 @@ import (
 	"github.com/edtech-analytics/platform/libs/obs"
 	"github.com/edtech-analytics/platform/libs/svc"
 	"github.com/edtech-analytics/platform/services/aggregator/app"
+	"github.com/edtech-analytics/platform/services/aggregator/internal/chstore"
 	"github.com/edtech-analytics/platform/services/aggregator/internal/synth"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 func TestConfigFlagsAndEnv(t *testing.T) {
-	envs := []string{"CLICKHOUSE_ADDR", "CLICKHOUSE_DATABASE", "CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD", "ADMIN_ADDR", "AGGREGATOR_GROUP", "ANALYST_DATABASE_PREFIX"}
+	envs := []string{"CLICKHOUSE_ADDR", "CLICKHOUSE_DATABASE", "CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD", "ADMIN_ADDR", "AGGREGATOR_GROUP", "ANALYST_DATABASE_PREFIX",
+		"AGGREGATOR_COMPACT_INTERVAL", "AGGREGATOR_COMPACT_OPEN_MIN_PARTS"}
 	for _, e := range envs {
 		t.Setenv(e, "") // restored after the test
 		if err := os.Unsetenv(e); err != nil {
@@ -38,13 +40,15 @@ func TestConfigFlagsAndEnv(t *testing.T) {
 		want app.Config
 	}{
 		{"defaults", nil, nil, app.Config{ClickHouseAddr: "127.0.0.1:9000", ClickHouseDatabase: "edtech", ClickHouseUser: "default",
-			AdminAddr: ":9090", Group: "edtech-aggregator", AnalystPrefix: "analyst_"}},
+			AdminAddr: ":9090", Group: "edtech-aggregator", AnalystPrefix: "analyst_", Compact: chstore.CompactConfig{Interval: time.Hour, OpenMinParts: 8}}},
 		{"env", map[string]string{"CLICKHOUSE_ADDR": "ch:9000", "CLICKHOUSE_DATABASE": "prod", "CLICKHOUSE_USER": "agg",
-			"CLICKHOUSE_PASSWORD": "s3cret", "ADMIN_ADDR": ":9191", "AGGREGATOR_GROUP": "g2", "ANALYST_DATABASE_PREFIX": "an_"}, nil,
+			"CLICKHOUSE_PASSWORD": "s3cret", "ADMIN_ADDR": ":9191", "AGGREGATOR_GROUP": "g2", "ANALYST_DATABASE_PREFIX": "an_",
+			"AGGREGATOR_COMPACT_INTERVAL": "10m", "AGGREGATOR_COMPACT_OPEN_MIN_PARTS": "0"}, nil,
 			app.Config{ClickHouseAddr: "ch:9000", ClickHouseDatabase: "prod", ClickHouseUser: "agg", ClickHousePassword: "s3cret", AdminAddr: ":9191",
-				Group: "g2", AnalystPrefix: "an_"}},
-		{"flags win", map[string]string{"AGGREGATOR_GROUP": "g2"}, []string{"-group", "g3", "-clickhouse.addr", "x:1", "-analyst.prefix", ""},
-			app.Config{ClickHouseAddr: "x:1", ClickHouseDatabase: "edtech", ClickHouseUser: "default", AdminAddr: ":9090", Group: "g3"}},
+				Group: "g2", AnalystPrefix: "an_", Compact: chstore.CompactConfig{Interval: 10 * time.Minute}}},
+		{"flags win", map[string]string{"AGGREGATOR_GROUP": "g2"}, []string{"-group", "g3", "-clickhouse.addr", "x:1", "-analyst.prefix", "", "-compact.interval", "0"},
+			app.Config{ClickHouseAddr: "x:1", ClickHouseDatabase: "edtech", ClickHouseUser: "default", AdminAddr: ":9090", Group: "g3",
+				Compact: chstore.CompactConfig{OpenMinParts: 8}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -69,10 +73,12 @@ func TestConfigFlagsAndEnv(t *testing.T) {
 	}
 	var cfg app.Config
 	cfg.RegisterFlags(flag.NewFlagSet("aggregator", flag.ContinueOnError))
-	cfg.ClickHouseDatabase, cfg.Group = "", ""
+	cfg.ClickHouseDatabase, cfg.Group, cfg.Compact.OpenMinParts = "", "", 1
 	err := cfg.Validate()
-	if err == nil || !strings.Contains(err.Error(), "clickhouse.database") || !strings.Contains(err.Error(), "group") {
-		t.Fatalf("Validate of an empty database and group = %v", err)
+	for _, field := range []string{"clickhouse.database", "group", "compact.open-min-parts"} {
+		if err == nil || !strings.Contains(err.Error(), field) {
+			t.Fatalf("Validate of an empty database and group and one open part = %v, want it to name %s", err, field)
+		}
 	}
 }
 
@@ -86,6 +92,7 @@ func TestRunConsumesIntoClickHouse(t *testing.T) {
 	cfg := app.Config{
 		ClickHouseAddr: chAddr, ClickHouseDatabase: db, ClickHouseUser: "default", AdminAddr: adminAddr,
 		Group: "aggregator", Kafka: kcfg, ConsumerExtra: kafkatest.GroupOpts(), AnalystPrefix: db + "_an_",
+		Compact: chstore.CompactConfig{Interval: 200 * time.Millisecond},
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -130,6 +137,17 @@ func TestRunConsumesIntoClickHouse(t *testing.T) {
 		got, err := synth.Got(t.Context(), conn)
 		return err == nil && len(synth.Diff(want, got)) == 0
 	})
+	// Compaction runs beside the consumer: the closed months of every rollup end in one part each.
+	waitFor(t, "compaction to merge the closed months", func() bool {
+		var several uint64
+		err := conn.QueryRow(t.Context(), `SELECT count() FROM (SELECT table, partition_id FROM system.parts
+			WHERE database = currentDatabase() AND active AND has(?, table) GROUP BY table, partition_id HAVING count() > 1)`,
+			chstore.Rollups).Scan(&several)
+		return err == nil && several == 0
+	})
+	if got, err := synth.Got(t.Context(), conn); err != nil || len(synth.Diff(want, got)) != 0 {
+		t.Fatalf("rollups after compaction: err %v, %d keys differ", err, len(synth.Diff(want, got)))
+	}
 	// The service made each district's analyst views on first sight.
 	var analystDBs uint64
 	if err := conn.QueryRow(t.Context(), "SELECT count() FROM system.databases WHERE startsWith(name, ?)", cfg.AnalystPrefix).Scan(&analystDBs); err != nil {

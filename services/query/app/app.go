@@ -81,7 +81,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks) error {
 	defer pool.Close()
 	health.SetReady("postgres", true)
 	ch, err := chutil.Open(ctx, chutil.Options{Addr: cfg.ClickHouseAddr, Database: cfg.ClickHouseDatabase,
-		User: cfg.ClickHouseUser, Password: cfg.ClickHousePassword.Reveal()})
+		User: cfg.ClickHouseUser, Password: cfg.ClickHousePassword.Reveal(), Settings: api.ClickHouseSettings})
 	if err != nil {
 		return err
 	}

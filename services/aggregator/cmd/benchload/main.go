@@ -77,6 +77,15 @@ func run(ctx context.Context, args []string) error {
 		fmt.Printf("%11d events  %6.1f s  chunk %7.0f rows/s  overall %7.0f rows/s\n", done, time.Since(start).Seconds(),
 			float64(n)/time.Since(t).Seconds(), float64(done)/time.Since(start).Seconds())
 	}
+	// As the aggregator's compaction does within its interval (-compact.interval): the generated months are
+	// closed, so each month of each rollup is merged into one part.
+	merged, err := chstore.Compact(ctx, conn, *database, 0)
+	for _, m := range merged {
+		fmt.Printf("merged %s partition %s (%d parts) in %.1f s\n", m.Table, m.Partition, m.Parts, m.Took.Seconds())
+	}
+	if err != nil {
+		return err
+	}
 	var rollups []struct {
 		Table string `ch:"table"`
 		Rows  uint64 `ch:"rows"`

@@ -66,7 +66,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	ch, err := chutil.Open(ctx, chutil.Options{Addr: chAddr, Database: *database, MaxOpenConns: *concurrency + 2})
+	ch, err := chutil.Open(ctx, chutil.Options{Addr: chAddr, Database: *database, MaxOpenConns: *concurrency + 2, Settings: api.ClickHouseSettings})
 	if err != nil {
 		return err
 	}
