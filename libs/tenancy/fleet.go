@@ -269,3 +269,44 @@ func (s *Store) DistrictPool(ctx context.Context, tenantID string) (*pgxpool.Poo
 	pool, err := s.fleet.Pool(ctx, instance)
 	return pool, instance, err
 }
+
+// DistrictPools finds the pool of the instance each district's schema lives on, for services that read
+// or write district schemas on the hot path (the enricher, the query service). A district is placed when
+// it is created and never moves, so each placement is read once; Forget drops one (a deleted district).
+type DistrictPools struct {
+	store     *Store
+	mu        sync.Mutex
+	instances map[string]string
+}
+
+// NewDistrictPools returns a DistrictPools over the store's fleet.
+func NewDistrictPools(s *Store) *DistrictPools {
+	return &DistrictPools{store: s, instances: map[string]string{}}
+}
+
+// Pool returns the pool of the instance the district lives on. Unknown tenant: ErrNotFound.
+func (d *DistrictPools) Pool(ctx context.Context, tenantID string) (*pgxpool.Pool, error) {
+	d.mu.Lock()
+	instance, ok := d.instances[tenantID]
+	d.mu.Unlock()
+	if !ok {
+		var err error
+		if instance, err = d.store.Placement(ctx, tenantID); err != nil {
+			return nil, err
+		}
+		d.mu.Lock()
+		d.instances[tenantID] = instance
+		d.mu.Unlock()
+	}
+	return d.store.fleet.Pool(ctx, instance)
+}
+
+// Control returns the pool of the control schema (MainInstance).
+func (d *DistrictPools) Control() *pgxpool.Pool { return d.store.pool }
+
+// Forget drops what is known of the district's placement.
+func (d *DistrictPools) Forget(tenantID string) {
+	d.mu.Lock()
+	delete(d.instances, tenantID)
+	d.mu.Unlock()
+}

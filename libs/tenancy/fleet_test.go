@@ -249,3 +249,32 @@ func TestShadowSchemaNames(t *testing.T) {
 		t.Error("two districts share a lock key")
 	}
 }
+
+// TestDistrictPools: each district's pool is the one of the instance it is placed on, remembered after the
+// first look-up; an unknown district is ErrNotFound.
+func TestDistrictPools(t *testing.T) {
+	store, control, _ := fleet(t)
+	ctx := t.Context()
+	if _, err := store.CreateTenantOn(ctx, "d1", "District 1", "east"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.CreateTenant(ctx, "d2", "District 2"); err != nil {
+		t.Fatal(err)
+	}
+	pools := tenancy.NewDistrictPools(store)
+	for _, tc := range []struct{ tenant, instance string }{{"d1", "east"}, {"d2", tenancy.MainInstance}, {"d1", "east"}} {
+		pool, err := pools.Pool(ctx, tc.tenant)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !schemaExists(t, pool, "district_"+tc.tenant) {
+			t.Errorf("the pool of %s does not hold its schema", tc.tenant)
+		}
+		if (pool == control) != (tc.instance == tenancy.MainInstance) {
+			t.Errorf("%s: got the control pool %v, want it only on %s", tc.tenant, pool == control, tenancy.MainInstance)
+		}
+	}
+	if _, err := pools.Pool(ctx, "nobody"); !errors.Is(err, tenancy.ErrNotFound) {
+		t.Errorf("unknown district: %v, want ErrNotFound", err)
+	}
+}

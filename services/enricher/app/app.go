@@ -116,16 +116,20 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
 	}
 
 	store := tenancy.NewStore(pool)
+	defer store.Close() // the pools of instances other than main
 	tenants := newTenantCache(store, cfg.PolicyRefresh)
 	policies := newPolicyCache(store, cfg.PolicyRefresh)
-	identities := identity.New(pool, cfg.IdentityCache)
-	rosterCtx := roster.New(pool, cfg.ContextCache)
+	// Identities and roster context live in each district's schema, on the instance it is placed on.
+	districts := tenancy.NewDistrictPools(store)
+	identities := identity.New(districts, cfg.IdentityCache)
+	rosterCtx := roster.New(districts, cfg.ContextCache)
 	enr := enrich.New(codec, enrich.Deps{Tenants: tenants, Policies: policies, Identities: identities, Context: rosterCtx, Erased: registry})
-	control := &erasure.Consumer{Pool: pool, Kafka: cfg.Kafka, Deps: deps, Codec: codec, Registry: registry,
+	control := &erasure.Consumer{Pool: pool, Pools: districts, Kafka: cfg.Kafka, Deps: deps, Codec: codec, Registry: registry,
 		Tenants: tenants, Identities: identities, Context: rosterCtx,
 		OnCommand: func(cmd records.ControlCommand) {
 			tenants.Forget(cmd.TenantID)
 			policies.Forget(cmd.TenantID)
+			districts.Forget(cmd.TenantID)
 		}}
 	// A fresh suffix per start: the previous incarnation's open transaction is aborted by the broker's
 	// transaction timeout, and the group generation (KIP-447) fences it as a zombie.

@@ -156,7 +156,7 @@ func newBenchFixture(b *testing.B) *benchFixture {
 	runtime.GC()
 	before := heapInUse()
 	f.enr = enrich.New(codec, enrich.Deps{Tenants: tenants, Policies: newPolicyCache(store, time.Hour),
-		Identities: identity.New(pool, 2_000_000), Context: roster.New(pool, 1_000_000), Erased: registry})
+		Identities: identity.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 2_000_000), Context: roster.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 1_000_000), Erased: registry})
 	start = time.Now()
 	warm := dedup.New(48 * time.Hour)
 	warm.Own(0, warm.NewPartition(time.Now()))
@@ -348,7 +348,7 @@ func BenchmarkPipelineEndToEnd(b *testing.B) {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	enr := enrich.New(codec, enrich.Deps{Tenants: tenants, Policies: newPolicyCache(store, time.Hour),
-		Identities: identity.New(pool, 2_000_000), Context: roster.New(pool, 1_000_000), Erased: registry})
+		Identities: identity.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 2_000_000), Context: roster.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 1_000_000), Erased: registry})
 	var mu sync.Mutex
 	committed := 0
 	// newPipeline is the service's pipeline on the shared, warm enricher: a restarted one restores its

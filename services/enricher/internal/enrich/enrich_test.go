@@ -60,7 +60,7 @@ func newEnv(t *testing.T, tenants ...string) *env {
 	}
 	e := &env{t: t, store: store, codec: codec, erased: erased{map[string]bool{}, map[string]bool{}}}
 	e.enr = enrich.New(codec, enrich.Deps{Tenants: store, Policies: policy.Source{Store: store},
-		Identities: identity.New(pool, 1000), Context: roster.New(pool, 1000), Erased: e.erased})
+		Identities: identity.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 1000), Context: roster.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 1000), Erased: e.erased})
 	return e
 }
 

@@ -100,7 +100,12 @@ const ConsumerName = "enricher-control"
 
 // Consumer applies the control topic.
 type Consumer struct {
-	Pool       *pgxpool.Pool
+	Pool *pgxpool.Pool // the control schema's
+	// Pools finds the instance of a district's schema; nil means every district lives with the control
+	// schema.
+	Pools interface {
+		Pool(ctx context.Context, tenantID string) (*pgxpool.Pool, error)
+	}
 	Kafka      kafkax.Config
 	Deps       kafkax.Deps
 	Codec      *records.Codec
@@ -309,13 +314,34 @@ func (c *Consumer) eraseStudent(ctx context.Context, tx pgx.Tx, log *slog.Logger
 		log.Warn("erase_student command names no student", "tenant_id", cmd.TenantID, "command_id", cmd.CommandID)
 		return "", nil
 	}
-	if err := c.Identities.Erase(ctx, tx, t, id); err != nil {
-		return "", err
-	}
-	if err := c.Context.Erase(ctx, tx, cmd.TenantID, id); err != nil {
+	err = c.inDistrict(ctx, tx, cmd.TenantID, func(dtx pgx.Tx) error {
+		if err := c.Identities.Erase(ctx, dtx, t, id); err != nil {
+			return err
+		}
+		return c.Context.Erase(ctx, dtx, cmd.TenantID, id)
+	})
+	if err != nil {
 		return "", err
 	}
 	return id, record(ctx, tx, cmd, id)
+}
+
+// inDistrict runs fn in tx when the district lives with the control schema, so the erasure commits with
+// its record in the registry; otherwise in a transaction of its own on the district's instance, committed
+// first. Erasing is idempotent, so if the control transaction then fails, its retry erases again
+// harmlessly.
+func (c *Consumer) inDistrict(ctx context.Context, tx pgx.Tx, tenantID string, fn func(pgx.Tx) error) error {
+	if c.Pools == nil {
+		return fn(tx)
+	}
+	pool, err := c.Pools.Pool(ctx, tenantID)
+	if err != nil {
+		return err
+	}
+	if pool == c.Pool {
+		return fn(tx)
+	}
+	return pgx.BeginFunc(ctx, pool, fn)
 }
 
 func record(ctx context.Context, tx pgx.Tx, cmd records.ControlCommand, internalID string) error {

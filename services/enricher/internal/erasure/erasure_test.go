@@ -35,7 +35,7 @@ func TestControlCommandsAreAppliedOnceAndDurably(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ids := identity.New(pool, 100)
+	ids := identity.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 100)
 	byID, err := ids.Resolve(ctx, d1, "sis", "S1")
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +84,7 @@ func TestControlCommandsAreAppliedOnceAndDurably(t *testing.T) {
 		var mu sync.Mutex
 		var seen []string
 		c := &erasure.Consumer{Pool: pool, Kafka: kcfg, Deps: kafkax.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil))},
-			Codec: codec, Registry: reg, Tenants: store, Identities: ids, Context: roster.New(pool, 100),
+			Codec: codec, Registry: reg, Tenants: store, Identities: ids, Context: roster.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 100),
 			OnCommand: func(c records.ControlCommand) { mu.Lock(); seen = append(seen, c.Type); mu.Unlock() }}
 		rctx, cancel := context.WithCancel(ctx)
 		caught, done := make(chan struct{}), make(chan error, 1)
@@ -113,7 +113,7 @@ func TestControlCommandsAreAppliedOnceAndDurably(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop, others := run(reg)
-	s2, err := identity.New(pool, 100).Resolve(ctx, d1, "sis", "S2")
+	s2, err := identity.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 100).Resolve(ctx, d1, "sis", "S2")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,5 +145,102 @@ func TestControlCommandsAreAppliedOnceAndDurably(t *testing.T) {
 	var n int
 	if err := pool.QueryRow(ctx, "SELECT count(*) FROM control.erasures").Scan(&n); err != nil || n != 3 {
 		t.Fatalf("%d erasures recorded, want 3 (%v)", n, err)
+	}
+}
+
+// TestEraseStudentOfDistrictOnAnotherInstance places a district on a second PostgreSQL instance: the
+// student's identity is created there, the erasure hashes its SIS id and marks it erased there, and the
+// registry row lands in the control schema.
+func TestEraseStudentOfDistrictOnAnotherInstance(t *testing.T) {
+	ctx := t.Context()
+	control, _ := pgtest.New(t)
+	if err := tenancy.Migrate(ctx, control); err != nil {
+		t.Fatal(err)
+	}
+	east, eastURL := pgtest.New(t)
+	store := tenancy.NewFleetStore(tenancy.NewFleet(control, func(k string) string { return map[string]string{"EAST_URL": eastURL}[k] }))
+	t.Cleanup(store.Close)
+	if _, err := store.AddInstance(ctx, "east", "EAST_URL", false); err != nil {
+		t.Fatal(err)
+	}
+	d, err := store.CreateTenantOn(ctx, "d2", "D2", "east")
+	if err != nil {
+		t.Fatal(err)
+	}
+	districts := tenancy.NewDistrictPools(store)
+	ids := identity.New(districts, 100)
+	student, err := ids.Resolve(ctx, d, "sis", "S1")
+	if err != nil {
+		t.Fatalf("resolving a student of a district on east: %v", err)
+	}
+	var onEast int
+	if err := east.QueryRow(ctx, "SELECT count(*) FROM district_d2.student_identities WHERE sis_id = 'S1'").Scan(&onEast); err != nil || onEast != 1 {
+		t.Fatalf("identity rows on east = %d, %v; want 1", onEast, err)
+	}
+
+	_, kcfg := kafkatest.New(t)
+	cl, err := kafkax.NewClient(kcfg, kafkax.Deps{}, "", kafkax.ProducerOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := kafkax.EnsureTopics(ctx, cl.Client, 2, 1, kafkax.PlatformTopics(kcfg.Topics())); err != nil {
+		t.Fatal(err)
+	}
+	codec, err := records.NewCodec(ctx, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := records.ControlCommand{CommandID: "30000000-0000-4000-8000-000000000001", Type: records.CommandEraseStudent,
+		TenantID: "d2", StudentInternalID: &student.InternalID, IssuedAt: time.Now(), IssuedBy: "test"}
+	b, err := codec.Encode(&cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: kcfg.Topics().Control, Key: []byte("d2"), Value: b}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	reg, err := erasure.Load(ctx, control)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &erasure.Consumer{Pool: control, Pools: districts, Kafka: kcfg, Deps: kafkax.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil))},
+		Codec: codec, Registry: reg, Tenants: store, Identities: ids, Context: roster.New(districts, 100)}
+	rctx, cancel := context.WithCancel(ctx)
+	caught, done := make(chan struct{}), make(chan error, 1)
+	go func() { done <- c.Run(rctx, func() { close(caught) }) }()
+	select {
+	case <-caught:
+	case err := <-done:
+		t.Fatalf("consumer stopped: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("consumer never caught up")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !reg.Student("d2", student.InternalID) {
+		t.Error("the registry does not hold the erasure")
+	}
+	var clear, erased int
+	if err := east.QueryRow(ctx, `SELECT count(*) FILTER (WHERE sis_id = 'S1'), count(*) FILTER (WHERE sis_id LIKE 'erased:%')
+		FROM district_d2.student_identities`).Scan(&clear, &erased); err != nil {
+		t.Fatal(err)
+	}
+	var marked bool
+	if err := east.QueryRow(ctx, "SELECT erased_at IS NOT NULL FROM district_d2.students WHERE internal_id = $1", student.InternalID).Scan(&marked); err != nil {
+		t.Fatal(err)
+	}
+	if clear != 0 || erased != 1 || !marked {
+		t.Errorf("on east: %d clear SIS ids, %d hashed, marked erased %v; want 0, 1, true", clear, erased, marked)
+	}
+	var recorded int
+	if err := control.QueryRow(ctx, "SELECT count(*) FROM control.erasures WHERE tenant_id = 'd2'").Scan(&recorded); err != nil || recorded != 1 {
+		t.Errorf("erasures recorded in control = %d, %v; want 1", recorded, err)
+	}
+	again, err := identity.New(districts, 100).Resolve(ctx, d, "sis", "S1") // a cold cache: found by its hash
+	if err != nil || again.InternalID != student.InternalID {
+		t.Errorf("S1 after erasure resolves to %v, %v; want the same internal id", again.InternalID, err)
 	}
 }

@@ -39,8 +39,8 @@ type Identity struct {
 
 // Resolver resolves and creates internal ids. It is safe for concurrent use.
 type Resolver struct {
-	pool *pgxpool.Pool
-	max  int
+	pools Pools
+	max   int
 
 	mu     sync.RWMutex
 	cache  map[cacheKey]Identity
@@ -49,9 +49,24 @@ type Resolver struct {
 
 type cacheKey struct{ tenant, source, sis string }
 
-// New returns a resolver caching up to maxCached mappings.
-func New(pool *pgxpool.Pool, maxCached int) *Resolver {
-	return &Resolver{pool: pool, cache: map[cacheKey]Identity{}, linked: map[cacheKey]string{}, max: maxCached}
+// Pools finds the pool of the instance a district's schema lives on (tenancy.DistrictPools).
+type Pools interface {
+	Pool(ctx context.Context, tenantID string) (*pgxpool.Pool, error)
+}
+
+// New returns a resolver caching up to maxCached mappings, over the districts' schemas wherever pools
+// places them.
+func New(pools Pools, maxCached int) *Resolver {
+	return &Resolver{pools: pools, cache: map[cacheKey]Identity{}, linked: map[cacheKey]string{}, max: maxCached}
+}
+
+// begin runs fn in a transaction on the instance of q's district.
+func (r *Resolver) begin(ctx context.Context, q queries, fn func(pgx.Tx) error) error {
+	pool, err := r.pools.Pool(ctx, q.tenant)
+	if err != nil {
+		return err
+	}
+	return pgx.BeginFunc(ctx, pool, fn)
 }
 
 // Pseudonym is the district-keyed HMAC of a value (an internal id, or a field the policy pseudonymises):
@@ -161,7 +176,7 @@ func (r *Resolver) ResolveMany(ctx context.Context, t tenancy.Tenant, keys []Key
 		sources, sis, fresh = append(sources, k.Source), append(sis, k.SIS), append(fresh, id)
 	}
 	created := map[Key]string{}
-	err = pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+	err = r.begin(ctx, q, func(tx pgx.Tx) error {
 		clear(created)
 		if _, err := tx.Exec(ctx, q.insertStudents, fresh); err != nil {
 			return err
@@ -210,7 +225,11 @@ func (r *Resolver) lookupMany(ctx context.Context, q queries, t tenancy.Tenant, 
 		forms[k], forms[erased] = k, k
 		sources, sis = append(sources, k.Source, erased.Source), append(sis, k.SIS, erased.SIS)
 	}
-	rows, err := r.pool.Query(ctx, q.lookupMany, sources, sis)
+	pool, err := r.pools.Pool(ctx, q.tenant)
+	if err != nil {
+		return err
+	}
+	rows, err := pool.Query(ctx, q.lookupMany, sources, sis)
 	if err != nil {
 		return err
 	}
@@ -248,7 +267,7 @@ func (r *Resolver) Link(ctx context.Context, t tenancy.Tenant, source, sis, matc
 	}
 	var internal string
 	for attempt := 0; ; attempt++ {
-		err = pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+		err = r.begin(ctx, q, func(tx pgx.Tx) error {
 			internal, err = link(ctx, tx, q, t.PseudonymKey, source, sis, matchKey)
 			return err
 		})
@@ -402,8 +421,12 @@ func (r *Resolver) remember(k cacheKey, key []byte, internal string) Identity {
 }
 
 func (r *Resolver) lookupOrCreate(ctx context.Context, q queries, key []byte, source, sis string) (string, error) {
+	pool, err := r.pools.Pool(ctx, q.tenant)
+	if err != nil {
+		return "", err
+	}
 	var id string
-	err := r.pool.QueryRow(ctx, q.lookup, source, sis, erasedSIS(key, source, sis)).Scan(&id)
+	err = pool.QueryRow(ctx, q.lookup, source, sis, erasedSIS(key, source, sis)).Scan(&id)
 	if err == nil || !errors.Is(err, pgx.ErrNoRows) {
 		return id, err
 	}
@@ -411,7 +434,7 @@ func (r *Resolver) lookupOrCreate(ctx context.Context, q queries, key []byte, so
 	if err != nil {
 		return "", err
 	}
-	err = pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, q.insertStudent, fresh, nil); err != nil {
 			return err
 		}
@@ -425,7 +448,7 @@ var errRaced = errors.New("identity created concurrently")
 
 // queries are the statements of one district schema.
 type queries struct {
-	schema                                                          string
+	tenant, schema                                                  string
 	lookup, identityForUpdate, insertIdentity, moveIdentity         string
 	studentByMatch, insertStudent, setMatch, markMerged, markErased string
 	clearIdentities, hashIdentity, matchOf                          string
@@ -440,6 +463,7 @@ func queriesFor(tenantID string) (queries, error) {
 	ids := pgx.Identifier{schema, "student_identities"}.Sanitize()
 	students := pgx.Identifier{schema, "students"}.Sanitize()
 	return queries{
+		tenant: tenantID,
 		schema: schema,
 		lookup: `SELECT internal_id::text FROM ` + ids + ` WHERE source_id = $1 AND sis_id IN ($2, $3) LIMIT 1`,
 		identityForUpdate: `SELECT internal_id::text, sis_id FROM ` + ids + `

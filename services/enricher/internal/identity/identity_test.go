@@ -56,16 +56,16 @@ func TestResolveIsStablePerDistrict(t *testing.T) {
 	must := mustOf(t)
 	pool, d := districts(t, "d1", "d2")
 	ctx := t.Context()
-	a := must(identity.New(pool, 100).Resolve(ctx, d["d1"], "sis", "S1"))
-	b := must(identity.New(pool, 100).Resolve(ctx, d["d1"], "sis", "S1")) // another instance, cold cache
+	a := must(identity.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 100).Resolve(ctx, d["d1"], "sis", "S1"))
+	b := must(identity.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 100).Resolve(ctx, d["d1"], "sis", "S1")) // another instance, cold cache
 	if a != b || a.InternalID == "" || a.Pseudonym != identity.Pseudonym(d["d1"].PseudonymKey, a.InternalID) {
 		t.Fatalf("same student resolved to %+v and %+v", a, b)
 	}
-	other := must(identity.New(pool, 100).Resolve(ctx, d["d2"], "sis", "S1"))
+	other := must(identity.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 100).Resolve(ctx, d["d2"], "sis", "S1"))
 	if other.InternalID == a.InternalID || other.Pseudonym == a.Pseudonym {
 		t.Fatal("the same SIS id in two districts shares an id or pseudonym")
 	}
-	if lms := must(identity.New(pool, 100).Resolve(ctx, d["d1"], "lms", "S1")); lms.InternalID == a.InternalID {
+	if lms := must(identity.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 100).Resolve(ctx, d["d1"], "lms", "S1")); lms.InternalID == a.InternalID {
 		t.Fatal("another source's SIS id namespace shares the id")
 	}
 }
@@ -75,7 +75,7 @@ func TestResolveIsStablePerDistrict(t *testing.T) {
 // student, and leave no orphan student rows.
 func TestRacingResolversMakeOneID(t *testing.T) {
 	pool, d := districts(t, "d1")
-	resolvers := []*identity.Resolver{identity.New(pool, 1000), identity.New(pool, 1000)}
+	resolvers := []*identity.Resolver{identity.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 1000), identity.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 1000)}
 	const students = 40
 	got := make([][students]string, 16)
 	var wg sync.WaitGroup
@@ -136,7 +136,7 @@ func TestVendorSwitchAndLateRoster(t *testing.T) {
 	pool, d := districts(t, "d1")
 	ctx := t.Context()
 	d1 := d["d1"]
-	r := identity.New(pool, 100)
+	r := identity.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 100)
 
 	// The old SIS rostered the student with a state id.
 	old := must(r.Link(ctx, d1, "powerschool", "PS-1", "STATE-1"))
@@ -146,7 +146,7 @@ func TestVendorSwitchAndLateRoster(t *testing.T) {
 		t.Fatalf("vendor switch made a new id: %s, was %s", switched.InternalID, old.InternalID)
 	}
 	// ...and events from the new vendor's integration resolve to it, from a cold cache too.
-	if ev := must(identity.New(pool, 100).Resolve(ctx, d1, "infinitecampus", "IC-9")); ev.InternalID != old.InternalID {
+	if ev := must(identity.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 100).Resolve(ctx, d1, "infinitecampus", "IC-9")); ev.InternalID != old.InternalID {
 		t.Fatalf("event after the switch resolved to %s", ev.InternalID)
 	}
 
@@ -179,7 +179,7 @@ func TestVendorSwitchAndLateRoster(t *testing.T) {
 	if linked.InternalID != prior.InternalID || provisional.InternalID == prior.InternalID {
 		t.Fatalf("linked = %s, prior = %s, provisional = %s", linked.InternalID, prior.InternalID, provisional.InternalID)
 	}
-	if ev := must(identity.New(pool, 100).Resolve(ctx, d1, "infinitecampus", "IC-11")); ev.InternalID != prior.InternalID {
+	if ev := must(identity.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 100).Resolve(ctx, d1, "infinitecampus", "IC-11")); ev.InternalID != prior.InternalID {
 		t.Fatalf("events after the link resolve to %s, want %s", ev.InternalID, prior.InternalID)
 	}
 	if n := count(t, pool, "SELECT count(*) FROM district_d1.students WHERE internal_id = $1 AND merged_into = $2",
@@ -193,7 +193,7 @@ func TestEraseHashesIdentifiersAndKeepsTheID(t *testing.T) {
 	pool, d := districts(t, "d1")
 	ctx := t.Context()
 	d1 := d["d1"]
-	r := identity.New(pool, 100)
+	r := identity.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 100)
 	id := must(r.Link(ctx, d1, "sis", "S1", "STATE-1"))
 	must(r.Resolve(ctx, d1, "lms", "L1")) // another student, untouched
 	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return r.Erase(ctx, tx, d1, id.InternalID) }); err != nil {
@@ -207,11 +207,11 @@ func TestEraseHashesIdentifiersAndKeepsTheID(t *testing.T) {
 		t.Fatal("another student's identity was touched")
 	}
 	// Its SIS id and matching key still resolve to the erased id, so its records can be suppressed.
-	cold := identity.New(pool, 100)
+	cold := identity.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 100)
 	if again := must(cold.Resolve(ctx, d1, "sis", "S1")); again.InternalID != id.InternalID {
 		t.Fatalf("erased SIS id resolved to a new id %s", again.InternalID)
 	}
-	batch := identity.New(pool, 100)
+	batch := identity.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 100)
 	if err := batch.ResolveMany(ctx, d1, []identity.Key{{Source: "sis", SIS: "S1"}, {Source: "sis", SIS: "S2"}}); err != nil {
 		t.Fatal(err)
 	}

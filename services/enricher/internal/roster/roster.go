@@ -48,8 +48,8 @@ type LineItem struct {
 
 // Store reads and writes the context. It is safe for concurrent use.
 type Store struct {
-	pool *pgxpool.Pool
-	max  int
+	pools Pools
+	max   int
 
 	mu        sync.RWMutex
 	students  map[key]Student
@@ -59,9 +59,15 @@ type Store struct {
 
 type key struct{ tenant, id string }
 
-// New returns a store caching up to maxCached entries of each kind.
-func New(pool *pgxpool.Pool, maxCached int) *Store {
-	return &Store{pool: pool, max: maxCached, students: map[key]Student{}, classes: map[key]Class{}, lineItems: map[key]LineItem{}}
+// Pools finds the pool of the instance a district's schema lives on (tenancy.DistrictPools).
+type Pools interface {
+	Pool(ctx context.Context, tenantID string) (*pgxpool.Pool, error)
+}
+
+// New returns a store caching up to maxCached entries of each kind, over the districts' schemas wherever
+// pools places them.
+func New(pools Pools, maxCached int) *Store {
+	return &Store{pools: pools, max: maxCached, students: map[key]Student{}, classes: map[key]Class{}, lineItems: map[key]LineItem{}}
 }
 
 // Student returns the context of a person by internal id.
@@ -107,7 +113,11 @@ func (s *Store) PrefetchStudents(ctx context.Context, tenant string, internalIDs
 
 // readStudents reads the context of people by internal id; people the roster does not know are absent.
 func (s *Store) readStudents(ctx context.Context, t tables, ids []string) (map[string]Student, error) {
-	rows, err := s.pool.Query(ctx, `SELECT i.id::text, u.is_student IS NOT NULL, coalesce(u.is_student, false),
+	pool, err := s.pools.Pool(ctx, t.tenant)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := pool.Query(ctx, `SELECT i.id::text, u.is_student IS NOT NULL, coalesce(u.is_student, false),
 			coalesce(u.birth_date, d.birth_date), coalesce(u.grades, '{}'), u.consent, coalesce(e.schools, '{}')
 		FROM unnest($1::uuid[]) AS i(id)
 		LEFT JOIN LATERAL (SELECT is_student, birth_date, grades, consent FROM `+t.users+`
@@ -147,7 +157,11 @@ func (s *Store) readStudents(ctx context.Context, t tables, ids []string) (map[s
 func (s *Store) Class(ctx context.Context, tenant, classID string) (Class, error) {
 	return load(s, s.classes, key{tenant, classID}, func(t tables) (Class, error) {
 		var c Class
-		err := s.pool.QueryRow(ctx, `SELECT c.school_sourced_id, c.course_sourced_id,
+		pool, err := s.pools.Pool(ctx, tenant)
+		if err != nil {
+			return Class{}, err
+		}
+		err = pool.QueryRow(ctx, `SELECT c.school_sourced_id, c.course_sourced_id,
 				CASE WHEN cardinality(c.grades) > 0 THEN c.grades ELSE coalesce(co.grades, '{}') END, c.term_sourced_ids
 			FROM `+t.classes+` c LEFT JOIN `+t.courses+` co ON co.sourced_id = c.course_sourced_id AND co.status <> 'tobedeleted'
 			WHERE c.sourced_id = $1 AND c.status <> 'tobedeleted'`, classID).Scan(&c.School, &c.Course, &c.Grades, &c.Terms)
@@ -162,7 +176,11 @@ func (s *Store) Class(ctx context.Context, tenant, classID string) (Class, error
 func (s *Store) LineItem(ctx context.Context, tenant, id string) (LineItem, error) {
 	return load(s, s.lineItems, key{tenant, id}, func(t tables) (LineItem, error) {
 		var li LineItem
-		err := s.pool.QueryRow(ctx, `SELECT due_at, class_sourced_id FROM `+t.lineItems+`
+		pool, err := s.pools.Pool(ctx, tenant)
+		if err != nil {
+			return LineItem{}, err
+		}
+		err = pool.QueryRow(ctx, `SELECT due_at, class_sourced_id FROM `+t.lineItems+`
 			WHERE sourced_id = $1 AND status <> 'tobedeleted'`, id).Scan(&li.DueAt, &li.Class)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return LineItem{}, nil
@@ -256,7 +274,11 @@ func (s *Store) Apply(ctx context.Context, ev *records.RawEvent, person, consent
 	default:
 		return nil
 	}
-	if _, err := s.pool.Exec(ctx, query, args...); err != nil {
+	pool, err := s.pools.Pool(ctx, ev.TenantID)
+	if err != nil {
+		return err
+	}
+	if _, err := pool.Exec(ctx, query, args...); err != nil {
 		return fmt.Errorf("storing %s context of tenant %s: %w", ev.Type, ev.TenantID, err)
 	}
 	if drop != nil {
@@ -321,6 +343,7 @@ func upsert(table, keyCols, cols string) string {
 
 // tables are the quoted names of one district's roster tables.
 type tables struct {
+	tenant                                                                  string
 	users, demographics, enrollments, classes, courses, sessions, lineItems string
 }
 
@@ -330,7 +353,7 @@ func tablesOf(tenant string) (tables, error) {
 		return tables{}, err
 	}
 	q := func(name string) string { return pgx.Identifier{schema, name}.Sanitize() }
-	return tables{users: q("enricher_users"), demographics: q("enricher_demographics"), enrollments: q("enricher_enrollments"),
+	return tables{tenant: tenant, users: q("enricher_users"), demographics: q("enricher_demographics"), enrollments: q("enricher_enrollments"),
 		classes: q("enricher_classes"), courses: q("enricher_courses"), sessions: q("enricher_sessions"),
 		lineItems: q("enricher_line_items")}, nil
 }

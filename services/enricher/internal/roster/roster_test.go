@@ -42,7 +42,7 @@ func TestContextIsReplaySafe(t *testing.T) {
 	if _, err := tenancy.NewStore(pool).CreateTenant(ctx, "d1", "D1"); err != nil {
 		t.Fatal(err)
 	}
-	s := roster.New(pool, 1000)
+	s := roster.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 1000)
 	apply := func(ev *records.RawEvent, who string) {
 		t.Helper()
 		if err := s.Apply(ctx, ev, who, "edtech.consent"); err != nil {
@@ -112,7 +112,7 @@ func TestContextIsReplaySafe(t *testing.T) {
 		StartDate: day0, EndDate: day0.AddDate(0, 4, 0), SchoolYear: "2027"}), "")
 
 	// A fresh store (another instance) reads the same context from PostgreSQL, also in a batch.
-	cold := roster.New(pool, 1000)
+	cold := roster.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 1000)
 	third := "33333333-3333-4333-8333-333333333333"
 	apply(rosterEvent(&records.User{SourcedID: "S3", Status: records.RosterActive, DateLastModified: day0, Grades: []string{"11"}}), third)
 	if err := cold.PrefetchStudents(ctx, "d1", []string{person, other, third}); err != nil {
