@@ -94,6 +94,8 @@ type Derived struct {
 	Late           *bool   `avro:"late"`
 	SessionSeconds *int64  `avro:"session_seconds"`
 	GradeLevel     *string `avro:"grade_level"`
+	// AcademicSessionID is the class's academic session holding the event's UTC date.
+	AcademicSessionID *string `avro:"academic_session_id"`
 }
 
 // Attendance is a student's attendance mark for a day or period (TypeAttendance).

@@ -112,7 +112,7 @@ type PolicyField struct {
 func PolicyFields() []PolicyField {
 	return []PolicyField{
 		{"actor.sis_id", KindID}, {"school_id", KindID}, {"class_id", KindID}, {"session_id", KindID},
-		{"derived.age_band", KindValue}, {"derived.grade_level", KindValue},
+		{"derived.age_band", KindValue}, {"derived.grade_level", KindValue}, {"derived.academic_session_id", KindID},
 		{"attendance.reason", KindText}, {"session.device", KindText}, {"session.app", KindText},
 		{"roster_user.sourced_id", KindID}, {"roster_user.username", KindID}, {"roster_user.user_ids", KindValue},
 		{"roster_user.given_name", KindText}, {"roster_user.family_name", KindText},

@@ -387,6 +387,7 @@ type joined struct {
 	band    *string
 	school  *string
 	grade   *string
+	session *string
 	dueAt   *time.Time
 }
 
@@ -424,6 +425,7 @@ func (e *Enricher) join(ctx context.Context, raw *records.RawEvent, subj subject
 		if j.grade == nil && len(c.Grades) == 1 {
 			j.grade = &c.Grades[0]
 		}
+		j.session = nonEmpty(c.SessionAt(raw.OccurredAt.UTC()))
 	}
 	if s := raw.AssignmentSubmission; s != nil {
 		j.dueAt = s.DueAt
@@ -447,7 +449,7 @@ func (e *Enricher) join(ctx context.Context, raw *records.RawEvent, subj subject
 
 // derived computes the derived fields of raw from its joined context.
 func (j joined) derived(raw *records.RawEvent) records.Derived {
-	d := records.Derived{AgeBand: j.band, GradeLevel: j.grade}
+	d := records.Derived{AgeBand: j.band, GradeLevel: j.grade, AcademicSessionID: j.session}
 	if j.years != nil {
 		u13, u18 := *j.years < 13, *j.years < 18
 		d.Under13, d.Under18 = &u13, &u18

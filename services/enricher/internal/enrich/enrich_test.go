@@ -201,8 +201,10 @@ func TestRosterContextAndDerivedFields(t *testing.T) {
 	e := newEnv(t, "d1")
 	birth := time.Date(2013, 6, 15, 0, 0, 0, 0, time.UTC) // 13 on the event day
 	due := now.Add(-time.Hour)
+	e.enriched(e.event("d1", "sis", "sys", &records.AcademicSession{SourcedID: "fall", Status: records.RosterActive, DateLastModified: now,
+		Type: "semester", StartDate: now.AddDate(0, 0, -30), EndDate: now.AddDate(0, 0, 60), SchoolYear: "2027"}))
 	e.enriched(e.event("d1", "sis", "sys", &records.Class{SourcedID: "c1", Status: records.RosterActive, DateLastModified: now,
-		SchoolSourcedID: "sch1", CourseSourcedID: "math7", Grades: []string{"07"}}))
+		SchoolSourcedID: "sch1", CourseSourcedID: "math7", Grades: []string{"07"}, TermSourcedIDs: []string{"fall"}}))
 	e.enriched(e.event("d1", "sis", "sys", &records.LineItem{SourcedID: "hw1", Status: records.RosterActive, DateLastModified: now,
 		ClassSourcedID: "c1", DueDate: due}))
 	userEv := e.event("d1", "sis", "S1", userRecord("S1", &birth, now, "student", nil))
@@ -219,8 +221,12 @@ func TestRosterContextAndDerivedFields(t *testing.T) {
 	if got.Actor.InternalID != user.Actor.InternalID || *got.Actor.SISID != "S1" {
 		t.Fatalf("event actor %+v, roster actor %+v", got.Actor, user.Actor)
 	}
-	if *got.SchoolID != "sch1" || *d.GradeLevel != "08" || *d.AgeBand != "13_17" || *d.Under13 || !*d.Under18 {
+	if *got.SchoolID != "sch1" || *d.GradeLevel != "08" || *d.AgeBand != "13_17" || *d.Under13 || !*d.Under18 ||
+		d.AcademicSessionID == nil || *d.AcademicSessionID != "fall" {
 		t.Fatalf("joined context: school %v derived %+v", got.SchoolID, d)
+	}
+	if b, err := e.codec.Encode(got); err != nil || len(b) == 0 {
+		t.Fatalf("the enriched record with its academic session does not encode: %v", err)
 	}
 
 	late := []struct {

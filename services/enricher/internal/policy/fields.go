@@ -23,6 +23,9 @@ func fieldTable() map[string]fieldDef {
 		"session_id":          {"", func(ev *records.EnrichedEvent, o op) bool { return o.opt(&ev.SessionID) }},
 		"derived.age_band":    {"", func(ev *records.EnrichedEvent, o op) bool { return o.opt(&ev.Derived.AgeBand) }},
 		"derived.grade_level": {"", func(ev *records.EnrichedEvent, o op) bool { return o.opt(&ev.Derived.GradeLevel) }},
+		"derived.academic_session_id": {"", func(ev *records.EnrichedEvent, o op) bool {
+			return o.opt(&ev.Derived.AcademicSessionID)
+		}},
 
 		"attendance.reason": {records.TypeAttendance, func(ev *records.EnrichedEvent, o op) bool { return o.opt(&ev.Attendance.Reason) }},
 		"session.device":    {records.TypeSession, func(ev *records.EnrichedEvent, o op) bool { return o.opt(&ev.Session.Device) }},

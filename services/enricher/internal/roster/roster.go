@@ -36,8 +36,36 @@ type Student struct {
 // Class is a class's context; School is empty when the class is unknown.
 type Class struct {
 	School, Course string
-	Grades         []string // the class's, else its course's
-	Terms          []string
+	Grades         []string  // the class's, else its course's
+	Terms          []string  // the class's academic sessions, by sourced id
+	Sessions       []Session // those of Terms the roster has sent (and not deleted)
+}
+
+// Session is an academic session's span, both dates inclusive.
+type Session struct {
+	ID         string
+	Start, End time.Time
+}
+
+// SessionAt returns the class's academic session that holds day (a UTC date): the shortest of those
+// that do (a grading period rather than its semester, a semester rather than its school year); "" when
+// none does.
+func (c Class) SessionAt(day time.Time) string {
+	day = time.Date(day.Year(), day.Month(), day.Day(), 0, 0, 0, 0, time.UTC)
+	var best *Session
+	for i := range c.Sessions {
+		s := &c.Sessions[i]
+		if day.Before(s.Start) || day.After(s.End) {
+			continue
+		}
+		if best == nil || s.End.Sub(s.Start) < best.End.Sub(best.Start) {
+			best = s
+		}
+	}
+	if best == nil {
+		return ""
+	}
+	return best.ID
 }
 
 // LineItem is a gradebook line item's due time; zero when unknown.
@@ -168,6 +196,20 @@ func (s *Store) Class(ctx context.Context, tenant, classID string) (Class, error
 		if errors.Is(err, pgx.ErrNoRows) {
 			return Class{}, nil
 		}
+		if err != nil || len(c.Terms) == 0 {
+			return c, err
+		}
+		rows, err := pool.Query(ctx, `SELECT sourced_id, start_date, end_date FROM `+t.sessions+`
+			WHERE sourced_id = ANY($1) AND status <> 'tobedeleted' ORDER BY sourced_id`, c.Terms)
+		if err != nil {
+			return c, err
+		}
+		c.Sessions, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Session, error) {
+			var s Session
+			err := r.Scan(&s.ID, &s.Start, &s.End)
+			s.Start, s.End = s.Start.UTC(), s.End.UTC()
+			return s, err
+		})
 		return c, err
 	})
 }
@@ -266,6 +308,7 @@ func (s *Store) Apply(ctx context.Context, ev *records.RawEvent, person, consent
 		a := ev.AcademicSession
 		query = upsert(t.sessions, "sourced_id", "status, date_last_modified, type, start_date, end_date, school_year, parent_sourced_id")
 		args = []any{a.SourcedID, a.Status, a.DateLastModified, a.Type, date(&a.StartDate), date(&a.EndDate), a.SchoolYear, a.ParentSourcedID}
+		drop = func() { dropTenant(s.classes, ev.TenantID) } // classes carry their sessions' spans
 	case ev.LineItem != nil:
 		li := ev.LineItem
 		query = upsert(t.lineItems, "sourced_id", "status, date_last_modified, class_sourced_id, due_at")

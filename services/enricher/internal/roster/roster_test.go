@@ -108,8 +108,35 @@ func TestContextIsReplaySafe(t *testing.T) {
 	if li, _ := s.LineItem(ctx, "d1", "hw1"); !li.DueAt.Equal(due) || li.Class != "c1" {
 		t.Fatalf("line item = %+v", li)
 	}
+	// Academic sessions: the class's, resolved by date to the shortest that holds it. Sessions sent after
+	// the class was cached reach it (the cache of the district's classes is dropped).
+	if c, _ := s.Class(ctx, "d1", "c1"); c.SessionAt(day0) != "" {
+		t.Fatalf("session before the roster sent any = %q", c.SessionAt(day0))
+	}
 	apply(rosterEvent(&records.AcademicSession{SourcedID: "t1", Status: records.RosterActive, DateLastModified: day0, Type: "term",
 		StartDate: day0, EndDate: day0.AddDate(0, 4, 0), SchoolYear: "2027"}), "")
+	apply(rosterEvent(&records.AcademicSession{SourcedID: "gp1", Status: records.RosterActive, DateLastModified: day0, Type: "gradingPeriod",
+		StartDate: day0, EndDate: day0.AddDate(0, 1, 0), SchoolYear: "2027"}), "")
+	apply(rosterEvent(&records.Class{SourcedID: "c1", Status: records.RosterActive, DateLastModified: day0.Add(time.Hour), SchoolSourcedID: "sch1",
+		CourseSourcedID: "math7", TermSourcedIDs: []string{"t1", "gp1", "unknown"}}), "")
+	c, err := s.Class(ctx, "d1", "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		day  time.Time
+		want string
+	}{
+		{day0.Add(13 * time.Hour), "gp1"}, // inside both: the grading period
+		{day0.AddDate(0, 1, 0), "gp1"},    // its last day is inclusive
+		{day0.AddDate(0, 2, 0), "t1"},     // after the grading period, inside the term
+		{day0.AddDate(0, 6, 0), ""},       // after both
+		{day0.AddDate(0, 0, -1), ""},      // before both
+	} {
+		if got := c.SessionAt(tc.day); got != tc.want {
+			t.Errorf("session at %s = %q, want %q (class %+v)", tc.day.Format(time.DateOnly), got, tc.want, c)
+		}
+	}
 
 	// A fresh store (another instance) reads the same context from PostgreSQL, also in a batch.
 	cold := roster.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 1000)
@@ -135,7 +162,7 @@ func TestContextIsReplaySafe(t *testing.T) {
 	}
 	var n int
 	if err := pool.QueryRow(ctx, "SELECT (SELECT count(*) FROM district_d1.enricher_sessions) + "+
-		"(SELECT count(*) FROM district_d1.enricher_enrollments WHERE internal_id = $1)", other).Scan(&n); err != nil || n != 1 {
+		"(SELECT count(*) FROM district_d1.enricher_enrollments WHERE internal_id = $1)", other).Scan(&n); err != nil || n != 2 { // t1 and gp1
 		t.Fatalf("rows after erase: %d, %v", n, err)
 	}
 }
