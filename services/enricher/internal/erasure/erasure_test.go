@@ -40,30 +40,7 @@ func TestControlCommandsAreAppliedOnceAndDurably(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, kcfg := kafkatest.New(t)
-	cl, err := kafkax.NewClient(kcfg, kafkax.Deps{}, "", kafkax.ProducerOptions()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if err := kafkax.EnsureTopics(ctx, cl.Client, 4, 1, kafkax.PlatformTopics(kcfg.Topics())); err != nil {
-		t.Fatal(err)
-	}
-	codec, err := records.NewCodec(ctx, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	produce := func(cmds ...records.ControlCommand) {
-		for _, cmd := range cmds {
-			b, err := codec.Encode(&cmd)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cl.ProduceSync(ctx, &kgo.Record{Topic: kcfg.Topics().Control, Key: []byte(cmd.TenantID), Value: b}).FirstErr(); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	kcfg, codec, produce, cl := controlTopic(t)
 	cmd := func(n int, typ, tenant string) records.ControlCommand {
 		return records.ControlCommand{CommandID: "20000000-0000-4000-8000-00000000000" + string(rune('0'+n)), Type: typ,
 			TenantID: tenant, IssuedAt: time.Now(), IssuedBy: "test"}
@@ -178,28 +155,9 @@ func TestEraseStudentOfDistrictOnAnotherInstance(t *testing.T) {
 		t.Fatalf("identity rows on east = %d, %v; want 1", onEast, err)
 	}
 
-	_, kcfg := kafkatest.New(t)
-	cl, err := kafkax.NewClient(kcfg, kafkax.Deps{}, "", kafkax.ProducerOptions()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if err := kafkax.EnsureTopics(ctx, cl.Client, 2, 1, kafkax.PlatformTopics(kcfg.Topics())); err != nil {
-		t.Fatal(err)
-	}
-	codec, err := records.NewCodec(ctx, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := records.ControlCommand{CommandID: "30000000-0000-4000-8000-000000000001", Type: records.CommandEraseStudent,
-		TenantID: "d2", StudentInternalID: &student.InternalID, IssuedAt: time.Now(), IssuedBy: "test"}
-	b, err := codec.Encode(&cmd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: kcfg.Topics().Control, Key: []byte("d2"), Value: b}).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	kcfg, codec, produce, _ := controlTopic(t)
+	produce(records.ControlCommand{CommandID: "30000000-0000-4000-8000-000000000001", Type: records.CommandEraseStudent,
+		TenantID: "d2", StudentInternalID: &student.InternalID, IssuedAt: time.Now(), IssuedBy: "test"})
 	reg, err := erasure.Load(ctx, control)
 	if err != nil {
 		t.Fatal(err)
@@ -243,4 +201,35 @@ func TestEraseStudentOfDistrictOnAnotherInstance(t *testing.T) {
 	if err != nil || again.InternalID != student.InternalID {
 		t.Errorf("S1 after erasure resolves to %v, %v; want the same internal id", again.InternalID, err)
 	}
+}
+
+// controlTopic starts an in-process Kafka with the platform's topics and returns its config, a codec, a
+// function producing commands to the control topic (keyed by tenant) and the producing client.
+func controlTopic(t *testing.T) (kafkax.Config, *records.Codec, func(...records.ControlCommand), *kafkax.Client) {
+	t.Helper()
+	_, kcfg := kafkatest.New(t)
+	cl, err := kafkax.NewClient(kcfg, kafkax.Deps{}, "", kafkax.ProducerOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	if err := kafkax.EnsureTopics(t.Context(), cl.Client, 4, 1, kafkax.PlatformTopics(kcfg.Topics())); err != nil {
+		t.Fatal(err)
+	}
+	codec, err := records.NewCodec(t.Context(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	produce := func(cmds ...records.ControlCommand) {
+		for _, cmd := range cmds {
+			b, err := codec.Encode(&cmd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cl.ProduceSync(t.Context(), &kgo.Record{Topic: kcfg.Topics().Control, Key: []byte(cmd.TenantID), Value: b}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return kcfg, codec, produce, cl
 }
