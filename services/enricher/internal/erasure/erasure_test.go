@@ -63,26 +63,11 @@ func TestControlCommandsAreAppliedOnceAndDurably(t *testing.T) {
 		c := &erasure.Consumer{Pool: pool, Kafka: kcfg, Deps: kafkax.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil))},
 			Codec: codec, Registry: reg, Tenants: store, Identities: ids, Context: roster.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 100),
 			OnCommand: func(c records.ControlCommand) { mu.Lock(); seen = append(seen, c.Type); mu.Unlock() }}
-		rctx, cancel := context.WithCancel(ctx)
-		caught, done := make(chan struct{}), make(chan error, 1)
-		go func() { done <- c.Run(rctx, func() { close(caught) }) }()
-		select {
-		case <-caught:
-		case err := <-done:
-			t.Fatalf("consumer stopped: %v", err)
-		case <-time.After(20 * time.Second):
-			t.Fatal("consumer never caught up")
+		return start(t, c), func() []string {
+			mu.Lock()
+			defer mu.Unlock()
+			return append([]string(nil), seen...)
 		}
-		return func() {
-				cancel()
-				if err := <-done; err != nil {
-					t.Errorf("consumer: %v", err)
-				}
-			}, func() []string {
-				mu.Lock()
-				defer mu.Unlock()
-				return append([]string(nil), seen...)
-			}
 	}
 
 	reg, err := erasure.Load(ctx, pool)
@@ -164,20 +149,7 @@ func TestEraseStudentOfDistrictOnAnotherInstance(t *testing.T) {
 	}
 	c := &erasure.Consumer{Pool: control, Pools: districts, Kafka: kcfg, Deps: kafkax.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil))},
 		Codec: codec, Registry: reg, Tenants: store, Identities: ids, Context: roster.New(districts, 100)}
-	rctx, cancel := context.WithCancel(ctx)
-	caught, done := make(chan struct{}), make(chan error, 1)
-	go func() { done <- c.Run(rctx, func() { close(caught) }) }()
-	select {
-	case <-caught:
-	case err := <-done:
-		t.Fatalf("consumer stopped: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("consumer never caught up")
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	start(t, c)()
 	if !reg.Student("d2", student.InternalID) {
 		t.Error("the registry does not hold the erasure")
 	}
@@ -232,4 +204,27 @@ func controlTopic(t *testing.T) (kafkax.Config, *records.Codec, func(...records.
 		}
 	}
 	return kcfg, codec, produce, cl
+}
+
+// start runs c until it has caught up with the control topic and returns what stops it.
+func start(t *testing.T, c *erasure.Consumer) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	caught, done := make(chan struct{}), make(chan error, 1)
+	go func() { done <- c.Run(ctx, func() { close(caught) }) }()
+	select {
+	case <-caught:
+	case err := <-done:
+		cancel()
+		t.Fatalf("consumer stopped: %v", err)
+	case <-time.After(20 * time.Second):
+		cancel()
+		t.Fatal("consumer never caught up")
+	}
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("consumer: %v", err)
+		}
+	}
 }
