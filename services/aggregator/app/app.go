@@ -90,14 +90,11 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
 		}
 		health.SetReady("clickhouse", true)
 		cctx, stopCompaction := context.WithCancel(gctx)
-		compacted := make(chan struct{})
-		go func() {
-			defer close(compacted)
-			chstore.RunCompaction(cctx, conn, cfg.ClickHouseDatabase, cfg.Compact, rt.Log)
-		}()
+		compacted := make(chan error, 1)
+		go func() { compacted <- chstore.RunCompaction(cctx, conn, cfg.ClickHouseDatabase, cfg.Compact, rt.Log, rt.Tel.Meter) }()
 		err = consume(gctx, cfg, rt, conn, health)
 		stopCompaction()
-		<-compacted
+		err = errors.Join(err, <-compacted)
 		if cerr := conn.Close(); cerr != nil { // every write has returned by now
 			rt.Log.Warn("closing clickhouse connection", "err", cerr)
 		}

@@ -148,6 +148,16 @@ func TestRunConsumesIntoClickHouse(t *testing.T) {
 	if got, err := synth.Got(t.Context(), conn); err != nil || len(synth.Diff(want, got)) != 0 {
 		t.Fatalf("rollups after compaction: err %v, %d keys differ", err, len(synth.Diff(want, got)))
 	}
+	waitFor(t, "the merges to show in /metrics", func() bool {
+		resp, err := http.Get("http://" + adminAddr + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		return err == nil && strings.Contains(string(body), `aggregator_rollup_partitions_merged_total{`) &&
+			strings.Contains(string(body), `table="metrics_daily"`)
+	})
 	// The service made each district's analyst views on first sight.
 	var analystDBs uint64
 	if err := conn.QueryRow(t.Context(), "SELECT count() FROM system.databases WHERE startsWith(name, ?)", cfg.AnalystPrefix).Scan(&analystDBs); err != nil {

@@ -9,6 +9,9 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 )
 
 // Rollups are the tables the dashboard API and analysts read, all partitioned by month of day. Compact
@@ -76,24 +79,39 @@ func Compact(ctx context.Context, conn driver.Conn, database string, openMinPart
 	return merged, nil
 }
 
-// RunCompaction runs Compact every cfg.Interval until ctx ends. A failed round is logged and the next one
-// tries again: compaction only speeds reads up, and never holds ingestion.
-func RunCompaction(ctx context.Context, conn driver.Conn, database string, cfg CompactConfig, log *slog.Logger) {
+// RunCompaction runs Compact every cfg.Interval until ctx ends. A failed round is logged, counted and
+// tried again at the next: compaction only speeds reads up, and never holds ingestion. mp may be nil.
+func RunCompaction(ctx context.Context, conn driver.Conn, database string, cfg CompactConfig, log *slog.Logger, mp metric.MeterProvider) error {
 	if cfg.Interval <= 0 {
-		return
+		return nil
+	}
+	if mp == nil {
+		mp = metricnoop.NewMeterProvider()
+	}
+	meter := mp.Meter("aggregator/chstore")
+	merges, err := meter.Int64Counter("aggregator_rollup_partitions_merged",
+		metric.WithDescription("months of rollups merged into one part by compaction, by table"))
+	if err != nil {
+		return err
+	}
+	failures, err := meter.Int64Counter("aggregator_compaction_failures", metric.WithDescription("compaction rounds that failed"))
+	if err != nil {
+		return err
 	}
 	for {
 		wait := cfg.Interval + time.Duration(rand.Int64N(int64(cfg.Interval/10)+1))
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-time.After(wait):
 		}
 		merged, err := Compact(ctx, conn, database, cfg.OpenMinParts)
 		for _, m := range merged {
+			merges.Add(ctx, 1, metric.WithAttributes(attribute.String("table", m.Table)))
 			log.Info("rollup partition merged", "table", m.Table, "partition", m.Partition, "parts", m.Parts, "took", m.Took.Round(time.Millisecond))
 		}
 		if err != nil && ctx.Err() == nil {
+			failures.Add(ctx, 1)
 			log.Warn("compacting rollups", "err", err)
 		}
 	}
