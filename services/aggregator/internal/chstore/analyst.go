@@ -36,7 +36,7 @@ func AnalystDatabase(prefix, tenantID string) (string, bool) {
 // analystEventColumns are the columns of events an analyst sees: no tenant (the database says it),
 // student_id (the internal id links to the roster), trace id or Kafka coordinates.
 const analystEventColumns = `event_id, source_id, type, occurred_at, occurred_ms, received_at, school_id, class_id,
-	pseudonym, role, age_band, grade_level, attendance_status, attendance_date, minutes_present, assessment_id,
+	pseudonym, role, age_band, grade_level, academic_session_id, attendance_status, attendance_date, minutes_present, assessment_id,
 	score, max_score, assignment_id, submission_status, late, session_action, session_seconds, content_id,
 	content_type, duration_seconds, percent_complete`
 
@@ -100,6 +100,9 @@ func (s *Store) EnsureAnalystViews(ctx context.Context, tenantID string) error {
 	if done {
 		return nil
 	}
+	if err := s.dropStaleEventsView(ctx, database); err != nil {
+		return err
+	}
 	for _, stmt := range analystViews(s.cfg.Database, database, tenantID) {
 		if err := s.conn.Exec(ctx, stmt); err != nil {
 			return fmt.Errorf("creating analyst views of %s (%s): %w", tenantID, strings.SplitN(stmt, " AS ", 2)[0], err)
@@ -109,5 +112,34 @@ func (s *Store) EnsureAnalystViews(ctx context.Context, tenantID string) error {
 	s.analysts[tenantID] = true
 	s.mu.Unlock()
 	s.log.Info("analyst views ready", "tenant_id", tenantID, "database", database)
+	return nil
+}
+
+// dropStaleEventsView drops the district's analyst events view when it lacks a column analysts now see
+// (it was created by an older release), so that EnsureAnalystViews creates it anew. The rollup views
+// read finalized measures whose set has not changed.
+func (s *Store) dropStaleEventsView(ctx context.Context, database string) error {
+	var have []struct {
+		Name string `ch:"name"`
+	}
+	if err := s.conn.Select(ctx, &have, "SELECT name FROM system.columns WHERE database = ? AND table = 'events'", database); err != nil {
+		return fmt.Errorf("reading the analyst events view of %s: %w", database, err)
+	}
+	if len(have) == 0 {
+		return nil // no view yet
+	}
+	present := map[string]bool{}
+	for _, c := range have {
+		present[c.Name] = true
+	}
+	for _, c := range strings.Split(analystEventColumns, ",") {
+		if !present[strings.TrimSpace(c)] {
+			s.log.Info("recreating an analyst events view from an older release", "database", database, "missing", strings.TrimSpace(c))
+			if err := s.conn.Exec(ctx, "DROP TABLE IF EXISTS "+chutil.QuoteIdent(database)+".events"); err != nil {
+				return fmt.Errorf("dropping the stale analyst events view of %s: %w", database, err)
+			}
+			return nil
+		}
+	}
 	return nil
 }

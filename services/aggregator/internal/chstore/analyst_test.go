@@ -22,6 +22,15 @@ func TestAnalystViewsShowOneDistrictPseudonymously(t *testing.T) {
 	prefix := db + "_analyst_"
 	evs, _ := synth.Events(21, 3, 600)
 	evs[0].Actor.SISID = ptr("SIS-SECRET-9")
+	// district_1's events view as an older release made it, without academic_session_id: the first write
+	// of the district replaces it.
+	old, _ := chstore.AnalystDatabase(prefix, "district_1")
+	for _, stmt := range []string{"CREATE DATABASE " + old, "CREATE VIEW " + old + ".events AS SELECT event_id, type FROM " + db +
+		".events WHERE tenant_id = 'district_1'"} {
+		if err := conn.Exec(t.Context(), stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := store.Write(t.Context(), topic, 0, facts(t, codec, 0, 0, evs)); err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +38,7 @@ func TestAnalystViewsShowOneDistrictPseudonymously(t *testing.T) {
 
 	allowed := map[string]bool{}
 	for _, c := range strings.Split("event_id source_id type occurred_at occurred_ms received_at school_id class_id pseudonym role "+
-		"age_band grade_level attendance_status attendance_date minutes_present assessment_id score max_score assignment_id "+
+		"age_band grade_level academic_session_id attendance_status attendance_date minutes_present assessment_id score max_score assignment_id "+
 		"submission_status late session_action session_seconds content_id content_type duration_seconds percent_complete day "+
 		"active_students events present tardy absent excused other_marks attendance_rate assessments mean_score_pct "+
 		"score_quantiles submissions late_submissions content_seconds logins session_seconds", " ") {
@@ -48,12 +57,18 @@ func TestAnalystViewsShowOneDistrictPseudonymously(t *testing.T) {
 		if err := conn.Select(t.Context(), &cols, "SELECT table, name, type FROM system.columns WHERE database = ? ORDER BY table, name", analyst); err != nil {
 			t.Fatal(err)
 		}
-		views := map[string]bool{}
+		views, eventCols := map[string]bool{}, 0
 		for _, c := range cols {
 			views[c.Table] = true
 			if !allowed[c.Name] {
 				t.Errorf("%s.%s shows column %s, which analysts must not see", analyst, c.Table, c.Name)
 			}
+			if c.Table == "events" {
+				eventCols++
+			}
+		}
+		if eventCols != 28 { // every column analysts see, also where an older view was replaced
+			t.Errorf("%s.events has %d columns, want 28", analyst, eventCols)
 		}
 		if len(views) != len(chstore.AnalystViewNames()) {
 			t.Fatalf("%s holds views %v, want %v", analyst, views, chstore.AnalystViewNames())

@@ -437,7 +437,7 @@ func traceID(rec *kgo.Record) string {
 
 // eventColumns lists the columns of events that eventRow fills, in the order of its fields.
 const eventColumns = "tenant_id, event_id, source_id, type, occurred_at, occurred_ms, received_at, enriched_at, " +
-	"school_id, class_id, session_id, student_id, pseudonym, role, policy_version, age_band, grade_level, " +
+	"school_id, class_id, session_id, student_id, pseudonym, role, policy_version, age_band, grade_level, academic_session_id, " +
 	"attendance_status, attendance_date, minutes_present, assessment_id, score, max_score, assignment_id, " +
 	"submission_status, late, session_action, session_seconds, content_id, content_type, duration_seconds, " +
 	"percent_complete, trace_id, kafka_topic, kafka_partition, kafka_offset"
@@ -461,6 +461,7 @@ type eventRow struct {
 	PolicyVersion    int32     `ch:"policy_version"`
 	AgeBand          string    `ch:"age_band"`
 	GradeLevel       string    `ch:"grade_level"`
+	AcademicSession  string    `ch:"academic_session_id"`
 	AttendanceStatus string    `ch:"attendance_status"`
 	AttendanceDate   time.Time `ch:"attendance_date"`
 	MinutesPresent   *uint32   `ch:"minutes_present"`
@@ -508,7 +509,7 @@ func newEventRow(ev *records.EnrichedEvent) (eventRow, error) {
 		ReceivedAt: ev.ReceivedAt.UTC(), EnrichedAt: ev.EnrichedAt.UTC(),
 		SchoolID: deref(ev.SchoolID), ClassID: deref(ev.ClassID), SessionID: deref(ev.SessionID),
 		StudentID: studentID, Pseudonym: ev.Actor.Pseudonym, Role: ev.Actor.Role, PolicyVersion: int32(ev.PolicyVersion),
-		AgeBand: deref(ev.Derived.AgeBand), GradeLevel: deref(ev.Derived.GradeLevel),
+		AgeBand: deref(ev.Derived.AgeBand), GradeLevel: deref(ev.Derived.GradeLevel), AcademicSession: deref(ev.Derived.AcademicSessionID),
 		AttendanceDate: time.Unix(0, 0).UTC(),
 	}
 	if ev.Derived.Late != nil {

@@ -126,6 +126,7 @@ func TestWriteFlattensEachEventType(t *testing.T) {
 	}
 	evs[2].Derived.Late = ptr(true)
 	evs[3].Derived.SessionSeconds = ptr(int64(1800))
+	evs[0].Derived.AcademicSessionID = ptr("fall-2025")
 	traceID := trace.TraceID{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
 	recs := facts(t, codec, 3, 40, evs)
 	for _, r := range recs {
@@ -153,17 +154,17 @@ func TestWriteFlattensEachEventType(t *testing.T) {
 	}
 	if err := conn.Select(t.Context(), &rows, `SELECT type, occurred_at, occurred_ms,
 		concat(attendance_status, if(type = 'attendance', toString(attendance_date), ''), toString(ifNull(minutes_present, 0)), '|', assessment_id, toString(ifNull(max_score, 0)), '|',
-			assignment_id, submission_status, '|', session_action, toString(session_seconds), '|', content_id, content_type, toString(duration_seconds)) AS detail,
+			assignment_id, submission_status, '|', session_action, toString(session_seconds), '|', content_id, content_type, toString(duration_seconds), '|', academic_session_id) AS detail,
 		score, late, percent_complete, trace_id, kafka_partition, kafka_offset, student_id, pseudonym, kafka_topic
 		FROM events ORDER BY kafka_offset`); err != nil {
 		t.Fatal(err)
 	}
 	wantDetail := []string{
-		"tardy2025-09-30300|0||0|0",
-		"0|quiz-120||0|0",
-		"0|0|hw-1submitted|0|0",
-		"0|0||logout1800|0",
-		"0|0||0|video-1video95",
+		"tardy2025-09-30300|0||0|0|fall-2025",
+		"0|quiz-120||0|0|",
+		"0|0|hw-1submitted|0|0|",
+		"0|0||logout1800|0|",
+		"0|0||0|video-1video95|",
 	}
 	if len(rows) != len(evs) {
 		t.Fatalf("stored %d rows, want %d", len(rows), len(evs))
