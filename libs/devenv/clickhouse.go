@@ -152,6 +152,12 @@ func (e Env) ensureClickHouse(ctx context.Context, prev *chState) (*chState, err
 		return prev, err
 	}
 
+	// A killed server's process can look dead (its main thread a zombie) while its other threads still
+	// exit and it still holds the lock on data/status; a server started then refuses to run.
+	status := filepath.Join(p.data, "status")
+	if err := waitFor(ctx, 30*time.Second, func(context.Context) error { return unlocked(status) }, nil); err != nil {
+		return prev, fmt.Errorf("waiting for the previous clickhouse-server to release %s: %w", status, err)
+	}
 	e.log().Info("starting clickhouse", "dir", p.base, "tcp_port", tcpPort, "http_port", httpPort)
 	pid, err := startDetached(bin, p.base, p.stdout, "--config-file="+p.config)
 	if err != nil {
@@ -290,4 +296,20 @@ func (e Env) stopClickHouse(ctx context.Context, st *chState) error {
 	}
 	e.log().Info("stopping clickhouse", "pid", st.PID)
 	return terminate(ctx, st.PID, "clickhouse", 30*time.Second)
+}
+
+// unlocked reports an error while another process holds the flock on path (a missing file is unlocked).
+func unlocked(path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return fmt.Errorf("%s is locked: %w", path, err)
+	}
+	return syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 }

@@ -349,3 +349,28 @@ func TestDatabaseNameIsValidAndUnique(t *testing.T) {
 		}
 	}
 }
+
+// TestUnlockedWaitsForTheStatusLock: the check that guards a ClickHouse start sees a lock held by another
+// open file (as a server that is still exiting holds data/status) and sees it released.
+func TestUnlockedWaitsForTheStatusLock(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "status")
+	if err := unlocked(path); err != nil {
+		t.Fatalf("missing file: %v", err)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	if err := unlocked(path); err == nil {
+		t.Fatal("a held lock reads as free")
+	}
+	if err := f.Close(); err != nil { // closing releases the lock, as a process's exit does
+		t.Fatal(err)
+	}
+	if err := unlocked(path); err != nil {
+		t.Fatalf("a released lock: %v", err)
+	}
+}
