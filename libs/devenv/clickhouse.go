@@ -140,37 +140,65 @@ func (e Env) ensureClickHouse(ctx context.Context, prev *chState) (*chState, err
 	if prev != nil {
 		wantTCP, wantHTTP = prev.TCPPort, prev.HTTPPort
 	}
+	// A server can exit while starting for reasons outside it: the free ports it was given taken by
+	// another process in the meantime (test packages run side by side). Up to three starts, each on
+	// fresh ports.
+	var errs []error
+	for attempt := 1; attempt <= 3; attempt++ {
+		st, err := e.startClickHouse(ctx, bin, p, wantTCP, wantHTTP)
+		if err == nil {
+			return st, nil
+		}
+		errs = append(errs, fmt.Errorf("attempt %d: %w", attempt, err))
+		if !errors.Is(err, errExited) || ctx.Err() != nil {
+			break
+		}
+		e.log().Warn("clickhouse-server exited while starting; starting it again", "attempt", attempt, "err", err)
+		wantTCP, wantHTTP = 0, 0
+	}
+	return prev, errors.Join(errs...)
+}
+
+// errExited is a server process that ended while it was expected to start.
+var errExited = errors.New("clickhouse-server exited")
+
+// startClickHouse starts one server on the given ports (any free ones when 0) and waits until it answers.
+func (e Env) startClickHouse(ctx context.Context, bin string, p chPaths, wantTCP, wantHTTP int) (*chState, error) {
 	tcpPort, err := freePort(wantTCP)
 	if err != nil {
-		return prev, err
+		return nil, err
 	}
 	httpPort, err := freePort(wantHTTP, tcpPort)
 	if err != nil {
-		return prev, err
+		return nil, err
 	}
 	if err := writeCHConfig(p, tcpPort, httpPort); err != nil {
-		return prev, err
+		return nil, err
 	}
-
 	// A killed server's process can look dead (its main thread a zombie) while its other threads still
 	// exit and it still holds the lock on data/status; a server started then refuses to run.
 	status := filepath.Join(p.data, "status")
 	if err := waitFor(ctx, 30*time.Second, func(context.Context) error { return unlocked(status) }, nil); err != nil {
-		return prev, fmt.Errorf("waiting for the previous clickhouse-server to release %s: %w", status, err)
+		return nil, fmt.Errorf("waiting for the previous clickhouse-server to release %s: %w", status, err)
 	}
 	e.log().Info("starting clickhouse", "dir", p.base, "tcp_port", tcpPort, "http_port", httpPort)
-	pid, err := startDetached(bin, p.base, p.stdout, "--config-file="+p.config)
+	pid, done, err := startDetached(bin, p.base, p.stdout, "--config-file="+p.config)
 	if err != nil {
-		return prev, fmt.Errorf("starting clickhouse-server: %w", err)
+		return nil, fmt.Errorf("starting clickhouse-server: %w", err)
 	}
 	st := &chState{PID: pid, TCPPort: tcpPort, HTTPPort: httpPort}
 	exited := func() error {
-		if !alive(pid, "clickhouse") {
-			return errors.New("clickhouse-server exited")
+		select {
+		case err := <-done:
+			return fmt.Errorf("%w (%v)", errExited, err)
+		default:
+			return nil
 		}
-		return nil
 	}
 	if err := waitFor(ctx, 60*time.Second, func(ctx context.Context) error { return chAnswers(ctx, st) }, exited); err != nil {
+		if errors.Is(err, errExited) {
+			return nil, fmt.Errorf("clickhouse on %s: %w\n%s\n%s", loopback(tcpPort), err, tail(p.stdout, 10), tail(p.errLog, 20))
+		}
 		return st, fmt.Errorf("waiting for clickhouse on %s: %w\n%s\n%s", loopback(tcpPort), err,
 			tail(p.stdout, 10), tail(p.errLog, 20))
 	}
@@ -200,11 +228,12 @@ func writeCHConfig(p chPaths, tcpPort, httpPort int) error {
 }
 
 // startDetached starts bin in its own session with output appended to logPath, so that it outlives this
-// process, and returns its pid.
-func startDetached(bin, dir, logPath string, args ...string) (int, error) {
+// process, and returns its pid and a channel that receives how it ended if it ends while this process
+// runs (the process is reaped, so it never lingers as a zombie).
+func startDetached(bin, dir, logPath string, args ...string) (int, <-chan error, error) {
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	defer logf.Close() // the child holds its own copy
 	cmd := exec.Command(bin, args...)
@@ -212,13 +241,17 @@ func startDetached(bin, dir, logPath string, args ...string) (int, error) {
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	pid := cmd.Process.Pid
-	if err := cmd.Process.Release(); err != nil {
-		return pid, err
-	}
-	return pid, nil
+	done := make(chan error, 1)
+	go func() {
+		err := cmd.Wait()
+		if err == nil {
+			err = errors.New("exit status 0")
+		}
+		done <- err
+	}()
+	return cmd.Process.Pid, done, nil
 }
 
 // adoptClickHouse finds a server already running on this state dir's data (state.json was lost) through the

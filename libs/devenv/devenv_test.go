@@ -374,3 +374,21 @@ func TestUnlockedWaitsForTheStatusLock(t *testing.T) {
 		t.Fatalf("a released lock: %v", err)
 	}
 }
+
+// TestStartReportsAServerThatExits: a server process that ends while starting is reported as such, with
+// how it ended, so that ensureClickHouse starts another instead of waiting out its minute.
+func TestStartReportsAServerThatExits(t *testing.T) {
+	e := Env{Dir: t.TempDir()}
+	p := e.chPaths()
+	if err := os.MkdirAll(p.data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err := e.startClickHouse(t.Context(), "/bin/false", p, 0, 0)
+	if !errors.Is(err, errExited) || !strings.Contains(err.Error(), "exit status 1") {
+		t.Fatalf("err = %v, want errExited with the exit status", err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("noticed the exit after %v", took)
+	}
+}
