@@ -91,7 +91,9 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
 		health.SetReady("clickhouse", true)
 		cctx, stopCompaction := context.WithCancel(gctx)
 		compacted := make(chan error, 1)
-		go func() { compacted <- chstore.RunCompaction(cctx, conn, cfg.ClickHouseDatabase, cfg.Compact, rt.Log, rt.Tel.Meter) }()
+		go func() {
+			compacted <- chstore.RunCompaction(cctx, conn, cfg.ClickHouseDatabase, cfg.Compact, rt.Log, rt.Tel.Meter)
+		}()
 		err = consume(gctx, cfg, rt, conn, health)
 		stopCompaction()
 		err = errors.Join(err, <-compacted)
