@@ -100,7 +100,7 @@ func New(pools Pools, maxCached int) *Store {
 
 // Student returns the context of a person by internal id.
 func (s *Store) Student(ctx context.Context, tenant, internalID string) (Student, error) {
-	return load(s, s.students, key{tenant, internalID}, func(t tables) (Student, error) {
+	return load(ctx, s, s.students, key{tenant, internalID}, func(t tables) (Student, error) {
 		got, err := s.readStudents(ctx, t, []string{internalID})
 		return got[internalID], err
 	})
@@ -120,7 +120,7 @@ func (s *Store) PrefetchStudents(ctx context.Context, tenant string, internalIDs
 	if len(missing) == 0 {
 		return nil
 	}
-	t, err := tablesOf(tenant)
+	t, err := s.district(ctx, tenant)
 	if err != nil {
 		return err
 	}
@@ -141,11 +141,7 @@ func (s *Store) PrefetchStudents(ctx context.Context, tenant string, internalIDs
 
 // readStudents reads the context of people by internal id; people the roster does not know are absent.
 func (s *Store) readStudents(ctx context.Context, t tables, ids []string) (map[string]Student, error) {
-	pool, err := s.pools.Pool(ctx, t.tenant)
-	if err != nil {
-		return nil, err
-	}
-	rows, err := pool.Query(ctx, `SELECT i.id::text, u.is_student IS NOT NULL, coalesce(u.is_student, false),
+	rows, err := t.pool.Query(ctx, `SELECT i.id::text, u.is_student IS NOT NULL, coalesce(u.is_student, false),
 			coalesce(u.birth_date, d.birth_date), coalesce(u.grades, '{}'), u.consent, coalesce(e.schools, '{}')
 		FROM unnest($1::uuid[]) AS i(id)
 		LEFT JOIN LATERAL (SELECT is_student, birth_date, grades, consent FROM `+t.users+`
@@ -183,13 +179,9 @@ func (s *Store) readStudents(ctx context.Context, t tables, ids []string) (map[s
 
 // Class returns a class's context by sourced id.
 func (s *Store) Class(ctx context.Context, tenant, classID string) (Class, error) {
-	return load(s, s.classes, key{tenant, classID}, func(t tables) (Class, error) {
+	return load(ctx, s, s.classes, key{tenant, classID}, func(t tables) (Class, error) {
 		var c Class
-		pool, err := s.pools.Pool(ctx, tenant)
-		if err != nil {
-			return Class{}, err
-		}
-		err = pool.QueryRow(ctx, `SELECT c.school_sourced_id, c.course_sourced_id,
+		err := t.pool.QueryRow(ctx, `SELECT c.school_sourced_id, c.course_sourced_id,
 				CASE WHEN cardinality(c.grades) > 0 THEN c.grades ELSE coalesce(co.grades, '{}') END, c.term_sourced_ids
 			FROM `+t.classes+` c LEFT JOIN `+t.courses+` co ON co.sourced_id = c.course_sourced_id AND co.status <> 'tobedeleted'
 			WHERE c.sourced_id = $1 AND c.status <> 'tobedeleted'`, classID).Scan(&c.School, &c.Course, &c.Grades, &c.Terms)
@@ -199,7 +191,7 @@ func (s *Store) Class(ctx context.Context, tenant, classID string) (Class, error
 		if err != nil || len(c.Terms) == 0 {
 			return c, err
 		}
-		rows, err := pool.Query(ctx, `SELECT sourced_id, start_date, end_date FROM `+t.sessions+`
+		rows, err := t.pool.Query(ctx, `SELECT sourced_id, start_date, end_date FROM `+t.sessions+`
 			WHERE sourced_id = ANY($1) AND status <> 'tobedeleted' ORDER BY sourced_id`, c.Terms)
 		if err != nil {
 			return c, err
@@ -216,13 +208,9 @@ func (s *Store) Class(ctx context.Context, tenant, classID string) (Class, error
 
 // LineItem returns a line item's due time by sourced id.
 func (s *Store) LineItem(ctx context.Context, tenant, id string) (LineItem, error) {
-	return load(s, s.lineItems, key{tenant, id}, func(t tables) (LineItem, error) {
+	return load(ctx, s, s.lineItems, key{tenant, id}, func(t tables) (LineItem, error) {
 		var li LineItem
-		pool, err := s.pools.Pool(ctx, tenant)
-		if err != nil {
-			return LineItem{}, err
-		}
-		err = pool.QueryRow(ctx, `SELECT due_at, class_sourced_id FROM `+t.lineItems+`
+		err := t.pool.QueryRow(ctx, `SELECT due_at, class_sourced_id FROM `+t.lineItems+`
 			WHERE sourced_id = $1 AND status <> 'tobedeleted'`, id).Scan(&li.DueAt, &li.Class)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return LineItem{}, nil
@@ -233,14 +221,14 @@ func (s *Store) LineItem(ctx context.Context, tenant, id string) (LineItem, erro
 }
 
 // load answers from the cache, or reads with fetch and caches the answer (also a negative one).
-func load[V any](s *Store, cache map[key]V, k key, fetch func(tables) (V, error)) (V, error) {
+func load[V any](ctx context.Context, s *Store, cache map[key]V, k key, fetch func(tables) (V, error)) (V, error) {
 	s.mu.RLock()
 	v, ok := cache[k]
 	s.mu.RUnlock()
 	if ok {
 		return v, nil
 	}
-	t, err := tablesOf(k.tenant)
+	t, err := s.district(ctx, k.tenant)
 	if err != nil {
 		return v, err
 	}
@@ -261,7 +249,7 @@ func load[V any](s *Store, cache map[key]V, k key, fetch func(tables) (V, error)
 // district's policy reads consent from ("" for none). Records without context (orgs, results) are a
 // no-op.
 func (s *Store) Apply(ctx context.Context, ev *records.RawEvent, person, consentKey string) error {
-	t, err := tablesOf(ev.TenantID)
+	t, err := s.district(ctx, ev.TenantID)
 	if err != nil {
 		return err
 	}
@@ -317,11 +305,7 @@ func (s *Store) Apply(ctx context.Context, ev *records.RawEvent, person, consent
 	default:
 		return nil
 	}
-	pool, err := s.pools.Pool(ctx, ev.TenantID)
-	if err != nil {
-		return err
-	}
-	if _, err := pool.Exec(ctx, query, args...); err != nil {
+	if _, err := t.pool.Exec(ctx, query, args...); err != nil {
 		return fmt.Errorf("storing %s context of tenant %s: %w", ev.Type, ev.TenantID, err)
 	}
 	if drop != nil {
@@ -386,8 +370,18 @@ func upsert(table, keyCols, cols string) string {
 
 // tables are the quoted names of one district's roster tables.
 type tables struct {
-	tenant                                                                  string
 	users, demographics, enrollments, classes, courses, sessions, lineItems string
+	pool                                                                    *pgxpool.Pool // the district's instance (district); nil from tablesOf
+}
+
+// district returns the district's tables with the pool of the instance that holds them.
+func (s *Store) district(ctx context.Context, tenant string) (tables, error) {
+	t, err := tablesOf(tenant)
+	if err != nil {
+		return t, err
+	}
+	t.pool, err = s.pools.Pool(ctx, tenant)
+	return t, err
 }
 
 func tablesOf(tenant string) (tables, error) {
@@ -396,7 +390,7 @@ func tablesOf(tenant string) (tables, error) {
 		return tables{}, err
 	}
 	q := func(name string) string { return pgx.Identifier{schema, name}.Sanitize() }
-	return tables{tenant: tenant, users: q("enricher_users"), demographics: q("enricher_demographics"), enrollments: q("enricher_enrollments"),
+	return tables{users: q("enricher_users"), demographics: q("enricher_demographics"), enrollments: q("enricher_enrollments"),
 		classes: q("enricher_classes"), courses: q("enricher_courses"), sessions: q("enricher_sessions"),
 		lineItems: q("enricher_line_items")}, nil
 }
