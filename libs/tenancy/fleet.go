@@ -271,8 +271,9 @@ func (s *Store) DistrictPool(ctx context.Context, tenantID string) (*pgxpool.Poo
 }
 
 // DistrictPools finds the pool of the instance each district's schema lives on, for services that read
-// or write district schemas on the hot path (the enricher, the query service). A district is placed when
-// it is created and never moves, so each placement is read once; Forget drops one (a deleted district).
+// or write district schemas on the hot path (the enricher); Store.DistrictPool reads the placement on
+// every call. A district is placed when it is created and never moves, so each placement is read once;
+// Forget drops one (a deleted district).
 type DistrictPools struct {
 	store     *Store
 	mu        sync.Mutex
@@ -300,9 +301,6 @@ func (d *DistrictPools) Pool(ctx context.Context, tenantID string) (*pgxpool.Poo
 	}
 	return d.store.fleet.Pool(ctx, instance)
 }
-
-// Control returns the pool of the control schema (MainInstance).
-func (d *DistrictPools) Control() *pgxpool.Pool { return d.store.pool }
 
 // Forget drops what is known of the district's placement.
 func (d *DistrictPools) Forget(tenantID string) {

@@ -103,9 +103,7 @@ type Consumer struct {
 	Pool *pgxpool.Pool // the control schema's
 	// Pools finds the instance of a district's schema; nil means every district lives with the control
 	// schema.
-	Pools interface {
-		Pool(ctx context.Context, tenantID string) (*pgxpool.Pool, error)
-	}
+	Pools      identity.Pools
 	Kafka      kafkax.Config
 	Deps       kafkax.Deps
 	Codec      *records.Codec
