@@ -150,6 +150,9 @@ func (e Env) ensureClickHouse(ctx context.Context, prev *chState) (*chState, err
 			return st, nil
 		}
 		errs = append(errs, fmt.Errorf("attempt %d: %w", attempt, err))
+		if st != nil { // running but not answering: recorded, so that the next call replaces it
+			return st, errors.Join(errs...)
+		}
 		if !errors.Is(err, errExited) || ctx.Err() != nil {
 			break
 		}
@@ -163,6 +166,7 @@ func (e Env) ensureClickHouse(ctx context.Context, prev *chState) (*chState, err
 var errExited = errors.New("clickhouse-server exited")
 
 // startClickHouse starts one server on the given ports (any free ones when 0) and waits until it answers.
+// On failure it returns the server's state only if the process still runs.
 func (e Env) startClickHouse(ctx context.Context, bin string, p chPaths, wantTCP, wantHTTP int) (*chState, error) {
 	tcpPort, err := freePort(wantTCP)
 	if err != nil {
@@ -196,11 +200,11 @@ func (e Env) startClickHouse(ctx context.Context, bin string, p chPaths, wantTCP
 		}
 	}
 	if err := waitFor(ctx, 60*time.Second, func(ctx context.Context) error { return chAnswers(ctx, st) }, exited); err != nil {
+		err = fmt.Errorf("waiting for clickhouse on %s: %w\n%s\n%s", loopback(tcpPort), err, tail(p.stdout, 10), tail(p.errLog, 20))
 		if errors.Is(err, errExited) {
-			return nil, fmt.Errorf("clickhouse on %s: %w\n%s\n%s", loopback(tcpPort), err, tail(p.stdout, 10), tail(p.errLog, 20))
+			return nil, err
 		}
-		return st, fmt.Errorf("waiting for clickhouse on %s: %w\n%s\n%s", loopback(tcpPort), err,
-			tail(p.stdout, 10), tail(p.errLog, 20))
+		return st, err // still running
 	}
 	return st, nil
 }
