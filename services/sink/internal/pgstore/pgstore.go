@@ -351,7 +351,13 @@ func (s *Store) writeInstance(ctx context.Context, instance, topic string, parti
 				keys[i] = tenancy.DistrictLockKey(t)
 			}
 			slices.Sort(keys)
-			b.Queue("SELECT pg_advisory_xact_lock_shared(k) FROM unnest($1::bigint[]) AS k", keys)
+			// A statement of its own, before the batch. Queued first in the batch, it was seen (in the
+			// server's deadlock reports) waiting for a rebuild's exclusive lock while the transaction
+			// already held a lock on a table of the district, which the rebuild then needed to swap its
+			// tables in: a deadlock that could fail the rebuild.
+			if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock_shared(k) FROM unnest($1::bigint[]) AS k", keys); err != nil {
+				return fmt.Errorf("locking districts: %w", err)
+			}
 			work := make([]Work, len(tenants))
 			for i, t := range tenants {
 				schema, _ := tenancy.SchemaName(t) // validated in Decode
