@@ -15,7 +15,6 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/edtech-analytics/platform/libs/conf"
 	"github.com/edtech-analytics/platform/libs/kafkatest"
@@ -172,9 +171,16 @@ func (w *crashWorld) start(t *testing.T) *child {
 }
 
 // TestSIGKILLedSinkLeavesExactState runs the sink binary's code in a child process and SIGKILLs it at
-// random moments, at least 25 times while it is writing, then lets one run finish. The districts (on
-// two PostgreSQL instances) must hold exactly the state the records describe: nothing lost, nothing
-// applied twice.
+// least 25 times while it is writing, then lets one run finish. The districts (on two PostgreSQL
+// instances) must hold exactly the state the records describe: nothing lost, nothing applied twice.
+//
+// A kill is known to land mid-write without guessing at the clock: before the child starts, the test
+// takes one district's lock exclusively, as a rebuild does. The child's transaction on that district's
+// instance then waits for it after locking its offset row, while the other instance's transaction
+// commits or not, and the test kills the child once the server shows that wait. The districts take
+// turns, so kills land mid-transaction on each instance and between the instances' commits. Every
+// fourth run is instead killed as soon as it has stored a random number of records: between
+// transactions, or before Kafka hears of them.
 func TestSIGKILLedSinkLeavesExactState(t *testing.T) {
 	w := newCrashWorld(t)
 	rng := rand.New(rand.NewPCG(7, 7))
@@ -196,29 +202,26 @@ func TestSIGKILLedSinkLeavesExactState(t *testing.T) {
 	}
 
 	const kills = 25
-	var midStream int
+	midWrite := 0
 	last := int64(0)
-	for i := 0; midStream < kills; i++ {
-		if i > 2*kills {
-			t.Fatalf("only %d of %d kills landed while the sink was writing", midStream, i)
+	for i := 0; midWrite < kills; i++ {
+		produce(300) // every district has records the child has not stored
+		if i%4 == 3 {
+			c := w.start(t)
+			target := last + 1 + rng.Int64N(600)
+			sinktest.WaitFor(t, "the child to store records", func() bool { return w.position(t, parts) >= min(target, total()) })
+			c.kill(t)
+			last = w.position(t, parts)
+			continue
 		}
-		if total()-last < 1500 { // keep work in front of the sink
-			produce(3000)
-		}
-		// Kill at a random moment once this run has stored something: mid-transaction, between
-		// transactions, between the instances' commits, or before Kafka hears of them.
+		tenant := crashTenants[midWrite%len(crashTenants)]
+		release := lockDistrict(t, w.poolOf(tenant), tenant)
 		c := w.start(t)
-		sinktest.WaitFor(t, "the child to store records", func() bool { return w.position(t, parts) > last })
-		time.Sleep(time.Duration(rng.IntN(300)) * time.Millisecond)
-		if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		_ = c.cmd.Wait()
-		pos := w.position(t, parts)
-		if pos > last && pos < total() {
-			midStream++
-		}
-		last = pos
+		sinktest.WaitFor(t, "the child to wait for district "+tenant+"'s lock", func() bool { return waitsForAdvisoryLock(t, w.poolOf(tenant)) })
+		c.kill(t)
+		release()
+		midWrite++
+		last = w.position(t, parts)
 	}
 	c := w.start(t)
 	sinktest.WaitFor(t, "the last run to store every record", func() bool { return w.position(t, parts) == total() })
@@ -228,8 +231,50 @@ func TestSIGKILLedSinkLeavesExactState(t *testing.T) {
 	if err := c.cmd.Wait(); err != nil {
 		t.Errorf("the last run did not stop cleanly: %v\n%s", err, c.out)
 	}
-	t.Logf("%d records, %d kills while writing", len(all), midStream)
+	t.Logf("%d records, %d kills while writing", len(all), midWrite)
 	sinktest.AssertState(t, w.poolOf, crashTenants, sinktest.Expected(all))
+}
+
+// kill SIGKILLs the child and reaps it.
+func (c *child) kill(t *testing.T) {
+	t.Helper()
+	if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.cmd.Wait() // killed: the exit status says so
+}
+
+// lockDistrict takes the tenant's district lock exclusively on a connection of its own, as a rebuild
+// does, until release is called: the sink's writes to the district wait for it inside their transaction.
+func lockDistrict(t *testing.T, pool *pgxpool.Pool, tenant string) (release func()) {
+	t.Helper()
+	conn, err := pool.Acquire(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := tenancy.DistrictLockKey(tenant)
+	if _, err := conn.Exec(t.Context(), "SELECT pg_advisory_lock($1)", key); err != nil {
+		conn.Release()
+		t.Fatal(err)
+	}
+	return func() {
+		defer conn.Release()
+		if _, err := conn.Exec(t.Context(), "SELECT pg_advisory_unlock($1)", key); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// waitsForAdvisoryLock tells whether a session of the pool's database waits for an advisory lock.
+func waitsForAdvisoryLock(t *testing.T, pool *pgxpool.Pool) bool {
+	t.Helper()
+	var waiting bool
+	err := pool.QueryRow(t.Context(), `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+		AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))`).Scan(&waiting)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return waiting
 }
 
 // lockedBuffer is a log destination safe for the sink's goroutines.
@@ -296,14 +341,14 @@ func TestSinkPausesWhilePostgresIsDownAndResumes(t *testing.T) {
 	sinktest.WaitFor(t, "the sink to store the first records", caughtUp)
 
 	t.Cleanup(func() { sinktest.SetConnectable(t, controlDB, true) })
-	sinktest.SetConnectable(t, controlDB, false)
+	sinktest.SetConnectable(t, controlDB, false, w.control)
 	for range 5 { // records keep coming while the database is down
 		produce(200)
-		time.Sleep(300 * time.Millisecond)
 	}
-	if !strings.Contains(logs.String(), "partition paused") {
-		t.Errorf("no partition was paused while PostgreSQL was down:\n%s", tail(logs.String()))
-	}
+	sinktest.WaitFor(t, "a partition to be paused while PostgreSQL is down", func() bool {
+		return strings.Contains(logs.String(), "partition paused")
+	})
+	produce(200) // and more while it is paused
 	sinktest.SetConnectable(t, controlDB, true)
 	sinktest.WaitFor(t, "the sink to catch up after PostgreSQL is back", caughtUp)
 	if !strings.Contains(logs.String(), "partitions resumed") {

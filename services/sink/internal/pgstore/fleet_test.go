@@ -47,7 +47,7 @@ func TestInstanceDownKeepsTheOthersGoing(t *testing.T) {
 	}
 
 	t.Cleanup(func() { sinktest.SetConnectable(t, fe.eastName, true) })
-	sinktest.SetConnectable(t, fe.eastName, false)
+	sinktest.SetConnectable(t, fe.eastName, false, fe.east)
 	err := store.Write(ctx, "enriched", 0, recs[100:])
 	if err == nil || !strings.Contains(err.Error(), "instance east") {
 		t.Fatalf("Write with east down = %v, want an error naming instance east", err)

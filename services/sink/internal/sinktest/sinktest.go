@@ -458,8 +458,10 @@ func WaitFor(t testing.TB, what string, cond func() bool) {
 }
 
 // SetConnectable lets clients connect to database name or not; when not, it also ends the connections
-// open to it, as a server going away would.
-func SetConnectable(t testing.TB, name string, ok bool) {
+// open to it, as a server going away would, and empties the test's own pools given as readers, so that
+// no reader of the test keeps a connection the server has terminated (the code under test must cope
+// with those itself).
+func SetConnectable(t testing.TB, name string, ok bool, readers ...*pgxpool.Pool) {
 	t.Helper()
 	ctx := context.Background()
 	url, err := devenv.Postgres(ctx)
@@ -477,6 +479,9 @@ func SetConnectable(t testing.TB, name string, ok bool) {
 	if !ok {
 		if _, err := conn.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name); err != nil {
 			t.Fatal(err)
+		}
+		for _, p := range readers {
+			p.Reset()
 		}
 	}
 }
