@@ -4,6 +4,7 @@
 package conf
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -72,32 +73,107 @@ func splitList(s string) []string {
 	return out
 }
 
-// Int binds an int flag defaulting to the environment variable env, then def.
+// Int binds an int flag defaulting to the environment variable env, then def. An environment value that
+// does not parse is an error that Parse and Check report, naming the variable and the value.
 func Int(fs *flag.FlagSet, p *int, name, env string, def int, help string) {
-	if v, ok := os.LookupEnv(env); ok && env != "" {
-		if n, err := strconv.Atoi(v); err == nil {
-			def = n
-		}
-	}
-	fs.IntVar(p, name, def, usage(env, help))
+	bind(fs, &envValue[int]{p: p, env: env, parse: strconv.Atoi, format: strconv.Itoa}, name, def, help)
 }
 
-// Duration binds a duration flag defaulting to the environment variable env, then def.
+// Duration binds a duration flag defaulting to the environment variable env, then def. An environment
+// value that does not parse is an error that Parse and Check report.
 func Duration(fs *flag.FlagSet, p *time.Duration, name, env string, def time.Duration, help string) {
-	if v, ok := os.LookupEnv(env); ok && env != "" {
-		if d, err := time.ParseDuration(v); err == nil {
-			def = d
-		}
-	}
-	fs.DurationVar(p, name, def, usage(env, help))
+	bind(fs, &envValue[time.Duration]{p: p, env: env, parse: time.ParseDuration, format: time.Duration.String}, name, def, help)
 }
 
-// Bool binds a bool flag defaulting to the environment variable env, then def.
+// Bool binds a bool flag defaulting to the environment variable env, then def. An environment value that
+// does not parse is an error that Parse and Check report.
 func Bool(fs *flag.FlagSet, p *bool, name, env string, def bool, help string) {
-	if v, ok := os.LookupEnv(env); ok && env != "" {
-		if b, err := strconv.ParseBool(v); err == nil {
-			def = b
+	bind(fs, boolValue{&envValue[bool]{p: p, env: env, parse: strconv.ParseBool, format: strconv.FormatBool}}, name, def, help)
+}
+
+// Parse parses args into fs, then reports the environment values bound to fs that did not parse
+// (Check).
+func Parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return Check(fs)
+}
+
+// Check reports every environment value bound to fs by this package that did not parse, each naming the
+// variable, its value and the flag, so a service stops at startup instead of running on a default.
+func Check(fs *flag.FlagSet) error {
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v, ok := f.Value.(interface{ envError() error }); ok {
+			if err := v.envError(); err != nil {
+				errs = append(errs, fmt.Errorf("%w (flag -%s)", err, f.Name))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// envValue is a flag value whose default comes from an environment variable, keeping the parse error of
+// a bad environment value for Check.
+type envValue[T any] struct {
+	p      *T
+	env    string
+	parse  func(string) (T, error)
+	format func(T) string
+	err    error
+}
+
+// typed is the envValue under a flag.Value, whatever wraps it.
+type typed[T any] interface {
+	flag.Value
+	value() *envValue[T]
+}
+
+func (v *envValue[T]) value() *envValue[T] { return v }
+
+func (v *envValue[T]) Set(s string) error {
+	x, err := v.parse(s)
+	if err != nil {
+		return fmt.Errorf("%q is not valid: %w", s, cause(err))
+	}
+	*v.p = x
+	return nil
+}
+
+func (v *envValue[T]) String() string {
+	if v == nil || v.p == nil { // flag.PrintDefaults asks a zero value
+		return ""
+	}
+	return v.format(*v.p)
+}
+
+func (v *envValue[T]) envError() error { return v.err }
+
+// boolValue lets a bool flag be given without a value (-flag).
+type boolValue struct{ *envValue[bool] }
+
+func (boolValue) IsBoolFlag() bool { return true }
+
+// bind sets the value to def, then to the environment variable's value when it is set and parses, and
+// registers the flag.
+func bind[T any](fs *flag.FlagSet, fv typed[T], name string, def T, help string) {
+	v := fv.value()
+	*v.p = def
+	if s, ok := os.LookupEnv(v.env); ok && v.env != "" {
+		if x, err := v.parse(s); err != nil {
+			v.err = fmt.Errorf("env %s=%q: not a valid %T: %w", v.env, s, def, cause(err))
+		} else {
+			*v.p = x
 		}
 	}
-	fs.BoolVar(p, name, def, usage(env, help))
+	fs.Var(fv, name, usage(v.env, help))
+}
+
+// cause drops strconv's repetition of the function and the input from a parse error.
+func cause(err error) error {
+	if inner := errors.Unwrap(err); inner != nil {
+		return inner
+	}
+	return err
 }

@@ -3,6 +3,8 @@ package conf
 import (
 	"encoding/json"
 	"flag"
+	"io"
+	"strings"
 	"testing"
 	"time"
 )
@@ -46,5 +48,66 @@ func TestEnvDefaultsAndFlagOverride(t *testing.T) {
 	out, _ := json.Marshal(struct{ P Secret }{sec})
 	if string(out) != `{"P":"***"}` {
 		t.Fatalf("secret json = %s", out)
+	}
+}
+
+// TestBadEnvironmentValueStopsStartup: a value that does not parse is an error naming the variable and
+// the value (it used to keep the default silently: GATEWAY_MAX_EVENTS=1k ran with 1000).
+func TestBadEnvironmentValueStopsStartup(t *testing.T) {
+	for _, tt := range []struct {
+		env, val string
+		bind     func(fs *flag.FlagSet)
+		want     string
+	}{
+		{"CONF_TEST_BAD_INT", "1k", func(fs *flag.FlagSet) { var n int; Int(fs, &n, "max", "CONF_TEST_BAD_INT", 1000, "") },
+			`env CONF_TEST_BAD_INT="1k": not a valid int: invalid syntax (flag -max)`},
+		{"CONF_TEST_BAD_DUR", "10", func(fs *flag.FlagSet) {
+			var d time.Duration
+			Duration(fs, &d, "wait", "CONF_TEST_BAD_DUR", time.Second, "")
+		}, `env CONF_TEST_BAD_DUR="10": not a valid time.Duration: time: missing unit in duration "10" (flag -wait)`},
+		{"CONF_TEST_BAD_BOOL", "yes", func(fs *flag.FlagSet) { var b bool; Bool(fs, &b, "on", "CONF_TEST_BAD_BOOL", false, "") },
+			`env CONF_TEST_BAD_BOOL="yes": not a valid bool: invalid syntax (flag -on)`},
+	} {
+		t.Run(tt.env, func(t *testing.T) {
+			t.Setenv(tt.env, tt.val)
+			fs := flag.NewFlagSet("t", flag.ContinueOnError)
+			tt.bind(fs)
+			err := Parse(fs, nil)
+			if err == nil || err.Error() != tt.want {
+				t.Fatalf("Parse = %v, want %q", err, tt.want)
+			}
+			if err := Check(fs); err == nil {
+				t.Fatal("Check = nil after a bad value")
+			}
+		})
+	}
+}
+
+func TestFlagsParseAndBoolNeedsNoValue(t *testing.T) {
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var (
+		b bool
+		n int
+		d time.Duration
+	)
+	Bool(fs, &b, "on", "", false, "")
+	Int(fs, &n, "n", "", 1, "")
+	Duration(fs, &d, "d", "", time.Second, "")
+	if err := Parse(fs, []string{"-on", "-n", "5", "-d", "2m"}); err != nil {
+		t.Fatal(err)
+	}
+	if !b || n != 5 || d != 2*time.Minute {
+		t.Fatalf("b=%v n=%d d=%v", b, n, d)
+	}
+	err := Parse(flag.NewFlagSet("t", flag.ContinueOnError), []string{"-x"})
+	if err == nil {
+		t.Fatal("an unknown flag parsed")
+	}
+	fs2 := flag.NewFlagSet("t", flag.ContinueOnError)
+	fs2.SetOutput(io.Discard)
+	Int(fs2, &n, "n", "", 1, "")
+	if err := fs2.Parse([]string{"-n", "ten"}); err == nil || !strings.Contains(err.Error(), `"ten" is not valid`) {
+		t.Fatalf("bad flag value: %v", err)
 	}
 }

@@ -30,7 +30,7 @@ type Config struct {
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	conf.List(fs, &c.Brokers, "kafka.brokers", "KAFKA_BROKERS", "127.0.0.1:9092", "Kafka seed brokers, comma separated")
 	conf.String(fs, &c.TopicPrefix, "kafka.topic-prefix", "KAFKA_TOPIC_PREFIX", "edtech.", "prefix of every topic name (one per environment)")
-	conf.String(fs, &c.ClientID, "kafka.client-id", "KAFKA_CLIENT_ID", "edtech", "Kafka client id")
+	conf.String(fs, &c.ClientID, "kafka.client-id", "KAFKA_CLIENT_ID", "", "Kafka client id, which broker quotas and logs key on (empty: the service's name)")
 	conf.String(fs, &c.SASLMechanism, "kafka.sasl-mechanism", "KAFKA_SASL_MECHANISM", "", "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: none)")
 	conf.String(fs, &c.SASLUser, "kafka.sasl-user", "KAFKA_SASL_USER", "", "SASL user")
 	conf.SecretVar(fs, &c.SASLPassword, "kafka.sasl-password", "KAFKA_SASL_PASSWORD", "SASL password")
@@ -38,6 +38,14 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	conf.Int(fs, &c.Partitions, "kafka.partitions", "KAFKA_PARTITIONS", 12, "partitions of topics this service creates when missing")
 	conf.Int(fs, &c.ReplicationFactor, "kafka.replication-factor", "KAFKA_REPLICATION_FACTOR", -1, "replication factor of created topics (-1: broker default)")
 	conf.String(fs, &c.SchemaRegistryURL, "schema-registry.url", "SCHEMA_REGISTRY_URL", "", "Confluent-compatible schema registry (empty: embedded schema catalog)")
+}
+
+// ForService returns the config with the client id the service's name, unless the operator set one.
+func (c Config) ForService(name string) Config {
+	if c.ClientID == "" {
+		c.ClientID = name
+	}
+	return c
 }
 
 // Validate reports configuration errors.

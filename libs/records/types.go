@@ -344,8 +344,8 @@ type DLQRecord struct {
 
 // FieldError is one field-level validation error.
 type FieldError struct {
-	Field   string `avro:"field"`
-	Message string `avro:"message"`
+	Field   string `avro:"field" json:"field"`
+	Message string `avro:"message" json:"message"`
 }
 
 // Header is one Kafka record header.

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/edtech-analytics/platform/libs/conf"
 	"github.com/edtech-analytics/platform/libs/obs"
 )
 
@@ -49,7 +50,7 @@ func mainCode(service string, cfg Config, args []string, run func(ctx context.Co
 		return 2
 	}
 	log := obs.NewLogger(os.Stderr, level, service)
-	if err := cfg.Validate(); err != nil {
+	if err := errors.Join(conf.Check(fs), cfg.Validate()); err != nil {
 		log.Error("invalid configuration", "err", err)
 		fmt.Fprintf(os.Stderr, "%s: invalid configuration:\n%v\n", service, err)
 		return 2

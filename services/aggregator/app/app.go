@@ -119,7 +119,7 @@ func consume(ctx context.Context, cfg Config, rt svc.Runtime, conn driver.Conn, 
 	if err != nil {
 		return err
 	}
-	cfg.Kafka.ClientID = "aggregator"
+	cfg.Kafka = cfg.Kafka.ForService("aggregator")
 	deps := kafkax.Deps{Log: rt.Log, Tracer: rt.Tel.Tracer, Propagator: rt.Tel.Propagator}
 	consumer, err := kafkax.NewStoreConsumer(cfg.Kafka, deps,
 		kafkax.ConsumerConfig{Group: cfg.Group, Topic: cfg.Kafka.Topics().Enriched, Extra: cfg.ConsumerExtra},

@@ -99,7 +99,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
 	if err != nil {
 		return err
 	}
-	cfg.Kafka.ClientID = "enricher"
+	cfg.Kafka = cfg.Kafka.ForService("enricher")
 	deps := kafkax.Deps{Log: rt.Log, Tracer: obs.SampledChildrenOnly(rt.Tel.Tracer), Propagator: rt.Tel.Propagator}
 	admin, err := kafkax.NewClient(cfg.Kafka, deps, "")
 	if err != nil {

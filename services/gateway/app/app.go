@@ -111,7 +111,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks) error {
 	}
 	health.SetReady("postgres", true)
 
-	cfg.Kafka.ClientID = "gateway"
+	cfg.Kafka = cfg.Kafka.ForService("gateway")
 	deps := kafkax.Deps{Log: rt.Log, Tracer: obs.SampledChildrenOnly(rt.Tel.Tracer), Propagator: rt.Tel.Propagator}
 	producer, err := kafkax.NewClient(cfg.Kafka, deps, "", kafkax.ProducerOptions()...)
 	if err != nil {

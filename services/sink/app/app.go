@@ -97,7 +97,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
 		return err
 	}
 
-	cfg.Kafka.ClientID = "sink"
+	cfg.Kafka = cfg.Kafka.ForService("sink")
 	deps := kafkax.Deps{Log: rt.Log, Tracer: rt.Tel.Tracer, Propagator: rt.Tel.Propagator}
 	consumer, err := kafkax.NewStoreConsumer(cfg.Kafka, deps,
 		kafkax.ConsumerConfig{Group: cfg.Group, Topic: cfg.Kafka.Topics().Enriched, MaxPollRecords: cfg.MaxPollRecords,

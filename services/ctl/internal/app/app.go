@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/edtech-analytics/platform/libs/conf"
 	"github.com/edtech-analytics/platform/libs/pgutil"
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -155,6 +156,9 @@ func parse(fs *flag.FlagSet, c *common, args []string) error {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
+		return usagef("%s: %v", fs.Name(), err)
+	}
+	if err := conf.Check(fs); err != nil {
 		return usagef("%s: %v", fs.Name(), err)
 	}
 	if fs.NArg() > 0 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -50,7 +51,11 @@ func dlqEnv(t *testing.T) (kafkax.Config, []string) {
 	}
 	var originals []string
 	for i, l := range letters {
-		d := records.DLQRecord{Reason: l.reason, Detail: "detail " + l.original, Errors: []records.FieldError{}, Stage: l.stage,
+		errs := []records.FieldError{}
+		if l.reason == records.ReasonInvalidField {
+			errs = append(errs, records.FieldError{Field: "attendance.status", Message: "unknown status"})
+		}
+		d := records.DLQRecord{Reason: l.reason, Detail: "detail " + l.original, Errors: errs, Stage: l.stage,
 			TenantID: l.tenant, Original: []byte(l.original), FailedAt: at.Add(time.Duration(i) * time.Second),
 			Headers: []records.Header{{Key: "traceparent", Value: []byte("tp-" + l.original)}}}
 		b, err := codec.Encode(&d)
@@ -99,8 +104,19 @@ func TestDLQListAndReplay(t *testing.T) {
 		t.Fatalf("dlq list --tenant d1 shows %d rows:\n%s", rows, out)
 	}
 	var listed []deadLetter
-	if err := json.Unmarshal([]byte(mustCtl(t, url, append([]string{"dlq", "list", "--reason", "invalid_field", "--limit", "2", "--output", "json"}, k...)...)), &listed); err != nil {
+	out = mustCtl(t, url, append([]string{"dlq", "list", "--reason", "invalid_field", "--limit", "2", "--output", "json"}, k...)...)
+	if err := json.Unmarshal([]byte(out), &listed); err != nil {
 		t.Fatal(err)
+	}
+	// Lower-case keys, as in every other JSON of the platform.
+	var keyed []struct {
+		Errors []map[string]string `json:"errors"`
+	}
+	if err := json.Unmarshal([]byte(out), &keyed); err != nil {
+		t.Fatal(err)
+	}
+	if len(keyed) == 0 || !maps.Equal(keyed[0].Errors[0], map[string]string{"field": "attendance.status", "message": "unknown status"}) {
+		t.Errorf("dlq list --output json writes field errors as:\n%s", out)
 	}
 	// The last two of the three invalid_field letters, oldest first.
 	if len(listed) != 2 || listed[0].Detail != "detail d1-invalid-2" || listed[1].Stage != records.StageGateway || listed[0].ReplayedAt != nil {

@@ -48,7 +48,7 @@ func runRebuild(ctx context.Context, e Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	kcfg.ClientID = "ctl-rebuild"
+	kcfg = kcfg.ForService("ctl-rebuild")
 	report, err := rebuild.Run(ctx, fleet, codec, rebuild.Config{
 		TenantID: *tenant, Group: *group, Kafka: kcfg, AllPartitions: *all, DryRun: *dryRun,
 		AllowTruncatedHistory: *truncated,

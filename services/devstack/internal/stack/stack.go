@@ -73,6 +73,9 @@ func Start(ctx context.Context, cfg Config, rt svc.Runtime) (*Stack, error) {
 	if cfg.Partitions <= 0 {
 		cfg.Partitions = 4
 	}
+	if err := checkEnv(); err != nil {
+		return nil, err
+	}
 	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.DefaultNumPartitions(cfg.Partitions), kfake.GroupMinSessionTimeout(100 * time.Millisecond)}
 	if cfg.KafkaPort > 0 {
 		opts = append(opts, kfake.Ports(cfg.KafkaPort))
@@ -85,7 +88,7 @@ func Start(ctx context.Context, cfg Config, rt svc.Runtime) (*Stack, error) {
 		return nil, fmt.Errorf("starting embedded kafka: %w", err)
 	}
 	s := &Stack{cfg: cfg, rt: rt, log: rt.Log, kafka: cluster, services: map[string]*running{},
-		Kafka: kafkax.Config{Brokers: cluster.ListenAddrs(), TopicPrefix: "edtech.", ClientID: "edtech", Partitions: cfg.Partitions, ReplicationFactor: 1}}
+		Kafka: kafkax.Config{Brokers: cluster.ListenAddrs(), TopicPrefix: "edtech.", Partitions: cfg.Partitions, ReplicationFactor: 1}}
 
 	pool, err := pgutil.Connect(ctx, cfg.DatabaseURL)
 	if err != nil {
@@ -127,11 +130,29 @@ func Start(ctx context.Context, cfg Config, rt svc.Runtime) (*Stack, error) {
 	return s, nil
 }
 
-// defaults fills a service config with its flag defaults (as if started with no flags).
+// defaults fills a service config with its flag defaults (as if started with no flags); checkEnv has
+// made sure the environment's values parse.
 func defaults(c interface{ RegisterFlags(*flag.FlagSet) }) {
 	fs := flag.NewFlagSet("defaults", flag.ContinueOnError)
 	c.RegisterFlags(fs)
-	_ = fs.Parse(nil)
+	_ = fs.Parse(nil) // no arguments: nothing to fail
+}
+
+// checkEnv reports the environment values of every service's configuration that do not parse, so the
+// stack stops naming them instead of running on defaults.
+func checkEnv() error {
+	var errs []error
+	for _, c := range []interface{ RegisterFlags(*flag.FlagSet) }{
+		&gateway.Config{}, &query.Config{}, &enricher.Config{}, &aggregator.Config{}, &sink.Config{},
+	} {
+		fs := flag.NewFlagSet("env", flag.ContinueOnError)
+		c.RegisterFlags(fs)
+		errs = append(errs, conf.Check(fs))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("invalid configuration: %w", err)
+	}
+	return nil
 }
 
 func (s *Stack) runtime(name string) svc.Runtime {
