@@ -16,7 +16,11 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := demo.Run(ctx, os.Stdout); err != nil {
+	dir := os.Getenv("DEV_DIR")
+	if dir == "" {
+		dir = ".dev"
+	}
+	if err := demo.Run(ctx, demo.Options{Dir: dir}, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "devstack:", err)
 		os.Exit(1)
 	}

@@ -5,6 +5,8 @@ package demo
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/chutil"
@@ -24,10 +27,28 @@ import (
 	"github.com/edtech-analytics/platform/libs/svc"
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/edtech-analytics/platform/services/devstack/internal/stack"
+	"github.com/jackc/pgx/v5"
 )
 
-// Database is the name of the demo's PostgreSQL database and ClickHouse database.
-const Database = "edtech_demo"
+// Options are the demo's settings.
+type Options struct {
+	// Dir holds the demo's state: the embedded Kafka's data, the log and the lock that keeps a second
+	// demo off the same state.
+	Dir string
+	// AnyPorts listens on free ports chosen by the system instead of preferring 9092, 8080 and 8081.
+	AnyPorts bool
+}
+
+// DatabaseName is the name of the PostgreSQL and ClickHouse databases of the demo whose state is in dir
+// (an absolute path): each checkout's demo has its own, so demos of two checkouts share the local
+// servers without touching each other's data.
+func DatabaseName(dir string) string {
+	sum := sha256.Sum256([]byte(dir))
+	return "edtech_demo_" + hex.EncodeToString(sum[:6])
+}
+
+// ErrRunning is returned when another demo runs on the same state directory.
+var ErrRunning = errors.New("another demo is running on this state directory")
 
 // Districts are the demo tenants.
 var districts = []struct{ id, name string }{
@@ -35,18 +56,20 @@ var districts = []struct{ id, name string }{
 }
 
 // Run runs the demo until ctx is done.
-func Run(ctx context.Context, out io.Writer) error {
-	dir := os.Getenv("DEV_DIR")
-	if dir == "" {
-		dir = ".dev"
-	}
-	dir, err := filepath.Abs(dir)
+func Run(ctx context.Context, opts Options, out io.Writer) error {
+	dir, err := filepath.Abs(opts.Dir)
 	if err != nil {
 		return err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	release, err := claim(dir)
+	if err != nil {
+		return err
+	}
+	defer release()
+	database := DatabaseName(dir)
 	logPath := filepath.Join(dir, "devstack.log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -68,7 +91,7 @@ func Run(ctx context.Context, out io.Writer) error {
 	kafkaDir := filepath.Join(dir, "kafka")
 	_, statErr := os.Stat(kafkaDir)
 	freshKafka := errors.Is(statErr, os.ErrNotExist)
-	pgURL, err := prepareStores(ctx, pgServer, chAddr, freshKafka)
+	pgURL, err := prepareStores(ctx, pgServer, chAddr, database, freshKafka)
 	if err != nil {
 		return err
 	}
@@ -79,10 +102,14 @@ func Run(ctx context.Context, out io.Writer) error {
 	}
 	defer tel.Shutdown(context.WithoutCancel(ctx))
 	say("starting embedded Kafka (data in %s) and every service (logs in %s)...", kafkaDir, logPath)
+	port := freePort
+	if opts.AnyPorts {
+		port = func(int) int { return 0 }
+	}
 	st, err := stack.Start(ctx, stack.Config{
-		KafkaDataDir: kafkaDir, KafkaPort: freePort(9092), DatabaseURL: pgURL,
-		ClickHouseAddr: chAddr, ClickHouseDatabase: Database, GatewayAddr: fmt.Sprintf("127.0.0.1:%d", freePort(8080)),
-		QueryAddr: fmt.Sprintf("127.0.0.1:%d", freePort(8081)),
+		KafkaDataDir: kafkaDir, KafkaPort: port(9092), DatabaseURL: pgURL,
+		ClickHouseAddr: chAddr, ClickHouseDatabase: database, GatewayAddr: fmt.Sprintf("127.0.0.1:%d", port(8080)),
+		QueryAddr: fmt.Sprintf("127.0.0.1:%d", port(8081)),
 	}, svc.Runtime{Log: log, Tel: tel})
 	if err != nil {
 		return err
@@ -107,7 +134,7 @@ func Run(ctx context.Context, out io.Writer) error {
 	}
 	say("sent sample data through the gateway: %d events accepted, %d rejected (to the DLQ) in %s", accepted, rejected, time.Since(start).Round(time.Millisecond))
 
-	chRows, pgCount, err := waitForStores(ctx, chAddr, pgURL, accepted)
+	chRows, pgCount, err := waitForStores(ctx, chAddr, database, pgURL, accepted)
 	if err != nil {
 		return err
 	}
@@ -139,31 +166,33 @@ Where to look:
   Logs: %[8]s
 
 Ctrl-C stops the platform (the databases keep running: make servers-down stops them).`,
-		keys[0].tenant, st.GatewayURL, keys[0].key, chHost, chPort, Database, pgURL, logPath,
+		keys[0].tenant, st.GatewayURL, keys[0].key, chHost, chPort, database, pgURL, logPath,
 		st.QueryURL, keys[0].dashboardKey, demoStart().Format(time.DateOnly), demoStart().AddDate(0, 0, 6).Format(time.DateOnly))
 	<-ctx.Done()
 	return nil
 }
 
-// prepareStores creates the demo databases; when Kafka starts empty they are recreated, so the stores'
-// offsets never point past a log that no longer exists.
-func prepareStores(ctx context.Context, pgServer, chAddr string, fresh bool) (string, error) {
+// prepareStores creates the demo's databases; when its Kafka starts empty they are recreated, so the
+// stores' offsets never point past a log that no longer exists. Only this demo uses them: their name is
+// its state directory's (DatabaseName), whose lock it holds.
+func prepareStores(ctx context.Context, pgServer, chAddr, database string, fresh bool) (string, error) {
 	admin, err := pgutil.Connect(ctx, pgServer)
 	if err != nil {
 		return "", err
 	}
 	defer admin.Close()
+	quoted := pgx.Identifier{database}.Sanitize()
 	if fresh {
-		if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+Database+" WITH (FORCE)"); err != nil {
+		if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+quoted+" WITH (FORCE)"); err != nil {
 			return "", fmt.Errorf("dropping demo database: %w", err)
 		}
 	}
 	var exists bool
-	if err := admin.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", Database).Scan(&exists); err != nil {
+	if err := admin.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", database).Scan(&exists); err != nil {
 		return "", err
 	}
 	if !exists {
-		if _, err := admin.Exec(ctx, "CREATE DATABASE "+Database); err != nil {
+		if _, err := admin.Exec(ctx, "CREATE DATABASE "+quoted); err != nil {
 			return "", fmt.Errorf("creating demo database: %w", err)
 		}
 	}
@@ -173,14 +202,32 @@ func prepareStores(ctx context.Context, pgServer, chAddr string, fresh bool) (st
 	}
 	defer ch.Close()
 	if fresh {
-		if err := chutil.DropDatabase(ctx, ch, Database); err != nil {
+		if err := chutil.DropDatabase(ctx, ch, database); err != nil {
 			return "", err
 		}
 	}
-	if err := chutil.CreateDatabase(ctx, ch, Database); err != nil {
+	if err := chutil.CreateDatabase(ctx, ch, database); err != nil {
 		return "", err
 	}
-	return pgutil.WithDatabase(pgServer, Database)
+	return pgutil.WithDatabase(pgServer, database)
+}
+
+// claim takes the state directory's lock for as long as the demo runs; a second demo on the same
+// directory is refused, naming the directory, instead of recreating the databases under the first.
+func claim(dir string) (release func(), err error) {
+	path := filepath.Join(dir, "demo.lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		_ = f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s is in use (stop the other demo, or give this one DEV_DIR=another-dir)", ErrRunning, dir)
+		}
+		return nil, fmt.Errorf("locking %s: %w", path, err)
+	}
+	return func() { _ = f.Close() }, nil // closing the descriptor drops the lock
 }
 
 type tenantKey struct{ tenant, key, dashboardKey string }
@@ -293,8 +340,8 @@ func post(ctx context.Context, gatewayURL, key string, body []byte) (accepted, r
 }
 
 // waitForStores polls both stores until they hold every accepted event (or a minute passes).
-func waitForStores(ctx context.Context, chAddr, pgURL string, want int) (chRows, pgCount uint64, err error) {
-	ch, err := chutil.Open(ctx, chutil.Options{Addr: chAddr, Database: Database})
+func waitForStores(ctx context.Context, chAddr, database, pgURL string, want int) (chRows, pgCount uint64, err error) {
+	ch, err := chutil.Open(ctx, chutil.Options{Addr: chAddr, Database: database})
 	if err != nil {
 		return 0, 0, err
 	}

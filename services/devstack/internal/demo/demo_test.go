@@ -1,0 +1,177 @@
+package demo
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/edtech-analytics/platform/libs/chutil"
+	"github.com/edtech-analytics/platform/libs/devenv"
+	"github.com/edtech-analytics/platform/libs/pgutil"
+	"github.com/jackc/pgx/v5"
+)
+
+// running is a demo started by the test.
+type running struct {
+	dir    string
+	events uint64 // what the demo said ClickHouse holds once it was ready
+	stop   func()
+}
+
+var caughtUp = regexp.MustCompile(`ClickHouse events = (\d+)`)
+
+// start runs a demo on dir until the test ends and returns once it says where to look.
+func start(t *testing.T, dir string) *running {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := Run(ctx, Options{Dir: dir, AnyPorts: true}, pw)
+		pw.CloseWithError(fmt.Errorf("demo stopped: %v", err))
+		done <- err
+	}()
+	r := &running{dir: dir}
+	stopped := false
+	r.stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		go func() { _, _ = io.Copy(io.Discard, pr) }()
+		if err := <-done; err != nil {
+			t.Errorf("demo on %s: %v", dir, err)
+		}
+	}
+	t.Cleanup(r.stop)
+	sc := bufio.NewScanner(pr)
+	var said []string
+	for sc.Scan() {
+		line := sc.Text()
+		said = append(said, line)
+		if m := caughtUp.FindStringSubmatch(line); m != nil {
+			r.events, _ = strconv.ParseUint(m[1], 10, 64)
+		}
+		if strings.HasPrefix(line, "Where to look") {
+			go func() { _, _ = io.Copy(io.Discard, pr) }()
+			return r
+		}
+	}
+	t.Fatalf("the demo on %s did not get ready: %v\n%s", dir, sc.Err(), strings.Join(said, "\n"))
+	return nil
+}
+
+// TestTwoDemosSideBySide: demos of two checkouts share the local servers but not their databases; the
+// second, starting fresh, leaves the first's data alone, and a second demo on a state directory in use
+// is refused instead of recreating its databases.
+func TestTwoDemosSideBySide(t *testing.T) {
+	ctx := t.Context()
+	first, second := filepath.Join(t.TempDir(), "a", ".dev"), filepath.Join(t.TempDir(), "b", ".dev")
+	if DatabaseName(first) == DatabaseName(second) {
+		t.Fatalf("two state directories share the database %s", DatabaseName(first))
+	}
+	t.Cleanup(func() { dropDatabases(t, first, second) })
+
+	a := start(t, first)
+	if a.events == 0 {
+		t.Fatal("the first demo stored no events")
+	}
+	err := Run(ctx, Options{Dir: first, AnyPorts: true}, io.Discard)
+	if !errors.Is(err, ErrRunning) || !strings.Contains(err.Error(), first) {
+		t.Fatalf("a second demo on %s: %v, want ErrRunning naming the directory", first, err)
+	}
+	b := start(t, second)
+	if b.events == 0 {
+		t.Fatal("the second demo stored no events")
+	}
+	if got := countEvents(t, first); got != a.events {
+		t.Fatalf("the first demo's ClickHouse holds %d events after the second started, want %d", got, a.events)
+	}
+	if n := countStudents(t, first); n == 0 {
+		t.Fatal("the first demo's PostgreSQL lost its districts' state")
+	}
+	b.stop()
+	a.stop()
+}
+
+func countEvents(t *testing.T, dir string) uint64 {
+	t.Helper()
+	addr, err := devenv.ClickHouse(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := chutil.Open(t.Context(), chutil.Options{Addr: addr, Database: DatabaseName(dir)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ch.Close() }()
+	var n uint64
+	if err := ch.QueryRow(t.Context(), "SELECT count() FROM events").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func countStudents(t *testing.T, dir string) int64 {
+	t.Helper()
+	server, err := devenv.Postgres(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	url, err := pgutil.WithDatabase(server, DatabaseName(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close(context.Background()) }()
+	var n int64
+	if err := conn.QueryRow(t.Context(), "SELECT count(*) FROM district_"+districts[0].id+".student_activity").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func dropDatabases(t *testing.T, dirs ...string) {
+	ctx := context.Background()
+	server, err := devenv.Postgres(ctx)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	admin, err := pgx.Connect(ctx, server)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer func() { _ = admin.Close(ctx) }()
+	addr, err := devenv.ClickHouse(ctx)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	ch, err := chutil.Open(ctx, chutil.Options{Addr: addr})
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer func() { _ = ch.Close() }()
+	for _, d := range dirs {
+		if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{DatabaseName(d)}.Sanitize()+" WITH (FORCE)"); err != nil {
+			t.Error(err)
+		}
+		if err := chutil.DropDatabase(ctx, ch, DatabaseName(d)); err != nil {
+			t.Error(err)
+		}
+	}
+}
