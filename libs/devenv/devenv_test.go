@@ -287,6 +287,10 @@ func TestFreePortAvoids(t *testing.T) {
 	if got, err := freePort(first, first); err != nil || got == first {
 		t.Fatalf("freePort(%d, avoid %d) = %d, %v; want another port", first, first, got, err)
 	}
+	// Never one the kernel could hand to another process's listener on port 0 meanwhile.
+	if lo, hi := fixedPortRange(); first < lo || first >= hi {
+		t.Fatalf("freePort(0) = %d, outside %d-%d", first, lo, hi-1)
+	}
 }
 
 func TestLockExcludesSecondHolder(t *testing.T) {

@@ -157,15 +157,26 @@ func (e Env) ensurePostgres(ctx context.Context, prev *pgState) (*pgState, error
 	if prev != nil {
 		want = prev.Port
 	}
-	port, err := freePort(want)
-	if err != nil {
-		return prev, err
-	}
-	e.log().Info("starting postgres", "dir", p.data, "port", port)
-	start := pgCmd(ctx, cred, p.base, filepath.Join(bin, "pg_ctl"),
-		"-D", p.data, "-l", p.log, "-w", "-t", "60", "-o", fmt.Sprintf("-p %d", port), "start")
-	if err := runOutput(start); err != nil {
-		return prev, fmt.Errorf("starting postgres: %w\n%s", err, tail(p.log, 20))
+	var port int
+	for attempt := 1; ; attempt++ {
+		if port, err = freePort(want); err != nil {
+			return prev, err
+		}
+		e.log().Info("starting postgres", "dir", p.data, "port", port)
+		start := pgCmd(ctx, cred, p.base, filepath.Join(bin, "pg_ctl"),
+			"-D", p.data, "-l", p.log, "-w", "-t", "60", "-o", fmt.Sprintf("-p %d", port), "start")
+		err = runOutput(start)
+		if err == nil {
+			break
+		}
+		logTail := tail(p.log, 20)
+		// The port was free when chosen; another process can still bind it first.
+		if attempt < 3 && strings.Contains(logTail, "could not bind") {
+			e.log().Warn("postgres lost its port to another process; starting it on another", "port", port, "attempt", attempt)
+			want = 0
+			continue
+		}
+		return prev, fmt.Errorf("starting postgres: %w\n%s", err, logTail)
 	}
 	pid, _, ok := readPostmasterPID(p.data)
 	if !ok {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -39,24 +40,41 @@ func alive(pid int, name string) bool {
 }
 
 // freePort returns a loopback TCP port that is free now, preferring want when it is free and not in avoid.
+//
+// A server is told its port before it binds it, so the port must stay free in between. One the kernel
+// hands out for port 0 comes from its ephemeral range, where any process's next outgoing connection or
+// listener on port 0 (a parallel test package's, say) can take it first. So ports are drawn at random
+// below that range, where only processes that name their port bind; a start that still loses its port is
+// retried on another.
 func freePort(want int, avoid ...int) (int, error) {
 	if want > 0 && !contains(avoid, want) && portFree(want) {
 		return want, nil
 	}
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, fmt.Errorf("finding a free port: %w", err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		if err := l.Close(); err != nil {
-			return 0, fmt.Errorf("finding a free port: %w", err)
-		}
-		if !contains(avoid, port) {
+	lo, hi := fixedPortRange()
+	for range 100 {
+		port := lo + rand.IntN(hi-lo)
+		if !contains(avoid, port) && portFree(port) {
 			return port, nil
 		}
 	}
-	return 0, errors.New("finding a free port: none found")
+	return 0, fmt.Errorf("finding a free port: none free of 100 tried in %d-%d", lo, hi-1)
+}
+
+// fixedPortRange is the range of ports freePort draws from: from 10000 up to the start of the kernel's
+// ephemeral range (net.ipv4.ip_local_port_range), or 10000-32767 where that cannot be read or leaves
+// too little room.
+func fixedPortRange() (lo, hi int) {
+	lo, hi = 10000, 32768
+	raw, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return lo, hi
+	}
+	if f := strings.Fields(string(raw)); len(f) == 2 {
+		if first, err := strconv.Atoi(f[0]); err == nil && first-lo >= 2000 {
+			hi = first
+		}
+	}
+	return lo, hi
 }
 
 func portFree(port int) bool {
