@@ -101,6 +101,7 @@ func ServeAdmin(ctx context.Context, log *slog.Logger, addr string, h *Health, m
 	if err != nil {
 		return fmt.Errorf("listening on admin address %s: %w", addr, err)
 	}
+	log.Info("admin listening", "addr", ln.Addr().String())
 	mux := http.NewServeMux()
 	h.Register(mux, metrics)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/kafkatest"
+	"github.com/edtech-analytics/platform/libs/obs/obstest"
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
 	"github.com/edtech-analytics/platform/libs/records"
@@ -74,14 +74,12 @@ func TestSIGTERMLosesNoAcknowledgedEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	httpAddr, adminAddr := freeAddr(t), freeAddr(t)
-	var buf bytes.Buffer
-	logs := &syncWriter{w: &buf}
+	logs := obstest.NewLog() // the gateway says where it listens
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), runAsGateway+"=1",
 		"DATABASE_URL="+dbURL, "KAFKA_BROKERS="+kcfg.Brokers[0], "KAFKA_TOPIC_PREFIX="+kcfg.TopicPrefix, "KAFKA_PARTITIONS=4",
 		"SCHEMA_REGISTRY_URL=", "OTEL_EXPORTER_OTLP_ENDPOINT=", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=",
-		"HTTP_ADDR="+httpAddr, "ADMIN_ADDR="+adminAddr, "GATEWAY_SHUTDOWN_DELAY=300ms", "GATEWAY_DRAIN_TIMEOUT=20s", "LOG_LEVEL=info")
+		"HTTP_ADDR=127.0.0.1:0", "ADMIN_ADDR=127.0.0.1:0", "GATEWAY_SHUTDOWN_DELAY=300ms", "GATEWAY_DRAIN_TIMEOUT=20s", "LOG_LEVEL=info")
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -100,7 +98,7 @@ func TestSIGTERMLosesNoAcknowledgedEvent(t *testing.T) {
 			t.Logf("gateway log:\n%s", logs.String())
 		}
 	})
-	base := "http://" + httpAddr
+	base, adminAddr := "http://"+logs.Addr(t, "listening", exited), logs.Addr(t, "admin listening", exited)
 	waitReady(t, base, exited)
 
 	// Load: eight workers post batches of 100 distinct events over keep-alive connections until the
@@ -230,34 +228,6 @@ func TestSIGTERMLosesNoAcknowledgedEvent(t *testing.T) {
 			t.Errorf("raw holds event %s (%d times) that the test never sent", id, n)
 		}
 	}
-}
-
-// syncWriter serialises writes to a buffer shared by stdout and stderr.
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return fmt.Sprint(s.w)
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 func waitReady(t *testing.T, base string, exited <-chan struct{}) {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/kafkatest"
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/obs"
+	"github.com/edtech-analytics/platform/libs/obs/obstest"
 	"github.com/edtech-analytics/platform/libs/svc"
 	"github.com/edtech-analytics/platform/services/aggregator/app"
 	"github.com/edtech-analytics/platform/services/aggregator/internal/chstore"
@@ -88,9 +88,8 @@ func TestConfigFlagsAndEnv(t *testing.T) {
 func TestRunConsumesIntoClickHouse(t *testing.T) {
 	conn, db, chAddr := chtest.New(t) // Run creates the database if missing; chtest drops it afterwards
 	_, kcfg := kafkatest.New(t)
-	adminAddr := freeAddr(t)
 	cfg := app.Config{
-		ClickHouseAddr: chAddr, ClickHouseDatabase: db, ClickHouseUser: "default", AdminAddr: adminAddr,
+		ClickHouseAddr: chAddr, ClickHouseDatabase: db, ClickHouseUser: "default", AdminAddr: "127.0.0.1:0",
 		Group: "aggregator", Kafka: kcfg, ConsumerExtra: kafkatest.GroupOpts(), AnalystPrefix: db + "_an_",
 		Compact: chstore.CompactConfig{Interval: 200 * time.Millisecond},
 	}
@@ -103,10 +102,12 @@ func TestRunConsumesIntoClickHouse(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	logs := obstest.NewLog()
 	done := make(chan error, 1)
 	go func() {
-		done <- app.Run(ctx, cfg, svc.Runtime{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Tel: tel})
+		done <- app.Run(ctx, cfg, svc.Runtime{Log: slog.New(slog.NewJSONHandler(logs, nil)), Tel: tel})
 	}()
+	adminAddr := logs.Addr(t, "admin listening", nil)
 
 	waitFor(t, "readiness", func() bool { return get(t, "http://"+adminAddr+"/readyz") == http.StatusOK })
 
@@ -182,18 +183,6 @@ func TestRunConsumesIntoClickHouse(t *testing.T) {
 	}
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
 
 func get(t *testing.T, url string) int {
 	t.Helper()

@@ -134,6 +134,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks) error {
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", cfg.HTTPAddr, err)
 	}
+	rt.Log.Info("listening", "addr", ln.Addr().String())
 	if hooks.OnListen != nil {
 		hooks.OnListen(ln.Addr().String())
 	}

@@ -4,9 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -16,6 +14,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/kafkatest"
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/obs"
+	"github.com/edtech-analytics/platform/libs/obs/obstest"
 	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/svc"
@@ -71,18 +70,19 @@ func TestRunConsumesEnrichedIntoDistrictSchemas(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, kcfg := kafkatest.New(t)
-	admin := freeAddr(t)
-	cfg := app.Config{AdminAddr: admin, DatabaseURL: conf.Secret(dbURL), Group: "sink", Kafka: kcfg, ConsumerExtra: kafkatest.GroupOpts()}
+	cfg := app.Config{AdminAddr: "127.0.0.1:0", DatabaseURL: conf.Secret(dbURL), Group: "sink", Kafka: kcfg, ConsumerExtra: kafkatest.GroupOpts()}
 	tel, err := obs.Init(t.Context(), "sink")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
+	logs := obstest.NewLog()
 	done := make(chan error, 1)
 	go func() {
-		done <- app.Run(ctx, cfg, svc.Runtime{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Tel: tel})
+		done <- app.Run(ctx, cfg, svc.Runtime{Log: slog.New(slog.NewJSONHandler(logs, nil)), Tel: tel})
 	}()
+	admin := logs.Addr(t, "admin listening", nil)
 
 	waitFor(t, "the sink to be ready", func() bool { return get(t, "http://"+admin+"/readyz") == http.StatusOK })
 
@@ -134,18 +134,6 @@ func TestRunConsumesEnrichedIntoDistrictSchemas(t *testing.T) {
 	}
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
 
 func get(t *testing.T, url string) int {
 	t.Helper()
