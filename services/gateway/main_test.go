@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/kafkatest"
-	"github.com/edtech-analytics/platform/libs/obs/obstest"
 	"github.com/edtech-analytics/platform/libs/kafkax"
+	"github.com/edtech-analytics/platform/libs/obs/obstest"
 	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/sampledata"

@@ -183,7 +183,6 @@ func TestRunConsumesIntoClickHouse(t *testing.T) {
 	}
 }
 
-
 func get(t *testing.T, url string) int {
 	t.Helper()
 	resp, err := http.Get(url)

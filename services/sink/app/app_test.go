@@ -134,7 +134,6 @@ func TestRunConsumesEnrichedIntoDistrictSchemas(t *testing.T) {
 	}
 }
 
-
 func get(t *testing.T, url string) int {
 	t.Helper()
 	resp, err := http.Get(url)
