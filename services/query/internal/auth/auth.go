@@ -206,6 +206,7 @@ func (r *Resolver) district(ctx context.Context, tenantID string) (*pgxpool.Pool
 // cache is a small TTL map; full, it drops expired entries, then everything.
 type cache[K comparable, V any] struct {
 	ttl time.Duration
+	now func() time.Time // time.Now; tests move a clock of their own
 	mu  sync.Mutex
 	m   map[K]entry[V]
 }
@@ -218,14 +219,14 @@ type entry[V any] struct {
 const maxCached = 100_000
 
 func newCache[K comparable, V any](ttl time.Duration) *cache[K, V] {
-	return &cache[K, V]{ttl: ttl, m: map[K]entry[V]{}}
+	return &cache[K, V]{ttl: ttl, now: time.Now, m: map[K]entry[V]{}}
 }
 
 func (c *cache[K, V]) get(k K) (V, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.m[k]
-	if !ok || !time.Now().Before(e.expires) {
+	if !ok || !c.now().Before(e.expires) {
 		var zero V
 		return zero, false
 	}
@@ -235,7 +236,7 @@ func (c *cache[K, V]) get(k K) (V, bool) {
 func (c *cache[K, V]) put(k K, v V) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	now := time.Now()
+	now := c.now()
 	if len(c.m) >= maxCached {
 		for k, e := range c.m {
 			if !now.Before(e.expires) {
