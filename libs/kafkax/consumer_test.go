@@ -23,6 +23,7 @@ type memStore struct {
 	written map[int32][]int64
 	down    bool
 	calls   int
+	refused int // calls refused while down
 	failN   int // fail every failN-th write (0: never)
 	dup     error
 }
@@ -35,6 +36,7 @@ func (s *memStore) NextOffsets(_ context.Context, _ string, parts []int32) (map[
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.down {
+		s.refused++
 		return nil, errors.New("store down")
 	}
 	out := map[int32]int64{}
@@ -50,6 +52,9 @@ func (s *memStore) Write(_ context.Context, _ string, p int32, recs []*kgo.Recor
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls++
+	if s.down {
+		s.refused++
+	}
 	if s.down || (s.failN > 0 && s.calls%s.failN == 0) {
 		return errors.New("write failed")
 	}
@@ -74,6 +79,13 @@ func (s *memStore) total() int {
 }
 
 func (s *memStore) setDown(v bool) { s.mu.Lock(); s.down = v; s.mu.Unlock() }
+
+// refusals returns how many calls were refused while the store was down.
+func (s *memStore) refusals() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refused
+}
 
 func produce(t *testing.T, cfg kafkax.Config, topic string, n int) {
 	t.Helper()
@@ -142,21 +154,25 @@ func TestStoreConsumerExactlyOnceAcrossRestartsFailuresAndRebalances(t *testing.
 	waitFor(t, "half the records", func() bool { return store.total() >= n/2 })
 	stopA() // the first member stops mid-stream; its partitions move to the second
 
-	store.setDown(true) // the store goes away for a while; nothing may be skipped
-	time.Sleep(300 * time.Millisecond)
+	store.setDown(true) // the store goes away while records arrive; nothing may be skipped
+	produce(t, cfg, topic, 17)
+	waitFor(t, "the consumer to meet the store down, and retry", func() bool { return store.refusals() >= 3 })
 	store.setDown(false)
-	waitFor(t, "every record", func() bool { return store.total() >= n })
+	waitFor(t, "every record", func() bool { return store.total() >= n+17 })
 	stopB()
 
-	stopC := startConsumer(t, cfg, topic, store) // a restart resumes from the store: nothing new to write
-	time.Sleep(500 * time.Millisecond)
+	// A restart resumes from the store: it rewrites nothing, so the next record of each district, which
+	// it writes, comes after what was stored.
+	stopC := startConsumer(t, cfg, topic, store)
+	produce(t, cfg, topic, 17)
+	waitFor(t, "the restarted consumer to write the new records", func() bool { return store.total() >= n+34 })
 	stopC()
 
 	if store.dup != nil {
 		t.Fatal(store.dup)
 	}
-	if got := store.total(); got != n {
-		t.Fatalf("stored %d records, want %d", got, n)
+	if got := store.total(); got != n+34 {
+		t.Fatalf("stored %d records, want %d", got, n+34)
 	}
 	for p, offs := range store.written {
 		for i := 1; i < len(offs); i++ {
