@@ -394,7 +394,8 @@ func TestQuoteIdentIsSafeOnTheServer(t *testing.T) {
 }
 
 func TestOpenFailsWithoutServer(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	var lc net.ListenConfig
+	l, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -277,14 +277,14 @@ func TestStateSurvivesCorruptFile(t *testing.T) {
 }
 
 func TestFreePortAvoids(t *testing.T) {
-	first, err := freePort(0)
+	first, err := freePort(t.Context(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := freePort(first); err != nil || got != first {
+	if got, err := freePort(t.Context(), first); err != nil || got != first {
 		t.Fatalf("freePort(%d) = %d, %v; want the free preferred port", first, got, err)
 	}
-	if got, err := freePort(first, first); err != nil || got == first {
+	if got, err := freePort(t.Context(), first, first); err != nil || got == first {
 		t.Fatalf("freePort(%d, avoid %d) = %d, %v; want another port", first, first, got, err)
 	}
 }

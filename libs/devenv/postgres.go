@@ -157,7 +157,7 @@ func (e Env) ensurePostgres(ctx context.Context, prev *pgState) (*pgState, error
 	if prev != nil {
 		want = prev.Port
 	}
-	port, err := freePort(want)
+	port, err := freePort(ctx, want)
 	if err != nil {
 		return prev, err
 	}

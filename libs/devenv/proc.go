@@ -39,12 +39,13 @@ func alive(pid int, name string) bool {
 }
 
 // freePort returns a loopback TCP port that is free now, preferring want when it is free and not in avoid.
-func freePort(want int, avoid ...int) (int, error) {
-	if want > 0 && !contains(avoid, want) && portFree(want) {
+func freePort(ctx context.Context, want int, avoid ...int) (int, error) {
+	if want > 0 && !contains(avoid, want) && portFree(ctx, want) {
 		return want, nil
 	}
+	var lc net.ListenConfig
 	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		l, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
 		if err != nil {
 			return 0, fmt.Errorf("finding a free port: %w", err)
 		}
@@ -59,8 +60,9 @@ func freePort(want int, avoid ...int) (int, error) {
 	return 0, errors.New("finding a free port: none found")
 }
 
-func portFree(port int) bool {
-	l, err := net.Listen("tcp", loopback(port))
+func portFree(ctx context.Context, port int) bool {
+	var lc net.ListenConfig
+	l, err := lc.Listen(ctx, "tcp", loopback(port))
 	if err != nil {
 		return false
 	}

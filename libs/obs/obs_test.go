@@ -40,7 +40,7 @@ func TestHealthEndpoints(t *testing.T) {
 	h.Register(mux, tel.Metrics)
 	get := func(path string) (int, string) {
 		rr := httptest.NewRecorder()
-		mux.ServeHTTP(rr, httptest.NewRequest("GET", path, nil))
+		mux.ServeHTTP(rr, httptest.NewRequestWithContext(t.Context(), "GET", path, nil))
 		return rr.Code, rr.Body.String()
 	}
 	if code, _ := get("/healthz"); code != 200 {

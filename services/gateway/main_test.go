@@ -77,7 +77,7 @@ func TestSIGTERMLosesNoAcknowledgedEvent(t *testing.T) {
 	httpAddr, adminAddr := freeAddr(t), freeAddr(t)
 	var buf bytes.Buffer
 	logs := &syncWriter{w: &buf}
-	cmd := exec.Command(os.Args[0])
+	cmd := exec.CommandContext(t.Context(), os.Args[0])
 	cmd.Env = append(os.Environ(), runAsGateway+"=1",
 		"DATABASE_URL="+dbURL, "KAFKA_BROKERS="+kcfg.Brokers[0], "KAFKA_TOPIC_PREFIX="+kcfg.TopicPrefix, "KAFKA_PARTITIONS=4",
 		"SCHEMA_REGISTRY_URL=", "OTEL_EXPORTER_OTLP_ENDPOINT=", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=",
@@ -122,7 +122,7 @@ func TestSIGTERMLosesNoAcknowledgedEvent(t *testing.T) {
 				default:
 				}
 				ids, body := batches.next(w, seq)
-				o := post(client, base, apiKey, ids, body)
+				o := post(ctx, client, base, apiKey, ids, body)
 				mu.Lock()
 				outcomes = append(outcomes, o)
 				mu.Unlock()
@@ -134,7 +134,7 @@ func TestSIGTERMLosesNoAcknowledgedEvent(t *testing.T) {
 	}
 	// Readiness is watched on both ports from before the signal.
 	readyFalse := make(chan time.Time, 1)
-	go watchReadiness(base, "http://"+adminAddr, readyFalse, stop)
+	go watchReadiness(ctx, base, "http://"+adminAddr, readyFalse, stop)
 
 	waitAcknowledged(t, &mu, &outcomes, 40)
 	// Kafka becomes unreachable as the signal arrives (produce connections are cut before a request is
@@ -252,7 +252,8 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	var lc net.ListenConfig
+	ln, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +265,11 @@ func waitReady(t *testing.T, base string, exited <-chan struct{}) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get(base + "/readyz")
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/readyz", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -285,11 +290,15 @@ func waitReady(t *testing.T, base string, exited <-chan struct{}) {
 
 // watchReadiness polls /readyz on the public and admin ports and reports when either first answers
 // 503.
-func watchReadiness(public, admin string, notReady chan<- time.Time, stop <-chan struct{}) {
+func watchReadiness(ctx context.Context, public, admin string, notReady chan<- time.Time, stop <-chan struct{}) {
 	c := &http.Client{Timeout: time.Second}
 	for {
 		for _, base := range []string{public, admin} {
-			resp, err := c.Get(base + "/readyz")
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/readyz", nil)
+			if err != nil {
+				continue
+			}
+			resp, err := c.Do(req)
 			if err != nil {
 				continue
 			}
@@ -332,9 +341,9 @@ func waitAcknowledged(t *testing.T, mu *sync.Mutex, outcomes *[]outcome, n int) 
 	}
 }
 
-func post(c *http.Client, base, key string, ids []string, body []byte) outcome {
+func post(ctx context.Context, c *http.Client, base, key string, ids []string, body []byte) outcome {
 	o := outcome{ids: ids, start: time.Now()}
-	req, err := http.NewRequest(http.MethodPost, base+"/v1/events", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/events", bytes.NewReader(body))
 	if err != nil {
 		o.err = err
 		return o

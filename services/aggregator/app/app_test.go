@@ -149,7 +149,11 @@ func TestRunConsumesIntoClickHouse(t *testing.T) {
 		t.Fatalf("rollups after compaction: err %v, %d keys differ", err, len(synth.Diff(want, got)))
 	}
 	waitFor(t, "the merges to show in /metrics", func() bool {
-		resp, err := http.Get("http://" + adminAddr + "/metrics")
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+adminAddr+"/metrics", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			return false
 		}
@@ -184,7 +188,8 @@ func TestRunConsumesIntoClickHouse(t *testing.T) {
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	var lc net.ListenConfig
+	l, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +202,11 @@ func freeAddr(t *testing.T) string {
 
 func get(t *testing.T, url string) int {
 	t.Helper()
-	resp, err := http.Get(url)
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0
 	}

@@ -80,9 +80,9 @@ func Run(ctx context.Context, out io.Writer) error {
 	defer tel.Shutdown(context.WithoutCancel(ctx))
 	say("starting embedded Kafka (data in %s) and every service (logs in %s)...", kafkaDir, logPath)
 	st, err := stack.Start(ctx, stack.Config{
-		KafkaDataDir: kafkaDir, KafkaPort: freePort(9092), DatabaseURL: pgURL,
-		ClickHouseAddr: chAddr, ClickHouseDatabase: Database, GatewayAddr: fmt.Sprintf("127.0.0.1:%d", freePort(8080)),
-		QueryAddr: fmt.Sprintf("127.0.0.1:%d", freePort(8081)),
+		KafkaDataDir: kafkaDir, KafkaPort: freePort(ctx, 9092), DatabaseURL: pgURL,
+		ClickHouseAddr: chAddr, ClickHouseDatabase: Database, GatewayAddr: fmt.Sprintf("127.0.0.1:%d", freePort(ctx, 8080)),
+		QueryAddr: fmt.Sprintf("127.0.0.1:%d", freePort(ctx, 8081)),
 	}, svc.Runtime{Log: log, Tel: tel})
 	if err != nil {
 		return err
@@ -332,8 +332,9 @@ func waitForStores(ctx context.Context, chAddr, pgURL string, want int) (chRows,
 func demoStart() time.Time { return time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -7) }
 
 // freePort returns want if it can be bound on loopback, otherwise 0 (any free port).
-func freePort(want int) int {
-	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", want))
+func freePort(ctx context.Context, want int) int {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", fmt.Sprintf("127.0.0.1:%d", want))
 	if err != nil {
 		return 0
 	}

@@ -47,7 +47,10 @@ type answer struct {
 
 func post(t *testing.T, url, key string, body []byte) answer {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, url+"/v1/events", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, url+"/v1/events", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
 	req.Header.Set("Authorization", "Bearer "+key)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
@@ -331,7 +334,10 @@ func TestEndToEnd(t *testing.T) {
 
 func getJSON(t *testing.T, url, key string, v any) int {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	req.Header.Set("Authorization", "Bearer "+key)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

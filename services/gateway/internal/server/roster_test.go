@@ -13,7 +13,10 @@ import (
 
 func (f *fixture) postRaw(t *testing.T, path, key, ctype string, body []byte) (int, map[string]any) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", f.srv.URL+path, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(t.Context(), "POST", f.srv.URL+path, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
 	req.Header.Set("Authorization", "Bearer "+key)
 	req.Header.Set("Content-Type", ctype)
 	resp, err := http.DefaultClient.Do(req)

@@ -103,7 +103,10 @@ func newFixture(t *testing.T, opts ...func(*setup)) *fixture {
 
 func (f *fixture) post(t *testing.T, key, ctype, body string) (int, http.Header, map[string]any) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", f.srv.URL+"/v1/events", strings.NewReader(body))
+	req, err := http.NewRequestWithContext(t.Context(), "POST", f.srv.URL+"/v1/events", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
