@@ -35,12 +35,12 @@ var districts = []struct{ id, name string }{
 }
 
 // Run runs the demo until ctx is done.
-func Run(ctx context.Context, out io.Writer) error {
+func Run(ctx context.Context, out io.Writer) (err error) {
 	dir := os.Getenv("DEV_DIR")
 	if dir == "" {
 		dir = ".dev"
 	}
-	dir, err := filepath.Abs(dir)
+	dir, err = filepath.Abs(dir)
 	if err != nil {
 		return err
 	}
@@ -52,9 +52,20 @@ func Run(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer logFile.Close()
+	defer func() {
+		if cerr := logFile.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("closing %s: %w", logPath, cerr))
+		}
+	}()
 	log := obs.NewLogger(logFile, "info", "")
-	say := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
+	// say prints to out until a write fails; Run returns that first error when it ends.
+	var sayErr error
+	say := func(format string, args ...any) {
+		if sayErr == nil {
+			_, sayErr = fmt.Fprintf(out, format+"\n", args...)
+		}
+	}
+	defer func() { err = errors.Join(err, sayErr) }()
 
 	say("starting local PostgreSQL and ClickHouse (reused when already running)...")
 	pgServer, err := devenv.Postgres(ctx)
@@ -77,7 +88,11 @@ func Run(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer tel.Shutdown(context.WithoutCancel(ctx))
+	defer func() {
+		if err := tel.Shutdown(context.WithoutCancel(ctx)); err != nil {
+			log.Warn("shutting down telemetry", "err", err)
+		}
+	}()
 	say("starting embedded Kafka (data in %s) and every service (logs in %s)...", kafkaDir, logPath)
 	st, err := stack.Start(ctx, stack.Config{
 		KafkaDataDir: kafkaDir, KafkaPort: freePort(ctx, 9092), DatabaseURL: pgURL,
@@ -147,7 +162,7 @@ Ctrl-C stops the platform (the databases keep running: make servers-down stops t
 
 // prepareStores creates the demo databases; when Kafka starts empty they are recreated, so the stores'
 // offsets never point past a log that no longer exists.
-func prepareStores(ctx context.Context, pgServer, chAddr string, fresh bool) (string, error) {
+func prepareStores(ctx context.Context, pgServer, chAddr string, fresh bool) (_ string, err error) {
 	admin, err := pgutil.Connect(ctx, pgServer)
 	if err != nil {
 		return "", err
@@ -171,7 +186,7 @@ func prepareStores(ctx context.Context, pgServer, chAddr string, fresh bool) (st
 	if err != nil {
 		return "", err
 	}
-	defer ch.Close()
+	defer func() { err = errors.Join(err, ch.Close()) }()
 	if fresh {
 		if err := chutil.DropDatabase(ctx, ch, Database); err != nil {
 			return "", err
@@ -280,7 +295,7 @@ func post(ctx context.Context, gatewayURL, key string, body []byte) (accepted, r
 			Rejected []json.RawMessage `json:"rejected"`
 		}
 		derr := json.NewDecoder(resp.Body).Decode(&ans)
-		resp.Body.Close()
+		_ = resp.Body.Close() // read: the answer is decoded, or derr says why not
 		switch {
 		case resp.StatusCode == http.StatusAccepted && derr == nil:
 			return ans.Accepted, len(ans.Rejected), nil
@@ -298,7 +313,7 @@ func waitForStores(ctx context.Context, chAddr, pgURL string, want int) (chRows,
 	if err != nil {
 		return 0, 0, err
 	}
-	defer ch.Close()
+	defer func() { err = errors.Join(err, ch.Close()) }()
 	pool, err := pgutil.Connect(ctx, pgURL)
 	if err != nil {
 		return 0, 0, err
@@ -338,6 +353,8 @@ func freePort(ctx context.Context, want int) int {
 	if err != nil {
 		return 0
 	}
-	ln.Close()
+	if ln.Close() != nil {
+		return 0
+	}
 	return want
 }
