@@ -240,7 +240,7 @@ func startDetached(ctx context.Context, bin, dir, logPath string, args ...string
 	if err != nil {
 		return 0, nil, err
 	}
-	defer logf.Close() // the child holds its own copy
+	defer func() { _ = logf.Close() }() // the child holds its own copy; nothing was written through this one
 	cmd := exec.CommandContext(context.WithoutCancel(ctx), bin, args...)
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -266,7 +266,7 @@ func adoptClickHouse(ctx context.Context, p chPaths) (*chState, bool) {
 	if err != nil {
 		return nil, false
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only: nothing to lose on close
 	pid := 0
 	for sc := bufio.NewScanner(f); sc.Scan(); {
 		if v, ok := strings.CutPrefix(sc.Text(), "PID:"); ok {
@@ -345,7 +345,7 @@ func unlocked(path string) error {
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // opened read-only only to probe the lock
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		return fmt.Errorf("%s is locked: %w", path, err)
 	}

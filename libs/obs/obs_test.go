@@ -15,7 +15,11 @@ func TestLoggerAddsTraceID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tel.Shutdown(context.Background())
+	defer func() {
+		if err := tel.Shutdown(context.Background()); err != nil {
+			t.Error(err)
+		}
+	}()
 	ctx, span := tel.Tracer.Tracer("t").Start(context.Background(), "op")
 	defer span.End()
 

@@ -157,7 +157,11 @@ func TestRunConsumesIntoClickHouse(t *testing.T) {
 		if err != nil {
 			return false
 		}
-		defer resp.Body.Close()
+		defer func() {
+			if err := resp.Body.Close(); err != nil {
+				t.Error(err)
+			}
+		}()
 		body, err := io.ReadAll(resp.Body)
 		return err == nil && strings.Contains(string(body), `aggregator_rollup_partitions_merged_total{`) &&
 			strings.Contains(string(body), `table="metrics_daily"`)

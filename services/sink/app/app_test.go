@@ -158,7 +158,11 @@ func get(t *testing.T, url string) int {
 	if err != nil {
 		return 0
 	}
-	defer resp.Body.Close()
+	defer func() {
+		if err := resp.Body.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
 	return resp.StatusCode
 }
 

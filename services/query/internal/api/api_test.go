@@ -283,7 +283,11 @@ func (f fixture) get(t *testing.T, cred, path string, v any) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() {
+		if err := resp.Body.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode == http.StatusOK && v != nil {
 		if err := json.Unmarshal(body, v); err != nil {
