@@ -77,7 +77,11 @@ func TestPrepareBatchRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rows.Close()
+	defer func() {
+		if err := rows.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
 	var got []row
 	for rows.Next() {
 		var r row
@@ -144,7 +148,11 @@ func TestMaterializedViewRollup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rows.Close()
+	defer func() {
+		if err := rows.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
 	type total struct {
 		school, day     string
 		events, minutes uint64
@@ -269,7 +277,11 @@ func assertVersions(t *testing.T, conn driver.Conn, db string, want ...uint32) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rows.Close()
+	defer func() {
+		if err := rows.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
 	var got []uint32
 	for rows.Next() {
 		var v uint32
@@ -277,6 +289,9 @@ func assertVersions(t *testing.T, conn driver.Conn, db string, want ...uint32) {
 			t.Fatal(err)
 		}
 		got = append(got, v)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
 	}
 	if len(got) != len(want) {
 		t.Fatalf("recorded versions %v, want %v", got, want)
@@ -394,7 +409,8 @@ func TestQuoteIdentIsSafeOnTheServer(t *testing.T) {
 }
 
 func TestOpenFailsWithoutServer(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	var lc net.ListenConfig
+	l, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -93,7 +93,7 @@ func appliedMigrations(ctx context.Context, conn driver.Conn, table string) (map
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", table, err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }() // read-only; after a full iteration Close only repeats rows.Err
 	applied := make(map[uint32]string)
 	for rows.Next() {
 		var (

@@ -48,7 +48,7 @@ func TestCreateTopicsScript(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			calls := filepath.Join(t.TempDir(), "calls")
-			cmd := exec.Command("sh", filepath.Join(repoRoot, "k8s", "create-topics.sh"))
+			cmd := exec.CommandContext(t.Context(), "sh", filepath.Join(repoRoot, "k8s", "create-topics.sh"))
 			cmd.Env = append([]string{
 				"PATH=" + os.Getenv("PATH"), "CALLS=" + calls, "KAFKA_TOPICS_BIN=" + bin,
 				"KAFKA_BROKERS=127.0.0.1:9092", "KAFKA_PARTITIONS=6", "KAFKA_REPLICATION_FACTOR=3",

@@ -168,11 +168,11 @@ var errExited = errors.New("clickhouse-server exited")
 // startClickHouse starts one server on the given ports (any free ones when 0) and waits until it answers.
 // On failure it returns the server's state only if the process still runs.
 func (e Env) startClickHouse(ctx context.Context, bin string, p chPaths, wantTCP, wantHTTP int) (*chState, error) {
-	tcpPort, err := freePort(wantTCP)
+	tcpPort, err := freePort(ctx, wantTCP)
 	if err != nil {
 		return nil, err
 	}
-	httpPort, err := freePort(wantHTTP, tcpPort)
+	httpPort, err := freePort(ctx, wantHTTP, tcpPort)
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +186,7 @@ func (e Env) startClickHouse(ctx context.Context, bin string, p chPaths, wantTCP
 		return nil, fmt.Errorf("waiting for the previous clickhouse-server to release %s: %w", status, err)
 	}
 	e.log().Info("starting clickhouse", "dir", p.base, "tcp_port", tcpPort, "http_port", httpPort)
-	pid, done, err := startDetached(bin, p.base, p.stdout, "--config-file="+p.config)
+	pid, done, err := startDetached(ctx, bin, p.base, p.stdout, "--config-file="+p.config)
 	if err != nil {
 		return nil, fmt.Errorf("starting clickhouse-server: %w", err)
 	}
@@ -233,14 +233,15 @@ func writeCHConfig(p chPaths, tcpPort, httpPort int) error {
 
 // startDetached starts bin in its own session with output appended to logPath, so that it outlives this
 // process, and returns its pid and a channel that receives how it ended if it ends while this process
-// runs (the process is reaped, so it never lingers as a zombie).
-func startDetached(bin, dir, logPath string, args ...string) (int, <-chan error, error) {
+// runs (the process is reaped, so it never lingers as a zombie). The server outlives ctx too: the
+// command gets ctx without its cancellation, so the end of ctx does not kill it.
+func startDetached(ctx context.Context, bin, dir, logPath string, args ...string) (int, <-chan error, error) {
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return 0, nil, err
 	}
-	defer logf.Close() // the child holds its own copy
-	cmd := exec.Command(bin, args...)
+	defer func() { _ = logf.Close() }() // the child holds its own copy; nothing was written through this one
+	cmd := exec.CommandContext(context.WithoutCancel(ctx), bin, args...)
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -265,7 +266,7 @@ func adoptClickHouse(ctx context.Context, p chPaths) (*chState, bool) {
 	if err != nil {
 		return nil, false
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only: nothing to lose on close
 	pid := 0
 	for sc := bufio.NewScanner(f); sc.Scan(); {
 		if v, ok := strings.CutPrefix(sc.Text(), "PID:"); ok {
@@ -344,7 +345,7 @@ func unlocked(path string) error {
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // opened read-only only to probe the lock
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		return fmt.Errorf("%s is locked: %w", path, err)
 	}

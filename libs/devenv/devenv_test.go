@@ -184,7 +184,11 @@ func assertLowCardinalityEnabled(t *testing.T, httpPort int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() {
+		if err := resp.Body.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatal(err)
@@ -277,14 +281,14 @@ func TestStateSurvivesCorruptFile(t *testing.T) {
 }
 
 func TestFreePortAvoids(t *testing.T) {
-	first, err := freePort(0)
+	first, err := freePort(t.Context(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := freePort(first); err != nil || got != first {
+	if got, err := freePort(t.Context(), first); err != nil || got != first {
 		t.Fatalf("freePort(%d) = %d, %v; want the free preferred port", first, got, err)
 	}
-	if got, err := freePort(first, first); err != nil || got == first {
+	if got, err := freePort(t.Context(), first, first); err != nil || got == first {
 		t.Fatalf("freePort(%d, avoid %d) = %d, %v; want another port", first, first, got, err)
 	}
 	// Never one the kernel could hand to another process's listener on port 0 meanwhile.

@@ -159,7 +159,7 @@ func (e Env) ensurePostgres(ctx context.Context, prev *pgState) (*pgState, error
 	}
 	var port int
 	for attempt := 1; ; attempt++ {
-		if port, err = freePort(want); err != nil {
+		if port, err = freePort(ctx, want); err != nil {
 			return prev, err
 		}
 		e.log().Info("starting postgres", "dir", p.data, "port", port)
@@ -304,7 +304,7 @@ func pgAnswers(ctx context.Context, port int) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }() // a probe: the reply below is what counts
 	if err := conn.SetDeadline(time.Now().Add(2 * time.Second)); err != nil {
 		return err
 	}

@@ -46,14 +46,14 @@ func alive(pid int, name string) bool {
 // listener on port 0 (a parallel test package's, say) can take it first. So ports are drawn at random
 // below that range, where only processes that name their port bind; a start that still loses its port is
 // retried on another.
-func freePort(want int, avoid ...int) (int, error) {
-	if want > 0 && !contains(avoid, want) && portFree(want) {
+func freePort(ctx context.Context, want int, avoid ...int) (int, error) {
+	if want > 0 && !contains(avoid, want) && portFree(ctx, want) {
 		return want, nil
 	}
 	lo, hi := fixedPortRange()
 	for range 100 {
 		port := lo + rand.IntN(hi-lo)
-		if !contains(avoid, port) && portFree(port) {
+		if !contains(avoid, port) && portFree(ctx, port) {
 			return port, nil
 		}
 	}
@@ -77,8 +77,9 @@ func fixedPortRange() (lo, hi int) {
 	return lo, hi
 }
 
-func portFree(port int) bool {
-	l, err := net.Listen("tcp", loopback(port))
+func portFree(ctx context.Context, port int) bool {
+	var lc net.ListenConfig
+	l, err := lc.Listen(ctx, "tcp", loopback(port))
 	if err != nil {
 		return false
 	}

@@ -97,7 +97,8 @@ func Serve(ctx context.Context, log *slog.Logger, srv *http.Server, ln net.Liste
 
 // ServeAdmin listens on addr and serves health, readiness and metrics until ctx is done.
 func ServeAdmin(ctx context.Context, log *slog.Logger, addr string, h *Health, metrics http.Handler) error {
-	ln, err := net.Listen("tcp", addr)
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listening on admin address %s: %w", addr, err)
 	}

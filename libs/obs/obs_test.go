@@ -15,7 +15,11 @@ func TestLoggerAddsTraceID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tel.Shutdown(context.Background())
+	defer func() {
+		if err := tel.Shutdown(context.Background()); err != nil {
+			t.Error(err)
+		}
+	}()
 	ctx, span := tel.Tracer.Tracer("t").Start(context.Background(), "op")
 	defer span.End()
 
@@ -40,7 +44,7 @@ func TestHealthEndpoints(t *testing.T) {
 	h.Register(mux, tel.Metrics)
 	get := func(path string) (int, string) {
 		rr := httptest.NewRecorder()
-		mux.ServeHTTP(rr, httptest.NewRequest("GET", path, nil))
+		mux.ServeHTTP(rr, httptest.NewRequestWithContext(t.Context(), "GET", path, nil))
 		return rr.Code, rr.Body.String()
 	}
 	if code, _ := get("/healthz"); code != 200 {

@@ -44,7 +44,8 @@ func TestConnectAppliesDefaultsUnlessTheURLSetsThem(t *testing.T) {
 }
 
 func TestConnectFailsFastWithoutServer(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	var lc net.ListenConfig
+	l, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}

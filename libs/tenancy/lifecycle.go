@@ -57,7 +57,7 @@ func EnsureShadowSchema(ctx context.Context, pool *pgxpool.Pool, tenantID string
 // EnsureDistrictSchema it never creates the schema: when it is missing (the district was deleted, or
 // never created) it returns ErrSchemaMissing. It holds the district's shared lock meanwhile, so it cannot
 // bring back a schema that DeleteTenant is dropping. Cheap when the schema is current (two queries).
-func (s *Store) UpgradeDistrictSchema(ctx context.Context, tenantID string) error {
+func (s *Store) UpgradeDistrictSchema(ctx context.Context, tenantID string) (err error) {
 	schema, err := SchemaName(tenantID)
 	if err != nil {
 		return err
@@ -79,8 +79,12 @@ func (s *Store) UpgradeDistrictSchema(ctx context.Context, tenantID string) erro
 		return fmt.Errorf("locking district %s: %w", tenantID, err)
 	}
 	defer func() {
-		if _, err := conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock_shared($1)", key); err != nil {
-			conn.Conn().PgConn().Close(context.WithoutCancel(ctx)) // a session lock must not outlive this call
+		if _, uerr := conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock_shared($1)", key); uerr != nil {
+			// A session lock must not outlive this call: closing the connection ends the session. Only if
+			// that fails too is the lock's release in doubt, and reported.
+			if cerr := conn.Conn().PgConn().Close(context.WithoutCancel(ctx)); cerr != nil {
+				err = errors.Join(err, fmt.Errorf("unlocking district %s: %w; closing the connection: %w", tenantID, uerr, cerr))
+			}
 		}
 	}()
 	var exists bool

@@ -75,7 +75,7 @@ func TestSIGTERMLosesNoAcknowledgedEvent(t *testing.T) {
 	}
 
 	logs := obstest.NewLog() // the gateway says where it listens
-	cmd := exec.Command(os.Args[0])
+	cmd := exec.CommandContext(t.Context(), os.Args[0])
 	cmd.Env = append(os.Environ(), runAsGateway+"=1",
 		"DATABASE_URL="+dbURL, "KAFKA_BROKERS="+kcfg.Brokers[0], "KAFKA_TOPIC_PREFIX="+kcfg.TopicPrefix, "KAFKA_PARTITIONS=4",
 		"SCHEMA_REGISTRY_URL=", "OTEL_EXPORTER_OTLP_ENDPOINT=", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=",
@@ -120,7 +120,7 @@ func TestSIGTERMLosesNoAcknowledgedEvent(t *testing.T) {
 				default:
 				}
 				ids, body := batches.next(w, seq)
-				o := post(client, base, apiKey, ids, body)
+				o := post(ctx, client, base, apiKey, ids, body)
 				mu.Lock()
 				outcomes = append(outcomes, o)
 				mu.Unlock()
@@ -132,7 +132,7 @@ func TestSIGTERMLosesNoAcknowledgedEvent(t *testing.T) {
 	}
 	// Readiness is watched on both ports from before the signal.
 	readyFalse := make(chan time.Time, 1)
-	go watchReadiness(base, "http://"+adminAddr, readyFalse, stop)
+	go watchReadiness(ctx, base, "http://"+adminAddr, readyFalse, stop)
 
 	waitAcknowledged(t, &mu, &outcomes, 40)
 	// Kafka becomes unreachable as the signal arrives (produce connections are cut before a request is
@@ -234,9 +234,15 @@ func waitReady(t *testing.T, base string, exited <-chan struct{}) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get(base + "/readyz")
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/readyz", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
 		if err == nil {
-			resp.Body.Close()
+			if err := resp.Body.Close(); err != nil {
+				t.Error(err)
+			}
 			if resp.StatusCode == http.StatusOK {
 				return
 			}
@@ -255,15 +261,19 @@ func waitReady(t *testing.T, base string, exited <-chan struct{}) {
 
 // watchReadiness polls /readyz on the public and admin ports and reports when either first answers
 // 503.
-func watchReadiness(public, admin string, notReady chan<- time.Time, stop <-chan struct{}) {
+func watchReadiness(ctx context.Context, public, admin string, notReady chan<- time.Time, stop <-chan struct{}) {
 	c := &http.Client{Timeout: time.Second}
 	for {
 		for _, base := range []string{public, admin} {
-			resp, err := c.Get(base + "/readyz")
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/readyz", nil)
 			if err != nil {
 				continue
 			}
-			resp.Body.Close()
+			resp, err := c.Do(req)
+			if err != nil {
+				continue
+			}
+			_ = resp.Body.Close() // only the status is read; this goroutine has no test to report to
 			if resp.StatusCode == http.StatusServiceUnavailable {
 				notReady <- time.Now()
 				return
@@ -302,9 +312,9 @@ func waitAcknowledged(t *testing.T, mu *sync.Mutex, outcomes *[]outcome, n int) 
 	}
 }
 
-func post(c *http.Client, base, key string, ids []string, body []byte) outcome {
+func post(ctx context.Context, c *http.Client, base, key string, ids []string, body []byte) outcome {
 	o := outcome{ids: ids, start: time.Now()}
-	req, err := http.NewRequest(http.MethodPost, base+"/v1/events", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/events", bytes.NewReader(body))
 	if err != nil {
 		o.err = err
 		return o
@@ -317,7 +327,7 @@ func post(c *http.Client, base, key string, ids []string, body []byte) outcome {
 		o.err, o.refused = err, errors.Is(err, syscall.ECONNREFUSED)
 		return o
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // read to the end below; a read error is the outcome's
 	var ans struct {
 		Type     string `json:"type"`
 		Accepted int    `json:"accepted"`

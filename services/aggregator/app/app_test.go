@@ -150,11 +150,19 @@ func TestRunConsumesIntoClickHouse(t *testing.T) {
 		t.Fatalf("rollups after compaction: err %v, %d keys differ", err, len(synth.Diff(want, got)))
 	}
 	waitFor(t, "the merges to show in /metrics", func() bool {
-		resp, err := http.Get("http://" + adminAddr + "/metrics")
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+adminAddr+"/metrics", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			return false
 		}
-		defer resp.Body.Close()
+		defer func() {
+			if err := resp.Body.Close(); err != nil {
+				t.Error(err)
+			}
+		}()
 		body, err := io.ReadAll(resp.Body)
 		return err == nil && strings.Contains(string(body), `aggregator_rollup_partitions_merged_total{`) &&
 			strings.Contains(string(body), `table="metrics_daily"`)
@@ -185,7 +193,11 @@ func TestRunConsumesIntoClickHouse(t *testing.T) {
 
 func get(t *testing.T, url string) int {
 	t.Helper()
-	resp, err := http.Get(url)
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0
 	}

@@ -164,7 +164,7 @@ func (h *harness) start(cfg app.Config) *running {
 func (r *running) outcomes(t *testing.T) map[string]int {
 	t.Helper()
 	rec := httptest.NewRecorder()
-	r.tel.Metrics.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	r.tel.Metrics.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), "GET", "/metrics", nil))
 	out := map[string]int{}
 	sc := bufio.NewScanner(rec.Body)
 	for sc.Scan() {

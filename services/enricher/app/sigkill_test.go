@@ -73,7 +73,7 @@ func TestExactlyOnceUnderSIGKILL(t *testing.T) {
 	// side) made its first-sighting batches outlast half of it again and again, and each such batch is
 	// aborted and retried smaller.
 	startChild := func(txnTimeout, logLevel string) *exec.Cmd {
-		cmd := exec.Command(exe)
+		cmd := exec.CommandContext(t.Context(), exe)
 		cmd.Env = append(os.Environ(), childEnv+"=1", "DATABASE_URL="+h.dbURL,
 			"KAFKA_BROKERS="+h.kcfg.Brokers[0], "KAFKA_TOPIC_PREFIX="+h.kcfg.TopicPrefix, "KAFKA_PARTITIONS=4",
 			"ADMIN_ADDR=127.0.0.1:0", "ENRICHER_TRANSACTION_TIMEOUT="+txnTimeout, "LOG_LEVEL="+logLevel)

@@ -383,7 +383,7 @@ func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 // request builds the request of tt (a fresh one, so its body can be read again).
 func (tt exchange) request(t *testing.T, base string) *http.Request {
 	t.Helper()
-	req, err := http.NewRequest(tt.method, base+tt.path, bytes.NewReader(tt.body))
+	req, err := http.NewRequestWithContext(t.Context(), tt.method, base+tt.path, bytes.NewReader(tt.body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -409,7 +409,11 @@ func (g *gateway) do(t *testing.T, tt exchange) (int, http.Header, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() {
+		if err := resp.Body.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatal(err)

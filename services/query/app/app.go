@@ -72,7 +72,7 @@ type Hooks struct {
 }
 
 // Run serves until ctx is done.
-func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks) error {
+func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks) (err error) {
 	health := obs.NewHealth("postgres", "clickhouse")
 	pool, err := pgutil.Connect(ctx, cfg.DatabaseURL.Reveal())
 	if err != nil {
@@ -85,10 +85,15 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks) error {
 	if err != nil {
 		return err
 	}
-	defer ch.Close()
+	defer func() {
+		if cerr := ch.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("closing clickhouse connection: %w", cerr))
+		}
+	}()
 	health.SetReady("clickhouse", true)
 
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", cfg.HTTPAddr, err)
 	}

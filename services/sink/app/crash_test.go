@@ -161,7 +161,7 @@ func (w *crashWorld) start(t *testing.T) *child {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &child{cmd: exec.Command(os.Args[0], "-test.run=^$"), out: &bytes.Buffer{}}
+	c := &child{cmd: exec.CommandContext(t.Context(), os.Args[0], "-test.run=^$"), out: &bytes.Buffer{}}
 	c.cmd.Env = append(os.Environ(), childEnv+"="+string(raw))
 	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
 	if err := c.cmd.Start(); err != nil {

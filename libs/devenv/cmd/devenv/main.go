@@ -45,8 +45,8 @@ func main() {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) != 1 {
-		fmt.Fprint(stderr, usage)
-		return errors.New("expected one command")
+		_, err := io.WriteString(stderr, usage)
+		return errors.Join(errors.New("expected one command"), err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
@@ -62,15 +62,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "export %s=%s\nexport %s=%s\n", devenv.EnvDatabaseURL, shellQuote(pg),
+		_, err = fmt.Fprintf(stdout, "export %s=%s\nexport %s=%s\n", devenv.EnvDatabaseURL, shellQuote(pg),
 			devenv.EnvClickHouseAddr, shellQuote(ch))
-		return nil
+		return err
 	case "status":
 		s, err := env.Status(ctx)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "state dir   %s\n", s.Dir)
+		out := &printer{w: stdout}
+		out.printf("state dir   %s\n", s.Dir)
 		for _, srv := range []struct {
 			name string
 			st   devenv.ServerStatus
@@ -79,21 +80,33 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			if srv.st.Running {
 				state = "running"
 			}
-			fmt.Fprintf(stdout, "%-11s %s", srv.name, state)
+			out.printf("%-11s %s", srv.name, state)
 			if srv.st.PID != 0 {
-				fmt.Fprintf(stdout, " pid=%d addr=%s", srv.st.PID, srv.st.Addr)
+				out.printf(" pid=%d addr=%s", srv.st.PID, srv.st.Addr)
 			}
-			fmt.Fprintln(stdout)
+			out.printf("\n")
 		}
-		return nil
+		return out.err
 	case "down":
 		return env.Down(ctx)
 	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, usage)
-		return nil
+		_, err := io.WriteString(stdout, usage)
+		return err
 	}
-	fmt.Fprint(stderr, usage)
-	return fmt.Errorf("unknown command %q", args[0])
+	_, err := io.WriteString(stderr, usage)
+	return errors.Join(fmt.Errorf("unknown command %q", args[0]), err)
+}
+
+// printer writes formatted text to w until a write fails, and keeps that first error.
+type printer struct {
+	w   io.Writer
+	err error
+}
+
+func (p *printer) printf(format string, args ...any) {
+	if p.err == nil {
+		_, p.err = fmt.Fprintf(p.w, format, args...)
+	}
 }
 
 // postgres and clickhouse mirror devenv.Postgres and devenv.ClickHouse with the CLI's logger.

@@ -10,7 +10,7 @@ import (
 func TestShellQuoteRoundTripsThroughSh(t *testing.T) {
 	tests := []string{"plain", "postgres://u@127.0.0.1:5432/db?sslmode=disable", "it's", `a"b $HOME \n`, ""}
 	for _, in := range tests {
-		out, err := exec.Command("sh", "-c", "printf %s "+shellQuote(in)).Output()
+		out, err := exec.CommandContext(t.Context(), "sh", "-c", "printf %s "+shellQuote(in)).Output()
 		if err != nil {
 			t.Fatalf("sh with %q: %v", in, err)
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -19,7 +20,7 @@ import (
 // kafkaThroughput produces n synthetic enriched events of 50 districts into an in-process Kafka (4
 // partitions), then runs the aggregator's consume loop and store into a fresh database and reports how
 // fast it stored them (rows per second, from the consumer's start until every partition is stored).
-func kafkaThroughput(ctx context.Context, addr string, n int) error {
+func kafkaThroughput(ctx context.Context, addr string, n int) (err error) {
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(4))
 	if err != nil {
 		return fmt.Errorf("starting kfake: %w", err)
@@ -66,7 +67,7 @@ func kafkaThroughput(ctx context.Context, addr string, n int) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer func() { err = errors.Join(err, conn.Close()) }()
 	store, err := chstore.New(conn, codec, chstore.Config{Database: database}, chstore.Deps{})
 	if err != nil {
 		return err

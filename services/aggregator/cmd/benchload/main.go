@@ -13,6 +13,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -36,7 +37,7 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, args []string) error {
+func run(ctx context.Context, args []string) (err error) {
 	fs := flag.NewFlagSet("benchload", flag.ContinueOnError)
 	events := fs.Int64("events", 50_000_000, "events to load")
 	districts := fs.Int64("districts", 1500, "districts to spread them over")
@@ -61,7 +62,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer func() { err = errors.Join(err, conn.Close()) }()
 	perDistrict := (*events + *districts - 1) / *districts
 	lctx := clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{
 		"max_block_size": 1 << 20, "min_insert_block_size_rows": 1 << 20, "max_execution_time": 0,

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -108,8 +109,7 @@ Run 'ctl COMMAND -h' for a command's flags.
 // Run runs the command named by args.
 func Run(ctx context.Context, args []string, e Env) error {
 	if len(args) == 0 {
-		fmt.Fprint(e.Stderr, Usage())
-		return usagef("no command given")
+		return withUsage(e.Stderr, usagef("no command given"))
 	}
 	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		_, err := io.WriteString(e.Stdout, Usage())
@@ -125,25 +125,68 @@ func Run(ctx context.Context, args []string, e Env) error {
 			return err
 		}
 	}
-	fmt.Fprint(e.Stderr, Usage())
-	return usagef("unknown command %q", strings.Join(args[:min(len(args), 2)], " "))
+	return withUsage(e.Stderr, usagef("unknown command %q", strings.Join(args[:min(len(args), 2)], " ")))
 }
 
-// common holds the flags every command takes.
+// withUsage prints the usage text to w and returns err, joined with the write's error if it failed.
+func withUsage(w io.Writer, err error) error {
+	if _, werr := io.WriteString(w, Usage()); werr != nil {
+		return errors.Join(err, werr)
+	}
+	return err
+}
+
+// errWriter writes to w until a write fails and keeps that first error, so that writes with no error
+// path of their own (a flag set's usage, progress callbacks, the rows of a table) are checked once, at
+// the end. It is safe for concurrent use.
+type errWriter struct {
+	mu  sync.Mutex
+	w   io.Writer
+	err error
+}
+
+func (o *errWriter) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.err != nil {
+		return 0, o.err
+	}
+	n, err := o.w.Write(p)
+	o.err = err
+	return n, err
+}
+
+func (o *errWriter) printf(format string, args ...any) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.err == nil {
+		_, o.err = fmt.Fprintf(o.w, format, args...)
+	}
+}
+
+// Err returns the first write error, nil if every write succeeded.
+func (o *errWriter) Err() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.err
+}
+
+// common holds the flags every command takes, and the stderr the flag set writes its messages to.
 type common struct {
 	databaseURL string
 	output      string
+	flagOutput  *errWriter
 }
 
 // newFlags returns a flag set for command name with the common flags registered.
 func newFlags(e Env, name, synopsis string) (*flag.FlagSet, *common) {
 	fs := flag.NewFlagSet("ctl "+name, flag.ContinueOnError)
-	fs.SetOutput(e.Stderr)
+	c := &common{flagOutput: &errWriter{w: e.Stderr}}
+	fs.SetOutput(c.flagOutput)
 	fs.Usage = func() {
-		fmt.Fprintf(e.Stderr, "Usage: ctl %s %s\n", name, synopsis)
+		c.flagOutput.printf("Usage: ctl %s %s\n", name, synopsis)
 		fs.PrintDefaults()
 	}
-	c := &common{}
 	fs.StringVar(&c.databaseURL, "database-url", "", "PostgreSQL URL (default: $"+EnvDatabaseURL+")")
 	fs.StringVar(&c.output, "output", "text", "output format: text or json")
 	return fs, c
@@ -153,8 +196,15 @@ func newFlags(e Env, name, synopsis string) (*flag.FlagSet, *common) {
 // returns flag.ErrHelp, which Run turns into success.
 func parse(fs *flag.FlagSet, c *common, args []string) error {
 	if err := fs.Parse(args); err != nil {
+		werr := c.flagOutput.Err() // the flag set printed the error and its usage
 		if errors.Is(err, flag.ErrHelp) {
+			if werr != nil {
+				return fmt.Errorf("writing usage: %w", werr)
+			}
 			return err
+		}
+		if werr != nil {
+			return errors.Join(usagef("%s: %v", fs.Name(), err), werr)
 		}
 		return usagef("%s: %v", fs.Name(), err)
 	}
@@ -240,14 +290,24 @@ func writeList[T any](w io.Writer, output string, items []T, header []string, ro
 		return writeJSON(w, items)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	out := &errWriter{w: tw}
+	out.printf("%s\n", strings.Join(header, "\t"))
 	for _, it := range items {
-		fmt.Fprintln(tw, strings.Join(row(it), "\t"))
+		out.printf("%s\n", strings.Join(row(it), "\t"))
 	}
-	if err := tw.Flush(); err != nil {
+	if err := flushTable(tw, out); err != nil {
 		return fmt.Errorf("writing list: %w", err)
 	}
 	return nil
+}
+
+// flushTable flushes tw after rows were written to it through out, and returns the first error.
+func flushTable(tw *tabwriter.Writer, out *errWriter) error {
+	err := out.Err()
+	if ferr := tw.Flush(); err == nil {
+		err = ferr
+	}
+	return err
 }
 
 // formatTime renders an optional time in UTC to the second, or "-".

@@ -103,7 +103,9 @@ func runDLQList(ctx context.Context, e Env, args []string) error {
 			return err
 		}
 	}
-	fmt.Fprintf(e.Stderr, "%d dead letters match; showing %d\n", total, len(matched))
+	if _, err := fmt.Fprintf(e.Stderr, "%d dead letters match; showing %d\n", total, len(matched)); err != nil {
+		return err
+	}
 	return writeList(e.Stdout, c.output, matched, []string{"PARTITION/OFFSET", "FAILED", "STAGE", "REASON", "TENANT", "EVENT", "REPLAYED", "DETAIL"},
 		func(d *deadLetter) []string {
 			return []string{fmt.Sprintf("%d/%d", d.Partition, d.Offset), formatTime(&d.FailedAt), d.Stage, d.Reason,
@@ -181,6 +183,7 @@ func runDLQReplay(ctx context.Context, e Env, args []string) error {
 		return err
 	}
 	defer cl.Close()
+	progress := &errWriter{w: e.Stderr} // a failed progress line is reported after the replay, not in its middle
 	const chunk = 500
 	for i := 0; i < len(todo); i += chunk {
 		part := todo[i:min(i+chunk, len(todo))]
@@ -199,9 +202,12 @@ func runDLQReplay(ctx context.Context, e Env, args []string) error {
 		if err := recordReplays(ctx, pool, topics.DLQ, part, *by); err != nil {
 			return err
 		}
-		fmt.Fprintf(e.Stderr, "replayed %d/%d\n", i+len(part), len(todo))
+		progress.printf("replayed %d/%d\n", i+len(part), len(todo))
 	}
-	return report(len(todo))
+	if err := report(len(todo)); err != nil {
+		return err
+	}
+	return progress.Err()
 }
 
 // readDLQ reads the DLQ topic (read_committed) from its start to its current end and calls fn with

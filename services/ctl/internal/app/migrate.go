@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -57,7 +58,8 @@ func runMigrate(ctx context.Context, e Env, args []string) error {
 	if err := tenancy.Migrate(ctx, pool); err != nil {
 		return err
 	}
-	fmt.Fprintln(e.Stderr, "control schema: up to date")
+	stderr := &errWriter{w: e.Stderr} // progress: a failed write is reported at the end, the migration goes on
+	stderr.printf("control schema: up to date\n")
 	store := tenancy.NewFleetStore(tenancy.NewFleet(pool, e.Getenv))
 	defer store.Close()
 	tenants, err := store.Tenants(ctx)
@@ -77,12 +79,7 @@ func runMigrate(ctx context.Context, e Env, args []string) error {
 		byInstance[placed[t.ID]] = append(byInstance[placed[t.ID]], t.ID)
 	}
 
-	var outMu sync.Mutex
-	m := &migrator{store: store, parallel: *parallel, total: len(tenants), out: func(format string, args ...any) {
-		outMu.Lock()
-		defer outMu.Unlock()
-		fmt.Fprintf(e.Stderr, format, args...)
-	}}
+	m := &migrator{store: store, parallel: *parallel, total: len(tenants), out: stderr.printf}
 	var (
 		wg      sync.WaitGroup
 		resMu   sync.Mutex
@@ -118,14 +115,16 @@ func runMigrate(ctx context.Context, e Env, args []string) error {
 			return err
 		}
 	} else {
-		fmt.Fprintf(e.Stdout, "control schema and %d of %d district schemas up to date (%d migrated now, %d already)\n",
-			len(results)-len(failed), len(results), counts[migrateDone], counts[migrateUpToDate])
+		if _, err := fmt.Fprintf(e.Stdout, "control schema and %d of %d district schemas up to date (%d migrated now, %d already)\n",
+			len(results)-len(failed), len(results), counts[migrateDone], counts[migrateUpToDate]); err != nil {
+			return err
+		}
 	}
 	if len(failed) > 0 {
-		return fmt.Errorf("migrating district schemas: %d of %d failed: %s", len(failed), len(results),
-			strings.Join(failed, ", "))
+		return errors.Join(fmt.Errorf("migrating district schemas: %d of %d failed: %s", len(failed), len(results),
+			strings.Join(failed, ", ")), stderr.Err())
 	}
-	return nil
+	return stderr.Err()
 }
 
 // instance migrates the given districts of one instance: its own control schema first (for the offsets

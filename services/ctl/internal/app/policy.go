@@ -34,7 +34,9 @@ func runPolicyGet(ctx context.Context, e Env, args []string) error {
 			return err
 		}
 		if c.output == "text" {
-			fmt.Fprintln(e.Stdout, policySummary(p))
+			if _, err := fmt.Fprintln(e.Stdout, policySummary(p)); err != nil {
+				return err
+			}
 		}
 		return writeJSON(e.Stdout, p)
 	})

@@ -49,6 +49,7 @@ func runRebuild(ctx context.Context, e Env, args []string) error {
 		return err
 	}
 	kcfg = kcfg.ForService("ctl-rebuild")
+	progress := &errWriter{w: e.Stderr} // a failed progress line is reported after the rebuild, not in its middle
 	report, err := rebuild.Run(ctx, fleet, codec, rebuild.Config{
 		TenantID: *tenant, Group: *group, Kafka: kcfg, AllPartitions: *all, DryRun: *dryRun,
 		AllowTruncatedHistory: *truncated,
@@ -58,7 +59,7 @@ func runRebuild(ctx context.Context, e Env, args []string) error {
 				pct = 100 * float64(p.Scanned) / float64(p.Target)
 			}
 			rate := float64(p.Scanned) / max(p.Elapsed.Seconds(), 1e-3)
-			fmt.Fprintf(e.Stderr, "rebuild %s: %-8s scanned %d of %d records (%.0f%%), applied %d, %.0f records/s, %s\n",
+			progress.printf("rebuild %s: %-8s scanned %d of %d records (%.0f%%), applied %d, %.0f records/s, %s\n",
 				*tenant, p.Phase, p.Scanned, p.Target, min(pct, 100), p.Applied, rate, p.Elapsed.Round(time.Millisecond))
 		},
 	})
@@ -75,14 +76,18 @@ func runRebuild(ctx context.Context, e Env, args []string) error {
 		return err
 	}
 	if c.output == "json" {
-		return writeJSON(e.Stdout, report)
+		if err := writeJSON(e.Stdout, report); err != nil {
+			return err
+		}
+		return progress.Err()
 	}
 	tw := tabwriter.NewWriter(e.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TABLE\tLIVE ROWS\tREBUILT ROWS\tSAME")
+	out := &errWriter{w: tw}
+	out.printf("TABLE\tLIVE ROWS\tREBUILT ROWS\tSAME\n")
 	for _, t := range report.Tables {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%v\n", t.Table, t.LiveRows, t.ShadowRows, t.Equal)
+		out.printf("%s\t%d\t%d\t%v\n", t.Table, t.LiveRows, t.ShadowRows, t.Equal)
 	}
-	if err := tw.Flush(); err != nil {
+	if err := flushTable(tw, out); err != nil {
 		return fmt.Errorf("writing report: %w", err)
 	}
 	outcome := "swapped in"
@@ -96,5 +101,8 @@ func runRebuild(ctx context.Context, e Env, args []string) error {
 	_, err = fmt.Fprintf(e.Stdout, "district %s (instance %s, partitions %v): replayed %d of %d records in %s; rebuilt state %s the live one; %s\n",
 		report.TenantID, report.Instance, report.Partitions, report.Applied, report.Scanned,
 		report.Elapsed.Round(time.Millisecond), same, outcome)
-	return err
+	if err != nil {
+		return err
+	}
+	return progress.Err()
 }

@@ -39,7 +39,12 @@ func TestRebuildCommand(t *testing.T) {
 		done <- sink.Run(ctx, sink.Config{AdminAddr: "127.0.0.1:0", DatabaseURL: conf.Secret(url), Group: "edtech-sink",
 			Kafka: kcfg, ConsumerExtra: kafkatest.GroupOpts()}, svc.Runtime{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Tel: tel})
 	}()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("sink: %v", err)
+		}
+	})
 
 	codec, err := svc.NewCodec(t.Context(), kcfg)
 	if err != nil {

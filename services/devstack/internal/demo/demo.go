@@ -56,7 +56,7 @@ var districts = []struct{ id, name string }{
 }
 
 // Run runs the demo until ctx is done.
-func Run(ctx context.Context, opts Options, out io.Writer) error {
+func Run(ctx context.Context, opts Options, out io.Writer) (err error) {
 	dir, err := filepath.Abs(opts.Dir)
 	if err != nil {
 		return err
@@ -75,9 +75,20 @@ func Run(ctx context.Context, opts Options, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer logFile.Close()
+	defer func() {
+		if cerr := logFile.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("closing %s: %w", logPath, cerr))
+		}
+	}()
 	log := obs.NewLogger(logFile, "info", "")
-	say := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
+	// say prints to out until a write fails; Run returns that first error when it ends.
+	var sayErr error
+	say := func(format string, args ...any) {
+		if sayErr == nil {
+			_, sayErr = fmt.Fprintf(out, format+"\n", args...)
+		}
+	}
+	defer func() { err = errors.Join(err, sayErr) }()
 
 	say("starting local PostgreSQL and ClickHouse (reused when already running)...")
 	pgServer, err := devenv.Postgres(ctx)
@@ -100,9 +111,13 @@ func Run(ctx context.Context, opts Options, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer tel.Shutdown(context.WithoutCancel(ctx))
+	defer func() {
+		if err := tel.Shutdown(context.WithoutCancel(ctx)); err != nil {
+			log.Warn("shutting down telemetry", "err", err)
+		}
+	}()
 	say("starting embedded Kafka (data in %s) and every service (logs in %s)...", kafkaDir, logPath)
-	port := freePort
+	port := func(want int) int { return freePort(ctx, want) }
 	if opts.AnyPorts {
 		port = func(int) int { return 0 }
 	}
@@ -175,7 +190,7 @@ Ctrl-C stops the platform (the databases keep running: make servers-down stops t
 // prepareStores creates the demo's databases; when its Kafka starts empty they are recreated, so the
 // stores' offsets never point past a log that no longer exists. Only this demo uses them: their name is
 // its state directory's (DatabaseName), whose lock it holds.
-func prepareStores(ctx context.Context, pgServer, chAddr, database string, fresh bool) (string, error) {
+func prepareStores(ctx context.Context, pgServer, chAddr, database string, fresh bool) (_ string, err error) {
 	admin, err := pgutil.Connect(ctx, pgServer)
 	if err != nil {
 		return "", err
@@ -200,7 +215,7 @@ func prepareStores(ctx context.Context, pgServer, chAddr, database string, fresh
 	if err != nil {
 		return "", err
 	}
-	defer ch.Close()
+	defer func() { err = errors.Join(err, ch.Close()) }()
 	if fresh {
 		if err := chutil.DropDatabase(ctx, ch, database); err != nil {
 			return "", err
@@ -327,7 +342,7 @@ func post(ctx context.Context, gatewayURL, key string, body []byte) (accepted, r
 			Rejected []json.RawMessage `json:"rejected"`
 		}
 		derr := json.NewDecoder(resp.Body).Decode(&ans)
-		resp.Body.Close()
+		_ = resp.Body.Close() // read: the answer is decoded, or derr says why not
 		switch {
 		case resp.StatusCode == http.StatusAccepted && derr == nil:
 			return ans.Accepted, len(ans.Rejected), nil
@@ -345,7 +360,7 @@ func waitForStores(ctx context.Context, chAddr, database, pgURL string, want int
 	if err != nil {
 		return 0, 0, err
 	}
-	defer ch.Close()
+	defer func() { err = errors.Join(err, ch.Close()) }()
 	pool, err := pgutil.Connect(ctx, pgURL)
 	if err != nil {
 		return 0, 0, err
@@ -379,11 +394,14 @@ func waitForStores(ctx context.Context, chAddr, database, pgURL string, want int
 func demoStart() time.Time { return time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -7) }
 
 // freePort returns want if it can be bound on loopback, otherwise 0 (any free port).
-func freePort(want int) int {
-	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", want))
+func freePort(ctx context.Context, want int) int {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", fmt.Sprintf("127.0.0.1:%d", want))
 	if err != nil {
 		return 0
 	}
-	ln.Close()
+	if ln.Close() != nil {
+		return 0
+	}
 	return want
 }

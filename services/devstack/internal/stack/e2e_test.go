@@ -47,14 +47,21 @@ type answer struct {
 
 func post(t *testing.T, url, key string, body []byte) answer {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, url+"/v1/events", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, url+"/v1/events", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
 	req.Header.Set("Authorization", "Bearer "+key)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() {
+		if err := resp.Body.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("gateway answered %d: %s", resp.StatusCode, b)
@@ -331,13 +338,20 @@ func TestEndToEnd(t *testing.T) {
 
 func getJSON(t *testing.T, url, key string, v any) int {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	req.Header.Set("Authorization", "Bearer "+key)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() {
+		if err := resp.Body.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
 	if resp.StatusCode == 200 {
 		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 			t.Fatal(err)

@@ -107,8 +107,7 @@ func Start(ctx context.Context, cfg Config, rt svc.Runtime) (*Stack, error) {
 	s.startQuery(queryListening)
 	for _, name := range []string{Enricher, Aggregator, Sink} {
 		if err := s.StartService(name); err != nil {
-			s.Close()
-			return nil, err
+			return nil, errors.Join(err, s.Close())
 		}
 	}
 	for _, l := range []struct {
@@ -120,11 +119,9 @@ func Start(ctx context.Context, cfg Config, rt svc.Runtime) (*Stack, error) {
 		case addr := <-l.ch:
 			*l.url = "http://" + addr
 		case <-ctx.Done():
-			s.Close()
-			return nil, ctx.Err()
+			return nil, errors.Join(ctx.Err(), s.Close())
 		case <-time.After(60 * time.Second):
-			s.Close()
-			return nil, fmt.Errorf("%s did not start within 60s", l.name)
+			return nil, errors.Join(fmt.Errorf("%s did not start within 60s", l.name), s.Close())
 		}
 	}
 	return s, nil

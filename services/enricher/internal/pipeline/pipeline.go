@@ -130,7 +130,6 @@ func (p *Pipeline) session(ctx context.Context) error {
 		kgo.TransactionalID(p.cfg.TransactionalID),
 		kgo.TransactionTimeout(p.cfg.TransactionTimeout),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.RequireStableFetchOffsets(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.RecordPartitioner(kafkax.NewPartitioner(p.topics.Dedup)),
 		kgo.OnPartitionsAssigned(p.onAssigned),

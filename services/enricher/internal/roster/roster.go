@@ -308,11 +308,9 @@ func (s *Store) Apply(ctx context.Context, ev *records.RawEvent, person, consent
 	if _, err := t.pool.Exec(ctx, query, args...); err != nil {
 		return fmt.Errorf("storing %s context of tenant %s: %w", ev.Type, ev.TenantID, err)
 	}
-	if drop != nil {
-		s.mu.Lock()
-		drop()
-		s.mu.Unlock()
-	}
+	s.mu.Lock()
+	drop() // every record kind above feeds a cache, so each sets drop
+	s.mu.Unlock()
 	return nil
 }
 

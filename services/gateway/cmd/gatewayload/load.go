@@ -170,7 +170,7 @@ func cpuTime() time.Duration {
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond)) }
 
-func run(ctx context.Context, cfg config, progress io.Writer) (report, error) {
+func run(ctx context.Context, cfg config, progress io.Writer) (_ report, err error) {
 	target, reqs := cfg.target, []request(nil)
 	if target == "" {
 		gw, err := startGateway(ctx, cfg)
@@ -179,7 +179,9 @@ func run(ctx context.Context, cfg config, progress io.Writer) (report, error) {
 		}
 		defer gw.close()
 		target = gw.url
-		fmt.Fprintf(progress, "started an in-process gateway at %s (kfake, in-memory keys)\n", target)
+		if _, err := fmt.Fprintf(progress, "started an in-process gateway at %s (kfake, in-memory keys)\n", target); err != nil {
+			return report{}, err
+		}
 		if reqs, err = gw.requests(cfg); err != nil {
 			return report{}, err
 		}
@@ -197,21 +199,29 @@ func run(ctx context.Context, cfg config, progress io.Writer) (report, error) {
 	l := &loader{client: client, url: target + "/v1/events", reqs: reqs}
 
 	if cfg.warmup > 0 {
-		fmt.Fprintf(progress, "warming up for %s\n", cfg.warmup)
+		if _, err := fmt.Fprintf(progress, "warming up for %s\n", cfg.warmup); err != nil {
+			return report{}, err
+		}
 		l.phase(ctx, cfg, cfg.warmup)
 	}
 	if cfg.cpuProfile != "" {
-		f, err := os.Create(cfg.cpuProfile)
-		if err != nil {
-			return report{}, fmt.Errorf("creating cpu profile: %w", err)
+		f, ferr := os.Create(cfg.cpuProfile)
+		if ferr != nil {
+			return report{}, fmt.Errorf("creating cpu profile: %w", ferr)
 		}
-		defer f.Close()
+		defer func() { // after StopCPUProfile wrote the profile
+			if cerr := f.Close(); cerr != nil {
+				err = errors.Join(err, fmt.Errorf("writing cpu profile: %w", cerr))
+			}
+		}()
 		if err := pprof.StartCPUProfile(f); err != nil {
 			return report{}, fmt.Errorf("starting cpu profile: %w", err)
 		}
 		defer pprof.StopCPUProfile()
 	}
-	fmt.Fprintf(progress, "measuring for %s\n", cfg.duration)
+	if _, err := fmt.Fprintf(progress, "measuring for %s\n", cfg.duration); err != nil {
+		return report{}, err
+	}
 	cpu0 := cpuTime()
 	rep := l.phase(ctx, cfg, cfg.duration)
 	rep.cpu = cpuTime() - cpu0
@@ -376,7 +386,7 @@ func (l *loader) send(ctx context.Context, since time.Time, res *result) {
 	}
 	derr := json.NewDecoder(resp.Body).Decode(&ans)
 	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
+	_ = resp.Body.Close() // read to the end above; closing lets the connection be reused
 	if ctx.Err() != nil {
 		return // cut off by the end of the phase: not counted
 	}

@@ -73,8 +73,8 @@ func decodeAssessment(v *validator, b jsontext.Value, ev *records.RawEvent) {
 	v.id("payload.assessment_id", in.AssessmentID, true)
 	r := &records.AssessmentResult{AssessmentID: in.AssessmentID, Scale: in.Scale, Grade: in.Grade, Attempt: 1,
 		CompletedAt: v.optTimestamp("payload.completed_at", in.CompletedAt)}
-	switch {
-	case in.MaxScore == nil:
+	switch in.MaxScore {
+	case nil:
 		v.add("payload.max_score", "is required")
 	default:
 		v.number("payload.max_score", *in.MaxScore, 1e-9, 1e9)

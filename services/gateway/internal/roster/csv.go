@@ -276,7 +276,7 @@ func (d *csvDecoder) readTable(f *zip.File, columns, need []string, delta bool, 
 	if err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrInvalidPackage, name, err)
 	}
-	defer rc.Close() // read-only: nothing to lose on close
+	defer func() { _ = rc.Close() }() // read-only: nothing to lose on close; a bad checksum fails the reads
 	br := bufio.NewReader(&budgetReader{r: rc, d: d})
 	if bom, _ := br.Peek(3); bytes.Equal(bom, []byte("\xef\xbb\xbf")) {
 		_, _ = br.Discard(3)

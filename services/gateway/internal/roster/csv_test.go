@@ -163,10 +163,6 @@ func replace(files []file, name, content string) []file {
 	return append(out, file{name, content})
 }
 
-func without(files []file, names ...string) []file {
-	return slices.DeleteFunc(slices.Clone(files), func(f file) bool { return slices.Contains(names, f.name) })
-}
-
 const usersHeader = "sourcedId,status,dateLastModified,enabledUser,orgSourcedIds,role,username,givenName,familyName,password\n"
 
 func TestBadRowBesideGoodRows(t *testing.T) {

@@ -13,14 +13,21 @@ import (
 
 func (f *fixture) postRaw(t *testing.T, path, key, ctype string, body []byte) (int, map[string]any) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", f.srv.URL+path, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(t.Context(), "POST", f.srv.URL+path, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
 	req.Header.Set("Authorization", "Bearer "+key)
 	req.Header.Set("Content-Type", ctype)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() {
+		if err := resp.Body.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
 	b, _ := io.ReadAll(resp.Body)
 	var out map[string]any
 	if err := json.Unmarshal(b, &out); err != nil {

@@ -103,7 +103,10 @@ func newFixture(t *testing.T, opts ...func(*setup)) *fixture {
 
 func (f *fixture) post(t *testing.T, key, ctype, body string) (int, http.Header, map[string]any) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", f.srv.URL+"/v1/events", strings.NewReader(body))
+	req, err := http.NewRequestWithContext(t.Context(), "POST", f.srv.URL+"/v1/events", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
@@ -112,7 +115,11 @@ func (f *fixture) post(t *testing.T, key, ctype, body string) (int, http.Header,
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() {
+		if err := resp.Body.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
 	var out map[string]any
 	b, _ := io.ReadAll(resp.Body)
 	if err := json.Unmarshal(b, &out); err != nil {

@@ -12,6 +12,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -51,7 +52,7 @@ type district struct {
 	schoolID, classID, stud string
 }
 
-func run(ctx context.Context, args []string) error {
+func run(ctx context.Context, args []string) (err error) {
 	fs := flag.NewFlagSet("dashbench", flag.ContinueOnError)
 	database := fs.String("database", "bench", "ClickHouse database benchload filled")
 	districts := fs.Int("districts", 1500, "districts benchload generated (bench_0 ...)")
@@ -70,7 +71,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer ch.Close()
+	defer func() { err = errors.Join(err, ch.Close()) }()
 	pgServer, err := devenv.Postgres(ctx)
 	if err != nil {
 		return err

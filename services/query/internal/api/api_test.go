@@ -272,7 +272,10 @@ func newFixture(t *testing.T, minDistricts int, audit api.Auditor) fixture {
 
 func (f fixture) get(t *testing.T, cred, path string, v any) int {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, f.srv.URL+path, nil)
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, f.srv.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if cred != "" {
 		req.Header.Set("Authorization", "Bearer "+cred)
 	}
@@ -280,7 +283,11 @@ func (f fixture) get(t *testing.T, cred, path string, v any) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() {
+		if err := resp.Body.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode == http.StatusOK && v != nil {
 		if err := json.Unmarshal(body, v); err != nil {

@@ -472,7 +472,11 @@ func SetConnectable(t testing.TB, name string, ok bool, readers ...*pgxpool.Pool
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(ctx)
+	defer func() {
+		if err := conn.Close(ctx); err != nil {
+			t.Error(err)
+		}
+	}()
 	if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER DATABASE %s ALLOW_CONNECTIONS %v", pgx.Identifier{name}.Sanitize(), ok)); err != nil {
 		t.Fatal(err)
 	}
