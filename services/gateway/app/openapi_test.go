@@ -440,7 +440,7 @@ func TestEventSchemaAgreesWithTheValidator(t *testing.T) {
 	extra := []string{ // optional fields, nulls and every payload field
 		`{"event_id":"6F1C2B7E-8A3D-4C1E-9F00-000000000001","type":"attendance","occurred_at":"2026-11-20T08:00:00.123+01:00","schema_version":1,
 		  "actor":{"sis_id":"S1","role":"teacher"},"school_id":"sch1","class_id":null,"session_id":"",
-		  "payload":{"status":"excused","date":"2026-11-20","minutes_present":0,"reason":"doctor"}}`,
+		  "payload":{"status":"excused","date":"2026-11-20","minutes_present":0,"reason":"doctor:\r\n\tflu"}}`,
 		`{"event_id":"6f1c2b7e-8a3d-4c1e-9f00-000000000002","type":"assessment_result","occurred_at":"2026-11-20T08:00:00Z","schema_version":null,
 		  "actor":{"sis_id":"S1","role":"student"},"payload":{"assessment_id":"a","score":0,"max_score":0.5,"scale":"pct","grade":"B","attempt":2,"completed_at":null}}`,
 		`{"event_id":"6f1c2b7e-8a3d-4c1e-9f00-000000000003","type":"assignment_submission","occurred_at":"2026-11-20T08:00:00Z",
@@ -484,6 +484,12 @@ func TestEventSchemaAgreesWithTheValidator(t *testing.T) {
 		"minutes out of range":  strings.Replace(valid, `"minutes_present":0`, `"minutes_present":2000`, 1),
 		"schema version 2":      strings.Replace(valid, `"schema_version":1`, `"schema_version":2`, 1),
 		"empty sis id":          strings.Replace(valid, `"sis_id":"S1"`, `"sis_id":""`, 1),
+		"nul in sis id":         strings.Replace(valid, `"sis_id":"S1"`, `"sis_id":"S\u00001"`, 1),
+		"line break in school":  strings.Replace(valid, `"school_id":"sch1"`, `"school_id":"sch\n1"`, 1),
+		"escape in reason":      strings.Replace(valid, `"reason":"doctor`, `"reason":"\u001bdoctor`, 1),
+		"c1 in reason":          strings.Replace(valid, `"reason":"doctor`, `"reason":"\u0085doctor`, 1),
+		"oversized reason":      strings.Replace(valid, `"reason":"doctor`, `"reason":"`+strings.Repeat("x", 4097), 1),
+		"oversized sis id":      strings.Replace(valid, `"sis_id":"S1"`, `"sis_id":"`+strings.Repeat("x", 257)+`"`, 1),
 	}
 	for name, e := range wrong {
 		if e == valid {

@@ -183,6 +183,9 @@ func Validate(raw []json.RawMessage, meta Meta) ([]Accepted, []Rejected) {
 	seen := make(map[string]int, len(raw))
 	for i, r := range raw {
 		ev, id, errs := decodeEvent(r, meta)
+		if records.CheckText(id, records.MaxIDBytes, records.Line) != "" {
+			id = "" // not echoed: the answer and the DLQ record carry only what they can hold
+		}
 		if len(errs) == 0 {
 			if first, dup := seen[id]; dup {
 				errs = append(errs, FieldError{Field: "event_id", Message: fmt.Sprintf("duplicate of event %d in this batch", first)})
@@ -231,7 +234,7 @@ func decodeEvent(b []byte, meta Meta) (*records.RawEvent, string, []FieldError) 
 		var idOnly struct {
 			EventID string `json:"event_id"`
 		}
-		_ = jsonv2.Unmarshal(b, &idOnly)
+		_ = jsonv2.Unmarshal(b, &idOnly, jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
 		return nil, idOnly.EventID, v.errs
 	}
 	ev := &records.RawEvent{
@@ -259,9 +262,7 @@ func decodeEvent(b []byte, meta Meta) (*records.RawEvent, string, []FieldError) 
 		v.add("actor", "is required")
 	} else {
 		v.id("actor.sis_id", in.Actor.SISID, true)
-		if !roles[in.Actor.Role] {
-			v.add("actor.role", "must be one of student, teacher, administrator, aide, guardian, parent, proctor")
-		}
+		v.oneOf("actor.role", in.Actor.Role, roles, "student, teacher, administrator, aide, guardian, parent, proctor")
 		ev.Actor = records.Actor{SISID: in.Actor.SISID, Role: in.Actor.Role}
 	}
 	v.id("school_id", deref(in.SchoolID), false)
@@ -272,6 +273,7 @@ func decodeEvent(b []byte, meta Meta) (*records.RawEvent, string, []FieldError) 
 	switch {
 	case in.Type == "":
 		v.add("type", "is required")
+	case !ok && !v.text("type", in.Type, records.MaxIDBytes, records.Line):
 	case !ok:
 		v.add("type", fmt.Sprintf("unknown event type %q; known: %s", in.Type, strings.Join(eventTypes(), ", ")))
 	case len(in.Payload) == 0 || string(in.Payload) == "null":

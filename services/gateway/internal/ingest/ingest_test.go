@@ -265,3 +265,106 @@ func TestTrailingDataIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// fullEvents are valid events of every type with every string field present.
+var fullEvents = []string{
+	`{"event_id":"6f1c2b7e-8a3d-4c1e-9f00-000000000001","type":"attendance","occurred_at":"2026-11-20T08:00:00Z",
+	  "actor":{"sis_id":"S1","role":"student"},"school_id":"sch1","class_id":"c1","session_id":"s1",
+	  "payload":{"status":"excused","date":"2026-11-20","reason":"doctor"}}`,
+	`{"event_id":"6f1c2b7e-8a3d-4c1e-9f00-000000000002","type":"assessment_result","occurred_at":"2026-11-20T08:00:00Z",
+	  "actor":{"sis_id":"S1","role":"student"},"payload":{"assessment_id":"a","score":1,"max_score":2,"scale":"pct","grade":"B","completed_at":"2026-11-20T08:00:00Z"}}`,
+	`{"event_id":"6f1c2b7e-8a3d-4c1e-9f00-000000000003","type":"assignment_submission","occurred_at":"2026-11-20T08:00:00Z",
+	  "actor":{"sis_id":"S1","role":"student"},"payload":{"assignment_id":"hw","due_at":"2026-11-20T08:00:00Z","submitted_at":"2026-11-20T08:00:00Z","status":"submitted"}}`,
+	`{"event_id":"6f1c2b7e-8a3d-4c1e-9f00-000000000004","type":"session","occurred_at":"2026-11-20T08:00:00Z",
+	  "actor":{"sis_id":"S1","role":"student"},"payload":{"action":"login","session_id":"x","device":"ipad","app":"lms"}}`,
+	`{"event_id":"6f1c2b7e-8a3d-4c1e-9f00-000000000005","type":"content_view","occurred_at":"2026-11-20T08:00:00Z",
+	  "actor":{"sis_id":"S1","role":"student"},"payload":{"content_id":"v","content_type":"video","duration_seconds":1}}`,
+}
+
+// stringFields returns the dotted path of every string value of a JSON object.
+func stringFields(prefix string, v any) []string {
+	var out []string
+	switch v := v.(type) {
+	case string:
+		return []string{prefix}
+	case map[string]any:
+		for k, e := range v {
+			out = append(out, stringFields(join(prefix, k), e)...)
+		}
+	}
+	return out
+}
+
+// setField replaces the string at path in the decoded object m with f of it.
+func setField(m map[string]any, path string, f func(string) string) {
+	parts := strings.Split(path, ".")
+	for _, p := range parts[:len(parts)-1] {
+		m = m[p].(map[string]any)
+	}
+	last := parts[len(parts)-1]
+	m[last] = f(m[last].(string))
+}
+
+// TestEveryStringFieldIsChecked: in every string field of every event type, a control character (NUL,
+// escape, DEL, C1; a line break outside free text) and a value over the field's limit are rejected
+// with an error naming that field; free text keeps its tabs and line breaks.
+func TestEveryStringFieldIsChecked(t *testing.T) {
+	mutations := []struct {
+		name, msg string
+		f         func(string) string
+	}{
+		{"nul", "must not contain control characters", func(s string) string { return s + "\x00x" }},
+		{"escape", "must not contain control characters", func(s string) string { return "\x1b" + s }},
+		{"del", "must not contain control characters", func(s string) string { return s + "\x7f" }},
+		{"c1", "must not contain control characters", func(s string) string { return s + "\u0085" }},
+		{"one megabyte", "must be at most", func(s string) string { return s + strings.Repeat("x", 1<<20) }},
+	}
+	checked := 0
+	for _, valid := range fullEvents {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(valid), &m); err != nil {
+			t.Fatal(err)
+		}
+		if acc, rej := Validate([]json.RawMessage{json.RawMessage(valid)}, meta); len(acc) != 1 {
+			t.Fatalf("valid event rejected: %+v", rej)
+		}
+		for _, field := range stringFields("", m) {
+			checked++
+			for _, mu := range mutations {
+				var bad map[string]any
+				_ = json.Unmarshal([]byte(valid), &bad)
+				setField(bad, field, mu.f)
+				b, err := json.Marshal(bad)
+				if err != nil {
+					t.Fatal(err)
+				}
+				acc, rej := Validate([]json.RawMessage{b}, meta)
+				if len(acc) != 0 || len(rej) != 1 || !hasError(rej[0].Errors, field, mu.msg) {
+					t.Errorf("%s in %s of %s: accepted %d, rejected %+v", mu.name, field, m["type"], len(acc), rej)
+				}
+			}
+		}
+	}
+	if checked != 45 {
+		t.Fatalf("checked %d string fields, want 45", checked)
+	}
+	multiline := strings.Replace(fullEvents[0], `"doctor"`, `"doctor:\r\n\tflu"`, 1)
+	if acc, rej := Validate([]json.RawMessage{json.RawMessage(multiline)}, meta); len(acc) != 1 {
+		t.Fatalf("a reason with a tab and line breaks was rejected: %+v", rej)
+	}
+	for _, field := range []string{"sis_id", "school_id"} {
+		bad := strings.Replace(fullEvents[0], `"`+field+`":"`, `"`+field+`":"a\n`, 1)
+		if _, rej := Validate([]json.RawMessage{json.RawMessage(bad)}, meta); len(rej) != 1 {
+			t.Errorf("a line break in %s was accepted", field)
+		}
+	}
+}
+
+func hasError(errs []FieldError, field, msgPrefix string) bool {
+	for _, e := range errs {
+		if e.Field == field && strings.HasPrefix(e.Message, msgPrefix) {
+			return true
+		}
+	}
+	return false
+}

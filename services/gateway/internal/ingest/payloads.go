@@ -47,6 +47,7 @@ func decodeAttendance(v *validator, b jsontext.Value, ev *records.RawEvent) {
 		return
 	}
 	v.oneOf("payload.status", in.Status, attendanceStatuses, "present, absent, tardy, excused, early_departure, remote")
+	v.optText("payload.reason", in.Reason, maxReasonBytes, records.Multiline)
 	a := &records.Attendance{Status: in.Status, Date: v.date("payload.date", in.Date), MinutesPresent: in.MinutesPresent, Reason: in.Reason}
 	if in.MinutesPresent != nil && (*in.MinutesPresent < 0 || *in.MinutesPresent > 24*60) {
 		v.add("payload.minutes_present", "must be between 0 and 1440")
@@ -71,6 +72,8 @@ func decodeAssessment(v *validator, b jsontext.Value, ev *records.RawEvent) {
 		return
 	}
 	v.id("payload.assessment_id", in.AssessmentID, true)
+	v.optText("payload.scale", in.Scale, records.MaxIDBytes, records.Line)
+	v.optText("payload.grade", in.Grade, records.MaxIDBytes, records.Line)
 	r := &records.AssessmentResult{AssessmentID: in.AssessmentID, Scale: in.Scale, Grade: in.Grade, Attempt: 1,
 		CompletedAt: v.optTimestamp("payload.completed_at", in.CompletedAt)}
 	switch in.MaxScore {
@@ -141,6 +144,9 @@ func decodeSession(v *validator, b jsontext.Value, ev *records.RawEvent) {
 		return
 	}
 	v.oneOf("payload.action", in.Action, sessionActions, "login, logout")
+	v.optText("payload.session_id", in.SessionID, records.MaxIDBytes, records.Line)
+	v.optText("payload.device", in.Device, maxClientBytes, records.Line)
+	v.optText("payload.app", in.App, maxClientBytes, records.Line)
 	if in.DurationSeconds != nil && (*in.DurationSeconds < 0 || *in.DurationSeconds > 7*24*3600) {
 		v.add("payload.duration_seconds", "must be between 0 and 604800")
 	}

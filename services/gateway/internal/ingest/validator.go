@@ -4,7 +4,8 @@ import (
 	"fmt"
 	"math"
 	"time"
-	"unicode/utf8"
+
+	"github.com/edtech-analytics/platform/libs/records"
 )
 
 // validator collects field errors.
@@ -18,6 +19,7 @@ func (v *validator) uuid(field, s string) {
 	switch {
 	case s == "":
 		v.add(field, "is required")
+	case !v.text(field, s, records.MaxIDBytes, records.Line):
 	case !isUUID(s):
 		v.add(field, "must be a UUID")
 	}
@@ -43,31 +45,52 @@ func isUUID(s string) bool {
 	return true
 }
 
-// maxIDLen bounds identifiers (SIS ids, school, class, content ids).
-const maxIDLen = 256
+// Limits of the event's text fields beyond identifiers (records.MaxIDBytes), in bytes of UTF-8. Every
+// string field has one, documented as maxLength in api/openapi.yaml: a value Kafka or a store cannot take
+// must be refused here, as that event's error, not found later.
+const (
+	maxClientBytes = 1024 // payload.device and payload.app: single-line text such as a user agent
+	maxReasonBytes = 4096 // payload.reason: free text, the one field that may hold tab and line breaks
+	maxTimeBytes   = 64   // timestamps and dates, far longer than any RFC 3339 form
+)
 
-func (v *validator) id(field, s string, required bool) {
-	switch {
-	case s == "" && required:
-		v.add(field, "is required")
-	case len(s) > maxIDLen:
-		v.add(field, fmt.Sprintf("must be at most %d bytes", maxIDLen))
-	case !utf8.ValidString(s):
-		v.add(field, "must be valid UTF-8")
+// text checks a value of a text field: valid UTF-8, no control characters beyond those kind allows, at
+// most limit bytes.
+func (v *validator) text(field, s string, limit int, kind records.Text) bool {
+	if msg := records.CheckText(s, limit, kind); msg != "" {
+		v.add(field, msg)
+		return false
 	}
+	return true
+}
+
+// optText checks an optional text field.
+func (v *validator) optText(field string, s *string, limit int, kind records.Text) {
+	if s != nil {
+		v.text(field, *s, limit, kind)
+	}
+}
+
+// id checks an identifier.
+func (v *validator) id(field, s string, required bool) {
+	if s == "" {
+		if required {
+			v.add(field, "is required")
+		}
+		return
+	}
+	v.text(field, s, records.MaxIDBytes, records.Line)
 }
 
 func (v *validator) oneOf(field, s string, allowed map[string]bool, list string) {
 	switch {
 	case s == "":
 		v.add(field, "is required")
+	case !v.text(field, s, records.MaxIDBytes, records.Line):
 	case !allowed[s]:
 		v.add(field, "must be one of "+list)
 	}
 }
-
-// earliest bounds timestamps from below: nothing in the platform predates it.
-var earliest = time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // timestamp parses an RFC 3339 timestamp, truncated to milliseconds (the wire precision).
 func (v *validator) timestamp(field, s string, required bool) time.Time {
@@ -77,16 +100,15 @@ func (v *validator) timestamp(field, s string, required bool) time.Time {
 		}
 		return time.Time{}
 	}
+	if !v.text(field, s, maxTimeBytes, records.Line) {
+		return time.Time{}
+	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
 		v.add(field, "must be an RFC 3339 timestamp such as 2026-09-01T08:30:00Z")
 		return time.Time{}
 	}
-	if t.Before(earliest) || t.Year() > 9999 {
-		v.add(field, "is out of range")
-		return time.Time{}
-	}
-	return t.UTC().Truncate(time.Millisecond)
+	return v.inRange(field, t.UTC().Truncate(time.Millisecond))
 }
 
 func (v *validator) optTimestamp(field string, s *string) *time.Time {
@@ -106,12 +128,23 @@ func (v *validator) date(field, s string) time.Time {
 		v.add(field, "is required")
 		return time.Time{}
 	}
+	if !v.text(field, s, maxTimeBytes, records.Line) {
+		return time.Time{}
+	}
 	t, err := time.Parse(time.DateOnly, s)
 	if err != nil {
 		v.add(field, "must be a date such as 2026-09-01")
 		return time.Time{}
 	}
-	if t.Before(earliest) {
+	return v.inRange(field, t)
+}
+
+// earliest bounds timestamps from below: nothing in the platform predates it.
+var earliest = time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// inRange returns t, or the zero time with a field error when it is out of range.
+func (v *validator) inRange(field string, t time.Time) time.Time {
+	if t.Before(earliest) || t.Year() > 9999 {
 		v.add(field, "is out of range")
 		return time.Time{}
 	}

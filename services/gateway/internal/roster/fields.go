@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/services/gateway/internal/ingest"
@@ -46,11 +45,20 @@ const (
 	always        // required even for tobedeleted: what a deletion must still say
 )
 
-const (
-	maxIDLen   = 256     // sourcedIds and other identifiers
-	maxTextLen = 1 << 16 // any other text
-	maxSkew    = 24 * time.Hour
+// textLimit is what a text field may hold: at most bytes bytes, and the control characters kind allows.
+type textLimit struct {
+	bytes int
+	kind  records.Text
+}
+
+var (
+	// idText is sourcedIds, references, enumerations, dates and metadata keys: single-line.
+	idText = textLimit{records.MaxIDBytes, records.Line}
+	// freeText is any other text (names, titles, descriptions, comments): it may hold tab and line breaks.
+	freeText = textLimit{1 << 16, records.Multiline}
 )
+
+const maxSkew = 24 * time.Hour
 
 // earliest bounds dates and timestamps from below: nothing in the platform predates it.
 var earliest = time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -106,19 +114,9 @@ func (r *rec) missing(f field, n need) {
 }
 
 // checkText returns what is wrong with a text value, or "".
-func checkText(v string, limit int) string {
-	switch {
-	case !utf8.ValidString(v):
-		return "must be valid UTF-8"
-	case strings.IndexByte(v, 0) >= 0:
-		return "must not contain NUL characters"
-	case len(v) > limit:
-		return fmt.Sprintf("must be at most %d bytes", limit)
-	}
-	return ""
-}
+func checkText(v string, l textLimit) string { return records.CheckText(v, l.bytes, l.kind) }
 
-func (r *rec) scalar(f field, n need, v, problem string, limit int) string {
+func (r *rec) scalar(f field, n need, v, problem string, limit textLimit) string {
 	if problem != "" {
 		r.add(f, problem)
 		return ""
@@ -134,7 +132,7 @@ func (r *rec) scalar(f field, n need, v, problem string, limit int) string {
 	return v
 }
 
-func (r *rec) list(f field, n need, vs []string, problem string, limit int) []string {
+func (r *rec) list(f field, n need, vs []string, problem string, limit textLimit) []string {
 	if problem != "" {
 		r.add(f, problem)
 		return []string{}
@@ -155,7 +153,7 @@ func (r *rec) list(f field, n need, vs []string, problem string, limit int) []st
 // str is a text field.
 func (r *rec) str(f field, n need) string {
 	v, p := r.src.text(f)
-	return r.scalar(f, n, v, p, maxTextLen)
+	return r.scalar(f, n, v, p, freeText)
 }
 
 // opt is an optional text field, nil when absent.
@@ -164,25 +162,25 @@ func (r *rec) opt(f field) *string { return ptr(r.str(f, optional)) }
 // id is an identifier field.
 func (r *rec) id(f field, n need) string {
 	v, p := r.src.text(f)
-	return r.scalar(f, n, v, p, maxIDLen)
+	return r.scalar(f, n, v, p, idText)
 }
 
 func (r *rec) strs(f field) []string {
 	vs, p := r.src.texts(f)
-	return r.list(f, optional, vs, p, maxTextLen)
+	return r.list(f, optional, vs, p, freeText)
 }
 
 // ref is a reference to another record by sourcedId.
 func (r *rec) ref(f field, n need) string {
 	v, p := r.src.ref(f)
-	return r.scalar(f, n, v, p, maxIDLen)
+	return r.scalar(f, n, v, p, idText)
 }
 
 func (r *rec) optRef(f field) *string { return ptr(r.ref(f, optional)) }
 
 func (r *rec) refs(f field, n need) []string {
 	vs, p := r.src.refs(f)
-	return r.list(f, n, vs, p, maxIDLen)
+	return r.list(f, n, vs, p, idText)
 }
 
 // enumSet is the values of a OneRoster enumeration; extensible ones also take "ext:" values.
@@ -306,7 +304,7 @@ func (r *rec) userIDs(f field) []records.UserID {
 	}
 	for i, id := range ids {
 		for _, part := range []struct{ name, v string }{{"type", id.Type}, {"identifier", id.Identifier}} {
-			msg := checkText(part.v, maxIDLen)
+			msg := checkText(part.v, idText)
 			if part.v == "" {
 				msg = "is required"
 			}
@@ -328,9 +326,9 @@ func (r *rec) metadata() map[string]string {
 	}
 	for _, k := range slices.Sorted(maps.Keys(m)) {
 		v := m[k]
-		msg := checkText(k, maxIDLen)
+		msg := checkText(k, idText)
 		if msg == "" {
-			msg = checkText(v, maxTextLen)
+			msg = checkText(v, freeText)
 		}
 		if msg != "" {
 			r.add(f, fmt.Sprintf("%q: %s", k, msg))

@@ -36,7 +36,8 @@
 // type, class type, user roles and role types, enrollment role, sex, score status), and the
 // extensible ones also accept "ext:" values. Required references must be present. A tobedeleted
 // record needs only its sourcedId, dateLastModified and, for enrollments and results, the person it
-// is about; whatever else it carries is still checked. Text must be valid UTF-8 without NUL.
+// is about; whatever else it carries is still checked. Text must be valid UTF-8 without control
+// characters (free text may hold tab and line breaks).
 // Booleans are JSON booleans (or "true"/"false" strings, as OneRoster 1.1 sent them), and in CSV
 // true/false in any case. metadata objects become map[string]string (scalars as text, nested values as
 // compact JSON); in CSV, metadata.* columns fill the same map. Passwords are never carried, not even

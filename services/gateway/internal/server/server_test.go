@@ -282,3 +282,73 @@ func TestKafkaUnavailableIs503(t *testing.T) {
 		t.Fatalf("got %d %v", code, out)
 	}
 }
+
+// fieldErrors returns the errors of the answer's rejected events by index, as "field: message".
+func fieldErrors(t *testing.T, out map[string]any) map[int][]string {
+	t.Helper()
+	got := map[int][]string{}
+	rej, ok := out["rejected"].([]any)
+	if !ok {
+		t.Fatalf("answer has no rejected list: %v", out)
+	}
+	for _, r := range rej {
+		r := r.(map[string]any)
+		for _, e := range r["errors"].([]any) {
+			e := e.(map[string]any)
+			got[int(r["index"].(float64))] = append(got[int(r["index"].(float64))], e["field"].(string)+": "+e["message"].(string))
+		}
+	}
+	return got
+}
+
+// TestControlCharactersAreFieldErrors: an escaped NUL in a SIS id or a school id (which PostgreSQL
+// cannot store) rejects that event with an error naming the field; the rest of the batch is accepted.
+func TestControlCharactersAreFieldErrors(t *testing.T) {
+	f := newFixture(t)
+	sis := strings.Replace(event(2, "present"), `"sis_id":"S2"`, `"sis_id":"seca-st9\u0000x"`, 1)
+	school := strings.Replace(event(3, "present"), `"school_id":"sch1"`, `"school_id":"sch\u0000ool"`, 1)
+	reason := strings.Replace(event(4, "excused"), `"date":"2026-11-20"`, `"date":"2026-11-20","reason":"flu\u0085"`, 1)
+	code, _, out := f.post(t, "good", "application/json", batch(event(1, "present"), sis, school, reason))
+	if code != http.StatusAccepted || out["accepted"] != 1.0 {
+		t.Fatalf("answer %d %v", code, out)
+	}
+	want := map[int][]string{
+		1: {"actor.sis_id: must not contain control characters"},
+		2: {"school_id: must not contain control characters"},
+		3: {"payload.reason: must not contain control characters"},
+	}
+	if got := fieldErrors(t, out); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("rejected %v, want %v", got, want)
+	}
+	if ids := f.rawEventIDs(t); len(ids) != 1 || ids[eventID(1)] != 1 {
+		t.Fatalf("raw holds %v", ids)
+	}
+}
+
+// TestOversizedFieldsAreFieldErrors: a megabyte in a free-text field is that event's field error (it
+// used to reach Kafka, which refused the record, and the client was told to retry forever).
+func TestOversizedFieldsAreFieldErrors(t *testing.T) {
+	f := newFixture(t, func(s *setup) { s.limits = server.Limits{MaxBodyBytes: 8 << 20, MaxEvents: 10} })
+	mb := strings.Repeat("x", 1<<20)
+	header := func(i int, typ string) string {
+		return fmt.Sprintf(`{"event_id":%q,"type":%q,"occurred_at":"2026-11-20T08:00:00Z","actor":{"sis_id":"S1","role":"student"},`, eventID(i), typ)
+	}
+	events := []string{
+		strings.Replace(event(1, "excused"), `"date":"2026-11-20"`, `"date":"2026-11-20","reason":"`+mb+`"`, 1),
+		header(2, "session") + `"payload":{"action":"login","device":"` + mb + `"}}`,
+		header(3, "assessment_result") + `"payload":{"assessment_id":"a","score":1,"max_score":2,"scale":"` + mb + `","grade":"` + mb + `"}}`,
+		event(4, "present"),
+	}
+	code, _, out := f.post(t, "good", "application/json", batch(events...))
+	if code != http.StatusAccepted || out["accepted"] != 1.0 {
+		t.Fatalf("answer %d %.500v", code, out)
+	}
+	want := map[int][]string{
+		0: {"payload.reason: must be at most 4096 bytes"},
+		1: {"payload.device: must be at most 1024 bytes"},
+		2: {"payload.scale: must be at most 256 bytes", "payload.grade: must be at most 256 bytes"},
+	}
+	if got := fieldErrors(t, out); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("rejected %v, want %v", got, want)
+	}
+}
