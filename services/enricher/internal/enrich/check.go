@@ -26,8 +26,11 @@ func check(raw *records.RawEvent) []records.FieldError {
 	if tenancy.ValidSourceID(raw.SourceID) != nil {
 		add("source_id", "is not a valid source id")
 	}
-	if raw.OccurredAt.IsZero() || raw.OccurredAt.Before(time.Date(1970, 1, 2, 0, 0, 0, 0, time.UTC)) {
+	switch {
+	case raw.OccurredAt.IsZero():
 		add("occurred_at", "is required")
+	case !records.InTimeRange(raw.OccurredAt): // the gateway refuses these; replays of old data may not
+		add("occurred_at", records.OutOfRange)
 	}
 	if !records.IsRosterType(raw.Type) {
 		if raw.Actor.SISID == "" {

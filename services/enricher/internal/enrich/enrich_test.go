@@ -150,20 +150,27 @@ func TestDeadLetterReasons(t *testing.T) {
 	badStatus.User.Status = "deleted"
 	mismatch := valid("d1")
 	mismatch.ContentView = &records.ContentView{ContentID: "c", ContentType: "video"}
+	before1970 := valid("d1")
+	before1970.OccurredAt = records.MinTime.Add(-time.Millisecond)
+	after2105 := valid("d1")
+	after2105.OccurredAt = records.EndTime
 
 	tests := []struct {
 		name, reason, field string
 		value               []byte
 		decodable           bool
+		message             string // of the first error, when given
 	}{
-		{"not avro", records.ReasonUndecodable, "", []byte("not avro"), false},
-		{"unknown schema id", records.ReasonUnknownSchema, "", unknownID, false},
-		{"unsupported schema version", records.ReasonUnknownSchema, "schema_version", encode(v2), true},
-		{"missing sis id", records.ReasonInvalidField, "actor.sis_id", encode(noSIS), true},
-		{"bad roster status", records.ReasonInvalidField, "roster_user.status", encode(badStatus), true},
-		{"two payloads", records.ReasonInvalidField, "type", encode(mismatch), true},
-		{"unknown tenant", records.ReasonOther, "tenant_id", encode(valid("nowhere")), true},
-		{"policy violation", records.ReasonPolicyViolation, "attendance.reason", encode(valid("d2")), true},
+		{"not avro", records.ReasonUndecodable, "", []byte("not avro"), false, ""},
+		{"unknown schema id", records.ReasonUnknownSchema, "", unknownID, false, ""},
+		{"unsupported schema version", records.ReasonUnknownSchema, "schema_version", encode(v2), true, ""},
+		{"missing sis id", records.ReasonInvalidField, "actor.sis_id", encode(noSIS), true, ""},
+		{"bad roster status", records.ReasonInvalidField, "roster_user.status", encode(badStatus), true, ""},
+		{"two payloads", records.ReasonInvalidField, "type", encode(mismatch), true, ""},
+		{"occurred before 1970", records.ReasonInvalidField, "occurred_at", encode(before1970), true, records.OutOfRange},
+		{"occurred after 2105", records.ReasonInvalidField, "occurred_at", encode(after2105), true, records.OutOfRange},
+		{"unknown tenant", records.ReasonOther, "tenant_id", encode(valid("nowhere")), true, ""},
+		{"policy violation", records.ReasonPolicyViolation, "attendance.reason", encode(valid("d2")), true, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -180,6 +187,9 @@ func TestDeadLetterReasons(t *testing.T) {
 			}
 			if tt.field != "" && (len(d.Errors) == 0 || d.Errors[0].Field != tt.field) {
 				t.Fatalf("errors = %+v, want field %s", d.Errors, tt.field)
+			}
+			if tt.message != "" && d.Errors[0].Message != tt.message {
+				t.Fatalf("error message = %q, want %q", d.Errors[0].Message, tt.message)
 			}
 			if (d.TenantID != nil) != tt.decodable {
 				t.Fatalf("tenant id = %v", d.TenantID)

@@ -139,13 +139,11 @@ func (v *validator) date(field, s string) time.Time {
 	return v.inRange(field, t)
 }
 
-// earliest bounds timestamps from below: nothing in the platform predates it.
-var earliest = time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC)
-
-// inRange returns t, or the zero time with a field error when it is out of range.
+// inRange returns t, or the zero time with a field error when a store could not hold it (checked here
+// once: the enricher, ClickHouse and PostgreSQL then take every accepted time).
 func (v *validator) inRange(field string, t time.Time) time.Time {
-	if t.Before(earliest) || t.Year() > 9999 {
-		v.add(field, "is out of range")
+	if !records.InTimeRange(t) {
+		v.add(field, records.OutOfRange)
 		return time.Time{}
 	}
 	return t

@@ -279,7 +279,7 @@ func buildEnrollment(r *rec) *records.RawEvent {
 
 func buildDemographics(r *rec) *records.RawEvent {
 	d := &records.Demographics{SourcedID: r.sourcedID, Status: r.status, DateLastModified: r.modified, Metadata: r.meta,
-		BirthDate:                            r.date(same("birthDate"), optional),
+		BirthDate:                            r.birthDate(same("birthDate")),
 		Sex:                                  ptr(r.enum(same("sex"), sexes, optional)),
 		AmericanIndianOrAlaskaNative:         r.flag(same("americanIndianOrAlaskaNative"), optional),
 		Asian:                                r.flag(same("asian"), optional),

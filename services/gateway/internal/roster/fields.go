@@ -60,8 +60,12 @@ var (
 
 const maxSkew = 24 * time.Hour
 
-// earliest bounds dates and timestamps from below: nothing in the platform predates it.
-var earliest = time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC)
+// earliestBirth bounds birth dates from below. Other dates and timestamps lie in the range every store
+// holds (records.InTimeRange); birth dates predate 1970 for staff, and they are kept only in PostgreSQL
+// and the archive, which hold any date, never in ClickHouse.
+var earliestBirth = time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC)
+
+const birthOutOfRange = "is out of range (1900-01-01 to 2105-12-31)"
 
 // rec reads and checks one record's fields, collecting field errors.
 type rec struct {
@@ -210,8 +214,27 @@ func (r *rec) enum(f field, s enumSet, n need) string {
 	return v
 }
 
-// date is a calendar date, YYYY-MM-DD.
+// date is a calendar date, YYYY-MM-DD, in the range every store holds.
 func (r *rec) date(f field, n need) *time.Time {
+	t := r.calendarDate(f, n)
+	if t == nil {
+		return nil
+	}
+	return r.inRange(f, *t)
+}
+
+// birthDate is a date of birth, from 1900 on.
+func (r *rec) birthDate(f field) *time.Time {
+	t := r.calendarDate(f, optional)
+	if t != nil && (t.Before(earliestBirth) || !t.Before(records.EndTime)) {
+		r.add(f, birthOutOfRange)
+		return nil
+	}
+	return t
+}
+
+// calendarDate parses a YYYY-MM-DD date.
+func (r *rec) calendarDate(f field, n need) *time.Time {
 	v := r.id(f, n)
 	if v == "" {
 		return nil
@@ -221,7 +244,7 @@ func (r *rec) date(f field, n need) *time.Time {
 		r.add(f, "must be a date such as 2026-09-01")
 		return nil
 	}
-	return r.inRange(f, t)
+	return &t
 }
 
 // instant is an RFC 3339 timestamp or, where dateOK, also a date (midnight UTC), truncated to
@@ -256,9 +279,10 @@ func (r *rec) modifiedAt(f field, n need) *time.Time {
 	return t
 }
 
+// inRange returns t, or nil with a field error when a store could not hold it.
 func (r *rec) inRange(f field, t time.Time) *time.Time {
-	if t.Before(earliest) || t.Year() > 9999 {
-		r.add(f, "is out of range")
+	if !records.InTimeRange(t) {
+		r.add(f, records.OutOfRange)
 		return nil
 	}
 	return &t

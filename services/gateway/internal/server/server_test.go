@@ -352,3 +352,36 @@ func TestOversizedFieldsAreFieldErrors(t *testing.T) {
 		t.Fatalf("rejected %v, want %v", got, want)
 	}
 }
+
+// TestTimesOutsideWhatStoresHoldAreFieldErrors: timestamps and dates are checked once, here, against
+// the range every store holds (ClickHouse's Date and DateTime: 1970 to 2105); the bounds themselves are
+// accepted.
+func TestTimesOutsideWhatStoresHoldAreFieldErrors(t *testing.T) {
+	f := newFixture(t)
+	at := func(i int, occurred, date string) string {
+		return strings.Replace(strings.Replace(event(i, "present"), "2026-11-20T08:00:00Z", occurred, 1), `"date":"2026-11-20"`, `"date":"`+date+`"`, 1)
+	}
+	submission := func(i int, due string) string {
+		return fmt.Sprintf(`{"event_id":%q,"type":"assignment_submission","occurred_at":"2026-11-20T08:00:00Z","actor":{"sis_id":"S1","role":"student"},`+
+			`"payload":{"assignment_id":"hw","due_at":%q,"submitted_at":"2026-11-20T08:00:00Z","status":"submitted"}}`, eventID(i), due)
+	}
+	code, _, out := f.post(t, "good", "application/json", batch(
+		at(0, "1970-01-01T00:00:00Z", "1970-01-01"),
+		submission(1, "2105-12-31T23:59:59.999Z"),
+		at(2, "1969-12-31T23:59:59.999Z", "2026-11-20"),
+		at(3, "1900-01-01T00:00:00Z", "1950-06-01"),
+		submission(4, "2106-01-01T00:00:00Z"),
+	))
+	if code != http.StatusAccepted || out["accepted"] != 2.0 {
+		t.Fatalf("answer %d %v", code, out)
+	}
+	const oor = "is out of range (1970-01-01 to 2105-12-31)"
+	want := map[int][]string{
+		2: {"occurred_at: " + oor},
+		3: {"occurred_at: " + oor, "payload.date: " + oor},
+		4: {"payload.due_at: " + oor},
+	}
+	if got := fieldErrors(t, out); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("rejected %v, want %v", got, want)
+	}
+}
