@@ -27,6 +27,7 @@ type FieldError struct {
 // Rejected is an event that failed validation.
 type Rejected struct {
 	Index   int          `json:"index"`
+	Line    int          `json:"line,omitempty"` // 1-based line of the event in an NDJSON body
 	EventID string       `json:"event_id,omitempty"`
 	Errors  []FieldError `json:"errors"`
 	Raw     []byte       `json:"-"`
@@ -38,17 +39,14 @@ type Accepted struct {
 	Event *records.RawEvent
 }
 
-// SyntaxError is a body that is not valid JSON or NDJSON: nothing in it is accepted.
+// SyntaxError is a body whose structure does not parse (not a JSON object with an "events" array):
+// nothing in it is accepted.
 type SyntaxError struct {
 	Offset int64 // byte offset of the problem in the body
-	Line   int   // 1-based line, for NDJSON
 	Msg    string
 }
 
 func (e *SyntaxError) Error() string {
-	if e.Line > 0 {
-		return fmt.Sprintf("line %d: %s", e.Line, e.Msg)
-	}
 	return fmt.Sprintf("byte offset %d: %s", e.Offset, e.Msg)
 }
 
@@ -56,55 +54,38 @@ func (e *SyntaxError) Error() string {
 var ErrTooManyEvents = errors.New("too many events in one request")
 
 // SplitJSON splits a `{"events":[...]}` body into its raw events in one pass. Other members of the
-// object are ignored; a repeated member name is a syntax error.
+// object are ignored; a repeated member name is a syntax error. Only the structure of the body must
+// parse: an event holding invalid UTF-8, a repeated member name or a raw control character in a string
+// is split out like any other and rejected on its own by Validate, which names the field. The events
+// alias body.
 func SplitJSON(body []byte, maxEvents int) ([]json.RawMessage, error) {
-	dec := jsontext.NewDecoder(bytes.NewBuffer(body))
+	dec := jsontext.NewDecoder(bytes.NewReader(maskControls(body)),
+		jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
 	if tok, err := dec.ReadToken(); err != nil {
 		return nil, syntaxError(err, dec)
 	} else if tok.Kind() != '{' {
 		return nil, &SyntaxError{Offset: 0, Msg: `body must be an object with an "events" array`}
 	}
-	var (
-		events []json.RawMessage
-		found  bool
-	)
-	// The events are copied into one buffer: each is a sub-slice of it.
-	arena := make([]byte, 0, len(body))
+	var events []json.RawMessage
+	names := map[string]bool{} // the decoder allows repeated names inside events; here they are errors
 	for dec.PeekKind() != '}' {
+		offset := dec.InputOffset()
 		name, err := dec.ReadToken()
 		if err != nil {
 			return nil, syntaxError(err, dec)
 		}
+		if names[name.String()] {
+			return nil, &SyntaxError{Offset: offset, Msg: fmt.Sprintf("repeated member %s", name)}
+		}
+		names[name.String()] = true
 		if name.String() != "events" {
 			if err := dec.SkipValue(); err != nil {
 				return nil, syntaxError(err, dec)
 			}
 			continue
 		}
-		if dec.PeekKind() != '[' {
-			if err := dec.SkipValue(); err != nil {
-				return nil, syntaxError(err, dec)
-			}
-			return nil, &SyntaxError{Offset: dec.InputOffset(), Msg: `"events" must be an array`}
-		}
-		found = true
-		if _, err := dec.ReadToken(); err != nil {
-			return nil, syntaxError(err, dec)
-		}
-		for dec.PeekKind() != ']' {
-			v, err := dec.ReadValue()
-			if err != nil {
-				return nil, syntaxError(err, dec)
-			}
-			if len(events) == maxEvents {
-				return nil, fmt.Errorf("%w: more than %d", ErrTooManyEvents, maxEvents)
-			}
-			start := len(arena)
-			arena = append(arena, v...)
-			events = append(events, arena[start:len(arena):len(arena)])
-		}
-		if _, err := dec.ReadToken(); err != nil {
-			return nil, syntaxError(err, dec)
+		if events, err = splitEvents(dec, body, maxEvents); err != nil {
+			return nil, err
 		}
 	}
 	if _, err := dec.ReadToken(); err != nil {
@@ -113,38 +94,101 @@ func SplitJSON(body []byte, maxEvents int) ([]json.RawMessage, error) {
 	if _, err := dec.ReadToken(); !errors.Is(err, io.EOF) {
 		return nil, &SyntaxError{Offset: dec.InputOffset(), Msg: "unexpected data after the JSON document"}
 	}
-	if !found {
-		return nil, &SyntaxError{Offset: 0, Msg: `body must be an object with an "events" array`}
-	}
 	if events == nil {
-		events = []json.RawMessage{}
+		return nil, &SyntaxError{Offset: 0, Msg: `body must be an object with an "events" array`}
 	}
 	return events, nil
 }
 
-// SplitNDJSON splits an NDJSON body (one event object per line; blank lines ignored) into its events.
-// The events alias body.
-func SplitNDJSON(body []byte, maxEvents int) ([]json.RawMessage, error) {
-	var out []json.RawMessage
-	var offset int64
+// splitEvents reads the value of "events" from dec: an array whose elements are returned as
+// sub-slices of body (dec reads a copy of body of the same length).
+func splitEvents(dec *jsontext.Decoder, body []byte, maxEvents int) ([]json.RawMessage, error) {
+	if dec.PeekKind() != '[' {
+		if err := dec.SkipValue(); err != nil {
+			return nil, syntaxError(err, dec)
+		}
+		return nil, &SyntaxError{Offset: dec.InputOffset(), Msg: `"events" must be an array`}
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return nil, syntaxError(err, dec)
+	}
+	events := []json.RawMessage{}
+	for dec.PeekKind() != ']' {
+		v, err := dec.ReadValue()
+		if err != nil {
+			return nil, syntaxError(err, dec)
+		}
+		if len(events) == maxEvents {
+			return nil, fmt.Errorf("%w: more than %d", ErrTooManyEvents, maxEvents)
+		}
+		end := dec.InputOffset()
+		start := end - int64(len(v))
+		events = append(events, json.RawMessage(body[start:end:end]))
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return nil, syntaxError(err, dec)
+	}
+	return events, nil
+}
+
+// maskControls returns body with every raw control byte inside a JSON string replaced by a space (body
+// itself when there is none), so that such a byte, which JSON does not allow, does not hide the
+// structure of the whole body: the events are split on the masked copy, then each is decoded from its
+// original bytes, where the strict decoder names the field that holds the byte.
+func maskControls(body []byte) []byte {
+	var out []byte
+	inString := false
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		switch {
+		case !inString:
+			inString = c == '"'
+		case c == '\\':
+			i++ // the escaped byte; an escaped control byte is malformed either way
+		case c == '"':
+			inString = false
+		case c < 0x20:
+			if out == nil {
+				out = bytes.Clone(body)
+			}
+			out[i] = ' '
+		}
+	}
+	if out == nil {
+		return body
+	}
+	return out
+}
+
+// SplitNDJSON splits an NDJSON body (one event per line; blank lines ignored) into its events and the
+// 1-based line of each. Every other line is an event: one that is not a JSON object is rejected on its
+// own by Validate. The events alias body.
+func SplitNDJSON(body []byte, maxEvents int) ([]json.RawMessage, []int, error) {
+	var (
+		out   []json.RawMessage
+		lines []int
+	)
 	for line := 1; len(body) > 0; line++ {
 		text, rest, _ := bytes.Cut(body, []byte{'\n'})
-		start := offset
-		offset += int64(len(text)) + 1
 		body = rest
 		b := bytes.TrimSpace(text)
 		if len(b) == 0 {
 			continue
 		}
-		if b[0] != '{' || !jsontext.Value(b).IsValid() {
-			return nil, &SyntaxError{Offset: start, Line: line, Msg: "not a JSON object"}
-		}
 		if len(out) == maxEvents {
-			return nil, fmt.Errorf("%w: more than %d", ErrTooManyEvents, maxEvents)
+			return nil, nil, fmt.Errorf("%w: more than %d", ErrTooManyEvents, maxEvents)
 		}
 		out = append(out, json.RawMessage(b[:len(b):len(b)]))
+		lines = append(lines, line)
 	}
-	return out, nil
+	return out, lines, nil
+}
+
+// SetLines records the NDJSON line of each rejected event (lines as SplitNDJSON returned them).
+func SetLines(rejected []Rejected, lines []int) {
+	for i := range rejected {
+		rejected[i].Line = lines[rejected[i].Index]
+	}
 }
 
 func syntaxError(err error, dec *jsontext.Decoder) error {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -116,12 +117,22 @@ func TestSplitting(t *testing.T) {
 	if _, err := SplitJSON([]byte(`{"events":[{},{},{}]}`), 2); !errors.Is(err, ErrTooManyEvents) {
 		t.Fatalf("too many: %v", err)
 	}
-	evs, err := SplitNDJSON([]byte("{\"a\":1}\n\n{\"b\":2}\n"), 10)
-	if err != nil || len(evs) != 2 {
-		t.Fatalf("ndjson: %v %d", err, len(evs))
+	evs, lines, err := SplitNDJSON([]byte("{\"a\":1}\n\n{\"b\":2}\n"), 10)
+	if err != nil || len(evs) != 2 || !slices.Equal(lines, []int{1, 3}) {
+		t.Fatalf("ndjson: %v %d %v", err, len(evs), lines)
 	}
-	if _, err := SplitNDJSON([]byte("{\"a\":1}\n{oops\n"), 10); !errors.As(err, &se) || se.Line != 2 {
-		t.Fatalf("ndjson line error: %v", err)
+	// A malformed line is an event of its own, rejected by Validate with its line; the others stand.
+	evs, lines, err = SplitNDJSON([]byte(validAttendance[:1]+"\n{oops\r\n\n"+strings.ReplaceAll(validAttendance, "\n", "")+"\n"), 10)
+	if err != nil || len(evs) != 3 || !slices.Equal(lines, []int{1, 2, 4}) {
+		t.Fatalf("ndjson with malformed lines: %v %q %v", err, evs, lines)
+	}
+	acc, rej := Validate(evs, meta)
+	SetLines(rej, lines)
+	if len(acc) != 1 || acc[0].Index != 2 || len(rej) != 2 || rej[0].Index != 0 || rej[0].Line != 1 || rej[1].Index != 1 || rej[1].Line != 2 {
+		t.Fatalf("accepted %+v, rejected %+v", acc, rej)
+	}
+	if _, _, err := SplitNDJSON([]byte("{}\n{}\n{}\n"), 2); !errors.Is(err, ErrTooManyEvents) {
+		t.Fatalf("too many lines: %v", err)
 	}
 }
 
@@ -139,15 +150,14 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"events":[[[[[[[[[[[[[[[[[[[[{}]]]]]]]]]]]]]]]]]]]],"x":{"events":1}}`))
 	f.Add([]byte(strings.Replace(validAttendance, `"date":"2026-11-20"`, `"date":"2026-11-20","minutes_present":-1e400`, 1) + "\r\n\r\n{}"))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		for _, split := range []func([]byte, int) ([]json.RawMessage, error){SplitJSON, SplitNDJSON} {
+		ndjson := func(b []byte, n int) ([]json.RawMessage, error) {
+			evs, _, err := SplitNDJSON(b, n)
+			return evs, err
+		}
+		for _, split := range []func([]byte, int) ([]json.RawMessage, error){SplitJSON, ndjson} {
 			evs, err := split(body, 1000)
 			if err != nil {
 				continue
-			}
-			for _, e := range evs {
-				if !jsontext.Value(e).IsValid() {
-					t.Fatalf("split yielded invalid JSON %q", e)
-				}
 			}
 			acc, rej := Validate(evs, meta)
 			if len(acc)+len(rej) != len(evs) {
@@ -157,6 +167,10 @@ func FuzzDecode(f *testing.F) {
 				if err := a.Event.CheckPayload(); err != nil || !isUUID(a.Event.EventID) {
 					t.Fatalf("accepted an event that breaks the record's rules: %+v (%v)", a.Event, err)
 				}
+				if !jsontext.Value(evs[a.Index]).IsValid() {
+					t.Fatalf("accepted invalid JSON %q", evs[a.Index])
+				}
+				checkStrings(t, "", evs[a.Index])
 			}
 			for _, r := range rej {
 				if len(r.Errors) == 0 {
@@ -220,7 +234,14 @@ func TestSplitJSONShapes(t *testing.T) {
 		{"trailing data", `{"events":[]} {}`, nil},
 		{"empty body", ``, nil},
 		{"truncated", `{"events":[{"a":1}`, nil},
-		{"invalid utf-8", "{\"events\":[\"\xff\"]}", nil},
+		{"repeated other member", `{"x":1,"events":[],"x":2}`, nil},
+		{"control byte outside a string", "{\"events\":[{}\x00]}", nil},
+		{"unbalanced event", `{"events":[{"a":[1}]}`, nil},
+		// An event that is not valid JSON only inside its strings or names is split out, to be rejected
+		// on its own.
+		{"invalid utf-8", "{\"events\":[\"\xff\",{}]}", []string{"\"\xff\"", `{}`}},
+		{"raw nul in a string", "{\"events\":[{\"a\":\"x\x00y\"},{\"b\":\"\\\"\x01\"}]}", []string{"{\"a\":\"x\x00y\"}", "{\"b\":\"\\\"\x01\"}"}},
+		{"repeated name in an event", `{"events":[{"a":1,"a":2}]}`, []string{`{"a":1,"a":2}`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -367,4 +388,28 @@ func hasError(errs []FieldError, field, msgPrefix string) bool {
 		}
 	}
 	return false
+}
+
+// checkStrings fails t if a string in the JSON value b holds a control character other than tab, line
+// feed and carriage return (those only free text may hold).
+func checkStrings(t *testing.T, field string, b []byte) {
+	t.Helper()
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatalf("accepted event does not decode: %v", err)
+	}
+	var walk func(field string, v any)
+	walk = func(field string, v any) {
+		switch v := v.(type) {
+		case string:
+			if msg := records.CheckText(v, 1<<20, records.Multiline); msg != "" {
+				t.Fatalf("accepted %s %q: it %s", field, v, msg)
+			}
+		case map[string]any:
+			for k, e := range v {
+				walk(join(field, k), e)
+			}
+		}
+	}
+	walk(field, v)
 }

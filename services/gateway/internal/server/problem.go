@@ -13,9 +13,8 @@ type Problem struct {
 	Title  string `json:"title"`
 	Status int    `json:"status"`
 	Detail string `json:"detail,omitempty"`
-	// Offset and Line locate a syntax error in the body.
+	// Offset locates a syntax error in the body.
 	Offset *int64 `json:"offset,omitempty"`
-	Line   int    `json:"line,omitempty"`
 }
 
 func writeProblem(w http.ResponseWriter, status int, slug, title, detail string, retryAfter time.Duration) {

@@ -70,7 +70,7 @@ func (s *Server) postRoster(w http.ResponseWriter, r *http.Request, ctype string
 		case errors.Is(err, ingest.ErrTooManyEvents), errors.Is(err, roster.ErrPackageTooLarge):
 			writeProblem(w, http.StatusRequestEntityTooLarge, "too-many-records", "Too many records", err.Error(), 0)
 		case errors.As(err, &se):
-			p := Problem{Type: "/problems/malformed-body", Title: "Malformed body", Status: http.StatusBadRequest, Detail: se.Error(), Line: se.Line}
+			p := Problem{Type: "/problems/malformed-body", Title: "Malformed body", Status: http.StatusBadRequest, Detail: se.Error()}
 			p.Offset = &se.Offset
 			writeProblemBody(w, p, 0)
 		default: // roster.ErrInvalidPackage and anything else about the body

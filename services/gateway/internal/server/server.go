@@ -154,10 +154,13 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 	defer span.End()
 
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	var split func([]byte, int) ([]json.RawMessage, error)
+	var split func([]byte, int) ([]json.RawMessage, []int, error)
 	switch ct {
 	case "application/json":
-		split = ingest.SplitJSON
+		split = func(body []byte, n int) ([]json.RawMessage, []int, error) {
+			raw, err := ingest.SplitJSON(body, n)
+			return raw, nil, err
+		}
 	case "application/x-ndjson":
 		split = ingest.SplitNDJSON
 	default:
@@ -169,14 +172,14 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	raw, err := split(body, s.limits.MaxEvents)
+	raw, lines, err := split(body, s.limits.MaxEvents)
 	if err != nil {
 		var se *ingest.SyntaxError
 		switch {
 		case errors.Is(err, ingest.ErrTooManyEvents):
 			writeProblem(w, http.StatusRequestEntityTooLarge, "too-many-events", "Too many events", err.Error(), 0)
 		case errors.As(err, &se):
-			p := Problem{Type: "/problems/malformed-body", Title: "Malformed body", Status: http.StatusBadRequest, Detail: se.Error(), Line: se.Line}
+			p := Problem{Type: "/problems/malformed-body", Title: "Malformed body", Status: http.StatusBadRequest, Detail: se.Error()}
 			p.Offset = &se.Offset
 			writeProblemBody(w, p, 0)
 		default:
@@ -197,6 +200,9 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 
 	meta := ingest.Meta{TenantID: key.TenantID, SourceID: key.SourceID, ReceivedAt: s.now()}
 	accepted, rejected := ingest.Validate(raw, meta)
+	if lines != nil {
+		ingest.SetLines(rejected, lines)
+	}
 	s.accept(ctx, w, key, tenant, accepted, rejected, len(body), "event", nil)
 }
 

@@ -241,7 +241,8 @@ func TestWholeRequestErrors(t *testing.T) {
 		{"key without verb", "roster", "application/json", `{"events":[]}`, 403, "forbidden"},
 		{"wrong content type", "good", "text/plain", `{"events":[]}`, 415, "unsupported-media-type"},
 		{"malformed json", "good", "application/json", `{"events":[{"a":}]}`, 400, "malformed-body"},
-		{"malformed ndjson", "good", "application/x-ndjson", event(1, "present") + "\n{nope\n", 400, "malformed-body"},
+		{"unbalanced event", "good", "application/json", `{"events":[{"a":[1}]}`, 400, "malformed-body"},
+		{"repeated events member", "good", "application/json", `{"events":[],"events":[]}`, 400, "malformed-body"},
 		{"too many events", "good", "application/json", `{"events":[` + strings.Join(five, ",") + `]}`, 413, "too-many-events"},
 		{"body too large", "good", "application/json", `{"events":[` + strings.Repeat(" ", 70<<10) + `]}`, 413, "body-too-large"},
 	}
@@ -383,5 +384,49 @@ func TestTimesOutsideWhatStoresHoldAreFieldErrors(t *testing.T) {
 	}
 	if got := fieldErrors(t, out); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("rejected %v, want %v", got, want)
+	}
+}
+
+// TestMalformedEventsRejectOnlyThemselves: an event with invalid UTF-8, a raw NUL in a string or a
+// repeated member, or an NDJSON line that is not JSON, is rejected on its own with the field (and, for
+// NDJSON, the line) it is about; the good events of the same request are accepted.
+func TestMalformedEventsRejectOnlyThemselves(t *testing.T) {
+	f := newFixture(t)
+	utf8 := strings.Replace(event(2, "present"), `"sis_id":"S2"`, "\"sis_id\":\"S\xff\xfe\"", 1)
+	nul := strings.Replace(event(3, "present"), `"school_id":"sch1"`, "\"school_id\":\"sch\x00ool\"", 1)
+	dup := strings.Replace(event(4, "present"), `"school_id":"sch1"`, `"school_id":"sch1","school_id":"sch2"`, 1)
+	code, _, out := f.post(t, "good", "application/json", batch(event(1, "present"), utf8, nul, dup, event(5, "present")))
+	if code != http.StatusAccepted || out["accepted"] != 2.0 {
+		t.Fatalf("json batch: %d %v", code, out)
+	}
+	got := fieldErrors(t, out)
+	if len(got) != 3 || !strings.HasPrefix(got[1][0], "actor.sis_id: ") || !strings.HasPrefix(got[2][0], "school_id: ") ||
+		!strings.HasPrefix(got[3][0], "school_id: ") {
+		t.Fatalf("json batch rejected %v", got)
+	}
+
+	body := event(6, "present") + "\n\n{nope\n" + nul + "\n" + event(7, "present") + "\n"
+	code, _, out = f.post(t, "good", "application/x-ndjson", body)
+	if code != http.StatusAccepted || out["accepted"] != 2.0 {
+		t.Fatalf("ndjson: %d %v", code, out)
+	}
+	rej := out["rejected"].([]any)
+	if len(rej) != 2 {
+		t.Fatalf("ndjson rejected %v", rej)
+	}
+	for i, want := range []struct{ index, line float64 }{{1, 3}, {2, 4}} {
+		r := rej[i].(map[string]any)
+		if r["index"] != want.index || r["line"] != want.line {
+			t.Errorf("ndjson rejection %d = %v, want index %v line %v", i, r, want.index, want.line)
+		}
+	}
+	ids := f.rawEventIDs(t)
+	for _, n := range []int{1, 5, 6, 7} {
+		if ids[eventID(n)] != 1 {
+			t.Errorf("good event %d is in raw %d times", n, ids[eventID(n)])
+		}
+	}
+	if len(ids) != 4 {
+		t.Errorf("raw holds %v", ids)
 	}
 }
