@@ -95,11 +95,18 @@ func NewClient(cfg Config, deps Deps, group string, extra ...kgo.Opt) (*Client, 
 	return &Client{Client: cl, tracer: tr}, nil
 }
 
+// MaxRecordBatchBytes bounds one record batch of a producer (franz-go's default, Kafka's default
+// max.message.bytes): a record that does not fit in a batch of its own is refused with
+// kerr.MessageTooLarge, so producers that take outside input check their records against it first.
+const MaxRecordBatchBytes = 1_000_012
+
 // ProducerOptions are the options of every producer: acks=all with the idempotent producer (franz-go's
-// defaults, stated here so nobody turns them off), a short linger for batching, and bounded buffering.
+// defaults, stated here so nobody turns them off), a short linger for batching, bounded buffering and
+// batches of at most MaxRecordBatchBytes.
 func ProducerOptions() []kgo.Opt {
 	return []kgo.Opt{
 		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerBatchMaxBytes(MaxRecordBatchBytes),
 		kgo.ProducerLinger(2 * time.Millisecond),
 		kgo.ProducerBatchCompression(kgo.Lz4Compression(), kgo.NoCompression()),
 		kgo.MaxBufferedRecords(200_000),

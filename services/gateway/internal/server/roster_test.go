@@ -4,8 +4,10 @@ import (
 	"archive/zip"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/edtech-analytics/platform/libs/records"
@@ -116,5 +118,32 @@ func TestRosterJSONAndCSVReachRaw(t *testing.T) {
 				t.Fatalf("got %d %v", code, out)
 			}
 		})
+	}
+}
+
+// TestRosterRecordTooLargeForKafkaIsItsError: a roster record within every field limit whose record is
+// still larger than Kafka takes (a megabyte of metadata) is rejected as that record's error, not a 503.
+func TestRosterRecordTooLargeForKafkaIsItsError(t *testing.T) {
+	f := newFixture(t)
+	meta := map[string]string{}
+	for i := range 20 {
+		meta[fmt.Sprintf("k%d", i)] = strings.Repeat("x", 60_000)
+	}
+	var users map[string][]map[string]any
+	if err := json.Unmarshal([]byte(rosterUsers), &users); err != nil {
+		t.Fatal(err)
+	}
+	users["users"][2]["metadata"] = meta
+	body, err := json.Marshal(users)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out := f.postRaw(t, "/v1/roster/users", "roster", "application/json", body)
+	if code != http.StatusAccepted || out["accepted"] != 1.0 {
+		t.Fatalf("answer %d %.300v", code, out)
+	}
+	got := fieldErrors(t, out)
+	if len(got) != 2 || !strings.HasPrefix(got[2][0], "body: is ") {
+		t.Fatalf("rejected %v", got)
 	}
 }

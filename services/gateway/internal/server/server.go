@@ -11,11 +11,13 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/services/gateway/api"
 	"github.com/edtech-analytics/platform/services/gateway/internal/ingest"
@@ -39,7 +41,15 @@ type Limits struct {
 	// package); zero means 64 MiB and 50,000 records.
 	MaxRosterBodyBytes int64
 	MaxRosterRecords   int
+	// MaxRecordBytes bounds the key and value of one record: an event or roster record that encodes to
+	// more is rejected as that record's error, since Kafka would refuse it however often it was sent.
+	// Zero means what fits in a producer batch of kafkax.MaxRecordBatchBytes.
+	MaxRecordBytes int
 }
+
+// recordHeadroom is what a record batch needs beside one record's key and value: the batch and record
+// framing and the trace context headers.
+const recordHeadroom = 1 << 10
 
 // Producer is the part of a Kafka client the server needs.
 type Producer interface {
@@ -86,6 +96,9 @@ func New(deps Deps, topics Topics, limits Limits) (*Server, error) {
 	}
 	if limits.MaxRosterRecords <= 0 {
 		limits.MaxRosterRecords = 50_000
+	}
+	if limits.MaxRecordBytes <= 0 {
+		limits.MaxRecordBytes = kafkax.MaxRecordBatchBytes - recordHeadroom
 	}
 	s := &Server{
 		log: deps.Log, keys: deps.Keys, tenants: deps.Tenants, producer: deps.Producer, codec: deps.Codec,
@@ -206,12 +219,18 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 	s.accept(ctx, w, key, tenant, accepted, rejected, len(body), "event", nil)
 }
 
-// accept dead-letters the rejected records, produces the accepted ones and answers: 202 with the counts
-// and every rejection once Kafka acknowledged all accepted records, 503 at the first failure.
+// accept encodes the accepted records, dead-letters the rejected ones (and those that cannot be records),
+// produces the rest and answers: 202 with the counts and every rejection once Kafka acknowledged all
+// produced records, 503 at the first failure.
 func (s *Server) accept(ctx context.Context, w http.ResponseWriter, key Key, tenant *tenants.Settings,
 	accepted []ingest.Accepted, rejected []ingest.Rejected, sizeHint int, what string, ignored []string) {
+	recs, refused := s.encodeBatch(context.WithoutCancel(ctx), tenant, accepted, sizeHint)
+	if len(refused) > 0 {
+		rejected = append(rejected, refused...)
+		slices.SortFunc(rejected, func(a, b ingest.Rejected) int { return a.Index - b.Index })
+	}
 	dlqDone := s.deadLetter(ctx, key, rejected, s.now(), what)
-	if err := s.produce(ctx, tenant, accepted, sizeHint); err != nil { // the DLQ records go on in the background: a refusal does not wait for Kafka
+	if err := s.produce(ctx, recs); err != nil { // the DLQ records go on in the background: a refusal does not wait for Kafka
 		s.log.WarnContext(ctx, "producing batch", "tenant_id", key.TenantID, "records", len(accepted), "err", err)
 		detail := "nothing was acknowledged; retry the same request (ids make retries safe)"
 		if errors.Is(err, kgo.ErrMaxBuffered) {
@@ -221,12 +240,12 @@ func (s *Server) accept(ctx context.Context, w http.ResponseWriter, key Key, ten
 		return
 	}
 	dlqDone()
-	s.accepted.Add(ctx, int64(len(accepted)))
+	s.accepted.Add(ctx, int64(len(recs)))
 	s.rejected.Add(ctx, int64(len(rejected)))
 	if rejected == nil {
 		rejected = []ingest.Rejected{}
 	}
-	writeJSON(w, http.StatusAccepted, EventsResponse{Accepted: len(accepted), Rejected: rejected, Ignored: ignored})
+	writeJSON(w, http.StatusAccepted, EventsResponse{Accepted: len(recs), Rejected: rejected, Ignored: ignored})
 }
 
 // readBody reads the whole body, at most limit bytes, into a buffer sized from Content-Length. When it
@@ -280,21 +299,17 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, verb strin
 	return key, true
 }
 
-// produce encodes the accepted events, writes them to raw under the district's record keys and waits
-// until Kafka has acknowledged every one (acks=all, idempotent producer). It returns at the first failure
-// without waiting for the rest: the client gets 503 and resends the batch, and event_id makes that safe.
-// When the producer's buffer is full TryProduce fails at once with kgo.ErrMaxBuffered.
-func (s *Server) produce(ctx context.Context, tenant *tenants.Settings, accepted []ingest.Accepted, sizeHint int) error {
-	if len(accepted) == 0 {
+// produce writes records to raw and waits until Kafka has acknowledged every one (acks=all, idempotent
+// producer). It returns at the first failure without waiting for the rest: the client gets 503 and
+// resends the batch, and event_id makes that safe. When the producer's buffer is full TryProduce fails
+// at once with kgo.ErrMaxBuffered.
+func (s *Server) produce(ctx context.Context, recs []kgo.Record) error {
+	if len(recs) == 0 {
 		return nil
 	}
 	// A client that hangs up must not cancel records: franz-go fails a whole buffered batch (other
 	// requests' records too) when its first record's context is canceled.
 	pctx := context.WithoutCancel(ctx)
-	recs, err := s.encodeBatch(pctx, tenant, accepted, sizeHint)
-	if err != nil {
-		return err
-	}
 	w := newAcks(len(recs))
 	for i := range recs {
 		if w.failed.Load() {
@@ -306,22 +321,37 @@ func (s *Server) produce(ctx context.Context, tenant *tenants.Settings, accepted
 	return w.err
 }
 
-// encodeBatch turns accepted events into raw records under the district's record keys. The records and
-// their values are allocated once per batch; the producer holds on to them until their promises run, so
-// nothing here is pooled. Values are sub-slices of one buffer: if it grows, earlier values keep pointing
-// into the old array, which nothing writes to again.
-func (s *Server) encodeBatch(ctx context.Context, tenant *tenants.Settings, accepted []ingest.Accepted, sizeHint int) ([]kgo.Record, error) {
-	recs := make([]kgo.Record, len(accepted))
+// encodeBatch turns accepted events into raw records under the district's record keys. An event that
+// cannot become a record Kafka takes (larger than MaxRecordBytes, or not encodable) is returned as
+// refused: resending it could never succeed. The records and their values are allocated once per batch;
+// the producer holds on to them until their promises run, so nothing here is pooled. Values are
+// sub-slices of one buffer: if it grows, earlier values keep pointing into the old array, which nothing
+// writes to again; a refused value's bytes are overwritten by the next one.
+func (s *Server) encodeBatch(ctx context.Context, tenant *tenants.Settings, accepted []ingest.Accepted, sizeHint int) ([]kgo.Record, []ingest.Rejected) {
+	recs := make([]kgo.Record, 0, len(accepted))
+	var refused []ingest.Rejected
 	buf := make([]byte, 0, sizeHint)
-	for i, a := range accepted {
+	for _, a := range accepted {
 		start := len(buf)
-		var err error
-		if buf, err = s.codec.AppendEncode(buf, a.Event); err != nil {
-			return nil, fmt.Errorf("encoding event %s: %w", a.Event.EventID, err)
+		out, err := s.codec.AppendEncode(buf, a.Event)
+		key := tenant.RecordKey(a.Event.Actor.SISID)
+		size := len(key) + len(out) - start
+		switch {
+		case err != nil:
+			refused = append(refused, refuse(a, "cannot be encoded as a record: "+err.Error()))
+		case size > s.limits.MaxRecordBytes:
+			refused = append(refused, refuse(a, fmt.Sprintf("is %d bytes as a record; a record may hold at most %d", size, s.limits.MaxRecordBytes)))
+		default:
+			buf = out
+			recs = append(recs, kgo.Record{Topic: s.topics.Raw, Key: key, Value: buf[start:len(buf):len(buf)], Context: ctx})
 		}
-		recs[i] = kgo.Record{Topic: s.topics.Raw, Key: tenant.RecordKey(a.Event.Actor.SISID), Value: buf[start:len(buf):len(buf)], Context: ctx}
 	}
-	return recs, nil
+	return recs, refused
+}
+
+// refuse rejects an accepted record as a whole (the field "body", as for an event that is not an object).
+func refuse(a ingest.Accepted, msg string) ingest.Rejected {
+	return ingest.Rejected{Index: a.Index, EventID: a.Event.EventID, Errors: []ingest.FieldError{{Field: "body", Message: msg}}}
 }
 
 // acks waits for the promises of one batch: done closes when every record is acknowledged or at the first
@@ -364,6 +394,11 @@ func (s *Server) deadLetter(ctx context.Context, key Key, rejected []ingest.Reje
 			Reason: records.ReasonInvalidField, Stage: records.StageGateway, TenantID: &key.TenantID,
 			Detail:   fmt.Sprintf("%s %d of a request from source %s failed validation", what, rj.Index, key.SourceID),
 			Original: rj.Raw, FailedAt: at.UTC().Truncate(time.Millisecond), Headers: []records.Header{},
+		}
+		// The dead letter must fit in a record too: a huge original keeps its beginning.
+		if limit := s.limits.MaxRecordBytes / 2; len(d.Original) > limit {
+			d.Detail += fmt.Sprintf("; original truncated to its first %d of %d bytes", limit, len(d.Original))
+			d.Original = d.Original[:limit]
 		}
 		if rj.EventID != "" {
 			id := rj.EventID

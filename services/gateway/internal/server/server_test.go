@@ -352,6 +352,40 @@ func TestOversizedFieldsAreFieldErrors(t *testing.T) {
 	if got := fieldErrors(t, out); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("rejected %v, want %v", got, want)
 	}
+	// Their dead letters fit in a record: the originals are cut short.
+	dlq := f.readTopic(t, f.kcfg.Topics().DLQ)
+	if len(dlq) != 3 {
+		t.Fatalf("dlq holds %d records, want 3", len(dlq))
+	}
+	var d records.DLQRecord
+	if err := f.codec.Decode(dlq[0].Value, &d); err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Original) >= 1<<20 || !strings.Contains(d.Detail, "original truncated") {
+		t.Fatalf("dead letter of %d bytes of original: %s", len(d.Original), d.Detail)
+	}
+}
+
+// TestRecordTooLargeForKafkaIsTheEventsError: an event that is valid but encodes to a record larger than
+// the producer takes is rejected as that event's error, never answered 503 (which asks for a resend that
+// could never succeed); the other events are produced.
+func TestRecordTooLargeForKafkaIsTheEventsError(t *testing.T) {
+	f := newFixture(t, func(s *setup) {
+		s.producer = []kgo.Opt{kgo.ProducerBatchMaxBytes(3000)}
+		s.limits.MaxRecordBytes = 2000
+	})
+	big := strings.Replace(event(2, "excused"), `"date":"2026-11-20"`, `"date":"2026-11-20","reason":"`+strings.Repeat("x", 4000)+`"`, 1)
+	code, _, out := f.post(t, "good", "application/json", batch(event(1, "present"), big, event(3, "present")))
+	if code != http.StatusAccepted || out["accepted"] != 2.0 {
+		t.Fatalf("answer %d %v", code, out)
+	}
+	got := fieldErrors(t, out)
+	if len(got) != 1 || len(got[1]) != 1 || !strings.HasPrefix(got[1][0], "body: is ") || !strings.HasSuffix(got[1][0], "a record may hold at most 2000") {
+		t.Fatalf("rejected %v", got)
+	}
+	if ids := f.rawEventIDs(t); len(ids) != 2 || ids[eventID(1)] != 1 || ids[eventID(3)] != 1 {
+		t.Fatalf("raw holds %v", ids)
+	}
 }
 
 // TestTimesOutsideWhatStoresHoldAreFieldErrors: timestamps and dates are checked once, here, against
