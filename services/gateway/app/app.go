@@ -33,9 +33,12 @@ type Config struct {
 	// MaxRosterBodyBytes and MaxRosterRecords bound one roster request (a JSON collection or CSV zip).
 	MaxRosterBodyBytes int
 	MaxRosterRecords   int
-	KeyCacheTTL        time.Duration
-	DrainTimeout       time.Duration
-	ShutdownDelay      time.Duration
+	// BodyReadTimeout and RosterBodyReadTimeout bound how long reading one request body may take.
+	BodyReadTimeout       time.Duration
+	RosterBodyReadTimeout time.Duration
+	KeyCacheTTL           time.Duration
+	DrainTimeout          time.Duration
+	ShutdownDelay         time.Duration
 	// RateLimit applies to districts without a limit of their own, per gateway instance.
 	RateLimit     tenants.RateLimit
 	TenantRefresh time.Duration
@@ -50,6 +53,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	conf.Int(fs, &c.MaxEvents, "max-events", "GATEWAY_MAX_EVENTS", 1000, "most events in one request")
 	conf.Int(fs, &c.MaxRosterBodyBytes, "max-roster-body-bytes", "GATEWAY_MAX_ROSTER_BODY_BYTES", 64<<20, "largest roster request body (JSON collection or CSV zip)")
 	conf.Int(fs, &c.MaxRosterRecords, "max-roster-records", "GATEWAY_MAX_ROSTER_RECORDS", 50_000, "most roster records in one request")
+	conf.Duration(fs, &c.BodyReadTimeout, "body-read-timeout", "GATEWAY_BODY_READ_TIMEOUT", 10*time.Second, "how long reading an events request body may take (408 after)")
+	conf.Duration(fs, &c.RosterBodyReadTimeout, "roster-body-read-timeout", "GATEWAY_ROSTER_BODY_READ_TIMEOUT", 5*time.Minute, "how long reading a roster request body may take (408 after)")
 	conf.Duration(fs, &c.KeyCacheTTL, "key-cache-ttl", "GATEWAY_KEY_CACHE_TTL", 5*time.Second, "how long a key lookup is cached (bounds revocation delay)")
 	conf.Duration(fs, &c.DrainTimeout, "drain-timeout", "GATEWAY_DRAIN_TIMEOUT", 25*time.Second, "how long in-flight requests may take to finish on shutdown")
 	conf.Duration(fs, &c.ShutdownDelay, "shutdown-delay", "GATEWAY_SHUTDOWN_DELAY", 0, "time between turning not-ready and closing the listener on shutdown")
@@ -73,6 +78,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxRosterRecords < 1 {
 		errs = append(errs, errors.New("max-roster-records: must be at least 1"))
+	}
+	if c.BodyReadTimeout < 100*time.Millisecond || c.RosterBodyReadTimeout < 100*time.Millisecond {
+		errs = append(errs, errors.New("body-read-timeout, roster-body-read-timeout: must be at least 100ms"))
 	}
 	if c.MaxEvents < 1 {
 		errs = append(errs, errors.New("max-events: must be at least 1"))
@@ -126,7 +134,8 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks) error {
 		Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter},
 		server.Topics{Raw: cfg.Kafka.Topics().Raw, DLQ: cfg.Kafka.Topics().DLQ},
 		server.Limits{MaxBodyBytes: int64(cfg.MaxBodyBytes), MaxEvents: cfg.MaxEvents,
-			MaxRosterBodyBytes: int64(cfg.MaxRosterBodyBytes), MaxRosterRecords: cfg.MaxRosterRecords})
+			MaxRosterBodyBytes: int64(cfg.MaxRosterBodyBytes), MaxRosterRecords: cfg.MaxRosterRecords,
+			BodyReadTimeout: cfg.BodyReadTimeout, RosterBodyReadTimeout: cfg.RosterBodyReadTimeout})
 	if err != nil {
 		return err
 	}

@@ -52,7 +52,7 @@ type gateway struct {
 	health *obs.Health
 }
 
-func newGateway(t *testing.T) *gateway {
+func newGateway(t *testing.T, opts ...func(*server.Limits)) *gateway {
 	t.Helper()
 	ctx := t.Context()
 	_, kcfg := kafkatest.New(t)
@@ -87,8 +87,12 @@ func newGateway(t *testing.T) *gateway {
 		"roster": {ID: "k2", TenantID: "d1", SourceID: "sis", Verbs: []string{server.VerbRosterWrite}},
 		"small":  {ID: "k3", TenantID: "small", SourceID: "lms", Verbs: []string{server.VerbEventsWrite}},
 	}
+	limits := server.Limits{MaxBodyBytes: 5 << 20, MaxEvents: 1000, MaxRosterRecords: 10}
+	for _, o := range opts {
+		o(&limits)
+	}
 	srv, err := server.New(server.Deps{Log: log, Keys: keys, Tenants: reg, Producer: cl.Client, Codec: codec, Tracer: tel.Tracer, Meter: tel.Meter},
-		server.Topics{Raw: kcfg.Topics().Raw, DLQ: kcfg.Topics().DLQ}, server.Limits{MaxBodyBytes: 5 << 20, MaxEvents: 1000, MaxRosterRecords: 10})
+		server.Topics{Raw: kcfg.Topics().Raw, DLQ: kcfg.Topics().DLQ}, limits)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,6 +162,7 @@ type exchange struct {
 	status       int
 	problem      string // expected problem type, for errors
 	requestValid bool   // whether the request itself conforms to the document
+	slow         bool   // the client sends body, then stops until the gateway answered
 }
 
 func events(n int, mutate func(i int, e *sampledata.Event)) []sampledata.Event {
@@ -210,6 +215,14 @@ func TestOpenAPIDocumentDescribesTheGateway(t *testing.T) {
 	openapi3filter.RegisterBodyDecoder("application/x-ndjson", decodeNDJSON)
 	t.Cleanup(func() { openapi3filter.UnregisterBodyDecoder("application/x-ndjson") })
 	g := newGateway(t)
+	slowGW := newGateway(t, func(l *server.Limits) {
+		l.BodyReadTimeout, l.RosterBodyReadTimeout = time.Millisecond, time.Millisecond
+	})
+	valid := func(e exchange) exchange { e.requestValid = true; return e }
+	slow := func(e exchange) exchange {
+		e.name, e.slow, e.status, e.problem, e.requestValid = e.name+" sent too slowly", true, 408, "/problems/body-timeout", false
+		return e
+	}
 
 	partial := events(6, func(i int, e *sampledata.Event) {
 		switch i {
@@ -273,6 +286,9 @@ func TestOpenAPIDocumentDescribesTheGateway(t *testing.T) {
 		csv("csv with an events key", "good", "application/zip", rosterZip(t), 403, "/problems/forbidden", true),
 		csv("csv too many rows", "roster", "application/zip", rosterZipRows(t, 11), 413, "/problems/too-many-records", true),
 		csv("csv as json", "roster", json, rosterZip(t), 415, "/problems/unsupported-media-type", false),
+		slow(post("events", "good", json, []byte(`{"events":[`), 0, "", false)),
+		slow(roster("users", "roster", json, []byte(`{"users":[`), 0, "", false)),
+		valid(slow(csv("csv", "roster", "application/zip", rosterZip(t)[:100], 0, "", false))), // any bytes are a binary body
 		{name: "healthz", method: "GET", path: "/healthz", status: 200, requestValid: true},
 		{name: "ready", method: "GET", path: "/readyz", status: 200, requestValid: true},
 		{name: "metrics", method: "GET", path: "/metrics", status: 200, requestValid: true},
@@ -292,7 +308,11 @@ func TestOpenAPIDocumentDescribesTheGateway(t *testing.T) {
 			if tt.before != nil {
 				tt.before(g)
 			}
-			status, hdr, body := g.do(t, tt)
+			gw := g
+			if tt.slow {
+				gw = slowGW
+			}
+			status, hdr, body := gw.do(t, tt)
 			if status != tt.status {
 				t.Fatalf("status %d, want %d: %s", status, tt.status, body)
 			}
@@ -406,7 +426,13 @@ func (tt exchange) request(t *testing.T, base string) *http.Request {
 
 func (g *gateway) do(t *testing.T, tt exchange) (int, http.Header, []byte) {
 	t.Helper()
-	resp, err := http.DefaultClient.Do(tt.request(t, g.url))
+	req := tt.request(t, g.url)
+	if tt.slow {
+		release := make(chan struct{})
+		defer close(release) // after the answer is read: the body does not end before
+		req.Body, req.ContentLength, req.GetBody = io.NopCloser(io.MultiReader(bytes.NewReader(tt.body), blockUntil(release))), -1, nil
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -516,4 +542,12 @@ func sortedKeys(m map[string]bool) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// blockUntil is a reader that blocks until release is closed, then ends.
+type blockUntil <-chan struct{}
+
+func (b blockUntil) Read([]byte) (int, error) {
+	<-b
+	return 0, io.EOF
 }

@@ -55,7 +55,7 @@ func (s *Server) postRoster(w http.ResponseWriter, r *http.Request, ctype string
 			"Content-Type must be "+ctype, 0)
 		return
 	}
-	body, ok := s.readBody(w, r, s.limits.MaxRosterBodyBytes)
+	body, ok := s.readBody(w, r, s.limits.MaxRosterBodyBytes, s.limits.RosterBodyReadTimeout)
 	if !ok {
 		return
 	}

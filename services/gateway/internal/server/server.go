@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -41,6 +42,11 @@ type Limits struct {
 	// package); zero means 64 MiB and 50,000 records.
 	MaxRosterBodyBytes int64
 	MaxRosterRecords   int
+	// BodyReadTimeout and RosterBodyReadTimeout bound the time from the start of the handler until the
+	// whole body of an events or a roster request is read (a client that trickles its body holds a
+	// connection and a buffer); zero means 10 s and 5 min.
+	BodyReadTimeout       time.Duration
+	RosterBodyReadTimeout time.Duration
 	// MaxRecordBytes bounds the key and value of one record: an event or roster record that encodes to
 	// more is rejected as that record's error, since Kafka would refuse it however often it was sent.
 	// Zero means what fits in a producer batch of kafkax.MaxRecordBatchBytes.
@@ -96,6 +102,12 @@ func New(deps Deps, topics Topics, limits Limits) (*Server, error) {
 	}
 	if limits.MaxRosterRecords <= 0 {
 		limits.MaxRosterRecords = 50_000
+	}
+	if limits.BodyReadTimeout <= 0 {
+		limits.BodyReadTimeout = 10 * time.Second
+	}
+	if limits.RosterBodyReadTimeout <= 0 {
+		limits.RosterBodyReadTimeout = 5 * time.Minute
 	}
 	if limits.MaxRecordBytes <= 0 {
 		limits.MaxRecordBytes = kafkax.MaxRecordBatchBytes - recordHeadroom
@@ -181,7 +193,7 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 			"Content-Type must be application/json or application/x-ndjson", 0)
 		return
 	}
-	body, ok := s.readBody(w, r, s.limits.MaxBodyBytes)
+	body, ok := s.readBody(w, r, s.limits.MaxBodyBytes, s.limits.BodyReadTimeout)
 	if !ok {
 		return
 	}
@@ -248,9 +260,13 @@ func (s *Server) accept(ctx context.Context, w http.ResponseWriter, key Key, ten
 	writeJSON(w, http.StatusAccepted, EventsResponse{Accepted: len(recs), Rejected: rejected, Ignored: ignored})
 }
 
-// readBody reads the whole body, at most limit bytes, into a buffer sized from Content-Length. When it
-// cannot, it answers (413 or 400) and returns false.
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
+// readBody reads the whole body, at most limit bytes and within timeout, into a buffer sized from
+// Content-Length. When it cannot, it answers (413, 408 or 400) and returns false.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64, timeout time.Duration) ([]byte, bool) {
+	rc := http.NewResponseController(w)
+	if err := rc.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+		s.log.WarnContext(r.Context(), "setting the body read deadline", "err", err)
+	}
 	size := int64(0)
 	if r.ContentLength > 0 {
 		size = min(r.ContentLength, limit)
@@ -263,9 +279,17 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) (
 		writeProblem(w, http.StatusRequestEntityTooLarge, "body-too-large", "Request body too large",
 			fmt.Sprintf("the body may hold at most %d bytes", limit), 0)
 		return nil, false
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		w.Header().Set("Connection", "close")
+		writeProblem(w, http.StatusRequestTimeout, "body-timeout", "Request body too slow",
+			fmt.Sprintf("the body was not received within %s; send it without pauses", timeout), 0)
+		return nil, false
 	case err != nil:
 		writeProblem(w, http.StatusBadRequest, "unreadable-body", "Unreadable body", err.Error(), 0)
 		return nil, false
+	}
+	if err := rc.SetReadDeadline(time.Time{}); err != nil {
+		s.log.WarnContext(r.Context(), "clearing the body read deadline", "err", err)
 	}
 	return buf.Bytes(), true
 }

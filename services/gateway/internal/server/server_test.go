@@ -464,3 +464,65 @@ func TestMalformedEventsRejectOnlyThemselves(t *testing.T) {
 		t.Errorf("raw holds %v", ids)
 	}
 }
+
+// trickle is a request body that sends prefix, then blocks until release is closed: a client that
+// stops sending in the middle of its body.
+type trickle struct {
+	prefix  []byte
+	release <-chan struct{}
+}
+
+func (b *trickle) Read(p []byte) (int, error) {
+	if len(b.prefix) > 0 {
+		n := copy(p, b.prefix)
+		b.prefix = b.prefix[n:]
+		return n, nil
+	}
+	<-b.release
+	return 0, io.EOF
+}
+
+// TestSlowBodyIs408: a client that stops sending its body gets 408 once the body read deadline passes,
+// while it is still sending; nothing is produced.
+func TestSlowBodyIs408(t *testing.T) {
+	f := newFixture(t, func(s *setup) {
+		s.limits.BodyReadTimeout = time.Millisecond
+		s.limits.RosterBodyReadTimeout = time.Millisecond
+	})
+	for _, tt := range []struct{ path, key, ctype string }{
+		{"/v1/events", "good", "application/json"},
+		{"/v1/events", "good", "application/x-ndjson"},
+		{"/v1/roster/users", "roster", "application/json"},
+	} {
+		t.Run(tt.path+" "+tt.ctype, func(t *testing.T) {
+			release := make(chan struct{})
+			defer close(release) // only once the server has answered: the body never ends before
+			body := &trickle{prefix: []byte(`{"events":[` + event(1, "present")), release: release}
+			req, err := http.NewRequestWithContext(t.Context(), "POST", f.srv.URL+tt.path, body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Authorization", "Bearer "+tt.key)
+			req.Header.Set("Content-Type", tt.ctype)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				if err := resp.Body.Close(); err != nil {
+					t.Error(err)
+				}
+			}()
+			var p server.Problem
+			if err := json.NewDecoder(resp.Body).Decode(&p); err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != http.StatusRequestTimeout || p.Type != "/problems/body-timeout" {
+				t.Fatalf("answer %d %+v", resp.StatusCode, p)
+			}
+		})
+	}
+	if ids := f.rawEventIDs(t); len(ids) != 0 {
+		t.Fatalf("raw holds %v", ids)
+	}
+}
