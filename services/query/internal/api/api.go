@@ -18,6 +18,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/edtech-analytics/platform/services/query/internal/auth"
 	"github.com/google/uuid"
@@ -131,6 +132,22 @@ func (a *API) authenticate(w http.ResponseWriter, r *http.Request) (auth.Princip
 	return auth.Principal{}, false
 }
 
+// pathID returns the path parameter name, an id of the roster (at most records.MaxIDBytes of UTF-8
+// without control characters, as the gateway takes them). Any other value is answered 400 naming the
+// parameter: it cannot name anything, and PostgreSQL refuses some such values (NUL, invalid UTF-8).
+func pathID(w http.ResponseWriter, r *http.Request, name string) (string, bool) {
+	id := r.PathValue(name)
+	msg := records.CheckText(id, records.MaxIDBytes, records.Line)
+	if id == "" {
+		msg = "is required"
+	}
+	if msg != "" {
+		problem(w, http.StatusBadRequest, "invalid-parameter", name+": "+msg)
+		return "", false
+	}
+	return id, true
+}
+
 // forbidden answers 403 for a resource outside the principal's scope.
 func forbidden(w http.ResponseWriter, p auth.Principal, what string) {
 	problem(w, http.StatusForbidden, "out-of-scope", "a "+p.Role+" token may not read "+what)
@@ -160,8 +177,8 @@ func (a *API) school(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	id := r.PathValue("school_id")
-	if !a.schoolAllowed(w, req.p, id) {
+	id, ok := pathID(w, r, "school_id")
+	if !ok || !a.schoolAllowed(w, req.p, id) {
 		return
 	}
 	a.serveSummary(w, r, req, "school", id, levelQuery("school", id, nil))
@@ -182,7 +199,10 @@ func (a *API) class(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	id := r.PathValue("class_id")
+	id, ok := pathID(w, r, "class_id")
+	if !ok {
+		return
+	}
 	var parents []string
 	switch req.p.Role {
 	case tenancy.RoleDistrictAdmin:

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -510,4 +511,61 @@ type failingAuditor struct{}
 
 func (failingAuditor) AppendAudit(context.Context, string, string, string, any) (tenancy.AuditEntry, error) {
 	return tenancy.AuditEntry{}, fmt.Errorf("audit log unavailable")
+}
+
+// TestIDsThatCannotNameAnythingAre400: an id in the path with a NUL, a control character, invalid UTF-8
+// or more than 256 bytes is answered 400 naming the parameter, for every role (PostgreSQL refused NUL
+// and invalid UTF-8 with 22021 and the caller got 503).
+func TestIDsThatCannotNameAnythingAre400(t *testing.T) {
+	f := newFixture(t, 5, nil)
+	long := strings.Repeat("s", 257)
+	tests := []struct{ path, param, msg string }{
+		{"/v1/classes/seca-s1%00/summary", "class_id", "must not contain control characters"},
+		{"/v1/classes/%ff%fe/summary", "class_id", "must be valid UTF-8"},
+		{"/v1/classes/c1%0A/summary", "class_id", "must not contain control characters"},
+		{"/v1/classes/c1%C2%85/summary", "class_id", "must not contain control characters"},
+		{"/v1/classes/" + long + "/summary", "class_id", "must be at most 256 bytes"},
+		{"/v1/schools/s1%00/summary", "school_id", "must not contain control characters"},
+		{"/v1/schools/%ff%fe/daily", "school_id", "must be valid UTF-8"},
+		{"/v1/schools/s1%1B/daily", "school_id", "must not contain control characters"},
+		{"/v1/students/%00/summary", "student_id", "must be the student's internal id (a UUID)"},
+	}
+	for _, cred := range []string{"d1-school-s1", "d1-teacher-t1", "d1-district"} {
+		for _, tt := range tests {
+			t.Run(cred+tt.path, func(t *testing.T) {
+				code, p := f.problem(t, f.creds[cred], tt.path+span)
+				if code != http.StatusBadRequest || p["type"] != "/problems/invalid-parameter" || p["detail"] != tt.param+": "+tt.msg {
+					t.Fatalf("answer %d %v, want 400 naming %s", code, p, tt.param)
+				}
+			})
+		}
+	}
+	// The same ids, valid, still answer.
+	if code := f.get(t, f.creds["d1-school-s1"], "/v1/classes/c1/summary"+span, nil); code != 200 {
+		t.Fatalf("a valid class id: status %d", code)
+	}
+}
+
+// problem requests path and decodes the answer as a problem body.
+func (f fixture) problem(t *testing.T, cred, path string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, f.srv.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+cred)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := resp.Body.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	var p map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&p); err != nil {
+		t.Fatalf("%s: answer is not JSON: %v", path, err)
+	}
+	return resp.StatusCode, p
 }

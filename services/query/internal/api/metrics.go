@@ -190,8 +190,8 @@ func (a *API) schoolDaily(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	school := r.PathValue("school_id")
-	if !a.schoolAllowed(w, req.p, school) {
+	school, ok := pathID(w, r, "school_id")
+	if !ok || !a.schoolAllowed(w, req.p, school) {
 		return
 	}
 	rows, err := a.ch.Query(r.Context(), `
