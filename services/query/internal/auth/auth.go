@@ -54,14 +54,16 @@ type Resolver struct {
 }
 
 type principalAnswer struct {
-	p   Principal
-	err error
+	p       Principal
+	err     error
+	expires time.Time // the token's own expiry; zero when it has none
 }
 
 // enrollment is one active student enrollment of a student.
 type enrollment struct{ class, school string }
 
-// NewResolver caches every answer for ttl (a revoked token stops working within ttl).
+// NewResolver caches every answer for ttl: a revoked token stops working within ttl, an expired one at
+// its own expiry.
 func NewResolver(store Store, ttl time.Duration) *Resolver {
 	return &Resolver{store: store, principals: newCache[string, principalAnswer](ttl),
 		classes: newCache[[2]string, []string](ttl), schools: newCache[[2]string, []string](ttl),
@@ -69,30 +71,44 @@ func NewResolver(store Store, ttl time.Duration) *Resolver {
 }
 
 // Resolve authenticates a bearer credential. Invalid credentials are cached too, so a flood of bad ones
-// does not reach the database; errors of the database are not.
+// does not reach the database; errors of the database are not. A cached token is refused from its own
+// expiry on, even within the cache TTL; a revocation takes effect within the TTL.
 func (r *Resolver) Resolve(ctx context.Context, credential string) (Principal, error) {
-	if a, ok := r.principals.get(credential); ok {
-		return a.p, a.err
-	}
-	p, err := r.resolve(ctx, credential)
-	if err != nil && !errors.Is(err, ErrUnauthenticated) && !errors.Is(err, ErrForbidden) {
-		return Principal{}, err
-	}
-	r.principals.put(credential, principalAnswer{p, err})
-	return p, err
-}
-
-func (r *Resolver) resolve(ctx context.Context, credential string) (Principal, error) {
-	if tenancy.IsDashboardToken(credential) {
-		t, err := r.store.LookupDashboardToken(ctx, credential)
-		if errors.Is(err, tenancy.ErrInvalidKey) {
-			return Principal{}, ErrUnauthenticated
-		}
-		if err != nil {
+	a, ok := r.principals.get(credential)
+	if !ok {
+		var err error
+		if a, err = r.resolve(ctx, credential); err != nil && !errors.Is(err, ErrUnauthenticated) && !errors.Is(err, ErrForbidden) {
 			return Principal{}, err
 		}
-		return Principal{TenantID: t.TenantID, Role: t.Role, Schools: t.SchoolIDs, TeacherID: t.TeacherID, Subject: "token:" + t.ID}, nil
+		r.principals.put(credential, a)
 	}
+	if !a.expires.IsZero() && !r.principals.now().Before(a.expires) {
+		return Principal{}, ErrUnauthenticated
+	}
+	return a.p, a.err
+}
+
+func (r *Resolver) resolve(ctx context.Context, credential string) (principalAnswer, error) {
+	if !tenancy.IsDashboardToken(credential) {
+		p, err := r.resolveKey(ctx, credential)
+		return principalAnswer{p: p, err: err}, err
+	}
+	t, err := r.store.LookupDashboardToken(ctx, credential)
+	if errors.Is(err, tenancy.ErrInvalidKey) {
+		err = ErrUnauthenticated
+	}
+	if err != nil {
+		return principalAnswer{err: err}, err
+	}
+	a := principalAnswer{p: Principal{TenantID: t.TenantID, Role: t.Role, Schools: t.SchoolIDs, TeacherID: t.TeacherID, Subject: "token:" + t.ID}}
+	if t.ExpiresAt != nil {
+		a.expires = *t.ExpiresAt
+	}
+	return a, nil
+}
+
+// resolveKey authenticates an API key (API keys do not expire; they are revoked).
+func (r *Resolver) resolveKey(ctx context.Context, credential string) (Principal, error) {
 	k, err := r.store.LookupAPIKey(ctx, credential)
 	if errors.Is(err, tenancy.ErrInvalidKey) {
 		return Principal{}, ErrUnauthenticated

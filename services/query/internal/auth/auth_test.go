@@ -112,3 +112,44 @@ func TestResolveCachesForTheTTL(t *testing.T) {
 		t.Fatal("a database error was cached")
 	}
 }
+
+// TestCachedTokenIsRefusedFromItsExpiry: a token that expires 3 s after it was created is refused at
+// 3.5 s although its answer is still in the cache (the TTL is a minute); a token without an expiry keeps
+// resolving from the cache, and an API key (keys do not expire) too.
+func TestCachedTokenIsRefusedFromItsExpiry(t *testing.T) {
+	start := time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
+	expires := start.Add(3 * time.Second)
+	store := &fakeStore{
+		tokens: map[string]tenancy.DashboardToken{
+			"edt_short":   {ID: "tok1", TenantID: "d1", Role: tenancy.RoleDistrictAdmin, ExpiresAt: &expires},
+			"edt_forever": {ID: "tok2", TenantID: "d1", Role: tenancy.RoleDistrictAdmin},
+		},
+		keys: map[string]tenancy.APIKey{"eak_dash": {ID: "key1", TenantID: "d1", Verbs: []string{tenancy.VerbDashboardsRead}}},
+	}
+	r := NewResolver(store, time.Minute)
+	var clock atomic.Int64
+	clock.Store(start.UnixNano())
+	r.principals.now = func() time.Time { return time.Unix(0, clock.Load()) }
+	ctx := t.Context()
+	for _, c := range []string{"edt_short", "edt_forever", "eak_dash"} {
+		if _, err := r.Resolve(ctx, c); err != nil {
+			t.Fatalf("%s at creation: %v", c, err)
+		}
+	}
+	clock.Add(int64(2999 * time.Millisecond))
+	if _, err := r.Resolve(ctx, "edt_short"); err != nil {
+		t.Fatalf("token before its expiry: %v", err)
+	}
+	clock.Add(int64(501 * time.Millisecond))
+	if _, err := r.Resolve(ctx, "edt_short"); !errors.Is(err, ErrUnauthenticated) {
+		t.Fatalf("token 3.5 s after creation, expiring at 3 s: %v, want ErrUnauthenticated", err)
+	}
+	for _, c := range []string{"edt_forever", "eak_dash"} {
+		if _, err := r.Resolve(ctx, c); err != nil {
+			t.Fatalf("%s: %v", c, err)
+		}
+	}
+	if store.lookups != 3 {
+		t.Fatalf("%d lookups, want 3: every later answer came from the cache", store.lookups)
+	}
+}
