@@ -326,21 +326,39 @@ func (c *StoreConsumer) writePartition(ctx context.Context, p int32, recs []*kgo
 	c.log.Warn("store write failed; partition paused", "partition", p, "records", len(recs), "retry_in", wait, "err", err)
 }
 
-// write writes recs to the store. A record the store refuses for its content is dead-lettered and a
-// stand-in written in its place, and the records around it are written as before: the partition moves
-// on past it exactly once (a repeat after a crash is recognisable in the dead-letter topic). When the
-// store cannot tell which record it refused, the batch is halved until it can.
+// write writes recs to the store, each attempt within the write timeout, dead-lettering refused records.
 func (c *StoreConsumer) write(ctx context.Context, p int32, recs []*kgo.Record) error {
+	return WriteDeadLettering(ctx, timedStore{c.store, c.cfg.WriteTimeout}, c.cfg.Topic, p, recs, c.cfg.DeadLetter, c.log)
+}
+
+// timedStore bounds each Write of a store.
+type timedStore struct {
+	Store
+	timeout time.Duration
+}
+
+func (s timedStore) Write(ctx context.Context, topic string, p int32, recs []*kgo.Record) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	return s.Store.Write(ctx, topic, p, recs)
+}
+
+// WriteDeadLettering writes recs, records of one partition in offset order, to the store. A record the
+// store refuses for its content is dead-lettered through dead and a stand-in written in its place, and
+// the records around it are written as before: the partition moves past it once (a repeat after a crash
+// between the two is recognisable in the dead-letter topic by its source offset). When the store cannot
+// tell which record it refused, the batch is halved until it can. Without dead, a refusal is returned
+// like any other error. The store consumer writes through it; so can a test of a store.
+func WriteDeadLettering(ctx context.Context, store Store, topic string, p int32, recs []*kgo.Record, dead DeadLetterFunc, log *slog.Logger) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	wctx, cancel := context.WithTimeout(ctx, c.cfg.WriteTimeout)
-	err := c.store.Write(wctx, c.cfg.Topic, p, recs)
-	cancel()
+	err := store.Write(ctx, topic, p, recs)
 	var pe *PoisonError
-	if err == nil || c.cfg.DeadLetter == nil || !errors.As(err, &pe) {
+	if err == nil || dead == nil || !errors.As(err, &pe) {
 		return err
 	}
+	again := func(recs []*kgo.Record) error { return WriteDeadLettering(ctx, store, topic, p, recs, dead, log) }
 	i := slices.IndexFunc(recs, func(r *kgo.Record) bool { return r.Offset == pe.Offset })
 	if i < 0 && len(recs) == 1 {
 		i = 0
@@ -350,23 +368,25 @@ func (c *StoreConsumer) write(ctx context.Context, p int32, recs []*kgo.Record) 
 			return err
 		}
 		mid := len(recs) / 2
-		if err := c.write(ctx, p, recs[:mid]); err != nil {
+		if err := again(recs[:mid]); err != nil {
 			return err
 		}
-		return c.write(ctx, p, recs[mid:])
+		return again(recs[mid:])
 	}
 	if DeadLettered(recs[i]) {
 		return err // a stand-in refused: never dead-letter it
 	}
-	if err := c.write(ctx, p, recs[:i]); err != nil {
+	if err := again(recs[:i]); err != nil {
 		return err
 	}
-	if err := c.cfg.DeadLetter(ctx, recs[i], pe.Reason, pe.Err); err != nil {
+	if err := dead(ctx, recs[i], pe.Reason, pe.Err); err != nil {
 		return fmt.Errorf("dead-lettering the record at offset %d: %w", recs[i].Offset, err)
 	}
-	c.log.Warn("record refused by the store; dead-lettered", "partition", p, "offset", recs[i].Offset, "reason", pe.Reason, "err", pe.Err)
-	rest := append([]*kgo.Record{standIn(recs[i])}, recs[i+1:]...)
-	return c.write(ctx, p, rest)
+	if log != nil {
+		log.Warn("record refused by the store; dead-lettered", "topic", topic, "partition", p, "offset", recs[i].Offset,
+			"reason", pe.Reason, "err", pe.Err)
+	}
+	return again(append([]*kgo.Record{standIn(recs[i])}, recs[i+1:]...))
 }
 
 // resumeDue re-seeks paused partitions whose backoff has passed to the store's offsets and resumes them.

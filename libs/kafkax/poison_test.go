@@ -19,12 +19,12 @@ import (
 // poisonStore refuses, atomically, every batch holding a record whose value starts with "P" (naming its
 // offset, as a decode error can) or "Q" (without, as a database's refusal of one row of a batch does).
 type poisonStore struct {
-	mu         sync.Mutex
-	next       map[int32]int64
-	values     map[string]int // stored values, with how often
-	standIns   int
-	dlq        map[string]int // dead-lettered values, with how often
-	dlqDown    bool           // dead-letter calls fail
+	mu       sync.Mutex
+	next     map[int32]int64
+	values   map[string]int // stored values, with how often
+	standIns int
+	dlq      map[string]int // dead-lettered values, with how often
+	dlqDown  bool           // dead-letter calls fail
 }
 
 func (s *poisonStore) NextOffsets(_ context.Context, _ string, parts []int32) (map[int32]int64, error) {

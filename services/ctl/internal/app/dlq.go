@@ -56,7 +56,7 @@ func dlqFlags(fs *flag.FlagSet, kcfg *kafkax.Config) *dlqFilter {
 
 func dlqReasons() []string {
 	return []string{records.ReasonUndecodable, records.ReasonUnknownSchema, records.ReasonInvalidField,
-		records.ReasonPolicyViolation, records.ReasonOther}
+		records.ReasonPolicyViolation, records.ReasonStoreRefused, records.ReasonOther}
 }
 
 func checkDLQFlags(f *dlqFilter, kcfg *kafkax.Config, limit int) error {
