@@ -29,6 +29,10 @@ func check(raw *records.RawEvent) []records.FieldError {
 	if raw.OccurredAt.IsZero() || raw.OccurredAt.Before(time.Date(1970, 1, 2, 0, 0, 0, 0, time.UTC)) {
 		add("occurred_at", "is required")
 	}
+	// Text the stores cannot hold (a NUL byte, invalid UTF-8) is refused here, before any of it reaches
+	// the identity and roster tables: the gateway refuses it on ingest, other producers and old data may
+	// not have.
+	errs = append(errs, records.TextErrors(raw, "")...)
 	if !records.IsRosterType(raw.Type) {
 		if raw.Actor.SISID == "" {
 			add("actor.sis_id", "is required")

@@ -150,6 +150,12 @@ func TestDeadLetterReasons(t *testing.T) {
 	badStatus.User.Status = "deleted"
 	mismatch := valid("d1")
 	mismatch.ContentView = &records.ContentView{ContentID: "c", ContentType: "video"}
+	nulSIS := valid("d1") // PostgreSQL refuses a NUL byte: it must never reach the identity tables
+	nulSIS.Actor.SISID = "seca-st9\x00x"
+	nulSchool := valid("d1")
+	nulSchool.SchoolID = ptr("sch\x00ool")
+	badName := e.event("d1", "sis", "S1", userRecord("S1", nil, now, "student", nil))
+	badName.User.GivenName = "Ada\xff"
 
 	tests := []struct {
 		name, reason, field string
@@ -162,6 +168,9 @@ func TestDeadLetterReasons(t *testing.T) {
 		{"missing sis id", records.ReasonInvalidField, "actor.sis_id", encode(noSIS), true},
 		{"bad roster status", records.ReasonInvalidField, "roster_user.status", encode(badStatus), true},
 		{"two payloads", records.ReasonInvalidField, "type", encode(mismatch), true},
+		{"NUL in the sis id", records.ReasonInvalidField, "actor.sis_id", encode(nulSIS), true},
+		{"NUL in the school id", records.ReasonInvalidField, "school_id", encode(nulSchool), true},
+		{"invalid UTF-8 in a roster name", records.ReasonInvalidField, "roster_user.given_name", encode(badName), true},
 		{"unknown tenant", records.ReasonOther, "tenant_id", encode(valid("nowhere")), true},
 		{"policy violation", records.ReasonPolicyViolation, "attendance.reason", encode(valid("d2")), true},
 	}
