@@ -65,7 +65,9 @@ func TestStalledPartitionsShowInReadinessAndMetrics(t *testing.T) {
 	go func() { done <- c.Run(ctx) }()
 	defer func() {
 		cancel()
-		<-done
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
 	}()
 
 	mux := http.NewServeMux()
