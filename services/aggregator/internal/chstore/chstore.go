@@ -417,6 +417,11 @@ func (s *Store) row(topic string, rec *kgo.Record) (eventRow, string, error) {
 	if err := ev.CheckPayload(); err != nil {
 		return eventRow{}, SkipInvalid, err
 	}
+	// Text PostgreSQL refuses (a NUL byte, invalid UTF-8) is refused here too, so the two stores agree on
+	// what they hold: both dead-letter such a record.
+	if errs := records.TextErrors(&ev, ""); len(errs) > 0 {
+		return eventRow{}, SkipInvalid, fmt.Errorf("%s: %s", errs[0].Field, errs[0].Message)
+	}
 	row, err := newEventRow(&ev)
 	if err != nil {
 		return eventRow{}, SkipInvalid, err
