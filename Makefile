@@ -40,7 +40,7 @@ bench: deps ## Run the benchmarks of every module
 .PHONY: lint
 lint: vet tools ## Check formatting (gofmt -l must be empty), vet and golangci-lint (.golangci.yml)
 	@out="$$(gofmt -l $(MODULE_DIRS))"; if [[ -n "$$out" ]]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-	$(GOLANGCI_LINT) run $(addsuffix /...,$(MODULE_DIRS))
+	$(GOLANGCI_LINT) run --allow-serial-runners $(addsuffix /...,$(MODULE_DIRS))
 
 .PHONY: tools
 tools: ## Build the pinned golangci-lint if this machine does not have it yet

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -20,8 +21,58 @@ type Store interface {
 	// offset after the last one it stored. Partitions it has never stored are left out.
 	NextOffsets(ctx context.Context, topic string, partitions []int32) (map[int32]int64, error)
 	// Write durably stores records of one partition, in offset order, together with their offsets, as one
-	// atomic unit. It returns only when the records are durable.
+	// atomic unit. It returns only when the records are durable. A record the store refuses for its content,
+	// which no retry can change, is reported as a *PoisonError; any other error is taken as transient. A
+	// record for which DeadLettered is true was refused before and is in the dead-letter topic: the store
+	// only moves its offset past it.
 	Write(ctx context.Context, topic string, partition int32, recs []*kgo.Record) error
+}
+
+// PoisonError is a store's refusal of a record for its content (a value the database rejects, a record
+// that does not decode): writing it again can never succeed, so the consumer dead-letters it and moves on.
+type PoisonError struct {
+	Offset int64  // the refused record's offset, or -1 when the store cannot tell which of the batch
+	Reason string // the dead-letter reason (records.Reason*)
+	Err    error
+}
+
+func (e *PoisonError) Error() string {
+	if e.Offset < 0 {
+		return fmt.Sprintf("a record refused (%s): %v", e.Reason, e.Err)
+	}
+	return fmt.Sprintf("record at offset %d refused (%s): %v", e.Offset, e.Reason, e.Err)
+}
+
+func (e *PoisonError) Unwrap() error { return e.Err }
+
+// Poison wraps err as the refusal of the record at offset (-1: unknown) for reason.
+func Poison(offset int64, reason string, err error) error {
+	return &PoisonError{Offset: offset, Reason: reason, Err: err}
+}
+
+// DeadLetterFunc sends a refused record to the dead-letter topic with the reason, returning once it is
+// durable there. A crash after it and before the store moves past the record sends it again, with the
+// same source topic, partition and offset, by which readers of the topic recognise the repeat.
+type DeadLetterFunc func(ctx context.Context, r *kgo.Record, reason string, cause error) error
+
+// headerDeadLettered marks the stand-in the consumer writes in place of a dead-lettered record.
+const headerDeadLettered = "edtech-dead-lettered"
+
+// DeadLettered reports whether r stands in for a record already sent to the dead-letter topic: a store
+// stores nothing of it and only moves its offset past it.
+func DeadLettered(r *kgo.Record) bool {
+	for _, h := range r.Headers {
+		if h.Key == headerDeadLettered {
+			return true
+		}
+	}
+	return false
+}
+
+// standIn is the record written in place of a dead-lettered one: same position, no content.
+func standIn(r *kgo.Record) *kgo.Record {
+	return &kgo.Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Timestamp: r.Timestamp,
+		Headers: []kgo.RecordHeader{{Key: headerDeadLettered, Value: []byte("1")}}}
 }
 
 // ConsumerConfig tunes a store consumer.
@@ -34,6 +85,9 @@ type ConsumerConfig struct {
 	RetryMax       time.Duration // backoff cap (default 10s)
 	CommitInterval time.Duration // how often durable offsets are committed to Kafka for lag metrics (default 5s)
 	Extra          []kgo.Opt     // extra client options (tests lower group timeouts here)
+	// DeadLetter receives the records the store refuses for their content; without it such a record is
+	// retried like a transient failure, and its partition stalls.
+	DeadLetter DeadLetterFunc
 }
 
 func (c *ConsumerConfig) defaults() {
@@ -70,7 +124,29 @@ type StoreConsumer struct {
 	next     map[int32]int64     // next offset to write per assigned partition; records below it are stale
 	paused   map[int32]time.Time // partitions waiting to be re-sought, with when to try
 	failures map[int32]int
+	stalls   map[int32]Stall // partitions whose last write failed
 	ready    func(bool)
+}
+
+// Stall is a partition whose records wait because writing them failed.
+type Stall struct {
+	Partition int32     `json:"partition"`
+	Since     time.Time `json:"since"`    // the first failure in a row
+	Failures  int       `json:"failures"` // failures in a row
+	Offset    int64     `json:"offset"`   // the first offset waiting
+	Err       string    `json:"error"`    // the last failure
+}
+
+// Stalls returns the partitions whose records wait on a failed write, oldest first.
+func (c *StoreConsumer) Stalls() []Stall {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]Stall, 0, len(c.stalls))
+	for _, s := range c.stalls {
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b Stall) int { return a.Since.Compare(b.Since) })
+	return out
 }
 
 // NewStoreConsumer builds the consumer and its client. ready, if non-nil, is told when the consumer has
@@ -82,7 +158,7 @@ func NewStoreConsumer(kcfg Config, deps Deps, cfg ConsumerConfig, store Store, r
 	}
 	c := &StoreConsumer{
 		cfg: cfg, store: store, log: deps.Log.With("group", cfg.Group, "topic", cfg.Topic),
-		next: map[int32]int64{}, paused: map[int32]time.Time{}, failures: map[int32]int{}, ready: ready,
+		next: map[int32]int64{}, paused: map[int32]time.Time{}, failures: map[int32]int{}, stalls: map[int32]Stall{}, ready: ready,
 	}
 	opts := []kgo.Opt{
 		kgo.ConsumerGroup(cfg.Group),
@@ -137,6 +213,7 @@ func (c *StoreConsumer) adjustOffsets(ctx context.Context, offsets map[string]ma
 		}
 		delete(c.paused, p)
 		delete(c.failures, p)
+		delete(c.stalls, p)
 	}
 	c.log.Info("partitions assigned", "partitions", ids, "resume_at", stored)
 	if c.ready != nil {
@@ -151,6 +228,7 @@ func (c *StoreConsumer) onRevoked(ctx context.Context, cl *kgo.Client, revoked m
 		delete(c.next, p)
 		delete(c.paused, p)
 		delete(c.failures, p)
+		delete(c.stalls, p)
 	}
 	c.mu.Unlock()
 	c.commit(ctx)
@@ -222,14 +300,13 @@ func (c *StoreConsumer) fresh(p int32, recs []*kgo.Record) []*kgo.Record {
 }
 
 func (c *StoreConsumer) writePartition(ctx context.Context, p int32, recs []*kgo.Record) {
-	wctx, cancel := context.WithTimeout(ctx, c.cfg.WriteTimeout)
-	err := c.store.Write(wctx, c.cfg.Topic, p, recs)
-	cancel()
+	err := c.write(ctx, p, recs)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err == nil {
 		c.next[p] = recs[len(recs)-1].Offset + 1
 		c.failures[p] = 0
+		delete(c.stalls, p)
 		c.cl.MarkCommitRecords(recs[len(recs)-1])
 		return
 	}
@@ -239,8 +316,77 @@ func (c *StoreConsumer) writePartition(ctx context.Context, p int32, recs []*kgo
 	c.failures[p]++
 	wait := backoff(c.cfg.RetryMin, c.cfg.RetryMax, c.failures[p])
 	c.paused[p] = time.Now().Add(wait)
+	st, ok := c.stalls[p]
+	if !ok {
+		st = Stall{Partition: p, Since: time.Now()}
+	}
+	st.Failures, st.Offset, st.Err = c.failures[p], recs[0].Offset, err.Error()
+	c.stalls[p] = st
 	c.cl.PauseFetchPartitions(map[string][]int32{c.cfg.Topic: {p}})
 	c.log.Warn("store write failed; partition paused", "partition", p, "records", len(recs), "retry_in", wait, "err", err)
+}
+
+// write writes recs to the store, each attempt within the write timeout, dead-lettering refused records.
+func (c *StoreConsumer) write(ctx context.Context, p int32, recs []*kgo.Record) error {
+	return WriteDeadLettering(ctx, timedStore{c.store, c.cfg.WriteTimeout}, c.cfg.Topic, p, recs, c.cfg.DeadLetter, c.log)
+}
+
+// timedStore bounds each Write of a store.
+type timedStore struct {
+	Store
+	timeout time.Duration
+}
+
+func (s timedStore) Write(ctx context.Context, topic string, p int32, recs []*kgo.Record) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	return s.Store.Write(ctx, topic, p, recs)
+}
+
+// WriteDeadLettering writes recs, records of one partition in offset order, to the store. A record the
+// store refuses for its content is dead-lettered through dead and a stand-in written in its place, and
+// the records around it are written as before: the partition moves past it once (a repeat after a crash
+// between the two is recognisable in the dead-letter topic by its source offset). When the store cannot
+// tell which record it refused, the batch is halved until it can. Without dead, a refusal is returned
+// like any other error. The store consumer writes through it; so can a test of a store.
+func WriteDeadLettering(ctx context.Context, store Store, topic string, p int32, recs []*kgo.Record, dead DeadLetterFunc, log *slog.Logger) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	err := store.Write(ctx, topic, p, recs)
+	var pe *PoisonError
+	if err == nil || dead == nil || !errors.As(err, &pe) {
+		return err
+	}
+	again := func(recs []*kgo.Record) error { return WriteDeadLettering(ctx, store, topic, p, recs, dead, log) }
+	i := slices.IndexFunc(recs, func(r *kgo.Record) bool { return r.Offset == pe.Offset })
+	if i < 0 && len(recs) == 1 {
+		i = 0
+	}
+	if i < 0 {
+		if pe.Offset >= 0 { // not a record of this batch: the store is confused, not the record
+			return err
+		}
+		mid := len(recs) / 2
+		if err := again(recs[:mid]); err != nil {
+			return err
+		}
+		return again(recs[mid:])
+	}
+	if DeadLettered(recs[i]) {
+		return err // a stand-in refused: never dead-letter it
+	}
+	if err := again(recs[:i]); err != nil {
+		return err
+	}
+	if err := dead(ctx, recs[i], pe.Reason, pe.Err); err != nil {
+		return fmt.Errorf("dead-lettering the record at offset %d: %w", recs[i].Offset, err)
+	}
+	if log != nil {
+		log.Warn("record refused by the store; dead-lettered", "topic", topic, "partition", p, "offset", recs[i].Offset,
+			"reason", pe.Reason, "err", pe.Err)
+	}
+	return again(append([]*kgo.Record{standIn(recs[i])}, recs[i+1:]...))
 }
 
 // resumeDue re-seeks paused partitions whose backoff has passed to the store's offsets and resumes them.

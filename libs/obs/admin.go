@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"sort"
@@ -16,8 +17,34 @@ import (
 // Health tracks liveness and readiness. A service is ready only when every named check is ready; checks
 // start not ready. Call SetReady(name, false) before draining so load balancers stop sending work.
 type Health struct {
-	mu     sync.Mutex
-	checks map[string]bool
+	mu       sync.Mutex
+	checks   map[string]bool
+	degraded map[string]func() any // non-nil answers are listed by /readyz, which stays 200
+}
+
+// SetDegraded adds a report to /readyz: while report returns non-nil, a ready service answers 200 with
+// status "degraded" and the report under name, saying what is wrong without taking it out of service.
+func (h *Health) SetDegraded(name string, report func() any) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.degraded == nil {
+		h.degraded = map[string]func() any{}
+	}
+	h.degraded[name] = report
+}
+
+// Degraded returns the non-nil reports by name.
+func (h *Health) Degraded() map[string]any {
+	h.mu.Lock()
+	reports := maps.Clone(h.degraded)
+	h.mu.Unlock()
+	out := map[string]any{}
+	for name, report := range reports {
+		if v := report(); v != nil {
+			out[name] = v
+		}
+	}
+	return out
 }
 
 // NewHealth returns a Health with the named checks, all not ready.
@@ -65,6 +92,13 @@ func (h *Health) Register(mux *http.ServeMux, metrics http.Handler) {
 				Status  string   `json:"status"`
 				Waiting []string `json:"waiting"`
 			}{"not ready", waiting})
+			return
+		}
+		if degraded := h.Degraded(); len(degraded) > 0 {
+			_ = json.NewEncoder(w).Encode(struct {
+				Status   string         `json:"status"`
+				Degraded map[string]any `json:"degraded"`
+			}{"degraded", degraded})
 			return
 		}
 		_, _ = w.Write([]byte(`{"status":"ready"}`))

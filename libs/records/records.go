@@ -127,6 +127,7 @@ const (
 	ReasonUnknownSchema   = "unknown_schema"
 	ReasonInvalidField    = "invalid_field"
 	ReasonPolicyViolation = "policy_violation"
+	ReasonStoreRefused    = "store_refused" // a store refused a value of the record (a database's data or constraint error)
 	ReasonOther           = "other"
 )
 

@@ -50,6 +50,7 @@ require (
 	github.com/edtech-analytics/platform/schemas v0.0.0-00010101000000-000000000000 // indirect
 	github.com/go-faster/city v1.0.1 // indirect
 	github.com/go-faster/errors v0.7.1 // indirect
+	github.com/go-json-experiment/json v1.27.2 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/go-viper/mapstructure/v2 v2.5.0 // indirect
@@ -77,7 +78,6 @@ require (
 	github.com/segmentio/asm v1.2.0 // indirect
 	github.com/sethvargo/go-retry v0.2.4 // indirect
 	github.com/shopspring/decimal v1.4.0 // indirect
-	github.com/twmb/franz-go/pkg/kadm v1.19.0 // indirect
 	github.com/twmb/franz-go/pkg/kmsg v1.15.0 // indirect
 	github.com/twmb/franz-go/pkg/sr v1.8.0 // indirect
 	github.com/twmb/franz-go/plugin/kotel v1.7.1 // indirect
@@ -101,7 +101,10 @@ require (
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 )
 
-require github.com/edtech-analytics/platform/services/query v0.0.0-00010101000000-000000000000
+require (
+	github.com/edtech-analytics/platform/services/query v0.0.0-00010101000000-000000000000
+	github.com/twmb/franz-go/pkg/kadm v1.19.0
+)
 
 replace (
 	github.com/edtech-analytics/platform/libs/chutil => ../../libs/chutil

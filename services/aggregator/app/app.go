@@ -15,6 +15,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/conf"
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/obs"
+	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/svc"
 	"github.com/edtech-analytics/platform/services/aggregator/internal/chstore"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -121,10 +122,19 @@ func consume(ctx context.Context, cfg Config, rt svc.Runtime, conn driver.Conn, 
 	}
 	cfg.Kafka = cfg.Kafka.ForService("aggregator")
 	deps := kafkax.Deps{Log: rt.Log, Tracer: rt.Tel.Tracer, Propagator: rt.Tel.Propagator}
+	dlq, err := kafkax.NewClient(cfg.Kafka, deps, "", kafkax.ProducerOptions()...)
+	if err != nil {
+		return err
+	}
+	defer dlq.Close()
 	consumer, err := kafkax.NewStoreConsumer(cfg.Kafka, deps,
-		kafkax.ConsumerConfig{Group: cfg.Group, Topic: cfg.Kafka.Topics().Enriched, Extra: cfg.ConsumerExtra},
+		kafkax.ConsumerConfig{Group: cfg.Group, Topic: cfg.Kafka.Topics().Enriched, Extra: cfg.ConsumerExtra,
+			DeadLetter: svc.DeadLetters(codec, dlq.Client, cfg.Kafka.Topics().DLQ, records.StageAggregator)},
 		store, func(ready bool) { health.SetReady("partitions", ready) })
 	if err != nil {
+		return err
+	}
+	if err := svc.ReportStalls(rt.Tel.Meter, health, cfg.Kafka.Topics().Enriched, consumer); err != nil {
 		return err
 	}
 	if err := svc.WaitKafka(ctx, rt.Log, consumer.Client().Client, cfg.Kafka); err != nil {

@@ -138,6 +138,12 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
 		OnAssigned: func() { identities.Reset(); rosterCtx.Reset() },
 		OnCommit:   func(s pipeline.Stats) { counts.add(ctx, s) },
 	}, cfg.Kafka, deps, codec, enr, dedup.New(cfg.DedupWindow), nil)
+	health.SetDegraded("stalled_batches", func() any {
+		if s := pipe.Stalled(); s != nil {
+			return s
+		}
+		return nil
+	})
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return obs.ServeAdmin(gctx, rt.Log, cfg.AdminAddr, health, rt.Tel.Metrics) })

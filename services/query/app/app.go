@@ -34,6 +34,8 @@ type Config struct {
 	ClickHousePassword conf.Secret
 	KeyCacheTTL        time.Duration
 	MinDistricts       int
+	MinStudents        int
+	BandDistricts      int
 }
 
 // RegisterFlags binds the config to flags with env defaults.
@@ -49,6 +51,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		"how long a token, key or roster lookup is cached (bounds the delay of a revocation or roster change)")
 	conf.Int(fs, &c.MinDistricts, "benchmark.min-districts", "BENCHMARK_MIN_DISTRICTS", 5,
 		"least number of districts a cross-district benchmark must cover to be served")
+	conf.Int(fs, &c.MinStudents, "benchmark.min-students", "BENCHMARK_MIN_STUDENTS", 10,
+		"least number of active students a district needs in the range to contribute to a benchmark")
+	conf.Int(fs, &c.BandDistricts, "benchmark.band-districts", "BENCHMARK_BAND_DISTRICTS", 3,
+		"least number of districts behind each band mean a benchmark releases (at least 3)")
 }
 
 // Validate reports configuration errors.
@@ -60,8 +66,14 @@ func (c *Config) Validate() error {
 	if c.ClickHouseAddr == "" {
 		errs = append(errs, errors.New("clickhouse.addr: required (env CLICKHOUSE_ADDR)"))
 	}
-	if c.MinDistricts < 2 {
-		errs = append(errs, errors.New("benchmark.min-districts: at least 2 (env BENCHMARK_MIN_DISTRICTS)"))
+	if c.BandDistricts < 3 {
+		errs = append(errs, errors.New("benchmark.band-districts: at least 3 (env BENCHMARK_BAND_DISTRICTS)"))
+	}
+	if c.MinDistricts < c.BandDistricts {
+		errs = append(errs, errors.New("benchmark.min-districts: at least benchmark.band-districts (env BENCHMARK_MIN_DISTRICTS)"))
+	}
+	if c.MinStudents < 1 {
+		errs = append(errs, errors.New("benchmark.min-students: at least 1 (env BENCHMARK_MIN_STUDENTS)"))
 	}
 	return errors.Join(errs...)
 }
@@ -105,7 +117,8 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks) (err erro
 	store := tenancy.NewStore(pool)
 	defer store.Close()
 	resolver := auth.NewResolver(store, cfg.KeyCacheTTL)
-	mux.Handle("/", api.New(rt.Log, resolver, store, ch, api.Config{MinDistricts: cfg.MinDistricts}).Handler())
+	mux.Handle("/", api.New(rt.Log, resolver, store, ch, api.Config{MinDistricts: cfg.MinDistricts,
+		MinStudents: cfg.MinStudents, BandDistricts: cfg.BandDistricts}).Handler())
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	g, gctx := errgroup.WithContext(ctx)

@@ -13,6 +13,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/conf"
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/obs"
+	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/svc"
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/edtech-analytics/platform/services/sink/internal/pgstore"
@@ -99,11 +100,19 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
 
 	cfg.Kafka = cfg.Kafka.ForService("sink")
 	deps := kafkax.Deps{Log: rt.Log, Tracer: rt.Tel.Tracer, Propagator: rt.Tel.Propagator}
+	dlq, err := kafkax.NewClient(cfg.Kafka, deps, "", kafkax.ProducerOptions()...)
+	if err != nil {
+		return err
+	}
+	defer dlq.Close()
 	consumer, err := kafkax.NewStoreConsumer(cfg.Kafka, deps,
 		kafkax.ConsumerConfig{Group: cfg.Group, Topic: cfg.Kafka.Topics().Enriched, MaxPollRecords: cfg.MaxPollRecords,
-			Extra: cfg.ConsumerExtra},
+			Extra: cfg.ConsumerExtra, DeadLetter: svc.DeadLetters(codec, dlq.Client, cfg.Kafka.Topics().DLQ, records.StageSink)},
 		store, func(ok bool) { health.SetReady("partitions", ok) })
 	if err != nil {
+		return err
+	}
+	if err := svc.ReportStalls(rt.Tel.Meter, health, cfg.Kafka.Topics().Enriched, consumer); err != nil {
 		return err
 	}
 	cl := consumer.Client().Client

@@ -34,7 +34,9 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/proto"
 	"github.com/edtech-analytics/platform/libs/chutil"
+	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -66,6 +68,8 @@ const (
 	SkipUndecodable = "undecodable" // bad frame or unknown schema: it will never decode
 	SkipInvalid     = "invalid"     // decodes but cannot be stored (bad UUID, time out of range)
 	SkipFenced      = "fenced"      // already stored, by this or another consumer
+	// SkipDeadLettered is a stand-in for a record refused before and dead-lettered by the consumer.
+	SkipDeadLettered = "dead_lettered"
 )
 
 const (
@@ -179,10 +183,11 @@ func (s *Store) stored(ctx context.Context, topic string) (map[int32]int64, erro
 
 // Write stores the events among recs, records of one partition in offset order, with one INSERT into
 // events: ClickHouse writes the block and runs every materialized view on it within that INSERT, and a
-// block is atomic per month partition of events. Records that are not facts (roster) or can never be
-// stored (undecodable, invalid) are logged, counted and skipped; when the batch ends in such records a
-// row in kafka_offsets records that they were consumed, so a restart does not read them again (losing
-// that row only means reading them again).
+// block is atomic per month partition of events. A record that can never be stored (undecodable,
+// invalid, or a value ClickHouse refuses) is refused with a *kafkax.PoisonError, and the consumer
+// dead-letters it and writes a stand-in, which is skipped. Records that are not facts (roster) are
+// counted and skipped; when the batch ends in skipped records a row in kafka_offsets records that they
+// were consumed, so a restart does not read them again (losing that row only means reading them again).
 //
 // Fencing, so that no record is stored twice even by two consumers that both believe they own the
 // partition (one lost it during a long write), or after a client gave up on an INSERT that the server
@@ -214,15 +219,14 @@ func (s *Store) Write(ctx context.Context, topic string, partition int32, recs [
 		if errors.Is(err, errRetry) {
 			return err
 		}
+		if dlq, ok := refusals[reason]; ok {
+			return kafkax.Poison(rec.Offset, dlq, fmt.Errorf("the aggregator cannot store it (%s): %w", reason, err))
+		}
 		if reason == "" {
 			rows = append(rows, row)
 			continue
 		}
 		s.skip(ctx, reason, 1)
-		if reason != SkipNotFact {
-			s.log.Warn("skipping enriched record", "reason", reason, "partition", partition, "offset", rec.Offset,
-				"trace_id", traceID(rec), "err", err)
-		}
 	}
 	for _, tenant := range tenantsOf(rows) {
 		// Analyst views are not part of the data: failing to make them (a user without CREATE rights, a
@@ -281,11 +285,16 @@ func (w write) insertEvents(ctx context.Context, rows []eventRow) error {
 	}
 	for i := range rows {
 		if err := batch.AppendStruct(&rows[i]); err != nil {
-			return errors.Join(fmt.Errorf("appending event %s: %w", rows[i].EventID, err), batch.Abort())
+			err = errors.Join(fmt.Errorf("appending event %s: %w", rows[i].EventID, err), batch.Abort())
+			return kafkax.Poison(int64(rows[i].KafkaOffset), records.ReasonStoreRefused, err)
 		}
 	}
 	if err := batch.Send(); err != nil {
-		return fmt.Errorf("inserting %d events into clickhouse: %w", len(rows), err)
+		err = fmt.Errorf("inserting %d events into clickhouse: %w", len(rows), err)
+		if refusedContent(err) {
+			return kafkax.Poison(-1, records.ReasonStoreRefused, err)
+		}
+		return err
 	}
 	w.inserted.Add(ctx, int64(len(rows)))
 	return nil
@@ -392,6 +401,9 @@ var errRetry = errors.New("transient")
 // row turns a record into an events row. A record that is not stored has a reason; err says why when
 // the record is invalid, and wraps errRetry when decoding may succeed later.
 func (s *Store) row(topic string, rec *kgo.Record) (eventRow, string, error) {
+	if kafkax.DeadLettered(rec) {
+		return eventRow{}, SkipDeadLettered, nil
+	}
 	var ev records.EnrichedEvent
 	if err := s.codec.Decode(rec.Value, &ev); err != nil {
 		if errors.Is(err, records.ErrBadFrame) || errors.Is(err, records.ErrUnknownSchema) {
@@ -404,6 +416,11 @@ func (s *Store) row(topic string, rec *kgo.Record) (eventRow, string, error) {
 	}
 	if err := ev.CheckPayload(); err != nil {
 		return eventRow{}, SkipInvalid, err
+	}
+	// Text PostgreSQL refuses (a NUL byte, invalid UTF-8) is refused here too, so the two stores agree on
+	// what they hold: both dead-letter such a record.
+	if errs := records.TextErrors(&ev, ""); len(errs) > 0 {
+		return eventRow{}, SkipInvalid, fmt.Errorf("%s: %s", errs[0].Field, errs[0].Message)
 	}
 	row, err := newEventRow(&ev)
 	if err != nil {
@@ -561,4 +578,23 @@ func deref(s *string) string {
 // clamp fits a count of seconds or minutes into UInt32; negative values become 0.
 func clamp(v int64) uint32 {
 	return uint32(min(max(v, 0), math.MaxUint32))
+}
+
+// refusals are the skip reasons that refuse a record, with the dead-letter reason each is sent under.
+// Records that are not facts (roster) are only skipped: they belong to the sink.
+var refusals = map[string]string{
+	SkipUndecodable: records.ReasonUndecodable,
+	SkipInvalid:     records.ReasonInvalidField,
+}
+
+// contentErrors are ClickHouse's error codes for a value it cannot take: a retry of the same rows would
+// be refused again.
+var contentErrors = map[int32]bool{
+	6: true, 27: true, 38: true, 41: true, 53: true, 69: true, 70: true, 72: true, 117: true, 131: true, 321: true,
+}
+
+// refusedContent tells whether ClickHouse refused a value of the inserted rows.
+func refusedContent(err error) bool {
+	var ex *proto.Exception
+	return errors.As(err, &ex) && contentErrors[ex.Code]
 }

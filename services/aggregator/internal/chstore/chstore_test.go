@@ -13,6 +13,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/edtech-analytics/platform/libs/chutil"
 	"github.com/edtech-analytics/platform/libs/chutil/chtest"
+	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/services/aggregator/internal/chstore"
 	"github.com/edtech-analytics/platform/services/aggregator/internal/synth"
@@ -205,9 +206,10 @@ func got(t *testing.T, conn driver.Conn) synth.Rollups {
 	return r
 }
 
-// TestWriteSkipsWhatIsNotAFact proves roster records, undecodable bytes and events ClickHouse cannot hold
-// are skipped without failing the batch, that no name or SIS id reaches any column, and that a batch
-// ending in skipped records still moves the partition's stored offset past them.
+// TestWriteSkipsWhatIsNotAFact proves roster records are skipped and undecodable bytes and events
+// ClickHouse cannot hold are refused, each dead-lettered once with its reason while the rest of the batch
+// is stored; that no name or SIS id reaches any column; and that a batch ending in skipped records still
+// moves the partition's stored offset past them.
 func TestWriteSkipsWhatIsNotAFact(t *testing.T) {
 	store, conn, codec := newStore(t)
 	evs, _ := synth.Events(1, 1, 6)
@@ -230,8 +232,17 @@ func TestWriteSkipsWhatIsNotAFact(t *testing.T) {
 		record(t, codec, 0, 6, &mismatch),
 		record(t, codec, 0, 7, &roster),
 	}
-	if err := store.Write(t.Context(), topic, 0, recs); err != nil {
+	dead := map[int64]string{}
+	deadLetter := func(_ context.Context, r *kgo.Record, reason string, _ error) error {
+		dead[r.Offset] = reason
+		return nil
+	}
+	if err := kafkax.WriteDeadLettering(t.Context(), store, topic, 0, recs, deadLetter, nil); err != nil {
 		t.Fatal(err)
+	}
+	want := map[int64]string{2: records.ReasonUndecodable, 3: records.ReasonInvalidField, 4: records.ReasonInvalidField, 6: records.ReasonInvalidField}
+	if !maps.Equal(dead, want) {
+		t.Errorf("dead-lettered %v, want %v", dead, want)
 	}
 	if n := count(t, conn, "SELECT count() FROM events"); n != 2 {
 		t.Fatalf("stored %d events, want 2 (offsets 0 and 5)", n)

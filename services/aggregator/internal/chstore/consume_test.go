@@ -39,6 +39,29 @@ type pipeline struct {
 	ends   map[int32]int64            // offset after the last record, per partition
 	traces map[string]trace.TraceID   // tenant -> trace of the producer span its events were sent under
 	spans  map[string]context.Context // tenant -> context of that span
+	dead   deadLetters
+}
+
+// deadLetters counts the records the consumers dead-lettered, by value.
+type deadLetters struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (d *deadLetters) letter(_ context.Context, r *kgo.Record, _ string, _ error) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.n == nil {
+		d.n = map[string]int{}
+	}
+	d.n[string(r.Value)]++
+	return nil
+}
+
+func (d *deadLetters) count(value string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.n[value]
 }
 
 // newPipeline produces n events of five tenants (each tenant's under one producer span), a roster record
@@ -128,6 +151,7 @@ func (p *pipeline) start(t *testing.T, store kafkax.Store) (stop func()) {
 	c, err := kafkax.NewStoreConsumer(p.kcfg, p.deps, kafkax.ConsumerConfig{
 		Group: "aggregator", Topic: p.topic, MaxPollRecords: p.batch,
 		RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond, Extra: kafkatest.GroupOpts(),
+		DeadLetter: p.dead.letter,
 	}, store, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -179,6 +203,9 @@ func TestConsumeKeepsRollupsExact(t *testing.T) {
 
 	if n := count(t, conn, "SELECT count() FROM events"); n != uint64(len(p.facts)) {
 		t.Fatalf("stored %d events, want %d", n, len(p.facts))
+	}
+	if n := p.dead.count("garbage"); n != 1 {
+		t.Fatalf("the undecodable record was dead-lettered %d times, want once", n)
 	}
 	want := synth.Want(p.facts)
 	if diff := synth.Diff(want, got(t, conn)); len(diff) > 0 {
@@ -294,6 +321,7 @@ func (p *pipeline) run(t *testing.T, ctx context.Context, store kafkax.Store) {
 	c, err := kafkax.NewStoreConsumer(p.kcfg, p.deps, kafkax.ConsumerConfig{
 		Group: "aggregator", Topic: p.topic, MaxPollRecords: p.batch,
 		RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond, Extra: kafkatest.GroupOpts(),
+		DeadLetter: p.dead.letter,
 	}, store, nil)
 	if err != nil {
 		t.Fatal(err)

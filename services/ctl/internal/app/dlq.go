@@ -56,7 +56,7 @@ func dlqFlags(fs *flag.FlagSet, kcfg *kafkax.Config) *dlqFilter {
 
 func dlqReasons() []string {
 	return []string{records.ReasonUndecodable, records.ReasonUnknownSchema, records.ReasonInvalidField,
-		records.ReasonPolicyViolation, records.ReasonOther}
+		records.ReasonPolicyViolation, records.ReasonStoreRefused, records.ReasonOther}
 }
 
 func checkDLQFlags(f *dlqFilter, kcfg *kafkax.Config, limit int) error {
@@ -234,6 +234,15 @@ func readDLQ(ctx context.Context, kcfg kafkax.Config, fn func(*deadLetter)) erro
 	if err != nil {
 		return fmt.Errorf("listing end offsets of %s: %w", topic, err)
 	}
+	// A stage's dead letter is identified by its stage and the record's source position: a stage that
+	// crashed after sending one and before moving past the record sends it again (ADR 0005), and the
+	// repeat is not listed or replayed twice.
+	type identity struct {
+		stage, topic string
+		partition    int32
+		offset       int64
+	}
+	seen := map[identity]bool{}
 	remaining := map[int32]int64{}
 	ends.Each(func(o kadm.ListedOffset) {
 		if o.Offset > 0 {
@@ -266,6 +275,13 @@ func readDLQ(ctx context.Context, kcfg kafkax.Config, fn func(*deadLetter)) erro
 				return
 			}
 			rec := d.record
+			if rec.SourceTopic != nil && rec.SourcePartition != nil && rec.SourceOffset != nil {
+				id := identity{rec.Stage, *rec.SourceTopic, *rec.SourcePartition, *rec.SourceOffset}
+				if seen[id] {
+					return
+				}
+				seen[id] = true
+			}
 			d.FailedAt, d.Stage, d.Reason, d.Detail, d.Errors = rec.FailedAt, rec.Stage, rec.Reason, rec.Detail, rec.Errors
 			d.TenantID, d.EventID = deref(rec.TenantID), deref(rec.EventID)
 			if d.TenantID == "" { // undecodable records: the key names the district (or tenant/shard)

@@ -41,13 +41,18 @@ func dlqEnv(t *testing.T) (kafkax.Config, []string) {
 		key, stage, reason string
 		tenant             *string
 		original           string
+		source             *int64 // the source record's offset in enriched, partition 2
 	}{
-		{"d1", records.StageEnricher, records.ReasonInvalidField, ptr("d1"), "d1-invalid-1"},
-		{"d1", records.StageEnricher, records.ReasonInvalidField, ptr("d1"), "d1-invalid-2"},
-		{"d1/3", records.StageEnricher, records.ReasonUndecodable, nil, "d1-garbage"}, // tenant from the key
-		{"d1", records.StageEnricher, records.ReasonPolicyViolation, ptr("d1"), "d1-policy"},
-		{"d1", records.StageGateway, records.ReasonInvalidField, ptr("d1"), `{"json":"from a client"}`},
-		{"d2", records.StageEnricher, records.ReasonOther, ptr("d2"), "d2-unknown-tenant"},
+		{"d1", records.StageEnricher, records.ReasonInvalidField, ptr("d1"), "d1-invalid-1", nil},
+		{"d1", records.StageEnricher, records.ReasonInvalidField, ptr("d1"), "d1-invalid-2", nil},
+		{"d1/3", records.StageEnricher, records.ReasonUndecodable, nil, "d1-garbage", nil}, // tenant from the key
+		{"d1", records.StageEnricher, records.ReasonPolicyViolation, ptr("d1"), "d1-policy", nil},
+		{"d1", records.StageGateway, records.ReasonInvalidField, ptr("d1"), `{"json":"from a client"}`, nil},
+		{"d2", records.StageEnricher, records.ReasonOther, ptr("d2"), "d2-unknown-tenant", nil},
+		// The sink sent one twice (it crashed before moving past the record): listed once.
+		{"d3", records.StageSink, records.ReasonStoreRefused, ptr("d3"), "d3-nul", ptr(int64(40))},
+		{"d3", records.StageSink, records.ReasonStoreRefused, ptr("d3"), "d3-nul", ptr(int64(40))},
+		{"d3", records.StageSink, records.ReasonStoreRefused, ptr("d3"), "d3-other", ptr(int64(41))},
 	}
 	var originals []string
 	for i, l := range letters {
@@ -58,6 +63,10 @@ func dlqEnv(t *testing.T) (kafkax.Config, []string) {
 		d := records.DLQRecord{Reason: l.reason, Detail: "detail " + l.original, Errors: errs, Stage: l.stage,
 			TenantID: l.tenant, Original: []byte(l.original), FailedAt: at.Add(time.Duration(i) * time.Second),
 			Headers: []records.Header{{Key: "traceparent", Value: []byte("tp-" + l.original)}}}
+		if l.source != nil {
+			topic, part := kcfg.Topics().Enriched, int32(2)
+			d.SourceTopic, d.SourcePartition, d.SourceOffset = &topic, &part, l.source
+		}
 		b, err := codec.Encode(&d)
 		if err != nil {
 			t.Fatal(err)
@@ -117,6 +126,11 @@ func TestDLQListAndReplay(t *testing.T) {
 	}
 	if len(keyed) == 0 || !maps.Equal(keyed[0].Errors[0], map[string]string{"field": "attendance.status", "message": "unknown status"}) {
 		t.Errorf("dlq list --output json writes field errors as:\n%s", out)
+	}
+	// A stage's repeat of a dead letter (same source record) is listed once.
+	out = mustCtl(t, url, append([]string{"dlq", "list", "--reason", "store_refused"}, k...)...)
+	if rows := strings.Count(strings.TrimSpace(out), "\n"); rows != 2 || strings.Count(out, "d3-nul") != 1 {
+		t.Errorf("dlq list --reason store_refused shows %d rows, want 2:\n%s", rows, out)
 	}
 	// The last two of the three invalid_field letters, oldest first.
 	if len(listed) != 2 || listed[0].Detail != "detail d1-invalid-2" || listed[1].Stage != records.StageGateway || listed[0].ReplayedAt != nil {

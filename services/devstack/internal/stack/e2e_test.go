@@ -25,6 +25,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/edtech-analytics/platform/services/devstack/internal/stack"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric/noop"
@@ -371,23 +372,47 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// readTopic reads the topic from its start to the end offsets it has now (read committed), whatever
+// the time each fetch takes.
 func readTopic(t *testing.T, kcfg kafkax.Config, topic string) []*kgo.Record {
 	t.Helper()
-	cl, err := kafkax.NewClient(kcfg, kafkax.Deps{}, "", kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	cl, err := kafkax.NewClient(kcfg, kafkax.Deps{}, "", kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	var out []*kgo.Record
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		fs := cl.PollFetches(ctx)
-		cancel()
-		if fs.NumRecords() == 0 {
-			return out
-		}
-		out = append(out, fs.Records()...)
+	ends, err := kadm.NewClient(cl.Client).ListEndOffsets(t.Context(), topic)
+	if err == nil {
+		err = ends.Error()
 	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	remaining := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			remaining[o.Partition] = o.Offset
+		}
+	})
+	var out []*kgo.Record
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	for len(remaining) > 0 {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("reading %s: %v (partitions left: %v)", topic, ctx.Err(), remaining)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if end, ok := remaining[r.Partition]; ok && r.Offset+1 >= end {
+				delete(remaining, r.Partition)
+			}
+			if !r.Attrs.IsControl() {
+				out = append(out, r)
+			}
+		})
+	}
+	return out
 }
 
 func openPG(t *testing.T, url string) *pgxpool.Pool {

@@ -32,6 +32,10 @@ func check(raw *records.RawEvent) []records.FieldError {
 	case !records.InTimeRange(raw.OccurredAt): // the gateway refuses these; replays of old data may not
 		add("occurred_at", records.OutOfRange)
 	}
+	// Text the stores cannot hold (a NUL byte, invalid UTF-8) is refused here, before any of it reaches
+	// the identity and roster tables: the gateway refuses it on ingest, other producers and old data may
+	// not have.
+	errs = append(errs, records.TextErrors(raw, "")...)
 	if !records.IsRosterType(raw.Type) {
 		if raw.Actor.SISID == "" {
 			add("actor.sis_id", "is required")

@@ -154,6 +154,12 @@ func TestDeadLetterReasons(t *testing.T) {
 	before1970.OccurredAt = records.MinTime.Add(-time.Millisecond)
 	after2105 := valid("d1")
 	after2105.OccurredAt = records.EndTime
+	nulSIS := valid("d1") // PostgreSQL refuses a NUL byte: it must never reach the identity tables
+	nulSIS.Actor.SISID = "seca-st9\x00x"
+	nulSchool := valid("d1")
+	nulSchool.SchoolID = ptr("sch\x00ool")
+	badName := e.event("d1", "sis", "S1", userRecord("S1", nil, now, "student", nil))
+	badName.User.GivenName = "Ada\xff"
 
 	tests := []struct {
 		name, reason, field string
@@ -169,6 +175,9 @@ func TestDeadLetterReasons(t *testing.T) {
 		{"two payloads", records.ReasonInvalidField, "type", encode(mismatch), true, ""},
 		{"occurred before 1970", records.ReasonInvalidField, "occurred_at", encode(before1970), true, records.OutOfRange},
 		{"occurred after 2105", records.ReasonInvalidField, "occurred_at", encode(after2105), true, records.OutOfRange},
+		{"NUL in the sis id", records.ReasonInvalidField, "actor.sis_id", encode(nulSIS), true, "must not contain control characters"},
+		{"NUL in the school id", records.ReasonInvalidField, "school_id", encode(nulSchool), true, "must not contain control characters"},
+		{"invalid UTF-8 in a roster name", records.ReasonInvalidField, "roster_user.given_name", encode(badName), true, "must be valid UTF-8"},
 		{"unknown tenant", records.ReasonOther, "tenant_id", encode(valid("nowhere")), true, ""},
 		{"policy violation", records.ReasonPolicyViolation, "attendance.reason", encode(valid("d2")), true, ""},
 	}

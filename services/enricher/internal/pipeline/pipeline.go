@@ -53,6 +53,42 @@ type Pipeline struct {
 	ready  func(bool)
 
 	fatal chan error // a partition whose dedup state cannot be restored stops the instance
+
+	mu    sync.Mutex
+	stall *Stall // the batches failing in a row, nil while they commit
+}
+
+// Stall is a run of batches that failed in a row: the records they hold wait.
+type Stall struct {
+	Since    time.Time `json:"since"`
+	Failures int       `json:"failures"`
+	Err      string    `json:"error"`
+}
+
+// Stalled reports the batches failing in a row, or nil.
+func (p *Pipeline) Stalled() *Stall {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stall == nil {
+		return nil
+	}
+	s := *p.stall
+	return &s
+}
+
+// note records a batch's outcome for Stalled.
+func (p *Pipeline) note(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err == nil {
+		p.stall = nil
+		return
+	}
+	if p.stall == nil {
+		p.stall = &Stall{Since: time.Now()}
+	}
+	p.stall.Failures++
+	p.stall.Err = err.Error()
 }
 
 // New builds the pipeline.
@@ -185,6 +221,7 @@ func (p *Pipeline) session(ctx context.Context) error {
 			limit = max(1, limit/4)
 			p.log.Warn("batch too slow for the transaction timeout; retrying smaller", "records", fetches.NumRecords(), "limit", limit)
 		case err != nil:
+			p.note(err)
 			if failures++; failures >= maxFailures {
 				return fmt.Errorf("%w: %w", errRebuild, err)
 			}
@@ -196,6 +233,7 @@ func (p *Pipeline) session(ctx context.Context) error {
 			}
 		default:
 			failures = 0
+			p.note(nil)
 			if time.Since(start) < budget/4 {
 				limit = min(p.cfg.MaxPollRecords, limit*2)
 			}

@@ -40,12 +40,20 @@ type Auth interface {
 // Auditor writes the audit log (tenancy.Store).
 type Auditor interface {
 	AppendAudit(ctx context.Context, actor, tenantID, action string, detail any) (tenancy.AuditEntry, error)
+	// Tenants lists the districts that are not deleted: only they contribute to a benchmark.
+	Tenants(ctx context.Context) ([]tenancy.Tenant, error)
 }
 
 // Config tunes the API.
 type Config struct {
 	// MinDistricts is the least number of districts a benchmark must cover to be served (default 5).
 	MinDistricts int
+	// MinStudents is the least number of active students a district needs in the range to contribute to
+	// a benchmark (default 10).
+	MinStudents int
+	// BandDistricts is the least number of districts behind each released band mean (default 3, at least
+	// 3: with two, a district that knows its own value would learn the other's).
+	BandDistricts int
 }
 
 // API serves the dashboard endpoints.
@@ -62,6 +70,11 @@ func New(log *slog.Logger, a Auth, audit Auditor, ch driver.Conn, cfg Config) *A
 	if cfg.MinDistricts <= 0 {
 		cfg.MinDistricts = 5
 	}
+	if cfg.MinStudents <= 0 {
+		cfg.MinStudents = 10
+	}
+	cfg.BandDistricts = max(cfg.BandDistricts, 3)
+	cfg.MinDistricts = max(cfg.MinDistricts, cfg.BandDistricts)
 	return &API{log: log, auth: a, audit: audit, ch: ch, cfg: cfg}
 }
 

@@ -235,6 +235,11 @@ type fixture struct {
 
 func newFixture(t *testing.T, minDistricts int, audit api.Auditor) fixture {
 	t.Helper()
+	return newFixtureWith(t, api.Config{MinDistricts: minDistricts, MinStudents: 1}, audit)
+}
+
+func newFixtureWith(t *testing.T, cfg api.Config, audit api.Auditor) fixture {
+	t.Helper()
 	pool, _ := pgtest.New(t)
 	if err := tenancy.Migrate(t.Context(), pool); err != nil {
 		t.Fatal(err)
@@ -265,7 +270,7 @@ func newFixture(t *testing.T, minDistricts int, audit api.Auditor) fixture {
 	if audit == nil {
 		audit = store
 	}
-	h := api.New(slog.New(slog.NewTextHandler(io.Discard, nil)), auth.NewResolver(store, time.Minute), audit, conn, api.Config{MinDistricts: minDistricts})
+	h := api.New(slog.New(slog.NewTextHandler(io.Discard, nil)), auth.NewResolver(store, time.Minute), audit, conn, cfg)
 	srv := httptest.NewServer(h.Handler())
 	t.Cleanup(srv.Close)
 	return fixture{srv: srv, w: w, creds: creds, store: store, conn: conn, handle: h}
@@ -428,6 +433,9 @@ func TestBenchmarksNeedEnoughDistrictsAndAreAudited(t *testing.T) {
 	var evs []event
 	rates := map[string]float64{}
 	for i, tenant := range []string{"d3", "d4", "d5", "d6", "d7"} {
+		if _, err := f.store.CreateTenant(t.Context(), tenant, tenant); err != nil {
+			t.Fatal(err)
+		}
 		for m := range 10 {
 			status := "absent"
 			if m < 3+i {
@@ -447,12 +455,6 @@ func TestBenchmarksNeedEnoughDistrictsAndAreAudited(t *testing.T) {
 		values = append(values, r)
 	}
 	sort.Float64s(values)
-	pct := func(level float64) float64 {
-		idx := level * float64(len(values)-1)
-		lo := int(idx)
-		hi := min(lo+1, len(values)-1)
-		return values[lo] + (idx-float64(lo))*(values[hi]-values[lo])
-	}
 
 	var b api.Benchmark
 	if code := f.get(t, f.creds["d1-district"], "/v1/benchmarks/attendance_rate"+span, &b); code != 200 {
@@ -461,13 +463,21 @@ func TestBenchmarksNeedEnoughDistrictsAndAreAudited(t *testing.T) {
 	if b.Districts != 7 || b.MinDistricts != 5 || b.YourDistrict == nil || math.Abs(*b.YourDistrict-rates["d1"]) > 1e-12 {
 		t.Fatalf("benchmark = %+v, want 7 districts and d1's rate %v", b, rates["d1"])
 	}
-	for _, p := range []struct {
-		got   *float64
-		level float64
-	}{{b.P10, 0.1}, {b.P25, 0.25}, {b.P50, 0.5}, {b.P75, 0.75}, {b.P90, 0.9}} {
-		if p.got == nil || math.Abs(*p.got-pct(p.level)) > 1e-12 {
-			t.Errorf("p%v = %v, want %v", p.level*100, p.got, pct(p.level))
+	// Seven districts in bands of at least three: the lowest three and the highest four.
+	mean := func(vs []float64) float64 {
+		var s float64
+		for _, v := range vs {
+			s += v
 		}
+		return s / float64(len(vs))
+	}
+	want := []api.Band{{FromPct: 0, ToPct: 42, Districts: 3, Mean: mean(values[:3])}, {FromPct: 42, ToPct: 100, Districts: 4, Mean: mean(values[3:])}}
+	if len(b.Bands) != 2 || b.Bands[0].Districts != 3 || b.Bands[1].Districts != 4 || b.Bands[0].ToPct != 42 ||
+		math.Abs(b.Bands[0].Mean-want[0].Mean) > 1e-6 || math.Abs(b.Bands[1].Mean-want[1].Mean) > 1e-6 {
+		t.Errorf("bands = %+v, want %+v", b.Bands, want)
+	}
+	if i := sort.SearchFloat64s(values, rates["d1"]); b.YourBand == nil || *b.YourBand != min(1, i/3) {
+		t.Errorf("your band = %v, want the one holding rank %d", b.YourBand, i)
 	}
 	for _, cred := range []string{"d1-school-s1", "d1-teacher-t1", "d1-key-events"} {
 		if code := f.get(t, f.creds[cred], "/v1/benchmarks/attendance_rate"+span, nil); code != 403 {
@@ -568,4 +578,96 @@ func (f fixture) problem(t *testing.T, cred, path string) (int, map[string]any) 
 		t.Fatalf("%s: answer is not JSON: %v", path, err)
 	}
 	return resp.StatusCode, p
+}
+
+func (failingAuditor) Tenants(context.Context) ([]tenancy.Tenant, error) {
+	return []tenancy.Tenant{{ID: "d1"}, {ID: "d2"}}, nil
+}
+
+// TestBenchmarkAtTheMinimumRevealsNoDistrict: with exactly the minimum of contributing districts, the
+// answer holds no district's value, only a mean over all of them; districts with too few students and
+// deleted districts do not count; and the audit log names who asked, for which metric, and when.
+func TestBenchmarkAtTheMinimumRevealsNoDistrict(t *testing.T) {
+	f := newFixtureWith(t, api.Config{MinDistricts: 5, MinStudents: 10}, nil)
+	var evs []event
+	attendance := func(tenant string, students, present int) {
+		for m := range students {
+			status := "absent"
+			if m < present {
+				status = "present"
+			}
+			evs = append(evs, event{tenant: tenant, school: "s1", class: "c1", student: uuid.NewString(), typ: "attendance", status: status, day: day0})
+		}
+	}
+	rates := map[string]float64{}
+	for tenant, present := range map[string]int{"e1": 3, "e2": 4, "e3": 5, "e4": 6, "e5": 9, "gone": 8} {
+		if _, err := f.store.CreateTenant(t.Context(), tenant, tenant); err != nil {
+			t.Fatal(err)
+		}
+		attendance(tenant, 10, present)
+		rates[tenant] = float64(present) / 10
+	}
+	attendance("small", 9, 1) // nine students: fewer than the minimum behind a district's value
+	if _, err := f.store.CreateTenant(t.Context(), "small", "small"); err != nil {
+		t.Fatal(err)
+	}
+	insertEvents(t, f.conn, evs)
+	if _, err := f.store.DeleteTenant(t.Context(), "gone"); err != nil {
+		t.Fatal(err)
+	}
+
+	before := time.Now()
+	var raw map[string]any
+	if code := f.get(t, f.creds["d1-district"], "/v1/benchmarks/attendance_rate"+span, &raw); code != 200 {
+		t.Fatalf("benchmark: status %d", code)
+	}
+	after := time.Now()
+	// d1 and d2 (three students each), small (nine) and gone (deleted) do not count: e1 to e5 do.
+	if raw["districts"] != 5.0 || raw["your_district"] != nil || raw["your_band"] != nil {
+		t.Fatalf("benchmark = %v, want the five e districts and nothing of d1's", raw)
+	}
+	bands, _ := raw["bands"].([]any)
+	if len(bands) != 1 || bands[0].(map[string]any)["districts"] != 5.0 || math.Abs(bands[0].(map[string]any)["mean"].(float64)-0.54) > 1e-12 {
+		t.Fatalf("bands = %v, want one of five districts with mean 0.54", bands)
+	}
+	var numbers []float64
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case float64:
+			numbers = append(numbers, v)
+		case map[string]any:
+			for _, x := range v {
+				walk(x)
+			}
+		case []any:
+			for _, x := range v {
+				walk(x)
+			}
+		}
+	}
+	walk(raw)
+	for tenant, rate := range rates {
+		for _, n := range numbers {
+			if math.Abs(n-rate) < 1e-9 {
+				t.Errorf("the answer holds %s's value %v", tenant, rate)
+			}
+		}
+	}
+
+	entries, err := f.store.AuditEntries(t.Context(), 1, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var read *tenancy.AuditEntry
+	for i, e := range entries {
+		if e.Action == "benchmark.read" {
+			read = &entries[i]
+		}
+	}
+	if read == nil || !strings.HasPrefix(read.Actor, "token:") || read.TenantID != "d1" ||
+		!strings.Contains(read.Detail, `"metric":"attendance_rate"`) ||
+		read.At.Before(before.Add(-time.Second)) || read.At.After(after.Add(time.Second)) {
+		t.Fatalf("audit entry = %+v, want the caller, the metric and the time of the request", read)
+	}
 }

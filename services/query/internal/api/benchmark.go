@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -35,20 +36,56 @@ func BenchmarkMetrics() []string {
 	return out
 }
 
-// Benchmark is the answer of GET /v1/benchmarks/{metric}: percentiles of the metric across the districts
-// that have data for it in the range, and the caller's own value. No district is named.
+// Benchmark is the answer of GET /v1/benchmarks/{metric}: how the metric is spread across the districts
+// that contribute to it in the range, as bands of districts ranked by their value, and the caller's own
+// value and band. No district is named, and no number in it is any single district's value: each band's
+// mean is over at least BandDistricts districts, so a caller who knows its own value still has two or more
+// unknowns behind every mean.
 type Benchmark struct {
-	Metric       string   `json:"metric"`
-	From         string   `json:"from"`
-	To           string   `json:"to"`
-	Districts    int      `json:"districts"`
-	MinDistricts int      `json:"min_districts"`
-	P10          *float64 `json:"p10"`
-	P25          *float64 `json:"p25"`
-	P50          *float64 `json:"p50"`
-	P75          *float64 `json:"p75"`
-	P90          *float64 `json:"p90"`
-	YourDistrict *float64 `json:"your_district"`
+	Metric        string   `json:"metric"`
+	From          string   `json:"from"`
+	To            string   `json:"to"`
+	Districts     int      `json:"districts"`
+	MinDistricts  int      `json:"min_districts"`
+	MinStudents   int      `json:"min_students"`
+	BandDistricts int      `json:"band_districts"`
+	Bands         []Band   `json:"bands"`
+	YourDistrict  *float64 `json:"your_district"`
+	YourBand      *int     `json:"your_band"` // index into Bands; absent when the caller does not contribute
+}
+
+// Band is a run of districts ranked by the metric, from the FromPct to the ToPct percent of them (lowest
+// first), and their mean.
+type Band struct {
+	FromPct   int     `json:"from_pct"`
+	ToPct     int     `json:"to_pct"`
+	Districts int     `json:"districts"`
+	Mean      float64 `json:"mean"`
+}
+
+// maxBands caps the bands of a benchmark (deciles when there are districts enough).
+const maxBands = 10
+
+// bands splits sorted values into at most maxBands runs of at least k each (as equal as they can be) and
+// returns their means, with the band the value at index own falls in (-1: none).
+func bands(sorted []float64, k, own int) ([]Band, int) {
+	n := len(sorted)
+	count := min(maxBands, n/k)
+	out := make([]Band, 0, count)
+	yours, start := -1, 0
+	for i := range count {
+		end := (i + 1) * n / count
+		var sum float64
+		for _, v := range sorted[start:end] {
+			sum += v
+		}
+		if own >= start && own < end {
+			yours = i
+		}
+		out = append(out, Band{FromPct: 100 * start / n, ToPct: 100 * end / n, Districts: end - start, Mean: significant(sum / float64(end-start))})
+		start = end
+	}
+	return out, yours
 }
 
 // benchmarkAudit is what the audit log records of a benchmark request.
@@ -62,7 +99,8 @@ type benchmarkAudit struct {
 
 // GET /v1/benchmarks/{metric}: district admins only. The one read across districts: it is written to
 // the audit log before anything is answered, and served only when at least MinDistricts districts
-// contribute (422 otherwise).
+// contribute (422 otherwise). A district contributes when it is not deleted, has data for the metric in
+// the range, and had at least MinStudents active students in it.
 func (a *API) benchmark(w http.ResponseWriter, r *http.Request) {
 	req, ok := a.begin(w, r)
 	if !ok {
@@ -78,8 +116,17 @@ func (a *API) benchmark(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusBadRequest, "invalid-parameter", "metric: want one of "+strings.Join(BenchmarkMetrics(), ", "))
 		return
 	}
-	rows, err := a.ch.Query(r.Context(), "SELECT tenant_id, "+m.num+", "+m.den+` FROM metrics_daily
-		WHERE level = 'district' AND day >= toDate(?) AND day <= toDate(?) GROUP BY tenant_id`,
+	live, err := a.audit.Tenants(r.Context())
+	if err != nil {
+		a.unavailable(w, r, req.p, "listing districts", err)
+		return
+	}
+	isLive := make(map[string]bool, len(live))
+	for _, t := range live {
+		isLive[t.ID] = true
+	}
+	rows, err := a.ch.Query(r.Context(), "SELECT tenant_id, "+m.num+", "+m.den+`, toUInt64(uniqExactMerge(active_students))
+		FROM metrics_daily WHERE level = 'district' AND day >= toDate(?) AND day <= toDate(?) GROUP BY tenant_id`,
 		req.from.Format(time.DateOnly), req.to.Format(time.DateOnly))
 	if err != nil {
 		a.unavailable(w, r, req.p, "querying benchmarks", err)
@@ -92,14 +139,15 @@ func (a *API) benchmark(w http.ResponseWriter, r *http.Request) {
 	)
 	for rows.Next() {
 		var (
-			tenant string
-			n, d   float64
+			tenant   string
+			n, d     float64
+			students uint64
 		)
-		if err := rows.Scan(&tenant, &n, &d); err != nil {
+		if err := rows.Scan(&tenant, &n, &d, &students); err != nil {
 			a.unavailable(w, r, req.p, "reading benchmarks", err)
 			return
 		}
-		if d == 0 || math.IsNaN(n) {
+		if d == 0 || math.IsNaN(n) || !isLive[tenant] || students < uint64(a.cfg.MinStudents) {
 			continue
 		}
 		values = append(values, n/d)
@@ -113,7 +161,7 @@ func (a *API) benchmark(w http.ResponseWriter, r *http.Request) {
 	}
 	served := len(values) >= a.cfg.MinDistricts
 	out := Benchmark{Metric: name, From: req.from.Format(time.DateOnly), To: req.to.Format(time.DateOnly),
-		Districts: len(values), MinDistricts: a.cfg.MinDistricts}
+		Districts: len(values), MinDistricts: a.cfg.MinDistricts, MinStudents: a.cfg.MinStudents, BandDistricts: a.cfg.BandDistricts}
 	if _, err := a.audit.AppendAudit(r.Context(), req.p.Subject, req.p.TenantID, "benchmark.read",
 		benchmarkAudit{Metric: name, From: out.From, To: out.To, Districts: len(values), Served: served}); err != nil {
 		a.log.ErrorContext(r.Context(), "writing the audit log", "tenant_id", req.p.TenantID, "err", err)
@@ -125,13 +173,26 @@ func (a *API) benchmark(w http.ResponseWriter, r *http.Request) {
 			"fewer districts than the minimum have data for this metric in this range; widen the range")
 		return
 	}
+	ownIndex := -1
 	slices.Sort(values)
-	q := func(level float64) *float64 {
-		idx := level * float64(len(values)-1)
-		lo := int(math.Floor(idx))
-		hi := min(lo+1, len(values)-1)
-		return num(values[lo] + (idx-float64(lo))*(values[hi]-values[lo]))
+	if own != nil {
+		ownIndex = slices.Index(values, *own)
 	}
-	out.P10, out.P25, out.P50, out.P75, out.P90, out.YourDistrict = q(0.1), q(0.25), q(0.5), q(0.75), q(0.9), own
+	var yours int
+	out.Bands, yours = bands(values, a.cfg.BandDistricts, ownIndex)
+	out.YourDistrict = own
+	if yours >= 0 {
+		out.YourBand = &yours
+	}
 	writeJSON(w, out)
+}
+
+// significant rounds v to six significant digits: enough for any dashboard, and it drops the last bits of
+// a floating-point sum, which depend on the order of the values summed and so on more than the mean.
+func significant(v float64) float64 {
+	r, err := strconv.ParseFloat(strconv.FormatFloat(v, 'g', 6, 64), 64)
+	if err != nil {
+		return v
+	}
+	return r
 }

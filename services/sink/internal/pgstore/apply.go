@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 
+	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/jackc/pgx/v5"
@@ -32,6 +33,10 @@ func Decode(codec *records.Codec, log *slog.Logger, recs []*kgo.Record) ([]Recor
 	for i, r := range recs {
 		d := &out[i]
 		d.Offset = r.Offset
+		if kafkax.DeadLettered(r) {
+			d.Skip = SkipDeadLettered
+			continue
+		}
 		ev := &records.EnrichedEvent{}
 		if err := codec.Decode(r.Value, ev); err != nil {
 			if !errors.Is(err, records.ErrBadFrame) && !errors.Is(err, records.ErrUnknownSchema) {

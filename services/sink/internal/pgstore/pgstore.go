@@ -11,14 +11,17 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"sync"
 
+	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/pgutil"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/attribute"
@@ -36,7 +39,17 @@ const (
 	SkipInvalid       = "invalid"        // a tenant id, student id, event id or payload that breaks the rules
 	SkipUnknownTenant = "unknown_tenant" // tenant not in control.tenants, or deleted
 	SkipUnsupported   = "unsupported"    // a type this sink does not know
+	SkipDeadLettered  = "dead_lettered"  // a stand-in for a record refused before and dead-lettered
 )
+
+// refusals are the skip reasons that refuse a record, with the dead-letter reason each is sent under: the
+// consumer dead-letters the record, and the sink skips its stand-in. Records of unknown or deleted
+// districts are only skipped: a deleted district's data must not live on in the dead-letter topic.
+var refusals = map[string]string{
+	SkipUndecodable: records.ReasonUndecodable,
+	SkipInvalid:     records.ReasonInvalidField,
+	SkipUnsupported: records.ReasonOther,
+}
 
 // maxLinks caps the links from a sink.write span to the consume spans of its records.
 const maxLinks = 32
@@ -221,6 +234,12 @@ func (s *Store) Write(ctx context.Context, topic string, partition int32, recs [
 	if err != nil {
 		return err
 	}
+	floor := s.storedFloor(partition)
+	for _, d := range batch {
+		if reason, ok := refusals[d.Skip]; ok && d.Offset >= floor {
+			return kafkax.Poison(d.Offset, reason, fmt.Errorf("the sink cannot apply it: %s", d.Skip))
+		}
+	}
 	placed, err := s.placeTenants(ctx, batch)
 	if err != nil {
 		return err
@@ -230,17 +249,41 @@ func (s *Store) Write(ctx context.Context, topic string, partition int32, recs [
 		return err
 	}
 	chunks := s.chunks(batch)
+	// A stand-in for a dead-lettered record moves every instance's offset past it at once, so that a
+	// restart does not read, and dead-letter, the record again.
+	standIns := slices.ContainsFunc(batch, func(d Record) bool { return d.Skip == SkipDeadLettered })
 	for i, chunk := range chunks {
 		chunkEnd := end
 		if i+1 < len(chunks) {
 			chunkEnd = chunks[i+1][0].Offset
 		}
-		if err := s.writeChunk(ctx, topic, partition, chunkEnd, chunk, placed, i+1 == len(chunks)); err != nil {
+		last := i+1 == len(chunks)
+		if err := s.writeChunk(ctx, topic, partition, chunkEnd, chunk, placed, last, last && standIns); err != nil {
 			s.forgetSchemas(batch) // a schema dropped under us (district deleted) is re-checked next time
-			return fmt.Errorf("writing %d records of %s/%d: %w", len(recs), topic, partition, err)
+			err = fmt.Errorf("writing %d records of %s/%d: %w", len(recs), topic, partition, err)
+			if refusedContent(err) {
+				return kafkax.Poison(-1, records.ReasonStoreRefused, err)
+			}
+			return err
 		}
 	}
 	return nil
+}
+
+// storedFloor is the lowest offset of the partition that an instance this store wrote to may still lack
+// (0 when it has not written the partition yet): a record below it was handled before, refused ones
+// included, and is not refused again.
+func (s *Store) storedFloor(partition int32) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.known[partition]) == 0 {
+		return 0
+	}
+	floor := int64(math.MaxInt64)
+	for _, next := range s.known[partition] {
+		floor = min(floor, next)
+	}
+	return floor
 }
 
 // chunks splits a batch into contiguous runs of records with at most maxDist districts each.
@@ -264,11 +307,11 @@ func (s *Store) chunks(batch []Record) [][]Record {
 
 // writeChunk writes a contiguous run of a partition's records, ending before end, to every instance that
 // holds some of them, concurrently, one transaction each. With last, it also moves the offsets of
-// instances that lag far behind (IdleAdvance), or of main when no instance holds offsets of the
-// partition yet, so that the lowest stored offset keeps up. An instance that fails does not stop the
-// others: their work is kept and the failed one retried.
+// instances that lag far behind (IdleAdvance), or every instance with moveAll, or of main when no
+// instance holds offsets of the partition yet, so that the lowest stored offset keeps up. An instance
+// that fails does not stop the others: their work is kept and the failed one retried.
 func (s *Store) writeChunk(ctx context.Context, topic string, partition int32, end int64, chunk []Record,
-	placed map[string]string, last bool) error {
+	placed map[string]string, last, moveAll bool) error {
 	groups := map[string][]Record{}
 	for _, d := range chunk {
 		if d.Skip == "" {
@@ -280,7 +323,7 @@ func (s *Store) writeChunk(ctx context.Context, topic string, partition int32, e
 	if last {
 		s.mu.Lock()
 		for in, next := range s.known[partition] {
-			if end-next >= s.idleAdvance {
+			if end-next >= s.idleAdvance || (moveAll && next < end) {
 				targets[in] = groups[in]
 			}
 		}
@@ -537,7 +580,7 @@ func (s *Store) report(ctx context.Context, topic string, partition int32, chunk
 	for k, n := range skipped {
 		s.skipped.Add(ctx, n, metric.WithAttributes(attribute.String("reason", k.reason)))
 		level := slog.LevelWarn
-		if k.reason == SkipUnsupported {
+		if k.reason == SkipDeadLettered { // the consumer logged it when it dead-lettered the record
 			level = slog.LevelDebug
 		}
 		s.log.Log(ctx, level, "skipped records", "reason", k.reason, "tenant_id", k.tenant, "records", n,
@@ -558,4 +601,12 @@ func links(recs []*kgo.Record) []trace.Link {
 		}
 	}
 	return out
+}
+
+// refusedContent tells whether PostgreSQL refused a value of the batch itself (SQLSTATE class 22, data
+// exception, such as a NUL byte in text; class 23, integrity constraint violation): a retry of the same
+// records would be refused again.
+func refusedContent(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "23"))
 }

@@ -1,0 +1,162 @@
+package stack_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"maps"
+	"testing"
+	"time"
+
+	"github.com/edtech-analytics/platform/libs/chutil/chtest"
+	"github.com/edtech-analytics/platform/libs/kafkatest"
+	"github.com/edtech-analytics/platform/libs/kafkax"
+	"github.com/edtech-analytics/platform/libs/obs"
+	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
+	"github.com/edtech-analytics/platform/libs/records"
+	"github.com/edtech-analytics/platform/libs/sampledata"
+	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/services/devstack/internal/stack"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+)
+
+// TestPoisonOfEveryKindKeepsEveryDistrictFlowing runs the whole platform and, between two halves of three
+// districts' events sent through the gateway, puts on the topics what the gateway would refuse: a raw
+// record with a NUL byte in the SIS id (which PostgreSQL's identity tables refuse), and on enriched a
+// record with a NUL byte in the school id, one that does not decode and one that breaks the rules, each
+// keyed to a district so that it shares a partition with that district's events. Every accepted event
+// reaches both stores exactly once, every poison record is in the dead-letter topic once per stage that
+// refused it, with its reason: every partition moved on past them.
+func TestPoisonOfEveryKindKeepsEveryDistrictFlowing(t *testing.T) {
+	ctx := context.Background()
+	_, pgURL := pgtest.New(t)
+	_, chDB, chAddr := chtest.New(t)
+	tel := &obs.Telemetry{Tracer: tracenoop.NewTracerProvider(), Meter: noop.NewMeterProvider(), Propagator: propagation.TraceContext{}}
+	st, err := stack.Start(ctx, stack.Config{
+		DatabaseURL: pgURL, ClickHouseAddr: chAddr, ClickHouseDatabase: chDB, GatewayAddr: "127.0.0.1:0", QueryAddr: "127.0.0.1:0",
+		GroupExtra: append(kafkatest.GroupOpts(), kgo.TransactionTimeout(2*time.Second)),
+	}, svc.Runtime{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Tel: tel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+
+	admin := openPG(t, pgURL)
+	tenants := tenancy.NewStore(admin)
+	districts := []string{"p1", "p2", "p3"}
+	keys := map[string]string{}
+	all := map[string][]sampledata.Event{}
+	var bodies [][]byte
+	var owners []string
+	for i, id := range districts {
+		if _, err := tenants.CreateTenant(ctx, id, "District "+id); err != nil {
+			t.Fatal(err)
+		}
+		key, _, err := tenants.CreateAPIKey(ctx, id, "lms", []string{tenancy.VerbEventsWrite})
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[id] = key
+		spec := sampledata.Spec{TenantID: id, Schools: 2, ClassesPerSchool: 2, StudentsPerClass: 5, Days: 2, EventsPerStudent: 4,
+			Start: time.Date(2026, 11, 16, 0, 0, 0, 0, time.UTC), Seed: uint64(10 + i)}
+		all[id] = spec.Events()
+		bs, err := sampledata.Batches(all[id], 40)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range bs {
+			bodies = append(bodies, b)
+			owners = append(owners, id)
+		}
+	}
+	want := expect(all)
+	send := func(from, to int) {
+		for i := from; i < to; i++ {
+			post(t, st.GatewayURL, keys[owners[i]], bodies[i])
+		}
+	}
+	half := len(bodies) / 2
+	send(0, half)
+
+	codec, err := svc.NewCodec(ctx, st.Kafka)
+	if err != nil {
+		t.Fatal(err)
+	}
+	encode := func(v any) []byte {
+		b, err := codec.Encode(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	at := time.Date(2026, 11, 16, 9, 0, 0, 0, time.UTC)
+	rawNUL := &records.RawEvent{EventID: "7a7a7a7a-0000-4000-8000-000000000001", TenantID: "p1", SourceID: "lms",
+		Type: records.TypeAttendance, OccurredAt: at, ReceivedAt: at, SchemaVersion: 1,
+		Actor: records.Actor{SISID: "seca-st9\x00x", Role: "student"}, SchoolID: ptr("p1-school-000"),
+		Attendance: &records.Attendance{Status: records.AttendancePresent, Date: at.Truncate(24 * time.Hour)}}
+	enrichedNUL := &records.EnrichedEvent{EventID: "7a7a7a7a-0000-4000-8000-000000000002", TenantID: "p2", SourceID: "lms",
+		Type: records.TypeAttendance, OccurredAt: at, ReceivedAt: at, EnrichedAt: at, SchemaVersion: 1,
+		Actor:    records.EnrichedActor{InternalID: "7a7a7a7a-0000-4000-8000-0000000000aa", Pseudonym: "p", Role: "student"},
+		SchoolID: ptr("sch\x00ool"), Attendance: &records.Attendance{Status: records.AttendancePresent, Date: at.Truncate(24 * time.Hour)}}
+	badActor := *enrichedNUL
+	badActor.EventID, badActor.TenantID, badActor.SchoolID, badActor.Actor.InternalID = "7a7a7a7a-0000-4000-8000-000000000003", "p3", nil, "not-a-uuid"
+	topics := st.Kafka.Topics()
+	poison := []*kgo.Record{
+		{Topic: topics.Raw, Key: []byte("p1"), Value: encode(rawNUL)},
+		{Topic: topics.Enriched, Key: []byte("p2"), Value: encode(enrichedNUL)},
+		{Topic: topics.Enriched, Key: []byte("p3"), Value: encode(&badActor)},
+		{Topic: topics.Enriched, Key: []byte("p1"), Value: []byte("not avro")},
+	}
+	producer, err := kafkax.NewClient(st.Kafka, kafkax.Deps{}, "", kafkax.ProducerOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	if err := producer.ProduceSync(ctx, poison...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	send(half, len(bodies))
+
+	ch := openCH(t, chAddr, chDB)
+	waitUntil(t, "both stores to hold every accepted event", func() bool {
+		for _, id := range districts {
+			if sumPG(t, admin, id) != int64(want.perTenant[id]) {
+				return false
+			}
+		}
+		return countCH(t, ch, "SELECT count() FROM events") == uint64(len(all["p1"])+len(all["p2"])+len(all["p3"]))
+	})
+	for _, id := range districts { // and not one more
+		if n := countCH(t, ch, "SELECT count() FROM events WHERE tenant_id = '"+id+"'"); n != uint64(want.perTenant[id]) {
+			t.Errorf("%s: ClickHouse holds %d events, want %d", id, n, want.perTenant[id])
+		}
+	}
+
+	type letter struct{ stage, reason string }
+	wantLetters := map[letter]int{
+		{records.StageEnricher, records.ReasonInvalidField}:   1, // the NUL in the SIS id
+		{records.StageSink, records.ReasonStoreRefused}:       1, // the NUL in the school id, refused by PostgreSQL
+		{records.StageAggregator, records.ReasonInvalidField}: 2, // the same record, and the bad actor id
+		{records.StageSink, records.ReasonInvalidField}:       1, // the bad actor id
+		{records.StageSink, records.ReasonUndecodable}:        1,
+		{records.StageAggregator, records.ReasonUndecodable}:  1,
+	}
+	// The stores moved past the poison records only after dead-lettering them: the letters are there.
+	got := map[letter]int{}
+	for _, r := range readTopic(t, st.Kafka, topics.DLQ) {
+		var d records.DLQRecord
+		if err := codec.Decode(r.Value, &d); err != nil {
+			t.Fatal(err)
+		}
+		got[letter{d.Stage, d.Reason}]++
+	}
+	if !maps.Equal(got, wantLetters) {
+		t.Errorf("dead letters by stage and reason %v, want %v", got, wantLetters)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
