@@ -29,10 +29,10 @@ import (
 
 // TestMain doubles as the enricher's main when the SIGKILL test starts this binary as a subprocess.
 func TestMain(m *testing.M) {
-	if os.Getenv(childEnv) == "1" {
+	if role := os.Getenv(childEnv); role != "" {
 		var cfg app.Config
 		svc.Main("enricher", &cfg, func(ctx context.Context, rt svc.Runtime) error {
-			cfg.ConsumerExtra = childGroupOpts()
+			cfg.ConsumerExtra = childGroupOpts(role == childFinishes)
 			return app.Run(ctx, cfg, rt)
 		})
 	}
