@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -125,19 +126,41 @@ func Ping(ctx context.Context, cl *kgo.Client) error {
 // TopicSpec describes a topic to create when missing.
 type TopicSpec struct {
 	Name    string
-	Configs map[string]*string
+	Configs map[string]string
+	// RetentionEnv, when set, names the environment variable (a Go duration) that sets retention.ms; the
+	// generated create-topics.sh reads it as the services do.
+	RetentionEnv string
+	// Why explains the settings (a comment in the generated create-topics.sh).
+	Why string
 }
 
-// PlatformTopics returns the specs of the platform's topics. Control commands are kept forever (replays
-// must see every erasure); the dedup changelog is compacted and expires with the dedup window.
-func PlatformTopics(t Topics) []TopicSpec {
-	forever, week, compactDelete, lz4 := "-1", "604800000", "compact,delete", "lz4"
+//go:generate go run ./cmd/topicscript -o ../../k8s/create-topics.sh
+
+// PlatformTopics returns the specs of the platform's topics, the one place their settings are defined
+// (k8s/create-topics.sh is generated from it: go generate ./libs/kafkax). Retention is explicit on every
+// topic, never the broker's default (often 7 days): raw and enriched keep 30 days by default (rebuilds
+// replay enriched from its start; older history lives in the archive), dead letters 90 days (time to
+// look at them and replay), control commands forever (replays must see every erasure), and the dedup
+// changelog is compacted and expires with the dedup window (7 days).
+func PlatformTopics(c Config) []TopicSpec {
+	t := c.Topics()
+	ms := func(d, def time.Duration) string {
+		if d == 0 {
+			d = def
+		}
+		return strconv.FormatInt(d.Milliseconds(), 10)
+	}
 	return []TopicSpec{
-		{Name: t.Raw, Configs: map[string]*string{"compression.type": &lz4}},
-		{Name: t.Enriched, Configs: map[string]*string{"compression.type": &lz4}},
-		{Name: t.DLQ},
-		{Name: t.Control, Configs: map[string]*string{"retention.ms": &forever}},
-		{Name: t.Dedup, Configs: map[string]*string{"cleanup.policy": &compactDelete, "retention.ms": &week}},
+		{Name: t.Raw, RetentionEnv: EnvRetentionRaw, Why: "Accepted records: kept 30 days by default; the archive keeps them longer.",
+			Configs: map[string]string{"compression.type": "lz4", "retention.ms": ms(c.RetentionRaw, DefaultRetentionRaw)}},
+		{Name: t.Enriched, RetentionEnv: EnvRetentionEnriched, Why: "Kept 30 days by default: a rebuild replays it from its start and refuses when that start is gone.",
+			Configs: map[string]string{"compression.type": "lz4", "retention.ms": ms(c.RetentionEnriched, DefaultRetentionEnriched)}},
+		{Name: t.DLQ, Why: "Dead letters: 90 days to look at and replay them.",
+			Configs: map[string]string{"retention.ms": ms(90*24*time.Hour, 0)}},
+		{Name: t.Control, Why: "Control commands are kept forever: a replay must see every erasure.",
+			Configs: map[string]string{"retention.ms": "-1"}},
+		{Name: t.Dedup, Why: "The dedup changelog is compacted and expires after the dedup window (7 days); co-partitioned with raw.",
+			Configs: map[string]string{"cleanup.policy": "compact,delete", "retention.ms": ms(7*24*time.Hour, 0)}},
 	}
 }
 
@@ -145,7 +168,11 @@ func PlatformTopics(t Topics) []TopicSpec {
 func EnsureTopics(ctx context.Context, cl *kgo.Client, partitions, replication int, specs []TopicSpec) error {
 	adm := kadm.NewClient(cl)
 	for _, s := range specs {
-		resp, err := adm.CreateTopic(ctx, int32(partitions), int16(replication), s.Configs, s.Name)
+		configs := make(map[string]*string, len(s.Configs))
+		for k, v := range s.Configs {
+			configs[k] = &v
+		}
+		resp, err := adm.CreateTopic(ctx, int32(partitions), int16(replication), configs, s.Name)
 		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 			return fmt.Errorf("creating topic %s: %w", s.Name, err)
 		}

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/edtech-analytics/platform/libs/conf"
 )
@@ -24,7 +25,20 @@ type Config struct {
 	Partitions        int
 	ReplicationFactor int
 	SchemaRegistryURL string
+	// RetentionRaw and RetentionEnriched are how long the raw and enriched topics keep records
+	// (retention.ms), set when a topic is created (PlatformTopics); 0 means the default, 30 days.
+	RetentionRaw      time.Duration
+	RetentionEnriched time.Duration
 }
+
+// Retention defaults and the environment variables that override them (Go durations, e.g. 720h). The
+// generated k8s/create-topics.sh reads the same variables.
+const (
+	DefaultRetentionRaw      = 30 * 24 * time.Hour
+	DefaultRetentionEnriched = 30 * 24 * time.Hour
+	EnvRetentionRaw          = "KAFKA_RETENTION_RAW"
+	EnvRetentionEnriched     = "KAFKA_RETENTION_ENRICHED"
+)
 
 // RegisterFlags binds the config to flags with env defaults.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
@@ -37,6 +51,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	conf.Bool(fs, &c.TLS, "kafka.tls", "KAFKA_TLS", false, "connect to Kafka over TLS")
 	conf.Int(fs, &c.Partitions, "kafka.partitions", "KAFKA_PARTITIONS", 12, "partitions of topics this service creates when missing")
 	conf.Int(fs, &c.ReplicationFactor, "kafka.replication-factor", "KAFKA_REPLICATION_FACTOR", -1, "replication factor of created topics (-1: broker default)")
+	conf.Duration(fs, &c.RetentionRaw, "kafka.retention-raw", EnvRetentionRaw, DefaultRetentionRaw,
+		"how long the raw topic keeps records, set when a topic is created (whole milliseconds)")
+	conf.Duration(fs, &c.RetentionEnriched, "kafka.retention-enriched", EnvRetentionEnriched, DefaultRetentionEnriched,
+		"how long the enriched topic keeps records, set when a topic is created; a rebuild replays from its start (whole milliseconds)")
 	conf.String(fs, &c.SchemaRegistryURL, "schema-registry.url", "SCHEMA_REGISTRY_URL", "", "Confluent-compatible schema registry (empty: embedded schema catalog)")
 }
 
@@ -64,6 +82,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Partitions < 1 {
 		errs = append(errs, errors.New("kafka.partitions: must be at least 1"))
+	}
+	for _, r := range []struct {
+		flag string
+		d    time.Duration
+	}{{"kafka.retention-raw", c.RetentionRaw}, {"kafka.retention-enriched", c.RetentionEnriched}} {
+		if r.d < 0 || r.d%time.Millisecond != 0 {
+			errs = append(errs, fmt.Errorf("%s: %v is not a positive whole number of milliseconds", r.flag, r.d))
+		}
 	}
 	return errors.Join(errs...)
 }

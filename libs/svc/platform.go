@@ -41,7 +41,7 @@ func WaitKafka(ctx context.Context, log *slog.Logger, cl *kgo.Client, kcfg kafka
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := kafkax.Ping(pctx, cl)
 		if err == nil {
-			err = kafkax.EnsureTopics(pctx, cl, kcfg.Partitions, kcfg.ReplicationFactor, kafkax.PlatformTopics(kcfg.Topics()))
+			err = kafkax.EnsureTopics(pctx, cl, kcfg.Partitions, kcfg.ReplicationFactor, kafkax.PlatformTopics(kcfg))
 		}
 		cancel()
 		if err == nil {

@@ -332,7 +332,7 @@ func BenchmarkPipelineEndToEnd(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer cl.Close()
-	if err := kafkax.EnsureTopics(ctx, cl.Client, kcfg.Partitions, 1, kafkax.PlatformTopics(kcfg.Topics())); err != nil {
+	if err := kafkax.EnsureTopics(ctx, cl.Client, kcfg.Partitions, 1, kafkax.PlatformTopics(kcfg)); err != nil {
 		b.Fatal(err)
 	}
 	codec, err := svc.NewCodec(ctx, kcfg)

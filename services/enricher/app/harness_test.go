@@ -70,7 +70,7 @@ func newHarness(t *testing.T, tenants ...string) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
-	if err := kafkax.EnsureTopics(ctx, cl.Client, kcfg.Partitions, 1, kafkax.PlatformTopics(kcfg.Topics())); err != nil {
+	if err := kafkax.EnsureTopics(ctx, cl.Client, kcfg.Partitions, 1, kafkax.PlatformTopics(kcfg)); err != nil {
 		t.Fatal(err)
 	}
 	codec, err := svc.NewCodec(ctx, kcfg)

@@ -65,7 +65,7 @@ func newGateway(t *testing.T, opts ...func(*server.Limits)) *gateway {
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
-	if err := kafkax.EnsureTopics(ctx, cl.Client, 4, 1, kafkax.PlatformTopics(kcfg.Topics())); err != nil {
+	if err := kafkax.EnsureTopics(ctx, cl.Client, 4, 1, kafkax.PlatformTopics(kcfg)); err != nil {
 		t.Fatal(err)
 	}
 	codec, err := svc.NewCodec(ctx, kcfg)

@@ -1,21 +1,22 @@
 // Package rebuild rebuilds one district's sink state from a replay of the enriched topic: the district's
 // records are applied from the earliest offset into a shadow schema built from the district template,
-// the shadow catches up with the live sink, is compared with the live schema table by table (row counts
-// and checksums), and its tables replace the live ones in one transaction. Live ingestion goes on
-// meanwhile; only the last catch-up and the swap hold the district's exclusive lock, which the sink's
-// writes of that district wait for.
+// the shadow catches up with the live sink, is verified against the log (every record of the district in
+// the replayed range applied or skipped for a stated reason) and compared with the live schema table by
+// table. An equal shadow replaces the live tables; a different one only when the difference is accepted
+// (Config.AcceptDiff), and then the replaced tables are kept in retired_<id> until DropOld, so that
+// Rollback can swap them back. Live ingestion goes on meanwhile; only the last catch-up and the swap hold
+// the district's exclusive lock, which the sink's writes of that district wait for.
 //
 // Only the sink's tables (pgstore.Tables) are rebuilt and swapped: the rest of the district schema (the
 // enricher's tables, the migration record) is not derived from the enriched topic and stays as it is.
 package rebuild
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
-	"slices"
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/kafkax"
@@ -28,14 +29,33 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// ErrHistoryTruncated: the topic no longer starts at offset 0 in a partition the district uses, so a
-// replay would miss records retention deleted.
-var ErrHistoryTruncated = errors.New("topic history truncated")
+var (
+	// ErrHistoryTruncated: retention removed records of the district from a partition the rebuild needs,
+	// so a replay would miss them.
+	ErrHistoryTruncated = errors.New("topic history truncated")
+	// ErrDiffNotAccepted: the rebuilt state differs from the live one and Config.AcceptDiff was not set;
+	// the live tables are untouched.
+	ErrDiffNotAccepted = errors.New("rebuilt state differs from the live state (not accepted)")
+	// ErrVerification: the shadow does not hold what the log says it should; nothing was swapped.
+	ErrVerification = errors.New("rebuilt state does not match the log")
+	// ErrOldTablesKept: the tables an earlier rebuild replaced are still kept; roll back or drop them
+	// before another rebuild replaces the live tables with different ones.
+	ErrOldTablesKept = errors.New("replaced tables of an earlier rebuild are still kept")
+	// ErrNothingKept: no replaced tables are kept for the district (Rollback, DropOld).
+	ErrNothingKept = errors.New("no replaced tables are kept")
+	// ErrBusy: another rebuild, rollback or drop of the district is running.
+	ErrBusy = errors.New("another rebuild of the district is running")
+)
 
 // Defaults of Config.
 const (
 	DefaultBatchRecords = 50_000
 	DefaultSwitchLag    = 5_000
+	// DiffExamples is how many keys a table's diff shows per kind of difference.
+	DiffExamples = 5
+	// ClockSkew is how much earlier than the district's creation a record of the district may be stamped
+	// (producers' clocks against the control database's): the history before that is not the district's.
+	ClockSkew = time.Hour
 )
 
 // Config says what to rebuild and how.
@@ -48,9 +68,13 @@ type Config struct {
 	// AllPartitions scans every partition instead of the one the district's key hashes to. A hot
 	// district (records keyed tenant/shard) is always scanned in full.
 	AllPartitions bool
-	// DryRun builds, catches up and compares, then drops the shadow instead of swapping it in.
+	// DryRun builds, catches up, verifies and compares, then drops the shadow instead of swapping it in.
 	DryRun bool
-	// AllowTruncatedHistory rebuilds even when retention removed the start of a scanned partition.
+	// AcceptDiff swaps the shadow in even when it differs from the live tables (which are then kept).
+	// Without it a different shadow is refused with ErrDiffNotAccepted.
+	AcceptDiff bool
+	// AllowTruncatedHistory rebuilds even when retention removed records of the district from the start
+	// of a scanned partition.
 	AllowTruncatedHistory bool
 	// BatchRecords is how many of the district's records one shadow transaction applies at most
 	// (DefaultBatchRecords).
@@ -63,10 +87,20 @@ type Config struct {
 	Log      *slog.Logger
 }
 
+// Option changes how Run or Rollback works, for tests.
+type Option func(*options)
+
+type options struct {
+	// drop loses the records it selects before they are counted as applied or skipped, as a replay bug
+	// would (see export_test.go).
+	drop func(offset int64, ev *records.EnrichedEvent) bool
+}
+
 // Phases of a rebuild, in order.
 const (
 	PhaseReplay  = "replay"  // applying the district's records into the shadow
 	PhaseCatchUp = "catchup" // under the district's lock: the last records up to the live sink
+	PhaseVerify  = "verify"  // the shadow against the log
 	PhaseCompare = "compare"
 	PhaseSwap    = "swap"
 	PhaseDone    = "done"
@@ -83,31 +117,246 @@ type Progress struct {
 
 // TableComparison compares one table of the live schema and the shadow at the swap.
 type TableComparison struct {
-	Table          string `json:"table"`
-	LiveRows       int64  `json:"live_rows"`
-	ShadowRows     int64  `json:"shadow_rows"`
-	LiveChecksum   string `json:"live_checksum"`
-	ShadowChecksum string `json:"shadow_checksum"`
-	Equal          bool   `json:"equal"`
+	Table          string     `json:"table"`
+	LiveRows       int64      `json:"live_rows"`
+	ShadowRows     int64      `json:"shadow_rows"`
+	LiveChecksum   string     `json:"live_checksum"`
+	ShadowChecksum string     `json:"shadow_checksum"`
+	Equal          bool       `json:"equal"`
+	Diff           *TableDiff `json:"diff,omitempty"` // when not equal
 }
 
-// Report is what a rebuild did.
+// TableDiff is how the rows of a table differ, matched by primary key.
+type TableDiff struct {
+	OnlyLive   DiffRows `json:"only_live"`   // rows the rebuild would remove
+	OnlyShadow DiffRows `json:"only_shadow"` // rows the rebuild would add
+	Changed    DiffRows `json:"changed"`     // rows on both sides with other values
+}
+
+// DiffRows counts rows of one kind of difference and names a few by key.
+type DiffRows struct {
+	Count    int64    `json:"count"`
+	Examples []string `json:"examples,omitempty"` // primary keys (columns joined by " / "), up to DiffExamples
+}
+
+// Kept describes the replaced tables a district keeps.
+type Kept struct {
+	Schema string    `json:"schema"`
+	ID     string    `json:"id"`     // the rebuild or rollback that replaced them
+	Action string    `json:"action"` // "rebuild" or "rollback"
+	At     time.Time `json:"at"`
+}
+
+// Report is what a rebuild or rollback did.
 type Report struct {
-	TenantID   string            `json:"tenant_id"`
-	Instance   string            `json:"instance"`
-	Schema     string            `json:"schema"`
-	Partitions []int32           `json:"partitions"`
-	Scanned    int64             `json:"scanned"`
-	Applied    int64             `json:"applied"`
-	Tables     []TableComparison `json:"tables"`
-	Equal      bool              `json:"equal"`   // every table matched the live one
-	Swapped    bool              `json:"swapped"` // the shadow replaced the live tables
-	Elapsed    time.Duration     `json:"elapsed"`
+	// ID names the rebuild or rollback: its start time, UTC, to the second.
+	ID         string    `json:"id"`
+	Action     string    `json:"action"` // "rebuild" or "rollback"
+	TenantID   string    `json:"tenant_id"`
+	Instance   string    `json:"instance"`
+	Schema     string    `json:"schema"`
+	Partitions []int32   `json:"partitions"`
+	Scanned    int64     `json:"scanned"`
+	Applied    int64     `json:"applied"`
+	Truncated  []History `json:"truncated,omitempty"` // partitions whose start retention removed (AllowTruncatedHistory)
+	// Verification checks the shadow against the log (a rebuild) or the kept tables' catch-up (a rollback).
+	Verification Verification      `json:"verification"`
+	Tables       []TableComparison `json:"tables,omitempty"`
+	Equal        bool              `json:"equal"`          // every table matched the live one
+	Swapped      bool              `json:"swapped"`        // the shadow (or the kept tables) replaced the live tables
+	Kept         *Kept             `json:"kept,omitempty"` // where the replaced tables are kept, if they are
+	Elapsed      time.Duration     `json:"elapsed"`
 }
 
 // Run rebuilds cfg.TenantID's sink state. The fleet reaches the district's instance; codec decodes the
-// enriched records.
-func Run(ctx context.Context, fleet *tenancy.Fleet, codec *records.Codec, cfg Config) (Report, error) {
+// enriched records. The report is filled as far as the rebuild got, also when it returns an error (the
+// comparison with ErrDiffNotAccepted, the verification with ErrVerification).
+func Run(ctx context.Context, fleet *tenancy.Fleet, codec *records.Codec, cfg Config, opts ...Option) (Report, error) {
+	if err := cfg.defaults(); err != nil {
+		return Report{}, err
+	}
+	d, err := open(ctx, fleet, cfg.TenantID, "rebuild")
+	if err != nil {
+		return Report{}, err
+	}
+	defer d.close(ctx)
+	report := d.report()
+	// The shadow gets the whole template; the live schema must have it too for the tables to match.
+	if err := d.store.UpgradeDistrictSchema(ctx, d.tenant.ID); err != nil {
+		return report, err
+	}
+	if !cfg.DryRun && cfg.AcceptDiff {
+		// Fail before the replay rather than after it: a different shadow could not be swapped in.
+		if kept, err := readKept(ctx, d.pool, d.retired); err != nil {
+			return report, err
+		} else if kept != nil {
+			return report, keptError(kept)
+		}
+	}
+	hot, err := hotShards(ctx, d.store, d.tenant.ID)
+	if err != nil {
+		return report, err
+	}
+	cl, err := d.client(cfg)
+	if err != nil {
+		return report, err
+	}
+	defer cl.Close()
+	topic := cfg.Kafka.Topics().Enriched
+	parts, starts, err := partitions(ctx, cl, topic, d.tenant.ID, hot > 0 || cfg.AllPartitions)
+	if err != nil {
+		return report, err
+	}
+	report.Partitions = parts
+	truncated, err := checkHistory(ctx, kadm.NewClient(cl), topic, parts, starts, d.tenant.CreatedAt)
+	if err != nil {
+		return report, err
+	}
+	if len(truncated) > 0 {
+		if !cfg.AllowTruncatedHistory {
+			return report, historyError(topic, d.tenant, truncated)
+		}
+		report.Truncated = truncated
+		cfg.Log.Warn("rebuilding from a truncated history", "tenant_id", d.tenant.ID, "partitions", truncated)
+	}
+	r := d.newRun(cfg, cl, codec, topic, report, opts)
+	if err := r.prepareShadow(ctx, parts, starts); err != nil {
+		return r.report, err
+	}
+	if err := r.replay(ctx); err != nil {
+		return r.report, err
+	}
+	if err := r.finishRebuild(ctx); err != nil {
+		return r.report, err
+	}
+	r.report.Elapsed = time.Since(r.start)
+	r.progress(PhaseDone, true)
+	return r.report, nil
+}
+
+// Rollback swaps the tables the last rebuild replaced (kept in retired_<id>) back in, and keeps the
+// ones it replaces there instead, so a second Rollback undoes the first. The kept tables are first caught
+// up with the records the live sink applied since they were replaced, so nothing the sink wrote
+// meanwhile is lost; the swap takes the district's exclusive lock, as the rebuild's does. Nothing kept:
+// ErrNothingKept.
+func Rollback(ctx context.Context, fleet *tenancy.Fleet, codec *records.Codec, cfg Config, opts ...Option) (Report, error) {
+	if err := cfg.defaults(); err != nil {
+		return Report{}, err
+	}
+	d, err := open(ctx, fleet, cfg.TenantID, "rollback")
+	if err != nil {
+		return Report{}, err
+	}
+	defer d.close(ctx)
+	report := d.report()
+	kept, err := readKept(ctx, d.pool, d.retired)
+	if err != nil {
+		return report, err
+	}
+	if kept == nil {
+		return report, fmt.Errorf("district %s: %w", d.tenant.ID, ErrNothingKept)
+	}
+	if err := d.store.UpgradeDistrictSchema(ctx, d.tenant.ID); err != nil {
+		return report, err
+	}
+	cl, err := d.client(cfg)
+	if err != nil {
+		return report, err
+	}
+	defer cl.Close()
+	topic := cfg.Kafka.Topics().Enriched
+	r := d.newRun(cfg, cl, codec, topic, report, opts)
+	r.target = d.retired
+	parts, from, err := r.storedOffsets(ctx, r.pool)
+	if err != nil {
+		return r.report, err
+	}
+	r.report.Partitions = parts
+	_, starts, err := partitions(ctx, cl, topic, d.tenant.ID, true)
+	if err != nil {
+		return r.report, err
+	}
+	for _, p := range parts {
+		if starts[p] > from[p] {
+			return r.report, fmt.Errorf("%w: the kept tables of district %s stand at offset %d of %s partition %d, which now starts at %d: they cannot be caught up",
+				ErrHistoryTruncated, d.tenant.ID, from[p], topic, p, starts[p])
+		}
+	}
+	if err := r.prepareKept(ctx, parts, from); err != nil {
+		return r.report, err
+	}
+	if err := r.replay(ctx); err != nil {
+		return r.report, err
+	}
+	if err := r.finishRollback(ctx); err != nil {
+		return r.report, err
+	}
+	r.report.Elapsed = time.Since(r.start)
+	r.progress(PhaseDone, true)
+	return r.report, nil
+}
+
+// DropOld drops the tables the district keeps from its last rebuild or rollback, and returns what they
+// were. Nothing kept: ErrNothingKept.
+func DropOld(ctx context.Context, fleet *tenancy.Fleet, tenantID string) (Kept, error) {
+	d, err := open(ctx, fleet, tenantID, "drop")
+	if err != nil {
+		return Kept{}, err
+	}
+	defer d.close(ctx)
+	var kept *Kept
+	err = pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", tenancy.DistrictLockKey(d.tenant.ID)); err != nil {
+			return fmt.Errorf("locking district %s: %w", d.tenant.ID, err)
+		}
+		if kept, err = readKept(ctx, tx, d.retired); err != nil || kept == nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{d.retired}.Sanitize()+" CASCADE"); err != nil {
+			return fmt.Errorf("dropping %s: %w", d.retired, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return Kept{}, err
+	}
+	if kept == nil {
+		return Kept{}, fmt.Errorf("district %s: %w", d.tenant.ID, ErrNothingKept)
+	}
+	return *kept, nil
+}
+
+// KeptTables returns what the district keeps from its last rebuild or rollback (nil: nothing).
+func KeptTables(ctx context.Context, fleet *tenancy.Fleet, tenantID string) (*Kept, error) {
+	store := tenancy.NewFleetStore(fleet)
+	pool, _, err := store.DistrictPool(ctx, tenantID)
+	if err != nil {
+		return nil, err
+	}
+	retired, err := tenancy.RetiredSchemaName(tenantID)
+	if err != nil {
+		return nil, err
+	}
+	return readKept(ctx, pool, retired)
+}
+
+// district is what Run, Rollback and DropOld work on: the tenant, its instance and schema names, and the
+// session lock that keeps two of them off the same district.
+type district struct {
+	store    *tenancy.Store
+	tenant   tenancy.Tenant
+	pool     *pgxpool.Pool
+	instance string
+	schema   string // the live schema
+	shadow   string // where a rebuild assembles the new tables
+	retired  string // where replaced tables are kept
+	action   string
+	start    time.Time
+	lock     *pgxpool.Conn
+}
+
+// defaults fills the unset fields and checks the rest.
+func (cfg *Config) defaults() error {
 	if cfg.BatchRecords <= 0 {
 		cfg.BatchRecords = DefaultBatchRecords
 	}
@@ -118,63 +367,83 @@ func Run(ctx context.Context, fleet *tenancy.Fleet, codec *records.Codec, cfg Co
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Group == "" {
-		return Report{}, errors.New("rebuild: the live sink's group is required")
+		return errors.New("rebuild: the live sink's group is required")
 	}
-	store := tenancy.NewFleetStore(fleet)
-	t, err := store.Tenant(ctx, cfg.TenantID)
-	if err != nil {
-		return Report{}, err
-	}
-	if t.DeletedAt != nil {
-		return Report{}, fmt.Errorf("tenant %s is deleted: %w", t.ID, tenancy.ErrNotFound)
-	}
-	pool, instance, err := store.DistrictPool(ctx, t.ID)
-	if err != nil {
-		return Report{}, err
-	}
-	// The shadow gets the whole template; the live schema must have it too for the tables to match.
-	if err := store.UpgradeDistrictSchema(ctx, t.ID); err != nil {
-		return Report{}, err
-	}
-	hot, err := hotShards(ctx, store, t.ID)
-	if err != nil {
-		return Report{}, err
-	}
+	return nil
+}
 
+// open finds the district and takes its rebuild lock (ErrBusy when taken).
+func open(ctx context.Context, fleet *tenancy.Fleet, tenantID, action string) (*district, error) {
+	d := &district{store: tenancy.NewFleetStore(fleet), action: action, start: time.Now()}
+	var err error
+	if d.tenant, err = d.store.Tenant(ctx, tenantID); err != nil {
+		return nil, err
+	}
+	if d.tenant.DeletedAt != nil {
+		return nil, fmt.Errorf("tenant %s is deleted: %w", d.tenant.ID, tenancy.ErrNotFound)
+	}
+	if d.pool, d.instance, err = d.store.DistrictPool(ctx, d.tenant.ID); err != nil {
+		return nil, err
+	}
+	d.schema, _ = tenancy.SchemaName(d.tenant.ID)
+	d.shadow, _ = tenancy.ShadowSchemaName(d.tenant.ID)
+	d.retired, _ = tenancy.RetiredSchemaName(d.tenant.ID)
+	if d.lock, err = d.pool.Acquire(ctx); err != nil {
+		return nil, fmt.Errorf("acquiring connection: %w", err)
+	}
+	var locked bool
+	if err := d.lock.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", jobLockKey(d.tenant.ID)).Scan(&locked); err != nil || !locked {
+		d.lock.Release()
+		if err != nil {
+			return nil, fmt.Errorf("locking the rebuild of district %s: %w", d.tenant.ID, err)
+		}
+		return nil, fmt.Errorf("district %s: %w", d.tenant.ID, ErrBusy)
+	}
+	return d, nil
+}
+
+// close releases the rebuild lock; should the unlock fail, closing the connection ends the session and
+// the lock with it.
+func (d *district) close(ctx context.Context) {
+	if _, err := d.lock.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", jobLockKey(d.tenant.ID)); err != nil {
+		_ = d.lock.Conn().Close(context.WithoutCancel(ctx)) // the session ends either way, and its lock with it
+	}
+	d.lock.Release()
+}
+
+// jobLockKey is the session advisory lock that one rebuild, rollback or drop of a district holds
+// throughout (distinct from tenancy.DistrictLockKey, which the sink's writes share).
+func jobLockKey(tenantID string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("edtech-analytics/rebuild/" + tenantID)) // writes to a hash never fail
+	return int64(h.Sum64())
+}
+
+func (d *district) report() Report {
+	return Report{ID: d.start.UTC().Format("20060102T150405Z"), Action: d.action, TenantID: d.tenant.ID,
+		Instance: d.instance, Schema: d.schema}
+}
+
+// client builds the replay's Kafka client: read_committed, large fetches.
+func (d *district) client(cfg Config) (*kgo.Client, error) {
 	cl, err := kafkax.NewClient(cfg.Kafka, kafkax.Deps{Log: cfg.Log}, "",
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxBytes(64<<20), kgo.FetchMaxPartitionBytes(32<<20))
 	if err != nil {
-		return Report{}, err
+		return nil, err
 	}
-	defer cl.Close()
-	topic := cfg.Kafka.Topics().Enriched
-	parts, starts, err := partitions(ctx, cl.Client, topic, t.ID, hot > 0 || cfg.AllPartitions)
-	if err != nil {
-		return Report{}, err
+	return cl.Client, nil
+}
+
+func (d *district) newRun(cfg Config, cl *kgo.Client, codec *records.Codec, topic string, report Report, opts []Option) *run {
+	r := &run{cfg: cfg, pool: d.pool, tenant: d.tenant.ID, topic: topic, codec: codec, applier: pgstore.NewApplier(),
+		cl: cl, start: d.start, schema: d.schema, shadow: d.shadow, retired: d.retired, target: d.shadow,
+		report: report, seen: map[string]int64{}, outcomes: map[string]*TypeCount{}}
+	for _, o := range opts {
+		o(&r.opts)
 	}
-	for _, p := range parts {
-		if starts[p] > 0 && !cfg.AllowTruncatedHistory {
-			return Report{}, fmt.Errorf("%w: %s partition %d starts at offset %d", ErrHistoryTruncated, topic, p, starts[p])
-		}
-	}
-	schema, _ := tenancy.SchemaName(t.ID)
-	r := &run{cfg: cfg, pool: pool, tenant: t.ID, topic: topic, codec: codec, applier: pgstore.NewApplier(),
-		cl: cl.Client, start: time.Now(), schema: schema,
-		report: Report{TenantID: t.ID, Instance: instance, Schema: schema, Partitions: parts}}
-	r.key = []byte(t.ID)
-	r.prefix = []byte(t.ID + "/")
-	if err := r.prepare(ctx, parts, starts); err != nil {
-		return r.report, err
-	}
-	if err := r.replay(ctx); err != nil {
-		return r.report, err
-	}
-	if err := r.finish(ctx); err != nil {
-		return r.report, err
-	}
-	r.report.Elapsed = time.Since(r.start)
-	r.progress(PhaseDone, true)
-	return r.report, nil
+	r.key = []byte(d.tenant.ID)
+	r.prefix = []byte(d.tenant.ID + "/")
+	return r
 }
 
 // hotShards returns the district's number of sub-keys (0 when it is not hot).
@@ -191,436 +460,30 @@ func hotShards(ctx context.Context, store *tenancy.Store, tenantID string) (int,
 	return 0, nil
 }
 
-// partitions returns the partitions to scan and where each starts: every partition when all is set,
-// otherwise the one Kafka's default partitioner (murmur2 of the key) sends the district's id to.
-func partitions(ctx context.Context, cl *kgo.Client, topic, tenantID string, all bool) ([]int32, map[int32]int64, error) {
-	adm := kadm.NewClient(cl)
-	listed, err := adm.ListStartOffsets(ctx, topic)
-	if err != nil {
-		return nil, nil, fmt.Errorf("listing start offsets of %s: %w", topic, err)
-	}
-	if err := listed.Error(); err != nil {
-		return nil, nil, fmt.Errorf("listing start offsets of %s: %w", topic, err)
-	}
-	starts := map[int32]int64{}
-	listed.Each(func(o kadm.ListedOffset) { starts[o.Partition] = o.Offset })
-	if len(starts) == 0 {
-		return nil, nil, fmt.Errorf("topic %s has no partitions", topic)
-	}
-	var parts []int32
-	if all {
-		for p := range starts {
-			parts = append(parts, p)
-		}
-		slices.Sort(parts)
-	} else {
-		parts = []int32{KeyPartition(tenantID, len(starts))}
-	}
-	return parts, starts, nil
-}
-
-// KeyPartition is the partition Kafka's default partitioner sends key to among n: murmur2 of the key,
-// high bit masked, modulo n.
-func KeyPartition(key string, n int) int32 {
-	return int32(murmur2([]byte(key))&0x7fffffff) % int32(n)
-}
-
-// murmur2 is Kafka's key hash (org.apache.kafka.common.utils.Utils.murmur2).
-func murmur2(b []byte) uint32 {
-	const (
-		seed = 0x9747b28c
-		m    = 0x5bd1e995
-		r    = 24
-	)
-	h := uint32(seed) ^ uint32(len(b))
-	for len(b) >= 4 {
-		k := uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
-		k *= m
-		k ^= k >> r
-		k *= m
-		h = h*m ^ k
-		b = b[4:]
-	}
-	switch len(b) {
-	case 3:
-		h ^= uint32(b[2]) << 16
-		fallthrough
-	case 2:
-		h ^= uint32(b[1]) << 8
-		fallthrough
-	case 1:
-		h ^= uint32(b[0])
-		h *= m
-	}
-	h ^= h >> 13
-	h *= m
-	h ^= h >> 15
-	return h
-}
-
-// part is the replay state of one partition.
-type part struct {
-	start   int64         // where the topic starts
-	next    int64         // offset the shadow has applied up to (exclusive)
-	fetched int64         // offset after the last record fetched
-	pending []*kgo.Record // the district's fetched records at or above next
-	paused  bool
-}
-
-// run is one rebuild in progress.
-type run struct {
-	cfg         Config
-	pool        *pgxpool.Pool
-	tenant      string
-	key, prefix []byte
-	topic       string
-	codec       *records.Codec
-	applier     *pgstore.Applier
-	cl          *kgo.Client
-	schema      string // the live district schema
-	shadow      string
-	start       time.Time
-	parts       map[int32]*part
-	caps        map[int32]int64 // the live sink's stored offsets, as last read
-	report      Report
-	lastReport  time.Time
-}
-
-// prepare drops what an earlier rebuild left, builds the shadow schema from the template with a table
-// of its own replay offsets, and starts consuming the partitions from the beginning.
-func (r *run) prepare(ctx context.Context, parts []int32, starts map[int32]int64) error {
-	shadow, _ := tenancy.ShadowSchemaName(r.tenant)
-	retired, _ := tenancy.RetiredSchemaName(r.tenant)
-	for _, s := range []string{shadow, retired} {
-		if _, err := r.pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{s}.Sanitize()+" CASCADE"); err != nil {
-			return fmt.Errorf("dropping leftover schema %s: %w", s, err)
-		}
-	}
-	var err error
-	if r.shadow, err = tenancy.EnsureShadowSchema(ctx, r.pool, r.tenant); err != nil {
-		return err
-	}
-	if _, err := r.pool.Exec(ctx, "CREATE TABLE "+r.replayOffsets()+" (partition int PRIMARY KEY, next_offset bigint NOT NULL)"); err != nil {
-		return fmt.Errorf("creating replay offsets: %w", err)
-	}
-	r.parts = map[int32]*part{}
-	consume := map[int32]kgo.Offset{}
-	for _, p := range parts {
-		r.parts[p] = &part{start: starts[p], next: starts[p], fetched: starts[p]}
-		consume[p] = kgo.NewOffset().At(starts[p])
-		if _, err := r.pool.Exec(ctx, "INSERT INTO "+r.replayOffsets()+" VALUES ($1, $2)", p, starts[p]); err != nil {
-			return fmt.Errorf("recording replay offsets: %w", err)
-		}
-	}
-	r.cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{r.topic: consume})
-	return nil
-}
-
-func (r *run) replayOffsets() string { return pgx.Identifier{r.shadow, "replay_offsets"}.Sanitize() }
-
-// replay applies the district's records into the shadow, in transactions of its own, until it is
-// within SwitchLag records of the live sink.
-func (r *run) replay(ctx context.Context) error {
-	if err := r.readCaps(ctx, r.pool); err != nil {
-		return err
-	}
-	for {
-		if r.lag() <= r.cfg.SwitchLag && r.inHand() {
-			return nil
-		}
-		if err := r.poll(ctx); err != nil {
-			return err
-		}
-		if r.due() || r.inHand() {
-			err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error { return r.apply(ctx, tx) })
-			if err != nil {
-				return err
-			}
-			if err := r.readCaps(ctx, r.pool); err != nil {
-				return err
-			}
-		}
-		r.progress(PhaseReplay, false)
-	}
-}
-
-// finish takes the district's exclusive lock, applies the last records up to where the live sink
-// stands, compares the shadow with the live tables, and swaps them, all in one transaction; then drops
-// the shadow and the replaced tables.
-func (r *run) finish(ctx context.Context) error {
-	retired, _ := tenancy.RetiredSchemaName(r.tenant)
-	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
-		r.progress(PhaseCatchUp, true)
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", tenancy.DistrictLockKey(r.tenant)); err != nil {
-			return fmt.Errorf("locking district %s: %w", r.tenant, err)
-		}
-		// From here on the live sink cannot commit a record of the district, so its stored offsets
-		// mark exactly what it has applied.
-		if err := r.readCaps(ctx, tx); err != nil {
-			return err
-		}
-		for r.lag() > 0 {
-			if !r.inHand() {
-				if err := r.poll(ctx); err != nil {
-					return err
-				}
-				continue
-			}
-			if err := r.apply(ctx, tx); err != nil {
-				return err
-			}
-		}
-		r.progress(PhaseCompare, true)
-		if err := r.compare(ctx, tx); err != nil {
-			return err
-		}
-		if r.cfg.DryRun {
-			return errDryRun
-		}
-		r.progress(PhaseSwap, true)
-		if err := r.swap(ctx, tx, retired); err != nil {
-			return err
-		}
-		r.report.Swapped = true
-		return nil
-	})
-	if err != nil && !errors.Is(err, errDryRun) {
-		return err
-	}
-	for _, s := range []string{r.shadow, retired} {
-		if _, err := r.pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{s}.Sanitize()+" CASCADE"); err != nil {
-			return fmt.Errorf("dropping schema %s: %w", s, err)
-		}
-	}
-	return nil
-}
-
-// errDryRun rolls back the final transaction of a dry run.
-var errDryRun = errors.New("dry run")
-
-// readCaps reads the live sink's stored offsets of the partitions on the district's instance. A
-// partition without one has nothing of the district applied yet.
-func (r *run) readCaps(ctx context.Context, q interface {
+// querier is what pgxpool.Pool and pgx.Tx share for reads.
+type querier interface {
 	Query(context.Context, string, ...any) (pgx.Rows, error)
-}) error {
-	ids := make([]int32, 0, len(r.parts))
-	for p := range r.parts {
-		ids = append(ids, p)
-	}
-	rows, err := q.Query(ctx, `SELECT partition, next_offset FROM control.consumer_offsets
-		WHERE consumer = $1 AND topic = $2 AND partition = ANY($3)`, r.cfg.Group, r.topic, ids)
-	if err != nil {
-		return fmt.Errorf("reading the live sink's offsets: %w", err)
-	}
-	caps := map[int32]int64{}
-	var p int32
-	var next int64
-	if _, err := pgx.ForEachRow(rows, []any{&p, &next}, func() error { caps[p] = next; return nil }); err != nil {
-		return fmt.Errorf("reading the live sink's offsets: %w", err)
-	}
-	for p, st := range r.parts {
-		caps[p] = max(caps[p], st.next) // the live sink may not have reached where the topic starts
-	}
-	r.caps = caps
-	r.resume()
-	return nil
+	QueryRow(context.Context, string, ...any) pgx.Row
 }
 
-// lag is how many records the shadow is behind the live sink, over the partitions.
-func (r *run) lag() int64 {
-	var n int64
-	for p, st := range r.parts {
-		n += r.caps[p] - st.next
+// readKept reads the description of the kept tables in the retired schema (nil when there are none).
+func readKept(ctx context.Context, q querier, retired string) (*Kept, error) {
+	var exists bool
+	if err := q.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", pgx.Identifier{retired, "kept"}.Sanitize()).Scan(&exists); err != nil {
+		return nil, fmt.Errorf("looking for kept tables: %w", err)
 	}
-	return n
+	if !exists {
+		return nil, nil
+	}
+	k := &Kept{Schema: retired}
+	if err := q.QueryRow(ctx, "SELECT id, action, at FROM "+pgx.Identifier{retired, "kept"}.Sanitize()).Scan(&k.ID, &k.Action, &k.At); err != nil {
+		return nil, fmt.Errorf("reading %s.kept: %w", retired, err)
+	}
+	k.At = k.At.UTC()
+	return k, nil
 }
 
-// inHand reports whether every record below the caps has been fetched.
-func (r *run) inHand() bool {
-	for p, st := range r.parts {
-		if st.fetched < r.caps[p] {
-			return false
-		}
-	}
-	return true
-}
-
-// due reports whether enough of the district's records are waiting to make a transaction worth it.
-func (r *run) due() bool {
-	var n int
-	for p, st := range r.parts {
-		for _, rec := range st.pending {
-			if rec.Offset < r.caps[p] {
-				n++
-			}
-		}
-	}
-	return n >= r.cfg.BatchRecords
-}
-
-// poll fetches once, keeping the district's records (by key) and counting the rest as scanned. A
-// partition read up to the live sink's offset is paused until the sink moves on.
-func (r *run) poll(ctx context.Context) error {
-	pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-	fetches := r.cl.PollRecords(pctx, 50_000)
-	cancel()
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	var errs []error
-	fetches.EachError(func(_ string, p int32, err error) {
-		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
-			errs = append(errs, fmt.Errorf("fetching partition %d: %w", p, err))
-		}
-	})
-	if len(errs) > 0 {
-		return errors.Join(errs...)
-	}
-	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
-		st := r.parts[fp.Partition]
-		if st == nil {
-			return
-		}
-		for _, rec := range fp.Records {
-			if rec.Offset < st.fetched {
-				continue
-			}
-			st.fetched = rec.Offset + 1
-			r.report.Scanned++
-			if bytes.Equal(rec.Key, r.key) || bytes.HasPrefix(rec.Key, r.prefix) {
-				st.pending = append(st.pending, rec)
-			}
-		}
-	})
-	r.resume()
-	return nil
-}
-
-// resume pauses partitions read up to the caps and resumes those the caps moved past.
-func (r *run) resume() {
-	var pause, resume []int32
-	for p, st := range r.parts {
-		switch ahead := st.fetched >= r.caps[p]; {
-		case ahead && !st.paused:
-			pause, st.paused = append(pause, p), true
-		case !ahead && st.paused:
-			resume, st.paused = append(resume, p), false
-		}
-	}
-	if len(pause) > 0 {
-		r.cl.PauseFetchPartitions(map[string][]int32{r.topic: pause})
-	}
-	if len(resume) > 0 {
-		r.cl.ResumeFetchPartitions(map[string][]int32{r.topic: resume})
-	}
-}
-
-// apply writes, in tx, the district's records fetched below the caps into the shadow, and moves each
-// partition's replay offset to the caps or to what was fetched, whichever is lower.
-func (r *run) apply(ctx context.Context, tx pgx.Tx) error {
-	b := &pgx.Batch{}
-	ps := make([]int32, 0, len(r.parts))
-	for p := range r.parts {
-		ps = append(ps, p)
-	}
-	slices.Sort(ps)
-	type move struct {
-		st        *part
-		next      int64
-		remaining []*kgo.Record
-	}
-	var moves []move
-	for _, p := range ps {
-		st := r.parts[p]
-		upTo := min(st.fetched, r.caps[p])
-		if upTo <= st.next {
-			continue
-		}
-		i := 0
-		for i < len(st.pending) && st.pending[i].Offset < upTo {
-			i++
-		}
-		if i > 0 {
-			decoded, err := pgstore.Decode(r.codec, r.cfg.Log, st.pending[:i])
-			if err != nil {
-				return err
-			}
-			mine := decoded[:0]
-			for _, d := range decoded {
-				if d.Skip == "" && d.Event.TenantID == r.tenant {
-					mine = append(mine, d)
-				}
-			}
-			if err := r.applier.Queue(b, []pgstore.Work{{Schema: r.shadow, Records: mine}}); err != nil {
-				return err
-			}
-			r.report.Applied += int64(len(mine))
-		}
-		b.Queue("UPDATE "+r.replayOffsets()+" SET next_offset = $2 WHERE partition = $1", p, upTo)
-		moves = append(moves, move{st, upTo, st.pending[i:]})
-	}
-	if b.Len() == 0 {
-		return nil
-	}
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("applying records to %s: %w", r.shadow, err)
-	}
-	for _, m := range moves {
-		m.st.next, m.st.pending = m.next, m.remaining
-	}
-	return nil
-}
-
-// compare fills the report with row counts and order-independent checksums (sum of 64-bit hashes of
-// each row's text) of every sink table, live and shadow.
-func (r *run) compare(ctx context.Context, tx pgx.Tx) error {
-	r.report.Equal = true
-	for _, table := range pgstore.Tables() {
-		c := TableComparison{Table: table}
-		for _, side := range []struct {
-			schema   string
-			rows     *int64
-			checksum *string
-		}{{r.schema, &c.LiveRows, &c.LiveChecksum}, {r.shadow, &c.ShadowRows, &c.ShadowChecksum}} {
-			err := tx.QueryRow(ctx, "SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)), 0)::text FROM "+
-				pgx.Identifier{side.schema, table}.Sanitize()+" t").Scan(side.rows, side.checksum)
-			if err != nil {
-				return fmt.Errorf("comparing %s: %w", table, err)
-			}
-		}
-		c.Equal = c.LiveRows == c.ShadowRows && c.LiveChecksum == c.ShadowChecksum
-		r.report.Equal = r.report.Equal && c.Equal
-		r.report.Tables = append(r.report.Tables, c)
-	}
-	return nil
-}
-
-// swap moves the live sink tables out to the retired schema and the shadow's in, in tx.
-func (r *run) swap(ctx context.Context, tx pgx.Tx, retired string) error {
-	if _, err := tx.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{retired}.Sanitize()); err != nil {
-		return fmt.Errorf("creating %s: %w", retired, err)
-	}
-	for _, table := range pgstore.Tables() {
-		for _, move := range [][2]string{{r.schema, retired}, {r.shadow, r.schema}} {
-			q := "ALTER TABLE " + pgx.Identifier{move[0], table}.Sanitize() + " SET SCHEMA " + pgx.Identifier{move[1]}.Sanitize()
-			if _, err := tx.Exec(ctx, q); err != nil {
-				return fmt.Errorf("swapping %s: %w", table, err)
-			}
-		}
-	}
-	return nil
-}
-
-// progress reports to cfg.Progress: always when force, otherwise at most once a second.
-func (r *run) progress(phase string, force bool) {
-	if r.cfg.Progress == nil || (!force && time.Since(r.lastReport) < time.Second) {
-		return
-	}
-	r.lastReport = time.Now()
-	var target int64
-	for p, st := range r.parts {
-		target += r.caps[p] - st.start
-	}
-	r.cfg.Progress(Progress{Phase: phase, Scanned: r.report.Scanned, Target: target, Applied: r.report.Applied,
-		Elapsed: time.Since(r.start)})
+func keptError(k *Kept) error {
+	return fmt.Errorf("%w: %s holds the tables replaced by %s %s at %s; roll back (--rollback) or drop them (--drop-old) first",
+		ErrOldTablesKept, k.Schema, k.Action, k.ID, k.At.Format(time.RFC3339))
 }

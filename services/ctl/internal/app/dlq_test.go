@@ -33,7 +33,7 @@ func dlqEnv(t *testing.T) (kafkax.Config, []string) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	if err := kafkax.EnsureTopics(ctx, cl.Client, 4, 1, kafkax.PlatformTopics(kcfg.Topics())); err != nil {
+	if err := kafkax.EnsureTopics(ctx, cl.Client, 4, 1, kafkax.PlatformTopics(kcfg)); err != nil {
 		t.Fatal(err)
 	}
 	at := time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)

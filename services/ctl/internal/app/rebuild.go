@@ -2,7 +2,12 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -12,17 +17,22 @@ import (
 	"github.com/edtech-analytics/platform/services/sink/rebuild"
 )
 
-const rebuildSynopsis = "--tenant ID [--dry-run] [--all-partitions] [--group NAME] (Kafka flags: -h)"
+const rebuildSynopsis = "--tenant ID [--dry-run] [--accept-diff] [--all-partitions] [--group NAME] | --tenant ID --rollback [--dry-run] | --tenant ID --drop-old (Kafka flags: -h)"
 
 // runRebuild rebuilds a district's sink state from a replay of the enriched topic into a shadow schema,
-// compares it with the live tables and swaps it in, while the sink keeps running.
+// verifies it against the log, compares it with the live tables and swaps it in if it is equal or the
+// difference is accepted, while the sink keeps running. --rollback swaps the kept tables back, and
+// --drop-old drops them.
 func runRebuild(ctx context.Context, e Env, args []string) error {
 	fs, c := newFlags(e, "rebuild", rebuildSynopsis)
 	tenant := fs.String("tenant", "", "tenant (district) id")
-	dryRun := fs.Bool("dry-run", false, "build, catch up and compare, but keep the live tables")
+	dryRun := fs.Bool("dry-run", false, "build, catch up, verify and compare, but keep the live tables")
+	acceptDiff := fs.Bool("accept-diff", false, "swap the rebuilt state in even when it differs from the live one (run a dry run first and read the diff)")
+	rollback := fs.Bool("rollback", false, "swap the tables the last rebuild replaced back in (caught up with what the sink wrote since)")
+	dropOld := fs.Bool("drop-old", false, "drop the tables the last rebuild or rollback replaced")
 	all := fs.Bool("all-partitions", false, "scan every partition, not only the district's (always for a hot district)")
 	group := fs.String("group", "edtech-sink", "the live sink's consumer group (its stored offsets are caught up to)")
-	truncated := fs.Bool("allow-truncated-history", false, "rebuild even if retention removed the start of the topic")
+	truncated := fs.Bool("allow-truncated-history", false, "rebuild even if retention removed the district's first records from the topic")
 	var kcfg kafkax.Config
 	kcfg.RegisterFlags(fs)
 	if err := parse(fs, c, args); err != nil {
@@ -34,6 +44,16 @@ func runRebuild(ctx context.Context, e Env, args []string) error {
 	if err := tenancy.ValidTenantID(*tenant); err != nil {
 		return usagef("--tenant: %w", err)
 	}
+	switch {
+	case *rollback && *dropOld:
+		return usagef("rebuild: --rollback and --drop-old exclude each other")
+	case (*rollback || *dropOld) && (*acceptDiff || *all || *truncated):
+		return usagef("rebuild: --accept-diff, --all-partitions and --allow-truncated-history apply to a rebuild, not to --rollback or --drop-old")
+	case *dropOld && *dryRun:
+		return usagef("rebuild: --drop-old has no dry run")
+	case *dryRun && *acceptDiff:
+		return usagef("rebuild: --dry-run never swaps; --accept-diff would do nothing")
+	}
 	if err := kcfg.Validate(); err != nil {
 		return usagef("kafka: %w", err)
 	}
@@ -44,15 +64,22 @@ func runRebuild(ctx context.Context, e Env, args []string) error {
 	defer pool.Close()
 	fleet := tenancy.NewFleet(pool, e.Getenv)
 	defer fleet.Close()
+	audit := func(action string, detail any) error {
+		_, err := tenancy.NewFleetStore(fleet).AppendAudit(ctx, "ctl", *tenant, action, detail)
+		return err
+	}
+	if *dropOld {
+		return runDropOld(ctx, e, c, fleet, *tenant, audit)
+	}
+
 	codec, err := svc.NewCodec(ctx, kcfg)
 	if err != nil {
 		return err
 	}
-	kcfg = kcfg.ForService("ctl-rebuild")
 	progress := &errWriter{w: e.Stderr} // a failed progress line is reported after the rebuild, not in its middle
-	report, err := rebuild.Run(ctx, fleet, codec, rebuild.Config{
-		TenantID: *tenant, Group: *group, Kafka: kcfg, AllPartitions: *all, DryRun: *dryRun,
-		AllowTruncatedHistory: *truncated,
+	cfg := rebuild.Config{
+		TenantID: *tenant, Group: *group, Kafka: kcfg.ForService("ctl-rebuild"), AllPartitions: *all, DryRun: *dryRun,
+		AcceptDiff: *acceptDiff, AllowTruncatedHistory: *truncated,
 		Progress: func(p rebuild.Progress) {
 			pct := 100.0
 			if p.Target > 0 {
@@ -62,47 +89,167 @@ func runRebuild(ctx context.Context, e Env, args []string) error {
 			progress.printf("rebuild %s: %-8s scanned %d of %d records (%.0f%%), applied %d, %.0f records/s, %s\n",
 				*tenant, p.Phase, p.Scanned, p.Target, min(pct, 100), p.Applied, rate, p.Elapsed.Round(time.Millisecond))
 		},
-	})
-	if err != nil {
-		return fmt.Errorf("rebuilding district %s: %w", *tenant, err)
 	}
-	if _, err := tenancy.NewFleetStore(fleet).AppendAudit(ctx, "ctl", *tenant, "district.rebuild", struct {
-		Instance   string  `json:"instance"`
-		Partitions []int32 `json:"partitions"`
-		Applied    int64   `json:"applied"`
-		Equal      bool    `json:"equal"`
-		Swapped    bool    `json:"swapped"`
-	}{report.Instance, report.Partitions, report.Applied, report.Equal, report.Swapped}); err != nil {
-		return err
+	run, action := rebuild.Run, "district.rebuild"
+	if *rollback {
+		run, action = rebuild.Rollback, "district.rebuild.rollback"
 	}
+	report, runErr := run(ctx, fleet, codec, cfg)
+	if report.ID == "" { // refused before it began: nothing to report or audit
+		return fmt.Errorf("%s district %s: %w", verb(*rollback), *tenant, runErr)
+	}
+	outcome := outcomeOf(report, runErr)
+	auditErr := audit(action, auditDetail{ID: report.ID, Instance: report.Instance, Partitions: report.Partitions,
+		Applied: report.Applied, Verified: report.Verification.OK, Equal: report.Equal, Swapped: report.Swapped,
+		DryRun: *dryRun, AcceptDiff: *acceptDiff, Truncated: len(report.Truncated) > 0, Outcome: outcome, Kept: report.Kept})
+	var outErr error
 	if c.output == "json" {
-		if err := writeJSON(e.Stdout, report); err != nil {
-			return err
+		outErr = writeJSON(e.Stdout, report)
+	} else {
+		outErr = writeRebuildReport(e.Stdout, report, outcome)
+	}
+	if runErr != nil {
+		if errors.Is(runErr, rebuild.ErrDiffNotAccepted) {
+			runErr = fmt.Errorf("%w; the live tables are untouched: read the diff above, then run again with --accept-diff to swap the rebuilt state in", runErr)
 		}
-		return progress.Err()
+		return errors.Join(fmt.Errorf("%s district %s: %w", verb(*rollback), *tenant, runErr), auditErr, outErr, progress.Err())
 	}
-	tw := tabwriter.NewWriter(e.Stdout, 0, 4, 2, ' ', 0)
+	return errors.Join(auditErr, outErr, progress.Err())
+}
+
+func verb(rollback bool) string {
+	if rollback {
+		return "rolling back the rebuild of"
+	}
+	return "rebuilding"
+}
+
+// auditDetail is what the audit log records of a rebuild or rollback.
+type auditDetail struct {
+	ID         string        `json:"id"`
+	Instance   string        `json:"instance"`
+	Partitions []int32       `json:"partitions"`
+	Applied    int64         `json:"applied"`
+	Verified   bool          `json:"verified"`
+	Equal      bool          `json:"equal"`
+	Swapped    bool          `json:"swapped"`
+	DryRun     bool          `json:"dry_run"`
+	AcceptDiff bool          `json:"accept_diff"`
+	Truncated  bool          `json:"truncated_history"`
+	Outcome    string        `json:"outcome"`
+	Kept       *rebuild.Kept `json:"kept,omitempty"`
+}
+
+// outcomeOf says in a few words what a rebuild or rollback did.
+func outcomeOf(r rebuild.Report, err error) string {
+	switch {
+	case errors.Is(err, rebuild.ErrVerification):
+		return "refused: the rebuilt state does not match the log; live tables untouched"
+	case errors.Is(err, rebuild.ErrDiffNotAccepted):
+		return "refused: the rebuilt state differs and --accept-diff was not given; live tables untouched"
+	case errors.Is(err, rebuild.ErrOldTablesKept):
+		return "refused: replaced tables of an earlier rebuild are still kept; live tables untouched"
+	case err != nil:
+		return "failed: " + err.Error()
+	case !r.Swapped:
+		return "dry run: live tables kept"
+	case r.Action == "rollback":
+		return "rolled back; the replaced tables are kept in " + r.Kept.Schema
+	case r.Kept != nil:
+		return "swapped in; the replaced tables are kept in " + r.Kept.Schema + " (ctl rebuild --rollback or --drop-old)"
+	default:
+		return "swapped in"
+	}
+}
+
+// writeRebuildReport prints the verification, the comparison with the per-table diff, and the outcome.
+func writeRebuildReport(w io.Writer, report rebuild.Report, outcome string) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	out := &errWriter{w: tw}
-	out.printf("TABLE\tLIVE ROWS\tREBUILT ROWS\tSAME\n")
-	for _, t := range report.Tables {
-		out.printf("%s\t%d\t%d\t%v\n", t.Table, t.LiveRows, t.ShadowRows, t.Equal)
+	v := report.Verification
+	if len(v.Types) > 0 || len(v.Errors) > 0 {
+		out.printf("RECORD TYPE\tIN LOG\tAPPLIED\tSKIPPED\n")
+		for _, t := range v.Types {
+			var skipped []string
+			for _, reason := range slices.Sorted(maps.Keys(t.Skipped)) {
+				skipped = append(skipped, fmt.Sprintf("%d %s", t.Skipped[reason], reason))
+			}
+			out.printf("%s\t%d\t%d\t%s\n", t.Type, t.Log, t.Applied, strings.Join(skipped, ", "))
+		}
+		if err := flushTable(tw, out); err != nil {
+			return fmt.Errorf("writing report: %w", err)
+		}
+		verified := "verified against the log"
+		if !v.OK {
+			verified = "NOT verified against the log: " + strings.Join(v.Errors, "; ")
+		}
+		out.printf("%s (offsets %s; %d learning events applied, %d counted)\n\n", verified, ranges(v.Ranges), v.Events.Applied, v.Events.Counted)
 	}
-	if err := flushTable(tw, out); err != nil {
-		return fmt.Errorf("writing report: %w", err)
-	}
-	outcome := "swapped in"
-	if !report.Swapped {
-		outcome = "dry run: live tables kept"
+	if len(report.Tables) > 0 {
+		side := "REBUILT"
+		if report.Action == "rollback" {
+			side = "KEPT"
+		}
+		out.printf("TABLE\tLIVE ROWS\t%s ROWS\tSAME\tONLY LIVE\tONLY %s\tCHANGED\n", side, side)
+		for _, t := range report.Tables {
+			d := rebuild.TableDiff{}
+			if t.Diff != nil {
+				d = *t.Diff
+			}
+			out.printf("%s\t%d\t%d\t%v\t%d\t%d\t%d\n", t.Table, t.LiveRows, t.ShadowRows, t.Equal, d.OnlyLive.Count, d.OnlyShadow.Count, d.Changed.Count)
+		}
+		if err := flushTable(tw, out); err != nil {
+			return fmt.Errorf("writing report: %w", err)
+		}
+		for _, t := range report.Tables {
+			if t.Diff == nil {
+				continue
+			}
+			for _, k := range []struct {
+				name string
+				rows rebuild.DiffRows
+			}{{"only live", t.Diff.OnlyLive}, {"only " + strings.ToLower(side), t.Diff.OnlyShadow}, {"changed", t.Diff.Changed}} {
+				if k.rows.Count > 0 {
+					out.printf("  %s %s: %d, e.g. %s\n", t.Table, k.name, k.rows.Count, strings.Join(k.rows.Examples, "; "))
+				}
+			}
+		}
 	}
 	same := "identical to"
 	if !report.Equal {
 		same = "different from"
 	}
-	_, err = fmt.Fprintf(e.Stdout, "district %s (instance %s, partitions %v): replayed %d of %d records in %s; rebuilt state %s the live one; %s\n",
-		report.TenantID, report.Instance, report.Partitions, report.Applied, report.Scanned,
-		report.Elapsed.Round(time.Millisecond), same, outcome)
+	what := "rebuilt state"
+	if report.Action == "rollback" {
+		what = "kept state"
+	}
+	out.printf("district %s (instance %s, partitions %v), %s %s: replayed %d of %d records in %s; %s %s the live one; %s\n",
+		report.TenantID, report.Instance, report.Partitions, report.Action, report.ID, report.Applied, report.Scanned,
+		report.Elapsed.Round(time.Millisecond), what, same, outcome)
+	return out.Err()
+}
+
+func ranges(rs []rebuild.Range) string {
+	parts := make([]string, 0, len(rs))
+	for _, r := range rs {
+		parts = append(parts, fmt.Sprintf("%d:[%d,%d)", r.Partition, r.From, r.To))
+	}
+	return strings.Join(parts, " ")
+}
+
+// runDropOld drops the tables the last rebuild or rollback replaced.
+func runDropOld(ctx context.Context, e Env, c *common, fleet *tenancy.Fleet, tenant string, audit func(string, any) error) error {
+	kept, err := rebuild.DropOld(ctx, fleet, tenant)
 	if err != nil {
+		return fmt.Errorf("dropping the kept tables of district %s: %w", tenant, err)
+	}
+	if err := audit("district.rebuild.drop_old", kept); err != nil {
 		return err
 	}
-	return progress.Err()
+	if c.output == "json" {
+		return writeJSON(e.Stdout, kept)
+	}
+	_, err = fmt.Fprintf(e.Stdout, "district %s: dropped %s, the tables replaced by %s %s at %s\n",
+		tenant, kept.Schema, kept.Action, kept.ID, kept.At.Format(time.RFC3339))
+	return err
 }

@@ -3,9 +3,11 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -92,22 +94,37 @@ func TestRebuildCommand(t *testing.T) {
 
 	kafkaFlags := []string{"--kafka.brokers", strings.Join(kcfg.Brokers, ","), "--kafka.topic-prefix", kcfg.TopicPrefix}
 	out := mustCtl(t, url, append([]string{"rebuild", "--tenant", "north", "--dry-run"}, kafkaFlags...)...)
-	if !strings.Contains(out, "dry run: live tables kept") || !strings.Contains(out, "different from") {
-		t.Errorf("dry run printed %q", out)
+	for _, want := range []string{"dry run: live tables kept", "different from", "verified against the log", records.TypeContentView,
+		"ONLY REBUILT", "student_activity only rebuilt: "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dry run printed %q, want %q in it", out, want)
+		}
 	}
 	if rows, _ := activity(); rows != damagedRows {
 		t.Errorf("a dry run changed the live table: %d rows, had %d", rows, damagedRows)
 	}
 
-	out, progress, err := ctl(t, url, append([]string{"rebuild", "--tenant", "north", "--output", "json"}, kafkaFlags...)...)
+	// Without --accept-diff a different rebuilt state is refused: non-zero exit, diff printed, live kept.
+	out, _, err = ctl(t, url, append([]string{"rebuild", "--tenant", "north"}, kafkaFlags...)...)
+	if err == nil || !strings.Contains(err.Error(), "--accept-diff") || !strings.Contains(out, "student_activity only rebuilt: ") ||
+		!strings.Contains(out, "refused") {
+		t.Errorf("rebuild without --accept-diff: %v\n%s", err, out)
+	}
+	if rows, _ := activity(); rows != damagedRows {
+		t.Errorf("a refused rebuild changed the live table: %d rows, had %d", rows, damagedRows)
+	}
+
+	out, progress, err := ctl(t, url, append([]string{"rebuild", "--tenant", "north", "--accept-diff", "--output", "json"}, kafkaFlags...)...)
 	if err != nil {
 		t.Fatalf("rebuild: %v\n%s", err, progress)
 	}
 	var report struct {
 		Swapped, Equal   bool
 		Scanned, Applied int64
+		Kept             *struct{ Schema string }
 	}
-	if err := json.Unmarshal([]byte(out), &report); err != nil || !report.Swapped || report.Equal || report.Applied != n/2 {
+	if err := json.Unmarshal([]byte(out), &report); err != nil || !report.Swapped || report.Equal || report.Applied != n/2 ||
+		report.Kept == nil || report.Kept.Schema != "retired_north" {
 		t.Errorf("rebuild report %q (%v)", out, err)
 	}
 	if !strings.Contains(progress, "rebuild north: done") || !strings.Contains(progress, "records/s") {
@@ -116,20 +133,45 @@ func TestRebuildCommand(t *testing.T) {
 	if rows, events := activity(); rows != 7 || events != n/2 {
 		t.Errorf("after the rebuild north has %d students and %d events, want 7 and %d", rows, events, n/2)
 	}
+
+	out = mustCtl(t, url, append([]string{"rebuild", "--tenant", "north", "--rollback"}, kafkaFlags...)...)
+	if rows, _ := activity(); rows != damagedRows || !strings.Contains(out, "rolled back") {
+		t.Errorf("after --rollback north has %d students, want the %d before the rebuild; printed %q", rows, damagedRows, out)
+	}
+	mustCtl(t, url, append([]string{"rebuild", "--tenant", "north", "--rollback"}, kafkaFlags...)...)
+	if rows, events := activity(); rows != 7 || events != n/2 {
+		t.Errorf("after a second --rollback north has %d students and %d events, want the rebuilt 7 and %d", rows, events, n/2)
+	}
+	out = mustCtl(t, url, "rebuild", "--tenant", "north", "--drop-old")
+	if !strings.Contains(out, "dropped retired_north") {
+		t.Errorf("--drop-old printed %q", out)
+	}
+	if _, _, err := ctl(t, url, "rebuild", "--tenant", "north", "--drop-old"); err == nil || !strings.Contains(err.Error(), "no replaced tables") {
+		t.Errorf("second --drop-old: %v", err)
+	}
+
 	entries, err := tenancy.NewStore(pool).AuditEntries(t.Context(), 0, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rebuilds []string
+	var actions []string
 	for _, en := range entries {
-		if en.Action == "district.rebuild" && en.TenantID == "north" {
-			rebuilds = append(rebuilds, en.Detail)
+		if strings.HasPrefix(en.Action, "district.rebuild") && en.TenantID == "north" {
+			var d struct{ Outcome string }
+			_ = json.Unmarshal([]byte(en.Detail), &d)
+			actions = append(actions, en.Action+": "+strings.SplitN(d.Outcome, ":", 2)[0])
 		}
 	}
-	if len(rebuilds) != 2 || !strings.Contains(rebuilds[0], `"swapped":false`) || !strings.Contains(rebuilds[1], `"swapped":true`) {
-		t.Errorf("audited rebuilds = %v, want the dry run and the swap", rebuilds)
+	want := []string{"district.rebuild: dry run", "district.rebuild: refused", "district.rebuild: swapped in; the replaced tables are kept in retired_north (ctl rebuild --rollback or --drop-old)",
+		"district.rebuild.rollback: rolled back; the replaced tables are kept in retired_north", "district.rebuild.rollback: rolled back; the replaced tables are kept in retired_north",
+		"district.rebuild.drop_old: "}
+	if !slices.Equal(actions, want) {
+		t.Errorf("audited = %q, want %q", actions, want)
 	}
 	if _, _, err := ctl(t, url, "rebuild", "--tenant", "Nope!"); err == nil || !strings.Contains(err.Error(), "--tenant") {
 		t.Errorf("bad tenant: %v", err)
+	}
+	if _, _, err := ctl(t, url, "rebuild", "--tenant", "north", "--rollback", "--drop-old"); !errors.Is(err, ErrUsage) {
+		t.Errorf("--rollback --drop-old: %v, want a usage error", err)
 	}
 }

@@ -185,7 +185,7 @@ func controlTopic(t *testing.T) (kafkax.Config, *records.Codec, func(...records.
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
-	if err := kafkax.EnsureTopics(t.Context(), cl.Client, 4, 1, kafkax.PlatformTopics(kcfg.Topics())); err != nil {
+	if err := kafkax.EnsureTopics(t.Context(), cl.Client, 4, 1, kafkax.PlatformTopics(kcfg)); err != nil {
 		t.Fatal(err)
 	}
 	codec, err := records.NewCodec(t.Context(), nil, nil)

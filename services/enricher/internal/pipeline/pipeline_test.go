@@ -63,7 +63,7 @@ func TestExactlyOnceAcrossRestartsWithRetriesAndRejects(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer admin.Close()
-	if err := kafkax.EnsureTopics(ctx, admin.Client, 4, 1, kafkax.PlatformTopics(topics)); err != nil {
+	if err := kafkax.EnsureTopics(ctx, admin.Client, 4, 1, kafkax.PlatformTopics(kcfg)); err != nil {
 		t.Fatal(err)
 	}
 	codec, err := svc.NewCodec(ctx, kcfg)

@@ -69,7 +69,7 @@ func newFixture(t *testing.T, opts ...func(*setup)) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
-	if err := kafkax.EnsureTopics(ctx, cl.Client, 4, 1, kafkax.PlatformTopics(kcfg.Topics())); err != nil {
+	if err := kafkax.EnsureTopics(ctx, cl.Client, 4, 1, kafkax.PlatformTopics(kcfg)); err != nil {
 		t.Fatal(err)
 	}
 	codec, err := svc.NewCodec(ctx, kcfg)

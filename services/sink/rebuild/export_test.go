@@ -1,0 +1,9 @@
+package rebuild
+
+import "github.com/edtech-analytics/platform/libs/records"
+
+// LoseRecords makes the replay lose the records drop selects before they are applied or counted, as a
+// replay bug would; the verification against the log must catch it.
+func LoseRecords(drop func(offset int64, ev *records.EnrichedEvent) bool) Option {
+	return func(o *options) { o.drop = drop }
+}
