@@ -125,31 +125,10 @@ func TestEndToEnd(t *testing.T) {
 	// Two districts and their keys.
 	admin := openPG(t, pgURL)
 	tenants := tenancy.NewStore(admin)
-	keys := map[string]string{}
-	all := map[string][]sampledata.Event{}
-	var bodies [][]byte
-	var owners []string
-	for i, id := range []string{"d1", "d2"} {
-		if _, err := tenants.CreateTenant(ctx, id, "District "+id); err != nil {
-			t.Fatal(err)
-		}
-		key, _, err := tenants.CreateAPIKey(ctx, id, "lms", []string{tenancy.VerbEventsWrite})
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys[id] = key
-		spec := sampledata.Spec{TenantID: id, Schools: 2, ClassesPerSchool: 2, StudentsPerClass: 6, Days: 3, EventsPerStudent: 6,
+	keys, all, bodies, owners := seedDistricts(t, tenants, []string{"d1", "d2"}, 50, func(i int, id string) sampledata.Spec {
+		return sampledata.Spec{TenantID: id, Schools: 2, ClassesPerSchool: 2, StudentsPerClass: 6, Days: 3, EventsPerStudent: 6,
 			Start: time.Date(2026, 11, 16, 0, 0, 0, 0, time.UTC), Seed: uint64(i + 1)}
-		all[id] = spec.Events()
-		bs, err := sampledata.Batches(all[id], 50)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, b := range bs {
-			bodies = append(bodies, b)
-			owners = append(owners, id)
-		}
-	}
+	})
 	want := expect(all)
 	total := want.perTenant["d1"] + want.perTenant["d2"]
 
@@ -335,6 +314,35 @@ func TestEndToEnd(t *testing.T) {
 	if complete == 0 {
 		t.Fatalf("no trace runs from the gateway through the enricher into both stores; traces: %d", len(byTrace))
 	}
+}
+
+// seedDistricts creates the districts, each with a key that may write events, and their sample events
+// (spec gives each district's), cut into request bodies of batch events: the districts' keys, events,
+// and the bodies in order with the district each belongs to.
+func seedDistricts(t *testing.T, tenants *tenancy.Store, ids []string, batch int, spec func(i int, id string) sampledata.Spec) (
+	keys map[string]string, all map[string][]sampledata.Event, bodies [][]byte, owners []string) {
+	t.Helper()
+	keys, all = map[string]string{}, map[string][]sampledata.Event{}
+	for i, id := range ids {
+		if _, err := tenants.CreateTenant(t.Context(), id, "District "+id); err != nil {
+			t.Fatal(err)
+		}
+		key, _, err := tenants.CreateAPIKey(t.Context(), id, "lms", []string{tenancy.VerbEventsWrite})
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[id] = key
+		all[id] = spec(i, id).Events()
+		bs, err := sampledata.Batches(all[id], batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range bs {
+			bodies = append(bodies, b)
+			owners = append(owners, id)
+		}
+	}
+	return keys, all, bodies, owners
 }
 
 func getJSON(t *testing.T, url, key string, v any) int {

@@ -48,31 +48,10 @@ func TestPoisonOfEveryKindKeepsEveryDistrictFlowing(t *testing.T) {
 	admin := openPG(t, pgURL)
 	tenants := tenancy.NewStore(admin)
 	districts := []string{"p1", "p2", "p3"}
-	keys := map[string]string{}
-	all := map[string][]sampledata.Event{}
-	var bodies [][]byte
-	var owners []string
-	for i, id := range districts {
-		if _, err := tenants.CreateTenant(ctx, id, "District "+id); err != nil {
-			t.Fatal(err)
-		}
-		key, _, err := tenants.CreateAPIKey(ctx, id, "lms", []string{tenancy.VerbEventsWrite})
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys[id] = key
-		spec := sampledata.Spec{TenantID: id, Schools: 2, ClassesPerSchool: 2, StudentsPerClass: 5, Days: 2, EventsPerStudent: 4,
+	keys, all, bodies, owners := seedDistricts(t, tenants, districts, 40, func(i int, id string) sampledata.Spec {
+		return sampledata.Spec{TenantID: id, Schools: 2, ClassesPerSchool: 2, StudentsPerClass: 5, Days: 2, EventsPerStudent: 4,
 			Start: time.Date(2026, 11, 16, 0, 0, 0, 0, time.UTC), Seed: uint64(10 + i)}
-		all[id] = spec.Events()
-		bs, err := sampledata.Batches(all[id], 40)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, b := range bs {
-			bodies = append(bodies, b)
-			owners = append(owners, id)
-		}
-	}
+	})
 	want := expect(all)
 	send := func(from, to int) {
 		for i := from; i < to; i++ {
