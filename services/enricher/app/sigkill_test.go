@@ -131,7 +131,9 @@ func TestExactlyOnceUnderSIGKILL(t *testing.T) {
 			t.Fatalf("timed out waiting for every accepted event: %d of %d in enriched (read_committed)", len(got), len(accepted))
 		}
 	}
-	time.Sleep(1500 * time.Millisecond) // nothing more may arrive
+	// Nothing more may arrive: once the group has committed every raw record (in the transactions that
+	// produced their output), enriched holds all it ever will of them.
+	waitGroupCommitted(t, h, "edtech-enricher", h.kcfg.Topics().Raw)
 	got = h.enriched()
 	counts := map[string]int{}
 	ids := map[string]string{}
@@ -183,6 +185,40 @@ func waitGroupEmpty(t *testing.T, h *harness, group string) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("group %s still has members after a minute: %+v (%v)", group, described[group].Members, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitGroupCommitted waits until the group's committed offsets reach the end of every partition of topic.
+func waitGroupCommitted(t *testing.T, h *harness, group, topic string) {
+	t.Helper()
+	adm := kadm.NewClient(h.client.Client)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		ends, err := adm.ListEndOffsets(t.Context(), topic)
+		if err == nil {
+			err = ends.Error()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		committed, err := adm.FetchOffsets(t.Context(), group)
+		if err == nil {
+			err = committed.Error()
+		}
+		caughtUp := err == nil
+		ends.Each(func(o kadm.ListedOffset) {
+			c, ok := committed.Lookup(topic, o.Partition)
+			if o.Offset > 0 && (!ok || c.At < o.Offset) {
+				caughtUp = false
+			}
+		})
+		if caughtUp {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("group %s has not committed every record of %s after a minute (%v)", group, topic, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
