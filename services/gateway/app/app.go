@@ -17,6 +17,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/pgutil"
 	"github.com/edtech-analytics/platform/libs/svc"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/services/gateway/internal/roster"
 	"github.com/edtech-analytics/platform/services/gateway/internal/server"
 	"github.com/edtech-analytics/platform/services/gateway/internal/tenants"
 	"golang.org/x/sync/errgroup"
@@ -33,6 +34,16 @@ type Config struct {
 	// MaxRosterBodyBytes and MaxRosterRecords bound one roster request (a JSON collection or CSV zip).
 	MaxRosterBodyBytes int
 	MaxRosterRecords   int
+	// RosterColumns, RosterHeaderBytes and RosterRecordBytes bound a file of a CSV package;
+	// RosterFileBytes and RosterUnzippedBytes a file and a package once unzipped.
+	RosterColumns       int
+	RosterHeaderBytes   int
+	RosterRecordBytes   int
+	RosterFileBytes     int
+	RosterUnzippedBytes int
+	// RosterMemoryBudget is what all roster requests together may hold, RosterRequestMemory one of them.
+	RosterMemoryBudget  int
+	RosterRequestMemory int
 	// BodyReadTimeout and RosterBodyReadTimeout bound how long reading one request body may take.
 	BodyReadTimeout       time.Duration
 	RosterBodyReadTimeout time.Duration
@@ -52,7 +63,15 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	conf.Int(fs, &c.MaxBodyBytes, "max-body-bytes", "GATEWAY_MAX_BODY_BYTES", 5<<20, "largest request body")
 	conf.Int(fs, &c.MaxEvents, "max-events", "GATEWAY_MAX_EVENTS", 1000, "most events in one request")
 	conf.Int(fs, &c.MaxRosterBodyBytes, "max-roster-body-bytes", "GATEWAY_MAX_ROSTER_BODY_BYTES", 64<<20, "largest roster request body (JSON collection or CSV zip)")
-	conf.Int(fs, &c.MaxRosterRecords, "max-roster-records", "GATEWAY_MAX_ROSTER_RECORDS", 50_000, "most roster records in one request")
+	conf.Int(fs, &c.MaxRosterRecords, "max-roster-records", "GATEWAY_MAX_ROSTER_RECORDS", roster.DefaultLimits().MaxRecords, "most roster records in one request")
+	lim := roster.DefaultLimits()
+	conf.Int(fs, &c.RosterColumns, "roster.max-columns", "GATEWAY_ROSTER_MAX_COLUMNS", lim.MaxColumns, "most columns of a roster CSV file, and fields of any of its rows (413 over)")
+	conf.Int(fs, &c.RosterHeaderBytes, "roster.max-header-bytes", "GATEWAY_ROSTER_MAX_HEADER_BYTES", lim.MaxHeaderBytes, "largest header of a roster CSV file (413 over)")
+	conf.Int(fs, &c.RosterRecordBytes, "roster.max-record-bytes", "GATEWAY_ROSTER_MAX_RECORD_BYTES", lim.MaxRecordBytes, "largest record (row) of a roster CSV file (413 over)")
+	conf.Int(fs, &c.RosterFileBytes, "roster.max-file-bytes", "GATEWAY_ROSTER_MAX_FILE_BYTES", int(lim.MaxFileBytes), "largest file of a roster CSV package once unzipped (413 over)")
+	conf.Int(fs, &c.RosterUnzippedBytes, "roster.max-unzipped-bytes", "GATEWAY_ROSTER_MAX_UNZIPPED_BYTES", int(lim.MaxUnzippedBytes), "largest roster CSV package once unzipped, all files together (413 over)")
+	conf.Int(fs, &c.RosterMemoryBudget, "roster.memory-budget", "GATEWAY_ROSTER_MEMORY_BUDGET", 256<<20, "memory all roster requests of this instance may hold together (503 with Retry-After when others hold it)")
+	conf.Int(fs, &c.RosterRequestMemory, "roster.request-memory", "GATEWAY_ROSTER_REQUEST_MEMORY", 128<<20, "memory one roster request may hold (413 over)")
 	conf.Duration(fs, &c.BodyReadTimeout, "body-read-timeout", "GATEWAY_BODY_READ_TIMEOUT", 10*time.Second, "how long reading an events request body may take (408 after)")
 	conf.Duration(fs, &c.RosterBodyReadTimeout, "roster-body-read-timeout", "GATEWAY_ROSTER_BODY_READ_TIMEOUT", 5*time.Minute, "how long reading a roster request body may take (408 after)")
 	conf.Duration(fs, &c.KeyCacheTTL, "key-cache-ttl", "GATEWAY_KEY_CACHE_TTL", 5*time.Second, "how long a key lookup is cached (bounds revocation delay)")
@@ -78,6 +97,13 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxRosterRecords < 1 {
 		errs = append(errs, errors.New("max-roster-records: must be at least 1"))
+	}
+	if c.RosterColumns < 1 || c.RosterHeaderBytes < 1024 || c.RosterRecordBytes < 1024 || c.RosterFileBytes < 1024 || c.RosterUnzippedBytes < 1024 {
+		errs = append(errs, errors.New("roster.max-columns: must be at least 1; roster.max-header-bytes, roster.max-record-bytes, roster.max-file-bytes, roster.max-unzipped-bytes: must be at least 1024"))
+	}
+	if c.RosterRequestMemory < c.MaxRosterBodyBytes || c.RosterMemoryBudget < c.RosterRequestMemory {
+		errs = append(errs, fmt.Errorf("roster.request-memory (%d) must be at least max-roster-body-bytes (%d) and at most roster.memory-budget (%d)",
+			c.RosterRequestMemory, c.MaxRosterBodyBytes, c.RosterMemoryBudget))
 	}
 	if c.BodyReadTimeout < 100*time.Millisecond || c.RosterBodyReadTimeout < 100*time.Millisecond {
 		errs = append(errs, errors.New("body-read-timeout, roster-body-read-timeout: must be at least 100ms"))
@@ -134,7 +160,10 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks) error {
 		Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter},
 		server.Topics{Raw: cfg.Kafka.Topics().Raw, DLQ: cfg.Kafka.Topics().DLQ},
 		server.Limits{MaxBodyBytes: int64(cfg.MaxBodyBytes), MaxEvents: cfg.MaxEvents,
-			MaxRosterBodyBytes: int64(cfg.MaxRosterBodyBytes), MaxRosterRecords: cfg.MaxRosterRecords,
+			MaxRosterBodyBytes: int64(cfg.MaxRosterBodyBytes),
+			Roster: roster.Limits{MaxRecords: cfg.MaxRosterRecords, MaxColumns: cfg.RosterColumns, MaxHeaderBytes: cfg.RosterHeaderBytes,
+				MaxRecordBytes: cfg.RosterRecordBytes, MaxFileBytes: int64(cfg.RosterFileBytes), MaxUnzippedBytes: int64(cfg.RosterUnzippedBytes)},
+			RosterMemoryBudget: int64(cfg.RosterMemoryBudget), RosterRequestMemory: int64(cfg.RosterRequestMemory),
 			BodyReadTimeout: cfg.BodyReadTimeout, RosterBodyReadTimeout: cfg.RosterBodyReadTimeout})
 	if err != nil {
 		return err

@@ -26,6 +26,7 @@ import (
 	"github.com/edtech-analytics/platform/services/gateway/api"
 	"github.com/edtech-analytics/platform/services/gateway/app"
 	"github.com/edtech-analytics/platform/services/gateway/internal/ingest"
+	"github.com/edtech-analytics/platform/services/gateway/internal/roster"
 	"github.com/edtech-analytics/platform/services/gateway/internal/server"
 	"github.com/edtech-analytics/platform/services/gateway/internal/tenants"
 	"github.com/getkin/kin-openapi/openapi3"
@@ -87,7 +88,7 @@ func newGateway(t *testing.T, opts ...func(*server.Limits)) *gateway {
 		"roster": {ID: "k2", TenantID: "d1", SourceID: "sis", Verbs: []string{server.VerbRosterWrite}},
 		"small":  {ID: "k3", TenantID: "small", SourceID: "lms", Verbs: []string{server.VerbEventsWrite}},
 	}
-	limits := server.Limits{MaxBodyBytes: 5 << 20, MaxEvents: 1000, MaxRosterRecords: 10}
+	limits := server.Limits{MaxBodyBytes: 5 << 20, MaxEvents: 1000, Roster: roster.Limits{MaxRecords: 10}}
 	for _, o := range opts {
 		o(&limits)
 	}
@@ -285,6 +286,7 @@ func TestOpenAPIDocumentDescribesTheGateway(t *testing.T) {
 		csv("csv without a key", "", "application/zip", rosterZip(t), 401, "/problems/missing-api-key", false),
 		csv("csv with an events key", "good", "application/zip", rosterZip(t), 403, "/problems/forbidden", true),
 		csv("csv too many rows", "roster", "application/zip", rosterZipRows(t, 11), 413, "/problems/too-many-records", true),
+		csv("csv with too many columns", "roster", "application/zip", rosterZipWide(t), 413, "/problems/roster-too-large", true),
 		csv("csv as json", "roster", json, rosterZip(t), 415, "/problems/unsupported-media-type", false),
 		slow(post("events", "good", json, []byte(`{"events":[`), 0, "", false)),
 		slow(roster("users", "roster", json, []byte(`{"users":[`), 0, "", false)),
@@ -380,13 +382,30 @@ func rosterZipRows(t *testing.T, n int) []byte {
 	for i := range n {
 		fmt.Fprintf(&csv, "enr-%d,active,2026-09-01T08:00:00Z,cls-1,sch1,stu-%d,student,false,,\n", i, i)
 	}
+	return zipOf(t, "enrollments.csv", csv.String())
+}
+
+// rosterZipWide is a CSV package whose enrollments.csv has more columns than a file may have.
+func rosterZipWide(t *testing.T) []byte {
+	t.Helper()
+	var csv strings.Builder
+	csv.WriteString("sourcedId,classSourcedId,schoolSourcedId,userSourcedId,role")
+	for i := range roster.DefaultLimits().MaxColumns {
+		fmt.Fprintf(&csv, ",metadata.m%d", i)
+	}
+	csv.WriteString("\n")
+	return zipOf(t, "enrollments.csv", csv.String())
+}
+
+func zipOf(t *testing.T, name, content string) []byte {
+	t.Helper()
 	var buf bytes.Buffer
 	zw := zip.NewWriter(&buf)
-	fw, err := zw.Create("enrollments.csv")
+	fw, err := zw.Create(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := fw.Write([]byte(csv.String())); err != nil {
+	if _, err := fw.Write([]byte(content)); err != nil {
 		t.Fatal(err)
 	}
 	if err := zw.Close(); err != nil {

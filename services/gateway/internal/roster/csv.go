@@ -17,11 +17,8 @@ import (
 	"github.com/edtech-analytics/platform/services/gateway/internal/ingest"
 )
 
-// Bounds of a CSV package, against zip bombs.
-const (
-	MaxPackageFiles      = 32        // entries in the zip
-	MaxUncompressedBytes = 128 << 20 // all files together, once unzipped
-)
+// MaxPackageFiles bounds the entries of a package's zip.
+const MaxPackageFiles = 32
 
 // Package is a decoded OneRoster CSV package. Accepted and Rejected carry each record's position in
 // the package, counted file by file in the order they are read: orgs, academicSessions, courses,
@@ -50,19 +47,29 @@ var ignoredFiles = []string{"categories.csv", "classResources.csv", "courseResou
 // columnAliases map column names some exporters use to the OneRoster 1.2 CSV ones.
 var columnAliases = map[string]string{"preferredFirstName": "preferredGivenName", "preferredLastName": "preferredFamilyName"}
 
-// DecodeCSVZip decodes a OneRoster CSV bulk or delta package. It returns an error wrapping
-// ErrInvalidPackage for a package it cannot read, ErrPackageTooLarge for one over the bounds, and
-// ingest.ErrTooManyEvents for more than maxRecords data rows.
-func DecodeCSVZip(body []byte, meta ingest.Meta, maxRecords int) (*Package, error) {
+// DecodeCSVZip decodes a OneRoster CSV bulk or delta package within lim, charging mem with what it
+// holds. It returns an error wrapping ErrInvalidPackage for a package it cannot read,
+// ErrPackageTooLarge for one over a bound of lim (naming the file and, inside a file, the line),
+// ingest.ErrTooManyEvents for more than lim.MaxRecords data rows, and mem's error wrapped.
+//
+// The files' declared sizes are checked before anything is unzipped, and the zip reader refuses to
+// read a file past its declared size, so a small entry that inflates hugely (a zip bomb) is refused
+// either by its declared size or as a corrupt zip after at most that many bytes.
+func DecodeCSVZip(body []byte, meta ingest.Meta, lim Limits, mem Memory) (*Package, error) {
+	lim = lim.withDefaults()
 	zr, err := zip.NewReader(bytes.NewReader(body), int64(len(body)))
 	if err != nil {
 		return nil, fmt.Errorf("%w: not a zip archive: %v", ErrInvalidPackage, err)
 	}
-	files, ignored, err := listFiles(zr)
+	files, ignored, size, err := listFiles(zr, &lim)
 	if err != nil {
 		return nil, err
 	}
-	d := &csvDecoder{meta: meta, maxRows: maxRecords, left: MaxUncompressedBytes, roleOf: map[string]string{}}
+	// What is read stays, as the text of the records: charged before a byte is unzipped.
+	if err := grow(mem, size); err != nil {
+		return nil, fmt.Errorf("%d bytes unzipped: %w", size, err)
+	}
+	d := &csvDecoder{meta: meta, lim: &lim, mem: mem, left: lim.MaxUnzippedBytes, roleOf: map[string]string{}}
 	modes := map[string]string{}
 	if f := files[manifestFile]; f != nil {
 		if modes, err = d.readManifest(f); err != nil {
@@ -98,38 +105,44 @@ func DecodeCSVZip(body []byte, meta ingest.Meta, maxRecords int) (*Package, erro
 	return &Package{Accepted: d.out.accepted, Rejected: d.out.rejected, Ignored: ignored}, nil
 }
 
-// listFiles indexes the package's files by name, refusing unknown names and oversized packages.
-// Directory entries and macOS resource forks (__MACOSX/) are skipped.
-func listFiles(zr *zip.Reader) (map[string]*zip.File, []string, error) {
+// listFiles indexes the package's files by name, refusing unknown names and oversized packages, and
+// returns the declared unzipped size of the files that will be read. Directory entries and macOS
+// resource forks (__MACOSX/) are skipped.
+func listFiles(zr *zip.Reader, lim *Limits) (map[string]*zip.File, []string, int64, error) {
 	if len(zr.File) > MaxPackageFiles {
-		return nil, nil, fmt.Errorf("%w: %d files, at most %d", ErrPackageTooLarge, len(zr.File), MaxPackageFiles)
+		return nil, nil, 0, fmt.Errorf("%w: %d files, at most %d", ErrPackageTooLarge, len(zr.File), MaxPackageFiles)
 	}
 	files := make(map[string]*zip.File, len(zr.File))
 	ignored := []string{}
-	var total uint64
+	var total, read uint64
 	for _, f := range zr.File {
 		name := f.Name
 		if strings.HasSuffix(name, "/") || strings.HasPrefix(name, "__MACOSX/") {
 			continue
 		}
-		if f.UncompressedSize64 > MaxUncompressedBytes || total+f.UncompressedSize64 > MaxUncompressedBytes {
-			return nil, nil, fmt.Errorf("%w: more than %d bytes unzipped", ErrPackageTooLarge, MaxUncompressedBytes)
+		if f.UncompressedSize64 > uint64(lim.MaxFileBytes) {
+			return nil, nil, 0, fmt.Errorf("%w: %s: %d bytes unzipped, at most %d a file", ErrPackageTooLarge, name, f.UncompressedSize64, lim.MaxFileBytes)
 		}
-		total += f.UncompressedSize64
+		if total += f.UncompressedSize64; total > uint64(lim.MaxUnzippedBytes) {
+			return nil, nil, 0, fmt.Errorf("%w: %s: the files up to this one hold %d bytes unzipped, at most %d a package",
+				ErrPackageTooLarge, name, total, lim.MaxUnzippedBytes)
+		}
 		if files[name] != nil {
-			return nil, nil, fmt.Errorf("%w: %q appears twice", ErrInvalidPackage, name)
+			return nil, nil, 0, fmt.Errorf("%w: %q appears twice", ErrInvalidPackage, name)
 		}
 		switch {
 		case slices.Contains(ignoredFiles, name):
 			ignored = append(ignored, name)
 		case name != manifestFile && name != rolesFile && !isEntityFile(name):
-			return nil, nil, fmt.Errorf("%w: unknown file %q: a package holds manifest.csv and OneRoster CSV files (%s.csv, %s) at its root",
+			return nil, nil, 0, fmt.Errorf("%w: unknown file %q: a package holds manifest.csv and OneRoster CSV files (%s.csv, %s) at its root",
 				ErrInvalidPackage, name, strings.Join(Collections(), ".csv, "), rolesFile)
+		default:
+			read += f.UncompressedSize64
 		}
 		files[name] = f
 	}
 	slices.Sort(ignored)
-	return files, ignored, nil
+	return files, ignored, int64(read), nil
 }
 
 func isEntityFile(name string) bool {
@@ -140,13 +153,14 @@ func isEntityFile(name string) bool {
 
 // csvDecoder reads one package.
 type csvDecoder struct {
-	meta    ingest.Meta
-	maxRows int
-	rows    int   // data rows read so far
-	left    int64 // unzipped bytes the package may still hold
-	out     results
-	next    int               // position of the next record
-	roleOf  map[string]string // accepted users' primary roles, for demographics
+	meta   ingest.Meta
+	lim    *Limits
+	mem    Memory
+	rows   int   // data rows read so far
+	left   int64 // unzipped bytes the package may still hold
+	out    results
+	next   int               // position of the next record
+	roleOf map[string]string // accepted users' primary roles, for demographics
 }
 
 // readManifest reads manifest.csv: each file's mode, keyed by file name.
@@ -227,6 +241,24 @@ func (d *csvDecoder) rejectOrphans(roles *roleRows) {
 	}
 }
 
+// charge charges mem for what the row at line of file makes the decoder hold.
+func (d *csvDecoder) charge(file string, line int, n int64) error {
+	if err := grow(d.mem, n); err != nil {
+		return fmt.Errorf("%s line %d: %w", file, line, err)
+	}
+	return nil
+}
+
+// reject rejects the row at position i; its report is charged twice: the answer and its dead letter.
+func (d *csvDecoder) reject(i int, errs []ingest.FieldError, s *csvSource) error {
+	raw := s.raw()
+	if err := d.charge(s.file, s.line, 2*int64(len(raw))); err != nil {
+		return err
+	}
+	d.out.reject(i, errs, raw)
+	return nil
+}
+
 func (d *csvDecoder) readEntity(e *entity, f *zip.File, delta bool, roles *roleRows) error {
 	seen := map[string]string{}
 	return d.readTable(f, e.columns, e.required, delta, func(s *csvSource) error {
@@ -240,8 +272,7 @@ func (d *csvDecoder) readEntity(e *entity, f *zip.File, delta bool, roles *roleR
 			roles.taken[id] = true
 		}
 		if p := s.problem(); p != "" {
-			d.out.reject(i, []ingest.FieldError{{Field: s.where(), Message: p}}, s.raw())
-			return nil
+			return d.reject(i, []ingest.FieldError{{Field: s.where(), Message: p}}, s)
 		}
 		r := &rec{src: s, bulk: !delta, now: d.meta.ReceivedAt}
 		if e.collection == "demographics" {
@@ -250,8 +281,10 @@ func (d *csvDecoder) readEntity(e *entity, f *zip.File, delta bool, roles *roleR
 		ev, errs := decodeRecord(e, r, d.meta)
 		errs = checkDuplicate(seen, ev, errs, s)
 		if len(errs) > 0 {
-			d.out.reject(i, errs, s.raw())
-			return nil
+			return d.reject(i, errs, s)
+		}
+		if err := d.charge(s.file, s.line, metadataCost*int64(len(r.meta))); err != nil {
+			return err
 		}
 		if ev.User != nil {
 			d.roleOf[ev.User.SourcedID] = ev.Actor.Role
@@ -262,8 +295,8 @@ func (d *csvDecoder) readEntity(e *entity, f *zip.File, delta bool, roles *roleR
 }
 
 func (d *csvDecoder) countRow() error {
-	if d.rows++; d.rows > d.maxRows {
-		return fmt.Errorf("%w: more than %d rows", ingest.ErrTooManyEvents, d.maxRows)
+	if d.rows++; d.rows > d.lim.MaxRecords {
+		return fmt.Errorf("%w: more than %d rows", ingest.ErrTooManyEvents, d.lim.MaxRecords)
 	}
 	return nil
 }
@@ -277,7 +310,8 @@ func (d *csvDecoder) readTable(f *zip.File, columns, need []string, delta bool, 
 		return fmt.Errorf("%w: %s: %v", ErrInvalidPackage, name, err)
 	}
 	defer func() { _ = rc.Close() }() // read-only: nothing to lose on close; a bad checksum fails the reads
-	br := bufio.NewReader(&budgetReader{r: rc, d: d})
+	guard := newCSVGuard(&budgetReader{r: rc, d: d}, name, d.lim)
+	br := bufio.NewReader(guard)
 	if bom, _ := br.Peek(3); bytes.Equal(bom, []byte("\xef\xbb\xbf")) {
 		_, _ = br.Discard(3)
 	}
@@ -288,7 +322,7 @@ func (d *csvDecoder) readTable(f *zip.File, columns, need []string, delta bool, 
 		if errors.Is(err, io.EOF) {
 			return fmt.Errorf("%w: %s has no header row", ErrInvalidPackage, name)
 		}
-		return readError(name, err)
+		return readError(name, guard, err)
 	}
 	cols, err := checkHeader(name, header, columns, need, delta)
 	if err != nil {
@@ -300,16 +334,24 @@ func (d *csvDecoder) readTable(f *zip.File, columns, need []string, delta bool, 
 			return nil
 		}
 		if err != nil {
-			return readError(name, err)
+			return readError(name, guard, err)
 		}
 		line, _ := cr.FieldPos(0)
+		if err := d.charge(name, line, recordCost+fieldCost*int64(len(row))); err != nil {
+			return err
+		}
 		if err := each(&csvSource{file: name, line: line, header: header, cols: cols, row: row}); err != nil {
 			return err
 		}
 	}
 }
 
-func readError(name string, err error) error {
+// readError is the error of a file the CSV reader stopped on: the guard's, when it stopped the read
+// (the reader may report a syntax error in the part of the record it was given instead).
+func readError(name string, guard *csvGuard, err error) error {
+	if guard.err != nil {
+		return guard.err
+	}
 	if errors.Is(err, ErrPackageTooLarge) {
 		return err
 	}
@@ -356,7 +398,7 @@ type budgetReader struct {
 }
 
 func (b *budgetReader) Read(p []byte) (int, error) {
-	tooLarge := fmt.Errorf("%w: more than %d bytes unzipped", ErrPackageTooLarge, MaxUncompressedBytes)
+	tooLarge := fmt.Errorf("%w: more than %d bytes unzipped, at most %d a package", ErrPackageTooLarge, b.d.lim.MaxUnzippedBytes, b.d.lim.MaxUnzippedBytes)
 	if b.d.left < 0 {
 		return 0, tooLarge
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"hash/crc32"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -78,7 +79,7 @@ var fullPackage = []file{
 
 func decodePackage(t *testing.T, files ...file) *Package {
 	t.Helper()
-	pkg, err := DecodeCSVZip(zipOf(t, files...), meta, 100)
+	pkg, err := DecodeCSVZip(zipOf(t, files...), meta, Limits{MaxRecords: 100}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +254,7 @@ func TestDeltaFilesNeedStatusAndDateLastModified(t *testing.T) {
 		pkg.Rejected[0].Errors[0].Field != "orgs.csv:2:status" || pkg.Rejected[1].Errors[0].Field != "orgs.csv:3:dateLastModified" {
 		t.Fatalf("accepted %+v, rejected %+v", pkg.Accepted, pkg.Rejected)
 	}
-	_, err := DecodeCSVZip(zipOf(t, manifest, file{"orgs.csv", "sourcedId,name,type\no1,A,school\n"}), meta, 10)
+	_, err := DecodeCSVZip(zipOf(t, manifest, file{"orgs.csv", "sourcedId,name,type\no1,A,school\n"}), meta, Limits{MaxRecords: 10}, nil)
 	if !errors.Is(err, ErrInvalidPackage) || !strings.Contains(err.Error(), `missing column "status"`) {
 		t.Fatalf("delta file without a status column: %v", err)
 	}
@@ -294,7 +295,7 @@ func TestPackageErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			pkg, err := DecodeCSVZip(tt.body, meta, 2)
+			pkg, err := DecodeCSVZip(tt.body, meta, Limits{MaxRecords: 2}, nil)
 			if pkg != nil || !errors.Is(err, tt.want) || !strings.Contains(err.Error(), tt.quote) {
 				t.Fatalf("err = %v, want %v with %q", err, tt.want, tt.quote)
 			}
@@ -302,31 +303,54 @@ func TestPackageErrors(t *testing.T) {
 	}
 }
 
-func TestZipBomb(t *testing.T) {
-	// A real bomb: a little over the bound of zeros, deflated to about 130 KiB.
+// deflated is a package of one file of n zeros: a few KiB that inflate to n bytes.
+func deflated(t *testing.T, files map[string]int) []byte {
+	t.Helper()
 	var buf bytes.Buffer
 	w := zip.NewWriter(&buf)
-	fw, err := w.Create("users.csv")
-	if err != nil {
-		t.Fatal(err)
-	}
-	zeros := make([]byte, 1<<20)
-	for range MaxUncompressedBytes>>20 + 1 {
-		if _, err := fw.Write(zeros); err != nil {
+	zeros := make([]byte, 64<<10)
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		fw, err := w.Create(name)
+		if err != nil {
 			t.Fatal(err)
+		}
+		for left := files[name]; left > 0; left -= len(zeros) {
+			if _, err := fw.Write(zeros[:min(left, len(zeros))]); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := DecodeCSVZip(buf.Bytes(), meta, 10); !errors.Is(err, ErrPackageTooLarge) {
-		t.Fatalf("bomb of %d bytes zipped: err = %v", buf.Len(), err)
+	return buf.Bytes()
+}
+
+func TestZipBomb(t *testing.T) {
+	lim := Limits{MaxRecords: 10, MaxFileBytes: 1 << 20, MaxUnzippedBytes: 3 << 19}
+	for _, tt := range []struct {
+		name  string
+		files map[string]int
+		want  string
+	}{
+		{"a file over its bound", map[string]int{"users.csv": 2 << 20}, "users.csv: 2097152 bytes unzipped, at most 1048576 a file"},
+		{"files over the package's bound", map[string]int{"orgs.csv": 1 << 20, "users.csv": 1 << 20},
+			"users.csv: the files up to this one hold 2097152 bytes unzipped, at most 1572864 a package"},
+		{"a file within its bound without a line break", map[string]int{"users.csv": 1 << 20},
+			"users.csv line 1: a header of 1048576 bytes, at most 65536"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			body := deflated(t, tt.files)
+			if _, err := DecodeCSVZip(body, meta, lim, nil); !errors.Is(err, ErrPackageTooLarge) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("bomb of %d bytes zipped: err = %v, want %q", len(body), err, tt.want)
+			}
+		})
 	}
 
 	// A file that lies about its size is caught while it is read.
 	content := "sourcedId,name,type\n" + strings.Repeat("o1,A,school\n", 1000)
 	var lie bytes.Buffer
-	w = zip.NewWriter(&lie)
+	w := zip.NewWriter(&lie)
 	raw, err := w.CreateRaw(&zip.FileHeader{Name: "orgs.csv", Method: zip.Store, CRC32: crc32.ChecksumIEEE([]byte(content)),
 		CompressedSize64: uint64(len(content)), UncompressedSize64: 30})
 	if err != nil {
@@ -338,22 +362,60 @@ func TestZipBomb(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := DecodeCSVZip(lie.Bytes(), meta, 10_000); err == nil {
-		t.Fatal("a file larger than it claims was read")
+	if _, err := DecodeCSVZip(lie.Bytes(), meta, Limits{MaxRecords: 10_000}, nil); !errors.Is(err, ErrInvalidPackage) {
+		t.Fatalf("a file larger than it claims: err = %v", err)
 	}
 }
 
 func TestBudgetStopsReading(t *testing.T) {
-	d := &csvDecoder{left: 10}
+	d := &csvDecoder{left: 10, lim: &Limits{MaxUnzippedBytes: 10}}
 	n, err := io.Copy(io.Discard, &budgetReader{r: strings.NewReader(strings.Repeat("x", 100)), d: d})
 	if !errors.Is(err, ErrPackageTooLarge) || n > 11 {
 		t.Fatalf("read %d bytes: %v", n, err)
 	}
 }
 
+// TestRecordBounds: a header or record over its bounds stops the file with an error naming the file, the
+// line the record starts on and the bound; records within them, quoted line breaks included, are read.
+func TestRecordBounds(t *testing.T) {
+	lim := Limits{MaxRecords: 10, MaxColumns: 5, MaxHeaderBytes: 40, MaxRecordBytes: 60}
+	const header = "sourcedId,name,type\n"
+	tests := []struct {
+		name, content, want string
+	}{
+		{"header columns", "sourcedId,name,type,metadata.a,metadata.b,metadata.c,metadata.d\n", "orgs.csv line 1: 7 columns, at most 5"},
+		{"header bytes", "sourcedId,name,type,metadata.aaaaaaaaaaaaaaaaaaaaaaaaaaaa\n", "orgs.csv line 1: a header of 57 bytes, at most 40"},
+		{"both", "\n" + strings.Repeat("metadata.abcdefghij,", 9) + "type\n",
+			"orgs.csv line 2: 10 columns, at most 5; a header of 184 bytes, at most 40"},
+		{"quoted header", `"sourcedId","name","type","metadata.a,b,c,d,e,f"` + "\n", "orgs.csv line 1: 4 columns, at most 5; a header of 48 bytes"},
+		{"record bytes", header + "o1,A,school\n" + "o2,\"" + strings.Repeat("x\n", 40) + "\",school\n", "orgs.csv line 3: a record of more than 60 bytes, at most 60"},
+		{"record fields", header + "o1,A,school\n\n" + "o2,A,school,,,,\n", "orgs.csv line 4: more than 5 fields, at most 5"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := DecodeCSVZip(zipOf(t, file{"orgs.csv", tt.content}), meta, lim, nil)
+			if tt.name == "quoted header" {
+				// Four columns, one of them with commas in its name: only the header's size is over.
+				if err == nil || strings.Contains(err.Error(), "columns") || !strings.Contains(err.Error(), "orgs.csv line 1: a header of 48 bytes, at most 40") {
+					t.Fatalf("err = %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrPackageTooLarge) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+	// Within the bounds: a quoted field over several lines is one record, and lines keep their numbers.
+	pkg, err := DecodeCSVZip(zipOf(t, file{"orgs.csv", header + "o1,\"A\nB\",school\n" + "o2,A,bogus\n"}), meta, lim, nil)
+	if err != nil || len(pkg.Accepted) != 1 || len(pkg.Rejected) != 1 || pkg.Rejected[0].Errors[0].Field != "orgs.csv:4:type" {
+		t.Fatalf("err = %v, package %+v", err, pkg)
+	}
+}
+
 func TestPackageEventIDs(t *testing.T) {
 	ids := func(m ingest.Meta, files ...file) []string {
-		pkg, err := DecodeCSVZip(zipOf(t, files...), m, 100)
+		pkg, err := DecodeCSVZip(zipOf(t, files...), m, Limits{MaxRecords: 100}, nil)
 		if err != nil || len(pkg.Rejected) != 0 {
 			t.Fatalf("err = %v, rejected %+v", err, pkg.Rejected)
 		}
@@ -383,7 +445,7 @@ func TestPackageEventIDs(t *testing.T) {
 	csvUser := ids(meta, file{"users.csv", "sourcedId,status,dateLastModified,enabledUser,orgSourcedIds,role,givenName,familyName\n" +
 		"u1,active,2026-09-01T08:00:00Z,true,org-1,teacher,Ada,Lovelace\n"})
 	acc, _, err := DecodeJSON("users", []byte(`{"users":[{"sourcedId":"u1","status":"active","dateLastModified":"2026-09-01T08:00:00Z",
-		"enabledUser":true,"givenName":"Ada","familyName":"Lovelace","roles":[{"roleType":"primary","role":"teacher","org":{"sourcedId":"org-1"}}]}]}`), meta, 1)
+		"enabledUser":true,"givenName":"Ada","familyName":"Lovelace","roles":[{"roleType":"primary","role":"teacher","org":{"sourcedId":"org-1"}}]}]}`), meta, Limits{MaxRecords: 1}, nil)
 	if err != nil || len(acc) != 1 || acc[0].Event.EventID != csvUser[0] {
 		t.Fatalf("JSON %+v (err %v) and CSV %v differ", acc, err, csvUser)
 	}

@@ -59,7 +59,7 @@ func FuzzDecodeJSON(f *testing.F) {
 	f.Add("users", []byte(`{"users":[{"roles":[{"org":{"sourcedId":1}},null],"userIds":[null],"metadata":{"a":[1,{"b":null}]}}]}`))
 	f.Add("lineItems", []byte(`{"lineItems":[{"resultValueMin":1e308,"resultValueMax":"-1e400"}]}`))
 	f.Fuzz(func(t *testing.T, collection string, b []byte) {
-		acc, rej, err := DecodeJSON(collection, b, meta, 50)
+		acc, rej, err := DecodeJSON(collection, b, meta, Limits{MaxRecords: 50}, nil)
 		if err != nil {
 			var se *ingest.SyntaxError
 			if acc != nil || rej != nil ||
@@ -160,7 +160,7 @@ func FuzzDecodeCSVZip(f *testing.F) {
 		if !ok {
 			return
 		}
-		pkg, err := DecodeCSVZip(body, meta, 200)
+		pkg, err := DecodeCSVZip(body, meta, Limits{MaxRecords: 200}, nil)
 		if err != nil {
 			if pkg != nil || (!errors.Is(err, ErrInvalidPackage) && !errors.Is(err, ErrPackageTooLarge) && !errors.Is(err, ingest.ErrTooManyEvents)) {
 				t.Fatalf("error %v with package %+v", err, pkg)

@@ -54,7 +54,9 @@
 // 1.2 files the platform does not carry (categories.csv, resources.csv, scoreScales.csv, ...) are
 // skipped and listed in Package.Ignored; any other file name rejects the package. Columns outside the
 // OneRoster bindings (1.1 and 1.2) reject the package, so a misspelt column cannot drop data silently.
-// The package is bounded: at most MaxPackageFiles files and MaxUncompressedBytes once unzipped.
+// A request is bounded by Limits: records, columns, the bytes of a header and of a record, of a file
+// and of a package once unzipped (and at most MaxPackageFiles files); what decoding holds is charged
+// to a Memory before it is held, so a caller can bound it too.
 //
 // Not supported: bulk mode's implicit deletes (a record missing from a bulk file is not deleted;
 // send status=tobedeleted), the gradebook files outside lineItems.csv and results.csv, and references
@@ -90,7 +92,7 @@ var (
 	// ErrInvalidPackage is a CSV package that cannot be read: not a zip, an unknown file, a bad
 	// manifest, a bad header or CSV syntax.
 	ErrInvalidPackage = errors.New("invalid OneRoster CSV package")
-	// ErrPackageTooLarge is a package over MaxPackageFiles files or MaxUncompressedBytes unzipped.
+	// ErrPackageTooLarge is a package over a bound of Limits or MaxPackageFiles.
 	ErrPackageTooLarge = errors.New("OneRoster CSV package too large")
 )
 
@@ -108,13 +110,20 @@ func Collections() []string {
 // plural key; other keys are ignored). It returns an error wrapping ErrUnknownCollection for an
 // unknown collection, an *ingest.SyntaxError for a body that is not such a document, and one wrapping
 // ingest.ErrTooManyEvents for more than maxRecords records. Accepted and Rejected carry each record's
-// position in the array.
-func DecodeJSON(collection string, body []byte, meta ingest.Meta, maxRecords int) ([]ingest.Accepted, []ingest.Rejected, error) {
+// position in the array. Only lim.MaxRecords applies to JSON; mem is charged with what decoding holds
+// and its error returned wrapped.
+func DecodeJSON(collection string, body []byte, meta ingest.Meta, lim Limits, mem Memory) ([]ingest.Accepted, []ingest.Rejected, error) {
+	lim = lim.withDefaults()
 	e, ok := entityByCollection(collection)
 	if !ok {
 		return nil, nil, fmt.Errorf("%w %q; known: %v", ErrUnknownCollection, collection, Collections())
 	}
-	items, err := splitCollection(body, collection, maxRecords)
+	// Splitting copies the body twice: the collection's array, then its records (the first copy is
+	// garbage once the second is made).
+	if err := grow(mem, 2*int64(len(body))); err != nil {
+		return nil, nil, fmt.Errorf("a body of %d bytes: %w", len(body), err)
+	}
+	items, err := splitCollection(body, collection, lim.MaxRecords)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -127,11 +136,23 @@ func DecodeJSON(collection string, body []byte, meta ingest.Meta, maxRecords int
 			out.reject(i, []ingest.FieldError{{Field: prefix, Message: "must be a JSON object"}}, item)
 			continue
 		}
-		ev, errs := decodeRecord(e, &rec{src: src, now: meta.ReceivedAt}, meta)
+		// The record's fields are copied once more as the event's text.
+		if err := grow(mem, recordCost+int64(len(item))+fieldCost*int64(len(src.m))); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", prefix, err)
+		}
+		r := &rec{src: src, now: meta.ReceivedAt}
+		ev, errs := decodeRecord(e, r, meta)
 		errs = checkDuplicate(seen, ev, errs, src)
 		if len(errs) > 0 {
-			out.reject(i, errs, src.scrubbed())
+			raw := src.scrubbed()
+			if err := grow(mem, 2*int64(len(raw))); err != nil {
+				return nil, nil, fmt.Errorf("%s: %w", prefix, err)
+			}
+			out.reject(i, errs, raw)
 			continue
+		}
+		if err := grow(mem, metadataCost*int64(len(r.meta))); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", prefix, err)
 		}
 		out.accept(i, ev)
 	}

@@ -57,7 +57,7 @@ func body(collection string, recs ...string) []byte {
 
 func decodeOne(t *testing.T, collection, rec string) *records.RawEvent {
 	t.Helper()
-	acc, rej, err := DecodeJSON(collection, body(collection, rec), meta, 10)
+	acc, rej, err := DecodeJSON(collection, body(collection, rec), meta, Limits{MaxRecords: 10}, nil)
 	if err != nil || len(rej) != 0 || len(acc) != 1 {
 		t.Fatalf("DecodeJSON: err=%v rejected=%+v", err, rej)
 	}
@@ -256,7 +256,7 @@ func TestEachRuleRejectsWithItsFieldPath(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := edit(t, validJSON[tt.collection], tt.set)
-			acc, rej, err := DecodeJSON(tt.collection, body(tt.collection, rec), meta, 10)
+			acc, rej, err := DecodeJSON(tt.collection, body(tt.collection, rec), meta, Limits{MaxRecords: 10}, nil)
 			if err != nil || len(acc) != 0 || len(rej) != 1 {
 				t.Fatalf("err=%v accepted=%d rejected=%+v", err, len(acc), rej)
 			}
@@ -314,7 +314,7 @@ func TestGoodRecordsBesideBadOnes(t *testing.T) {
 	bad := edit(t, validJSON["users"], obj{"sourcedId": "stu-2", "dateLastModified": "yesterday"})
 	dup := edit(t, validJSON["users"], obj{"givenName": "Eve"})
 	other := edit(t, validJSON["users"], obj{"sourcedId": "stu-3"})
-	acc, rej, err := DecodeJSON("users", body("users", validJSON["users"], bad, `"not an object"`, dup, other), meta, 10)
+	acc, rej, err := DecodeJSON("users", body("users", validJSON["users"], bad, `"not an object"`, dup, other), meta, Limits{MaxRecords: 10}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,7 +380,7 @@ func TestWholeRequestErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			acc, rej, err := DecodeJSON(tt.collection, []byte(tt.body), meta, 2)
+			acc, rej, err := DecodeJSON(tt.collection, []byte(tt.body), meta, Limits{MaxRecords: 2}, nil)
 			if acc != nil || rej != nil || !tt.check(err) {
 				t.Fatalf("err = %v (%T), accepted %v, rejected %v", err, err, acc, rej)
 			}
@@ -391,7 +391,7 @@ func TestWholeRequestErrors(t *testing.T) {
 func TestEventIDs(t *testing.T) {
 	id := func(m ingest.Meta, rec string) string {
 		t.Helper()
-		acc, rej, err := DecodeJSON("users", body("users", rec), m, 1)
+		acc, rej, err := DecodeJSON("users", body("users", rec), m, Limits{MaxRecords: 1}, nil)
 		if err != nil || len(acc) != 1 {
 			t.Fatalf("err=%v rejected=%+v", err, rej)
 		}

@@ -17,11 +17,13 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/services/gateway/api"
 	"github.com/edtech-analytics/platform/services/gateway/internal/ingest"
+	"github.com/edtech-analytics/platform/services/gateway/internal/roster"
 	"github.com/edtech-analytics/platform/services/gateway/internal/tenants"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/metric"
@@ -38,10 +40,18 @@ const (
 type Limits struct {
 	MaxBodyBytes int64
 	MaxEvents    int
-	// MaxRosterBodyBytes and MaxRosterRecords bound one roster request (a JSON collection or a CSV
-	// package); zero means 64 MiB and 50,000 records.
+	// MaxRosterBodyBytes bounds the body of one roster request (a JSON collection or a CSV package);
+	// zero means 64 MiB.
 	MaxRosterBodyBytes int64
-	MaxRosterRecords   int
+	// Roster bounds what one roster request holds: records, a CSV file's columns, header and record
+	// bytes, and a package's unzipped files. Zero fields take roster.DefaultLimits.
+	Roster roster.Limits
+	// RosterMemoryBudget is the memory all roster requests of the gateway may hold together while they
+	// are read, decoded, encoded and produced; RosterRequestMemory what one request may hold. Zero means
+	// 256 MiB and 128 MiB. A request over its own bound is answered 413; one the budget cannot hold
+	// because other requests hold it, 503 with Retry-After.
+	RosterMemoryBudget  int64
+	RosterRequestMemory int64
 	// BodyReadTimeout and RosterBodyReadTimeout bound the time from the start of the handler until the
 	// whole body of an events or a roster request is read (a client that trickles its body holds a
 	// connection and a buffer); zero means 10 s and 5 min.
@@ -71,6 +81,7 @@ type Server struct {
 	codec    *records.Codec
 	topics   Topics
 	limits   Limits
+	budget   *rosterBudget
 	tracer   trace.Tracer
 	now      func() time.Time
 
@@ -100,8 +111,14 @@ func New(deps Deps, topics Topics, limits Limits) (*Server, error) {
 	if limits.MaxRosterBodyBytes <= 0 {
 		limits.MaxRosterBodyBytes = 64 << 20
 	}
-	if limits.MaxRosterRecords <= 0 {
-		limits.MaxRosterRecords = 50_000
+	if limits.RosterMemoryBudget <= 0 {
+		limits.RosterMemoryBudget = 256 << 20
+	}
+	if limits.RosterRequestMemory <= 0 {
+		limits.RosterRequestMemory = min(128<<20, limits.RosterMemoryBudget)
+	}
+	if limits.RosterRequestMemory > limits.RosterMemoryBudget {
+		return nil, fmt.Errorf("roster request memory %d is over the roster memory budget %d", limits.RosterRequestMemory, limits.RosterMemoryBudget)
 	}
 	if limits.BodyReadTimeout <= 0 {
 		limits.BodyReadTimeout = 10 * time.Second
@@ -115,6 +132,7 @@ func New(deps Deps, topics Topics, limits Limits) (*Server, error) {
 	s := &Server{
 		log: deps.Log, keys: deps.Keys, tenants: deps.Tenants, producer: deps.Producer, codec: deps.Codec,
 		topics: topics, limits: limits, tracer: deps.Tracer.Tracer("gateway"), now: time.Now,
+		budget: newRosterBudget(limits.RosterMemoryBudget, limits.RosterRequestMemory),
 	}
 	for _, c := range []struct {
 		counter    *metric.Int64Counter
@@ -228,15 +246,19 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 	if lines != nil {
 		ingest.SetLines(rejected, lines)
 	}
-	s.accept(ctx, w, key, tenant, accepted, rejected, len(body), "event", nil)
+	s.accept(ctx, w, key, tenant, accepted, rejected, len(body), "event", nil, nil)
 }
 
 // accept encodes the accepted records, dead-letters the rejected ones (and those that cannot be records),
 // produces the rest and answers: 202 with the counts and every rejection once Kafka acknowledged all
-// produced records, 503 at the first failure.
+// produced records, 503 at the first failure. A non-nil mem is charged with the encoded records.
 func (s *Server) accept(ctx context.Context, w http.ResponseWriter, key Key, tenant *tenants.Settings,
-	accepted []ingest.Accepted, rejected []ingest.Rejected, sizeHint int, what string, ignored []string) {
-	recs, refused := s.encodeBatch(context.WithoutCancel(ctx), tenant, accepted, sizeHint)
+	accepted []ingest.Accepted, rejected []ingest.Rejected, sizeHint int, what string, ignored []string, mem *reservation) {
+	recs, refused, err := s.encodeBatch(context.WithoutCancel(ctx), tenant, accepted, sizeHint, mem)
+	if err != nil {
+		writeRosterLimit(w, fmt.Errorf("encoding the records: %w", err))
+		return
+	}
 	if len(refused) > 0 {
 		rejected = append(rejected, refused...)
 		slices.SortFunc(rejected, func(a, b ingest.Rejected) int { return a.Index - b.Index })
@@ -350,13 +372,28 @@ func (s *Server) produce(ctx context.Context, recs []kgo.Record) error {
 // refused: resending it could never succeed. The records and their values are allocated once per batch;
 // the producer holds on to them until their promises run, so nothing here is pooled. Values are
 // sub-slices of one buffer: if it grows, earlier values keep pointing into the old array, which nothing
-// writes to again; a refused value's bytes are overwritten by the next one.
-func (s *Server) encodeBatch(ctx context.Context, tenant *tenants.Settings, accepted []ingest.Accepted, sizeHint int) ([]kgo.Record, []ingest.Rejected) {
+// writes to again; a refused value's bytes are overwritten by the next one. A non-nil mem is charged
+// with every array allocated, the old ones included (the earlier values keep them), before it is used.
+func (s *Server) encodeBatch(ctx context.Context, tenant *tenants.Settings, accepted []ingest.Accepted, sizeHint int, mem *reservation) ([]kgo.Record, []ingest.Rejected, error) {
+	if mem != nil {
+		if err := mem.Grow(int64(len(accepted))*int64(unsafe.Sizeof(kgo.Record{})) + int64(sizeHint)); err != nil {
+			return nil, nil, err
+		}
+	}
 	recs := make([]kgo.Record, 0, len(accepted))
 	var refused []ingest.Rejected
 	buf := make([]byte, 0, sizeHint)
 	for _, a := range accepted {
 		start := len(buf)
+		if mem != nil && cap(buf)-len(buf) < encodeHeadroom {
+			// Grow the buffer here, charged, so that an encoding into it does not grow it uncharged.
+			grown := max(2*cap(buf), len(buf)+encodeHeadroom)
+			if err := mem.Grow(int64(grown)); err != nil {
+				return nil, nil, err
+			}
+			buf = append(make([]byte, 0, grown), buf...)
+		}
+		before := cap(buf)
 		out, err := s.codec.AppendEncode(buf, a.Event)
 		key := tenant.RecordKey(a.Event.Actor.SISID)
 		size := len(key) + len(out) - start
@@ -369,9 +406,19 @@ func (s *Server) encodeBatch(ctx context.Context, tenant *tenants.Settings, acce
 			buf = out
 			recs = append(recs, kgo.Record{Topic: s.topics.Raw, Key: key, Value: buf[start:len(buf):len(buf)], Context: ctx})
 		}
+		if mem != nil && cap(out) > before {
+			// A record larger than the headroom grew the buffer after all: charge it after the fact.
+			if err := mem.Grow(int64(cap(out))); err != nil {
+				return nil, nil, err
+			}
+		}
 	}
-	return recs, refused
+	return recs, refused, nil
 }
+
+// encodeHeadroom is the free space kept in a roster batch's buffer before each record is encoded: more
+// than a usual record takes, so the buffer grows where it is charged.
+const encodeHeadroom = 64 << 10
 
 // refuse rejects an accepted record as a whole (the field "body", as for an event that is not an object).
 func refuse(a ingest.Accepted, msg string) ingest.Rejected {
