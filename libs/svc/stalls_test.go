@@ -57,7 +57,8 @@ func TestStalledPartitionsShowInReadinessAndMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := svc.ReportStalls(tel.Meter, health, topic, c); err != nil {
+	stopReports, err := svc.ReportStalls(tel.Meter, health, topic, c)
+	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
@@ -108,6 +109,14 @@ func TestStalledPartitionsShowInReadinessAndMetrics(t *testing.T) {
 	if _, metrics := get("/metrics"); !strings.Contains(metrics, `consumer_partition_stalled_seconds{`) ||
 		!strings.Contains(metrics, `topic="`+topic+`"`) {
 		t.Errorf("/metrics has no consumer_partition_stalled_seconds for %s:\n%s", topic, grepLines(metrics, "stalled"))
+	}
+	// A consumer that stops reports nothing more.
+	stopReports()
+	if _, ready := get("/readyz"); strings.Contains(ready, "degraded") {
+		t.Errorf("/readyz after the reports stopped = %s", ready)
+	}
+	if _, metrics := get("/metrics"); strings.Contains(metrics, `consumer_partition_stalled_seconds{`) {
+		t.Errorf("/metrics still reports the stall after the reports stopped:\n%s", grepLines(metrics, "stalled"))
 	}
 }
 

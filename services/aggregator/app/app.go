@@ -134,9 +134,11 @@ func consume(ctx context.Context, cfg Config, rt svc.Runtime, conn driver.Conn, 
 	if err != nil {
 		return err
 	}
-	if err := svc.ReportStalls(rt.Tel.Meter, health, cfg.Kafka.Topics().Enriched, consumer); err != nil {
+	stopReports, err := svc.ReportStalls(rt.Tel.Meter, health, cfg.Kafka.Topics().Enriched, consumer)
+	if err != nil {
 		return err
 	}
+	defer stopReports()
 	if err := svc.WaitKafka(ctx, rt.Log, consumer.Client().Client, cfg.Kafka); err != nil {
 		consumer.Client().Close()
 		return err

@@ -112,9 +112,11 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
 	if err != nil {
 		return err
 	}
-	if err := svc.ReportStalls(rt.Tel.Meter, health, cfg.Kafka.Topics().Enriched, consumer); err != nil {
+	stopReports, err := svc.ReportStalls(rt.Tel.Meter, health, cfg.Kafka.Topics().Enriched, consumer)
+	if err != nil {
 		return err
 	}
+	defer stopReports()
 	cl := consumer.Client().Client
 
 	g, gctx := errgroup.WithContext(ctx)
