@@ -18,14 +18,18 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// downStore refuses every write, as a database that is down does.
-type downStore struct{}
+// downStore refuses every write, as a database that is down does, and says so on writes.
+type downStore struct{ writes chan struct{} }
 
 func (downStore) NextOffsets(context.Context, string, []int32) (map[int32]int64, error) {
 	return map[int32]int64{}, nil
 }
 
-func (downStore) Write(context.Context, string, int32, []*kgo.Record) error {
+func (s downStore) Write(context.Context, string, int32, []*kgo.Record) error {
+	select {
+	case s.writes <- struct{}{}:
+	default:
+	}
 	return errors.New("connection refused")
 }
 
@@ -51,9 +55,10 @@ func TestStalledPartitionsShowInReadinessAndMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	health := obs.NewHealth()
+	store := downStore{writes: make(chan struct{}, 1)}
 	c, err := kafkax.NewStoreConsumer(kcfg, kafkax.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, kafkax.ConsumerConfig{
 		Group: "g", Topic: topic, RetryMin: 10 * time.Millisecond, RetryMax: 20 * time.Millisecond, Extra: kafkatest.GroupOpts(),
-	}, downStore{}, nil)
+	}, store, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,17 +96,18 @@ func TestStalledPartitionsShowInReadinessAndMetrics(t *testing.T) {
 		}
 		return resp.StatusCode, string(b)
 	}
-	var ready string
-	deadline := time.Now().Add(time.Minute)
-	for !strings.Contains(ready, `"degraded"`) {
-		if time.Now().After(deadline) {
-			t.Fatalf("/readyz never said degraded: %s", ready)
+	// A second write comes only after the first failed, was recorded as a stall and its backoff passed;
+	// every write fails, so the stall stays.
+	for range 2 {
+		select {
+		case <-store.writes:
+		case <-time.After(time.Minute):
+			t.Fatal("the consumer never wrote")
 		}
-		var code int
-		if code, ready = get("/readyz"); code != http.StatusOK {
-			t.Fatalf("/readyz answered %d: a stall must not take the consumer out of service", code)
-		}
-		time.Sleep(10 * time.Millisecond)
+	}
+	code, ready := get("/readyz")
+	if code != http.StatusOK || !strings.Contains(ready, `"degraded"`) {
+		t.Fatalf("/readyz = %d %s, want 200 and degraded: a stall must not take the consumer out of service", code, ready)
 	}
 	if !strings.Contains(ready, `"stalled_partitions"`) || !strings.Contains(ready, "connection refused") {
 		t.Errorf("/readyz = %s, want the stalled partition and its error", ready)

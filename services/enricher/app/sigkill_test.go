@@ -174,52 +174,32 @@ func TestExactlyOnceUnderSIGKILL(t *testing.T) {
 func waitGroupEmpty(t *testing.T, h *harness, group string) {
 	t.Helper()
 	adm := kadm.NewClient(h.client.Client)
-	deadline := time.Now().Add(time.Minute)
-	for {
+	h.waitFor("group "+group+" to have no member left", time.Minute, func() bool {
 		described, err := adm.DescribeGroups(t.Context(), group)
-		if err == nil {
-			err = described.Error()
-		}
-		if err == nil && len(described[group].Members) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("group %s still has members after a minute: %+v (%v)", group, described[group].Members, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err == nil && described.Error() == nil && len(described[group].Members) == 0
+	})
 }
 
 // waitGroupCommitted waits until the group's committed offsets reach the end of every partition of topic.
 func waitGroupCommitted(t *testing.T, h *harness, group, topic string) {
 	t.Helper()
 	adm := kadm.NewClient(h.client.Client)
-	deadline := time.Now().Add(time.Minute)
-	for {
+	h.waitFor("group "+group+" to commit every record of "+topic, time.Minute, func() bool {
 		ends, err := adm.ListEndOffsets(t.Context(), topic)
-		if err == nil {
-			err = ends.Error()
-		}
-		if err != nil {
-			t.Fatal(err)
+		if err != nil || ends.Error() != nil {
+			return false
 		}
 		committed, err := adm.FetchOffsets(t.Context(), group)
-		if err == nil {
-			err = committed.Error()
+		if err != nil || committed.Error() != nil {
+			return false
 		}
-		caughtUp := err == nil
+		caughtUp := true
 		ends.Each(func(o kadm.ListedOffset) {
 			c, ok := committed.Lookup(topic, o.Partition)
 			if o.Offset > 0 && (!ok || c.At < o.Offset) {
 				caughtUp = false
 			}
 		})
-		if caughtUp {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("group %s has not committed every record of %s after a minute (%v)", group, topic, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return caughtUp
+	})
 }
