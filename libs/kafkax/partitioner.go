@@ -25,3 +25,9 @@ func (p partitioner) ForTopic(t string) kgo.TopicPartitioner {
 	}
 	return p.def.ForTopic(t)
 }
+
+// KeyPartition is the partition, of a topic with partitions partitions, that the platform's partitioner
+// gives a record keyed key.
+func KeyPartition(key []byte, partitions int) int32 {
+	return int32(NewPartitioner().ForTopic("").Partition(&kgo.Record{Key: key}, partitions))
+}

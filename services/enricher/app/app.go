@@ -19,6 +19,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/svc"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/services/enricher/internal/claims"
 	"github.com/edtech-analytics/platform/services/enricher/internal/dedup"
 	"github.com/edtech-analytics/platform/services/enricher/internal/enrich"
 	"github.com/edtech-analytics/platform/services/enricher/internal/erasure"
@@ -131,13 +132,15 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
 			policies.Forget(cmd.TenantID)
 			districts.Forget(cmd.TenantID)
 		}}
+	// Ids of districts that are hot or switched within the window are claimed in the control schema (ADR 0007).
+	shared := claims.New(pool, cfg.DedupWindow)
 	// A fresh suffix per start: the previous incarnation's open transaction is aborted by the broker's
 	// transaction timeout, and the group generation (KIP-447) fences it as a zombie.
 	pipe := pipeline.New(pipeline.Config{Group: cfg.Group, TransactionalID: cfg.TransactionalID + "-" + randomSuffix(),
 		TransactionTimeout: cfg.TransactionTimeout, Extra: cfg.ConsumerExtra,
 		OnAssigned: func() { identities.Reset(); rosterCtx.Reset() },
 		OnCommit:   func(s pipeline.Stats) { counts.add(ctx, s) },
-	}, cfg.Kafka, deps, codec, enr, dedup.New(cfg.DedupWindow), nil)
+	}, cfg.Kafka, deps, codec, enr, dedup.New(cfg.DedupWindow), shared, nil)
 	health.SetDegraded("stalled_batches", func() any {
 		if s := pipe.Stalled(); s != nil {
 			return s
@@ -147,6 +150,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return obs.ServeAdmin(gctx, rt.Log, cfg.AdminAddr, health, rt.Tel.Metrics) })
+	g.Go(func() error { return shared.RunExpiry(gctx, rt.Log, 5*time.Minute) })
 	caughtUp := make(chan struct{})
 	g.Go(func() error {
 		if err := svc.WaitKafka(gctx, rt.Log, admin.Client, cfg.Kafka); err != nil {

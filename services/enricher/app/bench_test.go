@@ -21,6 +21,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/svc"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/services/enricher/internal/claims"
 	"github.com/edtech-analytics/platform/services/enricher/internal/dedup"
 	"github.com/edtech-analytics/platform/services/enricher/internal/enrich"
 	"github.com/edtech-analytics/platform/services/enricher/internal/erasure"
@@ -361,7 +362,7 @@ func BenchmarkPipelineEndToEnd(b *testing.B) {
 				committed += s.Enriched + s.Duplicates + s.Dead + s.Erased + s.NoConsent
 				mu.Unlock()
 			}}, kcfg, kafkax.Deps{Log: log, Tracer: obs.SampledChildrenOnly(tel.Tracer), Propagator: tel.Propagator},
-			codec, enr, dedup.New(48*time.Hour), nil)
+			codec, enr, dedup.New(48*time.Hour), claims.New(pool, 48*time.Hour), nil)
 	}
 	run := func() (stop func()) {
 		rctx, cancel := context.WithCancel(ctx)

@@ -4,16 +4,20 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/records"
+	"github.com/edtech-analytics/platform/services/enricher/internal/claims"
 	"github.com/edtech-analytics/platform/services/enricher/internal/dedup"
 	"github.com/edtech-analytics/platform/services/enricher/internal/enrich"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -49,13 +53,23 @@ type Pipeline struct {
 	codec  *records.Codec
 	enr    *enrich.Enricher
 	dedup  *dedup.Set
+	claims Claims // nil: every district is judged per partition
 	log    *slog.Logger
 	ready  func(bool)
 
 	fatal chan error // a partition whose dedup state cannot be restored stops the instance
 
-	mu    sync.Mutex
-	stall *Stall // the batches failing in a row, nil while they commit
+	mu         sync.Mutex
+	stall      *Stall               // the batches failing in a row, nil while they commit
+	backfilled map[backfillKey]bool // switches whose ids are known to be in the shared store
+}
+
+// Claims is the shared dedup store (internal/claims) for districts whose records may change partition.
+type Claims interface {
+	Modes(ctx context.Context, tenants []string) (map[string]claims.Mode, error)
+	Claim(ctx context.Context, cs []claims.Claim) ([]bool, error)
+	IsBackfilled(ctx context.Context, tenant string, changed time.Time) (bool, error)
+	Backfill(ctx context.Context, tenant string, changed time.Time, ids map[string]time.Time) error
 }
 
 // Stall is a run of batches that failed in a row: the records they hold wait.
@@ -91,8 +105,9 @@ func (p *Pipeline) note(err error) {
 	p.stall.Err = err.Error()
 }
 
-// New builds the pipeline.
-func New(cfg Config, kcfg kafkax.Config, deps kafkax.Deps, codec *records.Codec, enr *enrich.Enricher, set *dedup.Set, ready func(bool)) *Pipeline {
+// New builds the pipeline. shared may be nil: then every district is judged by the per-partition set
+// alone, which is exact only while no district is hot or switches.
+func New(cfg Config, kcfg kafkax.Config, deps kafkax.Deps, codec *records.Codec, enr *enrich.Enricher, set *dedup.Set, shared Claims, ready func(bool)) *Pipeline {
 	if cfg.MaxPollRecords <= 0 {
 		cfg.MaxPollRecords = 5000
 	}
@@ -105,8 +120,8 @@ func New(cfg Config, kcfg kafkax.Config, deps kafkax.Deps, codec *records.Codec,
 	if cfg.Workers <= 0 {
 		cfg.Workers = runtime.GOMAXPROCS(0)
 	}
-	return &Pipeline{cfg: cfg, kcfg: kcfg, deps: deps, topics: kcfg.Topics(), codec: codec, enr: enr, dedup: set,
-		log: deps.Log.With("group", cfg.Group), ready: ready, fatal: make(chan error, 1)}
+	return &Pipeline{cfg: cfg, kcfg: kcfg, deps: deps, topics: kcfg.Topics(), codec: codec, enr: enr, dedup: set, claims: shared,
+		log: deps.Log.With("group", cfg.Group), ready: ready, fatal: make(chan error, 1), backfilled: map[backfillKey]bool{}}
 }
 
 // Stats counts what one batch did: records enriched, dead-lettered, dropped as client retries, and
@@ -124,6 +139,9 @@ const expireEvery = 5 * time.Minute
 // errRebuild asks Run for a new transactional session: the current one keeps failing (for instance, its
 // producer was fenced or its epoch bumped when a transaction timed out).
 var errRebuild = errors.New("transactional session keeps failing")
+
+// errModeChanged aborts a batch during which a district's dedup mode changed; it is retried at once.
+var errModeChanged = errors.New("dedup mode of a district changed during the batch")
 
 // errSlow aborts a batch that is taking too long for the transaction timeout; it is retried smaller.
 var errSlow = errors.New("batch is taking too long for the transaction timeout")
@@ -217,6 +235,8 @@ func (p *Pipeline) session(ctx context.Context) error {
 		switch {
 		case ctx.Err() != nil:
 			return nil
+		case errors.Is(err, errModeChanged):
+			p.log.Info("retrying a batch under the new dedup mode", "err", err)
 		case errors.Is(err, errSlow):
 			limit = max(1, limit/4)
 			p.log.Warn("batch too slow for the transaction timeout; retrying smaller", "records", fetches.NumRecords(), "limit", limit)
@@ -243,8 +263,18 @@ func (p *Pipeline) session(ctx context.Context) error {
 
 // batch processes one poll in one transaction. It gives up with errSlow when the poll has more than one
 // record and processing it outlasts budget.
+//
+// Dedup decides after enrichment, in one pass over the poll (ADR 0007): every id is checked against the
+// set of the partition it arrived on; ids of districts in shared mode (hot, or switched within the window)
+// are then claimed in the shared store in one round trip. The modes are read before the transaction and
+// read again after its records are flushed: if any changed meanwhile, the transaction is aborted and the
+// poll retried, so no district is judged by the per-partition set alone once its switch is recorded.
 func (p *Pipeline) batch(ctx context.Context, sess *kgo.GroupTransactSession, fetches kgo.Fetches, budget time.Duration) error {
 	start := time.Now()
+	modes, err := p.modes(ctx, keyTenants(fetches), nil)
+	if err != nil {
+		return err
+	}
 	if err := sess.Begin(); err != nil {
 		return fmt.Errorf("beginning transaction: %w", err)
 	}
@@ -269,9 +299,15 @@ func (p *Pipeline) batch(ctx context.Context, sess *kgo.GroupTransactSession, fe
 		}
 	})
 	records := fetches.NumRecords()
-	emit := func(stats *Stats, rec *kgo.Record, out enrich.Outcome) error {
+	slow := func() error {
 		if records > 1 && time.Since(start) > budget {
 			return errSlow
+		}
+		return nil
+	}
+	emit := func(stats *Stats, kept *[]passed, rec *kgo.Record, out enrich.Outcome) error {
+		if err := slow(); err != nil {
+			return err
 		}
 		ctx := rec.Context // carries the consume span continuing the gateway's trace
 		if ctx == nil {
@@ -291,33 +327,20 @@ func (p *Pipeline) batch(ctx context.Context, sess *kgo.GroupTransactSession, fe
 			sess.Produce(ctx, &kgo.Record{Topic: p.topics.DLQ, Key: rec.Key, Value: val, Context: ctx}, promise)
 		case out.Enriched != nil:
 			// Only records that are passed on occupy the dedup window: a dead letter replayed after a
-			// fix, or an event suppressed for want of consent, is not a retry.
-			ev := out.Enriched
-			dup, expires := p.dedup.SeenOrAdd(rec.Partition, ev.TenantID, ev.EventID, now)
-			if dup {
-				stats.Duplicates++
-				return nil
-			}
-			val, err := p.codec.Encode(ev)
-			if err != nil {
-				return fmt.Errorf("encoding enriched record: %w", err)
-			}
-			stats.Enriched++
-			// Same key as the raw record: a hot district's sub-keys keep per-student order downstream.
-			sess.Produce(ctx, &kgo.Record{Topic: p.topics.Enriched, Key: rec.Key, Value: val, Context: ctx}, promise)
-			sess.Produce(ctx, &kgo.Record{Topic: p.topics.Dedup, Partition: rec.Partition, Context: ctx, // same trace
-				Key: dedup.ChangelogKey(ev.TenantID, ev.EventID), Value: dedup.ChangelogValue(expires)}, promise)
+			// fix, or an event suppressed for want of consent, is not a retry. Dedup decides below.
+			*kept = append(*kept, passed{rec: rec, ev: out.Enriched, ctx: ctx})
 		}
 		return nil
 	}
 	// Partitions are independent: enrich them side by side, each in order.
 	perPart := make([]Stats, len(parts))
+	keptPer := make([][]passed, len(parts))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(p.cfg.Workers)
 	for i, recs := range parts {
 		g.Go(func() error {
 			return p.enr.Batch(gctx, recs, func(rec *kgo.Record, out enrich.Outcome) error {
-				return emit(&perPart[i], rec, out)
+				return emit(&perPart[i], &keptPer[i], rec, out)
 			})
 		})
 	}
@@ -325,6 +348,29 @@ func (p *Pipeline) batch(ctx context.Context, sess *kgo.GroupTransactSession, fe
 	var stats Stats
 	for _, s := range perPart {
 		stats.add(s)
+	}
+	if procErr == nil {
+		procErr = p.dedupAndProduce(ctx, sess, modes, keptPer, now, &stats, promise)
+	}
+	if procErr == nil {
+		procErr = slow()
+	}
+	if procErr == nil && p.claims != nil {
+		// Every record of this transaction is on the broker before the modes are read again: a switch
+		// recorded after this read finds them when it copies the district's ids (dedup.TenantEntries
+		// waits for this transaction to end).
+		if err := sess.Client().Flush(ctx); err != nil {
+			procErr = fmt.Errorf("flushing the batch: %w", err)
+		} else if again, err := p.claims.Modes(ctx, slices.Collect(maps.Keys(modes))); err != nil {
+			procErr = err
+		} else {
+			for t, m := range modes {
+				if !m.Same(again[t]) {
+					procErr = fmt.Errorf("%w: %s", errModeChanged, t)
+					break
+				}
+			}
+		}
 	}
 	commit := kgo.TryCommit
 	if procErr != nil {
@@ -344,10 +390,174 @@ func (p *Pipeline) batch(ctx context.Context, sess *kgo.GroupTransactSession, fe
 		return nil
 	}
 	p.dedup.Abort()
-	if errors.Is(procErr, errSlow) && err == nil {
-		return errSlow
+	if (errors.Is(procErr, errSlow) || errors.Is(procErr, errModeChanged)) && err == nil {
+		return procErr
 	}
 	return errors.Join(procErr, perr, err, errIf(!committed, "transaction not committed"))
+}
+
+// passed is a record the enricher passes on, waiting for dedup to decide.
+type passed struct {
+	rec *kgo.Record
+	ev  *records.EnrichedEvent
+	ctx context.Context
+}
+
+// dedupAndProduce drops the retries among kept (per partition, in order) and produces the rest with their
+// changelog entries. modes gains the districts that were not known from the record keys.
+func (p *Pipeline) dedupAndProduce(ctx context.Context, sess *kgo.GroupTransactSession, modes map[string]claims.Mode,
+	keptPer [][]passed, now time.Time, stats *Stats, promise func(*kgo.Record, error)) error {
+	var extra []string
+	for _, kept := range keptPer {
+		for _, k := range kept {
+			if _, ok := modes[k.ev.TenantID]; !ok && !slices.Contains(extra, k.ev.TenantID) {
+				extra = append(extra, k.ev.TenantID)
+			}
+		}
+	}
+	if len(extra) > 0 { // records keyed otherwise than by their district: not from the gateway
+		if _, err := p.modes(ctx, extra, modes); err != nil {
+			return err
+		}
+	}
+	type decided struct {
+		passed
+		expires time.Time
+		claim   int // index into cs, or -1
+	}
+	var (
+		out []decided
+		cs  []claims.Claim
+	)
+	for _, kept := range keptPer {
+		for _, k := range kept {
+			ev := k.ev
+			dup, expires := p.dedup.SeenOrAdd(k.rec.Partition, ev.TenantID, ev.EventID, now)
+			if dup {
+				stats.Duplicates++
+				continue
+			}
+			d := decided{passed: k, expires: expires, claim: -1}
+			if modes[ev.TenantID].Shared {
+				d.claim = len(cs)
+				cs = append(cs, claims.Claim{Tenant: ev.TenantID, EventID: ev.EventID, Partition: k.rec.Partition, Offset: k.rec.Offset})
+			}
+			out = append(out, d)
+		}
+	}
+	var won []bool
+	if len(cs) > 0 {
+		var err error
+		if won, err = p.claims.Claim(ctx, cs); err != nil {
+			return err
+		}
+	}
+	for _, d := range out {
+		if d.claim >= 0 && !won[d.claim] {
+			stats.Duplicates++ // another record holds the id: it arrived on another partition
+			continue
+		}
+		val, err := p.codec.Encode(d.ev)
+		if err != nil {
+			return fmt.Errorf("encoding enriched record: %w", err)
+		}
+		stats.Enriched++
+		// Same key as the raw record: a hot district's sub-keys keep per-student order downstream.
+		sess.Produce(d.ctx, &kgo.Record{Topic: p.topics.Enriched, Key: d.rec.Key, Value: val, Context: d.ctx}, promise)
+		sess.Produce(d.ctx, &kgo.Record{Topic: p.topics.Dedup, Partition: d.rec.Partition, Context: d.ctx, // same trace
+			Key: dedup.ChangelogKey(d.ev.TenantID, d.ev.EventID), Value: dedup.ChangelogValue(d.expires)}, promise)
+	}
+	return nil
+}
+
+// keyTenants lists the districts of a poll's records from their keys (tenant_id, or tenant_id/shard).
+func keyTenants(fetches kgo.Fetches) []string {
+	seen := map[string]bool{}
+	var out []string
+	fetches.EachRecord(func(r *kgo.Record) {
+		k := r.Key
+		if i := bytes.IndexByte(k, '/'); i >= 0 {
+			k = k[:i]
+		}
+		if !seen[string(k)] {
+			seen[string(k)] = true
+			out = append(out, string(k))
+		}
+	})
+	return out
+}
+
+// modes reads the dedup modes of tenants into into (a new map when nil). A district whose hot setting
+// changed within the window has the ids it kept before the change copied into the shared store first,
+// once per change. Without a shared store, every district is judged per partition.
+func (p *Pipeline) modes(ctx context.Context, tenants []string, into map[string]claims.Mode) (map[string]claims.Mode, error) {
+	if into == nil {
+		into = make(map[string]claims.Mode, len(tenants))
+	}
+	if p.claims == nil || len(tenants) == 0 {
+		for _, t := range tenants {
+			into[t] = claims.Mode{}
+		}
+		return into, nil
+	}
+	got, err := p.claims.Modes(ctx, tenants)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range tenants {
+		m := got[t]
+		if m.Recent {
+			if err := p.backfill(ctx, t, m.Changed); err != nil {
+				return nil, err
+			}
+		}
+		into[t] = m
+	}
+	return into, nil
+}
+
+// backfill makes sure the ids district tenant kept before its switch at changed are in the shared store.
+func (p *Pipeline) backfill(ctx context.Context, tenant string, changed time.Time) error {
+	key := backfillKey{tenant, changed.UnixMicro()}
+	p.mu.Lock()
+	done := p.backfilled[key]
+	p.mu.Unlock()
+	if done {
+		return nil
+	}
+	done, err := p.claims.IsBackfilled(ctx, tenant, changed)
+	if err != nil {
+		return err
+	}
+	if !done {
+		start := time.Now()
+		ids, err := dedup.TenantEntries(ctx, p.newClient, p.topics.Dedup, tenant, time.Now())
+		if err != nil {
+			return err
+		}
+		if err := p.claims.Backfill(ctx, tenant, changed, ids); err != nil {
+			return err
+		}
+		p.log.Info("dedup ids copied to the shared store after a hot switch", "tenant_id", tenant, "ids", len(ids), "took", time.Since(start))
+	}
+	p.mu.Lock()
+	p.backfilled[key] = true
+	p.mu.Unlock()
+	return nil
+}
+
+type backfillKey struct {
+	tenant  string
+	changed int64
+}
+
+// newClient builds a plain client with the shared options (changelog reads).
+func (p *Pipeline) newClient(opts ...kgo.Opt) (*kgo.Client, error) {
+	base, _, err := kafkax.Options(p.kcfg, kafkax.Deps{Log: p.deps.Log}, "")
+	if err != nil {
+		return nil, err
+	}
+	return kgo.NewClient(append(base, opts...)...)
 }
 
 func errIf(cond bool, msg string) error {
@@ -362,18 +572,11 @@ func (p *Pipeline) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[s
 	if p.cfg.OnAssigned != nil {
 		p.cfg.OnAssigned()
 	}
-	newClient := func(opts ...kgo.Opt) (*kgo.Client, error) {
-		base, _, err := kafkax.Options(p.kcfg, kafkax.Deps{Log: p.deps.Log}, "")
-		if err != nil {
-			return nil, err
-		}
-		return kgo.NewClient(append(base, opts...)...)
-	}
 	for _, part := range assigned[p.topics.Raw] {
 		start := time.Now()
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		state := p.dedup.NewPartition(time.Now())
-		err := dedup.Restore(rctx, newClient, p.topics.Dedup, part, state)
+		err := dedup.Restore(rctx, p.newClient, p.topics.Dedup, part, state)
 		cancel()
 		if err != nil {
 			select {

@@ -15,6 +15,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/svc"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/services/enricher/internal/claims"
 	"github.com/edtech-analytics/platform/services/enricher/internal/dedup"
 	"github.com/edtech-analytics/platform/services/enricher/internal/enrich"
 	"github.com/edtech-analytics/platform/services/enricher/internal/erasure"
@@ -100,7 +101,7 @@ func TestExactlyOnceAcrossRestartsWithRetriesAndRejects(t *testing.T) {
 			Context: roster.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 1000), Erased: registry})
 		p := pipeline.New(pipeline.Config{Group: "enricher", TransactionalID: fmt.Sprintf("enricher-%d", rand.Int()), MaxPollRecords: 37,
 			RetryBackoff: 50 * time.Millisecond, Extra: append(kafkatest.GroupOpts(), kgo.TransactionTimeout(2*time.Second))},
-			kcfg, deps, codec, enr, dedup.New(48*time.Hour), nil)
+			kcfg, deps, codec, enr, dedup.New(48*time.Hour), claims.New(pool, 48*time.Hour), nil)
 		rctx, cancel := context.WithTimeout(ctx, d)
 		defer cancel()
 		if err := p.Run(rctx); err != nil {
