@@ -27,7 +27,7 @@ func (p partitioner) ForTopic(t string) kgo.TopicPartitioner {
 }
 
 // KeyPartition is the partition, of a topic with partitions partitions, that the platform's partitioner
-// gives a record keyed key.
+// gives a record keyed key: both hash keys with Kafka's murmur2 (the default hasher of kgo's partitioners).
 func KeyPartition(key []byte, partitions int) int32 {
-	return int32(NewPartitioner().ForTopic("").Partition(&kgo.Record{Key: key}, partitions))
+	return int32(kgo.StickyKeyPartitioner(nil).ForTopic("").Partition(&kgo.Record{Key: key}, partitions))
 }

@@ -8,6 +8,9 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -175,21 +178,22 @@ func (s *Stack) startQuery(listening chan<- string) {
 	})
 }
 
-// StartService starts one of the consumers (again, after StopService).
+// StartService starts one of the consumers (again, after StopService). Names of further enricher
+// instances in the same group start with Enricher and a dash ("enricher-2").
 func (s *Stack) StartService(name string) error {
-	switch name {
-	case Enricher:
+	switch {
+	case name == Enricher || strings.HasPrefix(name, Enricher+"-"):
 		var cfg enricher.Config
 		defaults(&cfg)
 		cfg.AdminAddr, cfg.DatabaseURL, cfg.Kafka, cfg.ConsumerExtra = "127.0.0.1:0", conf.Secret(s.cfg.DatabaseURL), s.Kafka, s.cfg.GroupExtra
 		s.launch(name, func(ctx context.Context) error { return enricher.Run(ctx, cfg, s.runtime(name)) })
-	case Aggregator:
+	case name == Aggregator:
 		var cfg aggregator.Config
 		defaults(&cfg)
 		cfg.AdminAddr, cfg.Kafka, cfg.ConsumerExtra = "127.0.0.1:0", s.Kafka, s.cfg.GroupExtra
 		cfg.ClickHouseAddr, cfg.ClickHouseDatabase = s.cfg.ClickHouseAddr, s.cfg.ClickHouseDatabase
 		s.launch(name, func(ctx context.Context) error { return aggregator.Run(ctx, cfg, s.runtime(name)) })
-	case Sink:
+	case name == Sink:
 		var cfg sink.Config
 		defaults(&cfg)
 		cfg.AdminAddr, cfg.DatabaseURL, cfg.Kafka, cfg.ConsumerExtra = "127.0.0.1:0", conf.Secret(s.cfg.DatabaseURL), s.Kafka, s.cfg.GroupExtra
@@ -235,6 +239,12 @@ func (s *Stack) StopService(name string) error {
 func (s *Stack) Close() error {
 	var errs []error
 	for _, name := range []string{Gateway, Query, Enricher, Aggregator, Sink} {
+		errs = append(errs, s.StopService(name))
+	}
+	s.mu.Lock()
+	rest := slices.Collect(maps.Keys(s.services)) // further enricher instances
+	s.mu.Unlock()
+	for _, name := range rest {
 		errs = append(errs, s.StopService(name))
 	}
 	s.kafka.Close()

@@ -195,10 +195,10 @@ func (s *Store) Backfill(ctx context.Context, tenant string, changed time.Time, 
 			exp[i] = ids[e]
 		}
 		_, err := s.pool.Exec(ctx, `INSERT INTO control.dedup_claims AS c (tenant_id, event_id, raw_partition, raw_offset, expires_at)
-			SELECT $1, e, $4, $4, x FROM unnest($2::text[], $3::timestamptz[]) AS u(e, x)
+			SELECT $1, e, $4::int, $5::bigint, x FROM unnest($2::text[], $3::timestamptz[]) AS u(e, x)
 			ON CONFLICT (tenant_id, event_id) DO UPDATE
 				SET raw_partition = EXCLUDED.raw_partition, raw_offset = EXCLUDED.raw_offset, expires_at = EXCLUDED.expires_at
-				WHERE c.expires_at <= now()`, tenant, chunk, exp, Backfilled)
+				WHERE c.expires_at <= now()`, tenant, chunk, exp, Backfilled, Backfilled)
 		if err != nil {
 			return fmt.Errorf("copying %d ids of %s into dedup claims: %w", len(chunk), tenant, err)
 		}
