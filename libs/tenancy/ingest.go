@@ -72,16 +72,15 @@ func (s *Store) SetRateLimit(ctx context.Context, tenantID string, rl *RateLimit
 	return s.updateIngest(ctx, tenantID, "rate_limit_eps = $2, rate_limit_burst = $3", eps, burst)
 }
 
-// SetHotShards flags a district hot with n sub-keys (0 turns it back into a normal district). A change of
-// n records the time in hot_changed_at: the enricher's dedup reads it (ADR 0007). Unknown or deleted
-// tenant: ErrNotFound; n outside [0, MaxHotShards]: ErrInvalidArgument.
+// SetHotShards flags a district hot with n sub-keys (0 turns it back into a normal district). A change
+// is recorded for the enricher's dedup by a trigger (hot_changed_at, control.dedup_epoch; ADR 0007), so it
+// holds for every writer of the column. Unknown or
+// deleted tenant: ErrNotFound; n outside [0, MaxHotShards]: ErrInvalidArgument.
 func (s *Store) SetHotShards(ctx context.Context, tenantID string, n int) (IngestSettings, error) {
 	if n < 0 || n > MaxHotShards {
 		return IngestSettings{}, fmt.Errorf("%w: hot shards: must be between 0 and %d", ErrInvalidArgument, MaxHotShards)
 	}
-	// In SET, hot_shards is the value before the update.
-	return s.updateIngest(ctx, tenantID,
-		"hot_changed_at = CASE WHEN hot_shards <> $2 THEN now() ELSE hot_changed_at END, hot_shards = $2", n)
+	return s.updateIngest(ctx, tenantID, "hot_shards = $2", n)
 }
 
 // updateIngest applies set ($1 is the tenant id) to a live tenant and returns its new settings.

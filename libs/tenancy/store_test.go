@@ -45,7 +45,7 @@ func TestMigrateIsIdempotent(t *testing.T) {
 	if err := tenancy.Migrate(t.Context(), pool); err != nil {
 		t.Fatalf("second Migrate: %v", err)
 	}
-	want := []string{"api_keys", "audit_log", "consumer_offsets", "dashboard_tokens", "dedup_backfills", "dedup_claims", "dlq_replays", "erasures",
+	want := []string{"api_keys", "audit_log", "consumer_offsets", "dashboard_tokens", "dedup_backfills", "dedup_claims", "dedup_epoch", "dlq_replays", "erasures",
 		"goose_db_version", "instances", "placements", "policies", "tenants"}
 	if got := tablesIn(t, pool, "control"); !slices.Equal(got, want) {
 		t.Errorf("control tables = %v, want %v", got, want)

@@ -56,6 +56,16 @@ func New(pool *pgxpool.Pool, window time.Duration) *Store {
 	return &Store{pool: pool, window: window}
 }
 
+// Epoch is the number of hot switches so far (control.dedup_epoch), in commit order: a switch that
+// commits after a read of the epoch changes the value the next read returns.
+func (s *Store) Epoch(ctx context.Context) (int64, error) {
+	var n int64
+	if err := s.pool.QueryRow(ctx, "SELECT n FROM control.dedup_epoch").Scan(&n); err != nil {
+		return 0, fmt.Errorf("reading the dedup epoch: %w", err)
+	}
+	return n, nil
+}
+
 // Modes returns the current mode of each of tenants; a tenant that does not exist is left out (its
 // records go to the dead-letter topic, and have no ids to remember).
 func (s *Store) Modes(ctx context.Context, tenants []string) (map[string]Mode, error) {

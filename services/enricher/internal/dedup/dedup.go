@@ -110,6 +110,53 @@ func (s *Set) SeenOrAdd(partition int32, tenant, eventID string, now time.Time) 
 	return false, expires
 }
 
+// ID is one record's id for SeenOrAddBatch: the raw partition it arrived on, its district and event id.
+type ID struct {
+	Partition       int32
+	Tenant, EventID string
+}
+
+// SeenOrAddBatch is SeenOrAdd for every id in order, under one lock: dup[i] reports whether ids[i] was
+// seen (a later copy within ids counts as seen too). The ids not seen are pending until Commit, with the
+// expiry returned.
+func (s *Set) SeenOrAddBatch(ids []ID, now time.Time, dup []bool) (expires time.Time) {
+	keys := make([]key, len(ids))
+	for i, id := range ids {
+		keys[i] = s.hashID(id.Tenant, id.EventID)
+	}
+	nowMin := minuteOf(now)
+	expires = now.Add(s.window)
+	exp := expiryMinute(expires)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var (
+		lastPart int32 = -1
+		t        *table
+		p        map[key]uint32
+	)
+	for i, id := range ids {
+		if id.Partition != lastPart || p == nil {
+			lastPart, t = id.Partition, s.parts[id.Partition]
+			if p = s.pending[id.Partition]; p == nil {
+				p = map[key]uint32{}
+				s.pending[id.Partition] = p
+			}
+		}
+		k := keys[i]
+		if t != nil && t.contains(k, nowMin) {
+			dup[i] = true
+			continue
+		}
+		if e, ok := p[k]; ok && e > nowMin {
+			dup[i] = true
+			continue
+		}
+		p[k] = exp
+		dup[i] = false
+	}
+	return expires
+}
+
 // Commit makes the pending entries permanent (call after the transaction committed).
 func (s *Set) Commit(now time.Time) {
 	nowMin := minuteOf(now)
@@ -121,14 +168,16 @@ func (s *Set) Commit(now time.Time) {
 				t.put(k, exp, nowMin)
 			}
 		}
+		clear(entries) // keeps its room for the next batch
 	}
-	clear(s.pending)
 }
 
 // Abort drops the pending entries (call after the transaction aborted).
 func (s *Set) Abort() {
 	s.mu.Lock()
-	clear(s.pending)
+	for _, entries := range s.pending {
+		clear(entries)
+	}
 	s.mu.Unlock()
 }
 

@@ -29,13 +29,13 @@ import (
 )
 
 // faultyClaims is the shared store with faults: the first Claim is stored and then reported failed (the
-// process died between claiming and committing, so the transaction aborts), and onModes runs before
-// each read of the modes.
+// process died between claiming and committing, so the transaction aborts), and onEpoch runs before
+// each read of the dedup epoch.
 type faultyClaims struct {
 	*claims.Store
 	mu      sync.Mutex
 	failed  int // ids claimed by the failed call
-	onModes func(call int)
+	onEpoch func(call int)
 	calls   int
 }
 
@@ -50,15 +50,15 @@ func (f *faultyClaims) Claim(ctx context.Context, cs []claims.Claim) ([]bool, er
 	return won, err
 }
 
-func (f *faultyClaims) Modes(ctx context.Context, tenants []string) (map[string]claims.Mode, error) {
+func (f *faultyClaims) Epoch(ctx context.Context) (int64, error) {
 	f.mu.Lock()
 	f.calls++
-	call, hook := f.calls, f.onModes
+	call, hook := f.calls, f.onEpoch
 	f.mu.Unlock()
 	if hook != nil {
 		hook(call)
 	}
-	return f.Store.Modes(ctx, tenants)
+	return f.Store.Epoch(ctx)
 }
 
 // claimsRig is a kfake cluster, a migrated database and the enricher's parts, for pipelines that run
@@ -225,8 +225,8 @@ func TestSwitchDuringBatchIsRetriedShared(t *testing.T) {
 	r.produce("c1", n, func(int) string { return "c1" })
 	faulty := &faultyClaims{Store: claims.New(r.pool, 48*time.Hour)}
 	faulty.failed = -1 // no failing claim here
-	faulty.onModes = func(call int) {
-		if call == 2 { // the check after the first batch was flushed
+	faulty.onEpoch = func(call int) {
+		if call == 2 { // the check after the first batch was flushed (the first read is before it)
 			if _, err := r.store.SetHotShards(context.Background(), "c1", 4); err != nil {
 				t.Error(err)
 			}

@@ -59,13 +59,20 @@ type Pipeline struct {
 
 	fatal chan error // a partition whose dedup state cannot be restored stops the instance
 
-	mu         sync.Mutex
-	stall      *Stall               // the batches failing in a row, nil while they commit
-	backfilled map[backfillKey]bool // switches whose ids are known to be in the shared store
+	mu    sync.Mutex
+	stall *Stall // the batches failing in a row, nil while they commit
+
+	// Used by the batch loop alone.
+	backfilled map[backfillKey]bool  // switches whose ids are known to be in the shared store
+	epoch      int64                 // the dedup epoch the cached modes are current for; -1: not read yet
+	cached     map[string]cachedMode // districts' dedup modes
+	ids        []dedup.ID            // decide's buffers
+	dups       []bool
 }
 
 // Claims is the shared dedup store (internal/claims) for districts whose records may change partition.
 type Claims interface {
+	Epoch(ctx context.Context) (int64, error)
 	Modes(ctx context.Context, tenants []string) (map[string]claims.Mode, error)
 	Claim(ctx context.Context, cs []claims.Claim) ([]bool, error)
 	IsBackfilled(ctx context.Context, tenant string, changed time.Time) (bool, error)
@@ -121,7 +128,8 @@ func New(cfg Config, kcfg kafkax.Config, deps kafkax.Deps, codec *records.Codec,
 		cfg.Workers = runtime.GOMAXPROCS(0)
 	}
 	return &Pipeline{cfg: cfg, kcfg: kcfg, deps: deps, topics: kcfg.Topics(), codec: codec, enr: enr, dedup: set, claims: shared,
-		log: deps.Log.With("group", cfg.Group), ready: ready, fatal: make(chan error, 1), backfilled: map[backfillKey]bool{}}
+		log: deps.Log.With("group", cfg.Group), ready: ready, fatal: make(chan error, 1),
+		backfilled: map[backfillKey]bool{}, epoch: -1, cached: map[string]cachedMode{}}
 }
 
 // Stats counts what one batch did: records enriched, dead-lettered, dropped as client retries, and
@@ -271,7 +279,7 @@ func (p *Pipeline) session(ctx context.Context) error {
 // poll retried, so no district is judged by the per-partition set alone once its switch is recorded.
 func (p *Pipeline) batch(ctx context.Context, sess *kgo.GroupTransactSession, fetches kgo.Fetches, budget time.Duration) error {
 	start := time.Now()
-	modes, err := p.modes(ctx, keyTenants(fetches), nil)
+	modes, epoch, err := p.preModes(ctx, keyTenants(fetches))
 	if err != nil {
 		return err
 	}
@@ -356,20 +364,13 @@ func (p *Pipeline) batch(ctx context.Context, sess *kgo.GroupTransactSession, fe
 		procErr = slow()
 	}
 	if procErr == nil && p.claims != nil {
-		// Every record of this transaction is on the broker before the modes are read again: a switch
-		// recorded after this read finds them when it copies the district's ids (dedup.TenantEntries
+		// Every record of this transaction is on the broker before the switches are checked: a switch
+		// recorded after the check finds them when it copies the district's ids (dedup.TenantEntries
 		// waits for this transaction to end).
 		if err := sess.Client().Flush(ctx); err != nil {
 			procErr = fmt.Errorf("flushing the batch: %w", err)
-		} else if again, err := p.claims.Modes(ctx, slices.Collect(maps.Keys(modes))); err != nil {
-			procErr = err
 		} else {
-			for t, m := range modes {
-				if !m.Same(again[t]) {
-					procErr = fmt.Errorf("%w: %s", errModeChanged, t)
-					break
-				}
-			}
+			procErr = p.postCheck(ctx, modes, epoch)
 		}
 	}
 	commit := kgo.TryCommit
@@ -398,74 +399,115 @@ func (p *Pipeline) batch(ctx context.Context, sess *kgo.GroupTransactSession, fe
 
 // passed is a record the enricher passes on, waiting for dedup to decide.
 type passed struct {
-	rec *kgo.Record
-	ev  *records.EnrichedEvent
-	ctx context.Context
+	rec     *kgo.Record
+	ev      *records.EnrichedEvent
+	ctx     context.Context
+	expires time.Time // of its changelog entry, once dedup let it through
 }
 
 // dedupAndProduce drops the retries among kept (per partition, in order) and produces the rest with their
 // changelog entries. modes gains the districts that were not known from the record keys.
 func (p *Pipeline) dedupAndProduce(ctx context.Context, sess *kgo.GroupTransactSession, modes map[string]claims.Mode,
 	keptPer [][]passed, now time.Time, stats *Stats, promise func(*kgo.Record, error)) error {
-	var extra []string
+	if err := p.decide(ctx, modes, keptPer, now, stats); err != nil {
+		return err
+	}
 	for _, kept := range keptPer {
-		for _, k := range kept {
-			if _, ok := modes[k.ev.TenantID]; !ok && !slices.Contains(extra, k.ev.TenantID) {
-				extra = append(extra, k.ev.TenantID)
+		for _, d := range kept {
+			val, err := p.codec.Encode(d.ev)
+			if err != nil {
+				return fmt.Errorf("encoding enriched record: %w", err)
 			}
+			stats.Enriched++
+			// Same key as the raw record: a hot district's sub-keys keep per-student order downstream.
+			sess.Produce(d.ctx, &kgo.Record{Topic: p.topics.Enriched, Key: d.rec.Key, Value: val, Context: d.ctx}, promise)
+			sess.Produce(d.ctx, &kgo.Record{Topic: p.topics.Dedup, Partition: d.rec.Partition, Context: d.ctx, // same trace
+				Key: dedup.ChangelogKey(d.ev.TenantID, d.ev.EventID), Value: dedup.ChangelogValue(d.expires)}, promise)
 		}
 	}
-	if len(extra) > 0 { // records keyed otherwise than by their district: not from the gateway
-		if _, err := p.modes(ctx, extra, modes); err != nil {
-			return err
-		}
-	}
-	type decided struct {
-		passed
-		expires time.Time
-		claim   int // index into cs, or -1
-	}
+	return nil
+}
+
+// decide drops the retries from keptPer (in place, keeping the order) and counts them in stats; the
+// records left get the expiry of their changelog entries.
+func (p *Pipeline) decide(ctx context.Context, modes map[string]claims.Mode, keptPer [][]passed, now time.Time, stats *Stats) error {
+	type at struct{ part, i int }
 	var (
-		out []decided
-		cs  []claims.Claim
+		cs     []claims.Claim
+		claim  []at // where each claim's record is
+		last   string
+		mode   claims.Mode
+		mapped bool
 	)
+	ids := p.ids[:0]
 	for _, kept := range keptPer {
 		for _, k := range kept {
-			ev := k.ev
-			dup, expires := p.dedup.SeenOrAdd(k.rec.Partition, ev.TenantID, ev.EventID, now)
+			ids = append(ids, dedup.ID{Partition: k.rec.Partition, Tenant: k.ev.TenantID, EventID: k.ev.EventID})
+		}
+	}
+	dups := slices.Grow(p.dups[:0], len(ids))[:len(ids)]
+	p.ids, p.dups = ids, dups
+	expires := p.dedup.SeenOrAddBatch(ids, now, dups)
+	n := 0
+	for pi, kept := range keptPer {
+		out := kept[:0]
+		for _, k := range kept {
+			dup := dups[n]
+			n++
 			if dup {
 				stats.Duplicates++
 				continue
 			}
-			d := decided{passed: k, expires: expires, claim: -1}
-			if modes[ev.TenantID].Shared {
-				d.claim = len(cs)
+			ev := k.ev
+			if !mapped || ev.TenantID != last {
+				m, ok := modes[ev.TenantID]
+				if !ok && p.claims != nil { // a record keyed otherwise than by its district: not from the gateway
+					if err := p.lookup(ctx, []string{ev.TenantID}, modes); err != nil {
+						return err
+					}
+					if m = modes[ev.TenantID]; m.Recent {
+						if err := p.backfill(ctx, ev.TenantID, m.Changed); err != nil {
+							return err
+						}
+					}
+				}
+				last, mode, mapped = ev.TenantID, m, true
+			}
+			if mode.Shared {
+				claim = append(claim, at{pi, len(out)})
 				cs = append(cs, claims.Claim{Tenant: ev.TenantID, EventID: ev.EventID, Partition: k.rec.Partition, Offset: k.rec.Offset})
 			}
-			out = append(out, d)
+			k.expires = expires
+			out = append(out, k)
+		}
+		keptPer[pi] = out
+	}
+	if len(cs) == 0 {
+		return nil
+	}
+	won, err := p.claims.Claim(ctx, cs)
+	if err != nil {
+		return err
+	}
+	lost := map[at]bool{}
+	for i, w := range won {
+		if !w {
+			lost[claim[i]] = true // another record holds the id: it arrived on another partition
 		}
 	}
-	var won []bool
-	if len(cs) > 0 {
-		var err error
-		if won, err = p.claims.Claim(ctx, cs); err != nil {
-			return err
-		}
+	if len(lost) == 0 {
+		return nil
 	}
-	for _, d := range out {
-		if d.claim >= 0 && !won[d.claim] {
-			stats.Duplicates++ // another record holds the id: it arrived on another partition
-			continue
+	for pi, kept := range keptPer {
+		out := kept[:0]
+		for i, k := range kept {
+			if lost[at{pi, i}] {
+				stats.Duplicates++
+				continue
+			}
+			out = append(out, k)
 		}
-		val, err := p.codec.Encode(d.ev)
-		if err != nil {
-			return fmt.Errorf("encoding enriched record: %w", err)
-		}
-		stats.Enriched++
-		// Same key as the raw record: a hot district's sub-keys keep per-student order downstream.
-		sess.Produce(d.ctx, &kgo.Record{Topic: p.topics.Enriched, Key: d.rec.Key, Value: val, Context: d.ctx}, promise)
-		sess.Produce(d.ctx, &kgo.Record{Topic: p.topics.Dedup, Partition: d.rec.Partition, Context: d.ctx, // same trace
-			Key: dedup.ChangelogKey(d.ev.TenantID, d.ev.EventID), Value: dedup.ChangelogValue(d.expires)}, promise)
+		keptPer[pi] = out
 	}
 	return nil
 }
@@ -473,12 +515,19 @@ func (p *Pipeline) dedupAndProduce(ctx context.Context, sess *kgo.GroupTransactS
 // keyTenants lists the districts of a poll's records from their keys (tenant_id, or tenant_id/shard).
 func keyTenants(fetches kgo.Fetches) []string {
 	seen := map[string]bool{}
-	var out []string
+	var (
+		out  []string
+		last []byte
+	)
 	fetches.EachRecord(func(r *kgo.Record) {
 		k := r.Key
 		if i := bytes.IndexByte(k, '/'); i >= 0 {
 			k = k[:i]
 		}
+		if last != nil && bytes.Equal(k, last) {
+			return
+		}
+		last = k
 		if !seen[string(k)] {
 			seen[string(k)] = true
 			out = append(out, string(k))
@@ -487,42 +536,99 @@ func keyTenants(fetches kgo.Fetches) []string {
 	return out
 }
 
-// modes reads the dedup modes of tenants into into (a new map when nil). A district whose hot setting
-// changed within the window has the ids it kept before the change copied into the shared store first,
-// once per change. Without a shared store, every district is judged per partition.
-func (p *Pipeline) modes(ctx context.Context, tenants []string, into map[string]claims.Mode) (map[string]claims.Mode, error) {
-	if into == nil {
-		into = make(map[string]claims.Mode, len(tenants))
-	}
-	if p.claims == nil || len(tenants) == 0 {
+// modeTTL bounds how long a district's mode is reused without reading it: switches are seen at once
+// (postCheck), only a switch leaving the window is seen this late, and deciding shared a little longer is safe.
+const modeTTL = time.Minute
+
+type cachedMode struct {
+	m    claims.Mode
+	read time.Time
+}
+
+// preModes returns the dedup modes to judge a batch of tenants' records by, and the dedup epoch they are
+// current for, from the modes cached since that epoch where it can. A district that switched within the
+// window has the ids it kept before the switch copied into the shared store first, once per switch.
+// Without a shared store, every district is judged per partition.
+func (p *Pipeline) preModes(ctx context.Context, tenants []string) (map[string]claims.Mode, int64, error) {
+	modes := make(map[string]claims.Mode, len(tenants))
+	if p.claims == nil {
 		for _, t := range tenants {
-			into[t] = claims.Mode{}
+			modes[t] = claims.Mode{}
 		}
-		return into, nil
+		return modes, 0, nil
+	}
+	if p.epoch < 0 { // read before the modes: they are at least as new as it
+		e, err := p.claims.Epoch(ctx)
+		if err != nil {
+			return nil, 0, err
+		}
+		p.epoch = e
+	}
+	now := time.Now()
+	var need []string
+	for _, t := range tenants {
+		if c, ok := p.cached[t]; ok && now.Sub(c.read) < modeTTL {
+			modes[t] = c.m
+		} else {
+			need = append(need, t)
+		}
+	}
+	if err := p.lookup(ctx, need, modes); err != nil {
+		return nil, 0, err
+	}
+	for _, t := range tenants {
+		if m := modes[t]; m.Recent {
+			if err := p.backfill(ctx, t, m.Changed); err != nil {
+				return nil, 0, err
+			}
+		}
+	}
+	return modes, p.epoch, nil
+}
+
+// lookup reads the modes of tenants into modes and the cache.
+func (p *Pipeline) lookup(ctx context.Context, tenants []string, modes map[string]claims.Mode) error {
+	if len(tenants) == 0 {
+		return nil
 	}
 	got, err := p.claims.Modes(ctx, tenants)
 	if err != nil {
-		return nil, err
+		return err
 	}
+	now := time.Now()
 	for _, t := range tenants {
-		m := got[t]
-		if m.Recent {
-			if err := p.backfill(ctx, t, m.Changed); err != nil {
-				return nil, err
-			}
-		}
-		into[t] = m
+		modes[t] = got[t]
+		p.cached[t] = cachedMode{m: got[t], read: now}
 	}
-	return into, nil
+	return nil
+}
+
+// postCheck fails with errModeChanged when a district of the batch switched since its mode was chosen:
+// the batch must then be judged again. Nothing switched if the epoch is the one the modes were current
+// for; otherwise the cache starts over from the new epoch.
+func (p *Pipeline) postCheck(ctx context.Context, used map[string]claims.Mode, epoch int64) error {
+	e, err := p.claims.Epoch(ctx)
+	if err != nil || e == epoch {
+		return err
+	}
+	clear(p.cached)
+	p.epoch = e
+	again := make(map[string]claims.Mode, len(used))
+	if err := p.lookup(ctx, slices.Collect(maps.Keys(used)), again); err != nil {
+		return err
+	}
+	for t, m := range used {
+		if !m.Same(again[t]) {
+			return fmt.Errorf("%w: %s", errModeChanged, t)
+		}
+	}
+	return nil
 }
 
 // backfill makes sure the ids district tenant kept before its switch at changed are in the shared store.
 func (p *Pipeline) backfill(ctx context.Context, tenant string, changed time.Time) error {
 	key := backfillKey{tenant, changed.UnixMicro()}
-	p.mu.Lock()
-	done := p.backfilled[key]
-	p.mu.Unlock()
-	if done {
+	if p.backfilled[key] {
 		return nil
 	}
 	done, err := p.claims.IsBackfilled(ctx, tenant, changed)
@@ -540,9 +646,7 @@ func (p *Pipeline) backfill(ctx context.Context, tenant string, changed time.Tim
 		}
 		p.log.Info("dedup ids copied to the shared store after a hot switch", "tenant_id", tenant, "ids", len(ids), "took", time.Since(start))
 	}
-	p.mu.Lock()
 	p.backfilled[key] = true
-	p.mu.Unlock()
 	return nil
 }
 

@@ -1,0 +1,142 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/edtech-analytics/platform/libs/kafkax"
+	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
+	"github.com/edtech-analytics/platform/libs/records"
+	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/services/enricher/internal/claims"
+	"github.com/edtech-analytics/platform/services/enricher/internal/dedup"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// BenchmarkDedupBatch measures the dedup path of one poll of 5,000 enriched records over 4 partitions, as
+// batch runs it, against the real PostgreSQL:
+//
+//   - cool: 50 cool districts. Each iteration judges one fresh poll the way the previous release did (the
+//     per-partition set alone) and another the way this one does (the districts' modes, from a cache after
+//     the first poll; the per-partition set; one read of the dedup epoch before commit), alternately, and
+//     reports both rates and their ratio.
+//   - hot: one hot district (switched longer ago than the window): every id is also claimed in the shared
+//     store, in one statement per poll.
+//
+// Rates are ids per second of the path alone, on one goroutine (the batch's dedup runs on one).
+func BenchmarkDedupBatch(b *testing.B) {
+	ctx := context.Background()
+	pool, _ := pgtest.New(b)
+	if err := tenancy.Migrate(ctx, pool); err != nil {
+		b.Fatal(err)
+	}
+	store := tenancy.NewStore(pool)
+	var cool []string
+	for i := range 50 {
+		id := fmt.Sprintf("cool%02d", i)
+		cool = append(cool, id)
+		if _, err := store.CreateTenant(ctx, id, id); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if _, err := store.CreateTenant(ctx, "hot", "hot"); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := store.SetHotShards(ctx, "hot", 8); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, "UPDATE control.tenants SET hot_changed_at = now() - interval '72 hours' WHERE id = 'hot'"); err != nil {
+		b.Fatal(err)
+	}
+	newPipeline := func() *Pipeline {
+		p := New(Config{Group: "bench"}, kafkax.Config{}, kafkax.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil))},
+			nil, nil, dedup.New(48*time.Hour), claims.New(pool, 48*time.Hour), nil)
+		for part := range int32(4) {
+			p.dedup.Own(part, p.dedup.NewPartition(time.Now()))
+		}
+		return p
+	}
+	const size = 5000
+	seq := 0
+	// poll builds a poll of fresh ids; tenant and key give each record's district and key.
+	poll := func(tenant func(i int) string, key func(i int) string) (kgo.Fetches, [][]passed) {
+		parts := make([]kgo.FetchPartition, 4)
+		keptPer := make([][]passed, 4)
+		for i := range size {
+			seq++
+			part := int32(i % 4)
+			rec := &kgo.Record{Key: []byte(key(i)), Partition: part, Offset: int64(seq)}
+			ev := &records.EnrichedEvent{TenantID: tenant(i), EventID: fmt.Sprintf("00000000-0000-4000-8000-%012d", seq)}
+			parts[part].Partition = part
+			parts[part].Records = append(parts[part].Records, rec)
+			keptPer[part] = append(keptPer[part], passed{rec: rec, ev: ev, ctx: ctx})
+		}
+		return kgo.Fetches{{Topics: []kgo.FetchTopic{{Topic: "raw", Partitions: parts}}}}, keptPer
+	}
+	// previous is the previous release's dedup of a poll: the per-partition set alone.
+	previous := func(p *Pipeline, keptPer [][]passed) {
+		now := time.Now()
+		for _, kept := range keptPer {
+			for _, k := range kept {
+				p.dedup.SeenOrAdd(k.rec.Partition, k.ev.TenantID, k.ev.EventID, now)
+			}
+		}
+		p.dedup.Commit(now)
+	}
+	// current is this release's: what batch does around enrichment, without Kafka.
+	current := func(p *Pipeline, fetches kgo.Fetches, keptPer [][]passed) {
+		now := time.Now()
+		modes, epoch, err := p.preModes(ctx, keyTenants(fetches))
+		if err != nil {
+			b.Fatal(err)
+		}
+		var st Stats
+		if err := p.decide(ctx, modes, keptPer, now, &st); err != nil || st.Duplicates != 0 {
+			b.Fatalf("decide: %+v, %v", st, err)
+		}
+		if err := p.postCheck(ctx, modes, epoch); err != nil {
+			b.Fatal(err)
+		}
+		p.dedup.Commit(now)
+	}
+
+	b.Run("cool", func(b *testing.B) {
+		before, after := newPipeline(), newPipeline()
+		var tBefore, tAfter time.Duration
+		tenant := func(i int) string { return cool[i%len(cool)] }
+		for i := 0; b.Loop(); i++ {
+			_, k1 := poll(tenant, tenant)
+			f2, k2 := poll(tenant, tenant)
+			run := []func(){
+				func() { s := time.Now(); previous(before, k1); tBefore += time.Since(s) },
+				func() { s := time.Now(); current(after, f2, k2); tAfter += time.Since(s) },
+			}
+			if i%2 == 1 { // alternate which goes first
+				run[0], run[1] = run[1], run[0]
+			}
+			run[0]()
+			run[1]()
+		}
+		n := float64(b.N * size)
+		b.ReportMetric(n/tBefore.Seconds(), "before-ids/s")
+		b.ReportMetric(n/tAfter.Seconds(), "after-ids/s")
+		b.ReportMetric(tAfter.Seconds()/tBefore.Seconds(), "after/before")
+	})
+	b.Run("hot", func(b *testing.B) {
+		p := newPipeline()
+		var took time.Duration
+		tenant := func(int) string { return "hot" }
+		key := func(i int) string { return fmt.Sprintf("hot/%d", i%8) }
+		for b.Loop() {
+			f, k := poll(tenant, key)
+			s := time.Now()
+			current(p, f, k)
+			took += time.Since(s)
+		}
+		b.ReportMetric(float64(b.N*size)/took.Seconds(), "ids/s")
+	})
+}
