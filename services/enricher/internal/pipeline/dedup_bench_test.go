@@ -25,7 +25,7 @@ import (
 //     the first poll; the per-partition set; one read of the dedup epoch before commit), alternately, and
 //     reports both rates and their ratio.
 //   - hot: one hot district (switched longer ago than the window): every id is also claimed in the shared
-//     store, in one statement per poll.
+//     store, in one statement per poll. It also reports the claims' size on disk (table and indexes).
 //
 // Rates are ids per second of the path alone, on one goroutine (the batch's dedup runs on one).
 func BenchmarkDedupBatch(b *testing.B) {
@@ -138,5 +138,11 @@ func BenchmarkDedupBatch(b *testing.B) {
 			took += time.Since(s)
 		}
 		b.ReportMetric(float64(b.N*size)/took.Seconds(), "ids/s")
+		var bytes, rows float64
+		if err := pool.QueryRow(ctx, `SELECT pg_total_relation_size('control.dedup_claims')::float8,
+			(SELECT count(*) FROM control.dedup_claims)::float8`).Scan(&bytes, &rows); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(bytes/rows, "disk-bytes/claim")
 	})
 }
