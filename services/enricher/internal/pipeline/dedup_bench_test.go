@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,7 +28,9 @@ import (
 //     the first poll; the per-partition set; one read of the dedup epoch before commit), alternately, and
 //     reports both rates and their ratio.
 //   - hot: one hot district (switched longer ago than the window): every id is also claimed in the shared
-//     store, in one statement per poll. It also reports the claims' size on disk (table and indexes).
+//     store, in one statement per poll. It also reports the CPU the PostgreSQL server spent per id (all
+//     its processes, from /proc: other users of the server are counted too) and the claims' size on disk
+//     (table and indexes).
 //
 // Rates are ids per second of the path alone, on one goroutine (the batch's dedup runs on one).
 func BenchmarkDedupBatch(b *testing.B) {
@@ -128,16 +133,20 @@ func BenchmarkDedupBatch(b *testing.B) {
 	})
 	b.Run("hot", func(b *testing.B) {
 		p := newPipeline()
-		var took time.Duration
+		var took, pgCPU time.Duration
 		tenant := func(int) string { return "hot" }
 		key := func(i int) string { return fmt.Sprintf("hot/%d", i%8) }
 		for b.Loop() {
 			f, k := poll(tenant, key)
+			pg0 := postgresCPU()
 			s := time.Now()
 			current(p, f, k)
 			took += time.Since(s)
+			pgCPU += postgresCPU() - pg0
 		}
-		b.ReportMetric(float64(b.N*size)/took.Seconds(), "ids/s")
+		ids := float64(b.N * size)
+		b.ReportMetric(ids/took.Seconds(), "ids/s")
+		b.ReportMetric(float64(pgCPU.Microseconds())/ids, "pg-cpu-µs/id")
 		var bytes, rows float64
 		if err := pool.QueryRow(ctx, `SELECT pg_total_relation_size('control.dedup_claims')::float8,
 			(SELECT count(*) FROM control.dedup_claims)::float8`).Scan(&bytes, &rows); err != nil {
@@ -145,4 +154,37 @@ func BenchmarkDedupBatch(b *testing.B) {
 		}
 		b.ReportMetric(bytes/rows, "disk-bytes/claim")
 	})
+}
+
+// postgresCPU is the CPU time all postgres processes of the machine have used (user and system, from
+// /proc; zero where there is no /proc): the claims' cost on the server's side.
+func postgresCPU() time.Duration {
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	var ticks int64
+	for _, d := range dirs {
+		if d.Name()[0] < '0' || d.Name()[0] > '9' {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + d.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ... utime stime: fields 14 and 15, counted after the closing parenthesis.
+		st := string(b)
+		open, end := strings.IndexByte(st, '('), strings.LastIndexByte(st, ')')
+		if open < 0 || end < 0 || st[open+1:end] != "postgres" {
+			continue
+		}
+		f := strings.Fields(st[end+1:])
+		if len(f) < 13 {
+			continue
+		}
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		s, _ := strconv.ParseInt(f[12], 10, 64)
+		ticks += u + s
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond // USER_HZ is 100 on Linux
 }
