@@ -66,30 +66,30 @@ func (s *Store) Epoch(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-// Modes returns the current mode of each of tenants; a tenant that does not exist is left out (its
-// records go to the dead-letter topic, and have no ids to remember).
-func (s *Store) Modes(ctx context.Context, tenants []string) (map[string]Mode, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, hot_shards > 0, coalesce(hot_changed_at > now() - $2::interval, false),
-			coalesce(hot_changed_at, '0001-01-01 00:00:00+00')
-		FROM control.tenants WHERE id = ANY($1)`, tenants, s.window)
+// Shared returns the districts judged in shared mode now: hot, or whose hot setting changed within the
+// window (deleted districts included: their records may still be in flight). Every other district is
+// judged per partition.
+func (s *Store) Shared(ctx context.Context) (map[string]Mode, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, coalesce(hot_changed_at > now() - $1::interval, false), hot_changed_at
+		FROM control.tenants WHERE hot_shards > 0 OR hot_changed_at > now() - $1::interval`, s.window)
 	if err != nil {
-		return nil, fmt.Errorf("reading dedup modes of %d districts: %w", len(tenants), err)
+		return nil, fmt.Errorf("reading the districts whose ids are claimed: %w", err)
 	}
-	out := make(map[string]Mode, len(tenants))
+	out := map[string]Mode{}
 	var (
-		id  string
-		hot bool
-		m   Mode
+		id      string
+		m       Mode
+		changed *time.Time
 	)
-	if _, err := pgx.ForEachRow(rows, []any{&id, &hot, &m.Recent, &m.Changed}, func() error {
-		if m.Changed.Year() == 1 {
-			m.Changed = time.Time{}
+	if _, err := pgx.ForEachRow(rows, []any{&id, &m.Recent, &changed}, func() error {
+		m.Shared, m.Changed = true, time.Time{}
+		if changed != nil {
+			m.Changed = *changed
 		}
-		m.Shared = hot || m.Recent
 		out[id] = m
 		return nil
 	}); err != nil {
-		return nil, fmt.Errorf("reading dedup modes of %d districts: %w", len(tenants), err)
+		return nil, fmt.Errorf("reading the districts whose ids are claimed: %w", err)
 	}
 	return out, nil
 }

@@ -80,9 +80,10 @@ func TestClaims(t *testing.T) {
 	}
 }
 
-// TestModes: a cool district is judged per partition; hot, or switched within the window, it is shared;
-// a switch older than the window no longer counts; Recent says when a switch needs the earlier ids.
-func TestModes(t *testing.T) {
+// TestShared: a cool district is judged per partition; hot, or switched within the window, it is shared;
+// a switch older than the window no longer counts; Recent says when a switch needs the earlier ids; the
+// epoch counts switches, and setting the same value again is none.
+func TestShared(t *testing.T) {
 	pool, _ := pgtest.New(t)
 	ctx := t.Context()
 	if err := tenancy.Migrate(ctx, pool); err != nil {
@@ -94,49 +95,53 @@ func TestModes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for id, n := range map[string]int{"hot": 4, "was": 2} {
-		if _, err := store.SetHotShards(ctx, id, n); err != nil {
+	s := claims.New(pool, 48*time.Hour)
+	epoch := func() int64 {
+		t.Helper()
+		e, err := s.Epoch(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	if e := epoch(); e != 0 {
+		t.Fatalf("epoch of a fresh schema = %d", e)
+	}
+	for _, sw := range []struct {
+		id string
+		n  int
+	}{{"hot", 4}, {"was", 2}, {"was", 0}, {"hot", 4}} {
+		if _, err := store.SetHotShards(ctx, sw.id, sw.n); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := store.SetHotShards(ctx, "was", 0); err != nil {
-		t.Fatal(err)
+	if e := epoch(); e != 3 {
+		t.Fatalf("epoch after 3 switches and a repeat = %d", e)
 	}
-	s := claims.New(pool, 48*time.Hour)
-	modes, err := s.Modes(ctx, []string{"cool", "hot", "was", "unknown"})
+	shared, err := s.Shared(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m := modes["cool"]; m.Shared || m.Recent || !m.Changed.IsZero() {
-		t.Errorf("cool = %+v", m)
+	if _, ok := shared["cool"]; ok || len(shared) != 2 {
+		t.Errorf("shared = %+v, want hot and was", shared)
 	}
-	if m := modes["hot"]; !m.Shared || !m.Recent || m.Changed.IsZero() {
+	if m := shared["hot"]; !m.Shared || !m.Recent || m.Changed.IsZero() {
 		t.Errorf("hot = %+v", m)
 	}
-	if m := modes["was"]; !m.Shared || !m.Recent {
+	if m := shared["was"]; !m.Shared || !m.Recent {
 		t.Errorf("switched back within the window = %+v", m)
-	}
-	if _, ok := modes["unknown"]; ok {
-		t.Error("an unknown district has a mode")
-	}
-	// Setting the same value again is no switch.
-	if _, err := store.SetHotShards(ctx, "hot", 4); err != nil {
-		t.Fatal(err)
-	}
-	if same, err := s.Modes(ctx, []string{"hot"}); err != nil || !same["hot"].Same(modes["hot"]) {
-		t.Fatalf("hot after setting the same shards = %+v, %v; want %+v", same["hot"], err, modes["hot"])
 	}
 	if _, err := pool.Exec(ctx, "UPDATE control.tenants SET hot_changed_at = now() - interval '49 hours' WHERE id IN ('hot', 'was')"); err != nil {
 		t.Fatal(err)
 	}
-	again, err := s.Modes(ctx, []string{"hot", "was"})
+	again, err := s.Shared(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m := again["hot"]; !m.Shared || m.Recent || m.Same(modes["hot"]) {
+	if m := again["hot"]; !m.Shared || m.Recent || m.Same(shared["hot"]) {
 		t.Errorf("hot, switched long ago = %+v", m)
 	}
-	if m := again["was"]; m.Shared || m.Recent {
+	if m, ok := again["was"]; ok {
 		t.Errorf("cool again for longer than the window = %+v", m)
 	}
 }

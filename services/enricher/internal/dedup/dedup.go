@@ -43,6 +43,7 @@ type Set struct {
 	mu      sync.Mutex
 	parts   map[int32]*table
 	pending map[int32]map[key]uint32
+	added   []added // in the tables already; Abort takes them back
 }
 
 // New returns an empty set remembering ids for window.
@@ -117,8 +118,9 @@ type ID struct {
 }
 
 // SeenOrAddBatch is SeenOrAdd for every id in order, under one lock: dup[i] reports whether ids[i] was
-// seen (a later copy within ids counts as seen too). The ids not seen are pending until Commit, with the
-// expiry returned.
+// seen (a later copy within ids counts as seen too). The ids not seen are added with the expiry returned:
+// straight into their partition's table, to be taken back by Abort (cheaper than pending entries, which
+// Commit would have to copy).
 func (s *Set) SeenOrAddBatch(ids []ID, now time.Time, dup []bool) (expires time.Time) {
 	keys := make([]key, len(ids))
 	for i, id := range ids {
@@ -135,26 +137,37 @@ func (s *Set) SeenOrAddBatch(ids []ID, now time.Time, dup []bool) (expires time.
 		p        map[key]uint32
 	)
 	for i, id := range ids {
-		if id.Partition != lastPart || p == nil {
-			lastPart, t = id.Partition, s.parts[id.Partition]
-			if p = s.pending[id.Partition]; p == nil {
+		if id.Partition != lastPart || i == 0 {
+			lastPart, t, p = id.Partition, s.parts[id.Partition], s.pending[id.Partition]
+		}
+		k := keys[i]
+		if e, ok := p[k]; ok && e > nowMin { // added by SeenOrAdd in this transaction
+			dup[i] = true
+			continue
+		}
+		if t == nil { // the partition moved away: pending, dropped by Commit unless owned again
+			if p == nil {
 				p = map[key]uint32{}
 				s.pending[id.Partition] = p
 			}
+			p[k], dup[i] = exp, false
+			continue
 		}
-		k := keys[i]
-		if t != nil && t.contains(k, nowMin) {
+		if t.contains(k, nowMin) {
 			dup[i] = true
 			continue
 		}
-		if e, ok := p[k]; ok && e > nowMin {
-			dup[i] = true
-			continue
-		}
-		p[k] = exp
+		t.put(k, exp, nowMin)
+		s.added = append(s.added, added{t: t, k: k})
 		dup[i] = false
 	}
 	return expires
+}
+
+// added is an entry SeenOrAddBatch put into a table in the open transaction.
+type added struct {
+	t *table
+	k key
 }
 
 // Commit makes the pending entries permanent (call after the transaction committed).
@@ -170,6 +183,7 @@ func (s *Set) Commit(now time.Time) {
 		}
 		clear(entries) // keeps its room for the next batch
 	}
+	s.added = s.added[:0]
 }
 
 // Abort drops the pending entries (call after the transaction aborted).
@@ -178,6 +192,10 @@ func (s *Set) Abort() {
 	for _, entries := range s.pending {
 		clear(entries)
 	}
+	for _, a := range s.added {
+		a.t.shard(a.k).drop(a.k)
+	}
+	s.added = s.added[:0]
 	s.mu.Unlock()
 }
 
@@ -292,6 +310,26 @@ func (s *shard) contains(k key, now uint32) bool {
 		}
 		if sl.k == k {
 			return sl.exp > now
+		}
+		if i++; i == len(s.slots) {
+			i = 0
+		}
+	}
+}
+
+// drop expires k where it is (its slot stays taken, so probe chains are not broken).
+func (s *shard) drop(k key) {
+	if len(s.slots) == 0 {
+		return
+	}
+	for i := s.home(k); ; {
+		sl := &s.slots[i]
+		if sl.exp == 0 {
+			return
+		}
+		if sl.k == k {
+			sl.exp = 1 // long past, and not 0 (empty)
+			return
 		}
 		if i++; i == len(s.slots) {
 			i = 0

@@ -72,6 +72,52 @@ func TestPendingCommitAbortAndExpiry(t *testing.T) {
 	}
 }
 
+// TestBatchAbortTakesBackAndCommitKeeps: SeenOrAddBatch finds committed ids, copies within the batch and
+// ids SeenOrAdd added in the same transaction; Abort takes its entries back (also after the table grew),
+// Commit keeps them; a partition not owned keeps nothing.
+func TestBatchAbortTakesBackAndCommitKeeps(t *testing.T) {
+	now := t0
+	s := New(24 * time.Hour)
+	s.Own(0, s.NewPartition(now))
+	s.SeenOrAdd(0, "d1", "old", now)
+	s.Commit(now)
+	s.SeenOrAdd(0, "d1", "single", now) // pending, same transaction as the batch below
+	var ids []ID
+	for i := range 500 { // enough to grow the tables while the transaction is open
+		ids = append(ids, ID{Partition: 0, Tenant: "d1", EventID: "n" + strconv.Itoa(i)})
+	}
+	ids = append(ids, ID{0, "d1", "old"}, ID{0, "d1", "single"}, ID{0, "d1", "n7"}, ID{1, "d1", "unowned"})
+	dup := make([]bool, len(ids))
+	if exp := s.SeenOrAddBatch(ids, now, dup); !exp.Equal(now.Add(24 * time.Hour)) {
+		t.Fatalf("expiry = %v", exp)
+	}
+	for i, d := range dup {
+		if want := i >= 500 && i < 503; d != want {
+			t.Fatalf("%v: seen = %v, want %v", ids[i], d, want)
+		}
+	}
+	s.Abort()
+	for _, id := range []string{"n0", "n499", "single"} {
+		if seen, _ := s.SeenOrAdd(0, "d1", id, now); seen {
+			t.Fatalf("%s still seen after abort", id)
+		}
+	}
+	s.Abort()
+	if seen, _ := s.SeenOrAdd(0, "d1", "old", now); !seen {
+		t.Fatal("a committed id was taken back by abort")
+	}
+	s.Abort()
+	s.SeenOrAddBatch(ids[:500], now, dup)
+	s.Commit(now)
+	s.Abort() // nothing open: takes nothing back
+	if seen, _ := s.SeenOrAdd(0, "d1", "n250", now); !seen {
+		t.Fatal("committed batch id not seen")
+	}
+	if s.Owned(1) {
+		t.Fatal("partition 1 owned")
+	}
+}
+
 // TestCommitToUnownedPartitionIsDropped: entries of a partition revoked mid-transaction are not kept.
 func TestCommitToUnownedPartitionIsDropped(t *testing.T) {
 	s := New(24 * time.Hour)

@@ -24,9 +24,9 @@ import (
 // batch runs it, against the real PostgreSQL:
 //
 //   - cool: 50 cool districts. Each iteration judges one fresh poll the way the previous release did (the
-//     per-partition set alone) and another the way this one does (the districts' modes, from a cache after
-//     the first poll; the per-partition set; one read of the dedup epoch before commit), alternately, and
-//     reports both rates and their ratio.
+//     per-partition set alone, one id at a time) and another the way this one does (the shared districts,
+//     from a cache after the first poll; the per-partition set, the whole poll under one lock; one read of
+//     the dedup epoch before commit), alternately, and reports both rates and their ratio.
 //   - hot: one hot district (switched longer ago than the window): every id is also claimed in the shared
 //     store, in one statement per poll. It also reports the CPU the PostgreSQL server spent per id (all
 //     its processes, from /proc: other users of the server are counted too) and the claims' size on disk
@@ -68,19 +68,16 @@ func BenchmarkDedupBatch(b *testing.B) {
 	const size = 5000
 	seq := 0
 	// poll builds a poll of fresh ids; tenant and key give each record's district and key.
-	poll := func(tenant func(i int) string, key func(i int) string) (kgo.Fetches, [][]passed) {
-		parts := make([]kgo.FetchPartition, 4)
+	poll := func(tenant func(i int) string, key func(i int) string) [][]passed {
 		keptPer := make([][]passed, 4)
 		for i := range size {
 			seq++
 			part := int32(i % 4)
 			rec := &kgo.Record{Key: []byte(key(i)), Partition: part, Offset: int64(seq)}
 			ev := &records.EnrichedEvent{TenantID: tenant(i), EventID: fmt.Sprintf("00000000-0000-4000-8000-%012d", seq)}
-			parts[part].Partition = part
-			parts[part].Records = append(parts[part].Records, rec)
 			keptPer[part] = append(keptPer[part], passed{rec: rec, ev: ev, ctx: ctx})
 		}
-		return kgo.Fetches{{Topics: []kgo.FetchTopic{{Topic: "raw", Partitions: parts}}}}, keptPer
+		return keptPer
 	}
 	// previous is the previous release's dedup of a poll: the per-partition set alone.
 	previous := func(p *Pipeline, keptPer [][]passed) {
@@ -93,9 +90,9 @@ func BenchmarkDedupBatch(b *testing.B) {
 		p.dedup.Commit(now)
 	}
 	// current is this release's: what batch does around enrichment, without Kafka.
-	current := func(p *Pipeline, fetches kgo.Fetches, keptPer [][]passed) {
+	current := func(p *Pipeline, keptPer [][]passed) {
 		now := time.Now()
-		modes, epoch, err := p.preModes(ctx, keyTenants(fetches))
+		modes, epoch, err := p.sharedModes(ctx)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -114,11 +111,10 @@ func BenchmarkDedupBatch(b *testing.B) {
 		var tBefore, tAfter time.Duration
 		tenant := func(i int) string { return cool[i%len(cool)] }
 		for i := 0; b.Loop(); i++ {
-			_, k1 := poll(tenant, tenant)
-			f2, k2 := poll(tenant, tenant)
+			k1, k2 := poll(tenant, tenant), poll(tenant, tenant)
 			run := []func(){
 				func() { s := time.Now(); previous(before, k1); tBefore += time.Since(s) },
-				func() { s := time.Now(); current(after, f2, k2); tAfter += time.Since(s) },
+				func() { s := time.Now(); current(after, k2); tAfter += time.Since(s) },
 			}
 			if i%2 == 1 { // alternate which goes first
 				run[0], run[1] = run[1], run[0]
@@ -137,10 +133,10 @@ func BenchmarkDedupBatch(b *testing.B) {
 		tenant := func(int) string { return "hot" }
 		key := func(i int) string { return fmt.Sprintf("hot/%d", i%8) }
 		for b.Loop() {
-			f, k := poll(tenant, key)
+			k := poll(tenant, key)
 			pg0 := postgresCPU()
 			s := time.Now()
-			current(p, f, k)
+			current(p, k)
 			took += time.Since(s)
 			pgCPU += postgresCPU() - pg0
 		}

@@ -4,7 +4,6 @@
 package pipeline
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -63,17 +62,18 @@ type Pipeline struct {
 	stall *Stall // the batches failing in a row, nil while they commit
 
 	// Used by the batch loop alone.
-	backfilled map[backfillKey]bool  // switches whose ids are known to be in the shared store
-	epoch      int64                 // the dedup epoch the cached modes are current for; -1: not read yet
-	cached     map[string]cachedMode // districts' dedup modes
-	ids        []dedup.ID            // decide's buffers
+	backfilled map[backfillKey]bool   // switches whose ids are known to be in the shared store
+	epoch      int64                  // the dedup epoch shared is current for; -1: not read yet
+	shared     map[string]claims.Mode // the districts judged in shared mode
+	sharedRead time.Time
+	ids        []dedup.ID // decide's buffers
 	dups       []bool
 }
 
 // Claims is the shared dedup store (internal/claims) for districts whose records may change partition.
 type Claims interface {
 	Epoch(ctx context.Context) (int64, error)
-	Modes(ctx context.Context, tenants []string) (map[string]claims.Mode, error)
+	Shared(ctx context.Context) (map[string]claims.Mode, error)
 	Claim(ctx context.Context, cs []claims.Claim) ([]bool, error)
 	IsBackfilled(ctx context.Context, tenant string, changed time.Time) (bool, error)
 	Backfill(ctx context.Context, tenant string, changed time.Time, ids map[string]time.Time) error
@@ -129,7 +129,7 @@ func New(cfg Config, kcfg kafkax.Config, deps kafkax.Deps, codec *records.Codec,
 	}
 	return &Pipeline{cfg: cfg, kcfg: kcfg, deps: deps, topics: kcfg.Topics(), codec: codec, enr: enr, dedup: set, claims: shared,
 		log: deps.Log.With("group", cfg.Group), ready: ready, fatal: make(chan error, 1),
-		backfilled: map[backfillKey]bool{}, epoch: -1, cached: map[string]cachedMode{}}
+		backfilled: map[backfillKey]bool{}, epoch: -1}
 }
 
 // Stats counts what one batch did: records enriched, dead-lettered, dropped as client retries, and
@@ -279,7 +279,7 @@ func (p *Pipeline) session(ctx context.Context) error {
 // poll retried, so no district is judged by the per-partition set alone once its switch is recorded.
 func (p *Pipeline) batch(ctx context.Context, sess *kgo.GroupTransactSession, fetches kgo.Fetches, budget time.Duration) error {
 	start := time.Now()
-	modes, epoch, err := p.preModes(ctx, keyTenants(fetches))
+	modes, epoch, err := p.sharedModes(ctx)
 	if err != nil {
 		return err
 	}
@@ -406,7 +406,7 @@ type passed struct {
 }
 
 // dedupAndProduce drops the retries among kept (per partition, in order) and produces the rest with their
-// changelog entries. modes gains the districts that were not known from the record keys.
+// changelog entries; modes are the districts judged in shared mode.
 func (p *Pipeline) dedupAndProduce(ctx context.Context, sess *kgo.GroupTransactSession, modes map[string]claims.Mode,
 	keptPer [][]passed, now time.Time, stats *Stats, promise func(*kgo.Record, error)) error {
 	if err := p.decide(ctx, modes, keptPer, now, stats); err != nil {
@@ -459,19 +459,8 @@ func (p *Pipeline) decide(ctx context.Context, modes map[string]claims.Mode, kep
 				continue
 			}
 			ev := k.ev
-			if !mapped || ev.TenantID != last {
-				m, ok := modes[ev.TenantID]
-				if !ok && p.claims != nil { // a record keyed otherwise than by its district: not from the gateway
-					if err := p.lookup(ctx, []string{ev.TenantID}, modes); err != nil {
-						return err
-					}
-					if m = modes[ev.TenantID]; m.Recent {
-						if err := p.backfill(ctx, ev.TenantID, m.Changed); err != nil {
-							return err
-						}
-					}
-				}
-				last, mode, mapped = ev.TenantID, m, true
+			if len(modes) > 0 && (!mapped || ev.TenantID != last) { // with no district shared, no lookups
+				last, mode, mapped = ev.TenantID, modes[ev.TenantID], true
 			}
 			if mode.Shared {
 				claim = append(claim, at{pi, len(out)})
@@ -512,115 +501,65 @@ func (p *Pipeline) decide(ctx context.Context, modes map[string]claims.Mode, kep
 	return nil
 }
 
-// keyTenants lists the districts of a poll's records from their keys (tenant_id, or tenant_id/shard).
-func keyTenants(fetches kgo.Fetches) []string {
-	seen := map[string]bool{}
-	var (
-		out  []string
-		last []byte
-	)
-	fetches.EachRecord(func(r *kgo.Record) {
-		k := r.Key
-		if i := bytes.IndexByte(k, '/'); i >= 0 {
-			k = k[:i]
-		}
-		if last != nil && bytes.Equal(k, last) {
-			return
-		}
-		last = k
-		if !seen[string(k)] {
-			seen[string(k)] = true
-			out = append(out, string(k))
-		}
-	})
-	return out
-}
-
-// modeTTL bounds how long a district's mode is reused without reading it: switches are seen at once
-// (postCheck), only a switch leaving the window is seen this late, and deciding shared a little longer is safe.
+// modeTTL bounds how long the shared districts are reused without reading them: a switch is seen at once
+// (postCheck), only a switch leaving the window is seen this late, and judging a district shared a little
+// longer is safe.
 const modeTTL = time.Minute
 
-type cachedMode struct {
-	m    claims.Mode
-	read time.Time
-}
-
-// preModes returns the dedup modes to judge a batch of tenants' records by, and the dedup epoch they are
-// current for, from the modes cached since that epoch where it can. A district that switched within the
-// window has the ids it kept before the switch copied into the shared store first, once per switch.
-// Without a shared store, every district is judged per partition.
-func (p *Pipeline) preModes(ctx context.Context, tenants []string) (map[string]claims.Mode, int64, error) {
-	modes := make(map[string]claims.Mode, len(tenants))
+// sharedModes returns the districts judged in shared mode (any other is judged per partition) and the
+// dedup epoch they are current for, read again when older than modeTTL. Every district that switched
+// within the window has had the ids it kept before the switch copied into the shared store, once per
+// switch. Without a shared store, no district is shared.
+func (p *Pipeline) sharedModes(ctx context.Context) (map[string]claims.Mode, int64, error) {
 	if p.claims == nil {
-		for _, t := range tenants {
-			modes[t] = claims.Mode{}
-		}
-		return modes, 0, nil
+		return nil, 0, nil
 	}
-	if p.epoch < 0 { // read before the modes: they are at least as new as it
-		e, err := p.claims.Epoch(ctx)
-		if err != nil {
+	if p.epoch < 0 || time.Since(p.sharedRead) >= modeTTL {
+		if err := p.readShared(ctx, -1); err != nil {
 			return nil, 0, err
 		}
-		p.epoch = e
 	}
-	now := time.Now()
-	var need []string
-	for _, t := range tenants {
-		if c, ok := p.cached[t]; ok && now.Sub(c.read) < modeTTL {
-			modes[t] = c.m
-		} else {
-			need = append(need, t)
-		}
-	}
-	if err := p.lookup(ctx, need, modes); err != nil {
-		return nil, 0, err
-	}
-	for _, t := range tenants {
-		if m := modes[t]; m.Recent {
+	for t, m := range p.shared {
+		if m.Recent {
 			if err := p.backfill(ctx, t, m.Changed); err != nil {
 				return nil, 0, err
 			}
 		}
 	}
-	return modes, p.epoch, nil
+	return p.shared, p.epoch, nil
 }
 
-// lookup reads the modes of tenants into modes and the cache.
-func (p *Pipeline) lookup(ctx context.Context, tenants []string, modes map[string]claims.Mode) error {
-	if len(tenants) == 0 {
-		return nil
+// readShared reads the shared districts, after the epoch (or with epoch, when already read) so that they
+// are at least as new as it.
+func (p *Pipeline) readShared(ctx context.Context, epoch int64) error {
+	if epoch < 0 {
+		e, err := p.claims.Epoch(ctx)
+		if err != nil {
+			return err
+		}
+		epoch = e
 	}
-	got, err := p.claims.Modes(ctx, tenants)
+	shared, err := p.claims.Shared(ctx)
 	if err != nil {
 		return err
 	}
-	now := time.Now()
-	for _, t := range tenants {
-		modes[t] = got[t]
-		p.cached[t] = cachedMode{m: got[t], read: now}
-	}
+	p.epoch, p.shared, p.sharedRead = epoch, shared, time.Now()
 	return nil
 }
 
-// postCheck fails with errModeChanged when a district of the batch switched since its mode was chosen:
-// the batch must then be judged again. Nothing switched if the epoch is the one the modes were current
-// for; otherwise the cache starts over from the new epoch.
+// postCheck fails with errModeChanged when a district switched since the batch's modes were read, in a way
+// that changes how it is judged: the batch must then be judged again. Nothing switched if the epoch is
+// the one the modes were current for.
 func (p *Pipeline) postCheck(ctx context.Context, used map[string]claims.Mode, epoch int64) error {
 	e, err := p.claims.Epoch(ctx)
 	if err != nil || e == epoch {
 		return err
 	}
-	clear(p.cached)
-	p.epoch = e
-	again := make(map[string]claims.Mode, len(used))
-	if err := p.lookup(ctx, slices.Collect(maps.Keys(used)), again); err != nil {
+	if err := p.readShared(ctx, e); err != nil {
 		return err
 	}
-	for t, m := range used {
-		if !m.Same(again[t]) {
-			return fmt.Errorf("%w: %s", errModeChanged, t)
-		}
+	if !maps.EqualFunc(used, p.shared, claims.Mode.Same) {
+		return errModeChanged
 	}
 	return nil
 }
