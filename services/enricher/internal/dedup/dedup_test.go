@@ -196,16 +196,21 @@ func TestTenMillionIDsFitIn512MiB(t *testing.T) {
 	for i := range tenants {
 		tenants[i] = fmt.Sprintf("district_%04d", i)
 	}
+	// Polls of 5,000 through the pipeline's path (SeenOrAddBatch, Commit).
+	batch, dup := make([]ID, 0, 5000), make([]bool, 5000)
 	for i := range ids {
-		tenant := tenants[i%len(tenants)]
-		if seen, _ := s.SeenOrAdd(int32(i%12), tenant, idBuf(buf, i), t0); seen {
-			t.Fatalf("id %d seen before it was added", i)
-		}
-		if i%5000 == 4999 {
+		batch = append(batch, ID{Partition: int32(i % 12), Tenant: tenants[i%len(tenants)], EventID: idBuf(buf, i)})
+		if len(batch) == cap(batch) || i == ids-1 {
+			s.SeenOrAddBatch(batch, t0, dup)
+			for j := range batch {
+				if dup[j] {
+					t.Fatalf("id %v seen before it was added", batch[j])
+				}
+			}
 			s.Commit(t0)
+			batch = batch[:0]
 		}
 	}
-	s.Commit(t0)
 	used := heapInUse() - before
 	t.Logf("10M ids: heap in use %.1f MiB (%.1f bytes/id)", float64(used)/(1<<20), float64(used)/ids)
 	if used >= 512<<20 {
