@@ -274,9 +274,10 @@ func (p *Pipeline) session(ctx context.Context) error {
 //
 // Dedup decides after enrichment, in one pass over the poll (ADR 0007): every id is checked against the
 // set of the partition it arrived on; ids of districts in shared mode (hot, or switched within the window)
-// are then claimed in the shared store in one round trip. The modes are read before the transaction and
-// read again after its records are flushed: if any changed meanwhile, the transaction is aborted and the
-// poll retried, so no district is judged by the per-partition set alone once its switch is recorded.
+// are then claimed in the shared store in one round trip. After the batch's records are flushed, the
+// dedup epoch is read: if a switch committed since the shared districts were read and changes them, the
+// transaction is aborted and the poll judged again, so no batch that judged a district per partition
+// commits after the district's switch without the switch's backfill seeing it.
 func (p *Pipeline) batch(ctx context.Context, sess *kgo.GroupTransactSession, fetches kgo.Fetches, budget time.Duration) error {
 	start := time.Now()
 	modes, epoch, err := p.sharedModes(ctx)
@@ -335,8 +336,13 @@ func (p *Pipeline) batch(ctx context.Context, sess *kgo.GroupTransactSession, fe
 			sess.Produce(ctx, &kgo.Record{Topic: p.topics.DLQ, Key: rec.Key, Value: val, Context: ctx}, promise)
 		case out.Enriched != nil:
 			// Only records that are passed on occupy the dedup window: a dead letter replayed after a
-			// fix, or an event suppressed for want of consent, is not a retry. Dedup decides below.
-			*kept = append(*kept, passed{rec: rec, ev: out.Enriched, ctx: ctx})
+			// fix, or an event suppressed for want of consent, is not a retry. Dedup decides below, once
+			// for the poll; encoding stays here, on the partition's worker.
+			val, err := p.codec.Encode(out.Enriched)
+			if err != nil {
+				return fmt.Errorf("encoding enriched record: %w", err)
+			}
+			*kept = append(*kept, passed{rec: rec, ev: out.Enriched, val: val, ctx: ctx})
 		}
 		return nil
 	}
@@ -401,31 +407,33 @@ func (p *Pipeline) batch(ctx context.Context, sess *kgo.GroupTransactSession, fe
 type passed struct {
 	rec     *kgo.Record
 	ev      *records.EnrichedEvent
+	val     []byte // ev encoded
 	ctx     context.Context
 	expires time.Time // of its changelog entry, once dedup let it through
 }
 
 // dedupAndProduce drops the retries among kept (per partition, in order) and produces the rest with their
-// changelog entries; modes are the districts judged in shared mode.
+// changelog entries, the partitions side by side; modes are the districts judged in shared mode.
 func (p *Pipeline) dedupAndProduce(ctx context.Context, sess *kgo.GroupTransactSession, modes map[string]claims.Mode,
 	keptPer [][]passed, now time.Time, stats *Stats, promise func(*kgo.Record, error)) error {
 	if err := p.decide(ctx, modes, keptPer, now, stats); err != nil {
 		return err
 	}
+	var g errgroup.Group
+	g.SetLimit(p.cfg.Workers)
 	for _, kept := range keptPer {
-		for _, d := range kept {
-			val, err := p.codec.Encode(d.ev)
-			if err != nil {
-				return fmt.Errorf("encoding enriched record: %w", err)
+		stats.Enriched += len(kept)
+		g.Go(func() error {
+			for _, d := range kept {
+				// Same key as the raw record: a hot district's sub-keys keep per-student order downstream.
+				sess.Produce(d.ctx, &kgo.Record{Topic: p.topics.Enriched, Key: d.rec.Key, Value: d.val, Context: d.ctx}, promise)
+				sess.Produce(d.ctx, &kgo.Record{Topic: p.topics.Dedup, Partition: d.rec.Partition, Context: d.ctx, // same trace
+					Key: dedup.ChangelogKey(d.ev.TenantID, d.ev.EventID), Value: dedup.ChangelogValue(d.expires)}, promise)
 			}
-			stats.Enriched++
-			// Same key as the raw record: a hot district's sub-keys keep per-student order downstream.
-			sess.Produce(d.ctx, &kgo.Record{Topic: p.topics.Enriched, Key: d.rec.Key, Value: val, Context: d.ctx}, promise)
-			sess.Produce(d.ctx, &kgo.Record{Topic: p.topics.Dedup, Partition: d.rec.Partition, Context: d.ctx, // same trace
-				Key: dedup.ChangelogKey(d.ev.TenantID, d.ev.EventID), Value: dedup.ChangelogValue(d.expires)}, promise)
-		}
+			return nil
+		})
 	}
-	return nil
+	return g.Wait()
 }
 
 // decide drops the retries from keptPer (in place, keeping the order) and counts them in stats; the
