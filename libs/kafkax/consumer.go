@@ -28,6 +28,12 @@ type Store interface {
 	Write(ctx context.Context, topic string, partition int32, recs []*kgo.Record) error
 }
 
+// A Releaser is a Store that wants to know when the consumer gives partitions up (revoked, lost, or the
+// consumer leaving the group), for example to record what it knows of its last write for the next owner.
+type Releaser interface {
+	Release(ctx context.Context, topic string, partitions []int32)
+}
+
 // PoisonError is a store's refusal of a record for its content (a value the database rejects, a record
 // that does not decode): writing it again can never succeed, so the consumer dead-letters it and moves on.
 type PoisonError struct {
@@ -232,6 +238,9 @@ func (c *StoreConsumer) onRevoked(ctx context.Context, cl *kgo.Client, revoked m
 	}
 	c.mu.Unlock()
 	c.commit(ctx)
+	if r, ok := c.store.(Releaser); ok && len(revoked[c.cfg.Topic]) > 0 {
+		r.Release(ctx, c.cfg.Topic, revoked[c.cfg.Topic])
+	}
 }
 
 // Run consumes until ctx is done, then commits what is durable and leaves the group.
