@@ -10,11 +10,11 @@
 // to two consumers that both believe they own a partition, and to inserts the server still commits after
 // their client gave up.
 //
-// What remains is a ClickHouse server that dies in the middle of one INSERT: the events block is written
-// as one part per month it spans and each view's rows as parts of their own, one after another, so the
-// batch can be left partly applied. Replaying it then double-counts what was applied, or skips what was
-// not if kafka_offsets was written; the rollups of the affected days are rebuilt from events (INSERT ...
-// SELECT into a fresh table) after such a crash.
+// A ClickHouse server that dies in the middle of one INSERT can leave the batch partly applied: the events
+// block is written as one part per month it spans and each view's rows as parts of their own, one after
+// another. Every insert into events is therefore journaled first (insert_journal), and a batch whose
+// outcome the store does not know is repaired, with no manual step, before its partition's offset is
+// returned: completed by deriving the views' rows again from events, or taken back (see repair.go).
 package chstore
 
 import (

@@ -31,6 +31,9 @@ import (
 //     view's rows of the batch's partition, tenants and days are deleted and derived again from events
 //     with the view's own query (rollup rows carry their source partition, which only this partition's
 //     consumer writes, so no other insert races the repair). kafka_offsets then gets the batch's offset.
+//   - A batch ClickHouse refused for a value (a view may refuse after events took the block) is taken back
+//     instead: its events rows and kafka_offsets row deleted and the views' rows derived again without it,
+//     before the refused record is dead-lettered.
 //   - A done = 1 row records the outcome, as does Release when the consumer gives a partition up after a
 //     write it saw succeed, so the next owner does not repair what is whole.
 
