@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/cenkalti/backoff/v5"
 	"log/slog"
 	"slices"
 	"sync"
@@ -323,7 +324,7 @@ func (c *StoreConsumer) writePartition(ctx context.Context, p int32, recs []*kgo
 		return
 	}
 	c.failures[p]++
-	wait := backoff(c.cfg.RetryMin, c.cfg.RetryMax, c.failures[p])
+	wait := pauseFor(c.cfg.RetryMin, c.cfg.RetryMax, c.failures[p])
 	c.paused[p] = time.Now().Add(wait)
 	st, ok := c.stalls[p]
 	if !ok {
@@ -418,7 +419,7 @@ func (c *StoreConsumer) resumeDue(ctx context.Context) {
 	if err != nil {
 		for _, p := range due {
 			c.failures[p]++
-			c.paused[p] = time.Now().Add(backoff(c.cfg.RetryMin, c.cfg.RetryMax, c.failures[p]))
+			c.paused[p] = time.Now().Add(pauseFor(c.cfg.RetryMin, c.cfg.RetryMax, c.failures[p]))
 		}
 		c.log.Warn("store still unavailable", "partitions", due, "err", err)
 		return
@@ -448,7 +449,7 @@ func (c *StoreConsumer) commit(ctx context.Context) {
 	}
 }
 
-func backoff(lo, hi time.Duration, failures int) time.Duration {
+func pauseFor(lo, hi time.Duration, failures int) time.Duration {
 	d := lo
 	for i := 1; i < failures && d < hi; i++ {
 		d *= 2
@@ -456,19 +457,10 @@ func backoff(lo, hi time.Duration, failures int) time.Duration {
 	return min(d, hi)
 }
 
-// retry calls fn until it succeeds or ctx ends, backing off between attempts.
+// retry calls fn until it succeeds or ctx ends, backing off exponentially from lo to hi between attempts.
 func retry(ctx context.Context, lo, hi time.Duration, fn func() error) error {
-	for n := 1; ; n++ {
-		err := fn()
-		if err == nil {
-			return nil
-		}
-		t := time.NewTimer(backoff(lo, hi, n))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return errors.Join(err, ctx.Err())
-		case <-t.C:
-		}
-	}
+	_, err := backoff.Retry(ctx, func() (struct{}, error) { return struct{}{}, fn() },
+		backoff.WithBackOff(&backoff.ExponentialBackOff{InitialInterval: lo, RandomizationFactor: 0.2, Multiplier: 2, MaxInterval: hi}),
+		backoff.WithMaxElapsedTime(0))
+	return err
 }

@@ -3,6 +3,7 @@ package svc
 import (
 	"context"
 	"fmt"
+	"github.com/cenkalti/backoff/v5"
 	"log/slog"
 	"time"
 
@@ -37,21 +38,31 @@ func NewCodec(ctx context.Context, kcfg kafkax.Config) (*records.Codec, error) {
 
 // WaitKafka pings the cluster until it answers, then creates the platform topics that are missing.
 func WaitKafka(ctx context.Context, log *slog.Logger, cl *kgo.Client, kcfg kafkax.Config) error {
-	for attempt := 1; ; attempt++ {
+	attempt := 0
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
+		attempt++
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
 		err := kafkax.Ping(pctx, cl)
 		if err == nil {
 			err = kafkax.EnsureTopics(pctx, cl, kcfg.Partitions, kcfg.ReplicationFactor, kafkax.PlatformTopics(kcfg))
 		}
-		cancel()
-		if err == nil {
-			return nil
+		if err != nil {
+			log.Warn("waiting for kafka", "attempt", attempt, "err", err)
 		}
-		log.Warn("waiting for kafka", "attempt", attempt, "err", err)
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for kafka: %w", ctx.Err())
-		case <-time.After(min(time.Duration(attempt)*time.Second, 5*time.Second)):
-		}
+		return struct{}{}, err
+	}, WaitPolicy()...)
+	if err != nil {
+		return fmt.Errorf("waiting for kafka: %w", err)
+	}
+	return nil
+}
+
+// WaitPolicy is how a service waits for a dependency at start: attempts 1 s apart at first, backing off to
+// 5 s, until the context ends.
+func WaitPolicy() []backoff.RetryOption {
+	return []backoff.RetryOption{
+		backoff.WithBackOff(&backoff.ExponentialBackOff{InitialInterval: time.Second, RandomizationFactor: 0.2, Multiplier: 1.5, MaxInterval: 5 * time.Second}),
+		backoff.WithMaxElapsedTime(0),
 	}
 }

@@ -17,6 +17,7 @@ require github.com/edtech-analytics/platform/libs/svc v0.0.0-00010101000000-0000
 require github.com/edtech-analytics/platform/services/ctl v0.0.0-00010101000000-000000000000
 
 require (
+	github.com/cenkalti/backoff/v5 v5.0.3
 	github.com/edtech-analytics/platform/libs/kafkatest v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/tenancy v0.0.0-00010101000000-000000000000
 	github.com/jackc/pgx/v5 v5.12.0
@@ -29,10 +30,10 @@ require (
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
-	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/edtech-analytics/platform/libs/devenv v0.0.0-00010101000000-000000000000 // indirect
 	github.com/edtech-analytics/platform/schemas v0.0.0-00010101000000-000000000000 // indirect
+	github.com/edtech-analytics/platform/services/sink v0.0.0-00010101000000-000000000000 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/go-viper/mapstructure/v2 v2.5.0 // indirect

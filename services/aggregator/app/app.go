@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/cenkalti/backoff/v5"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -153,20 +154,19 @@ func consume(ctx context.Context, cfg Config, rt svc.Runtime, conn driver.Conn, 
 // if missing and migrates it. Errors after the server answered are returned: they will not go away.
 func waitClickHouse(ctx context.Context, cfg Config, rt svc.Runtime) (driver.Conn, error) {
 	opts := chutil.Options{Addr: cfg.ClickHouseAddr, User: cfg.ClickHouseUser, Password: cfg.ClickHousePassword.Reveal(), DialTimeout: 5 * time.Second}
-	var admin driver.Conn
-	for attempt := 1; ; attempt++ {
-		var err error
-		if admin, err = chutil.Open(ctx, opts); err == nil {
-			break
+	attempt := 0
+	admin, err := backoff.Retry(ctx, func() (driver.Conn, error) {
+		attempt++
+		conn, err := chutil.Open(ctx, opts)
+		if err != nil {
+			rt.Log.Warn("waiting for clickhouse", "attempt", attempt, "err", err)
 		}
-		rt.Log.Warn("waiting for clickhouse", "attempt", attempt, "err", err)
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("waiting for clickhouse: %w", ctx.Err())
-		case <-time.After(min(time.Duration(attempt)*time.Second, 5*time.Second)):
-		}
+		return conn, err
+	}, svc.WaitPolicy()...)
+	if err != nil {
+		return nil, fmt.Errorf("waiting for clickhouse: %w", err)
 	}
-	err := chutil.CreateDatabase(ctx, admin, cfg.ClickHouseDatabase)
+	err = chutil.CreateDatabase(ctx, admin, cfg.ClickHouseDatabase)
 	if cerr := admin.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("closing clickhouse connection: %w", cerr)
 	}
