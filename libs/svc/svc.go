@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/cenkalti/backoff/v5"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -76,4 +77,13 @@ func mainCode(service string, cfg Config, args []string, run func(ctx context.Co
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// WaitPolicy is how a service waits for a dependency at start: attempts 1 s apart at first, backing off to
+// 5 s, until the context ends.
+func WaitPolicy() []backoff.RetryOption {
+	return []backoff.RetryOption{
+		backoff.WithBackOff(&backoff.ExponentialBackOff{InitialInterval: time.Second, RandomizationFactor: 0.2, Multiplier: 1.5, MaxInterval: 5 * time.Second}),
+		backoff.WithMaxElapsedTime(0),
+	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/obs"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/edtech-analytics/platform/services/aggregator/internal/chstore"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
@@ -112,7 +113,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
 }
 
 func consume(ctx context.Context, cfg Config, rt svc.Runtime, conn driver.Conn, health *obs.Health) error {
-	codec, err := svc.NewCodec(ctx, cfg.Kafka)
+	codec, err := stream.NewCodec(ctx, cfg.Kafka)
 	if err != nil {
 		return err
 	}
@@ -130,17 +131,17 @@ func consume(ctx context.Context, cfg Config, rt svc.Runtime, conn driver.Conn, 
 	defer dlq.Close()
 	consumer, err := kafkax.NewStoreConsumer(cfg.Kafka, deps,
 		kafkax.ConsumerConfig{Group: cfg.Group, Topic: cfg.Kafka.Topics().Enriched, Extra: cfg.ConsumerExtra,
-			DeadLetter: svc.DeadLetters(codec, dlq.Client, cfg.Kafka.Topics().DLQ, records.StageAggregator)},
+			DeadLetter: stream.DeadLetters(codec, dlq.Client, cfg.Kafka.Topics().DLQ, records.StageAggregator)},
 		store, func(ready bool) { health.SetReady("partitions", ready) })
 	if err != nil {
 		return err
 	}
-	stopReports, err := svc.ReportStalls(rt.Tel.Meter, health, cfg.Kafka.Topics().Enriched, consumer)
+	stopReports, err := stream.ReportStalls(rt.Tel.Meter, health, cfg.Kafka.Topics().Enriched, consumer)
 	if err != nil {
 		return err
 	}
 	defer stopReports()
-	if err := svc.WaitKafka(ctx, rt.Log, consumer.Client().Client, cfg.Kafka); err != nil {
+	if err := stream.WaitKafka(ctx, rt.Log, consumer.Client().Client, cfg.Kafka); err != nil {
 		consumer.Client().Close()
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/sampledata"
 	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/edtech-analytics/platform/services/devstack/internal/stack"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -62,7 +63,7 @@ func TestPoisonOfEveryKindKeepsEveryDistrictFlowing(t *testing.T) {
 	half := len(bodies) / 2
 	send(0, half)
 
-	codec, err := svc.NewCodec(ctx, st.Kafka)
+	codec, err := stream.NewCodec(ctx, st.Kafka)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,14 +1,18 @@
-package svc
+// Package stream holds what the services that read and write Kafka share at start and run time: the
+// record codec, waiting for the cluster, dead-lettering and stall reports. The process skeleton (package
+// svc) stays free of Kafka and Avro, so a service that touches neither does not link them.
+package stream
 
 import (
 	"context"
 	"fmt"
-	"github.com/cenkalti/backoff/v5"
 	"log/slog"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/records"
+	"github.com/edtech-analytics/platform/libs/svc"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 )
@@ -51,18 +55,9 @@ func WaitKafka(ctx context.Context, log *slog.Logger, cl *kgo.Client, kcfg kafka
 			log.Warn("waiting for kafka", "attempt", attempt, "err", err)
 		}
 		return struct{}{}, err
-	}, WaitPolicy()...)
+	}, svc.WaitPolicy()...)
 	if err != nil {
 		return fmt.Errorf("waiting for kafka: %w", err)
 	}
 	return nil
-}
-
-// WaitPolicy is how a service waits for a dependency at start: attempts 1 s apart at first, backing off to
-// 5 s, until the context ends.
-func WaitPolicy() []backoff.RetryOption {
-	return []backoff.RetryOption{
-		backoff.WithBackOff(&backoff.ExponentialBackOff{InitialInterval: time.Second, RandomizationFactor: 0.2, Multiplier: 1.5, MaxInterval: 5 * time.Second}),
-		backoff.WithMaxElapsedTime(0),
-	}
 }
