@@ -36,14 +36,18 @@ func Main(service string, cfg Config, run func(ctx context.Context, rt Runtime) 
 	os.Exit(mainCode(service, cfg, os.Args[1:], run))
 }
 
-func mainCode(service string, cfg Config, args []string, run func(ctx context.Context, rt Runtime) error) int {
+// FlagSet returns the flags a service parses: its config's and the log level. conf.Vars of it is the
+// environment the service reads.
+func FlagSet(service string, cfg Config, level *string) *flag.FlagSet {
 	fs := flag.NewFlagSet(service, flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
-	level := "info"
-	if v := os.Getenv("LOG_LEVEL"); v != "" {
-		level = v
-	}
-	fs.StringVar(&level, "log-level", level, "log level: debug, info, warn, error (env LOG_LEVEL)")
+	conf.String(fs, level, "log-level", "LOG_LEVEL", "info", "log level: debug, info, warn, error")
+	return fs
+}
+
+func mainCode(service string, cfg Config, args []string, run func(ctx context.Context, rt Runtime) error) int {
+	var level string
+	fs := FlagSet(service, cfg, &level)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
