@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -155,15 +154,7 @@ func TestServerKilledMidInsertLeavesExactState(t *testing.T) {
 		t.Fatalf("no kill left a batch partly applied: the test proves little")
 	}
 
-	if n := count(t, conn, "SELECT count() FROM events"); n != uint64(len(p.facts)) {
-		t.Fatalf("stored %d events, want %d", n, len(p.facts))
-	}
-	if n := count(t, conn, "SELECT uniqExact(event_id) FROM events"); n != uint64(len(p.facts)) {
-		t.Fatalf("stored %d distinct events, want %d", n, len(p.facts))
-	}
-	if diff := synth.Diff(synth.Want(p.facts), got(t, conn)); len(diff) > 0 {
-		t.Fatalf("rollups differ from the input (%d keys):\n%s", len(diff), strings.Join(diff, "\n"))
-	}
+	assertStoredOnce(t, conn, p.facts)
 }
 
 // waitInsertRunning waits until the aggregator's insert into events runs on the server and has been seen
