@@ -1,6 +1,8 @@
 // Package conf binds component configuration to command-line flags whose defaults come from environment
 // variables, so every setting can be given either way (flags win). Each component owns a Config struct with
-// RegisterFlags and Validate; this package only supplies the binding helpers and secret masking.
+// RegisterFlags and Validate; this package only supplies the binding helpers and secret masking. Every
+// variable a helper binds is recorded on its flag, so Vars tells which variables a flag set reads: the
+// deploy checks compare the compose and Kubernetes files against that record.
 package conf
 
 import (
@@ -8,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -39,29 +42,23 @@ func usage(env, help string) string {
 
 // String binds a string flag defaulting to the environment variable env, then def.
 func String(fs *flag.FlagSet, p *string, name, env, def, help string) {
-	if v, ok := os.LookupEnv(env); ok && env != "" {
-		def = v
-	}
-	fs.StringVar(p, name, def, usage(env, help))
+	bind(fs, &envValue[string]{p: p, env: env, parse: same[string], format: func(s string) string { return s }}, name, def, help)
 }
 
 // SecretVar binds a secret flag defaulting to the environment variable env.
 func SecretVar(fs *flag.FlagSet, p *Secret, name, env, help string) {
-	*p = Secret(os.Getenv(env))
-	fs.Func(name, usage(env, help), func(v string) error { *p = Secret(v); return nil })
+	parse := func(s string) (Secret, error) { return Secret(s), nil }
+	bind(fs, &envValue[Secret]{p: p, env: env, parse: parse, format: Secret.String, secret: true}, name, "", help)
 }
 
 // List binds a comma-separated list flag defaulting to the environment variable env, then def.
 func List(fs *flag.FlagSet, p *[]string, name, env, def, help string) {
-	if v, ok := os.LookupEnv(env); ok && env != "" {
-		def = v
-	}
-	*p = splitList(def)
-	fs.Func(name, usage(env, help)+fmt.Sprintf(" (default %q)", def), func(v string) error {
-		*p = splitList(v)
-		return nil
-	})
+	parse := func(s string) ([]string, error) { return splitList(s), nil }
+	format := func(v []string) string { return strings.Join(v, ",") }
+	bind(fs, &envValue[[]string]{p: p, env: env, parse: parse, format: format}, name, splitList(def), help)
 }
+
+func same[T any](v T) (T, error) { return v, nil }
 
 func splitList(s string) []string {
 	var out []string
@@ -121,6 +118,7 @@ type envValue[T any] struct {
 	env    string
 	parse  func(string) (T, error)
 	format func(T) string
+	secret bool // bound with SecretVar
 	err    error
 }
 
@@ -149,6 +147,30 @@ func (v *envValue[T]) String() string {
 }
 
 func (v *envValue[T]) envError() error { return v.err }
+
+func (v *envValue[T]) envVar() (string, bool) { return v.env, v.secret }
+
+// Var is an environment variable a flag set reads, bound by one of this package's helpers.
+type Var struct {
+	Env    string // the variable's name
+	Flag   string // the flag that overrides it
+	Secret bool   // bound with SecretVar: its value is a secret
+}
+
+// Vars returns the environment variables bound to fs by this package, sorted by name: what a service
+// whose flags fs holds reads from its environment.
+func Vars(fs *flag.FlagSet) []Var {
+	var vars []Var
+	fs.VisitAll(func(f *flag.Flag) { // VisitAll goes in flag name order
+		if v, ok := f.Value.(interface{ envVar() (string, bool) }); ok {
+			if env, secret := v.envVar(); env != "" {
+				vars = append(vars, Var{Env: env, Flag: f.Name, Secret: secret})
+			}
+		}
+	})
+	slices.SortFunc(vars, func(a, b Var) int { return strings.Compare(a.Env, b.Env) })
+	return vars
+}
 
 // boolValue lets a bool flag be given without a value (-flag).
 type boolValue struct{ *envValue[bool] }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"flag"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -109,5 +110,34 @@ func TestFlagsParseAndBoolNeedsNoValue(t *testing.T) {
 	Int(fs2, &n, "n", "", 1, "")
 	if err := fs2.Parse([]string{"-n", "ten"}); err == nil || !strings.Contains(err.Error(), `"ten" is not valid`) {
 		t.Fatalf("bad flag value: %v", err)
+	}
+}
+
+// TestVarsRecordsEveryBinding: Vars lists each variable a helper bound, with its flag and whether it is a
+// secret, and leaves out flags bound without this package or without a variable.
+func TestVarsRecordsEveryBinding(t *testing.T) {
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	var (
+		s, l2 string
+		l     []string
+		n     int
+		d     time.Duration
+		sec   Secret
+		b     bool
+	)
+	String(fs, &s, "str", "V_STR", "", "")
+	List(fs, &l, "list", "V_LIST", "", "")
+	Int(fs, &n, "int", "V_INT", 0, "")
+	Duration(fs, &d, "dur", "V_DUR", 0, "")
+	SecretVar(fs, &sec, "secret", "V_SECRET", "")
+	Bool(fs, &b, "bool", "V_BOOL", false, "")
+	String(fs, &l2, "no-env", "", "", "")
+	fs.String("plain", "", "a flag of the standard library")
+	want := []Var{
+		{Env: "V_BOOL", Flag: "bool"}, {Env: "V_DUR", Flag: "dur"}, {Env: "V_INT", Flag: "int"},
+		{Env: "V_LIST", Flag: "list"}, {Env: "V_SECRET", Flag: "secret", Secret: true}, {Env: "V_STR", Flag: "str"},
+	}
+	if got := Vars(fs); !slices.Equal(got, want) {
+		t.Fatalf("Vars = %+v, want %+v", got, want)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -24,7 +25,7 @@ func fakeRepo(t *testing.T, used []string, dirs ...string) Repo {
 		write(t, root, filepath.Join("services", name, "go.mod"), "module x/"+name+"\n")
 	}
 	write(t, root, "k8s/create-topics.sh", "#!/bin/sh\n")
-	return Repo{Root: root, Contract: DefaultContract()}
+	return Repo{Root: root, Contract: platformContract()}
 }
 
 func write(t *testing.T, root, rel, content string) {
@@ -43,7 +44,7 @@ func TestComposeFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := Repo{Root: repoRoot, Contract: DefaultContract()}
+	r := Repo{Root: repoRoot, Contract: platformContract()}
 	for _, check := range ComposeChecks() {
 		t.Run(check.Name, func(t *testing.T) {
 			for _, p := range check.Check(r, c) {
@@ -63,6 +64,7 @@ func TestComposeChecksCatchBrokenFiles(t *testing.T) {
 	tests := []struct {
 		check, name, yaml, want string
 		extraDirs               []string
+		strict                  bool // compose-go itself refuses the file
 	}{
 		{check: "no version key", name: "version present", yaml: "version: '3.9'\nservices: {}", want: "version key is obsolete"},
 
@@ -87,7 +89,9 @@ func TestComposeChecksCatchBrokenFiles(t *testing.T) {
 		{check: "env complete", name: "missing", yaml: "services:\n  gateway:\n    environment: {KAFKA_BROKERS: kafka:9092}", want: "gateway: env DATABASE_URL is not set"},
 		{check: "env complete", name: "empty", yaml: "services:\n  aggregator:\n    environment: [CLICKHOUSE_ADDR=]", want: "aggregator: env CLICKHOUSE_ADDR is not set"},
 		{check: "env complete", name: "unset variable", yaml: "services:\n  sink:\n    environment: {DATABASE_URL: '${DATABASE_URL}'}", want: "sink: env DATABASE_URL is not set"},
-		{check: "env complete", name: "migrate job", yaml: "services:\n  migrate: {" + builtYAML("ctl") + ", command: [migrate], environment: {DATABASE_URL: x}}", want: "migrate: env CLICKHOUSE_ADDR is not set"},
+		{check: "env complete", name: "migrate job", yaml: "services:\n  migrate: {" + builtYAML("ctl") + ", command: [migrate], environment: {CLICKHOUSE_ADDR: x}}", want: "migrate: env DATABASE_URL is not set"},
+		{check: "env complete", name: "variable the service does not read", yaml: "services:\n  sink:\n    environment: {KAFKA_BROKER: 'kafka:9092'}", want: "sink: env KAFKA_BROKER is set, but sink does not read it"},
+		{check: "env complete", name: "variable the migrate job does not read", yaml: "services:\n  migrate: {" + builtYAML("ctl") + ", command: [migrate], environment: {CLICKHOUSE_ADDR: x}}", want: "migrate: env CLICKHOUSE_ADDR is set, but migrate does not read it"},
 
 		{check: "addresses name dependencies", name: "unknown host", yaml: "services:\n  gateway:\n    environment: {DATABASE_URL: 'postgres://u:p@db:5432/x'}", want: `DATABASE_URL points at "db", which is not a service`},
 		{check: "addresses name dependencies", name: "no depends_on", yaml: "services:\n  postgres: {image: 'postgres:15'}\n  sink:\n    environment: {DATABASE_URL: 'postgres://u:p@postgres:5432/x'}", want: "sink: uses postgres (DATABASE_URL) but does not depend on it"},
@@ -102,10 +106,10 @@ func TestComposeChecksCatchBrokenFiles(t *testing.T) {
 		{check: "credentials match stores", name: "postgres password", yaml: "services:\n  postgres:\n    environment: {POSTGRES_USER: u, POSTGRES_PASSWORD: '${PG:-a}', POSTGRES_DB: d}\n  sink:\n    environment: {DATABASE_URL: 'postgres://u:b@postgres:5432/d'}", want: "sink: DATABASE_URL password does not match postgres POSTGRES_PASSWORD"},
 		{check: "credentials match stores", name: "clickhouse database", yaml: "services:\n  clickhouse:\n    environment: {CLICKHOUSE_DB: edtech, CLICKHOUSE_USER: u, CLICKHOUSE_PASSWORD: p}\n  aggregator:\n    environment: {CLICKHOUSE_ADDR: 'clickhouse:9000', CLICKHOUSE_DATABASE: other, CLICKHOUSE_USER: u, CLICKHOUSE_PASSWORD: p}", want: "aggregator: CLICKHOUSE_DATABASE does not match clickhouse CLICKHOUSE_DB"},
 
-		{check: "depends_on valid", name: "unknown target", yaml: "services:\n  gateway: {depends_on: [kafak]}", want: "depends on kafak, which is not a service"},
+		{check: "depends_on valid", name: "unknown target", strict: true, yaml: "services:\n  gateway: {image: 'x:1', depends_on: [kafak]}", want: `service "gateway" depends on undefined service "kafak"`},
 		{check: "depends_on valid", name: "healthy without healthcheck", yaml: "services:\n  kafka: {image: 'apache/kafka:3.9.1'}\n  gateway:\n    depends_on: {kafka: {condition: service_healthy}}", want: "waits for kafka to be healthy, but kafka has no healthcheck"},
 		{check: "depends_on valid", name: "completion of a restarting service", yaml: "services:\n  migrate: {restart: always}\n  gateway:\n    depends_on: {migrate: {condition: service_completed_successfully}}", want: "but migrate restarts (always)"},
-		{check: "depends_on valid", name: "unknown condition", yaml: "services:\n  kafka: {}\n  gateway:\n    depends_on: {kafka: {condition: service_ready}}", want: `unknown depends_on condition "service_ready"`},
+		{check: "depends_on valid", name: "unknown condition", strict: true, yaml: "services:\n  kafka: {image: 'x:1'}\n  gateway:\n    image: 'x:1'\n    depends_on: {kafka: {condition: service_ready}}", want: "services.gateway.depends_on.kafka.condition value must be one of"},
 
 		{check: "jobs gate services", name: "no topics job", yaml: "services: {}", want: "no topics job running create-topics.sh"},
 		{check: "jobs gate services", name: "service starts before migrate", yaml: "services:\n  migrate: {" + builtYAML("ctl") + ", command: [migrate]}\n  topics: {entrypoint: [/bin/sh, /scripts/create-topics.sh]}\n  gateway:\n    depends_on: {topics: {condition: service_completed_successfully}, migrate: {condition: service_started}}", want: "gateway: does not wait for job migrate to complete successfully"},
@@ -126,17 +130,23 @@ func TestComposeChecksCatchBrokenFiles(t *testing.T) {
 		{check: "infrastructure images", name: "postgres healthcheck", yaml: "services:\n  postgres:\n    healthcheck: {test: [CMD, 'true']}", want: "does not use pg_isready"},
 
 		{check: "mounts exist", name: "missing bind source", yaml: "services:\n  topics: {volumes: ['./k8s/topics.sh:/scripts/create-topics.sh:ro']}", want: "bind mount source ./k8s/topics.sh does not exist"},
-		{check: "mounts exist", name: "undeclared volume", yaml: "services:\n  postgres: {volumes: ['pgdata:/var/lib/postgresql/data']}", want: "volume pgdata is not declared"},
+		{check: "mounts exist", name: "undeclared volume", strict: true, yaml: "services:\n  postgres: {image: 'postgres:15', volumes: ['pgdata:/var/lib/postgresql/data']}", want: "undefined volume pgdata"},
 	}
 	index := newCheckIndex(ComposeChecks(), func(c ComposeCheck) string { return c.Name })
 	for _, tc := range tests {
 		t.Run(tc.check+"/"+tc.name, func(t *testing.T) {
 			check := index.get(t, tc.check)
-			c, err := ParseCompose([]byte(tc.yaml))
+			r := fakeRepo(t, []string{"gateway", "ctl"}, tc.extraDirs...)
+			c, err := ParseCompose(r.Root, "docker-compose.yml", []byte(tc.yaml), tc.strict)
+			if tc.strict {
+				if err == nil || !strings.Contains(err.Error(), "docker-compose.yml") || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("loading: %v, want an error naming docker-compose.yml and containing %q", err, tc.want)
+				}
+				return
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
-			r := fakeRepo(t, []string{"gateway", "ctl"}, tc.extraDirs...)
 			problems := check.Check(r, c)
 			requireProblem(t, problems, tc.want)
 		})
@@ -144,6 +154,8 @@ func TestComposeChecksCatchBrokenFiles(t *testing.T) {
 	index.requireCovered(t)
 }
 
+// TestInterpolate: compose-go interpolates as if no variable were set: defaults apply, $$ escapes, and a
+// required variable stops the load.
 func TestInterpolate(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{"plain", "plain"},
@@ -152,14 +164,20 @@ func TestInterpolate(t *testing.T) {
 		{"a${UNSET}b", "ab"},
 		{"$UNSET/x", "/x"},
 		{"$$HOME", "$HOME"},
-		{"${PW:?required}", ""},
 		{"${PW:+set}", ""},
 		{"postgres://u:${PW:-p}@h:5432/d", "postgres://u:p@h:5432/d"},
 	}
 	for _, tc := range tests {
-		if got := Interpolate(tc.in); got != tc.want {
-			t.Errorf("Interpolate(%q) = %q, want %q", tc.in, got, tc.want)
+		c, err := ParseCompose(t.TempDir(), "c.yml", []byte("services:\n  x:\n    environment: {V: '"+tc.in+"'}"), false)
+		if err != nil {
+			t.Fatal(err)
 		}
+		if got := *c.Services["x"].Environment["V"]; got != tc.want {
+			t.Errorf("%q interpolated to %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	if _, err := ParseCompose(t.TempDir(), "c.yml", []byte("services:\n  x:\n    environment: {V: '${PW:?required}'}"), false); err == nil || !strings.Contains(err.Error(), "required") {
+		t.Errorf("a required variable that is not set loaded: %v", err)
 	}
 }
 

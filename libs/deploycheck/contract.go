@@ -1,64 +1,77 @@
-// Package deploycheck validates the deployment files (docker-compose.yml, k8s/, services/Dockerfile)
-// against the services' contract: which services run, the environment each needs, the ports they serve,
-// and the rules every deployment keeps (pinned images, loopback-only ports, probes, no inline secrets).
-// No Docker engine or cluster is needed: the files are parsed and checked. Each check returns the problems
-// it found as readable strings, so tests can run every check on the real files and on broken snippets.
+// Package deploycheck checks the deployment files (docker-compose.yml, k8s/, services/Dockerfile) against
+// what the services really read and the rules every deployment keeps. The files are loaded with the tools
+// that deploy them (compose-go, kustomize's krusty into k8s.io/api types, buildkit's Dockerfile parser),
+// which reject what is malformed; the checks here are the platform's own: each service's variables,
+// ports, probes, resources and jobs. Each check returns readable problems naming the file and the fault.
 package deploycheck
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/edtech-analytics/platform/libs/conf"
+	"golang.org/x/mod/modfile"
 )
 
 // Contract is what the deployment files must agree with.
 type Contract struct {
-	// Services maps each long-running service (a directory under services/) to the env vars it needs.
-	Services map[string][]string
+	// Services maps each long-running service (a directory under services/) to the environment it reads:
+	// libs/conf's record of its flag registration (conf.Vars).
+	Services map[string][]conf.Var
+	// Required names the variables a deployment must set, not leave to defaults, for a service that reads them.
+	Required []string
 	// HTTPPorts maps the services with a public HTTP listener to its port (HTTP_ADDR).
 	HTTPPorts map[string]int
 	// AdminPort serves GET /healthz, /readyz and /metrics in every long-running service (ADMIN_ADDR).
 	AdminPort int
 	// NotDeployed lists the directories under services/ that are not long-running services.
 	NotDeployed []string
-	// Migrate is the service whose binary the migrate jobs run, MigrateArgs its arguments and MigrateEnv
-	// the env vars it needs.
+	// Migrate is the service whose binary the migrate jobs run with MigrateArgs; MigrateEnv what it reads.
 	Migrate     string
 	MigrateArgs []string
-	MigrateEnv  []string
+	MigrateEnv  []conf.Var
 	// MinGraceSeconds is the least termination grace period a service needs to drain.
 	MinGraceSeconds map[string]int
-	// SecretMarkers: an env var whose name contains one of these must come from a Secret.
-	SecretMarkers []string
 	// Namespace is the Kubernetes namespace of every object.
 	Namespace string
 }
 
-// DefaultContract returns the platform's service contract.
-func DefaultContract() Contract {
-	common := []string{"KAFKA_BROKERS", "KAFKA_TOPIC_PREFIX", "SCHEMA_REGISTRY_URL", "LOG_LEVEL", "ADMIN_ADDR"}
-	clickhouse := []string{"CLICKHOUSE_ADDR", "CLICKHOUSE_DATABASE", "CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD"}
-	with := func(lists ...[]string) []string { return slices.Concat(lists...) }
+// NewContract returns the platform's contract for services that read what services says, and a migrate
+// job that reads migrate.
+func NewContract(services map[string][]conf.Var, migrate []conf.Var) Contract {
 	return Contract{
-		Services: map[string][]string{
-			"gateway":    with(common, []string{"HTTP_ADDR", "DATABASE_URL"}),
-			"enricher":   with(common, []string{"DATABASE_URL"}),
-			"aggregator": with(common, clickhouse),
-			"sink":       with(common, []string{"DATABASE_URL"}),
-			"query":      with(common, []string{"HTTP_ADDR", "DATABASE_URL"}, clickhouse),
-		},
-		HTTPPorts:       map[string]int{"gateway": 8080, "query": 8081},
-		AdminPort:       9090,
-		NotDeployed:     []string{"ctl", "devstack"},
-		Migrate:         "ctl",
-		MigrateArgs:     []string{"migrate"},
-		MigrateEnv:      with([]string{"DATABASE_URL"}, clickhouse),
-		MinGraceSeconds: map[string]int{"gateway": 30},
-		SecretMarkers:   []string{"PASSWORD", "SECRET", "TOKEN", "DATABASE_URL"},
-		Namespace:       "edtech",
+		Services: services,
+		Required: []string{"KAFKA_BROKERS", "KAFKA_TOPIC_PREFIX", "SCHEMA_REGISTRY_URL", "LOG_LEVEL", "ADMIN_ADDR", "HTTP_ADDR",
+			"DATABASE_URL", "CLICKHOUSE_ADDR", "CLICKHOUSE_DATABASE", "CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD"},
+		HTTPPorts: map[string]int{"gateway": 8080, "query": 8081}, AdminPort: 9090,
+		NotDeployed: []string{"ctl", "devstack"}, Migrate: "ctl", MigrateArgs: []string{"migrate"}, MigrateEnv: migrate,
+		MinGraceSeconds: map[string]int{"gateway": 30}, Namespace: "edtech",
 	}
+}
+
+// Needs returns the required variables of those a process reads.
+func (c Contract) Needs(reads []conf.Var) []string {
+	return slices.DeleteFunc(slices.Clone(c.Required), func(key string) bool { return !c.Reads(reads, key) })
+}
+
+// Reads reports whether a process reading reads reads key. OTEL_* variables are read by the
+// OpenTelemetry SDK in every process (libs/obs).
+func (c Contract) Reads(reads []conf.Var, key string) bool {
+	return strings.HasPrefix(key, "OTEL_") || slices.ContainsFunc(reads, func(v conf.Var) bool { return v.Env == key })
+}
+
+// IsSecret reports whether a service binds a variable of that name as a secret (conf.SecretVar).
+func (c Contract) IsSecret(key string) bool {
+	for _, vars := range c.Services {
+		if slices.ContainsFunc(slices.Concat(vars, c.MigrateEnv), func(v conf.Var) bool { return v.Env == key && v.Secret }) {
+			return true
+		}
+	}
+	return false
 }
 
 // Repo is a checkout to check: its root directory and the contract its files must honour.
@@ -67,29 +80,12 @@ type Repo struct {
 	Contract Contract
 }
 
-// ServiceNames returns the long-running services, sorted.
-func (c Contract) ServiceNames() []string {
-	names := make([]string, 0, len(c.Services))
-	for name := range c.Services {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	return names
-}
-
-// IsSecretName reports whether an env var of this name holds a secret.
-func (c Contract) IsSecretName(name string) bool {
-	upper := strings.ToUpper(name)
-	return slices.ContainsFunc(c.SecretMarkers, func(m string) bool { return strings.Contains(upper, m) })
-}
-
 // ServiceModules returns the directories under services/ that hold a Go module, sorted.
-func (r Repo) ServiceModules() ([]string, error) {
+func (r Repo) ServiceModules() (names []string, err error) {
 	entries, err := os.ReadDir(filepath.Join(r.Root, "services"))
 	if err != nil {
 		return nil, fmt.Errorf("listing services: %w", err)
 	}
-	var names []string
 	for _, e := range entries {
 		if e.IsDir() && r.exists(filepath.Join("services", e.Name(), "go.mod")) {
 			names = append(names, e.Name())
@@ -98,29 +94,19 @@ func (r Repo) ServiceModules() ([]string, error) {
 	return names, nil
 }
 
-// WorkspaceUses returns the directories listed in go.work's use directives, cleaned ("services/gateway").
+// WorkspaceUses returns the directories go.work uses, cleaned ("services/gateway").
 func (r Repo) WorkspaceUses() ([]string, error) {
 	src, err := os.ReadFile(filepath.Join(r.Root, "go.work"))
 	if err != nil {
 		return nil, fmt.Errorf("reading go.work: %w", err)
 	}
+	work, err := modfile.ParseWork("go.work", src, nil)
+	if err != nil {
+		return nil, fmt.Errorf("parsing go.work: %w", err)
+	}
 	var uses []string
-	inBlock := false
-	for _, line := range strings.Split(string(src), "\n") {
-		line = strings.TrimSpace(line)
-		if i := strings.Index(line, "//"); i >= 0 {
-			line = strings.TrimSpace(line[:i])
-		}
-		switch {
-		case line == "use (":
-			inBlock = true
-		case inBlock && line == ")":
-			inBlock = false
-		case inBlock && line != "":
-			uses = append(uses, filepath.ToSlash(filepath.Clean(line)))
-		case strings.HasPrefix(line, "use "):
-			uses = append(uses, filepath.ToSlash(filepath.Clean(strings.TrimSpace(strings.TrimPrefix(line, "use ")))))
-		}
+	for _, u := range work.Use {
+		uses = append(uses, filepath.ToSlash(filepath.Clean(u.Path)))
 	}
 	return uses, nil
 }
@@ -129,4 +115,41 @@ func (r Repo) WorkspaceUses() ([]string, error) {
 func (r Repo) exists(rel string) bool {
 	_, err := os.Stat(filepath.Join(r.Root, rel))
 	return err == nil
+}
+
+// when appends a problem to out when cond holds.
+func when(out []string, cond bool, format string, args ...any) []string {
+	if cond {
+		return append(out, fmt.Sprintf(format, args...))
+	}
+	return out
+}
+
+func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {
+	keys := make([]K, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// ImageProblem returns why an image reference is not pinned, or "" when it is: it needs a tag other than
+// latest, or a digest.
+func ImageProblem(ref string) string {
+	name := ref[strings.LastIndex(ref, "/")+1:]
+	_, tag, ok := strings.Cut(name, ":")
+	switch {
+	case ref == "":
+		return "no image"
+	case strings.Contains(ref, "@sha256:"):
+		return ""
+	case !ok || tag == "":
+		return fmt.Sprintf("image %q has no tag", ref)
+	case tag == "latest":
+		return fmt.Sprintf("image %q uses the latest tag", ref)
+	case strings.Contains(tag, "$"):
+		return fmt.Sprintf("image %q takes its tag from a variable", ref)
+	}
+	return ""
 }

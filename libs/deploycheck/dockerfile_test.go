@@ -1,8 +1,11 @@
 package deploycheck
 
 import (
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 )
 
 func TestDockerfile(t *testing.T) {
@@ -58,7 +61,7 @@ func TestDockerfileChecksCatchBrokenFiles(t *testing.T) {
 	}
 	index := newCheckIndex(DockerfileChecks(), func(c DockerfileCheck) string { return c.Name })
 	for _, c := range DockerfileChecks() {
-		if problems := c.Check(ParseDockerfile(goodDockerfile), []string{".git", "k8s"}); len(problems) > 0 {
+		if problems := c.Check(mustParse(t, goodDockerfile), []string{".git", "k8s"}); len(problems) > 0 {
 			t.Errorf("%s: good Dockerfile reported %q", c.Name, problems)
 		}
 	}
@@ -72,19 +75,37 @@ func TestDockerfileChecksCatchBrokenFiles(t *testing.T) {
 				}
 				src = strings.Replace(src, tc.from, tc.to, 1)
 			}
-			requireProblem(t, check.Check(ParseDockerfile(src), tc.ignore), tc.want)
+			requireProblem(t, check.Check(mustParse(t, src), tc.ignore), tc.want)
 		})
 	}
 	index.requireCovered(t)
 }
 
+func mustParse(t *testing.T, src string) Dockerfile {
+	t.Helper()
+	d, err := ParseDockerfile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
 func TestParseDockerfileJoinsContinuations(t *testing.T) {
-	d := ParseDockerfile(goodDockerfile)
+	d := mustParse(t, goodDockerfile)
 	if len(d.Stages) != 2 || d.Stages[0].Name != "build" {
 		t.Fatalf("stages %+v, want build and runtime", d.Stages)
 	}
-	runs := d.Stages[0].Find("RUN")
-	if len(runs) != 1 || !strings.Contains(runs[0].Args, "--mount=type=cache") || !strings.Contains(runs[0].Args, "go build") || runs[0].Line != 7 {
+	runs := find[*instructions.RunCommand](d.Stages[0])
+	if len(runs) != 1 || !slices.Contains(runs[0].FlagsUsed, "mount") || !strings.Contains(strings.Join(runs[0].CmdLine, " "), "go build") || line(runs[0]) != 7 {
 		t.Fatalf("RUN %+v, want one instruction from line 7 with both continuation lines", runs)
+	}
+}
+
+// TestParseDockerfileRejectsBrokenFiles: buildkit's parser refuses what docker build would.
+func TestParseDockerfileRejectsBrokenFiles(t *testing.T) {
+	for _, src := range []string{"FROM golang:1.26-bookworm AS\n", "FROM a:1\nCOPY --from\n", "FROM a:1\nFROBNICATE x\n"} {
+		if _, err := ParseDockerfile(src); err == nil {
+			t.Errorf("%q parsed without error", src)
+		}
 	}
 }

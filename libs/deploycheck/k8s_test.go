@@ -15,7 +15,7 @@ func TestK8sManifests(t *testing.T) {
 	if len(m.Objects) < 15 {
 		t.Fatalf("parsed %d objects; the multi-document files were not read", len(m.Objects))
 	}
-	k := DefaultContract()
+	k := platformContract()
 	for _, check := range K8sChecks() {
 		t.Run(check.Name, func(t *testing.T) {
 			for _, p := range check.Check(k, m) {
@@ -56,20 +56,22 @@ func TestK8sChecksCatchBrokenFiles(t *testing.T) {
 		check, name string
 		files       map[string]string
 		want        string
+		build       bool // kustomize or the API types refuse the files
 	}{
-		{check: "objects have identity", name: "no name", files: map[string]string{"a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {namespace: edtech}"}, want: "object without apiVersion, kind or metadata.name"},
-		{check: "objects have identity", name: "second document without kind", files: map[string]string{"a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: v1\nmetadata: {name: b}"}, want: `a.yaml: object without apiVersion, kind or metadata.name ("v1" "" "b")`},
+		{check: "namespace", name: "no name", build: true, files: map[string]string{"a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {namespace: edtech}"}, want: "missing metadata.name"},
+		{check: "namespace", name: "second document without kind", build: true, files: map[string]string{"a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: v1\nmetadata: {name: b}"}, want: "a.yaml"},
+		{check: "namespace", name: "unknown field", build: true, files: map[string]string{"d.yaml": deploymentYAML("sink", "          imagePullPolicy: Always\n          readinessProbes: {}\n")}, want: `decoding Deployment sink (d.yaml): json: unknown field "readinessProbes"`},
 
-		{check: "namespace", name: "wrong namespace", files: map[string]string{"a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: default}"}, want: `ConfigMap a (a.yaml): namespace "default", want "edtech"`},
+		{check: "namespace", name: "wrong namespace", files: map[string]string{kust: "resources: [a.yaml]", "a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: default}"}, want: `ConfigMap a (a.yaml): namespace "default", want "edtech"`},
 		{check: "namespace", name: "no namespace object", files: map[string]string{kust: "namespace: edtech\nresources: [a.yaml]", "a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: edtech}"}, want: "no applied Namespace edtech"},
 		{check: "namespace", name: "kustomization namespace", files: map[string]string{kust: "namespace: default"}, want: `kustomization namespace "default"`},
 
 		{check: "kustomization lists every manifest", name: "no kustomization", files: map[string]string{}, want: "no kustomization.yaml"},
-		{check: "kustomization lists every manifest", name: "missing resource", files: map[string]string{kust: "resources: [gone.yaml]"}, want: "lists gone.yaml, which does not exist"},
+		{check: "kustomization lists every manifest", name: "missing resource", build: true, files: map[string]string{kust: "resources: [gone.yaml]"}, want: "gone.yaml"},
 		{check: "kustomization lists every manifest", name: "unlisted manifest", files: map[string]string{kust: "resources: []", "extra.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}"}, want: "extra.yaml is not listed"},
 		{check: "kustomization lists every manifest", name: "template applied", files: map[string]string{kust: "resources: [secret.example.yaml]", "secret.example.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: s}"}, want: "applies the template secret.example.yaml"},
 		{check: "kustomization lists every manifest", name: "secret applied", files: map[string]string{kust: "resources: [s.yaml]", "s.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData: {DATABASE_URL: x}"}, want: "a Secret is applied from git"},
-		{check: "kustomization lists every manifest", name: "generator file missing", files: map[string]string{kust: "configMapGenerator: [{name: scripts, files: [run.sh]}]"}, want: "reads run.sh, which does not exist"},
+		{check: "kustomization lists every manifest", name: "generator file missing", build: true, files: map[string]string{kust: "configMapGenerator: [{name: scripts, files: [run.sh]}]"}, want: "run.sh"},
 
 		{check: "deployments present", name: "missing deployment and companions", files: map[string]string{kust: "resources: [g.yaml]", "g.yaml": deploymentYAML("gateway", "          image: x:1\n")}, want: "no Deployment enricher"},
 		{check: "deployments present", name: "no pdb", files: map[string]string{kust: "resources: [g.yaml]", "g.yaml": deploymentYAML("gateway", "          image: x:1\n")}, want: "Deployment gateway has no PodDisruptionBudget"},
@@ -86,7 +88,7 @@ func TestK8sChecksCatchBrokenFiles(t *testing.T) {
           livenessProbe: {httpGet: {path: /healthz, port: admin}}
 `)}, want: `readinessProbe port "http" is not the admin port 9090`},
 		{check: "probes", name: "no liveness", files: map[string]string{"d.yaml": deploymentYAML("sink", "          readinessProbe: {httpGet: {path: /readyz, port: 9090}}\n")}, want: "no HTTP livenessProbe"},
-		{check: "probes", name: "exec probe", files: map[string]string{"d.yaml": deploymentYAML("sink", "          readinessProbe: {exec: {command: [true]}}\n")}, want: "no HTTP readinessProbe"},
+		{check: "probes", name: "exec probe", files: map[string]string{"d.yaml": deploymentYAML("sink", "          readinessProbe: {exec: {command: [/bin/true]}}\n")}, want: "no HTTP readinessProbe"},
 
 		{check: "resources", name: "no limits", files: map[string]string{"d.yaml": deploymentYAML("sink", "          resources: {requests: {cpu: 100m, memory: 64Mi}}\n")}, want: "container app: no cpu limit"},
 		{check: "resources", name: "job without requests", files: map[string]string{"j.yaml": "apiVersion: batch/v1\nkind: Job\nmetadata: {name: j}\nspec:" + podYAML("{}", "          resources: {limits: {cpu: 1, memory: 64Mi}}\n")}, want: "Job j (j.yaml) container app: no memory request"},
@@ -111,7 +113,13 @@ func TestK8sChecksCatchBrokenFiles(t *testing.T) {
 			"d.yaml":         deploymentYAML("sink", "          env: [{name: DATABASE_URL, valueFrom: {secretKeyRef: {name: sec, key: DB_URL}}}]\n"),
 		}, want: "reads Secret sec key DB_URL, which no manifest defines"},
 		{check: "env complete", name: "unknown configmap", files: map[string]string{"d.yaml": deploymentYAML("sink", "          envFrom: [{configMapRef: {name: nope}}]\n")}, want: "envFrom ConfigMap nope, which no manifest defines"},
-		{check: "env complete", name: "migrate job without clickhouse", files: map[string]string{"j.yaml": "apiVersion: batch/v1\nkind: Job\nmetadata: {name: migrate}\nspec:" + podYAML("{}", "          image: ghcr.io/x/ctl:1\n          args: [migrate]\n")}, want: "env CLICKHOUSE_ADDR is not set"},
+		{check: "env complete", name: "migrate job without its database", files: map[string]string{"j.yaml": "apiVersion: batch/v1\nkind: Job\nmetadata: {name: migrate}\nspec:" + podYAML("{}", "          image: ghcr.io/x/ctl:1\n          args: [migrate]\n")}, want: "env DATABASE_URL is not set"},
+		{check: "env complete", name: "variable the migrate job does not read", files: map[string]string{"j.yaml": "apiVersion: batch/v1\nkind: Job\nmetadata: {name: migrate}\nspec:" + podYAML("{}", "          image: ghcr.io/x/ctl:1\n          args: [migrate]\n          env: [{name: CLICKHOUSE_PASSWORD, valueFrom: {secretKeyRef: {name: s, key: p}}}]\n")}, want: "Job migrate (j.yaml) container app: env CLICKHOUSE_PASSWORD is set, but migrate does not read it"},
+		{check: "env complete", name: "variable the service does not read", files: map[string]string{"d.yaml": deploymentYAML("sink", "          env: [{name: CLICKHOUSE_ADDR, value: 'ch:9000'}]\n")}, want: "Deployment sink (d.yaml) container app: env CLICKHOUSE_ADDR is set, but sink does not read it"},
+		{check: "env complete", name: "configmap key nobody reads", files: map[string]string{
+			"c.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: shared}\ndata: {KAFKA_BROKERS: k, KAFKA_BROKER: k}",
+			"d.yaml": deploymentYAML("sink", "          envFrom: [{configMapRef: {name: shared}}]\n"),
+		}, want: "ConfigMap shared: key KAFKA_BROKER is read by no service that loads it"},
 
 		{check: "selectors match pods", name: "deployment selector", files: map[string]string{"d.yaml": "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  selector: {matchLabels: {app: d}}" + podYAML("{app: other}", "          image: x:1\n")}, want: "does not match its pod labels"},
 		{check: "selectors match pods", name: "empty deployment selector", files: map[string]string{"d.yaml": "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:" + podYAML("{app: d}", "          image: x:1\n")}, want: "does not match its pod labels"},
@@ -163,10 +171,16 @@ func TestK8sChecksCatchBrokenFiles(t *testing.T) {
 				}
 			}
 			m, err := ParseManifests(files)
+			if tc.build {
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("building: %v, want an error containing %q", err, tc.want)
+				}
+				return
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
-			problems := check.Check(DefaultContract(), m)
+			problems := check.Check(platformContract(), m)
 			requireProblem(t, problems, tc.want)
 		})
 	}
@@ -174,10 +188,10 @@ func TestK8sChecksCatchBrokenFiles(t *testing.T) {
 }
 
 func TestParseManifestsRejectsInvalidYAML(t *testing.T) {
-	if _, err := ParseManifests(map[string][]byte{"bad.yaml": []byte("kind: [unclosed")}); err == nil {
-		t.Fatal("invalid YAML parsed without error")
+	if _, err := ParseManifests(map[string][]byte{"kustomization.yaml": []byte("resources: [bad.yaml]"), "bad.yaml": []byte("kind: [unclosed")}); err == nil || !strings.Contains(err.Error(), "bad.yaml") {
+		t.Fatalf("invalid YAML: %v, want an error naming bad.yaml", err)
 	}
-	m, err := ParseManifests(map[string][]byte{"two.yaml": []byte("---\n# only a comment\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\n")})
+	m, err := ParseManifests(map[string][]byte{"kustomization.yaml": []byte("resources: [two.yaml]"), "two.yaml": []byte("---\n# only a comment\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\n")})
 	if err != nil {
 		t.Fatal(err)
 	}

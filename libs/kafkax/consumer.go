@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/cenkalti/backoff/v5"
 	"log/slog"
 	"slices"
 	"sync"
@@ -26,6 +27,12 @@ type Store interface {
 	// record for which DeadLettered is true was refused before and is in the dead-letter topic: the store
 	// only moves its offset past it.
 	Write(ctx context.Context, topic string, partition int32, recs []*kgo.Record) error
+}
+
+// A Releaser is a Store that wants to know when the consumer gives partitions up (revoked, lost, or the
+// consumer leaving the group), for example to record what it knows of its last write for the next owner.
+type Releaser interface {
+	Release(ctx context.Context, topic string, partitions []int32)
 }
 
 // PoisonError is a store's refusal of a record for its content (a value the database rejects, a record
@@ -232,6 +239,9 @@ func (c *StoreConsumer) onRevoked(ctx context.Context, cl *kgo.Client, revoked m
 	}
 	c.mu.Unlock()
 	c.commit(ctx)
+	if r, ok := c.store.(Releaser); ok && len(revoked[c.cfg.Topic]) > 0 {
+		r.Release(ctx, c.cfg.Topic, revoked[c.cfg.Topic])
+	}
 }
 
 // Run consumes until ctx is done, then commits what is durable and leaves the group.
@@ -314,7 +324,7 @@ func (c *StoreConsumer) writePartition(ctx context.Context, p int32, recs []*kgo
 		return
 	}
 	c.failures[p]++
-	wait := backoff(c.cfg.RetryMin, c.cfg.RetryMax, c.failures[p])
+	wait := pauseFor(c.cfg.RetryMin, c.cfg.RetryMax, c.failures[p])
 	c.paused[p] = time.Now().Add(wait)
 	st, ok := c.stalls[p]
 	if !ok {
@@ -409,7 +419,7 @@ func (c *StoreConsumer) resumeDue(ctx context.Context) {
 	if err != nil {
 		for _, p := range due {
 			c.failures[p]++
-			c.paused[p] = time.Now().Add(backoff(c.cfg.RetryMin, c.cfg.RetryMax, c.failures[p]))
+			c.paused[p] = time.Now().Add(pauseFor(c.cfg.RetryMin, c.cfg.RetryMax, c.failures[p]))
 		}
 		c.log.Warn("store still unavailable", "partitions", due, "err", err)
 		return
@@ -439,7 +449,7 @@ func (c *StoreConsumer) commit(ctx context.Context) {
 	}
 }
 
-func backoff(lo, hi time.Duration, failures int) time.Duration {
+func pauseFor(lo, hi time.Duration, failures int) time.Duration {
 	d := lo
 	for i := 1; i < failures && d < hi; i++ {
 		d *= 2
@@ -447,19 +457,10 @@ func backoff(lo, hi time.Duration, failures int) time.Duration {
 	return min(d, hi)
 }
 
-// retry calls fn until it succeeds or ctx ends, backing off between attempts.
+// retry calls fn until it succeeds or ctx ends, backing off exponentially from lo to hi between attempts.
 func retry(ctx context.Context, lo, hi time.Duration, fn func() error) error {
-	for n := 1; ; n++ {
-		err := fn()
-		if err == nil {
-			return nil
-		}
-		t := time.NewTimer(backoff(lo, hi, n))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return errors.Join(err, ctx.Err())
-		case <-t.C:
-		}
-	}
+	_, err := backoff.Retry(ctx, func() (struct{}, error) { return struct{}{}, fn() },
+		backoff.WithBackOff(&backoff.ExponentialBackOff{InitialInterval: lo, RandomizationFactor: 0.2, Multiplier: 2, MaxInterval: hi}),
+		backoff.WithMaxElapsedTime(0))
+	return err
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -180,5 +181,43 @@ func TestStoreConsumerExactlyOnceAcrossRestartsFailuresAndRebalances(t *testing.
 				t.Fatalf("partition %d: offset %d follows %d", p, offs[i], offs[i-1])
 			}
 		}
+	}
+}
+
+// releasingStore is a memStore that records the partitions it is told the consumer gave up.
+type releasingStore struct {
+	*memStore
+	released []int32
+}
+
+func (s *releasingStore) Release(_ context.Context, _ string, parts []int32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.released = append(s.released, parts...)
+}
+
+// TestReleaserHearsOfPartitionsGivenUp proves a store that is a Releaser is told of every partition the
+// consumer gives up when it leaves the group.
+func TestReleaserHearsOfPartitionsGivenUp(t *testing.T) {
+	_, cfg := kafkatest.New(t)
+	topic := cfg.Topics().Enriched
+	admin, err := kafkax.NewClient(cfg, kafkax.Deps{}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if err := kafkax.EnsureTopics(context.Background(), admin.Client, 4, 1, []kafkax.TopicSpec{{Name: topic}}); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, cfg, topic, 400)
+	store := &releasingStore{memStore: newMemStore()}
+	stop := startConsumer(t, cfg, topic, store)
+	waitFor(t, "every record", func() bool { return store.total() >= 400 })
+	stop()
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	slices.Sort(store.released)
+	if !slices.Equal(store.released, []int32{0, 1, 2, 3}) {
+		t.Fatalf("released %v, want every partition once", store.released)
 	}
 }

@@ -27,6 +27,9 @@ require (
 
 replace github.com/edtech-analytics/platform/libs/conf => ../conf
 
-require github.com/edtech-analytics/platform/libs/kafkatest v0.0.0-00010101000000-000000000000
+require (
+	github.com/cenkalti/backoff/v5 v5.0.3
+	github.com/edtech-analytics/platform/libs/kafkatest v0.0.0-00010101000000-000000000000
+)
 
 replace github.com/edtech-analytics/platform/libs/kafkatest => ../kafkatest

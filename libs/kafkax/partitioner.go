@@ -26,8 +26,12 @@ func (p partitioner) ForTopic(t string) kgo.TopicPartitioner {
 	return p.def.ForTopic(t)
 }
 
-// KeyPartition is the partition, of a topic with partitions partitions, that the platform's partitioner
-// gives a record keyed key: both hash keys with Kafka's murmur2 (the default hasher of kgo's partitioners).
-func KeyPartition(key []byte, partitions int) int32 {
-	return int32(kgo.StickyKeyPartitioner(nil).ForTopic("").Partition(&kgo.Record{Key: key}, partitions))
+// keyed is franz-go's partitioner for keyed records with Kafka's own hash (murmur2), as the default
+// partitioner above uses it.
+var keyed = kgo.StickyKeyPartitioner(nil).ForTopic("")
+
+// KeyPartition is the partition the platform's producers (and Kafka's Java clients) send a record keyed
+// key to among n partitions.
+func KeyPartition(key []byte, n int) int32 {
+	return int32(keyed.Partition(&kgo.Record{Key: key}, n))
 }

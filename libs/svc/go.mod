@@ -3,6 +3,7 @@ module github.com/edtech-analytics/platform/libs/svc
 go 1.26.0
 
 require (
+	github.com/cenkalti/backoff/v5 v5.0.3
 	github.com/edtech-analytics/platform/libs/conf v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/kafkatest v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/kafkax v0.0.0-00010101000000-000000000000
@@ -16,7 +17,6 @@ require (
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
-	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/edtech-analytics/platform/schemas v0.0.0-00010101000000-000000000000 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/cenkalti/backoff/v5"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -35,14 +36,18 @@ func Main(service string, cfg Config, run func(ctx context.Context, rt Runtime) 
 	os.Exit(mainCode(service, cfg, os.Args[1:], run))
 }
 
-func mainCode(service string, cfg Config, args []string, run func(ctx context.Context, rt Runtime) error) int {
+// FlagSet returns the flags a service parses: its config's and the log level. conf.Vars of it is the
+// environment the service reads.
+func FlagSet(service string, cfg Config, level *string) *flag.FlagSet {
 	fs := flag.NewFlagSet(service, flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
-	level := "info"
-	if v := os.Getenv("LOG_LEVEL"); v != "" {
-		level = v
-	}
-	fs.StringVar(&level, "log-level", level, "log level: debug, info, warn, error (env LOG_LEVEL)")
+	conf.String(fs, level, "log-level", "LOG_LEVEL", "info", "log level: debug, info, warn, error")
+	return fs
+}
+
+func mainCode(service string, cfg Config, args []string, run func(ctx context.Context, rt Runtime) error) int {
+	var level string
+	fs := FlagSet(service, cfg, &level)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -76,4 +81,13 @@ func mainCode(service string, cfg Config, args []string, run func(ctx context.Co
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// WaitPolicy is how a service waits for a dependency at start: attempts 1 s apart at first, backing off to
+// 5 s, until the context ends.
+func WaitPolicy() []backoff.RetryOption {
+	return []backoff.RetryOption{
+		backoff.WithBackOff(&backoff.ExponentialBackOff{InitialInterval: time.Second, RandomizationFactor: 0.2, Multiplier: 1.5, MaxInterval: 5 * time.Second}),
+		backoff.WithMaxElapsedTime(0),
+	}
 }

@@ -3,61 +3,47 @@ package tenancy
 import (
 	"context"
 	"errors"
-	"sync"
 	"time"
+
+	"github.com/edtech-analytics/platform/libs/ttlcache"
 )
 
 // KeyCache caches LookupAPIKey answers for a TTL, so a revoked key stops working within the TTL on every
-// instance while PostgreSQL sees at most one lookup per key per TTL. Invalid keys are cached too, so a
-// flood of bad keys does not reach the database; other errors are not cached.
+// instance while PostgreSQL sees at most one lookup per key per TTL (concurrent requests with one key make
+// one lookup). Invalid keys are cached too, so a flood of bad keys does not reach the database; other
+// errors are not cached. A full cache evicts the least recently used keys.
 type KeyCache struct {
 	lookup func(ctx context.Context, plaintext string) (APIKey, error)
-	ttl    time.Duration
-	now    func() time.Time
-
-	mu      sync.Mutex
-	entries map[string]keyEntry
+	cache  *ttlcache.Cache[string, keyAnswer]
 }
 
-type keyEntry struct {
-	key     APIKey
-	err     error
-	expires time.Time
+type keyAnswer struct {
+	key APIKey
+	err error
 }
 
-// maxCachedKeys bounds the cache; when full, expired entries are dropped, then everything.
+// maxCachedKeys bounds the cache.
 const maxCachedKeys = 100_000
 
 // NewKeyCache caches s.LookupAPIKey for ttl.
 func NewKeyCache(s *Store, ttl time.Duration) *KeyCache {
-	return &KeyCache{lookup: s.LookupAPIKey, ttl: ttl, now: time.Now, entries: map[string]keyEntry{}}
+	return &KeyCache{lookup: s.LookupAPIKey, cache: ttlcache.New[string, keyAnswer](maxCachedKeys, ttl)}
 }
+
+// SetClock replaces time.Now, for tests that move time themselves.
+func (c *KeyCache) SetClock(now func() time.Time) { c.cache.SetClock(now) }
 
 // Lookup returns the cached answer or asks the store.
 func (c *KeyCache) Lookup(ctx context.Context, plaintext string) (APIKey, error) {
-	now := c.now()
-	c.mu.Lock()
-	e, ok := c.entries[plaintext]
-	c.mu.Unlock()
-	if ok && now.Before(e.expires) {
-		return e.key, e.err
-	}
-	k, err := c.lookup(ctx, plaintext)
-	if err != nil && !errors.Is(err, ErrInvalidKey) {
+	a, err := c.cache.Get(plaintext, func() (keyAnswer, error) {
+		k, err := c.lookup(ctx, plaintext)
+		if err != nil && !errors.Is(err, ErrInvalidKey) {
+			return keyAnswer{}, err
+		}
+		return keyAnswer{key: k, err: err}, nil
+	})
+	if err != nil {
 		return APIKey{}, err
 	}
-	c.mu.Lock()
-	if len(c.entries) >= maxCachedKeys {
-		for p, e := range c.entries {
-			if now.After(e.expires) {
-				delete(c.entries, p)
-			}
-		}
-		if len(c.entries) >= maxCachedKeys {
-			clear(c.entries)
-		}
-	}
-	c.entries[plaintext] = keyEntry{key: k, err: err, expires: now.Add(c.ttl)}
-	c.mu.Unlock()
-	return k, err
+	return a.key, a.err
 }

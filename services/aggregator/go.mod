@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/ClickHouse/clickhouse-go/v2 v2.26.0
+	github.com/cenkalti/backoff/v5 v5.0.3
 	github.com/edtech-analytics/platform/libs/chutil v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/conf v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/devenv v0.0.0-00010101000000-000000000000
@@ -26,7 +27,6 @@ require (
 	github.com/ClickHouse/ch-go v0.61.5 // indirect
 	github.com/andybalholm/brotli v1.1.0 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
-	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/edtech-analytics/platform/schemas v0.0.0-00010101000000-000000000000 // indirect
 	github.com/go-faster/city v1.0.1 // indirect

@@ -17,6 +17,7 @@ require github.com/edtech-analytics/platform/libs/svc v0.0.0-00010101000000-0000
 require github.com/edtech-analytics/platform/services/ctl v0.0.0-00010101000000-000000000000
 
 require (
+	github.com/cenkalti/backoff/v5 v5.0.3
 	github.com/edtech-analytics/platform/libs/kafkatest v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/tenancy v0.0.0-00010101000000-000000000000
 	github.com/jackc/pgx/v5 v5.12.0
@@ -29,16 +30,18 @@ require (
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
-	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/edtech-analytics/platform/libs/devenv v0.0.0-00010101000000-000000000000 // indirect
+	github.com/edtech-analytics/platform/libs/ttlcache v0.0.0-00010101000000-000000000000 // indirect
 	github.com/edtech-analytics/platform/schemas v0.0.0-00010101000000-000000000000 // indirect
+	github.com/edtech-analytics/platform/services/sink v0.0.0-00010101000000-000000000000 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/go-viper/mapstructure/v2 v2.5.0 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/grpc-ecosystem/grpc-gateway/v2 v2.30.0 // indirect
 	github.com/hamba/avro/v2 v2.31.0 // indirect
+	github.com/hashicorp/golang-lru/v2 v2.0.7 // indirect
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
 	github.com/jackc/puddle/v2 v2.2.3 // indirect
@@ -98,3 +101,5 @@ replace (
 	github.com/edtech-analytics/platform/services/query => ../../services/query
 	github.com/edtech-analytics/platform/services/sink => ../../services/sink
 )
+
+replace github.com/edtech-analytics/platform/libs/ttlcache => ../../libs/ttlcache

@@ -21,7 +21,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/sampledata"
-	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -410,7 +410,7 @@ func readRaw(t *testing.T, kcfg kafkax.Config) map[string]int {
 			left[o.Partition] = o.Offset
 		}
 	})
-	codec, err := svc.NewCodec(ctx, kcfg)
+	codec, err := stream.NewCodec(ctx, kcfg)
 	if err != nil {
 		t.Fatal(err)
 	}

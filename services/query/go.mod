@@ -17,6 +17,7 @@ require (
 	github.com/edtech-analytics/platform/libs/devenv v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/records v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/tenancy v0.0.0-00010101000000-000000000000
+	github.com/edtech-analytics/platform/libs/ttlcache v0.0.0-00010101000000-000000000000
 	github.com/google/uuid v1.6.0
 	github.com/jackc/pgx/v5 v5.12.0
 	golang.org/x/sync v0.24.0
@@ -28,7 +29,6 @@ require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
-	github.com/edtech-analytics/platform/libs/kafkax v0.0.0-00010101000000-000000000000 // indirect
 	github.com/edtech-analytics/platform/schemas v0.0.0-00010101000000-000000000000 // indirect
 	github.com/go-faster/city v1.0.1 // indirect
 	github.com/go-faster/errors v0.7.1 // indirect
@@ -37,6 +37,7 @@ require (
 	github.com/go-viper/mapstructure/v2 v2.5.0 // indirect
 	github.com/grpc-ecosystem/grpc-gateway/v2 v2.30.0 // indirect
 	github.com/hamba/avro/v2 v2.31.0 // indirect
+	github.com/hashicorp/golang-lru/v2 v2.0.7 // indirect
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
 	github.com/jackc/puddle/v2 v2.2.3 // indirect
@@ -58,11 +59,7 @@ require (
 	github.com/segmentio/asm v1.2.0 // indirect
 	github.com/sethvargo/go-retry v0.2.4 // indirect
 	github.com/shopspring/decimal v1.4.0 // indirect
-	github.com/twmb/franz-go v1.22.2 // indirect
-	github.com/twmb/franz-go/pkg/kadm v1.19.0 // indirect
-	github.com/twmb/franz-go/pkg/kmsg v1.15.0 // indirect
 	github.com/twmb/franz-go/pkg/sr v1.8.0 // indirect
-	github.com/twmb/franz-go/plugin/kotel v1.7.1 // indirect
 	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
 	go.opentelemetry.io/otel v1.47.0 // indirect
 	go.opentelemetry.io/otel/exporters/otlp/otlptrace v1.47.0 // indirect
@@ -106,3 +103,5 @@ replace (
 	github.com/edtech-analytics/platform/services/gateway => ../../services/gateway
 	github.com/edtech-analytics/platform/services/sink => ../../services/sink
 )
+
+replace github.com/edtech-analytics/platform/libs/ttlcache => ../../libs/ttlcache

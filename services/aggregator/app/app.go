@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/cenkalti/backoff/v5"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -17,6 +18,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/obs"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/edtech-analytics/platform/services/aggregator/internal/chstore"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
@@ -111,7 +113,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
 }
 
 func consume(ctx context.Context, cfg Config, rt svc.Runtime, conn driver.Conn, health *obs.Health) error {
-	codec, err := svc.NewCodec(ctx, cfg.Kafka)
+	codec, err := stream.NewCodec(ctx, cfg.Kafka)
 	if err != nil {
 		return err
 	}
@@ -129,17 +131,17 @@ func consume(ctx context.Context, cfg Config, rt svc.Runtime, conn driver.Conn, 
 	defer dlq.Close()
 	consumer, err := kafkax.NewStoreConsumer(cfg.Kafka, deps,
 		kafkax.ConsumerConfig{Group: cfg.Group, Topic: cfg.Kafka.Topics().Enriched, Extra: cfg.ConsumerExtra,
-			DeadLetter: svc.DeadLetters(codec, dlq.Client, cfg.Kafka.Topics().DLQ, records.StageAggregator)},
+			DeadLetter: stream.DeadLetters(codec, dlq.Client, cfg.Kafka.Topics().DLQ, records.StageAggregator)},
 		store, func(ready bool) { health.SetReady("partitions", ready) })
 	if err != nil {
 		return err
 	}
-	stopReports, err := svc.ReportStalls(rt.Tel.Meter, health, cfg.Kafka.Topics().Enriched, consumer)
+	stopReports, err := stream.ReportStalls(rt.Tel.Meter, health, cfg.Kafka.Topics().Enriched, consumer)
 	if err != nil {
 		return err
 	}
 	defer stopReports()
-	if err := svc.WaitKafka(ctx, rt.Log, consumer.Client().Client, cfg.Kafka); err != nil {
+	if err := stream.WaitKafka(ctx, rt.Log, consumer.Client().Client, cfg.Kafka); err != nil {
 		consumer.Client().Close()
 		return err
 	}
@@ -153,20 +155,19 @@ func consume(ctx context.Context, cfg Config, rt svc.Runtime, conn driver.Conn, 
 // if missing and migrates it. Errors after the server answered are returned: they will not go away.
 func waitClickHouse(ctx context.Context, cfg Config, rt svc.Runtime) (driver.Conn, error) {
 	opts := chutil.Options{Addr: cfg.ClickHouseAddr, User: cfg.ClickHouseUser, Password: cfg.ClickHousePassword.Reveal(), DialTimeout: 5 * time.Second}
-	var admin driver.Conn
-	for attempt := 1; ; attempt++ {
-		var err error
-		if admin, err = chutil.Open(ctx, opts); err == nil {
-			break
+	attempt := 0
+	admin, err := backoff.Retry(ctx, func() (driver.Conn, error) {
+		attempt++
+		conn, err := chutil.Open(ctx, opts)
+		if err != nil {
+			rt.Log.Warn("waiting for clickhouse", "attempt", attempt, "err", err)
 		}
-		rt.Log.Warn("waiting for clickhouse", "attempt", attempt, "err", err)
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("waiting for clickhouse: %w", ctx.Err())
-		case <-time.After(min(time.Duration(attempt)*time.Second, 5*time.Second)):
-		}
+		return conn, err
+	}, svc.WaitPolicy()...)
+	if err != nil {
+		return nil, fmt.Errorf("waiting for clickhouse: %w", err)
 	}
-	err := chutil.CreateDatabase(ctx, admin, cfg.ClickHouseDatabase)
+	err = chutil.CreateDatabase(ctx, admin, cfg.ClickHouseDatabase)
 	if cerr := admin.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("closing clickhouse connection: %w", cerr)
 	}

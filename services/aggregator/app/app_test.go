@@ -18,6 +18,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/obs"
 	"github.com/edtech-analytics/platform/libs/obs/obstest"
 	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/edtech-analytics/platform/services/aggregator/app"
 	"github.com/edtech-analytics/platform/services/aggregator/internal/chstore"
 	"github.com/edtech-analytics/platform/services/aggregator/internal/synth"
@@ -111,7 +112,7 @@ func TestRunConsumesIntoClickHouse(t *testing.T) {
 
 	waitFor(t, "readiness", func() bool { return get(t, "http://"+adminAddr+"/readyz") == http.StatusOK })
 
-	codec, err := svc.NewCodec(t.Context(), kcfg)
+	codec, err := stream.NewCodec(t.Context(), kcfg)
 	if err != nil {
 		t.Fatal(err)
 	}

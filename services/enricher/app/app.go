@@ -18,6 +18,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/pgutil"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/edtech-analytics/platform/services/enricher/internal/claims"
 	"github.com/edtech-analytics/platform/services/enricher/internal/dedup"
@@ -96,7 +97,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
 	}
 	defer pool.Close()
 	health.SetReady("postgres", true)
-	codec, err := svc.NewCodec(ctx, cfg.Kafka)
+	codec, err := stream.NewCodec(ctx, cfg.Kafka)
 	if err != nil {
 		return err
 	}
@@ -153,7 +154,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
 	g.Go(func() error { return shared.RunExpiry(gctx, rt.Log, 5*time.Minute) })
 	caughtUp := make(chan struct{})
 	g.Go(func() error {
-		if err := svc.WaitKafka(gctx, rt.Log, admin.Client, cfg.Kafka); err != nil {
+		if err := stream.WaitKafka(gctx, rt.Log, admin.Client, cfg.Kafka); err != nil {
 			return err
 		}
 		health.SetReady("kafka", true)

@@ -19,7 +19,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/obs"
 	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
 	"github.com/edtech-analytics/platform/libs/records"
-	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/edtech-analytics/platform/services/enricher/internal/claims"
 	"github.com/edtech-analytics/platform/services/enricher/internal/dedup"
@@ -336,7 +336,7 @@ func BenchmarkPipelineEndToEnd(b *testing.B) {
 	if err := kafkax.EnsureTopics(ctx, cl.Client, kcfg.Partitions, 1, kafkax.PlatformTopics(kcfg)); err != nil {
 		b.Fatal(err)
 	}
-	codec, err := svc.NewCodec(ctx, kcfg)
+	codec, err := stream.NewCodec(ctx, kcfg)
 	if err != nil {
 		b.Fatal(err)
 	}

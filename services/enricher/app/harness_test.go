@@ -20,6 +20,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/edtech-analytics/platform/services/enricher/app"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -73,7 +74,7 @@ func newHarness(t *testing.T, tenants ...string) *harness {
 	if err := kafkax.EnsureTopics(ctx, cl.Client, kcfg.Partitions, 1, kafkax.PlatformTopics(kcfg)); err != nil {
 		t.Fatal(err)
 	}
-	codec, err := svc.NewCodec(ctx, kcfg)
+	codec, err := stream.NewCodec(ctx, kcfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/obs"
 	"github.com/edtech-analytics/platform/libs/pgutil"
 	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/edtech-analytics/platform/services/gateway/internal/roster"
 	"github.com/edtech-analytics/platform/services/gateway/internal/server"
@@ -152,12 +153,12 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks) error {
 		return err
 	}
 	defer producer.Close()
-	codec, err := svc.NewCodec(ctx, cfg.Kafka)
+	codec, err := stream.NewCodec(ctx, cfg.Kafka)
 	if err != nil {
 		return err
 	}
 	srv, err := server.New(server.Deps{Log: rt.Log, Keys: keys, Tenants: registry, Producer: producer.Client, Codec: codec,
-		Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter},
+		Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter, Propagator: rt.Tel.Propagator},
 		server.Topics{Raw: cfg.Kafka.Topics().Raw, DLQ: cfg.Kafka.Topics().DLQ},
 		server.Limits{MaxBodyBytes: int64(cfg.MaxBodyBytes), MaxEvents: cfg.MaxEvents,
 			MaxRosterBodyBytes: int64(cfg.MaxRosterBodyBytes),
@@ -194,7 +195,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks) error {
 	})
 	g.Go(func() error { return registry.Run(gctx, cfg.TenantRefresh) })
 	g.Go(func() error {
-		if err := svc.WaitKafka(gctx, rt.Log, producer.Client, cfg.Kafka); err != nil {
+		if err := stream.WaitKafka(gctx, rt.Log, producer.Client, cfg.Kafka); err != nil {
 			return err
 		}
 		health.SetReady("kafka", true)

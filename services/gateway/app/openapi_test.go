@@ -22,7 +22,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/obs"
 	"github.com/edtech-analytics/platform/libs/sampledata"
-	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/edtech-analytics/platform/services/gateway/api"
 	"github.com/edtech-analytics/platform/services/gateway/app"
 	"github.com/edtech-analytics/platform/services/gateway/internal/ingest"
@@ -69,7 +69,7 @@ func newGateway(t *testing.T, opts ...func(*server.Limits)) *gateway {
 	if err := kafkax.EnsureTopics(ctx, cl.Client, 4, 1, kafkax.PlatformTopics(kcfg)); err != nil {
 		t.Fatal(err)
 	}
-	codec, err := svc.NewCodec(ctx, kcfg)
+	codec, err := stream.NewCodec(ctx, kcfg)
 	if err != nil {
 		t.Fatal(err)
 	}

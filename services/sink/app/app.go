@@ -15,6 +15,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/obs"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/edtech-analytics/platform/services/sink/internal/pgstore"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -83,7 +84,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
 	if err := tenancy.Migrate(ctx, pool); err != nil {
 		return err
 	}
-	codec, err := svc.NewCodec(ctx, cfg.Kafka)
+	codec, err := stream.NewCodec(ctx, cfg.Kafka)
 	if err != nil {
 		return err
 	}
@@ -107,12 +108,12 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
 	defer dlq.Close()
 	consumer, err := kafkax.NewStoreConsumer(cfg.Kafka, deps,
 		kafkax.ConsumerConfig{Group: cfg.Group, Topic: cfg.Kafka.Topics().Enriched, MaxPollRecords: cfg.MaxPollRecords,
-			Extra: cfg.ConsumerExtra, DeadLetter: svc.DeadLetters(codec, dlq.Client, cfg.Kafka.Topics().DLQ, records.StageSink)},
+			Extra: cfg.ConsumerExtra, DeadLetter: stream.DeadLetters(codec, dlq.Client, cfg.Kafka.Topics().DLQ, records.StageSink)},
 		store, func(ok bool) { health.SetReady("partitions", ok) })
 	if err != nil {
 		return err
 	}
-	stopReports, err := svc.ReportStalls(rt.Tel.Meter, health, cfg.Kafka.Topics().Enriched, consumer)
+	stopReports, err := stream.ReportStalls(rt.Tel.Meter, health, cfg.Kafka.Topics().Enriched, consumer)
 	if err != nil {
 		return err
 	}
@@ -122,7 +123,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return obs.ServeAdmin(gctx, rt.Log, cfg.AdminAddr, health, rt.Tel.Metrics) })
 	g.Go(func() error {
-		if err := svc.WaitKafka(gctx, rt.Log, cl, cfg.Kafka); err != nil {
+		if err := stream.WaitKafka(gctx, rt.Log, cl, cfg.Kafka); err != nil {
 			cl.Close()
 			return err
 		}

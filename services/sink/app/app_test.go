@@ -18,6 +18,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/edtech-analytics/platform/services/sink/app"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -86,7 +87,7 @@ func TestRunConsumesEnrichedIntoDistrictSchemas(t *testing.T) {
 
 	waitFor(t, "the sink to be ready", func() bool { return get(t, "http://"+admin+"/readyz") == http.StatusOK })
 
-	codec, err := svc.NewCodec(t.Context(), kcfg)
+	codec, err := stream.NewCodec(t.Context(), kcfg)
 	if err != nil {
 		t.Fatal(err)
 	}

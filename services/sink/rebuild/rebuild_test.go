@@ -278,19 +278,6 @@ func TestKeyPartitionAgreesWithTheProducer(t *testing.T) {
 			t.Errorf("%s went to partition %d, KeyPartition says %d", ids[i], r.Partition, want)
 		}
 	}
-	// And it agrees with franz-go's Kafka-compatible key partitioner on keys of every length.
-	kafka := kgo.StickyKeyPartitioner(nil).ForTopic("t")
-	rng := rand.New(rand.NewPCG(9, 9))
-	for i := range 2000 {
-		key := make([]byte, i%70)
-		for j := range key {
-			key[j] = byte(rng.IntN(256))
-		}
-		n := 1 + rng.IntN(64)
-		if got, want := rebuild.KeyPartition(string(key), n), int32(kafka.Partition(&kgo.Record{Key: key}, n)); got != want {
-			t.Fatalf("key %x among %d: KeyPartition %d, Kafka %d", key, n, got, want)
-		}
-	}
 }
 
 // TestRebuildRefusesATruncatedHistory: when retention removed the start of the district's partition,

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/edtech-analytics/platform/services/sink/internal/pgstore"
@@ -117,44 +118,8 @@ func historyError(topic string, t tenancy.Tenant, truncated []History) error {
 		ErrHistoryTruncated, strings.Join(parts, "; "), t.ID, t.CreatedAt.UTC().Format(time.RFC3339))
 }
 
-// KeyPartition is the partition Kafka's default partitioner sends key to among n: murmur2 of the key,
-// high bit masked, modulo n.
-func KeyPartition(key string, n int) int32 {
-	return int32(murmur2([]byte(key))&0x7fffffff) % int32(n)
-}
-
-// murmur2 is Kafka's key hash (org.apache.kafka.common.utils.Utils.murmur2).
-func murmur2(b []byte) uint32 {
-	const (
-		seed = 0x9747b28c
-		m    = 0x5bd1e995
-		r    = 24
-	)
-	h := uint32(seed) ^ uint32(len(b))
-	for len(b) >= 4 {
-		k := uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
-		k *= m
-		k ^= k >> r
-		k *= m
-		h = h*m ^ k
-		b = b[4:]
-	}
-	switch len(b) {
-	case 3:
-		h ^= uint32(b[2]) << 16
-		fallthrough
-	case 2:
-		h ^= uint32(b[1]) << 8
-		fallthrough
-	case 1:
-		h ^= uint32(b[0])
-		h *= m
-	}
-	h ^= h >> 13
-	h *= m
-	h ^= h >> 15
-	return h
-}
+// KeyPartition is the partition the platform's producers send key to among n (kafkax.KeyPartition).
+func KeyPartition(key string, n int) int32 { return kafkax.KeyPartition([]byte(key), n) }
 
 // part is the replay state of one partition.
 type part struct {

@@ -10,11 +10,11 @@
 // to two consumers that both believe they own a partition, and to inserts the server still commits after
 // their client gave up.
 //
-// What remains is a ClickHouse server that dies in the middle of one INSERT: the events block is written
-// as one part per month it spans and each view's rows as parts of their own, one after another, so the
-// batch can be left partly applied. Replaying it then double-counts what was applied, or skips what was
-// not if kafka_offsets was written; the rollups of the affected days are rebuilt from events (INSERT ...
-// SELECT into a fresh table) after such a crash.
+// A ClickHouse server that dies in the middle of one INSERT can leave the batch partly applied: the events
+// block is written as one part per month it spans and each view's rows as parts of their own, one after
+// another. Every insert into events is therefore journaled first (insert_journal), and a batch whose
+// outcome the store does not know is repaired, with no manual step, before its partition's offset is
+// returned: completed by deriving the views' rows again from events, or taken back (see repair.go).
 package chstore
 
 import (
@@ -105,7 +105,9 @@ type Store struct {
 	skipped  metric.Int64Counter
 
 	mu       sync.Mutex
-	analysts map[string]bool // districts whose analyst views exist
+	analysts map[string]bool           // districts whose analyst views exist
+	journals map[partKey]*journalState // what the store knows of each partition's last insert
+	locks    map[partKey]*sync.Mutex   // see partLock
 }
 
 // New returns a store over conn, whose default database (cfg.Database) Migrate has prepared.
@@ -133,7 +135,7 @@ func New(conn driver.Conn, codec *records.Codec, cfg Config, deps Deps) (*Store,
 	}
 	return &Store{
 		conn: conn, codec: codec, cfg: cfg, log: deps.Log, tracer: deps.Tracer.Tracer("aggregator/chstore"),
-		inserted: inserted, skipped: skipped, analysts: map[string]bool{},
+		inserted: inserted, skipped: skipped, analysts: map[string]bool{}, journals: map[partKey]*journalState{}, locks: map[partKey]*sync.Mutex{},
 	}, nil
 }
 
@@ -143,6 +145,9 @@ func New(conn driver.Conn, codec *records.Codec, cfg Config, deps Deps) (*Store,
 // and insert, not events.
 func (s *Store) NextOffsets(ctx context.Context, topic string, partitions []int32) (map[int32]int64, error) {
 	if err := s.waitInserts(ctx, topic, partitions); err != nil {
+		return nil, err
+	}
+	if err := s.repairPartitions(ctx, topic, partitions); err != nil {
 		return nil, err
 	}
 	stored, err := s.stored(ctx, topic)
@@ -235,9 +240,15 @@ func (s *Store) Write(ctx context.Context, topic string, partition int32, recs [
 			s.log.Warn("creating analyst views", "tenant_id", tenant, "err", err)
 		}
 	}
+	l := s.partLock(topic, partition)
+	l.Lock()
+	defer l.Unlock()
 	w := write{Store: s, topic: topic, partition: partition, id: insertPrefix(topic, partition) + uuid.NewString() + ":"}
 	last := recs[len(recs)-1].Offset
 	if len(rows) > 0 {
+		if err := w.repairUnknown(ctx); err != nil {
+			return err
+		}
 		if err := w.insertEvents(ctx, rows); err != nil {
 			return err
 		}
@@ -269,6 +280,19 @@ type write struct {
 	id        string
 }
 
+// repairUnknown repairs the partition's last insert if this store did not see it end (a store that
+// writes without NextOffsets first; the consumer's NextOffsets repairs on assignment).
+func (w write) repairUnknown(ctx context.Context) error {
+	st, err := w.journal(ctx, w.topic, w.partition)
+	if err != nil || st.known {
+		return err
+	}
+	if err := w.waitInserts(ctx, w.topic, []int32{w.partition}); err != nil {
+		return err
+	}
+	return w.repairLocked(ctx, w.topic, w.partition, false)
+}
+
 // insertEvents inserts the rows past the stored offset.
 func (w write) insertEvents(ctx context.Context, rows []eventRow) error {
 	batch, next, err := w.prepare(ctx, "events", "INSERT INTO events ("+eventColumns+")")
@@ -289,13 +313,36 @@ func (w write) insertEvents(ctx context.Context, rows []eventRow) error {
 			return kafkax.Poison(int64(rows[i].KafkaOffset), records.ReasonStoreRefused, err)
 		}
 	}
+	// The journal row goes in before the data: if the insert's outcome is lost, NextOffsets repairs it.
+	st, err := w.journal(ctx, w.topic, w.partition)
+	if err != nil {
+		return errors.Join(err, batch.Abort())
+	}
+	entry := newJournalEntry(w.topic, w.partition, st.entry.seq(), rows)
+	if err := w.writeJournal(ctx, entry); err != nil {
+		return errors.Join(err, batch.Abort())
+	}
+	w.mu.Lock()
+	st.entry, st.known, st.marked = entry, false, false
+	w.mu.Unlock()
 	if err := batch.Send(); err != nil {
 		err = fmt.Errorf("inserting %d events into clickhouse: %w", len(rows), err)
 		if refusedContent(err) {
+			// A view may have refused a value after events took the block: undo what was applied before
+			// the record is dead-lettered.
+			if rerr := w.waitInserts(ctx, w.topic, []int32{w.partition}); rerr != nil {
+				return errors.Join(err, rerr)
+			}
+			if rerr := w.repairLocked(ctx, w.topic, w.partition, true); rerr != nil {
+				return errors.Join(err, rerr)
+			}
 			return kafkax.Poison(-1, records.ReasonStoreRefused, err)
 		}
 		return err
 	}
+	w.mu.Lock()
+	st.known = true
+	w.mu.Unlock()
 	w.inserted.Add(ctx, int64(len(rows)))
 	return nil
 }

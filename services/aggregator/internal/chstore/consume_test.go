@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"io"
 	"log/slog"
 	"maps"
@@ -371,15 +372,21 @@ func TestConsumeCrashesNeitherLoseNorDoubleCount(t *testing.T) {
 				t.Fatalf("no consumer died after its insert: the trial proves nothing")
 			}
 
-			if n := count(t, conn, "SELECT count() FROM events"); n != uint64(len(p.facts)) {
-				t.Fatalf("stored %d events, want %d", n, len(p.facts))
-			}
-			if n := count(t, conn, "SELECT uniqExact(event_id) FROM events"); n != uint64(len(p.facts)) {
-				t.Fatalf("stored %d distinct events, want %d", n, len(p.facts))
-			}
-			if diff := synth.Diff(synth.Want(p.facts), got(t, conn)); len(diff) > 0 {
-				t.Fatalf("rollups differ from the input (%d keys):\n%s", len(diff), strings.Join(diff, "\n"))
-			}
+			assertStoredOnce(t, conn, p.facts)
 		})
+	}
+}
+
+// assertStoredOnce fails unless events holds every one of facts once and every rollup equals what facts say.
+func assertStoredOnce(t *testing.T, conn driver.Conn, facts []records.EnrichedEvent) {
+	t.Helper()
+	if n := count(t, conn, "SELECT count() FROM events"); n != uint64(len(facts)) {
+		t.Fatalf("stored %d events, want %d", n, len(facts))
+	}
+	if n := count(t, conn, "SELECT uniqExact(event_id) FROM events"); n != uint64(len(facts)) {
+		t.Fatalf("stored %d distinct events, want %d", n, len(facts))
+	}
+	if diff := synth.Diff(synth.Want(facts), got(t, conn)); len(diff) > 0 {
+		t.Fatalf("rollups differ from the input (%d keys):\n%s", len(diff), strings.Join(diff, "\n"))
 	}
 }

@@ -37,6 +37,12 @@ func usagef(format string, args ...any) error {
 // EnvDatabaseURL names the environment variable read when --database-url is not given.
 const EnvDatabaseURL = "DATABASE_URL"
 
+// MigrateVars returns what `ctl migrate` reads from its environment: the control database's URL (connect),
+// a secret. The URLs of the other instances are read under the names control.instances gives them.
+func MigrateVars() []conf.Var {
+	return []conf.Var{{Env: EnvDatabaseURL, Flag: "database-url", Secret: true}}
+}
+
 // Env is what a command talks to: output streams and the environment.
 type Env struct {
 	Stdout, Stderr io.Writer

@@ -11,7 +11,7 @@ import (
 
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/records"
-	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -213,7 +213,7 @@ func runDLQReplay(ctx context.Context, e Env, args []string) error {
 // readDLQ reads the DLQ topic (read_committed) from its start to its current end and calls fn with
 // each dead letter in partition order.
 func readDLQ(ctx context.Context, kcfg kafkax.Config, fn func(*deadLetter)) error {
-	codec, err := svc.NewCodec(ctx, kcfg)
+	codec, err := stream.NewCodec(ctx, kcfg)
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/kafkatest"
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/records"
-	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -24,7 +24,7 @@ func dlqEnv(t *testing.T) (kafkax.Config, []string) {
 	t.Helper()
 	ctx := t.Context()
 	_, kcfg := kafkatest.New(t)
-	codec, err := svc.NewCodec(ctx, kcfg)
+	codec, err := stream.NewCodec(ctx, kcfg)
 	if err != nil {
 		t.Fatal(err)
 	}

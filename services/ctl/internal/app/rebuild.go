@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/kafkax"
-	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/edtech-analytics/platform/services/sink/rebuild"
 )
@@ -72,7 +72,7 @@ func runRebuild(ctx context.Context, e Env, args []string) error {
 		return runDropOld(ctx, e, c, fleet, *tenant, audit)
 	}
 
-	codec, err := svc.NewCodec(ctx, kcfg)
+	codec, err := stream.NewCodec(ctx, kcfg)
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/obs"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	sink "github.com/edtech-analytics/platform/services/sink/app"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -48,7 +49,7 @@ func TestRebuildCommand(t *testing.T) {
 		}
 	})
 
-	codec, err := svc.NewCodec(t.Context(), kcfg)
+	codec, err := stream.NewCodec(t.Context(), kcfg)
 	if err != nil {
 		t.Fatal(err)
 	}

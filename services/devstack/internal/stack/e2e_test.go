@@ -22,6 +22,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/sampledata"
 	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/edtech-analytics/platform/services/devstack/internal/stack"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -270,7 +271,7 @@ func TestEndToEnd(t *testing.T) {
 
 	// The invalid event is in the DLQ with its field.
 	dlq := readTopic(t, st.Kafka, st.Kafka.Topics().DLQ)
-	codec, err := svc.NewCodec(ctx, st.Kafka)
+	codec, err := stream.NewCodec(ctx, st.Kafka)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/sampledata"
 	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/edtech-analytics/platform/services/devstack/internal/stack"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -58,7 +59,7 @@ func TestRetryAfterHotSwitchIsCountedOnce(t *testing.T) {
 	admin := openPG(t, pgURL)
 	tenants := tenancy.NewStore(admin)
 	ch := openCH(t, chAddr, chDB)
-	codec, err := svc.NewCodec(ctx, st.Kafka)
+	codec, err := stream.NewCodec(ctx, st.Kafka)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package stack_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
@@ -16,6 +17,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/sampledata"
 	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/edtech-analytics/platform/services/devstack/internal/stack"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -61,7 +63,7 @@ func TestPoisonOfEveryKindKeepsEveryDistrictFlowing(t *testing.T) {
 	half := len(bodies) / 2
 	send(0, half)
 
-	codec, err := svc.NewCodec(ctx, st.Kafka)
+	codec, err := stream.NewCodec(ctx, st.Kafka)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,13 +126,22 @@ func TestPoisonOfEveryKindKeepsEveryDistrictFlowing(t *testing.T) {
 		{records.StageSink, records.ReasonUndecodable}:        1,
 		{records.StageAggregator, records.ReasonUndecodable}:  1,
 	}
-	// The stores moved past the poison records only after dead-lettering them: the letters are there.
+	// The stores moved past the poison records only after dead-lettering them: the letters are there. A
+	// consumer whose write failed after it dead-lettered a record reads the record again and letters it
+	// again, under the same source position (ctl dlq counts it once): count each position once.
 	got := map[letter]int{}
+	seen := map[string]bool{}
 	for _, r := range readTopic(t, st.Kafka, topics.DLQ) {
 		var d records.DLQRecord
 		if err := codec.Decode(r.Value, &d); err != nil {
 			t.Fatal(err)
 		}
+		pos := fmt.Sprintf("%s %s %v/%v/%v", d.Stage, d.Reason, deref(d.SourceTopic), deref(d.SourcePartition), deref(d.SourceOffset))
+		if d.SourceOffset != nil && seen[pos] {
+			t.Logf("a repeat letter: %s (%s)", pos, d.Detail)
+			continue
+		}
+		seen[pos] = true
 		got[letter{d.Stage, d.Reason}]++
 	}
 	if !maps.Equal(got, wantLetters) {
@@ -139,3 +150,12 @@ func TestPoisonOfEveryKindKeepsEveryDistrictFlowing(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// deref is *p, or the zero value for nil.
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}

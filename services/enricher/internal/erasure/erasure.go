@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/cenkalti/backoff/v5"
 	"log/slog"
 	"sync"
 	"time"
@@ -209,22 +210,18 @@ func (c *Consumer) storedOffsets(ctx context.Context, topic string) (map[int32]i
 
 // applyWithRetry applies one partition's batch, retrying transient failures until ctx is done.
 func (c *Consumer) applyWithRetry(ctx context.Context, log *slog.Logger, partition int32, recs []*kgo.Record) error {
-	backoff := c.Backoff
-	if backoff <= 0 {
-		backoff = time.Second
+	wait := c.Backoff
+	if wait <= 0 {
+		wait = time.Second
 	}
-	for {
+	_, _ = backoff.Retry(ctx, func() (struct{}, error) { // it ends only with success or ctx
 		err := c.apply(ctx, log, partition, recs)
-		if err == nil || ctx.Err() != nil {
-			return nil
+		if err != nil && ctx.Err() == nil {
+			log.Warn("applying control commands; retrying", "partition", partition, "err", err)
 		}
-		log.Warn("applying control commands; retrying", "partition", partition, "err", err)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(backoff):
-		}
-	}
+		return struct{}{}, err
+	}, backoff.WithBackOff(backoff.NewConstantBackOff(wait)), backoff.WithMaxElapsedTime(0))
+	return nil
 }
 
 // erased is an erasure to add to the registry once its transaction committed.

@@ -14,7 +14,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
 	"github.com/edtech-analytics/platform/libs/records"
-	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/edtech-analytics/platform/services/enricher/internal/claims"
 	"github.com/edtech-analytics/platform/services/enricher/internal/dedup"
@@ -93,7 +93,7 @@ func newClaimsRig(t *testing.T, tenants ...string) *claimsRig {
 	if err := kafkax.EnsureTopics(ctx, prod.Client, 4, 1, kafkax.PlatformTopics(kcfg)); err != nil {
 		t.Fatal(err)
 	}
-	codec, err := svc.NewCodec(ctx, kcfg)
+	codec, err := stream.NewCodec(ctx, kcfg)
 	if err != nil {
 		t.Fatal(err)
 	}

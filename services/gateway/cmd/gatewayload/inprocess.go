@@ -12,7 +12,7 @@ import (
 
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/obs"
-	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/edtech-analytics/platform/services/gateway/internal/server"
 	"github.com/edtech-analytics/platform/services/gateway/internal/tenants"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -76,10 +76,10 @@ func startGateway(ctx context.Context, cfg config) (gw *gateway, err error) {
 		return nil, err
 	}
 	cleanup = append(cleanup, producer.Close)
-	if err := svc.WaitKafka(ctx, log, producer.Client, kcfg); err != nil {
+	if err := stream.WaitKafka(ctx, log, producer.Client, kcfg); err != nil {
 		return nil, err
 	}
-	codec, err := svc.NewCodec(ctx, kcfg)
+	codec, err := stream.NewCodec(ctx, kcfg)
 	if err != nil {
 		return nil, err
 	}

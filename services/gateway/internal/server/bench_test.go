@@ -8,7 +8,7 @@ import (
 
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/sampledata"
-	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/edtech-analytics/platform/services/gateway/internal/ingest"
 	"github.com/edtech-analytics/platform/services/gateway/internal/tenants"
 	"go.opentelemetry.io/otel/metric/noop"
@@ -20,7 +20,7 @@ import (
 func BenchmarkBatchPath(b *testing.B) {
 	ctx := context.Background()
 	kcfg := kafkax.Config{TopicPrefix: "bench."}
-	codec, err := svc.NewCodec(ctx, kcfg)
+	codec, err := stream.NewCodec(ctx, kcfg)
 	if err != nil {
 		b.Fatal(err)
 	}

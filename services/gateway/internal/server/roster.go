@@ -9,7 +9,6 @@ import (
 
 	"github.com/edtech-analytics/platform/services/gateway/internal/ingest"
 	"github.com/edtech-analytics/platform/services/gateway/internal/roster"
-	"go.opentelemetry.io/otel/trace"
 )
 
 // Roster requests carry a district's OneRoster 1.2 data: one JSON collection per request
@@ -29,16 +28,16 @@ import (
 // decoded, and the encoded records as they are encoded. The reservation is released when the answer is
 // written (after Kafka acknowledged the records). Requests never wait for the budget.
 
-func (s *Server) postRosterJSON(w http.ResponseWriter, r *http.Request) {
+func (s *Server) postRosterJSON(w http.ResponseWriter, r *http.Request, key Key) {
 	collection := r.PathValue("collection")
-	s.postRoster(w, r, "application/json", func(body []byte, meta ingest.Meta, mem roster.Memory) ([]ingest.Accepted, []ingest.Rejected, []string, error) {
+	s.postRoster(w, r, key, "application/json", func(body []byte, meta ingest.Meta, mem roster.Memory) ([]ingest.Accepted, []ingest.Rejected, []string, error) {
 		acc, rej, err := roster.DecodeJSON(collection, body, meta, s.limits.Roster, mem)
 		return acc, rej, nil, err
 	})
 }
 
-func (s *Server) postRosterCSV(w http.ResponseWriter, r *http.Request) {
-	s.postRoster(w, r, "application/zip", func(body []byte, meta ingest.Meta, mem roster.Memory) ([]ingest.Accepted, []ingest.Rejected, []string, error) {
+func (s *Server) postRosterCSV(w http.ResponseWriter, r *http.Request, key Key) {
+	s.postRoster(w, r, key, "application/zip", func(body []byte, meta ingest.Meta, mem roster.Memory) ([]ingest.Accepted, []ingest.Rejected, []string, error) {
 		pkg, err := roster.DecodeCSVZip(body, meta, s.limits.Roster, mem)
 		if err != nil {
 			return nil, nil, nil, err
@@ -49,17 +48,8 @@ func (s *Server) postRosterCSV(w http.ResponseWriter, r *http.Request) {
 
 type rosterDecoder func(body []byte, meta ingest.Meta, mem roster.Memory) ([]ingest.Accepted, []ingest.Rejected, []string, error)
 
-func (s *Server) postRoster(w http.ResponseWriter, r *http.Request, ctype string, decode rosterDecoder) {
-	if s.draining.Load() {
-		writeProblem(w, http.StatusServiceUnavailable, "draining", "Service draining", "this instance is shutting down; retry", retryAfterBusy)
-		return
-	}
-	key, ok := s.authenticate(w, r, VerbRosterWrite)
-	if !ok {
-		return
-	}
-	ctx, span := s.tracer.Start(r.Context(), "gateway.post_roster", trace.WithSpanKind(trace.SpanKindServer))
-	defer span.End()
+func (s *Server) postRoster(w http.ResponseWriter, r *http.Request, key Key, ctype string, decode rosterDecoder) {
+	ctx := r.Context()
 	if got, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); got != ctype {
 		writeProblem(w, http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type",
 			"Content-Type must be "+ctype, 0)

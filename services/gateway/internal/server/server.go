@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/propagation"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -82,7 +84,7 @@ type Server struct {
 	topics   Topics
 	limits   Limits
 	budget   *rosterBudget
-	tracer   trace.Tracer
+	otelOpts []otelhttp.Option // the request spans' tracer, propagator and meter
 	now      func() time.Time
 
 	draining  atomic.Bool
@@ -103,6 +105,8 @@ type Deps struct {
 	Codec    *records.Codec
 	Tracer   trace.TracerProvider
 	Meter    metric.MeterProvider
+	// Propagator reads a client's trace context (W3C traceparent) from requests; nil reads none.
+	Propagator propagation.TextMapPropagator
 }
 
 // New builds a server.
@@ -129,9 +133,14 @@ func New(deps Deps, topics Topics, limits Limits) (*Server, error) {
 	if limits.MaxRecordBytes <= 0 {
 		limits.MaxRecordBytes = kafkax.MaxRecordBatchBytes - recordHeadroom
 	}
+	if deps.Propagator == nil {
+		deps.Propagator = propagation.NewCompositeTextMapPropagator()
+	}
 	s := &Server{
 		log: deps.Log, keys: deps.Keys, tenants: deps.Tenants, producer: deps.Producer, codec: deps.Codec,
-		topics: topics, limits: limits, tracer: deps.Tracer.Tracer("gateway"), now: time.Now,
+		topics: topics, limits: limits, now: time.Now,
+		otelOpts: []otelhttp.Option{otelhttp.WithTracerProvider(deps.Tracer), otelhttp.WithMeterProvider(deps.Meter),
+			otelhttp.WithPropagators(deps.Propagator)},
 		budget: newRosterBudget(limits.RosterMemoryBudget, limits.RosterRequestMemory),
 	}
 	for _, c := range []struct {
@@ -156,13 +165,13 @@ func (s *Server) Drain() { s.draining.Store(true) }
 // Handler returns the routes of the public API.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/events", s.postEvents)
+	mux.Handle("POST /v1/events", s.route("gateway.post_events", VerbEventsWrite, s.postEvents))
 	mux.HandleFunc("/v1/events", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", "POST")
 		writeProblem(w, http.StatusMethodNotAllowed, "method-not-allowed", "Method not allowed", "use POST", 0)
 	})
-	mux.HandleFunc("POST /v1/roster/csv", s.postRosterCSV)
-	mux.HandleFunc("POST /v1/roster/{collection}", s.postRosterJSON)
+	mux.Handle("POST /v1/roster/csv", s.route("gateway.post_roster", VerbRosterWrite, s.postRosterCSV))
+	mux.Handle("POST /v1/roster/{collection}", s.route("gateway.post_roster", VerbRosterWrite, s.postRosterJSON))
 	mux.HandleFunc("GET /openapi.yaml", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/yaml")
 		_, _ = w.Write(api.OpenAPI())
@@ -171,6 +180,24 @@ func (s *Server) Handler() http.Handler {
 		writeProblem(w, http.StatusNotFound, "not-found", "Not found", "no such endpoint: "+r.URL.Path, 0)
 	})
 	return mux
+}
+
+// route serves h under a server span named name, which continues a trace the client sent: it refuses
+// new work while the server drains and requests without a key that holds verb.
+func (s *Server) route(name, verb string, h func(http.ResponseWriter, *http.Request, Key)) http.Handler {
+	guarded := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.draining.Load() {
+			writeProblem(w, http.StatusServiceUnavailable, "draining", "Service draining", "this instance is shutting down; retry", retryAfterBusy)
+			return
+		}
+		key, ok := s.authenticate(w, r, verb)
+		if !ok {
+			return
+		}
+		h(w, r, key)
+	})
+	named := otelhttp.WithSpanNameFormatter(func(string, *http.Request) string { return name })
+	return otelhttp.NewHandler(guarded, name, append(slices.Clip(s.otelOpts), named)...)
 }
 
 // EventsResponse is the answer to a batch whose body could be read.
@@ -184,17 +211,8 @@ type EventsResponse struct {
 // retryAfterBusy is the hint given to clients when Kafka cannot take more.
 const retryAfterBusy = 2 * time.Second
 
-func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
-	if s.draining.Load() {
-		writeProblem(w, http.StatusServiceUnavailable, "draining", "Service draining", "this instance is shutting down; retry", retryAfterBusy)
-		return
-	}
-	key, ok := s.authenticate(w, r, VerbEventsWrite)
-	if !ok {
-		return
-	}
-	ctx, span := s.tracer.Start(r.Context(), "gateway.post_events", trace.WithSpanKind(trace.SpanKindServer))
-	defer span.End()
+func (s *Server) postEvents(w http.ResponseWriter, r *http.Request, key Key) {
+	ctx := r.Context()
 
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	var split func([]byte, int) ([]json.RawMessage, []int, error)

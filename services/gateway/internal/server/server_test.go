@@ -17,7 +17,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/obs"
 	"github.com/edtech-analytics/platform/libs/records"
-	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/edtech-analytics/platform/services/gateway/internal/server"
 	"github.com/edtech-analytics/platform/services/gateway/internal/tenants"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -72,7 +72,7 @@ func newFixture(t *testing.T, opts ...func(*setup)) *fixture {
 	if err := kafkax.EnsureTopics(ctx, cl.Client, 4, 1, kafkax.PlatformTopics(kcfg)); err != nil {
 		t.Fatal(err)
 	}
-	codec, err := svc.NewCodec(ctx, kcfg)
+	codec, err := stream.NewCodec(ctx, kcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func newFixture(t *testing.T, opts ...func(*setup)) *fixture {
 	if err := reg.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
-	gw, err := server.New(server.Deps{Log: log, Keys: keys, Tenants: reg, Producer: cl.Client, Codec: codec, Tracer: tel.Tracer, Meter: tel.Meter},
+	gw, err := server.New(server.Deps{Log: log, Keys: keys, Tenants: reg, Producer: cl.Client, Codec: codec, Tracer: tel.Tracer, Meter: tel.Meter, Propagator: tel.Propagator},
 		server.Topics{Raw: kcfg.Topics().Raw, DLQ: kcfg.Topics().DLQ}, st.limits)
 	if err != nil {
 		t.Fatal(err)
@@ -525,4 +525,36 @@ func TestSlowBodyIs408(t *testing.T) {
 	if ids := f.rawEventIDs(t); len(ids) != 0 {
 		t.Fatalf("raw holds %v", ids)
 	}
+}
+
+// TestClientTraceIsContinued proves a product's trace continues through the gateway: the records of a
+// request that carries a W3C traceparent belong to that trace.
+func TestClientTraceIsContinued(t *testing.T) {
+	f := newFixture(t)
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	req, err := http.NewRequestWithContext(t.Context(), "POST", f.srv.URL+"/v1/events", strings.NewReader(`{"events":[`+event(1, "present")+`]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer good")
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	raw := f.readTopic(t, f.kcfg.Topics().Raw)
+	if len(raw) != 1 {
+		t.Fatalf("raw holds %d records, want 1", len(raw))
+	}
+	for _, h := range raw[0].Headers {
+		if h.Key == "traceparent" && strings.Contains(string(h.Value), traceID) {
+			return
+		}
+	}
+	t.Fatalf("the record's trace context is not the client's trace %s: %v", traceID, raw[0].Headers)
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/time/rate"
 	"log/slog"
 	"math"
 	"strconv"
@@ -85,7 +86,7 @@ type Registry struct {
 
 	settings atomic.Pointer[map[string]*Settings]
 	mu       sync.Mutex
-	buckets  map[string]*bucket
+	buckets  map[string]*rate.Limiter // each district's token bucket: one token per event
 }
 
 // New returns a registry that applies def to districts without a limit of their own. A burst is raised to
@@ -95,7 +96,7 @@ func New(src Source, def RateLimit, minBurst int, log *slog.Logger) (*Registry, 
 	if def.EventsPerSecond < 1 || def.Burst < 1 {
 		return nil, errors.New("default rate limit: events per second and burst must be at least 1")
 	}
-	r := &Registry{src: src, def: def, minBurst: minBurst, log: log, now: time.Now, buckets: map[string]*bucket{}}
+	r := &Registry{src: src, def: def, minBurst: minBurst, log: log, now: time.Now, buckets: map[string]*rate.Limiter{}}
 	r.settings.Store(&map[string]*Settings{})
 	return r, nil
 }
@@ -155,35 +156,25 @@ func (r *Registry) Admit(s *Settings, n int) (bool, time.Duration) {
 	}
 	now := r.now()
 	r.mu.Lock()
-	b, ok := r.buckets[s.TenantID]
+	lim, ok := r.buckets[s.TenantID]
 	if !ok {
-		b = &bucket{tokens: float64(s.Limit.Burst), last: now}
-		r.buckets[s.TenantID] = b
+		lim = rate.NewLimiter(rate.Limit(s.Limit.EventsPerSecond), s.Limit.Burst)
+		r.buckets[s.TenantID] = lim
 	}
 	r.mu.Unlock()
-	return b.take(n, s.Limit, now)
-}
-
-// bucket is a token bucket: it fills at the limit's rate up to its burst, and a batch takes one token
-// per event.
-type bucket struct {
-	mu     sync.Mutex
-	tokens float64
-	last   time.Time
-}
-
-func (b *bucket) take(n int, l RateLimit, now time.Time) (bool, time.Duration) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if elapsed := now.Sub(b.last); elapsed > 0 {
-		b.tokens += elapsed.Seconds() * float64(l.EventsPerSecond)
-		b.last = now
+	if lim.Limit() != rate.Limit(s.Limit.EventsPerSecond) {
+		lim.SetLimitAt(now, rate.Limit(s.Limit.EventsPerSecond))
 	}
-	b.tokens = min(b.tokens, float64(l.Burst))
-	if need := float64(n); need <= b.tokens {
-		b.tokens -= need
-		return true, 0
+	if lim.Burst() != s.Limit.Burst {
+		lim.SetBurstAt(now, s.Limit.Burst)
 	}
-	wait := (float64(n) - b.tokens) / float64(l.EventsPerSecond)
-	return false, time.Duration(math.Ceil(wait * float64(time.Second)))
+	res := lim.ReserveN(now, n)
+	if !res.OK() { // more than the burst: never admitted (the burst is at least the largest batch)
+		return false, time.Duration(math.Ceil(float64(n) / float64(s.Limit.EventsPerSecond) * float64(time.Second)))
+	}
+	if wait := res.DelayFrom(now); wait > 0 {
+		res.CancelAt(now) // refused whole: the batch takes nothing
+		return false, wait
+	}
+	return true, 0
 }

@@ -11,8 +11,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/edtech-analytics/platform/libs/ttlcache"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/tenancy"
@@ -47,10 +47,10 @@ type Store interface {
 // Resolver authenticates credentials and answers scope questions from the districts' rosters.
 type Resolver struct {
 	store      Store
-	principals *cache[string, principalAnswer]
-	classes    *cache[[2]string, []string] // (tenant, teacher) -> classes taught
-	schools    *cache[[2]string, []string] // (tenant, class) -> schools of the class
-	enrolled   *cache[[2]string, []enrollment]
+	principals *ttlcache.Cache[string, principalAnswer]
+	classes    *ttlcache.Cache[[2]string, []string] // (tenant, teacher) -> classes taught
+	schools    *ttlcache.Cache[[2]string, []string] // (tenant, class) -> schools of the class
+	enrolled   *ttlcache.Cache[[2]string, []enrollment]
 }
 
 type principalAnswer struct {
@@ -65,24 +65,26 @@ type enrollment struct{ class, school string }
 // NewResolver caches every answer for ttl: a revoked token stops working within ttl, an expired one at
 // its own expiry.
 func NewResolver(store Store, ttl time.Duration) *Resolver {
-	return &Resolver{store: store, principals: newCache[string, principalAnswer](ttl),
-		classes: newCache[[2]string, []string](ttl), schools: newCache[[2]string, []string](ttl),
-		enrolled: newCache[[2]string, []enrollment](ttl)}
+	return &Resolver{store: store, principals: ttlcache.New[string, principalAnswer](maxCached, ttl),
+		classes: ttlcache.New[[2]string, []string](maxCached, ttl), schools: ttlcache.New[[2]string, []string](maxCached, ttl),
+		enrolled: ttlcache.New[[2]string, []enrollment](maxCached, ttl)}
 }
 
 // Resolve authenticates a bearer credential. Invalid credentials are cached too, so a flood of bad ones
 // does not reach the database; errors of the database are not. A cached token is refused from its own
 // expiry on, even within the cache TTL; a revocation takes effect within the TTL.
 func (r *Resolver) Resolve(ctx context.Context, credential string) (Principal, error) {
-	a, ok := r.principals.get(credential)
-	if !ok {
-		var err error
-		if a, err = r.resolve(ctx, credential); err != nil && !errors.Is(err, ErrUnauthenticated) && !errors.Is(err, ErrForbidden) {
-			return Principal{}, err
+	a, err := r.principals.Get(credential, func() (principalAnswer, error) {
+		a, err := r.resolve(ctx, credential)
+		if err != nil && !errors.Is(err, ErrUnauthenticated) && !errors.Is(err, ErrForbidden) {
+			return a, err
 		}
-		r.principals.put(credential, a)
+		return a, nil
+	})
+	if err != nil {
+		return Principal{}, err
 	}
-	if !a.expires.IsZero() && !r.principals.now().Before(a.expires) {
+	if !a.expires.IsZero() && !r.principals.Now().Before(a.expires) {
 		return Principal{}, ErrUnauthenticated
 	}
 	return a.p, a.err
@@ -141,31 +143,28 @@ func (r *Resolver) ClassSchools(ctx context.Context, tenantID, classID string) (
 // StudentInScope reports whether the student (internal id) has an active student enrollment in one of
 // classes or in a class of one of schools.
 func (r *Resolver) StudentInScope(ctx context.Context, tenantID, studentID string, classes, schools []string) (bool, error) {
-	k := [2]string{tenantID, studentID}
-	es, ok := r.enrolled.get(k)
-	if !ok {
+	es, err := r.enrolled.Get([2]string{tenantID, studentID}, func() ([]enrollment, error) {
 		pool, schema, err := r.district(ctx, tenantID)
 		if err != nil {
-			return false, err
+			return nil, err
 		}
 		rows, err := pool.Query(ctx, `SELECT e.class_sourced_id, e.school_sourced_id
 			FROM `+schema+`.roster_users u JOIN `+schema+`.roster_enrollments e ON e.user_sourced_id = u.sourced_id
 			WHERE u.internal_id = $1::uuid AND e.role = 'student' AND e.status = 'active'`, studentID)
 		if err != nil {
-			return false, fmt.Errorf("reading enrollments of a student of %s: %w", tenantID, err)
+			return nil, fmt.Errorf("reading enrollments of a student of %s: %w", tenantID, err)
 		}
-		defer rows.Close()
-		for rows.Next() {
+		es, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (enrollment, error) {
 			var e enrollment
-			if err := rows.Scan(&e.class, &e.school); err != nil {
-				return false, fmt.Errorf("reading enrollments of a student of %s: %w", tenantID, err)
-			}
-			es = append(es, e)
+			return e, row.Scan(&e.class, &e.school)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("reading enrollments of a student of %s: %w", tenantID, err)
 		}
-		if err := rows.Err(); err != nil {
-			return false, fmt.Errorf("reading enrollments of a student of %s: %w", tenantID, err)
-		}
-		r.enrolled.put(k, es)
+		return es, nil
+	})
+	if err != nil {
+		return false, err
 	}
 	for _, e := range es {
 		if slices.Contains(classes, e.class) || slices.Contains(schools, e.school) {
@@ -177,33 +176,22 @@ func (r *Resolver) StudentInScope(ctx context.Context, tenantID, studentID strin
 
 // rosterList runs query (one $1 argument, one text column; %[1]s is the district's schema), cached under
 // (tenant, arg).
-func (r *Resolver) rosterList(ctx context.Context, c *cache[[2]string, []string], tenantID, arg, query string) ([]string, error) {
-	k := [2]string{tenantID, arg}
-	if v, ok := c.get(k); ok {
-		return v, nil
-	}
-	pool, schema, err := r.district(ctx, tenantID)
-	if err != nil {
-		return nil, err
-	}
-	rows, err := pool.Query(ctx, fmt.Sprintf(query, schema), arg)
-	if err != nil {
-		return nil, fmt.Errorf("reading the roster of %s: %w", tenantID, err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
+func (r *Resolver) rosterList(ctx context.Context, c *ttlcache.Cache[[2]string, []string], tenantID, arg, query string) ([]string, error) {
+	return c.Get([2]string{tenantID, arg}, func() ([]string, error) {
+		pool, schema, err := r.district(ctx, tenantID)
+		if err != nil {
+			return nil, err
+		}
+		rows, err := pool.Query(ctx, fmt.Sprintf(query, schema), arg)
+		if err != nil {
 			return nil, fmt.Errorf("reading the roster of %s: %w", tenantID, err)
 		}
-		out = append(out, s)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("reading the roster of %s: %w", tenantID, err)
-	}
-	c.put(k, out)
-	return out, nil
+		out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return nil, fmt.Errorf("reading the roster of %s: %w", tenantID, err)
+		}
+		return out, nil
+	})
 }
 
 // district returns the pool of the district's instance and its quoted schema name.
@@ -219,49 +207,5 @@ func (r *Resolver) district(ctx context.Context, tenantID string) (*pgxpool.Pool
 	return pool, pgx.Identifier{schema}.Sanitize(), nil
 }
 
-// cache is a small TTL map; full, it drops expired entries, then everything.
-type cache[K comparable, V any] struct {
-	ttl time.Duration
-	now func() time.Time // time.Now; tests move a clock of their own
-	mu  sync.Mutex
-	m   map[K]entry[V]
-}
-
-type entry[V any] struct {
-	v       V
-	expires time.Time
-}
-
+// maxCached bounds each of the resolver's caches.
 const maxCached = 100_000
-
-func newCache[K comparable, V any](ttl time.Duration) *cache[K, V] {
-	return &cache[K, V]{ttl: ttl, now: time.Now, m: map[K]entry[V]{}}
-}
-
-func (c *cache[K, V]) get(k K) (V, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.m[k]
-	if !ok || !c.now().Before(e.expires) {
-		var zero V
-		return zero, false
-	}
-	return e.v, true
-}
-
-func (c *cache[K, V]) put(k K, v V) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	now := c.now()
-	if len(c.m) >= maxCached {
-		for k, e := range c.m {
-			if !now.Before(e.expires) {
-				delete(c.m, k)
-			}
-		}
-		if len(c.m) >= maxCached {
-			clear(c.m)
-		}
-	}
-	c.m[k] = entry[V]{v: v, expires: now.Add(c.ttl)}
-}

@@ -66,7 +66,10 @@ func TestResolveCachesForTheTTL(t *testing.T) {
 	// The caches read a clock the test moves, so a slow machine cannot outlast the TTL by itself.
 	var clock atomic.Int64
 	now := func() time.Time { return time.Unix(0, clock.Load()) }
-	r.principals.now, r.classes.now, r.schools.now, r.enrolled.now = now, now, now, now
+	r.principals.SetClock(now)
+	r.classes.SetClock(now)
+	r.schools.SetClock(now)
+	r.enrolled.SetClock(now)
 	ctx := t.Context()
 
 	p, err := r.Resolve(ctx, "edt_teacher")
@@ -129,7 +132,7 @@ func TestCachedTokenIsRefusedFromItsExpiry(t *testing.T) {
 	r := NewResolver(store, time.Minute)
 	var clock atomic.Int64
 	clock.Store(start.UnixNano())
-	r.principals.now = func() time.Time { return time.Unix(0, clock.Load()) }
+	r.principals.SetClock(func() time.Time { return time.Unix(0, clock.Load()) })
 	ctx := t.Context()
 	for _, c := range []string{"edt_short", "edt_forever", "eak_dash"} {
 		if _, err := r.Resolve(ctx, c); err != nil {

@@ -1,4 +1,4 @@
-package svc_test
+package stream_test
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/kafkatest"
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/obs"
-	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -62,7 +62,7 @@ func TestStalledPartitionsShowInReadinessAndMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stopReports, err := svc.ReportStalls(tel.Meter, health, topic, c)
+	stopReports, err := stream.ReportStalls(tel.Meter, health, topic, c)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,7 @@
-package svc
+// Package stream holds what the services that read and write Kafka share at start and run time: the
+// record codec, waiting for the cluster, dead-lettering and stall reports. The process skeleton (package
+// svc) stays free of Kafka and Avro, so a service that touches neither does not link them.
+package stream
 
 import (
 	"context"
@@ -6,8 +9,10 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/records"
+	"github.com/edtech-analytics/platform/libs/svc"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 )
@@ -37,21 +42,22 @@ func NewCodec(ctx context.Context, kcfg kafkax.Config) (*records.Codec, error) {
 
 // WaitKafka pings the cluster until it answers, then creates the platform topics that are missing.
 func WaitKafka(ctx context.Context, log *slog.Logger, cl *kgo.Client, kcfg kafkax.Config) error {
-	for attempt := 1; ; attempt++ {
+	attempt := 0
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
+		attempt++
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
 		err := kafkax.Ping(pctx, cl)
 		if err == nil {
 			err = kafkax.EnsureTopics(pctx, cl, kcfg.Partitions, kcfg.ReplicationFactor, kafkax.PlatformTopics(kcfg))
 		}
-		cancel()
-		if err == nil {
-			return nil
+		if err != nil {
+			log.Warn("waiting for kafka", "attempt", attempt, "err", err)
 		}
-		log.Warn("waiting for kafka", "attempt", attempt, "err", err)
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for kafka: %w", ctx.Err())
-		case <-time.After(min(time.Duration(attempt)*time.Second, 5*time.Second)):
-		}
+		return struct{}{}, err
+	}, svc.WaitPolicy()...)
+	if err != nil {
+		return fmt.Errorf("waiting for kafka: %w", err)
 	}
+	return nil
 }

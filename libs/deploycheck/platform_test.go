@@ -1,0 +1,92 @@
+package deploycheck
+
+import (
+	"flag"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/edtech-analytics/platform/libs/conf"
+	"github.com/edtech-analytics/platform/libs/svc"
+	aggregator "github.com/edtech-analytics/platform/services/aggregator/app"
+	ctl "github.com/edtech-analytics/platform/services/ctl/cli"
+	enricher "github.com/edtech-analytics/platform/services/enricher/app"
+	gateway "github.com/edtech-analytics/platform/services/gateway/app"
+	query "github.com/edtech-analytics/platform/services/query/app"
+	sink "github.com/edtech-analytics/platform/services/sink/app"
+)
+
+// platformContract is the contract of this repository's services: what each reads is what libs/conf
+// recorded while the flag set svc.Main parses was registered (svc.FlagSet, conf.Vars), and what the
+// migrate command reads is ctl's own account of it.
+func platformContract() Contract {
+	reads := func(name string, cfg svc.Config) []conf.Var { return conf.Vars(svc.FlagSet(name, cfg, new(string))) }
+	return NewContract(map[string][]conf.Var{
+		"gateway":    reads("gateway", &gateway.Config{}),
+		"enricher":   reads("enricher", &enricher.Config{}),
+		"aggregator": reads("aggregator", &aggregator.Config{}),
+		"sink":       reads("sink", &sink.Config{}),
+		"query":      reads("query", &query.Config{}),
+	}, ctl.MigrateVars())
+}
+
+// sinkPlus is the sink's config plus a public listener, as if its flag registration bound one.
+type sinkPlus struct {
+	sink.Config
+	httpAddr string
+}
+
+func (c *sinkPlus) RegisterFlags(fs *flag.FlagSet) {
+	c.Config.RegisterFlags(fs)
+	conf.String(fs, &c.httpAddr, "http.addr", "HTTP_ADDR", ":8082", "address of a public API")
+}
+
+// TestFilesFollowWhatServicesRead: when a service's flag registration binds a variable that the compose
+// file or a k8s manifest does not set, the env checks of the real files fail naming the file, the service
+// and the variable; and when a service stops reading a variable the files set explicitly, they fail too.
+func TestFilesFollowWhatServicesRead(t *testing.T) {
+	c, err := LoadCompose(filepath.Join(repoRoot, "docker-compose.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := LoadManifests(filepath.Join(repoRoot, "k8s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := platformContract()
+	if len(checkComposeEnv(Repo{Root: repoRoot, Contract: k}, c))+len(checkK8sEnv(k, m)) != 0 {
+		t.Fatal("the real files do not pass the env checks to begin with")
+	}
+	k.Services["sink"] = conf.Vars(svc.FlagSet("sink", &sinkPlus{}, new(string)))
+	requireProblem(t, checkComposeEnv(Repo{Root: repoRoot, Contract: k}, c), "sink: env HTTP_ADDR is not set")
+	requireProblem(t, checkK8sEnv(k, m), "Deployment sink (sink.yaml) container sink: env HTTP_ADDR is not set")
+
+	k = platformContract()
+	k.Services["sink"] = slices.DeleteFunc(k.Services["sink"], func(v conf.Var) bool { return v.Env == "DATABASE_URL" })
+	requireProblem(t, checkComposeEnv(Repo{Root: repoRoot, Contract: k}, c), "sink: env DATABASE_URL is set, but sink does not read it")
+	requireProblem(t, checkK8sEnv(k, m), "Deployment sink (sink.yaml) container sink: env DATABASE_URL is set, but sink does not read it")
+}
+
+// TestContractComesFromFlagRegistration: the contract holds what the services' flags bind, secrets marked.
+func TestContractComesFromFlagRegistration(t *testing.T) {
+	k := platformContract()
+	for name, want := range map[string][]string{
+		"gateway":    {"HTTP_ADDR", "ADMIN_ADDR", "DATABASE_URL", "KAFKA_BROKERS", "LOG_LEVEL", "GATEWAY_MAX_EVENTS"},
+		"aggregator": {"CLICKHOUSE_ADDR", "CLICKHOUSE_PASSWORD", "KAFKA_BROKERS", "LOG_LEVEL"},
+		"query":      {"HTTP_ADDR", "CLICKHOUSE_ADDR", "DATABASE_URL", "LOG_LEVEL"},
+	} {
+		for _, key := range want {
+			if !k.Reads(k.Services[name], key) {
+				t.Errorf("%s: contract does not say it reads %s", name, key)
+			}
+		}
+	}
+	if k.Reads(k.Services["query"], "KAFKA_BROKERS") {
+		t.Error("query has no Kafka settings, yet the contract says it reads KAFKA_BROKERS")
+	}
+	for _, key := range []string{"DATABASE_URL", "CLICKHOUSE_PASSWORD", "KAFKA_SASL_PASSWORD"} {
+		if !k.IsSecret(key) {
+			t.Errorf("%s is bound with conf.SecretVar, yet the contract does not mark it secret", key)
+		}
+	}
+}
