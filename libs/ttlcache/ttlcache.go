@@ -78,6 +78,9 @@ func (c *Cache[K, V]) Get(k K, load func() (V, error)) (V, error) {
 	return v.(V), nil
 }
 
+// Remove drops k's answer, so that the next Get loads it again.
+func (c *Cache[K, V]) Remove(k K) { c.lru.Remove(k) }
+
 // Len is the number of entries held, expired ones included until they are evicted or loaded again.
 func (c *Cache[K, V]) Len() int { return c.lru.Len() }
 

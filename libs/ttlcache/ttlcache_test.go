@@ -99,3 +99,14 @@ func TestConcurrentMissesLoadOnce(t *testing.T) {
 		t.Fatalf("%d loads for 20 concurrent misses, want 1", n)
 	}
 }
+
+func TestRemoveMakesTheNextGetLoad(t *testing.T) {
+	c := New[string, int](10, time.Minute)
+	loads := 0
+	load := func() (int, error) { loads++; return loads, nil }
+	_, _ = c.Get("a", load)
+	c.Remove("a")
+	if v, _ := c.Get("a", load); v != 2 {
+		t.Fatalf("after Remove Get = %d, want a second load", v)
+	}
+}

@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"slices"
@@ -14,7 +13,6 @@ import (
 	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -217,23 +215,6 @@ func readDLQ(ctx context.Context, kcfg kafkax.Config, fn func(*deadLetter)) erro
 	if err != nil {
 		return err
 	}
-	topic := kcfg.Topics().DLQ
-	cl, err := kafkax.NewClient(kcfg, kafkax.Deps{}, "", kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.KeepControlRecords()) // a transaction marker may be a partition's last offset
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	rctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	ends, err := kadm.NewClient(cl.Client).ListCommittedOffsets(rctx, topic)
-	if err == nil {
-		err = ends.Error()
-	}
-	if err != nil {
-		return fmt.Errorf("listing end offsets of %s: %w", topic, err)
-	}
 	// A stage's dead letter is identified by its stage and the record's source position: a stage that
 	// crashed after sending one and before moving past the record sends it again (ADR 0005), and the
 	// repeat is not listed or replayed twice.
@@ -243,55 +224,39 @@ func readDLQ(ctx context.Context, kcfg kafkax.Config, fn func(*deadLetter)) erro
 		offset       int64
 	}
 	seen := map[identity]bool{}
-	remaining := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			remaining[o.Partition] = o.Offset
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	newClient := func(opts ...kgo.Opt) (*kgo.Client, error) {
+		cl, err := kafkax.NewClient(kcfg, kafkax.Deps{}, "", opts...)
+		if err != nil {
+			return nil, err
 		}
-	})
-	for len(remaining) > 0 {
-		fetches := cl.PollFetches(rctx)
-		if err := rctx.Err(); err != nil {
-			return fmt.Errorf("reading %s: %w", topic, err)
-		}
-		var ferr error
-		fetches.EachError(func(_ string, _ int32, err error) { ferr = errors.Join(ferr, err) })
-		if ferr != nil {
-			return fmt.Errorf("reading %s: %w", topic, ferr)
-		}
-		fetches.EachRecord(func(r *kgo.Record) {
-			if end, ok := remaining[r.Partition]; !ok || r.Offset >= end {
-				return
-			} else if r.Offset+1 >= end {
-				delete(remaining, r.Partition)
-			}
-			if r.Attrs.IsControl() {
-				return
-			}
-			d := &deadLetter{Partition: r.Partition, Offset: r.Offset, key: r.Key}
-			if err := codec.Decode(r.Value, &d.record); err != nil {
-				d.Stage, d.Reason, d.Detail = "?", "?", "undecodable dead letter: "+err.Error()
-				fn(d)
-				return
-			}
-			rec := d.record
-			if rec.SourceTopic != nil && rec.SourcePartition != nil && rec.SourceOffset != nil {
-				id := identity{rec.Stage, *rec.SourceTopic, *rec.SourcePartition, *rec.SourceOffset}
-				if seen[id] {
-					return
-				}
-				seen[id] = true
-			}
-			d.FailedAt, d.Stage, d.Reason, d.Detail, d.Errors = rec.FailedAt, rec.Stage, rec.Reason, rec.Detail, rec.Errors
-			d.TenantID, d.EventID = deref(rec.TenantID), deref(rec.EventID)
-			if d.TenantID == "" { // undecodable records: the key names the district (or tenant/shard)
-				d.TenantID, _, _ = strings.Cut(string(r.Key), "/")
-			}
-			d.replays = rec.Stage == records.StageEnricher && len(rec.Original) > 0
-			fn(d)
-		})
+		return cl.Client, nil
 	}
-	return nil
+	return kafkax.ReadToEnd(rctx, newClient, kcfg.Topics().DLQ, nil, func(r *kgo.Record) error {
+		d := &deadLetter{Partition: r.Partition, Offset: r.Offset, key: r.Key}
+		if err := codec.Decode(r.Value, &d.record); err != nil {
+			d.Stage, d.Reason, d.Detail = "?", "?", "undecodable dead letter: "+err.Error()
+			fn(d)
+			return nil
+		}
+		rec := d.record
+		if rec.SourceTopic != nil && rec.SourcePartition != nil && rec.SourceOffset != nil {
+			id := identity{rec.Stage, *rec.SourceTopic, *rec.SourcePartition, *rec.SourceOffset}
+			if seen[id] {
+				return nil
+			}
+			seen[id] = true
+		}
+		d.FailedAt, d.Stage, d.Reason, d.Detail, d.Errors = rec.FailedAt, rec.Stage, rec.Reason, rec.Detail, rec.Errors
+		d.TenantID, d.EventID = deref(rec.TenantID), deref(rec.EventID)
+		if d.TenantID == "" { // undecodable records: the key names the district (or tenant/shard)
+			d.TenantID, _, _ = strings.Cut(string(r.Key), "/")
+		}
+		d.replays = rec.Stage == records.StageEnricher && len(rec.Original) > 0
+		fn(d)
+		return nil
+	})
 }
 
 // markReplayed sets ReplayedAt from control.dlq_replays.

@@ -1,0 +1,107 @@
+package kafkax_test
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/edtech-analytics/platform/libs/kafkatest"
+	"github.com/edtech-analytics/platform/libs/kafkax"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// TestReadToEndWaitsForTransactionsInFlight proves where ReadToEnd's end is: records committed before the
+// call are read; a transaction still open when the end is taken is waited for and read once it commits;
+// aborted records are never passed on, even when their abort marker ends a partition.
+func TestReadToEndWaitsForTransactionsInFlight(t *testing.T) {
+	ctx := t.Context()
+	_, cfg := kafkatest.New(t)
+	const topic = "read-to-end"
+	newClient := func(opts ...kgo.Opt) (*kgo.Client, error) {
+		cl, err := kafkax.NewClient(cfg, kafkax.Deps{}, "", opts...)
+		if err != nil {
+			return nil, err
+		}
+		return cl.Client, nil
+	}
+	admin, err := newClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if err := kafkax.EnsureTopics(ctx, admin, 2, 1, []kafkax.TopicSpec{{Name: topic}}); err != nil {
+		t.Fatal(err)
+	}
+	txn := func(id string) *kgo.Client {
+		cl, err := newClient(kgo.TransactionalID(id), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(cl.Close)
+		return cl
+	}
+	produce := func(cl *kgo.Client, p int32, values ...string) {
+		t.Helper()
+		for _, v := range values {
+			if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Partition: p, Value: []byte(v)}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	end := func(cl *kgo.Client, commit kgo.TransactionEndTry) {
+		t.Helper()
+		if err := cl.EndTransaction(ctx, commit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, b := txn("a"), txn("b")
+	for _, cl := range []*kgo.Client{a, b} {
+		if err := cl.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	produce(a, 0, "committed-0", "committed-1")
+	end(a, kgo.TryCommit)
+	if err := a.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	produce(a, 0, "aborted-0")
+	produce(a, 1, "aborted-1")
+	end(a, kgo.TryAbort) // partition 1 now ends with an abort marker
+	produce(b, 0, "in-flight-0", "in-flight-1")
+
+	calls := 0
+	commitInFlight := func(opts ...kgo.Opt) (*kgo.Client, error) {
+		calls++
+		if calls == 2 { // the end offsets are taken: the open transaction commits only now
+			end(b, kgo.TryCommit)
+		}
+		return newClient(opts...)
+	}
+	var got []string
+	if err := kafkax.ReadToEnd(ctx, commitInFlight, topic, nil, func(r *kgo.Record) error {
+		got = append(got, fmt.Sprintf("%d:%s", r.Partition, r.Value))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"0:committed-0", "0:committed-1", "0:in-flight-0", "0:in-flight-1"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("read %v, want %v", got, want)
+	}
+
+	// From an offset, and with nothing left to read.
+	got = nil
+	if err := kafkax.ReadToEnd(ctx, newClient, topic, map[int32]int64{0: 1, 1: 0}, func(r *kgo.Record) error {
+		got = append(got, string(r.Value))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, []string{"committed-1", "in-flight-0", "in-flight-1"}) {
+		t.Fatalf("read from offset 1: %v", got)
+	}
+	if err := kafkax.ReadToEnd(ctx, newClient, topic, map[int32]int64{0: 100}, func(*kgo.Record) error { return nil }); err != nil {
+		t.Fatalf("nothing to read: %v", err)
+	}
+}
