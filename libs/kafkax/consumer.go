@@ -91,7 +91,6 @@ type ConsumerConfig struct {
 	RetryMin       time.Duration // first backoff after a failed write (default 200ms)
 	RetryMax       time.Duration // backoff cap (default 10s)
 	CommitInterval time.Duration // how often durable offsets are committed to Kafka for lag metrics (default 5s)
-	Extra          []kgo.Opt     // extra client options (tests lower group timeouts here)
 	// DeadLetter receives the records the store refuses for their content; without it such a record is
 	// retried like a transient failure, and its partition stalls.
 	DeadLetter DeadLetterFunc
@@ -156,38 +155,28 @@ func (c *StoreConsumer) Stalls() []Stall {
 	return out
 }
 
-// NewStoreConsumer builds the consumer and its client. ready, if non-nil, is told when the consumer has
-// joined and can write (true) and when it stops (false).
-func NewStoreConsumer(kcfg Config, deps Deps, cfg ConsumerConfig, store Store, ready func(bool)) (*StoreConsumer, error) {
+// NewStoreConsumer builds the consumer. Its client is a NewGroupConsumer of cfg.Group and cfg.Topic with the
+// consumer's Rebalance, given to Run. ready, if non-nil, is told when the consumer has joined and can
+// write (true) and when it stops (false).
+func NewStoreConsumer(log *slog.Logger, cfg ConsumerConfig, store Store, ready func(bool)) (*StoreConsumer, error) {
 	cfg.defaults()
 	if cfg.Group == "" || cfg.Topic == "" {
 		return nil, errors.New("store consumer: group and topic are required")
 	}
-	c := &StoreConsumer{
-		cfg: cfg, store: store, log: deps.Log.With("group", cfg.Group, "topic", cfg.Topic),
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &StoreConsumer{
+		cfg: cfg, store: store, log: log.With("group", cfg.Group, "topic", cfg.Topic),
 		next: map[int32]int64{}, paused: map[int32]time.Time{}, failures: map[int32]int{}, stalls: map[int32]Stall{}, ready: ready,
-	}
-	opts := []kgo.Opt{
-		kgo.ConsumerGroup(cfg.Group),
-		kgo.ConsumeTopics(cfg.Topic),
-		kgo.DisableAutoCommit(),
-		kgo.BlockRebalanceOnPoll(),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.AdjustFetchOffsetsFn(c.adjustOffsets),
-		kgo.OnPartitionsRevoked(c.onRevoked),
-		kgo.OnPartitionsLost(c.onRevoked),
-	}
-	cl, err := NewClient(kcfg, deps, cfg.Group, append(opts, cfg.Extra...)...)
-	if err != nil {
-		return nil, err
-	}
-	c.cl = cl
-	return c, nil
+	}, nil
 }
 
-// Client exposes the underlying client (for readiness pings).
-func (c *StoreConsumer) Client() *Client { return c.cl }
+// Rebalance is what the consumer's client must tell it: it resumes assigned partitions at the store's
+// offsets and commits what is durable when partitions go.
+func (c *StoreConsumer) Rebalance() Rebalance {
+	return Rebalance{Adjust: c.adjustOffsets, Revoked: c.onRevoked}
+}
 
 // adjustOffsets replaces the group's committed offsets with the store's own, retrying while the store is
 // unreachable (the context ends if the assignment is revoked meanwhile).
@@ -238,19 +227,21 @@ func (c *StoreConsumer) onRevoked(ctx context.Context, cl *kgo.Client, revoked m
 		delete(c.stalls, p)
 	}
 	c.mu.Unlock()
-	c.commit(ctx)
+	c.commit(ctx, cl)
 	if r, ok := c.store.(Releaser); ok && len(revoked[c.cfg.Topic]) > 0 {
 		r.Release(ctx, c.cfg.Topic, revoked[c.cfg.Topic])
 	}
 }
 
-// Run consumes until ctx is done, then commits what is durable and leaves the group.
-func (c *StoreConsumer) Run(ctx context.Context) error {
+// Run consumes with cl until ctx is done, then commits what is durable and leaves the group (closing cl).
+// cl is a NewGroupConsumer of the consumer's group and topic with its Rebalance.
+func (c *StoreConsumer) Run(ctx context.Context, cl *Client) error {
+	c.cl = cl
 	defer func() {
 		if c.ready != nil {
 			c.ready(false)
 		}
-		c.commit(context.WithoutCancel(ctx))
+		c.commit(context.WithoutCancel(ctx), cl.Client)
 		c.cl.Close()
 	}()
 	lastCommit := time.Now()
@@ -270,7 +261,7 @@ func (c *StoreConsumer) Run(ctx context.Context) error {
 		c.cl.AllowRebalance()
 		c.resumeDue(ctx)
 		if time.Since(lastCommit) >= c.cfg.CommitInterval {
-			c.commit(ctx)
+			c.commit(ctx, cl.Client)
 			lastCommit = time.Now()
 		}
 	}
@@ -441,10 +432,10 @@ func (c *StoreConsumer) resumeDue(ctx context.Context) {
 }
 
 // commit mirrors the durable offsets into the group's committed offsets.
-func (c *StoreConsumer) commit(ctx context.Context) {
+func (c *StoreConsumer) commit(ctx context.Context, cl *kgo.Client) {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := c.cl.CommitMarkedOffsets(cctx); err != nil && ctx.Err() == nil {
+	if err := cl.CommitMarkedOffsets(cctx); err != nil && ctx.Err() == nil {
 		c.log.Debug("committing offsets", "err", err)
 	}
 }

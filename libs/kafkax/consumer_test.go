@@ -107,16 +107,19 @@ func produce(t *testing.T, cfg kafkax.Config, topic string, n int) {
 func startConsumer(t *testing.T, cfg kafkax.Config, topic string, store kafkax.Store) context.CancelFunc {
 	t.Helper()
 	deps := kafkax.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	c, err := kafkax.NewStoreConsumer(cfg, deps, kafkax.ConsumerConfig{
+	c, err := kafkax.NewStoreConsumer(deps.Log, kafkax.ConsumerConfig{
 		Group: "g", Topic: topic, MaxPollRecords: 97, RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond,
-		Extra: kafkatest.GroupOpts(),
 	}, store, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kafkax.NewGroupConsumer(cfg, deps, "g", topic, c.Rebalance(), kafkatest.GroupOpts()...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); _ = c.Run(ctx) }()
+	go func() { defer close(done); _ = c.Run(ctx, cl) }()
 	return func() { cancel(); <-done }
 }
 

@@ -9,7 +9,6 @@ require (
 	github.com/klauspost/compress v1.20.3 // indirect
 	github.com/pierrec/lz4/v4 v4.1.33 // indirect
 	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c // indirect
-	github.com/twmb/franz-go/pkg/kmsg v1.15.0 // indirect
 	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
 	go.opentelemetry.io/otel/log v1.47.0 // indirect
 	go.opentelemetry.io/otel/metric v1.47.0 // indirect
@@ -30,6 +29,7 @@ replace github.com/edtech-analytics/platform/libs/conf => ../conf
 require (
 	github.com/cenkalti/backoff/v5 v5.0.3
 	github.com/edtech-analytics/platform/libs/kafkatest v0.0.0-00010101000000-000000000000
+	github.com/twmb/franz-go/pkg/kmsg v1.15.0
 )
 
 replace github.com/edtech-analytics/platform/libs/kafkatest => ../kafkatest

@@ -120,16 +120,21 @@ func TestPoisonRecordsAreDeadLetteredAndThePartitionMovesOn(t *testing.T) {
 	}
 
 	store := &poisonStore{next: map[int32]int64{}, values: map[string]int{}, dlq: map[string]int{}, dlqDown: true}
-	c, err := kafkax.NewStoreConsumer(cfg, kafkax.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, kafkax.ConsumerConfig{
+	deps := kafkax.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	c, err := kafkax.NewStoreConsumer(deps.Log, kafkax.ConsumerConfig{
 		Group: "g", Topic: topic, MaxPollRecords: 250, RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond,
-		Extra: kafkatest.GroupOpts(), DeadLetter: store.deadLetter,
+		DeadLetter: store.deadLetter,
 	}, store, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gc, err := kafkax.NewGroupConsumer(cfg, deps, "g", topic, c.Rebalance(), kafkatest.GroupOpts()...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
-	go func() { defer close(done); _ = c.Run(ctx) }()
+	go func() { defer close(done); _ = c.Run(ctx, gc) }()
 	// While the dead-letter topic cannot be written, the partitions with a refused record wait, and say so.
 	var stalls []kafkax.Stall
 	waitFor(t, "a stalled partition", func() bool { stalls = c.Stalls(); return len(stalls) > 0 })

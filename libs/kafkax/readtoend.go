@@ -7,6 +7,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
 )
 
 // EndOffsets is where each partition of topic ends now: its high watermark, the offset after the last
@@ -27,20 +28,29 @@ func EndOffsets(ctx context.Context, cl *kgo.Client, topic string) (map[int32]in
 }
 
 // ReadToEnd reads the partitions of topic named in from (nil: every partition, from its start), each from
-// its offset in from, up to the end it has
-// when ReadToEnd is called (EndOffsets), as a read_committed reader: records of aborted transactions never
-// reach fn, and records of transactions still open are waited for. fn gets the data records of each
-// partition in offset order (partitions in turn or interleaved), never a transaction marker. newClient
-// builds a client with the caller's options plus the ones given; it is called twice. An error of fn ends
-// the read with that error.
-func ReadToEnd(ctx context.Context, newClient func(opts ...kgo.Opt) (*kgo.Client, error), topic string,
-	from map[int32]int64, fn func(*kgo.Record) error) error {
-	admin, err := newClient()
-	if err != nil {
-		return err
-	}
-	ends, err := EndOffsets(ctx, admin, topic)
-	admin.Close()
+// its offset in from, up to the end it has when ReadToEnd is called (EndOffsets), as a read_committed
+// reader: records of aborted transactions never reach fn, and records of transactions still open are
+// waited for. fn gets the data records of each partition in offset order (partitions in turn or
+// interleaved), never a transaction marker. reader is a client built by NewReader; ReadToEnd adds the
+// partitions it reads and removes them when it returns, so one reader serves one read at a time. An error
+// of fn ends the read with that error.
+func ReadToEnd(ctx context.Context, reader *kgo.Client, topic string, from map[int32]int64, fn func(*kgo.Record) error) error {
+	return ReadPartitionsToEnd(ctx, reader, topic, from, 1, func(_ int32, recs []*kgo.Record) error {
+		for _, r := range recs {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// ReadPartitionsToEnd is ReadToEnd handing fn the records of one partition at a time: calls for different
+// partitions run side by side, at most workers at once; calls for one partition never overlap and come in
+// offset order.
+func ReadPartitionsToEnd(ctx context.Context, reader *kgo.Client, topic string, from map[int32]int64, workers int,
+	fn func(partition int32, recs []*kgo.Record) error) error {
+	ends, err := EndOffsets(ctx, reader, topic)
 	if err != nil {
 		return err
 	}
@@ -60,17 +70,14 @@ func ReadToEnd(ctx context.Context, newClient func(opts ...kgo.Opt) (*kgo.Client
 	if len(remaining) == 0 {
 		return nil
 	}
-	cl, err := newClient(
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: start}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.KeepControlRecords(), // a transaction marker may be a partition's last offset: seeing it says the end is reached
-	)
-	if err != nil {
-		return err
+	parts := make([]int32, 0, len(start))
+	for p := range start {
+		parts = append(parts, p)
 	}
-	defer cl.Close()
+	reader.AddConsumePartitions(map[string]map[int32]kgo.Offset{topic: start})
+	defer reader.RemoveConsumePartitions(map[string][]int32{topic: parts})
 	for len(remaining) > 0 {
-		fetches := cl.PollFetches(ctx)
+		fetches := reader.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("reading %s to its end: %w", topic, err)
 		}
@@ -79,21 +86,31 @@ func ReadToEnd(ctx context.Context, newClient func(opts ...kgo.Opt) (*kgo.Client
 		if ferr != nil {
 			return fmt.Errorf("reading %s to its end: %w", topic, ferr)
 		}
-		var fnErr error
-		fetches.EachRecord(func(r *kgo.Record) {
-			end, ok := remaining[r.Partition]
-			if !ok || r.Offset >= end || fnErr != nil {
+		batches := map[int32][]*kgo.Record{}
+		fetches.EachPartition(func(ft kgo.FetchTopicPartition) {
+			if ft.Topic != topic {
 				return
 			}
-			if r.Offset+1 >= end {
-				delete(remaining, r.Partition)
-			}
-			if !r.Attrs.IsControl() {
-				fnErr = fn(r)
+			for _, r := range ft.Records {
+				end, ok := remaining[r.Partition]
+				if !ok || r.Offset >= end {
+					continue
+				}
+				if r.Offset+1 >= end {
+					delete(remaining, r.Partition)
+				}
+				if !r.Attrs.IsControl() {
+					batches[r.Partition] = append(batches[r.Partition], r)
+				}
 			}
 		})
-		if fnErr != nil {
-			return fnErr
+		var g errgroup.Group
+		g.SetLimit(max(1, workers))
+		for p, recs := range batches {
+			g.Go(func() error { return fn(p, recs) })
+		}
+		if err := g.Wait(); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -3,11 +3,13 @@ package kafkax_test
 import (
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/edtech-analytics/platform/libs/kafkatest"
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // TestReadToEndWaitsForTransactionsInFlight proves where ReadToEnd's end is: records committed before the
@@ -70,20 +72,27 @@ func TestReadToEndWaitsForTransactionsInFlight(t *testing.T) {
 	end(a, kgo.TryAbort) // partition 1 now ends with an abort marker
 	produce(b, 0, "in-flight-0", "in-flight-1")
 
-	calls := 0
-	commitInFlight := func(opts ...kgo.Opt) (*kgo.Client, error) {
-		calls++
-		if calls == 2 { // the end offsets are taken: the open transaction commits only now
-			end(b, kgo.TryCommit)
-		}
-		return newClient(opts...)
+	// The open transaction commits only once the reader has its end offsets.
+	var (
+		once      sync.Once
+		commitErr error
+	)
+	reader, err := kafkax.NewReader(cfg, kafkax.Deps{}, kgo.WithHooks(afterListOffsets(func() {
+		once.Do(func() { commitErr = b.EndTransaction(ctx, kgo.TryCommit) })
+	})))
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer reader.Close()
 	var got []string
-	if err := kafkax.ReadToEnd(ctx, commitInFlight, topic, nil, func(r *kgo.Record) error {
+	if err := kafkax.ReadToEnd(ctx, reader.Client, topic, nil, func(r *kgo.Record) error {
 		got = append(got, fmt.Sprintf("%d:%s", r.Partition, r.Value))
 		return nil
 	}); err != nil {
 		t.Fatal(err)
+	}
+	if commitErr != nil {
+		t.Fatal(commitErr)
 	}
 	want := []string{"0:committed-0", "0:committed-1", "0:in-flight-0", "0:in-flight-1"}
 	if !slices.Equal(got, want) {
@@ -92,7 +101,7 @@ func TestReadToEndWaitsForTransactionsInFlight(t *testing.T) {
 
 	// From an offset, and with nothing left to read.
 	got = nil
-	if err := kafkax.ReadToEnd(ctx, newClient, topic, map[int32]int64{0: 1, 1: 0}, func(r *kgo.Record) error {
+	if err := kafkax.ReadToEnd(ctx, reader.Client, topic, map[int32]int64{0: 1, 1: 0}, func(r *kgo.Record) error {
 		got = append(got, string(r.Value))
 		return nil
 	}); err != nil {
@@ -101,7 +110,16 @@ func TestReadToEndWaitsForTransactionsInFlight(t *testing.T) {
 	if !slices.Equal(got, []string{"committed-1", "in-flight-0", "in-flight-1"}) {
 		t.Fatalf("read from offset 1: %v", got)
 	}
-	if err := kafkax.ReadToEnd(ctx, newClient, topic, map[int32]int64{0: 100}, func(*kgo.Record) error { return nil }); err != nil {
+	if err := kafkax.ReadToEnd(ctx, reader.Client, topic, map[int32]int64{0: 100}, func(*kgo.Record) error { return nil }); err != nil {
 		t.Fatalf("nothing to read: %v", err)
+	}
+}
+
+// afterListOffsets is a client hook calling fn after each ListOffsets response is read.
+type afterListOffsets func()
+
+func (f afterListOffsets) OnBrokerE2E(_ kgo.BrokerMetadata, key int16, _ kgo.BrokerE2E) {
+	if key == kmsg.ListOffsets.Int16() {
+		f()
 	}
 }

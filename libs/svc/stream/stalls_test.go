@@ -56,9 +56,14 @@ func TestStalledPartitionsShowInReadinessAndMetrics(t *testing.T) {
 	}
 	health := obs.NewHealth()
 	store := downStore{writes: make(chan struct{}, 1)}
-	c, err := kafkax.NewStoreConsumer(kcfg, kafkax.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, kafkax.ConsumerConfig{
-		Group: "g", Topic: topic, RetryMin: 10 * time.Millisecond, RetryMax: 20 * time.Millisecond, Extra: kafkatest.GroupOpts(),
+	deps := kafkax.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	c, err := kafkax.NewStoreConsumer(deps.Log, kafkax.ConsumerConfig{
+		Group: "g", Topic: topic, RetryMin: 10 * time.Millisecond, RetryMax: 20 * time.Millisecond,
 	}, store, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	member, err := kafkax.NewGroupConsumer(kcfg, deps, "g", topic, c.Rebalance(), kafkatest.GroupOpts()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +73,7 @@ func TestStalledPartitionsShowInReadinessAndMetrics(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
+	go func() { done <- c.Run(ctx, member) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {

@@ -37,8 +37,6 @@ type Config struct {
 	// Compact says when months of the rollups are merged into one part (chstore.RunCompaction).
 	Compact chstore.CompactConfig
 	Kafka   kafkax.Config
-	// ConsumerExtra are extra options of the consumer's Kafka client (tests shorten group timeouts). Not a flag.
-	ConsumerExtra []kgo.Opt
 }
 
 // RegisterFlags binds the config to flags with env defaults.
@@ -81,9 +79,20 @@ func (c *Config) Validate() error {
 
 // Run consumes the enriched topic into ClickHouse until ctx is done. It is ready once ClickHouse is
 // migrated, Kafka answers and the group has assigned it partitions; an instance without partitions (more
-// instances than partitions) stays not ready.
-func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
+// instances than partitions) stays not ready. opts are added to every Kafka client it builds (tests
+// shorten group timeouts).
+func Run(ctx context.Context, cfg Config, rt svc.Runtime, opts ...kgo.Opt) error {
 	health := obs.NewHealth("clickhouse", "kafka", "partitions")
+	cfg.Kafka = cfg.Kafka.ForService("aggregator")
+	topics := cfg.Kafka.Topics()
+	deps := kafkax.Deps{Log: rt.Log, Tracer: rt.Tel.Tracer, Propagator: rt.Tel.Propagator}
+	// Records ClickHouse refuses for their content go to the dead-letter topic.
+	dlq, err := kafkax.NewProducer(cfg.Kafka, deps, opts...)
+	if err != nil {
+		return err
+	}
+	defer dlq.Close()
+
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return obs.ServeAdmin(gctx, rt.Log, cfg.AdminAddr, health, rt.Tel.Metrics) })
 	g.Go(func() error {
@@ -97,7 +106,18 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
 		go func() {
 			compacted <- chstore.RunCompaction(cctx, conn, cfg.ClickHouseDatabase, cfg.Compact, rt.Log, rt.Tel.Meter)
 		}()
-		err = consume(gctx, cfg, rt, conn, health)
+		err = func() error {
+			consumer, err := newConsumer(gctx, cfg, rt, conn, dlq.Client, health)
+			if err != nil {
+				return err
+			}
+			// The enriched topic, read in the group; offsets live in ClickHouse (ADR 0003).
+			cl, err := kafkax.NewGroupConsumer(cfg.Kafka, deps, cfg.Group, topics.Enriched, consumer.Rebalance(), opts...)
+			if err != nil {
+				return err
+			}
+			return consume(gctx, cfg, rt, consumer, cl, health)
+		}()
 		stopCompaction()
 		err = errors.Join(err, <-compacted)
 		if cerr := conn.Close(); cerr != nil { // every write has returned by now
@@ -105,48 +125,46 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
 		}
 		return err
 	})
-	err := g.Wait()
+	err = g.Wait()
 	if errors.Is(err, context.Canceled) {
 		err = nil
 	}
 	return err
 }
 
-func consume(ctx context.Context, cfg Config, rt svc.Runtime, conn driver.Conn, health *obs.Health) error {
+// newConsumer builds the store consumer writing the enriched topic into ClickHouse, dead-lettering through
+// dlq the records ClickHouse refuses.
+func newConsumer(ctx context.Context, cfg Config, rt svc.Runtime, conn driver.Conn, dlq *kgo.Client, health *obs.Health) (*kafkax.StoreConsumer, error) {
 	codec, err := stream.NewCodec(ctx, cfg.Kafka)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	store, err := chstore.New(conn, codec, chstore.Config{Database: cfg.ClickHouseDatabase, AnalystPrefix: cfg.AnalystPrefix},
 		chstore.Deps{Log: rt.Log, Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	cfg.Kafka = cfg.Kafka.ForService("aggregator")
-	deps := kafkax.Deps{Log: rt.Log, Tracer: rt.Tel.Tracer, Propagator: rt.Tel.Propagator}
-	dlq, err := kafkax.NewClient(cfg.Kafka, deps, "", kafkax.ProducerOptions()...)
-	if err != nil {
-		return err
-	}
-	defer dlq.Close()
-	consumer, err := kafkax.NewStoreConsumer(cfg.Kafka, deps,
-		kafkax.ConsumerConfig{Group: cfg.Group, Topic: cfg.Kafka.Topics().Enriched, Extra: cfg.ConsumerExtra,
-			DeadLetter: stream.DeadLetters(codec, dlq.Client, cfg.Kafka.Topics().DLQ, records.StageAggregator)},
+	topics := cfg.Kafka.Topics()
+	return kafkax.NewStoreConsumer(rt.Log,
+		kafkax.ConsumerConfig{Group: cfg.Group, Topic: topics.Enriched,
+			DeadLetter: stream.DeadLetters(codec, dlq, topics.DLQ, records.StageAggregator)},
 		store, func(ready bool) { health.SetReady("partitions", ready) })
-	if err != nil {
-		return err
-	}
+}
+
+// consume runs consumer with cl once Kafka answers, until ctx is done; cl is closed when it returns.
+func consume(ctx context.Context, cfg Config, rt svc.Runtime, consumer *kafkax.StoreConsumer, cl *kafkax.Client, health *obs.Health) error {
 	stopReports, err := stream.ReportStalls(rt.Tel.Meter, health, cfg.Kafka.Topics().Enriched, consumer)
 	if err != nil {
+		cl.Close()
 		return err
 	}
 	defer stopReports()
-	if err := stream.WaitKafka(ctx, rt.Log, consumer.Client().Client, cfg.Kafka); err != nil {
-		consumer.Client().Close()
+	if err := stream.WaitKafka(ctx, rt.Log, cl.Client, cfg.Kafka); err != nil {
+		cl.Close()
 		return err
 	}
 	health.SetReady("kafka", true)
-	err = consumer.Run(ctx)
+	err = consumer.Run(ctx, cl)
 	health.SetReady("kafka", false)
 	return err
 }

@@ -91,7 +91,7 @@ func TestRunConsumesIntoClickHouse(t *testing.T) {
 	_, kcfg := kafkatest.New(t)
 	cfg := app.Config{
 		ClickHouseAddr: chAddr, ClickHouseDatabase: db, ClickHouseUser: "default", AdminAddr: "127.0.0.1:0",
-		Group: "aggregator", Kafka: kcfg, ConsumerExtra: kafkatest.GroupOpts(), AnalystPrefix: db + "_an_",
+		Group: "aggregator", Kafka: kcfg, AnalystPrefix: db + "_an_",
 		Compact: chstore.CompactConfig{Interval: 200 * time.Millisecond},
 	}
 	if err := cfg.Validate(); err != nil {
@@ -106,7 +106,7 @@ func TestRunConsumesIntoClickHouse(t *testing.T) {
 	logs := obstest.NewLog()
 	done := make(chan error, 1)
 	go func() {
-		done <- app.Run(ctx, cfg, svc.Runtime{Log: slog.New(slog.NewJSONHandler(logs, nil)), Tel: tel})
+		done <- app.Run(ctx, cfg, svc.Runtime{Log: slog.New(slog.NewJSONHandler(logs, nil)), Tel: tel}, kafkatest.GroupOpts()...)
 	}()
 	adminAddr := logs.Addr(t, "admin listening", nil)
 

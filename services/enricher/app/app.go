@@ -43,8 +43,6 @@ type Config struct {
 	IdentityCache      int
 	ContextCache       int
 	Kafka              kafkax.Config
-	// ConsumerExtra adds client options (tests shorten group timeouts). Not a flag.
-	ConsumerExtra []kgo.Opt
 }
 
 // RegisterFlags binds the config to flags with env defaults.
@@ -88,9 +86,10 @@ func (c *Config) Validate() error {
 
 // Run enriches until ctx is done. Before the first raw record, the erasures are loaded from PostgreSQL
 // and the control topic is read to its end, so no record of an erased student is enriched, even on a
-// replay.
-func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
-	health := obs.NewHealth("kafka", "postgres", "erasures")
+// replay. It is ready once it owns partitions of raw and has restored their dedup state. opts are added
+// to every Kafka client it builds (tests shorten group timeouts, or hold a read).
+func Run(ctx context.Context, cfg Config, rt svc.Runtime, opts ...kgo.Opt) error {
+	health := obs.NewHealth("kafka", "postgres", "erasures", "partitions")
 	pool, err := pgutil.Connect(ctx, cfg.DatabaseURL.Reveal())
 	if err != nil {
 		return err
@@ -103,11 +102,29 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
 	}
 	cfg.Kafka = cfg.Kafka.ForService("enricher")
 	deps := kafkax.Deps{Log: rt.Log, Tracer: obs.SampledChildrenOnly(rt.Tel.Tracer), Propagator: rt.Tel.Propagator}
-	admin, err := kafkax.NewClient(cfg.Kafka, deps, "")
+	topics := cfg.Kafka.Topics()
+	// Every Kafka client of the enricher. The transactional session is built in Run below (again when it
+	// keeps failing); each reader has one user, since a reader reads one thing at a time.
+	admin, err := kafkax.NewAdmin(cfg.Kafka, deps, opts...) // waits for the cluster
 	if err != nil {
 		return err
 	}
 	defer admin.Close()
+	controlReader, err := kafkax.NewReader(cfg.Kafka, deps, opts...) // erasures and other commands
+	if err != nil {
+		return err
+	}
+	defer controlReader.Close()
+	restoreReader, err := kafkax.NewReader(cfg.Kafka, deps, opts...) // the dedup state of assigned partitions
+	if err != nil {
+		return err
+	}
+	defer restoreReader.Close()
+	backfillReader, err := kafkax.NewReader(cfg.Kafka, deps, opts...) // a switched district's ids (ADR 0007)
+	if err != nil {
+		return err
+	}
+	defer backfillReader.Close()
 	registry, err := erasure.Load(ctx, pool)
 	if err != nil {
 		return err
@@ -126,7 +143,8 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
 	identities := identity.New(districts, cfg.IdentityCache)
 	rosterCtx := roster.New(districts, cfg.ContextCache)
 	enr := enrich.New(codec, enrich.Deps{Tenants: tenants, Policies: policies, Identities: identities, Context: rosterCtx, Erased: registry})
-	control := &erasure.Consumer{Pool: pool, Pools: districts, Kafka: cfg.Kafka, Deps: deps, Codec: codec, Registry: registry,
+	control := &erasure.Consumer{Pool: pool, Pools: districts, Topic: topics.Control, Reader: controlReader.Client, Log: rt.Log,
+		Codec: codec, Registry: registry,
 		Tenants: tenants, Identities: identities, Context: rosterCtx,
 		OnCommand: func(cmd records.ControlCommand) {
 			tenants.Forget(cmd.TenantID)
@@ -135,13 +153,22 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
 		}}
 	// Ids of districts that are hot or switched within the window are claimed in the control schema (ADR 0007).
 	shared := claims.New(pool, cfg.DedupWindow)
-	// A fresh suffix per start: the previous incarnation's open transaction is aborted by the broker's
-	// transaction timeout, and the group generation (KIP-447) fences it as a zombie.
-	pipe := pipeline.New(pipeline.Config{Group: cfg.Group, TransactionalID: cfg.TransactionalID + "-" + randomSuffix(),
-		TransactionTimeout: cfg.TransactionTimeout, Extra: cfg.ConsumerExtra,
+	pipe := pipeline.New(pipeline.Config{Group: cfg.Group, TransactionTimeout: cfg.TransactionTimeout,
 		OnAssigned: func() { identities.Reset(); rosterCtx.Reset() },
 		OnCommit:   func(s pipeline.Stats) { counts.add(ctx, s) },
-	}, cfg.Kafka, deps, codec, enr, dedup.New(cfg.DedupWindow), shared, nil)
+	}, topics, rt.Log, codec, enr, dedup.New(cfg.DedupWindow), shared,
+		pipeline.Changelog{Restore: restoreReader.Client, Backfill: backfillReader.Client},
+		func(ok bool) { health.SetReady("partitions", ok) })
+	// Raw in, enriched, dead letters and the dedup changelog out, in Kafka transactions. A fresh suffix
+	// per start: the previous incarnation's open transaction is aborted by the broker's transaction
+	// timeout, and the group generation (KIP-447) fences it as a zombie. The changelog is written to the
+	// partition number of the raw record it remembers.
+	txn := kafkax.TransactConfig{Group: cfg.Group, Topic: topics.Raw, TransactionalID: cfg.TransactionalID + "-" + randomSuffix(),
+		Timeout: cfg.TransactionTimeout}
+	newSession := func() (*kgo.GroupTransactSession, error) {
+		return kafkax.NewTransactionalSession(cfg.Kafka, deps, txn, pipe.Rebalance(),
+			append([]kgo.Opt{kgo.RecordPartitioner(kafkax.NewPartitioner(topics.Dedup))}, opts...)...)
+	}
 	health.SetDegraded("stalled_batches", func() any {
 		if s := pipe.Stalled(); s != nil {
 			return s
@@ -170,7 +197,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
 		case <-gctx.Done():
 			return nil
 		}
-		err := pipe.Run(gctx)
+		err := pipe.Run(gctx, newSession)
 		health.SetReady("kafka", false)
 		return err
 	})

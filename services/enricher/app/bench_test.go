@@ -302,8 +302,12 @@ func benchRecords(b *testing.B, codec *records.Codec, districts, firstID int) (r
 	return rosterRecs, mixed
 }
 
+// benchTxnTimeout is the transaction timeout, 10s (the pipeline's default) unless the environment says.
 func benchTxnTimeout() time.Duration {
 	d, _ := time.ParseDuration(os.Getenv("ENRICHER_BENCH_TXN_TIMEOUT"))
+	if d <= 0 {
+		d = 10 * time.Second
+	}
 	return d
 }
 
@@ -354,21 +358,34 @@ func BenchmarkPipelineEndToEnd(b *testing.B) {
 	committed := 0
 	// newPipeline is the service's pipeline on the shared, warm enricher: a restarted one restores its
 	// dedup state from the changelog as a new owner of the partitions does.
-	newPipeline := func() *pipeline.Pipeline {
-		return pipeline.New(pipeline.Config{Group: "bench", TransactionalID: "bench-" + randomSuffix(), Extra: kafkatest.GroupOpts(),
-			TransactionTimeout: benchTxnTimeout(),
+	deps := kafkax.Deps{Log: log, Tracer: obs.SampledChildrenOnly(tel.Tracer), Propagator: tel.Propagator}
+	newReader := func() *kgo.Client {
+		r, err := kafkax.NewReader(kcfg, deps)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(r.Close)
+		return r.Client
+	}
+	newPipeline := func() (*pipeline.Pipeline, pipeline.NewSession) {
+		pipe := pipeline.New(pipeline.Config{Group: "bench", TransactionTimeout: benchTxnTimeout(),
 			OnCommit: func(s pipeline.Stats) {
 				mu.Lock()
 				committed += s.Enriched + s.Duplicates + s.Dead + s.Erased + s.NoConsent
 				mu.Unlock()
-			}}, kcfg, kafkax.Deps{Log: log, Tracer: obs.SampledChildrenOnly(tel.Tracer), Propagator: tel.Propagator},
-			codec, enr, dedup.New(48*time.Hour), claims.New(pool, 48*time.Hour), nil)
+			}}, kcfg.Topics(), log, codec, enr, dedup.New(48*time.Hour), claims.New(pool, 48*time.Hour),
+			pipeline.Changelog{Restore: newReader(), Backfill: newReader()}, nil)
+		txn := kafkax.TransactConfig{Group: "bench", Topic: kcfg.Topics().Raw, TransactionalID: "bench-" + randomSuffix(), Timeout: benchTxnTimeout()}
+		return pipe, func() (*kgo.GroupTransactSession, error) {
+			return kafkax.NewTransactionalSession(kcfg, deps, txn, pipe.Rebalance(),
+				append([]kgo.Opt{kgo.RecordPartitioner(kafkax.NewPartitioner(kcfg.Topics().Dedup))}, kafkatest.GroupOpts()...)...)
+		}
 	}
 	run := func() (stop func()) {
 		rctx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
-		pipe := newPipeline()
-		go func() { done <- pipe.Run(rctx) }()
+		pipe, sessions := newPipeline()
+		go func() { done <- pipe.Run(rctx, sessions) }()
 		return func() {
 			cancel()
 			if err := <-done; err != nil {

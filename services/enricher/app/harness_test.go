@@ -33,8 +33,7 @@ func TestMain(m *testing.M) {
 	if role := os.Getenv(childEnv); role != "" {
 		var cfg app.Config
 		svc.Main("enricher", &cfg, func(ctx context.Context, rt svc.Runtime) error {
-			cfg.ConsumerExtra = childGroupOpts(role == childFinishes)
-			return app.Run(ctx, cfg, rt)
+			return app.Run(ctx, cfg, rt, childGroupOpts(role == childFinishes)...)
 		})
 	}
 	os.Exit(m.Run())
@@ -128,7 +127,6 @@ func (h *harness) config(group string) app.Config {
 	cfg.RegisterFlags(newFlagSet())
 	cfg.AdminAddr, cfg.DatabaseURL, cfg.Group, cfg.Kafka = "127.0.0.1:0", conf.Secret(h.dbURL), group, h.kcfg
 	cfg.TransactionTimeout = 2 * time.Second
-	cfg.ConsumerExtra = kafkatest.GroupOpts()
 	return cfg
 }
 
@@ -138,7 +136,14 @@ type running struct {
 	stop func()
 }
 
-func (h *harness) start(cfg app.Config) *running {
+// start runs an enricher with short group timeouts (kafkatest.GroupOpts) plus opts.
+func (h *harness) start(cfg app.Config, opts ...kgo.Opt) *running {
+	h.t.Helper()
+	return h.startWith(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), append(kafkatest.GroupOpts(), opts...)...)
+}
+
+// startWith runs an enricher logging to log, with opts added to its Kafka clients.
+func (h *harness) startWith(cfg app.Config, log *slog.Logger, opts ...kgo.Opt) *running {
 	h.t.Helper()
 	tel, err := obs.Init(h.t.Context(), "enricher")
 	if err != nil {
@@ -147,7 +152,7 @@ func (h *harness) start(cfg app.Config) *running {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- app.Run(ctx, cfg, svc.Runtime{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Tel: tel})
+		done <- app.Run(ctx, cfg, svc.Runtime{Log: log, Tel: tel}, opts...)
 	}()
 	r := &running{tel: tel}
 	r.stop = func() {

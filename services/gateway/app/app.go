@@ -21,6 +21,7 @@ import (
 	"github.com/edtech-analytics/platform/services/gateway/internal/roster"
 	"github.com/edtech-analytics/platform/services/gateway/internal/server"
 	"github.com/edtech-analytics/platform/services/gateway/internal/tenants"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -127,8 +128,9 @@ type Hooks struct {
 }
 
 // Run serves until ctx is done, then drains: new requests get 503 and readiness goes false, in-flight
-// requests finish, the producer flushes every buffered record, and Run returns.
-func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks) error {
+// requests finish, the producer flushes every buffered record, and Run returns. opts are added to its Kafka
+// client.
+func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks, opts ...kgo.Opt) error {
 	health := obs.NewHealth("kafka", "postgres", "serving")
 	pool, err := pgutil.Connect(ctx, cfg.DatabaseURL.Reveal())
 	if err != nil {
@@ -148,7 +150,8 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks) error {
 
 	cfg.Kafka = cfg.Kafka.ForService("gateway")
 	deps := kafkax.Deps{Log: rt.Log, Tracer: obs.SampledChildrenOnly(rt.Tel.Tracer), Propagator: rt.Tel.Propagator}
-	producer, err := kafkax.NewClient(cfg.Kafka, deps, "", kafkax.ProducerOptions()...)
+	// Accepted records go to raw, rejected ones to the dead-letter topic: one idempotent producer.
+	producer, err := kafkax.NewProducer(cfg.Kafka, deps, opts...)
 	if err != nil {
 		return err
 	}

@@ -32,11 +32,6 @@ type Config struct {
 	Group          string
 	MaxPollRecords int
 	Kafka          kafkax.Config
-	// ConsumerExtra are extra consumer client options (tests shorten group timeouts); not a flag.
-	ConsumerExtra []kgo.Opt
-	// Getenv resolves the URL variables of the PostgreSQL instances other than the control database
-	// (control.instances); nil means os.Getenv. Not a flag.
-	Getenv func(string) string
 }
 
 // DefaultMaxPollRecords is 2,500 records per partition of a 12-partition topic. A write's cost is mostly
@@ -72,8 +67,9 @@ func (c *Config) Validate() error {
 // instance it is placed on (the control database, or an instance whose URL is in the environment
 // variable control.instances names). It is ready while Kafka and the control database answer and the
 // group has assigned it partitions. When PostgreSQL goes away the consumer pauses the partitions it
-// cannot write and resumes them from the stored offsets once it is back.
-func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
+// cannot write and resumes them from the stored offsets once it is back. opts are added to every Kafka
+// client it builds (tests shorten group timeouts).
+func Run(ctx context.Context, cfg Config, rt svc.Runtime, opts ...kgo.Opt) error {
 	health := obs.NewHealth("kafka", "postgres", "partitions")
 	pool, err := pgstore.Connect(ctx, cfg.DatabaseURL.Reveal())
 	if err != nil {
@@ -88,11 +84,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
 	if err != nil {
 		return err
 	}
-	getenv := cfg.Getenv
-	if getenv == nil {
-		getenv = os.Getenv
-	}
-	fleet := tenancy.NewFleet(pool, getenv).WithConnect(pgstore.Connect)
+	fleet := tenancy.NewFleet(pool, os.Getenv).WithConnect(pgstore.Connect)
 	defer fleet.Close()
 	store, err := pgstore.New(cfg.Group, pgstore.Deps{Fleet: fleet, Codec: codec, Log: rt.Log, Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter})
 	if err != nil {
@@ -100,25 +92,34 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
 	}
 
 	cfg.Kafka = cfg.Kafka.ForService("sink")
+	topics := cfg.Kafka.Topics()
 	deps := kafkax.Deps{Log: rt.Log, Tracer: rt.Tel.Tracer, Propagator: rt.Tel.Propagator}
-	dlq, err := kafkax.NewClient(cfg.Kafka, deps, "", kafkax.ProducerOptions()...)
+	// Records PostgreSQL refuses for their content go to the dead-letter topic.
+	dlq, err := kafkax.NewProducer(cfg.Kafka, deps, opts...)
 	if err != nil {
 		return err
 	}
 	defer dlq.Close()
-	consumer, err := kafkax.NewStoreConsumer(cfg.Kafka, deps,
-		kafkax.ConsumerConfig{Group: cfg.Group, Topic: cfg.Kafka.Topics().Enriched, MaxPollRecords: cfg.MaxPollRecords,
-			Extra: cfg.ConsumerExtra, DeadLetter: stream.DeadLetters(codec, dlq.Client, cfg.Kafka.Topics().DLQ, records.StageSink)},
+	consumer, err := kafkax.NewStoreConsumer(rt.Log,
+		kafkax.ConsumerConfig{Group: cfg.Group, Topic: topics.Enriched, MaxPollRecords: cfg.MaxPollRecords,
+			DeadLetter: stream.DeadLetters(codec, dlq.Client, topics.DLQ, records.StageSink)},
 		store, func(ok bool) { health.SetReady("partitions", ok) })
 	if err != nil {
 		return err
 	}
-	stopReports, err := stream.ReportStalls(rt.Tel.Meter, health, cfg.Kafka.Topics().Enriched, consumer)
+	// The enriched topic, read in the group; offsets live in each PostgreSQL instance (ADR 0003). The
+	// consumer closes it when it stops.
+	member, err := kafkax.NewGroupConsumer(cfg.Kafka, deps, cfg.Group, topics.Enriched, consumer.Rebalance(), opts...)
 	if err != nil {
 		return err
 	}
+	stopReports, err := stream.ReportStalls(rt.Tel.Meter, health, topics.Enriched, consumer)
+	if err != nil {
+		member.Close()
+		return err
+	}
 	defer stopReports()
-	cl := consumer.Client().Client
+	cl := member.Client
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return obs.ServeAdmin(gctx, rt.Log, cfg.AdminAddr, health, rt.Tel.Metrics) })
@@ -132,7 +133,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
 			probe(gctx, health, func(ctx context.Context) error { return kafkax.Ping(ctx, cl) }, pool.Ping)
 			return nil
 		})
-		return consumer.Run(gctx)
+		return consumer.Run(gctx, member)
 	})
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) {

@@ -71,7 +71,7 @@ func TestRunConsumesEnrichedIntoDistrictSchemas(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, kcfg := kafkatest.New(t)
-	cfg := app.Config{AdminAddr: "127.0.0.1:0", DatabaseURL: conf.Secret(dbURL), Group: "sink", Kafka: kcfg, ConsumerExtra: kafkatest.GroupOpts()}
+	cfg := app.Config{AdminAddr: "127.0.0.1:0", DatabaseURL: conf.Secret(dbURL), Group: "sink", Kafka: kcfg}
 	tel, err := obs.Init(t.Context(), "sink")
 	if err != nil {
 		t.Fatal(err)
@@ -81,7 +81,7 @@ func TestRunConsumesEnrichedIntoDistrictSchemas(t *testing.T) {
 	logs := obstest.NewLog()
 	done := make(chan error, 1)
 	go func() {
-		done <- app.Run(ctx, cfg, svc.Runtime{Log: slog.New(slog.NewJSONHandler(logs, nil)), Tel: tel})
+		done <- app.Run(ctx, cfg, svc.Runtime{Log: slog.New(slog.NewJSONHandler(logs, nil)), Tel: tel}, kafkatest.GroupOpts()...)
 	}()
 	admin := logs.Addr(t, "admin listening", nil)
 

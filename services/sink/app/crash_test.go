@@ -64,14 +64,19 @@ func runChild(raw string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	for k, v := range c.Env { // the instances' URL variables (control.instances), as a deployment sets them
+		if err := os.Setenv(k, v); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+	}
 	cfg := app.Config{
 		AdminAddr: c.AdminAddr, DatabaseURL: conf.Secret(c.DatabaseURL), Group: "sink", MaxPollRecords: 300, Kafka: c.Kafka,
-		// A fixed group instance id: a restarted sink takes over its predecessor's partitions at once
-		// instead of waiting for the killed member's session to expire.
-		ConsumerExtra: append(kafkatest.GroupOpts(), kgo.InstanceID("sink-0")),
-		Getenv:        func(k string) string { return c.Env[k] },
 	}
-	if err := app.Run(ctx, cfg, svc.Runtime{Log: slog.New(slog.NewJSONHandler(os.Stderr, nil)), Tel: tel}); err != nil {
+	// A fixed group instance id: a restarted sink takes over its predecessor's partitions at once instead
+	// of waiting for the killed member's session to expire.
+	opts := append(kafkatest.GroupOpts(), kgo.InstanceID("sink-0"))
+	if err := app.Run(ctx, cfg, svc.Runtime{Log: slog.New(slog.NewJSONHandler(os.Stderr, nil)), Tel: tel}, opts...); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -309,13 +314,13 @@ func TestSinkPausesWhilePostgresIsDownAndResumes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Setenv("EAST_URL", w.urls["EAST_URL"]) // the instance's URL variable (control.instances)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
 		done <- app.Run(ctx, app.Config{AdminAddr: "127.0.0.1:0", DatabaseURL: conf.Secret(w.urls["control"]), Group: "sink",
-			MaxPollRecords: 500, Kafka: w.kcfg, ConsumerExtra: kafkatest.GroupOpts(),
-			Getenv: func(k string) string { return w.urls[k] }},
-			svc.Runtime{Log: slog.New(slog.NewJSONHandler(logs, nil)), Tel: tel})
+			MaxPollRecords: 500, Kafka: w.kcfg},
+			svc.Runtime{Log: slog.New(slog.NewJSONHandler(logs, nil)), Tel: tel}, kafkatest.GroupOpts()...)
 	}()
 	defer func() {
 		cancel()

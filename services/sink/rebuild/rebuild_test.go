@@ -71,16 +71,20 @@ func newWorld(t *testing.T) *world {
 // sink runs the live sink until the test ends.
 func (w *world) sink(t *testing.T) {
 	t.Helper()
-	c, err := kafkax.NewStoreConsumer(w.kcfg, kafkax.Deps{Log: discard()}, kafkax.ConsumerConfig{
+	c, err := kafkax.NewStoreConsumer(discard(), kafkax.ConsumerConfig{
 		Group: group, Topic: w.kcfg.Topics().Enriched, MaxPollRecords: 500,
-		RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond, Extra: kafkatest.GroupOpts(),
+		RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond,
 	}, w.store, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kafkax.NewGroupConsumer(w.kcfg, kafkax.Deps{Log: discard()}, group, w.kcfg.Topics().Enriched, c.Rebalance(), kafkatest.GroupOpts()...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); _ = c.Run(ctx) }()
+	go func() { defer close(done); _ = c.Run(ctx, cl) }()
 	t.Cleanup(func() { cancel(); <-done })
 }
 

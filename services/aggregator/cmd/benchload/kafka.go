@@ -72,14 +72,18 @@ func kafkaThroughput(ctx context.Context, addr string, n int) (err error) {
 	if err != nil {
 		return err
 	}
-	consumer, err := kafkax.NewStoreConsumer(kcfg, deps, kafkax.ConsumerConfig{Group: "bench", Topic: topic}, store, nil)
+	consumer, err := kafkax.NewStoreConsumer(deps.Log, kafkax.ConsumerConfig{Group: "bench", Topic: topic}, store, nil)
+	if err != nil {
+		return err
+	}
+	member, err := kafkax.NewGroupConsumer(kcfg, deps, "bench", topic, consumer.Rebalance())
 	if err != nil {
 		return err
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	start := time.Now()
-	go func() { done <- consumer.Run(cctx) }()
+	go func() { done <- consumer.Run(cctx, member) }()
 	parts := []int32{0, 1, 2, 3}
 	for {
 		next, err := store.NextOffsets(ctx, topic, parts)

@@ -149,17 +149,21 @@ func (p *pipeline) send(t *testing.T, codec *records.Codec, facts []records.Enri
 // start runs a store consumer in the group until the returned stop is called.
 func (p *pipeline) start(t *testing.T, store kafkax.Store) (stop func()) {
 	t.Helper()
-	c, err := kafkax.NewStoreConsumer(p.kcfg, p.deps, kafkax.ConsumerConfig{
+	c, err := kafkax.NewStoreConsumer(p.deps.Log, kafkax.ConsumerConfig{
 		Group: "aggregator", Topic: p.topic, MaxPollRecords: p.batch,
-		RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond, Extra: kafkatest.GroupOpts(),
+		RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond,
 		DeadLetter: p.dead.letter,
 	}, store, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	cl, err := kafkax.NewGroupConsumer(p.kcfg, p.deps, "aggregator", p.topic, c.Rebalance(), kafkatest.GroupOpts()...)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
+	go func() { done <- c.Run(ctx, cl) }()
 	return func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -319,15 +323,19 @@ func (c *crashingStore) arm(die func()) {
 // run runs one consumer until ctx ends and returns once it has stopped.
 func (p *pipeline) run(t *testing.T, ctx context.Context, store kafkax.Store) {
 	t.Helper()
-	c, err := kafkax.NewStoreConsumer(p.kcfg, p.deps, kafkax.ConsumerConfig{
+	c, err := kafkax.NewStoreConsumer(p.deps.Log, kafkax.ConsumerConfig{
 		Group: "aggregator", Topic: p.topic, MaxPollRecords: p.batch,
-		RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond, Extra: kafkatest.GroupOpts(),
+		RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond,
 		DeadLetter: p.dead.letter,
 	}, store, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Run(ctx); err != nil {
+	cl, err := kafkax.NewGroupConsumer(p.kcfg, p.deps, "aggregator", p.topic, c.Rebalance(), kafkatest.GroupOpts()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Run(ctx, cl); err != nil {
 		t.Errorf("consumer: %v", err)
 	}
 }

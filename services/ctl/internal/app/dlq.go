@@ -176,7 +176,7 @@ func runDLQReplay(ctx context.Context, e Env, args []string) error {
 	if *dryRun || len(todo) == 0 {
 		return report(len(todo))
 	}
-	cl, err := kafkax.NewClient(kcfg, kafkax.Deps{}, "", kafkax.ProducerOptions()...)
+	cl, err := kafkax.NewProducer(kcfg, kafkax.Deps{})
 	if err != nil {
 		return err
 	}
@@ -226,14 +226,12 @@ func readDLQ(ctx context.Context, kcfg kafkax.Config, fn func(*deadLetter)) erro
 	seen := map[identity]bool{}
 	rctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	newClient := func(opts ...kgo.Opt) (*kgo.Client, error) {
-		cl, err := kafkax.NewClient(kcfg, kafkax.Deps{}, "", opts...)
-		if err != nil {
-			return nil, err
-		}
-		return cl.Client, nil
+	reader, err := kafkax.NewReader(kcfg, kafkax.Deps{})
+	if err != nil {
+		return err
 	}
-	return kafkax.ReadToEnd(rctx, newClient, kcfg.Topics().DLQ, nil, func(r *kgo.Record) error {
+	defer reader.Close()
+	return kafkax.ReadToEnd(rctx, reader.Client, kcfg.Topics().DLQ, nil, func(r *kgo.Record) error {
 		d := &deadLetter{Partition: r.Partition, Offset: r.Offset, key: r.Key}
 		if err := codec.Decode(r.Value, &d.record); err != nil {
 			d.Stage, d.Reason, d.Detail = "?", "?", "undecodable dead letter: "+err.Error()

@@ -40,7 +40,7 @@ func TestRebuildCommand(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- sink.Run(ctx, sink.Config{AdminAddr: "127.0.0.1:0", DatabaseURL: conf.Secret(url), Group: "edtech-sink",
-			Kafka: kcfg, ConsumerExtra: kafkatest.GroupOpts()}, svc.Runtime{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Tel: tel})
+			Kafka: kcfg}, svc.Runtime{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Tel: tel}, kafkatest.GroupOpts()...)
 	}()
 	t.Cleanup(func() {
 		cancel()

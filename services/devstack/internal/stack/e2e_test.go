@@ -116,8 +116,7 @@ func TestEndToEnd(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	st, err := stack.Start(ctx, stack.Config{
 		DatabaseURL: pgURL, ClickHouseAddr: chAddr, ClickHouseDatabase: chDB, GatewayAddr: "127.0.0.1:0", QueryAddr: "127.0.0.1:0",
-		GroupExtra: append(kafkatest.GroupOpts(), kgo.TransactionTimeout(2*time.Second)),
-	}, svc.Runtime{Log: log, Tel: tel})
+	}, svc.Runtime{Log: log, Tel: tel}, append(kafkatest.GroupOpts(), kgo.TransactionTimeout(2*time.Second))...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,8 +49,7 @@ func TestRetryAfterHotSwitchIsCountedOnce(t *testing.T) {
 	tel := &obs.Telemetry{Tracer: tracenoop.NewTracerProvider(), Meter: noop.NewMeterProvider(), Propagator: propagation.TraceContext{}}
 	st, err := stack.Start(ctx, stack.Config{
 		DatabaseURL: pgURL, ClickHouseAddr: chAddr, ClickHouseDatabase: chDB, GatewayAddr: "127.0.0.1:0", QueryAddr: "127.0.0.1:0",
-		GroupExtra: append(kafkatest.GroupOpts(), kgo.TransactionTimeout(2*time.Second)),
-	}, svc.Runtime{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Tel: tel})
+	}, svc.Runtime{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Tel: tel}, append(kafkatest.GroupOpts(), kgo.TransactionTimeout(2*time.Second))...)
 	if err != nil {
 		t.Fatal(err)
 	}

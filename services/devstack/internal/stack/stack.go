@@ -38,7 +38,6 @@ type Config struct {
 	ClickHouseDatabase string
 	GatewayAddr        string // e.g. 127.0.0.1:8080, or 127.0.0.1:0
 	QueryAddr          string // e.g. 127.0.0.1:8081, or 127.0.0.1:0
-	GroupExtra         []kgo.Opt
 }
 
 // Service names.
@@ -53,6 +52,7 @@ const (
 // Stack is a running platform.
 type Stack struct {
 	cfg   Config
+	opts  []kgo.Opt // added to every Kafka client of the consumers (tests shorten group timeouts)
 	rt    svc.Runtime
 	log   *slog.Logger
 	kafka *kfake.Cluster
@@ -71,26 +71,27 @@ type running struct {
 }
 
 // Start starts Kafka, migrates the control schema and starts every service. It returns when the gateway
-// accepts requests.
-func Start(ctx context.Context, cfg Config, rt svc.Runtime) (*Stack, error) {
+// accepts requests. opts are added to every Kafka client of the enricher, aggregator and sink (tests
+// shorten group timeouts).
+func Start(ctx context.Context, cfg Config, rt svc.Runtime, opts ...kgo.Opt) (*Stack, error) {
 	if cfg.Partitions <= 0 {
 		cfg.Partitions = 4
 	}
 	if err := checkEnv(); err != nil {
 		return nil, err
 	}
-	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.DefaultNumPartitions(cfg.Partitions), kfake.GroupMinSessionTimeout(100 * time.Millisecond)}
+	kopts := []kfake.Opt{kfake.NumBrokers(1), kfake.DefaultNumPartitions(cfg.Partitions), kfake.GroupMinSessionTimeout(100 * time.Millisecond)}
 	if cfg.KafkaPort > 0 {
-		opts = append(opts, kfake.Ports(cfg.KafkaPort))
+		kopts = append(kopts, kfake.Ports(cfg.KafkaPort))
 	}
 	if cfg.KafkaDataDir != "" {
-		opts = append(opts, kfake.DataDir(cfg.KafkaDataDir))
+		kopts = append(kopts, kfake.DataDir(cfg.KafkaDataDir))
 	}
-	cluster, err := kfake.NewCluster(opts...)
+	cluster, err := kfake.NewCluster(kopts...)
 	if err != nil {
 		return nil, fmt.Errorf("starting embedded kafka: %w", err)
 	}
-	s := &Stack{cfg: cfg, rt: rt, log: rt.Log, kafka: cluster, services: map[string]*running{},
+	s := &Stack{cfg: cfg, opts: opts, rt: rt, log: rt.Log, kafka: cluster, services: map[string]*running{},
 		Kafka: kafkax.Config{Brokers: cluster.ListenAddrs(), TopicPrefix: "edtech.", Partitions: cfg.Partitions, ReplicationFactor: 1}}
 
 	pool, err := pgutil.Connect(ctx, cfg.DatabaseURL)
@@ -185,19 +186,19 @@ func (s *Stack) StartService(name string) error {
 	case name == Enricher || strings.HasPrefix(name, Enricher+"-"):
 		var cfg enricher.Config
 		defaults(&cfg)
-		cfg.AdminAddr, cfg.DatabaseURL, cfg.Kafka, cfg.ConsumerExtra = "127.0.0.1:0", conf.Secret(s.cfg.DatabaseURL), s.Kafka, s.cfg.GroupExtra
-		s.launch(name, func(ctx context.Context) error { return enricher.Run(ctx, cfg, s.runtime(name)) })
+		cfg.AdminAddr, cfg.DatabaseURL, cfg.Kafka = "127.0.0.1:0", conf.Secret(s.cfg.DatabaseURL), s.Kafka
+		s.launch(name, func(ctx context.Context) error { return enricher.Run(ctx, cfg, s.runtime(name), s.opts...) })
 	case name == Aggregator:
 		var cfg aggregator.Config
 		defaults(&cfg)
-		cfg.AdminAddr, cfg.Kafka, cfg.ConsumerExtra = "127.0.0.1:0", s.Kafka, s.cfg.GroupExtra
+		cfg.AdminAddr, cfg.Kafka = "127.0.0.1:0", s.Kafka
 		cfg.ClickHouseAddr, cfg.ClickHouseDatabase = s.cfg.ClickHouseAddr, s.cfg.ClickHouseDatabase
-		s.launch(name, func(ctx context.Context) error { return aggregator.Run(ctx, cfg, s.runtime(name)) })
+		s.launch(name, func(ctx context.Context) error { return aggregator.Run(ctx, cfg, s.runtime(name), s.opts...) })
 	case name == Sink:
 		var cfg sink.Config
 		defaults(&cfg)
-		cfg.AdminAddr, cfg.DatabaseURL, cfg.Kafka, cfg.ConsumerExtra = "127.0.0.1:0", conf.Secret(s.cfg.DatabaseURL), s.Kafka, s.cfg.GroupExtra
-		s.launch(name, func(ctx context.Context) error { return sink.Run(ctx, cfg, s.runtime(name)) })
+		cfg.AdminAddr, cfg.DatabaseURL, cfg.Kafka = "127.0.0.1:0", conf.Secret(s.cfg.DatabaseURL), s.Kafka
+		s.launch(name, func(ctx context.Context) error { return sink.Run(ctx, cfg, s.runtime(name), s.opts...) })
 	default:
 		return fmt.Errorf("unknown service %q", name)
 	}

@@ -23,7 +23,6 @@ import (
 	"github.com/edtech-analytics/platform/services/enricher/internal/identity"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -104,9 +103,11 @@ type Consumer struct {
 	Pool *pgxpool.Pool // the control schema's
 	// Pools finds the instance of a district's schema; nil means every district lives with the control
 	// schema.
-	Pools      identity.Pools
-	Kafka      kafkax.Config
-	Deps       kafkax.Deps
+	Pools identity.Pools
+	// Topic is the control topic; Reader reads it (a kafkax.NewReader client, used by this consumer alone).
+	Topic      string
+	Reader     *kgo.Client
+	Log        *slog.Logger
 	Codec      *records.Codec
 	Registry   *Registry
 	Tenants    Tenants
@@ -122,18 +123,10 @@ type Consumer struct {
 // Run applies commands until ctx is done. caughtUp is called once, when every partition has been read
 // up to the end it had when Run started: the enricher processes nothing before that.
 func (c *Consumer) Run(ctx context.Context, caughtUp func()) error {
-	topic := c.Kafka.Topics().Control
-	admin, err := kafkax.NewClient(c.Kafka, c.Deps, "")
+	topic := c.Topic
+	ends, err := kafkax.EndOffsets(ctx, c.Reader, topic)
 	if err != nil {
 		return err
-	}
-	ends, err := kadm.NewClient(admin.Client).ListEndOffsets(ctx, topic)
-	admin.Close()
-	if err != nil {
-		return fmt.Errorf("listing end offsets of %s: %w", topic, err)
-	}
-	if err := ends.Error(); err != nil {
-		return fmt.Errorf("listing end offsets of %s: %w", topic, err)
 	}
 	stored, err := c.storedOffsets(ctx, topic)
 	if err != nil {
@@ -141,22 +134,18 @@ func (c *Consumer) Run(ctx context.Context, caughtUp func()) error {
 	}
 	start := map[int32]kgo.Offset{}
 	behind := map[int32]int64{} // partition -> end offset still to reach
-	ends.Each(func(o kadm.ListedOffset) {
-		next := stored[o.Partition]
-		start[o.Partition] = kgo.NewOffset().At(next)
-		if o.Offset > next {
-			behind[o.Partition] = o.Offset
+	for p, end := range ends {
+		next := stored[p]
+		start[p] = kgo.NewOffset().At(next)
+		if end > next {
+			behind[p] = end
 		}
-	})
-	cl, err := kafkax.NewClient(c.Kafka, c.Deps, "",
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: start}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.KeepControlRecords()) // a transaction marker may be a partition's last offset; seeing it tells we reached the end
-	if err != nil {
-		return err
 	}
-	defer cl.Close()
-	log := c.Deps.Log.With("topic", topic)
+	// The reader keeps transaction markers: a marker may be a partition's last offset, and seeing it
+	// tells the end is reached.
+	cl := c.Reader
+	cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{topic: start})
+	log := c.Log.With("topic", topic)
 	if len(behind) == 0 {
 		caughtUp()
 	}

@@ -60,7 +60,7 @@ func TestControlCommandsAreAppliedOnceAndDurably(t *testing.T) {
 	run := func(reg *erasure.Registry) (stop func(), others func() []string) {
 		var mu sync.Mutex
 		var seen []string
-		c := &erasure.Consumer{Pool: pool, Kafka: kcfg, Deps: kafkax.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil))},
+		c := &erasure.Consumer{Pool: pool, Topic: kcfg.Topics().Control, Reader: reader(t, kcfg), Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 			Codec: codec, Registry: reg, Tenants: store, Identities: ids, Context: roster.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 100),
 			OnCommand: func(c records.ControlCommand) { mu.Lock(); seen = append(seen, c.Type); mu.Unlock() }}
 		return start(t, c), func() []string {
@@ -147,7 +147,7 @@ func TestEraseStudentOfDistrictOnAnotherInstance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &erasure.Consumer{Pool: control, Pools: districts, Kafka: kcfg, Deps: kafkax.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil))},
+	c := &erasure.Consumer{Pool: control, Pools: districts, Topic: kcfg.Topics().Control, Reader: reader(t, kcfg), Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Codec: codec, Registry: reg, Tenants: store, Identities: ids, Context: roster.New(districts, 100)}
 	start(t, c)()
 	if !reg.Student("d2", student.InternalID) {
@@ -227,4 +227,15 @@ func start(t *testing.T, c *erasure.Consumer) (stop func()) {
 			t.Errorf("consumer: %v", err)
 		}
 	}
+}
+
+// reader is a control topic reader for one consumer, closed when the test ends.
+func reader(t *testing.T, kcfg kafkax.Config) *kgo.Client {
+	t.Helper()
+	cl, err := kafkax.NewReader(kcfg, kafkax.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl.Client
 }

@@ -131,8 +131,8 @@ func (r *claimsRig) run(shared pipeline.Claims, want int) pipeline.Stats {
 		total pipeline.Stats
 	)
 	reached := make(chan struct{})
-	p := pipeline.New(pipeline.Config{Group: "enricher", TransactionalID: fmt.Sprintf("enricher-%d", time.Now().UnixNano()),
-		RetryBackoff: 10 * time.Millisecond, Extra: append(kafkatest.GroupOpts(), kgo.TransactionTimeout(2*time.Second)),
+	p, sessions := wire(r.t, pipeline.Config{Group: "enricher",
+		RetryBackoff: 10 * time.Millisecond,
 		OnCommit: func(s pipeline.Stats) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -141,10 +141,11 @@ func (r *claimsRig) run(shared pipeline.Claims, want int) pipeline.Stats {
 			if before < want && total.Enriched+total.Duplicates >= want {
 				close(reached)
 			}
-		}}, r.kcfg, kafkax.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, r.codec, enr, dedup.New(48*time.Hour), shared, nil)
+		}}, r.kcfg, kafkax.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, fmt.Sprintf("enricher-%d", time.Now().UnixNano()),
+		r.codec, enr, dedup.New(48*time.Hour), shared, nil, append(kafkatest.GroupOpts(), kgo.TransactionTimeout(2*time.Second))...)
 	ctx, cancel := context.WithCancel(r.t.Context())
 	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
+	go func() { done <- p.Run(ctx, sessions) }()
 	select {
 	case <-reached:
 	case err := <-done:

@@ -59,8 +59,8 @@ func BenchmarkDedupBatch(b *testing.B) {
 		b.Fatal(err)
 	}
 	newPipeline := func() *Pipeline {
-		p := New(Config{Group: "bench"}, kafkax.Config{}, kafkax.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil))},
-			nil, nil, dedup.New(48*time.Hour), claims.New(pool, 48*time.Hour), nil)
+		p := New(Config{Group: "bench"}, kafkax.Topics{}, slog.New(slog.NewTextHandler(io.Discard, nil)),
+			nil, nil, dedup.New(48*time.Hour), claims.New(pool, 48*time.Hour), Changelog{}, nil)
 		for part := range int32(4) {
 			p.dedup.Own(part, p.dedup.NewPartition(time.Now()))
 		}

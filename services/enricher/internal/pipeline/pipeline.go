@@ -25,8 +25,7 @@ import (
 
 // Config tunes the loop.
 type Config struct {
-	Group           string
-	TransactionalID string
+	Group string
 	// TransactionTimeout bounds how long a transaction may stay open; after a crash, the broker aborts
 	// the dead instance's open transaction after it, which is how long its partitions' readers wait.
 	TransactionTimeout time.Duration
@@ -35,7 +34,9 @@ type Config struct {
 	// one partition are always enriched in order by one worker.
 	Workers      int
 	RetryBackoff time.Duration
-	Extra        []kgo.Opt // extra client options (tests shorten group timeouts)
+	// RestoreWorkers is how many newly assigned partitions have their dedup state rebuilt at once
+	// (default GOMAXPROCS).
+	RestoreWorkers int
 	// OnAssigned runs when partitions are assigned, before their records are processed (caches that
 	// another instance may have made stale are dropped there). Optional.
 	OnAssigned func()
@@ -45,16 +46,15 @@ type Config struct {
 
 // Pipeline is the transactional loop.
 type Pipeline struct {
-	cfg    Config
-	kcfg   kafkax.Config
-	deps   kafkax.Deps
-	topics kafkax.Topics
-	codec  *records.Codec
-	enr    *enrich.Enricher
-	dedup  *dedup.Set
-	claims Claims // nil: every district is judged per partition
-	log    *slog.Logger
-	ready  func(bool)
+	cfg       Config
+	topics    kafkax.Topics
+	changelog Changelog
+	codec     *records.Codec
+	enr       *enrich.Enricher
+	dedup     *dedup.Set
+	claims    Claims // nil: every district is judged per partition
+	log       *slog.Logger
+	ready     func(bool)
 
 	fatal chan error // a partition whose dedup state cannot be restored stops the instance
 
@@ -112,9 +112,19 @@ func (p *Pipeline) note(err error) {
 	p.stall.Err = err.Error()
 }
 
+// Changelog are the readers of the dedup changelog (kafkax.NewReader clients): one rebuilds the state of
+// newly assigned partitions, the other copies a switched district's ids to the shared store (ADR 0007).
+// They may read at the same time, so they are two clients.
+type Changelog struct {
+	Restore  *kgo.Client
+	Backfill *kgo.Client
+}
+
 // New builds the pipeline. shared may be nil: then every district is judged by the per-partition set
-// alone, which is exact only while no district is hot or switches.
-func New(cfg Config, kcfg kafkax.Config, deps kafkax.Deps, codec *records.Codec, enr *enrich.Enricher, set *dedup.Set, shared Claims, ready func(bool)) *Pipeline {
+// alone, which is exact only while no district is hot or switches. ready, if non-nil, is told when the
+// pipeline owns partitions whose dedup state is restored (true) and when it stops (false).
+func New(cfg Config, topics kafkax.Topics, log *slog.Logger, codec *records.Codec, enr *enrich.Enricher, set *dedup.Set, shared Claims,
+	changelog Changelog, ready func(bool)) *Pipeline {
 	if cfg.MaxPollRecords <= 0 {
 		cfg.MaxPollRecords = 5000
 	}
@@ -127,8 +137,14 @@ func New(cfg Config, kcfg kafkax.Config, deps kafkax.Deps, codec *records.Codec,
 	if cfg.Workers <= 0 {
 		cfg.Workers = runtime.GOMAXPROCS(0)
 	}
-	return &Pipeline{cfg: cfg, kcfg: kcfg, deps: deps, topics: kcfg.Topics(), codec: codec, enr: enr, dedup: set, claims: shared,
-		log: deps.Log.With("group", cfg.Group), ready: ready, fatal: make(chan error, 1),
+	if cfg.RestoreWorkers <= 0 {
+		cfg.RestoreWorkers = runtime.GOMAXPROCS(0)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Pipeline{cfg: cfg, topics: topics, changelog: changelog, codec: codec, enr: enr, dedup: set, claims: shared,
+		log: log.With("group", cfg.Group), ready: ready, fatal: make(chan error, 1),
 		backfilled: map[backfillKey]bool{}, epoch: -1}
 }
 
@@ -157,13 +173,24 @@ var errSlow = errors.New("batch is taking too long for the transaction timeout")
 // maxFailures is how many batches in a row may fail before the session is rebuilt.
 const maxFailures = 3
 
-// Run consumes raw until ctx is done.
-func (p *Pipeline) Run(ctx context.Context) error {
+// NewSession builds the transactional session the pipeline reads raw and writes with: a
+// kafkax.NewTransactionalSession of the pipeline's group and transactional id with its Rebalance. Run
+// calls it again when a session keeps failing.
+type NewSession func() (*kgo.GroupTransactSession, error)
+
+// Rebalance is what the session must tell the pipeline: the dedup state of newly assigned partitions is
+// restored before their records are fetched, and dropped when they go.
+func (p *Pipeline) Rebalance() kafkax.Rebalance {
+	return kafkax.Rebalance{Assigned: p.onAssigned, Revoked: p.onRevoked}
+}
+
+// Run consumes raw until ctx is done, in sessions built by newSession.
+func (p *Pipeline) Run(ctx context.Context, newSession NewSession) error {
 	if p.ready != nil {
 		defer p.ready(false)
 	}
 	for {
-		err := p.session(ctx)
+		err := p.session(ctx, newSession)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -180,27 +207,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 }
 
 // session runs one transactional session (one client) until ctx is done or it must be rebuilt.
-func (p *Pipeline) session(ctx context.Context) error {
-	opts, _, err := kafkax.Options(p.kcfg, p.deps, p.cfg.Group)
+func (p *Pipeline) session(ctx context.Context, newSession NewSession) error {
+	sess, err := newSession()
 	if err != nil {
 		return err
-	}
-	opts = append(opts, kafkax.ProducerOptions()...)
-	opts = append(opts,
-		kgo.ConsumerGroup(p.cfg.Group),
-		kgo.ConsumeTopics(p.topics.Raw),
-		kgo.TransactionalID(p.cfg.TransactionalID),
-		kgo.TransactionTimeout(p.cfg.TransactionTimeout),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.RecordPartitioner(kafkax.NewPartitioner(p.topics.Dedup)),
-		kgo.OnPartitionsAssigned(p.onAssigned),
-		kgo.OnPartitionsRevoked(p.onRevoked),
-		kgo.OnPartitionsLost(p.onRevoked),
-	)
-	sess, err := kgo.NewGroupTransactSession(append(opts, p.cfg.Extra...)...)
-	if err != nil {
-		return fmt.Errorf("creating transactional session: %w", err)
 	}
 	defer sess.Close()
 
@@ -584,7 +594,7 @@ func (p *Pipeline) backfill(ctx context.Context, tenant string, changed time.Tim
 	}
 	if !done {
 		start := time.Now()
-		ids, err := dedup.TenantEntries(ctx, p.newClient, p.topics.Dedup, tenant, time.Now())
+		ids, err := dedup.TenantEntries(ctx, p.changelog.Backfill, p.topics.Dedup, tenant, time.Now())
 		if err != nil {
 			return err
 		}
@@ -602,15 +612,6 @@ type backfillKey struct {
 	changed int64
 }
 
-// newClient builds a plain client with the shared options (changelog reads).
-func (p *Pipeline) newClient(opts ...kgo.Opt) (*kgo.Client, error) {
-	base, _, err := kafkax.Options(p.kcfg, kafkax.Deps{Log: p.deps.Log}, "")
-	if err != nil {
-		return nil, err
-	}
-	return kgo.NewClient(append(base, opts...)...)
-}
-
 func errIf(cond bool, msg string) error {
 	if cond {
 		return errors.New(msg)
@@ -618,26 +619,28 @@ func errIf(cond bool, msg string) error {
 	return nil
 }
 
-// onAssigned restores the dedup state of each newly assigned partition before its records are fetched.
+// onAssigned restores the dedup state of the newly assigned partitions before their records are fetched:
+// their changelog partitions are read side by side (at most RestoreWorkers at once), and the pipeline is
+// ready once they are restored.
 func (p *Pipeline) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
 	if p.cfg.OnAssigned != nil {
 		p.cfg.OnAssigned()
 	}
-	for _, part := range assigned[p.topics.Raw] {
-		start := time.Now()
-		rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-		state := p.dedup.NewPartition(time.Now())
-		err := dedup.Restore(rctx, p.newClient, p.topics.Dedup, part, state)
-		cancel()
-		if err != nil {
-			select {
-			case p.fatal <- fmt.Errorf("restoring dedup state of partition %d: %w", part, err):
-			default:
-			}
-			return
+	parts := assigned[p.topics.Raw]
+	start := time.Now()
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	states, err := dedup.Restore(rctx, p.changelog.Restore, p.topics.Dedup, parts, p.dedup, start, p.cfg.RestoreWorkers)
+	cancel()
+	if err != nil {
+		select {
+		case p.fatal <- fmt.Errorf("restoring dedup state of partitions %v: %w", parts, err):
+		default:
 		}
-		p.dedup.Own(part, state)
-		p.log.Info("dedup state restored", "partition", part, "entries", state.Len(), "took", time.Since(start))
+		return
+	}
+	for _, part := range parts {
+		p.dedup.Own(part, states[part])
+		p.log.Info("dedup state restored", "partition", part, "entries", states[part].Len(), "took", time.Since(start))
 	}
 	if p.ready != nil {
 		p.ready(true)

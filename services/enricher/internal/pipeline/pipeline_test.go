@@ -99,12 +99,12 @@ func TestExactlyOnceAcrossRestartsWithRetriesAndRejects(t *testing.T) {
 	run := func(d time.Duration) {
 		enr := enrich.New(codec, enrich.Deps{Tenants: store, Policies: policy.Source{Store: store}, Identities: identity.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 1000),
 			Context: roster.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 1000), Erased: registry})
-		p := pipeline.New(pipeline.Config{Group: "enricher", TransactionalID: fmt.Sprintf("enricher-%d", rand.Int()), MaxPollRecords: 37,
-			RetryBackoff: 50 * time.Millisecond, Extra: append(kafkatest.GroupOpts(), kgo.TransactionTimeout(2*time.Second))},
-			kcfg, deps, codec, enr, dedup.New(48*time.Hour), claims.New(pool, 48*time.Hour), nil)
+		p, sessions := wire(t, pipeline.Config{Group: "enricher", MaxPollRecords: 37, RetryBackoff: 50 * time.Millisecond},
+			kcfg, deps, fmt.Sprintf("enricher-%d", rand.Int()), codec, enr, dedup.New(48*time.Hour), claims.New(pool, 48*time.Hour), nil,
+			append(kafkatest.GroupOpts(), kgo.TransactionTimeout(2*time.Second))...)
 		rctx, cancel := context.WithTimeout(ctx, d)
 		defer cancel()
-		if err := p.Run(rctx); err != nil {
+		if err := p.Run(rctx, sessions); err != nil {
 			t.Fatalf("pipeline: %v", err)
 		}
 	}

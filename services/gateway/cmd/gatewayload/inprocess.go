@@ -71,7 +71,7 @@ func startGateway(ctx context.Context, cfg config) (gw *gateway, err error) {
 		return nil, err
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	producer, err := kafkax.NewClient(kcfg, kafkax.Deps{Log: log, Tracer: obs.SampledChildrenOnly(tel.Tracer), Propagator: tel.Propagator}, "", kafkax.ProducerOptions()...)
+	producer, err := kafkax.NewProducer(kcfg, kafkax.Deps{Log: log, Tracer: obs.SampledChildrenOnly(tel.Tracer), Propagator: tel.Propagator})
 	if err != nil {
 		return nil, err
 	}

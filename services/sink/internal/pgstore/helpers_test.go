@@ -149,16 +149,20 @@ func assertState(t *testing.T, poolOf func(string) *pgxpool.Pool, want state) {
 // the returned stop is called (or ctx ends).
 func startConsumer(t *testing.T, ctx context.Context, kcfg kafkax.Config, store kafkax.Store, maxPoll int) (stop func()) {
 	t.Helper()
-	c, err := kafkax.NewStoreConsumer(kcfg, kafkax.Deps{Log: discard()}, kafkax.ConsumerConfig{
+	c, err := kafkax.NewStoreConsumer(discard(), kafkax.ConsumerConfig{
 		Group: group, Topic: kcfg.Topics().Enriched, MaxPollRecords: maxPoll,
-		RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond, Extra: kafkatest.GroupOpts(),
+		RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond,
 	}, store, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kafkax.NewGroupConsumer(kcfg, kafkax.Deps{Log: discard()}, group, kcfg.Topics().Enriched, c.Rebalance(), kafkatest.GroupOpts()...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() { defer close(done); _ = c.Run(ctx) }()
+	go func() { defer close(done); _ = c.Run(ctx, cl) }()
 	return func() { cancel(); <-done }
 }
 
