@@ -23,7 +23,7 @@ type pkg struct {
 // workspacePackages lists every package of the workspace's modules, with its imports and dependencies.
 func workspacePackages(t *testing.T) map[string]pkg {
 	t.Helper()
-	cmd := exec.Command("go", "list", "-deps=false", "-json=ImportPath,Imports,Deps", module+"...")
+	cmd := exec.CommandContext(t.Context(), "go", "list", "-deps=false", "-json=ImportPath,Imports,Deps", module+"...")
 	var out, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	if err := cmd.Run(); err != nil {
@@ -69,8 +69,7 @@ func TestPackagesFollowTheArchitecture(t *testing.T) {
 			switch {
 			case strings.HasPrefix(name, "libs/") && strings.HasPrefix(dep, "services/"):
 				t.Errorf("%s imports %s: libs never import services", name, dep)
-			case strings.HasPrefix(name, "services/") && strings.HasPrefix(dep, "services/") && service(name) != service(dep) &&
-				service(name) != "devstack" && !(service(name) == "ctl" && dep == "services/sink/rebuild"):
+			case strings.HasPrefix(name, "services/") && strings.HasPrefix(dep, "services/") && !mayImportService(name, dep):
 				t.Errorf("%s imports %s: a service imports another only as the dev stack does, or ctl the sink's rebuild", name, dep)
 			case strings.HasPrefix(name, "libs/") && !isTooling(name) && isTooling(imp):
 				t.Errorf("%s imports the test tooling %s", name, dep)
@@ -79,8 +78,7 @@ func TestPackagesFollowTheArchitecture(t *testing.T) {
 	}
 	// A service's runtime (its main package and app) links no test tooling.
 	for name, p := range pkgs {
-		if parts := strings.Split(name, "/"); parts[0] != "services" || service(name) == "devstack" ||
-			!(len(parts) == 2 || (len(parts) == 3 && parts[2] == "app")) {
+		if !isServiceRuntime(name) {
 			continue
 		}
 		for _, d := range p.Deps {
@@ -111,4 +109,20 @@ func service(name string) string {
 		return ""
 	}
 	return parts[1]
+}
+
+// mayImportService tells whether the service package name may import dep, a package of a service: its
+// own, or any for the dev stack, or the sink's rebuild for ctl.
+func mayImportService(name, dep string) bool {
+	return service(name) == service(dep) || service(name) == "devstack" || (service(name) == "ctl" && dep == "services/sink/rebuild")
+}
+
+// isServiceRuntime tells whether name is a service's main package or its app package (the dev stack is
+// tooling).
+func isServiceRuntime(name string) bool {
+	parts := strings.Split(name, "/")
+	if parts[0] != "services" || service(name) == "devstack" {
+		return false
+	}
+	return len(parts) == 2 || (len(parts) == 3 && parts[2] == "app")
 }
