@@ -10,7 +10,7 @@ MODULES = $(shell $(GO) list -m -f '{{.Path}}/...')
 MODULE_DIRS = $(shell $(GO) list -m -f '{{.Dir}}')
 TEST_TIMEOUT ?= 10m
 TEST_FLAGS ?=
-DEVENV = $(GO) run ./libs/devenv/cmd/devenv
+DEVENV = $(GO) run ./libs/testenv/devenv/cmd/devenv
 # golangci-lint is pinned and built with `go install` into the Go bin directory under a versioned name, so a
 # machine builds it once (about 2.5 minutes) and every checkout on it reuses that build.
 GOLANGCI_LINT_VERSION := v2.15.0
@@ -23,7 +23,7 @@ help: ## Show the targets
 
 .PHONY: deps
 deps: ## Install the local servers the tests need (ClickHouse, PostgreSQL); apt-get as root
-	@libs/devenv/install.sh
+	@libs/testenv/devenv/install.sh
 
 .PHONY: test
 test: deps vet ## Vet and test every module against the real local servers

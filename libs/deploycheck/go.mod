@@ -146,17 +146,17 @@ require (
 )
 
 replace (
-	github.com/edtech-analytics/platform/libs/chutil => ../../libs/chutil
-	github.com/edtech-analytics/platform/libs/conf => ../../libs/conf
-	github.com/edtech-analytics/platform/libs/devenv => ../../libs/devenv
-	github.com/edtech-analytics/platform/libs/kafkatest => ../../libs/kafkatest
-	github.com/edtech-analytics/platform/libs/kafkax => ../../libs/kafkax
-	github.com/edtech-analytics/platform/libs/obs => ../../libs/obs
-	github.com/edtech-analytics/platform/libs/pgutil => ../../libs/pgutil
-	github.com/edtech-analytics/platform/libs/records => ../../libs/records
-	github.com/edtech-analytics/platform/libs/sampledata => ../../libs/sampledata
-	github.com/edtech-analytics/platform/libs/svc => ../../libs/svc
-	github.com/edtech-analytics/platform/libs/tenancy => ../../libs/tenancy
+	github.com/edtech-analytics/platform/libs/chutil => ../chutil
+	github.com/edtech-analytics/platform/libs/conf => ../conf
+	github.com/edtech-analytics/platform/libs/testenv/devenv => ../testenv/devenv
+	github.com/edtech-analytics/platform/libs/testenv/kafkatest => ../testenv/kafkatest
+	github.com/edtech-analytics/platform/libs/kafkax => ../kafkax
+	github.com/edtech-analytics/platform/libs/obs => ../obs
+	github.com/edtech-analytics/platform/libs/pgutil => ../pgutil
+	github.com/edtech-analytics/platform/libs/records => ../records
+	github.com/edtech-analytics/platform/libs/testenv/sampledata => ../testenv/sampledata
+	github.com/edtech-analytics/platform/libs/svc => ../svc
+	github.com/edtech-analytics/platform/libs/tenancy => ../tenancy
 	github.com/edtech-analytics/platform/schemas => ../../schemas
 	github.com/edtech-analytics/platform/services/aggregator => ../../services/aggregator
 	github.com/edtech-analytics/platform/services/ctl => ../../services/ctl

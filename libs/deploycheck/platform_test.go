@@ -9,7 +9,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/conf"
 	"github.com/edtech-analytics/platform/libs/svc"
 	aggregator "github.com/edtech-analytics/platform/services/aggregator/app"
-	ctl "github.com/edtech-analytics/platform/services/ctl/cli"
+	ctl "github.com/edtech-analytics/platform/services/ctl/ctltest"
 	enricher "github.com/edtech-analytics/platform/services/enricher/app"
 	gateway "github.com/edtech-analytics/platform/services/gateway/app"
 	query "github.com/edtech-analytics/platform/services/query/app"

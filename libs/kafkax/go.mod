@@ -28,8 +28,8 @@ replace github.com/edtech-analytics/platform/libs/conf => ../conf
 
 require (
 	github.com/cenkalti/backoff/v5 v5.0.3
-	github.com/edtech-analytics/platform/libs/kafkatest v0.0.0-00010101000000-000000000000
+	github.com/edtech-analytics/platform/libs/testenv/kafkatest v0.0.0-00010101000000-000000000000
 	github.com/twmb/franz-go/pkg/kmsg v1.15.0
 )
 
-replace github.com/edtech-analytics/platform/libs/kafkatest => ../kafkatest
+replace github.com/edtech-analytics/platform/libs/testenv/kafkatest => ../testenv/kafkatest

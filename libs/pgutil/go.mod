@@ -3,7 +3,7 @@ module github.com/edtech-analytics/platform/libs/pgutil
 go 1.26
 
 require (
-	github.com/edtech-analytics/platform/libs/devenv v0.0.0-00010101000000-000000000000
+	github.com/edtech-analytics/platform/libs/testenv/devenv v0.0.0-00010101000000-000000000000
 	github.com/jackc/pgx/v5 v5.12.0
 )
 
@@ -15,4 +15,4 @@ require (
 	golang.org/x/text v0.41.0 // indirect
 )
 
-replace github.com/edtech-analytics/platform/libs/devenv => ../devenv
+replace github.com/edtech-analytics/platform/libs/testenv/devenv => ../testenv/devenv

@@ -5,10 +5,10 @@ go 1.26.0
 require (
 	github.com/cenkalti/backoff/v5 v5.0.3
 	github.com/edtech-analytics/platform/libs/conf v0.0.0-00010101000000-000000000000
-	github.com/edtech-analytics/platform/libs/kafkatest v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/kafkax v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/obs v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/records v0.0.0-00010101000000-000000000000
+	github.com/edtech-analytics/platform/libs/testenv/kafkatest v0.0.0-00010101000000-000000000000
 	github.com/twmb/franz-go v1.22.2
 	github.com/twmb/franz-go/pkg/sr v1.8.0
 	go.opentelemetry.io/otel v1.47.0
@@ -61,9 +61,9 @@ require (
 
 replace (
 	github.com/edtech-analytics/platform/libs/conf => ../conf
-	github.com/edtech-analytics/platform/libs/kafkatest => ../kafkatest
 	github.com/edtech-analytics/platform/libs/kafkax => ../kafkax
 	github.com/edtech-analytics/platform/libs/obs => ../obs
 	github.com/edtech-analytics/platform/libs/records => ../records
+	github.com/edtech-analytics/platform/libs/testenv/kafkatest => ../testenv/kafkatest
 	github.com/edtech-analytics/platform/schemas => ../../schemas
 )

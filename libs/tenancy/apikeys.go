@@ -3,8 +3,6 @@ package tenancy
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"slices"
@@ -74,34 +72,29 @@ func (s *Store) CreateAPIKey(ctx context.Context, tenantID, sourceID string, ver
 	if err != nil {
 		return "", APIKey{}, err
 	}
-	id, err := randomText(keyIDLen)
+	c, err := newCredential()
 	if err != nil {
 		return "", APIKey{}, err
 	}
-	secret, err := randomText(keySecretLen)
-	if err != nil {
-		return "", APIKey{}, err
-	}
-	hash := sha256.Sum256([]byte(secret))
 	// The INSERT ... SELECT inserts nothing when the tenant is unknown or deleted.
 	k, err := scanAPIKey(s.pool.QueryRow(ctx,
 		`INSERT INTO control.api_keys (id, tenant_id, source_id, verbs, secret_hash)
 		 SELECT $1, t.id, $3, $4, $5 FROM control.tenants t WHERE t.id = $2 AND t.deleted_at IS NULL
-		 RETURNING `+apiKeyColumns, id, tenantID, sourceID, verbs, hash[:]))
+		 RETURNING `+apiKeyColumns, c.id, tenantID, sourceID, verbs, c.hash()))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", APIKey{}, fmt.Errorf("tenant %s: %w", tenantID, ErrNotFound)
 	}
 	if err != nil {
 		return "", APIKey{}, fmt.Errorf("inserting api key for tenant %s: %w", tenantID, err)
 	}
-	return keyPrefix + id + "_" + secret, k, nil
+	return c.plaintext(keyPrefix), k, nil
 }
 
 // LookupAPIKey authenticates a presented key and returns its record. Malformed, unknown, wrong, revoked
 // keys and keys of a tenant that is not active all give ErrInvalidKey alike. A successful lookup records
 // last_used_at (at most once a minute per key).
 func (s *Store) LookupAPIKey(ctx context.Context, plaintext string) (APIKey, error) {
-	id, secret, ok := parseKey(plaintext)
+	c, ok := parseCredential(keyPrefix, plaintext)
 	if !ok {
 		return APIKey{}, ErrInvalidKey
 	}
@@ -113,22 +106,18 @@ func (s *Store) LookupAPIKey(ctx context.Context, plaintext string) (APIKey, err
 		`SELECT k.id, k.tenant_id, k.source_id, k.verbs, k.created_at, k.revoked_at, k.last_used_at,
 		        k.secret_hash, t.status = $2 AND t.deleted_at IS NULL
 		 FROM control.api_keys k JOIN control.tenants t ON t.id = k.tenant_id WHERE k.id = $1`,
-		id, StatusActive), &hash, &active)
+		c.id, StatusActive), &hash, &active)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return APIKey{}, ErrInvalidKey
 	}
 	if err != nil {
-		return APIKey{}, fmt.Errorf("reading api key %s: %w", id, err)
+		return APIKey{}, fmt.Errorf("reading api key %s: %w", c.id, err)
 	}
-	sum := sha256.Sum256([]byte(secret))
-	if subtle.ConstantTimeCompare(sum[:], hash) != 1 || k.RevokedAt != nil || !active {
+	if !c.matches(hash) || k.RevokedAt != nil || !active {
 		return APIKey{}, ErrInvalidKey
 	}
-	if now := time.Now(); k.LastUsedAt == nil || now.Sub(*k.LastUsedAt) > lastUsedGranularity {
-		if _, err := s.pool.Exec(ctx, "UPDATE control.api_keys SET last_used_at = $2 WHERE id = $1", id, now); err != nil {
-			return APIKey{}, fmt.Errorf("recording use of api key %s: %w", id, err)
-		}
-		k.LastUsedAt = &now
+	if k.LastUsedAt, err = s.markUsed(ctx, "control.api_keys", c.id, k.LastUsedAt); err != nil {
+		return APIKey{}, err
 	}
 	return k, nil
 }

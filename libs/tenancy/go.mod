@@ -10,7 +10,7 @@ require (
 )
 
 require (
-	github.com/edtech-analytics/platform/libs/devenv v0.0.0-00010101000000-000000000000 // indirect
+	github.com/edtech-analytics/platform/libs/testenv/devenv v0.0.0-00010101000000-000000000000 // indirect
 	github.com/hashicorp/golang-lru/v2 v2.0.7 // indirect
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
@@ -23,8 +23,8 @@ require (
 )
 
 replace (
-	github.com/edtech-analytics/platform/libs/devenv => ../devenv
 	github.com/edtech-analytics/platform/libs/pgutil => ../pgutil
+	github.com/edtech-analytics/platform/libs/testenv/devenv => ../testenv/devenv
 )
 
 replace github.com/edtech-analytics/platform/libs/ttlcache => ../ttlcache

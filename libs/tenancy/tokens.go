@@ -2,8 +2,6 @@ package tenancy
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"slices"
@@ -86,15 +84,10 @@ func (s *Store) CreateDashboardToken(ctx context.Context, t DashboardToken) (str
 	if err := checkScope(&t); err != nil {
 		return "", DashboardToken{}, err
 	}
-	id, err := randomText(keyIDLen)
+	c, err := newCredential()
 	if err != nil {
 		return "", DashboardToken{}, err
 	}
-	secret, err := randomText(keySecretLen)
-	if err != nil {
-		return "", DashboardToken{}, err
-	}
-	hash := sha256.Sum256([]byte(secret))
 	var teacher *string
 	if t.TeacherID != "" {
 		teacher = &t.TeacherID
@@ -105,14 +98,14 @@ func (s *Store) CreateDashboardToken(ctx context.Context, t DashboardToken) (str
 	out, err := scanToken(s.pool.QueryRow(ctx,
 		`INSERT INTO control.dashboard_tokens (id, tenant_id, role, school_ids, teacher_id, label, secret_hash, expires_at)
 		 SELECT $1, t.id, $3, $4, $5, $6, $7, $8 FROM control.tenants t WHERE t.id = $2 AND t.deleted_at IS NULL
-		 RETURNING `+tokenColumns, id, t.TenantID, t.Role, t.SchoolIDs, teacher, t.Label, hash[:], t.ExpiresAt))
+		 RETURNING `+tokenColumns, c.id, t.TenantID, t.Role, t.SchoolIDs, teacher, t.Label, c.hash(), t.ExpiresAt))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", DashboardToken{}, fmt.Errorf("tenant %s: %w", t.TenantID, ErrNotFound)
 	}
 	if err != nil {
 		return "", DashboardToken{}, fmt.Errorf("inserting dashboard token for tenant %s: %w", t.TenantID, err)
 	}
-	return tokenPrefix + id + "_" + secret, out, nil
+	return c.plaintext(tokenPrefix), out, nil
 }
 
 // IsDashboardToken reports whether s has the shape of a dashboard token (edt_...), as opposed to an API key.
@@ -122,11 +115,7 @@ func IsDashboardToken(s string) bool { return strings.HasPrefix(s, tokenPrefix) 
 // tokens, and tokens of a tenant that is not active, all give ErrInvalidKey alike. A successful lookup
 // records last_used_at (at most once a minute per token).
 func (s *Store) LookupDashboardToken(ctx context.Context, plaintext string) (DashboardToken, error) {
-	rest, ok := strings.CutPrefix(plaintext, tokenPrefix)
-	if !ok {
-		return DashboardToken{}, ErrInvalidKey
-	}
-	id, secret, ok := parseKey(keyPrefix + rest)
+	c, ok := parseCredential(tokenPrefix, plaintext)
 	if !ok {
 		return DashboardToken{}, ErrInvalidKey
 	}
@@ -136,23 +125,18 @@ func (s *Store) LookupDashboardToken(ctx context.Context, plaintext string) (Das
 	)
 	t, err := scanToken(s.pool.QueryRow(ctx, `SELECT k.id, k.tenant_id, k.role, k.school_ids, coalesce(k.teacher_id, ''), k.label,
 		k.created_at, k.expires_at, k.revoked_at, k.last_used_at, k.secret_hash, t.status = $2 AND t.deleted_at IS NULL
-		FROM control.dashboard_tokens k JOIN control.tenants t ON t.id = k.tenant_id WHERE k.id = $1`, id, StatusActive), &hash, &active)
+		FROM control.dashboard_tokens k JOIN control.tenants t ON t.id = k.tenant_id WHERE k.id = $1`, c.id, StatusActive), &hash, &active)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return DashboardToken{}, ErrInvalidKey
 	}
 	if err != nil {
-		return DashboardToken{}, fmt.Errorf("reading dashboard token %s: %w", id, err)
+		return DashboardToken{}, fmt.Errorf("reading dashboard token %s: %w", c.id, err)
 	}
-	sum := sha256.Sum256([]byte(secret))
-	now := time.Now()
-	if subtle.ConstantTimeCompare(sum[:], hash) != 1 || t.RevokedAt != nil || !active || (t.ExpiresAt != nil && !now.Before(*t.ExpiresAt)) {
+	if !c.matches(hash) || t.RevokedAt != nil || !active || (t.ExpiresAt != nil && !time.Now().Before(*t.ExpiresAt)) {
 		return DashboardToken{}, ErrInvalidKey
 	}
-	if t.LastUsed == nil || now.Sub(*t.LastUsed) > lastUsedGranularity {
-		if _, err := s.pool.Exec(ctx, "UPDATE control.dashboard_tokens SET last_used_at = $2 WHERE id = $1", id, now); err != nil {
-			return DashboardToken{}, fmt.Errorf("recording use of dashboard token %s: %w", id, err)
-		}
-		t.LastUsed = &now
+	if t.LastUsed, err = s.markUsed(ctx, "control.dashboard_tokens", c.id, t.LastUsed); err != nil {
+		return DashboardToken{}, err
 	}
 	return t, nil
 }

@@ -7,12 +7,12 @@ require (
 	github.com/cenkalti/backoff/v5 v5.0.3
 	github.com/edtech-analytics/platform/libs/chutil v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/conf v0.0.0-00010101000000-000000000000
-	github.com/edtech-analytics/platform/libs/devenv v0.0.0-00010101000000-000000000000
-	github.com/edtech-analytics/platform/libs/kafkatest v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/kafkax v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/obs v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/records v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/svc v0.0.0-00010101000000-000000000000
+	github.com/edtech-analytics/platform/libs/testenv/devenv v0.0.0-00010101000000-000000000000
+	github.com/edtech-analytics/platform/libs/testenv/kafkatest v0.0.0-00010101000000-000000000000
 	github.com/google/uuid v1.6.0
 	github.com/twmb/franz-go v1.22.2
 	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c
@@ -75,11 +75,11 @@ require (
 replace (
 	github.com/edtech-analytics/platform/libs/chutil => ../../libs/chutil
 	github.com/edtech-analytics/platform/libs/conf => ../../libs/conf
-	github.com/edtech-analytics/platform/libs/devenv => ../../libs/devenv
-	github.com/edtech-analytics/platform/libs/kafkatest => ../../libs/kafkatest
 	github.com/edtech-analytics/platform/libs/kafkax => ../../libs/kafkax
 	github.com/edtech-analytics/platform/libs/obs => ../../libs/obs
 	github.com/edtech-analytics/platform/libs/records => ../../libs/records
 	github.com/edtech-analytics/platform/libs/svc => ../../libs/svc
+	github.com/edtech-analytics/platform/libs/testenv/devenv => ../../libs/testenv/devenv
+	github.com/edtech-analytics/platform/libs/testenv/kafkatest => ../../libs/testenv/kafkatest
 	github.com/edtech-analytics/platform/schemas => ../../schemas
 )

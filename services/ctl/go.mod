@@ -4,13 +4,13 @@ go 1.26.0
 
 require (
 	github.com/edtech-analytics/platform/libs/conf v0.0.0-00010101000000-000000000000
-	github.com/edtech-analytics/platform/libs/kafkatest v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/kafkax v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/obs v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/pgutil v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/records v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/svc v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/tenancy v0.0.0-00010101000000-000000000000
+	github.com/edtech-analytics/platform/libs/testenv/kafkatest v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/services/sink v0.0.0-00010101000000-000000000000
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/twmb/franz-go v1.22.2
@@ -20,7 +20,7 @@ require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
-	github.com/edtech-analytics/platform/libs/devenv v0.0.0-00010101000000-000000000000 // indirect
+	github.com/edtech-analytics/platform/libs/testenv/devenv v0.0.0-00010101000000-000000000000 // indirect
 	github.com/edtech-analytics/platform/libs/ttlcache v0.0.0-00010101000000-000000000000 // indirect
 	github.com/edtech-analytics/platform/schemas v0.0.0-00010101000000-000000000000 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect
@@ -76,14 +76,14 @@ require (
 
 replace (
 	github.com/edtech-analytics/platform/libs/conf => ../../libs/conf
-	github.com/edtech-analytics/platform/libs/devenv => ../../libs/devenv
-	github.com/edtech-analytics/platform/libs/kafkatest => ../../libs/kafkatest
 	github.com/edtech-analytics/platform/libs/kafkax => ../../libs/kafkax
 	github.com/edtech-analytics/platform/libs/obs => ../../libs/obs
 	github.com/edtech-analytics/platform/libs/pgutil => ../../libs/pgutil
 	github.com/edtech-analytics/platform/libs/records => ../../libs/records
 	github.com/edtech-analytics/platform/libs/svc => ../../libs/svc
 	github.com/edtech-analytics/platform/libs/tenancy => ../../libs/tenancy
+	github.com/edtech-analytics/platform/libs/testenv/devenv => ../../libs/testenv/devenv
+	github.com/edtech-analytics/platform/libs/testenv/kafkatest => ../../libs/testenv/kafkatest
 	github.com/edtech-analytics/platform/schemas => ../../schemas
 	github.com/edtech-analytics/platform/services/sink => ../sink
 )

@@ -11,7 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/edtech-analytics/platform/services/ctl/cli"
+	"github.com/edtech-analytics/platform/services/ctl/internal/app"
 )
 
 func main() {
@@ -20,7 +20,7 @@ func main() {
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ctl:", err)
-		if errors.Is(err, cli.ErrUsage) {
+		if errors.Is(err, app.ErrUsage) {
 			os.Exit(2)
 		}
 		os.Exit(1)
@@ -28,5 +28,5 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return cli.Run(ctx, args, stdout, stderr)
+	return app.Run(ctx, args, app.Env{Stdout: stdout, Stderr: stderr, Getenv: os.Getenv})
 }

@@ -6,9 +6,9 @@ require github.com/edtech-analytics/platform/libs/chutil v0.0.0-00010101000000-0
 
 require github.com/edtech-analytics/platform/libs/conf v0.0.0-00010101000000-000000000000
 
-require github.com/edtech-analytics/platform/libs/devenv v0.0.0-00010101000000-000000000000
+require github.com/edtech-analytics/platform/libs/testenv/devenv v0.0.0-00010101000000-000000000000
 
-require github.com/edtech-analytics/platform/libs/kafkatest v0.0.0-00010101000000-000000000000
+require github.com/edtech-analytics/platform/libs/testenv/kafkatest v0.0.0-00010101000000-000000000000
 
 require github.com/edtech-analytics/platform/libs/kafkax v0.0.0-00010101000000-000000000000
 
@@ -18,7 +18,7 @@ require github.com/edtech-analytics/platform/libs/pgutil v0.0.0-00010101000000-0
 
 require github.com/edtech-analytics/platform/libs/records v0.0.0-00010101000000-000000000000
 
-require github.com/edtech-analytics/platform/libs/sampledata v0.0.0-00010101000000-000000000000
+require github.com/edtech-analytics/platform/libs/testenv/sampledata v0.0.0-00010101000000-000000000000
 
 require github.com/edtech-analytics/platform/libs/svc v0.0.0-00010101000000-000000000000
 
@@ -115,22 +115,22 @@ replace (
 	github.com/edtech-analytics/platform/libs/chutil => ../../libs/chutil
 	github.com/edtech-analytics/platform/libs/conf => ../../libs/conf
 	github.com/edtech-analytics/platform/libs/deploycheck => ../../libs/deploycheck
-	github.com/edtech-analytics/platform/libs/devenv => ../../libs/devenv
-	github.com/edtech-analytics/platform/libs/kafkatest => ../../libs/kafkatest
 	github.com/edtech-analytics/platform/libs/kafkax => ../../libs/kafkax
 	github.com/edtech-analytics/platform/libs/obs => ../../libs/obs
 	github.com/edtech-analytics/platform/libs/pgutil => ../../libs/pgutil
 	github.com/edtech-analytics/platform/libs/records => ../../libs/records
-	github.com/edtech-analytics/platform/libs/sampledata => ../../libs/sampledata
 	github.com/edtech-analytics/platform/libs/svc => ../../libs/svc
 	github.com/edtech-analytics/platform/libs/tenancy => ../../libs/tenancy
+	github.com/edtech-analytics/platform/libs/testenv/devenv => ../../libs/testenv/devenv
+	github.com/edtech-analytics/platform/libs/testenv/kafkatest => ../../libs/testenv/kafkatest
+	github.com/edtech-analytics/platform/libs/testenv/sampledata => ../../libs/testenv/sampledata
 	github.com/edtech-analytics/platform/schemas => ../../schemas
-	github.com/edtech-analytics/platform/services/aggregator => ../../services/aggregator
-	github.com/edtech-analytics/platform/services/ctl => ../../services/ctl
-	github.com/edtech-analytics/platform/services/enricher => ../../services/enricher
-	github.com/edtech-analytics/platform/services/gateway => ../../services/gateway
-	github.com/edtech-analytics/platform/services/query => ../../services/query
-	github.com/edtech-analytics/platform/services/sink => ../../services/sink
+	github.com/edtech-analytics/platform/services/aggregator => ../aggregator
+	github.com/edtech-analytics/platform/services/ctl => ../ctl
+	github.com/edtech-analytics/platform/services/enricher => ../enricher
+	github.com/edtech-analytics/platform/services/gateway => ../gateway
+	github.com/edtech-analytics/platform/services/query => ../query
+	github.com/edtech-analytics/platform/services/sink => ../sink
 )
 
 replace github.com/edtech-analytics/platform/libs/ttlcache => ../../libs/ttlcache

@@ -1,5 +1,5 @@
 // Command devstack runs the whole platform in one process for the demo: an embedded Kafka (kfake,
-// persisted under DEV_DIR), the local PostgreSQL and ClickHouse (started or reused by libs/devenv), every
+// persisted under DEV_DIR), the local PostgreSQL and ClickHouse (started or reused by libs/testenv/devenv), every
 // service, demo districts with API keys, and a generator feeding them sample data.
 package main
 

@@ -18,9 +18,10 @@ require github.com/edtech-analytics/platform/services/ctl v0.0.0-00010101000000-
 
 require (
 	github.com/cenkalti/backoff/v5 v5.0.3
-	github.com/edtech-analytics/platform/libs/kafkatest v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/tenancy v0.0.0-00010101000000-000000000000
+	github.com/edtech-analytics/platform/libs/testenv/kafkatest v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/ttlcache v0.0.0-00010101000000-000000000000
+	github.com/hashicorp/golang-lru/v2 v2.0.7
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/twmb/franz-go v1.22.2
 	github.com/twmb/franz-go/pkg/kadm v1.19.0
@@ -32,7 +33,7 @@ require (
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
-	github.com/edtech-analytics/platform/libs/devenv v0.0.0-00010101000000-000000000000 // indirect
+	github.com/edtech-analytics/platform/libs/testenv/devenv v0.0.0-00010101000000-000000000000 // indirect
 	github.com/edtech-analytics/platform/schemas v0.0.0-00010101000000-000000000000 // indirect
 	github.com/edtech-analytics/platform/services/sink v0.0.0-00010101000000-000000000000 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect
@@ -41,7 +42,6 @@ require (
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/grpc-ecosystem/grpc-gateway/v2 v2.30.0 // indirect
 	github.com/hamba/avro/v2 v2.31.0 // indirect
-	github.com/hashicorp/golang-lru/v2 v2.0.7 // indirect
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
 	github.com/jackc/puddle/v2 v2.2.3 // indirect
@@ -85,21 +85,21 @@ require (
 replace (
 	github.com/edtech-analytics/platform/libs/chutil => ../../libs/chutil
 	github.com/edtech-analytics/platform/libs/conf => ../../libs/conf
-	github.com/edtech-analytics/platform/libs/devenv => ../../libs/devenv
-	github.com/edtech-analytics/platform/libs/kafkatest => ../../libs/kafkatest
 	github.com/edtech-analytics/platform/libs/kafkax => ../../libs/kafkax
 	github.com/edtech-analytics/platform/libs/obs => ../../libs/obs
 	github.com/edtech-analytics/platform/libs/pgutil => ../../libs/pgutil
 	github.com/edtech-analytics/platform/libs/records => ../../libs/records
 	github.com/edtech-analytics/platform/libs/svc => ../../libs/svc
 	github.com/edtech-analytics/platform/libs/tenancy => ../../libs/tenancy
+	github.com/edtech-analytics/platform/libs/testenv/devenv => ../../libs/testenv/devenv
+	github.com/edtech-analytics/platform/libs/testenv/kafkatest => ../../libs/testenv/kafkatest
 	github.com/edtech-analytics/platform/schemas => ../../schemas
-	github.com/edtech-analytics/platform/services/aggregator => ../../services/aggregator
-	github.com/edtech-analytics/platform/services/ctl => ../../services/ctl
-	github.com/edtech-analytics/platform/services/devstack => ../../services/devstack
-	github.com/edtech-analytics/platform/services/gateway => ../../services/gateway
-	github.com/edtech-analytics/platform/services/query => ../../services/query
-	github.com/edtech-analytics/platform/services/sink => ../../services/sink
+	github.com/edtech-analytics/platform/services/aggregator => ../aggregator
+	github.com/edtech-analytics/platform/services/ctl => ../ctl
+	github.com/edtech-analytics/platform/services/devstack => ../devstack
+	github.com/edtech-analytics/platform/services/gateway => ../gateway
+	github.com/edtech-analytics/platform/services/query => ../query
+	github.com/edtech-analytics/platform/services/sink => ../sink
 )
 
 replace github.com/edtech-analytics/platform/libs/ttlcache => ../../libs/ttlcache

@@ -15,8 +15,8 @@ require github.com/edtech-analytics/platform/libs/records v0.0.0-00010101000000-
 require github.com/edtech-analytics/platform/libs/svc v0.0.0-00010101000000-000000000000
 
 require (
-	github.com/edtech-analytics/platform/libs/kafkatest v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/tenancy v0.0.0-00010101000000-000000000000
+	github.com/edtech-analytics/platform/libs/testenv/kafkatest v0.0.0-00010101000000-000000000000
 	github.com/go-json-experiment/json v1.27.2
 	github.com/twmb/franz-go v1.22.2
 	go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp v0.72.0
@@ -27,7 +27,7 @@ require (
 )
 
 require (
-	github.com/edtech-analytics/platform/libs/devenv v0.0.0-00010101000000-000000000000 // indirect
+	github.com/edtech-analytics/platform/libs/testenv/devenv v0.0.0-00010101000000-000000000000 // indirect
 	github.com/edtech-analytics/platform/libs/ttlcache v0.0.0-00010101000000-000000000000 // indirect
 	github.com/felixge/httpsnoop v1.1.0 // indirect
 	github.com/hashicorp/golang-lru/v2 v2.0.7 // indirect
@@ -46,7 +46,7 @@ require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
-	github.com/edtech-analytics/platform/libs/sampledata v0.0.0-00010101000000-000000000000
+	github.com/edtech-analytics/platform/libs/testenv/sampledata v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/schemas v0.0.0-00010101000000-000000000000 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
@@ -99,22 +99,22 @@ require (
 replace (
 	github.com/edtech-analytics/platform/libs/chutil => ../../libs/chutil
 	github.com/edtech-analytics/platform/libs/conf => ../../libs/conf
-	github.com/edtech-analytics/platform/libs/devenv => ../../libs/devenv
-	github.com/edtech-analytics/platform/libs/kafkatest => ../../libs/kafkatest
 	github.com/edtech-analytics/platform/libs/kafkax => ../../libs/kafkax
 	github.com/edtech-analytics/platform/libs/obs => ../../libs/obs
 	github.com/edtech-analytics/platform/libs/pgutil => ../../libs/pgutil
 	github.com/edtech-analytics/platform/libs/records => ../../libs/records
-	github.com/edtech-analytics/platform/libs/sampledata => ../../libs/sampledata
 	github.com/edtech-analytics/platform/libs/svc => ../../libs/svc
 	github.com/edtech-analytics/platform/libs/tenancy => ../../libs/tenancy
+	github.com/edtech-analytics/platform/libs/testenv/devenv => ../../libs/testenv/devenv
+	github.com/edtech-analytics/platform/libs/testenv/kafkatest => ../../libs/testenv/kafkatest
+	github.com/edtech-analytics/platform/libs/testenv/sampledata => ../../libs/testenv/sampledata
 	github.com/edtech-analytics/platform/schemas => ../../schemas
-	github.com/edtech-analytics/platform/services/aggregator => ../../services/aggregator
-	github.com/edtech-analytics/platform/services/ctl => ../../services/ctl
-	github.com/edtech-analytics/platform/services/devstack => ../../services/devstack
-	github.com/edtech-analytics/platform/services/enricher => ../../services/enricher
-	github.com/edtech-analytics/platform/services/query => ../../services/query
-	github.com/edtech-analytics/platform/services/sink => ../../services/sink
+	github.com/edtech-analytics/platform/services/aggregator => ../aggregator
+	github.com/edtech-analytics/platform/services/ctl => ../ctl
+	github.com/edtech-analytics/platform/services/devstack => ../devstack
+	github.com/edtech-analytics/platform/services/enricher => ../enricher
+	github.com/edtech-analytics/platform/services/query => ../query
+	github.com/edtech-analytics/platform/services/sink => ../sink
 )
 
 replace github.com/edtech-analytics/platform/libs/ttlcache => ../../libs/ttlcache

@@ -14,9 +14,9 @@ require github.com/edtech-analytics/platform/libs/svc v0.0.0-00010101000000-0000
 
 require (
 	github.com/ClickHouse/clickhouse-go/v2 v2.26.0
-	github.com/edtech-analytics/platform/libs/devenv v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/records v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/tenancy v0.0.0-00010101000000-000000000000
+	github.com/edtech-analytics/platform/libs/testenv/devenv v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/ttlcache v0.0.0-00010101000000-000000000000
 	github.com/google/uuid v1.6.0
 	github.com/jackc/pgx/v5 v5.12.0
@@ -86,22 +86,22 @@ replace (
 	github.com/edtech-analytics/platform/libs/chutil => ../../libs/chutil
 	github.com/edtech-analytics/platform/libs/conf => ../../libs/conf
 	github.com/edtech-analytics/platform/libs/deploycheck => ../../libs/deploycheck
-	github.com/edtech-analytics/platform/libs/devenv => ../../libs/devenv
-	github.com/edtech-analytics/platform/libs/kafkatest => ../../libs/kafkatest
 	github.com/edtech-analytics/platform/libs/kafkax => ../../libs/kafkax
 	github.com/edtech-analytics/platform/libs/obs => ../../libs/obs
 	github.com/edtech-analytics/platform/libs/pgutil => ../../libs/pgutil
 	github.com/edtech-analytics/platform/libs/records => ../../libs/records
-	github.com/edtech-analytics/platform/libs/sampledata => ../../libs/sampledata
 	github.com/edtech-analytics/platform/libs/svc => ../../libs/svc
 	github.com/edtech-analytics/platform/libs/tenancy => ../../libs/tenancy
+	github.com/edtech-analytics/platform/libs/testenv/devenv => ../../libs/testenv/devenv
+	github.com/edtech-analytics/platform/libs/testenv/kafkatest => ../../libs/testenv/kafkatest
+	github.com/edtech-analytics/platform/libs/testenv/sampledata => ../../libs/testenv/sampledata
 	github.com/edtech-analytics/platform/schemas => ../../schemas
-	github.com/edtech-analytics/platform/services/aggregator => ../../services/aggregator
-	github.com/edtech-analytics/platform/services/ctl => ../../services/ctl
-	github.com/edtech-analytics/platform/services/devstack => ../../services/devstack
-	github.com/edtech-analytics/platform/services/enricher => ../../services/enricher
-	github.com/edtech-analytics/platform/services/gateway => ../../services/gateway
-	github.com/edtech-analytics/platform/services/sink => ../../services/sink
+	github.com/edtech-analytics/platform/services/aggregator => ../aggregator
+	github.com/edtech-analytics/platform/services/ctl => ../ctl
+	github.com/edtech-analytics/platform/services/devstack => ../devstack
+	github.com/edtech-analytics/platform/services/enricher => ../enricher
+	github.com/edtech-analytics/platform/services/gateway => ../gateway
+	github.com/edtech-analytics/platform/services/sink => ../sink
 )
 
 replace github.com/edtech-analytics/platform/libs/ttlcache => ../../libs/ttlcache

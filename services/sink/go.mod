@@ -4,14 +4,14 @@ go 1.26.0
 
 require (
 	github.com/edtech-analytics/platform/libs/conf v0.0.0-00010101000000-000000000000
-	github.com/edtech-analytics/platform/libs/devenv v0.0.0-00010101000000-000000000000
-	github.com/edtech-analytics/platform/libs/kafkatest v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/kafkax v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/obs v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/pgutil v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/records v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/svc v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/tenancy v0.0.0-00010101000000-000000000000
+	github.com/edtech-analytics/platform/libs/testenv/devenv v0.0.0-00010101000000-000000000000
+	github.com/edtech-analytics/platform/libs/testenv/kafkatest v0.0.0-00010101000000-000000000000
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/twmb/franz-go v1.22.2
 	github.com/twmb/franz-go/pkg/kadm v1.19.0
@@ -76,21 +76,21 @@ require (
 replace (
 	github.com/edtech-analytics/platform/libs/chutil => ../../libs/chutil
 	github.com/edtech-analytics/platform/libs/conf => ../../libs/conf
-	github.com/edtech-analytics/platform/libs/devenv => ../../libs/devenv
-	github.com/edtech-analytics/platform/libs/kafkatest => ../../libs/kafkatest
 	github.com/edtech-analytics/platform/libs/kafkax => ../../libs/kafkax
 	github.com/edtech-analytics/platform/libs/obs => ../../libs/obs
 	github.com/edtech-analytics/platform/libs/pgutil => ../../libs/pgutil
 	github.com/edtech-analytics/platform/libs/records => ../../libs/records
 	github.com/edtech-analytics/platform/libs/svc => ../../libs/svc
 	github.com/edtech-analytics/platform/libs/tenancy => ../../libs/tenancy
+	github.com/edtech-analytics/platform/libs/testenv/devenv => ../../libs/testenv/devenv
+	github.com/edtech-analytics/platform/libs/testenv/kafkatest => ../../libs/testenv/kafkatest
 	github.com/edtech-analytics/platform/schemas => ../../schemas
-	github.com/edtech-analytics/platform/services/aggregator => ../../services/aggregator
-	github.com/edtech-analytics/platform/services/ctl => ../../services/ctl
-	github.com/edtech-analytics/platform/services/devstack => ../../services/devstack
-	github.com/edtech-analytics/platform/services/enricher => ../../services/enricher
-	github.com/edtech-analytics/platform/services/gateway => ../../services/gateway
-	github.com/edtech-analytics/platform/services/query => ../../services/query
+	github.com/edtech-analytics/platform/services/aggregator => ../aggregator
+	github.com/edtech-analytics/platform/services/ctl => ../ctl
+	github.com/edtech-analytics/platform/services/devstack => ../devstack
+	github.com/edtech-analytics/platform/services/enricher => ../enricher
+	github.com/edtech-analytics/platform/services/gateway => ../gateway
+	github.com/edtech-analytics/platform/services/query => ../query
 )
 
 replace github.com/edtech-analytics/platform/libs/ttlcache => ../../libs/ttlcache

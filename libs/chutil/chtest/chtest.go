@@ -9,7 +9,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/edtech-analytics/platform/libs/chutil"
-	"github.com/edtech-analytics/platform/libs/devenv"
+	"github.com/edtech-analytics/platform/libs/testenv/devenv"
 )
 
 // New creates a fresh, uniquely named database and returns a connection whose default database it is, its

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/edtech-analytics/platform/libs/chutil"
-	"github.com/edtech-analytics/platform/libs/devenv"
+	"github.com/edtech-analytics/platform/libs/testenv/devenv"
 )
 
 func TestNewGivesAFreshDatabaseDroppedAtCleanup(t *testing.T) {

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/edtech-analytics/platform/libs/devenv"
+	"github.com/edtech-analytics/platform/libs/testenv/devenv"
 	"github.com/jackc/pgx/v5"
 )
 

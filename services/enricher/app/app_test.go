@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"bytes"
 	"flag"
 	"strings"
 	"testing"
@@ -9,7 +8,7 @@ import (
 
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/tenancy"
-	"github.com/edtech-analytics/platform/services/ctl/cli"
+	"github.com/edtech-analytics/platform/services/ctl/ctltest"
 )
 
 func newFlagSet() *flag.FlagSet { return flag.NewFlagSet("enricher", flag.ContinueOnError) }
@@ -112,10 +111,9 @@ func TestDLQReplayGoesThroughTheNormalPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(300 * time.Millisecond) // past the enricher's cache interval
-	var out, errOut bytes.Buffer
-	args := []string{"dlq", "replay", "--database-url", h.dbURL, "--kafka.brokers", h.kcfg.Brokers[0], "--kafka.topic-prefix", h.kcfg.TopicPrefix}
-	if err := cli.Run(t.Context(), args, &out, &errOut); err != nil || !strings.Contains(out.String(), "replayed 2 of 2") {
-		t.Fatalf("ctl dlq replay: %v\n%s%s", err, out.String(), errOut.String())
+	if out := ctltest.Run(t, "dlq", "replay", "--database-url", h.dbURL, "--kafka.brokers", h.kcfg.Brokers[0],
+		"--kafka.topic-prefix", h.kcfg.TopicPrefix); !strings.Contains(out, "replayed 2 of 2") {
+		t.Fatalf("ctl dlq replay: %s", out)
 	}
 	h.waitFor("the replayed records", 20*time.Second, func() bool {
 		ev := h.enriched()

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edtech-analytics/platform/libs/kafkatest"
 	"github.com/edtech-analytics/platform/libs/obs/obstest"
+	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 

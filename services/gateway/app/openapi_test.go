@@ -18,11 +18,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edtech-analytics/platform/libs/kafkatest"
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/obs"
-	"github.com/edtech-analytics/platform/libs/sampledata"
 	"github.com/edtech-analytics/platform/libs/svc/stream"
+	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
+	"github.com/edtech-analytics/platform/libs/testenv/sampledata"
 	"github.com/edtech-analytics/platform/services/gateway/api"
 	"github.com/edtech-analytics/platform/services/gateway/app"
 	"github.com/edtech-analytics/platform/services/gateway/internal/ingest"

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/conf"
-	"github.com/edtech-analytics/platform/libs/kafkatest"
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/obs"
 	"github.com/edtech-analytics/platform/libs/obs/obstest"
@@ -21,6 +20,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/svc"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
 	"github.com/edtech-analytics/platform/services/sink/app"
 	"github.com/edtech-analytics/platform/services/sink/internal/sinktest"
 	"github.com/jackc/pgx/v5/pgxpool"

@@ -8,7 +8,7 @@
 // numbers(), in chunks; the materialized views fill every rollup as they would from the aggregator.
 // Each district (bench_<n>) has 5 schools, 20 classes and 100 students, active over 60 days from
 // 2025-09-01; events are spread evenly over the five types. ClickHouse comes from CLICKHOUSE_ADDR or the
-// repository's private server (libs/devenv).
+// repository's private server (libs/testenv/devenv).
 package main
 
 import (
@@ -23,7 +23,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/edtech-analytics/platform/libs/chutil"
-	"github.com/edtech-analytics/platform/libs/devenv"
+	"github.com/edtech-analytics/platform/libs/testenv/devenv"
 	"github.com/edtech-analytics/platform/services/aggregator/internal/chstore"
 )
 

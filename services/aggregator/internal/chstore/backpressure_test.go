@@ -11,8 +11,8 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/edtech-analytics/platform/libs/chutil"
-	"github.com/edtech-analytics/platform/libs/devenv"
 	"github.com/edtech-analytics/platform/libs/records"
+	"github.com/edtech-analytics/platform/libs/testenv/devenv"
 	"github.com/edtech-analytics/platform/services/aggregator/internal/chstore"
 	"github.com/edtech-analytics/platform/services/aggregator/internal/synth"
 )

@@ -319,12 +319,15 @@ func (w write) insertEvents(ctx context.Context, rows []eventRow) error {
 		return errors.Join(err, batch.Abort())
 	}
 	entry := newJournalEntry(w.topic, w.partition, st.entry.seq(), rows)
-	if err := w.writeJournal(ctx, entry); err != nil {
-		return errors.Join(err, batch.Abort())
-	}
+	// From here the journal may hold the entry (a failed write may still have landed): the outcome is
+	// unknown until the insert answers, and a repair reads the journal again before the next insert, so
+	// that two entries never share a version.
 	w.mu.Lock()
 	st.entry, st.known, st.marked = entry, false, false
 	w.mu.Unlock()
+	if err := w.writeJournal(ctx, w.id+"journal", entry); err != nil {
+		return errors.Join(err, batch.Abort())
+	}
 	if err := batch.Send(); err != nil {
 		err = fmt.Errorf("inserting %d events into clickhouse: %w", len(rows), err)
 		if refusedContent(err) {

@@ -111,12 +111,17 @@ func (e journalEntry) done() journalEntry {
 	return e
 }
 
-// writeJournal inserts entries into insert_journal.
-func (s *Store) writeJournal(ctx context.Context, entries ...journalEntry) error {
+// writeJournal inserts entries, all of one partition, into insert_journal under a query id of that
+// partition's inserts (queryID, or a fresh one), so that NextOffsets waits for a journal write whose
+// client gave up before it reads the journal.
+func (s *Store) writeJournal(ctx context.Context, queryID string, entries ...journalEntry) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO insert_journal ("+journalColumns+")")
+	if queryID == "" {
+		queryID = insertPrefix(entries[0].Topic, int32(entries[0].Partition)) + "journal:" + uuid.NewString()
+	}
+	batch, err := s.conn.PrepareBatch(clickhouse.Context(ctx, clickhouse.WithQueryID(queryID)), "INSERT INTO insert_journal ("+journalColumns+")")
 	if err != nil {
 		return fmt.Errorf("preparing insert into insert_journal: %w", err)
 	}
@@ -221,7 +226,7 @@ func (s *Store) repairLocked(ctx context.Context, topic string, p int32, undo bo
 			return fmt.Errorf("repairing the insert of %s/%d offsets %d to %d: %w", topic, p, e.First, e.Last, err)
 		}
 		st.entry = e.done()
-		if err := s.writeJournal(ctx, st.entry); err != nil {
+		if err := s.writeJournal(ctx, "", st.entry); err != nil {
 			return err
 		}
 		st.known, st.marked = true, true
@@ -434,8 +439,10 @@ func (s *Store) Release(ctx context.Context, topic string, partitions []int32) {
 		delete(s.journals, partKey{topic, p})
 	}
 	s.mu.Unlock()
-	if err := s.writeJournal(ctx, rows...); err != nil {
-		s.log.Warn("recording the last inserts of released partitions", "partitions", partitions, "err", err)
+	for _, row := range rows {
+		if err := s.writeJournal(ctx, "", row); err != nil {
+			s.log.Warn("recording the last insert of a released partition", "partition", row.Partition, "err", err)
+		}
 	}
 }
 

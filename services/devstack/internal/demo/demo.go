@@ -20,12 +20,12 @@ import (
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/chutil"
-	"github.com/edtech-analytics/platform/libs/devenv"
 	"github.com/edtech-analytics/platform/libs/obs"
 	"github.com/edtech-analytics/platform/libs/pgutil"
-	"github.com/edtech-analytics/platform/libs/sampledata"
 	"github.com/edtech-analytics/platform/libs/svc"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/testenv/devenv"
+	"github.com/edtech-analytics/platform/libs/testenv/sampledata"
 	"github.com/edtech-analytics/platform/services/devstack/internal/stack"
 	"github.com/jackc/pgx/v5"
 )

@@ -13,8 +13,8 @@ import (
 	"testing"
 
 	"github.com/edtech-analytics/platform/libs/chutil"
-	"github.com/edtech-analytics/platform/libs/devenv"
 	"github.com/edtech-analytics/platform/libs/pgutil"
+	"github.com/edtech-analytics/platform/libs/testenv/devenv"
 	"github.com/jackc/pgx/v5"
 )
 

@@ -22,6 +22,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"hash"
 	"strings"
 	"sync"
@@ -40,11 +41,12 @@ type Identity struct {
 // Resolver resolves and creates internal ids. It is safe for concurrent use.
 type Resolver struct {
 	pools Pools
-	max   int
 
-	mu     sync.RWMutex
-	cache  map[cacheKey]Identity
-	linked map[cacheKey]string // the matching key each roster user was last linked with
+	// Both are bounded (golang-lru): a full cache evicts the oldest entries one by one instead of
+	// emptying itself. Reads Peek, under a read lock, so an id's place is when it was cached, not last
+	// read: on the hot path the workers' reads must not queue on the lock that recording recency takes.
+	cache  *lru.Cache[cacheKey, Identity]
+	linked *lru.Cache[cacheKey, string] // the matching key each roster user was last linked with
 }
 
 type cacheKey struct{ tenant, source, sis string }
@@ -57,7 +59,15 @@ type Pools interface {
 // New returns a resolver caching up to maxCached mappings, over the districts' schemas wherever pools
 // places them.
 func New(pools Pools, maxCached int) *Resolver {
-	return &Resolver{pools: pools, cache: map[cacheKey]Identity{}, linked: map[cacheKey]string{}, max: maxCached}
+	cache, err := lru.New[cacheKey, Identity](max(maxCached, 1))
+	if err != nil {
+		panic(err) // only for a size below 1
+	}
+	linked, err := lru.New[cacheKey, string](max(maxCached, 1))
+	if err != nil {
+		panic(err)
+	}
+	return &Resolver{pools: pools, cache: cache, linked: linked}
 }
 
 // begin runs fn in a transaction on the instance of q's district.
@@ -144,16 +154,14 @@ type Key struct{ Source, SIS string }
 // per student.
 func (r *Resolver) ResolveMany(ctx context.Context, t tenancy.Tenant, keys []Key) error {
 	var missing map[Key]bool
-	r.mu.RLock()
 	for _, k := range keys {
-		if _, ok := r.cache[cacheKey{t.ID, k.Source, k.SIS}]; !ok {
+		if !r.cache.Contains(cacheKey{t.ID, k.Source, k.SIS}) {
 			if missing == nil {
 				missing = map[Key]bool{}
 			}
 			missing[k] = true
 		}
 	}
-	r.mu.RUnlock()
 	if len(missing) == 0 {
 		return nil
 	}
@@ -254,10 +262,9 @@ func (r *Resolver) Link(ctx context.Context, t tenancy.Tenant, source, sis, matc
 		return r.Resolve(ctx, t, source, sis)
 	}
 	k := cacheKey{t.ID, source, sis}
-	r.mu.RLock()
-	id, cached := r.cache[k]
-	same := cached && r.linked[k] == matchKey
-	r.mu.RUnlock()
+	id, cached := r.cache.Peek(k)
+	linkedKey, _ := r.linked.Peek(k)
+	same := cached && linkedKey == matchKey
 	if same { // a roster re-sent unchanged (nightly bulk files) costs no round trip
 		return id, nil
 	}
@@ -279,12 +286,7 @@ func (r *Resolver) Link(ctx context.Context, t tenancy.Tenant, source, sis, matc
 		return Identity{}, fmt.Errorf("linking student of tenant %s: %w", t.ID, err)
 	}
 	id = r.remember(k, t.PseudonymKey, internal)
-	r.mu.Lock()
-	if len(r.linked) >= r.max {
-		clear(r.linked)
-	}
-	r.linked[k] = matchKey
-	r.mu.Unlock()
+	r.linked.Add(k, matchKey)
 	return id, nil
 }
 
@@ -382,41 +384,28 @@ func (r *Resolver) Erase(ctx context.Context, tx pgx.Tx, t tenancy.Tenant, inter
 	if _, err := tx.Exec(ctx, q.markErased, internalID, hashed); err != nil {
 		return fmt.Errorf("marking student erased: %w", err)
 	}
-	r.mu.Lock()
-	for k, v := range r.cache {
-		if k.tenant == t.ID && v.InternalID == internalID {
-			delete(r.cache, k)
-			delete(r.linked, k)
+	for _, k := range r.cache.Keys() {
+		if v, ok := r.cache.Peek(k); ok && k.tenant == t.ID && v.InternalID == internalID {
+			r.cache.Remove(k)
+			r.linked.Remove(k)
 		}
 	}
-	r.mu.Unlock()
 	return nil
 }
 
 // Reset empties the cache; call when partitions move, since another instance may have linked ids since.
 func (r *Resolver) Reset() {
-	r.mu.Lock()
-	clear(r.cache)
-	clear(r.linked)
-	r.mu.Unlock()
+	r.cache.Purge()
+	r.linked.Purge()
 }
 
 func (r *Resolver) cached(k cacheKey) (Identity, bool) {
-	r.mu.RLock()
-	id, ok := r.cache[k]
-	r.mu.RUnlock()
-	return id, ok
+	return r.cache.Peek(k) // a read lock only: reads from every partition's worker do not queue
 }
 
 func (r *Resolver) remember(k cacheKey, key []byte, internal string) Identity {
 	id := Identity{InternalID: internal, Pseudonym: Pseudonym(key, internal)}
-	r.mu.Lock()
-	if len(r.cache) >= r.max {
-		clear(r.cache) // simple bound; a hot working set refills quickly
-		clear(r.linked)
-	}
-	r.cache[k] = id
-	r.mu.Unlock()
+	r.cache.Add(k, id)
 	return id
 }
 

@@ -21,7 +21,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/edtech-analytics/platform/libs/sampledata"
+	"github.com/edtech-analytics/platform/libs/testenv/sampledata"
 )
 
 // maxDuration bounds a run, whatever the flags say.

@@ -1,4 +1,4 @@
-// Command gatewayload measures the gateway: it posts batches of sample events (libs/sampledata) over
+// Command gatewayload measures the gateway: it posts batches of sample events (libs/testenv/sampledata) over
 // keep-alive connections and reports accepted events per second at saturation, or latency percentiles at
 // a fixed rate. It talks to loopback addresses only and always stops after -duration.
 //

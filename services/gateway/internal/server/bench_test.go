@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/kafkax"
-	"github.com/edtech-analytics/platform/libs/sampledata"
 	"github.com/edtech-analytics/platform/libs/svc/stream"
+	"github.com/edtech-analytics/platform/libs/testenv/sampledata"
 	"github.com/edtech-analytics/platform/services/gateway/internal/ingest"
 	"github.com/edtech-analytics/platform/services/gateway/internal/tenants"
 	"go.opentelemetry.io/otel/metric/noop"

@@ -7,7 +7,7 @@
 // with a teacher, a class and its students, and a district admin, a school admin and a teacher token
 // each), serves the API in-process over HTTP on loopback, and sends each endpoint requests for random
 // sample districts and random 30-day ranges, reporting p50/p95/p99. ClickHouse and PostgreSQL come from
-// CLICKHOUSE_ADDR and DATABASE_URL, or the repository's private servers (libs/devenv).
+// CLICKHOUSE_ADDR and DATABASE_URL, or the repository's private servers (libs/testenv/devenv).
 package main
 
 import (
@@ -27,9 +27,9 @@ import (
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/chutil"
-	"github.com/edtech-analytics/platform/libs/devenv"
 	"github.com/edtech-analytics/platform/libs/pgutil"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/testenv/devenv"
 	"github.com/edtech-analytics/platform/services/query/internal/api"
 	"github.com/edtech-analytics/platform/services/query/internal/auth"
 	"github.com/jackc/pgx/v5"

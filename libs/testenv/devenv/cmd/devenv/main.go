@@ -21,7 +21,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/edtech-analytics/platform/libs/devenv"
+	"github.com/edtech-analytics/platform/libs/testenv/devenv"
 )
 
 const usage = `usage: devenv up|status|down

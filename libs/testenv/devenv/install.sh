@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the server binaries that libs/devenv runs for the tests and the demo: ClickHouse (server and
+# Installs the server binaries that libs/testenv/devenv runs for the tests and the demo: ClickHouse (server and
 # client) and PostgreSQL. Quick and silent when everything is present. A server given through the
 # environment (DATABASE_URL, CLICKHOUSE_ADDR) need not be installed.
 set -euo pipefail

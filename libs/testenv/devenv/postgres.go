@@ -23,7 +23,7 @@ const pgSystemUser = "postgres"
 
 // pgConf is appended to postgresql.conf of a new cluster: sized for tests, not durable.
 const pgConf = `
-# edtech-analytics throwaway test cluster (written by libs/devenv)
+# edtech-analytics throwaway test cluster (written by libs/testenv/devenv)
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '%s'
 max_connections = 200

@@ -22,7 +22,7 @@ import (
 
 // chConfig is a minimal loopback server config that ClickHouse 18.16 and later accept.
 const chConfig = `<?xml version="1.0"?>
-<!-- Written by libs/devenv: a private loopback ClickHouse for tests and the demo. -->
+<!-- Written by libs/testenv/devenv: a private loopback ClickHouse for tests and the demo. -->
 <yandex>
     <logger>
         <level>information</level>

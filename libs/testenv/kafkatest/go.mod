@@ -1,8 +1,9 @@
-module github.com/edtech-analytics/platform/libs/kafkatest
+module github.com/edtech-analytics/platform/libs/testenv/kafkatest
 
 go 1.26.0
 
 require (
+	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/edtech-analytics/platform/libs/conf v0.0.0-00010101000000-000000000000 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect
@@ -27,6 +28,6 @@ require (
 )
 
 replace (
-	github.com/edtech-analytics/platform/libs/conf => ../conf
-	github.com/edtech-analytics/platform/libs/kafkax => ../kafkax
+	github.com/edtech-analytics/platform/libs/conf => ../../conf
+	github.com/edtech-analytics/platform/libs/kafkax => ../../kafkax
 )

@@ -1,3 +1,0 @@
-module github.com/edtech-analytics/platform/libs/devenv
-
-go 1.26

@@ -1,3 +1,0 @@
-module github.com/edtech-analytics/platform/libs/sampledata
-
-go 1.26

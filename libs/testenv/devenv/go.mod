@@ -1,0 +1,3 @@
+module github.com/edtech-analytics/platform/libs/testenv/devenv
+
+go 1.26
