@@ -145,13 +145,9 @@ func (s *Store) journal(ctx context.Context, topic string, partition int32) (*jo
 	if ok {
 		return st, nil
 	}
-	entries, err := s.readJournal(ctx, topic, []int32{partition})
+	st, err := s.readJournal(ctx, topic, partition)
 	if err != nil {
 		return nil, err
-	}
-	st = &journalState{entry: journalEntry{Topic: topic, Partition: uint32(partition)}, known: true, marked: true}
-	if e, ok := entries[partition]; ok {
-		st = &journalState{entry: e, known: e.Done == 1, marked: e.Done == 1}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -162,18 +158,18 @@ func (s *Store) journal(ctx context.Context, topic string, partition int32) (*jo
 	return st, nil
 }
 
-// readJournal reads the latest journal row of each of the partitions that has one.
-func (s *Store) readJournal(ctx context.Context, topic string, partitions []int32) (map[int32]journalEntry, error) {
+// readJournal reads what the journal says of the partition's last insert: its latest row, or nothing
+// to repair when the partition has none.
+func (s *Store) readJournal(ctx context.Context, topic string, partition int32) (*journalState, error) {
 	var rows []journalEntry
-	if err := s.conn.Select(ctx, &rows, "SELECT "+journalColumns+" FROM insert_journal WHERE kafka_topic = ? AND kafka_partition IN ? "+
-		"ORDER BY version DESC LIMIT 1 BY kafka_partition", topic, set(partitions)); err != nil {
-		return nil, fmt.Errorf("reading insert_journal of %s: %w", topic, err)
+	if err := s.conn.Select(ctx, &rows, "SELECT "+journalColumns+" FROM insert_journal WHERE kafka_topic = ? AND kafka_partition = ? "+
+		"ORDER BY version DESC LIMIT 1", topic, partition); err != nil {
+		return nil, fmt.Errorf("reading insert_journal of %s/%d: %w", topic, partition, err)
 	}
-	out := make(map[int32]journalEntry, len(rows))
-	for _, r := range rows {
-		out[int32(r.Partition)] = r
+	if len(rows) == 0 {
+		return &journalState{entry: journalEntry{Topic: topic, Partition: uint32(partition)}, known: true, marked: true}, nil
 	}
-	return out, nil
+	return &journalState{entry: rows[0], known: rows[0].Done == 1, marked: rows[0].Done == 1}, nil
 }
 
 // partLock returns the lock that makes a partition's writes and repairs take turns within the store.
@@ -212,16 +208,11 @@ func (s *Store) repairLocked(ctx context.Context, topic string, p int32, undo bo
 	if ok && st.known {
 		return nil
 	}
-	entries, err := s.readJournal(ctx, topic, []int32{p})
+	st, err := s.readJournal(ctx, topic, p)
 	if err != nil {
 		return err
 	}
-	e, ok := entries[p]
-	st = &journalState{entry: journalEntry{Topic: topic, Partition: uint32(p)}, known: true, marked: true}
-	if ok {
-		st = &journalState{entry: e, known: e.Done == 1, marked: e.Done == 1}
-	}
-	if !st.known {
+	if e := st.entry; !st.known {
 		if err := s.repair(ctx, e, undo); err != nil {
 			return fmt.Errorf("repairing the insert of %s/%d offsets %d to %d: %w", topic, p, e.First, e.Last, err)
 		}
