@@ -45,8 +45,8 @@ func TestMigrateIsIdempotent(t *testing.T) {
 	if err := tenancy.Migrate(t.Context(), pool); err != nil {
 		t.Fatalf("second Migrate: %v", err)
 	}
-	want := []string{"api_keys", "audit_log", "consumer_offsets", "dashboard_tokens", "dedup_backfills", "dedup_claims", "dedup_epoch", "dlq_replays", "erasures",
-		"goose_db_version", "instances", "placements", "policies", "tenants"}
+	want := []string{"api_keys", "audit_log", "consumer_offsets", "dashboard_tokens", "dedup_backfills", "dedup_claims", "dedup_epoch", "district_keks", "district_keys", "dlq_replays", "erasures",
+		"goose_db_version", "instances", "placements", "policies", "subject_keys", "tenants"}
 	if got := tablesIn(t, pool, "control"); !slices.Equal(got, want) {
 		t.Errorf("control tables = %v, want %v", got, want)
 	}

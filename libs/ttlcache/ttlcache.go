@@ -78,6 +78,21 @@ func (c *Cache[K, V]) Get(k K, load func() (V, error)) (V, error) {
 	return v.(V), nil
 }
 
+// Peek returns k's unexpired answer without loading it.
+func (c *Cache[K, V]) Peek(k K) (V, bool) {
+	if e, ok := c.lru.Get(k); ok && c.Now().Before(e.expires) {
+		return e.v, true
+	}
+	var zero V
+	return zero, false
+}
+
+// Put stores an answer the caller loaded itself (in bulk, for instance) for the cache's ttl.
+func (c *Cache[K, V]) Put(k K, v V) { c.lru.Add(k, entry[V]{v: v, expires: c.Now().Add(c.ttl)}) }
+
+// Purge drops every answer.
+func (c *Cache[K, V]) Purge() { c.lru.Purge() }
+
 // Remove drops k's answer, so that the next Get loads it again.
 func (c *Cache[K, V]) Remove(k K) { c.lru.Remove(k) }
 

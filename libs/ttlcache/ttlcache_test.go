@@ -110,3 +110,29 @@ func TestRemoveMakesTheNextGetLoad(t *testing.T) {
 		t.Fatalf("after Remove Get = %d, want a second load", v)
 	}
 }
+
+func TestPeekPutPurge(t *testing.T) {
+	c := New[string, int](4, time.Minute)
+	now := time.Unix(1000, 0)
+	c.SetClock(func() time.Time { return now })
+	if _, ok := c.Peek("a"); ok {
+		t.Fatal("Peek found an answer never stored")
+	}
+	c.Put("a", 1)
+	if v, ok := c.Peek("a"); !ok || v != 1 {
+		t.Fatalf("Peek after Put = %d, %v; want 1, true", v, ok)
+	}
+	v, err := c.Get("a", func() (int, error) { return 0, errors.New("loaded although Put stored it") })
+	if err != nil || v != 1 {
+		t.Fatalf("Get after Put = %d, %v", v, err)
+	}
+	now = now.Add(2 * time.Minute)
+	if _, ok := c.Peek("a"); ok {
+		t.Fatal("Peek returned an expired answer")
+	}
+	c.Put("b", 2)
+	c.Purge()
+	if _, ok := c.Peek("b"); ok || c.Len() != 0 {
+		t.Fatalf("Purge left %d entries", c.Len())
+	}
+}
