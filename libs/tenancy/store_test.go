@@ -77,7 +77,7 @@ func TestConcurrentMigrationsSerialise(t *testing.T) {
 	if err := errors.Join(errs...); err != nil {
 		t.Fatalf("concurrent Migrate: %v", err)
 	}
-	if got := tablesIn(t, pool, "control"); len(got) != 14 {
+	if got := tablesIn(t, pool, "control"); len(got) != 17 {
 		t.Errorf("control tables = %v", got)
 	}
 }
