@@ -1,4 +1,4 @@
-module github.com/edtech-analytics/platform/libs/deploycheck
+module github.com/edtech-analytics/platform/libs/testenv/deploycheck
 
 go 1.26.8
 
@@ -146,22 +146,22 @@ require (
 )
 
 replace (
-	github.com/edtech-analytics/platform/libs/chutil => ../chutil
-	github.com/edtech-analytics/platform/libs/conf => ../conf
-	github.com/edtech-analytics/platform/libs/testenv/devenv => ../testenv/devenv
-	github.com/edtech-analytics/platform/libs/testenv/kafkatest => ../testenv/kafkatest
-	github.com/edtech-analytics/platform/libs/kafkax => ../kafkax
-	github.com/edtech-analytics/platform/libs/obs => ../obs
-	github.com/edtech-analytics/platform/libs/pgutil => ../pgutil
-	github.com/edtech-analytics/platform/libs/records => ../records
-	github.com/edtech-analytics/platform/libs/testenv/sampledata => ../testenv/sampledata
-	github.com/edtech-analytics/platform/libs/svc => ../svc
-	github.com/edtech-analytics/platform/libs/tenancy => ../tenancy
-	github.com/edtech-analytics/platform/schemas => ../../schemas
-	github.com/edtech-analytics/platform/services/aggregator => ../../services/aggregator
-	github.com/edtech-analytics/platform/services/ctl => ../../services/ctl
-	github.com/edtech-analytics/platform/services/enricher => ../../services/enricher
-	github.com/edtech-analytics/platform/services/gateway => ../../services/gateway
-	github.com/edtech-analytics/platform/services/query => ../../services/query
-	github.com/edtech-analytics/platform/services/sink => ../../services/sink
+	github.com/edtech-analytics/platform/libs/chutil => ../../chutil
+	github.com/edtech-analytics/platform/libs/conf => ../../conf
+	github.com/edtech-analytics/platform/libs/testenv/devenv => ../devenv
+	github.com/edtech-analytics/platform/libs/testenv/kafkatest => ../kafkatest
+	github.com/edtech-analytics/platform/libs/kafkax => ../../kafkax
+	github.com/edtech-analytics/platform/libs/obs => ../../obs
+	github.com/edtech-analytics/platform/libs/pgutil => ../../pgutil
+	github.com/edtech-analytics/platform/libs/records => ../../records
+	github.com/edtech-analytics/platform/libs/testenv/sampledata => ../sampledata
+	github.com/edtech-analytics/platform/libs/svc => ../../svc
+	github.com/edtech-analytics/platform/libs/tenancy => ../../tenancy
+	github.com/edtech-analytics/platform/schemas => ../../../schemas
+	github.com/edtech-analytics/platform/services/aggregator => ../../../services/aggregator
+	github.com/edtech-analytics/platform/services/ctl => ../../../services/ctl
+	github.com/edtech-analytics/platform/services/enricher => ../../../services/enricher
+	github.com/edtech-analytics/platform/services/gateway => ../../../services/gateway
+	github.com/edtech-analytics/platform/services/query => ../../../services/query
+	github.com/edtech-analytics/platform/services/sink => ../../../services/sink
 )

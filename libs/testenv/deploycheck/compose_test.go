@@ -9,7 +9,7 @@ import (
 )
 
 // repoRoot is the repository checkout this module lives in.
-const repoRoot = "../.."
+const repoRoot = "../../.."
 
 // fakeRepo builds a repository skeleton: go.work using ./services/<name> for each used service, and a
 // go.mod in every services/<name> of dirs.
