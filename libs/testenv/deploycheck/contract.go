@@ -1,20 +1,17 @@
 // Package deploycheck checks the deployment files (docker-compose.yml, k8s/, services/Dockerfile) against
-// what the services really read and the rules every deployment keeps. The files are loaded with the tools
-// that deploy them (compose-go, kustomize's krusty into k8s.io/api types, buildkit's Dockerfile parser),
-// which reject what is malformed; the checks here are the platform's own: each service's variables,
-// ports, probes, resources and jobs. Each check returns readable problems naming the file and the fault.
+// what the services really read. The files are loaded with the tools that deploy them (compose-go,
+// kustomize's krusty into k8s.io/api types with unknown fields refused, buildkit's Dockerfile parser),
+// which reject what is malformed; the checks here are only the platform's own: each service's variables,
+// ports, probes, resources, image and jobs. A check returns readable problems naming the file and the fault.
 package deploycheck
 
 import (
-	"cmp"
 	"fmt"
-	"os"
-	"path/filepath"
+	"maps"
 	"slices"
 	"strings"
 
 	"github.com/edtech-analytics/platform/libs/conf"
-	"golang.org/x/mod/modfile"
 )
 
 // Contract is what the deployment files must agree with.
@@ -36,8 +33,6 @@ type Contract struct {
 	MigrateEnv  []conf.Var
 	// MinGraceSeconds is the least termination grace period a service needs to drain.
 	MinGraceSeconds map[string]int
-	// Namespace is the Kubernetes namespace of every object.
-	Namespace string
 }
 
 // NewContract returns the platform's contract for services that read what services says, and a migrate
@@ -49,13 +44,8 @@ func NewContract(services map[string][]conf.Var, migrate []conf.Var) Contract {
 			"DATABASE_URL", "CLICKHOUSE_ADDR", "CLICKHOUSE_DATABASE", "CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD"},
 		HTTPPorts: map[string]int{"gateway": 8080, "query": 8081}, AdminPort: 9090,
 		NotDeployed: []string{"ctl", "devstack"}, Migrate: "ctl", MigrateArgs: []string{"migrate"}, MigrateEnv: migrate,
-		MinGraceSeconds: map[string]int{"gateway": 30}, Namespace: "edtech",
+		MinGraceSeconds: map[string]int{"gateway": 30},
 	}
-}
-
-// Needs returns the required variables of those a process reads.
-func (c Contract) Needs(reads []conf.Var) []string {
-	return slices.DeleteFunc(slices.Clone(c.Required), func(key string) bool { return !c.Reads(reads, key) })
 }
 
 // Reads reports whether a process reading reads reads key. OTEL_* variables are read by the
@@ -66,55 +56,42 @@ func (c Contract) Reads(reads []conf.Var, key string) bool {
 
 // IsSecret reports whether a service binds a variable of that name as a secret (conf.SecretVar).
 func (c Contract) IsSecret(key string) bool {
-	for _, vars := range c.Services {
-		if slices.ContainsFunc(slices.Concat(vars, c.MigrateEnv), func(v conf.Var) bool { return v.Env == key && v.Secret }) {
-			return true
-		}
-	}
-	return false
+	vars := slices.Concat(slices.Concat(slices.Collect(maps.Values(c.Services))...), c.MigrateEnv)
+	return slices.ContainsFunc(vars, func(v conf.Var) bool { return v.Env == key && v.Secret })
 }
 
-// Repo is a checkout to check: its root directory and the contract its files must honour.
-type Repo struct {
-	Root     string
-	Contract Contract
+// isMigrate reports whether a process running the program binary with args is the migrate job.
+func (c Contract) isMigrate(binary string, args []string) bool {
+	return binary == c.Migrate && slices.Equal(args, c.MigrateArgs)
 }
 
-// ServiceModules returns the directories under services/ that hold a Go module, sorted.
-func (r Repo) ServiceModules() (names []string, err error) {
-	entries, err := os.ReadDir(filepath.Join(r.Root, "services"))
-	if err != nil {
-		return nil, fmt.Errorf("listing services: %w", err)
+// process returns what a deployed process reads, when the contract knows: the migrate job's variables,
+// or those of the service called name.
+func (c Contract) process(name, binary string, args []string) ([]conf.Var, bool) {
+	if c.isMigrate(binary, args) {
+		return c.MigrateEnv, true
 	}
-	for _, e := range entries {
-		if e.IsDir() && r.exists(filepath.Join("services", e.Name(), "go.mod")) {
-			names = append(names, e.Name())
-		}
-	}
-	return names, nil
+	vars, ok := c.Services[name]
+	return vars, ok
 }
 
-// WorkspaceUses returns the directories go.work uses, cleaned ("services/gateway").
-func (r Repo) WorkspaceUses() ([]string, error) {
-	src, err := os.ReadFile(filepath.Join(r.Root, "go.work"))
-	if err != nil {
-		return nil, fmt.Errorf("reading go.work: %w", err)
+// envProblems is the one check of a process's environment, whichever file sets it: the process called
+// name (where, in the file) reading reads is given every variable the contract requires of what it reads
+// (have: those given a value), and the variables set explicitly (set) are all ones it reads.
+func (c Contract) envProblems(where, name string, reads []conf.Var, have map[string]bool, set []string) (out []string) {
+	for _, key := range c.Required {
+		out = when(out, c.Reads(reads, key) && !have[key], "%s: env %s is not set", where, key)
 	}
-	work, err := modfile.ParseWork("go.work", src, nil)
-	if err != nil {
-		return nil, fmt.Errorf("parsing go.work: %w", err)
+	for _, key := range set {
+		out = when(out, !c.Reads(reads, key), "%s: env %s is set, but %s does not read it", where, key, name)
 	}
-	var uses []string
-	for _, u := range work.Use {
-		uses = append(uses, filepath.ToSlash(filepath.Clean(u.Path)))
-	}
-	return uses, nil
+	return out
 }
 
-// exists reports whether a path relative to the root exists.
-func (r Repo) exists(rel string) bool {
-	_, err := os.Stat(filepath.Join(r.Root, rel))
-	return err == nil
+// Check is one named check of a deployment file loaded as F.
+type Check[F any] struct {
+	Name  string
+	Check func(k Contract, file F) []string
 }
 
 // when appends a problem to out when cond holds.
@@ -125,31 +102,7 @@ func when(out []string, cond bool, format string, args ...any) []string {
 	return out
 }
 
-func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {
-	keys := make([]K, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
-
-// ImageProblem returns why an image reference is not pinned, or "" when it is: it needs a tag other than
-// latest, or a digest.
-func ImageProblem(ref string) string {
-	name := ref[strings.LastIndex(ref, "/")+1:]
-	_, tag, ok := strings.Cut(name, ":")
-	switch {
-	case ref == "":
-		return "no image"
-	case strings.Contains(ref, "@sha256:"):
-		return ""
-	case !ok || tag == "":
-		return fmt.Sprintf("image %q has no tag", ref)
-	case tag == "latest":
-		return fmt.Sprintf("image %q uses the latest tag", ref)
-	case strings.Contains(tag, "$"):
-		return fmt.Sprintf("image %q takes its tag from a variable", ref)
-	}
-	return ""
+// isTopicsJob reports whether a command line runs the generated create-topics.sh.
+func isTopicsJob(words []string) bool {
+	return slices.ContainsFunc(words, func(w string) bool { return strings.HasSuffix(w, "create-topics.sh") })
 }

@@ -1,7 +1,6 @@
 package deploycheck
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,39 +9,24 @@ import (
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
-	"github.com/moby/patternmatcher/ignorefile"
 )
 
-// Dockerfile is a Dockerfile as buildkit parses it: its build stages of typed instructions.
-type Dockerfile struct{ Stages []instructions.Stage }
-
-// ParseDockerfile parses a Dockerfile with buildkit's parser.
-func ParseDockerfile(src string) (Dockerfile, error) {
-	ast, err := parser.Parse(strings.NewReader(src))
+// LoadDockerfile parses services/Dockerfile under root with buildkit's parser into its build stages of
+// typed instructions.
+func LoadDockerfile(root string) ([]instructions.Stage, error) {
+	src, err := os.ReadFile(filepath.Join(root, "services", "Dockerfile"))
 	if err != nil {
-		return Dockerfile{}, fmt.Errorf("parsing Dockerfile: %w", err)
+		return nil, fmt.Errorf("reading Dockerfile: %w", err)
+	}
+	ast, err := parser.Parse(strings.NewReader(string(src)))
+	if err != nil {
+		return nil, fmt.Errorf("parsing Dockerfile: %w", err)
 	}
 	stages, _, err := instructions.Parse(ast.AST, nil)
 	if err != nil {
-		return Dockerfile{}, fmt.Errorf("parsing Dockerfile: %w", err)
+		return nil, fmt.Errorf("parsing Dockerfile: %w", err)
 	}
-	return Dockerfile{Stages: stages}, nil
-}
-
-// LoadDockerfile reads services/Dockerfile and the patterns of its ignore file under root.
-func LoadDockerfile(root string) (Dockerfile, []string, error) {
-	src, err := os.ReadFile(filepath.Join(root, "services", "Dockerfile"))
-	if err != nil {
-		return Dockerfile{}, nil, fmt.Errorf("reading Dockerfile: %w", err)
-	}
-	var ignore []string
-	if b, err := os.ReadFile(filepath.Join(root, "services", "Dockerfile.dockerignore")); err == nil {
-		if ignore, err = ignorefile.ReadAll(bytes.NewReader(b)); err != nil {
-			return Dockerfile{}, nil, fmt.Errorf("reading Dockerfile.dockerignore: %w", err)
-		}
-	}
-	d, err := ParseDockerfile(string(src))
-	return d, ignore, err
+	return stages, nil
 }
 
 // find returns a stage's instructions of type T.
@@ -55,83 +39,57 @@ func find[T instructions.Command](s instructions.Stage) (out []T) {
 	return out
 }
 
-func line(c instructions.Command) int { return c.Location()[0].Start.Line }
-
-// DockerfileCheck is one named check of services/Dockerfile; ignore holds its ignore file's patterns.
-type DockerfileCheck struct {
-	Name  string
-	Check func(d Dockerfile, ignore []string) []string
-}
-
-// DockerfileChecks returns every check of services/Dockerfile.
-func DockerfileChecks() []DockerfileCheck {
-	stages := func(check func(build, run instructions.Stage) []string) func(Dockerfile, []string) []string {
-		return func(d Dockerfile, _ []string) []string {
-			if len(d.Stages) < 2 {
+// DockerfileChecks returns the checks of services/Dockerfile, the one recipe of every service's image: a
+// static build of ./services/${SERVICE} in the workspace, run by a distroless image as a non-root user.
+func DockerfileChecks() []Check[[]instructions.Stage] {
+	stages := func(check func(build, run instructions.Stage) []string) func(Contract, []instructions.Stage) []string {
+		return func(_ Contract, stages []instructions.Stage) []string {
+			if len(stages) < 2 {
 				return []string{"not a multi-stage build"}
 			}
-			return check(d.Stages[0], d.Stages[len(d.Stages)-1])
+			return check(stages[0], stages[len(stages)-1])
 		}
 	}
-	return []DockerfileCheck{
-		{"builder image", stages(func(b, _ instructions.Stage) []string {
-			return when(nil, b.BaseName != "golang:1.26-bookworm", "builder image is %q, want golang:1.26-bookworm", b.BaseName)
-		})},
-		{"runtime image", stages(func(_, r instructions.Stage) (out []string) {
-			out = when(out, r.BaseName != "gcr.io/distroless/static-debian12:nonroot", "runtime image is %q, want gcr.io/distroless/static-debian12:nonroot", r.BaseName)
-			for _, u := range find[*instructions.UserCommand](r) {
-				user, _, _ := strings.Cut(u.User, ":")
-				out = when(out, user == "root" || user == "0", "line %d: runtime stage switches to root", line(u))
+	return []Check[[]instructions.Stage]{
+		{"builder stage", stages(func(b, _ instructions.Stage) (out []string) {
+			var words []string // what the stage runs, and the environment it sets
+			for _, r := range find[*instructions.RunCommand](b) {
+				words = append(words, r.CmdLine...)
 			}
-			return when(out, len(find[*instructions.RunCommand](r)) > 0, "runtime stage has RUN instructions; distroless has no shell")
-		})},
-		{"builds SERVICE", stages(func(b, _ instructions.Stage) (out []string) {
-			declared := slices.ContainsFunc(find[*instructions.ArgCommand](b), func(a *instructions.ArgCommand) bool {
-				return slices.ContainsFunc(a.Args, func(kv instructions.KeyValuePairOptional) bool { return kv.Key == "SERVICE" })
-			})
-			builds := slices.ContainsFunc(find[*instructions.RunCommand](b), func(r *instructions.RunCommand) bool {
-				cmd := strings.Join(r.CmdLine, " ")
-				return strings.Contains(cmd, "go build") && (strings.Contains(cmd, "./services/${SERVICE}") || strings.Contains(cmd, "./services/$SERVICE"))
-			})
+			for _, e := range find[*instructions.EnvCommand](b) {
+				for _, kv := range e.Env {
+					words = append(words, kv.String())
+				}
+			}
+			script := strings.Join(words, " ")
+			arg := slices.ContainsFunc(find[*instructions.ArgCommand](b), func(a *instructions.ArgCommand) bool { return a.Args[0].Key == "SERVICE" })
 			work := slices.ContainsFunc(find[*instructions.CopyCommand](b), func(c *instructions.CopyCommand) bool {
 				return slices.Contains(c.SourcePaths, ".") || slices.Contains(c.SourcePaths, "go.work")
 			})
-			out = when(out, !declared, "builder stage does not declare ARG SERVICE")
-			out = when(out, !builds, "builder stage does not go build ./services/${SERVICE}")
-			return when(out, !work, "builder stage does not copy go.work (the workspace resolves the local modules)")
+			out = when(out, b.BaseName != "golang:1.26-bookworm", "builder image is %q, want golang:1.26-bookworm", b.BaseName)
+			out = when(out, !arg, "builder stage does not declare ARG SERVICE")
+			out = when(out, !strings.Contains(script, "go build") || !strings.Contains(script, "./services/${SERVICE}"), "builder stage does not go build ./services/${SERVICE}")
+			out = when(out, !work, "builder stage does not copy go.work (the workspace resolves the local modules)")
+			return when(out, !strings.Contains(script, "CGO_ENABLED=0"), "builder stage does not set CGO_ENABLED=0 (a cgo binary does not run on distroless/static)")
 		})},
-		{"static binary", stages(func(b, _ instructions.Stage) []string {
-			static := slices.ContainsFunc(find[*instructions.EnvCommand](b), func(e *instructions.EnvCommand) bool {
-				return slices.ContainsFunc(e.Env, func(kv instructions.KeyValuePair) bool { return kv.Key == "CGO_ENABLED" && kv.Value == "0" })
-			}) || slices.ContainsFunc(find[*instructions.RunCommand](b), func(r *instructions.RunCommand) bool { return slices.Contains(r.CmdLine, "CGO_ENABLED=0") })
-			return when(nil, !static, "builder stage does not set CGO_ENABLED=0 (a cgo binary does not run on distroless/static)")
-		})},
-		{"entrypoint is the binary", stages(func(_, r instructions.Stage) []string {
+		{"runtime stage", stages(func(b, r instructions.Stage) (out []string) {
+			for _, e := range slices.Concat(find[*instructions.ExposeCommand](b), find[*instructions.ExposeCommand](r)) {
+				out = append(out, fmt.Sprintf("line %d: EXPOSE %s; ports differ per service and belong to compose and k8s", e.Location()[0].Start.Line, strings.Join(e.Ports, " ")))
+			}
+			out = when(out, r.BaseName != "gcr.io/distroless/static-debian12:nonroot", "runtime image is %q, want gcr.io/distroless/static-debian12:nonroot", r.BaseName)
+			for _, u := range find[*instructions.UserCommand](r) {
+				user, _, _ := strings.Cut(u.User, ":")
+				out = when(out, user == "root" || user == "0", "line %d: runtime stage switches to root", u.Location()[0].Start.Line)
+			}
+			out = when(out, len(find[*instructions.RunCommand](r)) > 0, "runtime stage has RUN instructions; distroless has no shell")
 			eps := find[*instructions.EntrypointCommand](r)
-			switch {
-			case len(eps) == 0:
-				return []string{"runtime stage has no ENTRYPOINT"}
-			case eps[len(eps)-1].PrependShell:
-				return []string{"ENTRYPOINT is in shell form; distroless has no shell (use the exec form)"}
+			if len(eps) == 0 || eps[len(eps)-1].PrependShell {
+				return append(out, "runtime stage has no ENTRYPOINT in exec form; the shell form needs a shell, which distroless has not")
 			}
-			bin := eps[len(eps)-1].CmdLine[0]
-			copied := slices.ContainsFunc(find[*instructions.CopyCommand](r), func(c *instructions.CopyCommand) bool { return c.From != "" && c.DestPath == bin })
-			return when(nil, !copied, "ENTRYPOINT %s is not copied from the builder stage", bin)
+			copied := slices.ContainsFunc(find[*instructions.CopyCommand](r), func(c *instructions.CopyCommand) bool {
+				return c.From != "" && c.DestPath == eps[len(eps)-1].CmdLine[0]
+			})
+			return when(out, !copied, "ENTRYPOINT %s is not copied from the builder stage", eps[len(eps)-1].CmdLine[0])
 		})},
-		{"exposes nothing", func(d Dockerfile, _ []string) (out []string) {
-			for _, st := range d.Stages {
-				for _, e := range find[*instructions.ExposeCommand](st) {
-					out = append(out, fmt.Sprintf("line %d: EXPOSE %s; ports differ per service and belong to compose and k8s", line(e), strings.Join(e.Ports, " ")))
-				}
-			}
-			return out
-		}},
-		{"context keeps sources", func(_ Dockerfile, ignore []string) (out []string) {
-			for _, p := range ignore {
-				p = strings.Trim(p, "/")
-				out = when(out, p == "*" || p == "**" || slices.Contains([]string{"go.work", "go.work.sum", "libs", "services", "schemas"}, p), "ignore file excludes %q, which the build needs", p)
-			}
-			return out
-		}},
 	}
 }
