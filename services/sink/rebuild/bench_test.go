@@ -68,12 +68,17 @@ func BenchmarkRebuild(b *testing.B) {
 			var secs float64
 			b.ResetTimer()
 			for range b.N {
-				report, err := rebuild.Run(b.Context(), fleet, codec, rebuild.Config{TenantID: "north", Group: "sink", Kafka: kcfg,
+				reader, err := newReader(kcfg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				report, err := rebuild.Run(b.Context(), fleet, codec, reader, rebuild.Config{TenantID: "north", Group: "sink", Kafka: kcfg,
 					AcceptDiff: true, Log: discard()})
 				if err != nil {
 					b.Fatal(err)
 				}
 				b.StopTimer()
+				reader.Close()
 				if _, err := rebuild.DropOld(b.Context(), fleet, "north"); err != nil && !errors.Is(err, rebuild.ErrNothingKept) {
 					b.Fatal(err)
 				}

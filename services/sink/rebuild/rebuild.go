@@ -64,6 +64,7 @@ type Config struct {
 	// Group is the live sink's consumer group: the shadow catches up to the offsets the sink stored
 	// under it on the district's instance.
 	Group string
+	// Kafka names the enriched topic (Topics); the reader given to Run or Rollback reads it.
 	Kafka kafkax.Config
 	// AllPartitions scans every partition instead of the one the district's key hashes to. A hot
 	// district (records keyed tenant/shard) is always scanned in full.
@@ -168,10 +169,18 @@ type Report struct {
 	Elapsed      time.Duration     `json:"elapsed"`
 }
 
+// ReaderOptions are the options of the reader a rebuild or rollback replays the enriched topic with,
+// added by its caller to kafkax.NewReader: large fetches, as a replay reads partitions from their start.
+func ReaderOptions() []kgo.Opt {
+	return []kgo.Opt{kgo.FetchMaxBytes(64 << 20), kgo.FetchMaxPartitionBytes(32 << 20)}
+}
+
 // Run rebuilds cfg.TenantID's sink state. The fleet reaches the district's instance; codec decodes the
-// enriched records. The report is filled as far as the rebuild got, also when it returns an error (the
-// comparison with ErrDiffNotAccepted, the verification with ErrVerification).
-func Run(ctx context.Context, fleet *tenancy.Fleet, codec *records.Codec, cfg Config, opts ...Option) (Report, error) {
+// enriched records; reader replays the enriched topic: a kafkax.NewReader client (with ReaderOptions)
+// that nothing else reads with, which the caller closes. The report is filled as far as the rebuild got,
+// also when it returns an error (the comparison with ErrDiffNotAccepted, the verification with
+// ErrVerification).
+func Run(ctx context.Context, fleet *tenancy.Fleet, codec *records.Codec, reader *kgo.Client, cfg Config, opts ...Option) (Report, error) {
 	if err := cfg.defaults(); err != nil {
 		return Report{}, err
 	}
@@ -197,18 +206,13 @@ func Run(ctx context.Context, fleet *tenancy.Fleet, codec *records.Codec, cfg Co
 	if err != nil {
 		return report, err
 	}
-	cl, err := d.client(cfg)
-	if err != nil {
-		return report, err
-	}
-	defer cl.Close()
 	topic := cfg.Kafka.Topics().Enriched
-	parts, starts, err := partitions(ctx, cl, topic, d.tenant.ID, hot > 0 || cfg.AllPartitions)
+	parts, starts, err := partitions(ctx, reader, topic, d.tenant.ID, hot > 0 || cfg.AllPartitions)
 	if err != nil {
 		return report, err
 	}
 	report.Partitions = parts
-	truncated, err := checkHistory(ctx, kadm.NewClient(cl), topic, parts, starts, d.tenant.CreatedAt)
+	truncated, err := checkHistory(ctx, kadm.NewClient(reader), topic, parts, starts, d.tenant.CreatedAt)
 	if err != nil {
 		return report, err
 	}
@@ -219,7 +223,7 @@ func Run(ctx context.Context, fleet *tenancy.Fleet, codec *records.Codec, cfg Co
 		report.Truncated = truncated
 		cfg.Log.Warn("rebuilding from a truncated history", "tenant_id", d.tenant.ID, "partitions", truncated)
 	}
-	r := d.newRun(cfg, cl, codec, topic, report, opts)
+	r := d.newRun(cfg, reader, codec, topic, report, opts)
 	if err := r.prepareShadow(ctx, parts, starts); err != nil {
 		return r.report, err
 	}
@@ -238,8 +242,8 @@ func Run(ctx context.Context, fleet *tenancy.Fleet, codec *records.Codec, cfg Co
 // ones it replaces there instead, so a second Rollback undoes the first. The kept tables are first caught
 // up with the records the live sink applied since they were replaced, so nothing the sink wrote
 // meanwhile is lost; the swap takes the district's exclusive lock, as the rebuild's does. Nothing kept:
-// ErrNothingKept.
-func Rollback(ctx context.Context, fleet *tenancy.Fleet, codec *records.Codec, cfg Config, opts ...Option) (Report, error) {
+// ErrNothingKept. reader is as Run's.
+func Rollback(ctx context.Context, fleet *tenancy.Fleet, codec *records.Codec, reader *kgo.Client, cfg Config, opts ...Option) (Report, error) {
 	if err := cfg.defaults(); err != nil {
 		return Report{}, err
 	}
@@ -259,20 +263,15 @@ func Rollback(ctx context.Context, fleet *tenancy.Fleet, codec *records.Codec, c
 	if err := d.store.UpgradeDistrictSchema(ctx, d.tenant.ID); err != nil {
 		return report, err
 	}
-	cl, err := d.client(cfg)
-	if err != nil {
-		return report, err
-	}
-	defer cl.Close()
 	topic := cfg.Kafka.Topics().Enriched
-	r := d.newRun(cfg, cl, codec, topic, report, opts)
+	r := d.newRun(cfg, reader, codec, topic, report, opts)
 	r.target = d.retired
 	parts, from, err := r.storedOffsets(ctx, r.pool)
 	if err != nil {
 		return r.report, err
 	}
 	r.report.Partitions = parts
-	_, starts, err := partitions(ctx, cl, topic, d.tenant.ID, true)
+	_, starts, err := partitions(ctx, reader, topic, d.tenant.ID, true)
 	if err != nil {
 		return r.report, err
 	}
@@ -422,16 +421,6 @@ func jobLockKey(tenantID string) int64 {
 func (d *district) report() Report {
 	return Report{ID: d.start.UTC().Format("20060102T150405Z"), Action: d.action, TenantID: d.tenant.ID,
 		Instance: d.instance, Schema: d.schema}
-}
-
-// client builds the replay's Kafka client: read_committed, large fetches.
-func (d *district) client(cfg Config) (*kgo.Client, error) {
-	cl, err := kafkax.NewClient(cfg.Kafka, kafkax.Deps{Log: cfg.Log}, "",
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxBytes(64<<20), kgo.FetchMaxPartitionBytes(32<<20))
-	if err != nil {
-		return nil, err
-	}
-	return cl.Client, nil
 }
 
 func (d *district) newRun(cfg Config, cl *kgo.Client, codec *records.Codec, topic string, report Report, opts []Option) *run {

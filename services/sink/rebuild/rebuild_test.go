@@ -68,6 +68,25 @@ func newWorld(t *testing.T) *world {
 	return w
 }
 
+// reader builds a reader for one rebuild or rollback, as ctl does; it is closed when the test ends.
+func (w *world) reader(t *testing.T) *kgo.Client {
+	t.Helper()
+	cl, err := newReader(w.kcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+func newReader(kcfg kafkax.Config) (*kgo.Client, error) {
+	cl, err := kafkax.NewReader(kcfg, kafkax.Deps{Log: discard()}, rebuild.ReaderOptions()...)
+	if err != nil {
+		return nil, err
+	}
+	return cl.Client, nil
+}
+
 // sink runs the live sink until the test ends.
 func (w *world) sink(t *testing.T) {
 	t.Helper()
@@ -174,7 +193,7 @@ func TestRebuildRepairsADamagedDistrictWhileIngestionGoesOn(t *testing.T) {
 	})
 	var phases []string
 	damaged := w.dump(t, "district_north")
-	report, err := rebuild.Run(t.Context(), w.fleet, w.codec, rebuild.Config{TenantID: "north", Group: group, Kafka: w.kcfg,
+	report, err := rebuild.Run(t.Context(), w.fleet, w.codec, w.reader(t), rebuild.Config{TenantID: "north", Group: group, Kafka: w.kcfg,
 		AcceptDiff: true, SwitchLag: 50, BatchRecords: 300, Log: discard(), Progress: func(p rebuild.Progress) {
 			if len(phases) == 0 || phases[len(phases)-1] != p.Phase {
 				phases = append(phases, p.Phase)
@@ -237,7 +256,7 @@ func TestRebuildOfAHotDistrictScansEveryPartition(t *testing.T) {
 	w.caughtUp(t, ends)
 
 	cfg := rebuild.Config{TenantID: "north", Group: group, Kafka: w.kcfg, DryRun: true, Log: discard()}
-	report, err := rebuild.Run(t.Context(), w.fleet, w.codec, cfg)
+	report, err := rebuild.Run(t.Context(), w.fleet, w.codec, w.reader(t), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +274,7 @@ func TestRebuildOfAHotDistrictScansEveryPartition(t *testing.T) {
 
 	w.damage(t)
 	damagedState := sinktest.ReadState(t, func(string) *pgxpool.Pool { return w.pool }, []string{"north"})
-	if report, err = rebuild.Run(t.Context(), w.fleet, w.codec, cfg); err != nil || report.Equal || report.Swapped || !report.Verification.OK {
+	if report, err = rebuild.Run(t.Context(), w.fleet, w.codec, w.reader(t), cfg); err != nil || report.Equal || report.Swapped || !report.Verification.OK {
 		t.Errorf("dry run on damaged tables: %+v, %v", report, err)
 	}
 	if got := sinktest.ReadState(t, func(string) *pgxpool.Pool { return w.pool }, []string{"north"}); !maps.Equal(got, damagedState) {
@@ -302,7 +321,7 @@ func TestRebuildRefusesATruncatedHistory(t *testing.T) {
 	if _, err := kadm.NewClient(cl).DeleteRecords(t.Context(), offsets); err != nil {
 		t.Fatal(err)
 	}
-	_, err = rebuild.Run(t.Context(), w.fleet, w.codec, rebuild.Config{TenantID: "north", Group: group, Kafka: w.kcfg, Log: discard()})
+	_, err = rebuild.Run(t.Context(), w.fleet, w.codec, w.reader(t), rebuild.Config{TenantID: "north", Group: group, Kafka: w.kcfg, Log: discard()})
 	if !errors.Is(err, rebuild.ErrHistoryTruncated) {
 		t.Fatalf("Run = %v, want ErrHistoryTruncated", err)
 	}
@@ -313,7 +332,7 @@ func TestRebuildRefusesATruncatedHistory(t *testing.T) {
 	}
 	w.sink(t)
 	w.caughtUp(t, ends)
-	report, err := rebuild.Run(t.Context(), w.fleet, w.codec, rebuild.Config{TenantID: "north", Group: group, Kafka: w.kcfg,
+	report, err := rebuild.Run(t.Context(), w.fleet, w.codec, w.reader(t), rebuild.Config{TenantID: "north", Group: group, Kafka: w.kcfg,
 		AllowTruncatedHistory: true, Log: discard()})
 	if err != nil || report.Applied != 40 || report.Scanned != 40 || !report.Swapped || !report.Equal ||
 		len(report.Truncated) != 1 || report.Truncated[0].Start != 10 {
@@ -352,7 +371,7 @@ func TestRebuildOfADistrictYoungerThanTheTruncationNeedsNoFlag(t *testing.T) {
 	ends := w.produce(t, evs, nil)
 	w.sink(t)
 	w.caughtUp(t, ends)
-	report, err := rebuild.Run(t.Context(), w.fleet, w.codec, rebuild.Config{TenantID: "north", Group: group, Kafka: w.kcfg, Log: discard()})
+	report, err := rebuild.Run(t.Context(), w.fleet, w.codec, w.reader(t), rebuild.Config{TenantID: "north", Group: group, Kafka: w.kcfg, Log: discard()})
 	if err != nil || report.Applied != 50 || !report.Equal || !report.Swapped || len(report.Truncated) != 0 {
 		t.Errorf("rebuild after a truncation older than the district: %+v, %v", report, err)
 	}
@@ -447,7 +466,7 @@ func TestEqualShadowSwapsWithoutTheFlag(t *testing.T) {
 	w.sink(t)
 	w.caughtUp(t, ends)
 	before := w.dump(t, "district_north")
-	report, err := rebuild.Run(t.Context(), w.fleet, w.codec, rebuild.Config{TenantID: "north", Group: group, Kafka: w.kcfg, Log: discard()})
+	report, err := rebuild.Run(t.Context(), w.fleet, w.codec, w.reader(t), rebuild.Config{TenantID: "north", Group: group, Kafka: w.kcfg, Log: discard()})
 	if err != nil || !report.Equal || !report.Swapped || report.Kept != nil || !report.Verification.OK {
 		t.Fatalf("rebuild of intact tables: %+v, %v", report, err)
 	}
@@ -470,7 +489,7 @@ func TestDifferentShadowIsRefusedWithoutAcceptDiff(t *testing.T) {
 	w.caughtUp(t, ends)
 	w.damage(t)
 	before := w.dump(t, "district_north")
-	report, err := rebuild.Run(t.Context(), w.fleet, w.codec, rebuild.Config{TenantID: "north", Group: group, Kafka: w.kcfg, Log: discard()})
+	report, err := rebuild.Run(t.Context(), w.fleet, w.codec, w.reader(t), rebuild.Config{TenantID: "north", Group: group, Kafka: w.kcfg, Log: discard()})
 	if !errors.Is(err, rebuild.ErrDiffNotAccepted) || report.Swapped || report.Equal || report.Kept != nil {
 		t.Fatalf("Run = %+v, %v; want ErrDiffNotAccepted", report, err)
 	}
@@ -535,7 +554,7 @@ func TestAcceptedDiffKeepsTheReplacedTablesForRollback(t *testing.T) {
 	w.damage(t)
 	damaged := w.dump(t, "district_north")
 	cfg := rebuild.Config{TenantID: "north", Group: group, Kafka: w.kcfg, AcceptDiff: true, Log: discard()}
-	report, err := rebuild.Run(t.Context(), w.fleet, w.codec, cfg)
+	report, err := rebuild.Run(t.Context(), w.fleet, w.codec, w.reader(t), cfg)
 	if err != nil || !report.Swapped || report.Equal || report.Kept == nil || report.Kept.Action != "rebuild" {
 		t.Fatalf("rebuild with AcceptDiff: %+v, %v", report, err)
 	}
@@ -550,12 +569,12 @@ func TestAcceptedDiffKeepsTheReplacedTablesForRollback(t *testing.T) {
 
 	// Another rebuild allowed to replace different tables would have to drop the kept ones: refused
 	// before its replay.
-	if _, err := rebuild.Run(t.Context(), w.fleet, w.codec, cfg); !errors.Is(err, rebuild.ErrOldTablesKept) {
+	if _, err := rebuild.Run(t.Context(), w.fleet, w.codec, w.reader(t), cfg); !errors.Is(err, rebuild.ErrOldTablesKept) {
 		t.Errorf("second rebuild with tables kept: %v, want ErrOldTablesKept", err)
 	}
 
 	// Rollback restores the damaged state exactly, and keeps what it replaced.
-	rolled, err := rebuild.Rollback(t.Context(), w.fleet, w.codec, rebuild.Config{TenantID: "north", Group: group, Kafka: w.kcfg, Log: discard()})
+	rolled, err := rebuild.Rollback(t.Context(), w.fleet, w.codec, w.reader(t), rebuild.Config{TenantID: "north", Group: group, Kafka: w.kcfg, Log: discard()})
 	if err != nil || !rolled.Swapped || rolled.Kept == nil || rolled.Kept.Action != "rollback" || rolled.Applied != 0 || !rolled.Verification.OK {
 		t.Fatalf("Rollback: %+v, %v", rolled, err)
 	}
@@ -567,7 +586,7 @@ func TestAcceptedDiffKeepsTheReplacedTablesForRollback(t *testing.T) {
 	// catches the kept (rebuilt) tables up with them before swapping, so nothing the sink wrote is lost.
 	more := sinktest.GenEvents(rng, tenants, 300)
 	w.caughtUp(t, w.produce(t, more, nil))
-	again, err := rebuild.Rollback(t.Context(), w.fleet, w.codec, rebuild.Config{TenantID: "north", Group: group, Kafka: w.kcfg, Log: discard()})
+	again, err := rebuild.Rollback(t.Context(), w.fleet, w.codec, w.reader(t), rebuild.Config{TenantID: "north", Group: group, Kafka: w.kcfg, Log: discard()})
 	if err != nil || !again.Swapped || again.Applied == 0 || !again.Verification.OK {
 		t.Fatalf("second Rollback: %+v, %v", again, err)
 	}
@@ -581,7 +600,7 @@ func TestAcceptedDiffKeepsTheReplacedTablesForRollback(t *testing.T) {
 	if _, err := rebuild.DropOld(t.Context(), w.fleet, "north"); !errors.Is(err, rebuild.ErrNothingKept) {
 		t.Errorf("second DropOld: %v, want ErrNothingKept", err)
 	}
-	if _, err := rebuild.Rollback(t.Context(), w.fleet, w.codec, rebuild.Config{TenantID: "north", Group: group, Kafka: w.kcfg, Log: discard()}); !errors.Is(err, rebuild.ErrNothingKept) {
+	if _, err := rebuild.Rollback(t.Context(), w.fleet, w.codec, w.reader(t), rebuild.Config{TenantID: "north", Group: group, Kafka: w.kcfg, Log: discard()}); !errors.Is(err, rebuild.ErrNothingKept) {
 		t.Errorf("Rollback with nothing kept: %v, want ErrNothingKept", err)
 	}
 }
@@ -604,7 +623,7 @@ func TestVerificationCatchesALostRecord(t *testing.T) {
 		}
 		return false
 	})
-	report, err := rebuild.Run(t.Context(), w.fleet, w.codec, rebuild.Config{TenantID: "north", Group: group, Kafka: w.kcfg,
+	report, err := rebuild.Run(t.Context(), w.fleet, w.codec, w.reader(t), rebuild.Config{TenantID: "north", Group: group, Kafka: w.kcfg,
 		AcceptDiff: true, Log: discard()}, lose)
 	if !errors.Is(err, rebuild.ErrVerification) || report.Swapped || report.Verification.OK || lost == "" {
 		t.Fatalf("Run with a lost record = %+v, %v; want ErrVerification", report, err)

@@ -542,6 +542,9 @@ func (r *run) poll(ctx context.Context) error {
 				continue
 			}
 			st.fetched = rec.Offset + 1
+			if rec.Attrs.IsControl() { // a transaction marker the reader keeps: read past, not a record
+				continue
+			}
 			r.report.Scanned++
 			if bytes.Equal(rec.Key, r.key) || bytes.HasPrefix(rec.Key, r.prefix) {
 				mine = append(mine, rec)

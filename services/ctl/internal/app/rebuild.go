@@ -94,7 +94,12 @@ func runRebuild(ctx context.Context, e Env, args []string) error {
 	if *rollback {
 		run, action = rebuild.Rollback, "district.rebuild.rollback"
 	}
-	report, runErr := run(ctx, fleet, codec, cfg)
+	reader, err := kafkax.NewReader(cfg.Kafka, kafkax.Deps{}, rebuild.ReaderOptions()...) // the replay's, its own
+	if err != nil {
+		return err
+	}
+	defer reader.Close()
+	report, runErr := run(ctx, fleet, codec, reader.Client, cfg)
 	if report.ID == "" { // refused before it began: nothing to report or audit
 		return fmt.Errorf("%s district %s: %w", verb(*rollback), *tenant, runErr)
 	}

@@ -45,7 +45,7 @@ func (c *sinkPlus) RegisterFlags(fs *flag.FlagSet) {
 // file or a k8s manifest does not set, the env checks of the real files fail naming the file, the service
 // and the variable; and when a service stops reading a variable the files set explicitly, they fail too.
 func TestFilesFollowWhatServicesRead(t *testing.T) {
-	c, err := LoadCompose(filepath.Join(repoRoot, "docker-compose.yml"))
+	c, err := LoadCompose(filepath.Join(repoRoot, "docker-compose.yml"), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,16 +54,16 @@ func TestFilesFollowWhatServicesRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := platformContract()
-	if len(checkComposeEnv(Repo{Root: repoRoot, Contract: k}, c))+len(checkK8sEnv(k, m)) != 0 {
+	if len(checkComposeEnv(k, c))+len(checkK8sEnv(k, m)) != 0 {
 		t.Fatal("the real files do not pass the env checks to begin with")
 	}
 	k.Services["sink"] = conf.Vars(svc.FlagSet("sink", &sinkPlus{}, new(string)))
-	requireProblem(t, checkComposeEnv(Repo{Root: repoRoot, Contract: k}, c), "sink: env HTTP_ADDR is not set")
+	requireProblem(t, checkComposeEnv(k, c), "sink: env HTTP_ADDR is not set")
 	requireProblem(t, checkK8sEnv(k, m), "Deployment sink (sink.yaml) container sink: env HTTP_ADDR is not set")
 
 	k = platformContract()
 	k.Services["sink"] = slices.DeleteFunc(k.Services["sink"], func(v conf.Var) bool { return v.Env == "DATABASE_URL" })
-	requireProblem(t, checkComposeEnv(Repo{Root: repoRoot, Contract: k}, c), "sink: env DATABASE_URL is set, but sink does not read it")
+	requireProblem(t, checkComposeEnv(k, c), "sink: env DATABASE_URL is set, but sink does not read it")
 	requireProblem(t, checkK8sEnv(k, m), "Deployment sink (sink.yaml) container sink: env DATABASE_URL is set, but sink does not read it")
 }
 

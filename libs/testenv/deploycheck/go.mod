@@ -1,4 +1,4 @@
-module github.com/edtech-analytics/platform/libs/deploycheck
+module github.com/edtech-analytics/platform/libs/testenv/deploycheck
 
 go 1.26.8
 
@@ -29,7 +29,9 @@ require (
 	github.com/edtech-analytics/platform/libs/pgutil v0.0.0-00010101000000-000000000000 // indirect
 	github.com/edtech-analytics/platform/libs/records v0.0.0-00010101000000-000000000000 // indirect
 	github.com/edtech-analytics/platform/libs/tenancy v0.0.0-00010101000000-000000000000 // indirect
+	github.com/edtech-analytics/platform/libs/ttlcache v0.0.0-00010101000000-000000000000 // indirect
 	github.com/edtech-analytics/platform/schemas v0.0.0-00010101000000-000000000000 // indirect
+	github.com/felixge/httpsnoop v1.1.0 // indirect
 	github.com/fxamacker/cbor/v2 v2.9.1 // indirect
 	github.com/go-errors/errors v1.5.1 // indirect
 	github.com/go-faster/city v1.0.1 // indirect
@@ -56,6 +58,7 @@ require (
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/grpc-ecosystem/grpc-gateway/v2 v2.30.0 // indirect
 	github.com/hamba/avro/v2 v2.31.0 // indirect
+	github.com/hashicorp/golang-lru/v2 v2.0.7 // indirect
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
 	github.com/jackc/pgx/v5 v5.12.0 // indirect
@@ -97,6 +100,7 @@ require (
 	github.com/xhit/go-str2duration/v2 v2.1.0 // indirect
 	github.com/xlab/treeprint v1.2.0 // indirect
 	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
+	go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp v0.72.0 // indirect
 	go.opentelemetry.io/otel v1.47.0 // indirect
 	go.opentelemetry.io/otel/exporters/otlp/otlptrace v1.47.0 // indirect
 	go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp v1.47.0 // indirect
@@ -115,6 +119,7 @@ require (
 	golang.org/x/sync v0.24.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect
 	golang.org/x/text v0.42.0 // indirect
+	golang.org/x/time v0.16.0 // indirect
 	google.golang.org/genproto/googleapis/api v0.0.0-20260928230214-8a89bd6388cc // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260928230214-8a89bd6388cc // indirect
 	google.golang.org/grpc v1.84.0 // indirect
@@ -127,6 +132,7 @@ require (
 	sigs.k8s.io/json v0.0.0-20250730193827-2d320260d730 // indirect
 	sigs.k8s.io/randfill v1.0.0 // indirect
 	sigs.k8s.io/structured-merge-diff/v6 v6.4.2 // indirect
+	sigs.k8s.io/yaml v1.6.0 // indirect
 )
 
 require (
@@ -138,30 +144,28 @@ require (
 	github.com/edtech-analytics/platform/services/gateway v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/services/query v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/services/sink v0.0.0-00010101000000-000000000000
-	github.com/moby/patternmatcher v0.6.1
-	golang.org/x/mod v0.42.0
 	k8s.io/apimachinery v0.37.2
 	sigs.k8s.io/kustomize/kyaml v0.21.2
-	sigs.k8s.io/yaml v1.6.0
 )
 
 replace (
-	github.com/edtech-analytics/platform/libs/chutil => ../chutil
-	github.com/edtech-analytics/platform/libs/conf => ../conf
-	github.com/edtech-analytics/platform/libs/testenv/devenv => ../testenv/devenv
-	github.com/edtech-analytics/platform/libs/testenv/kafkatest => ../testenv/kafkatest
-	github.com/edtech-analytics/platform/libs/kafkax => ../kafkax
-	github.com/edtech-analytics/platform/libs/obs => ../obs
-	github.com/edtech-analytics/platform/libs/pgutil => ../pgutil
-	github.com/edtech-analytics/platform/libs/records => ../records
-	github.com/edtech-analytics/platform/libs/testenv/sampledata => ../testenv/sampledata
-	github.com/edtech-analytics/platform/libs/svc => ../svc
-	github.com/edtech-analytics/platform/libs/tenancy => ../tenancy
-	github.com/edtech-analytics/platform/schemas => ../../schemas
-	github.com/edtech-analytics/platform/services/aggregator => ../../services/aggregator
-	github.com/edtech-analytics/platform/services/ctl => ../../services/ctl
-	github.com/edtech-analytics/platform/services/enricher => ../../services/enricher
-	github.com/edtech-analytics/platform/services/gateway => ../../services/gateway
-	github.com/edtech-analytics/platform/services/query => ../../services/query
-	github.com/edtech-analytics/platform/services/sink => ../../services/sink
+	github.com/edtech-analytics/platform/libs/chutil => ../../chutil
+	github.com/edtech-analytics/platform/libs/conf => ../../conf
+	github.com/edtech-analytics/platform/libs/kafkax => ../../kafkax
+	github.com/edtech-analytics/platform/libs/obs => ../../obs
+	github.com/edtech-analytics/platform/libs/pgutil => ../../pgutil
+	github.com/edtech-analytics/platform/libs/records => ../../records
+	github.com/edtech-analytics/platform/libs/svc => ../../svc
+	github.com/edtech-analytics/platform/libs/tenancy => ../../tenancy
+	github.com/edtech-analytics/platform/libs/testenv/devenv => ../devenv
+	github.com/edtech-analytics/platform/libs/testenv/kafkatest => ../kafkatest
+	github.com/edtech-analytics/platform/libs/testenv/sampledata => ../sampledata
+	github.com/edtech-analytics/platform/libs/ttlcache => ../../ttlcache
+	github.com/edtech-analytics/platform/schemas => ../../../schemas
+	github.com/edtech-analytics/platform/services/aggregator => ../../../services/aggregator
+	github.com/edtech-analytics/platform/services/ctl => ../../../services/ctl
+	github.com/edtech-analytics/platform/services/enricher => ../../../services/enricher
+	github.com/edtech-analytics/platform/services/gateway => ../../../services/gateway
+	github.com/edtech-analytics/platform/services/query => ../../../services/query
+	github.com/edtech-analytics/platform/services/sink => ../../../services/sink
 )

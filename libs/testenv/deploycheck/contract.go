@@ -1,0 +1,108 @@
+// Package deploycheck checks the deployment files (docker-compose.yml, k8s/, services/Dockerfile) against
+// what the services really read. The files are loaded with the tools that deploy them (compose-go,
+// kustomize's krusty into k8s.io/api types with unknown fields refused, buildkit's Dockerfile parser),
+// which reject what is malformed; the checks here are only the platform's own: each service's variables,
+// ports, probes, resources, image and jobs. A check returns readable problems naming the file and the fault.
+package deploycheck
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/edtech-analytics/platform/libs/conf"
+)
+
+// Contract is what the deployment files must agree with.
+type Contract struct {
+	// Services maps each long-running service (a directory under services/) to the environment it reads:
+	// libs/conf's record of its flag registration (conf.Vars).
+	Services map[string][]conf.Var
+	// Required names the variables a deployment must set, not leave to defaults, for a service that reads them.
+	Required []string
+	// HTTPPorts maps the services with a public HTTP listener to its port (HTTP_ADDR).
+	HTTPPorts map[string]int
+	// AdminPort serves GET /healthz, /readyz and /metrics in every long-running service (ADMIN_ADDR).
+	AdminPort int
+	// NotDeployed lists the directories under services/ that are not long-running services.
+	NotDeployed []string
+	// Migrate is the service whose binary the migrate jobs run with MigrateArgs; MigrateEnv what it reads.
+	Migrate     string
+	MigrateArgs []string
+	MigrateEnv  []conf.Var
+	// MinGraceSeconds is the least termination grace period a service needs to drain.
+	MinGraceSeconds map[string]int
+}
+
+// NewContract returns the platform's contract for services that read what services says, and a migrate
+// job that reads migrate.
+func NewContract(services map[string][]conf.Var, migrate []conf.Var) Contract {
+	return Contract{
+		Services: services,
+		Required: []string{"KAFKA_BROKERS", "KAFKA_TOPIC_PREFIX", "SCHEMA_REGISTRY_URL", "LOG_LEVEL", "ADMIN_ADDR", "HTTP_ADDR",
+			"DATABASE_URL", "CLICKHOUSE_ADDR", "CLICKHOUSE_DATABASE", "CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD"},
+		HTTPPorts: map[string]int{"gateway": 8080, "query": 8081}, AdminPort: 9090,
+		NotDeployed: []string{"ctl", "devstack"}, Migrate: "ctl", MigrateArgs: []string{"migrate"}, MigrateEnv: migrate,
+		MinGraceSeconds: map[string]int{"gateway": 30},
+	}
+}
+
+// Reads reports whether a process reading reads reads key. OTEL_* variables are read by the
+// OpenTelemetry SDK in every process (libs/obs).
+func (c Contract) Reads(reads []conf.Var, key string) bool {
+	return strings.HasPrefix(key, "OTEL_") || slices.ContainsFunc(reads, func(v conf.Var) bool { return v.Env == key })
+}
+
+// IsSecret reports whether a service binds a variable of that name as a secret (conf.SecretVar).
+func (c Contract) IsSecret(key string) bool {
+	vars := slices.Concat(slices.Concat(slices.Collect(maps.Values(c.Services))...), c.MigrateEnv)
+	return slices.ContainsFunc(vars, func(v conf.Var) bool { return v.Env == key && v.Secret })
+}
+
+// isMigrate reports whether a process running the program binary with args is the migrate job.
+func (c Contract) isMigrate(binary string, args []string) bool {
+	return binary == c.Migrate && slices.Equal(args, c.MigrateArgs)
+}
+
+// process returns what a deployed process reads, when the contract knows: the migrate job's variables,
+// or those of the service called name.
+func (c Contract) process(name, binary string, args []string) ([]conf.Var, bool) {
+	if c.isMigrate(binary, args) {
+		return c.MigrateEnv, true
+	}
+	vars, ok := c.Services[name]
+	return vars, ok
+}
+
+// envProblems is the one check of a process's environment, whichever file sets it: the process called
+// name (where, in the file) reading reads is given every variable the contract requires of what it reads
+// (have: those given a value), and the variables set explicitly (set) are all ones it reads.
+func (c Contract) envProblems(where, name string, reads []conf.Var, have map[string]bool, set []string) (out []string) {
+	for _, key := range c.Required {
+		out = when(out, c.Reads(reads, key) && !have[key], "%s: env %s is not set", where, key)
+	}
+	for _, key := range set {
+		out = when(out, !c.Reads(reads, key), "%s: env %s is set, but %s does not read it", where, key, name)
+	}
+	return out
+}
+
+// Check is one named check of a deployment file loaded as F.
+type Check[F any] struct {
+	Name  string
+	Check func(k Contract, file F) []string
+}
+
+// when appends a problem to out when cond holds.
+func when(out []string, cond bool, format string, args ...any) []string {
+	if cond {
+		return append(out, fmt.Sprintf(format, args...))
+	}
+	return out
+}
+
+// isTopicsJob reports whether a command line runs the generated create-topics.sh.
+func isTopicsJob(words []string) bool {
+	return slices.ContainsFunc(words, func(w string) bool { return strings.HasSuffix(w, "create-topics.sh") })
+}
