@@ -20,6 +20,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/services/enricher/internal/identity"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -81,13 +82,13 @@ func (r *Registry) Student(tenant, internalID string) bool {
 
 // Tenants gives a district (with its schema in place).
 type Tenants interface {
-	Tenant(ctx context.Context, id string) (tenancy.Tenant, error)
+	Tenant(ctx context.Context, id string) (tenants.Tenant, error)
 }
 
 // Identities resolves SIS ids and erases a student's identifiers.
 type Identities interface {
-	Resolve(ctx context.Context, t tenancy.Tenant, source, sis string) (identity.Identity, error)
-	Erase(ctx context.Context, tx pgx.Tx, t tenancy.Tenant, internalID string) error
+	Resolve(ctx context.Context, t tenants.Tenant, source, sis string) (identity.Identity, error)
+	Erase(ctx context.Context, tx pgx.Tx, t tenants.Tenant, internalID string) error
 }
 
 // Context erases a student's roster context.

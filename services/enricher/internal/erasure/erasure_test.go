@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +13,8 @@ import (
 	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
+	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
 	"github.com/edtech-analytics/platform/services/enricher/internal/erasure"
 	"github.com/edtech-analytics/platform/services/enricher/internal/identity"
@@ -30,12 +33,12 @@ func TestControlCommandsAreAppliedOnceAndDurably(t *testing.T) {
 	if err := tenancy.Migrate(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
-	store := tenancy.NewStore(pool)
-	d1, err := store.CreateTenant(ctx, "d1", "D1")
+	store := tenants.New(fleet.New(pool, os.Getenv))
+	d1, err := store.Create(ctx, "d1", "D1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ids := identity.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 100)
+	ids := identity.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 100)
 	byID, err := ids.Resolve(ctx, d1, "sis", "S1")
 	if err != nil {
 		t.Fatal(err)
@@ -61,7 +64,7 @@ func TestControlCommandsAreAppliedOnceAndDurably(t *testing.T) {
 		var mu sync.Mutex
 		var seen []string
 		c := &erasure.Consumer{Pool: pool, Topic: kcfg.Topics().Control, Reader: reader(t, kcfg), Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Codec: codec, Registry: reg, Tenants: store, Identities: ids, Context: roster.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 100),
+			Codec: codec, Registry: reg, Tenants: store, Identities: ids, Context: roster.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 100),
 			OnCommand: func(c records.ControlCommand) { mu.Lock(); seen = append(seen, c.Type); mu.Unlock() }}
 		return start(t, c), func() []string {
 			mu.Lock()
@@ -75,7 +78,7 @@ func TestControlCommandsAreAppliedOnceAndDurably(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop, others := run(reg)
-	s2, err := identity.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 100).Resolve(ctx, d1, "sis", "S2")
+	s2, err := identity.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 100).Resolve(ctx, d1, "sis", "S2")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,16 +123,17 @@ func TestEraseStudentOfDistrictOnAnotherInstance(t *testing.T) {
 		t.Fatal(err)
 	}
 	east, eastURL := pgtest.New(t)
-	store := tenancy.NewFleetStore(tenancy.NewFleet(control, func(k string) string { return map[string]string{"EAST_URL": eastURL}[k] }))
-	t.Cleanup(store.Close)
-	if _, err := store.AddInstance(ctx, "east", "EAST_URL", false); err != nil {
+	instances := fleet.New(control, func(k string) string { return map[string]string{"EAST_URL": eastURL}[k] })
+	t.Cleanup(instances.Close)
+	if _, err := instances.AddInstance(ctx, "east", "EAST_URL", false); err != nil {
 		t.Fatal(err)
 	}
-	d, err := store.CreateTenantOn(ctx, "d2", "D2", "east")
+	store := tenants.New(instances)
+	d, err := store.CreateOn(ctx, "d2", "D2", "east")
 	if err != nil {
 		t.Fatal(err)
 	}
-	districts := tenancy.NewDistrictPools(store)
+	districts := fleet.NewDistrictPools(instances)
 	ids := identity.New(districts, 100)
 	student, err := ids.Resolve(ctx, d, "sis", "S1")
 	if err != nil {
