@@ -23,9 +23,9 @@ import (
 	"github.com/edtech-analytics/platform/libs/tenancy/privacy"
 	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/services/enricher/internal/claims"
+	"github.com/edtech-analytics/platform/services/enricher/internal/control"
 	"github.com/edtech-analytics/platform/services/enricher/internal/dedup"
 	"github.com/edtech-analytics/platform/services/enricher/internal/enrich"
-	"github.com/edtech-analytics/platform/services/enricher/internal/erasure"
 	"github.com/edtech-analytics/platform/services/enricher/internal/identity"
 	"github.com/edtech-analytics/platform/services/enricher/internal/pipeline"
 	"github.com/edtech-analytics/platform/services/enricher/internal/roster"
@@ -127,7 +127,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, opts ...kgo.Opt) error
 		return err
 	}
 	defer backfillReader.Close()
-	registry, err := erasure.Load(ctx, pool)
+	registry, err := control.Load(ctx, pool)
 	if err != nil {
 		return err
 	}
@@ -145,7 +145,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, opts ...kgo.Opt) error
 	identities := identity.New(districts, cfg.IdentityCache)
 	rosterCtx := roster.New(districts, cfg.ContextCache)
 	enr := enrich.New(codec, enrich.Deps{Tenants: known, Policies: policies, Identities: identities, Context: rosterCtx, Erased: registry})
-	control := &erasure.Consumer{Pool: pool, Pools: districts, Topic: topics.Control, Reader: controlReader.Client, Log: rt.Log,
+	commands := &control.Consumer{Pool: pool, Pools: districts, Topic: topics.Control, Reader: controlReader.Client, Log: rt.Log,
 		Codec: codec, Registry: registry,
 		Tenants: known, Identities: identities, Context: rosterCtx,
 		OnCommand: func(cmd records.ControlCommand) {
@@ -187,7 +187,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, opts ...kgo.Opt) error
 			return err
 		}
 		health.SetReady("kafka", true)
-		return control.Run(gctx, func() {
+		return commands.Run(gctx, func() {
 			rt.Log.Info("control topic read to its end; erasures in force")
 			health.SetReady("erasures", true)
 			close(caughtUp)

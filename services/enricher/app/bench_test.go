@@ -25,9 +25,9 @@ import (
 	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
 	"github.com/edtech-analytics/platform/services/enricher/internal/claims"
+	"github.com/edtech-analytics/platform/services/enricher/internal/control"
 	"github.com/edtech-analytics/platform/services/enricher/internal/dedup"
 	"github.com/edtech-analytics/platform/services/enricher/internal/enrich"
-	"github.com/edtech-analytics/platform/services/enricher/internal/erasure"
 	"github.com/edtech-analytics/platform/services/enricher/internal/identity"
 	"github.com/edtech-analytics/platform/services/enricher/internal/pipeline"
 	"github.com/edtech-analytics/platform/services/enricher/internal/roster"
@@ -140,7 +140,7 @@ func newBenchFixture(b *testing.B) *benchFixture {
 	tenants := benchTenants(b, pool, benchDistricts)
 	b.Logf("%d districts set up in %v", benchDistricts, time.Since(start).Round(time.Second))
 
-	registry, err := erasure.Load(ctx, pool)
+	registry, err := control.Load(ctx, pool)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -328,7 +328,7 @@ func BenchmarkPipelineEndToEnd(b *testing.B) {
 		b.Fatal(err)
 	}
 	tenants := benchTenants(b, pool, benchDistricts)
-	registry, err := erasure.Load(ctx, pool)
+	registry, err := control.Load(ctx, pool)
 	if err != nil {
 		b.Fatal(err)
 	}

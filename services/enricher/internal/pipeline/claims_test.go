@@ -22,9 +22,9 @@ import (
 	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
 	"github.com/edtech-analytics/platform/services/enricher/internal/claims"
+	"github.com/edtech-analytics/platform/services/enricher/internal/control"
 	"github.com/edtech-analytics/platform/services/enricher/internal/dedup"
 	"github.com/edtech-analytics/platform/services/enricher/internal/enrich"
-	"github.com/edtech-analytics/platform/services/enricher/internal/erasure"
 	"github.com/edtech-analytics/platform/services/enricher/internal/identity"
 	"github.com/edtech-analytics/platform/services/enricher/internal/pipeline"
 	"github.com/edtech-analytics/platform/services/enricher/internal/policy"
@@ -124,7 +124,7 @@ func (r *claimsRig) produce(tenant string, n int, key func(i int) string) {
 // returns what they did.
 func (r *claimsRig) run(shared pipeline.Claims, want int) pipeline.Stats {
 	r.t.Helper()
-	registry, err := erasure.Load(r.t.Context(), r.pool)
+	registry, err := control.Load(r.t.Context(), r.pool)
 	if err != nil {
 		r.t.Fatal(err)
 	}

@@ -20,9 +20,9 @@ import (
 	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
 	"github.com/edtech-analytics/platform/services/enricher/internal/claims"
+	"github.com/edtech-analytics/platform/services/enricher/internal/control"
 	"github.com/edtech-analytics/platform/services/enricher/internal/dedup"
 	"github.com/edtech-analytics/platform/services/enricher/internal/enrich"
-	"github.com/edtech-analytics/platform/services/enricher/internal/erasure"
 	"github.com/edtech-analytics/platform/services/enricher/internal/identity"
 	"github.com/edtech-analytics/platform/services/enricher/internal/pipeline"
 	"github.com/edtech-analytics/platform/services/enricher/internal/policy"
@@ -50,7 +50,7 @@ func TestExactlyOnceAcrossRestartsWithRetriesAndRejects(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := tenants.New(fleet.New(pool, os.Getenv))
-	registry, err := erasure.Load(ctx, pool)
+	registry, err := control.Load(ctx, pool)
 	if err != nil {
 		t.Fatal(err)
 	}

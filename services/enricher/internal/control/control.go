@@ -1,12 +1,14 @@
-// Package erasure keeps the set of erased districts and students and applies erase commands from the
-// control topic. The set is durable in PostgreSQL (control.erasures), loaded before the enricher
-// processes anything, and every record of an erased district or student is suppressed — also when raw
-// is replayed, since the set outlives every offset.
+// Package control applies the commands of the control topic. Erasures (erase_district, erase_student)
+// it applies itself and keeps as the set of erased districts and students: durable in PostgreSQL
+// (control.erasures), loaded before the enricher processes anything, so every record of an erased
+// district or student is suppressed, also when raw is replayed, since the set outlives every offset.
+// Every other command (policy_updated, tenant_deleted, ...) it passes on once its batch committed, so
+// that caches drop what the command changed.
 //
 // Commands are applied at least once and idempotently: each batch of commands and the control topic
 // offsets after it commit in one PostgreSQL transaction (control.consumer_offsets), and every instance
 // reads all partitions of the control topic.
-package erasure
+package control
 
 import (
 	"context"
