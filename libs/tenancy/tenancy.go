@@ -1,7 +1,17 @@
-// Package tenancy is the control-plane data layer: the control schema (tenants, API keys, consumer offsets,
-// the fleet of PostgreSQL instances and where each district is placed) and one schema per district
-// (tenant), district_<id>, built from a versioned template on the district's instance. Both are migrated
-// with goose from SQL files embedded in the binary.
+// Package tenancy is what every part of the control plane shares: the control schema and the district
+// template (their migrations, embedded and applied with goose), the names derived from a tenant id, and
+// the errors callers branch on.
+//
+// The control plane itself is split by concern, each with a small store over the control schema:
+//   - tenants: districts' lifecycle (create, list, delete) and their schemas;
+//   - credentials: API keys and dashboard tokens, issued and checked alike;
+//   - privacy: districts' privacy policies, versioned;
+//   - fleet: the PostgreSQL instances and where each district is placed;
+//   - audit: the append-only, hash-chained audit log;
+//   - ingest: what the gateway applies per district (rate limit, hot shards).
+//
+// Consumers define the narrow interface they need beside their own code and are handed the store that
+// implements it by their service's wiring.
 package tenancy
 
 import (
@@ -12,13 +22,8 @@ import (
 
 // Errors callers branch on. They are returned wrapped; test with errors.Is.
 var (
-	// ErrNotFound: no such tenant or API key.
+	// ErrNotFound: no such tenant, credential, policy or instance.
 	ErrNotFound = errors.New("not found")
-	// ErrTenantExists: CreateTenant was given an id that is already taken.
-	ErrTenantExists = errors.New("tenant already exists")
-	// ErrInvalidKey: an API key that is malformed, unknown, wrong, revoked or of an inactive tenant. It
-	// never says which.
-	ErrInvalidKey = errors.New("invalid api key")
 	// ErrInvalidArgument: a tenant id, source id, name or verb that breaks the rules; the message names the
 	// field.
 	ErrInvalidArgument = errors.New("invalid argument")
@@ -26,9 +31,10 @@ var (
 	ErrSchemaMissing = errors.New("district schema missing")
 )
 
-// Tenant statuses.
+// Tenant statuses (control.tenants.status). Only an active tenant's credentials are accepted.
 const (
-	StatusActive = "active"
+	StatusActive  = "active"
+	StatusDeleted = "deleted"
 )
 
 // ControlSchema holds the control-plane tables.
@@ -66,4 +72,22 @@ func SchemaName(tenantID string) (string, error) {
 		return "", err
 	}
 	return "district_" + tenantID, nil
+}
+
+// ShadowSchemaName is the schema a rebuild of the district assembles its state in, rebuild_<id>, and
+// RetiredSchemaName the one the replaced tables pass through, retired_<id>. Neither can be a district's
+// schema (those start with district_).
+func ShadowSchemaName(tenantID string) (string, error) {
+	if err := ValidTenantID(tenantID); err != nil {
+		return "", err
+	}
+	return "rebuild_" + tenantID, nil
+}
+
+// RetiredSchemaName: see ShadowSchemaName.
+func RetiredSchemaName(tenantID string) (string, error) {
+	if err := ValidTenantID(tenantID); err != nil {
+		return "", err
+	}
+	return "retired_" + tenantID, nil
 }

@@ -21,6 +21,9 @@ import (
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/credentials"
+	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
+	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
 	"github.com/edtech-analytics/platform/libs/testenv/sampledata"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -65,11 +68,10 @@ func TestSIGTERMLosesNoAcknowledgedEvent(t *testing.T) {
 	if err := tenancy.Migrate(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
-	store := tenancy.NewStore(pool)
-	if _, err := store.CreateTenant(ctx, "d1", "District 1"); err != nil {
+	if _, err := tenants.New(fleet.New(pool, os.Getenv)).Create(ctx, "d1", "District 1"); err != nil {
 		t.Fatal(err)
 	}
-	apiKey, _, err := store.CreateAPIKey(ctx, "d1", "lms", []string{tenancy.VerbEventsWrite})
+	apiKey, _, err := credentials.New(pool).CreateAPIKey(ctx, "d1", "lms", []string{credentials.VerbEventsWrite})
 	if err != nil {
 		t.Fatal(err)
 	}

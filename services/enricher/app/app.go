@@ -19,11 +19,13 @@ import (
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/svc"
 	"github.com/edtech-analytics/platform/libs/svc/stream"
-	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
+	"github.com/edtech-analytics/platform/libs/tenancy/privacy"
+	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/services/enricher/internal/claims"
+	"github.com/edtech-analytics/platform/services/enricher/internal/control"
 	"github.com/edtech-analytics/platform/services/enricher/internal/dedup"
 	"github.com/edtech-analytics/platform/services/enricher/internal/enrich"
-	"github.com/edtech-analytics/platform/services/enricher/internal/erasure"
 	"github.com/edtech-analytics/platform/services/enricher/internal/identity"
 	"github.com/edtech-analytics/platform/services/enricher/internal/pipeline"
 	"github.com/edtech-analytics/platform/services/enricher/internal/roster"
@@ -125,7 +127,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, opts ...kgo.Opt) error
 		return err
 	}
 	defer backfillReader.Close()
-	registry, err := erasure.Load(ctx, pool)
+	registry, err := control.Load(ctx, pool)
 	if err != nil {
 		return err
 	}
@@ -134,20 +136,20 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, opts ...kgo.Opt) error
 		return err
 	}
 
-	store := tenancy.NewStore(pool)
-	defer store.Close() // the pools of instances other than main
-	tenants := newTenantCache(store, cfg.PolicyRefresh)
-	policies := newPolicyCache(store, cfg.PolicyRefresh)
+	instances := fleet.New(pool, os.Getenv)
+	defer instances.Close() // the pools of instances other than main
+	known := newTenantCache(tenants.New(instances), cfg.PolicyRefresh)
+	policies := newPolicyCache(privacy.New(pool), cfg.PolicyRefresh)
 	// Identities and roster context live in each district's schema, on the instance it is placed on.
-	districts := tenancy.NewDistrictPools(store)
+	districts := fleet.NewDistrictPools(instances)
 	identities := identity.New(districts, cfg.IdentityCache)
 	rosterCtx := roster.New(districts, cfg.ContextCache)
-	enr := enrich.New(codec, enrich.Deps{Tenants: tenants, Policies: policies, Identities: identities, Context: rosterCtx, Erased: registry})
-	control := &erasure.Consumer{Pool: pool, Pools: districts, Topic: topics.Control, Reader: controlReader.Client, Log: rt.Log,
+	enr := enrich.New(codec, enrich.Deps{Tenants: known, Policies: policies, Identities: identities, Context: rosterCtx, Erased: registry})
+	commands := &control.Consumer{Pool: pool, Pools: districts, Topic: topics.Control, Reader: controlReader.Client, Log: rt.Log,
 		Codec: codec, Registry: registry,
-		Tenants: tenants, Identities: identities, Context: rosterCtx,
+		Tenants: known, Identities: identities, Context: rosterCtx,
 		OnCommand: func(cmd records.ControlCommand) {
-			tenants.Forget(cmd.TenantID)
+			known.Forget(cmd.TenantID)
 			policies.Forget(cmd.TenantID)
 			districts.Forget(cmd.TenantID)
 		}}
@@ -185,7 +187,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, opts ...kgo.Opt) error
 			return err
 		}
 		health.SetReady("kafka", true)
-		return control.Run(gctx, func() {
+		return commands.Run(gctx, func() {
 			rt.Log.Info("control topic read to its end; erasures in force")
 			health.SetReady("erasures", true)
 			close(caughtUp)

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/records"
-	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/privacy"
 	"github.com/edtech-analytics/platform/services/ctl/ctltest"
 )
 
@@ -86,12 +86,12 @@ func TestErasureIsDurableAndAppliedBeforeProcessing(t *testing.T) {
 // enriched like any other, once.
 func TestDLQReplayGoesThroughTheNormalPath(t *testing.T) {
 	h := newHarness(t, "d1")
-	strict, err := tenancy.PolicyTemplate(tenancy.TemplateFERPA)
+	strict, err := privacy.Template(privacy.TemplateFERPA)
 	if err != nil {
 		t.Fatal(err)
 	}
-	strict.Template, strict.Fields["session.device"] = tenancy.TemplateCustom, tenancy.ActionReject
-	if _, err := h.store.SetPolicy(t.Context(), "d1", strict, "test"); err != nil {
+	strict.Template, strict.Fields["session.device"] = privacy.TemplateCustom, privacy.ActionReject
+	if _, err := h.policy.SetPolicy(t.Context(), "d1", strict, "test"); err != nil {
 		t.Fatal(err)
 	}
 	rejected, early, fine := h.event("d1", "A"), h.event("d2", "B"), h.event("d1", "C")
@@ -103,11 +103,11 @@ func TestDLQReplayGoesThroughTheNormalPath(t *testing.T) {
 	h.waitFor("two dead letters", 20*time.Second, func() bool { return len(h.readCommitted(h.kcfg.Topics().DLQ)) == 2 })
 
 	// The fixes: the district is created, the policy no longer rejects the field.
-	if _, err := h.store.CreateTenant(t.Context(), "d2", "District d2"); err != nil {
+	if _, err := h.districts.Create(t.Context(), "d2", "District d2"); err != nil {
 		t.Fatal(err)
 	}
-	relaxed, _ := tenancy.PolicyTemplate(tenancy.TemplateFERPA)
-	if _, err := h.store.SetPolicy(t.Context(), "d1", relaxed, "test"); err != nil {
+	relaxed, _ := privacy.Template(privacy.TemplateFERPA)
+	if _, err := h.policy.SetPolicy(t.Context(), "d1", relaxed, "test"); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(300 * time.Millisecond) // past the enricher's cache interval

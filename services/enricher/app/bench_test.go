@@ -20,11 +20,14 @@ import (
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
+	"github.com/edtech-analytics/platform/libs/tenancy/privacy"
+	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
 	"github.com/edtech-analytics/platform/services/enricher/internal/claims"
+	"github.com/edtech-analytics/platform/services/enricher/internal/control"
 	"github.com/edtech-analytics/platform/services/enricher/internal/dedup"
 	"github.com/edtech-analytics/platform/services/enricher/internal/enrich"
-	"github.com/edtech-analytics/platform/services/enricher/internal/erasure"
 	"github.com/edtech-analytics/platform/services/enricher/internal/identity"
 	"github.com/edtech-analytics/platform/services/enricher/internal/pipeline"
 	"github.com/edtech-analytics/platform/services/enricher/internal/roster"
@@ -133,12 +136,11 @@ func newBenchFixture(b *testing.B) *benchFixture {
 	if err := tenancy.Migrate(ctx, pool); err != nil {
 		b.Fatal(err)
 	}
-	store := tenancy.NewStore(pool)
 	start := time.Now()
-	tenants := benchTenants(b, pool, store, benchDistricts)
+	tenants := benchTenants(b, pool, benchDistricts)
 	b.Logf("%d districts set up in %v", benchDistricts, time.Since(start).Round(time.Second))
 
-	registry, err := erasure.Load(ctx, pool)
+	registry, err := control.Load(ctx, pool)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -156,8 +158,8 @@ func newBenchFixture(b *testing.B) *benchFixture {
 	}
 	runtime.GC()
 	before := heapInUse()
-	f.enr = enrich.New(codec, enrich.Deps{Tenants: tenants, Policies: newPolicyCache(store, time.Hour),
-		Identities: identity.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 2_000_000), Context: roster.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 1_000_000), Erased: registry})
+	f.enr = enrich.New(codec, enrich.Deps{Tenants: tenants, Policies: newPolicyCache(privacy.New(pool), time.Hour),
+		Identities: identity.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 2_000_000), Context: roster.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 1_000_000), Erased: registry})
 	start = time.Now()
 	warm := dedup.New(48 * time.Hour)
 	warm.Own(0, warm.NewPartition(time.Now()))
@@ -177,13 +179,14 @@ func newBenchFixture(b *testing.B) *benchFixture {
 // benchTenants creates n districts b0000, b0001, ... (a third on COPPA, a fifth on DPDP) and returns a
 // tenant cache that knows their schemas are in place. The districts get the enricher's tables cloned
 // from a migrated one: applying the whole template 1,500 times takes far longer than the benchmark.
-func benchTenants(b *testing.B, pool *pgxpool.Pool, store *tenancy.Store, n int) *tenantCache {
+func benchTenants(b *testing.B, pool *pgxpool.Pool, n int) *tenantCache {
 	b.Helper()
 	ctx := context.Background()
-	if _, err := store.CreateTenant(ctx, "tpl", "template"); err != nil {
+	store := tenants.New(fleet.New(pool, os.Getenv))
+	if _, err := store.Create(ctx, "tpl", "template"); err != nil {
 		b.Fatal(err)
 	}
-	tenants := newTenantCache(store, time.Hour)
+	cache := newTenantCache(store, time.Hour)
 	b.Cleanup(func() { // before pgtest drops the database, which would time out on so many tables
 		for d := range n {
 			if _, err := pool.Exec(context.Background(), fmt.Sprintf("DROP SCHEMA IF EXISTS district_b%04d CASCADE", d)); err != nil {
@@ -204,22 +207,22 @@ func benchTenants(b *testing.B, pool *pgxpool.Pool, store *tenancy.Store, n int)
 		if _, err := pool.Exec(ctx, sql); err != nil {
 			b.Fatal(err)
 		}
-		tenants.ensured[id] = true
+		cache.ensured[id] = true
 		template := ""
 		switch {
 		case d%5 == 0:
-			template = tenancy.TemplateDPDP
+			template = privacy.TemplateDPDP
 		case d%3 == 0:
-			template = tenancy.TemplateCOPPA
+			template = privacy.TemplateCOPPA
 		}
 		if template != "" {
-			p, _ := tenancy.PolicyTemplate(template)
-			if _, err := store.SetPolicy(ctx, id, p, "bench"); err != nil {
+			p, _ := privacy.Template(template)
+			if _, err := privacy.New(pool).SetPolicy(ctx, id, p, "bench"); err != nil {
 				b.Fatal(err)
 			}
 		}
 	}
-	return tenants
+	return cache
 }
 
 // cpuTime is the CPU time (user and system) the process has used: the machine may be shared, so CPU per
@@ -280,7 +283,7 @@ func benchRecords(b *testing.B, codec *records.Codec, districts, firstID int) (r
 				rosterRecs = append(rosterRecs, rec(tenant, sis, "", &records.User{SourcedID: sis, Status: records.RosterActive,
 					DateLastModified: day, EnabledUser: true, GivenName: "Given", FamilyName: "Family", BirthDate: &birth,
 					Roles: []records.Role{{RoleType: "primary", Role: "student", OrgSourcedID: "sch1"}}, Grades: []string{"07"},
-					Metadata: map[string]string{tenancy.DefaultConsentKey: "granted"}}))
+					Metadata: map[string]string{privacy.DefaultConsentKey: "granted"}}))
 			}
 			class := fmt.Sprintf("c%d", s%2)
 			eventRecs = append(eventRecs,
@@ -324,9 +327,8 @@ func BenchmarkPipelineEndToEnd(b *testing.B) {
 	if err := tenancy.Migrate(ctx, pool); err != nil {
 		b.Fatal(err)
 	}
-	store := tenancy.NewStore(pool)
-	tenants := benchTenants(b, pool, store, benchDistricts)
-	registry, err := erasure.Load(ctx, pool)
+	tenants := benchTenants(b, pool, benchDistricts)
+	registry, err := control.Load(ctx, pool)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -352,8 +354,8 @@ func BenchmarkPipelineEndToEnd(b *testing.B) {
 	if os.Getenv("ENRICHER_BENCH_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	enr := enrich.New(codec, enrich.Deps{Tenants: tenants, Policies: newPolicyCache(store, time.Hour),
-		Identities: identity.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 2_000_000), Context: roster.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 1_000_000), Erased: registry})
+	enr := enrich.New(codec, enrich.Deps{Tenants: tenants, Policies: newPolicyCache(privacy.New(pool), time.Hour),
+		Identities: identity.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 2_000_000), Context: roster.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 1_000_000), Erased: registry})
 	var mu sync.Mutex
 	committed := 0
 	// newPipeline is the service's pipeline on the shared, warm enricher: a restarted one restores its

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/services/enricher/internal/policy"
 )
 
@@ -19,24 +20,30 @@ const maxCachedDistricts = 100_000
 // topic drop an entry at once) and makes sure each district's schema has the current template before
 // the enricher first writes to it.
 type tenantCache struct {
-	store   *tenancy.Store
+	store   tenantStore
 	entries *ttlcache.Cache[string, tenantAnswer]
 
 	mu      sync.Mutex
 	ensured map[string]bool
 }
 
+// tenantStore reads districts and keeps their schemas on the current template (tenants.Store).
+type tenantStore interface {
+	Tenant(ctx context.Context, id string) (tenants.Tenant, error)
+	EnsureDistrictSchema(ctx context.Context, tenantID string) error
+}
+
 type tenantAnswer struct {
-	t   tenancy.Tenant
+	t   tenants.Tenant
 	err error // tenancy.ErrNotFound, remembered as an answer
 }
 
-func newTenantCache(store *tenancy.Store, ttl time.Duration) *tenantCache {
+func newTenantCache(store tenantStore, ttl time.Duration) *tenantCache {
 	return &tenantCache{store: store, entries: ttlcache.New[string, tenantAnswer](maxCachedDistricts, ttl), ensured: map[string]bool{}}
 }
 
 // Tenant returns the district, or an error wrapping tenancy.ErrNotFound for an unknown one.
-func (c *tenantCache) Tenant(ctx context.Context, id string) (tenancy.Tenant, error) {
+func (c *tenantCache) Tenant(ctx context.Context, id string) (tenants.Tenant, error) {
 	a, err := c.entries.Get(id, func() (tenantAnswer, error) {
 		t, err := c.store.Tenant(ctx, id)
 		if errors.Is(err, tenancy.ErrInvalidArgument) {
@@ -62,7 +69,7 @@ func (c *tenantCache) Tenant(ctx context.Context, id string) (tenancy.Tenant, er
 		return tenantAnswer{t: t}, nil
 	})
 	if err != nil {
-		return tenancy.Tenant{}, err
+		return tenants.Tenant{}, err
 	}
 	return a.t, a.err
 }
@@ -76,12 +83,12 @@ type policyCache struct {
 	entries *ttlcache.Cache[string, *policy.Compiled]
 }
 
-func newPolicyCache(store *tenancy.Store, ttl time.Duration) *policyCache {
+func newPolicyCache(store policy.Store, ttl time.Duration) *policyCache {
 	return &policyCache{src: policy.Source{Store: store}, entries: ttlcache.New[string, *policy.Compiled](maxCachedDistricts, ttl)}
 }
 
 // Policy returns the district's current policy, compiled with its pseudonym key.
-func (c *policyCache) Policy(ctx context.Context, t tenancy.Tenant) (*policy.Compiled, error) {
+func (c *policyCache) Policy(ctx context.Context, t tenants.Tenant) (*policy.Compiled, error) {
 	return c.entries.Get(t.ID, func() (*policy.Compiled, error) { return c.src.Policy(ctx, t) })
 }
 

@@ -21,6 +21,9 @@ import (
 	"github.com/edtech-analytics/platform/libs/svc"
 	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
+	"github.com/edtech-analytics/platform/libs/tenancy/privacy"
+	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
 	"github.com/edtech-analytics/platform/services/enricher/app"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -41,26 +44,27 @@ func TestMain(m *testing.M) {
 
 // harness is a kfake cluster and a migrated database with districts, shared by the app tests.
 type harness struct {
-	t      *testing.T
-	kcfg   kafkax.Config
-	pool   *pgxpool.Pool
-	dbURL  string
-	store  *tenancy.Store
-	codec  *records.Codec
-	client *kafkax.Client
-	seq    int
+	t         *testing.T
+	kcfg      kafkax.Config
+	pool      *pgxpool.Pool
+	dbURL     string
+	districts *tenants.Store
+	policy    *privacy.Store
+	codec     *records.Codec
+	client    *kafkax.Client
+	seq       int
 }
 
-func newHarness(t *testing.T, tenants ...string) *harness {
+func newHarness(t *testing.T, ids ...string) *harness {
 	t.Helper()
 	ctx := t.Context()
 	pool, url := pgtest.New(t)
 	if err := tenancy.Migrate(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
-	store := tenancy.NewStore(pool)
-	for _, id := range tenants {
-		if _, err := store.CreateTenant(ctx, id, "District "+id); err != nil {
+	districts := tenants.New(fleet.New(pool, os.Getenv))
+	for _, id := range ids {
+		if _, err := districts.Create(ctx, id, "District "+id); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -77,7 +81,7 @@ func newHarness(t *testing.T, tenants ...string) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &harness{t: t, kcfg: kcfg, pool: pool, dbURL: url, store: store, codec: codec, client: cl}
+	return &harness{t: t, kcfg: kcfg, pool: pool, dbURL: url, districts: districts, policy: privacy.New(pool), codec: codec, client: cl}
 }
 
 // event returns a login of sis in tenant with a fresh event id.

@@ -17,7 +17,8 @@ import (
 	"github.com/edtech-analytics/platform/libs/pgutil"
 	"github.com/edtech-analytics/platform/libs/svc"
 	"github.com/edtech-analytics/platform/libs/svc/stream"
-	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/credentials"
+	"github.com/edtech-analytics/platform/libs/tenancy/ingest"
 	"github.com/edtech-analytics/platform/services/gateway/internal/roster"
 	"github.com/edtech-analytics/platform/services/gateway/internal/server"
 	"github.com/edtech-analytics/platform/services/gateway/internal/tenants"
@@ -137,9 +138,8 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks, opts ...k
 		return err
 	}
 	defer pool.Close()
-	store := tenancy.NewStore(pool)
-	keys := tenancyKeys{tenancy.NewKeyCache(store, cfg.KeyCacheTTL)}
-	registry, err := tenants.New(storedSettings(store), cfg.RateLimit, cfg.MaxEvents, rt.Log)
+	keys := credentialKeys{credentials.NewKeyCache(credentials.New(pool), cfg.KeyCacheTTL)}
+	registry, err := tenants.New(storedSettings(ingest.New(pool)), cfg.RateLimit, cfg.MaxEvents, rt.Log)
 	if err != nil {
 		return err
 	}
@@ -236,9 +236,9 @@ func Routes(srv *server.Server, health *obs.Health, metrics http.Handler) http.H
 }
 
 // storedSettings reads the districts' ingest settings from the control schema.
-func storedSettings(store *tenancy.Store) tenants.Source {
+func storedSettings(store *ingest.Store) tenants.Source {
 	return func(ctx context.Context) ([]tenants.Stored, error) {
-		list, err := store.IngestSettings(ctx)
+		list, err := store.Settings(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -253,12 +253,12 @@ func storedSettings(store *tenancy.Store) tenants.Source {
 	}
 }
 
-// tenancyKeys adapts the control schema's cached key lookups to the server's KeyStore.
-type tenancyKeys struct{ cache *tenancy.KeyCache }
+// credentialKeys adapts the control schema's cached key lookups to the server's KeyStore.
+type credentialKeys struct{ cache *credentials.KeyCache }
 
-func (k tenancyKeys) Lookup(ctx context.Context, plaintext string) (server.Key, error) {
+func (k credentialKeys) Lookup(ctx context.Context, plaintext string) (server.Key, error) {
 	key, err := k.cache.Lookup(ctx, plaintext)
-	if errors.Is(err, tenancy.ErrInvalidKey) {
+	if errors.Is(err, credentials.ErrInvalidKey) {
 		return server.Key{}, server.ErrInvalidKey
 	}
 	if err != nil {

@@ -3,10 +3,14 @@ package app
 import (
 	"io"
 	"log/slog"
+	"os"
 	"testing"
 
 	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
+	"github.com/edtech-analytics/platform/libs/tenancy/ingest"
+	districts "github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/services/gateway/internal/tenants"
 )
 
@@ -18,9 +22,9 @@ func TestStoredSettingsReachTheRegistry(t *testing.T) {
 	if err := tenancy.Migrate(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
-	store := tenancy.NewStore(pool)
+	store := ingest.New(pool)
 	for _, id := range []string{"d1", "d2"} {
-		if _, err := store.CreateTenant(ctx, id, id); err != nil {
+		if _, err := districts.New(fleet.New(pool, os.Getenv)).Create(ctx, id, id); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -35,7 +39,7 @@ func TestStoredSettingsReachTheRegistry(t *testing.T) {
 	if s := reg.Settings("d1"); s.Limit != def || s.HotShards != 0 {
 		t.Fatalf("before any setting d1 = %+v", s)
 	}
-	if _, err := store.SetRateLimit(ctx, "d1", &tenancy.RateLimit{EventsPerSecond: 300, Burst: 3000}); err != nil {
+	if _, err := store.SetRateLimit(ctx, "d1", &ingest.RateLimit{EventsPerSecond: 300, Burst: 3000}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := store.SetHotShards(ctx, "d1", 6); err != nil {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/chutil"
@@ -17,7 +18,10 @@ import (
 	"github.com/edtech-analytics/platform/libs/obs"
 	"github.com/edtech-analytics/platform/libs/pgutil"
 	"github.com/edtech-analytics/platform/libs/svc"
-	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/audit"
+	"github.com/edtech-analytics/platform/libs/tenancy/credentials"
+	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
+	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/services/query/internal/api"
 	"github.com/edtech-analytics/platform/services/query/internal/auth"
 	"golang.org/x/sync/errgroup"
@@ -114,10 +118,10 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks) (err erro
 	}
 	mux := http.NewServeMux()
 	health.Register(mux, rt.Tel.Metrics)
-	store := tenancy.NewStore(pool)
-	defer store.Close()
-	resolver := auth.NewResolver(store, cfg.KeyCacheTTL)
-	mux.Handle("/", api.New(rt.Log, resolver, store, ch, api.Config{MinDistricts: cfg.MinDistricts,
+	districts := fleet.New(pool, os.Getenv)
+	defer districts.Close() // the pools of instances other than main
+	resolver := auth.NewResolver(credentials.New(pool), districts, cfg.KeyCacheTTL)
+	mux.Handle("/", api.New(rt.Log, resolver, audit.New(pool), tenants.New(districts), ch, api.Config{MinDistricts: cfg.MinDistricts,
 		MinStudents: cfg.MinStudents, BandDistricts: cfg.BandDistricts}).Handler())
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 

@@ -17,6 +17,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/svc"
 	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
 	"github.com/edtech-analytics/platform/services/sink/internal/pgstore"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
@@ -84,9 +85,9 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, opts ...kgo.Opt) error
 	if err != nil {
 		return err
 	}
-	fleet := tenancy.NewFleet(pool, os.Getenv).WithConnect(pgstore.Connect)
-	defer fleet.Close()
-	store, err := pgstore.New(cfg.Group, pgstore.Deps{Fleet: fleet, Codec: codec, Log: rt.Log, Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter})
+	instances := fleet.New(pool, os.Getenv).WithConnect(pgstore.Connect)
+	defer instances.Close()
+	store, err := pgstore.New(cfg.Group, pgstore.Deps{Fleet: instances, Codec: codec, Log: rt.Log, Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter})
 	if err != nil {
 		return err
 	}

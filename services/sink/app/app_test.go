@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,8 @@ import (
 	"github.com/edtech-analytics/platform/libs/svc"
 	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
+	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
 	"github.com/edtech-analytics/platform/services/sink/app"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -67,7 +70,7 @@ func TestRunConsumesEnrichedIntoDistrictSchemas(t *testing.T) {
 	if err := tenancy.Migrate(t.Context(), pool); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tenancy.NewStore(pool).CreateTenant(t.Context(), "lakeside", "Lakeside USD"); err != nil {
+	if _, err := tenants.New(fleet.New(pool, os.Getenv)).Create(t.Context(), "lakeside", "Lakeside USD"); err != nil {
 		t.Fatal(err)
 	}
 	_, kcfg := kafkatest.New(t)

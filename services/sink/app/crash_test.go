@@ -23,6 +23,8 @@ import (
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/svc"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
+	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
 	"github.com/edtech-analytics/platform/services/sink/app"
 	"github.com/edtech-analytics/platform/services/sink/internal/pgstore"
@@ -105,10 +107,10 @@ func newCrashWorld(t *testing.T) *crashWorld {
 	if err := tenancy.Migrate(t.Context(), w.control); err != nil {
 		t.Fatal(err)
 	}
-	fleet := tenancy.NewFleet(w.control, func(k string) string { return w.urls[k] })
-	t.Cleanup(fleet.Close)
-	tenants := tenancy.NewFleetStore(fleet)
-	if _, err := tenants.AddInstance(t.Context(), "east", "EAST_URL", false); err != nil {
+	instances := fleet.New(w.control, func(k string) string { return w.urls[k] })
+	t.Cleanup(instances.Close)
+	districts := tenants.New(instances)
+	if _, err := instances.AddInstance(t.Context(), "east", "EAST_URL", false); err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range crashTenants {
@@ -116,7 +118,7 @@ func newCrashWorld(t *testing.T) *crashWorld {
 		if id == "south" {
 			instance = "east"
 		}
-		if _, err := tenants.CreateTenantOn(t.Context(), id, id, instance); err != nil {
+		if _, err := districts.CreateOn(t.Context(), id, id, instance); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -125,7 +127,7 @@ func newCrashWorld(t *testing.T) *crashWorld {
 	if w.codec, err = records.NewCodec(t.Context(), nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	if w.store, err = pgstore.New("sink", pgstore.Deps{Fleet: fleet, Codec: w.codec, Log: slog.New(slog.DiscardHandler)}); err != nil {
+	if w.store, err = pgstore.New("sink", pgstore.Deps{Fleet: instances, Codec: w.codec, Log: slog.New(slog.DiscardHandler)}); err != nil {
 		t.Fatal(err)
 	}
 	return w

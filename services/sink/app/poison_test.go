@@ -8,6 +8,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -20,6 +21,8 @@ import (
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/svc"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
+	tenantstore "github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
 	"github.com/edtech-analytics/platform/services/sink/app"
 	"github.com/edtech-analytics/platform/services/sink/internal/sinktest"
@@ -36,9 +39,9 @@ func TestPoisonRecordsKeepEveryOtherDistrictFlowing(t *testing.T) {
 	if err := tenancy.Migrate(t.Context(), pool); err != nil {
 		t.Fatal(err)
 	}
-	tenants := []string{"ash", "birch", "cedar", "dogwood", "elm", "fir"}
+	tenants, districts := []string{"ash", "birch", "cedar", "dogwood", "elm", "fir"}, tenantstore.New(fleet.New(pool, os.Getenv))
 	for _, id := range tenants {
-		if _, err := tenancy.NewStore(pool).CreateTenant(t.Context(), id, id); err != nil {
+		if _, err := districts.Create(t.Context(), id, id); err != nil {
 			t.Fatal(err)
 		}
 	}

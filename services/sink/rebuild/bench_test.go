@@ -11,6 +11,8 @@ import (
 	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
+	tenantstore "github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
 	"github.com/edtech-analytics/platform/services/sink/internal/sinktest"
 	"github.com/edtech-analytics/platform/services/sink/rebuild"
@@ -33,7 +35,7 @@ func BenchmarkRebuild(b *testing.B) {
 			if err := tenancy.Migrate(b.Context(), pool); err != nil {
 				b.Fatal(err)
 			}
-			fleet := tenancy.NewFleet(pool, func(string) string { return "" })
+			instances := fleet.New(pool, func(string) string { return "" })
 			districts := []string{"north"}
 			// Neighbours share north's partition (4 partitions): found by the same hash Kafka uses.
 			for i := 0; len(districts) < 10; i++ {
@@ -42,7 +44,7 @@ func BenchmarkRebuild(b *testing.B) {
 				}
 			}
 			for _, id := range districts {
-				if _, err := tenancy.NewFleetStore(fleet).CreateTenant(b.Context(), id, id); err != nil {
+				if _, err := tenantstore.New(instances).Create(b.Context(), id, id); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -72,14 +74,14 @@ func BenchmarkRebuild(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				report, err := rebuild.Run(b.Context(), fleet, codec, reader, rebuild.Config{TenantID: "north", Group: "sink", Kafka: kcfg,
+				report, err := rebuild.Run(b.Context(), instances, codec, reader, rebuild.Config{TenantID: "north", Group: "sink", Kafka: kcfg,
 					AcceptDiff: true, Log: discard()})
 				if err != nil {
 					b.Fatal(err)
 				}
 				b.StopTimer()
 				reader.Close()
-				if _, err := rebuild.DropOld(b.Context(), fleet, "north"); err != nil && !errors.Is(err, rebuild.ErrNothingKept) {
+				if _, err := rebuild.DropOld(b.Context(), instances, "north"); err != nil && !errors.Is(err, rebuild.ErrNothingKept) {
 					b.Fatal(err)
 				}
 				b.StartTimer()

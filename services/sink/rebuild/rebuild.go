@@ -22,6 +22,9 @@ import (
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
+	"github.com/edtech-analytics/platform/libs/tenancy/ingest"
+	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/services/sink/internal/pgstore"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -175,23 +178,23 @@ func ReaderOptions() []kgo.Opt {
 	return []kgo.Opt{kgo.FetchMaxBytes(64 << 20), kgo.FetchMaxPartitionBytes(32 << 20)}
 }
 
-// Run rebuilds cfg.TenantID's sink state. The fleet reaches the district's instance; codec decodes the
+// Run rebuilds cfg.TenantID's sink state. instances reach the control schema and the district's instance; codec decodes the
 // enriched records; reader replays the enriched topic: a kafkax.NewReader client (with ReaderOptions)
 // that nothing else reads with, which the caller closes. The report is filled as far as the rebuild got,
 // also when it returns an error (the comparison with ErrDiffNotAccepted, the verification with
 // ErrVerification).
-func Run(ctx context.Context, fleet *tenancy.Fleet, codec *records.Codec, reader *kgo.Client, cfg Config, opts ...Option) (Report, error) {
+func Run(ctx context.Context, instances *fleet.Fleet, codec *records.Codec, reader *kgo.Client, cfg Config, opts ...Option) (Report, error) {
 	if err := cfg.defaults(); err != nil {
 		return Report{}, err
 	}
-	d, err := open(ctx, fleet, cfg.TenantID, "rebuild")
+	d, err := open(ctx, instances, cfg.TenantID, "rebuild")
 	if err != nil {
 		return Report{}, err
 	}
 	defer d.close(ctx)
 	report := d.report()
 	// The shadow gets the whole template; the live schema must have it too for the tables to match.
-	if err := d.store.UpgradeDistrictSchema(ctx, d.tenant.ID); err != nil {
+	if err := tenancy.UpgradeDistrictSchema(ctx, d.pool, d.tenant.ID); err != nil {
 		return report, err
 	}
 	if !cfg.DryRun && cfg.AcceptDiff {
@@ -202,7 +205,7 @@ func Run(ctx context.Context, fleet *tenancy.Fleet, codec *records.Codec, reader
 			return report, keptError(kept)
 		}
 	}
-	hot, err := hotShards(ctx, d.store, d.tenant.ID)
+	hot, err := hotShards(ctx, ingest.New(d.control), d.tenant.ID)
 	if err != nil {
 		return report, err
 	}
@@ -243,11 +246,11 @@ func Run(ctx context.Context, fleet *tenancy.Fleet, codec *records.Codec, reader
 // up with the records the live sink applied since they were replaced, so nothing the sink wrote
 // meanwhile is lost; the swap takes the district's exclusive lock, as the rebuild's does. Nothing kept:
 // ErrNothingKept. reader is as Run's.
-func Rollback(ctx context.Context, fleet *tenancy.Fleet, codec *records.Codec, reader *kgo.Client, cfg Config, opts ...Option) (Report, error) {
+func Rollback(ctx context.Context, instances *fleet.Fleet, codec *records.Codec, reader *kgo.Client, cfg Config, opts ...Option) (Report, error) {
 	if err := cfg.defaults(); err != nil {
 		return Report{}, err
 	}
-	d, err := open(ctx, fleet, cfg.TenantID, "rollback")
+	d, err := open(ctx, instances, cfg.TenantID, "rollback")
 	if err != nil {
 		return Report{}, err
 	}
@@ -260,7 +263,7 @@ func Rollback(ctx context.Context, fleet *tenancy.Fleet, codec *records.Codec, r
 	if kept == nil {
 		return report, fmt.Errorf("district %s: %w", d.tenant.ID, ErrNothingKept)
 	}
-	if err := d.store.UpgradeDistrictSchema(ctx, d.tenant.ID); err != nil {
+	if err := tenancy.UpgradeDistrictSchema(ctx, d.pool, d.tenant.ID); err != nil {
 		return report, err
 	}
 	topic := cfg.Kafka.Topics().Enriched
@@ -297,8 +300,8 @@ func Rollback(ctx context.Context, fleet *tenancy.Fleet, codec *records.Codec, r
 
 // DropOld drops the tables the district keeps from its last rebuild or rollback, and returns what they
 // were. Nothing kept: ErrNothingKept.
-func DropOld(ctx context.Context, fleet *tenancy.Fleet, tenantID string) (Kept, error) {
-	d, err := open(ctx, fleet, tenantID, "drop")
+func DropOld(ctx context.Context, instances *fleet.Fleet, tenantID string) (Kept, error) {
+	d, err := open(ctx, instances, tenantID, "drop")
 	if err != nil {
 		return Kept{}, err
 	}
@@ -326,9 +329,8 @@ func DropOld(ctx context.Context, fleet *tenancy.Fleet, tenantID string) (Kept, 
 }
 
 // KeptTables returns what the district keeps from its last rebuild or rollback (nil: nothing).
-func KeptTables(ctx context.Context, fleet *tenancy.Fleet, tenantID string) (*Kept, error) {
-	store := tenancy.NewFleetStore(fleet)
-	pool, _, err := store.DistrictPool(ctx, tenantID)
+func KeptTables(ctx context.Context, instances *fleet.Fleet, tenantID string) (*Kept, error) {
+	pool, _, err := instances.DistrictPool(ctx, tenantID)
 	if err != nil {
 		return nil, err
 	}
@@ -342,8 +344,8 @@ func KeptTables(ctx context.Context, fleet *tenancy.Fleet, tenantID string) (*Ke
 // district is what Run, Rollback and DropOld work on: the tenant, its instance and schema names, and the
 // session lock that keeps two of them off the same district.
 type district struct {
-	store    *tenancy.Store
-	tenant   tenancy.Tenant
+	control  *pgxpool.Pool // the control schema's
+	tenant   tenants.Tenant
 	pool     *pgxpool.Pool
 	instance string
 	schema   string // the live schema
@@ -372,16 +374,16 @@ func (cfg *Config) defaults() error {
 }
 
 // open finds the district and takes its rebuild lock (ErrBusy when taken).
-func open(ctx context.Context, fleet *tenancy.Fleet, tenantID, action string) (*district, error) {
-	d := &district{store: tenancy.NewFleetStore(fleet), action: action, start: time.Now()}
+func open(ctx context.Context, instances *fleet.Fleet, tenantID, action string) (*district, error) {
+	d := &district{control: instances.Control(), action: action, start: time.Now()}
 	var err error
-	if d.tenant, err = d.store.Tenant(ctx, tenantID); err != nil {
+	if d.tenant, err = tenants.New(instances).Tenant(ctx, tenantID); err != nil {
 		return nil, err
 	}
 	if d.tenant.DeletedAt != nil {
 		return nil, fmt.Errorf("tenant %s is deleted: %w", d.tenant.ID, tenancy.ErrNotFound)
 	}
-	if d.pool, d.instance, err = d.store.DistrictPool(ctx, d.tenant.ID); err != nil {
+	if d.pool, d.instance, err = instances.DistrictPool(ctx, d.tenant.ID); err != nil {
 		return nil, err
 	}
 	d.schema, _ = tenancy.SchemaName(d.tenant.ID)
@@ -436,8 +438,8 @@ func (d *district) newRun(cfg Config, cl *kgo.Client, codec *records.Codec, topi
 }
 
 // hotShards returns the district's number of sub-keys (0 when it is not hot).
-func hotShards(ctx context.Context, store *tenancy.Store, tenantID string) (int, error) {
-	all, err := store.IngestSettings(ctx)
+func hotShards(ctx context.Context, store *ingest.Store, tenantID string) (int, error) {
+	all, err := store.Settings(ctx)
 	if err != nil {
 		return 0, err
 	}

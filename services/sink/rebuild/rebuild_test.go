@@ -19,6 +19,9 @@ import (
 	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
+	"github.com/edtech-analytics/platform/libs/tenancy/ingest"
+	tenantstore "github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
 	"github.com/edtech-analytics/platform/services/sink/internal/pgstore"
 	"github.com/edtech-analytics/platform/services/sink/internal/sinktest"
@@ -38,7 +41,7 @@ func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, ni
 // world is a control database with the test tenants, a Kafka cluster, and a live sink consuming it.
 type world struct {
 	pool  *pgxpool.Pool
-	fleet *tenancy.Fleet
+	fleet *fleet.Fleet
 	codec *records.Codec
 	kcfg  kafkax.Config
 	store *pgstore.Store
@@ -51,9 +54,9 @@ func newWorld(t *testing.T) *world {
 	if err := tenancy.Migrate(t.Context(), w.pool); err != nil {
 		t.Fatal(err)
 	}
-	w.fleet = tenancy.NewFleet(w.pool, func(string) string { return "" })
+	w.fleet = fleet.New(w.pool, func(string) string { return "" })
 	for _, id := range tenants {
-		if _, err := tenancy.NewFleetStore(w.fleet).CreateTenant(t.Context(), id, id); err != nil {
+		if _, err := tenantstore.New(w.fleet).Create(t.Context(), id, id); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -247,7 +250,7 @@ func TestRebuildRepairsADamagedDistrictWhileIngestionGoesOn(t *testing.T) {
 // a dry run reports the difference and leaves the live tables as they are.
 func TestRebuildOfAHotDistrictScansEveryPartition(t *testing.T) {
 	w := newWorld(t)
-	if _, err := tenancy.NewFleetStore(w.fleet).SetHotShards(t.Context(), "north", 8); err != nil {
+	if _, err := ingest.New(w.fleet.Control()).SetHotShards(t.Context(), "north", 8); err != nil {
 		t.Fatal(err)
 	}
 	evs := sinktest.GenEvents(rand.New(rand.NewPCG(2, 2)), tenants, 3000)
@@ -345,7 +348,7 @@ func TestRebuildRefusesATruncatedHistory(t *testing.T) {
 // AllowTruncatedHistory.
 func TestRebuildOfADistrictYoungerThanTheTruncationNeedsNoFlag(t *testing.T) {
 	w := newWorld(t)
-	created, err := tenancy.NewFleetStore(w.fleet).Tenant(t.Context(), "north")
+	created, err := tenantstore.New(w.fleet).Tenant(t.Context(), "north")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/services/sink/internal/pgstore"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -105,7 +106,7 @@ func checkHistory(ctx context.Context, adm *kadm.Client, topic string, parts []i
 	return out, nil
 }
 
-func historyError(topic string, t tenancy.Tenant, truncated []History) error {
+func historyError(topic string, t tenants.Tenant, truncated []History) error {
 	parts := make([]string, 0, len(truncated))
 	for _, h := range truncated {
 		first := "no record is left"

@@ -16,6 +16,12 @@ import (
 	"github.com/edtech-analytics/platform/libs/conf"
 	"github.com/edtech-analytics/platform/libs/pgutil"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/audit"
+	"github.com/edtech-analytics/platform/libs/tenancy/credentials"
+	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
+	"github.com/edtech-analytics/platform/libs/tenancy/ingest"
+	"github.com/edtech-analytics/platform/libs/tenancy/privacy"
+	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -70,7 +76,7 @@ func commands() []command {
 		{"tenant set-limits", "--id ID (--events-per-sec N [--burst N] | --default)",
 			"set a district's rate limit per gateway instance", runTenantSetLimits},
 		{"tenant set-hot", "--id ID --shards N", "spread a district over N sub-keys (0: not hot)", runTenantSetHot},
-		{"keys create", "--tenant ID --source SOURCE [--verbs " + strings.Join(tenancy.Verbs(), ",") + "]",
+		{"keys create", "--tenant ID --source SOURCE [--verbs " + strings.Join(credentials.Verbs(), ",") + "]",
 			"issue an API key (shown once)", runKeysCreate},
 		{"keys list", "--tenant ID", "list a district's API keys (never their secrets)", runKeysList},
 		{"keys revoke", "--id KEYID", "revoke an API key", runKeysRevoke},
@@ -252,17 +258,29 @@ func connect(ctx context.Context, e Env, c *common) (*pgxpool.Pool, error) {
 	return pool, nil
 }
 
-// withStore connects, runs fn with a store and closes the pool. It adds a hint when the control schema
-// has not been migrated yet.
-func withStore(ctx context.Context, e Env, c *common, fn func(*tenancy.Store) error) error {
+// controlPlane is the control plane's stores over one connection to the control database: ctl
+// administers all of it.
+type controlPlane struct {
+	fleet       *fleet.Fleet
+	tenants     *tenants.Store
+	credentials *credentials.Store
+	policies    *privacy.Store
+	audit       *audit.Store
+	ingest      *ingest.Store
+}
+
+// withControl connects, runs fn with the control plane's stores and closes the pool. It adds a hint when
+// the control schema has not been migrated yet.
+func withControl(ctx context.Context, e Env, c *common, fn func(cp controlPlane) error) error {
 	pool, err := connect(ctx, e, c)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	store := tenancy.NewFleetStore(tenancy.NewFleet(pool, e.Getenv))
-	defer store.Close()
-	err = fn(store)
+	instances := fleet.New(pool, e.Getenv)
+	defer instances.Close()
+	err = fn(controlPlane{fleet: instances, tenants: tenants.New(instances), credentials: credentials.New(pool),
+		policies: privacy.New(pool), audit: audit.New(pool), ingest: ingest.New(pool)})
 	if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == "42P01" { // undefined_table
 		return fmt.Errorf("%w (has 'ctl migrate' been run?)", err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/credentials"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -46,7 +47,7 @@ func migratedDB(t *testing.T) (*pgxpool.Pool, string) {
 
 func TestTenantsAndKeysLifecycle(t *testing.T) {
 	pool, url := migratedDB(t)
-	store := tenancy.NewStore(pool)
+	store := credentials.New(pool)
 
 	out := mustCtl(t, url, "tenant", "create", "--id", "springfield", "--name", "Springfield Public Schools")
 	if !strings.Contains(out, "springfield") || !strings.Contains(out, "district_springfield") {
@@ -80,7 +81,7 @@ func TestTenantsAndKeysLifecycle(t *testing.T) {
 	}
 	out = mustCtl(t, url, "keys", "create", "--tenant", "springfield", "--source", "sis", "--output", "json")
 	if err := json.Unmarshal([]byte(out), &key); err != nil || !strings.HasPrefix(key.Key, "eak_"+key.ID+"_") ||
-		len(key.Verbs) != 1 || key.Verbs[0] != tenancy.VerbEventsWrite || key.Note == "" {
+		len(key.Verbs) != 1 || key.Verbs[0] != credentials.VerbEventsWrite || key.Note == "" {
 		t.Fatalf("keys create json = %q (%v)", out, err)
 	}
 	got, err := store.LookupAPIKey(t.Context(), key.Key)
@@ -102,7 +103,7 @@ func TestTenantsAndKeysLifecycle(t *testing.T) {
 	}
 
 	mustCtl(t, url, "keys", "revoke", "--id", key.ID)
-	if _, err := store.LookupAPIKey(t.Context(), key.Key); !errors.Is(err, tenancy.ErrInvalidKey) {
+	if _, err := store.LookupAPIKey(t.Context(), key.Key); !errors.Is(err, credentials.ErrInvalidKey) {
 		t.Errorf("revoked key still authenticates: %v", err)
 	}
 	list = mustCtl(t, url, "keys", "list", "--tenant", "springfield")

@@ -9,6 +9,8 @@ import (
 
 	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/audit"
+	"github.com/edtech-analytics/platform/libs/tenancy/credentials"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -131,13 +133,13 @@ func TestTenantDelete(t *testing.T) {
 	if hasSchema(t, pool, "district_gone") || !hasSchema(t, pool, "district_kept") {
 		t.Error("wrong schemas dropped")
 	}
-	if _, err := tenancy.NewStore(pool).LookupAPIKey(t.Context(), key.Key); !errors.Is(err, tenancy.ErrInvalidKey) {
+	if _, err := credentials.New(pool).LookupAPIKey(t.Context(), key.Key); !errors.Is(err, credentials.ErrInvalidKey) {
 		t.Errorf("the deleted district's key still works: %v", err)
 	}
 	if list := mustCtl(t, url, "tenant", "list"); strings.Contains(list, "gone") {
 		t.Errorf("tenant list shows the deleted district: %q", list)
 	}
-	entries, err := tenancy.NewStore(pool).AuditEntries(t.Context(), 0, 100)
+	entries, err := audit.New(pool).Entries(t.Context(), 0, 100)
 	if err != nil {
 		t.Fatal(err)
 	}

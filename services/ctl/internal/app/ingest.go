@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/ingest"
 )
 
 func runTenantLimits(ctx context.Context, e Env, args []string) error {
@@ -19,8 +20,8 @@ func runTenantLimits(ctx context.Context, e Env, args []string) error {
 			return usagef("--id: %w", err)
 		}
 	}
-	return withStore(ctx, e, c, func(store *tenancy.Store) error {
-		all, err := store.IngestSettings(ctx)
+	return withControl(ctx, e, c, func(cp controlPlane) error {
+		all, err := cp.ingest.Settings(ctx)
 		if err != nil {
 			return err
 		}
@@ -55,7 +56,7 @@ func runTenantSetLimits(ctx context.Context, e Env, args []string) error {
 	if err := tenancy.ValidTenantID(*id); err != nil {
 		return usagef("--id: %w", err)
 	}
-	var rl *tenancy.RateLimit
+	var rl *ingest.RateLimit
 	switch {
 	case *def && (*eps != 0 || *burst != 0):
 		return usagef("tenant set-limits: --default cannot go with --events-per-sec or --burst")
@@ -65,24 +66,24 @@ func runTenantSetLimits(ctx context.Context, e Env, args []string) error {
 	case *burst < 0:
 		return usagef("tenant set-limits: --burst must be at least 1")
 	default:
-		rl = &tenancy.RateLimit{EventsPerSecond: *eps, Burst: *burst}
+		rl = &ingest.RateLimit{EventsPerSecond: *eps, Burst: *burst}
 		if rl.Burst == 0 {
 			rl.Burst = rl.EventsPerSecond
 		}
 	}
-	return withStore(ctx, e, c, func(store *tenancy.Store) error {
-		s, err := store.SetRateLimit(ctx, *id, rl)
+	return withControl(ctx, e, c, func(cp controlPlane) error {
+		s, err := cp.ingest.SetRateLimit(ctx, *id, rl)
 		if err != nil {
 			return flagError("events-per-sec", err)
 		}
-		return writeIngest(e, c, []tenancy.IngestSettings{s})
+		return writeIngest(e, c, []ingest.Settings{s})
 	})
 }
 
 func runTenantSetHot(ctx context.Context, e Env, args []string) error {
 	fs, c := newFlags(e, "tenant set-hot", "--id ID --shards N")
 	id := fs.String("id", "", "tenant (district) id")
-	shards := fs.Int("shards", -1, fmt.Sprintf("sub-keys the district's records spread over, by student (0-%d; 0: not hot)", tenancy.MaxHotShards))
+	shards := fs.Int("shards", -1, fmt.Sprintf("sub-keys the district's records spread over, by student (0-%d; 0: not hot)", ingest.MaxHotShards))
 	if err := parse(fs, c, args); err != nil {
 		return err
 	}
@@ -93,21 +94,21 @@ func runTenantSetHot(ctx context.Context, e Env, args []string) error {
 		return usagef("--id: %w", err)
 	}
 	if *shards < 0 {
-		return usagef("tenant set-hot: --shards is required (0-%d)", tenancy.MaxHotShards)
+		return usagef("tenant set-hot: --shards is required (0-%d)", ingest.MaxHotShards)
 	}
-	return withStore(ctx, e, c, func(store *tenancy.Store) error {
-		s, err := store.SetHotShards(ctx, *id, *shards)
+	return withControl(ctx, e, c, func(cp controlPlane) error {
+		s, err := cp.ingest.SetHotShards(ctx, *id, *shards)
 		if err != nil {
 			return flagError("shards", err)
 		}
-		return writeIngest(e, c, []tenancy.IngestSettings{s})
+		return writeIngest(e, c, []ingest.Settings{s})
 	})
 }
 
 // writeIngest prints ingest settings; a district without its own limit shows "default".
-func writeIngest(e Env, c *common, list []tenancy.IngestSettings) error {
+func writeIngest(e Env, c *common, list []ingest.Settings) error {
 	return writeList(e.Stdout, c.output, list, []string{"ID", "EVENTS/S", "BURST", "HOT SHARDS"},
-		func(s tenancy.IngestSettings) []string {
+		func(s ingest.Settings) []string {
 			eps, burst := "default", "default"
 			if s.RateLimit != nil {
 				eps, burst = strconv.Itoa(s.RateLimit.EventsPerSecond), strconv.Itoa(s.RateLimit.Burst)

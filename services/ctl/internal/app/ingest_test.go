@@ -6,14 +6,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/ingest"
 )
 
 // TestTenantIngestSettings: set-limits and set-hot store what the gateways read, --default resets the
 // limit, limits lists them, and bad command lines are refused before touching the database.
 func TestTenantIngestSettings(t *testing.T) {
 	pool, url := migratedDB(t)
-	store := tenancy.NewStore(pool)
+	store := ingest.New(pool)
 	mustCtl(t, url, "tenant", "create", "--id", "d1", "--name", "D1")
 	mustCtl(t, url, "tenant", "create", "--id", "d2", "--name", "D2")
 
@@ -21,14 +21,14 @@ func TestTenantIngestSettings(t *testing.T) {
 	if !strings.Contains(out, "500") || !strings.HasPrefix(out, "ID") {
 		t.Errorf("set-limits printed %q", out)
 	}
-	var got []tenancy.IngestSettings
+	var got []ingest.Settings
 	out = mustCtl(t, url, "tenant", "set-hot", "--id", "d1", "--shards", "8", "--output", "json")
 	if err := json.Unmarshal([]byte(out), &got); err != nil || len(got) != 1 || got[0].HotShards != 8 ||
-		got[0].RateLimit == nil || *got[0].RateLimit != (tenancy.RateLimit{EventsPerSecond: 500, Burst: 500}) {
+		got[0].RateLimit == nil || *got[0].RateLimit != (ingest.RateLimit{EventsPerSecond: 500, Burst: 500}) {
 		t.Fatalf("set-hot json = %q (%v)", out, err)
 	}
 	mustCtl(t, url, "tenant", "set-limits", "--id", "d2", "--events-per-sec", "100", "--burst", "1000")
-	stored, err := store.IngestSettings(t.Context())
+	stored, err := store.Settings(t.Context())
 	if err != nil || len(stored) != 2 || stored[1].RateLimit.Burst != 1000 || stored[0].HotShards != 8 {
 		t.Fatalf("stored = %+v, %v", stored, err)
 	}

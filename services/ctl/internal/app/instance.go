@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
 )
 
 func runInstanceAdd(ctx context.Context, e Env, args []string) error {
@@ -18,15 +18,15 @@ func runInstanceAdd(ctx context.Context, e Env, args []string) error {
 	if err := required(fs, "name", "url-env"); err != nil {
 		return err
 	}
-	if err := tenancy.ValidInstanceName(*name); err != nil {
+	if err := fleet.ValidInstanceName(*name); err != nil {
 		return usagef("--name: %w", err)
 	}
-	return withStore(ctx, e, c, func(store *tenancy.Store) error {
-		in, err := store.AddInstance(ctx, *name, *urlEnv, *def)
+	return withControl(ctx, e, c, func(cp controlPlane) error {
+		in, err := cp.fleet.AddInstance(ctx, *name, *urlEnv, *def)
 		if err != nil {
 			return err
 		}
-		if _, err := store.AppendAudit(ctx, "ctl", "", "instance.add", in); err != nil {
+		if _, err := cp.audit.Append(ctx, "ctl", "", "instance.add", in); err != nil {
 			return err
 		}
 		if c.output == "json" {
@@ -42,15 +42,15 @@ func runInstanceList(ctx context.Context, e Env, args []string) error {
 	if err := parse(fs, c, args); err != nil {
 		return err
 	}
-	return withStore(ctx, e, c, func(store *tenancy.Store) error {
-		list, err := store.Instances(ctx)
+	return withControl(ctx, e, c, func(cp controlPlane) error {
+		list, err := cp.fleet.Instances(ctx)
 		if err != nil {
 			return err
 		}
 		return writeList(e.Stdout, c.output, list, []string{"NAME", "URL", "DEFAULT", "CREATED"},
-			func(in tenancy.Instance) []string {
+			func(in fleet.Instance) []string {
 				url := "$" + in.URLEnv
-				if in.Name == tenancy.MainInstance {
+				if in.Name == fleet.MainInstance {
 					url = "(control database)"
 				}
 				return []string{in.Name, url, fmt.Sprint(in.Default), formatTime(&in.CreatedAt)}

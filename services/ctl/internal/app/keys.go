@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/credentials"
 )
 
 // shownOnceNote goes with every newly created key.
@@ -15,7 +16,7 @@ func runKeysCreate(ctx context.Context, e Env, args []string) error {
 	fs, c := newFlags(e, "keys create", "--tenant ID --source SOURCE [--verbs VERB,...]")
 	tenantID := fs.String("tenant", "", "tenant (district) id")
 	source := fs.String("source", "", "source id the key writes as (the integration or SIS)")
-	verbs := fs.String("verbs", tenancy.VerbEventsWrite, "comma-separated verbs: "+strings.Join(tenancy.Verbs(), ", "))
+	verbs := fs.String("verbs", credentials.VerbEventsWrite, "comma-separated verbs: "+strings.Join(credentials.Verbs(), ", "))
 	if err := parse(fs, c, args); err != nil {
 		return err
 	}
@@ -32,15 +33,15 @@ func runKeysCreate(ctx context.Context, e Env, args []string) error {
 	for v := range strings.SplitSeq(*verbs, ",") {
 		verbList = append(verbList, strings.TrimSpace(v))
 	}
-	return withStore(ctx, e, c, func(store *tenancy.Store) error {
-		plaintext, key, err := store.CreateAPIKey(ctx, *tenantID, *source, verbList)
+	return withControl(ctx, e, c, func(cp controlPlane) error {
+		plaintext, key, err := cp.credentials.CreateAPIKey(ctx, *tenantID, *source, verbList)
 		if err != nil {
 			return flagError("verbs", err)
 		}
 		if c.output == "json" {
 			return writeJSON(e.Stdout, struct {
 				Key string `json:"key"`
-				tenancy.APIKey
+				credentials.APIKey
 				Note string `json:"note"`
 			}{plaintext, key, shownOnceNote})
 		}
@@ -62,13 +63,13 @@ func runKeysList(ctx context.Context, e Env, args []string) error {
 	if err := tenancy.ValidTenantID(*tenantID); err != nil {
 		return usagef("--tenant: %w", err)
 	}
-	return withStore(ctx, e, c, func(store *tenancy.Store) error {
-		keys, err := store.APIKeys(ctx, *tenantID)
+	return withControl(ctx, e, c, func(cp controlPlane) error {
+		keys, err := cp.credentials.APIKeys(ctx, *tenantID)
 		if err != nil {
 			return err
 		}
 		return writeList(e.Stdout, c.output, keys, []string{"ID", "SOURCE", "VERBS", "CREATED", "LAST USED", "REVOKED"},
-			func(k tenancy.APIKey) []string {
+			func(k credentials.APIKey) []string {
 				return []string{k.ID, k.SourceID, strings.Join(k.Verbs, ","), formatTime(&k.CreatedAt),
 					formatTime(k.LastUsedAt), formatTime(k.RevokedAt)}
 			})
@@ -84,8 +85,8 @@ func runKeysRevoke(ctx context.Context, e Env, args []string) error {
 	if err := required(fs, "id"); err != nil {
 		return err
 	}
-	return withStore(ctx, e, c, func(store *tenancy.Store) error {
-		if err := store.RevokeAPIKey(ctx, *id); err != nil {
+	return withControl(ctx, e, c, func(cp controlPlane) error {
+		if err := cp.credentials.RevokeAPIKey(ctx, *id); err != nil {
 			return err
 		}
 		if c.output == "json" {

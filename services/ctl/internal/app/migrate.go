@@ -9,6 +9,8 @@ import (
 	"sync"
 
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
+	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 )
 
 // District migration outcomes.
@@ -28,7 +30,8 @@ type districtResult struct {
 
 // migrator migrates the district schemas of a fleet, reporting progress to out.
 type migrator struct {
-	store    *tenancy.Store
+	fleet    *fleet.Fleet
+	tenants  *tenants.Store
 	parallel int
 	out      func(format string, args ...any)
 
@@ -60,26 +63,27 @@ func runMigrate(ctx context.Context, e Env, args []string) error {
 	}
 	stderr := &errWriter{w: e.Stderr} // progress: a failed write is reported at the end, the migration goes on
 	stderr.printf("control schema: up to date\n")
-	store := tenancy.NewFleetStore(tenancy.NewFleet(pool, e.Getenv))
-	defer store.Close()
-	tenants, err := store.Tenants(ctx)
+	fl := fleet.New(pool, e.Getenv)
+	defer fl.Close()
+	districts := tenants.New(fl)
+	live, err := districts.Tenants(ctx)
 	if err != nil {
 		return err
 	}
-	placed, err := store.Placements(ctx)
+	placed, err := fl.Placements(ctx)
 	if err != nil {
 		return err
 	}
-	instances, err := store.Instances(ctx)
+	instances, err := fl.Instances(ctx)
 	if err != nil {
 		return err
 	}
 	byInstance := map[string][]string{}
-	for _, t := range tenants {
+	for _, t := range live {
 		byInstance[placed[t.ID]] = append(byInstance[placed[t.ID]], t.ID)
 	}
 
-	m := &migrator{store: store, parallel: *parallel, total: len(tenants), out: stderr.printf}
+	m := &migrator{fleet: fl, tenants: districts, parallel: *parallel, total: len(live), out: stderr.printf}
 	var (
 		wg      sync.WaitGroup
 		resMu   sync.Mutex
@@ -160,7 +164,7 @@ func (m *migrator) instance(ctx context.Context, name string, ids []string) []di
 			r := &results[index[id]]
 			r.Status = migrateDone
 			status := "ok"
-			if err := m.store.EnsureDistrictSchema(ctx, id); err != nil {
+			if err := m.tenants.EnsureDistrictSchema(ctx, id); err != nil {
 				r.Status, r.Error = migrateFailed, err.Error()
 				status = "FAILED: " + err.Error()
 			}
@@ -175,11 +179,11 @@ func (m *migrator) instance(ctx context.Context, name string, ids []string) []di
 // stale connects to the instance, migrates its control schema unless it is main (already done) and
 // returns the districts whose schemas lack a migration.
 func (m *migrator) stale(ctx context.Context, name string, ids []string) ([]string, error) {
-	pool, err := m.store.Fleet().Pool(ctx, name)
+	pool, err := m.fleet.Pool(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	if name != tenancy.MainInstance {
+	if name != fleet.MainInstance {
 		if err := tenancy.Migrate(ctx, pool); err != nil {
 			return nil, err
 		}

@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/privacy"
 )
 
 func runPolicyGet(ctx context.Context, e Env, args []string) error {
@@ -19,7 +20,7 @@ func runPolicyGet(ctx context.Context, e Env, args []string) error {
 		return usagef("policy get: give exactly one of --tenant and --template")
 	}
 	if *template != "" {
-		p, err := tenancy.PolicyTemplate(*template)
+		p, err := privacy.Template(*template)
 		if err != nil {
 			return usagef("--template: %w", err)
 		}
@@ -28,8 +29,8 @@ func runPolicyGet(ctx context.Context, e Env, args []string) error {
 	if err := tenancy.ValidTenantID(*tenantID); err != nil {
 		return usagef("--tenant: %w", err)
 	}
-	return withStore(ctx, e, c, func(store *tenancy.Store) error {
-		p, err := store.Policy(ctx, *tenantID)
+	return withControl(ctx, e, c, func(cp controlPlane) error {
+		p, err := cp.policies.Policy(ctx, *tenantID)
 		if err != nil {
 			return err
 		}
@@ -58,14 +59,14 @@ func runPolicySet(ctx context.Context, e Env, args []string) error {
 		return usagef("--tenant: %w", err)
 	}
 	var (
-		p   tenancy.Policy
+		p   privacy.Policy
 		err error
 	)
 	switch {
 	case (*template == "") == (*file == ""):
 		return usagef("policy set: give exactly one of --template and --file")
 	case *template != "":
-		if p, err = tenancy.PolicyTemplate(*template); err != nil {
+		if p, err = privacy.Template(*template); err != nil {
 			return usagef("--template: %w", err)
 		}
 	default:
@@ -73,7 +74,7 @@ func runPolicySet(ctx context.Context, e Env, args []string) error {
 		if err != nil {
 			return usagef("--file: %w", err)
 		}
-		if p, err = tenancy.ParsePolicy(data); err != nil {
+		if p, err = privacy.Parse(data); err != nil {
 			return fmt.Errorf("--file %s: %w", *file, err)
 		}
 	}
@@ -83,8 +84,8 @@ func runPolicySet(ctx context.Context, e Env, args []string) error {
 	if *by == "" {
 		*by = "ctl"
 	}
-	return withStore(ctx, e, c, func(store *tenancy.Store) error {
-		stored, err := store.SetPolicy(ctx, *tenantID, p, *by)
+	return withControl(ctx, e, c, func(cp controlPlane) error {
+		stored, err := cp.policies.SetPolicy(ctx, *tenantID, p, *by)
 		if err != nil {
 			return err
 		}
@@ -97,7 +98,7 @@ func runPolicySet(ctx context.Context, e Env, args []string) error {
 	})
 }
 
-func policySummary(p tenancy.Policy) string {
+func policySummary(p privacy.Policy) string {
 	if p.Version == 0 {
 		return fmt.Sprintf("tenant %s: policy version 0 (the default %s template; never set)", p.TenantID, p.Template)
 	}

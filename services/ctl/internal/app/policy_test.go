@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/privacy"
 )
 
 func TestPolicyGetAndSet(t *testing.T) {
@@ -23,23 +23,23 @@ func TestPolicyGetAndSet(t *testing.T) {
 	if !strings.Contains(out, "policy version 1 (coppa)") || !strings.Contains(out, "by alice") {
 		t.Errorf("policy set printed %q", out)
 	}
-	if got := getPolicy(t, url, "d1"); got.Version != 1 || got.Template != tenancy.TemplateCOPPA || got.Under13["actor.sis_id"] != tenancy.ActionPseudonymise {
+	if got := getPolicy(t, url, "d1"); got.Version != 1 || got.Template != privacy.TemplateCOPPA || got.Under13["actor.sis_id"] != privacy.ActionPseudonymise {
 		t.Fatalf("policy get json = %+v", got)
 	}
 
 	// A custom policy from a file, starting from a template.
-	var custom tenancy.Policy
+	var custom privacy.Policy
 	if err := json.Unmarshal([]byte(mustCtl(t, url, "policy", "get", "--template", "dpdp")), &custom); err != nil || custom.Consent == nil {
 		t.Fatalf("dpdp template = %+v, %v", custom, err)
 	}
-	custom.Template, custom.Consent.MetadataKey = tenancy.TemplateCustom, "guardian_consent"
-	custom.Fields["attendance.reason"] = tenancy.ActionReject
+	custom.Template, custom.Consent.MetadataKey = privacy.TemplateCustom, "guardian_consent"
+	custom.Fields["attendance.reason"] = privacy.ActionReject
 	dir := t.TempDir()
 	file := filepath.Join(dir, "policy.json")
 	writeJSONFile(t, file, custom)
 	mustCtl(t, url, "policy", "set", "--tenant", "d1", "--file", file)
-	if got := getPolicy(t, url, "d1"); got.Version != 2 || got.Template != tenancy.TemplateCustom || got.Consent.MetadataKey != "guardian_consent" ||
-		got.Fields["attendance.reason"] != tenancy.ActionReject {
+	if got := getPolicy(t, url, "d1"); got.Version != 2 || got.Template != privacy.TemplateCustom || got.Consent.MetadataKey != "guardian_consent" ||
+		got.Fields["attendance.reason"] != privacy.ActionReject {
 		t.Fatalf("custom policy = %+v", got)
 	}
 
@@ -77,9 +77,9 @@ func TestPolicyGetAndSet(t *testing.T) {
 	}
 }
 
-func getPolicy(t *testing.T, url, tenant string) tenancy.Policy {
+func getPolicy(t *testing.T, url, tenant string) privacy.Policy {
 	t.Helper()
-	var p tenancy.Policy
+	var p privacy.Policy
 	if err := json.Unmarshal([]byte(mustCtl(t, url, "policy", "get", "--tenant", tenant, "--output", "json")), &p); err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,8 @@ import (
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/audit"
+	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
 	"github.com/edtech-analytics/platform/services/sink/rebuild"
 )
 
@@ -62,14 +64,14 @@ func runRebuild(ctx context.Context, e Env, args []string) error {
 		return err
 	}
 	defer pool.Close()
-	fleet := tenancy.NewFleet(pool, e.Getenv)
-	defer fleet.Close()
-	audit := func(action string, detail any) error {
-		_, err := tenancy.NewFleetStore(fleet).AppendAudit(ctx, "ctl", *tenant, action, detail)
+	instances := fleet.New(pool, e.Getenv)
+	defer instances.Close()
+	record := func(action string, detail any) error {
+		_, err := audit.New(pool).Append(ctx, "ctl", *tenant, action, detail)
 		return err
 	}
 	if *dropOld {
-		return runDropOld(ctx, e, c, fleet, *tenant, audit)
+		return runDropOld(ctx, e, c, instances, *tenant, record)
 	}
 
 	codec, err := stream.NewCodec(ctx, kcfg)
@@ -99,12 +101,12 @@ func runRebuild(ctx context.Context, e Env, args []string) error {
 		return err
 	}
 	defer reader.Close()
-	report, runErr := run(ctx, fleet, codec, reader.Client, cfg)
+	report, runErr := run(ctx, instances, codec, reader.Client, cfg)
 	if report.ID == "" { // refused before it began: nothing to report or audit
 		return fmt.Errorf("%s district %s: %w", verb(*rollback), *tenant, runErr)
 	}
 	outcome := outcomeOf(report, runErr)
-	auditErr := audit(action, auditDetail{ID: report.ID, Instance: report.Instance, Partitions: report.Partitions,
+	auditErr := record(action, auditDetail{ID: report.ID, Instance: report.Instance, Partitions: report.Partitions,
 		Applied: report.Applied, Verified: report.Verification.OK, Equal: report.Equal, Swapped: report.Swapped,
 		DryRun: *dryRun, AcceptDiff: *acceptDiff, Truncated: len(report.Truncated) > 0, Outcome: outcome, Kept: report.Kept})
 	var outErr error
@@ -243,12 +245,12 @@ func ranges(rs []rebuild.Range) string {
 }
 
 // runDropOld drops the tables the last rebuild or rollback replaced.
-func runDropOld(ctx context.Context, e Env, c *common, fleet *tenancy.Fleet, tenant string, audit func(string, any) error) error {
-	kept, err := rebuild.DropOld(ctx, fleet, tenant)
+func runDropOld(ctx context.Context, e Env, c *common, instances *fleet.Fleet, tenant string, record func(string, any) error) error {
+	kept, err := rebuild.DropOld(ctx, instances, tenant)
 	if err != nil {
 		return fmt.Errorf("dropping the kept tables of district %s: %w", tenant, err)
 	}
-	if err := audit("district.rebuild.drop_old", kept); err != nil {
+	if err := record("district.rebuild.drop_old", kept); err != nil {
 		return err
 	}
 	if c.output == "json" {

@@ -18,7 +18,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/svc"
 	"github.com/edtech-analytics/platform/libs/svc/stream"
-	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/audit"
 	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
 	sink "github.com/edtech-analytics/platform/services/sink/app"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -151,7 +151,7 @@ func TestRebuildCommand(t *testing.T) {
 		t.Errorf("second --drop-old: %v", err)
 	}
 
-	entries, err := tenancy.NewStore(pool).AuditEntries(t.Context(), 0, 100)
+	entries, err := audit.New(pool).Entries(t.Context(), 0, 100)
 	if err != nil {
 		t.Fatal(err)
 	}

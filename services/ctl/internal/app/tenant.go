@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
+	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 )
 
 func runTenantCreate(ctx context.Context, e Env, args []string) error {
@@ -23,12 +25,12 @@ func runTenantCreate(ctx context.Context, e Env, args []string) error {
 		return usagef("--id: %w", err) // refuse before touching the database
 	}
 	if *instance != "" {
-		if err := tenancy.ValidInstanceName(*instance); err != nil {
+		if err := fleet.ValidInstanceName(*instance); err != nil {
 			return usagef("--instance: %w", err)
 		}
 	}
-	return withStore(ctx, e, c, func(store *tenancy.Store) error {
-		t, err := store.CreateTenantOn(ctx, *id, *name, *instance)
+	return withControl(ctx, e, c, func(cp controlPlane) error {
+		t, err := cp.tenants.CreateOn(ctx, *id, *name, *instance)
 		if errors.Is(err, tenancy.ErrNotFound) {
 			return fmt.Errorf("--instance: %w", err)
 		}
@@ -39,13 +41,13 @@ func runTenantCreate(ctx context.Context, e Env, args []string) error {
 		if err != nil {
 			return err
 		}
-		placed, err := store.Placement(ctx, t.ID)
+		placed, err := cp.fleet.Placement(ctx, t.ID)
 		if err != nil {
 			return err
 		}
 		if c.output == "json" {
 			return writeJSON(e.Stdout, struct {
-				tenancy.Tenant
+				tenants.Tenant
 				Schema   string `json:"schema"`
 				Instance string `json:"instance"`
 			}{t, schema, placed})
@@ -71,12 +73,12 @@ func runTenantDelete(ctx context.Context, e Env, args []string) error {
 	if *confirm != *id {
 		return usagef("tenant delete: drops schema district_%s and all its data; repeat the id in --confirm %s to proceed", *id, *id)
 	}
-	return withStore(ctx, e, c, func(store *tenancy.Store) error {
-		d, err := store.DeleteTenant(ctx, *id)
+	return withControl(ctx, e, c, func(cp controlPlane) error {
+		d, err := cp.tenants.Delete(ctx, *id)
 		if err != nil {
 			return err
 		}
-		if _, err := store.AppendAudit(ctx, "ctl", d.TenantID, "tenant.delete", d); err != nil {
+		if _, err := cp.audit.Append(ctx, "ctl", d.TenantID, "tenant.delete", d); err != nil {
 			return err
 		}
 		if c.output == "json" {
@@ -94,7 +96,7 @@ func runTenantDelete(ctx context.Context, e Env, args []string) error {
 
 // listedTenant is a tenant as tenant list shows it.
 type listedTenant struct {
-	tenancy.Tenant
+	tenants.Tenant
 	Instance string `json:"instance"`
 }
 
@@ -103,17 +105,17 @@ func runTenantList(ctx context.Context, e Env, args []string) error {
 	if err := parse(fs, c, args); err != nil {
 		return err
 	}
-	return withStore(ctx, e, c, func(store *tenancy.Store) error {
-		tenants, err := store.Tenants(ctx)
+	return withControl(ctx, e, c, func(cp controlPlane) error {
+		live, err := cp.tenants.Tenants(ctx)
 		if err != nil {
 			return err
 		}
-		placed, err := store.Placements(ctx)
+		placed, err := cp.fleet.Placements(ctx)
 		if err != nil {
 			return err
 		}
-		list := make([]listedTenant, len(tenants))
-		for i, t := range tenants {
+		list := make([]listedTenant, len(live))
+		for i, t := range live {
 			list[i] = listedTenant{t, placed[t.ID]}
 		}
 		return writeList(e.Stdout, c.output, list, []string{"ID", "NAME", "STATUS", "INSTANCE", "CREATED"},

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/audit"
+	"github.com/edtech-analytics/platform/libs/tenancy/credentials"
 )
 
 const tokenCreateSynopsis = "--tenant ID --role district_admin|school_admin|teacher [--school ID,...] [--teacher SOURCED_ID] [--label TEXT] [--ttl DURATION]"
@@ -14,7 +16,7 @@ const tokenCreateSynopsis = "--tenant ID --role district_admin|school_admin|teac
 func runTokenCreate(ctx context.Context, e Env, args []string) error {
 	fs, c := newFlags(e, "token create", tokenCreateSynopsis)
 	tenantID := fs.String("tenant", "", "tenant (district) id")
-	role := fs.String("role", "", "role: "+strings.Join(tenancy.Roles(), ", "))
+	role := fs.String("role", "", "role: "+strings.Join(credentials.Roles(), ", "))
 	schools := fs.String("school", "", "school_admin: comma-separated school ids the token may read")
 	teacher := fs.String("teacher", "", "teacher: the teacher's roster sourced_id (their classes come from the roster)")
 	label := fs.String("label", "", "who or what the token is for")
@@ -28,7 +30,7 @@ func runTokenCreate(ctx context.Context, e Env, args []string) error {
 	if err := tenancy.ValidTenantID(*tenantID); err != nil {
 		return usagef("--tenant: %w", err)
 	}
-	tok := tenancy.DashboardToken{TenantID: *tenantID, Role: *role, TeacherID: *teacher, Label: *label}
+	tok := credentials.DashboardToken{TenantID: *tenantID, Role: *role, TeacherID: *teacher, Label: *label}
 	if *schools != "" {
 		tok.SchoolIDs = strings.Split(*schools, ",")
 	}
@@ -39,18 +41,18 @@ func runTokenCreate(ctx context.Context, e Env, args []string) error {
 		at := time.Now().Add(*ttl)
 		tok.ExpiresAt = &at
 	}
-	return withStore(ctx, e, c, func(store *tenancy.Store) error {
-		plaintext, tok, err := store.CreateDashboardToken(ctx, tok)
+	return withControl(ctx, e, c, func(cp controlPlane) error {
+		plaintext, tok, err := cp.credentials.CreateDashboardToken(ctx, tok)
 		if err != nil {
 			return flagError("role", err)
 		}
-		if _, err := store.AppendAudit(ctx, "ctl", tok.TenantID, "token.create", tok); err != nil {
+		if _, err := cp.audit.Append(ctx, "ctl", tok.TenantID, "token.create", tok); err != nil {
 			return err
 		}
 		if c.output == "json" {
 			return writeJSON(e.Stdout, struct {
 				Token string `json:"token"`
-				tenancy.DashboardToken
+				credentials.DashboardToken
 				Note string `json:"note"`
 			}{plaintext, tok, shownOnceNote})
 		}
@@ -61,11 +63,11 @@ func runTokenCreate(ctx context.Context, e Env, args []string) error {
 }
 
 // scopeText says what a token may read.
-func scopeText(t tenancy.DashboardToken) string {
+func scopeText(t credentials.DashboardToken) string {
 	switch t.Role {
-	case tenancy.RoleSchoolAdmin:
+	case credentials.RoleSchoolAdmin:
 		return "school_admin of " + strings.Join(t.SchoolIDs, ",")
-	case tenancy.RoleTeacher:
+	case credentials.RoleTeacher:
 		return "teacher " + t.TeacherID
 	}
 	return t.Role
@@ -80,13 +82,13 @@ func runTokenList(ctx context.Context, e Env, args []string) error {
 	if err := required(fs, "tenant"); err != nil {
 		return err
 	}
-	return withStore(ctx, e, c, func(store *tenancy.Store) error {
-		toks, err := store.DashboardTokens(ctx, *tenantID)
+	return withControl(ctx, e, c, func(cp controlPlane) error {
+		toks, err := cp.credentials.DashboardTokens(ctx, *tenantID)
 		if err != nil {
 			return err
 		}
 		return writeList(e.Stdout, c.output, toks, []string{"ID", "SCOPE", "LABEL", "CREATED", "EXPIRES", "LAST USED", "REVOKED"},
-			func(t tenancy.DashboardToken) []string {
+			func(t credentials.DashboardToken) []string {
 				return []string{t.ID, scopeText(t), t.Label, formatTime(&t.CreatedAt), formatTime(t.ExpiresAt),
 					formatTime(t.LastUsed), formatTime(t.RevokedAt)}
 			})
@@ -102,12 +104,12 @@ func runTokenRevoke(ctx context.Context, e Env, args []string) error {
 	if err := required(fs, "id"); err != nil {
 		return err
 	}
-	return withStore(ctx, e, c, func(store *tenancy.Store) error {
-		tok, err := store.RevokeDashboardToken(ctx, *id)
+	return withControl(ctx, e, c, func(cp controlPlane) error {
+		tok, err := cp.credentials.RevokeDashboardToken(ctx, *id)
 		if err != nil {
 			return err
 		}
-		if _, err := store.AppendAudit(ctx, "ctl", tok.TenantID, "token.revoke", map[string]string{"id": tok.ID}); err != nil {
+		if _, err := cp.audit.Append(ctx, "ctl", tok.TenantID, "token.revoke", map[string]string{"id": tok.ID}); err != nil {
 			return err
 		}
 		if c.output == "json" {
@@ -124,16 +126,16 @@ func runAuditVerify(ctx context.Context, e Env, args []string) error {
 	if err := parse(fs, c, args); err != nil {
 		return err
 	}
-	var expect *tenancy.AuditHead
+	var expect *audit.Head
 	if *headFlag != "" {
-		h, err := tenancy.ParseAuditHead(*headFlag)
+		h, err := audit.ParseHead(*headFlag)
 		if err != nil {
 			return usagef("--head: %w", err)
 		}
 		expect = &h
 	}
-	return withStore(ctx, e, c, func(store *tenancy.Store) error {
-		head, err := store.VerifyAudit(ctx, expect)
+	return withControl(ctx, e, c, func(cp controlPlane) error {
+		head, err := cp.audit.Verify(ctx, expect)
 		if err != nil {
 			return err
 		}

@@ -6,7 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/audit"
+	"github.com/edtech-analytics/platform/libs/tenancy/credentials"
 )
 
 // TestTokenCommandsAndAuditVerify issues, lists and revokes dashboard tokens through ctl, checks that
@@ -15,19 +16,19 @@ import (
 // intact log, passes with its own head, and fails once the log was tampered with.
 func TestTokenCommandsAndAuditVerify(t *testing.T) {
 	pool, url := migratedDB(t)
-	store := tenancy.NewStore(pool)
+	store := credentials.New(pool)
 	mustCtl(t, url, "tenant", "create", "--id", "d1", "--name", "District 1")
 
 	var created struct {
 		Token string `json:"token"`
-		tenancy.DashboardToken
+		credentials.DashboardToken
 	}
 	out := mustCtl(t, url, "token", "create", "--tenant", "d1", "--role", "school_admin", "--school", "s1,s2", "--label", "principal", "--output", "json")
 	if err := json.Unmarshal([]byte(out), &created); err != nil {
 		t.Fatalf("token create printed %q: %v", out, err)
 	}
 	tok, err := store.LookupDashboardToken(t.Context(), created.Token)
-	if err != nil || tok.Role != tenancy.RoleSchoolAdmin || strings.Join(tok.SchoolIDs, ",") != "s1,s2" || tok.Label != "principal" {
+	if err != nil || tok.Role != credentials.RoleSchoolAdmin || strings.Join(tok.SchoolIDs, ",") != "s1,s2" || tok.Label != "principal" {
 		t.Fatalf("the printed token resolves to %+v, %v", tok, err)
 	}
 	out = mustCtl(t, url, "token", "create", "--tenant", "d1", "--role", "teacher", "--teacher", "T-1", "--ttl", "24h")
@@ -42,7 +43,7 @@ func TestTokenCommandsAndAuditVerify(t *testing.T) {
 		t.Fatalf("token list printed %q", out)
 	}
 	mustCtl(t, url, "token", "revoke", "--id", created.ID)
-	if _, err := store.LookupDashboardToken(t.Context(), created.Token); !errors.Is(err, tenancy.ErrInvalidKey) {
+	if _, err := store.LookupDashboardToken(t.Context(), created.Token); !errors.Is(err, credentials.ErrInvalidKey) {
 		t.Fatalf("a revoked token still resolves: %v", err)
 	}
 
@@ -55,7 +56,7 @@ func TestTokenCommandsAndAuditVerify(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &verified); err != nil || !verified.OK || verified.Entries != 3 {
 		t.Fatalf("audit verify printed %q (%v): want 3 entries (two creations, one revocation)", out, err)
 	}
-	entries, err := store.AuditEntries(t.Context(), 1, 10)
+	entries, err := audit.New(pool).Entries(t.Context(), 1, 10)
 	if err != nil || entries[0].Action != "token.create" || entries[2].Action != "token.revoke" || entries[2].Actor != "ctl" {
 		t.Fatalf("audit entries = %+v, %v", entries, err)
 	}
@@ -69,7 +70,7 @@ func TestTokenCommandsAndAuditVerify(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, _, err := ctl(t, url, "audit", "verify"); !errors.Is(err, tenancy.ErrAuditTampered) || !strings.Contains(err.Error(), "entry 2") {
+	if _, _, err := ctl(t, url, "audit", "verify"); !errors.Is(err, audit.ErrTampered) || !strings.Contains(err.Error(), "entry 2") {
 		t.Fatalf("audit verify of a tampered log: err = %v", err)
 	}
 }

@@ -23,7 +23,9 @@ import (
 	"github.com/edtech-analytics/platform/libs/obs"
 	"github.com/edtech-analytics/platform/libs/pgutil"
 	"github.com/edtech-analytics/platform/libs/svc"
-	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/credentials"
+	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
+	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/libs/testenv/devenv"
 	"github.com/edtech-analytics/platform/libs/testenv/sampledata"
 	"github.com/edtech-analytics/platform/services/devstack/internal/stack"
@@ -253,17 +255,17 @@ func seedTenants(ctx context.Context, pgURL string) ([]tenantKey, error) {
 		return nil, err
 	}
 	defer pool.Close()
-	store := tenancy.NewStore(pool)
+	store, creds := tenants.New(fleet.New(pool, os.Getenv)), credentials.New(pool)
 	var keys []tenantKey
 	for _, d := range districts {
-		if _, err := store.CreateTenant(ctx, d.id, d.name); err != nil && !errors.Is(err, tenancy.ErrTenantExists) {
+		if _, err := store.Create(ctx, d.id, d.name); err != nil && !errors.Is(err, tenants.ErrExists) {
 			return nil, err
 		}
-		key, _, err := store.CreateAPIKey(ctx, d.id, "demo-lms", []string{tenancy.VerbEventsWrite})
+		key, _, err := creds.CreateAPIKey(ctx, d.id, "demo-lms", []string{credentials.VerbEventsWrite})
 		if err != nil {
 			return nil, err
 		}
-		dash, _, err := store.CreateAPIKey(ctx, d.id, "demo-dashboard", []string{tenancy.VerbDashboardsRead})
+		dash, _, err := creds.CreateAPIKey(ctx, d.id, "demo-dashboard", []string{credentials.VerbDashboardsRead})
 		if err != nil {
 			return nil, err
 		}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"testing"
 	"time"
 
@@ -21,7 +22,9 @@ import (
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/svc"
 	"github.com/edtech-analytics/platform/libs/svc/stream"
-	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/credentials"
+	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
+	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
 	"github.com/edtech-analytics/platform/libs/testenv/sampledata"
 	"github.com/edtech-analytics/platform/services/devstack/internal/stack"
@@ -124,8 +127,7 @@ func TestEndToEnd(t *testing.T) {
 
 	// Two districts and their keys.
 	admin := openPG(t, pgURL)
-	tenants := tenancy.NewStore(admin)
-	keys, all, bodies, owners := seedDistricts(t, tenants, []string{"d1", "d2"}, 50, func(i int, id string) sampledata.Spec {
+	keys, all, bodies, owners := seedDistricts(t, admin, []string{"d1", "d2"}, 50, func(i int, id string) sampledata.Spec {
 		return sampledata.Spec{TenantID: id, Schools: 2, ClassesPerSchool: 2, StudentsPerClass: 6, Days: 3, EventsPerStudent: 6,
 			Start: time.Date(2026, 11, 16, 0, 0, 0, 0, time.UTC), Seed: uint64(i + 1)}
 	})
@@ -208,7 +210,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("rollup has %d school-days, want %d", seen, len(want.events))
 	}
 	// The dashboard API answers from the rollup, scoped to the caller's district.
-	dash, _, err := tenants.CreateAPIKey(ctx, "d1", "dashboard", []string{tenancy.VerbDashboardsRead})
+	dash, _, err := credentials.New(admin).CreateAPIKey(ctx, "d1", "dashboard", []string{credentials.VerbDashboardsRead})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +240,7 @@ func TestEndToEnd(t *testing.T) {
 	// A district admin's dashboard token reads the district summary from the metrics rollups (every
 	// sample actor is a student, so it counts every event); a school admin's token of another school is
 	// refused this school.
-	token, _, err := tenants.CreateDashboardToken(ctx, tenancy.DashboardToken{TenantID: "d1", Role: tenancy.RoleDistrictAdmin})
+	token, _, err := credentials.New(admin).CreateDashboardToken(ctx, credentials.DashboardToken{TenantID: "d1", Role: credentials.RoleDistrictAdmin})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +255,7 @@ func TestEndToEnd(t *testing.T) {
 		summary.TenantID != "d1" || summary.Totals.Events != want.perTenant["d1"] {
 		t.Fatalf("district summary answered %d: %+v, want %d events of d1", code, summary, want.perTenant["d1"])
 	}
-	other, _, err := tenants.CreateDashboardToken(ctx, tenancy.DashboardToken{TenantID: "d1", Role: tenancy.RoleSchoolAdmin, SchoolIDs: []string{"d1-school-001"}})
+	other, _, err := credentials.New(admin).CreateDashboardToken(ctx, credentials.DashboardToken{TenantID: "d1", Role: credentials.RoleSchoolAdmin, SchoolIDs: []string{"d1-school-001"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,15 +321,16 @@ func TestEndToEnd(t *testing.T) {
 // seedDistricts creates the districts, each with a key that may write events, and their sample events
 // (spec gives each district's), cut into request bodies of batch events: the districts' keys, events,
 // and the bodies in order with the district each belongs to.
-func seedDistricts(t *testing.T, tenants *tenancy.Store, ids []string, batch int, spec func(i int, id string) sampledata.Spec) (
+func seedDistricts(t *testing.T, control *pgxpool.Pool, ids []string, batch int, spec func(i int, id string) sampledata.Spec) (
 	keys map[string]string, all map[string][]sampledata.Event, bodies [][]byte, owners []string) {
 	t.Helper()
 	keys, all = map[string]string{}, map[string][]sampledata.Event{}
+	districts, creds := tenants.New(fleet.New(control, os.Getenv)), credentials.New(control)
 	for i, id := range ids {
-		if _, err := tenants.CreateTenant(t.Context(), id, "District "+id); err != nil {
+		if _, err := districts.Create(t.Context(), id, "District "+id); err != nil {
 			t.Fatal(err)
 		}
-		key, _, err := tenants.CreateAPIKey(t.Context(), id, "lms", []string{tenancy.VerbEventsWrite})
+		key, _, err := creds.CreateAPIKey(t.Context(), id, "lms", []string{credentials.VerbEventsWrite})
 		if err != nil {
 			t.Fatal(err)
 		}

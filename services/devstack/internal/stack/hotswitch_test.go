@@ -20,7 +20,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/svc"
 	"github.com/edtech-analytics/platform/libs/svc/stream"
-	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/ingest"
 	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
 	"github.com/edtech-analytics/platform/libs/testenv/sampledata"
 	"github.com/edtech-analytics/platform/services/devstack/internal/stack"
@@ -56,7 +56,6 @@ func TestRetryAfterHotSwitchIsCountedOnce(t *testing.T) {
 	t.Cleanup(func() { _ = st.Close() })
 
 	admin := openPG(t, pgURL)
-	tenants := tenancy.NewStore(admin)
 	ch := openCH(t, chAddr, chDB)
 	codec, err := stream.NewCodec(ctx, st.Kafka)
 	if err != nil {
@@ -87,7 +86,7 @@ func TestRetryAfterHotSwitchIsCountedOnce(t *testing.T) {
 	for i := range cases {
 		ids[i] = "hs" + strconv.Itoa(i+1)
 	}
-	keys, all, bodies, owners := seedDistricts(t, tenants, ids, 500, func(i int, id string) sampledata.Spec {
+	keys, all, bodies, owners := seedDistricts(t, admin, ids, 500, func(i int, id string) sampledata.Spec {
 		return sampledata.Spec{TenantID: id, Schools: 1, ClassesPerSchool: 2, StudentsPerClass: 6, Days: 1, EventsPerStudent: 4,
 			Start: time.Date(2026, 11, 16, 0, 0, 0, 0, time.UTC), Seed: uint64(40 + i)}
 	})
@@ -99,7 +98,7 @@ func TestRetryAfterHotSwitchIsCountedOnce(t *testing.T) {
 				probes += awaitKeying(t, st, codec, keys[tenant], tenant, shards)
 			}
 			if c.before > 0 {
-				if _, err := tenants.SetHotShards(ctx, tenant, c.before); err != nil {
+				if _, err := ingest.New(admin).SetHotShards(ctx, tenant, c.before); err != nil {
 					t.Fatal(err)
 				}
 				probe(c.before)
@@ -117,7 +116,7 @@ func TestRetryAfterHotSwitchIsCountedOnce(t *testing.T) {
 			// The first copies are enriched and committed before the switch, as when a client's retry
 			// comes late: only what the enricher remembers can catch the copies.
 			waitEnricherCommitted(t, st.Kafka)
-			if _, err := tenants.SetHotShards(ctx, tenant, c.after); err != nil {
+			if _, err := ingest.New(admin).SetHotShards(ctx, tenant, c.after); err != nil {
 				t.Fatal(err)
 			}
 			if c.between != nil {

@@ -16,7 +16,6 @@ import (
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/svc"
 	"github.com/edtech-analytics/platform/libs/svc/stream"
-	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
 	"github.com/edtech-analytics/platform/libs/testenv/sampledata"
 	"github.com/edtech-analytics/platform/services/devstack/internal/stack"
@@ -47,9 +46,8 @@ func TestPoisonOfEveryKindKeepsEveryDistrictFlowing(t *testing.T) {
 	t.Cleanup(func() { _ = st.Close() })
 
 	admin := openPG(t, pgURL)
-	tenants := tenancy.NewStore(admin)
 	districts := []string{"p1", "p2", "p3"}
-	keys, all, bodies, owners := seedDistricts(t, tenants, districts, 40, func(i int, id string) sampledata.Spec {
+	keys, all, bodies, owners := seedDistricts(t, admin, districts, 40, func(i int, id string) sampledata.Spec {
 		return sampledata.Spec{TenantID: id, Schools: 2, ClassesPerSchool: 2, StudentsPerClass: 5, Days: 2, EventsPerStudent: 4,
 			Start: time.Date(2026, 11, 16, 0, 0, 0, 0, time.UTC), Seed: uint64(10 + i)}
 	})

@@ -1,11 +1,15 @@
 package claims_test
 
 import (
+	"os"
 	"testing"
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
+	"github.com/edtech-analytics/platform/libs/tenancy/ingest"
+	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/services/enricher/internal/claims"
 )
 
@@ -89,9 +93,9 @@ func TestShared(t *testing.T) {
 	if err := tenancy.Migrate(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
-	store := tenancy.NewStore(pool)
+	store, settings := tenants.New(fleet.New(pool, os.Getenv)), ingest.New(pool)
 	for _, id := range []string{"cool", "hot", "was"} {
-		if _, err := store.CreateTenant(ctx, id, id); err != nil {
+		if _, err := store.Create(ctx, id, id); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -111,7 +115,7 @@ func TestShared(t *testing.T) {
 		id string
 		n  int
 	}{{"hot", 4}, {"was", 2}, {"was", 0}, {"hot", 4}} {
-		if _, err := store.SetHotShards(ctx, sw.id, sw.n); err != nil {
+		if _, err := settings.SetHotShards(ctx, sw.id, sw.n); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/services/enricher/internal/identity"
 	"github.com/edtech-analytics/platform/services/enricher/internal/policy"
 	"github.com/edtech-analytics/platform/services/enricher/internal/roster"
@@ -20,19 +21,19 @@ import (
 
 // Tenants gives the district of a record.
 type Tenants interface {
-	Tenant(ctx context.Context, id string) (tenancy.Tenant, error)
+	Tenant(ctx context.Context, id string) (tenants.Tenant, error)
 }
 
 // Policies gives a district's compiled policy.
 type Policies interface {
-	Policy(ctx context.Context, t tenancy.Tenant) (*policy.Compiled, error)
+	Policy(ctx context.Context, t tenants.Tenant) (*policy.Compiled, error)
 }
 
 // Identities resolves SIS ids to identities; Link also matches roster users across SIS vendors.
 type Identities interface {
-	Resolve(ctx context.Context, t tenancy.Tenant, source, sis string) (identity.Identity, error)
-	ResolveMany(ctx context.Context, t tenancy.Tenant, keys []identity.Key) error
-	Link(ctx context.Context, t tenancy.Tenant, source, sis, matchKey string) (identity.Identity, error)
+	Resolve(ctx context.Context, t tenants.Tenant, source, sis string) (identity.Identity, error)
+	ResolveMany(ctx context.Context, t tenants.Tenant, keys []identity.Key) error
+	Link(ctx context.Context, t tenants.Tenant, source, sis, matchKey string) (identity.Identity, error)
 }
 
 // Context stores and joins roster context.
@@ -167,7 +168,7 @@ func (e *Enricher) decode(rec *kgo.Record) item {
 // district is a district and its policy, looked up once per batch, with the people the batch's records
 // are about.
 type district struct {
-	t     tenancy.Tenant
+	t     tenants.Tenant
 	err   error // of the tenant lookup
 	pol   *policy.Compiled
 	keys  []identity.Key
@@ -354,7 +355,7 @@ func subjectKey(pol *policy.Compiled, raw *records.RawEvent) (k identity.Key, pe
 }
 
 // subject resolves the person a record is about (a roster user links by the district's matching key).
-func (e *Enricher) subject(ctx context.Context, t tenancy.Tenant, pol *policy.Compiled, raw *records.RawEvent) (subject, error) {
+func (e *Enricher) subject(ctx context.Context, t tenants.Tenant, pol *policy.Compiled, raw *records.RawEvent) (subject, error) {
 	k, person := subjectKey(pol, raw)
 	if !person {
 		return subject{id: identity.Identity{InternalID: NoPerson}, role: raw.Actor.Role, sis: nonEmpty(raw.Actor.SISID)}, nil

@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
+	"github.com/edtech-analytics/platform/libs/tenancy/privacy"
+	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/services/enricher/internal/enrich"
 	"github.com/edtech-analytics/platform/services/enricher/internal/identity"
 	"github.com/edtech-analytics/platform/services/enricher/internal/policy"
@@ -33,24 +37,25 @@ func (e erased) Student(tenant, id string) bool {
 }
 
 type env struct {
-	t      *testing.T
-	store  *tenancy.Store
-	codec  *records.Codec
-	enr    *enrich.Enricher
-	erased erased
-	seq    int
+	t         *testing.T
+	districts *tenants.Store
+	policy    *privacy.Store
+	codec     *records.Codec
+	enr       *enrich.Enricher
+	erased    erased
+	seq       int
 }
 
-func newEnv(t *testing.T, tenants ...string) *env {
+func newEnv(t *testing.T, ids ...string) *env {
 	t.Helper()
 	pool, _ := pgtest.New(t)
 	ctx := t.Context()
 	if err := tenancy.Migrate(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
-	store := tenancy.NewStore(pool)
-	for _, id := range tenants {
-		if _, err := store.CreateTenant(ctx, id, "District "+id); err != nil {
+	store := tenants.New(fleet.New(pool, os.Getenv))
+	for _, id := range ids {
+		if _, err := store.Create(ctx, id, "District "+id); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -58,22 +63,22 @@ func newEnv(t *testing.T, tenants ...string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, store: store, codec: codec, erased: erased{map[string]bool{}, map[string]bool{}}}
-	e.enr = enrich.New(codec, enrich.Deps{Tenants: store, Policies: policy.Source{Store: store},
-		Identities: identity.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 1000), Context: roster.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 1000), Erased: e.erased})
+	e := &env{t: t, districts: store, policy: privacy.New(pool), codec: codec, erased: erased{map[string]bool{}, map[string]bool{}}}
+	e.enr = enrich.New(codec, enrich.Deps{Tenants: store, Policies: policy.Source{Store: e.policy},
+		Identities: identity.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 1000), Context: roster.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 1000), Erased: e.erased})
 	return e
 }
 
-func (e *env) setPolicy(tenant, template string, edit func(*tenancy.Policy)) {
+func (e *env) setPolicy(tenant, template string, edit func(*privacy.Policy)) {
 	e.t.Helper()
-	p, err := tenancy.PolicyTemplate(template)
+	p, err := privacy.Template(template)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	if edit != nil {
 		edit(&p)
 	}
-	if _, err := e.store.SetPolicy(e.t.Context(), tenant, p, "test"); err != nil {
+	if _, err := e.policy.SetPolicy(e.t.Context(), tenant, p, "test"); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -131,9 +136,9 @@ func session(device string) *records.SessionEvent {
 
 func TestDeadLetterReasons(t *testing.T) {
 	e := newEnv(t, "d1", "d2")
-	e.setPolicy("d2", tenancy.TemplateFERPA, func(p *tenancy.Policy) {
-		p.Template = tenancy.TemplateCustom
-		p.Fields["attendance.reason"] = tenancy.ActionReject
+	e.setPolicy("d2", privacy.TemplateFERPA, func(p *privacy.Policy) {
+		p.Template = privacy.TemplateCustom
+		p.Fields["attendance.reason"] = privacy.ActionReject
 	})
 	valid := func(tenant string) *records.RawEvent {
 		return e.event(tenant, "sis", "S1", &records.Attendance{Status: "absent", Date: now, Reason: ptr("flu")})
@@ -296,11 +301,11 @@ func TestRosterContextAndDerivedFields(t *testing.T) {
 
 func TestPolicyTemplatesThroughTheEnricher(t *testing.T) {
 	e := newEnv(t, "ferpa", "coppa", "dpdp")
-	for _, tmpl := range []string{tenancy.TemplateFERPA, tenancy.TemplateCOPPA, tenancy.TemplateDPDP} {
+	for _, tmpl := range []string{privacy.TemplateFERPA, privacy.TemplateCOPPA, privacy.TemplateDPDP} {
 		e.setPolicy(tmpl, tmpl, nil)
 	}
 	years := func(n int) *time.Time { b := now.AddDate(-n, 0, -1); return &b }
-	granted := map[string]string{tenancy.DefaultConsentKey: "granted"}
+	granted := map[string]string{privacy.DefaultConsentKey: "granted"}
 	people := []struct {
 		sis   string
 		birth *time.Time
@@ -387,9 +392,9 @@ func TestPolicyTemplatesThroughTheEnricher(t *testing.T) {
 	}
 }
 
-func mustTenant(t *testing.T, e *env, id string) tenancy.Tenant {
+func mustTenant(t *testing.T, e *env, id string) tenants.Tenant {
 	t.Helper()
-	tn, err := e.store.Tenant(t.Context(), id)
+	tn, err := e.districts.Tenant(t.Context(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,8 +403,8 @@ func mustTenant(t *testing.T, e *env, id string) tenancy.Tenant {
 
 func TestVendorSwitchThroughTheEnricher(t *testing.T) {
 	e := newEnv(t, "d1")
-	e.setPolicy("d1", tenancy.TemplateFERPA, func(p *tenancy.Policy) {
-		p.Identity = tenancy.Identity{MatchKey: "user_id:state_id", Namespaces: map[string]string{"canvas": "ps", "schoology": "ic"}}
+	e.setPolicy("d1", privacy.TemplateFERPA, func(p *privacy.Policy) {
+		p.Identity = privacy.Identity{MatchKey: "user_id:state_id", Namespaces: map[string]string{"canvas": "ps", "schoology": "ic"}}
 	})
 	withState := func(sourced string) *records.User {
 		u := userRecord(sourced, nil, now, "student", nil)

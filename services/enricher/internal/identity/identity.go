@@ -28,6 +28,7 @@ import (
 	"sync"
 
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -51,7 +52,7 @@ type Resolver struct {
 
 type cacheKey struct{ tenant, source, sis string }
 
-// Pools finds the pool of the instance a district's schema lives on (tenancy.DistrictPools).
+// Pools finds the pool of the instance a district's schema lives on (fleet.DistrictPools).
 type Pools interface {
 	Pool(ctx context.Context, tenantID string) (*pgxpool.Pool, error)
 }
@@ -123,7 +124,7 @@ func erasedMatch(key []byte, match string) string {
 }
 
 // Resolve returns the identity of (source, sis id) in the district, creating the student on first sight.
-func (r *Resolver) Resolve(ctx context.Context, t tenancy.Tenant, source, sis string) (Identity, error) {
+func (r *Resolver) Resolve(ctx context.Context, t tenants.Tenant, source, sis string) (Identity, error) {
 	k := cacheKey{t.ID, source, sis}
 	if id, ok := r.cached(k); ok {
 		return id, nil
@@ -152,7 +153,7 @@ type Key struct{ Source, SIS string }
 // the students not seen yet, and caches the answers, so that the Resolve calls that follow hit the cache.
 // A storm of first sightings (a new district, a new school year) then costs a batch, not a round trip
 // per student.
-func (r *Resolver) ResolveMany(ctx context.Context, t tenancy.Tenant, keys []Key) error {
+func (r *Resolver) ResolveMany(ctx context.Context, t tenants.Tenant, keys []Key) error {
 	var missing map[Key]bool
 	for _, k := range keys {
 		if !r.cache.Contains(cacheKey{t.ID, k.Source, k.SIS}) {
@@ -225,7 +226,7 @@ func (r *Resolver) ResolveMany(ctx context.Context, t tenancy.Tenant, keys []Key
 
 // lookupMany finds the stored identities of keys (in clear or erased form), caches them and removes
 // them from keys.
-func (r *Resolver) lookupMany(ctx context.Context, q queries, t tenancy.Tenant, keys map[Key]bool) error {
+func (r *Resolver) lookupMany(ctx context.Context, q queries, t tenants.Tenant, keys map[Key]bool) error {
 	forms := make(map[Key]Key, 2*len(keys)) // stored form -> key
 	var sources, sis []string
 	for k := range keys {
@@ -257,7 +258,7 @@ func (r *Resolver) lookupMany(ctx context.Context, q queries, t tenancy.Tenant, 
 // (source, sis id) already has (an event came first), or creates the student with it. When (source, sis
 // id) had an id of its own and another student holds the key, the key wins: the SIS id moves to that
 // student, and the orphaned id is marked merged_into it. An empty matchKey is Resolve.
-func (r *Resolver) Link(ctx context.Context, t tenancy.Tenant, source, sis, matchKey string) (Identity, error) {
+func (r *Resolver) Link(ctx context.Context, t tenants.Tenant, source, sis, matchKey string) (Identity, error) {
 	if matchKey == "" {
 		return r.Resolve(ctx, t, source, sis)
 	}
@@ -350,7 +351,7 @@ func insertIdentity(ctx context.Context, tx pgx.Tx, q queries, source, sis, inte
 
 // Erase replaces the student's SIS ids and matching key with their keyed hashes and marks it erased,
 // inside tx. Later records carrying those ids still resolve to internalID.
-func (r *Resolver) Erase(ctx context.Context, tx pgx.Tx, t tenancy.Tenant, internalID string) error {
+func (r *Resolver) Erase(ctx context.Context, tx pgx.Tx, t tenants.Tenant, internalID string) error {
 	q, err := queriesFor(t.ID)
 	if err != nil {
 		return err

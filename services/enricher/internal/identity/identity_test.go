@@ -4,26 +4,29 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"testing"
 
 	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
+	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/services/enricher/internal/identity"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // districts returns a migrated database with the given districts.
-func districts(t *testing.T, ids ...string) (*pgxpool.Pool, map[string]tenancy.Tenant) {
+func districts(t *testing.T, ids ...string) (*pgxpool.Pool, map[string]tenants.Tenant) {
 	t.Helper()
 	pool, _ := pgtest.New(t)
 	if err := tenancy.Migrate(t.Context(), pool); err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]tenancy.Tenant{}
+	out := map[string]tenants.Tenant{}
 	for _, id := range ids {
-		tn, err := tenancy.NewStore(pool).CreateTenant(t.Context(), id, "District "+id)
+		tn, err := tenants.New(fleet.New(pool, os.Getenv)).Create(t.Context(), id, "District "+id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -56,16 +59,16 @@ func TestResolveIsStablePerDistrict(t *testing.T) {
 	must := mustOf(t)
 	pool, d := districts(t, "d1", "d2")
 	ctx := t.Context()
-	a := must(identity.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 100).Resolve(ctx, d["d1"], "sis", "S1"))
-	b := must(identity.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 100).Resolve(ctx, d["d1"], "sis", "S1")) // another instance, cold cache
+	a := must(identity.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 100).Resolve(ctx, d["d1"], "sis", "S1"))
+	b := must(identity.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 100).Resolve(ctx, d["d1"], "sis", "S1")) // another instance, cold cache
 	if a != b || a.InternalID == "" || a.Pseudonym != identity.Pseudonym(d["d1"].PseudonymKey, a.InternalID) {
 		t.Fatalf("same student resolved to %+v and %+v", a, b)
 	}
-	other := must(identity.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 100).Resolve(ctx, d["d2"], "sis", "S1"))
+	other := must(identity.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 100).Resolve(ctx, d["d2"], "sis", "S1"))
 	if other.InternalID == a.InternalID || other.Pseudonym == a.Pseudonym {
 		t.Fatal("the same SIS id in two districts shares an id or pseudonym")
 	}
-	if lms := must(identity.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 100).Resolve(ctx, d["d1"], "lms", "S1")); lms.InternalID == a.InternalID {
+	if lms := must(identity.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 100).Resolve(ctx, d["d1"], "lms", "S1")); lms.InternalID == a.InternalID {
 		t.Fatal("another source's SIS id namespace shares the id")
 	}
 }
@@ -75,7 +78,7 @@ func TestResolveIsStablePerDistrict(t *testing.T) {
 // student, and leave no orphan student rows.
 func TestRacingResolversMakeOneID(t *testing.T) {
 	pool, d := districts(t, "d1")
-	resolvers := []*identity.Resolver{identity.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 1000), identity.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 1000)}
+	resolvers := []*identity.Resolver{identity.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 1000), identity.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 1000)}
 	const students = 40
 	got := make([][students]string, 16)
 	var wg sync.WaitGroup
@@ -136,7 +139,7 @@ func TestVendorSwitchAndLateRoster(t *testing.T) {
 	pool, d := districts(t, "d1")
 	ctx := t.Context()
 	d1 := d["d1"]
-	r := identity.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 100)
+	r := identity.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 100)
 
 	// The old SIS rostered the student with a state id.
 	old := must(r.Link(ctx, d1, "powerschool", "PS-1", "STATE-1"))
@@ -146,7 +149,7 @@ func TestVendorSwitchAndLateRoster(t *testing.T) {
 		t.Fatalf("vendor switch made a new id: %s, was %s", switched.InternalID, old.InternalID)
 	}
 	// ...and events from the new vendor's integration resolve to it, from a cold cache too.
-	if ev := must(identity.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 100).Resolve(ctx, d1, "infinitecampus", "IC-9")); ev.InternalID != old.InternalID {
+	if ev := must(identity.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 100).Resolve(ctx, d1, "infinitecampus", "IC-9")); ev.InternalID != old.InternalID {
 		t.Fatalf("event after the switch resolved to %s", ev.InternalID)
 	}
 
@@ -179,7 +182,7 @@ func TestVendorSwitchAndLateRoster(t *testing.T) {
 	if linked.InternalID != prior.InternalID || provisional.InternalID == prior.InternalID {
 		t.Fatalf("linked = %s, prior = %s, provisional = %s", linked.InternalID, prior.InternalID, provisional.InternalID)
 	}
-	if ev := must(identity.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 100).Resolve(ctx, d1, "infinitecampus", "IC-11")); ev.InternalID != prior.InternalID {
+	if ev := must(identity.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 100).Resolve(ctx, d1, "infinitecampus", "IC-11")); ev.InternalID != prior.InternalID {
 		t.Fatalf("events after the link resolve to %s, want %s", ev.InternalID, prior.InternalID)
 	}
 	if n := count(t, pool, "SELECT count(*) FROM district_d1.students WHERE internal_id = $1 AND merged_into = $2",
@@ -193,7 +196,7 @@ func TestEraseHashesIdentifiersAndKeepsTheID(t *testing.T) {
 	pool, d := districts(t, "d1")
 	ctx := t.Context()
 	d1 := d["d1"]
-	r := identity.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 100)
+	r := identity.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 100)
 	id := must(r.Link(ctx, d1, "sis", "S1", "STATE-1"))
 	must(r.Resolve(ctx, d1, "lms", "L1")) // another student, untouched
 	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return r.Erase(ctx, tx, d1, id.InternalID) }); err != nil {
@@ -207,11 +210,11 @@ func TestEraseHashesIdentifiersAndKeepsTheID(t *testing.T) {
 		t.Fatal("another student's identity was touched")
 	}
 	// Its SIS id and matching key still resolve to the erased id, so its records can be suppressed.
-	cold := identity.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 100)
+	cold := identity.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 100)
 	if again := must(cold.Resolve(ctx, d1, "sis", "S1")); again.InternalID != id.InternalID {
 		t.Fatalf("erased SIS id resolved to a new id %s", again.InternalID)
 	}
-	batch := identity.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 100)
+	batch := identity.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 100)
 	if err := batch.ResolveMany(ctx, d1, []identity.Key{{Source: "sis", SIS: "S1"}, {Source: "sis", SIS: "S2"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +235,7 @@ func TestEraseHashesIdentifiersAndKeepsTheID(t *testing.T) {
 	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return r.Erase(ctx, tx, d1, id.InternalID) }); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Resolve(context.Background(), tenancy.Tenant{ID: "Bad;ID"}, "sis", "S1"); !errors.Is(err, tenancy.ErrInvalidArgument) {
+	if _, err := r.Resolve(context.Background(), tenants.Tenant{ID: "Bad;ID"}, "sis", "S1"); !errors.Is(err, tenancy.ErrInvalidArgument) {
 		t.Fatalf("invalid tenant id: %v", err)
 	}
 }

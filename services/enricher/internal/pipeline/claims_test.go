@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -15,11 +16,15 @@ import (
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
+	"github.com/edtech-analytics/platform/libs/tenancy/ingest"
+	"github.com/edtech-analytics/platform/libs/tenancy/privacy"
+	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
 	"github.com/edtech-analytics/platform/services/enricher/internal/claims"
+	"github.com/edtech-analytics/platform/services/enricher/internal/control"
 	"github.com/edtech-analytics/platform/services/enricher/internal/dedup"
 	"github.com/edtech-analytics/platform/services/enricher/internal/enrich"
-	"github.com/edtech-analytics/platform/services/enricher/internal/erasure"
 	"github.com/edtech-analytics/platform/services/enricher/internal/identity"
 	"github.com/edtech-analytics/platform/services/enricher/internal/pipeline"
 	"github.com/edtech-analytics/platform/services/enricher/internal/policy"
@@ -66,21 +71,21 @@ func (f *faultyClaims) Epoch(ctx context.Context) (int64, error) {
 type claimsRig struct {
 	t     *testing.T
 	pool  *pgxpool.Pool
-	store *tenancy.Store
+	store *tenants.Store
 	kcfg  kafkax.Config
 	codec *records.Codec
 	prod  *kafkax.Client
 }
 
-func newClaimsRig(t *testing.T, tenants ...string) *claimsRig {
+func newClaimsRig(t *testing.T, ids ...string) *claimsRig {
 	ctx := t.Context()
 	pool, _ := pgtest.New(t)
 	if err := tenancy.Migrate(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
-	store := tenancy.NewStore(pool)
-	for _, id := range tenants {
-		if _, err := store.CreateTenant(ctx, id, "District "+id); err != nil {
+	store := tenants.New(fleet.New(pool, os.Getenv))
+	for _, id := range ids {
+		if _, err := store.Create(ctx, id, "District "+id); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -119,12 +124,12 @@ func (r *claimsRig) produce(tenant string, n int, key func(i int) string) {
 // returns what they did.
 func (r *claimsRig) run(shared pipeline.Claims, want int) pipeline.Stats {
 	r.t.Helper()
-	registry, err := erasure.Load(r.t.Context(), r.pool)
+	registry, err := control.Load(r.t.Context(), r.pool)
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	districts := tenancy.NewDistrictPools(r.store)
-	enr := enrich.New(r.codec, enrich.Deps{Tenants: r.store, Policies: policy.Source{Store: r.store},
+	districts := fleet.NewDistrictPools(fleet.New(r.pool, os.Getenv))
+	enr := enrich.New(r.codec, enrich.Deps{Tenants: r.store, Policies: policy.Source{Store: privacy.New(r.pool)},
 		Identities: identity.New(districts, 1000), Context: roster.New(districts, 1000), Erased: registry})
 	var (
 		mu    sync.Mutex
@@ -179,7 +184,7 @@ func (r *claimsRig) claimed(tenant string) int {
 // the claims alone. A cool district's ids are never claimed.
 func TestClaimsSurviveAbortAndRestart(t *testing.T) {
 	r := newClaimsRig(t, "h1", "c1")
-	if _, err := r.store.SetHotShards(t.Context(), "h1", 4); err != nil {
+	if _, err := ingest.New(r.pool).SetHotShards(t.Context(), "h1", 4); err != nil {
 		t.Fatal(err)
 	}
 	const n = 40
@@ -228,7 +233,7 @@ func TestSwitchDuringBatchIsRetriedShared(t *testing.T) {
 	faulty.failed = -1 // no failing claim here
 	faulty.onEpoch = func(call int) {
 		if call == 2 { // the check after the first batch was flushed (the first read is before it)
-			if _, err := r.store.SetHotShards(context.Background(), "c1", 4); err != nil {
+			if _, err := ingest.New(r.pool).SetHotShards(context.Background(), "c1", 4); err != nil {
 				t.Error(err)
 			}
 		}

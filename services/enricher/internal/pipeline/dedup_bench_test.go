@@ -16,6 +16,9 @@ import (
 	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
+	"github.com/edtech-analytics/platform/libs/tenancy/ingest"
+	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/services/enricher/internal/claims"
 	"github.com/edtech-analytics/platform/services/enricher/internal/dedup"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -40,19 +43,19 @@ func BenchmarkDedupBatch(b *testing.B) {
 	if err := tenancy.Migrate(ctx, pool); err != nil {
 		b.Fatal(err)
 	}
-	store := tenancy.NewStore(pool)
+	store := tenants.New(fleet.New(pool, os.Getenv))
 	var cool []string
 	for i := range 50 {
 		id := fmt.Sprintf("cool%02d", i)
 		cool = append(cool, id)
-		if _, err := store.CreateTenant(ctx, id, id); err != nil {
+		if _, err := store.Create(ctx, id, id); err != nil {
 			b.Fatal(err)
 		}
 	}
-	if _, err := store.CreateTenant(ctx, "hot", "hot"); err != nil {
+	if _, err := store.Create(ctx, "hot", "hot"); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := store.SetHotShards(ctx, "hot", 8); err != nil {
+	if _, err := ingest.New(pool).SetHotShards(ctx, "hot", 8); err != nil {
 		b.Fatal(err)
 	}
 	if _, err := pool.Exec(ctx, "UPDATE control.tenants SET hot_changed_at = now() - interval '72 hours' WHERE id = 'hot'"); err != nil {

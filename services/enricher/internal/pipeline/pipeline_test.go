@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"testing"
 	"time"
 
@@ -14,11 +15,14 @@ import (
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
+	"github.com/edtech-analytics/platform/libs/tenancy/privacy"
+	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
 	"github.com/edtech-analytics/platform/services/enricher/internal/claims"
+	"github.com/edtech-analytics/platform/services/enricher/internal/control"
 	"github.com/edtech-analytics/platform/services/enricher/internal/dedup"
 	"github.com/edtech-analytics/platform/services/enricher/internal/enrich"
-	"github.com/edtech-analytics/platform/services/enricher/internal/erasure"
 	"github.com/edtech-analytics/platform/services/enricher/internal/identity"
 	"github.com/edtech-analytics/platform/services/enricher/internal/pipeline"
 	"github.com/edtech-analytics/platform/services/enricher/internal/policy"
@@ -45,13 +49,13 @@ func TestExactlyOnceAcrossRestartsWithRetriesAndRejects(t *testing.T) {
 	if err := tenancy.Migrate(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
-	store := tenancy.NewStore(pool)
-	registry, err := erasure.Load(ctx, pool)
+	store := tenants.New(fleet.New(pool, os.Getenv))
+	registry, err := control.Load(ctx, pool)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range []string{"d1", "d2"} {
-		if _, err := store.CreateTenant(ctx, id, "District "+id); err != nil {
+		if _, err := store.Create(ctx, id, "District "+id); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -97,8 +101,8 @@ func TestExactlyOnceAcrossRestartsWithRetriesAndRejects(t *testing.T) {
 	}
 
 	run := func(d time.Duration) {
-		enr := enrich.New(codec, enrich.Deps{Tenants: store, Policies: policy.Source{Store: store}, Identities: identity.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 1000),
-			Context: roster.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 1000), Erased: registry})
+		enr := enrich.New(codec, enrich.Deps{Tenants: store, Policies: policy.Source{Store: privacy.New(pool)}, Identities: identity.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 1000),
+			Context: roster.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 1000), Erased: registry})
 		p, sessions := wire(t, pipeline.Config{Group: "enricher", MaxPollRecords: 37, RetryBackoff: 50 * time.Millisecond},
 			kcfg, deps, fmt.Sprintf("enricher-%d", rand.Int()), codec, enr, dedup.New(48*time.Hour), claims.New(pool, 48*time.Hour), nil,
 			append(kafkatest.GroupOpts(), kgo.TransactionTimeout(2*time.Second))...)

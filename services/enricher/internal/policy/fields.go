@@ -14,7 +14,7 @@ type fieldDef struct {
 	fn  fieldFn
 }
 
-// fieldTable implements every path of tenancy.PolicyFields (a test keeps the two in step).
+// fieldTable implements every path of privacy.Fields (a test keeps the two in step).
 func fieldTable() map[string]fieldDef {
 	return map[string]fieldDef{
 		"actor.sis_id":        {"", func(ev *records.EnrichedEvent, o op) bool { return o.opt(&ev.Actor.SISID) }},

@@ -1,4 +1,4 @@
-// Package policy applies a district's privacy policy (tenancy.Policy) to enriched records: per field
+// Package policy applies a district's privacy policy (privacy.Policy) to enriched records: per field
 // keep, drop, mask, pseudonymise (keyed HMAC with the district's secret) or reject, chosen by the age
 // class of the student the record is about, plus the consent rule for behavioural events of minors and
 // the identity settings (matching key, source namespaces).
@@ -14,7 +14,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/edtech-analytics/platform/libs/records"
-	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/privacy"
+	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/services/enricher/internal/identity"
 )
 
@@ -48,15 +49,18 @@ func AgeOf(birth, at time.Time) (Age, string) {
 	return Adult, "18_plus"
 }
 
+// Store reads districts' current policies (privacy.Store).
+type Store interface {
+	Policy(ctx context.Context, tenantID string) (privacy.Policy, error)
+}
+
 // Source compiles each district's current policy from the store, uncached.
 type Source struct {
-	Store interface {
-		Policy(ctx context.Context, tenantID string) (tenancy.Policy, error)
-	}
+	Store Store
 }
 
 // Policy returns the district's current policy compiled with its pseudonym key.
-func (s Source) Policy(ctx context.Context, t tenancy.Tenant) (*Compiled, error) {
+func (s Source) Policy(ctx context.Context, t tenants.Tenant) (*Compiled, error) {
 	p, err := s.Store.Policy(ctx, t.ID)
 	if err != nil {
 		return nil, fmt.Errorf("loading policy of tenant %s: %w", t.ID, err)
@@ -69,7 +73,7 @@ type Compiled struct {
 	Version    int
 	unknownAge Age
 	rules      [3]map[string][]rule // by age class, then event type
-	consent    *tenancy.Consent
+	consent    *privacy.Consent
 	pseudonyms *identity.Pseudonymizer
 	matchKey   string
 	namespaces map[string]string
@@ -82,19 +86,19 @@ type rule struct {
 	kind   string
 }
 
-// Compile prepares p for the district whose pseudonym key is key. p must be valid (tenancy validates
+// Compile prepares p for the district whose pseudonym key is key. p must be valid (privacy.Store validates
 // policies when they are stored); unknown paths are ignored.
-func Compile(p tenancy.Policy, key []byte) *Compiled {
+func Compile(p privacy.Policy, key []byte) *Compiled {
 	c := &Compiled{Version: p.Version, consent: p.Consent, pseudonyms: identity.NewPseudonymizer(key), matchKey: p.Identity.MatchKey,
 		namespaces: p.Identity.Namespaces}
 	switch p.UnknownAgeAs {
-	case tenancy.AgeUnder18:
+	case privacy.AgeUnder18:
 		c.unknownAge = Under18
-	case tenancy.AgeUnder13:
+	case privacy.AgeUnder13:
 		c.unknownAge = Under13
 	}
 	kinds := map[string]string{}
-	for _, f := range tenancy.PolicyFields() {
+	for _, f := range privacy.Fields() {
 		kinds[f.Path] = f.Kind
 	}
 	fields := fieldTable()
@@ -107,7 +111,7 @@ func Compile(p tenancy.Policy, key []byte) *Compiled {
 		byType := map[string][]rule{}
 		for _, path := range slices.Sorted(maps.Keys(merged)) {
 			action, f := merged[path], fields[path]
-			if action == tenancy.ActionKeep || f.fn == nil {
+			if action == privacy.ActionKeep || f.fn == nil {
 				continue
 			}
 			r := rule{path: path, field: f.fn, action: action, kind: kinds[path]}
@@ -119,7 +123,7 @@ func Compile(p tenancy.Policy, key []byte) *Compiled {
 		}
 		for typ, rs := range byType { // rejections are checked before anything is changed
 			slices.SortStableFunc(rs, func(a, b rule) int {
-				return boolInt(b.action == tenancy.ActionReject) - boolInt(a.action == tenancy.ActionReject)
+				return boolInt(b.action == privacy.ActionReject) - boolInt(a.action == privacy.ActionReject)
 			})
 			byType[typ] = rs
 		}
@@ -170,18 +174,18 @@ func ConsentGiven(v string) bool {
 // MatchKey returns the value of the district's matching key in a roster.user record ("" if absent).
 func (c *Compiled) MatchKey(u *records.User) string {
 	switch mk := c.matchKey; {
-	case mk == tenancy.MatchUserMasterIdentifier && u.UserMasterIdentifier != nil:
+	case mk == privacy.MatchUserMasterIdentifier && u.UserMasterIdentifier != nil:
 		return *u.UserMasterIdentifier
-	case mk == tenancy.MatchIdentifier && u.Identifier != nil:
+	case mk == privacy.MatchIdentifier && u.Identifier != nil:
 		return *u.Identifier
-	case strings.HasPrefix(mk, tenancy.MatchUserIDPrefix):
+	case strings.HasPrefix(mk, privacy.MatchUserIDPrefix):
 		for _, id := range u.UserIDs {
-			if strings.EqualFold(id.Type, mk[len(tenancy.MatchUserIDPrefix):]) {
+			if strings.EqualFold(id.Type, mk[len(privacy.MatchUserIDPrefix):]) {
 				return id.Identifier
 			}
 		}
-	case strings.HasPrefix(mk, tenancy.MatchMetadataPrefix):
-		return u.Metadata[mk[len(tenancy.MatchMetadataPrefix):]]
+	case strings.HasPrefix(mk, privacy.MatchMetadataPrefix):
+		return u.Metadata[mk[len(privacy.MatchMetadataPrefix):]]
 	}
 	return ""
 }
@@ -199,15 +203,15 @@ func (c *Compiled) Namespace(source string) string {
 func (c *Compiled) Apply(ev *records.EnrichedEvent, age Age) (rejected string) {
 	rs := c.rules[age][ev.Type]
 	for _, r := range rs {
-		if r.action != tenancy.ActionReject {
+		if r.action != privacy.ActionReject {
 			break
 		}
-		if r.field(ev, op{action: tenancy.ActionKeep}) {
+		if r.field(ev, op{action: privacy.ActionKeep}) {
 			return r.path
 		}
 	}
 	for _, r := range rs {
-		if r.action != tenancy.ActionReject {
+		if r.action != privacy.ActionReject {
 			r.field(ev, op{action: r.action, kind: r.kind, pseudonyms: c.pseudonyms})
 		}
 	}
@@ -226,11 +230,11 @@ func (o op) str(s *string) bool {
 		return false
 	}
 	switch o.action {
-	case tenancy.ActionDrop:
+	case privacy.ActionDrop:
 		*s = ""
-	case tenancy.ActionMask:
+	case privacy.ActionMask:
 		*s = mask(*s, o.kind)
-	case tenancy.ActionPseudonymise:
+	case privacy.ActionPseudonymise:
 		*s = o.pseudonyms.Pseudonym(*s)
 	}
 	return true
@@ -240,13 +244,13 @@ func (o op) opt(s **string) bool {
 	if *s == nil {
 		return false
 	}
-	if o.action == tenancy.ActionDrop || o.action == tenancy.ActionMask && o.kind == tenancy.KindValue {
+	if o.action == privacy.ActionDrop || o.action == privacy.ActionMask && o.kind == privacy.KindValue {
 		*s = nil
 		return true
 	}
 	v := **s
 	present := o.str(&v)
-	if o.action != tenancy.ActionKeep {
+	if o.action != privacy.ActionKeep {
 		*s = &v
 	}
 	return present
@@ -257,9 +261,9 @@ func (o op) date(d **time.Time) bool {
 		return false
 	}
 	switch o.action {
-	case tenancy.ActionDrop:
+	case privacy.ActionDrop:
 		*d = nil
-	case tenancy.ActionMask:
+	case privacy.ActionMask:
 		y := time.Date((*d).Year(), time.January, 1, 0, 0, 0, 0, time.UTC)
 		*d = &y
 	}
@@ -268,7 +272,7 @@ func (o op) date(d **time.Time) bool {
 
 // value handles fields a policy can only keep or remove (mask removes them too).
 func value[T any](o op, v *T, present bool) bool {
-	if present && o.action != tenancy.ActionKeep {
+	if present && o.action != privacy.ActionKeep {
 		var zero T
 		*v = zero
 	}
@@ -279,12 +283,12 @@ func value[T any](o op, v *T, present bool) bool {
 // and domain, a phone number's last two digits.
 func mask(s, kind string) string {
 	switch kind {
-	case tenancy.KindEmail:
+	case privacy.KindEmail:
 		if at := strings.LastIndexByte(s, '@'); at > 0 {
 			r, _ := utf8.DecodeRuneInString(s)
 			return string(r) + "***" + s[at:]
 		}
-	case tenancy.KindPhone:
+	case privacy.KindPhone:
 		var digits []byte
 		for i := range len(s) {
 			if s[i] >= '0' && s[i] <= '9' {

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/records"
-	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/privacy"
 	"github.com/edtech-analytics/platform/services/enricher/internal/identity"
 )
 
@@ -17,14 +17,14 @@ var key = []byte("0123456789abcdef0123456789abcdef")
 
 func TestFieldTableMatchesTheCatalogue(t *testing.T) {
 	var catalogue []string
-	for _, f := range tenancy.PolicyFields() {
+	for _, f := range privacy.Fields() {
 		catalogue = append(catalogue, f.Path)
 	}
 	slices.Sort(catalogue)
 	if got := slices.Sorted(maps.Keys(fieldTable())); !slices.Equal(got, catalogue) {
 		t.Fatalf("implemented fields %v\ncatalogue %v", got, catalogue)
 	}
-	for _, typ := range tenancy.ConsentEventTypes() {
+	for _, typ := range privacy.ConsentEventTypes() {
 		if !records.IsKnownType(typ) || records.IsRosterType(typ) {
 			t.Errorf("consent event type %q is not a learning event type", typ)
 		}
@@ -47,7 +47,7 @@ func sessionEvent() *records.EnrichedEvent {
 
 func TestTemplates(t *testing.T) {
 	compiled := func(name string) *Compiled {
-		p, err := tenancy.PolicyTemplate(name)
+		p, err := privacy.Template(name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -59,19 +59,19 @@ func TestTemplates(t *testing.T) {
 		age      Age
 		check    func(t *testing.T, u, s *records.EnrichedEvent)
 	}{
-		{tenancy.TemplateFERPA, Under13, func(t *testing.T, u, s *records.EnrichedEvent) {
+		{privacy.TemplateFERPA, Under13, func(t *testing.T, u, s *records.EnrichedEvent) {
 			// FERPA has no age rules: a child's record keeps names and ids; phones are masked.
 			if *u.Actor.SISID != "S1" || u.User.GivenName != "Ada" || *u.User.Email != "ada@springfield.k12.us" ||
 				*u.User.Phone != "***34" || *u.User.SMS != "***77" || *s.Session.Device != "ipad-7f3a" {
 				t.Errorf("ferpa child: %+v %+v", u.User, s.Session)
 			}
 		}},
-		{tenancy.TemplateCOPPA, Adult, func(t *testing.T, u, s *records.EnrichedEvent) {
+		{privacy.TemplateCOPPA, Adult, func(t *testing.T, u, s *records.EnrichedEvent) {
 			if *u.Actor.SISID != "S1" || u.User.FamilyName != "Lovelace" || *u.User.Phone != "***34" {
 				t.Errorf("coppa over 13: %+v", u.User)
 			}
 		}},
-		{tenancy.TemplateCOPPA, Under13, func(t *testing.T, u, s *records.EnrichedEvent) {
+		{privacy.TemplateCOPPA, Under13, func(t *testing.T, u, s *records.EnrichedEvent) {
 			usr := u.User
 			if *u.Actor.SISID != identity.Pseudonym(key, "S1") || usr.SourcedID != identity.Pseudonym(key, "S1") {
 				t.Errorf("ids not pseudonymised (joinable within the district): %s, %s", *u.Actor.SISID, usr.SourcedID)
@@ -90,12 +90,12 @@ func TestTemplates(t *testing.T) {
 				t.Errorf("coppa child session: %+v", s.Session)
 			}
 		}},
-		{tenancy.TemplateDPDP, Under18, func(t *testing.T, u, s *records.EnrichedEvent) {
+		{privacy.TemplateDPDP, Under18, func(t *testing.T, u, s *records.EnrichedEvent) {
 			if *u.Actor.SISID == "S1" || u.User.Email != nil || u.User.GivenName != "A***" || s.Session.Device != nil {
 				t.Errorf("dpdp minor: %+v", u.User)
 			}
 		}},
-		{tenancy.TemplateDPDP, Adult, func(t *testing.T, u, s *records.EnrichedEvent) {
+		{privacy.TemplateDPDP, Adult, func(t *testing.T, u, s *records.EnrichedEvent) {
 			if *u.Actor.SISID != "S1" || *u.User.Email != "ada@springfield.k12.us" {
 				t.Errorf("dpdp adult: %+v", u.User)
 			}
@@ -117,7 +117,7 @@ func TestTemplates(t *testing.T) {
 	}
 
 	// Unknown ages and consent.
-	ferpa, coppa, dpdp := compiled(tenancy.TemplateFERPA), compiled(tenancy.TemplateCOPPA), compiled(tenancy.TemplateDPDP)
+	ferpa, coppa, dpdp := compiled(privacy.TemplateFERPA), compiled(privacy.TemplateCOPPA), compiled(privacy.TemplateDPDP)
 	if ferpa.UnknownAge() != Adult || coppa.UnknownAge() != Under13 || dpdp.UnknownAge() != Under18 {
 		t.Error("unknown age classes")
 	}
@@ -140,7 +140,7 @@ func TestTemplates(t *testing.T) {
 			t.Errorf("NeedsConsent(%s, %v) = %v", c.typ, c.age, got)
 		}
 	}
-	if dpdp.ConsentKey() != tenancy.DefaultConsentKey || ferpa.ConsentKey() != "" {
+	if dpdp.ConsentKey() != privacy.DefaultConsentKey || ferpa.ConsentKey() != "" {
 		t.Error("consent keys")
 	}
 	for v, want := range map[string]bool{"granted": true, " TRUE ": true, "yes": true, "revoked": false, "": false, "no": false} {
@@ -151,7 +151,7 @@ func TestTemplates(t *testing.T) {
 }
 
 func TestPseudonymsDifferAcrossDistricts(t *testing.T) {
-	p, _ := tenancy.PolicyTemplate(tenancy.TemplateCOPPA)
+	p, _ := privacy.Template(privacy.TemplateCOPPA)
 	a, b := rosterUser(), rosterUser()
 	Compile(p, key).Apply(a, Under13)
 	Compile(p, []byte("another district's 32-byte key!!")).Apply(b, Under13)
@@ -161,9 +161,9 @@ func TestPseudonymsDifferAcrossDistricts(t *testing.T) {
 }
 
 func TestRejectLeavesTheRecordAlone(t *testing.T) {
-	p := tenancy.Policy{Template: tenancy.TemplateCustom, UnknownAgeAs: tenancy.AgeAdult,
-		Fields:   map[string]string{"attendance.reason": tenancy.ActionReject, "actor.sis_id": tenancy.ActionDrop},
-		Identity: tenancy.Identity{MatchKey: tenancy.MatchNone}}
+	p := privacy.Policy{Template: privacy.TemplateCustom, UnknownAgeAs: privacy.AgeAdult,
+		Fields:   map[string]string{"attendance.reason": privacy.ActionReject, "actor.sis_id": privacy.ActionDrop},
+		Identity: privacy.Identity{MatchKey: privacy.MatchNone}}
 	c := Compile(p, key)
 	ev := &records.EnrichedEvent{Type: records.TypeAttendance, Actor: records.EnrichedActor{SISID: ptr("S1")},
 		Attendance: &records.Attendance{Status: "absent", Reason: ptr("doctor's appointment")}}
@@ -203,11 +203,11 @@ func TestMatchKeyAndNamespaces(t *testing.T) {
 	u.Identifier = ptr("ID-1")
 	u.Metadata["state_id"] = "META-1"
 	tests := map[string]string{
-		tenancy.MatchUserMasterIdentifier: "STATE-7", tenancy.MatchIdentifier: "ID-1",
-		"user_id:State_ID": "STATE-7", "user_id:ssn": "", "metadata:state_id": "META-1", tenancy.MatchNone: "",
+		privacy.MatchUserMasterIdentifier: "STATE-7", privacy.MatchIdentifier: "ID-1",
+		"user_id:State_ID": "STATE-7", "user_id:ssn": "", "metadata:state_id": "META-1", privacy.MatchNone: "",
 	}
 	for mk, want := range tests {
-		c := Compile(tenancy.Policy{Identity: tenancy.Identity{MatchKey: mk, Namespaces: map[string]string{"canvas": "sis"}}}, key)
+		c := Compile(privacy.Policy{Identity: privacy.Identity{MatchKey: mk, Namespaces: map[string]string{"canvas": "sis"}}}, key)
 		if got := c.MatchKey(u); got != want {
 			t.Errorf("MatchKey(%s) = %q, want %q", mk, got, want)
 		}
@@ -219,13 +219,13 @@ func TestMatchKeyAndNamespaces(t *testing.T) {
 
 func TestMask(t *testing.T) {
 	tests := []struct{ in, kind, want string }{
-		{"Ada", tenancy.KindText, "A***"},
-		{"Émile", tenancy.KindText, "É***"},
-		{"x", tenancy.KindID, "***"},
-		{"ada@example.org", tenancy.KindEmail, "a***@example.org"},
-		{"not-an-email", tenancy.KindEmail, "n***"},
-		{"(555) 010-0199", tenancy.KindPhone, "***99"},
-		{"12", tenancy.KindPhone, "***"},
+		{"Ada", privacy.KindText, "A***"},
+		{"Émile", privacy.KindText, "É***"},
+		{"x", privacy.KindID, "***"},
+		{"ada@example.org", privacy.KindEmail, "a***@example.org"},
+		{"not-an-email", privacy.KindEmail, "n***"},
+		{"(555) 010-0199", privacy.KindPhone, "***99"},
+		{"12", privacy.KindPhone, "***"},
 	}
 	for _, tt := range tests {
 		if got := mask(tt.in, tt.kind); got != tt.want {

@@ -87,7 +87,7 @@ type Store struct {
 
 type key struct{ tenant, id string }
 
-// Pools finds the pool of the instance a district's schema lives on (tenancy.DistrictPools).
+// Pools finds the pool of the instance a district's schema lives on (fleet.DistrictPools).
 type Pools interface {
 	Pool(ctx context.Context, tenantID string) (*pgxpool.Pool, error)
 }

@@ -1,6 +1,7 @@
 package roster_test
 
 import (
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -8,6 +9,8 @@ import (
 	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
+	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/services/enricher/internal/roster"
 	"github.com/jackc/pgx/v5"
 )
@@ -39,10 +42,10 @@ func TestContextIsReplaySafe(t *testing.T) {
 	if err := tenancy.Migrate(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tenancy.NewStore(pool).CreateTenant(ctx, "d1", "D1"); err != nil {
+	if _, err := tenants.New(fleet.New(pool, os.Getenv)).Create(ctx, "d1", "D1"); err != nil {
 		t.Fatal(err)
 	}
-	s := roster.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 1000)
+	s := roster.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 1000)
 	apply := func(ev *records.RawEvent, who string) {
 		t.Helper()
 		if err := s.Apply(ctx, ev, who, "edtech.consent"); err != nil {
@@ -139,7 +142,7 @@ func TestContextIsReplaySafe(t *testing.T) {
 	}
 
 	// A fresh store (another instance) reads the same context from PostgreSQL, also in a batch.
-	cold := roster.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 1000)
+	cold := roster.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 1000)
 	third := "33333333-3333-4333-8333-333333333333"
 	apply(rosterEvent(&records.User{SourcedID: "S3", Status: records.RosterActive, DateLastModified: day0, Grades: []string{"11"}}), third)
 	if err := cold.PrefetchStudents(ctx, "d1", []string{person, other, third}); err != nil {

@@ -25,7 +25,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// keyMap is an in-memory KeyStore: the key model's own tests run against PostgreSQL in libs/tenancy.
+// keyMap is an in-memory KeyStore: the key model's own tests run against PostgreSQL in libs/tenancy/credentials.
 type keyMap map[string]server.Key
 
 func (m keyMap) Lookup(_ context.Context, plaintext string) (server.Key, error) {

@@ -29,10 +29,15 @@ import (
 	"github.com/edtech-analytics/platform/libs/chutil"
 	"github.com/edtech-analytics/platform/libs/pgutil"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/audit"
+	"github.com/edtech-analytics/platform/libs/tenancy/credentials"
+	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
+	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/libs/testenv/devenv"
 	"github.com/edtech-analytics/platform/services/query/internal/api"
 	"github.com/edtech-analytics/platform/services/query/internal/auth"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 func main() {
@@ -76,13 +81,16 @@ func run(ctx context.Context, args []string) (err error) {
 	if err != nil {
 		return err
 	}
-	store, sample2, err := setUp(ctx, pgServer, *districts, *sample)
+	pool, sample2, err := setUp(ctx, pgServer, *districts, *sample)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	defer pool.Close()
+	districtFleet := fleet.New(pool, os.Getenv)
+	defer districtFleet.Close()
 
-	h := api.New(slog.New(slog.DiscardHandler), auth.NewResolver(store, *ttl), store, ch, api.Config{})
+	h := api.New(slog.New(slog.DiscardHandler), auth.NewResolver(credentials.New(pool), districtFleet, *ttl), audit.New(pool),
+		tenants.New(districtFleet), ch, api.Config{})
 	srv := httptest.NewServer(h.Handler())
 	defer srv.Close()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *concurrency}}
@@ -174,7 +182,7 @@ func fire(ctx context.Context, client *http.Client, base string, n, concurrency 
 
 // setUp creates a fresh control database with sample districts: each a tenant with a roster (teacher
 // t1 teaches class c3 of school s3, with the students benchload put in c3) and three tokens.
-func setUp(ctx context.Context, pgServer string, districts, sample int) (*tenancy.Store, []district, error) {
+func setUp(ctx context.Context, pgServer string, districts, sample int) (*pgxpool.Pool, []district, error) {
 	admin, err := pgutil.Connect(ctx, pgServer)
 	if err != nil {
 		return nil, nil, err
@@ -195,12 +203,12 @@ func setUp(ctx context.Context, pgServer string, districts, sample int) (*tenanc
 	if err := tenancy.Migrate(ctx, pool); err != nil {
 		return nil, nil, err
 	}
-	store := tenancy.NewStore(pool)
+	store, keys := tenants.New(fleet.New(pool, os.Getenv)), credentials.New(pool)
 	rng := rand.New(rand.NewPCG(7, 7))
 	var out []district
 	for _, n := range rng.Perm(districts)[:sample] {
 		d := district{id: fmt.Sprintf("bench_%d", n), schoolID: "s3", classID: "c3"}
-		if _, err := store.CreateTenant(ctx, d.id, "Bench "+d.id); err != nil {
+		if _, err := store.Create(ctx, d.id, "Bench "+d.id); err != nil {
 			return nil, nil, err
 		}
 		schema := pgx.Identifier{"district_" + d.id}.Sanitize()
@@ -223,17 +231,17 @@ func setUp(ctx context.Context, pgServer string, districts, sample int) (*tenanc
 		}
 		for _, tok := range []struct {
 			dst *string
-			t   tenancy.DashboardToken
+			t   credentials.DashboardToken
 		}{
-			{&d.admin, tenancy.DashboardToken{TenantID: d.id, Role: tenancy.RoleDistrictAdmin}},
-			{&d.school, tenancy.DashboardToken{TenantID: d.id, Role: tenancy.RoleSchoolAdmin, SchoolIDs: []string{"s3"}}},
-			{&d.teacher, tenancy.DashboardToken{TenantID: d.id, Role: tenancy.RoleTeacher, TeacherID: "t1"}},
+			{&d.admin, credentials.DashboardToken{TenantID: d.id, Role: credentials.RoleDistrictAdmin}},
+			{&d.school, credentials.DashboardToken{TenantID: d.id, Role: credentials.RoleSchoolAdmin, SchoolIDs: []string{"s3"}}},
+			{&d.teacher, credentials.DashboardToken{TenantID: d.id, Role: credentials.RoleTeacher, TeacherID: "t1"}},
 		} {
-			if *tok.dst, _, err = store.CreateDashboardToken(ctx, tok.t); err != nil {
+			if *tok.dst, _, err = keys.CreateDashboardToken(ctx, tok.t); err != nil {
 				return nil, nil, err
 			}
 		}
 		out = append(out, d)
 	}
-	return store, out, nil
+	return pool, out, nil
 }

@@ -19,7 +19,9 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/edtech-analytics/platform/libs/records"
-	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/audit"
+	"github.com/edtech-analytics/platform/libs/tenancy/credentials"
+	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/services/query/internal/auth"
 	"github.com/google/uuid"
 )
@@ -37,11 +39,15 @@ type Auth interface {
 	StudentInScope(ctx context.Context, tenantID, studentID string, classes, schools []string) (bool, error)
 }
 
-// Auditor writes the audit log (tenancy.Store).
+// Auditor writes the audit log (audit.Store).
 type Auditor interface {
-	AppendAudit(ctx context.Context, actor, tenantID, action string, detail any) (tenancy.AuditEntry, error)
-	// Tenants lists the districts that are not deleted: only they contribute to a benchmark.
-	Tenants(ctx context.Context) ([]tenancy.Tenant, error)
+	Append(ctx context.Context, actor, tenantID, action string, detail any) (audit.Entry, error)
+}
+
+// Districts lists the districts that are not deleted: only they contribute to a benchmark
+// (tenants.Store).
+type Districts interface {
+	Tenants(ctx context.Context) ([]tenants.Tenant, error)
 }
 
 // Config tunes the API.
@@ -58,15 +64,16 @@ type Config struct {
 
 // API serves the dashboard endpoints.
 type API struct {
-	log   *slog.Logger
-	auth  Auth
-	audit Auditor
-	ch    driver.Conn
-	cfg   Config
+	log       *slog.Logger
+	auth      Auth
+	audit     Auditor
+	districts Districts
+	ch        driver.Conn
+	cfg       Config
 }
 
 // New builds the API over ch, whose default database holds the aggregator's rollups.
-func New(log *slog.Logger, a Auth, audit Auditor, ch driver.Conn, cfg Config) *API {
+func New(log *slog.Logger, a Auth, auditor Auditor, districts Districts, ch driver.Conn, cfg Config) *API {
 	if cfg.MinDistricts <= 0 {
 		cfg.MinDistricts = 5
 	}
@@ -75,7 +82,7 @@ func New(log *slog.Logger, a Auth, audit Auditor, ch driver.Conn, cfg Config) *A
 	}
 	cfg.BandDistricts = max(cfg.BandDistricts, 3)
 	cfg.MinDistricts = max(cfg.MinDistricts, cfg.BandDistricts)
-	return &API{log: log, auth: a, audit: audit, ch: ch, cfg: cfg}
+	return &API{log: log, auth: a, audit: auditor, districts: districts, ch: ch, cfg: cfg}
 }
 
 // Handler returns the routes.
@@ -135,7 +142,7 @@ func (a *API) authenticate(w http.ResponseWriter, r *http.Request) (auth.Princip
 	case errors.Is(err, auth.ErrUnauthenticated):
 		problem(w, http.StatusUnauthorized, "invalid-credential", "the token or key is unknown, revoked or expired")
 	case errors.Is(err, auth.ErrForbidden):
-		problem(w, http.StatusForbidden, "forbidden", "this key does not hold "+tenancy.VerbDashboardsRead)
+		problem(w, http.StatusForbidden, "forbidden", "this key does not hold "+credentials.VerbDashboardsRead)
 	case err != nil:
 		a.log.ErrorContext(r.Context(), "resolving credential", "err", err)
 		problem(w, http.StatusServiceUnavailable, "auth-unavailable", "cannot check the credential now; retry")
@@ -177,7 +184,7 @@ func (a *API) district(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if req.p.Role != tenancy.RoleDistrictAdmin {
+	if req.p.Role != credentials.RoleDistrictAdmin {
 		forbidden(w, req.p, "the district summary")
 		return
 	}
@@ -198,7 +205,7 @@ func (a *API) school(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) schoolAllowed(w http.ResponseWriter, p auth.Principal, school string) bool {
-	if p.Role == tenancy.RoleDistrictAdmin || (p.Role == tenancy.RoleSchoolAdmin && slices.Contains(p.Schools, school)) {
+	if p.Role == credentials.RoleDistrictAdmin || (p.Role == credentials.RoleSchoolAdmin && slices.Contains(p.Schools, school)) {
 		return true
 	}
 	forbidden(w, p, "school "+school)
@@ -218,8 +225,8 @@ func (a *API) class(w http.ResponseWriter, r *http.Request) {
 	}
 	var parents []string
 	switch req.p.Role {
-	case tenancy.RoleDistrictAdmin:
-	case tenancy.RoleSchoolAdmin:
+	case credentials.RoleDistrictAdmin:
+	case credentials.RoleSchoolAdmin:
 		schools, err := a.auth.ClassSchools(r.Context(), req.p.TenantID, id)
 		if err != nil {
 			a.unavailable(w, r, req.p, "reading the roster", err)
@@ -234,7 +241,7 @@ func (a *API) class(w http.ResponseWriter, r *http.Request) {
 			forbidden(w, req.p, "class "+id)
 			return
 		}
-	case tenancy.RoleTeacher:
+	case credentials.RoleTeacher:
 		classes, err := a.auth.TeacherClasses(r.Context(), req.p)
 		if err != nil {
 			a.unavailable(w, r, req.p, "reading the roster", err)
@@ -263,9 +270,9 @@ func (a *API) student(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusBadRequest, "invalid-parameter", "student_id: must be the student's internal id (a UUID)")
 		return
 	}
-	if req.p.Role != tenancy.RoleDistrictAdmin {
+	if req.p.Role != credentials.RoleDistrictAdmin {
 		var classes []string
-		if req.p.Role == tenancy.RoleTeacher {
+		if req.p.Role == credentials.RoleTeacher {
 			if classes, err = a.auth.TeacherClasses(r.Context(), req.p); err != nil {
 				a.unavailable(w, r, req.p, "reading the roster", err)
 				return

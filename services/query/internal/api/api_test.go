@@ -20,6 +20,10 @@ import (
 	"github.com/edtech-analytics/platform/libs/chutil/chtest"
 	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/audit"
+	"github.com/edtech-analytics/platform/libs/tenancy/credentials"
+	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
+	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/services/query/internal/api"
 	"github.com/edtech-analytics/platform/services/query/internal/auth"
 	"github.com/google/uuid"
@@ -92,12 +96,12 @@ type world struct {
 
 var day0 = time.Date(2026, 10, 5, 0, 0, 0, 0, time.UTC)
 
-func buildWorld(t *testing.T, pool *pgxpool.Pool, conn driver.Conn, store *tenancy.Store) world {
+func buildWorld(t *testing.T, pool *pgxpool.Pool, conn driver.Conn, store *tenants.Store) world {
 	t.Helper()
 	w := world{students: map[string]map[string]string{}}
 	classes := map[string]string{"c1": "s1", "c2": "s1", "c3": "s2"}
 	for ti, tenant := range []string{"d1", "d2"} {
-		if _, err := store.CreateTenant(t.Context(), tenant, "District "+tenant); err != nil {
+		if _, err := store.Create(t.Context(), tenant, "District "+tenant); err != nil {
 			t.Fatal(err)
 		}
 		schema := pgx.Identifier{"district_" + tenant}.Sanitize()
@@ -225,55 +229,65 @@ func check(t *testing.T, s api.Summary, want expected, withStudents bool) {
 }
 
 type fixture struct {
-	srv    *httptest.Server
-	w      world
-	creds  map[string]string // name -> bearer credential
-	store  *tenancy.Store
-	conn   driver.Conn
-	handle *api.API
+	srv       *httptest.Server
+	w         world
+	creds     map[string]string // name -> bearer credential
+	districts *tenants.Store
+	audit     *audit.Store
+	conn      driver.Conn
+	handle    *api.API
 }
 
-func newFixture(t *testing.T, minDistricts int, audit api.Auditor) fixture {
+// controlPlane is what the API reads and writes of the control plane, which a test may replace.
+type controlPlane interface {
+	api.Auditor
+	api.Districts
+}
+
+func newFixture(t *testing.T, minDistricts int, cp controlPlane) fixture {
 	t.Helper()
-	return newFixtureWith(t, api.Config{MinDistricts: minDistricts, MinStudents: 1}, audit)
+	return newFixtureWith(t, api.Config{MinDistricts: minDistricts, MinStudents: 1}, cp)
 }
 
-func newFixtureWith(t *testing.T, cfg api.Config, audit api.Auditor) fixture {
+func newFixtureWith(t *testing.T, cfg api.Config, cp controlPlane) fixture {
 	t.Helper()
 	pool, _ := pgtest.New(t)
 	if err := tenancy.Migrate(t.Context(), pool); err != nil {
 		t.Fatal(err)
 	}
-	store := tenancy.NewStore(pool)
+	f := fleet.New(pool, os.Getenv)
+	districts, auditLog, keys := tenants.New(f), audit.New(pool), credentials.New(pool)
 	conn, _ := migrateRollups(t)
-	w := buildWorld(t, pool, conn, store)
+	w := buildWorld(t, pool, conn, districts)
 	creds := map[string]string{}
-	token := func(name string, tok tenancy.DashboardToken) {
-		plain, _, err := store.CreateDashboardToken(t.Context(), tok)
+	token := func(name string, tok credentials.DashboardToken) {
+		plain, _, err := keys.CreateDashboardToken(t.Context(), tok)
 		if err != nil {
 			t.Fatal(err)
 		}
 		creds[name] = plain
 	}
-	token("d1-district", tenancy.DashboardToken{TenantID: "d1", Role: tenancy.RoleDistrictAdmin})
-	token("d1-school-s1", tenancy.DashboardToken{TenantID: "d1", Role: tenancy.RoleSchoolAdmin, SchoolIDs: []string{"s1"}})
-	token("d1-teacher-t1", tenancy.DashboardToken{TenantID: "d1", Role: tenancy.RoleTeacher, TeacherID: "t1"})
-	token("d2-district", tenancy.DashboardToken{TenantID: "d2", Role: tenancy.RoleDistrictAdmin})
-	token("d2-teacher-t1", tenancy.DashboardToken{TenantID: "d2", Role: tenancy.RoleTeacher, TeacherID: "t1"})
-	for name, verbs := range map[string][]string{"d1-key-dashboards": {tenancy.VerbDashboardsRead}, "d1-key-events": {tenancy.VerbEventsWrite}} {
-		plain, _, err := store.CreateAPIKey(t.Context(), "d1", "dash", verbs)
+	token("d1-district", credentials.DashboardToken{TenantID: "d1", Role: credentials.RoleDistrictAdmin})
+	token("d1-school-s1", credentials.DashboardToken{TenantID: "d1", Role: credentials.RoleSchoolAdmin, SchoolIDs: []string{"s1"}})
+	token("d1-teacher-t1", credentials.DashboardToken{TenantID: "d1", Role: credentials.RoleTeacher, TeacherID: "t1"})
+	token("d2-district", credentials.DashboardToken{TenantID: "d2", Role: credentials.RoleDistrictAdmin})
+	token("d2-teacher-t1", credentials.DashboardToken{TenantID: "d2", Role: credentials.RoleTeacher, TeacherID: "t1"})
+	for name, verbs := range map[string][]string{"d1-key-dashboards": {credentials.VerbDashboardsRead}, "d1-key-events": {credentials.VerbEventsWrite}} {
+		plain, _, err := keys.CreateAPIKey(t.Context(), "d1", "dash", verbs)
 		if err != nil {
 			t.Fatal(err)
 		}
 		creds[name] = plain
 	}
-	if audit == nil {
-		audit = store
+	var auditor api.Auditor = auditLog
+	var listed api.Districts = districts
+	if cp != nil {
+		auditor, listed = cp, cp
 	}
-	h := api.New(slog.New(slog.NewTextHandler(io.Discard, nil)), auth.NewResolver(store, time.Minute), audit, conn, cfg)
+	h := api.New(slog.New(slog.NewTextHandler(io.Discard, nil)), auth.NewResolver(keys, f, time.Minute), auditor, listed, conn, cfg)
 	srv := httptest.NewServer(h.Handler())
 	t.Cleanup(srv.Close)
-	return fixture{srv: srv, w: w, creds: creds, store: store, conn: conn, handle: h}
+	return fixture{srv: srv, w: w, creds: creds, districts: districts, audit: auditLog, conn: conn, handle: h}
 }
 
 func (f fixture) get(t *testing.T, cred, path string, v any) int {
@@ -433,7 +447,7 @@ func TestBenchmarksNeedEnoughDistrictsAndAreAudited(t *testing.T) {
 	var evs []event
 	rates := map[string]float64{}
 	for i, tenant := range []string{"d3", "d4", "d5", "d6", "d7"} {
-		if _, err := f.store.CreateTenant(t.Context(), tenant, tenant); err != nil {
+		if _, err := f.districts.Create(t.Context(), tenant, tenant); err != nil {
 			t.Fatal(err)
 		}
 		for m := range 10 {
@@ -492,11 +506,11 @@ func TestBenchmarksNeedEnoughDistrictsAndAreAudited(t *testing.T) {
 		t.Fatalf("benchmark over 2 districts: status %d, want 422", code)
 	}
 
-	entries, err := f.store.AuditEntries(t.Context(), 1, 100)
+	entries, err := f.audit.Entries(t.Context(), 1, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var reads []tenancy.AuditEntry
+	var reads []audit.Entry
 	for _, e := range entries {
 		if e.Action == "benchmark.read" {
 			reads = append(reads, e)
@@ -507,7 +521,7 @@ func TestBenchmarksNeedEnoughDistrictsAndAreAudited(t *testing.T) {
 		reads[1].Detail != `{"metric":"mean_score_pct","from":"2026-10-01","to":"2026-10-31","districts":2,"served":false}` {
 		t.Fatalf("audit log holds %+v", reads)
 	}
-	if _, err := f.store.VerifyAudit(t.Context(), nil); err != nil {
+	if _, err := f.audit.Verify(t.Context(), nil); err != nil {
 		t.Fatal(err)
 	}
 
@@ -519,8 +533,8 @@ func TestBenchmarksNeedEnoughDistrictsAndAreAudited(t *testing.T) {
 
 type failingAuditor struct{}
 
-func (failingAuditor) AppendAudit(context.Context, string, string, string, any) (tenancy.AuditEntry, error) {
-	return tenancy.AuditEntry{}, fmt.Errorf("audit log unavailable")
+func (failingAuditor) Append(context.Context, string, string, string, any) (audit.Entry, error) {
+	return audit.Entry{}, fmt.Errorf("audit log unavailable")
 }
 
 // TestIDsThatCannotNameAnythingAre400: an id in the path with a NUL, a control character, invalid UTF-8
@@ -580,8 +594,8 @@ func (f fixture) problem(t *testing.T, cred, path string) (int, map[string]any) 
 	return resp.StatusCode, p
 }
 
-func (failingAuditor) Tenants(context.Context) ([]tenancy.Tenant, error) {
-	return []tenancy.Tenant{{ID: "d1"}, {ID: "d2"}}, nil
+func (failingAuditor) Tenants(context.Context) ([]tenants.Tenant, error) {
+	return []tenants.Tenant{{ID: "d1"}, {ID: "d2"}}, nil
 }
 
 // TestBenchmarkAtTheMinimumRevealsNoDistrict: with exactly the minimum of contributing districts, the
@@ -601,18 +615,18 @@ func TestBenchmarkAtTheMinimumRevealsNoDistrict(t *testing.T) {
 	}
 	rates := map[string]float64{}
 	for tenant, present := range map[string]int{"e1": 3, "e2": 4, "e3": 5, "e4": 6, "e5": 9, "gone": 8} {
-		if _, err := f.store.CreateTenant(t.Context(), tenant, tenant); err != nil {
+		if _, err := f.districts.Create(t.Context(), tenant, tenant); err != nil {
 			t.Fatal(err)
 		}
 		attendance(tenant, 10, present)
 		rates[tenant] = float64(present) / 10
 	}
 	attendance("small", 9, 1) // nine students: fewer than the minimum behind a district's value
-	if _, err := f.store.CreateTenant(t.Context(), "small", "small"); err != nil {
+	if _, err := f.districts.Create(t.Context(), "small", "small"); err != nil {
 		t.Fatal(err)
 	}
 	insertEvents(t, f.conn, evs)
-	if _, err := f.store.DeleteTenant(t.Context(), "gone"); err != nil {
+	if _, err := f.districts.Delete(t.Context(), "gone"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -655,11 +669,11 @@ func TestBenchmarkAtTheMinimumRevealsNoDistrict(t *testing.T) {
 		}
 	}
 
-	entries, err := f.store.AuditEntries(t.Context(), 1, 100)
+	entries, err := f.audit.Entries(t.Context(), 1, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var read *tenancy.AuditEntry
+	var read *audit.Entry
 	for i, e := range entries {
 		if e.Action == "benchmark.read" {
 			read = &entries[i]

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/credentials"
 )
 
 // benchmarkMetric is a per-district ratio over the date range; a district with a zero denominator does
@@ -106,7 +106,7 @@ func (a *API) benchmark(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if req.p.Role != tenancy.RoleDistrictAdmin {
+	if req.p.Role != credentials.RoleDistrictAdmin {
 		forbidden(w, req.p, "benchmarks")
 		return
 	}
@@ -116,7 +116,7 @@ func (a *API) benchmark(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusBadRequest, "invalid-parameter", "metric: want one of "+strings.Join(BenchmarkMetrics(), ", "))
 		return
 	}
-	live, err := a.audit.Tenants(r.Context())
+	live, err := a.districts.Tenants(r.Context())
 	if err != nil {
 		a.unavailable(w, r, req.p, "listing districts", err)
 		return
@@ -162,7 +162,7 @@ func (a *API) benchmark(w http.ResponseWriter, r *http.Request) {
 	served := len(values) >= a.cfg.MinDistricts
 	out := Benchmark{Metric: name, From: req.from.Format(time.DateOnly), To: req.to.Format(time.DateOnly),
 		Districts: len(values), MinDistricts: a.cfg.MinDistricts, MinStudents: a.cfg.MinStudents, BandDistricts: a.cfg.BandDistricts}
-	if _, err := a.audit.AppendAudit(r.Context(), req.p.Subject, req.p.TenantID, "benchmark.read",
+	if _, err := a.audit.Append(r.Context(), req.p.Subject, req.p.TenantID, "benchmark.read",
 		benchmarkAudit{Metric: name, From: out.From, To: out.To, Districts: len(values), Served: served}); err != nil {
 		a.log.ErrorContext(r.Context(), "writing the audit log", "tenant_id", req.p.TenantID, "err", err)
 		problem(w, http.StatusServiceUnavailable, "audit-unavailable", "benchmarks are served only when audited; retry")

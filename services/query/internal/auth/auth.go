@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/credentials"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -31,22 +32,27 @@ var (
 // Principal is who a request acts for.
 type Principal struct {
 	TenantID  string
-	Role      string   // tenancy.RoleDistrictAdmin, RoleSchoolAdmin or RoleTeacher
+	Role      string   // credentials.RoleDistrictAdmin, RoleSchoolAdmin or RoleTeacher
 	Schools   []string // school_admin: its schools
 	TeacherID string   // teacher: its roster sourced_id
 	Subject   string   // token:<id> or apikey:<id>, for logs and the audit log
 }
 
-// Store is what the resolver needs from the control plane.
-type Store interface {
-	LookupAPIKey(ctx context.Context, plaintext string) (tenancy.APIKey, error)
-	LookupDashboardToken(ctx context.Context, plaintext string) (tenancy.DashboardToken, error)
+// Credentials checks bearer credentials (credentials.Store).
+type Credentials interface {
+	LookupAPIKey(ctx context.Context, plaintext string) (credentials.APIKey, error)
+	LookupDashboardToken(ctx context.Context, plaintext string) (credentials.DashboardToken, error)
+}
+
+// Districts finds the instance a district's schema lives on (fleet.Fleet).
+type Districts interface {
 	DistrictPool(ctx context.Context, tenantID string) (*pgxpool.Pool, string, error)
 }
 
 // Resolver authenticates credentials and answers scope questions from the districts' rosters.
 type Resolver struct {
-	store      Store
+	creds      Credentials
+	districts  Districts
 	principals *ttlcache.Cache[string, principalAnswer]
 	classes    *ttlcache.Cache[[2]string, []string] // (tenant, teacher) -> classes taught
 	schools    *ttlcache.Cache[[2]string, []string] // (tenant, class) -> schools of the class
@@ -64,8 +70,8 @@ type enrollment struct{ class, school string }
 
 // NewResolver caches every answer for ttl: a revoked token stops working within ttl, an expired one at
 // its own expiry.
-func NewResolver(store Store, ttl time.Duration) *Resolver {
-	return &Resolver{store: store, principals: ttlcache.New[string, principalAnswer](maxCached, ttl),
+func NewResolver(creds Credentials, districts Districts, ttl time.Duration) *Resolver {
+	return &Resolver{creds: creds, districts: districts, principals: ttlcache.New[string, principalAnswer](maxCached, ttl),
 		classes: ttlcache.New[[2]string, []string](maxCached, ttl), schools: ttlcache.New[[2]string, []string](maxCached, ttl),
 		enrolled: ttlcache.New[[2]string, []enrollment](maxCached, ttl)}
 }
@@ -91,12 +97,12 @@ func (r *Resolver) Resolve(ctx context.Context, credential string) (Principal, e
 }
 
 func (r *Resolver) resolve(ctx context.Context, credential string) (principalAnswer, error) {
-	if !tenancy.IsDashboardToken(credential) {
+	if !credentials.IsDashboardToken(credential) {
 		p, err := r.resolveKey(ctx, credential)
 		return principalAnswer{p: p, err: err}, err
 	}
-	t, err := r.store.LookupDashboardToken(ctx, credential)
-	if errors.Is(err, tenancy.ErrInvalidKey) {
+	t, err := r.creds.LookupDashboardToken(ctx, credential)
+	if errors.Is(err, credentials.ErrInvalidKey) {
 		err = ErrUnauthenticated
 	}
 	if err != nil {
@@ -111,22 +117,22 @@ func (r *Resolver) resolve(ctx context.Context, credential string) (principalAns
 
 // resolveKey authenticates an API key (API keys do not expire; they are revoked).
 func (r *Resolver) resolveKey(ctx context.Context, credential string) (Principal, error) {
-	k, err := r.store.LookupAPIKey(ctx, credential)
-	if errors.Is(err, tenancy.ErrInvalidKey) {
+	k, err := r.creds.LookupAPIKey(ctx, credential)
+	if errors.Is(err, credentials.ErrInvalidKey) {
 		return Principal{}, ErrUnauthenticated
 	}
 	if err != nil {
 		return Principal{}, err
 	}
-	if !k.Allows(tenancy.VerbDashboardsRead) {
+	if !k.Allows(credentials.VerbDashboardsRead) {
 		return Principal{}, ErrForbidden
 	}
-	return Principal{TenantID: k.TenantID, Role: tenancy.RoleDistrictAdmin, Subject: "apikey:" + k.ID}, nil
+	return Principal{TenantID: k.TenantID, Role: credentials.RoleDistrictAdmin, Subject: "apikey:" + k.ID}, nil
 }
 
 // TeacherClasses returns the classes the principal teaches (active teacher enrollments in the roster).
 func (r *Resolver) TeacherClasses(ctx context.Context, p Principal) ([]string, error) {
-	if p.Role != tenancy.RoleTeacher {
+	if p.Role != credentials.RoleTeacher {
 		return nil, nil
 	}
 	return r.rosterList(ctx, r.classes, p.TenantID, p.TeacherID,
@@ -200,7 +206,7 @@ func (r *Resolver) district(ctx context.Context, tenantID string) (*pgxpool.Pool
 	if err != nil {
 		return nil, "", err
 	}
-	pool, _, err := r.store.DistrictPool(ctx, tenantID)
+	pool, _, err := r.districts.DistrictPool(ctx, tenantID)
 	if err != nil {
 		return nil, "", fmt.Errorf("finding the instance of %s: %w", tenantID, err)
 	}

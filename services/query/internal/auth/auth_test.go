@@ -8,40 +8,40 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/credentials"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // fakeStore answers lookups from maps and counts them.
 type fakeStore struct {
 	mu      sync.Mutex
-	tokens  map[string]tenancy.DashboardToken
-	keys    map[string]tenancy.APIKey
+	tokens  map[string]credentials.DashboardToken
+	keys    map[string]credentials.APIKey
 	down    bool
 	lookups int
 }
 
-func (f *fakeStore) LookupDashboardToken(_ context.Context, p string) (tenancy.DashboardToken, error) {
+func (f *fakeStore) LookupDashboardToken(_ context.Context, p string) (credentials.DashboardToken, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.lookups++
 	if f.down {
-		return tenancy.DashboardToken{}, errors.New("connection refused")
+		return credentials.DashboardToken{}, errors.New("connection refused")
 	}
 	t, ok := f.tokens[p]
 	if !ok {
-		return t, tenancy.ErrInvalidKey
+		return t, credentials.ErrInvalidKey
 	}
 	return t, nil
 }
 
-func (f *fakeStore) LookupAPIKey(_ context.Context, p string) (tenancy.APIKey, error) {
+func (f *fakeStore) LookupAPIKey(_ context.Context, p string) (credentials.APIKey, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.lookups++
 	k, ok := f.keys[p]
 	if !ok {
-		return k, tenancy.ErrInvalidKey
+		return k, credentials.ErrInvalidKey
 	}
 	return k, nil
 }
@@ -55,14 +55,14 @@ func (f *fakeStore) DistrictPool(context.Context, string) (*pgxpool.Pool, string
 // invalid credentials are cached and database errors are not.
 func TestResolveCachesForTheTTL(t *testing.T) {
 	store := &fakeStore{
-		tokens: map[string]tenancy.DashboardToken{"edt_teacher": {ID: "tok1", TenantID: "d1", Role: tenancy.RoleTeacher, TeacherID: "T-1"}},
-		keys: map[string]tenancy.APIKey{
-			"eak_dash":   {ID: "key1", TenantID: "d2", Verbs: []string{tenancy.VerbDashboardsRead}},
-			"eak_events": {ID: "key2", TenantID: "d2", Verbs: []string{tenancy.VerbEventsWrite}},
+		tokens: map[string]credentials.DashboardToken{"edt_teacher": {ID: "tok1", TenantID: "d1", Role: credentials.RoleTeacher, TeacherID: "T-1"}},
+		keys: map[string]credentials.APIKey{
+			"eak_dash":   {ID: "key1", TenantID: "d2", Verbs: []string{credentials.VerbDashboardsRead}},
+			"eak_events": {ID: "key2", TenantID: "d2", Verbs: []string{credentials.VerbEventsWrite}},
 		},
 	}
 	const ttl = 200 * time.Millisecond
-	r := NewResolver(store, ttl)
+	r := NewResolver(store, store, ttl)
 	// The caches read a clock the test moves, so a slow machine cannot outlast the TTL by itself.
 	var clock atomic.Int64
 	now := func() time.Time { return time.Unix(0, clock.Load()) }
@@ -73,10 +73,10 @@ func TestResolveCachesForTheTTL(t *testing.T) {
 	ctx := t.Context()
 
 	p, err := r.Resolve(ctx, "edt_teacher")
-	if err != nil || p.TenantID != "d1" || p.Role != tenancy.RoleTeacher || p.TeacherID != "T-1" || p.Subject != "token:tok1" {
+	if err != nil || p.TenantID != "d1" || p.Role != credentials.RoleTeacher || p.TeacherID != "T-1" || p.Subject != "token:tok1" {
 		t.Fatalf("token = %+v, %v", p, err)
 	}
-	if p, err := r.Resolve(ctx, "eak_dash"); err != nil || p.Role != tenancy.RoleDistrictAdmin || p.TenantID != "d2" || p.Subject != "apikey:key1" {
+	if p, err := r.Resolve(ctx, "eak_dash"); err != nil || p.Role != credentials.RoleDistrictAdmin || p.TenantID != "d2" || p.Subject != "apikey:key1" {
 		t.Fatalf("dashboards key = %+v, %v", p, err)
 	}
 	if _, err := r.Resolve(ctx, "eak_events"); !errors.Is(err, ErrForbidden) {
@@ -123,13 +123,13 @@ func TestCachedTokenIsRefusedFromItsExpiry(t *testing.T) {
 	start := time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
 	expires := start.Add(3 * time.Second)
 	store := &fakeStore{
-		tokens: map[string]tenancy.DashboardToken{
-			"edt_short":   {ID: "tok1", TenantID: "d1", Role: tenancy.RoleDistrictAdmin, ExpiresAt: &expires},
-			"edt_forever": {ID: "tok2", TenantID: "d1", Role: tenancy.RoleDistrictAdmin},
+		tokens: map[string]credentials.DashboardToken{
+			"edt_short":   {ID: "tok1", TenantID: "d1", Role: credentials.RoleDistrictAdmin, ExpiresAt: &expires},
+			"edt_forever": {ID: "tok2", TenantID: "d1", Role: credentials.RoleDistrictAdmin},
 		},
-		keys: map[string]tenancy.APIKey{"eak_dash": {ID: "key1", TenantID: "d1", Verbs: []string{tenancy.VerbDashboardsRead}}},
+		keys: map[string]credentials.APIKey{"eak_dash": {ID: "key1", TenantID: "d1", Verbs: []string{credentials.VerbDashboardsRead}}},
 	}
-	r := NewResolver(store, time.Minute)
+	r := NewResolver(store, store, time.Minute)
 	var clock atomic.Int64
 	clock.Store(start.UnixNano())
 	r.principals.SetClock(func() time.Time { return time.Unix(0, clock.Load()) })

@@ -14,6 +14,8 @@ import (
 	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
+	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/services/sink/internal/pgstore"
 	"github.com/edtech-analytics/platform/services/sink/internal/sinktest"
 	"github.com/edtech-analytics/platform/services/sink/rebuild"
@@ -70,7 +72,7 @@ func benchDistricts(b *testing.B, n int) (*pgxpool.Pool, []string) {
 	if err := tenancy.Migrate(b.Context(), pool); err != nil {
 		b.Fatal(err)
 	}
-	store := tenancy.NewStore(pool)
+	store := tenants.New(fleet.New(pool, os.Getenv))
 	ids := make([]string, n)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("d%04d", i)
@@ -81,7 +83,7 @@ func benchDistricts(b *testing.B, n int) (*pgxpool.Pool, []string) {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if _, err := store.CreateTenant(b.Context(), ids[i], ids[i]); err != nil && !errors.Is(err, tenancy.ErrTenantExists) {
+			if _, err := store.Create(b.Context(), ids[i], ids[i]); err != nil && !errors.Is(err, tenants.ErrExists) {
 				b.Error(err)
 			}
 		})
@@ -143,7 +145,7 @@ func BenchmarkWrite(b *testing.B) {
 	b.StopTimer()
 	var cases []*workload
 	for _, n := range []int{10, big} {
-		store, err := pgstore.New(fmt.Sprintf("bench-%d", n), pgstore.Deps{Fleet: tenancy.NewFleet(pool, noEnv), Codec: codec, Log: discard()})
+		store, err := pgstore.New(fmt.Sprintf("bench-%d", n), pgstore.Deps{Fleet: fleet.New(pool, noEnv), Codec: codec, Log: discard()})
 		if err != nil {
 			b.Fatal(err)
 		}

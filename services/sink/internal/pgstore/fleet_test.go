@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/edtech-analytics/platform/libs/records"
-	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/services/sink/internal/pgstore"
 	"github.com/edtech-analytics/platform/services/sink/internal/sinktest"
 	"github.com/jackc/pgx/v5"
@@ -113,11 +113,11 @@ func TestInstanceDownKeepsTheOthersGoing(t *testing.T) {
 func TestBatchesSpanningManyDistrictsCommitInRuns(t *testing.T) {
 	fe := setupFleet(t, false)
 	ctx := t.Context()
-	tenants := tenancy.NewFleetStore(fe.fleet())
+	districts := tenants.New(fe.fleet())
 	ids := make([]string, 12)
 	for i := range ids {
 		ids[i] = "many" + string(rune('a'+i))
-		if _, err := tenants.CreateTenant(ctx, ids[i], ids[i]); err != nil {
+		if _, err := districts.Create(ctx, ids[i], ids[i]); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -13,6 +13,8 @@ import (
 	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
+	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
 	"github.com/edtech-analytics/platform/services/sink/internal/pgstore"
 	"github.com/edtech-analytics/platform/services/sink/internal/sinktest"
@@ -49,8 +51,9 @@ func setupFleet(t *testing.T, twoInstances bool) *fleetEnv {
 	if err := tenancy.Migrate(t.Context(), f.control); err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
-	tenants := tenancy.NewFleetStore(f.fleet())
-	t.Cleanup(tenants.Close)
+	instances := f.fleet()
+	t.Cleanup(instances.Close)
+	districts := tenants.New(instances)
 	if twoInstances {
 		var url string
 		f.east, url = pgtest.New(t)
@@ -58,7 +61,7 @@ func setupFleet(t *testing.T, twoInstances bool) *fleetEnv {
 		if err := f.east.QueryRow(t.Context(), "SELECT current_database()").Scan(&f.eastName); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := tenants.AddInstance(t.Context(), "east", "EAST_URL", false); err != nil {
+		if _, err := instances.AddInstance(t.Context(), "east", "EAST_URL", false); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -67,8 +70,8 @@ func setupFleet(t *testing.T, twoInstances bool) *fleetEnv {
 		if twoInstances && id == "south" {
 			instance = "east"
 		}
-		if _, err := tenants.CreateTenantOn(t.Context(), id, "District "+id, instance); err != nil {
-			t.Fatalf("CreateTenant %s: %v", id, err)
+		if _, err := districts.CreateOn(t.Context(), id, "District "+id, instance); err != nil {
+			t.Fatalf("CreateOn %s: %v", id, err)
 		}
 	}
 	var err error
@@ -78,8 +81,8 @@ func setupFleet(t *testing.T, twoInstances bool) *fleetEnv {
 	return f
 }
 
-func (f *fleetEnv) fleet() *tenancy.Fleet {
-	return tenancy.NewFleet(f.control, func(k string) string { return f.env[k] })
+func (f *fleetEnv) fleet() *fleet.Fleet {
+	return fleet.New(f.control, func(k string) string { return f.env[k] })
 }
 
 // poolOf is the pool of the instance a test tenant lives on.
@@ -99,7 +102,7 @@ func (f *fleetEnv) store(t *testing.T, idle int64) *pgstore.Store {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	fl := tenancy.NewFleet(pool, func(k string) string { return f.env[k] }).WithConnect(pgstore.Connect)
+	fl := fleet.New(pool, func(k string) string { return f.env[k] }).WithConnect(pgstore.Connect)
 	t.Cleanup(fl.Close)
 	s, err := pgstore.New(group, pgstore.Deps{Fleet: fl, Codec: f.codec, Log: discard(), IdleAdvance: idle})
 	if err != nil {
@@ -115,7 +118,7 @@ func one(pool *pgxpool.Pool) func(string) *pgxpool.Pool {
 
 func newStore(t *testing.T, pool *pgxpool.Pool, codec *records.Codec) *pgstore.Store {
 	t.Helper()
-	s, err := pgstore.New(group, pgstore.Deps{Fleet: tenancy.NewFleet(pool, noEnv), Codec: codec, Log: discard()})
+	s, err := pgstore.New(group, pgstore.Deps{Fleet: fleet.New(pool, noEnv), Codec: codec, Log: discard()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/pgutil"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -85,7 +86,7 @@ const (
 
 // Deps are what a Store needs. Tracer and Meter may be nil.
 type Deps struct {
-	Fleet  *tenancy.Fleet
+	Fleet  *fleet.Fleet
 	Codec  *records.Codec
 	Log    *slog.Logger
 	Tracer trace.TracerProvider
@@ -113,8 +114,7 @@ type Deps struct {
 // partition's offset row is locked for the transaction on each instance.
 type Store struct {
 	consumer    string
-	fleet       *tenancy.Fleet
-	tenants     *tenancy.Store
+	fleet       *fleet.Fleet
 	codec       *records.Codec
 	applier     *Applier
 	log         *slog.Logger
@@ -151,7 +151,7 @@ func New(consumer string, deps Deps) (*Store, error) {
 		return nil, fmt.Errorf("creating metric: %w", err)
 	}
 	s := &Store{
-		consumer: consumer, fleet: deps.Fleet, tenants: tenancy.NewFleetStore(deps.Fleet), codec: deps.Codec,
+		consumer: consumer, fleet: deps.Fleet, codec: deps.Codec,
 		applier: NewApplier(), log: deps.Log, tracer: tp.Tracer("sink"), applied: applied, skipped: skipped,
 		idleAdvance: deps.IdleAdvance, maxDist: deps.MaxDistrictsPerTx,
 		ensured: map[string]bool{}, known: map[int32]map[string]int64{},
@@ -168,7 +168,7 @@ func New(consumer string, deps Deps) (*Store, error) {
 // NextOffsets returns, for each given partition of topic that some instance holds offsets of, the lowest
 // next offset over the instances that do. Every registered instance must answer.
 func (s *Store) NextOffsets(ctx context.Context, topic string, partitions []int32) (map[int32]int64, error) {
-	instances, err := s.tenants.Instances(ctx)
+	instances, err := s.fleet.Instances(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -328,7 +328,7 @@ func (s *Store) writeChunk(ctx context.Context, topic string, partition int32, e
 			}
 		}
 		if len(s.known[partition]) == 0 && len(targets) == 0 {
-			targets[tenancy.MainInstance] = nil
+			targets[fleet.MainInstance] = nil
 		}
 		s.mu.Unlock()
 	}
@@ -507,22 +507,15 @@ func (s *Store) placeTenants(ctx context.Context, batch []Record) (map[string]st
 			ids = append(ids, d.Event.TenantID)
 		}
 	}
-	placed := map[string]string{}
 	if len(ids) == 0 {
-		return placed, nil
+		return map[string]string{}, nil
 	}
-	rows, err := s.fleet.Control().Query(ctx, `SELECT t.id, coalesce(p.instance, $2) FROM control.tenants t
-		LEFT JOIN control.placements p ON p.tenant_id = t.id WHERE t.id = ANY($1) AND t.deleted_at IS NULL`,
-		ids, tenancy.MainInstance)
+	placed, err := s.fleet.PlacementsOf(ctx, ids)
 	if err != nil {
 		return nil, fmt.Errorf("reading tenants: %w", err)
 	}
-	var id, instance string
-	if _, err := pgx.ForEachRow(rows, []any{&id, &instance}, func() error { placed[id] = instance; return nil }); err != nil {
-		return nil, fmt.Errorf("reading tenants: %w", err)
-	}
-	for id := range placed {
-		if err := s.ensureSchema(ctx, id); err != nil {
+	for id, instance := range placed {
+		if err := s.ensureSchema(ctx, id, instance); err != nil {
 			return nil, err
 		}
 	}
@@ -534,14 +527,20 @@ func (s *Store) placeTenants(ctx context.Context, batch []Record) (map[string]st
 	return placed, nil
 }
 
-func (s *Store) ensureSchema(ctx context.Context, tenant string) error {
+// ensureSchema brings the district's schema on its instance up to the template, once per Store (until
+// forgotten). A missing schema is tenancy.ErrSchemaMissing: the district was deleted meanwhile.
+func (s *Store) ensureSchema(ctx context.Context, tenant, instance string) error {
 	s.mu.Lock()
 	done := s.ensured[tenant]
 	s.mu.Unlock()
 	if done {
 		return nil
 	}
-	if err := s.tenants.UpgradeDistrictSchema(ctx, tenant); err != nil {
+	pool, err := s.fleet.Pool(ctx, instance)
+	if err != nil {
+		return fmt.Errorf("checking district schema: %w", err)
+	}
+	if err := tenancy.UpgradeDistrictSchema(ctx, pool, tenant); err != nil {
 		return fmt.Errorf("checking district schema: %w", err)
 	}
 	s.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -15,7 +16,8 @@ import (
 
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/records"
-	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
+	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
 	"github.com/edtech-analytics/platform/services/sink/internal/pgstore"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -231,7 +233,7 @@ func TestConcurrentWritersOfOnePartitionNeverDoubleApply(t *testing.T) {
 func TestWriteSkipsWhatItCannotApplyAndKeepsGoing(t *testing.T) {
 	pool, codec := setup(t)
 	ctx := t.Context()
-	if _, err := tenancy.NewStore(pool).CreateTenant(ctx, "gone", "Closed district"); err != nil {
+	if _, err := tenants.New(fleet.New(pool, os.Getenv)).Create(ctx, "gone", "Closed district"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := pool.Exec(ctx, "UPDATE control.tenants SET deleted_at = now() WHERE id = 'gone'"); err != nil {
@@ -270,7 +272,7 @@ func TestWriteSkipsWhatItCannotApplyAndKeepsGoing(t *testing.T) {
 	recs[0].Context = trace.ContextWithSpanContext(ctx, sc)
 	spans := tracetest.NewSpanRecorder()
 	reader := sdkmetric.NewManualReader()
-	store, err := pgstore.New(group, pgstore.Deps{Fleet: tenancy.NewFleet(pool, noEnv), Codec: codec, Log: discard(),
+	store, err := pgstore.New(group, pgstore.Deps{Fleet: fleet.New(pool, noEnv), Codec: codec, Log: discard(),
 		Tracer: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans)),
 		Meter:  sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))})
 	if err != nil {

@@ -1,4 +1,4 @@
-package tenancy_test
+package privacy_test
 
 import (
 	"errors"
@@ -7,12 +7,15 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/internal/controltest"
+	"github.com/edtech-analytics/platform/libs/tenancy/privacy"
 )
 
 func TestPolicyTemplates(t *testing.T) {
-	for _, name := range tenancy.Templates() {
-		p, err := tenancy.PolicyTemplate(name)
+	for _, name := range privacy.Templates() {
+		p, err := privacy.Template(name)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -20,27 +23,27 @@ func TestPolicyTemplates(t *testing.T) {
 			t.Errorf("template %s does not validate: %v", name, err)
 		}
 	}
-	coppa, _ := tenancy.PolicyTemplate(tenancy.TemplateCOPPA)
-	if coppa.Under13["actor.sis_id"] != tenancy.ActionPseudonymise || coppa.UnknownAgeAs != tenancy.AgeUnder13 || coppa.Consent != nil {
+	coppa, _ := privacy.Template(privacy.TemplateCOPPA)
+	if coppa.Under13["actor.sis_id"] != privacy.ActionPseudonymise || coppa.UnknownAgeAs != privacy.AgeUnder13 || coppa.Consent != nil {
 		t.Errorf("coppa = %+v", coppa)
 	}
-	dpdp, _ := tenancy.PolicyTemplate(tenancy.TemplateDPDP)
-	if dpdp.Under18["roster_user.email"] != tenancy.ActionDrop || dpdp.Consent == nil || dpdp.Consent.Under != 18 ||
-		!slices.Contains(dpdp.Consent.EventTypes, "session") || dpdp.UnknownAgeAs != tenancy.AgeUnder18 {
+	dpdp, _ := privacy.Template(privacy.TemplateDPDP)
+	if dpdp.Under18["roster_user.email"] != privacy.ActionDrop || dpdp.Consent == nil || dpdp.Consent.Under != 18 ||
+		!slices.Contains(dpdp.Consent.EventTypes, "session") || dpdp.UnknownAgeAs != privacy.AgeUnder18 {
 		t.Errorf("dpdp = %+v", dpdp)
 	}
 	// Templates are copies: changing one does not change the next.
-	coppa.Under13["actor.sis_id"] = tenancy.ActionKeep
-	again, _ := tenancy.PolicyTemplate(tenancy.TemplateCOPPA)
-	if again.Under13["actor.sis_id"] != tenancy.ActionPseudonymise {
+	coppa.Under13["actor.sis_id"] = privacy.ActionKeep
+	again, _ := privacy.Template(privacy.TemplateCOPPA)
+	if again.Under13["actor.sis_id"] != privacy.ActionPseudonymise {
 		t.Error("a template shares its maps")
 	}
-	if _, err := tenancy.PolicyTemplate("gdpr"); !errors.Is(err, tenancy.ErrInvalidArgument) {
+	if _, err := privacy.Template("gdpr"); !errors.Is(err, tenancy.ErrInvalidArgument) {
 		t.Errorf("unknown template: %v", err)
 	}
 }
 
-func TestParsePolicyRejects(t *testing.T) {
+func TestParseRejects(t *testing.T) {
 	tests := []struct {
 		name, doc, mention string
 	}{
@@ -57,41 +60,42 @@ func TestParsePolicyRejects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := tenancy.ParsePolicy([]byte(tt.doc))
+			_, err := privacy.Parse([]byte(tt.doc))
 			if !errors.Is(err, tenancy.ErrInvalidArgument) || !strings.Contains(err.Error(), tt.mention) {
-				t.Errorf("ParsePolicy = %v, want ErrInvalidArgument mentioning %q", err, tt.mention)
+				t.Errorf("Parse = %v, want ErrInvalidArgument mentioning %q", err, tt.mention)
 			}
 		})
 	}
-	p, err := tenancy.ParsePolicy([]byte(`{"template":"custom","version":9,"fields":{"school_id":"mask"},
+	p, err := privacy.Parse([]byte(`{"template":"custom","version":9,"fields":{"school_id":"mask"},
 		"identity":{"match_key":"user_id:state_id","namespaces":{"canvas":"sis"}}}`))
-	if err != nil || p.Version != 0 || p.UnknownAgeAs != tenancy.AgeAdult || p.Identity.Namespaces["canvas"] != "sis" {
-		t.Errorf("ParsePolicy = %+v, %v", p, err)
+	if err != nil || p.Version != 0 || p.UnknownAgeAs != privacy.AgeAdult || p.Identity.Namespaces["canvas"] != "sis" {
+		t.Errorf("Parse = %+v, %v", p, err)
 	}
 }
 
 func TestPolicyVersions(t *testing.T) {
-	store, _ := migrated(t)
+	pool, districts := controltest.Districts(t, pgtest.New)
+	store := privacy.New(pool)
 	ctx := t.Context()
-	if _, err := store.CreateTenant(ctx, "d1", "D1"); err != nil {
+	if _, err := districts.Create(ctx, "d1", "D1"); err != nil {
 		t.Fatal(err)
 	}
 	p, err := store.Policy(ctx, "d1")
-	if err != nil || p.Version != 0 || p.Template != tenancy.TemplateFERPA || p.TenantID != "d1" {
+	if err != nil || p.Version != 0 || p.Template != privacy.TemplateFERPA || p.TenantID != "d1" {
 		t.Fatalf("default policy = %+v, %v", p, err)
 	}
 	if _, err := store.Policy(ctx, "nope"); !errors.Is(err, tenancy.ErrNotFound) {
 		t.Errorf("Policy(unknown) = %v", err)
 	}
 
-	coppa, _ := tenancy.PolicyTemplate(tenancy.TemplateCOPPA)
+	coppa, _ := privacy.Template(privacy.TemplateCOPPA)
 	set, err := store.SetPolicy(ctx, "d1", coppa, "alice")
 	if err != nil || set.Version != 1 || set.CreatedBy != "alice" || set.CreatedAt.IsZero() {
 		t.Fatalf("SetPolicy = %+v, %v", set, err)
 	}
 	got, err := store.Policy(ctx, "d1")
-	if err != nil || got.Version != 1 || got.Template != tenancy.TemplateCOPPA ||
-		got.Under13["roster_user.email"] != tenancy.ActionDrop || got.CreatedBy != "alice" {
+	if err != nil || got.Version != 1 || got.Template != privacy.TemplateCOPPA ||
+		got.Under13["roster_user.email"] != privacy.ActionDrop || got.CreatedBy != "alice" {
 		t.Fatalf("Policy after set = %+v, %v", got, err)
 	}
 

@@ -1,4 +1,7 @@
-package tenancy
+// Package fleet is where districts live: the PostgreSQL instances that hold district schemas
+// (control.instances), the instance each district is placed on (control.placements), and one pool per
+// instance.
+package fleet
 
 import (
 	"context"
@@ -9,6 +12,7 @@ import (
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/pgutil"
+	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -37,14 +41,14 @@ type Instance struct {
 func ValidInstanceName(name string) error {
 	if !instanceNamePattern.MatchString(name) {
 		return fmt.Errorf("%w: instance name %q: must be 1-63 characters of a-z, 0-9, _ and -, starting with a letter or digit",
-			ErrInvalidArgument, name)
+			tenancy.ErrInvalidArgument, name)
 	}
 	return nil
 }
 
-// Fleet opens and keeps one pool per instance. The control pool serves MainInstance; the others are opened
-// on first use from the URL in their environment variable, read through getenv. It is safe for
-// concurrent use.
+// Fleet opens and keeps one pool per instance, and reads and writes the registry of instances and
+// placements in the control schema. The control pool serves MainInstance; the others are opened on first
+// use from the URL in their environment variable, read through getenv. It is safe for concurrent use.
 type Fleet struct {
 	control *pgxpool.Pool
 	getenv  func(string) string
@@ -54,9 +58,9 @@ type Fleet struct {
 	pools map[string]*pgxpool.Pool
 }
 
-// NewFleet returns a fleet whose main instance is control. getenv resolves the instances' URL variables
-// (os.Getenv in a service).
-func NewFleet(control *pgxpool.Pool, getenv func(string) string) *Fleet {
+// New returns a fleet whose main instance is control, the pool of the control schema. getenv resolves
+// the instances' URL variables (os.Getenv in a service). Close releases the pools it opens.
+func New(control *pgxpool.Pool, getenv func(string) string) *Fleet {
 	return &Fleet{control: control, getenv: getenv, connect: pgutil.Connect, pools: map[string]*pgxpool.Pool{}}
 }
 
@@ -83,7 +87,7 @@ func (f *Fleet) Pool(ctx context.Context, name string) (*pgxpool.Pool, error) {
 	var env *string
 	err := f.control.QueryRow(ctx, "SELECT url_env FROM control.instances WHERE name = $1", name).Scan(&env)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("instance %s: %w", name, ErrNotFound)
+		return nil, fmt.Errorf("instance %s: %w", name, tenancy.ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading instance %s: %w", name, err)
@@ -113,12 +117,6 @@ func (f *Fleet) Close() {
 	}
 }
 
-// Fleet returns the store's fleet.
-func (s *Store) Fleet() *Fleet { return s.fleet }
-
-// Close releases the connections the store opened to instances other than main.
-func (s *Store) Close() { s.fleet.Close() }
-
 const instanceColumns = "name, coalesce(url_env, ''), is_default, created_at"
 
 func scanInstance(row pgx.Row) (Instance, error) {
@@ -132,34 +130,34 @@ func scanInstance(row pgx.Row) (Instance, error) {
 // consumers resume without rereading history for it. With makeDefault, new districts go there. The
 // variable must be set for this process. ErrInvalidArgument: a bad name or variable name, or one already
 // registered.
-func (s *Store) AddInstance(ctx context.Context, name, urlEnv string, makeDefault bool) (Instance, error) {
+func (f *Fleet) AddInstance(ctx context.Context, name, urlEnv string, makeDefault bool) (Instance, error) {
 	if err := ValidInstanceName(name); err != nil {
 		return Instance{}, err
 	}
 	if name == MainInstance {
-		return Instance{}, fmt.Errorf("%w: instance name %q is the control database's", ErrInvalidArgument, name)
+		return Instance{}, fmt.Errorf("%w: instance name %q is the control database's", tenancy.ErrInvalidArgument, name)
 	}
 	if !envNamePattern.MatchString(urlEnv) {
 		return Instance{}, fmt.Errorf("%w: url variable %q: must be an environment variable name (A-Z, 0-9, _)",
-			ErrInvalidArgument, urlEnv)
+			tenancy.ErrInvalidArgument, urlEnv)
 	}
-	url := s.fleet.getenv(urlEnv)
+	url := f.getenv(urlEnv)
 	if url == "" {
-		return Instance{}, fmt.Errorf("%w: url variable %s is not set", ErrInvalidArgument, urlEnv)
+		return Instance{}, fmt.Errorf("%w: url variable %s is not set", tenancy.ErrInvalidArgument, urlEnv)
 	}
-	pool, err := s.fleet.connect(ctx, url)
+	pool, err := f.connect(ctx, url)
 	if err != nil {
 		return Instance{}, fmt.Errorf("connecting to instance %s: %w", name, err)
 	}
 	defer pool.Close()
-	if err := Migrate(ctx, pool); err != nil {
+	if err := tenancy.Migrate(ctx, pool); err != nil {
 		return Instance{}, fmt.Errorf("instance %s: %w", name, err)
 	}
-	if err := copyOffsets(ctx, s.pool, pool); err != nil {
+	if err := copyOffsets(ctx, f.control, pool); err != nil {
 		return Instance{}, fmt.Errorf("instance %s: %w", name, err)
 	}
 	var in Instance
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, f.control, func(tx pgx.Tx) error {
 		if makeDefault {
 			if _, err := tx.Exec(ctx, "UPDATE control.instances SET is_default = false WHERE is_default"); err != nil {
 				return err
@@ -171,7 +169,7 @@ func (s *Store) AddInstance(ctx context.Context, name, urlEnv string, makeDefaul
 		return err
 	})
 	if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation
-		return Instance{}, fmt.Errorf("%w: instance %s or url variable %s is already registered", ErrInvalidArgument, name, urlEnv)
+		return Instance{}, fmt.Errorf("%w: instance %s or url variable %s is already registered", tenancy.ErrInvalidArgument, name, urlEnv)
 	}
 	if err != nil {
 		return Instance{}, fmt.Errorf("registering instance %s: %w", name, err)
@@ -214,8 +212,8 @@ func copyOffsets(ctx context.Context, from, to *pgxpool.Pool) error {
 }
 
 // Instances lists the registered instances, main first.
-func (s *Store) Instances(ctx context.Context) ([]Instance, error) {
-	rows, err := s.pool.Query(ctx, "SELECT "+instanceColumns+" FROM control.instances ORDER BY name <> 'main', name")
+func (f *Fleet) Instances(ctx context.Context) ([]Instance, error) {
+	rows, err := f.control.Query(ctx, "SELECT "+instanceColumns+" FROM control.instances ORDER BY name <> 'main', name")
 	if err != nil {
 		return nil, fmt.Errorf("listing instances: %w", err)
 	}
@@ -226,14 +224,45 @@ func (s *Store) Instances(ctx context.Context) ([]Instance, error) {
 	return out, nil
 }
 
+// Resolve returns instance when it is registered, or the default instance (the one new districts go to)
+// when it is empty. ErrNotFound: an unknown instance; ErrInvalidArgument: a bad name.
+func (f *Fleet) Resolve(ctx context.Context, instance string) (string, error) {
+	if instance == "" {
+		err := f.control.QueryRow(ctx, "SELECT coalesce((SELECT name FROM control.instances WHERE is_default), $1)",
+			MainInstance).Scan(&instance)
+		if err != nil {
+			return "", fmt.Errorf("reading default instance: %w", err)
+		}
+		return instance, nil
+	}
+	if err := ValidInstanceName(instance); err != nil {
+		return "", err
+	}
+	var ok bool
+	if err := f.control.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM control.instances WHERE name = $1)", instance).Scan(&ok); err != nil {
+		return "", fmt.Errorf("reading instance %s: %w", instance, err)
+	}
+	if !ok {
+		return "", fmt.Errorf("instance %s: %w", instance, tenancy.ErrNotFound)
+	}
+	return instance, nil
+}
+
+// Place records in tx (on the control pool) that the district lives on instance. A district is placed
+// once, when it is created, in the transaction that records the tenant.
+func Place(ctx context.Context, tx pgx.Tx, tenantID, instance string) error {
+	_, err := tx.Exec(ctx, "INSERT INTO control.placements (tenant_id, instance) VALUES ($1, $2)", tenantID, instance)
+	return err
+}
+
 // Placement returns the instance a district lives on. A district created before placements existed, or
 // never placed, lives on MainInstance. Unknown tenant: ErrNotFound.
-func (s *Store) Placement(ctx context.Context, tenantID string) (string, error) {
+func (f *Fleet) Placement(ctx context.Context, tenantID string) (string, error) {
 	var instance string
-	err := s.pool.QueryRow(ctx, `SELECT coalesce(p.instance, $2) FROM control.tenants t
+	err := f.control.QueryRow(ctx, `SELECT coalesce(p.instance, $2) FROM control.tenants t
 		LEFT JOIN control.placements p ON p.tenant_id = t.id WHERE t.id = $1`, tenantID, MainInstance).Scan(&instance)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return "", fmt.Errorf("tenant %s: %w", tenantID, ErrNotFound)
+		return "", fmt.Errorf("tenant %s: %w", tenantID, tenancy.ErrNotFound)
 	}
 	if err != nil {
 		return "", fmt.Errorf("reading placement of tenant %s: %w", tenantID, err)
@@ -242,9 +271,20 @@ func (s *Store) Placement(ctx context.Context, tenantID string) (string, error) 
 }
 
 // Placements returns the instance of every district that is not deleted, by tenant id.
-func (s *Store) Placements(ctx context.Context) (map[string]string, error) {
-	rows, err := s.pool.Query(ctx, `SELECT t.id, coalesce(p.instance, $1) FROM control.tenants t
-		LEFT JOIN control.placements p ON p.tenant_id = t.id WHERE t.deleted_at IS NULL`, MainInstance)
+func (f *Fleet) Placements(ctx context.Context) (map[string]string, error) {
+	return f.placements(ctx, `SELECT t.id, coalesce(p.instance, $1) FROM control.tenants t
+		LEFT JOIN control.placements p ON p.tenant_id = t.id WHERE t.deleted_at IS NULL`)
+}
+
+// PlacementsOf returns the instance of each of the districts ids that exists and is not deleted, by
+// tenant id; the others are absent.
+func (f *Fleet) PlacementsOf(ctx context.Context, ids []string) (map[string]string, error) {
+	return f.placements(ctx, `SELECT t.id, coalesce(p.instance, $1) FROM control.tenants t
+		LEFT JOIN control.placements p ON p.tenant_id = t.id WHERE t.id = ANY($2) AND t.deleted_at IS NULL`, ids)
+}
+
+func (f *Fleet) placements(ctx context.Context, query string, args ...any) (map[string]string, error) {
+	rows, err := f.control.Query(ctx, query, append([]any{MainInstance}, args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("listing placements: %w", err)
 	}
@@ -257,32 +297,32 @@ func (s *Store) Placements(ctx context.Context) (map[string]string, error) {
 }
 
 // DistrictPool returns the pool of the instance a district lives on, and the instance's name. A tenant
-// without a row (EnsureDistrictSchema allows that) lives on MainInstance.
-func (s *Store) DistrictPool(ctx context.Context, tenantID string) (*pgxpool.Pool, string, error) {
-	instance, err := s.Placement(ctx, tenantID)
-	if errors.Is(err, ErrNotFound) {
+// without a row (tenants.Store.EnsureDistrictSchema allows that) lives on MainInstance.
+func (f *Fleet) DistrictPool(ctx context.Context, tenantID string) (*pgxpool.Pool, string, error) {
+	instance, err := f.Placement(ctx, tenantID)
+	if errors.Is(err, tenancy.ErrNotFound) {
 		instance, err = MainInstance, nil
 	}
 	if err != nil {
 		return nil, "", err
 	}
-	pool, err := s.fleet.Pool(ctx, instance)
+	pool, err := f.Pool(ctx, instance)
 	return pool, instance, err
 }
 
 // DistrictPools finds the pool of the instance each district's schema lives on, for services that read
-// or write district schemas on the hot path (the enricher); Store.DistrictPool reads the placement on
+// or write district schemas on the hot path (the enricher); Fleet.DistrictPool reads the placement on
 // every call. A district is placed when it is created and never moves, so each placement is read once;
 // Forget drops one (a deleted district).
 type DistrictPools struct {
-	store     *Store
+	fleet     *Fleet
 	mu        sync.Mutex
 	instances map[string]string
 }
 
-// NewDistrictPools returns a DistrictPools over the store's fleet.
-func NewDistrictPools(s *Store) *DistrictPools {
-	return &DistrictPools{store: s, instances: map[string]string{}}
+// NewDistrictPools returns a DistrictPools over the fleet.
+func NewDistrictPools(f *Fleet) *DistrictPools {
+	return &DistrictPools{fleet: f, instances: map[string]string{}}
 }
 
 // Pool returns the pool of the instance the district lives on. Unknown tenant: ErrNotFound.
@@ -292,14 +332,14 @@ func (d *DistrictPools) Pool(ctx context.Context, tenantID string) (*pgxpool.Poo
 	d.mu.Unlock()
 	if !ok {
 		var err error
-		if instance, err = d.store.Placement(ctx, tenantID); err != nil {
+		if instance, err = d.fleet.Placement(ctx, tenantID); err != nil {
 			return nil, err
 		}
 		d.mu.Lock()
 		d.instances[tenantID] = instance
 		d.mu.Unlock()
 	}
-	return d.store.fleet.Pool(ctx, instance)
+	return d.fleet.Pool(ctx, instance)
 }
 
 // Forget drops what is known of the district's placement.

@@ -1,9 +1,10 @@
-package erasure_test
+package control_test
 
 import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -12,8 +13,10 @@ import (
 	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
+	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
-	"github.com/edtech-analytics/platform/services/enricher/internal/erasure"
+	"github.com/edtech-analytics/platform/services/enricher/internal/control"
 	"github.com/edtech-analytics/platform/services/enricher/internal/identity"
 	"github.com/edtech-analytics/platform/services/enricher/internal/roster"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -30,12 +33,12 @@ func TestControlCommandsAreAppliedOnceAndDurably(t *testing.T) {
 	if err := tenancy.Migrate(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
-	store := tenancy.NewStore(pool)
-	d1, err := store.CreateTenant(ctx, "d1", "D1")
+	store := tenants.New(fleet.New(pool, os.Getenv))
+	d1, err := store.Create(ctx, "d1", "D1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ids := identity.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 100)
+	ids := identity.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 100)
 	byID, err := ids.Resolve(ctx, d1, "sis", "S1")
 	if err != nil {
 		t.Fatal(err)
@@ -57,11 +60,11 @@ func TestControlCommandsAreAppliedOnceAndDurably(t *testing.T) {
 	}
 
 	// run starts a consumer and returns once it has caught up, with what it was told besides erasures.
-	run := func(reg *erasure.Registry) (stop func(), others func() []string) {
+	run := func(reg *control.Registry) (stop func(), others func() []string) {
 		var mu sync.Mutex
 		var seen []string
-		c := &erasure.Consumer{Pool: pool, Topic: kcfg.Topics().Control, Reader: reader(t, kcfg), Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Codec: codec, Registry: reg, Tenants: store, Identities: ids, Context: roster.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 100),
+		c := &control.Consumer{Pool: pool, Topic: kcfg.Topics().Control, Reader: reader(t, kcfg), Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Codec: codec, Registry: reg, Tenants: store, Identities: ids, Context: roster.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 100),
 			OnCommand: func(c records.ControlCommand) { mu.Lock(); seen = append(seen, c.Type); mu.Unlock() }}
 		return start(t, c), func() []string {
 			mu.Lock()
@@ -70,16 +73,16 @@ func TestControlCommandsAreAppliedOnceAndDurably(t *testing.T) {
 		}
 	}
 
-	reg, err := erasure.Load(ctx, pool)
+	reg, err := control.Load(ctx, pool)
 	if err != nil {
 		t.Fatal(err)
 	}
 	stop, others := run(reg)
-	s2, err := identity.New(tenancy.NewDistrictPools(tenancy.NewStore(pool)), 100).Resolve(ctx, d1, "sis", "S2")
+	s2, err := identity.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 100).Resolve(ctx, d1, "sis", "S2")
 	if err != nil {
 		t.Fatal(err)
 	}
-	check := func(reg *erasure.Registry) {
+	check := func(reg *control.Registry) {
 		t.Helper()
 		if !reg.Student("d1", byID.InternalID) || !reg.Student("d1", s2.InternalID) || !reg.District("d9") ||
 			!reg.Student("d9", "anyone") || reg.District("d1") || reg.Student("nowhere", "") {
@@ -99,7 +102,7 @@ func TestControlCommandsAreAppliedOnceAndDurably(t *testing.T) {
 		t.Fatalf("after restart, other commands = %v", got)
 	}
 	stop()
-	reloaded, err := erasure.Load(ctx, pool)
+	reloaded, err := control.Load(ctx, pool)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,21 +118,22 @@ func TestControlCommandsAreAppliedOnceAndDurably(t *testing.T) {
 // registry row lands in the control schema.
 func TestEraseStudentOfDistrictOnAnotherInstance(t *testing.T) {
 	ctx := t.Context()
-	control, _ := pgtest.New(t)
-	if err := tenancy.Migrate(ctx, control); err != nil {
+	controlDB, _ := pgtest.New(t)
+	if err := tenancy.Migrate(ctx, controlDB); err != nil {
 		t.Fatal(err)
 	}
 	east, eastURL := pgtest.New(t)
-	store := tenancy.NewFleetStore(tenancy.NewFleet(control, func(k string) string { return map[string]string{"EAST_URL": eastURL}[k] }))
-	t.Cleanup(store.Close)
-	if _, err := store.AddInstance(ctx, "east", "EAST_URL", false); err != nil {
+	instances := fleet.New(controlDB, func(k string) string { return map[string]string{"EAST_URL": eastURL}[k] })
+	t.Cleanup(instances.Close)
+	if _, err := instances.AddInstance(ctx, "east", "EAST_URL", false); err != nil {
 		t.Fatal(err)
 	}
-	d, err := store.CreateTenantOn(ctx, "d2", "D2", "east")
+	store := tenants.New(instances)
+	d, err := store.CreateOn(ctx, "d2", "D2", "east")
 	if err != nil {
 		t.Fatal(err)
 	}
-	districts := tenancy.NewDistrictPools(store)
+	districts := fleet.NewDistrictPools(instances)
 	ids := identity.New(districts, 100)
 	student, err := ids.Resolve(ctx, d, "sis", "S1")
 	if err != nil {
@@ -143,11 +147,11 @@ func TestEraseStudentOfDistrictOnAnotherInstance(t *testing.T) {
 	kcfg, codec, produce, _ := controlTopic(t)
 	produce(records.ControlCommand{CommandID: "30000000-0000-4000-8000-000000000001", Type: records.CommandEraseStudent,
 		TenantID: "d2", StudentInternalID: &student.InternalID, IssuedAt: time.Now(), IssuedBy: "test"})
-	reg, err := erasure.Load(ctx, control)
+	reg, err := control.Load(ctx, controlDB)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &erasure.Consumer{Pool: control, Pools: districts, Topic: kcfg.Topics().Control, Reader: reader(t, kcfg), Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	c := &control.Consumer{Pool: controlDB, Pools: districts, Topic: kcfg.Topics().Control, Reader: reader(t, kcfg), Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Codec: codec, Registry: reg, Tenants: store, Identities: ids, Context: roster.New(districts, 100)}
 	start(t, c)()
 	if !reg.Student("d2", student.InternalID) {
@@ -166,7 +170,7 @@ func TestEraseStudentOfDistrictOnAnotherInstance(t *testing.T) {
 		t.Errorf("on east: %d clear SIS ids, %d hashed, marked erased %v; want 0, 1, true", clear, erased, marked)
 	}
 	var recorded int
-	if err := control.QueryRow(ctx, "SELECT count(*) FROM control.erasures WHERE tenant_id = 'd2'").Scan(&recorded); err != nil || recorded != 1 {
+	if err := controlDB.QueryRow(ctx, "SELECT count(*) FROM control.erasures WHERE tenant_id = 'd2'").Scan(&recorded); err != nil || recorded != 1 {
 		t.Errorf("erasures recorded in control = %d, %v; want 1", recorded, err)
 	}
 	again, err := identity.New(districts, 100).Resolve(ctx, d, "sis", "S1") // a cold cache: found by its hash
@@ -207,7 +211,7 @@ func controlTopic(t *testing.T) (kafkax.Config, *records.Codec, func(...records.
 }
 
 // start runs c until it has caught up with the control topic and returns what stops it.
-func start(t *testing.T, c *erasure.Consumer) (stop func()) {
+func start(t *testing.T, c *control.Consumer) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	caught, done := make(chan struct{}), make(chan error, 1)

@@ -1,4 +1,4 @@
-package tenancy_test
+package credentials_test
 
 import (
 	"errors"
@@ -6,48 +6,52 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/credentials"
+	"github.com/edtech-analytics/platform/libs/tenancy/internal/controltest"
 )
 
 // TestDashboardTokens proves a token round-trips with its role and scope, that scopes must fit roles,
 // and that revoked, expired, wrong, malformed and deleted-tenant tokens are all refused alike.
 func TestDashboardTokens(t *testing.T) {
-	store, pool := migrated(t)
+	pool, districts := controltest.Districts(t, pgtest.New)
+	store := credentials.New(pool)
 	ctx := t.Context()
 	for _, id := range []string{"d1", "d2"} {
-		if _, err := store.CreateTenant(ctx, id, "District "+id); err != nil {
+		if _, err := districts.Create(ctx, id, "District "+id); err != nil {
 			t.Fatal(err)
 		}
 	}
-	invalid := []tenancy.DashboardToken{
+	invalid := []credentials.DashboardToken{
 		{TenantID: "d1", Role: "principal"},
-		{TenantID: "d1", Role: tenancy.RoleSchoolAdmin},
-		{TenantID: "d1", Role: tenancy.RoleDistrictAdmin, SchoolIDs: []string{"s1"}},
-		{TenantID: "d1", Role: tenancy.RoleTeacher},
-		{TenantID: "d1", Role: tenancy.RoleSchoolAdmin, SchoolIDs: []string{"s1"}, TeacherID: "t1"},
+		{TenantID: "d1", Role: credentials.RoleSchoolAdmin},
+		{TenantID: "d1", Role: credentials.RoleDistrictAdmin, SchoolIDs: []string{"s1"}},
+		{TenantID: "d1", Role: credentials.RoleTeacher},
+		{TenantID: "d1", Role: credentials.RoleSchoolAdmin, SchoolIDs: []string{"s1"}, TeacherID: "t1"},
 	}
 	for _, tok := range invalid {
 		if _, _, err := store.CreateDashboardToken(ctx, tok); !errors.Is(err, tenancy.ErrInvalidArgument) {
 			t.Errorf("CreateDashboardToken(%+v) = %v, want ErrInvalidArgument", tok, err)
 		}
 	}
-	if _, _, err := store.CreateDashboardToken(ctx, tenancy.DashboardToken{TenantID: "d9", Role: tenancy.RoleDistrictAdmin}); !errors.Is(err, tenancy.ErrNotFound) {
+	if _, _, err := store.CreateDashboardToken(ctx, credentials.DashboardToken{TenantID: "d9", Role: credentials.RoleDistrictAdmin}); !errors.Is(err, tenancy.ErrNotFound) {
 		t.Errorf("token of an unknown tenant: %v", err)
 	}
 
-	plain, tok, err := store.CreateDashboardToken(ctx, tenancy.DashboardToken{TenantID: "d1", Role: tenancy.RoleSchoolAdmin,
+	plain, tok, err := store.CreateDashboardToken(ctx, credentials.DashboardToken{TenantID: "d1", Role: credentials.RoleSchoolAdmin,
 		SchoolIDs: []string{"s1", " s2 ", "s1"}, Label: "principal of s1 and s2"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !tenancy.IsDashboardToken(plain) || !slices.Equal(tok.SchoolIDs, []string{"s1", "s2"}) {
+	if !credentials.IsDashboardToken(plain) || !slices.Equal(tok.SchoolIDs, []string{"s1", "s2"}) {
 		t.Fatalf("created %q with schools %v", plain, tok.SchoolIDs)
 	}
 	got, err := store.LookupDashboardToken(ctx, plain)
-	if err != nil || got.ID != tok.ID || got.TenantID != "d1" || got.Role != tenancy.RoleSchoolAdmin || !slices.Equal(got.SchoolIDs, []string{"s1", "s2"}) || got.LastUsed == nil {
+	if err != nil || got.ID != tok.ID || got.TenantID != "d1" || got.Role != credentials.RoleSchoolAdmin || !slices.Equal(got.SchoolIDs, []string{"s1", "s2"}) || got.LastUsed == nil {
 		t.Fatalf("LookupDashboardToken = %+v, %v", got, err)
 	}
-	teacher, _, err := store.CreateDashboardToken(ctx, tenancy.DashboardToken{TenantID: "d2", Role: tenancy.RoleTeacher, TeacherID: "T-7"})
+	teacher, _, err := store.CreateDashboardToken(ctx, credentials.DashboardToken{TenantID: "d2", Role: credentials.RoleTeacher, TeacherID: "T-7"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,11 +59,11 @@ func TestDashboardTokens(t *testing.T) {
 		t.Fatalf("teacher token = %+v, %v", got, err)
 	}
 	past := time.Now().Add(-time.Minute)
-	expired, _, err := store.CreateDashboardToken(ctx, tenancy.DashboardToken{TenantID: "d1", Role: tenancy.RoleDistrictAdmin, ExpiresAt: &past})
+	expired, _, err := store.CreateDashboardToken(ctx, credentials.DashboardToken{TenantID: "d1", Role: credentials.RoleDistrictAdmin, ExpiresAt: &past})
 	if err != nil {
 		t.Fatal(err)
 	}
-	revoked, rtok, err := store.CreateDashboardToken(ctx, tenancy.DashboardToken{TenantID: "d1", Role: tenancy.RoleDistrictAdmin})
+	revoked, rtok, err := store.CreateDashboardToken(ctx, credentials.DashboardToken{TenantID: "d1", Role: credentials.RoleDistrictAdmin})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +80,7 @@ func TestDashboardTokens(t *testing.T) {
 		if name == "wrong secret" && plain[len(plain)-1] == 'a' {
 			p = plain[:len(plain)-1] + "b"
 		}
-		if _, err := store.LookupDashboardToken(ctx, p); !errors.Is(err, tenancy.ErrInvalidKey) {
+		if _, err := store.LookupDashboardToken(ctx, p); !errors.Is(err, credentials.ErrInvalidKey) {
 			t.Errorf("%s token: err = %v, want ErrInvalidKey", name, err)
 		}
 	}

@@ -1,4 +1,4 @@
-package tenancy_test
+package audit_test
 
 import (
 	"errors"
@@ -7,44 +7,47 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
+	"github.com/edtech-analytics/platform/libs/tenancy/audit"
+	"github.com/edtech-analytics/platform/libs/tenancy/internal/controltest"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // TestAuditLogChainsAndVerifies appends concurrently and proves the entries form one gapless chain that
-// VerifyAudit accepts, that the table refuses UPDATE, DELETE and TRUNCATE, and that each kind of
+// Verify accepts, that the table refuses UPDATE, DELETE and TRUNCATE, and that each kind of
 // tampering (by someone who can switch the guard off) is caught: an edited field, a removed entry,
 // reordered entries, and a removed tail checked against a head recorded earlier.
 func TestAuditLogChainsAndVerifies(t *testing.T) {
-	store, pool := migrated(t)
+	pool := controltest.Migrated(t, pgtest.New)
+	store := audit.New(pool)
 	ctx := t.Context()
-	if head, err := store.VerifyAudit(ctx, nil); err != nil || head.Seq != 0 {
-		t.Fatalf("VerifyAudit of an empty log = %v, %v", head, err)
+	if head, err := store.Verify(ctx, nil); err != nil || head.Seq != 0 {
+		t.Fatalf("Verify of an empty log = %v, %v", head, err)
 	}
 	var wg sync.WaitGroup
 	for i := range 20 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := store.AppendAudit(ctx, fmt.Sprintf("token:t%d", i), "d1", "benchmark.read",
+			if _, err := store.Append(ctx, fmt.Sprintf("token:t%d", i), "d1", "benchmark.read",
 				map[string]any{"metric": "attendance_rate", "n": i}); err != nil {
 				t.Error(err)
 			}
 		}()
 	}
 	wg.Wait()
-	head, err := store.VerifyAudit(ctx, nil)
+	head, err := store.Verify(ctx, nil)
 	if err != nil || head.Seq != 20 {
-		t.Fatalf("VerifyAudit after 20 appends = %v, %v", head, err)
+		t.Fatalf("Verify after 20 appends = %v, %v", head, err)
 	}
-	entries, err := store.AuditEntries(ctx, 1, 100)
+	entries, err := store.Entries(ctx, 1, 100)
 	if err != nil || len(entries) != 20 || !strings.Contains(entries[3].Detail, `"metric":"attendance_rate"`) {
-		t.Fatalf("AuditEntries = %d entries, %v", len(entries), err)
+		t.Fatalf("Entries = %d entries, %v", len(entries), err)
 	}
-	if _, err := store.VerifyAudit(ctx, &head); err != nil {
-		t.Fatalf("VerifyAudit against its own head: %v", err)
+	if _, err := store.Verify(ctx, &head); err != nil {
+		t.Fatalf("Verify against its own head: %v", err)
 	}
-	parsed, err := tenancy.ParseAuditHead(head.String())
+	parsed, err := audit.ParseHead(head.String())
 	if err != nil || parsed.String() != head.String() {
 		t.Fatalf("ParseAuditHead(%s) = %v, %v", head, parsed, err)
 	}
@@ -74,7 +77,7 @@ func TestAuditLogChainsAndVerifies(t *testing.T) {
 	tests := []struct {
 		name   string
 		stmts  []string
-		expect *tenancy.AuditHead
+		expect *audit.Head
 		want   string
 	}{
 		{"edited detail", []string{`UPDATE control.audit_log SET detail = '{"metric":"x"}' WHERE seq = 7`}, nil, "entry 7 does not match"},
@@ -88,16 +91,16 @@ func TestAuditLogChainsAndVerifies(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			defer restore(t)
 			tamper(t, tt.stmts...)
-			_, err := store.VerifyAudit(ctx, tt.expect)
-			if !errors.Is(err, tenancy.ErrAuditTampered) || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("VerifyAudit = %v, want ErrAuditTampered mentioning %q", err, tt.want)
+			_, err := store.Verify(ctx, tt.expect)
+			if !errors.Is(err, audit.ErrTampered) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Verify = %v, want ErrTampered mentioning %q", err, tt.want)
 			}
 		})
 	}
-	if _, err := store.VerifyAudit(ctx, &head); err != nil {
-		t.Fatalf("VerifyAudit after restoring: %v", err)
+	if _, err := store.Verify(ctx, &head); err != nil {
+		t.Fatalf("Verify after restoring: %v", err)
 	}
-	if e, err := store.AppendAudit(ctx, "ctl", "", "audit.verify", nil); err != nil || e.Seq != 21 {
+	if e, err := store.Append(ctx, "ctl", "", "audit.verify", nil); err != nil || e.Seq != 21 {
 		t.Fatalf("append after verify = %d, %v", e.Seq, err)
 	}
 }

@@ -1,4 +1,8 @@
-package tenancy
+// Package privacy holds districts' privacy policies: what the enricher keeps of each field of a record, by
+// the age of the student it is about, whether consent is needed, and how students are identified across
+// SIS ids. Policies are versioned per district in control.policies; the templates (FERPA, COPPA, DPDP)
+// are the starting points.
+package privacy
 
 import (
 	"bytes"
@@ -11,7 +15,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Policy is a district's privacy policy: what the enricher keeps of each field, by the age of the
@@ -22,7 +28,7 @@ type Policy struct {
 	TenantID string `json:"tenant_id"`
 	Version  int    `json:"version"`
 	Template string `json:"template"` // ferpa, coppa, dpdp, or custom for a hand-written policy
-	// Fields maps a field path (see PolicyFields) to an action for records of every student; fields not
+	// Fields maps a field path (see Fields) to an action for records of every student; fields not
 	// named are kept.
 	Fields map[string]string `json:"fields"`
 	// Under18 overrides Fields for students under 18; Under13 then overrides both for students under 13.
@@ -102,15 +108,15 @@ const (
 	KindValue = "value" // flags, lists, maps, codes: mask drops; pseudonymise is not allowed
 )
 
-// PolicyField is one field a policy can act on.
-type PolicyField struct {
+// Field is one field a policy can act on.
+type Field struct {
 	Path string `json:"path"`
 	Kind string `json:"kind"`
 }
 
-// PolicyFields lists every field a policy can name, as "<payload or envelope part>.<field>".
-func PolicyFields() []PolicyField {
-	return []PolicyField{
+// Fields lists every field a policy can name, as "<payload or envelope part>.<field>".
+func Fields() []Field {
+	return []Field{
 		{"actor.sis_id", KindID}, {"school_id", KindID}, {"class_id", KindID}, {"session_id", KindID},
 		{"derived.age_band", KindValue}, {"derived.grade_level", KindValue}, {"derived.academic_session_id", KindID},
 		{"attendance.reason", KindText}, {"session.device", KindText}, {"session.app", KindText},
@@ -174,17 +180,17 @@ func childFields() map[string]string {
 	}
 }
 
-// Templates lists the template names PolicyTemplate knows.
+// Templates lists the template names Template knows.
 func Templates() []string { return []string{TemplateFERPA, TemplateCOPPA, TemplateDPDP} }
 
-// PolicyTemplate returns a template's policy (not yet bound to a tenant or version):
+// Template returns a template's policy (not yet bound to a tenant or version):
 //   - ferpa (the default): the district's own records are kept for its school officials; phone numbers
 //     masked, place of birth dropped; no age rules.
 //   - coppa: ferpa, and for students under 13 (or of unknown age) the child rules: identifiers
 //     pseudonymised, contact details and demographics dropped, names masked, birth year only.
 //   - dpdp: ferpa, the child rules for students under 18 (or of unknown age), and behavioural events
 //     (session, content_view) of those students are kept only with consent recorded in the roster.
-func PolicyTemplate(name string) (Policy, error) {
+func Template(name string) (Policy, error) {
 	p := Policy{Template: name, Fields: ferpaFields(), UnknownAgeAs: AgeAdult,
 		Identity: Identity{MatchKey: MatchUserMasterIdentifier}}
 	switch name {
@@ -195,7 +201,7 @@ func PolicyTemplate(name string) (Policy, error) {
 		p.Under18, p.UnknownAgeAs = childFields(), AgeUnder18
 		p.Consent = &Consent{Under: 18, EventTypes: []string{"session", "content_view"}, MetadataKey: DefaultConsentKey}
 	default:
-		return Policy{}, fmt.Errorf("%w: unknown policy template %q (known: %s)", ErrInvalidArgument, name,
+		return Policy{}, fmt.Errorf("%w: unknown policy template %q (known: %s)", tenancy.ErrInvalidArgument, name,
 			strings.Join(Templates(), ", "))
 	}
 	return p, nil
@@ -208,7 +214,7 @@ func (p *Policy) Validate() error {
 		errs = append(errs, fmt.Errorf("template: %q is not one of ferpa, coppa, dpdp, custom", p.Template))
 	}
 	kinds := map[string]string{}
-	for _, f := range PolicyFields() {
+	for _, f := range Fields() {
 		kinds[f.Path] = f.Kind
 	}
 	for _, set := range []struct {
@@ -255,24 +261,24 @@ func (p *Policy) Validate() error {
 		errs = append(errs, fmt.Errorf("identity.match_key: %q is not user_master_identifier, identifier, user_id:<type>, metadata:<key> or none", mk))
 	}
 	for from, to := range p.Identity.Namespaces {
-		if ValidSourceID(from) != nil || ValidSourceID(to) != nil {
+		if tenancy.ValidSourceID(from) != nil || tenancy.ValidSourceID(to) != nil {
 			errs = append(errs, fmt.Errorf("identity.namespaces: %q -> %q: both must be source ids", from, to))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("%w: policy: %w", ErrInvalidArgument, err)
+		return fmt.Errorf("%w: policy: %w", tenancy.ErrInvalidArgument, err)
 	}
 	return nil
 }
 
-// ParsePolicy decodes a policy document strictly (unknown keys are errors) and validates it. Fields the
+// Parse decodes a policy document strictly (unknown keys are errors) and validates it. Fields the
 // store assigns (tenant, version, creation) are ignored.
-func ParsePolicy(data []byte) (Policy, error) {
+func Parse(data []byte) (Policy, error) {
 	var p Policy
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&p); err != nil {
-		return Policy{}, fmt.Errorf("%w: policy document: %w", ErrInvalidArgument, err)
+		return Policy{}, fmt.Errorf("%w: policy document: %w", tenancy.ErrInvalidArgument, err)
 	}
 	p.TenantID, p.Version, p.CreatedAt, p.CreatedBy = "", 0, time.Time{}, ""
 	if p.Identity.MatchKey == "" {
@@ -284,8 +290,16 @@ func ParsePolicy(data []byte) (Policy, error) {
 	return p, p.Validate()
 }
 
+// Store reads and writes the districts' policies (control.policies). Run tenancy.Migrate first.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// New returns a Store over the control database pool.
+func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+
 // Policy returns the tenant's current policy: its newest version, or the FERPA template as version 0
-// when none was ever set. An unknown tenant is ErrNotFound.
+// when none was ever set. An unknown tenant is tenancy.ErrNotFound.
 func (s *Store) Policy(ctx context.Context, tenantID string) (Policy, error) {
 	var (
 		exists    bool
@@ -300,13 +314,13 @@ func (s *Store) Policy(ctx context.Context, tenantID string) (Policy, error) {
 			WHERE tenant_id = t.id ORDER BY version DESC LIMIT 1) p ON true
 		WHERE t.id = $1`, tenantID).Scan(&exists, &version, &doc, &createdAt, &createdBy)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Policy{}, fmt.Errorf("tenant %s: %w", tenantID, ErrNotFound)
+		return Policy{}, fmt.Errorf("tenant %s: %w", tenantID, tenancy.ErrNotFound)
 	}
 	if err != nil {
 		return Policy{}, fmt.Errorf("reading policy of tenant %s: %w", tenantID, err)
 	}
 	if version == nil {
-		p, err := PolicyTemplate(TemplateFERPA)
+		p, err := Template(TemplateFERPA)
 		p.TenantID = tenantID
 		return p, err
 	}
@@ -319,9 +333,9 @@ func (s *Store) Policy(ctx context.Context, tenantID string) (Policy, error) {
 }
 
 // SetPolicy validates p and stores it as the tenant's next version; it returns the stored policy.
-// Unknown tenant: ErrNotFound; invalid policy: ErrInvalidArgument naming the fields.
+// Unknown tenant: tenancy.ErrNotFound; invalid policy: tenancy.ErrInvalidArgument naming the fields.
 func (s *Store) SetPolicy(ctx context.Context, tenantID string, p Policy, by string) (Policy, error) {
-	if err := ValidTenantID(tenantID); err != nil {
+	if err := tenancy.ValidTenantID(tenantID); err != nil {
 		return Policy{}, err
 	}
 	if err := p.Validate(); err != nil {
@@ -333,7 +347,7 @@ func (s *Store) SetPolicy(ctx context.Context, tenantID string, p Policy, by str
 		var locked string
 		err := tx.QueryRow(ctx, "SELECT id FROM control.tenants WHERE id = $1 FOR UPDATE", tenantID).Scan(&locked)
 		if errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("tenant %s: %w", tenantID, ErrNotFound)
+			return fmt.Errorf("tenant %s: %w", tenantID, tenancy.ErrNotFound)
 		}
 		if err != nil {
 			return err

@@ -1,12 +1,14 @@
-// Package erasure keeps the set of erased districts and students and applies erase commands from the
-// control topic. The set is durable in PostgreSQL (control.erasures), loaded before the enricher
-// processes anything, and every record of an erased district or student is suppressed — also when raw
-// is replayed, since the set outlives every offset.
+// Package control applies the commands of the control topic. Erasures (erase_district, erase_student)
+// it applies itself and keeps as the set of erased districts and students: durable in PostgreSQL
+// (control.erasures), loaded before the enricher processes anything, so every record of an erased
+// district or student is suppressed, also when raw is replayed, since the set outlives every offset.
+// Every other command (policy_updated, tenant_deleted, ...) it passes on once its batch committed, so
+// that caches drop what the command changed.
 //
 // Commands are applied at least once and idempotently: each batch of commands and the control topic
 // offsets after it commit in one PostgreSQL transaction (control.consumer_offsets), and every instance
 // reads all partitions of the control topic.
-package erasure
+package control
 
 import (
 	"context"
@@ -20,6 +22,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/services/enricher/internal/identity"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -81,13 +84,13 @@ func (r *Registry) Student(tenant, internalID string) bool {
 
 // Tenants gives a district (with its schema in place).
 type Tenants interface {
-	Tenant(ctx context.Context, id string) (tenancy.Tenant, error)
+	Tenant(ctx context.Context, id string) (tenants.Tenant, error)
 }
 
 // Identities resolves SIS ids and erases a student's identifiers.
 type Identities interface {
-	Resolve(ctx context.Context, t tenancy.Tenant, source, sis string) (identity.Identity, error)
-	Erase(ctx context.Context, tx pgx.Tx, t tenancy.Tenant, internalID string) error
+	Resolve(ctx context.Context, t tenants.Tenant, source, sis string) (identity.Identity, error)
+	Erase(ctx context.Context, tx pgx.Tx, t tenants.Tenant, internalID string) error
 }
 
 // Context erases a student's roster context.

@@ -1,0 +1,77 @@
+package credentials
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/edtech-analytics/platform/libs/tenancy"
+)
+
+// What credentials grant: an API key holds verbs, a dashboard token a role and the scope it needs.
+
+// Verbs an API key can be granted.
+const (
+	VerbEventsWrite    = "events:write"
+	VerbRosterWrite    = "roster:write"
+	VerbDashboardsRead = "dashboards:read"
+)
+
+// Verbs lists every verb a key can hold.
+func Verbs() []string { return []string{VerbEventsWrite, VerbRosterWrite, VerbDashboardsRead} }
+
+// normalizeVerbs checks verbs against the known set and drops duplicates, keeping order.
+func normalizeVerbs(verbs []string) ([]string, error) {
+	if len(verbs) == 0 {
+		return nil, fmt.Errorf("%w: verbs: at least one of %s is required", tenancy.ErrInvalidArgument,
+			strings.Join(Verbs(), ", "))
+	}
+	var out []string
+	for _, v := range verbs {
+		if !slices.Contains(Verbs(), v) {
+			return nil, fmt.Errorf("%w: verb %q: unknown, want one of %s", tenancy.ErrInvalidArgument, v,
+				strings.Join(Verbs(), ", "))
+		}
+		if !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	return out, nil
+}
+
+// Roles of dashboard tokens.
+const (
+	// RoleDistrictAdmin reads everything of its district.
+	RoleDistrictAdmin = "district_admin"
+	// RoleSchoolAdmin reads its schools, and the classes and students enrolled in them.
+	RoleSchoolAdmin = "school_admin"
+	// RoleTeacher reads the classes it teaches and the students enrolled in them (from the roster).
+	RoleTeacher = "teacher"
+)
+
+// Roles lists the roles a dashboard token can carry.
+func Roles() []string { return []string{RoleDistrictAdmin, RoleSchoolAdmin, RoleTeacher} }
+
+// checkScope validates a token's role against its scope: schools for a school admin only, a teacher id
+// for a teacher only.
+func checkScope(t *DashboardToken) error {
+	if !slices.Contains(Roles(), t.Role) {
+		return fmt.Errorf("%w: role %q: want one of %s", tenancy.ErrInvalidArgument, t.Role, strings.Join(Roles(), ", "))
+	}
+	var schools []string
+	for _, s := range t.SchoolIDs {
+		if s = strings.TrimSpace(s); s != "" && !slices.Contains(schools, s) {
+			schools = append(schools, s)
+		}
+	}
+	t.SchoolIDs, t.TeacherID = schools, strings.TrimSpace(t.TeacherID)
+	switch {
+	case (t.Role == RoleSchoolAdmin) != (len(schools) > 0):
+		return fmt.Errorf("%w: schools: a %s token needs them, other roles take none", tenancy.ErrInvalidArgument, RoleSchoolAdmin)
+	case (t.Role == RoleTeacher) != (t.TeacherID != ""):
+		return fmt.Errorf("%w: teacher: a %s token needs the teacher's sourced id, other roles take none", tenancy.ErrInvalidArgument, RoleTeacher)
+	case len(t.Label) > 200:
+		return fmt.Errorf("%w: label: at most 200 characters", tenancy.ErrInvalidArgument)
+	}
+	return nil
+}
