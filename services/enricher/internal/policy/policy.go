@@ -168,14 +168,14 @@ func ConsentGiven(v string) bool {
 }
 
 // MatchKey returns the value of the district's matching key in a roster.user record ("" if absent).
-func (c *Compiled) MatchKey(u *records.User) string {
+func (c *Compiled) MatchKey(u *records.RosterUser) string {
 	switch mk := c.matchKey; {
 	case mk == tenancy.MatchUserMasterIdentifier && u.UserMasterIdentifier != nil:
 		return *u.UserMasterIdentifier
 	case mk == tenancy.MatchIdentifier && u.Identifier != nil:
 		return *u.Identifier
 	case strings.HasPrefix(mk, tenancy.MatchUserIDPrefix):
-		for _, id := range u.UserIDs {
+		for _, id := range u.UserIds {
 			if strings.EqualFold(id.Type, mk[len(tenancy.MatchUserIDPrefix):]) {
 				return id.Identifier
 			}

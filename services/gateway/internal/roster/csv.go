@@ -286,8 +286,8 @@ func (d *csvDecoder) readEntity(e *entity, f *zip.File, delta bool, roles *roleR
 		if err := d.charge(s.file, s.line, metadataCost*int64(len(r.meta))); err != nil {
 			return err
 		}
-		if ev.User != nil {
-			d.roleOf[ev.User.SourcedID] = ev.Actor.Role
+		if ev.RosterUser != nil {
+			d.roleOf[ev.RosterUser.SourcedID] = ev.Actor.Role
 		}
 		d.out.accept(i, ev)
 		return nil
@@ -496,9 +496,9 @@ func (s *csvSource) number(f field) (*float64, string) {
 }
 
 // userIDs parses "{type:identifier},{type:identifier}".
-func (s *csvSource) userIDs(f field) ([]records.UserID, string) {
+func (s *csvSource) userIDs(f field) ([]records.RosterUserID, string) {
 	const problem = "must be {type:identifier} entries separated by commas"
-	out := []records.UserID{}
+	out := []records.RosterUserID{}
 	rest := s.value(f.csv)
 	for rest != "" {
 		inner, after, ok := strings.Cut(strings.TrimPrefix(rest, "{"), "}")
@@ -506,7 +506,7 @@ func (s *csvSource) userIDs(f field) ([]records.UserID, string) {
 		if !strings.HasPrefix(rest, "{") || !ok || !colon {
 			return nil, problem
 		}
-		out = append(out, records.UserID{Type: strings.TrimSpace(typ), Identifier: strings.TrimSpace(id)})
+		out = append(out, records.RosterUserID{Type: strings.TrimSpace(typ), Identifier: strings.TrimSpace(id)})
 		rest = strings.TrimSpace(after)
 		if rest != "" {
 			if rest, ok = strings.CutPrefix(rest, ","); !ok {

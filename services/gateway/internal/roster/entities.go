@@ -97,14 +97,14 @@ func orUnknown(role string) string {
 }
 
 func buildOrg(r *rec) *records.RawEvent {
-	o := &records.Org{SourcedID: r.sourcedID, Status: r.status, DateLastModified: r.modified, Metadata: r.meta,
+	o := &records.RosterOrg{SourcedID: r.sourcedID, Status: r.status, DateLastModified: r.modified, Metadata: r.meta,
 		Name:               r.str(same("name"), required),
 		Type:               r.enum(same("type"), orgTypes, required),
 		Identifier:         r.opt(same("identifier")),
 		ParentSourcedID:    r.optRef(field{"parent", "parentSourcedId"}),
-		ChildrenSourcedIDs: r.refs(field{"children", ""}, optional),
+		ChildrenSourcedIds: r.refs(field{"children", ""}, optional),
 	}
-	return &records.RawEvent{Org: o, Actor: system(r.sourcedID)}
+	return &records.RawEvent{RosterOrg: o, Actor: system(r.sourcedID)}
 }
 
 func buildAcademicSession(r *rec) *records.RawEvent {
@@ -114,16 +114,16 @@ func buildAcademicSession(r *rec) *records.RawEvent {
 	if year != "" && !isYear(year) {
 		r.add(same("schoolYear"), "must be a year such as 2026")
 	}
-	s := &records.AcademicSession{SourcedID: r.sourcedID, Status: r.status, DateLastModified: r.modified, Metadata: r.meta,
+	s := &records.RosterAcademicSession{SourcedID: r.sourcedID, Status: r.status, DateLastModified: r.modified, Metadata: r.meta,
 		Title:              r.str(same("title"), required),
 		Type:               r.enum(same("type"), sessionTypes, required),
 		StartDate:          deref(start),
 		EndDate:            deref(end),
 		SchoolYear:         year,
 		ParentSourcedID:    r.optRef(field{"parent", "parentSourcedId"}),
-		ChildrenSourcedIDs: r.refs(field{"children", ""}, optional),
+		ChildrenSourcedIds: r.refs(field{"children", ""}, optional),
 	}
-	return &records.RawEvent{AcademicSession: s, Actor: system(r.sourcedID)}
+	return &records.RawEvent{RosterAcademicSession: s, Actor: system(r.sourcedID)}
 }
 
 func isYear(s string) bool {
@@ -139,7 +139,7 @@ func isYear(s string) bool {
 }
 
 func buildCourse(r *rec) *records.RawEvent {
-	c := &records.Course{SourcedID: r.sourcedID, Status: r.status, DateLastModified: r.modified, Metadata: r.meta,
+	c := &records.RosterCourse{SourcedID: r.sourcedID, Status: r.status, DateLastModified: r.modified, Metadata: r.meta,
 		Title:               r.str(same("title"), required),
 		SchoolYearSourcedID: r.optRef(field{"schoolYear", "schoolYearSourcedId"}),
 		CourseCode:          r.opt(same("courseCode")),
@@ -148,11 +148,11 @@ func buildCourse(r *rec) *records.RawEvent {
 		SubjectCodes:        r.strs(same("subjectCodes")),
 		OrgSourcedID:        r.ref(field{"org", "orgSourcedId"}, required),
 	}
-	return &records.RawEvent{Course: c, Actor: system(r.sourcedID)}
+	return &records.RawEvent{RosterCourse: c, Actor: system(r.sourcedID)}
 }
 
 func buildClass(r *rec) *records.RawEvent {
-	c := &records.Class{SourcedID: r.sourcedID, Status: r.status, DateLastModified: r.modified, Metadata: r.meta,
+	c := &records.RosterClass{SourcedID: r.sourcedID, Status: r.status, DateLastModified: r.modified, Metadata: r.meta,
 		Title:           r.str(same("title"), required),
 		ClassCode:       r.opt(same("classCode")),
 		ClassType:       r.enum(same("classType"), classTypes, required),
@@ -163,16 +163,16 @@ func buildClass(r *rec) *records.RawEvent {
 		Periods:         r.strs(same("periods")),
 		CourseSourcedID: r.ref(field{"course", "courseSourcedId"}, required),
 		SchoolSourcedID: r.ref(field{"school", "schoolSourcedId"}, required),
-		TermSourcedIDs:  r.refs(field{"terms", "termSourcedIds"}, required),
+		TermSourcedIds:  r.refs(field{"terms", "termSourcedIds"}, required),
 	}
-	return &records.RawEvent{Class: c, Actor: system(r.sourcedID), SchoolID: ptr(c.SchoolSourcedID)}
+	return &records.RawEvent{RosterClass: c, Actor: system(r.sourcedID), SchoolID: ptr(c.SchoolSourcedID)}
 }
 
 func buildUser(r *rec) *records.RawEvent {
-	u := &records.User{SourcedID: r.sourcedID, Status: r.status, DateLastModified: r.modified, Metadata: r.meta,
+	u := &records.RosterUser{SourcedID: r.sourcedID, Status: r.status, DateLastModified: r.modified, Metadata: r.meta,
 		EnabledUser:          deref(r.flag(same("enabledUser"), required)),
 		Username:             r.opt(same("username")),
-		UserIDs:              r.userIDs(same("userIds")),
+		UserIds:              r.userIDs(same("userIds")),
 		GivenName:            r.str(same("givenName"), required),
 		FamilyName:           r.str(same("familyName"), required),
 		MiddleName:           r.opt(same("middleName")),
@@ -184,23 +184,23 @@ func buildUser(r *rec) *records.RawEvent {
 		Email:                r.opt(same("email")),
 		SMS:                  r.opt(same("sms")),
 		Phone:                r.opt(same("phone")),
-		AgentSourcedIDs:      r.refs(field{"agents", "agentSourcedIds"}, optional),
+		AgentSourcedIds:      r.refs(field{"agents", "agentSourcedIds"}, optional),
 		Grades:               r.strs(same("grades")),
 	}
 	u.Roles = r.userRoles()
-	u.OrgSourcedIDs = []string{}
+	u.OrgSourcedIds = []string{}
 	for _, role := range u.Roles {
-		if !slices.Contains(u.OrgSourcedIDs, role.OrgSourcedID) {
-			u.OrgSourcedIDs = append(u.OrgSourcedIDs, role.OrgSourcedID)
+		if !slices.Contains(u.OrgSourcedIds, role.OrgSourcedID) {
+			u.OrgSourcedIds = append(u.OrgSourcedIds, role.OrgSourcedID)
 		}
 	}
-	return &records.RawEvent{User: u, Actor: records.Actor{SISID: r.sourcedID, Role: primaryRole(u.Roles)}}
+	return &records.RawEvent{RosterUser: u, Actor: records.Actor{SISID: r.sourcedID, Role: primaryRole(u.Roles)}}
 }
 
 // userRoles reads a user's roles: OneRoster 1.2 roles (JSON roles, CSV roles.csv rows) or, without
 // them, OneRoster 1.1's one role in each of the user's orgs. Deleted roles.csv rows are left out.
-func (r *rec) userRoles() []records.Role {
-	out := []records.Role{}
+func (r *rec) userRoles() []records.RosterRole {
+	out := []records.RosterRole{}
 	errs := len(r.errs)
 	srcs, problem := r.src.roles()
 	if problem != "" {
@@ -215,7 +215,7 @@ func (r *rec) userRoles() []records.Role {
 		}
 		if role != "" {
 			for _, org := range orgs {
-				out = append(out, records.Role{RoleType: "primary", Role: role, OrgSourcedID: org})
+				out = append(out, records.RosterRole{RoleType: "primary", Role: role, OrgSourcedID: org})
 			}
 		}
 	}
@@ -229,7 +229,7 @@ func (r *rec) userRoles() []records.Role {
 		if t := rr.modifiedAt(same("dateLastModified"), optional); t != nil && t.After(r.occurred) {
 			r.occurred = *t
 		}
-		role := records.Role{
+		role := records.RosterRole{
 			RoleType:     rr.enum(same("roleType"), roleTypes, required),
 			Role:         rr.enum(same("role"), userRoles, required),
 			OrgSourcedID: rr.ref(field{"org", "orgSourcedId"}, required),
@@ -249,7 +249,7 @@ func (r *rec) userRoles() []records.Role {
 }
 
 // primaryRole is the role of the first primary role, else of the first role.
-func primaryRole(roles []records.Role) string {
+func primaryRole(roles []records.RosterRole) string {
 	for _, r := range roles {
 		if r.RoleType == "primary" {
 			return r.Role
@@ -264,7 +264,7 @@ func primaryRole(roles []records.Role) string {
 func buildEnrollment(r *rec) *records.RawEvent {
 	begin, end := r.date(same("beginDate"), optional), r.date(same("endDate"), optional)
 	r.ordered(begin, same("endDate"), end, "beginDate")
-	e := &records.Enrollment{SourcedID: r.sourcedID, Status: r.status, DateLastModified: r.modified, Metadata: r.meta,
+	e := &records.RosterEnrollment{SourcedID: r.sourcedID, Status: r.status, DateLastModified: r.modified, Metadata: r.meta,
 		ClassSourcedID:  r.ref(field{"class", "classSourcedId"}, required),
 		SchoolSourcedID: r.ref(field{"school", "schoolSourcedId"}, required),
 		UserSourcedID:   r.ref(field{"user", "userSourcedId"}, always),
@@ -273,12 +273,12 @@ func buildEnrollment(r *rec) *records.RawEvent {
 		BeginDate:       begin,
 		EndDate:         end,
 	}
-	return &records.RawEvent{Enrollment: e, Actor: records.Actor{SISID: e.UserSourcedID, Role: orUnknown(e.Role)},
+	return &records.RawEvent{RosterEnrollment: e, Actor: records.Actor{SISID: e.UserSourcedID, Role: orUnknown(e.Role)},
 		SchoolID: ptr(e.SchoolSourcedID), ClassID: ptr(e.ClassSourcedID)}
 }
 
 func buildDemographics(r *rec) *records.RawEvent {
-	d := &records.Demographics{SourcedID: r.sourcedID, Status: r.status, DateLastModified: r.modified, Metadata: r.meta,
+	d := &records.RosterDemographics{SourcedID: r.sourcedID, Status: r.status, DateLastModified: r.modified, Metadata: r.meta,
 		BirthDate:                            r.birthDate(same("birthDate")),
 		Sex:                                  ptr(r.enum(same("sex"), sexes, optional)),
 		AmericanIndianOrAlaskaNative:         r.flag(same("americanIndianOrAlaskaNative"), optional),
@@ -286,7 +286,7 @@ func buildDemographics(r *rec) *records.RawEvent {
 		BlackOrAfricanAmerican:               r.flag(same("blackOrAfricanAmerican"), optional),
 		NativeHawaiianOrOtherPacificIslander: r.flag(same("nativeHawaiianOrOtherPacificIslander"), optional),
 		White:                                r.flag(same("white"), optional),
-		TwoOrMoreRaces:                       r.flag(same("demographicRaceTwoOrMoreRaces"), optional),
+		DemographicRaceTwoOrMoreRaces:        r.flag(same("demographicRaceTwoOrMoreRaces"), optional),
 		HispanicOrLatinoEthnicity:            r.flag(same("hispanicOrLatinoEthnicity"), optional),
 		CountryOfBirthCode:                   r.opt(same("countryOfBirthCode")),
 		StateOfBirthAbbreviation:             r.opt(same("stateOfBirthAbbreviation")),
@@ -297,12 +297,12 @@ func buildDemographics(r *rec) *records.RawEvent {
 	if r.roleOf != nil {
 		role = orUnknown(r.roleOf(r.sourcedID))
 	}
-	return &records.RawEvent{Demographics: d, Actor: records.Actor{SISID: r.sourcedID, Role: role}}
+	return &records.RawEvent{RosterDemographics: d, Actor: records.Actor{SISID: r.sourcedID, Role: role}}
 }
 
 func buildLineItem(r *rec) *records.RawEvent {
 	assign, due := r.instant(same("assignDate"), required, true), r.instant(same("dueDate"), required, true)
-	l := &records.LineItem{SourcedID: r.sourcedID, Status: r.status, DateLastModified: r.modified, Metadata: r.meta,
+	l := &records.RosterLineItem{SourcedID: r.sourcedID, Status: r.status, DateLastModified: r.modified, Metadata: r.meta,
 		Title:                    r.str(same("title"), required),
 		Description:              r.opt(same("description")),
 		AssignDate:               deref(assign),
@@ -319,11 +319,11 @@ func buildLineItem(r *rec) *records.RawEvent {
 	if lo, hi := l.ResultValueMin, l.ResultValueMax; lo != nil && hi != nil && *hi < *lo {
 		r.add(same("resultValueMax"), "must not be below resultValueMin")
 	}
-	return &records.RawEvent{LineItem: l, Actor: system(r.sourcedID), ClassID: ptr(l.ClassSourcedID), SchoolID: l.SchoolSourcedID}
+	return &records.RawEvent{RosterLineItem: l, Actor: system(r.sourcedID), ClassID: ptr(l.ClassSourcedID), SchoolID: l.SchoolSourcedID}
 }
 
 func buildResult(r *rec) *records.RawEvent {
-	res := &records.Result{SourcedID: r.sourcedID, Status: r.status, DateLastModified: r.modified, Metadata: r.meta,
+	res := &records.RosterResult{SourcedID: r.sourcedID, Status: r.status, DateLastModified: r.modified, Metadata: r.meta,
 		LineItemSourcedID:   r.ref(field{"lineItem", "lineItemSourcedId"}, required),
 		StudentSourcedID:    r.ref(field{"student", "studentSourcedId"}, always),
 		ClassSourcedID:      r.optRef(field{"class", "classSourcedId"}),
@@ -338,5 +338,5 @@ func buildResult(r *rec) *records.RawEvent {
 		Late:                r.flag(same("late"), optional),
 		Missing:             r.flag(same("missing"), optional),
 	}
-	return &records.RawEvent{Result: res, Actor: records.Actor{SISID: res.StudentSourcedID, Role: "student"}, ClassID: res.ClassSourcedID}
+	return &records.RawEvent{RosterResult: res, Actor: records.Actor{SISID: res.StudentSourcedID, Role: "student"}, ClassID: res.ClassSourcedID}
 }

@@ -254,24 +254,24 @@ func eventID(meta ingest.Meta, collection, sourcedID string, modified time.Time,
 // common returns the sourcedId and dateLastModified of the event's roster payload, or nils.
 func common(ev *records.RawEvent) (*string, *time.Time) {
 	switch {
-	case ev.Org != nil:
-		return &ev.Org.SourcedID, &ev.Org.DateLastModified
-	case ev.AcademicSession != nil:
-		return &ev.AcademicSession.SourcedID, &ev.AcademicSession.DateLastModified
-	case ev.Course != nil:
-		return &ev.Course.SourcedID, &ev.Course.DateLastModified
-	case ev.Class != nil:
-		return &ev.Class.SourcedID, &ev.Class.DateLastModified
-	case ev.User != nil:
-		return &ev.User.SourcedID, &ev.User.DateLastModified
-	case ev.Enrollment != nil:
-		return &ev.Enrollment.SourcedID, &ev.Enrollment.DateLastModified
-	case ev.Demographics != nil:
-		return &ev.Demographics.SourcedID, &ev.Demographics.DateLastModified
-	case ev.LineItem != nil:
-		return &ev.LineItem.SourcedID, &ev.LineItem.DateLastModified
-	case ev.Result != nil:
-		return &ev.Result.SourcedID, &ev.Result.DateLastModified
+	case ev.RosterOrg != nil:
+		return &ev.RosterOrg.SourcedID, &ev.RosterOrg.DateLastModified
+	case ev.RosterAcademicSession != nil:
+		return &ev.RosterAcademicSession.SourcedID, &ev.RosterAcademicSession.DateLastModified
+	case ev.RosterCourse != nil:
+		return &ev.RosterCourse.SourcedID, &ev.RosterCourse.DateLastModified
+	case ev.RosterClass != nil:
+		return &ev.RosterClass.SourcedID, &ev.RosterClass.DateLastModified
+	case ev.RosterUser != nil:
+		return &ev.RosterUser.SourcedID, &ev.RosterUser.DateLastModified
+	case ev.RosterEnrollment != nil:
+		return &ev.RosterEnrollment.SourcedID, &ev.RosterEnrollment.DateLastModified
+	case ev.RosterDemographics != nil:
+		return &ev.RosterDemographics.SourcedID, &ev.RosterDemographics.DateLastModified
+	case ev.RosterLineItem != nil:
+		return &ev.RosterLineItem.SourcedID, &ev.RosterLineItem.DateLastModified
+	case ev.RosterResult != nil:
+		return &ev.RosterResult.SourcedID, &ev.RosterResult.DateLastModified
 	}
 	return nil, nil
 }

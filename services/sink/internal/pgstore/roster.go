@@ -218,23 +218,23 @@ func rosterCheck(ev *records.EnrichedEvent) bool {
 	var id, status string
 	switch p := ev.Payloads(); ev.Type {
 	case records.TypeRosterOrg:
-		id, status = p.Org.SourcedID, p.Org.Status
+		id, status = p.RosterOrg.SourcedID, p.RosterOrg.Status
 	case records.TypeRosterAcademicSession:
-		id, status = p.AcademicSession.SourcedID, p.AcademicSession.Status
+		id, status = p.RosterAcademicSession.SourcedID, p.RosterAcademicSession.Status
 	case records.TypeRosterCourse:
-		id, status = p.Course.SourcedID, p.Course.Status
+		id, status = p.RosterCourse.SourcedID, p.RosterCourse.Status
 	case records.TypeRosterClass:
-		id, status = p.Class.SourcedID, p.Class.Status
+		id, status = p.RosterClass.SourcedID, p.RosterClass.Status
 	case records.TypeRosterUser:
-		id, status = p.User.SourcedID, p.User.Status
+		id, status = p.RosterUser.SourcedID, p.RosterUser.Status
 	case records.TypeRosterEnrollment:
-		id, status = p.Enrollment.SourcedID, p.Enrollment.Status
+		id, status = p.RosterEnrollment.SourcedID, p.RosterEnrollment.Status
 	case records.TypeRosterDemographics:
-		id, status = p.Demographics.SourcedID, p.Demographics.Status
+		id, status = p.RosterDemographics.SourcedID, p.RosterDemographics.Status
 	case records.TypeRosterLineItem:
-		id, status = p.LineItem.SourcedID, p.LineItem.Status
+		id, status = p.RosterLineItem.SourcedID, p.RosterLineItem.Status
 	case records.TypeRosterResult:
-		id, status = p.Result.SourcedID, p.Result.Status
+		id, status = p.RosterResult.SourcedID, p.RosterResult.Status
 	default:
 		return false
 	}
@@ -421,27 +421,27 @@ func rosterOpOf(ev *records.EnrichedEvent, internalID *string) (rosterKey, roste
 	)
 	switch ev.Type {
 	case records.TypeRosterOrg:
-		p := ev.Org
+		p := ev.RosterOrg
 		b = newBase(p.SourcedID, p.Status, p.DateLastModified, p.Metadata)
 		row = &orgRow{base: b, Name: p.Name, Type: p.Type, Identifier: p.Identifier, ParentSourcedID: p.ParentSourcedID}
 	case records.TypeRosterAcademicSession:
-		p := ev.AcademicSession
+		p := ev.RosterAcademicSession
 		b = newBase(p.SourcedID, p.Status, p.DateLastModified, p.Metadata)
 		row = &academicSessionRow{base: b, Title: p.Title, Type: p.Type, StartDate: day(p.StartDate), EndDate: day(p.EndDate),
 			SchoolYear: p.SchoolYear, ParentSourcedID: p.ParentSourcedID}
 	case records.TypeRosterCourse:
-		p := ev.Course
+		p := ev.RosterCourse
 		b = newBase(p.SourcedID, p.Status, p.DateLastModified, p.Metadata)
 		row = &courseRow{base: b, Title: p.Title, SchoolYearSourcedID: p.SchoolYearSourcedID, CourseCode: p.CourseCode,
 			Grades: list(p.Grades), Subjects: list(p.Subjects), OrgSourcedID: p.OrgSourcedID}
 	case records.TypeRosterClass:
-		p := ev.Class
+		p := ev.RosterClass
 		b = newBase(p.SourcedID, p.Status, p.DateLastModified, p.Metadata)
 		row = &classRow{base: b, Title: p.Title, ClassCode: p.ClassCode, ClassType: p.ClassType, Location: p.Location,
 			Grades: list(p.Grades), Subjects: list(p.Subjects), Periods: list(p.Periods), CourseSourcedID: p.CourseSourcedID,
-			SchoolSourcedID: p.SchoolSourcedID, TermSourcedIDs: list(p.TermSourcedIDs)}
+			SchoolSourcedID: p.SchoolSourcedID, TermSourcedIDs: list(p.TermSourcedIds)}
 	case records.TypeRosterUser:
-		p := ev.User
+		p := ev.RosterUser
 		b = newBase(p.SourcedID, p.Status, p.DateLastModified, p.Metadata)
 		roles := make([]roleJSON, len(p.Roles))
 		for i, r := range p.Roles {
@@ -452,33 +452,33 @@ func rosterOpOf(ev *records.EnrichedEvent, internalID *string) (rosterKey, roste
 			GivenName: p.GivenName, FamilyName: p.FamilyName, MiddleName: p.MiddleName,
 			PreferredFirstName: p.PreferredFirstName, PreferredLastName: p.PreferredLastName, Pronouns: p.Pronouns,
 			Roles: roles, Identifier: p.Identifier, UserMasterIdentifier: p.UserMasterIdentifier, Email: p.Email,
-			Grades: list(p.Grades), OrgSourcedIDs: list(p.OrgSourcedIDs), AgentSourcedIDs: list(p.AgentSourcedIDs),
+			Grades: list(p.Grades), OrgSourcedIDs: list(p.OrgSourcedIds), AgentSourcedIDs: list(p.AgentSourcedIds),
 			BirthDate: optDay(p.BirthDate)}
 		row, op.user = u, u
 	case records.TypeRosterEnrollment:
-		p := ev.Enrollment
+		p := ev.RosterEnrollment
 		b = newBase(p.SourcedID, p.Status, p.DateLastModified, p.Metadata)
 		row = &enrollmentRow{base: b, ClassSourcedID: p.ClassSourcedID, SchoolSourcedID: p.SchoolSourcedID,
 			UserSourcedID: p.UserSourcedID, Role: p.Role, IsPrimary: p.Primary, BeginDate: optDay(p.BeginDate),
 			EndDate: optDay(p.EndDate)}
 	case records.TypeRosterDemographics:
-		p := ev.Demographics
+		p := ev.RosterDemographics
 		b = newBase(p.SourcedID, p.Status, p.DateLastModified, p.Metadata)
 		row = &demographicsRow{base: b, BirthDate: optDay(p.BirthDate), Sex: p.Sex,
 			AmericanIndianOrAlaskaNative: p.AmericanIndianOrAlaskaNative, Asian: p.Asian,
 			BlackOrAfricanAmerican: p.BlackOrAfricanAmerican, NativeHawaiianOrOtherPacificIslander: p.NativeHawaiianOrOtherPacificIslander,
-			White: p.White, TwoOrMoreRaces: p.TwoOrMoreRaces, HispanicOrLatinoEthnicity: p.HispanicOrLatinoEthnicity,
+			White: p.White, TwoOrMoreRaces: p.DemographicRaceTwoOrMoreRaces, HispanicOrLatinoEthnicity: p.HispanicOrLatinoEthnicity,
 			CountryOfBirthCode: p.CountryOfBirthCode, StateOfBirthAbbreviation: p.StateOfBirthAbbreviation,
 			CityOfBirth: p.CityOfBirth, PublicSchoolResidenceStatus: p.PublicSchoolResidenceStatus}
 	case records.TypeRosterLineItem:
-		p := ev.LineItem
+		p := ev.RosterLineItem
 		b = newBase(p.SourcedID, p.Status, p.DateLastModified, p.Metadata)
 		row = &lineItemRow{base: b, Title: p.Title, Description: p.Description, AssignDate: p.AssignDate, DueDate: p.DueDate,
 			ClassSourcedID: p.ClassSourcedID, SchoolSourcedID: p.SchoolSourcedID, CategorySourcedID: p.CategorySourcedID,
 			GradingPeriodSourcedID: p.GradingPeriodSourcedID, AcademicSessionSourcedID: p.AcademicSessionSourcedID,
 			ScoreScaleSourcedID: p.ScoreScaleSourcedID, ResultValueMin: p.ResultValueMin, ResultValueMax: p.ResultValueMax}
 	case records.TypeRosterResult:
-		p := ev.Result
+		p := ev.RosterResult
 		b = newBase(p.SourcedID, p.Status, p.DateLastModified, p.Metadata)
 		row = &resultRow{base: b, LineItemSourcedID: p.LineItemSourcedID, StudentSourcedID: p.StudentSourcedID,
 			ClassSourcedID: p.ClassSourcedID, ScoreScaleSourcedID: p.ScoreScaleSourcedID, ScoreStatus: p.ScoreStatus,
