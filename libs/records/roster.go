@@ -21,8 +21,7 @@ type RosterEntity struct {
 	Schema *avro.RecordSchema // the payload record, e.g. edtech.v1.RosterOrg
 	GoType reflect.Type       // its struct, e.g. RosterOrg
 
-	payload                     int // its field in Payloads
-	sourcedID, status, modified int // its fields every entity has
+	payload int // its field in Payloads
 }
 
 // The fields every OneRoster entity starts with.
@@ -74,23 +73,12 @@ func loadRosterEntities() ([]*RosterEntity, error) {
 				return nil, fmt.Errorf("%s has no field %s", e.GoType, f.Name())
 			}
 		}
-		e.sourcedID, e.status, e.modified = FieldIndex(e.GoType, RosterSourcedID), FieldIndex(e.GoType, RosterStatus),
-			FieldIndex(e.GoType, RosterDateLastModified)
 		if e.payload < 0 {
 			return nil, fmt.Errorf("Payloads has no *%s field", e.GoType)
 		}
-		for _, f := range []struct {
-			i    int
-			name string
-			want reflect.Type
-		}{
-			{e.sourcedID, RosterSourcedID, reflect.TypeFor[string]()},
-			{e.status, RosterStatus, reflect.TypeFor[string]()},
-			{e.modified, RosterDateLastModified, reflect.TypeFor[time.Time]()},
-		} {
-			if f.i < 0 || e.GoType.Field(f.i).Type != f.want {
-				return nil, fmt.Errorf("%s: every roster entity has a field %s of Go type %s", e.GoType, f.name, f.want)
-			}
+		if _, ok := rosterCommon(reflect.New(e.GoType).Elem()); !ok {
+			return nil, fmt.Errorf("%s lacks a field every roster entity has (%s, %s, %s)", e.GoType, RosterSourcedID,
+				RosterStatus, RosterDateLastModified)
 		}
 		out = append(out, e)
 	}
@@ -136,23 +124,38 @@ func (e *RosterEntity) Payload(p *Payloads) reflect.Value {
 	return v.Elem()
 }
 
-// RosterCommon points at the fields of one entity's payload that every entity has.
+// RosterCommon points at the fields every OneRoster entity has, in one entity's payload.
 type RosterCommon struct {
 	SourcedID        *string
 	Status           *string
 	DateLastModified *time.Time
 }
 
-// Common returns the fields every entity has of the entity's payload in p; ok is false when p does not
-// hold one.
-func (e *RosterEntity) Common(p *Payloads) (c RosterCommon, ok bool) {
-	v := e.Payload(p)
-	if !v.IsValid() {
-		return c, false
+// RosterCommon returns the fields every OneRoster entity has of the roster payload p holds (the first,
+// in a p that holds several); ok is false when p holds none.
+func (p *Payloads) RosterCommon() (RosterCommon, bool) {
+	v := reflect.ValueOf(p).Elem()
+	for i := range v.NumField() {
+		if f := v.Field(i); !f.IsNil() {
+			if c, ok := rosterCommon(f.Elem()); ok {
+				return c, true
+			}
+		}
 	}
-	return RosterCommon{
-		SourcedID:        v.Field(e.sourcedID).Addr().Interface().(*string),
-		Status:           v.Field(e.status).Addr().Interface().(*string),
-		DateLastModified: v.Field(e.modified).Addr().Interface().(*time.Time),
-	}, true
+	return RosterCommon{}, false
+}
+
+// rosterCommon returns the common fields of s, an addressable payload struct, or ok false when s lacks one.
+func rosterCommon(s reflect.Value) (c RosterCommon, ok bool) {
+	field := func(name string) any {
+		if i := FieldIndex(s.Type(), name); i >= 0 {
+			return s.Field(i).Addr().Interface()
+		}
+		return nil
+	}
+	var ok1, ok2, ok3 bool
+	c.SourcedID, ok1 = field(RosterSourcedID).(*string)
+	c.Status, ok2 = field(RosterStatus).(*string)
+	c.DateLastModified, ok3 = field(RosterDateLastModified).(*time.Time)
+	return c, ok1 && ok2 && ok3
 }

@@ -41,17 +41,17 @@ func TestRosterEntities(t *testing.T) {
 		if _, err := p.Set(payload); err != nil {
 			t.Fatal(err)
 		}
-		c, ok := e.Common(&p)
+		c, ok := p.RosterCommon()
 		v := e.Payload(&p)
 		if !ok || !v.IsValid() || v.Addr().Interface() != payload {
 			t.Fatalf("%s: payload not found in %+v", e.Type, p)
 		}
 		if c.SourcedID != v.FieldByName("SourcedID").Addr().Interface() || c.Status != v.FieldByName("Status").Addr().Interface() ||
 			c.DateLastModified != v.FieldByName("DateLastModified").Addr().Interface() {
-			t.Errorf("%s: Common does not point at the payload's own fields", e.Type)
+			t.Errorf("%s: RosterCommon does not point at the payload's own fields", e.Type)
 		}
 		other := samplePayloads(t, TypeAttendance)
-		if _, ok := e.Common(&other); ok || e.Payload(&other).IsValid() {
+		if _, ok := other.RosterCommon(); ok || e.Payload(&other).IsValid() {
 			t.Errorf("%s: found in an attendance payload", e.Type)
 		}
 	}
