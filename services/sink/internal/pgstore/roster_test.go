@@ -3,11 +3,15 @@ package pgstore_test
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/records"
+	"github.com/edtech-analytics/platform/services/sink/internal/pgstore"
+	"github.com/hamba/avro/v2"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -188,4 +192,104 @@ func TestRosterColumns(t *testing.T) {
 	if classes != 1 {
 		t.Error("the teacher's class is not found through roster_enrollments")
 	}
+}
+
+// TestRosterTablesMatchTheDistrictSchema: the roster tables of a new district have exactly the columns
+// the sink writes, each of the type and nullability its schema field calls for, and there is no other
+// roster table. A field added to a roster schema therefore fails here until the district migrations add
+// its column (or the sink's rosterTableDefs leave it out), and so does a column no field fills.
+func TestRosterTablesMatchTheDistrictSchema(t *testing.T) {
+	pool, _ := setup(t)
+	want, err := pgstore.RosterColumns()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tables []string
+	if err := pgx.BeginFunc(t.Context(), pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(t.Context(), `SELECT table_name FROM information_schema.tables
+			WHERE table_schema = 'district_north' AND table_name LIKE 'roster\_%' AND table_name <> 'roster_deletions'`)
+		if err != nil {
+			return err
+		}
+		tables, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := slices.Sorted(maps.Keys(want)); !slices.Equal(slices.Sorted(slices.Values(tables)), got) {
+		t.Errorf("district roster tables %v, the sink writes %v", slices.Sorted(slices.Values(tables)), got)
+	}
+	type column struct {
+		typ      string
+		nullable bool
+	}
+	for table, cols := range want {
+		rows, err := pool.Query(t.Context(), `SELECT attname, format_type(atttypid, atttypmod), NOT attnotnull FROM pg_attribute
+			WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped`, "district_north."+table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		have := map[string]column{}
+		for rows.Next() {
+			var name string
+			var c column
+			if err := rows.Scan(&name, &c.typ, &c.nullable); err != nil {
+				t.Fatal(err)
+			}
+			have[name] = c
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		for _, col := range cols {
+			c, ok := have[col.Name]
+			delete(have, col.Name)
+			if !ok {
+				t.Errorf("%s has no column %s: add it to the district migrations (or leave the field out in rosterTableDefs)", table, col.Name)
+				continue
+			}
+			typ, nullable := "uuid", true // internal_id
+			if col.Avro != nil {
+				typ, nullable = columnType(col.Avro)
+			}
+			if c != (column{typ, nullable}) {
+				t.Errorf("%s.%s is %s (nullable %t); its field %s calls for %s (nullable %t)", table, col.Name, c.typ, c.nullable,
+					col.Avro, typ, nullable)
+			}
+		}
+		for name := range have {
+			t.Errorf("%s.%s is filled by no field of its entity's schema", table, name)
+		}
+	}
+}
+
+// columnType returns the PostgreSQL type and nullability of the column that holds a field of Avro type s.
+func columnType(s avro.Schema) (string, bool) {
+	switch s := s.(type) {
+	case *avro.RefSchema:
+		return columnType(s.Schema())
+	case *avro.UnionSchema:
+		for _, u := range s.Types() {
+			if u.Type() != avro.Null {
+				typ, _ := columnType(u)
+				return typ, true
+			}
+		}
+	case *avro.MapSchema:
+		return "jsonb", false
+	case *avro.ArraySchema:
+		if items, _ := columnType(s.Items()); !strings.HasPrefix(items, "jsonb") {
+			return items + "[]", false
+		}
+		return "jsonb", false
+	case *avro.RecordSchema:
+		return "jsonb", false
+	case *avro.PrimitiveSchema:
+		if l := s.Logical(); l != nil {
+			return map[avro.LogicalType]string{avro.Date: "date", avro.TimestampMillis: "timestamp with time zone"}[l.Type()], false
+		}
+		return map[avro.Type]string{avro.String: "text", avro.Boolean: "boolean", avro.Double: "double precision",
+			avro.Int: "integer", avro.Long: "bigint"}[s.Type()], false
+	}
+	return fmt.Sprintf("(no column type for %s)", s), false
 }
