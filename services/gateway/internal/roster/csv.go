@@ -209,7 +209,7 @@ func (d *csvDecoder) readRoles(f *zip.File, delta bool) (*roleRows, error) {
 		if err := d.countRow(); err != nil {
 			return err
 		}
-		user := s.value("userSourcedId")
+		user := s.value(userColumn)
 		if user != "" {
 			rr.byUser[user] = append(rr.byUser[user], s)
 		}
@@ -231,9 +231,9 @@ func (d *csvDecoder) rejectOrphans(roles *roleRows) {
 		case s.problem() != "":
 			fe = ingest.FieldError{Field: s.where(), Message: s.problem()}
 		case user == "":
-			fe = ingest.FieldError{Field: s.at(same("userSourcedId")), Message: "is required"}
+			fe = ingest.FieldError{Field: s.at(same(userColumn)), Message: msgRequired}
 		default:
-			fe = ingest.FieldError{Field: s.at(same("userSourcedId")),
+			fe = ingest.FieldError{Field: s.at(same(userColumn)),
 				Message: fmt.Sprintf("user %q is not in users.csv; a role is sent with its user", user)}
 		}
 		d.out.reject(d.next, []ingest.FieldError{fe}, s.raw())

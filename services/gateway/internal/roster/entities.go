@@ -2,68 +2,98 @@ package roster
 
 import (
 	"slices"
+	"time"
 
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/services/gateway/internal/ingest"
 )
 
-// entity is one OneRoster collection: its names, record type, CSV columns and builder.
+// entity is one OneRoster collection: its names, record type, builder and the CSV columns the builder
+// reads (derived from it: see csvColumns).
 type entity struct {
 	collection string // JSON collection; the CSV file is collection + ".csv"
 	typ        string
-	// columns are the CSV columns of the OneRoster 1.1 and 1.2 bindings (besides metadata.*);
-	// required are those a file must have, since every row needs them.
+	build      func(r *rec) *records.RawEvent
+	// ignored are CSV columns of the OneRoster 1.1 and 1.2 bindings the platform does not carry.
+	ignored []string
+	// columns are the CSV columns a file may have (besides metadata.*); required are those a file must
+	// have, since every row needs them.
 	columns, required []string
-	build             func(r *rec) *records.RawEvent
 }
 
 // entities in dependency order, the order a CSV package is read in: orgs before the classes that
 // name them, users before their enrollments.
-var entities = []*entity{
-	{collection: "orgs", typ: records.TypeRosterOrg, build: buildOrg,
-		columns:  []string{"sourcedId", "status", "dateLastModified", "name", "type", "identifier", "parentSourcedId"},
-		required: []string{"sourcedId", "name", "type"}},
-	{collection: "academicSessions", typ: records.TypeRosterAcademicSession, build: buildAcademicSession,
-		columns:  []string{"sourcedId", "status", "dateLastModified", "title", "type", "startDate", "endDate", "parentSourcedId", "schoolYear"},
-		required: []string{"sourcedId", "title", "type", "startDate", "endDate", "schoolYear"}},
-	{collection: "courses", typ: records.TypeRosterCourse, build: buildCourse,
-		columns: []string{"sourcedId", "status", "dateLastModified", "schoolYearSourcedId", "title", "courseCode", "grades",
-			"orgSourcedId", "subjects", "subjectCodes"},
-		required: []string{"sourcedId", "title", "orgSourcedId"}},
-	{collection: "classes", typ: records.TypeRosterClass, build: buildClass,
-		columns: []string{"sourcedId", "status", "dateLastModified", "title", "grades", "courseSourcedId", "classCode", "classType",
-			"location", "schoolSourcedId", "termSourcedIds", "subjects", "subjectCodes", "periods"},
-		required: []string{"sourcedId", "title", "courseSourcedId", "classType", "schoolSourcedId", "termSourcedIds"}},
+var entities = withCSVColumns([]*entity{
+	{collection: "orgs", typ: records.TypeRosterOrg, build: buildOrg},
+	{collection: "academicSessions", typ: records.TypeRosterAcademicSession, build: buildAcademicSession},
+	{collection: "courses", typ: records.TypeRosterCourse, build: buildCourse},
+	{collection: "classes", typ: records.TypeRosterClass, build: buildClass},
 	{collection: "users", typ: records.TypeRosterUser, build: buildUser,
-		columns: []string{"sourcedId", "status", "dateLastModified", "enabledUser", "orgSourcedIds", "role", "username", "userIds",
-			"givenName", "familyName", "middleName", "identifier", "email", "sms", "phone", "agentSourcedIds", "grades", "password",
-			"userMasterIdentifier", "resourceSourcedIds", "preferredGivenName", "preferredMiddleName", "preferredFamilyName",
-			"primaryOrgSourcedId", "pronouns"},
-		required: []string{"sourcedId", "enabledUser", "givenName", "familyName"}},
-	{collection: "enrollments", typ: records.TypeRosterEnrollment, build: buildEnrollment,
-		columns: []string{"sourcedId", "status", "dateLastModified", "classSourcedId", "schoolSourcedId", "userSourcedId", "role",
-			"primary", "beginDate", "endDate"},
-		required: []string{"sourcedId", "classSourcedId", "schoolSourcedId", "userSourcedId", "role"}},
-	{collection: "demographics", typ: records.TypeRosterDemographics, build: buildDemographics,
-		columns: []string{"sourcedId", "status", "dateLastModified", "birthDate", "sex", "americanIndianOrAlaskaNative", "asian",
-			"blackOrAfricanAmerican", "nativeHawaiianOrOtherPacificIslander", "white", "demographicRaceTwoOrMoreRaces",
-			"hispanicOrLatinoEthnicity", "countryOfBirthCode", "stateOfBirthAbbreviation", "cityOfBirth", "publicSchoolResidenceStatus"},
-		required: []string{"sourcedId"}},
-	{collection: "lineItems", typ: records.TypeRosterLineItem, build: buildLineItem,
-		columns: []string{"sourcedId", "status", "dateLastModified", "title", "description", "assignDate", "dueDate", "classSourcedId",
-			"categorySourcedId", "gradingPeriodSourcedId", "academicSessionSourcedId", "resultValueMin", "resultValueMax", "schoolSourcedId"},
-		required: []string{"sourcedId", "title", "assignDate", "dueDate", "classSourcedId"}},
-	{collection: "results", typ: records.TypeRosterResult, build: buildResult,
-		columns: []string{"sourcedId", "status", "dateLastModified", "lineItemSourcedId", "studentSourcedId", "scoreStatus", "score",
-			"scoreDate", "comment", "textScore", "classSourcedId", "inProgress", "incomplete", "late", "missing"},
-		required: []string{"sourcedId", "lineItemSourcedId", "studentSourcedId", "scoreStatus", "scoreDate"}},
+		ignored: []string{"password", "resourceSourcedIds", "preferredMiddleName", "primaryOrgSourcedId"}},
+	{collection: "enrollments", typ: records.TypeRosterEnrollment, build: buildEnrollment},
+	{collection: "demographics", typ: records.TypeRosterDemographics, build: buildDemographics},
+	{collection: "lineItems", typ: records.TypeRosterLineItem, build: buildLineItem},
+	{collection: "results", typ: records.TypeRosterResult, build: buildResult},
+})
+
+// userColumn is the roles.csv column that joins a role onto its user.
+const userColumn = "userSourcedId"
+
+// roleColumns are the columns of OneRoster 1.2 roles.csv, whose rows join onto users by userColumn.
+var roleColumns, roleRequired = func() ([]string, []string) {
+	columns, required := csvColumns(func(r *rec) { r.role() }, "sourcedId", "userProfileSourcedId")
+	return append([]string{userColumn}, columns...), append([]string{userColumn}, required...)
+}()
+
+func withCSVColumns(es []*entity) []*entity {
+	for _, e := range es {
+		e.columns, e.required = csvColumns(func(r *rec) {
+			r.base()
+			e.build(r)
+		}, e.ignored...)
+	}
+	return es
 }
 
-// roleColumns are the columns of OneRoster 1.2 roles.csv, whose rows join onto users.
-var (
-	roleColumns  = []string{"sourcedId", "status", "dateLastModified", "userSourcedId", "roleType", "role", "beginDate", "endDate", "orgSourcedId", "userProfileSourcedId"}
-	roleRequired = []string{"userSourcedId", "roleType", "role", "orgSourcedId"}
-)
+// csvColumns returns the CSV columns read reads, then ignored, and the columns it requires: read is run
+// once on a record whose every field is blank, as in a bulk file (where status and dateLastModified may
+// be blank), noting the columns it asks for and those it reports missing.
+func csvColumns(read func(r *rec), ignored ...string) (columns, required []string) {
+	src := &columnRecorder{}
+	r := &rec{src: src, bulk: true}
+	read(r)
+	for _, fe := range r.errs {
+		if fe.Message == msgRequired && fe.Field != "" {
+			required = append(required, fe.Field)
+		}
+	}
+	return append(src.columns, ignored...), required
+}
+
+// columnRecorder is a source whose fields are all blank; it notes the CSV columns asked for.
+type columnRecorder struct{ columns []string }
+
+func (s *columnRecorder) note(f field) {
+	if f.csv != "" && !slices.Contains(s.columns, f.csv) {
+		s.columns = append(s.columns, f.csv)
+	}
+}
+
+func (s *columnRecorder) at(f field) string                     { return f.csv }
+func (s *columnRecorder) where() string                         { return "" }
+func (s *columnRecorder) problem() string                       { return "" }
+func (s *columnRecorder) text(f field) (string, string)         { s.note(f); return "", "" }
+func (s *columnRecorder) texts(f field) ([]string, string)      { s.note(f); return nil, "" }
+func (s *columnRecorder) ref(f field) (string, string)          { s.note(f); return "", "" }
+func (s *columnRecorder) refs(f field) ([]string, string)       { s.note(f); return nil, "" }
+func (s *columnRecorder) flag(f field) (*bool, string)          { s.note(f); return nil, "" }
+func (s *columnRecorder) number(f field) (*float64, string)     { s.note(f); return nil, "" }
+func (s *columnRecorder) metadata() (map[string]string, string) { return nil, "" }
+func (s *columnRecorder) roles() ([]source, string)             { return nil, "" }
+func (s *columnRecorder) userIDs(f field) ([]records.RosterUserID, string) {
+	s.note(f)
+	return nil, ""
+}
 
 func entityByCollection(name string) (*entity, bool) {
 	for _, e := range entities {
@@ -225,18 +255,10 @@ func (r *rec) userRoles() []records.RosterRole {
 			continue
 		}
 		rr := &rec{src: src, now: r.now}
-		rr.deleting = rr.enum(same("status"), statuses, optional) == statusDeleted
-		if t := rr.modifiedAt(same("dateLastModified"), optional); t != nil && t.After(r.occurred) {
-			r.occurred = *t
+		role, modified := rr.role()
+		if modified != nil && modified.After(r.occurred) {
+			r.occurred = *modified
 		}
-		role := records.RosterRole{
-			RoleType:     rr.enum(same("roleType"), roleTypes, required),
-			Role:         rr.enum(same("role"), userRoles, required),
-			OrgSourcedID: rr.ref(field{"org", "orgSourcedId"}, required),
-			BeginDate:    rr.date(same("beginDate"), optional),
-			EndDate:      rr.date(same("endDate"), optional),
-		}
-		rr.ordered(role.BeginDate, same("endDate"), role.EndDate, "beginDate")
 		r.errs = append(r.errs, rr.errs...)
 		if !rr.deleting {
 			out = append(out, role)
@@ -246,6 +268,22 @@ func (r *rec) userRoles() []records.RosterRole {
 		r.add(field{"roles", "role"}, "is required: give the user's roles (roles.csv rows in OneRoster 1.2 CSV)")
 	}
 	return out
+}
+
+// role reads one of a user's OneRoster 1.2 roles (a JSON roles entry, a roles.csv row) and its
+// dateLastModified.
+func (r *rec) role() (records.RosterRole, *time.Time) {
+	r.deleting = r.enum(same("status"), statuses, optional) == statusDeleted
+	modified := r.modifiedAt(same("dateLastModified"), optional)
+	role := records.RosterRole{
+		RoleType:     r.enum(same("roleType"), roleTypes, required),
+		Role:         r.enum(same("role"), userRoles, required),
+		OrgSourcedID: r.ref(field{"org", "orgSourcedId"}, required),
+		BeginDate:    r.date(same("beginDate"), optional),
+		EndDate:      r.date(same("endDate"), optional),
+	}
+	r.ordered(role.BeginDate, same("endDate"), role.EndDate, "beginDate")
+	return role, modified
 }
 
 // primaryRole is the role of the first primary role, else of the first role.

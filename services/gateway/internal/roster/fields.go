@@ -111,9 +111,12 @@ func (r *rec) add(f field, msg string) {
 	r.errs = append(r.errs, ingest.FieldError{Field: r.src.at(f), Message: msg})
 }
 
+// msgRequired is the error of a missing value that is required.
+const msgRequired = "is required"
+
 func (r *rec) missing(f field, n need) {
 	if n == always || n == required && !r.deleting {
-		r.add(f, "is required")
+		r.add(f, msgRequired)
 	}
 }
 
@@ -330,7 +333,7 @@ func (r *rec) userIDs(f field) []records.RosterUserID {
 		for _, part := range []struct{ name, v string }{{"type", id.Type}, {"identifier", id.Identifier}} {
 			msg := checkText(part.v, idText)
 			if part.v == "" {
-				msg = "is required"
+				msg = msgRequired
 			}
 			if msg != "" {
 				r.add(f, fmt.Sprintf("entry %d: %s %s", i+1, part.name, msg))

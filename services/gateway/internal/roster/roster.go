@@ -207,8 +207,10 @@ func decodeRecord(e *entity, r *rec, meta ingest.Meta) (*records.RawEvent, []ing
 	if r.modified.IsZero() {
 		// A bulk row without dateLastModified: it is as new as its arrival.
 		ev.OccurredAt = ev.ReceivedAt
-		_, modified := common(ev)
-		*modified = ev.ReceivedAt
+		p := ev.Payloads()
+		if c, ok := p.RosterCommon(); ok {
+			*c.DateLastModified = ev.ReceivedAt
+		}
 	}
 	return ev, nil
 }
@@ -251,33 +253,11 @@ func eventID(meta ingest.Meta, collection, sourcedID string, modified time.Time,
 	return string(b[:]), nil
 }
 
-// common returns the sourcedId and dateLastModified of the event's roster payload, or nils.
-func common(ev *records.RawEvent) (*string, *time.Time) {
-	switch {
-	case ev.RosterOrg != nil:
-		return &ev.RosterOrg.SourcedID, &ev.RosterOrg.DateLastModified
-	case ev.RosterAcademicSession != nil:
-		return &ev.RosterAcademicSession.SourcedID, &ev.RosterAcademicSession.DateLastModified
-	case ev.RosterCourse != nil:
-		return &ev.RosterCourse.SourcedID, &ev.RosterCourse.DateLastModified
-	case ev.RosterClass != nil:
-		return &ev.RosterClass.SourcedID, &ev.RosterClass.DateLastModified
-	case ev.RosterUser != nil:
-		return &ev.RosterUser.SourcedID, &ev.RosterUser.DateLastModified
-	case ev.RosterEnrollment != nil:
-		return &ev.RosterEnrollment.SourcedID, &ev.RosterEnrollment.DateLastModified
-	case ev.RosterDemographics != nil:
-		return &ev.RosterDemographics.SourcedID, &ev.RosterDemographics.DateLastModified
-	case ev.RosterLineItem != nil:
-		return &ev.RosterLineItem.SourcedID, &ev.RosterLineItem.DateLastModified
-	case ev.RosterResult != nil:
-		return &ev.RosterResult.SourcedID, &ev.RosterResult.DateLastModified
-	}
-	return nil, nil
-}
-
 // sourcedIDOf returns the sourcedId of the event's roster payload.
 func sourcedIDOf(ev *records.RawEvent) string {
-	id, _ := common(ev)
-	return deref(id)
+	p := ev.Payloads()
+	if c, ok := p.RosterCommon(); ok {
+		return *c.SourcedID
+	}
+	return ""
 }
