@@ -128,6 +128,9 @@ func rosterTables() (map[string]*rosterTable, error) {
 		t.update = "(" + strings.Join(cols, ", ") + ") = ROW(" + strings.Join(vals, ", ") + ")"
 		out[e.Type] = t
 	}
+	if len(out) != len(rosterTableDefs) {
+		return nil, fmt.Errorf("%d roster tables for %d roster entities", len(rosterTableDefs), len(out))
+	}
 	return out, nil
 }
 
