@@ -396,11 +396,11 @@ func TestPayloadsCheckAndSet(t *testing.T) {
 	var en EnrichedEvent
 	en.Type = raw.Type
 	en.SetPayloads(raw.Payloads())
-	if err := en.CheckPayload(); err != nil || en.Class != raw.Class {
-		t.Errorf("copying payloads to the enriched event: %v, class %p want %p", err, en.Class, raw.Class)
+	if err := en.CheckPayload(); err != nil || en.RosterClass != raw.RosterClass {
+		t.Errorf("copying payloads to the enriched event: %v, class %p want %p", err, en.RosterClass, raw.RosterClass)
 	}
-	if err := raw.SetPayload(&Attendance{}); err != nil || raw.Type != TypeAttendance || raw.Class != nil {
-		t.Errorf("RawEvent.SetPayload: %v, type %q, class %v", err, raw.Type, raw.Class)
+	if err := raw.SetPayload(&Attendance{}); err != nil || raw.Type != TypeAttendance || raw.RosterClass != nil {
+		t.Errorf("RawEvent.SetPayload: %v, type %q, class %v", err, raw.Type, raw.RosterClass)
 	}
 	if err := raw.CheckPayload(); err != nil {
 		t.Errorf("CheckPayload after SetPayload: %v", err)

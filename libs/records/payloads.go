@@ -19,34 +19,34 @@ var (
 // enriched.SetPayloads(raw.Payloads()). It has no wire form of its own; the envelopes carry the fields
 // flat (embedding the struct would cost hamba/avro a type lookup per field on every decode).
 type Payloads struct {
-	Attendance           *Attendance
-	AssessmentResult     *AssessmentResult
-	AssignmentSubmission *AssignmentSubmission
-	Session              *SessionEvent
-	ContentView          *ContentView
-	Org                  *Org
-	AcademicSession      *AcademicSession
-	Course               *Course
-	Class                *Class
-	User                 *User
-	Enrollment           *Enrollment
-	Demographics         *Demographics
-	LineItem             *LineItem
-	Result               *Result
+	Attendance            *Attendance
+	AssessmentResult      *AssessmentResult
+	AssignmentSubmission  *AssignmentSubmission
+	Session               *SessionEvent
+	ContentView           *ContentView
+	RosterOrg             *RosterOrg
+	RosterAcademicSession *RosterAcademicSession
+	RosterCourse          *RosterCourse
+	RosterClass           *RosterClass
+	RosterUser            *RosterUser
+	RosterEnrollment      *RosterEnrollment
+	RosterDemographics    *RosterDemographics
+	RosterLineItem        *RosterLineItem
+	RosterResult          *RosterResult
 }
 
 // Payloads returns the event's payload fields.
 func (e *RawEvent) Payloads() Payloads {
 	return Payloads{e.Attendance, e.AssessmentResult, e.AssignmentSubmission, e.Session, e.ContentView,
-		e.Org, e.AcademicSession, e.Course, e.Class, e.User, e.Enrollment, e.Demographics, e.LineItem, e.Result}
+		e.RosterOrg, e.RosterAcademicSession, e.RosterCourse, e.RosterClass, e.RosterUser, e.RosterEnrollment, e.RosterDemographics, e.RosterLineItem, e.RosterResult}
 }
 
 // SetPayloads replaces the event's payload fields with p.
 func (e *RawEvent) SetPayloads(p Payloads) {
 	e.Attendance, e.AssessmentResult, e.AssignmentSubmission, e.Session, e.ContentView = p.Attendance,
 		p.AssessmentResult, p.AssignmentSubmission, p.Session, p.ContentView
-	e.Org, e.AcademicSession, e.Course, e.Class, e.User, e.Enrollment, e.Demographics, e.LineItem, e.Result =
-		p.Org, p.AcademicSession, p.Course, p.Class, p.User, p.Enrollment, p.Demographics, p.LineItem, p.Result
+	e.RosterOrg, e.RosterAcademicSession, e.RosterCourse, e.RosterClass, e.RosterUser, e.RosterEnrollment, e.RosterDemographics, e.RosterLineItem, e.RosterResult =
+		p.RosterOrg, p.RosterAcademicSession, p.RosterCourse, p.RosterClass, p.RosterUser, p.RosterEnrollment, p.RosterDemographics, p.RosterLineItem, p.RosterResult
 }
 
 // SetPayload makes v (a pointer to a payload type) the event's only payload and sets Type to match.
@@ -70,15 +70,15 @@ func (e *RawEvent) CheckPayload() error {
 // Payloads returns the event's payload fields.
 func (e *EnrichedEvent) Payloads() Payloads {
 	return Payloads{e.Attendance, e.AssessmentResult, e.AssignmentSubmission, e.Session, e.ContentView,
-		e.Org, e.AcademicSession, e.Course, e.Class, e.User, e.Enrollment, e.Demographics, e.LineItem, e.Result}
+		e.RosterOrg, e.RosterAcademicSession, e.RosterCourse, e.RosterClass, e.RosterUser, e.RosterEnrollment, e.RosterDemographics, e.RosterLineItem, e.RosterResult}
 }
 
 // SetPayloads replaces the event's payload fields with p.
 func (e *EnrichedEvent) SetPayloads(p Payloads) {
 	e.Attendance, e.AssessmentResult, e.AssignmentSubmission, e.Session, e.ContentView = p.Attendance,
 		p.AssessmentResult, p.AssignmentSubmission, p.Session, p.ContentView
-	e.Org, e.AcademicSession, e.Course, e.Class, e.User, e.Enrollment, e.Demographics, e.LineItem, e.Result =
-		p.Org, p.AcademicSession, p.Course, p.Class, p.User, p.Enrollment, p.Demographics, p.LineItem, p.Result
+	e.RosterOrg, e.RosterAcademicSession, e.RosterCourse, e.RosterClass, e.RosterUser, e.RosterEnrollment, e.RosterDemographics, e.RosterLineItem, e.RosterResult =
+		p.RosterOrg, p.RosterAcademicSession, p.RosterCourse, p.RosterClass, p.RosterUser, p.RosterEnrollment, p.RosterDemographics, p.RosterLineItem, p.RosterResult
 }
 
 // SetPayload makes v (a pointer to a payload type) the event's only payload and sets Type to match.
@@ -113,15 +113,15 @@ func (p *Payloads) Types() []string {
 	add(p.AssignmentSubmission != nil, TypeAssignmentSubmission)
 	add(p.Session != nil, TypeSession)
 	add(p.ContentView != nil, TypeContentView)
-	add(p.Org != nil, TypeRosterOrg)
-	add(p.AcademicSession != nil, TypeRosterAcademicSession)
-	add(p.Course != nil, TypeRosterCourse)
-	add(p.Class != nil, TypeRosterClass)
-	add(p.User != nil, TypeRosterUser)
-	add(p.Enrollment != nil, TypeRosterEnrollment)
-	add(p.Demographics != nil, TypeRosterDemographics)
-	add(p.LineItem != nil, TypeRosterLineItem)
-	add(p.Result != nil, TypeRosterResult)
+	add(p.RosterOrg != nil, TypeRosterOrg)
+	add(p.RosterAcademicSession != nil, TypeRosterAcademicSession)
+	add(p.RosterCourse != nil, TypeRosterCourse)
+	add(p.RosterClass != nil, TypeRosterClass)
+	add(p.RosterUser != nil, TypeRosterUser)
+	add(p.RosterEnrollment != nil, TypeRosterEnrollment)
+	add(p.RosterDemographics != nil, TypeRosterDemographics)
+	add(p.RosterLineItem != nil, TypeRosterLineItem)
+	add(p.RosterResult != nil, TypeRosterResult)
 	return out
 }
 
@@ -157,24 +157,24 @@ func (p *Payloads) Set(v any) (string, error) {
 		next.Session, typ = v, TypeSession
 	case *ContentView:
 		next.ContentView, typ = v, TypeContentView
-	case *Org:
-		next.Org, typ = v, TypeRosterOrg
-	case *AcademicSession:
-		next.AcademicSession, typ = v, TypeRosterAcademicSession
-	case *Course:
-		next.Course, typ = v, TypeRosterCourse
-	case *Class:
-		next.Class, typ = v, TypeRosterClass
-	case *User:
-		next.User, typ = v, TypeRosterUser
-	case *Enrollment:
-		next.Enrollment, typ = v, TypeRosterEnrollment
-	case *Demographics:
-		next.Demographics, typ = v, TypeRosterDemographics
-	case *LineItem:
-		next.LineItem, typ = v, TypeRosterLineItem
-	case *Result:
-		next.Result, typ = v, TypeRosterResult
+	case *RosterOrg:
+		next.RosterOrg, typ = v, TypeRosterOrg
+	case *RosterAcademicSession:
+		next.RosterAcademicSession, typ = v, TypeRosterAcademicSession
+	case *RosterCourse:
+		next.RosterCourse, typ = v, TypeRosterCourse
+	case *RosterClass:
+		next.RosterClass, typ = v, TypeRosterClass
+	case *RosterUser:
+		next.RosterUser, typ = v, TypeRosterUser
+	case *RosterEnrollment:
+		next.RosterEnrollment, typ = v, TypeRosterEnrollment
+	case *RosterDemographics:
+		next.RosterDemographics, typ = v, TypeRosterDemographics
+	case *RosterLineItem:
+		next.RosterLineItem, typ = v, TypeRosterLineItem
+	case *RosterResult:
+		next.RosterResult, typ = v, TypeRosterResult
 	default:
 		return "", fmt.Errorf("%w: payload of Go type %T", ErrUnknownType, v)
 	}

@@ -1,10 +1,16 @@
 // Package records holds the platform's Avro records and the codec that frames them on Kafka.
 //
-// The Go types are tagged for hamba/avro and mirror the schemas in the schemas module; there are no
-// hand-written encoders. Each topic carries one envelope record (TopicNameStrategy): raw carries
-// RawEvent, enriched EnrichedEvent, dlq DLQRecord and control ControlCommand. An envelope has one
-// optional field per payload type instead of a union, and its type field is a plain string, so adding
-// an event type is a compatible change in both directions.
+// The Go types (types_gen.go) are generated from the schemas in the schemas module by hamba/avro's
+// avrogen (`go generate`, pinned by the tool directive in go.mod; TestGeneratedTypesAreCurrent fails
+// when they are stale); there are no hand-written encoders. Record and field names follow the schemas
+// (edtech.v1.RosterUser is RosterUser, roster_user its field RosterUser). Timestamps are time.Time and
+// travel as Avro timestamp-millis (dates as Avro date); decoded values are UTC. Optional fields are
+// pointers (nil is Avro null); arrays and maps decode as empty, never nil.
+//
+// Each topic carries one envelope record (TopicNameStrategy): raw carries RawEvent, enriched
+// EnrichedEvent, dlq DLQRecord and control ControlCommand. An envelope has one optional field per
+// payload type instead of a union, and its type field is a plain string, so adding an event type is a
+// compatible change in both directions.
 //
 // Values on the wire use the Confluent framing (magic byte 0, 4-byte big-endian schema id, Avro
 // binary); see Codec. Schema ids come from a registry or from the catalog of snapshots embedded from
@@ -12,6 +18,7 @@
 package records
 
 //go:generate go run ./cmd/schemasnap -dir ../../schemas
+//go:generate go tool avrogen -pkg records -o types_gen.go -tags json:original -initialisms DLQ,SIS,SMS ../../schemas/attendance.avsc ../../schemas/assessment_result.avsc ../../schemas/assignment_submission.avsc ../../schemas/session_event.avsc ../../schemas/content_view.avsc ../../schemas/roster_org.avsc ../../schemas/roster_academic_session.avsc ../../schemas/roster_course.avsc ../../schemas/roster_class.avsc ../../schemas/roster_user.avsc ../../schemas/roster_enrollment.avsc ../../schemas/roster_demographics.avsc ../../schemas/roster_line_item.avsc ../../schemas/roster_result.avsc ../../schemas/raw_event.avsc ../../schemas/enriched_event.avsc ../../schemas/dlq_record.avsc ../../schemas/control_command.avsc
 
 // Kind names one of the four top-level records, one per topic.
 type Kind int

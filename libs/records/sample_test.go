@@ -62,51 +62,51 @@ func samplePayload(t testing.TB, typ string) any {
 	case TypeContentView:
 		return &ContentView{ContentID: "video-3", ContentType: "video", DurationSeconds: 95, PercentComplete: ptr(62.5)}
 	case TypeRosterOrg:
-		return &Org{SourcedID: id, Status: status, DateLastModified: modified, Metadata: meta, Name: "Lincoln High",
+		return &RosterOrg{SourcedID: id, Status: status, DateLastModified: modified, Metadata: meta, Name: "Lincoln High",
 			Type: "school", Identifier: ptr("NCES-1"), ParentSourcedID: ptr("district-1"),
-			ChildrenSourcedIDs: []string{"dept-1"}}
+			ChildrenSourcedIds: []string{"dept-1"}}
 	case TypeRosterAcademicSession:
-		return &AcademicSession{SourcedID: id, Status: status, DateLastModified: modified, Metadata: meta,
+		return &RosterAcademicSession{SourcedID: id, Status: status, DateLastModified: modified, Metadata: meta,
 			Title: "Fall", Type: "term", StartDate: day(8, 20), EndDate: day(12, 18), SchoolYear: "2026",
-			ParentSourcedID: ptr("sy-2026"), ChildrenSourcedIDs: []string{"gp-1", "gp-2"}}
+			ParentSourcedID: ptr("sy-2026"), ChildrenSourcedIds: []string{"gp-1", "gp-2"}}
 	case TypeRosterCourse:
-		return &Course{SourcedID: id, Status: status, DateLastModified: modified, Metadata: meta, Title: "Algebra I",
+		return &RosterCourse{SourcedID: id, Status: status, DateLastModified: modified, Metadata: meta, Title: "Algebra I",
 			SchoolYearSourcedID: ptr("sy-2026"), CourseCode: ptr("MATH-101"), Grades: []string{"09"},
 			Subjects: []string{"math"}, SubjectCodes: []string{"02052"}, OrgSourcedID: "school-1"}
 	case TypeRosterClass:
-		return &Class{SourcedID: id, Status: status, DateLastModified: modified, Metadata: meta, Title: "Algebra I - 3",
+		return &RosterClass{SourcedID: id, Status: status, DateLastModified: modified, Metadata: meta, Title: "Algebra I - 3",
 			ClassCode: ptr("ALG-3"), ClassType: "scheduled", Location: ptr("Room 12"), Grades: []string{"09"},
 			Subjects: []string{"math"}, SubjectCodes: []string{"02052"}, Periods: []string{"3"},
-			CourseSourcedID: "course-1", SchoolSourcedID: "school-1", TermSourcedIDs: []string{"term-1"}}
+			CourseSourcedID: "course-1", SchoolSourcedID: "school-1", TermSourcedIds: []string{"term-1"}}
 	case TypeRosterUser:
-		return &User{SourcedID: id, Status: status, DateLastModified: modified, Metadata: meta, EnabledUser: true,
-			Username: ptr("ada"), UserIDs: []UserID{{Type: "state", Identifier: "S-99"}}, GivenName: "Ada",
+		return &RosterUser{SourcedID: id, Status: status, DateLastModified: modified, Metadata: meta, EnabledUser: true,
+			Username: ptr("ada"), UserIds: []RosterUserID{{Type: "state", Identifier: "S-99"}}, GivenName: "Ada",
 			FamilyName: "Lovelace", MiddleName: ptr("A"), PreferredFirstName: ptr("Ada"),
 			PreferredLastName: ptr("L"), Pronouns: ptr("she/her"),
-			Roles: []Role{{RoleType: "primary", Role: "student", OrgSourcedID: "school-1", BeginDate: ptr(day(8, 20)),
+			Roles: []RosterRole{{RoleType: "primary", Role: "student", OrgSourcedID: "school-1", BeginDate: ptr(day(8, 20)),
 				EndDate: ptr(day(6, 1))}},
 			Identifier: ptr("1234"), UserMasterIdentifier: ptr("M-1"), Email: ptr("ada@example.org"),
-			SMS: ptr("+15550100"), Phone: ptr("+15550101"), AgentSourcedIDs: []string{"parent-1"},
-			Grades: []string{"09"}, OrgSourcedIDs: []string{"school-1"}, BirthDate: ptr(day(5, 17).AddDate(-14, 0, 0))}
+			SMS: ptr("+15550100"), Phone: ptr("+15550101"), AgentSourcedIds: []string{"parent-1"},
+			Grades: []string{"09"}, OrgSourcedIds: []string{"school-1"}, BirthDate: ptr(day(5, 17).AddDate(-14, 0, 0))}
 	case TypeRosterEnrollment:
-		return &Enrollment{SourcedID: id, Status: status, DateLastModified: modified, Metadata: meta,
+		return &RosterEnrollment{SourcedID: id, Status: status, DateLastModified: modified, Metadata: meta,
 			ClassSourcedID: "class-1", SchoolSourcedID: "school-1", UserSourcedID: "user-1", Role: "student",
 			Primary: ptr(true), BeginDate: ptr(day(8, 20)), EndDate: ptr(day(6, 1))}
 	case TypeRosterDemographics:
-		return &Demographics{SourcedID: id, Status: status, DateLastModified: modified, Metadata: meta,
+		return &RosterDemographics{SourcedID: id, Status: status, DateLastModified: modified, Metadata: meta,
 			BirthDate: ptr(day(5, 17).AddDate(-14, 0, 0)), Sex: ptr("female"), AmericanIndianOrAlaskaNative: ptr(false),
 			Asian: ptr(false), BlackOrAfricanAmerican: ptr(false), NativeHawaiianOrOtherPacificIslander: ptr(false),
-			White: ptr(true), TwoOrMoreRaces: ptr(false), HispanicOrLatinoEthnicity: ptr(false),
+			White: ptr(true), DemographicRaceTwoOrMoreRaces: ptr(false), HispanicOrLatinoEthnicity: ptr(false),
 			CountryOfBirthCode: ptr("US"), StateOfBirthAbbreviation: ptr("OH"), CityOfBirth: ptr("Dayton"),
 			PublicSchoolResidenceStatus: ptr("01652")}
 	case TypeRosterLineItem:
-		return &LineItem{SourcedID: id, Status: status, DateLastModified: modified, Metadata: meta, Title: "Essay",
+		return &RosterLineItem{SourcedID: id, Status: status, DateLastModified: modified, Metadata: meta, Title: "Essay",
 			Description: ptr("Five paragraphs"), AssignDate: at(0), DueDate: at(30), ClassSourcedID: "class-1",
 			SchoolSourcedID: ptr("school-1"), CategorySourcedID: ptr("cat-1"), GradingPeriodSourcedID: ptr("gp-1"),
 			AcademicSessionSourcedID: ptr("term-1"), ScoreScaleSourcedID: ptr("scale-1"),
 			ResultValueMin: ptr(0.0), ResultValueMax: ptr(100.0)}
 	case TypeRosterResult:
-		return &Result{SourcedID: id, Status: RosterToBeDeleted, DateLastModified: modified, Metadata: meta,
+		return &RosterResult{SourcedID: id, Status: RosterToBeDeleted, DateLastModified: modified, Metadata: meta,
 			LineItemSourcedID: "li-1", StudentSourcedID: "user-1", ClassSourcedID: ptr("class-1"),
 			ScoreScaleSourcedID: ptr("scale-1"), ScoreStatus: "fully graded", Score: ptr(91.0),
 			TextScore: ptr("A-"), ScoreDate: day(3, 2), Comment: ptr("well argued"), InProgress: ptr(false),
@@ -160,7 +160,7 @@ func sampleDLQ() *DLQRecord {
 		Reason: ReasonInvalidField, Detail: "1 invalid field",
 		Errors: []FieldError{{Field: "attendance.status", Message: "unknown status \"late\""}},
 		Stage:  StageEnricher, TenantID: ptr("district-42"), EventID: ptr("0f8fad5b-d9cb-469f-a165-70867728950e"),
-		SourceTopic: ptr("edtech.raw"), SourcePartition: ptr(int32(3)), SourceOffset: ptr(int64(1 << 40)),
+		SourceTopic: ptr("edtech.raw"), SourcePartition: ptr(3), SourceOffset: ptr(int64(1 << 40)),
 		Original: []byte{0, 0, 0, 0, 1, 0xff}, Headers: []Header{{Key: "traceparent", Value: []byte("00-abc-01")}},
 		FailedAt: at(20),
 	}

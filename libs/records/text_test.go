@@ -7,8 +7,8 @@ import (
 
 func TestTextErrorsNamesEveryBadField(t *testing.T) {
 	bad := "a\x00b"
-	u := &User{SourcedID: "u1", GivenName: bad, MiddleName: &bad, Grades: []string{"05", bad},
-		Metadata: map[string]string{"ok": "fine", "note": bad, bad: "x"}, Roles: []Role{{Role: bad}}}
+	u := &RosterUser{SourcedID: "u1", GivenName: bad, MiddleName: &bad, Grades: []string{"05", bad},
+		Metadata: map[string]string{"ok": "fine", "note": bad, bad: "x"}, Roles: []RosterRole{{Role: bad}}}
 	var got []string
 	for _, e := range TextErrors(u, "roster_user") {
 		got = append(got, e.Field)
@@ -19,7 +19,7 @@ func TestTextErrorsNamesEveryBadField(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("fields %v, want %v", got, want)
 	}
-	if errs := TextErrors(&User{SourcedID: "u1", GivenName: "Ada"}, "roster_user"); len(errs) != 0 {
+	if errs := TextErrors(&RosterUser{SourcedID: "u1", GivenName: "Ada"}, "roster_user"); len(errs) != 0 {
 		t.Fatalf("clean user: %v", errs)
 	}
 }

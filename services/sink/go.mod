@@ -12,6 +12,7 @@ require (
 	github.com/edtech-analytics/platform/libs/tenancy v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/testenv/devenv v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/testenv/kafkatest v0.0.0-00010101000000-000000000000
+	github.com/hamba/avro/v2 v2.31.0
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/twmb/franz-go v1.22.2
 	github.com/twmb/franz-go/pkg/kadm v1.19.0
@@ -34,7 +35,6 @@ require (
 	github.com/go-viper/mapstructure/v2 v2.5.0 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/grpc-ecosystem/grpc-gateway/v2 v2.30.0 // indirect
-	github.com/hamba/avro/v2 v2.31.0 // indirect
 	github.com/hashicorp/golang-lru/v2 v2.0.7 // indirect
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect

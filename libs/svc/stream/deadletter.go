@@ -17,7 +17,7 @@ import (
 // dead letters stay together.
 func DeadLetters(codec *records.Codec, producer *kgo.Client, dlq, stage string) kafkax.DeadLetterFunc {
 	return func(ctx context.Context, r *kgo.Record, reason string, cause error) error {
-		topic, part, off := r.Topic, r.Partition, r.Offset
+		topic, part, off := r.Topic, int(r.Partition), r.Offset
 		d := &records.DLQRecord{
 			Reason: reason, Detail: cause.Error(), Errors: []records.FieldError{}, Stage: stage,
 			SourceTopic: &topic, SourcePartition: &part, SourceOffset: &off,

@@ -272,7 +272,7 @@ func benchRecords(b *testing.B, codec *records.Codec, districts, firstID int) (r
 	for d := range districts {
 		tenant := fmt.Sprintf("b%04d", d)
 		for c := range 2 {
-			rosterRecs = append(rosterRecs, rec(tenant, "system", "", &records.Class{SourcedID: fmt.Sprintf("c%d", c),
+			rosterRecs = append(rosterRecs, rec(tenant, "system", "", &records.RosterClass{SourcedID: fmt.Sprintf("c%d", c),
 				Status: records.RosterActive, DateLastModified: day, SchoolSourcedID: "sch1", CourseSourcedID: "math",
 				Grades: []string{"07"}}))
 		}
@@ -280,9 +280,9 @@ func benchRecords(b *testing.B, codec *records.Codec, districts, firstID int) (r
 			sis := fmt.Sprintf("S%03d", s)
 			if s%2 == 0 {
 				birth := day.AddDate(-8-s%10, 0, 0)
-				rosterRecs = append(rosterRecs, rec(tenant, sis, "", &records.User{SourcedID: sis, Status: records.RosterActive,
+				rosterRecs = append(rosterRecs, rec(tenant, sis, "", &records.RosterUser{SourcedID: sis, Status: records.RosterActive,
 					DateLastModified: day, EnabledUser: true, GivenName: "Given", FamilyName: "Family", BirthDate: &birth,
-					Roles: []records.Role{{RoleType: "primary", Role: "student", OrgSourcedID: "sch1"}}, Grades: []string{"07"},
+					Roles: []records.RosterRole{{RoleType: "primary", Role: "student", OrgSourcedID: "sch1"}}, Grades: []string{"07"},
 					Metadata: map[string]string{privacy.DefaultConsentKey: "granted"}}))
 			}
 			class := fmt.Sprintf("c%d", s%2)

@@ -95,7 +95,7 @@ func TestPoisonRecordsKeepEveryOtherDistrictFlowing(t *testing.T) {
 	letters := readDLQ(t, kcfg, codec, len(poison))
 	var reasons []string
 	for _, d := range letters {
-		if d.Stage != records.StageSink || d.SourceOffset == nil || *d.SourceOffset >= ends[*d.SourcePartition] {
+		if d.Stage != records.StageSink || d.SourceOffset == nil || *d.SourceOffset >= ends[int32(*d.SourcePartition)] {
 			t.Errorf("dead letter %+v", d)
 		}
 		reasons = append(reasons, d.Reason)

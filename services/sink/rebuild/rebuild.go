@@ -226,7 +226,10 @@ func Run(ctx context.Context, instances *fleet.Fleet, codec *records.Codec, read
 		report.Truncated = truncated
 		cfg.Log.Warn("rebuilding from a truncated history", "tenant_id", d.tenant.ID, "partitions", truncated)
 	}
-	r := d.newRun(cfg, reader, codec, topic, report, opts)
+	r, err := d.newRun(cfg, reader, codec, topic, report, opts)
+	if err != nil {
+		return report, err
+	}
 	if err := r.prepareShadow(ctx, parts, starts); err != nil {
 		return r.report, err
 	}
@@ -267,7 +270,10 @@ func Rollback(ctx context.Context, instances *fleet.Fleet, codec *records.Codec,
 		return report, err
 	}
 	topic := cfg.Kafka.Topics().Enriched
-	r := d.newRun(cfg, reader, codec, topic, report, opts)
+	r, err := d.newRun(cfg, reader, codec, topic, report, opts)
+	if err != nil {
+		return report, err
+	}
 	r.target = d.retired
 	parts, from, err := r.storedOffsets(ctx, r.pool)
 	if err != nil {
@@ -425,8 +431,12 @@ func (d *district) report() Report {
 		Instance: d.instance, Schema: d.schema}
 }
 
-func (d *district) newRun(cfg Config, cl *kgo.Client, codec *records.Codec, topic string, report Report, opts []Option) *run {
-	r := &run{cfg: cfg, pool: d.pool, tenant: d.tenant.ID, topic: topic, codec: codec, applier: pgstore.NewApplier(),
+func (d *district) newRun(cfg Config, cl *kgo.Client, codec *records.Codec, topic string, report Report, opts []Option) (*run, error) {
+	applier, err := pgstore.NewApplier()
+	if err != nil {
+		return nil, err
+	}
+	r := &run{cfg: cfg, pool: d.pool, tenant: d.tenant.ID, topic: topic, codec: codec, applier: applier,
 		cl: cl, start: d.start, schema: d.schema, shadow: d.shadow, retired: d.retired, target: d.shadow,
 		report: report, seen: map[string]int64{}, outcomes: map[string]*TypeCount{}}
 	for _, o := range opts {
@@ -434,7 +444,7 @@ func (d *district) newRun(cfg Config, cl *kgo.Client, codec *records.Codec, topi
 	}
 	r.key = []byte(d.tenant.ID)
 	r.prefix = []byte(d.tenant.ID + "/")
-	return r
+	return r, nil
 }
 
 // hotShards returns the district's number of sub-keys (0 when it is not hot).

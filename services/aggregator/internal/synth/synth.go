@@ -114,7 +114,7 @@ func Roster(tenant string, i int) records.EnrichedEvent {
 		SourceID: "sis-1", OccurredAt: at, ReceivedAt: at, SchemaVersion: 1, EnrichedAt: at,
 		Actor: records.EnrichedActor{InternalID: uuid.NewSHA1(uuid.NameSpaceOID, fmt.Appendf(nil, "user-%d", i)).String(), Role: "student"},
 	}
-	_ = ev.SetPayload(&records.User{ // cannot fail: a non-nil payload pointer
+	_ = ev.SetPayload(&records.RosterUser{ // cannot fail: a non-nil payload pointer
 		SourcedID: fmt.Sprintf("SIS-%d", i), Status: records.RosterActive,
 		DateLastModified: at, EnabledUser: true, GivenName: "Ada", FamilyName: "Lovelace"})
 	return ev

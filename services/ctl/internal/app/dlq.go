@@ -220,7 +220,7 @@ func readDLQ(ctx context.Context, kcfg kafkax.Config, fn func(*deadLetter)) erro
 	// repeat is not listed or replayed twice.
 	type identity struct {
 		stage, topic string
-		partition    int32
+		partition    int
 		offset       int64
 	}
 	seen := map[identity]bool{}

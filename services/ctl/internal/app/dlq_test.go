@@ -64,7 +64,7 @@ func dlqEnv(t *testing.T) (kafkax.Config, []string) {
 			TenantID: l.tenant, Original: []byte(l.original), FailedAt: at.Add(time.Duration(i) * time.Second),
 			Headers: []records.Header{{Key: "traceparent", Value: []byte("tp-" + l.original)}}}
 		if l.source != nil {
-			topic, part := kcfg.Topics().Enriched, int32(2)
+			topic, part := kcfg.Topics().Enriched, 2
 			d.SourceTopic, d.SourcePartition, d.SourceOffset = &topic, &part, l.source
 		}
 		b, err := codec.Encode(&d)

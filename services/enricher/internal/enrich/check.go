@@ -45,32 +45,32 @@ func check(raw *records.RawEvent) []records.FieldError {
 	var sourcedID, status string
 	var modified time.Time
 	switch {
-	case raw.User != nil:
-		sourcedID, status, modified = raw.User.SourcedID, raw.User.Status, raw.User.DateLastModified
-	case raw.Demographics != nil:
-		sourcedID, status, modified = raw.Demographics.SourcedID, raw.Demographics.Status, raw.Demographics.DateLastModified
-	case raw.Enrollment != nil:
-		e := raw.Enrollment
+	case raw.RosterUser != nil:
+		sourcedID, status, modified = raw.RosterUser.SourcedID, raw.RosterUser.Status, raw.RosterUser.DateLastModified
+	case raw.RosterDemographics != nil:
+		sourcedID, status, modified = raw.RosterDemographics.SourcedID, raw.RosterDemographics.Status, raw.RosterDemographics.DateLastModified
+	case raw.RosterEnrollment != nil:
+		e := raw.RosterEnrollment
 		sourcedID, status, modified = e.SourcedID, e.Status, e.DateLastModified
 		if e.UserSourcedID == "" {
 			add("roster_enrollment.user_sourced_id", "is required")
 		}
-	case raw.Result != nil:
-		sourcedID, status, modified = raw.Result.SourcedID, raw.Result.Status, raw.Result.DateLastModified
-		if raw.Result.StudentSourcedID == "" {
+	case raw.RosterResult != nil:
+		sourcedID, status, modified = raw.RosterResult.SourcedID, raw.RosterResult.Status, raw.RosterResult.DateLastModified
+		if raw.RosterResult.StudentSourcedID == "" {
 			add("roster_result.student_sourced_id", "is required")
 		}
-	case raw.Org != nil:
-		sourcedID, status, modified = raw.Org.SourcedID, raw.Org.Status, raw.Org.DateLastModified
-	case raw.AcademicSession != nil:
-		a := raw.AcademicSession
+	case raw.RosterOrg != nil:
+		sourcedID, status, modified = raw.RosterOrg.SourcedID, raw.RosterOrg.Status, raw.RosterOrg.DateLastModified
+	case raw.RosterAcademicSession != nil:
+		a := raw.RosterAcademicSession
 		sourcedID, status, modified = a.SourcedID, a.Status, a.DateLastModified
-	case raw.Course != nil:
-		sourcedID, status, modified = raw.Course.SourcedID, raw.Course.Status, raw.Course.DateLastModified
-	case raw.Class != nil:
-		sourcedID, status, modified = raw.Class.SourcedID, raw.Class.Status, raw.Class.DateLastModified
-	case raw.LineItem != nil:
-		sourcedID, status, modified = raw.LineItem.SourcedID, raw.LineItem.Status, raw.LineItem.DateLastModified
+	case raw.RosterCourse != nil:
+		sourcedID, status, modified = raw.RosterCourse.SourcedID, raw.RosterCourse.Status, raw.RosterCourse.DateLastModified
+	case raw.RosterClass != nil:
+		sourcedID, status, modified = raw.RosterClass.SourcedID, raw.RosterClass.Status, raw.RosterClass.DateLastModified
+	case raw.RosterLineItem != nil:
+		sourcedID, status, modified = raw.RosterLineItem.SourcedID, raw.RosterLineItem.Status, raw.RosterLineItem.DateLastModified
 	}
 	field := strings.ReplaceAll(raw.Type, ".", "_") // the payload's Avro field name
 

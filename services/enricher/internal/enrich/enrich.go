@@ -210,7 +210,7 @@ func (e *Enricher) prefetch(ctx context.Context, memo map[string]*district, item
 		}
 		k, person := subjectKey(d.pol, &it.raw)
 		switch {
-		case it.raw.User != nil:
+		case it.raw.RosterUser != nil:
 			if d.users == nil {
 				d.users = map[identity.Key]bool{}
 			}
@@ -338,14 +338,14 @@ func (s subject) isStudent(st roster.Student) bool {
 func subjectKey(pol *policy.Compiled, raw *records.RawEvent) (k identity.Key, person bool) {
 	k.Source = pol.Namespace(raw.SourceID)
 	switch {
-	case raw.User != nil:
-		k.SIS = raw.User.SourcedID
-	case raw.Demographics != nil:
-		k.SIS = raw.Demographics.SourcedID
-	case raw.Enrollment != nil:
-		k.SIS = raw.Enrollment.UserSourcedID
-	case raw.Result != nil:
-		k.SIS = raw.Result.StudentSourcedID
+	case raw.RosterUser != nil:
+		k.SIS = raw.RosterUser.SourcedID
+	case raw.RosterDemographics != nil:
+		k.SIS = raw.RosterDemographics.SourcedID
+	case raw.RosterEnrollment != nil:
+		k.SIS = raw.RosterEnrollment.UserSourcedID
+	case raw.RosterResult != nil:
+		k.SIS = raw.RosterResult.StudentSourcedID
 	case records.IsRosterType(raw.Type):
 		return identity.Key{}, false
 	default:
@@ -363,17 +363,17 @@ func (e *Enricher) subject(ctx context.Context, t tenants.Tenant, pol *policy.Co
 	s := subject{person: true, role: raw.Actor.Role, sis: &k.SIS}
 	var err error
 	switch {
-	case raw.User != nil:
-		for _, r := range raw.User.Roles {
+	case raw.RosterUser != nil:
+		for _, r := range raw.RosterUser.Roles {
 			if s.role == "" || r.Role == "student" {
 				s.role = r.Role
 			}
 		}
-		s.id, err = e.deps.Identities.Link(ctx, t, k.Source, k.SIS, pol.MatchKey(raw.User))
+		s.id, err = e.deps.Identities.Link(ctx, t, k.Source, k.SIS, pol.MatchKey(raw.RosterUser))
 		return s, err
-	case raw.Enrollment != nil:
-		s.role = raw.Enrollment.Role
-	case raw.Result != nil:
+	case raw.RosterEnrollment != nil:
+		s.role = raw.RosterEnrollment.Role
+	case raw.RosterResult != nil:
 		s.role = "student"
 	}
 	s.id, err = e.deps.Identities.Resolve(ctx, t, k.Source, k.SIS)
@@ -403,10 +403,10 @@ func (e *Enricher) join(ctx context.Context, raw *records.RawEvent, subj subject
 		j.student = st
 		j.birth = st.BirthDate
 		switch { // a roster record's own birth date is the freshest
-		case raw.User != nil && raw.User.BirthDate != nil:
-			j.birth = raw.User.BirthDate
-		case raw.Demographics != nil && raw.Demographics.BirthDate != nil:
-			j.birth = raw.Demographics.BirthDate
+		case raw.RosterUser != nil && raw.RosterUser.BirthDate != nil:
+			j.birth = raw.RosterUser.BirthDate
+		case raw.RosterDemographics != nil && raw.RosterDemographics.BirthDate != nil:
+			j.birth = raw.RosterDemographics.BirthDate
 		}
 		if len(st.Grades) > 0 {
 			j.grade = &st.Grades[0]
@@ -474,7 +474,7 @@ func nonEmpty(s string) *string {
 }
 
 func (e *Enricher) dead(rec *kgo.Record, reason, detail string, raw *records.RawEvent, errs []records.FieldError) Outcome {
-	topic, part, off := rec.Topic, rec.Partition, rec.Offset
+	topic, part, off := rec.Topic, int(rec.Partition), rec.Offset
 	d := &records.DLQRecord{
 		Reason: reason, Detail: detail, Errors: errs, Stage: records.StageEnricher,
 		SourceTopic: &topic, SourcePartition: &part, SourceOffset: &off,

@@ -124,10 +124,10 @@ func (e *env) enriched(ev *records.RawEvent) *records.EnrichedEvent {
 	return out.Enriched
 }
 
-func userRecord(sourced string, birth *time.Time, modified time.Time, role string, meta map[string]string) *records.User {
-	return &records.User{SourcedID: sourced, Status: records.RosterActive, DateLastModified: modified, EnabledUser: true,
+func userRecord(sourced string, birth *time.Time, modified time.Time, role string, meta map[string]string) *records.RosterUser {
+	return &records.RosterUser{SourcedID: sourced, Status: records.RosterActive, DateLastModified: modified, EnabledUser: true,
 		GivenName: "Given", FamilyName: "Family", Email: ptr(sourced + "@example.org"), BirthDate: birth,
-		Roles: []records.Role{{RoleType: "primary", Role: role, OrgSourcedID: "sch1"}}, Grades: []string{"05"}, Metadata: meta}
+		Roles: []records.RosterRole{{RoleType: "primary", Role: role, OrgSourcedID: "sch1"}}, Grades: []string{"05"}, Metadata: meta}
 }
 
 func session(device string) *records.SessionEvent {
@@ -152,7 +152,7 @@ func TestDeadLetterReasons(t *testing.T) {
 	noSIS := valid("d1")
 	noSIS.Actor.SISID = ""
 	badStatus := e.event("d1", "sis", "S1", userRecord("S1", nil, now, "student", nil))
-	badStatus.User.Status = "deleted"
+	badStatus.RosterUser.Status = "deleted"
 	mismatch := valid("d1")
 	mismatch.ContentView = &records.ContentView{ContentID: "c", ContentType: "video"}
 	before1970 := valid("d1")
@@ -164,7 +164,7 @@ func TestDeadLetterReasons(t *testing.T) {
 	nulSchool := valid("d1")
 	nulSchool.SchoolID = ptr("sch\x00ool")
 	badName := e.event("d1", "sis", "S1", userRecord("S1", nil, now, "student", nil))
-	badName.User.GivenName = "Ada\xff"
+	badName.RosterUser.GivenName = "Ada\xff"
 
 	tests := []struct {
 		name, reason, field string
@@ -225,17 +225,17 @@ func TestRosterContextAndDerivedFields(t *testing.T) {
 	e := newEnv(t, "d1")
 	birth := time.Date(2013, 6, 15, 0, 0, 0, 0, time.UTC) // 13 on the event day
 	due := now.Add(-time.Hour)
-	e.enriched(e.event("d1", "sis", "sys", &records.AcademicSession{SourcedID: "fall", Status: records.RosterActive, DateLastModified: now,
+	e.enriched(e.event("d1", "sis", "sys", &records.RosterAcademicSession{SourcedID: "fall", Status: records.RosterActive, DateLastModified: now,
 		Type: "semester", StartDate: now.AddDate(0, 0, -30), EndDate: now.AddDate(0, 0, 60), SchoolYear: "2027"}))
-	e.enriched(e.event("d1", "sis", "sys", &records.Class{SourcedID: "c1", Status: records.RosterActive, DateLastModified: now,
-		SchoolSourcedID: "sch1", CourseSourcedID: "math7", Grades: []string{"07"}, TermSourcedIDs: []string{"fall"}}))
-	e.enriched(e.event("d1", "sis", "sys", &records.LineItem{SourcedID: "hw1", Status: records.RosterActive, DateLastModified: now,
+	e.enriched(e.event("d1", "sis", "sys", &records.RosterClass{SourcedID: "c1", Status: records.RosterActive, DateLastModified: now,
+		SchoolSourcedID: "sch1", CourseSourcedID: "math7", Grades: []string{"07"}, TermSourcedIds: []string{"fall"}}))
+	e.enriched(e.event("d1", "sis", "sys", &records.RosterLineItem{SourcedID: "hw1", Status: records.RosterActive, DateLastModified: now,
 		ClassSourcedID: "c1", DueDate: due}))
 	userEv := e.event("d1", "sis", "S1", userRecord("S1", &birth, now, "student", nil))
-	userEv.User.Grades = []string{"08"}
+	userEv.RosterUser.Grades = []string{"08"}
 	user := e.enriched(userEv)
-	if user.User == nil || user.User.SourcedID != "S1" || *user.Derived.AgeBand != "13_17" || *user.Derived.Under13 {
-		t.Fatalf("roster user = %+v derived %+v", user.User, user.Derived)
+	if user.RosterUser == nil || user.RosterUser.SourcedID != "S1" || *user.Derived.AgeBand != "13_17" || *user.Derived.Under13 {
+		t.Fatalf("roster user = %+v derived %+v", user.RosterUser, user.Derived)
 	}
 
 	att := e.event("d1", "lms", "S1", &records.Attendance{Status: "present", Date: now})
@@ -286,7 +286,7 @@ func TestRosterContextAndDerivedFields(t *testing.T) {
 		t.Fatalf("roster gave S9 a new id %s (was %s)", later.Actor.InternalID, stranger.Actor.InternalID)
 	}
 	// Records about no person carry the nil id.
-	class := e.enriched(e.event("d1", "sis", "sys", &records.Course{SourcedID: "math7", Status: records.RosterActive, DateLastModified: now, Grades: []string{"07"}}))
+	class := e.enriched(e.event("d1", "sis", "sys", &records.RosterCourse{SourcedID: "math7", Status: records.RosterActive, DateLastModified: now, Grades: []string{"07"}}))
 	if class.Actor.InternalID != enrich.NoPerson || class.Actor.Pseudonym != "" {
 		t.Fatalf("course actor = %+v", class.Actor)
 	}
@@ -361,8 +361,8 @@ func TestPolicyTemplatesThroughTheEnricher(t *testing.T) {
 			for _, p := range people {
 				roster := e.enriched(e.event(tt.tenant, "sis", p.sis, userRecord(p.sis, p.birth, now.Add(-time.Hour), p.role, p.meta)))
 				if want := tt.want[p.sis]; want == hidden || want == (seen{}) && p.role == "student" {
-					if roster.User.Email != nil || roster.User.GivenName != "G***" {
-						t.Errorf("%s roster record not protected: %+v", p.sis, roster.User)
+					if roster.RosterUser.Email != nil || roster.RosterUser.GivenName != "G***" {
+						t.Errorf("%s roster record not protected: %+v", p.sis, roster.RosterUser)
 					}
 				}
 				got := login(tt.tenant, p.sis, p.role)
@@ -406,9 +406,9 @@ func TestVendorSwitchThroughTheEnricher(t *testing.T) {
 	e.setPolicy("d1", privacy.TemplateFERPA, func(p *privacy.Policy) {
 		p.Identity = privacy.Identity{MatchKey: "user_id:state_id", Namespaces: map[string]string{"canvas": "ps", "schoology": "ic"}}
 	})
-	withState := func(sourced string) *records.User {
+	withState := func(sourced string) *records.RosterUser {
 		u := userRecord(sourced, nil, now, "student", nil)
-		u.UserIDs = []records.UserID{{Type: "state_id", Identifier: "ST-1"}}
+		u.UserIds = []records.RosterUserID{{Type: "state_id", Identifier: "ST-1"}}
 		return u
 	}
 	first := e.enriched(e.event("d1", "ps", "PS-1", withState("PS-1")))
@@ -429,7 +429,7 @@ func TestErasedRecordsAreSuppressed(t *testing.T) {
 	a := e.enriched(e.event("d1", "sis", "A", session("x")))
 	e.erased.students["d1/"+a.Actor.InternalID] = true
 	for _, payload := range []any{session("x"), userRecord("A", nil, now, "student", nil),
-		&records.Enrollment{SourcedID: "e1", Status: records.RosterActive, DateLastModified: now, ClassSourcedID: "c1",
+		&records.RosterEnrollment{SourcedID: "e1", Status: records.RosterActive, DateLastModified: now, ClassSourcedID: "c1",
 			SchoolSourcedID: "sch1", UserSourcedID: "A", Role: "student"}} {
 		if out := e.run(e.record(e.event("d1", "sis", "A", payload))); out.Suppressed != enrich.SuppressedErased {
 			t.Fatalf("record of an erased student: %+v", out)

@@ -31,69 +31,69 @@ func fieldTable() map[string]fieldDef {
 		"session.device":    {records.TypeSession, func(ev *records.EnrichedEvent, o op) bool { return o.opt(&ev.Session.Device) }},
 		"session.app":       {records.TypeSession, func(ev *records.EnrichedEvent, o op) bool { return o.opt(&ev.Session.App) }},
 
-		"roster_user.sourced_id":           user(func(u *records.User, o op) bool { return o.str(&u.SourcedID) }),
-		"roster_user.username":             user(func(u *records.User, o op) bool { return o.opt(&u.Username) }),
-		"roster_user.user_ids":             user(func(u *records.User, o op) bool { return value(o, &u.UserIDs, len(u.UserIDs) > 0) }),
-		"roster_user.given_name":           user(func(u *records.User, o op) bool { return o.str(&u.GivenName) }),
-		"roster_user.family_name":          user(func(u *records.User, o op) bool { return o.str(&u.FamilyName) }),
-		"roster_user.middle_name":          user(func(u *records.User, o op) bool { return o.opt(&u.MiddleName) }),
-		"roster_user.preferred_first_name": user(func(u *records.User, o op) bool { return o.opt(&u.PreferredFirstName) }),
-		"roster_user.preferred_last_name":  user(func(u *records.User, o op) bool { return o.opt(&u.PreferredLastName) }),
-		"roster_user.pronouns":             user(func(u *records.User, o op) bool { return o.opt(&u.Pronouns) }),
-		"roster_user.identifier":           user(func(u *records.User, o op) bool { return o.opt(&u.Identifier) }),
-		"roster_user.user_master_identifier": user(func(u *records.User, o op) bool {
+		"roster_user.sourced_id":           user(func(u *records.RosterUser, o op) bool { return o.str(&u.SourcedID) }),
+		"roster_user.username":             user(func(u *records.RosterUser, o op) bool { return o.opt(&u.Username) }),
+		"roster_user.user_ids":             user(func(u *records.RosterUser, o op) bool { return value(o, &u.UserIds, len(u.UserIds) > 0) }),
+		"roster_user.given_name":           user(func(u *records.RosterUser, o op) bool { return o.str(&u.GivenName) }),
+		"roster_user.family_name":          user(func(u *records.RosterUser, o op) bool { return o.str(&u.FamilyName) }),
+		"roster_user.middle_name":          user(func(u *records.RosterUser, o op) bool { return o.opt(&u.MiddleName) }),
+		"roster_user.preferred_first_name": user(func(u *records.RosterUser, o op) bool { return o.opt(&u.PreferredFirstName) }),
+		"roster_user.preferred_last_name":  user(func(u *records.RosterUser, o op) bool { return o.opt(&u.PreferredLastName) }),
+		"roster_user.pronouns":             user(func(u *records.RosterUser, o op) bool { return o.opt(&u.Pronouns) }),
+		"roster_user.identifier":           user(func(u *records.RosterUser, o op) bool { return o.opt(&u.Identifier) }),
+		"roster_user.user_master_identifier": user(func(u *records.RosterUser, o op) bool {
 			return o.opt(&u.UserMasterIdentifier)
 		}),
-		"roster_user.email":      user(func(u *records.User, o op) bool { return o.opt(&u.Email) }),
-		"roster_user.sms":        user(func(u *records.User, o op) bool { return o.opt(&u.SMS) }),
-		"roster_user.phone":      user(func(u *records.User, o op) bool { return o.opt(&u.Phone) }),
-		"roster_user.birth_date": user(func(u *records.User, o op) bool { return o.date(&u.BirthDate) }),
-		"roster_user.agent_sourced_ids": user(func(u *records.User, o op) bool {
-			return value(o, &u.AgentSourcedIDs, len(u.AgentSourcedIDs) > 0)
+		"roster_user.email":      user(func(u *records.RosterUser, o op) bool { return o.opt(&u.Email) }),
+		"roster_user.sms":        user(func(u *records.RosterUser, o op) bool { return o.opt(&u.SMS) }),
+		"roster_user.phone":      user(func(u *records.RosterUser, o op) bool { return o.opt(&u.Phone) }),
+		"roster_user.birth_date": user(func(u *records.RosterUser, o op) bool { return o.date(&u.BirthDate) }),
+		"roster_user.agent_sourced_ids": user(func(u *records.RosterUser, o op) bool {
+			return value(o, &u.AgentSourcedIds, len(u.AgentSourcedIds) > 0)
 		}),
-		"roster_user.metadata": user(func(u *records.User, o op) bool { return value(o, &u.Metadata, len(u.Metadata) > 0) }),
+		"roster_user.metadata": user(func(u *records.RosterUser, o op) bool { return value(o, &u.Metadata, len(u.Metadata) > 0) }),
 
-		"roster_demographics.sourced_id": demo(func(d *records.Demographics, o op) bool { return o.str(&d.SourcedID) }),
-		"roster_demographics.birth_date": demo(func(d *records.Demographics, o op) bool { return o.date(&d.BirthDate) }),
-		"roster_demographics.sex":        demo(func(d *records.Demographics, o op) bool { return o.opt(&d.Sex) }),
-		"roster_demographics.race": demo(func(d *records.Demographics, o op) bool {
+		"roster_demographics.sourced_id": demo(func(d *records.RosterDemographics, o op) bool { return o.str(&d.SourcedID) }),
+		"roster_demographics.birth_date": demo(func(d *records.RosterDemographics, o op) bool { return o.date(&d.BirthDate) }),
+		"roster_demographics.sex":        demo(func(d *records.RosterDemographics, o op) bool { return o.opt(&d.Sex) }),
+		"roster_demographics.race": demo(func(d *records.RosterDemographics, o op) bool {
 			present := false
 			for _, f := range []**bool{&d.AmericanIndianOrAlaskaNative, &d.Asian, &d.BlackOrAfricanAmerican,
-				&d.NativeHawaiianOrOtherPacificIslander, &d.White, &d.TwoOrMoreRaces, &d.HispanicOrLatinoEthnicity} {
+				&d.NativeHawaiianOrOtherPacificIslander, &d.White, &d.DemographicRaceTwoOrMoreRaces, &d.HispanicOrLatinoEthnicity} {
 				present = value(o, f, *f != nil) || present
 			}
 			return present
 		}),
-		"roster_demographics.country_of_birth_code": demo(func(d *records.Demographics, o op) bool {
+		"roster_demographics.country_of_birth_code": demo(func(d *records.RosterDemographics, o op) bool {
 			return o.opt(&d.CountryOfBirthCode)
 		}),
-		"roster_demographics.state_of_birth_abbreviation": demo(func(d *records.Demographics, o op) bool {
+		"roster_demographics.state_of_birth_abbreviation": demo(func(d *records.RosterDemographics, o op) bool {
 			return o.opt(&d.StateOfBirthAbbreviation)
 		}),
-		"roster_demographics.city_of_birth": demo(func(d *records.Demographics, o op) bool { return o.opt(&d.CityOfBirth) }),
-		"roster_demographics.public_school_residence_status": demo(func(d *records.Demographics, o op) bool {
+		"roster_demographics.city_of_birth": demo(func(d *records.RosterDemographics, o op) bool { return o.opt(&d.CityOfBirth) }),
+		"roster_demographics.public_school_residence_status": demo(func(d *records.RosterDemographics, o op) bool {
 			return o.opt(&d.PublicSchoolResidenceStatus)
 		}),
-		"roster_demographics.metadata": demo(func(d *records.Demographics, o op) bool {
+		"roster_demographics.metadata": demo(func(d *records.RosterDemographics, o op) bool {
 			return value(o, &d.Metadata, len(d.Metadata) > 0)
 		}),
 
 		"roster_enrollment.user_sourced_id": {records.TypeRosterEnrollment, func(ev *records.EnrichedEvent, o op) bool {
-			return o.str(&ev.Enrollment.UserSourcedID)
+			return o.str(&ev.RosterEnrollment.UserSourcedID)
 		}},
 		"roster_result.student_sourced_id": {records.TypeRosterResult, func(ev *records.EnrichedEvent, o op) bool {
-			return o.str(&ev.Result.StudentSourcedID)
+			return o.str(&ev.RosterResult.StudentSourcedID)
 		}},
 		"roster_result.comment": {records.TypeRosterResult, func(ev *records.EnrichedEvent, o op) bool {
-			return o.opt(&ev.Result.Comment)
+			return o.opt(&ev.RosterResult.Comment)
 		}},
 	}
 }
 
-func user(fn func(*records.User, op) bool) fieldDef {
-	return fieldDef{records.TypeRosterUser, func(ev *records.EnrichedEvent, o op) bool { return fn(ev.User, o) }}
+func user(fn func(*records.RosterUser, op) bool) fieldDef {
+	return fieldDef{records.TypeRosterUser, func(ev *records.EnrichedEvent, o op) bool { return fn(ev.RosterUser, o) }}
 }
 
-func demo(fn func(*records.Demographics, op) bool) fieldDef {
-	return fieldDef{records.TypeRosterDemographics, func(ev *records.EnrichedEvent, o op) bool { return fn(ev.Demographics, o) }}
+func demo(fn func(*records.RosterDemographics, op) bool) fieldDef {
+	return fieldDef{records.TypeRosterDemographics, func(ev *records.EnrichedEvent, o op) bool { return fn(ev.RosterDemographics, o) }}
 }

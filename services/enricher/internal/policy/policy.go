@@ -172,14 +172,14 @@ func ConsentGiven(v string) bool {
 }
 
 // MatchKey returns the value of the district's matching key in a roster.user record ("" if absent).
-func (c *Compiled) MatchKey(u *records.User) string {
+func (c *Compiled) MatchKey(u *records.RosterUser) string {
 	switch mk := c.matchKey; {
 	case mk == privacy.MatchUserMasterIdentifier && u.UserMasterIdentifier != nil:
 		return *u.UserMasterIdentifier
 	case mk == privacy.MatchIdentifier && u.Identifier != nil:
 		return *u.Identifier
 	case strings.HasPrefix(mk, privacy.MatchUserIDPrefix):
-		for _, id := range u.UserIDs {
+		for _, id := range u.UserIds {
 			if strings.EqualFold(id.Type, mk[len(privacy.MatchUserIDPrefix):]) {
 				return id.Identifier
 			}

@@ -33,10 +33,10 @@ func TestFieldTableMatchesTheCatalogue(t *testing.T) {
 
 func rosterUser() *records.EnrichedEvent {
 	ev := &records.EnrichedEvent{Type: records.TypeRosterUser, Actor: records.EnrichedActor{SISID: ptr("S1")}, SchoolID: ptr("sch1")}
-	ev.User = &records.User{SourcedID: "S1", GivenName: "Ada", FamilyName: "Lovelace", MiddleName: ptr("King"),
+	ev.RosterUser = &records.RosterUser{SourcedID: "S1", GivenName: "Ada", FamilyName: "Lovelace", MiddleName: ptr("King"),
 		Email: ptr("ada@springfield.k12.us"), Phone: ptr("+1 555 0134"), SMS: ptr("555-0177"), Username: ptr("ada.l"),
 		UserMasterIdentifier: ptr("STATE-7"), BirthDate: ptr(time.Date(2015, 3, 9, 0, 0, 0, 0, time.UTC)),
-		UserIDs: []records.UserID{{Type: "state_id", Identifier: "STATE-7"}}, Metadata: map[string]string{"edtech.consent": "granted"}}
+		UserIds: []records.RosterUserID{{Type: "state_id", Identifier: "STATE-7"}}, Metadata: map[string]string{"edtech.consent": "granted"}}
 	return ev
 }
 
@@ -61,23 +61,23 @@ func TestTemplates(t *testing.T) {
 	}{
 		{privacy.TemplateFERPA, Under13, func(t *testing.T, u, s *records.EnrichedEvent) {
 			// FERPA has no age rules: a child's record keeps names and ids; phones are masked.
-			if *u.Actor.SISID != "S1" || u.User.GivenName != "Ada" || *u.User.Email != "ada@springfield.k12.us" ||
-				*u.User.Phone != "***34" || *u.User.SMS != "***77" || *s.Session.Device != "ipad-7f3a" {
-				t.Errorf("ferpa child: %+v %+v", u.User, s.Session)
+			if *u.Actor.SISID != "S1" || u.RosterUser.GivenName != "Ada" || *u.RosterUser.Email != "ada@springfield.k12.us" ||
+				*u.RosterUser.Phone != "***34" || *u.RosterUser.SMS != "***77" || *s.Session.Device != "ipad-7f3a" {
+				t.Errorf("ferpa child: %+v %+v", u.RosterUser, s.Session)
 			}
 		}},
 		{privacy.TemplateCOPPA, Adult, func(t *testing.T, u, s *records.EnrichedEvent) {
-			if *u.Actor.SISID != "S1" || u.User.FamilyName != "Lovelace" || *u.User.Phone != "***34" {
-				t.Errorf("coppa over 13: %+v", u.User)
+			if *u.Actor.SISID != "S1" || u.RosterUser.FamilyName != "Lovelace" || *u.RosterUser.Phone != "***34" {
+				t.Errorf("coppa over 13: %+v", u.RosterUser)
 			}
 		}},
 		{privacy.TemplateCOPPA, Under13, func(t *testing.T, u, s *records.EnrichedEvent) {
-			usr := u.User
+			usr := u.RosterUser
 			if *u.Actor.SISID != identity.Pseudonym(key, "S1") || usr.SourcedID != identity.Pseudonym(key, "S1") {
 				t.Errorf("ids not pseudonymised (joinable within the district): %s, %s", *u.Actor.SISID, usr.SourcedID)
 			}
 			if usr.GivenName != "A***" || usr.FamilyName != "L***" || usr.MiddleName != nil || usr.Email != nil ||
-				usr.Phone != nil || usr.SMS != nil || usr.Username != nil || len(usr.UserIDs) != 0 || len(usr.Metadata) != 0 {
+				usr.Phone != nil || usr.SMS != nil || usr.Username != nil || len(usr.UserIds) != 0 || len(usr.Metadata) != 0 {
 				t.Errorf("coppa child user: %+v", usr)
 			}
 			if !usr.BirthDate.Equal(time.Date(2015, 1, 1, 0, 0, 0, 0, time.UTC)) {
@@ -91,13 +91,13 @@ func TestTemplates(t *testing.T) {
 			}
 		}},
 		{privacy.TemplateDPDP, Under18, func(t *testing.T, u, s *records.EnrichedEvent) {
-			if *u.Actor.SISID == "S1" || u.User.Email != nil || u.User.GivenName != "A***" || s.Session.Device != nil {
-				t.Errorf("dpdp minor: %+v", u.User)
+			if *u.Actor.SISID == "S1" || u.RosterUser.Email != nil || u.RosterUser.GivenName != "A***" || s.Session.Device != nil {
+				t.Errorf("dpdp minor: %+v", u.RosterUser)
 			}
 		}},
 		{privacy.TemplateDPDP, Adult, func(t *testing.T, u, s *records.EnrichedEvent) {
-			if *u.Actor.SISID != "S1" || *u.User.Email != "ada@springfield.k12.us" {
-				t.Errorf("dpdp adult: %+v", u.User)
+			if *u.Actor.SISID != "S1" || *u.RosterUser.Email != "ada@springfield.k12.us" {
+				t.Errorf("dpdp adult: %+v", u.RosterUser)
 			}
 		}},
 	}
@@ -199,7 +199,7 @@ func TestAgeOf(t *testing.T) {
 }
 
 func TestMatchKeyAndNamespaces(t *testing.T) {
-	u := rosterUser().User
+	u := rosterUser().RosterUser
 	u.Identifier = ptr("ID-1")
 	u.Metadata["state_id"] = "META-1"
 	tests := map[string]string{

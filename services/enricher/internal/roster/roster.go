@@ -259,8 +259,8 @@ func (s *Store) Apply(ctx context.Context, ev *records.RawEvent, person, consent
 		drop  func()
 	)
 	switch {
-	case ev.User != nil:
-		u := ev.User
+	case ev.RosterUser != nil:
+		u := ev.RosterUser
 		isStudent := false
 		for _, r := range u.Roles {
 			isStudent = isStudent || r.Role == "student"
@@ -272,33 +272,33 @@ func (s *Store) Apply(ctx context.Context, ev *records.RawEvent, person, consent
 		query = upsert(t.users, "source_id, sourced_id", "internal_id, status, date_last_modified, is_student, birth_date, grades, consent")
 		args = []any{ev.SourceID, u.SourcedID, person, u.Status, u.DateLastModified, isStudent, date(u.BirthDate), nonNil(u.Grades), consent}
 		drop = func() { delete(s.students, key{ev.TenantID, person}) }
-	case ev.Demographics != nil:
-		d := ev.Demographics
+	case ev.RosterDemographics != nil:
+		d := ev.RosterDemographics
 		query = upsert(t.demographics, "source_id, sourced_id", "internal_id, status, date_last_modified, birth_date")
 		args = []any{ev.SourceID, d.SourcedID, person, d.Status, d.DateLastModified, date(d.BirthDate)}
 		drop = func() { delete(s.students, key{ev.TenantID, person}) }
-	case ev.Enrollment != nil:
-		e := ev.Enrollment
+	case ev.RosterEnrollment != nil:
+		e := ev.RosterEnrollment
 		query = upsert(t.enrollments, "sourced_id", "status, date_last_modified, class_sourced_id, school_sourced_id, internal_id, role, is_primary, begin_date, end_date")
 		args = []any{e.SourcedID, e.Status, e.DateLastModified, e.ClassSourcedID, e.SchoolSourcedID, person, e.Role, e.Primary, date(e.BeginDate), date(e.EndDate)}
 		drop = func() { delete(s.students, key{ev.TenantID, person}) }
-	case ev.Class != nil:
-		c := ev.Class
+	case ev.RosterClass != nil:
+		c := ev.RosterClass
 		query = upsert(t.classes, "sourced_id", "status, date_last_modified, school_sourced_id, course_sourced_id, grades, term_sourced_ids")
-		args = []any{c.SourcedID, c.Status, c.DateLastModified, c.SchoolSourcedID, c.CourseSourcedID, nonNil(c.Grades), nonNil(c.TermSourcedIDs)}
+		args = []any{c.SourcedID, c.Status, c.DateLastModified, c.SchoolSourcedID, c.CourseSourcedID, nonNil(c.Grades), nonNil(c.TermSourcedIds)}
 		drop = func() { delete(s.classes, key{ev.TenantID, c.SourcedID}) }
-	case ev.Course != nil:
-		c := ev.Course
+	case ev.RosterCourse != nil:
+		c := ev.RosterCourse
 		query = upsert(t.courses, "sourced_id", "status, date_last_modified, org_sourced_id, grades")
 		args = []any{c.SourcedID, c.Status, c.DateLastModified, c.OrgSourcedID, nonNil(c.Grades)}
 		drop = func() { dropTenant(s.classes, ev.TenantID) } // classes take their grades from courses
-	case ev.AcademicSession != nil:
-		a := ev.AcademicSession
+	case ev.RosterAcademicSession != nil:
+		a := ev.RosterAcademicSession
 		query = upsert(t.sessions, "sourced_id", "status, date_last_modified, type, start_date, end_date, school_year, parent_sourced_id")
 		args = []any{a.SourcedID, a.Status, a.DateLastModified, a.Type, date(&a.StartDate), date(&a.EndDate), a.SchoolYear, a.ParentSourcedID}
 		drop = func() { dropTenant(s.classes, ev.TenantID) } // classes carry their sessions' spans
-	case ev.LineItem != nil:
-		li := ev.LineItem
+	case ev.RosterLineItem != nil:
+		li := ev.RosterLineItem
 		query = upsert(t.lineItems, "sourced_id", "status, date_last_modified, class_sourced_id, due_at")
 		args = []any{li.SourcedID, li.Status, li.DateLastModified, li.ClassSourcedID, li.DueDate}
 		drop = func() { delete(s.lineItems, key{ev.TenantID, li.SourcedID}) }

@@ -32,8 +32,8 @@ func user(status string, modified time.Time, birth *time.Time, grades []string, 
 	if consent != "" {
 		meta["edtech.consent"] = consent
 	}
-	return rosterEvent(&records.User{SourcedID: "S1", Status: status, DateLastModified: modified, Metadata: meta,
-		Roles: []records.Role{{RoleType: "primary", Role: "student", OrgSourcedID: "sch1"}}, BirthDate: birth, Grades: grades})
+	return rosterEvent(&records.RosterUser{SourcedID: "S1", Status: status, DateLastModified: modified, Metadata: meta,
+		Roles: []records.RosterRole{{RoleType: "primary", Role: "student", OrgSourcedID: "sch1"}}, BirthDate: birth, Grades: grades})
 }
 
 func TestContextIsReplaySafe(t *testing.T) {
@@ -87,9 +87,9 @@ func TestContextIsReplaySafe(t *testing.T) {
 
 	// Demographics supply the birth date; enrollments the schools.
 	other := "22222222-2222-4222-8222-222222222222"
-	apply(rosterEvent(&records.Demographics{SourcedID: "S2", Status: records.RosterActive, DateLastModified: day0, BirthDate: &birth}), other)
+	apply(rosterEvent(&records.RosterDemographics{SourcedID: "S2", Status: records.RosterActive, DateLastModified: day0, BirthDate: &birth}), other)
 	for i, sch := range []string{"sch2", "sch1", "sch2"} {
-		apply(rosterEvent(&records.Enrollment{SourcedID: "E" + string(rune('0'+i)), Status: records.RosterActive, DateLastModified: day0,
+		apply(rosterEvent(&records.RosterEnrollment{SourcedID: "E" + string(rune('0'+i)), Status: records.RosterActive, DateLastModified: day0,
 			ClassSourcedID: "c1", SchoolSourcedID: sch, UserSourcedID: "S2", Role: "student"}), other)
 	}
 	if st, err := s.Student(ctx, "d1", other); err != nil || !st.BirthDate.Equal(birth) || !slices.Equal(st.Schools, []string{"sch1", "sch2"}) {
@@ -97,17 +97,17 @@ func TestContextIsReplaySafe(t *testing.T) {
 	}
 
 	// Classes take their grades from their course when they have none.
-	apply(rosterEvent(&records.Class{SourcedID: "c1", Status: records.RosterActive, DateLastModified: day0, SchoolSourcedID: "sch1",
-		CourseSourcedID: "math7", TermSourcedIDs: []string{"t1"}}), "")
+	apply(rosterEvent(&records.RosterClass{SourcedID: "c1", Status: records.RosterActive, DateLastModified: day0, SchoolSourcedID: "sch1",
+		CourseSourcedID: "math7", TermSourcedIds: []string{"t1"}}), "")
 	if c, _ := s.Class(ctx, "d1", "c1"); c.School != "sch1" || len(c.Grades) != 0 {
 		t.Fatalf("class = %+v", c)
 	}
-	apply(rosterEvent(&records.Course{SourcedID: "math7", Status: records.RosterActive, DateLastModified: day0, Grades: []string{"07"}}), "")
+	apply(rosterEvent(&records.RosterCourse{SourcedID: "math7", Status: records.RosterActive, DateLastModified: day0, Grades: []string{"07"}}), "")
 	if c, _ := s.Class(ctx, "d1", "c1"); !slices.Equal(c.Grades, []string{"07"}) || c.Course != "math7" || !slices.Equal(c.Terms, []string{"t1"}) {
 		t.Fatalf("class after its course = %+v", c)
 	}
 	due := day0.Add(72 * time.Hour)
-	apply(rosterEvent(&records.LineItem{SourcedID: "hw1", Status: records.RosterActive, DateLastModified: day0, ClassSourcedID: "c1", DueDate: due}), "")
+	apply(rosterEvent(&records.RosterLineItem{SourcedID: "hw1", Status: records.RosterActive, DateLastModified: day0, ClassSourcedID: "c1", DueDate: due}), "")
 	if li, _ := s.LineItem(ctx, "d1", "hw1"); !li.DueAt.Equal(due) || li.Class != "c1" {
 		t.Fatalf("line item = %+v", li)
 	}
@@ -116,12 +116,12 @@ func TestContextIsReplaySafe(t *testing.T) {
 	if c, _ := s.Class(ctx, "d1", "c1"); c.SessionAt(day0) != "" {
 		t.Fatalf("session before the roster sent any = %q", c.SessionAt(day0))
 	}
-	apply(rosterEvent(&records.AcademicSession{SourcedID: "t1", Status: records.RosterActive, DateLastModified: day0, Type: "term",
+	apply(rosterEvent(&records.RosterAcademicSession{SourcedID: "t1", Status: records.RosterActive, DateLastModified: day0, Type: "term",
 		StartDate: day0, EndDate: day0.AddDate(0, 4, 0), SchoolYear: "2027"}), "")
-	apply(rosterEvent(&records.AcademicSession{SourcedID: "gp1", Status: records.RosterActive, DateLastModified: day0, Type: "gradingPeriod",
+	apply(rosterEvent(&records.RosterAcademicSession{SourcedID: "gp1", Status: records.RosterActive, DateLastModified: day0, Type: "gradingPeriod",
 		StartDate: day0, EndDate: day0.AddDate(0, 1, 0), SchoolYear: "2027"}), "")
-	apply(rosterEvent(&records.Class{SourcedID: "c1", Status: records.RosterActive, DateLastModified: day0.Add(time.Hour), SchoolSourcedID: "sch1",
-		CourseSourcedID: "math7", TermSourcedIDs: []string{"t1", "gp1", "unknown"}}), "")
+	apply(rosterEvent(&records.RosterClass{SourcedID: "c1", Status: records.RosterActive, DateLastModified: day0.Add(time.Hour), SchoolSourcedID: "sch1",
+		CourseSourcedID: "math7", TermSourcedIds: []string{"t1", "gp1", "unknown"}}), "")
 	c, err := s.Class(ctx, "d1", "c1")
 	if err != nil {
 		t.Fatal(err)
@@ -144,7 +144,7 @@ func TestContextIsReplaySafe(t *testing.T) {
 	// A fresh store (another instance) reads the same context from PostgreSQL, also in a batch.
 	cold := roster.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 1000)
 	third := "33333333-3333-4333-8333-333333333333"
-	apply(rosterEvent(&records.User{SourcedID: "S3", Status: records.RosterActive, DateLastModified: day0, Grades: []string{"11"}}), third)
+	apply(rosterEvent(&records.RosterUser{SourcedID: "S3", Status: records.RosterActive, DateLastModified: day0, Grades: []string{"11"}}), third)
 	if err := cold.PrefetchStudents(ctx, "d1", []string{person, other, third}); err != nil {
 		t.Fatal(err)
 	}

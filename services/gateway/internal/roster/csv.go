@@ -209,7 +209,7 @@ func (d *csvDecoder) readRoles(f *zip.File, delta bool) (*roleRows, error) {
 		if err := d.countRow(); err != nil {
 			return err
 		}
-		user := s.value("userSourcedId")
+		user := s.value(userColumn)
 		if user != "" {
 			rr.byUser[user] = append(rr.byUser[user], s)
 		}
@@ -231,9 +231,9 @@ func (d *csvDecoder) rejectOrphans(roles *roleRows) {
 		case s.problem() != "":
 			fe = ingest.FieldError{Field: s.where(), Message: s.problem()}
 		case user == "":
-			fe = ingest.FieldError{Field: s.at(same("userSourcedId")), Message: "is required"}
+			fe = ingest.FieldError{Field: s.at(same(userColumn)), Message: msgRequired}
 		default:
-			fe = ingest.FieldError{Field: s.at(same("userSourcedId")),
+			fe = ingest.FieldError{Field: s.at(same(userColumn)),
 				Message: fmt.Sprintf("user %q is not in users.csv; a role is sent with its user", user)}
 		}
 		d.out.reject(d.next, []ingest.FieldError{fe}, s.raw())
@@ -286,8 +286,8 @@ func (d *csvDecoder) readEntity(e *entity, f *zip.File, delta bool, roles *roleR
 		if err := d.charge(s.file, s.line, metadataCost*int64(len(r.meta))); err != nil {
 			return err
 		}
-		if ev.User != nil {
-			d.roleOf[ev.User.SourcedID] = ev.Actor.Role
+		if ev.RosterUser != nil {
+			d.roleOf[ev.RosterUser.SourcedID] = ev.Actor.Role
 		}
 		d.out.accept(i, ev)
 		return nil
@@ -496,9 +496,9 @@ func (s *csvSource) number(f field) (*float64, string) {
 }
 
 // userIDs parses "{type:identifier},{type:identifier}".
-func (s *csvSource) userIDs(f field) ([]records.UserID, string) {
+func (s *csvSource) userIDs(f field) ([]records.RosterUserID, string) {
 	const problem = "must be {type:identifier} entries separated by commas"
-	out := []records.UserID{}
+	out := []records.RosterUserID{}
 	rest := s.value(f.csv)
 	for rest != "" {
 		inner, after, ok := strings.Cut(strings.TrimPrefix(rest, "{"), "}")
@@ -506,7 +506,7 @@ func (s *csvSource) userIDs(f field) ([]records.UserID, string) {
 		if !strings.HasPrefix(rest, "{") || !ok || !colon {
 			return nil, problem
 		}
-		out = append(out, records.UserID{Type: strings.TrimSpace(typ), Identifier: strings.TrimSpace(id)})
+		out = append(out, records.RosterUserID{Type: strings.TrimSpace(typ), Identifier: strings.TrimSpace(id)})
 		rest = strings.TrimSpace(after)
 		if rest != "" {
 			if rest, ok = strings.CutPrefix(rest, ","); !ok {

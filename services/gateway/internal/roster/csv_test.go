@@ -107,7 +107,7 @@ func TestPackageWithEveryFile(t *testing.T) {
 		}
 		ev[i] = a.Event
 	}
-	district, school, session, course, class, stu, tea := ev[0].Org, ev[1].Org, ev[2].AcademicSession, ev[3].Course, ev[4].Class, ev[5].User, ev[6].User
+	district, school, session, course, class, stu, tea := ev[0].RosterOrg, ev[1].RosterOrg, ev[2].RosterAcademicSession, ev[3].RosterCourse, ev[4].RosterClass, ev[5].RosterUser, ev[6].RosterUser
 
 	// Bulk rows without status and dateLastModified: active, as new as their arrival.
 	if district.Status != statusActive || !district.DateLastModified.Equal(meta.ReceivedAt) || !ev[0].OccurredAt.Equal(meta.ReceivedAt) ||
@@ -121,34 +121,34 @@ func TestPackageWithEveryFile(t *testing.T) {
 	if !slices.Equal(course.Grades, []string{"09", "10"}) || course.SubjectCodes == nil || len(course.SubjectCodes) != 0 || course.SchoolYearSourcedID != nil {
 		t.Errorf("course: %+v", course)
 	}
-	if !slices.Equal(class.TermSourcedIDs, []string{"term-1", "term-2"}) || !slices.Equal(class.Periods, []string{"1", "2"}) || *ev[4].SchoolID != "org-1" {
+	if !slices.Equal(class.TermSourcedIds, []string{"term-1", "term-2"}) || !slices.Equal(class.Periods, []string{"1", "2"}) || *ev[4].SchoolID != "org-1" {
 		t.Errorf("class: %+v", class)
 	}
 	if !stu.EnabledUser || ev[5].Actor != (records.Actor{SISID: "stu-1", Role: "student"}) || *stu.PreferredFirstName != "Addie" ||
-		!slices.Equal(stu.UserIDs, []records.UserID{{Type: "LDAP", Identifier: "ada@example.org"}, {Type: "SIS", Identifier: "12345"}}) ||
-		len(stu.Roles) != 1 || !stu.Roles[0].BeginDate.Equal(day("2026-08-15")) || !slices.Equal(stu.OrgSourcedIDs, []string{"org-1"}) ||
-		!slices.Equal(stu.AgentSourcedIDs, []string{"parent-1"}) || stu.MiddleName != nil {
+		!slices.Equal(stu.UserIds, []records.RosterUserID{{Type: "LDAP", Identifier: "ada@example.org"}, {Type: "SIS", Identifier: "12345"}}) ||
+		len(stu.Roles) != 1 || !stu.Roles[0].BeginDate.Equal(day("2026-08-15")) || !slices.Equal(stu.OrgSourcedIds, []string{"org-1"}) ||
+		!slices.Equal(stu.AgentSourcedIds, []string{"parent-1"}) || stu.MiddleName != nil {
 		t.Errorf("student: %+v", stu)
 	}
 	// The deleted aide role is left out.
 	if tea.EnabledUser || ev[6].Actor.Role != "teacher" || len(tea.Roles) != 1 || tea.Roles[0].Role != "teacher" {
 		t.Errorf("teacher: %+v", tea)
 	}
-	if e := ev[8]; *e.Enrollment.Primary != true || *e.SchoolID != "org-1" || *e.ClassID != "class-1" || e.Actor != (records.Actor{SISID: "tea-1", Role: "teacher"}) {
-		t.Errorf("enrollment: %+v", e.Enrollment)
+	if e := ev[8]; *e.RosterEnrollment.Primary != true || *e.SchoolID != "org-1" || *e.ClassID != "class-1" || e.Actor != (records.Actor{SISID: "tea-1", Role: "teacher"}) {
+		t.Errorf("enrollment: %+v", e.RosterEnrollment)
 	}
 	// Demographics take their actor's role from the package's users.
-	if d := ev[9]; d.Actor != (records.Actor{SISID: "stu-1", Role: "student"}) || *d.Demographics.Asian || !*d.Demographics.White ||
-		d.Demographics.PublicSchoolResidenceStatus != nil || !d.OccurredAt.Equal(time.Date(2026, 9, 3, 10, 0, 0, 0, time.UTC)) {
-		t.Errorf("demographics: %+v", d.Demographics)
+	if d := ev[9]; d.Actor != (records.Actor{SISID: "stu-1", Role: "student"}) || *d.RosterDemographics.Asian || !*d.RosterDemographics.White ||
+		d.RosterDemographics.PublicSchoolResidenceStatus != nil || !d.OccurredAt.Equal(time.Date(2026, 9, 3, 10, 0, 0, 0, time.UTC)) {
+		t.Errorf("demographics: %+v", d.RosterDemographics)
 	}
-	if l := ev[10].LineItem; !l.AssignDate.Equal(day("2026-09-01")) || !l.DueDate.Equal(time.Date(2026, 9, 8, 23, 59, 0, 0, time.UTC)) ||
+	if l := ev[10].RosterLineItem; !l.AssignDate.Equal(day("2026-09-01")) || !l.DueDate.Equal(time.Date(2026, 9, 8, 23, 59, 0, 0, time.UTC)) ||
 		*l.AcademicSessionSourcedID != "term-1" || *l.ResultValueMax != 100 || *ev[10].SchoolID != "org-1" {
 		t.Errorf("line item: %+v", l)
 	}
-	if r := ev[11]; *r.Result.Comment != "Well done, Ada" || !*r.Result.Late || r.Result.Incomplete != nil || *r.Result.Score != 92.5 ||
+	if r := ev[11]; *r.RosterResult.Comment != "Well done, Ada" || !*r.RosterResult.Late || r.RosterResult.Incomplete != nil || *r.RosterResult.Score != 92.5 ||
 		r.Actor != (records.Actor{SISID: "stu-1", Role: "student"}) || *r.ClassID != "class-1" {
-		t.Errorf("result: %+v", r.Result)
+		t.Errorf("result: %+v", r.RosterResult)
 	}
 }
 
@@ -177,7 +177,7 @@ func TestBadRowBesideGoodRows(t *testing.T) {
 	if len(pkg.Accepted) != 2 || pkg.Accepted[0].Index != 0 || pkg.Accepted[1].Index != 4 {
 		t.Fatalf("accepted = %+v", pkg.Accepted)
 	}
-	if u := pkg.Accepted[1].Event.User; len(u.Roles) != 2 || u.Roles[1].OrgSourcedID != "org-2" || u.Roles[1].Role != "teacher" {
+	if u := pkg.Accepted[1].Event.RosterUser; len(u.Roles) != 2 || u.Roles[1].OrgSourcedID != "org-2" || u.Roles[1].Role != "teacher" {
 		t.Fatalf("OneRoster 1.1 roles = %+v", u.Roles)
 	}
 	want := map[int][]string{
@@ -221,11 +221,11 @@ func TestRolesJoinOntoUsers(t *testing.T) {
 		t.Fatalf("accepted = %+v, rejected = %+v", pkg.Accepted, pkg.Rejected)
 	}
 	// A role newer than its user makes the user's event newer.
-	if u := pkg.Accepted[0].Event; u.User.SourcedID != "u1" || u.Actor.Role != "teacher" || !u.OccurredAt.Equal(time.Date(2026, 9, 5, 8, 0, 0, 0, time.UTC)) {
+	if u := pkg.Accepted[0].Event; u.RosterUser.SourcedID != "u1" || u.Actor.Role != "teacher" || !u.OccurredAt.Equal(time.Date(2026, 9, 5, 8, 0, 0, 0, time.UTC)) {
 		t.Fatalf("u1 = %+v", u)
 	}
 	// A deleted user needs no roles; its actor role is then unknown.
-	if u := pkg.Accepted[1].Event; u.User.SourcedID != "u3" || u.Actor.Role != RoleUnknown || u.User.Status != statusDeleted {
+	if u := pkg.Accepted[1].Event; u.RosterUser.SourcedID != "u3" || u.Actor.Role != RoleUnknown || u.RosterUser.Status != statusDeleted {
 		t.Fatalf("u3 = %+v", u)
 	}
 	want := []ingest.Rejected{
@@ -250,7 +250,7 @@ func TestDeltaFilesNeedStatusAndDateLastModified(t *testing.T) {
 		"o2,tobedeleted,,,\n" +
 		"o3,tobedeleted,2026-09-01T08:00:00Z,,\n"
 	pkg := decodePackage(t, manifest, file{"orgs.csv", orgs})
-	if len(pkg.Accepted) != 1 || pkg.Accepted[0].Event.Org.SourcedID != "o3" || len(pkg.Rejected) != 2 ||
+	if len(pkg.Accepted) != 1 || pkg.Accepted[0].Event.RosterOrg.SourcedID != "o3" || len(pkg.Rejected) != 2 ||
 		pkg.Rejected[0].Errors[0].Field != "orgs.csv:2:status" || pkg.Rejected[1].Errors[0].Field != "orgs.csv:3:dateLastModified" {
 		t.Fatalf("accepted %+v, rejected %+v", pkg.Accepted, pkg.Rejected)
 	}

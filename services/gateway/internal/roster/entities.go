@@ -2,68 +2,98 @@ package roster
 
 import (
 	"slices"
+	"time"
 
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/services/gateway/internal/ingest"
 )
 
-// entity is one OneRoster collection: its names, record type, CSV columns and builder.
+// entity is one OneRoster collection: its names, record type, builder and the CSV columns the builder
+// reads (derived from it: see csvColumns).
 type entity struct {
 	collection string // JSON collection; the CSV file is collection + ".csv"
 	typ        string
-	// columns are the CSV columns of the OneRoster 1.1 and 1.2 bindings (besides metadata.*);
-	// required are those a file must have, since every row needs them.
+	build      func(r *rec) *records.RawEvent
+	// ignored are CSV columns of the OneRoster 1.1 and 1.2 bindings the platform does not carry.
+	ignored []string
+	// columns are the CSV columns a file may have (besides metadata.*); required are those a file must
+	// have, since every row needs them.
 	columns, required []string
-	build             func(r *rec) *records.RawEvent
 }
 
 // entities in dependency order, the order a CSV package is read in: orgs before the classes that
 // name them, users before their enrollments.
-var entities = []*entity{
-	{collection: "orgs", typ: records.TypeRosterOrg, build: buildOrg,
-		columns:  []string{"sourcedId", "status", "dateLastModified", "name", "type", "identifier", "parentSourcedId"},
-		required: []string{"sourcedId", "name", "type"}},
-	{collection: "academicSessions", typ: records.TypeRosterAcademicSession, build: buildAcademicSession,
-		columns:  []string{"sourcedId", "status", "dateLastModified", "title", "type", "startDate", "endDate", "parentSourcedId", "schoolYear"},
-		required: []string{"sourcedId", "title", "type", "startDate", "endDate", "schoolYear"}},
-	{collection: "courses", typ: records.TypeRosterCourse, build: buildCourse,
-		columns: []string{"sourcedId", "status", "dateLastModified", "schoolYearSourcedId", "title", "courseCode", "grades",
-			"orgSourcedId", "subjects", "subjectCodes"},
-		required: []string{"sourcedId", "title", "orgSourcedId"}},
-	{collection: "classes", typ: records.TypeRosterClass, build: buildClass,
-		columns: []string{"sourcedId", "status", "dateLastModified", "title", "grades", "courseSourcedId", "classCode", "classType",
-			"location", "schoolSourcedId", "termSourcedIds", "subjects", "subjectCodes", "periods"},
-		required: []string{"sourcedId", "title", "courseSourcedId", "classType", "schoolSourcedId", "termSourcedIds"}},
+var entities = withCSVColumns([]*entity{
+	{collection: "orgs", typ: records.TypeRosterOrg, build: buildOrg},
+	{collection: "academicSessions", typ: records.TypeRosterAcademicSession, build: buildAcademicSession},
+	{collection: "courses", typ: records.TypeRosterCourse, build: buildCourse},
+	{collection: "classes", typ: records.TypeRosterClass, build: buildClass},
 	{collection: "users", typ: records.TypeRosterUser, build: buildUser,
-		columns: []string{"sourcedId", "status", "dateLastModified", "enabledUser", "orgSourcedIds", "role", "username", "userIds",
-			"givenName", "familyName", "middleName", "identifier", "email", "sms", "phone", "agentSourcedIds", "grades", "password",
-			"userMasterIdentifier", "resourceSourcedIds", "preferredGivenName", "preferredMiddleName", "preferredFamilyName",
-			"primaryOrgSourcedId", "pronouns"},
-		required: []string{"sourcedId", "enabledUser", "givenName", "familyName"}},
-	{collection: "enrollments", typ: records.TypeRosterEnrollment, build: buildEnrollment,
-		columns: []string{"sourcedId", "status", "dateLastModified", "classSourcedId", "schoolSourcedId", "userSourcedId", "role",
-			"primary", "beginDate", "endDate"},
-		required: []string{"sourcedId", "classSourcedId", "schoolSourcedId", "userSourcedId", "role"}},
-	{collection: "demographics", typ: records.TypeRosterDemographics, build: buildDemographics,
-		columns: []string{"sourcedId", "status", "dateLastModified", "birthDate", "sex", "americanIndianOrAlaskaNative", "asian",
-			"blackOrAfricanAmerican", "nativeHawaiianOrOtherPacificIslander", "white", "demographicRaceTwoOrMoreRaces",
-			"hispanicOrLatinoEthnicity", "countryOfBirthCode", "stateOfBirthAbbreviation", "cityOfBirth", "publicSchoolResidenceStatus"},
-		required: []string{"sourcedId"}},
-	{collection: "lineItems", typ: records.TypeRosterLineItem, build: buildLineItem,
-		columns: []string{"sourcedId", "status", "dateLastModified", "title", "description", "assignDate", "dueDate", "classSourcedId",
-			"categorySourcedId", "gradingPeriodSourcedId", "academicSessionSourcedId", "resultValueMin", "resultValueMax", "schoolSourcedId"},
-		required: []string{"sourcedId", "title", "assignDate", "dueDate", "classSourcedId"}},
-	{collection: "results", typ: records.TypeRosterResult, build: buildResult,
-		columns: []string{"sourcedId", "status", "dateLastModified", "lineItemSourcedId", "studentSourcedId", "scoreStatus", "score",
-			"scoreDate", "comment", "textScore", "classSourcedId", "inProgress", "incomplete", "late", "missing"},
-		required: []string{"sourcedId", "lineItemSourcedId", "studentSourcedId", "scoreStatus", "scoreDate"}},
+		ignored: []string{"password", "resourceSourcedIds", "preferredMiddleName", "primaryOrgSourcedId"}},
+	{collection: "enrollments", typ: records.TypeRosterEnrollment, build: buildEnrollment},
+	{collection: "demographics", typ: records.TypeRosterDemographics, build: buildDemographics},
+	{collection: "lineItems", typ: records.TypeRosterLineItem, build: buildLineItem},
+	{collection: "results", typ: records.TypeRosterResult, build: buildResult},
+})
+
+// userColumn is the roles.csv column that joins a role onto its user.
+const userColumn = "userSourcedId"
+
+// roleColumns are the columns of OneRoster 1.2 roles.csv, whose rows join onto users by userColumn.
+var roleColumns, roleRequired = func() ([]string, []string) {
+	columns, required := csvColumns(func(r *rec) { r.role() }, "sourcedId", "userProfileSourcedId")
+	return append([]string{userColumn}, columns...), append([]string{userColumn}, required...)
+}()
+
+func withCSVColumns(es []*entity) []*entity {
+	for _, e := range es {
+		e.columns, e.required = csvColumns(func(r *rec) {
+			r.base()
+			e.build(r)
+		}, e.ignored...)
+	}
+	return es
 }
 
-// roleColumns are the columns of OneRoster 1.2 roles.csv, whose rows join onto users.
-var (
-	roleColumns  = []string{"sourcedId", "status", "dateLastModified", "userSourcedId", "roleType", "role", "beginDate", "endDate", "orgSourcedId", "userProfileSourcedId"}
-	roleRequired = []string{"userSourcedId", "roleType", "role", "orgSourcedId"}
-)
+// csvColumns returns the CSV columns read reads, then ignored, and the columns it requires: read is run
+// once on a record whose every field is blank, as in a bulk file (where status and dateLastModified may
+// be blank), noting the columns it asks for and those it reports missing.
+func csvColumns(read func(r *rec), ignored ...string) (columns, required []string) {
+	src := &columnRecorder{}
+	r := &rec{src: src, bulk: true}
+	read(r)
+	for _, fe := range r.errs {
+		if fe.Message == msgRequired && fe.Field != "" {
+			required = append(required, fe.Field)
+		}
+	}
+	return append(src.columns, ignored...), required
+}
+
+// columnRecorder is a source whose fields are all blank; it notes the CSV columns asked for.
+type columnRecorder struct{ columns []string }
+
+func (s *columnRecorder) note(f field) {
+	if f.csv != "" && !slices.Contains(s.columns, f.csv) {
+		s.columns = append(s.columns, f.csv)
+	}
+}
+
+func (s *columnRecorder) at(f field) string                     { return f.csv }
+func (s *columnRecorder) where() string                         { return "" }
+func (s *columnRecorder) problem() string                       { return "" }
+func (s *columnRecorder) text(f field) (string, string)         { s.note(f); return "", "" }
+func (s *columnRecorder) texts(f field) ([]string, string)      { s.note(f); return nil, "" }
+func (s *columnRecorder) ref(f field) (string, string)          { s.note(f); return "", "" }
+func (s *columnRecorder) refs(f field) ([]string, string)       { s.note(f); return nil, "" }
+func (s *columnRecorder) flag(f field) (*bool, string)          { s.note(f); return nil, "" }
+func (s *columnRecorder) number(f field) (*float64, string)     { s.note(f); return nil, "" }
+func (s *columnRecorder) metadata() (map[string]string, string) { return nil, "" }
+func (s *columnRecorder) roles() ([]source, string)             { return nil, "" }
+func (s *columnRecorder) userIDs(f field) ([]records.RosterUserID, string) {
+	s.note(f)
+	return nil, ""
+}
 
 func entityByCollection(name string) (*entity, bool) {
 	for _, e := range entities {
@@ -97,14 +127,14 @@ func orUnknown(role string) string {
 }
 
 func buildOrg(r *rec) *records.RawEvent {
-	o := &records.Org{SourcedID: r.sourcedID, Status: r.status, DateLastModified: r.modified, Metadata: r.meta,
+	o := &records.RosterOrg{SourcedID: r.sourcedID, Status: r.status, DateLastModified: r.modified, Metadata: r.meta,
 		Name:               r.str(same("name"), required),
 		Type:               r.enum(same("type"), orgTypes, required),
 		Identifier:         r.opt(same("identifier")),
 		ParentSourcedID:    r.optRef(field{"parent", "parentSourcedId"}),
-		ChildrenSourcedIDs: r.refs(field{"children", ""}, optional),
+		ChildrenSourcedIds: r.refs(field{"children", ""}, optional),
 	}
-	return &records.RawEvent{Org: o, Actor: system(r.sourcedID)}
+	return &records.RawEvent{RosterOrg: o, Actor: system(r.sourcedID)}
 }
 
 func buildAcademicSession(r *rec) *records.RawEvent {
@@ -114,16 +144,16 @@ func buildAcademicSession(r *rec) *records.RawEvent {
 	if year != "" && !isYear(year) {
 		r.add(same("schoolYear"), "must be a year such as 2026")
 	}
-	s := &records.AcademicSession{SourcedID: r.sourcedID, Status: r.status, DateLastModified: r.modified, Metadata: r.meta,
+	s := &records.RosterAcademicSession{SourcedID: r.sourcedID, Status: r.status, DateLastModified: r.modified, Metadata: r.meta,
 		Title:              r.str(same("title"), required),
 		Type:               r.enum(same("type"), sessionTypes, required),
 		StartDate:          deref(start),
 		EndDate:            deref(end),
 		SchoolYear:         year,
 		ParentSourcedID:    r.optRef(field{"parent", "parentSourcedId"}),
-		ChildrenSourcedIDs: r.refs(field{"children", ""}, optional),
+		ChildrenSourcedIds: r.refs(field{"children", ""}, optional),
 	}
-	return &records.RawEvent{AcademicSession: s, Actor: system(r.sourcedID)}
+	return &records.RawEvent{RosterAcademicSession: s, Actor: system(r.sourcedID)}
 }
 
 func isYear(s string) bool {
@@ -139,7 +169,7 @@ func isYear(s string) bool {
 }
 
 func buildCourse(r *rec) *records.RawEvent {
-	c := &records.Course{SourcedID: r.sourcedID, Status: r.status, DateLastModified: r.modified, Metadata: r.meta,
+	c := &records.RosterCourse{SourcedID: r.sourcedID, Status: r.status, DateLastModified: r.modified, Metadata: r.meta,
 		Title:               r.str(same("title"), required),
 		SchoolYearSourcedID: r.optRef(field{"schoolYear", "schoolYearSourcedId"}),
 		CourseCode:          r.opt(same("courseCode")),
@@ -148,11 +178,11 @@ func buildCourse(r *rec) *records.RawEvent {
 		SubjectCodes:        r.strs(same("subjectCodes")),
 		OrgSourcedID:        r.ref(field{"org", "orgSourcedId"}, required),
 	}
-	return &records.RawEvent{Course: c, Actor: system(r.sourcedID)}
+	return &records.RawEvent{RosterCourse: c, Actor: system(r.sourcedID)}
 }
 
 func buildClass(r *rec) *records.RawEvent {
-	c := &records.Class{SourcedID: r.sourcedID, Status: r.status, DateLastModified: r.modified, Metadata: r.meta,
+	c := &records.RosterClass{SourcedID: r.sourcedID, Status: r.status, DateLastModified: r.modified, Metadata: r.meta,
 		Title:           r.str(same("title"), required),
 		ClassCode:       r.opt(same("classCode")),
 		ClassType:       r.enum(same("classType"), classTypes, required),
@@ -163,16 +193,16 @@ func buildClass(r *rec) *records.RawEvent {
 		Periods:         r.strs(same("periods")),
 		CourseSourcedID: r.ref(field{"course", "courseSourcedId"}, required),
 		SchoolSourcedID: r.ref(field{"school", "schoolSourcedId"}, required),
-		TermSourcedIDs:  r.refs(field{"terms", "termSourcedIds"}, required),
+		TermSourcedIds:  r.refs(field{"terms", "termSourcedIds"}, required),
 	}
-	return &records.RawEvent{Class: c, Actor: system(r.sourcedID), SchoolID: ptr(c.SchoolSourcedID)}
+	return &records.RawEvent{RosterClass: c, Actor: system(r.sourcedID), SchoolID: ptr(c.SchoolSourcedID)}
 }
 
 func buildUser(r *rec) *records.RawEvent {
-	u := &records.User{SourcedID: r.sourcedID, Status: r.status, DateLastModified: r.modified, Metadata: r.meta,
+	u := &records.RosterUser{SourcedID: r.sourcedID, Status: r.status, DateLastModified: r.modified, Metadata: r.meta,
 		EnabledUser:          deref(r.flag(same("enabledUser"), required)),
 		Username:             r.opt(same("username")),
-		UserIDs:              r.userIDs(same("userIds")),
+		UserIds:              r.userIDs(same("userIds")),
 		GivenName:            r.str(same("givenName"), required),
 		FamilyName:           r.str(same("familyName"), required),
 		MiddleName:           r.opt(same("middleName")),
@@ -184,23 +214,23 @@ func buildUser(r *rec) *records.RawEvent {
 		Email:                r.opt(same("email")),
 		SMS:                  r.opt(same("sms")),
 		Phone:                r.opt(same("phone")),
-		AgentSourcedIDs:      r.refs(field{"agents", "agentSourcedIds"}, optional),
+		AgentSourcedIds:      r.refs(field{"agents", "agentSourcedIds"}, optional),
 		Grades:               r.strs(same("grades")),
 	}
 	u.Roles = r.userRoles()
-	u.OrgSourcedIDs = []string{}
+	u.OrgSourcedIds = []string{}
 	for _, role := range u.Roles {
-		if !slices.Contains(u.OrgSourcedIDs, role.OrgSourcedID) {
-			u.OrgSourcedIDs = append(u.OrgSourcedIDs, role.OrgSourcedID)
+		if !slices.Contains(u.OrgSourcedIds, role.OrgSourcedID) {
+			u.OrgSourcedIds = append(u.OrgSourcedIds, role.OrgSourcedID)
 		}
 	}
-	return &records.RawEvent{User: u, Actor: records.Actor{SISID: r.sourcedID, Role: primaryRole(u.Roles)}}
+	return &records.RawEvent{RosterUser: u, Actor: records.Actor{SISID: r.sourcedID, Role: primaryRole(u.Roles)}}
 }
 
 // userRoles reads a user's roles: OneRoster 1.2 roles (JSON roles, CSV roles.csv rows) or, without
 // them, OneRoster 1.1's one role in each of the user's orgs. Deleted roles.csv rows are left out.
-func (r *rec) userRoles() []records.Role {
-	out := []records.Role{}
+func (r *rec) userRoles() []records.RosterRole {
+	out := []records.RosterRole{}
 	errs := len(r.errs)
 	srcs, problem := r.src.roles()
 	if problem != "" {
@@ -215,7 +245,7 @@ func (r *rec) userRoles() []records.Role {
 		}
 		if role != "" {
 			for _, org := range orgs {
-				out = append(out, records.Role{RoleType: "primary", Role: role, OrgSourcedID: org})
+				out = append(out, records.RosterRole{RoleType: "primary", Role: role, OrgSourcedID: org})
 			}
 		}
 	}
@@ -225,18 +255,10 @@ func (r *rec) userRoles() []records.Role {
 			continue
 		}
 		rr := &rec{src: src, now: r.now}
-		rr.deleting = rr.enum(same("status"), statuses, optional) == statusDeleted
-		if t := rr.modifiedAt(same("dateLastModified"), optional); t != nil && t.After(r.occurred) {
-			r.occurred = *t
+		role, modified := rr.role()
+		if modified != nil && modified.After(r.occurred) {
+			r.occurred = *modified
 		}
-		role := records.Role{
-			RoleType:     rr.enum(same("roleType"), roleTypes, required),
-			Role:         rr.enum(same("role"), userRoles, required),
-			OrgSourcedID: rr.ref(field{"org", "orgSourcedId"}, required),
-			BeginDate:    rr.date(same("beginDate"), optional),
-			EndDate:      rr.date(same("endDate"), optional),
-		}
-		rr.ordered(role.BeginDate, same("endDate"), role.EndDate, "beginDate")
 		r.errs = append(r.errs, rr.errs...)
 		if !rr.deleting {
 			out = append(out, role)
@@ -248,8 +270,24 @@ func (r *rec) userRoles() []records.Role {
 	return out
 }
 
+// role reads one of a user's OneRoster 1.2 roles (a JSON roles entry, a roles.csv row) and its
+// dateLastModified.
+func (r *rec) role() (records.RosterRole, *time.Time) {
+	r.deleting = r.enum(same("status"), statuses, optional) == statusDeleted
+	modified := r.modifiedAt(same("dateLastModified"), optional)
+	role := records.RosterRole{
+		RoleType:     r.enum(same("roleType"), roleTypes, required),
+		Role:         r.enum(same("role"), userRoles, required),
+		OrgSourcedID: r.ref(field{"org", "orgSourcedId"}, required),
+		BeginDate:    r.date(same("beginDate"), optional),
+		EndDate:      r.date(same("endDate"), optional),
+	}
+	r.ordered(role.BeginDate, same("endDate"), role.EndDate, "beginDate")
+	return role, modified
+}
+
 // primaryRole is the role of the first primary role, else of the first role.
-func primaryRole(roles []records.Role) string {
+func primaryRole(roles []records.RosterRole) string {
 	for _, r := range roles {
 		if r.RoleType == "primary" {
 			return r.Role
@@ -264,7 +302,7 @@ func primaryRole(roles []records.Role) string {
 func buildEnrollment(r *rec) *records.RawEvent {
 	begin, end := r.date(same("beginDate"), optional), r.date(same("endDate"), optional)
 	r.ordered(begin, same("endDate"), end, "beginDate")
-	e := &records.Enrollment{SourcedID: r.sourcedID, Status: r.status, DateLastModified: r.modified, Metadata: r.meta,
+	e := &records.RosterEnrollment{SourcedID: r.sourcedID, Status: r.status, DateLastModified: r.modified, Metadata: r.meta,
 		ClassSourcedID:  r.ref(field{"class", "classSourcedId"}, required),
 		SchoolSourcedID: r.ref(field{"school", "schoolSourcedId"}, required),
 		UserSourcedID:   r.ref(field{"user", "userSourcedId"}, always),
@@ -273,12 +311,12 @@ func buildEnrollment(r *rec) *records.RawEvent {
 		BeginDate:       begin,
 		EndDate:         end,
 	}
-	return &records.RawEvent{Enrollment: e, Actor: records.Actor{SISID: e.UserSourcedID, Role: orUnknown(e.Role)},
+	return &records.RawEvent{RosterEnrollment: e, Actor: records.Actor{SISID: e.UserSourcedID, Role: orUnknown(e.Role)},
 		SchoolID: ptr(e.SchoolSourcedID), ClassID: ptr(e.ClassSourcedID)}
 }
 
 func buildDemographics(r *rec) *records.RawEvent {
-	d := &records.Demographics{SourcedID: r.sourcedID, Status: r.status, DateLastModified: r.modified, Metadata: r.meta,
+	d := &records.RosterDemographics{SourcedID: r.sourcedID, Status: r.status, DateLastModified: r.modified, Metadata: r.meta,
 		BirthDate:                            r.birthDate(same("birthDate")),
 		Sex:                                  ptr(r.enum(same("sex"), sexes, optional)),
 		AmericanIndianOrAlaskaNative:         r.flag(same("americanIndianOrAlaskaNative"), optional),
@@ -286,7 +324,7 @@ func buildDemographics(r *rec) *records.RawEvent {
 		BlackOrAfricanAmerican:               r.flag(same("blackOrAfricanAmerican"), optional),
 		NativeHawaiianOrOtherPacificIslander: r.flag(same("nativeHawaiianOrOtherPacificIslander"), optional),
 		White:                                r.flag(same("white"), optional),
-		TwoOrMoreRaces:                       r.flag(same("demographicRaceTwoOrMoreRaces"), optional),
+		DemographicRaceTwoOrMoreRaces:        r.flag(same("demographicRaceTwoOrMoreRaces"), optional),
 		HispanicOrLatinoEthnicity:            r.flag(same("hispanicOrLatinoEthnicity"), optional),
 		CountryOfBirthCode:                   r.opt(same("countryOfBirthCode")),
 		StateOfBirthAbbreviation:             r.opt(same("stateOfBirthAbbreviation")),
@@ -297,12 +335,12 @@ func buildDemographics(r *rec) *records.RawEvent {
 	if r.roleOf != nil {
 		role = orUnknown(r.roleOf(r.sourcedID))
 	}
-	return &records.RawEvent{Demographics: d, Actor: records.Actor{SISID: r.sourcedID, Role: role}}
+	return &records.RawEvent{RosterDemographics: d, Actor: records.Actor{SISID: r.sourcedID, Role: role}}
 }
 
 func buildLineItem(r *rec) *records.RawEvent {
 	assign, due := r.instant(same("assignDate"), required, true), r.instant(same("dueDate"), required, true)
-	l := &records.LineItem{SourcedID: r.sourcedID, Status: r.status, DateLastModified: r.modified, Metadata: r.meta,
+	l := &records.RosterLineItem{SourcedID: r.sourcedID, Status: r.status, DateLastModified: r.modified, Metadata: r.meta,
 		Title:                    r.str(same("title"), required),
 		Description:              r.opt(same("description")),
 		AssignDate:               deref(assign),
@@ -319,11 +357,11 @@ func buildLineItem(r *rec) *records.RawEvent {
 	if lo, hi := l.ResultValueMin, l.ResultValueMax; lo != nil && hi != nil && *hi < *lo {
 		r.add(same("resultValueMax"), "must not be below resultValueMin")
 	}
-	return &records.RawEvent{LineItem: l, Actor: system(r.sourcedID), ClassID: ptr(l.ClassSourcedID), SchoolID: l.SchoolSourcedID}
+	return &records.RawEvent{RosterLineItem: l, Actor: system(r.sourcedID), ClassID: ptr(l.ClassSourcedID), SchoolID: l.SchoolSourcedID}
 }
 
 func buildResult(r *rec) *records.RawEvent {
-	res := &records.Result{SourcedID: r.sourcedID, Status: r.status, DateLastModified: r.modified, Metadata: r.meta,
+	res := &records.RosterResult{SourcedID: r.sourcedID, Status: r.status, DateLastModified: r.modified, Metadata: r.meta,
 		LineItemSourcedID:   r.ref(field{"lineItem", "lineItemSourcedId"}, required),
 		StudentSourcedID:    r.ref(field{"student", "studentSourcedId"}, always),
 		ClassSourcedID:      r.optRef(field{"class", "classSourcedId"}),
@@ -338,5 +376,5 @@ func buildResult(r *rec) *records.RawEvent {
 		Late:                r.flag(same("late"), optional),
 		Missing:             r.flag(same("missing"), optional),
 	}
-	return &records.RawEvent{Result: res, Actor: records.Actor{SISID: res.StudentSourcedID, Role: "student"}, ClassID: res.ClassSourcedID}
+	return &records.RawEvent{RosterResult: res, Actor: records.Actor{SISID: res.StudentSourcedID, Role: "student"}, ClassID: res.ClassSourcedID}
 }

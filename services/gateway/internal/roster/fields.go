@@ -31,7 +31,7 @@ type source interface {
 	refs(f field) ([]string, string)
 	flag(f field) (*bool, string)
 	number(f field) (*float64, string)
-	userIDs(f field) ([]records.UserID, string)
+	userIDs(f field) ([]records.RosterUserID, string)
 	metadata() (map[string]string, string)
 	roles() ([]source, string) // a user's 1.2 roles, each its own source; nil when none are given
 }
@@ -111,9 +111,12 @@ func (r *rec) add(f field, msg string) {
 	r.errs = append(r.errs, ingest.FieldError{Field: r.src.at(f), Message: msg})
 }
 
+// msgRequired is the error of a missing value that is required.
+const msgRequired = "is required"
+
 func (r *rec) missing(f field, n need) {
 	if n == always || n == required && !r.deleting {
-		r.add(f, "is required")
+		r.add(f, msgRequired)
 	}
 }
 
@@ -320,21 +323,21 @@ func (r *rec) number(f field) *float64 {
 	return v
 }
 
-func (r *rec) userIDs(f field) []records.UserID {
+func (r *rec) userIDs(f field) []records.RosterUserID {
 	ids, p := r.src.userIDs(f)
 	if p != "" {
 		r.add(f, p)
-		return []records.UserID{}
+		return []records.RosterUserID{}
 	}
 	for i, id := range ids {
 		for _, part := range []struct{ name, v string }{{"type", id.Type}, {"identifier", id.Identifier}} {
 			msg := checkText(part.v, idText)
 			if part.v == "" {
-				msg = "is required"
+				msg = msgRequired
 			}
 			if msg != "" {
 				r.add(f, fmt.Sprintf("entry %d: %s %s", i+1, part.name, msg))
-				return []records.UserID{}
+				return []records.RosterUserID{}
 			}
 		}
 	}

@@ -236,13 +236,13 @@ func (s *jsonSource) number(f field) (*float64, string) {
 	return nil, "must be a JSON number"
 }
 
-func (s *jsonSource) userIDs(f field) ([]records.UserID, string) {
+func (s *jsonSource) userIDs(f field) ([]records.RosterUserID, string) {
 	const problem = `must be an array of {"type", "identifier"} objects with string values`
 	elems, ok := s.elements(f)
 	if !ok {
 		return nil, problem
 	}
-	out := make([]records.UserID, 0, len(elems))
+	out := make([]records.RosterUserID, 0, len(elems))
 	for _, e := range elems {
 		var id struct {
 			Type       *string `json:"type"`
@@ -251,7 +251,7 @@ func (s *jsonSource) userIDs(f field) ([]records.UserID, string) {
 		if isNull(e) || json.Unmarshal(e, &id) != nil {
 			return nil, problem
 		}
-		out = append(out, records.UserID{Type: deref(id.Type), Identifier: deref(id.Identifier)})
+		out = append(out, records.RosterUserID{Type: deref(id.Type), Identifier: deref(id.Identifier)})
 	}
 	return out, ""
 }

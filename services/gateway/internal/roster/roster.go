@@ -207,8 +207,10 @@ func decodeRecord(e *entity, r *rec, meta ingest.Meta) (*records.RawEvent, []ing
 	if r.modified.IsZero() {
 		// A bulk row without dateLastModified: it is as new as its arrival.
 		ev.OccurredAt = ev.ReceivedAt
-		_, modified := common(ev)
-		*modified = ev.ReceivedAt
+		p := ev.Payloads()
+		if c, ok := p.RosterCommon(); ok {
+			*c.DateLastModified = ev.ReceivedAt
+		}
 	}
 	return ev, nil
 }
@@ -251,33 +253,11 @@ func eventID(meta ingest.Meta, collection, sourcedID string, modified time.Time,
 	return string(b[:]), nil
 }
 
-// common returns the sourcedId and dateLastModified of the event's roster payload, or nils.
-func common(ev *records.RawEvent) (*string, *time.Time) {
-	switch {
-	case ev.Org != nil:
-		return &ev.Org.SourcedID, &ev.Org.DateLastModified
-	case ev.AcademicSession != nil:
-		return &ev.AcademicSession.SourcedID, &ev.AcademicSession.DateLastModified
-	case ev.Course != nil:
-		return &ev.Course.SourcedID, &ev.Course.DateLastModified
-	case ev.Class != nil:
-		return &ev.Class.SourcedID, &ev.Class.DateLastModified
-	case ev.User != nil:
-		return &ev.User.SourcedID, &ev.User.DateLastModified
-	case ev.Enrollment != nil:
-		return &ev.Enrollment.SourcedID, &ev.Enrollment.DateLastModified
-	case ev.Demographics != nil:
-		return &ev.Demographics.SourcedID, &ev.Demographics.DateLastModified
-	case ev.LineItem != nil:
-		return &ev.LineItem.SourcedID, &ev.LineItem.DateLastModified
-	case ev.Result != nil:
-		return &ev.Result.SourcedID, &ev.Result.DateLastModified
-	}
-	return nil, nil
-}
-
 // sourcedIDOf returns the sourcedId of the event's roster payload.
 func sourcedIDOf(ev *records.RawEvent) string {
-	id, _ := common(ev)
-	return deref(id)
+	p := ev.Payloads()
+	if c, ok := p.RosterCommon(); ok {
+		return *c.SourcedID
+	}
+	return ""
 }

@@ -83,60 +83,60 @@ func TestValidRecordOfEachCollection(t *testing.T) {
 		check      func(t *testing.T, ev *records.RawEvent) bool
 	}{
 		{"orgs", records.TypeRosterOrg, records.Actor{SISID: "org-1", Role: RoleSystem}, "", "", func(t *testing.T, ev *records.RawEvent) bool {
-			o := ev.Org
+			o := ev.RosterOrg
 			return o.Name == "Lincoln High" && o.Type == "school" && *o.Identifier == "LHS" && *o.ParentSourcedID == "district-1" &&
-				slices.Equal(o.ChildrenSourcedIDs, []string{"dept-1"}) &&
+				slices.Equal(o.ChildrenSourcedIds, []string{"dept-1"}) &&
 				fmt.Sprint(o.Metadata) == `map[flags:{"a":true} ncesId:0601 open:false size:1200]`
 		}},
 		{"academicSessions", records.TypeRosterAcademicSession, records.Actor{SISID: "term-1", Role: RoleSystem}, "", "", func(t *testing.T, ev *records.RawEvent) bool {
-			s := ev.AcademicSession
+			s := ev.RosterAcademicSession
 			return s.Title == "Fall 2026" && s.Type == "term" && s.StartDate.Equal(day("2026-08-15")) && s.EndDate.Equal(day("2026-12-20")) &&
-				s.SchoolYear == "2027" && *s.ParentSourcedID == "year-2027" && s.ChildrenSourcedIDs != nil && len(s.ChildrenSourcedIDs) == 0
+				s.SchoolYear == "2027" && *s.ParentSourcedID == "year-2027" && s.ChildrenSourcedIds != nil && len(s.ChildrenSourcedIds) == 0
 		}},
 		{"courses", records.TypeRosterCourse, records.Actor{SISID: "course-1", Role: RoleSystem}, "", "", func(t *testing.T, ev *records.RawEvent) bool {
-			c := ev.Course
+			c := ev.RosterCourse
 			return c.Title == "Algebra I" && *c.SchoolYearSourcedID == "year-2027" && *c.CourseCode == "MA101" &&
 				slices.Equal(c.Grades, []string{"09", "10"}) && slices.Equal(c.Subjects, []string{"Math"}) &&
 				slices.Equal(c.SubjectCodes, []string{"02052"}) && c.OrgSourcedID == "org-1"
 		}},
 		{"classes", records.TypeRosterClass, records.Actor{SISID: "class-1", Role: RoleSystem}, "org-1", "", func(t *testing.T, ev *records.RawEvent) bool {
-			c := ev.Class
+			c := ev.RosterClass
 			return c.Title == "Algebra I - P1" && *c.ClassCode == "MA101-1" && c.ClassType == "scheduled" && *c.Location == "Room 12" &&
-				c.CourseSourcedID == "course-1" && c.SchoolSourcedID == "org-1" && slices.Equal(c.TermSourcedIDs, []string{"term-1"}) &&
+				c.CourseSourcedID == "course-1" && c.SchoolSourcedID == "org-1" && slices.Equal(c.TermSourcedIds, []string{"term-1"}) &&
 				slices.Equal(c.Periods, []string{"1"}) && c.SubjectCodes != nil
 		}},
 		{"users", records.TypeRosterUser, records.Actor{SISID: "stu-1", Role: "student"}, "", "", func(t *testing.T, ev *records.RawEvent) bool {
-			u := ev.User
+			u := ev.RosterUser
 			return u.EnabledUser && *u.Username == "ada" && u.GivenName == "Ada" && u.FamilyName == "Lovelace" && *u.MiddleName == "B" &&
 				*u.PreferredFirstName == "Addie" && *u.PreferredLastName == "L" && *u.Pronouns == "she/her" &&
 				*u.UserMasterIdentifier == "M1" && *u.Identifier == "12345" && *u.Email == "ada@example.org" && u.SMS == nil &&
-				*u.Phone == "555-0100" && slices.Equal(u.AgentSourcedIDs, []string{"parent-1"}) && slices.Equal(u.Grades, []string{"09"}) &&
-				slices.Equal(u.UserIDs, []records.UserID{{Type: "LDAP", Identifier: "ada@example.org"}}) &&
-				len(u.Roles) == 2 && u.Roles[0] == records.Role{RoleType: "secondary", Role: "aide", OrgSourcedID: "org-2"} &&
+				*u.Phone == "555-0100" && slices.Equal(u.AgentSourcedIds, []string{"parent-1"}) && slices.Equal(u.Grades, []string{"09"}) &&
+				slices.Equal(u.UserIds, []records.RosterUserID{{Type: "LDAP", Identifier: "ada@example.org"}}) &&
+				len(u.Roles) == 2 && u.Roles[0] == records.RosterRole{RoleType: "secondary", Role: "aide", OrgSourcedID: "org-2"} &&
 				u.Roles[1].Role == "student" && u.Roles[1].BeginDate.Equal(day("2026-08-15")) && u.Roles[1].EndDate.Equal(day("2027-06-15")) &&
-				slices.Equal(u.OrgSourcedIDs, []string{"org-2", "org-1"}) && u.BirthDate == nil
+				slices.Equal(u.OrgSourcedIds, []string{"org-2", "org-1"}) && u.BirthDate == nil
 		}},
 		{"enrollments", records.TypeRosterEnrollment, records.Actor{SISID: "stu-1", Role: "student"}, "org-1", "class-1", func(t *testing.T, ev *records.RawEvent) bool {
-			e := ev.Enrollment
+			e := ev.RosterEnrollment
 			return e.ClassSourcedID == "class-1" && e.SchoolSourcedID == "org-1" && e.UserSourcedID == "stu-1" && e.Role == "student" &&
 				e.Primary != nil && !*e.Primary && e.BeginDate.Equal(day("2026-08-15")) && e.EndDate.Equal(day("2027-06-15"))
 		}},
 		{"demographics", records.TypeRosterDemographics, records.Actor{SISID: "stu-1", Role: RoleUnknown}, "", "", func(t *testing.T, ev *records.RawEvent) bool {
-			d := ev.Demographics
+			d := ev.RosterDemographics
 			return d.BirthDate.Equal(day("2012-03-04")) && *d.Sex == "female" && !*d.AmericanIndianOrAlaskaNative && *d.Asian &&
-				d.BlackOrAfricanAmerican == nil && !*d.White && !*d.TwoOrMoreRaces && *d.HispanicOrLatinoEthnicity &&
+				d.BlackOrAfricanAmerican == nil && !*d.White && !*d.DemographicRaceTwoOrMoreRaces && *d.HispanicOrLatinoEthnicity &&
 				*d.CountryOfBirthCode == "US" && *d.StateOfBirthAbbreviation == "CA" && *d.CityOfBirth == "Fresno" &&
 				d.PublicSchoolResidenceStatus == nil
 		}},
 		{"lineItems", records.TypeRosterLineItem, records.Actor{SISID: "li-1", Role: RoleSystem}, "org-1", "class-1", func(t *testing.T, ev *records.RawEvent) bool {
-			l := ev.LineItem
+			l := ev.RosterLineItem
 			return l.Title == "Quiz 1" && *l.Description == "Chapter 1" && l.AssignDate.Equal(time.Date(2026, 9, 1, 8, 0, 0, 0, time.UTC)) &&
 				l.DueDate.Equal(day("2026-09-08")) && l.ClassSourcedID == "class-1" && *l.SchoolSourcedID == "org-1" &&
 				*l.CategorySourcedID == "cat-1" && *l.GradingPeriodSourcedID == "term-1" && l.AcademicSessionSourcedID == nil &&
 				*l.ScoreScaleSourcedID == "scale-1" && *l.ResultValueMin == 0 && *l.ResultValueMax == 100
 		}},
 		{"results", records.TypeRosterResult, records.Actor{SISID: "stu-1", Role: "student"}, "", "class-1", func(t *testing.T, ev *records.RawEvent) bool {
-			r := ev.Result
+			r := ev.RosterResult
 			return r.LineItemSourcedID == "li-1" && r.StudentSourcedID == "stu-1" && *r.ClassSourcedID == "class-1" &&
 				r.ScoreStatus == "fully graded" && *r.Score == 92.5 && *r.TextScore == "A-" && r.ScoreDate.Equal(day("2026-09-09")) &&
 				*r.Comment == "Well done" && !*r.InProgress && *r.Late && r.Incomplete == nil && r.Missing == nil
@@ -280,25 +280,27 @@ func TestLenientForms(t *testing.T) {
 		set        map[string]any
 		check      func(ev *records.RawEvent) bool
 	}{
-		{"ext: org type", "orgs", obj{"type": "ext:campus"}, func(ev *records.RawEvent) bool { return ev.Org.Type == "ext:campus" }},
+		{"ext: org type", "orgs", obj{"type": "ext:campus"}, func(ev *records.RawEvent) bool { return ev.RosterOrg.Type == "ext:campus" }},
 		{"deleted org needs no name or type", "orgs", obj{"status": "tobedeleted", "name": nil, "type": nil},
-			func(ev *records.RawEvent) bool { return ev.Org.Status == "tobedeleted" && ev.Org.Name == "" }},
+			func(ev *records.RawEvent) bool {
+				return ev.RosterOrg.Status == "tobedeleted" && ev.RosterOrg.Name == ""
+			}},
 		{"OneRoster 1.1 user: role and orgs, enabledUser as text", "users",
 			obj{"roles": nil, "role": "teacher", "orgs": []any{ref("org-1"), ref("org-2")}, "enabledUser": "False"},
 			func(ev *records.RawEvent) bool {
-				u := ev.User
+				u := ev.RosterUser
 				return ev.Actor.Role == "teacher" && !u.EnabledUser && len(u.Roles) == 2 && u.Roles[1].OrgSourcedID == "org-2" &&
-					u.Roles[1].RoleType == "primary" && slices.Equal(u.OrgSourcedIDs, []string{"org-1", "org-2"})
+					u.Roles[1].RoleType == "primary" && slices.Equal(u.OrgSourcedIds, []string{"org-1", "org-2"})
 			}},
 		{"no primary role: the first role", "users", obj{"roles": []any{obj{"roleType": "secondary", "role": "guardian", "org": ref("org-1")}}},
 			func(ev *records.RawEvent) bool { return ev.Actor.Role == "guardian" }},
-		{"numeric text score", "results", obj{"score": "88"}, func(ev *records.RawEvent) bool { return *ev.Result.Score == 88 }},
-		{"birth date before 1970", "demographics", obj{"birthDate": "1965-05-06"}, func(ev *records.RawEvent) bool { return ev.Demographics.BirthDate.Equal(day("1965-05-06")) }},
+		{"numeric text score", "results", obj{"score": "88"}, func(ev *records.RawEvent) bool { return *ev.RosterResult.Score == 88 }},
+		{"birth date before 1970", "demographics", obj{"birthDate": "1965-05-06"}, func(ev *records.RawEvent) bool { return ev.RosterDemographics.BirthDate.Equal(day("1965-05-06")) }},
 		{"names and descriptions may hold line breaks", "lineItems", obj{"description": "Chapter 1:\r\n\tsums"},
-			func(ev *records.RawEvent) bool { return *ev.LineItem.Description == "Chapter 1:\r\n\tsums" }},
-		{"date line item dates", "lineItems", obj{"assignDate": "2026-09-01"}, func(ev *records.RawEvent) bool { return ev.LineItem.AssignDate.Equal(day("2026-09-01")) }},
+			func(ev *records.RawEvent) bool { return *ev.RosterLineItem.Description == "Chapter 1:\r\n\tsums" }},
+		{"date line item dates", "lineItems", obj{"assignDate": "2026-09-01"}, func(ev *records.RawEvent) bool { return ev.RosterLineItem.AssignDate.Equal(day("2026-09-01")) }},
 		{"unknown keys ignored", "courses", obj{"resources": []any{ref("r1")}, "href": "https://sis/courses/course-1"},
-			func(ev *records.RawEvent) bool { return ev.Course.Title == "Algebra I" }},
+			func(ev *records.RawEvent) bool { return ev.RosterCourse.Title == "Algebra I" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -318,7 +320,7 @@ func TestGoodRecordsBesideBadOnes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(acc) != 2 || acc[0].Index != 0 || acc[1].Index != 4 || acc[1].Event.User.SourcedID != "stu-3" {
+	if len(acc) != 2 || acc[0].Index != 0 || acc[1].Index != 4 || acc[1].Event.RosterUser.SourcedID != "stu-3" {
 		t.Fatalf("accepted = %+v", acc)
 	}
 	want := []ingest.Rejected{

@@ -76,12 +76,16 @@ func (d *Record) check() string {
 
 // Applier turns applicable records into the SQL that applies them to a district schema.
 type Applier struct {
-	roster map[string]*rosterEntity
+	roster map[string]*rosterTable // by event type
 }
 
 // NewApplier returns an Applier.
-func NewApplier() *Applier {
-	return &Applier{roster: rosterEntities()}
+func NewApplier() (*Applier, error) {
+	roster, err := rosterTables()
+	if err != nil {
+		return nil, fmt.Errorf("deriving the roster tables from the schemas: %w", err)
+	}
+	return &Applier{roster: roster}, nil
 }
 
 // Work is the applicable records of one district (in offset order; skipped ones are ignored) and the
@@ -97,13 +101,13 @@ type Work struct {
 func (a *Applier) Queue(b *pgx.Batch, work []Work) error {
 	c := &combined{}
 	for _, w := range work {
-		dist := newDistrict()
+		dist := newDistrict(a.roster)
 		for i := range w.Records {
 			if w.Records[i].Skip == "" {
 				dist.add(&w.Records[i])
 			}
 		}
-		if err := dist.queue(b, c, w.Schema, a.roster); err != nil {
+		if err := dist.queue(b, c, w.Schema); err != nil {
 			return err
 		}
 	}
@@ -125,7 +129,9 @@ func byTenant(recs []Record) (map[string][]Record, []string) {
 // Tables lists the district tables the sink derives from the enriched topic, the ones a rebuild replaces.
 // The rest of a district schema (the enricher's tables, goose's version table) is not the sink's.
 func Tables() []string {
-	return []string{"student_activity", "attendance_daily", "assessment_results_latest", "submissions",
-		"roster_orgs", "roster_academic_sessions", "roster_courses", "roster_classes", "roster_users",
-		"roster_enrollments", "roster_demographics", "roster_line_items", "roster_results", "roster_deletions"}
+	out := []string{"student_activity", "attendance_daily", "assessment_results_latest", "submissions"}
+	for _, t := range rosterTableDefs {
+		out = append(out, t.name)
+	}
+	return append(out, "roster_deletions")
 }

@@ -150,9 +150,13 @@ func New(consumer string, deps Deps) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating metric: %w", err)
 	}
+	applier, err := NewApplier()
+	if err != nil {
+		return nil, err
+	}
 	s := &Store{
 		consumer: consumer, fleet: deps.Fleet, codec: deps.Codec,
-		applier: NewApplier(), log: deps.Log, tracer: tp.Tracer("sink"), applied: applied, skipped: skipped,
+		applier: applier, log: deps.Log, tracer: tp.Tracer("sink"), applied: applied, skipped: skipped,
 		idleAdvance: deps.IdleAdvance, maxDist: deps.MaxDistrictsPerTx,
 		ensured: map[string]bool{}, known: map[int32]map[string]int64{},
 	}

@@ -1,14 +1,17 @@
 package pgstore
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/records"
+	"github.com/hamba/avro/v2"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -18,63 +21,262 @@ import (
 // equal times the later record wins, within a batch and across batches alike. status tobedeleted deletes
 // the row and remembers the deletion.
 //
-// Rows go to PostgreSQL as one JSON array per table and batch, read with jsonb_populate_recordset into
-// the table's own row type: the JSON keys are the column names (the json tags below).
+// A table's columns are its entity's schema fields (records.RosterEntities), of the same names, less the
+// few rosterTableDefs names. Rows go to PostgreSQL as one JSON array per table and batch, read with
+// jsonb_populate_recordset into the table's own row type: the JSON keys are the column names.
 
-// rosterEntity describes one roster table.
-type rosterEntity struct {
-	typ    string // records.TypeRoster*
-	table  string
-	update string // "(col, ...) = ROW(EXCLUDED.col, ...)" for every column but the key
+// rosterTableDef is what a roster table does not take from its entity's schema.
+type rosterTableDef struct {
+	typ, name string
+	skip      []string          // schema fields the table does not keep
+	rename    map[string]string // schema field -> its column, where the names differ
 }
 
-// rosterEntities returns the roster tables by event type, with their update lists derived from the row
-// types' json tags.
-func rosterEntities() map[string]*rosterEntity {
-	out := map[string]*rosterEntity{}
-	for typ, def := range map[string]struct {
-		table string
-		row   any
-	}{
-		records.TypeRosterOrg:             {"roster_orgs", orgRow{}},
-		records.TypeRosterAcademicSession: {"roster_academic_sessions", academicSessionRow{}},
-		records.TypeRosterCourse:          {"roster_courses", courseRow{}},
-		records.TypeRosterClass:           {"roster_classes", classRow{}},
-		records.TypeRosterUser:            {"roster_users", userRow{}},
-		records.TypeRosterEnrollment:      {"roster_enrollments", enrollmentRow{}},
-		records.TypeRosterDemographics:    {"roster_demographics", demographicsRow{}},
-		records.TypeRosterLineItem:        {"roster_line_items", lineItemRow{}},
-		records.TypeRosterResult:          {"roster_results", resultRow{}},
-	} {
-		var cols, vals []string
-		for _, col := range jsonColumns(reflect.TypeOf(def.row)) {
-			if col == "sourced_id" {
+// rosterTableDefs are the district's roster tables, one per OneRoster entity. Every schema field not
+// named here is a column of the same name; roster_users also holds internal_id (the user's enriched
+// actor). TestRosterTablesMatchTheDistrictSchema checks the columns against the district schema.
+var rosterTableDefs = []rosterTableDef{
+	{typ: records.TypeRosterOrg, name: "roster_orgs", skip: []string{"children_sourced_ids"}},
+	{typ: records.TypeRosterAcademicSession, name: "roster_academic_sessions", skip: []string{"children_sourced_ids"}},
+	{typ: records.TypeRosterCourse, name: "roster_courses", skip: []string{"subject_codes"}},
+	{typ: records.TypeRosterClass, name: "roster_classes", skip: []string{"subject_codes"}},
+	{typ: records.TypeRosterUser, name: "roster_users", skip: []string{"user_ids", "sms", "phone"},
+		rename: map[string]string{"enabled_user": "enabled"}},
+	{typ: records.TypeRosterEnrollment, name: "roster_enrollments", rename: map[string]string{"primary": "is_primary"}},
+	{typ: records.TypeRosterDemographics, name: "roster_demographics",
+		rename: map[string]string{"demographic_race_two_or_more_races": "two_or_more_races"}},
+	{typ: records.TypeRosterLineItem, name: "roster_line_items"},
+	{typ: records.TypeRosterResult, name: "roster_results"},
+}
+
+// internalIDColumn is roster_users' column of the user's internal id, the one column no schema field fills.
+const internalIDColumn = "internal_id"
+
+// rosterTable is one roster table, ready to take rows.
+type rosterTable struct {
+	rosterTableDef
+	entity  *records.RosterEntity
+	columns []rosterColumn
+	update  string // "(col, ...) = ROW(EXCLUDED.col, ...)" for every column but the key
+}
+
+// rosterColumn is one column of a roster table: a field of the entity's payload, or internal_id (field -1,
+// no Avro type).
+type rosterColumn struct {
+	name  string
+	key   string      // `"name":`
+	field int         // in the payload struct
+	avro  avro.Schema // the field's Avro type
+	write jsonWriter
+}
+
+// rosterTables returns the roster tables by event type.
+func rosterTables() (map[string]*rosterTable, error) {
+	entities, err := records.RosterEntities()
+	if err != nil {
+		return nil, err
+	}
+	defs := map[string]rosterTableDef{}
+	for _, d := range rosterTableDefs {
+		defs[d.typ] = d
+	}
+	out := map[string]*rosterTable{}
+	for _, e := range entities {
+		def, ok := defs[e.Type]
+		if !ok {
+			return nil, fmt.Errorf("no roster table for %s", e.Type)
+		}
+		t := &rosterTable{rosterTableDef: def, entity: e}
+		named := 0
+		for _, f := range e.Schema.Fields() {
+			if slices.Contains(def.skip, f.Name()) {
+				named++
 				continue
 			}
-			cols = append(cols, col)
-			if col == "internal_id" { // a record that does not know it keeps the one already known
-				vals = append(vals, "coalesce(EXCLUDED.internal_id, t.internal_id)")
-			} else {
-				vals = append(vals, "EXCLUDED."+col)
+			col := f.Name()
+			if c, ok := def.rename[col]; ok {
+				col = c
+				named++
 			}
+			i := records.FieldIndex(e.GoType, f.Name())
+			w, err := writerFor(f.Type(), e.GoType.Field(i).Type)
+			if err != nil {
+				return nil, fmt.Errorf("%s.%s: %w", e.Type, f.Name(), err)
+			}
+			t.columns = append(t.columns, rosterColumn{name: col, field: i, avro: f.Type(), write: w})
 		}
-		out[typ] = &rosterEntity{typ: typ, table: def.table,
-			update: "(" + strings.Join(cols, ", ") + ") = ROW(" + strings.Join(vals, ", ") + ")"}
+		if named != len(def.skip)+len(def.rename) {
+			return nil, fmt.Errorf("%s: the table names fields its schema does not have", def.name)
+		}
+		if e.Type == records.TypeRosterUser {
+			t.columns = append(t.columns, rosterColumn{name: internalIDColumn, field: -1, write: writeValue})
+		}
+		var cols, vals []string
+		for i := range t.columns {
+			c := &t.columns[i]
+			c.key = strconv.Quote(c.name) + ":"
+			switch c.name {
+			case records.RosterSourcedID:
+				continue
+			case internalIDColumn: // a record that does not know it keeps the one already known
+				vals = append(vals, "coalesce(EXCLUDED.internal_id, t.internal_id)")
+			default:
+				vals = append(vals, "EXCLUDED."+c.name)
+			}
+			cols = append(cols, c.name)
+		}
+		t.update = "(" + strings.Join(cols, ", ") + ") = ROW(" + strings.Join(vals, ", ") + ")"
+		out[e.Type] = t
 	}
-	return out
+	if len(out) != len(rosterTableDefs) {
+		return nil, fmt.Errorf("%d roster tables for %d roster entities", len(rosterTableDefs), len(out))
+	}
+	return out, nil
 }
 
-// jsonColumns lists the json names of a struct's fields, embedded structs flattened.
-func jsonColumns(t reflect.Type) []string {
-	var out []string
-	for f := range t.Fields() {
-		if f.Anonymous {
-			out = append(out, jsonColumns(f.Type)...)
-			continue
+// rosterRow is one row of a roster table: the entity's payload and, for a user, the internal id when
+// the record knows it.
+type rosterRow struct {
+	table      *rosterTable
+	payload    reflect.Value // the entity's payload struct
+	internalID *string
+}
+
+// MarshalJSON writes the row as an object of its columns.
+func (r *rosterRow) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for i, c := range r.table.columns {
+		if i > 0 {
+			b.WriteByte(',')
 		}
-		out = append(out, strings.Split(f.Tag.Get("json"), ",")[0])
+		b.WriteString(c.key)
+		v := reflect.ValueOf(r.internalID)
+		if c.field >= 0 {
+			v = r.payload.Field(c.field)
+		}
+		if err := c.write(&b, v); err != nil {
+			return nil, fmt.Errorf("column %s: %w", c.name, err)
+		}
 	}
-	return out
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
+
+// jsonWriter writes one value of a payload as its column reads it.
+type jsonWriter func(b *bytes.Buffer, v reflect.Value) error
+
+// writerFor returns how a value of Avro type s, held in Go type t, is written: dates as YYYY-MM-DD (date
+// columns), arrays and maps never as null (NOT NULL columns), a record as an object of all its fields
+// (a jsonb column of an array of records), anything else as encoding/json writes it.
+func writerFor(s avro.Schema, t reflect.Type) (jsonWriter, error) {
+	switch s := s.(type) {
+	case *avro.RefSchema:
+		return writerFor(s.Schema(), t)
+	case *avro.UnionSchema:
+		if !s.Nullable() || len(s.Types()) != 2 || t.Kind() != reflect.Pointer {
+			return nil, fmt.Errorf("union %s is not [null, T] held in a pointer", s)
+		}
+		inner := s.Types()[0]
+		if inner.Type() == avro.Null {
+			inner = s.Types()[1]
+		}
+		w, err := writerFor(inner, t.Elem())
+		if err != nil {
+			return nil, err
+		}
+		return func(b *bytes.Buffer, v reflect.Value) error {
+			if v.IsNil() {
+				b.WriteString("null")
+				return nil
+			}
+			return w(b, v.Elem())
+		}, nil
+	case *avro.PrimitiveSchema:
+		if l := s.Logical(); l != nil && l.Type() == avro.Date {
+			return writeDate, nil
+		}
+		return writeValue, nil
+	case *avro.ArraySchema:
+		w, err := writerFor(s.Items(), t.Elem())
+		if err != nil {
+			return nil, err
+		}
+		return func(b *bytes.Buffer, v reflect.Value) error {
+			b.WriteByte('[')
+			for i := range v.Len() {
+				if i > 0 {
+					b.WriteByte(',')
+				}
+				if err := w(b, v.Index(i)); err != nil {
+					return err
+				}
+			}
+			b.WriteByte(']')
+			return nil
+		}, nil
+	case *avro.MapSchema:
+		return func(b *bytes.Buffer, v reflect.Value) error {
+			if v.IsNil() {
+				b.WriteString("{}")
+				return nil
+			}
+			return writeValue(b, v)
+		}, nil
+	case *avro.RecordSchema:
+		type field struct {
+			key   string
+			index int
+			write jsonWriter
+		}
+		var fields []field
+		for _, f := range s.Fields() {
+			i := records.FieldIndex(t, f.Name())
+			if i < 0 {
+				return nil, fmt.Errorf("%s has no field %s", t, f.Name())
+			}
+			w, err := writerFor(f.Type(), t.Field(i).Type)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", f.Name(), err)
+			}
+			fields = append(fields, field{key: strconv.Quote(f.Name()) + ":", index: i, write: w})
+		}
+		return func(b *bytes.Buffer, v reflect.Value) error {
+			b.WriteByte('{')
+			for i, f := range fields {
+				if i > 0 {
+					b.WriteByte(',')
+				}
+				b.WriteString(f.key)
+				if err := f.write(b, v.Field(f.index)); err != nil {
+					return err
+				}
+			}
+			b.WriteByte('}')
+			return nil
+		}, nil
+	}
+	return nil, fmt.Errorf("no column type for Avro %s", s.Type())
+}
+
+// writeDate writes a date.
+func writeDate(b *bytes.Buffer, v reflect.Value) error {
+	t, ok := v.Interface().(time.Time)
+	if !ok {
+		return fmt.Errorf("a date held in %s", v.Type())
+	}
+	b.WriteString(`"` + t.Format(time.DateOnly) + `"`)
+	return nil
+}
+
+// writeValue writes a value as encoding/json does.
+func writeValue(b *bytes.Buffer, v reflect.Value) error {
+	j, err := json.Marshal(v.Interface())
+	if err != nil {
+		return err
+	}
+	b.Write(j)
+	return nil
 }
 
 const (
@@ -108,18 +310,18 @@ type rosterKey struct{ typ, sourcedID string }
 type rosterOp struct {
 	dlm       time.Time
 	delete    bool
-	row       any      // *xxxRow, for upserts
-	user      *userRow // row again when it is a user
+	row       *rosterRow // for upserts
+	user      *rosterRow // row again when it is a user
 	deletedAt *time.Time
-	prior     []*userRow
+	prior     []*rosterRow
 }
 
 // addRoster reduces one roster record into the batch's ops: it wins over the entity's op so far unless
 // older. Wins form a chain of non-decreasing times, so against any stored row the ops of the chain that
 // apply are a suffix of it, and only the deletes and the user rows that carry an internal id can
 // change what the final op leaves.
-func (dist *district) addRoster(ev *records.EnrichedEvent, internalID *string) {
-	k, op := rosterOpOf(ev, internalID)
+func (dist *district) addRoster(t *rosterTable, ev *records.EnrichedEvent, internalID *string) {
+	k, op := rosterOpOf(t, ev, internalID)
 	cur, ok := dist.roster[k]
 	if ok && op.dlm.Before(cur.dlm) {
 		return
@@ -130,9 +332,9 @@ func (dist *district) addRoster(ev *records.EnrichedEvent, internalID *string) {
 			op.deletedAt = &cur.dlm
 		default:
 			op.deletedAt = cur.deletedAt
-			if op.user != nil && op.user.InternalID == nil {
+			if op.user != nil && op.user.internalID == nil {
 				op.prior = cur.prior
-				if cur.user.InternalID != nil {
+				if cur.user.internalID != nil {
 					op.prior = append(slices.Clip(op.prior), cur.user)
 				}
 			}
@@ -143,7 +345,7 @@ func (dist *district) addRoster(ev *records.EnrichedEvent, internalID *string) {
 
 // queueRoster adds the district's roster upserts and deletes to b, one of each per table at most, in a
 // fixed table order with keys sorted so that concurrent writers lock rows in the same order.
-func (dist *district) queueRoster(b *pgx.Batch, schema string, entities map[string]*rosterEntity) error {
+func (dist *district) queueRoster(b *pgx.Batch, schema string) error {
 	if len(dist.roster) == 0 {
 		return nil
 	}
@@ -155,11 +357,11 @@ func (dist *district) queueRoster(b *pgx.Batch, schema string, entities map[stri
 		return strings.Compare(a.sourcedID, b.sourcedID)
 	})
 	for chunk := range chunkBy(keys, func(k rosterKey) string { return k.typ }) {
-		e := entities[chunk[0].typ]
-		table := pgx.Identifier{schema, e.table}.Sanitize()
+		t := dist.tables[chunk[0].typ]
+		table := pgx.Identifier{schema, t.name}.Sanitize()
 		var (
-			rounds  [][]any // rounds[i] holds the i-th prior row of keys that have one; the last round the ops
-			finals  []any
+			rounds  [][]*rosterRow // rounds[i] holds the i-th prior row of keys that have one; the last round the ops
+			finals  []*rosterRow
 			delIDs  []string
 			delDLMs []time.Time
 		)
@@ -181,7 +383,7 @@ func (dist *district) queueRoster(b *pgx.Batch, schema string, entities map[stri
 			finals = append(finals, op.row)
 		}
 		if len(delIDs) > 0 { // before the upserts: a delete that an upsert of this batch follows comes first
-			b.Queue(fmt.Sprintf(deleteRoster, table, deletions), e.typ, delIDs, delDLMs)
+			b.Queue(fmt.Sprintf(deleteRoster, table, deletions), t.typ, delIDs, delDLMs)
 		}
 		for _, rows := range append(rounds, finals) {
 			if len(rows) == 0 {
@@ -189,9 +391,9 @@ func (dist *district) queueRoster(b *pgx.Batch, schema string, entities map[stri
 			}
 			doc, err := json.Marshal(rows)
 			if err != nil {
-				return fmt.Errorf("encoding %s rows: %w", e.table, err)
+				return fmt.Errorf("encoding %s rows: %w", t.name, err)
 			}
-			b.Queue(fmt.Sprintf(upsertRoster, table, deletions, e.update), string(doc), e.typ)
+			b.Queue(fmt.Sprintf(upsertRoster, table, deletions, t.update), string(doc), t.typ)
 		}
 	}
 	return nil
@@ -215,281 +417,24 @@ func chunkBy[T any](s []T, group func(T) string) func(yield func([]T) bool) {
 
 // rosterCheck reports whether a roster record, its payload checked, has a sourced id and a known status.
 func rosterCheck(ev *records.EnrichedEvent) bool {
-	var id, status string
-	switch p := ev.Payloads(); ev.Type {
-	case records.TypeRosterOrg:
-		id, status = p.Org.SourcedID, p.Org.Status
-	case records.TypeRosterAcademicSession:
-		id, status = p.AcademicSession.SourcedID, p.AcademicSession.Status
-	case records.TypeRosterCourse:
-		id, status = p.Course.SourcedID, p.Course.Status
-	case records.TypeRosterClass:
-		id, status = p.Class.SourcedID, p.Class.Status
-	case records.TypeRosterUser:
-		id, status = p.User.SourcedID, p.User.Status
-	case records.TypeRosterEnrollment:
-		id, status = p.Enrollment.SourcedID, p.Enrollment.Status
-	case records.TypeRosterDemographics:
-		id, status = p.Demographics.SourcedID, p.Demographics.Status
-	case records.TypeRosterLineItem:
-		id, status = p.LineItem.SourcedID, p.LineItem.Status
-	case records.TypeRosterResult:
-		id, status = p.Result.SourcedID, p.Result.Status
-	default:
-		return false
-	}
-	return id != "" && (status == records.RosterActive || status == records.RosterToBeDeleted)
-}
-
-// base holds the columns every roster table starts with.
-type base struct {
-	SourcedID        string            `json:"sourced_id"`
-	Status           string            `json:"status"`
-	DateLastModified time.Time         `json:"date_last_modified"`
-	Metadata         map[string]string `json:"metadata"`
-}
-
-func newBase(id, status string, dlm time.Time, md map[string]string) base {
-	if md == nil {
-		md = map[string]string{}
-	}
-	return base{SourcedID: id, Status: status, DateLastModified: dlm, Metadata: md}
-}
-
-// day is a date column.
-type day time.Time
-
-func (d day) MarshalJSON() ([]byte, error) {
-	return []byte(`"` + time.Time(d).Format(time.DateOnly) + `"`), nil
-}
-
-func optDay(t *time.Time) *day {
-	if t == nil {
-		return nil
-	}
-	d := day(*t)
-	return &d
-}
-
-// list keeps text[] columns NOT NULL: a missing array is empty.
-func list(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
-}
-
-type orgRow struct {
-	base
-	Name            string  `json:"name"`
-	Type            string  `json:"type"`
-	Identifier      *string `json:"identifier"`
-	ParentSourcedID *string `json:"parent_sourced_id"`
-}
-
-type academicSessionRow struct {
-	base
-	Title           string  `json:"title"`
-	Type            string  `json:"type"`
-	StartDate       day     `json:"start_date"`
-	EndDate         day     `json:"end_date"`
-	SchoolYear      string  `json:"school_year"`
-	ParentSourcedID *string `json:"parent_sourced_id"`
-}
-
-type courseRow struct {
-	base
-	Title               string   `json:"title"`
-	SchoolYearSourcedID *string  `json:"school_year_sourced_id"`
-	CourseCode          *string  `json:"course_code"`
-	Grades              []string `json:"grades"`
-	Subjects            []string `json:"subjects"`
-	OrgSourcedID        string   `json:"org_sourced_id"`
-}
-
-type classRow struct {
-	base
-	Title           string   `json:"title"`
-	ClassCode       *string  `json:"class_code"`
-	ClassType       string   `json:"class_type"`
-	Location        *string  `json:"location"`
-	Grades          []string `json:"grades"`
-	Subjects        []string `json:"subjects"`
-	Periods         []string `json:"periods"`
-	CourseSourcedID string   `json:"course_sourced_id"`
-	SchoolSourcedID string   `json:"school_sourced_id"`
-	TermSourcedIDs  []string `json:"term_sourced_ids"`
-}
-
-type roleJSON struct {
-	RoleType     string `json:"role_type"`
-	Role         string `json:"role"`
-	OrgSourcedID string `json:"org_sourced_id"`
-	BeginDate    *day   `json:"begin_date"`
-	EndDate      *day   `json:"end_date"`
-}
-
-type userRow struct {
-	base
-	InternalID           *string    `json:"internal_id"`
-	Enabled              bool       `json:"enabled"`
-	Username             *string    `json:"username"`
-	GivenName            string     `json:"given_name"`
-	FamilyName           string     `json:"family_name"`
-	MiddleName           *string    `json:"middle_name"`
-	PreferredFirstName   *string    `json:"preferred_first_name"`
-	PreferredLastName    *string    `json:"preferred_last_name"`
-	Pronouns             *string    `json:"pronouns"`
-	Roles                []roleJSON `json:"roles"`
-	Identifier           *string    `json:"identifier"`
-	UserMasterIdentifier *string    `json:"user_master_identifier"`
-	Email                *string    `json:"email"`
-	Grades               []string   `json:"grades"`
-	OrgSourcedIDs        []string   `json:"org_sourced_ids"`
-	AgentSourcedIDs      []string   `json:"agent_sourced_ids"`
-	BirthDate            *day       `json:"birth_date"`
-}
-
-type enrollmentRow struct {
-	base
-	ClassSourcedID  string `json:"class_sourced_id"`
-	SchoolSourcedID string `json:"school_sourced_id"`
-	UserSourcedID   string `json:"user_sourced_id"`
-	Role            string `json:"role"`
-	IsPrimary       *bool  `json:"is_primary"`
-	BeginDate       *day   `json:"begin_date"`
-	EndDate         *day   `json:"end_date"`
-}
-
-type demographicsRow struct {
-	base
-	BirthDate                            *day    `json:"birth_date"`
-	Sex                                  *string `json:"sex"`
-	AmericanIndianOrAlaskaNative         *bool   `json:"american_indian_or_alaska_native"`
-	Asian                                *bool   `json:"asian"`
-	BlackOrAfricanAmerican               *bool   `json:"black_or_african_american"`
-	NativeHawaiianOrOtherPacificIslander *bool   `json:"native_hawaiian_or_other_pacific_islander"`
-	White                                *bool   `json:"white"`
-	TwoOrMoreRaces                       *bool   `json:"two_or_more_races"`
-	HispanicOrLatinoEthnicity            *bool   `json:"hispanic_or_latino_ethnicity"`
-	CountryOfBirthCode                   *string `json:"country_of_birth_code"`
-	StateOfBirthAbbreviation             *string `json:"state_of_birth_abbreviation"`
-	CityOfBirth                          *string `json:"city_of_birth"`
-	PublicSchoolResidenceStatus          *string `json:"public_school_residence_status"`
-}
-
-type lineItemRow struct {
-	base
-	Title                    string    `json:"title"`
-	Description              *string   `json:"description"`
-	AssignDate               time.Time `json:"assign_date"`
-	DueDate                  time.Time `json:"due_date"`
-	ClassSourcedID           string    `json:"class_sourced_id"`
-	SchoolSourcedID          *string   `json:"school_sourced_id"`
-	CategorySourcedID        *string   `json:"category_sourced_id"`
-	GradingPeriodSourcedID   *string   `json:"grading_period_sourced_id"`
-	AcademicSessionSourcedID *string   `json:"academic_session_sourced_id"`
-	ScoreScaleSourcedID      *string   `json:"score_scale_sourced_id"`
-	ResultValueMin           *float64  `json:"result_value_min"`
-	ResultValueMax           *float64  `json:"result_value_max"`
-}
-
-type resultRow struct {
-	base
-	LineItemSourcedID   string   `json:"line_item_sourced_id"`
-	StudentSourcedID    string   `json:"student_sourced_id"`
-	ClassSourcedID      *string  `json:"class_sourced_id"`
-	ScoreScaleSourcedID *string  `json:"score_scale_sourced_id"`
-	ScoreStatus         string   `json:"score_status"`
-	Score               *float64 `json:"score"`
-	TextScore           *string  `json:"text_score"`
-	ScoreDate           day      `json:"score_date"`
-	Comment             *string  `json:"comment"`
-	InProgress          *bool    `json:"in_progress"`
-	Incomplete          *bool    `json:"incomplete"`
-	Late                *bool    `json:"late"`
-	Missing             *bool    `json:"missing"`
+	p := ev.Payloads()
+	c, ok := p.RosterCommon()
+	return ok && *c.SourcedID != "" && (*c.Status == records.RosterActive || *c.Status == records.RosterToBeDeleted)
 }
 
 // rosterOpOf turns a checked roster record into its entity key and op. internalID is the actor's
 // internal id when it is a UUID (for users only).
-func rosterOpOf(ev *records.EnrichedEvent, internalID *string) (rosterKey, rosterOp) {
-	var (
-		b   base
-		row any
-		op  rosterOp
-	)
-	switch ev.Type {
-	case records.TypeRosterOrg:
-		p := ev.Org
-		b = newBase(p.SourcedID, p.Status, p.DateLastModified, p.Metadata)
-		row = &orgRow{base: b, Name: p.Name, Type: p.Type, Identifier: p.Identifier, ParentSourcedID: p.ParentSourcedID}
-	case records.TypeRosterAcademicSession:
-		p := ev.AcademicSession
-		b = newBase(p.SourcedID, p.Status, p.DateLastModified, p.Metadata)
-		row = &academicSessionRow{base: b, Title: p.Title, Type: p.Type, StartDate: day(p.StartDate), EndDate: day(p.EndDate),
-			SchoolYear: p.SchoolYear, ParentSourcedID: p.ParentSourcedID}
-	case records.TypeRosterCourse:
-		p := ev.Course
-		b = newBase(p.SourcedID, p.Status, p.DateLastModified, p.Metadata)
-		row = &courseRow{base: b, Title: p.Title, SchoolYearSourcedID: p.SchoolYearSourcedID, CourseCode: p.CourseCode,
-			Grades: list(p.Grades), Subjects: list(p.Subjects), OrgSourcedID: p.OrgSourcedID}
-	case records.TypeRosterClass:
-		p := ev.Class
-		b = newBase(p.SourcedID, p.Status, p.DateLastModified, p.Metadata)
-		row = &classRow{base: b, Title: p.Title, ClassCode: p.ClassCode, ClassType: p.ClassType, Location: p.Location,
-			Grades: list(p.Grades), Subjects: list(p.Subjects), Periods: list(p.Periods), CourseSourcedID: p.CourseSourcedID,
-			SchoolSourcedID: p.SchoolSourcedID, TermSourcedIDs: list(p.TermSourcedIDs)}
-	case records.TypeRosterUser:
-		p := ev.User
-		b = newBase(p.SourcedID, p.Status, p.DateLastModified, p.Metadata)
-		roles := make([]roleJSON, len(p.Roles))
-		for i, r := range p.Roles {
-			roles[i] = roleJSON{RoleType: r.RoleType, Role: r.Role, OrgSourcedID: r.OrgSourcedID,
-				BeginDate: optDay(r.BeginDate), EndDate: optDay(r.EndDate)}
-		}
-		u := &userRow{base: b, InternalID: internalID, Enabled: p.EnabledUser, Username: p.Username,
-			GivenName: p.GivenName, FamilyName: p.FamilyName, MiddleName: p.MiddleName,
-			PreferredFirstName: p.PreferredFirstName, PreferredLastName: p.PreferredLastName, Pronouns: p.Pronouns,
-			Roles: roles, Identifier: p.Identifier, UserMasterIdentifier: p.UserMasterIdentifier, Email: p.Email,
-			Grades: list(p.Grades), OrgSourcedIDs: list(p.OrgSourcedIDs), AgentSourcedIDs: list(p.AgentSourcedIDs),
-			BirthDate: optDay(p.BirthDate)}
-		row, op.user = u, u
-	case records.TypeRosterEnrollment:
-		p := ev.Enrollment
-		b = newBase(p.SourcedID, p.Status, p.DateLastModified, p.Metadata)
-		row = &enrollmentRow{base: b, ClassSourcedID: p.ClassSourcedID, SchoolSourcedID: p.SchoolSourcedID,
-			UserSourcedID: p.UserSourcedID, Role: p.Role, IsPrimary: p.Primary, BeginDate: optDay(p.BeginDate),
-			EndDate: optDay(p.EndDate)}
-	case records.TypeRosterDemographics:
-		p := ev.Demographics
-		b = newBase(p.SourcedID, p.Status, p.DateLastModified, p.Metadata)
-		row = &demographicsRow{base: b, BirthDate: optDay(p.BirthDate), Sex: p.Sex,
-			AmericanIndianOrAlaskaNative: p.AmericanIndianOrAlaskaNative, Asian: p.Asian,
-			BlackOrAfricanAmerican: p.BlackOrAfricanAmerican, NativeHawaiianOrOtherPacificIslander: p.NativeHawaiianOrOtherPacificIslander,
-			White: p.White, TwoOrMoreRaces: p.TwoOrMoreRaces, HispanicOrLatinoEthnicity: p.HispanicOrLatinoEthnicity,
-			CountryOfBirthCode: p.CountryOfBirthCode, StateOfBirthAbbreviation: p.StateOfBirthAbbreviation,
-			CityOfBirth: p.CityOfBirth, PublicSchoolResidenceStatus: p.PublicSchoolResidenceStatus}
-	case records.TypeRosterLineItem:
-		p := ev.LineItem
-		b = newBase(p.SourcedID, p.Status, p.DateLastModified, p.Metadata)
-		row = &lineItemRow{base: b, Title: p.Title, Description: p.Description, AssignDate: p.AssignDate, DueDate: p.DueDate,
-			ClassSourcedID: p.ClassSourcedID, SchoolSourcedID: p.SchoolSourcedID, CategorySourcedID: p.CategorySourcedID,
-			GradingPeriodSourcedID: p.GradingPeriodSourcedID, AcademicSessionSourcedID: p.AcademicSessionSourcedID,
-			ScoreScaleSourcedID: p.ScoreScaleSourcedID, ResultValueMin: p.ResultValueMin, ResultValueMax: p.ResultValueMax}
-	case records.TypeRosterResult:
-		p := ev.Result
-		b = newBase(p.SourcedID, p.Status, p.DateLastModified, p.Metadata)
-		row = &resultRow{base: b, LineItemSourcedID: p.LineItemSourcedID, StudentSourcedID: p.StudentSourcedID,
-			ClassSourcedID: p.ClassSourcedID, ScoreScaleSourcedID: p.ScoreScaleSourcedID, ScoreStatus: p.ScoreStatus,
-			Score: p.Score, TextScore: p.TextScore, ScoreDate: day(p.ScoreDate), Comment: p.Comment,
-			InProgress: p.InProgress, Incomplete: p.Incomplete, Late: p.Late, Missing: p.Missing}
-	}
-	op.dlm = b.DateLastModified
-	if b.Status == records.RosterToBeDeleted {
-		op.delete, op.row, op.user = true, nil, nil
+func rosterOpOf(t *rosterTable, ev *records.EnrichedEvent, internalID *string) (rosterKey, rosterOp) {
+	p := ev.Payloads()
+	c, _ := p.RosterCommon()
+	op := rosterOp{dlm: *c.DateLastModified}
+	if *c.Status == records.RosterToBeDeleted {
+		op.delete = true
 	} else {
-		op.row = row
+		op.row = &rosterRow{table: t, payload: t.entity.Payload(&p)}
+		if t.typ == records.TypeRosterUser {
+			op.row.internalID, op.user = internalID, op.row
+		}
 	}
-	return rosterKey{typ: ev.Type, sourcedID: b.SourcedID}, op
+	return rosterKey{typ: ev.Type, sourcedID: *c.SourcedID}, op
 }

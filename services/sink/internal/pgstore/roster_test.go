@@ -3,11 +3,15 @@ package pgstore_test
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/records"
+	"github.com/edtech-analytics/platform/services/sink/internal/pgstore"
+	"github.com/hamba/avro/v2"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -30,11 +34,11 @@ func TestRosterRules(t *testing.T) {
 	const idX, idY = "6f1c1f4e-0d7a-4c59-9d0b-3f7f2a1c9e01", "6f1c1f4e-0d7a-4c59-9d0b-3f7f2a1c9e02"
 	at := func(h int) time.Time { return time.Date(2026, 3, 1, h, 0, 0, 0, time.UTC) }
 	user := func(h int, name, actor string, enabled bool) *records.EnrichedEvent {
-		return rosterEvent(t, &records.User{SourcedID: "u1", Status: records.RosterActive, DateLastModified: at(h),
+		return rosterEvent(t, &records.RosterUser{SourcedID: "u1", Status: records.RosterActive, DateLastModified: at(h),
 			EnabledUser: enabled, GivenName: name, FamilyName: "Doe"}, actor)
 	}
 	del := func(h int) *records.EnrichedEvent {
-		return rosterEvent(t, &records.User{SourcedID: "u1", Status: records.RosterToBeDeleted, DateLastModified: at(h)}, "")
+		return rosterEvent(t, &records.RosterUser{SourcedID: "u1", Status: records.RosterToBeDeleted, DateLastModified: at(h)}, "")
 	}
 	pool, codec := setup(t)
 	store := newStore(t, pool, codec)
@@ -68,7 +72,7 @@ func TestRosterRules(t *testing.T) {
 			var offset int64
 			for _, evs := range tt.batches {
 				for _, ev := range evs {
-					ev.User.SourcedID = id
+					ev.RosterUser.SourcedID = id
 				}
 				recs := encode(t, codec, "enriched", evs)
 				for _, r := range recs {
@@ -109,38 +113,38 @@ func TestRosterColumns(t *testing.T) {
 	s, f, b := ptr("x"), ptr(7.5), ptr(true)
 	md := map[string]string{"k": "v"}
 	payloads := []any{
-		&records.Org{SourcedID: "o1", Status: records.RosterActive, DateLastModified: dlm, Metadata: md, Name: "Lincoln",
+		&records.RosterOrg{SourcedID: "o1", Status: records.RosterActive, DateLastModified: dlm, Metadata: md, Name: "Lincoln",
 			Type: "school", Identifier: s, ParentSourcedID: s},
-		&records.AcademicSession{SourcedID: "s1", Status: records.RosterActive, DateLastModified: dlm, Metadata: md, Title: "Fall",
+		&records.RosterAcademicSession{SourcedID: "s1", Status: records.RosterActive, DateLastModified: dlm, Metadata: md, Title: "Fall",
 			Type: "term", StartDate: day, EndDate: day.AddDate(0, 4, 0), SchoolYear: "2027", ParentSourcedID: s},
-		&records.Course{SourcedID: "c1", Status: records.RosterActive, DateLastModified: dlm, Metadata: md, Title: "Algebra",
+		&records.RosterCourse{SourcedID: "c1", Status: records.RosterActive, DateLastModified: dlm, Metadata: md, Title: "Algebra",
 			SchoolYearSourcedID: s, CourseCode: s, Grades: []string{"09"}, Subjects: []string{"math"}, OrgSourcedID: "o1"},
-		&records.Class{SourcedID: "k1", Status: records.RosterActive, DateLastModified: dlm, Metadata: md, Title: "Algebra 1",
+		&records.RosterClass{SourcedID: "k1", Status: records.RosterActive, DateLastModified: dlm, Metadata: md, Title: "Algebra 1",
 			ClassCode: s, ClassType: "scheduled", Location: s, Grades: []string{"09"}, Subjects: []string{"math"},
-			Periods: []string{"1"}, CourseSourcedID: "c1", SchoolSourcedID: "o1", TermSourcedIDs: []string{"s1"}},
-		&records.User{SourcedID: "u1", Status: records.RosterActive, DateLastModified: dlm, Metadata: md, EnabledUser: true,
+			Periods: []string{"1"}, CourseSourcedID: "c1", SchoolSourcedID: "o1", TermSourcedIds: []string{"s1"}},
+		&records.RosterUser{SourcedID: "u1", Status: records.RosterActive, DateLastModified: dlm, Metadata: md, EnabledUser: true,
 			Username: s, GivenName: "Ada", FamilyName: "Lovelace", MiddleName: s, PreferredFirstName: s, PreferredLastName: s,
-			Pronouns: s, Roles: []records.Role{{RoleType: "primary", Role: "teacher", OrgSourcedID: "o1", BeginDate: &day, EndDate: &day}},
-			Identifier: s, UserMasterIdentifier: s, Email: s, Grades: []string{"09"}, OrgSourcedIDs: []string{"o1"},
-			AgentSourcedIDs: []string{"u2"}, BirthDate: &day},
-		&records.Enrollment{SourcedID: "n1", Status: records.RosterActive, DateLastModified: dlm, Metadata: md, ClassSourcedID: "k1",
+			Pronouns: s, Roles: []records.RosterRole{{RoleType: "primary", Role: "teacher", OrgSourcedID: "o1", BeginDate: &day, EndDate: &day}},
+			Identifier: s, UserMasterIdentifier: s, Email: s, Grades: []string{"09"}, OrgSourcedIds: []string{"o1"},
+			AgentSourcedIds: []string{"u2"}, BirthDate: &day},
+		&records.RosterEnrollment{SourcedID: "n1", Status: records.RosterActive, DateLastModified: dlm, Metadata: md, ClassSourcedID: "k1",
 			SchoolSourcedID: "o1", UserSourcedID: "u1", Role: "teacher", Primary: b, BeginDate: &day, EndDate: &day},
-		&records.Demographics{SourcedID: "u1", Status: records.RosterActive, DateLastModified: dlm, Metadata: md, BirthDate: &day,
+		&records.RosterDemographics{SourcedID: "u1", Status: records.RosterActive, DateLastModified: dlm, Metadata: md, BirthDate: &day,
 			Sex: s, AmericanIndianOrAlaskaNative: b, Asian: b, BlackOrAfricanAmerican: b, NativeHawaiianOrOtherPacificIslander: b,
-			White: b, TwoOrMoreRaces: b, HispanicOrLatinoEthnicity: b, CountryOfBirthCode: s, StateOfBirthAbbreviation: s,
+			White: b, DemographicRaceTwoOrMoreRaces: b, HispanicOrLatinoEthnicity: b, CountryOfBirthCode: s, StateOfBirthAbbreviation: s,
 			CityOfBirth: s, PublicSchoolResidenceStatus: s},
-		&records.LineItem{SourcedID: "l1", Status: records.RosterActive, DateLastModified: dlm, Metadata: md, Title: "Quiz",
+		&records.RosterLineItem{SourcedID: "l1", Status: records.RosterActive, DateLastModified: dlm, Metadata: md, Title: "Quiz",
 			Description: s, AssignDate: dlm, DueDate: dlm.AddDate(0, 0, 7), ClassSourcedID: "k1", SchoolSourcedID: s,
 			CategorySourcedID: s, GradingPeriodSourcedID: s, AcademicSessionSourcedID: s, ScoreScaleSourcedID: s,
 			ResultValueMin: f, ResultValueMax: f},
-		&records.Result{SourcedID: "r1", Status: records.RosterActive, DateLastModified: dlm, Metadata: md, LineItemSourcedID: "l1",
+		&records.RosterResult{SourcedID: "r1", Status: records.RosterActive, DateLastModified: dlm, Metadata: md, LineItemSourcedID: "l1",
 			StudentSourcedID: "u1", ClassSourcedID: s, ScoreScaleSourcedID: s, ScoreStatus: "fully graded", Score: f,
 			TextScore: s, ScoreDate: day, Comment: s, InProgress: b, Incomplete: b, Late: b, Missing: b},
 	}
 	var evs []*records.EnrichedEvent
 	for _, p := range payloads {
 		actor := ""
-		if _, ok := p.(*records.User); ok {
+		if _, ok := p.(*records.RosterUser); ok {
 			actor = internalID
 		}
 		evs = append(evs, rosterEvent(t, p, actor))
@@ -188,4 +192,104 @@ func TestRosterColumns(t *testing.T) {
 	if classes != 1 {
 		t.Error("the teacher's class is not found through roster_enrollments")
 	}
+}
+
+// TestRosterTablesMatchTheDistrictSchema: the roster tables of a new district have exactly the columns
+// the sink writes, each of the type and nullability its schema field calls for, and there is no other
+// roster table. A field added to a roster schema therefore fails here until the district migrations add
+// its column (or the sink's rosterTableDefs leave it out), and so does a column no field fills.
+func TestRosterTablesMatchTheDistrictSchema(t *testing.T) {
+	pool, _ := setup(t)
+	want, err := pgstore.RosterColumns()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tables []string
+	if err := pgx.BeginFunc(t.Context(), pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(t.Context(), `SELECT table_name FROM information_schema.tables
+			WHERE table_schema = 'district_north' AND table_name LIKE 'roster\_%' AND table_name <> 'roster_deletions'`)
+		if err != nil {
+			return err
+		}
+		tables, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := slices.Sorted(maps.Keys(want)); !slices.Equal(slices.Sorted(slices.Values(tables)), got) {
+		t.Errorf("district roster tables %v, the sink writes %v", slices.Sorted(slices.Values(tables)), got)
+	}
+	type column struct {
+		typ      string
+		nullable bool
+	}
+	for table, cols := range want {
+		rows, err := pool.Query(t.Context(), `SELECT attname, format_type(atttypid, atttypmod), NOT attnotnull FROM pg_attribute
+			WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped`, "district_north."+table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		have := map[string]column{}
+		for rows.Next() {
+			var name string
+			var c column
+			if err := rows.Scan(&name, &c.typ, &c.nullable); err != nil {
+				t.Fatal(err)
+			}
+			have[name] = c
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		for _, col := range cols {
+			c, ok := have[col.Name]
+			delete(have, col.Name)
+			if !ok {
+				t.Errorf("%s has no column %s: add it to the district migrations (or leave the field out in rosterTableDefs)", table, col.Name)
+				continue
+			}
+			typ, nullable := "uuid", true // internal_id
+			if col.Avro != nil {
+				typ, nullable = columnType(col.Avro)
+			}
+			if c != (column{typ, nullable}) {
+				t.Errorf("%s.%s is %s (nullable %t); its field %s calls for %s (nullable %t)", table, col.Name, c.typ, c.nullable,
+					col.Avro, typ, nullable)
+			}
+		}
+		for name := range have {
+			t.Errorf("%s.%s is filled by no field of its entity's schema", table, name)
+		}
+	}
+}
+
+// columnType returns the PostgreSQL type and nullability of the column that holds a field of Avro type s.
+func columnType(s avro.Schema) (string, bool) {
+	switch s := s.(type) {
+	case *avro.RefSchema:
+		return columnType(s.Schema())
+	case *avro.UnionSchema:
+		for _, u := range s.Types() {
+			if u.Type() != avro.Null {
+				typ, _ := columnType(u)
+				return typ, true
+			}
+		}
+	case *avro.MapSchema:
+		return "jsonb", false
+	case *avro.ArraySchema:
+		if items, _ := columnType(s.Items()); !strings.HasPrefix(items, "jsonb") {
+			return items + "[]", false
+		}
+		return "jsonb", false
+	case *avro.RecordSchema:
+		return "jsonb", false
+	case *avro.PrimitiveSchema:
+		if l := s.Logical(); l != nil {
+			return map[avro.LogicalType]string{avro.Date: "date", avro.TimestampMillis: "timestamp with time zone"}[l.Type()], false
+		}
+		return map[avro.Type]string{avro.String: "text", avro.Boolean: "boolean", avro.Double: "double precision",
+			avro.Int: "integer", avro.Long: "bigint"}[s.Type()], false
+	}
+	return fmt.Sprintf("(no column type for %s)", s), false
 }

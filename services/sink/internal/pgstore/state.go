@@ -87,11 +87,13 @@ type district struct {
 	results     map[itemKey]result
 	submissions map[itemKey]submission
 	roster      map[rosterKey]rosterOp
+	tables      map[string]*rosterTable // the roster tables by event type
 }
 
-func newDistrict() *district {
+func newDistrict(tables map[string]*rosterTable) *district {
 	return &district{activity: map[pgtype.UUID]*activity{}, attendance: map[dayKey]attendance{},
-		results: map[itemKey]result{}, submissions: map[itemKey]submission{}, roster: map[rosterKey]rosterOp{}}
+		results: map[itemKey]result{}, submissions: map[itemKey]submission{}, roster: map[rosterKey]rosterOp{},
+		tables: tables}
 }
 
 func (dist *district) add(d *Record) {
@@ -102,7 +104,7 @@ func (dist *district) add(d *Record) {
 			id := ev.Actor.InternalID
 			internalID = &id
 		}
-		dist.addRoster(ev, internalID)
+		dist.addRoster(dist.tables[ev.Type], ev, internalID)
 		return
 	}
 	a := dist.activity[d.student]
@@ -152,7 +154,7 @@ func late(ev *records.EnrichedEvent) *bool {
 
 // queue adds the district's upserts to b. Rows are sorted by key so that concurrent writers lock rows in
 // the same order.
-func (dist *district) queue(b *pgx.Batch, c *combined, schema string, entities map[string]*rosterEntity) error {
+func (dist *district) queue(b *pgx.Batch, c *combined, schema string) error {
 	table := func(name string) string { return pgx.Identifier{schema, name}.Sanitize() }
 
 	if ids := sortedKeys(dist.activity, cmpUUID); len(ids) > 0 {
@@ -195,7 +197,7 @@ func (dist *district) queue(b *pgx.Batch, c *combined, schema string, entities m
 		}
 		c.add(b, fmt.Sprintf(upsertSubmission, table("submissions")), students, items, ats, lates, scores, events)
 	}
-	return dist.queueRoster(b, schema, entities)
+	return dist.queueRoster(b, schema)
 }
 
 func sortedKeys[K comparable, V any](m map[K]V, cmp func(a, b K) int) []K {

@@ -115,32 +115,32 @@ func GenRoster(rng *rand.Rand, tenant string, students []string) *records.Enrich
 	}
 	switch ev.Type = RosterTypes[rng.IntN(len(RosterTypes))]; ev.Type {
 	case records.TypeRosterOrg:
-		ev.Org = &records.Org{SourcedID: id, Status: status, DateLastModified: dlm, Name: v, Type: "school"}
+		ev.RosterOrg = &records.RosterOrg{SourcedID: id, Status: status, DateLastModified: dlm, Name: v, Type: "school"}
 	case records.TypeRosterAcademicSession:
-		ev.AcademicSession = &records.AcademicSession{SourcedID: id, Status: status, DateLastModified: dlm, Title: v, Type: "term",
+		ev.RosterAcademicSession = &records.RosterAcademicSession{SourcedID: id, Status: status, DateLastModified: dlm, Title: v, Type: "term",
 			StartDate: base, EndDate: base.AddDate(0, 4, 0), SchoolYear: "2026"}
 	case records.TypeRosterCourse:
-		ev.Course = &records.Course{SourcedID: id, Status: status, DateLastModified: dlm, Title: v, OrgSourcedID: "e0"}
+		ev.RosterCourse = &records.RosterCourse{SourcedID: id, Status: status, DateLastModified: dlm, Title: v, OrgSourcedID: "e0"}
 	case records.TypeRosterClass:
-		ev.Class = &records.Class{SourcedID: id, Status: status, DateLastModified: dlm, Title: v, ClassType: "scheduled",
+		ev.RosterClass = &records.RosterClass{SourcedID: id, Status: status, DateLastModified: dlm, Title: v, ClassType: "scheduled",
 			CourseSourcedID: "e1", SchoolSourcedID: "e0"}
 	case records.TypeRosterUser:
 		idx := int(id[1] - '0')
 		if rng.IntN(3) > 0 {
 			ev.Actor.InternalID, ev.Actor.Role = students[idx], "student"
 		}
-		ev.User = &records.User{SourcedID: id, Status: status, DateLastModified: dlm, EnabledUser: rng.IntN(3) > 0,
-			GivenName: v, FamilyName: "Doe", Roles: []records.Role{{RoleType: "primary", Role: "student", OrgSourcedID: "e0"}}}
+		ev.RosterUser = &records.RosterUser{SourcedID: id, Status: status, DateLastModified: dlm, EnabledUser: rng.IntN(3) > 0,
+			GivenName: v, FamilyName: "Doe", Roles: []records.RosterRole{{RoleType: "primary", Role: "student", OrgSourcedID: "e0"}}}
 	case records.TypeRosterEnrollment:
-		ev.Enrollment = &records.Enrollment{SourcedID: id, Status: status, DateLastModified: dlm, ClassSourcedID: "e1",
+		ev.RosterEnrollment = &records.RosterEnrollment{SourcedID: id, Status: status, DateLastModified: dlm, ClassSourcedID: "e1",
 			SchoolSourcedID: "e0", UserSourcedID: id, Role: v}
 	case records.TypeRosterDemographics:
-		ev.Demographics = &records.Demographics{SourcedID: id, Status: status, DateLastModified: dlm, Sex: &v}
+		ev.RosterDemographics = &records.RosterDemographics{SourcedID: id, Status: status, DateLastModified: dlm, Sex: &v}
 	case records.TypeRosterLineItem:
-		ev.LineItem = &records.LineItem{SourcedID: id, Status: status, DateLastModified: dlm, Title: v, AssignDate: base,
+		ev.RosterLineItem = &records.RosterLineItem{SourcedID: id, Status: status, DateLastModified: dlm, Title: v, AssignDate: base,
 			DueDate: base.AddDate(0, 0, 7), ClassSourcedID: "e1"}
 	case records.TypeRosterResult:
-		ev.Result = &records.Result{SourcedID: id, Status: status, DateLastModified: dlm, LineItemSourcedID: "e2",
+		ev.RosterResult = &records.RosterResult{SourcedID: id, Status: status, DateLastModified: dlm, LineItemSourcedID: "e2",
 			StudentSourcedID: id, ScoreStatus: v, ScoreDate: base}
 	}
 	return ev
@@ -162,23 +162,23 @@ var (
 func RosterFacts(ev *records.EnrichedEvent) (id, status string, dlm time.Time, content string) {
 	switch p := ev.Payloads(); ev.Type {
 	case records.TypeRosterOrg:
-		return p.Org.SourcedID, p.Org.Status, p.Org.DateLastModified, p.Org.Name
+		return p.RosterOrg.SourcedID, p.RosterOrg.Status, p.RosterOrg.DateLastModified, p.RosterOrg.Name
 	case records.TypeRosterAcademicSession:
-		return p.AcademicSession.SourcedID, p.AcademicSession.Status, p.AcademicSession.DateLastModified, p.AcademicSession.Title
+		return p.RosterAcademicSession.SourcedID, p.RosterAcademicSession.Status, p.RosterAcademicSession.DateLastModified, p.RosterAcademicSession.Title
 	case records.TypeRosterCourse:
-		return p.Course.SourcedID, p.Course.Status, p.Course.DateLastModified, p.Course.Title
+		return p.RosterCourse.SourcedID, p.RosterCourse.Status, p.RosterCourse.DateLastModified, p.RosterCourse.Title
 	case records.TypeRosterClass:
-		return p.Class.SourcedID, p.Class.Status, p.Class.DateLastModified, p.Class.Title
+		return p.RosterClass.SourcedID, p.RosterClass.Status, p.RosterClass.DateLastModified, p.RosterClass.Title
 	case records.TypeRosterUser:
-		return p.User.SourcedID, p.User.Status, p.User.DateLastModified, p.User.GivenName
+		return p.RosterUser.SourcedID, p.RosterUser.Status, p.RosterUser.DateLastModified, p.RosterUser.GivenName
 	case records.TypeRosterEnrollment:
-		return p.Enrollment.SourcedID, p.Enrollment.Status, p.Enrollment.DateLastModified, p.Enrollment.Role
+		return p.RosterEnrollment.SourcedID, p.RosterEnrollment.Status, p.RosterEnrollment.DateLastModified, p.RosterEnrollment.Role
 	case records.TypeRosterDemographics:
-		return p.Demographics.SourcedID, p.Demographics.Status, p.Demographics.DateLastModified, *p.Demographics.Sex
+		return p.RosterDemographics.SourcedID, p.RosterDemographics.Status, p.RosterDemographics.DateLastModified, *p.RosterDemographics.Sex
 	case records.TypeRosterLineItem:
-		return p.LineItem.SourcedID, p.LineItem.Status, p.LineItem.DateLastModified, p.LineItem.Title
+		return p.RosterLineItem.SourcedID, p.RosterLineItem.Status, p.RosterLineItem.DateLastModified, p.RosterLineItem.Title
 	case records.TypeRosterResult:
-		return p.Result.SourcedID, p.Result.Status, p.Result.DateLastModified, p.Result.ScoreStatus
+		return p.RosterResult.SourcedID, p.RosterResult.Status, p.RosterResult.DateLastModified, p.RosterResult.ScoreStatus
 	}
 	return "", "", time.Time{}, ""
 }
@@ -226,8 +226,8 @@ func Expected(evs []*records.EnrichedEvent) State {
 				continue
 			}
 			next := &entity{dlm: dlm, deleted: status == records.RosterToBeDeleted, content: content, internalID: ev.Actor.InternalID}
-			if ev.User != nil {
-				next.enabled = fmt.Sprint(ev.User.EnabledUser)
+			if ev.RosterUser != nil {
+				next.enabled = fmt.Sprint(ev.RosterUser.EnabledUser)
 				if next.internalID == "" && cur != nil && !cur.deleted {
 					next.internalID = cur.internalID
 				}
