@@ -3,6 +3,7 @@ module github.com/edtech-analytics/platform/libs/keyring
 go 1.26.0
 
 require (
+	github.com/edtech-analytics/platform/libs/conf v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/pgutil v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/tenancy v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/ttlcache v0.0.0-00010101000000-000000000000
@@ -24,6 +25,7 @@ require (
 )
 
 replace (
+	github.com/edtech-analytics/platform/libs/conf => ../conf
 	github.com/edtech-analytics/platform/libs/pgutil => ../pgutil
 	github.com/edtech-analytics/platform/libs/tenancy => ../tenancy
 	github.com/edtech-analytics/platform/libs/testenv/devenv => ../testenv/devenv

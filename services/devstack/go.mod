@@ -106,6 +106,7 @@ require (
 )
 
 require (
+	github.com/edtech-analytics/platform/libs/keyring v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/services/query v0.0.0-00010101000000-000000000000
 	github.com/twmb/franz-go/pkg/kadm v1.19.0
 	go.opentelemetry.io/otel/trace v1.47.0
@@ -133,3 +134,5 @@ replace (
 )
 
 replace github.com/edtech-analytics/platform/libs/ttlcache => ../../libs/ttlcache
+
+replace github.com/edtech-analytics/platform/libs/keyring => ../../libs/keyring

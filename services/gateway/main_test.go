@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/edtech-analytics/platform/libs/keyring/keyringtest"
 	"io"
 	"net/http"
 	"os"
@@ -79,7 +80,7 @@ func TestSIGTERMLosesNoAcknowledgedEvent(t *testing.T) {
 	logs := obstest.NewLog() // the gateway says where it listens
 	cmd := exec.CommandContext(t.Context(), os.Args[0])
 	cmd.Env = append(os.Environ(), runAsGateway+"=1",
-		"DATABASE_URL="+dbURL, "KAFKA_BROKERS="+kcfg.Brokers[0], "KAFKA_TOPIC_PREFIX="+kcfg.TopicPrefix, "KAFKA_PARTITIONS=4",
+		"DATABASE_URL="+dbURL, "MASTER_KEYS="+keyringtest.MasterKeys(), "KAFKA_BROKERS="+kcfg.Brokers[0], "KAFKA_TOPIC_PREFIX="+kcfg.TopicPrefix, "KAFKA_PARTITIONS=4",
 		"SCHEMA_REGISTRY_URL=", "OTEL_EXPORTER_OTLP_ENDPOINT=", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=",
 		"HTTP_ADDR=127.0.0.1:0", "ADMIN_ADDR=127.0.0.1:0", "GATEWAY_SHUTDOWN_DELAY=300ms", "GATEWAY_DRAIN_TIMEOUT=20s", "LOG_LEVEL=info")
 	cmd.Stdout, cmd.Stderr = logs, logs

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"flag"
+	"github.com/edtech-analytics/platform/libs/keyring"
 	"os"
 	"time"
 
@@ -45,6 +46,8 @@ type Config struct {
 	IdentityCache      int
 	ContextCache       int
 	Kafka              kafkax.Config
+	// Keys are the master keys of the key hierarchy the gateway seals identifying fields with (ADR 0010).
+	Keys keyring.Config
 }
 
 // RegisterFlags binds the config to flags with env defaults.
@@ -63,6 +66,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	conf.Int(fs, &c.IdentityCache, "identity-cache", "ENRICHER_IDENTITY_CACHE", 2_000_000, "SIS id mappings kept in memory")
 	conf.Int(fs, &c.ContextCache, "context-cache", "ENRICHER_CONTEXT_CACHE", 1_000_000, "roster context entries of each kind kept in memory")
 	c.Kafka.RegisterFlags(fs)
+	c.Keys.RegisterFlags(fs)
 }
 
 // Validate reports configuration errors.
@@ -97,6 +101,10 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, opts ...kgo.Opt) error
 		return err
 	}
 	defer pool.Close()
+	keys, err := cfg.Keys.Open(pool, keyring.Options{})
+	if err != nil {
+		return err
+	}
 	health.SetReady("postgres", true)
 	codec, err := stream.NewCodec(ctx, cfg.Kafka)
 	if err != nil {
@@ -144,7 +152,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, opts ...kgo.Opt) error
 	districts := fleet.NewDistrictPools(instances)
 	identities := identity.New(districts, cfg.IdentityCache)
 	rosterCtx := roster.New(districts, cfg.ContextCache)
-	enr := enrich.New(codec, enrich.Deps{Tenants: known, Policies: policies, Identities: identities, Context: rosterCtx, Erased: registry})
+	enr := enrich.New(codec, enrich.Deps{Tenants: known, Policies: policies, Identities: identities, Context: rosterCtx, Erased: registry, Keys: keys})
 	commands := &control.Consumer{Pool: pool, Pools: districts, Topic: topics.Control, Reader: controlReader.Client, Log: rt.Log,
 		Codec: codec, Registry: registry,
 		Tenants: known, Identities: identities, Context: rosterCtx,

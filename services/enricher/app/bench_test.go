@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"github.com/edtech-analytics/platform/libs/keyring/keyringtest"
 	"io"
 	"log/slog"
 	"os"
@@ -159,7 +160,7 @@ func newBenchFixture(b *testing.B) *benchFixture {
 	runtime.GC()
 	before := heapInUse()
 	f.enr = enrich.New(codec, enrich.Deps{Tenants: tenants, Policies: newPolicyCache(privacy.New(pool), time.Hour),
-		Identities: identity.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 2_000_000), Context: roster.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 1_000_000), Erased: registry})
+		Identities: identity.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 2_000_000), Context: roster.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 1_000_000), Erased: registry, Keys: keyringtest.Over(b, pool)})
 	start = time.Now()
 	warm := dedup.New(48 * time.Hour)
 	warm.Own(0, warm.NewPartition(time.Now()))
@@ -355,7 +356,7 @@ func BenchmarkPipelineEndToEnd(b *testing.B) {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	enr := enrich.New(codec, enrich.Deps{Tenants: tenants, Policies: newPolicyCache(privacy.New(pool), time.Hour),
-		Identities: identity.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 2_000_000), Context: roster.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 1_000_000), Erased: registry})
+		Identities: identity.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 2_000_000), Context: roster.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 1_000_000), Erased: registry, Keys: keyringtest.Over(b, pool)})
 	var mu sync.Mutex
 	committed := 0
 	// newPipeline is the service's pipeline on the shared, warm enricher: a restarted one restores its

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/edtech-analytics/platform/libs/keyring/keyringtest"
 	"io"
 	"log/slog"
 	"net/http/httptest"
@@ -44,15 +45,17 @@ func TestMain(m *testing.M) {
 
 // harness is a kfake cluster and a migrated database with districts, shared by the app tests.
 type harness struct {
-	t         *testing.T
-	kcfg      kafkax.Config
-	pool      *pgxpool.Pool
-	dbURL     string
-	districts *tenants.Store
-	policy    *privacy.Store
-	codec     *records.Codec
-	client    *kafkax.Client
-	seq       int
+	t    *testing.T
+	kcfg kafkax.Config
+	// masterKeys are the MASTER_KEYS of every enricher the harness starts.
+	masterKeys string
+	pool       *pgxpool.Pool
+	dbURL      string
+	districts  *tenants.Store
+	policy     *privacy.Store
+	codec      *records.Codec
+	client     *kafkax.Client
+	seq        int
 }
 
 func newHarness(t *testing.T, ids ...string) *harness {
@@ -81,7 +84,8 @@ func newHarness(t *testing.T, ids ...string) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &harness{t: t, kcfg: kcfg, pool: pool, dbURL: url, districts: districts, policy: privacy.New(pool), codec: codec, client: cl}
+	return &harness{t: t, kcfg: kcfg, pool: pool, dbURL: url, districts: districts, policy: privacy.New(pool), codec: codec, client: cl,
+		masterKeys: keyringtest.MasterKeys()}
 }
 
 // event returns a login of sis in tenant with a fresh event id.
@@ -130,6 +134,7 @@ func (h *harness) config(group string) app.Config {
 	var cfg app.Config
 	cfg.RegisterFlags(newFlagSet())
 	cfg.AdminAddr, cfg.DatabaseURL, cfg.Group, cfg.Kafka = "127.0.0.1:0", conf.Secret(h.dbURL), group, h.kcfg
+	cfg.Keys.MasterKeys = conf.Secret(h.masterKeys)
 	cfg.TransactionTimeout = 2 * time.Second
 	return cfg
 }

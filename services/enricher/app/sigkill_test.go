@@ -92,7 +92,7 @@ func TestExactlyOnceUnderSIGKILL(t *testing.T) {
 	// aborted and retried smaller.
 	startChild := func(role, txnTimeout, logLevel string) *exec.Cmd {
 		cmd := exec.CommandContext(t.Context(), exe)
-		cmd.Env = append(os.Environ(), childEnv+"="+role, "DATABASE_URL="+h.dbURL,
+		cmd.Env = append(os.Environ(), childEnv+"="+role, "DATABASE_URL="+h.dbURL, "MASTER_KEYS="+h.masterKeys,
 			"KAFKA_BROKERS="+h.kcfg.Brokers[0], "KAFKA_TOPIC_PREFIX="+h.kcfg.TopicPrefix, "KAFKA_PARTITIONS=4",
 			"ADMIN_ADDR=127.0.0.1:0", "ENRICHER_TRANSACTION_TIMEOUT="+txnTimeout, "LOG_LEVEL="+logLevel)
 		cmd.Stderr = os.Stderr

@@ -13,6 +13,7 @@ import (
 
 	"github.com/edtech-analytics/platform/libs/conf"
 	"github.com/edtech-analytics/platform/libs/kafkax"
+	"github.com/edtech-analytics/platform/libs/keyring"
 	"github.com/edtech-analytics/platform/libs/obs"
 	"github.com/edtech-analytics/platform/libs/pgutil"
 	"github.com/edtech-analytics/platform/libs/svc"
@@ -56,6 +57,8 @@ type Config struct {
 	// RateLimit applies to districts without a limit of their own, per gateway instance.
 	RateLimit     tenants.RateLimit
 	TenantRefresh time.Duration
+	// Keys are the master keys of the key hierarchy that seals identifying fields (ADR 0010).
+	Keys keyring.Config
 }
 
 // RegisterFlags binds the config to flags with env defaults.
@@ -84,6 +87,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	conf.Int(fs, &c.RateLimit.Burst, "rate-limit.burst", "GATEWAY_RATE_LIMIT_BURST", 20000, "default burst per district on this instance, in events")
 	conf.Duration(fs, &c.TenantRefresh, "tenant-refresh", "GATEWAY_TENANT_REFRESH", 5*time.Second, "how often districts' rate limits and hot flags are reloaded")
 	c.Kafka.RegisterFlags(fs)
+	c.Keys.RegisterFlags(fs)
 }
 
 // Validate reports configuration errors.
@@ -146,6 +150,10 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks, opts ...k
 	if err := registry.Refresh(ctx); err != nil {
 		return err
 	}
+	sealer, err := cfg.Keys.Open(pool, keyring.Options{})
+	if err != nil {
+		return err
+	}
 	health.SetReady("postgres", true)
 
 	cfg.Kafka = cfg.Kafka.ForService("gateway")
@@ -160,7 +168,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks, opts ...k
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(server.Deps{Log: rt.Log, Keys: keys, Tenants: registry, Producer: producer.Client, Codec: codec,
+	srv, err := server.New(server.Deps{Log: rt.Log, Keys: keys, Tenants: registry, Producer: producer.Client, Codec: codec, Sealer: sealer,
 		Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter, Propagator: rt.Tel.Propagator},
 		server.Topics{Raw: cfg.Kafka.Topics().Raw, DLQ: cfg.Kafka.Topics().DLQ},
 		server.Limits{MaxBodyBytes: int64(cfg.MaxBodyBytes), MaxEvents: cfg.MaxEvents,

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/edtech-analytics/platform/libs/keyring/keyringtest"
 	"io"
 	"log/slog"
 	"net/http"
@@ -92,7 +93,7 @@ func newGateway(t *testing.T, opts ...func(*server.Limits)) *gateway {
 	for _, o := range opts {
 		o(&limits)
 	}
-	srv, err := server.New(server.Deps{Log: log, Keys: keys, Tenants: reg, Producer: cl.Client, Codec: codec, Tracer: tel.Tracer, Meter: tel.Meter},
+	srv, err := server.New(server.Deps{Log: log, Keys: keys, Tenants: reg, Producer: cl.Client, Codec: codec, Sealer: keyringtest.New(t), Tracer: tel.Tracer, Meter: tel.Meter},
 		server.Topics{Raw: kcfg.Topics().Raw, DLQ: kcfg.Topics().DLQ}, limits)
 	if err != nil {
 		t.Fatal(err)

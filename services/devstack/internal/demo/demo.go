@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/edtech-analytics/platform/libs/keyring"
 	"io"
 	"net"
 	"net/http"
@@ -123,7 +124,12 @@ func Run(ctx context.Context, opts Options, out io.Writer) (err error) {
 	if opts.AnyPorts {
 		port = func(int) int { return 0 }
 	}
+	keyFile, err := masterKeyFile(dir)
+	if err != nil {
+		return err
+	}
 	st, err := stack.Start(ctx, stack.Config{
+		Keys:         keyring.Config{MasterKeyFile: keyFile},
 		KafkaDataDir: kafkaDir, KafkaPort: port(9092), DatabaseURL: pgURL,
 		ClickHouseAddr: chAddr, ClickHouseDatabase: database, GatewayAddr: fmt.Sprintf("127.0.0.1:%d", port(8080)),
 		QueryAddr: fmt.Sprintf("127.0.0.1:%d", port(8081)),
@@ -406,4 +412,23 @@ func freePort(ctx context.Context, want int) int {
 		return 0
 	}
 	return want
+}
+
+// masterKeyFile returns the demo's master key file in dir, creating it with a fresh key the first time:
+// the demo's sealed records stay readable across its restarts, and removing the directory shreds them.
+func masterKeyFile(dir string) (string, error) {
+	path := filepath.Join(dir, "master.keys")
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return path, nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("creating the master key file: %w", err)
+	}
+	_, werr := fmt.Fprintf(f, "# master keys of this demo: the first wraps new district keys (ctl keys rotate-master)\n%s\n",
+		keyring.NewLocalKeyLine("demo-1"))
+	if err := errors.Join(werr, f.Close()); err != nil {
+		return "", fmt.Errorf("writing the master key file: %w", err)
+	}
+	return path, nil
 }

@@ -5,6 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/edtech-analytics/platform/libs/conf"
+	"github.com/edtech-analytics/platform/libs/keyring"
+	"github.com/edtech-analytics/platform/libs/keyring/keyringtest"
 	"io"
 	"log/slog"
 	"net/http"
@@ -117,7 +120,7 @@ func TestEndToEnd(t *testing.T) {
 		Propagator: propagation.TraceContext{},
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st, err := stack.Start(ctx, stack.Config{
+	st, err := stack.Start(ctx, stack.Config{Keys: keyring.Config{MasterKeys: conf.Secret(keyringtest.MasterKeys())},
 		DatabaseURL: pgURL, ClickHouseAddr: chAddr, ClickHouseDatabase: chDB, GatewayAddr: "127.0.0.1:0", QueryAddr: "127.0.0.1:0",
 	}, svc.Runtime{Log: log, Tel: tel}, append(kafkatest.GroupOpts(), kgo.TransactionTimeout(2*time.Second))...)
 	if err != nil {

@@ -3,6 +3,9 @@ package stack_test
 import (
 	"context"
 	"fmt"
+	"github.com/edtech-analytics/platform/libs/conf"
+	"github.com/edtech-analytics/platform/libs/keyring"
+	"github.com/edtech-analytics/platform/libs/keyring/keyringtest"
 	"io"
 	"log/slog"
 	"maps"
@@ -37,7 +40,7 @@ func TestPoisonOfEveryKindKeepsEveryDistrictFlowing(t *testing.T) {
 	_, pgURL := pgtest.New(t)
 	_, chDB, chAddr := chtest.New(t)
 	tel := &obs.Telemetry{Tracer: tracenoop.NewTracerProvider(), Meter: noop.NewMeterProvider(), Propagator: propagation.TraceContext{}}
-	st, err := stack.Start(ctx, stack.Config{
+	st, err := stack.Start(ctx, stack.Config{Keys: keyring.Config{MasterKeys: conf.Secret(keyringtest.MasterKeys())},
 		DatabaseURL: pgURL, ClickHouseAddr: chAddr, ClickHouseDatabase: chDB, GatewayAddr: "127.0.0.1:0", QueryAddr: "127.0.0.1:0",
 	}, svc.Runtime{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Tel: tel}, append(kafkatest.GroupOpts(), kgo.TransactionTimeout(2*time.Second))...)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/edtech-analytics/platform/libs/keyring"
 	"log/slog"
 	"maps"
 	"slices"
@@ -38,6 +39,9 @@ type Config struct {
 	ClickHouseDatabase string
 	GatewayAddr        string // e.g. 127.0.0.1:8080, or 127.0.0.1:0
 	QueryAddr          string // e.g. 127.0.0.1:8081, or 127.0.0.1:0
+	// Keys are the master keys of the gateway and the enricher; empty, they come from the environment
+	// (MASTER_KEYS or MASTER_KEY_FILE).
+	Keys keyring.Config
 }
 
 // Service names.
@@ -160,10 +164,18 @@ func (s *Stack) runtime(name string) svc.Runtime {
 	return svc.Runtime{Log: s.rt.Log.With("service", name), Tel: s.rt.Tel}
 }
 
+// masterKeys gives a service the stack's master keys, unless the stack takes them from the environment.
+func (s *Stack) masterKeys(c *keyring.Config) {
+	if s.cfg.Keys != (keyring.Config{}) {
+		*c = s.cfg.Keys
+	}
+}
+
 func (s *Stack) startGateway(listening chan<- string) {
 	var cfg gateway.Config
 	defaults(&cfg)
 	cfg.HTTPAddr, cfg.AdminAddr, cfg.DatabaseURL, cfg.Kafka = s.cfg.GatewayAddr, "127.0.0.1:0", conf.Secret(s.cfg.DatabaseURL), s.Kafka
+	s.masterKeys(&cfg.Keys)
 	s.launch(Gateway, func(ctx context.Context) error {
 		return gateway.Run(ctx, cfg, s.runtime(Gateway), gateway.Hooks{OnListen: func(addr string) { listening <- addr }})
 	})
@@ -187,6 +199,7 @@ func (s *Stack) StartService(name string) error {
 		var cfg enricher.Config
 		defaults(&cfg)
 		cfg.AdminAddr, cfg.DatabaseURL, cfg.Kafka = "127.0.0.1:0", conf.Secret(s.cfg.DatabaseURL), s.Kafka
+		s.masterKeys(&cfg.Keys)
 		s.launch(name, func(ctx context.Context) error { return enricher.Run(ctx, cfg, s.runtime(name), s.opts...) })
 	case name == Aggregator:
 		var cfg aggregator.Config

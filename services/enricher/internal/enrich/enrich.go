@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/edtech-analytics/platform/libs/keyring"
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/records"
@@ -45,6 +46,15 @@ type Context interface {
 	Apply(ctx context.Context, ev *records.RawEvent, person, consentKey string) error
 }
 
+// Keys open the identifying fields the gateway sealed under each person's data key (a *keyring.Keyring).
+type Keys interface {
+	// Preload reads the data keys of the sealed values among values in one round trip.
+	Preload(ctx context.Context, values []string) error
+	// Open returns a field's plaintext (plaintext values as they are); keyring.ErrShredded when the
+	// person's key is gone, keyring.ErrMalformed when the value is not a sealed value of the district.
+	Open(ctx context.Context, tenant, v string) (string, error)
+}
+
 // Erased tells erased districts and students.
 type Erased interface {
 	District(tenant string) bool
@@ -78,6 +88,7 @@ type Deps struct {
 	Identities Identities
 	Context    Context
 	Erased     Erased
+	Keys       Keys
 }
 
 // Enricher applies identity, roster context, derivation and the district policy.
@@ -113,6 +124,9 @@ func (e *Enricher) Batch(ctx context.Context, recs []*kgo.Record, emit func(*kgo
 	for i, rec := range recs {
 		items[i] = e.decode(rec)
 	}
+	if err := e.open(ctx, items); err != nil {
+		return transient(err)
+	}
 	memo := map[string]*district{}
 	if err := e.prefetch(ctx, memo, items); err != nil {
 		return transient(err)
@@ -131,10 +145,65 @@ func (e *Enricher) Batch(ctx context.Context, recs []*kgo.Record, emit func(*kgo
 
 // item is one record of a batch, decoded and checked.
 type item struct {
-	rec  *kgo.Record
-	raw  records.RawEvent
-	dead *Outcome // the record is a dead letter
-	err  error    // decoding failed for a reason that may pass (e.g. the registry is unreachable)
+	rec        *kgo.Record
+	raw        records.RawEvent
+	dead       *Outcome // the record is a dead letter
+	err        error    // decoding failed for a reason that may pass (e.g. the registry is unreachable)
+	suppressed string   // the record is suppressed: its person's key was shredded
+}
+
+// open replaces the sealed identifying fields of the batch's records with their plaintext, reading the
+// data keys they need in one round trip. A record whose person's key is shredded is suppressed (the
+// person was erased: nothing of theirs may pass, whenever the record is read); a field that does not open
+// sends the record to the dead-letter topic. Other errors are the key store's: the batch is retried.
+func (e *Enricher) open(ctx context.Context, items []item) error {
+	var sealed []string
+	for i := range items {
+		if items[i].dead == nil && items[i].err == nil {
+			items[i].raw.IdentifyingStrings(func(_ string, p *string) {
+				if keyring.IsSealed(*p) {
+					sealed = append(sealed, *p)
+				}
+			})
+		}
+	}
+	if len(sealed) == 0 {
+		return nil
+	}
+	if err := e.deps.Keys.Preload(ctx, sealed); err != nil {
+		return err
+	}
+	for i := range items {
+		it := &items[i]
+		if it.dead != nil || it.err != nil {
+			continue
+		}
+		var failed error
+		var field string
+		it.raw.IdentifyingStrings(func(path string, p *string) {
+			if failed != nil {
+				return
+			}
+			plain, err := e.deps.Keys.Open(ctx, it.raw.TenantID, *p)
+			if err != nil {
+				failed, field = err, path
+				return
+			}
+			*p = plain
+		})
+		switch {
+		case failed == nil:
+		case errors.Is(failed, keyring.ErrShredded):
+			it.suppressed = SuppressedErased
+		case errors.Is(failed, keyring.ErrMalformed):
+			out := e.dead(it.rec, records.ReasonInvalidField, field+": sealed value does not open: "+failed.Error(), &it.raw,
+				[]records.FieldError{{Field: field, Message: "sealed value does not open for this district"}})
+			it.dead = &out
+		default:
+			return failed
+		}
+	}
+	return nil
 }
 
 func (e *Enricher) decode(rec *kgo.Record) item {
@@ -257,6 +326,9 @@ func (e *Enricher) enrich(ctx context.Context, memo map[string]*district, it *it
 	}
 	if it.dead != nil {
 		return *it.dead, nil
+	}
+	if it.suppressed != "" {
+		return Outcome{Suppressed: it.suppressed}, nil
 	}
 	rec, raw := it.rec, it.raw
 	d, err := e.district(ctx, memo, raw.TenantID)

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/edtech-analytics/platform/libs/keyring"
+	"github.com/edtech-analytics/platform/libs/keyring/keyringtest"
 	"os"
 	"testing"
 	"time"
@@ -43,6 +45,7 @@ type env struct {
 	codec     *records.Codec
 	enr       *enrich.Enricher
 	erased    erased
+	keys      *keyring.Keyring
 	seq       int
 }
 
@@ -63,9 +66,10 @@ func newEnv(t *testing.T, ids ...string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, districts: store, policy: privacy.New(pool), codec: codec, erased: erased{map[string]bool{}, map[string]bool{}}}
+	e := &env{t: t, districts: store, policy: privacy.New(pool), codec: codec, erased: erased{map[string]bool{}, map[string]bool{}},
+		keys: keyringtest.Over(t, pool)}
 	e.enr = enrich.New(codec, enrich.Deps{Tenants: store, Policies: policy.Source{Store: e.policy},
-		Identities: identity.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 1000), Context: roster.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 1000), Erased: e.erased})
+		Identities: identity.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 1000), Context: roster.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 1000), Erased: e.erased, Keys: e.keys})
 	return e
 }
 
@@ -441,4 +445,48 @@ func TestErasedRecordsAreSuppressed(t *testing.T) {
 	if out := e.run(e.record(e.event("gone", "sis", "B", session("x")))); out.Suppressed != enrich.SuppressedErased {
 		t.Fatalf("record of an erased district: %+v", out)
 	}
+}
+
+// seal seals ev's identifying fields under its actor's data key, as the gateway does.
+func (e *env) seal(ev *records.RawEvent) *records.RawEvent {
+	e.t.Helper()
+	k, err := e.keys.SubjectKey(e.t.Context(), ev.TenantID, ev.Actor.SISID)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ev.IdentifyingStrings(func(_ string, p *string) { *p = k.Seal(*p) })
+	return ev
+}
+
+func TestSealedFieldsAreOpenedAndShreddedOnesSuppressed(t *testing.T) {
+	e := newEnv(t, "d1", "d2")
+	user := e.enriched(e.seal(e.event("d1", "sis", "A", userRecord("A", nil, now, "student", nil))))
+	if u := user.RosterUser; user.Actor.SISID == nil || *user.Actor.SISID != "A" || u.GivenName != "Given" || *u.Email != "A@example.org" {
+		t.Fatalf("sealed user enriched as actor %v, %+v", user.Actor.SISID, u)
+	}
+	a := e.enriched(e.seal(e.event("d1", "sis", "A", session("tablet-7"))))
+	if a.Actor.InternalID != user.Actor.InternalID || *a.Session.Device != "tablet-7" {
+		t.Fatalf("sealed event enriched as %s (user %s), device %v", a.Actor.InternalID, user.Actor.InternalID, a.Session.Device)
+	}
+	// Plaintext records written before sealing began are read as they are.
+	if b := e.enriched(e.event("d1", "sis", "B", session("x"))); *b.Actor.SISID != "B" {
+		t.Fatalf("plaintext record enriched as %v", b.Actor.SISID)
+	}
+
+	// A record sealed for another district is a dead letter, not a silent mix-up.
+	moved := e.seal(e.event("d1", "sis", "C", session("x")))
+	moved.TenantID = "d2"
+	if out := e.run(e.record(moved)); out.DLQ == nil || out.DLQ.Errors[0].Field != "actor.sis_id" {
+		t.Fatalf("record sealed for another district: %+v", out)
+	}
+
+	// Once the student's key is shredded, every record of theirs, old or replayed, is suppressed.
+	old := e.record(e.seal(e.event("d1", "sis", "A", session("x"))))
+	if found, err := e.keys.ShredSubject(t.Context(), "d1", "A"); err != nil || !found {
+		t.Fatalf("ShredSubject = %v, %v", found, err)
+	}
+	if out := e.run(old); out.Suppressed != enrich.SuppressedErased || out.Enriched != nil {
+		t.Fatalf("record of a shredded student: %+v", out)
+	}
+	e.enriched(e.seal(e.event("d1", "sis", "B", session("x"))))
 }

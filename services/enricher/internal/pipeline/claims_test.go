@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/edtech-analytics/platform/libs/keyring/keyringtest"
 	"io"
 	"log/slog"
 	"os"
@@ -130,7 +131,7 @@ func (r *claimsRig) run(shared pipeline.Claims, want int) pipeline.Stats {
 	}
 	districts := fleet.NewDistrictPools(fleet.New(r.pool, os.Getenv))
 	enr := enrich.New(r.codec, enrich.Deps{Tenants: r.store, Policies: policy.Source{Store: privacy.New(r.pool)},
-		Identities: identity.New(districts, 1000), Context: roster.New(districts, 1000), Erased: registry})
+		Identities: identity.New(districts, 1000), Context: roster.New(districts, 1000), Erased: registry, Keys: keyringtest.Over(r.t, r.pool)})
 	var (
 		mu    sync.Mutex
 		total pipeline.Stats

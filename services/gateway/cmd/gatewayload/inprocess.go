@@ -4,6 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/edtech-analytics/platform/libs/keyring"
+	"github.com/edtech-analytics/platform/libs/pgutil"
+	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/testenv/devenv"
+	"github.com/jackc/pgx/v5"
 	"log/slog"
 	"net"
 	"net/http"
@@ -96,7 +101,13 @@ func startGateway(ctx context.Context, cfg config) (gw *gateway, err error) {
 	if err != nil {
 		return nil, err
 	}
-	srv, err := server.New(server.Deps{Log: log, Keys: keys, Tenants: reg, Producer: producer.Client, Codec: codec, Tracer: tel.Tracer, Meter: tel.Meter},
+	sealer, dropKeys, err := loadKeyring(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cleanup = append(cleanup, dropKeys)
+	srv, err := server.New(server.Deps{Log: log, Keys: keys, Tenants: reg, Producer: producer.Client, Codec: codec, Sealer: sealer,
+		Tracer: tel.Tracer, Meter: tel.Meter},
 		server.Topics{Raw: kcfg.Topics().Raw, DLQ: kcfg.Topics().DLQ}, server.Limits{MaxBodyBytes: 5 << 20, MaxEvents: 1000})
 	if err != nil {
 		return nil, err
@@ -127,4 +138,55 @@ func startGateway(ctx context.Context, cfg config) (gw *gateway, err error) {
 // requests prepares the load's batches for this gateway's tenants.
 func (g *gateway) requests(cfg config) ([]request, error) {
 	return prepare(g.tenants, g.keys, cfg.batch)
+}
+
+// loadKeyring returns a keyring, with a fresh master key, over a database of its own on the local test
+// PostgreSQL (devenv), which the returned function drops: the gateway seals every person's fields, and
+// the load measures that too.
+func loadKeyring(ctx context.Context) (*keyring.Keyring, func(), error) {
+	serverURL, err := devenv.Postgres(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("postgres for the keys: %w", err)
+	}
+	name := fmt.Sprintf("gatewayload_keys_%d", os.Getpid())
+	admin, err := pgx.Connect(ctx, serverURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer func() { _ = admin.Close(context.WithoutCancel(ctx)) }()
+	if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+		return nil, nil, err
+	}
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		return nil, nil, err
+	}
+	drop := func() {
+		ctx := context.Background()
+		if conn, err := pgx.Connect(ctx, serverURL); err == nil {
+			_, _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+			_ = conn.Close(ctx)
+		}
+	}
+	dbURL, err := pgutil.WithDatabase(serverURL, name)
+	if err != nil {
+		drop()
+		return nil, nil, err
+	}
+	pool, err := pgutil.Connect(ctx, dbURL)
+	if err != nil {
+		drop()
+		return nil, nil, err
+	}
+	if err := tenancy.Migrate(ctx, pool); err != nil {
+		pool.Close()
+		drop()
+		return nil, nil, err
+	}
+	master, err := keyring.ParseLocalKeys(keyring.NewLocalKeyLine("load"))
+	if err != nil {
+		pool.Close()
+		drop()
+		return nil, nil, err
+	}
+	return keyring.New(pool, master, keyring.Options{}), func() { pool.Close(); drop() }, nil
 }

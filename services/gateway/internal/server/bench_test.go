@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"github.com/edtech-analytics/platform/libs/keyring/keyringtest"
 	"log/slog"
 	"testing"
 	"time"
@@ -29,7 +30,7 @@ func BenchmarkBatchPath(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s, err := New(Deps{Log: slog.New(slog.DiscardHandler), Tenants: reg, Codec: codec, Tracer: tnoop.NewTracerProvider(), Meter: noop.NewMeterProvider()},
+	s, err := New(Deps{Log: slog.New(slog.DiscardHandler), Tenants: reg, Codec: codec, Sealer: keyringtest.New(b), Tracer: tnoop.NewTracerProvider(), Meter: noop.NewMeterProvider()},
 		Topics{Raw: kcfg.Topics().Raw, DLQ: kcfg.Topics().DLQ}, Limits{MaxBodyBytes: 5 << 20, MaxEvents: 1000})
 	if err != nil {
 		b.Fatal(err)

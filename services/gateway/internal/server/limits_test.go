@@ -106,10 +106,7 @@ func TestHotDistrictSpreadsByStudent(t *testing.T) {
 	raw := f.readTopic(t, f.kcfg.Topics().Raw)
 	slices.SortFunc(raw, func(a, b *kgo.Record) int { return int(a.Offset - b.Offset) })
 	for _, r := range raw {
-		var ev records.RawEvent
-		if err := f.codec.Decode(r.Value, &ev); err != nil {
-			t.Fatal(err)
-		}
+		ev := f.rawEvent(t, r)
 		sis, p := ev.Actor.SISID, place{string(r.Key), r.Partition}
 		if prev, ok := where[sis]; ok && prev != p {
 			t.Fatalf("student %s's events went to %v and %v", sis, prev, p)

@@ -22,6 +22,7 @@ import (
 	"unsafe"
 
 	"github.com/edtech-analytics/platform/libs/kafkax"
+	"github.com/edtech-analytics/platform/libs/keyring"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/services/gateway/api"
 	"github.com/edtech-analytics/platform/services/gateway/internal/ingest"
@@ -81,6 +82,7 @@ type Server struct {
 	tenants  *tenants.Registry
 	producer Producer
 	codec    *records.Codec
+	sealer   Sealer
 	topics   Topics
 	limits   Limits
 	budget   *rosterBudget
@@ -93,6 +95,14 @@ type Server struct {
 	throttled metric.Int64Counter
 }
 
+// Sealer gives each person's data key, creating those that do not exist yet (a *keyring.Keyring).
+type Sealer interface {
+	SubjectKeys(ctx context.Context, tenant string, sisIDs []string) (map[string]*keyring.DataKey, error)
+}
+
+// errKeys marks a failure to get the data keys of a batch: nothing was produced, the client retries.
+var errKeys = errors.New("data keys unavailable")
+
 // Topics the gateway writes to.
 type Topics struct{ Raw, DLQ string }
 
@@ -103,14 +113,19 @@ type Deps struct {
 	Tenants  *tenants.Registry
 	Producer Producer
 	Codec    *records.Codec
-	Tracer   trace.TracerProvider
-	Meter    metric.MeterProvider
+	// Sealer gives the data keys the identifying fields of each person's records are sealed with.
+	Sealer Sealer
+	Tracer trace.TracerProvider
+	Meter  metric.MeterProvider
 	// Propagator reads a client's trace context (W3C traceparent) from requests; nil reads none.
 	Propagator propagation.TextMapPropagator
 }
 
 // New builds a server.
 func New(deps Deps, topics Topics, limits Limits) (*Server, error) {
+	if deps.Sealer == nil {
+		return nil, errors.New("server: a Sealer is required: every record's identifying fields are sealed")
+	}
 	m := deps.Meter.Meter("gateway")
 	if limits.MaxRosterBodyBytes <= 0 {
 		limits.MaxRosterBodyBytes = 64 << 20
@@ -137,7 +152,7 @@ func New(deps Deps, topics Topics, limits Limits) (*Server, error) {
 		deps.Propagator = propagation.NewCompositeTextMapPropagator()
 	}
 	s := &Server{
-		log: deps.Log, keys: deps.Keys, tenants: deps.Tenants, producer: deps.Producer, codec: deps.Codec,
+		log: deps.Log, keys: deps.Keys, tenants: deps.Tenants, producer: deps.Producer, codec: deps.Codec, sealer: deps.Sealer,
 		topics: topics, limits: limits, now: time.Now,
 		otelOpts: []otelhttp.Option{otelhttp.WithTracerProvider(deps.Tracer), otelhttp.WithMeterProvider(deps.Meter),
 			otelhttp.WithPropagators(deps.Propagator)},
@@ -273,6 +288,12 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request, key Key) {
 func (s *Server) accept(ctx context.Context, w http.ResponseWriter, key Key, tenant *tenants.Settings,
 	accepted []ingest.Accepted, rejected []ingest.Rejected, sizeHint int, what string, ignored []string, mem *reservation) {
 	recs, refused, err := s.encodeBatch(context.WithoutCancel(ctx), tenant, accepted, sizeHint, mem)
+	if errors.Is(err, errKeys) {
+		s.log.WarnContext(ctx, "sealing batch", "tenant_id", key.TenantID, "records", len(accepted), "err", err)
+		writeProblem(w, http.StatusServiceUnavailable, "keys-unavailable", "Cannot accept records now",
+			"the key store did not answer; nothing was accepted; retry the same request (ids make retries safe)", retryAfterBusy)
+		return
+	}
 	if err != nil {
 		writeRosterLimit(w, fmt.Errorf("encoding the records: %w", err))
 		return
@@ -398,10 +419,18 @@ func (s *Server) encodeBatch(ctx context.Context, tenant *tenants.Settings, acce
 			return nil, nil, err
 		}
 	}
+	dataKeys, err := s.dataKeys(ctx, tenant.TenantID, accepted)
+	if err != nil {
+		return nil, nil, err
+	}
 	recs := make([]kgo.Record, 0, len(accepted))
 	var refused []ingest.Rejected
 	buf := make([]byte, 0, sizeHint)
 	for _, a := range accepted {
+		key := tenant.RecordKey(a.Event.Actor.SISID) // from the plain id, so a person's records keep their sub-key
+		if dk := dataKeys[a.Event.Actor.SISID]; dk != nil {
+			a.Event.IdentifyingStrings(func(_ string, p *string) { *p = dk.Seal(*p) })
+		}
 		start := len(buf)
 		if mem != nil && cap(buf)-len(buf) < encodeHeadroom {
 			// Grow the buffer here, charged, so that an encoding into it does not grow it uncharged.
@@ -413,7 +442,6 @@ func (s *Server) encodeBatch(ctx context.Context, tenant *tenants.Settings, acce
 		}
 		before := cap(buf)
 		out, err := s.codec.AppendEncode(buf, a.Event)
-		key := tenant.RecordKey(a.Event.Actor.SISID)
 		size := len(key) + len(out) - start
 		switch {
 		case err != nil:
@@ -433,6 +461,28 @@ func (s *Server) encodeBatch(ctx context.Context, tenant *tenants.Settings, acce
 	}
 	return recs, refused, nil
 }
+
+// dataKeys returns the data keys of the people the records are about (roster records about no person,
+// actor role "system", carry nothing identifying), in one round trip for those not cached.
+func (s *Server) dataKeys(ctx context.Context, tenant string, accepted []ingest.Accepted) (map[string]*keyring.DataKey, error) {
+	ids := make([]string, 0, len(accepted))
+	for _, a := range accepted {
+		if a.Event.Actor.Role != roleSystem {
+			ids = append(ids, a.Event.Actor.SISID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	keys, err := s.sealer.SubjectKeys(ctx, tenant, ids)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errKeys, err)
+	}
+	return keys, nil
+}
+
+// roleSystem is the actor role of roster records about no person.
+const roleSystem = "system"
 
 // encodeHeadroom is the free space kept in a roster batch's buffer before each record is encoded: more
 // than a usual record takes, so the buffer grows where it is charged.

@@ -1,10 +1,12 @@
 package server_test
 
 import (
+	"github.com/edtech-analytics/platform/libs/keyring"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/edtech-analytics/platform/libs/keyring/keyringtest"
 	"io"
 	"log/slog"
 	"net/http"
@@ -43,6 +45,7 @@ type fixture struct {
 	kcfg    kafkax.Config
 	codec   *records.Codec
 	tenants *tenants.Registry
+	sealer  *keyring.Keyring
 }
 
 // setup adjusts a fixture before it starts.
@@ -83,6 +86,7 @@ func newFixture(t *testing.T, opts ...func(*setup)) *fixture {
 		"small":  {ID: "k4", TenantID: "small", SourceID: "lms", Verbs: []string{server.VerbEventsWrite}},
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	sealer := keyringtest.New(t)
 	reg, err := tenants.New(func(context.Context) ([]tenants.Stored, error) { return st.stored, nil },
 		tenants.RateLimit{EventsPerSecond: 100_000, Burst: 100_000}, st.limits.MaxEvents, log)
 	if err != nil {
@@ -91,14 +95,14 @@ func newFixture(t *testing.T, opts ...func(*setup)) *fixture {
 	if err := reg.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
-	gw, err := server.New(server.Deps{Log: log, Keys: keys, Tenants: reg, Producer: cl.Client, Codec: codec, Tracer: tel.Tracer, Meter: tel.Meter, Propagator: tel.Propagator},
+	gw, err := server.New(server.Deps{Log: log, Keys: keys, Tenants: reg, Producer: cl.Client, Codec: codec, Sealer: sealer, Tracer: tel.Tracer, Meter: tel.Meter, Propagator: tel.Propagator},
 		server.Topics{Raw: kcfg.Topics().Raw, DLQ: kcfg.Topics().DLQ}, st.limits)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(gw.Handler())
 	t.Cleanup(srv.Close)
-	return &fixture{srv: srv, gw: gw, cl: cl, kafka: kafka, kcfg: kcfg, codec: codec, tenants: reg}
+	return &fixture{srv: srv, gw: gw, cl: cl, kafka: kafka, kcfg: kcfg, codec: codec, tenants: reg, sealer: sealer}
 }
 
 func (f *fixture) post(t *testing.T, key, ctype, body string) (int, http.Header, map[string]any) {
@@ -557,4 +561,64 @@ func TestClientTraceIsContinued(t *testing.T) {
 		}
 	}
 	t.Fatalf("the record's trace context is not the client's trace %s: %v", traceID, raw[0].Headers)
+}
+
+// rawEvent decodes a raw record and opens its sealed fields, as the enricher does.
+func (f *fixture) rawEvent(t *testing.T, r *kgo.Record) records.RawEvent {
+	t.Helper()
+	var ev records.RawEvent
+	if err := f.codec.Decode(r.Value, &ev); err != nil {
+		t.Fatal(err)
+	}
+	ev.IdentifyingStrings(func(path string, p *string) {
+		plain, err := f.sealer.Open(t.Context(), ev.TenantID, *p)
+		if err != nil {
+			t.Fatalf("opening %s of event %s: %v", path, ev.EventID, err)
+		}
+		*p = plain
+	})
+	return ev
+}
+
+func TestIdentifyingFieldsReachKafkaSealed(t *testing.T) {
+	f := newFixture(t)
+	code, _, out := f.post(t, "good", "application/json", `{"events":[`+
+		`{"event_id":"4f2d1c1e-0000-4000-8000-000000000001","type":"attendance","occurred_at":"2026-09-01T08:00:00Z",`+
+		`"actor":{"sis_id":"stu-secret-1","role":"student"},"school_id":"sch1","payload":{"status":"absent","date":"2026-09-01","reason":"dentist visit"}},`+
+		`{"event_id":"4f2d1c1e-0000-4000-8000-000000000002","type":"content_view","occurred_at":"2026-09-01T09:00:00Z",`+
+		`"actor":{"sis_id":"stu-secret-1","role":"student"},"payload":{"content_id":"c1","content_type":"video","duration_seconds":30}}]}`)
+	if code != http.StatusAccepted || out["accepted"] != 2.0 {
+		t.Fatalf("events answer %d %v", code, out)
+	}
+	code, out = f.postRaw(t, "/v1/roster/users", "roster", "application/json", []byte(`{"users":[{"sourcedId":"stu-secret-2",`+
+		`"status":"active","dateLastModified":"2026-08-01T00:00:00Z","enabledUser":true,"givenName":"Hypatia","familyName":"Alexandrina",`+
+		`"email":"hypatia@example.edu","roles":[{"roleType":"primary","role":"student","org":{"sourcedId":"sch1"}}]}]}`))
+	if code != http.StatusAccepted || out["accepted"] != 1.0 {
+		t.Fatalf("roster answer %d %v", code, out)
+	}
+
+	raw := f.readTopic(t, f.kcfg.Topics().Raw)
+	if len(raw) != 3 {
+		t.Fatalf("raw holds %d records, want 3", len(raw))
+	}
+	plain := []string{"stu-secret-1", "dentist", "stu-secret-2", "Hypatia", "Alexandrina", "hypatia@"}
+	opened := map[string]records.RawEvent{}
+	for _, r := range raw {
+		for _, p := range plain {
+			if bytes.Contains(r.Value, []byte(p)) {
+				t.Errorf("a raw record holds %q in plain form", p)
+			}
+		}
+		ev := f.rawEvent(t, r)
+		opened[ev.Type] = ev
+	}
+	if a := opened[records.TypeAttendance]; a.Actor.SISID != "stu-secret-1" || *a.Attendance.Reason != "dentist visit" {
+		t.Errorf("opened attendance: actor %q, reason %v", a.Actor.SISID, a.Attendance.Reason)
+	}
+	if u := opened[records.TypeRosterUser].RosterUser; u == nil || u.GivenName != "Hypatia" || u.SourcedID != "stu-secret-2" || *u.Email != "hypatia@example.edu" {
+		t.Errorf("opened user: %+v", u)
+	}
+	if cv := opened[records.TypeContentView].ContentView; cv == nil || cv.ContentID != "c1" {
+		t.Errorf("a field that identifies no one changed: %+v", cv)
+	}
 }
