@@ -80,6 +80,11 @@ func commands() []command {
 			"issue an API key (shown once)", runKeysCreate},
 		{"keys list", "--tenant ID", "list a district's API keys (never their secrets)", runKeysList},
 		{"keys revoke", "--id KEYID", "revoke an API key", runKeysRevoke},
+		{"keys rotate-district", "--tenant ID [--master-keys KEYS | --master-key-file FILE]",
+			"give a district a new KEK and re-wrap its data keys under it (sealed data is not rewritten)", runKeysRotateDistrict},
+		{"keys rotate-master", "[--master-keys KEYS | --master-key-file FILE]",
+			"re-wrap every district's keys under the current (first) master key", runKeysRotateMaster},
+		{"keys new-master", "--id ID", "print a new master key entry (id:base64key) for MASTER_KEYS", runKeysNewMaster},
 		{"token create", tokenCreateSynopsis, "issue a dashboard token with a role and scope (shown once)", runTokenCreate},
 		{"token list", "--tenant ID", "list a district's dashboard tokens (never their secrets)", runTokenList},
 		{"token revoke", "--id TOKENID", "revoke a dashboard token", runTokenRevoke},
@@ -261,6 +266,7 @@ func connect(ctx context.Context, e Env, c *common) (*pgxpool.Pool, error) {
 // controlPlane is the control plane's stores over one connection to the control database: ctl
 // administers all of it.
 type controlPlane struct {
+	pool        *pgxpool.Pool
 	fleet       *fleet.Fleet
 	tenants     *tenants.Store
 	credentials *credentials.Store
@@ -279,7 +285,7 @@ func withControl(ctx context.Context, e Env, c *common, fn func(cp controlPlane)
 	defer pool.Close()
 	instances := fleet.New(pool, e.Getenv)
 	defer instances.Close()
-	err = fn(controlPlane{fleet: instances, tenants: tenants.New(instances), credentials: credentials.New(pool),
+	err = fn(controlPlane{pool: pool, fleet: instances, tenants: tenants.New(instances), credentials: credentials.New(pool),
 		policies: privacy.New(pool), audit: audit.New(pool), ingest: ingest.New(pool)})
 	if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == "42P01" { // undefined_table
 		return fmt.Errorf("%w (has 'ctl migrate' been run?)", err)

@@ -1,0 +1,101 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+
+	"github.com/edtech-analytics/platform/libs/keyring"
+	"github.com/edtech-analytics/platform/libs/tenancy"
+)
+
+// masterFlags registers where the master keys come from: flags, else MASTER_KEYS or MASTER_KEY_FILE.
+func masterFlags(fs *flag.FlagSet) (keys, file *string) {
+	keys = fs.String("master-keys", "", "master keys, id:base64key entries, the current first (default: $"+keyring.EnvMasterKeys+")")
+	file = fs.String("master-key-file", "", "file of master keys (default: $"+keyring.EnvMasterKeyFile+")")
+	return keys, file
+}
+
+// withKeyring runs fn with the keyring of the control database and the master keys.
+func withKeyring(ctx context.Context, e Env, c *common, keys, file string, fn func(cp controlPlane, kr *keyring.Keyring) error) error {
+	if keys == "" && file == "" {
+		keys, file = e.Getenv(keyring.EnvMasterKeys), e.Getenv(keyring.EnvMasterKeyFile)
+	}
+	master, err := keyring.LoadLocalKeys(keys, file)
+	if err != nil {
+		return usagef("%v (set %s or pass --master-keys)", err, keyring.EnvMasterKeys)
+	}
+	return withControl(ctx, e, c, func(cp controlPlane) error { return fn(cp, keyring.New(cp.pool, master, keyring.Options{})) })
+}
+
+func runKeysRotateDistrict(ctx context.Context, e Env, args []string) error {
+	fs, c := newFlags(e, "keys rotate-district", "--tenant ID")
+	tenantID := fs.String("tenant", "", "tenant (district) id")
+	keys, file := masterFlags(fs)
+	if err := parse(fs, c, args); err != nil {
+		return err
+	}
+	if err := required(fs, "tenant"); err != nil {
+		return err
+	}
+	if err := tenancy.ValidTenantID(*tenantID); err != nil {
+		return usagef("--tenant: %w", err)
+	}
+	return withKeyring(ctx, e, c, *keys, *file, func(cp controlPlane, kr *keyring.Keyring) error {
+		rot, err := kr.RotateDistrict(ctx, *tenantID)
+		if errors.Is(err, keyring.ErrUnknownKey) {
+			return fmt.Errorf("district %s has no keys yet (nothing of it was sealed): nothing to rotate", *tenantID)
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := cp.audit.Append(ctx, "ctl", *tenantID, "keys.rotate_district", rot); err != nil {
+			return err
+		}
+		if c.output == "json" {
+			return writeJSON(e.Stdout, rot)
+		}
+		_, err = fmt.Fprintf(e.Stdout, "district %s: KEK %d replaced by KEK %d; %d data keys re-wrapped, %d old KEKs deleted\n",
+			*tenantID, rot.From, rot.To, rot.Rewrapped, rot.Retired)
+		return err
+	})
+}
+
+func runKeysRotateMaster(ctx context.Context, e Env, args []string) error {
+	fs, c := newFlags(e, "keys rotate-master", "")
+	keys, file := masterFlags(fs)
+	if err := parse(fs, c, args); err != nil {
+		return err
+	}
+	return withKeyring(ctx, e, c, *keys, *file, func(cp controlPlane, kr *keyring.Keyring) error {
+		n, err := kr.RotateMaster(ctx)
+		if err != nil {
+			return err
+		}
+		out := struct {
+			Rewrapped int `json:"rewrapped"`
+		}{n}
+		if _, err := cp.audit.Append(ctx, "ctl", "", "keys.rotate_master", out); err != nil {
+			return err
+		}
+		if c.output == "json" {
+			return writeJSON(e.Stdout, out)
+		}
+		_, err = fmt.Fprintf(e.Stdout, "%d district keys re-wrapped under the current master key; older master keys can now be removed\n", n)
+		return err
+	})
+}
+
+func runKeysNewMaster(_ context.Context, e Env, args []string) error {
+	fs, c := newFlags(e, "keys new-master", "--id ID")
+	id := fs.String("id", "", "name of the new master key")
+	if err := parse(fs, c, args); err != nil {
+		return err
+	}
+	if err := required(fs, "id"); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintln(e.Stdout, keyring.NewLocalKeyLine(*id))
+	return err
+}
