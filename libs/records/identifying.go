@@ -1,5 +1,13 @@
 package records
 
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
 // The identifying fields of a raw record: what names or describes a person. The gateway seals them under
 // the person's data key (libs/keyring, ADR 0010) before the record reaches Kafka, and the enricher opens
 // them, so once the key is shredded nothing readable about the person is left in the raw topic, its
@@ -57,4 +65,111 @@ func (e *RawEvent) IdentifyingStrings(fn func(path string, p *string)) {
 		fn("roster_result.student_sourced_id", &r.StudentSourcedID)
 		opt("roster_result.comment", r.Comment)
 	}
+	opt("sealed", e.Sealed)
 }
+
+// sealedFields are the identifying fields that are not strings, as RawEvent.Sealed carries them.
+type sealedFields struct {
+	UserBirthDate                        *string `json:"roster_user.birth_date,omitempty"`
+	BirthDate                            *string `json:"roster_demographics.birth_date,omitempty"`
+	AmericanIndianOrAlaskaNative         *bool   `json:"roster_demographics.american_indian_or_alaska_native,omitempty"`
+	Asian                                *bool   `json:"roster_demographics.asian,omitempty"`
+	BlackOrAfricanAmerican               *bool   `json:"roster_demographics.black_or_african_american,omitempty"`
+	NativeHawaiianOrOtherPacificIslander *bool   `json:"roster_demographics.native_hawaiian_or_other_pacific_islander,omitempty"`
+	White                                *bool   `json:"roster_demographics.white,omitempty"`
+	TwoOrMoreRaces                       *bool   `json:"roster_demographics.demographic_race_two_or_more_races,omitempty"`
+	HispanicOrLatinoEthnicity            *bool   `json:"roster_demographics.hispanic_or_latino_ethnicity,omitempty"`
+}
+
+// demographicFlags pairs the flags of a demographics record with their places in sealedFields.
+func demographicFlags(d *RosterDemographics, f *sealedFields) []struct{ rec, sealed **bool } {
+	return []struct{ rec, sealed **bool }{
+		{&d.AmericanIndianOrAlaskaNative, &f.AmericanIndianOrAlaskaNative}, {&d.Asian, &f.Asian},
+		{&d.BlackOrAfricanAmerican, &f.BlackOrAfricanAmerican},
+		{&d.NativeHawaiianOrOtherPacificIslander, &f.NativeHawaiianOrOtherPacificIslander}, {&d.White, &f.White},
+		{&d.DemographicRaceTwoOrMoreRaces, &f.TwoOrMoreRaces}, {&d.HispanicOrLatinoEthnicity, &f.HispanicOrLatinoEthnicity},
+	}
+}
+
+// PackSealed moves the identifying fields that are not strings into Sealed, as a JSON object (not yet
+// sealed: IdentifyingStrings then names Sealed like any other identifying string), and nulls them. A
+// record without such fields is left as it is.
+func (e *RawEvent) PackSealed() error {
+	var f sealedFields
+	packed := false
+	if u := e.RosterUser; u != nil && u.BirthDate != nil {
+		f.UserBirthDate, u.BirthDate, packed = ptrTo(u.BirthDate.Format(time.DateOnly)), nil, true
+	}
+	if d := e.RosterDemographics; d != nil {
+		if d.BirthDate != nil {
+			f.BirthDate, d.BirthDate, packed = ptrTo(d.BirthDate.Format(time.DateOnly)), nil, true
+		}
+		for _, flag := range demographicFlags(d, &f) {
+			if *flag.rec != nil {
+				*flag.sealed, *flag.rec, packed = *flag.rec, nil, true
+			}
+		}
+	}
+	if !packed {
+		return nil
+	}
+	b, err := json.Marshal(f)
+	if err != nil {
+		return fmt.Errorf("packing sealed fields: %w", err)
+	}
+	e.Sealed = ptrTo(string(b))
+	return nil
+}
+
+// UnpackSealed puts the fields of an opened Sealed back in their places and clears Sealed.
+func (e *RawEvent) UnpackSealed() error {
+	if e.Sealed == nil {
+		return nil
+	}
+	var f sealedFields
+	dec := json.NewDecoder(strings.NewReader(*e.Sealed))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		return fmt.Errorf("sealed: %w", err)
+	}
+	date := func(path string, s *string) (*time.Time, error) {
+		if s == nil {
+			return nil, nil
+		}
+		t, err := time.Parse(time.DateOnly, *s)
+		if err != nil {
+			return nil, fmt.Errorf("sealed %s: %w", path, err)
+		}
+		return &t, nil
+	}
+	if f.UserBirthDate != nil {
+		if e.RosterUser == nil {
+			return errors.New("sealed: roster_user.birth_date in a record without a user")
+		}
+		t, err := date("roster_user.birth_date", f.UserBirthDate)
+		if err != nil {
+			return err
+		}
+		e.RosterUser.BirthDate = t
+	}
+	if d := e.RosterDemographics; d != nil {
+		t, err := date("roster_demographics.birth_date", f.BirthDate)
+		if err != nil {
+			return err
+		}
+		if t != nil {
+			d.BirthDate = t
+		}
+		for _, flag := range demographicFlags(d, &f) {
+			if *flag.sealed != nil {
+				*flag.rec = *flag.sealed
+			}
+		}
+	} else if f != (sealedFields{UserBirthDate: f.UserBirthDate}) {
+		return errors.New("sealed: demographics fields in a record without demographics")
+	}
+	e.Sealed = nil
+	return nil
+}
+
+func ptrTo[T any](v T) *T { return &v }

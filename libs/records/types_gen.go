@@ -353,6 +353,8 @@ type RawEvent struct {
 	RosterDemographics    *RosterDemographics    `avro:"roster_demographics" json:"roster_demographics"`
 	RosterLineItem        *RosterLineItem        `avro:"roster_line_item" json:"roster_line_item"`
 	RosterResult          *RosterResult          `avro:"roster_result" json:"roster_result"`
+	// The identifying fields that are not strings (birth dates, race and ethnicity flags), as one JSON object by field path, sealed under the person's data key; those fields are null beside it. Set by the gateway, opened and put back by the enricher.
+	Sealed *string `avro:"sealed" json:"sealed"`
 }
 
 // Who the event is about, after identity resolution.

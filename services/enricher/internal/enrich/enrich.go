@@ -153,9 +153,10 @@ type item struct {
 }
 
 // open replaces the sealed identifying fields of the batch's records with their plaintext, reading the
-// data keys they need in one round trip. A record whose person's key is shredded is suppressed (the
-// person was erased: nothing of theirs may pass, whenever the record is read); a field that does not open
-// sends the record to the dead-letter topic. Other errors are the key store's: the batch is retried.
+// data keys they need in one round trip, and then checks each record's fields. A record whose person's
+// key is shredded is suppressed (the person was erased: nothing of theirs may pass, whenever the record
+// is read); a field that does not open, or a record that fails the checks, goes to the dead-letter topic.
+// Other errors are the key store's: the batch is retried.
 func (e *Enricher) open(ctx context.Context, items []item) error {
 	var sealed []string
 	for i := range items {
@@ -167,11 +168,10 @@ func (e *Enricher) open(ctx context.Context, items []item) error {
 			})
 		}
 	}
-	if len(sealed) == 0 {
-		return nil
-	}
-	if err := e.deps.Keys.Preload(ctx, sealed); err != nil {
-		return err
+	if len(sealed) > 0 {
+		if err := e.deps.Keys.Preload(ctx, sealed); err != nil {
+			return err
+		}
 	}
 	for i := range items {
 		it := &items[i]
@@ -191,8 +191,17 @@ func (e *Enricher) open(ctx context.Context, items []item) error {
 			}
 			*p = plain
 		})
+		if failed == nil {
+			if failed = it.raw.UnpackSealed(); failed != nil {
+				failed, field = fmt.Errorf("%w: %w", keyring.ErrMalformed, failed), "sealed"
+			}
+		}
 		switch {
 		case failed == nil:
+			if errs := check(&it.raw); len(errs) > 0 {
+				out := e.dead(it.rec, records.ReasonInvalidField, errs[0].Field+": "+errs[0].Message, &it.raw, errs)
+				it.dead = &out
+			}
 		case errors.Is(failed, keyring.ErrShredded):
 			it.suppressed = SuppressedErased
 		case errors.Is(failed, keyring.ErrMalformed):
@@ -227,11 +236,8 @@ func (e *Enricher) decode(rec *kgo.Record) item {
 		out := e.dead(rec, records.ReasonUnknownSchema, fmt.Sprintf("schema_version %d is not supported", raw.SchemaVersion), raw,
 			[]records.FieldError{{Field: "schema_version", Message: fmt.Sprintf("unsupported version; supported: %d", SchemaVersion)}})
 		it.dead = &out
-	} else if errs := check(raw); len(errs) > 0 {
-		out := e.dead(rec, records.ReasonInvalidField, errs[0].Field+": "+errs[0].Message, raw, errs)
-		it.dead = &out
 	}
-	return it
+	return it // checked once its sealed fields are open (open)
 }
 
 // district is a district and its policy, looked up once per batch, with the people the batch's records

@@ -454,6 +454,9 @@ func (e *env) seal(ev *records.RawEvent) *records.RawEvent {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	if err := ev.PackSealed(); err != nil {
+		e.t.Fatal(err)
+	}
 	ev.IdentifyingStrings(func(_ string, p *string) { *p = k.Seal(*p) })
 	return ev
 }
@@ -467,6 +470,12 @@ func TestSealedFieldsAreOpenedAndShreddedOnesSuppressed(t *testing.T) {
 	a := e.enriched(e.seal(e.event("d1", "sis", "A", session("tablet-7"))))
 	if a.Actor.InternalID != user.Actor.InternalID || *a.Session.Device != "tablet-7" {
 		t.Fatalf("sealed event enriched as %s (user %s), device %v", a.Actor.InternalID, user.Actor.InternalID, a.Session.Device)
+	}
+	birth := time.Date(2015, 2, 3, 0, 0, 0, 0, time.UTC)
+	demo := e.enriched(e.seal(e.event("d1", "sis", "A", &records.RosterDemographics{SourcedID: "A", Status: records.RosterActive,
+		DateLastModified: now, BirthDate: &birth, Asian: ptr(true), Sex: ptr("female")})))
+	if d := demo.RosterDemographics; d.BirthDate == nil || !d.BirthDate.Equal(birth) || d.Asian == nil || !*d.Asian || *d.Sex != "female" {
+		t.Fatalf("sealed demographics enriched as %+v", d)
 	}
 	// Plaintext records written before sealing began are read as they are.
 	if b := e.enriched(e.event("d1", "sis", "B", session("x"))); *b.Actor.SISID != "B" {

@@ -428,9 +428,6 @@ func (s *Server) encodeBatch(ctx context.Context, tenant *tenants.Settings, acce
 	buf := make([]byte, 0, sizeHint)
 	for _, a := range accepted {
 		key := tenant.RecordKey(a.Event.Actor.SISID) // from the plain id, so a person's records keep their sub-key
-		if dk := dataKeys[a.Event.Actor.SISID]; dk != nil {
-			a.Event.IdentifyingStrings(func(_ string, p *string) { *p = dk.Seal(*p) })
-		}
 		start := len(buf)
 		if mem != nil && cap(buf)-len(buf) < encodeHeadroom {
 			// Grow the buffer here, charged, so that an encoding into it does not grow it uncharged.
@@ -441,7 +438,11 @@ func (s *Server) encodeBatch(ctx context.Context, tenant *tenants.Settings, acce
 			buf = append(make([]byte, 0, grown), buf...)
 		}
 		before := cap(buf)
-		out, err := s.codec.AppendEncode(buf, a.Event)
+		err := seal(a.Event, dataKeys[a.Event.Actor.SISID])
+		out := buf
+		if err == nil {
+			out, err = s.codec.AppendEncode(buf, a.Event)
+		}
 		size := len(key) + len(out) - start
 		switch {
 		case err != nil:
@@ -479,6 +480,19 @@ func (s *Server) dataKeys(ctx context.Context, tenant string, accepted []ingest.
 		return nil, fmt.Errorf("%w: %w", errKeys, err)
 	}
 	return keys, nil
+}
+
+// seal seals the record's identifying fields under the person's data key (nil: the record is about no
+// person), the fields that are not strings packed into one sealed field first.
+func seal(ev *records.RawEvent, dk *keyring.DataKey) error {
+	if dk == nil {
+		return nil
+	}
+	if err := ev.PackSealed(); err != nil {
+		return err
+	}
+	ev.IdentifyingStrings(func(_ string, p *string) { *p = dk.Seal(*p) })
+	return nil
 }
 
 // roleSystem is the actor role of roster records about no person.

@@ -1,11 +1,11 @@
 package server_test
 
 import (
-	"github.com/edtech-analytics/platform/libs/keyring"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/edtech-analytics/platform/libs/keyring"
 	"github.com/edtech-analytics/platform/libs/keyring/keyringtest"
 	"io"
 	"log/slog"
@@ -577,6 +577,9 @@ func (f *fixture) rawEvent(t *testing.T, r *kgo.Record) records.RawEvent {
 		}
 		*p = plain
 	})
+	if err := ev.UnpackSealed(); err != nil {
+		t.Fatalf("unpacking the sealed fields of event %s: %v", ev.EventID, err)
+	}
 	return ev
 }
 
@@ -597,17 +600,30 @@ func TestIdentifyingFieldsReachKafkaSealed(t *testing.T) {
 		t.Fatalf("roster answer %d %v", code, out)
 	}
 
-	raw := f.readTopic(t, f.kcfg.Topics().Raw)
-	if len(raw) != 3 {
-		t.Fatalf("raw holds %d records, want 3", len(raw))
+	code, out = f.postRaw(t, "/v1/roster/demographics", "roster", "application/json", []byte(`{"demographics":[{"sourcedId":"stu-secret-2",`+
+		`"status":"active","dateLastModified":"2026-08-01T00:00:00Z","birthDate":"2012-03-04","sex":"female"}]}`))
+	if code != http.StatusAccepted || out["accepted"] != 1.0 {
+		t.Fatalf("demographics answer %d %v", code, out)
 	}
-	plain := []string{"stu-secret-1", "dentist", "stu-secret-2", "Hypatia", "Alexandrina", "hypatia@"}
+
+	raw := f.readTopic(t, f.kcfg.Topics().Raw)
+	if len(raw) != 4 {
+		t.Fatalf("raw holds %d records, want 4", len(raw))
+	}
+	plain := []string{"stu-secret-1", "dentist", "stu-secret-2", "Hypatia", "Alexandrina", "hypatia@", "female"}
 	opened := map[string]records.RawEvent{}
 	for _, r := range raw {
 		for _, p := range plain {
 			if bytes.Contains(r.Value, []byte(p)) {
 				t.Errorf("a raw record holds %q in plain form", p)
 			}
+		}
+		var asSent records.RawEvent
+		if err := f.codec.Decode(r.Value, &asSent); err != nil {
+			t.Fatal(err)
+		}
+		if d := asSent.RosterDemographics; d != nil && (d.BirthDate != nil || asSent.Sealed == nil || !keyring.IsSealed(*asSent.Sealed)) {
+			t.Errorf("a demographics record carries its birth date outside the sealed field: %v, sealed %v", d.BirthDate, asSent.Sealed)
 		}
 		ev := f.rawEvent(t, r)
 		opened[ev.Type] = ev
@@ -617,6 +633,10 @@ func TestIdentifyingFieldsReachKafkaSealed(t *testing.T) {
 	}
 	if u := opened[records.TypeRosterUser].RosterUser; u == nil || u.GivenName != "Hypatia" || u.SourcedID != "stu-secret-2" || *u.Email != "hypatia@example.edu" {
 		t.Errorf("opened user: %+v", u)
+	}
+	if d := opened[records.TypeRosterDemographics].RosterDemographics; d == nil || d.BirthDate == nil ||
+		d.BirthDate.Format(time.DateOnly) != "2012-03-04" || *d.Sex != "female" {
+		t.Errorf("opened demographics: %+v", d)
 	}
 	if cv := opened[records.TypeContentView].ContentView; cv == nil || cv.ContentID != "c1" {
 		t.Errorf("a field that identifies no one changed: %+v", cv)
