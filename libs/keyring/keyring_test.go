@@ -244,3 +244,41 @@ func TestShreddedDistrictCannotBeRead(t *testing.T) {
 		t.Fatalf("the other district = %q", got)
 	}
 }
+
+func TestPseudonymKeysMoveIntoTheHierarchy(t *testing.T) {
+	pool := controlDB(t)
+	if _, err := pool.Exec(t.Context(), `INSERT INTO control.tenants (id, name, pseudonym_key) VALUES ('d1', 'D1', $1)`,
+		[]byte(strings.Repeat("p", 32))); err != nil {
+		t.Fatal(err)
+	}
+	legacy := []byte(strings.Repeat("p", 32))
+	old := keyring.NewLocalKeyLine("m1")
+	m := masterKeys(t, old)
+	got, err := keyring.New(pool, m, keyring.Options{}).PseudonymKey(t.Context(), "d1", legacy)
+	if err != nil || string(got) != string(legacy) {
+		t.Fatalf("PseudonymKey = %q, %v", got, err)
+	}
+	var plain []byte
+	if err := pool.QueryRow(t.Context(), `SELECT pseudonym_key FROM control.tenants WHERE id = 'd1'`).Scan(&plain); err != nil || plain != nil {
+		t.Fatalf("the plaintext key is still in control.tenants: %v, %v", plain, err)
+	}
+	// Later loads read the wrapped key (the plaintext is gone), also after a master rotation.
+	newer := keyring.NewLocalKeyLine("m2")
+	if _, err := keyring.New(pool, masterKeys(t, newer, old), keyring.Options{}).RotateMaster(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	got, err = keyring.New(pool, masterKeys(t, newer), keyring.Options{}).PseudonymKey(t.Context(), "d1", nil)
+	if err != nil || string(got) != string(legacy) {
+		t.Fatalf("PseudonymKey after the master rotation = %q, %v", got, err)
+	}
+	if _, err := keyring.New(pool, m, keyring.Options{}).PseudonymKey(t.Context(), "unknown", nil); !errors.Is(err, keyring.ErrShredded) {
+		t.Fatalf("PseudonymKey of a district without one: %v", err)
+	}
+	admin := keyring.New(pool, masterKeys(t, newer), keyring.Options{})
+	if _, err := admin.ShredDistrict(t.Context(), "d1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keyring.New(pool, masterKeys(t, newer), keyring.Options{}).PseudonymKey(t.Context(), "d1", nil); !errors.Is(err, keyring.ErrShredded) {
+		t.Fatalf("PseudonymKey of a shredded district: %v", err)
+	}
+}

@@ -198,15 +198,16 @@ func (r *Keyring) rewrapSome(ctx context.Context, tenant string, version int, ke
 func (r *Keyring) RotateMaster(ctx context.Context) (int, error) {
 	current := r.master.Current()
 	n := 0
-	rows, err := r.pool.Query(ctx, `SELECT tenant_id, master_key_id, wrapped_lookup FROM control.district_keys
+	rows, err := r.pool.Query(ctx, `SELECT tenant_id, master_key_id, wrapped_lookup, wrapped_pseudonym FROM control.district_keys
 		WHERE master_key_id <> $1`, current)
 	if err != nil {
 		return 0, fmt.Errorf("reading district secrets: %w", err)
 	}
 	type wrappedKey struct {
-		Tenant   string
-		MasterID string
-		Wrapped  []byte
+		Tenant    string
+		MasterID  string
+		Wrapped   []byte
+		Pseudonym []byte
 	}
 	lookups, err := pgx.CollectRows(rows, pgx.RowToStructByPos[wrappedKey])
 	if err != nil {
@@ -217,8 +218,15 @@ func (r *Keyring) RotateMaster(ctx context.Context) (int, error) {
 		if err != nil {
 			return n, fmt.Errorf("district %s: lookup secret: %w", l.Tenant, err)
 		}
-		if _, err := r.pool.Exec(ctx, `UPDATE control.district_keys SET master_key_id = $3, wrapped_lookup = $4
-			WHERE tenant_id = $1 AND master_key_id = $2`, l.Tenant, l.MasterID, current, w); err != nil {
+		var p []byte
+		if l.Pseudonym != nil {
+			if p, err = r.rewrapMaster(ctx, l.MasterID, current, l.Pseudonym, pseudonymAAD(l.Tenant)); err != nil {
+				return n, fmt.Errorf("district %s: pseudonym key: %w", l.Tenant, err)
+			}
+			n++
+		}
+		if _, err := r.pool.Exec(ctx, `UPDATE control.district_keys SET master_key_id = $3, wrapped_lookup = $4,
+			wrapped_pseudonym = $5 WHERE tenant_id = $1 AND master_key_id = $2`, l.Tenant, l.MasterID, current, w, p); err != nil {
 			return n, fmt.Errorf("district %s: storing lookup secret: %w", l.Tenant, err)
 		}
 		n++

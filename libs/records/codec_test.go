@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"reflect"
 	"strings"
@@ -21,6 +22,20 @@ func newTestCodec(t testing.TB) *Codec {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// latestID is the schema id of the newest snapshot of name.
+func latestID(t *testing.T, name string) uint32 {
+	t.Helper()
+	c, err := EmbeddedCatalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, ok := c.Latest(name)
+	if !ok {
+		t.Fatalf("no snapshot of %s", name)
+	}
+	return s.ID
 }
 
 func TestRoundTrip(t *testing.T) {
@@ -106,8 +121,8 @@ func TestAppendEncode(t *testing.T) {
 	if string(got[:4]) != "key:" || string(got[4:]) != string(want) {
 		t.Fatalf("AppendEncode = %x, want prefix then %x", got, want)
 	}
-	if want[0] != 0 || binary.BigEndian.Uint32(want[1:5]) != 1 {
-		t.Fatalf("frame header = %x, want magic 0 and schema id 1", want[:5])
+	if id := latestID(t, "raw_event"); want[0] != 0 || binary.BigEndian.Uint32(want[1:5]) != id {
+		t.Fatalf("frame header = %x, want magic 0 and schema id %d (the newest raw_event)", want[:5], id)
 	}
 }
 
@@ -140,7 +155,7 @@ func TestDecodeErrors(t *testing.T) {
 		message string
 	}{
 		{"empty", nil, new(RawEvent), ErrBadFrame, "shorter than"},
-		{"header only", raw[:5], new(RawEvent), ErrBadFrame, "schema id 1"},
+		{"header only", raw[:5], new(RawEvent), ErrBadFrame, fmt.Sprintf("schema id %d", latestID(t, "raw_event"))},
 		{"short header", raw[:3], new(RawEvent), ErrBadFrame, "shorter than"},
 		{"bad magic", badMagic, new(RawEvent), ErrBadFrame, "magic byte 0x1"},
 		{"truncated body", raw[:len(raw)/2], new(RawEvent), ErrBadFrame, "decoding raw"},

@@ -146,7 +146,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, opts ...kgo.Opt) error
 
 	instances := fleet.New(pool, os.Getenv)
 	defer instances.Close() // the pools of instances other than main
-	known := newTenantCache(tenants.New(instances), cfg.PolicyRefresh)
+	known := newTenantCache(tenants.New(instances), keys, cfg.PolicyRefresh)
 	policies := newPolicyCache(privacy.New(pool), cfg.PolicyRefresh)
 	// Identities and roster context live in each district's schema, on the instance it is placed on.
 	districts := fleet.NewDistrictPools(instances)

@@ -187,7 +187,7 @@ func benchTenants(b *testing.B, pool *pgxpool.Pool, n int) *tenantCache {
 	if _, err := store.Create(ctx, "tpl", "template"); err != nil {
 		b.Fatal(err)
 	}
-	cache := newTenantCache(store, time.Hour)
+	cache := newTenantCache(store, keyringtest.Over(b, pool), time.Hour)
 	b.Cleanup(func() { // before pgtest drops the database, which would time out on so many tables
 		for d := range n {
 			if _, err := pool.Exec(context.Background(), fmt.Sprintf("DROP SCHEMA IF EXISTS district_b%04d CASCADE", d)); err != nil {

@@ -21,6 +21,7 @@ const maxCachedDistricts = 100_000
 // the enricher first writes to it.
 type tenantCache struct {
 	store   tenantStore
+	keys    pseudonymKeys
 	entries *ttlcache.Cache[string, tenantAnswer]
 
 	mu      sync.Mutex
@@ -33,13 +34,19 @@ type tenantStore interface {
 	EnsureDistrictSchema(ctx context.Context, tenantID string) error
 }
 
+// pseudonymKeys give a district's pseudonym key from the key hierarchy, wrapping the plaintext one a
+// district created before it still has (a *keyring.Keyring).
+type pseudonymKeys interface {
+	PseudonymKey(ctx context.Context, tenant string, legacy []byte) ([]byte, error)
+}
+
 type tenantAnswer struct {
 	t   tenants.Tenant
 	err error // tenancy.ErrNotFound, remembered as an answer
 }
 
-func newTenantCache(store tenantStore, ttl time.Duration) *tenantCache {
-	return &tenantCache{store: store, entries: ttlcache.New[string, tenantAnswer](maxCachedDistricts, ttl), ensured: map[string]bool{}}
+func newTenantCache(store tenantStore, keys pseudonymKeys, ttl time.Duration) *tenantCache {
+	return &tenantCache{store: store, keys: keys, entries: ttlcache.New[string, tenantAnswer](maxCachedDistricts, ttl), ensured: map[string]bool{}}
 }
 
 // Tenant returns the district, or an error wrapping tenancy.ErrNotFound for an unknown one.
@@ -54,6 +61,11 @@ func (c *tenantCache) Tenant(ctx context.Context, id string) (tenants.Tenant, er
 		}
 		if err != nil {
 			return tenantAnswer{}, fmt.Errorf("loading tenant: %w", err)
+		}
+		if t.DeletedAt == nil { // a deleted district's records are dead letters: its keys may be gone
+			if t.PseudonymKey, err = c.keys.PseudonymKey(ctx, id, t.PseudonymKey); err != nil {
+				return tenantAnswer{}, fmt.Errorf("loading the pseudonym key of district %s: %w", id, err)
+			}
 		}
 		c.mu.Lock()
 		ensured := c.ensured[id]
