@@ -92,6 +92,8 @@ create dlq "$@" --config "retention.ms=7776000000"
 create control "$@" --config "retention.ms=-1"
 # The dedup changelog is compacted and expires after the dedup window (7 days); co-partitioned with raw.
 create enricher-dedup "$@" --config "cleanup.policy=compact,delete" --config "retention.ms=604800000"
+# The audit log's published heads are kept forever: a removed tail of the log is found against them.
+create audit-heads "$@" --config "retention.ms=-1"
 
 # Print one summary line per topic (partition count, replication, configs) for the job's log.
-"$bin" "$@" --describe --topic "${prefix}(raw|enriched|dlq|control|enricher-dedup)" | grep -v 'Partition: '
+"$bin" "$@" --describe --topic "${prefix}(raw|enriched|dlq|control|enricher-dedup|audit-heads)" | grep -v 'Partition: '

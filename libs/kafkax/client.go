@@ -140,8 +140,9 @@ type TopicSpec struct {
 // (k8s/create-topics.sh is generated from it: go generate ./libs/kafkax). Retention is explicit on every
 // topic, never the broker's default (often 7 days): raw and enriched keep 30 days by default (rebuilds
 // replay enriched from its start; older history lives in the archive), dead letters 90 days (time to
-// look at them and replay), control commands forever (replays must see every erasure), and the dedup
-// changelog is compacted and expires with the dedup window (7 days).
+// look at them and replay), control commands forever (replays must see every erasure), the dedup
+// changelog is compacted and expires with the dedup window (7 days), and the audit log's published heads
+// are kept forever.
 func PlatformTopics(c Config) []TopicSpec {
 	t := c.Topics()
 	ms := func(d, def time.Duration) string {
@@ -161,6 +162,8 @@ func PlatformTopics(c Config) []TopicSpec {
 			Configs: map[string]string{"retention.ms": "-1"}},
 		{Name: t.Dedup, Why: "The dedup changelog is compacted and expires after the dedup window (7 days); co-partitioned with raw.",
 			Configs: map[string]string{"cleanup.policy": "compact,delete", "retention.ms": ms(7*24*time.Hour, 0)}},
+		{Name: t.AuditHeads, Why: "The audit log's published heads are kept forever: a removed tail of the log is found against them.",
+			Configs: map[string]string{"retention.ms": "-1"}},
 	}
 }
 

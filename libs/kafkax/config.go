@@ -101,12 +101,15 @@ type Topics struct {
 	DLQ      string // rejected records with their reason
 	Control  string // operator commands: erase, tenant lifecycle, policy changes
 	Dedup    string // the enricher's dedup changelog, co-partitioned with Raw
+	// AuditHeads holds the audit log's published heads, outside PostgreSQL (ctl audit head --publish).
+	AuditHeads string
 }
 
 // Topics derives the topic names from the prefix.
 func (c *Config) Topics() Topics {
 	p := c.TopicPrefix
-	return Topics{Raw: p + "raw", Enriched: p + "enriched", DLQ: p + "dlq", Control: p + "control", Dedup: p + "enricher-dedup"}
+	return Topics{Raw: p + "raw", Enriched: p + "enriched", DLQ: p + "dlq", Control: p + "control", Dedup: p + "enricher-dedup",
+		AuditHeads: p + "audit-heads"}
 }
 
 // Subject is the schema registry subject of a topic's values (TopicNameStrategy).

@@ -48,7 +48,7 @@ func TestRetentionIsExplicitOnEveryTopic(t *testing.T) {
 		return out
 	}
 	want := map[string]string{"raw": "2592000000", "enriched": "2592000000", "dlq": "7776000000", "control": "-1",
-		"enricher-dedup": "604800000"}
+		"enricher-dedup": "604800000", "audit-heads": "-1"}
 	if got := retention(parse()); !maps.Equal(got, want) {
 		t.Errorf("retention by default = %v, want %v", got, want)
 	}

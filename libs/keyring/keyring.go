@@ -97,8 +97,8 @@ type Keyring struct {
 	keks      *ttlcache.Cache[kekRef, cipher.AEAD]
 	bySubject *ttlcache.Cache[subjectRef, *DataKey]
 	byID      *ttlcache.Cache[[keyIDSize]byte, *DataKey] // nil: no such key (ids are never reused)
-	// pseudonyms are the districts' pseudonym keys.
-	pseudonyms *ttlcache.Cache[string, []byte]
+	// secrets are the districts' pseudonym keys (by district id) and the audit key (auditSecret).
+	secrets *ttlcache.Cache[string, []byte]
 }
 
 // Options size the caches; zero values take the defaults.
@@ -130,11 +130,11 @@ func New(pool *pgxpool.Pool, master MasterKeys, opt Options) *Keyring {
 	}
 	return &Keyring{
 		pool: pool, master: master,
-		districts:  ttlcache.New[string, *district](10_000, opt.CacheTTL),
-		keks:       ttlcache.New[kekRef, cipher.AEAD](10_000, opt.CacheTTL),
-		bySubject:  ttlcache.New[subjectRef, *DataKey](opt.CacheSize, opt.CacheTTL),
-		byID:       ttlcache.New[[keyIDSize]byte, *DataKey](opt.CacheSize, opt.CacheTTL),
-		pseudonyms: ttlcache.New[string, []byte](10_000, opt.CacheTTL),
+		districts: ttlcache.New[string, *district](10_000, opt.CacheTTL),
+		keks:      ttlcache.New[kekRef, cipher.AEAD](10_000, opt.CacheTTL),
+		bySubject: ttlcache.New[subjectRef, *DataKey](opt.CacheSize, opt.CacheTTL),
+		byID:      ttlcache.New[[keyIDSize]byte, *DataKey](opt.CacheSize, opt.CacheTTL),
+		secrets:   ttlcache.New[string, []byte](10_000, opt.CacheTTL),
 	}
 }
 
@@ -144,7 +144,7 @@ func (r *Keyring) Forget() {
 	r.keks.Purge()
 	r.bySubject.Purge()
 	r.byID.Purge()
-	r.pseudonyms.Purge()
+	r.secrets.Purge()
 }
 
 // SubjectKeys returns the data key of each of the district's people named by SIS id, creating the

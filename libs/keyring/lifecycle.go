@@ -192,8 +192,8 @@ func (r *Keyring) rewrapSome(ctx context.Context, tenant string, version int, ke
 	return tag.RowsAffected(), nil
 }
 
-// RotateMaster re-wraps every district's lookup secret and KEKs that another master key wraps under the
-// current one; afterwards the old master keys can be removed from the configuration. It returns the
+// RotateMaster re-wraps every district's lookup secret, pseudonym key and KEKs, and the audit key, that
+// another master key wraps under the current one; afterwards the old master keys can be removed from the configuration. It returns the
 // number of keys re-wrapped.
 func (r *Keyring) RotateMaster(ctx context.Context) (int, error) {
 	current := r.master.Current()
@@ -255,6 +255,11 @@ func (r *Keyring) RotateMaster(ctx context.Context) (int, error) {
 			WHERE tenant_id = $1 AND version = $2 AND master_key_id = $3`, k.Tenant, k.Version, k.MasterID, current, w); err != nil {
 			return n, fmt.Errorf("district %s: storing KEK %d: %w", k.Tenant, k.Version, err)
 		}
+		n++
+	}
+	if done, err := r.rewrapAuditKey(ctx, current); err != nil {
+		return n, err
+	} else if done {
 		n++
 	}
 	r.Forget()

@@ -16,7 +16,7 @@ func pseudonymAAD(tenant string) []byte { return []byte("pseudonym|" + tenant) }
 // it, stores it here and clears the plaintext, so every later call finds it wrapped. A district shredded
 // or without any key is ErrShredded.
 func (r *Keyring) PseudonymKey(ctx context.Context, tenant string, legacy []byte) ([]byte, error) {
-	return r.pseudonyms.Get(tenant, func() ([]byte, error) {
+	return r.secrets.Get(tenant, func() ([]byte, error) {
 		key, err := r.readPseudonym(ctx, tenant)
 		if err == nil || !errors.Is(err, ErrShredded) || len(legacy) == 0 {
 			return key, err

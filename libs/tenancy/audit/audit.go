@@ -1,16 +1,22 @@
 // Package audit is the control plane's audit log (control.audit_log): append-only, each entry chained to
-// the one before by its hash, so that an edited, removed or reordered entry is found by Verify.
+// the one before by a keyed hash (HMAC-SHA256 under the audit key, which is held wrapped by the master
+// key and so cannot be computed by someone who can only write the table), so that an edited, removed or
+// reordered entry is found by Verify. Entries written before the chain was keyed keep their SHA-256
+// chain.
 package audit
 
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -22,6 +28,29 @@ import (
 // ErrTampered: the audit log's hash chain is broken (an entry was edited, removed or reordered) or
 // no longer holds an entry that was recorded as its head.
 var ErrTampered = errors.New("audit log tampered with")
+
+// TamperError lists every break Verify found; it matches ErrTampered.
+type TamperError struct {
+	Breaks []string
+}
+
+func (e *TamperError) Error() string {
+	const shown = 10
+	list := e.Breaks
+	more := ""
+	if len(list) > shown {
+		list, more = list[:shown], fmt.Sprintf("; and %d more", len(e.Breaks)-shown)
+	}
+	return fmt.Sprintf("%v: %d breaks: %s%s", ErrTampered, len(e.Breaks), strings.Join(list, "; "), more)
+}
+
+// Is makes a TamperError match ErrTampered.
+func (e *TamperError) Is(target error) bool { return target == ErrTampered }
+
+// Keys gives the key that signs the chain (a *keyring.Keyring).
+type Keys interface {
+	AuditKey(ctx context.Context) ([]byte, error)
+}
 
 // lockKey serialises appends: each entry's hash depends on the one before it.
 const lockKey = int64(0x6175646974) // "audit"
@@ -36,6 +65,7 @@ type Entry struct {
 	Detail   string    `json:"detail"`
 	PrevHash []byte    `json:"prev_hash"`
 	Hash     []byte    `json:"hash"`
+	Keyed    bool      `json:"keyed"` // hashed with the audit key; false for entries written before
 }
 
 // Head names the newest entry of the log; record it elsewhere to detect later truncation.
@@ -65,15 +95,20 @@ func ParseHead(s string) (Head, error) {
 // Store appends to, reads and verifies the audit log. Run tenancy.Migrate first.
 type Store struct {
 	pool *pgxpool.Pool
+	keys Keys
 }
 
-// New returns a Store over the control database pool.
-func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+// New returns a Store over the control database pool; keys sign new entries and verify keyed ones.
+func New(pool *pgxpool.Pool, keys Keys) *Store { return &Store{pool: pool, keys: keys} }
 
-// chainHash is SHA-256 over the previous hash, the sequence number and each field, length-prefixed so
-// that no two entries encode alike. The time is taken at microseconds, as PostgreSQL stores it.
-func chainHash(prev []byte, e Entry) []byte {
+// chainHash is HMAC-SHA256 under key (SHA-256 for an entry written before the chain was keyed, key nil)
+// over the previous hash, the sequence number and each field, length-prefixed so that no two entries
+// encode alike. The time is taken at microseconds, as PostgreSQL stores it.
+func chainHash(key, prev []byte, e Entry) []byte {
 	h := sha256.New()
+	if key != nil {
+		h = hmac.New(sha256.New, key)
+	}
 	h.Write(prev)
 	var n [8]byte
 	binary.BigEndian.PutUint64(n[:], uint64(e.Seq))
@@ -97,7 +132,11 @@ func (s *Store) Append(ctx context.Context, actor, tenantID, action string, deta
 	if err != nil {
 		return Entry{}, fmt.Errorf("encoding audit detail: %w", err)
 	}
-	e := Entry{At: time.Now().UTC().Truncate(time.Microsecond), Actor: actor, TenantID: tenantID, Action: action, Detail: string(b)}
+	key, err := s.keys.AuditKey(ctx)
+	if err != nil {
+		return Entry{}, fmt.Errorf("appending audit entry %s: %w", action, err)
+	}
+	e := Entry{At: time.Now().UTC().Truncate(time.Microsecond), Actor: actor, TenantID: tenantID, Action: action, Detail: string(b), Keyed: true}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockKey); err != nil {
 			return err
@@ -108,9 +147,9 @@ func (s *Store) Append(ctx context.Context, actor, tenantID, action string, deta
 			return err
 		}
 		e.Seq++
-		e.Hash = chainHash(e.PrevHash, e)
-		_, err = tx.Exec(ctx, `INSERT INTO control.audit_log (seq, at, actor, tenant_id, action, detail, prev_hash, hash)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, e.Seq, e.At, e.Actor, e.TenantID, e.Action, e.Detail, e.PrevHash, e.Hash)
+		e.Hash = chainHash(key, e.PrevHash, e)
+		_, err = tx.Exec(ctx, `INSERT INTO control.audit_log (seq, at, actor, tenant_id, action, detail, prev_hash, hash, keyed)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, true)`, e.Seq, e.At, e.Actor, e.TenantID, e.Action, e.Detail, e.PrevHash, e.Hash)
 		return err
 	})
 	if err != nil {
@@ -121,14 +160,14 @@ func (s *Store) Append(ctx context.Context, actor, tenantID, action string, deta
 
 // Entries returns up to limit entries from seq from on, oldest first.
 func (s *Store) Entries(ctx context.Context, from int64, limit int) ([]Entry, error) {
-	rows, err := s.pool.Query(ctx, `SELECT seq, at, actor, tenant_id, action, detail, prev_hash, hash
+	rows, err := s.pool.Query(ctx, `SELECT seq, at, actor, tenant_id, action, detail, prev_hash, hash, keyed
 		FROM control.audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2`, from, limit)
 	if err != nil {
 		return nil, fmt.Errorf("reading audit log: %w", err)
 	}
 	entries, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Entry, error) {
 		var e Entry
-		err := r.Scan(&e.Seq, &e.At, &e.Actor, &e.TenantID, &e.Action, &e.Detail, &e.PrevHash, &e.Hash)
+		err := r.Scan(&e.Seq, &e.At, &e.Actor, &e.TenantID, &e.Action, &e.Detail, &e.PrevHash, &e.Hash, &e.Keyed)
 		e.At = e.At.UTC()
 		return e, err
 	})
@@ -139,33 +178,58 @@ func (s *Store) Entries(ctx context.Context, from int64, limit int) ([]Entry, er
 }
 
 // Verify walks the whole log and checks that sequence numbers run 1, 2, 3... without a gap, that each
-// entry names the previous entry's hash, and that each hash is what the entry's fields give. If expect
-// is set (a head recorded earlier), the log must still hold that entry with that hash. It returns the
-// current head (zero for an empty log); a broken chain is ErrTampered naming the first bad entry.
-func (s *Store) Verify(ctx context.Context, expect *Head) (Head, error) {
+// entry names the previous entry's hash, that each hash is what the entry's fields give under the audit
+// key (SHA-256 for entries written before the chain was keyed, and none of those after a keyed one). If
+// expect is set (a head recorded earlier, e.g. published), the log must still hold that entry with that
+// hash, and so must it hold each of more (every head published). It returns the current head (zero for an empty log). A broken chain is a *TamperError listing
+// every break: after a break the walk goes on from the entry as stored, so each changed entry is named.
+func (s *Store) Verify(ctx context.Context, expect *Head, more ...Head) (Head, error) {
+	expected := map[int64][]byte{}
+	if expect != nil {
+		expected[expect.Seq] = expect.Hash
+	}
+	for _, h := range more {
+		expected[h.Seq] = h.Hash
+	}
 	const page = 1000
 	prev := make([]byte, sha256.Size)
 	var head Head
-	expectSeen := false
+	var breaks []string
+	var key []byte
+	keyedSince := int64(0)
 	for {
 		entries, err := s.Entries(ctx, head.Seq+1, page)
 		if err != nil {
 			return head, err
 		}
 		for _, e := range entries {
+			if e.Keyed && key == nil {
+				if key, err = s.keys.AuditKey(ctx); err != nil {
+					return head, fmt.Errorf("verifying the keyed entries: %w", err)
+				}
+			}
+			var k []byte
+			if e.Keyed {
+				k = key
+				if keyedSince == 0 {
+					keyedSince = e.Seq
+				}
+			}
 			switch {
 			case e.Seq != head.Seq+1:
-				return head, fmt.Errorf("%w: entry %d follows entry %d", ErrTampered, e.Seq, head.Seq)
+				breaks = append(breaks, fmt.Sprintf("entry %d follows entry %d", e.Seq, head.Seq))
 			case !bytes.Equal(e.PrevHash, prev):
-				return head, fmt.Errorf("%w: entry %d does not chain to entry %d", ErrTampered, e.Seq, head.Seq)
-			case !bytes.Equal(chainHash(prev, e), e.Hash):
-				return head, fmt.Errorf("%w: entry %d does not match its hash", ErrTampered, e.Seq)
+				breaks = append(breaks, fmt.Sprintf("entry %d does not chain to entry %d", e.Seq, head.Seq))
+			case !e.Keyed && keyedSince != 0:
+				breaks = append(breaks, fmt.Sprintf("entry %d is not keyed, though entries are keyed from %d on", e.Seq, keyedSince))
+			case !hmac.Equal(chainHash(k, prev, e), e.Hash):
+				breaks = append(breaks, fmt.Sprintf("entry %d does not match its hash", e.Seq))
 			}
-			if expect != nil && e.Seq == expect.Seq {
-				if !bytes.Equal(e.Hash, expect.Hash) {
-					return head, fmt.Errorf("%w: entry %d is not the one recorded as head", ErrTampered, e.Seq)
+			if want, ok := expected[e.Seq]; ok {
+				if !bytes.Equal(e.Hash, want) {
+					breaks = append(breaks, fmt.Sprintf("entry %d is not the one recorded as head", e.Seq))
 				}
-				expectSeen = true
+				delete(expected, e.Seq)
 			}
 			prev, head = e.Hash, Head{Seq: e.Seq, Hash: e.Hash}
 		}
@@ -173,8 +237,11 @@ func (s *Store) Verify(ctx context.Context, expect *Head) (Head, error) {
 			break
 		}
 	}
-	if expect != nil && !expectSeen {
-		return head, fmt.Errorf("%w: the recorded head %d is gone (the log ends at %d)", ErrTampered, expect.Seq, head.Seq)
+	for _, seq := range slices.Sorted(maps.Keys(expected)) {
+		breaks = append(breaks, fmt.Sprintf("the recorded head %d is gone (the log ends at %d)", seq, head.Seq))
+	}
+	if len(breaks) > 0 {
+		return head, &TamperError{Breaks: breaks}
 	}
 	return head, nil
 }

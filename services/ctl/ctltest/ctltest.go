@@ -5,6 +5,7 @@ package ctltest
 import (
 	"bytes"
 	"context"
+	"github.com/edtech-analytics/platform/libs/keyring"
 	"os"
 	"testing"
 
@@ -27,8 +28,19 @@ func Run(t testing.TB, args ...string) string {
 // RunErr runs one ctl command and returns its stdout and stderr together, and its error.
 func RunErr(ctx context.Context, args ...string) (string, error) {
 	var out bytes.Buffer
-	err := app.Run(ctx, args, app.Env{Stdout: &out, Stderr: &out, Getenv: os.Getenv})
+	err := app.Run(ctx, args, app.Env{Stdout: &out, Stderr: &out, Getenv: getenv})
 	return out.String(), err
+}
+
+// masterKeys are the master keys of the commands run here when the environment has none (they sign the
+// audit log): the same for every command of the test binary.
+var masterKeys = keyring.NewLocalKeyLine("ctltest")
+
+func getenv(k string) string {
+	if v := os.Getenv(k); v != "" || k != keyring.EnvMasterKeys || os.Getenv(keyring.EnvMasterKeyFile) != "" {
+		return v
+	}
+	return masterKeys
 }
 
 // MigrateVars returns the environment variables `ctl migrate` reads, for the deploy checks.

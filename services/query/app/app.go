@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/edtech-analytics/platform/libs/keyring"
 	"net"
 	"net/http"
 	"os"
@@ -40,6 +41,8 @@ type Config struct {
 	MinDistricts       int
 	MinStudents        int
 	BandDistricts      int
+	// Keys are the master keys that wrap the key the audit log is signed with (ADR 0010).
+	Keys keyring.Config
 }
 
 // RegisterFlags binds the config to flags with env defaults.
@@ -59,6 +62,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		"least number of active students a district needs in the range to contribute to a benchmark")
 	conf.Int(fs, &c.BandDistricts, "benchmark.band-districts", "BENCHMARK_BAND_DISTRICTS", 3,
 		"least number of districts behind each band mean a benchmark releases (at least 3)")
+	c.Keys.RegisterFlags(fs)
 }
 
 // Validate reports configuration errors.
@@ -121,7 +125,11 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks) (err erro
 	districts := fleet.New(pool, os.Getenv)
 	defer districts.Close() // the pools of instances other than main
 	resolver := auth.NewResolver(credentials.New(pool), districts, cfg.KeyCacheTTL)
-	mux.Handle("/", api.New(rt.Log, resolver, audit.New(pool), tenants.New(districts), ch, api.Config{MinDistricts: cfg.MinDistricts,
+	keys, err := cfg.Keys.Open(pool, keyring.Options{})
+	if err != nil {
+		return err
+	}
+	mux.Handle("/", api.New(rt.Log, resolver, audit.New(pool, keys), tenants.New(districts), ch, api.Config{MinDistricts: cfg.MinDistricts,
 		MinStudents: cfg.MinStudents, BandDistricts: cfg.BandDistricts}).Handler())
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/edtech-analytics/platform/libs/keyring"
 	"io"
 	"strings"
 	"sync"
@@ -88,7 +89,9 @@ func commands() []command {
 		{"token create", tokenCreateSynopsis, "issue a dashboard token with a role and scope (shown once)", runTokenCreate},
 		{"token list", "--tenant ID", "list a district's dashboard tokens (never their secrets)", runTokenList},
 		{"token revoke", "--id TOKENID", "revoke a dashboard token", runTokenRevoke},
-		{"audit verify", "[--head SEQ:HASH]", "check the audit log's hash chain (and that a recorded head is still there)", runAuditVerify},
+		{"audit verify", "[--head SEQ:HASH] [--published]",
+			"check the audit log's keyed chain, naming every break (and that recorded or published heads are still there)", runAuditVerify},
+		{"audit head", "[--publish]", "print the head of the intact audit log; --publish also puts it on the audit-heads topic", runAuditHead},
 		{"policy get", "(--tenant ID | --template ferpa|coppa|dpdp)", "show a district's privacy policy, or a template", runPolicyGet},
 		{"policy set", "--tenant ID (--template ferpa|coppa|dpdp | --file policy.json)",
 			"store a district's next policy version", runPolicySet},
@@ -275,6 +278,31 @@ type controlPlane struct {
 	ingest      *ingest.Store
 }
 
+// envAuditKeys gives the audit key through the master keys of the environment (MASTER_KEYS or
+// MASTER_KEY_FILE), read when an entry is first written or verified, so that commands that write none
+// run without them.
+func envAuditKeys(pool *pgxpool.Pool, e Env) audit.Keys {
+	return &lazyAuditKeys{load: sync.OnceValues(func() (*keyring.Keyring, error) {
+		master, err := keyring.LoadLocalKeys(e.Getenv(keyring.EnvMasterKeys), e.Getenv(keyring.EnvMasterKeyFile))
+		if err != nil {
+			return nil, fmt.Errorf("the audit log is signed with a key the master keys wrap: %w (set %s)", err, keyring.EnvMasterKeys)
+		}
+		return keyring.New(pool, master, keyring.Options{}), nil
+	})}
+}
+
+type lazyAuditKeys struct {
+	load func() (*keyring.Keyring, error)
+}
+
+func (k *lazyAuditKeys) AuditKey(ctx context.Context) ([]byte, error) {
+	kr, err := k.load()
+	if err != nil {
+		return nil, err
+	}
+	return kr.AuditKey(ctx)
+}
+
 // withControl connects, runs fn with the control plane's stores and closes the pool. It adds a hint when
 // the control schema has not been migrated yet.
 func withControl(ctx context.Context, e Env, c *common, fn func(cp controlPlane) error) error {
@@ -286,7 +314,7 @@ func withControl(ctx context.Context, e Env, c *common, fn func(cp controlPlane)
 	instances := fleet.New(pool, e.Getenv)
 	defer instances.Close()
 	err = fn(controlPlane{pool: pool, fleet: instances, tenants: tenants.New(instances), credentials: credentials.New(pool),
-		policies: privacy.New(pool), audit: audit.New(pool), ingest: ingest.New(pool)})
+		policies: privacy.New(pool), audit: audit.New(pool, envAuditKeys(pool, e)), ingest: ingest.New(pool)})
 	if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == "42P01" { // undefined_table
 		return fmt.Errorf("%w (has 'ctl migrate' been run?)", err)
 	}

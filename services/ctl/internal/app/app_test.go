@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/edtech-analytics/platform/libs/keyring"
+	"github.com/edtech-analytics/platform/libs/keyring/keyringtest"
 	"strings"
 	"testing"
 
@@ -15,12 +17,18 @@ import (
 )
 
 // ctl runs one command with DATABASE_URL set to dbURL and returns what it printed.
+// testMasterKeys are the MASTER_KEYS of every ctl the tests run.
+var testMasterKeys = keyringtest.MasterKeys()
+
 func ctl(t *testing.T, dbURL string, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	env := Env{Stdout: &out, Stderr: &errOut, Getenv: func(k string) string {
-		if k == EnvDatabaseURL {
+		switch k {
+		case EnvDatabaseURL:
 			return dbURL
+		case keyring.EnvMasterKeys:
+			return testMasterKeys
 		}
 		return ""
 	}}

@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"github.com/edtech-analytics/platform/libs/keyring"
 	"os"
 	"strconv"
 	"strings"
@@ -41,8 +42,11 @@ func BenchmarkProvisionDistricts(b *testing.B) {
 			b.Fatal(err)
 		}
 		env := Env{Stdout: &strings.Builder{}, Stderr: &strings.Builder{}, Getenv: func(k string) string {
-			if k == EnvDatabaseURL {
+			switch k {
+			case EnvDatabaseURL:
 				return url
+			case keyring.EnvMasterKeys:
+				return testMasterKeys
 			}
 			return ""
 		}}

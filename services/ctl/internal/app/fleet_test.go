@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"github.com/edtech-analytics/platform/libs/keyring"
 	"strings"
 	"testing"
 
@@ -18,7 +19,12 @@ import (
 func ctlEnv(t *testing.T, env map[string]string, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	err = Run(t.Context(), args, Env{Stdout: &out, Stderr: &errOut, Getenv: func(k string) string { return env[k] }})
+	err = Run(t.Context(), args, Env{Stdout: &out, Stderr: &errOut, Getenv: func(k string) string {
+		if v, ok := env[k]; ok || k != keyring.EnvMasterKeys {
+			return v
+		}
+		return testMasterKeys
+	}})
 	return out.String(), errOut.String(), err
 }
 
@@ -139,7 +145,7 @@ func TestTenantDelete(t *testing.T) {
 	if list := mustCtl(t, url, "tenant", "list"); strings.Contains(list, "gone") {
 		t.Errorf("tenant list shows the deleted district: %q", list)
 	}
-	entries, err := audit.New(pool).Entries(t.Context(), 0, 100)
+	entries, err := audit.New(pool, nil).Entries(t.Context(), 0, 100)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/edtech-analytics/platform/libs/keyring"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/audit"
 )
 
 // masterFlags registers where the master keys come from: flags, else MASTER_KEYS or MASTER_KEY_FILE.
@@ -26,7 +27,11 @@ func withKeyring(ctx context.Context, e Env, c *common, keys, file string, fn fu
 	if err != nil {
 		return usagef("%v (set %s or pass --master-keys)", err, keyring.EnvMasterKeys)
 	}
-	return withControl(ctx, e, c, func(cp controlPlane) error { return fn(cp, keyring.New(cp.pool, master, keyring.Options{})) })
+	return withControl(ctx, e, c, func(cp controlPlane) error {
+		kr := keyring.New(cp.pool, master, keyring.Options{})
+		cp.audit = audit.New(cp.pool, kr) // the same master keys sign the command's audit entry
+		return fn(cp, kr)
+	})
 }
 
 func runKeysRotateDistrict(ctx context.Context, e Env, args []string) error {

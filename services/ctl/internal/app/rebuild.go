@@ -67,7 +67,7 @@ func runRebuild(ctx context.Context, e Env, args []string) error {
 	instances := fleet.New(pool, e.Getenv)
 	defer instances.Close()
 	record := func(action string, detail any) error {
-		_, err := audit.New(pool).Append(ctx, "ctl", *tenant, action, detail)
+		_, err := audit.New(pool, envAuditKeys(pool, e)).Append(ctx, "ctl", *tenant, action, detail)
 		return err
 	}
 	if *dropOld {

@@ -151,7 +151,7 @@ func TestRebuildCommand(t *testing.T) {
 		t.Errorf("second --drop-old: %v", err)
 	}
 
-	entries, err := audit.New(pool).Entries(t.Context(), 0, 100)
+	entries, err := audit.New(pool, nil).Entries(t.Context(), 0, 100)
 	if err != nil {
 		t.Fatal(err)
 	}

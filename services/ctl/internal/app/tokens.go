@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"github.com/edtech-analytics/platform/libs/kafkax"
 	"strings"
 	"time"
 
@@ -121,8 +122,11 @@ func runTokenRevoke(ctx context.Context, e Env, args []string) error {
 }
 
 func runAuditVerify(ctx context.Context, e Env, args []string) error {
-	fs, c := newFlags(e, "audit verify", "[--head SEQ:HASH]")
+	fs, c := newFlags(e, "audit verify", "[--head SEQ:HASH] [--published]")
 	headFlag := fs.String("head", "", "a head printed by an earlier verify: the log must still hold it")
+	published := fs.Bool("published", false, "the log must still hold every head published on the audit-heads topic")
+	var kcfg kafkax.Config
+	kcfg.RegisterFlags(fs)
 	if err := parse(fs, c, args); err != nil {
 		return err
 	}
@@ -134,8 +138,18 @@ func runAuditVerify(ctx context.Context, e Env, args []string) error {
 		}
 		expect = &h
 	}
+	var heads []audit.Head
+	if *published {
+		if err := kcfg.Validate(); err != nil {
+			return usagef("kafka: %w", err)
+		}
+		var err error
+		if heads, err = publishedHeads(ctx, kcfg); err != nil {
+			return err
+		}
+	}
 	return withControl(ctx, e, c, func(cp controlPlane) error {
-		head, err := cp.audit.Verify(ctx, expect)
+		head, err := cp.audit.Verify(ctx, expect, heads...)
 		if err != nil {
 			return err
 		}

@@ -56,7 +56,7 @@ func TestTokenCommandsAndAuditVerify(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &verified); err != nil || !verified.OK || verified.Entries != 3 {
 		t.Fatalf("audit verify printed %q (%v): want 3 entries (two creations, one revocation)", out, err)
 	}
-	entries, err := audit.New(pool).Entries(t.Context(), 1, 10)
+	entries, err := audit.New(pool, nil).Entries(t.Context(), 1, 10)
 	if err != nil || entries[0].Action != "token.create" || entries[2].Action != "token.revoke" || entries[2].Actor != "ctl" {
 		t.Fatalf("audit entries = %+v, %v", entries, err)
 	}

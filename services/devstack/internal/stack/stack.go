@@ -185,6 +185,7 @@ func (s *Stack) startQuery(listening chan<- string) {
 	var cfg query.Config
 	defaults(&cfg)
 	cfg.HTTPAddr, cfg.AdminAddr, cfg.DatabaseURL = s.cfg.QueryAddr, "127.0.0.1:0", conf.Secret(s.cfg.DatabaseURL)
+	s.masterKeys(&cfg.Keys)
 	cfg.ClickHouseAddr, cfg.ClickHouseDatabase = s.cfg.ClickHouseAddr, s.cfg.ClickHouseDatabase
 	s.launch(Query, func(ctx context.Context) error {
 		return query.Run(ctx, cfg, s.runtime(Query), query.Hooks{OnListen: func(addr string) { listening <- addr }})

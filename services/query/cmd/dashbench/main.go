@@ -15,6 +15,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/edtech-analytics/platform/libs/keyring"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -89,7 +90,12 @@ func run(ctx context.Context, args []string) (err error) {
 	districtFleet := fleet.New(pool, os.Getenv)
 	defer districtFleet.Close()
 
-	h := api.New(slog.New(slog.DiscardHandler), auth.NewResolver(credentials.New(pool), districtFleet, *ttl), audit.New(pool),
+	master, err := keyring.ParseLocalKeys(keyring.NewLocalKeyLine("dashbench"))
+	if err != nil {
+		return err
+	}
+	h := api.New(slog.New(slog.DiscardHandler), auth.NewResolver(credentials.New(pool), districtFleet, *ttl),
+		audit.New(pool, keyring.New(pool, master, keyring.Options{})),
 		tenants.New(districtFleet), ch, api.Config{})
 	srv := httptest.NewServer(h.Handler())
 	defer srv.Close()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/edtech-analytics/platform/libs/keyring/keyringtest"
 	"io"
 	"log/slog"
 	"math"
@@ -256,7 +257,7 @@ func newFixtureWith(t *testing.T, cfg api.Config, cp controlPlane) fixture {
 		t.Fatal(err)
 	}
 	f := fleet.New(pool, os.Getenv)
-	districts, auditLog, keys := tenants.New(f), audit.New(pool), credentials.New(pool)
+	districts, auditLog, keys := tenants.New(f), audit.New(pool, keyringtest.Over(t, pool)), credentials.New(pool)
 	conn, _ := migrateRollups(t)
 	w := buildWorld(t, pool, conn, districts)
 	creds := map[string]string{}
