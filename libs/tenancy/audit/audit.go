@@ -165,6 +165,10 @@ func (s *Store) Entries(ctx context.Context, from int64, limit int) ([]Entry, er
 	if err != nil {
 		return nil, fmt.Errorf("reading audit log: %w", err)
 	}
+	return collectEntries(rows)
+}
+
+func collectEntries(rows pgx.Rows) ([]Entry, error) {
 	entries, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Entry, error) {
 		var e Entry
 		err := r.Scan(&e.Seq, &e.At, &e.Actor, &e.TenantID, &e.Action, &e.Detail, &e.PrevHash, &e.Hash, &e.Keyed)
@@ -175,6 +179,18 @@ func (s *Store) Entries(ctx context.Context, from int64, limit int) ([]Entry, er
 		return nil, fmt.Errorf("reading audit log: %w", err)
 	}
 	return entries, nil
+}
+
+// List returns the newest entries (up to limit, oldest of them first) of a district (all districts for
+// ""), at or after since.
+func (s *Store) List(ctx context.Context, tenantID string, since time.Time, limit int) ([]Entry, error) {
+	rows, err := s.pool.Query(ctx, `SELECT seq, at, actor, tenant_id, action, detail, prev_hash, hash, keyed FROM (
+			SELECT * FROM control.audit_log WHERE ($1 = '' OR tenant_id = $1) AND at >= $2 ORDER BY seq DESC LIMIT $3
+		) newest ORDER BY seq`, tenantID, since, limit)
+	if err != nil {
+		return nil, fmt.Errorf("reading audit log: %w", err)
+	}
+	return collectEntries(rows)
 }
 
 // Verify walks the whole log and checks that sequence numbers run 1, 2, 3... without a gap, that each

@@ -91,6 +91,7 @@ func commands() []command {
 		{"token revoke", "--id TOKENID", "revoke a dashboard token", runTokenRevoke},
 		{"audit verify", "[--head SEQ:HASH] [--published]",
 			"check the audit log's keyed chain, naming every break (and that recorded or published heads are still there)", runAuditVerify},
+		{"audit list", "[--tenant ID] [--since TIME] [--limit N]", "show the newest audit entries: who did what, to which district, when", runAuditList},
 		{"audit head", "[--publish]", "print the head of the intact audit log; --publish also puts it on the audit-heads topic", runAuditHead},
 		{"policy get", "(--tenant ID | --template ferpa|coppa|dpdp)", "show a district's privacy policy, or a template", runPolicyGet},
 		{"policy set", "--tenant ID (--template ferpa|coppa|dpdp | --file policy.json)",
@@ -276,6 +277,12 @@ type controlPlane struct {
 	policies    *privacy.Store
 	audit       *audit.Store
 	ingest      *ingest.Store
+}
+
+// record appends an audit entry for a command ctl ran.
+func (cp controlPlane) record(ctx context.Context, tenantID, action string, detail any) error {
+	_, err := cp.audit.Append(ctx, "ctl", tenantID, action, detail)
+	return err
 }
 
 // envAuditKeys gives the audit key through the master keys of the environment (MASTER_KEYS or

@@ -85,3 +85,35 @@ func publishedHeads(ctx context.Context, kcfg kafkax.Config) ([]audit.Head, erro
 	})
 	return heads, err
 }
+
+func runAuditList(ctx context.Context, e Env, args []string) error {
+	fs, c := newFlags(e, "audit list", "[--tenant ID] [--since TIME] [--limit N]")
+	tenantID := fs.String("tenant", "", "only this district's entries")
+	since := fs.String("since", "", "only entries at or after this time (RFC 3339, or a date)")
+	limit := fs.Int("limit", 100, "show at most the newest N entries")
+	if err := parse(fs, c, args); err != nil {
+		return err
+	}
+	var from time.Time
+	if *since != "" {
+		var err error
+		if from, err = time.Parse(time.RFC3339, *since); err != nil {
+			if from, err = time.Parse(time.DateOnly, *since); err != nil {
+				return usagef("--since: %q is not an RFC 3339 time or a date", *since)
+			}
+		}
+	}
+	if *limit < 1 {
+		return usagef("--limit: must be at least 1")
+	}
+	return withControl(ctx, e, c, func(cp controlPlane) error {
+		entries, err := cp.audit.List(ctx, *tenantID, from, *limit)
+		if err != nil {
+			return err
+		}
+		return writeList(e.Stdout, c.output, entries, []string{"SEQ", "AT", "ACTOR", "TENANT", "ACTION", "DETAIL"},
+			func(en audit.Entry) []string {
+				return []string{fmt.Sprint(en.Seq), formatTime(&en.At), en.Actor, orDash(en.TenantID), en.Action, truncate(en.Detail, 80)}
+			})
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/edtech-analytics/platform/libs/tenancy/audit"
 	"slices"
 	"strings"
 	"time"
@@ -201,6 +202,10 @@ func runDLQReplay(ctx context.Context, e Env, args []string) error {
 			return err
 		}
 		progress.printf("replayed %d/%d\n", i+len(part), len(todo))
+	}
+	if _, err := audit.New(pool, envAuditKeys(pool, e)).Append(ctx, "ctl", f.tenant, "dlq.replay",
+		map[string]any{"replayed": len(todo), "reason": f.reason, "again": *again, "by": *by}); err != nil {
+		return err
 	}
 	if err := report(len(todo)); err != nil {
 		return err

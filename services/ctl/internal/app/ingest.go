@@ -76,6 +76,9 @@ func runTenantSetLimits(ctx context.Context, e Env, args []string) error {
 		if err != nil {
 			return flagError("events-per-sec", err)
 		}
+		if err := cp.record(ctx, *id, "tenant.set_limits", s); err != nil {
+			return err
+		}
 		return writeIngest(e, c, []ingest.Settings{s})
 	})
 }
@@ -100,6 +103,9 @@ func runTenantSetHot(ctx context.Context, e Env, args []string) error {
 		s, err := cp.ingest.SetHotShards(ctx, *id, *shards)
 		if err != nil {
 			return flagError("shards", err)
+		}
+		if err := cp.record(ctx, *id, "tenant.set_hot", s); err != nil {
+			return err
 		}
 		return writeIngest(e, c, []ingest.Settings{s})
 	})

@@ -38,6 +38,9 @@ func runKeysCreate(ctx context.Context, e Env, args []string) error {
 		if err != nil {
 			return flagError("verbs", err)
 		}
+		if err := cp.record(ctx, key.TenantID, "api_key.create", key); err != nil {
+			return err
+		}
 		if c.output == "json" {
 			return writeJSON(e.Stdout, struct {
 				Key string `json:"key"`
@@ -87,6 +90,9 @@ func runKeysRevoke(ctx context.Context, e Env, args []string) error {
 	}
 	return withControl(ctx, e, c, func(cp controlPlane) error {
 		if err := cp.credentials.RevokeAPIKey(ctx, *id); err != nil {
+			return err
+		}
+		if err := cp.record(ctx, "", "api_key.revoke", map[string]string{"id": *id}); err != nil {
 			return err
 		}
 		if c.output == "json" {

@@ -89,6 +89,9 @@ func runPolicySet(ctx context.Context, e Env, args []string) error {
 		if err != nil {
 			return err
 		}
+		if err := cp.record(ctx, *tenantID, "policy.set", map[string]any{"version": stored.Version, "template": stored.Template, "by": *by}); err != nil {
+			return err
+		}
 		if c.output == "json" {
 			return writeJSON(e.Stdout, stored)
 		}

@@ -45,6 +45,9 @@ func runTenantCreate(ctx context.Context, e Env, args []string) error {
 		if err != nil {
 			return err
 		}
+		if err := cp.record(ctx, t.ID, "tenant.create", map[string]string{"name": t.Name, "instance": placed}); err != nil {
+			return err
+		}
 		if c.output == "json" {
 			return writeJSON(e.Stdout, struct {
 				tenants.Tenant

@@ -53,11 +53,12 @@ func TestTokenCommandsAndAuditVerify(t *testing.T) {
 		Head    string `json:"head"`
 	}
 	out = mustCtl(t, url, "audit", "verify", "--output", "json")
-	if err := json.Unmarshal([]byte(out), &verified); err != nil || !verified.OK || verified.Entries != 3 {
-		t.Fatalf("audit verify printed %q (%v): want 3 entries (two creations, one revocation)", out, err)
+	if err := json.Unmarshal([]byte(out), &verified); err != nil || !verified.OK || verified.Entries != 4 {
+		t.Fatalf("audit verify printed %q (%v): want 4 entries (the district, two tokens, one revocation)", out, err)
 	}
 	entries, err := audit.New(pool, nil).Entries(t.Context(), 1, 10)
-	if err != nil || entries[0].Action != "token.create" || entries[2].Action != "token.revoke" || entries[2].Actor != "ctl" {
+	if err != nil || entries[0].Action != "tenant.create" || entries[1].Action != "token.create" || entries[3].Action != "token.revoke" ||
+		entries[3].Actor != "ctl" {
 		t.Fatalf("audit entries = %+v, %v", entries, err)
 	}
 	mustCtl(t, url, "audit", "verify", "--head", verified.Head)
@@ -65,12 +66,12 @@ func TestTokenCommandsAndAuditVerify(t *testing.T) {
 		t.Fatalf("audit verify --head nonsense: err = %v, want a usage error", err)
 	}
 	for _, s := range []string{"ALTER TABLE control.audit_log DISABLE TRIGGER USER",
-		"UPDATE control.audit_log SET tenant_id = 'd2' WHERE seq = 2", "ALTER TABLE control.audit_log ENABLE TRIGGER USER"} {
+		"UPDATE control.audit_log SET tenant_id = 'd2' WHERE seq = 3", "ALTER TABLE control.audit_log ENABLE TRIGGER USER"} {
 		if _, err := pool.Exec(t.Context(), s); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, _, err := ctl(t, url, "audit", "verify"); !errors.Is(err, audit.ErrTampered) || !strings.Contains(err.Error(), "entry 2") {
+	if _, _, err := ctl(t, url, "audit", "verify"); !errors.Is(err, audit.ErrTampered) || !strings.Contains(err.Error(), "entry 3") {
 		t.Fatalf("audit verify of a tampered log: err = %v", err)
 	}
 }

@@ -288,6 +288,14 @@ func (a *API) student(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// Who read which student's data, and when: a student-level read is served only once it is audited.
+	if _, err := a.audit.Append(r.Context(), req.p.Subject, req.p.TenantID, "student.read", map[string]string{
+		"student_id": id.String(), "role": req.p.Role, "from": req.from.Format(time.DateOnly), "to": req.to.Format(time.DateOnly),
+	}); err != nil {
+		a.log.ErrorContext(r.Context(), "writing the audit log", "tenant_id", req.p.TenantID, "err", err)
+		problem(w, http.StatusServiceUnavailable, "audit-unavailable", "student data is served only when the read is audited; retry")
+		return
+	}
 	a.serveSummary(w, r, req, "student", id.String(), summaryQuery{
 		table: "metrics_student_daily", where: "student_id = toUUID(?)", args: []any{id.String()},
 	})

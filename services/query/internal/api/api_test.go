@@ -686,3 +686,25 @@ func TestBenchmarkAtTheMinimumRevealsNoDistrict(t *testing.T) {
 		t.Fatalf("audit entry = %+v, want the caller, the metric and the time of the request", read)
 	}
 }
+
+// TestStudentReadsAreAudited checks that a student-level read names who read which student, and that it
+// is refused when it cannot be audited.
+func TestStudentReadsAreAudited(t *testing.T) {
+	f := newFixture(t, 2, nil)
+	id := f.w.students["d1"]["c1"]
+	if code := f.get(t, f.creds["d1-teacher-t1"], "/v1/students/"+id+"/summary"+span, nil); code != 200 {
+		t.Fatalf("teacher's read of a student of their class: status %d", code)
+	}
+	entries, err := f.audit.List(t.Context(), "d1", time.Time{}, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || entries[0].Action != "student.read" || !strings.HasPrefix(entries[0].Actor, "token:") ||
+		!strings.Contains(entries[0].Detail, `"student_id":"`+id+`"`) || !strings.Contains(entries[0].Detail, `"role":"teacher"`) {
+		t.Fatalf("audit entries = %+v, want the teacher's read of %s", entries, id)
+	}
+	broken := newFixture(t, 2, failingAuditor{})
+	if code := broken.get(t, broken.creds["d1-district"], "/v1/students/"+broken.w.students["d1"]["c1"]+"/summary"+span, nil); code != 503 {
+		t.Fatalf("a student read that cannot be audited: status %d, want 503", code)
+	}
+}
