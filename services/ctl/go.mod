@@ -3,6 +3,7 @@ module github.com/edtech-analytics/platform/services/ctl
 go 1.26.0
 
 require (
+	github.com/ClickHouse/clickhouse-go/v2 v2.26.0
 	github.com/edtech-analytics/platform/libs/conf v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/kafkax v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/obs v0.0.0-00010101000000-000000000000
@@ -17,9 +18,22 @@ require (
 )
 
 require (
+	github.com/ClickHouse/ch-go v0.61.5 // indirect
+	github.com/andybalholm/brotli v1.1.0 // indirect
+	github.com/go-faster/city v1.0.1 // indirect
+	github.com/go-faster/errors v0.7.1 // indirect
+	github.com/paulmach/orb v0.11.1 // indirect
+	github.com/pkg/errors v0.9.1 // indirect
+	github.com/segmentio/asm v1.2.0 // indirect
+	github.com/shopspring/decimal v1.4.0 // indirect
+	gopkg.in/yaml.v3 v3.0.1 // indirect
+)
+
+require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/edtech-analytics/platform/libs/chutil v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/keyring v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/testenv/devenv v0.0.0-00010101000000-000000000000 // indirect
 	github.com/edtech-analytics/platform/libs/ttlcache v0.0.0-00010101000000-000000000000 // indirect
@@ -92,3 +106,5 @@ replace (
 replace github.com/edtech-analytics/platform/libs/ttlcache => ../../libs/ttlcache
 
 replace github.com/edtech-analytics/platform/libs/keyring => ../../libs/keyring
+
+replace github.com/edtech-analytics/platform/libs/chutil => ../../libs/chutil

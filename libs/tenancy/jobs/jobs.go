@@ -1,0 +1,148 @@
+// Package jobs keeps the control plane's privacy jobs (control.privacy_jobs): erasures and exports, each a
+// list of steps recorded with what each found in its store before and after, so that a job shows what
+// it did and survives the death of the process that ran it.
+package jobs
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/edtech-analytics/platform/libs/tenancy"
+)
+
+// Statuses of a job.
+const (
+	StatusRunning = "running"
+	StatusDone    = "done"
+	StatusFailed  = "failed"
+)
+
+// Job is one privacy job.
+type Job struct {
+	ID          string     `json:"id"`
+	Kind        string     `json:"kind"`
+	TenantID    string     `json:"tenant_id"`
+	Reason      string     `json:"reason,omitempty"`
+	RequestedBy string     `json:"requested_by"`
+	Status      string     `json:"status"`
+	Error       string     `json:"error,omitempty"`
+	CreatedAt   time.Time  `json:"created_at"`
+	FinishedAt  *time.Time `json:"finished_at,omitempty"`
+	Steps       []Step     `json:"steps"`
+}
+
+// Step is one step of a job: what it found in its store before and after it ran.
+type Step struct {
+	Seq         int        `json:"seq"`
+	Name        string     `json:"step"`
+	Store       string     `json:"store"`
+	FoundBefore *int64     `json:"found_before"`
+	FoundAfter  *int64     `json:"found_after"`
+	Detail      string     `json:"detail,omitempty"`
+	StartedAt   time.Time  `json:"started_at"`
+	FinishedAt  *time.Time `json:"finished_at,omitempty"`
+}
+
+// Done reports whether the step finished.
+func (s Step) Done() bool { return s.FinishedAt != nil }
+
+// Store reads and writes jobs. Run tenancy.Migrate first.
+type Store struct{ pool *pgxpool.Pool }
+
+// New returns a Store over the control database pool.
+func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+
+// Start returns the running job of kind for the district, creating it if there is none: a second request
+// while one runs resumes it instead of starting another. created says which.
+func (s *Store) Start(ctx context.Context, kind, tenantID, reason, by string) (job Job, created bool, err error) {
+	var id [16]byte
+	_, _ = rand.Read(id[:])
+	id[6], id[8] = id[6]&0x0f|0x40, id[8]&0x3f|0x80
+	_, err = s.pool.Exec(ctx, `INSERT INTO control.privacy_jobs (id, kind, tenant_id, reason, requested_by) VALUES ($1, $2, $3, $4, $5)`,
+		id, kind, tenantID, reason, by)
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &pgErr) && pgErr.Code == "23505": // one is running already
+	case err != nil:
+		return Job{}, false, fmt.Errorf("creating a %s job for district %s: %w", kind, tenantID, err)
+	default:
+		created = true
+	}
+	var jobID string
+	if err := s.pool.QueryRow(ctx, `SELECT id::text FROM control.privacy_jobs WHERE kind = $1 AND tenant_id = $2 AND status = 'running'`,
+		kind, tenantID).Scan(&jobID); err != nil {
+		return Job{}, false, fmt.Errorf("reading the running %s job of district %s: %w", kind, tenantID, err)
+	}
+	job, err = s.Job(ctx, jobID)
+	return job, created, err
+}
+
+// Job returns a job with its steps; an unknown id is tenancy.ErrNotFound.
+func (s *Store) Job(ctx context.Context, id string) (Job, error) {
+	var j Job
+	err := s.pool.QueryRow(ctx, `SELECT id::text, kind, tenant_id, reason, requested_by, status, error, created_at, finished_at
+		FROM control.privacy_jobs WHERE id::text = $1`, id).
+		Scan(&j.ID, &j.Kind, &j.TenantID, &j.Reason, &j.RequestedBy, &j.Status, &j.Error, &j.CreatedAt, &j.FinishedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Job{}, fmt.Errorf("job %s: %w", id, tenancy.ErrNotFound)
+	}
+	if err != nil {
+		return Job{}, fmt.Errorf("reading job %s: %w", id, err)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT seq, step, store, found_before, found_after, detail, started_at, finished_at
+		FROM control.privacy_job_steps WHERE job_id = $1 ORDER BY seq`, j.ID)
+	if err != nil {
+		return Job{}, fmt.Errorf("reading the steps of job %s: %w", id, err)
+	}
+	j.Steps, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Step, error) {
+		var st Step
+		err := r.Scan(&st.Seq, &st.Name, &st.Store, &st.FoundBefore, &st.FoundAfter, &st.Detail, &st.StartedAt, &st.FinishedAt)
+		return st, err
+	})
+	if err != nil {
+		return Job{}, fmt.Errorf("reading the steps of job %s: %w", id, err)
+	}
+	if j.Steps == nil {
+		j.Steps = []Step{}
+	}
+	return j, nil
+}
+
+// BeginStep records that a step starts (again, after a crash: its earlier start is replaced), with what
+// its store holds before it.
+func (s *Store) BeginStep(ctx context.Context, jobID string, seq int, name, store string, before int64) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO control.privacy_job_steps (job_id, seq, step, store, found_before)
+		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (job_id, seq) DO UPDATE SET started_at = now(),
+		found_before = coalesce(control.privacy_job_steps.found_before, EXCLUDED.found_before)`, jobID, seq, name, store, before)
+	if err != nil {
+		return fmt.Errorf("recording step %s of job %s: %w", name, jobID, err)
+	}
+	return nil
+}
+
+// FinishStep records that a step finished, with what its store holds after it.
+func (s *Store) FinishStep(ctx context.Context, jobID string, seq int, after int64, detail string) error {
+	_, err := s.pool.Exec(ctx, `UPDATE control.privacy_job_steps SET found_after = $3, detail = $4, finished_at = now()
+		WHERE job_id = $1 AND seq = $2`, jobID, seq, after, detail)
+	if err != nil {
+		return fmt.Errorf("recording the end of step %d of job %s: %w", seq, jobID, err)
+	}
+	return nil
+}
+
+// Finish ends a job: done, or failed with the reason.
+func (s *Store) Finish(ctx context.Context, jobID, status, reason string) error {
+	_, err := s.pool.Exec(ctx, `UPDATE control.privacy_jobs SET status = $2, error = $3, finished_at = now()
+		WHERE id = $1 AND status = 'running'`, jobID, status, reason)
+	if err != nil {
+		return fmt.Errorf("finishing job %s: %w", jobID, err)
+	}
+	return nil
+}
