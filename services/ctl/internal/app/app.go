@@ -254,6 +254,17 @@ func required(fs *flag.FlagSet, names ...string) error {
 	return nil
 }
 
+// requiredTenant checks that --tenant was given a valid district id.
+func requiredTenant(fs *flag.FlagSet, id string) error {
+	if err := required(fs, "tenant"); err != nil {
+		return err
+	}
+	if err := tenancy.ValidTenantID(id); err != nil {
+		return usagef("--tenant: %w", err)
+	}
+	return nil
+}
+
 // connect opens a pool on the database named by --database-url or the environment.
 func connect(ctx context.Context, e Env, c *common) (*pgxpool.Pool, error) {
 	url := c.databaseURL

@@ -6,9 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/tenancy/audit"
-	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
 )
 
 // TestPublishedHeadsCatchARemovedTail publishes the audit head outside PostgreSQL, appends more, and
@@ -16,15 +14,7 @@ import (
 // head, once the newest entries are removed.
 func TestPublishedHeadsCatchARemovedTail(t *testing.T) {
 	pool, url := migratedDB(t)
-	_, kcfg := kafkatest.New(t)
-	cl, err := kafkax.NewAdmin(kcfg, kafkax.Deps{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if err := kafkax.EnsureTopics(t.Context(), cl.Client, 4, 1, kafkax.PlatformTopics(kcfg)); err != nil {
-		t.Fatal(err)
-	}
+	kcfg := platformTopics(t)
 	mustCtl(t, url, "tenant", "create", "--id", "d1", "--name", "District 1")
 	mustCtl(t, url, "token", "create", "--tenant", "d1", "--role", "district_admin")
 	var first struct {

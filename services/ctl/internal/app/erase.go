@@ -66,11 +66,8 @@ func runEraseTenant(ctx context.Context, e Env, args []string) error {
 	if err := parse(fs, c, args); err != nil {
 		return err
 	}
-	if err := required(fs, "tenant"); err != nil {
+	if err := requiredTenant(fs, *tenantID); err != nil {
 		return err
-	}
-	if err := tenancy.ValidTenantID(*tenantID); err != nil {
-		return usagef("--tenant: %w", err)
 	}
 	if *confirm != *tenantID {
 		return usagef("erase tenant: erases district %s from PostgreSQL, ClickHouse, its keys and credentials, for good; "+

@@ -16,6 +16,21 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
+// platformTopics returns a kfake cluster with the platform's topics.
+func platformTopics(t *testing.T) kafkax.Config {
+	t.Helper()
+	_, kcfg := kafkatest.New(t)
+	admin, err := kafkax.NewAdmin(kcfg, kafkax.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if err := kafkax.EnsureTopics(t.Context(), admin.Client, 4, 1, kafkax.PlatformTopics(kcfg)); err != nil {
+		t.Fatal(err)
+	}
+	return kcfg
+}
+
 // TestEraseTenantFromEveryStore erases one of two districts and checks, store by store, that the job's
 // verification log shows it found the district and left nothing, that the other district is untouched,
 // that running it again is harmless, and that an unknown district makes no job.
@@ -23,15 +38,7 @@ func TestEraseTenantFromEveryStore(t *testing.T) {
 	pool, url := migratedDB(t)
 	ctx := t.Context()
 	conn, database, addr := chtest.New(t)
-	_, kcfg := kafkatest.New(t)
-	admin, err := kafkax.NewAdmin(kcfg, kafkax.Deps{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	if err := kafkax.EnsureTopics(ctx, admin.Client, 4, 1, kafkax.PlatformTopics(kcfg)); err != nil {
-		t.Fatal(err)
-	}
+	kcfg := platformTopics(t)
 	for _, d := range []string{"d1", "d2"} {
 		mustCtl(t, url, "tenant", "create", "--id", d, "--name", "District "+d)
 		mustCtl(t, url, "keys", "create", "--tenant", d, "--source", "lms")
@@ -165,17 +172,8 @@ func TestEraseTenantFromEveryStore(t *testing.T) {
 // within the bound) and checks that the next run resumes the same job from its first unfinished step.
 func TestEraseTenantResumesWhereItStopped(t *testing.T) {
 	_, url := migratedDB(t)
-	ctx := t.Context()
 	_, database, addr := chtest.New(t)
-	_, kcfg := kafkatest.New(t)
-	admin, err := kafkax.NewAdmin(kcfg, kafkax.Deps{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	if err := kafkax.EnsureTopics(ctx, admin.Client, 4, 1, kafkax.PlatformTopics(kcfg)); err != nil {
-		t.Fatal(err)
-	}
+	kcfg := platformTopics(t)
 	mustCtl(t, url, "tenant", "create", "--id", "d1", "--name", "District 1")
 	base := append([]string{"erase", "tenant", "--tenant", "d1", "--confirm", "d1", "--clickhouse.addr", addr,
 		"--clickhouse.database", database, "--output", "json"}, kafkaArgs(kcfg)...)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 
 	"github.com/edtech-analytics/platform/libs/keyring"
-	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/edtech-analytics/platform/libs/tenancy/audit"
 )
 
@@ -41,11 +40,8 @@ func runKeysRotateDistrict(ctx context.Context, e Env, args []string) error {
 	if err := parse(fs, c, args); err != nil {
 		return err
 	}
-	if err := required(fs, "tenant"); err != nil {
+	if err := requiredTenant(fs, *tenantID); err != nil {
 		return err
-	}
-	if err := tenancy.ValidTenantID(*tenantID); err != nil {
-		return usagef("--tenant: %w", err)
 	}
 	return withKeyring(ctx, e, c, *keys, *file, func(cp controlPlane, kr *keyring.Keyring) error {
 		rot, err := kr.RotateDistrict(ctx, *tenantID)

@@ -60,11 +60,8 @@ func runKeysList(ctx context.Context, e Env, args []string) error {
 	if err := parse(fs, c, args); err != nil {
 		return err
 	}
-	if err := required(fs, "tenant"); err != nil {
+	if err := requiredTenant(fs, *tenantID); err != nil {
 		return err
-	}
-	if err := tenancy.ValidTenantID(*tenantID); err != nil {
-		return usagef("--tenant: %w", err)
 	}
 	return withControl(ctx, e, c, func(cp controlPlane) error {
 		keys, err := cp.credentials.APIKeys(ctx, *tenantID)

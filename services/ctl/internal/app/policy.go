@@ -52,11 +52,8 @@ func runPolicySet(ctx context.Context, e Env, args []string) error {
 	if err := parse(fs, c, args); err != nil {
 		return err
 	}
-	if err := required(fs, "tenant"); err != nil {
+	if err := requiredTenant(fs, *tenantID); err != nil {
 		return err
-	}
-	if err := tenancy.ValidTenantID(*tenantID); err != nil {
-		return usagef("--tenant: %w", err)
 	}
 	var (
 		p   privacy.Policy
