@@ -26,8 +26,9 @@ import (
 //     partition's offset, which is what the consumer calls when a partition is assigned and after a failed
 //     write: when the server comes back.
 //   - The repair counts the batch's rows in events. None: nothing was applied (views run only after every
-//     part of events is written). Some: a multi-month batch died between its parts, and no view ran; the
-//     rows are deleted and the consumer writes the batch again. All: some views may lack the batch; each
+//     part of events is written). Some: a multi-month batch died between its parts, or is still being
+//     written by the server for a client that gave up; the batch is taken back wholly (its rows, its
+//     kafka_offsets rows and its share of each view) and the consumer writes it again. All: some views may lack the batch; each
 //     view's rows of the batch's partition, tenants and days are deleted and derived again from events
 //     with the view's own query (rollup rows carry their source partition, which only this partition's
 //     consumer writes, so no other insert races the repair). kafka_offsets then gets the batch's offset.
@@ -247,13 +248,17 @@ func (s *Store) repair(ctx context.Context, e journalEntry, undo bool) error {
 	case stored > e.Rows:
 		return fmt.Errorf("events holds %d rows of a batch of %d: stored twice", stored, e.Rows)
 	case stored < e.Rows || undo:
-		// Views run only once every part of events is written: when events holds part of the batch, no
-		// view has any of it. Undoing a whole batch also takes it out of the views and kafka_offsets.
+		// Take the batch back wholly: its events rows, its kafka_offsets rows and its share of every view,
+		// derived again from events without it. Views run only once every part of events is written, but
+		// events holding part of the batch does not prove that no view has it: an insert the client gave up
+		// on can still be running on the server when it is counted, and finish (parts, views and
+		// kafka_offsets) before the delete below. Leaving kafka_offsets ahead of events would make the
+		// consumer skip the batch it writes again.
 		log.Warn("deleting what was applied of an insert, to write it again", "undo", undo)
 		if err := s.conn.Exec(ctx, "ALTER TABLE events DELETE WHERE "+filter, args...); err != nil {
 			return fmt.Errorf("deleting the batch's rows from events: %w", err)
 		}
-		if err := chutil.WaitMutations(ctx, s.conn, s.cfg.Database, "events"); err != nil || stored < e.Rows {
+		if err := chutil.WaitMutations(ctx, s.conn, s.cfg.Database, "events"); err != nil {
 			return err
 		}
 		if err := s.conn.Exec(ctx, "ALTER TABLE kafka_offsets DELETE WHERE kafka_topic = ? AND kafka_partition = ? AND max_offset >= ?",
