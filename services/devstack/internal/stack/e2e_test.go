@@ -5,9 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/edtech-analytics/platform/libs/conf"
-	"github.com/edtech-analytics/platform/libs/keyring"
-	"github.com/edtech-analytics/platform/libs/keyring/keyringtest"
 	"io"
 	"log/slog"
 	"net/http"
@@ -17,18 +14,14 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/edtech-analytics/platform/libs/chutil"
-	"github.com/edtech-analytics/platform/libs/chutil/chtest"
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/obs"
 	"github.com/edtech-analytics/platform/libs/pgutil"
-	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
 	"github.com/edtech-analytics/platform/libs/records"
-	"github.com/edtech-analytics/platform/libs/svc"
 	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/edtech-analytics/platform/libs/tenancy/credentials"
 	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
 	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
-	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
 	"github.com/edtech-analytics/platform/libs/testenv/sampledata"
 	"github.com/edtech-analytics/platform/services/devstack/internal/stack"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -111,8 +104,6 @@ func expect(events map[string][]sampledata.Event) expected {
 // the PostgreSQL state, the invalid event in the DLQ, and one trace from the gateway into both stores.
 func TestEndToEnd(t *testing.T) {
 	ctx := context.Background()
-	_, pgURL := pgtest.New(t)
-	_, chDB, chAddr := chtest.New(t)
 	spans := tracetest.NewSpanRecorder()
 	tel := &obs.Telemetry{
 		Tracer:     sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans)),
@@ -120,13 +111,7 @@ func TestEndToEnd(t *testing.T) {
 		Propagator: propagation.TraceContext{},
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st, err := stack.Start(ctx, stack.Config{Keys: keyring.Config{MasterKeys: conf.Secret(keyringtest.MasterKeys())},
-		DatabaseURL: pgURL, ClickHouseAddr: chAddr, ClickHouseDatabase: chDB, GatewayAddr: "127.0.0.1:0", QueryAddr: "127.0.0.1:0",
-	}, svc.Runtime{Log: log, Tel: tel}, append(kafkatest.GroupOpts(), kgo.TransactionTimeout(2*time.Second))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
+	st, pgURL, chAddr, chDB := testStack(t, tel, log)
 
 	// Two districts and their keys.
 	admin := openPG(t, pgURL)

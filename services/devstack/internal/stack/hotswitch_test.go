@@ -4,9 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/edtech-analytics/platform/libs/conf"
-	"github.com/edtech-analytics/platform/libs/keyring"
-	"github.com/edtech-analytics/platform/libs/keyring/keyringtest"
 	"hash/fnv"
 
 	"io"
@@ -16,20 +13,15 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
-	"github.com/edtech-analytics/platform/libs/chutil/chtest"
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/obs"
-	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
 	"github.com/edtech-analytics/platform/libs/records"
-	"github.com/edtech-analytics/platform/libs/svc"
 	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/edtech-analytics/platform/libs/tenancy/ingest"
-	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
 	"github.com/edtech-analytics/platform/libs/testenv/sampledata"
 	"github.com/edtech-analytics/platform/services/devstack/internal/stack"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
@@ -47,16 +39,8 @@ const enricherGroup = "edtech-enricher"
 func TestRetryAfterHotSwitchIsCountedOnce(t *testing.T) {
 	t.Setenv("GATEWAY_TENANT_REFRESH", "100ms") // how often the gateway reloads settings; the test waits for the effect
 	ctx := context.Background()
-	_, pgURL := pgtest.New(t)
-	_, chDB, chAddr := chtest.New(t)
 	tel := &obs.Telemetry{Tracer: tracenoop.NewTracerProvider(), Meter: noop.NewMeterProvider(), Propagator: propagation.TraceContext{}}
-	st, err := stack.Start(ctx, stack.Config{Keys: keyring.Config{MasterKeys: conf.Secret(keyringtest.MasterKeys())},
-		DatabaseURL: pgURL, ClickHouseAddr: chAddr, ClickHouseDatabase: chDB, GatewayAddr: "127.0.0.1:0", QueryAddr: "127.0.0.1:0",
-	}, svc.Runtime{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Tel: tel}, append(kafkatest.GroupOpts(), kgo.TransactionTimeout(2*time.Second))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
+	st, pgURL, chAddr, chDB := testStack(t, tel, slog.New(slog.NewTextHandler(io.Discard, nil)))
 
 	admin := openPG(t, pgURL)
 	ch := openCH(t, chAddr, chDB)
