@@ -304,7 +304,7 @@ func (cp controlPlane) record(ctx context.Context, tenantID, action string, deta
 // run without them.
 func envAuditKeys(pool *pgxpool.Pool, e Env) audit.Keys {
 	return &lazyAuditKeys{load: sync.OnceValues(func() (*keyring.Keyring, error) {
-		master, err := keyring.LoadLocalKeys(e.Getenv(keyring.EnvMasterKeys), e.Getenv(keyring.EnvMasterKeyFile))
+		master, err := masterKeys(e, "", "")
 		if err != nil {
 			return nil, fmt.Errorf("the audit log is signed with a key the master keys wrap: %w (set %s)", err, keyring.EnvMasterKeys)
 		}

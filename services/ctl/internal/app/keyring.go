@@ -17,12 +17,18 @@ func masterFlags(fs *flag.FlagSet) (keys, file *string) {
 	return keys, file
 }
 
-// withKeyring runs fn with the keyring of the control database and the master keys.
-func withKeyring(ctx context.Context, e Env, c *common, keys, file string, fn func(cp controlPlane, kr *keyring.Keyring) error) error {
+// masterKeys loads the master keys given by flags (keys, file), or else by the environment (MASTER_KEYS,
+// MASTER_KEY_FILE).
+func masterKeys(e Env, keys, file string) (*keyring.LocalKeys, error) {
 	if keys == "" && file == "" {
 		keys, file = e.Getenv(keyring.EnvMasterKeys), e.Getenv(keyring.EnvMasterKeyFile)
 	}
-	master, err := keyring.LoadLocalKeys(keys, file)
+	return keyring.LoadLocalKeys(keys, file)
+}
+
+// withKeyring runs fn with the keyring of the control database and the master keys.
+func withKeyring(ctx context.Context, e Env, c *common, keys, file string, fn func(cp controlPlane, kr *keyring.Keyring) error) error {
+	master, err := masterKeys(e, keys, file)
 	if err != nil {
 		return usagef("%v (set %s or pass --master-keys)", err, keyring.EnvMasterKeys)
 	}
