@@ -19,6 +19,7 @@ import (
 
 // Statuses of a job.
 const (
+	StatusQueued  = "queued" // requested through the API, waiting for a runner
 	StatusRunning = "running"
 	StatusDone    = "done"
 	StatusFailed  = "failed"
@@ -29,6 +30,8 @@ type Job struct {
 	ID          string     `json:"id"`
 	Kind        string     `json:"kind"`
 	TenantID    string     `json:"tenant_id"`
+	Subject     string     `json:"subject,omitempty"` // the student's internal id, for a job about one student
+	Params      []byte     `json:"-"`                 // what the request asked for (JSON)
 	Reason      string     `json:"reason,omitempty"`
 	RequestedBy string     `json:"requested_by"`
 	Status      string     `json:"status"`
@@ -59,37 +62,77 @@ type Store struct{ pool *pgxpool.Pool }
 // New returns a Store over the control database pool.
 func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 
-// Start returns the running job of kind for the district, creating it if there is none: a second request
-// while one runs resumes it instead of starting another. created says which.
-func (s *Store) Start(ctx context.Context, kind, tenantID, reason, by string) (job Job, created bool, err error) {
+// Request is what a job is asked to do.
+type Request struct {
+	Kind, TenantID string
+	Subject        string // a student's internal id, or "" for a job about the district
+	Reason, By     string
+	Params         []byte // JSON, or nil
+	Queue          bool   // leave it queued for a runner instead of starting it
+}
+
+// Start returns the unfinished job of the request's kind and subject, creating it if there is none: a
+// second request while one runs (or waits) resumes it instead of starting another. created says which.
+func (s *Store) Start(ctx context.Context, r Request) (job Job, created bool, err error) {
 	var id [16]byte
 	_, _ = rand.Read(id[:])
 	id[6], id[8] = id[6]&0x0f|0x40, id[8]&0x3f|0x80
-	_, err = s.pool.Exec(ctx, `INSERT INTO control.privacy_jobs (id, kind, tenant_id, reason, requested_by) VALUES ($1, $2, $3, $4, $5)`,
-		id, kind, tenantID, reason, by)
+	status := StatusRunning
+	if r.Queue {
+		status = StatusQueued
+	}
+	params := r.Params
+	if params == nil {
+		params = []byte("{}")
+	}
+	_, err = s.pool.Exec(ctx, `INSERT INTO control.privacy_jobs (id, kind, tenant_id, subject, reason, requested_by, status, params)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, id, r.Kind, r.TenantID, r.Subject, r.Reason, r.By, status, params)
 	var pgErr *pgconn.PgError
 	switch {
 	case errors.As(err, &pgErr) && pgErr.Code == "23505": // one is running already
 	case err != nil:
-		return Job{}, false, fmt.Errorf("creating a %s job for district %s: %w", kind, tenantID, err)
+		return Job{}, false, fmt.Errorf("creating a %s job for district %s: %w", r.Kind, r.TenantID, err)
 	default:
 		created = true
 	}
 	var jobID string
-	if err := s.pool.QueryRow(ctx, `SELECT id::text FROM control.privacy_jobs WHERE kind = $1 AND tenant_id = $2 AND status = 'running'`,
-		kind, tenantID).Scan(&jobID); err != nil {
-		return Job{}, false, fmt.Errorf("reading the running %s job of district %s: %w", kind, tenantID, err)
+	if err := s.pool.QueryRow(ctx, `SELECT id::text FROM control.privacy_jobs
+		WHERE kind = $1 AND tenant_id = $2 AND subject = $3 AND status IN ('queued', 'running')`,
+		r.Kind, r.TenantID, r.Subject).Scan(&jobID); err != nil {
+		return Job{}, false, fmt.Errorf("reading the unfinished %s job of district %s: %w", r.Kind, r.TenantID, err)
+	}
+	if !r.Queue {
+		if _, err := s.pool.Exec(ctx, `UPDATE control.privacy_jobs SET status = 'running' WHERE id = $1 AND status = 'queued'`, jobID); err != nil {
+			return Job{}, false, fmt.Errorf("starting job %s: %w", jobID, err)
+		}
 	}
 	job, err = s.Job(ctx, jobID)
 	return job, created, err
 }
 
+// Claim starts the oldest queued job of one of kinds and returns it; ok is false when none waits. Two
+// runners never claim the same job.
+func (s *Store) Claim(ctx context.Context, kinds ...string) (job Job, ok bool, err error) {
+	var id string
+	err = s.pool.QueryRow(ctx, `UPDATE control.privacy_jobs SET status = 'running' WHERE id = (
+		SELECT id FROM control.privacy_jobs WHERE status = 'queued' AND kind = ANY($1)
+		ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id::text`, kinds).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Job{}, false, nil
+	}
+	if err != nil {
+		return Job{}, false, fmt.Errorf("claiming a queued job: %w", err)
+	}
+	job, err = s.Job(ctx, id)
+	return job, err == nil, err
+}
+
 // Job returns a job with its steps; an unknown id is tenancy.ErrNotFound.
 func (s *Store) Job(ctx context.Context, id string) (Job, error) {
 	var j Job
-	err := s.pool.QueryRow(ctx, `SELECT id::text, kind, tenant_id, reason, requested_by, status, error, created_at, finished_at
+	err := s.pool.QueryRow(ctx, `SELECT id::text, kind, tenant_id, subject, params, reason, requested_by, status, error, created_at, finished_at
 		FROM control.privacy_jobs WHERE id::text = $1`, id).
-		Scan(&j.ID, &j.Kind, &j.TenantID, &j.Reason, &j.RequestedBy, &j.Status, &j.Error, &j.CreatedAt, &j.FinishedAt)
+		Scan(&j.ID, &j.Kind, &j.TenantID, &j.Subject, &j.Params, &j.Reason, &j.RequestedBy, &j.Status, &j.Error, &j.CreatedAt, &j.FinishedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Job{}, fmt.Errorf("job %s: %w", id, tenancy.ErrNotFound)
 	}
@@ -140,7 +183,7 @@ func (s *Store) FinishStep(ctx context.Context, jobID string, seq int, after int
 // Finish ends a job: done, or failed with the reason.
 func (s *Store) Finish(ctx context.Context, jobID, status, reason string) error {
 	_, err := s.pool.Exec(ctx, `UPDATE control.privacy_jobs SET status = $2, error = $3, finished_at = now()
-		WHERE id = $1 AND status = 'running'`, jobID, status, reason)
+		WHERE id = $1 AND status IN ('queued', 'running')`, jobID, status, reason)
 	if err != nil {
 		return fmt.Errorf("finishing job %s: %w", jobID, err)
 	}

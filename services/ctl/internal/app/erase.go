@@ -94,7 +94,7 @@ func runEraseTenant(ctx context.Context, e Env, args []string) error {
 		}
 		defer func() { _ = conn.Close() }()
 		store := jobs.New(cp.pool)
-		job, created, err := store.Start(ctx, kindEraseTenant, *tenantID, *reason, *by)
+		job, created, err := store.Start(ctx, jobs.Request{Kind: kindEraseTenant, TenantID: *tenantID, Reason: *reason, By: *by})
 		if err != nil {
 			return err
 		}
