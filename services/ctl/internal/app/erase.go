@@ -148,7 +148,7 @@ func runJob(ctx context.Context, cp controlPlane, store *jobs.Store, job jobs.Jo
 		if err := store.FinishStep(ctx, job.ID, seq, after, detail); err != nil {
 			return err
 		}
-		if err := cp.record(ctx, job.TenantID, "erase.tenant."+st.name,
+		if err := cp.record(ctx, job.TenantID, jobAction(job, st.name),
 			map[string]any{"job": job.ID, "store": st.store, "found_before": before, "found_after": after}); err != nil {
 			return err
 		}
@@ -174,7 +174,12 @@ func runJob(ctx context.Context, cp controlPlane, store *jobs.Store, job jobs.Jo
 	if err := store.Finish(ctx, job.ID, jobs.StatusDone, ""); err != nil {
 		return err
 	}
-	return cp.record(ctx, job.TenantID, "erase.tenant.done", map[string]string{"job": job.ID})
+	return cp.record(ctx, job.TenantID, jobAction(job, "done"), map[string]string{"job": job.ID, "subject": job.Subject})
+}
+
+// jobAction is the audit action of a job's step: erase.tenant.keys, erase.student.done, ...
+func jobAction(job jobs.Job, step string) string {
+	return strings.ReplaceAll(job.Kind, "_", ".") + "." + step
 }
 
 // tenantEraser holds what erasing one district reaches.
