@@ -54,4 +54,3 @@ func ErasedSIS(key []byte, source, sis string) string {
 func ErasedMatch(key []byte, match string) string {
 	return ErasedPrefix + Pseudonym(key, "match\x00"+match)[2:]
 }
-

@@ -3,8 +3,8 @@ package pgstore_test
 import (
 	"maps"
 	"math/rand/v2"
-	"strconv"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
