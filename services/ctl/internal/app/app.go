@@ -73,6 +73,8 @@ func commands() []command {
 			"erase a district from every store (credentials, keys, PostgreSQL, ClickHouse), as a resumable, verified job", runEraseTenant},
 		{"erase student", "--tenant ID --student SIS_ID [--source SRC] [--reason TEXT]",
 			"erase a student from every store (key, enricher, PostgreSQL, ClickHouse rollups), as a resumable, verified job", runEraseStudent},
+		{"jobs work", "[--once] [--poll DURATION]",
+			"run the privacy jobs the admin API queues, and resume those whose runner stopped", runJobsWork},
 		{"erase status", "JOB", "show an erasure job and its verification log", runEraseStatus},
 		{"tenant delete", "--id ID --confirm ID", "delete a district: revoke its keys, drop its schema", runTenantDelete},
 		{"instance add", "--name NAME --url-env VAR [--default]", "register a PostgreSQL instance for districts", runInstanceAdd},

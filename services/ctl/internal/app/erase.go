@@ -121,6 +121,14 @@ func runEraseTenant(ctx context.Context, e Env, args []string) error {
 // runJob runs a job's steps in order from its first unfinished one, recording each with its counts and
 // in the audit log, then verifies that every store is empty of what the job erased.
 func runJob(ctx context.Context, cp controlPlane, store *jobs.Store, job jobs.Job, steps []eraseStep) error {
+	release, err := store.Lock(ctx, job.ID)
+	if err != nil {
+		return err
+	}
+	defer release()
+	if job, err = store.Job(ctx, job.ID); err != nil { // as it stands now that no other runner can change it
+		return err
+	}
 	done := map[int]bool{}
 	for _, st := range job.Steps {
 		done[st.Seq] = st.Done()

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -25,9 +26,6 @@ import (
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/edtech-analytics/platform/libs/tenancy/jobs"
 )
-
-// kindEraseStudent is the job kind of a student's erasure.
-const kindEraseStudent = "erase_student"
 
 func runEraseStudent(ctx context.Context, e Env, args []string) error {
 	fs, c := newFlags(e, "erase student", "--tenant ID --student SIS_ID [--source SRC] [--reason TEXT]")
@@ -60,98 +58,84 @@ func runEraseStudent(ctx context.Context, e Env, args []string) error {
 		*by = "ctl"
 	}
 	return withKeyring(ctx, e, c, *keys, *file, func(cp controlPlane, kr *keyring.Keyring) error {
-		t, err := cp.tenants.Tenant(ctx, *tenantID)
-		if err != nil {
+		if _, err := cp.tenants.Tenant(ctx, *tenantID); err != nil {
 			return fmt.Errorf("district %s: %w (nothing to erase, no job created)", *tenantID, err)
 		}
-		pool, _, err := cp.fleet.DistrictPool(ctx, *tenantID)
+		internalID, err := students(cp, kr).Find(ctx, *tenantID, *source, *sis)
+		if errors.Is(err, jobs.ErrAmbiguous) {
+			return usagef("%v: give --source", err)
+		}
+		if err != nil {
+			return fmt.Errorf("%w (nothing to erase, no job created)", err)
+		}
+		params, err := json.Marshal(jobs.EraseStudentParams{SISID: *sis, Source: *source})
 		if err != nil {
 			return err
 		}
-		pkey, err := kr.PseudonymKey(ctx, *tenantID, t.PseudonymKey)
-		if err != nil {
-			return fmt.Errorf("district %s: reading its pseudonym key: %w", *tenantID, err)
-		}
-		internalID, err := findStudent(ctx, pool, pkey, *tenantID, *source, *sis)
-		if err != nil {
-			return err
-		}
-		conn, err := chutil.Open(ctx, chutil.Options{Addr: ch.addr, Database: ch.database, User: ch.user, Password: ch.password.Reveal()})
-		if err != nil {
-			return fmt.Errorf("clickhouse: %w", err)
-		}
-		defer func() { _ = conn.Close() }()
-		store := jobs.New(cp.pool)
-		job, created, err := store.Start(ctx, jobs.Request{Kind: kindEraseStudent, TenantID: *tenantID, Subject: internalID, Reason: *reason, By: *by})
+		job, created, err := jobs.New(cp.pool).Start(ctx, jobs.Request{Kind: jobs.KindEraseStudent, TenantID: *tenantID,
+			Subject: internalID, Reason: *reason, By: *by, Params: params})
 		if err != nil {
 			return err
 		}
 		if !created {
 			_, _ = fmt.Fprintf(e.Stderr, "resuming job %s, started %s\n", job.ID, job.CreatedAt.Format(time.RFC3339))
 		}
-		er := &studentEraser{cp: cp, kr: kr, pool: pool, ch: conn, chc: ch, kcfg: kcfg, sinkGroup: sinkGroup,
-			tenant: *tenantID, sis: *sis, student: internalID, jobID: job.ID, by: *by, wait: *wait}
-		runErr := runJob(ctx, cp, store, job, er.steps())
-		job, err = store.Job(ctx, job.ID)
-		if err != nil {
-			return err
-		}
-		if c.output == "json" {
-			if err := writeJSON(e.Stdout, job); err != nil {
-				return err
-			}
-		} else if err := writeJobText(e, job); err != nil {
-			return err
-		}
-		return runErr
+		w := worker{kcfg: kcfg, ch: ch, sinkGroup: sinkGroup, wait: *wait}
+		return w.report(ctx, e, c, cp, job, w.eraseStudent(ctx, cp, kr, job, *sis))
 	})
 }
 
-// findStudent returns the internal id of the student a SIS id names in the district (of source, or of
-// any source), also when the student was erased before (its identity then holds the SIS id's keyed
-// hash). A SIS id nobody holds is an error, as is one that names different students in two sources.
-func findStudent(ctx context.Context, pool *pgxpool.Pool, pseudonymKey []byte, tenant, source, sis string) (string, error) {
-	schema, err := tenancy.SchemaName(tenant)
-	if err != nil {
-		return "", err
-	}
-	ids := pgx.Identifier{schema, "student_identities"}.Sanitize()
-	var sources []string
-	if source != "" {
-		sources = []string{source}
-	} else {
-		rows, err := pool.Query(ctx, "SELECT DISTINCT source_id FROM "+ids)
+// students finds students by SIS id, erased ones too.
+func students(cp controlPlane, kr *keyring.Keyring) jobs.Students {
+	return jobs.Students{Pools: cp.fleet, ErasedSIS: func(ctx context.Context, tenant, source, sis string) (string, error) {
+		t, err := cp.tenants.Tenant(ctx, tenant)
 		if err != nil {
-			return "", fmt.Errorf("reading the sources of district %s: %w", tenant, err)
+			return "", err
 		}
-		if sources, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
-			return "", fmt.Errorf("reading the sources of district %s: %w", tenant, err)
+		key, err := kr.PseudonymKey(ctx, tenant, t.PseudonymKey)
+		if err != nil {
+			return "", fmt.Errorf("district %s: reading its pseudonym key: %w", tenant, err)
 		}
-	}
-	var srcs, values []string
-	for _, s := range sources {
-		srcs, values = append(srcs, s, s), append(values, sis, keyring.ErasedSIS(pseudonymKey, s, sis))
-	}
-	rows, err := pool.Query(ctx, `SELECT DISTINCT i.internal_id::text FROM `+ids+` i
-		JOIN unnest($1::text[], $2::text[]) AS k(source_id, sis_id) USING (source_id, sis_id)`, srcs, values)
+		return keyring.ErasedSIS(key, source, sis), nil
+	}}
+}
+
+// worker runs privacy jobs: what they reach beyond the control schema.
+type worker struct {
+	kcfg      kafkax.Config
+	ch        chConfig
+	sinkGroup string
+	wait      time.Duration
+}
+
+// eraseStudent runs a student erasure job to its end (or to an error it can be resumed after).
+func (w worker) eraseStudent(ctx context.Context, cp controlPlane, kr *keyring.Keyring, job jobs.Job, sis string) error {
+	pool, _, err := cp.fleet.DistrictPool(ctx, job.TenantID)
 	if err != nil {
-		return "", fmt.Errorf("looking the student up: %w", err)
+		return err
 	}
-	found, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	conn, err := chutil.Open(ctx, chutil.Options{Addr: w.ch.addr, Database: w.ch.database, User: w.ch.user, Password: w.ch.password.Reveal()})
 	if err != nil {
-		return "", fmt.Errorf("looking the student up: %w", err)
+		return fmt.Errorf("clickhouse: %w", err)
 	}
-	switch len(found) {
-	case 0:
-		where := "any source"
-		if source != "" {
-			where = "source " + source
-		}
-		return "", fmt.Errorf("student %q of %s in district %s: %w (nothing to erase, no job created)", sis, where, tenant, tenancy.ErrNotFound)
-	case 1:
-		return found[0], nil
+	defer func() { _ = conn.Close() }()
+	er := &studentEraser{cp: cp, kr: kr, pool: pool, ch: conn, chc: w.ch, kcfg: w.kcfg, sinkGroup: w.sinkGroup,
+		tenant: job.TenantID, sis: sis, student: job.Subject, jobID: job.ID, by: job.RequestedBy, wait: w.wait}
+	return runJob(ctx, cp, jobs.New(cp.pool), job, er.steps())
+}
+
+// report prints the job as it stands and returns runErr.
+func (w worker) report(ctx context.Context, e Env, c *common, cp controlPlane, job jobs.Job, runErr error) error {
+	job, err := jobs.New(cp.pool).Job(ctx, job.ID)
+	if err != nil {
+		return errors.Join(runErr, err)
 	}
-	return "", usagef("student %q names %d different students in district %s's sources: give --source", sis, len(found), tenant)
+	if c.output == "json" {
+		err = writeJSON(e.Stdout, job)
+	} else {
+		err = writeJobText(e, job)
+	}
+	return errors.Join(runErr, err)
 }
 
 // studentEraser holds what erasing one student reaches.
