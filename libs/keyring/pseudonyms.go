@@ -2,9 +2,11 @@ package keyring
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"hash"
 	"sync"
 )
@@ -53,4 +55,21 @@ func ErasedSIS(key []byte, source, sis string) string {
 // ErasedMatch is ErasedSIS for a student's match key.
 func ErasedMatch(key []byte, match string) string {
 	return ErasedPrefix + Pseudonym(key, "match\x00"+match)[2:]
+}
+
+// ErasedSISFunc returns a function computing ErasedSIS with each district's pseudonym key (for
+// jobs.Students). legacy gives the plaintext key a district kept before the keyring held it, if any (see
+// PseudonymKey).
+func (r *Keyring) ErasedSISFunc(legacy func(ctx context.Context, tenant string) ([]byte, error)) func(ctx context.Context, tenant, source, sis string) (string, error) {
+	return func(ctx context.Context, tenant, source, sis string) (string, error) {
+		old, err := legacy(ctx, tenant)
+		if err != nil {
+			return "", err
+		}
+		key, err := r.PseudonymKey(ctx, tenant, old)
+		if err != nil {
+			return "", fmt.Errorf("district %s: reading its pseudonym key: %w", tenant, err)
+		}
+		return ErasedSIS(key, source, sis), nil
+	}
 }

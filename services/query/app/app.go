@@ -21,8 +21,10 @@ import (
 	"github.com/edtech-analytics/platform/libs/svc"
 	"github.com/edtech-analytics/platform/libs/tenancy/audit"
 	"github.com/edtech-analytics/platform/libs/tenancy/credentials"
+	"github.com/edtech-analytics/platform/libs/tenancy/jobs"
 	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
 	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
+	"github.com/edtech-analytics/platform/services/query/internal/admin"
 	"github.com/edtech-analytics/platform/services/query/internal/api"
 	"github.com/edtech-analytics/platform/services/query/internal/auth"
 	"golang.org/x/sync/errgroup"
@@ -129,8 +131,14 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks) (err erro
 	if err != nil {
 		return err
 	}
-	mux.Handle("/", api.New(rt.Log, resolver, audit.New(pool, keys), tenants.New(districts), ch, api.Config{MinDistricts: cfg.MinDistricts,
+	auditLog, districtStore := audit.New(pool, keys), tenants.New(districts)
+	mux.Handle("/", api.New(rt.Log, resolver, auditLog, districtStore, ch, api.Config{MinDistricts: cfg.MinDistricts,
 		MinStudents: cfg.MinStudents, BandDistricts: cfg.BandDistricts}).Handler())
+	mux.Handle("/v1/admin/", (&admin.Admin{Log: rt.Log, Keys: credentials.New(pool), Jobs: jobs.New(pool), Audit: auditLog,
+		Students: jobs.Students{Pools: districts, ErasedSIS: keys.ErasedSISFunc(func(ctx context.Context, tenant string) ([]byte, error) {
+			t, err := districtStore.Tenant(ctx, tenant)
+			return t.PseudonymKey, err
+		})}}).Handler())
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	g, gctx := errgroup.WithContext(ctx)

@@ -87,17 +87,10 @@ func runEraseStudent(ctx context.Context, e Env, args []string) error {
 
 // students finds students by SIS id, erased ones too.
 func students(cp controlPlane, kr *keyring.Keyring) jobs.Students {
-	return jobs.Students{Pools: cp.fleet, ErasedSIS: func(ctx context.Context, tenant, source, sis string) (string, error) {
+	return jobs.Students{Pools: cp.fleet, ErasedSIS: kr.ErasedSISFunc(func(ctx context.Context, tenant string) ([]byte, error) {
 		t, err := cp.tenants.Tenant(ctx, tenant)
-		if err != nil {
-			return "", err
-		}
-		key, err := kr.PseudonymKey(ctx, tenant, t.PseudonymKey)
-		if err != nil {
-			return "", fmt.Errorf("district %s: reading its pseudonym key: %w", tenant, err)
-		}
-		return keyring.ErasedSIS(key, source, sis), nil
-	}}
+		return t.PseudonymKey, err
+	})}
 }
 
 // worker runs privacy jobs: what they reach beyond the control schema.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -23,12 +24,63 @@ import (
 	"github.com/edtech-analytics/platform/libs/keyring"
 	"github.com/edtech-analytics/platform/libs/obs"
 	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/libs/tenancy/credentials"
+	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
 	"github.com/edtech-analytics/platform/libs/tenancy/jobs"
+	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
 	"github.com/edtech-analytics/platform/libs/testenv/sampledata"
 	aggregator "github.com/edtech-analytics/platform/services/aggregator/app"
 	"github.com/edtech-analytics/platform/services/ctl/ctltest"
+	"github.com/edtech-analytics/platform/services/devstack/internal/stack"
 )
+
+// twoStudents is a running platform holding a district (d1) of two students, sent through the gateway.
+type twoStudents struct {
+	st                  *stack.Stack
+	pgURL, chAddr, chDB string
+	admin               *pgxpool.Pool
+	ch                  driver.Conn
+	tel                 *obs.Telemetry
+	erased, kept        string // SIS ids
+	internal            string // the erased student's internal id
+	perStudent          map[string]int
+}
+
+func startTwoStudents(t *testing.T) *twoStudents {
+	t.Helper()
+	f := &twoStudents{tel: &obs.Telemetry{Tracer: tracenoop.NewTracerProvider(), Meter: noop.NewMeterProvider(), Propagator: propagation.TraceContext{}}}
+	f.st, f.pgURL, f.chAddr, f.chDB = testStack(t, f.tel, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	f.admin = openPG(t, f.pgURL)
+	spec := sampledata.Spec{TenantID: "d1", Schools: 1, ClassesPerSchool: 1, StudentsPerClass: 2, Days: 3, EventsPerStudent: 8,
+		Start: time.Date(2026, 11, 16, 0, 0, 0, 0, time.UTC), Seed: 3}
+	keys, all, bodies, _ := seedDistricts(t, f.admin, []string{"d1"}, 20, func(int, string) sampledata.Spec { return spec })
+	for _, b := range bodies {
+		post(t, f.st.GatewayURL, keys["d1"], b)
+	}
+	f.perStudent = map[string]int{}
+	for _, ev := range all["d1"] {
+		f.perStudent[ev.Actor.SISID]++
+	}
+	students := spec.Students()
+	f.erased, f.kept = students[0].SISID, students[1].SISID
+	total := len(all["d1"])
+	f.ch = openCH(t, f.chAddr, f.chDB)
+	waitUntil(t, "stores to hold every event", func() bool {
+		return countCH(t, f.ch, "SELECT count() FROM events") == uint64(total) && sumPG(t, f.admin, "d1") == int64(total)
+	})
+	if err := f.admin.QueryRow(t.Context(), "SELECT internal_id::text FROM district_d1.student_identities WHERE sis_id = $1", f.erased).Scan(&f.internal); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// ctl runs a ctl command against the platform's stores and Kafka.
+func (f *twoStudents) ctl(args ...string) (string, error) {
+	return ctltest.RunErr(context.Background(), append(args, "--database-url", f.pgURL, "--master-keys", stackKeys,
+		"--kafka.brokers", strings.Join(f.st.Kafka.Brokers, ","), "--kafka.topic-prefix", f.st.Kafka.TopicPrefix,
+		"--clickhouse.addr", f.chAddr, "--clickhouse.database", f.chDB, "--wait", "90s")...)
+}
 
 // TestEraseStudentEverywhere ingests a district of two students through the gateway, erases one with
 // `ctl erase student`, and proves from outside: the job's log found the student in every store and left
@@ -37,36 +89,9 @@ import (
 // enriched topic (which still holds the student's records before the erasure marker) does not bring the
 // student back.
 func TestEraseStudentEverywhere(t *testing.T) {
-	tel := &obs.Telemetry{Tracer: tracenoop.NewTracerProvider(), Meter: noop.NewMeterProvider(), Propagator: propagation.TraceContext{}}
-	st, pgURL, chAddr, chDB := testStack(t, tel, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	admin := openPG(t, pgURL)
-	spec := sampledata.Spec{TenantID: "d1", Schools: 1, ClassesPerSchool: 1, StudentsPerClass: 2, Days: 3, EventsPerStudent: 8,
-		Start: time.Date(2026, 11, 16, 0, 0, 0, 0, time.UTC), Seed: 3}
-	keys, all, bodies, _ := seedDistricts(t, admin, []string{"d1"}, 20, func(int, string) sampledata.Spec { return spec })
-	for _, b := range bodies {
-		post(t, st.GatewayURL, keys["d1"], b)
-	}
-	perStudent := map[string]int{}
-	for _, ev := range all["d1"] {
-		perStudent[ev.Actor.SISID]++
-	}
-	students := spec.Students()
-	erased, kept := students[0].SISID, students[1].SISID
-	total := len(all["d1"])
-	ch := openCH(t, chAddr, chDB)
-	waitUntil(t, "stores to hold every event", func() bool {
-		return countCH(t, ch, "SELECT count() FROM events") == uint64(total) && sumPG(t, admin, "d1") == int64(total)
-	})
-	var internal string
-	if err := admin.QueryRow(t.Context(), "SELECT internal_id::text FROM district_d1.student_identities WHERE sis_id = $1", erased).Scan(&internal); err != nil {
-		t.Fatal(err)
-	}
-
-	ctl := func(args ...string) (string, error) {
-		return ctltest.RunErr(context.Background(), append(args, "--database-url", pgURL, "--master-keys", stackKeys,
-			"--kafka.brokers", strings.Join(st.Kafka.Brokers, ","), "--kafka.topic-prefix", st.Kafka.TopicPrefix,
-			"--clickhouse.addr", chAddr, "--clickhouse.database", chDB, "--wait", "90s")...)
-	}
+	f := startTwoStudents(t)
+	st, pgURL, chAddr, admin, ch, tel := f.st, f.pgURL, f.chAddr, f.admin, f.ch, f.tel
+	erased, kept, internal, perStudent, ctl := f.erased, f.kept, f.internal, f.perStudent, f.ctl
 	out, err := ctl("erase", "student", "--tenant", "d1", "--student", erased, "--reason", "parent request", "--output", "json")
 	if err != nil {
 		t.Fatalf("erase student: %v\n%s", err, out)
@@ -228,5 +253,110 @@ func assertKept(t *testing.T, pg *pgxpool.Pool, ch driver.Conn, sis string, even
 	}
 	if sum != uint64(events) {
 		t.Errorf("school_daily counts %d events, want %d", sum, events)
+	}
+}
+
+// adminRequest sends one request to the admin API and decodes its answer into v (nil: none).
+func adminRequest(t *testing.T, method, url, key, body string, v any) int {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, _ := io.ReadAll(resp.Body)
+	if v != nil && resp.StatusCode < 300 {
+		if err := json.Unmarshal(b, v); err != nil {
+			t.Fatalf("%s %s: %v\n%s", method, url, err, b)
+		}
+	}
+	return resp.StatusCode
+}
+
+// TestAdminAPIQueuesAnErasureAWorkerRuns asks for an erasure through the admin API with a key holding
+// admin:write, and proves: keys without the verb, without a key and for an unknown student are refused
+// (the last naming the field) and make no job; the job is queued, asking again returns it; `ctl jobs work`
+// runs it to done; the job URL shows its log to the district's key only; and the student is gone.
+func TestAdminAPIQueuesAnErasureAWorkerRuns(t *testing.T) {
+	f := startTwoStudents(t)
+	creds := credentials.New(f.admin)
+	adminKey, _, err := creds.CreateAPIKey(t.Context(), "d1", "sis", []string{credentials.VerbAdminWrite})
+	if err != nil {
+		t.Fatal(err)
+	}
+	readKey, _, err := creds.CreateAPIKey(t.Context(), "d1", "sis", []string{credentials.VerbDashboardsRead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := f.st.QueryURL + "/v1/admin/erasures"
+	body := fmt.Sprintf(`{"student": %q, "reason": "parent request"}`, f.erased)
+	for name, c := range map[string]struct {
+		key, body string
+		want      int
+	}{
+		"no key":          {"", body, http.StatusUnauthorized},
+		"dashboards key":  {readKey, body, http.StatusForbidden},
+		"unknown student": {adminKey, `{"student": "nobody"}`, http.StatusNotFound},
+		"unknown field":   {adminKey, `{"sis": "x"}`, http.StatusBadRequest},
+	} {
+		if got := adminRequest(t, http.MethodPost, url, c.key, c.body, nil); got != c.want {
+			t.Errorf("%s: status %d, want %d", name, got, c.want)
+		}
+	}
+	var n int
+	if err := f.admin.QueryRow(t.Context(), "SELECT count(*) FROM control.privacy_jobs").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("refused requests made %d jobs (%v)", n, err)
+	}
+
+	var queued, again struct {
+		Job       jobs.Job `json:"job"`
+		StatusURL string   `json:"status_url"`
+	}
+	if got := adminRequest(t, http.MethodPost, url, adminKey, body, &queued); got != http.StatusAccepted || queued.Job.Status != jobs.StatusQueued {
+		t.Fatalf("erasure request: status %d, job %+v", got, queued.Job)
+	}
+	if got := adminRequest(t, http.MethodPost, url, adminKey, body, &again); got != http.StatusOK || again.Job.ID != queued.Job.ID {
+		t.Fatalf("repeated request: status %d, job %s, want 200 and job %s", got, again.Job.ID, queued.Job.ID)
+	}
+
+	if out, err := f.ctl("jobs", "work", "--once"); err != nil {
+		t.Fatalf("jobs work: %v\n%s", err, out)
+	}
+	var done struct {
+		Job jobs.Job `json:"job"`
+	}
+	if got := adminRequest(t, http.MethodGet, f.st.QueryURL+queued.StatusURL, adminKey, "", &done); got != http.StatusOK {
+		t.Fatalf("job status: %d", got)
+	}
+	if done.Job.Status != jobs.StatusDone || len(done.Job.Steps) != 4 || done.Job.Subject != f.internal {
+		t.Fatalf("job after the worker: %+v", done.Job)
+	}
+	var params string
+	if err := f.admin.QueryRow(t.Context(), "SELECT params::text FROM control.privacy_jobs WHERE id = $1", queued.Job.ID).Scan(&params); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(params, f.erased) {
+		t.Errorf("the finished job keeps the SIS id: %s", params)
+	}
+	assertErased(t, f.admin, f.ch, f.internal, f.erased)
+	assertKept(t, f.admin, f.ch, f.kept, f.perStudent[f.kept])
+
+	// Another district's key does not see the job.
+	if _, err := tenants.New(fleet.New(f.admin, func(string) string { return "" })).Create(t.Context(), "d2", "District d2"); err != nil {
+		t.Fatal(err)
+	}
+	otherKey, _, err := creds.CreateAPIKey(t.Context(), "d2", "sis", []string{credentials.VerbAdminWrite})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := adminRequest(t, http.MethodGet, f.st.QueryURL+queued.StatusURL, otherKey, "", nil); got != http.StatusNotFound {
+		t.Errorf("another district's key read the job: status %d", got)
 	}
 }
