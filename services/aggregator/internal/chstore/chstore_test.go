@@ -25,7 +25,7 @@ import (
 const topic = "test.enriched"
 
 // newStore migrates a fresh database (twice: the second run must be a no-op) and returns a store on it.
-func newStore(t *testing.T) (*chstore.Store, driver.Conn, *records.Codec) {
+func newStore(t testing.TB) (*chstore.Store, driver.Conn, *records.Codec) {
 	t.Helper()
 	conn, db, _ := chtest.New(t)
 	for range 2 {
@@ -47,7 +47,7 @@ func newStore(t *testing.T) (*chstore.Store, driver.Conn, *records.Codec) {
 }
 
 // dropDatabases drops the databases whose name starts with prefix.
-func dropDatabases(t *testing.T, conn driver.Conn, prefix string) {
+func dropDatabases(t testing.TB, conn driver.Conn, prefix string) {
 	t.Helper()
 	var dbs []struct {
 		Name string `ch:"name"`
@@ -63,7 +63,7 @@ func dropDatabases(t *testing.T, conn driver.Conn, prefix string) {
 	}
 }
 
-func record(t *testing.T, codec *records.Codec, partition int32, offset int64, ev *records.EnrichedEvent) *kgo.Record {
+func record(t testing.TB, codec *records.Codec, partition int32, offset int64, ev *records.EnrichedEvent) *kgo.Record {
 	t.Helper()
 	b, err := codec.Encode(ev)
 	if err != nil {
@@ -82,7 +82,7 @@ func facts(t *testing.T, codec *records.Codec, partition int32, first int64, evs
 	return recs
 }
 
-func count(t *testing.T, conn driver.Conn, query string, args ...any) uint64 {
+func count(t testing.TB, conn driver.Conn, query string, args ...any) uint64 {
 	t.Helper()
 	var n uint64
 	if err := conn.QueryRow(t.Context(), query, args...).Scan(&n); err != nil {
