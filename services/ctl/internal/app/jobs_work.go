@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/conf"
 	"github.com/edtech-analytics/platform/libs/keyring"
+	"github.com/edtech-analytics/platform/libs/obs"
 	"github.com/edtech-analytics/platform/libs/tenancy/jobs"
 )
 
@@ -18,6 +21,8 @@ func runJobsWork(ctx context.Context, e Env, args []string) error {
 	fs, c := newFlags(e, "jobs work", "[--once] [--poll DURATION]")
 	once := fs.Bool("once", false, "run the jobs waiting now, then stop")
 	poll := fs.Duration("poll", 2*time.Second, "how often to look for jobs to run")
+	var adminAddr string
+	conf.String(fs, &adminAddr, "admin.addr", "ADMIN_ADDR", "", "address of /healthz and /readyz (empty: none)")
 	wait := fs.Duration("wait", 2*time.Minute, "how long a step waits for the enricher, the sink and the aggregator to apply an erasure")
 	var w worker
 	conf.String(fs, &w.sinkGroup, "sink.group", "SINK_GROUP", "edtech-sink", "the sink's consumer group, the name its stored offsets are kept under")
@@ -32,6 +37,15 @@ func runJobsWork(ctx context.Context, e Env, args []string) error {
 	}
 	w.wait = *wait
 	return withKeyring(ctx, e, c, *keys, *file, func(cp controlPlane, kr *keyring.Keyring) error {
+		if adminAddr != "" {
+			health := obs.NewHealth("postgres")
+			health.SetReady("postgres", true)
+			actx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			errc := make(chan error, 1)
+			go func() { errc <- obs.ServeAdmin(actx, slog.New(slog.NewTextHandler(e.Stderr, nil)), adminAddr, health, http.NotFoundHandler()) }()
+			defer func() { cancel(); <-errc }()
+		}
 		store := jobs.New(cp.pool)
 		tried := map[string]bool{} // with --once, each job is tried once
 		for {
