@@ -103,7 +103,9 @@ func TestEraseStudentEverywhere(t *testing.T) {
 	if job.Status != jobs.StatusDone || job.Subject != internal || len(job.Steps) != 4 {
 		t.Fatalf("job = %+v", job)
 	}
+	t.Logf("job %s took %s", job.ID, job.FinishedAt.Sub(job.CreatedAt))
 	for _, s := range job.Steps {
+		t.Logf("  %-10s %s", s.Name, s.FinishedAt.Sub(s.StartedAt))
 		if s.FoundBefore == nil || *s.FoundBefore == 0 || s.FoundAfter == nil || *s.FoundAfter != 0 {
 			t.Errorf("step %s: found before %v, after %v; want some, then none", s.Name, deref(s.FoundBefore), deref(s.FoundAfter))
 		}
