@@ -76,8 +76,8 @@ func LoadManifests(dir string) (*Manifests, error) {
 // add keeps an object, decoded into its k8s.io/api type when the checks read its kind, refusing fields
 // the type does not have.
 func (m *Manifests) add(o Object, src []byte) error {
-	o.Value = map[string]any{"Deployment": &appsv1.Deployment{}, "Job": &batchv1.Job{}, "Service": &corev1.Service{},
-		"ConfigMap": &corev1.ConfigMap{}}[o.Kind]
+	o.Value = map[string]any{"Deployment": &appsv1.Deployment{}, "Job": &batchv1.Job{}, "CronJob": &batchv1.CronJob{},
+		"Service": &corev1.Service{}, "ConfigMap": &corev1.ConfigMap{}}[o.Kind]
 	m.Objects = append(m.Objects, o)
 	if o.Value == nil {
 		return nil
@@ -114,6 +114,8 @@ func (m *Manifests) containers() (out []container) {
 			pod = v.Spec.Template.Spec
 		case *batchv1.Job:
 			pod = v.Spec.Template.Spec
+		case *batchv1.CronJob:
+			pod = v.Spec.JobTemplate.Spec.Template.Spec
 		}
 		for i, c := range slices.Concat(pod.InitContainers, pod.Containers) {
 			out = append(out, container{c, o, i >= len(pod.InitContainers), fmt.Sprintf("%s container %s", o, c.Name)})
