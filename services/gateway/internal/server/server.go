@@ -533,6 +533,42 @@ func (a *acks) promise(_ *kgo.Record, err error) {
 	}
 }
 
+// unattributed is the key subject of dead letters that name no person: their originals are sealed under
+// a data key of the district's own, shredded with the district.
+const unattributed = "\x00unattributed"
+
+// deadLetterKeys returns the data keys the rejected events' originals are sealed with, by the actor SIS
+// id each names ("" for none: the district's unattributed key). Without keys (the key store down) the
+// originals are dropped rather than kept in clear: the answer to the client names every error anyway.
+func (s *Server) deadLetterKeys(ctx context.Context, tenant string, rejected []ingest.Rejected) map[string]*keyring.DataKey {
+	ids := []string{unattributed}
+	for _, rj := range rejected {
+		if id := sisIDOf(rj.Raw); id != "" {
+			ids = append(ids, id)
+		}
+	}
+	keys, err := s.sealer.SubjectKeys(ctx, tenant, ids)
+	if err != nil {
+		s.log.WarnContext(ctx, "no data keys for dead letters: their originals are left out", "tenant_id", tenant, "err", err)
+		return nil
+	}
+	keys[""] = keys[unattributed]
+	return keys
+}
+
+// sisIDOf returns the actor SIS id a rejected event's JSON names, or "".
+func sisIDOf(raw []byte) string {
+	var ev struct {
+		Actor struct {
+			SISID string `json:"sis_id"`
+		} `json:"actor"`
+	}
+	if json.Unmarshal(raw, &ev) != nil {
+		return ""
+	}
+	return ev.Actor.SISID
+}
+
 // deadLetter sends rejected events to the DLQ with their errors and returns a function that waits for
 // their acks. A DLQ failure is logged, not returned: the client already gets every error in the answer and
 // nothing it sent was acknowledged as accepted.
@@ -542,6 +578,7 @@ func (s *Server) deadLetter(ctx context.Context, key Key, rejected []ingest.Reje
 	}
 	var wg sync.WaitGroup
 	pctx := context.WithoutCancel(ctx)
+	keys := s.deadLetterKeys(ctx, key.TenantID, rejected)
 	for _, rj := range rejected {
 		d := &records.DLQRecord{
 			Reason: records.ReasonInvalidField, Stage: records.StageGateway, TenantID: &key.TenantID,
@@ -552,6 +589,12 @@ func (s *Server) deadLetter(ctx context.Context, key Key, rejected []ingest.Reje
 		if limit := s.limits.MaxRecordBytes / 2; len(d.Original) > limit {
 			d.Detail += fmt.Sprintf("; original truncated to its first %d of %d bytes", limit, len(d.Original))
 			d.Original = d.Original[:limit]
+		}
+		// The original is sealed under the data key of the person it is about, so that erasing the person
+		// (or the district) makes it unreadable; one naming nobody under the district's own.
+		if dk := keys[sisIDOf(rj.Raw)]; dk != nil {
+			d.Original = []byte(dk.Seal(string(d.Original)))
+			d.Detail += "; original sealed under the data key of the person it names"
 		}
 		if rj.EventID != "" {
 			id := rj.EventID

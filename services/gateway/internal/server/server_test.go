@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"github.com/edtech-analytics/platform/libs/keyring"
 	"github.com/edtech-analytics/platform/libs/keyring/keyringtest"
@@ -212,8 +213,29 @@ func TestPartialAcceptanceProducesValidEventsAndDeadLettersTheRest(t *testing.T)
 	if err := f.codec.Decode(dlq[0].Value, &d); err != nil {
 		t.Fatal(err)
 	}
-	if d.Reason != records.ReasonInvalidField || d.Errors[0].Field != "payload.status" || !bytes.Contains(d.Original, []byte("asleep")) {
-		t.Fatalf("dlq record = %+v", d)
+	if d.Reason != records.ReasonInvalidField || d.Errors[0].Field != "payload.status" || bytes.Contains(d.Original, []byte("asleep")) {
+		t.Fatalf("dlq record = %+v (its original must be sealed)", d)
+	}
+	// Sealed under the data key of the person the event is about: readable with the keys, and gone with
+	// the person's key.
+	original, err := f.sealer.Open(t.Context(), "d1", string(d.Original))
+	if err != nil || !strings.Contains(original, "asleep") {
+		t.Fatalf("opening the dead letter's original: %q, %v", original, err)
+	}
+	var sent struct {
+		Actor struct {
+			SISID string `json:"sis_id"`
+		} `json:"actor"`
+	}
+	if err := json.Unmarshal([]byte(original), &sent); err != nil || sent.Actor.SISID == "" {
+		t.Fatalf("original %q: %v", original, err)
+	}
+	if _, err := f.sealer.ShredSubject(t.Context(), "d1", sent.Actor.SISID); err != nil {
+		t.Fatal(err)
+	}
+	f.sealer.Forget()
+	if _, err := f.sealer.Open(t.Context(), "d1", string(d.Original)); !errors.Is(err, keyring.ErrShredded) {
+		t.Fatalf("the original opens after its person's key was shredded: %v", err)
 	}
 }
 
