@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -71,14 +72,8 @@ func (s *Store) Notify(ctx context.Context, job jobs.Job) (Delivery, error) {
 	if err != nil {
 		return Delivery{}, err
 	}
-	body, err := json.Marshal(JobFinished{Event: EventJobFinished, ID: job.ID, Kind: job.Kind, Tenant: job.TenantID,
-		Status: job.Status, Error: job.Error, Steps: job.Steps, FinishedAt: job.FinishedAt})
-	if err != nil {
-		return Delivery{}, fmt.Errorf("encoding job %s: %w", job.ID, err)
-	}
-	if _, err := s.pool.Exec(ctx, `INSERT INTO control.webhook_deliveries (job_id, tenant_id, body) VALUES ($1, $2, $3)
-		ON CONFLICT (job_id) DO NOTHING`, job.ID, job.TenantID, body); err != nil {
-		return Delivery{}, fmt.Errorf("recording the notification of job %s: %w", job.ID, err)
+	if err := s.enqueue(ctx, job); err != nil {
+		return Delivery{}, err
 	}
 	d, err := s.delivery(ctx, job.ID)
 	if err != nil || d.Delivered() {
@@ -87,11 +82,29 @@ func (s *Store) Notify(ctx context.Context, job jobs.Job) (Delivery, error) {
 	return s.deliver(ctx, t, job.ID)
 }
 
-// Redeliver sends again every notification of the district that was not delivered (the sender died, or
-// gave up), each with the attempts Options allow, and returns their records.
+// enqueue records the notification of a finished job, unless it is recorded already.
+func (s *Store) enqueue(ctx context.Context, job jobs.Job) error {
+	body, err := json.Marshal(JobFinished{Event: EventJobFinished, ID: job.ID, Kind: job.Kind, Tenant: job.TenantID,
+		Status: job.Status, Error: job.Error, Steps: job.Steps, FinishedAt: job.FinishedAt})
+	if err != nil {
+		return fmt.Errorf("encoding job %s: %w", job.ID, err)
+	}
+	if _, err := s.pool.Exec(ctx, `INSERT INTO control.webhook_deliveries (job_id, tenant_id, body) VALUES ($1, $2, $3)
+		ON CONFLICT (job_id) DO NOTHING`, job.ID, job.TenantID, body); err != nil {
+		return fmt.Errorf("recording the notification of job %s: %w", job.ID, err)
+	}
+	return nil
+}
+
+// Redeliver sends every notification of the district that was not delivered, each with the attempts
+// Options allow, and returns their records: those whose sender died or gave up, and those of jobs that
+// finished since the webhook was set without a notification recorded (their runner died first).
 func (s *Store) Redeliver(ctx context.Context, tenant string) ([]Delivery, error) {
 	t, err := s.target(ctx, tenant)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.enqueueMissed(ctx, tenant, t.since); err != nil {
 		return nil, err
 	}
 	rows, err := s.pool.Query(ctx, `SELECT job_id::text FROM control.webhook_deliveries
@@ -113,6 +126,35 @@ func (s *Store) Redeliver(ctx context.Context, tenant string) ([]Delivery, error
 		errs = append(errs, err)
 	}
 	return out, errors.Join(errs...)
+}
+
+// enqueueMissed records the notifications of the district's jobs that finished since without one.
+func (s *Store) enqueueMissed(ctx context.Context, tenant string, since time.Time) error {
+	finished, err := s.jobs.FinishedSince(ctx, tenant, since)
+	if err != nil {
+		return err
+	}
+	rows, err := s.pool.Query(ctx, `SELECT job_id::text FROM control.webhook_deliveries WHERE tenant_id = $1`, tenant)
+	if err != nil {
+		return fmt.Errorf("reading the notifications of district %s: %w", tenant, err)
+	}
+	recorded, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("reading the notifications of district %s: %w", tenant, err)
+	}
+	for _, id := range finished {
+		if slices.Contains(recorded, id) {
+			continue
+		}
+		job, err := s.jobs.Job(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := s.enqueue(ctx, job); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Deliveries returns the district's latest notifications, newest first.

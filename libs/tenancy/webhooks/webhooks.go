@@ -38,6 +38,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/jobs"
 )
 
 // Keys seal the signing secrets: libs/keyring's master keys (keyring.MasterKeys) satisfy it. The
@@ -102,12 +103,13 @@ type Store struct {
 	pool *pgxpool.Pool
 	keys Keys
 	opt  Options
+	jobs *jobs.Store // the jobs notified
 }
 
 // New returns a Store over the control database pool. keys may be nil for a store that only reads and
 // removes webhooks.
 func New(pool *pgxpool.Pool, keys Keys, opt Options) *Store {
-	return &Store{pool: pool, keys: keys, opt: opt.withDefaults()}
+	return &Store{pool: pool, keys: keys, opt: opt.withDefaults(), jobs: jobs.New(pool)}
 }
 
 // secretSize is the signing secret's size in random bytes; it is shown and used as hex.
@@ -226,9 +228,10 @@ func (s *Store) Rewrap(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// target is a webhook ready to send to: its URL and opened secret.
+// target is a webhook ready to send to: its URL and opened secret, and since when it is set.
 type target struct {
 	url, secret string
+	since       time.Time
 }
 
 // target reads and opens the district's webhook; none is tenancy.ErrNotFound.
@@ -236,8 +239,8 @@ func (s *Store) target(ctx context.Context, tenant string) (target, error) {
 	var t target
 	var masterID string
 	var sealed []byte
-	err := s.pool.QueryRow(ctx, `SELECT url, master_key_id, sealed_secret FROM control.district_webhooks WHERE tenant_id = $1`,
-		tenant).Scan(&t.url, &masterID, &sealed)
+	err := s.pool.QueryRow(ctx, `SELECT url, master_key_id, sealed_secret, created_at FROM control.district_webhooks
+		WHERE tenant_id = $1`, tenant).Scan(&t.url, &masterID, &sealed, &t.since)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return target{}, fmt.Errorf("webhook of district %s: %w", tenant, tenancy.ErrNotFound)
 	}

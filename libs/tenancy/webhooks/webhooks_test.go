@@ -374,6 +374,27 @@ func TestRedeliverAfterTheSenderStopped(t *testing.T) {
 	}
 }
 
+// TestRedeliverFindsJobsNeverNotified proves that Redeliver sends the jobs that finished after the
+// webhook was set without a notification recorded (their runner died between finishing the job and
+// notifying), and not those that finished before the webhook was set.
+func TestRedeliverFindsJobsNeverNotified(t *testing.T) {
+	pool, store, _ := setup(t, webhooks.Options{})
+	finishedJob(t, pool, "d1") // before the webhook
+	recv := newReceiver(t, 200)
+	if _, _, err := store.Set(t.Context(), "d1", recv.URL); err != nil {
+		t.Fatal(err)
+	}
+	missed := finishedJob(t, pool, "d1")
+	redelivered, err := store.Redeliver(t.Context(), "d1")
+	if err != nil || len(redelivered) != 1 || redelivered[0].JobID != missed.ID || !redelivered[0].Delivered() || recv.count() != 1 {
+		t.Fatalf("Redeliver = %+v, %v (%d requests)", redelivered, err, recv.count())
+	}
+	var got webhooks.JobFinished
+	if err := json.Unmarshal(recv.bodies[0], &got); err != nil || got.ID != missed.ID || len(got.Steps) != 2 {
+		t.Fatalf("body %s (%v)", recv.bodies[0], err)
+	}
+}
+
 // TestAttemptTimeout proves that a receiver that does not answer is given up on after the per-request
 // timeout, as an attempt without an answer.
 func TestAttemptTimeout(t *testing.T) {
