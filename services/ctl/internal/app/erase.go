@@ -122,7 +122,7 @@ func runEraseTenant(ctx context.Context, e Env, args []string) error {
 // in the audit log, then verifies that every store is empty of what the job erased. A job it finishes is
 // reported to its district's webhook.
 func runJob(ctx context.Context, cp controlPlane, store *jobs.Store, job jobs.Job, steps []eraseStep) error {
-	defer cp.notifyFinished(ctx, store, job.ID)
+	defer cp.notifyFinished(ctx, store, job)
 	done := map[int]bool{}
 	for _, st := range job.Steps {
 		done[st.Seq] = st.Done()

@@ -193,12 +193,13 @@ func runWebhookRetry(ctx context.Context, e Env, args []string) error {
 
 // notifyFinished tells the district's webhook, if it has one, that the job finished (done or failed); a
 // job left running, to be resumed, is not reported. The job does not depend on it: a notification that
-// is not delivered is recorded (ctl webhook show, ctl webhook retry) and printed as a warning.
-func (cp controlPlane) notifyFinished(ctx context.Context, store *jobs.Store, jobID string) {
+// is not delivered is recorded (ctl webhook show) and printed as a warning, and ctl webhook retry sends it.
+func (cp controlPlane) notifyFinished(ctx context.Context, store *jobs.Store, job jobs.Job) {
 	warn := func(err error) {
-		_, _ = fmt.Fprintf(cp.env.Stderr, "warning: job %s: webhook: %v\n", jobID, err)
+		_, _ = fmt.Fprintf(cp.env.Stderr, "warning: job %s: the webhook of district %s was not notified: %v "+
+			"('ctl webhook retry --tenant %s' sends it again)\n", job.ID, job.TenantID, err, job.TenantID)
 	}
-	job, err := store.Job(ctx, jobID)
+	job, err := store.Job(ctx, job.ID)
 	if err != nil {
 		warn(err)
 		return
@@ -215,7 +216,7 @@ func (cp controlPlane) notifyFinished(ctx context.Context, store *jobs.Store, jo
 	master := cp.master
 	if master == nil {
 		if master, err = masterKeys(cp.env, "", ""); err != nil {
-			warn(fmt.Errorf("the signing secret is sealed by the master keys: %w", err))
+			warn(fmt.Errorf("its signing secret is sealed by the master keys: %w", err))
 			return
 		}
 	}
@@ -227,12 +228,14 @@ func (cp controlPlane) notifyFinished(ctx context.Context, store *jobs.Store, jo
 	if notifyErr != nil {
 		detail["error"] = notifyErr.Error()
 	}
-	if err := cp.record(ctx, job.TenantID, "webhook.notify", detail); err != nil {
-		warn(err)
+	auditErr := cp.record(ctx, job.TenantID, "webhook.notify", detail)
+	switch {
+	case notifyErr != nil:
+		warn(errors.Join(notifyErr, auditErr))
+	case auditErr != nil:
+		_, _ = fmt.Fprintf(cp.env.Stderr, "warning: job %s: the webhook of district %s was notified, but the audit log did not record it: %v\n",
+			job.ID, job.TenantID, auditErr)
+	default:
+		_, _ = fmt.Fprintf(cp.env.Stderr, "job %s: the webhook of district %s was notified (%d attempts)\n", job.ID, job.TenantID, d.Attempts)
 	}
-	if notifyErr != nil {
-		warn(fmt.Errorf("%w (recorded; 'ctl webhook retry --tenant %s' sends it again)", notifyErr, job.TenantID))
-		return
-	}
-	_, _ = fmt.Fprintf(cp.env.Stderr, "job %s: the webhook of district %s was notified (%d attempts)\n", job.ID, job.TenantID, d.Attempts)
 }
