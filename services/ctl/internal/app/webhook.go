@@ -20,7 +20,9 @@ func webhookFlags(e Env, name, synopsis string) (*flag.FlagSet, *common, *string
 }
 
 // webhookDetail is what the audit log keeps of a webhook: its URL without any password.
-func webhookDetail(w webhooks.Webhook) map[string]string { return map[string]string{"url": w.Redacted()} }
+func webhookDetail(w webhooks.Webhook) map[string]string {
+	return map[string]string{"url": w.Redacted()}
+}
 
 func runWebhookSet(ctx context.Context, e Env, args []string) error {
 	fs, c, tenantID := webhookFlags(e, "set", "--tenant ID --url URL")
