@@ -13,10 +13,42 @@ import (
 	"github.com/edtech-analytics/platform/libs/tenancy/webhooks"
 )
 
-// webhookFlags returns the flag set of a webhook command and its --tenant flag.
-func webhookFlags(e Env, name, synopsis string) (*flag.FlagSet, *common, *string) {
+// webhookCmd is a webhook command's flags: --tenant, and the master keys for a command that seals or opens
+// the signing secret.
+type webhookCmd struct {
+	fs         *flag.FlagSet
+	c          *common
+	tenant     *string
+	keys, file *string // nil: the command does not need the master keys
+}
+
+func newWebhookCmd(e Env, name, synopsis string, keyed bool) *webhookCmd {
 	fs, c := newFlags(e, "webhook "+name, synopsis)
-	return fs, c, fs.String("tenant", "", "tenant (district) id")
+	w := &webhookCmd{fs: fs, c: c, tenant: fs.String("tenant", "", "tenant (district) id")}
+	if keyed {
+		w.keys, w.file = masterFlags(fs)
+	}
+	return w
+}
+
+// parse parses args and checks --tenant.
+func (w *webhookCmd) parse(args []string) error {
+	if err := parse(w.fs, w.c, args); err != nil {
+		return err
+	}
+	return requiredTenant(w.fs, *w.tenant)
+}
+
+// run runs fn with the control plane and the webhooks store (which opens secrets if the command is keyed).
+func (w *webhookCmd) run(ctx context.Context, e Env, fn func(cp controlPlane, store *webhooks.Store) error) error {
+	if w.keys == nil {
+		return withControl(ctx, e, w.c, func(cp controlPlane) error {
+			return fn(cp, webhooks.New(cp.pool, nil, webhooks.Options{}))
+		})
+	}
+	return withKeyring(ctx, e, w.c, *w.keys, *w.file, func(cp controlPlane, _ *keyring.Keyring) error {
+		return fn(cp, webhooks.New(cp.pool, cp.master, webhooks.Options{}))
+	})
 }
 
 // webhookDetail is what the audit log keeps of a webhook: its URL without any password.
@@ -25,23 +57,19 @@ func webhookDetail(w webhooks.Webhook) map[string]string {
 }
 
 func runWebhookSet(ctx context.Context, e Env, args []string) error {
-	fs, c, tenantID := webhookFlags(e, "set", "--tenant ID --url URL")
-	rawURL := fs.String("url", "", "where the district's finished jobs are POSTed: an http:// or https:// URL")
-	keys, file := masterFlags(fs)
-	if err := parse(fs, c, args); err != nil {
+	cmd := newWebhookCmd(e, "set", "--tenant ID --url URL", true)
+	rawURL := cmd.fs.String("url", "", "where the district's finished jobs are POSTed: an http:// or https:// URL")
+	if err := cmd.parse(args); err != nil {
 		return err
 	}
-	if err := requiredTenant(fs, *tenantID); err != nil {
-		return err
-	}
-	if err := required(fs, "url"); err != nil {
+	if err := required(cmd.fs, "url"); err != nil {
 		return err
 	}
 	if _, err := webhooks.ValidURL(*rawURL); err != nil {
 		return usagef("--url: %w", err)
 	}
-	return withKeyring(ctx, e, c, *keys, *file, func(cp controlPlane, _ *keyring.Keyring) error {
-		w, secret, err := webhooks.New(cp.pool, cp.master, webhooks.Options{}).Set(ctx, *tenantID, *rawURL)
+	return cmd.run(ctx, e, func(cp controlPlane, store *webhooks.Store) error {
+		w, secret, err := store.Set(ctx, *cmd.tenant, *rawURL)
 		if err != nil {
 			return err
 		}
@@ -49,7 +77,7 @@ func runWebhookSet(ctx context.Context, e Env, args []string) error {
 			return err
 		}
 		const note = "This is the only time the signing secret is shown: give it to the receiver now, it cannot be shown again."
-		if c.output == "json" {
+		if cmd.c.output == "json" {
 			return writeJSON(e.Stdout, struct {
 				webhooks.Webhook
 				Secret string `json:"secret"`
@@ -63,25 +91,21 @@ func runWebhookSet(ctx context.Context, e Env, args []string) error {
 }
 
 func runWebhookShow(ctx context.Context, e Env, args []string) error {
-	fs, c, tenantID := webhookFlags(e, "show", "--tenant ID")
-	if err := parse(fs, c, args); err != nil {
+	cmd := newWebhookCmd(e, "show", "--tenant ID", false)
+	if err := cmd.parse(args); err != nil {
 		return err
 	}
-	if err := requiredTenant(fs, *tenantID); err != nil {
-		return err
-	}
-	return withControl(ctx, e, c, func(cp controlPlane) error {
-		store := webhooks.New(cp.pool, nil, webhooks.Options{})
-		w, err := store.Get(ctx, *tenantID)
+	return cmd.run(ctx, e, func(_ controlPlane, store *webhooks.Store) error {
+		w, err := store.Get(ctx, *cmd.tenant)
 		if err != nil {
 			return err
 		}
 		w.URL = w.Redacted()
-		deliveries, err := store.Deliveries(ctx, *tenantID, 10)
+		deliveries, err := store.Deliveries(ctx, *cmd.tenant, 10)
 		if err != nil {
 			return err
 		}
-		if c.output == "json" {
+		if cmd.c.output == "json" {
 			if deliveries == nil {
 				deliveries = []webhooks.Delivery{}
 			}
@@ -93,13 +117,13 @@ func runWebhookShow(ctx context.Context, e Env, args []string) error {
 		if _, err := fmt.Fprintf(e.Stdout, "webhook of district %s: %s (set %s)\n\n", w.TenantID, w.URL, formatTime(&w.CreatedAt)); err != nil {
 			return err
 		}
-		return writeDeliveries(e, deliveries)
+		return writeDeliveries(e, "text", deliveries)
 	})
 }
 
-// writeDeliveries prints notifications as a table.
-func writeDeliveries(e Env, deliveries []webhooks.Delivery) error {
-	return writeList(e.Stdout, "text", deliveries, []string{"JOB", "ATTEMPTS", "LAST STATUS", "DELIVERED", "NEXT ATTEMPT", "LAST ERROR"},
+// writeDeliveries prints notifications as a table, or as JSON.
+func writeDeliveries(e Env, output string, deliveries []webhooks.Delivery) error {
+	return writeList(e.Stdout, output, deliveries, []string{"JOB", "ATTEMPTS", "LAST STATUS", "DELIVERED", "NEXT ATTEMPT", "LAST ERROR"},
 		func(d webhooks.Delivery) []string {
 			status := "-"
 			if d.LastStatus != nil {
@@ -110,41 +134,33 @@ func writeDeliveries(e Env, deliveries []webhooks.Delivery) error {
 }
 
 func runWebhookRemove(ctx context.Context, e Env, args []string) error {
-	fs, c, tenantID := webhookFlags(e, "remove", "--tenant ID")
-	if err := parse(fs, c, args); err != nil {
+	cmd := newWebhookCmd(e, "remove", "--tenant ID", false)
+	if err := cmd.parse(args); err != nil {
 		return err
 	}
-	if err := requiredTenant(fs, *tenantID); err != nil {
-		return err
-	}
-	return withControl(ctx, e, c, func(cp controlPlane) error {
-		store := webhooks.New(cp.pool, nil, webhooks.Options{})
-		w, err := store.Get(ctx, *tenantID)
+	return cmd.run(ctx, e, func(cp controlPlane, store *webhooks.Store) error {
+		w, err := store.Get(ctx, *cmd.tenant)
 		if err != nil {
 			return err
 		}
-		if err := store.Remove(ctx, *tenantID); err != nil {
+		if err := store.Remove(ctx, *cmd.tenant); err != nil {
 			return err
 		}
-		if err := cp.record(ctx, *tenantID, "webhook.remove", webhookDetail(w)); err != nil {
+		if err := cp.record(ctx, *cmd.tenant, "webhook.remove", webhookDetail(w)); err != nil {
 			return err
 		}
-		_, err = fmt.Fprintf(e.Stdout, "removed the webhook of district %s (%s)\n", *tenantID, w.Redacted())
+		_, err = fmt.Fprintf(e.Stdout, "removed the webhook of district %s (%s)\n", *cmd.tenant, w.Redacted())
 		return err
 	})
 }
 
 func runWebhookTest(ctx context.Context, e Env, args []string) error {
-	fs, c, tenantID := webhookFlags(e, "test", "--tenant ID")
-	keys, file := masterFlags(fs)
-	if err := parse(fs, c, args); err != nil {
+	cmd := newWebhookCmd(e, "test", "--tenant ID", true)
+	if err := cmd.parse(args); err != nil {
 		return err
 	}
-	if err := requiredTenant(fs, *tenantID); err != nil {
-		return err
-	}
-	return withKeyring(ctx, e, c, *keys, *file, func(cp controlPlane, _ *keyring.Keyring) error {
-		status, pingErr := webhooks.New(cp.pool, cp.master, webhooks.Options{}).Ping(ctx, *tenantID)
+	return cmd.run(ctx, e, func(cp controlPlane, store *webhooks.Store) error {
+		status, pingErr := store.Ping(ctx, *cmd.tenant)
 		if errors.Is(pingErr, tenancy.ErrNotFound) {
 			return pingErr
 		}
@@ -152,44 +168,28 @@ func runWebhookTest(ctx context.Context, e Env, args []string) error {
 		if pingErr != nil {
 			detail["error"] = pingErr.Error()
 		}
-		if err := cp.record(ctx, *tenantID, "webhook.test", detail); err != nil {
+		if err := cp.record(ctx, *cmd.tenant, "webhook.test", detail); err != nil || pingErr != nil {
 			return errors.Join(pingErr, err)
 		}
-		if pingErr != nil {
-			return pingErr
-		}
-		_, err := fmt.Fprintf(e.Stdout, "the webhook of district %s answered the ping with %d\n", *tenantID, status)
+		_, err := fmt.Fprintf(e.Stdout, "the webhook of district %s answered the ping with %d\n", *cmd.tenant, status)
 		return err
 	})
 }
 
 func runWebhookRetry(ctx context.Context, e Env, args []string) error {
-	fs, c, tenantID := webhookFlags(e, "retry", "--tenant ID")
-	keys, file := masterFlags(fs)
-	if err := parse(fs, c, args); err != nil {
+	cmd := newWebhookCmd(e, "retry", "--tenant ID", true)
+	if err := cmd.parse(args); err != nil {
 		return err
 	}
-	if err := requiredTenant(fs, *tenantID); err != nil {
-		return err
-	}
-	return withKeyring(ctx, e, c, *keys, *file, func(cp controlPlane, _ *keyring.Keyring) error {
-		deliveries, sendErr := webhooks.New(cp.pool, cp.master, webhooks.Options{}).Redeliver(ctx, *tenantID)
+	return cmd.run(ctx, e, func(cp controlPlane, store *webhooks.Store) error {
+		deliveries, sendErr := store.Redeliver(ctx, *cmd.tenant)
 		if errors.Is(sendErr, tenancy.ErrNotFound) {
 			return sendErr
 		}
-		if err := cp.record(ctx, *tenantID, "webhook.retry", deliveries); err != nil {
+		if err := cp.record(ctx, *cmd.tenant, "webhook.retry", deliveries); err != nil {
 			return errors.Join(sendErr, err)
 		}
-		var err error
-		if c.output == "json" {
-			if deliveries == nil {
-				deliveries = []webhooks.Delivery{}
-			}
-			err = writeJSON(e.Stdout, deliveries)
-		} else {
-			err = writeDeliveries(e, deliveries)
-		}
-		return errors.Join(sendErr, err)
+		return errors.Join(sendErr, writeDeliveries(e, cmd.c.output, deliveries))
 	})
 }
 
