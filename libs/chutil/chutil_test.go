@@ -250,12 +250,23 @@ ENGINE = SummingMergeTree PARTITION BY tuple() ORDER BY tenant_id;
 	}
 	assertVersions(t, conn, db, 1, 2, 3)
 
-	fsys["0004_broken.sql"] = &fstest.MapFile{Data: []byte("CREATE TABLE broken (x UInt8) ENGINE = NoSuchEngine;")}
+	// A file that failed after its ADD COLUMN runs again from the start: the column found there is no error.
+	fsys["0004_column.sql"] = &fstest.MapFile{Data: []byte("ALTER TABLE more ADD COLUMN y String DEFAULT '';\nSELECT throwIf(1);\n")}
 	if err := chutil.Migrate(ctx, conn, db, fsys); err == nil {
 		t.Fatal("a failing migration returned no error")
 	}
-	assertVersions(t, conn, db, 1, 2, 3)
-	delete(fsys, "0004_broken.sql")
+	fsys["0004_column.sql"] = &fstest.MapFile{Data: []byte("ALTER TABLE more ADD COLUMN y String DEFAULT '';\n")}
+	if err := chutil.Migrate(ctx, conn, db, fsys); err != nil {
+		t.Fatalf("running an ADD COLUMN again: %v", err)
+	}
+	assertVersions(t, conn, db, 1, 2, 3, 4)
+
+	fsys["0005_broken.sql"] = &fstest.MapFile{Data: []byte("CREATE TABLE broken (x UInt8) ENGINE = NoSuchEngine;")}
+	if err := chutil.Migrate(ctx, conn, db, fsys); err == nil {
+		t.Fatal("a failing migration returned no error")
+	}
+	assertVersions(t, conn, db, 1, 2, 3, 4)
+	delete(fsys, "0005_broken.sql")
 
 	fsys["0001_events.sql"] = &fstest.MapFile{Data: []byte("CREATE TABLE events (edited UInt8) ENGINE = Memory;")}
 	if err := chutil.Migrate(ctx, conn, db, fsys); !errors.Is(err, chutil.ErrChecksumMismatch) {

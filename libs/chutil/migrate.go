@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
@@ -77,7 +78,7 @@ func Migrate(ctx context.Context, conn driver.Conn, database string, fsys fs.FS)
 			continue
 		}
 		for i, stmt := range m.Statements {
-			if err := conn.Exec(ctx, stmt); err != nil {
+			if err := conn.Exec(ctx, stmt); err != nil && !repeatedAddColumn(stmt, err) {
 				return fmt.Errorf("applying migration %s, statement %d: %w", m.Name, i+1, err)
 			}
 		}
@@ -87,6 +88,16 @@ func Migrate(ctx context.Context, conn driver.Conn, database string, fsys fs.FS)
 	}
 	return nil
 }
+
+// repeatedAddColumn reports whether err is an ALTER TABLE ... ADD COLUMN finding its column there already:
+// the statement of a file that failed after it, run again. ClickHouse 18.16 has no ADD COLUMN IF NOT EXISTS.
+func repeatedAddColumn(stmt string, err error) bool {
+	var ex *clickhouse.Exception
+	return errors.As(err, &ex) && ex.Code == duplicateColumn && strings.Contains(strings.ToUpper(stmt), "ADD COLUMN")
+}
+
+// duplicateColumn is the code of ClickHouse 18.16's "column with this name already exists" (ILLEGAL_COLUMN).
+const duplicateColumn = 44
 
 func appliedMigrations(ctx context.Context, conn driver.Conn, table string) (map[uint32]string, error) {
 	rows, err := conn.Query(ctx, "SELECT version, any(checksum) FROM "+table+" GROUP BY version")

@@ -20,6 +20,8 @@ package records
 //go:generate go run ./cmd/schemasnap -dir ../../schemas
 //go:generate go tool avrogen -pkg records -o types_gen.go -tags json:original -initialisms DLQ,SIS,SMS ../../schemas/attendance.avsc ../../schemas/assessment_result.avsc ../../schemas/assignment_submission.avsc ../../schemas/session_event.avsc ../../schemas/content_view.avsc ../../schemas/roster_org.avsc ../../schemas/roster_academic_session.avsc ../../schemas/roster_course.avsc ../../schemas/roster_class.avsc ../../schemas/roster_user.avsc ../../schemas/roster_enrollment.avsc ../../schemas/roster_demographics.avsc ../../schemas/roster_line_item.avsc ../../schemas/roster_result.avsc ../../schemas/raw_event.avsc ../../schemas/enriched_event.avsc ../../schemas/dlq_record.avsc ../../schemas/control_command.avsc
 
+import "time"
+
 // Kind names one of the four top-level records, one per topic.
 type Kind int
 
@@ -84,6 +86,20 @@ const (
 	TypeRosterLineItem        = "roster.line_item"
 	TypeRosterResult          = "roster.result"
 )
+
+// TypeStudentErased marks, in the enriched topic only, that a student was erased: each store's consumer of
+// the partition deletes what it holds of the student (Actor.InternalID) when it reaches the marker, in
+// order with the records before and after it, so a replay of enriched applies the erasure again in turn.
+// It carries no payload and is not an event type a client can send.
+const TypeStudentErased = "privacy.student_erased"
+
+// NewStudentErased returns the marker of a student's erasure; id identifies it (the erasure job's id).
+func NewStudentErased(id, tenantID, internalID string, at time.Time) *EnrichedEvent {
+	at = at.UTC().Truncate(time.Millisecond)
+	return &EnrichedEvent{EventID: id, TenantID: tenantID, SourceID: "privacy", Type: TypeStudentErased,
+		OccurredAt: at, ReceivedAt: at, EnrichedAt: at, SchemaVersion: 1,
+		Actor: EnrichedActor{InternalID: internalID, Role: "student"}}
+}
 
 // EventTypes returns every known event type, learning events first, then roster entities.
 func EventTypes() []string {

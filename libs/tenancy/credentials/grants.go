@@ -15,10 +15,14 @@ const (
 	VerbEventsWrite    = "events:write"
 	VerbRosterWrite    = "roster:write"
 	VerbDashboardsRead = "dashboards:read"
+	// VerbAdminWrite lets a key make a district's privacy requests (erasures) through the admin API.
+	VerbAdminWrite = "admin:write"
 )
 
 // Verbs lists every verb a key can hold.
-func Verbs() []string { return []string{VerbEventsWrite, VerbRosterWrite, VerbDashboardsRead} }
+func Verbs() []string {
+	return []string{VerbEventsWrite, VerbRosterWrite, VerbDashboardsRead, VerbAdminWrite}
+}
 
 // normalizeVerbs checks verbs against the known set and drops duplicates, keeping order.
 func normalizeVerbs(verbs []string) ([]string, error) {

@@ -110,21 +110,61 @@ func (s *Store) Start(ctx context.Context, r Request) (job Job, created bool, er
 	return job, created, err
 }
 
-// Claim starts the oldest queued job of one of kinds and returns it; ok is false when none waits. Two
-// runners never claim the same job.
-func (s *Store) Claim(ctx context.Context, kinds ...string) (job Job, ok bool, err error) {
-	var id string
-	err = s.pool.QueryRow(ctx, `UPDATE control.privacy_jobs SET status = 'running' WHERE id = (
-		SELECT id FROM control.privacy_jobs WHERE status = 'queued' AND kind = ANY($1)
-		ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id::text`, kinds).Scan(&id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Job{}, false, nil
-	}
+// Unfinished lists the jobs of kinds that are queued or running, oldest first: those a runner should
+// run or resume (a running one whose runner died is resumed; one whose runner lives is locked, see Lock).
+func (s *Store) Unfinished(ctx context.Context, kinds ...string) ([]Job, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id::text FROM control.privacy_jobs WHERE status IN ('queued', 'running') AND kind = ANY($1)
+		ORDER BY created_at`, kinds)
 	if err != nil {
-		return Job{}, false, fmt.Errorf("claiming a queued job: %w", err)
+		return nil, fmt.Errorf("listing unfinished jobs: %w", err)
 	}
-	job, err = s.Job(ctx, id)
-	return job, err == nil, err
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("listing unfinished jobs: %w", err)
+	}
+	out := make([]Job, 0, len(ids))
+	for _, id := range ids {
+		j, err := s.Job(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, j)
+	}
+	return out, nil
+}
+
+// ErrLocked: another runner is running the job.
+var ErrLocked = errors.New("another runner is running the job")
+
+// Lock makes the caller the job's one runner until release, and marks a queued job running. The lock is
+// a PostgreSQL session lock: it goes with the runner's connection, so a runner that dies (SIGKILL, a
+// lost node) frees its jobs for the next one at once. Another runner's lock is ErrLocked.
+func (s *Store) Lock(ctx context.Context, jobID string) (release func(), err error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("locking job %s: %w", jobID, err)
+	}
+	var ok bool
+	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock(hashtextextended('privacy_job:' || $1, 0))", jobID).Scan(&ok); err != nil {
+		conn.Release()
+		return nil, fmt.Errorf("locking job %s: %w", jobID, err)
+	}
+	if !ok {
+		conn.Release()
+		return nil, fmt.Errorf("job %s: %w", jobID, ErrLocked)
+	}
+	release = func() {
+		_, err := conn.Exec(context.Background(), "SELECT pg_advisory_unlock(hashtextextended('privacy_job:' || $1, 0))", jobID)
+		if err != nil {
+			_ = conn.Conn().Close(context.Background()) // closing the session frees the lock
+		}
+		conn.Release()
+	}
+	if _, err := s.pool.Exec(ctx, `UPDATE control.privacy_jobs SET status = 'running' WHERE id = $1 AND status = 'queued'`, jobID); err != nil {
+		release()
+		return nil, fmt.Errorf("starting job %s: %w", jobID, err)
+	}
+	return release, nil
 }
 
 // Job returns a job with its steps; an unknown id is tenancy.ErrNotFound.
@@ -182,7 +222,8 @@ func (s *Store) FinishStep(ctx context.Context, jobID string, seq int, after int
 
 // Finish ends a job: done, or failed with the reason.
 func (s *Store) Finish(ctx context.Context, jobID, status, reason string) error {
-	_, err := s.pool.Exec(ctx, `UPDATE control.privacy_jobs SET status = $2, error = $3, finished_at = now()
+	// A finished job keeps no SIS id (EraseStudentParams): only the internal id names its student.
+	_, err := s.pool.Exec(ctx, `UPDATE control.privacy_jobs SET status = $2, error = $3, finished_at = now(), params = params - 'sis_id'
 		WHERE id = $1 AND status IN ('queued', 'running')`, jobID, status, reason)
 	if err != nil {
 		return fmt.Errorf("finishing job %s: %w", jobID, err)

@@ -155,6 +155,25 @@ type run struct {
 	seen       map[string]int64
 	outcomes   map[string]*TypeCount
 	baseEvents int64 // learning events the target counted before the replay (student_activity)
+	// Erasure markers delete what was applied of their student: its learning events are counted per
+	// student until its marker, and then as erased.
+	byStudent map[string]int64
+	erased    int64
+}
+
+// countErasure keeps the per-student count of learning events applied, and moves a student's to the
+// erased count at its erasure marker.
+func (r *run) countErasure(ev *records.EnrichedEvent) {
+	switch {
+	case ev.Type == records.TypeStudentErased:
+		r.erased += r.byStudent[ev.Actor.InternalID]
+		delete(r.byStudent, ev.Actor.InternalID)
+	case !records.IsRosterType(ev.Type):
+		if r.byStudent == nil {
+			r.byStudent = map[string]int64{}
+		}
+		r.byStudent[ev.Actor.InternalID]++
+	}
 }
 
 // prepareShadow drops what an earlier rebuild left, builds the shadow schema from the template with a
@@ -627,6 +646,7 @@ func (r *run) apply(ctx context.Context, tx pgx.Tx) error {
 				default:
 					c.Applied++
 					mine = append(mine, d)
+					r.countErasure(d.Event)
 				}
 			}
 			if err := r.applier.Queue(b, []pgstore.Work{{Schema: r.target, Records: mine}}); err != nil {

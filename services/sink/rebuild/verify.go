@@ -51,6 +51,7 @@ type TypeCount struct {
 type EventsCheck struct {
 	Applied int64 `json:"applied"`
 	Counted int64 `json:"counted"` // growth of sum(student_activity.event_count) over the replay
+	Erased  int64 `json:"erased"`  // applied, then deleted by their student's erasure marker
 }
 
 func (c *TypeCount) skip(reason string) {
@@ -115,7 +116,7 @@ func (r *run) verify(ctx context.Context, tx pgx.Tx) error {
 			v.Errors = append(v.Errors, fmt.Sprintf("%s: %d records of district %s in the replayed range, %d applied and %d skipped",
 				typ, c.Log, r.tenant, c.Applied, c.skippedTotal()))
 		}
-		if !records.IsRosterType(typ) && typ != TypeUndecodable {
+		if !records.IsRosterType(typ) && typ != TypeUndecodable && typ != records.TypeStudentErased {
 			v.Events.Applied += c.Applied
 		}
 		v.Types = append(v.Types, c)
@@ -136,9 +137,10 @@ func (r *run) verify(ctx context.Context, tx pgx.Tx) error {
 		return err
 	}
 	v.Events.Counted = counted - r.baseEvents
-	if v.Events.Counted != v.Events.Applied {
-		v.Errors = append(v.Errors, fmt.Sprintf("%d learning events applied, but %s.student_activity counts %d more",
-			v.Events.Applied, r.target, v.Events.Counted))
+	v.Events.Erased = r.erased
+	if v.Events.Counted != v.Events.Applied-v.Events.Erased {
+		v.Errors = append(v.Errors, fmt.Sprintf("%d learning events applied (%d of them erased since), but %s.student_activity counts %d more",
+			v.Events.Applied, v.Events.Erased, r.target, v.Events.Counted))
 	}
 	v.OK = len(v.Errors) == 0
 	r.report.Verification = v

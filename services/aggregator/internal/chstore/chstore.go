@@ -218,6 +218,8 @@ func (s *Store) Write(ctx context.Context, topic string, partition int32, recs [
 		span.End()
 	}()
 
+	// The batch in segments: the rows before each erasure marker are inserted before it is applied.
+	var segs []segment
 	rows := make([]eventRow, 0, len(recs))
 	for _, rec := range recs {
 		row, reason, err := s.row(topic, rec)
@@ -227,36 +229,58 @@ func (s *Store) Write(ctx context.Context, topic string, partition int32, recs [
 		if dlq, ok := refusals[reason]; ok {
 			return kafkax.Poison(rec.Offset, dlq, fmt.Errorf("the aggregator cannot store it (%s): %w", reason, err))
 		}
-		if reason == "" {
+		switch reason {
+		case "":
 			rows = append(rows, row)
-			continue
+		case erasure:
+			segs = append(segs, segment{rows: rows, erase: &row})
+			rows = nil
+		default:
+			s.skip(ctx, reason, 1)
 		}
-		s.skip(ctx, reason, 1)
 	}
-	for _, tenant := range tenantsOf(rows) {
-		// Analyst views are not part of the data: failing to make them (a user without CREATE rights, a
-		// server hiccup) must not stall ingestion. The next batch of the district tries again.
-		if err := s.EnsureAnalystViews(ctx, tenant); err != nil && ctx.Err() == nil {
-			s.log.Warn("creating analyst views", "tenant_id", tenant, "err", err)
+	segs = append(segs, segment{rows: rows})
+	for _, seg := range segs {
+		for _, tenant := range tenantsOf(seg.rows) {
+			// Analyst views are not part of the data: failing to make them (a user without CREATE rights, a
+			// server hiccup) must not stall ingestion. The next batch of the district tries again.
+			if err := s.EnsureAnalystViews(ctx, tenant); err != nil && ctx.Err() == nil {
+				s.log.Warn("creating analyst views", "tenant_id", tenant, "err", err)
+			}
 		}
 	}
 	l := s.partLock(topic, partition)
 	l.Lock()
 	defer l.Unlock()
 	w := write{Store: s, topic: topic, partition: partition, id: insertPrefix(topic, partition) + uuid.NewString() + ":"}
-	last := recs[len(recs)-1].Offset
-	if len(rows) > 0 {
-		if err := w.repairUnknown(ctx); err != nil {
-			return err
+	last, stored := recs[len(recs)-1].Offset, int64(-1)
+	for _, seg := range segs {
+		if len(seg.rows) > 0 {
+			if err := w.repairUnknown(ctx); err != nil {
+				return err
+			}
+			if err := w.insertEvents(ctx, seg.rows); err != nil {
+				return err
+			}
+			stored = int64(seg.rows[len(seg.rows)-1].KafkaOffset)
 		}
-		if err := w.insertEvents(ctx, rows); err != nil {
-			return err
-		}
-		if int64(rows[len(rows)-1].KafkaOffset) == last {
-			return nil
+		if seg.erase != nil {
+			if err := w.eraseStudent(ctx, seg.erase); err != nil {
+				return err
+			}
+			stored = int64(seg.erase.KafkaOffset)
 		}
 	}
+	if stored == last {
+		return nil
+	}
 	return w.markConsumed(ctx, last)
+}
+
+// segment is a run of a batch's rows, then the erasure marker that ends it, if one does.
+type segment struct {
+	rows  []eventRow
+	erase *eventRow // the marker: its tenant, student and offset
 }
 
 // tenantsOf lists the distinct tenants of rows.
@@ -460,6 +484,9 @@ func (s *Store) row(topic string, rec *kgo.Record) (eventRow, string, error) {
 			return eventRow{}, SkipUndecodable, err
 		}
 		return eventRow{}, "", fmt.Errorf("%w: decoding record at offset %d: %w", errRetry, rec.Offset, err)
+	}
+	if ev.Type == records.TypeStudentErased {
+		return erasureRow(topic, rec, &ev)
 	}
 	if !isFact(ev.Type) {
 		return eventRow{}, SkipNotFact, nil

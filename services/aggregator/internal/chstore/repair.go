@@ -51,9 +51,11 @@ type journalEntry struct {
 	MinOccurred time.Time   `ch:"min_occurred"`
 	MaxOccurred time.Time   `ch:"max_occurred"`
 	Done        uint8       `ch:"done"`
+	// EraseStudent is set on the row of a student's erasure (see erase.go): the student's internal id.
+	EraseStudent string `ch:"erase_student"`
 }
 
-const journalColumns = "kafka_topic, kafka_partition, version, first_offset, last_offset, rows, tenants, days, min_occurred, max_occurred, done"
+const journalColumns = "kafka_topic, kafka_partition, version, first_offset, last_offset, rows, tenants, days, min_occurred, max_occurred, done, erase_student"
 
 // partKey names a partition of a topic.
 type partKey struct {
@@ -232,6 +234,10 @@ func (s *Store) repairLocked(ctx context.Context, topic string, p int32, undo bo
 // repair makes the journaled insert e either wholly applied or, with undo or when events holds only part
 // of it, not applied at all.
 func (s *Store) repair(ctx context.Context, e journalEntry, undo bool) error {
+	if e.EraseStudent != "" {
+		s.log.Info("completing an erasure whose outcome was unknown", "kafka_topic", e.Topic, "partition", e.Partition, "offset", e.First)
+		return s.erase(ctx, e)
+	}
 	filter := "kafka_topic = ? AND kafka_partition = ? AND kafka_offset BETWEEN ? AND ? AND tenant_id IN ? " +
 		"AND occurred_at BETWEEN toDateTime(?) AND toDateTime(?)"
 	args := []any{e.Topic, e.Partition, e.First, e.Last, set(e.Tenants), e.MinOccurred.Unix(), e.MaxOccurred.Unix()}

@@ -56,8 +56,9 @@ func (w *lineWatch) String() string {
 }
 
 // TestEraseJobSurvivesSIGKILL runs `ctl erase tenant` as a process, holds it in a step (the test hook
-// EDTECH_CTL_TEST_HOLD_STEP: the step has begun, its store is untouched) and SIGKILLs it there; then it
-// checks that the job was left running with that step begun and unfinished, and that the same command,
+// EDTECH_CTL_TEST_HOLD_STEP: the step has begun, its store is untouched) and SIGKILLs it there; once
+// PostgreSQL has ended the dead runner's session (and with it its lock on the job), it checks that the
+// job was left running with that step begun and unfinished, and that the same command,
 // run again, resumes that job and finishes it: every step recorded once and finished once (in the job's
 // log and in the audit log), the steps finished before the kill not run again, and every store verified
 // empty.
@@ -117,6 +118,13 @@ func TestEraseJobSurvivesSIGKILL(t *testing.T) {
 			case err := <-exited:
 				t.Fatalf("the runner ended before holding step %s: %v\n%s", held, err, stderr)
 			}
+			// The runner's lock on the job (a session lock, the only advisory lock in this database).
+			var lockKey int64
+			if err := pool.QueryRow(ctx, `SELECT (classid::bigint << 32) | objid::bigint FROM pg_locks
+				WHERE locktype = 'advisory' AND objsubid = 1 AND granted
+				AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&lockKey); err != nil {
+				t.Fatalf("the held runner's lock on the job: %v", err)
+			}
 			if err := first.Process.Signal(syscall.SIGKILL); err != nil {
 				t.Fatal(err)
 			}
@@ -124,6 +132,18 @@ func TestEraseJobSurvivesSIGKILL(t *testing.T) {
 			if err := <-exited; !errors.As(err, &exitErr) || exitErr.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 				t.Fatalf("the runner was not killed by SIGKILL: %v\n%s", err, stderr)
 			}
+
+			// Taking the lock waits for PostgreSQL to end the killed runner's session.
+			lockConn, err := pool.Acquire(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, q := range []string{"SELECT pg_advisory_lock($1)", "SELECT pg_advisory_unlock($1)"} {
+				if _, err := lockConn.Exec(ctx, q, lockKey); err != nil {
+					t.Fatal(err)
+				}
+			}
+			lockConn.Release()
 
 			var jobID string
 			if err := pool.QueryRow(ctx, "SELECT id::text FROM control.privacy_jobs WHERE tenant_id = 'd1'").Scan(&jobID); err != nil {

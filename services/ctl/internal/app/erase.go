@@ -122,7 +122,15 @@ func runEraseTenant(ctx context.Context, e Env, args []string) error {
 // in the audit log, then verifies that every store is empty of what the job erased. A job it finishes is
 // reported to its district's webhook.
 func runJob(ctx context.Context, cp controlPlane, store *jobs.Store, job jobs.Job, steps []eraseStep) error {
-	defer cp.notifyFinished(ctx, store, job)
+	defer cp.notifyFinished(ctx, store, job) // after the lock is released
+	release, err := store.Lock(ctx, job.ID)
+	if err != nil {
+		return err
+	}
+	defer release()
+	if job, err = store.Job(ctx, job.ID); err != nil { // as it stands now that no other runner can change it
+		return err
+	}
 	done := map[int]bool{}
 	for _, st := range job.Steps {
 		done[st.Seq] = st.Done()
@@ -153,7 +161,7 @@ func runJob(ctx context.Context, cp controlPlane, store *jobs.Store, job jobs.Jo
 		if err := store.FinishStep(ctx, job.ID, seq, after, detail); err != nil {
 			return err
 		}
-		if err := cp.record(ctx, job.TenantID, "erase.tenant."+st.name,
+		if err := cp.record(ctx, job.TenantID, jobAction(job, st.name),
 			map[string]any{"job": job.ID, "store": st.store, "found_before": before, "found_after": after}); err != nil {
 			return err
 		}
@@ -179,7 +187,12 @@ func runJob(ctx context.Context, cp controlPlane, store *jobs.Store, job jobs.Jo
 	if err := store.Finish(ctx, job.ID, jobs.StatusDone, ""); err != nil {
 		return err
 	}
-	return cp.record(ctx, job.TenantID, "erase.tenant.done", map[string]string{"job": job.ID})
+	return cp.record(ctx, job.TenantID, jobAction(job, "done"), map[string]string{"job": job.ID, "subject": job.Subject})
+}
+
+// jobAction is the audit action of a job's step: erase.tenant.keys, erase.student.done, ...
+func jobAction(job jobs.Job, step string) string {
+	return strings.ReplaceAll(job.Kind, "_", ".") + "." + step
 }
 
 // tenantEraser holds what erasing one district reaches.

@@ -190,7 +190,8 @@ func writeRebuildReport(w io.Writer, report rebuild.Report, outcome string) erro
 		if !v.OK {
 			verified = "NOT verified against the log: " + strings.Join(v.Errors, "; ")
 		}
-		out.printf("%s (offsets %s; %d learning events applied, %d counted)\n\n", verified, ranges(v.Ranges), v.Events.Applied, v.Events.Counted)
+		out.printf("%s (offsets %s; %d learning events applied, %d of them erased since, %d counted)\n\n", verified, ranges(v.Ranges),
+			v.Events.Applied, v.Events.Erased, v.Events.Counted)
 	}
 	if len(report.Tables) > 0 {
 		side := "REBUILT"

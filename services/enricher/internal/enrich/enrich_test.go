@@ -372,7 +372,7 @@ func TestPolicyTemplatesThroughTheEnricher(t *testing.T) {
 				got := login(tt.tenant, p.sis, p.role)
 				want := tt.want[p.sis]
 				if want == hidden {
-					if !got.kept || got.sis != identity.Pseudonym(mustTenant(t, e, tt.tenant).PseudonymKey, p.sis) || got.device != "" {
+					if !got.kept || got.sis != keyring.Pseudonym(mustTenant(t, e, tt.tenant).PseudonymKey, p.sis) || got.device != "" {
 						t.Errorf("%s: %+v, want pseudonymised without device", p.sis, got)
 					}
 					continue

@@ -14,19 +14,15 @@
 package identity
 
 import (
-	"bytes"
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	lru "github.com/hashicorp/golang-lru/v2"
-	"hash"
 	"strings"
-	"sync"
 
+	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/edtech-analytics/platform/libs/keyring"
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/jackc/pgx/v5"
@@ -78,49 +74,6 @@ func (r *Resolver) begin(ctx context.Context, q queries, fn func(pgx.Tx) error) 
 		return err
 	}
 	return pgx.BeginFunc(ctx, pool, fn)
-}
-
-// Pseudonym is the district-keyed HMAC of a value (an internal id, or a field the policy pseudonymises):
-// stable within a district, unjoinable across districts (each has its own key).
-func Pseudonym(key []byte, value string) string {
-	return NewPseudonymizer(key).Pseudonym(value)
-}
-
-// Pseudonymizer computes one district's pseudonyms, reusing HMAC states (a pseudonym is on the hot path
-// of every record a policy pseudonymises). It is safe for concurrent use.
-type Pseudonymizer struct {
-	pool sync.Pool // hash.Hash keyed with the district's key
-}
-
-// NewPseudonymizer returns a Pseudonymizer for a district's key.
-func NewPseudonymizer(key []byte) *Pseudonymizer {
-	k := bytes.Clone(key)
-	return &Pseudonymizer{pool: sync.Pool{New: func() any { return hmac.New(sha256.New, k) }}}
-}
-
-// Pseudonym returns "p_" and the hex of the first 16 bytes of the HMAC-SHA256 of value.
-func (p *Pseudonymizer) Pseudonym(value string) string {
-	m := p.pool.Get().(hash.Hash)
-	m.Reset()
-	m.Write([]byte(value))
-	var sum [sha256.Size]byte
-	m.Sum(sum[:0])
-	p.pool.Put(m)
-	var out [2 + 32]byte
-	out[0], out[1] = 'p', '_'
-	hex.Encode(out[2:], sum[:16])
-	return string(out[:])
-}
-
-// erasedPrefix marks an identifier replaced by its keyed hash when its student was erased.
-const erasedPrefix = "erased:"
-
-func erasedSIS(key []byte, source, sis string) string {
-	return erasedPrefix + Pseudonym(key, "sis\x00"+source+"\x00"+sis)[2:]
-}
-
-func erasedMatch(key []byte, match string) string {
-	return erasedPrefix + Pseudonym(key, "match\x00"+match)[2:]
 }
 
 // Resolve returns the identity of (source, sis id) in the district, creating the student on first sight.
@@ -230,7 +183,7 @@ func (r *Resolver) lookupMany(ctx context.Context, q queries, t tenants.Tenant, 
 	forms := make(map[Key]Key, 2*len(keys)) // stored form -> key
 	var sources, sis []string
 	for k := range keys {
-		erased := Key{k.Source, erasedSIS(t.PseudonymKey, k.Source, k.SIS)}
+		erased := Key{k.Source, keyring.ErasedSIS(t.PseudonymKey, k.Source, k.SIS)}
 		forms[k], forms[erased] = k, k
 		sources, sis = append(sources, k.Source, erased.Source), append(sis, k.SIS, erased.SIS)
 	}
@@ -292,7 +245,7 @@ func (r *Resolver) Link(ctx context.Context, t tenants.Tenant, source, sis, matc
 }
 
 func link(ctx context.Context, tx pgx.Tx, q queries, key []byte, source, sis, match string) (string, error) {
-	hashedMatch, hashedSIS := erasedMatch(key, match), erasedSIS(key, source, sis)
+	hashedMatch, hashedSIS := keyring.ErasedMatch(key, match), keyring.ErasedSIS(key, source, sis)
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", q.schema+"/match/"+hashedMatch); err != nil {
 		return "", err
 	}
@@ -325,7 +278,7 @@ func link(ctx context.Context, tx pgx.Tx, q queries, key []byte, source, sis, ma
 		return insertIdentity(ctx, tx, q, source, hashedSIS, byMatch) // an erased student's new SIS id, hashed only
 	case bySIS == "":
 		return insertIdentity(ctx, tx, q, source, sis, byMatch)
-	case byMatch == bySIS || strings.HasPrefix(sisRow, erasedPrefix):
+	case byMatch == bySIS || strings.HasPrefix(sisRow, keyring.ErasedPrefix):
 		return bySIS, nil
 	}
 	// The SIS id got a provisional id before its roster record; the student with the key keeps its id.
@@ -368,7 +321,7 @@ func (r *Resolver) Erase(ctx context.Context, tx pgx.Tx, t tenants.Tenant, inter
 		return fmt.Errorf("reading identities to erase: %w", err)
 	}
 	for _, id := range ids {
-		if _, err := tx.Exec(ctx, q.hashIdentity, id[0], id[1], erasedSIS(t.PseudonymKey, id[0], id[1]), internalID); err != nil {
+		if _, err := tx.Exec(ctx, q.hashIdentity, id[0], id[1], keyring.ErasedSIS(t.PseudonymKey, id[0], id[1]), internalID); err != nil {
 			return fmt.Errorf("erasing identity: %w", err)
 		}
 	}
@@ -378,8 +331,8 @@ func (r *Resolver) Erase(ctx context.Context, tx pgx.Tx, t tenants.Tenant, inter
 		return fmt.Errorf("reading match key to erase: %w", err)
 	}
 	var hashed *string
-	if match != nil && !strings.HasPrefix(*match, erasedPrefix) {
-		h := erasedMatch(t.PseudonymKey, *match)
+	if match != nil && !strings.HasPrefix(*match, keyring.ErasedPrefix) {
+		h := keyring.ErasedMatch(t.PseudonymKey, *match)
 		hashed = &h
 	}
 	if _, err := tx.Exec(ctx, q.markErased, internalID, hashed); err != nil {
@@ -405,7 +358,7 @@ func (r *Resolver) cached(k cacheKey) (Identity, bool) {
 }
 
 func (r *Resolver) remember(k cacheKey, key []byte, internal string) Identity {
-	id := Identity{InternalID: internal, Pseudonym: Pseudonym(key, internal)}
+	id := Identity{InternalID: internal, Pseudonym: keyring.Pseudonym(key, internal)}
 	r.cache.Add(k, id)
 	return id
 }
@@ -416,7 +369,7 @@ func (r *Resolver) lookupOrCreate(ctx context.Context, q queries, key []byte, so
 		return "", err
 	}
 	var id string
-	err = pool.QueryRow(ctx, q.lookup, source, sis, erasedSIS(key, source, sis)).Scan(&id)
+	err = pool.QueryRow(ctx, q.lookup, source, sis, keyring.ErasedSIS(key, source, sis)).Scan(&id)
 	if err == nil || !errors.Is(err, pgx.ErrNoRows) {
 		return id, err
 	}

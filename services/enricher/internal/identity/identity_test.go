@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/edtech-analytics/platform/libs/keyring"
 	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
@@ -61,7 +62,7 @@ func TestResolveIsStablePerDistrict(t *testing.T) {
 	ctx := t.Context()
 	a := must(identity.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 100).Resolve(ctx, d["d1"], "sis", "S1"))
 	b := must(identity.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 100).Resolve(ctx, d["d1"], "sis", "S1")) // another instance, cold cache
-	if a != b || a.InternalID == "" || a.Pseudonym != identity.Pseudonym(d["d1"].PseudonymKey, a.InternalID) {
+	if a != b || a.InternalID == "" || a.Pseudonym != keyring.Pseudonym(d["d1"].PseudonymKey, a.InternalID) {
 		t.Fatalf("same student resolved to %+v and %+v", a, b)
 	}
 	other := must(identity.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 100).Resolve(ctx, d["d2"], "sis", "S1"))

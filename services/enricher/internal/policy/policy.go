@@ -13,10 +13,10 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/edtech-analytics/platform/libs/keyring"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/tenancy/privacy"
 	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
-	"github.com/edtech-analytics/platform/services/enricher/internal/identity"
 )
 
 // Age is the age class a record is judged by.
@@ -74,7 +74,7 @@ type Compiled struct {
 	unknownAge Age
 	rules      [3]map[string][]rule // by age class, then event type
 	consent    *privacy.Consent
-	pseudonyms *identity.Pseudonymizer
+	pseudonyms *keyring.Pseudonymizer
 	matchKey   string
 	namespaces map[string]string
 }
@@ -89,7 +89,7 @@ type rule struct {
 // Compile prepares p for the district whose pseudonym key is key. p must be valid (privacy.Store validates
 // policies when they are stored); unknown paths are ignored.
 func Compile(p privacy.Policy, key []byte) *Compiled {
-	c := &Compiled{Version: p.Version, consent: p.Consent, pseudonyms: identity.NewPseudonymizer(key), matchKey: p.Identity.MatchKey,
+	c := &Compiled{Version: p.Version, consent: p.Consent, pseudonyms: keyring.NewPseudonymizer(key), matchKey: p.Identity.MatchKey,
 		namespaces: p.Identity.Namespaces}
 	switch p.UnknownAgeAs {
 	case privacy.AgeUnder18:
@@ -222,7 +222,7 @@ func (c *Compiled) Apply(ev *records.EnrichedEvent, age Age) (rejected string) {
 // the field was present (set and not empty).
 type op struct {
 	action, kind string
-	pseudonyms   *identity.Pseudonymizer
+	pseudonyms   *keyring.Pseudonymizer
 }
 
 func (o op) str(s *string) bool {

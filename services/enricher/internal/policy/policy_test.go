@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edtech-analytics/platform/libs/keyring"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/tenancy/privacy"
-	"github.com/edtech-analytics/platform/services/enricher/internal/identity"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -73,7 +73,7 @@ func TestTemplates(t *testing.T) {
 		}},
 		{privacy.TemplateCOPPA, Under13, func(t *testing.T, u, s *records.EnrichedEvent) {
 			usr := u.RosterUser
-			if *u.Actor.SISID != identity.Pseudonym(key, "S1") || usr.SourcedID != identity.Pseudonym(key, "S1") {
+			if *u.Actor.SISID != keyring.Pseudonym(key, "S1") || usr.SourcedID != keyring.Pseudonym(key, "S1") {
 				t.Errorf("ids not pseudonymised (joinable within the district): %s, %s", *u.Actor.SISID, usr.SourcedID)
 			}
 			if usr.GivenName != "A***" || usr.FamilyName != "L***" || usr.MiddleName != nil || usr.Email != nil ||
@@ -83,7 +83,7 @@ func TestTemplates(t *testing.T) {
 			if !usr.BirthDate.Equal(time.Date(2015, 1, 1, 0, 0, 0, 0, time.UTC)) {
 				t.Errorf("birth date not reduced to the year: %v", usr.BirthDate)
 			}
-			if *usr.UserMasterIdentifier != identity.Pseudonym(key, "STATE-7") {
+			if *usr.UserMasterIdentifier != keyring.Pseudonym(key, "STATE-7") {
 				t.Errorf("state id = %s", *usr.UserMasterIdentifier)
 			}
 			if s.Session.Device != nil || *s.Session.App != "reader" || *u.SchoolID != "sch1" {

@@ -55,6 +55,12 @@ func Decode(codec *records.Codec, log *slog.Logger, recs []*kgo.Record) ([]Recor
 // check returns why the record cannot apply, or "" when it can.
 func (d *Record) check() string {
 	ev := d.Event
+	if ev.Type == records.TypeStudentErased {
+		if d.student.Scan(ev.Actor.InternalID) != nil || tenancy.ValidTenantID(ev.TenantID) != nil {
+			return SkipInvalid
+		}
+		return ""
+	}
 	if !records.IsKnownType(ev.Type) {
 		return SkipUnsupported
 	}
@@ -97,14 +103,25 @@ type Work struct {
 
 // Queue reduces each district's records to one row per key and queues the statements that apply them:
 // one statement for the learning-event tables of all the districts, and the roster statements. Applying
-// the same records split into other batches gives the same state.
+// the same records split into other batches gives the same state. A student's erasure marker deletes
+// the student's rows after the records before it are applied and before those after it are.
 func (a *Applier) Queue(b *pgx.Batch, work []Work) error {
 	c := &combined{}
 	for _, w := range work {
 		dist := newDistrict(a.roster)
 		for i := range w.Records {
-			if w.Records[i].Skip == "" {
-				dist.add(&w.Records[i])
+			d := &w.Records[i]
+			switch {
+			case d.Skip != "":
+			case d.Event.Type == records.TypeStudentErased:
+				if err := dist.queue(b, c, w.Schema); err != nil {
+					return err
+				}
+				c.flush(b)
+				b.Queue(fmt.Sprintf(eraseStudent, pgx.Identifier{w.Schema}.Sanitize()), d.student)
+				dist = newDistrict(a.roster)
+			default:
+				dist.add(d)
 			}
 		}
 		if err := dist.queue(b, c, w.Schema); err != nil {
@@ -114,6 +131,18 @@ func (a *Applier) Queue(b *pgx.Batch, work []Work) error {
 	c.flush(b)
 	return nil
 }
+
+// eraseStudent deletes what the sink's tables of a district schema (%[1]s) hold of the student $1: its
+// learning-event state and its roster user, with the enrollments, demographics and results of that user.
+const eraseStudent = `WITH u AS (DELETE FROM %[1]s.roster_users WHERE internal_id = $1 RETURNING sourced_id),
+	e AS (DELETE FROM %[1]s.roster_enrollments WHERE user_sourced_id IN (SELECT sourced_id FROM u)),
+	g AS (DELETE FROM %[1]s.roster_demographics WHERE sourced_id IN (SELECT sourced_id FROM u)),
+	r AS (DELETE FROM %[1]s.roster_results WHERE student_sourced_id IN (SELECT sourced_id FROM u)),
+	x AS (DELETE FROM %[1]s.roster_deletions WHERE sourced_id IN (SELECT sourced_id FROM u)),
+	a AS (DELETE FROM %[1]s.student_activity WHERE internal_id = $1),
+	t AS (DELETE FROM %[1]s.attendance_daily WHERE internal_id = $1),
+	s AS (DELETE FROM %[1]s.assessment_results_latest WHERE internal_id = $1)
+DELETE FROM %[1]s.submissions WHERE internal_id = $1`
 
 // byTenant groups applicable records by tenant, keeping offset order, and returns the tenants sorted.
 func byTenant(recs []Record) (map[string][]Record, []string) {

@@ -1,0 +1,77 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/edtech-analytics/platform/libs/conf"
+	"github.com/edtech-analytics/platform/libs/keyring"
+	"github.com/edtech-analytics/platform/libs/tenancy/jobs"
+)
+
+// runJobsWork runs the privacy jobs the admin API queues (and resumes those whose runner died), until
+// stopped or, with --once, until none is left to run.
+func runJobsWork(ctx context.Context, e Env, args []string) error {
+	fs, c := newFlags(e, "jobs work", "[--once] [--poll DURATION]")
+	once := fs.Bool("once", false, "run the jobs waiting now, then stop")
+	poll := fs.Duration("poll", 2*time.Second, "how often to look for jobs to run")
+	wait := fs.Duration("wait", 2*time.Minute, "how long a step waits for the enricher, the sink and the aggregator to apply an erasure")
+	var w worker
+	conf.String(fs, &w.sinkGroup, "sink.group", "SINK_GROUP", "edtech-sink", "the sink's consumer group, the name its stored offsets are kept under")
+	keys, file := masterFlags(fs)
+	w.kcfg.RegisterFlags(fs)
+	w.ch.registerFlags(fs)
+	if err := parse(fs, c, args); err != nil {
+		return err
+	}
+	if err := w.kcfg.Validate(); err != nil {
+		return usagef("kafka: %w", err)
+	}
+	w.wait = *wait
+	return withKeyring(ctx, e, c, *keys, *file, func(cp controlPlane, kr *keyring.Keyring) error {
+		store := jobs.New(cp.pool)
+		tried := map[string]bool{} // with --once, each job is tried once
+		for {
+			pending, err := store.Unfinished(ctx, jobs.KindEraseStudent)
+			if err != nil && *once {
+				return err
+			}
+			finished := false // a job ended: look for more at once
+			for _, job := range pending {
+				if *once && tried[job.ID] {
+					continue
+				}
+				tried[job.ID] = true
+				var p jobs.EraseStudentParams
+				if err := json.Unmarshal(job.Params, &p); err != nil || p.SISID == "" {
+					_ = store.Finish(ctx, job.ID, jobs.StatusFailed, "the job does not say which SIS id to erase")
+					continue
+				}
+				err := w.eraseStudent(ctx, cp, kr, job, p.SISID)
+				if errors.Is(err, jobs.ErrLocked) {
+					continue // its runner is alive
+				}
+				status := "done"
+				if err != nil {
+					status = "stopped (to be resumed): " + err.Error()
+				}
+				finished = finished || err == nil
+				_, _ = fmt.Fprintf(e.Stderr, "job %s (%s of district %s): %s\n", job.ID, job.Kind, job.TenantID, status)
+			}
+			switch {
+			case finished:
+				continue
+			case *once:
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(*poll):
+			}
+		}
+	})
+}
