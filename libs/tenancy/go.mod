@@ -3,6 +3,7 @@ module github.com/edtech-analytics/platform/libs/tenancy
 go 1.26.0
 
 require (
+	github.com/cenkalti/backoff/v5 v5.0.3
 	github.com/edtech-analytics/platform/libs/pgutil v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/ttlcache v0.0.0-00010101000000-000000000000
 	github.com/jackc/pgx/v5 v5.12.0

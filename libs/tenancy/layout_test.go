@@ -10,10 +10,11 @@ import (
 
 // TestConcernsStayApart checks the control plane's rule in docs/architecture.md: each concern's package
 // imports the shared root package and no other concern, except tenants, which places a district through
-// fleet and revokes a deleted district's keys through credentials.
+// fleet and revokes a deleted district's keys through credentials, and webhooks, which sends out the
+// finished jobs that jobs records.
 func TestConcernsStayApart(t *testing.T) {
 	const root = "github.com/edtech-analytics/platform/libs/tenancy"
-	allowed := map[string][]string{"tenants": {"fleet", "credentials"}}
+	allowed := map[string][]string{"tenants": {"fleet", "credentials"}, "webhooks": {"jobs"}}
 	cmd := exec.CommandContext(t.Context(), "go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, root+"/...")
 	var out, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &stderr
@@ -35,7 +36,7 @@ func TestConcernsStayApart(t *testing.T) {
 		}
 	}
 	slices.Sort(concerns)
-	if want := []string{"audit", "credentials", "fleet", "ingest", "jobs", "privacy", "tenants"}; !slices.Equal(concerns, want) {
+	if want := []string{"audit", "credentials", "fleet", "ingest", "jobs", "privacy", "tenants", "webhooks"}; !slices.Equal(concerns, want) {
 		t.Errorf("concerns = %v, want %v (update this test and docs/architecture.md together)", concerns, want)
 	}
 }

@@ -8,7 +8,9 @@
 //   - privacy: districts' privacy policies, versioned;
 //   - fleet: the PostgreSQL instances and where each district is placed;
 //   - audit: the append-only, hash-chained audit log;
-//   - ingest: what the gateway applies per district (rate limit, hot shards).
+//   - ingest: what the gateway applies per district (rate limit, hot shards);
+//   - jobs: privacy jobs (erasures, exports) and their verification log;
+//   - webhooks: districts' completion webhooks, told when a job finishes.
 //
 // Consumers define the narrow interface they need beside their own code and are handed the store that
 // implements it by their service's wiring.

@@ -28,5 +28,5 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return app.Run(ctx, args, app.Env{Stdout: stdout, Stderr: stderr, Getenv: os.Getenv})
+	return app.Run(ctx, args, app.Env{Stdin: os.Stdin, Stdout: stdout, Stderr: stderr, Getenv: os.Getenv})
 }

@@ -50,8 +50,9 @@ func MigrateVars() []conf.Var {
 	return []conf.Var{{Env: EnvDatabaseURL, Flag: "database-url", Secret: true}}
 }
 
-// Env is what a command talks to: output streams and the environment.
+// Env is what a command talks to: its streams and the environment. Stdin may be nil (no input).
 type Env struct {
+	Stdin          io.Reader
 	Stdout, Stderr io.Writer
 	Getenv         func(string) string
 }
@@ -103,6 +104,11 @@ func commands() []command {
 		{"policy get", "(--tenant ID | --template ferpa|coppa|dpdp)", "show a district's privacy policy, or a template", runPolicyGet},
 		{"policy set", "--tenant ID (--template ferpa|coppa|dpdp | --file policy.json)",
 			"store a district's next policy version", runPolicySet},
+		{"webhook set", "--tenant ID --url URL", "give a district a webhook told when its jobs finish (its signing secret is shown once)", runWebhookSet},
+		{"webhook show", "--tenant ID", "show a district's webhook and its latest notifications", runWebhookShow},
+		{"webhook remove", "--tenant ID", "remove a district's webhook and the record of its notifications", runWebhookRemove},
+		{"webhook test", "--tenant ID", "send a signed ping to a district's webhook", runWebhookTest},
+		{"webhook retry", "--tenant ID", "send again a district's notifications that were not delivered", runWebhookRetry},
 		{"dlq list", "[--tenant ID] [--reason REASON] [--limit N]", "show dead letters (Kafka flags: -h)", runDLQList},
 		{"dlq replay", "[--tenant ID] [--reason REASON] [--limit N] [--again] [--dry-run]",
 			"send dead letters back to raw, original bytes and headers, once", runDLQReplay},
@@ -295,6 +301,9 @@ type controlPlane struct {
 	policies    *privacy.Store
 	audit       *audit.Store
 	ingest      *ingest.Store
+
+	env    Env                // the command's streams and environment
+	master keyring.MasterKeys // set by withKeyring; nil otherwise
 }
 
 // record appends an audit entry for a command ctl ran.
@@ -339,7 +348,7 @@ func withControl(ctx context.Context, e Env, c *common, fn func(cp controlPlane)
 	instances := fleet.New(pool, e.Getenv)
 	defer instances.Close()
 	err = fn(controlPlane{pool: pool, fleet: instances, tenants: tenants.New(instances), credentials: credentials.New(pool),
-		policies: privacy.New(pool), audit: audit.New(pool, envAuditKeys(pool, e)), ingest: ingest.New(pool)})
+		policies: privacy.New(pool), audit: audit.New(pool, envAuditKeys(pool, e)), ingest: ingest.New(pool), env: e})
 	if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == "42P01" { // undefined_table
 		return fmt.Errorf("%w (has 'ctl migrate' been run?)", err)
 	}

@@ -119,8 +119,10 @@ func runEraseTenant(ctx context.Context, e Env, args []string) error {
 }
 
 // runJob runs a job's steps in order from its first unfinished one, recording each with its counts and
-// in the audit log, then verifies that every store is empty of what the job erased.
+// in the audit log, then verifies that every store is empty of what the job erased. A job it finishes is
+// reported to its district's webhook.
 func runJob(ctx context.Context, cp controlPlane, store *jobs.Store, job jobs.Job, steps []eraseStep) error {
+	defer cp.notifyFinished(ctx, store, job) // after the lock is released
 	release, err := store.Lock(ctx, job.ID)
 	if err != nil {
 		return err
@@ -143,6 +145,9 @@ func runJob(ctx context.Context, cp controlPlane, store *jobs.Store, job jobs.Jo
 			return fmt.Errorf("job %s, step %s: counting: %w (run the command again to resume)", job.ID, st.name, err)
 		}
 		if err := store.BeginStep(ctx, job.ID, seq, st.name, st.store, before); err != nil {
+			return err
+		}
+		if err := holdStep(ctx, cp.env, st.name); err != nil {
 			return err
 		}
 		detail, err := st.act(ctx)

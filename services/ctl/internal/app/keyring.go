@@ -8,6 +8,7 @@ import (
 
 	"github.com/edtech-analytics/platform/libs/keyring"
 	"github.com/edtech-analytics/platform/libs/tenancy/audit"
+	"github.com/edtech-analytics/platform/libs/tenancy/webhooks"
 )
 
 // masterFlags registers where the master keys come from: flags, else MASTER_KEYS or MASTER_KEY_FILE.
@@ -35,6 +36,7 @@ func withKeyring(ctx context.Context, e Env, c *common, keys, file string, fn fu
 	return withControl(ctx, e, c, func(cp controlPlane) error {
 		kr := keyring.New(cp.pool, master, keyring.Options{})
 		cp.audit = audit.New(cp.pool, kr) // the same master keys sign the command's audit entry
+		cp.master = master
 		return fn(cp, kr)
 	})
 }
@@ -80,16 +82,22 @@ func runKeysRotateMaster(ctx context.Context, e Env, args []string) error {
 		if err != nil {
 			return err
 		}
+		hooks, err := webhooks.New(cp.pool, cp.master, webhooks.Options{}).Rewrap(ctx)
+		if err != nil {
+			return err
+		}
 		out := struct {
-			Rewrapped int `json:"rewrapped"`
-		}{n}
+			Rewrapped      int `json:"rewrapped"`
+			WebhookSecrets int `json:"webhook_secrets"`
+		}{n, hooks}
 		if _, err := cp.audit.Append(ctx, "ctl", "", "keys.rotate_master", out); err != nil {
 			return err
 		}
 		if c.output == "json" {
 			return writeJSON(e.Stdout, out)
 		}
-		_, err = fmt.Fprintf(e.Stdout, "%d district keys re-wrapped under the current master key; older master keys can now be removed\n", n)
+		_, err = fmt.Fprintf(e.Stdout, "%d district keys re-wrapped under the current master key (and %d webhook secrets); older master keys can now be removed\n",
+			n, hooks)
 		return err
 	})
 }
