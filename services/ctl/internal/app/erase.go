@@ -38,8 +38,15 @@ func (c *chConfig) registerFlags(fs *flag.FlagSet) {
 	conf.String(fs, &c.database, "clickhouse.database", "CLICKHOUSE_DATABASE", "edtech", "ClickHouse database of the events and rollups")
 	conf.String(fs, &c.user, "clickhouse.user", "CLICKHOUSE_USER", "default", "ClickHouse user")
 	conf.SecretVar(fs, &c.password, "clickhouse.password", "CLICKHOUSE_PASSWORD", "ClickHouse password")
-	conf.String(fs, &c.analystPrefix, "analyst.prefix", "ANALYST_DATABASE_PREFIX", "analyst_",
-		"prefix of each district's analyst database, as the aggregator's")
+}
+
+// open connects to the database of the events and rollups.
+func (c *chConfig) open(ctx context.Context) (driver.Conn, error) {
+	conn, err := chutil.Open(ctx, chutil.Options{Addr: c.addr, Database: c.database, User: c.user, Password: c.password.Reveal()})
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: %w", err)
+	}
+	return conn, nil
 }
 
 // eraseStep is one idempotent step of an erasure: count says what its store holds of the district, act
@@ -63,6 +70,8 @@ func runEraseTenant(ctx context.Context, e Env, args []string) error {
 	kcfg.RegisterFlags(fs)
 	var ch chConfig
 	ch.registerFlags(fs)
+	conf.String(fs, &ch.analystPrefix, "analyst.prefix", "ANALYST_DATABASE_PREFIX", "analyst_",
+		"prefix of each district's analyst database, as the aggregator's")
 	if err := parse(fs, c, args); err != nil {
 		return err
 	}
@@ -81,16 +90,12 @@ func runEraseTenant(ctx context.Context, e Env, args []string) error {
 	}
 	return withKeyring(ctx, e, c, *keys, *file, func(cp controlPlane, kr *keyring.Keyring) error {
 		// An unknown district is an error and makes no job; a deleted one can still be erased.
-		var exists bool
-		if err := cp.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM control.tenants WHERE id = $1)", *tenantID).Scan(&exists); err != nil {
+		if err := knownDistrict(ctx, cp, *tenantID, "nothing to erase"); err != nil {
 			return err
 		}
-		if !exists {
-			return fmt.Errorf("district %s: %w (nothing to erase, no job created)", *tenantID, tenancy.ErrNotFound)
-		}
-		conn, err := chutil.Open(ctx, chutil.Options{Addr: ch.addr, Database: ch.database, User: ch.user, Password: ch.password.Reveal()})
+		conn, err := ch.open(ctx)
 		if err != nil {
-			return fmt.Errorf("clickhouse: %w", err)
+			return err
 		}
 		defer func() { _ = conn.Close() }()
 		store := jobs.New(cp.pool)
@@ -107,15 +112,24 @@ func runEraseTenant(ctx context.Context, e Env, args []string) error {
 		if err != nil {
 			return err
 		}
-		if c.output == "json" {
-			if err := writeJSON(e.Stdout, job); err != nil {
-				return err
-			}
-		} else if err := writeJobText(e, job); err != nil {
+		if err := writeJob(e, c.output, job); err != nil {
 			return err
 		}
 		return runErr
 	})
+}
+
+// knownDistrict returns tenancy.ErrNotFound, saying that no job was created, when the district was never
+// registered; a deleted district is known.
+func knownDistrict(ctx context.Context, cp controlPlane, tenantID, consequence string) error {
+	var exists bool
+	if err := cp.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM control.tenants WHERE id = $1)", tenantID).Scan(&exists); err != nil {
+		return err
+	}
+	if !exists {
+		return fmt.Errorf("district %s: %w (%s, no job created)", tenantID, tenancy.ErrNotFound, consequence)
+	}
+	return nil
 }
 
 // runJob runs a job's steps in order from its first unfinished one, recording each with its counts and
@@ -423,31 +437,44 @@ func (t *tenantEraser) dropAnalyst(ctx context.Context) (string, error) {
 	return "dropped " + name, chutil.DropDatabase(ctx, t.ch, name)
 }
 
-func runEraseStatus(ctx context.Context, e Env, args []string) error {
-	fs, c := newFlags(e, "erase status", "JOB")
-	if err := fs.Parse(args); err != nil {
-		return parse(fs, c, args)
-	}
-	if fs.NArg() != 1 {
-		return usagef("erase status: give the job id")
-	}
-	id := fs.Arg(0)
-	return withControl(ctx, e, c, func(cp controlPlane) error {
-		job, err := jobs.New(cp.pool).Job(ctx, id)
-		if err != nil {
-			return err
+// jobStatus returns the run function of a status command (erase status, export status): it shows one
+// privacy job and its steps.
+func jobStatus(name string) func(ctx context.Context, e Env, args []string) error {
+	return func(ctx context.Context, e Env, args []string) error {
+		fs, c := newFlags(e, name, "JOB")
+		if err := fs.Parse(args); err != nil {
+			return parse(fs, c, args)
 		}
-		if c.output == "json" {
-			return writeJSON(e.Stdout, job)
+		if fs.NArg() != 1 {
+			return usagef("%s: give the job id", name)
 		}
-		return writeJobText(e, job)
-	})
+		id := fs.Arg(0)
+		return withControl(ctx, e, c, func(cp controlPlane) error {
+			job, err := jobs.New(cp.pool).Job(ctx, id)
+			if err != nil {
+				return err
+			}
+			return writeJob(e, c.output, job)
+		})
+	}
+}
+
+// writeJob prints a job as JSON or as text.
+func writeJob(e Env, output string, job jobs.Job) error {
+	if output == "json" {
+		return writeJSON(e.Stdout, job)
+	}
+	return writeJobText(e, job)
 }
 
 // writeJobText prints a job and its verification log.
 func writeJobText(e Env, job jobs.Job) error {
 	out := &errWriter{w: e.Stdout}
-	out.printf("job %s: %s of district %s, %s (requested by %s at %s)\n", job.ID, job.Kind, job.TenantID, job.Status,
+	subject := ""
+	if job.Subject != "" {
+		subject = ", student " + job.Subject
+	}
+	out.printf("job %s: %s of district %s%s, %s (requested by %s at %s)\n", job.ID, job.Kind, job.TenantID, subject, job.Status,
 		job.RequestedBy, job.CreatedAt.UTC().Format(time.RFC3339))
 	if job.Error != "" {
 		out.printf("  %s\n", job.Error)
