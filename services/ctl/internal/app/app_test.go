@@ -20,7 +20,7 @@ import (
 // testMasterKeys are the MASTER_KEYS of every ctl the tests run.
 var testMasterKeys = keyringtest.MasterKeys()
 
-func ctl(t *testing.T, dbURL string, args ...string) (stdout, stderr string, err error) {
+func ctl(t testing.TB, dbURL string, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	env := Env{Stdout: &out, Stderr: &errOut, Getenv: func(k string) string {
@@ -37,7 +37,7 @@ func ctl(t *testing.T, dbURL string, args ...string) (stdout, stderr string, err
 }
 
 // mustCtl is ctl that fails the test on error.
-func mustCtl(t *testing.T, dbURL string, args ...string) string {
+func mustCtl(t testing.TB, dbURL string, args ...string) string {
 	t.Helper()
 	out, errOut, err := ctl(t, dbURL, args...)
 	if err != nil {
@@ -46,7 +46,7 @@ func mustCtl(t *testing.T, dbURL string, args ...string) string {
 	return out
 }
 
-func migratedDB(t *testing.T) (*pgxpool.Pool, string) {
+func migratedDB(t testing.TB) (*pgxpool.Pool, string) {
 	t.Helper()
 	pool, url := pgtest.New(t)
 	mustCtl(t, url, "migrate")

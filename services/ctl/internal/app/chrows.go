@@ -148,7 +148,9 @@ func formatOf[T any](js func([]byte, T) []byte, text func(T) string) func(any) (
 func appendUint[T uint8 | uint16 | uint32 | uint64](b []byte, v T) []byte {
 	return strconv.AppendUint(b, uint64(v), 10)
 }
-func formatUint[T uint8 | uint16 | uint32 | uint64](v T) string { return strconv.FormatUint(uint64(v), 10) }
+func formatUint[T uint8 | uint16 | uint32 | uint64](v T) string {
+	return strconv.FormatUint(uint64(v), 10)
+}
 func appendInt[T int8 | int16 | int32 | int64](b []byte, v T) []byte {
 	return strconv.AppendInt(b, int64(v), 10)
 }

@@ -152,24 +152,25 @@ func (x *tenantExport) countEvents(ctx context.Context) (int64, error) {
 
 // writeEvents streams the district's events out of ClickHouse, a row at a time.
 func (x *tenantExport) writeEvents(ctx context.Context) (int64, string, error) {
-	where, args := x.snap.eventsWhere()
-	rows, err := x.snap.ch.Query(ctx, "SELECT * FROM events WHERE "+where, args...)
-	if err != nil {
-		return 0, "", fmt.Errorf("reading events: %w", err)
-	}
-	r := newCHRows(rows)
 	n, err := x.file("clickhouse", "events", func(w *bufio.Writer) (int64, error) {
+		where, args := x.snap.eventsWhere()
+		rows, err := x.snap.ch.Query(ctx, "SELECT * FROM events WHERE "+where, args...)
+		if err != nil {
+			return 0, fmt.Errorf("reading events: %w", err)
+		}
+		r := newCHRows(rows)
 		if x.format == "ndjson" {
 			var b []byte
 			return r.each(func() error {
 				b = append(r.appendJSON(b[:0]), '\n')
-				_, err := w.Write(b)
 				x.progress.rows("events", r.n)
+				_, err := w.Write(b)
 				return err
 			})
 		}
 		cw := csv.NewWriter(w)
 		if err := cw.Write(r.names); err != nil {
+			_ = rows.Close()
 			return 0, err
 		}
 		record := make([]string, len(r.names))
@@ -181,11 +182,7 @@ func (x *tenantExport) writeEvents(ctx context.Context) (int64, string, error) {
 		cw.Flush()
 		return n, errors.Join(err, cw.Error())
 	})
-	if err != nil {
-		_ = rows.Close()
-		return n, "", err
-	}
-	return n, fmt.Sprintf("%d events", n), nil
+	return n, fmt.Sprintf("%d events", n), err
 }
 
 // file writes <table>.<format>.gz: fill writes its content and returns its rows.
@@ -199,7 +196,8 @@ func (x *tenantExport) file(store, table string, fill func(w *bufio.Writer) (int
 	defer func() { _ = f.Close() }() // after the Close below, which reports its error
 	fileBuf := bufio.NewWriterSize(f, 1<<16)
 	d := newDigest(fileBuf)
-	gz := gzip.NewWriter(d)
+	// The fastest level: the default took 1.5 times as long for files a quarter smaller (BENCHMARKS.md).
+	gz, _ := gzip.NewWriterLevel(d, gzip.BestSpeed) // the error is for an invalid level only
 	w := bufio.NewWriterSize(gz, 1<<16)
 	n, err := fill(w)
 	if err == nil {

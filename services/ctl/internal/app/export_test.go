@@ -575,7 +575,7 @@ func csvRecords(t *testing.T, content []byte) []string {
 	return out
 }
 
-func readManifest(t *testing.T, dir string) manifest {
+func readManifest(t testing.TB, dir string) manifest {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
 	if err != nil {
