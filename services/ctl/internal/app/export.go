@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -281,12 +282,10 @@ func runExport(ctx context.Context, e Env, store *jobs.Store, req jobs.Request, 
 		}
 		return publish(job)
 	}()
-	if runErr != nil {
-		runErr = fmt.Errorf("job %s: %w", job.ID, runErr)
-	}
 	status, reason := jobs.StatusDone, ""
 	if runErr != nil {
 		status, reason = jobs.StatusFailed, runErr.Error()
+		runErr = fmt.Errorf("job %s: %w", job.ID, runErr)
 	}
 	ctx = context.WithoutCancel(ctx) // an interrupted export is recorded as failed
 	if err := store.Finish(ctx, job.ID, status, reason); err != nil {
@@ -296,22 +295,61 @@ func runExport(ctx context.Context, e Env, store *jobs.Store, req jobs.Request, 
 	return job, errors.Join(runErr, err)
 }
 
-// finishExport audits an export's outcome and prints its job.
-func finishExport(ctx context.Context, e Env, c *common, cp controlPlane, action string, job jobs.Job, runErr error, detail map[string]any) error {
-	if job.ID == "" {
-		return runErr
-	}
-	detail["job"], detail["status"] = job.ID, job.Status
-	if err := cp.record(context.WithoutCancel(ctx), job.TenantID, action, detail); err != nil {
-		return errors.Join(runErr, err)
-	}
-	if err := writeJob(e, c.output, job); err != nil {
-		return errors.Join(runErr, err)
-	}
-	if c.output == "text" && job.Status == jobs.StatusDone {
-		if _, err := fmt.Fprintf(e.Stdout, "written to %s\n", detail["out"]); err != nil {
+// exporter is one export being written.
+type exporter interface {
+	steps() []exportStep
+	publish(job jobs.Job) error // write the manifest, move the output into place
+	discard()                   // remove the output unless it was published
+	summary() map[string]any    // what the audit entry says of it
+}
+
+// run runs an export of the district as a job of kind, audited as action: it opens the district's
+// stores as of one point and has prepare make the exporter and name the job's subject. An error before
+// the job starts (an unknown district or student) makes no job.
+func (f *exportFlags) run(ctx context.Context, e Env, c *common, kind, action string, params map[string]string,
+	prepare func(cp controlPlane, snap *snapshot) (x exporter, subject string, err error)) error {
+	return withControl(ctx, e, c, func(cp controlPlane) error {
+		if err := knownDistrict(ctx, cp, f.tenant, "nothing to export"); err != nil {
 			return err
 		}
-	}
-	return runErr
+		ch, err := f.ch.open(ctx)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = ch.Close() }()
+		snap, err := openSnapshot(ctx, cp, ch, f.tenant, f.group)
+		if err != nil {
+			return err
+		}
+		defer snap.close(ctx)
+		x, subject, err := prepare(cp, snap)
+		if err != nil {
+			return err
+		}
+		defer x.discard()
+		params["out"] = f.out
+		p, err := json.Marshal(params)
+		if err != nil {
+			return err
+		}
+		job, runErr := runExport(ctx, e, jobs.New(cp.pool), jobs.Request{Kind: kind, TenantID: f.tenant, Subject: subject,
+			Reason: f.reason, By: f.by, Params: p}, x.steps(), x.publish)
+		if job.ID == "" {
+			return runErr
+		}
+		detail := x.summary()
+		detail["job"], detail["status"], detail["out"] = job.ID, job.Status, f.out
+		if err := cp.record(context.WithoutCancel(ctx), f.tenant, action, detail); err != nil {
+			return errors.Join(runErr, err)
+		}
+		if err := writeJob(e, c.output, job); err != nil {
+			return errors.Join(runErr, err)
+		}
+		if c.output == "text" && job.Status == jobs.StatusDone {
+			if _, err := fmt.Fprintf(e.Stdout, "written to %s\n", f.out); err != nil {
+				return err
+			}
+		}
+		return runErr
+	})
 }

@@ -4,8 +4,6 @@ import (
 	"archive/zip"
 	"bufio"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -37,42 +35,19 @@ func runExportStudent(ctx context.Context, e Env, args []string) error {
 	if err := f.check(fs, "student"); err != nil {
 		return err
 	}
-	return withControl(ctx, e, c, func(cp controlPlane) error {
-		policy, err := cp.policies.Policy(ctx, f.tenant)
-		if errors.Is(err, tenancy.ErrNotFound) {
-			return fmt.Errorf("district %s: %w (nothing to export, no job created)", f.tenant, err)
-		}
-		if err != nil {
-			return err
-		}
-		ch, err := f.ch.open(ctx)
-		if err != nil {
-			return err
-		}
-		defer func() { _ = ch.Close() }()
-		snap, err := openSnapshot(ctx, cp, ch, f.tenant, f.group)
-		if err != nil {
-			return err
-		}
-		defer snap.close(ctx)
-		id, err := snap.student(ctx, *sisID, *source)
-		if err != nil {
-			return err
-		}
-		x, err := newStudentExport(ctx, snap, id, policy, f.out)
-		if err != nil {
-			return err
-		}
-		defer x.discard()
-		params, err := json.Marshal(map[string]string{"out": f.out, "source": *source})
-		if err != nil {
-			return err
-		}
-		job, runErr := runExport(ctx, e, jobs.New(cp.pool), jobs.Request{Kind: kindExportStudent, TenantID: f.tenant, Subject: id,
-			Reason: f.reason, By: f.by, Params: params}, x.steps(), x.publish)
-		return finishExport(ctx, e, c, cp, "export.student", job, runErr,
-			map[string]any{"subject": id, "out": f.out, "files": len(x.manifest.Files), "sha256": x.sum})
-	})
+	return f.run(ctx, e, c, kindExportStudent, "export.student", map[string]string{"source": *source},
+		func(cp controlPlane, snap *snapshot) (exporter, string, error) {
+			policy, err := cp.policies.Policy(ctx, f.tenant)
+			if err != nil {
+				return nil, "", err
+			}
+			id, err := snap.student(ctx, *sisID, *source)
+			if err != nil {
+				return nil, "", err
+			}
+			x, err := newStudentExport(ctx, snap, id, policy, f.out)
+			return x, id, err
+		})
 }
 
 // student returns the internal id of the student a SIS id names, from any source or the one given. An
@@ -160,6 +135,10 @@ func newStudentExport(ctx context.Context, snap *snapshot, id string, policy pri
 	x.file = newDigest(x.tmp)
 	x.zw = zip.NewWriter(x.file)
 	return x, nil
+}
+
+func (x *studentExport) summary() map[string]any {
+	return map[string]any{"subject": x.id, "files": len(x.manifest.Files), "sha256": x.sum}
 }
 
 // discard removes the zip if it was not published.

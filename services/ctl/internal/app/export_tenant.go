@@ -24,7 +24,7 @@ func runExportTenant(ctx context.Context, e Env, args []string) error {
 	fs, c := newFlags(e, "export tenant", exportTenantSynopsis)
 	var f exportFlags
 	f.register(fs, e, "the directory to create and write the files into (it must not exist)")
-	format := fs.String("format", "ndjson", "file format: ndjson (a JSON object a line) or csv (a header row first); gzip-compressed")
+	format := fs.String("format", "", "file format: ndjson (a JSON object a line) or csv (a header row first), gzip-compressed either way")
 	if err := parse(fs, c, args); err != nil {
 		return err
 	}
@@ -40,40 +40,13 @@ func runExportTenant(ctx context.Context, e Env, args []string) error {
 		}
 		return err
 	}
-	return withControl(ctx, e, c, func(cp controlPlane) error {
-		if err := knownDistrict(ctx, cp, f.tenant, "nothing to export"); err != nil {
-			return err
-		}
-		ch, err := f.ch.open(ctx)
-		if err != nil {
-			return err
-		}
-		defer func() { _ = ch.Close() }()
-		snap, err := openSnapshot(ctx, cp, ch, f.tenant, f.group)
-		if err != nil {
-			return err
-		}
-		defer snap.close(ctx)
-		progress := &progress{out: &errWriter{w: e.Stderr}, tenant: f.tenant}
-		x, err := newTenantExport(ctx, snap, *format, f.out, progress)
-		if err != nil {
-			return err
-		}
-		defer x.discard()
-		params, err := json.Marshal(map[string]string{"out": f.out, "format": *format})
-		if err != nil {
-			return err
-		}
-		job, runErr := runExport(ctx, e, jobs.New(cp.pool), jobs.Request{Kind: kindExportTenant, TenantID: f.tenant,
-			Reason: f.reason, By: f.by, Params: params}, x.steps(), x.publish)
-		var rows int64
-		for _, file := range x.manifest.Files {
-			rows += file.Rows
-		}
-		err = finishExport(ctx, e, c, cp, "export.tenant", job, runErr,
-			map[string]any{"out": f.out, "format": *format, "files": len(x.manifest.Files), "rows": rows})
-		return errors.Join(err, progress.out.Err())
-	})
+	progress := &progress{out: &errWriter{w: e.Stderr}, tenant: f.tenant}
+	err := f.run(ctx, e, c, kindExportTenant, "export.tenant", map[string]string{"format": *format},
+		func(_ controlPlane, snap *snapshot) (exporter, string, error) {
+			x, err := newTenantExport(ctx, snap, *format, f.out, progress)
+			return x, "", err
+		})
+	return errors.Join(err, progress.out.Err())
 }
 
 // tenantExport writes a district's files into a directory beside the destination until publish renames
@@ -99,6 +72,14 @@ func newTenantExport(ctx context.Context, snap *snapshot, format, out string, p 
 	return &tenantExport{snap: snap, format: format, out: out, tmp: tmp, tables: tables, progress: p,
 		manifest: manifest{Kind: kindExportTenant, TenantID: snap.tenant, Format: format, GeneratedAt: snap.at,
 			Consistency: consistency, Offsets: snap.offsets}}, nil
+}
+
+func (x *tenantExport) summary() map[string]any {
+	var rows int64
+	for _, f := range x.manifest.Files {
+		rows += f.Rows
+	}
+	return map[string]any{"format": x.format, "files": len(x.manifest.Files), "rows": rows}
 }
 
 // discard removes the files if they were not published.

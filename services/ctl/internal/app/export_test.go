@@ -501,8 +501,14 @@ func TestExportTenant(t *testing.T) {
 		"--clickhouse.addr", addr, "--clickhouse.database", database); !errors.Is(err, tenancy.ErrNotFound) {
 		t.Errorf("unknown district: %v", err)
 	}
-	if _, _, err := ctl(t, url, "export", "tenant", "--tenant", "d1", "--out", dir); !errors.Is(err, ErrUsage) {
+	if _, _, err := ctl(t, url, "export", "tenant", "--tenant", "d1", "--format", "csv", "--out", dir); !errors.Is(err, ErrUsage) {
 		t.Errorf("an existing --out: %v", err)
+	}
+	for _, format := range []string{"", "xml"} {
+		if _, _, err := ctl(t, url, "export", "tenant", "--tenant", "d1", "--format", format, "--out", dir+"2"); !errors.Is(err, ErrUsage) ||
+			!strings.Contains(err.Error(), "--format") {
+			t.Errorf("--format %q: %v", format, err)
+		}
 	}
 	if n := countJobs(t, pool, kindExportTenant); n != before {
 		t.Errorf("%d jobs after the refused exports, want %d", n, before)
