@@ -107,9 +107,9 @@ func (w worker) eraseStudent(ctx context.Context, cp controlPlane, kr *keyring.K
 	if err != nil {
 		return err
 	}
-	conn, err := chutil.Open(ctx, chutil.Options{Addr: w.ch.addr, Database: w.ch.database, User: w.ch.user, Password: w.ch.password.Reveal()})
+	conn, err := w.ch.open(ctx)
 	if err != nil {
-		return fmt.Errorf("clickhouse: %w", err)
+		return err
 	}
 	defer func() { _ = conn.Close() }()
 	er := &studentEraser{cp: cp, kr: kr, pool: pool, ch: conn, chc: w.ch, kcfg: w.kcfg, sinkGroup: w.sinkGroup,
@@ -123,12 +123,7 @@ func (w worker) report(ctx context.Context, e Env, c *common, cp controlPlane, j
 	if err != nil {
 		return errors.Join(runErr, err)
 	}
-	if c.output == "json" {
-		err = writeJSON(e.Stdout, job)
-	} else {
-		err = writeJobText(e, job)
-	}
-	return errors.Join(runErr, err)
+	return errors.Join(runErr, writeJob(e, c.output, job))
 }
 
 // studentEraser holds what erasing one student reaches.

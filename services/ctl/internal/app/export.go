@@ -17,6 +17,8 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/edtech-analytics/platform/libs/conf"
+	"github.com/edtech-analytics/platform/libs/keyring"
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/edtech-analytics/platform/libs/tenancy/jobs"
 )
@@ -35,8 +37,9 @@ const (
 
 // exportFlags are the flags both exports take.
 type exportFlags struct {
-	tenant, out, reason, by, group string
-	ch                             chConfig
+	tenant, out, reason, by, sinkGroup string
+	keys, keyFile                      *string // the master keys, which sign the audit entry
+	ch                                 chConfig
 }
 
 func (f *exportFlags) register(fs *flag.FlagSet, e Env, outHelp string) {
@@ -44,7 +47,8 @@ func (f *exportFlags) register(fs *flag.FlagSet, e Env, outHelp string) {
 	fs.StringVar(&f.out, "out", "", outHelp)
 	fs.StringVar(&f.reason, "reason", "", "why, for the job and the audit log")
 	fs.StringVar(&f.by, "by", e.Getenv("USER"), "who asks, for the record")
-	fs.StringVar(&f.group, "group", "edtech-sink", "the sink's consumer group, whose committed offsets the manifest records")
+	conf.String(fs, &f.sinkGroup, "sink.group", "SINK_GROUP", "edtech-sink", "the sink's consumer group, whose committed offsets the manifest records")
+	f.keys, f.keyFile = masterFlags(fs)
 	f.ch.registerFlags(fs)
 }
 
@@ -53,7 +57,7 @@ func (f *exportFlags) check(fs *flag.FlagSet, names ...string) error {
 	if err := requiredTenant(fs, f.tenant); err != nil {
 		return err
 	}
-	if err := required(fs, append([]string{"out", "group"}, names...)...); err != nil {
+	if err := required(fs, append([]string{"out", "sink.group"}, names...)...); err != nil {
 		return err
 	}
 	if f.by == "" {
@@ -257,6 +261,11 @@ func runExport(ctx context.Context, e Env, store *jobs.Store, req jobs.Request, 
 	if err != nil {
 		return jobs.Job{}, err
 	}
+	release, err := store.Lock(ctx, job.ID)
+	if err != nil {
+		return jobs.Job{}, err
+	}
+	defer release()
 	if !created {
 		_, _ = fmt.Fprintf(e.Stderr, "job %s, started %s, was left unfinished: running it again\n", job.ID, job.CreatedAt.Format(time.RFC3339))
 	}
@@ -307,8 +316,8 @@ type exporter interface {
 // stores as of one point and has prepare make the exporter and name the job's subject. An error before
 // the job starts (an unknown district or student) makes no job.
 func (f *exportFlags) run(ctx context.Context, e Env, c *common, kind, action string, params map[string]string,
-	prepare func(cp controlPlane, snap *snapshot) (x exporter, subject string, err error)) error {
-	return withControl(ctx, e, c, func(cp controlPlane) error {
+	prepare func(cp controlPlane, kr *keyring.Keyring, snap *snapshot) (x exporter, subject string, err error)) error {
+	return withKeyring(ctx, e, c, *f.keys, *f.keyFile, func(cp controlPlane, kr *keyring.Keyring) error {
 		if err := knownDistrict(ctx, cp, f.tenant, "nothing to export"); err != nil {
 			return err
 		}
@@ -317,12 +326,12 @@ func (f *exportFlags) run(ctx context.Context, e Env, c *common, kind, action st
 			return err
 		}
 		defer func() { _ = ch.Close() }()
-		snap, err := openSnapshot(ctx, cp, ch, f.tenant, f.group)
+		snap, err := openSnapshot(ctx, cp, ch, f.tenant, f.sinkGroup)
 		if err != nil {
 			return err
 		}
 		defer snap.close(ctx)
-		x, subject, err := prepare(cp, snap)
+		x, subject, err := prepare(cp, kr, snap)
 		if err != nil {
 			return err
 		}

@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,7 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/edtech-analytics/platform/libs/chutil"
-	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/keyring"
 	"github.com/edtech-analytics/platform/libs/tenancy/jobs"
 	"github.com/edtech-analytics/platform/libs/tenancy/privacy"
 )
@@ -36,50 +37,21 @@ func runExportStudent(ctx context.Context, e Env, args []string) error {
 		return err
 	}
 	return f.run(ctx, e, c, kindExportStudent, "export.student", map[string]string{"source": *source},
-		func(cp controlPlane, snap *snapshot) (exporter, string, error) {
+		func(cp controlPlane, kr *keyring.Keyring, snap *snapshot) (exporter, string, error) {
 			policy, err := cp.policies.Policy(ctx, f.tenant)
 			if err != nil {
 				return nil, "", err
 			}
-			id, err := snap.student(ctx, *sisID, *source)
+			id, err := students(cp, kr).Find(ctx, f.tenant, *source, *sisID)
+			if errors.Is(err, jobs.ErrAmbiguous) {
+				return nil, "", usagef("%v: give --source", err)
+			}
 			if err != nil {
-				return nil, "", err
+				return nil, "", fmt.Errorf("unknown student: %w (nothing to export, no job created)", err)
 			}
 			x, err := newStudentExport(ctx, snap, id, policy, f.out)
 			return x, id, err
 		})
-}
-
-// student returns the internal id of the student a SIS id names, from any source or the one given. An
-// unknown SIS id, or one that names several students, is an error.
-func (s *snapshot) student(ctx context.Context, sisID, source string) (string, error) {
-	rows, err := s.tx.Query(ctx, `SELECT internal_id::text, string_agg(source_id, ', ' ORDER BY source_id) FROM `+
-		s.table("student_identities")+` WHERE sis_id = $1 AND ($2 = '' OR source_id = $2) GROUP BY internal_id ORDER BY 2`, sisID, source)
-	if err != nil {
-		return "", fmt.Errorf("looking the student up: %w", err)
-	}
-	type match struct{ ID, Sources string }
-	found, err := pgx.CollectRows(rows, pgx.RowToStructByPos[match])
-	if err != nil {
-		return "", fmt.Errorf("looking the student up: %w", err)
-	}
-	from := ""
-	if source != "" {
-		from = " from source " + source
-	}
-	switch len(found) {
-	case 0:
-		return "", fmt.Errorf("unknown student: district %s has no student with SIS id %q%s: %w (no job created)",
-			s.tenant, sisID, from, tenancy.ErrNotFound)
-	case 1:
-		return found[0].ID, nil
-	}
-	var by []string
-	for _, m := range found {
-		by = append(by, m.Sources)
-	}
-	return "", usagef("SIS id %q names %d different students in district %s (one per source group: %s); pass --source",
-		sisID, len(found), s.tenant, strings.Join(by, "; "))
 }
 
 // studentExport writes one student's export into a zip, beside its destination until publish moves it

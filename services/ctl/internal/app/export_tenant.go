@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/edtech-analytics/platform/libs/keyring"
 	"github.com/edtech-analytics/platform/libs/tenancy/jobs"
 )
 
@@ -42,7 +43,7 @@ func runExportTenant(ctx context.Context, e Env, args []string) error {
 	}
 	progress := &progress{out: &errWriter{w: e.Stderr}, tenant: f.tenant}
 	err := f.run(ctx, e, c, kindExportTenant, "export.tenant", map[string]string{"format": *format},
-		func(_ controlPlane, snap *snapshot) (exporter, string, error) {
+		func(_ controlPlane, _ *keyring.Keyring, snap *snapshot) (exporter, string, error) {
 			x, err := newTenantExport(ctx, snap, *format, f.out, progress)
 			return x, "", err
 		})
