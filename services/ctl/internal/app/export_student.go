@@ -97,6 +97,7 @@ func newStudentExport(ctx context.Context, snap *snapshot, id string, policy pri
 	}
 	for _, l := range []struct{ table, column string }{
 		{"roster_enrollments", "user_sourced_id"}, {"roster_demographics", "sourced_id"}, {"roster_results", "student_sourced_id"},
+		{"roster_deletions", "sourced_id"},
 	} {
 		x.tables = append(x.tables, studentTable{l.table, pgx.Identifier{l.column}.Sanitize() + " = ANY($1)", sourcedIDs})
 	}
@@ -182,6 +183,8 @@ func aboutStudentTable(table string) (dir, contains string) {
 		return "roster", "the student's demographics record"
 	case "roster_results":
 		return "roster", "the student's gradebook results"
+	case "roster_deletions":
+		return "roster", "the deletions of the student's roster records the platform remembers, so that stale copies are not applied"
 	case "student_activity":
 		return "learning", "how many learning events the student has, and the latest"
 	case "attendance_daily":

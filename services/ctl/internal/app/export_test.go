@@ -112,6 +112,7 @@ func seedStudent(t *testing.T, pool *pgxpool.Pool, tenant, id, sourcedID, name s
 			[]any{sourcedID, at}},
 		{`INSERT INTO roster_results (sourced_id, status, date_last_modified, line_item_sourced_id, student_sourced_id, score_status, score, score_date, comment)
 			VALUES ($1, 'active', $2, 'li-1', $3, 'fully graded', 91.5, '2026-03-02', $4)`, []any{"res-" + sourcedID, at, sourcedID, "well done, " + name}},
+		{"INSERT INTO roster_deletions VALUES ('user', $1, $2)", []any{sourcedID, at.Add(-time.Hour)}}, // an earlier delete
 		{"INSERT INTO student_activity VALUES ($1, 12, $2, 'content_view')", []any{id, at}},
 		{"INSERT INTO attendance_daily (internal_id, day, status, event_id) VALUES ($1, '2026-03-02', 'present', gen_random_uuid())", []any{id}},
 		{"INSERT INTO assessment_results_latest VALUES ($1, 'quiz-1', 8, 10, $2, gen_random_uuid())", []any{id, at}},
@@ -239,7 +240,7 @@ func TestExportStudent(t *testing.T) {
 	// Every file is listed with its rows and hash, and every row is Ada's.
 	wantRows := map[string]int{
 		"identity/students.json": 1, "identity/student_identities.json": 2, "roster/roster_users.json": 1,
-		"roster/roster_enrollments.json": 1, "roster/roster_demographics.json": 1, "roster/roster_results.json": 1,
+		"roster/roster_enrollments.json": 1, "roster/roster_demographics.json": 1, "roster/roster_results.json": 1, "roster/roster_deletions.json": 1,
 		"roster/enricher_users.json": 1, "roster/enricher_demographics.json": 0, "roster/enricher_enrollments.json": 0,
 		"learning/student_activity.json": 1, "learning/attendance_daily.json": 1, "learning/assessment_results_latest.json": 1,
 		"learning/submissions.json": 1, "events/events.json": len(adaEvents), "rollups/metrics_student_daily.json": 5,
