@@ -346,6 +346,7 @@ func (f *exportFlags) run(ctx context.Context, e Env, c *common, kind, action st
 		if job.ID == "" {
 			return runErr
 		}
+		cp.notifyFinished(ctx, jobs.New(cp.pool), job) // the district's webhook, if it has one
 		detail := x.summary()
 		detail["job"], detail["status"], detail["out"] = job.ID, job.Status, f.out
 		if err := cp.record(context.WithoutCancel(ctx), f.tenant, action, detail); err != nil {

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -28,6 +29,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/chutil/chtest"
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/edtech-analytics/platform/libs/tenancy/jobs"
+	"github.com/edtech-analytics/platform/libs/tenancy/webhooks"
 )
 
 // aggregatorCH returns a ClickHouse database with the aggregator's schema (events, kafka_offsets, the
@@ -213,6 +215,8 @@ func TestExportStudent(t *testing.T) {
 		makeEvents("d2", other, "ps-otto", 50, 2, 0)...)
 	insertEvents(t, conn, all)
 
+	hook := newHookReceiver(t, http.StatusOK)
+	setWebhook(t, url, "d1", hook.URL)
 	out := filepath.Join(t.TempDir(), "ada.zip")
 	args := []string{"export", "student", "--tenant", "d1", "--student", "S-1", "--out", out, "--reason", "parent request",
 		"--clickhouse.addr", addr, "--clickhouse.database", database}
@@ -329,7 +333,12 @@ func TestExportStudent(t *testing.T) {
 		t.Errorf("the output directory holds %v (%v), want the zip alone", entries, err)
 	}
 
-	// The job's status, and the audit log.
+	// The district's webhook, the job's status, and the audit log.
+	var notified webhooks.JobFinished
+	if _, body := hook.request(t, 0); json.Unmarshal(body, &notified) != nil || notified.ID != job.ID ||
+		notified.Kind != kindExportStudent || notified.Status != jobs.StatusDone {
+		t.Errorf("the webhook got %s", body)
+	}
 	if st := mustCtl(t, url, "export", "status", job.ID); !strings.Contains(st, "export_student of district d1, student "+ada+", done") ||
 		!strings.Contains(st, "clickhouse") {
 		t.Errorf("export status printed %q", st)
