@@ -43,7 +43,9 @@ func runJobsWork(ctx context.Context, e Env, args []string) error {
 			actx, cancel := context.WithCancel(ctx)
 			defer cancel()
 			errc := make(chan error, 1)
-			go func() { errc <- obs.ServeAdmin(actx, slog.New(slog.NewTextHandler(e.Stderr, nil)), adminAddr, health, http.NotFoundHandler()) }()
+			go func() {
+				errc <- obs.ServeAdmin(actx, slog.New(slog.NewTextHandler(e.Stderr, nil)), adminAddr, health, http.NotFoundHandler())
+			}()
 			defer func() { cancel(); <-errc }()
 		}
 		store := jobs.New(cp.pool)
