@@ -46,7 +46,12 @@ func runJobsWork(ctx context.Context, e Env, args []string) error {
 			go func() {
 				errc <- obs.ServeAdmin(actx, slog.New(slog.NewTextHandler(e.Stderr, nil)), adminAddr, health, http.NotFoundHandler())
 			}()
-			defer func() { cancel(); <-errc }()
+			defer func() {
+				cancel()
+				if err := <-errc; err != nil {
+					_, _ = fmt.Fprintf(e.Stderr, "admin server: %v\n", err)
+				}
+			}()
 		}
 		store := jobs.New(cp.pool)
 		tried := map[string]bool{} // with --once, each job is tried once
