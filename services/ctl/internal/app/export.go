@@ -52,8 +52,11 @@ func (f *exportFlags) register(fs *flag.FlagSet, e Env, outHelp string) {
 	f.ch.registerFlags(fs)
 }
 
-// check validates the parsed flags, with the other required ones named, and makes --out absolute.
-func (f *exportFlags) check(fs *flag.FlagSet, names ...string) error {
+// parse parses args and checks the flags, with the other required ones named; it makes --out absolute.
+func (f *exportFlags) parse(fs *flag.FlagSet, c *common, args []string, names ...string) error {
+	if err := parse(fs, c, args); err != nil {
+		return err
+	}
 	if err := requiredTenant(fs, f.tenant); err != nil {
 		return err
 	}

@@ -30,10 +30,7 @@ func runExportStudent(ctx context.Context, e Env, args []string) error {
 	f.register(fs, e, "the zip file to write (an existing file is replaced, atomically)")
 	sisID := fs.String("student", "", "the student's SIS id")
 	source := fs.String("source", "", "the source (integration) the SIS id is from (default: any)")
-	if err := parse(fs, c, args); err != nil {
-		return err
-	}
-	if err := f.check(fs, "student"); err != nil {
+	if err := f.parse(fs, c, args, "student"); err != nil {
 		return err
 	}
 	return f.run(ctx, e, c, kindExportStudent, "export.student", map[string]string{"source": *source},

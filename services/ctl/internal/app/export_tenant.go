@@ -26,10 +26,7 @@ func runExportTenant(ctx context.Context, e Env, args []string) error {
 	var f exportFlags
 	f.register(fs, e, "the directory to create and write the files into (it must not exist)")
 	format := fs.String("format", "", "file format: ndjson (a JSON object a line) or csv (a header row first), gzip-compressed either way")
-	if err := parse(fs, c, args); err != nil {
-		return err
-	}
-	if err := f.check(fs, "format"); err != nil {
+	if err := f.parse(fs, c, args, "format"); err != nil {
 		return err
 	}
 	if *format != "ndjson" && *format != "csv" {
