@@ -11,8 +11,16 @@ import (
 	"github.com/edtech-analytics/platform/libs/tenancy"
 )
 
-// KindEraseStudent is the job kind of a student's erasure.
-const KindEraseStudent = "erase_student"
+// Job kinds the admin API queues.
+const (
+	KindEraseStudent = "erase_student" // a student's erasure
+	KindExportTenant = "export_tenant" // a whole district's export
+)
+
+// ExportTenantParams are a queued district export's parameters (Job.Params).
+type ExportTenantParams struct {
+	Format string `json:"format"` // ndjson or csv
+}
 
 // EraseStudentParams are a queued student erasure's parameters (Job.Params): the SIS id it was asked for
 // (its data key is found by it), kept until the job ends.

@@ -45,6 +45,9 @@ type Config struct {
 	BandDistricts      int
 	// Keys are the master keys that wrap the key the audit log is signed with (ADR 0010).
 	Keys keyring.Config
+	// ExportDir is where ctl jobs work writes district exports, a directory per job; the admin API serves
+	// their files from it. Empty: exports cannot be requested through the API.
+	ExportDir string
 }
 
 // RegisterFlags binds the config to flags with env defaults.
@@ -56,6 +59,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	conf.String(fs, &c.ClickHouseDatabase, "clickhouse.database", "CLICKHOUSE_DATABASE", "edtech", "ClickHouse database of the rollups")
 	conf.String(fs, &c.ClickHouseUser, "clickhouse.user", "CLICKHOUSE_USER", "default", "ClickHouse user")
 	conf.SecretVar(fs, &c.ClickHousePassword, "clickhouse.password", "CLICKHOUSE_PASSWORD", "ClickHouse password")
+	conf.String(fs, &c.ExportDir, "export.dir", "EXPORT_DIR", "",
+		"where the privacy worker writes district exports (the same storage); empty: no exports through the admin API")
 	conf.Duration(fs, &c.KeyCacheTTL, "key-cache-ttl", "QUERY_KEY_CACHE_TTL", 5*time.Second,
 		"how long a token, key or roster lookup is cached (bounds the delay of a revocation or roster change)")
 	conf.Int(fs, &c.MinDistricts, "benchmark.min-districts", "BENCHMARK_MIN_DISTRICTS", 5,
@@ -134,7 +139,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks) (err erro
 	auditLog, districtStore := audit.New(pool, keys), tenants.New(districts)
 	mux.Handle("/", api.New(rt.Log, resolver, auditLog, districtStore, ch, api.Config{MinDistricts: cfg.MinDistricts,
 		MinStudents: cfg.MinStudents, BandDistricts: cfg.BandDistricts}).Handler())
-	mux.Handle("/v1/admin/", (&admin.Admin{Log: rt.Log, Keys: credentials.New(pool), Jobs: jobs.New(pool), Audit: auditLog,
+	mux.Handle("/v1/admin/", (&admin.Admin{Log: rt.Log, ExportDir: cfg.ExportDir, Keys: credentials.New(pool), Jobs: jobs.New(pool), Audit: auditLog,
 		Students: jobs.Students{Pools: districts, ErasedSIS: keys.ErasedSISFunc(func(ctx context.Context, tenant string) ([]byte, error) {
 			t, err := districtStore.Tenant(ctx, tenant)
 			return t.PseudonymKey, err

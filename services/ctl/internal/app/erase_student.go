@@ -95,6 +95,7 @@ func students(cp controlPlane, kr *keyring.Keyring) jobs.Students {
 
 // worker runs privacy jobs: what they reach beyond the control schema.
 type worker struct {
+	exportDir string
 	kcfg      kafkax.Config
 	ch        chConfig
 	sinkGroup string

@@ -32,7 +32,7 @@ import (
 // Job kinds of the exports.
 const (
 	kindExportStudent = "export_student"
-	kindExportTenant  = "export_tenant"
+	kindExportTenant  = jobs.KindExportTenant
 )
 
 // exportFlags are the flags both exports take.
@@ -321,48 +321,54 @@ type exporter interface {
 func (f *exportFlags) run(ctx context.Context, e Env, c *common, kind, action string, params map[string]string,
 	prepare func(cp controlPlane, kr *keyring.Keyring, snap *snapshot) (x exporter, subject string, err error)) error {
 	return withKeyring(ctx, e, c, *f.keys, *f.keyFile, func(cp controlPlane, kr *keyring.Keyring) error {
-		if err := knownDistrict(ctx, cp, f.tenant, "nothing to export"); err != nil {
-			return err
-		}
-		ch, err := f.ch.open(ctx)
-		if err != nil {
-			return err
-		}
-		defer func() { _ = ch.Close() }()
-		snap, err := openSnapshot(ctx, cp, ch, f.tenant, f.sinkGroup)
-		if err != nil {
-			return err
-		}
-		defer snap.close(ctx)
-		x, subject, err := prepare(cp, kr, snap)
-		if err != nil {
-			return err
-		}
-		defer x.discard()
-		params["out"] = f.out
-		p, err := json.Marshal(params)
-		if err != nil {
-			return err
-		}
-		job, runErr := runExport(ctx, e, jobs.New(cp.pool), jobs.Request{Kind: kind, TenantID: f.tenant, Subject: subject,
-			Reason: f.reason, By: f.by, Params: p}, x.steps(), x.publish)
-		if job.ID == "" {
-			return runErr
-		}
-		cp.notifyFinished(ctx, jobs.New(cp.pool), job) // the district's webhook, if it has one
-		detail := x.summary()
-		detail["job"], detail["status"], detail["out"] = job.ID, job.Status, f.out
-		if err := cp.record(context.WithoutCancel(ctx), f.tenant, action, detail); err != nil {
-			return errors.Join(runErr, err)
-		}
-		if err := writeJob(e, c.output, job); err != nil {
-			return errors.Join(runErr, err)
-		}
-		if c.output == "text" && job.Status == jobs.StatusDone {
-			if _, err := fmt.Fprintf(e.Stdout, "written to %s\n", f.out); err != nil {
-				return err
-			}
-		}
-		return runErr
+		return f.runWith(ctx, e, c, cp, kr, kind, action, params, prepare)
 	})
+}
+
+// runWith is run on a control plane and keyring already open (ctl jobs work's).
+func (f *exportFlags) runWith(ctx context.Context, e Env, c *common, cp controlPlane, kr *keyring.Keyring, kind, action string,
+	params map[string]string, prepare func(cp controlPlane, kr *keyring.Keyring, snap *snapshot) (x exporter, subject string, err error)) error {
+	if err := knownDistrict(ctx, cp, f.tenant, "nothing to export"); err != nil {
+		return err
+	}
+	ch, err := f.ch.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = ch.Close() }()
+	snap, err := openSnapshot(ctx, cp, ch, f.tenant, f.sinkGroup)
+	if err != nil {
+		return err
+	}
+	defer snap.close(ctx)
+	x, subject, err := prepare(cp, kr, snap)
+	if err != nil {
+		return err
+	}
+	defer x.discard()
+	params["out"] = f.out
+	p, err := json.Marshal(params)
+	if err != nil {
+		return err
+	}
+	job, runErr := runExport(ctx, e, jobs.New(cp.pool), jobs.Request{Kind: kind, TenantID: f.tenant, Subject: subject,
+		Reason: f.reason, By: f.by, Params: p}, x.steps(), x.publish)
+	if job.ID == "" {
+		return runErr
+	}
+	cp.notifyFinished(ctx, jobs.New(cp.pool), job) // the district's webhook, if it has one
+	detail := x.summary()
+	detail["job"], detail["status"], detail["out"] = job.ID, job.Status, f.out
+	if err := cp.record(context.WithoutCancel(ctx), f.tenant, action, detail); err != nil {
+		return errors.Join(runErr, err)
+	}
+	if err := writeJob(e, c.output, job); err != nil {
+		return errors.Join(runErr, err)
+	}
+	if c.output == "text" && job.Status == jobs.StatusDone {
+		if _, err := fmt.Fprintf(e.Stdout, "written to %s\n", f.out); err != nil {
+			return err
+		}
+	}
+	return runErr
 }

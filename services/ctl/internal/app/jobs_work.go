@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/conf"
@@ -21,10 +24,12 @@ func runJobsWork(ctx context.Context, e Env, args []string) error {
 	fs, c := newFlags(e, "jobs work", "[--once] [--poll DURATION]")
 	once := fs.Bool("once", false, "run the jobs waiting now, then stop")
 	poll := fs.Duration("poll", 2*time.Second, "how often to look for jobs to run")
+	var w worker
 	var adminAddr string
 	conf.String(fs, &adminAddr, "admin.addr", "ADMIN_ADDR", "", "address of /healthz and /readyz (empty: none)")
+	conf.String(fs, &w.exportDir, "export.dir", "EXPORT_DIR", "",
+		"where district exports are written, a directory per job (the query service serves them from the same storage); empty: exports are refused")
 	wait := fs.Duration("wait", 2*time.Minute, "how long a step waits for the enricher, the sink and the aggregator to apply an erasure")
-	var w worker
 	conf.String(fs, &w.sinkGroup, "sink.group", "SINK_GROUP", "edtech-sink", "the sink's consumer group, the name its stored offsets are kept under")
 	keys, file := masterFlags(fs)
 	w.kcfg.RegisterFlags(fs)
@@ -56,7 +61,7 @@ func runJobsWork(ctx context.Context, e Env, args []string) error {
 		store := jobs.New(cp.pool)
 		tried := map[string]bool{} // with --once, each job is tried once
 		for {
-			pending, err := store.Unfinished(ctx, jobs.KindEraseStudent)
+			pending, err := store.Unfinished(ctx, jobs.KindEraseStudent, jobs.KindExportTenant)
 			if err != nil && *once {
 				return err
 			}
@@ -66,12 +71,7 @@ func runJobsWork(ctx context.Context, e Env, args []string) error {
 					continue
 				}
 				tried[job.ID] = true
-				var p jobs.EraseStudentParams
-				if err := json.Unmarshal(job.Params, &p); err != nil || p.SISID == "" {
-					_ = store.Finish(ctx, job.ID, jobs.StatusFailed, "the job does not say which SIS id to erase")
-					continue
-				}
-				err := w.eraseStudent(ctx, cp, kr, job, p.SISID)
+				err := w.run(ctx, e, c, cp, kr, job)
 				if errors.Is(err, jobs.ErrLocked) {
 					continue // its runner is alive
 				}
@@ -95,4 +95,37 @@ func runJobsWork(ctx context.Context, e Env, args []string) error {
 			}
 		}
 	})
+}
+
+// run runs one queued or unfinished job by its kind.
+func (w worker) run(ctx context.Context, e Env, c *common, cp controlPlane, kr *keyring.Keyring, job jobs.Job) error {
+	store := jobs.New(cp.pool)
+	switch job.Kind {
+	case jobs.KindEraseStudent:
+		var p jobs.EraseStudentParams
+		if err := json.Unmarshal(job.Params, &p); err != nil || p.SISID == "" {
+			return store.Finish(ctx, job.ID, jobs.StatusFailed, "the job does not say which SIS id to erase")
+		}
+		return w.eraseStudent(ctx, cp, kr, job, p.SISID)
+	case jobs.KindExportTenant:
+		var p jobs.ExportTenantParams
+		if err := json.Unmarshal(job.Params, &p); err != nil || (p.Format != "ndjson" && p.Format != "csv") {
+			return store.Finish(ctx, job.ID, jobs.StatusFailed, "the job names no export format (ndjson or csv)")
+		}
+		if w.exportDir == "" {
+			return store.Finish(ctx, job.ID, jobs.StatusFailed, "this runner has no export directory (--export.dir, EXPORT_DIR)")
+		}
+		f := exportFlags{tenant: job.TenantID, out: filepath.Join(w.exportDir, job.ID), reason: job.Reason, by: job.RequestedBy,
+			sinkGroup: w.sinkGroup, ch: w.ch}
+		if _, err := os.Stat(f.out); err == nil {
+			return store.Finish(ctx, job.ID, jobs.StatusDone, "") // published before the runner stopped
+		}
+		quiet := Env{Stdout: io.Discard, Stderr: e.Stderr, Getenv: e.Getenv}
+		return f.runWith(ctx, quiet, c, cp, kr, kindExportTenant, "export.tenant", map[string]string{"format": p.Format},
+			func(_ controlPlane, _ *keyring.Keyring, snap *snapshot) (exporter, string, error) {
+				x, err := newTenantExport(ctx, snap, p.Format, f.out, &progress{out: &errWriter{w: e.Stderr}, tenant: f.tenant})
+				return x, "", err
+			})
+	}
+	return store.Finish(ctx, job.ID, jobs.StatusFailed, "no runner for jobs of kind "+job.Kind)
 }

@@ -1,7 +1,13 @@
 // Package admin serves a district's privacy requests to API keys holding admin:write:
 //
 //	POST /v1/admin/erasures   {"student": "<SIS id>", "source": "<source>", "reason": "..."}
+//	POST /v1/admin/exports    {"format": "ndjson" | "csv", "reason": "..."}
 //	GET  /v1/admin/jobs/{id}
+//	GET  /v1/admin/jobs/{id}/files/{name}
+//
+// A district export is queued the same way; once done, its job lists its files (the manifest among
+// them), each served gzip-compressed as written, from the directory the privacy worker writes exports to
+// (ExportDir, shared storage).
 //
 // An erasure is answered 202 with its job, queued in the control schema (control.privacy_jobs), which
 // `ctl jobs work` runs as `ctl erase student` would, resumably and verified store by store; the job's
@@ -54,13 +60,17 @@ type Admin struct {
 	Students Students
 	Jobs     Jobs
 	Audit    Auditor
+	// ExportDir holds the district exports, a directory per job; empty: none can be requested.
+	ExportDir string
 }
 
 // Handler returns the routes, under /v1/admin/.
 func (a *Admin) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/admin/erasures", a.erase)
+	mux.HandleFunc("POST /v1/admin/exports", a.export)
 	mux.HandleFunc("GET /v1/admin/jobs/{id}", a.job)
+	mux.HandleFunc("GET /v1/admin/jobs/{id}/files/{name}", a.file)
 	mux.HandleFunc("/v1/admin/", func(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusNotFound, "not-found", "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
@@ -74,10 +84,17 @@ type ErasureRequest struct {
 	Reason  string `json:"reason,omitempty"`
 }
 
-// JobAnswer is what both endpoints answer.
+// ExportRequest is the body of POST /v1/admin/exports.
+type ExportRequest struct {
+	Format string `json:"format"` // ndjson or csv
+	Reason string `json:"reason,omitempty"`
+}
+
+// JobAnswer is what the endpoints answer of a job.
 type JobAnswer struct {
 	Job       jobs.Job `json:"job"`
 	StatusURL string   `json:"status_url"`
+	Files     []string `json:"files,omitempty"` // a finished export's files, under StatusURL/files/
 }
 
 func (a *Admin) erase(w http.ResponseWriter, r *http.Request) {
@@ -86,10 +103,7 @@ func (a *Admin) erase(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req ErasureRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 16<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		problem(w, http.StatusBadRequest, "invalid-body", "the body must be a JSON object {\"student\": ..., \"source\": ..., \"reason\": ...}: "+err.Error())
+	if !decode(w, r, &req, `{"student": ..., "source": ..., "reason": ...}`) {
 		return
 	}
 	for _, f := range []struct{ name, value string }{{"student", req.Student}, {"source", req.Source}} {
@@ -119,40 +133,19 @@ func (a *Admin) erase(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	params, _ := json.Marshal(jobs.EraseStudentParams{SISID: req.Student, Source: req.Source})
-	job, created, err := a.Jobs.Start(r.Context(), jobs.Request{Kind: jobs.KindEraseStudent, TenantID: key.TenantID, Subject: internal,
-		Reason: req.Reason, By: "apikey:" + key.ID, Params: params, Queue: true})
-	if err != nil {
-		a.fail(w, r, "queueing the erasure", err)
-		return
-	}
-	if _, err := a.Audit.Append(r.Context(), "apikey:"+key.ID, key.TenantID, "erase.student.requested",
-		map[string]any{"job": job.ID, "subject": internal, "created": created}); err != nil {
-		a.fail(w, r, "writing the audit log", err)
-		return
-	}
-	status := http.StatusAccepted
-	if !created {
-		status = http.StatusOK // the same request is already queued or running
-	}
-	w.Header().Set("Location", statusURL(job.ID))
-	writeJSON(w, status, JobAnswer{Job: job, StatusURL: statusURL(job.ID)})
+	a.queue(w, r, key, jobs.Request{Kind: jobs.KindEraseStudent, TenantID: key.TenantID, Subject: internal,
+		Reason: req.Reason, By: "apikey:" + key.ID, Params: params, Queue: true}, "erase.student.requested", map[string]any{"subject": internal})
 }
 
-func (a *Admin) job(w http.ResponseWriter, r *http.Request) {
-	key, ok := a.authenticate(w, r)
-	if !ok {
-		return
+// decode reads a small JSON object of the shape shape into v; on failure it has answered 400.
+func decode(w http.ResponseWriter, r *http.Request, v any, shape string) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 16<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		problem(w, http.StatusBadRequest, "invalid-body", "the body must be a JSON object "+shape+": "+err.Error())
+		return false
 	}
-	job, err := a.Jobs.Job(r.Context(), r.PathValue("id"))
-	if errors.Is(err, tenancy.ErrNotFound) || err == nil && job.TenantID != key.TenantID {
-		problem(w, http.StatusNotFound, "not-found", "id: no job of this district has this id")
-		return
-	}
-	if err != nil {
-		a.fail(w, r, "reading the job", err)
-		return
-	}
-	writeJSON(w, http.StatusOK, JobAnswer{Job: job, StatusURL: statusURL(job.ID)})
+	return true
 }
 
 func statusURL(id string) string { return "/v1/admin/jobs/" + id }
