@@ -90,11 +90,27 @@ func (x *tenantExport) steps() []exportStep {
 	}
 }
 
+// erasedRows are the rows of erased students the enricher keeps to suppress their records (an internal
+// id with keyed hashes of its identifiers): not the district's data, and not exported.
+var erasedRows = map[string]string{
+	"students":           "erased_at IS NULL",
+	"student_identities": "sis_id NOT LIKE 'erased:%'",
+}
+
+// rows is the SELECT of what a table's export holds.
+func (x *tenantExport) rows(table, columns string) string {
+	q := "SELECT " + columns + " FROM " + x.snap.table(table) + " t"
+	if where, ok := erasedRows[table]; ok {
+		q += " WHERE " + where
+	}
+	return q
+}
+
 func (x *tenantExport) countPostgres(ctx context.Context) (int64, error) {
 	var total int64
 	for _, t := range x.tables {
 		var n int64
-		if err := x.snap.tx.QueryRow(ctx, "SELECT count(*) FROM "+x.snap.table(t)).Scan(&n); err != nil {
+		if err := x.snap.tx.QueryRow(ctx, x.rows(t, "count(*)")).Scan(&n); err != nil {
 			return 0, fmt.Errorf("counting %s: %w", t, err)
 		}
 		total += n
@@ -108,9 +124,9 @@ func (x *tenantExport) countPostgres(ctx context.Context) (int64, error) {
 func (x *tenantExport) writePostgres(ctx context.Context) (int64, string, error) {
 	var total int64
 	for _, t := range x.tables {
-		query := "COPY (SELECT * FROM " + x.snap.table(t) + ") TO STDOUT WITH (FORMAT csv, HEADER true)"
+		query := "COPY (" + x.rows(t, "*") + ") TO STDOUT WITH (FORMAT csv, HEADER true)"
 		if x.format == "ndjson" {
-			query = "COPY (SELECT row_to_json(t) FROM " + x.snap.table(t) + " t) TO STDOUT WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
+			query = "COPY (" + x.rows(t, "row_to_json(t)") + ") TO STDOUT WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
 		}
 		n, err := x.file("postgres", t, func(w *bufio.Writer) (int64, error) {
 			tag, err := x.snap.tx.Conn().PgConn().CopyTo(ctx, w, query)

@@ -1,6 +1,7 @@
 package stack_test
 
 import (
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"flag"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -285,8 +287,12 @@ func adminRequest(t *testing.T, method, url, key, body string, v any) int {
 // TestAdminAPIQueuesAnErasureAWorkerRuns asks for an erasure through the admin API with a key holding
 // admin:write, and proves: keys without the verb, without a key and for an unknown student are refused
 // (the last naming the field) and make no job; the job is queued, asking again returns it; `ctl jobs work`
-// runs it to done; the job URL shows its log to the district's key only; and the student is gone.
+// runs it to done; the job URL shows its log to the district's key only; and the student is gone. Then a
+// district export asked for through the API and written by the worker holds the other student's events
+// exactly and nothing of the erased one.
 func TestAdminAPIQueuesAnErasureAWorkerRuns(t *testing.T) {
+	exports := t.TempDir()
+	t.Setenv("EXPORT_DIR", exports) // the query service serves the exports the worker writes there
 	f := startTwoStudents(t)
 	creds := credentials.New(f.admin)
 	adminKey, _, err := creds.CreateAPIKey(t.Context(), "d1", "sis", []string{credentials.VerbAdminWrite})
@@ -361,4 +367,73 @@ func TestAdminAPIQueuesAnErasureAWorkerRuns(t *testing.T) {
 	if got := adminRequest(t, http.MethodGet, f.st.QueryURL+queued.StatusURL, otherKey, "", nil); got != http.StatusNotFound {
 		t.Errorf("another district's key read the job: status %d", got)
 	}
+
+	// A district export, after the erasure.
+	var export struct {
+		Job       jobs.Job `json:"job"`
+		StatusURL string   `json:"status_url"`
+		Files     []string `json:"files"`
+	}
+	if got := adminRequest(t, http.MethodPost, f.st.QueryURL+"/v1/admin/exports", adminKey, `{"format": "xml"}`, nil); got != http.StatusBadRequest {
+		t.Errorf("export in an unknown format: status %d", got)
+	}
+	if got := adminRequest(t, http.MethodPost, f.st.QueryURL+"/v1/admin/exports", adminKey, `{"format": "ndjson"}`, &export); got != http.StatusAccepted {
+		t.Fatalf("export request: status %d", got)
+	}
+	if out, err := f.ctl("jobs", "work", "--once", "--export.dir", exports); err != nil {
+		t.Fatalf("jobs work: %v\n%s", err, out)
+	}
+	if got := adminRequest(t, http.MethodGet, f.st.QueryURL+export.StatusURL, adminKey, "", &export); got != http.StatusOK ||
+		export.Job.Status != jobs.StatusDone || !slices.Contains(export.Files, "manifest.json") || !slices.Contains(export.Files, "events.ndjson.gz") {
+		t.Fatalf("export job: status %d, %+v, files %v", got, export.Job, export.Files)
+	}
+	for _, bad := range []string{"..%2F..%2Fetc%2Fpasswd", ".hidden", "nothing.gz"} {
+		if got := adminRequest(t, http.MethodGet, f.st.QueryURL+export.StatusURL+"/files/"+bad, adminKey, "", nil); got != http.StatusNotFound {
+			t.Errorf("file %q: status %d, want 404", bad, got)
+		}
+	}
+	if got := adminRequest(t, http.MethodGet, f.st.QueryURL+export.StatusURL+"/files/events.ndjson.gz", otherKey, "", nil); got != http.StatusNotFound {
+		t.Errorf("another district's key downloaded the export: status %d", got)
+	}
+	lines := download(t, f.st.QueryURL+export.StatusURL+"/files/events.ndjson.gz", adminKey)
+	if len(lines) != f.perStudent[f.kept] {
+		t.Errorf("the export holds %d events, want the other student's %d", len(lines), f.perStudent[f.kept])
+	}
+	for _, name := range export.Files {
+		if name == "manifest.json" {
+			continue
+		}
+		for _, line := range download(t, f.st.QueryURL+export.StatusURL+"/files/"+name, adminKey) {
+			if strings.Contains(line, f.internal) || strings.Contains(line, f.erased) {
+				t.Errorf("%s holds the erased student: %s", name, line)
+			}
+		}
+	}
+}
+
+// download fetches a gzip file of an export and returns its lines.
+func download(t *testing.T, url, key string) []string {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d", url, resp.StatusCode)
+	}
+	zr, err := gzip.NewReader(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.FieldsFunc(string(b), func(r rune) bool { return r == '\n' })
 }
