@@ -286,42 +286,62 @@ func (t *tenantEraser) countNotSuppressed(ctx context.Context) (int64, error) {
 	return 1, err
 }
 
-// suppress publishes the erase_district command (its id is the job's, so a resumed job's copy is applied
-// once) and waits, up to the configured bound, for the enricher to record it.
+// suppress publishes the erase_district command and waits, up to the configured bound, for the enricher
+// to record it.
 func (t *tenantEraser) suppress(ctx context.Context) (string, error) {
-	codec, err := stream.NewCodec(ctx, t.kcfg)
+	detail, err := publishCommand(ctx, t.kcfg, records.ControlCommand{Type: records.CommandEraseDistrict, TenantID: t.tenant}, t.jobID, t.by)
+	if err != nil || t.wait == 0 {
+		return detail + "; not waiting for the enricher", err
+	}
+	if err := until(ctx, t.wait, "the enricher to apply it", func() (bool, error) {
+		n, err := t.countNotSuppressed(ctx)
+		return n == 0, err
+	}); err != nil {
+		return "", fmt.Errorf("%s, but %w", detail, err)
+	}
+	return detail + "; applied by the enricher", nil
+}
+
+// publishCommand publishes cmd on the control topic as job's (its id is the job's, so the copy a resumed
+// job publishes again is applied once) and says where it went.
+func publishCommand(ctx context.Context, kcfg kafkax.Config, cmd records.ControlCommand, job, by string) (string, error) {
+	codec, err := stream.NewCodec(ctx, kcfg)
 	if err != nil {
 		return "", err
 	}
-	reason := "job " + t.jobID
-	b, err := codec.Encode(&records.ControlCommand{CommandID: t.jobID, Type: records.CommandEraseDistrict, TenantID: t.tenant,
-		IssuedAt: time.Now().UTC().Truncate(time.Millisecond), IssuedBy: t.by, Reason: &reason})
+	reason := "job " + job
+	cmd.CommandID, cmd.IssuedAt, cmd.IssuedBy, cmd.Reason = job, time.Now().UTC().Truncate(time.Millisecond), by, &reason
+	b, err := codec.Encode(&cmd)
 	if err != nil {
 		return "", err
 	}
-	cl, err := kafkax.NewProducer(t.kcfg, kafkax.Deps{})
+	cl, err := kafkax.NewProducer(kcfg, kafkax.Deps{})
 	if err != nil {
 		return "", err
 	}
 	defer cl.Close()
-	r := &kgo.Record{Topic: t.kcfg.Topics().Control, Key: []byte(t.tenant), Value: b}
+	r := &kgo.Record{Topic: kcfg.Topics().Control, Key: []byte(cmd.TenantID), Value: b}
 	if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
-		return "", fmt.Errorf("publishing the erase command: %w", err)
+		return "", fmt.Errorf("publishing the %s command: %w", cmd.Type, err)
 	}
-	detail := fmt.Sprintf("erase_district published at %s %d/%d", r.Topic, r.Partition, r.Offset)
-	if t.wait == 0 {
-		return detail + "; not waiting for the enricher", nil
-	}
-	wctx, cancel := context.WithTimeout(ctx, t.wait)
+	return fmt.Sprintf("%s published at %s %d/%d", cmd.Type, r.Topic, r.Partition, r.Offset), nil
+}
+
+// until polls done, with backoff, for up to wait.
+func until(ctx context.Context, wait time.Duration, what string, done func() (bool, error)) error {
+	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	for delay := 50 * time.Millisecond; ; delay = min(2*delay, time.Second) {
-		n, err := t.countNotSuppressed(wctx)
-		if err == nil && n == 0 {
-			return detail + "; applied by the enricher", nil
+	for delay := 20 * time.Millisecond; ; delay = min(2*delay, time.Second) {
+		ok, err := done()
+		if err != nil && wctx.Err() == nil {
+			return err
+		}
+		if ok {
+			return nil
 		}
 		select {
 		case <-wctx.Done():
-			return "", fmt.Errorf("%s, but the enricher has not applied it within %s", detail, t.wait)
+			return fmt.Errorf("waited %s for %s", wait, what)
 		case <-time.After(delay):
 		}
 	}

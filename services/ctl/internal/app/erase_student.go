@@ -185,56 +185,21 @@ func (s *studentEraser) countNotSuppressed(ctx context.Context) (int64, error) {
 	return 1, err
 }
 
-// suppress publishes the erase_student command (its id is the job's) and waits for the enricher to
-// record it: from then on it drops the student's records, also when raw is replayed.
+// suppress publishes the erase_student command and waits for the enricher to record it: from then on
+// it drops the student's records, also when raw is replayed.
 func (s *studentEraser) suppress(ctx context.Context) (string, error) {
-	codec, err := stream.NewCodec(ctx, s.kcfg)
+	detail, err := publishCommand(ctx, s.kcfg, records.ControlCommand{Type: records.CommandEraseStudent, TenantID: s.tenant,
+		StudentInternalID: &s.student}, s.jobID, s.by)
 	if err != nil {
 		return "", err
 	}
-	reason := "job " + s.jobID
-	b, err := codec.Encode(&records.ControlCommand{CommandID: s.jobID, Type: records.CommandEraseStudent, TenantID: s.tenant,
-		StudentInternalID: &s.student, IssuedAt: time.Now().UTC().Truncate(time.Millisecond), IssuedBy: s.by, Reason: &reason})
-	if err != nil {
-		return "", err
-	}
-	cl, err := kafkax.NewProducer(s.kcfg, kafkax.Deps{})
-	if err != nil {
-		return "", err
-	}
-	defer cl.Close()
-	r := &kgo.Record{Topic: s.kcfg.Topics().Control, Key: []byte(s.tenant), Value: b}
-	if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
-		return "", fmt.Errorf("publishing the erase command: %w", err)
-	}
-	detail := fmt.Sprintf("erase_student published at %s %d/%d", r.Topic, r.Partition, r.Offset)
-	if err := s.until(ctx, "the enricher to record the erasure", func() (bool, error) {
+	if err := until(ctx, s.wait, "the enricher to record the erasure", func() (bool, error) {
 		n, err := s.countNotSuppressed(ctx)
 		return n == 0, err
 	}); err != nil {
 		return "", fmt.Errorf("%s, but %w", detail, err)
 	}
 	return detail + "; applied by the enricher", nil
-}
-
-// until polls done, with backoff, for up to the configured wait.
-func (s *studentEraser) until(ctx context.Context, what string, done func() (bool, error)) error {
-	wctx, cancel := context.WithTimeout(ctx, s.wait)
-	defer cancel()
-	for delay := 20 * time.Millisecond; ; delay = min(2*delay, time.Second) {
-		ok, err := done()
-		if err != nil && wctx.Err() == nil {
-			return err
-		}
-		if ok {
-			return nil
-		}
-		select {
-		case <-wctx.Done():
-			return fmt.Errorf("waited %s for %s", s.wait, what)
-		case <-time.After(delay):
-		}
-	}
 }
 
 // sinkTables are the district tables the sink keeps of a student (by internal id), and the identities
@@ -263,7 +228,7 @@ func (s *studentEraser) erasePostgres(ctx context.Context) (string, error) {
 	if err := s.publishMarkers(ctx); err != nil {
 		return "", err
 	}
-	err := s.until(ctx, "the sink to apply the erasure", func() (bool, error) {
+	err := until(ctx, s.wait, "the sink to apply the erasure", func() (bool, error) {
 		var behind int
 		err := s.pool.QueryRow(ctx, `SELECT count(*) FROM unnest($1::int[], $2::bigint[]) AS m(partition, marker)
 			LEFT JOIN control.consumer_offsets o ON o.consumer = $3 AND o.topic = $4 AND o.partition = m.partition
@@ -296,7 +261,7 @@ func (s *studentEraser) eraseClickHouse(ctx context.Context) (string, error) {
 	if err := s.publishMarkers(ctx); err != nil {
 		return "", err
 	}
-	err := s.until(ctx, "the aggregator to apply the erasure", func() (bool, error) {
+	err := until(ctx, s.wait, "the aggregator to apply the erasure", func() (bool, error) {
 		rows, err := s.ch.Query(ctx, "SELECT kafka_partition, max(max_offset) FROM "+chutil.QuoteIdent(s.chc.database)+
 			".kafka_offsets WHERE kafka_topic = ? GROUP BY kafka_partition", s.kcfg.Topics().Enriched)
 		if err != nil {
