@@ -180,7 +180,7 @@ func TestEraseTenantResumesWhereItStopped(t *testing.T) {
 
 	// No enricher runs here: waiting for it to apply the command ends the run after the first steps.
 	out, _, err := ctl(t, url, append(base, "--enricher-wait", "100ms")...)
-	if err == nil || !strings.Contains(err.Error(), "enricher has not applied it") {
+	if err == nil || !strings.Contains(err.Error(), "for the enricher to apply it") {
 		t.Fatalf("first run: %v", err)
 	}
 	var stopped jobs.Job
