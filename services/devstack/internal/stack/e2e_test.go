@@ -338,26 +338,7 @@ func seedDistricts(t *testing.T, control *pgxpool.Pool, ids []string, batch int,
 
 func getJSON(t *testing.T, url, key string, v any) int {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := resp.Body.Close(); err != nil {
-			t.Error(err)
-		}
-	}()
-	if resp.StatusCode == 200 {
-		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return resp.StatusCode
+	return call(t, http.MethodGet, url, key, "", v)
 }
 
 func waitUntil(t *testing.T, what string, cond func() bool) {

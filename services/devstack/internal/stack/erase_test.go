@@ -1,6 +1,7 @@
 package stack_test
 
 import (
+	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/json"
@@ -261,7 +262,19 @@ func assertKept(t *testing.T, pg *pgxpool.Pool, ch driver.Conn, sis string, even
 }
 
 // adminRequest sends one request to the admin API and decodes its answer into v (nil: none).
-func adminRequest(t *testing.T, method, url, key, body string, v any) int {
+func call(t *testing.T, method, url, key, body string, v any) int {
+	t.Helper()
+	status, b := fetch(t, method, url, key, body)
+	if v != nil && status < 300 {
+		if err := json.Unmarshal(b, v); err != nil {
+			t.Fatalf("%s %s: %v\n%s", method, url, err, b)
+		}
+	}
+	return status
+}
+
+// fetch sends one request with a bearer key ("": none) and returns the status and body.
+func fetch(t *testing.T, method, url, key, body string) (int, []byte) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), method, url, strings.NewReader(body))
 	if err != nil {
@@ -275,13 +288,11 @@ func adminRequest(t *testing.T, method, url, key, body string, v any) int {
 		t.Fatal(err)
 	}
 	defer func() { _ = resp.Body.Close() }()
-	b, _ := io.ReadAll(resp.Body)
-	if v != nil && resp.StatusCode < 300 {
-		if err := json.Unmarshal(b, v); err != nil {
-			t.Fatalf("%s %s: %v\n%s", method, url, err, b)
-		}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return resp.StatusCode
+	return resp.StatusCode, b
 }
 
 // TestAdminAPIQueuesAnErasureAWorkerRuns asks for an erasure through the admin API with a key holding
@@ -314,7 +325,7 @@ func TestAdminAPIQueuesAnErasureAWorkerRuns(t *testing.T) {
 		"unknown student": {adminKey, `{"student": "nobody"}`, http.StatusNotFound},
 		"unknown field":   {adminKey, `{"sis": "x"}`, http.StatusBadRequest},
 	} {
-		if got := adminRequest(t, http.MethodPost, url, c.key, c.body, nil); got != c.want {
+		if got := call(t, http.MethodPost, url, c.key, c.body, nil); got != c.want {
 			t.Errorf("%s: status %d, want %d", name, got, c.want)
 		}
 	}
@@ -327,10 +338,10 @@ func TestAdminAPIQueuesAnErasureAWorkerRuns(t *testing.T) {
 		Job       jobs.Job `json:"job"`
 		StatusURL string   `json:"status_url"`
 	}
-	if got := adminRequest(t, http.MethodPost, url, adminKey, body, &queued); got != http.StatusAccepted || queued.Job.Status != jobs.StatusQueued {
+	if got := call(t, http.MethodPost, url, adminKey, body, &queued); got != http.StatusAccepted || queued.Job.Status != jobs.StatusQueued {
 		t.Fatalf("erasure request: status %d, job %+v", got, queued.Job)
 	}
-	if got := adminRequest(t, http.MethodPost, url, adminKey, body, &again); got != http.StatusOK || again.Job.ID != queued.Job.ID {
+	if got := call(t, http.MethodPost, url, adminKey, body, &again); got != http.StatusOK || again.Job.ID != queued.Job.ID {
 		t.Fatalf("repeated request: status %d, job %s, want 200 and job %s", got, again.Job.ID, queued.Job.ID)
 	}
 
@@ -340,7 +351,7 @@ func TestAdminAPIQueuesAnErasureAWorkerRuns(t *testing.T) {
 	var done struct {
 		Job jobs.Job `json:"job"`
 	}
-	if got := adminRequest(t, http.MethodGet, f.st.QueryURL+queued.StatusURL, adminKey, "", &done); got != http.StatusOK {
+	if got := call(t, http.MethodGet, f.st.QueryURL+queued.StatusURL, adminKey, "", &done); got != http.StatusOK {
 		t.Fatalf("job status: %d", got)
 	}
 	if done.Job.Status != jobs.StatusDone || len(done.Job.Steps) != 4 || done.Job.Subject != f.internal {
@@ -364,7 +375,7 @@ func TestAdminAPIQueuesAnErasureAWorkerRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := adminRequest(t, http.MethodGet, f.st.QueryURL+queued.StatusURL, otherKey, "", nil); got != http.StatusNotFound {
+	if got := call(t, http.MethodGet, f.st.QueryURL+queued.StatusURL, otherKey, "", nil); got != http.StatusNotFound {
 		t.Errorf("another district's key read the job: status %d", got)
 	}
 
@@ -374,25 +385,25 @@ func TestAdminAPIQueuesAnErasureAWorkerRuns(t *testing.T) {
 		StatusURL string   `json:"status_url"`
 		Files     []string `json:"files"`
 	}
-	if got := adminRequest(t, http.MethodPost, f.st.QueryURL+"/v1/admin/exports", adminKey, `{"format": "xml"}`, nil); got != http.StatusBadRequest {
+	if got := call(t, http.MethodPost, f.st.QueryURL+"/v1/admin/exports", adminKey, `{"format": "xml"}`, nil); got != http.StatusBadRequest {
 		t.Errorf("export in an unknown format: status %d", got)
 	}
-	if got := adminRequest(t, http.MethodPost, f.st.QueryURL+"/v1/admin/exports", adminKey, `{"format": "ndjson"}`, &export); got != http.StatusAccepted {
+	if got := call(t, http.MethodPost, f.st.QueryURL+"/v1/admin/exports", adminKey, `{"format": "ndjson"}`, &export); got != http.StatusAccepted {
 		t.Fatalf("export request: status %d", got)
 	}
 	if out, err := f.ctl("jobs", "work", "--once", "--export.dir", exports); err != nil {
 		t.Fatalf("jobs work: %v\n%s", err, out)
 	}
-	if got := adminRequest(t, http.MethodGet, f.st.QueryURL+export.StatusURL, adminKey, "", &export); got != http.StatusOK ||
+	if got := call(t, http.MethodGet, f.st.QueryURL+export.StatusURL, adminKey, "", &export); got != http.StatusOK ||
 		export.Job.Status != jobs.StatusDone || !slices.Contains(export.Files, "manifest.json") || !slices.Contains(export.Files, "events.ndjson.gz") {
 		t.Fatalf("export job: status %d, %+v, files %v", got, export.Job, export.Files)
 	}
 	for _, bad := range []string{"..%2F..%2Fetc%2Fpasswd", ".hidden", "nothing.gz"} {
-		if got := adminRequest(t, http.MethodGet, f.st.QueryURL+export.StatusURL+"/files/"+bad, adminKey, "", nil); got != http.StatusNotFound {
+		if got := call(t, http.MethodGet, f.st.QueryURL+export.StatusURL+"/files/"+bad, adminKey, "", nil); got != http.StatusNotFound {
 			t.Errorf("file %q: status %d, want 404", bad, got)
 		}
 	}
-	if got := adminRequest(t, http.MethodGet, f.st.QueryURL+export.StatusURL+"/files/events.ndjson.gz", otherKey, "", nil); got != http.StatusNotFound {
+	if got := call(t, http.MethodGet, f.st.QueryURL+export.StatusURL+"/files/events.ndjson.gz", otherKey, "", nil); got != http.StatusNotFound {
 		t.Errorf("another district's key downloaded the export: status %d", got)
 	}
 	lines := download(t, f.st.QueryURL+export.StatusURL+"/files/events.ndjson.gz", adminKey)
@@ -414,20 +425,11 @@ func TestAdminAPIQueuesAnErasureAWorkerRuns(t *testing.T) {
 // download fetches a gzip file of an export and returns its lines.
 func download(t *testing.T, url, key string) []string {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
-	if err != nil {
-		t.Fatal(err)
+	status, body := fetch(t, http.MethodGet, url, key, "")
+	if status != http.StatusOK {
+		t.Fatalf("GET %s: %d", url, status)
 	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %d", url, resp.StatusCode)
-	}
-	zr, err := gzip.NewReader(resp.Body)
+	zr, err := gzip.NewReader(bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
