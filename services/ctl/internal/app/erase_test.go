@@ -17,7 +17,7 @@ import (
 )
 
 // platformTopics returns a kfake cluster with the platform's topics.
-func platformTopics(t *testing.T) kafkax.Config {
+func platformTopics(t testing.TB) kafkax.Config {
 	t.Helper()
 	_, kcfg := kafkatest.New(t)
 	admin, err := kafkax.NewAdmin(kcfg, kafkax.Deps{})
