@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -22,11 +23,15 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/edtech-analytics/platform/libs/chutil/chtest"
+	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/keyring"
 	"github.com/edtech-analytics/platform/libs/obs"
+	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/edtech-analytics/platform/libs/tenancy/credentials"
 	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
 	"github.com/edtech-analytics/platform/libs/tenancy/jobs"
@@ -90,7 +95,8 @@ func (f *twoStudents) ctl(args ...string) (string, error) {
 // nothing, the student is in no table of either store, the other student's events and rollups are exact,
 // erasing again is harmless, an unknown student makes no job, and a rebuild of the district from the
 // enriched topic (which still holds the student's records before the erasure marker) does not bring the
-// student back.
+// student back, into the live stores or into a fresh ClickHouse database; nor does replaying raw from its
+// start, where the student's records can no longer be opened.
 func TestEraseStudentEverywhere(t *testing.T) {
 	f := startTwoStudents(t)
 	st, pgURL, chAddr, admin, ch, tel := f.st, f.pgURL, f.chAddr, f.admin, f.ch, f.tel
@@ -172,6 +178,78 @@ func TestEraseStudentEverywhere(t *testing.T) {
 	assertKept(t, admin, fresh, kept, perStudent[kept])
 	assertErased(t, admin, ch, internal, erased)
 	assertKept(t, admin, ch, kept, perStudent[kept])
+
+	replayRaw(t, f)
+	assertErased(t, admin, ch, internal, erased)
+	assertKept(t, admin, ch, kept, perStudent[kept])
+}
+
+// replayRaw checks raw after the erasure: the erased student's records there cannot be opened (their
+// identifying fields were sealed under its shredded key) while the other's can, and when raw is
+// replayed from its start (every record produced again), the enricher passes nothing of the erased
+// student into enriched and the stores take nothing twice.
+func replayRaw(t *testing.T, f *twoStudents) {
+	t.Helper()
+	ctx := t.Context()
+	codec, err := stream.NewCodec(ctx, f.st.Kafka)
+	if err != nil {
+		t.Fatal(err)
+	}
+	master, err := keyring.ParseLocalKeys(stackKeys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr := keyring.New(f.admin, master, keyring.Options{})
+	raw := readTopic(t, f.st.Kafka, f.st.Kafka.Topics().Raw)
+	shredded := 0
+	for _, r := range raw {
+		var ev records.RawEvent
+		if err := codec.Decode(r.Value, &ev); err != nil {
+			t.Fatal(err)
+		}
+		sis, err := kr.Open(ctx, ev.TenantID, ev.Actor.SISID)
+		switch {
+		case errors.Is(err, keyring.ErrShredded):
+			shredded++
+		case err != nil:
+			t.Fatal(err)
+		case sis == f.erased:
+			t.Errorf("a raw record of the erased student opens")
+		}
+	}
+	if shredded != f.perStudent[f.erased] {
+		t.Errorf("%d raw records cannot be opened, want the erased student's %d", shredded, f.perStudent[f.erased])
+	}
+
+	seen := map[int32]int64{} // per partition of enriched, the offset after the last record before the replay
+	for _, r := range readTopic(t, f.st.Kafka, f.st.Kafka.Topics().Enriched) {
+		seen[r.Partition] = max(seen[r.Partition], r.Offset+1)
+	}
+	cl, err := kafkax.NewClient(f.st.Kafka, kafkax.Deps{}, "", kafkax.ProducerOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	again := make([]*kgo.Record, len(raw))
+	for i, r := range raw {
+		again[i] = &kgo.Record{Topic: r.Topic, Key: r.Key, Value: r.Value}
+	}
+	if err := cl.ProduceSync(ctx, again...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	waitEnricherCommitted(t, f.st.Kafka)
+	for _, r := range readTopic(t, f.st.Kafka, f.st.Kafka.Topics().Enriched) {
+		if r.Offset < seen[r.Partition] {
+			continue
+		}
+		var ev records.EnrichedEvent
+		if err := codec.Decode(r.Value, &ev); err != nil {
+			t.Fatal(err)
+		}
+		if ev.Type != records.TypeStudentErased {
+			t.Errorf("the replay of raw enriched a record again: %s of %s", ev.Type, ev.Actor.InternalID)
+		}
+	}
 }
 
 // assertErased checks that no table of the district schema holds the student (the enricher's erased
