@@ -223,7 +223,7 @@ func (s *Store) FinishStep(ctx context.Context, jobID string, seq int, after int
 // Finish ends a job: done, or failed with the reason.
 func (s *Store) Finish(ctx context.Context, jobID, status, reason string) error {
 	// A finished job keeps no SIS id (EraseStudentParams): only the internal id names its student.
-	_, err := s.pool.Exec(ctx, `UPDATE control.privacy_jobs SET status = $2, error = $3, finished_at = now(), params = params - 'sis_id'
+	_, err := s.pool.Exec(ctx, `UPDATE control.privacy_jobs SET status = $2, error = $3, finished_at = now(), params = params - 'sis_id' - 'sis_ids'
 		WHERE id = $1 AND status IN ('queued', 'running')`, jobID, status, reason)
 	if err != nil {
 		return fmt.Errorf("finishing job %s: %w", jobID, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -22,11 +23,38 @@ type ExportTenantParams struct {
 	Format string `json:"format"` // ndjson or csv
 }
 
-// EraseStudentParams are a queued student erasure's parameters (Job.Params): the SIS id it was asked for
-// (its data key is found by it), kept until the job ends.
+// EraseStudentParams are a student erasure's parameters (Job.Params): the SIS id it was asked for and
+// every SIS id the student had then (its data keys are found by them), kept until the job ends.
 type EraseStudentParams struct {
-	SISID  string `json:"sis_id"`
-	Source string `json:"source,omitempty"`
+	SISID  string   `json:"sis_id"`
+	Source string   `json:"source,omitempty"`
+	SISIDs []string `json:"sis_ids,omitempty"`
+}
+
+// SISIDs returns the SIS ids the district's identities hold in clear for the student (erased ones hold
+// keyed hashes), with asked among them.
+func (s Students) SISIDs(ctx context.Context, tenant, internalID, asked string) ([]string, error) {
+	schema, err := tenancy.SchemaName(tenant)
+	if err != nil {
+		return nil, err
+	}
+	pool, _, err := s.Pools.DistrictPool(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := pool.Query(ctx, `SELECT DISTINCT sis_id FROM `+pgx.Identifier{schema, "student_identities"}.Sanitize()+`
+		WHERE internal_id = $1 AND sis_id NOT LIKE 'erased:%' ORDER BY sis_id`, internalID)
+	if err != nil {
+		return nil, fmt.Errorf("reading the student's SIS ids: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("reading the student's SIS ids: %w", err)
+	}
+	if !slices.Contains(ids, asked) {
+		ids = append(ids, asked)
+	}
+	return ids, nil
 }
 
 // ErrAmbiguous: a SIS id that names different students in two of the district's sources.

@@ -61,14 +61,19 @@ func runEraseStudent(ctx context.Context, e Env, args []string) error {
 		if _, err := cp.tenants.Tenant(ctx, *tenantID); err != nil {
 			return fmt.Errorf("district %s: %w (nothing to erase, no job created)", *tenantID, err)
 		}
-		internalID, err := students(cp, kr).Find(ctx, *tenantID, *source, *sis)
+		found := students(cp, kr)
+		internalID, err := found.Find(ctx, *tenantID, *source, *sis)
 		if errors.Is(err, jobs.ErrAmbiguous) {
 			return usagef("%v: give --source", err)
 		}
 		if err != nil {
 			return fmt.Errorf("%w (nothing to erase, no job created)", err)
 		}
-		params, err := json.Marshal(jobs.EraseStudentParams{SISID: *sis, Source: *source})
+		ids, err := found.SISIDs(ctx, *tenantID, internalID, *sis)
+		if err != nil {
+			return err
+		}
+		params, err := json.Marshal(jobs.EraseStudentParams{SISID: *sis, Source: *source, SISIDs: ids})
 		if err != nil {
 			return err
 		}
@@ -81,7 +86,7 @@ func runEraseStudent(ctx context.Context, e Env, args []string) error {
 			_, _ = fmt.Fprintf(e.Stderr, "resuming job %s, started %s\n", job.ID, job.CreatedAt.Format(time.RFC3339))
 		}
 		w := worker{kcfg: kcfg, ch: ch, sinkGroup: sinkGroup, wait: *wait}
-		return w.report(ctx, e, c, cp, job, w.eraseStudent(ctx, cp, kr, job, *sis))
+		return w.report(ctx, e, c, cp, job, w.eraseStudent(ctx, cp, kr, job))
 	})
 }
 
@@ -103,7 +108,15 @@ type worker struct {
 }
 
 // eraseStudent runs a student erasure job to its end (or to an error it can be resumed after).
-func (w worker) eraseStudent(ctx context.Context, cp controlPlane, kr *keyring.Keyring, job jobs.Job, sis string) error {
+func (w worker) eraseStudent(ctx context.Context, cp controlPlane, kr *keyring.Keyring, job jobs.Job) error {
+	var p jobs.EraseStudentParams
+	if err := json.Unmarshal(job.Params, &p); err != nil || p.SISID == "" {
+		return jobs.New(cp.pool).Finish(ctx, job.ID, jobs.StatusFailed, "the job does not say which SIS id to erase")
+	}
+	sis := p.SISIDs
+	if !slices.Contains(sis, p.SISID) {
+		sis = append(sis, p.SISID)
+	}
 	pool, _, err := cp.fleet.DistrictPool(ctx, job.TenantID)
 	if err != nil {
 		return err
@@ -137,7 +150,7 @@ type studentEraser struct {
 	kcfg      kafkax.Config
 	sinkGroup string
 	tenant    string
-	sis       string // the SIS id asked for
+	sis       []string // every SIS id the student had: each has its data key
 	student   string // internal id
 	jobID     string
 	by        string
@@ -156,22 +169,31 @@ func (s *studentEraser) steps() []eraseStep {
 }
 
 func (s *studentEraser) countKey(ctx context.Context) (int64, error) {
-	ok, err := s.kr.HasSubjectKey(ctx, s.tenant, s.sis)
-	if ok {
-		return 1, err
+	var n int64
+	for _, id := range s.sis {
+		ok, err := s.kr.HasSubjectKey(ctx, s.tenant, id)
+		if err != nil {
+			return 0, err
+		}
+		if ok {
+			n++
+		}
 	}
-	return 0, err
+	return n, nil
 }
 
 func (s *studentEraser) shred(ctx context.Context) (string, error) {
-	ok, err := s.kr.ShredSubject(ctx, s.tenant, s.sis)
-	if err != nil {
-		return "", err
+	n := 0
+	for _, id := range s.sis {
+		ok, err := s.kr.ShredSubject(ctx, s.tenant, id)
+		if err != nil {
+			return "", err
+		}
+		if ok {
+			n++
+		}
 	}
-	if !ok {
-		return "no data key: nothing of the student was sealed", nil
-	}
-	return "data key deleted", nil
+	return fmt.Sprintf("%d data keys deleted (of the student's %d SIS ids)", n, len(s.sis)), nil
 }
 
 // countNotSuppressed is 1 until the enricher has recorded the student's erasure (control.erasures).

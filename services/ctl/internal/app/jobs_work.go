@@ -102,11 +102,7 @@ func (w worker) run(ctx context.Context, e Env, c *common, cp controlPlane, kr *
 	store := jobs.New(cp.pool)
 	switch job.Kind {
 	case jobs.KindEraseStudent:
-		var p jobs.EraseStudentParams
-		if err := json.Unmarshal(job.Params, &p); err != nil || p.SISID == "" {
-			return store.Finish(ctx, job.ID, jobs.StatusFailed, "the job does not say which SIS id to erase")
-		}
-		return w.eraseStudent(ctx, cp, kr, job, p.SISID)
+		return w.eraseStudent(ctx, cp, kr, job)
 	case jobs.KindExportTenant:
 		var p jobs.ExportTenantParams
 		if err := json.Unmarshal(job.Params, &p); err != nil || (p.Format != "ndjson" && p.Format != "csv") {

@@ -40,6 +40,7 @@ type Keys interface {
 // tenancy.ErrNotFound.
 type Students interface {
 	Find(ctx context.Context, tenant, source, sis string) (string, error)
+	SISIDs(ctx context.Context, tenant, internalID, asked string) ([]string, error)
 }
 
 // Jobs queues and reads privacy jobs (jobs.Store).
@@ -132,7 +133,12 @@ func (a *Admin) erase(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, "finding the student", err)
 		return
 	}
-	params, _ := json.Marshal(jobs.EraseStudentParams{SISID: req.Student, Source: req.Source})
+	ids, err := a.Students.SISIDs(r.Context(), key.TenantID, internal, req.Student)
+	if err != nil {
+		a.fail(w, r, "reading the student's SIS ids", err)
+		return
+	}
+	params, _ := json.Marshal(jobs.EraseStudentParams{SISID: req.Student, Source: req.Source, SISIDs: ids})
 	a.queue(w, r, key, jobs.Request{Kind: jobs.KindEraseStudent, TenantID: key.TenantID, Subject: internal,
 		Reason: req.Reason, By: "apikey:" + key.ID, Params: params, Queue: true}, "erase.student.requested", map[string]any{"subject": internal})
 }
