@@ -151,7 +151,7 @@ type studentEraser struct {
 	sinkGroup string
 	tenant    string
 	sis       []string // every SIS id the student had: each has its data key
-	student   string // internal id
+	student   string   // internal id
 	jobID     string
 	by        string
 	wait      time.Duration
