@@ -116,3 +116,26 @@ func (r *Keyring) Preload(ctx context.Context, values []string) error {
 	}
 	return nil
 }
+
+// KeyOf returns the data key a sealed value of tenant was sealed under, to seal other values of the same
+// person with (nil for a value that is not sealed). A shredded key is ErrShredded; a value that is not a
+// sealed value of tenant is ErrMalformed.
+func (r *Keyring) KeyOf(ctx context.Context, tenant, v string) (*DataKey, error) {
+	if !IsSealed(v) {
+		return nil, nil
+	}
+	id, _, err := parseSealed(v)
+	if err != nil {
+		return nil, err
+	}
+	k, err := r.keyByID(ctx, id)
+	switch {
+	case err != nil:
+		return nil, err
+	case k == nil:
+		return nil, ErrShredded
+	case k.tenant != tenant:
+		return nil, fmt.Errorf("%w: the key belongs to another district", ErrMalformed)
+	}
+	return k, nil
+}

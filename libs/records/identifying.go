@@ -16,20 +16,62 @@ import (
 // IdentifyingStrings calls fn with the path and address of each identifying string field of the record
 // that is set: the actor's SIS id, free text about the person, and the names, ids and contact details of
 // OneRoster users, demographics, enrollments and results.
-func (e *RawEvent) IdentifyingStrings(fn func(path string, p *string)) {
+func (e *RawEvent) IdentifyingStrings(fn func(path string, p *string)) { e.identifying().strings(fn) }
+
+// IdentifyingStrings is RawEvent.IdentifyingStrings for an enriched record (whose actor SIS id is kept
+// only when the district's policy allows it).
+func (e *EnrichedEvent) IdentifyingStrings(fn func(path string, p *string)) {
+	e.identifying().strings(fn)
+}
+
+// PackSealed moves the identifying fields that are not strings into Sealed, as a JSON object (not yet
+// sealed: IdentifyingStrings then names Sealed like any other identifying string), and nulls them. A
+// record without such fields is left as it is.
+func (e *RawEvent) PackSealed() error { return e.identifying().pack() }
+
+// PackSealed is RawEvent.PackSealed for an enriched record.
+func (e *EnrichedEvent) PackSealed() error { return e.identifying().pack() }
+
+// UnpackSealed puts the fields of an opened Sealed back in their places and clears Sealed.
+func (e *RawEvent) UnpackSealed() error { return e.identifying().unpack() }
+
+// UnpackSealed is RawEvent.UnpackSealed for an enriched record.
+func (e *EnrichedEvent) UnpackSealed() error { return e.identifying().unpack() }
+
+// identifying is what a record holds of identifying fields, whichever its envelope.
+type identifying struct {
+	sis    *string
+	att    *Attendance
+	sess   *SessionEvent
+	user   *RosterUser
+	demo   *RosterDemographics
+	enr    *RosterEnrollment
+	res    *RosterResult
+	sealed **string
+}
+
+func (e *RawEvent) identifying() identifying {
+	return identifying{&e.Actor.SISID, e.Attendance, e.Session, e.RosterUser, e.RosterDemographics, e.RosterEnrollment, e.RosterResult, &e.Sealed}
+}
+
+func (e *EnrichedEvent) identifying() identifying {
+	return identifying{e.Actor.SISID, e.Attendance, e.Session, e.RosterUser, e.RosterDemographics, e.RosterEnrollment, e.RosterResult, &e.Sealed}
+}
+
+func (e identifying) strings(fn func(path string, p *string)) {
 	opt := func(path string, p *string) {
 		if p != nil {
 			fn(path, p)
 		}
 	}
-	fn("actor.sis_id", &e.Actor.SISID)
-	if a := e.Attendance; a != nil {
+	opt("actor.sis_id", e.sis)
+	if a := e.att; a != nil {
 		opt("attendance.reason", a.Reason)
 	}
-	if s := e.Session; s != nil {
+	if s := e.sess; s != nil {
 		opt("session.device", s.Device)
 	}
-	if u := e.RosterUser; u != nil {
+	if u := e.user; u != nil {
 		fn("roster_user.sourced_id", &u.SourcedID)
 		opt("roster_user.username", u.Username)
 		for i := range u.UserIds {
@@ -50,7 +92,7 @@ func (e *RawEvent) IdentifyingStrings(fn func(path string, p *string)) {
 			fn("roster_user.agent_sourced_ids", &u.AgentSourcedIds[i])
 		}
 	}
-	if d := e.RosterDemographics; d != nil {
+	if d := e.demo; d != nil {
 		fn("roster_demographics.sourced_id", &d.SourcedID)
 		opt("roster_demographics.sex", d.Sex)
 		opt("roster_demographics.country_of_birth_code", d.CountryOfBirthCode)
@@ -58,14 +100,14 @@ func (e *RawEvent) IdentifyingStrings(fn func(path string, p *string)) {
 		opt("roster_demographics.city_of_birth", d.CityOfBirth)
 		opt("roster_demographics.public_school_residence_status", d.PublicSchoolResidenceStatus)
 	}
-	if en := e.RosterEnrollment; en != nil {
+	if en := e.enr; en != nil {
 		fn("roster_enrollment.user_sourced_id", &en.UserSourcedID)
 	}
-	if r := e.RosterResult; r != nil {
+	if r := e.res; r != nil {
 		fn("roster_result.student_sourced_id", &r.StudentSourcedID)
 		opt("roster_result.comment", r.Comment)
 	}
-	opt("sealed", e.Sealed)
+	opt("sealed", *e.sealed)
 }
 
 // sealedFields are the identifying fields that are not strings, as RawEvent.Sealed carries them.
@@ -91,16 +133,13 @@ func demographicFlags(d *RosterDemographics, f *sealedFields) []struct{ rec, sea
 	}
 }
 
-// PackSealed moves the identifying fields that are not strings into Sealed, as a JSON object (not yet
-// sealed: IdentifyingStrings then names Sealed like any other identifying string), and nulls them. A
-// record without such fields is left as it is.
-func (e *RawEvent) PackSealed() error {
+func (e identifying) pack() error {
 	var f sealedFields
 	packed := false
-	if u := e.RosterUser; u != nil && u.BirthDate != nil {
+	if u := e.user; u != nil && u.BirthDate != nil {
 		f.UserBirthDate, u.BirthDate, packed = ptrTo(u.BirthDate.Format(time.DateOnly)), nil, true
 	}
-	if d := e.RosterDemographics; d != nil {
+	if d := e.demo; d != nil {
 		if d.BirthDate != nil {
 			f.BirthDate, d.BirthDate, packed = ptrTo(d.BirthDate.Format(time.DateOnly)), nil, true
 		}
@@ -117,17 +156,16 @@ func (e *RawEvent) PackSealed() error {
 	if err != nil {
 		return fmt.Errorf("packing sealed fields: %w", err)
 	}
-	e.Sealed = ptrTo(string(b))
+	*e.sealed = ptrTo(string(b))
 	return nil
 }
 
-// UnpackSealed puts the fields of an opened Sealed back in their places and clears Sealed.
-func (e *RawEvent) UnpackSealed() error {
-	if e.Sealed == nil {
+func (e identifying) unpack() error {
+	if *e.sealed == nil {
 		return nil
 	}
 	var f sealedFields
-	dec := json.NewDecoder(strings.NewReader(*e.Sealed))
+	dec := json.NewDecoder(strings.NewReader(**e.sealed))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&f); err != nil {
 		return fmt.Errorf("sealed: %w", err)
@@ -143,16 +181,16 @@ func (e *RawEvent) UnpackSealed() error {
 		return &t, nil
 	}
 	if f.UserBirthDate != nil {
-		if e.RosterUser == nil {
+		if e.user == nil {
 			return errors.New("sealed: roster_user.birth_date in a record without a user")
 		}
 		t, err := date("roster_user.birth_date", f.UserBirthDate)
 		if err != nil {
 			return err
 		}
-		e.RosterUser.BirthDate = t
+		e.user.BirthDate = t
 	}
-	if d := e.RosterDemographics; d != nil {
+	if d := e.demo; d != nil {
 		t, err := date("roster_demographics.birth_date", f.BirthDate)
 		if err != nil {
 			return err
@@ -168,7 +206,7 @@ func (e *RawEvent) UnpackSealed() error {
 	} else if f != (sealedFields{UserBirthDate: f.UserBirthDate}) {
 		return errors.New("sealed: demographics fields in a record without demographics")
 	}
-	e.Sealed = nil
+	*e.sealed = nil
 	return nil
 }
 

@@ -428,6 +428,8 @@ type EnrichedEvent struct {
 	RosterDemographics    *RosterDemographics    `avro:"roster_demographics" json:"roster_demographics"`
 	RosterLineItem        *RosterLineItem        `avro:"roster_line_item" json:"roster_line_item"`
 	RosterResult          *RosterResult          `avro:"roster_result" json:"roster_result"`
+	// The identifying fields that are not strings (birth dates, race and ethnicity flags), as one JSON object by field path, sealed under the person's data key; those fields are null beside it. The enricher seals the record's identifying fields again as the gateway did (ADR 0010), so that an erasure makes the enriched copies unreadable too; the sink opens them.
+	Sealed *string `avro:"sealed" json:"sealed"`
 }
 
 // FieldError is a generated struct.

@@ -53,6 +53,9 @@ type Keys interface {
 	// Open returns a field's plaintext (plaintext values as they are); keyring.ErrShredded when the
 	// person's key is gone, keyring.ErrMalformed when the value is not a sealed value of the district.
 	Open(ctx context.Context, tenant, v string) (string, error)
+	// KeyOf returns the data key a sealed value was sealed under (nil for a plaintext value), which seals
+	// the enriched record's identifying fields again.
+	KeyOf(ctx context.Context, tenant, v string) (*keyring.DataKey, error)
 }
 
 // Erased tells erased districts and students.
@@ -147,9 +150,10 @@ func (e *Enricher) Batch(ctx context.Context, recs []*kgo.Record, emit func(*kgo
 type item struct {
 	rec        *kgo.Record
 	raw        records.RawEvent
-	dead       *Outcome // the record is a dead letter
-	err        error    // decoding failed for a reason that may pass (e.g. the registry is unreachable)
-	suppressed string   // the record is suppressed: its person's key was shredded
+	dead       *Outcome         // the record is a dead letter
+	err        error            // decoding failed for a reason that may pass (e.g. the registry is unreachable)
+	suppressed string           // the record is suppressed: its person's key was shredded
+	key        *keyring.DataKey // the person's data key the record's fields were sealed under, if any
 }
 
 // open replaces the sealed identifying fields of the batch's records with their plaintext, reading the
@@ -183,6 +187,12 @@ func (e *Enricher) open(ctx context.Context, items []item) error {
 		it.raw.IdentifyingStrings(func(path string, p *string) {
 			if failed != nil {
 				return
+			}
+			if it.key == nil {
+				if it.key, failed = e.deps.Keys.KeyOf(ctx, it.raw.TenantID, *p); failed != nil {
+					field = path
+					return
+				}
 			}
 			plain, err := e.deps.Keys.Open(ctx, it.raw.TenantID, *p)
 			if err != nil {
@@ -394,6 +404,14 @@ func (e *Enricher) enrich(ctx context.Context, memo map[string]*district, it *it
 	if field := pol.Apply(out, age); field != "" {
 		return e.dead(rec, records.ReasonPolicyViolation, fmt.Sprintf("policy version %d rejects records carrying %s", pol.Version, field),
 			&raw, []records.FieldError{{Field: field, Message: "rejected by the district's policy"}}), nil
+	}
+	if it.key != nil {
+		// Sealed again under the person's key, as the gateway sealed them: erasing the person makes the
+		// enriched copies unreadable too (ADR 0010); the sink opens them.
+		if err := out.PackSealed(); err != nil {
+			return Outcome{}, err
+		}
+		out.IdentifyingStrings(func(_ string, p *string) { *p = it.key.Seal(*p) })
 	}
 	return Outcome{Enriched: out}, nil
 }

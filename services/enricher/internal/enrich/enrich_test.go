@@ -461,19 +461,42 @@ func (e *env) seal(ev *records.RawEvent) *records.RawEvent {
 	return ev
 }
 
+// opened checks that the enriched record's identifying fields are sealed again, and opens them.
+func (e *env) opened(ev *records.EnrichedEvent) *records.EnrichedEvent {
+	e.t.Helper()
+	ev.IdentifyingStrings(func(path string, p *string) {
+		if !keyring.IsSealed(*p) {
+			e.t.Fatalf("enriched %s is not sealed: %q", path, *p)
+		}
+		plain, err := e.keys.Open(e.t.Context(), ev.TenantID, *p)
+		if err != nil {
+			e.t.Fatalf("opening enriched %s: %v", path, err)
+		}
+		*p = plain
+	})
+	if err := ev.UnpackSealed(); err != nil {
+		e.t.Fatal(err)
+	}
+	return ev
+}
+
+// TestSealedFieldsAreOpenedAndShreddedOnesSuppressed proves the enricher opens the fields the gateway
+// sealed, seals the enriched record's identifying fields again under the same person's key, reads
+// plaintext records as they are, dead-letters a value sealed for another district, and suppresses the
+// records of a person whose key is shredded.
 func TestSealedFieldsAreOpenedAndShreddedOnesSuppressed(t *testing.T) {
 	e := newEnv(t, "d1", "d2")
-	user := e.enriched(e.seal(e.event("d1", "sis", "A", userRecord("A", nil, now, "student", nil))))
+	user := e.opened(e.enriched(e.seal(e.event("d1", "sis", "A", userRecord("A", nil, now, "student", nil)))))
 	if u := user.RosterUser; user.Actor.SISID == nil || *user.Actor.SISID != "A" || u.GivenName != "Given" || *u.Email != "A@example.org" {
 		t.Fatalf("sealed user enriched as actor %v, %+v", user.Actor.SISID, u)
 	}
-	a := e.enriched(e.seal(e.event("d1", "sis", "A", session("tablet-7"))))
+	a := e.opened(e.enriched(e.seal(e.event("d1", "sis", "A", session("tablet-7")))))
 	if a.Actor.InternalID != user.Actor.InternalID || *a.Session.Device != "tablet-7" {
 		t.Fatalf("sealed event enriched as %s (user %s), device %v", a.Actor.InternalID, user.Actor.InternalID, a.Session.Device)
 	}
 	birth := time.Date(2015, 2, 3, 0, 0, 0, 0, time.UTC)
-	demo := e.enriched(e.seal(e.event("d1", "sis", "A", &records.RosterDemographics{SourcedID: "A", Status: records.RosterActive,
-		DateLastModified: now, BirthDate: &birth, Asian: ptr(true), Sex: ptr("female")})))
+	demo := e.opened(e.enriched(e.seal(e.event("d1", "sis", "A", &records.RosterDemographics{SourcedID: "A", Status: records.RosterActive,
+		DateLastModified: now, BirthDate: &birth, Asian: ptr(true), Sex: ptr("female")}))))
 	if d := demo.RosterDemographics; d.BirthDate == nil || !d.BirthDate.Equal(birth) || d.Asian == nil || !*d.Asian || *d.Sex != "female" {
 		t.Fatalf("sealed demographics enriched as %+v", d)
 	}
