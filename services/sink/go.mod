@@ -28,6 +28,7 @@ require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/edtech-analytics/platform/libs/keyring v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/ttlcache v0.0.0-00010101000000-000000000000 // indirect
 	github.com/edtech-analytics/platform/schemas v0.0.0-00010101000000-000000000000 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect
@@ -94,3 +95,5 @@ replace (
 )
 
 replace github.com/edtech-analytics/platform/libs/ttlcache => ../../libs/ttlcache
+
+replace github.com/edtech-analytics/platform/libs/keyring => ../../libs/keyring

@@ -12,6 +12,7 @@ import (
 
 	"github.com/edtech-analytics/platform/libs/conf"
 	"github.com/edtech-analytics/platform/libs/kafkax"
+	"github.com/edtech-analytics/platform/libs/keyring"
 	"github.com/edtech-analytics/platform/libs/obs"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/svc"
@@ -33,6 +34,8 @@ type Config struct {
 	Group          string
 	MaxPollRecords int
 	Kafka          kafkax.Config
+	// Keys are the master keys that open the identifying fields the enricher sealed (ADR 0010).
+	Keys keyring.Config
 }
 
 // DefaultMaxPollRecords is 2,500 records per partition of a 12-partition topic. A write's cost is mostly
@@ -47,6 +50,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	conf.String(fs, &c.Group, "sink.group", "SINK_GROUP", "edtech-sink", "consumer group, also the name the stored offsets are kept under")
 	conf.Int(fs, &c.MaxPollRecords, "sink.max-poll-records", "SINK_MAX_POLL_RECORDS", DefaultMaxPollRecords, "records per poll across partitions (bigger batches cost less per record)")
 	c.Kafka.RegisterFlags(fs)
+	c.Keys.RegisterFlags(fs)
 }
 
 // Validate reports configuration errors.
@@ -87,7 +91,11 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, opts ...kgo.Opt) error
 	}
 	instances := fleet.New(pool, os.Getenv).WithConnect(pgstore.Connect)
 	defer instances.Close()
-	store, err := pgstore.New(cfg.Group, pgstore.Deps{Fleet: instances, Codec: codec, Log: rt.Log, Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter})
+	keys, err := cfg.Keys.Open(pool, keyring.Options{})
+	if err != nil {
+		return err
+	}
+	store, err := pgstore.New(cfg.Group, pgstore.Deps{Fleet: instances, Codec: codec, Keys: keys, Log: rt.Log, Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter})
 	if err != nil {
 		return err
 	}

@@ -89,6 +89,8 @@ type Config struct {
 	// Progress, if set, is called about once a second and at each phase change.
 	Progress func(Progress)
 	Log      *slog.Logger
+	// Keys open the identifying fields the enricher sealed (a *keyring.Keyring), as the sink's do.
+	Keys pgstore.Keys
 }
 
 // Option changes how Run or Rollback works, for tests.

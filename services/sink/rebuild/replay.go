@@ -571,7 +571,7 @@ func (r *run) poll(ctx context.Context) error {
 			}
 		}
 		var decoded []pgstore.Record
-		if decoded, err = pgstore.Decode(r.codec, r.cfg.Log, mine); err != nil {
+		if decoded, err = pgstore.Decode(ctx, r.codec, r.cfg.Keys, r.cfg.Log, mine); err != nil {
 			return
 		}
 		for _, d := range decoded {

@@ -320,26 +320,46 @@ func (cp controlPlane) record(ctx context.Context, tenantID, action string, deta
 // envAuditKeys gives the audit key through the master keys of the environment (MASTER_KEYS or
 // MASTER_KEY_FILE), read when an entry is first written or verified, so that commands that write none
 // run without them.
-func envAuditKeys(pool *pgxpool.Pool, e Env) audit.Keys {
-	return &lazyAuditKeys{load: sync.OnceValues(func() (*keyring.Keyring, error) {
+func envAuditKeys(pool *pgxpool.Pool, e Env) audit.Keys { return envKeys(pool, e) }
+
+// envKeys is the keyring of the master keys of the environment, loaded when first used: the audit key,
+// and the data keys a rebuild opens sealed fields with.
+func envKeys(pool *pgxpool.Pool, e Env) *lazyKeys {
+	return &lazyKeys{load: sync.OnceValues(func() (*keyring.Keyring, error) {
 		master, err := masterKeys(e, "", "")
 		if err != nil {
-			return nil, fmt.Errorf("the audit log is signed with a key the master keys wrap: %w (set %s)", err, keyring.EnvMasterKeys)
+			return nil, fmt.Errorf("the audit log and the sealed fields need the keys the master keys wrap: %w (set %s)", err, keyring.EnvMasterKeys)
 		}
 		return keyring.New(pool, master, keyring.Options{}), nil
 	})}
 }
 
-type lazyAuditKeys struct {
+type lazyKeys struct {
 	load func() (*keyring.Keyring, error)
 }
 
-func (k *lazyAuditKeys) AuditKey(ctx context.Context) ([]byte, error) {
+func (k *lazyKeys) AuditKey(ctx context.Context) ([]byte, error) {
 	kr, err := k.load()
 	if err != nil {
 		return nil, err
 	}
 	return kr.AuditKey(ctx)
+}
+
+func (k *lazyKeys) Preload(ctx context.Context, values []string) error {
+	kr, err := k.load()
+	if err != nil {
+		return err
+	}
+	return kr.Preload(ctx, values)
+}
+
+func (k *lazyKeys) Open(ctx context.Context, tenant, v string) (string, error) {
+	kr, err := k.load()
+	if err != nil {
+		return "", err
+	}
+	return kr.Open(ctx, tenant, v)
 }
 
 // withControl connects, runs fn with the control plane's stores and closes the pool. It adds a hint when

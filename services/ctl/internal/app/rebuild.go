@@ -66,8 +66,9 @@ func runRebuild(ctx context.Context, e Env, args []string) error {
 	defer pool.Close()
 	instances := fleet.New(pool, e.Getenv)
 	defer instances.Close()
+	keys := envKeys(pool, e)
 	record := func(action string, detail any) error {
-		_, err := audit.New(pool, envAuditKeys(pool, e)).Append(ctx, "ctl", *tenant, action, detail)
+		_, err := audit.New(pool, keys).Append(ctx, "ctl", *tenant, action, detail)
 		return err
 	}
 	if *dropOld {
@@ -81,7 +82,7 @@ func runRebuild(ctx context.Context, e Env, args []string) error {
 	progress := &errWriter{w: e.Stderr} // a failed progress line is reported after the rebuild, not in its middle
 	cfg := rebuild.Config{
 		TenantID: *tenant, Group: *group, Kafka: kcfg.ForService("ctl-rebuild"), AllPartitions: *all, DryRun: *dryRun,
-		AcceptDiff: *acceptDiff, AllowTruncatedHistory: *truncated,
+		AcceptDiff: *acceptDiff, AllowTruncatedHistory: *truncated, Keys: keys,
 		Progress: func(p rebuild.Progress) {
 			pct := 100.0
 			if p.Target > 0 {

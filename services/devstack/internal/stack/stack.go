@@ -39,7 +39,7 @@ type Config struct {
 	ClickHouseDatabase string
 	GatewayAddr        string // e.g. 127.0.0.1:8080, or 127.0.0.1:0
 	QueryAddr          string // e.g. 127.0.0.1:8081, or 127.0.0.1:0
-	// Keys are the master keys of the gateway and the enricher; empty, they come from the environment
+	// Keys are the master keys of the gateway, the enricher and the sink; empty, they come from the environment
 	// (MASTER_KEYS or MASTER_KEY_FILE).
 	Keys keyring.Config
 }
@@ -212,6 +212,7 @@ func (s *Stack) StartService(name string) error {
 		var cfg sink.Config
 		defaults(&cfg)
 		cfg.AdminAddr, cfg.DatabaseURL, cfg.Kafka = "127.0.0.1:0", conf.Secret(s.cfg.DatabaseURL), s.Kafka
+		s.masterKeys(&cfg.Keys)
 		s.launch(name, func(ctx context.Context) error { return sink.Run(ctx, cfg, s.runtime(name), s.opts...) })
 	default:
 		return fmt.Errorf("unknown service %q", name)

@@ -1,6 +1,7 @@
 package pgstore
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -8,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/edtech-analytics/platform/libs/kafkax"
+	"github.com/edtech-analytics/platform/libs/keyring"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/jackc/pgx/v5"
@@ -26,10 +28,22 @@ type Record struct {
 	eventID pgtype.UUID
 }
 
-// Decode decodes every record and marks the ones to skip. Only a transient decoding failure (the schema
-// registry unreachable) is an error; records that can never decode are skipped, not retried forever.
-func Decode(codec *records.Codec, log *slog.Logger, recs []*kgo.Record) ([]Record, error) {
+// Keys open the identifying fields the enricher sealed under each person's data key (a *keyring.Keyring).
+type Keys interface {
+	// Preload reads the data keys of the sealed values among values in one round trip.
+	Preload(ctx context.Context, values []string) error
+	// Open returns a field's plaintext (plaintext values as they are); keyring.ErrShredded when the
+	// person's key is gone, keyring.ErrMalformed when the value is not a sealed value of the district.
+	Open(ctx context.Context, tenant, v string) (string, error)
+}
+
+// Decode decodes every record, opens its sealed identifying fields with keys, and marks the ones to skip:
+// those whose person's key was shredded (the person was erased) are skipped as erased. Only a transient
+// failure (the schema registry or the key store unreachable) is an error; records that can never decode
+// are skipped, not retried forever.
+func Decode(ctx context.Context, codec *records.Codec, keys Keys, log *slog.Logger, recs []*kgo.Record) ([]Record, error) {
 	out := make([]Record, len(recs))
+	var sealed []string
 	for i, r := range recs {
 		d := &out[i]
 		d.Offset = r.Offset
@@ -47,9 +61,69 @@ func Decode(codec *records.Codec, log *slog.Logger, recs []*kgo.Record) ([]Recor
 			continue
 		}
 		d.Event = ev
-		d.Skip = d.check()
+		ev.IdentifyingStrings(func(_ string, p *string) {
+			if keyring.IsSealed(*p) {
+				sealed = append(sealed, *p)
+			}
+		})
+	}
+	if len(sealed) > 0 {
+		if keys == nil {
+			return nil, errors.New("records carry sealed fields and the sink has no master keys (MASTER_KEYS)")
+		}
+		if err := keys.Preload(ctx, sealed); err != nil {
+			return nil, fmt.Errorf("reading data keys: %w", err)
+		}
+	}
+	for i := range out {
+		d := &out[i]
+		if d.Event == nil {
+			continue
+		}
+		skip, err := open(ctx, keys, d.Event)
+		if err != nil {
+			return nil, fmt.Errorf("opening the record at offset %d: %w", d.Offset, err)
+		}
+		if d.Skip = skip; skip == "" {
+			d.Skip = d.check()
+		}
 	}
 	return out, nil
+}
+
+// open replaces the record's sealed identifying fields with their plaintext: SkipErased when the
+// person's key is gone, SkipInvalid when a value does not open for the district; errors are the key
+// store's.
+func open(ctx context.Context, keys Keys, ev *records.EnrichedEvent) (skip string, err error) {
+	if ev.Sealed == nil && !hasSealed(ev) {
+		return "", nil
+	}
+	ev.IdentifyingStrings(func(_ string, p *string) {
+		if skip != "" || err != nil {
+			return
+		}
+		plain, oerr := keys.Open(ctx, ev.TenantID, *p)
+		switch {
+		case errors.Is(oerr, keyring.ErrShredded):
+			skip = SkipErased
+		case errors.Is(oerr, keyring.ErrMalformed):
+			skip = SkipInvalid
+		case oerr != nil:
+			err = oerr
+		default:
+			*p = plain
+		}
+	})
+	if skip == "" && err == nil && ev.UnpackSealed() != nil {
+		skip = SkipInvalid
+	}
+	return skip, err
+}
+
+// hasSealed reports whether any identifying field of the record is sealed.
+func hasSealed(ev *records.EnrichedEvent) (found bool) {
+	ev.IdentifyingStrings(func(_ string, p *string) { found = found || keyring.IsSealed(*p) })
+	return found
 }
 
 // check returns why the record cannot apply, or "" when it can.

@@ -5,10 +5,13 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/edtech-analytics/platform/libs/keyring/keyringtest"
 	"github.com/edtech-analytics/platform/libs/records"
+	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
 	"github.com/edtech-analytics/platform/services/sink/internal/pgstore"
 	"github.com/edtech-analytics/platform/services/sink/internal/sinktest"
 	"github.com/google/uuid"
@@ -112,4 +115,67 @@ func about(ev *records.EnrichedEvent, sid string) bool {
 		return ev.RosterResult.StudentSourcedID == sid
 	}
 	return false
+}
+
+// TestSealedFieldsAreOpenedAndErasedPeopleSkipped applies roster records whose identifying fields the
+// enricher sealed under each person's data key: the district tables get the plaintext, a record whose
+// person's key was shredded is skipped as erased (it is nobody's to apply), and a sink without keys
+// refuses to write sealed values rather than store them as they are.
+func TestSealedFieldsAreOpenedAndErasedPeopleSkipped(t *testing.T) {
+	pool, codec := setup(t)
+	ctx := t.Context()
+	kr := keyringtest.Over(t, pool)
+	students := sinktest.Students(rand.New(rand.NewPCG(7, 8)), []string{"north"}, 2)
+	seal := func(ev *records.EnrichedEvent, sis string) *records.EnrichedEvent {
+		k, err := kr.SubjectKey(ctx, "north", sis)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ev.PackSealed(); err != nil {
+			t.Fatal(err)
+		}
+		ev.IdentifyingStrings(func(_ string, p *string) { *p = k.Seal(*p) })
+		return ev
+	}
+	kept, gone := rosterOf("north", students["north"][0], "stu-a"), rosterOf("north", students["north"][1], "stu-b")
+	var evs []*records.EnrichedEvent
+	for i := range kept {
+		evs = append(evs, seal(kept[i], "stu-a"), seal(gone[i], "stu-b"))
+	}
+	if _, err := kr.ShredSubject(ctx, "north", "stu-b"); err != nil {
+		t.Fatal(err)
+	}
+	recs := encode(t, codec, "enriched", evs)
+	for i, r := range recs {
+		r.Offset = int64(i)
+	}
+
+	plain := newStore(t, pool, codec) // no keys
+	if err := plain.Write(ctx, "enriched", 0, recs); err == nil || !strings.Contains(err.Error(), "MASTER_KEYS") {
+		t.Fatalf("a sink without keys wrote sealed records: %v", err)
+	}
+	store, err := pgstore.New(group, pgstore.Deps{Fleet: fleet.New(pool, noEnv), Codec: codec, Keys: kr, Log: discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Write(ctx, "enriched", 0, recs); err != nil {
+		t.Fatal(err)
+	}
+	var given string
+	var users int
+	if err := pool.QueryRow(ctx, "SELECT max(given_name), count(*) FROM district_north.roster_users").Scan(&given, &users); err != nil {
+		t.Fatal(err)
+	}
+	if users != 1 || given != "Given stu-a" {
+		t.Fatalf("roster_users holds %d users, given name %q; want stu-a's alone, in plaintext", users, given)
+	}
+	for _, table := range []string{"roster_enrollments", "roster_demographics", "roster_results"} {
+		var n int
+		if err := pool.QueryRow(ctx, "SELECT count(*) FROM district_north."+table+" r WHERE strpos(row_to_json(r)::text, 'enc1.') > 0 OR strpos(row_to_json(r)::text, 'stu-b') > 0").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != 0 {
+			t.Errorf("%s holds %d sealed rows or rows of the erased person", table, n)
+		}
+	}
 }

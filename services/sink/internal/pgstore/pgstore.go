@@ -41,6 +41,7 @@ const (
 	SkipUnknownTenant = "unknown_tenant" // tenant not in control.tenants, or deleted
 	SkipUnsupported   = "unsupported"    // a type this sink does not know
 	SkipDeadLettered  = "dead_lettered"  // a stand-in for a record refused before and dead-lettered
+	SkipErased        = "erased"         // its person's data key was shredded: the person was erased
 )
 
 // refusals are the skip reasons that refuse a record, with the dead-letter reason each is sent under: the
@@ -86,8 +87,10 @@ const (
 
 // Deps are what a Store needs. Tracer and Meter may be nil.
 type Deps struct {
-	Fleet  *fleet.Fleet
-	Codec  *records.Codec
+	Fleet *fleet.Fleet
+	Codec *records.Codec
+	// Keys open the identifying fields the enricher sealed; nil only where no record carries any.
+	Keys   Keys
 	Log    *slog.Logger
 	Tracer trace.TracerProvider
 	Meter  metric.MeterProvider
@@ -116,6 +119,7 @@ type Store struct {
 	consumer    string
 	fleet       *fleet.Fleet
 	codec       *records.Codec
+	keys        Keys
 	applier     *Applier
 	log         *slog.Logger
 	tracer      trace.Tracer
@@ -155,7 +159,7 @@ func New(consumer string, deps Deps) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{
-		consumer: consumer, fleet: deps.Fleet, codec: deps.Codec,
+		consumer: consumer, fleet: deps.Fleet, codec: deps.Codec, keys: deps.Keys,
 		applier: applier, log: deps.Log, tracer: tp.Tracer("sink"), applied: applied, skipped: skipped,
 		idleAdvance: deps.IdleAdvance, maxDist: deps.MaxDistrictsPerTx,
 		ensured: map[string]bool{}, known: map[int32]map[string]int64{},
@@ -234,7 +238,7 @@ func (s *Store) Write(ctx context.Context, topic string, partition int32, recs [
 		span.End()
 	}()
 
-	batch, err := Decode(s.codec, s.log, recs)
+	batch, err := Decode(ctx, s.codec, s.keys, s.log, recs)
 	if err != nil {
 		return err
 	}
