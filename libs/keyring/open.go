@@ -53,8 +53,8 @@ func (r *Keyring) keyByID(ctx context.Context, id [keyIDSize]byte) (*DataKey, er
 	return r.byID.Get(id, func() (*DataKey, error) {
 		var tenant string
 		s := storedKey{ID: id}
-		err := r.pool.QueryRow(ctx, `SELECT tenant_id, kek_version, wrapped FROM control.subject_keys WHERE key_id = $1`,
-			id).Scan(&tenant, &s.Version, &s.Wrapped)
+		err := r.pool.QueryRow(ctx, `SELECT tenant_id, kek_version, wrapped FROM control.subject_keys WHERE key_id = $1::uuid`,
+			uuidString(id)).Scan(&tenant, &s.Version, &s.Wrapped)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil, nil
 		}
@@ -86,8 +86,13 @@ func (r *Keyring) Preload(ctx context.Context, values []string) error {
 	if len(ids) == 0 {
 		return nil
 	}
+	// As text: a pool in pgx's exec mode (the sink's) cannot encode [16]byte without the parameter's type.
+	texts := make([]string, len(ids))
+	for i, id := range ids {
+		texts[i] = uuidString(id)
+	}
 	rows, err := r.pool.Query(ctx, `SELECT key_id, tenant_id, kek_version, wrapped FROM control.subject_keys
-		WHERE key_id = ANY($1::uuid[])`, ids)
+		WHERE key_id = ANY($1::uuid[])`, texts)
 	if err != nil {
 		return fmt.Errorf("reading data keys: %w", err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/edtech-analytics/platform/libs/conf"
 	"github.com/edtech-analytics/platform/libs/kafkax"
+	"github.com/edtech-analytics/platform/libs/keyring"
 	"github.com/edtech-analytics/platform/libs/obs"
 	"github.com/edtech-analytics/platform/libs/obs/obstest"
 	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
@@ -74,7 +75,7 @@ func TestRunConsumesEnrichedIntoDistrictSchemas(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, kcfg := kafkatest.New(t)
-	cfg := app.Config{AdminAddr: "127.0.0.1:0", DatabaseURL: conf.Secret(dbURL), Group: "sink", Kafka: kcfg}
+	cfg := app.Config{AdminAddr: "127.0.0.1:0", DatabaseURL: conf.Secret(dbURL), Group: "sink", Kafka: kcfg, Keys: testKeys}
 	tel, err := obs.Init(t.Context(), "sink")
 	if err != nil {
 		t.Fatal(err)
@@ -166,3 +167,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// testKeys are the master keys of every sink these tests run (each process its own: the records here
+// are not sealed).
+var testKeys = keyring.Config{MasterKeys: conf.Secret(keyring.NewLocalKeyLine("sink-test"))}

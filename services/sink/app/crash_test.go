@@ -74,6 +74,7 @@ func runChild(raw string) int {
 	}
 	cfg := app.Config{
 		AdminAddr: c.AdminAddr, DatabaseURL: conf.Secret(c.DatabaseURL), Group: "sink", MaxPollRecords: 300, Kafka: c.Kafka,
+		Keys: testKeys,
 	}
 	// A fixed group instance id: a restarted sink takes over its predecessor's partitions at once instead
 	// of waiting for the killed member's session to expire.
@@ -321,7 +322,7 @@ func TestSinkPausesWhilePostgresIsDownAndResumes(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- app.Run(ctx, app.Config{AdminAddr: "127.0.0.1:0", DatabaseURL: conf.Secret(w.urls["control"]), Group: "sink",
-			MaxPollRecords: 500, Kafka: w.kcfg},
+			MaxPollRecords: 500, Kafka: w.kcfg, Keys: testKeys},
 			svc.Runtime{Log: slog.New(slog.NewJSONHandler(logs, nil)), Tel: tel}, kafkatest.GroupOpts()...)
 	}()
 	defer func() {

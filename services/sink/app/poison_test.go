@@ -55,7 +55,7 @@ func TestPoisonRecordsKeepEveryOtherDistrictFlowing(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- app.Run(ctx, app.Config{AdminAddr: "127.0.0.1:0", DatabaseURL: conf.Secret(dbURL), Group: "sink", MaxPollRecords: 500,
-			Kafka: kcfg}, svc.Runtime{Log: slog.New(slog.NewJSONHandler(logs, nil)), Tel: tel}, kafkatest.GroupOpts()...)
+			Kafka: kcfg, Keys: testKeys}, svc.Runtime{Log: slog.New(slog.NewJSONHandler(logs, nil)), Tel: tel}, kafkatest.GroupOpts()...)
 	}()
 	defer func() {
 		cancel()

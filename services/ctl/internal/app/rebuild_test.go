@@ -14,6 +14,7 @@ import (
 
 	"github.com/edtech-analytics/platform/libs/conf"
 	"github.com/edtech-analytics/platform/libs/kafkax"
+	"github.com/edtech-analytics/platform/libs/keyring"
 	"github.com/edtech-analytics/platform/libs/obs"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/svc"
@@ -39,7 +40,7 @@ func TestRebuildCommand(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- sink.Run(ctx, sink.Config{AdminAddr: "127.0.0.1:0", DatabaseURL: conf.Secret(url), Group: "edtech-sink",
+		done <- sink.Run(ctx, sink.Config{AdminAddr: "127.0.0.1:0", DatabaseURL: conf.Secret(url), Group: "edtech-sink", Keys: keyring.Config{MasterKeys: conf.Secret(testMasterKeys)},
 			Kafka: kcfg}, svc.Runtime{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Tel: tel}, kafkatest.GroupOpts()...)
 	}()
 	t.Cleanup(func() {

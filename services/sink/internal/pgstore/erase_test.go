@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edtech-analytics/platform/libs/keyring"
 	"github.com/edtech-analytics/platform/libs/keyring/keyringtest"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
@@ -122,9 +123,18 @@ func about(ev *records.EnrichedEvent, sid string) bool {
 // person's key was shredded is skipped as erased (it is nobody's to apply), and a sink without keys
 // refuses to write sealed values rather than store them as they are.
 func TestSealedFieldsAreOpenedAndErasedPeopleSkipped(t *testing.T) {
-	pool, codec := setup(t)
-	ctx := t.Context()
-	kr := keyringtest.Over(t, pool)
+	f := setupFleet(t, false)
+	pool, codec, ctx := f.control, f.codec, t.Context()
+	master, err := keyring.ParseLocalKeys(keyringtest.MasterKeys())
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr := keyring.New(pool, master, keyring.Options{}) // seals, as the enricher does
+	sinkPool, err := pgstore.Connect(ctx, f.controlURL) // the sink opens on its own pool, in pgx's exec mode
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sinkPool.Close)
 	students := sinktest.Students(rand.New(rand.NewPCG(7, 8)), []string{"north"}, 2)
 	seal := func(ev *records.EnrichedEvent, sis string) *records.EnrichedEvent {
 		k, err := kr.SubjectKey(ctx, "north", sis)
@@ -154,7 +164,8 @@ func TestSealedFieldsAreOpenedAndErasedPeopleSkipped(t *testing.T) {
 	if err := plain.Write(ctx, "enriched", 0, recs); err == nil || !strings.Contains(err.Error(), "MASTER_KEYS") {
 		t.Fatalf("a sink without keys wrote sealed records: %v", err)
 	}
-	store, err := pgstore.New(group, pgstore.Deps{Fleet: fleet.New(pool, noEnv), Codec: codec, Keys: kr, Log: discard()})
+	store, err := pgstore.New(group, pgstore.Deps{Fleet: fleet.New(pool, noEnv), Codec: codec,
+		Keys: keyring.New(sinkPool, master, keyring.Options{}), Log: discard()})
 	if err != nil {
 		t.Fatal(err)
 	}
