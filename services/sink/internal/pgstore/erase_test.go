@@ -129,7 +129,7 @@ func TestSealedFieldsAreOpenedAndErasedPeopleSkipped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kr := keyring.New(pool, master, keyring.Options{}) // seals, as the enricher does
+	kr := keyring.New(pool, master, keyring.Options{})  // seals, as the enricher does
 	sinkPool, err := pgstore.Connect(ctx, f.controlURL) // the sink opens on its own pool, in pgx's exec mode
 	if err != nil {
 		t.Fatal(err)
