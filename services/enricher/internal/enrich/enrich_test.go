@@ -39,7 +39,7 @@ func (e erased) Student(tenant, id string) bool {
 }
 
 type env struct {
-	t         *testing.T
+	t         testing.TB
 	districts *tenants.Store
 	policy    *privacy.Store
 	codec     *records.Codec
@@ -49,7 +49,7 @@ type env struct {
 	seq       int
 }
 
-func newEnv(t *testing.T, ids ...string) *env {
+func newEnv(t testing.TB, ids ...string) *env {
 	t.Helper()
 	pool, _ := pgtest.New(t)
 	ctx := t.Context()
