@@ -93,13 +93,10 @@ func Decode(ctx context.Context, codec *records.Codec, keys Keys, log *slog.Logg
 
 // open replaces the record's sealed identifying fields with their plaintext: SkipErased when the
 // person's key is gone, SkipInvalid when a value does not open for the district; errors are the key
-// store's.
+// store's. Decode has refused sealed values already when keys is nil.
 func open(ctx context.Context, keys Keys, ev *records.EnrichedEvent) (skip string, err error) {
-	if ev.Sealed == nil && !hasSealed(ev) {
-		return "", nil
-	}
 	ev.IdentifyingStrings(func(_ string, p *string) {
-		if skip != "" || err != nil {
+		if skip != "" || err != nil || !keyring.IsSealed(*p) {
 			return
 		}
 		plain, oerr := keys.Open(ctx, ev.TenantID, *p)
@@ -118,12 +115,6 @@ func open(ctx context.Context, keys Keys, ev *records.EnrichedEvent) (skip strin
 		skip = SkipInvalid
 	}
 	return skip, err
-}
-
-// hasSealed reports whether any identifying field of the record is sealed.
-func hasSealed(ev *records.EnrichedEvent) (found bool) {
-	ev.IdentifyingStrings(func(_ string, p *string) { found = found || keyring.IsSealed(*p) })
-	return found
 }
 
 // check returns why the record cannot apply, or "" when it can.
