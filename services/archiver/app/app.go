@@ -1,0 +1,149 @@
+// Package app wires the archiver: config, the archive bucket, the record codec, and one
+// offsets-in-the-destination consume loop per archived topic (raw and enriched), and the admin server.
+// main only parses config and calls Run.
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/url"
+
+	"github.com/edtech-analytics/platform/libs/conf"
+	"github.com/edtech-analytics/platform/libs/kafkax"
+	"github.com/edtech-analytics/platform/libs/obs"
+	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/libs/svc/stream"
+	"github.com/edtech-analytics/platform/services/archiver/internal/archive"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"gocloud.dev/blob"
+	_ "gocloud.dev/blob/fileblob" // file:// archives; s3blob, gcsblob and azureblob are a blank import away
+	"golang.org/x/sync/errgroup"
+)
+
+// Config is the archiver's configuration.
+type Config struct {
+	// ArchiveURL is the gocloud.dev/blob URL of the archive, e.g. file:///var/lib/edtech/archive.
+	ArchiveURL string
+	AdminAddr  string
+	// Group prefixes the consumer groups: <group>-raw and <group>-enriched.
+	Group string
+	// MaxPollRecords bounds the records of one poll; each partition's share of a poll becomes one set of
+	// files, so larger polls make fewer, larger files.
+	MaxPollRecords int
+	Kafka          kafkax.Config
+}
+
+// RegisterFlags binds the config to flags with env defaults.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	conf.String(fs, &c.ArchiveURL, "archive.url", "ARCHIVE_URL", "", "gocloud.dev/blob URL of the archive, e.g. file:///var/lib/edtech/archive")
+	conf.String(fs, &c.AdminAddr, "admin.addr", "ADMIN_ADDR", ":9090", "address of /healthz, /readyz and /metrics")
+	conf.String(fs, &c.Group, "group", "ARCHIVER_GROUP", "edtech-archiver", "Kafka consumer group prefix: <group>-raw and <group>-enriched")
+	conf.Int(fs, &c.MaxPollRecords, "max-poll-records", "ARCHIVER_MAX_POLL_RECORDS", 100_000,
+		"records per poll across a topic's partitions; each partition's share becomes one file per tenant and day")
+	c.Kafka.RegisterFlags(fs)
+}
+
+// Validate reports configuration errors.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.ArchiveURL == "" {
+		errs = append(errs, errors.New("archive.url: required (env ARCHIVE_URL)"))
+	} else if u, err := url.Parse(c.ArchiveURL); err != nil || u.Scheme == "" {
+		errs = append(errs, errors.New("archive.url: must be a URL with a scheme, e.g. file:///var/lib/edtech/archive (env ARCHIVE_URL)"))
+	} else if u.Scheme != "file" {
+		errs = append(errs, fmt.Errorf("archive.url: scheme %q is not built in; only file:// is (env ARCHIVE_URL)", u.Scheme))
+	}
+	if c.Group == "" {
+		errs = append(errs, errors.New("group: required (env ARCHIVER_GROUP)"))
+	}
+	if c.MaxPollRecords <= 0 {
+		errs = append(errs, errors.New("max-poll-records: must be positive (env ARCHIVER_MAX_POLL_RECORDS)"))
+	}
+	return errors.Join(append(errs, c.Kafka.Validate())...)
+}
+
+// Run archives the raw and enriched topics until ctx is done. It is ready once the archive answers, Kafka
+// answers and both groups have assigned it partitions. opts are added to every Kafka client it builds
+// (tests shorten group timeouts).
+func Run(ctx context.Context, cfg Config, rt svc.Runtime, opts ...kgo.Opt) error {
+	health := obs.NewHealth("archive", "kafka", "raw", "enriched")
+	cfg.Kafka = cfg.Kafka.ForService("archiver")
+	topics := cfg.Kafka.Topics()
+	deps := kafkax.Deps{Log: rt.Log, Tracer: rt.Tel.Tracer, Propagator: rt.Tel.Propagator}
+
+	bucket, err := blob.OpenBucket(ctx, cfg.ArchiveURL)
+	if err != nil {
+		return fmt.Errorf("opening the archive: %w", err)
+	}
+	defer func() {
+		if cerr := bucket.Close(); cerr != nil {
+			rt.Log.Warn("closing the archive", "err", cerr)
+		}
+	}()
+	arch := archive.Blob{B: bucket}
+	if _, err := arch.List(ctx, archive.TmpPrefix); err != nil {
+		return fmt.Errorf("reading the archive: %w", err)
+	}
+	health.SetReady("archive", true)
+	metrics, err := archive.NewMetrics(rt.Tel.Meter)
+	if err != nil {
+		return err
+	}
+	codec, err := stream.NewCodec(ctx, cfg.Kafka)
+	if err != nil {
+		return err
+	}
+	type layer struct {
+		name     string
+		consumer *kafkax.StoreConsumer
+		cl       *kafkax.Client
+	}
+	var layers []layer
+	closeAll := func() {
+		for _, l := range layers {
+			l.cl.Close()
+		}
+	}
+	for _, l := range []struct {
+		name, topic string
+		store       kafkax.Store
+	}{
+		{"raw", topics.Raw, archive.New(arch, codec, archive.RawLayer(), metrics)},
+		{"enriched", topics.Enriched, archive.New(arch, codec, archive.EnrichedLayer(), metrics)},
+	} {
+		group := cfg.Group + "-" + l.name
+		consumer, err := kafkax.NewStoreConsumer(rt.Log,
+			kafkax.ConsumerConfig{Group: group, Topic: l.topic, MaxPollRecords: cfg.MaxPollRecords},
+			l.store, func(ready bool) { health.SetReady(l.name, ready) })
+		if err != nil {
+			closeAll()
+			return err
+		}
+		cl, err := kafkax.NewGroupConsumer(cfg.Kafka, deps, group, l.topic, consumer.Rebalance(), opts...)
+		if err != nil {
+			closeAll()
+			return err
+		}
+		layers = append(layers, layer{l.name, consumer, cl})
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return obs.ServeAdmin(gctx, rt.Log, cfg.AdminAddr, health, rt.Tel.Metrics) })
+	for _, l := range layers {
+		g.Go(func() error {
+			if err := stream.WaitKafka(gctx, rt.Log, l.cl.Client, cfg.Kafka); err != nil {
+				l.cl.Close()
+				return err
+			}
+			health.SetReady("kafka", true)
+			return l.consumer.Run(gctx, l.cl)
+		})
+	}
+	err = g.Wait()
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}
