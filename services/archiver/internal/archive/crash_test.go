@@ -219,4 +219,3 @@ func checkExactlyOnce(t *testing.T, files []archivetest.File[archive.RawRow], re
 		}
 	}
 }
-

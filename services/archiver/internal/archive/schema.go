@@ -25,7 +25,7 @@ type Envelope struct {
 // are null. Roster payloads stay in the record column only.
 type Learning struct {
 	AttendanceStatus         *string    `parquet:"attendance_status,optional"`
-	AttendanceDate           *time.Time `parquet:"attendance_date,optional,date"`
+	AttendanceDate           *int32     `parquet:"attendance_date,optional,date"` // days since 1970-01-01 (DATE)
 	AttendanceMinutesPresent *int32     `parquet:"attendance_minutes_present,optional"`
 	AttendanceReason         *string    `parquet:"attendance_reason,optional"`
 	AssessmentID             *string    `parquet:"assessment_id,optional"`
@@ -164,7 +164,7 @@ func undecodable(r *kgo.Record, err error) Position {
 func learning(p records.Payloads) Learning {
 	var l Learning
 	if a := p.Attendance; a != nil {
-		l.AttendanceStatus, l.AttendanceDate, l.AttendanceReason = &a.Status, utc(&a.Date), a.Reason
+		l.AttendanceStatus, l.AttendanceDate, l.AttendanceReason = &a.Status, Days(a.Date), a.Reason
 		l.AttendanceMinutesPresent = int32p(a.MinutesPresent)
 	}
 	if a := p.AssessmentResult; a != nil {
@@ -182,6 +182,13 @@ func learning(p records.Payloads) Learning {
 		l.ContentID, l.ContentType, l.ContentDurationSeconds, l.ContentPercentComplete = &c.ContentID, &c.ContentType, &c.DurationSeconds, c.PercentComplete
 	}
 	return l
+}
+
+// Days is the DATE value of t's UTC day: days since 1970-01-01. (parquet-go writes a time.Time tagged
+// date as nanoseconds cut to 32 bits, so the column is written as the days themselves.)
+func Days(t time.Time) *int32 {
+	d := int32(t.UTC().Truncate(24*time.Hour).Unix() / 86400)
+	return &d
 }
 
 func utc(t *time.Time) *time.Time {

@@ -1,0 +1,324 @@
+package app_test
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edtech-analytics/platform/libs/kafkax"
+	"github.com/edtech-analytics/platform/libs/obs"
+	"github.com/edtech-analytics/platform/libs/obs/obstest"
+	"github.com/edtech-analytics/platform/libs/records"
+	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/libs/svc/stream"
+	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
+	"github.com/edtech-analytics/platform/services/archiver/app"
+	"github.com/edtech-analytics/platform/services/archiver/internal/archive"
+	"github.com/edtech-analytics/platform/services/archiver/internal/archivetest"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+func TestConfig(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr string // "" for valid
+	}{
+		{name: "defaults need an archive", args: nil, wantErr: "archive.url"},
+		{name: "valid", args: []string{"-archive.url", "file:///var/lib/edtech/archive"}},
+		{name: "not a url", args: []string{"-archive.url", "/var/lib/edtech/archive"}, wantErr: "archive.url"},
+		{name: "driver not built in", args: []string{"-archive.url", "s3://bucket/archive"}, wantErr: "archive.url"},
+		{name: "empty group", args: []string{"-archive.url", "file:///a", "-group", ""}, wantErr: "group"},
+		{name: "poll size", args: []string{"-archive.url", "file:///a", "-max-poll-records", "0"}, wantErr: "max-poll-records"},
+		{name: "kafka checked too", args: []string{"-archive.url", "file:///a", "-kafka.partitions", "0"}, wantErr: "kafka.partitions"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("ARCHIVE_URL", "")
+			var cfg app.Config
+			fs := flag.NewFlagSet("archiver", flag.ContinueOnError)
+			cfg.RegisterFlags(fs)
+			if err := fs.Parse(tt.args); err != nil {
+				t.Fatal(err)
+			}
+			err := cfg.Validate()
+			if tt.wantErr == "" && err != nil {
+				t.Fatalf("Validate: %v", err)
+			}
+			if tt.wantErr != "" && (err == nil || !strings.HasPrefix(err.Error(), tt.wantErr+":")) {
+				t.Fatalf("Validate = %v, want an error about %s", err, tt.wantErr)
+			}
+			if tt.wantErr == "" && (cfg.Group != "edtech-archiver" || cfg.MaxPollRecords != 100_000) {
+				t.Errorf("defaults: group %q, max poll records %d", cfg.Group, cfg.MaxPollRecords)
+			}
+		})
+	}
+}
+
+type pos struct {
+	p   int32
+	off int64
+}
+
+// TestRunArchivesBothLayers produces raw and enriched records of several districts and days (and a few
+// raw values that are not Avro), runs the archiver until its index reaches the end of every partition,
+// and reads every file back: each record is in exactly one file, of its tenant and day, named by the
+// offsets inside; the typed columns hold the event's values; the record column decodes to the original.
+func TestRunArchivesBothLayers(t *testing.T) {
+	_, kcfg := kafkatest.New(t)
+	dir := t.TempDir()
+	cfg := app.Config{ArchiveURL: "file://" + dir, AdminAddr: "127.0.0.1:0", Group: "archiver", MaxPollRecords: 700, Kafka: kcfg}
+	tel, err := obs.Init(t.Context(), "archiver")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	logs := obstest.NewLog()
+	done := make(chan error, 1)
+	go func() {
+		done <- app.Run(ctx, cfg, svc.Runtime{Log: slog.New(slog.NewJSONHandler(logs, nil)), Tel: tel}, kafkatest.GroupOpts()...)
+	}()
+	admin := logs.Addr(t, "admin listening", nil)
+	waitFor(t, "/readyz", func() bool { return get(t, "http://"+admin+"/readyz") == http.StatusOK })
+
+	codec, err := stream.NewCodec(t.Context(), kcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	producer, err := kafkax.NewClient(kcfg, kafkax.Deps{}, "", append(kafkax.ProducerOptions(), kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	scfg := kcfg.ForService("archiver")
+	topics := scfg.Topics()
+	const n = 3000
+	raws, enricheds := archivetest.RawEvents(n), archivetest.EnrichedEvents(n)
+	var batch []*kgo.Record
+	for i := range n {
+		for _, e := range []any{raws[i], enricheds[i]} {
+			b, err := codec.Encode(e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			topic := topics.Raw
+			if _, ok := e.(*records.EnrichedEvent); ok {
+				topic = topics.Enriched
+			}
+			// Spread over the partitions whatever the keys hash to: each partition holds every tenant.
+			batch = append(batch, &kgo.Record{Topic: topic, Partition: int32(i % 4), Key: []byte(raws[i].TenantID), Value: b})
+		}
+	}
+	for i := range 5 {
+		batch = append(batch, &kgo.Record{Topic: topics.Raw, Partition: int32(i % 4), Key: []byte("lakeside"), Value: []byte(fmt.Sprintf("not avro %d", i))})
+	}
+	produced := map[string]map[pos]*kgo.Record{topics.Raw: {}, topics.Enriched: {}}
+	end := map[string]map[int32]int64{topics.Raw: {}, topics.Enriched: {}}
+	for _, r := range producer.ProduceSync(t.Context(), batch...) {
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+		rec := r.Record
+		produced[rec.Topic][pos{rec.Partition, rec.Offset}] = rec
+		end[rec.Topic][rec.Partition] = max(end[rec.Topic][rec.Partition], rec.Offset+1)
+	}
+
+	waitFor(t, "the index at the end of every partition", func() bool {
+		for topic, layer := range map[string]string{topics.Raw: "raw", topics.Enriched: "enriched"} {
+			for p, e := range end[topic] {
+				b, err := os.ReadFile(filepath.Join(dir, archive.IndexKey(layer, p)))
+				if err != nil {
+					return false
+				}
+				if last, err := strconv.ParseInt(string(b), 10, 64); err != nil || last+1 < e {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	byID := map[string]*records.RawEvent{}
+	for _, e := range raws {
+		byID[e.EventID] = e
+	}
+	rawFiles := archivetest.ReadLayer(t, dir, "raw", archivetest.Raw)
+	undecodable := 0
+	seen := map[pos]int{}
+	for _, f := range rawFiles {
+		for _, row := range f.Rows {
+			at := pos{row.KafkaPartition, row.KafkaOffset}
+			seen[at]++
+			orig := produced[topics.Raw][at]
+			if orig == nil || string(orig.Value) != string(row.Record) {
+				t.Fatalf("%s: offset %d is not the record produced there", f.Key, row.KafkaOffset)
+			}
+			if row.DecodeError != nil {
+				undecodable++
+				continue
+			}
+			var got records.RawEvent
+			if err := codec.Decode(row.Record, &got); err != nil {
+				t.Fatalf("%s: record column: %v", f.Key, err)
+			}
+			want := byID[row.EventID]
+			if want == nil || got.EventID != want.EventID {
+				t.Fatalf("%s: record column holds event %q, row %q", f.Key, got.EventID, row.EventID)
+			}
+			checkRaw(t, f.Key, row, want)
+		}
+	}
+	if undecodable != 5 {
+		t.Errorf("%d undecodable records archived, want 5", undecodable)
+	}
+	for at := range produced[topics.Raw] {
+		if seen[at] != 1 {
+			t.Errorf("raw %v archived %d times", at, seen[at])
+		}
+	}
+
+	enrichedByID := map[string]*records.EnrichedEvent{}
+	for _, e := range enricheds {
+		enrichedByID[e.EventID] = e
+	}
+	seen = map[pos]int{}
+	for _, f := range archivetest.ReadLayer(t, dir, "enriched", archivetest.Enriched) {
+		for _, row := range f.Rows {
+			at := pos{row.KafkaPartition, row.KafkaOffset}
+			seen[at]++
+			var got records.EnrichedEvent
+			if err := codec.Decode(row.Record, &got); err != nil {
+				t.Fatalf("%s: record column: %v", f.Key, err)
+			}
+			want := enrichedByID[row.EventID]
+			if want == nil || got.EventID != want.EventID || string(produced[topics.Enriched][at].Value) != string(row.Record) {
+				t.Fatalf("%s: offset %d does not hold event %q as produced", f.Key, row.KafkaOffset, row.EventID)
+			}
+			if row.ActorInternalID != want.Actor.InternalID || row.ActorPseudonym != want.Actor.Pseudonym || *row.ActorSISID != *want.Actor.SISID ||
+				row.PolicyVersion != 3 || !row.EnrichedAt.Equal(want.EnrichedAt.Truncate(time.Millisecond)) ||
+				row.DerivedLate == nil || *row.DerivedLate != *want.Derived.Late || row.DerivedAgeBand != nil {
+				t.Errorf("%s: enriched columns of %s: %+v", f.Key, row.EventID, row)
+			}
+		}
+	}
+	for at := range produced[topics.Enriched] {
+		if seen[at] != 1 {
+			t.Errorf("enriched %v archived %d times", at, seen[at])
+		}
+	}
+	if body := getBody(t, "http://"+admin+"/metrics"); !strings.Contains(body, "archiver_records_archived") {
+		t.Error("/metrics has no archiver_records_archived")
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+}
+
+// checkRaw compares a raw row's typed columns with the event it was made of.
+func checkRaw(t *testing.T, key string, row archive.RawRow, want *records.RawEvent) {
+	t.Helper()
+	ms := func(tm time.Time) time.Time { return tm.UTC().Truncate(time.Millisecond) }
+	if row.TenantID != want.TenantID || row.Type != want.Type || !row.OccurredAt.Equal(ms(want.OccurredAt)) ||
+		!row.ReceivedAt.Equal(ms(want.ReceivedAt)) || row.ActorSISID != want.Actor.SISID || !strings.HasPrefix(row.ActorSISID, "enc1.") ||
+		row.SchoolID == nil || *row.SchoolID != *want.SchoolID || row.ClassID != nil {
+		t.Errorf("%s: envelope of %s: %+v", key, want.EventID, row.Envelope)
+	}
+	l := row.Learning
+	switch {
+	case want.Attendance != nil:
+		if l.AttendanceStatus == nil || *l.AttendanceStatus != want.Attendance.Status || l.AttendanceDate == nil ||
+			*l.AttendanceDate != int32(want.Attendance.Date.Unix()/86400) || l.ContentID != nil {
+			t.Errorf("%s: attendance columns of %s: %+v", key, want.EventID, l)
+		}
+	case want.AssessmentResult != nil:
+		a := want.AssessmentResult
+		if l.AssessmentID == nil || *l.AssessmentID != a.AssessmentID || *l.AssessmentScore != a.Score || *l.AssessmentMaxScore != a.MaxScore ||
+			l.AttendanceStatus != nil {
+			t.Errorf("%s: assessment columns of %s: %+v", key, want.EventID, l)
+		}
+	case want.AssignmentSubmission != nil:
+		s := want.AssignmentSubmission
+		if l.AssignmentID == nil || *l.AssignmentID != s.AssignmentID || !l.SubmissionSubmittedAt.Equal(ms(s.SubmittedAt)) ||
+			*l.SubmissionStatus != s.Status || *l.SubmissionScore != *s.Score || *l.SubmissionMaxScore != *s.MaxScore || l.SubmissionDueAt != nil {
+			t.Errorf("%s: submission columns of %s: %+v", key, want.EventID, l)
+		}
+	case want.Session != nil:
+		if l.SessionAction == nil || *l.SessionAction != want.Session.Action || *l.SessionDurationSeconds != *want.Session.DurationSeconds {
+			t.Errorf("%s: session columns of %s: %+v", key, want.EventID, l)
+		}
+	case want.ContentView != nil:
+		c := want.ContentView
+		if l.ContentID == nil || *l.ContentID != c.ContentID || *l.ContentType != c.ContentType ||
+			*l.ContentDurationSeconds != c.DurationSeconds || *l.ContentPercentComplete != *c.PercentComplete {
+			t.Errorf("%s: content view columns of %s: %+v", key, want.EventID, l)
+		}
+	default:
+		t.Errorf("%s: event %s of no learning type", key, want.EventID)
+	}
+}
+
+func get(t *testing.T, url string) int {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	if err := resp.Body.Close(); err != nil {
+		t.Error(err)
+	}
+	return resp.StatusCode
+}
+
+func getBody(t *testing.T, url string) string {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := resp.Body.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// waitFor polls cond until it holds, failing the test after 60 seconds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
