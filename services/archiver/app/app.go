@@ -16,6 +16,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/svc"
 	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/edtech-analytics/platform/services/archiver/internal/archive"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"gocloud.dev/blob"
 	_ "gocloud.dev/blob/fileblob" // file:// archives; s3blob, gcsblob and azureblob are a blank import away
@@ -106,12 +107,24 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, opts ...kgo.Opt) error
 			l.cl.Close()
 		}
 	}
+	rawStore, enrichedStore := archive.New(arch, codec, archive.RawLayer(), metrics), archive.New(arch, codec, archive.EnrichedLayer(), metrics)
+	adm, err := kafkax.NewAdmin(cfg.Kafka, deps, opts...)
+	if err != nil {
+		return err
+	}
+	defer adm.Close()
+	stopLag, err := reportLag(rt.Tel.Meter, kadm.NewClient(adm.Client), []lagSource{
+		{"raw", topics.Raw, rawStore.Published}, {"enriched", topics.Enriched, enrichedStore.Published}})
+	if err != nil {
+		return err
+	}
+	defer stopLag()
 	for _, l := range []struct {
 		name, topic string
 		store       kafkax.Store
 	}{
-		{"raw", topics.Raw, archive.New(arch, codec, archive.RawLayer(), metrics)},
-		{"enriched", topics.Enriched, archive.New(arch, codec, archive.EnrichedLayer(), metrics)},
+		{"raw", topics.Raw, rawStore},
+		{"enriched", topics.Enriched, enrichedStore},
 	} {
 		group := cfg.Group + "-" + l.name
 		consumer, err := kafkax.NewStoreConsumer(rt.Log,

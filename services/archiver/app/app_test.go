@@ -215,8 +215,23 @@ func TestRunArchivesBothLayers(t *testing.T) {
 			t.Errorf("enriched %v archived %d times", at, seen[at])
 		}
 	}
-	if body := getBody(t, "http://"+admin+"/metrics"); !strings.Contains(body, "archiver_records_archived") {
+	body := getBody(t, "http://"+admin+"/metrics")
+	if !strings.Contains(body, "archiver_records_archived") {
 		t.Error("/metrics has no archiver_records_archived")
+	}
+	var lags []string
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, "archiver_lag_records{") {
+			lags = append(lags, line)
+		}
+	}
+	if len(lags) != 8 {
+		t.Errorf("archiver_lag_records has %d series, want one per layer and partition (8): %q", len(lags), lags)
+	}
+	for _, l := range lags {
+		if !strings.HasSuffix(l, " 0") {
+			t.Errorf("lag after everything is archived: %s", l)
+		}
 	}
 
 	cancel()

@@ -51,7 +51,10 @@ type Store[T any] struct {
 	published map[int32]int64 // last offset published per partition, as the index says
 }
 
-var _ kafkax.Store = (*Store[RawRow])(nil)
+var (
+	_ kafkax.Store    = (*Store[RawRow])(nil)
+	_ kafkax.Releaser = (*Store[RawRow])(nil)
+)
 
 // New returns the store of layer in bucket. m may be nil (no metrics).
 func New[T any](bucket Bucket, codec *records.Codec, layer Layer[T], m *Metrics) *Store[T] {
@@ -262,6 +265,15 @@ func (s *Store[T]) publish(ctx context.Context, p int32, dir string, rows []T, f
 	s.m.bytes.Add(ctx, int64(buf.Len()), layer)
 	s.m.records.Add(ctx, int64(len(rows)), layer)
 	return nil
+}
+
+// Release forgets what the store knew of partitions the consumer gave up: their lag is the new owner's.
+func (s *Store[T]) Release(_ context.Context, _ string, partitions []int32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range partitions {
+		delete(s.published, p)
+	}
 }
 
 // Published returns the last offset published of each partition this store has read or written the
