@@ -76,6 +76,5 @@ replace (
 	github.com/edtech-analytics/platform/libs/records => ../../libs/records
 	github.com/edtech-analytics/platform/libs/svc => ../../libs/svc
 	github.com/edtech-analytics/platform/libs/testenv/kafkatest => ../../libs/testenv/kafkatest
-	github.com/edtech-analytics/platform/libs/testenv/sampledata => ../../libs/testenv/sampledata
 	github.com/edtech-analytics/platform/schemas => ../../schemas
 )

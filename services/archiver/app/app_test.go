@@ -89,7 +89,10 @@ func TestRunArchivesBothLayers(t *testing.T) {
 		done <- app.Run(ctx, cfg, svc.Runtime{Log: slog.New(slog.NewJSONHandler(logs, nil)), Tel: tel}, kafkatest.GroupOpts()...)
 	}()
 	admin := logs.Addr(t, "admin listening", nil)
-	waitFor(t, "/readyz", func() bool { return get(t, "http://"+admin+"/readyz") == http.StatusOK })
+	waitFor(t, "/readyz", func() bool {
+		status, _ := get(t, "http://"+admin+"/readyz")
+		return status == http.StatusOK
+	})
 
 	codec, err := stream.NewCodec(t.Context(), kcfg)
 	if err != nil {
@@ -215,7 +218,7 @@ func TestRunArchivesBothLayers(t *testing.T) {
 			t.Errorf("enriched %v archived %d times", at, seen[at])
 		}
 	}
-	body := getBody(t, "http://"+admin+"/metrics")
+	_, body := get(t, "http://"+admin+"/metrics")
 	if !strings.Contains(body, "archiver_records_archived") {
 		t.Error("/metrics has no archiver_records_archived")
 	}
@@ -288,7 +291,8 @@ func checkRaw(t *testing.T, key string, row archive.RawRow, want *records.RawEve
 	}
 }
 
-func get(t *testing.T, url string) int {
+// get returns the status and body of url; status 0 when nothing answers.
+func get(t *testing.T, url string) (int, string) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
 	if err != nil {
@@ -296,23 +300,7 @@ func get(t *testing.T, url string) int {
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0
-	}
-	if err := resp.Body.Close(); err != nil {
-		t.Error(err)
-	}
-	return resp.StatusCode
-}
-
-func getBody(t *testing.T, url string) string {
-	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+		return 0, ""
 	}
 	defer func() {
 		if err := resp.Body.Close(); err != nil {
@@ -323,7 +311,7 @@ func getBody(t *testing.T, url string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return string(b)
+	return resp.StatusCode, string(b)
 }
 
 // waitFor polls cond until it holds, failing the test after 60 seconds.
