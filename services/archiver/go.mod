@@ -9,8 +9,6 @@ require (
 	github.com/edtech-analytics/platform/libs/records v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/svc v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/testenv/kafkatest v0.0.0-00010101000000-000000000000
-	github.com/google/uuid v1.6.0
-	github.com/parquet-go/parquet-go v0.32.1
 	github.com/twmb/franz-go v1.22.2
 	github.com/twmb/franz-go/pkg/kadm v1.19.0
 	go.opentelemetry.io/otel v1.47.0
@@ -20,10 +18,16 @@ require (
 )
 
 require (
+	github.com/google/uuid v1.6.0 // indirect
+	github.com/parquet-go/parquet-go v0.32.1 // indirect
+)
+
+require (
 	github.com/andybalholm/brotli v1.3.0 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/edtech-analytics/platform/libs/archive v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/schemas v0.0.0-00010101000000-000000000000 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
@@ -34,7 +38,7 @@ require (
 	github.com/json-iterator/go v1.1.12 // indirect
 	github.com/klauspost/compress v1.20.4 // indirect
 	github.com/modern-go/concurrent v0.0.0-20180306012644-bacd9c7ef1dd // indirect
-	github.com/modern-go/reflect2 v1.0.2 // indirect
+	github.com/modern-go/reflect2 v1.0.3-0.20250322232337-35a7c28c31ee // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/parquet-go/bitpack v1.0.3 // indirect
 	github.com/parquet-go/jsonlite v1.5.5 // indirect
@@ -78,3 +82,5 @@ replace (
 	github.com/edtech-analytics/platform/libs/testenv/kafkatest => ../../libs/testenv/kafkatest
 	github.com/edtech-analytics/platform/schemas => ../../schemas
 )
+
+replace github.com/edtech-analytics/platform/libs/archive => ../../libs/archive

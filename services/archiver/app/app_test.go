@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edtech-analytics/platform/libs/archive"
+	"github.com/edtech-analytics/platform/libs/archive/archivetest"
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/obs"
 	"github.com/edtech-analytics/platform/libs/obs/obstest"
@@ -22,8 +24,6 @@ import (
 	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
 	"github.com/edtech-analytics/platform/services/archiver/app"
-	"github.com/edtech-analytics/platform/services/archiver/internal/archive"
-	"github.com/edtech-analytics/platform/services/archiver/internal/archivetest"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edtech-analytics/platform/services/archiver/internal/archive"
+	"github.com/edtech-analytics/platform/libs/archive"
 )
 
 func TestFileNamesSortByOffsetAndParseBack(t *testing.T) {

@@ -11,9 +11,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/edtech-analytics/platform/libs/archive"
+	"github.com/edtech-analytics/platform/libs/archive/archivetest"
 	"github.com/edtech-analytics/platform/libs/records"
-	"github.com/edtech-analytics/platform/services/archiver/internal/archive"
-	"github.com/edtech-analytics/platform/services/archiver/internal/archivetest"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"gocloud.dev/blob/fileblob"
 )

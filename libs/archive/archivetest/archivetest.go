@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edtech-analytics/platform/libs/archive"
 	"github.com/edtech-analytics/platform/libs/records"
-	"github.com/edtech-analytics/platform/services/archiver/internal/archive"
 	"github.com/parquet-go/parquet-go"
 )
 
