@@ -1,7 +1,10 @@
 package archive_test
 
 import (
+	"context"
+	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,4 +36,56 @@ func TestDirIsHiveStyleByUTCDay(t *testing.T) {
 	if got := archive.Dir("enriched", "lake side/1", at); got != "enriched/tenant_id=lake%20side%2F1/date=2026-03-03/" {
 		t.Fatalf("Dir = %s", got)
 	}
+}
+
+func TestFilesLeaveOutWhatACompactedFileCovers(t *testing.T) {
+	dir := archive.Dir("enriched", "lakeside", time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC))
+	other := archive.Dir("enriched", "lakeside", time.Date(2026, 3, 3, 0, 0, 0, 0, time.UTC))
+	b := memBucket{
+		dir + archive.FileName(1, 0, 9):     nil,
+		dir + archive.FileName(1, 10, 19):   nil,
+		dir + archive.FileName(1, 0, 19):    nil, // compacted: covers the two above
+		dir + archive.FileName(1, 20, 29):   nil,
+		dir + archive.FileName(2, 5, 6):     nil, // another partition
+		other + archive.FileName(1, 3, 4):   nil, // another day
+		"enriched/tenant_id=lakeside/x.txt": nil,
+		archive.IndexKey("enriched", 1):     nil,
+	}
+	files, err := archive.Files(t.Context(), b, archive.TenantPrefix("enriched", "lakeside"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, f := range files {
+		got = append(got, f.Key)
+	}
+	want := []string{dir + archive.FileName(1, 0, 19), dir + archive.FileName(1, 20, 29), dir + archive.FileName(2, 5, 6),
+		other + archive.FileName(1, 3, 4)}
+	if !slices.Equal(got, want) {
+		t.Fatalf("Files = %v\nwant %v", got, want)
+	}
+	if f := files[0]; f.Tenant != "lakeside" || f.Layer != "enriched" || f.Partition != 1 || f.First != 0 || f.Last != 19 ||
+		!f.Day.Equal(time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)) {
+		t.Fatalf("Files[0] = %+v", f)
+	}
+}
+
+// memBucket lists its keys; the other operations are not used by the tests that take it.
+type memBucket map[string][]byte
+
+func (m memBucket) WriteAll(context.Context, string, []byte) error { return errors.ErrUnsupported }
+func (m memBucket) ReadAll(context.Context, string) ([]byte, error) {
+	return nil, errors.ErrUnsupported
+}
+func (m memBucket) Copy(context.Context, string, string) error { return errors.ErrUnsupported }
+func (m memBucket) Delete(context.Context, string) error       { return errors.ErrUnsupported }
+func (m memBucket) List(_ context.Context, prefix string) ([]string, error) {
+	var keys []string
+	for k := range m {
+		if strings.HasPrefix(k, prefix) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	return keys, nil
 }

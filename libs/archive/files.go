@@ -1,0 +1,89 @@
+package archive
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"net/url"
+	"path"
+	"slices"
+	"strings"
+	"time"
+)
+
+// File is a published data file of the archive, as its key describes it.
+type File struct {
+	Key         string
+	Layer       string
+	Tenant      string
+	Day         time.Time // UTC
+	Partition   int32
+	First, Last int64 // the first and last offsets it holds
+}
+
+// TenantPrefix is the prefix of every file of a tenant in a layer.
+func TenantPrefix(layer, tenant string) string {
+	return fmt.Sprintf("%s/tenant_id=%s/", layer, url.PathEscape(tenant))
+}
+
+// ParseKey reads a data file's key back; ok is false for any other key (indexes, temporaries, foreign
+// objects).
+func ParseKey(key string) (f File, ok bool) {
+	elems := strings.Split(key, "/")
+	if len(elems) != 4 {
+		return File{}, false
+	}
+	tenant, found := strings.CutPrefix(elems[1], "tenant_id=")
+	date, found2 := strings.CutPrefix(elems[2], "date=")
+	if !found || !found2 {
+		return File{}, false
+	}
+	t, err := url.PathUnescape(tenant)
+	if err != nil {
+		return File{}, false
+	}
+	day, err := time.Parse(time.DateOnly, date)
+	if err != nil {
+		return File{}, false
+	}
+	p, first, last, ok := ParseFileName(elems[3])
+	if !ok {
+		return File{}, false
+	}
+	return File{Key: key, Layer: elems[0], Tenant: t, Day: day, Partition: p, First: first, Last: last}, true
+}
+
+// Files lists the data files under prefix (TenantPrefix, or a layer's "raw/"), ordered by directory,
+// partition and first offset. A file whose offsets another file of the same partition and directory
+// covers is left out: compaction publishes the merged file before it deletes the files merged, so for
+// a moment (or after a crash, until the next compaction) both exist, and the merged one holds every row.
+func Files(ctx context.Context, b Bucket, prefix string) ([]File, error) {
+	keys, err := b.List(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	var files []File
+	for _, k := range keys {
+		if f, ok := ParseKey(k); ok {
+			files = append(files, f)
+		}
+	}
+	slices.SortFunc(files, func(a, b File) int {
+		return cmp.Or(strings.Compare(path.Dir(a.Key), path.Dir(b.Key)), cmp.Compare(a.Partition, b.Partition),
+			cmp.Compare(a.First, b.First), cmp.Compare(b.Last, a.Last))
+	})
+	out := files[:0]
+	for _, f := range files {
+		if n := len(out); n > 0 && Covers(out[n-1], f) {
+			continue
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+// Covers reports whether a holds every offset of b: same directory and partition, and b's range inside
+// a's.
+func Covers(a, b File) bool {
+	return path.Dir(a.Key) == path.Dir(b.Key) && a.Partition == b.Partition && a.First <= b.First && b.Last <= a.Last
+}
