@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/edtech-analytics/platform/libs/archive"
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/tenancy"
@@ -89,6 +90,11 @@ type Config struct {
 	// Progress, if set, is called about once a second and at each phase change.
 	Progress func(Progress)
 	Log      *slog.Logger
+	// Archive, if set, is the archive (libs/archive) whose enriched layer the replay reads the district's
+	// history from: its own files up to the offsets the archive's index records, then the topic from the
+	// offset after. Neither the topic's retention nor the other districts' records of the partition
+	// matter then. A partition the archive has no index of is replayed from the topic alone.
+	Archive archive.Bucket
 	// Keys open the identifying fields the enricher sealed (a *keyring.Keyring), as the sink's do.
 	Keys pgstore.Keys
 }
@@ -156,15 +162,17 @@ type Kept struct {
 // Report is what a rebuild or rollback did.
 type Report struct {
 	// ID names the rebuild or rollback: its start time, UTC, to the second.
-	ID         string    `json:"id"`
-	Action     string    `json:"action"` // "rebuild" or "rollback"
-	TenantID   string    `json:"tenant_id"`
-	Instance   string    `json:"instance"`
-	Schema     string    `json:"schema"`
-	Partitions []int32   `json:"partitions"`
-	Scanned    int64     `json:"scanned"`
-	Applied    int64     `json:"applied"`
-	Truncated  []History `json:"truncated,omitempty"` // partitions whose start retention removed (AllowTruncatedHistory)
+	ID         string  `json:"id"`
+	Action     string  `json:"action"` // "rebuild" or "rollback"
+	TenantID   string  `json:"tenant_id"`
+	Instance   string  `json:"instance"`
+	Schema     string  `json:"schema"`
+	Partitions []int32 `json:"partitions"`
+	Scanned    int64   `json:"scanned"`
+	// FromArchive counts the records of Scanned read from the archive (Config.Archive).
+	FromArchive int64     `json:"from_archive,omitempty"`
+	Applied     int64     `json:"applied"`
+	Truncated   []History `json:"truncated,omitempty"` // partitions whose start retention removed (AllowTruncatedHistory)
 	// Verification checks the shadow against the log (a rebuild) or the kept tables' catch-up (a rollback).
 	Verification Verification      `json:"verification"`
 	Tables       []TableComparison `json:"tables,omitempty"`
@@ -217,6 +225,13 @@ func Run(ctx context.Context, instances *fleet.Fleet, codec *records.Codec, read
 		return report, err
 	}
 	report.Partitions = parts
+	var arch *fromArchive
+	if cfg.Archive != nil {
+		// The archived partitions start at the archive's first file; their topic history is not needed.
+		if arch, starts, err = openArchive(ctx, cfg.Archive, d.tenant.ID, parts, starts); err != nil {
+			return report, err
+		}
+	}
 	truncated, err := checkHistory(ctx, kadm.NewClient(reader), topic, parts, starts, d.tenant.CreatedAt)
 	if err != nil {
 		return report, err
@@ -232,6 +247,7 @@ func Run(ctx context.Context, instances *fleet.Fleet, codec *records.Codec, read
 	if err != nil {
 		return report, err
 	}
+	r.arch = arch
 	if err := r.prepareShadow(ctx, parts, starts); err != nil {
 		return r.report, err
 	}

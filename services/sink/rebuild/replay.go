@@ -142,10 +142,11 @@ type run struct {
 	codec       *records.Codec
 	applier     *pgstore.Applier
 	cl          *kgo.Client
-	schema      string // the live district schema
-	shadow      string // where a rebuild assembles the new tables
-	retired     string // where replaced tables are kept
-	target      string // where records are applied: the shadow (rebuild) or the kept tables (rollback)
+	arch        *fromArchive // while the replay reads the archive; nil when it reads only the topic
+	schema      string       // the live district schema
+	shadow      string       // where a rebuild assembles the new tables
+	retired     string       // where replaced tables are kept
+	target      string       // where records are applied: the shadow (rebuild) or the kept tables (rollback)
 	start       time.Time
 	parts       map[int32]*part
 	caps        map[int32]int64 // the live sink's stored offsets, as last read
@@ -212,7 +213,9 @@ func (r *run) consume(parts []int32, from map[int32]int64) {
 	consume := map[int32]kgo.Offset{}
 	for _, p := range parts {
 		r.parts[p] = &part{start: from[p], next: from[p], fetched: from[p]}
-		consume[p] = kgo.NewOffset().At(from[p])
+		if !r.archived(p) { // an archived partition is fetched from the topic once its files are read
+			consume[p] = kgo.NewOffset().At(from[p])
+		}
 	}
 	r.cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{r.topic: consume})
 }
@@ -259,7 +262,7 @@ func (r *run) replay(ctx context.Context) error {
 		if r.lag() <= r.cfg.SwitchLag && r.inHand() {
 			return nil
 		}
-		if err := r.poll(ctx); err != nil {
+		if err := r.fetch(ctx); err != nil {
 			return err
 		}
 		if r.due() || r.inHand() {
@@ -288,7 +291,7 @@ func (r *run) catchUp(ctx context.Context, tx pgx.Tx) error {
 	}
 	for r.lag() > 0 {
 		if !r.inHand() {
-			if err := r.poll(ctx); err != nil {
+			if err := r.fetch(ctx); err != nil {
 				return err
 			}
 			continue
@@ -530,6 +533,14 @@ func (r *run) due() bool {
 		}
 	}
 	return n >= r.cfg.BatchRecords
+}
+
+// fetch reads the next records: from the archive while the replay reads it, from the topic after.
+func (r *run) fetch(ctx context.Context) error {
+	if r.arch != nil {
+		return r.pollArchive(ctx)
+	}
+	return r.poll(ctx)
 }
 
 // poll fetches once, keeping and decoding the district's records (by key) and counting the rest as

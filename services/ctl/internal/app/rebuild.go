@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/edtech-analytics/platform/libs/archive"
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/edtech-analytics/platform/libs/tenancy"
@@ -19,7 +20,7 @@ import (
 	"github.com/edtech-analytics/platform/services/sink/rebuild"
 )
 
-const rebuildSynopsis = "--tenant ID [--dry-run] [--accept-diff] [--all-partitions] [--group NAME] | --tenant ID --rollback [--dry-run] | --tenant ID --drop-old (Kafka flags: -h)"
+const rebuildSynopsis = "--tenant ID [--archive.url URL] [--dry-run] [--accept-diff] [--all-partitions] [--group NAME] | --tenant ID --rollback [--dry-run] | --tenant ID --drop-old (Kafka flags: -h)"
 
 // runRebuild rebuilds a district's sink state from a replay of the enriched topic into a shadow schema,
 // verifies it against the log, compares it with the live tables and swaps it in if it is equal or the
@@ -35,6 +36,7 @@ func runRebuild(ctx context.Context, e Env, args []string) error {
 	all := fs.Bool("all-partitions", false, "scan every partition, not only the district's (always for a hot district)")
 	group := fs.String("group", "edtech-sink", "the live sink's consumer group (its stored offsets are caught up to)")
 	truncated := fs.Bool("allow-truncated-history", false, "rebuild even if retention removed the district's first records from the topic")
+	archiveURL := fs.String("archive.url", e.Getenv("ARCHIVE_URL"), "the archive (a gocloud.dev/blob URL, as the archiver's ARCHIVE_URL): replay the district's own archived records, then the topic from where the archive ends (env ARCHIVE_URL)")
 	var kcfg kafkax.Config
 	kcfg.RegisterFlags(fs)
 	if err := parse(fs, c, args); err != nil {
@@ -79,10 +81,19 @@ func runRebuild(ctx context.Context, e Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	var arch archive.Bucket
+	if *archiveURL != "" && !*rollback {
+		b, err := openArchive(ctx, *archiveURL)
+		if err != nil {
+			return err
+		}
+		defer closeArchive(b, e)
+		arch = archive.Blob{B: b}
+	}
 	progress := &errWriter{w: e.Stderr} // a failed progress line is reported after the rebuild, not in its middle
 	cfg := rebuild.Config{
 		TenantID: *tenant, Group: *group, Kafka: kcfg.ForService("ctl-rebuild"), AllPartitions: *all, DryRun: *dryRun,
-		AcceptDiff: *acceptDiff, AllowTruncatedHistory: *truncated, Keys: keys,
+		AcceptDiff: *acceptDiff, AllowTruncatedHistory: *truncated, Keys: keys, Archive: arch,
 		Progress: func(p rebuild.Progress) {
 			pct := 100.0
 			if p.Target > 0 {
@@ -232,8 +243,12 @@ func writeRebuildReport(w io.Writer, report rebuild.Report, outcome string) erro
 	if report.Action == "rollback" {
 		what = "kept state"
 	}
-	out.printf("district %s (instance %s, partitions %v), %s %s: replayed %d of %d records in %s; %s %s the live one; %s\n",
-		report.TenantID, report.Instance, report.Partitions, report.Action, report.ID, report.Applied, report.Scanned,
+	fromArchive := ""
+	if report.FromArchive > 0 {
+		fromArchive = fmt.Sprintf(" (%d from the archive)", report.FromArchive)
+	}
+	out.printf("district %s (instance %s, partitions %v), %s %s: replayed %d of %d records%s in %s; %s %s the live one; %s\n",
+		report.TenantID, report.Instance, report.Partitions, report.Action, report.ID, report.Applied, report.Scanned, fromArchive,
 		report.Elapsed.Round(time.Millisecond), what, same, outcome)
 	return out.Err()
 }

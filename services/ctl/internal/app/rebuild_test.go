@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edtech-analytics/platform/libs/archive"
 	"github.com/edtech-analytics/platform/libs/conf"
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/keyring"
@@ -22,7 +23,9 @@ import (
 	"github.com/edtech-analytics/platform/libs/tenancy/audit"
 	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
 	sink "github.com/edtech-analytics/platform/services/sink/app"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"gocloud.dev/blob/fileblob"
 )
 
 // TestRebuildCommand: with the sink running, ctl rebuild repairs a district whose live table was
@@ -170,10 +173,64 @@ func TestRebuildCommand(t *testing.T) {
 	if !slices.Equal(actions, want) {
 		t.Errorf("audited = %q, want %q", actions, want)
 	}
+	// From the archive: every record of the topic archived, the dry run reads north's from the files and
+	// finds the state it rebuilds identical to the live one.
+	dir := t.TempDir()
+	archiveTopic(t, codec, kcfg, dir)
+	out = mustCtl(t, url, append([]string{"rebuild", "--tenant", "north", "--dry-run", "--archive.url", "file://" + dir}, kafkaFlags...)...)
+	if want := fmt.Sprintf("replayed %d of %d records (%d from the archive)", n/2, n/2, n/2); !strings.Contains(out, want) || !strings.Contains(out, "identical to") {
+		t.Errorf("dry run from the archive printed %q, want %q and the state identical", out, want)
+	}
+	if _, _, err := ctl(t, url, append([]string{"rebuild", "--tenant", "north", "--archive.url", "nowhere://x"}, kafkaFlags...)...); err == nil ||
+		!strings.Contains(err.Error(), "--archive.url") {
+		t.Errorf("an archive URL of no known scheme: %v", err)
+	}
 	if _, _, err := ctl(t, url, "rebuild", "--tenant", "Nope!"); err == nil || !strings.Contains(err.Error(), "--tenant") {
 		t.Errorf("bad tenant: %v", err)
 	}
 	if _, _, err := ctl(t, url, "rebuild", "--tenant", "north", "--rollback", "--drop-old"); !errors.Is(err, ErrUsage) {
 		t.Errorf("--rollback --drop-old: %v, want a usage error", err)
+	}
+}
+
+// archiveTopic archives every record of the enriched topic into the directory dir, as the archiver does.
+func archiveTopic(t *testing.T, codec *records.Codec, kcfg kafkax.Config, dir string) {
+	t.Helper()
+	topic := kcfg.Topics().Enriched
+	cl, err := kgo.NewClient(kgo.SeedBrokers(kcfg.Brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(t.Context(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := map[int32]kgo.Offset{}
+	left := 0
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			from[o.Partition] = kgo.NewOffset().AtStart()
+			left += int(o.Offset)
+		}
+	})
+	cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{topic: from})
+	b, err := fileblob.OpenBucket(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = b.Close() }()
+	st := archive.New(archive.Blob{B: b}, codec, archive.EnrichedLayer(), nil)
+	for left > 0 {
+		fetches := cl.PollFetches(t.Context())
+		if err := fetches.Err(); err != nil {
+			t.Fatal(err)
+		}
+		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+			if err := st.Write(t.Context(), topic, fp.Partition, fp.Records); err != nil {
+				t.Fatal(err)
+			}
+			left -= len(fp.Records)
+		})
 	}
 }
