@@ -21,14 +21,6 @@ type Record struct {
 	Value     []byte
 }
 
-// positionRow is the part of either layer's rows a Reader reads: the Parquet reader skips the other
-// columns.
-type positionRow struct {
-	Record         []byte `parquet:"record"`
-	KafkaPartition int32  `parquet:"kafka_partition"`
-	KafkaOffset    int64  `parquet:"kafka_offset"`
-}
-
 // Reader reads the records of a set of files (from Files), one partition after another, each
 // partition's records in offset order across the files that hold them (files of different days of one
 // partition interleave in offsets). It holds the files of a partition open only while its records are
@@ -39,14 +31,13 @@ type Reader struct {
 	files  map[int32][]File // by partition, by first offset; those not yet opened
 	limit  map[int32]int64  // the last offset read of a partition, if limited
 	open   cursors
-	buf    []positionRow
 }
 
 // NewReader reads files from b. Files not of a data key or holding nothing up to limit are skipped when
 // reached. limit, if not nil, is the last offset to read of each partition: a partition absent from it
 // is not read (files past the archive's index may hold records the index does not cover yet).
 func NewReader(b Bucket, files []File, limit map[int32]int64) *Reader {
-	r := &Reader{bucket: b, files: map[int32][]File{}, limit: limit, buf: make([]positionRow, 1024)}
+	r := &Reader{bucket: b, files: map[int32][]File{}, limit: limit}
 	for _, f := range files {
 		if limit != nil {
 			last, ok := limit[f.Partition]
@@ -88,7 +79,6 @@ func (r *Reader) Next(ctx context.Context, n int) (int32, []Record, error) {
 // every file that starts at or below it.
 func (r *Reader) next(ctx context.Context, p int32, n int) ([]Record, error) {
 	var out []Record
-	var arena []byte
 	for len(out) < n {
 		pending := r.files[p]
 		for len(pending) > 0 && (r.open.Len() == 0 || pending[0].First <= r.open[0].offset()) {
@@ -106,25 +96,20 @@ func (r *Reader) next(ctx context.Context, p int32, n int) ([]Record, error) {
 			return out, nil
 		}
 		c := r.open[0]
-		row := c.rows[c.i]
-		if last, ok := r.limit[p]; ok && row.KafkaOffset > last {
-			heap.Pop(&r.open).(*cursor).close()
+		off, value := c.offset(), c.values[c.i]
+		if last, ok := r.limit[p]; ok && off > last {
+			heap.Pop(&r.open)
 			continue
 		}
-		if row.KafkaPartition != p {
-			return nil, fmt.Errorf("%s: a row of partition %d", c.key, row.KafkaPartition)
+		if len(out) > 0 && off <= out[len(out)-1].Offset {
+			return nil, fmt.Errorf("%s: offset %d again or out of order", c.key, off)
 		}
-		if len(out) > 0 && row.KafkaOffset <= out[len(out)-1].Offset {
-			return nil, fmt.Errorf("%s: offset %d again or out of order", c.key, row.KafkaOffset)
-		}
-		start := len(arena)
-		arena = append(arena, row.Record...)
-		out = append(out, Record{Partition: p, Offset: row.KafkaOffset, Value: arena[start:len(arena):len(arena)]})
+		out = append(out, Record{Partition: p, Offset: off, Value: value})
 		if err := c.advance(); err != nil {
 			return nil, err
 		}
 		if c.done {
-			heap.Pop(&r.open).(*cursor).close()
+			heap.Pop(&r.open)
 		} else {
 			heap.Fix(&r.open, 0)
 		}
@@ -138,53 +123,109 @@ func (r *Reader) openFile(ctx context.Context, f File) (*cursor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", f.Key, err)
 	}
-	c := &cursor{key: f.Key, pr: parquet.NewGenericReader[positionRow](bytes.NewReader(b)), buf: r.buf}
-	r.buf = nil // each cursor reads into a buffer of its own; the first takes the reader's
+	pf, err := parquet.OpenFile(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", f.Key, err)
+	}
+	c := &cursor{key: f.Key, partition: f.Partition, groups: pf.RowGroups()}
+	for i, name := range []string{"record", "kafka_offset", "kafka_partition"} {
+		leaf, ok := pf.Schema().Lookup(name)
+		if !ok {
+			return nil, fmt.Errorf("%s: no column %s", f.Key, name)
+		}
+		c.columns[i] = leaf.ColumnIndex
+	}
 	if err := c.advance(); err != nil {
-		c.close()
 		return nil, err
 	}
 	if c.done {
-		c.close()
 		return nil, nil
 	}
 	return c, nil
 }
 
-// cursor is an open file at its next row.
+// cursor is an open file at its next row. It reads only the columns it needs, a row group at a time.
 type cursor struct {
-	key  string
-	pr   *parquet.GenericReader[positionRow]
-	buf  []positionRow
-	rows []positionRow
-	i    int
-	done bool
+	key       string
+	partition int32
+	groups    []parquet.RowGroup
+	columns   [3]int // indexes of the record, kafka_offset and kafka_partition columns
+	values    [][]byte
+	offsets   []int64
+	i         int
+	done      bool
 }
 
-func (c *cursor) offset() int64 { return c.rows[c.i].KafkaOffset }
+func (c *cursor) offset() int64 { return c.offsets[c.i] }
 
-// advance moves to the next row, reading the next rows of the file when the buffer is used up.
+// advance moves to the next row, reading the next row group when this one is used up.
 func (c *cursor) advance() error {
-	if c.rows != nil && c.i+1 < len(c.rows) {
+	if c.offsets != nil && c.i+1 < len(c.offsets) {
 		c.i++
 		return nil
 	}
-	if c.buf == nil {
-		c.buf = make([]positionRow, 1024)
-	}
-	n, err := c.pr.Read(c.buf)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("reading %s: %w", c.key, err)
-	}
-	if n == 0 {
-		c.done = true
+	for len(c.groups) > 0 {
+		rg := c.groups[0]
+		c.groups = c.groups[1:]
+		chunks := rg.ColumnChunks()
+		var values, offsets, partitions []parquet.Value
+		for i, dst := range []*[]parquet.Value{&values, &offsets, &partitions} {
+			var err error
+			if *dst, err = readColumn(chunks[c.columns[i]], rg.NumRows()); err != nil {
+				return fmt.Errorf("reading %s: %w", c.key, err)
+			}
+		}
+		if len(values) != len(offsets) || len(values) != len(partitions) {
+			return fmt.Errorf("%s: columns of %d, %d and %d values", c.key, len(values), len(offsets), len(partitions))
+		}
+		if len(values) == 0 {
+			continue
+		}
+		c.values, c.offsets, c.i = make([][]byte, len(values)), make([]int64, len(values)), 0
+		var size int
+		for _, v := range values {
+			size += len(v.ByteArray())
+		}
+		arena := make([]byte, 0, size) // the values outlive the pages they were read from
+		for i, v := range values {
+			if p := partitions[i].Int32(); p != c.partition {
+				return fmt.Errorf("%s: a row of partition %d", c.key, p)
+			}
+			start := len(arena)
+			arena = append(arena, v.ByteArray()...)
+			c.values[i], c.offsets[i] = arena[start:len(arena):len(arena)], offsets[i].Int64()
+		}
 		return nil
 	}
-	c.rows, c.i = c.buf[:n], 0
+	c.done, c.values, c.offsets = true, nil, nil
 	return nil
 }
 
-func (c *cursor) close() { _ = c.pr.Close() } // reads from memory: nothing to fail
+// readColumn reads every value of a column chunk of n rows.
+func readColumn(chunk parquet.ColumnChunk, n int64) (out []parquet.Value, err error) {
+	pages := chunk.Pages()
+	defer func() { err = errors.Join(err, pages.Close()) }()
+	out = make([]parquet.Value, 0, n)
+	for {
+		page, err := pages.ReadPage()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		vals := page.Values()
+		buf := make([]parquet.Value, page.NumValues())
+		k, err := vals.ReadValues(buf)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, err
+		}
+		for _, v := range buf[:k] {
+			out = append(out, v.Clone())
+		}
+		parquet.Release(page)
+	}
+}
 
 // cursors is a heap of open files by their next offset.
 type cursors []*cursor

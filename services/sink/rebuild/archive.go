@@ -23,7 +23,64 @@ var ErrArchiveGap = errors.New("the archive and the topic do not meet")
 type fromArchive struct {
 	reader *archive.Reader
 	upTo   map[int32]int64 // the last offset archived of each partition, by the index
-	cur    int32           // the partition being read; -1 before the first
+	// batches carries what a goroutine read and decoded ahead, so that reading the files and decoding
+	// run beside the transactions that apply what came before.
+	batches chan archiveBatch
+	stop    context.CancelFunc
+	done    chan struct{}
+}
+
+// archiveBatch is the next records of a partition read from the archive and decoded; eof: no more.
+type archiveBatch struct {
+	p       int32
+	decoded []pgstore.Record
+	last    int64
+	err     error
+	eof     bool
+}
+
+// start reads and decodes batches of n records ahead, one batch in hand beside the one being applied.
+func (a *fromArchive) start(ctx context.Context, r *run, n int) {
+	ctx, a.stop = context.WithCancel(ctx)
+	a.batches, a.done = make(chan archiveBatch, 1), make(chan struct{})
+	go func() {
+		defer close(a.done)
+		for {
+			b := a.read(ctx, r, n)
+			select {
+			case a.batches <- b:
+			case <-ctx.Done():
+				return
+			}
+			if b.eof || b.err != nil {
+				return
+			}
+		}
+	}()
+}
+
+func (a *fromArchive) read(ctx context.Context, r *run, n int) archiveBatch {
+	p, recs, err := a.reader.Next(ctx, n)
+	if errors.Is(err, io.EOF) {
+		return archiveBatch{eof: true}
+	}
+	if err != nil {
+		return archiveBatch{err: fmt.Errorf("reading the archive: %w", err)}
+	}
+	krecs := make([]*kgo.Record, len(recs))
+	for i, rec := range recs {
+		krecs[i] = &kgo.Record{Key: r.key, Topic: r.topic, Partition: p, Offset: rec.Offset, Value: rec.Value}
+	}
+	decoded, err := pgstore.Decode(ctx, r.codec, r.cfg.Keys, r.cfg.Log, krecs)
+	return archiveBatch{p: p, decoded: decoded, last: recs[len(recs)-1].Offset, err: err}
+}
+
+// close stops the reading goroutine and waits for it.
+func (a *fromArchive) close() {
+	if a.stop != nil {
+		a.stop()
+		<-a.done
+	}
 }
 
 // archivedUpTo reads the archive's index of each partition: the last offset it has published. A
@@ -76,7 +133,7 @@ func openArchive(ctx context.Context, b archive.Bucket, tenant string, parts []i
 	if err != nil {
 		return nil, nil, fmt.Errorf("listing the archive of district %s: %w", tenant, err)
 	}
-	return &fromArchive{reader: archive.NewReader(b, files, upTo), upTo: upTo, cur: -1}, starts, nil
+	return &fromArchive{reader: archive.NewReader(b, files, upTo), upTo: upTo}, starts, nil
 }
 
 // archived reports whether the replay still reads partition p from the archive.
@@ -88,35 +145,35 @@ func (r *run) archived(p int32) bool {
 	return ok
 }
 
-// pollArchive reads the next records of the district from the archive, as poll reads them from the
-// topic. When a partition's files are read to the end, it is fetched from the topic from the offset after
-// its archive; when all are, the archive is done with.
+// pollArchive takes the next records of the district read from the archive, as poll takes them from
+// the topic. When a partition's files are read to the end, it is fetched from the topic from the offset
+// after its archive; when all are, the archive is done with.
 func (r *run) pollArchive(ctx context.Context) error {
-	p, recs, err := r.arch.reader.Next(ctx, r.cfg.BatchRecords)
-	if errors.Is(err, io.EOF) {
+	if r.arch.batches == nil {
+		r.arch.start(ctx, r, r.cfg.BatchRecords)
+	}
+	var b archiveBatch
+	select {
+	case b = <-r.arch.batches:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	switch {
+	case b.err != nil:
+		return b.err
+	case b.eof:
 		r.endArchive(-1)
 		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("reading the archive: %w", err)
-	}
-	r.endArchive(p)
-	st := r.parts[p]
-	krecs := make([]*kgo.Record, len(recs))
-	for i, rec := range recs {
-		krecs[i] = &kgo.Record{Key: r.key, Topic: r.topic, Partition: p, Offset: rec.Offset, Value: rec.Value}
-	}
-	decoded, err := pgstore.Decode(ctx, r.codec, r.cfg.Keys, r.cfg.Log, krecs)
-	if err != nil {
-		return err
-	}
-	for _, d := range decoded {
+	r.endArchive(b.p)
+	st := r.parts[b.p]
+	for _, d := range b.decoded {
 		r.seen[recordType(d)]++
 	}
-	r.report.Scanned += int64(len(recs))
-	r.report.FromArchive += int64(len(recs))
-	st.pending = append(st.pending, decoded...)
-	st.fetched = recs[len(recs)-1].Offset + 1
+	r.report.Scanned += int64(len(b.decoded))
+	r.report.FromArchive += int64(len(b.decoded))
+	st.pending = append(st.pending, b.decoded...)
+	st.fetched = b.last + 1
 	r.resume()
 	return nil
 }
@@ -138,6 +195,7 @@ func (r *run) endArchive(p int32) {
 		r.cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{r.topic: consume})
 	}
 	if p < 0 {
+		r.arch.close()
 		r.arch = nil
 	}
 	r.resume()

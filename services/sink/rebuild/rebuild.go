@@ -248,6 +248,11 @@ func Run(ctx context.Context, instances *fleet.Fleet, codec *records.Codec, read
 		return report, err
 	}
 	r.arch = arch
+	defer func() {
+		if r.arch != nil {
+			r.arch.close()
+		}
+	}()
 	if err := r.prepareShadow(ctx, parts, starts); err != nil {
 		return r.report, err
 	}
