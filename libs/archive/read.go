@@ -19,6 +19,8 @@ type Record struct {
 	Partition int32
 	Offset    int64
 	Value     []byte
+	Key       []byte // as the topic held it; nil in files written before the column was
+	EventID   string
 }
 
 // Reader reads the records of a set of files (from Files), one partition after another, each
@@ -104,7 +106,7 @@ func (r *Reader) next(ctx context.Context, p int32, n int) ([]Record, error) {
 		if len(out) > 0 && off <= out[len(out)-1].Offset {
 			return nil, fmt.Errorf("%s: offset %d again or out of order", c.key, off)
 		}
-		out = append(out, Record{Partition: p, Offset: off, Value: value})
+		out = append(out, Record{Partition: p, Offset: off, Value: value, Key: c.keys[c.i], EventID: c.ids[c.i]})
 		if err := c.advance(); err != nil {
 			return nil, err
 		}
@@ -128,12 +130,16 @@ func (r *Reader) openFile(ctx context.Context, f File) (*cursor, error) {
 		return nil, fmt.Errorf("reading %s: %w", f.Key, err)
 	}
 	c := &cursor{key: f.Key, partition: f.Partition, groups: pf.RowGroups()}
-	for i, name := range []string{"record", "kafka_offset", "kafka_partition"} {
+	for i, name := range []string{"record", "kafka_offset", "kafka_partition", "kafka_key", "event_id"} {
 		leaf, ok := pf.Schema().Lookup(name)
-		if !ok {
+		switch {
+		case ok:
+			c.columns[i] = leaf.ColumnIndex
+		case i >= 3: // optional
+			c.columns[i] = -1
+		default:
 			return nil, fmt.Errorf("%s: no column %s", f.Key, name)
 		}
-		c.columns[i] = leaf.ColumnIndex
 	}
 	if err := c.advance(); err != nil {
 		return nil, err
@@ -149,11 +155,15 @@ type cursor struct {
 	key       string
 	partition int32
 	groups    []parquet.RowGroup
-	columns   [3]int // indexes of the record, kafka_offset and kafka_partition columns
-	values    [][]byte
-	offsets   []int64
-	i         int
-	done      bool
+	// columns are the indexes of the record, kafka_offset, kafka_partition, kafka_key and event_id
+	// columns; -1 for an optional one the file does not have.
+	columns [5]int
+	values  [][]byte
+	offsets []int64
+	keys    [][]byte
+	ids     []string
+	i       int
+	done    bool
 }
 
 func (c *cursor) offset() int64 { return c.offsets[c.i] }
@@ -168,32 +178,49 @@ func (c *cursor) advance() error {
 		rg := c.groups[0]
 		c.groups = c.groups[1:]
 		chunks := rg.ColumnChunks()
-		var values, offsets, partitions []parquet.Value
-		for i, dst := range []*[]parquet.Value{&values, &offsets, &partitions} {
+		var cols [5][]parquet.Value
+		for i, col := range c.columns {
+			if col < 0 {
+				continue
+			}
 			var err error
-			if *dst, err = readColumn(chunks[c.columns[i]], rg.NumRows()); err != nil {
+			if cols[i], err = readColumn(chunks[col], rg.NumRows()); err != nil {
 				return fmt.Errorf("reading %s: %w", c.key, err)
 			}
+			if len(cols[i]) != len(cols[0]) {
+				return fmt.Errorf("%s: a column of %d values beside one of %d", c.key, len(cols[i]), len(cols[0]))
+			}
 		}
-		if len(values) != len(offsets) || len(values) != len(partitions) {
-			return fmt.Errorf("%s: columns of %d, %d and %d values", c.key, len(values), len(offsets), len(partitions))
-		}
+		values, offsets, partitions, keys, ids := cols[0], cols[1], cols[2], cols[3], cols[4]
 		if len(values) == 0 {
 			continue
 		}
 		c.values, c.offsets, c.i = make([][]byte, len(values)), make([]int64, len(values)), 0
+		c.keys, c.ids = make([][]byte, len(values)), make([]string, len(values))
 		var size int
-		for _, v := range values {
+		for i, v := range values {
 			size += len(v.ByteArray())
+			if keys != nil {
+				size += len(keys[i].ByteArray())
+			}
 		}
 		arena := make([]byte, 0, size) // the values outlive the pages they were read from
+		take := func(v parquet.Value) []byte {
+			start := len(arena)
+			arena = append(arena, v.ByteArray()...)
+			return arena[start:len(arena):len(arena)]
+		}
 		for i, v := range values {
 			if p := partitions[i].Int32(); p != c.partition {
 				return fmt.Errorf("%s: a row of partition %d", c.key, p)
 			}
-			start := len(arena)
-			arena = append(arena, v.ByteArray()...)
-			c.values[i], c.offsets[i] = arena[start:len(arena):len(arena)], offsets[i].Int64()
+			c.values[i], c.offsets[i] = take(v), offsets[i].Int64()
+			if keys != nil {
+				c.keys[i] = take(keys[i])
+			}
+			if ids != nil {
+				c.ids[i] = ids[i].String()
+			}
 		}
 		return nil
 	}

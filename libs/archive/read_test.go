@@ -32,6 +32,7 @@ func TestReaderReturnsATenantsRecordsInOffsetOrder(t *testing.T) {
 	st := archive.New(bucket, codec, archive.EnrichedLayer(), nil)
 	const tenant = "riverton"
 	want := map[int32][]*kgo.Record{}
+	ids := map[*kgo.Record]string{}
 	for _, p := range []int32{3, 1} {
 		var recs []*kgo.Record
 		for i, e := range archivetest.EnrichedEvents(900) {
@@ -44,6 +45,7 @@ func TestReaderReturnsATenantsRecordsInOffsetOrder(t *testing.T) {
 			recs = append(recs, r)
 			if e.TenantID == tenant {
 				want[p] = append(want[p], r)
+				ids[r] = e.EventID
 			}
 		}
 		for i := 0; i < len(recs); i += 250 {
@@ -91,7 +93,8 @@ func TestReaderReturnsATenantsRecordsInOffsetOrder(t *testing.T) {
 			t.Fatalf("partition %d: read %d records, want %d", p, len(got[p]), len(want))
 		}
 		for i, r := range got[p] {
-			if r.Offset != want[i].Offset || string(r.Value) != string(want[i].Value) || r.Partition != p {
+			if r.Offset != want[i].Offset || string(r.Value) != string(want[i].Value) || r.Partition != p ||
+				string(r.Key) != tenant || r.EventID != ids[want[i]] {
 				t.Fatalf("partition %d record %d: offset %d, want %d (or other bytes)", p, i, r.Offset, want[i].Offset)
 			}
 		}

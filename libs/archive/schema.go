@@ -49,10 +49,11 @@ type Learning struct {
 	ContentPercentComplete   *float64   `parquet:"content_percent_complete,optional"`
 }
 
-// Position holds the record as it was in Kafka: its Avro value (any field can be recovered from it) and
-// where it was. DecodeError is set only in the files of undecodable records, whose other columns are empty.
+// Position holds the record as it was in Kafka: its Avro value (any field can be recovered from it), its
+// key (the tenant, or tenant/shard for a district spread over sub-keys) and where it was. DecodeError is set only in the files of undecodable records, whose other columns are empty.
 type Position struct {
 	Record         []byte  `parquet:"record"`
+	KafkaKey       string  `parquet:"kafka_key"`
 	KafkaPartition int32   `parquet:"kafka_partition"`
 	KafkaOffset    int64   `parquet:"kafka_offset"`
 	DecodeError    *string `parquet:"decode_error,optional"`
@@ -151,7 +152,7 @@ func envelope(id, tenant, source, typ string, occurred, received time.Time, vers
 }
 
 func position(r *kgo.Record) Position {
-	return Position{Record: r.Value, KafkaPartition: r.Partition, KafkaOffset: r.Offset}
+	return Position{Record: r.Value, KafkaKey: string(r.Key), KafkaPartition: r.Partition, KafkaOffset: r.Offset}
 }
 
 func undecodable(r *kgo.Record, err error) Position {

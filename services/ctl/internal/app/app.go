@@ -86,6 +86,7 @@ func commands() []command {
 		{"instance add", "--name NAME --url-env VAR [--default]", "register a PostgreSQL instance for districts", runInstanceAdd},
 		{"instance list", "", "list PostgreSQL instances", runInstanceList},
 		{"rebuild", rebuildSynopsis, "rebuild a district's sink state from a replay, compare, swap in", runRebuild},
+		{"replay", replaySynopsis, "republish a district's archived raw records of some days that the enricher has not passed on", runReplay},
 		{"tenant limits", "[--id ID]", "show districts' ingest settings (rate limit, hot shards)", runTenantLimits},
 		{"tenant set-limits", "--id ID (--events-per-sec N [--burst N] | --default)",
 			"set a district's rate limit per gateway instance", runTenantSetLimits},
