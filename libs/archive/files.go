@@ -3,10 +3,12 @@ package archive
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -86,4 +88,25 @@ func Files(ctx context.Context, b Bucket, prefix string) ([]File, error) {
 // a's.
 func Covers(a, b File) bool {
 	return path.Dir(a.Key) == path.Dir(b.Key) && a.Partition == b.Partition && a.First <= b.First && b.Last <= a.Last
+}
+
+// Published reads the index of each of parts in layer: the last offset the archive has published of the
+// partition. A partition absent from the result has nothing archived.
+func Published(ctx context.Context, b Bucket, layer string, parts []int32) (map[int32]int64, error) {
+	out := map[int32]int64{}
+	for _, p := range parts {
+		v, err := b.ReadAll(ctx, IndexKey(layer, p))
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading the archive's index of %s partition %d: %w", layer, p, err)
+		}
+		last, err := strconv.ParseInt(strings.TrimSpace(string(v)), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("the archive's index of %s partition %d: %w", layer, p, err)
+		}
+		out[p] = last
+	}
+	return out, nil
 }

@@ -101,6 +101,19 @@ func NewStudentErased(id, tenantID, internalID string, at time.Time) *EnrichedEv
 		Actor: EnrichedActor{InternalID: internalID, Role: "student"}}
 }
 
+// TypeClickHouseRebuild marks, in the enriched topic only, the point of a partition at which the
+// aggregator swaps a district's ClickHouse rows for the ones a rebuild staged (ctl rebuild --store
+// clickhouse): EventID names the rebuild. Other stores skip it. It carries no payload and is not an event
+// type a client can send.
+const TypeClickHouseRebuild = "store.clickhouse_rebuild"
+
+// NewClickHouseRebuild returns the marker of a district's ClickHouse rebuild; id names the rebuild.
+func NewClickHouseRebuild(id, tenantID string, at time.Time) *EnrichedEvent {
+	at = at.UTC().Truncate(time.Millisecond)
+	return &EnrichedEvent{EventID: id, TenantID: tenantID, SourceID: "ctl", Type: TypeClickHouseRebuild,
+		OccurredAt: at, ReceivedAt: at, EnrichedAt: at, SchemaVersion: 1, Actor: EnrichedActor{Role: "system"}}
+}
+
 // EventTypes returns every known event type, learning events first, then roster entities.
 func EventTypes() []string {
 	return []string{

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 
 	"github.com/edtech-analytics/platform/libs/archive"
@@ -83,33 +82,12 @@ func (a *fromArchive) close() {
 	}
 }
 
-// archivedUpTo reads the archive's index of each partition: the last offset it has published. A
-// partition absent from the result has nothing archived.
-func archivedUpTo(ctx context.Context, b archive.Bucket, parts []int32) (map[int32]int64, error) {
-	out := map[int32]int64{}
-	for _, p := range parts {
-		v, err := b.ReadAll(ctx, archive.IndexKey("enriched", p))
-		if errors.Is(err, archive.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("reading the archive's index of partition %d: %w", p, err)
-		}
-		last, err := strconv.ParseInt(strings.TrimSpace(string(v)), 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("the archive's index of partition %d: %w", p, err)
-		}
-		out[p] = last
-	}
-	return out, nil
-}
-
 // openArchive plans the replay of parts from the archive: it returns the offset each partition's replay
 // starts at (0 for an archived partition: its files are read from the first; the topic's start for the
 // others) and the reader of the district's files. A partition whose topic starts after the offset
 // following its archive is a gap: ErrArchiveGap.
 func openArchive(ctx context.Context, b archive.Bucket, tenant string, parts []int32, topicStarts map[int32]int64) (*fromArchive, map[int32]int64, error) {
-	upTo, err := archivedUpTo(ctx, b, parts)
+	upTo, err := archive.Published(ctx, b, "enriched", parts)
 	if err != nil {
 		return nil, nil, err
 	}

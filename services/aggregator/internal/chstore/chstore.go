@@ -92,6 +92,9 @@ type Config struct {
 	// AnalystPrefix starts the name of each district's analyst database (<prefix><tenant_id>); empty
 	// turns analyst views off.
 	AnalystPrefix string
+	// RebuildWait is how long after a rebuild was registered its marker waits for the staged rows to be
+	// ready before the rebuild is abandoned (DefaultRebuildWait).
+	RebuildWait time.Duration
 }
 
 // Store writes enriched events into ClickHouse and implements kafkax.Store.
@@ -114,6 +117,9 @@ type Store struct {
 func New(conn driver.Conn, codec *records.Codec, cfg Config, deps Deps) (*Store, error) {
 	if cfg.Database == "" {
 		return nil, errors.New("chstore: the database name is required")
+	}
+	if cfg.RebuildWait <= 0 {
+		cfg.RebuildWait = DefaultRebuildWait
 	}
 	if deps.Log == nil {
 		deps.Log = slog.New(slog.DiscardHandler)
@@ -235,6 +241,9 @@ func (s *Store) Write(ctx context.Context, topic string, partition int32, recs [
 		case erasure:
 			segs = append(segs, segment{rows: rows, erase: &row})
 			rows = nil
+		case rebuildMarker:
+			segs = append(segs, segment{rows: rows, rebuild: &row})
+			rows = nil
 		default:
 			s.skip(ctx, reason, 1)
 		}
@@ -270,6 +279,12 @@ func (s *Store) Write(ctx context.Context, topic string, partition int32, recs [
 			}
 			stored = int64(seg.erase.KafkaOffset)
 		}
+		if seg.rebuild != nil {
+			if err := w.swapDistrict(ctx, seg.rebuild); err != nil {
+				return err
+			}
+			stored = int64(seg.rebuild.KafkaOffset)
+		}
 	}
 	if stored == last {
 		return nil
@@ -277,10 +292,11 @@ func (s *Store) Write(ctx context.Context, topic string, partition int32, recs [
 	return w.markConsumed(ctx, last)
 }
 
-// segment is a run of a batch's rows, then the erasure marker that ends it, if one does.
+// segment is a run of a batch's rows, then the marker that ends it, if one does.
 type segment struct {
-	rows  []eventRow
-	erase *eventRow // the marker: its tenant, student and offset
+	rows    []eventRow
+	erase   *eventRow // an erasure marker: its tenant, student and offset
+	rebuild *eventRow // a rebuild marker: its tenant, rebuild (event id) and offset
 }
 
 // tenantsOf lists the distinct tenants of rows.
@@ -475,18 +491,25 @@ var errRetry = errors.New("transient")
 // row turns a record into an events row. A record that is not stored has a reason; err says why when
 // the record is invalid, and wraps errRetry when decoding may succeed later.
 func (s *Store) row(topic string, rec *kgo.Record) (eventRow, string, error) {
+	return rowOf(s.codec, topic, rec)
+}
+
+func rowOf(codec *records.Codec, topic string, rec *kgo.Record) (eventRow, string, error) {
 	if kafkax.DeadLettered(rec) {
 		return eventRow{}, SkipDeadLettered, nil
 	}
 	var ev records.EnrichedEvent
-	if err := s.codec.Decode(rec.Value, &ev); err != nil {
+	if err := codec.Decode(rec.Value, &ev); err != nil {
 		if errors.Is(err, records.ErrBadFrame) || errors.Is(err, records.ErrUnknownSchema) {
 			return eventRow{}, SkipUndecodable, err
 		}
 		return eventRow{}, "", fmt.Errorf("%w: decoding record at offset %d: %w", errRetry, rec.Offset, err)
 	}
-	if ev.Type == records.TypeStudentErased {
+	switch ev.Type {
+	case records.TypeStudentErased:
 		return erasureRow(topic, rec, &ev)
+	case records.TypeClickHouseRebuild:
+		return rebuildRow(topic, rec, &ev)
 	}
 	if !isFact(ev.Type) {
 		return eventRow{}, SkipNotFact, nil
