@@ -36,7 +36,10 @@ func TestConfig(t *testing.T) {
 		{name: "defaults need an archive", args: nil, wantErr: "archive.url"},
 		{name: "valid", args: []string{"-archive.url", "file:///var/lib/edtech/archive"}},
 		{name: "not a url", args: []string{"-archive.url", "/var/lib/edtech/archive"}, wantErr: "archive.url"},
-		{name: "driver not built in", args: []string{"-archive.url", "s3://bucket/archive"}, wantErr: "archive.url"},
+		{name: "driver not built in", args: []string{"-archive.url", "ftp://host/archive"}, wantErr: "archive.url"},
+		{name: "s3", args: []string{"-archive.url", "s3://edtech-archive?region=eu-west-1"}},
+		{name: "gcs", args: []string{"-archive.url", "gs://edtech-archive"}},
+		{name: "azure", args: []string{"-archive.url", "azblob://edtech-archive"}},
 		{name: "empty group", args: []string{"-archive.url", "file:///a", "-group", ""}, wantErr: "group"},
 		{name: "poll size", args: []string{"-archive.url", "file:///a", "-max-poll-records", "0"}, wantErr: "max-poll-records"},
 		{name: "kafka checked too", args: []string{"-archive.url", "file:///a", "-kafka.partitions", "0"}, wantErr: "kafka.partitions"},
@@ -56,6 +59,9 @@ func TestConfig(t *testing.T) {
 			}
 			if tt.wantErr != "" && (err == nil || !strings.HasPrefix(err.Error(), tt.wantErr+":")) {
 				t.Fatalf("Validate = %v, want an error about %s", err, tt.wantErr)
+			}
+			if tt.wantErr == "archive.url" && !strings.Contains(err.Error(), "ARCHIVE_URL") {
+				t.Errorf("Validate = %v, want it to name ARCHIVE_URL", err)
 			}
 			if tt.wantErr == "" && (cfg.Group != "edtech-archiver" || cfg.MaxPollRecords != 100_000) {
 				t.Errorf("defaults: group %q, max poll records %d", cfg.Group, cfg.MaxPollRecords)
