@@ -249,18 +249,20 @@ func runArchivesBothLayers(t *testing.T, archiveURL string) {
 	if !strings.Contains(body, "archiver_records_archived") {
 		t.Error("/metrics has no archiver_records_archived")
 	}
-	var lags []string
-	for _, line := range strings.Split(body, "\n") {
-		if strings.HasPrefix(line, "archiver_lag_records{") {
-			lags = append(lags, line)
+	for _, name := range []string{"archiver_lag_records", "archiver_lag_seconds"} {
+		var lags []string
+		for _, line := range strings.Split(body, "\n") {
+			if strings.HasPrefix(line, name+"{") {
+				lags = append(lags, line)
+			}
 		}
-	}
-	if len(lags) != 8 {
-		t.Errorf("archiver_lag_records has %d series, want one per layer and partition (8): %q", len(lags), lags)
-	}
-	for _, l := range lags {
-		if !strings.HasSuffix(l, " 0") {
-			t.Errorf("lag after everything is archived: %s", l)
+		if len(lags) != 8 {
+			t.Errorf("%s has %d series, want one per layer and partition (8): %q", name, len(lags), lags)
+		}
+		for _, l := range lags {
+			if !strings.HasSuffix(l, " 0") {
+				t.Errorf("lag after everything is archived: %s", l)
+			}
 		}
 	}
 
