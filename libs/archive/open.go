@@ -18,6 +18,20 @@ import (
 // Schemes are the URL schemes Open accepts: the gocloud.dev/blob drivers linked into this package.
 var Schemes = []string{fileblob.Scheme, s3blob.Scheme, gcsblob.Scheme, azureblob.Scheme}
 
+// CredentialEnv are the environment variables the linked drivers' SDKs read for credentials and
+// endpoints, beyond what an archive URL's query says: a deployment may set them for the archiver, which
+// does not read them itself. Secret marks those whose values are secrets.
+var CredentialEnv = []struct {
+	Name   string
+	Secret bool
+}{
+	{"AWS_ACCESS_KEY_ID", false}, {"AWS_SECRET_ACCESS_KEY", true}, {"AWS_SESSION_TOKEN", true}, {"AWS_REGION", false},
+	{"AWS_ROLE_ARN", false}, {"AWS_WEB_IDENTITY_TOKEN_FILE", false}, // IAM roles for service accounts (EKS)
+	{"GOOGLE_APPLICATION_CREDENTIALS", false},
+	{"AZURE_STORAGE_ACCOUNT", false}, {"AZURE_STORAGE_KEY", true}, {"AZURE_STORAGE_SAS_TOKEN", true},
+	{"AZURE_STORAGE_CONNECTION_STRING", true},
+}
+
 // ErrScheme is a URL whose scheme is not one of Schemes.
 var ErrScheme = errors.New("not a supported archive URL")
 
