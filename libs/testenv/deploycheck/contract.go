@@ -42,7 +42,7 @@ func NewContract(services map[string][]conf.Var, migrate []conf.Var) Contract {
 	return Contract{
 		Services: services,
 		Required: []string{"KAFKA_BROKERS", "KAFKA_TOPIC_PREFIX", "SCHEMA_REGISTRY_URL", "LOG_LEVEL", "ADMIN_ADDR", "HTTP_ADDR",
-			"DATABASE_URL", "CLICKHOUSE_ADDR", "CLICKHOUSE_DATABASE", "CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD", "MASTER_KEYS"},
+			"DATABASE_URL", "CLICKHOUSE_ADDR", "CLICKHOUSE_DATABASE", "CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD", "MASTER_KEYS", "ARCHIVE_URL"},
 		HTTPPorts: map[string]int{"gateway": 8080, "query": 8081}, AdminPort: 9090,
 		NotDeployed: []string{"ctl", "devstack"}, Migrate: "ctl", MigrateArgs: []string{"migrate"}, MigrateEnv: migrate,
 		MinGraceSeconds: map[string]int{"gateway": 30},
