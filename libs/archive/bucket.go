@@ -10,7 +10,7 @@ import (
 	"gocloud.dev/gcerrors"
 )
 
-// Bucket is what the archive needs of object storage. Open wraps a gocloud.dev/blob bucket in it; a test
+// Bucket is what the archive needs of object storage. Blob wraps the bucket Open returns in it; a test
 // can wrap it again to fail at a chosen operation.
 type Bucket interface {
 	WriteAll(ctx context.Context, key string, p []byte) error

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"math/rand/v2"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -14,8 +12,8 @@ import (
 	"github.com/edtech-analytics/platform/libs/archive"
 	"github.com/edtech-analytics/platform/libs/archive/archivetest"
 	"github.com/edtech-analytics/platform/libs/records"
+	"github.com/edtech-analytics/platform/libs/testenv/s3test"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"gocloud.dev/blob/fileblob"
 )
 
 var errCrash = errors.New("crashed")
@@ -111,6 +109,8 @@ func rawRecords(t *testing.T, codec *records.Codec, p int32, n int) []*kgo.Recor
 // resumes with a new store where its NextOffsets says, as the consumer does after a restart, until all
 // records are archived. In the end each record is in exactly one published file, no two files of the
 // partition overlap, and what a crash left under _tmp/ is gone once the partition is assigned again.
+//
+// The trials run over a file:// bucket and over s3:// (s3test's server on loopback).
 func TestCrashAnywhereArchivesEachRecordOnce(t *testing.T) {
 	codec, err := records.NewCodec(t.Context(), nil, nil)
 	if err != nil {
@@ -118,69 +118,84 @@ func TestCrashAnywhereArchivesEachRecordOnce(t *testing.T) {
 	}
 	const p, n, trials = 2, 700, 24
 	recs := rawRecords(t, codec, p, n)
-	for trial := range trials {
-		t.Run(fmt.Sprint(trial), func(t *testing.T) {
-			ctx := t.Context()
-			rng := rand.New(rand.NewPCG(uint64(trial), 7))
-			dir := t.TempDir()
-			b, err := fileblob.OpenBucket(dir, nil)
-			if err != nil {
-				t.Fatal(err)
+	for _, store := range []struct {
+		name string
+		url  func(t *testing.T) string
+	}{
+		{"file", func(t *testing.T) string { return "file://" + t.TempDir() }},
+		{"s3", func(t *testing.T) string { return s3test.New(t) }},
+	} {
+		t.Run(store.name, func(t *testing.T) {
+			for trial := range trials {
+				t.Run(fmt.Sprint(trial), func(t *testing.T) { crashTrial(t, codec, recs, store.url(t), trial) })
 			}
-			t.Cleanup(func() {
-				if err := b.Close(); err != nil {
-					t.Error(err)
-				}
-			})
-			crashes, indexCrashes := 0, 0
-			for restart := 0; ; restart++ {
-				if restart > 200 {
-					t.Fatal("no progress after 200 restarts")
-				}
-				cb := &crashing{Bucket: archive.Blob{B: b}, left: -1, indexLeft: -1, after: rng.IntN(2) == 0}
-				if trial%2 == 1 && restart < 6 {
-					cb.indexLeft = rng.IntN(3) // crash at an index write: its batch's files are published
-				} else if restart < 6 {
-					cb.left = rng.IntN(60)
-				}
-				st := archive.New(cb, codec, archive.RawLayer(), nil)
-				done, err := resume(ctx, st, recs, rng)
-				if errors.Is(err, errCrash) {
-					crashes++
-					if cb.indexLeft == 0 {
-						indexCrashes++
-					}
-					continue
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-				if done {
-					break
-				}
-			}
-			if crashes == 0 || (trial%2 == 1 && indexCrashes == 0) {
-				t.Fatalf("%d crashes, %d at an index write: the trial tested nothing", crashes, indexCrashes)
-			}
-
-			// A last assignment: resumes at the end and clears what crashes left under _tmp/.
-			st := archive.New(archive.Blob{B: b}, codec, archive.RawLayer(), nil)
-			next, err := st.NextOffsets(ctx, "raw", []int32{p})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if next[p] != n {
-				t.Fatalf("NextOffsets = %v, want %d", next, n)
-			}
-			_ = filepath.WalkDir(filepath.Join(dir, "_tmp"), func(path string, d fs.DirEntry, err error) error {
-				if err == nil && !d.IsDir() && !strings.HasSuffix(path, ".attrs") {
-					t.Errorf("left under _tmp/: %s", path)
-				}
-				return nil
-			})
-			checkExactlyOnce(t, archivetest.ReadLayer(t, dir, "raw", archivetest.Raw), recs)
 		})
 	}
+}
+
+// crashTrial archives recs into the empty archive at url through stores that crash, then checks it.
+func crashTrial(t *testing.T, codec *records.Codec, recs []*kgo.Record, url string, trial int) {
+	ctx := t.Context()
+	p, n := recs[0].Partition, int64(len(recs))
+	rng := rand.New(rand.NewPCG(uint64(trial), 7))
+	b, err := archive.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := b.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	crashes, indexCrashes := 0, 0
+	for restart := 0; ; restart++ {
+		if restart > 200 {
+			t.Fatal("no progress after 200 restarts")
+		}
+		cb := &crashing{Bucket: archive.Blob{B: b}, left: -1, indexLeft: -1, after: rng.IntN(2) == 0}
+		if trial%2 == 1 && restart < 6 {
+			cb.indexLeft = rng.IntN(3) // crash at an index write: its batch's files are published
+		} else if restart < 6 {
+			cb.left = rng.IntN(60)
+		}
+		st := archive.New(cb, codec, archive.RawLayer(), nil)
+		done, err := resume(ctx, st, recs, rng)
+		if errors.Is(err, errCrash) {
+			crashes++
+			if cb.indexLeft == 0 {
+				indexCrashes++
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if done {
+			break
+		}
+	}
+	if crashes == 0 || (trial%2 == 1 && indexCrashes == 0) {
+		t.Fatalf("%d crashes, %d at an index write: the trial tested nothing", crashes, indexCrashes)
+	}
+
+	// A last assignment: resumes at the end and clears what crashes left under _tmp/.
+	bucket := archive.Blob{B: b}
+	st := archive.New(bucket, codec, archive.RawLayer(), nil)
+	next, err := st.NextOffsets(ctx, "raw", []int32{p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next[p] != n {
+		t.Fatalf("NextOffsets = %v, want %d", next, n)
+	}
+	left, err := bucket.List(ctx, archive.TmpPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range left {
+		t.Errorf("left under _tmp/: %s", k)
+	}
+	checkExactlyOnce(t, archivetest.ReadBucket(t, bucket, "raw", archivetest.Raw), recs)
 }
 
 // resume writes recs from the store's next offset in batches of random size, as a consumer would.

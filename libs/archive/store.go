@@ -48,7 +48,15 @@ type Store[T any] struct {
 	m      *Metrics
 
 	mu        sync.Mutex
-	published map[int32]int64 // last offset published per partition, as the index says
+	published map[int32]Mark // per partition, as the index says
+}
+
+// Mark is where a partition's archive stands: the last offset published, and the Kafka timestamp of
+// that record, or, until this store has published some of the partition, the time it read the
+// partition's index.
+type Mark struct {
+	Offset int64
+	At     time.Time
 }
 
 var (
@@ -61,7 +69,7 @@ func New[T any](bucket Bucket, codec *records.Codec, layer Layer[T], m *Metrics)
 	if m == nil {
 		m, _ = NewMetrics(metricnoop.NewMeterProvider())
 	}
-	return &Store[T]{bucket: bucket, codec: codec, layer: layer, m: m, published: map[int32]int64{}}
+	return &Store[T]{bucket: bucket, codec: codec, layer: layer, m: m, published: map[int32]Mark{}}
 }
 
 // Metrics are the archive's instruments.
@@ -146,7 +154,7 @@ func (s *Store[T]) NextOffsets(ctx context.Context, _ string, partitions []int32
 		}
 		out[p] = last + 1
 		s.mu.Lock()
-		s.published[p] = last
+		s.published[p] = Mark{Offset: last, At: time.Now()}
 		s.mu.Unlock()
 	}
 	return out, nil
@@ -188,12 +196,12 @@ func (s *Store[T]) Write(ctx context.Context, _ string, p int32, recs []*kgo.Rec
 			return err
 		}
 	}
-	last := recs[len(recs)-1].Offset
-	if err := s.bucket.WriteAll(ctx, IndexKey(s.layer.Name, p), []byte(strconv.FormatInt(last, 10))); err != nil {
+	last := recs[len(recs)-1]
+	if err := s.bucket.WriteAll(ctx, IndexKey(s.layer.Name, p), []byte(strconv.FormatInt(last.Offset, 10))); err != nil {
 		return fmt.Errorf("writing the index of partition %d: %w", p, err)
 	}
 	s.mu.Lock()
-	s.published[p] = last
+	s.published[p] = Mark{Offset: last.Offset, At: last.Timestamp}
 	s.mu.Unlock()
 	return nil
 }
@@ -276,12 +284,11 @@ func (s *Store[T]) Release(_ context.Context, _ string, partitions []int32) {
 	}
 }
 
-// Published returns the last offset published of each partition this store has read or written the
-// index of.
-func (s *Store[T]) Published() map[int32]int64 {
+// Published returns the mark of each partition this store has read or written the index of.
+func (s *Store[T]) Published() map[int32]Mark {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[int32]int64, len(s.published))
+	out := make(map[int32]Mark, len(s.published))
 	for p, o := range s.published {
 		out[p] = o
 	}

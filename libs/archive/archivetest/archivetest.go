@@ -4,11 +4,10 @@
 package archivetest
 
 import (
+	"bytes"
+	"context"
 	"fmt"
-	"io/fs"
 	"net/url"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -17,6 +16,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/archive"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/parquet-go/parquet-go"
+	"gocloud.dev/blob/fileblob"
 )
 
 // Tenants are the districts of the generated events.
@@ -96,33 +96,55 @@ type File[T any] struct {
 	Positions    []archive.Position
 }
 
-// ReadLayer reads every published file of layer under dir (skipping _tmp/) and checks each file's name
-// against its rows and that no two files of a partition in one directory overlap.
+// ReadLayer reads every published file of layer in the file:// archive at dir, as ReadBucket does.
 func ReadLayer[T any](t testing.TB, dir, layer string, parts func(T) (archive.Envelope, archive.Position)) []File[T] {
 	t.Helper()
-	var files []File[T]
-	root := filepath.Join(dir, layer)
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".parquet") {
-			return err
+	b, err := fileblob.OpenBucket(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := b.Close(); err != nil {
+			t.Error(err)
 		}
-		rel, _ := filepath.Rel(dir, path)
-		key := filepath.ToSlash(rel)
+	}()
+	return ReadBucket(t, archive.Blob{B: b}, layer, parts)
+}
+
+// ReadBucket reads every published file of layer in an archive's bucket (skipping _tmp/) with parquet-go
+// and checks each file's name against its rows and that no two files of a partition in one directory
+// overlap.
+func ReadBucket[T any](t testing.TB, b archive.Bucket, layer string, parts func(T) (archive.Envelope, archive.Position)) []File[T] {
+	t.Helper()
+	ctx := context.Background()
+	keys, err := b.List(ctx, layer+"/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files []File[T]
+	for _, key := range keys {
+		if !strings.HasSuffix(key, ".parquet") {
+			continue
+		}
 		elems := strings.Split(key, "/")
 		if len(elems) != 4 || !strings.HasPrefix(elems[1], "tenant_id=") || !strings.HasPrefix(elems[2], "date=") {
 			t.Errorf("%s: not <layer>/tenant_id=/date=/<file>", key)
-			return nil
+			continue
 		}
 		tenant, _ := url.PathUnescape(strings.TrimPrefix(elems[1], "tenant_id="))
 		f := File[T]{Key: key, Tenant: tenant, Date: strings.TrimPrefix(elems[2], "date=")}
 		var ok bool
 		if f.Partition, f.First, f.Last, ok = archive.ParseFileName(elems[3]); !ok {
 			t.Errorf("%s: file name without offsets", key)
-			return nil
+			continue
 		}
-		rows, err := parquet.ReadFile[T](path)
+		data, err := b.ReadAll(ctx, key)
 		if err != nil {
-			return fmt.Errorf("reading %s: %w", key, err)
+			t.Fatal(err)
+		}
+		rows, err := parquet.Read[T](bytes.NewReader(data), int64(len(data)))
+		if err != nil {
+			t.Fatalf("reading %s: %v", key, err)
 		}
 		f.Rows = rows
 		for _, r := range rows {
@@ -131,10 +153,6 @@ func ReadLayer[T any](t testing.TB, dir, layer string, parts func(T) (archive.En
 		}
 		checkFile(t, f)
 		files = append(files, f)
-		return nil
-	})
-	if err != nil && !os.IsNotExist(err) {
-		t.Fatal(err)
 	}
 	checkOverlaps(t, files)
 	return files

@@ -11,7 +11,8 @@ import (
 )
 
 // TestAlertRulesWatchMetricsTheServicesExport: every alert rule is complete (expr, for, severity,
-// summary) and every metric its expression reads is one the platform's code registers.
+// summary), every metric its expression reads is one the platform's code registers, and every lag or
+// stall gauge the code registers is read by some rule.
 func TestAlertRulesWatchMetricsTheServicesExport(t *testing.T) {
 	root := repoRoot
 	raw, err := os.ReadFile(filepath.Join(root, "k8s", "monitoring", "alerts.yaml"))
@@ -40,6 +41,18 @@ func TestAlertRulesWatchMetricsTheServicesExport(t *testing.T) {
 		t.Fatalf("alerts.yaml: kind %q with %d groups", doc.Kind, len(doc.Spec.Groups))
 	}
 	code := goSources(t, root)
+	exprs := ""
+	for _, g := range doc.Spec.Groups {
+		for _, r := range g.Rules {
+			exprs += r.Expr + "\n"
+		}
+	}
+	// Every lag or stall gauge the code registers is watched by some rule.
+	for _, m := range regexp.MustCompile(`"([a-z]+(?:_[a-z]+)*_(?:lag_[a-z]+|stalled_seconds))"`).FindAllStringSubmatch(code, -1) {
+		if !regexp.MustCompile(`\b` + m[1] + `\b`).MatchString(exprs) {
+			t.Errorf("%s is registered, but no alert rule reads it", m[1])
+		}
+	}
 	metric := regexp.MustCompile(`\b([a-z][a-z0-9]*(?:_[a-z0-9]+)+)\s*(?:\{|\)|>|<|$)`)
 	for _, g := range doc.Spec.Groups {
 		for _, r := range g.Rules {

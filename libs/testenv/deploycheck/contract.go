@@ -26,7 +26,7 @@ type Contract struct {
 	// AdminPort serves GET /healthz, /readyz and /metrics in every long-running service (ADMIN_ADDR).
 	AdminPort int
 	// NotDeployed lists the directories under services/ that are not deployed as long-running services:
-	// tools, and the archiver until its deployment (with object storage) lands.
+	// tools.
 	NotDeployed []string
 	// Migrate is the service whose binary the migrate jobs run with MigrateArgs; MigrateEnv what it reads.
 	Migrate     string
@@ -42,9 +42,9 @@ func NewContract(services map[string][]conf.Var, migrate []conf.Var) Contract {
 	return Contract{
 		Services: services,
 		Required: []string{"KAFKA_BROKERS", "KAFKA_TOPIC_PREFIX", "SCHEMA_REGISTRY_URL", "LOG_LEVEL", "ADMIN_ADDR", "HTTP_ADDR",
-			"DATABASE_URL", "CLICKHOUSE_ADDR", "CLICKHOUSE_DATABASE", "CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD", "MASTER_KEYS"},
+			"DATABASE_URL", "CLICKHOUSE_ADDR", "CLICKHOUSE_DATABASE", "CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD", "MASTER_KEYS", "ARCHIVE_URL"},
 		HTTPPorts: map[string]int{"gateway": 8080, "query": 8081}, AdminPort: 9090,
-		NotDeployed: []string{"ctl", "devstack", "archiver"}, Migrate: "ctl", MigrateArgs: []string{"migrate"}, MigrateEnv: migrate,
+		NotDeployed: []string{"ctl", "devstack"}, Migrate: "ctl", MigrateArgs: []string{"migrate"}, MigrateEnv: migrate,
 		MinGraceSeconds: map[string]int{"gateway": 30},
 	}
 }

@@ -6,9 +6,11 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/edtech-analytics/platform/libs/archive"
 	"github.com/edtech-analytics/platform/libs/conf"
 	"github.com/edtech-analytics/platform/libs/svc"
 	aggregator "github.com/edtech-analytics/platform/services/aggregator/app"
+	archiver "github.com/edtech-analytics/platform/services/archiver/app"
 	ctl "github.com/edtech-analytics/platform/services/ctl/ctltest"
 	enricher "github.com/edtech-analytics/platform/services/enricher/app"
 	gateway "github.com/edtech-analytics/platform/services/gateway/app"
@@ -18,10 +20,16 @@ import (
 
 // platformContract is the contract of this repository's services: what each reads is what libs/conf
 // recorded while the flag set svc.Main parses was registered (svc.FlagSet, conf.Vars), and what the
-// migrate command reads is ctl's own account of it.
+// migrate command reads is ctl's own account of it. The archiver also reads, through the storage SDKs it
+// links, the credential variables libs/archive lists.
 func platformContract() Contract {
 	reads := func(name string, cfg svc.Config) []conf.Var { return conf.Vars(svc.FlagSet(name, cfg, new(string))) }
+	archiverReads := reads("archiver", &archiver.Config{})
+	for _, v := range archive.CredentialEnv {
+		archiverReads = append(archiverReads, conf.Var{Env: v.Name, Secret: v.Secret})
+	}
 	return NewContract(map[string][]conf.Var{
+		"archiver":   archiverReads,
 		"gateway":    reads("gateway", &gateway.Config{}),
 		"enricher":   reads("enricher", &enricher.Config{}),
 		"aggregator": reads("aggregator", &aggregator.Config{}),
@@ -43,7 +51,8 @@ func (c *sinkPlus) RegisterFlags(fs *flag.FlagSet) {
 
 // TestFilesFollowWhatServicesRead: when a service's flag registration binds a variable that the compose
 // file or a k8s manifest does not set, the env checks of the real files fail naming the file, the service
-// and the variable; and when a service stops reading a variable the files set explicitly, they fail too.
+// and the variable; and when a service stops reading a variable the files set explicitly (the archiver's
+// S3 credentials among them), they fail too.
 func TestFilesFollowWhatServicesRead(t *testing.T) {
 	c, err := LoadCompose(filepath.Join(repoRoot, "docker-compose.yml"), true)
 	if err != nil {
@@ -65,6 +74,12 @@ func TestFilesFollowWhatServicesRead(t *testing.T) {
 	k.Services["sink"] = slices.DeleteFunc(k.Services["sink"], func(v conf.Var) bool { return v.Env == "DATABASE_URL" })
 	requireProblem(t, checkComposeEnv(k, c), "sink: env DATABASE_URL is set, but sink does not read it")
 	requireProblem(t, checkK8sEnv(k, m), "Deployment sink (sink.yaml) container sink: env DATABASE_URL is set, but sink does not read it")
+
+	// The archiver: its storage SDKs' credentials may be set for it, and for no other service.
+	k = platformContract()
+	k.Services["archiver"] = slices.DeleteFunc(k.Services["archiver"], func(v conf.Var) bool { return v.Env == "AWS_SECRET_ACCESS_KEY" })
+	requireProblem(t, checkComposeEnv(k, c), "archiver: env AWS_SECRET_ACCESS_KEY is set, but archiver does not read it")
+	requireProblem(t, checkK8sEnv(k, m), "Deployment archiver (archiver.yaml) container archiver: env AWS_SECRET_ACCESS_KEY is set, but archiver does not read it")
 }
 
 // TestContractComesFromFlagRegistration: the contract holds what the services' flags bind, secrets marked.
@@ -74,6 +89,7 @@ func TestContractComesFromFlagRegistration(t *testing.T) {
 		"gateway":    {"HTTP_ADDR", "ADMIN_ADDR", "DATABASE_URL", "KAFKA_BROKERS", "LOG_LEVEL", "GATEWAY_MAX_EVENTS"},
 		"aggregator": {"CLICKHOUSE_ADDR", "CLICKHOUSE_PASSWORD", "KAFKA_BROKERS", "LOG_LEVEL"},
 		"query":      {"HTTP_ADDR", "CLICKHOUSE_ADDR", "DATABASE_URL", "LOG_LEVEL"},
+		"archiver":   {"ARCHIVE_URL", "ARCHIVER_GROUP", "KAFKA_BROKERS", "SCHEMA_REGISTRY_URL", "AWS_ACCESS_KEY_ID"},
 	} {
 		for _, key := range want {
 			if !k.Reads(k.Services[name], key) {
@@ -84,7 +100,10 @@ func TestContractComesFromFlagRegistration(t *testing.T) {
 	if k.Reads(k.Services["query"], "KAFKA_BROKERS") {
 		t.Error("query has no Kafka settings, yet the contract says it reads KAFKA_BROKERS")
 	}
-	for _, key := range []string{"DATABASE_URL", "CLICKHOUSE_PASSWORD", "KAFKA_SASL_PASSWORD"} {
+	if k.Reads(k.Services["sink"], "AWS_ACCESS_KEY_ID") {
+		t.Error("only the archiver links a storage SDK, yet the contract says the sink reads AWS_ACCESS_KEY_ID")
+	}
+	for _, key := range []string{"DATABASE_URL", "CLICKHOUSE_PASSWORD", "KAFKA_SASL_PASSWORD", "AWS_SECRET_ACCESS_KEY"} {
 		if !k.IsSecret(key) {
 			t.Errorf("%s is bound with conf.SecretVar, yet the contract does not mark it secret", key)
 		}

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net/url"
 
 	"github.com/edtech-analytics/platform/libs/archive"
 	"github.com/edtech-analytics/platform/libs/conf"
@@ -18,14 +17,13 @@ import (
 	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"gocloud.dev/blob"
-	_ "gocloud.dev/blob/fileblob" // file:// archives; s3blob, gcsblob and azureblob are a blank import away
 	"golang.org/x/sync/errgroup"
 )
 
 // Config is the archiver's configuration.
 type Config struct {
-	// ArchiveURL is the gocloud.dev/blob URL of the archive, e.g. file:///var/lib/edtech/archive.
+	// ArchiveURL is the gocloud.dev/blob URL of the archive (archive.Schemes), e.g.
+	// file:///var/lib/edtech/archive or s3://edtech-archive?region=eu-west-1.
 	ArchiveURL string
 	AdminAddr  string
 	// Group prefixes the consumer groups: <group>-raw and <group>-enriched.
@@ -38,7 +36,7 @@ type Config struct {
 
 // RegisterFlags binds the config to flags with env defaults.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	conf.String(fs, &c.ArchiveURL, "archive.url", "ARCHIVE_URL", "", "gocloud.dev/blob URL of the archive, e.g. file:///var/lib/edtech/archive")
+	conf.String(fs, &c.ArchiveURL, "archive.url", "ARCHIVE_URL", "", "gocloud.dev/blob URL of the archive: file://, s3://, gs:// or azblob://, e.g. file:///var/lib/edtech/archive")
 	conf.String(fs, &c.AdminAddr, "admin.addr", "ADMIN_ADDR", ":9090", "address of /healthz, /readyz and /metrics")
 	conf.String(fs, &c.Group, "group", "ARCHIVER_GROUP", "edtech-archiver", "Kafka consumer group prefix: <group>-raw and <group>-enriched")
 	conf.Int(fs, &c.MaxPollRecords, "max-poll-records", "ARCHIVER_MAX_POLL_RECORDS", 100_000,
@@ -51,10 +49,8 @@ func (c *Config) Validate() error {
 	var errs []error
 	if c.ArchiveURL == "" {
 		errs = append(errs, errors.New("archive.url: required (env ARCHIVE_URL)"))
-	} else if u, err := url.Parse(c.ArchiveURL); err != nil || u.Scheme == "" {
-		errs = append(errs, errors.New("archive.url: must be a URL with a scheme, e.g. file:///var/lib/edtech/archive (env ARCHIVE_URL)"))
-	} else if u.Scheme != "file" {
-		errs = append(errs, fmt.Errorf("archive.url: scheme %q is not built in; only file:// is (env ARCHIVE_URL)", u.Scheme))
+	} else if err := archive.CheckURL(c.ArchiveURL); err != nil {
+		errs = append(errs, fmt.Errorf("archive.url: %w, e.g. file:///var/lib/edtech/archive or s3://bucket?region=... (env ARCHIVE_URL)", err))
 	}
 	if c.Group == "" {
 		errs = append(errs, errors.New("group: required (env ARCHIVER_GROUP)"))
@@ -74,9 +70,9 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, opts ...kgo.Opt) error
 	topics := cfg.Kafka.Topics()
 	deps := kafkax.Deps{Log: rt.Log, Tracer: rt.Tel.Tracer, Propagator: rt.Tel.Propagator}
 
-	bucket, err := blob.OpenBucket(ctx, cfg.ArchiveURL)
+	bucket, err := archive.Open(ctx, cfg.ArchiveURL)
 	if err != nil {
-		return fmt.Errorf("opening the archive: %w", err)
+		return fmt.Errorf("opening the archive (ARCHIVE_URL): %w", err)
 	}
 	defer func() {
 		if cerr := bucket.Close(); cerr != nil {

@@ -7,8 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -23,6 +21,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/svc"
 	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
+	"github.com/edtech-analytics/platform/libs/testenv/s3test"
 	"github.com/edtech-analytics/platform/services/archiver/app"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -36,7 +35,10 @@ func TestConfig(t *testing.T) {
 		{name: "defaults need an archive", args: nil, wantErr: "archive.url"},
 		{name: "valid", args: []string{"-archive.url", "file:///var/lib/edtech/archive"}},
 		{name: "not a url", args: []string{"-archive.url", "/var/lib/edtech/archive"}, wantErr: "archive.url"},
-		{name: "driver not built in", args: []string{"-archive.url", "s3://bucket/archive"}, wantErr: "archive.url"},
+		{name: "driver not built in", args: []string{"-archive.url", "ftp://host/archive"}, wantErr: "archive.url"},
+		{name: "s3", args: []string{"-archive.url", "s3://edtech-archive?region=eu-west-1"}},
+		{name: "gcs", args: []string{"-archive.url", "gs://edtech-archive"}},
+		{name: "azure", args: []string{"-archive.url", "azblob://edtech-archive"}},
 		{name: "empty group", args: []string{"-archive.url", "file:///a", "-group", ""}, wantErr: "group"},
 		{name: "poll size", args: []string{"-archive.url", "file:///a", "-max-poll-records", "0"}, wantErr: "max-poll-records"},
 		{name: "kafka checked too", args: []string{"-archive.url", "file:///a", "-kafka.partitions", "0"}, wantErr: "kafka.partitions"},
@@ -57,6 +59,9 @@ func TestConfig(t *testing.T) {
 			if tt.wantErr != "" && (err == nil || !strings.HasPrefix(err.Error(), tt.wantErr+":")) {
 				t.Fatalf("Validate = %v, want an error about %s", err, tt.wantErr)
 			}
+			if tt.wantErr == "archive.url" && !strings.Contains(err.Error(), "ARCHIVE_URL") {
+				t.Errorf("Validate = %v, want it to name ARCHIVE_URL", err)
+			}
 			if tt.wantErr == "" && (cfg.Group != "edtech-archiver" || cfg.MaxPollRecords != 100_000) {
 				t.Errorf("defaults: group %q, max poll records %d", cfg.Group, cfg.MaxPollRecords)
 			}
@@ -73,10 +78,32 @@ type pos struct {
 // raw values that are not Avro), runs the archiver until its index reaches the end of every partition,
 // and reads every file back: each record is in exactly one file, of its tenant and day, named by the
 // offsets inside; the typed columns hold the event's values; the record column decodes to the original.
+// It runs against a file:// archive and an s3:// one (s3test's server on loopback).
 func TestRunArchivesBothLayers(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		url  func(t *testing.T) string
+	}{
+		{"file", func(t *testing.T) string { return "file://" + t.TempDir() }},
+		{"s3", func(t *testing.T) string { return s3test.New(t) }},
+	} {
+		t.Run(tt.name, func(t *testing.T) { runArchivesBothLayers(t, tt.url(t)) })
+	}
+}
+
+func runArchivesBothLayers(t *testing.T, archiveURL string) {
 	_, kcfg := kafkatest.New(t)
-	dir := t.TempDir()
-	cfg := app.Config{ArchiveURL: "file://" + dir, AdminAddr: "127.0.0.1:0", Group: "archiver", MaxPollRecords: 700, Kafka: kcfg}
+	bucket, err := archive.Open(t.Context(), archiveURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := bucket.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	arch := archive.Blob{B: bucket}
+	cfg := app.Config{ArchiveURL: archiveURL, AdminAddr: "127.0.0.1:0", Group: "archiver", MaxPollRecords: 700, Kafka: kcfg}
 	tel, err := obs.Init(t.Context(), "archiver")
 	if err != nil {
 		t.Fatal(err)
@@ -139,7 +166,7 @@ func TestRunArchivesBothLayers(t *testing.T) {
 	waitFor(t, "the index at the end of every partition", func() bool {
 		for topic, layer := range map[string]string{topics.Raw: "raw", topics.Enriched: "enriched"} {
 			for p, e := range end[topic] {
-				b, err := os.ReadFile(filepath.Join(dir, archive.IndexKey(layer, p)))
+				b, err := arch.ReadAll(t.Context(), archive.IndexKey(layer, p))
 				if err != nil {
 					return false
 				}
@@ -154,7 +181,7 @@ func TestRunArchivesBothLayers(t *testing.T) {
 	for _, e := range raws {
 		byID[e.EventID] = e
 	}
-	rawFiles := archivetest.ReadLayer(t, dir, "raw", archivetest.Raw)
+	rawFiles := archivetest.ReadBucket(t, arch, "raw", archivetest.Raw)
 	undecodable := 0
 	seen := map[pos]int{}
 	for _, f := range rawFiles {
@@ -194,7 +221,7 @@ func TestRunArchivesBothLayers(t *testing.T) {
 		enrichedByID[e.EventID] = e
 	}
 	seen = map[pos]int{}
-	for _, f := range archivetest.ReadLayer(t, dir, "enriched", archivetest.Enriched) {
+	for _, f := range archivetest.ReadBucket(t, arch, "enriched", archivetest.Enriched) {
 		for _, row := range f.Rows {
 			at := pos{row.KafkaPartition, row.KafkaOffset}
 			seen[at]++
@@ -222,18 +249,20 @@ func TestRunArchivesBothLayers(t *testing.T) {
 	if !strings.Contains(body, "archiver_records_archived") {
 		t.Error("/metrics has no archiver_records_archived")
 	}
-	var lags []string
-	for _, line := range strings.Split(body, "\n") {
-		if strings.HasPrefix(line, "archiver_lag_records{") {
-			lags = append(lags, line)
+	for _, name := range []string{"archiver_lag_records", "archiver_lag_seconds"} {
+		var lags []string
+		for _, line := range strings.Split(body, "\n") {
+			if strings.HasPrefix(line, name+"{") {
+				lags = append(lags, line)
+			}
 		}
-	}
-	if len(lags) != 8 {
-		t.Errorf("archiver_lag_records has %d series, want one per layer and partition (8): %q", len(lags), lags)
-	}
-	for _, l := range lags {
-		if !strings.HasSuffix(l, " 0") {
-			t.Errorf("lag after everything is archived: %s", l)
+		if len(lags) != 8 {
+			t.Errorf("%s has %d series, want one per layer and partition (8): %q", name, len(lags), lags)
+		}
+		for _, l := range lags {
+			if !strings.HasSuffix(l, " 0") {
+				t.Errorf("lag after everything is archived: %s", l)
+			}
 		}
 	}
 

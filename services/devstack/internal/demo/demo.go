@@ -109,6 +109,10 @@ func Run(ctx context.Context, opts Options, out io.Writer) (err error) {
 	if err != nil {
 		return err
 	}
+	archiveDir, err := prepareArchive(dir, freshKafka)
+	if err != nil {
+		return err
+	}
 
 	tel, err := obs.Init(ctx, "devstack")
 	if err != nil {
@@ -132,7 +136,7 @@ func Run(ctx context.Context, opts Options, out io.Writer) (err error) {
 		Keys:         keyring.Config{MasterKeyFile: keyFile},
 		KafkaDataDir: kafkaDir, KafkaPort: port(9092), DatabaseURL: pgURL,
 		ClickHouseAddr: chAddr, ClickHouseDatabase: database, GatewayAddr: fmt.Sprintf("127.0.0.1:%d", port(8080)),
-		QueryAddr: fmt.Sprintf("127.0.0.1:%d", port(8081)),
+		QueryAddr: fmt.Sprintf("127.0.0.1:%d", port(8081)), ArchiveURL: "file://" + archiveDir,
 	}, svc.Runtime{Log: log, Tel: tel})
 	if err != nil {
 		return err
@@ -185,14 +189,34 @@ Where to look:
   Current state per district (PostgreSQL, one schema per district):
     psql '%[7]s' -c "SELECT count(*) AS students, sum(event_count) AS events FROM district_%[1]s.student_activity"
 
+  The archive (raw and enriched events as Parquet files, by district and day; services/archiver/README.md),
+  in %[13]s; read it with DuckDB:
+    cd %[13]s && duckdb -c "SELECT tenant_id, date, count(*) AS events FROM read_parquet('enriched/*/*/*.parquet', hive_partitioning=1) GROUP BY ALL ORDER BY ALL"
+
   Health and metrics: %[2]s/readyz  %[2]s/metrics
   Logs: %[8]s
 
 Ctrl-C stops the platform (the databases keep running: make servers-down stops them).`,
 		keys[0].tenant, st.GatewayURL, keys[0].key, chHost, chPort, database, pgURL, logPath,
-		st.QueryURL, keys[0].dashboardKey, demoStart().Format(time.DateOnly), demoStart().AddDate(0, 0, 6).Format(time.DateOnly))
+		st.QueryURL, keys[0].dashboardKey, demoStart().Format(time.DateOnly), demoStart().AddDate(0, 0, 6).Format(time.DateOnly),
+		archiveDir)
 	<-ctx.Done()
 	return nil
+}
+
+// prepareArchive returns the directory of the demo's archive (file://), under dir. When Kafka starts
+// empty the archive is removed first, as the databases are: its offsets are those of the old log.
+func prepareArchive(dir string, freshKafka bool) (string, error) {
+	archiveDir := filepath.Join(dir, "archive")
+	if freshKafka {
+		if err := os.RemoveAll(archiveDir); err != nil {
+			return "", fmt.Errorf("clearing the archive of an earlier Kafka: %w", err)
+		}
+	}
+	if err := os.MkdirAll(archiveDir, 0o755); err != nil {
+		return "", err
+	}
+	return archiveDir, nil
 }
 
 // prepareStores creates the demo's databases; when its Kafka starts empty they are recreated, so the

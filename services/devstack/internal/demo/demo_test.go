@@ -11,7 +11,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/edtech-analytics/platform/libs/archive/archivetest"
 	"github.com/edtech-analytics/platform/libs/chutil"
 	"github.com/edtech-analytics/platform/libs/pgutil"
 	"github.com/edtech-analytics/platform/libs/testenv/devenv"
@@ -20,12 +22,16 @@ import (
 
 // running is a demo started by the test.
 type running struct {
-	dir    string
-	events uint64 // what the demo said ClickHouse holds once it was ready
-	stop   func()
+	dir     string
+	events  uint64 // what the demo said ClickHouse holds once it was ready
+	archive string // where the demo said its archive is
+	stop    func()
 }
 
-var caughtUp = regexp.MustCompile(`ClickHouse events = (\d+)`)
+var (
+	caughtUp    = regexp.MustCompile(`ClickHouse events = (\d+)`)
+	archiveLine = regexp.MustCompile(`^\s+cd (\S+) && duckdb `)
+)
 
 // start runs a demo on dir until the test ends and returns once it says where to look.
 func start(t *testing.T, dir string) *running {
@@ -61,6 +67,14 @@ func start(t *testing.T, dir string) *running {
 			r.events, _ = strconv.ParseUint(m[1], 10, 64)
 		}
 		if strings.HasPrefix(line, "Where to look") {
+			for sc.Scan() { // the rest of the advice, up to its last line
+				if m := archiveLine.FindStringSubmatch(sc.Text()); m != nil {
+					r.archive = m[1]
+				}
+				if strings.HasPrefix(sc.Text(), "Ctrl-C") {
+					break
+				}
+			}
 			go func() { _, _ = io.Copy(io.Discard, pr) }()
 			return r
 		}
@@ -84,6 +98,10 @@ func TestTwoDemosSideBySide(t *testing.T) {
 	if a.events == 0 {
 		t.Fatal("the first demo stored no events")
 	}
+	if want := filepath.Join(first, "archive"); a.archive != want {
+		t.Fatalf("the demo says its archive is in %q, want %q", a.archive, want)
+	}
+	waitArchived(t, a)
 	err := Run(ctx, Options{Dir: first, AnyPorts: true}, io.Discard)
 	if !errors.Is(err, ErrRunning) || !strings.Contains(err.Error(), first) {
 		t.Fatalf("a second demo on %s: %v, want ErrRunning naming the directory", first, err)
@@ -100,6 +118,37 @@ func TestTwoDemosSideBySide(t *testing.T) {
 	}
 	b.stop()
 	a.stop()
+}
+
+// waitArchived waits until the demo's archive holds as many enriched events as ClickHouse did, each
+// once, in Parquet files DuckDB's glob would read.
+func waitArchived(t *testing.T, r *running) {
+	t.Helper()
+	deadline := time.NewTimer(90 * time.Second)
+	defer deadline.Stop()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ids := map[string]int{}
+		for _, f := range archivetest.ReadLayer(t, r.archive, "enriched", archivetest.Enriched) {
+			for _, e := range f.Envelopes {
+				ids[e.EventID]++
+			}
+		}
+		if uint64(len(ids)) >= r.events {
+			for id, n := range ids {
+				if n != 1 {
+					t.Fatalf("event %s archived %d times", id, n)
+				}
+			}
+			return
+		}
+		select {
+		case <-deadline.C:
+			t.Fatalf("the archive holds %d enriched events, ClickHouse %d", len(ids), r.events)
+		case <-tick.C:
+		}
+	}
 }
 
 func countEvents(t *testing.T, dir string) uint64 {

@@ -9,10 +9,13 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/edtech-analytics/platform/libs/archive"
+	"github.com/edtech-analytics/platform/libs/archive/archivetest"
 	"github.com/edtech-analytics/platform/libs/chutil"
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/obs"
@@ -99,9 +102,10 @@ func expect(events map[string][]sampledata.Event) expected {
 }
 
 // TestEndToEnd posts events through the gateway of the whole in-process platform (kfake, real
-// PostgreSQL and ClickHouse), with a client retry of a whole batch, an invalid event, and the two store
-// consumers stopped and restarted mid-stream; then it proves the exact counts in the ClickHouse rollup and
-// the PostgreSQL state, the invalid event in the DLQ, and one trace from the gateway into both stores.
+// PostgreSQL and ClickHouse, a file:// archive), with a client retry of a whole batch, an invalid event,
+// and the two store consumers and the archiver stopped and restarted mid-stream; then it proves the exact
+// counts in the ClickHouse rollup and the PostgreSQL state, every record of raw and enriched archived
+// once, the invalid event in the DLQ, and one trace from the gateway into both stores.
 func TestEndToEnd(t *testing.T) {
 	ctx := context.Background()
 	spans := tracetest.NewSpanRecorder()
@@ -146,9 +150,9 @@ func TestEndToEnd(t *testing.T) {
 	want = expect(all)
 	total++
 
-	// The stores crash mid-stream (stopped while records flow) and come back.
+	// The stores and the archiver crash mid-stream (stopped while records flow) and come back.
 	time.Sleep(300 * time.Millisecond)
-	for _, s := range []string{stack.Aggregator, stack.Sink} {
+	for _, s := range []string{stack.Aggregator, stack.Sink, stack.Archiver} {
 		if err := st.StopService(s); err != nil {
 			t.Fatal(err)
 		}
@@ -156,7 +160,7 @@ func TestEndToEnd(t *testing.T) {
 	for i := half; i < len(bodies); i++ {
 		accepted += post(t, st.GatewayURL, keys[owners[i]], bodies[i]).Accepted
 	}
-	for _, s := range []string{stack.Aggregator, stack.Sink} {
+	for _, s := range []string{stack.Aggregator, stack.Sink, stack.Archiver} {
 		if err := st.StartService(s); err != nil {
 			t.Fatal(err)
 		}
@@ -258,6 +262,20 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}
 
+	// The archiver holds every record of both layers exactly once, as Kafka holds them, in Parquet files.
+	arch, err := archive.Open(ctx, st.ArchiveURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := arch.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	topics := st.Kafka.Topics()
+	checkArchived(t, archive.Blob{B: arch}, "raw", archivetest.Raw, readTopic(t, st.Kafka, topics.Raw))
+	checkArchived(t, archive.Blob{B: arch}, "enriched", archivetest.Enriched, readTopic(t, st.Kafka, topics.Enriched))
+
 	// The invalid event is in the DLQ with its field.
 	dlq := readTopic(t, st.Kafka, st.Kafka.Topics().DLQ)
 	codec, err := stream.NewCodec(ctx, st.Kafka)
@@ -349,6 +367,51 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// checkArchived waits until the archive's index of layer reaches the last of recs in every partition,
+// then checks that the layer's files hold each of recs exactly once, with its bytes, and nothing else.
+func checkArchived[T any](t *testing.T, arch archive.Bucket, layer string, parts func(T) (archive.Envelope, archive.Position), recs []*kgo.Record) {
+	t.Helper()
+	type at struct {
+		p   int32
+		off int64
+	}
+	want, last := map[at]string{}, map[int32]int64{}
+	for _, r := range recs {
+		want[at{r.Partition, r.Offset}] = string(r.Value)
+		last[r.Partition] = max(last[r.Partition], r.Offset)
+	}
+	if len(want) == 0 {
+		t.Fatalf("%s: no records to archive", layer)
+	}
+	waitUntil(t, "the archive's index of "+layer, func() bool {
+		for p, off := range last {
+			b, err := arch.ReadAll(context.Background(), archive.IndexKey(layer, p))
+			if err != nil {
+				return false
+			}
+			if n, err := strconv.ParseInt(string(b), 10, 64); err != nil || n < off {
+				return false
+			}
+		}
+		return true
+	})
+	seen := map[at]int{}
+	for _, f := range archivetest.ReadBucket(t, arch, layer, parts) {
+		for _, pos := range f.Positions {
+			k := at{pos.KafkaPartition, pos.KafkaOffset}
+			seen[k]++
+			if v, ok := want[k]; !ok || v != string(pos.Record) {
+				t.Errorf("%s: %s holds offset %d of partition %d, which Kafka does not hold so", layer, f.Key, k.off, k.p)
+			}
+		}
+	}
+	for k := range want {
+		if seen[k] != 1 {
+			t.Errorf("%s: offset %d of partition %d archived %d times", layer, k.off, k.p, seen[k])
+		}
 	}
 }
 

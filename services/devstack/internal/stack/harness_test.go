@@ -22,8 +22,8 @@ import (
 // stackKeys are the master keys of every stack the tests start (and of the ctl commands they run).
 var stackKeys = keyringtest.MasterKeys()
 
-// testStack starts the whole platform on a fresh PostgreSQL database and ClickHouse database, with its
-// own master key and the short group timeouts of the tests, and stops it at cleanup. It returns the stack
+// testStack starts the whole platform on a fresh PostgreSQL database and ClickHouse database and a
+// file:// archive in a temporary directory, with its own master key and the short group timeouts of the tests, and stops it at cleanup. It returns the stack
 // and where its stores are.
 func testStack(t *testing.T, tel *obs.Telemetry, log *slog.Logger) (st *stack.Stack, pgURL, chAddr, chDB string) {
 	t.Helper()
@@ -31,6 +31,7 @@ func testStack(t *testing.T, tel *obs.Telemetry, log *slog.Logger) (st *stack.St
 	_, chDB, chAddr = chtest.New(t)
 	st, err := stack.Start(context.Background(), stack.Config{Keys: keyring.Config{MasterKeys: conf.Secret(stackKeys)},
 		DatabaseURL: pgURL, ClickHouseAddr: chAddr, ClickHouseDatabase: chDB, GatewayAddr: "127.0.0.1:0", QueryAddr: "127.0.0.1:0",
+		ArchiveURL: "file://" + t.TempDir(),
 	}, svc.Runtime{Log: log, Tel: tel}, append(kafkatest.GroupOpts(), kgo.TransactionTimeout(2*time.Second))...)
 	if err != nil {
 		t.Fatal(err)

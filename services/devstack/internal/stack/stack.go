@@ -21,6 +21,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/svc"
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	aggregator "github.com/edtech-analytics/platform/services/aggregator/app"
+	archiver "github.com/edtech-analytics/platform/services/archiver/app"
 	enricher "github.com/edtech-analytics/platform/services/enricher/app"
 	gateway "github.com/edtech-analytics/platform/services/gateway/app"
 	query "github.com/edtech-analytics/platform/services/query/app"
@@ -39,6 +40,8 @@ type Config struct {
 	ClickHouseDatabase string
 	GatewayAddr        string // e.g. 127.0.0.1:8080, or 127.0.0.1:0
 	QueryAddr          string // e.g. 127.0.0.1:8081, or 127.0.0.1:0
+	// ArchiveURL is where the archiver writes, e.g. file:///path/to/archive; "" runs no archiver.
+	ArchiveURL string
 	// Keys are the master keys of the gateway, the enricher and the sink; empty, they come from the environment
 	// (MASTER_KEYS or MASTER_KEY_FILE).
 	Keys keyring.Config
@@ -51,6 +54,7 @@ const (
 	Aggregator = "aggregator"
 	Sink       = "sink"
 	Query      = "query"
+	Archiver   = "archiver"
 )
 
 // Stack is a running platform.
@@ -64,6 +68,8 @@ type Stack struct {
 	Kafka kafkax.Config
 	// GatewayURL and QueryURL are where the gateway and the dashboard API listen once Start returns.
 	GatewayURL, QueryURL string
+	// ArchiveURL is where the archiver writes; "" when the stack runs none.
+	ArchiveURL string
 
 	mu       sync.Mutex
 	services map[string]*running
@@ -95,7 +101,7 @@ func Start(ctx context.Context, cfg Config, rt svc.Runtime, opts ...kgo.Opt) (*S
 	if err != nil {
 		return nil, fmt.Errorf("starting embedded kafka: %w", err)
 	}
-	s := &Stack{cfg: cfg, opts: opts, rt: rt, log: rt.Log, kafka: cluster, services: map[string]*running{},
+	s := &Stack{cfg: cfg, opts: opts, rt: rt, log: rt.Log, kafka: cluster, services: map[string]*running{}, ArchiveURL: cfg.ArchiveURL,
 		Kafka: kafkax.Config{Brokers: cluster.ListenAddrs(), TopicPrefix: "edtech.", Partitions: cfg.Partitions, ReplicationFactor: 1}}
 
 	pool, err := pgutil.Connect(ctx, cfg.DatabaseURL)
@@ -113,7 +119,11 @@ func Start(ctx context.Context, cfg Config, rt svc.Runtime, opts ...kgo.Opt) (*S
 	listening, queryListening := make(chan string, 1), make(chan string, 1)
 	s.startGateway(listening)
 	s.startQuery(queryListening)
-	for _, name := range []string{Enricher, Aggregator, Sink} {
+	consumers := []string{Enricher, Aggregator, Sink}
+	if cfg.ArchiveURL != "" {
+		consumers = append(consumers, Archiver)
+	}
+	for _, name := range consumers {
 		if err := s.StartService(name); err != nil {
 			return nil, errors.Join(err, s.Close())
 		}
@@ -148,7 +158,7 @@ func defaults(c interface{ RegisterFlags(*flag.FlagSet) }) {
 func checkEnv() error {
 	var errs []error
 	for _, c := range []interface{ RegisterFlags(*flag.FlagSet) }{
-		&gateway.Config{}, &query.Config{}, &enricher.Config{}, &aggregator.Config{}, &sink.Config{},
+		&gateway.Config{}, &query.Config{}, &enricher.Config{}, &aggregator.Config{}, &sink.Config{}, &archiver.Config{},
 	} {
 		fs := flag.NewFlagSet("env", flag.ContinueOnError)
 		c.RegisterFlags(fs)
@@ -192,7 +202,8 @@ func (s *Stack) startQuery(listening chan<- string) {
 	})
 }
 
-// StartService starts one of the consumers (again, after StopService). Names of further enricher
+// StartService starts one of the consumers (again, after StopService): the enricher, aggregator, sink,
+// or the archiver when the stack has an ArchiveURL. Names of further enricher
 // instances in the same group start with Enricher and a dash ("enricher-2").
 func (s *Stack) StartService(name string) error {
 	switch {
@@ -214,6 +225,11 @@ func (s *Stack) StartService(name string) error {
 		cfg.AdminAddr, cfg.DatabaseURL, cfg.Kafka = "127.0.0.1:0", conf.Secret(s.cfg.DatabaseURL), s.Kafka
 		s.masterKeys(&cfg.Keys)
 		s.launch(name, func(ctx context.Context) error { return sink.Run(ctx, cfg, s.runtime(name), s.opts...) })
+	case name == Archiver && s.cfg.ArchiveURL != "":
+		var cfg archiver.Config
+		defaults(&cfg)
+		cfg.AdminAddr, cfg.ArchiveURL, cfg.Kafka = "127.0.0.1:0", s.cfg.ArchiveURL, s.Kafka
+		s.launch(name, func(ctx context.Context) error { return archiver.Run(ctx, cfg, s.runtime(name), s.opts...) })
 	default:
 		return fmt.Errorf("unknown service %q", name)
 	}
@@ -254,7 +270,7 @@ func (s *Stack) StopService(name string) error {
 // Close stops every service, the gateway first so nothing new arrives, then Kafka.
 func (s *Stack) Close() error {
 	var errs []error
-	for _, name := range []string{Gateway, Query, Enricher, Aggregator, Sink} {
+	for _, name := range []string{Gateway, Query, Enricher, Aggregator, Sink, Archiver} {
 		errs = append(errs, s.StopService(name))
 	}
 	s.mu.Lock()
