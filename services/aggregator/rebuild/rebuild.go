@@ -35,6 +35,9 @@ var (
 	ErrNotSwapped = errors.New("the rebuilt rows were not swapped in")
 	// ErrVerification: after the swap, events does not hold exactly the staged rows.
 	ErrVerification = errors.New("the swapped rows are not the staged ones")
+	// ErrDiffNotAccepted: the rebuilt rows differ from the live ones and Config.AcceptDiff was not set;
+	// nothing was swapped.
+	ErrDiffNotAccepted = errors.New("rebuilt rows differ from the live rows (not accepted)")
 )
 
 // Config says what to rebuild and how.
@@ -53,6 +56,9 @@ type Config struct {
 	Archive archive.Bucket
 	// DryRun stages the rows and compares them with the live ones, then drops them: no marker, no swap.
 	DryRun bool
+	// AcceptDiff swaps rebuilt rows that differ from the live ones in; without it only equal ones are
+	// (which changes nothing but proves the store right).
+	AcceptDiff bool
 	// SwapTimeout bounds the wait for the aggregator to pass the markers (default 10 minutes).
 	SwapTimeout time.Duration
 	Log         *slog.Logger
@@ -169,6 +175,10 @@ func Run(ctx context.Context, conn driver.Conn, codec *records.Codec, reader, pr
 	if cfg.DryRun {
 		report.Elapsed = time.Since(start)
 		return report, nil
+	}
+	if !report.Equal && !cfg.AcceptDiff {
+		return report, fmt.Errorf("%w: the live store holds %d rows of the district (sum %d), the rebuild %d (sum %d)",
+			ErrDiffNotAccepted, report.Live.Rows, report.Live.Sum, report.Rebuilt.Rows, report.Rebuilt.Sum)
 	}
 
 	// The markers, then the records between where the topic ended and each marker.

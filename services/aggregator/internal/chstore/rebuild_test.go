@@ -80,7 +80,7 @@ func TestRebuildSwapsADistrictWhileTheAggregatorRuns(t *testing.T) {
 		}
 		defer prod.Close()
 		report, err := rebuild.Run(ctx, conn, codec, rd.Client, prod.Client, rebuild.Config{TenantID: tenant, Kafka: p.kcfg, Database: db,
-			Archive: arch, DryRun: dry, SwapTimeout: time.Minute})
+			Archive: arch, DryRun: dry, AcceptDiff: true, SwapTimeout: time.Minute})
 		if err != nil {
 			t.Fatalf("rebuild (dry run %v): %v (%+v)", dry, err, report)
 		}

@@ -4,15 +4,19 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/edtech-analytics/platform/libs/archive"
 	"gocloud.dev/blob"
-	_ "gocloud.dev/blob/fileblob" // file:// archives
 )
 
-// openArchive opens the archive at url (a gocloud.dev/blob URL, the archiver's ARCHIVE_URL).
+// openArchive opens the archive at url (a gocloud.dev/blob URL, the archiver's ARCHIVE_URL: file://,
+// s3://, gs:// or azblob://).
 func openArchive(ctx context.Context, url string) (*blob.Bucket, error) {
-	b, err := blob.OpenBucket(ctx, url)
-	if err != nil {
+	if err := archive.CheckURL(url); err != nil {
 		return nil, usagef("--archive.url: %w", err)
+	}
+	b, err := archive.Open(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("--archive.url: %w", err)
 	}
 	return b, nil
 }

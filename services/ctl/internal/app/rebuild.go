@@ -17,10 +17,12 @@ import (
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/edtech-analytics/platform/libs/tenancy/audit"
 	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
+	"github.com/edtech-analytics/platform/libs/tenancy/ingest"
+	chrebuild "github.com/edtech-analytics/platform/services/aggregator/rebuild"
 	"github.com/edtech-analytics/platform/services/sink/rebuild"
 )
 
-const rebuildSynopsis = "--tenant ID [--archive.url URL] [--dry-run] [--accept-diff] [--all-partitions] [--group NAME] | --tenant ID --rollback [--dry-run] | --tenant ID --drop-old (Kafka flags: -h)"
+const rebuildSynopsis = "--tenant ID [--store postgres|clickhouse] [--archive.url URL] [--dry-run] [--accept-diff] [--all-partitions] [--group NAME] | --tenant ID --rollback [--dry-run] | --tenant ID --drop-old (Kafka flags: -h)"
 
 // runRebuild rebuilds a district's sink state from a replay of the enriched topic into a shadow schema,
 // verifies it against the log, compares it with the live tables and swaps it in if it is equal or the
@@ -36,6 +38,9 @@ func runRebuild(ctx context.Context, e Env, args []string) error {
 	all := fs.Bool("all-partitions", false, "scan every partition, not only the district's (always for a hot district)")
 	group := fs.String("group", "edtech-sink", "the live sink's consumer group (its stored offsets are caught up to)")
 	truncated := fs.Bool("allow-truncated-history", false, "rebuild even if retention removed the district's first records from the topic")
+	store := fs.String("store", "postgres", "the store to rebuild: postgres (the district's schema) or clickhouse (its events and rollups)")
+	var ch chConfig
+	ch.registerFlags(fs)
 	archiveURL := fs.String("archive.url", e.Getenv("ARCHIVE_URL"), "the archive (a gocloud.dev/blob URL, as the archiver's ARCHIVE_URL): replay the district's own archived records, then the topic from where the archive ends (env ARCHIVE_URL)")
 	var kcfg kafkax.Config
 	kcfg.RegisterFlags(fs)
@@ -49,6 +54,10 @@ func runRebuild(ctx context.Context, e Env, args []string) error {
 		return usagef("--tenant: %w", err)
 	}
 	switch {
+	case *store != "postgres" && *store != "clickhouse":
+		return usagef("--store: %q is not postgres or clickhouse", *store)
+	case *store == "clickhouse" && (*rollback || *dropOld || *truncated):
+		return usagef("rebuild: --rollback, --drop-old and --allow-truncated-history apply to --store postgres")
 	case *rollback && *dropOld:
 		return usagef("rebuild: --rollback and --drop-old exclude each other")
 	case (*rollback || *dropOld) && (*acceptDiff || *all || *truncated):
@@ -75,6 +84,19 @@ func runRebuild(ctx context.Context, e Env, args []string) error {
 	}
 	if *dropOld {
 		return runDropOld(ctx, e, c, instances, *tenant, record)
+	}
+	if *store == "clickhouse" {
+		hot, err := ingest.New(pool).Settings(ctx)
+		if err != nil {
+			return err
+		}
+		for _, s := range hot {
+			if s.TenantID == *tenant && s.HotShards > 0 {
+				*all = true
+			}
+		}
+		return runRebuildClickHouse(ctx, e, c, ch, kcfg, *archiveURL, chrebuild.Config{TenantID: *tenant, AllPartitions: *all,
+			DryRun: *dryRun, AcceptDiff: *acceptDiff}, record)
 	}
 
 	codec, err := stream.NewCodec(ctx, kcfg)

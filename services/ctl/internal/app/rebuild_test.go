@@ -185,6 +185,12 @@ func TestRebuildCommand(t *testing.T) {
 		!strings.Contains(err.Error(), "--archive.url") {
 		t.Errorf("an archive URL of no known scheme: %v", err)
 	}
+	if _, _, err := ctl(t, url, "rebuild", "--tenant", "north", "--store", "mongo"); err == nil || !strings.Contains(err.Error(), "--store") {
+		t.Errorf("an unknown store: %v", err)
+	}
+	if _, _, err := ctl(t, url, "rebuild", "--tenant", "north", "--store", "clickhouse", "--rollback"); err == nil || !strings.Contains(err.Error(), "--rollback") {
+		t.Errorf("--rollback of a clickhouse rebuild: %v", err)
+	}
 	if _, _, err := ctl(t, url, "rebuild", "--tenant", "Nope!"); err == nil || !strings.Contains(err.Error(), "--tenant") {
 		t.Errorf("bad tenant: %v", err)
 	}
