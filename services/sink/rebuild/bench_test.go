@@ -100,14 +100,21 @@ func BenchmarkRebuild(b *testing.B) {
 	}
 }
 
-// BenchmarkRebuildFromArchive measures a rebuild of one district that holds 1% of its partition from the
-// archive: BENCH_REBUILD_EVENTS (300,000) learning events of the district in enriched files, their
-// offsets 100 apart as if the other districts' 99% were between them (those are in other districts'
-// directories, which the rebuild never lists), archived as the archiver writes them: a file per day and
-// batch of BENCH_ARCHIVE_BATCH (1,000) of the district's records. The live sink's offsets stand where
-// the archive ends, so the whole history comes from the files. Reports the district's records applied
-// per second and the rate at which the partition's history is covered (offsets/s).
+// BenchmarkRebuildFromArchive measures a rebuild of one district from the archive, the district holding
+// 100%, 10% or 1% of its partition: BENCH_REBUILD_EVENTS (300,000) learning events of the district in
+// enriched files, their offsets 1, 10 or 100 apart as if the other districts' records were between them
+// (those are in other districts' directories, which the rebuild never lists), archived as the archiver
+// writes them: a file per day and batch of BENCH_ARCHIVE_BATCH (1,000) of the district's records. The
+// live sink's offsets stand where the archive ends, so the whole history comes from the files. Reports
+// the district's records applied per second and the rate at which the partition's history is covered
+// (offsets/s).
 func BenchmarkRebuildFromArchive(b *testing.B) {
+	for _, share := range []int{100, 10, 1} {
+		b.Run(fmt.Sprintf("own=%d%%", share), func(b *testing.B) { benchRebuildFromArchive(b, 100/share) })
+	}
+}
+
+func benchRebuildFromArchive(b *testing.B, spacing int) {
 	n, batch := 300_000, 1_000
 	if v, err := strconv.Atoi(os.Getenv("BENCH_REBUILD_EVENTS")); err == nil && v > 0 {
 		n = v
@@ -115,7 +122,6 @@ func BenchmarkRebuildFromArchive(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("BENCH_ARCHIVE_BATCH")); err == nil && v > 0 {
 		batch = v
 	}
-	const share = 100 // one record in 100 of the partition is the district's
 	pool, _ := pgtest.New(b)
 	if err := tenancy.Migrate(b.Context(), pool); err != nil {
 		b.Fatal(err)
@@ -136,7 +142,7 @@ func BenchmarkRebuildFromArchive(b *testing.B) {
 	p := rebuild.KeyPartition("north", 4)
 	recs := sinktest.Encode(b, codec, topic, sinktest.LearningEvents(rng, []string{"north"}, sinktest.Students(rng, []string{"north"}, 3000), n))
 	for i, r := range recs {
-		r.Partition, r.Offset = p, int64(i*share)
+		r.Partition, r.Offset = p, int64(i*spacing)
 	}
 	dir := b.TempDir()
 	bucket, err := fileblob.OpenBucket(dir, nil)
@@ -157,7 +163,12 @@ func BenchmarkRebuildFromArchive(b *testing.B) {
 		b.Fatal(err)
 	}
 	files, size := archiveSize(b, dir)
-	b.Logf("archive: %d files, %.1f MiB for %d records", files, float64(size)/(1<<20), n)
+	var avro int
+	for _, r := range recs {
+		avro += len(r.Value)
+	}
+	b.Logf("archive: %d files, %.1f MiB for %d records (%.0f bytes a record; %.0f bytes of Avro a record)", files, float64(size)/(1<<20), n,
+		float64(size)/float64(n), float64(avro)/float64(n))
 	var applied int64
 	var secs float64
 	b.ResetTimer()
@@ -189,7 +200,7 @@ func BenchmarkRebuildFromArchive(b *testing.B) {
 		applied, secs = applied+report.Applied, secs+report.Elapsed.Seconds()
 	}
 	b.ReportMetric(float64(applied)/secs, "applied/s")
-	b.ReportMetric(float64(applied)*share/secs, "offsets/s")
+	b.ReportMetric(float64(applied)*float64(spacing)/secs, "offsets/s")
 }
 
 // archiveSize counts the Parquet files under dir and their bytes.
