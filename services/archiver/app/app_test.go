@@ -39,6 +39,9 @@ func TestConfig(t *testing.T) {
 		{name: "driver not built in", args: []string{"-archive.url", "s3://bucket/archive"}, wantErr: "archive.url"},
 		{name: "empty group", args: []string{"-archive.url", "file:///a", "-group", ""}, wantErr: "group"},
 		{name: "poll size", args: []string{"-archive.url", "file:///a", "-max-poll-records", "0"}, wantErr: "max-poll-records"},
+		{name: "compaction interval", args: []string{"-archive.url", "file:///a", "-compact.interval", "-1s"}, wantErr: "compact.interval"},
+		{name: "compaction target", args: []string{"-archive.url", "file:///a", "-compact.target-bytes", "0"}, wantErr: "compact.target-bytes"},
+		{name: "compaction grace", args: []string{"-archive.url", "file:///a", "-compact.grace", "-1h"}, wantErr: "compact.grace"},
 		{name: "kafka checked too", args: []string{"-archive.url", "file:///a", "-kafka.partitions", "0"}, wantErr: "kafka.partitions"},
 	}
 	for _, tt := range tests {
@@ -57,8 +60,9 @@ func TestConfig(t *testing.T) {
 			if tt.wantErr != "" && (err == nil || !strings.HasPrefix(err.Error(), tt.wantErr+":")) {
 				t.Fatalf("Validate = %v, want an error about %s", err, tt.wantErr)
 			}
-			if tt.wantErr == "" && (cfg.Group != "edtech-archiver" || cfg.MaxPollRecords != 100_000) {
-				t.Errorf("defaults: group %q, max poll records %d", cfg.Group, cfg.MaxPollRecords)
+			if tt.wantErr == "" && (cfg.Group != "edtech-archiver" || cfg.MaxPollRecords != 100_000 || cfg.CompactInterval != 15*time.Minute ||
+				cfg.CompactTargetBytes != 128<<20 || cfg.CompactGrace != 24*time.Hour) {
+				t.Errorf("defaults: %+v", cfg)
 			}
 		})
 	}
