@@ -2,6 +2,7 @@ package archive_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -324,4 +325,86 @@ func TestWriterAfterCompaction(t *testing.T) {
 	}
 	checkExactlyOnce(t, archivetest.ReadLayer(t, dir, "raw", archivetest.Raw), recs)
 	checkVisibleOnce(t, b, recs)
+}
+
+// hooked is a bucket that runs hook once, just before the first operation that match accepts.
+type hooked struct {
+	archive.Bucket
+	match func(op, key string) bool
+	hook  func()
+	done  bool
+}
+
+func (h *hooked) at(op, key string) {
+	if !h.done && h.match(op, key) {
+		h.done = true
+		h.hook()
+	}
+}
+
+func (h *hooked) WriteAll(ctx context.Context, key string, p []byte) error {
+	h.at("write", key)
+	return h.Bucket.WriteAll(ctx, key, p)
+}
+
+func (h *hooked) Copy(ctx context.Context, dst, src string) error {
+	h.at("copy", dst)
+	return h.Bucket.Copy(ctx, dst, src)
+}
+
+func (h *hooked) Delete(ctx context.Context, key string) error {
+	h.at("delete", key)
+	return h.Bucket.Delete(ctx, key)
+}
+
+// TestCompactionsAtOnce runs a second compaction of the same archive in the middle of a first, at each
+// kind of step of the first (its first temporary written, its first publication, its first deletion of
+// a merged file): both end without error, and the archive holds each record once, with no file left
+// that another covers after one more run.
+func TestCompactionsAtOnce(t *testing.T) {
+	codec, err := records.NewCodec(t.Context(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := rawRecords(t, codec, 0, 300)
+	opts := archive.CompactOptions{TargetBytes: 30 << 10}
+	for _, at := range []struct {
+		name string
+		op   string
+		pre  string
+	}{{"temporary written", "write", "_tmp/compact/"}, {"published", "copy", "raw/"}, {"merged file deleted", "delete", "raw/"}} {
+		t.Run(at.name, func(t *testing.T) {
+			ctx := t.Context()
+			dir, bb := openDir(t)
+			b := archive.Blob{B: bb}
+			writeBatches(t, archive.New(b, codec, archive.RawLayer(), nil), "raw", recs, rand.New(rand.NewPCG(8, 8)), 20)
+			var second archive.CompactStats
+			var secondErr error
+			h := &hooked{Bucket: b, match: func(op, key string) bool { return op == at.op && strings.HasPrefix(key, at.pre) },
+				hook: func() {
+					second, secondErr = archive.NewCompactor(b, archive.RawLayer(), opts, nil).Run(ctx, closedAt)
+				}}
+			first, err := archive.NewCompactor(h, archive.RawLayer(), opts, nil).Run(ctx, closedAt)
+			if !h.done {
+				t.Fatal("the second compaction did not run")
+			}
+			// The second may delete the first's temporary (both clear _tmp/compact/ when they start):
+			// the first then fails to publish that run, and tries again at its next run.
+			if err != nil && !strings.Contains(err.Error(), "publishing") {
+				t.Fatalf("first compaction: %v", err)
+			}
+			if secondErr != nil {
+				t.Fatalf("second compaction: %v", secondErr)
+			}
+			t.Logf("first %+v, second %+v", first, second)
+			checkVisibleOnce(t, b, recs)
+			if _, err := archive.NewCompactor(b, archive.RawLayer(), opts, nil).Run(ctx, closedAt); err != nil {
+				t.Fatal(err)
+			}
+			if files, keys := archivetest.ReadLayer(t, dir, "raw", archivetest.Raw), dataKeys(t, b, "raw"); len(files) != len(keys) {
+				t.Errorf("%d files left that another covers", len(keys)-len(files))
+			}
+			checkVisibleOnce(t, b, recs)
+		})
+	}
 }

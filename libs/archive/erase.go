@@ -131,7 +131,8 @@ func EraseStudent(ctx context.Context, b Bucket, tenant, internalID string) (Era
 		return res, fmt.Errorf("erasing student %q of district %q from the archive: not a district and an internal id", internalID, tenant)
 	}
 	const layer = "enriched"
-	if err := deleteAll(ctx, b, eraseTmp(layer, tenant)); err != nil {
+	tmp := eraseTmp(layer, tenant) + internalID + "/" // this student's: erasures of others may be running
+	if err := deleteAll(ctx, b, tmp); err != nil {
 		return res, err
 	}
 	if err := b.WriteAll(ctx, erasuresPrefix(layer, tenant)+internalID, nil); err != nil {
@@ -162,7 +163,7 @@ func EraseStudent(ctx context.Context, b Bucket, tenant, internalID string) (Era
 		}
 		res.Passes++
 		for _, k := range todo {
-			if err := rewriteWithout(ctx, b, k, eraseTmp(layer, tenant), erased, &res); err != nil {
+			if err := rewriteWithout(ctx, b, k, tmp, erased, &res); err != nil {
 				return res, err
 			}
 			scanned[k] = true

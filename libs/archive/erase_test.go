@@ -1,6 +1,7 @@
 package archive_test
 
 import (
+	"bytes"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/archive"
 	"github.com/edtech-analytics/platform/libs/archive/archivetest"
 	"github.com/edtech-analytics/platform/libs/records"
+	"github.com/parquet-go/parquet-go"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -199,4 +201,93 @@ func TestEraseTenantDeletesEveryObjectOfTheDistrict(t *testing.T) {
 			t.Errorf("left: %s", k)
 		}
 	}
+}
+
+// TestErasuresAndCompactionAtOnce starts an erasure in the middle of a compaction (after it read its
+// first run, before it publishes it), and, in another district, an erasure in the middle of another
+// (just before its first rewrite is copied over the file): in the end none of the three students has a
+// row left, and every other row is there.
+func TestErasuresAndCompactionAtOnce(t *testing.T) {
+	codec, err := records.NewCodec(t.Context(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	_, bb := openDir(t)
+	b := archive.Blob{B: bb}
+	recs, events := enrichedRecords(t, codec, 0, 450)
+	writeBatches(t, archive.New(b, codec, archive.EnrichedLayer(), nil), "enriched", recs, rand.New(rand.NewPCG(9, 9)), 20)
+	// A student of lakeside, two of riverton.
+	first, second, third := events[0].Actor.InternalID, events[1].Actor.InternalID, events[4].Actor.InternalID
+	erased := map[string]bool{"lakeside/" + first: true, "riverton/" + second: true, "riverton/" + third: true}
+	want := int64(len(recs))
+	for _, e := range events {
+		if erased[e.TenantID+"/"+e.Actor.InternalID] {
+			want--
+		}
+	}
+
+	h := &hooked{Bucket: b, match: func(op, key string) bool { return op == "write" && strings.HasPrefix(key, "_tmp/compact/") },
+		hook: func() {
+			if _, err := archive.EraseStudent(ctx, b, "lakeside", first); err != nil {
+				t.Error(err)
+			}
+		}}
+	if _, err := archive.NewCompactor(h, archive.EnrichedLayer(), archive.CompactOptions{}, nil).Run(ctx, closedAt); err != nil {
+		t.Fatal(err)
+	}
+	h = &hooked{Bucket: b, match: func(op, key string) bool { return op == "copy" && strings.HasPrefix(key, "enriched/") },
+		hook: func() {
+			if _, err := archive.EraseStudent(ctx, b, "riverton", third); err != nil {
+				t.Error(err)
+			}
+		}}
+	if _, err := archive.EraseStudent(ctx, h, "riverton", second); err != nil {
+		t.Fatal(err)
+	}
+	if !h.done {
+		t.Fatal("the second erasure did not run")
+	}
+	check := func(when string) {
+		t.Helper()
+		for k := range erased {
+			tenant, id, _ := strings.Cut(k, "/")
+			if c, err := archive.CountStudent(ctx, b, tenant, id); err != nil || c.Rows != 0 {
+				t.Errorf("%s: student %s: %+v left (%v)", when, k, c, err)
+			}
+		}
+		var rows int64
+		for _, f := range readVisibleEnriched(t, b) {
+			rows += int64(len(f))
+		}
+		if rows != want {
+			t.Errorf("%s: %d rows in the archive, want %d", when, rows, want)
+		}
+	}
+	check("after the erasures")
+	// And a compaction of every day after them.
+	if _, err := archive.NewCompactor(b, archive.EnrichedLayer(), archive.CompactOptions{}, nil).Run(ctx, closedAt.Add(48*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	check("after a compaction")
+}
+
+// readVisibleEnriched reads the enriched files archive.Files lists and returns their rows by key.
+func readVisibleEnriched(t *testing.T, b archive.Bucket) map[string][]archive.EnrichedRow {
+	t.Helper()
+	files, err := archive.Files(t.Context(), b, "enriched/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]archive.EnrichedRow{}
+	for _, f := range files {
+		data, err := b.ReadAll(t.Context(), f.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out[f.Key], err = parquet.Read[archive.EnrichedRow](bytes.NewReader(data), int64(len(data))); err != nil {
+			t.Fatalf("reading %s: %v", f.Key, err)
+		}
+	}
+	return out
 }
