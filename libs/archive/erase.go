@@ -51,26 +51,37 @@ func tenantPrefixes(tenant string) []string {
 
 func eraseTmp(layer, tenant string) string { return TmpPrefix + "erase/" + TenantPrefix(layer, tenant) }
 
-// CountTenant counts the objects of a district in the archive, and the rows of its data files (every
-// data file, compacted files and the files they cover alike).
-func CountTenant(ctx context.Context, b Bucket, tenant string) (Count, error) {
-	var c Count
+// TenantObjects lists every object of a district in the archive: its files of both layers, its erasure
+// records and its erasures' temporaries. It reads no file.
+func TenantObjects(ctx context.Context, b Bucket, tenant string) ([]string, error) {
+	var out []string
 	for _, prefix := range tenantPrefixes(tenant) {
 		keys, err := b.List(ctx, prefix)
 		if err != nil {
+			return nil, err
+		}
+		out = append(out, keys...)
+	}
+	return out, nil
+}
+
+// CountTenant counts the objects of a district in the archive (TenantObjects), and the rows of its data
+// files (every data file, compacted files and the files they cover alike), reading each.
+func CountTenant(ctx context.Context, b Bucket, tenant string) (Count, error) {
+	keys, err := TenantObjects(ctx, b, tenant)
+	if err != nil {
+		return Count{}, err
+	}
+	c := Count{Files: int64(len(keys))}
+	for _, k := range keys {
+		if _, ok := ParseKey(k); !ok {
+			continue
+		}
+		n, err := numRows(ctx, b, k)
+		if err != nil {
 			return c, err
 		}
-		c.Files += int64(len(keys))
-		for _, k := range keys {
-			if _, ok := ParseKey(k); !ok {
-				continue
-			}
-			n, err := numRows(ctx, b, k)
-			if err != nil {
-				return c, err
-			}
-			c.Rows += n
-		}
+		c.Rows += n
 	}
 	return c, nil
 }
@@ -95,17 +106,15 @@ func EraseTenant(ctx context.Context, b Bucket, tenant string) (removed int, err
 	if tenant == "" {
 		return 0, errors.New("erasing a district of the archive: no district")
 	}
-	for _, prefix := range tenantPrefixes(tenant) {
-		keys, err := b.List(ctx, prefix)
-		if err != nil {
-			return removed, err
+	keys, err := TenantObjects(ctx, b, tenant)
+	if err != nil {
+		return 0, err
+	}
+	for _, k := range keys {
+		if err := b.Delete(ctx, k); err != nil {
+			return removed, fmt.Errorf("removing %s: %w", k, err)
 		}
-		for _, k := range keys {
-			if err := b.Delete(ctx, k); err != nil {
-				return removed, fmt.Errorf("removing %s: %w", k, err)
-			}
-			removed++
-		}
+		removed++
 	}
 	return removed, nil
 }

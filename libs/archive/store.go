@@ -7,7 +7,8 @@
 // the partition's index (_offsets/<layer>/<partition>) records the batch's last offset; NextOffsets reads
 // it. A crash between publishing and the index makes the batch be read again; before publishing, the
 // records that a published file of the same partition, tenant and day already covers are dropped, so no
-// record is archived twice and no two files of a partition in one directory overlap.
+// record is archived twice and no two files of a partition in one directory overlap, unless one is a
+// compacted file that covers the other (compact.go).
 package archive
 
 import (

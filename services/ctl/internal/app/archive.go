@@ -52,13 +52,13 @@ func (c archiveConfig) withArchive(ctx context.Context, fn func(archive.Bucket) 
 	return fn(b)
 }
 
-// countArchive counts the district's objects in the archive (0 with no archive).
+// countArchive counts the district's objects in the archive (0 with no archive), reading none of them.
 func (t *tenantEraser) countArchive(ctx context.Context) (int64, error) {
 	if t.arch == nil {
 		return 0, nil
 	}
-	c, err := archive.CountTenant(ctx, t.arch, t.tenant)
-	return c.Files, err
+	keys, err := archive.TenantObjects(ctx, t.arch, t.tenant)
+	return int64(len(keys)), err
 }
 
 // eraseArchive deletes the district's objects from the archive: its files of both layers, its erasure
