@@ -20,6 +20,14 @@ type Bucket interface {
 	Delete(ctx context.Context, key string) error
 	// List returns the keys that begin with prefix.
 	List(ctx context.Context, prefix string) ([]string, error)
+	// ListObjects returns the keys that begin with prefix, with their sizes.
+	ListObjects(ctx context.Context, prefix string) ([]Object, error)
+}
+
+// Object is a key and the size of what it holds.
+type Object struct {
+	Key  string
+	Size int64
 }
 
 // ErrNotFound is a key that does not exist.
@@ -55,16 +63,29 @@ func (b Blob) Delete(ctx context.Context, key string) error {
 
 // List returns the keys under prefix.
 func (b Blob) List(ctx context.Context, prefix string) ([]string, error) {
+	objs, err := b.ListObjects(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, len(objs))
+	for i, o := range objs {
+		keys[i] = o.Key
+	}
+	return keys, nil
+}
+
+// ListObjects returns the keys under prefix with their sizes.
+func (b Blob) ListObjects(ctx context.Context, prefix string) ([]Object, error) {
 	it := b.B.List(&blob.ListOptions{Prefix: prefix})
-	var keys []string
+	var objs []Object
 	for {
 		obj, err := it.Next(ctx)
 		if errors.Is(err, io.EOF) {
-			return keys, nil
+			return objs, nil
 		}
 		if err != nil {
 			return nil, fmt.Errorf("listing %s: %w", prefix, err)
 		}
-		keys = append(keys, obj.Key)
+		objs = append(objs, Object{Key: obj.Key, Size: obj.Size})
 	}
 }

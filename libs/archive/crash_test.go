@@ -79,6 +79,14 @@ func (c *crashing) List(ctx context.Context, prefix string) (keys []string, err 
 	return keys, err
 }
 
+func (c *crashing) ListObjects(ctx context.Context, prefix string) (objs []archive.Object, err error) {
+	err = c.do("list", prefix, func() error {
+		objs, err = c.Bucket.ListObjects(ctx, prefix)
+		return err
+	})
+	return objs, err
+}
+
 func (c *crashing) ReadAll(ctx context.Context, key string) (p []byte, err error) {
 	err = c.do("read", key, func() error {
 		p, err = c.Bucket.ReadAll(ctx, key)

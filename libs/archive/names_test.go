@@ -79,6 +79,9 @@ func (m memBucket) ReadAll(context.Context, string) ([]byte, error) {
 }
 func (m memBucket) Copy(context.Context, string, string) error { return errors.ErrUnsupported }
 func (m memBucket) Delete(context.Context, string) error       { return errors.ErrUnsupported }
+func (m memBucket) ListObjects(context.Context, string) ([]archive.Object, error) {
+	return nil, errors.ErrUnsupported
+}
 func (m memBucket) List(_ context.Context, prefix string) ([]string, error) {
 	var keys []string
 	for k := range m {

@@ -7,7 +7,8 @@
 // the partition's index (_offsets/<layer>/<partition>) records the batch's last offset; NextOffsets reads
 // it. A crash between publishing and the index makes the batch be read again; before publishing, the
 // records that a published file of the same partition, tenant and day already covers are dropped, so no
-// record is archived twice and no two files of a partition in one directory overlap.
+// record is archived twice and no two files of a partition in one directory overlap, unless one is a
+// compacted file that covers the other (compact.go).
 package archive
 
 import (
@@ -75,6 +76,8 @@ func New[T any](bucket Bucket, codec *records.Codec, layer Layer[T], m *Metrics)
 // Metrics are the archive's instruments.
 type Metrics struct {
 	files, bytes, records metric.Int64Counter
+	// compaction
+	merged, mergedBytes, compacted, compactedBytes metric.Int64Counter
 }
 
 // NewMetrics creates the instruments on mp.
@@ -92,7 +95,25 @@ func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Metrics{files: files, bytes: size, records: recs}, nil
+	m := &Metrics{files: files, bytes: size, records: recs}
+	for _, c := range []struct {
+		p                *metric.Int64Counter
+		name, desc, unit string
+	}{
+		{&m.merged, "archiver_compaction_files_merged", "small parquet files merged into a compacted file, by layer", ""},
+		{&m.mergedBytes, "archiver_compaction_bytes_merged", "bytes of the small parquet files merged, by layer", "By"},
+		{&m.compacted, "archiver_compaction_files_written", "compacted parquet files published, by layer", ""},
+		{&m.compactedBytes, "archiver_compaction_bytes_written", "bytes of compacted parquet files published, by layer", "By"},
+	} {
+		opts := []metric.Int64CounterOption{metric.WithDescription(c.desc)}
+		if c.unit != "" {
+			opts = append(opts, metric.WithUnit(c.unit))
+		}
+		if *c.p, err = meter.Int64Counter(c.name, opts...); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
 }
 
 // IndexKey is the key of a partition's index: the last offset published.

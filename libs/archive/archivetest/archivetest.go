@@ -1,10 +1,12 @@
 // Package archivetest generates events for the archiver's tests and reads an archive directory back,
 // checking what every reader relies on: names match the offsets inside, each file holds one partition,
-// tenant and day, and no two files of a partition in a directory overlap.
+// tenant and day, and two files of a partition in a directory either do not overlap or one (compacted)
+// covers the other.
 package archivetest
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"net/url"
@@ -94,6 +96,9 @@ type File[T any] struct {
 	Rows         []T
 	Envelopes    []archive.Envelope
 	Positions    []archive.Position
+	// Rewritten is set when an erasure removed rows from the file (archive.RewrittenKey): its rows are
+	// inside its name's range but need not reach its ends, and it may hold none.
+	Rewritten bool
 }
 
 // ReadLayer reads every published file of layer in the file:// archive at dir, as ReadBucket does.
@@ -112,8 +117,9 @@ func ReadLayer[T any](t testing.TB, dir, layer string, parts func(T) (archive.En
 }
 
 // ReadBucket reads every published file of layer in an archive's bucket (skipping _tmp/) with parquet-go
-// and checks each file's name against its rows and that no two files of a partition in one directory
-// overlap.
+// and checks each file's name against its rows and that two files of a partition in one directory do not
+// overlap unless one covers the other. It returns the files readers see (archive.Files): a file another
+// covers is left out.
 func ReadBucket[T any](t testing.TB, b archive.Bucket, layer string, parts func(T) (archive.Envelope, archive.Position)) []File[T] {
 	t.Helper()
 	ctx := context.Background()
@@ -147,6 +153,9 @@ func ReadBucket[T any](t testing.TB, b archive.Bucket, layer string, parts func(
 			t.Fatalf("reading %s: %v", key, err)
 		}
 		f.Rows = rows
+		if f.Rewritten, err = rewritten(data); err != nil {
+			t.Fatalf("reading %s: %v", key, err)
+		}
 		for _, r := range rows {
 			env, pos := parts(r)
 			f.Envelopes, f.Positions = append(f.Envelopes, env), append(f.Positions, pos)
@@ -154,14 +163,25 @@ func ReadBucket[T any](t testing.TB, b archive.Bucket, layer string, parts func(
 		checkFile(t, f)
 		files = append(files, f)
 	}
-	checkOverlaps(t, files)
-	return files
+	return checkOverlaps(t, files)
+}
+
+// rewritten reports whether an erasure rewrote the file whose bytes are data (archive.RewrittenKey).
+func rewritten(data []byte) (bool, error) {
+	pf, err := parquet.OpenFile(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		return false, err
+	}
+	v, ok := pf.Lookup(archive.RewrittenKey)
+	return ok && v == "true", nil
 }
 
 func checkFile[T any](t testing.TB, f File[T]) {
 	t.Helper()
 	if len(f.Rows) == 0 {
-		t.Errorf("%s: no rows", f.Key)
+		if !f.Rewritten {
+			t.Errorf("%s: no rows", f.Key)
+		}
 		return
 	}
 	lo, hi := f.Positions[0].KafkaOffset, f.Positions[0].KafkaOffset
@@ -182,25 +202,48 @@ func checkFile[T any](t testing.TB, f File[T]) {
 		}
 	}
 	if lo != f.First || hi != f.Last {
-		t.Errorf("%s: holds offsets %d to %d", f.Key, lo, hi)
+		if !f.Rewritten || lo < f.First || hi > f.Last {
+			t.Errorf("%s: holds offsets %d to %d", f.Key, lo, hi)
+		}
 	}
 }
 
-func checkOverlaps[T any](t testing.TB, files []File[T]) {
+// checkOverlaps checks that two files of a partition in a directory are apart or one covers the other,
+// and returns the files no other covers.
+func checkOverlaps[T any](t testing.TB, files []File[T]) []File[T] {
 	t.Helper()
 	byDir := map[string][]File[T]{}
+	var dirs []string
 	for _, f := range files {
 		k := fmt.Sprintf("%s/%s/%d", f.Tenant, f.Date, f.Partition)
+		if _, ok := byDir[k]; !ok {
+			dirs = append(dirs, k)
+		}
 		byDir[k] = append(byDir[k], f)
 	}
-	for _, fs := range byDir {
-		slices.SortFunc(fs, func(a, b File[T]) int { return int(a.First - b.First) })
-		for i := 1; i < len(fs); i++ {
-			if fs[i].First <= fs[i-1].Last {
-				t.Errorf("%s overlaps %s", fs[i].Key, fs[i-1].Key)
+	var visible []File[T]
+	for _, k := range dirs {
+		fs := byDir[k]
+		// By first offset, the wider first: a covering file comes before those it covers.
+		slices.SortFunc(fs, func(a, b File[T]) int {
+			if a.First != b.First {
+				return cmp.Compare(a.First, b.First)
 			}
+			return cmp.Compare(b.Last, a.Last)
+		})
+		var kept []File[T]
+		for _, f := range fs {
+			if n := len(kept); n > 0 && f.First <= kept[n-1].Last {
+				if f.Last > kept[n-1].Last {
+					t.Errorf("%s overlaps %s", f.Key, kept[n-1].Key)
+				}
+				continue // covered: superseded by a compacted file
+			}
+			kept = append(kept, f)
 		}
+		visible = append(visible, kept...)
 	}
+	return visible
 }
 
 // Raw gives ReadLayer the shared parts of a raw row.

@@ -1,5 +1,6 @@
 // Package app wires the archiver: config, the archive bucket, the record codec, and one
-// offsets-in-the-destination consume loop per archived topic (raw and enriched), and the admin server.
+// offsets-in-the-destination consume loop per archived topic (raw and enriched), the periodic compaction
+// of closed days, and the admin server.
 // main only parses config and calls Run.
 package app
 
@@ -8,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"time"
 
 	"github.com/edtech-analytics/platform/libs/archive"
 	"github.com/edtech-analytics/platform/libs/conf"
@@ -31,7 +33,13 @@ type Config struct {
 	// MaxPollRecords bounds the records of one poll; each partition's share of a poll becomes one set of
 	// files, so larger polls make fewer, larger files.
 	MaxPollRecords int
-	Kafka          kafkax.Config
+	// CompactInterval is how often the closed days' small files are merged (0: never).
+	CompactInterval time.Duration
+	// CompactTargetBytes bounds the bytes of the files merged into one.
+	CompactTargetBytes int
+	// CompactGrace is how long after its end a day is left to late events before it is compacted.
+	CompactGrace time.Duration
+	Kafka        kafkax.Config
 }
 
 // RegisterFlags binds the config to flags with env defaults.
@@ -41,6 +49,12 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	conf.String(fs, &c.Group, "group", "ARCHIVER_GROUP", "edtech-archiver", "Kafka consumer group prefix: <group>-raw and <group>-enriched")
 	conf.Int(fs, &c.MaxPollRecords, "max-poll-records", "ARCHIVER_MAX_POLL_RECORDS", 100_000,
 		"records per poll across a topic's partitions; each partition's share becomes one file per tenant and day")
+	conf.Duration(fs, &c.CompactInterval, "compact.interval", "ARCHIVER_COMPACT_INTERVAL", 15*time.Minute,
+		"how often the small files of closed days are merged (0: never)")
+	conf.Int(fs, &c.CompactTargetBytes, "compact.target-bytes", "ARCHIVER_COMPACT_TARGET_BYTES", archive.DefaultCompactTarget,
+		"bytes of small files merged into one at most")
+	conf.Duration(fs, &c.CompactGrace, "compact.grace", "ARCHIVER_COMPACT_GRACE", 24*time.Hour,
+		"how long after its end a day is left to late events before it is compacted")
 	c.Kafka.RegisterFlags(fs)
 }
 
@@ -57,6 +71,15 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxPollRecords <= 0 {
 		errs = append(errs, errors.New("max-poll-records: must be positive (env ARCHIVER_MAX_POLL_RECORDS)"))
+	}
+	if c.CompactInterval < 0 {
+		errs = append(errs, errors.New("compact.interval: must not be negative (env ARCHIVER_COMPACT_INTERVAL)"))
+	}
+	if c.CompactTargetBytes <= 0 {
+		errs = append(errs, errors.New("compact.target-bytes: must be positive (env ARCHIVER_COMPACT_TARGET_BYTES)"))
+	}
+	if c.CompactGrace < 0 {
+		errs = append(errs, errors.New("compact.grace: must not be negative (env ARCHIVER_COMPACT_GRACE)"))
 	}
 	return errors.Join(append(errs, c.Kafka.Validate())...)
 }
@@ -140,6 +163,15 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, opts ...kgo.Opt) error
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return obs.ServeAdmin(gctx, rt.Log, cfg.AdminAddr, health, rt.Tel.Metrics) })
+	if cfg.CompactInterval > 0 {
+		opts := archive.CompactOptions{TargetBytes: int64(cfg.CompactTargetBytes), Grace: cfg.CompactGrace}
+		raw, enriched := archive.NewCompactor(arch, archive.RawLayer(), opts, metrics), archive.NewCompactor(arch, archive.EnrichedLayer(), opts, metrics)
+		ticker := time.NewTicker(cfg.CompactInterval)
+		defer ticker.Stop()
+		g.Go(func() error {
+			return compactEvery(gctx, rt.Log, ticker.C, []layerCompactor{{"raw", raw.Run}, {"enriched", enriched.Run}})
+		})
+	}
 	for _, l := range layers {
 		g.Go(func() error {
 			if err := stream.WaitKafka(gctx, rt.Log, l.cl.Client, cfg.Kafka); err != nil {

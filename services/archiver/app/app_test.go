@@ -41,6 +41,9 @@ func TestConfig(t *testing.T) {
 		{name: "azure", args: []string{"-archive.url", "azblob://edtech-archive"}},
 		{name: "empty group", args: []string{"-archive.url", "file:///a", "-group", ""}, wantErr: "group"},
 		{name: "poll size", args: []string{"-archive.url", "file:///a", "-max-poll-records", "0"}, wantErr: "max-poll-records"},
+		{name: "compaction interval", args: []string{"-archive.url", "file:///a", "-compact.interval", "-1s"}, wantErr: "compact.interval"},
+		{name: "compaction target", args: []string{"-archive.url", "file:///a", "-compact.target-bytes", "0"}, wantErr: "compact.target-bytes"},
+		{name: "compaction grace", args: []string{"-archive.url", "file:///a", "-compact.grace", "-1h"}, wantErr: "compact.grace"},
 		{name: "kafka checked too", args: []string{"-archive.url", "file:///a", "-kafka.partitions", "0"}, wantErr: "kafka.partitions"},
 	}
 	for _, tt := range tests {
@@ -62,8 +65,9 @@ func TestConfig(t *testing.T) {
 			if tt.wantErr == "archive.url" && !strings.Contains(err.Error(), "ARCHIVE_URL") {
 				t.Errorf("Validate = %v, want it to name ARCHIVE_URL", err)
 			}
-			if tt.wantErr == "" && (cfg.Group != "edtech-archiver" || cfg.MaxPollRecords != 100_000) {
-				t.Errorf("defaults: group %q, max poll records %d", cfg.Group, cfg.MaxPollRecords)
+			if tt.wantErr == "" && (cfg.Group != "edtech-archiver" || cfg.MaxPollRecords != 100_000 || cfg.CompactInterval != 15*time.Minute ||
+				cfg.CompactTargetBytes != 128<<20 || cfg.CompactGrace != 24*time.Hour) {
+				t.Errorf("defaults: %+v", cfg)
 			}
 		})
 	}

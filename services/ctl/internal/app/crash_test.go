@@ -188,7 +188,7 @@ func TestEraseJobSurvivesSIGKILL(t *testing.T) {
 					t.Errorf("step %s, finished before the kill, ran again", st.Name)
 				}
 			}
-			want := "credentials,keys,suppress,postgres,clickhouse,analyst"
+			want := "credentials,keys,suppress,postgres,clickhouse,analyst,archive"
 			if strings.Join(names, ",") != want {
 				t.Fatalf("steps %v, want %s", names, want)
 			}

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/edtech-analytics/platform/libs/archive"
 	"github.com/edtech-analytics/platform/libs/chutil"
 	"github.com/edtech-analytics/platform/libs/conf"
 	"github.com/edtech-analytics/platform/libs/kafkax"
@@ -72,6 +73,8 @@ func runEraseTenant(ctx context.Context, e Env, args []string) error {
 	ch.registerFlags(fs)
 	conf.String(fs, &ch.analystPrefix, "analyst.prefix", "ANALYST_DATABASE_PREFIX", "analyst_",
 		"prefix of each district's analyst database, as the aggregator's")
+	var arch archiveConfig
+	arch.registerFlags(fs)
 	if err := parse(fs, c, args); err != nil {
 		return err
 	}
@@ -79,7 +82,7 @@ func runEraseTenant(ctx context.Context, e Env, args []string) error {
 		return err
 	}
 	if *confirm != *tenantID {
-		return usagef("erase tenant: erases district %s from PostgreSQL, ClickHouse, its keys and credentials, for good; "+
+		return usagef("erase tenant: erases district %s from PostgreSQL, ClickHouse, the archive, its keys and credentials, for good; "+
 			"repeat the id in --confirm %s to proceed", *tenantID, *tenantID)
 	}
 	if err := kcfg.Validate(); err != nil {
@@ -106,8 +109,10 @@ func runEraseTenant(ctx context.Context, e Env, args []string) error {
 		if !created {
 			_, _ = fmt.Fprintf(e.Stderr, "resuming job %s, started %s\n", job.ID, job.CreatedAt.Format(time.RFC3339))
 		}
-		er := &tenantEraser{cp: cp, kr: kr, ch: conn, chc: ch, kcfg: kcfg, tenant: *tenantID, jobID: job.ID, by: *by, wait: *wait}
-		runErr := runJob(ctx, cp, store, job, er.steps())
+		runErr := arch.withArchive(ctx, func(b archive.Bucket) error {
+			er := &tenantEraser{cp: cp, kr: kr, ch: conn, chc: ch, kcfg: kcfg, arch: b, tenant: *tenantID, jobID: job.ID, by: *by, wait: *wait}
+			return runJob(ctx, cp, store, job, er.steps())
+		})
 		job, err = store.Job(ctx, job.ID)
 		if err != nil {
 			return err
@@ -216,6 +221,7 @@ type tenantEraser struct {
 	ch     driver.Conn
 	chc    chConfig
 	kcfg   kafkax.Config
+	arch   archive.Bucket // nil: no archive configured
 	tenant string
 	jobID  string
 	by     string
@@ -230,6 +236,7 @@ func (t *tenantEraser) steps() []eraseStep {
 		{"postgres", "postgres: the district's schemas", t.countSchemas, t.dropSchemas},
 		{"clickhouse", "clickhouse: the district's rows in events and rollups", t.countCHRows, t.deleteCHRows},
 		{"analyst", "clickhouse: the district's analyst database", t.countAnalyst, t.dropAnalyst},
+		{"archive", "archive: the district's objects of the raw and enriched layers", t.countArchive, t.eraseArchive},
 	}
 }
 

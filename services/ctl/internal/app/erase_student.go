@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/edtech-analytics/platform/libs/archive"
 	"github.com/edtech-analytics/platform/libs/chutil"
 	"github.com/edtech-analytics/platform/libs/conf"
 	"github.com/edtech-analytics/platform/libs/kafkax"
@@ -42,6 +43,8 @@ func runEraseStudent(ctx context.Context, e Env, args []string) error {
 	kcfg.RegisterFlags(fs)
 	var ch chConfig
 	ch.registerFlags(fs)
+	var arch archiveConfig
+	arch.registerFlags(fs)
 	if err := parse(fs, c, args); err != nil {
 		return err
 	}
@@ -85,7 +88,7 @@ func runEraseStudent(ctx context.Context, e Env, args []string) error {
 		if !created {
 			_, _ = fmt.Fprintf(e.Stderr, "resuming job %s, started %s\n", job.ID, job.CreatedAt.Format(time.RFC3339))
 		}
-		w := worker{kcfg: kcfg, ch: ch, sinkGroup: sinkGroup, wait: *wait}
+		w := worker{kcfg: kcfg, ch: ch, archive: arch, sinkGroup: sinkGroup, wait: *wait}
 		return w.report(ctx, e, c, cp, job, w.eraseStudent(ctx, cp, kr, job))
 	})
 }
@@ -103,6 +106,7 @@ type worker struct {
 	exportDir string
 	kcfg      kafkax.Config
 	ch        chConfig
+	archive   archiveConfig
 	sinkGroup string
 	wait      time.Duration
 }
@@ -126,9 +130,11 @@ func (w worker) eraseStudent(ctx context.Context, cp controlPlane, kr *keyring.K
 		return err
 	}
 	defer func() { _ = conn.Close() }()
-	er := &studentEraser{cp: cp, kr: kr, pool: pool, ch: conn, chc: w.ch, kcfg: w.kcfg, sinkGroup: w.sinkGroup,
-		tenant: job.TenantID, sis: sis, student: job.Subject, jobID: job.ID, by: job.RequestedBy, wait: w.wait}
-	return runJob(ctx, cp, jobs.New(cp.pool), job, er.steps())
+	return w.archive.withArchive(ctx, func(b archive.Bucket) error {
+		er := &studentEraser{cp: cp, kr: kr, pool: pool, ch: conn, chc: w.ch, kcfg: w.kcfg, arch: b, sinkGroup: w.sinkGroup,
+			tenant: job.TenantID, sis: sis, student: job.Subject, jobID: job.ID, by: job.RequestedBy, wait: w.wait}
+		return runJob(ctx, cp, jobs.New(cp.pool), job, er.steps())
+	})
 }
 
 // report prints the job as it stands and returns runErr.
@@ -148,6 +154,7 @@ type studentEraser struct {
 	ch        driver.Conn
 	chc       chConfig
 	kcfg      kafkax.Config
+	arch      archive.Bucket // nil: no archive configured
 	sinkGroup string
 	tenant    string
 	sis       []string // every SIS id the student had: each has its data key
@@ -165,6 +172,7 @@ func (s *studentEraser) steps() []eraseStep {
 		{"suppress", "enricher: the student's identities and context, and its records from now on", s.countNotSuppressed, s.suppress},
 		{"postgres", "postgres: the student's rows in the district schema", s.countPostgres, s.erasePostgres},
 		{"clickhouse", "clickhouse: the student's events, its rows in the rollups, and the rollups of its days", s.countClickHouse, s.eraseClickHouse},
+		{"archive", "archive: the student's rows in the district's enriched files", s.countArchive, s.eraseArchive},
 	}
 }
 

@@ -34,6 +34,7 @@ func runJobsWork(ctx context.Context, e Env, args []string) error {
 	keys, file := masterFlags(fs)
 	w.kcfg.RegisterFlags(fs)
 	w.ch.registerFlags(fs)
+	w.archive.registerFlags(fs)
 	if err := parse(fs, c, args); err != nil {
 		return err
 	}

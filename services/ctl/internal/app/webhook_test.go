@@ -204,7 +204,7 @@ func TestEraseNotifiesTheWebhook(t *testing.T) {
 	_, body := ok.request(t, 0)
 	var got webhooks.JobFinished
 	if err := json.Unmarshal(body, &got); err != nil || got.Event != webhooks.EventJobFinished || got.ID != job.ID || got.Tenant != "d1" ||
-		got.Status != jobs.StatusDone || len(got.Steps) != 6 || got.FinishedAt == nil || got.Steps[3].FoundAfter == nil || *got.Steps[3].FoundAfter != 0 {
+		got.Status != jobs.StatusDone || len(got.Steps) != 7 || got.FinishedAt == nil || got.Steps[3].FoundAfter == nil || *got.Steps[3].FoundAfter != 0 {
 		t.Fatalf("notification %s (%v)", body, err)
 	}
 
