@@ -70,7 +70,7 @@ func TestPackagesFollowTheArchitecture(t *testing.T) {
 			case strings.HasPrefix(name, "libs/") && strings.HasPrefix(dep, "services/"):
 				t.Errorf("%s imports %s: libs never import services", name, dep)
 			case strings.HasPrefix(name, "services/") && strings.HasPrefix(dep, "services/") && !mayImportService(name, dep):
-				t.Errorf("%s imports %s: a service imports another only as the dev stack does, or ctl the sink's rebuild", name, dep)
+				t.Errorf("%s imports %s: a service imports another only as the dev stack does, or ctl a store's rebuild", name, dep)
 			case strings.HasPrefix(name, "libs/") && !isTooling(name) && isTooling(imp):
 				t.Errorf("%s imports the test tooling %s", name, dep)
 			}
@@ -112,9 +112,9 @@ func service(name string) string {
 }
 
 // mayImportService tells whether the service package name may import dep, a package of a service: its
-// own, or any for the dev stack, or the sink's rebuild for ctl.
+// own, or any for the dev stack, or a store's rebuild (the sink's, the aggregator's) for ctl.
 func mayImportService(name, dep string) bool {
-	return service(name) == service(dep) || service(name) == "devstack" || (service(name) == "ctl" && dep == "services/sink/rebuild")
+	return service(name) == service(dep) || service(name) == "devstack" || (service(name) == "ctl" && (dep == "services/sink/rebuild" || dep == "services/aggregator/rebuild"))
 }
 
 // isServiceRuntime tells whether name is a service's main package or its app package (the dev stack is
