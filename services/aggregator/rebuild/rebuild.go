@@ -148,7 +148,10 @@ func Run(ctx context.Context, conn driver.Conn, codec *records.Codec, reader, pr
 			}
 		}
 	}()
-	r := &replay{cfg: cfg, reader: reader, topic: topic, st: st, report: &report}
+	r := &replay{cfg: cfg, reader: reader, topic: topic, st: st, report: &report, last: map[int32]int64{}}
+	for p, off := range upTo {
+		r.last[p] = min(off, ends[p]-1)
+	}
 	if cfg.Archive != nil {
 		if err := r.archive(ctx, upTo, ends); err != nil {
 			return report, err
@@ -161,8 +164,13 @@ func Run(ctx context.Context, conn driver.Conn, codec *records.Codec, reader, pr
 	}
 	report.Staged, report.Skipped = st.Staged, st.Skipped
 
-	// Compare with the live rows: once the aggregator stored everything before where the topic ended.
-	if err := waitStored(ctx, conn, topic, ends, cfg.SwapTimeout); err != nil {
+	// Compare with the live rows: once the aggregator stored every record before where the topic ended
+	// (the last record read: a transaction's commit marker may follow it, which no consumer stores).
+	stored := map[int32]int64{}
+	for p, last := range r.last {
+		stored[p] = last + 1
+	}
+	if err := waitStored(ctx, conn, topic, stored, cfg.SwapTimeout); err != nil {
 		return report, err
 	}
 	if report.Live, err = chstore.ChecksumOf(ctx, conn, "events", cfg.TenantID, topic, ends); err != nil {
@@ -246,6 +254,7 @@ type replay struct {
 	topic  string
 	st     *chstore.Stager
 	report *Report
+	last   map[int32]int64 // the last record read of each partition, the district's or not
 }
 
 // archive stages the district's archived records of each partition up to the archive's index (and
@@ -307,6 +316,10 @@ func (r *replay) topicRange(ctx context.Context, p int32, from, to int64) error 
 				return
 			}
 			next = rec.Offset + 1
+			if rec.Attrs.IsControl() { // a transaction marker the reader keeps: read past, not a record
+				return
+			}
+			r.last[p] = max(r.last[p], rec.Offset)
 			r.report.Scanned++
 			if bytes.Equal(rec.Key, key) || bytes.HasPrefix(rec.Key, prefix) {
 				mine = append(mine, rec)
