@@ -144,6 +144,6 @@ func openArchive(ctx context.Context, url string) (*blob.Bucket, error) {
 // closeArchive closes b, reporting a failure on stderr: what was read from it is already used.
 func closeArchive(b *blob.Bucket, e Env) {
 	if err := b.Close(); err != nil {
-		fmt.Fprintf(e.Stderr, "closing the archive: %v\n", err)
+		_, _ = fmt.Fprintf(e.Stderr, "closing the archive: %v\n", err) // stderr is the last place left to tell
 	}
 }

@@ -49,7 +49,8 @@ func runRebuildClickHouse(ctx context.Context, e Env, c *common, ch chConfig, kc
 		return err
 	}
 	defer producer.Close()
-	fmt.Fprintf(e.Stderr, "rebuild %s (clickhouse): staging the district's rows\n", cfg.TenantID)
+	progress := &errWriter{w: e.Stderr} // a failed progress line is reported after the rebuild, not in its middle
+	progress.printf("rebuild %s (clickhouse): staging the district's rows\n", cfg.TenantID)
 	report, runErr := chrebuild.Run(ctx, conn, codec, reader.Client, producer.Client, cfg)
 	outcome := "swapped in and verified"
 	switch {
@@ -83,7 +84,7 @@ func runRebuildClickHouse(ctx context.Context, e Env, c *common, ch chConfig, kc
 			strings.Join(staged, ", "), report.Rebuilt.Rows, same, report.Live.Rows, outcome, report.Elapsed.Round(time.Millisecond))
 	}
 	if runErr != nil {
-		return errors.Join(fmt.Errorf("rebuilding district %s in clickhouse: %w", cfg.TenantID, runErr), auditErr, outErr)
+		return errors.Join(fmt.Errorf("rebuilding district %s in clickhouse: %w", cfg.TenantID, runErr), auditErr, outErr, progress.Err())
 	}
-	return errors.Join(auditErr, outErr)
+	return errors.Join(auditErr, outErr, progress.Err())
 }
