@@ -12,7 +12,6 @@ import (
 	"github.com/edtech-analytics/platform/libs/archive/archivetest"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"gocloud.dev/blob/fileblob"
 )
 
 // BenchmarkArchiveWrite measures the archiver's write path into a local directory (the file driver):
@@ -39,12 +38,7 @@ func BenchmarkArchiveWrite(b *testing.B) {
 				recs = append(recs, &kgo.Record{Partition: 0, Value: v, Key: []byte(e.TenantID)})
 			}
 			dir := b.TempDir()
-			bucket, err := fileblob.OpenBucket(dir, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer func() { _ = bucket.Close() }()
-			st := archive.New(archive.Blob{B: bucket}, codec, archive.EnrichedLayer(), nil)
+			st := archive.New(archivetest.OpenDir(b, dir), codec, archive.EnrichedLayer(), nil)
 			b.ResetTimer()
 			for n := range b.N {
 				for i, r := range recs {

@@ -10,7 +10,6 @@ import (
 	"github.com/edtech-analytics/platform/libs/archive/archivetest"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"gocloud.dev/blob/fileblob"
 )
 
 // TestReaderReturnsATenantsRecordsInOffsetOrder archives the enriched records of two partitions in
@@ -23,12 +22,7 @@ func TestReaderReturnsATenantsRecordsInOffsetOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := fileblob.OpenBucket(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
-	bucket := archive.Blob{B: b}
+	bucket := archivetest.OpenDir(t, t.TempDir())
 	st := archive.New(bucket, codec, archive.EnrichedLayer(), nil)
 	const tenant = "riverton"
 	want := map[int32][]*kgo.Record{}

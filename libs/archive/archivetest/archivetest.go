@@ -253,3 +253,18 @@ func Raw(r archive.RawRow) (archive.Envelope, archive.Position) { return r.Envel
 func Enriched(r archive.EnrichedRow) (archive.Envelope, archive.Position) {
 	return r.Envelope, r.Position
 }
+
+// OpenDir opens the directory dir as an archive (the file driver), closed when the test ends.
+func OpenDir(t testing.TB, dir string) archive.Blob {
+	t.Helper()
+	b, err := fileblob.OpenBucket(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := b.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return archive.Blob{B: b}
+}

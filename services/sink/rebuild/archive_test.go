@@ -7,24 +7,19 @@ import (
 	"testing"
 
 	"github.com/edtech-analytics/platform/libs/archive"
+	"github.com/edtech-analytics/platform/libs/archive/archivetest"
 	"github.com/edtech-analytics/platform/services/sink/internal/sinktest"
 	"github.com/edtech-analytics/platform/services/sink/rebuild"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"gocloud.dev/blob/fileblob"
 )
 
 // archiveTopic archives topicRecs, the enriched topic's records by partition, below upTo[p] (all of a
 // partition absent from upTo), in batches as the archiver writes them, and returns the bucket.
 func (w *world) archiveTopic(t *testing.T, topicRecs map[int32][]*kgo.Record, upTo map[int32]int64) archive.Bucket {
 	t.Helper()
-	b, err := fileblob.OpenBucket(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
-	bucket := archive.Blob{B: b}
+	bucket := archivetest.OpenDir(t, t.TempDir())
 	st := archive.New(bucket, w.codec, archive.EnrichedLayer(), nil)
 	topic := w.kcfg.Topics().Enriched
 	for p, recs := range topicRecs {

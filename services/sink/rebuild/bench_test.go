@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/archive"
+	"github.com/edtech-analytics/platform/libs/archive/archivetest"
 	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/tenancy"
@@ -22,7 +23,6 @@ import (
 	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
 	"github.com/edtech-analytics/platform/services/sink/internal/sinktest"
 	"github.com/edtech-analytics/platform/services/sink/rebuild"
-	"gocloud.dev/blob/fileblob"
 )
 
 // BenchmarkRebuild measures a rebuild of one district from BENCH_REBUILD_EVENTS (300,000) learning
@@ -145,12 +145,7 @@ func benchRebuildFromArchive(b *testing.B, spacing int) {
 		r.Partition, r.Offset = p, int64(i*spacing)
 	}
 	dir := b.TempDir()
-	bucket, err := fileblob.OpenBucket(dir, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = bucket.Close() }()
-	arch := archive.Blob{B: bucket}
+	arch := archivetest.OpenDir(b, dir)
 	st := archive.New(arch, codec, archive.EnrichedLayer(), nil)
 	for chunk := range slices.Chunk(recs, batch) {
 		if err := st.Write(b.Context(), topic, p, chunk); err != nil {

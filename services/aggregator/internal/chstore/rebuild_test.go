@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/archive"
+	"github.com/edtech-analytics/platform/libs/archive/archivetest"
 	"github.com/edtech-analytics/platform/libs/chutil"
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/records"
@@ -14,7 +15,6 @@ import (
 	"github.com/edtech-analytics/platform/services/aggregator/internal/synth"
 	"github.com/edtech-analytics/platform/services/aggregator/rebuild"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"gocloud.dev/blob/fileblob"
 )
 
 // TestRebuildSwapsADistrictWhileTheAggregatorRuns: a district's events lost a type of rows (its rollups
@@ -43,12 +43,7 @@ func TestRebuildSwapsADistrictWhileTheAggregatorRuns(t *testing.T) {
 
 	// The archive holds what the topic held then, but the last 100 records of each partition.
 	dir := t.TempDir()
-	bucket, err := fileblob.OpenBucket(dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = bucket.Close() }()
-	arch := archive.Blob{B: bucket}
+	arch := archivetest.OpenDir(t, dir)
 	st := archive.New(arch, codec, archive.EnrichedLayer(), nil)
 	reader, err := kgo.NewClient(kgo.SeedBrokers(p.kcfg.Brokers...), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{p.topic: {
 		0: kgo.NewOffset().AtStart(), 1: kgo.NewOffset().AtStart(), 2: kgo.NewOffset().AtStart(), 3: kgo.NewOffset().AtStart()}}))

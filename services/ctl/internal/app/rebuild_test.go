@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/archive"
+	"github.com/edtech-analytics/platform/libs/archive/archivetest"
 	"github.com/edtech-analytics/platform/libs/conf"
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/keyring"
@@ -25,7 +26,6 @@ import (
 	sink "github.com/edtech-analytics/platform/services/sink/app"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"gocloud.dev/blob/fileblob"
 )
 
 // TestRebuildCommand: with the sink running, ctl rebuild repairs a district whose live table was
@@ -221,12 +221,7 @@ func archiveTopic(t *testing.T, codec *records.Codec, kcfg kafkax.Config, dir st
 		}
 	})
 	cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{topic: from})
-	b, err := fileblob.OpenBucket(dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = b.Close() }()
-	st := archive.New(archive.Blob{B: b}, codec, archive.EnrichedLayer(), nil)
+	st := archive.New(archivetest.OpenDir(t, dir), codec, archive.EnrichedLayer(), nil)
 	for left > 0 {
 		fetches := cl.PollFetches(t.Context())
 		if err := fetches.Err(); err != nil {

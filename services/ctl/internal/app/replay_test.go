@@ -8,11 +8,11 @@ import (
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/archive"
+	"github.com/edtech-analytics/platform/libs/archive/archivetest"
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"gocloud.dev/blob/fileblob"
 )
 
 // TestReplayRepublishesWhatTheEnricherDidNotPassOn: north's raw archive holds 30 events over three days
@@ -28,11 +28,7 @@ func TestReplayRepublishesWhatTheEnricherDidNotPassOn(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	b, err := fileblob.OpenBucket(dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = b.Close() }()
+	b := archivetest.OpenDir(t, dir)
 	day := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
 	var raw, enriched []*kgo.Record
 	want := map[string]bool{} // north's events of days 1-2 that are not enriched
@@ -76,10 +72,10 @@ func TestReplayRepublishesWhatTheEnricherDidNotPassOn(t *testing.T) {
 			delete(want, id)
 		}
 	}
-	if err := archive.New(archive.Blob{B: b}, codec, archive.RawLayer(), nil).Write(t.Context(), kcfg.Topics().Raw, 0, raw); err != nil {
+	if err := archive.New(b, codec, archive.RawLayer(), nil).Write(t.Context(), kcfg.Topics().Raw, 0, raw); err != nil {
 		t.Fatal(err)
 	}
-	if err := archive.New(archive.Blob{B: b}, codec, archive.EnrichedLayer(), nil).Write(t.Context(), kcfg.Topics().Enriched, 0, enriched); err != nil {
+	if err := archive.New(b, codec, archive.EnrichedLayer(), nil).Write(t.Context(), kcfg.Topics().Enriched, 0, enriched); err != nil {
 		t.Fatal(err)
 	}
 
