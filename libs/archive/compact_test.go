@@ -29,7 +29,7 @@ import (
 func openDir(t *testing.T) (string, *blob.Bucket) {
 	t.Helper()
 	dir := t.TempDir()
-	b, err := fileblob.OpenBucket(dir, nil)
+	b, err := fileblob.OpenBucket(dir, archive.FileOptions())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,13 +59,38 @@ func CheckURL(rawURL string) error {
 // Credentials come from each SDK's usual sources (for S3: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY,
 // shared config files, or the workload's role). The caller closes the bucket; wrap it in Blob for a
 // Bucket.
+//
+// A file:// archive is opened with FileOptions' settings unless its URL sets them.
 func Open(ctx context.Context, rawURL string) (*blob.Bucket, error) {
 	if err := CheckURL(rawURL); err != nil {
 		return nil, err
+	}
+	if u, err := url.Parse(rawURL); err == nil && u.Scheme == fileblob.Scheme {
+		q := u.Query()
+		for k, v := range fileParams {
+			if !q.Has(k) {
+				q.Set(k, v)
+			}
+		}
+		u.RawQuery = q.Encode()
+		rawURL = u.String()
 	}
 	b, err := blob.OpenBucket(ctx, rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("opening archive bucket: %w", err)
 	}
 	return b, nil
+}
+
+// fileParams are the file driver's settings of an archive, as URL parameters (FileOptions):
+//   - metadata=skip: no "<key>.attrs" file beside each object. The driver writes it in place, so a process
+//     killed while writing one leaves it empty, and every later read of the object fails (EOF). The archive
+//     keeps what it needs in the Parquet files themselves.
+//   - no_tmp_dir: an object is written next to its key and renamed into place, not written in os.TempDir,
+//     which is on another file system than a mounted archive volume (where a rename cannot cross).
+var fileParams = map[string]string{"metadata": "skip", "no_tmp_dir": "true"}
+
+// FileOptions are the file driver's settings of an archive (fileParams), for fileblob.OpenBucket.
+func FileOptions() *fileblob.Options {
+	return &fileblob.Options{Metadata: fileblob.MetadataDontWrite, NoTempDir: true}
 }

@@ -104,7 +104,7 @@ type File[T any] struct {
 // ReadLayer reads every published file of layer in the file:// archive at dir, as ReadBucket does.
 func ReadLayer[T any](t testing.TB, dir, layer string, parts func(T) (archive.Envelope, archive.Position)) []File[T] {
 	t.Helper()
-	b, err := fileblob.OpenBucket(dir, nil)
+	b, err := fileblob.OpenBucket(dir, archive.FileOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,10 +254,11 @@ func Enriched(r archive.EnrichedRow) (archive.Envelope, archive.Position) {
 	return r.Envelope, r.Position
 }
 
-// OpenDir opens the directory dir as an archive (the file driver), closed when the test ends.
+// OpenDir opens the directory dir as an archive (the file driver, as archive.Open does), closed when the
+// test ends.
 func OpenDir(t testing.TB, dir string) archive.Blob {
 	t.Helper()
-	b, err := fileblob.OpenBucket(dir, nil)
+	b, err := fileblob.OpenBucket(dir, archive.FileOptions())
 	if err != nil {
 		t.Fatal(err)
 	}

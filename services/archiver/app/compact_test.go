@@ -22,7 +22,7 @@ import (
 func TestCompactEveryTick(t *testing.T) {
 	ctx := t.Context()
 	dir := t.TempDir()
-	bb, err := fileblob.OpenBucket(dir, nil)
+	bb, err := fileblob.OpenBucket(dir, archive.FileOptions())
 	if err != nil {
 		t.Fatal(err)
 	}

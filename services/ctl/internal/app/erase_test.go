@@ -240,7 +240,7 @@ func writeArchive(t *testing.T, tenants []string, n int) (string, archive.Bucket
 	t.Helper()
 	ctx := t.Context()
 	dir := t.TempDir()
-	bb, err := fileblob.OpenBucket(dir, nil)
+	bb, err := fileblob.OpenBucket(dir, archive.FileOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
