@@ -65,7 +65,7 @@ func TestEachRecordArchivedOnceUnderSIGKILL(t *testing.T) {
 	produced := map[string]map[int32][]*kgo.Record{topics.Raw: {}, topics.Enriched: {}}
 	seq := 0
 	stage := func(n int) {
-		raws, enricheds := archivetest.RawEvents(seq+n)[seq:], archivetest.EnrichedEvents(seq+n)[seq:]
+		raws, enricheds := archivetest.RawEvents(seq + n)[seq:], archivetest.EnrichedEvents(seq + n)[seq:]
 		var batch []*kgo.Record
 		for i := range n {
 			for topic, e := range map[string]any{topics.Raw: raws[i], topics.Enriched: enricheds[i]} {
