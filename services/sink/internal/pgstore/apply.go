@@ -126,6 +126,9 @@ func (d *Record) check() string {
 		}
 		return ""
 	}
+	if ev.Type == records.TypeClickHouseRebuild {
+		return SkipOtherStore
+	}
 	if !records.IsKnownType(ev.Type) {
 		return SkipUnsupported
 	}

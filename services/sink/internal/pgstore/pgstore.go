@@ -42,6 +42,7 @@ const (
 	SkipUnsupported   = "unsupported"    // a type this sink does not know
 	SkipDeadLettered  = "dead_lettered"  // a stand-in for a record refused before and dead-lettered
 	SkipErased        = "erased"         // its person's data key was shredded: the person was erased
+	SkipOtherStore    = "other_store"    // a marker for another store (a ClickHouse rebuild's)
 )
 
 // refusals are the skip reasons that refuse a record, with the dead-letter reason each is sent under: the
