@@ -110,3 +110,39 @@ func Published(ctx context.Context, b Bucket, layer string, parts []int32) (map[
 	}
 	return out, nil
 }
+
+// ErrGap: the archive ends before the topic starts on a partition, so neither holds the records between.
+var ErrGap = errors.New("the archive and the topic do not meet")
+
+// History is where a tenant's history of a layer is, for a replay of partitions: its files, and the last
+// offset the archive holds of each partition (its index). A partition absent from UpTo has nothing
+// archived; the replay reads its topic alone.
+type History struct {
+	UpTo  map[int32]int64
+	Files []File
+}
+
+// TenantHistory reads the archive's index of each of parts in layer and lists the tenant's files, for a
+// replay that reads them and then the topic from the offset after each partition's index. topicStarts
+// is where each partition of the topic starts now: a partition archived only up to before it is a gap
+// (ErrGap, naming both offsets).
+func TenantHistory(ctx context.Context, b Bucket, layer, tenant string, parts []int32, topicStarts map[int32]int64) (History, error) {
+	upTo, err := Published(ctx, b, layer, parts)
+	if err != nil {
+		return History{}, err
+	}
+	var gaps []string
+	for _, p := range parts {
+		if last, ok := upTo[p]; ok && topicStarts[p] > last+1 {
+			gaps = append(gaps, fmt.Sprintf("partition %d: archived up to offset %d, the topic starts at %d", p, last, topicStarts[p]))
+		}
+	}
+	if len(gaps) > 0 {
+		return History{}, fmt.Errorf("%w: %s (is the archiver running? its lag alert says how far behind it is)", ErrGap, strings.Join(gaps, "; "))
+	}
+	files, err := Files(ctx, b, TenantPrefix(layer, tenant))
+	if err != nil {
+		return History{}, fmt.Errorf("listing the archive of %s: %w", tenant, err)
+	}
+	return History{UpTo: upTo, Files: files}, nil
+}

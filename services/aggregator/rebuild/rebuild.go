@@ -114,20 +114,19 @@ func Run(ctx context.Context, conn driver.Conn, codec *records.Codec, reader, pr
 	} else {
 		report.Partitions = []int32{kafkax.KeyPartition([]byte(cfg.TenantID), len(starts))}
 	}
-	upTo := map[int32]int64{}
+	var history archive.History
 	if cfg.Archive != nil {
-		if upTo, err = archive.Published(ctx, cfg.Archive, "enriched", report.Partitions); err != nil {
-			return report, err
+		if history, err = archive.TenantHistory(ctx, cfg.Archive, "enriched", cfg.TenantID, report.Partitions, starts); err != nil {
+			return report, fmt.Errorf("%w: %w", ErrHistoryTruncated, err)
 		}
 	}
+	upTo := history.UpTo
 	from := map[int32]int64{} // where the topic is read from, after the archive
 	for _, p := range report.Partitions {
 		last, archived := upTo[p]
 		switch {
-		case archived && last+1 >= starts[p]:
-			from[p] = min(last+1, ends[p])
 		case archived:
-			return report, fmt.Errorf("%w: %s partition %d is archived up to offset %d and starts at %d", ErrHistoryTruncated, topic, p, last, starts[p])
+			from[p] = min(last+1, ends[p])
 		case starts[p] > 0:
 			return report, fmt.Errorf("%w: %s partition %d starts at offset %d and nothing of it is archived (give the archive: --archive.url)",
 				ErrHistoryTruncated, topic, p, starts[p])
@@ -153,7 +152,7 @@ func Run(ctx context.Context, conn driver.Conn, codec *records.Codec, reader, pr
 		r.last[p] = min(off, ends[p]-1)
 	}
 	if cfg.Archive != nil {
-		if err := r.archive(ctx, upTo, ends); err != nil {
+		if err := r.archive(ctx, history, ends); err != nil {
 			return report, err
 		}
 	}
@@ -259,18 +258,12 @@ type replay struct {
 
 // archive stages the district's archived records of each partition up to the archive's index (and
 // below where the topic ends).
-func (r *replay) archive(ctx context.Context, upTo, ends map[int32]int64) error {
+func (r *replay) archive(ctx context.Context, h archive.History, ends map[int32]int64) error {
 	limit := map[int32]int64{}
-	for _, p := range r.report.Partitions {
-		if last, ok := upTo[p]; ok {
-			limit[p] = min(last, ends[p]-1)
-		}
+	for p, last := range h.UpTo {
+		limit[p] = min(last, ends[p]-1)
 	}
-	files, err := archive.Files(ctx, r.cfg.Archive, archive.TenantPrefix("enriched", r.cfg.TenantID))
-	if err != nil {
-		return err
-	}
-	rd := archive.NewReader(r.cfg.Archive, files, limit)
+	rd := archive.NewReader(r.cfg.Archive, h.Files, limit)
 	for {
 		p, recs, err := rd.Next(ctx, 50_000)
 		if errors.Is(err, io.EOF) {

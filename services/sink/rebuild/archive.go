@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/edtech-analytics/platform/libs/archive"
 	"github.com/edtech-analytics/platform/services/sink/internal/pgstore"
@@ -14,7 +13,7 @@ import (
 
 // ErrArchiveGap: the archive ends before the Kafka topic starts on a partition, so neither holds the
 // records in between.
-var ErrArchiveGap = errors.New("the archive and the topic do not meet")
+var ErrArchiveGap = archive.ErrGap
 
 // fromArchive is the part of a replay read from the archive's enriched layer (ADR 0014): the district's
 // own files, up to the offset the archive's index says is published on each partition; the topic is
@@ -87,31 +86,19 @@ func (a *fromArchive) close() {
 // others) and the reader of the district's files. A partition whose topic starts after the offset
 // following its archive is a gap: ErrArchiveGap.
 func openArchive(ctx context.Context, b archive.Bucket, tenant string, parts []int32, topicStarts map[int32]int64) (*fromArchive, map[int32]int64, error) {
-	upTo, err := archive.Published(ctx, b, "enriched", parts)
+	h, err := archive.TenantHistory(ctx, b, "enriched", tenant, parts, topicStarts)
 	if err != nil {
 		return nil, nil, err
 	}
 	starts := map[int32]int64{}
-	var gaps []string
 	for _, p := range parts {
-		last, ok := upTo[p]
-		if !ok {
+		if _, ok := h.UpTo[p]; ok {
+			starts[p] = 0
+		} else {
 			starts[p] = topicStarts[p]
-			continue
-		}
-		starts[p] = 0
-		if topicStarts[p] > last+1 {
-			gaps = append(gaps, fmt.Sprintf("partition %d: archived up to offset %d, the topic starts at %d", p, last, topicStarts[p]))
 		}
 	}
-	if len(gaps) > 0 {
-		return nil, nil, fmt.Errorf("%w: %s (is the archiver running? its lag alert says how far behind it is)", ErrArchiveGap, strings.Join(gaps, "; "))
-	}
-	files, err := archive.Files(ctx, b, archive.TenantPrefix("enriched", tenant))
-	if err != nil {
-		return nil, nil, fmt.Errorf("listing the archive of district %s: %w", tenant, err)
-	}
-	return &fromArchive{reader: archive.NewReader(b, files, upTo), upTo: upTo}, starts, nil
+	return &fromArchive{reader: archive.NewReader(b, h.Files, h.UpTo), upTo: h.UpTo}, starts, nil
 }
 
 // archived reports whether the replay still reads partition p from the archive.
