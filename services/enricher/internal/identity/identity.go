@@ -14,10 +14,13 @@
 package identity
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -130,7 +133,13 @@ func (r *Resolver) ResolveMany(ctx context.Context, t tenants.Tenant, keys []Key
 		return nil
 	}
 	var sources, sis, fresh []string
-	for k := range missing {
+	// In one order, whatever the map's: two instances creating overlapping students insert their identity
+	// rows in the same order, so one waits for the other instead of each holding a row the other needs
+	// (a deadlock, which PostgreSQL breaks by failing one).
+	ordered := slices.SortedFunc(maps.Keys(missing), func(a, b Key) int {
+		return cmp.Or(strings.Compare(a.Source, b.Source), strings.Compare(a.SIS, b.SIS))
+	})
+	for _, k := range ordered {
 		id, err := newUUID()
 		if err != nil {
 			return err
