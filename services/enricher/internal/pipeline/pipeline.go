@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/kafkax"
@@ -57,6 +58,9 @@ type Pipeline struct {
 	ready     func(bool)
 
 	fatal chan error // a partition whose dedup state cannot be restored stops the instance
+	// sessionCtx is the context of the running session, ended when it stops: a restore in its assignment
+	// callback gives up then.
+	sessionCtx atomic.Pointer[context.Context]
 
 	mu    sync.Mutex
 	stall *Stall // the batches failing in a row, nil while they commit
@@ -213,6 +217,11 @@ func (p *Pipeline) session(ctx context.Context, newSession NewSession) error {
 		return err
 	}
 	defer sess.Close()
+	// Ends before Close (defers run last first): a restore still running in the assignment callback,
+	// which Close waits for, gives up instead of waiting for its changelog's end.
+	sctx, endSession := context.WithCancel(ctx)
+	defer endSession()
+	p.sessionCtx.Store(&sctx)
 
 	// A batch must end well within the transaction timeout, or the broker aborts it and fences the
 	// producer. The poll size adapts: a batch that runs long is aborted and retried at a quarter of the
@@ -629,6 +638,10 @@ func (p *Pipeline) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[s
 	parts := assigned[p.topics.Raw]
 	start := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	if sctx := p.sessionCtx.Load(); sctx != nil {
+		stop := context.AfterFunc(*sctx, cancel) // the session ended: Close is waiting for this callback
+		defer stop()
+	}
 	states, err := dedup.Restore(rctx, p.changelog.Restore, p.topics.Dedup, parts, p.dedup, start, p.cfg.RestoreWorkers)
 	cancel()
 	if err != nil {
