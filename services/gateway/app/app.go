@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/conf"
@@ -19,7 +20,9 @@ import (
 	"github.com/edtech-analytics/platform/libs/svc"
 	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/edtech-analytics/platform/libs/tenancy/credentials"
+	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
 	"github.com/edtech-analytics/platform/libs/tenancy/ingest"
+	"github.com/edtech-analytics/platform/libs/tenancy/rosters"
 	"github.com/edtech-analytics/platform/services/gateway/internal/roster"
 	"github.com/edtech-analytics/platform/services/gateway/internal/server"
 	"github.com/edtech-analytics/platform/services/gateway/internal/tenants"
@@ -154,6 +157,8 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks, opts ...k
 	if err != nil {
 		return err
 	}
+	districts := fleet.New(pool, os.Getenv)
+	defer districts.Close()
 	health.SetReady("postgres", true)
 
 	cfg.Kafka = cfg.Kafka.ForService("gateway")
@@ -169,7 +174,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks, opts ...k
 		return err
 	}
 	srv, err := server.New(server.Deps{Log: rt.Log, Keys: keys, Tenants: registry, Producer: producer.Client, Codec: codec, Sealer: sealer,
-		Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter, Propagator: rt.Tel.Propagator},
+		Rosters: rosters.New(fleet.NewDistrictPools(districts)), Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter, Propagator: rt.Tel.Propagator},
 		server.Topics{Raw: cfg.Kafka.Topics().Raw, DLQ: cfg.Kafka.Topics().DLQ},
 		server.Limits{MaxBodyBytes: int64(cfg.MaxBodyBytes), MaxEvents: cfg.MaxEvents,
 			MaxRosterBodyBytes: int64(cfg.MaxRosterBodyBytes),

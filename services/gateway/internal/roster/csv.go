@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/edtech-analytics/platform/libs/records"
+	"github.com/edtech-analytics/platform/libs/tenancy/rosters"
 	"github.com/edtech-analytics/platform/services/gateway/internal/ingest"
 )
 
@@ -29,6 +30,9 @@ type Package struct {
 	Rejected []ingest.Rejected
 	// Ignored names the OneRoster files of the package the platform does not carry, e.g. categories.csv.
 	Ignored []string
+	// Files are the files read, in the order read, with their positions. A file is bulk only when the
+	// manifest says so: without a manifest nothing is implicitly deleted.
+	Files []FileInfo
 }
 
 const (
@@ -92,17 +96,25 @@ func DecodeCSVZip(body []byte, meta ingest.Meta, lim Limits, mem Memory) (*Packa
 			return nil, err
 		}
 	}
+	var read []FileInfo
 	for _, e := range entities {
 		if f := files[e.collection+".csv"]; f != nil {
+			from := d.next
+			d.present = nil
 			if err := d.readEntity(e, f, modes[f.Name] == modeDelta, roles); err != nil {
 				return nil, err
 			}
+			read = append(read, FileInfo{Name: f.Name, Collection: e.collection, Mode: importMode(modes[f.Name]), From: from, To: d.next, Present: d.present})
 		}
 		if e.collection == "users" && roles != nil {
+			from := d.next
 			d.rejectOrphans(roles)
+			if d.next > from {
+				read = append(read, FileInfo{Name: rolesFile, Collection: e.collection, Mode: rosters.Delta, From: from, To: d.next})
+			}
 		}
 	}
-	return &Package{Accepted: d.out.accepted, Rejected: d.out.rejected, Ignored: ignored}, nil
+	return &Package{Accepted: d.out.accepted, Rejected: d.out.rejected, Ignored: ignored, Files: read}, nil
 }
 
 // listFiles indexes the package's files by name, refusing unknown names and oversized packages, and
@@ -145,6 +157,14 @@ func listFiles(zr *zip.Reader, lim *Limits) (map[string]*zip.File, []string, int
 	return files, ignored, int64(read), nil
 }
 
+// importMode is the import step's mode of a file the manifest declares mode (empty: no manifest entry).
+func importMode(mode string) rosters.Mode {
+	if mode == modeBulk {
+		return rosters.Bulk
+	}
+	return rosters.Delta
+}
+
 func isEntityFile(name string) bool {
 	collection, ok := strings.CutSuffix(name, ".csv")
 	_, known := entityByCollection(collection)
@@ -161,6 +181,8 @@ type csvDecoder struct {
 	out    results
 	next   int               // position of the next record
 	roleOf map[string]string // accepted users' primary roles, for demographics
+	// present are the sourcedIds of the rejected rows of the file being read.
+	present []string
 }
 
 // readManifest reads manifest.csv: each file's mode, keyed by file name.
@@ -254,6 +276,9 @@ func (d *csvDecoder) reject(i int, errs []ingest.FieldError, s *csvSource) error
 	raw := s.raw()
 	if err := d.charge(s.file, s.line, 2*int64(len(raw))); err != nil {
 		return err
+	}
+	if id := s.value("sourcedId"); id != "" {
+		d.present = append(d.present, id)
 	}
 	d.out.reject(i, errs, raw)
 	return nil

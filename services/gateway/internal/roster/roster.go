@@ -58,9 +58,10 @@
 // and of a package once unzipped (and at most MaxPackageFiles files); what decoding holds is charged
 // to a Memory before it is held, so a caller can bound it too.
 //
-// Not supported: bulk mode's implicit deletes (a record missing from a bulk file is not deleted;
-// send status=tobedeleted), the gradebook files outside lineItems.csv and results.csv, and references
-// between records are not resolved (a class may name a course that was never sent).
+// Bulk semantics are not applied here: Package.Files says which files the manifest marks bulk, and the
+// import step (libs/tenancy/rosters) turns a bulk file's missing records into tombstones, holds uploads
+// over the district's thresholds and records whose references are unknown (Upload, Describe,
+// Tombstone). Not supported: the gradebook files outside lineItems.csv and results.csv.
 package roster
 
 import (

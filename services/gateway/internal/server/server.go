@@ -24,6 +24,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/keyring"
 	"github.com/edtech-analytics/platform/libs/records"
+	"github.com/edtech-analytics/platform/libs/tenancy/rosters"
 	"github.com/edtech-analytics/platform/services/gateway/api"
 	"github.com/edtech-analytics/platform/services/gateway/internal/ingest"
 	"github.com/edtech-analytics/platform/services/gateway/internal/roster"
@@ -83,6 +84,7 @@ type Server struct {
 	producer Producer
 	codec    *records.Codec
 	sealer   Sealer
+	rosters  *rosters.Store
 	topics   Topics
 	limits   Limits
 	budget   *rosterBudget
@@ -115,8 +117,10 @@ type Deps struct {
 	Codec    *records.Codec
 	// Sealer gives the data keys the identifying fields of each person's records are sealed with.
 	Sealer Sealer
-	Tracer trace.TracerProvider
-	Meter  metric.MeterProvider
+	// Rosters is the roster import step every roster request passes.
+	Rosters *rosters.Store
+	Tracer  trace.TracerProvider
+	Meter   metric.MeterProvider
 	// Propagator reads a client's trace context (W3C traceparent) from requests; nil reads none.
 	Propagator propagation.TextMapPropagator
 }
@@ -125,6 +129,9 @@ type Deps struct {
 func New(deps Deps, topics Topics, limits Limits) (*Server, error) {
 	if deps.Sealer == nil {
 		return nil, errors.New("server: a Sealer is required: every record's identifying fields are sealed")
+	}
+	if deps.Rosters == nil {
+		return nil, errors.New("server: a roster store is required: every roster request passes the import step")
 	}
 	m := deps.Meter.Meter("gateway")
 	if limits.MaxRosterBodyBytes <= 0 {
@@ -152,7 +159,7 @@ func New(deps Deps, topics Topics, limits Limits) (*Server, error) {
 		deps.Propagator = propagation.NewCompositeTextMapPropagator()
 	}
 	s := &Server{
-		log: deps.Log, keys: deps.Keys, tenants: deps.Tenants, producer: deps.Producer, codec: deps.Codec, sealer: deps.Sealer,
+		log: deps.Log, keys: deps.Keys, tenants: deps.Tenants, producer: deps.Producer, codec: deps.Codec, sealer: deps.Sealer, rosters: deps.Rosters,
 		topics: topics, limits: limits, now: time.Now,
 		otelOpts: []otelhttp.Option{otelhttp.WithTracerProvider(deps.Tracer), otelhttp.WithMeterProvider(deps.Meter),
 			otelhttp.WithPropagators(deps.Propagator)},

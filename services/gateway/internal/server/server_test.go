@@ -12,17 +12,24 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/obs"
+	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/svc/stream"
+	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
+	"github.com/edtech-analytics/platform/libs/tenancy/rosters"
+	tenantstore "github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
 	"github.com/edtech-analytics/platform/services/gateway/internal/server"
 	"github.com/edtech-analytics/platform/services/gateway/internal/tenants"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -47,6 +54,8 @@ type fixture struct {
 	codec   *records.Codec
 	tenants *tenants.Registry
 	sealer  *keyring.Keyring
+	pool    *pgxpool.Pool // the control database, where the districts' schemas live too
+	rosters *rosters.Store
 }
 
 // setup adjusts a fixture before it starts.
@@ -87,7 +96,19 @@ func newFixture(t *testing.T, opts ...func(*setup)) *fixture {
 		"small":  {ID: "k4", TenantID: "small", SourceID: "lms", Verbs: []string{server.VerbEventsWrite}},
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	sealer := keyringtest.New(t)
+	pool, _ := pgtest.New(t)
+	if err := tenancy.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	sealer := keyringtest.Over(t, pool)
+	districts := fleet.New(pool, os.Getenv)
+	t.Cleanup(districts.Close)
+	for _, id := range []string{"d1", "hot", "small"} {
+		if _, err := tenantstore.New(districts).Create(ctx, id, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rosterStore := rosters.New(fleet.NewDistrictPools(districts))
 	reg, err := tenants.New(func(context.Context) ([]tenants.Stored, error) { return st.stored, nil },
 		tenants.RateLimit{EventsPerSecond: 100_000, Burst: 100_000}, st.limits.MaxEvents, log)
 	if err != nil {
@@ -96,14 +117,14 @@ func newFixture(t *testing.T, opts ...func(*setup)) *fixture {
 	if err := reg.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
-	gw, err := server.New(server.Deps{Log: log, Keys: keys, Tenants: reg, Producer: cl.Client, Codec: codec, Sealer: sealer, Tracer: tel.Tracer, Meter: tel.Meter, Propagator: tel.Propagator},
+	gw, err := server.New(server.Deps{Log: log, Keys: keys, Tenants: reg, Producer: cl.Client, Codec: codec, Sealer: sealer, Rosters: rosterStore, Tracer: tel.Tracer, Meter: tel.Meter, Propagator: tel.Propagator},
 		server.Topics{Raw: kcfg.Topics().Raw, DLQ: kcfg.Topics().DLQ}, st.limits)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(gw.Handler())
 	t.Cleanup(srv.Close)
-	return &fixture{srv: srv, gw: gw, cl: cl, kafka: kafka, kcfg: kcfg, codec: codec, tenants: reg, sealer: sealer}
+	return &fixture{srv: srv, gw: gw, cl: cl, kafka: kafka, kcfg: kcfg, codec: codec, tenants: reg, sealer: sealer, pool: pool, rosters: rosterStore}
 }
 
 func (f *fixture) post(t *testing.T, key, ctype, body string) (int, http.Header, map[string]any) {

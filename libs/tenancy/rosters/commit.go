@@ -1,0 +1,475 @@
+package rosters
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Result is what an upload did.
+type Result struct {
+	ID       string       `json:"id"`
+	Status   string       `json:"status"`
+	Reason   string       `json:"reason,omitempty"`
+	Hold     *Hold        `json:"hold,omitempty"`
+	Sent     int          `json:"sent"`     // records produced to raw, tombstones and released records included
+	Missing  int          `json:"missing"`  // tombstones of records bulk files lacked
+	Held     int          `json:"held"`     // records held for references
+	Released int          `json:"released"` // earlier held records this upload completed
+	Expired  int          `json:"expired"`
+	Files    []FileCounts `json:"files"`
+}
+
+// ledgerWrite is one row the ledger takes.
+type ledgerWrite struct {
+	source, entity, sourcedID string
+	active                    bool
+	hash                      []byte
+	person                    string
+}
+
+// Commit finishes the plan. enc holds the encoded records of Produce then Missing, in that order, and
+// held those of Held. A held upload is stored whole and nothing is sent; otherwise the records (and the
+// released ones after them) are sent with produce, and only once Kafka acknowledged them does the ledger
+// change. Either way the upload is recorded. The plan's lock is released.
+func (p *Plan) Commit(ctx context.Context, by string, produce Produce, enc []Encoded, held []Encoded) (*Result, error) {
+	defer p.Rollback(ctx) // a no-op after the commit
+	if len(enc) != len(p.Produce)+len(p.Missing) || len(held) != len(p.Held) {
+		return nil, fmt.Errorf("roster upload %s: %d records encoded for %d sent and %d tombstones, %d for %d held",
+			p.ID, len(enc), len(p.Produce), len(p.Missing), len(held), len(p.Held))
+	}
+	res := &Result{ID: p.ID, Files: p.Files, Missing: len(p.Missing), Held: len(p.Held)}
+	up := p.Upload
+	if p.Hold != nil {
+		res.Status, res.Reason, res.Hold = StatusHeld, p.Hold.Reason, p.Hold
+		if err := p.insertUpload(ctx, StatusHeld, p.Hold.Reason); err != nil {
+			return nil, err
+		}
+		if err := p.storeHeldUpload(ctx, enc, held); err != nil {
+			return nil, err
+		}
+		if err := p.tx.Commit(ctx); err != nil {
+			return nil, fmt.Errorf("storing held roster upload %s: %w", p.ID, err)
+		}
+		return res, nil
+	}
+	writes := make([]ledgerWrite, 0, len(enc)+len(p.released))
+	for _, i := range p.Produce {
+		it := up.Items[i]
+		writes = append(writes, ledgerWrite{up.SourceID, it.Entity, it.SourcedID, it.Active, it.Hash, it.Person})
+	}
+	for _, m := range p.Missing {
+		writes = append(writes, ledgerWrite{up.SourceID, m.Entity, m.SourcedID, false, nil, m.Person})
+	}
+	holds := make([]heldRef, len(p.Held))
+	for j, h := range p.Held {
+		it := up.Items[h.Index]
+		holds[j] = heldRef{uploadID: p.ID, seq: j, sourceID: up.SourceID, entity: it.Entity, sourcedID: it.SourcedID, hash: it.Hash,
+			person: it.Person, missing: h.Missing, key: held[j].Key, value: held[j].Value}
+	}
+	sent, err := p.send(ctx, produce, enc, writes, holds, StatusApplied, "", by)
+	if err != nil {
+		return nil, err
+	}
+	res.Status, res.Sent, res.Released, res.Expired = StatusApplied, sent, p.Released, p.Expired
+	return res, nil
+}
+
+// send produces recs and then the released records, and records the ledger's writes, the new holds,
+// the released and expired ones, the source's next version and the upload's status, in one commit.
+func (p *Plan) send(ctx context.Context, produce Produce, recs []Encoded, writes []ledgerWrite, holds []heldRef, status, reason, by string) (int, error) {
+	all := recs
+	for _, h := range p.released {
+		all = append(all, Encoded{Key: h.key, Value: h.value})
+		writes = append(writes, ledgerWrite{h.sourceID, h.entity, h.sourcedID, true, h.hash, h.person})
+	}
+	if len(all) > 0 {
+		if err := produce(ctx, all); err != nil {
+			return 0, fmt.Errorf("sending roster upload %s: %w", p.ID, err)
+		}
+	}
+	if err := p.writeLedger(ctx, writes); err != nil {
+		return 0, err
+	}
+	if err := p.storeHolds(ctx, holds); err != nil {
+		return 0, err
+	}
+	if err := p.settle(ctx); err != nil {
+		return 0, err
+	}
+	if _, err := p.tx.Exec(ctx, `INSERT INTO `+p.table("roster_sources")+` (source_id, version) VALUES ($1, 1)
+		ON CONFLICT (source_id) DO UPDATE SET version = roster_sources.version + 1`, p.Upload.SourceID); err != nil {
+		return 0, fmt.Errorf("bumping the roster source's version: %w", err)
+	}
+	if status == StatusApplied {
+		if err := p.insertUpload(ctx, status, reason); err != nil {
+			return 0, err
+		}
+	} else if _, err := p.tx.Exec(ctx, `UPDATE `+p.table("roster_uploads")+` SET status = $2, decided_at = now(), decided_by = $3 WHERE id = $1`,
+		p.ID, status, by); err != nil {
+		return 0, err
+	}
+	if err := p.tx.Commit(ctx); err != nil {
+		// What was sent stays sent; a retried upload sends it again under the same ids.
+		return 0, fmt.Errorf("recording roster upload %s: %w", p.ID, err)
+	}
+	return len(all), nil
+}
+
+func (p *Plan) table(name string) string { return pgx.Identifier{p.schema, name}.Sanitize() }
+
+func (p *Plan) insertUpload(ctx context.Context, status, reason string) error {
+	up := p.Upload
+	var r *string
+	if reason != "" {
+		r = &reason
+	}
+	if _, err := p.tx.Exec(ctx, `INSERT INTO `+p.table("roster_uploads")+` (id, source_id, kind, received_at, status, reason, ledger_version)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`, p.ID, up.SourceID, up.Kind, up.ReceivedAt, status, r, p.version); err != nil {
+		return fmt.Errorf("recording roster upload: %w", err)
+	}
+	rows := make([][]any, len(p.Files))
+	for i, f := range p.Files {
+		rows[i] = []any{p.ID, f.File, f.Entity, string(f.Mode), f.Received, f.Accepted, f.Rejected, f.Held, f.Added, f.Changed, f.Unchanged, f.Deactivated, f.LedgerActive}
+	}
+	if _, err := p.tx.CopyFrom(ctx, pgx.Identifier{p.schema, "roster_upload_files"}, []string{"upload_id", "file", "entity", "mode", "received",
+		"accepted", "rejected", "held", "added", "changed", "unchanged", "deactivated", "ledger_active"}, pgx.CopyFromRows(rows)); err != nil {
+		return fmt.Errorf("recording roster upload files: %w", err)
+	}
+	return nil
+}
+
+// storeHeldUpload stores a held upload's records: first those it sends (missing NULL), then those it
+// holds for references (missing set).
+func (p *Plan) storeHeldUpload(ctx context.Context, enc, held []Encoded) error {
+	up := p.Upload
+	rows := make([][]any, 0, len(enc)+len(held))
+	for j, i := range p.Produce {
+		it := up.Items[i]
+		rows = append(rows, []any{p.ID, len(rows), it.Entity, it.SourcedID, it.Active, it.Hash, nullable(it.Person), nil, enc[j].Key, enc[j].Value})
+	}
+	for j, m := range p.Missing {
+		e := enc[len(p.Produce)+j]
+		rows = append(rows, []any{p.ID, len(rows), m.Entity, m.SourcedID, false, nil, nullable(m.Person), nil, e.Key, e.Value})
+	}
+	for j, h := range p.Held {
+		it := up.Items[h.Index]
+		rows = append(rows, []any{p.ID, len(rows), it.Entity, it.SourcedID, it.Active, it.Hash, nullable(it.Person), refStrings(h.Missing), held[j].Key, held[j].Value})
+	}
+	if _, err := p.tx.CopyFrom(ctx, pgx.Identifier{p.schema, "roster_upload_records"}, []string{"upload_id", "seq", "entity", "sourced_id",
+		"active", "hash", "person", "missing", "key", "value"}, pgx.CopyFromRows(rows)); err != nil {
+		return fmt.Errorf("storing the records of held roster upload %s: %w", p.ID, err)
+	}
+	return nil
+}
+
+func nullable(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func refStrings(refs []Ref) []string {
+	out := make([]string, len(refs))
+	for i, r := range refs {
+		out[i] = r.String()
+	}
+	return out
+}
+
+// writeLedger upserts the rows, through COPY into a temporary table. A row of the source '' (rostered
+// before the ledger) for the same record is claimed: deleted.
+func (p *Plan) writeLedger(ctx context.Context, writes []ledgerWrite) error {
+	if len(writes) == 0 {
+		return nil
+	}
+	if _, err := p.tx.Exec(ctx, `CREATE TEMPORARY TABLE roster_ledger_in (source_id text, entity text, sourced_id text, active boolean,
+		hash bytea, person text) ON COMMIT DROP`); err != nil {
+		return err
+	}
+	rows := make([][]any, len(writes))
+	for i, w := range writes {
+		rows[i] = []any{w.source, w.entity, w.sourcedID, w.active, w.hash, nullable(w.person)}
+	}
+	if _, err := p.tx.CopyFrom(ctx, pgx.Identifier{"roster_ledger_in"}, []string{"source_id", "entity", "sourced_id", "active", "hash", "person"},
+		pgx.CopyFromRows(rows)); err != nil {
+		return fmt.Errorf("writing the roster ledger: %w", err)
+	}
+	ledger := p.table("roster_ledger")
+	if _, err := p.tx.Exec(ctx, `INSERT INTO `+ledger+` AS l (source_id, entity, sourced_id, active, hash, person, upload_id, updated_at)
+		SELECT DISTINCT ON (source_id, entity, sourced_id) source_id, entity, sourced_id, active, hash, person, $1::uuid, now() FROM roster_ledger_in
+		ON CONFLICT (source_id, entity, sourced_id) DO UPDATE SET active = excluded.active, hash = excluded.hash,
+			person = coalesce(excluded.person, l.person), upload_id = excluded.upload_id, updated_at = excluded.updated_at`, p.ID); err != nil {
+		return fmt.Errorf("writing the roster ledger: %w", err)
+	}
+	if _, err := p.tx.Exec(ctx, `DELETE FROM `+ledger+` l USING roster_ledger_in i
+		WHERE l.source_id = '' AND i.source_id <> '' AND l.entity = i.entity AND l.sourced_id = i.sourced_id`); err != nil {
+		return fmt.Errorf("claiming ledger rows of before the ledger: %w", err)
+	}
+	return nil
+}
+
+// storeHolds stores records held for references.
+func (p *Plan) storeHolds(ctx context.Context, holds []heldRef) error {
+	if len(holds) == 0 {
+		return nil
+	}
+	now := p.now
+	rows := make([][]any, len(holds))
+	for i, h := range holds {
+		rows[i] = []any{h.uploadID, h.seq, h.sourceID, h.entity, h.sourcedID, h.hash, nullable(h.person), refStrings(h.missing), h.key, h.value,
+			now, now.Add(p.settings.HoldRefsFor)}
+	}
+	if _, err := p.tx.CopyFrom(ctx, pgx.Identifier{p.schema, "roster_held_refs"}, []string{"upload_id", "seq", "source_id", "entity", "sourced_id",
+		"hash", "person", "missing", "key", "value", "held_at", "expires_at"}, pgx.CopyFromRows(rows)); err != nil {
+		return fmt.Errorf("storing held references: %w", err)
+	}
+	return nil
+}
+
+// settle marks the released and expired held records.
+func (p *Plan) settle(ctx context.Context) error {
+	for _, set := range []struct {
+		status string
+		refs   []heldRef
+	}{{RefReleased, p.released}, {RefExpired, p.expired}} {
+		if len(set.refs) == 0 {
+			continue
+		}
+		ids := make([]string, len(set.refs))
+		seqs := make([]int32, len(set.refs))
+		for i, h := range set.refs {
+			ids[i], seqs[i] = h.uploadID, int32(h.seq)
+		}
+		if _, err := p.tx.Exec(ctx, `UPDATE `+p.table("roster_held_refs")+` h SET status = $3, decided_at = now()
+			FROM unnest($1::uuid[], $2::int[]) AS q(upload_id, seq) WHERE h.upload_id = q.upload_id AND h.seq = q.seq`, ids, seqs, set.status); err != nil {
+			return fmt.Errorf("marking held references %s: %w", set.status, err)
+		}
+	}
+	return nil
+}
+
+// Approve applies a held upload as it was compared, if the source's ledger has not changed since:
+// its records are sent, the ledger takes them, and earlier held records it completes are released.
+// When the ledger changed, the upload is marked superseded and ErrSuperseded returned.
+func (s *Store) Approve(ctx context.Context, tenantID, uploadID, by string, produce Produce) (*Result, error) {
+	p, source, err := s.decide(ctx, tenantID, uploadID)
+	if err != nil {
+		return nil, err
+	}
+	defer p.Rollback(ctx)
+	version, err := sourceVersion(ctx, p.tx, p.schema, source)
+	if err != nil {
+		return nil, err
+	}
+	if version != p.version {
+		if _, err := p.tx.Exec(ctx, `UPDATE `+p.table("roster_uploads")+` SET status = $2, decided_at = now(), decided_by = $3,
+			reason = coalesce(reason || '; ', '') || 'superseded: the source sent another upload after it' WHERE id = $1`, uploadID, StatusSuperseded, by); err != nil {
+			return nil, err
+		}
+		if err := p.deleteRecords(ctx); err != nil {
+			return nil, err
+		}
+		if err := p.tx.Commit(ctx); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: upload %s was compared with version %d of source %s's ledger, which is now at %d", ErrSuperseded, uploadID, p.version, source, version)
+	}
+	rows, err := p.tx.Query(ctx, `SELECT seq, entity, sourced_id, active, hash, coalesce(person, ''), missing, key, value FROM `+
+		p.table("roster_upload_records")+` WHERE upload_id = $1 ORDER BY seq`, uploadID)
+	if err != nil {
+		return nil, err
+	}
+	var recs []Encoded
+	var writes []ledgerWrite
+	var holds []heldRef
+	produced := map[Ref]bool{}
+	for rows.Next() {
+		var h heldRef
+		var active bool
+		var missing []string
+		if err := rows.Scan(&h.seq, &h.entity, &h.sourcedID, &active, &h.hash, &h.person, &missing, &h.key, &h.value); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		if missing != nil {
+			h.uploadID, h.sourceID = uploadID, source
+			for _, m := range missing {
+				h.missing = append(h.missing, ParseRef(m))
+			}
+			h.seq = len(holds)
+			holds = append(holds, h)
+			continue
+		}
+		recs = append(recs, Encoded{Key: h.key, Value: h.value})
+		writes = append(writes, ledgerWrite{source, h.entity, h.sourcedID, active, h.hash, h.person})
+		if active {
+			produced[Ref{h.entity, h.sourcedID}] = true
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if err := p.release(ctx, produced); err != nil {
+		return nil, err
+	}
+	if err := p.deleteRecords(ctx); err != nil {
+		return nil, err
+	}
+	sent, err := p.send(ctx, produce, recs, writes, holds, StatusApproved, "", by)
+	if err != nil {
+		return nil, err
+	}
+	return &Result{ID: uploadID, Status: StatusApproved, Sent: sent, Held: len(holds), Released: p.Released, Expired: p.Expired}, nil
+}
+
+// Reject discards a held upload: nothing of it is sent.
+func (s *Store) Reject(ctx context.Context, tenantID, uploadID, by string) error {
+	p, _, err := s.decide(ctx, tenantID, uploadID)
+	if err != nil {
+		return err
+	}
+	defer p.Rollback(ctx)
+	if _, err := p.tx.Exec(ctx, `UPDATE `+p.table("roster_uploads")+` SET status = $2, decided_at = now(), decided_by = $3 WHERE id = $1`,
+		uploadID, StatusRejected, by); err != nil {
+		return err
+	}
+	if err := p.deleteRecords(ctx); err != nil {
+		return err
+	}
+	return p.tx.Commit(ctx)
+}
+
+// decide opens a plan over a held upload, under the district's roster lock.
+func (s *Store) decide(ctx context.Context, tenantID, uploadID string) (*Plan, string, error) {
+	tx, schema, err := s.begin(ctx, tenantID)
+	if err != nil {
+		return nil, "", err
+	}
+	p := &Plan{ID: uploadID, tx: tx, schema: schema, now: s.now()}
+	var source, status string
+	err = tx.QueryRow(ctx, `SELECT source_id, status, ledger_version FROM `+p.table("roster_uploads")+` WHERE id::text = $1`, uploadID).
+		Scan(&source, &status, &p.version)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		err = fmt.Errorf("%w: %s in district %s", ErrNotFound, uploadID, tenantID)
+	case err == nil && status != StatusHeld:
+		err = fmt.Errorf("%w: upload %s is %s", ErrNotHeld, uploadID, status)
+	}
+	if err == nil {
+		p.settings, err = settings(ctx, tx, schema)
+	}
+	if err != nil {
+		p.Rollback(ctx)
+		return nil, "", err
+	}
+	p.Upload = &Upload{TenantID: tenantID, SourceID: source}
+	return p, source, nil
+}
+
+func (p *Plan) deleteRecords(ctx context.Context) error {
+	_, err := p.tx.Exec(ctx, `DELETE FROM `+p.table("roster_upload_records")+` WHERE upload_id = $1`, p.ID)
+	return err
+}
+
+// UploadInfo is a recorded upload.
+type UploadInfo struct {
+	ID         string          `json:"id"`
+	SourceID   string          `json:"source_id"`
+	Kind       string          `json:"kind"`
+	ReceivedAt time.Time       `json:"received_at"`
+	Status     string          `json:"status"`
+	Reason     string          `json:"reason,omitempty"`
+	DecidedAt  *time.Time      `json:"decided_at,omitempty"`
+	DecidedBy  string          `json:"decided_by,omitempty"`
+	Files      []FileCounts    `json:"files"`
+	Findings   json.RawMessage `json:"findings,omitempty"`
+}
+
+// Uploads lists the district's uploads received since, newest first, at most limit.
+func (s *Store) Uploads(ctx context.Context, tenantID string, since time.Time, limit int) ([]UploadInfo, error) {
+	tx, schema, err := s.begin(ctx, tenantID)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	rows, err := tx.Query(ctx, `SELECT id::text, source_id, kind, received_at, status, coalesce(reason, ''), decided_at, coalesce(decided_by, '')
+		FROM `+pgx.Identifier{schema, "roster_uploads"}.Sanitize()+` WHERE received_at >= $1 ORDER BY received_at DESC, id LIMIT $2`, since, limit)
+	if err != nil {
+		return nil, err
+	}
+	var out []UploadInfo
+	byID := map[string]int{}
+	for rows.Next() {
+		var u UploadInfo
+		if err := rows.Scan(&u.ID, &u.SourceID, &u.Kind, &u.ReceivedAt, &u.Status, &u.Reason, &u.DecidedAt, &u.DecidedBy); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		u.Files = []FileCounts{}
+		byID[u.ID] = len(out)
+		out = append(out, u)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || len(out) == 0 {
+		return out, err
+	}
+	ids := make([]string, 0, len(out))
+	for _, u := range out {
+		ids = append(ids, u.ID)
+	}
+	rows, err = tx.Query(ctx, `SELECT upload_id::text, file, entity, mode, received, accepted, rejected, held, added, changed, unchanged, deactivated, ledger_active
+		FROM `+pgx.Identifier{schema, "roster_upload_files"}.Sanitize()+` WHERE upload_id = ANY($1::uuid[]) ORDER BY upload_id, file`, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var f FileCounts
+		if err := rows.Scan(&id, &f.File, &f.Entity, &f.Mode, &f.Received, &f.Accepted, &f.Rejected, &f.Held, &f.Added, &f.Changed, &f.Unchanged,
+			&f.Deactivated, &f.LedgerActive); err != nil {
+			return nil, err
+		}
+		out[byID[id]].Files = append(out[byID[id]].Files, f)
+	}
+	return out, rows.Err()
+}
+
+// HeldRef is a record held for references, as the quality report shows it.
+type HeldRef struct {
+	UploadID  string    `json:"upload_id"`
+	SourceID  string    `json:"source_id"`
+	Entity    string    `json:"entity"`
+	SourcedID string    `json:"sourced_id"`
+	Missing   []string  `json:"missing"`
+	HeldAt    time.Time `json:"held_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+	Status    string    `json:"status"`
+}
+
+// HeldRefs lists the district's held records that are open or expired, oldest first, at most limit.
+func (s *Store) HeldRefs(ctx context.Context, tenantID string, limit int) ([]HeldRef, error) {
+	tx, schema, err := s.begin(ctx, tenantID)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	rows, err := tx.Query(ctx, `SELECT upload_id::text, source_id, entity, sourced_id, missing, held_at, expires_at,
+		CASE WHEN status = 'open' AND expires_at < now() THEN 'expired' ELSE status END
+		FROM `+pgx.Identifier{schema, "roster_held_refs"}.Sanitize()+` WHERE status <> 'released' ORDER BY held_at, upload_id, seq LIMIT $1`, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (HeldRef, error) {
+		var h HeldRef
+		err := r.Scan(&h.UploadID, &h.SourceID, &h.Entity, &h.SourcedID, &h.Missing, &h.HeldAt, &h.ExpiresAt, &h.Status)
+		return h, err
+	})
+}

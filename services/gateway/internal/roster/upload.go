@@ -1,0 +1,150 @@
+package roster
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/edtech-analytics/platform/libs/records"
+	"github.com/edtech-analytics/platform/libs/tenancy/rosters"
+	"github.com/edtech-analytics/platform/services/gateway/internal/ingest"
+)
+
+// FileInfo is one file of a request as read: its positions are From up to To (exclusive) in the
+// request's Accepted and Rejected.
+type FileInfo struct {
+	Name       string
+	Collection string
+	Mode       rosters.Mode
+	From, To   int
+	// Present are the sourcedIds of the file's rejected rows that had one.
+	Present []string
+}
+
+// Upload describes a decoded request for the import step: its files with their counts and each
+// accepted record's ledger item, in the order of accepted.
+func Upload(meta ingest.Meta, kind string, files []FileInfo, accepted []ingest.Accepted, rejected []ingest.Rejected) (*rosters.Upload, error) {
+	up := &rosters.Upload{TenantID: meta.TenantID, SourceID: meta.SourceID, Kind: kind, ReceivedAt: meta.ReceivedAt,
+		Files: make([]rosters.File, len(files)), Items: make([]rosters.Item, len(accepted))}
+	fileOf := func(pos int) int {
+		for i, f := range files {
+			if pos >= f.From && pos < f.To {
+				return i
+			}
+		}
+		return -1
+	}
+	for i, f := range files {
+		up.Files[i] = rosters.File{Name: f.Name, Entity: f.Collection, Mode: f.Mode, Received: f.To - f.From, Present: f.Present}
+	}
+	for _, r := range rejected {
+		if i := fileOf(r.Index); i >= 0 {
+			up.Files[i].Rejected++
+		}
+	}
+	for i, a := range accepted {
+		f := fileOf(a.Index)
+		if f < 0 {
+			return nil, fmt.Errorf("record %d is in no file of the request", a.Index)
+		}
+		it, err := Describe(a.Event)
+		if err != nil {
+			return nil, err
+		}
+		it.File = files[f].Name
+		up.Items[i] = it
+	}
+	return up, nil
+}
+
+// Describe returns the ledger item of a roster record: entity, sourcedId, status, the person it is
+// about, the hash of its content without dateLastModified, and the entities it references that must
+// be known before it is applied (an enrollment's user, class and school; a class's course, school and
+// terms; a result's line item, student and class).
+func Describe(ev *records.RawEvent) (rosters.Item, error) {
+	e, ok := entityByType(ev.Type)
+	p := ev.Payloads()
+	c, isRoster := p.RosterCommon()
+	if !ok || !isRoster {
+		return rosters.Item{}, fmt.Errorf("%s is not a roster record", ev.Type)
+	}
+	it := rosters.Item{Entity: e.collection, SourcedID: *c.SourcedID, Active: *c.Status != statusDeleted}
+	if ev.Actor.Role != RoleSystem {
+		it.Person = ev.Actor.SISID
+	}
+	modified := *c.DateLastModified
+	*c.DateLastModified = time.Time{}
+	b, err := json.Marshal(p)
+	*c.DateLastModified = modified
+	if err != nil {
+		return rosters.Item{}, fmt.Errorf("hashing %s %s: %w", e.collection, it.SourcedID, err)
+	}
+	sum := sha256.Sum256(b)
+	it.Hash = sum[:16]
+	ref := func(entity, id string) {
+		if id != "" {
+			it.Refs = append(it.Refs, rosters.Ref{Entity: entity, SourcedID: id})
+		}
+	}
+	switch {
+	case ev.RosterEnrollment != nil:
+		en := ev.RosterEnrollment
+		ref(rosters.Users, en.UserSourcedID)
+		ref(rosters.Classes, en.ClassSourcedID)
+		ref(rosters.Orgs, en.SchoolSourcedID)
+	case ev.RosterClass != nil:
+		cl := ev.RosterClass
+		ref(rosters.Courses, cl.CourseSourcedID)
+		ref(rosters.Orgs, cl.SchoolSourcedID)
+		for _, t := range cl.TermSourcedIds {
+			ref(rosters.AcademicSessions, t)
+		}
+	case ev.RosterResult != nil:
+		r := ev.RosterResult
+		ref(rosters.LineItems, r.LineItemSourcedID)
+		ref(rosters.Users, r.StudentSourcedID)
+		if r.ClassSourcedID != nil {
+			ref(rosters.Classes, *r.ClassSourcedID)
+		}
+	}
+	return it, nil
+}
+
+// Tombstone returns the record that deactivates a record a bulk file lacked: status tobedeleted, dated
+// at the request's arrival, naming the person it is about (enrollments and results need one) and, in
+// metadata.deactivatedBy, the upload.
+func Tombstone(meta ingest.Meta, m rosters.Missing, uploadID string) (*records.RawEvent, error) {
+	e, ok := entityByCollection(m.Entity)
+	if !ok {
+		return nil, fmt.Errorf("%w %q", ErrUnknownCollection, m.Entity)
+	}
+	obj := map[string]any{"sourcedId": m.SourcedID, "status": statusDeleted,
+		"dateLastModified": meta.ReceivedAt.UTC().Format(time.RFC3339Nano),
+		"metadata":         map[string]string{"deactivatedBy": "upload " + uploadID}}
+	switch m.Entity {
+	case rosters.Enrollments:
+		obj["user"] = map[string]string{"sourcedId": m.Person}
+	case rosters.Results:
+		obj["student"] = map[string]string{"sourcedId": m.Person}
+	}
+	b, err := json.Marshal(obj)
+	if err != nil {
+		return nil, err
+	}
+	src, _ := newJSONSource(m.Entity, b)
+	ev, errs := decodeRecord(e, &rec{src: src, now: meta.ReceivedAt}, meta)
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("tombstone of %s %s: %v", m.Entity, m.SourcedID, errs)
+	}
+	return ev, nil
+}
+
+func entityByType(typ string) (*entity, bool) {
+	for _, e := range entities {
+		if e.typ == typ {
+			return e, true
+		}
+	}
+	return nil, false
+}
