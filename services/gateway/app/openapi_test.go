@@ -9,10 +9,16 @@ import (
 	"errors"
 	"fmt"
 	"github.com/edtech-analytics/platform/libs/keyring/keyringtest"
+	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
+	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
+	"github.com/edtech-analytics/platform/libs/tenancy/rosters"
+	tenantstore "github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -93,7 +99,17 @@ func newGateway(t *testing.T, opts ...func(*server.Limits)) *gateway {
 	for _, o := range opts {
 		o(&limits)
 	}
-	srv, err := server.New(server.Deps{Log: log, Keys: keys, Tenants: reg, Producer: cl.Client, Codec: codec, Sealer: keyringtest.New(t), Tracer: tel.Tracer, Meter: tel.Meter},
+	pool, _ := pgtest.New(t)
+	if err := tenancy.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	districts := fleet.New(pool, os.Getenv)
+	t.Cleanup(districts.Close)
+	if _, err := tenantstore.New(districts).Create(ctx, "d1", "d1"); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(server.Deps{Log: log, Keys: keys, Tenants: reg, Producer: cl.Client, Codec: codec, Sealer: keyringtest.Over(t, pool),
+		Rosters: rosters.New(fleet.NewDistrictPools(districts)), Tracer: tel.Tracer, Meter: tel.Meter},
 		server.Topics{Raw: kcfg.Topics().Raw, DLQ: kcfg.Topics().DLQ}, limits)
 	if err != nil {
 		t.Fatal(err)

@@ -7,8 +7,11 @@ import (
 	"github.com/edtech-analytics/platform/libs/keyring"
 	"github.com/edtech-analytics/platform/libs/pgutil"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
+	"github.com/edtech-analytics/platform/libs/tenancy/rosters"
 	"github.com/edtech-analytics/platform/libs/testenv/devenv"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"log/slog"
 	"net"
 	"net/http"
@@ -101,13 +104,15 @@ func startGateway(ctx context.Context, cfg config) (gw *gateway, err error) {
 	if err != nil {
 		return nil, err
 	}
-	sealer, dropKeys, err := loadKeyring(ctx)
+	sealer, pool, dropKeys, err := loadKeyring(ctx)
 	if err != nil {
 		return nil, err
 	}
 	cleanup = append(cleanup, dropKeys)
+	districts := fleet.New(pool, os.Getenv) // the load sends no roster: the import step is idle
+	cleanup = append(cleanup, districts.Close)
 	srv, err := server.New(server.Deps{Log: log, Keys: keys, Tenants: reg, Producer: producer.Client, Codec: codec, Sealer: sealer,
-		Tracer: tel.Tracer, Meter: tel.Meter},
+		Rosters: rosters.New(fleet.NewDistrictPools(districts)), Tracer: tel.Tracer, Meter: tel.Meter},
 		server.Topics{Raw: kcfg.Topics().Raw, DLQ: kcfg.Topics().DLQ}, server.Limits{MaxBodyBytes: 5 << 20, MaxEvents: 1000})
 	if err != nil {
 		return nil, err
@@ -143,22 +148,22 @@ func (g *gateway) requests(cfg config) ([]request, error) {
 // loadKeyring returns a keyring, with a fresh master key, over a database of its own on the local test
 // PostgreSQL (devenv), which the returned function drops: the gateway seals every person's fields, and
 // the load measures that too.
-func loadKeyring(ctx context.Context) (*keyring.Keyring, func(), error) {
+func loadKeyring(ctx context.Context) (*keyring.Keyring, *pgxpool.Pool, func(), error) {
 	serverURL, err := devenv.Postgres(ctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("postgres for the keys: %w", err)
+		return nil, nil, nil, fmt.Errorf("postgres for the keys: %w", err)
 	}
 	name := fmt.Sprintf("gatewayload_keys_%d", os.Getpid())
 	admin, err := pgx.Connect(ctx, serverURL)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	defer func() { _ = admin.Close(context.WithoutCancel(ctx)) }()
 	if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	drop := func() {
 		ctx := context.Background()
@@ -170,23 +175,23 @@ func loadKeyring(ctx context.Context) (*keyring.Keyring, func(), error) {
 	dbURL, err := pgutil.WithDatabase(serverURL, name)
 	if err != nil {
 		drop()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	pool, err := pgutil.Connect(ctx, dbURL)
 	if err != nil {
 		drop()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if err := tenancy.Migrate(ctx, pool); err != nil {
 		pool.Close()
 		drop()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	master, err := keyring.ParseLocalKeys(keyring.NewLocalKeyLine("load"))
 	if err != nil {
 		pool.Close()
 		drop()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return keyring.New(pool, master, keyring.Options{}), func() { pool.Close(); drop() }, nil
+	return keyring.New(pool, master, keyring.Options{}), pool, func() { pool.Close(); drop() }, nil
 }

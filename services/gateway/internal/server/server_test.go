@@ -56,6 +56,7 @@ type fixture struct {
 	sealer  *keyring.Keyring
 	pool    *pgxpool.Pool // the control database, where the districts' schemas live too
 	rosters *rosters.Store
+	pools   rosters.Pools
 }
 
 // setup adjusts a fixture before it starts.
@@ -108,7 +109,8 @@ func newFixture(t *testing.T, opts ...func(*setup)) *fixture {
 			t.Fatal(err)
 		}
 	}
-	rosterStore := rosters.New(fleet.NewDistrictPools(districts))
+	pools := fleet.NewDistrictPools(districts)
+	rosterStore := rosters.New(pools)
 	reg, err := tenants.New(func(context.Context) ([]tenants.Stored, error) { return st.stored, nil },
 		tenants.RateLimit{EventsPerSecond: 100_000, Burst: 100_000}, st.limits.MaxEvents, log)
 	if err != nil {
@@ -124,7 +126,7 @@ func newFixture(t *testing.T, opts ...func(*setup)) *fixture {
 	}
 	srv := httptest.NewServer(gw.Handler())
 	t.Cleanup(srv.Close)
-	return &fixture{srv: srv, gw: gw, cl: cl, kafka: kafka, kcfg: kcfg, codec: codec, tenants: reg, sealer: sealer, pool: pool, rosters: rosterStore}
+	return &fixture{srv: srv, gw: gw, cl: cl, kafka: kafka, kcfg: kcfg, codec: codec, tenants: reg, sealer: sealer, pool: pool, rosters: rosterStore, pools: pools}
 }
 
 func (f *fixture) post(t *testing.T, key, ctype, body string) (int, http.Header, map[string]any) {
