@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/edtech-analytics/platform/libs/tenancy"
 )
 
 // Result is what an upload did.
@@ -182,7 +184,7 @@ func refStrings(refs []Ref) []string {
 	return out
 }
 
-// writeLedger upserts the rows, through COPY into a temporary table. A row of the source '' (rostered
+// writeLedger upserts the rows, through COPY into a temporary table. A row of the empty source (rostered
 // before the ledger) for the same record is claimed: deleted.
 func (p *Plan) writeLedger(ctx context.Context, writes []ledgerWrite) error {
 	if len(writes) == 0 {
@@ -440,6 +442,26 @@ func (s *Store) Uploads(ctx context.Context, tenantID string, since time.Time, l
 		out[byID[id]].Files = append(out[byID[id]].Files, f)
 	}
 	return out, rows.Err()
+}
+
+// Find reports whether the district has the upload.
+func (s *Store) Find(ctx context.Context, tenantID, uploadID string) (bool, error) {
+	schema, err := tenancy.SchemaName(tenantID)
+	if err != nil {
+		return false, err
+	}
+	pool, err := s.pools.Pool(ctx, tenantID)
+	if err != nil {
+		return false, err
+	}
+	var found bool
+	err = pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM information_schema.tables WHERE table_schema = $1 AND table_name = 'roster_uploads')`,
+		schema).Scan(&found)
+	if err != nil || !found {
+		return false, err
+	}
+	err = pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+pgx.Identifier{schema, "roster_uploads"}.Sanitize()+` WHERE id::text = $1)`, uploadID).Scan(&found)
+	return found, err
 }
 
 // HeldRef is a record held for references, as the quality report shows it.

@@ -247,9 +247,34 @@ func (s *studentEraser) countPostgres(ctx context.Context) (int64, error) {
 	}
 	parts = append(parts, "(SELECT count(*) FROM "+pgx.Identifier{schema, "student_identities"}.Sanitize()+
 		" WHERE internal_id = $1 AND sis_id NOT LIKE 'erased:%')")
+	for _, t := range rosterImportTables {
+		parts = append(parts, "(SELECT count(*) FROM "+pgx.Identifier{schema, t}.Sanitize()+" WHERE person = ANY($2))")
+	}
 	var n int64
-	err = s.pool.QueryRow(ctx, "SELECT "+strings.Join(parts, " + "), s.student).Scan(&n)
+	err = s.pool.QueryRow(ctx, "SELECT "+strings.Join(parts, " + "), s.student, s.sis).Scan(&n)
 	return n, err
+}
+
+// rosterImportTables are the roster import step's tables (libs/tenancy/rosters), which name the person a
+// record is about by SIS id: the ledger, held uploads' records and records held for references.
+var rosterImportTables = []string{"roster_ledger", "roster_upload_records", "roster_held_refs"}
+
+// eraseRosterImport deletes the student's rows of the roster import step's tables. A later upload that
+// still names the student sends the record again, which the enricher drops as the erased student's.
+func (s *studentEraser) eraseRosterImport(ctx context.Context) (int64, error) {
+	schema, err := tenancy.SchemaName(s.tenant)
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	for _, t := range rosterImportTables {
+		tag, err := s.pool.Exec(ctx, "DELETE FROM "+pgx.Identifier{schema, t}.Sanitize()+" WHERE person = ANY($1)", s.sis)
+		if err != nil {
+			return 0, fmt.Errorf("erasing the student from %s: %w", t, err)
+		}
+		total += tag.RowsAffected()
+	}
+	return total, nil
 }
 
 // erasePostgres publishes the erasure marker on every partition of enriched and waits for the sink to
@@ -268,7 +293,11 @@ func (s *studentEraser) erasePostgres(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("erasure markers at enriched offsets %v applied by the sink", s.markers), nil
+	n, err := s.eraseRosterImport(ctx)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("erasure markers at enriched offsets %v applied by the sink; %d rows of the roster import step deleted", s.markers, n), nil
 }
 
 func (s *studentEraser) countClickHouse(ctx context.Context) (int64, error) {
