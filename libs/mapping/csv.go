@@ -270,10 +270,10 @@ func (f *csvFile) mapRow(s *rowState, rec []string, raw []byte) Row {
 	for _, r := range f.e.rules {
 		s.eval(r, f)
 	}
-	row.Errors, row.Findings = s.errs, s.findings
-	if len(row.Errors) == 0 {
-		row.Record = f.e.record(s)
+	if len(s.errs) == 0 {
+		row.Record = f.e.record(s, Position{File: f.name, Line: f.line})
 	}
+	row.Errors, row.Findings = s.errs, s.findings
 	return row
 }
 

@@ -27,6 +27,7 @@ type source interface {
 type rowState struct {
 	vals     []string
 	spans    [][2]int // per rule: its values in vals
+	sourced  []bool   // per rule: its values came from the row, not a const or default
 	errs     []FieldError
 	findings []Finding
 	buf      []byte
@@ -39,6 +40,11 @@ func (s *rowState) reset(rules int) {
 		s.spans = make([][2]int, rules)
 	}
 	s.spans = s.spans[:rules]
+	if cap(s.sourced) < rules {
+		s.sourced = make([]bool, rules)
+	}
+	s.sourced = s.sourced[:rules]
+	clear(s.sourced)
 	s.errs, s.findings = nil, nil
 }
 
@@ -55,6 +61,7 @@ func (s *rowState) eval(r *rule, src source) {
 	start := len(s.vals)
 	defer func() { s.spans[r.idx] = [2]int{start, len(s.vals)} }()
 	failed, emptyAt, present := false, -1, false
+	noted := len(s.findings)
 	switch {
 	case r.hasConst:
 		s.vals = append(s.vals, r.constVal)
@@ -91,6 +98,7 @@ func (s *rowState) eval(r *rule, src source) {
 		}
 	}
 	if len(s.vals) > start || failed {
+		s.sourced[r.idx] = len(s.vals) > start
 		return
 	}
 	switch {
@@ -101,7 +109,7 @@ func (s *rowState) eval(r *rule, src source) {
 	case r.required:
 		p := src.pos(r, 0)
 		s.fail(p, r.tgt.canon, "is required but %s is missing", p.Column)
-	case emptyAt >= 0:
+	case emptyAt >= 0 && len(s.findings) == noted:
 		s.note(src.pos(r, emptyAt), r.tgt.canon, FindingEmpty, "is empty")
 	}
 }
@@ -277,6 +285,7 @@ func parseNumber(v string) (string, bool) {
 type outNode struct {
 	key      string
 	kind     kind
+	need     bool // a field of an object the gateway requires
 	rules    []int     // scalar: one rule; list: its rules in document order
 	elems    []outElem // roles, userIds: the objects in index order
 	meta     []metaOut // metadata: keys sorted
@@ -284,7 +293,13 @@ type outNode struct {
 	modified bool      // dateLastModified without a rule: the export's WithModified time
 }
 
-type outElem struct{ fields []outNode }
+// outElem is one object of roles or userIds: its index in the rules' targets, its fields, and the
+// required fields no rule writes.
+type outElem struct {
+	index   int
+	fields  []outNode
+	unruled []string
+}
 
 type metaOut struct {
 	key  string
@@ -306,12 +321,12 @@ func buildPlan(schema []fieldSpec, rules []*rule) []outNode {
 			case kObjects:
 				el, ok := byElem[r.tgt.elem]
 				if !ok {
-					el = &outElem{}
+					el = &outElem{index: r.tgt.elem}
 					byElem[r.tgt.elem] = el
 					elemIdx = append(elemIdx, r.tgt.elem)
 				}
 				sf := fs.sub[r.tgt.sub]
-				el.fields = append(el.fields, outNode{key: sf.name, kind: sf.kind, rules: []int{r.idx}})
+				el.fields = append(el.fields, outNode{key: sf.name, kind: sf.kind, need: sf.need, rules: []int{r.idx}})
 			case kMetadata:
 				n.meta = append(n.meta, metaOut{key: r.tgt.key, rule: r.idx})
 			default:
@@ -324,6 +339,11 @@ func buildPlan(schema []fieldSpec, rules []*rule) []outNode {
 			slices.SortStableFunc(el.fields, func(a, b outNode) int {
 				return cmp.Compare(subRank(fs.sub, a.key), subRank(fs.sub, b.key))
 			})
+			for _, sf := range fs.sub {
+				if sf.need && !slices.ContainsFunc(el.fields, func(n outNode) bool { return n.key == sf.name }) {
+					el.unruled = append(el.unruled, sf.name)
+				}
+			}
 			n.elems = append(n.elems, *el)
 		}
 		slices.SortStableFunc(n.meta, func(a, b metaOut) int { return strings.Compare(a.key, b.key) })
@@ -347,7 +367,7 @@ func subRank(order []fieldSpec, key string) int {
 }
 
 // record writes the row's record into s.buf and returns a copy the caller may keep.
-func (e *Export) record(s *rowState) []byte {
+func (e *Export) record(s *rowState, at Position) []byte {
 	b := append(s.buf[:0], '{')
 	first := true
 	key := func(k string) {
@@ -375,7 +395,7 @@ func (e *Export) record(s *rowState) []byte {
 			b = append(b, '[')
 			count := 0
 			for _, el := range n.elems {
-				if !s.anyValue(el.fields) {
+				if !s.complete(el, at, n.key) {
 					continue
 				}
 				if count > 0 {
@@ -465,12 +485,28 @@ func (e *Export) record(s *rowState) []byte {
 	return append([]byte(nil), b...)
 }
 
-func (s *rowState) anyValue(fields []outNode) bool {
-	for _, fn := range fields {
-		if sp := s.spans[fn.rules[0]]; sp[0] != sp[1] {
-			return true
+// complete reports whether an object of roles or userIds is written: it is when a field read from the
+// row has a value and every field the gateway requires has one. An object with only constants is left
+// out silently, an incomplete one with a Finding.
+func (s *rowState) complete(el outElem, at Position, key string) bool {
+	fromRow := false
+	for _, fn := range el.fields {
+		ri := fn.rules[0]
+		fromRow = fromRow || s.sourced[ri] && s.spans[ri][0] != s.spans[ri][1]
+	}
+	if !fromRow {
+		return false
+	}
+	lacking := el.unruled
+	for _, fn := range el.fields {
+		if sp := s.spans[fn.rules[0]]; fn.need && sp[0] == sp[1] {
+			lacking = append(lacking, fn.key)
 		}
 	}
+	if len(lacking) == 0 {
+		return true
+	}
+	s.note(at, fmt.Sprintf("%s[%d]", key, el.index), FindingIncomplete, "left out: it has no %s", strings.Join(lacking, ", "))
 	return false
 }
 

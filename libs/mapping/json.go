@@ -207,10 +207,10 @@ func (j *jsonRow) mapRow(s *rowState, i int, raw json.RawMessage) Row {
 	for _, r := range j.e.rules {
 		s.eval(r, j)
 	}
-	row.Errors, row.Findings = s.errs, s.findings
-	if len(row.Errors) == 0 {
-		row.Record = j.e.record(s)
+	if len(s.errs) == 0 {
+		row.Record = j.e.record(s, Position{File: j.name, Line: i})
 	}
+	row.Errors, row.Findings = s.errs, s.findings
 	return row
 }
 

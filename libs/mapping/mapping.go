@@ -104,13 +104,16 @@ const (
 	// FindingUnmapped is a value missing from a rule's map, kept, defaulted or dropped as the rule's
 	// unmapped says.
 	FindingUnmapped = "unmapped"
+	// FindingIncomplete is an object of roles or userIds left out of the record because a field the
+	// gateway requires (a role's roleType, role and org; a userId's type and identifier) has no value.
+	FindingIncomplete = "incomplete"
 )
 
 // Finding is a data-quality observation that does not reject the row.
 type Finding struct {
 	Position
 	Target  string
-	Kind    string // FindingEmpty or FindingUnmapped
+	Kind    string // FindingEmpty, FindingUnmapped or FindingIncomplete
 	Message string
 }
 

@@ -55,9 +55,14 @@ type fieldSpec struct {
 	name string
 	kind kind
 	sub  []fieldSpec // the fields of each object of a kObjects field
+	// need marks the fields of a roles or userIds object the gateway requires: an object without one is
+	// left out of the record (with a Finding), since the gateway would reject the whole record.
+	need bool
 }
 
 func f(name string, k kind) fieldSpec { return fieldSpec{name: name, kind: k} }
+
+func needed(name string, k kind) fieldSpec { return fieldSpec{name: name, kind: k, need: true} }
 
 // collections lists the collections a rule may produce, in the gateway's order.
 func collections() []string {
@@ -84,13 +89,13 @@ func schemaOf(collection string) ([]fieldSpec, bool) {
 			f("periods", kStrings), f("course", kRef), f("school", kRef), f("terms", kRefs)}
 	case "users":
 		own = []fieldSpec{f("enabledUser", kBool), f("username", kString),
-			{name: "userIds", kind: kObjects, sub: []fieldSpec{f("type", kString), f("identifier", kString)}},
+			{name: "userIds", kind: kObjects, sub: []fieldSpec{needed("type", kString), needed("identifier", kString)}},
 			f("givenName", kString), f("familyName", kString), f("middleName", kString),
 			f("preferredFirstName", kString), f("preferredLastName", kString), f("pronouns", kString),
 			f("identifier", kString), f("userMasterIdentifier", kString), f("email", kString), f("sms", kString),
 			f("phone", kString), f("agents", kRefs), f("grades", kStrings),
-			{name: "roles", kind: kObjects, sub: []fieldSpec{f("roleType", kString), f("role", kString),
-				f("org", kRef), f("beginDate", kDate), f("endDate", kDate), f("status", kString),
+			{name: "roles", kind: kObjects, sub: []fieldSpec{needed("roleType", kString), needed("role", kString),
+				needed("org", kRef), f("beginDate", kDate), f("endDate", kDate), f("status", kString),
 				f("dateLastModified", kTimestamp)}},
 			// OneRoster 1.1's one role in each of the user's orgs, read when roles is absent.
 			f("role", kString), f("orgs", kRefs)}
