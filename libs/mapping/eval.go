@@ -285,7 +285,7 @@ func parseNumber(v string) (string, bool) {
 type outNode struct {
 	key      string
 	kind     kind
-	need     bool // a field of an object the gateway requires
+	need     bool      // a field of an object the gateway requires
 	rules    []int     // scalar: one rule; list: its rules in document order
 	elems    []outElem // roles, userIds: the objects in index order
 	meta     []metaOut // metadata: keys sorted

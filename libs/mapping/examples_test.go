@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -119,5 +120,70 @@ func checkGolden(t *testing.T, path string, got []byte) {
 	}
 	if !bytes.Equal(got, want) {
 		t.Errorf("%s differs from the output (go test -update rewrites it):\n%s", path, got)
+	}
+}
+
+type goldenError struct {
+	Column  string `json:"column"`
+	Index   int    `json:"columnIndex,omitempty"`
+	Target  string `json:"target,omitempty"`
+	Message string `json:"message"`
+}
+
+type brokenRow struct {
+	Line     int             `json:"line"`
+	Record   json.RawMessage `json:"record,omitempty"`
+	Errors   []goldenError   `json:"errors,omitempty"`
+	Findings []goldenFinding `json:"findings,omitempty"`
+	Raw      string          `json:"raw"`
+}
+
+// TestBrokenExamples maps deliberately broken samples (testdata/broken/<shape>/) with their shape's rules:
+// the golden files show the errors each row gets, and the rows around broken ones still map.
+func TestBrokenExamples(t *testing.T) {
+	files, err := filepath.Glob("testdata/broken/*/*")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("broken samples: %v %v", files, err)
+	}
+	for _, file := range files {
+		shape := filepath.Base(filepath.Dir(file))
+		t.Run(shape+"/"+filepath.Base(file), func(t *testing.T) {
+			src, err := os.ReadFile(filepath.Join("examples", shape, "rules.yaml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rules, err := Parse(src, Limits{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			exp, ok := rules.Match(file)
+			if !ok {
+				t.Fatalf("no export matches %s", file)
+			}
+			var rows []brokenRow
+			bad := 0
+			for _, row := range mapFile(t, exp.WithModified(exampleModified), file) {
+				br := brokenRow{Line: row.Line, Record: row.Record, Raw: string(row.Raw)}
+				for _, e := range row.Errors {
+					br.Errors = append(br.Errors, goldenError{e.Column, e.ColumnIndex, e.Target, e.Message})
+				}
+				for _, f := range row.Findings {
+					br.Findings = append(br.Findings, goldenFinding{f.Kind, f.Column, f.Target, f.Message})
+				}
+				if len(row.Errors) > 0 {
+					bad++
+				}
+				rows = append(rows, br)
+			}
+			if bad == 0 || bad == len(rows) {
+				t.Errorf("%d of %d rows have errors: a broken sample needs both", bad, len(rows))
+			}
+			got, err := json.MarshalIndent(rows, "", "  ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			name := strings.TrimSuffix(filepath.Base(file), filepath.Ext(file))
+			checkGolden(t, filepath.Join("testdata", "broken."+shape+"."+name+".golden.json"), append(got, '\n'))
+		})
 	}
 }
