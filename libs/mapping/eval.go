@@ -52,8 +52,8 @@ func (s *rowState) fail(p Position, target, format string, args ...any) {
 	s.errs = append(s.errs, FieldError{Position: p, Target: target, Message: fmt.Sprintf(format, args...)})
 }
 
-func (s *rowState) note(p Position, target, kind, format string, args ...any) {
-	s.findings = append(s.findings, Finding{Position: p, Target: target, Kind: kind, Message: fmt.Sprintf(format, args...)})
+func (s *rowState) note(p Position, target, kind, msg string) {
+	s.findings = append(s.findings, Finding{Position: p, Target: target, Kind: kind, Message: msg})
 }
 
 // eval runs rule r on a row: the values it writes end up in s.vals[s.spans[r.idx]].
@@ -159,15 +159,30 @@ func (s *rowState) push(r *rule, v string, src source, from int) (failed bool) {
 		}
 		return failed
 	}
-	parts := strings.Split(v, r.splitSep)
-	i := r.splitIndex
-	if i < 0 {
-		i += len(parts)
-	}
-	if i < 0 || i >= len(parts) {
+	part, ok := nthPart(v, r.splitSep, r.splitIndex)
+	if !ok {
 		return false
 	}
-	return s.pushOne(r, parts[i], src, from)
+	return s.pushOne(r, part, src, from)
+}
+
+// nthPart returns the i-th part of v split on sep, counting from the end when i is negative.
+func nthPart(v, sep string, i int) (string, bool) {
+	if i < 0 {
+		i += strings.Count(v, sep) + 1
+		if i < 0 {
+			return "", false
+		}
+	}
+	for ; i > 0; i-- {
+		_, after, found := strings.Cut(v, sep)
+		if !found {
+			return "", false
+		}
+		v = after
+	}
+	before, _, _ := strings.Cut(v, sep)
+	return before, true
 }
 
 func (s *rowState) pushOne(r *rule, v string, src source, from int) (failed bool) {
@@ -201,13 +216,13 @@ func (s *rowState) pushOne(r *rule, v string, src source, from int) (failed bool
 			s.fail(src.pos(r, from), r.tgt.canon, "value %q is not in the rule's map", v)
 			return true
 		case r.unmapped == unmappedKeep:
-			s.note(src.pos(r, from), r.tgt.canon, FindingUnmapped, "value %q is not in the rule's map: kept", v)
+			s.note(src.pos(r, from), r.tgt.canon, FindingUnmapped, fmt.Sprintf("value %q is not in the rule's map: kept", v))
 		case r.unmapped == unmappedDefault:
-			s.note(src.pos(r, from), r.tgt.canon, FindingUnmapped, "value %q is not in the rule's map: default %q", v, r.defaultVal)
+			s.note(src.pos(r, from), r.tgt.canon, FindingUnmapped, fmt.Sprintf("value %q is not in the rule's map: default %q", v, r.defaultVal))
 			s.vals = append(s.vals, r.defaultVal)
 			return false
 		default:
-			s.note(src.pos(r, from), r.tgt.canon, FindingUnmapped, "value %q is not in the rule's map: dropped", v)
+			s.note(src.pos(r, from), r.tgt.canon, FindingUnmapped, fmt.Sprintf("value %q is not in the rule's map: dropped", v))
 			return false
 		}
 		if v == "" {
@@ -506,7 +521,7 @@ func (s *rowState) complete(el outElem, at Position, key string) bool {
 	if len(lacking) == 0 {
 		return true
 	}
-	s.note(at, fmt.Sprintf("%s[%d]", key, el.index), FindingIncomplete, "left out: it has no %s", strings.Join(lacking, ", "))
+	s.note(at, fmt.Sprintf("%s[%d]", key, el.index), FindingIncomplete, "left out: it has no "+strings.Join(lacking, ", "))
 	return false
 }
 
