@@ -91,9 +91,9 @@ type FieldError struct {
 
 func (e FieldError) Error() string {
 	if e.Target == "" {
-		return e.Position.String() + ": " + e.Message
+		return e.String() + ": " + e.Message
 	}
-	return e.Position.String() + ": " + e.Target + ": " + e.Message
+	return e.String() + ": " + e.Target + ": " + e.Message
 }
 
 // Kinds of Finding.
@@ -115,6 +115,10 @@ type Finding struct {
 	Target  string
 	Kind    string // FindingEmpty, FindingUnmapped or FindingIncomplete
 	Message string
+}
+
+func (f Finding) String() string {
+	return f.Position.String() + ": " + f.Target + ": " + f.Kind + ": " + f.Message
 }
 
 // Row is one mapped row. Exactly one of Record and Errors is set.
