@@ -146,8 +146,8 @@
 //
 // Records are written with their keys in a fixed order: sourcedId, status, dateLastModified, the
 // collection's fields in the order listed above, metadata keys sorted; so the same input gives the same
-// bytes. A record whose rules write no status gets "active". dateLastModified, which the gateway
-// requires, comes from a rule or, for records whose rules write none, from Export.WithModified.
+// bytes. A record whose rules give no status gets "active". dateLastModified, which the gateway
+// requires, comes from a rule or, for records whose rules give none, from Export.WithModified.
 //
 // # Rows, errors and findings
 //

@@ -304,8 +304,8 @@ type outNode struct {
 	rules    []int     // scalar: one rule; list: its rules in document order
 	elems    []outElem // roles, userIds: the objects in index order
 	meta     []metaOut // metadata: keys sorted
-	fallback string    // status: the value written when no rule sets it
-	modified bool      // dateLastModified without a rule: the export's WithModified time
+	fallback string    // status: the value written when no rule gives one
+	modified bool      // dateLastModified: the export's WithModified time when no rule gives one
 }
 
 // outElem is one object of roles or userIds: its index in the rules' targets, its fields, and the
@@ -362,14 +362,15 @@ func buildPlan(schema []fieldSpec, rules []*rule) []outNode {
 			n.elems = append(n.elems, *el)
 		}
 		slices.SortStableFunc(n.meta, func(a, b metaOut) int { return strings.Compare(a.key, b.key) })
-		used := len(n.rules) > 0 || len(n.elems) > 0 || len(n.meta) > 0
-		switch {
-		case used:
-		case fs.name == "status":
+		// status and dateLastModified, which the gateway requires, are written even when no rule gives
+		// them a value: active, and the export's WithModified time.
+		switch fs.name {
+		case "status":
 			n.fallback = "active"
-		case fs.name == "dateLastModified":
+		case "dateLastModified":
 			n.modified = true
-		default:
+		}
+		if len(n.rules) == 0 && len(n.elems) == 0 && len(n.meta) == 0 && n.fallback == "" && !n.modified {
 			continue
 		}
 		plan = append(plan, n)
@@ -396,13 +397,14 @@ func (e *Export) record(s *rowState, at Position) []byte {
 	for i := range e.plan {
 		n := &e.plan[i]
 		switch {
-		case n.fallback != "":
-			key(n.key)
-			b = appendString(b, n.fallback)
-		case n.modified:
-			if e.modified != "" {
+		case (n.fallback != "" || n.modified) && (len(n.rules) == 0 || s.spans[n.rules[0]][0] == s.spans[n.rules[0]][1]):
+			v := n.fallback
+			if n.modified {
+				v = e.modified
+			}
+			if v != "" {
 				key(n.key)
-				b = appendString(b, e.modified)
+				b = appendString(b, v)
 			}
 		case n.kind == kObjects:
 			mark, wasFirst := len(b), first

@@ -97,3 +97,27 @@ func TestRolesObjects(t *testing.T) {
 		t.Errorf("row 2 findings: %s", got)
 	}
 }
+
+func TestStatusAndModifiedFallbacks(t *testing.T) {
+	src := usersRules("csv", `      - {target: sourcedId, from: id}
+      - {target: status, from: st, map: {A: active, D: tobedeleted}}
+      - {target: dateLastModified, from: changed, date: YYYY-MM-DD}
+`)
+	exp := mustParse(t, src, Limits{})
+	in := "id,st,changed\n1,D,2026-08-30\n2,,\n"
+	want := []string{
+		`{"sourcedId":"1","status":"tobedeleted","dateLastModified":"2026-08-30T00:00:00Z"}`,
+		`{"sourcedId":"2","status":"active"}`,
+	}
+	for i, r := range mapCSV(t, exp, in) {
+		if string(r.Record) != want[i] {
+			t.Errorf("row %d: %s, want %s", i, r.Record, want[i])
+		}
+	}
+	want[1] = `{"sourcedId":"2","status":"active","dateLastModified":"2026-09-01T06:00:00.000Z"}`
+	for i, r := range mapCSV(t, exp.WithModified(exampleModified), in) {
+		if string(r.Record) != want[i] {
+			t.Errorf("with modified, row %d: %s, want %s", i, r.Record, want[i])
+		}
+	}
+}
