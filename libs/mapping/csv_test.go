@@ -194,3 +194,26 @@ func TestMapCSVDeterministic(t *testing.T) {
 		}
 	}
 }
+
+// TestExportConcurrentUse maps files with one Export from several goroutines (run with -race).
+func TestExportConcurrentUse(t *testing.T) {
+	exp := mustParse(t, csvRules, Limits{})
+	in := header + "1,Ann,Lee,K,09/01/2026,x\n2,Bo,Ng,1,,y\n3,,Oh,K,,z\n"
+	want := summaries(mapCSV(t, exp, in))
+	done := make(chan []string)
+	for range 4 {
+		go func() {
+			rows, err := collect(exp.WithModified(exampleModified), in)
+			if err != nil {
+				done <- []string{err.Error()}
+				return
+			}
+			done <- summaries(rows)
+		}()
+	}
+	for range 4 {
+		if got := <-done; strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("concurrent mapping: %v, want %v", got, want)
+		}
+	}
+}

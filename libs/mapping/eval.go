@@ -11,7 +11,7 @@ import (
 	"unicode/utf8"
 )
 
-// source gives the values a row holds for a rule; csvRow and jsonRow implement it.
+// source gives the values a row holds for a rule; csvFile and jsonRow implement it.
 type source interface {
 	// from returns the values of rule r's i-th from: one for a column or scalar, any number for a JSON
 	// array. present is false when the column or key is absent (a JSON null is present and empty); ok is
