@@ -32,6 +32,7 @@ type rowState struct {
 	findings []Finding
 	buf      []byte
 	sb       strings.Builder
+	unsplit  string // the last value of the rule being run that has no part at its split index
 }
 
 func (s *rowState) reset(rules int) {
@@ -62,6 +63,7 @@ func (s *rowState) eval(r *rule, src source) {
 	defer func() { s.spans[r.idx] = [2]int{start, len(s.vals)} }()
 	failed, emptyAt, present := false, -1, false
 	noted := len(s.findings)
+	s.unsplit = ""
 	switch {
 	case r.hasConst:
 		s.vals = append(s.vals, r.constVal)
@@ -104,6 +106,8 @@ func (s *rowState) eval(r *rule, src source) {
 	switch {
 	case r.hasDefault:
 		s.vals = append(s.vals, r.defaultVal)
+	case r.required && s.unsplit != "":
+		s.fail(src.pos(r, max(emptyAt, 0)), r.tgt.canon, "is required but %q has no part %d when split on %q", s.unsplit, r.splitIndex, r.splitSep)
 	case r.required && present:
 		s.fail(src.pos(r, max(emptyAt, 0)), r.tgt.canon, "is required but empty")
 	case r.required:
@@ -161,6 +165,7 @@ func (s *rowState) push(r *rule, v string, src source, from int) (failed bool) {
 	}
 	part, ok := nthPart(v, r.splitSep, r.splitIndex)
 	if !ok {
+		s.unsplit = v
 		return false
 	}
 	return s.pushOne(r, part, src, from)
