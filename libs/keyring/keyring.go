@@ -217,25 +217,49 @@ func (r *Keyring) loadSubjects(ctx context.Context, tenant string, sisIDs []stri
 		return out, nil
 	}
 	var ids [][keyIDSize]byte
-	var newRefs, wrapped [][]byte
+	var newRefs, wrapped, plain [][]byte
 	for _, ref := range refs {
 		if _, ok := out[sisByRef[string(ref)]]; ok {
 			continue
 		}
 		id := newKeyID()
+		dek := randomKey()
 		ids = append(ids, id)
 		newRefs = append(newRefs, ref)
-		wrapped = append(wrapped, d.kek.Seal(nil, nil, randomKey(), dekAAD(tenant, id)))
+		plain = append(plain, dek)
+		wrapped = append(wrapped, d.kek.Seal(nil, nil, dek, dekAAD(tenant, id)))
 	}
-	_, err = r.pool.Exec(ctx, `INSERT INTO control.subject_keys (key_id, tenant_id, subject_ref, kek_version, wrapped)
+	// The keys inserted are ours: used as generated. Those a concurrent creator inserted first are read.
+	rows, err := r.pool.Query(ctx, `INSERT INTO control.subject_keys (key_id, tenant_id, subject_ref, kek_version, wrapped)
 		SELECT k, $2, s, $3, w FROM unnest($1::uuid[], $4::bytea[], $5::bytea[]) AS t(k, s, w)
-		ON CONFLICT (tenant_id, subject_ref) DO NOTHING`, ids, tenant, d.kekVersion, newRefs, wrapped)
+		ON CONFLICT (tenant_id, subject_ref) DO NOTHING RETURNING key_id`, ids, tenant, d.kekVersion, newRefs, wrapped)
 	if err != nil {
 		return nil, fmt.Errorf("creating data keys of district %s: %w", tenant, err)
 	}
-	// Read back what is there now: ours, or a concurrent creator's that won the race.
-	if err := r.readSubjects(ctx, tenant, newRefs, sisByRef, out); err != nil {
-		return nil, err
+	inserted, err := pgx.CollectRows(rows, pgx.RowTo[[keyIDSize]byte])
+	if err != nil {
+		return nil, fmt.Errorf("creating data keys of district %s: %w", tenant, err)
+	}
+	ours := make(map[[keyIDSize]byte]bool, len(inserted))
+	for _, id := range inserted {
+		ours[id] = true
+	}
+	var lost [][]byte
+	for i, id := range ids {
+		if !ours[id] {
+			lost = append(lost, newRefs[i])
+			continue
+		}
+		aead, err := newAEAD(plain[i])
+		if err != nil {
+			return nil, err
+		}
+		out[sisByRef[string(newRefs[i])]] = &DataKey{id: id, tenant: tenant, aad: []byte(tenant), aead: aead}
+	}
+	if len(lost) > 0 {
+		if err := r.readSubjects(ctx, tenant, lost, sisByRef, out); err != nil {
+			return nil, err
+		}
 	}
 	if len(out) != len(sisIDs) {
 		return nil, fmt.Errorf("district %s: %d data keys missing after creating them", tenant, len(sisIDs)-len(out))

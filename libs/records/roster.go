@@ -147,15 +147,26 @@ func (p *Payloads) RosterCommon() (RosterCommon, bool) {
 
 // rosterCommon returns the common fields of s, an addressable payload struct, or ok false when s lacks one.
 func rosterCommon(s reflect.Value) (c RosterCommon, ok bool) {
-	field := func(name string) any {
-		if i := FieldIndex(s.Type(), name); i >= 0 {
-			return s.Field(i).Addr().Interface()
-		}
-		return nil
+	ix := commonFields(s.Type())
+	if ix[0] < 0 || ix[1] < 0 || ix[2] < 0 {
+		return c, false
 	}
 	var ok1, ok2, ok3 bool
-	c.SourcedID, ok1 = field(RosterSourcedID).(*string)
-	c.Status, ok2 = field(RosterStatus).(*string)
-	c.DateLastModified, ok3 = field(RosterDateLastModified).(*time.Time)
+	c.SourcedID, ok1 = s.Field(ix[0]).Addr().Interface().(*string)
+	c.Status, ok2 = s.Field(ix[1]).Addr().Interface().(*string)
+	c.DateLastModified, ok3 = s.Field(ix[2]).Addr().Interface().(*time.Time)
 	return c, ok1 && ok2 && ok3
+}
+
+// commonIndexes caches, per payload type, the indexes of its sourced_id, status and date_last_modified
+// fields (-1 when it lacks one).
+var commonIndexes sync.Map
+
+func commonFields(t reflect.Type) [3]int {
+	if v, ok := commonIndexes.Load(t); ok {
+		return v.([3]int)
+	}
+	ix := [3]int{FieldIndex(t, RosterSourcedID), FieldIndex(t, RosterStatus), FieldIndex(t, RosterDateLastModified)}
+	commonIndexes.Store(t, ix)
+	return ix
 }

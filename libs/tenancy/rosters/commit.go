@@ -40,9 +40,9 @@ type ledgerWrite struct {
 // change. Either way the upload is recorded. The plan's lock is released.
 func (p *Plan) Commit(ctx context.Context, by string, produce Produce, enc []Encoded, held []Encoded) (*Result, error) {
 	defer p.Rollback(ctx) // a no-op after the commit
-	if len(enc) != len(p.Produce)+len(p.Missing) || len(held) != len(p.Held) {
+	if len(enc) != len(p.Sent)+len(p.Missing) || len(held) != len(p.Held) {
 		return nil, fmt.Errorf("roster upload %s: %d records encoded for %d sent and %d tombstones, %d for %d held",
-			p.ID, len(enc), len(p.Produce), len(p.Missing), len(held), len(p.Held))
+			p.ID, len(enc), len(p.Sent), len(p.Missing), len(held), len(p.Held))
 	}
 	res := &Result{ID: p.ID, Files: p.Files, Missing: len(p.Missing), Held: len(p.Held)}
 	up := p.Upload
@@ -60,8 +60,7 @@ func (p *Plan) Commit(ctx context.Context, by string, produce Produce, enc []Enc
 		return res, nil
 	}
 	writes := make([]ledgerWrite, 0, len(enc)+len(p.released))
-	for _, i := range p.Produce {
-		it := up.Items[i]
+	for _, it := range p.Sent {
 		writes = append(writes, ledgerWrite{up.SourceID, it.Entity, it.SourcedID, it.Active, it.Hash, it.Person})
 	}
 	for _, m := range p.Missing {
@@ -69,9 +68,8 @@ func (p *Plan) Commit(ctx context.Context, by string, produce Produce, enc []Enc
 	}
 	holds := make([]heldRef, len(p.Held))
 	for j, h := range p.Held {
-		it := up.Items[h.Index]
-		holds[j] = heldRef{uploadID: p.ID, seq: j, sourceID: up.SourceID, entity: it.Entity, sourcedID: it.SourcedID, hash: it.Hash,
-			person: it.Person, missing: h.Missing, key: held[j].Key, value: held[j].Value}
+		holds[j] = heldRef{uploadID: p.ID, seq: j, sourceID: up.SourceID, entity: h.Entity, sourcedID: h.SourcedID, hash: h.Hash,
+			person: h.Person, missing: h.Missing, key: held[j].Key, value: held[j].Value}
 	}
 	sent, err := p.send(ctx, produce, enc, writes, holds, StatusApplied, "", by)
 	if err != nil {
@@ -89,31 +87,43 @@ func (p *Plan) send(ctx context.Context, produce Produce, recs []Encoded, writes
 		all = append(all, Encoded{Key: h.key, Value: h.value})
 		writes = append(writes, ledgerWrite{h.sourceID, h.entity, h.sourcedID, true, h.hash, h.person})
 	}
-	if len(all) > 0 {
-		if err := produce(ctx, all); err != nil {
-			return 0, fmt.Errorf("sending roster upload %s: %w", p.ID, err)
+	// Kafka takes the records while the ledger's rows are written; the transaction commits only once
+	// Kafka acknowledged every record.
+	produced := make(chan error, 1)
+	go func() {
+		if len(all) == 0 {
+			produced <- nil
+			return
 		}
+		produced <- produce(ctx, all)
+	}()
+	fail := func(err error) (int, error) {
+		<-produced // nothing is answered while records are still on their way
+		return 0, err
 	}
 	if err := p.writeLedger(ctx, writes); err != nil {
-		return 0, err
+		return fail(err)
 	}
 	if err := p.storeHolds(ctx, holds); err != nil {
-		return 0, err
+		return fail(err)
 	}
 	if err := p.settle(ctx); err != nil {
-		return 0, err
+		return fail(err)
 	}
 	if _, err := p.tx.Exec(ctx, `INSERT INTO `+p.table("roster_sources")+` (source_id, version) VALUES ($1, 1)
 		ON CONFLICT (source_id) DO UPDATE SET version = roster_sources.version + 1`, p.Upload.SourceID); err != nil {
-		return 0, fmt.Errorf("bumping the roster source's version: %w", err)
+		return fail(fmt.Errorf("bumping the roster source's version: %w", err))
 	}
 	if status == StatusApplied {
 		if err := p.insertUpload(ctx, status, reason); err != nil {
-			return 0, err
+			return fail(err)
 		}
 	} else if _, err := p.tx.Exec(ctx, `UPDATE `+p.table("roster_uploads")+` SET status = $2, decided_at = now(), decided_by = $3 WHERE id = $1`,
 		p.ID, status, by); err != nil {
-		return 0, err
+		return fail(err)
+	}
+	if err := <-produced; err != nil {
+		return 0, fmt.Errorf("sending roster upload %s: %w", p.ID, err)
 	}
 	if err := p.tx.Commit(ctx); err != nil {
 		// What was sent stays sent; a retried upload sends it again under the same ids.
@@ -148,19 +158,16 @@ func (p *Plan) insertUpload(ctx context.Context, status, reason string) error {
 // storeHeldUpload stores a held upload's records: first those it sends (missing NULL), then those it
 // holds for references (missing set).
 func (p *Plan) storeHeldUpload(ctx context.Context, enc, held []Encoded) error {
-	up := p.Upload
 	rows := make([][]any, 0, len(enc)+len(held))
-	for j, i := range p.Produce {
-		it := up.Items[i]
+	for j, it := range p.Sent {
 		rows = append(rows, []any{p.ID, len(rows), it.Entity, it.SourcedID, it.Active, it.Hash, nullable(it.Person), nil, enc[j].Key, enc[j].Value})
 	}
 	for j, m := range p.Missing {
-		e := enc[len(p.Produce)+j]
+		e := enc[len(p.Sent)+j]
 		rows = append(rows, []any{p.ID, len(rows), m.Entity, m.SourcedID, false, nil, nullable(m.Person), nil, e.Key, e.Value})
 	}
 	for j, h := range p.Held {
-		it := up.Items[h.Index]
-		rows = append(rows, []any{p.ID, len(rows), it.Entity, it.SourcedID, it.Active, it.Hash, nullable(it.Person), refStrings(h.Missing), held[j].Key, held[j].Value})
+		rows = append(rows, []any{p.ID, len(rows), h.Entity, h.SourcedID, h.Active, h.Hash, nullable(h.Person), refStrings(h.Missing), held[j].Key, held[j].Value})
 	}
 	if _, err := p.tx.CopyFrom(ctx, pgx.Identifier{p.schema, "roster_upload_records"}, []string{"upload_id", "seq", "entity", "sourced_id",
 		"active", "hash", "person", "missing", "key", "value"}, pgx.CopyFromRows(rows)); err != nil {
@@ -291,6 +298,7 @@ func (s *Store) Approve(ctx context.Context, tenantID, uploadID, by string, prod
 	var writes []ledgerWrite
 	var holds []heldRef
 	produced := map[Ref]bool{}
+	inLedger := func(r Ref) bool { return produced[r] }
 	for rows.Next() {
 		var h heldRef
 		var active bool
@@ -318,7 +326,7 @@ func (s *Store) Approve(ctx context.Context, tenantID, uploadID, by string, prod
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	if err := p.release(ctx, produced); err != nil {
+	if err := p.release(ctx, inLedger); err != nil {
 		return nil, err
 	}
 	if err := p.deleteRecords(ctx); err != nil {

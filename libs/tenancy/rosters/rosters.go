@@ -29,7 +29,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"slices"
 	"strings"
 	"time"
 
@@ -279,23 +278,24 @@ type ledgerRow struct {
 	active bool
 	hash   []byte
 	person string
+	seen   bool // the upload holds the record (or a rejected row of it)
 }
 
 // ledgerKey identifies a record of one source in the ledger.
 type ledgerKey struct{ entity, sourcedID string }
 
 // loadLedger reads the source's rows of the entities.
-func loadLedger(ctx context.Context, tx pgx.Tx, schema, source string, entities []string) (map[ledgerKey]ledgerRow, error) {
+func loadLedger(ctx context.Context, tx pgx.Tx, schema, source string, entities []string) (map[ledgerKey]*ledgerRow, error) {
 	rows, err := tx.Query(ctx, `SELECT entity, sourced_id, active, hash, coalesce(person, '') FROM `+
 		pgx.Identifier{schema, "roster_ledger"}.Sanitize()+` WHERE source_id = $1 AND entity = ANY($2)`, source, entities)
 	if err != nil {
 		return nil, fmt.Errorf("reading the roster ledger: %w", err)
 	}
 	defer rows.Close()
-	out := map[ledgerKey]ledgerRow{}
+	out := map[ledgerKey]*ledgerRow{}
 	for rows.Next() {
 		var k ledgerKey
-		var r ledgerRow
+		r := &ledgerRow{}
 		if err := rows.Scan(&k.entity, &k.sourcedID, &r.active, &r.hash, &r.person); err != nil {
 			return nil, err
 		}
@@ -304,8 +304,8 @@ func loadLedger(ctx context.Context, tx pgx.Tx, schema, source string, entities 
 	return out, rows.Err()
 }
 
-// known returns which of refs the ledger holds as active, in any source.
-func known(ctx context.Context, tx pgx.Tx, schema string, refs map[Ref]bool) (map[Ref]bool, error) {
+// knownRefs returns which of refs the ledger holds as active, in any source.
+func knownRefs(ctx context.Context, tx pgx.Tx, schema string, refs map[Ref]bool) (map[Ref]bool, error) {
 	if len(refs) == 0 {
 		return map[Ref]bool{}, nil
 	}
@@ -337,16 +337,3 @@ func sameHash(a, b []byte) bool { return a != nil && bytes.Equal(a, b) }
 
 // newID returns a new upload id.
 func newID() string { return uuid.NewString() }
-
-// sortedEntities returns the distinct entities of the upload's files and items.
-func sortedEntities(up *Upload) []string {
-	var out []string
-	for _, f := range up.Files {
-		out = append(out, f.Entity)
-	}
-	for _, it := range up.Items {
-		out = append(out, it.Entity)
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
-}

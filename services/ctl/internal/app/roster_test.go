@@ -30,8 +30,8 @@ func bulkUsers(t *testing.T, store *rosters.Store, kcfg kafkax.Config, ids []str
 		t.Fatal(err)
 	}
 	var enc []rosters.Encoded
-	for _, i := range plan.Produce {
-		enc = append(enc, rosters.Encoded{Key: []byte("d1"), Value: []byte(up.Items[i].SourcedID)})
+	for _, it := range plan.Sent {
+		enc = append(enc, rosters.Encoded{Key: []byte("d1"), Value: []byte(it.SourcedID)})
 	}
 	for _, m := range plan.Missing {
 		enc = append(enc, rosters.Encoded{Key: []byte("d1"), Value: []byte("tombstone:" + m.SourcedID)})

@@ -37,6 +37,9 @@ type Rejected struct {
 type Accepted struct {
 	Index int
 	Event *records.RawEvent
+	// Hash is a roster record's content hash (without dateLastModified), by which the roster import
+	// step tells a changed record from one sent again; nil for events.
+	Hash []byte
 }
 
 // SyntaxError is a body whose structure does not parse (not a JSON object with an "events" array):

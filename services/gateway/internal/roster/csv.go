@@ -60,6 +60,14 @@ var columnAliases = map[string]string{"preferredFirstName": "preferredGivenName"
 // read a file past its declared size, so a small entry that inflates hugely (a zip bomb) is refused
 // either by its declared size or as a corrupt zip after at most that many bytes.
 func DecodeCSVZip(body []byte, meta ingest.Meta, lim Limits, mem Memory) (*Package, error) {
+	return DecodeCSVZipEach(body, meta, lim, mem, nil)
+}
+
+// DecodeCSVZipEach is DecodeCSVZip passing each accepted record to each as it is decoded, in package
+// order, instead of collecting them in Package.Accepted; an error from each stops decoding and is
+// returned. What each is given is charged to mem like a collected record: a caller that lets records go
+// gives their memory back to its own accounting.
+func DecodeCSVZipEach(body []byte, meta ingest.Meta, lim Limits, mem Memory, each func(ingest.Accepted) error) (*Package, error) {
 	lim = lim.withDefaults()
 	zr, err := zip.NewReader(bytes.NewReader(body), int64(len(body)))
 	if err != nil {
@@ -74,6 +82,7 @@ func DecodeCSVZip(body []byte, meta ingest.Meta, lim Limits, mem Memory) (*Packa
 		return nil, fmt.Errorf("%d bytes unzipped: %w", size, err)
 	}
 	d := &csvDecoder{meta: meta, lim: &lim, mem: mem, left: lim.MaxUnzippedBytes, roleOf: map[string]string{}}
+	d.out.each = each
 	modes := map[string]string{}
 	if f := files[manifestFile]; f != nil {
 		if modes, err = d.readManifest(f); err != nil {
@@ -304,7 +313,7 @@ func (d *csvDecoder) readEntity(e *entity, f *zip.File, delta bool, roles *roleR
 			r.roleOf = func(id string) string { return d.roleOf[id] }
 		}
 		ev, errs := decodeRecord(e, r, d.meta)
-		errs = checkDuplicate(seen, ev, errs, s)
+		errs = checkDuplicate(seen, r.sourcedID, errs, s)
 		if len(errs) > 0 {
 			return d.reject(i, errs, s)
 		}
@@ -314,8 +323,7 @@ func (d *csvDecoder) readEntity(e *entity, f *zip.File, delta bool, roles *roleR
 		if ev.RosterUser != nil {
 			d.roleOf[ev.RosterUser.SourcedID] = ev.Actor.Role
 		}
-		d.out.accept(i, ev)
-		return nil
+		return d.out.accept(i, ev, r.hash)
 	})
 }
 

@@ -74,6 +74,7 @@ type rec struct {
 	now    time.Time           // arrival of the request, bounds dateLastModified
 	roleOf func(string) string // primary role of a user of the same package, for demographics
 	errs   []ingest.FieldError
+	hash   []byte // the content hash, set once the record is whole
 
 	// Set by base.
 	sourcedID string

@@ -66,6 +66,7 @@ package roster
 
 import (
 	"crypto/sha1"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -143,7 +144,7 @@ func DecodeJSON(collection string, body []byte, meta ingest.Meta, lim Limits, me
 		}
 		r := &rec{src: src, now: meta.ReceivedAt}
 		ev, errs := decodeRecord(e, r, meta)
-		errs = checkDuplicate(seen, ev, errs, src)
+		errs = checkDuplicate(seen, r.sourcedID, errs, src)
 		if len(errs) > 0 {
 			raw := src.scrubbed()
 			if err := grow(mem, 2*int64(len(raw))); err != nil {
@@ -155,7 +156,9 @@ func DecodeJSON(collection string, body []byte, meta ingest.Meta, lim Limits, me
 		if err := grow(mem, metadataCost*int64(len(r.meta))); err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", prefix, err)
 		}
-		out.accept(i, ev)
+		if err := out.accept(i, ev, r.hash); err != nil {
+			return nil, nil, err
+		}
 	}
 	return out.accepted, out.rejected, nil
 }
@@ -164,10 +167,17 @@ func DecodeJSON(collection string, body []byte, meta ingest.Meta, lim Limits, me
 type results struct {
 	accepted []ingest.Accepted
 	rejected []ingest.Rejected
+	each     func(ingest.Accepted) error // when set, accepted records go here instead
 }
 
-func (r *results) accept(i int, ev *records.RawEvent) {
-	r.accepted = append(r.accepted, ingest.Accepted{Index: i, Event: ev})
+// accept keeps an accepted record, or passes it to each when the caller streams them.
+func (r *results) accept(i int, ev *records.RawEvent, hash []byte) error {
+	a := ingest.Accepted{Index: i, Event: ev, Hash: hash}
+	if r.each != nil {
+		return r.each(a)
+	}
+	r.accepted = append(r.accepted, a)
+	return nil
 }
 
 func (r *results) reject(i int, errs []ingest.FieldError, raw []byte) {
@@ -175,8 +185,7 @@ func (r *results) reject(i int, errs []ingest.FieldError, raw []byte) {
 }
 
 // checkDuplicate rejects a record whose sourcedId an earlier record of the same request already used.
-func checkDuplicate(seen map[string]string, ev *records.RawEvent, errs []ingest.FieldError, src source) []ingest.FieldError {
-	id := sourcedIDOf(ev)
+func checkDuplicate(seen map[string]string, id string, errs []ingest.FieldError, src source) []ingest.FieldError {
 	if id == "" {
 		return errs
 	}
@@ -199,10 +208,11 @@ func decodeRecord(e *entity, r *rec, meta ingest.Meta) (*records.RawEvent, []ing
 	if len(r.errs) > 0 {
 		return ev, r.errs
 	}
-	id, err := eventID(meta, e.collection, r.sourcedID, r.modified, ev.Payloads())
+	id, hash, err := eventID(meta, e.collection, r.sourcedID, r.modified, ev.Payloads())
 	if err != nil {
 		return ev, []ingest.FieldError{{Field: r.src.at(same("sourcedId")), Message: "cannot be encoded: " + err.Error()}}
 	}
+	r.hash = hash
 	ev.EventID = id
 	ev.OccurredAt = r.occurred
 	if r.modified.IsZero() {
@@ -220,12 +230,22 @@ func decodeRecord(e *entity, r *rec, meta ingest.Meta) (*records.RawEvent, []ing
 var idNamespace = [16]byte{0x4c, 0x3b, 0x0e, 0x52, 0x9d, 0x41, 0x4f, 0x7a, 0xa5, 0x0c, 0x6e, 0x1d, 0x28, 0x93, 0xb7, 0x61}
 
 // eventID is a version-5 style UUID: SHA-1 of the namespace, tenant, source, collection, sourcedId,
-// dateLastModified and the payload's canonical JSON (struct field order, sorted map keys).
-func eventID(meta ingest.Meta, collection, sourcedID string, modified time.Time, p records.Payloads) (string, error) {
-	payload, err := json.Marshal(p)
-	if err != nil {
-		return "", err
+// dateLastModified and the payload's canonical JSON (struct field order, sorted map keys) without its
+// dateLastModified. The same JSON gives the record's content hash (SHA-256, 16 bytes), by which the
+// import step tells a changed record from one sent again.
+func eventID(meta ingest.Meta, collection, sourcedID string, modified time.Time, p records.Payloads) (string, []byte, error) {
+	c, ok := p.RosterCommon()
+	if !ok {
+		return "", nil, fmt.Errorf("%s: not a roster payload", collection)
 	}
+	stamped := *c.DateLastModified
+	*c.DateLastModified = time.Time{}
+	payload, err := json.Marshal(p)
+	*c.DateLastModified = stamped
+	if err != nil {
+		return "", nil, err
+	}
+	sum := sha256.Sum256(payload)
 	var stamp string
 	if !modified.IsZero() {
 		stamp = modified.UTC().Format(time.RFC3339Nano)
@@ -251,7 +271,7 @@ func eventID(meta ingest.Meta, collection, sourcedID string, modified time.Time,
 	hex.Encode(b[19:23], u[8:10])
 	b[23] = '-'
 	hex.Encode(b[24:], u[10:])
-	return string(b[:]), nil
+	return string(b[:]), sum[:16], nil
 }
 
 // sourcedIDOf returns the sourcedId of the event's roster payload.

@@ -1,7 +1,6 @@
 package roster
 
 import (
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -48,7 +47,7 @@ func Upload(meta ingest.Meta, kind string, files []FileInfo, accepted []ingest.A
 		if f < 0 {
 			return nil, fmt.Errorf("record %d is in no file of the request", a.Index)
 		}
-		it, err := Describe(a.Event)
+		it, err := Describe(a)
 		if err != nil {
 			return nil, err
 		}
@@ -58,30 +57,43 @@ func Upload(meta ingest.Meta, kind string, files []FileInfo, accepted []ingest.A
 	return up, nil
 }
 
+// Files returns the import step's files of a request's files, with their counts of rows read and rejected.
+func Files(files []FileInfo, rejected []ingest.Rejected) []rosters.File {
+	out := make([]rosters.File, len(files))
+	for i, f := range files {
+		out[i] = rosters.File{Name: f.Name, Entity: f.Collection, Mode: f.Mode, Received: f.To - f.From, Present: f.Present}
+		for _, r := range rejected {
+			if r.Index >= f.From && r.Index < f.To {
+				out[i].Rejected++
+			}
+		}
+	}
+	return out
+}
+
 // Describe returns the ledger item of a roster record: entity, sourcedId, status, the person it is
 // about, the hash of its content without dateLastModified, and the entities it references that must
 // be known before it is applied (an enrollment's user, class and school; a class's course, school and
 // terms; a result's line item, student and class).
-func Describe(ev *records.RawEvent) (rosters.Item, error) {
+func Describe(a ingest.Accepted) (rosters.Item, error) {
+	ev := a.Event
 	e, ok := entityByType(ev.Type)
 	p := ev.Payloads()
 	c, isRoster := p.RosterCommon()
 	if !ok || !isRoster {
 		return rosters.Item{}, fmt.Errorf("%s is not a roster record", ev.Type)
 	}
-	it := rosters.Item{Entity: e.collection, SourcedID: *c.SourcedID, Active: *c.Status != statusDeleted}
+	it := rosters.Item{Entity: e.collection, SourcedID: *c.SourcedID, Active: *c.Status != statusDeleted, Hash: a.Hash}
 	if ev.Actor.Role != RoleSystem {
 		it.Person = ev.Actor.SISID
 	}
-	modified := *c.DateLastModified
-	*c.DateLastModified = time.Time{}
-	b, err := json.Marshal(p)
-	*c.DateLastModified = modified
-	if err != nil {
-		return rosters.Item{}, fmt.Errorf("hashing %s %s: %w", e.collection, it.SourcedID, err)
+	if it.Hash == nil {
+		_, hash, err := eventID(ingest.Meta{}, e.collection, it.SourcedID, time.Time{}, p)
+		if err != nil {
+			return rosters.Item{}, fmt.Errorf("hashing %s %s: %w", e.collection, it.SourcedID, err)
+		}
+		it.Hash = hash
 	}
-	sum := sha256.Sum256(b)
-	it.Hash = sum[:16]
 	ref := func(entity, id string) {
 		if id != "" {
 			it.Refs = append(it.Refs, rosters.Ref{Entity: entity, SourcedID: id})
@@ -147,4 +159,12 @@ func entityByType(typ string) (*entity, bool) {
 		}
 	}
 	return nil, false
+}
+
+// CollectionOf returns the OneRoster collection of a roster record ("" for other records).
+func CollectionOf(ev *records.RawEvent) string {
+	if e, ok := entityByType(ev.Type); ok {
+		return e.collection
+	}
+	return ""
 }

@@ -64,6 +64,14 @@ func (r *reservation) Grow(n int64) error {
 	return nil
 }
 
+// shrink gives back n bytes charged before (memory let go); the budget keeps what the request took, for
+// what it charges next.
+func (r *reservation) shrink(n int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.used = max(0, r.used-n)
+}
+
 func (r *reservation) release() {
 	r.mu.Lock()
 	defer r.mu.Unlock()

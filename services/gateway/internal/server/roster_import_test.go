@@ -167,11 +167,11 @@ func TestBulkUploadsTombstoneWhatTheyLackAndHoldWhatPassesTheThresholds(t *testi
 	if up["status"] != rosters.StatusApplied || up["missing"] != 2.0 {
 		t.Fatalf("one student fewer: %v", up)
 	}
-	want := []string{"user:stu-01:active", "user:stu-20:tobedeleted", "enrollment:enr-stu-20:tobedeleted"}
+	want := []string{"user:stu-01:active", "enrollment:enr-stu-20:tobedeleted", "user:stu-20:tobedeleted"} // dependents first
 	if got := fmt.Sprint(recs); got != fmt.Sprint(want) {
 		t.Fatalf("sent %v, want %v", got, want)
 	}
-	if recs[1].deactivatedBy != "upload "+up["id"].(string) {
+	if recs[2].deactivatedBy != "upload "+up["id"].(string) {
 		t.Fatalf("tombstone's reason %q", recs[1].deactivatedBy)
 	}
 	if c := fileCounts(t, up, "users.csv"); c["received"] != 19 || c["rejected"] != 1 || c["changed"] != 1 || c["deactivated"] != 1 || c["unchanged"] != 17 {

@@ -25,7 +25,7 @@ type zipFile struct {
 	stored bool
 }
 
-func packageOf(t *testing.T, files ...zipFile) []byte {
+func packageOf(t testing.TB, files ...zipFile) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	zw := zip.NewWriter(&buf)

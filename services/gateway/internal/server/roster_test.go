@@ -13,7 +13,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/records"
 )
 
-func (f *fixture) postRaw(t *testing.T, path, key, ctype string, body []byte) (int, map[string]any) {
+func (f *fixture) postRaw(t testing.TB, path, key, ctype string, body []byte) (int, map[string]any) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), "POST", f.srv.URL+path, bytes.NewReader(body))
 	if err != nil {

@@ -63,17 +63,18 @@ type fixture struct {
 type setup struct {
 	stored   []tenants.Stored // districts' stored settings
 	producer []kgo.Opt        // extra producer options
+	kafka    []kfake.Opt      // extra broker options
 	limits   server.Limits
 }
 
-func newFixture(t *testing.T, opts ...func(*setup)) *fixture {
+func newFixture(t testing.TB, opts ...func(*setup)) *fixture {
 	t.Helper()
 	st := setup{limits: server.Limits{MaxBodyBytes: 64 << 10, MaxEvents: 5}}
 	for _, o := range opts {
 		o(&st)
 	}
 	ctx := context.Background()
-	kafka, kcfg := kafkatest.New(t)
+	kafka, kcfg := kafkatest.New(t, st.kafka...)
 	tel, err := obs.Init(ctx, "test")
 	if err != nil {
 		t.Fatal(err)
