@@ -195,7 +195,7 @@ type rosterImport struct {
 
 	chunk    []ingest.Accepted // being decoded
 	pending  int64             // charged by the decoder for chunk
-	jobs     chan chunkJob // chunks for the pipeline
+	jobs     chan chunkJob     // chunks for the pipeline
 	wg       sync.WaitGroup
 	failed   atomic.Bool // the pipeline had an error (err)
 	mu       sync.Mutex  // guards err and results
