@@ -140,8 +140,12 @@ func (p *Plan) insertUpload(ctx context.Context, status, reason string) error {
 	if reason != "" {
 		r = &reason
 	}
-	if _, err := p.tx.Exec(ctx, `INSERT INTO `+p.table("roster_uploads")+` (id, source_id, kind, received_at, status, reason, ledger_version)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)`, p.ID, up.SourceID, up.Kind, up.ReceivedAt, status, r, p.version); err != nil {
+	findings := up.Findings
+	if findings == nil {
+		findings = json.RawMessage("[]")
+	}
+	if _, err := p.tx.Exec(ctx, `INSERT INTO `+p.table("roster_uploads")+` (id, source_id, kind, received_at, status, reason, ledger_version, findings)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, p.ID, up.SourceID, up.Kind, up.ReceivedAt, status, r, p.version, string(findings)); err != nil {
 		return fmt.Errorf("recording roster upload: %w", err)
 	}
 	rows := make([][]any, len(p.Files))
@@ -409,7 +413,7 @@ func (s *Store) Uploads(ctx context.Context, tenantID string, since time.Time, l
 		return nil, err
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
-	rows, err := tx.Query(ctx, `SELECT id::text, source_id, kind, received_at, status, coalesce(reason, ''), decided_at, coalesce(decided_by, '')
+	rows, err := tx.Query(ctx, `SELECT id::text, source_id, kind, received_at, status, coalesce(reason, ''), decided_at, coalesce(decided_by, ''), findings
 		FROM `+pgx.Identifier{schema, "roster_uploads"}.Sanitize()+` WHERE received_at >= $1 ORDER BY received_at DESC, id LIMIT $2`, since, limit)
 	if err != nil {
 		return nil, err
@@ -418,11 +422,15 @@ func (s *Store) Uploads(ctx context.Context, tenantID string, since time.Time, l
 	byID := map[string]int{}
 	for rows.Next() {
 		var u UploadInfo
-		if err := rows.Scan(&u.ID, &u.SourceID, &u.Kind, &u.ReceivedAt, &u.Status, &u.Reason, &u.DecidedAt, &u.DecidedBy); err != nil {
+		var findings []byte
+		if err := rows.Scan(&u.ID, &u.SourceID, &u.Kind, &u.ReceivedAt, &u.Status, &u.Reason, &u.DecidedAt, &u.DecidedBy, &findings); err != nil {
 			rows.Close()
 			return nil, err
 		}
 		u.Files = []FileCounts{}
+		if string(findings) != "[]" {
+			u.Findings = findings
+		}
 		byID[u.ID] = len(out)
 		out = append(out, u)
 	}

@@ -25,6 +25,7 @@ package rosters
 
 import (
 	"bytes"
+	"encoding/json"
 	"context"
 	"errors"
 	"fmt"
@@ -130,7 +131,8 @@ type Upload struct {
 	Kind               string // oneroster-csv, oneroster-json, mapped
 	ReceivedAt         time.Time
 	Files              []File
-	Items              []Item // accepted records, in the order they go to raw
+	Items              []Item          // accepted records, in the order they go to raw
+	Findings           json.RawMessage // data-quality findings of the upload (a JSON array), kept with it
 }
 
 // Missing is a record a bulk file lacks: it is sent as a tombstone.

@@ -22,6 +22,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/tenancy/credentials"
 	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
 	"github.com/edtech-analytics/platform/libs/tenancy/ingest"
+	"github.com/edtech-analytics/platform/libs/tenancy/mappings"
 	"github.com/edtech-analytics/platform/libs/tenancy/rosters"
 	"github.com/edtech-analytics/platform/services/gateway/internal/roster"
 	"github.com/edtech-analytics/platform/services/gateway/internal/server"
@@ -174,7 +175,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks, opts ...k
 		return err
 	}
 	srv, err := server.New(server.Deps{Log: rt.Log, Keys: keys, Tenants: registry, Producer: producer.Client, Codec: codec, Sealer: sealer,
-		Rosters: rosters.New(fleet.NewDistrictPools(districts)), Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter, Propagator: rt.Tel.Propagator},
+		Rosters: rosters.New(fleet.NewDistrictPools(districts)), Mappings: mappings.New(pool), Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter, Propagator: rt.Tel.Propagator},
 		server.Topics{Raw: cfg.Kafka.Topics().Raw, DLQ: cfg.Kafka.Topics().DLQ},
 		server.Limits{MaxBodyBytes: int64(cfg.MaxBodyBytes), MaxEvents: cfg.MaxEvents,
 			MaxRosterBodyBytes: int64(cfg.MaxRosterBodyBytes),

@@ -12,8 +12,10 @@ import (
 	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
+	"github.com/edtech-analytics/platform/libs/tenancy/mappings"
 	"github.com/edtech-analytics/platform/libs/tenancy/rosters"
 	tenantstore "github.com/edtech-analytics/platform/libs/tenancy/tenants"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"io"
 	"log/slog"
 	"net/http"
@@ -58,6 +60,7 @@ type gateway struct {
 	url    string
 	srv    *server.Server
 	health *obs.Health
+	pool   *pgxpool.Pool // the control database
 }
 
 func newGateway(t *testing.T, opts ...func(*server.Limits)) *gateway {
@@ -109,7 +112,7 @@ func newGateway(t *testing.T, opts ...func(*server.Limits)) *gateway {
 		t.Fatal(err)
 	}
 	srv, err := server.New(server.Deps{Log: log, Keys: keys, Tenants: reg, Producer: cl.Client, Codec: codec, Sealer: keyringtest.Over(t, pool),
-		Rosters: rosters.New(fleet.NewDistrictPools(districts)), Tracer: tel.Tracer, Meter: tel.Meter},
+		Rosters: rosters.New(fleet.NewDistrictPools(districts)), Mappings: mappings.New(pool), Tracer: tel.Tracer, Meter: tel.Meter},
 		server.Topics{Raw: kcfg.Topics().Raw, DLQ: kcfg.Topics().DLQ}, limits)
 	if err != nil {
 		t.Fatal(err)
@@ -119,7 +122,7 @@ func newGateway(t *testing.T, opts ...func(*server.Limits)) *gateway {
 	health.SetReady("serving", true)
 	hs := httptest.NewServer(app.Routes(srv, health, tel.Metrics))
 	t.Cleanup(hs.Close)
-	return &gateway{url: hs.URL, srv: srv, health: health}
+	return &gateway{url: hs.URL, srv: srv, health: health, pool: pool}
 }
 
 func loadDocument(t *testing.T) *openapi3.T {
@@ -220,6 +223,23 @@ func ndjson(t *testing.T, evs []sampledata.Event) []byte {
 	return buf.Bytes()
 }
 
+// mappingRules map a students CSV export into OneRoster users.
+const mappingRules = `version: 1
+exports:
+  - name: students
+    match: "students*.csv"
+    format: csv
+    collection: users
+    fields:
+      - {target: sourcedId, from: Student_Number, required: true}
+      - {target: givenName, from: First_Name, required: true}
+      - {target: familyName, from: Last_Name, required: true}
+      - {target: enabledUser, const: "true"}
+      - {target: "roles[0].roleType", const: primary}
+      - {target: "roles[0].role", const: student}
+      - {target: "roles[0].org.sourcedId", from: School_ID, required: true}
+`
+
 // TestOpenAPIDocumentDescribesTheGateway sends real requests through the gateway's handler (success,
 // partial acceptance, every error status, health, metrics and the document itself) and checks each request
 // and answer against openapi.yaml: answers must conform, requests must conform exactly when the test
@@ -266,6 +286,26 @@ func TestOpenAPIDocumentDescribesTheGateway(t *testing.T) {
 		return exchange{name: name, method: "POST", path: "/v1/roster/users", key: key, header: "Authorization", ctype: ctype, body: body,
 			status: status, problem: problem, requestValid: valid}
 	}
+	upload := func(name, key, path, ctype string, body []byte, status int, problem string, valid bool) exchange {
+		return exchange{name: name, method: "POST", path: path, key: key, header: "Authorization", ctype: ctype, body: body,
+			status: status, problem: problem, requestValid: valid}
+	}
+	const students = "/v1/sources/sis/uploads?file=students.csv"
+	studentRows := func(n int) []byte {
+		var b strings.Builder
+		b.WriteString("Student_Number,First_Name,Last_Name,School_ID\n")
+		for i := range n {
+			fmt.Fprintf(&b, "S%d,Given,Family,SCH-1\n", i)
+		}
+		b.WriteString(",No,Number,SCH-1\n") // rejected: its sourcedId is required
+		return []byte(b.String())
+	}
+	withRules := upload("mapped students", "roster", students, "text/csv", studentRows(3), 202, "", true)
+	withRules.before = func(g *gateway) {
+		if _, err := mappings.New(g.pool).Set(t.Context(), "d1", "sis", []byte(mappingRules), "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	csv := func(name, key, ctype string, body []byte, status int, problem string, valid bool) exchange {
 		return exchange{name: name, method: "POST", path: "/v1/roster/csv", key: key, header: "Authorization", ctype: ctype, body: body,
 			status: status, problem: problem, requestValid: valid}
@@ -305,6 +345,14 @@ func TestOpenAPIDocumentDescribesTheGateway(t *testing.T) {
 		csv("csv too many rows", "roster", "application/zip", rosterZipRows(t, 11), 413, "/problems/too-many-records", true),
 		csv("csv with too many columns", "roster", "application/zip", rosterZipWide(t), 413, "/problems/roster-too-large", true),
 		csv("csv as json", "roster", json, rosterZip(t), 415, "/problems/unsupported-media-type", false),
+		upload("mapped before any rules", "roster", students, "text/csv", studentRows(1), 409, "/problems/no-mapping-rules", true),
+		withRules,
+		upload("mapped dry run", "roster", students+"&dry_run=true&rows=1", "text/csv", studentRows(2), 200, "", true),
+		upload("mapped file no export matches", "roster", "/v1/sources/sis/uploads?file=grades.csv", "text/csv", studentRows(1), 400, "/problems/malformed-body", true),
+		upload("mapped without a key", "", students, "text/csv", studentRows(1), 401, "/problems/missing-api-key", false),
+		upload("mapped for another source", "roster", "/v1/sources/lms/uploads?file=students.csv", "text/csv", studentRows(1), 403, "/problems/forbidden", true),
+		upload("mapped too many rows", "roster", students, "text/csv", studentRows(11), 413, "/problems/too-many-records", true),
+		upload("mapped as text", "roster", students, "text/plain", studentRows(1), 415, "/problems/unsupported-media-type", false),
 		slow(post("events", "good", json, []byte(`{"events":[`), 0, "", false)),
 		slow(roster("users", "roster", json, []byte(`{"users":[`), 0, "", false)),
 		valid(slow(csv("csv", "roster", "application/zip", rosterZip(t)[:100], 0, "", false))), // any bytes are a binary body
@@ -319,6 +367,7 @@ func TestOpenAPIDocumentDescribesTheGateway(t *testing.T) {
 	tests = append(tests, draining,
 		roster("roster while draining", "roster", json, rosterUsers(1, true), 503, "/problems/draining", true),
 		csv("csv while draining", "roster", "application/zip", rosterZip(t), 503, "/problems/draining", true),
+		upload("mapped while draining", "roster", students, "text/csv", studentRows(1), 503, "/problems/draining", true),
 		exchange{name: "not ready", method: "GET", path: "/readyz", status: 503, requestValid: true})
 
 	covered := map[string]bool{}

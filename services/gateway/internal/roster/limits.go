@@ -25,6 +25,9 @@ type Limits struct {
 // in practice have a few dozen columns, headers of a few hundred bytes and rows well under a kilobyte;
 // a package of the most records a request may carry (50,000 rows of about 600 bytes) is about 30 MB
 // unzipped.
+// WithDefaults returns l with its zero fields set to DefaultLimits'.
+func (l Limits) WithDefaults() Limits { return l.withDefaults() }
+
 func DefaultLimits() Limits {
 	return Limits{
 		MaxRecords:       50_000,

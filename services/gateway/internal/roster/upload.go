@@ -168,3 +168,44 @@ func CollectionOf(ev *records.RawEvent) string {
 	}
 	return ""
 }
+
+// RecordDecoder decodes single OneRoster JSON records one by one, as a mapped export yields them, with
+// the checks of DecodeJSON: each record on its own, and a sourcedId used twice in a collection rejected
+// after its first use.
+type RecordDecoder struct {
+	meta ingest.Meta
+	seen map[string]map[string]string // collection -> sourcedId -> where it was first
+}
+
+// NewRecordDecoder returns a decoder for records arriving with meta.
+func NewRecordDecoder(meta ingest.Meta) *RecordDecoder {
+	return &RecordDecoder{meta: meta, seen: map[string]map[string]string{}}
+}
+
+// Decode decodes one record of collection; its errors name fields under where (e.g. "students.csv:12",
+// giving "students.csv:12.givenName"). It returns the accepted record (with its content hash) or the
+// record's errors; an unknown collection is an error of the caller.
+func (d *RecordDecoder) Decode(collection string, item []byte, where string, mem Memory) (ingest.Accepted, []ingest.FieldError, error) {
+	e, ok := entityByCollection(collection)
+	if !ok {
+		return ingest.Accepted{}, nil, fmt.Errorf("%w %q; known: %v", ErrUnknownCollection, collection, Collections())
+	}
+	src, ok := newJSONSource(where, item)
+	if !ok {
+		return ingest.Accepted{}, []ingest.FieldError{{Field: where, Message: "must be a JSON object"}}, nil
+	}
+	if err := grow(mem, recordCost+2*int64(len(item))+fieldCost*int64(len(src.m))); err != nil {
+		return ingest.Accepted{}, nil, fmt.Errorf("%s: %w", where, err)
+	}
+	r := &rec{src: src, now: d.meta.ReceivedAt}
+	ev, errs := decodeRecord(e, r, d.meta)
+	seen := d.seen[collection]
+	if seen == nil {
+		seen = map[string]string{}
+		d.seen[collection] = seen
+	}
+	if errs = checkDuplicate(seen, r.sourcedID, errs, src); len(errs) > 0 {
+		return ingest.Accepted{}, errs, nil
+	}
+	return ingest.Accepted{Event: ev, Hash: r.hash}, nil, nil
+}

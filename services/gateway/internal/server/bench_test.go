@@ -9,6 +9,7 @@ import (
 
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/svc/stream"
+	"github.com/edtech-analytics/platform/libs/tenancy/mappings"
 	"github.com/edtech-analytics/platform/libs/tenancy/rosters"
 	"github.com/edtech-analytics/platform/libs/testenv/sampledata"
 	"github.com/edtech-analytics/platform/services/gateway/internal/ingest"
@@ -31,7 +32,7 @@ func BenchmarkBatchPath(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s, err := New(Deps{Log: slog.New(slog.DiscardHandler), Tenants: reg, Codec: codec, Sealer: keyringtest.New(b), Rosters: rosters.New(nil), Tracer: tnoop.NewTracerProvider(), Meter: noop.NewMeterProvider()},
+	s, err := New(Deps{Log: slog.New(slog.DiscardHandler), Tenants: reg, Codec: codec, Sealer: keyringtest.New(b), Rosters: rosters.New(nil), Mappings: mappings.New(nil), Tracer: tnoop.NewTracerProvider(), Meter: noop.NewMeterProvider()},
 		Topics{Raw: kcfg.Topics().Raw, DLQ: kcfg.Topics().DLQ}, Limits{MaxBodyBytes: 5 << 20, MaxEvents: 1000})
 	if err != nil {
 		b.Fatal(err)

@@ -77,6 +77,7 @@ func (s *Server) postRosterCSV(w http.ResponseWriter, r *http.Request, key Key) 
 // decoded is a decoded roster request, its accepted records passed on as they came.
 type decoded struct {
 	kind     string
+	findings json.RawMessage // data-quality findings of the upload, recorded with it
 	rejected []ingest.Rejected
 	ignored  []string
 	files    []roster.FileInfo
@@ -146,7 +147,7 @@ func (s *Server) postRoster(w http.ResponseWriter, r *http.Request, key Key, cty
 	}
 	d.rejected = append(d.rejected, ri.refused...)
 	slices.SortFunc(d.rejected, func(a, b ingest.Rejected) int { return a.Index - b.Index })
-	s.commitRoster(w, r, key, meta, d, ri)
+	s.commitRoster(w, r, key, meta, d, ri, nil)
 }
 
 // writeDecodeError answers a roster request that could not be decoded.
@@ -173,7 +174,7 @@ func writeDecodeError(w http.ResponseWriter, err error) {
 // the import step did with the accepted ones.
 type RosterResponse struct {
 	EventsResponse
-	Upload *rosters.Result `json:"upload"`
+	Upload *rosters.Result `json:"upload,omitempty"`
 }
 
 // rosterChunk is how many decoded records are compared with the ledger, and those to send sealed and
@@ -443,14 +444,14 @@ func (ri *rosterImport) writeError(w http.ResponseWriter, key Key, err error) {
 // commitRoster finishes the import: the tombstones of what bulk files lack are encoded, and the upload
 // is sent (or stored, when held); rejected records are dead-lettered in both cases. The answer is 202
 // once Kafka acknowledged what was sent (or the held upload is stored).
-func (s *Server) commitRoster(w http.ResponseWriter, r *http.Request, key Key, meta ingest.Meta, d *decoded, ri *rosterImport) {
+func (s *Server) commitRoster(w http.ResponseWriter, r *http.Request, key Key, meta ingest.Meta, d *decoded, ri *rosterImport, respond func(RosterResponse) any) {
 	ctx := r.Context()
 	plan, err := ri.im.Finish(ri.ctx, roster.Files(d.files, d.rejected))
 	if err != nil {
 		ri.writeError(w, key, fmt.Errorf("%w: %w", errLedger, err))
 		return
 	}
-	plan.Upload.Kind = d.kind
+	plan.Upload.Kind, plan.Upload.Findings = d.kind, d.findings
 	if len(plan.Missing) > 0 {
 		tombs := make([]ingest.Accepted, len(plan.Missing))
 		for i, m := range plan.Missing {
@@ -498,7 +499,12 @@ func (s *Server) commitRoster(w http.ResponseWriter, r *http.Request, key Key, m
 	if rejected == nil {
 		rejected = []ingest.Rejected{}
 	}
-	writeJSON(w, http.StatusAccepted, RosterResponse{EventsResponse: EventsResponse{Accepted: accepted, Rejected: rejected, Ignored: d.ignored}, Upload: res})
+	rr := RosterResponse{EventsResponse: EventsResponse{Accepted: accepted, Rejected: rejected, Ignored: d.ignored}, Upload: res}
+	if respond != nil {
+		writeJSON(w, http.StatusAccepted, respond(rr))
+		return
+	}
+	writeJSON(w, http.StatusAccepted, rr)
 }
 
 // writeRosterLimit answers a roster request over a bound: 503 with Retry-After when the gateway's roster

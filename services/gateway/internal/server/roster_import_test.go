@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -310,4 +311,13 @@ func TestUnknownReferencesAreHeldUntilTheyArrive(t *testing.T) {
 	if recs, _ := f.rosterSince(t, n); len(recs) != 0 {
 		t.Fatalf("sent %v", recs)
 	}
+}
+
+var timeZero time.Time
+
+func itoa(n int) string { return fmt.Sprint(n) }
+
+func fmtJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
 }

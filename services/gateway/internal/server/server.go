@@ -24,6 +24,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/keyring"
 	"github.com/edtech-analytics/platform/libs/records"
+	"github.com/edtech-analytics/platform/libs/tenancy/mappings"
 	"github.com/edtech-analytics/platform/libs/tenancy/rosters"
 	"github.com/edtech-analytics/platform/services/gateway/api"
 	"github.com/edtech-analytics/platform/services/gateway/internal/ingest"
@@ -85,6 +86,7 @@ type Server struct {
 	codec    *records.Codec
 	sealer   Sealer
 	rosters  *rosters.Store
+	mappings *mappings.Store
 	topics   Topics
 	limits   Limits
 	budget   *rosterBudget
@@ -119,8 +121,10 @@ type Deps struct {
 	Sealer Sealer
 	// Rosters is the roster import step every roster request passes.
 	Rosters *rosters.Store
-	Tracer  trace.TracerProvider
-	Meter   metric.MeterProvider
+	// Mappings holds the sources' mapping rules, for mapped uploads.
+	Mappings *mappings.Store
+	Tracer   trace.TracerProvider
+	Meter    metric.MeterProvider
 	// Propagator reads a client's trace context (W3C traceparent) from requests; nil reads none.
 	Propagator propagation.TextMapPropagator
 }
@@ -130,8 +134,8 @@ func New(deps Deps, topics Topics, limits Limits) (*Server, error) {
 	if deps.Sealer == nil {
 		return nil, errors.New("server: a Sealer is required: every record's identifying fields are sealed")
 	}
-	if deps.Rosters == nil {
-		return nil, errors.New("server: a roster store is required: every roster request passes the import step")
+	if deps.Rosters == nil || deps.Mappings == nil {
+		return nil, errors.New("server: a roster store and a mapping rules store are required: every roster request passes the import step")
 	}
 	m := deps.Meter.Meter("gateway")
 	if limits.MaxRosterBodyBytes <= 0 {
@@ -159,7 +163,7 @@ func New(deps Deps, topics Topics, limits Limits) (*Server, error) {
 		deps.Propagator = propagation.NewCompositeTextMapPropagator()
 	}
 	s := &Server{
-		log: deps.Log, keys: deps.Keys, tenants: deps.Tenants, producer: deps.Producer, codec: deps.Codec, sealer: deps.Sealer, rosters: deps.Rosters,
+		log: deps.Log, keys: deps.Keys, tenants: deps.Tenants, producer: deps.Producer, codec: deps.Codec, sealer: deps.Sealer, rosters: deps.Rosters, mappings: deps.Mappings,
 		topics: topics, limits: limits, now: time.Now,
 		otelOpts: []otelhttp.Option{otelhttp.WithTracerProvider(deps.Tracer), otelhttp.WithMeterProvider(deps.Meter),
 			otelhttp.WithPropagators(deps.Propagator)},
@@ -194,6 +198,7 @@ func (s *Server) Handler() http.Handler {
 	})
 	mux.Handle("POST /v1/roster/csv", s.route("gateway.post_roster", VerbRosterWrite, s.postRosterCSV))
 	mux.Handle("POST /v1/roster/{collection}", s.route("gateway.post_roster", VerbRosterWrite, s.postRosterJSON))
+	mux.Handle("POST /v1/sources/{source}/uploads", s.route("gateway.post_source_upload", VerbRosterWrite, s.postSourceUpload))
 	mux.HandleFunc("GET /openapi.yaml", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/yaml")
 		_, _ = w.Write(api.OpenAPI())

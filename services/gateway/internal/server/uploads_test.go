@@ -1,0 +1,121 @@
+package server_test
+
+import (
+	"bytes"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/edtech-analytics/platform/libs/records"
+	"github.com/edtech-analytics/platform/libs/tenancy/mappings"
+)
+
+// example reads a file of libs/mapping's sis-a example.
+func example(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "..", "..", "libs", "mapping", "examples", "sis-a", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestMappedUploadsTakeTheOneRosterPath: a SIS's own exports, mapped with the source's stored rules,
+// reach raw as OneRoster records through the import step; a row the rules cannot map is rejected naming
+// file, line, column and target and dead-lettered beside the good ones; an empty value is a finding; a
+// dry run ingests nothing; and the requests the endpoint refuses name why.
+func TestMappedUploadsTakeTheOneRosterPath(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	students := example(t, "students_2026.csv")
+	lines := strings.Count(strings.TrimSpace(string(students)), "\n") // data rows
+
+	code, out := f.postRaw(t, "/v1/sources/sis/uploads?file=students_2026.csv", "roster", "text/csv", students)
+	if code != http.StatusConflict || out["type"] != "/problems/no-mapping-rules" {
+		t.Fatalf("before any rules: %d %v", code, out)
+	}
+	if _, err := mappings.New(f.pool).Set(ctx, "d1", "sis", example(t, "rules.yaml"), "test"); err != nil {
+		t.Fatal(err)
+	}
+
+	// One more row without its Student_Number (required).
+	body := append(bytes.Clone(students), []byte(",Zed,Nobody,,5,SCH-01,,,,Y\n")...)
+	code, out = f.postRaw(t, "/v1/sources/sis/uploads?file=students_2026.csv", "roster", "text/csv", body)
+	if code != http.StatusAccepted || out["accepted"] != float64(lines) || out["rules_version"] != 1.0 {
+		t.Fatalf("students: %d %v", code, out)
+	}
+	rej := out["rejected"].([]any)
+	if len(rej) != 1 || !strings.Contains(fmtJSON(rej), "students_2026.csv:"+itoa(lines+2)) || !strings.Contains(fmtJSON(rej), "Student_Number") ||
+		!strings.Contains(fmtJSON(rej), "(sourcedId)") {
+		t.Fatalf("rejected %s", fmtJSON(rej))
+	}
+	if out["finding_count"].(float64) < 1 || !strings.Contains(fmtJSON(out["findings"]), `"kind":"empty"`) {
+		t.Fatalf("findings %v", out["findings"])
+	}
+	up := out["upload"].(map[string]any)
+	if up["sent"] != float64(lines) || up["status"] != "applied" {
+		t.Fatalf("upload %v", up)
+	}
+	users := 0
+	for _, r := range f.readTopic(t, f.kcfg.Topics().Raw) {
+		ev := f.rawEvent(t, r)
+		if ev.Type != records.TypeRosterUser || ev.RosterUser.Metadata["sis"] != "sis-a" {
+			t.Fatalf("raw record %s %+v", ev.Type, ev.RosterUser)
+		}
+		users++
+	}
+	if users != lines {
+		t.Fatalf("raw holds %d users, want %d", users, lines)
+	}
+	if n := len(f.readTopic(t, f.kcfg.Topics().DLQ)); n != 1 {
+		t.Fatalf("dlq holds %d", n)
+	}
+	list, err := f.rosters.Uploads(ctx, "d1", timeZero, 5)
+	if err != nil || len(list) != 1 || list[0].Kind != "mapped:v1" || !strings.Contains(string(list[0].Findings), "empty") ||
+		list[0].Files[0].Rejected != 1 || list[0].Files[0].Received != lines+1 {
+		t.Fatalf("uploads %+v: %v", list, err)
+	}
+
+	// A dry run maps and checks, answers the rows, and sends nothing.
+	code, out = f.postRaw(t, "/v1/sources/sis/uploads?file=staff_2026.csv&dry_run=true&rows=2", "roster", "text/csv", example(t, "staff_2026.csv"))
+	if code != http.StatusOK || len(out["rows"].([]any)) != 2 || out["accepted"].(float64) < 2 || out["upload"] != nil {
+		t.Fatalf("dry run: %d %v", code, out)
+	}
+	if n := len(f.readTopic(t, f.kcfg.Topics().Raw)); n != users {
+		t.Fatalf("a dry run sent records: raw holds %d", n)
+	}
+
+	// A zip of several exports is mapped in dependency order; enrollments of sections never sent wait.
+	zipped := packageOf(t, zipFile{name: "enrollments_2026.csv", body: bytes.NewReader(example(t, "enrollments_2026.csv"))},
+		zipFile{name: "staff_2026.csv", body: bytes.NewReader(example(t, "staff_2026.csv"))})
+	code, out = f.postRaw(t, "/v1/sources/sis/uploads", "roster", "application/zip", zipped)
+	if code != http.StatusAccepted || len(out["rejected"].([]any)) != 0 {
+		t.Fatalf("zip: %d %v", code, out)
+	}
+	if up := out["upload"].(map[string]any); up["held"].(float64) < 1 || fileCounts(t, up, "staff_2026.csv")["added"] < 1 {
+		t.Fatalf("zip upload %v", up)
+	}
+
+	for _, tt := range []struct {
+		name, path, ctype string
+		body              []byte
+		status            int
+		problem, detail   string
+	}{
+		{"another source", "/v1/sources/lms/uploads?file=students_2026.csv", "text/csv", students, 403, "/problems/forbidden", `not "lms"`},
+		{"no export matches", "/v1/sources/sis/uploads?file=grades.csv", "text/csv", students, 400, "/problems/malformed-body", "no export of the source's rules matches"},
+		{"unknown export", "/v1/sources/sis/uploads?export=nope", "text/csv", students, 400, "/problems/malformed-body", `export "nope"`},
+		{"missing column", "/v1/sources/sis/uploads?file=students_2026.csv", "text/csv", []byte("First_Name,Last_Name\nA,B\n"), 400, "/problems/malformed-body", "Student_Number"},
+		{"bad mode", "/v1/sources/sis/uploads?file=students_2026.csv&mode=full", "text/csv", students, 400, "/problems/malformed-request", "mode"},
+		{"media type", "/v1/sources/sis/uploads?file=students_2026.csv", "text/plain", students, 415, "/problems/unsupported-media-type", "text/csv"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out := f.postRaw(t, tt.path, "roster", tt.ctype, tt.body)
+			if code != tt.status || out["type"] != tt.problem || !strings.Contains(out["detail"].(string), tt.detail) {
+				t.Fatalf("got %d %v", code, out)
+			}
+		})
+	}
+}
