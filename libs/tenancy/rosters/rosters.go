@@ -25,8 +25,8 @@ package rosters
 
 import (
 	"bytes"
-	"encoding/json"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
