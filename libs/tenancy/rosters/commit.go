@@ -34,77 +34,112 @@ type ledgerWrite struct {
 	person                    string
 }
 
-// Commit finishes the plan. enc holds the encoded records of Produce then Missing, in that order, and
+// Stream sends an upload's records to raw in order: its own (Plan.Sent, then the tombstones of
+// Plan.Missing), then released (earlier held records this upload completes), and returns once Kafka
+// acknowledged every one, with how many it sent and the encoded records of Plan.Held, in order.
+type Stream func(ctx context.Context, released []Encoded) (sent int, held []Encoded, err error)
+
+// Spool hands over the encoded records of a held upload in order, Plan.Sent then Plan.Missing, in
+// chunks, calling put for each, and returns those of Plan.Held; Store keeps them with the upload.
+type Spool func(ctx context.Context, put func([]Encoded) error) (held []Encoded, err error)
+
+// Commit finishes the plan with every record already encoded: enc holds those of Sent then Missing,
 // held those of Held. A held upload is stored whole and nothing is sent; otherwise the records (and the
-// released ones after them) are sent with produce, and only once Kafka acknowledged them does the ledger
-// change. Either way the upload is recorded. The plan's lock is released.
+// released ones after them) are sent with produce. See Apply and Store, which take them as a stream.
 func (p *Plan) Commit(ctx context.Context, by string, produce Produce, enc []Encoded, held []Encoded) (*Result, error) {
-	defer p.Rollback(ctx) // a no-op after the commit
 	if len(enc) != len(p.Sent)+len(p.Missing) || len(held) != len(p.Held) {
+		defer p.Rollback(ctx)
 		return nil, fmt.Errorf("roster upload %s: %d records encoded for %d sent and %d tombstones, %d for %d held",
 			p.ID, len(enc), len(p.Sent), len(p.Missing), len(held), len(p.Held))
 	}
-	res := &Result{ID: p.ID, Files: p.Files, Missing: len(p.Missing), Held: len(p.Held)}
-	up := p.Upload
 	if p.Hold != nil {
-		res.Status, res.Reason, res.Hold = StatusHeld, p.Hold.Reason, p.Hold
-		if err := p.insertUpload(ctx, StatusHeld, p.Hold.Reason); err != nil {
-			return nil, err
+		return p.Store(ctx, func(ctx context.Context, put func([]Encoded) error) ([]Encoded, error) { return held, put(enc) })
+	}
+	return p.Apply(ctx, by, func(ctx context.Context, released []Encoded) (int, []Encoded, error) {
+		all := append(append([]Encoded{}, enc...), released...)
+		if len(all) == 0 {
+			return 0, held, nil
 		}
-		if err := p.storeHeldUpload(ctx, enc, held); err != nil {
-			return nil, err
+		return len(all), held, produce(ctx, all)
+	})
+}
+
+// Apply sends the upload with stream and records it: only once Kafka acknowledged every record does the
+// ledger take the sent records and the tombstones, the records held for references (as stream returns
+// them) their rows, and the source its next version, in one commit with the upload's counts. The
+// ledger's rows are written while stream sends. The plan's lock is released.
+func (p *Plan) Apply(ctx context.Context, by string, stream Stream) (*Result, error) {
+	defer p.Rollback(ctx) // a no-op after the commit
+	if p.Hold != nil {
+		return nil, fmt.Errorf("roster upload %s is over a threshold (%s): store it, do not apply it", p.ID, p.Hold.Reason)
+	}
+	up := p.Upload
+	p.ledgerFromPlan = true // the ledger takes Sent and Missing
+	var writes []ledgerWrite
+	holds := func(held []Encoded) ([]heldRef, error) {
+		if len(held) != len(p.Held) {
+			return nil, fmt.Errorf("roster upload %s: %d records encoded for %d held", p.ID, len(held), len(p.Held))
 		}
-		if err := p.tx.Commit(ctx); err != nil {
-			return nil, fmt.Errorf("storing held roster upload %s: %w", p.ID, err)
+		out := make([]heldRef, len(p.Held))
+		for j, h := range p.Held {
+			out[j] = heldRef{uploadID: p.ID, seq: j, sourceID: up.SourceID, entity: h.Entity, sourcedID: h.SourcedID, hash: h.Hash,
+				person: h.Person, missing: h.Missing, key: held[j].Key, value: held[j].Value}
 		}
-		return res, nil
+		return out, nil
 	}
-	writes := make([]ledgerWrite, 0, len(enc)+len(p.released))
-	for _, it := range p.Sent {
-		writes = append(writes, ledgerWrite{up.SourceID, it.Entity, it.SourcedID, it.Active, it.Hash, it.Person})
-	}
-	for _, m := range p.Missing {
-		writes = append(writes, ledgerWrite{up.SourceID, m.Entity, m.SourcedID, false, nil, m.Person})
-	}
-	holds := make([]heldRef, len(p.Held))
-	for j, h := range p.Held {
-		holds[j] = heldRef{uploadID: p.ID, seq: j, sourceID: up.SourceID, entity: h.Entity, sourcedID: h.SourcedID, hash: h.Hash,
-			person: h.Person, missing: h.Missing, key: held[j].Key, value: held[j].Value}
-	}
-	sent, err := p.send(ctx, produce, enc, writes, holds, StatusApplied, "", by)
+	sent, err := p.send(ctx, stream, writes, holds, StatusApplied, "", by)
 	if err != nil {
 		return nil, err
 	}
-	res.Status, res.Sent, res.Released, res.Expired = StatusApplied, sent, p.Released, p.Expired
-	return res, nil
+	return &Result{ID: p.ID, Status: StatusApplied, Files: p.Files, Missing: len(p.Missing), Held: len(p.Held), Sent: sent,
+		Released: p.Released, Expired: p.Expired}, nil
 }
 
-// send produces recs and then the released records, and records the ledger's writes, the new holds,
-// the released and expired ones, the source's next version and the upload's status, in one commit.
-func (p *Plan) send(ctx context.Context, produce Produce, recs []Encoded, writes []ledgerWrite, holds []heldRef, status, reason, by string) (int, error) {
-	all := recs
-	for _, h := range p.released {
-		all = append(all, Encoded{Key: h.key, Value: h.value})
+// Store keeps a held upload whole, nothing sent: its records as spool hands them over (Sent, then
+// Missing, in order), then those held for references (as spool returns them). The plan's lock is
+// released.
+func (p *Plan) Store(ctx context.Context, spool Spool) (*Result, error) {
+	defer p.Rollback(ctx) // a no-op after the commit
+	if p.Hold == nil {
+		return nil, fmt.Errorf("roster upload %s is within the thresholds: apply it", p.ID)
+	}
+	if err := p.insertUpload(ctx, StatusHeld, p.Hold.Reason); err != nil {
+		return nil, err
+	}
+	if err := p.storeHeldUpload(ctx, spool); err != nil {
+		return nil, err
+	}
+	if err := p.tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("storing held roster upload %s: %w", p.ID, err)
+	}
+	return &Result{ID: p.ID, Status: StatusHeld, Reason: p.Hold.Reason, Hold: p.Hold, Files: p.Files, Missing: len(p.Missing), Held: len(p.Held)}, nil
+}
+
+// send streams the records and records the ledger's writes, the new holds, the released and expired
+// ones, the source's next version and the upload's status, in one commit once stream returned.
+func (p *Plan) send(ctx context.Context, stream Stream, writes []ledgerWrite, holds func([]Encoded) ([]heldRef, error), status, reason, by string) (int, error) {
+	released := make([]Encoded, len(p.released))
+	for i, h := range p.released {
+		released[i] = Encoded{Key: h.key, Value: h.value}
 		writes = append(writes, ledgerWrite{h.sourceID, h.entity, h.sourcedID, true, h.hash, h.person})
 	}
 	// Kafka takes the records while the ledger's rows are written; the transaction commits only once
 	// Kafka acknowledged every record.
-	produced := make(chan error, 1)
+	type outcome struct {
+		n    int
+		held []Encoded
+		err  error
+	}
+	produced := make(chan outcome, 1)
 	go func() {
-		if len(all) == 0 {
-			produced <- nil
-			return
-		}
-		produced <- produce(ctx, all)
+		n, held, err := stream(ctx, released)
+		produced <- outcome{n, held, err}
 	}()
 	fail := func(err error) (int, error) {
 		<-produced // nothing is answered while records are still on their way
 		return 0, err
 	}
 	if err := p.writeLedger(ctx, writes); err != nil {
-		return fail(err)
-	}
-	if err := p.storeHolds(ctx, holds); err != nil {
 		return fail(err)
 	}
 	if err := p.settle(ctx); err != nil {
@@ -122,14 +157,22 @@ func (p *Plan) send(ctx context.Context, produce Produce, recs []Encoded, writes
 		p.ID, status, by); err != nil {
 		return fail(err)
 	}
-	if err := <-produced; err != nil {
-		return 0, fmt.Errorf("sending roster upload %s: %w", p.ID, err)
+	out := <-produced
+	if out.err != nil {
+		return 0, fmt.Errorf("sending roster upload %s: %w", p.ID, out.err)
+	}
+	refs, err := holds(out.held)
+	if err != nil {
+		return 0, err
+	}
+	if err := p.storeHolds(ctx, refs); err != nil {
+		return 0, err
 	}
 	if err := p.tx.Commit(ctx); err != nil {
 		// What was sent stays sent; a retried upload sends it again under the same ids.
 		return 0, fmt.Errorf("recording roster upload %s: %w", p.ID, err)
 	}
-	return len(all), nil
+	return out.n, nil
 }
 
 func (p *Plan) table(name string) string { return pgx.Identifier{p.schema, name}.Sanitize() }
@@ -159,23 +202,97 @@ func (p *Plan) insertUpload(ctx context.Context, status, reason string) error {
 	return nil
 }
 
-// storeHeldUpload stores a held upload's records: first those it sends (missing NULL), then those it
-// holds for references (missing set).
-func (p *Plan) storeHeldUpload(ctx context.Context, enc, held []Encoded) error {
-	rows := make([][]any, 0, len(enc)+len(held))
-	for j, it := range p.Sent {
-		rows = append(rows, []any{p.ID, len(rows), it.Entity, it.SourcedID, it.Active, it.Hash, nullable(it.Person), nil, enc[j].Key, enc[j].Value})
+// storeHeldUpload stores a held upload's records as spool hands them over (Sent, then Missing), then
+// those held for references, with COPY: the spool runs in its own goroutine and its chunks are copied
+// as they come.
+func (p *Plan) storeHeldUpload(ctx context.Context, spool Spool) error {
+	chunks := make(chan []Encoded, 1)
+	type outcome struct {
+		held []Encoded
+		err  error
 	}
-	for j, m := range p.Missing {
-		e := enc[len(p.Sent)+j]
-		rows = append(rows, []any{p.ID, len(rows), m.Entity, m.SourcedID, false, nil, nullable(m.Person), nil, e.Key, e.Value})
+	spooled := make(chan outcome, 1)
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		held, err := spool(sctx, func(enc []Encoded) error {
+			select {
+			case chunks <- enc:
+				return nil
+			case <-sctx.Done():
+				return sctx.Err()
+			}
+		})
+		close(chunks)
+		spooled <- outcome{held, err}
+	}()
+	var held []Encoded
+	var spoolErr error
+	gotHeld := false
+	total := len(p.Sent) + len(p.Missing)
+	var cur []Encoded
+	seq, h := 0, 0
+	next := func() ([]any, bool) {
+		for len(cur) == 0 && seq < total {
+			c, ok := <-chunks
+			if !ok {
+				return nil, false
+			}
+			cur = c
+		}
+		switch {
+		case seq < len(p.Sent):
+			it, e := p.Sent[seq], cur[0]
+			cur = cur[1:]
+			seq++
+			return []any{p.ID, seq - 1, it.Entity, it.SourcedID, it.Active, it.Hash, nullable(it.Person), nil, e.Key, e.Value}, true
+		case seq < total:
+			m, e := p.Missing[seq-len(p.Sent)], cur[0]
+			cur = cur[1:]
+			seq++
+			return []any{p.ID, seq - 1, m.Entity, m.SourcedID, false, nil, nullable(m.Person), nil, e.Key, e.Value}, true
+		case h < len(p.Held):
+			if !gotHeld {
+				for range chunks { // the spool is done once it closed chunks
+				}
+				o := <-spooled
+				held, spoolErr, gotHeld = o.held, o.err, true
+				if spoolErr != nil || len(held) != len(p.Held) {
+					return nil, false
+				}
+			}
+			it, e := p.Held[h], held[h]
+			h++
+			return []any{p.ID, total + h - 1, it.Entity, it.SourcedID, it.Active, it.Hash, nullable(it.Person), refStrings(it.Missing), e.Key, e.Value}, true
+		}
+		return nil, false
 	}
-	for j, h := range p.Held {
-		rows = append(rows, []any{p.ID, len(rows), h.Entity, h.SourcedID, h.Active, h.Hash, nullable(h.Person), refStrings(h.Missing), held[j].Key, held[j].Value})
+	var row []any
+	src := pgx.CopyFromFunc(func() ([]any, error) {
+		r, ok := next()
+		if !ok {
+			return nil, nil
+		}
+		row = r
+		return row, nil
+	})
+	n, err := p.tx.CopyFrom(ctx, pgx.Identifier{p.schema, "roster_upload_records"}, []string{"upload_id", "seq", "entity", "sourced_id",
+		"active", "hash", "person", "missing", "key", "value"}, src)
+	if !gotHeld {
+		cancel()
+		for range chunks {
+		}
+		o := <-spooled
+		held, spoolErr = o.held, o.err
 	}
-	if _, err := p.tx.CopyFrom(ctx, pgx.Identifier{p.schema, "roster_upload_records"}, []string{"upload_id", "seq", "entity", "sourced_id",
-		"active", "hash", "person", "missing", "key", "value"}, pgx.CopyFromRows(rows)); err != nil {
+	if spoolErr != nil {
+		return fmt.Errorf("storing the records of held roster upload %s: %w", p.ID, spoolErr)
+	}
+	if err != nil {
 		return fmt.Errorf("storing the records of held roster upload %s: %w", p.ID, err)
+	}
+	if want := int64(total + len(p.Held)); n != want {
+		return fmt.Errorf("storing the records of held roster upload %s: %d records stored, %d expected", p.ID, n, want)
 	}
 	return nil
 }
@@ -198,19 +315,44 @@ func refStrings(refs []Ref) []string {
 // writeLedger upserts the rows, through COPY into a temporary table. A row of the empty source (rostered
 // before the ledger) for the same record is claimed: deleted.
 func (p *Plan) writeLedger(ctx context.Context, writes []ledgerWrite) error {
-	if len(writes) == 0 {
+	n := len(writes)
+	if p.ledgerFromPlan {
+		n += len(p.Sent) + len(p.Missing)
+	}
+	if n == 0 {
 		return nil
 	}
 	if _, err := p.tx.Exec(ctx, `CREATE TEMPORARY TABLE roster_ledger_in (source_id text, entity text, sourced_id text, active boolean,
 		hash bytea, person text) ON COMMIT DROP`); err != nil {
 		return err
 	}
-	rows := make([][]any, len(writes))
-	for i, w := range writes {
-		rows[i] = []any{w.source, w.entity, w.sourcedID, w.active, w.hash, nullable(w.person)}
+	// The rows are made as COPY takes them: the plan's records, then writes.
+	i := 0
+	row := make([]any, 6)
+	source := p.Upload.SourceID
+	next := func() ([]any, error) {
+		switch j := i; {
+		case p.ledgerFromPlan && j < len(p.Sent):
+			it := p.Sent[j]
+			row[0], row[1], row[2], row[3], row[4], row[5] = source, it.Entity, it.SourcedID, it.Active, it.Hash, nullable(it.Person)
+		case p.ledgerFromPlan && j < len(p.Sent)+len(p.Missing):
+			m := p.Missing[j-len(p.Sent)]
+			row[0], row[1], row[2], row[3], row[4], row[5] = source, m.Entity, m.SourcedID, false, nil, nullable(m.Person)
+		default:
+			if p.ledgerFromPlan {
+				j -= len(p.Sent) + len(p.Missing)
+			}
+			if j >= len(writes) {
+				return nil, nil
+			}
+			w := writes[j]
+			row[0], row[1], row[2], row[3], row[4], row[5] = w.source, w.entity, w.sourcedID, w.active, w.hash, nullable(w.person)
+		}
+		i++
+		return row, nil
 	}
 	if _, err := p.tx.CopyFrom(ctx, pgx.Identifier{"roster_ledger_in"}, []string{"source_id", "entity", "sourced_id", "active", "hash", "person"},
-		pgx.CopyFromRows(rows)); err != nil {
+		pgx.CopyFromFunc(next)); err != nil {
 		return fmt.Errorf("writing the roster ledger: %w", err)
 	}
 	ledger := p.table("roster_ledger")
@@ -336,7 +478,13 @@ func (s *Store) Approve(ctx context.Context, tenantID, uploadID, by string, prod
 	if err := p.deleteRecords(ctx); err != nil {
 		return nil, err
 	}
-	sent, err := p.send(ctx, produce, recs, writes, holds, StatusApproved, "", by)
+	sent, err := p.send(ctx, func(ctx context.Context, released []Encoded) (int, []Encoded, error) {
+		all := append(recs, released...)
+		if len(all) == 0 {
+			return 0, nil, nil
+		}
+		return len(all), nil, produce(ctx, all)
+	}, writes, func([]Encoded) ([]heldRef, error) { return holds, nil }, StatusApproved, "", by)
 	if err != nil {
 		return nil, err
 	}

@@ -65,6 +65,8 @@ type Plan struct {
 	settings Settings
 	released []heldRef
 	expired  []heldRef
+	// ledgerFromPlan: the ledger takes Sent and Missing (besides what writeLedger is given).
+	ledgerFromPlan bool
 }
 
 // HeldItem is a record held for the references it lacks.

@@ -40,6 +40,10 @@ type Accepted struct {
 	// Hash is a roster record's content hash (without dateLastModified), by which the roster import
 	// step tells a changed record from one sent again; nil for events.
 	Hash []byte
+	// File is the file a record of a mapped upload came from.
+	File string
+	// Size is a roster record's content in bytes as JSON, a measure of how large its Kafka record is.
+	Size int
 }
 
 // SyntaxError is a body whose structure does not parse (not a JSON object with an "events" array):

@@ -75,6 +75,7 @@ type rec struct {
 	roleOf func(string) string // primary role of a user of the same package, for demographics
 	errs   []ingest.FieldError
 	hash   []byte // the content hash, set once the record is whole
+	size   int    // the content's bytes as JSON
 
 	// Set by base.
 	sourcedID string

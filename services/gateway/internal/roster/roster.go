@@ -156,7 +156,7 @@ func DecodeJSON(collection string, body []byte, meta ingest.Meta, lim Limits, me
 		if err := grow(mem, metadataCost*int64(len(r.meta))); err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", prefix, err)
 		}
-		if err := out.accept(i, ev, r.hash); err != nil {
+		if err := out.accept(i, ev, r.hash, r.size); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -171,8 +171,8 @@ type results struct {
 }
 
 // accept keeps an accepted record, or passes it to each when the caller streams them.
-func (r *results) accept(i int, ev *records.RawEvent, hash []byte) error {
-	a := ingest.Accepted{Index: i, Event: ev, Hash: hash}
+func (r *results) accept(i int, ev *records.RawEvent, hash []byte, size int) error {
+	a := ingest.Accepted{Index: i, Event: ev, Hash: hash, Size: size}
 	if r.each != nil {
 		return r.each(a)
 	}
@@ -208,11 +208,11 @@ func decodeRecord(e *entity, r *rec, meta ingest.Meta) (*records.RawEvent, []ing
 	if len(r.errs) > 0 {
 		return ev, r.errs
 	}
-	id, hash, err := eventID(meta, e.collection, r.sourcedID, r.modified, ev.Payloads())
+	id, hash, size, err := eventID(meta, e.collection, r.sourcedID, r.modified, ev.Payloads())
 	if err != nil {
 		return ev, []ingest.FieldError{{Field: r.src.at(same("sourcedId")), Message: "cannot be encoded: " + err.Error()}}
 	}
-	r.hash = hash
+	r.hash, r.size = hash, size
 	ev.EventID = id
 	ev.OccurredAt = r.occurred
 	if r.modified.IsZero() {
@@ -233,17 +233,17 @@ var idNamespace = [16]byte{0x4c, 0x3b, 0x0e, 0x52, 0x9d, 0x41, 0x4f, 0x7a, 0xa5,
 // dateLastModified and the payload's canonical JSON (struct field order, sorted map keys) without its
 // dateLastModified. The same JSON gives the record's content hash (SHA-256, 16 bytes), by which the
 // import step tells a changed record from one sent again.
-func eventID(meta ingest.Meta, collection, sourcedID string, modified time.Time, p records.Payloads) (string, []byte, error) {
+func eventID(meta ingest.Meta, collection, sourcedID string, modified time.Time, p records.Payloads) (string, []byte, int, error) {
 	c, ok := p.RosterCommon()
 	if !ok {
-		return "", nil, fmt.Errorf("%s: not a roster payload", collection)
+		return "", nil, 0, fmt.Errorf("%s: not a roster payload", collection)
 	}
 	stamped := *c.DateLastModified
 	*c.DateLastModified = time.Time{}
 	payload, err := json.Marshal(p)
 	*c.DateLastModified = stamped
 	if err != nil {
-		return "", nil, err
+		return "", nil, 0, err
 	}
 	sum := sha256.Sum256(payload)
 	var stamp string
@@ -271,8 +271,11 @@ func eventID(meta ingest.Meta, collection, sourcedID string, modified time.Time,
 	hex.Encode(b[19:23], u[8:10])
 	b[23] = '-'
 	hex.Encode(b[24:], u[10:])
-	return string(b[:]), sum[:16], nil
+	return string(b[:]), sum[:16], len(payload), nil
 }
+
+// SourcedIDOf returns the sourcedId of a roster record ("" for other records).
+func SourcedIDOf(ev *records.RawEvent) string { return sourcedIDOf(ev) }
 
 // sourcedIDOf returns the sourcedId of the event's roster payload.
 func sourcedIDOf(ev *records.RawEvent) string {

@@ -88,7 +88,7 @@ func Describe(a ingest.Accepted) (rosters.Item, error) {
 		it.Person = ev.Actor.SISID
 	}
 	if it.Hash == nil {
-		_, hash, err := eventID(ingest.Meta{}, e.collection, it.SourcedID, time.Time{}, p)
+		_, hash, _, err := eventID(ingest.Meta{}, e.collection, it.SourcedID, time.Time{}, p)
 		if err != nil {
 			return rosters.Item{}, fmt.Errorf("hashing %s %s: %w", e.collection, it.SourcedID, err)
 		}
@@ -207,5 +207,5 @@ func (d *RecordDecoder) Decode(collection string, item []byte, where string, mem
 	if errs = checkDuplicate(seen, r.sourcedID, errs, src); len(errs) > 0 {
 		return ingest.Accepted{}, errs, nil
 	}
-	return ingest.Accepted{Event: ev, Hash: r.hash}, nil, nil
+	return ingest.Accepted{Event: ev, Hash: r.hash, Size: r.size}, nil, nil
 }

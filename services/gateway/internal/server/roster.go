@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -27,64 +28,103 @@ import (
 // becomes one raw record; valid records are accepted beside invalid ones, which are named and
 // dead-lettered, exactly as for events.
 //
-// A request is decoded whole before anything is produced: an error of the whole request (a file over a
-// bound, an unreadable file, memory over the request's bound or the gateway's budget) produces nothing,
-// not even the records of the package's good files.
-//
-// Every request passes the import step (libs/tenancy/rosters, see importRoster): unchanged records are
-// not sent again, a bulk file's missing records are tombstoned, an upload over the district's
-// thresholds is held whole, and records whose references are unknown are held until they arrive. The
-// answer's "upload" says what was done.
+// Every request passes the import step (libs/tenancy/rosters) in two passes over its body. The first
+// decodes every record and compares it with the district's ledger, chunk by chunk, keeping only what
+// the comparison decided: unchanged records are not sent again, a bulk file's missing records are
+// tombstoned, records whose references are unknown are held until they arrive, and an upload over the
+// district's thresholds is held whole. The second decodes again only the records to send (or to hold),
+// seals and encodes them two chunks at a time, and streams them in order to Kafka (or, for a held
+// upload, into the district's schema); the ledger changes only once Kafka acknowledged every record.
+// An error of the whole request (a file over a bound, an unreadable file, memory over the request's
+// bound or the gateway's budget) is found by the first pass, before anything is produced. The answer's
+// "upload" says what was done.
 //
 // Memory: every roster request holds a reservation of the gateway's roster budget, charged before the
 // memory is held: the body by its Content-Length (the body limit when it has none) before it is read,
-// a package's files by their declared unzipped sizes before they are unzipped, each record as it is
-// decoded, and the encoded records as they are encoded. The reservation is released when the answer is
-// written (after Kafka acknowledged the records). Requests never wait for the budget.
+// a package's files by their declared unzipped sizes before they are unzipped, and each record as it is
+// decoded; a chunk's charges are given back once it is compared (first pass) or encoded and handed to
+// Kafka (second pass). What outlives a chunk is the ledger's view of each record (about 150 bytes) and
+// the encoded records held for references. The reservation is released when the answer is written.
+// Requests never wait for the budget.
 
 func (s *Server) postRosterJSON(w http.ResponseWriter, r *http.Request, key Key) {
-	collection := r.PathValue("collection")
-	s.postRoster(w, r, key, "application/json", func(body []byte, meta ingest.Meta, mem roster.Memory, each func(ingest.Accepted) error) (*decoded, error) {
-		acc, rej, err := roster.DecodeJSON(collection, body, meta, s.limits.Roster, mem)
+	src := &jsonRoster{collection: r.PathValue("collection"), lim: s.limits.Roster}
+	s.postRoster(w, r, key, "application/json", "oneroster-json", src)
+}
+
+func (s *Server) postRosterCSV(w http.ResponseWriter, r *http.Request, key Key) {
+	s.postRoster(w, r, key, "application/zip", "oneroster-csv", &csvRoster{lim: s.limits.Roster})
+}
+
+// rosterSource decodes a roster request as often as the import needs: each pass calls each, in order,
+// for the accepted records whose positions want admits (all of them when want is nil). The first pass
+// also says what was rejected and which files the request holds.
+type rosterSource interface {
+	pass(body []byte, meta ingest.Meta, mem roster.Memory, want func(pos int) bool, each func(ingest.Accepted) error) (*decoded, error)
+	// fileOf names the file (or collection) an accepted record came from.
+	fileOf(a ingest.Accepted) string
+}
+
+// decoded is what the first pass over a request found besides its accepted records.
+type decoded struct {
+	rejected []ingest.Rejected
+	ignored  []string
+	files    []roster.FileInfo
+	findings json.RawMessage // data-quality findings of the upload, recorded with it
+}
+
+// csvRoster is a OneRoster CSV package.
+type csvRoster struct {
+	lim    roster.Limits
+	roleOf map[string]string // the users' roles, from the first pass
+}
+
+func (c *csvRoster) pass(body []byte, meta ingest.Meta, mem roster.Memory, want func(int) bool, each func(ingest.Accepted) error) (*decoded, error) {
+	pkg, err := roster.DecodeCSVZipEach(body, meta, c.lim, mem, roster.Pass{Want: want, RoleOf: c.roleOf}, each)
+	if err != nil {
+		return nil, err
+	}
+	c.roleOf = pkg.RoleOf
+	return &decoded{rejected: pkg.Rejected, ignored: pkg.Ignored, files: pkg.Files}, nil
+}
+
+func (c *csvRoster) fileOf(a ingest.Accepted) string { return roster.CollectionOf(a.Event) + ".csv" }
+
+// jsonRoster is a OneRoster JSON collection: at most the roster limits' MaxRecords records, decoded
+// once and kept.
+type jsonRoster struct {
+	collection string
+	lim        roster.Limits
+	accepted   []ingest.Accepted
+}
+
+func (j *jsonRoster) pass(body []byte, meta ingest.Meta, mem roster.Memory, want func(int) bool, each func(ingest.Accepted) error) (*decoded, error) {
+	var d *decoded
+	if j.accepted == nil {
+		acc, rej, err := roster.DecodeJSON(j.collection, body, meta, j.lim, mem)
 		if err != nil {
 			return nil, err
 		}
-		for _, a := range acc {
-			if err := each(a); err != nil {
-				return nil, err
-			}
-		}
-		file := roster.FileInfo{Name: collection, Collection: collection, Mode: rosters.Delta, To: len(acc) + len(rej)}
+		j.accepted = acc
+		file := roster.FileInfo{Name: j.collection, Collection: j.collection, Mode: rosters.Delta, To: len(acc) + len(rej)}
 		for _, rj := range rej {
 			if id := sourcedIDOfRaw(rj.Raw); id != "" {
 				file.Present = append(file.Present, id)
 			}
 		}
-		return &decoded{kind: "oneroster-json", rejected: rej, files: []roster.FileInfo{file}}, nil
-	}, func(ingest.Accepted) string { return collection })
-}
-
-func (s *Server) postRosterCSV(w http.ResponseWriter, r *http.Request, key Key) {
-	s.postRoster(w, r, key, "application/zip", func(body []byte, meta ingest.Meta, mem roster.Memory, each func(ingest.Accepted) error) (*decoded, error) {
-		pkg, err := roster.DecodeCSVZipEach(body, meta, s.limits.Roster, mem, each)
-		if err != nil {
-			return nil, err
+		d = &decoded{rejected: rej, files: []roster.FileInfo{file}}
+	}
+	for _, a := range j.accepted {
+		if want == nil || want(a.Index) {
+			if err := each(a); err != nil {
+				return nil, err
+			}
 		}
-		return &decoded{kind: "oneroster-csv", rejected: pkg.Rejected, ignored: pkg.Ignored, files: pkg.Files}, nil
-	}, func(a ingest.Accepted) string { return roster.CollectionOf(a.Event) + ".csv" })
+	}
+	return d, nil
 }
 
-// decoded is a decoded roster request, its accepted records passed on as they came.
-type decoded struct {
-	kind     string
-	findings json.RawMessage // data-quality findings of the upload, recorded with it
-	rejected []ingest.Rejected
-	ignored  []string
-	files    []roster.FileInfo
-}
-
-// rosterDecoder decodes a roster request, passing each accepted record to each in order.
-type rosterDecoder func(body []byte, meta ingest.Meta, mem roster.Memory, each func(ingest.Accepted) error) (*decoded, error)
+func (j *jsonRoster) fileOf(ingest.Accepted) string { return j.collection }
 
 // sourcedIDOfRaw returns the sourcedId of a rejected JSON record, when it has a string one.
 func sourcedIDOfRaw(raw []byte) string {
@@ -97,8 +137,7 @@ func sourcedIDOfRaw(raw []byte) string {
 	return v.SourcedID
 }
 
-func (s *Server) postRoster(w http.ResponseWriter, r *http.Request, key Key, ctype string, decode rosterDecoder, fileOf func(ingest.Accepted) string) {
-	ctx := r.Context()
+func (s *Server) postRoster(w http.ResponseWriter, r *http.Request, key Key, ctype, kind string, src rosterSource) {
 	if got, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); got != ctype {
 		writeProblem(w, http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type",
 			"Content-Type must be "+ctype, 0)
@@ -122,32 +161,7 @@ func (s *Server) postRoster(w http.ResponseWriter, r *http.Request, key Key, cty
 		writeRosterLimit(w, fmt.Errorf("a body of %d bytes: %w", len(body), err))
 		return
 	}
-	meta := ingest.Meta{TenantID: key.TenantID, SourceID: key.SourceID, ReceivedAt: s.now()}
-	im, err := s.rosters.Begin(context.WithoutCancel(ctx), &rosters.Upload{TenantID: key.TenantID, SourceID: key.SourceID, ReceivedAt: meta.ReceivedAt})
-	if err != nil {
-		s.log.WarnContext(ctx, "starting roster import", "tenant_id", key.TenantID, "err", err)
-		writeProblem(w, http.StatusServiceUnavailable, "roster-store-unavailable", "Cannot accept the roster now",
-			"the district's roster ledger did not answer; nothing was accepted; retry the same request", retryAfterBusy)
-		return
-	}
-	defer im.Rollback(ctx)
-	ri := &rosterImport{s: s, ctx: context.WithoutCancel(ctx), tenant: s.tenants.Settings(key.TenantID), im: im, mem: mem, fileOf: fileOf}
-	d, err := decode(body, meta, ri, ri.add)
-	if ferr := ri.finish(); err == nil {
-		err = ferr
-	}
-	if err != nil {
-		var ie importError
-		if errors.As(err, &ie) {
-			ri.writeError(w, key, ie.err)
-			return
-		}
-		writeDecodeError(w, err)
-		return
-	}
-	d.rejected = append(d.rejected, ri.refused...)
-	slices.SortFunc(d.rejected, func(a, b ingest.Rejected) int { return a.Index - b.Index })
-	s.commitRoster(w, r, key, meta, d, ri, nil)
+	s.importRoster(w, r, key, kind, body, src, mem, nil)
 }
 
 // writeDecodeError answers a roster request that could not be decoded.
@@ -177,37 +191,15 @@ type RosterResponse struct {
 	Upload *rosters.Result `json:"upload,omitempty"`
 }
 
-// rosterChunk is how many decoded records are compared with the ledger, and those to send sealed and
-// encoded, at a time; only the encoded records outlive their chunk.
+// itemBytes is what the import step keeps of a record it sends or holds, as charged.
+const itemBytes = 256
+
+// rosterChunk is how many decoded records are compared with the ledger, or sealed and encoded, at a time.
 const rosterChunk = 2048
 
-// rosterImport passes a roster request's records through the import step (libs/tenancy/rosters) as they
-// are decoded: each chunk is compared with the district's ledger, the records to send (or to hold) are
-// sealed and encoded at once, and the decoded records are let go. A worker goroutine does that for one
-// chunk while the next is decoded (at most one chunk waits between them). It is the decoder's roster.Memory:
-// a chunk's charges are given back once the chunk is encoded, and the encoded records charged instead.
-type rosterImport struct {
-	s      *Server
-	ctx    context.Context
-	tenant *tenants.Settings
-	im     *rosters.Import
-	mem    *reservation
-	fileOf func(ingest.Accepted) string
-
-	chunk    []ingest.Accepted // being decoded
-	pending  int64             // charged by the decoder for chunk
-	jobs     chan chunkJob     // chunks for the pipeline
-	wg       sync.WaitGroup
-	failed   atomic.Bool // the pipeline had an error (err)
-	mu       sync.Mutex  // guards err and results
-	err      error
-	results  []encoded // by chunk
-	finished bool
-	enc      []rosters.Encoded // records to send, in order
-	held     []rosters.Encoded // records held for references, in order
-	refused  []ingest.Rejected // records Kafka could never take
-	accepted int
-}
+// rosterEncoders is how many chunks are sealed and encoded at once: creating a district's first data
+// keys waits on PostgreSQL, so two chunks' keys are created together.
+const rosterEncoders = 2
 
 // importError marks an error of the import step or of encoding, not of the request's body.
 type importError struct{ err error }
@@ -215,275 +207,52 @@ type importError struct{ err error }
 func (e importError) Error() string { return e.err.Error() }
 func (e importError) Unwrap() error { return e.err }
 
-func (ri *rosterImport) Grow(n int64) error {
-	if err := ri.mem.Grow(n); err != nil {
-		return err
-	}
-	ri.pending += n
-	return nil
-}
-
-func (ri *rosterImport) add(a ingest.Accepted) error {
-	ri.accepted++
-	ri.chunk = append(ri.chunk, a)
-	if len(ri.chunk) >= rosterChunk {
-		return ri.handOff()
-	}
-	return nil
-}
-
-// handOff passes the chunk to the pipeline, which compares and encodes it while the next one is
-// decoded; it returns the pipeline's error, if it had one.
-func (ri *rosterImport) handOff() error {
-	ri.send()
-	if ri.failed.Load() {
-		return ri.finish()
-	}
-	return nil
-}
-
-// rosterEncoders is how many chunks are sealed and encoded at once: creating a district's first data
-// keys waits on PostgreSQL, so two chunks' keys are created together.
-const rosterEncoders = 2
-
-// send passes the chunk to the pipeline, started on first use: one goroutine compares chunks with the
-// ledger in order, rosterEncoders goroutines seal and encode what the comparison sends or holds.
-func (ri *rosterImport) send() {
-	if ri.jobs == nil {
-		ri.jobs = make(chan chunkJob, 1)
-		encode := make(chan encodeJob, rosterEncoders)
-		ri.wg.Go(func() {
-			defer close(encode)
-			seq := 0
-			for job := range ri.jobs {
-				if ri.failed.Load() {
-					continue
-				}
-				ej, err := ri.compare(job)
-				if err != nil {
-					ri.fail(err)
-					continue
-				}
-				ej.seq = seq
-				seq++
-				encode <- ej
-			}
-		})
-		for range rosterEncoders {
-			ri.wg.Go(func() {
-				for ej := range encode {
-					if ri.failed.Load() {
-						continue
-					}
-					if err := ri.encodeJob(ej); err != nil {
-						ri.fail(err)
-					}
-				}
-			})
-		}
-	}
-	ri.jobs <- chunkJob{records: ri.chunk, charged: ri.pending}
-	ri.chunk, ri.pending = make([]ingest.Accepted, 0, rosterChunk), 0
-}
-
-// fail records the pipeline's first error.
-func (ri *rosterImport) fail(err error) {
-	ri.mu.Lock()
-	defer ri.mu.Unlock()
-	if ri.err == nil {
-		ri.err = err
-	}
-	ri.failed.Store(true)
-}
-
-// finish hands the last chunk off, waits for the pipeline, and puts the encoded records in order; it
-// returns the pipeline's error. Records Kafka could never take are taken back from the import here.
-func (ri *rosterImport) finish() error {
-	if ri.finished {
-		return ri.err
-	}
-	ri.finished = true
-	if len(ri.chunk) > 0 {
-		ri.send()
-	}
-	if ri.jobs != nil {
-		close(ri.jobs)
-		ri.wg.Wait()
-	}
-	if ri.err != nil {
-		return ri.err
-	}
-	for _, r := range ri.results {
-		ri.enc, ri.held = append(ri.enc, r.enc...), append(ri.held, r.held...)
-		ri.im.Refuse(r.refusedItems)
-		ri.refused = append(ri.refused, r.refused...)
-	}
-	ri.results = nil
-	return nil
-}
-
-// chunkJob is a chunk of decoded records and the memory they were charged.
-type chunkJob struct {
-	records []ingest.Accepted
-	charged int64
-}
-
-// encodeJob is what a chunk sends and holds, to be sealed and encoded.
-type encodeJob struct {
-	seq                  int
-	send, hold           []ingest.Accepted
-	sendItems, holdItems []rosters.Item
-	charged              int64
-}
-
-// encoded is an encoded chunk.
-type encoded struct {
-	enc, held    []rosters.Encoded
-	refused      []ingest.Rejected
-	refusedItems []rosters.Item
-}
-
-// compare compares a chunk with the ledger, in order.
-func (ri *rosterImport) compare(job chunkJob) (encodeJob, error) {
-	items := make([]rosters.Item, len(job.records))
-	for i, a := range job.records {
-		it, err := roster.Describe(a)
-		if err != nil {
-			return encodeJob{}, importError{err}
-		}
-		it.File = ri.fileOf(a)
-		items[i] = it
-	}
-	decisions, _, err := ri.im.Add(ri.ctx, items)
-	if err != nil {
-		return encodeJob{}, importError{fmt.Errorf("%w: %w", errLedger, err)}
-	}
-	ej := encodeJob{charged: job.charged}
-	for i, dec := range decisions {
-		switch dec {
-		case rosters.Send:
-			ej.send, ej.sendItems = append(ej.send, job.records[i]), append(ej.sendItems, items[i])
-		case rosters.HoldRefs:
-			ej.hold, ej.holdItems = append(ej.hold, job.records[i]), append(ej.holdItems, items[i])
-		}
-	}
-	return ej, nil
-}
-
-// encodeJob seals and encodes what a chunk sends and holds, and keeps the result under its sequence.
-func (ri *rosterImport) encodeJob(ej encodeJob) error {
-	var out encoded
-	var err error
-	if out.enc, err = ri.encode(ej.send, ej.sendItems, &out); err != nil {
-		return err
-	}
-	if out.held, err = ri.encode(ej.hold, ej.holdItems, &out); err != nil {
-		return err
-	}
-	ri.mem.shrink(ej.charged) // the chunk's decoded records are let go; what is encoded was charged
-	ri.mu.Lock()
-	defer ri.mu.Unlock()
-	for len(ri.results) <= ej.seq {
-		ri.results = append(ri.results, encoded{})
-	}
-	ri.results[ej.seq] = out
-	return nil
-}
-
-// encode seals and encodes records; one Kafka could never take is refused: noted in out, to be taken
-// back from the import and rejected as its own error.
-func (ri *rosterImport) encode(accepted []ingest.Accepted, items []rosters.Item, out *encoded) ([]rosters.Encoded, error) {
-	if len(accepted) == 0 {
-		return nil, nil
-	}
-	recs, refused, err := ri.s.encodeBatch(ri.ctx, ri.tenant, accepted, 0, ri.mem)
-	if err != nil {
-		return nil, importError{err}
-	}
-	if len(refused) > 0 {
-		gone := map[int]bool{}
-		for _, r := range refused {
-			gone[r.Index] = true
-		}
-		for i, a := range accepted {
-			if gone[a.Index] {
-				out.refusedItems = append(out.refusedItems, items[i])
-			}
-		}
-		out.refused = append(out.refused, refused...)
-	}
-	enc := make([]rosters.Encoded, len(recs))
-	for i, rec := range recs {
-		enc[i] = rosters.Encoded{Key: rec.Key, Value: rec.Value}
-	}
-	return enc, nil
-}
-
 // errLedger marks a failure of the district's roster ledger.
 var errLedger = errors.New("roster ledger unavailable")
 
-// writeError answers an error of the import step or of encoding.
-func (ri *rosterImport) writeError(w http.ResponseWriter, key Key, err error) {
-	switch {
-	case errors.Is(err, errKeys):
-		ri.s.log.WarnContext(ri.ctx, "sealing roster upload", "tenant_id", key.TenantID, "err", err)
-		writeProblem(w, http.StatusServiceUnavailable, "keys-unavailable", "Cannot accept records now",
-			"the key store did not answer; nothing was accepted; retry the same request (ids make retries safe)", retryAfterBusy)
-	case errors.Is(err, errLedger):
-		ri.s.log.WarnContext(ri.ctx, "importing roster upload", "tenant_id", key.TenantID, "err", err)
-		writeProblem(w, http.StatusServiceUnavailable, "roster-store-unavailable", "Cannot accept the roster now",
-			"the district's roster ledger did not answer; nothing was accepted; retry the same request", retryAfterBusy)
-	case errors.Is(err, errRequestMemory), errors.Is(err, errBudgetBusy):
-		writeRosterLimit(w, fmt.Errorf("encoding the records: %w", err))
-	default:
-		ri.s.log.ErrorContext(ri.ctx, "importing roster upload", "tenant_id", key.TenantID, "err", err)
-		writeProblem(w, http.StatusInternalServerError, "internal", "Internal error", err.Error(), 0)
-	}
-}
-
-// commitRoster finishes the import: the tombstones of what bulk files lack are encoded, and the upload
-// is sent (or stored, when held); rejected records are dead-lettered in both cases. The answer is 202
-// once Kafka acknowledged what was sent (or the held upload is stored).
-func (s *Server) commitRoster(w http.ResponseWriter, r *http.Request, key Key, meta ingest.Meta, d *decoded, ri *rosterImport, respond func(RosterResponse) any) {
-	ctx := r.Context()
-	plan, err := ri.im.Finish(ri.ctx, roster.Files(d.files, d.rejected))
+// importRoster passes a request through the import step: the first pass compares, the plan decides,
+// the second pass sends (or stores) what it decided. respond, when set, shapes the 202 answer.
+func (s *Server) importRoster(w http.ResponseWriter, r *http.Request, key Key, kind string, body []byte, src rosterSource, mem *reservation,
+	respond func(RosterResponse, *decoded) any) {
+	ctx := context.WithoutCancel(r.Context())
+	meta := ingest.Meta{TenantID: key.TenantID, SourceID: key.SourceID, ReceivedAt: s.now()}
+	im, err := s.rosters.Begin(ctx, &rosters.Upload{TenantID: key.TenantID, SourceID: key.SourceID, Kind: kind, ReceivedAt: meta.ReceivedAt})
 	if err != nil {
-		ri.writeError(w, key, fmt.Errorf("%w: %w", errLedger, err))
+		s.writeImportError(w, ctx, key, fmt.Errorf("%w: %w", errLedger, err))
 		return
 	}
-	plan.Upload.Kind, plan.Upload.Findings = d.kind, d.findings
-	if len(plan.Missing) > 0 {
-		tombs := make([]ingest.Accepted, len(plan.Missing))
-		for i, m := range plan.Missing {
-			ev, err := roster.Tombstone(meta, m, plan.ID)
-			if err != nil {
-				ri.writeError(w, key, err)
-				return
-			}
-			tombs[i] = ingest.Accepted{Index: -1 - i, Event: ev}
-		}
-		recs, refused, err := s.encodeBatch(ri.ctx, ri.tenant, tombs, 0, ri.mem)
-		if err == nil && len(refused) > 0 {
-			err = fmt.Errorf("tombstone %s: %s", refused[0].EventID, refused[0].Errors[0].Message)
-		}
-		if err != nil {
-			ri.writeError(w, key, err)
+	defer im.Rollback(ctx)
+	ri := &rosterImport{s: s, ctx: ctx, key: key, tenant: s.tenants.Settings(key.TenantID), im: im, mem: mem, src: src, body: body, meta: meta}
+	d, err := ri.compareAll()
+	if err != nil {
+		var ie importError
+		if errors.As(err, &ie) {
+			s.writeImportError(w, ctx, key, ie.err)
 			return
 		}
-		for _, rec := range recs {
-			ri.enc = append(ri.enc, rosters.Encoded{Key: rec.Key, Value: rec.Value})
-		}
+		writeDecodeError(w, err)
+		return
 	}
-	dlqDone := s.deadLetter(ctx, key, d.rejected, s.now(), "record")
-	res, err := plan.Commit(ri.ctx, "source "+key.SourceID, func(ctx context.Context, recs []rosters.Encoded) error {
-		out := make([]kgo.Record, len(recs))
-		for i, rec := range recs {
-			out[i] = kgo.Record{Topic: s.topics.Raw, Key: rec.Key, Value: rec.Value, Context: ctx}
-		}
-		return s.produce(ctx, out)
-	}, ri.enc, ri.held)
+	plan, err := im.Finish(ctx, roster.Files(d.files, d.rejected))
 	if err != nil {
-		s.log.WarnContext(ctx, "importing roster upload", "tenant_id", key.TenantID, "records", len(ri.enc), "err", err)
+		s.writeImportError(w, ctx, key, fmt.Errorf("%w: %w", errLedger, err))
+		return
+	}
+	plan.Upload.Findings = d.findings
+	dlqDone := s.deadLetter(ctx, key, d.rejected, s.now(), "record")
+	var res *rosters.Result
+	if plan.Hold != nil {
+		res, err = plan.Store(ctx, ri.spool(plan))
+	} else {
+		res, err = plan.Apply(ctx, "source "+key.SourceID, ri.stream(plan))
+	}
+	if err != nil {
+		var ie importError
+		if errors.As(err, &ie) {
+			s.writeImportError(w, ctx, key, ie.err)
+			return
+		}
+		s.log.WarnContext(ctx, "importing roster upload", "tenant_id", key.TenantID, "err", err)
 		detail := "nothing was acknowledged; retry the same request (ids make retries safe)"
 		if errors.Is(err, kgo.ErrMaxBuffered) {
 			detail = "the Kafka producer's buffer is full; " + detail
@@ -501,10 +270,518 @@ func (s *Server) commitRoster(w http.ResponseWriter, r *http.Request, key Key, m
 	}
 	rr := RosterResponse{EventsResponse: EventsResponse{Accepted: accepted, Rejected: rejected, Ignored: d.ignored}, Upload: res}
 	if respond != nil {
-		writeJSON(w, http.StatusAccepted, respond(rr))
+		writeJSON(w, http.StatusAccepted, respond(rr, d))
 		return
 	}
 	writeJSON(w, http.StatusAccepted, rr)
+}
+
+// writeImportError answers an error of the import step or of encoding.
+func (s *Server) writeImportError(w http.ResponseWriter, ctx context.Context, key Key, err error) {
+	switch {
+	case errors.Is(err, errKeys):
+		s.log.WarnContext(ctx, "sealing roster upload", "tenant_id", key.TenantID, "err", err)
+		writeProblem(w, http.StatusServiceUnavailable, "keys-unavailable", "Cannot accept records now",
+			"the key store did not answer; nothing was accepted; retry the same request (ids make retries safe)", retryAfterBusy)
+	case errors.Is(err, errLedger):
+		s.log.WarnContext(ctx, "importing roster upload", "tenant_id", key.TenantID, "err", err)
+		writeProblem(w, http.StatusServiceUnavailable, "roster-store-unavailable", "Cannot accept the roster now",
+			"the district's roster ledger did not answer; nothing was accepted; retry the same request", retryAfterBusy)
+	case errors.Is(err, errRequestMemory), errors.Is(err, errBudgetBusy):
+		writeRosterLimit(w, fmt.Errorf("encoding the records: %w", err))
+	case errors.Is(err, errRefused):
+		writeProblem(w, http.StatusRequestEntityTooLarge, "roster-too-large", "Roster request too large", err.Error(), 0)
+	default:
+		s.log.ErrorContext(ctx, "importing roster upload", "tenant_id", key.TenantID, "err", err)
+		writeProblem(w, http.StatusInternalServerError, "internal", "Internal error", err.Error(), 0)
+	}
+}
+
+// errRefused marks a record Kafka could never take found in the second pass (the first pass rejects
+// those it can tell; a record that grows past the bound only when sealed lands here).
+var errRefused = errors.New("a record cannot be sent")
+
+// rosterImport is one request's passage through the import step.
+type rosterImport struct {
+	s      *Server
+	ctx    context.Context
+	key    Key
+	tenant *tenants.Settings
+	im     *rosters.Import
+	mem    *reservation
+	src    rosterSource
+	body   []byte
+	meta   ingest.Meta
+
+	accepted   int
+	decision   []rosters.Decision // by position, from the first pass
+	refused    []ingest.Rejected  // records too large for Kafka, found by the first pass
+	refusedIDs []refusedID
+
+	chunk   []ingest.Accepted
+	pending int64  // charged by the decoder for chunk
+	hand    func() // hands the chunk to the current pass's pipeline
+}
+
+// Grow charges the reservation for what the decoder holds, counting it against the chunk. A chunk
+// charged rosterChunkBytes goes to the pipeline early: the second pass reads many rows it skips, whose
+// bytes the decoder charged too, and a chunk of few wanted records would otherwise hold their charges.
+func (ri *rosterImport) Grow(n int64) error {
+	if err := ri.mem.Grow(n); err != nil {
+		return err
+	}
+	ri.pending += n
+	if ri.pending > rosterChunkBytes && ri.hand != nil {
+		ri.hand()
+	}
+	return nil
+}
+
+// rosterChunkBytes bounds what a chunk is charged before it goes to the pipeline.
+const rosterChunkBytes = 4 << 20
+
+// pipeline runs work on chunks in a goroutine (or workers goroutines) while the decoder goes on.
+type pipeline struct {
+	jobs   chan chunkJob
+	wg     sync.WaitGroup
+	failed atomic.Bool
+	mu     sync.Mutex
+	err    error
+}
+
+// chunkJob is a chunk of decoded records, the memory they were charged and their place in order.
+type chunkJob struct {
+	seq     int
+	records []ingest.Accepted
+	charged int64
+}
+
+func newPipeline(workers int, work func(chunkJob) error) *pipeline {
+	p := &pipeline{jobs: make(chan chunkJob)} // at most workers chunks in work and one being decoded
+	for range workers {
+		p.wg.Go(func() {
+			for job := range p.jobs {
+				if p.failed.Load() {
+					continue
+				}
+				if err := work(job); err != nil {
+					p.fail(err)
+				}
+			}
+		})
+	}
+	return p
+}
+
+func (p *pipeline) fail(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.err == nil {
+		p.err = err
+	}
+	p.failed.Store(true)
+}
+
+// wait closes the pipeline and returns its first error.
+func (p *pipeline) wait() error {
+	close(p.jobs)
+	p.wg.Wait()
+	return p.err
+}
+
+// feed returns the decoder's callback for a pass: records gather into chunks handed to p.
+func (ri *rosterImport) feed(p *pipeline) (each func(ingest.Accepted) error, flush func()) {
+	seq := 0
+	hand := func() {
+		p.jobs <- chunkJob{seq: seq, records: ri.chunk, charged: ri.pending}
+		seq++
+		ri.chunk, ri.pending = make([]ingest.Accepted, 0, rosterChunk), 0
+	}
+	ri.hand = hand
+	each = func(a ingest.Accepted) error {
+		ri.chunk = append(ri.chunk, a)
+		if len(ri.chunk) >= rosterChunk {
+			hand()
+			if p.failed.Load() {
+				return errPipeline
+			}
+		}
+		return nil
+	}
+	flush = func() {
+		if len(ri.chunk) > 0 || ri.pending > 0 {
+			hand()
+		}
+		ri.hand = nil
+	}
+	return each, flush
+}
+
+// errPipeline stops a decoder whose pipeline failed; the pipeline's own error is reported.
+var errPipeline = errors.New("roster import stopped")
+
+// compareAll is the first pass: every accepted record is compared with the ledger, in order, one chunk
+// while the next is decoded, and the decision kept by position.
+func (ri *rosterImport) compareAll() (*decoded, error) {
+	p := newPipeline(1, func(job chunkJob) error {
+		defer ri.mem.shrink(job.charged) // only the decisions outlive the chunk
+		records, err := ri.refuseLarge(job.records)
+		if err != nil {
+			return err
+		}
+		items := make([]rosters.Item, len(records))
+		for i, a := range records {
+			it, err := roster.Describe(a)
+			if err != nil {
+				return importError{err}
+			}
+			it.File = ri.src.fileOf(a)
+			items[i] = it
+		}
+		decisions, _, err := ri.im.Add(ri.ctx, items)
+		if err != nil {
+			return importError{fmt.Errorf("%w: %w", errLedger, err)}
+		}
+		// What the import keeps of each record until the end: its decision, and for those it sends or
+		// holds the ledger's view (about 200 bytes) and its place in the maps of references.
+		kept := int64(len(records)) * int64(unsafe.Sizeof(rosters.Skip))
+		for _, dec := range decisions {
+			if dec != rosters.Skip {
+				kept += itemBytes
+			}
+		}
+		if err := ri.mem.Grow(kept); err != nil {
+			return importError{err}
+		}
+		for i, a := range records {
+			for len(ri.decision) <= a.Index {
+				ri.decision = append(ri.decision, rosters.Skip)
+			}
+			ri.decision[a.Index] = decisions[i]
+		}
+		return nil
+	})
+	each, flush := ri.feed(p)
+	d, err := ri.src.pass(ri.body, ri.meta, ri, nil, func(a ingest.Accepted) error {
+		ri.accepted++
+		return each(a)
+	})
+	if err == nil {
+		flush()
+	}
+	ri.hand = nil
+	if perr := p.wait(); perr != nil {
+		return nil, perr
+	}
+	if err == nil && len(ri.refused) > 0 {
+		d.refuse(ri.refused, ri.refusedIDs)
+	}
+	return d, err
+}
+
+// refuseLarge takes out of a chunk the records Kafka could never take: those whose content could make
+// them larger than a record may be are sealed and encoded now, and those over the bound rejected as
+// their own error (their records count as present in a bulk file).
+func (ri *rosterImport) refuseLarge(records []ingest.Accepted) ([]ingest.Accepted, error) {
+	var big []ingest.Accepted
+	for _, a := range records {
+		if 2*a.Size+recordHeadroom > ri.s.limits.MaxRecordBytes {
+			big = append(big, a)
+		}
+	}
+	if big == nil {
+		return records, nil
+	}
+	_, refused, err := ri.s.encodeBatch(ri.ctx, ri.tenant, big, 0, nil)
+	if err != nil {
+		return nil, importError{err}
+	}
+	if len(refused) == 0 {
+		return records, nil
+	}
+	gone := map[int]bool{}
+	for _, r := range refused {
+		gone[r.Index] = true
+	}
+	kept := make([]ingest.Accepted, 0, len(records))
+	for _, a := range records {
+		if gone[a.Index] {
+			ri.refusedIDs = append(ri.refusedIDs, refusedID{pos: a.Index, id: roster.SourcedIDOf(a.Event)})
+			continue
+		}
+		kept = append(kept, a)
+	}
+	ri.refused = append(ri.refused, refused...)
+	return kept, nil
+}
+
+// refusedID is the sourcedId of a record refused at its position.
+type refusedID struct {
+	pos int
+	id  string
+}
+
+// refuse adds records refused as too large to the rejections, and their ids to their files' present ones.
+func (d *decoded) refuse(refused []ingest.Rejected, ids []refusedID) {
+	d.rejected = append(d.rejected, refused...)
+	slices.SortFunc(d.rejected, func(a, b ingest.Rejected) int { return a.Index - b.Index })
+	for _, r := range ids {
+		for i := range d.files {
+			if f := &d.files[i]; r.pos >= f.From && r.pos < f.To && r.id != "" {
+				f.Present = append(f.Present, r.id)
+			}
+		}
+	}
+}
+
+// want admits, in the second pass, the records the first decided to send or hold.
+func (ri *rosterImport) want(pos int) bool {
+	return pos >= 0 && pos < len(ri.decision) && ri.decision[pos] != rosters.Skip
+}
+
+// encodedChunk is a chunk of the second pass, encoded; sendBytes is what its records to send were
+// charged, given back once Kafka's producer has them (its buffer is bounded on its own).
+type encodedChunk struct {
+	send, held []rosters.Encoded
+	sendBytes  int64
+}
+
+// encodeAll is the second pass: the records to send or hold are decoded again, sealed and encoded
+// rosterEncoders chunks at a time, and handed to out in order; it returns the held ones, in order.
+func (ri *rosterImport) encodeAll(out func([]rosters.Encoded) error) ([]rosters.Encoded, error) {
+	var mu sync.Mutex
+	done := map[int]encodedChunk{}
+	next := 0
+	var held []rosters.Encoded
+	var outErr error
+	p := newPipeline(rosterEncoders, func(job chunkJob) error {
+		var send, hold []ingest.Accepted
+		for _, a := range job.records {
+			if ri.decision[a.Index] == rosters.HoldRefs {
+				hold = append(hold, a)
+			} else {
+				send = append(send, a)
+			}
+		}
+		var ec encodedChunk
+		var err error
+		if ec.send, ec.sendBytes, err = ri.encode(send); err != nil {
+			return err
+		}
+		if ec.held, _, err = ri.encode(hold); err != nil {
+			return err
+		}
+		ri.mem.shrink(job.charged)
+		// In order: the chunk whose turn it is goes out; the others wait for theirs.
+		mu.Lock()
+		defer mu.Unlock()
+		done[job.seq] = ec
+		for {
+			c, ok := done[next]
+			if !ok {
+				break
+			}
+			delete(done, next)
+			next++
+			held = append(held, c.held...)
+			if outErr == nil && len(c.send) > 0 {
+				outErr = out(c.send)
+			}
+			ri.mem.shrink(c.sendBytes)
+		}
+		return outErr
+	})
+	each, flush := ri.feed(p)
+	_, err := ri.src.pass(ri.body, ri.meta, ri, ri.want, each)
+	if err == nil {
+		flush()
+	}
+	ri.hand = nil
+	if perr := p.wait(); perr != nil {
+		return nil, perr
+	}
+	if err != nil {
+		return nil, importError{fmt.Errorf("decoding the records again: %w", err)}
+	}
+	return held, nil
+}
+
+// encode seals and encodes records into one buffer sized from their contents, so that it rarely grows
+// (a grown buffer leaves its old arrays to the garbage collector, and the records point into them). It
+// returns what the records were charged. A record Kafka could never take fails the upload: the first
+// pass rejects records over the roster bounds, so this is a record sealing grew past it.
+func (ri *rosterImport) encode(accepted []ingest.Accepted) ([]rosters.Encoded, int64, error) {
+	if len(accepted) == 0 {
+		return nil, 0, nil
+	}
+	hint := 0
+	for _, a := range accepted {
+		hint += a.Size*3/2 + 256 // sealed fields grow by a third, and the envelope
+	}
+	charged := &counted{r: ri.mem}
+	recs, refused, err := ri.s.encodeBatch(ri.ctx, ri.tenant, accepted, hint, charged)
+	if err != nil {
+		ri.mem.shrink(charged.n)
+		return nil, 0, importError{err}
+	}
+	if len(refused) > 0 {
+		ri.mem.shrink(charged.n)
+		return nil, 0, importError{fmt.Errorf("%w: record %d: %s", errRefused, refused[0].Index, refused[0].Errors[0].Message)}
+	}
+	enc := make([]rosters.Encoded, len(recs))
+	for i, rec := range recs {
+		enc[i] = rosters.Encoded{Key: rec.Key, Value: rec.Value}
+	}
+	return enc, charged.n, nil
+}
+
+// counted passes charges on to a reservation and counts them.
+type counted struct {
+	r *reservation
+	n int64
+}
+
+func (c *counted) Grow(n int64) error {
+	if err := c.r.Grow(n); err != nil {
+		return err
+	}
+	c.n += n
+	return nil
+}
+
+// tombstones encodes the tombstones of what the plan's bulk files lack.
+func (ri *rosterImport) tombstones(plan *rosters.Plan) ([]rosters.Encoded, error) {
+	tombs := make([]ingest.Accepted, len(plan.Missing))
+	for i, m := range plan.Missing {
+		ev, err := roster.Tombstone(ri.meta, m, plan.ID)
+		if err != nil {
+			return nil, importError{err}
+		}
+		tombs[i] = ingest.Accepted{Index: -1 - i, Event: ev}
+	}
+	enc, _, err := ri.encode(tombs)
+	return enc, err
+}
+
+// stream is the plan's Stream: the second pass's records go to Kafka as they are encoded, then the
+// tombstones, then the released records; it returns once Kafka acknowledged every one.
+func (ri *rosterImport) stream(plan *rosters.Plan) rosters.Stream {
+	return func(ctx context.Context, released []rosters.Encoded) (int, []rosters.Encoded, error) {
+		acks := newStreamAcks(ri.mem, int(min(rosterWindow, ri.mem.b.perRequest/4)))
+		sent := 0
+		send := func(recs []rosters.Encoded) error {
+			for _, r := range recs {
+				if err := acks.err(); err != nil {
+					return err
+				}
+				if err := acks.add(len(r.Key) + len(r.Value)); err != nil {
+					return importError{err}
+				}
+				ri.s.producer.Produce(ctx, &kgo.Record{Topic: ri.s.topics.Raw, Key: r.Key, Value: r.Value, Context: ctx}, acks.promise)
+				sent++
+			}
+			return nil
+		}
+		held, err := ri.encodeAll(send)
+		if err == nil {
+			var tombs []rosters.Encoded
+			if tombs, err = ri.tombstones(plan); err == nil {
+				err = send(tombs)
+			}
+		}
+		if err == nil {
+			err = send(released)
+		}
+		if werr := acks.wait(); err == nil {
+			err = werr
+		}
+		return sent, held, err
+	}
+}
+
+// spool is the plan's Spool for a held upload: the second pass's records are stored as they are
+// encoded, then the tombstones.
+func (ri *rosterImport) spool(plan *rosters.Plan) rosters.Spool {
+	return func(ctx context.Context, put func([]rosters.Encoded) error) ([]rosters.Encoded, error) {
+		held, err := ri.encodeAll(put)
+		if err != nil {
+			return nil, err
+		}
+		tombs, err := ri.tombstones(plan)
+		if err != nil {
+			return nil, err
+		}
+		return held, put(tombs)
+	}
+}
+
+// streamAcks counts the records (and their bytes) of a stream Kafka has not acknowledged yet and keeps
+// the first failure. At most window bytes are in flight, charged to the request as the stream first
+// needs them; a record waits for acknowledgements when the window is full.
+type streamAcks struct {
+	mu      sync.Mutex
+	mem     *reservation
+	window  int
+	charged int // of the window
+	pending int
+	bytes   int
+	first   error
+	cond    *sync.Cond
+}
+
+// rosterWindow is what one upload may have in Kafka's producer, unacknowledged (at most a quarter of
+// what a request may hold).
+const rosterWindow = 8 << 20
+
+func newStreamAcks(mem *reservation, window int) *streamAcks {
+	a := &streamAcks{mem: mem, window: window}
+	a.cond = sync.NewCond(&a.mu)
+	return a
+}
+
+// add counts a record of n bytes about to be produced, once the window has room for it.
+func (a *streamAcks) add(n int) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for a.bytes > 0 && a.bytes+n > a.window && a.first == nil {
+		a.cond.Wait()
+	}
+	if need := a.bytes + n - a.charged; need > 0 {
+		if err := a.mem.Grow(int64(need)); err != nil {
+			return err
+		}
+		a.charged += need
+	}
+	a.pending++
+	a.bytes += n
+	return nil
+}
+
+func (a *streamAcks) promise(r *kgo.Record, err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.pending--
+	a.bytes -= len(r.Key) + len(r.Value)
+	if err != nil && a.first == nil {
+		a.first = err
+	}
+	a.cond.Broadcast()
+}
+
+func (a *streamAcks) err() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.first
+}
+
+// wait returns once every record is acknowledged (or failed), with the first failure.
+func (a *streamAcks) wait() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for a.pending > 0 {
+		a.cond.Wait()
+	}
+	return a.first
 }
 
 // writeRosterLimit answers a roster request over a bound: 503 with Retry-After when the gateway's roster

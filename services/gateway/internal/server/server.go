@@ -75,6 +75,8 @@ const recordHeadroom = 1 << 10
 // Producer is the part of a Kafka client the server needs.
 type Producer interface {
 	TryProduce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error))
+	// Produce waits for room in the buffer: a roster upload streams its records, however many.
+	Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error))
 }
 
 // Server handles the gateway's public API.
@@ -291,15 +293,15 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request, key Key) {
 	if lines != nil {
 		ingest.SetLines(rejected, lines)
 	}
-	s.accept(ctx, w, key, tenant, accepted, rejected, len(body), "event", nil, nil)
+	s.accept(ctx, w, key, tenant, accepted, rejected, len(body), "event", nil)
 }
 
 // accept encodes the accepted records, dead-letters the rejected ones (and those that cannot be records),
 // produces the rest and answers: 202 with the counts and every rejection once Kafka acknowledged all
-// produced records, 503 at the first failure. A non-nil mem is charged with the encoded records.
+// produced records, 503 at the first failure.
 func (s *Server) accept(ctx context.Context, w http.ResponseWriter, key Key, tenant *tenants.Settings,
-	accepted []ingest.Accepted, rejected []ingest.Rejected, sizeHint int, what string, ignored []string, mem *reservation) {
-	recs, refused, err := s.encodeBatch(context.WithoutCancel(ctx), tenant, accepted, sizeHint, mem)
+	accepted []ingest.Accepted, rejected []ingest.Rejected, sizeHint int, what string, ignored []string) {
+	recs, refused, err := s.encodeBatch(context.WithoutCancel(ctx), tenant, accepted, sizeHint, nil)
 	if errors.Is(err, errKeys) {
 		s.log.WarnContext(ctx, "sealing batch", "tenant_id", key.TenantID, "records", len(accepted), "err", err)
 		writeProblem(w, http.StatusServiceUnavailable, "keys-unavailable", "Cannot accept records now",
@@ -425,7 +427,7 @@ func (s *Server) produce(ctx context.Context, recs []kgo.Record) error {
 // sub-slices of one buffer: if it grows, earlier values keep pointing into the old array, which nothing
 // writes to again; a refused value's bytes are overwritten by the next one. A non-nil mem is charged
 // with every array allocated, the old ones included (the earlier values keep them), before it is used.
-func (s *Server) encodeBatch(ctx context.Context, tenant *tenants.Settings, accepted []ingest.Accepted, sizeHint int, mem *reservation) ([]kgo.Record, []ingest.Rejected, error) {
+func (s *Server) encodeBatch(ctx context.Context, tenant *tenants.Settings, accepted []ingest.Accepted, sizeHint int, mem grower) ([]kgo.Record, []ingest.Rejected, error) {
 	if mem != nil {
 		if err := mem.Grow(int64(len(accepted))*int64(unsafe.Sizeof(kgo.Record{})) + int64(sizeHint)); err != nil {
 			return nil, nil, err
@@ -474,6 +476,9 @@ func (s *Server) encodeBatch(ctx context.Context, tenant *tenants.Settings, acce
 	}
 	return recs, refused, nil
 }
+
+// grower is charged with memory before it is held (a *reservation).
+type grower interface{ Grow(n int64) error }
 
 // dataKeys returns the data keys of the people the records are about (roster records about no person,
 // actor role "system", carry nothing identifying), in one round trip for those not cached.

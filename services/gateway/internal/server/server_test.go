@@ -65,6 +65,7 @@ type setup struct {
 	stored   []tenants.Stored // districts' stored settings
 	producer []kgo.Opt        // extra producer options
 	kafka    []kfake.Opt      // extra broker options
+	keyCache int              // data keys the keyring caches (0: its default)
 	limits   server.Limits
 }
 
@@ -104,6 +105,13 @@ func newFixture(t testing.TB, opts ...func(*setup)) *fixture {
 		t.Fatal(err)
 	}
 	sealer := keyringtest.Over(t, pool)
+	if st.keyCache > 0 {
+		master, err := keyring.ParseLocalKeys(keyringtest.MasterKeys())
+		if err != nil {
+			t.Fatal(err)
+		}
+		sealer = keyring.New(pool, master, keyring.Options{CacheSize: st.keyCache})
+	}
 	districts := fleet.New(pool, os.Getenv)
 	t.Cleanup(districts.Close)
 	for _, id := range []string{"d1", "hot", "small"} {

@@ -149,49 +149,27 @@ func (s *Server) postSourceUpload(w http.ResponseWriter, r *http.Request, key Ke
 		return
 	}
 	meta := ingest.Meta{TenantID: key.TenantID, SourceID: key.SourceID, ReceivedAt: s.now()}
-	mu := &mappedUpload{meta: meta, dec: roster.NewRecordDecoder(meta), mode: mode, rowsWanted: rowsWanted,
-		maxRows: s.limits.Roster.WithDefaults().MaxRecords}
+	mu := &mappedUpload{meta: meta, files: files, mode: mode, maxRows: s.limits.Roster.WithDefaults().MaxRecords}
 	if dryRun {
-		if err := mu.run(files, nil, func(a ingest.Accepted, row mapping.Row) error {
-			if len(mu.rows) < rowsWanted {
-				mu.rows = append(mu.rows, MappedRow{File: row.File, Line: row.Line, Collection: row.Collection, Record: row.Record})
+		var rows []MappedRow
+		accepted := 0
+		if err := mu.run(nil, nil, func(_ ingest.Accepted, row mapping.Row) error {
+			accepted++
+			if len(rows) < rowsWanted {
+				rows = append(rows, MappedRow{File: row.File, Line: row.Line, Collection: row.Collection, Record: row.Record})
 			}
 			return nil
 		}); err != nil {
 			writeDecodeError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, mu.response(mu.accepted, nil, version.Version))
+		out := mu.response(RosterResponse{EventsResponse: EventsResponse{Accepted: accepted, Rejected: mu.rejected}}, version.Version)
+		out.Rows = rows
+		writeJSON(w, http.StatusOK, out)
 		return
 	}
-	im, err := s.rosters.Begin(context.WithoutCancel(ctx), &rosters.Upload{TenantID: key.TenantID, SourceID: key.SourceID, ReceivedAt: meta.ReceivedAt})
-	if err != nil {
-		s.log.WarnContext(ctx, "starting roster import", "tenant_id", key.TenantID, "err", err)
-		writeProblem(w, http.StatusServiceUnavailable, "roster-store-unavailable", "Cannot accept the roster now",
-			"the district's roster ledger did not answer; nothing was accepted; retry the same request", retryAfterBusy)
-		return
-	}
-	defer im.Rollback(ctx)
-	ri := &rosterImport{s: s, ctx: context.WithoutCancel(ctx), tenant: s.tenants.Settings(key.TenantID), im: im, mem: mem,
-		fileOf: func(a ingest.Accepted) string { return mu.fileOf[a.Index] }}
-	err = mu.run(files, ri, func(a ingest.Accepted, _ mapping.Row) error { return ri.add(a) })
-	if ferr := ri.finish(); err == nil {
-		err = ferr
-	}
-	if err != nil {
-		var ie importError
-		if errors.As(err, &ie) {
-			ri.writeError(w, key, ie.err)
-			return
-		}
-		writeDecodeError(w, err)
-		return
-	}
-	d := &decoded{kind: fmt.Sprintf("mapped:v%d", version.Version), rejected: append(mu.rejected, ri.refused...), files: mu.files}
-	slices.SortFunc(d.rejected, func(a, b ingest.Rejected) int { return a.Index - b.Index })
-	d.findings, _ = json.Marshal(mu.findings)
-	s.commitRoster(w, r, key, meta, d, ri, func(rr RosterResponse) any {
-		return mu.response(rr.Accepted, &rr, version.Version)
+	s.importRoster(w, r, key, fmt.Sprintf("mapped:v%d", version.Version), body, mu, mem, func(rr RosterResponse, _ *decoded) any {
+		return mu.response(rr, version.Version)
 	})
 }
 
@@ -268,59 +246,83 @@ func (s *Server) mappedFiles(rules *mapping.Rules, ctype, file, export string, b
 	return out, nil
 }
 
-// mappedUpload maps a mapped upload's files row by row.
+// mappedUpload maps a mapped upload's files row by row; it is the upload's rosterSource.
 type mappedUpload struct {
-	meta       ingest.Meta
-	dec        *roster.RecordDecoder
-	mode       rosters.Mode
-	rowsWanted int
-	maxRows    int // rows an upload may hold (the roster limits' MaxRecords)
+	meta    ingest.Meta
+	files   []mappedFile
+	mode    rosters.Mode
+	maxRows int // rows an upload may hold (the roster limits' MaxRecords)
+	passes  int
 
-	next     int // position of the next row in the upload
-	accepted int
-	fileOf   map[int]string // position -> file, for the accepted rows
-	files    []roster.FileInfo
+	infos    []roster.FileInfo
 	rejected []ingest.Rejected
 	findings []Finding
 	nFinding int
-	rows     []MappedRow
 }
 
-// run maps every file, passing each decoded record to each; mem, when set, is charged for them.
-func (mu *mappedUpload) run(files []mappedFile, mem roster.Memory, each func(ingest.Accepted, mapping.Row) error) error {
-	mu.fileOf = map[int]string{}
-	for _, f := range files {
-		info := roster.FileInfo{Name: f.name, Collection: f.export.Collection(), Mode: mu.mode, From: mu.next}
+func (mu *mappedUpload) pass(_ []byte, _ ingest.Meta, mem roster.Memory, want func(int) bool, each func(ingest.Accepted) error) (*decoded, error) {
+	first := mu.passes == 0
+	mu.passes++
+	if err := mu.run(mem, want, func(a ingest.Accepted, _ mapping.Row) error { return each(a) }); err != nil {
+		return nil, err
+	}
+	if !first {
+		return nil, nil
+	}
+	d := &decoded{rejected: mu.rejected, files: mu.infos}
+	d.findings, _ = json.Marshal(mu.findings)
+	return d, nil
+}
+
+func (mu *mappedUpload) fileOf(a ingest.Accepted) string { return a.File }
+
+// run maps every file, passing each decoded record that want admits (every one when want is nil) to
+// each; mem, when set, is charged for them. The first run also keeps the rejected rows, the findings
+// and the files.
+func (mu *mappedUpload) run(mem roster.Memory, want func(int) bool, each func(ingest.Accepted, mapping.Row) error) error {
+	first := want == nil
+	dec := roster.NewRecordDecoder(mu.meta) // afresh: a record decoded again is not its own duplicate
+	next := 0
+	for _, f := range mu.files {
+		info := roster.FileInfo{Name: f.name, Collection: f.export.Collection(), Mode: mu.mode, From: next}
 		rejectedBefore := len(mu.rejected)
 		err := f.export.WithModified(mu.meta.ReceivedAt).Map(f.name, bytes.NewReader(f.body), func(row mapping.Row) error {
-			i := mu.next
-			if mu.next++; mu.next > mu.maxRows {
+			i := next
+			if next++; next > mu.maxRows {
 				return fmt.Errorf("%w: more than %d rows", ingest.ErrTooManyEvents, mu.maxRows)
 			}
-			for _, fd := range row.Findings {
-				if mu.nFinding++; len(mu.findings) < maxFindings {
-					mu.findings = append(mu.findings, findingOf(fd))
+			if !first {
+				if !want(i) {
+					return nil
+				}
+			} else {
+				for _, fd := range row.Findings {
+					if mu.nFinding++; len(mu.findings) < maxFindings {
+						mu.findings = append(mu.findings, findingOf(fd))
+					}
 				}
 			}
 			if row.Errors != nil {
-				errs := make([]ingest.FieldError, len(row.Errors))
-				for j, fe := range row.Errors {
-					errs[j] = ingest.FieldError{Field: where(fe.Position) + " (" + fe.Target + ")", Message: fe.Message}
+				if first {
+					errs := make([]ingest.FieldError, len(row.Errors))
+					for j, fe := range row.Errors {
+						errs[j] = ingest.FieldError{Field: where(fe.Position) + " (" + fe.Target + ")", Message: fe.Message}
+					}
+					mu.rejected = append(mu.rejected, ingest.Rejected{Index: i, Errors: errs, Raw: row.Raw})
 				}
-				mu.rejected = append(mu.rejected, ingest.Rejected{Index: i, Errors: errs, Raw: row.Raw})
 				return nil
 			}
-			a, errs, err := mu.dec.Decode(row.Collection, row.Record, fmt.Sprintf("%s:%d", row.File, row.Line), mem)
+			a, errs, err := dec.Decode(row.Collection, row.Record, fmt.Sprintf("%s:%d", row.File, row.Line), mem)
 			if err != nil {
 				return err
 			}
 			if errs != nil {
-				mu.rejected = append(mu.rejected, ingest.Rejected{Index: i, Errors: errs, Raw: row.Raw})
+				if first {
+					mu.rejected = append(mu.rejected, ingest.Rejected{Index: i, Errors: errs, Raw: row.Raw})
+				}
 				return nil
 			}
-			a.Index = i
-			mu.accepted++
-			mu.fileOf[i] = f.name
+			a.Index, a.File = i, f.name
 			return each(a, row)
 		})
 		if err != nil {
@@ -329,7 +331,10 @@ func (mu *mappedUpload) run(files []mappedFile, mem roster.Memory, each func(ing
 			}
 			return err
 		}
-		info.To = mu.next
+		if !first {
+			continue
+		}
+		info.To = next
 		if info.Mode == rosters.Bulk && len(mu.rejected) > rejectedBefore {
 			// A rejected row names no record: nothing of the entity may be taken as missing.
 			info.Mode = rosters.Delta
@@ -337,7 +342,7 @@ func (mu *mappedUpload) run(files []mappedFile, mem roster.Memory, each func(ing
 			mu.findings = append(mu.findings, Finding{File: f.name, Kind: "bulk-skipped",
 				Message: fmt.Sprintf("%d rows were rejected, so the file was taken as a delta: nothing missing from it was deactivated", len(mu.rejected)-rejectedBefore)})
 		}
-		mu.files = append(mu.files, info)
+		mu.infos = append(mu.infos, info)
 	}
 	return nil
 }
@@ -350,18 +355,13 @@ func where(p mapping.Position) string {
 	return fmt.Sprintf("%s:%d:%s", p.File, p.Line, p.Column)
 }
 
-func (mu *mappedUpload) response(accepted int, rr *RosterResponse, version int) MappedResponse {
-	out := MappedResponse{RulesVersion: version, Findings: mu.findings, FindingCount: mu.nFinding, Rows: mu.rows}
+func (mu *mappedUpload) response(rr RosterResponse, version int) MappedResponse {
+	out := MappedResponse{RosterResponse: rr, RulesVersion: version, Findings: mu.findings, FindingCount: mu.nFinding}
 	if out.Findings == nil {
 		out.Findings = []Finding{}
 	}
-	if rr != nil {
-		out.RosterResponse = *rr
-	} else {
-		out.Accepted, out.Rejected = accepted, mu.rejected
-		if out.Rejected == nil {
-			out.Rejected = []ingest.Rejected{}
-		}
+	if out.Rejected == nil {
+		out.Rejected = []ingest.Rejected{}
 	}
 	return out
 }
