@@ -8,8 +8,9 @@
 --   is not sent again), person (the SIS id of the person a user-ish record is about; a tombstone must
 --   name it) and the upload that last set the row. Bulk files are diffed against it; references are
 --   checked against it across sources.
--- * roster_sources: per source, the ledger's version (one more for each upload applied). A held upload
---   remembers the version it was compared with; it can be approved only while the ledger is unchanged.
+-- * roster_sources: per source, the ledger's version (one more for each upload applied; a held upload
+--   remembers the version it was compared with and can be approved only while the ledger is unchanged)
+--   and how often the source is expected to send (freshness, in the quality report).
 -- * roster_uploads and roster_upload_files: every upload and, per file (a CSV file, a JSON collection or
 --   a mapped export), rows received, accepted, rejected, held for references, and of the accepted ones
 --   how many were new, changed, unchanged and deactivated.
@@ -36,8 +37,9 @@ CREATE INDEX roster_ledger_entity_idx ON roster_ledger (entity, sourced_id);
 CREATE INDEX roster_ledger_person_idx ON roster_ledger (person) WHERE person IS NOT NULL;
 
 CREATE TABLE roster_sources (
-    source_id text PRIMARY KEY,
-    version   bigint NOT NULL DEFAULT 0
+    source_id      text PRIMARY KEY,
+    version        bigint NOT NULL DEFAULT 0,
+    expected_every interval
 );
 
 CREATE TABLE roster_uploads (

@@ -20,7 +20,7 @@ import (
 const (
 	rosterUploadsSynopsis  = "--tenant ID [--since DURATION] [--limit N] [--status STATUS]"
 	rosterDecideSynopsis   = "UPLOAD [--tenant ID] [--by NAME]"
-	rosterSettingsSynopsis = "--tenant ID [--max-deleted-pct N] [--max-changed-pct N] [--min-ledger-rows N] [--hold-refs-for DURATION]"
+	rosterSettingsSynopsis = "--tenant ID [--max-deleted-pct N] [--max-changed-pct N] [--min-ledger-rows N] [--hold-refs-for DURATION] [--source SRC --expect-every DURATION]"
 )
 
 // rosterStore returns the roster import step's store over the control plane's instances.
@@ -228,6 +228,8 @@ func runRosterSettings(ctx context.Context, e Env, args []string) error {
 	chg := fs.Float64("max-changed-pct", -1, "hold an upload that would change more than this percentage of an entity")
 	minRows := fs.Int("min-ledger-rows", -1, "check the thresholds only for entities of at least this many active records")
 	refs := fs.Duration("hold-refs-for", 0, "how long a record waits for an entity it references before it expires")
+	source := fs.String("source", "", "with --expect-every: the source")
+	every := fs.Duration("expect-every", 0, "how often the source is expected to send a roster (0: no expectation); the quality report flags a silent one")
 	if err := parse(fs, c, args); err != nil {
 		return err
 	}
@@ -236,8 +238,19 @@ func runRosterSettings(ctx context.Context, e Env, args []string) error {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["expect-every"] != (*source != "") {
+		return usagef("roster settings: --source and --expect-every go together")
+	}
 	return withControl(ctx, e, c, func(cp controlPlane) error {
 		store := rosterStore(cp)
+		if set["expect-every"] {
+			if err := store.ExpectEvery(ctx, *tenantID, *source, *every); err != nil {
+				return err
+			}
+			if err := cp.record(ctx, *tenantID, "roster.expect", map[string]any{"source": *source, "every": every.String()}); err != nil {
+				return err
+			}
+		}
 		st, err := store.Settings(ctx, *tenantID)
 		if err != nil {
 			return err

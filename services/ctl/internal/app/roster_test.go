@@ -128,6 +128,27 @@ func TestRosterCommandsDecideHeldUploads(t *testing.T) {
 	if out := mustCtl(t, url, "roster", "held", "--tenant", "d1"); !strings.HasPrefix(out, "ENTITY") {
 		t.Fatalf("held printed %q", out)
 	}
+
+	// The quality report: a held upload, sent against stored (the sink has applied nothing here), and a
+	// source silent for longer than expected.
+	mustCtl(t, url, "roster", "settings", "--tenant", "d1", "--min-ledger-rows", "1") // 5 users are enough to check
+	held = bulkUsers(t, store, kcfg, users(0))                                        // every user gone: over even 90%
+	mustCtl(t, url, "roster", "settings", "--tenant", "d1", "--source", "sis", "--expect-every", "1ns")
+	var rep rosters.Report
+	if err := json.Unmarshal([]byte(mustCtl(t, url, "quality", "report", "--tenant", "d1", "--output", "json")), &rep); err != nil {
+		t.Fatal(err)
+	}
+	checks := map[string]string{}
+	for _, f := range rep.Findings {
+		checks[f.Check] = f.Message
+	}
+	if !strings.Contains(checks[rosters.CheckHeldUpload], held.ID) || !strings.Contains(checks[rosters.CheckStored], "users: 5 active sent, 0 stored") ||
+		!strings.Contains(checks[rosters.CheckFreshness], "source sis last sent a roster") || rep.Uploads["held"] != 1 || rep.Rows["received"] == 0 {
+		t.Fatalf("quality report %+v", rep)
+	}
+	if out := mustCtl(t, url, "quality", "report", "--tenant", "d1"); !strings.Contains(out, "held_upload") || !strings.Contains(out, "error") {
+		t.Fatalf("quality report printed %q", out)
+	}
 }
 
 // rawValues returns the values of raw's first n records, in offset order (one partition holds d1).

@@ -1,0 +1,209 @@
+package rosters
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Severities of a finding.
+const (
+	SeverityInfo    = "info"
+	SeverityWarning = "warning"
+	SeverityError   = "error"
+)
+
+// Checks of the quality report.
+const (
+	CheckHeldUpload   = "held_upload"   // an upload waits for approval
+	CheckRejected     = "rejected_rows" // an upload's file rejected more rows than the bound
+	CheckStored       = "stored"        // the sink holds another number of records than the ledger
+	CheckReferences   = "references"    // records wait for entities, or expired waiting
+	CheckOrphans      = "orphans"       // stored enrollments whose user or class is not stored
+	CheckFreshness    = "freshness"     // a source sent nothing for longer than expected
+	CheckExportValues = "empty_values"  // mapped exports with values a rule reads left empty
+)
+
+// Finding is one result of the quality report.
+type Finding struct {
+	Check     string  `json:"check"`
+	Severity  string  `json:"severity"`
+	Source    string  `json:"source,omitempty"`
+	Entity    string  `json:"entity,omitempty"`
+	Subject   string  `json:"subject,omitempty"` // an upload, a file
+	Value     float64 `json:"value"`
+	Threshold float64 `json:"threshold,omitempty"`
+	Message   string  `json:"message"`
+}
+
+// Report is a district's roster data quality.
+type Report struct {
+	TenantID string    `json:"tenant_id"`
+	At       time.Time `json:"at"`
+	Since    time.Time `json:"since"`
+	Findings []Finding `json:"findings"`
+	// Uploads counts the uploads since, by status; Rows their rows received, accepted, rejected, held.
+	Uploads map[string]int `json:"uploads"`
+	Rows    map[string]int `json:"rows"`
+}
+
+// RejectedBound is the share of a file's rows that may be rejected before it is a finding (0.5%).
+const RejectedBound = 0.005
+
+// sinkTables are the sink's tables of each entity (the district's current roster).
+var sinkTables = map[string]string{Orgs: "roster_orgs", AcademicSessions: "roster_academic_sessions", Courses: "roster_courses",
+	Classes: "roster_classes", Users: "roster_users", Enrollments: "roster_enrollments", Demographics: "roster_demographics",
+	LineItems: "roster_line_items", Results: "roster_results"}
+
+// Quality reports the district's roster data quality: held uploads, files that rejected over 0.5% of
+// their rows since since, entities of which the sink holds another number than the ledger's active
+// records (over 0.5% apart), records waiting for entities or expired waiting, stored enrollments of
+// users or classes not stored, sources silent for longer than expected, and mapped exports' empty values.
+func (s *Store) Quality(ctx context.Context, tenantID string, since time.Time) (*Report, error) {
+	tx, schema, err := s.begin(ctx, tenantID)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	t := func(name string) string { return pgx.Identifier{schema, name}.Sanitize() }
+	rep := &Report{TenantID: tenantID, At: s.now(), Since: since, Findings: []Finding{}, Uploads: map[string]int{}, Rows: map[string]int{}}
+	add := func(f Finding) { rep.Findings = append(rep.Findings, f) }
+
+	rows, err := tx.Query(ctx, `SELECT u.id::text, u.source_id, u.status, coalesce(u.reason, ''), f.file, f.entity, f.received, f.accepted, f.rejected, f.held,
+		jsonb_array_length(u.findings) FROM `+t("roster_uploads")+` u JOIN `+t("roster_upload_files")+` f ON f.upload_id = u.id
+		WHERE u.received_at >= $1 OR u.status = 'held' ORDER BY u.received_at, f.file`, since)
+	if err != nil {
+		return nil, fmt.Errorf("reading uploads: %w", err)
+	}
+	seen := map[string]bool{}
+	for rows.Next() {
+		var id, source, status, reason, file, entity string
+		var received, accepted, rejected, held, findings int
+		if err := rows.Scan(&id, &source, &status, &reason, &file, &entity, &received, &accepted, &rejected, &held, &findings); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		if !seen[id] {
+			seen[id] = true
+			rep.Uploads[status]++
+			if status == StatusHeld {
+				add(Finding{Check: CheckHeldUpload, Severity: SeverityError, Source: source, Subject: id, Value: 1,
+					Message: "upload " + id + " is held: " + reason + " ('ctl roster approve|reject " + id + "')"})
+			}
+			if findings > 0 {
+				add(Finding{Check: CheckExportValues, Severity: SeverityInfo, Source: source, Subject: id, Value: float64(findings),
+					Message: fmt.Sprintf("upload %s: %d findings of its mapping (values a rule reads left empty, ...)", id, findings)})
+			}
+		}
+		rep.Rows["received"] += received
+		rep.Rows["accepted"] += accepted
+		rep.Rows["rejected"] += rejected
+		rep.Rows["held"] += held
+		if received > 0 && float64(rejected) > RejectedBound*float64(received) {
+			add(Finding{Check: CheckRejected, Severity: SeverityWarning, Source: source, Entity: entity, Subject: id + " " + file,
+				Value: float64(rejected) / float64(received), Threshold: RejectedBound,
+				Message: fmt.Sprintf("%s of upload %s: %d of %d rows rejected (%.2f%%, over %.1f%%); they are in the dead-letter topic",
+					file, id, rejected, received, 100*float64(rejected)/float64(received), 100*RejectedBound)})
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+
+	// Stored against sent: the ledger's active records (of every source) and the sink's rows.
+	for _, entity := range deleteOrder {
+		var active, stored int
+		if err := tx.QueryRow(ctx, `SELECT (SELECT count(DISTINCT sourced_id) FROM `+t("roster_ledger")+` WHERE entity = $1 AND active),
+			(SELECT count(*) FROM `+t(sinkTables[entity])+`)`, entity).Scan(&active, &stored); err != nil {
+			return nil, fmt.Errorf("counting %s: %w", entity, err)
+		}
+		if diff := abs(active - stored); active+stored > 0 && float64(diff) > RejectedBound*float64(max(active, stored)) {
+			add(Finding{Check: CheckStored, Severity: SeverityWarning, Entity: entity, Value: float64(diff) / float64(max(active, stored)), Threshold: RejectedBound,
+				Message: fmt.Sprintf("%s: %d active sent, %d stored (records on their way through Kafka count too; a lasting gap is a lost or refused record)",
+					entity, active, stored)})
+		}
+	}
+
+	var open, expired int
+	if err := tx.QueryRow(ctx, `SELECT count(*) FILTER (WHERE status = 'open' AND expires_at >= now()),
+		count(*) FILTER (WHERE status = 'expired' OR status = 'open' AND expires_at < now()) FROM `+t("roster_held_refs")).Scan(&open, &expired); err != nil {
+		return nil, err
+	}
+	if open > 0 {
+		add(Finding{Check: CheckReferences, Severity: SeverityWarning, Value: float64(open),
+			Message: fmt.Sprintf("%d records wait for an entity they reference ('ctl roster held')", open)})
+	}
+	if expired > 0 {
+		add(Finding{Check: CheckReferences, Severity: SeverityError, Value: float64(expired),
+			Message: fmt.Sprintf("%d records expired waiting for an entity they reference; never applied ('ctl roster held')", expired)})
+	}
+	var orphans int
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM `+t("roster_enrollments")+` e
+		WHERE NOT EXISTS (SELECT 1 FROM `+t("roster_users")+` u WHERE u.sourced_id = e.user_sourced_id AND u.enabled)
+		   OR NOT EXISTS (SELECT 1 FROM `+t("roster_classes")+` c WHERE c.sourced_id = e.class_sourced_id)`).Scan(&orphans); err != nil {
+		return nil, err
+	}
+	if orphans > 0 {
+		add(Finding{Check: CheckOrphans, Severity: SeverityWarning, Entity: Enrollments, Value: float64(orphans),
+			Message: fmt.Sprintf("%d stored enrollments have no active user or no class", orphans)})
+	}
+
+	srcs, err := tx.Query(ctx, `SELECT s.source_id, s.expected_every, (SELECT max(received_at) FROM `+t("roster_uploads")+` u
+		WHERE u.source_id = s.source_id AND u.status IN ('applied', 'approved')) FROM `+t("roster_sources")+` s WHERE s.expected_every IS NOT NULL ORDER BY 1`)
+	if err != nil {
+		return nil, err
+	}
+	defer srcs.Close()
+	for srcs.Next() {
+		var source string
+		var every time.Duration
+		var last *time.Time
+		if err := srcs.Scan(&source, &every, &last); err != nil {
+			return nil, err
+		}
+		if last == nil || rep.At.Sub(*last) > every {
+			age := "never"
+			if last != nil {
+				age = rep.At.Sub(*last).Round(time.Minute).String() + " ago"
+			}
+			add(Finding{Check: CheckFreshness, Severity: SeverityWarning, Source: source, Value: rep.At.Sub(ptrOr(last)).Seconds(), Threshold: every.Seconds(),
+				Message: fmt.Sprintf("source %s last sent a roster %s; expected every %s", source, age, every)})
+		}
+	}
+	return rep, srcs.Err()
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
+}
+
+func ptrOr(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return *t
+}
+
+// ExpectEvery sets how often a source is expected to send a roster (0: no expectation).
+func (s *Store) ExpectEvery(ctx context.Context, tenantID, sourceID string, every time.Duration) error {
+	tx, schema, err := s.begin(ctx, tenantID)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	var v *time.Duration
+	if every > 0 {
+		v = &every
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO `+pgx.Identifier{schema, "roster_sources"}.Sanitize()+` (source_id, expected_every) VALUES ($1, $2)
+		ON CONFLICT (source_id) DO UPDATE SET expected_every = $2`, sourceID, v); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
