@@ -44,6 +44,7 @@ require (
 	github.com/edtech-analytics/platform/libs/archive v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/chutil v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/keyring v0.0.0-00010101000000-000000000000
+	github.com/edtech-analytics/platform/libs/mapping v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/testenv/devenv v0.0.0-00010101000000-000000000000 // indirect
 	github.com/edtech-analytics/platform/libs/ttlcache v0.0.0-00010101000000-000000000000 // indirect
 	github.com/edtech-analytics/platform/schemas v0.0.0-00010101000000-000000000000 // indirect
@@ -119,3 +120,5 @@ replace github.com/edtech-analytics/platform/libs/keyring => ../../libs/keyring
 replace github.com/edtech-analytics/platform/libs/chutil => ../../libs/chutil
 
 replace github.com/edtech-analytics/platform/libs/archive => ../../libs/archive
+
+replace github.com/edtech-analytics/platform/libs/mapping => ../../libs/mapping

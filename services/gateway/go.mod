@@ -47,6 +47,7 @@ require (
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/edtech-analytics/platform/libs/keyring v0.0.0-00010101000000-000000000000
+	github.com/edtech-analytics/platform/libs/mapping v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/testenv/sampledata v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/schemas v0.0.0-00010101000000-000000000000 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect
@@ -121,3 +122,5 @@ replace (
 replace github.com/edtech-analytics/platform/libs/ttlcache => ../../libs/ttlcache
 
 replace github.com/edtech-analytics/platform/libs/keyring => ../../libs/keyring
+
+replace github.com/edtech-analytics/platform/libs/mapping => ../../libs/mapping

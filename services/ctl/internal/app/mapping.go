@@ -101,11 +101,12 @@ func runMappingList(ctx context.Context, e Env, args []string) error {
 		}
 		out := &errWriter{w: e.Stdout}
 		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "SOURCE\tVERSION\tEXPORTS\tSTORED\tBY")
+		tout := &errWriter{w: tw}
+		tout.printf("%s\n", "SOURCE\tVERSION\tEXPORTS\tSTORED\tBY")
 		for _, v := range list {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", v.SourceID, v.Version, strings.Join(v.Exports, ","), formatTime(&v.CreatedAt), v.CreatedBy)
+			tout.printf("%s\t%d\t%s\t%s\t%s\n", v.SourceID, v.Version, strings.Join(v.Exports, ","), formatTime(&v.CreatedAt), v.CreatedBy)
 		}
-		if err := tw.Flush(); err != nil {
+		if err := flushTable(tw, tout); err != nil {
 			return err
 		}
 		return out.err

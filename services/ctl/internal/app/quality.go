@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"fmt"
 	"text/tabwriter"
 	"time"
 )
@@ -33,11 +32,12 @@ func runQualityReport(ctx context.Context, e Env, args []string) error {
 			return out.err
 		}
 		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "SEVERITY\tCHECK\tSOURCE\tENTITY\tFINDING")
+		tout := &errWriter{w: tw}
+		tout.printf("%s\n", "SEVERITY\tCHECK\tSOURCE\tENTITY\tFINDING")
 		for _, f := range rep.Findings {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", f.Severity, f.Check, f.Source, f.Entity, f.Message)
+			tout.printf("%s\t%s\t%s\t%s\t%s\n", f.Severity, f.Check, f.Source, f.Entity, f.Message)
 		}
-		if err := tw.Flush(); err != nil {
+		if err := flushTable(tw, tout); err != nil {
 			return err
 		}
 		return out.err

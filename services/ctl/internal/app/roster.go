@@ -65,24 +65,25 @@ func runRosterUploads(ctx context.Context, e Env, args []string) error {
 		}
 		out := &errWriter{w: e.Stdout}
 		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "UPLOAD\tSOURCE\tRECEIVED\tSTATUS\tFILE\tRECEIVED\tACCEPTED\tREJECTED\tHELD\tADDED\tCHANGED\tUNCHANGED\tDEACTIVATED\tOF ACTIVE")
+		tout := &errWriter{w: tw}
+		tout.printf("%s\n", "UPLOAD\tSOURCE\tRECEIVED\tSTATUS\tFILE\tRECEIVED\tACCEPTED\tREJECTED\tHELD\tADDED\tCHANGED\tUNCHANGED\tDEACTIVATED\tOF ACTIVE")
 		for _, u := range list {
 			for i, f := range u.Files {
 				id, source, at, st := "", "", "", ""
 				if i == 0 {
 					id, source, at, st = u.ID, u.SourceID, formatTime(&u.ReceivedAt), u.Status
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s (%s)\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", id, source, at, st, f.File, f.Mode,
+				tout.printf("%s\t%s\t%s\t%s\t%s (%s)\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", id, source, at, st, f.File, f.Mode,
 					f.Received, f.Accepted, f.Rejected, f.Held, f.Added, f.Changed, f.Unchanged, f.Deactivated, f.LedgerActive)
 			}
 			if len(u.Files) == 0 {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t-\n", u.ID, u.SourceID, formatTime(&u.ReceivedAt), u.Status)
+				tout.printf("%s\t%s\t%s\t%s\t-\n", u.ID, u.SourceID, formatTime(&u.ReceivedAt), u.Status)
 			}
 			if u.Reason != "" {
-				fmt.Fprintf(tw, "\t\t\t\t%s\n", u.Reason)
+				tout.printf("\t\t\t\t%s\n", u.Reason)
 			}
 		}
-		if err := tw.Flush(); err != nil {
+		if err := flushTable(tw, tout); err != nil {
 			return err
 		}
 		return out.err
@@ -307,12 +308,13 @@ func runRosterHeld(ctx context.Context, e Env, args []string) error {
 		}
 		out := &errWriter{w: e.Stdout}
 		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ENTITY\tSOURCED ID\tSOURCE\tWAITS FOR\tHELD\tEXPIRES\tSTATUS\tUPLOAD")
+		tout := &errWriter{w: tw}
+		tout.printf("%s\n", "ENTITY\tSOURCED ID\tSOURCE\tWAITS FOR\tHELD\tEXPIRES\tSTATUS\tUPLOAD")
 		for _, h := range refs {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Entity, h.SourcedID, h.SourceID, strings.Join(h.Missing, " "),
+			tout.printf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Entity, h.SourcedID, h.SourceID, strings.Join(h.Missing, " "),
 				formatTime(&h.HeldAt), formatTime(&h.ExpiresAt), h.Status, h.UploadID)
 		}
-		if err := tw.Flush(); err != nil {
+		if err := flushTable(tw, tout); err != nil {
 			return err
 		}
 		return out.err

@@ -193,7 +193,7 @@ func TestBulkUploadsTombstoneWhatTheyLackAndHoldWhatPassesTheThresholds(t *testi
 	if err != nil || res.Sent != 13 { // six students, their enrollments, and stu-01 named as before
 		t.Fatalf("approve: %+v %v", res, err)
 	}
-	recs, n = f.rosterSince(t, n)
+	recs, _ = f.rosterSince(t, n)
 	if count(recs, "user", "tobedeleted") != 6 || count(recs, "enrollment", "tobedeleted") != 6 || len(recs) != 13 {
 		t.Fatalf("approval sent %v", recs)
 	}
