@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/edtech-analytics/platform/libs/mapping"
 	"github.com/edtech-analytics/platform/libs/tenancy/mappings"
@@ -93,23 +93,9 @@ func runMappingList(ctx context.Context, e Env, args []string) error {
 		if err != nil {
 			return err
 		}
-		if c.output == "json" {
-			if list == nil {
-				list = []mappings.Version{}
-			}
-			return writeJSON(e.Stdout, list)
-		}
-		out := &errWriter{w: e.Stdout}
-		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		tout := &errWriter{w: tw}
-		tout.printf("%s\n", "SOURCE\tVERSION\tEXPORTS\tSTORED\tBY")
-		for _, v := range list {
-			tout.printf("%s\t%d\t%s\t%s\t%s\n", v.SourceID, v.Version, strings.Join(v.Exports, ","), formatTime(&v.CreatedAt), v.CreatedBy)
-		}
-		if err := flushTable(tw, tout); err != nil {
-			return err
-		}
-		return out.err
+		return writeList(e.Stdout, c.output, list, []string{"SOURCE", "VERSION", "EXPORTS", "STORED", "BY"}, func(v mappings.Version) []string {
+			return []string{v.SourceID, strconv.Itoa(v.Version), strings.Join(v.Exports, ","), formatTime(&v.CreatedAt), v.CreatedBy}
+		})
 	})
 }
 

@@ -300,23 +300,9 @@ func runRosterHeld(ctx context.Context, e Env, args []string) error {
 		if err != nil {
 			return err
 		}
-		if c.output == "json" {
-			if refs == nil {
-				refs = []rosters.HeldRef{}
-			}
-			return writeJSON(e.Stdout, refs)
-		}
-		out := &errWriter{w: e.Stdout}
-		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		tout := &errWriter{w: tw}
-		tout.printf("%s\n", "ENTITY\tSOURCED ID\tSOURCE\tWAITS FOR\tHELD\tEXPIRES\tSTATUS\tUPLOAD")
-		for _, h := range refs {
-			tout.printf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Entity, h.SourcedID, h.SourceID, strings.Join(h.Missing, " "),
-				formatTime(&h.HeldAt), formatTime(&h.ExpiresAt), h.Status, h.UploadID)
-		}
-		if err := flushTable(tw, tout); err != nil {
-			return err
-		}
-		return out.err
+		return writeList(e.Stdout, c.output, refs, []string{"ENTITY", "SOURCED ID", "SOURCE", "WAITS FOR", "HELD", "EXPIRES", "STATUS", "UPLOAD"},
+			func(h rosters.HeldRef) []string {
+				return []string{h.Entity, h.SourcedID, h.SourceID, strings.Join(h.Missing, " "), formatTime(&h.HeldAt), formatTime(&h.ExpiresAt), h.Status, h.UploadID}
+			})
 	})
 }

@@ -145,23 +145,33 @@ func (s *Server) postRoster(w http.ResponseWriter, r *http.Request, key Key, cty
 	}
 	mem := s.budget.reserve()
 	defer mem.release()
+	body, ok := s.readRosterBody(w, r, mem)
+	if !ok {
+		return
+	}
+	s.importRoster(w, r, key, kind, body, src, mem, nil)
+}
+
+// readRosterBody reads a roster request's body, charged to mem by its Content-Length (the body limit
+// when it has none) before it is read; when it cannot, it answers and returns false.
+func (s *Server) readRosterBody(w http.ResponseWriter, r *http.Request, mem *reservation) ([]byte, bool) {
 	declared := s.limits.MaxRosterBodyBytes
 	if r.ContentLength >= 0 {
 		declared = min(r.ContentLength, declared)
 	}
 	if err := mem.Grow(declared); err != nil {
 		writeRosterLimit(w, fmt.Errorf("a body of %d bytes: %w", declared, err))
-		return
+		return nil, false
 	}
 	body, ok := s.readBody(w, r, s.limits.MaxRosterBodyBytes, s.limits.RosterBodyReadTimeout)
 	if !ok {
-		return
+		return nil, false
 	}
 	if err := mem.Grow(int64(cap(body)) - declared); err != nil { // a body without Content-Length grows its buffer
 		writeRosterLimit(w, fmt.Errorf("a body of %d bytes: %w", len(body), err))
-		return
+		return nil, false
 	}
-	s.importRoster(w, r, key, kind, body, src, mem, nil)
+	return body, true
 }
 
 // writeDecodeError answers a roster request that could not be decoded.

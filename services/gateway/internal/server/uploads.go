@@ -131,15 +131,7 @@ func (s *Server) postSourceUpload(w http.ResponseWriter, r *http.Request, key Ke
 	}
 	mem := s.budget.reserve()
 	defer mem.release()
-	declared := s.limits.MaxRosterBodyBytes
-	if r.ContentLength >= 0 {
-		declared = min(r.ContentLength, declared)
-	}
-	if err := mem.Grow(declared); err != nil {
-		writeRosterLimit(w, fmt.Errorf("a body of %d bytes: %w", declared, err))
-		return
-	}
-	body, ok := s.readBody(w, r, s.limits.MaxRosterBodyBytes, s.limits.RosterBodyReadTimeout)
+	body, ok := s.readRosterBody(w, r, mem)
 	if !ok {
 		return
 	}
