@@ -145,15 +145,15 @@ func (p *Plan) send(ctx context.Context, stream Stream, writes []ledgerWrite, ho
 	if err := p.settle(ctx); err != nil {
 		return fail(err)
 	}
-	if _, err := p.tx.Exec(ctx, `INSERT INTO `+p.table("roster_sources")+` (source_id, version) VALUES ($1, 1)
-		ON CONFLICT (source_id) DO UPDATE SET version = roster_sources.version + 1`, p.Upload.SourceID); err != nil {
+	if _, err := p.tx.Exec(ctx, `INSERT INTO `+p.table("import_sources")+` (source_id, version) VALUES ($1, 1)
+		ON CONFLICT (source_id) DO UPDATE SET version = import_sources.version + 1`, p.Upload.SourceID); err != nil {
 		return fail(fmt.Errorf("bumping the roster source's version: %w", err))
 	}
 	if status == StatusApplied {
 		if err := p.insertUpload(ctx, status, reason); err != nil {
 			return fail(err)
 		}
-	} else if _, err := p.tx.Exec(ctx, `UPDATE `+p.table("roster_uploads")+` SET status = $2, decided_at = now(), decided_by = $3 WHERE id = $1`,
+	} else if _, err := p.tx.Exec(ctx, `UPDATE `+p.table("import_uploads")+` SET status = $2, decided_at = now(), decided_by = $3 WHERE id = $1`,
 		p.ID, status, by); err != nil {
 		return fail(err)
 	}
@@ -187,7 +187,7 @@ func (p *Plan) insertUpload(ctx context.Context, status, reason string) error {
 	if findings == nil {
 		findings = json.RawMessage("[]")
 	}
-	if _, err := p.tx.Exec(ctx, `INSERT INTO `+p.table("roster_uploads")+` (id, source_id, kind, received_at, status, reason, ledger_version, findings)
+	if _, err := p.tx.Exec(ctx, `INSERT INTO `+p.table("import_uploads")+` (id, source_id, kind, received_at, status, reason, ledger_version, findings)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, p.ID, up.SourceID, up.Kind, up.ReceivedAt, status, r, p.version, string(findings)); err != nil {
 		return fmt.Errorf("recording roster upload: %w", err)
 	}
@@ -195,7 +195,7 @@ func (p *Plan) insertUpload(ctx context.Context, status, reason string) error {
 	for i, f := range p.Files {
 		rows[i] = []any{p.ID, f.File, f.Entity, string(f.Mode), f.Received, f.Accepted, f.Rejected, f.Held, f.Added, f.Changed, f.Unchanged, f.Deactivated, f.LedgerActive}
 	}
-	if _, err := p.tx.CopyFrom(ctx, pgx.Identifier{p.schema, "roster_upload_files"}, []string{"upload_id", "file", "entity", "mode", "received",
+	if _, err := p.tx.CopyFrom(ctx, pgx.Identifier{p.schema, "import_upload_files"}, []string{"upload_id", "file", "entity", "mode", "received",
 		"accepted", "rejected", "held", "added", "changed", "unchanged", "deactivated", "ledger_active"}, pgx.CopyFromRows(rows)); err != nil {
 		return fmt.Errorf("recording roster upload files: %w", err)
 	}
@@ -276,7 +276,7 @@ func (p *Plan) storeHeldUpload(ctx context.Context, spool Spool) error {
 		row = r
 		return row, nil
 	})
-	n, err := p.tx.CopyFrom(ctx, pgx.Identifier{p.schema, "roster_upload_records"}, []string{"upload_id", "seq", "entity", "sourced_id",
+	n, err := p.tx.CopyFrom(ctx, pgx.Identifier{p.schema, "import_upload_records"}, []string{"upload_id", "seq", "entity", "sourced_id",
 		"active", "hash", "person", "missing", "key", "value"}, src)
 	if !gotHeld {
 		cancel()
@@ -322,7 +322,7 @@ func (p *Plan) writeLedger(ctx context.Context, writes []ledgerWrite) error {
 	if n == 0 {
 		return nil
 	}
-	if _, err := p.tx.Exec(ctx, `CREATE TEMPORARY TABLE roster_ledger_in (source_id text, entity text, sourced_id text, active boolean,
+	if _, err := p.tx.Exec(ctx, `CREATE TEMPORARY TABLE import_ledger_in (source_id text, entity text, sourced_id text, active boolean,
 		hash bytea, person text) ON COMMIT DROP`); err != nil {
 		return err
 	}
@@ -351,18 +351,18 @@ func (p *Plan) writeLedger(ctx context.Context, writes []ledgerWrite) error {
 		i++
 		return row, nil
 	}
-	if _, err := p.tx.CopyFrom(ctx, pgx.Identifier{"roster_ledger_in"}, []string{"source_id", "entity", "sourced_id", "active", "hash", "person"},
+	if _, err := p.tx.CopyFrom(ctx, pgx.Identifier{"import_ledger_in"}, []string{"source_id", "entity", "sourced_id", "active", "hash", "person"},
 		pgx.CopyFromFunc(next)); err != nil {
 		return fmt.Errorf("writing the roster ledger: %w", err)
 	}
-	ledger := p.table("roster_ledger")
+	ledger := p.table("import_ledger")
 	if _, err := p.tx.Exec(ctx, `INSERT INTO `+ledger+` AS l (source_id, entity, sourced_id, active, hash, person, upload_id, updated_at)
-		SELECT DISTINCT ON (source_id, entity, sourced_id) source_id, entity, sourced_id, active, hash, person, $1::uuid, now() FROM roster_ledger_in
+		SELECT DISTINCT ON (source_id, entity, sourced_id) source_id, entity, sourced_id, active, hash, person, $1::uuid, now() FROM import_ledger_in
 		ON CONFLICT (source_id, entity, sourced_id) DO UPDATE SET active = excluded.active, hash = excluded.hash,
 			person = coalesce(excluded.person, l.person), upload_id = excluded.upload_id, updated_at = excluded.updated_at`, p.ID); err != nil {
 		return fmt.Errorf("writing the roster ledger: %w", err)
 	}
-	if _, err := p.tx.Exec(ctx, `DELETE FROM `+ledger+` l USING roster_ledger_in i
+	if _, err := p.tx.Exec(ctx, `DELETE FROM `+ledger+` l USING import_ledger_in i
 		WHERE l.source_id = '' AND i.source_id <> '' AND l.entity = i.entity AND l.sourced_id = i.sourced_id`); err != nil {
 		return fmt.Errorf("claiming ledger rows of before the ledger: %w", err)
 	}
@@ -380,7 +380,7 @@ func (p *Plan) storeHolds(ctx context.Context, holds []heldRef) error {
 		rows[i] = []any{h.uploadID, h.seq, h.sourceID, h.entity, h.sourcedID, h.hash, nullable(h.person), refStrings(h.missing), h.key, h.value,
 			now, now.Add(p.settings.HoldRefsFor)}
 	}
-	if _, err := p.tx.CopyFrom(ctx, pgx.Identifier{p.schema, "roster_held_refs"}, []string{"upload_id", "seq", "source_id", "entity", "sourced_id",
+	if _, err := p.tx.CopyFrom(ctx, pgx.Identifier{p.schema, "import_held_refs"}, []string{"upload_id", "seq", "source_id", "entity", "sourced_id",
 		"hash", "person", "missing", "key", "value", "held_at", "expires_at"}, pgx.CopyFromRows(rows)); err != nil {
 		return fmt.Errorf("storing held references: %w", err)
 	}
@@ -401,7 +401,7 @@ func (p *Plan) settle(ctx context.Context) error {
 		for i, h := range set.refs {
 			ids[i], seqs[i] = h.uploadID, int32(h.seq)
 		}
-		if _, err := p.tx.Exec(ctx, `UPDATE `+p.table("roster_held_refs")+` h SET status = $3, decided_at = now()
+		if _, err := p.tx.Exec(ctx, `UPDATE `+p.table("import_held_refs")+` h SET status = $3, decided_at = now()
 			FROM unnest($1::uuid[], $2::int[]) AS q(upload_id, seq) WHERE h.upload_id = q.upload_id AND h.seq = q.seq`, ids, seqs, set.status); err != nil {
 			return fmt.Errorf("marking held references %s: %w", set.status, err)
 		}
@@ -423,7 +423,7 @@ func (s *Store) Approve(ctx context.Context, tenantID, uploadID, by string, prod
 		return nil, err
 	}
 	if version != p.version {
-		if _, err := p.tx.Exec(ctx, `UPDATE `+p.table("roster_uploads")+` SET status = $2, decided_at = now(), decided_by = $3,
+		if _, err := p.tx.Exec(ctx, `UPDATE `+p.table("import_uploads")+` SET status = $2, decided_at = now(), decided_by = $3,
 			reason = coalesce(reason || '; ', '') || 'superseded: the source sent another upload after it' WHERE id = $1`, uploadID, StatusSuperseded, by); err != nil {
 			return nil, err
 		}
@@ -436,7 +436,7 @@ func (s *Store) Approve(ctx context.Context, tenantID, uploadID, by string, prod
 		return nil, fmt.Errorf("%w: upload %s was compared with version %d of source %s's ledger, which is now at %d", ErrSuperseded, uploadID, p.version, source, version)
 	}
 	rows, err := p.tx.Query(ctx, `SELECT seq, entity, sourced_id, active, hash, coalesce(person, ''), missing, key, value FROM `+
-		p.table("roster_upload_records")+` WHERE upload_id = $1 ORDER BY seq`, uploadID)
+		p.table("import_upload_records")+` WHERE upload_id = $1 ORDER BY seq`, uploadID)
 	if err != nil {
 		return nil, err
 	}
@@ -498,7 +498,7 @@ func (s *Store) Reject(ctx context.Context, tenantID, uploadID, by string) error
 		return err
 	}
 	defer p.Rollback(ctx)
-	if _, err := p.tx.Exec(ctx, `UPDATE `+p.table("roster_uploads")+` SET status = $2, decided_at = now(), decided_by = $3 WHERE id = $1`,
+	if _, err := p.tx.Exec(ctx, `UPDATE `+p.table("import_uploads")+` SET status = $2, decided_at = now(), decided_by = $3 WHERE id = $1`,
 		uploadID, StatusRejected, by); err != nil {
 		return err
 	}
@@ -516,7 +516,7 @@ func (s *Store) decide(ctx context.Context, tenantID, uploadID string) (*Plan, s
 	}
 	p := &Plan{ID: uploadID, tx: tx, schema: schema, now: s.now()}
 	var source, status string
-	err = tx.QueryRow(ctx, `SELECT source_id, status, ledger_version FROM `+p.table("roster_uploads")+` WHERE id::text = $1`, uploadID).
+	err = tx.QueryRow(ctx, `SELECT source_id, status, ledger_version FROM `+p.table("import_uploads")+` WHERE id::text = $1`, uploadID).
 		Scan(&source, &status, &p.version)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
@@ -536,7 +536,7 @@ func (s *Store) decide(ctx context.Context, tenantID, uploadID string) (*Plan, s
 }
 
 func (p *Plan) deleteRecords(ctx context.Context) error {
-	_, err := p.tx.Exec(ctx, `DELETE FROM `+p.table("roster_upload_records")+` WHERE upload_id = $1`, p.ID)
+	_, err := p.tx.Exec(ctx, `DELETE FROM `+p.table("import_upload_records")+` WHERE upload_id = $1`, p.ID)
 	return err
 }
 
@@ -562,7 +562,7 @@ func (s *Store) Uploads(ctx context.Context, tenantID string, since time.Time, l
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
 	rows, err := tx.Query(ctx, `SELECT id::text, source_id, kind, received_at, status, coalesce(reason, ''), decided_at, coalesce(decided_by, ''), findings
-		FROM `+pgx.Identifier{schema, "roster_uploads"}.Sanitize()+` WHERE received_at >= $1 ORDER BY received_at DESC, id LIMIT $2`, since, limit)
+		FROM `+pgx.Identifier{schema, "import_uploads"}.Sanitize()+` WHERE received_at >= $1 ORDER BY received_at DESC, id LIMIT $2`, since, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -591,7 +591,7 @@ func (s *Store) Uploads(ctx context.Context, tenantID string, since time.Time, l
 		ids = append(ids, u.ID)
 	}
 	rows, err = tx.Query(ctx, `SELECT upload_id::text, file, entity, mode, received, accepted, rejected, held, added, changed, unchanged, deactivated, ledger_active
-		FROM `+pgx.Identifier{schema, "roster_upload_files"}.Sanitize()+` WHERE upload_id = ANY($1::uuid[]) ORDER BY upload_id, file`, ids)
+		FROM `+pgx.Identifier{schema, "import_upload_files"}.Sanitize()+` WHERE upload_id = ANY($1::uuid[]) ORDER BY upload_id, file`, ids)
 	if err != nil {
 		return nil, err
 	}
@@ -619,12 +619,12 @@ func (s *Store) Find(ctx context.Context, tenantID, uploadID string) (bool, erro
 		return false, err
 	}
 	var found bool
-	err = pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM information_schema.tables WHERE table_schema = $1 AND table_name = 'roster_uploads')`,
+	err = pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM information_schema.tables WHERE table_schema = $1 AND table_name = 'import_uploads')`,
 		schema).Scan(&found)
 	if err != nil || !found {
 		return false, err
 	}
-	err = pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+pgx.Identifier{schema, "roster_uploads"}.Sanitize()+` WHERE id::text = $1)`, uploadID).Scan(&found)
+	err = pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+pgx.Identifier{schema, "import_uploads"}.Sanitize()+` WHERE id::text = $1)`, uploadID).Scan(&found)
 	return found, err
 }
 
@@ -649,7 +649,7 @@ func (s *Store) HeldRefs(ctx context.Context, tenantID string, limit int) ([]Hel
 	defer func() { _ = tx.Rollback(ctx) }()
 	rows, err := tx.Query(ctx, `SELECT upload_id::text, source_id, entity, sourced_id, missing, held_at, expires_at,
 		CASE WHEN status = 'open' AND expires_at < now() THEN 'expired' ELSE status END
-		FROM `+pgx.Identifier{schema, "roster_held_refs"}.Sanitize()+` WHERE status <> 'released' ORDER BY held_at, upload_id, seq LIMIT $1`, limit)
+		FROM `+pgx.Identifier{schema, "import_held_refs"}.Sanitize()+` WHERE status <> 'released' ORDER BY held_at, upload_id, seq LIMIT $1`, limit)
 	if err != nil {
 		return nil, err
 	}

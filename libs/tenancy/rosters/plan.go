@@ -384,7 +384,7 @@ func (s *Store) Plan(ctx context.Context, up *Upload) (*Plan, error) {
 
 func sourceVersion(ctx context.Context, tx pgx.Tx, schema, source string) (int64, error) {
 	var v int64
-	err := tx.QueryRow(ctx, `SELECT version FROM `+pgx.Identifier{schema, "roster_sources"}.Sanitize()+` WHERE source_id = $1`, source).Scan(&v)
+	err := tx.QueryRow(ctx, `SELECT version FROM `+pgx.Identifier{schema, "import_sources"}.Sanitize()+` WHERE source_id = $1`, source).Scan(&v)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, nil
 	}
@@ -448,7 +448,7 @@ func sortedKeys(ledger map[ledgerKey]*ledgerRow, entity string) []ledgerKey {
 // passed.
 func (p *Plan) release(ctx context.Context, known func(Ref) bool) error {
 	rows, err := p.tx.Query(ctx, `SELECT upload_id::text, seq, source_id, entity, sourced_id, hash, coalesce(person, ''), missing, key, value,
-		expires_at < $1 FROM `+pgx.Identifier{p.schema, "roster_held_refs"}.Sanitize()+` WHERE status = 'open' ORDER BY held_at, upload_id, seq`, p.now)
+		expires_at < $1 FROM `+pgx.Identifier{p.schema, "import_held_refs"}.Sanitize()+` WHERE status = 'open' ORDER BY held_at, upload_id, seq`, p.now)
 	if err != nil {
 		return fmt.Errorf("reading held references: %w", err)
 	}

@@ -72,7 +72,7 @@ func (s *Store) Quality(ctx context.Context, tenantID string, since time.Time) (
 	add := func(f Finding) { rep.Findings = append(rep.Findings, f) }
 
 	rows, err := tx.Query(ctx, `SELECT u.id::text, u.source_id, u.status, coalesce(u.reason, ''), f.file, f.entity, f.received, f.accepted, f.rejected, f.held,
-		jsonb_array_length(u.findings) FROM `+t("roster_uploads")+` u JOIN `+t("roster_upload_files")+` f ON f.upload_id = u.id
+		jsonb_array_length(u.findings) FROM `+t("import_uploads")+` u JOIN `+t("import_upload_files")+` f ON f.upload_id = u.id
 		WHERE u.received_at >= $1 OR u.status = 'held' ORDER BY u.received_at, f.file`, since)
 	if err != nil {
 		return nil, fmt.Errorf("reading uploads: %w", err)
@@ -116,7 +116,7 @@ func (s *Store) Quality(ctx context.Context, tenantID string, since time.Time) (
 	// Stored against sent: the ledger's active records (of every source) and the sink's rows.
 	for _, entity := range deleteOrder {
 		var active, stored int
-		if err := tx.QueryRow(ctx, `SELECT (SELECT count(DISTINCT sourced_id) FROM `+t("roster_ledger")+` WHERE entity = $1 AND active),
+		if err := tx.QueryRow(ctx, `SELECT (SELECT count(DISTINCT sourced_id) FROM `+t("import_ledger")+` WHERE entity = $1 AND active),
 			(SELECT count(*) FROM `+t(sinkTables[entity])+`)`, entity).Scan(&active, &stored); err != nil {
 			return nil, fmt.Errorf("counting %s: %w", entity, err)
 		}
@@ -129,7 +129,7 @@ func (s *Store) Quality(ctx context.Context, tenantID string, since time.Time) (
 
 	var open, expired int
 	if err := tx.QueryRow(ctx, `SELECT count(*) FILTER (WHERE status = 'open' AND expires_at >= now()),
-		count(*) FILTER (WHERE status = 'expired' OR status = 'open' AND expires_at < now()) FROM `+t("roster_held_refs")).Scan(&open, &expired); err != nil {
+		count(*) FILTER (WHERE status = 'expired' OR status = 'open' AND expires_at < now()) FROM `+t("import_held_refs")).Scan(&open, &expired); err != nil {
 		return nil, err
 	}
 	if open > 0 {
@@ -151,8 +151,8 @@ func (s *Store) Quality(ctx context.Context, tenantID string, since time.Time) (
 			Message: fmt.Sprintf("%d stored enrollments have no active user or no class", orphans)})
 	}
 
-	srcs, err := tx.Query(ctx, `SELECT s.source_id, s.expected_every, (SELECT max(received_at) FROM `+t("roster_uploads")+` u
-		WHERE u.source_id = s.source_id AND u.status IN ('applied', 'approved')) FROM `+t("roster_sources")+` s WHERE s.expected_every IS NOT NULL ORDER BY 1`)
+	srcs, err := tx.Query(ctx, `SELECT s.source_id, s.expected_every, (SELECT max(received_at) FROM `+t("import_uploads")+` u
+		WHERE u.source_id = s.source_id AND u.status IN ('applied', 'approved')) FROM `+t("import_sources")+` s WHERE s.expected_every IS NOT NULL ORDER BY 1`)
 	if err != nil {
 		return nil, err
 	}
@@ -201,7 +201,7 @@ func (s *Store) ExpectEvery(ctx context.Context, tenantID, sourceID string, ever
 	if every > 0 {
 		v = &every
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO `+pgx.Identifier{schema, "roster_sources"}.Sanitize()+` (source_id, expected_every) VALUES ($1, $2)
+	if _, err := tx.Exec(ctx, `INSERT INTO `+pgx.Identifier{schema, "import_sources"}.Sanitize()+` (source_id, expected_every) VALUES ($1, $2)
 		ON CONFLICT (source_id) DO UPDATE SET expected_every = $2`, sourceID, v); err != nil {
 		return err
 	}

@@ -235,7 +235,7 @@ func settings(ctx context.Context, tx pgx.Tx, schema string) (Settings, error) {
 	st := DefaultSettings
 	var every time.Duration
 	err := tx.QueryRow(ctx, `SELECT max_deleted_pct, max_changed_pct, min_ledger_rows, hold_refs_for FROM `+
-		pgx.Identifier{schema, "roster_settings"}.Sanitize()).Scan(&st.MaxDeletedPct, &st.MaxChangedPct, &st.MinLedgerRows, &every)
+		pgx.Identifier{schema, "import_settings"}.Sanitize()).Scan(&st.MaxDeletedPct, &st.MaxChangedPct, &st.MinLedgerRows, &every)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return DefaultSettings, nil
 	}
@@ -266,7 +266,7 @@ func (s *Store) SetSettings(ctx context.Context, tenantID string, st Settings) e
 		return err
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
-	if _, err := tx.Exec(ctx, `INSERT INTO `+pgx.Identifier{schema, "roster_settings"}.Sanitize()+
+	if _, err := tx.Exec(ctx, `INSERT INTO `+pgx.Identifier{schema, "import_settings"}.Sanitize()+
 		` (id, max_deleted_pct, max_changed_pct, min_ledger_rows, hold_refs_for) VALUES (true, $1, $2, $3, $4)
 		ON CONFLICT (id) DO UPDATE SET max_deleted_pct = $1, max_changed_pct = $2, min_ledger_rows = $3, hold_refs_for = $4`,
 		st.MaxDeletedPct, st.MaxChangedPct, st.MinLedgerRows, st.HoldRefsFor); err != nil {
@@ -289,7 +289,7 @@ type ledgerKey struct{ entity, sourcedID string }
 // loadLedger reads the source's rows of the entities.
 func loadLedger(ctx context.Context, tx pgx.Tx, schema, source string, entities []string) (map[ledgerKey]*ledgerRow, error) {
 	rows, err := tx.Query(ctx, `SELECT entity, sourced_id, active, hash, coalesce(person, '') FROM `+
-		pgx.Identifier{schema, "roster_ledger"}.Sanitize()+` WHERE source_id = $1 AND entity = ANY($2)`, source, entities)
+		pgx.Identifier{schema, "import_ledger"}.Sanitize()+` WHERE source_id = $1 AND entity = ANY($2)`, source, entities)
 	if err != nil {
 		return nil, fmt.Errorf("reading the roster ledger: %w", err)
 	}
@@ -318,7 +318,7 @@ func knownRefs(ctx context.Context, tx pgx.Tx, schema string, refs map[Ref]bool)
 		ids = append(ids, r.SourcedID)
 	}
 	rows, err := tx.Query(ctx, `SELECT DISTINCT l.entity, l.sourced_id FROM unnest($1::text[], $2::text[]) AS q(entity, sourced_id)
-		JOIN `+pgx.Identifier{schema, "roster_ledger"}.Sanitize()+` l ON l.entity = q.entity AND l.sourced_id = q.sourced_id AND l.active`,
+		JOIN `+pgx.Identifier{schema, "import_ledger"}.Sanitize()+` l ON l.entity = q.entity AND l.sourced_id = q.sourced_id AND l.active`,
 		entities, ids)
 	if err != nil {
 		return nil, fmt.Errorf("looking up references: %w", err)

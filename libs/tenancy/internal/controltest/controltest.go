@@ -17,13 +17,14 @@ import (
 type NewDB func(t testing.TB) (*pgxpool.Pool, string)
 
 // DistrictTables are the tables of a district schema built from the template.
-var DistrictTables = []string{"assessment_results_latest", "attendance_daily",
-	"enricher_classes", "enricher_courses", "enricher_demographics", "enricher_enrollments", "enricher_line_items",
-	"enricher_sessions", "enricher_users", "goose_db_version", "roster_academic_sessions", "roster_classes",
-	"roster_courses", "roster_deletions", "roster_demographics", "roster_enrollments", "roster_held_refs",
-	"roster_ledger", "roster_line_items", "roster_orgs", "roster_results", "roster_settings", "roster_sources",
-	"roster_upload_files", "roster_upload_records", "roster_uploads", "roster_users", "student_activity", "student_identities", "students",
-	"submissions"}
+var DistrictTables = []string{
+	"assessment_results_latest", "attendance_daily", "enricher_classes", "enricher_courses",
+	"enricher_demographics", "enricher_enrollments", "enricher_line_items", "enricher_sessions",
+	"enricher_users", "goose_db_version", "import_held_refs", "import_ledger", "import_settings",
+	"import_sources", "import_upload_files", "import_upload_records", "import_uploads",
+	"roster_academic_sessions", "roster_classes", "roster_courses", "roster_deletions", "roster_demographics",
+	"roster_enrollments", "roster_line_items", "roster_orgs", "roster_results", "roster_users",
+	"student_activity", "student_identities", "students", "submissions"}
 
 // Migrated returns a fresh database with the control schema in place.
 func Migrated(t testing.TB, newDB NewDB) *pgxpool.Pool {

@@ -257,7 +257,7 @@ func (s *studentEraser) countPostgres(ctx context.Context) (int64, error) {
 
 // rosterImportTables are the roster import step's tables (libs/tenancy/rosters), which name the person a
 // record is about by SIS id: the ledger, held uploads' records and records held for references.
-var rosterImportTables = []string{"roster_ledger", "roster_upload_records", "roster_held_refs"}
+var rosterImportTables = []string{"import_ledger", "import_upload_records", "import_held_refs"}
 
 // eraseRosterImport deletes the student's rows of the roster import step's tables. A later upload that
 // still names the student sends the record again, which the enricher drops as the erased student's.

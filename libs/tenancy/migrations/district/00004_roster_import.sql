@@ -1,28 +1,28 @@
--- The roster import step's state in the district schema (libs/rosterimport; the gateway writes it before
+-- The roster import step's state in the district schema (libs/tenancy/rosters; the gateway writes it before
 -- anything reaches raw, ctl approves and rejects held uploads). Only the import step writes these tables;
--- a sink rebuild leaves them alone.
+-- a sink rebuild leaves them alone. They are named import_*, apart from the sink's roster_* tables.
 --
--- * roster_ledger: what the district's sources have sent, one row per (source, entity, sourcedId):
+-- * import_ledger: what the district's sources have sent, one row per (source, entity, sourcedId):
 --   active (false once a record with status tobedeleted, or a bulk file without it, deactivated it),
 --   the content hash of the last record sent (its payload without dateLastModified: an unchanged record
 --   is not sent again), person (the SIS id of the person a user-ish record is about; a tombstone must
 --   name it) and the upload that last set the row. Bulk files are diffed against it; references are
 --   checked against it across sources.
--- * roster_sources: per source, the ledger's version (one more for each upload applied; a held upload
+-- * import_sources: per source, the ledger's version (one more for each upload applied; a held upload
 --   remembers the version it was compared with and can be approved only while the ledger is unchanged)
 --   and how often the source is expected to send (freshness, in the quality report).
--- * roster_uploads and roster_upload_files: every upload and, per file (a CSV file, a JSON collection or
+-- * import_uploads and import_upload_files: every upload and, per file (a CSV file, a JSON collection or
 --   a mapped export), rows received, accepted, rejected, held for references, and of the accepted ones
 --   how many were new, changed, unchanged and deactivated.
--- * roster_upload_records: the records of a held upload, encoded and sealed as they would go to raw,
+-- * import_upload_records: the records of a held upload, encoded and sealed as they would go to raw,
 --   with the ledger row each sets; produced in seq order if the upload is approved, deleted when it is
 --   decided.
--- * roster_held_refs: records held because an entity they reference (user, class, course, org,
+-- * import_held_refs: records held because an entity they reference (user, class, course, org,
 --   academic session) is not known yet; released when it arrives, expired with a finding after a bound.
--- * roster_settings: the district's thresholds (one row; defaults when it is missing).
+-- * import_settings: the district's thresholds (one row; defaults when it is missing).
 
 -- +goose Up
-CREATE TABLE roster_ledger (
+CREATE TABLE import_ledger (
     source_id   text NOT NULL,
     entity      text NOT NULL,
     sourced_id  text NOT NULL,
@@ -33,16 +33,16 @@ CREATE TABLE roster_ledger (
     updated_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (source_id, entity, sourced_id)
 );
-CREATE INDEX roster_ledger_entity_idx ON roster_ledger (entity, sourced_id);
-CREATE INDEX roster_ledger_person_idx ON roster_ledger (person) WHERE person IS NOT NULL;
+CREATE INDEX import_ledger_entity_idx ON import_ledger (entity, sourced_id);
+CREATE INDEX import_ledger_person_idx ON import_ledger (person) WHERE person IS NOT NULL;
 
-CREATE TABLE roster_sources (
+CREATE TABLE import_sources (
     source_id      text PRIMARY KEY,
     version        bigint NOT NULL DEFAULT 0,
     expected_every interval
 );
 
-CREATE TABLE roster_uploads (
+CREATE TABLE import_uploads (
     id             uuid PRIMARY KEY,
     source_id      text NOT NULL,
     kind           text NOT NULL,
@@ -54,11 +54,11 @@ CREATE TABLE roster_uploads (
     decided_by     text,
     findings       jsonb NOT NULL DEFAULT '[]'
 );
-CREATE INDEX roster_uploads_received_idx ON roster_uploads (received_at);
-CREATE INDEX roster_uploads_held_idx ON roster_uploads (status) WHERE status = 'held';
+CREATE INDEX import_uploads_received_idx ON import_uploads (received_at);
+CREATE INDEX import_uploads_held_idx ON import_uploads (status) WHERE status = 'held';
 
-CREATE TABLE roster_upload_files (
-    upload_id   uuid NOT NULL REFERENCES roster_uploads (id) ON DELETE CASCADE,
+CREATE TABLE import_upload_files (
+    upload_id   uuid NOT NULL REFERENCES import_uploads (id) ON DELETE CASCADE,
     file        text NOT NULL,
     entity      text NOT NULL,
     mode        text NOT NULL,
@@ -74,8 +74,8 @@ CREATE TABLE roster_upload_files (
     PRIMARY KEY (upload_id, file)
 );
 
-CREATE TABLE roster_upload_records (
-    upload_id  uuid NOT NULL REFERENCES roster_uploads (id) ON DELETE CASCADE,
+CREATE TABLE import_upload_records (
+    upload_id  uuid NOT NULL REFERENCES import_uploads (id) ON DELETE CASCADE,
     seq        integer NOT NULL,
     entity     text NOT NULL,
     sourced_id text NOT NULL,
@@ -87,9 +87,9 @@ CREATE TABLE roster_upload_records (
     value      bytea NOT NULL,
     PRIMARY KEY (upload_id, seq)
 );
-CREATE INDEX roster_upload_records_person_idx ON roster_upload_records (person) WHERE person IS NOT NULL;
+CREATE INDEX import_upload_records_person_idx ON import_upload_records (person) WHERE person IS NOT NULL;
 
-CREATE TABLE roster_held_refs (
+CREATE TABLE import_held_refs (
     upload_id   uuid NOT NULL,
     seq         integer NOT NULL,
     source_id   text NOT NULL,
@@ -106,10 +106,10 @@ CREATE TABLE roster_held_refs (
     decided_at  timestamptz,
     PRIMARY KEY (upload_id, seq)
 );
-CREATE INDEX roster_held_refs_open_idx ON roster_held_refs (held_at) WHERE status = 'open';
-CREATE INDEX roster_held_refs_person_idx ON roster_held_refs (person) WHERE person IS NOT NULL;
+CREATE INDEX import_held_refs_open_idx ON import_held_refs (held_at) WHERE status = 'open';
+CREATE INDEX import_held_refs_person_idx ON import_held_refs (person) WHERE person IS NOT NULL;
 
-CREATE TABLE roster_settings (
+CREATE TABLE import_settings (
     id                 boolean PRIMARY KEY DEFAULT true CHECK (id),
     max_deleted_pct    double precision NOT NULL DEFAULT 10,
     max_changed_pct    double precision NOT NULL DEFAULT 75,
@@ -120,7 +120,7 @@ CREATE TABLE roster_settings (
 -- Districts rostered before the ledger existed: what the sink holds is known (to no source in
 -- particular: source ''), so references to it are satisfied, and the first upload that sends a record
 -- claims its row for its source.
-INSERT INTO roster_ledger (source_id, entity, sourced_id, active, person)
+INSERT INTO import_ledger (source_id, entity, sourced_id, active, person)
           SELECT '', 'orgs', sourced_id, true, NULL FROM roster_orgs
 UNION ALL SELECT '', 'academicSessions', sourced_id, true, NULL FROM roster_academic_sessions
 UNION ALL SELECT '', 'courses', sourced_id, true, NULL FROM roster_courses
@@ -132,10 +132,10 @@ UNION ALL SELECT '', 'lineItems', sourced_id, true, NULL FROM roster_line_items
 UNION ALL SELECT '', 'results', sourced_id, true, student_sourced_id FROM roster_results;
 
 -- +goose Down
-DROP TABLE roster_settings;
-DROP TABLE roster_held_refs;
-DROP TABLE roster_upload_records;
-DROP TABLE roster_upload_files;
-DROP TABLE roster_uploads;
-DROP TABLE roster_sources;
-DROP TABLE roster_ledger;
+DROP TABLE import_settings;
+DROP TABLE import_held_refs;
+DROP TABLE import_upload_records;
+DROP TABLE import_upload_files;
+DROP TABLE import_uploads;
+DROP TABLE import_sources;
+DROP TABLE import_ledger;
