@@ -19,11 +19,14 @@ import (
 	"github.com/edtech-analytics/platform/libs/pgutil"
 	"github.com/edtech-analytics/platform/libs/svc"
 	"github.com/edtech-analytics/platform/libs/svc/stream"
+	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/edtech-analytics/platform/libs/tenancy/credentials"
 	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
 	"github.com/edtech-analytics/platform/libs/tenancy/ingest"
 	"github.com/edtech-analytics/platform/libs/tenancy/mappings"
 	"github.com/edtech-analytics/platform/libs/tenancy/rosters"
+	tenantstore "github.com/edtech-analytics/platform/libs/tenancy/tenants"
+	"github.com/edtech-analytics/platform/services/gateway/internal/quality"
 	"github.com/edtech-analytics/platform/services/gateway/internal/roster"
 	"github.com/edtech-analytics/platform/services/gateway/internal/server"
 	"github.com/edtech-analytics/platform/services/gateway/internal/tenants"
@@ -63,6 +66,10 @@ type Config struct {
 	TenantRefresh time.Duration
 	// Keys are the master keys of the key hierarchy that seals identifying fields (ADR 0010).
 	Keys keyring.Config
+	// QualityInterval is how often the districts' roster quality gauges are computed (0: never), over
+	// the uploads of the last QualityWindow.
+	QualityInterval time.Duration
+	QualityWindow   time.Duration
 }
 
 // RegisterFlags binds the config to flags with env defaults.
@@ -90,6 +97,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	conf.Int(fs, &c.RateLimit.EventsPerSecond, "rate-limit.events-per-sec", "GATEWAY_RATE_LIMIT_EVENTS_PER_SEC", 5000, "default events per second per district on this instance (ctl tenant set-limits overrides it)")
 	conf.Int(fs, &c.RateLimit.Burst, "rate-limit.burst", "GATEWAY_RATE_LIMIT_BURST", 20000, "default burst per district on this instance, in events")
 	conf.Duration(fs, &c.TenantRefresh, "tenant-refresh", "GATEWAY_TENANT_REFRESH", 5*time.Second, "how often districts' rate limits and hot flags are reloaded")
+	conf.Duration(fs, &c.QualityInterval, "roster-quality-interval", "GATEWAY_ROSTER_QUALITY_INTERVAL", 5*time.Minute, "how often districts' roster quality gauges are computed (0: never)")
+	conf.Duration(fs, &c.QualityWindow, "roster-quality-window", "GATEWAY_ROSTER_QUALITY_WINDOW", 24*time.Hour, "the roster uploads the quality gauges cover")
 	c.Kafka.RegisterFlags(fs)
 	c.Keys.RegisterFlags(fs)
 }
@@ -160,6 +169,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks, opts ...k
 	}
 	districts := fleet.New(pool, os.Getenv)
 	defer districts.Close()
+	rosterStore := rosters.New(fleet.NewDistrictPools(districts))
 	health.SetReady("postgres", true)
 
 	cfg.Kafka = cfg.Kafka.ForService("gateway")
@@ -175,7 +185,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks, opts ...k
 		return err
 	}
 	srv, err := server.New(server.Deps{Log: rt.Log, Keys: keys, Tenants: registry, Producer: producer.Client, Codec: codec, Sealer: sealer,
-		Rosters: rosters.New(fleet.NewDistrictPools(districts)), Mappings: mappings.New(pool), Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter, Propagator: rt.Tel.Propagator},
+		Rosters: rosterStore, Mappings: mappings.New(pool), Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter, Propagator: rt.Tel.Propagator},
 		server.Topics{Raw: cfg.Kafka.Topics().Raw, DLQ: cfg.Kafka.Topics().DLQ},
 		server.Limits{MaxBodyBytes: int64(cfg.MaxBodyBytes), MaxEvents: cfg.MaxEvents,
 			MaxRosterBodyBytes: int64(cfg.MaxRosterBodyBytes),
@@ -211,6 +221,24 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks, opts ...k
 		return obs.Serve(httpCtx, rt.Log, hs, ln, cfg.DrainTimeout)
 	})
 	g.Go(func() error { return registry.Run(gctx, cfg.TenantRefresh) })
+	if cfg.QualityInterval > 0 {
+		list := func(ctx context.Context) ([]string, error) {
+			all, err := tenantstore.New(districts).Tenants(ctx)
+			ids := make([]string, 0, len(all))
+			for _, t := range all {
+				if t.Status != tenancy.StatusDeleted {
+					ids = append(ids, t.ID)
+				}
+			}
+			return ids, err
+		}
+		collector, stopGauges, err := quality.New(rt.Tel.Meter, rosterStore, list, cfg.QualityWindow, rt.Log)
+		if err != nil {
+			return err
+		}
+		defer stopGauges()
+		g.Go(func() error { return collector.Run(gctx, cfg.QualityInterval) })
+	}
 	g.Go(func() error {
 		if err := stream.WaitKafka(gctx, rt.Log, producer.Client, cfg.Kafka); err != nil {
 			return err
