@@ -118,7 +118,7 @@ func TestGaugesShowTheLastReports(t *testing.T) {
 func key(name string, attrs []attribute.KeyValue) string {
 	out := name
 	for _, a := range attrs {
-		out += " " + string(a.Key) + "=" + a.Value.Emit()
+		out += " " + string(a.Key) + "=" + a.Value.String()
 	}
 	return out
 }
