@@ -162,9 +162,9 @@ func (im *Import) file(name, entity string, mode Mode) *FileCounts {
 	return fc
 }
 
-// Add decides what happens to each item (in the order given, after those of earlier calls); for
-// HoldRefs, missing[i] lists the references items[i] lacks.
-func (im *Import) Add(ctx context.Context, items []Item) (decisions []Decision, missing [][]Ref, err error) {
+// Add decides what happens to each item (in the order given, after those of earlier calls); the items
+// it holds are in the plan's Held, with the references each lacks.
+func (im *Import) Add(ctx context.Context, items []Item) ([]Decision, error) {
 	var entities []string
 	for _, it := range items {
 		if !im.loaded[it.Entity] {
@@ -172,28 +172,28 @@ func (im *Import) Add(ctx context.Context, items []Item) (decisions []Decision, 
 		}
 	}
 	if err := im.load(ctx, entities); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if err := im.lookUp(ctx, items); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	decisions = make([]Decision, len(items))
-	missing = make([][]Ref, len(items))
+	decisions := make([]Decision, len(items))
 	for i, it := range items {
 		k := ledgerKey{it.Entity, it.SourcedID}
 		fc := im.file(it.File, it.Entity, "")
 		fc.Accepted++
 		if it.Active {
+			var missing []Ref
 			for _, r := range it.Refs {
 				if !im.known(r) {
-					missing[i] = append(missing[i], r)
+					missing = append(missing, r)
 				}
 			}
-			if missing[i] != nil {
+			if missing != nil {
 				fc.Held++
 				im.held[Ref{it.Entity, it.SourcedID}] = true
 				decisions[i] = HoldRefs
-				im.p.Held = append(im.p.Held, HeldItem{Item: it, Missing: missing[i]})
+				im.p.Held = append(im.p.Held, HeldItem{Item: it, Missing: missing})
 				continue
 			}
 		}
@@ -223,7 +223,7 @@ func (im *Import) Add(ctx context.Context, items []Item) (decisions []Decision, 
 		decisions[i] = Send
 		im.p.Sent = append(im.p.Sent, it)
 	}
-	return decisions, missing, nil
+	return decisions, nil
 }
 
 // known reports whether a reference is satisfied: by the upload so far (unless held), or by an active
@@ -370,7 +370,7 @@ func (s *Store) Plan(ctx context.Context, up *Upload) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, _, err := im.Add(ctx, up.Items); err != nil {
+	if _, err := im.Add(ctx, up.Items); err != nil {
 		im.p.Rollback(ctx)
 		return nil, err
 	}
@@ -521,6 +521,3 @@ func (p *Plan) Rollback(ctx context.Context) { _ = p.tx.Rollback(context.Without
 
 // Rollback gives up the import.
 func (im *Import) Rollback(ctx context.Context) { im.p.Rollback(ctx) }
-
-// ID is the upload's id.
-func (im *Import) ID() string { return im.p.ID }

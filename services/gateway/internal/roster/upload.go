@@ -21,42 +21,6 @@ type FileInfo struct {
 	Present []string
 }
 
-// Upload describes a decoded request for the import step: its files with their counts and each
-// accepted record's ledger item, in the order of accepted.
-func Upload(meta ingest.Meta, kind string, files []FileInfo, accepted []ingest.Accepted, rejected []ingest.Rejected) (*rosters.Upload, error) {
-	up := &rosters.Upload{TenantID: meta.TenantID, SourceID: meta.SourceID, Kind: kind, ReceivedAt: meta.ReceivedAt,
-		Files: make([]rosters.File, len(files)), Items: make([]rosters.Item, len(accepted))}
-	fileOf := func(pos int) int {
-		for i, f := range files {
-			if pos >= f.From && pos < f.To {
-				return i
-			}
-		}
-		return -1
-	}
-	for i, f := range files {
-		up.Files[i] = rosters.File{Name: f.Name, Entity: f.Collection, Mode: f.Mode, Received: f.To - f.From, Present: f.Present}
-	}
-	for _, r := range rejected {
-		if i := fileOf(r.Index); i >= 0 {
-			up.Files[i].Rejected++
-		}
-	}
-	for i, a := range accepted {
-		f := fileOf(a.Index)
-		if f < 0 {
-			return nil, fmt.Errorf("record %d is in no file of the request", a.Index)
-		}
-		it, err := Describe(a)
-		if err != nil {
-			return nil, err
-		}
-		it.File = files[f].Name
-		up.Items[i] = it
-	}
-	return up, nil
-}
-
 // Files returns the import step's files of a request's files, with their counts of rows read and rejected.
 func Files(files []FileInfo, rejected []ingest.Rejected) []rosters.File {
 	out := make([]rosters.File, len(files))

@@ -232,7 +232,7 @@ func (s *Server) importRoster(w http.ResponseWriter, r *http.Request, key Key, k
 		return
 	}
 	defer im.Rollback(ctx)
-	ri := &rosterImport{s: s, ctx: ctx, key: key, tenant: s.tenants.Settings(key.TenantID), im: im, mem: mem, src: src, body: body, meta: meta}
+	ri := &rosterImport{s: s, ctx: ctx, tenant: s.tenants.Settings(key.TenantID), im: im, mem: mem, src: src, body: body, meta: meta}
 	d, err := ri.compareAll()
 	if err != nil {
 		var ie importError
@@ -315,7 +315,6 @@ var errRefused = errors.New("a record cannot be sent")
 type rosterImport struct {
 	s      *Server
 	ctx    context.Context
-	key    Key
 	tenant *tenants.Settings
 	im     *rosters.Import
 	mem    *reservation
@@ -448,7 +447,7 @@ func (ri *rosterImport) compareAll() (*decoded, error) {
 			it.File = ri.src.fileOf(a)
 			items[i] = it
 		}
-		decisions, _, err := ri.im.Add(ri.ctx, items)
+		decisions, err := ri.im.Add(ri.ctx, items)
 		if err != nil {
 			return importError{fmt.Errorf("%w: %w", errLedger, err)}
 		}

@@ -293,14 +293,14 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request, key Key) {
 	if lines != nil {
 		ingest.SetLines(rejected, lines)
 	}
-	s.accept(ctx, w, key, tenant, accepted, rejected, len(body), "event", nil)
+	s.accept(ctx, w, key, tenant, accepted, rejected, len(body))
 }
 
 // accept encodes the accepted records, dead-letters the rejected ones (and those that cannot be records),
 // produces the rest and answers: 202 with the counts and every rejection once Kafka acknowledged all
 // produced records, 503 at the first failure.
 func (s *Server) accept(ctx context.Context, w http.ResponseWriter, key Key, tenant *tenants.Settings,
-	accepted []ingest.Accepted, rejected []ingest.Rejected, sizeHint int, what string, ignored []string) {
+	accepted []ingest.Accepted, rejected []ingest.Rejected, sizeHint int) {
 	recs, refused, err := s.encodeBatch(context.WithoutCancel(ctx), tenant, accepted, sizeHint, nil)
 	if errors.Is(err, errKeys) {
 		s.log.WarnContext(ctx, "sealing batch", "tenant_id", key.TenantID, "records", len(accepted), "err", err)
@@ -316,7 +316,7 @@ func (s *Server) accept(ctx context.Context, w http.ResponseWriter, key Key, ten
 		rejected = append(rejected, refused...)
 		slices.SortFunc(rejected, func(a, b ingest.Rejected) int { return a.Index - b.Index })
 	}
-	dlqDone := s.deadLetter(ctx, key, rejected, s.now(), what)
+	dlqDone := s.deadLetter(ctx, key, rejected, s.now(), "event")
 	if err := s.produce(ctx, recs); err != nil { // the DLQ records go on in the background: a refusal does not wait for Kafka
 		s.log.WarnContext(ctx, "producing batch", "tenant_id", key.TenantID, "records", len(accepted), "err", err)
 		detail := "nothing was acknowledged; retry the same request (ids make retries safe)"
@@ -332,7 +332,7 @@ func (s *Server) accept(ctx context.Context, w http.ResponseWriter, key Key, ten
 	if rejected == nil {
 		rejected = []ingest.Rejected{}
 	}
-	writeJSON(w, http.StatusAccepted, EventsResponse{Accepted: len(recs), Rejected: rejected, Ignored: ignored})
+	writeJSON(w, http.StatusAccepted, EventsResponse{Accepted: len(recs), Rejected: rejected})
 }
 
 // readBody reads the whole body, at most limit bytes and within timeout, into a buffer sized from
