@@ -54,3 +54,41 @@ func BenchmarkOpenEvent(b *testing.B) {
 		i++
 	}
 }
+
+// BenchmarkCreateSubjectKeys creates the data keys of 2,048 new people per iteration in one call, as a
+// first roster import does for each chunk of users.
+func BenchmarkCreateSubjectKeys(b *testing.B) {
+	pool := controlDB(b)
+	kr := keyring.New(pool, masterKeys(b, keyring.NewLocalKeyLine("m1")), keyring.Options{})
+	n := 0
+	for b.Loop() {
+		ids := make([]string, 2048)
+		for i := range ids {
+			ids[i] = fmt.Sprintf("stu-%08d", n)
+			n++
+		}
+		if _, err := kr.SubjectKeys(b.Context(), "d1", ids); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "keys/s")
+}
+
+// BenchmarkEnsureSubjectKeys is BenchmarkCreateSubjectKeys through a KeySet (insert first).
+func BenchmarkEnsureSubjectKeys(b *testing.B) {
+	pool := controlDB(b)
+	kr := keyring.New(pool, masterKeys(b, keyring.NewLocalKeyLine("m1")), keyring.Options{})
+	set := keyring.NewKeySet("d1")
+	n := 0
+	for b.Loop() {
+		ids := make([]string, 2048)
+		for i := range ids {
+			ids[i] = fmt.Sprintf("stu-%08d", n)
+			n++
+		}
+		if err := kr.EnsureSubjectKeys(b.Context(), set, ids); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "keys/s")
+}

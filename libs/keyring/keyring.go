@@ -269,14 +269,9 @@ func (r *Keyring) loadSubjects(ctx context.Context, tenant string, sisIDs []stri
 
 // readSubjects adds to out (by SIS id) the stored data keys among refs.
 func (r *Keyring) readSubjects(ctx context.Context, tenant string, refs [][]byte, sisByRef map[string]string, out map[string]*DataKey) error {
-	rows, err := r.pool.Query(ctx, `SELECT key_id, subject_ref, kek_version, wrapped FROM control.subject_keys
-		WHERE tenant_id = $1 AND subject_ref = ANY($2::bytea[])`, tenant, refs)
+	stored, err := r.storedSubjects(ctx, tenant, refs)
 	if err != nil {
-		return fmt.Errorf("reading data keys of district %s: %w", tenant, err)
-	}
-	stored, err := pgx.CollectRows(rows, pgx.RowToStructByPos[storedKey])
-	if err != nil {
-		return fmt.Errorf("reading data keys of district %s: %w", tenant, err)
+		return err
 	}
 	for _, s := range stored {
 		k, err := r.unwrapDEK(ctx, tenant, s)
@@ -286,6 +281,20 @@ func (r *Keyring) readSubjects(ctx context.Context, tenant string, refs [][]byte
 		out[sisByRef[string(s.Ref)]] = k
 	}
 	return nil
+}
+
+// storedSubjects reads the stored data keys among refs.
+func (r *Keyring) storedSubjects(ctx context.Context, tenant string, refs [][]byte) ([]storedKey, error) {
+	rows, err := r.pool.Query(ctx, `SELECT key_id, subject_ref, kek_version, wrapped FROM control.subject_keys
+		WHERE tenant_id = $1 AND subject_ref = ANY($2::bytea[])`, tenant, refs)
+	if err != nil {
+		return nil, fmt.Errorf("reading data keys of district %s: %w", tenant, err)
+	}
+	stored, err := pgx.CollectRows(rows, pgx.RowToStructByPos[storedKey])
+	if err != nil {
+		return nil, fmt.Errorf("reading data keys of district %s: %w", tenant, err)
+	}
+	return stored, nil
 }
 
 // storedKey is a row of control.subject_keys.
@@ -298,6 +307,19 @@ type storedKey struct {
 
 // unwrapDEK opens a stored data key with the KEK version that wrapped it.
 func (r *Keyring) unwrapDEK(ctx context.Context, tenant string, s storedKey) (*DataKey, error) {
+	dek, err := r.openDEK(ctx, tenant, s)
+	if err != nil {
+		return nil, err
+	}
+	aead, err := newAEAD(dek)
+	if err != nil {
+		return nil, err
+	}
+	return &DataKey{id: s.ID, tenant: tenant, aad: []byte(tenant), aead: aead}, nil
+}
+
+// openDEK unwraps a stored data key with the KEK version that wrapped it.
+func (r *Keyring) openDEK(ctx context.Context, tenant string, s storedKey) ([]byte, error) {
 	kek, err := r.kek(ctx, tenant, s.Version)
 	if err != nil {
 		return nil, err
@@ -306,11 +328,7 @@ func (r *Keyring) unwrapDEK(ctx context.Context, tenant string, s storedKey) (*D
 	if err != nil {
 		return nil, fmt.Errorf("district %s: data key %s does not unwrap: %w", tenant, uuidString(s.ID), err)
 	}
-	aead, err := newAEAD(dek)
-	if err != nil {
-		return nil, err
-	}
-	return &DataKey{id: s.ID, tenant: tenant, aad: []byte(tenant), aead: aead}, nil
+	return dek, nil
 }
 
 // district returns the district's lookup secret and current KEK, creating them when create is set.

@@ -120,6 +120,59 @@ func TestConcurrentProcessesAgreeOnOneKeyPerPerson(t *testing.T) {
 	}
 }
 
+func TestKeySetsCreateWhatIsMissingAndKeepWhatExists(t *testing.T) {
+	pool := controlDB(t)
+	m := masterKeys(t, keyring.NewLocalKeyLine("m1"))
+	gateway := keyring.New(pool, m, keyring.Options{})
+	enricher := keyring.New(pool, m, keyring.Options{})
+	had := seal(t, gateway, "d1", "s1", "Ada") // s1 has a key before the set is made
+
+	// Two processes fill sets of overlapping people at once: every person ends with one key.
+	sets := []*keyring.KeySet{keyring.NewKeySet("d1"), keyring.NewKeySet("d1")}
+	errs := make([]error, len(sets))
+	var wg sync.WaitGroup
+	for i, set := range sets {
+		wg.Go(func() {
+			errs[i] = keyring.New(pool, m, keyring.Options{}).EnsureSubjectKeys(t.Context(), set, []string{"s1", "s2", "s3", "s2"})
+		})
+	}
+	wg.Wait()
+	for i, set := range sets {
+		if errs[i] != nil || set.Len() != 3 {
+			t.Fatalf("set %d: %d keys, %v", i, set.Len(), errs[i])
+		}
+	}
+	if err := gateway.EnsureSubjectKeys(t.Context(), sets[0], []string{"s3", "s4"}); err != nil || sets[0].Len() != 4 {
+		t.Fatalf("adding to a set: %d keys, %v", sets[0].Len(), err)
+	}
+	for _, id := range []string{"s1", "s2", "s3", "s4"} {
+		k, err := sets[0].Key(id)
+		if err != nil || k == nil {
+			t.Fatalf("Key(%s) = %v, %v", id, k, err)
+		}
+		if other, err := sets[1].Key(id); id != "s4" && (err != nil || other.ID() != k.ID()) {
+			t.Fatalf("the sets hold different keys for %s", id)
+		}
+		cached, err := gateway.SubjectKey(t.Context(), "d1", id)
+		if err != nil || cached.ID() != k.ID() {
+			t.Fatalf("SubjectKey(%s) = %v, %v: not the set's key %s", id, cached, err, k.ID())
+		}
+		if got := open(t, enricher, "d1", k.Seal("v-"+id)); got != "v-"+id {
+			t.Fatalf("a value sealed with the set's key of %s opens as %q", id, got)
+		}
+	}
+	if k, err := sets[0].Key("s9"); k != nil || err != nil {
+		t.Fatalf("Key of a person not in the set = %v, %v", k, err)
+	}
+	if got := open(t, enricher, "d1", had); got != "Ada" {
+		t.Fatalf("the key s1 had before was replaced: %q", got)
+	}
+	var n int
+	if err := pool.QueryRow(t.Context(), "SELECT count(*) FROM control.subject_keys").Scan(&n); err != nil || n != 4 {
+		t.Fatalf("%d data keys stored (%v), want 4", n, err)
+	}
+}
+
 func TestShreddedPersonCannotBeRead(t *testing.T) {
 	pool := controlDB(t)
 	m := masterKeys(t, keyring.NewLocalKeyLine("m1"))

@@ -57,7 +57,7 @@ func BenchmarkBatchPath(b *testing.B) {
 		if len(acc) != 100 || len(rej) != 0 {
 			b.Fatalf("accepted %d, rejected %v", len(acc), rej)
 		}
-		if recs, refused, err := s.encodeBatch(ctx, tenant, acc, len(body), nil); err != nil || len(recs) != 100 || refused != nil {
+		if recs, refused, err := s.encodeBatch(ctx, tenant, acc, len(body), nil, nil); err != nil || len(recs) != 100 || refused != nil {
 			b.Fatalf("encoded %d, refused %v", len(recs), refused)
 		}
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/edtech-analytics/platform/libs/keyring"
 	"github.com/edtech-analytics/platform/libs/tenancy/rosters"
 	"github.com/edtech-analytics/platform/services/gateway/internal/ingest"
 	"github.com/edtech-analytics/platform/services/gateway/internal/roster"
@@ -325,6 +326,7 @@ type rosterImport struct {
 	accepted   int
 	decision   []rosters.Decision // by position, from the first pass
 	refused    []ingest.Rejected  // records too large for Kafka, found by the first pass
+	keys       *keyring.KeySet    // the data keys of the people of what the first pass will send
 	refusedIDs []refusedID
 
 	chunk   []ingest.Accepted
@@ -346,6 +348,9 @@ func (ri *rosterImport) Grow(n int64) error {
 	return nil
 }
 
+// keyBytes is what the import's key set holds per person: the key material and the SIS id.
+const keyBytes = keyring.KeySetEntryBytes + 32
+
 // rosterChunkBytes bounds what a chunk is charged before it goes to the pipeline.
 const rosterChunkBytes = 4 << 20
 
@@ -363,6 +368,7 @@ type chunkJob struct {
 	seq     int
 	records []ingest.Accepted
 	charged int64
+	people  []string // SIS ids whose data keys a chunk needs
 }
 
 func newPipeline(workers int, work func(chunkJob) error) *pipeline {
@@ -431,7 +437,22 @@ var errPipeline = errors.New("roster import stopped")
 
 // compareAll is the first pass: every accepted record is compared with the ledger, in order, one chunk
 // while the next is decoded, and the decision kept by position.
+//
+// The people of the records it will send get their data keys meanwhile: the keys of new people are
+// created in PostgreSQL, a round trip per chunk that would otherwise hold up the second pass, on
+// another goroutine while the decoder and the comparison go on.
 func (ri *rosterImport) compareAll() (*decoded, error) {
+	ri.keys = keyring.NewKeySet(ri.tenant.TenantID)
+	keys := newPipeline(1, func(job chunkJob) error {
+		before := ri.keys.Len()
+		if err := ri.s.sealer.EnsureSubjectKeys(ri.ctx, ri.keys, job.people); err != nil {
+			return importError{fmt.Errorf("%w: %w", errKeys, err)}
+		}
+		if err := ri.mem.Grow(int64(ri.keys.Len()-before) * keyBytes); err != nil {
+			return importError{err}
+		}
+		return nil
+	})
 	p := newPipeline(1, func(job chunkJob) error {
 		defer ri.mem.shrink(job.charged) // only the decisions outlive the chunk
 		records, err := ri.refuseLarge(job.records)
@@ -462,11 +483,18 @@ func (ri *rosterImport) compareAll() (*decoded, error) {
 		if err := ri.mem.Grow(kept); err != nil {
 			return importError{err}
 		}
+		var people []string
 		for i, a := range records {
 			for len(ri.decision) <= a.Index {
 				ri.decision = append(ri.decision, rosters.Skip)
 			}
 			ri.decision[a.Index] = decisions[i]
+			if decisions[i] != rosters.Skip && a.Event.Actor.Role != roleSystem {
+				people = append(people, a.Event.Actor.SISID)
+			}
+		}
+		if len(people) > 0 && !keys.failed.Load() {
+			keys.jobs <- chunkJob{people: people}
 		}
 		return nil
 	})
@@ -479,7 +507,11 @@ func (ri *rosterImport) compareAll() (*decoded, error) {
 		flush()
 	}
 	ri.hand = nil
-	if perr := p.wait(); perr != nil {
+	perr := p.wait()
+	if kerr := keys.wait(); perr == nil && err == nil {
+		perr = kerr
+	}
+	if perr != nil {
 		return nil, perr
 	}
 	if err == nil && len(ri.refused) > 0 {
@@ -501,7 +533,7 @@ func (ri *rosterImport) refuseLarge(records []ingest.Accepted) ([]ingest.Accepte
 	if big == nil {
 		return records, nil
 	}
-	_, refused, err := ri.s.encodeBatch(ri.ctx, ri.tenant, big, 0, nil)
+	_, refused, err := ri.s.encodeBatch(ri.ctx, ri.tenant, big, 0, nil, nil)
 	if err != nil {
 		return nil, importError{err}
 	}
@@ -628,7 +660,7 @@ func (ri *rosterImport) encode(accepted []ingest.Accepted) ([]rosters.Encoded, i
 		hint += a.Size*3/2 + 256 // sealed fields grow by a third, and the envelope
 	}
 	charged := &counted{r: ri.mem}
-	recs, refused, err := ri.s.encodeBatch(ri.ctx, ri.tenant, accepted, hint, charged)
+	recs, refused, err := ri.s.encodeBatch(ri.ctx, ri.tenant, accepted, hint, charged, ri.keys)
 	if err != nil {
 		ri.mem.shrink(charged.n)
 		return nil, 0, importError{err}

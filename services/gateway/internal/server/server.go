@@ -104,6 +104,7 @@ type Server struct {
 // Sealer gives each person's data key, creating those that do not exist yet (a *keyring.Keyring).
 type Sealer interface {
 	SubjectKeys(ctx context.Context, tenant string, sisIDs []string) (map[string]*keyring.DataKey, error)
+	EnsureSubjectKeys(ctx context.Context, set *keyring.KeySet, sisIDs []string) error
 }
 
 // errKeys marks a failure to get the data keys of a batch: nothing was produced, the client retries.
@@ -301,7 +302,7 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request, key Key) {
 // produced records, 503 at the first failure.
 func (s *Server) accept(ctx context.Context, w http.ResponseWriter, key Key, tenant *tenants.Settings,
 	accepted []ingest.Accepted, rejected []ingest.Rejected, sizeHint int) {
-	recs, refused, err := s.encodeBatch(context.WithoutCancel(ctx), tenant, accepted, sizeHint, nil)
+	recs, refused, err := s.encodeBatch(context.WithoutCancel(ctx), tenant, accepted, sizeHint, nil, nil)
 	if errors.Is(err, errKeys) {
 		s.log.WarnContext(ctx, "sealing batch", "tenant_id", key.TenantID, "records", len(accepted), "err", err)
 		writeProblem(w, http.StatusServiceUnavailable, "keys-unavailable", "Cannot accept records now",
@@ -427,13 +428,17 @@ func (s *Server) produce(ctx context.Context, recs []kgo.Record) error {
 // sub-slices of one buffer: if it grows, earlier values keep pointing into the old array, which nothing
 // writes to again; a refused value's bytes are overwritten by the next one. A non-nil mem is charged
 // with every array allocated, the old ones included (the earlier values keep them), before it is used.
-func (s *Server) encodeBatch(ctx context.Context, tenant *tenants.Settings, accepted []ingest.Accepted, sizeHint int, mem grower) ([]kgo.Record, []ingest.Rejected, error) {
+//
+// The data keys come from known when it holds them (a roster import's keys, created ahead), otherwise
+// from the keyring.
+func (s *Server) encodeBatch(ctx context.Context, tenant *tenants.Settings, accepted []ingest.Accepted, sizeHint int, mem grower,
+	known *keyring.KeySet) ([]kgo.Record, []ingest.Rejected, error) {
 	if mem != nil {
 		if err := mem.Grow(int64(len(accepted))*int64(unsafe.Sizeof(kgo.Record{})) + int64(sizeHint)); err != nil {
 			return nil, nil, err
 		}
 	}
-	dataKeys, err := s.dataKeys(ctx, tenant.TenantID, accepted)
+	dataKeys, err := s.dataKeys(ctx, tenant.TenantID, accepted, known)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -481,20 +486,43 @@ func (s *Server) encodeBatch(ctx context.Context, tenant *tenants.Settings, acce
 type grower interface{ Grow(n int64) error }
 
 // dataKeys returns the data keys of the people the records are about (roster records about no person,
-// actor role "system", carry nothing identifying), in one round trip for those not cached.
-func (s *Server) dataKeys(ctx context.Context, tenant string, accepted []ingest.Accepted) (map[string]*keyring.DataKey, error) {
+// actor role "system", carry nothing identifying): those known holds, and the others in one round trip
+// for those not cached.
+func (s *Server) dataKeys(ctx context.Context, tenant string, accepted []ingest.Accepted, known *keyring.KeySet) (map[string]*keyring.DataKey, error) {
 	ids := make([]string, 0, len(accepted))
+	var found map[string]*keyring.DataKey
 	for _, a := range accepted {
-		if a.Event.Actor.Role != roleSystem {
-			ids = append(ids, a.Event.Actor.SISID)
+		if a.Event.Actor.Role == roleSystem {
+			continue
 		}
+		id := a.Event.Actor.SISID
+		if known != nil {
+			if _, done := found[id]; done {
+				continue
+			}
+			k, err := known.Key(id)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %w", errKeys, err)
+			}
+			if k != nil {
+				if found == nil {
+					found = make(map[string]*keyring.DataKey, len(accepted))
+				}
+				found[id] = k
+				continue
+			}
+		}
+		ids = append(ids, id)
 	}
 	if len(ids) == 0 {
-		return nil, nil
+		return found, nil
 	}
 	keys, err := s.sealer.SubjectKeys(ctx, tenant, ids)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errKeys, err)
+	}
+	for id, k := range found {
+		keys[id] = k
 	}
 	return keys, nil
 }
