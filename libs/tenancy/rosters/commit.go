@@ -193,10 +193,11 @@ func (p *Plan) insertUpload(ctx context.Context, status, reason string) error {
 	}
 	rows := make([][]any, len(p.Files))
 	for i, f := range p.Files {
-		rows[i] = []any{p.ID, f.File, f.Entity, string(f.Mode), f.Received, f.Accepted, f.Rejected, f.Held, f.Added, f.Changed, f.Unchanged, f.Deactivated, f.LedgerActive}
+		rows[i] = []any{p.ID, f.File, f.Entity, string(f.Mode), f.Received, f.Accepted, f.Rejected, f.Held, f.Findings, f.Added, f.Changed,
+			f.Unchanged, f.Deactivated, f.LedgerActive}
 	}
 	if _, err := p.tx.CopyFrom(ctx, pgx.Identifier{p.schema, "import_upload_files"}, []string{"upload_id", "file", "entity", "mode", "received",
-		"accepted", "rejected", "held", "added", "changed", "unchanged", "deactivated", "ledger_active"}, pgx.CopyFromRows(rows)); err != nil {
+		"accepted", "rejected", "held", "findings", "added", "changed", "unchanged", "deactivated", "ledger_active"}, pgx.CopyFromRows(rows)); err != nil {
 		return fmt.Errorf("recording roster upload files: %w", err)
 	}
 	return nil
@@ -590,7 +591,7 @@ func (s *Store) Uploads(ctx context.Context, tenantID string, since time.Time, l
 	for _, u := range out {
 		ids = append(ids, u.ID)
 	}
-	rows, err = tx.Query(ctx, `SELECT upload_id::text, file, entity, mode, received, accepted, rejected, held, added, changed, unchanged, deactivated, ledger_active
+	rows, err = tx.Query(ctx, `SELECT upload_id::text, file, entity, mode, received, accepted, rejected, held, findings, added, changed, unchanged, deactivated, ledger_active
 		FROM `+pgx.Identifier{schema, "import_upload_files"}.Sanitize()+` WHERE upload_id = ANY($1::uuid[]) ORDER BY upload_id, file`, ids)
 	if err != nil {
 		return nil, err
@@ -599,7 +600,7 @@ func (s *Store) Uploads(ctx context.Context, tenantID string, since time.Time, l
 	for rows.Next() {
 		var id string
 		var f FileCounts
-		if err := rows.Scan(&id, &f.File, &f.Entity, &f.Mode, &f.Received, &f.Accepted, &f.Rejected, &f.Held, &f.Added, &f.Changed, &f.Unchanged,
+		if err := rows.Scan(&id, &f.File, &f.Entity, &f.Mode, &f.Received, &f.Accepted, &f.Rejected, &f.Held, &f.Findings, &f.Added, &f.Changed, &f.Unchanged,
 			&f.Deactivated, &f.LedgerActive); err != nil {
 			return nil, err
 		}

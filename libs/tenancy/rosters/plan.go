@@ -321,6 +321,7 @@ func (im *Import) Finish(ctx context.Context, files []File) (*Plan, error) {
 		fc.Mode = f.Mode
 		fc.Received = f.Received
 		fc.Rejected += f.Rejected
+		fc.Findings += f.Findings
 		if f.Mode == Bulk {
 			bulk[f.Entity] = f.Name
 		}
@@ -352,6 +353,9 @@ func (im *Import) Finish(ctx context.Context, files []File) (*Plan, error) {
 		p.Files = append(p.Files, *fc)
 	}
 	p.Hold = p.settings.check(im.active, im.deactivated, im.changed)
+	if p.Hold == nil {
+		p.Hold = p.settings.gate(p.Files)
+	}
 	if p.Hold != nil {
 		return p, nil
 	}
@@ -418,6 +422,36 @@ func (st Settings) check(active, deactivated, changed map[string]int) *Hold {
 			continue
 		}
 		return h
+	}
+	return nil
+}
+
+// gate returns why the upload's quality holds it, or nil: an upload of at least MinUploadRows rows with
+// more of them rejected, of its accepted records waiting for references, or findings per row than the
+// district allows.
+func (st Settings) gate(files []FileCounts) *Hold {
+	var rows, accepted, rejected, held, findings int
+	for _, f := range files {
+		rows += f.Received
+		accepted += f.Accepted
+		rejected += f.Rejected
+		held += f.Held
+		findings += f.Findings
+	}
+	if rows == 0 || rows < st.MinUploadRows {
+		return nil
+	}
+	pct := func(n, of int) float64 { return 100 * float64(n) / float64(max(of, 1)) }
+	switch {
+	case pct(rejected, rows) > st.MaxRejectedPct:
+		return &Hold{Gate: "rejected", Reason: fmt.Sprintf("rejected %d of %d rows (%.1f%%), over the district's %g%%",
+			rejected, rows, pct(rejected, rows), st.MaxRejectedPct)}
+	case pct(held, accepted) > st.MaxHeldRefsPct:
+		return &Hold{Gate: "held_references", Reason: fmt.Sprintf("%d of %d records (%.1f%%) reference entities not known, over the district's %g%%",
+			held, accepted, pct(held, accepted), st.MaxHeldRefsPct)}
+	case st.MaxFindingsPct != nil && pct(findings, rows) > *st.MaxFindingsPct:
+		return &Hold{Gate: "findings", Reason: fmt.Sprintf("%d data-quality findings in %d rows (%.1f per hundred), over the district's %g",
+			findings, rows, pct(findings, rows), *st.MaxFindingsPct)}
 	}
 	return nil
 }

@@ -3,6 +3,8 @@ package rosters
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -47,6 +49,19 @@ type Report struct {
 	// Uploads counts the uploads since, by status; Rows their rows received, accepted, rejected, held.
 	Uploads map[string]int `json:"uploads"`
 	Rows    map[string]int `json:"rows"`
+	// Days are the same counts per day (UTC) the uploads were received, oldest first.
+	Days []Day `json:"days"`
+}
+
+// Day is a day's roster uploads and their rows.
+type Day struct {
+	Day      string `json:"day"` // YYYY-MM-DD
+	Uploads  int    `json:"uploads"`
+	Received int    `json:"received"`
+	Accepted int    `json:"accepted"`
+	Rejected int    `json:"rejected"`
+	Held     int    `json:"held"`
+	Findings int    `json:"findings"`
 }
 
 // RejectedBound is the share of a file's rows that may be rejected before it is a finding (0.5%).
@@ -68,25 +83,40 @@ func (s *Store) Quality(ctx context.Context, tenantID string, since time.Time) (
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
 	t := func(name string) string { return pgx.Identifier{schema, name}.Sanitize() }
-	rep := &Report{TenantID: tenantID, At: s.now(), Since: since, Findings: []Finding{}, Uploads: map[string]int{}, Rows: map[string]int{}}
+	rep := &Report{TenantID: tenantID, At: s.now(), Since: since, Findings: []Finding{}, Uploads: map[string]int{}, Rows: map[string]int{},
+		Days: []Day{}}
 	add := func(f Finding) { rep.Findings = append(rep.Findings, f) }
 
-	rows, err := tx.Query(ctx, `SELECT u.id::text, u.source_id, u.status, coalesce(u.reason, ''), f.file, f.entity, f.received, f.accepted, f.rejected, f.held,
-		jsonb_array_length(u.findings) FROM `+t("import_uploads")+` u JOIN `+t("import_upload_files")+` f ON f.upload_id = u.id
+	rows, err := tx.Query(ctx, `SELECT u.id::text, u.source_id, u.status, coalesce(u.reason, ''), to_char(u.received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD'),
+		f.file, f.entity, f.received, f.accepted, f.rejected, f.held, f.findings, jsonb_array_length(u.findings)
+		FROM `+t("import_uploads")+` u JOIN `+t("import_upload_files")+` f ON f.upload_id = u.id
 		WHERE u.received_at >= $1 OR u.status = 'held' ORDER BY u.received_at, f.file`, since)
 	if err != nil {
 		return nil, fmt.Errorf("reading uploads: %w", err)
 	}
 	seen := map[string]bool{}
+	days := map[string]*Day{}
 	for rows.Next() {
-		var id, source, status, reason, file, entity string
-		var received, accepted, rejected, held, findings int
-		if err := rows.Scan(&id, &source, &status, &reason, &file, &entity, &received, &accepted, &rejected, &held, &findings); err != nil {
+		var id, source, status, reason, day, file, entity string
+		var received, accepted, rejected, held, fileFindings, findings int
+		if err := rows.Scan(&id, &source, &status, &reason, &day, &file, &entity, &received, &accepted, &rejected, &held, &fileFindings, &findings); err != nil {
 			rows.Close()
 			return nil, err
 		}
+		d := days[day]
+		if d == nil {
+			d = &Day{Day: day}
+			days[day] = d
+			rep.Days = append(rep.Days, Day{Day: day})
+		}
+		d.Received += received
+		d.Accepted += accepted
+		d.Rejected += rejected
+		d.Held += held
+		d.Findings += fileFindings
 		if !seen[id] {
 			seen[id] = true
+			d.Uploads++
 			rep.Uploads[status]++
 			if status == StatusHeld {
 				add(Finding{Check: CheckHeldUpload, Severity: SeverityError, Source: source, Subject: id, Value: 1,
@@ -112,6 +142,10 @@ func (s *Store) Quality(ctx context.Context, tenantID string, since time.Time) (
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
+	for i := range rep.Days {
+		rep.Days[i] = *days[rep.Days[i].Day]
+	}
+	slices.SortFunc(rep.Days, func(a, b Day) int { return strings.Compare(a.Day, b.Day) })
 
 	// Stored against sent: the ledger's active records (of every source) and the sink's rows.
 	for _, entity := range deleteOrder {

@@ -120,6 +120,7 @@ type File struct {
 	Mode     Mode
 	Received int // rows (records) read
 	Rejected int
+	Findings int // data-quality findings of its rows (empty values, unexpected personal data)
 	// Present are the sourcedIds of its rejected rows: a bulk file's bad row does not make its record
 	// missing.
 	Present []string
@@ -140,6 +141,9 @@ type Missing struct{ Entity, SourcedID, Person string }
 
 // Hold says why an upload is held.
 type Hold struct {
+	// Gate names the quality gate's check that held the upload (rejected, held_references, findings);
+	// empty for the safety hold, which names the entity.
+	Gate        string `json:"gate,omitempty"`
 	Entity      string `json:"entity"`
 	Active      int    `json:"active"`
 	Deactivated int    `json:"deactivated"`
@@ -156,6 +160,7 @@ type FileCounts struct {
 	Accepted     int    `json:"accepted"`
 	Rejected     int    `json:"rejected"`
 	Held         int    `json:"held"`
+	Findings     int    `json:"findings"`
 	Added        int    `json:"added"`
 	Changed      int    `json:"changed"`
 	Unchanged    int    `json:"unchanged"`
@@ -164,15 +169,27 @@ type FileCounts struct {
 }
 
 // Settings are a district's thresholds.
+//
+// The safety hold holds an upload that would deactivate more than MaxDeletedPct or change more than
+// MaxChangedPct of an entity's active records (entities of at least MinLedgerRows). The quality gate
+// holds an upload of at least MinUploadRows rows of which more than MaxRejectedPct were rejected, more
+// than MaxHeldRefsPct of the accepted records wait for an entity they reference, or, when the district
+// sets MaxFindingsPct, that has more findings per hundred rows (empty values are common in SIS exports:
+// the check is off unless set).
 type Settings struct {
-	MaxDeletedPct float64       `json:"max_deleted_pct"`
-	MaxChangedPct float64       `json:"max_changed_pct"`
-	MinLedgerRows int           `json:"min_ledger_rows"`
-	HoldRefsFor   time.Duration `json:"hold_refs_for"`
+	MaxDeletedPct  float64       `json:"max_deleted_pct"`
+	MaxChangedPct  float64       `json:"max_changed_pct"`
+	MinLedgerRows  int           `json:"min_ledger_rows"`
+	HoldRefsFor    time.Duration `json:"hold_refs_for"`
+	MaxRejectedPct float64       `json:"max_rejected_pct"`
+	MaxHeldRefsPct float64       `json:"max_held_refs_pct"`
+	MaxFindingsPct *float64      `json:"max_findings_pct"`
+	MinUploadRows  int           `json:"min_upload_rows"`
 }
 
 // DefaultSettings are the thresholds of a district that set none.
-var DefaultSettings = Settings{MaxDeletedPct: 10, MaxChangedPct: 75, MinLedgerRows: 10, HoldRefsFor: 7 * 24 * time.Hour}
+var DefaultSettings = Settings{MaxDeletedPct: 10, MaxChangedPct: 75, MinLedgerRows: 10, HoldRefsFor: 7 * 24 * time.Hour,
+	MaxRejectedPct: 5, MaxHeldRefsPct: 5, MinUploadRows: 10}
 
 // Encoded is a record as it goes to raw.
 type Encoded struct{ Key, Value []byte }
@@ -234,8 +251,10 @@ func (s *Store) begin(ctx context.Context, tenantID string) (pgx.Tx, string, err
 func settings(ctx context.Context, tx pgx.Tx, schema string) (Settings, error) {
 	st := DefaultSettings
 	var every time.Duration
-	err := tx.QueryRow(ctx, `SELECT max_deleted_pct, max_changed_pct, min_ledger_rows, hold_refs_for FROM `+
-		pgx.Identifier{schema, "import_settings"}.Sanitize()).Scan(&st.MaxDeletedPct, &st.MaxChangedPct, &st.MinLedgerRows, &every)
+	err := tx.QueryRow(ctx, `SELECT max_deleted_pct, max_changed_pct, min_ledger_rows, hold_refs_for,
+		max_rejected_pct, max_held_refs_pct, max_findings_pct, min_upload_rows FROM `+
+		pgx.Identifier{schema, "import_settings"}.Sanitize()).Scan(&st.MaxDeletedPct, &st.MaxChangedPct, &st.MinLedgerRows, &every,
+		&st.MaxRejectedPct, &st.MaxHeldRefsPct, &st.MaxFindingsPct, &st.MinUploadRows)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return DefaultSettings, nil
 	}
@@ -255,11 +274,20 @@ func (s *Store) Settings(ctx context.Context, tenantID string) (Settings, error)
 
 // SetSettings stores the district's thresholds.
 func (s *Store) SetSettings(ctx context.Context, tenantID string, st Settings) error {
-	if st.MaxDeletedPct < 0 || st.MaxDeletedPct > 100 || st.MaxChangedPct < 0 || st.MaxChangedPct > 100 {
-		return fmt.Errorf("thresholds are percentages from 0 to 100: deleted %v, changed %v", st.MaxDeletedPct, st.MaxChangedPct)
+	for _, pct := range []struct {
+		name string
+		v    float64
+	}{{"deleted", st.MaxDeletedPct}, {"changed", st.MaxChangedPct}, {"rejected", st.MaxRejectedPct}, {"held references", st.MaxHeldRefsPct}} {
+		if pct.v < 0 || pct.v > 100 {
+			return fmt.Errorf("thresholds are percentages from 0 to 100: %s %v", pct.name, pct.v)
+		}
 	}
-	if st.MinLedgerRows < 0 || st.HoldRefsFor <= 0 {
-		return fmt.Errorf("min ledger rows must not be negative (%d) and the reference hold must be positive (%s)", st.MinLedgerRows, st.HoldRefsFor)
+	if st.MaxFindingsPct != nil && *st.MaxFindingsPct < 0 {
+		return fmt.Errorf("findings per hundred rows must not be negative: %v", *st.MaxFindingsPct)
+	}
+	if st.MinLedgerRows < 0 || st.MinUploadRows < 0 || st.HoldRefsFor <= 0 {
+		return fmt.Errorf("min ledger rows (%d) and min upload rows (%d) must not be negative and the reference hold must be positive (%s)",
+			st.MinLedgerRows, st.MinUploadRows, st.HoldRefsFor)
 	}
 	tx, schema, err := s.begin(ctx, tenantID)
 	if err != nil {
@@ -267,9 +295,11 @@ func (s *Store) SetSettings(ctx context.Context, tenantID string, st Settings) e
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
 	if _, err := tx.Exec(ctx, `INSERT INTO `+pgx.Identifier{schema, "import_settings"}.Sanitize()+
-		` (id, max_deleted_pct, max_changed_pct, min_ledger_rows, hold_refs_for) VALUES (true, $1, $2, $3, $4)
-		ON CONFLICT (id) DO UPDATE SET max_deleted_pct = $1, max_changed_pct = $2, min_ledger_rows = $3, hold_refs_for = $4`,
-		st.MaxDeletedPct, st.MaxChangedPct, st.MinLedgerRows, st.HoldRefsFor); err != nil {
+		` (id, max_deleted_pct, max_changed_pct, min_ledger_rows, hold_refs_for, max_rejected_pct, max_held_refs_pct, max_findings_pct, min_upload_rows)
+		VALUES (true, $1, $2, $3, $4, $5, $6, $7, $8)
+		ON CONFLICT (id) DO UPDATE SET max_deleted_pct = $1, max_changed_pct = $2, min_ledger_rows = $3, hold_refs_for = $4,
+		max_rejected_pct = $5, max_held_refs_pct = $6, max_findings_pct = $7, min_upload_rows = $8`,
+		st.MaxDeletedPct, st.MaxChangedPct, st.MinLedgerRows, st.HoldRefsFor, st.MaxRejectedPct, st.MaxHeldRefsPct, st.MaxFindingsPct, st.MinUploadRows); err != nil {
 		return err
 	}
 	return tx.Commit(ctx)

@@ -27,12 +27,21 @@ func runQualityReport(ctx context.Context, e Env, args []string) error {
 		out := &errWriter{w: e.Stdout}
 		out.printf("district %s, rosters since %s: uploads %v; rows received %d, accepted %d, rejected %d, held %d\n", rep.TenantID,
 			formatTime(&rep.Since), rep.Uploads, rep.Rows["received"], rep.Rows["accepted"], rep.Rows["rejected"], rep.Rows["held"])
+		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		tout := &errWriter{w: tw}
+		if len(rep.Days) > 0 {
+			tout.printf("%s\n", "DAY\tUPLOADS\tRECEIVED\tACCEPTED\tREJECTED\tHELD\tFINDINGS")
+			for _, d := range rep.Days {
+				tout.printf("%s\t%d\t%d\t%d\t%d\t%d\t%d\n", d.Day, d.Uploads, d.Received, d.Accepted, d.Rejected, d.Held, d.Findings)
+			}
+			if err := flushTable(tw, tout); err != nil {
+				return err
+			}
+		}
 		if len(rep.Findings) == 0 {
 			out.printf("no findings\n")
 			return out.err
 		}
-		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		tout := &errWriter{w: tw}
 		tout.printf("%s\n", "SEVERITY\tCHECK\tSOURCE\tENTITY\tFINDING")
 		for _, f := range rep.Findings {
 			tout.printf("%s\t%s\t%s\t%s\t%s\n", f.Severity, f.Check, f.Source, f.Entity, f.Message)

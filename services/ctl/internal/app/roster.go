@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -20,7 +21,8 @@ import (
 const (
 	rosterUploadsSynopsis  = "--tenant ID [--since DURATION] [--limit N] [--status STATUS]"
 	rosterDecideSynopsis   = "UPLOAD [--tenant ID] [--by NAME]"
-	rosterSettingsSynopsis = "--tenant ID [--max-deleted-pct N] [--max-changed-pct N] [--min-ledger-rows N] [--hold-refs-for DURATION] [--source SRC --expect-every DURATION]"
+	rosterSettingsSynopsis = "--tenant ID [--max-deleted-pct N] [--max-changed-pct N] [--min-ledger-rows N] [--hold-refs-for DURATION] " +
+		"[--max-rejected-pct N] [--max-held-refs-pct N] [--max-findings-pct N|off] [--min-upload-rows N] [--source SRC --expect-every DURATION]"
 )
 
 // rosterStore returns the roster import step's store over the control plane's instances.
@@ -229,6 +231,10 @@ func runRosterSettings(ctx context.Context, e Env, args []string) error {
 	chg := fs.Float64("max-changed-pct", -1, "hold an upload that would change more than this percentage of an entity")
 	minRows := fs.Int("min-ledger-rows", -1, "check the thresholds only for entities of at least this many active records")
 	refs := fs.Duration("hold-refs-for", 0, "how long a record waits for an entity it references before it expires")
+	rejected := fs.Float64("max-rejected-pct", -1, "quality gate: hold an upload with more than this percentage of its rows rejected")
+	heldRefs := fs.Float64("max-held-refs-pct", -1, "quality gate: hold an upload with more than this percentage of its records waiting for references")
+	findings := fs.String("max-findings-pct", "", "quality gate: hold an upload with more findings per hundred rows than this (off: no check)")
+	minUpload := fs.Int("min-upload-rows", -1, "quality gate: check only uploads of at least this many rows")
 	source := fs.String("source", "", "with --expect-every: the source")
 	every := fs.Duration("expect-every", 0, "how often the source is expected to send a roster (0: no expectation); the quality report flags a silent one")
 	if err := parse(fs, c, args); err != nil {
@@ -256,7 +262,8 @@ func runRosterSettings(ctx context.Context, e Env, args []string) error {
 		if err != nil {
 			return err
 		}
-		if set["max-deleted-pct"] || set["max-changed-pct"] || set["min-ledger-rows"] || set["hold-refs-for"] {
+		if set["max-deleted-pct"] || set["max-changed-pct"] || set["min-ledger-rows"] || set["hold-refs-for"] ||
+			set["max-rejected-pct"] || set["max-held-refs-pct"] || set["max-findings-pct"] || set["min-upload-rows"] {
 			if set["max-deleted-pct"] {
 				st.MaxDeletedPct = *del
 			}
@@ -269,6 +276,25 @@ func runRosterSettings(ctx context.Context, e Env, args []string) error {
 			if set["hold-refs-for"] {
 				st.HoldRefsFor = *refs
 			}
+			if set["max-rejected-pct"] {
+				st.MaxRejectedPct = *rejected
+			}
+			if set["max-held-refs-pct"] {
+				st.MaxHeldRefsPct = *heldRefs
+			}
+			if set["min-upload-rows"] {
+				st.MinUploadRows = *minUpload
+			}
+			if set["max-findings-pct"] {
+				st.MaxFindingsPct = nil
+				if *findings != "off" {
+					v, err := strconv.ParseFloat(*findings, 64)
+					if err != nil {
+						return usagef("roster settings: --max-findings-pct takes a number or off, not %q", *findings)
+					}
+					st.MaxFindingsPct = &v
+				}
+			}
 			if err := store.SetSettings(ctx, *tenantID, st); err != nil {
 				return usagef("roster settings: %w", err)
 			}
@@ -279,8 +305,13 @@ func runRosterSettings(ctx context.Context, e Env, args []string) error {
 		if c.output == "json" {
 			return writeJSON(e.Stdout, st)
 		}
+		findingsGate := "no findings check"
+		if st.MaxFindingsPct != nil {
+			findingsGate = fmt.Sprintf("over %g findings per hundred rows", *st.MaxFindingsPct)
+		}
 		_, err = fmt.Fprintf(e.Stdout, "district %s: hold uploads that deactivate over %g%% or change over %g%% of an entity of at least %d active records; "+
-			"held references expire after %s\n", *tenantID, st.MaxDeletedPct, st.MaxChangedPct, st.MinLedgerRows, st.HoldRefsFor)
+			"held references expire after %s; quality gate on uploads of at least %d rows: over %g%% rejected, over %g%% waiting for references, %s\n",
+			*tenantID, st.MaxDeletedPct, st.MaxChangedPct, st.MinLedgerRows, st.HoldRefsFor, st.MinUploadRows, st.MaxRejectedPct, st.MaxHeldRefsPct, findingsGate)
 		return err
 	})
 }

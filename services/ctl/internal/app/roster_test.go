@@ -119,6 +119,17 @@ func TestRosterCommandsDecideHeldUploads(t *testing.T) {
 	if _, _, err := ctl(t, url, "roster", "settings", "--tenant", "d1", "--max-changed-pct", "120"); err == nil {
 		t.Fatal("a threshold over 100% was taken")
 	}
+	out = mustCtl(t, url, "roster", "settings", "--tenant", "d1", "--max-rejected-pct", "2", "--max-findings-pct", "30", "--min-upload-rows", "50")
+	if !strings.Contains(out, "quality gate on uploads of at least 50 rows: over 2% rejected, over 5% waiting for references, over 30 findings per hundred rows") {
+		t.Fatalf("settings printed %q", out)
+	}
+	out = mustCtl(t, url, "roster", "settings", "--tenant", "d1", "--max-findings-pct", "off", "--output", "json")
+	if !strings.Contains(out, `"max_findings_pct": null`) || !strings.Contains(out, `"max_rejected_pct": 2`) {
+		t.Fatalf("settings printed %q", out)
+	}
+	if _, _, err := ctl(t, url, "roster", "settings", "--tenant", "d1", "--max-findings-pct", "many"); err == nil || !strings.Contains(err.Error(), "a number or off") {
+		t.Fatalf("a findings threshold that is not a number: %v", err)
+	}
 	audit := mustCtl(t, url, "audit", "list", "--tenant", "d1")
 	for _, action := range []string{"roster.approve", "roster.reject", "roster.settings"} {
 		if !strings.Contains(audit, action) {
@@ -146,7 +157,15 @@ func TestRosterCommandsDecideHeldUploads(t *testing.T) {
 		!strings.Contains(checks[rosters.CheckFreshness], "source sis last sent a roster") || rep.Uploads["held"] != 1 || rep.Rows["received"] == 0 {
 		t.Fatalf("quality report %+v", rep)
 	}
-	if out := mustCtl(t, url, "quality", "report", "--tenant", "d1"); !strings.Contains(out, "held_upload") || !strings.Contains(out, "error") {
+	days := 0
+	for _, d := range rep.Days {
+		days += d.Received
+	}
+	if len(rep.Days) == 0 || days != rep.Rows["received"] {
+		t.Fatalf("the report's days %+v do not add up to its %d rows received", rep.Days, rep.Rows["received"])
+	}
+	if out := mustCtl(t, url, "quality", "report", "--tenant", "d1"); !strings.Contains(out, "held_upload") || !strings.Contains(out, "error") ||
+		!strings.Contains(out, "DAY") || !strings.Contains(out, rep.Days[0].Day) {
 		t.Fatalf("quality report printed %q", out)
 	}
 }

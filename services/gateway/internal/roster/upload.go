@@ -19,13 +19,15 @@ type FileInfo struct {
 	From, To   int
 	// Present are the sourcedIds of the file's rejected rows that had one.
 	Present []string
+	// Findings counts the data-quality findings of the file's rows.
+	Findings int
 }
 
 // Files returns the import step's files of a request's files, with their counts of rows read and rejected.
 func Files(files []FileInfo, rejected []ingest.Rejected) []rosters.File {
 	out := make([]rosters.File, len(files))
 	for i, f := range files {
-		out[i] = rosters.File{Name: f.Name, Entity: f.Collection, Mode: f.Mode, Received: f.To - f.From, Present: f.Present}
+		out[i] = rosters.File{Name: f.Name, Entity: f.Collection, Mode: f.Mode, Received: f.To - f.From, Present: f.Present, Findings: f.Findings}
 		for _, r := range rejected {
 			if r.Index >= f.From && r.Index < f.To {
 				out[i].Rejected++

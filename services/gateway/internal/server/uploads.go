@@ -288,6 +288,7 @@ func (mu *mappedUpload) run(mem roster.Memory, want func(int) bool, each func(in
 					return nil
 				}
 			} else {
+				info.Findings += len(row.Findings)
 				for _, fd := range row.Findings {
 					if mu.nFinding++; len(mu.findings) < maxFindings {
 						mu.findings = append(mu.findings, findingOf(fd))

@@ -54,9 +54,18 @@ func TestMappedUploadsTakeTheOneRosterPath(t *testing.T) {
 	if out["finding_count"].(float64) < 1 || !strings.Contains(fmtJSON(out["findings"]), `"kind":"empty"`) {
 		t.Fatalf("findings %v", out["findings"])
 	}
+	// One row in 15 rejected passes the quality gate's 5%: the upload is held whole, then approved.
 	up := out["upload"].(map[string]any)
-	if up["sent"] != float64(lines) || up["status"] != "applied" {
+	hold, _ := up["hold"].(map[string]any)
+	if up["sent"] != 0.0 || up["status"] != "held" || hold["gate"] != "rejected" || !strings.Contains(up["reason"].(string), "rejected 1 of 15 rows") {
 		t.Fatalf("upload %v", up)
+	}
+	if n := len(f.readTopic(t, f.kcfg.Topics().Raw)); n != 0 {
+		t.Fatalf("a held upload sent %d records", n)
+	}
+	res, err := f.rosters.Approve(ctx, "d1", up["id"].(string), "ops@example.org", f.produceTo(f.kcfg.Topics().Raw))
+	if err != nil || res.Status != "approved" || res.Sent != lines {
+		t.Fatalf("approving: %+v, %v", res, err)
 	}
 	users := 0
 	for _, r := range f.readTopic(t, f.kcfg.Topics().Raw) {
@@ -74,7 +83,7 @@ func TestMappedUploadsTakeTheOneRosterPath(t *testing.T) {
 	}
 	list, err := f.rosters.Uploads(ctx, "d1", timeZero, 5)
 	if err != nil || len(list) != 1 || list[0].Kind != "mapped:v1" || !strings.Contains(string(list[0].Findings), "empty") ||
-		list[0].Files[0].Rejected != 1 || list[0].Files[0].Received != lines+1 {
+		list[0].Files[0].Rejected != 1 || list[0].Files[0].Received != lines+1 || list[0].Files[0].Findings < 1 {
 		t.Fatalf("uploads %+v: %v", list, err)
 	}
 
