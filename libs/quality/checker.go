@@ -136,14 +136,21 @@ func DailyCounts(ctx context.Context, ch driver.Conn, tenantID string, from, to 
 	return out, nil
 }
 
+// MarkedAhead is how long before its day an attendance mark may be recorded and still be compared: the
+// scan of AttendanceDays starts that long before the first day, so that it reads the district's recent
+// attendance events only (the sort key is tenant_id, type, occurred_at), not all of them.
+const MarkedAhead = 31 * 24 * time.Hour
+
 // AttendanceDays reads, per attendance_date from from to to (both included), how many students have an
-// attendance mark of a district in ClickHouse's events.
+// attendance mark of a district in ClickHouse's events (marks recorded up to MarkedAhead before their
+// day, and any time after).
 func AttendanceDays(ctx context.Context, ch driver.Conn, tenantID string, from, to time.Time) (map[time.Time]int64, error) {
 	rows, err := ch.Query(ctx, `SELECT toString(attendance_date) AS day, uniqExact(student_id)
 		FROM events
-		WHERE tenant_id = ? AND type = ? AND attendance_date >= toDate(?) AND attendance_date <= toDate(?)
+		WHERE tenant_id = ? AND type = ? AND occurred_at >= toDateTime(?, 'UTC')
+			AND attendance_date >= toDate(?) AND attendance_date <= toDate(?)
 		GROUP BY attendance_date`,
-		tenantID, ComparedType, Day(from).Format(time.DateOnly), Day(to).Format(time.DateOnly))
+		tenantID, ComparedType, Day(from).Add(-MarkedAhead).Format(time.DateTime), Day(from).Format(time.DateOnly), Day(to).Format(time.DateOnly))
 	if err != nil {
 		return nil, fmt.Errorf("counting attendance student-days in clickhouse: %w", err)
 	}

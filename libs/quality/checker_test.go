@@ -124,8 +124,8 @@ func TestCheckerCompleteness(t *testing.T) {
 	now := time.Date(2026, 12, 3, 0, 30, 0, 0, time.UTC) // Dec 2 ended 30 minutes ago: not closed yet
 	day1, day2 := time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC), time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 	evs := append(many(400, "d1", "sis", "attendance", day1.Add(8*time.Hour)), many(400, "d1", "sis", "attendance", day2.Add(8*time.Hour))...)
-	second := evs[0] // a student marked twice on day 1 is one row in both stores
-	second.at = second.at.Add(time.Hour)
+	second := evs[0] // a student marked again for day 1, the day after, is one row in both stores
+	second.at = second.at.Add(26 * time.Hour)
 	evs = append(evs, second)
 	evs = append(evs, many(10, "d1", "sis", "attendance", day2.AddDate(0, 0, 1).Add(8*time.Hour))...) // Dec 2: not compared
 	evs = append(evs, many(10, "d1", "lms", "content_view", day1.Add(8*time.Hour))...)                // not attendance

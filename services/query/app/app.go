@@ -173,7 +173,9 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks) (err erro
 	g.Go(func() error { return obs.ServeAdmin(gctx, rt.Log, cfg.AdminAddr, health, rt.Tel.Metrics) })
 	g.Go(func() error { return obs.Serve(gctx, rt.Log, hs, ln, 10*time.Second) })
 	if cfg.QualityInterval > 0 {
-		checker := quality.NewChecker(ch, fleet.NewDistrictPools(districts), tenancy.SchemaName, cfg.Quality)
+		qcfg := cfg.Quality
+		qcfg.Days = 1 // the gauge shows the last closed day
+		checker := quality.NewChecker(ch, fleet.NewDistrictPools(districts), tenancy.SchemaName, qcfg)
 		collector, stopGauges, err := eventquality.New(rt.Tel.Meter, checker, activeDistricts(districtStore), time.Now, rt.Log)
 		if err != nil {
 			return err
