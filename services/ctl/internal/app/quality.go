@@ -21,8 +21,10 @@ type qualityReport struct {
 	Events *quality.Report `json:"events,omitempty"`
 }
 
+const qualitySynopsis = "--tenant ID [--since DURATION] [--clickhouse.addr HOST:PORT [--at TIME]]"
+
 func runQualityReport(ctx context.Context, e Env, args []string) error {
-	fs, c := newFlags(e, "quality report", "--tenant ID [--since DURATION] [--clickhouse.addr HOST:PORT [--at TIME]]")
+	fs, c := newFlags(e, "quality report", qualitySynopsis)
 	tenantID := fs.String("tenant", "", "tenant (district) id")
 	since := fs.Duration("since", 7*24*time.Hour, "uploads received within this long (held ones whenever)")
 	var ch chConfig
