@@ -27,7 +27,7 @@ type event struct {
 
 // eventsTable gives the test a ClickHouse database with the aggregator's tables (its migrations: the
 // events table the checks read is the aggregator's).
-func eventsTable(t *testing.T) driver.Conn {
+func eventsTable(t testing.TB) driver.Conn {
 	t.Helper()
 	conn, db, _ := chtest.New(t)
 	if err := chutil.Migrate(t.Context(), conn, db, os.DirFS("../../services/aggregator/internal/chstore/migrations")); err != nil {
