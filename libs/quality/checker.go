@@ -14,7 +14,8 @@ import (
 // Config is what the checks compare against. Zero fields take the defaults.
 type Config struct {
 	Volume VolumeConfig
-	// Settle is how long after its end a day is closed, compared for completeness (default 1h).
+	// Settle is how long after its end a day is closed: checked for volume and compared for
+	// completeness (default 1h).
 	Settle time.Duration
 	// Days is how many closed days completeness compares, the last first (default 7).
 	Days int
@@ -65,17 +66,18 @@ func NewChecker(ch driver.Conn, pools DistrictPools, schema func(tenantID string
 // Config is the checker's configuration, with defaults set.
 func (c *Checker) Config() Config { return c.cfg }
 
-// Check runs a district's checks as of now: volume on the day before now's (the last complete UTC day),
-// completeness on the Days closed days up to LastClosedDay.
+// Check runs a district's checks as of now: volume on the last closed UTC day (LastClosedDay: the day
+// before now's once Settle has passed since midnight, so that late events are in), completeness on the
+// Days closed days up to it.
 func (c *Checker) Check(ctx context.Context, tenantID string, now time.Time) (*Report, error) {
-	rep := &Report{TenantID: tenantID, At: now, Day: Day(now).AddDate(0, 0, -1)}
+	last := LastClosedDay(now, c.cfg.Settle)
+	rep := &Report{TenantID: tenantID, At: now, Day: last}
 	counts, err := DailyCounts(ctx, c.ch, tenantID, BaselineFrom(rep.Day, c.cfg.Volume.Weeks), rep.Day)
 	if err != nil {
 		return nil, err
 	}
 	rep.Volume = AnalyzeVolume(counts, rep.Day, c.cfg.Volume)
 
-	last := LastClosedDay(now, c.cfg.Settle)
 	days := make([]time.Time, c.cfg.Days)
 	for i := range days {
 		days[i] = last.AddDate(0, 0, i-c.cfg.Days+1)

@@ -29,7 +29,7 @@ func runQualityReport(ctx context.Context, e Env, args []string) error {
 	since := fs.Duration("since", 7*24*time.Hour, "uploads received within this long (held ones whenever)")
 	var ch chConfig
 	ch.registerFlagsAddr(fs, "", "ClickHouse native-protocol address, host:port; empty: no event checks (volume, completeness)")
-	at := fs.String("at", "", "check events as of this time (RFC 3339; default now): volume on the UTC day before, completeness on the days closed by then")
+	at := fs.String("at", "", "check events as of this time (RFC 3339; default now): volume on the last UTC day closed by then (--settle), completeness on the --days closed days up to it")
 	var cfg quality.Config
 	fs.IntVar(&cfg.Volume.Weeks, "volume-weeks", 8, "how many previous same weekdays a day's event count is compared with")
 	fs.Float64Var(&cfg.Volume.Z, "volume-z", 3, "least |z-score| that is a volume anomaly")

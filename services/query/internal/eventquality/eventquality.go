@@ -38,9 +38,9 @@ type Collector struct {
 // New registers the gauges on mp and returns a collector that checks as of now():
 //
 //   - event_volume_zscore{tenant_id, source_id, type}: the z-score of a source's event type on the last
-//     complete day against the same weekdays before, for the volume anomalies only (a series per
+//     closed day against the same weekdays before, for the volume anomalies only (a series per
 //     district, source and type for every key would be steady noise; an anomaly's series ends when the
-//     day it was found on is no longer the last complete one);
+//     day it was found on is no longer the last closed one);
 //   - event_volume_anomalies{tenant_id}: how many of the district's sources and types are anomalies;
 //   - event_store_gap_ratio{tenant_id}: how far the sink's attendance student-days of the last closed day
 //     are from ClickHouse's (libs/quality.CompareDays).
@@ -48,12 +48,12 @@ func New(mp metric.MeterProvider, checker Checker, districts Districts, now func
 	c := &Collector{checker: checker, districts: districts, now: now, log: log, last: map[string]*quality.Report{}}
 	m := mp.Meter("event-quality")
 	zscore, err := m.Float64ObservableGauge("event_volume_zscore",
-		metric.WithDescription("z-score of a source's event type's count on the last complete day against the same weekdays before, for anomalies"))
+		metric.WithDescription("z-score of a source's event type's count on the last closed day against the same weekdays before, for anomalies"))
 	if err != nil {
 		return nil, nil, err
 	}
 	anomalies, err := m.Int64ObservableGauge("event_volume_anomalies",
-		metric.WithDescription("sources and event types of the district whose count on the last complete day is an anomaly"))
+		metric.WithDescription("sources and event types of the district whose count on the last closed day is an anomaly"))
 	if err != nil {
 		return nil, nil, err
 	}

@@ -37,7 +37,7 @@ func (f failing) Check(ctx context.Context, tenantID string, now time.Time) (*qu
 	return f.Checker.Check(ctx, tenantID, now)
 }
 
-// TestGaugesShowTheLastChecks: a district whose attendance marks dropped on the last complete day, and
+// TestGaugesShowTheLastChecks: a district whose attendance marks dropped on the last closed day, and
 // whose sink lacks a row of it, shows the anomaly's z-score, one anomaly and the gap; a district without
 // events shows zeros; a district whose checks fail keeps its last gauges.
 func TestGaugesShowTheLastChecks(t *testing.T) {
@@ -59,7 +59,7 @@ func TestGaugesShowTheLastChecks(t *testing.T) {
 	}
 
 	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
-	monday := time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC) // the last complete day, closed too
+	monday := time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC) // the last closed day
 	batch, err := ch.PrepareBatch(ctx, `INSERT INTO events (tenant_id, event_id, source_id, type, occurred_at, student_id, attendance_date)`)
 	if err != nil {
 		t.Fatal(err)
