@@ -107,3 +107,22 @@ func TestVolumeConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestVolumeFindings: a drop is an error, a spike a warning; keys that are not anomalies are no finding.
+func TestVolumeFindings(t *testing.T) {
+	a, b, c := Key{Source: "sis", Type: "attendance"}, Key{Source: "lms", Type: "content_view"}, Key{Source: "lms", Type: "session"}
+	counts := append(weekly(a, 600, 1000, 1000, 1000), weekly(b, 3000, 1000, 1000, 1000)...)
+	counts = append(counts, weekly(c, 1000, 1000, 1000, 1000)...)
+	rep := &Report{Day: checked, Volume: AnalyzeVolume(counts, checked, VolumeConfig{})}
+	f := rep.Findings(VolumeConfig{})
+	if rep.Anomalies() != 2 || len(f) != 2 {
+		t.Fatalf("findings %+v", f)
+	}
+	if f[0].Entity != "content_view" || f[0].Severity != SeverityWarning || f[0].Value != 20 || f[0].Threshold != 3 ||
+		f[0].Message != "content_view events from lms on 2026-12-02: 3000, 200% up on the mean 1000.0 of 3 previous Wednesdays (z 20.0)" {
+		t.Errorf("spike %+v", f[0])
+	}
+	if f[1].Entity != "attendance" || f[1].Severity != SeverityError || f[1].Source != "sis" || f[1].Subject != "2026-12-02" || f[1].Value != -4 {
+		t.Errorf("drop %+v", f[1])
+	}
+}
