@@ -169,18 +169,22 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks) (err erro
 		})}}).Handler())
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return obs.ServeAdmin(gctx, rt.Log, cfg.AdminAddr, health, rt.Tel.Metrics) })
-	g.Go(func() error { return obs.Serve(gctx, rt.Log, hs, ln, 10*time.Second) })
+	var collector *eventquality.Collector
 	if cfg.QualityInterval > 0 {
 		qcfg := cfg.Quality
 		qcfg.Days = 1 // the gauge shows the last closed day
 		checker := quality.NewChecker(ch, fleet.NewDistrictPools(districts), tenancy.SchemaName, qcfg)
-		collector, stopGauges, err := eventquality.New(rt.Tel.Meter, checker, activeDistricts(districtStore), time.Now, rt.Log)
-		if err != nil {
-			return err
+		var stopGauges func()
+		if collector, stopGauges, err = eventquality.New(rt.Tel.Meter, checker, activeDistricts(districtStore), time.Now, rt.Log); err != nil {
+			return fmt.Errorf("event quality gauges: %w", err)
 		}
 		defer stopGauges()
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return obs.ServeAdmin(gctx, rt.Log, cfg.AdminAddr, health, rt.Tel.Metrics) })
+	g.Go(func() error { return obs.Serve(gctx, rt.Log, hs, ln, 10*time.Second) })
+	if collector != nil {
 		g.Go(func() error { return collector.Run(gctx, cfg.QualityInterval) })
 	}
 	err = g.Wait()
