@@ -76,6 +76,13 @@ func Int(fs *flag.FlagSet, p *int, name, env string, def int, help string) {
 	bind(fs, &envValue[int]{p: p, env: env, parse: strconv.Atoi, format: strconv.Itoa}, name, def, help)
 }
 
+// Float64 binds a float64 flag defaulting to the environment variable env, then def. An environment
+// value that does not parse is an error that Parse and Check report.
+func Float64(fs *flag.FlagSet, p *float64, name, env string, def float64, help string) {
+	bind(fs, &envValue[float64]{p: p, env: env, parse: func(s string) (float64, error) { return strconv.ParseFloat(s, 64) },
+		format: func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }}, name, def, help)
+}
+
 // Duration binds a duration flag defaulting to the environment variable env, then def. An environment
 // value that does not parse is an error that Parse and Check report.
 func Duration(fs *flag.FlagSet, p *time.Duration, name, env string, def time.Duration, help string) {

@@ -16,6 +16,7 @@ func TestEnvDefaultsAndFlagOverride(t *testing.T) {
 	t.Setenv("CONF_TEST_INT", "7")
 	t.Setenv("CONF_TEST_DUR", "3s")
 	t.Setenv("CONF_TEST_SECRET", "hunter2")
+	t.Setenv("CONF_TEST_FLOAT", "2.5")
 
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
 	var (
@@ -23,6 +24,7 @@ func TestEnvDefaultsAndFlagOverride(t *testing.T) {
 		l    []string
 		n    int
 		d    time.Duration
+		f    float64
 		sec  Secret
 		b    bool
 		none string
@@ -31,14 +33,15 @@ func TestEnvDefaultsAndFlagOverride(t *testing.T) {
 	List(fs, &l, "list", "CONF_TEST_LIST", "x", "")
 	Int(fs, &n, "int", "CONF_TEST_INT", 1, "")
 	Duration(fs, &d, "dur", "CONF_TEST_DUR", time.Second, "")
+	Float64(fs, &f, "float", "CONF_TEST_FLOAT", 1, "")
 	SecretVar(fs, &sec, "secret", "CONF_TEST_SECRET", "")
 	Bool(fs, &b, "bool", "CONF_TEST_BOOL_UNSET", true, "")
 	String(fs, &none, "none", "CONF_TEST_UNSET", "def", "")
 	if err := fs.Parse([]string{"-int", "9"}); err != nil {
 		t.Fatal(err)
 	}
-	if s != "from-env" || n != 9 || d != 3*time.Second || !b || none != "def" {
-		t.Fatalf("got s=%q n=%d d=%v b=%v none=%q", s, n, d, b, none)
+	if s != "from-env" || n != 9 || d != 3*time.Second || f != 2.5 || !b || none != "def" {
+		t.Fatalf("got s=%q n=%d d=%v f=%v b=%v none=%q", s, n, d, f, b, none)
 	}
 	if len(l) != 3 || l[0] != "a" || l[1] != "b" || l[2] != "c" {
 		t.Fatalf("list = %q", l)
@@ -66,6 +69,8 @@ func TestBadEnvironmentValueStopsStartup(t *testing.T) {
 			var d time.Duration
 			Duration(fs, &d, "wait", "CONF_TEST_BAD_DUR", time.Second, "")
 		}, `env CONF_TEST_BAD_DUR="10": not a valid time.Duration: time: missing unit in duration "10" (flag -wait)`},
+		{"CONF_TEST_BAD_FLOAT", "3x", func(fs *flag.FlagSet) { var f float64; Float64(fs, &f, "z", "CONF_TEST_BAD_FLOAT", 3, "") },
+			`env CONF_TEST_BAD_FLOAT="3x": not a valid float64: invalid syntax (flag -z)`},
 		{"CONF_TEST_BAD_BOOL", "yes", func(fs *flag.FlagSet) { var b bool; Bool(fs, &b, "on", "CONF_TEST_BAD_BOOL", false, "") },
 			`env CONF_TEST_BAD_BOOL="yes": not a valid bool: invalid syntax (flag -on)`},
 	} {

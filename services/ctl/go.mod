@@ -99,11 +99,14 @@ require (
 	google.golang.org/protobuf v1.36.12 // indirect
 )
 
+require github.com/edtech-analytics/platform/libs/quality v0.0.0-00010101000000-000000000000
+
 replace (
 	github.com/edtech-analytics/platform/libs/conf => ../../libs/conf
 	github.com/edtech-analytics/platform/libs/kafkax => ../../libs/kafkax
 	github.com/edtech-analytics/platform/libs/obs => ../../libs/obs
 	github.com/edtech-analytics/platform/libs/pgutil => ../../libs/pgutil
+	github.com/edtech-analytics/platform/libs/quality => ../../libs/quality
 	github.com/edtech-analytics/platform/libs/records => ../../libs/records
 	github.com/edtech-analytics/platform/libs/svc => ../../libs/svc
 	github.com/edtech-analytics/platform/libs/tenancy => ../../libs/tenancy

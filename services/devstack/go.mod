@@ -211,3 +211,7 @@ replace github.com/edtech-analytics/platform/services/archiver => ../archiver
 replace github.com/edtech-analytics/platform/libs/archive => ../../libs/archive
 
 replace github.com/edtech-analytics/platform/libs/testenv/s3test => ../../libs/testenv/s3test
+
+require github.com/edtech-analytics/platform/libs/quality v0.0.0-00010101000000-000000000000 // indirect
+
+replace github.com/edtech-analytics/platform/libs/quality => ../../libs/quality

@@ -12,6 +12,8 @@ require github.com/edtech-analytics/platform/libs/pgutil v0.0.0-00010101000000-0
 
 require github.com/edtech-analytics/platform/libs/svc v0.0.0-00010101000000-000000000000
 
+require github.com/edtech-analytics/platform/libs/quality v0.0.0-00010101000000-000000000000
+
 require (
 	github.com/ClickHouse/clickhouse-go/v2 v2.26.0
 	github.com/edtech-analytics/platform/libs/records v0.0.0-00010101000000-000000000000
@@ -62,14 +64,14 @@ require (
 	github.com/shopspring/decimal v1.4.0 // indirect
 	github.com/twmb/franz-go/pkg/sr v1.8.0 // indirect
 	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
-	go.opentelemetry.io/otel v1.47.0 // indirect
+	go.opentelemetry.io/otel v1.47.0
 	go.opentelemetry.io/otel/exporters/otlp/otlptrace v1.47.0 // indirect
 	go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp v1.47.0 // indirect
 	go.opentelemetry.io/otel/exporters/prometheus v0.69.0 // indirect
 	go.opentelemetry.io/otel/log v1.47.0 // indirect
-	go.opentelemetry.io/otel/metric v1.47.0 // indirect
+	go.opentelemetry.io/otel/metric v1.47.0
 	go.opentelemetry.io/otel/sdk v1.47.0 // indirect
-	go.opentelemetry.io/otel/sdk/metric v1.47.0 // indirect
+	go.opentelemetry.io/otel/sdk/metric v1.47.0
 	go.opentelemetry.io/otel/trace v1.47.0 // indirect
 	go.opentelemetry.io/proto/otlp v1.11.0 // indirect
 	go.uber.org/multierr v1.11.0 // indirect
@@ -89,6 +91,7 @@ replace (
 	github.com/edtech-analytics/platform/libs/kafkax => ../../libs/kafkax
 	github.com/edtech-analytics/platform/libs/obs => ../../libs/obs
 	github.com/edtech-analytics/platform/libs/pgutil => ../../libs/pgutil
+	github.com/edtech-analytics/platform/libs/quality => ../../libs/quality
 	github.com/edtech-analytics/platform/libs/records => ../../libs/records
 	github.com/edtech-analytics/platform/libs/svc => ../../libs/svc
 	github.com/edtech-analytics/platform/libs/tenancy => ../../libs/tenancy

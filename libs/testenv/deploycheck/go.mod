@@ -242,3 +242,7 @@ replace (
 )
 
 replace github.com/edtech-analytics/platform/libs/keyring => ../../keyring
+
+require github.com/edtech-analytics/platform/libs/quality v0.0.0-00010101000000-000000000000 // indirect
+
+replace github.com/edtech-analytics/platform/libs/quality => ../../quality

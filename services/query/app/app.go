@@ -18,7 +18,9 @@ import (
 	"github.com/edtech-analytics/platform/libs/conf"
 	"github.com/edtech-analytics/platform/libs/obs"
 	"github.com/edtech-analytics/platform/libs/pgutil"
+	"github.com/edtech-analytics/platform/libs/quality"
 	"github.com/edtech-analytics/platform/libs/svc"
+	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/edtech-analytics/platform/libs/tenancy/audit"
 	"github.com/edtech-analytics/platform/libs/tenancy/credentials"
 	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
@@ -27,6 +29,7 @@ import (
 	"github.com/edtech-analytics/platform/services/query/internal/admin"
 	"github.com/edtech-analytics/platform/services/query/internal/api"
 	"github.com/edtech-analytics/platform/services/query/internal/auth"
+	"github.com/edtech-analytics/platform/services/query/internal/eventquality"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -48,6 +51,10 @@ type Config struct {
 	// ExportDir is where ctl jobs work writes district exports, a directory per job; the admin API serves
 	// their files from it. Empty: exports cannot be requested through the API.
 	ExportDir string
+	// QualityInterval is how often the districts' event quality gauges are computed (0: never); Quality
+	// what the checks compare against (libs/quality).
+	QualityInterval time.Duration
+	Quality         quality.Config
 }
 
 // RegisterFlags binds the config to flags with env defaults.
@@ -69,6 +76,16 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		"least number of active students a district needs in the range to contribute to a benchmark")
 	conf.Int(fs, &c.BandDistricts, "benchmark.band-districts", "BENCHMARK_BAND_DISTRICTS", 3,
 		"least number of districts behind each band mean a benchmark releases (at least 3)")
+	conf.Duration(fs, &c.QualityInterval, "quality.interval", "QUERY_QUALITY_INTERVAL", 15*time.Minute,
+		"how often districts' event quality gauges (volume anomalies, ClickHouse against the sink) are computed (0: never)")
+	conf.Int(fs, &c.Quality.Volume.Weeks, "quality.volume-weeks", "QUERY_QUALITY_VOLUME_WEEKS", 8,
+		"how many previous same weekdays a day's event count is compared with")
+	conf.Float64(fs, &c.Quality.Volume.Z, "quality.volume-z", "QUERY_QUALITY_VOLUME_Z", 3,
+		"least |z-score| of a day's event count against the baseline that is a volume anomaly")
+	conf.Float64(fs, &c.Quality.Volume.Floor, "quality.volume-floor", "QUERY_QUALITY_VOLUME_FLOOR", 50,
+		"least difference in events from the baseline mean that is a volume anomaly (so small districts do not alert on noise)")
+	conf.Duration(fs, &c.Quality.Settle, "quality.settle", "QUERY_QUALITY_SETTLE", time.Hour,
+		"how long after a UTC day's end it is compared between ClickHouse and the sink")
 	c.Keys.RegisterFlags(fs)
 }
 
@@ -89,6 +106,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MinStudents < 1 {
 		errs = append(errs, errors.New("benchmark.min-students: at least 1 (env BENCHMARK_MIN_STUDENTS)"))
+	}
+	if c.QualityInterval < 0 {
+		errs = append(errs, errors.New("quality.interval: not negative (env QUERY_QUALITY_INTERVAL)"))
+	}
+	if err := c.Quality.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("quality: %w", err))
 	}
 	return errors.Join(errs...)
 }
@@ -146,12 +169,41 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks) (err erro
 		})}}).Handler())
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
+	var collector *eventquality.Collector
+	if cfg.QualityInterval > 0 {
+		qcfg := cfg.Quality
+		qcfg.Days = 1 // the gauge shows the last closed day
+		checker := quality.NewChecker(ch, fleet.NewDistrictPools(districts), tenancy.SchemaName, qcfg)
+		var stopGauges func()
+		if collector, stopGauges, err = eventquality.New(rt.Tel.Meter, checker, activeDistricts(districtStore), time.Now, rt.Log); err != nil {
+			return fmt.Errorf("event quality gauges: %w", err)
+		}
+		defer stopGauges()
+	}
+
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return obs.ServeAdmin(gctx, rt.Log, cfg.AdminAddr, health, rt.Tel.Metrics) })
 	g.Go(func() error { return obs.Serve(gctx, rt.Log, hs, ln, 10*time.Second) })
+	if collector != nil {
+		g.Go(func() error { return collector.Run(gctx, cfg.QualityInterval) })
+	}
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
 	return err
+}
+
+// activeDistricts lists the districts that are not deleted.
+func activeDistricts(store *tenants.Store) eventquality.Districts {
+	return func(ctx context.Context) ([]string, error) {
+		all, err := store.Tenants(ctx)
+		ids := make([]string, 0, len(all))
+		for _, t := range all {
+			if t.Status != tenancy.StatusDeleted {
+				ids = append(ids, t.ID)
+			}
+		}
+		return ids, err
+	}
 }

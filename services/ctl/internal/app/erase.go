@@ -35,7 +35,13 @@ type chConfig struct {
 }
 
 func (c *chConfig) registerFlags(fs *flag.FlagSet) {
-	conf.String(fs, &c.addr, "clickhouse.addr", "CLICKHOUSE_ADDR", "127.0.0.1:9000", "ClickHouse native-protocol address, host:port")
+	c.registerFlagsAddr(fs, "127.0.0.1:9000", "ClickHouse native-protocol address, host:port")
+}
+
+// registerFlagsAddr registers the flags with another default address and its help (a command for which
+// ClickHouse is optional defaults to none).
+func (c *chConfig) registerFlagsAddr(fs *flag.FlagSet, addr, help string) {
+	conf.String(fs, &c.addr, "clickhouse.addr", "CLICKHOUSE_ADDR", addr, help)
 	conf.String(fs, &c.database, "clickhouse.database", "CLICKHOUSE_DATABASE", "edtech", "ClickHouse database of the events and rollups")
 	conf.String(fs, &c.user, "clickhouse.user", "CLICKHOUSE_USER", "default", "ClickHouse user")
 	conf.SecretVar(fs, &c.password, "clickhouse.password", "CLICKHOUSE_PASSWORD", "ClickHouse password")
