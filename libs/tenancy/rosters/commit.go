@@ -193,11 +193,16 @@ func (p *Plan) insertUpload(ctx context.Context, status, reason string) error {
 	}
 	rows := make([][]any, len(p.Files))
 	for i, f := range p.Files {
+		var export *string
+		if f.Export != "" {
+			export = &f.Export
+		}
 		rows[i] = []any{p.ID, f.File, f.Entity, string(f.Mode), f.Received, f.Accepted, f.Rejected, f.Held, f.Findings, f.Added, f.Changed,
-			f.Unchanged, f.Deactivated, f.LedgerActive}
+			f.Unchanged, f.Deactivated, f.LedgerActive, export, f.Columns}
 	}
 	if _, err := p.tx.CopyFrom(ctx, pgx.Identifier{p.schema, "import_upload_files"}, []string{"upload_id", "file", "entity", "mode", "received",
-		"accepted", "rejected", "held", "findings", "added", "changed", "unchanged", "deactivated", "ledger_active"}, pgx.CopyFromRows(rows)); err != nil {
+		"accepted", "rejected", "held", "findings", "added", "changed", "unchanged", "deactivated", "ledger_active", "export", "columns"},
+		pgx.CopyFromRows(rows)); err != nil {
 		return fmt.Errorf("recording roster upload files: %w", err)
 	}
 	return nil
@@ -591,7 +596,8 @@ func (s *Store) Uploads(ctx context.Context, tenantID string, since time.Time, l
 	for _, u := range out {
 		ids = append(ids, u.ID)
 	}
-	rows, err = tx.Query(ctx, `SELECT upload_id::text, file, entity, mode, received, accepted, rejected, held, findings, added, changed, unchanged, deactivated, ledger_active
+	rows, err = tx.Query(ctx, `SELECT upload_id::text, file, entity, mode, received, accepted, rejected, held, findings, added, changed, unchanged, deactivated, ledger_active,
+		coalesce(export, ''), columns
 		FROM `+pgx.Identifier{schema, "import_upload_files"}.Sanitize()+` WHERE upload_id = ANY($1::uuid[]) ORDER BY upload_id, file`, ids)
 	if err != nil {
 		return nil, err
@@ -601,7 +607,7 @@ func (s *Store) Uploads(ctx context.Context, tenantID string, since time.Time, l
 		var id string
 		var f FileCounts
 		if err := rows.Scan(&id, &f.File, &f.Entity, &f.Mode, &f.Received, &f.Accepted, &f.Rejected, &f.Held, &f.Findings, &f.Added, &f.Changed, &f.Unchanged,
-			&f.Deactivated, &f.LedgerActive); err != nil {
+			&f.Deactivated, &f.LedgerActive, &f.Export, &f.Columns); err != nil {
 			return nil, err
 		}
 		out[byID[id]].Files = append(out[byID[id]].Files, f)

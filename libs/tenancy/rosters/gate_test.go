@@ -44,3 +44,13 @@ func TestQualityGate(t *testing.T) {
 		})
 	}
 }
+
+func TestColumnsDiff(t *testing.T) {
+	added, gone := columnsDiff([]string{"Student_Number", "First_Name", "Room"}, []string{" student_number", "First_Name", "Nickname", "Email"})
+	if strings.Join(added, ",") != "Nickname,Email" || strings.Join(gone, ",") != "Room" {
+		t.Fatalf("added %q, gone %q", added, gone)
+	}
+	if added, gone := columnsDiff([]string{"a", "b"}, []string{"B", "A"}); added != nil || gone != nil {
+		t.Fatalf("reordered columns: added %q, gone %q", added, gone)
+	}
+}

@@ -322,6 +322,7 @@ func (im *Import) Finish(ctx context.Context, files []File) (*Plan, error) {
 		fc.Received = f.Received
 		fc.Rejected += f.Rejected
 		fc.Findings += f.Findings
+		fc.Export, fc.Columns = f.Export, f.Columns
 		if f.Mode == Bulk {
 			bulk[f.Entity] = f.Name
 		}

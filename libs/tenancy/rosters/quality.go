@@ -26,6 +26,7 @@ const (
 	CheckOrphans      = "orphans"       // stored enrollments whose user or class is not stored
 	CheckFreshness    = "freshness"     // a source sent nothing for longer than expected
 	CheckExportValues = "empty_values"  // mapped exports with values a rule reads left empty
+	CheckSchemaDrift  = "schema_drift"  // a mapped export's columns changed since the upload before
 )
 
 // Finding is one result of the quality report.
@@ -161,6 +162,12 @@ func (s *Store) Quality(ctx context.Context, tenantID string, since time.Time) (
 		}
 	}
 
+	drift, err := schemaDrift(ctx, tx, t, since)
+	if err != nil {
+		return nil, err
+	}
+	rep.Findings = append(rep.Findings, drift...)
+
 	var open, expired int
 	if err := tx.QueryRow(ctx, `SELECT count(*) FILTER (WHERE status = 'open' AND expires_at >= now()),
 		count(*) FILTER (WHERE status = 'expired' OR status = 'open' AND expires_at < now()) FROM `+t("import_held_refs")).Scan(&open, &expired); err != nil {
@@ -240,4 +247,81 @@ func (s *Store) ExpectEvery(ctx context.Context, tenantID, sourceID string, ever
 		return err
 	}
 	return tx.Commit(ctx)
+}
+
+// schemaDrift compares the header of each mapped CSV export's latest file, when received since, with the
+// file of the export before it: columns added or gone (a rule reading a gone column maps nothing; an
+// added one may hold what a rule should read).
+func schemaDrift(ctx context.Context, tx pgx.Tx, t func(string) string, since time.Time) ([]Finding, error) {
+	rows, err := tx.Query(ctx, `SELECT source_id, export, entity, id, file, columns, received_at >= $1 FROM (
+			SELECT u.source_id, f.export, f.entity, u.id::text AS id, f.file, f.columns, u.received_at,
+				row_number() OVER (PARTITION BY u.source_id, f.export ORDER BY u.received_at DESC, u.id) AS n
+			FROM `+t("import_uploads")+` u JOIN `+t("import_upload_files")+` f ON f.upload_id = u.id
+			WHERE f.columns IS NOT NULL AND f.export IS NOT NULL) x
+		WHERE n <= 2 ORDER BY source_id, export, n`, since)
+	if err != nil {
+		return nil, fmt.Errorf("reading exports' columns: %w", err)
+	}
+	type file struct {
+		source, export, entity, upload, name string
+		columns                              []string
+		recent                               bool
+	}
+	var files []file
+	for rows.Next() {
+		var f file
+		if err := rows.Scan(&f.source, &f.export, &f.entity, &f.upload, &f.name, &f.columns, &f.recent); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		files = append(files, f)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	var out []Finding
+	for i := 0; i+1 < len(files); i++ {
+		last, before := files[i], files[i+1]
+		if last.source != before.source || last.export != before.export || !last.recent {
+			continue
+		}
+		i++
+		added, gone := columnsDiff(before.columns, last.columns)
+		if len(added)+len(gone) == 0 {
+			continue
+		}
+		var what []string
+		if len(added) > 0 {
+			what = append(what, "added "+strings.Join(added, ", "))
+		}
+		if len(gone) > 0 {
+			what = append(what, "gone "+strings.Join(gone, ", "))
+		}
+		out = append(out, Finding{Check: CheckSchemaDrift, Severity: SeverityWarning, Source: last.source, Entity: last.entity,
+			Subject: last.upload + " " + last.name, Value: float64(len(added) + len(gone)),
+			Message: fmt.Sprintf("export %s of source %s: %s of upload %s has columns %s since %s (a rule reading a gone column maps nothing; "+
+				"'ctl mapping preview' shows the effect)", last.export, last.source, last.name, last.upload, strings.Join(what, "; "), before.name)})
+	}
+	return out, nil
+}
+
+// columnsDiff returns the columns of now that before lacks and those of before that now lacks, in their
+// files' order (names compared as the mapping rules compare them: trimmed, any case).
+func columnsDiff(before, now []string) (added, gone []string) {
+	norm := func(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
+	has := func(cols []string, c string) bool {
+		return slices.ContainsFunc(cols, func(x string) bool { return norm(x) == norm(c) })
+	}
+	for _, c := range now {
+		if !has(before, c) {
+			added = append(added, c)
+		}
+	}
+	for _, c := range before {
+		if !has(now, c) {
+			gone = append(gone, c)
+		}
+	}
+	return added, gone
 }

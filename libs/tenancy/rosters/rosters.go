@@ -121,6 +121,10 @@ type File struct {
 	Received int // rows (records) read
 	Rejected int
 	Findings int // data-quality findings of its rows (empty values, unexpected personal data)
+	// Export and Columns are, for a mapped CSV file, the export of the mapping rules that read it and
+	// its header: the quality report compares an export's columns with the upload before.
+	Export  string
+	Columns []string
 	// Present are the sourcedIds of its rejected rows: a bulk file's bad row does not make its record
 	// missing.
 	Present []string
@@ -161,6 +165,8 @@ type FileCounts struct {
 	Rejected     int    `json:"rejected"`
 	Held         int    `json:"held"`
 	Findings     int    `json:"findings"`
+	Export       string   `json:"export,omitempty"`
+	Columns      []string `json:"columns,omitempty"`
 	Added        int    `json:"added"`
 	Changed      int    `json:"changed"`
 	Unchanged    int    `json:"unchanged"`

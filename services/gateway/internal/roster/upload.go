@@ -21,13 +21,17 @@ type FileInfo struct {
 	Present []string
 	// Findings counts the data-quality findings of the file's rows.
 	Findings int
+	// Export and Columns are a mapped CSV file's export and header (see rosters.File).
+	Export  string
+	Columns []string
 }
 
 // Files returns the import step's files of a request's files, with their counts of rows read and rejected.
 func Files(files []FileInfo, rejected []ingest.Rejected) []rosters.File {
 	out := make([]rosters.File, len(files))
 	for i, f := range files {
-		out[i] = rosters.File{Name: f.Name, Entity: f.Collection, Mode: f.Mode, Received: f.To - f.From, Present: f.Present, Findings: f.Findings}
+		out[i] = rosters.File{Name: f.Name, Entity: f.Collection, Mode: f.Mode, Received: f.To - f.From, Present: f.Present, Findings: f.Findings,
+			Export: f.Export, Columns: f.Columns}
 		for _, r := range rejected {
 			if r.Index >= f.From && r.Index < f.To {
 				out[i].Rejected++

@@ -276,7 +276,12 @@ func (mu *mappedUpload) run(mem roster.Memory, want func(int) bool, each func(in
 	dec := roster.NewRecordDecoder(mu.meta) // afresh: a record decoded again is not its own duplicate
 	next := 0
 	for _, f := range mu.files {
-		info := roster.FileInfo{Name: f.name, Collection: f.export.Collection(), Mode: mu.mode, From: next}
+		info := roster.FileInfo{Name: f.name, Collection: f.export.Collection(), Mode: mu.mode, From: next, Export: f.export.Name()}
+		if first {
+			// The header, for the quality report's comparison with the export's file before (an unreadable
+			// header fails the mapping below with the same error).
+			info.Columns, _ = f.export.Header(f.name, bytes.NewReader(f.body))
+		}
 		rejectedBefore := len(mu.rejected)
 		err := f.export.WithModified(mu.meta.ReceivedAt).Map(f.name, bytes.NewReader(f.body), func(row mapping.Row) error {
 			i := next

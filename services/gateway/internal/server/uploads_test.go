@@ -10,6 +10,7 @@ import (
 
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/tenancy/mappings"
+	"github.com/edtech-analytics/platform/libs/tenancy/rosters"
 )
 
 // example reads a file of libs/mapping's sis-a example.
@@ -87,13 +88,37 @@ func TestMappedUploadsTakeTheOneRosterPath(t *testing.T) {
 		t.Fatalf("uploads %+v: %v", list, err)
 	}
 
+	// The export gains a column: the quality report names the drift.
+	lns := strings.Split(strings.TrimSpace(string(students)), "\n")
+	for i := range lns {
+		lns[i] = strings.TrimRight(lns[i], "\r") + map[bool]string{true: ",Nickname", false: ","}[i == 0]
+	}
+	code, out = f.postRaw(t, "/v1/sources/sis/uploads?file=students_2027.csv", "roster", "text/csv", []byte(strings.Join(lns, "\n")+"\n"))
+	if code != http.StatusAccepted || out["upload"].(map[string]any)["status"] != "applied" {
+		t.Fatalf("students with a new column: %d %v", code, out)
+	}
+	rep, err := f.rosters.Quality(ctx, "d1", timeZero)
+	if err != nil {
+		t.Fatal(err)
+	}
+	drift, changed := "", 0.0
+	for _, fd := range rep.Findings {
+		if fd.Check == rosters.CheckSchemaDrift {
+			drift, changed = drift+fd.Message, changed+fd.Value
+		}
+	}
+	if !strings.Contains(drift, "students_2027.csv") || !strings.Contains(drift, "added Nickname since students_2026.csv") || changed != 1 {
+		t.Fatalf("schema drift findings %q in %+v", drift, rep.Findings)
+	}
+	raw := len(f.readTopic(t, f.kcfg.Topics().Raw))
+
 	// A dry run maps and checks, answers the rows, and sends nothing.
 	code, out = f.postRaw(t, "/v1/sources/sis/uploads?file=staff_2026.csv&dry_run=true&rows=2", "roster", "text/csv", example(t, "staff_2026.csv"))
 	if code != http.StatusOK || len(out["rows"].([]any)) != 2 || out["accepted"].(float64) < 2 || out["upload"] != nil {
 		t.Fatalf("dry run: %d %v", code, out)
 	}
-	if n := len(f.readTopic(t, f.kcfg.Topics().Raw)); n != users {
-		t.Fatalf("a dry run sent records: raw holds %d", n)
+	if n := len(f.readTopic(t, f.kcfg.Topics().Raw)); n != raw {
+		t.Fatalf("a dry run sent records: raw holds %d, held %d before", n, raw)
 	}
 
 	// A zip of several exports is mapped in dependency order; enrollments of sections never sent wait.
