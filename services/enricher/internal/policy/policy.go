@@ -259,9 +259,14 @@ type Detection struct {
 // removes the field, reject makes rejected true (the record must go to the DLQ). found has one Detection
 // per field and kind, in field order; nil when ev holds none.
 func (c *Compiled) FreeText(ev *records.EnrichedEvent, age Age) (found []Detection, rejected bool) {
-	for _, r := range c.texts[age][ev.Type] {
-		sc := scan{mask: c.freeText == privacy.ActionMask}
-		r.field(ev, op{action: actionScan, scan: &sc})
+	rs := c.texts[age][ev.Type]
+	if len(rs) == 0 {
+		return nil, false
+	}
+	sc := &scan{mask: c.freeText == privacy.ActionMask}
+	for _, r := range rs {
+		sc.found = nil
+		r.field(ev, op{action: actionScan, scan: sc})
 		if len(sc.found) == 0 {
 			continue
 		}
