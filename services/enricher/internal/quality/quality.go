@@ -40,8 +40,8 @@ type Store struct {
 // New returns a store over the districts' schemas wherever pools places them.
 func New(pools Pools) *Store { return &Store{pools: pools} }
 
-// ErrGone marks counts of districts whose schema is gone (deleted districts): they cannot be stored, and
-// retrying will not help.
+// ErrGone marks counts of districts whose schema is gone (deleted or unknown districts): they cannot be
+// stored, and retrying will not help.
 var ErrGone = errors.New("district schema is gone")
 
 // Add adds counts to the districts' quality_pii_daily, one statement per district. The first time it
@@ -81,6 +81,9 @@ func (s *Store) add(ctx context.Context, tenant string, cs []Count) error {
 		return fmt.Errorf("%w: %w", ErrGone, err)
 	}
 	pool, err := s.pools.Pool(ctx, tenant)
+	if errors.Is(err, tenancy.ErrNotFound) {
+		return fmt.Errorf("%w: %w", ErrGone, err)
+	}
 	if err != nil {
 		return err
 	}
