@@ -9,7 +9,7 @@ import (
 func runQualityReport(ctx context.Context, e Env, args []string) error {
 	fs, c := newFlags(e, "quality report", "--tenant ID [--since DURATION]")
 	tenantID := fs.String("tenant", "", "tenant (district) id")
-	since := fs.Duration("since", 7*24*time.Hour, "uploads received within this long (held ones whenever)")
+	since := fs.Duration("since", 7*24*time.Hour, "uploads received within this long (held ones whenever), and personal data found in free text since that day")
 	if err := parse(fs, c, args); err != nil {
 		return err
 	}
