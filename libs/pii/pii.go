@@ -3,8 +3,8 @@
 //
 // Detection is lexical (RE2 patterns checked by hand-written rules), tuned against false positives in
 // the text ed-tech records carry: dates (2026-09-01), times, decimal scores (93.5), ISO timestamps,
-// UUIDs and short numbers are not matched. Names and postal addresses are not detected: no pattern finds
-// them reliably.
+// UUIDs and short numbers are not matched, nor are 10 bare digits (an id as often as a phone number).
+// Names and postal addresses are not detected: no pattern finds them reliably.
 package pii
 
 import (

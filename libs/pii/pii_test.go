@@ -40,6 +40,10 @@ func TestFind(t *testing.T) {
 		{"+44 20 7946 0958, ask", "[phone], ask"},
 		{"+91 98765 43210", "[phone]"},
 		{"+33 1 23 45 67 89", "[phone]"},
+		{"+44 (0) 20 7946 0958", "[phone]"},
+		{"555-123-4567 x89", "[phone] x89"},
+		{"Call 555-123-4567.", "Call [phone]."},
+		{"5551234567", "5551234567"}, // 10 bare digits: an id as often as a phone
 		{"555-123.4567", "555-123.4567"},
 		{"155-123-4567", "155-123-4567"}, // area code starting with 1
 		{"+1 234", "+1 234"},
@@ -54,6 +58,8 @@ func TestFind(t *testing.T) {
 		{"room 101, period 3", "room 101, period 3"},
 		{"v1.2.3 build 2026.09.01", "v1.2.3 build 2026.09.01"},
 		{"1,234,567,890 points", "1,234,567,890 points"},
+		{"ISBN 978-3-16-148410-0, zip 62704-1234", "ISBN 978-3-16-148410-0, zip 62704-1234"},
+		{"card 4111 1111 1111 1111", "card 4111 1111 1111 1111"},
 		{"", ""},
 		// Several kinds, in order.
 		{"a@b.io 555-123-4567 123-45-6789", "[email] [phone] [ssn]"},
