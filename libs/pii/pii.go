@@ -37,8 +37,6 @@ const minDigits = 9
 var (
 	// ssnRe: NNN-NN-NNNN or NNN NN NNNN (the same separator twice, checked in code).
 	ssnRe = regexp.MustCompile(`\d{3}([- ])\d{2}([- ])\d{4}`)
-	// digitsRe: runs of digits; a run of exactly 9 is a bare SSN candidate.
-	digitsRe = regexp.MustCompile(`\d+`)
 	// emailRe: local@domain.tld, the common subset of RFC 5322 addresses (no quoted local parts, no IP
 	// literals).
 	emailRe = regexp.MustCompile(`[A-Za-z0-9!#$%&'*+/=?^_{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_{|}~-]+)*@` +
@@ -77,14 +75,19 @@ func Find(s string) []Match {
 			ms = append(ms, Match{SSN, loc[0], loc[1]})
 		}
 	}
-	for _, loc := range digitsRe.FindAllStringIndex(s, -1) {
-		if loc[1]-loc[0] != 9 || !bounded(s, loc[0], loc[1]) {
+	for start := 0; start < len(s); {
+		if !isDigit(s[start]) {
+			start++
 			continue
 		}
-		d := s[loc[0]:loc[1]]
-		if validSSN(d[:3], d[3:5], d[5:]) {
-			ms = append(ms, Match{SSN, loc[0], loc[1]})
+		end := start + 1
+		for end < len(s) && isDigit(s[end]) {
+			end++
 		}
+		if d := s[start:end]; len(d) == 9 && bounded(s, start, end) && validSSN(d[:3], d[3:5], d[5:]) {
+			ms = append(ms, Match{SSN, start, end})
+		}
+		start = end
 	}
 	for _, loc := range nanpRe.FindAllStringSubmatchIndex(s, -1) {
 		if loc[6] >= 0 && s[loc[4]] != s[loc[6]] { // 555-123.4567
@@ -94,6 +97,9 @@ func Find(s string) []Match {
 			continue
 		}
 		ms = append(ms, Match{Phone, loc[0], loc[1]})
+	}
+	if strings.IndexByte(s, '+') < 0 {
+		return resolve(ms)
 	}
 	for _, loc := range intlRe.FindAllStringIndex(s, -1) {
 		start, end := loc[0], trimIntl(s, loc[0], loc[1])
