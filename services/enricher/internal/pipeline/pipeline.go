@@ -481,7 +481,8 @@ func (p *Pipeline) storePII(ctx context.Context, found map[PIIKey]int, day time.
 	defer cancel()
 	failed, err := p.pii.Add(wctx, counts)
 	if err != nil {
-		p.log.Warn("storing the counts of personal data found in free text; kept for the next batch", "err", err, "pending", len(failed))
+		p.log.Warn("storing the counts of personal data found in free text; those that can be retried wait for the next batch", "err", err,
+			"pending", len(failed))
 	}
 	p.piiPending = failed
 }
