@@ -174,6 +174,7 @@ require (
 require (
 	github.com/edtech-analytics/platform/libs/archive v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/keyring v0.0.0-00010101000000-000000000000
+	github.com/edtech-analytics/platform/libs/pii v0.0.0-00010101000000-000000000000 // indirect
 	github.com/edtech-analytics/platform/services/archiver v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/services/ctl v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/services/query v0.0.0-00010101000000-000000000000
@@ -215,3 +216,5 @@ replace github.com/edtech-analytics/platform/libs/testenv/s3test => ../../libs/t
 require github.com/edtech-analytics/platform/libs/quality v0.0.0-00010101000000-000000000000 // indirect
 
 replace github.com/edtech-analytics/platform/libs/quality => ../../libs/quality
+
+replace github.com/edtech-analytics/platform/libs/pii => ../../libs/pii

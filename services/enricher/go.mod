@@ -34,6 +34,7 @@ require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/edtech-analytics/platform/libs/keyring v0.0.0-00010101000000-000000000000
+	github.com/edtech-analytics/platform/libs/pii v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/testenv/devenv v0.0.0-00010101000000-000000000000 // indirect
 	github.com/edtech-analytics/platform/schemas v0.0.0-00010101000000-000000000000 // indirect
 	github.com/edtech-analytics/platform/services/sink v0.0.0-00010101000000-000000000000 // indirect
@@ -110,3 +111,5 @@ replace github.com/edtech-analytics/platform/libs/keyring => ../../libs/keyring
 require github.com/edtech-analytics/platform/libs/quality v0.0.0-00010101000000-000000000000 // indirect
 
 replace github.com/edtech-analytics/platform/libs/quality => ../../libs/quality
+
+replace github.com/edtech-analytics/platform/libs/pii => ../../libs/pii

@@ -32,6 +32,7 @@ require (
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/edtech-analytics/platform/libs/keyring v0.0.0-00010101000000-000000000000
+	github.com/edtech-analytics/platform/libs/pii v0.0.0-00010101000000-000000000000 // indirect
 	github.com/edtech-analytics/platform/schemas v0.0.0-00010101000000-000000000000 // indirect
 	github.com/go-faster/city v1.0.1 // indirect
 	github.com/go-faster/errors v0.7.1 // indirect
@@ -110,3 +111,5 @@ replace (
 replace github.com/edtech-analytics/platform/libs/ttlcache => ../../libs/ttlcache
 
 replace github.com/edtech-analytics/platform/libs/keyring => ../../libs/keyring
+
+replace github.com/edtech-analytics/platform/libs/pii => ../../libs/pii

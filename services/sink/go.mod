@@ -42,6 +42,7 @@ require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/edtech-analytics/platform/libs/archive v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/keyring v0.0.0-00010101000000-000000000000
+	github.com/edtech-analytics/platform/libs/pii v0.0.0-00010101000000-000000000000 // indirect
 	github.com/edtech-analytics/platform/libs/ttlcache v0.0.0-00010101000000-000000000000 // indirect
 	github.com/edtech-analytics/platform/schemas v0.0.0-00010101000000-000000000000 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect
@@ -112,3 +113,5 @@ replace github.com/edtech-analytics/platform/libs/ttlcache => ../../libs/ttlcach
 replace github.com/edtech-analytics/platform/libs/keyring => ../../libs/keyring
 
 replace github.com/edtech-analytics/platform/libs/archive => ../../libs/archive
+
+replace github.com/edtech-analytics/platform/libs/pii => ../../libs/pii

@@ -39,6 +39,9 @@ type Policy struct {
 	UnknownAgeAs string   `json:"unknown_age_as"`
 	Consent      *Consent `json:"consent,omitempty"`
 	Identity     Identity `json:"identity"`
+	// FreeText is what the enricher does with personal data it finds in free-text fields (see
+	// FreeTextFields); nil, as in policies stored before the rule existed, means the default, mask.
+	FreeText *FreeText `json:"free_text,omitempty"`
 
 	CreatedAt time.Time `json:"created_at,omitzero"`
 	CreatedBy string    `json:"created_by,omitempty"`
@@ -52,6 +55,41 @@ type Consent struct {
 	Under       int      `json:"under"`
 	EventTypes  []string `json:"event_types"`
 	MetadataKey string   `json:"metadata_key"`
+}
+
+// FreeText is the rule for personal data found where none is expected: SSN-like numbers, email addresses
+// and phone numbers (libs/pii) in the free-text fields a record keeps after the field actions.
+type FreeText struct {
+	// Action is flag (keep the text, count it), mask (replace each match by its kind in brackets, e.g.
+	// "[phone]", and count it), drop (remove the field, count it) or reject (the record goes to the DLQ,
+	// policy_violation naming the field and the kind).
+	Action string `json:"action"`
+}
+
+// FreeTextActions lists the actions of a FreeText rule.
+func FreeTextActions() []string { return []string{ActionFlag, ActionMask, ActionDrop, ActionReject} }
+
+// FreeTextAction is the action of the policy's free-text rule: mask when it has none.
+func (p *Policy) FreeTextAction() string {
+	if p.FreeText == nil || p.FreeText.Action == "" {
+		return ActionMask
+	}
+	return p.FreeText.Action
+}
+
+// FreeTextFields lists the free-text fields scanned for personal data: every field of kind text, and the
+// free text of records about a student that a policy cannot name (a result's text score, a line item's
+// description, which teachers write and which may name a student). Titles of classes, courses, line
+// items and sessions, class locations and org names are not scanned: they describe no person; nor are
+// metadata maps (kind value), whose entries are the SIS's own codes.
+func FreeTextFields() []string {
+	var out []string
+	for _, f := range Fields() {
+		if f.Kind == KindText {
+			out = append(out, f.Path)
+		}
+	}
+	return append(out, "roster_result.text_score", "roster_line_item.description")
 }
 
 // Identity says how the enricher recognises a student across SIS ids.
@@ -72,6 +110,7 @@ const (
 	ActionMask         = "mask"
 	ActionPseudonymise = "pseudonymise" // keyed HMAC with the district's secret
 	ActionReject       = "reject"       // a record carrying the field goes to the DLQ (policy_violation)
+	ActionFlag         = "flag"         // free text only (FreeText): kept as it is, the finding counted
 )
 
 // Templates.
@@ -190,9 +229,11 @@ func Templates() []string { return []string{TemplateFERPA, TemplateCOPPA, Templa
 //     pseudonymised, contact details and demographics dropped, names masked, birth year only.
 //   - dpdp: ferpa, the child rules for students under 18 (or of unknown age), and behavioural events
 //     (session, content_view) of those students are kept only with consent recorded in the roster.
+//
+// Every template masks personal data found in free text (FreeText).
 func Template(name string) (Policy, error) {
 	p := Policy{Template: name, Fields: ferpaFields(), UnknownAgeAs: AgeAdult,
-		Identity: Identity{MatchKey: MatchUserMasterIdentifier}}
+		Identity: Identity{MatchKey: MatchUserMasterIdentifier}, FreeText: &FreeText{Action: ActionMask}}
 	switch name {
 	case TemplateFERPA:
 	case TemplateCOPPA:
@@ -252,6 +293,9 @@ func (p *Policy) Validate() error {
 		if strings.TrimSpace(c.MetadataKey) == "" {
 			errs = append(errs, errors.New("consent.metadata_key: required"))
 		}
+	}
+	if ft := p.FreeText; ft != nil && !slices.Contains(FreeTextActions(), ft.Action) {
+		errs = append(errs, fmt.Errorf("free_text.action: %q is not one of %s", ft.Action, strings.Join(FreeTextActions(), ", ")))
 	}
 	switch mk := p.Identity.MatchKey; {
 	case mk == MatchUserMasterIdentifier || mk == MatchIdentifier || mk == MatchNone:

@@ -38,6 +38,11 @@ func TestPolicyTemplates(t *testing.T) {
 	if again.Under13["actor.sis_id"] != privacy.ActionPseudonymise {
 		t.Error("a template shares its maps")
 	}
+	for _, name := range privacy.Templates() {
+		if p, _ := privacy.Template(name); p.FreeText == nil || p.FreeTextAction() != privacy.ActionMask {
+			t.Errorf("template %s: free text %+v, want mask", name, p.FreeText)
+		}
+	}
 	if _, err := privacy.Template("gdpr"); !errors.Is(err, tenancy.ErrInvalidArgument) {
 		t.Errorf("unknown template: %v", err)
 	}
@@ -57,6 +62,9 @@ func TestParseRejects(t *testing.T) {
 		{"consent age", `{"template":"custom","consent":{"under":0,"event_types":["session"],"metadata_key":"c"}}`, "consent.under"},
 		{"match key", `{"template":"custom","identity":{"match_key":"email"}}`, "match_key"},
 		{"namespace", `{"template":"custom","identity":{"namespaces":{"lms":"a b"}}}`, "namespaces"},
+		{"free text action", `{"template":"custom","free_text":{"action":"hide"}}`, `free_text.action: "hide"`},
+		{"free text without action", `{"template":"custom","free_text":{}}`, "free_text.action"},
+		{"free text key", `{"template":"custom","free_text":{"action":"mask","kinds":["ssn"]}}`, "kinds"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -70,6 +78,31 @@ func TestParseRejects(t *testing.T) {
 		"identity":{"match_key":"user_id:state_id","namespaces":{"canvas":"sis"}}}`))
 	if err != nil || p.Version != 0 || p.UnknownAgeAs != privacy.AgeAdult || p.Identity.Namespaces["canvas"] != "sis" {
 		t.Errorf("Parse = %+v, %v", p, err)
+	}
+}
+
+func TestFreeTextRule(t *testing.T) {
+	// A policy without the rule (every policy stored before it existed) masks.
+	p, err := privacy.Parse([]byte(`{"template":"custom"}`))
+	if err != nil || p.FreeText != nil || p.FreeTextAction() != privacy.ActionMask {
+		t.Errorf("Parse without free_text = %+v, %v; action %q", p.FreeText, err, p.FreeTextAction())
+	}
+	for _, action := range privacy.FreeTextActions() {
+		p, err := privacy.Parse([]byte(`{"template":"custom","free_text":{"action":"` + action + `"}}`))
+		if err != nil || p.FreeTextAction() != action {
+			t.Errorf("Parse free_text %s = %+v, %v", action, p.FreeText, err)
+		}
+	}
+	fields := privacy.FreeTextFields()
+	for _, want := range []string{"attendance.reason", "session.device", "session.app", "roster_user.given_name",
+		"roster_user.pronouns", "roster_demographics.city_of_birth", "roster_result.comment", "roster_result.text_score",
+		"roster_line_item.description"} {
+		if !slices.Contains(fields, want) {
+			t.Errorf("FreeTextFields lacks %s: %v", want, fields)
+		}
+	}
+	if slices.Contains(fields, "roster_user.email") || slices.Contains(fields, "actor.sis_id") {
+		t.Errorf("FreeTextFields holds fields that are not free text: %v", fields)
 	}
 }
 
@@ -99,6 +132,18 @@ func TestPolicyVersions(t *testing.T) {
 		t.Fatalf("Policy after set = %+v, %v", got, err)
 	}
 
+	if got.FreeTextAction() != privacy.ActionMask {
+		t.Errorf("stored template's free text action = %q", got.FreeTextAction())
+	}
+	// A document stored before the free-text rule existed reads as masking.
+	if _, err := pool.Exec(ctx, `INSERT INTO control.policies (tenant_id, version, template, document, created_by)
+		VALUES ('d1', 2, 'custom', '{"template":"custom","fields":{},"unknown_age_as":"adult","identity":{"match_key":"none"}}', 'old')`); err != nil {
+		t.Fatal(err)
+	}
+	if old, err := store.Policy(ctx, "d1"); err != nil || old.Version != 2 || old.FreeText != nil || old.FreeTextAction() != privacy.ActionMask {
+		t.Fatalf("old policy = %+v, %v", old, err)
+	}
+
 	// Concurrent setters get distinct, consecutive versions.
 	var wg sync.WaitGroup
 	errs := make([]error, 4)
@@ -109,8 +154,8 @@ func TestPolicyVersions(t *testing.T) {
 	if err := errors.Join(errs...); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := store.Policy(ctx, "d1"); got.Version != 5 {
-		t.Errorf("version after 4 more sets = %d, want 5", got.Version)
+	if got, _ := store.Policy(ctx, "d1"); got.Version != 6 {
+		t.Errorf("version after 4 more sets = %d, want 6", got.Version)
 	}
 
 	bad := coppa

@@ -27,6 +27,7 @@ const (
 	CheckFreshness    = "freshness"     // a source sent nothing for longer than expected
 	CheckExportValues = "empty_values"  // mapped exports with values a rule reads left empty
 	CheckSchemaDrift  = "schema_drift"  // a mapped export's columns changed since the upload before
+	// CheckPII (pii.go): personal data found in free-text fields.
 )
 
 // Finding is one result of the quality report.
@@ -214,7 +215,16 @@ func (s *Store) Quality(ctx context.Context, tenantID string, since time.Time) (
 				Message: fmt.Sprintf("source %s last sent a roster %s; expected every %s", source, age, every)})
 		}
 	}
-	return rep, srcs.Err()
+	if err := srcs.Err(); err != nil {
+		return nil, err
+	}
+	srcs.Close()
+	pii, err := piiFindings(ctx, tx, schema, since)
+	if err != nil {
+		return nil, err
+	}
+	rep.Findings = append(rep.Findings, pii...)
+	return rep, nil
 }
 
 func abs(n int) int {

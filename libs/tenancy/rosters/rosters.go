@@ -157,21 +157,21 @@ type Hold struct {
 
 // FileCounts are one file's counts.
 type FileCounts struct {
-	File         string `json:"file"`
-	Entity       string `json:"entity"`
-	Mode         Mode   `json:"mode"`
-	Received     int    `json:"received"`
-	Accepted     int    `json:"accepted"`
-	Rejected     int    `json:"rejected"`
-	Held         int    `json:"held"`
-	Findings     int    `json:"findings"`
+	File         string   `json:"file"`
+	Entity       string   `json:"entity"`
+	Mode         Mode     `json:"mode"`
+	Received     int      `json:"received"`
+	Accepted     int      `json:"accepted"`
+	Rejected     int      `json:"rejected"`
+	Held         int      `json:"held"`
+	Findings     int      `json:"findings"`
 	Export       string   `json:"export,omitempty"`
 	Columns      []string `json:"columns,omitempty"`
-	Added        int    `json:"added"`
-	Changed      int    `json:"changed"`
-	Unchanged    int    `json:"unchanged"`
-	Deactivated  int    `json:"deactivated"`
-	LedgerActive int    `json:"ledger_active"`
+	Added        int      `json:"added"`
+	Changed      int      `json:"changed"`
+	Unchanged    int      `json:"unchanged"`
+	Deactivated  int      `json:"deactivated"`
+	LedgerActive int      `json:"ledger_active"`
 }
 
 // Settings are a district's thresholds.

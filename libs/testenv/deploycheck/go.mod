@@ -204,6 +204,7 @@ require (
 require (
 	github.com/edtech-analytics/platform/libs/archive v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/conf v0.0.0-00010101000000-000000000000
+	github.com/edtech-analytics/platform/libs/pii v0.0.0-00010101000000-000000000000 // indirect
 	github.com/edtech-analytics/platform/libs/svc v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/services/aggregator v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/services/archiver v0.0.0-00010101000000-000000000000
@@ -246,3 +247,5 @@ replace github.com/edtech-analytics/platform/libs/keyring => ../../keyring
 require github.com/edtech-analytics/platform/libs/quality v0.0.0-00010101000000-000000000000 // indirect
 
 replace github.com/edtech-analytics/platform/libs/quality => ../../quality
+
+replace github.com/edtech-analytics/platform/libs/pii => ../../pii

@@ -29,6 +29,7 @@ import (
 	"github.com/edtech-analytics/platform/services/enricher/internal/enrich"
 	"github.com/edtech-analytics/platform/services/enricher/internal/identity"
 	"github.com/edtech-analytics/platform/services/enricher/internal/pipeline"
+	"github.com/edtech-analytics/platform/services/enricher/internal/quality"
 	"github.com/edtech-analytics/platform/services/enricher/internal/roster"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
@@ -166,7 +167,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, opts ...kgo.Opt) error
 	pipe := pipeline.New(pipeline.Config{Group: cfg.Group, TransactionTimeout: cfg.TransactionTimeout,
 		OnAssigned: func() { identities.Reset(); rosterCtx.Reset() },
 		OnCommit:   func(s pipeline.Stats) { counts.add(ctx, s) },
-	}, topics, rt.Log, codec, enr, dedup.New(cfg.DedupWindow), shared,
+	}, topics, rt.Log, codec, enr, dedup.New(cfg.DedupWindow), shared, quality.New(districts),
 		pipeline.Changelog{Restore: restoreReader.Client, Backfill: backfillReader.Client},
 		func(ok bool) { health.SetReady("partitions", ok) })
 	// Raw in, enriched, dead letters and the dedup changelog out, in Kafka transactions. A fresh suffix

@@ -376,7 +376,7 @@ func BenchmarkPipelineEndToEnd(b *testing.B) {
 				mu.Lock()
 				committed += s.Enriched + s.Duplicates + s.Dead + s.Erased + s.NoConsent
 				mu.Unlock()
-			}}, kcfg.Topics(), log, codec, enr, dedup.New(48*time.Hour), claims.New(pool, 48*time.Hour),
+			}}, kcfg.Topics(), log, codec, enr, dedup.New(48*time.Hour), claims.New(pool, 48*time.Hour), nil,
 			pipeline.Changelog{Restore: newReader(), Backfill: newReader()}, nil)
 		txn := kafkax.TransactConfig{Group: "bench", Topic: kcfg.Topics().Raw, TransactionalID: "bench-" + randomSuffix(), Timeout: benchTxnTimeout()}
 		return pipe, func() (*kgo.GroupTransactSession, error) {

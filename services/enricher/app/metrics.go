@@ -9,18 +9,26 @@ import (
 	"go.opentelemetry.io/otel/metric"
 )
 
-// counters count committed records by outcome.
+// counters count committed records by outcome, and the personal data found in their free text. Prometheus
+// exports counters with _total: enricher_records_total, enricher_pii_detected_total.
 type counters struct {
 	records metric.Int64Counter
+	pii     metric.Int64Counter
 }
 
 func newCounters(mp metric.MeterProvider) (*counters, error) {
-	c, err := mp.Meter("enricher").Int64Counter("enricher_records",
+	m := mp.Meter("enricher")
+	c, err := m.Int64Counter("enricher_records",
 		metric.WithDescription("raw records committed, by outcome: enriched, dead, duplicate, erased, no_consent"))
 	if err != nil {
 		return nil, fmt.Errorf("creating enricher metrics: %w", err)
 	}
-	return &counters{records: c}, nil
+	pii, err := m.Int64Counter("enricher_pii_detected",
+		metric.WithDescription("committed records holding personal data in a free-text field, by tenant_id, field, kind (ssn, email, phone) and the action of the district's free-text rule (flag, mask, drop, reject)"))
+	if err != nil {
+		return nil, fmt.Errorf("creating enricher metrics: %w", err)
+	}
+	return &counters{records: c, pii: pii}, nil
 }
 
 func (c *counters) add(ctx context.Context, s pipeline.Stats) {
@@ -29,5 +37,9 @@ func (c *counters) add(ctx context.Context, s pipeline.Stats) {
 		if n > 0 {
 			c.records.Add(ctx, int64(n), metric.WithAttributes(attribute.String("outcome", outcome)))
 		}
+	}
+	for k, n := range s.PII {
+		c.pii.Add(ctx, int64(n), metric.WithAttributes(attribute.String("tenant_id", k.Tenant), attribute.String("field", k.Field),
+			attribute.String("kind", k.Kind), attribute.String("action", k.Action)))
 	}
 }

@@ -22,7 +22,7 @@ var DistrictTables = []string{
 	"enricher_demographics", "enricher_enrollments", "enricher_line_items", "enricher_sessions",
 	"enricher_users", "goose_db_version", "import_held_refs", "import_ledger", "import_settings",
 	"import_sources", "import_upload_files", "import_upload_records", "import_uploads",
-	"roster_academic_sessions", "roster_classes", "roster_courses", "roster_deletions", "roster_demographics",
+	"quality_pii_daily", "roster_academic_sessions", "roster_classes", "roster_courses", "roster_deletions", "roster_demographics",
 	"roster_enrollments", "roster_line_items", "roster_orgs", "roster_results", "roster_users",
 	"student_activity", "student_identities", "students", "submissions"}
 

@@ -120,7 +120,7 @@ func commands() []command {
 		{"roster reject", rosterDecideSynopsis, "discard a held roster upload", runRosterReject},
 		{"roster held", "--tenant ID [--limit N]", "show records held for references they lack, and those that expired", runRosterHeld},
 		{"roster settings", rosterSettingsSynopsis, "show or set a district's roster safety thresholds", runRosterSettings},
-		{"quality report", qualitySynopsis, "a district's data quality: roster (held uploads, rejected rows, sent vs stored, held references, orphans, silent sources) and, with ClickHouse, events (volume anomalies, ClickHouse vs the sink)", runQualityReport},
+		{"quality report", qualitySynopsis, "a district's data quality: roster (held uploads, rejected rows, sent vs stored, held references, orphans, silent sources, schema drift), personal data found in free text and, with ClickHouse, events (volume anomalies, ClickHouse vs the sink)", runQualityReport},
 		{"mapping apply", mappingApplySynopsis, "store a source's mapping rules (YAML) as its next version, once they parse", runMappingApply},
 		{"mapping preview", mappingPreviewSynopsis, "map an export with a source's rules (or --rules FILE): the first rows and every error; nothing is ingested", runMappingPreview},
 		{"mapping list", "--tenant ID [--source SRC]", "list a district's mapping rules versions", runMappingList},

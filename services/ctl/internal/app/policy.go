@@ -99,9 +99,13 @@ func runPolicySet(ctx context.Context, e Env, args []string) error {
 }
 
 func policySummary(p privacy.Policy) string {
-	if p.Version == 0 {
-		return fmt.Sprintf("tenant %s: policy version 0 (the default %s template; never set)", p.TenantID, p.Template)
+	freeText := "personal data found in free text: " + p.FreeTextAction()
+	if p.FreeText == nil {
+		freeText += " (the default)"
 	}
-	return fmt.Sprintf("tenant %s: policy version %d (%s), set %s by %s", p.TenantID, p.Version, p.Template,
-		formatTime(&p.CreatedAt), p.CreatedBy)
+	if p.Version == 0 {
+		return fmt.Sprintf("tenant %s: policy version 0 (the default %s template; never set); %s", p.TenantID, p.Template, freeText)
+	}
+	return fmt.Sprintf("tenant %s: policy version %d (%s), set %s by %s; %s", p.TenantID, p.Version, p.Template,
+		formatTime(&p.CreatedAt), p.CreatedBy, freeText)
 }

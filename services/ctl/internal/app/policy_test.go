@@ -16,7 +16,8 @@ func TestPolicyGetAndSet(t *testing.T) {
 	mustCtl(t, url, "tenant", "create", "--id", "d1", "--name", "D1")
 
 	out := mustCtl(t, url, "policy", "get", "--tenant", "d1")
-	if !strings.Contains(out, "policy version 0 (the default ferpa template; never set)") || !strings.Contains(out, `"template": "ferpa"`) {
+	if !strings.Contains(out, "policy version 0 (the default ferpa template; never set); personal data found in free text: mask") ||
+		!strings.Contains(out, `"template": "ferpa"`) || !strings.Contains(out, `"free_text": {`) {
 		t.Errorf("default policy = %q", out)
 	}
 	out = mustCtl(t, url, "policy", "set", "--tenant", "d1", "--template", "coppa", "--by", "alice")
@@ -34,12 +35,15 @@ func TestPolicyGetAndSet(t *testing.T) {
 	}
 	custom.Template, custom.Consent.MetadataKey = privacy.TemplateCustom, "guardian_consent"
 	custom.Fields["attendance.reason"] = privacy.ActionReject
+	custom.FreeText = &privacy.FreeText{Action: privacy.ActionFlag}
 	dir := t.TempDir()
 	file := filepath.Join(dir, "policy.json")
 	writeJSONFile(t, file, custom)
-	mustCtl(t, url, "policy", "set", "--tenant", "d1", "--file", file)
+	if out := mustCtl(t, url, "policy", "set", "--tenant", "d1", "--file", file); !strings.Contains(out, "personal data found in free text: flag\n") {
+		t.Errorf("policy set printed %q", out)
+	}
 	if got := getPolicy(t, url, "d1"); got.Version != 2 || got.Template != privacy.TemplateCustom || got.Consent.MetadataKey != "guardian_consent" ||
-		got.Fields["attendance.reason"] != privacy.ActionReject {
+		got.Fields["attendance.reason"] != privacy.ActionReject || got.FreeTextAction() != privacy.ActionFlag {
 		t.Fatalf("custom policy = %+v", got)
 	}
 

@@ -26,7 +26,7 @@ const qualitySynopsis = "--tenant ID [--since DURATION] [--clickhouse.addr HOST:
 func runQualityReport(ctx context.Context, e Env, args []string) error {
 	fs, c := newFlags(e, "quality report", qualitySynopsis)
 	tenantID := fs.String("tenant", "", "tenant (district) id")
-	since := fs.Duration("since", 7*24*time.Hour, "uploads received within this long (held ones whenever)")
+	since := fs.Duration("since", 7*24*time.Hour, "uploads received within this long (held ones whenever), and personal data found in free text since that day")
 	var ch chConfig
 	ch.registerFlagsAddr(fs, "", "ClickHouse native-protocol address, host:port; empty: no event checks (volume, completeness)")
 	at := fs.String("at", "", "check events as of this time (RFC 3339; default now): volume on the last UTC day closed by then (--settle), completeness on the --days closed days up to it")

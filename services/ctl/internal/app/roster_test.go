@@ -145,6 +145,11 @@ func TestRosterCommandsDecideHeldUploads(t *testing.T) {
 	mustCtl(t, url, "roster", "settings", "--tenant", "d1", "--min-ledger-rows", "1") // 5 users are enough to check
 	held = bulkUsers(t, store, kcfg, users(0))                                        // every user gone: over even 90%
 	mustCtl(t, url, "roster", "settings", "--tenant", "d1", "--source", "sis", "--expect-every", "1ns")
+	// Personal data the enricher found in free text today (its daily counts).
+	if _, err := pool.Exec(t.Context(), `INSERT INTO district_d1.quality_pii_daily (day, source_id, field, kind, records)
+		VALUES (current_date, 'sis', 'roster_result.comment', 'email', 412)`); err != nil {
+		t.Fatal(err)
+	}
 	var rep rosters.Report
 	if err := json.Unmarshal([]byte(mustCtl(t, url, "quality", "report", "--tenant", "d1", "--output", "json")), &rep); err != nil {
 		t.Fatal(err)
@@ -154,7 +159,8 @@ func TestRosterCommandsDecideHeldUploads(t *testing.T) {
 		checks[f.Check] = f.Message
 	}
 	if !strings.Contains(checks[rosters.CheckHeldUpload], held.ID) || !strings.Contains(checks[rosters.CheckStored], "users: 5 active sent, 0 stored") ||
-		!strings.Contains(checks[rosters.CheckFreshness], "source sis last sent a roster") || rep.Uploads["held"] != 1 || rep.Rows["received"] == 0 {
+		!strings.Contains(checks[rosters.CheckFreshness], "source sis last sent a roster") || rep.Uploads["held"] != 1 || rep.Rows["received"] == 0 ||
+		checks[rosters.CheckPII] != "412 records of roster_result.comment from sis held email addresses" {
 		t.Fatalf("quality report %+v", rep)
 	}
 	days := 0
@@ -165,7 +171,7 @@ func TestRosterCommandsDecideHeldUploads(t *testing.T) {
 		t.Fatalf("the report's days %+v do not add up to its %d rows received", rep.Days, rep.Rows["received"])
 	}
 	if out := mustCtl(t, url, "quality", "report", "--tenant", "d1"); !strings.Contains(out, "held_upload") || !strings.Contains(out, "error") ||
-		!strings.Contains(out, "DAY") || !strings.Contains(out, rep.Days[0].Day) {
+		!strings.Contains(out, "DAY") || !strings.Contains(out, rep.Days[0].Day) || !strings.Contains(out, "412 records of roster_result.comment") {
 		t.Fatalf("quality report printed %q", out)
 	}
 }

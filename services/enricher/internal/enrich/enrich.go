@@ -8,9 +8,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/edtech-analytics/platform/libs/keyring"
 	"time"
 
+	"github.com/edtech-analytics/platform/libs/keyring"
+	"github.com/edtech-analytics/platform/libs/pii"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
@@ -70,11 +71,21 @@ const (
 	SuppressedNoConsent = "no_consent"
 )
 
-// Outcome is what to emit for one raw record: Enriched, DLQ, or neither when Suppressed says why.
+// Outcome is what to emit for one raw record: Enriched, DLQ, or neither when Suppressed says why. PII is
+// the personal data found in the record's free text, if any (of an enriched record, or one the
+// district's free-text rule rejected).
 type Outcome struct {
 	Enriched   *records.EnrichedEvent
 	DLQ        *records.DLQRecord
 	Suppressed string
+	PII        *PII
+}
+
+// PII is what the district's free-text rule found in one record (policy.Compiled.FreeText), with the
+// district and source the record came from.
+type PII struct {
+	Tenant, Source string
+	Found          []policy.Detection
 }
 
 // NoPerson is the actor internal id of roster records that are about no person (orgs, classes, courses,
@@ -405,6 +416,20 @@ func (e *Enricher) enrich(ctx context.Context, memo map[string]*district, it *it
 		return e.dead(rec, records.ReasonPolicyViolation, fmt.Sprintf("policy version %d rejects records carrying %s", pol.Version, field),
 			&raw, []records.FieldError{{Field: field, Message: "rejected by the district's policy"}}), nil
 	}
+	var found *PII
+	if ds, rejected := pol.FreeText(out, age); len(ds) > 0 {
+		found = &PII{Tenant: raw.TenantID, Source: raw.SourceID, Found: ds}
+		if rejected {
+			errs := make([]records.FieldError, len(ds))
+			for i, d := range ds {
+				errs[i] = records.FieldError{Field: d.Field, Message: fmt.Sprintf("holds %s (%s); rejected by the district's free-text rule", kindName(d.Kind), d.Kind)}
+			}
+			o := e.dead(rec, records.ReasonPolicyViolation, fmt.Sprintf("policy version %d rejects free text holding personal data: %s in %s",
+				pol.Version, ds[0].Kind, ds[0].Field), &raw, errs)
+			o.PII = found
+			return o, nil
+		}
+	}
 	if it.key != nil {
 		// Sealed again under the person's key, as the gateway sealed them: erasing the person makes the
 		// enriched copies unreadable too (ADR 0010); the sink opens them.
@@ -413,7 +438,20 @@ func (e *Enricher) enrich(ctx context.Context, memo map[string]*district, it *it
 		}
 		out.IdentifyingStrings(func(_ string, p *string) { *p = it.key.Seal(*p) })
 	}
-	return Outcome{Enriched: out}, nil
+	return Outcome{Enriched: out, PII: found}, nil
+}
+
+// kindName names a kind of personal data in a dead letter's field errors.
+func kindName(k pii.Kind) string {
+	switch k {
+	case pii.SSN:
+		return "an SSN-like number"
+	case pii.Email:
+		return "an email address"
+	case pii.Phone:
+		return "a phone number"
+	}
+	return string(k)
 }
 
 // subject is who a record is about.

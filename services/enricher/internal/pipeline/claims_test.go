@@ -148,7 +148,7 @@ func (r *claimsRig) run(shared pipeline.Claims, want int) pipeline.Stats {
 				close(reached)
 			}
 		}}, r.kcfg, kafkax.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, fmt.Sprintf("enricher-%d", time.Now().UnixNano()),
-		r.codec, enr, dedup.New(48*time.Hour), shared, nil, append(kafkatest.GroupOpts(), kgo.TransactionTimeout(2*time.Second))...)
+		r.codec, enr, dedup.New(48*time.Hour), shared, nil, nil, append(kafkatest.GroupOpts(), kgo.TransactionTimeout(2*time.Second))...)
 	ctx, cancel := context.WithCancel(r.t.Context())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx, sessions) }()

@@ -63,7 +63,7 @@ func BenchmarkDedupBatch(b *testing.B) {
 	}
 	newPipeline := func() *Pipeline {
 		p := New(Config{Group: "bench"}, kafkax.Topics{}, slog.New(slog.NewTextHandler(io.Discard, nil)),
-			nil, nil, dedup.New(48*time.Hour), claims.New(pool, 48*time.Hour), Changelog{}, nil)
+			nil, nil, dedup.New(48*time.Hour), claims.New(pool, 48*time.Hour), nil, Changelog{}, nil)
 		for part := range int32(4) {
 			p.dedup.Own(part, p.dedup.NewPartition(time.Now()))
 		}

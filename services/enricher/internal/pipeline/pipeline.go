@@ -20,6 +20,7 @@ import (
 	"github.com/edtech-analytics/platform/services/enricher/internal/claims"
 	"github.com/edtech-analytics/platform/services/enricher/internal/dedup"
 	"github.com/edtech-analytics/platform/services/enricher/internal/enrich"
+	"github.com/edtech-analytics/platform/services/enricher/internal/quality"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 )
@@ -53,7 +54,8 @@ type Pipeline struct {
 	codec     *records.Codec
 	enr       *enrich.Enricher
 	dedup     *dedup.Set
-	claims    Claims // nil: every district is judged per partition
+	claims    Claims   // nil: every district is judged per partition
+	pii       PIIStore // nil: personal data found in free text is counted in Stats only
 	log       *slog.Logger
 	ready     func(bool)
 
@@ -72,6 +74,13 @@ type Pipeline struct {
 	sharedRead time.Time
 	ids        []dedup.ID // decide's buffers
 	dups       []bool
+	piiPending []quality.Count // counts of committed batches not stored yet
+}
+
+// PIIStore keeps the daily counts of personal data found in districts' free text (internal/quality): Add
+// returns the counts it could not store, to be tried again with the next batch's.
+type PIIStore interface {
+	Add(ctx context.Context, counts []quality.Count) (failed []quality.Count, err error)
 }
 
 // Claims is the shared dedup store (internal/claims) for districts whose records may change partition.
@@ -125,10 +134,11 @@ type Changelog struct {
 }
 
 // New builds the pipeline. shared may be nil: then every district is judged by the per-partition set
-// alone, which is exact only while no district is hot or switches. ready, if non-nil, is told when the
+// alone, which is exact only while no district is hot or switches. pii, if non-nil, is given the counts of
+// personal data found in free text after each batch commits. ready, if non-nil, is told when the
 // pipeline owns partitions whose dedup state is restored (true) and when it stops (false).
 func New(cfg Config, topics kafkax.Topics, log *slog.Logger, codec *records.Codec, enr *enrich.Enricher, set *dedup.Set, shared Claims,
-	changelog Changelog, ready func(bool)) *Pipeline {
+	pii PIIStore, changelog Changelog, ready func(bool)) *Pipeline {
 	if cfg.MaxPollRecords <= 0 {
 		cfg.MaxPollRecords = 5000
 	}
@@ -147,18 +157,46 @@ func New(cfg Config, topics kafkax.Topics, log *slog.Logger, codec *records.Code
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Pipeline{cfg: cfg, topics: topics, changelog: changelog, codec: codec, enr: enr, dedup: set, claims: shared,
+	return &Pipeline{cfg: cfg, topics: topics, changelog: changelog, codec: codec, enr: enr, dedup: set, claims: shared, pii: pii,
 		log: log.With("group", cfg.Group), ready: ready, fatal: make(chan error, 1),
 		backfilled: map[backfillKey]bool{}, epoch: -1}
 }
 
 // Stats counts what one batch did: records enriched, dead-lettered, dropped as client retries, and
-// suppressed (erased, or without required consent).
-type Stats struct{ Enriched, Dead, Duplicates, Erased, NoConsent int }
+// suppressed (erased, or without required consent); and, among those enriched or dead-lettered, the
+// personal data found in free text (nil when none was).
+type Stats struct {
+	Enriched, Dead, Duplicates, Erased, NoConsent int
+	PII                                           map[PIIKey]int
+}
+
+// PIIKey is what personal data found in free text is counted by: the record's district and source, the
+// field, the kind (libs/pii) and the action of the district's free-text rule.
+type PIIKey struct{ Tenant, Source, Field, Kind, Action string }
 
 func (s *Stats) add(o Stats) {
 	s.Enriched, s.Dead, s.Duplicates = s.Enriched+o.Enriched, s.Dead+o.Dead, s.Duplicates+o.Duplicates
 	s.Erased, s.NoConsent = s.Erased+o.Erased, s.NoConsent+o.NoConsent
+	for k, n := range o.PII {
+		s.countPII(k, n)
+	}
+}
+
+func (s *Stats) countPII(k PIIKey, n int) {
+	if s.PII == nil {
+		s.PII = map[PIIKey]int{}
+	}
+	s.PII[k] += n
+}
+
+// addPII counts what the free-text rule found in one record.
+func (s *Stats) addPII(found *enrich.PII) {
+	if found == nil {
+		return
+	}
+	for _, d := range found.Found {
+		s.countPII(PIIKey{Tenant: found.Tenant, Source: found.Source, Field: d.Field, Kind: string(d.Kind), Action: d.Action}, 1)
+	}
 }
 
 // expireEvery is how often expired dedup entries are reclaimed.
@@ -352,6 +390,7 @@ func (p *Pipeline) batch(ctx context.Context, sess *kgo.GroupTransactSession, fe
 				return fmt.Errorf("encoding dlq record: %w", err)
 			}
 			stats.Dead++
+			stats.addPII(out.PII)
 			sess.Produce(ctx, &kgo.Record{Topic: p.topics.DLQ, Key: rec.Key, Value: val, Context: ctx}, promise)
 		case out.Enriched != nil:
 			// Only records that are passed on occupy the dedup window: a dead letter replayed after a
@@ -361,7 +400,7 @@ func (p *Pipeline) batch(ctx context.Context, sess *kgo.GroupTransactSession, fe
 			if err != nil {
 				return fmt.Errorf("encoding enriched record: %w", err)
 			}
-			*kept = append(*kept, passed{rec: rec, ev: out.Enriched, val: val, ctx: ctx})
+			*kept = append(*kept, passed{rec: rec, ev: out.Enriched, val: val, ctx: ctx, pii: out.PII})
 		}
 		return nil
 	}
@@ -413,6 +452,7 @@ func (p *Pipeline) batch(ctx context.Context, sess *kgo.GroupTransactSession, fe
 		if p.cfg.OnCommit != nil {
 			p.cfg.OnCommit(stats)
 		}
+		p.storePII(ctx, stats.PII, now)
 		return nil
 	}
 	p.dedup.Abort()
@@ -422,13 +462,39 @@ func (p *Pipeline) batch(ctx context.Context, sess *kgo.GroupTransactSession, fe
 	return errors.Join(procErr, perr, err, errIf(!committed, "transaction not committed"))
 }
 
+// storePII adds the personal data a committed batch found in free text to the districts' daily counts, in
+// one statement per district, with the counts of earlier batches that could not be stored. The batch is
+// committed: a failure keeps the counts for the next batch (and is logged) rather than failing it. Counts
+// are stored after the commit so that a batch aborted and retried counts once; a crash between the
+// commit and this write loses them (the metric, counted in OnCommit, has the same gap only if the process
+// dies before it is scraped).
+func (p *Pipeline) storePII(ctx context.Context, found map[PIIKey]int, day time.Time) {
+	if p.pii == nil || len(found) == 0 && len(p.piiPending) == 0 {
+		return
+	}
+	counts := p.piiPending
+	for k, n := range found {
+		counts = append(counts, quality.Count{Day: day.UTC(), Tenant: k.Tenant, Source: k.Source, Field: k.Field, Kind: k.Kind, Records: int64(n)})
+	}
+	// Written even while the pipeline stops: the batch is committed.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	failed, err := p.pii.Add(wctx, counts)
+	if err != nil {
+		p.log.Warn("storing the counts of personal data found in free text; those that can be retried wait for the next batch", "err", err,
+			"pending", len(failed))
+	}
+	p.piiPending = failed
+}
+
 // passed is a record the enricher passes on, waiting for dedup to decide.
 type passed struct {
 	rec     *kgo.Record
 	ev      *records.EnrichedEvent
 	val     []byte // ev encoded
 	ctx     context.Context
-	expires time.Time // of its changelog entry, once dedup let it through
+	pii     *enrich.PII // personal data found in its free text
+	expires time.Time   // of its changelog entry, once dedup let it through
 }
 
 // dedupAndProduce drops the retries among kept (per partition, in order) and produces the rest with their
@@ -442,6 +508,9 @@ func (p *Pipeline) dedupAndProduce(ctx context.Context, sess *kgo.GroupTransactS
 	g.SetLimit(p.cfg.Workers)
 	for _, kept := range keptPer {
 		stats.Enriched += len(kept)
+		for _, d := range kept {
+			stats.addPII(d.pii)
+		}
 		g.Go(func() error {
 			for _, d := range kept {
 				// Same key as the raw record: a hot district's sub-keys keep per-student order downstream.

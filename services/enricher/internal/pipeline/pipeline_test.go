@@ -105,7 +105,7 @@ func TestExactlyOnceAcrossRestartsWithRetriesAndRejects(t *testing.T) {
 		enr := enrich.New(codec, enrich.Deps{Tenants: store, Policies: policy.Source{Store: privacy.New(pool)}, Identities: identity.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 1000),
 			Context: roster.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 1000), Erased: registry, Keys: keyringtest.Over(t, pool)})
 		p, sessions := wire(t, pipeline.Config{Group: "enricher", MaxPollRecords: 37, RetryBackoff: 50 * time.Millisecond},
-			kcfg, deps, fmt.Sprintf("enricher-%d", rand.Int()), codec, enr, dedup.New(48*time.Hour), claims.New(pool, 48*time.Hour), nil,
+			kcfg, deps, fmt.Sprintf("enricher-%d", rand.Int()), codec, enr, dedup.New(48*time.Hour), claims.New(pool, 48*time.Hour), nil, nil,
 			append(kafkatest.GroupOpts(), kgo.TransactionTimeout(2*time.Second))...)
 		rctx, cancel := context.WithTimeout(ctx, d)
 		defer cancel()

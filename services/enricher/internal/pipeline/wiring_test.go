@@ -12,9 +12,11 @@ import (
 )
 
 // wire builds a pipeline as the enricher's app.Run does: its changelog readers (closed when the test
-// ends) and the factory of its transactional sessions under txnID, with opts added to every client.
+// ends) and the factory of its transactional sessions under txnID, with opts added to every client. pii may
+// be nil.
 func wire(t testing.TB, cfg pipeline.Config, kcfg kafkax.Config, deps kafkax.Deps, txnID string, codec *records.Codec,
-	enr *enrich.Enricher, set *dedup.Set, shared pipeline.Claims, ready func(bool), opts ...kgo.Opt) (*pipeline.Pipeline, pipeline.NewSession) {
+	enr *enrich.Enricher, set *dedup.Set, shared pipeline.Claims, pii pipeline.PIIStore, ready func(bool),
+	opts ...kgo.Opt) (*pipeline.Pipeline, pipeline.NewSession) {
 	t.Helper()
 	reader := func() *kgo.Client {
 		cl, err := kafkax.NewReader(kcfg, deps, opts...)
@@ -25,7 +27,7 @@ func wire(t testing.TB, cfg pipeline.Config, kcfg kafkax.Config, deps kafkax.Dep
 		return cl.Client
 	}
 	topics := kcfg.Topics()
-	p := pipeline.New(cfg, topics, deps.Log, codec, enr, set, shared, pipeline.Changelog{Restore: reader(), Backfill: reader()}, ready)
+	p := pipeline.New(cfg, topics, deps.Log, codec, enr, set, shared, pii, pipeline.Changelog{Restore: reader(), Backfill: reader()}, ready)
 	txn := kafkax.TransactConfig{Group: cfg.Group, Topic: topics.Raw, TransactionalID: txnID, Timeout: cfg.TransactionTimeout}
 	return p, func() (*kgo.GroupTransactSession, error) {
 		return kafkax.NewTransactionalSession(kcfg, deps, txn, p.Rebalance(),

@@ -90,6 +90,19 @@ func fieldTable() map[string]fieldDef {
 	}
 }
 
+// textOnlyFields implements the free-text fields of privacy.FreeTextFields that a policy cannot name:
+// they are only scanned for personal data.
+func textOnlyFields() map[string]fieldDef {
+	return map[string]fieldDef{
+		"roster_result.text_score": {records.TypeRosterResult, func(ev *records.EnrichedEvent, o op) bool {
+			return o.opt(&ev.RosterResult.TextScore)
+		}},
+		"roster_line_item.description": {records.TypeRosterLineItem, func(ev *records.EnrichedEvent, o op) bool {
+			return o.opt(&ev.RosterLineItem.Description)
+		}},
+	}
+}
+
 func user(fn func(*records.RosterUser, op) bool) fieldDef {
 	return fieldDef{records.TypeRosterUser, func(ev *records.EnrichedEvent, o op) bool { return fn(ev.RosterUser, o) }}
 }

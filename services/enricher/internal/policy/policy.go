@@ -1,7 +1,8 @@
 // Package policy applies a district's privacy policy (privacy.Policy) to enriched records: per field
 // keep, drop, mask, pseudonymise (keyed HMAC with the district's secret) or reject, chosen by the age
 // class of the student the record is about, plus the consent rule for behavioural events of minors and
-// the identity settings (matching key, source namespaces).
+// the identity settings (matching key, source namespaces). After the field actions, the free-text fields a
+// record keeps are scanned for personal data (libs/pii) and the district's free-text rule applies.
 package policy
 
 import (
@@ -14,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/edtech-analytics/platform/libs/keyring"
+	"github.com/edtech-analytics/platform/libs/pii"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/tenancy/privacy"
 	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
@@ -77,6 +79,14 @@ type Compiled struct {
 	pseudonyms *keyring.Pseudonymizer
 	matchKey   string
 	namespaces map[string]string
+	freeText   string                   // the free-text rule's action
+	texts      [3]map[string][]textRule // by age class, then event type: the free-text fields kept as they are
+}
+
+// textRule is a free-text field scanned for personal data.
+type textRule struct {
+	path  string
+	field fieldFn
 }
 
 type rule struct {
@@ -90,7 +100,7 @@ type rule struct {
 // policies when they are stored); unknown paths are ignored.
 func Compile(p privacy.Policy, key []byte) *Compiled {
 	c := &Compiled{Version: p.Version, consent: p.Consent, pseudonyms: keyring.NewPseudonymizer(key), matchKey: p.Identity.MatchKey,
-		namespaces: p.Identity.Namespaces}
+		namespaces: p.Identity.Namespaces, freeText: p.FreeTextAction()}
 	switch p.UnknownAgeAs {
 	case privacy.AgeUnder18:
 		c.unknownAge = Under18
@@ -102,6 +112,8 @@ func Compile(p privacy.Policy, key []byte) *Compiled {
 		kinds[f.Path] = f.Kind
 	}
 	fields := fieldTable()
+	texts := textOnlyFields()
+	maps.Copy(texts, fields)
 	merged := maps.Clone(p.Fields)
 	for age, overlay := range []map[string]string{nil, p.Under18, p.Under13} {
 		if merged == nil {
@@ -128,6 +140,21 @@ func Compile(p privacy.Policy, key []byte) *Compiled {
 			byType[typ] = rs
 		}
 		c.rules[age] = byType
+		// Free text is scanned where it is kept as it is: a dropped, masked or pseudonymised field holds
+		// nothing to find any more, and a rejected one never passes.
+		scanned := map[string][]textRule{}
+		for _, path := range privacy.FreeTextFields() {
+			f := texts[path]
+			if action := merged[path]; f.fn == nil || action != "" && action != privacy.ActionKeep {
+				continue
+			}
+			for _, typ := range records.EventTypes() {
+				if f.typ == "" || f.typ == typ {
+					scanned[typ] = append(scanned[typ], textRule{path: path, field: f.fn})
+				}
+			}
+		}
+		c.texts[age] = scanned
 	}
 	return c
 }
@@ -218,11 +245,65 @@ func (c *Compiled) Apply(ev *records.EnrichedEvent, age Age) (rejected string) {
 	return ""
 }
 
+// Detection is personal data of one kind found in one free-text field of a record, and the action the
+// district's free-text rule took: flag, mask, drop or reject.
+type Detection struct {
+	Field  string
+	Kind   pii.Kind
+	Action string
+}
+
+// FreeText scans the free-text fields of ev that the rules of age class age keep as they are (call it
+// after Apply) for SSN-like numbers, email addresses and phone numbers, and applies the district's
+// free-text rule: flag leaves the text, mask replaces each match by its kind in brackets ("[phone]"), drop
+// removes the field, reject makes rejected true (the record must go to the DLQ). found has one Detection
+// per field and kind, in field order; nil when ev holds none.
+func (c *Compiled) FreeText(ev *records.EnrichedEvent, age Age) (found []Detection, rejected bool) {
+	rs := c.texts[age][ev.Type]
+	if len(rs) == 0 {
+		return nil, false
+	}
+	sc := &scan{mask: c.freeText == privacy.ActionMask}
+	for _, r := range rs {
+		sc.found = nil
+		r.field(ev, op{action: actionScan, scan: sc})
+		if len(sc.found) == 0 {
+			continue
+		}
+		var kinds [3]pii.Kind
+		n := 0
+		for _, m := range sc.found {
+			if !slices.Contains(kinds[:n], m.Kind) && n < len(kinds) {
+				kinds[n] = m.Kind
+				n++
+				found = append(found, Detection{Field: r.path, Kind: m.Kind, Action: c.freeText})
+			}
+		}
+		switch c.freeText {
+		case privacy.ActionDrop:
+			r.field(ev, op{action: privacy.ActionDrop})
+		case privacy.ActionReject:
+			rejected = true
+		}
+	}
+	return found, rejected
+}
+
+// actionScan is the op of FreeText: find personal data in the field's value, and mask it if asked.
+const actionScan = "scan"
+
+// scan is what an actionScan op found.
+type scan struct {
+	mask  bool
+	found []pii.Match
+}
+
 // op is one action on one field; its methods apply it to a field of a given Go type and report whether
 // the field was present (set and not empty).
 type op struct {
 	action, kind string
 	pseudonyms   *keyring.Pseudonymizer
+	scan         *scan // actionScan
 }
 
 func (o op) str(s *string) bool {
@@ -236,6 +317,11 @@ func (o op) str(s *string) bool {
 		*s = mask(*s, o.kind)
 	case privacy.ActionPseudonymise:
 		*s = o.pseudonyms.Pseudonym(*s)
+	case actionScan:
+		o.scan.found = pii.Find(*s)
+		if o.scan.mask && len(o.scan.found) > 0 {
+			*s = pii.Mask(*s, o.scan.found)
+		}
 	}
 	return true
 }
@@ -250,7 +336,7 @@ func (o op) opt(s **string) bool {
 	}
 	v := **s
 	present := o.str(&v)
-	if o.action != privacy.ActionKeep {
+	if o.action != privacy.ActionKeep && (o.action != actionScan || v != **s) {
 		*s = &v
 	}
 	return present

@@ -68,6 +68,11 @@ func TestGaugesShowTheLastReports(t *testing.T) {
 	if err := store.ExpectEvery(ctx, "d1", "sis", time.Nanosecond); err != nil {
 		t.Fatal(err)
 	}
+	// Personal data the enricher found in free text today: two findings (field and kind) of d1.
+	if _, err := pool.Exec(ctx, `INSERT INTO district_d1.quality_pii_daily (day, source_id, field, kind, records) VALUES
+		(current_date, 'lms', 'attendance.reason', 'phone', 3), (current_date, 'sis', 'roster_result.comment', 'email', 1)`); err != nil {
+		t.Fatal(err)
+	}
 
 	reader := sdkmetric.NewManualReader()
 	c, stop, err := quality.New(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)), store,
@@ -105,6 +110,7 @@ func TestGaugesShowTheLastReports(t *testing.T) {
 		"roster_store_gap_ratio entity=users tenant_id=d1":                      1,        // 20 sent, none stored (no sink here)
 		"roster_held_references state=expired tenant_id=d1":                     0,
 		"roster_quality_findings check=held_upload severity=error tenant_id=d1": 1,
+		"roster_quality_findings check=pii severity=warning tenant_id=d1":       2,
 	} {
 		if v, ok := got[k]; !ok || v != want {
 			t.Errorf("%s = %v (present %v), want %v", k, v, ok, want)

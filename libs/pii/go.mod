@@ -1,0 +1,3 @@
+module github.com/edtech-analytics/platform/libs/pii
+
+go 1.26.0
