@@ -169,6 +169,11 @@ func listFiles(zr *zip.Reader, lim *Limits) (map[string]*zip.File, []string, int
 		case slices.Contains(ignoredFiles, name):
 			ignored = append(ignored, name)
 		case name != manifestFile && name != rolesFile && !isEntityFile(name):
+			for _, known := range append(Collections(), strings.TrimSuffix(manifestFile, ".csv"), strings.TrimSuffix(rolesFile, ".csv")) {
+				if known += ".csv"; strings.EqualFold(name, known) {
+					return nil, nil, 0, fmt.Errorf("%w: unknown file %q: OneRoster file names are case-sensitive; the file is %q", ErrInvalidPackage, name, known)
+				}
+			}
 			return nil, nil, 0, fmt.Errorf("%w: unknown file %q: a package holds manifest.csv and OneRoster CSV files (%s.csv, %s) at its root",
 				ErrInvalidPackage, name, strings.Join(Collections(), ".csv, "), rolesFile)
 		default:

@@ -166,6 +166,25 @@ func replace(files []file, name, content string) []file {
 
 const usersHeader = "sourcedId,status,dateLastModified,enabledUser,orgSourcedIds,role,username,givenName,familyName,password\n"
 
+// TestLineEndingsAndByteOrderMarks: a package written on Windows (CRLF, every file with a byte order
+// mark) decodes to the same records, event ids included, as the same package with LF.
+func TestLineEndingsAndByteOrderMarks(t *testing.T) {
+	windows := make([]file, len(fullPackage))
+	for i, f := range fullPackage {
+		windows[i] = file{f.name, "\ufeff" + strings.TrimPrefix(strings.ReplaceAll(f.content, "\n", "\r\n"), "\ufeff")}
+	}
+	lf, crlf := decodePackage(t, fullPackage...), decodePackage(t, windows...)
+	if len(crlf.Rejected) != 0 || len(crlf.Accepted) != len(lf.Accepted) {
+		t.Fatalf("CRLF: %d accepted, rejected %+v; LF: %d accepted", len(crlf.Accepted), crlf.Rejected, len(lf.Accepted))
+	}
+	for i := range lf.Accepted {
+		a, b := lf.Accepted[i], crlf.Accepted[i]
+		if a.Event.EventID != b.Event.EventID || !bytes.Equal(a.Hash, b.Hash) {
+			t.Fatalf("record %d (%s) differs with CRLF: %s/%x against %s/%x", i, a.Event.Type, b.Event.EventID, b.Hash, a.Event.EventID, a.Hash)
+		}
+	}
+}
+
 func TestBadRowBesideGoodRows(t *testing.T) {
 	users := usersHeader +
 		"u1,active,2026-09-01T08:00:00Z,true,org-1,student,a,Ada,Lovelace,secret1\n" +
@@ -281,6 +300,10 @@ func TestPackageErrors(t *testing.T) {
 		{"unknown file", zipOf(t, orgs, file{"students.csv", "x\n"}), ErrInvalidPackage, `unknown file "students.csv"`},
 		{"file in a folder", zipOf(t, file{"export/orgs.csv", orgs.content}), ErrInvalidPackage, `unknown file "export/orgs.csv"`},
 		{"file twice", zipOf(t, orgs, orgs), ErrInvalidPackage, "appears twice"},
+		{"names differing only in case", zipOf(t, orgs, file{"Orgs.csv", orgs.content}), ErrInvalidPackage,
+			`unknown file "Orgs.csv": OneRoster file names are case-sensitive; the file is "orgs.csv"`},
+		{"a known name in another case", zipOf(t, file{"USERS.CSV", "x\n"}), ErrInvalidPackage, `the file is "users.csv"`},
+		{"the manifest in another case", zipOf(t, file{"Manifest.csv", "x\n"}), ErrInvalidPackage, `the file is "manifest.csv"`},
 		{"unknown column", zipOf(t, file{"orgs.csv", "sourcedId,name,type,nces\no1,A,school,1\n"}), ErrInvalidPackage, `orgs.csv: unknown column "nces"`},
 		{"missing column", zipOf(t, file{"orgs.csv", "sourcedId,name\no1,A\n"}), ErrInvalidPackage, `orgs.csv: missing column "type"`},
 		{"column twice", zipOf(t, file{"orgs.csv", "sourcedId,name,type,name\no1,A,school,B\n"}), ErrInvalidPackage, `column "name" appears twice`},

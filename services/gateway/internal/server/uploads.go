@@ -204,10 +204,16 @@ func (s *Server) mappedFiles(rules *mapping.Rules, ctype, file, export string, b
 		}
 		lim := s.limits.Roster.WithDefaults()
 		var total uint64
+		seen := map[string]string{} // lower-case name -> the name
 		for _, f := range zr.File {
 			if strings.HasSuffix(f.Name, "/") || strings.HasPrefix(f.Name, "__MACOSX/") {
 				continue
 			}
+			if other, ok := seen[strings.ToLower(f.Name)]; ok {
+				// Extracted on a file system that ignores case, one would replace the other.
+				return nil, fmt.Errorf("%w: %q and %q: file names in a zip must differ by more than case", roster.ErrInvalidPackage, other, f.Name)
+			}
+			seen[strings.ToLower(f.Name)] = f.Name
 			if total += f.UncompressedSize64; f.UncompressedSize64 > uint64(lim.MaxFileBytes) || total > uint64(lim.MaxUnzippedBytes) {
 				return nil, fmt.Errorf("%w: %s: %d bytes unzipped; at most %d a file and %d a package", roster.ErrPackageTooLarge,
 					f.Name, f.UncompressedSize64, lim.MaxFileBytes, lim.MaxUnzippedBytes)

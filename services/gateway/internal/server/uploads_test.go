@@ -144,6 +144,9 @@ func TestMappedUploadsTakeTheOneRosterPath(t *testing.T) {
 		{"missing column", "/v1/sources/sis/uploads?file=students_2026.csv", "text/csv", []byte("First_Name,Last_Name\nA,B\n"), 400, "/problems/malformed-body", "Student_Number"},
 		{"bad mode", "/v1/sources/sis/uploads?file=students_2026.csv&mode=full", "text/csv", students, 400, "/problems/malformed-request", "mode"},
 		{"media type", "/v1/sources/sis/uploads?file=students_2026.csv", "text/plain", students, 415, "/problems/unsupported-media-type", "text/csv"},
+		{"names differing only in case", "/v1/sources/sis/uploads", "application/zip", packageOf(t,
+			zipFile{name: "students_2026.csv", body: bytes.NewReader(students)}, zipFile{name: "Students_2026.csv", body: bytes.NewReader(students)}),
+			400, "/problems/malformed-body", `"students_2026.csv" and "Students_2026.csv": file names in a zip must differ by more than case`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			code, out := f.postRaw(t, tt.path, "roster", tt.ctype, tt.body)
