@@ -55,6 +55,8 @@ type Config struct {
 	// RosterMemoryBudget is what all roster requests together may hold, RosterRequestMemory one of them.
 	RosterMemoryBudget  int
 	RosterRequestMemory int
+	// RosterSpoolDir is where roster requests keep their encoded records until the upload is decided.
+	RosterSpoolDir string
 	// BodyReadTimeout and RosterBodyReadTimeout bound how long reading one request body may take.
 	BodyReadTimeout       time.Duration
 	RosterBodyReadTimeout time.Duration
@@ -89,6 +91,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	conf.Int(fs, &c.RosterUnzippedBytes, "roster.max-unzipped-bytes", "GATEWAY_ROSTER_MAX_UNZIPPED_BYTES", int(lim.MaxUnzippedBytes), "largest roster CSV package once unzipped, all files together (413 over)")
 	conf.Int(fs, &c.RosterMemoryBudget, "roster.memory-budget", "GATEWAY_ROSTER_MEMORY_BUDGET", 256<<20, "memory all roster requests of this instance may hold together (503 with Retry-After when others hold it)")
 	conf.Int(fs, &c.RosterRequestMemory, "roster.request-memory", "GATEWAY_ROSTER_REQUEST_MEMORY", 128<<20, "memory one roster request may hold (413 over)")
+	conf.String(fs, &c.RosterSpoolDir, "roster.spool-dir", "GATEWAY_ROSTER_SPOOL_DIR", "",
+		"directory of roster requests' spool files (their encoded records, a file each until the upload is decided; empty: the system's temporary directory)")
 	conf.Duration(fs, &c.BodyReadTimeout, "body-read-timeout", "GATEWAY_BODY_READ_TIMEOUT", 10*time.Second, "how long reading an events request body may take (408 after)")
 	conf.Duration(fs, &c.RosterBodyReadTimeout, "roster-body-read-timeout", "GATEWAY_ROSTER_BODY_READ_TIMEOUT", 5*time.Minute, "how long reading a roster request body may take (408 after)")
 	conf.Duration(fs, &c.KeyCacheTTL, "key-cache-ttl", "GATEWAY_KEY_CACHE_TTL", 5*time.Second, "how long a key lookup is cached (bounds revocation delay)")
@@ -185,7 +189,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks, opts ...k
 		return err
 	}
 	srv, err := server.New(server.Deps{Log: rt.Log, Keys: keys, Tenants: registry, Producer: producer.Client, Codec: codec, Sealer: sealer,
-		Rosters: rosterStore, Mappings: mappings.New(pool), Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter, Propagator: rt.Tel.Propagator},
+		Rosters: rosterStore, Mappings: mappings.New(pool), SpoolDir: cfg.RosterSpoolDir, Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter, Propagator: rt.Tel.Propagator},
 		server.Topics{Raw: cfg.Kafka.Topics().Raw, DLQ: cfg.Kafka.Topics().DLQ},
 		server.Limits{MaxBodyBytes: int64(cfg.MaxBodyBytes), MaxEvents: cfg.MaxEvents,
 			MaxRosterBodyBytes: int64(cfg.MaxRosterBodyBytes),

@@ -33,8 +33,6 @@ type Package struct {
 	// Files are the files read, in the order read, with their positions. A file is bulk only when the
 	// manifest says so: without a manifest nothing is implicitly deleted.
 	Files []FileInfo
-	// RoleOf are the primary roles of the package's users, for a later Pass.
-	RoleOf map[string]string
 }
 
 const (
@@ -62,22 +60,14 @@ var columnAliases = map[string]string{"preferredFirstName": "preferredGivenName"
 // read a file past its declared size, so a small entry that inflates hugely (a zip bomb) is refused
 // either by its declared size or as a corrupt zip after at most that many bytes.
 func DecodeCSVZip(body []byte, meta ingest.Meta, lim Limits, mem Memory) (*Package, error) {
-	return DecodeCSVZipEach(body, meta, lim, mem, Pass{}, nil)
-}
-
-// Pass narrows a decoding of a package decoded before: only the rows Want admits (by position) are
-// decoded and passed on, the others skipped unread, and RoleOf (the earlier decoding's Package.RoleOf)
-// gives demographics the roles of users not decoded this time.
-type Pass struct {
-	Want   func(pos int) bool
-	RoleOf map[string]string
+	return DecodeCSVZipEach(body, meta, lim, mem, nil)
 }
 
 // DecodeCSVZipEach is DecodeCSVZip passing each accepted record to each as it is decoded, in package
 // order, instead of collecting them in Package.Accepted; an error from each stops decoding and is
 // returned. What each is given is charged to mem like a collected record: a caller that lets records go
 // gives their memory back to its own accounting.
-func DecodeCSVZipEach(body []byte, meta ingest.Meta, lim Limits, mem Memory, pass Pass, each func(ingest.Accepted) error) (*Package, error) {
+func DecodeCSVZipEach(body []byte, meta ingest.Meta, lim Limits, mem Memory, each func(ingest.Accepted) error) (*Package, error) {
 	lim = lim.withDefaults()
 	zr, err := zip.NewReader(bytes.NewReader(body), int64(len(body)))
 	if err != nil {
@@ -93,10 +83,6 @@ func DecodeCSVZipEach(body []byte, meta ingest.Meta, lim Limits, mem Memory, pas
 	}
 	d := &csvDecoder{meta: meta, lim: &lim, mem: mem, left: lim.MaxUnzippedBytes, roleOf: map[string]string{}}
 	d.out.each = each
-	d.want = pass.Want
-	if pass.RoleOf != nil {
-		d.roleOf = pass.RoleOf
-	}
 	modes := map[string]string{}
 	if f := files[manifestFile]; f != nil {
 		if modes, err = d.readManifest(f); err != nil {
@@ -137,7 +123,7 @@ func DecodeCSVZipEach(body []byte, meta ingest.Meta, lim Limits, mem Memory, pas
 			}
 		}
 	}
-	return &Package{Accepted: d.out.accepted, Rejected: d.out.rejected, Ignored: ignored, Files: read, RoleOf: d.roleOf}, nil
+	return &Package{Accepted: d.out.accepted, Rejected: d.out.rejected, Ignored: ignored, Files: read}, nil
 }
 
 // listFiles indexes the package's files by name, refusing unknown names and oversized packages, and
@@ -211,7 +197,6 @@ type csvDecoder struct {
 	roleOf map[string]string // accepted users' primary roles, for demographics
 	// present are the sourcedIds of the rejected rows of the file being read.
 	present []string
-	want    func(pos int) bool // when set, the rows decoded
 }
 
 // readManifest reads manifest.csv: each file's mode, keyed by file name.
@@ -325,9 +310,6 @@ func (d *csvDecoder) readEntity(e *entity, f *zip.File, delta bool, roles *roleR
 			s.joined = roles.byUser[id]
 			roles.taken[id] = true
 		}
-		if d.want != nil && !d.want(i) {
-			return nil
-		}
 		if p := s.problem(); p != "" {
 			return d.reject(i, []ingest.FieldError{{Field: s.where(), Message: p}}, s)
 		}
@@ -343,7 +325,7 @@ func (d *csvDecoder) readEntity(e *entity, f *zip.File, delta bool, roles *roleR
 		if err := d.charge(s.file, s.line, metadataCost*int64(len(r.meta))); err != nil {
 			return err
 		}
-		if ev.RosterUser != nil && d.want == nil {
+		if ev.RosterUser != nil {
 			d.roleOf[ev.RosterUser.SourcedID] = ev.Actor.Role
 		}
 		return d.out.accept(i, ev, r.hash, r.size)

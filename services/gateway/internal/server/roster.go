@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -29,24 +28,25 @@ import (
 // becomes one raw record; valid records are accepted beside invalid ones, which are named and
 // dead-lettered, exactly as for events.
 //
-// Every request passes the import step (libs/tenancy/rosters) in two passes over its body. The first
-// decodes every record and compares it with the district's ledger, chunk by chunk, keeping only what
-// the comparison decided: unchanged records are not sent again, a bulk file's missing records are
-// tombstoned, records whose references are unknown are held until they arrive, and an upload over the
-// district's thresholds is held whole. The second decodes again only the records to send (or to hold),
-// seals and encodes them two chunks at a time, and streams them in order to Kafka (or, for a held
-// upload, into the district's schema); the ledger changes only once Kafka acknowledged every record.
-// An error of the whole request (a file over a bound, an unreadable file, memory over the request's
-// bound or the gateway's budget) is found by the first pass, before anything is produced. The answer's
-// "upload" says what was done.
+// Every request passes the import step (libs/tenancy/rosters): one pass over its body, then the
+// decision. The pass decodes every record and compares it with the district's ledger, chunk by chunk:
+// unchanged records are not sent again, a bulk file's missing records are tombstoned, records whose
+// references are unknown are held until they arrive. What it sends or holds is sealed and encoded at
+// once, while the next chunks are decoded and compared, and appended to the request's spool file
+// (rosterSpool). Once the whole upload is compared the plan decides: an upload over the district's
+// thresholds or its quality gate is held whole, its spooled records stored in the district's schema;
+// otherwise they are read back and streamed in order to Kafka. The ledger changes only once Kafka
+// acknowledged every record. An error of the whole request (a file over a bound, an unreadable file,
+// memory over the request's bound or the gateway's budget) is found by the pass, before anything is
+// produced. The answer's "upload" says what was done.
 //
 // Memory: every roster request holds a reservation of the gateway's roster budget, charged before the
 // memory is held: the body by its Content-Length (the body limit when it has none) before it is read,
 // a package's files by their declared unzipped sizes before they are unzipped, and each record as it is
-// decoded; a chunk's charges are given back once it is compared (first pass) or encoded and handed to
-// Kafka (second pass). What outlives a chunk is the ledger's view of each record (about 150 bytes) and
-// the encoded records held for references. The reservation is released when the answer is written.
-// Requests never wait for the budget.
+// decoded; a chunk's charges are given back once it is spooled, and a chunk read back once it is handed
+// to Kafka. What outlives a chunk is the ledger's view of each record sent or held (about 200 bytes),
+// the key material of their people (about 130 bytes) and the encoded records held for references. The
+// reservation is released when the answer is written. Requests never wait for the budget.
 
 func (s *Server) postRosterJSON(w http.ResponseWriter, r *http.Request, key Key) {
 	src := &jsonRoster{collection: r.PathValue("collection"), lim: s.limits.Roster}
@@ -57,11 +57,10 @@ func (s *Server) postRosterCSV(w http.ResponseWriter, r *http.Request, key Key) 
 	s.postRoster(w, r, key, "application/zip", "oneroster-csv", &csvRoster{lim: s.limits.Roster})
 }
 
-// rosterSource decodes a roster request as often as the import needs: each pass calls each, in order,
-// for the accepted records whose positions want admits (all of them when want is nil). The first pass
-// also says what was rejected and which files the request holds.
+// rosterSource decodes a roster request: pass calls each, in order, for every accepted record, and
+// says what was rejected and which files the request holds.
 type rosterSource interface {
-	pass(body []byte, meta ingest.Meta, mem roster.Memory, want func(pos int) bool, each func(ingest.Accepted) error) (*decoded, error)
+	pass(body []byte, meta ingest.Meta, mem roster.Memory, each func(ingest.Accepted) error) (*decoded, error)
 	// fileOf names the file (or collection) an accepted record came from.
 	fileOf(a ingest.Accepted) string
 }
@@ -76,53 +75,42 @@ type decoded struct {
 
 // csvRoster is a OneRoster CSV package.
 type csvRoster struct {
-	lim    roster.Limits
-	roleOf map[string]string // the users' roles, from the first pass
+	lim roster.Limits
 }
 
-func (c *csvRoster) pass(body []byte, meta ingest.Meta, mem roster.Memory, want func(int) bool, each func(ingest.Accepted) error) (*decoded, error) {
-	pkg, err := roster.DecodeCSVZipEach(body, meta, c.lim, mem, roster.Pass{Want: want, RoleOf: c.roleOf}, each)
+func (c *csvRoster) pass(body []byte, meta ingest.Meta, mem roster.Memory, each func(ingest.Accepted) error) (*decoded, error) {
+	pkg, err := roster.DecodeCSVZipEach(body, meta, c.lim, mem, each)
 	if err != nil {
 		return nil, err
 	}
-	c.roleOf = pkg.RoleOf
 	return &decoded{rejected: pkg.Rejected, ignored: pkg.Ignored, files: pkg.Files}, nil
 }
 
 func (c *csvRoster) fileOf(a ingest.Accepted) string { return roster.CollectionOf(a.Event) + ".csv" }
 
-// jsonRoster is a OneRoster JSON collection: at most the roster limits' MaxRecords records, decoded
-// once and kept.
+// jsonRoster is a OneRoster JSON collection: at most the roster limits' MaxRecords records.
 type jsonRoster struct {
 	collection string
 	lim        roster.Limits
-	accepted   []ingest.Accepted
 }
 
-func (j *jsonRoster) pass(body []byte, meta ingest.Meta, mem roster.Memory, want func(int) bool, each func(ingest.Accepted) error) (*decoded, error) {
-	var d *decoded
-	if j.accepted == nil {
-		acc, rej, err := roster.DecodeJSON(j.collection, body, meta, j.lim, mem)
-		if err != nil {
+func (j *jsonRoster) pass(body []byte, meta ingest.Meta, mem roster.Memory, each func(ingest.Accepted) error) (*decoded, error) {
+	acc, rej, err := roster.DecodeJSON(j.collection, body, meta, j.lim, mem)
+	if err != nil {
+		return nil, err
+	}
+	file := roster.FileInfo{Name: j.collection, Collection: j.collection, Mode: rosters.Delta, To: len(acc) + len(rej)}
+	for _, rj := range rej {
+		if id := sourcedIDOfRaw(rj.Raw); id != "" {
+			file.Present = append(file.Present, id)
+		}
+	}
+	for _, a := range acc {
+		if err := each(a); err != nil {
 			return nil, err
 		}
-		j.accepted = acc
-		file := roster.FileInfo{Name: j.collection, Collection: j.collection, Mode: rosters.Delta, To: len(acc) + len(rej)}
-		for _, rj := range rej {
-			if id := sourcedIDOfRaw(rj.Raw); id != "" {
-				file.Present = append(file.Present, id)
-			}
-		}
-		d = &decoded{rejected: rej, files: []roster.FileInfo{file}}
 	}
-	for _, a := range j.accepted {
-		if want == nil || want(a.Index) {
-			if err := each(a); err != nil {
-				return nil, err
-			}
-		}
-	}
-	return d, nil
+	return &decoded{rejected: rej, files: []roster.FileInfo{file}}, nil
 }
 
 func (j *jsonRoster) fileOf(ingest.Accepted) string { return j.collection }
@@ -208,10 +196,6 @@ const itemBytes = 256
 // rosterChunk is how many decoded records are compared with the ledger, or sealed and encoded, at a time.
 const rosterChunk = 2048
 
-// rosterEncoders is how many chunks are sealed and encoded at once: creating a district's first data
-// keys waits on PostgreSQL, so two chunks' keys are created together.
-const rosterEncoders = 2
-
 // importError marks an error of the import step or of encoding, not of the request's body.
 type importError struct{ err error }
 
@@ -221,8 +205,8 @@ func (e importError) Unwrap() error { return e.err }
 // errLedger marks a failure of the district's roster ledger.
 var errLedger = errors.New("roster ledger unavailable")
 
-// importRoster passes a request through the import step: the first pass compares, the plan decides,
-// the second pass sends (or stores) what it decided. respond, when set, shapes the 202 answer.
+// importRoster passes a request through the import step: the pass compares and spools, the plan
+// decides, and the spooled records are sent (or stored). respond, when set, shapes the 202 answer.
 func (s *Server) importRoster(w http.ResponseWriter, r *http.Request, key Key, kind string, body []byte, src rosterSource, mem *reservation,
 	respond func(RosterResponse, *decoded) any) {
 	ctx := context.WithoutCancel(r.Context())
@@ -234,6 +218,7 @@ func (s *Server) importRoster(w http.ResponseWriter, r *http.Request, key Key, k
 	}
 	defer im.Rollback(ctx)
 	ri := &rosterImport{s: s, ctx: ctx, tenant: s.tenants.Settings(key.TenantID), im: im, mem: mem, src: src, body: body, meta: meta}
+	defer ri.closeSpool()
 	d, err := ri.compareAll()
 	if err != nil {
 		var ie importError
@@ -308,8 +293,8 @@ func (s *Server) writeImportError(w http.ResponseWriter, ctx context.Context, ke
 	}
 }
 
-// errRefused marks a record Kafka could never take found in the second pass (the first pass rejects
-// those it can tell; a record that grows past the bound only when sealed lands here).
+// errRefused marks a record Kafka could never take found when it is encoded (refuseLarge rejects those
+// it can tell before; a record that grows past the bound only when sealed lands here).
 var errRefused = errors.New("a record cannot be sent")
 
 // rosterImport is one request's passage through the import step.
@@ -324,19 +309,18 @@ type rosterImport struct {
 	meta   ingest.Meta
 
 	accepted   int
-	decision   []rosters.Decision // by position, from the first pass
-	refused    []ingest.Rejected  // records too large for Kafka, found by the first pass
-	keys       *keyring.KeySet    // the data keys of the people of what the first pass will send
+	refused    []ingest.Rejected // records too large for Kafka, found by the pass
+	keys       *keyring.KeySet   // the data keys of the people of what the pass sends or holds
+	spooled    *rosterSpool      // what the pass encoded, to send or hold
 	refusedIDs []refusedID
 
 	chunk   []ingest.Accepted
 	pending int64  // charged by the decoder for chunk
-	hand    func() // hands the chunk to the current pass's pipeline
+	hand    func() // hands the chunk to the pass's pipeline
 }
 
 // Grow charges the reservation for what the decoder holds, counting it against the chunk. A chunk
-// charged rosterChunkBytes goes to the pipeline early: the second pass reads many rows it skips, whose
-// bytes the decoder charged too, and a chunk of few wanted records would otherwise hold their charges.
+// charged rosterChunkBytes goes to the pipeline early, so a chunk of large records holds no more.
 func (ri *rosterImport) Grow(n int64) error {
 	if err := ri.mem.Grow(n); err != nil {
 		return err
@@ -368,7 +352,11 @@ type chunkJob struct {
 	seq     int
 	records []ingest.Accepted
 	charged int64
-	people  []string // SIS ids whose data keys a chunk needs
+	// For the encoder: which records are held for references, the SIS ids whose data keys they need,
+	// and those refuseLarge encoded already.
+	held    []bool
+	people  []string
+	encoded map[int]rosters.Encoded
 }
 
 func newPipeline(workers int, work func(chunkJob) error) *pipeline {
@@ -435,15 +423,20 @@ func (ri *rosterImport) feed(p *pipeline) (each func(ingest.Accepted) error, flu
 // errPipeline stops a decoder whose pipeline failed; the pipeline's own error is reported.
 var errPipeline = errors.New("roster import stopped")
 
-// compareAll is the first pass: every accepted record is compared with the ledger, in order, one chunk
-// while the next is decoded, and the decision kept by position.
-//
-// The people of the records it will send get their data keys meanwhile: the keys of new people are
-// created in PostgreSQL, a round trip per chunk that would otherwise hold up the second pass, on
-// another goroutine while the decoder and the comparison go on.
+// compareAll is the first pass, in three stages that run at once: the decoder decodes the upload into
+// chunks; the comparison compares each chunk with the ledger, in order, and keeps what it sends or
+// holds; the encoder gets the data keys of their people (creating the keys of new people in
+// PostgreSQL), seals and encodes them and appends them to the request's spool file. Once the upload is
+// decided, replay reads them back.
 func (ri *rosterImport) compareAll() (*decoded, error) {
 	ri.keys = keyring.NewKeySet(ri.tenant.TenantID)
-	keys := newPipeline(1, func(job chunkJob) error {
+	spool, err := newRosterSpool(ri.s.spoolDir)
+	if err != nil {
+		return nil, importError{err}
+	}
+	ri.spooled = spool
+	enc := newPipeline(1, func(job chunkJob) error {
+		defer ri.mem.shrink(job.charged) // the chunk's records are done with once spooled
 		before := ri.keys.Len()
 		if err := ri.s.sealer.EnsureSubjectKeys(ri.ctx, ri.keys, job.people); err != nil {
 			return importError{fmt.Errorf("%w: %w", errKeys, err)}
@@ -451,55 +444,77 @@ func (ri *rosterImport) compareAll() (*decoded, error) {
 		if err := ri.mem.Grow(int64(ri.keys.Len()-before) * keyBytes); err != nil {
 			return importError{err}
 		}
+		var send, hold []ingest.Accepted
+		for i, a := range job.records {
+			if job.held[i] {
+				hold = append(hold, a)
+			} else {
+				send = append(send, a)
+			}
+		}
+		for _, part := range []struct {
+			records []ingest.Accepted
+			held    bool
+		}{{send, false}, {hold, true}} {
+			recs, charged, err := ri.encode(part.records, job.encoded)
+			if err != nil {
+				return err
+			}
+			err = spool.write(recs, part.held)
+			ri.mem.shrink(charged)
+			if err != nil {
+				return importError{err}
+			}
+		}
 		return nil
 	})
 	p := newPipeline(1, func(job chunkJob) error {
-		defer ri.mem.shrink(job.charged) // only the decisions outlive the chunk
-		records, err := ri.refuseLarge(job.records)
-		if err != nil {
-			return err
-		}
-		items := make([]rosters.Item, len(records))
-		for i, a := range records {
+		items := make([]rosters.Item, len(job.records))
+		for i, a := range job.records {
 			it, err := roster.Describe(a)
 			if err != nil {
+				ri.mem.shrink(job.charged)
 				return importError{err}
 			}
 			it.File = ri.src.fileOf(a)
 			items[i] = it
 		}
+		records, items, encoded, err := ri.refuseLarge(job.records, items)
+		if err != nil {
+			ri.mem.shrink(job.charged)
+			return err
+		}
 		decisions, err := ri.im.Add(ri.ctx, items)
 		if err != nil {
+			ri.mem.shrink(job.charged)
 			return importError{fmt.Errorf("%w: %w", errLedger, err)}
 		}
-		// What the import keeps of each record until the end: its decision, and for those it sends or
-		// holds the ledger's view (about 200 bytes) and its place in the maps of references.
-		kept := int64(len(records)) * int64(unsafe.Sizeof(rosters.Skip))
-		for _, dec := range decisions {
-			if dec != rosters.Skip {
-				kept += itemBytes
+		// What the import keeps of each record it sends or holds until the end: the ledger's view
+		// (about 200 bytes) and its place in the maps of references.
+		next := chunkJob{charged: job.charged, encoded: encoded}
+		for i, a := range records {
+			if decisions[i] == rosters.Skip {
+				continue
+			}
+			next.records = append(next.records, a)
+			next.held = append(next.held, decisions[i] == rosters.HoldRefs)
+			if a.Event.Actor.Role != roleSystem {
+				next.people = append(next.people, a.Event.Actor.SISID)
 			}
 		}
-		if err := ri.mem.Grow(kept); err != nil {
+		if err := ri.mem.Grow(int64(len(next.records)) * itemBytes); err != nil {
+			ri.mem.shrink(job.charged)
 			return importError{err}
 		}
-		var people []string
-		for i, a := range records {
-			for len(ri.decision) <= a.Index {
-				ri.decision = append(ri.decision, rosters.Skip)
-			}
-			ri.decision[a.Index] = decisions[i]
-			if decisions[i] != rosters.Skip && a.Event.Actor.Role != roleSystem {
-				people = append(people, a.Event.Actor.SISID)
-			}
+		if enc.failed.Load() {
+			ri.mem.shrink(job.charged)
+			return errPipeline
 		}
-		if len(people) > 0 && !keys.failed.Load() {
-			keys.jobs <- chunkJob{people: people}
-		}
+		enc.jobs <- next
 		return nil
 	})
 	each, flush := ri.feed(p)
-	d, err := ri.src.pass(ri.body, ri.meta, ri, nil, func(a ingest.Accepted) error {
+	d, err := ri.src.pass(ri.body, ri.meta, ri, func(a ingest.Accepted) error {
 		ri.accepted++
 		return each(a)
 	})
@@ -508,8 +523,8 @@ func (ri *rosterImport) compareAll() (*decoded, error) {
 	}
 	ri.hand = nil
 	perr := p.wait()
-	if kerr := keys.wait(); perr == nil && err == nil {
-		perr = kerr
+	if eerr := enc.wait(); perr == nil || errors.Is(perr, errPipeline) {
+		perr = eerr
 	}
 	if perr != nil {
 		return nil, perr
@@ -520,10 +535,11 @@ func (ri *rosterImport) compareAll() (*decoded, error) {
 	return d, err
 }
 
-// refuseLarge takes out of a chunk the records Kafka could never take: those whose content could make
-// them larger than a record may be are sealed and encoded now, and those over the bound rejected as
-// their own error (their records count as present in a bulk file).
-func (ri *rosterImport) refuseLarge(records []ingest.Accepted) ([]ingest.Accepted, error) {
+// refuseLarge takes out of a chunk (its records and their ledger items) the records Kafka could never
+// take: those whose content could make them larger than a record may be are sealed and encoded now,
+// and those over the bound rejected as their own error (their records count as present in a bulk
+// file). Those within the bound keep their encoding, by position, so they are not sealed twice.
+func (ri *rosterImport) refuseLarge(records []ingest.Accepted, items []rosters.Item) ([]ingest.Accepted, []rosters.Item, map[int]rosters.Encoded, error) {
 	var big []ingest.Accepted
 	for _, a := range records {
 		if 2*a.Size+recordHeadroom > ri.s.limits.MaxRecordBytes {
@@ -531,29 +547,37 @@ func (ri *rosterImport) refuseLarge(records []ingest.Accepted) ([]ingest.Accepte
 		}
 	}
 	if big == nil {
-		return records, nil
+		return records, items, nil, nil
 	}
-	_, refused, err := ri.s.encodeBatch(ri.ctx, ri.tenant, big, 0, nil, nil)
+	recs, refused, err := ri.s.encodeBatch(ri.ctx, ri.tenant, big, 0, nil, nil)
 	if err != nil {
-		return nil, importError{err}
-	}
-	if len(refused) == 0 {
-		return records, nil
+		return nil, nil, nil, importError{err}
 	}
 	gone := map[int]bool{}
 	for _, r := range refused {
 		gone[r.Index] = true
 	}
-	kept := make([]ingest.Accepted, 0, len(records))
-	for _, a := range records {
+	encoded := map[int]rosters.Encoded{}
+	next := 0
+	for _, a := range big {
+		if !gone[a.Index] {
+			encoded[a.Index] = rosters.Encoded{Key: recs[next].Key, Value: recs[next].Value}
+			next++
+		}
+	}
+	if len(refused) == 0 {
+		return records, items, encoded, nil
+	}
+	keptRecords, keptItems := make([]ingest.Accepted, 0, len(records)), make([]rosters.Item, 0, len(items))
+	for i, a := range records {
 		if gone[a.Index] {
 			ri.refusedIDs = append(ri.refusedIDs, refusedID{pos: a.Index, id: roster.SourcedIDOf(a.Event)})
 			continue
 		}
-		kept = append(kept, a)
+		keptRecords, keptItems = append(keptRecords, a), append(keptItems, items[i])
 	}
 	ri.refused = append(ri.refused, refused...)
-	return kept, nil
+	return keptRecords, keptItems, encoded, nil
 }
 
 // refusedID is the sourcedId of a record refused at its position.
@@ -575,92 +599,47 @@ func (d *decoded) refuse(refused []ingest.Rejected, ids []refusedID) {
 	}
 }
 
-// want admits, in the second pass, the records the first decided to send or hold.
-func (ri *rosterImport) want(pos int) bool {
-	return pos >= 0 && pos < len(ri.decision) && ri.decision[pos] != rosters.Skip
+// closeSpool deletes the request's spool file, if the pass made one.
+func (ri *rosterImport) closeSpool() {
+	if ri.spooled != nil {
+		ri.spooled.close()
+	}
 }
 
-// encodedChunk is a chunk of the second pass, encoded; sendBytes is what its records to send were
-// charged, given back once Kafka's producer has them (its buffer is bounded on its own).
-type encodedChunk struct {
-	send, held []rosters.Encoded
-	sendBytes  int64
-}
-
-// encodeAll is the second pass: the records to send or hold are decoded again, sealed and encoded
-// rosterEncoders chunks at a time, and handed to out in order; it returns the held ones, in order.
-func (ri *rosterImport) encodeAll(out func([]rosters.Encoded) error) ([]rosters.Encoded, error) {
-	var mu sync.Mutex
-	done := map[int]encodedChunk{}
-	next := 0
-	var held []rosters.Encoded
-	var outErr error
-	p := newPipeline(rosterEncoders, func(job chunkJob) error {
-		var send, hold []ingest.Accepted
-		for _, a := range job.records {
-			if ri.decision[a.Index] == rosters.HoldRefs {
-				hold = append(hold, a)
-			} else {
-				send = append(send, a)
-			}
-		}
-		var ec encodedChunk
-		var err error
-		if ec.send, ec.sendBytes, err = ri.encode(send); err != nil {
-			return err
-		}
-		if ec.held, _, err = ri.encode(hold); err != nil {
-			return err
-		}
-		ri.mem.shrink(job.charged)
-		// In order: the chunk whose turn it is goes out; the others wait for theirs.
-		mu.Lock()
-		defer mu.Unlock()
-		done[job.seq] = ec
-		for {
-			c, ok := done[next]
-			if !ok {
-				break
-			}
-			delete(done, next)
-			next++
-			held = append(held, c.held...)
-			if outErr == nil && len(c.send) > 0 {
-				outErr = out(c.send)
-			}
-			ri.mem.shrink(c.sendBytes)
-		}
-		return outErr
-	})
-	each, flush := ri.feed(p)
-	_, err := ri.src.pass(ri.body, ri.meta, ri, ri.want, each)
-	if err == nil {
-		flush()
+// replay is the second step: the spooled records to send are handed to out in order, in chunks; the
+// held ones are returned, in order.
+func (ri *rosterImport) replay(out func([]rosters.Encoded) error) ([]rosters.Encoded, error) {
+	held, err := ri.spooled.replay(rosterChunk, rosterChunkBytes, ri.mem.Grow, ri.mem.shrink, out)
+	if err != nil && !errors.As(err, new(importError)) {
+		err = importError{err}
 	}
-	ri.hand = nil
-	if perr := p.wait(); perr != nil {
-		return nil, perr
-	}
-	if err != nil {
-		return nil, importError{fmt.Errorf("decoding the records again: %w", err)}
-	}
-	return held, nil
+	return held, err
 }
 
 // encode seals and encodes records into one buffer sized from their contents, so that it rarely grows
 // (a grown buffer leaves its old arrays to the garbage collector, and the records point into them). It
 // returns what the records were charged. A record Kafka could never take fails the upload: the first
 // pass rejects records over the roster bounds, so this is a record sealing grew past it.
-func (ri *rosterImport) encode(accepted []ingest.Accepted) ([]rosters.Encoded, int64, error) {
+// Records already encoded (by position; refuseLarge's) are taken as they are.
+func (ri *rosterImport) encode(accepted []ingest.Accepted, encoded map[int]rosters.Encoded) ([]rosters.Encoded, int64, error) {
 	if len(accepted) == 0 {
 		return nil, 0, nil
 	}
 	hint := 0
-	for _, a := range accepted {
+	todo := accepted
+	if len(encoded) > 0 {
+		todo = nil
+		for _, a := range accepted {
+			if _, ok := encoded[a.Index]; !ok {
+				todo = append(todo, a)
+			}
+		}
+	}
+	for _, a := range todo {
 		hint += a.Size*3/2 + 256 // sealed fields grow by a third, and the envelope
 	}
 	charged := &counted{r: ri.mem}
-	recs, refused, err := ri.s.encodeBatch(ri.ctx, ri.tenant, accepted, hint, charged, ri.keys)
+	recs, refused, err := ri.s.encodeBatch(ri.ctx, ri.tenant, todo, hint, charged, ri.keys)
 	if err != nil {
 		ri.mem.shrink(charged.n)
 		return nil, 0, importError{err}
@@ -669,9 +648,15 @@ func (ri *rosterImport) encode(accepted []ingest.Accepted) ([]rosters.Encoded, i
 		ri.mem.shrink(charged.n)
 		return nil, 0, importError{fmt.Errorf("%w: record %d: %s", errRefused, refused[0].Index, refused[0].Errors[0].Message)}
 	}
-	enc := make([]rosters.Encoded, len(recs))
-	for i, rec := range recs {
-		enc[i] = rosters.Encoded{Key: rec.Key, Value: rec.Value}
+	enc := make([]rosters.Encoded, 0, len(accepted))
+	next := 0
+	for _, a := range accepted {
+		if e, ok := encoded[a.Index]; ok {
+			enc = append(enc, e)
+			continue
+		}
+		enc = append(enc, rosters.Encoded{Key: recs[next].Key, Value: recs[next].Value})
+		next++
 	}
 	return enc, charged.n, nil
 }
@@ -700,12 +685,12 @@ func (ri *rosterImport) tombstones(plan *rosters.Plan) ([]rosters.Encoded, error
 		}
 		tombs[i] = ingest.Accepted{Index: -1 - i, Event: ev}
 	}
-	enc, _, err := ri.encode(tombs)
+	enc, _, err := ri.encode(tombs, nil)
 	return enc, err
 }
 
-// stream is the plan's Stream: the second pass's records go to Kafka as they are encoded, then the
-// tombstones, then the released records; it returns once Kafka acknowledged every one.
+// stream is the plan's Stream: the spooled records go to Kafka in order, then the tombstones, then the
+// released records; it returns once Kafka acknowledged every one.
 func (ri *rosterImport) stream(plan *rosters.Plan) rosters.Stream {
 	return func(ctx context.Context, released []rosters.Encoded) (int, []rosters.Encoded, error) {
 		acks := newStreamAcks(ri.mem, int(min(rosterWindow, ri.mem.b.perRequest/4)))
@@ -723,7 +708,7 @@ func (ri *rosterImport) stream(plan *rosters.Plan) rosters.Stream {
 			}
 			return nil
 		}
-		held, err := ri.encodeAll(send)
+		held, err := ri.replay(send)
 		if err == nil {
 			var tombs []rosters.Encoded
 			if tombs, err = ri.tombstones(plan); err == nil {
@@ -740,11 +725,11 @@ func (ri *rosterImport) stream(plan *rosters.Plan) rosters.Stream {
 	}
 }
 
-// spool is the plan's Spool for a held upload: the second pass's records are stored as they are
-// encoded, then the tombstones.
+// spool is the plan's Spool for a held upload: the spooled records are stored in order, then the
+// tombstones.
 func (ri *rosterImport) spool(plan *rosters.Plan) rosters.Spool {
 	return func(ctx context.Context, put func([]rosters.Encoded) error) ([]rosters.Encoded, error) {
-		held, err := ri.encodeAll(put)
+		held, err := ri.replay(put)
 		if err != nil {
 			return nil, err
 		}

@@ -89,6 +89,7 @@ type Server struct {
 	sealer   Sealer
 	rosters  *rosters.Store
 	mappings *mappings.Store
+	spoolDir string // roster requests' spool files (see Deps.SpoolDir)
 	topics   Topics
 	limits   Limits
 	budget   *rosterBudget
@@ -126,6 +127,9 @@ type Deps struct {
 	Rosters *rosters.Store
 	// Mappings holds the sources' mapping rules, for mapped uploads.
 	Mappings *mappings.Store
+	// SpoolDir is where roster requests keep their encoded records until the upload is decided (a file
+	// per request, unlinked once created); empty means the system's temporary directory.
+	SpoolDir string
 	Tracer   trace.TracerProvider
 	Meter    metric.MeterProvider
 	// Propagator reads a client's trace context (W3C traceparent) from requests; nil reads none.
@@ -167,7 +171,8 @@ func New(deps Deps, topics Topics, limits Limits) (*Server, error) {
 	}
 	s := &Server{
 		log: deps.Log, keys: deps.Keys, tenants: deps.Tenants, producer: deps.Producer, codec: deps.Codec, sealer: deps.Sealer, rosters: deps.Rosters, mappings: deps.Mappings,
-		topics: topics, limits: limits, now: time.Now,
+		spoolDir: deps.SpoolDir,
+		topics:   topics, limits: limits, now: time.Now,
 		otelOpts: []otelhttp.Option{otelhttp.WithTracerProvider(deps.Tracer), otelhttp.WithMeterProvider(deps.Meter),
 			otelhttp.WithPropagators(deps.Propagator)},
 		budget: newRosterBudget(limits.RosterMemoryBudget, limits.RosterRequestMemory),

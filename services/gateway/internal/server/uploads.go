@@ -145,7 +145,7 @@ func (s *Server) postSourceUpload(w http.ResponseWriter, r *http.Request, key Ke
 	if dryRun {
 		var rows []MappedRow
 		accepted := 0
-		if err := mu.run(nil, nil, func(_ ingest.Accepted, row mapping.Row) error {
+		if err := mu.run(nil, func(_ ingest.Accepted, row mapping.Row) error {
 			accepted++
 			if len(rows) < rowsWanted {
 				rows = append(rows, MappedRow{File: row.File, Line: row.Line, Collection: row.Collection, Record: row.Record})
@@ -250,7 +250,6 @@ type mappedUpload struct {
 	files   []mappedFile
 	mode    rosters.Mode
 	maxRows int // rows an upload may hold (the roster limits' MaxRecords)
-	passes  int
 
 	infos    []roster.FileInfo
 	rejected []ingest.Rejected
@@ -258,14 +257,9 @@ type mappedUpload struct {
 	nFinding int
 }
 
-func (mu *mappedUpload) pass(_ []byte, _ ingest.Meta, mem roster.Memory, want func(int) bool, each func(ingest.Accepted) error) (*decoded, error) {
-	first := mu.passes == 0
-	mu.passes++
-	if err := mu.run(mem, want, func(a ingest.Accepted, _ mapping.Row) error { return each(a) }); err != nil {
+func (mu *mappedUpload) pass(_ []byte, _ ingest.Meta, mem roster.Memory, each func(ingest.Accepted) error) (*decoded, error) {
+	if err := mu.run(mem, func(a ingest.Accepted, _ mapping.Row) error { return each(a) }); err != nil {
 		return nil, err
-	}
-	if !first {
-		return nil, nil
 	}
 	d := &decoded{rejected: mu.rejected, files: mu.infos}
 	d.findings, _ = json.Marshal(mu.findings)
@@ -274,46 +268,34 @@ func (mu *mappedUpload) pass(_ []byte, _ ingest.Meta, mem roster.Memory, want fu
 
 func (mu *mappedUpload) fileOf(a ingest.Accepted) string { return a.File }
 
-// run maps every file, passing each decoded record that want admits (every one when want is nil) to
-// each; mem, when set, is charged for them. The first run also keeps the rejected rows, the findings
-// and the files.
-func (mu *mappedUpload) run(mem roster.Memory, want func(int) bool, each func(ingest.Accepted, mapping.Row) error) error {
-	first := want == nil
-	dec := roster.NewRecordDecoder(mu.meta) // afresh: a record decoded again is not its own duplicate
+// run maps every file, passing each decoded record to each; mem, when set, is charged for them. It keeps
+// the rejected rows, the findings and the files.
+func (mu *mappedUpload) run(mem roster.Memory, each func(ingest.Accepted, mapping.Row) error) error {
+	dec := roster.NewRecordDecoder(mu.meta)
 	next := 0
 	for _, f := range mu.files {
 		info := roster.FileInfo{Name: f.name, Collection: f.export.Collection(), Mode: mu.mode, From: next, Export: f.export.Name()}
-		if first {
-			// The header, for the quality report's comparison with the export's file before (an unreadable
-			// header fails the mapping below with the same error).
-			info.Columns, _ = f.export.Header(f.name, bytes.NewReader(f.body))
-		}
+		// The header, for the quality report's comparison with the export's file before (an unreadable
+		// header fails the mapping below with the same error).
+		info.Columns, _ = f.export.Header(f.name, bytes.NewReader(f.body))
 		rejectedBefore := len(mu.rejected)
 		err := f.export.WithModified(mu.meta.ReceivedAt).Map(f.name, bytes.NewReader(f.body), func(row mapping.Row) error {
 			i := next
 			if next++; next > mu.maxRows {
 				return fmt.Errorf("%w: more than %d rows", ingest.ErrTooManyEvents, mu.maxRows)
 			}
-			if !first {
-				if !want(i) {
-					return nil
-				}
-			} else {
-				info.Findings += len(row.Findings)
-				for _, fd := range row.Findings {
-					if mu.nFinding++; len(mu.findings) < maxFindings {
-						mu.findings = append(mu.findings, findingOf(fd))
-					}
+			info.Findings += len(row.Findings)
+			for _, fd := range row.Findings {
+				if mu.nFinding++; len(mu.findings) < maxFindings {
+					mu.findings = append(mu.findings, findingOf(fd))
 				}
 			}
 			if row.Errors != nil {
-				if first {
-					errs := make([]ingest.FieldError, len(row.Errors))
-					for j, fe := range row.Errors {
-						errs[j] = ingest.FieldError{Field: where(fe.Position) + " (" + fe.Target + ")", Message: fe.Message}
-					}
-					mu.rejected = append(mu.rejected, ingest.Rejected{Index: i, Errors: errs, Raw: row.Raw})
+				errs := make([]ingest.FieldError, len(row.Errors))
+				for j, fe := range row.Errors {
+					errs[j] = ingest.FieldError{Field: where(fe.Position) + " (" + fe.Target + ")", Message: fe.Message}
 				}
+				mu.rejected = append(mu.rejected, ingest.Rejected{Index: i, Errors: errs, Raw: row.Raw})
 				return nil
 			}
 			a, errs, err := dec.Decode(row.Collection, row.Record, fmt.Sprintf("%s:%d", row.File, row.Line), mem)
@@ -321,9 +303,7 @@ func (mu *mappedUpload) run(mem roster.Memory, want func(int) bool, each func(in
 				return err
 			}
 			if errs != nil {
-				if first {
-					mu.rejected = append(mu.rejected, ingest.Rejected{Index: i, Errors: errs, Raw: row.Raw})
-				}
+				mu.rejected = append(mu.rejected, ingest.Rejected{Index: i, Errors: errs, Raw: row.Raw})
 				return nil
 			}
 			a.Index, a.File = i, f.name
@@ -334,9 +314,6 @@ func (mu *mappedUpload) run(mem roster.Memory, want func(int) bool, each func(in
 				return fmt.Errorf("%w: %v", roster.ErrInvalidPackage, err)
 			}
 			return err
-		}
-		if !first {
-			continue
 		}
 		info.To = next
 		if info.Mode == rosters.Bulk && len(mu.rejected) > rejectedBefore {
