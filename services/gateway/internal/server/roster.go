@@ -423,11 +423,11 @@ func (ri *rosterImport) feed(p *pipeline) (each func(ingest.Accepted) error, flu
 // errPipeline stops a decoder whose pipeline failed; the pipeline's own error is reported.
 var errPipeline = errors.New("roster import stopped")
 
-// compareAll is the first pass, in three stages that run at once: the decoder decodes the upload into
-// chunks; the comparison compares each chunk with the ledger, in order, and keeps what it sends or
-// holds; the encoder gets the data keys of their people (creating the keys of new people in
-// PostgreSQL), seals and encodes them and appends them to the request's spool file. Once the upload is
-// decided, replay reads them back.
+// compareAll is the pass, in four stages that run at once, each on its own chunk, in order: the decoder
+// decodes the upload into chunks; the comparison compares each chunk with the ledger and keeps what it
+// sends or holds; the keys stage gets the data keys of their people (creating the keys of new people in
+// PostgreSQL); the encoder seals and encodes them and appends them to the request's spool file. Once
+// the upload is decided, replay reads them back.
 func (ri *rosterImport) compareAll() (*decoded, error) {
 	ri.keys = keyring.NewKeySet(ri.tenant.TenantID)
 	spool, err := newRosterSpool(ri.s.spoolDir)
@@ -437,13 +437,6 @@ func (ri *rosterImport) compareAll() (*decoded, error) {
 	ri.spooled = spool
 	enc := newPipeline(1, func(job chunkJob) error {
 		defer ri.mem.shrink(job.charged) // the chunk's records are done with once spooled
-		before := ri.keys.Len()
-		if err := ri.s.sealer.EnsureSubjectKeys(ri.ctx, ri.keys, job.people); err != nil {
-			return importError{fmt.Errorf("%w: %w", errKeys, err)}
-		}
-		if err := ri.mem.Grow(int64(ri.keys.Len()-before) * keyBytes); err != nil {
-			return importError{err}
-		}
 		var send, hold []ingest.Accepted
 		for i, a := range job.records {
 			if job.held[i] {
@@ -466,6 +459,24 @@ func (ri *rosterImport) compareAll() (*decoded, error) {
 				return importError{err}
 			}
 		}
+		return nil
+	})
+	// Creating keys waits on PostgreSQL: a stage of its own, so that encoding the chunk before goes on.
+	keys := newPipeline(1, func(job chunkJob) error {
+		before := ri.keys.Len()
+		if err := ri.s.sealer.EnsureSubjectKeys(ri.ctx, ri.keys, job.people); err != nil {
+			ri.mem.shrink(job.charged)
+			return importError{fmt.Errorf("%w: %w", errKeys, err)}
+		}
+		if err := ri.mem.Grow(int64(ri.keys.Len()-before) * keyBytes); err != nil {
+			ri.mem.shrink(job.charged)
+			return importError{err}
+		}
+		if enc.failed.Load() {
+			ri.mem.shrink(job.charged)
+			return errPipeline
+		}
+		enc.jobs <- job
 		return nil
 	})
 	p := newPipeline(1, func(job chunkJob) error {
@@ -506,11 +517,11 @@ func (ri *rosterImport) compareAll() (*decoded, error) {
 			ri.mem.shrink(job.charged)
 			return importError{err}
 		}
-		if enc.failed.Load() {
+		if keys.failed.Load() {
 			ri.mem.shrink(job.charged)
 			return errPipeline
 		}
-		enc.jobs <- next
+		keys.jobs <- next
 		return nil
 	})
 	each, flush := ri.feed(p)
@@ -522,9 +533,13 @@ func (ri *rosterImport) compareAll() (*decoded, error) {
 		flush()
 	}
 	ri.hand = nil
-	perr := p.wait()
-	if eerr := enc.wait(); perr == nil || errors.Is(perr, errPipeline) {
-		perr = eerr
+	// The first error of the stages, in order: a stage that stopped because the next one failed says
+	// errPipeline.
+	var perr error
+	for _, stage := range []*pipeline{p, keys, enc} {
+		if serr := stage.wait(); perr == nil || errors.Is(perr, errPipeline) {
+			perr = serr
+		}
 	}
 	if perr != nil {
 		return nil, perr

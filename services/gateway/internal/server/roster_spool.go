@@ -71,7 +71,8 @@ func (s *rosterSpool) write(recs []rosters.Encoded, held bool) error {
 }
 
 // replay reads the records back in order, in chunks of at most chunkRecords records and chunkBytes
-// bytes (a record larger than that is a chunk of its own; an array is no larger than what is left): send is given those not held, each chunk in
+// bytes (a record larger than that is a chunk of its own; an array is no larger than what is left, nor
+// much larger than a chunk of average records): send is given those not held, each chunk in
 // a fresh array it may keep; the held ones are returned. grow is charged for every array before it is
 // filled, shrink given back what a chunk handed to send was charged once send returns (Kafka's producer
 // holds what it was given until acknowledged, within its own bound).
@@ -131,7 +132,9 @@ func (s *rosterSpool) replay(chunkRecords int, chunkBytes int64, grow func(int64
 			}
 		}
 		if arena == nil {
-			size := max(min(chunkBytes, n+left), n) // no more than what is left to read
+			// No more than what is left to read, nor much more than a chunk of average records takes.
+			size := min(chunkBytes, n+left, s.bytes/int64(s.records)*int64(chunkRecords)*5/4)
+			size = max(size, n)
 			if err := grow(size); err != nil {
 				return nil, err
 			}
