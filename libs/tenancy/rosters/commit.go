@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -477,6 +478,37 @@ func (s *Store) Approve(ctx context.Context, tenantID, uploadID, by string, prod
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, err
+	}
+	// The upload's records held for references are compared again: what other sources sent while it
+	// waited may complete them.
+	need := map[Ref]bool{}
+	for _, h := range holds {
+		for _, r := range h.missing {
+			if !produced[r] {
+				need[r] = true
+			}
+		}
+	}
+	known, err := knownRefs(ctx, p.tx, p.schema, need)
+	if err != nil {
+		return nil, err
+	}
+	for changed := true; changed; { // a record sent may complete another
+		changed = false
+		holds = slices.DeleteFunc(holds, func(h heldRef) bool {
+			for _, r := range h.missing {
+				if !produced[r] && !known[r] {
+					return false
+				}
+			}
+			recs = append(recs, Encoded{Key: h.key, Value: h.value})
+			writes = append(writes, ledgerWrite{source, h.entity, h.sourcedID, true, h.hash, h.person})
+			produced[Ref{h.entity, h.sourcedID}], changed = true, true
+			return true
+		})
+	}
+	for i := range holds {
+		holds[i].seq = i
 	}
 	if err := p.release(ctx, inLedger); err != nil {
 		return nil, err

@@ -313,6 +313,48 @@ func TestUnknownReferencesAreHeldUntilTheyArrive(t *testing.T) {
 	}
 }
 
+// TestApprovalComparesHeldReferencesAgain: an upload the quality gate held (most of its enrollments
+// reference a student nobody sent) is approved after another source sent the student: its enrollments
+// go out with it instead of waiting for a later upload.
+func TestApprovalComparesHeldReferencesAgain(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	f.upload(t, district(t, studentIDs(1, 2)))
+	_, n := f.rosterSince(t, 0)
+
+	var enr []string
+	for i := range 10 {
+		user := "stu-late"
+		if i == 0 {
+			user = "stu-01"
+		}
+		enr = append(enr, fmt.Sprintf(`{"sourcedId":"enr-late-%d","status":"active","dateLastModified":"2026-09-01T08:00:00Z","user":{"sourcedId":%q},`+
+			`"class":{"sourcedId":"cls-2"},"school":{"sourcedId":"sch-1"},"role":"student"}`, i, user))
+	}
+	code, out := f.postRaw(t, "/v1/roster/enrollments", "roster", "application/json", []byte(`{"enrollments":[`+strings.Join(enr, ",")+`]}`))
+	up := out["upload"].(map[string]any)
+	if hold, _ := up["hold"].(map[string]any); code != http.StatusAccepted || up["status"] != "held" || hold["gate"] != "held_references" {
+		t.Fatalf("enrollments: %d %v", code, out)
+	}
+
+	user := `{"users":[{"sourcedId":"stu-late","status":"active","dateLastModified":"2026-09-01T08:00:00Z","enabledUser":true,"givenName":"L","familyName":"L",
+	  "roles":[{"roleType":"primary","role":"student","org":{"sourcedId":"sch-1"}}]}]}`
+	if code, out := f.postRaw(t, "/v1/roster/users", "hr", "application/json", []byte(user)); code != http.StatusAccepted {
+		t.Fatalf("user from another source: %d %v", code, out)
+	}
+	res, err := f.rosters.Approve(ctx, "d1", up["id"].(string), "ops@example.org", f.produceTo(f.kcfg.Topics().Raw))
+	if err != nil || res.Sent != 10 || res.Held != 0 {
+		t.Fatalf("approving: %+v, %v", res, err)
+	}
+	recs, _ := f.rosterSince(t, n)
+	if got := fmt.Sprint(recs); len(recs) != 11 || !strings.HasPrefix(got, "[user:stu-late:active enrollment:enr-late-0:active") || !strings.HasSuffix(got, "enrollment:enr-late-9:active]") {
+		t.Fatalf("raw got %v", recs)
+	}
+	if refs, err := f.rosters.HeldRefs(ctx, "d1", 10); err != nil || len(refs) != 0 {
+		t.Fatalf("held refs %+v: %v", refs, err)
+	}
+}
+
 var timeZero time.Time
 
 func itoa(n int) string { return fmt.Sprint(n) }

@@ -96,6 +96,7 @@ func newFixture(t testing.TB, opts ...func(*setup)) *fixture {
 	keys := keyMap{
 		"good":   {ID: "k1", TenantID: "d1", SourceID: "lms", Verbs: []string{server.VerbEventsWrite}},
 		"roster": {ID: "k2", TenantID: "d1", SourceID: "sis", Verbs: []string{server.VerbRosterWrite}},
+		"hr":     {ID: "k5", TenantID: "d1", SourceID: "hr", Verbs: []string{server.VerbRosterWrite}},
 		"hot":    {ID: "k3", TenantID: "hot", SourceID: "lms", Verbs: []string{server.VerbEventsWrite}},
 		"small":  {ID: "k4", TenantID: "small", SourceID: "lms", Verbs: []string{server.VerbEventsWrite}},
 	}
