@@ -7,27 +7,21 @@ package quality
 import (
 	"context"
 	"log/slog"
-	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/edtech-analytics/platform/libs/obs"
 	"github.com/edtech-analytics/platform/libs/tenancy/rosters"
 )
 
 // Districts lists the districts to report on.
 type Districts func(ctx context.Context) ([]string, error)
 
-// Collector computes the reports and observes them.
+// Collector computes the reports (Collect, Run) and observes them.
 type Collector struct {
-	store     *rosters.Store
-	districts Districts
-	window    time.Duration
-	log       *slog.Logger
-
-	mu   sync.Mutex
-	last map[string]*rosters.Report
+	*obs.Latest[*rosters.Report]
 }
 
 // New registers the gauges on mp and returns a collector whose reports cover uploads of the last window.
@@ -43,7 +37,9 @@ type Collector struct {
 //     is silent, for silent sources;
 //   - roster_quality_findings{tenant_id, check, severity}: the report's findings.
 func New(mp metric.MeterProvider, store *rosters.Store, districts Districts, window time.Duration, log *slog.Logger) (*Collector, func(), error) {
-	c := &Collector{store: store, districts: districts, window: window, log: log, last: map[string]*rosters.Report{}}
+	c := &Collector{obs.NewLatest("roster quality report", districts, func(ctx context.Context, tenantID string) (*rosters.Report, error) {
+		return store.Quality(ctx, tenantID, time.Now().Add(-window))
+	}, log)}
 	m := mp.Meter("roster-quality")
 	held, err := m.Int64ObservableGauge("roster_held_uploads", metric.WithDescription("roster uploads held for approval"))
 	if err != nil {
@@ -78,9 +74,7 @@ func New(mp metric.MeterProvider, store *rosters.Store, districts Districts, win
 		return nil, nil, err
 	}
 	reg, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		for tenant, rep := range c.last {
+		c.Each(func(tenant string, rep *rosters.Report) {
 			t := attribute.String("tenant_id", tenant)
 			var nHeld, nOpen, nExpired, nOrphans int64
 			counts := map[[2]string]int64{}
@@ -113,57 +107,11 @@ func New(mp metric.MeterProvider, store *rosters.Store, districts Districts, win
 			for k, n := range counts {
 				o.ObserveInt64(findings, n, metric.WithAttributes(t, attribute.String("check", k[0]), attribute.String("severity", k[1])))
 			}
-		}
+		})
 		return nil
 	}, held, refs, rejected, gap, orphans, overdue, findings)
 	if err != nil {
 		return nil, nil, err
 	}
 	return c, func() { _ = reg.Unregister() }, nil
-}
-
-// Collect computes every district's report once. A district whose report fails keeps its last one and
-// is logged; the others go on.
-func (c *Collector) Collect(ctx context.Context) error {
-	ids, err := c.districts(ctx)
-	if err != nil {
-		return err
-	}
-	next := make(map[string]*rosters.Report, len(ids))
-	for _, id := range ids {
-		rep, err := c.store.Quality(ctx, id, time.Now().Add(-c.window))
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			c.log.WarnContext(ctx, "roster quality report", "tenant_id", id, "err", err)
-			c.mu.Lock()
-			rep = c.last[id]
-			c.mu.Unlock()
-			if rep == nil {
-				continue
-			}
-		}
-		next[id] = rep
-	}
-	c.mu.Lock()
-	c.last = next
-	c.mu.Unlock()
-	return nil
-}
-
-// Run collects every interval until ctx is done.
-func (c *Collector) Run(ctx context.Context, every time.Duration) error {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		if err := c.Collect(ctx); err != nil && ctx.Err() == nil {
-			c.log.WarnContext(ctx, "roster quality", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
 }

@@ -7,12 +7,12 @@ package eventquality
 import (
 	"context"
 	"log/slog"
-	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/edtech-analytics/platform/libs/obs"
 	"github.com/edtech-analytics/platform/libs/quality"
 )
 
@@ -24,15 +24,9 @@ type Checker interface {
 	Check(ctx context.Context, tenantID string, now time.Time) (*quality.Report, error)
 }
 
-// Collector runs the checks and observes their last reports.
+// Collector runs the checks (Collect, Run) and observes their last reports.
 type Collector struct {
-	checker   Checker
-	districts Districts
-	now       func() time.Time
-	log       *slog.Logger
-
-	mu   sync.Mutex
-	last map[string]*quality.Report
+	*obs.Latest[*quality.Report]
 }
 
 // New registers the gauges on mp and returns a collector that checks as of now():
@@ -45,7 +39,9 @@ type Collector struct {
 //   - event_store_gap_ratio{tenant_id}: how far the sink's attendance student-days of the last closed day
 //     are from ClickHouse's (libs/quality.CompareDays).
 func New(mp metric.MeterProvider, checker Checker, districts Districts, now func() time.Time, log *slog.Logger) (*Collector, func(), error) {
-	c := &Collector{checker: checker, districts: districts, now: now, log: log, last: map[string]*quality.Report{}}
+	c := &Collector{obs.NewLatest("event quality checks", districts, func(ctx context.Context, tenantID string) (*quality.Report, error) {
+		return checker.Check(ctx, tenantID, now())
+	}, log)}
 	m := mp.Meter("event-quality")
 	zscore, err := m.Float64ObservableGauge("event_volume_zscore",
 		metric.WithDescription("z-score of a source's event type's count on the last closed day against the same weekdays before, for anomalies"))
@@ -63,9 +59,7 @@ func New(mp metric.MeterProvider, checker Checker, districts Districts, now func
 		return nil, nil, err
 	}
 	reg, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		for tenant, rep := range c.last {
+		c.Each(func(tenant string, rep *quality.Report) {
 			t := attribute.String("tenant_id", tenant)
 			for _, v := range rep.Volume {
 				if v.Anomaly {
@@ -76,58 +70,11 @@ func New(mp metric.MeterProvider, checker Checker, districts Districts, now func
 			if g, ok := rep.LastGap(); ok {
 				o.ObserveFloat64(gap, g.Ratio, metric.WithAttributes(t))
 			}
-		}
+		})
 		return nil
 	}, zscore, anomalies, gap)
 	if err != nil {
 		return nil, nil, err
 	}
 	return c, func() { _ = reg.Unregister() }, nil
-}
-
-// Collect checks every district once. A district whose checks fail keeps its last report and is
-// logged; the others go on.
-func (c *Collector) Collect(ctx context.Context) error {
-	ids, err := c.districts(ctx)
-	if err != nil {
-		return err
-	}
-	now := c.now()
-	next := make(map[string]*quality.Report, len(ids))
-	for _, id := range ids {
-		rep, err := c.checker.Check(ctx, id, now)
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			c.log.WarnContext(ctx, "event quality checks", "tenant_id", id, "err", err)
-			c.mu.Lock()
-			rep = c.last[id]
-			c.mu.Unlock()
-			if rep == nil {
-				continue
-			}
-		}
-		next[id] = rep
-	}
-	c.mu.Lock()
-	c.last = next
-	c.mu.Unlock()
-	return nil
-}
-
-// Run collects every interval until ctx is done.
-func (c *Collector) Run(ctx context.Context, every time.Duration) error {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		if err := c.Collect(ctx); err != nil && ctx.Err() == nil {
-			c.log.WarnContext(ctx, "event quality", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
 }
