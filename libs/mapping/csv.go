@@ -271,7 +271,7 @@ func (f *csvFile) mapRow(s *rowState, rec []string, raw []byte) Row {
 		s.eval(r, f)
 	}
 	if len(s.errs) == 0 {
-		row.Record = f.e.record(s, Position{File: f.name, Line: f.line})
+		row.Record, row.Values = f.e.record(s, Position{File: f.name, Line: f.line})
 	}
 	row.Errors, row.Findings = s.errs, s.findings
 	return row

@@ -208,7 +208,7 @@ func (j *jsonRow) mapRow(s *rowState, i int, raw json.RawMessage) Row {
 		s.eval(r, j)
 	}
 	if len(s.errs) == 0 {
-		row.Record = j.e.record(s, Position{File: j.name, Line: i, Column: "$"})
+		row.Record, row.Values = j.e.record(s, Position{File: j.name, Line: i, Column: "$"})
 	}
 	row.Errors, row.Findings = s.errs, s.findings
 	return row

@@ -131,7 +131,10 @@ type Row struct {
 	// Record is the OneRoster JSON object, its keys in a fixed order (sourcedId, status,
 	// dateLastModified, the collection's fields in the binding's order, metadata keys sorted), so the
 	// same input gives the same bytes.
-	Record   json.RawMessage
+	Record json.RawMessage
+	// Values is the record as values, key by key as Record writes them, when the export was asked for
+	// them (Export.WithValues).
+	Values   []Value
 	Errors   []FieldError
 	Findings []Finding
 	// Raw is the row as received: the CSV record's bytes without its line break, or the JSON element.
@@ -191,6 +194,7 @@ type Export struct {
 	plan                    []outNode
 	lim                     Limits
 	modified                string // dateLastModified for records whose rules set none; "" for none
+	values                  bool   // rows carry their record as Values too
 }
 
 // Name returns the export's name.
