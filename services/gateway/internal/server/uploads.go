@@ -278,7 +278,7 @@ func (mu *mappedUpload) run(mem roster.Memory, want func(int) bool, each func(in
 	for _, f := range mu.files {
 		info := roster.FileInfo{Name: f.name, Collection: f.export.Collection(), Mode: mu.mode, From: next}
 		rejectedBefore := len(mu.rejected)
-		err := f.export.WithModified(mu.meta.ReceivedAt).Map(f.name, bytes.NewReader(f.body), func(row mapping.Row) error {
+		err := f.export.WithModified(mu.meta.ReceivedAt).WithValues().Map(f.name, bytes.NewReader(f.body), func(row mapping.Row) error {
 			i := next
 			if next++; next > mu.maxRows {
 				return fmt.Errorf("%w: more than %d rows", ingest.ErrTooManyEvents, mu.maxRows)
@@ -305,7 +305,7 @@ func (mu *mappedUpload) run(mem roster.Memory, want func(int) bool, each func(in
 				}
 				return nil
 			}
-			a, errs, err := dec.Decode(row.Collection, row.Record, fmt.Sprintf("%s:%d", row.File, row.Line), mem)
+			a, errs, err := dec.DecodeMapped(row.Collection, row.Record, row.Values, fmt.Sprintf("%s:%d", row.File, row.Line), mem)
 			if err != nil {
 				return err
 			}

@@ -1,0 +1,260 @@
+package roster
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/edtech-analytics/platform/libs/mapping"
+	"github.com/edtech-analytics/platform/libs/records"
+)
+
+// valuesSource is a record the mapping engine produced (libs/mapping), read from its values rather
+// than by parsing its JSON: it answers every getter as jsonSource answers over the record's JSON
+// (mapping writes that JSON from the same values). A getter that meets a value of another form than it
+// reads asks jsonSource over the JSON, so even that case answers the same.
+type valuesSource struct {
+	prefix string
+	vals   []mapping.Value
+	json   func() *jsonSource // the same record parsed, for a value of an unexpected form
+	parsed *jsonSource
+}
+
+// newValuesSource returns the source of a mapped record, or false when there are no values or a value
+// holds what its JSON would not give back as it is (invalid UTF-8, a key twice, a boolean or number
+// that is not one), so the caller reads the JSON instead.
+func newValuesSource(prefix string, vals []mapping.Value, record []byte) (*valuesSource, bool) {
+	if vals == nil || !plainValues(vals, 0) {
+		return nil, false
+	}
+	s := &valuesSource{prefix: prefix, vals: vals}
+	s.json = func() *jsonSource {
+		if s.parsed == nil {
+			s.parsed, _ = newJSONSource(prefix, record)
+		}
+		return s.parsed
+	}
+	return s, true
+}
+
+// plainValues reports whether the values' JSON gives back exactly their texts, each key once.
+func plainValues(vals []mapping.Value, depth int) bool {
+	for i := range vals {
+		v := &vals[i]
+		for j := range i {
+			if vals[j].Key == v.Key {
+				return false
+			}
+		}
+		if !utf8.ValidString(v.Key) || !utf8.ValidString(v.Text) {
+			return false
+		}
+		switch v.Kind {
+		case mapping.ValueText, mapping.ValueRef:
+		case mapping.ValueBool:
+			if v.Text != "true" && v.Text != "false" {
+				return false
+			}
+		case mapping.ValueNumber:
+			if !json.Valid([]byte(v.Text)) {
+				return false
+			}
+			if _, err := strconv.ParseFloat(v.Text, 64); err != nil {
+				return false
+			}
+		case mapping.ValueTexts, mapping.ValueRefs:
+			for _, t := range v.List {
+				if !utf8.ValidString(t) {
+					return false
+				}
+			}
+		case mapping.ValueMetadata:
+			if depth > 0 || !plainValues(v.Fields, depth+1) {
+				return false
+			}
+			for _, m := range v.Fields {
+				if m.Kind != mapping.ValueText {
+					return false
+				}
+			}
+		case mapping.ValueObjects:
+			if depth > 0 {
+				return false
+			}
+			for _, o := range v.Objects {
+				if !plainValues(o, depth+1) {
+					return false
+				}
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// get returns the value of a key; kind is false when it holds another form than want.
+func (s *valuesSource) get(f field, want mapping.ValueKind) (v *mapping.Value, kind bool) {
+	for i := range s.vals {
+		if s.vals[i].Key == f.json {
+			return &s.vals[i], s.vals[i].Kind == want
+		}
+	}
+	return nil, true
+}
+
+func (s *valuesSource) at(f field) string { return s.prefix + "." + f.json }
+func (s *valuesSource) where() string     { return s.prefix }
+func (s *valuesSource) problem() string   { return "" }
+
+func (s *valuesSource) text(f field) (string, string) {
+	v, ok := s.get(f, mapping.ValueText)
+	switch {
+	case !ok:
+		return s.json().text(f)
+	case v == nil:
+		return "", ""
+	}
+	return v.Text, ""
+}
+
+func (s *valuesSource) texts(f field) ([]string, string) {
+	v, ok := s.get(f, mapping.ValueTexts)
+	switch {
+	case !ok:
+		return s.json().texts(f)
+	case v == nil:
+		return []string{}, ""
+	}
+	out := make([]string, 0, len(v.List))
+	for _, t := range v.List {
+		if t != "" {
+			out = append(out, t)
+		}
+	}
+	return out, ""
+}
+
+func (s *valuesSource) ref(f field) (string, string) {
+	v, ok := s.get(f, mapping.ValueRef)
+	switch {
+	case !ok:
+		return s.json().ref(f)
+	case v == nil:
+		return "", ""
+	case v.Text == "":
+		return "", `must be an object with a "sourcedId" string`
+	}
+	return v.Text, ""
+}
+
+func (s *valuesSource) refs(f field) ([]string, string) {
+	v, ok := s.get(f, mapping.ValueRefs)
+	switch {
+	case !ok:
+		return s.json().refs(f)
+	case v == nil:
+		return []string{}, ""
+	}
+	for _, id := range v.List {
+		if id == "" {
+			return nil, `must be an array of objects with a "sourcedId" string`
+		}
+	}
+	return append([]string(nil), v.List...), ""
+}
+
+func (s *valuesSource) flag(f field) (*bool, string) {
+	v, ok := s.get(f, mapping.ValueBool)
+	switch {
+	case !ok:
+		return s.json().flag(f)
+	case v == nil:
+		return nil, ""
+	}
+	b := v.Text == "true"
+	return &b, ""
+}
+
+func (s *valuesSource) number(f field) (*float64, string) {
+	v, ok := s.get(f, mapping.ValueNumber)
+	switch {
+	case !ok:
+		return s.json().number(f)
+	case v == nil:
+		return nil, ""
+	}
+	n, err := strconv.ParseFloat(v.Text, 64) // as encoding/json reads a number; checked by plainValues
+	if err != nil {
+		return s.json().number(f)
+	}
+	return &n, ""
+}
+
+func (s *valuesSource) userIDs(f field) ([]records.RosterUserID, string) {
+	v, ok := s.get(f, mapping.ValueObjects)
+	switch {
+	case !ok:
+		return s.json().userIDs(f)
+	case v == nil:
+		return []records.RosterUserID{}, ""
+	}
+	out := make([]records.RosterUserID, 0, len(v.Objects))
+	for _, o := range v.Objects {
+		var id records.RosterUserID
+		for _, sub := range o {
+			switch {
+			case sub.Key != "type" && sub.Key != "identifier" || sub.Kind != mapping.ValueText:
+				return s.json().userIDs(f) // encoding/json matches other keys ignoring case
+			case sub.Key == "type":
+				id.Type = sub.Text
+			default:
+				id.Identifier = sub.Text
+			}
+		}
+		out = append(out, id)
+	}
+	return out, ""
+}
+
+func (s *valuesSource) metadata() (map[string]string, string) {
+	f := same("metadata")
+	v, ok := s.get(f, mapping.ValueMetadata)
+	switch {
+	case !ok:
+		return s.json().metadata()
+	case v == nil:
+		return map[string]string{}, ""
+	}
+	out := make(map[string]string, len(v.Fields))
+	for _, m := range v.Fields {
+		out[m.Key] = m.Text
+	}
+	return out, ""
+}
+
+func (s *valuesSource) roles() ([]source, string) {
+	f := field{"roles", ""}
+	v, ok := s.get(f, mapping.ValueObjects)
+	switch {
+	case !ok:
+		return s.json().roles()
+	case v == nil:
+		return []source{}, ""
+	}
+	out := make([]source, 0, len(v.Objects))
+	for i, o := range v.Objects {
+		prefix := fmt.Sprintf("%s.roles[%d]", s.prefix, i)
+		sub := &valuesSource{prefix: prefix, vals: o}
+		sub.json = func() *jsonSource {
+			if sub.parsed == nil {
+				roles, _ := s.json().roles()
+				sub.parsed = roles[i].(*jsonSource)
+			}
+			return sub.parsed
+		}
+		out = append(out, sub)
+	}
+	return out, ""
+}
