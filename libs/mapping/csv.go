@@ -44,7 +44,7 @@ func (e *Export) MapCSV(fileName string, r io.Reader, fn func(Row) error) error 
 		return err
 	}
 	var s rowState
-	for {
+	for index := 0; ; index++ {
 		rec, err := cr.Read()
 		off := cr.InputOffset()
 		if errors.Is(err, io.EOF) {
@@ -63,13 +63,21 @@ func (e *Export) MapCSV(fileName string, r io.Reader, fn func(Row) error) error 
 				return fmt.Errorf("%w: %s:%d: a quoted field opened on line %d never closes: the file from line %d to its end (line %d) could not be read",
 					ErrInvalidExport, fileName, pe.StartLine, pe.StartLine, pe.StartLine, pe.Line)
 			}
+			if e.skips(index) {
+				f.line = max(f.line, pe.StartLine)
+				continue
+			}
 			row = f.syntaxRow(pe, raw)
 		case err != nil:
 			return fmt.Errorf("%s: reading after line %d: %w", fileName, f.line, err)
 		default:
 			f.line, _ = cr.FieldPos(0)
+			if e.skips(index) {
+				continue
+			}
 			row = f.mapRow(&s, rec, raw)
 		}
+		row.Index = index
 		f.line = max(f.line, row.Line)
 		if err := fn(row); err != nil {
 			return fmt.Errorf("%s:%d: %w", fileName, row.Line, err)

@@ -43,7 +43,11 @@ func (e *Export) MapJSON(fileName string, r io.Reader, fn func(Row) error) error
 			return fmt.Errorf("%w: %s%s[%d]: %s; the rest of the file could not be read",
 				ErrInvalidExport, fileName, e.records.text, i, jsonMessage(err, e.lim))
 		}
+		if e.skips(i) {
+			continue
+		}
 		row := j.mapRow(&s, i, raw)
+		row.Index = i
 		if err := fn(row); err != nil {
 			return fmt.Errorf("%s%s[%d]: %w", fileName, e.records.text, i, err)
 		}

@@ -126,14 +126,17 @@ type Row struct {
 	File string
 	// Line is, for CSV, the 1-based line where the record starts; for JSON, the 0-based index of the
 	// element in the records array.
-	Line       int
+	Line int
+	// Index is the row's 0-based position among the file's rows (those a callback is given when every
+	// row is wanted; see Export.WithWanted).
+	Index      int
 	Collection string
 	// Record is the OneRoster JSON object, its keys in a fixed order (sourcedId, status,
 	// dateLastModified, the collection's fields in the binding's order, metadata keys sorted), so the
 	// same input gives the same bytes.
 	Record json.RawMessage
 	// Values is the record as values, key by key as Record writes them, when the export was asked for
-	// them (Export.WithValues).
+	// them (Export.WithValues); valid until the callback returns.
 	Values   []Value
 	Errors   []FieldError
 	Findings []Finding
@@ -195,7 +198,20 @@ type Export struct {
 	lim                     Limits
 	modified                string // dateLastModified for records whose rules set none; "" for none
 	values                  bool   // rows carry their record as Values too
+	want                    func(index int) bool
 }
+
+// WithWanted returns a copy of the export that maps only the rows whose Index want admits: the others
+// are read past (a file's errors are still found) but neither mapped nor handed to the callback. A
+// caller that maps a file again for a few of its rows skips the cost of the rest.
+func (e *Export) WithWanted(want func(index int) bool) *Export {
+	c := *e
+	c.want = want
+	return &c
+}
+
+// skips reports whether the row at index is read past.
+func (e *Export) skips(index int) bool { return e.want != nil && !e.want(index) }
 
 // Name returns the export's name.
 func (e *Export) Name() string { return e.name }

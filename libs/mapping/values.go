@@ -26,7 +26,9 @@ type Value struct {
 	Objects [][]Value // ValueObjects
 }
 
-// WithValues returns a copy of the export whose rows also carry their record as Values.
+// WithValues returns a copy of the export whose rows also carry their record as Values. A row's Values
+// are the engine's own, valid until the callback returns: the next row reuses them (Record, a copy,
+// may be kept).
 func (e *Export) WithValues() *Export {
 	c := *e
 	c.values = true
@@ -53,14 +55,14 @@ func valueKind(k kind) ValueKind {
 	return ValueText
 }
 
-// record returns a copy of the row's record the caller may keep, and its values when the export was
-// asked for them (WithValues).
+// record returns a copy of the row's record the caller may keep, and its values, valid until the next
+// row, when the export was asked for them (WithValues).
 func (e *Export) record(s *rowState, at Position) (json []byte, values []Value) {
 	vs := e.valuesOf(s, at)
 	s.buf = appendRecord(s.buf[:0], vs)
 	json = append([]byte(nil), s.buf...)
 	if e.values {
-		values = cloneValues(vs)
+		values = vs
 	}
 	return json, values
 }
@@ -199,54 +201,4 @@ func appendRef(b []byte, id string) []byte {
 	b = append(b, `{"sourcedId":`...)
 	b = appendString(b, id)
 	return append(b, '}')
-}
-
-// cloneValues copies values out of a row's arenas, into three allocations.
-func cloneValues(vs []Value) []Value {
-	n, strs, objs := len(vs), 0, 0
-	for _, v := range vs {
-		strs += len(v.List)
-		n += len(v.Fields)
-		objs += len(v.Objects)
-		for _, o := range v.Objects {
-			n += len(o)
-		}
-	}
-	arena := make([]Value, n)
-	out := arena[:len(vs):len(vs)]
-	copy(out, vs)
-	rest := arena[len(vs):]
-	take := func(src []Value) []Value {
-		d := rest[:len(src):len(src)]
-		copy(d, src)
-		rest = rest[len(src):]
-		return d
-	}
-	var list []string
-	if strs > 0 {
-		list = make([]string, 0, strs)
-	}
-	var objArena [][]Value
-	if objs > 0 {
-		objArena = make([][]Value, 0, objs)
-	}
-	for i := range out {
-		v := &out[i]
-		if v.List != nil {
-			start := len(list)
-			list = append(list, v.List...)
-			v.List = list[start:len(list):len(list)]
-		}
-		if v.Fields != nil {
-			v.Fields = take(v.Fields)
-		}
-		if v.Objects != nil {
-			start := len(objArena)
-			for _, o := range v.Objects {
-				objArena = append(objArena, take(o))
-			}
-			v.Objects = objArena[start:len(objArena):len(objArena)]
-		}
-	}
-	return out
 }
