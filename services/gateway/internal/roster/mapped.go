@@ -15,10 +15,12 @@ import (
 // (mapping writes that JSON from the same values). A getter that meets a value of another form than it
 // reads asks jsonSource over the JSON, so even that case answers the same.
 type valuesSource struct {
-	prefix string
+	prefix string // the record's path; for a role, its user's
 	vals   []mapping.Value
-	json   func() *jsonSource // the same record parsed, for a value of an unexpected form
-	parsed *jsonSource
+	record []byte        // the record's JSON
+	parent *valuesSource // of a role: its user, and its index in roles
+	index  int
+	parsed *jsonSource // the JSON parsed, once a getter needed it
 }
 
 // newValuesSource returns the source of a mapped record, or false when there are no values or a value
@@ -28,14 +30,20 @@ func newValuesSource(prefix string, vals []mapping.Value, record []byte) (*value
 	if vals == nil || !plainValues(vals, 0) {
 		return nil, false
 	}
-	s := &valuesSource{prefix: prefix, vals: vals}
-	s.json = func() *jsonSource {
-		if s.parsed == nil {
-			s.parsed, _ = newJSONSource(prefix, record)
+	return &valuesSource{prefix: prefix, vals: vals, record: record}, true
+}
+
+// json returns the same record parsed from its JSON, for a value of a form the getters do not read.
+func (s *valuesSource) json() *jsonSource {
+	if s.parsed == nil {
+		if s.parent == nil {
+			s.parsed, _ = newJSONSource(s.prefix, s.record) // plainValues: the JSON is an object
+		} else {
+			roles, _ := s.parent.json().roles()
+			s.parsed = roles[s.index].(*jsonSource)
 		}
-		return s.parsed
 	}
-	return s, true
+	return s.parsed
 }
 
 // plainValues reports whether the values' JSON gives back exactly their texts, each key once.
@@ -104,9 +112,16 @@ func (s *valuesSource) get(f field, want mapping.ValueKind) (v *mapping.Value, k
 	return nil, true
 }
 
-func (s *valuesSource) at(f field) string { return s.prefix + "." + f.json }
-func (s *valuesSource) where() string     { return s.prefix }
-func (s *valuesSource) problem() string   { return "" }
+func (s *valuesSource) at(f field) string { return s.where() + "." + f.json }
+
+func (s *valuesSource) where() string {
+	if s.parent != nil {
+		return fmt.Sprintf("%s.roles[%d]", s.parent.where(), s.index)
+	}
+	return s.prefix
+}
+
+func (s *valuesSource) problem() string { return "" }
 
 func (s *valuesSource) text(f field) (string, string) {
 	v, ok := s.get(f, mapping.ValueText)
@@ -243,18 +258,11 @@ func (s *valuesSource) roles() ([]source, string) {
 	case v == nil:
 		return []source{}, ""
 	}
-	out := make([]source, 0, len(v.Objects))
+	subs := make([]valuesSource, len(v.Objects))
+	out := make([]source, len(v.Objects))
 	for i, o := range v.Objects {
-		prefix := fmt.Sprintf("%s.roles[%d]", s.prefix, i)
-		sub := &valuesSource{prefix: prefix, vals: o}
-		sub.json = func() *jsonSource {
-			if sub.parsed == nil {
-				roles, _ := s.json().roles()
-				sub.parsed = roles[i].(*jsonSource)
-			}
-			return sub.parsed
-		}
-		out = append(out, sub)
+		subs[i] = valuesSource{vals: o, parent: s, index: i}
+		out[i] = &subs[i]
 	}
 	return out, ""
 }

@@ -158,7 +158,7 @@ func (d *RecordDecoder) Decode(collection string, item []byte, where string, mem
 
 // DecodeMapped is Decode of a record the mapping engine produced, read from its values (a row of an
 // export mapped WithValues) rather than by parsing its JSON; without values it is Decode. The result is
-// Decode's for the same record.
+// Decode's for the same record, and holds nothing of vals (which the engine reuses for its next row).
 func (d *RecordDecoder) DecodeMapped(collection string, item []byte, vals []mapping.Value, where string, mem Memory) (ingest.Accepted, []ingest.FieldError, error) {
 	e, ok := entityByCollection(collection)
 	if !ok {

@@ -275,19 +275,21 @@ func (mu *mappedUpload) run(mem roster.Memory, want func(int) bool, each func(in
 	first := want == nil
 	dec := roster.NewRecordDecoder(mu.meta) // afresh: a record decoded again is not its own duplicate
 	next := 0
-	for _, f := range mu.files {
+	for k, f := range mu.files {
 		info := roster.FileInfo{Name: f.name, Collection: f.export.Collection(), Mode: mu.mode, From: next}
 		rejectedBefore := len(mu.rejected)
-		err := f.export.WithModified(mu.meta.ReceivedAt).WithValues().Map(f.name, bytes.NewReader(f.body), func(row mapping.Row) error {
-			i := next
-			if next++; next > mu.maxRows {
+		exp := f.export.WithModified(mu.meta.ReceivedAt).WithValues()
+		if !first {
+			// Again, for the rows want admits: the others are read past, not mapped.
+			from := mu.infos[k].From
+			exp = exp.WithWanted(func(j int) bool { return want(from + j) })
+		}
+		err := exp.Map(f.name, bytes.NewReader(f.body), func(row mapping.Row) error {
+			i := info.From + row.Index
+			if next = i + 1; next > mu.maxRows {
 				return fmt.Errorf("%w: more than %d rows", ingest.ErrTooManyEvents, mu.maxRows)
 			}
-			if !first {
-				if !want(i) {
-					return nil
-				}
-			} else {
+			if first {
 				info.Findings += len(row.Findings)
 				for _, fd := range row.Findings {
 					if mu.nFinding++; len(mu.findings) < maxFindings {
@@ -305,7 +307,7 @@ func (mu *mappedUpload) run(mem roster.Memory, want func(int) bool, each func(in
 				}
 				return nil
 			}
-			a, errs, err := dec.DecodeMapped(row.Collection, row.Record, row.Values, fmt.Sprintf("%s:%d", row.File, row.Line), mem)
+			a, errs, err := dec.DecodeMapped(row.Collection, row.Record, row.Values, row.File+":"+strconv.Itoa(row.Line), mem)
 			if err != nil {
 				return err
 			}
@@ -325,6 +327,7 @@ func (mu *mappedUpload) run(mem roster.Memory, want func(int) bool, each func(in
 			return err
 		}
 		if !first {
+			next = mu.infos[k].To
 			continue
 		}
 		info.To = next
