@@ -157,59 +157,10 @@ var pools = map[string][]string{
 func TestMappedValuesGeneratedRecords(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 11))
 	for _, collection := range Collections() {
-		targets := append([]struct{ target, pool string }{{"sourcedId", "id"}, {"status", "status"}, {"dateLastModified", "modified"}},
-			generated[collection]...)
-		targets = append(targets, struct{ target, pool string }{"metadata.a", "text"}, struct{ target, pool string }{"metadata.b", "id"})
-		var rules strings.Builder
-		fmt.Fprintf(&rules, "version: 1\nexports:\n  - name: gen\n    format: csv\n    collection: %s\n    fields:\n", collection)
-		var in bytes.Buffer
-		w := csv.NewWriter(&in)
-		header := make([]string, len(targets))
-		for i, tg := range targets {
-			header[i] = fmt.Sprintf("c%d", i)
-			fmt.Fprintf(&rules, "      - target: %q\n        from: %s\n", tg.target, header[i])
-			if strings.HasSuffix(tg.target, "[]") {
-				rules.WriteString("        split: {sep: \";\"}\n")
-			}
-			if strings.HasPrefix(tg.target, "metadata.") || tg.pool == "text" {
-				rules.WriteString("        trim: false\n")
-			}
-		}
-		if err := w.Write(header); err != nil {
-			t.Fatal(err)
-		}
-		for range 600 {
-			row := make([]string, len(targets))
-			for i, tg := range targets {
-				pool := pools[tg.pool]
-				if e, ok := strings.CutPrefix(tg.pool, "enum:"); ok {
-					pool = strings.Split(e, ",")
-				}
-				switch n := rng.IntN(10); {
-				case n == 0 && tg.target != "sourcedId":
-					row[i] = "" // absent value: no key
-				case n < 7:
-					row[i] = pool[0] // mostly the first (good) value, so records are accepted too
-				default:
-					row[i] = pool[rng.IntN(len(pool))]
-				}
-				if tg.target == "sourcedId" && rng.IntN(20) > 0 {
-					row[i] = fmt.Sprintf("s%d", rng.IntN(400)) // a few duplicates
-				}
-			}
-			if err := w.Write(row); err != nil {
-				t.Fatal(err)
-			}
-		}
-		w.Flush()
-		parsed, err := mapping.Parse([]byte(rules.String()), mapping.Limits{})
-		if err != nil {
-			t.Fatalf("%s rules: %v\n%s", collection, err, rules.String())
-		}
-		exp, _ := parsed.Export("gen")
+		exp, in := generatedExport(t, collection, rng, 600)
 		d := newDecodedBoth()
 		records := 0
-		err = exp.WithValues().Map(collection+".csv", &in, func(row mapping.Row) error {
+		err := exp.WithValues().Map(collection+".csv", in, func(row mapping.Row) error {
 			if row.Record != nil {
 				records++
 				d.check(t, row.Collection, row.Record, row.Values, fmt.Sprintf("%s:%d", row.File, row.Line))
@@ -224,6 +175,63 @@ func TestMappedValuesGeneratedRecords(t *testing.T) {
 		}
 		t.Logf("%s: %d records, %d accepted", collection, records, d.accepted)
 	}
+}
+
+// generatedExport returns an export of collection with a rule for every target, and a CSV file of rows
+// for it: values mostly good, some bad, some absent, a few sourcedIds twice.
+func generatedExport(t *testing.T, collection string, rng *rand.Rand, rows int) (*mapping.Export, *bytes.Buffer) {
+	t.Helper()
+	targets := append([]struct{ target, pool string }{{"sourcedId", "id"}, {"status", "status"}, {"dateLastModified", "modified"}},
+		generated[collection]...)
+	targets = append(targets, struct{ target, pool string }{"metadata.a", "text"}, struct{ target, pool string }{"metadata.b", "id"})
+	var rules strings.Builder
+	fmt.Fprintf(&rules, "version: 1\nexports:\n  - name: gen\n    format: csv\n    collection: %s\n    fields:\n", collection)
+	var in bytes.Buffer
+	w := csv.NewWriter(&in)
+	header := make([]string, len(targets))
+	for i, tg := range targets {
+		header[i] = fmt.Sprintf("c%d", i)
+		fmt.Fprintf(&rules, "      - target: %q\n        from: %s\n", tg.target, header[i])
+		if strings.HasSuffix(tg.target, "[]") {
+			rules.WriteString("        split: {sep: \";\"}\n")
+		}
+		if strings.HasPrefix(tg.target, "metadata.") || tg.pool == "text" {
+			rules.WriteString("        trim: false\n")
+		}
+	}
+	if err := w.Write(header); err != nil {
+		t.Fatal(err)
+	}
+	for range rows {
+		row := make([]string, len(targets))
+		for i, tg := range targets {
+			pool := pools[tg.pool]
+			if e, ok := strings.CutPrefix(tg.pool, "enum:"); ok {
+				pool = strings.Split(e, ",")
+			}
+			switch n := rng.IntN(10); {
+			case n == 0 && tg.target != "sourcedId":
+				row[i] = "" // absent value: no key
+			case n < 7:
+				row[i] = pool[0] // mostly the first (good) value, so records are accepted too
+			default:
+				row[i] = pool[rng.IntN(len(pool))]
+			}
+			if tg.target == "sourcedId" && rng.IntN(20) > 0 {
+				row[i] = fmt.Sprintf("s%d", rng.IntN(400)) // a few duplicates
+			}
+		}
+		if err := w.Write(row); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Flush()
+	parsed, err := mapping.Parse([]byte(rules.String()), mapping.Limits{})
+	if err != nil {
+		t.Fatalf("%s rules: %v\n%s", collection, err, rules.String())
+	}
+	exp, _ := parsed.Export("gen")
+	return exp, &in
 }
 
 // TestMappedValuesOfOtherForms: values of a form the decoder does not read directly (a number where it
