@@ -34,14 +34,18 @@ func newValuesSource(prefix string, vals []mapping.Value, record []byte) (*value
 }
 
 // json returns the same record parsed from its JSON, for a value of a form the getters do not read.
+// (A record that is not the values' JSON, which DecodeMapped's callers never pass, reads as empty.)
 func (s *valuesSource) json() *jsonSource {
+	if s.parsed != nil {
+		return s.parsed
+	}
+	if s.parent == nil {
+		s.parsed, _ = newJSONSource(s.prefix, s.record) // plainValues: the JSON is an object
+	} else if roles, _ := s.parent.json().roles(); s.index < len(roles) {
+		s.parsed, _ = roles[s.index].(*jsonSource)
+	}
 	if s.parsed == nil {
-		if s.parent == nil {
-			s.parsed, _ = newJSONSource(s.prefix, s.record) // plainValues: the JSON is an object
-		} else {
-			roles, _ := s.parent.json().roles()
-			s.parsed = roles[s.index].(*jsonSource)
-		}
+		s.parsed = &jsonSource{prefix: s.where()}
 	}
 	return s.parsed
 }
