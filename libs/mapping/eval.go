@@ -32,7 +32,7 @@ type rowState struct {
 	findings []Finding
 	buf      []byte
 	sb       strings.Builder
-	// The record's values (see values): its keys, and arenas for what they hold.
+	// The record as values (valuesOf): its keys, and arenas for what they hold.
 	top     []Value
 	nested  []Value
 	objs    [][]Value
