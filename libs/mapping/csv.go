@@ -44,7 +44,7 @@ func (e *Export) MapCSV(fileName string, r io.Reader, fn func(Row) error) error 
 		return err
 	}
 	var s rowState
-	for {
+	for index := 0; ; index++ {
 		rec, err := cr.Read()
 		off := cr.InputOffset()
 		if errors.Is(err, io.EOF) {
@@ -70,6 +70,7 @@ func (e *Export) MapCSV(fileName string, r io.Reader, fn func(Row) error) error 
 			f.line, _ = cr.FieldPos(0)
 			row = f.mapRow(&s, rec, raw)
 		}
+		row.Index = index
 		f.line = max(f.line, row.Line)
 		if err := fn(row); err != nil {
 			return fmt.Errorf("%s:%d: %w", fileName, row.Line, err)
@@ -271,7 +272,7 @@ func (f *csvFile) mapRow(s *rowState, rec []string, raw []byte) Row {
 		s.eval(r, f)
 	}
 	if len(s.errs) == 0 {
-		row.Record = f.e.record(s, Position{File: f.name, Line: f.line})
+		row.Record, row.Values = f.e.record(s, Position{File: f.name, Line: f.line})
 	}
 	row.Errors, row.Findings = s.errs, s.findings
 	return row

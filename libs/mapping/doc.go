@@ -155,7 +155,11 @@
 // the 0-based index of the element in the records array), Collection, Raw (the CSV record's bytes, or
 // the JSON element) and either Record or Errors. A FieldError and a Finding name the file, the line,
 // the column (CSV: its header name and 1-based index; JSON: the rule's path, e.g. $.name.first) and the
-// target. All of a row's errors are reported, not only the first.
+// target. All of a row's errors are reported, not only the first. Index counts the file's rows from 0.
+//
+// A caller that reads the records field by field asks Export.WithValues: each row then also carries
+// its record as Values, the keys Record holds with their texts, lists, objects and metadata (Record is
+// written from them), valid until the callback returns.
 //
 // CSV input may start with a UTF-8 byte order mark and use CRLF line ends; quoted fields may hold line
 // breaks. A record encoding/csv cannot parse (a bare quote, text after a closing quote) is a row error

@@ -32,7 +32,12 @@ type rowState struct {
 	findings []Finding
 	buf      []byte
 	sb       strings.Builder
-	unsplit  string // the last value of the rule being run that has no part at its split index
+	// The record as values (valuesOf): its keys, and arenas for what they hold.
+	top     []Value
+	nested  []Value
+	objs    [][]Value
+	list    []string
+	unsplit string // the last value of the rule being run that has no part at its split index
 }
 
 func (s *rowState) reset(rules int) {
@@ -387,126 +392,6 @@ func subRank(order []fieldSpec, key string) int {
 	return slices.IndexFunc(order, func(f fieldSpec) bool { return f.name == key })
 }
 
-// record writes the row's record into s.buf and returns a copy the caller may keep.
-func (e *Export) record(s *rowState, at Position) []byte {
-	b := append(s.buf[:0], '{')
-	first := true
-	key := func(k string) {
-		if !first {
-			b = append(b, ',')
-		}
-		first = false
-		b = appendString(b, k)
-		b = append(b, ':')
-	}
-	for i := range e.plan {
-		n := &e.plan[i]
-		switch {
-		case (n.fallback != "" || n.modified) && (len(n.rules) == 0 || s.spans[n.rules[0]][0] == s.spans[n.rules[0]][1]):
-			v := n.fallback
-			if n.modified {
-				v = e.modified
-			}
-			if v != "" {
-				key(n.key)
-				b = appendString(b, v)
-			}
-		case n.kind == kObjects:
-			mark, wasFirst := len(b), first
-			key(n.key)
-			b = append(b, '[')
-			count := 0
-			for _, el := range n.elems {
-				if !s.complete(el, at, n.key) {
-					continue
-				}
-				if count > 0 {
-					b = append(b, ',')
-				}
-				count++
-				b = append(b, '{')
-				inner := 0
-				for _, fn := range el.fields {
-					sp := s.spans[fn.rules[0]]
-					if sp[0] == sp[1] {
-						continue
-					}
-					if inner > 0 {
-						b = append(b, ',')
-					}
-					inner++
-					b = appendString(b, fn.key)
-					b = append(b, ':')
-					b = appendValue(b, fn.kind, s.vals[sp[0]])
-				}
-				b = append(b, '}')
-			}
-			if count == 0 {
-				b, first = b[:mark], wasFirst
-				continue
-			}
-			b = append(b, ']')
-		case n.kind == kMetadata:
-			mark, wasFirst := len(b), first
-			key(n.key)
-			b = append(b, '{')
-			count := 0
-			for _, m := range n.meta {
-				sp := s.spans[m.rule]
-				if sp[0] == sp[1] {
-					continue
-				}
-				if count > 0 {
-					b = append(b, ',')
-				}
-				count++
-				b = appendString(b, m.key)
-				b = append(b, ':')
-				b = appendString(b, s.vals[sp[0]])
-			}
-			if count == 0 {
-				b, first = b[:mark], wasFirst
-				continue
-			}
-			b = append(b, '}')
-		case n.kind.list():
-			mark, wasFirst := len(b), first
-			key(n.key)
-			b = append(b, '[')
-			count := 0
-			leaf := kString
-			if n.kind == kRefs {
-				leaf = kRef
-			}
-			for _, ri := range n.rules {
-				sp := s.spans[ri]
-				for _, v := range s.vals[sp[0]:sp[1]] {
-					if count > 0 {
-						b = append(b, ',')
-					}
-					count++
-					b = appendValue(b, leaf, v)
-				}
-			}
-			if count == 0 {
-				b, first = b[:mark], wasFirst
-				continue
-			}
-			b = append(b, ']')
-		default:
-			sp := s.spans[n.rules[0]]
-			if sp[0] == sp[1] {
-				continue
-			}
-			key(n.key)
-			b = appendValue(b, n.kind, s.vals[sp[0]])
-		}
-	}
-	b = append(b, '}')
-	s.buf = b
-	return append([]byte(nil), b...)
-}
-
 // complete reports whether an object of roles or userIds is written: it is when a field read from the
 // row has a value and every field the gateway requires has one. An object with only constants is left
 // out silently, an incomplete one with a Finding.
@@ -530,19 +415,6 @@ func (s *rowState) complete(el outElem, at Position, key string) bool {
 	}
 	s.note(at, fmt.Sprintf("%s[%d]", key, el.index), FindingIncomplete, "left out: it has no "+strings.Join(lacking, ", "))
 	return false
-}
-
-// appendValue writes a converted value in the JSON form of its kind.
-func appendValue(b []byte, k kind, v string) []byte {
-	switch k {
-	case kBool, kNumber:
-		return append(b, v...)
-	case kRef:
-		b = append(b, `{"sourcedId":`...)
-		b = appendString(b, v)
-		return append(b, '}')
-	}
-	return appendString(b, v)
 }
 
 const hexDigits = "0123456789abcdef"

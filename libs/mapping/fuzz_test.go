@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -47,15 +48,18 @@ exports:
 `
 
 // checkRows asserts what holds for any input: each row has a record or errors, never both; records are
-// JSON objects; lines increase; a file error is ErrInvalidExport.
+// JSON objects, and their values write them; lines increase; a file error is ErrInvalidExport.
 func checkRows(t *testing.T, exp *Export, in []byte, strict bool) {
 	last := -1
-	err := exp.Map("fuzz", strings.NewReader(string(in)), func(r Row) error {
+	err := exp.WithValues().Map("fuzz", strings.NewReader(string(in)), func(r Row) error {
 		if (r.Record == nil) == (len(r.Errors) == 0) {
 			t.Fatalf("line %d: record %q with errors %v", r.Line, r.Record, r.Errors)
 		}
 		if r.Record != nil && (!json.Valid(r.Record) || r.Record[0] != '{') {
 			t.Fatalf("line %d: record is not a JSON object: %q", r.Line, r.Record)
+		}
+		if got := AppendJSON(nil, r.Values); r.Record != nil && !bytes.Equal(got, r.Record) {
+			t.Fatalf("line %d: values write %q, record %q", r.Line, got, r.Record)
 		}
 		if r.Line <= last || strict && r.Line != last+1 {
 			t.Fatalf("line %d after %d", r.Line, last)

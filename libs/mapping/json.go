@@ -44,6 +44,7 @@ func (e *Export) MapJSON(fileName string, r io.Reader, fn func(Row) error) error
 				ErrInvalidExport, fileName, e.records.text, i, jsonMessage(err, e.lim))
 		}
 		row := j.mapRow(&s, i, raw)
+		row.Index = i
 		if err := fn(row); err != nil {
 			return fmt.Errorf("%s%s[%d]: %w", fileName, e.records.text, i, err)
 		}
@@ -208,7 +209,7 @@ func (j *jsonRow) mapRow(s *rowState, i int, raw json.RawMessage) Row {
 		s.eval(r, j)
 	}
 	if len(s.errs) == 0 {
-		row.Record = j.e.record(s, Position{File: j.name, Line: i, Column: "$"})
+		row.Record, row.Values = j.e.record(s, Position{File: j.name, Line: i, Column: "$"})
 	}
 	row.Errors, row.Findings = s.errs, s.findings
 	return row

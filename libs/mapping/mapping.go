@@ -126,12 +126,17 @@ type Row struct {
 	File string
 	// Line is, for CSV, the 1-based line where the record starts; for JSON, the 0-based index of the
 	// element in the records array.
-	Line       int
+	Line int
+	// Index is the row's 0-based position among the file's rows.
+	Index      int
 	Collection string
 	// Record is the OneRoster JSON object, its keys in a fixed order (sourcedId, status,
 	// dateLastModified, the collection's fields in the binding's order, metadata keys sorted), so the
 	// same input gives the same bytes.
-	Record   json.RawMessage
+	Record json.RawMessage
+	// Values is the record as values, key by key as Record writes them, when the export was asked for
+	// them (Export.WithValues); valid until the callback returns.
+	Values   []Value
 	Errors   []FieldError
 	Findings []Finding
 	// Raw is the row as received: the CSV record's bytes without its line break, or the JSON element.
@@ -191,6 +196,7 @@ type Export struct {
 	plan                    []outNode
 	lim                     Limits
 	modified                string // dateLastModified for records whose rules set none; "" for none
+	values                  bool   // rows carry their record as Values too
 }
 
 // Name returns the export's name.

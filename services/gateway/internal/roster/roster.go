@@ -65,12 +65,14 @@
 package roster
 
 import (
+	"bytes"
 	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/edtech-analytics/platform/libs/records"
@@ -232,33 +234,41 @@ var idNamespace = [16]byte{0x4c, 0x3b, 0x0e, 0x52, 0x9d, 0x41, 0x4f, 0x7a, 0xa5,
 // eventID is a version-5 style UUID: SHA-1 of the namespace, tenant, source, collection, sourcedId,
 // dateLastModified and the payload's canonical JSON (struct field order, sorted map keys) without its
 // dateLastModified. The same JSON gives the record's content hash (SHA-256, 16 bytes), by which the
-// import step tells a changed record from one sent again.
+// import step tells a changed record from one sent again. The JSON is json.Marshal's (an Encoder writes
+// the same bytes and a newline, into a buffer used again).
 func eventID(meta ingest.Meta, collection, sourcedID string, modified time.Time, p records.Payloads) (string, []byte, int, error) {
 	c, ok := p.RosterCommon()
 	if !ok {
 		return "", nil, 0, fmt.Errorf("%s: not a roster payload", collection)
 	}
+	sc := hashScratches.Get().(*hashScratch)
+	defer func() {
+		if sc.json.Cap() <= maxScratch && cap(sc.id) <= maxScratch { // a rare large record is not kept
+			hashScratches.Put(sc)
+		}
+	}()
+	sc.json.Reset()
 	stamped := *c.DateLastModified
 	*c.DateLastModified = time.Time{}
-	payload, err := json.Marshal(p)
+	err := sc.enc.Encode(p)
 	*c.DateLastModified = stamped
 	if err != nil {
 		return "", nil, 0, err
 	}
+	payload := bytes.TrimSuffix(sc.json.Bytes(), []byte("\n"))
 	sum := sha256.Sum256(payload)
 	var stamp string
 	if !modified.IsZero() {
 		stamp = modified.UTC().Format(time.RFC3339Nano)
 	}
-	h := sha1.New()
-	h.Write(idNamespace[:])
+	in := append(sc.id[:0], idNamespace[:]...)
 	for _, part := range []string{meta.TenantID, meta.SourceID, collection, sourcedID, stamp} {
-		h.Write([]byte(part))
-		h.Write([]byte{0}) // no part holds NUL: meta is the gateway's own, the rest was checked
+		in = append(in, part...)
+		in = append(in, 0) // no part holds NUL: meta is the gateway's own, the rest was checked
 	}
-	h.Write(payload)
-	var u [16]byte
-	copy(u[:], h.Sum(nil))
+	in = append(in, payload...)
+	sc.id = in
+	u := sha1.Sum(in)
 	u[6] = u[6]&0x0f | 0x50 // version 5
 	u[8] = u[8]&0x3f | 0x80 // RFC 4122 variant
 	var b [36]byte
@@ -270,9 +280,25 @@ func eventID(meta ingest.Meta, collection, sourcedID string, modified time.Time,
 	b[18] = '-'
 	hex.Encode(b[19:23], u[8:10])
 	b[23] = '-'
-	hex.Encode(b[24:], u[10:])
+	hex.Encode(b[24:], u[10:16])
 	return string(b[:]), sum[:16], len(payload), nil
 }
+
+// hashScratch is eventID's buffers, kept in a pool: the payload's JSON, and the id's SHA-1 input.
+type hashScratch struct {
+	json bytes.Buffer
+	enc  *json.Encoder
+	id   []byte
+}
+
+// maxScratch bounds the buffers the pool keeps.
+const maxScratch = 64 << 10
+
+var hashScratches = sync.Pool{New: func() any {
+	sc := &hashScratch{}
+	sc.enc = json.NewEncoder(&sc.json)
+	return sc
+}}
 
 // SourcedIDOf returns the sourcedId of a roster record ("" for other records).
 func SourcedIDOf(ev *records.RawEvent) string { return sourcedIDOf(ev) }

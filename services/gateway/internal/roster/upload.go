@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/edtech-analytics/platform/libs/mapping"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/tenancy/rosters"
 	"github.com/edtech-analytics/platform/services/gateway/internal/ingest"
@@ -156,15 +157,29 @@ func NewRecordDecoder(meta ingest.Meta) *RecordDecoder {
 // giving "students.csv:12.givenName"). It returns the accepted record (with its content hash) or the
 // record's errors; an unknown collection is an error of the caller.
 func (d *RecordDecoder) Decode(collection string, item []byte, where string, mem Memory) (ingest.Accepted, []ingest.FieldError, error) {
+	return d.DecodeMapped(collection, item, nil, where, mem)
+}
+
+// DecodeMapped is Decode of a record the mapping engine produced, read from its values (a row of an
+// export mapped WithValues) rather than by parsing its JSON; without values it is Decode. The result is
+// Decode's for the same record, and holds nothing of vals (which the engine reuses for its next row).
+func (d *RecordDecoder) DecodeMapped(collection string, item []byte, vals []mapping.Value, where string, mem Memory) (ingest.Accepted, []ingest.FieldError, error) {
 	e, ok := entityByCollection(collection)
 	if !ok {
 		return ingest.Accepted{}, nil, fmt.Errorf("%w %q; known: %v", ErrUnknownCollection, collection, Collections())
 	}
-	src, ok := newJSONSource(where, item)
-	if !ok {
-		return ingest.Accepted{}, []ingest.FieldError{{Field: where, Message: "must be a JSON object"}}, nil
+	var src source
+	var fields int
+	if vs, ok := newValuesSource(where, vals, item); ok {
+		src, fields = vs, len(vals)
+	} else {
+		js, ok := newJSONSource(where, item)
+		if !ok {
+			return ingest.Accepted{}, []ingest.FieldError{{Field: where, Message: "must be a JSON object"}}, nil
+		}
+		src, fields = js, len(js.m)
 	}
-	if err := grow(mem, recordCost+2*int64(len(item))+fieldCost*int64(len(src.m))); err != nil {
+	if err := grow(mem, recordCost+2*int64(len(item))+fieldCost*int64(fields)); err != nil {
 		return ingest.Accepted{}, nil, fmt.Errorf("%s: %w", where, err)
 	}
 	r := &rec{src: src, now: d.meta.ReceivedAt}

@@ -279,9 +279,10 @@ func (mu *mappedUpload) run(mem roster.Memory, each func(ingest.Accepted, mappin
 		// header fails the mapping below with the same error).
 		info.Columns, _ = f.export.Header(f.name, bytes.NewReader(f.body))
 		rejectedBefore := len(mu.rejected)
-		err := f.export.WithModified(mu.meta.ReceivedAt).Map(f.name, bytes.NewReader(f.body), func(row mapping.Row) error {
-			i := next
-			if next++; next > mu.maxRows {
+		exp := f.export.WithModified(mu.meta.ReceivedAt).WithValues()
+		err := exp.Map(f.name, bytes.NewReader(f.body), func(row mapping.Row) error {
+			i := info.From + row.Index
+			if next = i + 1; next > mu.maxRows {
 				return fmt.Errorf("%w: more than %d rows", ingest.ErrTooManyEvents, mu.maxRows)
 			}
 			info.Findings += len(row.Findings)
@@ -298,7 +299,7 @@ func (mu *mappedUpload) run(mem roster.Memory, each func(ingest.Accepted, mappin
 				mu.rejected = append(mu.rejected, ingest.Rejected{Index: i, Errors: errs, Raw: row.Raw})
 				return nil
 			}
-			a, errs, err := dec.Decode(row.Collection, row.Record, fmt.Sprintf("%s:%d", row.File, row.Line), mem)
+			a, errs, err := dec.DecodeMapped(row.Collection, row.Record, row.Values, row.File+":"+strconv.Itoa(row.Line), mem)
 			if err != nil {
 				return err
 			}

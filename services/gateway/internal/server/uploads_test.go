@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -154,5 +155,47 @@ func TestMappedUploadsTakeTheOneRosterPath(t *testing.T) {
 				t.Fatalf("got %d %v", code, out)
 			}
 		})
+	}
+}
+
+// TestMappedUploadSentAgainSendsWhatChanged: a zip of two exports sent again with one row of each
+// changed sends exactly those two records, mapped as a first upload maps them (the second pass of the
+// import maps only the rows it sends, in both files).
+func TestMappedUploadSentAgainSendsWhatChanged(t *testing.T) {
+	f := newFixture(t)
+	if _, err := mappings.New(f.pool).Set(t.Context(), "d1", "sis", example(t, "rules.yaml"), "test"); err != nil {
+		t.Fatal(err)
+	}
+	send := func(staff, students []byte) map[string]any {
+		t.Helper()
+		zipped := packageOf(t, zipFile{name: "staff_2026.csv", body: bytes.NewReader(staff)},
+			zipFile{name: "students_2026.csv", body: bytes.NewReader(students)})
+		code, out := f.postRaw(t, "/v1/sources/sis/uploads", "roster", "application/zip", zipped)
+		if code != http.StatusAccepted || len(out["rejected"].([]any)) != 0 {
+			t.Fatalf("upload: %d %v", code, out)
+		}
+		return out["upload"].(map[string]any)
+	}
+	staff, students := example(t, "staff_2026.csv"), example(t, "students_2026.csv")
+	rows := strings.Count(strings.TrimSpace(string(staff)), "\n") + strings.Count(strings.TrimSpace(string(students)), "\n")
+	if up := send(staff, students); up["sent"] != float64(rows) {
+		t.Fatalf("first upload %v, want %d sent", up, rows)
+	}
+	before := len(f.readTopic(t, f.kcfg.Topics().Raw))
+	staff = bytes.Replace(staff, []byte("Kettleby"), []byte("Kettleby-Ames"), 1)
+	students = bytes.Replace(students, []byte("Pemberton-Ruiz"), []byte("Pemberton"), 1)
+	if up := send(staff, students); up["sent"] != 2.0 {
+		t.Fatalf("upload again %v, want 2 sent", up)
+	}
+	got := map[string]string{}
+	for _, r := range f.readTopic(t, f.kcfg.Topics().Raw)[before:] {
+		u := f.rawEvent(t, r).RosterUser
+		if u == nil || len(u.Roles) == 0 {
+			t.Fatalf("sent %+v", u)
+		}
+		got[u.SourcedID] = u.FamilyName
+	}
+	if want := map[string]string{"staff-T-503": "Kettleby-Ames", "100203": "Pemberton"}; !maps.Equal(got, want) {
+		t.Fatalf("sent %v, want %v", got, want)
 	}
 }
