@@ -306,6 +306,19 @@ func TestOpenAPIDocumentDescribesTheGateway(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	calip := func(name, key, ctype string, body []byte, status int, problem string, valid bool) exchange {
+		return exchange{name: name, method: "POST", path: "/v1/caliper", key: key, header: "Authorization", ctype: ctype, body: body,
+			status: status, problem: problem, requestValid: valid}
+	}
+	envelope := func(version string, data ...string) []byte {
+		return []byte(`{"sensor":"https://example.edu/sensors/1","sendTime":"` + time.Now().UTC().Format(time.RFC3339) + `","dataVersion":"` + version +
+			`","data":[` + strings.Join(data, ",") + `]}`)
+	}
+	const caliper12 = "http://purl.imsglobal.org/ctx/caliper/v1p2"
+	viewed := func(id string) string {
+		return `{"@context":"` + caliper12 + `","id":"urn:uuid:` + id + `","type":"ViewEvent","actor":{"id":"https://example.edu/users/554433","type":"Person"},` +
+			`"action":"Viewed","object":{"id":"https://example.edu/etexts/201.epub","type":"Document"},"eventTime":"` + time.Now().UTC().Format(time.RFC3339) + `"}`
+	}
 	csv := func(name, key, ctype string, body []byte, status int, problem string, valid bool) exchange {
 		return exchange{name: name, method: "POST", path: "/v1/roster/csv", key: key, header: "Authorization", ctype: ctype, body: body,
 			status: status, problem: problem, requestValid: valid}
@@ -329,6 +342,17 @@ func TestOpenAPIDocumentDescribesTheGateway(t *testing.T) {
 		post("wrong content type", "good", "text/plain", []byte(`{"events":[]}`), 415, "/problems/unsupported-media-type", false),
 		post("within the limit", "small", json, empties, 202, "", true),
 		post("over the limit", "small", json, empties, 429, "/problems/rate-limited", true),
+		calip("caliper envelope", "good", json, envelope(caliper12, viewed("c2b0c6a4-3f0e-4c83-9e3b-6b3c2f3f4a01"),
+			viewed("c2b0c6a4-3f0e-4c83-9e3b-6b3c2f3f4a02")), 202, "", true),
+		calip("caliper with a bad event", "good", "application/ld+json", envelope(caliper12, viewed("c2b0c6a4-3f0e-4c83-9e3b-6b3c2f3f4a03"),
+			strings.Replace(viewed("c2b0c6a4-3f0e-4c83-9e3b-6b3c2f3f4a04"), `"Viewed"`, `"Graded"`, 1)), 202, "", true),
+		calip("caliper malformed envelope", "good", json, []byte(`{"events":[]}`), 400, "/problems/malformed-body", false),
+		calip("caliper 1.1", "good", json, envelope("http://purl.imsglobal.org/ctx/caliper/v1p1", viewed("c2b0c6a4-3f0e-4c83-9e3b-6b3c2f3f4a05")),
+			422, "/problems/unsupported-data-version", false),
+		calip("caliper without a key", "", json, envelope(caliper12), 401, "/problems/missing-api-key", false),
+		calip("caliper with a roster key", "roster", json, envelope(caliper12), 403, "/problems/forbidden", true),
+		calip("caliper too many", "good", json, envelope(caliper12, tooMany...), 413, "/problems/too-many-events", false),
+		calip("caliper as text", "good", "text/plain", envelope(caliper12), 415, "/problems/unsupported-media-type", false),
 		roster("users", "roster", json, rosterUsers(2, true), 202, "", true),
 		roster("users with a bad record", "roster", json, rosterUsers(3, false), 202, "", true),
 		roster("malformed users", "roster", json, []byte(`{"users":[{]}`), 400, "/problems/malformed-body", false),
@@ -366,6 +390,7 @@ func TestOpenAPIDocumentDescribesTheGateway(t *testing.T) {
 	draining.before = func(g *gateway) { g.srv.Drain(); g.health.SetReady("serving", false) }
 	tests = append(tests, draining,
 		roster("roster while draining", "roster", json, rosterUsers(1, true), 503, "/problems/draining", true),
+		calip("caliper while draining", "good", json, envelope(caliper12), 503, "/problems/draining", true),
 		csv("csv while draining", "roster", "application/zip", rosterZip(t), 503, "/problems/draining", true),
 		upload("mapped while draining", "roster", students, "text/csv", studentRows(1), 503, "/problems/draining", true),
 		exchange{name: "not ready", method: "GET", path: "/readyz", status: 503, requestValid: true})

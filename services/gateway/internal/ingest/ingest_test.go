@@ -164,7 +164,7 @@ func FuzzDecode(f *testing.F) {
 				t.Fatalf("%d events, %d accepted + %d rejected", len(evs), len(acc), len(rej))
 			}
 			for _, a := range acc {
-				if err := a.Event.CheckPayload(); err != nil || !isUUID(a.Event.EventID) {
+				if err := a.Event.CheckPayload(); err != nil || !IsUUID(a.Event.EventID) {
 					t.Fatalf("accepted an event that breaks the record's rules: %+v (%v)", a.Event, err)
 				}
 				if !jsontext.Value(evs[a.Index]).IsValid() {
@@ -271,8 +271,8 @@ func TestIsUUID(t *testing.T) {
 		"6f1c2b7e-8a3d-4c1e-9f00-00000000001": false, "6f1c2b7e-8a3d-4c1e-9f00_000000000001": false,
 		"6f1c2b7e-8a3d-4c1e-9f00-00000000000z": false, "": false, "6f1c2b7e8a3d4c1e9f00000000000001----": false,
 	} {
-		if isUUID(s) != want {
-			t.Errorf("isUUID(%q) = %v", s, !want)
+		if IsUUID(s) != want {
+			t.Errorf("IsUUID(%q) = %v", s, !want)
 		}
 	}
 }

@@ -20,13 +20,13 @@ func (v *validator) uuid(field, s string) {
 	case s == "":
 		v.add(field, "is required")
 	case !v.text(field, s, records.MaxIDBytes, records.Line):
-	case !isUUID(s):
+	case !IsUUID(s):
 		v.add(field, "must be a UUID")
 	}
 }
 
-// isUUID reports whether s is a UUID in its 36-character text form (8-4-4-4-12 hex digits, either case).
-func isUUID(s string) bool {
+// IsUUID reports whether s is a UUID in its 36-character text form (8-4-4-4-12 hex digits, either case).
+func IsUUID(s string) bool {
 	if len(s) != 36 {
 		return false
 	}

@@ -204,6 +204,7 @@ func (s *Server) Handler() http.Handler {
 		w.Header().Set("Allow", "POST")
 		writeProblem(w, http.StatusMethodNotAllowed, "method-not-allowed", "Method not allowed", "use POST", 0)
 	})
+	mux.Handle("POST /v1/caliper", s.route("gateway.post_caliper", VerbEventsWrite, s.postCaliper))
 	mux.Handle("POST /v1/roster/csv", s.route("gateway.post_roster", VerbRosterWrite, s.postRosterCSV))
 	mux.Handle("POST /v1/roster/{collection}", s.route("gateway.post_roster", VerbRosterWrite, s.postRosterJSON))
 	mux.Handle("POST /v1/sources/{source}/uploads", s.route("gateway.post_source_upload", VerbRosterWrite, s.postSourceUpload))
