@@ -64,7 +64,9 @@ func TestEveryEventTypeIsTaken(t *testing.T) {
 				p["completed_at"] == "2026-11-15T10:55:30.000Z"
 		}},
 		{"MediaEvent", "Paused", `{"id":"https://example.edu/videos/1225","type":"VideoObject","duration":"PT1H12M27S"}`, "", "content_view",
-			func(p map[string]any) bool { return p["duration_seconds"] == 4347.0 && p["content_type"] == "VideoObject" }},
+			func(p map[string]any) bool {
+				return p["duration_seconds"] == 4347.0 && p["content_type"] == "VideoObject"
+			}},
 		{"MessageEvent", "Posted", `{"id":"https://example.edu/forums/1/topics/1/messages/2","type":"Message"}`, "", "generic", nil},
 		{"NavigationEvent", "NavigatedTo", `{"id":"https://example.edu/terms/201801/courses/7/sections/1/pages/2","type":"WebPage"}`, "", "content_view",
 			func(p map[string]any) bool { return p["duration_seconds"] == 0.0 }},
