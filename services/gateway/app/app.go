@@ -25,6 +25,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/tenancy/ingest"
 	"github.com/edtech-analytics/platform/libs/tenancy/mappings"
 	"github.com/edtech-analytics/platform/libs/tenancy/rosters"
+	"github.com/edtech-analytics/platform/libs/tenancy/statements"
 	tenantstore "github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/services/gateway/internal/quality"
 	"github.com/edtech-analytics/platform/services/gateway/internal/roster"
@@ -189,7 +190,8 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks, opts ...k
 		return err
 	}
 	srv, err := server.New(server.Deps{Log: rt.Log, Keys: keys, Tenants: registry, Producer: producer.Client, Codec: codec, Sealer: sealer,
-		Rosters: rosterStore, Mappings: mappings.New(pool), SpoolDir: cfg.RosterSpoolDir, Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter, Propagator: rt.Tel.Propagator},
+		Rosters: rosterStore, Mappings: mappings.New(pool), SpoolDir: cfg.RosterSpoolDir,
+		Statements: statements.New(fleet.NewDistrictPools(districts)), Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter, Propagator: rt.Tel.Propagator},
 		server.Topics{Raw: cfg.Kafka.Topics().Raw, DLQ: cfg.Kafka.Topics().DLQ},
 		server.Limits{MaxBodyBytes: int64(cfg.MaxBodyBytes), MaxEvents: cfg.MaxEvents,
 			MaxRosterBodyBytes: int64(cfg.MaxRosterBodyBytes),

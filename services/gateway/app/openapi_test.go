@@ -14,6 +14,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
 	"github.com/edtech-analytics/platform/libs/tenancy/mappings"
 	"github.com/edtech-analytics/platform/libs/tenancy/rosters"
+	"github.com/edtech-analytics/platform/libs/tenancy/statements"
 	tenantstore "github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"io"
@@ -112,7 +113,8 @@ func newGateway(t *testing.T, opts ...func(*server.Limits)) *gateway {
 		t.Fatal(err)
 	}
 	srv, err := server.New(server.Deps{Log: log, Keys: keys, Tenants: reg, Producer: cl.Client, Codec: codec, Sealer: keyringtest.Over(t, pool),
-		Rosters: rosters.New(fleet.NewDistrictPools(districts)), Mappings: mappings.New(pool), Tracer: tel.Tracer, Meter: tel.Meter},
+		Rosters: rosters.New(fleet.NewDistrictPools(districts)), Mappings: mappings.New(pool),
+		Statements: statements.New(fleet.NewDistrictPools(districts)), Tracer: tel.Tracer, Meter: tel.Meter},
 		server.Topics{Raw: kcfg.Topics().Raw, DLQ: kcfg.Topics().DLQ}, limits)
 	if err != nil {
 		t.Fatal(err)
@@ -181,9 +183,10 @@ type exchange struct {
 	body         []byte
 	before       func(g *gateway)
 	status       int
-	problem      string // expected problem type, for errors
-	requestValid bool   // whether the request itself conforms to the document
-	slow         bool   // the client sends body, then stops until the gateway answered
+	problem      string            // expected problem type, for errors
+	requestValid bool              // whether the request itself conforms to the document
+	slow         bool              // the client sends body, then stops until the gateway answered
+	extra        map[string]string // more request headers
 }
 
 func events(n int, mutate func(i int, e *sampledata.Event)) []sampledata.Event {
@@ -319,6 +322,23 @@ func TestOpenAPIDocumentDescribesTheGateway(t *testing.T) {
 		return `{"@context":"` + caliper12 + `","id":"urn:uuid:` + id + `","type":"ViewEvent","actor":{"id":"https://example.edu/users/554433","type":"Person"},` +
 			`"action":"Viewed","object":{"id":"https://example.edu/etexts/201.epub","type":"Document"},"eventTime":"` + time.Now().UTC().Format(time.RFC3339) + `"}`
 	}
+	statement := func(id string) string {
+		s := `{"actor":{"account":{"homePage":"https://sis.example.org","name":"stu-01"}},"verb":{"id":"http://adlnet.gov/expapi/verbs/experienced"},` +
+			`"object":{"id":"http://example.org/courses/1/video"},"timestamp":"` + time.Now().UTC().Format(time.RFC3339) + `"`
+		if id != "" {
+			s += `,"id":"` + id + `"`
+		}
+		return s + "}"
+	}
+	xapiEx := func(name, method, query, key, version, ctype, body string, status int, problem string, valid bool) exchange {
+		e := exchange{name: name, method: method, path: "/xapi/statements" + query, key: key, header: "Authorization", ctype: ctype, body: []byte(body),
+			status: status, problem: problem, requestValid: valid}
+		if version != "" {
+			e.extra = map[string]string{"X-Experience-API-Version": version}
+		}
+		return e
+	}
+	const st1, st2 = "9e1b2a44-0c57-4c2f-8d3e-1a2b3c4d5e01", "9e1b2a44-0c57-4c2f-8d3e-1a2b3c4d5e02"
 	csv := func(name, key, ctype string, body []byte, status int, problem string, valid bool) exchange {
 		return exchange{name: name, method: "POST", path: "/v1/roster/csv", key: key, header: "Authorization", ctype: ctype, body: body,
 			status: status, problem: problem, requestValid: valid}
@@ -353,6 +373,20 @@ func TestOpenAPIDocumentDescribesTheGateway(t *testing.T) {
 		calip("caliper with a roster key", "roster", json, envelope(caliper12), 403, "/problems/forbidden", true),
 		calip("caliper too many", "good", json, envelope(caliper12, tooMany...), 413, "/problems/too-many-events", false),
 		calip("caliper as text", "good", "text/plain", envelope(caliper12), 415, "/problems/unsupported-media-type", false),
+		xapiEx("xapi statements", "POST", "", "good", "1.0.3", json, "["+statement(st1)+","+statement("")+"]", 200, "", true),
+		xapiEx("xapi statement again, other content", "POST", "", "good", "1.0.3", json,
+			strings.Replace(statement(st1), "video", "slides", 1), 409, "/problems/statement-conflict", true),
+		xapiEx("xapi invalid statement", "POST", "", "good", "1.0.3", json, `{"verb":{"id":"x"}}`, 400, "/problems/invalid-statements", true),
+		xapiEx("xapi without a key", "POST", "", "", "1.0.3", json, statement(""), 401, "/problems/missing-api-key", false),
+		xapiEx("xapi with a roster key", "POST", "", "roster", "1.0.3", json, statement(""), 403, "/problems/forbidden", true),
+		xapiEx("xapi as text", "POST", "", "good", "1.0.3", "text/plain", statement(""), 415, "/problems/unsupported-media-type", false),
+		xapiEx("xapi put", "PUT", "?statementId="+st2, "good", "1.0.3", json, statement(""), 204, "", true),
+		xapiEx("xapi put other content", "PUT", "?statementId="+st2, "good", "1.0.3", json,
+			strings.Replace(statement(""), "video", "slides", 1), 409, "/problems/statement-conflict", true),
+		xapiEx("xapi put without the version", "PUT", "?statementId="+st2, "good", "", json, statement(""), 400, "/problems/xapi-version", false),
+		xapiEx("xapi put without a key", "PUT", "?statementId="+st2, "", "1.0.3", json, statement(""), 401, "/problems/missing-api-key", false),
+		xapiEx("xapi put with a roster key", "PUT", "?statementId="+st2, "roster", "1.0.3", json, statement(""), 403, "/problems/forbidden", true),
+		xapiEx("xapi put as text", "PUT", "?statementId="+st2, "good", "1.0.3", "text/plain", statement(""), 415, "/problems/unsupported-media-type", false),
 		roster("users", "roster", json, rosterUsers(2, true), 202, "", true),
 		roster("users with a bad record", "roster", json, rosterUsers(3, false), 202, "", true),
 		roster("malformed users", "roster", json, []byte(`{"users":[{]}`), 400, "/problems/malformed-body", false),
@@ -530,6 +564,9 @@ func (tt exchange) request(t *testing.T, base string) *http.Request {
 	}
 	if tt.ctype != "" {
 		req.Header.Set("Content-Type", tt.ctype)
+	}
+	for k, v := range tt.extra {
+		req.Header.Set(k, v)
 	}
 	return req
 }

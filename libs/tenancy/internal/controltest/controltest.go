@@ -24,7 +24,7 @@ var DistrictTables = []string{
 	"import_sources", "import_upload_files", "import_upload_records", "import_uploads",
 	"quality_pii_daily", "roster_academic_sessions", "roster_classes", "roster_courses", "roster_deletions", "roster_demographics",
 	"roster_enrollments", "roster_line_items", "roster_orgs", "roster_results", "roster_users",
-	"student_activity", "student_identities", "students", "submissions"}
+	"student_activity", "student_identities", "students", "submissions", "xapi_statements"}
 
 // Migrated returns a fresh database with the control schema in place.
 func Migrated(t testing.TB, newDB NewDB) *pgxpool.Pool {

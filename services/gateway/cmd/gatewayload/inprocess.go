@@ -10,6 +10,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
 	"github.com/edtech-analytics/platform/libs/tenancy/mappings"
 	"github.com/edtech-analytics/platform/libs/tenancy/rosters"
+	"github.com/edtech-analytics/platform/libs/tenancy/statements"
 	"github.com/edtech-analytics/platform/libs/testenv/devenv"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -113,7 +114,8 @@ func startGateway(ctx context.Context, cfg config) (gw *gateway, err error) {
 	districts := fleet.New(pool, os.Getenv) // the load sends no roster: the import step is idle
 	cleanup = append(cleanup, districts.Close)
 	srv, err := server.New(server.Deps{Log: log, Keys: keys, Tenants: reg, Producer: producer.Client, Codec: codec, Sealer: sealer,
-		Rosters: rosters.New(fleet.NewDistrictPools(districts)), Mappings: mappings.New(pool), Tracer: tel.Tracer, Meter: tel.Meter},
+		Rosters: rosters.New(fleet.NewDistrictPools(districts)), Mappings: mappings.New(pool),
+		Statements: statements.New(fleet.NewDistrictPools(districts)), Tracer: tel.Tracer, Meter: tel.Meter},
 		server.Topics{Raw: kcfg.Topics().Raw, DLQ: kcfg.Topics().DLQ}, server.Limits{MaxBodyBytes: 5 << 20, MaxEvents: 1000})
 	if err != nil {
 		return nil, err

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/edtech-analytics/platform/services/gateway/internal/ingest"
+	"github.com/edtech-analytics/platform/services/gateway/internal/standard"
 )
 
 // Contexts are the JSON-LD contexts of Caliper 1.2, in both forms the spec's examples use.
@@ -229,7 +230,7 @@ func Convert(i int, raw json.RawMessage) (json.RawMessage, []ingest.FieldError) 
 		out["type"] = "assignment_submission"
 	case ev.Type == "ViewEvent" || ev.Type == "NavigationEvent" || ev.Type == "ReadingEvent" || ev.Type == "MediaEvent":
 		payload = map[string]any{"content_id": object.ID, "content_type": orDefault(object.Type, "DigitalResource"),
-			"duration_seconds": durationSeconds(object.Duration)}
+			"duration_seconds": standard.DurationSeconds(object.Duration)}
 		out["type"] = "content_view"
 	default:
 		payload = map[string]any{"standard": "caliper", "type": ev.Type, "action": ev.Action, "object_id": object.ID}
@@ -364,40 +365,10 @@ func role(raw json.RawMessage) string {
 	return "student"
 }
 
-// durationSeconds reads an ISO 8601 duration of hours, minutes and seconds (PT1H12M27S); 0 when the
-// entity has none or another form.
-func durationSeconds(d string) int64 {
-	rest, ok := strings.CutPrefix(d, "PT")
-	if !ok {
-		return 0
-	}
-	var total float64
-	for rest != "" {
-		i := strings.IndexAny(rest, "HMS")
-		if i <= 0 {
-			return 0
-		}
-		n, err := strconv.ParseFloat(rest[:i], 64)
-		if err != nil || n < 0 {
-			return 0
-		}
-		total += n * map[byte]float64{'H': 3600, 'M': 60, 'S': 1}[rest[i]]
-		rest = rest[i+1:]
-	}
-	return int64(total)
-}
-
-// extensions flattens an event's extensions into strings (values that are not strings keep their JSON).
+// extensions flattens an event's extensions into strings.
 func extensions(ext map[string]json.RawMessage) map[string]string {
 	out := make(map[string]string, len(ext))
-	for k, v := range ext {
-		var s string
-		if json.Unmarshal(v, &s) == nil {
-			out[k] = s
-			continue
-		}
-		out[k] = string(v)
-	}
+	standard.Strings(out, ext)
 	return out
 }
 

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/edtech-analytics/platform/services/gateway/internal/ingest"
 )
 
 // Problem is an RFC 9457 problem details body, the one shape of every error answer.
@@ -15,6 +17,8 @@ type Problem struct {
 	Detail string `json:"detail,omitempty"`
 	// Offset locates a syntax error in the body.
 	Offset *int64 `json:"offset,omitempty"`
+	// Errors are the field errors of a request refused as a whole (xAPI statements).
+	Errors []ingest.FieldError `json:"errors,omitempty"`
 }
 
 func writeProblem(w http.ResponseWriter, status int, slug, title, detail string, retryAfter time.Duration) {

@@ -26,6 +26,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/tenancy/mappings"
 	"github.com/edtech-analytics/platform/libs/tenancy/rosters"
+	"github.com/edtech-analytics/platform/libs/tenancy/statements"
 	"github.com/edtech-analytics/platform/services/gateway/api"
 	"github.com/edtech-analytics/platform/services/gateway/internal/ingest"
 	"github.com/edtech-analytics/platform/services/gateway/internal/roster"
@@ -81,20 +82,21 @@ type Producer interface {
 
 // Server handles the gateway's public API.
 type Server struct {
-	log      *slog.Logger
-	keys     KeyStore
-	tenants  *tenants.Registry
-	producer Producer
-	codec    *records.Codec
-	sealer   Sealer
-	rosters  *rosters.Store
-	mappings *mappings.Store
-	spoolDir string // roster requests' spool files (see Deps.SpoolDir)
-	topics   Topics
-	limits   Limits
-	budget   *rosterBudget
-	otelOpts []otelhttp.Option // the request spans' tracer, propagator and meter
-	now      func() time.Time
+	log        *slog.Logger
+	keys       KeyStore
+	tenants    *tenants.Registry
+	producer   Producer
+	codec      *records.Codec
+	sealer     Sealer
+	rosters    *rosters.Store
+	mappings   *mappings.Store
+	spoolDir   string // roster requests' spool files (see Deps.SpoolDir)
+	statements *statements.Store
+	topics     Topics
+	limits     Limits
+	budget     *rosterBudget
+	otelOpts   []otelhttp.Option // the request spans' tracer, propagator and meter
+	now        func() time.Time
 
 	draining  atomic.Bool
 	accepted  metric.Int64Counter
@@ -127,6 +129,8 @@ type Deps struct {
 	Rosters *rosters.Store
 	// Mappings holds the sources' mapping rules, for mapped uploads.
 	Mappings *mappings.Store
+	// Statements keeps the ids of the xAPI statements districts sent.
+	Statements *statements.Store
 	// SpoolDir is where roster requests keep their encoded records until the upload is decided (a file
 	// per request, unlinked once created); empty means the system's temporary directory.
 	SpoolDir string
@@ -143,6 +147,9 @@ func New(deps Deps, topics Topics, limits Limits) (*Server, error) {
 	}
 	if deps.Rosters == nil || deps.Mappings == nil {
 		return nil, errors.New("server: a roster store and a mapping rules store are required: every roster request passes the import step")
+	}
+	if deps.Statements == nil {
+		return nil, errors.New("server: an xAPI statements store is required")
 	}
 	m := deps.Meter.Meter("gateway")
 	if limits.MaxRosterBodyBytes <= 0 {
@@ -171,8 +178,8 @@ func New(deps Deps, topics Topics, limits Limits) (*Server, error) {
 	}
 	s := &Server{
 		log: deps.Log, keys: deps.Keys, tenants: deps.Tenants, producer: deps.Producer, codec: deps.Codec, sealer: deps.Sealer, rosters: deps.Rosters, mappings: deps.Mappings,
-		spoolDir: deps.SpoolDir,
-		topics:   topics, limits: limits, now: time.Now,
+		spoolDir: deps.SpoolDir, statements: deps.Statements,
+		topics: topics, limits: limits, now: time.Now,
 		otelOpts: []otelhttp.Option{otelhttp.WithTracerProvider(deps.Tracer), otelhttp.WithMeterProvider(deps.Meter),
 			otelhttp.WithPropagators(deps.Propagator)},
 		budget: newRosterBudget(limits.RosterMemoryBudget, limits.RosterRequestMemory),
@@ -205,6 +212,8 @@ func (s *Server) Handler() http.Handler {
 		writeProblem(w, http.StatusMethodNotAllowed, "method-not-allowed", "Method not allowed", "use POST", 0)
 	})
 	mux.Handle("POST /v1/caliper", s.route("gateway.post_caliper", VerbEventsWrite, s.postCaliper))
+	mux.Handle("POST /xapi/statements", s.route("gateway.post_statements", VerbEventsWrite, s.postStatements))
+	mux.Handle("PUT /xapi/statements", s.route("gateway.put_statement", VerbEventsWrite, s.putStatement))
 	mux.Handle("POST /v1/roster/csv", s.route("gateway.post_roster", VerbRosterWrite, s.postRosterCSV))
 	mux.Handle("POST /v1/roster/{collection}", s.route("gateway.post_roster", VerbRosterWrite, s.postRosterJSON))
 	mux.Handle("POST /v1/sources/{source}/uploads", s.route("gateway.post_source_upload", VerbRosterWrite, s.postSourceUpload))
@@ -308,16 +317,30 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request, key Key) {
 // produced records, 503 at the first failure.
 func (s *Server) accept(ctx context.Context, w http.ResponseWriter, key Key, tenant *tenants.Settings,
 	accepted []ingest.Accepted, rejected []ingest.Rejected, sizeHint int) {
+	n, rejected, ok := s.send(ctx, w, key, tenant, accepted, rejected, sizeHint)
+	if !ok {
+		return
+	}
+	if rejected == nil {
+		rejected = []ingest.Rejected{}
+	}
+	writeJSON(w, http.StatusAccepted, EventsResponse{Accepted: n, Rejected: rejected})
+}
+
+// send is accept without its answer: it returns how many records Kafka acknowledged and every
+// rejection, or answers the failure itself and returns false.
+func (s *Server) send(ctx context.Context, w http.ResponseWriter, key Key, tenant *tenants.Settings,
+	accepted []ingest.Accepted, rejected []ingest.Rejected, sizeHint int) (int, []ingest.Rejected, bool) {
 	recs, refused, err := s.encodeBatch(context.WithoutCancel(ctx), tenant, accepted, sizeHint, nil, nil)
 	if errors.Is(err, errKeys) {
 		s.log.WarnContext(ctx, "sealing batch", "tenant_id", key.TenantID, "records", len(accepted), "err", err)
 		writeProblem(w, http.StatusServiceUnavailable, "keys-unavailable", "Cannot accept records now",
 			"the key store did not answer; nothing was accepted; retry the same request (ids make retries safe)", retryAfterBusy)
-		return
+		return 0, nil, false
 	}
 	if err != nil {
 		writeRosterLimit(w, fmt.Errorf("encoding the records: %w", err))
-		return
+		return 0, nil, false
 	}
 	if len(refused) > 0 {
 		rejected = append(rejected, refused...)
@@ -331,15 +354,12 @@ func (s *Server) accept(ctx context.Context, w http.ResponseWriter, key Key, ten
 			detail = "the Kafka producer's buffer is full; " + detail
 		}
 		writeProblem(w, http.StatusServiceUnavailable, "kafka-unavailable", "Cannot accept records now", detail, retryAfterBusy)
-		return
+		return 0, nil, false
 	}
 	dlqDone()
 	s.accepted.Add(ctx, int64(len(recs)))
 	s.rejected.Add(ctx, int64(len(rejected)))
-	if rejected == nil {
-		rejected = []ingest.Rejected{}
-	}
-	writeJSON(w, http.StatusAccepted, EventsResponse{Accepted: len(recs), Rejected: rejected})
+	return len(recs), rejected, true
 }
 
 // readBody reads the whole body, at most limit bytes and within timeout, into a buffer sized from

@@ -26,6 +26,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
 	"github.com/edtech-analytics/platform/libs/tenancy/mappings"
 	"github.com/edtech-analytics/platform/libs/tenancy/rosters"
+	"github.com/edtech-analytics/platform/libs/tenancy/statements"
 	tenantstore "github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
 	"github.com/edtech-analytics/platform/services/gateway/internal/server"
@@ -130,7 +131,7 @@ func newFixture(t testing.TB, opts ...func(*setup)) *fixture {
 	if err := reg.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
-	gw, err := server.New(server.Deps{Log: log, Keys: keys, Tenants: reg, Producer: cl.Client, Codec: codec, Sealer: sealer, Rosters: rosterStore, Mappings: mappings.New(pool), Tracer: tel.Tracer, Meter: tel.Meter, Propagator: tel.Propagator},
+	gw, err := server.New(server.Deps{Log: log, Keys: keys, Tenants: reg, Producer: cl.Client, Codec: codec, Sealer: sealer, Rosters: rosterStore, Mappings: mappings.New(pool), Statements: statements.New(pools), Tracer: tel.Tracer, Meter: tel.Meter, Propagator: tel.Propagator},
 		server.Topics{Raw: kcfg.Topics().Raw, DLQ: kcfg.Topics().DLQ}, st.limits)
 	if err != nil {
 		t.Fatal(err)
