@@ -2,6 +2,7 @@
 package standard
 
 import (
+	"bytes"
 	"encoding/json"
 	"strconv"
 	"strings"
@@ -30,7 +31,8 @@ func DurationSeconds(d string) int64 {
 	return int64(total)
 }
 
-// Strings adds extensions to into as strings: a string value as it is, any other value as its JSON.
+// Strings adds extensions to into as strings: a string value as it is, any other value as its compact
+// JSON.
 func Strings(into map[string]string, ext map[string]json.RawMessage) {
 	for k, v := range ext {
 		var s string
@@ -38,6 +40,11 @@ func Strings(into map[string]string, ext map[string]json.RawMessage) {
 			into[k] = s
 			continue
 		}
-		into[k] = string(v)
+		var b bytes.Buffer
+		if json.Compact(&b, v) != nil {
+			into[k] = string(v)
+			continue
+		}
+		into[k] = b.String() // one line
 	}
 }

@@ -16,7 +16,7 @@ func TestDurationSeconds(t *testing.T) {
 
 func TestStrings(t *testing.T) {
 	got := map[string]string{}
-	Strings(got, map[string]json.RawMessage{"a": json.RawMessage(`"x"`), "b": json.RawMessage(`3`), "c": json.RawMessage(`{"k":true}`)})
+	Strings(got, map[string]json.RawMessage{"a": json.RawMessage(`"x"`), "b": json.RawMessage(`3`), "c": json.RawMessage("{\n  \"k\": true\n}")})
 	if want := map[string]string{"a": "x", "b": "3", "c": `{"k":true}`}; !maps.Equal(got, want) {
 		t.Fatalf("Strings = %v", got)
 	}
