@@ -212,7 +212,7 @@ func convert(where string, raw json.RawMessage, now time.Time, id string) (Conve
 			payload["session_id"] = st.Context.Registration
 		}
 	default:
-		payload = map[string]any{"standard": "xapi", "type": activityType(st.Object), "action": verb, "object_id": st.Object.ID}
+		payload = map[string]any{"standard": "xapi", "type": activityType(st.Object), "action": verb, "object_id": st.Object.ID, "statement_id": c.ID}
 		if st.Object.ObjectType != "" {
 			payload["object_type"] = st.Object.ObjectType
 		}
