@@ -24,6 +24,8 @@ type Payloads struct {
 	AssignmentSubmission  *AssignmentSubmission
 	Session               *SessionEvent
 	ContentView           *ContentView
+	Custom                *CustomEvent
+	Generic               *GenericEvent
 	RosterOrg             *RosterOrg
 	RosterAcademicSession *RosterAcademicSession
 	RosterCourse          *RosterCourse
@@ -37,7 +39,7 @@ type Payloads struct {
 
 // Payloads returns the event's payload fields.
 func (e *RawEvent) Payloads() Payloads {
-	return Payloads{e.Attendance, e.AssessmentResult, e.AssignmentSubmission, e.Session, e.ContentView,
+	return Payloads{e.Attendance, e.AssessmentResult, e.AssignmentSubmission, e.Session, e.ContentView, e.Custom, e.Generic,
 		e.RosterOrg, e.RosterAcademicSession, e.RosterCourse, e.RosterClass, e.RosterUser, e.RosterEnrollment, e.RosterDemographics, e.RosterLineItem, e.RosterResult}
 }
 
@@ -45,6 +47,7 @@ func (e *RawEvent) Payloads() Payloads {
 func (e *RawEvent) SetPayloads(p Payloads) {
 	e.Attendance, e.AssessmentResult, e.AssignmentSubmission, e.Session, e.ContentView = p.Attendance,
 		p.AssessmentResult, p.AssignmentSubmission, p.Session, p.ContentView
+	e.Custom, e.Generic = p.Custom, p.Generic
 	e.RosterOrg, e.RosterAcademicSession, e.RosterCourse, e.RosterClass, e.RosterUser, e.RosterEnrollment, e.RosterDemographics, e.RosterLineItem, e.RosterResult =
 		p.RosterOrg, p.RosterAcademicSession, p.RosterCourse, p.RosterClass, p.RosterUser, p.RosterEnrollment, p.RosterDemographics, p.RosterLineItem, p.RosterResult
 }
@@ -69,7 +72,7 @@ func (e *RawEvent) CheckPayload() error {
 
 // Payloads returns the event's payload fields.
 func (e *EnrichedEvent) Payloads() Payloads {
-	return Payloads{e.Attendance, e.AssessmentResult, e.AssignmentSubmission, e.Session, e.ContentView,
+	return Payloads{e.Attendance, e.AssessmentResult, e.AssignmentSubmission, e.Session, e.ContentView, e.Custom, e.Generic,
 		e.RosterOrg, e.RosterAcademicSession, e.RosterCourse, e.RosterClass, e.RosterUser, e.RosterEnrollment, e.RosterDemographics, e.RosterLineItem, e.RosterResult}
 }
 
@@ -77,6 +80,7 @@ func (e *EnrichedEvent) Payloads() Payloads {
 func (e *EnrichedEvent) SetPayloads(p Payloads) {
 	e.Attendance, e.AssessmentResult, e.AssignmentSubmission, e.Session, e.ContentView = p.Attendance,
 		p.AssessmentResult, p.AssignmentSubmission, p.Session, p.ContentView
+	e.Custom, e.Generic = p.Custom, p.Generic
 	e.RosterOrg, e.RosterAcademicSession, e.RosterCourse, e.RosterClass, e.RosterUser, e.RosterEnrollment, e.RosterDemographics, e.RosterLineItem, e.RosterResult =
 		p.RosterOrg, p.RosterAcademicSession, p.RosterCourse, p.RosterClass, p.RosterUser, p.RosterEnrollment, p.RosterDemographics, p.RosterLineItem, p.RosterResult
 }
@@ -113,6 +117,8 @@ func (p *Payloads) Types() []string {
 	add(p.AssignmentSubmission != nil, TypeAssignmentSubmission)
 	add(p.Session != nil, TypeSession)
 	add(p.ContentView != nil, TypeContentView)
+	add(p.Custom != nil, TypeCustom)
+	add(p.Generic != nil, TypeGeneric)
 	add(p.RosterOrg != nil, TypeRosterOrg)
 	add(p.RosterAcademicSession != nil, TypeRosterAcademicSession)
 	add(p.RosterCourse != nil, TypeRosterCourse)
@@ -157,6 +163,10 @@ func (p *Payloads) Set(v any) (string, error) {
 		next.Session, typ = v, TypeSession
 	case *ContentView:
 		next.ContentView, typ = v, TypeContentView
+	case *CustomEvent:
+		next.Custom, typ = v, TypeCustom
+	case *GenericEvent:
+		next.Generic, typ = v, TypeGeneric
 	case *RosterOrg:
 		next.RosterOrg, typ = v, TypeRosterOrg
 	case *RosterAcademicSession:
