@@ -3,6 +3,7 @@ package records
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -471,5 +472,19 @@ func TestOldReadersSkipCustomAndGeneric(t *testing.T) {
 				t.Errorf("schema %d reader kept a %s payload", c.old, typ)
 			}
 		}
+	}
+}
+
+// The JSON of a Payloads without a custom or generic payload is what it was before those types existed:
+// the gateway hashes it into roster event ids, which must not change with a release.
+func TestPayloadsJSONLeavesOutNilCustomAndGeneric(t *testing.T) {
+	p := Payloads{RosterOrg: &RosterOrg{SourcedID: "o1"}}
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "Custom") || strings.Contains(string(b), "Generic") ||
+		!strings.HasPrefix(string(b), `{"Attendance":null,"AssessmentResult":null,"AssignmentSubmission":null,"Session":null,"ContentView":null,"RosterOrg":{`) {
+		t.Fatalf("payloads encode as %s", b)
 	}
 }

@@ -19,13 +19,15 @@ var (
 // enriched.SetPayloads(raw.Payloads()). It has no wire form of its own; the envelopes carry the fields
 // flat (embedding the struct would cost hamba/avro a type lookup per field on every decode).
 type Payloads struct {
-	Attendance            *Attendance
-	AssessmentResult      *AssessmentResult
-	AssignmentSubmission  *AssignmentSubmission
-	Session               *SessionEvent
-	ContentView           *ContentView
-	Custom                *CustomEvent
-	Generic               *GenericEvent
+	Attendance           *Attendance
+	AssessmentResult     *AssessmentResult
+	AssignmentSubmission *AssignmentSubmission
+	Session              *SessionEvent
+	ContentView          *ContentView
+	// Custom and Generic are left out of a JSON encoding when nil, so the encoding of every other
+	// payload is what it was before they existed: the gateway's roster event ids hash it.
+	Custom                *CustomEvent  `json:",omitempty"`
+	Generic               *GenericEvent `json:",omitempty"`
 	RosterOrg             *RosterOrg
 	RosterAcademicSession *RosterAcademicSession
 	RosterCourse          *RosterCourse
