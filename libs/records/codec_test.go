@@ -3,6 +3,7 @@ package records
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -425,5 +426,65 @@ func TestPayloadsCheckAndSet(t *testing.T) {
 	}
 	if IsKnownType("roster.unknown") || IsRosterType(TypeAttendance) {
 		t.Error("type helpers accept unknown or non-roster types")
+	}
+}
+
+// A consumer still on raw v2 or enriched v3 (before custom and generic) reads records carrying them: the
+// unknown payload field is skipped, so such a consumer sees a type it does not know and no payload.
+func TestOldReadersSkipCustomAndGeneric(t *testing.T) {
+	catalog := embeddedCatalog(t)
+	compat := avro.NewSchemaCompatibility()
+	cases := []struct {
+		old, cur uint32
+		ev       func(typ string) any
+		out      func() any
+	}{
+		{6, 8, func(typ string) any { return sampleRaw(t, typ) }, func() any { return new(RawEvent) }},
+		{7, 9, func(typ string) any { return sampleEnriched(t, typ) }, func() any { return new(EnrichedEvent) }},
+	}
+	for _, c := range cases {
+		oldS, ok := catalog.ByID(c.old)
+		curS, ok2 := catalog.ByID(c.cur)
+		if !ok || !ok2 {
+			t.Fatalf("snapshots %d, %d not in the catalog", c.old, c.cur)
+		}
+		resolved, err := compat.Resolve(oldS.Schema, curS.Schema)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, typ := range []string{TypeCustom, TypeGeneric} {
+			body, err := avro.Marshal(curS.Schema, c.ev(typ))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := c.out()
+			if err := avro.Unmarshal(resolved, body, got); err != nil {
+				t.Fatalf("schema %d reading %s data of %d: %v", c.old, typ, c.cur, err)
+			}
+			var p Payloads
+			switch g := got.(type) {
+			case *RawEvent:
+				p = g.Payloads()
+			case *EnrichedEvent:
+				p = g.Payloads()
+			}
+			if p.Custom != nil || p.Generic != nil {
+				t.Errorf("schema %d reader kept a %s payload", c.old, typ)
+			}
+		}
+	}
+}
+
+// The JSON of a Payloads without a custom or generic payload is what it was before those types existed:
+// the gateway hashes it into roster event ids, which must not change with a release.
+func TestPayloadsJSONLeavesOutNilCustomAndGeneric(t *testing.T) {
+	p := Payloads{RosterOrg: &RosterOrg{SourcedID: "o1"}}
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "Custom") || strings.Contains(string(b), "Generic") ||
+		!strings.HasPrefix(string(b), `{"Attendance":null,"AssessmentResult":null,"AssignmentSubmission":null,"Session":null,"ContentView":null,"RosterOrg":{`) {
+		t.Fatalf("payloads encode as %s", b)
 	}
 }

@@ -19,11 +19,15 @@ var (
 // enriched.SetPayloads(raw.Payloads()). It has no wire form of its own; the envelopes carry the fields
 // flat (embedding the struct would cost hamba/avro a type lookup per field on every decode).
 type Payloads struct {
-	Attendance            *Attendance
-	AssessmentResult      *AssessmentResult
-	AssignmentSubmission  *AssignmentSubmission
-	Session               *SessionEvent
-	ContentView           *ContentView
+	Attendance           *Attendance
+	AssessmentResult     *AssessmentResult
+	AssignmentSubmission *AssignmentSubmission
+	Session              *SessionEvent
+	ContentView          *ContentView
+	// Custom and Generic are left out of a JSON encoding when nil, so the encoding of every other
+	// payload is what it was before they existed: the gateway's roster event ids hash it.
+	Custom                *CustomEvent  `json:",omitempty"`
+	Generic               *GenericEvent `json:",omitempty"`
 	RosterOrg             *RosterOrg
 	RosterAcademicSession *RosterAcademicSession
 	RosterCourse          *RosterCourse
@@ -37,7 +41,7 @@ type Payloads struct {
 
 // Payloads returns the event's payload fields.
 func (e *RawEvent) Payloads() Payloads {
-	return Payloads{e.Attendance, e.AssessmentResult, e.AssignmentSubmission, e.Session, e.ContentView,
+	return Payloads{e.Attendance, e.AssessmentResult, e.AssignmentSubmission, e.Session, e.ContentView, e.Custom, e.Generic,
 		e.RosterOrg, e.RosterAcademicSession, e.RosterCourse, e.RosterClass, e.RosterUser, e.RosterEnrollment, e.RosterDemographics, e.RosterLineItem, e.RosterResult}
 }
 
@@ -45,6 +49,7 @@ func (e *RawEvent) Payloads() Payloads {
 func (e *RawEvent) SetPayloads(p Payloads) {
 	e.Attendance, e.AssessmentResult, e.AssignmentSubmission, e.Session, e.ContentView = p.Attendance,
 		p.AssessmentResult, p.AssignmentSubmission, p.Session, p.ContentView
+	e.Custom, e.Generic = p.Custom, p.Generic
 	e.RosterOrg, e.RosterAcademicSession, e.RosterCourse, e.RosterClass, e.RosterUser, e.RosterEnrollment, e.RosterDemographics, e.RosterLineItem, e.RosterResult =
 		p.RosterOrg, p.RosterAcademicSession, p.RosterCourse, p.RosterClass, p.RosterUser, p.RosterEnrollment, p.RosterDemographics, p.RosterLineItem, p.RosterResult
 }
@@ -69,7 +74,7 @@ func (e *RawEvent) CheckPayload() error {
 
 // Payloads returns the event's payload fields.
 func (e *EnrichedEvent) Payloads() Payloads {
-	return Payloads{e.Attendance, e.AssessmentResult, e.AssignmentSubmission, e.Session, e.ContentView,
+	return Payloads{e.Attendance, e.AssessmentResult, e.AssignmentSubmission, e.Session, e.ContentView, e.Custom, e.Generic,
 		e.RosterOrg, e.RosterAcademicSession, e.RosterCourse, e.RosterClass, e.RosterUser, e.RosterEnrollment, e.RosterDemographics, e.RosterLineItem, e.RosterResult}
 }
 
@@ -77,6 +82,7 @@ func (e *EnrichedEvent) Payloads() Payloads {
 func (e *EnrichedEvent) SetPayloads(p Payloads) {
 	e.Attendance, e.AssessmentResult, e.AssignmentSubmission, e.Session, e.ContentView = p.Attendance,
 		p.AssessmentResult, p.AssignmentSubmission, p.Session, p.ContentView
+	e.Custom, e.Generic = p.Custom, p.Generic
 	e.RosterOrg, e.RosterAcademicSession, e.RosterCourse, e.RosterClass, e.RosterUser, e.RosterEnrollment, e.RosterDemographics, e.RosterLineItem, e.RosterResult =
 		p.RosterOrg, p.RosterAcademicSession, p.RosterCourse, p.RosterClass, p.RosterUser, p.RosterEnrollment, p.RosterDemographics, p.RosterLineItem, p.RosterResult
 }
@@ -113,6 +119,8 @@ func (p *Payloads) Types() []string {
 	add(p.AssignmentSubmission != nil, TypeAssignmentSubmission)
 	add(p.Session != nil, TypeSession)
 	add(p.ContentView != nil, TypeContentView)
+	add(p.Custom != nil, TypeCustom)
+	add(p.Generic != nil, TypeGeneric)
 	add(p.RosterOrg != nil, TypeRosterOrg)
 	add(p.RosterAcademicSession != nil, TypeRosterAcademicSession)
 	add(p.RosterCourse != nil, TypeRosterCourse)
@@ -157,6 +165,10 @@ func (p *Payloads) Set(v any) (string, error) {
 		next.Session, typ = v, TypeSession
 	case *ContentView:
 		next.ContentView, typ = v, TypeContentView
+	case *CustomEvent:
+		next.Custom, typ = v, TypeCustom
+	case *GenericEvent:
+		next.Generic, typ = v, TypeGeneric
 	case *RosterOrg:
 		next.RosterOrg, typ = v, TypeRosterOrg
 	case *RosterAcademicSession:

@@ -18,7 +18,7 @@
 package records
 
 //go:generate go run ./cmd/schemasnap -dir ../../schemas
-//go:generate go tool avrogen -pkg records -o types_gen.go -tags json:original -initialisms DLQ,SIS,SMS ../../schemas/attendance.avsc ../../schemas/assessment_result.avsc ../../schemas/assignment_submission.avsc ../../schemas/session_event.avsc ../../schemas/content_view.avsc ../../schemas/roster_org.avsc ../../schemas/roster_academic_session.avsc ../../schemas/roster_course.avsc ../../schemas/roster_class.avsc ../../schemas/roster_user.avsc ../../schemas/roster_enrollment.avsc ../../schemas/roster_demographics.avsc ../../schemas/roster_line_item.avsc ../../schemas/roster_result.avsc ../../schemas/raw_event.avsc ../../schemas/enriched_event.avsc ../../schemas/dlq_record.avsc ../../schemas/control_command.avsc
+//go:generate go tool avrogen -pkg records -o types_gen.go -tags json:original -initialisms DLQ,SIS,SMS ../../schemas/attendance.avsc ../../schemas/assessment_result.avsc ../../schemas/assignment_submission.avsc ../../schemas/session_event.avsc ../../schemas/content_view.avsc ../../schemas/custom_event.avsc ../../schemas/generic_event.avsc ../../schemas/roster_org.avsc ../../schemas/roster_academic_session.avsc ../../schemas/roster_course.avsc ../../schemas/roster_class.avsc ../../schemas/roster_user.avsc ../../schemas/roster_enrollment.avsc ../../schemas/roster_demographics.avsc ../../schemas/roster_line_item.avsc ../../schemas/roster_result.avsc ../../schemas/raw_event.avsc ../../schemas/enriched_event.avsc ../../schemas/dlq_record.avsc ../../schemas/control_command.avsc
 
 import "time"
 
@@ -75,6 +75,10 @@ const (
 	TypeAssignmentSubmission = "assignment_submission"
 	TypeSession              = "session"
 	TypeContentView          = "content_view"
+	// TypeCustom is a product's own event: a name and bounded string properties (ADR 0018).
+	TypeCustom = "custom"
+	// TypeGeneric is a Caliper event or xAPI statement that maps to no other type (ADR 0018).
+	TypeGeneric = "generic"
 
 	TypeRosterOrg             = "roster.org"
 	TypeRosterAcademicSession = "roster.academic_session"
@@ -118,6 +122,7 @@ func NewClickHouseRebuild(id, tenantID string, at time.Time) *EnrichedEvent {
 func EventTypes() []string {
 	return []string{
 		TypeAttendance, TypeAssessmentResult, TypeAssignmentSubmission, TypeSession, TypeContentView,
+		TypeCustom, TypeGeneric,
 		TypeRosterOrg, TypeRosterAcademicSession, TypeRosterCourse, TypeRosterClass, TypeRosterUser,
 		TypeRosterEnrollment, TypeRosterDemographics, TypeRosterLineItem, TypeRosterResult,
 	}
@@ -126,7 +131,8 @@ func EventTypes() []string {
 // IsKnownType reports whether t is one of EventTypes.
 func IsKnownType(t string) bool {
 	switch t {
-	case TypeAttendance, TypeAssessmentResult, TypeAssignmentSubmission, TypeSession, TypeContentView:
+	case TypeAttendance, TypeAssessmentResult, TypeAssignmentSubmission, TypeSession, TypeContentView,
+		TypeCustom, TypeGeneric:
 		return true
 	}
 	return IsRosterType(t)

@@ -61,6 +61,12 @@ func samplePayload(t testing.TB, typ string) any {
 			App: ptr("reader"), DurationSeconds: ptr(int64(1800))}
 	case TypeContentView:
 		return &ContentView{ContentID: "video-3", ContentType: "video", DurationSeconds: 95, PercentComplete: ptr(62.5)}
+	case TypeCustom:
+		return &CustomEvent{Name: "quiz.hint_opened", PropertyKeys: []string{"hint", "step"}, PropertyValues: []string{"2", "checkout"}}
+	case TypeGeneric:
+		return &GenericEvent{Standard: "caliper", Type: "ToolUseEvent", Action: "Used", ObjectID: "https://example.edu/tools/1",
+			ObjectType: "SoftwareApplication", StatementID: ptr("urn:uuid:3f0e2b0c-5a0e-4a55-9d0b-0c9c1f7d3a11"),
+			ExtensionKeys: []string{"https://example.edu/ext/level"}, ExtensionValues: []string{"4"}}
 	case TypeRosterOrg:
 		return &RosterOrg{SourcedID: id, Status: status, DateLastModified: modified, Metadata: meta, Name: "Lincoln High",
 			Type: "school", Identifier: ptr("NCES-1"), ParentSourcedID: ptr("district-1"),

@@ -77,6 +77,36 @@ type ContentView struct {
 	PercentComplete *float64 `avro:"percent_complete" json:"percent_complete"`
 }
 
+// A product's own event (type "custom"): feature usage, conversion steps. Properties are bounded string pairs, kept as two parallel arrays sorted by key (ADR 0018).
+type CustomEvent struct {
+	// Event name, 1-128 bytes of [A-Za-z0-9_.:-], e.g. quiz.hint_opened.
+	Name string `avro:"name" json:"name"`
+	// Property keys (at most 50, 1-64 bytes each), sorted, unique; property_values[i] is the value of property_keys[i].
+	PropertyKeys []string `avro:"property_keys" json:"property_keys"`
+	// Property values, at most 1024 bytes each: free text, scanned for personal data by the enricher.
+	PropertyValues []string `avro:"property_values" json:"property_values"`
+}
+
+// A Caliper 1.2 event or xAPI statement that maps to no platform type, kept in a generic form (type "generic") instead of being refused (ADR 0018).
+type GenericEvent struct {
+	// caliper | xapi.
+	Standard string `avro:"standard" json:"standard"`
+	// Caliper event type (e.g. ToolUseEvent) or xAPI verb id (IRI).
+	Type string `avro:"type" json:"type"`
+	// Caliper action (e.g. Used) or xAPI verb display name; may be empty.
+	Action string `avro:"action" json:"action"`
+	// Caliper object id or xAPI object id (IRI); may be empty.
+	ObjectID string `avro:"object_id" json:"object_id"`
+	// Caliper object type or xAPI activity type; may be empty.
+	ObjectType string `avro:"object_type" json:"object_type"`
+	// Caliper event id or xAPI statement id, when it differs from the envelope's event_id.
+	StatementID *string `avro:"statement_id" json:"statement_id"`
+	// Extension keys (at most 50, 1-256 bytes each), sorted, unique; extension_values[i] is the value of extension_keys[i].
+	ExtensionKeys []string `avro:"extension_keys" json:"extension_keys"`
+	// Extension values as strings (non-string JSON values as their JSON text), at most 1024 bytes each: free text, scanned for personal data by the enricher.
+	ExtensionValues []string `avro:"extension_values" json:"extension_values"`
+}
+
 // OneRoster 1.2 org (type "roster.org").
 type RosterOrg struct {
 	// OneRoster sourcedId.
@@ -344,6 +374,8 @@ type RawEvent struct {
 	AssignmentSubmission  *AssignmentSubmission  `avro:"assignment_submission" json:"assignment_submission"`
 	Session               *SessionEvent          `avro:"session" json:"session"`
 	ContentView           *ContentView           `avro:"content_view" json:"content_view"`
+	Custom                *CustomEvent           `avro:"custom" json:"custom"`
+	Generic               *GenericEvent          `avro:"generic" json:"generic"`
 	RosterOrg             *RosterOrg             `avro:"roster_org" json:"roster_org"`
 	RosterAcademicSession *RosterAcademicSession `avro:"roster_academic_session" json:"roster_academic_session"`
 	RosterCourse          *RosterCourse          `avro:"roster_course" json:"roster_course"`
@@ -419,6 +451,8 @@ type EnrichedEvent struct {
 	AssignmentSubmission  *AssignmentSubmission  `avro:"assignment_submission" json:"assignment_submission"`
 	Session               *SessionEvent          `avro:"session" json:"session"`
 	ContentView           *ContentView           `avro:"content_view" json:"content_view"`
+	Custom                *CustomEvent           `avro:"custom" json:"custom"`
+	Generic               *GenericEvent          `avro:"generic" json:"generic"`
 	RosterOrg             *RosterOrg             `avro:"roster_org" json:"roster_org"`
 	RosterAcademicSession *RosterAcademicSession `avro:"roster_academic_session" json:"roster_academic_session"`
 	RosterCourse          *RosterCourse          `avro:"roster_course" json:"roster_course"`

@@ -81,7 +81,9 @@ func (p *Policy) FreeTextAction() string {
 // free text of records about a student that a policy cannot name (a result's text score, a line item's
 // description, which teachers write and which may name a student). Titles of classes, courses, line
 // items and sessions, class locations and org names are not scanned: they describe no person; nor are
-// metadata maps (kind value), whose entries are the SIS's own codes.
+// metadata maps (kind value), whose entries are the SIS's own codes. The values of a custom event's
+// properties and of a generic event's extensions are scanned although their kind is value (a policy
+// drops or masks them as a whole): a product writes them, and may put anything there (ADR 0018).
 func FreeTextFields() []string {
 	var out []string
 	for _, f := range Fields() {
@@ -89,7 +91,7 @@ func FreeTextFields() []string {
 			out = append(out, f.Path)
 		}
 	}
-	return append(out, "roster_result.text_score", "roster_line_item.description")
+	return append(out, "roster_result.text_score", "roster_line_item.description", "custom.properties", "generic.extensions")
 }
 
 // Identity says how the enricher recognises a student across SIS ids.
@@ -176,12 +178,14 @@ func Fields() []Field {
 		{"roster_demographics.metadata", KindValue},
 		{"roster_enrollment.user_sourced_id", KindID},
 		{"roster_result.student_sourced_id", KindID}, {"roster_result.comment", KindText},
+		{"custom.properties", KindValue},
+		{"generic.object_id", KindID}, {"generic.extensions", KindValue},
 	}
 }
 
 // ConsentEventTypes are the event types a consent rule may name: the learning events.
 func ConsentEventTypes() []string {
-	return []string{"attendance", "assessment_result", "assignment_submission", "session", "content_view"}
+	return []string{"attendance", "assessment_result", "assignment_submission", "session", "content_view", "custom", "generic"}
 }
 
 // DefaultConsentKey is the roster.user metadata entry the DPDP template reads consent from.

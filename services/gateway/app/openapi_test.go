@@ -623,6 +623,11 @@ func TestEventSchemaAgreesWithTheValidator(t *testing.T) {
 		  "actor":{"sis_id":"S1","role":"proctor"},"payload":{"action":"logout","session_id":"x","device":"ipad","app":"lms","duration_seconds":604800}}`,
 		`{"event_id":"6f1c2b7e-8a3d-4c1e-9f00-000000000005","type":"content_view","occurred_at":"2026-11-20T08:00:00Z",
 		  "actor":{"sis_id":"S1","role":"student"},"payload":{"content_id":"v","content_type":"video","duration_seconds":86400,"percent_complete":null}}`,
+		`{"event_id":"6f1c2b7e-8a3d-4c1e-9f00-000000000006","type":"custom","occurred_at":"2026-11-20T08:00:00Z",
+		  "actor":{"sis_id":"S1","role":"student"},"payload":{"name":"checkout:step-2.done","properties":{"plan":"pro","step":"2"}}}`,
+		`{"event_id":"6f1c2b7e-8a3d-4c1e-9f00-000000000007","type":"generic","occurred_at":"2026-11-20T08:00:00Z",
+		  "actor":{"sis_id":"S1","role":"student"},"payload":{"standard":"xapi","type":"http://adlnet.gov/expapi/verbs/experienced",
+		  "action":"experienced","object_id":"http://example.edu/a/1","object_type":null,"statement_id":"x-1","extensions":{"http://example.edu/ext/level":"4"}}}`,
 	}
 	for _, e := range extra {
 		accepted = append(accepted, json.RawMessage(e))
@@ -641,11 +646,13 @@ func TestEventSchemaAgreesWithTheValidator(t *testing.T) {
 			t.Fatalf("accepted event %s does not match the Event schema: %v", accepted[a.Index], err)
 		}
 	}
-	if want := []string{"assessment_result", "assignment_submission", "attendance", "content_view", "session"}; !slices.Equal(sortedKeys(types), want) {
+	if want := []string{"assessment_result", "assignment_submission", "attendance", "content_view", "custom", "generic", "session"}; !slices.Equal(sortedKeys(types), want) {
 		t.Fatalf("event types covered: %v", sortedKeys(types))
 	}
 
-	valid := string(accepted[len(accepted)-5])
+	valid := string(accepted[len(accepted)-7])
+	custom := string(accepted[len(accepted)-2])
+	generic := string(accepted[len(accepted)-1])
 	wrong := map[string]string{
 		"unknown type":          strings.Replace(valid, `"attendance"`, `"telepathy"`, 1),
 		"bad status":            strings.Replace(valid, `"excused"`, `"asleep"`, 1),
@@ -664,6 +671,11 @@ func TestEventSchemaAgreesWithTheValidator(t *testing.T) {
 		"c1 in reason":          strings.Replace(valid, `"reason":"doctor`, `"reason":"\u0085doctor`, 1),
 		"oversized reason":      strings.Replace(valid, `"reason":"doctor`, `"reason":"`+strings.Repeat("x", 4097), 1),
 		"oversized sis id":      strings.Replace(valid, `"sis_id":"S1"`, `"sis_id":"`+strings.Repeat("x", 257)+`"`, 1),
+		"number property":       strings.Replace(custom, `"step":"2"`, `"step":2`, 1),
+		"space in custom name":  strings.Replace(custom, `"checkout:step-2.done"`, `"checkout step"`, 1),
+		"oversized property":    strings.Replace(custom, `"step":"2"`, `"step":"`+strings.Repeat("x", 1025)+`"`, 1),
+		"unknown standard":      strings.Replace(generic, `"xapi"`, `"scorm"`, 1),
+		"bool extension":        strings.Replace(generic, `"4"}`, `true}`, 1),
 	}
 	for name, e := range wrong {
 		if e == valid {

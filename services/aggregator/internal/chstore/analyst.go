@@ -38,7 +38,8 @@ func AnalystDatabase(prefix, tenantID string) (string, bool) {
 const analystEventColumns = `event_id, source_id, type, occurred_at, occurred_ms, received_at, school_id, class_id,
 	pseudonym, role, age_band, grade_level, academic_session_id, attendance_status, attendance_date, minutes_present, assessment_id,
 	score, max_score, assignment_id, submission_status, late, session_action, session_seconds, content_id,
-	content_type, duration_seconds, percent_complete`
+	content_type, duration_seconds, percent_complete, custom_name, generic_standard, generic_type, generic_action,
+	generic_object_id, generic_object_type, generic_statement_id, prop_keys, prop_values`
 
 // mergedMeasures finalizes the measures of the metrics rollups (18.16 cannot reuse an alias that shadows
 // a column in another expression, so the derived rates are computed one level up, see finalized).

@@ -534,7 +534,7 @@ func rowOf(codec *records.Codec, topic string, rec *kgo.Record) (eventRow, strin
 func isFact(typ string) bool {
 	switch typ {
 	case records.TypeAttendance, records.TypeAssessmentResult, records.TypeAssignmentSubmission,
-		records.TypeSession, records.TypeContentView:
+		records.TypeSession, records.TypeContentView, records.TypeCustom, records.TypeGeneric:
 		return true
 	}
 	return false
@@ -557,7 +557,8 @@ const eventColumns = "tenant_id, event_id, source_id, type, occurred_at, occurre
 	"school_id, class_id, session_id, student_id, pseudonym, role, policy_version, age_band, grade_level, academic_session_id, " +
 	"attendance_status, attendance_date, minutes_present, assessment_id, score, max_score, assignment_id, " +
 	"submission_status, late, session_action, session_seconds, content_id, content_type, duration_seconds, " +
-	"percent_complete, trace_id, kafka_topic, kafka_partition, kafka_offset"
+	"percent_complete, custom_name, generic_standard, generic_type, generic_action, generic_object_id, " +
+	"generic_object_type, generic_statement_id, prop_keys, prop_values, trace_id, kafka_topic, kafka_partition, kafka_offset"
 
 // eventRow is one row of events.
 type eventRow struct {
@@ -594,6 +595,15 @@ type eventRow struct {
 	ContentType      string    `ch:"content_type"`
 	DurationSeconds  uint32    `ch:"duration_seconds"`
 	PercentComplete  *float64  `ch:"percent_complete"`
+	CustomName       string    `ch:"custom_name"`
+	GenericStandard  string    `ch:"generic_standard"`
+	GenericType      string    `ch:"generic_type"`
+	GenericAction    string    `ch:"generic_action"`
+	GenericObjectID  string    `ch:"generic_object_id"`
+	GenericObjectTyp string    `ch:"generic_object_type"`
+	GenericStatement string    `ch:"generic_statement_id"`
+	PropKeys         []string  `ch:"prop_keys"`   // a custom event's properties or a generic event's extensions
+	PropValues       []string  `ch:"prop_values"` // the values of PropKeys, in the same order
 	TraceID          string    `ch:"trace_id"`
 	KafkaTopic       string    `ch:"kafka_topic"`
 	KafkaPartition   uint32    `ch:"kafka_partition"`
@@ -627,7 +637,7 @@ func newEventRow(ev *records.EnrichedEvent) (eventRow, error) {
 		SchoolID: deref(ev.SchoolID), ClassID: deref(ev.ClassID), SessionID: deref(ev.SessionID),
 		StudentID: studentID, Pseudonym: ev.Actor.Pseudonym, Role: ev.Actor.Role, PolicyVersion: int32(ev.PolicyVersion),
 		AgeBand: deref(ev.Derived.AgeBand), GradeLevel: deref(ev.Derived.GradeLevel), AcademicSession: deref(ev.Derived.AcademicSessionID),
-		AttendanceDate: time.Unix(0, 0).UTC(),
+		AttendanceDate: time.Unix(0, 0).UTC(), PropKeys: []string{}, PropValues: []string{},
 	}
 	if ev.Derived.Late != nil {
 		late := uint8(0)
@@ -664,6 +674,19 @@ func newEventRow(ev *records.EnrichedEvent) (eventRow, error) {
 	case ev.ContentView != nil:
 		c := ev.ContentView
 		r.ContentID, r.ContentType, r.DurationSeconds, r.PercentComplete = c.ContentID, c.ContentType, clamp(c.DurationSeconds), c.PercentComplete
+	case ev.Custom != nil:
+		c := ev.Custom
+		if len(c.PropertyKeys) != len(c.PropertyValues) {
+			return eventRow{}, fmt.Errorf("custom event %s has %d property keys and %d values", ev.EventID, len(c.PropertyKeys), len(c.PropertyValues))
+		}
+		r.CustomName, r.PropKeys, r.PropValues = c.Name, c.PropertyKeys, c.PropertyValues
+	case ev.Generic != nil:
+		g := ev.Generic
+		if len(g.ExtensionKeys) != len(g.ExtensionValues) {
+			return eventRow{}, fmt.Errorf("generic event %s has %d extension keys and %d values", ev.EventID, len(g.ExtensionKeys), len(g.ExtensionValues))
+		}
+		r.GenericStandard, r.GenericType, r.GenericAction, r.GenericObjectID = g.Standard, g.Type, g.Action, g.ObjectID
+		r.GenericObjectTyp, r.GenericStatement, r.PropKeys, r.PropValues = g.ObjectType, deref(g.StatementID), g.ExtensionKeys, g.ExtensionValues
 	}
 	return r, nil
 }

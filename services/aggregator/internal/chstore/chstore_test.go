@@ -124,6 +124,9 @@ func TestWriteFlattensEachEventType(t *testing.T) {
 		base(records.TypeAssignmentSubmission, &records.AssignmentSubmission{AssignmentID: "hw-1", SubmittedAt: at, Status: "submitted"}),
 		base(records.TypeSession, &records.SessionEvent{Action: records.SessionLogout}),
 		base(records.TypeContentView, &records.ContentView{ContentID: "video-1", ContentType: "video", DurationSeconds: 95, PercentComplete: ptr(40.0)}),
+		base(records.TypeCustom, &records.CustomEvent{Name: "quiz.hint_opened", PropertyKeys: []string{"hint", "step"}, PropertyValues: []string{"2", "checkout"}}),
+		base(records.TypeGeneric, &records.GenericEvent{Standard: "caliper", Type: "ToolUseEvent", Action: "Used", ObjectID: "https://example.edu/t/1",
+			ObjectType: "SoftwareApplication", StatementID: ptr("urn:uuid:1"), ExtensionKeys: []string{"level"}, ExtensionValues: []string{"4"}}),
 	}
 	evs[2].Derived.Late = ptr(true)
 	evs[3].Derived.SessionSeconds = ptr(int64(1800))
@@ -155,17 +158,21 @@ func TestWriteFlattensEachEventType(t *testing.T) {
 	}
 	if err := conn.Select(t.Context(), &rows, `SELECT type, occurred_at, occurred_ms,
 		concat(attendance_status, if(type = 'attendance', toString(attendance_date), ''), toString(ifNull(minutes_present, 0)), '|', assessment_id, toString(ifNull(max_score, 0)), '|',
-			assignment_id, submission_status, '|', session_action, toString(session_seconds), '|', content_id, content_type, toString(duration_seconds), '|', academic_session_id) AS detail,
+			assignment_id, submission_status, '|', session_action, toString(session_seconds), '|', content_id, content_type, toString(duration_seconds), '|', academic_session_id, '|',
+			custom_name, generic_standard, generic_type, generic_action, generic_object_id, generic_object_type, generic_statement_id, '|',
+			arrayStringConcat(arrayMap((k, v) -> concat(k, '=', v), prop_keys, prop_values), ',')) AS detail,
 		score, late, percent_complete, trace_id, kafka_partition, kafka_offset, student_id, pseudonym, kafka_topic
 		FROM events ORDER BY kafka_offset`); err != nil {
 		t.Fatal(err)
 	}
 	wantDetail := []string{
-		"tardy2025-09-30300|0||0|0|fall-2025",
-		"0|quiz-120||0|0|",
-		"0|0|hw-1submitted|0|0|",
-		"0|0||logout1800|0|",
-		"0|0||0|video-1video95|",
+		"tardy2025-09-30300|0||0|0|fall-2025||",
+		"0|quiz-120||0|0|||",
+		"0|0|hw-1submitted|0|0|||",
+		"0|0||logout1800|0|||",
+		"0|0||0|video-1video95|||",
+		"0|0||0|0||quiz.hint_opened|hint=2,step=checkout",
+		"0|0||0|0||caliperToolUseEventUsedhttps://example.edu/t/1SoftwareApplicationurn:uuid:1|level=4",
 	}
 	if len(rows) != len(evs) {
 		t.Fatalf("stored %d rows, want %d", len(rows), len(evs))
@@ -194,7 +201,7 @@ func TestWriteFlattensEachEventType(t *testing.T) {
 	if diff := synth.Diff(synth.Want(evs), got(t, conn)); len(diff) > 0 {
 		t.Errorf("rollups differ from the input:\n%s", strings.Join(diff, "\n"))
 	}
-	assertNext(t, store, topic, []int32{3}, map[int32]int64{3: 45})
+	assertNext(t, store, topic, []int32{3}, map[int32]int64{3: 47})
 }
 
 func got(t *testing.T, conn driver.Conn) synth.Rollups {

@@ -522,3 +522,34 @@ func TestSealedFieldsAreOpenedAndShreddedOnesSuppressed(t *testing.T) {
 	}
 	e.enriched(e.seal(e.event("d1", "sis", "B", session("x"))))
 }
+
+// Custom and generic events pass the enricher like any event: their payloads are carried, a policy
+// that drops custom.properties removes the properties and keeps the name, and the free-text rule masks
+// personal data in extension values.
+func TestCustomAndGenericThroughTheEnricher(t *testing.T) {
+	e := newEnv(t, "keeps", "drops")
+	e.setPolicy("keeps", privacy.TemplateFERPA, nil)
+	e.setPolicy("drops", privacy.TemplateFERPA, func(p *privacy.Policy) {
+		if p.Fields == nil {
+			p.Fields = map[string]string{}
+		}
+		p.Fields["custom.properties"] = privacy.ActionDrop
+	})
+	custom := func() *records.CustomEvent {
+		return &records.CustomEvent{Name: "checkout.step", PropertyKeys: []string{"plan", "step"}, PropertyValues: []string{"pro", "2"}}
+	}
+	kept := e.enriched(e.event("keeps", "app", "s1", custom()))
+	if kept.Type != records.TypeCustom || kept.Custom == nil || kept.Custom.Name != "checkout.step" ||
+		fmt.Sprint(kept.Custom.PropertyKeys, kept.Custom.PropertyValues) != "[plan step] [pro 2]" {
+		t.Fatalf("custom event kept as %+v", kept.Custom)
+	}
+	dropped := e.enriched(e.event("drops", "app", "s1", custom()))
+	if dropped.Custom == nil || dropped.Custom.Name != "checkout.step" || len(dropped.Custom.PropertyKeys) != 0 || len(dropped.Custom.PropertyValues) != 0 {
+		t.Fatalf("custom event under a policy dropping its properties: %+v", dropped.Custom)
+	}
+	g := e.enriched(e.event("keeps", "caliper", "s1", &records.GenericEvent{Standard: "caliper", Type: "ToolUseEvent", Action: "Used",
+		ObjectID: "https://example.edu/t/1", ExtensionKeys: []string{"note"}, ExtensionValues: []string{"mail kid@example.org"}}))
+	if g.Generic == nil || g.Generic.ObjectID != "https://example.edu/t/1" || fmt.Sprint(g.Generic.ExtensionValues) != "[mail [email]]" {
+		t.Fatalf("generic event enriched as %+v", g.Generic)
+	}
+}

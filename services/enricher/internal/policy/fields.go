@@ -87,6 +87,14 @@ func fieldTable() map[string]fieldDef {
 		"roster_result.comment": {records.TypeRosterResult, func(ev *records.EnrichedEvent, o op) bool {
 			return o.opt(&ev.RosterResult.Comment)
 		}},
+
+		"custom.properties": {records.TypeCustom, func(ev *records.EnrichedEvent, o op) bool {
+			return o.pairs(&ev.Custom.PropertyKeys, &ev.Custom.PropertyValues)
+		}},
+		"generic.object_id": {records.TypeGeneric, func(ev *records.EnrichedEvent, o op) bool { return o.str(&ev.Generic.ObjectID) }},
+		"generic.extensions": {records.TypeGeneric, func(ev *records.EnrichedEvent, o op) bool {
+			return o.pairs(&ev.Generic.ExtensionKeys, &ev.Generic.ExtensionValues)
+		}},
 	}
 }
 

@@ -109,3 +109,52 @@ func TestFreeTextScansWhatTheFieldsKeep(t *testing.T) {
 		t.Errorf("COPPA under 13: %v, reason %v", got, child.Attendance.Reason)
 	}
 }
+
+func customEvent() *records.EnrichedEvent {
+	return &records.EnrichedEvent{Type: records.TypeCustom, Custom: &records.CustomEvent{Name: "support.message_sent",
+		PropertyKeys: []string{"channel", "note"}, PropertyValues: []string{"chat", "write me at kid@example.org"}}}
+}
+
+func genericEvent() *records.EnrichedEvent {
+	return &records.EnrichedEvent{Type: records.TypeGeneric, Generic: &records.GenericEvent{Standard: "xapi", Type: "verb",
+		ObjectID: "http://example.edu/a/1", ExtensionKeys: []string{"contact"}, ExtensionValues: []string{"555-123-4567"}}}
+}
+
+// A custom event's property values and a generic event's extension values are scanned like free text;
+// a policy that drops the properties or extensions removes every pair, and then nothing is scanned.
+func TestCustomPropertiesAndGenericExtensions(t *testing.T) {
+	ev := customEvent()
+	c := freeTextPolicy(privacy.ActionMask, nil)
+	c.Apply(ev, Adult)
+	found, rejected := c.FreeText(ev, Adult)
+	if rejected || !slices.Equal(found, []Detection{{"custom.properties", pii.Email, privacy.ActionMask}}) {
+		t.Fatalf("found %v, rejected %v", found, rejected)
+	}
+	if !slices.Equal(ev.Custom.PropertyValues, []string{"chat", "write me at [email]"}) || len(ev.Custom.PropertyKeys) != 2 {
+		t.Fatalf("masked properties = %v %v", ev.Custom.PropertyKeys, ev.Custom.PropertyValues)
+	}
+
+	g := genericEvent()
+	if found, _ := c.FreeText(g, Adult); len(found) != 1 || found[0].Field != "generic.extensions" || found[0].Kind != pii.Phone {
+		t.Fatalf("generic: found %v", found)
+	}
+
+	ev = customEvent()
+	c = freeTextPolicy(privacy.ActionReject, map[string]string{"custom.properties": privacy.ActionDrop})
+	if r := c.Apply(ev, Adult); r != "" {
+		t.Fatalf("rejected by %s", r)
+	}
+	if found, rejected := c.FreeText(ev, Adult); len(found) != 0 || rejected {
+		t.Fatalf("dropped properties were scanned: %v %v", found, rejected)
+	}
+	if ev.Custom.Name != "support.message_sent" || len(ev.Custom.PropertyKeys) != 0 || len(ev.Custom.PropertyValues) != 0 {
+		t.Fatalf("after drop: %+v", ev.Custom)
+	}
+
+	g = genericEvent()
+	c = freeTextPolicy("", map[string]string{"generic.object_id": privacy.ActionMask, "generic.extensions": privacy.ActionMask})
+	c.Apply(g, Adult)
+	if g.Generic.ObjectID != "h***" || len(g.Generic.ExtensionKeys) != 0 || g.Generic.Type != "verb" {
+		t.Fatalf("after mask: %+v", g.Generic)
+	}
+}

@@ -357,6 +357,30 @@ func (o op) date(d **time.Time) bool {
 }
 
 // value handles fields a policy can only keep or remove (mask removes them too).
+// pairs applies o to the key/value pairs of a custom event's properties or a generic event's
+// extensions (kind value): drop and mask remove every pair; a free-text scan looks at each value and
+// masks what it finds there, the keys being the product's own names.
+func (o op) pairs(keys, values *[]string) bool {
+	present := len(*keys) > 0
+	if !present {
+		return false
+	}
+	if o.action != actionScan {
+		if o.action != privacy.ActionKeep {
+			*keys, *values = []string{}, []string{}
+		}
+		return true
+	}
+	var found []pii.Match
+	for i := range *values {
+		o.str(&(*values)[i])
+		found = append(found, o.scan.found...)
+		o.scan.found = nil
+	}
+	o.scan.found = found
+	return true
+}
+
 func value[T any](o op, v *T, present bool) bool {
 	if present && o.action != privacy.ActionKeep {
 		var zero T

@@ -26,6 +26,8 @@ func TestValidEventsOfEveryType(t *testing.T) {
 		records.TypeAssignmentSubmission: `{"assignment_id":"hw1","due_at":"2026-11-19T23:59:00Z","submitted_at":"2026-11-20T07:00:00Z","status":"submitted","score":3,"max_score":5}`,
 		records.TypeSession:              `{"action":"logout","duration_seconds":1200}`,
 		records.TypeContentView:          `{"content_id":"v1","content_type":"video","duration_seconds":90,"percent_complete":50}`,
+		records.TypeCustom:               `{"name":"quiz.hint_opened","properties":{"step":"2","plan":"trial"}}`,
+		records.TypeGeneric:              `{"standard":"caliper","type":"ToolUseEvent","action":"Used","object_id":"https://example.edu/tool","object_type":"SoftwareApplication"}`,
 	}
 	i := 0
 	for typ, p := range payloads {
@@ -300,6 +302,12 @@ var fullEvents = []string{
 	  "actor":{"sis_id":"S1","role":"student"},"payload":{"action":"login","session_id":"x","device":"ipad","app":"lms"}}`,
 	`{"event_id":"6f1c2b7e-8a3d-4c1e-9f00-000000000005","type":"content_view","occurred_at":"2026-11-20T08:00:00Z",
 	  "actor":{"sis_id":"S1","role":"student"},"payload":{"content_id":"v","content_type":"video","duration_seconds":1}}`,
+	`{"event_id":"6f1c2b7e-8a3d-4c1e-9f00-000000000006","type":"custom","occurred_at":"2026-11-20T08:00:00Z",
+	  "actor":{"sis_id":"S1","role":"student"},"payload":{"name":"checkout","properties":{"plan":"pro","step":"3"}}}`,
+	`{"event_id":"6f1c2b7e-8a3d-4c1e-9f00-000000000007","type":"generic","occurred_at":"2026-11-20T08:00:00Z",
+	  "actor":{"sis_id":"S1","role":"student"},"payload":{"standard":"xapi","type":"http://adlnet.gov/expapi/verbs/experienced",
+	  "action":"experienced","object_id":"http://example.edu/act/1","object_type":"http://adlnet.gov/expapi/activities/lesson",
+	  "statement_id":"0b8c1f2e-1111-4a55-9d0b-0c9c1f7d3a11","extensions":{"level":"4"}}}`,
 }
 
 // stringFields returns the dotted path of every string value of a JSON object.
@@ -366,8 +374,8 @@ func TestEveryStringFieldIsChecked(t *testing.T) {
 			}
 		}
 	}
-	if checked != 45 {
-		t.Fatalf("checked %d string fields, want 45", checked)
+	if checked != 65 {
+		t.Fatalf("checked %d string fields, want 65", checked)
 	}
 	multiline := strings.Replace(fullEvents[0], `"doctor"`, `"doctor:\r\n\tflu"`, 1)
 	if acc, rej := Validate([]json.RawMessage{json.RawMessage(multiline)}, meta); len(acc) != 1 {
@@ -412,4 +420,81 @@ func checkStrings(t *testing.T, field string, b []byte) {
 		}
 	}
 	walk(field, v)
+}
+
+// A custom event's properties become two arrays sorted by key; a generic event keeps its fields.
+func TestCustomAndGenericPayloads(t *testing.T) {
+	acc, rej := Validate([]json.RawMessage{json.RawMessage(fullEvents[5]), json.RawMessage(fullEvents[6])}, meta)
+	if len(rej) != 0 || len(acc) != 2 {
+		t.Fatalf("rejected: %+v", rej)
+	}
+	c := acc[0].Event.Custom
+	if c == nil || c.Name != "checkout" || !slices.Equal(c.PropertyKeys, []string{"plan", "step"}) ||
+		!slices.Equal(c.PropertyValues, []string{"pro", "3"}) {
+		t.Fatalf("custom = %+v", c)
+	}
+	g := acc[1].Event.Generic
+	if g == nil || g.Standard != "xapi" || g.Type != "http://adlnet.gov/expapi/verbs/experienced" || g.Action != "experienced" ||
+		g.ObjectID != "http://example.edu/act/1" || g.StatementID == nil || !slices.Equal(g.ExtensionKeys, []string{"level"}) ||
+		!slices.Equal(g.ExtensionValues, []string{"4"}) {
+		t.Fatalf("generic = %+v", g)
+	}
+	// Without properties or extensions, the arrays are empty (Avro arrays are never null).
+	bare := `{"event_id":"6f1c2b7e-8a3d-4c1e-9f00-000000000008","type":"custom","occurred_at":"2026-11-20T08:00:00Z",
+	  "actor":{"sis_id":"S1","role":"student"},"payload":{"name":"opened"}}`
+	if acc, rej := Validate([]json.RawMessage{json.RawMessage(bare)}, meta); len(acc) != 1 || acc[0].Event.Custom.PropertyKeys == nil {
+		t.Fatalf("bare custom event: accepted %+v, rejected %+v", acc, rej)
+	}
+}
+
+func TestCustomAndGenericFieldErrors(t *testing.T) {
+	custom := func(p string) string {
+		return `{"event_id":"6f1c2b7e-8a3d-4c1e-9f00-000000000001","type":"custom","occurred_at":"2026-11-20T08:00:00Z",
+		  "actor":{"sis_id":"S1","role":"student"},"payload":` + p + `}`
+	}
+	generic := func(p string) string {
+		return strings.Replace(custom(p), `"type":"custom"`, `"type":"generic"`, 1)
+	}
+	many := func(n int) string {
+		var b strings.Builder
+		for i := range n {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `"k%d":"v"`, i)
+		}
+		return "{" + b.String() + "}"
+	}
+	tests := []struct {
+		name, event, field, msg string
+	}{
+		{"no name", custom(`{"properties":{}}`), "payload.name", "is required"},
+		{"name with a space", custom(`{"name":"hint opened"}`), "payload.name", "must hold only"},
+		{"name too long", custom(`{"name":"` + strings.Repeat("n", 129) + `"}`), "payload.name", "must be at most 128 bytes"},
+		{"number value", custom(`{"name":"n","properties":{"score":7}}`), "payload.properties.score", "must be a string"},
+		{"bool value", custom(`{"name":"n","properties":{"ok":true}}`), "payload.properties.ok", "must be a string"},
+		{"null value", custom(`{"name":"n","properties":{"ok":null}}`), "payload.properties.ok", "must be a string"},
+		{"object value", custom(`{"name":"n","properties":{"ok":{"a":"b"}}}`), "payload.properties.ok", "must be a string"},
+		{"value too long", custom(`{"name":"n","properties":{"note":"` + strings.Repeat("v", 1025) + `"}}`), "payload.properties.note", "must be at most 1024 bytes"},
+		{"key too long", custom(`{"name":"n","properties":{"` + strings.Repeat("k", 65) + `":"v"}}`), "payload.properties", "key"},
+		{"empty key", custom(`{"name":"n","properties":{"":"v"}}`), "payload.properties", "must not have an empty key"},
+		{"51 properties", custom(`{"name":"n","properties":` + many(51) + `}`), "payload.properties", "must have at most 50 members"},
+		{"properties not an object", custom(`{"name":"n","properties":["a"]}`), "payload.properties", ""},
+		{"unknown standard", generic(`{"standard":"scorm","type":"T"}`), "payload.standard", "must be one of"},
+		{"no type", generic(`{"standard":"caliper"}`), "payload.type", "is required"},
+		{"number extension", generic(`{"standard":"xapi","type":"T","extensions":{"level":4}}`), "payload.extensions.level", "must be a string"},
+		{"51 extensions", generic(`{"standard":"xapi","type":"T","extensions":` + many(51) + `}`), "payload.extensions", "must have at most 50 members"},
+		{"object id too long", generic(`{"standard":"xapi","type":"T","object_id":"` + strings.Repeat("o", 1025) + `"}`), "payload.object_id", "must be at most 1024 bytes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			acc, rej := Validate([]json.RawMessage{json.RawMessage(tt.event)}, meta)
+			if len(acc) != 0 || len(rej) != 1 || !hasError(rej[0].Errors, tt.field, tt.msg) {
+				t.Fatalf("accepted %d, rejected %+v; want an error on %s starting %q", len(acc), rej, tt.field, tt.msg)
+			}
+		})
+	}
+	if acc, _ := Validate([]json.RawMessage{json.RawMessage(custom(`{"name":"n","properties":` + many(50) + `}`))}, meta); len(acc) != 1 {
+		t.Fatal("50 properties were refused")
+	}
 }

@@ -1,6 +1,8 @@
 package ingest
 
 import (
+	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/edtech-analytics/platform/libs/records"
@@ -14,6 +16,8 @@ var payloadDecoders = map[string]func(v *validator, b jsontext.Value, ev *record
 	records.TypeAssignmentSubmission: decodeSubmission,
 	records.TypeSession:              decodeSession,
 	records.TypeContentView:          decodeContentView,
+	records.TypeCustom:               decodeCustom,
+	records.TypeGeneric:              decodeGeneric,
 }
 
 func eventTypes() []string {
@@ -181,4 +185,116 @@ func decodeContentView(v *validator, b jsontext.Value, ev *records.RawEvent) {
 		v.number("payload.percent_complete", *in.PercentComplete, 0, 100)
 	}
 	ev.ContentView = c
+}
+
+// Bounds of custom and generic events (ADR 0018): what the events table's arrays hold per row.
+const (
+	maxCustomNameBytes = 128  // payload.name of a custom event
+	maxPairs           = 50   // properties of a custom event, extensions of a generic one
+	maxPropertyKey     = 64   // a custom property's key
+	maxExtensionKey    = 256  // a generic extension's key: Caliper and xAPI name extensions by IRI
+	maxPairValueBytes  = 1024 // a property's or extension's value
+	maxObjectIDBytes   = 1024 // payload.object_id of a generic event: an IRI
+)
+
+// decodeCustom decodes a product's own event: a name and string properties, kept as two parallel
+// arrays sorted by key.
+func decodeCustom(v *validator, b jsontext.Value, ev *records.RawEvent) {
+	var in struct {
+		Name       string                    `json:"name"`
+		Properties map[string]jsontext.Value `json:"properties"`
+	}
+	if !payload(v, b, &in) {
+		return
+	}
+	switch {
+	case in.Name == "":
+		v.add("payload.name", "is required")
+	case !v.text("payload.name", in.Name, maxCustomNameBytes, records.Line):
+	case !isEventName(in.Name):
+		v.add("payload.name", "must hold only A-Z, a-z, 0-9, '_', '.', ':' and '-'")
+	}
+	keys, values := v.pairs("payload.properties", in.Properties, maxPropertyKey)
+	ev.Custom = &records.CustomEvent{Name: in.Name, PropertyKeys: keys, PropertyValues: values}
+}
+
+// isEventName reports whether s holds only the characters of a custom event's name.
+func isEventName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_', c == '.', c == ':', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+var genericStandards = set("caliper", "xapi")
+
+// decodeGeneric decodes a Caliper event or xAPI statement that maps to no platform type.
+func decodeGeneric(v *validator, b jsontext.Value, ev *records.RawEvent) {
+	var in struct {
+		Standard    string                    `json:"standard"`
+		Type        string                    `json:"type"`
+		Action      string                    `json:"action"`
+		ObjectID    string                    `json:"object_id"`
+		ObjectType  string                    `json:"object_type"`
+		StatementID *string                   `json:"statement_id"`
+		Extensions  map[string]jsontext.Value `json:"extensions"`
+	}
+	if !payload(v, b, &in) {
+		return
+	}
+	v.oneOf("payload.standard", in.Standard, genericStandards, "caliper, xapi")
+	v.id("payload.type", in.Type, true)
+	v.id("payload.action", in.Action, false)
+	v.text("payload.object_id", in.ObjectID, maxObjectIDBytes, records.Line)
+	v.id("payload.object_type", in.ObjectType, false)
+	v.optText("payload.statement_id", in.StatementID, records.MaxIDBytes, records.Line)
+	keys, values := v.pairs("payload.extensions", in.Extensions, maxExtensionKey)
+	ev.Generic = &records.GenericEvent{Standard: in.Standard, Type: in.Type, Action: in.Action, ObjectID: in.ObjectID,
+		ObjectType: in.ObjectType, StatementID: in.StatementID, ExtensionKeys: keys, ExtensionValues: values}
+}
+
+// pairs checks a JSON object of string values (at most maxPairs members, keys of 1 to keyLimit bytes,
+// values of at most maxPairValueBytes, single-line) and returns its keys, sorted, and their values. An
+// error about one member is named field.<key>.
+func (v *validator) pairs(field string, m map[string]jsontext.Value, keyLimit int) (keys, values []string) {
+	if len(m) > maxPairs {
+		v.add(field, fmt.Sprintf("must have at most %d members", maxPairs))
+		return []string{}, []string{}
+	}
+	keys = make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	values = make([]string, len(keys))
+	for i, k := range keys {
+		f := field + "." + k
+		if k == "" {
+			v.add(field, "must not have an empty key")
+			continue
+		}
+		if msg := records.CheckText(k, keyLimit, records.Line); msg != "" {
+			v.add(field, fmt.Sprintf("key %.64q: %s", k, msg)) // the key is no field name: it may be huge
+			continue
+		}
+		raw := m[k]
+		if raw.Kind() != '"' {
+			v.add(f, "must be a string")
+			continue
+		}
+		var s string
+		if err := strictUnmarshal(raw, &s); err != nil {
+			v.add(f, jsonMessage(err))
+			continue
+		}
+		if v.text(f, s, maxPairValueBytes, records.Line) {
+			values[i] = s
+		}
+	}
+	return keys, values
 }
