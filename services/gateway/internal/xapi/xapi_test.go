@@ -45,7 +45,9 @@ func TestVerbsMapOntoPlatformTypes(t *testing.T) {
 			`"result":{"duration":"PT4M30S"}`), "content_view",
 			func(p map[string]any) bool { return p["duration_seconds"] == 270.0 && p["content_type"] == "media" }},
 		{"passed with raw score", statement(Passed, activity, `"result":{"score":{"raw":83,"min":0,"max":100},"success":true}`), "assessment_result",
-			func(p map[string]any) bool { return p["score"] == 83.0 && p["max_score"] == 100.0 && p["assessment_id"] == "http://example.adlnet.gov/xapi/example/simpleCBT" }},
+			func(p map[string]any) bool {
+				return p["score"] == 83.0 && p["max_score"] == 100.0 && p["assessment_id"] == "http://example.adlnet.gov/xapi/example/simpleCBT"
+			}},
 		{"scored scaled", statement(Scored, activity, `"result":{"score":{"scaled":0.95}}`), "assessment_result",
 			func(p map[string]any) bool { return p["score"] == 95.0 && p["max_score"] == 100.0 }},
 		{"completed without a score", statement(Completed, activity, `"result":{"completion":true}`), "generic",
