@@ -233,7 +233,7 @@ func Convert(i int, raw json.RawMessage) (json.RawMessage, []ingest.FieldError) 
 			"duration_seconds": standard.DurationSeconds(object.Duration)}
 		out["type"] = "content_view"
 	default:
-		payload = map[string]any{"standard": "caliper", "type": ev.Type, "action": ev.Action, "object_id": object.ID}
+		payload = map[string]any{"standard": "caliper", "type": ev.Type, "action": ev.Action, "object_id": object.ID, "statement_id": ev.ID}
 		if object.Type != "" {
 			payload["object_type"] = object.Type
 		}

@@ -134,7 +134,7 @@ func TestEveryEventTypeIsTaken(t *testing.T) {
 }
 
 // TestMappedEventsPassThePlatformsChecks: what Convert makes of the examples is an event POST /v1/events
-// takes (generic events aside, checked where their type is).
+// takes, generic events included.
 func TestMappedEventsPassThePlatformsChecks(t *testing.T) {
 	var raws []json.RawMessage
 	for i, e := range []string{
@@ -143,6 +143,8 @@ func TestMappedEventsPassThePlatformsChecks(t *testing.T) {
 		example(3, "AssignableEvent", "Submitted", assessment, ""),
 		example(4, "ViewEvent", "Viewed", document, ""),
 		example(5, "MediaEvent", "Ended", `{"id":"https://example.edu/videos/1","type":"VideoObject","duration":"PT30M"}`, ""),
+		example(6, "ToolUseEvent", "Used", `{"id":"https://example.edu","type":"SoftwareApplication"}`, `"extensions":{"com.example.level":4}`),
+		example(7, "AnnotationEvent", "Tagged", document, ""),
 	} {
 		out, errs := Convert(i, json.RawMessage(e))
 		if errs != nil {

@@ -15,7 +15,7 @@ import (
 // grade about the graded student; an event with an action its type does not allow is refused naming
 // its JSON pointer, and goes to the dead-letter topic; the same envelope sent again adds the same ids.
 func TestCaliperEnvelopesReachRawAsPlatformEvents(t *testing.T) {
-	f := newFixture(t)
+	f := newFixture(t, func(s *setup) { s.limits.MaxEvents = 10 })
 	now := time.Now().UTC().Format(time.RFC3339)
 	person := `{"id":"https://example.edu/users/554433","type":"Person"}`
 	ev := func(id, typ, action, object, extra string) string {
@@ -33,11 +33,13 @@ func TestCaliperEnvelopesReachRawAsPlatformEvents(t *testing.T) {
 		ev("a0000000-0000-4000-8000-000000000003", "AssignableEvent", "Submitted", `{"id":"https://example.edu/assignments/7","type":"AssignableDigitalResource"}`, ""),
 		ev("a0000000-0000-4000-8000-000000000004", "ViewEvent", "Viewed", `{"id":"https://example.edu/etexts/201.epub","type":"Document"}`, ""),
 		ev("a0000000-0000-4000-8000-000000000005", "ViewEvent", "Graded", `{"id":"https://example.edu/etexts/201.epub","type":"Document"}`, ""),
+		ev("a0000000-0000-4000-8000-000000000006", "ToolUseEvent", "Used", `{"id":"https://example.edu","type":"SoftwareApplication"}`,
+			`,"extensions":{"com.example.level":"4"}`),
 	}
 	body := []byte(`{"sensor":"https://example.edu/sensors/1","sendTime":"` + now + `","dataVersion":"https://purl.imsglobal.org/ctx/caliper/v1p2","data":[` +
 		strings.Join(data, ",") + `]}`)
 	code, out := f.postRaw(t, "/v1/caliper", "good", "application/json", body)
-	if code != http.StatusAccepted || out["accepted"] != 4.0 || !strings.Contains(fmtJSON(out["rejected"]), `"field":"/data/4/action"`) {
+	if code != http.StatusAccepted || out["accepted"] != 5.0 || !strings.Contains(fmtJSON(out["rejected"]), `"field":"/data/4/action"`) {
 		t.Fatalf("caliper: %d %v", code, out)
 	}
 	var got []string
@@ -47,16 +49,21 @@ func TestCaliperEnvelopesReachRawAsPlatformEvents(t *testing.T) {
 		if e.Type == records.TypeAssessmentResult && (e.AssessmentResult.Score != 8 || string(r.Key) == "") {
 			t.Fatalf("grade %+v", e.AssessmentResult)
 		}
+		if e.Type == records.TypeGeneric && (e.Generic.Standard != "caliper" || e.Generic.Type != "ToolUseEvent" || e.Generic.Action != "Used" ||
+			!slices.Equal(e.Generic.ExtensionKeys, []string{"com.example.level"}) || !slices.Equal(e.Generic.ExtensionValues, []string{"4"})) {
+			t.Fatalf("generic %+v", e.Generic)
+		}
 	}
 	want := []string{"session:a0000000-0000-4000-8000-000000000001", "assessment_result:a0000000-0000-4000-8000-000000000002",
-		"assignment_submission:a0000000-0000-4000-8000-000000000003", "content_view:a0000000-0000-4000-8000-000000000004"}
+		"assignment_submission:a0000000-0000-4000-8000-000000000003", "content_view:a0000000-0000-4000-8000-000000000004",
+		"generic:a0000000-0000-4000-8000-000000000006"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("raw holds %v, want %v", got, want)
 	}
 	if n := len(f.readTopic(t, f.kcfg.Topics().DLQ)); n != 1 {
 		t.Fatalf("dlq holds %d", n)
 	}
-	if code, out := f.postRaw(t, "/v1/caliper", "good", "application/json", body); code != http.StatusAccepted || out["accepted"] != 4.0 {
+	if code, out := f.postRaw(t, "/v1/caliper", "good", "application/json", body); code != http.StatusAccepted || out["accepted"] != 5.0 {
 		t.Fatalf("sent again: %d %v", code, out)
 	}
 	ids := f.rawEventIDs(t)

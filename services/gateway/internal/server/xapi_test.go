@@ -55,10 +55,12 @@ func TestXAPIStatementsRoundTrip(t *testing.T) {
 		return s + "}"
 	}
 	const id1, id2, id3 = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222", "33333333-3333-4333-8333-333333333333"
-	batch := "[" + st(id1, "experienced", `{"duration":"PT2M"}`) + "," + st(id2, "passed", `{"score":{"raw":9,"max":10}}`) + "]"
+	const id4 = "44444444-4444-4444-8444-444444444440"
+	batch := "[" + st(id1, "experienced", `{"duration":"PT2M"}`) + "," + st(id2, "passed", `{"score":{"raw":9,"max":10}}`) + "," +
+		st(id4, "answered", `{"success":true}`) + "]"
 	code, body := f.xapiDo(t, "POST", "", "1.0.3", batch)
 	var ids []string
-	if code != http.StatusOK || json.Unmarshal(body, &ids) != nil || !slices.Equal(ids, []string{id1, id2}) {
+	if code != http.StatusOK || json.Unmarshal(body, &ids) != nil || !slices.Equal(ids, []string{id1, id2, id4}) {
 		t.Fatalf("POST: %d %s", code, body)
 	}
 	raw := func() []string {
@@ -69,17 +71,17 @@ func TestXAPIStatementsRoundTrip(t *testing.T) {
 		}
 		return out
 	}
-	if got := raw(); !slices.Equal(got, []string{"content_view:" + id1, "assessment_result:" + id2}) {
+	if got := raw(); !slices.Equal(got, []string{"content_view:" + id1, "assessment_result:" + id2, "generic:" + id4}) {
 		t.Fatalf("raw holds %v", got)
 	}
-	if code, body := f.xapiDo(t, "POST", "", "1.0.3", batch); code != http.StatusOK || len(raw()) != 2 {
+	if code, body := f.xapiDo(t, "POST", "", "1.0.3", batch); code != http.StatusOK || len(raw()) != 3 {
 		t.Fatalf("the same statements again: %d %s, raw holds %v", code, body, raw())
 	}
 	if code, body := f.xapiDo(t, "POST", "", "1.0.3", st(id1, "experienced", `{"duration":"PT9M"}`)); code != http.StatusConflict ||
 		!strings.Contains(string(body), id1) {
 		t.Fatalf("another statement under a taken id: %d %s", code, body)
 	}
-	if code, body := f.xapiDo(t, "PUT", "?statementId="+id3, "1.0.3", st("", "experienced", "")); code != http.StatusNoContent || len(raw()) != 3 {
+	if code, body := f.xapiDo(t, "PUT", "?statementId="+id3, "1.0.3", st("", "experienced", "")); code != http.StatusNoContent || len(raw()) != 4 {
 		t.Fatalf("PUT: %d %s", code, body)
 	}
 	if code, _ := f.xapiDo(t, "PUT", "?statementId="+id3, "1.0.3", st("", "experienced", "")); code != http.StatusNoContent {
@@ -90,7 +92,7 @@ func TestXAPIStatementsRoundTrip(t *testing.T) {
 	}
 	bad := "[" + st("44444444-4444-4444-8444-444444444444", "experienced", "") + `,{"verb":{"id":"http://adlnet.gov/expapi/verbs/answered"}}]`
 	code, body = f.xapiDo(t, "POST", "", "1.0.3", bad)
-	if code != http.StatusBadRequest || !strings.Contains(string(body), `"field":"/1/actor"`) || len(raw()) != 3 {
+	if code != http.StatusBadRequest || !strings.Contains(string(body), `"field":"/1/actor"`) || len(raw()) != 4 {
 		t.Fatalf("a batch with an invalid statement: %d %s", code, body)
 	}
 	if code, body := f.xapiDo(t, "POST", "", "", batch); code != http.StatusBadRequest || !strings.Contains(string(body), "X-Experience-API-Version") {
