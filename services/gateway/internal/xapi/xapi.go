@@ -154,10 +154,9 @@ func convert(where string, raw json.RawMessage, now time.Time, id string) (Conve
 		c.ID = uuid5(raw)
 	}
 	sis := ""
-	switch {
-	case st.Actor == nil:
+	if st.Actor == nil {
 		add("/actor", "is required")
-	default:
+	} else {
 		var msg string
 		if sis, msg = actorID(*st.Actor); msg != "" {
 			add("/actor", msg)
