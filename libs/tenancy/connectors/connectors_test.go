@@ -1,0 +1,130 @@
+package connectors_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
+	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/connectors"
+	"github.com/edtech-analytics/platform/libs/tenancy/internal/controltest"
+)
+
+// masterKeys seal with AES-GCM, as libs/keyring's local master keys do (that module depends on this one).
+type masterKeys struct{ aead cipher.AEAD }
+
+func newMasterKeys(t *testing.T) *masterKeys {
+	t.Helper()
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	b, err := aes.NewCipher(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := cipher.NewGCMWithRandomNonce(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &masterKeys{g}
+}
+
+func (m *masterKeys) Current() string { return "m1" }
+func (m *masterKeys) Wrap(_ context.Context, _ string, plaintext, aad []byte) ([]byte, error) {
+	return m.aead.Seal(nil, nil, plaintext, aad), nil
+}
+func (m *masterKeys) Unwrap(_ context.Context, id string, wrapped, aad []byte) ([]byte, error) {
+	if id != "m1" {
+		return nil, fmt.Errorf("no master key %q", id)
+	}
+	return m.aead.Open(nil, nil, wrapped, aad)
+}
+
+// TestSourcesKeepSecretsSealedAndTheirStatus: a source is stored with its secrets sealed (the table
+// holds no plain secret), opened back whole; a failing sync counts failures in a row and a success resets
+// them and moves the cursor forward only; a drop's file is recorded once; removing forgets it all.
+func TestSourcesKeepSecretsSealedAndTheirStatus(t *testing.T) {
+	pool, districts := controltest.Districts(t, pgtest.New)
+	ctx := t.Context()
+	if _, err := districts.Create(ctx, "d1", "D1"); err != nil {
+		t.Fatal(err)
+	}
+	store := connectors.New(pool, newMasterKeys(t))
+	src := connectors.Source{TenantID: "d1", SourceID: "sis", Kind: connectors.KindOneRosterREST,
+		BaseURL: "https://sis.example/ims/oneroster/rostering/v1p2", TokenURL: "https://sis.example/token", ClientID: "cid",
+		DeltaEvery: 15 * time.Minute, FullEvery: 24 * time.Hour}
+	if _, err := store.Add(ctx, src, "", "apikey"); !errors.Is(err, tenancy.ErrInvalidArgument) {
+		t.Fatalf("a REST source without a client secret: %v", err)
+	}
+	bad := src
+	bad.BaseURL = "ftp://x"
+	if _, err := store.Add(ctx, bad, "s", "k"); !errors.Is(err, tenancy.ErrInvalidArgument) {
+		t.Fatalf("a bad base URL: %v", err)
+	}
+	hook, err := store.Add(ctx, src, "client-secret-xyz", "gateway-key-abc")
+	if err != nil || len(hook) != 64 {
+		t.Fatalf("add: %q %v", hook, err)
+	}
+	var raw []byte
+	if err := pool.QueryRow(ctx, `SELECT sealed_secret || sealed_api_key || sealed_webhook_key FROM control.connector_sources`).Scan(&raw); err != nil {
+		t.Fatal(err)
+	}
+	for _, plain := range []string{"client-secret-xyz", "gateway-key-abc", hook} {
+		if bytes.Contains(raw, []byte(plain)) {
+			t.Fatalf("the table holds %q in plain form", plain)
+		}
+	}
+	sec, err := store.Open(ctx, "d1", "sis")
+	if err != nil || sec != (connectors.Secrets{ClientSecret: "client-secret-xyz", APIKey: "gateway-key-abc", WebhookKey: hook}) {
+		t.Fatalf("open: %+v %v", sec, err)
+	}
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	for i := range 3 {
+		n, err := store.Record(ctx, "d1", "sis", connectors.Attempt{At: t0, Err: errors.New("provider answered 500")})
+		if err != nil || n != i+1 {
+			t.Fatalf("failure %d: %d %v", i, n, err)
+		}
+	}
+	got, err := store.Get(ctx, "d1", "sis")
+	if err != nil || got.Failures != 3 || got.State != connectors.StatusFailing || got.LastError != "provider answered 500" || got.LastSuccessAt != nil {
+		t.Fatalf("after failures: %+v %v", got.Status, err)
+	}
+	if n, err := store.Record(ctx, "d1", "sis", connectors.Attempt{At: t0.Add(time.Hour), Full: true, Cursor: t0}); err != nil || n != 0 {
+		t.Fatalf("success: %d %v", n, err)
+	}
+	if _, err := store.Record(ctx, "d1", "sis", connectors.Attempt{At: t0.Add(2 * time.Hour), Cursor: t0.Add(-time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	list, err := store.List(ctx, "")
+	if err != nil || len(list) != 1 {
+		t.Fatalf("list: %+v %v", list, err)
+	}
+	st := list[0].Status
+	if st.State != connectors.StatusOK || st.Failures != 0 || !st.Cursor.Equal(t0) || !st.LastFullAt.Equal(t0.Add(time.Hour)) || !st.LastSuccessAt.Equal(t0.Add(2*time.Hour)) {
+		t.Fatalf("after success: %+v", st)
+	}
+	if _, ok, err := store.Dropped(ctx, "d1", "sis", "roster.zip", "e1"); ok || err != nil {
+		t.Fatalf("before the drop: %v %v", ok, err)
+	}
+	if err := store.RecordDrop(ctx, "d1", "sis", connectors.Drop{Name: "roster.zip", ETag: "e1", Outcome: "processed", Report: "{}"}); err != nil {
+		t.Fatal(err)
+	}
+	if d, ok, err := store.Dropped(ctx, "d1", "sis", "roster.zip", "e1"); !ok || err != nil || d.Outcome != "processed" {
+		t.Fatalf("after the drop: %+v %v %v", d, ok, err)
+	}
+	if err := store.Remove(ctx, "d1", "sis"); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Remove(ctx, "d1", "sis"); !errors.Is(err, connectors.ErrNoSource) {
+		t.Fatalf("second remove: %v", err)
+	}
+	if _, ok, _ := store.Dropped(ctx, "d1", "sis", "roster.zip", "e1"); ok {
+		t.Fatal("the drop outlived its source")
+	}
+}
