@@ -1,0 +1,63 @@
+module github.com/edtech-analytics/platform/services/connector
+
+go 1.26.0
+
+require (
+	github.com/cenkalti/backoff/v5 v5.0.3
+	github.com/edtech-analytics/platform/libs/keyring v0.0.0-00010101000000-000000000000
+	github.com/edtech-analytics/platform/libs/pgutil v0.0.0-00010101000000-000000000000
+	github.com/edtech-analytics/platform/libs/tenancy v0.0.0-00010101000000-000000000000
+	github.com/jackc/pgx/v5 v5.12.0
+	github.com/sony/gobreaker/v2 v2.4.0
+	go.opentelemetry.io/otel v1.47.0
+	go.opentelemetry.io/otel/metric v1.47.0
+	go.opentelemetry.io/otel/sdk/metric v1.47.0
+	golang.org/x/oauth2 v0.38.0
+)
+
+require (
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/edtech-analytics/platform/libs/conf v0.0.0-00010101000000-000000000000 // indirect
+	github.com/edtech-analytics/platform/libs/testenv/devenv v0.0.0-00010101000000-000000000000 // indirect
+	github.com/edtech-analytics/platform/libs/ttlcache v0.0.0-00010101000000-000000000000 // indirect
+	github.com/go-logr/logr v1.4.4 // indirect
+	github.com/go-logr/stdr v1.2.2 // indirect
+	github.com/google/uuid v1.6.0 // indirect
+	github.com/hashicorp/golang-lru/v2 v2.0.7 // indirect
+	github.com/jackc/pgpassfile v1.0.0 // indirect
+	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
+	github.com/jackc/puddle/v2 v2.2.3 // indirect
+	github.com/mfridman/interpolate v0.0.2 // indirect
+	github.com/pressly/goose/v3 v3.21.1 // indirect
+	github.com/sethvargo/go-retry v0.2.4 // indirect
+	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
+	go.opentelemetry.io/otel/log v1.47.0 // indirect
+	go.opentelemetry.io/otel/sdk v1.47.0 // indirect
+	go.opentelemetry.io/otel/trace v1.47.0 // indirect
+	go.uber.org/multierr v1.11.0 // indirect
+	golang.org/x/sync v0.24.0 // indirect
+	golang.org/x/sys v0.49.0 // indirect
+	golang.org/x/text v0.43.0 // indirect
+)
+
+replace (
+	github.com/edtech-analytics/platform/libs/archive => ../../libs/archive
+	github.com/edtech-analytics/platform/libs/chutil => ../../libs/chutil
+	github.com/edtech-analytics/platform/libs/conf => ../../libs/conf
+	github.com/edtech-analytics/platform/libs/kafkax => ../../libs/kafkax
+	github.com/edtech-analytics/platform/libs/keyring => ../../libs/keyring
+	github.com/edtech-analytics/platform/libs/mapping => ../../libs/mapping
+	github.com/edtech-analytics/platform/libs/obs => ../../libs/obs
+	github.com/edtech-analytics/platform/libs/pgutil => ../../libs/pgutil
+	github.com/edtech-analytics/platform/libs/pii => ../../libs/pii
+	github.com/edtech-analytics/platform/libs/quality => ../../libs/quality
+	github.com/edtech-analytics/platform/libs/records => ../../libs/records
+	github.com/edtech-analytics/platform/libs/svc => ../../libs/svc
+	github.com/edtech-analytics/platform/libs/tenancy => ../../libs/tenancy
+	github.com/edtech-analytics/platform/libs/testenv/devenv => ../../libs/testenv/devenv
+	github.com/edtech-analytics/platform/libs/testenv/kafkatest => ../../libs/testenv/kafkatest
+	github.com/edtech-analytics/platform/libs/testenv/s3test => ../../libs/testenv/s3test
+	github.com/edtech-analytics/platform/libs/testenv/sampledata => ../../libs/testenv/sampledata
+	github.com/edtech-analytics/platform/libs/ttlcache => ../../libs/ttlcache
+	github.com/edtech-analytics/platform/schemas => ../../schemas
+)
