@@ -10,6 +10,7 @@ require (
 	github.com/edtech-analytics/platform/libs/pgutil v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/svc v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/tenancy v0.0.0-00010101000000-000000000000
+	github.com/edtech-analytics/platform/libs/ttlcache v0.0.0-00010101000000-000000000000
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/sony/gobreaker/v2 v2.4.0
 	go.opentelemetry.io/otel v1.47.0
@@ -23,7 +24,6 @@ require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/edtech-analytics/platform/libs/testenv/devenv v0.0.0-00010101000000-000000000000 // indirect
-	github.com/edtech-analytics/platform/libs/ttlcache v0.0.0-00010101000000-000000000000 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/google/uuid v1.6.0 // indirect
