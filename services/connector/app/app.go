@@ -1,6 +1,6 @@
 // Package app wires the connector: config, the control database and the master keys that open the
-// sources' secrets, the gateway client, the syncer of OneRoster REST sources on its tick, and the admin
-// server. main only parses config and calls Run.
+// sources' secrets, the gateway client, the syncer of OneRoster REST sources on its tick, the file drop on
+// its poll, the webhooks server and the admin server. main only parses config and calls Run.
 package app
 
 import (
@@ -8,20 +8,25 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/edtech-analytics/platform/libs/archive"
 	"github.com/edtech-analytics/platform/libs/conf"
 	"github.com/edtech-analytics/platform/libs/keyring"
 	"github.com/edtech-analytics/platform/libs/obs"
 	"github.com/edtech-analytics/platform/libs/pgutil"
 	"github.com/edtech-analytics/platform/libs/svc"
 	"github.com/edtech-analytics/platform/libs/tenancy/connectors"
+	"github.com/edtech-analytics/platform/services/connector/internal/drop"
 	"github.com/edtech-analytics/platform/services/connector/internal/gateway"
 	"github.com/edtech-analytics/platform/services/connector/internal/syncer"
+	"github.com/edtech-analytics/platform/services/connector/internal/webhook"
 )
 
 // Config is the connector's configuration.
@@ -31,6 +36,11 @@ type Config struct {
 	// GatewayURL is the gateway's base URL, e.g. http://gateway:8080.
 	GatewayURL string
 	AdminAddr  string
+	// HTTPAddr serves the webhooks (POST /v1/webhooks/{source}).
+	HTTPAddr string
+	// DropURL is the gocloud.dev/blob URL of the file drop; DropPoll how often it is polled.
+	DropURL  string
+	DropPoll time.Duration
 	// SyncTick is how often the sources' schedules are checked.
 	SyncTick        time.Duration
 	PageSize        int
@@ -47,6 +57,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Keys.RegisterFlags(fs)
 	conf.String(fs, &c.GatewayURL, "gateway.url", "CONNECTOR_GATEWAY_URL", "http://gateway:8080", "base URL of the gateway the rosters are sent to")
 	conf.String(fs, &c.AdminAddr, "admin.addr", "ADMIN_ADDR", ":9090", "address of /healthz, /readyz and /metrics")
+	conf.String(fs, &c.HTTPAddr, "http.addr", "HTTP_ADDR", ":8080", "address of the webhooks, POST /v1/webhooks/{source}")
+	conf.String(fs, &c.DropURL, "drop.url", "CONNECTOR_DROP_URL", "file:///var/lib/edtech/drop",
+		"gocloud.dev/blob URL of the file drop (<tenant>/<source>/ per file-drop source): file://, s3://, gs:// or azblob://")
+	conf.Duration(fs, &c.DropPoll, "drop.poll", "CONNECTOR_DROP_POLL", 5*time.Second, "how often the file drop is polled")
 	conf.Duration(fs, &c.SyncTick, "sync.tick", "CONNECTOR_SYNC_TICK", 30*time.Second, "how often the sources' schedules are checked")
 	conf.Int(fs, &c.PageSize, "sync.page-size", "CONNECTOR_PAGE_SIZE", 1000, "records asked of a OneRoster provider per page (limit)")
 	conf.Duration(fs, &c.RequestTimeout, "sync.request-timeout", "CONNECTOR_REQUEST_TIMEOUT", 60*time.Second,
@@ -71,10 +85,13 @@ func (c *Config) Validate() error {
 	if u, err := url.Parse(c.GatewayURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		errs = append(errs, fmt.Errorf("gateway.url: an http:// or https:// URL, got %q (env CONNECTOR_GATEWAY_URL)", c.GatewayURL))
 	}
+	if err := archive.CheckURL(c.DropURL); err != nil {
+		errs = append(errs, fmt.Errorf("drop.url: %w (env CONNECTOR_DROP_URL)", err))
+	}
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"sync.tick (env CONNECTOR_SYNC_TICK)", c.SyncTick}, {"sync.request-timeout (env CONNECTOR_REQUEST_TIMEOUT)", c.RequestTimeout},
+	}{{"drop.poll (env CONNECTOR_DROP_POLL)", c.DropPoll},{"sync.tick (env CONNECTOR_SYNC_TICK)", c.SyncTick}, {"sync.request-timeout (env CONNECTOR_REQUEST_TIMEOUT)", c.RequestTimeout},
 		{"gateway.timeout (env CONNECTOR_GATEWAY_TIMEOUT)", c.GatewayTimeout},
 		{"sync.breaker-timeout (env CONNECTOR_BREAKER_TIMEOUT)", c.BreakerTimeout}} {
 		if d.v <= 0 {
@@ -95,7 +112,7 @@ func (c *Config) Validate() error {
 
 // Run syncs the sources until ctx is done. It is ready once the control database answers.
 func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
-	health := obs.NewHealth("postgres")
+	health := obs.NewHealth("postgres", "drop")
 	pool, err := pgutil.Connect(ctx, cfg.DatabaseURL.Reveal())
 	if err != nil {
 		return err
@@ -118,13 +135,47 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
 	if err != nil {
 		return err
 	}
-	ticker := time.NewTicker(cfg.SyncTick)
-	defer ticker.Stop()
-	triggers := make(chan [2]string)
+	bucket, err := archive.Open(ctx, cfg.DropURL)
+	if err != nil {
+		return fmt.Errorf("opening the file drop (CONNECTOR_DROP_URL): %w", err)
+	}
+	defer func() {
+		if cerr := bucket.Close(); cerr != nil {
+			rt.Log.Warn("closing the file drop", "err", cerr)
+		}
+	}()
+	if _, err := bucket.List(nil).Next(ctx); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("reading the file drop: %w", err)
+	}
+	health.SetReady("drop", true)
+	files := drop.New(bucket, store, gw, rt.Log)
 
+	// A webhook queues a delta sync of its source; the syncer runs one sync of a source at a time.
+	triggers := make(chan [2]string, 64)
+	hooks := webhook.New(store, func(tenant, source string) bool {
+		select {
+		case triggers <- [2]string{tenant, source}:
+			return true
+		default:
+			return false
+		}
+	}, rt.Log, nil)
+	mux := http.NewServeMux()
+	hooks.Register(mux)
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listening on %s (HTTP_ADDR): %w", cfg.HTTPAddr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}
+
+	syncTick, dropTick := time.NewTicker(cfg.SyncTick), time.NewTicker(cfg.DropPoll)
+	defer syncTick.Stop()
+	defer dropTick.Stop()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return obs.ServeAdmin(gctx, rt.Log, cfg.AdminAddr, health, rt.Tel.Metrics) })
-	g.Go(func() error { return sync.Run(gctx, ticker.C, triggers) })
+	g.Go(func() error { return obs.Serve(gctx, rt.Log, srv, ln, 10*time.Second) })
+	g.Go(func() error { return sync.Run(gctx, syncTick.C, triggers) })
+	g.Go(func() error { return files.Run(gctx, dropTick.C) })
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) {
 		err = nil
