@@ -54,6 +54,8 @@ type Source struct {
 	BaseURL  string `json:"base_url,omitempty"`
 	TokenURL string `json:"token_url,omitempty"`
 	ClientID string `json:"client_id,omitempty"`
+	// APIKeyID is the id of the gateway API key the connector sends with (control.api_keys).
+	APIKeyID string `json:"api_key_id"`
 	// DeltaEvery and FullEvery are the schedule: a delta sync (records modified since the cursor) every
 	// DeltaEvery, a full (bulk) sync every FullEvery.
 	DeltaEvery time.Duration `json:"delta_every"`
@@ -160,39 +162,41 @@ func (s *Store) Add(ctx context.Context, src Source, clientSecret, apiKey string
 		}
 	}
 	_, err = s.pool.Exec(ctx, `INSERT INTO control.connector_sources (tenant_id, source_id, kind, base_url, token_url, client_id,
-			master_key_id, sealed_secret, sealed_api_key, sealed_webhook_key, delta_every, full_every)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+			master_key_id, sealed_secret, sealed_api_key, sealed_webhook_key, delta_every, full_every, api_key_id)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 		ON CONFLICT (tenant_id, source_id) DO UPDATE SET kind = EXCLUDED.kind, base_url = EXCLUDED.base_url,
 			token_url = EXCLUDED.token_url, client_id = EXCLUDED.client_id, master_key_id = EXCLUDED.master_key_id,
 			sealed_secret = EXCLUDED.sealed_secret, sealed_api_key = EXCLUDED.sealed_api_key,
-			sealed_webhook_key = EXCLUDED.sealed_webhook_key, delta_every = EXCLUDED.delta_every, full_every = EXCLUDED.full_every,
+			sealed_webhook_key = EXCLUDED.sealed_webhook_key, api_key_id = EXCLUDED.api_key_id, delta_every = EXCLUDED.delta_every, full_every = EXCLUDED.full_every,
 			cursor = NULL, last_full_at = NULL, failures = 0, status = 'new', last_error = ''`,
 		src.TenantID, src.SourceID, src.Kind, src.BaseURL, src.TokenURL, src.ClientID, id, sealed[0], sealed[1], sealed[2],
-		src.DeltaEvery, src.FullEvery)
+		src.DeltaEvery, src.FullEvery, src.APIKeyID)
 	if err != nil {
 		return "", fmt.Errorf("storing connector source %s/%s: %w", src.TenantID, src.SourceID, err)
 	}
 	return webhookKey, nil
 }
 
-// Remove deletes a source and the record of its drop. ErrNoSource when there was none.
-func (s *Store) Remove(ctx context.Context, tenant, source string) error {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM control.connector_sources WHERE tenant_id = $1 AND source_id = $2`, tenant, source)
+// Remove deletes a source and the record of its drop, and returns what it was (its API key is the
+// caller's to revoke). ErrNoSource when there was none.
+func (s *Store) Remove(ctx context.Context, tenant, source string) (Source, error) {
+	src, err := scan(s.pool.QueryRow(ctx, `DELETE FROM control.connector_sources WHERE tenant_id = $1 AND source_id = $2
+		RETURNING `+columns, tenant, source))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Source{}, fmt.Errorf("%w: %s of district %s", ErrNoSource, source, tenant)
+	}
 	if err != nil {
-		return fmt.Errorf("removing connector source %s/%s: %w", tenant, source, err)
+		return Source{}, fmt.Errorf("removing connector source %s/%s: %w", tenant, source, err)
 	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("%w: %s of district %s", ErrNoSource, source, tenant)
-	}
-	return nil
+	return src, nil
 }
 
-const columns = `tenant_id, source_id, kind, base_url, token_url, client_id, delta_every, full_every,
+const columns = `tenant_id, source_id, kind, base_url, token_url, client_id, api_key_id, delta_every, full_every,
 	cursor, last_full_at, last_attempt_at, last_success_at, failures, status, last_error`
 
 func scan(row pgx.Row) (Source, error) {
 	var s Source
-	err := row.Scan(&s.TenantID, &s.SourceID, &s.Kind, &s.BaseURL, &s.TokenURL, &s.ClientID, &s.DeltaEvery, &s.FullEvery,
+	err := row.Scan(&s.TenantID, &s.SourceID, &s.Kind, &s.BaseURL, &s.TokenURL, &s.ClientID, &s.APIKeyID, &s.DeltaEvery, &s.FullEvery,
 		&s.Cursor, &s.LastFullAt, &s.LastAttemptAt, &s.LastSuccessAt, &s.Failures, &s.State, &s.LastError)
 	return s, err
 }

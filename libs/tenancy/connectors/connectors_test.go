@@ -58,7 +58,7 @@ func TestSourcesKeepSecretsSealedAndTheirStatus(t *testing.T) {
 	store := connectors.New(pool, newMasterKeys(t))
 	src := connectors.Source{TenantID: "d1", SourceID: "sis", Kind: connectors.KindOneRosterREST,
 		BaseURL: "https://sis.example/ims/oneroster/rostering/v1p2", TokenURL: "https://sis.example/token", ClientID: "cid",
-		DeltaEvery: 15 * time.Minute, FullEvery: 24 * time.Hour}
+		DeltaEvery: 15 * time.Minute, FullEvery: 24 * time.Hour, APIKeyID: "k1"}
 	if _, err := store.Add(ctx, src, "", "apikey"); !errors.Is(err, tenancy.ErrInvalidArgument) {
 		t.Fatalf("a REST source without a client secret: %v", err)
 	}
@@ -118,10 +118,10 @@ func TestSourcesKeepSecretsSealedAndTheirStatus(t *testing.T) {
 	if d, ok, err := store.Dropped(ctx, "d1", "sis", "roster.zip", "e1"); !ok || err != nil || d.Outcome != "processed" {
 		t.Fatalf("after the drop: %+v %v %v", d, ok, err)
 	}
-	if err := store.Remove(ctx, "d1", "sis"); err != nil {
-		t.Fatal(err)
+	if removed, err := store.Remove(ctx, "d1", "sis"); err != nil || removed.APIKeyID != "k1" {
+		t.Fatalf("remove: %+v %v", removed, err)
 	}
-	if err := store.Remove(ctx, "d1", "sis"); !errors.Is(err, connectors.ErrNoSource) {
+	if _, err := store.Remove(ctx, "d1", "sis"); !errors.Is(err, connectors.ErrNoSource) {
 		t.Fatalf("second remove: %v", err)
 	}
 	if _, ok, _ := store.Dropped(ctx, "d1", "sis", "roster.zip", "e1"); ok {

@@ -2,7 +2,7 @@
 -- the platform pulls from (a OneRoster 1.2 REST provider) or a drop where files are left for it.
 --
 -- connector_sources: how to reach the source (kind, base URL, token URL, OAuth client id and its secret),
--- the gateway API key the connector sends the source's rosters with, and the secret that signs the
+-- the gateway API key the connector sends the source's rosters with (and its id, revoked with the source), and the secret that signs the
 -- source's webhooks; every secret sealed by a master key (master_key_id, as in control.district_webhooks:
 -- the district's own keys are shredded by its erasure) and never stored in plain form. The schedule
 -- (delta_every, full_every), the delta cursor (the newest dateLastModified the last sync saw) and the
@@ -20,6 +20,7 @@ CREATE TABLE control.connector_sources (
     client_id            text NOT NULL DEFAULT '',
     master_key_id        text NOT NULL,
     sealed_secret        bytea,
+    api_key_id           text NOT NULL,
     sealed_api_key       bytea NOT NULL,
     sealed_webhook_key   bytea NOT NULL,
     delta_every          interval NOT NULL,
