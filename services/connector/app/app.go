@@ -131,7 +131,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
 	// Requests to the providers carry their own deadlines (sync.request-timeout).
 	sync, err := syncer.New(store, gw, rt.Log, rt.Tel.Meter.Meter("connector"), syncer.Options{
 		PageSize: cfg.PageSize, RequestTimeout: cfg.RequestTimeout, RetryTries: uint(cfg.RetryTries),
-		BreakerFailures: uint32(cfg.BreakerFailures), BreakerTimeout: cfg.BreakerTimeout})
+		BreakerFailures: uint32(cfg.BreakerFailures), BreakerTimeout: cfg.BreakerTimeout, Overlap: time.Minute})
 	if err != nil {
 		return err
 	}

@@ -84,14 +84,25 @@ func runConnectorAdd(ctx context.Context, e Env, args []string) error {
 		}
 	}
 	return withKeyring(ctx, e, c, *keys, *file, func(cp controlPlane, _ *keyring.Keyring) error {
+		store := connectors.New(cp.pool, cp.master)
+		old, err := store.Get(ctx, src.TenantID, src.SourceID)
+		if err != nil && !errors.Is(err, connectors.ErrNoSource) {
+			return err
+		}
 		apiKey, key, err := cp.credentials.CreateAPIKey(ctx, src.TenantID, src.SourceID, []string{credentials.VerbRosterWrite})
 		if err != nil {
 			return err
 		}
 		src.APIKeyID = key.ID
-		webhookKey, err := connectors.New(cp.pool, cp.master).Add(ctx, src, secret, apiKey)
+		webhookKey, err := store.Add(ctx, src, secret, apiKey)
 		if err != nil {
 			return errors.Join(err, cp.credentials.RevokeAPIKey(ctx, key.ID))
+		}
+		// A source added again replaces its secrets: the key it sent with until now goes.
+		if old.APIKeyID != "" {
+			if err := cp.credentials.RevokeAPIKey(ctx, old.APIKeyID); err != nil && !errors.Is(err, tenancy.ErrNotFound) {
+				return err
+			}
 		}
 		if err := cp.record(ctx, src.TenantID, "connector.add", map[string]string{"source": src.SourceID, "kind": src.Kind,
 			"base_url": src.BaseURL, "client_id": src.ClientID, "api_key": key.ID}); err != nil {

@@ -80,6 +80,16 @@ func TestConnectorCommands(t *testing.T) {
 		t.Fatalf("the source's API key: %+v %v", key, err)
 	}
 
+	// Added again: new secrets, and the key it sent with until now is revoked.
+	if _, err := ctlIn(t, url, "client-s3cret\n", rest...); err != nil {
+		t.Fatalf("add again: %v", err)
+	}
+	if _, err := credentials.New(pool).LookupAPIKey(t.Context(), sec.APIKey); err == nil {
+		t.Fatal("the replaced API key still works")
+	}
+	if sec, err = connectors.New(pool, master).Open(t.Context(), "d1", "sis"); err != nil {
+		t.Fatal(err)
+	}
 	secretFile := filepath.Join(t.TempDir(), "secret")
 	if err := os.WriteFile(secretFile, []byte("other\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -103,8 +113,12 @@ func TestConnectorCommands(t *testing.T) {
 		!strings.Contains(out, "file-drop") {
 		t.Fatalf("status:\n%s", out)
 	}
+	current, err := connectors.New(pool, nil).Get(t.Context(), "d1", "sis")
+	if err != nil {
+		t.Fatal(err)
+	}
 	out = mustCtl(t, url, "connector", "remove", "--tenant", "d1", "--source", "sis")
-	if !strings.Contains(out, added.APIKeyID) {
+	if !strings.Contains(out, current.APIKeyID) {
 		t.Fatalf("remove printed %q", out)
 	}
 	if _, err := credentials.New(pool).LookupAPIKey(t.Context(), sec.APIKey); err == nil {
