@@ -91,7 +91,7 @@ func (c *Config) Validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"drop.poll (env CONNECTOR_DROP_POLL)", c.DropPoll},{"sync.tick (env CONNECTOR_SYNC_TICK)", c.SyncTick}, {"sync.request-timeout (env CONNECTOR_REQUEST_TIMEOUT)", c.RequestTimeout},
+	}{{"drop.poll (env CONNECTOR_DROP_POLL)", c.DropPoll}, {"sync.tick (env CONNECTOR_SYNC_TICK)", c.SyncTick}, {"sync.request-timeout (env CONNECTOR_REQUEST_TIMEOUT)", c.RequestTimeout},
 		{"gateway.timeout (env CONNECTOR_GATEWAY_TIMEOUT)", c.GatewayTimeout},
 		{"sync.breaker-timeout (env CONNECTOR_BREAKER_TIMEOUT)", c.BreakerTimeout}} {
 		if d.v <= 0 {
