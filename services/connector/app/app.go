@@ -162,7 +162,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
 	}, rt.Log, nil)
 	mux := http.NewServeMux()
 	hooks.Register(mux)
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listening on %s (HTTP_ADDR): %w", cfg.HTTPAddr, err)
 	}

@@ -30,14 +30,13 @@ type Provider struct {
 	*httptest.Server
 	ClientID, ClientSecret string
 
-	mu      sync.Mutex
-	data    map[string][]map[string]any
-	tokens  map[string]bool
-	issued  int
-	fail    int  // answer 500 to this many more collection requests (-1: all)
-	hang    bool // collection requests wait until the client gives up
-	reqs    []string
-	seenNow []string
+	mu     sync.Mutex
+	data   map[string][]map[string]any
+	tokens map[string]bool
+	issued int
+	fail   int  // answer 500 to this many more collection requests (-1: all)
+	hang   bool // collection requests wait until the client gives up
+	reqs   []string
 }
 
 // NewProvider starts a provider, closed when the test ends.
