@@ -110,8 +110,21 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Run syncs the sources until ctx is done. It is ready once the control database answers.
-func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
+// Option changes how Run starts.
+type Option func(*options)
+
+type options struct{ listener net.Listener }
+
+// WithListener serves the webhooks on ln instead of listening on HTTPAddr (tests pass a loopback listener
+// they opened).
+func WithListener(ln net.Listener) Option { return func(o *options) { o.listener = ln } }
+
+// Run syncs the sources until ctx is done. It is ready once the control database and the drop answer.
+func Run(ctx context.Context, cfg Config, rt svc.Runtime, opts ...Option) error {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	health := obs.NewHealth("postgres", "drop")
 	pool, err := pgutil.Connect(ctx, cfg.DatabaseURL.Reveal())
 	if err != nil {
@@ -162,9 +175,11 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime) error {
 	}, rt.Log, nil)
 	mux := http.NewServeMux()
 	hooks.Register(mux)
-	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("listening on %s (HTTP_ADDR): %w", cfg.HTTPAddr, err)
+	ln := o.listener
+	if ln == nil {
+		if ln, err = (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.HTTPAddr); err != nil {
+			return fmt.Errorf("listening on %s (HTTP_ADDR): %w", cfg.HTTPAddr, err)
+		}
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}
 

@@ -15,8 +15,9 @@ import (
 )
 
 // Control returns a fresh migrated control database (the real PostgreSQL of libs/testenv) with the
-// districts given, and the connectors store over it, sealing with a new local master key.
-func Control(t testing.TB, districts ...string) (*pgxpool.Pool, *connectors.Store, keyring.MasterKeys) {
+// districts given, and the connectors store over it, sealing with a new local master key (whose
+// MASTER_KEYS entry it returns).
+func Control(t testing.TB, districts ...string) (*pgxpool.Pool, *connectors.Store, string) {
 	t.Helper()
 	pool, _ := pgtest.New(t)
 	if err := tenancy.Migrate(t.Context(), pool); err != nil {
@@ -29,9 +30,10 @@ func Control(t testing.TB, districts ...string) (*pgxpool.Pool, *connectors.Stor
 			t.Fatal(err)
 		}
 	}
-	master, err := keyring.ParseLocalKeys(keyring.NewLocalKeyLine("m1"))
+	line := keyring.NewLocalKeyLine("m1")
+	master, err := keyring.ParseLocalKeys(line)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return pool, connectors.New(pool, master), master
+	return pool, connectors.New(pool, master), line
 }

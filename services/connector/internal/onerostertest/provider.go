@@ -201,6 +201,17 @@ type Gateway struct {
 	packages []Package
 	uploads  []Upload
 	fail     int
+	received chan struct{}
+}
+
+// Received is signalled (without blocking) on every package or upload the stub takes.
+func (g *Gateway) Received() <-chan struct{} { return g.received }
+
+func (g *Gateway) signal() {
+	select {
+	case g.received <- struct{}{}:
+	default:
+	}
 }
 
 // Upload is a mapped export the stub received.
@@ -211,7 +222,7 @@ type Upload struct {
 
 // NewGateway starts a gateway stub, closed when the test ends.
 func NewGateway(t testing.TB) *Gateway {
-	g := &Gateway{}
+	g := &Gateway{received: make(chan struct{}, 16)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/roster/csv", func(w http.ResponseWriter, r *http.Request) {
 		if g.failing() {
@@ -228,6 +239,7 @@ func NewGateway(t testing.TB) *Gateway {
 		g.mu.Lock()
 		g.packages = append(g.packages, pkg)
 		g.mu.Unlock()
+		g.signal()
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"accepted":1,"upload":{"id":"u1","status":"sent"}}`)
 	})
@@ -248,6 +260,7 @@ func NewGateway(t testing.TB) *Gateway {
 		g.mu.Lock()
 		g.uploads = append(g.uploads, u)
 		g.mu.Unlock()
+		g.signal()
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"accepted":1,"upload":{"id":"u2","status":"sent"}}`)
 	})

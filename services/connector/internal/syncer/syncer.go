@@ -191,8 +191,8 @@ func (s *Syncer) Sync(ctx context.Context, tenant, source string, full bool) (Re
 	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
 		return Result{}, fmt.Errorf("%w: %s of district %s failed %d times in a row", ErrBreakerOpen, source, tenant, src.Failures)
 	}
-	if ctx.Err() != nil {
-		return res, err // stopping: not the source's failure
+	if err != nil && ctx.Err() != nil {
+		return res, err // stopping: not the source's failure (a success is recorded even while stopping)
 	}
 	attrs := metric.WithAttributes(attribute.String("tenant_id", tenant), attribute.String("source_id", source))
 	n, rerr := s.store.Record(context.WithoutCancel(ctx), tenant, source, connectors.Attempt{At: started, Full: full, Cursor: res.Cursor, Err: err})
