@@ -254,6 +254,51 @@ func (s *Store) Open(ctx context.Context, tenant, source string) (Secrets, error
 	return Secrets{ClientSecret: plain[0], APIKey: plain[1], WebhookKey: plain[2]}, nil
 }
 
+// Rewrap seals every source's secrets that another master key sealed under the current one, so that the
+// old master key can be retired; it returns the sources re-wrapped.
+func (s *Store) Rewrap(ctx context.Context) (int, error) {
+	current := s.keys.Current()
+	type old struct {
+		tenant, source, id string
+		sealed             [3][]byte
+	}
+	rows, err := s.pool.Query(ctx, `SELECT tenant_id, source_id, master_key_id, sealed_secret, sealed_api_key, sealed_webhook_key
+		FROM control.connector_sources WHERE master_key_id <> $1`, current)
+	if err != nil {
+		return 0, fmt.Errorf("reading connector secrets: %w", err)
+	}
+	olds, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (old, error) {
+		var o old
+		return o, r.Scan(&o.tenant, &o.source, &o.id, &o.sealed[0], &o.sealed[1], &o.sealed[2])
+	})
+	if err != nil {
+		return 0, fmt.Errorf("reading connector secrets: %w", err)
+	}
+	n := 0
+	for _, o := range olds {
+		var resealed [3][]byte
+		for i, role := range []string{"client", "apikey", "webhook"} {
+			if o.sealed[i] == nil {
+				continue
+			}
+			plain, err := s.keys.Unwrap(ctx, o.id, o.sealed[i], aad(role, o.tenant, o.source))
+			if err != nil {
+				return n, fmt.Errorf("%s/%s: opening the %s secret: %w", o.tenant, o.source, role, err)
+			}
+			if resealed[i], err = s.keys.Wrap(ctx, current, plain, aad(role, o.tenant, o.source)); err != nil {
+				return n, fmt.Errorf("%s/%s: sealing the %s secret: %w", o.tenant, o.source, role, err)
+			}
+		}
+		if _, err := s.pool.Exec(ctx, `UPDATE control.connector_sources SET master_key_id = $4, sealed_secret = $5,
+				sealed_api_key = $6, sealed_webhook_key = $7 WHERE tenant_id = $1 AND source_id = $2 AND master_key_id = $3`,
+			o.tenant, o.source, o.id, current, resealed[0], resealed[1], resealed[2]); err != nil {
+			return n, fmt.Errorf("%s/%s: storing the re-wrapped secrets: %w", o.tenant, o.source, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
 // Attempt is the outcome of one sync.
 type Attempt struct {
 	At   time.Time

@@ -17,10 +17,22 @@ import (
 	"github.com/edtech-analytics/platform/libs/tenancy/internal/controltest"
 )
 
-// masterKeys seal with AES-GCM, as libs/keyring's local master keys do (that module depends on this one).
-type masterKeys struct{ aead cipher.AEAD }
+// masterKeys seal with AES-GCM under keys named by id, as libs/keyring's local master keys do (that
+// module depends on this one).
+type masterKeys struct {
+	current string
+	keys    map[string]cipher.AEAD
+}
 
 func newMasterKeys(t *testing.T) *masterKeys {
+	t.Helper()
+	m := &masterKeys{keys: map[string]cipher.AEAD{}}
+	m.rotate(t, "m1")
+	return m
+}
+
+// rotate adds a key and makes it current.
+func (m *masterKeys) rotate(t *testing.T, id string) {
 	t.Helper()
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
@@ -28,22 +40,22 @@ func newMasterKeys(t *testing.T) *masterKeys {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := cipher.NewGCMWithRandomNonce(b)
-	if err != nil {
+	if m.keys[id], err = cipher.NewGCMWithRandomNonce(b); err != nil {
 		t.Fatal(err)
 	}
-	return &masterKeys{g}
+	m.current = id
 }
 
-func (m *masterKeys) Current() string { return "m1" }
-func (m *masterKeys) Wrap(_ context.Context, _ string, plaintext, aad []byte) ([]byte, error) {
-	return m.aead.Seal(nil, nil, plaintext, aad), nil
+func (m *masterKeys) Current() string { return m.current }
+func (m *masterKeys) Wrap(_ context.Context, id string, plaintext, aad []byte) ([]byte, error) {
+	return m.keys[id].Seal(nil, nil, plaintext, aad), nil
 }
 func (m *masterKeys) Unwrap(_ context.Context, id string, wrapped, aad []byte) ([]byte, error) {
-	if id != "m1" {
+	k, ok := m.keys[id]
+	if !ok {
 		return nil, fmt.Errorf("no master key %q", id)
 	}
-	return m.aead.Open(nil, nil, wrapped, aad)
+	return k.Open(nil, nil, wrapped, aad)
 }
 
 // TestSourcesKeepSecretsSealedAndTheirStatus: a source is stored with its secrets sealed (the table
@@ -55,7 +67,8 @@ func TestSourcesKeepSecretsSealedAndTheirStatus(t *testing.T) {
 	if _, err := districts.Create(ctx, "d1", "D1"); err != nil {
 		t.Fatal(err)
 	}
-	store := connectors.New(pool, newMasterKeys(t))
+	keys := newMasterKeys(t)
+	store := connectors.New(pool, keys)
 	src := connectors.Source{TenantID: "d1", SourceID: "sis", Kind: connectors.KindOneRosterREST,
 		BaseURL: "https://sis.example/ims/oneroster/rostering/v1p2", TokenURL: "https://sis.example/token", ClientID: "cid",
 		DeltaEvery: 15 * time.Minute, FullEvery: 24 * time.Hour, APIKeyID: "k1"}
@@ -83,6 +96,18 @@ func TestSourcesKeepSecretsSealedAndTheirStatus(t *testing.T) {
 	sec, err := store.Open(ctx, "d1", "sis")
 	if err != nil || sec != (connectors.Secrets{ClientSecret: "client-secret-xyz", APIKey: "gateway-key-abc", WebhookKey: hook}) {
 		t.Fatalf("open: %+v %v", sec, err)
+	}
+	// A new master key: Rewrap seals the secrets under it, and the old one can go.
+	keys.rotate(t, "m2")
+	if n, err := store.Rewrap(ctx); err != nil || n != 1 {
+		t.Fatalf("rewrap: %d %v", n, err)
+	}
+	delete(keys.keys, "m1")
+	if again, err := store.Open(ctx, "d1", "sis"); err != nil || again != sec {
+		t.Fatalf("open after rewrap: %+v %v", again, err)
+	}
+	if n, err := store.Rewrap(ctx); err != nil || n != 0 {
+		t.Fatalf("second rewrap: %d %v", n, err)
 	}
 	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 	for i := range 3 {

@@ -128,4 +128,16 @@ func TestConnectorCommands(t *testing.T) {
 	if err := json.Unmarshal([]byte(mustCtl(t, url, "connector", "status", "--output", "json")), &list); err != nil || len(list) != 2 {
 		t.Fatalf("status after remove: %+v %v", list, err)
 	}
+	// A new master key: rotate-master re-wraps the sources' secrets, which open under it alone.
+	newMaster := keyring.NewLocalKeyLine("m-new")
+	if out := mustCtl(t, url, "keys", "rotate-master", "--master-keys", newMaster+","+testMasterKeys); !strings.Contains(out, "the secrets of 2 connector sources") {
+		t.Fatalf("rotate-master printed %q", out)
+	}
+	onlyNew, err := keyring.ParseLocalKeys(newMaster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := connectors.New(pool, onlyNew).Open(t.Context(), "d1", "sis2"); err != nil || got.ClientSecret != "other" {
+		t.Fatalf("the secrets under the new master key alone: %+v %v", got, err)
+	}
 }
