@@ -49,6 +49,7 @@ type Config struct {
 	RetryTries      int
 	BreakerFailures int
 	BreakerTimeout  time.Duration
+	MaxConcurrent   int
 }
 
 // RegisterFlags binds the config to flags with env defaults.
@@ -69,6 +70,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		"deadline of each upload to the gateway (a district's full sync is one upload)")
 	conf.Int(fs, &c.RetryTries, "sync.retry-tries", "CONNECTOR_RETRY_TRIES", 5, "tries of a failing request, with exponential backoff and jitter")
 	conf.Int(fs, &c.BreakerFailures, "sync.breaker-failures", "CONNECTOR_BREAKER_FAILURES", 3, "failed syncs in a row that open a source's breaker")
+	conf.Int(fs, &c.MaxConcurrent, "sync.max-concurrent", "CONNECTOR_MAX_CONCURRENT", 4, "syncs run at once (one per source)")
 	conf.Duration(fs, &c.BreakerTimeout, "sync.breaker-timeout", "CONNECTOR_BREAKER_TIMEOUT", 10*time.Minute,
 		"how long an open breaker skips its source before one sync is tried")
 }
@@ -102,7 +104,7 @@ func (c *Config) Validate() error {
 		name string
 		v    int
 	}{{"sync.page-size (env CONNECTOR_PAGE_SIZE)", c.PageSize}, {"sync.retry-tries (env CONNECTOR_RETRY_TRIES)", c.RetryTries},
-		{"sync.breaker-failures (env CONNECTOR_BREAKER_FAILURES)", c.BreakerFailures}} {
+		{"sync.breaker-failures (env CONNECTOR_BREAKER_FAILURES)", c.BreakerFailures}, {"sync.max-concurrent (env CONNECTOR_MAX_CONCURRENT)", c.MaxConcurrent}} {
 		if n.v <= 0 {
 			errs = append(errs, fmt.Errorf("%s: must be positive", n.name))
 		}
@@ -144,7 +146,8 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, opts ...Option) error 
 	// Requests to the providers carry their own deadlines (sync.request-timeout).
 	sync, err := syncer.New(store, gw, rt.Log, rt.Tel.Meter.Meter("connector"), syncer.Options{
 		PageSize: cfg.PageSize, RequestTimeout: cfg.RequestTimeout, RetryTries: uint(cfg.RetryTries),
-		BreakerFailures: uint32(cfg.BreakerFailures), BreakerTimeout: cfg.BreakerTimeout, Overlap: time.Minute})
+		BreakerFailures: uint32(cfg.BreakerFailures), BreakerTimeout: cfg.BreakerTimeout, Overlap: time.Minute,
+		MaxConcurrent: cfg.MaxConcurrent})
 	if err != nil {
 		return err
 	}

@@ -202,6 +202,40 @@ type Gateway struct {
 	uploads  []Upload
 	fail     int
 	received chan struct{}
+	hold     chan struct{} // non-nil: requests wait until it is closed
+	arrived  chan struct{}
+}
+
+// Hold makes the stub's next requests wait, signalling Arrived as each comes in, until release is
+// called.
+func (g *Gateway) Hold() (release func()) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	h := make(chan struct{})
+	g.hold = h
+	return func() {
+		g.mu.Lock()
+		g.hold = nil
+		g.mu.Unlock()
+		close(h)
+	}
+}
+
+// Arrived is signalled when a request arrives while the stub holds requests.
+func (g *Gateway) Arrived() <-chan struct{} { return g.arrived }
+
+func (g *Gateway) wait(r *http.Request) {
+	g.mu.Lock()
+	h := g.hold
+	g.mu.Unlock()
+	if h == nil {
+		return
+	}
+	g.arrived <- struct{}{}
+	select {
+	case <-h:
+	case <-r.Context().Done():
+	}
 }
 
 // Received is signalled (without blocking) on every package or upload the stub takes.
@@ -222,9 +256,10 @@ type Upload struct {
 
 // NewGateway starts a gateway stub, closed when the test ends.
 func NewGateway(t testing.TB) *Gateway {
-	g := &Gateway{received: make(chan struct{}, 16)}
+	g := &Gateway{received: make(chan struct{}, 16), arrived: make(chan struct{}, 16)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/roster/csv", func(w http.ResponseWriter, r *http.Request) {
+		g.wait(r)
 		if g.failing() {
 			http.Error(w, `{"title":"unavailable"}`, http.StatusServiceUnavailable)
 			return

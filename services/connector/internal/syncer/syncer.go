@@ -60,6 +60,8 @@ type Options struct {
 	// one seen, but after the provider answered, is not missed. What is sent twice the gateway's ledger
 	// drops as unchanged.
 	Overlap time.Duration
+	// MaxConcurrent bounds the syncs Run runs at once.
+	MaxConcurrent int
 	// HTTP is the client of the providers (nil: http.DefaultClient).
 	HTTP *http.Client
 	Now  func() time.Time
@@ -86,6 +88,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.BreakerTimeout <= 0 {
 		o.BreakerTimeout = 5 * time.Minute
+	}
+	if o.MaxConcurrent <= 0 {
+		o.MaxConcurrent = 4
 	}
 	if o.Overlap < 0 {
 		o.Overlap = 0
@@ -291,24 +296,44 @@ func Due(src connectors.Source, now time.Time) (due, full bool) {
 }
 
 // Run syncs every due OneRoster REST source on each tick, and a source named on trigger (a webhook) at
-// once, until ctx is done.
+// once, until ctx is done. At most MaxConcurrent syncs run at a time, and one per source: a tick that finds
+// its source syncing skips it, while a trigger that does is remembered and runs a delta once the sync
+// ends (the change it announces may have come after the sync read the provider).
 func (s *Syncer) Run(ctx context.Context, tick <-chan time.Time, trigger <-chan [2]string) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	busy := map[string]bool{}
+	sem := make(chan struct{}, s.opt.MaxConcurrent)
 	var mu sync.Mutex
-	start := func(tenant, source string, full bool) {
+	busy, again := map[string]bool{}, map[string]bool{}
+	start := func(tenant, source string, full, queue bool) {
 		key := tenant + "/" + source
 		mu.Lock()
 		defer mu.Unlock()
 		if busy[key] {
+			again[key] = again[key] || queue
 			return
 		}
 		busy[key] = true
 		wg.Go(func() {
-			defer func() { mu.Lock(); delete(busy, key); mu.Unlock() }()
-			if _, err := s.Sync(ctx, tenant, source, full); err != nil && ctx.Err() == nil {
-				s.log.Debug("connector sync not done", "tenant_id", tenant, "source_id", source, "err", err)
+			for {
+				select {
+				case sem <- struct{}{}:
+					if _, err := s.Sync(ctx, tenant, source, full); err != nil && ctx.Err() == nil {
+						s.log.Debug("connector sync not done", "tenant_id", tenant, "source_id", source, "err", err)
+					}
+					<-sem
+				case <-ctx.Done():
+				}
+				mu.Lock()
+				if !again[key] || ctx.Err() != nil {
+					delete(busy, key)
+					delete(again, key)
+					mu.Unlock()
+					return
+				}
+				delete(again, key)
+				full = false
+				mu.Unlock()
 			}
 		})
 	}
@@ -317,7 +342,7 @@ func (s *Syncer) Run(ctx context.Context, tick <-chan time.Time, trigger <-chan 
 		case <-ctx.Done():
 			return nil
 		case t := <-trigger:
-			start(t[0], t[1], false)
+			start(t[0], t[1], false, true)
 		case <-tick:
 			srcs, err := s.store.List(ctx, "")
 			if err != nil {
@@ -330,7 +355,7 @@ func (s *Syncer) Run(ctx context.Context, tick <-chan time.Time, trigger <-chan 
 					continue
 				}
 				if due, full := Due(src, now); due {
-					start(src.TenantID, src.SourceID, full)
+					start(src.TenantID, src.SourceID, full, false)
 				}
 			}
 		}

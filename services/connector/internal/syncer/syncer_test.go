@@ -289,3 +289,47 @@ func TestDue(t *testing.T) {
 		}
 	}
 }
+
+// TestRunTicksAndTriggers: a tick syncs a due source (its first sync, full); a trigger for a source that
+// is syncing is remembered and runs a delta once the sync ends, so the change it announced, made after
+// the sync read the provider, is sent.
+func TestRunTicksAndTriggers(t *testing.T) {
+	f := newFixture(t, syncer.Options{})
+	seed(f.provider)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	tick, trigger := make(chan time.Time), make(chan [2]string)
+	done := make(chan error, 1)
+	runCtx, stop := context.WithCancel(ctx)
+	go func() { done <- f.syncer.Run(runCtx, tick, trigger) }()
+	wait := func(what string, ch <-chan struct{}) {
+		t.Helper()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			t.Fatalf("waiting for %s: %v", what, ctx.Err())
+		}
+	}
+
+	release := f.gw.Hold()
+	tick <- time.Now()
+	wait("the full sync at the gateway", f.gw.Arrived())
+	// While the full sync waits at the gateway, a user changes and the source's webhook asks for a sync.
+	f.provider.Put("users", user("stu-3", "2026-12-02T00:00:00Z", "sch-1"))
+	trigger <- [2]string{"d1", "sis"}
+	trigger <- [2]string{"d1", "sis"}
+	release()
+	wait("the full package", f.gw.Received())
+	wait("the delta package", f.gw.Received())
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	pkgs := f.gw.Packages()
+	if len(pkgs) != 2 || pkgs[0].Modes["users"] != "bulk" || pkgs[1].Modes["users"] != "delta" {
+		t.Fatalf("packages: %d", len(pkgs))
+	}
+	if u := pkgs[1].Files["users"]; len(u) != 1 || u[0]["sourcedId"] != "stu-3" {
+		t.Fatalf("the delta sent %v", u)
+	}
+}
