@@ -200,7 +200,13 @@ func (s *Syncer) Sync(ctx context.Context, tenant, source string, full bool) (Re
 		return res, err // stopping: not the source's failure (a success is recorded even while stopping)
 	}
 	attrs := metric.WithAttributes(attribute.String("tenant_id", tenant), attribute.String("source_id", source))
-	n, rerr := s.store.Record(context.WithoutCancel(ctx), tenant, source, connectors.Attempt{At: started, Full: full, Cursor: res.Cursor, Err: err})
+	cursor := res.Cursor
+	if err == nil && full && cursor.IsZero() {
+		// A full sync that saw no dateLastModified (no records, or a provider that sends none): the next
+		// delta asks for what changed since it started.
+		cursor = started
+	}
+	n, rerr := s.store.Record(context.WithoutCancel(ctx), tenant, source, connectors.Attempt{At: started, Full: full, Cursor: cursor, Err: err})
 	if rerr != nil {
 		return res, errors.Join(err, rerr)
 	}

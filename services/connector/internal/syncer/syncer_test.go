@@ -333,3 +333,29 @@ func TestRunTicksAndTriggers(t *testing.T) {
 		t.Fatalf("the delta sent %v", u)
 	}
 }
+
+// TestFullSyncWithoutDates: a full sync that saw no dateLastModified (an empty provider) sends empty bulk
+// files (the gateway's safety hold decides whether that deactivates the district's roster) and sets the
+// cursor to when it started, so that the next sync is a delta from then.
+func TestFullSyncWithoutDates(t *testing.T) {
+	started := time.Date(2026, 12, 7, 4, 0, 0, 0, time.UTC)
+	f := newFixture(t, syncer.Options{Now: func() time.Time { return started }})
+	ctx := t.Context()
+	if res, err := f.syncer.Sync(ctx, "d1", "sis", false); err != nil || !res.Full || !res.Sent {
+		t.Fatalf("first sync %+v: %v", res, err)
+	}
+	if p := f.gw.Packages()[0]; p.Modes["users"] != "bulk" || len(p.Files["users"]) != 0 {
+		t.Fatalf("package %+v", p)
+	}
+	src, err := f.store.Get(ctx, "d1", "sis")
+	if err != nil || src.Cursor == nil || !src.Cursor.Equal(started) {
+		t.Fatalf("cursor %v %v", src.Cursor, err)
+	}
+	f.provider.Requests()
+	if res, err := f.syncer.Sync(ctx, "d1", "sis", false); err != nil || res.Full {
+		t.Fatalf("second sync %+v: %v", res, err)
+	}
+	if r := f.provider.Requests(); len(r) == 0 || !strings.Contains(r[0], "filter=dateLastModified%3E%272026-12-07T04%3A00%3A00Z%27") {
+		t.Fatalf("second sync requests %v", r)
+	}
+}
