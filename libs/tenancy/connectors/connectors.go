@@ -201,10 +201,13 @@ func scan(row pgx.Row) (Source, error) {
 	return s, err
 }
 
-// List returns the sources of a district (every district's when tenant is empty), by district and source.
+// List returns the sources of a district (every district's when tenant is empty), by district and source,
+// leaving out those of deleted districts (whose API keys are revoked).
 func (s *Store) List(ctx context.Context, tenant string) ([]Source, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+columns+` FROM control.connector_sources
-		WHERE $1 = '' OR tenant_id = $1 ORDER BY tenant_id, source_id`, tenant)
+		WHERE ($1 = '' OR tenant_id = $1)
+			AND tenant_id IN (SELECT id FROM control.tenants WHERE status <> 'deleted')
+		ORDER BY tenant_id, source_id`, tenant)
 	if err != nil {
 		return nil, fmt.Errorf("listing connector sources: %w", err)
 	}

@@ -134,6 +134,16 @@ func TestSourcesKeepSecretsSealedAndTheirStatus(t *testing.T) {
 	if st.State != connectors.StatusOK || st.Failures != 0 || !st.Cursor.Equal(t0) || !st.LastFullAt.Equal(t0.Add(time.Hour)) || !st.LastSuccessAt.Equal(t0.Add(2*time.Hour)) {
 		t.Fatalf("after success: %+v", st)
 	}
+	// A deleted district's sources are not listed (their keys are revoked).
+	if _, err := pool.Exec(ctx, `UPDATE control.tenants SET status = 'deleted' WHERE id = 'd1'`); err != nil {
+		t.Fatal(err)
+	}
+	if list, err := store.List(ctx, ""); err != nil || len(list) != 0 {
+		t.Fatalf("list of a deleted district: %+v %v", list, err)
+	}
+	if _, err := pool.Exec(ctx, `UPDATE control.tenants SET status = 'active' WHERE id = 'd1'`); err != nil {
+		t.Fatal(err)
+	}
 	if _, ok, err := store.Dropped(ctx, "d1", "sis", "roster.zip", "e1"); ok || err != nil {
 		t.Fatalf("before the drop: %v %v", ok, err)
 	}
