@@ -244,8 +244,13 @@ replace (
 
 replace github.com/edtech-analytics/platform/libs/keyring => ../../keyring
 
-require github.com/edtech-analytics/platform/libs/quality v0.0.0-00010101000000-000000000000 // indirect
+require (
+	github.com/edtech-analytics/platform/libs/quality v0.0.0-00010101000000-000000000000 // indirect
+	github.com/edtech-analytics/platform/services/connector v0.0.0-00010101000000-000000000000
+)
 
 replace github.com/edtech-analytics/platform/libs/quality => ../../quality
 
 replace github.com/edtech-analytics/platform/libs/pii => ../../pii
+
+replace github.com/edtech-analytics/platform/services/connector => ../../../services/connector

@@ -11,6 +11,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/svc"
 	aggregator "github.com/edtech-analytics/platform/services/aggregator/app"
 	archiver "github.com/edtech-analytics/platform/services/archiver/app"
+	connector "github.com/edtech-analytics/platform/services/connector/app"
 	ctl "github.com/edtech-analytics/platform/services/ctl/ctltest"
 	enricher "github.com/edtech-analytics/platform/services/enricher/app"
 	gateway "github.com/edtech-analytics/platform/services/gateway/app"
@@ -20,16 +21,19 @@ import (
 
 // platformContract is the contract of this repository's services: what each reads is what libs/conf
 // recorded while the flag set svc.Main parses was registered (svc.FlagSet, conf.Vars), and what the
-// migrate command reads is ctl's own account of it. The archiver also reads, through the storage SDKs it
-// links, the credential variables libs/archive lists.
+// migrate command reads is ctl's own account of it. The archiver and the connector (its file drop) also
+// read, through the storage SDKs they link, the credential variables libs/archive lists.
 func platformContract() Contract {
 	reads := func(name string, cfg svc.Config) []conf.Var { return conf.Vars(svc.FlagSet(name, cfg, new(string))) }
 	archiverReads := reads("archiver", &archiver.Config{})
+	connectorReads := reads("connector", &connector.Config{})
 	for _, v := range archive.CredentialEnv {
 		archiverReads = append(archiverReads, conf.Var{Env: v.Name, Secret: v.Secret})
+		connectorReads = append(connectorReads, conf.Var{Env: v.Name, Secret: v.Secret})
 	}
 	return NewContract(map[string][]conf.Var{
 		"archiver":   archiverReads,
+		"connector":  connectorReads,
 		"gateway":    reads("gateway", &gateway.Config{}),
 		"enricher":   reads("enricher", &enricher.Config{}),
 		"aggregator": reads("aggregator", &aggregator.Config{}),

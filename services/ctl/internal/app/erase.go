@@ -236,7 +236,7 @@ type tenantEraser struct {
 
 func (t *tenantEraser) steps() []eraseStep {
 	return []eraseStep{
-		{"credentials", "postgres control: live API keys and dashboard tokens", t.countCredentials, t.revoke},
+		{"credentials", "postgres control: live API keys, dashboard tokens and connector sources (with their SIS credentials)", t.countCredentials, t.revoke},
 		{"keys", "key store: the district's keys (its raw records, dead letters and archive become unreadable)", t.countKeys, t.shred},
 		{"suppress", "enricher: records of the district still let through", t.countNotSuppressed, t.suppress},
 		{"postgres", "postgres: the district's schemas", t.countSchemas, t.dropSchemas},
@@ -248,7 +248,8 @@ func (t *tenantEraser) steps() []eraseStep {
 
 func (t *tenantEraser) countCredentials(ctx context.Context) (n int64, err error) {
 	err = t.cp.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM control.api_keys WHERE tenant_id = $1 AND revoked_at IS NULL)
-		+ (SELECT count(*) FROM control.dashboard_tokens WHERE tenant_id = $1 AND revoked_at IS NULL)`, t.tenant).Scan(&n)
+		+ (SELECT count(*) FROM control.dashboard_tokens WHERE tenant_id = $1 AND revoked_at IS NULL)
+		+ (SELECT count(*) FROM control.connector_sources WHERE tenant_id = $1)`, t.tenant).Scan(&n)
 	return n, err
 }
 
@@ -258,6 +259,7 @@ func (t *tenantEraser) revoke(ctx context.Context) (string, error) {
 			`UPDATE control.tenants SET status = 'deleted', deleted_at = coalesce(deleted_at, now()) WHERE id = $1`,
 			`UPDATE control.api_keys SET revoked_at = now() WHERE tenant_id = $1 AND revoked_at IS NULL`,
 			`UPDATE control.dashboard_tokens SET revoked_at = now() WHERE tenant_id = $1 AND revoked_at IS NULL`,
+			`DELETE FROM control.connector_sources WHERE tenant_id = $1`,
 		} {
 			if _, err := tx.Exec(ctx, q, t.tenant); err != nil {
 				return err
@@ -265,7 +267,7 @@ func (t *tenantEraser) revoke(ctx context.Context) (string, error) {
 		}
 		return nil
 	})
-	return "district marked deleted; its keys and tokens revoked", err
+	return "district marked deleted; its keys and tokens revoked, its connector sources removed", err
 }
 
 func (t *tenantEraser) countKeys(ctx context.Context) (int64, error) {

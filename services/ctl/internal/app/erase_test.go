@@ -16,6 +16,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/keyring"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/connectors"
 	"github.com/edtech-analytics/platform/libs/tenancy/jobs"
 	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -49,6 +50,7 @@ func TestEraseTenantFromEveryStore(t *testing.T) {
 		mustCtl(t, url, "tenant", "create", "--id", d, "--name", "District "+d)
 		mustCtl(t, url, "keys", "create", "--tenant", d, "--source", "lms")
 		mustCtl(t, url, "token", "create", "--tenant", d, "--role", "district_admin")
+		mustCtl(t, url, "connector", "add", "--tenant", d, "--source", "drop", "--kind", "file-drop")
 	}
 	// Sealed data of both districts.
 	master, err := keyring.ParseLocalKeys(testMasterKeys)
@@ -126,7 +128,7 @@ func TestEraseTenantFromEveryStore(t *testing.T) {
 		found[st.Name] = [2]int64{*st.FoundBefore, *st.FoundAfter}
 	}
 	want := map[string][2]int64{
-		"credentials": {2, 0}, // one key, one token
+		"credentials": {4, 0}, // one key, one token, a connector source and its key
 		"keys":        {4, 0}, // one data key, one KEK, the district's keys row, the plaintext pseudonym key
 		"suppress":    {0, 0}, // not waiting for an enricher here
 		"postgres":    {1, 0},
@@ -136,6 +138,11 @@ func TestEraseTenantFromEveryStore(t *testing.T) {
 	}
 	if fmt.Sprint(found) != fmt.Sprint(want) {
 		t.Fatalf("found before/after = %v, want %v", found, want)
+	}
+	for d, want := range map[string]int{"d1": 0, "d2": 1} {
+		if srcs, err := connectors.New(pool, nil).List(ctx, d); err != nil || len(srcs) != want {
+			t.Fatalf("connector sources of %s after erasing d1: %d (%v), want %d", d, len(srcs), err, want)
+		}
 	}
 	if d := job.Steps[6].Detail; !strings.Contains(d, fmt.Sprintf("%d objects deleted", archived["d1"].Files)) || !strings.Contains(d, "(240 rows)") {
 		t.Errorf("archive step: %q", d)
@@ -162,7 +169,7 @@ func TestEraseTenantFromEveryStore(t *testing.T) {
 		t.Errorf("d1's events: %d, %v", rows, err)
 	}
 	var live int
-	if err := pool.QueryRow(ctx, "SELECT count(*) FROM control.api_keys WHERE tenant_id = 'd2' AND revoked_at IS NULL").Scan(&live); err != nil || live != 1 {
+	if err := pool.QueryRow(ctx, "SELECT count(*) FROM control.api_keys WHERE tenant_id = 'd2' AND revoked_at IS NULL").Scan(&live); err != nil || live != 2 { // its key and its connector source's
 		t.Errorf("d2's live keys: %d, %v", live, err)
 	}
 	reader, err := kafkax.NewReader(kcfg, kafkax.Deps{})

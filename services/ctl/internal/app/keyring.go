@@ -8,6 +8,7 @@ import (
 
 	"github.com/edtech-analytics/platform/libs/keyring"
 	"github.com/edtech-analytics/platform/libs/tenancy/audit"
+	"github.com/edtech-analytics/platform/libs/tenancy/connectors"
 	"github.com/edtech-analytics/platform/libs/tenancy/webhooks"
 )
 
@@ -86,18 +87,23 @@ func runKeysRotateMaster(ctx context.Context, e Env, args []string) error {
 		if err != nil {
 			return err
 		}
+		sources, err := connectors.New(cp.pool, cp.master).Rewrap(ctx)
+		if err != nil {
+			return err
+		}
 		out := struct {
-			Rewrapped      int `json:"rewrapped"`
-			WebhookSecrets int `json:"webhook_secrets"`
-		}{n, hooks}
+			Rewrapped        int `json:"rewrapped"`
+			WebhookSecrets   int `json:"webhook_secrets"`
+			ConnectorSources int `json:"connector_sources"`
+		}{n, hooks, sources}
 		if _, err := cp.audit.Append(ctx, "ctl", "", "keys.rotate_master", out); err != nil {
 			return err
 		}
 		if c.output == "json" {
 			return writeJSON(e.Stdout, out)
 		}
-		_, err = fmt.Fprintf(e.Stdout, "%d district keys re-wrapped under the current master key (and %d webhook secrets); older master keys can now be removed\n",
-			n, hooks)
+		_, err = fmt.Fprintf(e.Stdout, "%d district keys re-wrapped under the current master key (and %d webhook secrets), and the secrets of %d connector sources; older master keys can now be removed\n",
+			n, hooks, sources)
 		return err
 	})
 }
