@@ -1,11 +1,14 @@
-// Package statements keeps the ids of the xAPI statements a district's sources sent, with a hash of
-// each one's content, in the district's schema (xapi_statements): the gateway answers a statement sent
-// again with the same id by its content (the same: accepted again, nothing new; other: 409 Conflict).
+// Package statements keeps the xAPI statements a district's sources sent, in the district's schema
+// (xapi_statements): each id with a hash of its content, so the gateway answers a statement sent again
+// with the same id by its content (the same: accepted again, nothing new; other: 409 Conflict), and the
+// statement sealed under its actor's data key, for reading it back.
 package statements
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -65,23 +68,53 @@ func (s *Store) Hashes(ctx context.Context, tenantID string, ids []string) (map[
 	return out, rows.Err()
 }
 
-// Record stores statement ids and hashes; an id already stored keeps its first hash.
-func (s *Store) Record(ctx context.Context, tenantID, sourceID string, hashes map[string][]byte) error {
-	if len(hashes) == 0 {
+// Statement is a statement to record: its content's hash and the statement sealed.
+type Statement struct {
+	Hash   []byte
+	Sealed string
+}
+
+// Record stores statements by id, stored at the given time; an id already stored keeps what it has.
+func (s *Store) Record(ctx context.Context, tenantID, sourceID string, stored time.Time, statements map[string]Statement) error {
+	if len(statements) == 0 {
 		return nil
 	}
 	pool, table, err := s.pool(ctx, tenantID)
 	if err != nil {
 		return err
 	}
-	ids := make([]string, 0, len(hashes))
-	hs := make([][]byte, 0, len(hashes))
-	for id, h := range hashes {
-		ids, hs = append(ids, id), append(hs, h)
+	ids := make([]string, 0, len(statements))
+	hs := make([][]byte, 0, len(statements))
+	sealed := make([]string, 0, len(statements))
+	for id, st := range statements {
+		ids, hs, sealed = append(ids, id), append(hs, st.Hash), append(sealed, st.Sealed)
 	}
-	if _, err := pool.Exec(ctx, `INSERT INTO `+table+` (statement_id, hash, source_id)
-		SELECT i, h, $3 FROM unnest($1::uuid[], $2::bytea[]) AS t(i, h) ON CONFLICT (statement_id) DO NOTHING`, ids, hs, sourceID); err != nil {
-		return fmt.Errorf("recording xAPI statement ids: %w", err)
+	if _, err := pool.Exec(ctx, `INSERT INTO `+table+` (statement_id, hash, statement, stored, source_id)
+		SELECT i, h, st, $4, $5 FROM unnest($1::uuid[], $2::bytea[], $3::text[]) AS t(i, h, st) ON CONFLICT (statement_id) DO NOTHING`,
+		ids, hs, sealed, stored, sourceID); err != nil {
+		return fmt.Errorf("recording xAPI statements: %w", err)
 	}
 	return nil
 }
+
+// Get returns a statement as sealed and when it was stored; ErrNotFound when the district has none by
+// that id.
+func (s *Store) Get(ctx context.Context, tenantID, id string) (string, time.Time, error) {
+	pool, table, err := s.pool(ctx, tenantID)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	var sealed string
+	var stored time.Time
+	err = pool.QueryRow(ctx, `SELECT statement, stored FROM `+table+` WHERE statement_id = $1::uuid`, id).Scan(&sealed, &stored)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", time.Time{}, ErrNotFound
+	}
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("reading xAPI statement %s: %w", id, err)
+	}
+	return sealed, stored, nil
+}
+
+// ErrNotFound: the district has no statement by that id.
+var ErrNotFound = errors.New("no such statement")

@@ -108,6 +108,8 @@ type Server struct {
 type Sealer interface {
 	SubjectKeys(ctx context.Context, tenant string, sisIDs []string) (map[string]*keyring.DataKey, error)
 	EnsureSubjectKeys(ctx context.Context, set *keyring.KeySet, sisIDs []string) error
+	// Open opens a value sealed with a data key of the district (an xAPI statement read back).
+	Open(ctx context.Context, tenant, v string) (string, error)
 }
 
 // errKeys marks a failure to get the data keys of a batch: nothing was produced, the client retries.
@@ -214,6 +216,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST /v1/caliper", s.route("gateway.post_caliper", VerbEventsWrite, s.postCaliper))
 	mux.Handle("POST /xapi/statements", s.route("gateway.post_statements", VerbEventsWrite, s.postStatements))
 	mux.Handle("PUT /xapi/statements", s.route("gateway.put_statement", VerbEventsWrite, s.putStatement))
+	mux.Handle("GET /xapi/statements", s.route("gateway.get_statement", VerbEventsWrite, s.getStatement))
 	mux.Handle("POST /v1/roster/csv", s.route("gateway.post_roster", VerbRosterWrite, s.postRosterCSV))
 	mux.Handle("POST /v1/roster/{collection}", s.route("gateway.post_roster", VerbRosterWrite, s.postRosterJSON))
 	mux.Handle("POST /v1/sources/{source}/uploads", s.route("gateway.post_source_upload", VerbRosterWrite, s.postSourceUpload))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"mime"
 	"net/http"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edtech-analytics/platform/libs/keyring"
+	"github.com/edtech-analytics/platform/libs/tenancy/statements"
 	"github.com/edtech-analytics/platform/services/gateway/internal/ingest"
 	"github.com/edtech-analytics/platform/services/gateway/internal/xapi"
 )
@@ -151,6 +154,7 @@ func (s *Server) takeStatements(w http.ResponseWriter, r *http.Request, key Key,
 	var fresh []json.RawMessage
 	var freshIDs []string
 	hashes := map[string][]byte{}
+	statementOf := map[string]int{} // id -> position in raws
 	for _, c := range converted {
 		h, had := stored[c.ID]
 		switch {
@@ -162,6 +166,7 @@ func (s *Server) takeStatements(w http.ResponseWriter, r *http.Request, key Key,
 		default:
 			fresh, freshIDs = append(fresh, c.Event), append(freshIDs, c.ID)
 			hashes[c.ID] = c.Hash
+			statementOf[c.ID] = seen[c.ID]
 		}
 	}
 	tenant := s.tenants.Settings(key.TenantID)
@@ -180,21 +185,88 @@ func (s *Server) takeStatements(w http.ResponseWriter, r *http.Request, key Key,
 	for _, rj := range refused { // larger than a record: dead-lettered, and not recorded as taken
 		delete(hashes, freshIDs[rj.Index])
 	}
+	taken := map[string]statementToRecord{}
+	for id, h := range hashes {
+		c := converted[statementOf[id]]
+		taken[id] = statementToRecord{hash: h, raw: raws[statementOf[id]], actor: c.Actor}
+	}
 	if len(refused) > 0 {
-		s.recordStatements(ctx, key, hashes)
+		s.recordStatements(ctx, key, now, taken)
 		writeProblemBody(w, Problem{Type: "/problems/invalid-statements", Title: "Invalid statements", Status: http.StatusBadRequest,
 			Detail: "a statement is too large to be a record; the others were stored", Errors: refused[0].Errors}, 0)
 		return nil, false
 	}
-	s.recordStatements(ctx, key, hashes)
+	s.recordStatements(ctx, key, now, taken)
 	return ids, true
 }
 
-// recordStatements records the ids of statements Kafka has, so that one sent again with other content
-// is a conflict. A failure is logged: the statements are in raw, and one sent again is taken again (the
-// enricher drops the retry).
-func (s *Server) recordStatements(ctx context.Context, key Key, hashes map[string][]byte) {
-	if err := s.statements.Record(ctx, key.TenantID, key.SourceID, hashes); err != nil {
-		s.log.WarnContext(ctx, "recording xAPI statement ids", "tenant_id", key.TenantID, "err", err)
+// statementToRecord is a statement Kafka has, to record.
+type statementToRecord struct {
+	hash  []byte
+	raw   json.RawMessage
+	actor string
+}
+
+// recordStatements records the statements Kafka has, each sealed under its actor's data key, so that
+// one sent again with other content is a conflict and each can be read back. A failure is logged: the
+// statements are in raw, and one sent again is taken again (the enricher drops the retry).
+func (s *Server) recordStatements(ctx context.Context, key Key, stored time.Time, taken map[string]statementToRecord) {
+	if len(taken) == 0 {
+		return
 	}
+	actors := make([]string, 0, len(taken))
+	for _, st := range taken {
+		actors = append(actors, st.actor)
+	}
+	keys, err := s.sealer.SubjectKeys(ctx, key.TenantID, actors)
+	if err == nil {
+		rec := make(map[string]statements.Statement, len(taken))
+		for id, st := range taken {
+			rec[id] = statements.Statement{Hash: st.hash, Sealed: keys[st.actor].Seal(string(st.raw))}
+		}
+		err = s.statements.Record(ctx, key.TenantID, key.SourceID, stored, rec)
+	}
+	if err != nil {
+		s.log.WarnContext(ctx, "recording xAPI statements", "tenant_id", key.TenantID, "err", err)
+	}
+}
+
+// getStatement answers GET /xapi/statements?statementId=: the statement as it was sent, with its id and
+// the time it was stored. A statement whose person was erased is gone (404), like one never sent.
+func (s *Server) getStatement(w http.ResponseWriter, r *http.Request, key Key) {
+	ctx := r.Context()
+	if v := r.Header.Get("X-Experience-API-Version"); !slices.Contains(xapi.Versions, v) {
+		writeProblem(w, http.StatusBadRequest, "xapi-version", "Unsupported xAPI version",
+			fmt.Sprintf("X-Experience-API-Version must be one of %s, not %q", strings.Join(xapi.Versions, ", "), v), 0)
+		return
+	}
+	id := strings.ToLower(r.URL.Query().Get("statementId"))
+	if !ingest.IsUUID(id) {
+		writeProblem(w, http.StatusBadRequest, "malformed-request", "Malformed request",
+			"statementId must be a statement's UUID (this resource reads statements by id only)", 0)
+		return
+	}
+	sealed, stored, err := s.statements.Get(ctx, key.TenantID, id)
+	var plain string
+	if err == nil {
+		plain, err = s.sealer.Open(ctx, key.TenantID, sealed)
+	}
+	switch {
+	case errors.Is(err, statements.ErrNotFound), errors.Is(err, keyring.ErrShredded):
+		writeProblem(w, http.StatusNotFound, "not-found", "Not found", "no statement "+id, 0)
+		return
+	case err != nil:
+		s.log.WarnContext(ctx, "reading an xAPI statement", "tenant_id", key.TenantID, "err", err)
+		writeProblem(w, http.StatusServiceUnavailable, "statements-unavailable", "Cannot read statements now", "retry later", retryAfterBusy)
+		return
+	}
+	var st map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(plain), &st); err != nil {
+		writeProblem(w, http.StatusInternalServerError, "internal", "Internal error", "a stored statement does not read back", 0)
+		return
+	}
+	st["id"], _ = json.Marshal(id)
+	st["stored"], _ = json.Marshal(stored.UTC().Format(time.RFC3339Nano))
+	w.Header().Set("X-Experience-API-Version", "1.0.3")
+	writeJSON(w, http.StatusOK, st)
 }

@@ -74,6 +74,17 @@ func TestXAPIStatementsRoundTrip(t *testing.T) {
 	if got := raw(); !slices.Equal(got, []string{"content_view:" + id1, "assessment_result:" + id2, "generic:" + id4}) {
 		t.Fatalf("raw holds %v", got)
 	}
+	// Each statement reads back as it was sent, with its id and the time it was stored.
+	code, body = f.xapiDo(t, "GET", "?statementId="+id2, "1.0.3", "")
+	var back map[string]any
+	if code != http.StatusOK || json.Unmarshal(body, &back) != nil || back["id"] != id2 || back["stored"] == nil ||
+		back["verb"].(map[string]any)["id"] != "http://adlnet.gov/expapi/verbs/passed" ||
+		back["actor"].(map[string]any)["account"].(map[string]any)["name"] != "stu-01" {
+		t.Fatalf("GET: %d %s", code, body)
+	}
+	if code, _ := f.xapiDo(t, "GET", "?statementId=55555555-5555-4555-8555-555555555555", "1.0.3", ""); code != http.StatusNotFound {
+		t.Fatalf("GET of an unknown statement: %d", code)
+	}
 	if code, body := f.xapiDo(t, "POST", "", "1.0.3", batch); code != http.StatusOK || len(raw()) != 3 {
 		t.Fatalf("the same statements again: %d %s, raw holds %v", code, body, raw())
 	}

@@ -119,6 +119,7 @@ type Converted struct {
 	ID    string          // the statement's id
 	Hash  []byte          // of the statement's bytes
 	Event json.RawMessage // the platform's event
+	Actor string          // the actor's SIS id
 }
 
 // Convert turns statement i (where names its place, e.g. "/3" or "" for a single statement) into the
@@ -239,7 +240,7 @@ func convert(where string, raw json.RawMessage, now time.Time, id string) (Conve
 		add("", err.Error())
 		return Converted{}, errs
 	}
-	c.Event = b
+	c.Event, c.Actor = b, sis
 	return c, nil
 }
 
