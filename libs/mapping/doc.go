@@ -178,4 +178,9 @@
 // it is just over, and stops the file (ErrInvalidExport) when it is larger than the bound by more than
 // the reader's buffer (64 KiB), so no file makes the engine hold more than about MaxRowBytes + 64 KiB
 // per row.
+//
+// A document may also say where the source's learning-standard events carry the SIS id of the person
+// acting, in an `actors` section (Actors): `xapi: account | mbox | mbox_local | openid` and
+// `caliper: identifier:<type> | iri_last_segment | iri`. A source that only sends such events may have
+// a document with actors and no exports.
 package mapping

@@ -147,6 +147,7 @@ type Row struct {
 // concurrent use.
 type Rules struct {
 	exports []*Export
+	actors  Actors
 }
 
 // Export returns the export with the given name.

@@ -18,6 +18,7 @@ import (
 // The rules document as written. Decoding is strict: a key outside these structs is an error.
 type rulesDoc struct {
 	Version int         `yaml:"version"`
+	Actors  *Actors     `yaml:"actors"`
 	Exports []exportDoc `yaml:"exports"`
 }
 
@@ -171,6 +172,7 @@ func yamlMessage(err error) string {
 		"\n  ", "; ",
 		"mapping.rulesDoc", "the rules document",
 		"mapping.exportDoc", "an export",
+		"mapping.Actors", "actors",
 		"mapping.fieldDoc", "a field rule",
 		"mapping.splitDoc", "split",
 		" not found in type ", " is not a key of ",
@@ -252,10 +254,14 @@ func (c *compiler) compile(doc *rulesDoc, ls []exportLines) (*Rules, error) {
 	if doc.Version != 1 {
 		c.errs = append(c.errs, fmt.Errorf("%w: version must be 1, the rules format this package reads", ErrInvalidRules))
 	}
-	if len(doc.Exports) == 0 {
+	if len(doc.Exports) == 0 && doc.Actors == nil {
 		c.errs = append(c.errs, fmt.Errorf("%w: exports: the document defines no export", ErrInvalidRules))
 	}
+	c.actors(doc.Actors)
 	rules := &Rules{}
+	if doc.Actors != nil {
+		rules.actors = *doc.Actors
+	}
 	for i, ed := range doc.Exports {
 		el := exportLines{lines: lines{at: 1}}
 		if i < len(ls) {

@@ -28,7 +28,7 @@ require (
 
 require (
 	github.com/edtech-analytics/platform/libs/testenv/devenv v0.0.0-00010101000000-000000000000 // indirect
-	github.com/edtech-analytics/platform/libs/ttlcache v0.0.0-00010101000000-000000000000 // indirect
+	github.com/edtech-analytics/platform/libs/ttlcache v0.0.0-00010101000000-000000000000
 	github.com/felixge/httpsnoop v1.1.0 // indirect
 	github.com/hashicorp/golang-lru/v2 v2.0.7 // indirect
 )

@@ -154,8 +154,10 @@ type entity struct {
 }
 
 // Convert turns an envelope's event i into the platform's event JSON, or says what is wrong with it,
-// each error naming a JSON pointer into the envelope (/data/i/...).
-func Convert(i int, raw json.RawMessage) (json.RawMessage, []ingest.FieldError) {
+// each error naming a JSON pointer into the envelope (/data/i/...). rule is the source's rule for its
+// people's SIS ids (mapping.Actors.Caliper: identifier:<type>, iri_last_segment, iri); empty takes the
+// default order.
+func Convert(i int, raw json.RawMessage, rule string) (json.RawMessage, []ingest.FieldError) {
 	at := func(p string) string { return "/data/" + strconv.Itoa(i) + p }
 	var errs []ingest.FieldError
 	add := func(p, msg string) { errs = append(errs, ingest.FieldError{Field: at(p), Message: msg}) }
@@ -243,7 +245,13 @@ func Convert(i int, raw json.RawMessage) (json.RawMessage, []ingest.FieldError) 
 		out["type"] = "generic"
 	}
 	out["payload"] = payload
-	out["actor"] = map[string]string{"sis_id": sisID(person), "role": role(ev.Membership)}
+	sis, ok := sisIDBy(person, rule)
+	if !ok {
+		add("/actor", fmt.Sprintf("the source's rule reads the SIS id from otherIdentifiers of type %s, and the person has none",
+			strings.TrimPrefix(rule, "identifier:")))
+		return nil, errs
+	}
+	out["actor"] = map[string]string{"sis_id": sis, "role": role(ev.Membership)}
 	if g, _ := readEntity(ev.Group); g.ID != "" && (g.Type == "CourseSection" || g.Type == "CourseOffering" || g.Type == "Group") {
 		out["class_id"] = sisID(g)
 	}
@@ -331,22 +339,56 @@ var sisIdentifierTypes = []string{"SisSourcedId", "OneRosterSourcedId", "LisSour
 // sisID returns the SIS id of a person or group entity (see the package comment).
 func sisID(e entity) string {
 	for _, want := range sisIdentifierTypes {
-		for _, raw := range e.OtherIdentifiers {
-			var sid struct {
-				Identifier     string `json:"identifier"`
-				IdentifierType string `json:"identifierType"`
-			}
-			if json.Unmarshal(raw, &sid) == nil && sid.IdentifierType == want && sid.Identifier != "" {
-				return sid.Identifier
-			}
+		if id := identifier(e, want); id != "" {
+			return id
 		}
 	}
-	if u, err := url.Parse(e.ID); err == nil && (u.Scheme == "http" || u.Scheme == "https") {
+	if last := lastSegment(e.ID); last != "" {
+		return last
+	}
+	return e.ID
+}
+
+// sisIDBy returns the SIS id of a person by the source's rule; false when the rule names an
+// identifier type the person lacks.
+func sisIDBy(e entity, rule string) (string, bool) {
+	switch t, isIdentifier := strings.CutPrefix(rule, "identifier:"); {
+	case isIdentifier:
+		id := identifier(e, t)
+		return id, id != ""
+	case rule == "iri":
+		return e.ID, true
+	case rule == "iri_last_segment":
+		if last := lastSegment(e.ID); last != "" {
+			return last, true
+		}
+		return e.ID, true
+	}
+	return sisID(e), true
+}
+
+// identifier returns the entity's otherIdentifiers entry of the type, or "".
+func identifier(e entity, typ string) string {
+	for _, raw := range e.OtherIdentifiers {
+		var sid struct {
+			Identifier     string `json:"identifier"`
+			IdentifierType string `json:"identifierType"`
+		}
+		if json.Unmarshal(raw, &sid) == nil && sid.IdentifierType == typ && sid.Identifier != "" {
+			return sid.Identifier
+		}
+	}
+	return ""
+}
+
+// lastSegment returns the last path segment of an http(s) IRI, or "".
+func lastSegment(iri string) string {
+	if u, err := url.Parse(iri); err == nil && (u.Scheme == "http" || u.Scheme == "https") {
 		if last := path.Base(strings.TrimSuffix(u.Path, "/")); last != "" && last != "/" && last != "." {
 			return last
 		}
 	}
-	return e.ID
+	return ""
 }
 
 // roleOf maps Caliper membership roles to the platform's actor roles.

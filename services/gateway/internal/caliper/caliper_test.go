@@ -102,7 +102,7 @@ func TestEveryEventTypeIsTaken(t *testing.T) {
 	for i, tt := range tests {
 		seen[tt.typ] = true
 		t.Run(tt.typ+" "+tt.action, func(t *testing.T) {
-			out, errs := Convert(i, json.RawMessage(example(i, tt.typ, tt.action, tt.object, tt.extra)))
+			out, errs := Convert(i, json.RawMessage(example(i, tt.typ, tt.action, tt.object, tt.extra)), "")
 			if errs != nil {
 				t.Fatalf("refused: %+v", errs)
 			}
@@ -146,7 +146,7 @@ func TestMappedEventsPassThePlatformsChecks(t *testing.T) {
 		example(6, "ToolUseEvent", "Used", `{"id":"https://example.edu","type":"SoftwareApplication"}`, `"extensions":{"com.example.level":4}`),
 		example(7, "AnnotationEvent", "Tagged", document, ""),
 	} {
-		out, errs := Convert(i, json.RawMessage(e))
+		out, errs := Convert(i, json.RawMessage(e), "")
 		if errs != nil {
 			t.Fatalf("event %d refused: %+v", i, errs)
 		}
@@ -175,7 +175,7 @@ func TestPersonsAndRoles(t *testing.T) {
 		if tt.membership != "" {
 			e += `,"membership":` + tt.membership
 		}
-		out, errs := Convert(0, json.RawMessage(e+"}"))
+		out, errs := Convert(0, json.RawMessage(e+"}"), "")
 		if errs != nil {
 			t.Fatalf("refused: %+v", errs)
 		}
@@ -204,7 +204,7 @@ func TestRefusedEvents(t *testing.T) {
 		{"grade without score", example(7, "GradeEvent", "Graded", attempt, ""), "/data/3/generated/scoreGiven", "is required"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			_, errs := Convert(3, json.RawMessage(tt.in))
+			_, errs := Convert(3, json.RawMessage(tt.in), "")
 			for _, e := range errs {
 				if e.Field == tt.field && strings.Contains(e.Message, tt.msg) {
 					return
@@ -215,7 +215,7 @@ func TestRefusedEvents(t *testing.T) {
 	}
 	// Both forms of the context, and a list holding it, are taken.
 	for _, ctx := range []string{`"https://purl.imsglobal.org/ctx/caliper/v1p2"`, `["http://purl.imsglobal.org/ctx/caliper/v1p2",{"ex":"https://example.edu/ctx"}]`} {
-		if _, errs := Convert(0, json.RawMessage(strings.Replace(valid, `"http://purl.imsglobal.org/ctx/caliper/v1p2"`, ctx, 1))); errs != nil {
+		if _, errs := Convert(0, json.RawMessage(strings.Replace(valid, `"http://purl.imsglobal.org/ctx/caliper/v1p2"`, ctx, 1)), ""); errs != nil {
 			t.Fatalf("context %s refused: %+v", ctx, errs)
 		}
 	}
@@ -253,5 +253,23 @@ func TestEnvelope(t *testing.T) {
 				t.Fatalf("err = %v, want %v with %q", err, tt.want, tt.msg)
 			}
 		})
+	}
+}
+
+func TestActorRules(t *testing.T) {
+	person := `{"id":"https://example.edu/users/554433","type":"Person","otherIdentifiers":[{"type":"SystemIdentifier","identifier":"lti-9","identifierType":"LtiUserId"}]}`
+	for _, tt := range []struct{ rule, sis string }{
+		{"", "554433"}, {"iri", "https://example.edu/users/554433"}, {"iri_last_segment", "554433"}, {"identifier:LtiUserId", "lti-9"},
+	} {
+		e := strings.Replace(example(1, "ViewEvent", "Viewed", document, ""), `{"id":"https://example.edu/users/554433","type":"Person"}`, person, 1)
+		out, errs := Convert(0, json.RawMessage(e), tt.rule)
+		var got struct{ Actor map[string]string }
+		if errs != nil || json.Unmarshal(out, &got) != nil || got.Actor["sis_id"] != tt.sis {
+			t.Fatalf("rule %q: %s %+v, want %s", tt.rule, out, errs, tt.sis)
+		}
+	}
+	e := strings.Replace(example(1, "ViewEvent", "Viewed", document, ""), `{"id":"https://example.edu/users/554433","type":"Person"}`, person, 1)
+	if _, errs := Convert(0, json.RawMessage(e), "identifier:SisSourcedId"); len(errs) != 1 || errs[0].Field != "/data/0/actor" {
+		t.Fatalf("a person without the rule's identifier: %+v", errs)
 	}
 }

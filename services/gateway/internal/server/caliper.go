@@ -42,6 +42,13 @@ func (s *Server) postCaliper(w http.ResponseWriter, r *http.Request, key Key) {
 		return
 	}
 
+	rules, err := s.actorRules(ctx, key)
+	if err != nil {
+		s.log.WarnContext(ctx, "reading the source's actor rules", "tenant_id", key.TenantID, "source_id", key.SourceID, "err", err)
+		writeProblem(w, http.StatusServiceUnavailable, "rules-unavailable", "Cannot take events now",
+			"the source's rules could not be read; nothing was accepted; retry the same envelope", retryAfterBusy)
+		return
+	}
 	tenant := s.tenants.Settings(key.TenantID)
 	if ok, wait := s.tenants.Admit(tenant, len(env.Data)); !ok {
 		s.throttled.Add(ctx, int64(len(env.Data)))
@@ -57,7 +64,7 @@ func (s *Server) postCaliper(w http.ResponseWriter, r *http.Request, key Key) {
 	var mapped []json.RawMessage
 	var from []int // envelope position of each mapped event
 	for i, raw := range env.Data {
-		ev, errs := caliper.Convert(i, raw)
+		ev, errs := caliper.Convert(i, raw, rules.Caliper)
 		if errs != nil {
 			rejected = append(rejected, ingest.Rejected{Index: i, Errors: errs, Raw: raw})
 			continue

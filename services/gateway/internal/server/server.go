@@ -23,10 +23,12 @@ import (
 
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/keyring"
+	"github.com/edtech-analytics/platform/libs/mapping"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/libs/tenancy/mappings"
 	"github.com/edtech-analytics/platform/libs/tenancy/rosters"
 	"github.com/edtech-analytics/platform/libs/tenancy/statements"
+	"github.com/edtech-analytics/platform/libs/ttlcache"
 	"github.com/edtech-analytics/platform/services/gateway/api"
 	"github.com/edtech-analytics/platform/services/gateway/internal/ingest"
 	"github.com/edtech-analytics/platform/services/gateway/internal/roster"
@@ -92,6 +94,7 @@ type Server struct {
 	mappings   *mappings.Store
 	spoolDir   string // roster requests' spool files (see Deps.SpoolDir)
 	statements *statements.Store
+	actorCache *ttlcache.Cache[[2]string, mapping.Actors] // sources' actor rules
 	topics     Topics
 	limits     Limits
 	budget     *rosterBudget
@@ -180,7 +183,7 @@ func New(deps Deps, topics Topics, limits Limits) (*Server, error) {
 	}
 	s := &Server{
 		log: deps.Log, keys: deps.Keys, tenants: deps.Tenants, producer: deps.Producer, codec: deps.Codec, sealer: deps.Sealer, rosters: deps.Rosters, mappings: deps.Mappings,
-		spoolDir: deps.SpoolDir, statements: deps.Statements,
+		spoolDir: deps.SpoolDir, statements: deps.Statements, actorCache: newActorRules(),
 		topics: topics, limits: limits, now: time.Now,
 		otelOpts: []otelhttp.Option{otelhttp.WithTracerProvider(deps.Tracer), otelhttp.WithMeterProvider(deps.Meter),
 			otelhttp.WithPropagators(deps.Propagator)},

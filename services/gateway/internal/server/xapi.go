@@ -96,6 +96,13 @@ func (s *Server) putStatement(w http.ResponseWriter, r *http.Request, key Key) {
 func (s *Server) takeStatements(w http.ResponseWriter, r *http.Request, key Key, raws []json.RawMessage, put string, size int) ([]string, bool) {
 	ctx := r.Context()
 	now := s.now()
+	rules, err := s.actorRules(ctx, key)
+	if err != nil {
+		s.log.WarnContext(ctx, "reading the source's actor rules", "tenant_id", key.TenantID, "source_id", key.SourceID, "err", err)
+		writeProblem(w, http.StatusServiceUnavailable, "rules-unavailable", "Cannot take statements now",
+			"the source's rules could not be read; nothing was stored; retry the same request", retryAfterBusy)
+		return nil, false
+	}
 	var errs []ingest.FieldError
 	converted := make([]xapi.Converted, len(raws))
 	seen := map[string]int{}
@@ -104,9 +111,9 @@ func (s *Server) takeStatements(w http.ResponseWriter, r *http.Request, key Key,
 		if put == "" {
 			where = fmt.Sprintf("/%d", i)
 		}
-		c, cerrs := xapi.Convert(where, raw, now)
+		c, cerrs := xapi.Convert(where, raw, now, rules.XAPI)
 		if put != "" {
-			c, cerrs = xapi.ConvertWithID(raw, put, now)
+			c, cerrs = xapi.ConvertWithID(raw, put, now, rules.XAPI)
 		}
 		errs = append(errs, cerrs...)
 		if cerrs != nil {

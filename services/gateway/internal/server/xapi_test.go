@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edtech-analytics/platform/libs/tenancy/mappings"
 )
 
 // xapiDo sends a request to the statements resource with the xAPI version header (unless version is
@@ -111,5 +113,44 @@ func TestXAPIStatementsRoundTrip(t *testing.T) {
 	}
 	if code, _ := f.xapiDo(t, "PUT", "?statementId=nope", "1.0.3", st("", "experienced", "")); code != http.StatusBadRequest {
 		t.Fatalf("PUT without a UUID: %d", code)
+	}
+}
+
+// TestSourceRulesSayWhereActorsAreIdentified: a source's mapping rules name where its xAPI and Caliper
+// actors carry the SIS id (the mbox's local part; a SisSourcedId identifier); an actor without it is
+// refused naming the rule.
+func TestSourceRulesSayWhereActorsAreIdentified(t *testing.T) {
+	f := newFixture(t)
+	if _, err := mappings.New(f.pool).Set(t.Context(), "d1", "lms", []byte("version: 1\nactors:\n  xapi: mbox_local\n  caliper: identifier:SisSourcedId\n"), "test"); err != nil {
+		t.Fatal(err)
+	}
+	ts := time.Now().UTC().Format(time.RFC3339)
+	xapiSt := func(id, actor string) string {
+		return `{"id":"` + id + `","actor":` + actor + `,"verb":{"id":"http://adlnet.gov/expapi/verbs/experienced"},` +
+			`"object":{"id":"http://example.org/video/1"},"timestamp":"` + ts + `"}`
+	}
+	if code, body := f.xapiDo(t, "POST", "", "1.0.3", xapiSt("66666666-6666-4666-8666-666666666661", `{"mbox":"mailto:stu-0042@students.example.org"}`)); code != http.StatusOK {
+		t.Fatalf("xapi: %d %s", code, body)
+	}
+	code, body := f.xapiDo(t, "POST", "", "1.0.3", xapiSt("66666666-6666-4666-8666-666666666662", `{"account":{"homePage":"https://sis.example.org","name":"stu-0043"}}`))
+	if code != http.StatusBadRequest || !strings.Contains(string(body), "the source's rule reads the SIS id from mbox") {
+		t.Fatalf("an actor without an mbox: %d %s", code, body)
+	}
+	caliper := `{"sensor":"https://example.edu/sensors/1","sendTime":"` + ts + `","dataVersion":"http://purl.imsglobal.org/ctx/caliper/v1p2","data":[` +
+		`{"id":"urn:uuid:66666666-6666-4666-8666-666666666663","type":"ViewEvent","action":"Viewed","eventTime":"` + ts + `",` +
+		`"actor":{"id":"https://example.edu/users/9","type":"Person","otherIdentifiers":[{"type":"SystemIdentifier","identifier":"stu-0044","identifierType":"SisSourcedId"}]},` +
+		`"object":"https://example.edu/doc/1"},` +
+		`{"id":"urn:uuid:66666666-6666-4666-8666-666666666664","type":"ViewEvent","action":"Viewed","eventTime":"` + ts + `",` +
+		`"actor":"https://example.edu/users/10","object":"https://example.edu/doc/1"}]}`
+	code2, out := f.postRaw(t, "/v1/caliper", "good", "application/json", []byte(caliper))
+	if code2 != http.StatusAccepted || out["accepted"] != 1.0 || !strings.Contains(fmtJSON(out["rejected"]), "otherIdentifiers of type SisSourcedId") {
+		t.Fatalf("caliper: %d %v", code2, out)
+	}
+	var actors []string
+	for _, r := range f.readTopic(t, f.kcfg.Topics().Raw) {
+		actors = append(actors, f.rawEvent(t, r).Actor.SISID)
+	}
+	if !slices.Equal(actors, []string{"stu-0042", "stu-0044"}) {
+		t.Fatalf("raw actors %v", actors)
 	}
 }

@@ -124,17 +124,20 @@ type Converted struct {
 
 // Convert turns statement i (where names its place, e.g. "/3" or "" for a single statement) into the
 // platform's event, or says what is wrong with it.
-func Convert(where string, raw json.RawMessage, now time.Time) (Converted, []ingest.FieldError) {
-	return convert(where, raw, now, "")
+//
+// actor is the source's rule for its actors' SIS ids (mapping.Actors.XAPI: account, mbox, mbox_local,
+// openid); empty takes the default order.
+func Convert(where string, raw json.RawMessage, now time.Time, actor string) (Converted, []ingest.FieldError) {
+	return convert(where, raw, now, "", actor)
 }
 
 // ConvertWithID is Convert for a statement stored under id (PUT /xapi/statements?statementId=), which
 // the statement itself need not repeat.
-func ConvertWithID(raw json.RawMessage, id string, now time.Time) (Converted, []ingest.FieldError) {
-	return convert("", raw, now, id)
+func ConvertWithID(raw json.RawMessage, id string, now time.Time, actor string) (Converted, []ingest.FieldError) {
+	return convert("", raw, now, id, actor)
 }
 
-func convert(where string, raw json.RawMessage, now time.Time, id string) (Converted, []ingest.FieldError) {
+func convert(where string, raw json.RawMessage, now time.Time, id, rule string) (Converted, []ingest.FieldError) {
 	var errs []ingest.FieldError
 	add := func(p, msg string) { errs = append(errs, ingest.FieldError{Field: where + p, Message: msg}) }
 	var st Statement
@@ -159,7 +162,7 @@ func convert(where string, raw json.RawMessage, now time.Time, id string) (Conve
 		add("/actor", "is required")
 	} else {
 		var msg string
-		if sis, msg = actorID(*st.Actor); msg != "" {
+		if sis, msg = actorID(*st.Actor, rule); msg != "" {
 			add("/actor", msg)
 		}
 	}
@@ -244,8 +247,9 @@ func convert(where string, raw json.RawMessage, now time.Time, id string) (Conve
 	return c, nil
 }
 
-// actorID returns the SIS id of an actor (see the package comment), or what is wrong with it.
-func actorID(a Agent) (string, string) {
+// actorID returns the SIS id of an actor by the source's rule (see the package comment for the default
+// order), or what is wrong with it.
+func actorID(a Agent, rule string) (string, string) {
 	ifis := 0
 	for _, set := range []bool{a.Mbox != "", a.MboxSHA1Sum != "", a.OpenID != "", a.Account != nil} {
 		if set {
@@ -257,16 +261,38 @@ func actorID(a Agent) (string, string) {
 		return "", "an anonymous group names no person"
 	case ifis != 1:
 		return "", "needs exactly one of mbox, mbox_sha1sum, openid or account"
-	case a.Account != nil:
-		if a.Account.Name == "" || !isIRI(a.Account.HomePage) {
-			return "", "account needs a homePage IRI and a name"
+	case a.Account != nil && (a.Account.Name == "" || !isIRI(a.Account.HomePage)):
+		return "", "account needs a homePage IRI and a name"
+	}
+	addr, isMailto := strings.CutPrefix(a.Mbox, "mailto:")
+	if a.Mbox != "" && (!isMailto || !strings.Contains(addr, "@")) {
+		return "", "mbox must be a mailto: IRI"
+	}
+	switch rule {
+	case "account":
+		if a.Account == nil {
+			return "", "the source's rule reads the SIS id from account.name, and the actor has no account"
 		}
 		return a.Account.Name, ""
-	case a.Mbox != "":
-		addr, ok := strings.CutPrefix(a.Mbox, "mailto:")
-		if !ok || !strings.Contains(addr, "@") {
-			return "", "mbox must be a mailto: IRI"
+	case "mbox", "mbox_local":
+		if a.Mbox == "" {
+			return "", "the source's rule reads the SIS id from mbox, and the actor has none"
 		}
+		if rule == "mbox_local" {
+			local, _, _ := strings.Cut(addr, "@")
+			return local, ""
+		}
+		return addr, ""
+	case "openid":
+		if a.OpenID == "" {
+			return "", "the source's rule reads the SIS id from openid, and the actor has none"
+		}
+		return a.OpenID, ""
+	}
+	switch {
+	case a.Account != nil:
+		return a.Account.Name, ""
+	case a.Mbox != "":
 		return addr, ""
 	case a.OpenID != "":
 		return a.OpenID, ""

@@ -25,7 +25,7 @@ const activity = `{"id":"http://example.adlnet.gov/xapi/example/simpleCBT","defi
 
 func mapped(t *testing.T, raw string) map[string]any {
 	t.Helper()
-	c, errs := Convert("", json.RawMessage(raw), now)
+	c, errs := Convert("", json.RawMessage(raw), now, "")
 	if errs != nil {
 		t.Fatalf("refused: %+v", errs)
 	}
@@ -84,7 +84,7 @@ func TestMappedStatementsPassThePlatformsChecks(t *testing.T) {
 	var raws []json.RawMessage
 	for _, s := range []string{statement(Experienced, activity, ""), statement(Passed, activity, `"result":{"score":{"raw":7,"max":10}}`),
 		statement(LoggedOut, `{"id":"https://lms.example.org"}`, "")} {
-		c, errs := Convert("", json.RawMessage(s), now)
+		c, errs := Convert("", json.RawMessage(s), now, "")
 		if errs != nil {
 			t.Fatal(errs)
 		}
@@ -109,7 +109,7 @@ func TestActors(t *testing.T) {
 	} {
 		raw := strings.Replace(statement(Experienced, activity, ""),
 			`{"objectType":"Agent","name":"Project Tin Can API","account":{"homePage":"https://sis.example.org","name":"stu-0042"}}`, tt.actor, 1)
-		c, errs := Convert("/0", json.RawMessage(raw), now)
+		c, errs := Convert("/0", json.RawMessage(raw), now, "")
 		if tt.err != "" {
 			if len(errs) != 1 || errs[0].Field != "/0/actor" || !strings.Contains(errs[0].Message, tt.err) {
 				t.Fatalf("%s: errors %+v, want %q", tt.actor, errs, tt.err)
@@ -135,7 +135,7 @@ func TestRefusedStatements(t *testing.T) {
 		{"scaled out of range", statement(Scored, activity, `"result":{"score":{"scaled":1.5}}`), "/2/result/score/scaled", "between -1 and 1"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			_, errs := Convert("/2", json.RawMessage(tt.raw), now)
+			_, errs := Convert("/2", json.RawMessage(tt.raw), now, "")
 			for _, e := range errs {
 				if e.Field == tt.field && strings.Contains(e.Message, tt.msg) {
 					return
@@ -148,17 +148,42 @@ func TestRefusedStatements(t *testing.T) {
 
 func TestStatementIDs(t *testing.T) {
 	noID := strings.Replace(statement(Experienced, activity, ""), `"id":"fd41c918-b88b-4b20-a0a5-a4c32391aaa0",`, "", 1)
-	a, _ := Convert("", json.RawMessage(noID), now)
-	b, _ := Convert("", json.RawMessage(noID), now)
+	a, _ := Convert("", json.RawMessage(noID), now, "")
+	b, _ := Convert("", json.RawMessage(noID), now, "")
 	if a.ID == "" || a.ID != b.ID || !ingest.IsUUID(a.ID) {
 		t.Fatalf("ids of one statement without an id: %q, %q", a.ID, b.ID)
 	}
-	put, errs := ConvertWithID(json.RawMessage(noID), "0e7e6a3a-5a0f-4d3e-9a59-6f2b1b9d1c10", now)
+	put, errs := ConvertWithID(json.RawMessage(noID), "0e7e6a3a-5a0f-4d3e-9a59-6f2b1b9d1c10", now, "")
 	if errs != nil || put.ID != "0e7e6a3a-5a0f-4d3e-9a59-6f2b1b9d1c10" {
 		t.Fatalf("PUT id: %q %+v", put.ID, errs)
 	}
-	if _, errs := ConvertWithID(json.RawMessage(statement(Experienced, activity, "")), "0e7e6a3a-5a0f-4d3e-9a59-6f2b1b9d1c10", now); len(errs) != 1 ||
+	if _, errs := ConvertWithID(json.RawMessage(statement(Experienced, activity, "")), "0e7e6a3a-5a0f-4d3e-9a59-6f2b1b9d1c10", now, ""); len(errs) != 1 ||
 		!strings.Contains(errs[0].Message, "differs from statementId") {
 		t.Fatalf("a PUT whose statement names another id: %+v", errs)
+	}
+}
+
+func TestActorRules(t *testing.T) {
+	withMbox := `{"mbox":"mailto:ada.l@example.org"}`
+	for _, tt := range []struct{ rule, actor, sis, err string }{
+		{"mbox", withMbox, "ada.l@example.org", ""},
+		{"mbox_local", withMbox, "ada.l", ""},
+		{"account", `{"account":{"homePage":"https://sis.example.org","name":"stu-7"}}`, "stu-7", ""},
+		{"account", withMbox, "", "from account.name"},
+		{"openid", `{"openid":"https://id.example.org/ada"}`, "https://id.example.org/ada", ""},
+		{"openid", withMbox, "", "from openid"},
+	} {
+		raw := strings.Replace(statement(Experienced, activity, ""),
+			`{"objectType":"Agent","name":"Project Tin Can API","account":{"homePage":"https://sis.example.org","name":"stu-0042"}}`, tt.actor, 1)
+		c, errs := Convert("", json.RawMessage(raw), now, tt.rule)
+		if tt.err != "" {
+			if len(errs) != 1 || !strings.Contains(errs[0].Message, tt.err) {
+				t.Fatalf("%s %s: %+v, want %q", tt.rule, tt.actor, errs, tt.err)
+			}
+			continue
+		}
+		if errs != nil || c.Actor != tt.sis {
+			t.Fatalf("%s %s: %q %+v, want %q", tt.rule, tt.actor, c.Actor, errs, tt.sis)
+		}
 	}
 }
