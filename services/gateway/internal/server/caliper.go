@@ -7,7 +7,6 @@ import (
 	"mime"
 	"net/http"
 	"slices"
-	"time"
 
 	"github.com/edtech-analytics/platform/services/gateway/internal/caliper"
 	"github.com/edtech-analytics/platform/services/gateway/internal/ingest"
@@ -49,12 +48,8 @@ func (s *Server) postCaliper(w http.ResponseWriter, r *http.Request, key Key) {
 			"the source's rules could not be read; nothing was accepted; retry the same envelope", retryAfterBusy)
 		return
 	}
-	tenant := s.tenants.Settings(key.TenantID)
-	if ok, wait := s.tenants.Admit(tenant, len(env.Data)); !ok {
-		s.throttled.Add(ctx, int64(len(env.Data)))
-		writeProblem(w, http.StatusTooManyRequests, "rate-limited", "Rate limit exceeded",
-			fmt.Sprintf("district %s may send %d events per second (bursts of %d); retry this envelope later",
-				key.TenantID, tenant.Limit.EventsPerSecond, tenant.Limit.Burst), max(wait, time.Second))
+	tenant, ok := s.admit(ctx, w, key, len(env.Data), "retry this envelope later")
+	if !ok {
 		return
 	}
 

@@ -301,12 +301,8 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request, key Key) {
 	}
 
 	// The whole batch counts against the district's rate limit, valid events or not, before any work.
-	tenant := s.tenants.Settings(key.TenantID)
-	if ok, wait := s.tenants.Admit(tenant, len(raw)); !ok {
-		s.throttled.Add(ctx, int64(len(raw)))
-		writeProblem(w, http.StatusTooManyRequests, "rate-limited", "Rate limit exceeded",
-			fmt.Sprintf("district %s may send %d events per second (bursts of %d); retry this batch later",
-				key.TenantID, tenant.Limit.EventsPerSecond, tenant.Limit.Burst), max(wait, time.Second))
+	tenant, ok := s.admit(ctx, w, key, len(raw), "retry this batch later")
+	if !ok {
 		return
 	}
 
@@ -316,6 +312,20 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request, key Key) {
 		ingest.SetLines(rejected, lines)
 	}
 	s.accept(ctx, w, key, tenant, accepted, rejected, len(body))
+}
+
+// admit counts n events against the district's rate limit and returns its settings, or answers 429
+// (retry says when to resend) and returns false.
+func (s *Server) admit(ctx context.Context, w http.ResponseWriter, key Key, n int, retry string) (*tenants.Settings, bool) {
+	tenant := s.tenants.Settings(key.TenantID)
+	if ok, wait := s.tenants.Admit(tenant, n); !ok {
+		s.throttled.Add(ctx, int64(n))
+		writeProblem(w, http.StatusTooManyRequests, "rate-limited", "Rate limit exceeded",
+			fmt.Sprintf("district %s may send %d events per second (bursts of %d); %s",
+				key.TenantID, tenant.Limit.EventsPerSecond, tenant.Limit.Burst, retry), max(wait, time.Second))
+		return nil, false
+	}
+	return tenant, true
 }
 
 // accept encodes the accepted records, dead-letters the rejected ones (and those that cannot be records),

@@ -26,11 +26,19 @@ import (
 // error named), and a statement id the district already has with other content is a 409 Conflict; the
 // same statement sent again is taken again and adds nothing.
 
-// xapiStatements reads a request's statements: the body is one statement or an array of them.
-func (s *Server) xapiStatements(w http.ResponseWriter, r *http.Request) ([]json.RawMessage, int, bool) {
+// xapiVersion checks the request's X-Experience-API-Version, answering 400 when it is not one taken.
+func xapiVersion(w http.ResponseWriter, r *http.Request) bool {
 	if v := r.Header.Get("X-Experience-API-Version"); !slices.Contains(xapi.Versions, v) {
 		writeProblem(w, http.StatusBadRequest, "xapi-version", "Unsupported xAPI version",
 			fmt.Sprintf("X-Experience-API-Version must be one of %s, not %q", strings.Join(xapi.Versions, ", "), v), 0)
+		return false
+	}
+	return true
+}
+
+// xapiStatements reads a request's statements: the body is one statement or an array of them.
+func (s *Server) xapiStatements(w http.ResponseWriter, r *http.Request) ([]json.RawMessage, int, bool) {
+	if !xapiVersion(w, r) {
 		return nil, 0, false
 	}
 	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/json" {
@@ -176,12 +184,8 @@ func (s *Server) takeStatements(w http.ResponseWriter, r *http.Request, key Key,
 			statementOf[c.ID] = seen[c.ID]
 		}
 	}
-	tenant := s.tenants.Settings(key.TenantID)
-	if ok, wait := s.tenants.Admit(tenant, len(fresh)); !ok {
-		s.throttled.Add(ctx, int64(len(fresh)))
-		writeProblem(w, http.StatusTooManyRequests, "rate-limited", "Rate limit exceeded",
-			fmt.Sprintf("district %s may send %d events per second (bursts of %d); retry later",
-				key.TenantID, tenant.Limit.EventsPerSecond, tenant.Limit.Burst), max(wait, time.Second))
+	tenant, ok := s.admit(ctx, w, key, len(fresh), "retry later")
+	if !ok {
 		return nil, false
 	}
 	accepted, _ := ingest.Validate(fresh, ingest.Meta{TenantID: key.TenantID, SourceID: key.SourceID, ReceivedAt: now})
@@ -242,9 +246,7 @@ func (s *Server) recordStatements(ctx context.Context, key Key, stored time.Time
 // the time it was stored. A statement whose person was erased is gone (404), like one never sent.
 func (s *Server) getStatement(w http.ResponseWriter, r *http.Request, key Key) {
 	ctx := r.Context()
-	if v := r.Header.Get("X-Experience-API-Version"); !slices.Contains(xapi.Versions, v) {
-		writeProblem(w, http.StatusBadRequest, "xapi-version", "Unsupported xAPI version",
-			fmt.Sprintf("X-Experience-API-Version must be one of %s, not %q", strings.Join(xapi.Versions, ", "), v), 0)
+	if !xapiVersion(w, r) {
 		return
 	}
 	id := strings.ToLower(r.URL.Query().Get("statementId"))
