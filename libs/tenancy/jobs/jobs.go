@@ -220,11 +220,14 @@ func (s *Store) FinishStep(ctx context.Context, jobID string, seq int, after int
 	return nil
 }
 
-// Finish ends a job: done, or failed with the reason.
+// Finish ends a job: done, or failed with the reason. It raises the district's data generation in the
+// same statement, whatever the job's kind or outcome (a failed erasure may have removed part of the data).
 func (s *Store) Finish(ctx context.Context, jobID, status, reason string) error {
 	// A finished job keeps no SIS id (EraseStudentParams): only the internal id names its student.
-	_, err := s.pool.Exec(ctx, `UPDATE control.privacy_jobs SET status = $2, error = $3, finished_at = now(), params = params - 'sis_id' - 'sis_ids'
-		WHERE id = $1 AND status IN ('queued', 'running')`, jobID, status, reason)
+	_, err := s.pool.Exec(ctx, `WITH finished AS (
+			UPDATE control.privacy_jobs SET status = $2, error = $3, finished_at = now(), params = params - 'sis_id' - 'sis_ids'
+			WHERE id = $1 AND status IN ('queued', 'running') RETURNING tenant_id)
+		`+bumpGeneration+` SELECT tenant_id, 1 FROM finished `+onBump, jobID, status, reason)
 	if err != nil {
 		return fmt.Errorf("finishing job %s: %w", jobID, err)
 	}

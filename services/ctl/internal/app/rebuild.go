@@ -18,6 +18,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/tenancy/audit"
 	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
 	"github.com/edtech-analytics/platform/libs/tenancy/ingest"
+	"github.com/edtech-analytics/platform/libs/tenancy/jobs"
 	chrebuild "github.com/edtech-analytics/platform/services/aggregator/rebuild"
 	"github.com/edtech-analytics/platform/services/sink/rebuild"
 )
@@ -95,8 +96,14 @@ func runRebuild(ctx context.Context, e Env, args []string) error {
 				*all = true
 			}
 		}
-		return runRebuildClickHouse(ctx, e, c, ch, kcfg, *archiveURL, chrebuild.Config{TenantID: *tenant, AllPartitions: *all,
+		err = runRebuildClickHouse(ctx, e, c, ch, kcfg, *archiveURL, chrebuild.Config{TenantID: *tenant, AllPartitions: *all,
 			DryRun: *dryRun, AcceptDiff: *acceptDiff}, record)
+		if *dryRun {
+			return err
+		}
+		// Even a failed rebuild may have swapped some partitions: caches of the district's summaries
+		// recompute after either (docs/adr/0021).
+		return errors.Join(err, jobs.New(pool).BumpGeneration(context.WithoutCancel(ctx), *tenant))
 	}
 
 	codec, err := stream.NewCodec(ctx, kcfg)
