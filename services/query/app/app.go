@@ -55,6 +55,9 @@ type Config struct {
 	// what the checks compare against (libs/quality).
 	QualityInterval time.Duration
 	Quality         quality.Config
+	// SummaryCacheTTL and SummaryCacheEntries bound the cache of closed ranges' summaries (0: off).
+	SummaryCacheTTL     time.Duration
+	SummaryCacheEntries int
 }
 
 // RegisterFlags binds the config to flags with env defaults.
@@ -86,7 +89,17 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		"least difference in events from the baseline mean that is a volume anomaly (so small districts do not alert on noise)")
 	conf.Duration(fs, &c.Quality.Settle, "quality.settle", "QUERY_QUALITY_SETTLE", time.Hour,
 		"how long after a UTC day's end it is compared between ClickHouse and the sink")
+	conf.Duration(fs, &c.SummaryCacheTTL, "summary-cache.ttl", "QUERY_SUMMARY_CACHE_TTL", 10*time.Minute,
+		"how long a summary of a closed range is served from the cache (bounds how long late events stay out of it; 0: no cache)")
+	conf.Int(fs, &c.SummaryCacheEntries, "summary-cache.entries", "QUERY_SUMMARY_CACHE_ENTRIES", 10000,
+		"most summaries of closed ranges the cache holds, least recently used evicted first (0: no cache)")
 	c.Keys.RegisterFlags(fs)
+}
+
+// summaryCache is the summary cache's part of the config.
+func (c *Config) summaryCache() api.SummaryCacheConfig {
+	return api.SummaryCacheConfig{Entries: c.SummaryCacheEntries, TTL: c.SummaryCacheTTL, Settle: c.Quality.Settle,
+		GenerationTTL: c.KeyCacheTTL}
 }
 
 // Validate reports configuration errors.
@@ -112,6 +125,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Quality.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("quality: %w", err))
+	}
+	if err := c.summaryCache().Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("summary-cache (env QUERY_SUMMARY_CACHE_TTL, QUERY_SUMMARY_CACHE_ENTRIES): %w", err))
 	}
 	return errors.Join(errs...)
 }
@@ -160,8 +176,12 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks) (err erro
 		return err
 	}
 	auditLog, districtStore := audit.New(pool, keys), tenants.New(districts)
+	summaries, err := api.NewSummaryCache(cfg.summaryCache(), jobs.New(pool), rt.Tel.Meter, time.Now, rt.Log)
+	if err != nil {
+		return err
+	}
 	mux.Handle("/", api.New(rt.Log, resolver, auditLog, districtStore, ch, api.Config{MinDistricts: cfg.MinDistricts,
-		MinStudents: cfg.MinStudents, BandDistricts: cfg.BandDistricts}).Handler())
+		MinStudents: cfg.MinStudents, BandDistricts: cfg.BandDistricts}, api.WithSummaryCache(summaries)).Handler())
 	mux.Handle("/v1/admin/", (&admin.Admin{Log: rt.Log, ExportDir: cfg.ExportDir, Keys: credentials.New(pool), Jobs: jobs.New(pool), Audit: auditLog,
 		Students: jobs.Students{Pools: districts, ErasedSIS: keys.ErasedSISFunc(func(ctx context.Context, tenant string) ([]byte, error) {
 			t, err := districtStore.Tenant(ctx, tenant)

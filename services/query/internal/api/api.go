@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -70,10 +71,17 @@ type API struct {
 	districts Districts
 	ch        driver.Conn
 	cfg       Config
+	summaries *SummaryCache // nil: every summary is computed
 }
 
+// Option configures an API.
+type Option func(*API)
+
+// WithSummaryCache makes the summary endpoints consult c once a request is authorized.
+func WithSummaryCache(c *SummaryCache) Option { return func(a *API) { a.summaries = c } }
+
 // New builds the API over ch, whose default database holds the aggregator's rollups.
-func New(log *slog.Logger, a Auth, auditor Auditor, districts Districts, ch driver.Conn, cfg Config) *API {
+func New(log *slog.Logger, a Auth, auditor Auditor, districts Districts, ch driver.Conn, cfg Config, opts ...Option) *API {
 	if cfg.MinDistricts <= 0 {
 		cfg.MinDistricts = 5
 	}
@@ -82,7 +90,11 @@ func New(log *slog.Logger, a Auth, auditor Auditor, districts Districts, ch driv
 	}
 	cfg.BandDistricts = max(cfg.BandDistricts, 3)
 	cfg.MinDistricts = max(cfg.MinDistricts, cfg.BandDistricts)
-	return &API{log: log, auth: a, audit: auditor, districts: districts, ch: ch, cfg: cfg}
+	api := &API{log: log, auth: a, audit: auditor, districts: districts, ch: ch, cfg: cfg}
+	for _, o := range opts {
+		o(api)
+	}
+	return api
 }
 
 // Handler returns the routes.
@@ -318,14 +330,20 @@ func levelQuery(level, entity string, parents []string) summaryQuery {
 	return q
 }
 
+// serveSummary answers an authorized summary request, from the summary cache when the range is closed.
 func (a *API) serveSummary(w http.ResponseWriter, r *http.Request, req request, level, id string, q summaryQuery) {
-	totals, days, err := a.summary(r.Context(), req, q)
+	from, to := req.from.Format(time.DateOnly), req.to.Format(time.DateOnly)
+	key := summaryKey{tenant: req.p.TenantID, level: level, id: id, scope: q.table + " " + q.where + fmt.Sprintf(" %q", q.args),
+		from: from, to: to}
+	v, err := a.summaries.get(r.Context(), key, req.to, func() (summaryValue, error) {
+		totals, days, err := a.summary(r.Context(), req, q)
+		return summaryValue{totals: totals, days: days}, err
+	})
 	if err != nil {
 		a.unavailable(w, r, req.p, "querying "+q.table, err)
 		return
 	}
-	writeJSON(w, Summary{TenantID: req.p.TenantID, Level: level, ID: id, From: req.from.Format(time.DateOnly),
-		To: req.to.Format(time.DateOnly), Totals: totals, Days: days})
+	writeJSON(w, Summary{TenantID: req.p.TenantID, Level: level, ID: id, From: from, To: to, Totals: v.totals, Days: v.days})
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

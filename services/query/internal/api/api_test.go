@@ -237,7 +237,11 @@ type fixture struct {
 	audit     *audit.Store
 	conn      driver.Conn
 	handle    *api.API
+	pool      *pgxpool.Pool
 }
+
+// fixtureOption builds an option of the API under test from the fixture's control database.
+type fixtureOption func(pool *pgxpool.Pool) api.Option
 
 // controlPlane is what the API reads and writes of the control plane, which a test may replace.
 type controlPlane interface {
@@ -250,7 +254,7 @@ func newFixture(t *testing.T, minDistricts int, cp controlPlane) fixture {
 	return newFixtureWith(t, api.Config{MinDistricts: minDistricts, MinStudents: 1}, cp)
 }
 
-func newFixtureWith(t *testing.T, cfg api.Config, cp controlPlane) fixture {
+func newFixtureWith(t *testing.T, cfg api.Config, cp controlPlane, opts ...fixtureOption) fixture {
 	t.Helper()
 	pool, _ := pgtest.New(t)
 	if err := tenancy.Migrate(t.Context(), pool); err != nil {
@@ -285,10 +289,14 @@ func newFixtureWith(t *testing.T, cfg api.Config, cp controlPlane) fixture {
 	if cp != nil {
 		auditor, listed = cp, cp
 	}
-	h := api.New(slog.New(slog.NewTextHandler(io.Discard, nil)), auth.NewResolver(keys, f, time.Minute), auditor, listed, conn, cfg)
+	var apiOpts []api.Option
+	for _, o := range opts {
+		apiOpts = append(apiOpts, o(pool))
+	}
+	h := api.New(slog.New(slog.NewTextHandler(io.Discard, nil)), auth.NewResolver(keys, f, time.Minute), auditor, listed, conn, cfg, apiOpts...)
 	srv := httptest.NewServer(h.Handler())
 	t.Cleanup(srv.Close)
-	return fixture{srv: srv, w: w, creds: creds, districts: districts, audit: auditLog, conn: conn, handle: h}
+	return fixture{srv: srv, w: w, creds: creds, districts: districts, audit: auditLog, conn: conn, handle: h, pool: pool}
 }
 
 func (f fixture) get(t *testing.T, cred, path string, v any) int {

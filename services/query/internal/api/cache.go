@@ -1,0 +1,142 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/edtech-analytics/platform/libs/quality"
+	"github.com/edtech-analytics/platform/libs/ttlcache"
+)
+
+// SummaryCacheConfig bounds the summary cache (docs/adr/0021).
+type SummaryCacheConfig struct {
+	// Entries is the most summaries held, least recently used evicted first; 0 disables the cache.
+	Entries int
+	// TTL is how long a summary is served after it was computed; 0 disables the cache. It bounds how
+	// long events that arrive late for a closed day stay out of a cached summary.
+	TTL time.Duration
+	// Settle is how long after its end a UTC day is closed (QUERY_QUALITY_SETTLE, libs/quality): only a
+	// range whose last day is closed is cached.
+	Settle time.Duration
+	// GenerationTTL is how long a district's data generation is reused before it is read again from the
+	// control store (QUERY_KEY_CACHE_TTL): it bounds how long a finished erasure or rebuild may leave
+	// summaries computed before it visible.
+	GenerationTTL time.Duration
+}
+
+// Validate reports configuration errors.
+func (c SummaryCacheConfig) Validate() error {
+	var errs []error
+	if c.Entries < 0 {
+		errs = append(errs, fmt.Errorf("entries %d: not negative", c.Entries))
+	}
+	if c.TTL < 0 || c.Settle < 0 || c.GenerationTTL < 0 {
+		errs = append(errs, fmt.Errorf("ttl %v, settle %v, generation ttl %v: not negative", c.TTL, c.Settle, c.GenerationTTL))
+	}
+	return errors.Join(errs...)
+}
+
+// Generations reads a district's data generation, which every job that may remove or replace its
+// analytics data raises (jobs.Store).
+type Generations interface {
+	Generation(ctx context.Context, tenantID string) (int64, error)
+}
+
+// generationDistricts is how many districts' generations are remembered.
+const generationDistricts = 10_000
+
+// SummaryCache holds computed summaries (totals and days, before JSON) of ranges whose last day is
+// closed. It is consulted only after the request was authorized, and its keys name what was read (the
+// district, the level, the entity, the rows the query keeps, the range and the district's data
+// generation), never who asked.
+type SummaryCache struct {
+	entries  *ttlcache.Cache[summaryKey, summaryValue] // nil: disabled
+	gens     *ttlcache.Cache[string, int64]
+	source   Generations
+	settle   time.Duration
+	now      func() time.Time
+	log      *slog.Logger
+	requests metric.Int64Counter
+}
+
+// summaryKey names one summary's data. scope is the query's filter and its arguments (a school admin's
+// class summary keeps only the rows of its schools), so two queries reading different rows never share
+// an entry.
+type summaryKey struct {
+	tenant, level, id, scope, from, to string
+	generation                         int64
+}
+
+// summaryValue is a computed summary; it is shared by every request it answers and never modified.
+type summaryValue struct {
+	totals Metrics
+	days   []DayData
+}
+
+// Results of a summary cache lookup, the result attribute of query_summary_cache_requests_total.
+const (
+	cacheHit    = "hit"
+	cacheMiss   = "miss"
+	cacheBypass = "bypass" // not cacheable: an open day in the range, the cache disabled, or no generation
+)
+
+// NewSummaryCache returns a cache over gens, reading the time from now, and registers on mp the counter
+// query_summary_cache_requests_total{result="hit|miss|bypass"} (exported with the _total suffix).
+func NewSummaryCache(cfg SummaryCacheConfig, gens Generations, mp metric.MeterProvider, now func() time.Time, log *slog.Logger) (*SummaryCache, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("summary cache: %w", err)
+	}
+	requests, err := mp.Meter("query").Int64Counter("query_summary_cache_requests",
+		metric.WithDescription("summary requests by what the summary cache did: hit, miss (computed and kept) or bypass (not cacheable)"))
+	if err != nil {
+		return nil, fmt.Errorf("creating metric query_summary_cache_requests: %w", err)
+	}
+	c := &SummaryCache{source: gens, settle: cfg.Settle, now: now, log: log, requests: requests}
+	if cfg.Entries > 0 && cfg.TTL > 0 {
+		c.entries = ttlcache.New[summaryKey, summaryValue](cfg.Entries, cfg.TTL)
+		c.entries.SetClock(now)
+		c.gens = ttlcache.New[string, int64](generationDistricts, cfg.GenerationTTL)
+		c.gens.SetClock(now)
+	}
+	return c, nil
+}
+
+// closed reports whether every day up to and including to is closed.
+func (c *SummaryCache) closed(to time.Time) bool {
+	return !to.After(quality.LastClosedDay(c.now(), c.settle))
+}
+
+// get returns the summary k names, from the cache or from load; to is the range's last day. A nil cache
+// always loads.
+func (c *SummaryCache) get(ctx context.Context, k summaryKey, to time.Time, load func() (summaryValue, error)) (summaryValue, error) {
+	if c == nil {
+		return load()
+	}
+	if c.entries == nil || !c.closed(to) {
+		c.count(ctx, cacheBypass)
+		return load()
+	}
+	gen, err := c.gens.Get(k.tenant, func() (int64, error) { return c.source.Generation(ctx, k.tenant) })
+	if err != nil { // without the generation an entry could outlive an erasure: compute, keep nothing
+		c.log.WarnContext(ctx, "reading the data generation; summary not cached", "tenant_id", k.tenant, "err", err)
+		c.count(ctx, cacheBypass)
+		return load()
+	}
+	k.generation = gen
+	if v, ok := c.entries.Peek(k); ok {
+		c.count(ctx, cacheHit)
+		return v, nil
+	}
+	c.count(ctx, cacheMiss)
+	return c.entries.Get(k, load) // concurrent misses of one key make one query
+}
+
+func (c *SummaryCache) count(ctx context.Context, result string) {
+	c.requests.Add(ctx, 1, metric.WithAttributes(attribute.String("result", result)))
+}
