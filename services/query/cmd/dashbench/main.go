@@ -6,8 +6,15 @@
 // It registers a sample of the generated districts in a fresh PostgreSQL database (tenants, a roster
 // with a teacher, a class and its students, and a district admin, a school admin and a teacher token
 // each), serves the API in-process over HTTP on loopback, and sends each endpoint requests for random
-// sample districts and random 30-day ranges, reporting p50/p95/p99. ClickHouse and PostgreSQL come from
+// sample districts and ranges, reporting p50/p95/p99. ClickHouse and PostgreSQL come from
 // CLICKHOUSE_ADDR and DATABASE_URL, or the repository's private servers (libs/testenv/devenv).
+//
+// -ranges random (the default) asks for 30-day ranges starting on a random day of September 2025, almost
+// never the same twice; -ranges dashboard asks, as dashboards mostly do, for one of four fixed ranges at
+// the end of the data set (benchload's 60 days from 2025-09-01): the last 7 days, the 7 before them, the
+// last 30 days and the 30 before them. -summary-cache-entries N (0: off, the default) serves the summaries
+// through the service's summary cache (ADR 0021), all of whose ranges are closed days, and adds each
+// endpoint's hit rate (hits / summary requests) to the report.
 package main
 
 import (
@@ -33,12 +40,15 @@ import (
 	"github.com/edtech-analytics/platform/libs/tenancy/audit"
 	"github.com/edtech-analytics/platform/libs/tenancy/credentials"
 	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
+	"github.com/edtech-analytics/platform/libs/tenancy/jobs"
 	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/libs/testenv/devenv"
 	"github.com/edtech-analytics/platform/services/query/internal/api"
 	"github.com/edtech-analytics/platform/services/query/internal/auth"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 )
 
 func main() {
@@ -65,9 +75,16 @@ func run(ctx context.Context, args []string) (err error) {
 	sample := fs.Int("sample", 20, "districts to register and query")
 	requests := fs.Int("requests", 1000, "requests per endpoint")
 	concurrency := fs.Int("concurrency", 4, "requests in flight")
-	ttl := fs.Duration("cache-ttl", 5*time.Second, "the service's credential and roster cache TTL")
+	ttl := fs.Duration("cache-ttl", 5*time.Second, "the service's credential and roster cache TTL (and the data generation's)")
+	ranges := fs.String("ranges", "random", "random: 30-day ranges starting on a random September day; dashboard: one of 4 fixed closed ranges (the last 7 and 30 days and the ones before them)")
+	cacheEntries := fs.Int("summary-cache-entries", 0, "entries of the summary cache (QUERY_SUMMARY_CACHE_ENTRIES; 0: no cache)")
+	cacheTTL := fs.Duration("summary-cache-ttl", 10*time.Minute, "TTL of the summary cache (QUERY_SUMMARY_CACHE_TTL)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	pick, ok := rangePickers[*ranges]
+	if !ok {
+		return fmt.Errorf("-ranges: %q is not random or dashboard", *ranges)
 	}
 	chAddr, err := devenv.ClickHouse(ctx)
 	if err != nil {
@@ -94,9 +111,15 @@ func run(ctx context.Context, args []string) (err error) {
 	if err != nil {
 		return err
 	}
+	reader := sdkmetric.NewManualReader()
+	summaries, err := api.NewSummaryCache(api.SummaryCacheConfig{Entries: *cacheEntries, TTL: *cacheTTL, Settle: time.Hour, GenerationTTL: *ttl},
+		jobs.New(pool), sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)), time.Now, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
 	h := api.New(slog.New(slog.DiscardHandler), auth.NewResolver(credentials.New(pool), districtFleet, *ttl),
 		audit.New(pool, keyring.New(pool, master, keyring.Options{})),
-		tenants.New(districtFleet), ch, api.Config{})
+		tenants.New(districtFleet), ch, api.Config{}, api.WithSummaryCache(summaries))
 	srv := httptest.NewServer(h.Handler())
 	defer srv.Close()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *concurrency}}
@@ -121,22 +144,80 @@ func run(ctx context.Context, args []string) (err error) {
 			return "/v1/benchmarks/attendance_rate?from=" + f + "&to=" + t, d.admin
 		}},
 	}
-	fmt.Printf("%d requests per endpoint, %d in flight, %d sample districts of %d\n\n", *requests, *concurrency, len(sample2), *districts)
-	fmt.Printf("%-52s %8s %8s %8s %8s %9s\n", "endpoint", "p50 ms", "p95 ms", "p99 ms", "max ms", "req/s")
+	fmt.Printf("%d requests per endpoint, %d in flight, %d sample districts of %d, %s ranges, summary cache %d entries\n\n",
+		*requests, *concurrency, len(sample2), *districts, *ranges, *cacheEntries)
+	fmt.Printf("%-52s %8s %8s %8s %8s %9s %9s\n", "endpoint", "p50 ms", "p95 ms", "p99 ms", "max ms", "req/s", "hit rate")
 	for _, ep := range endpoints {
+		before, err := cacheCounts(ctx, reader)
+		if err != nil {
+			return err
+		}
 		lat, elapsed, err := fire(ctx, client, srv.URL, *requests, *concurrency, func(rng *rand.Rand) (string, string) {
-			d := sample2[rng.IntN(len(sample2))]
-			from := time.Date(2025, 9, 1, 0, 0, 0, 0, time.UTC).AddDate(0, 0, rng.IntN(30))
-			return ep.url(d, from.Format(time.DateOnly), from.AddDate(0, 0, 29).Format(time.DateOnly))
+			from, to := pick(rng)
+			return ep.url(sample2[rng.IntN(len(sample2))], from.Format(time.DateOnly), to.Format(time.DateOnly))
 		})
 		if err != nil {
 			return fmt.Errorf("%s: %w", ep.name, err)
 		}
+		after, err := cacheCounts(ctx, reader)
+		if err != nil {
+			return err
+		}
+		hitRate := "-"
+		if n := after.total() - before.total(); n > 0 {
+			hitRate = fmt.Sprintf("%.1f%%", 100*float64(after.hit-before.hit)/float64(n))
+		}
 		slices.Sort(lat)
 		p := func(q float64) float64 { return float64(lat[int(q*float64(len(lat)-1))].Microseconds()) / 1000 }
-		fmt.Printf("%-52s %8.1f %8.1f %8.1f %8.1f %9.0f\n", ep.name, p(0.5), p(0.95), p(0.99), p(1), float64(len(lat))/elapsed.Seconds())
+		fmt.Printf("%-52s %8.1f %8.1f %8.1f %8.1f %9.0f %9s\n", ep.name, p(0.5), p(0.95), p(0.99), p(1), float64(len(lat))/elapsed.Seconds(), hitRate)
 	}
 	return nil
+}
+
+// rangePickers choose a request's range (-ranges).
+var rangePickers = map[string]func(rng *rand.Rand) (from, to time.Time){
+	"random": func(rng *rand.Rand) (time.Time, time.Time) {
+		from := time.Date(2025, 9, 1, 0, 0, 0, 0, time.UTC).AddDate(0, 0, rng.IntN(30))
+		return from, from.AddDate(0, 0, 29)
+	},
+	"dashboard": func(rng *rand.Rand) (time.Time, time.Time) {
+		end := time.Date(2025, 10, 30, 0, 0, 0, 0, time.UTC) // benchload's last day
+		days := []int{7, 30}[rng.IntN(2)]
+		to := end.AddDate(0, 0, -days*rng.IntN(2)) // these days, or the same length before them
+		return to.AddDate(0, 0, 1-days), to
+	},
+}
+
+// counts are the summary cache's lookups so far.
+type counts struct{ hit, miss, bypass int64 }
+
+func (c counts) total() int64 { return c.hit + c.miss + c.bypass }
+
+func cacheCounts(ctx context.Context, reader *sdkmetric.ManualReader) (counts, error) {
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(ctx, &rm); err != nil {
+		return counts{}, fmt.Errorf("reading the cache metrics: %w", err)
+	}
+	var c counts
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			sum, ok := m.Data.(metricdata.Sum[int64])
+			if m.Name != "query_summary_cache_requests" || !ok {
+				continue
+			}
+			for _, dp := range sum.DataPoints {
+				switch v, _ := dp.Attributes.Value("result"); v.AsString() {
+				case "hit":
+					c.hit = dp.Value
+				case "miss":
+					c.miss = dp.Value
+				case "bypass":
+					c.bypass = dp.Value
+				}
+			}
+		}
+	}
+	return c, nil
 }
 
 // fire sends n requests, concurrency at a time, after a warm-up of one request per sample path, and
