@@ -98,7 +98,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 
 // summaryCache is the summary cache's part of the config.
 func (c *Config) summaryCache() api.SummaryCacheConfig {
-	return api.SummaryCacheConfig{Entries: c.SummaryCacheEntries, TTL: c.SummaryCacheTTL, Settle: c.Quality.Settle,
+	// The day closes as for the event quality checks, whose defaults give a settle of 0 its meaning.
+	return api.SummaryCacheConfig{Entries: c.SummaryCacheEntries, TTL: c.SummaryCacheTTL, Settle: c.Quality.WithDefaults().Settle,
 		GenerationTTL: c.KeyCacheTTL}
 }
 
