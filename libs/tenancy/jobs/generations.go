@@ -8,9 +8,9 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// A district's data generation (control.data_generations) counts the jobs that may have removed or
-// replaced its analytics data: every job that finishes (Finish) and every ClickHouse rebuild
-// (BumpGeneration). Caches of answers computed from that data key their entries by it.
+// A district's data generation (control.data_generations) counts the changes jobs may have made to its
+// analytics data: every step of a job and every job that finishes (FinishStep, Finish), and every
+// ClickHouse rebuild (BumpGeneration). Caches of answers computed from that data key their entries by it.
 const (
 	bumpGeneration = `INSERT INTO control.data_generations (tenant_id, generation)`
 	onBump         = `ON CONFLICT (tenant_id) DO UPDATE SET generation = control.data_generations.generation + 1, changed_at = now()`

@@ -8,10 +8,10 @@ import (
 	"github.com/edtech-analytics/platform/libs/tenancy/jobs"
 )
 
-// TestGenerationRisesWhenAJobFinishesOrIsBumped proves that a district's data generation starts at 0,
-// rises once per finished job (done or failed, not when Finish repeats) and per BumpGeneration, and
-// that another district's stays where it was.
-func TestGenerationRisesWhenAJobFinishesOrIsBumped(t *testing.T) {
+// TestGenerationRisesWhenAJobStepFinishesOrIsBumped proves that a district's data generation starts at
+// 0, rises once per finished step, once per finished job (not when Finish repeats) and per
+// BumpGeneration, and that another district's stays where it was.
+func TestGenerationRisesWhenAJobStepFinishesOrIsBumped(t *testing.T) {
 	pool, _ := controltest.Districts(t, pgtest.New)
 	ctx, store := t.Context(), jobs.New(pool)
 	gen := func(tenant string) int64 {
@@ -29,26 +29,35 @@ func TestGenerationRisesWhenAJobFinishesOrIsBumped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := store.BeginStep(ctx, job.ID, 1, "clickhouse", "clickhouse", 3); err != nil {
+		t.Fatal(err)
+	}
 	if g := gen("d1"); g != 0 {
-		t.Errorf("generation while the job runs = %d, want 0", g)
+		t.Errorf("generation while the step runs = %d, want 0", g)
+	}
+	if err := store.FinishStep(ctx, job.ID, 1, 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	if g := gen("d1"); g != 1 {
+		t.Errorf("generation after the step finished = %d, want 1", g)
 	}
 	if err := store.Finish(ctx, job.ID, jobs.StatusDone, ""); err != nil {
 		t.Fatal(err)
 	}
-	if g := gen("d1"); g != 1 {
-		t.Errorf("generation after the job finished = %d, want 1", g)
+	if g := gen("d1"); g != 2 {
+		t.Errorf("generation after the job finished = %d, want 2", g)
 	}
 	if err := store.Finish(ctx, job.ID, jobs.StatusFailed, "again"); err != nil {
 		t.Fatal(err)
 	}
-	if g := gen("d1"); g != 1 {
-		t.Errorf("generation after finishing a finished job again = %d, want 1", g)
+	if g := gen("d1"); g != 2 {
+		t.Errorf("generation after finishing a finished job again = %d, want 2", g)
 	}
 	if err := store.BumpGeneration(ctx, "d1"); err != nil {
 		t.Fatal(err)
 	}
-	if g := gen("d1"); g != 2 {
-		t.Errorf("generation after a bump = %d, want 2", g)
+	if g := gen("d1"); g != 3 {
+		t.Errorf("generation after a bump = %d, want 3", g)
 	}
 	if g := gen("d2"); g != 0 {
 		t.Errorf("another district's generation = %d, want 0", g)

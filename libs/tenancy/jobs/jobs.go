@@ -210,10 +210,15 @@ func (s *Store) BeginStep(ctx context.Context, jobID string, seq int, name, stor
 	return nil
 }
 
-// FinishStep records that a step finished, with what its store holds after it.
+// FinishStep records that a step finished, with what its store holds after it, and raises the district's
+// data generation in the same statement: a step that erased data in a store is visible to the caches
+// keyed by it at once, not only when the job's last step is done.
 func (s *Store) FinishStep(ctx context.Context, jobID string, seq int, after int64, detail string) error {
-	_, err := s.pool.Exec(ctx, `UPDATE control.privacy_job_steps SET found_after = $3, detail = $4, finished_at = now()
-		WHERE job_id = $1 AND seq = $2`, jobID, seq, after, detail)
+	_, err := s.pool.Exec(ctx, `WITH step AS (
+			UPDATE control.privacy_job_steps SET found_after = $3, detail = $4, finished_at = now()
+			WHERE job_id = $1 AND seq = $2 RETURNING job_id)
+		`+bumpGeneration+` SELECT j.tenant_id, 1 FROM step JOIN control.privacy_jobs j ON j.id = step.job_id `+onBump,
+		jobID, seq, after, detail)
 	if err != nil {
 		return fmt.Errorf("recording the end of step %d of job %s: %w", seq, jobID, err)
 	}
@@ -221,7 +226,8 @@ func (s *Store) FinishStep(ctx context.Context, jobID string, seq int, after int
 }
 
 // Finish ends a job: done, or failed with the reason. It raises the district's data generation in the
-// same statement, whatever the job's kind or outcome (a failed erasure may have removed part of the data).
+// same statement, whatever the job's kind or outcome (a failed erasure may have removed part of the data,
+// and a job may end without a step).
 func (s *Store) Finish(ctx context.Context, jobID, status, reason string) error {
 	// A finished job keeps no SIS id (EraseStudentParams): only the internal id names its student.
 	_, err := s.pool.Exec(ctx, `WITH finished AS (

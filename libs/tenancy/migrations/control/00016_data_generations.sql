@@ -1,6 +1,6 @@
 -- A district's data generation: a counter raised whenever a job may have removed or replaced the
--- district's analytics data (an erasure or export job finishing, jobs.Store.Finish; a ClickHouse rebuild,
--- ctl rebuild --store clickhouse). Caches of answers computed from that data (the query service's
+-- district's analytics data (a step of an erasure or export job, or the job, finishing:
+-- jobs.Store.FinishStep and Finish; a ClickHouse rebuild, ctl rebuild --store clickhouse). Caches of answers computed from that data (the query service's
 -- summary cache, docs/adr/0021) key their entries by it, so a raised generation makes them recompute.
 
 -- +goose Up
