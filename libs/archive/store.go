@@ -29,6 +29,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/google/uuid"
 	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress/zstd"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -272,10 +273,14 @@ func (s *Store[T]) writeGroup(ctx context.Context, p int32, g *group[T]) error {
 	return flush(len(g.offsets))
 }
 
+// fastZstd compresses a batch's files at zstd's fastest level: they are written on the ingestion path, and
+// compaction rewrites a closed day's files at the default level (parquet.Zstd) for the long term.
+var fastZstd = zstd.Codec{Level: zstd.SpeedFastest}
+
 // publish writes rows to a temporary key, copies it to its final key and removes the temporary.
 func (s *Store[T]) publish(ctx context.Context, p int32, dir string, rows []T, first, last int64) error {
 	var buf bytes.Buffer
-	if err := parquet.Write(&buf, rows, parquet.Compression(&parquet.Zstd)); err != nil {
+	if err := parquet.Write(&buf, rows, parquet.Compression(&fastZstd)); err != nil {
 		return fmt.Errorf("encoding parquet: %w", err)
 	}
 	tmp := tmpDir(s.layer.Name, p) + uuid.NewString()

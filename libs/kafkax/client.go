@@ -60,7 +60,7 @@ func Options(cfg Config, deps Deps, group string) ([]kgo.Opt, *kotel.Tracer, err
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ClientID(cfg.ClientID),
-		kgo.WithHooks(kotel.NewKotel(kotel.WithTracer(tr)).Hooks()...),
+		kgo.WithHooks(recordTracing{Tracer: tr, prop: deps.Propagator}),
 		kgo.RecordPartitioner(NewPartitioner()),
 	}
 	if deps.Log != nil {

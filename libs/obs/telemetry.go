@@ -33,8 +33,9 @@ type Telemetry struct {
 }
 
 // Init builds tracing and metrics for service. Spans are exported over OTLP/HTTP when
-// OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) is set; otherwise spans are still
-// created and propagated (so trace ids reach logs and Kafka headers) but not exported.
+// OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) is set; otherwise
+// none is recorded (unless OTEL_TRACES_SAMPLER asks for a sampler): trace ids are still made and propagated,
+// so they reach logs, Kafka headers and the stores.
 func Init(ctx context.Context, service string) (*Telemetry, error) {
 	res := resource.NewSchemaless(semconv.ServiceName(service))
 	topts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
@@ -44,6 +45,11 @@ func Init(ctx context.Context, service string) (*Telemetry, error) {
 			return nil, fmt.Errorf("creating otlp trace exporter: %w", err)
 		}
 		topts = append(topts, sdktrace.WithBatcher(exp))
+	} else if os.Getenv("OTEL_TRACES_SAMPLER") == "" {
+		// Nothing exports spans: record none. Trace and span ids are still made and propagated (logs, Kafka
+		// headers, the stores' trace_id), but no span is built per record, which cost about a tenth of the
+		// pipeline's CPU (BENCHMARKS.md, "Whole pipeline").
+		topts = append(topts, sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.NeverSample())))
 	}
 	tp := sdktrace.NewTracerProvider(topts...)
 

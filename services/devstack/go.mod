@@ -100,7 +100,7 @@ require (
 	github.com/golang-jwt/jwt/v5 v5.3.1 // indirect
 	github.com/google/flatbuffers v25.12.19+incompatible // indirect
 	github.com/google/s2a-go v0.1.11 // indirect
-	github.com/google/uuid v1.6.0 // indirect
+	github.com/google/uuid v1.6.0
 	github.com/google/wire v0.7.0 // indirect
 	github.com/googleapis/enterprise-certificate-proxy v0.3.24 // indirect
 	github.com/googleapis/gax-go/v2 v2.27.0 // indirect
@@ -213,7 +213,12 @@ replace github.com/edtech-analytics/platform/libs/archive => ../../libs/archive
 
 replace github.com/edtech-analytics/platform/libs/testenv/s3test => ../../libs/testenv/s3test
 
-require github.com/edtech-analytics/platform/libs/quality v0.0.0-00010101000000-000000000000 // indirect
+require (
+	github.com/chzyer/readline v1.5.1 // indirect
+	github.com/edtech-analytics/platform/libs/quality v0.0.0-00010101000000-000000000000 // indirect
+	github.com/google/pprof v0.0.0-20261105003125-4bf881d7fb0b
+	github.com/ianlancetaylor/demangle v0.0.0-20250417193237-f615e6bd150b // indirect
+)
 
 replace github.com/edtech-analytics/platform/libs/quality => ../../libs/quality
 

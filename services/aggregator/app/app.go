@@ -37,6 +37,9 @@ type Config struct {
 	// Compact says when months of the rollups are merged into one part (chstore.RunCompaction).
 	Compact chstore.CompactConfig
 	Kafka   kafkax.Config
+	Fetch   kafkax.Batching
+	// MaxPollRecords bounds the records of one poll across partitions; each partition's share is one insert.
+	MaxPollRecords int
 }
 
 // RegisterFlags binds the config to flags with env defaults.
@@ -53,12 +56,18 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		"how often months of the rollups with several parts are merged into one (OPTIMIZE ... FINAL); 0 turns it off")
 	conf.Int(fs, &c.Compact.OpenMinParts, "compact.open-min-parts", "AGGREGATOR_COMPACT_OPEN_MIN_PARTS", 8,
 		"parts the current month of a rollup may reach before compaction merges it too; 0 leaves it to ClickHouse")
+	c.Fetch.RegisterFlags(fs, "", "AGGREGATOR_", DefaultFetchMinBytes, DefaultFetchMaxWait)
+	conf.Int(fs, &c.MaxPollRecords, "max-poll-records", "AGGREGATOR_MAX_POLL_RECORDS", 100_000,
+		"records per poll across partitions; each partition's share is one insert, whose cost in ClickHouse is mostly fixed")
 	c.Kafka.RegisterFlags(fs)
 }
 
 // Validate reports configuration errors.
 func (c *Config) Validate() error {
-	var errs []error
+	errs := []error{c.Fetch.Validate("")}
+	if c.MaxPollRecords < 1 {
+		errs = append(errs, errors.New("max-poll-records: must be at least 1 (env AGGREGATOR_MAX_POLL_RECORDS)"))
+	}
 	if c.ClickHouseAddr == "" {
 		errs = append(errs, errors.New("clickhouse.addr: required (env CLICKHOUSE_ADDR)"))
 	}
@@ -112,7 +121,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, opts ...kgo.Opt) error
 				return err
 			}
 			// The enriched topic, read in the group; offsets live in ClickHouse (ADR 0003).
-			cl, err := kafkax.NewGroupConsumer(cfg.Kafka, deps, cfg.Group, topics.Enriched, consumer.Rebalance(), opts...)
+			cl, err := kafkax.NewGroupConsumer(cfg.Kafka, deps, cfg.Group, topics.Enriched, consumer.Rebalance(), append(cfg.Fetch.Options(), opts...)...)
 			if err != nil {
 				return err
 			}
@@ -146,7 +155,7 @@ func newConsumer(ctx context.Context, cfg Config, rt svc.Runtime, conn driver.Co
 	}
 	topics := cfg.Kafka.Topics()
 	return kafkax.NewStoreConsumer(rt.Log,
-		kafkax.ConsumerConfig{Group: cfg.Group, Topic: topics.Enriched,
+		kafkax.ConsumerConfig{Group: cfg.Group, Topic: topics.Enriched, MaxPollRecords: cfg.MaxPollRecords,
 			DeadLetter: stream.DeadLetters(codec, dlq, topics.DLQ, records.StageAggregator)},
 		store, func(ready bool) { health.SetReady("partitions", ready) })
 }
@@ -203,3 +212,12 @@ func waitClickHouse(ctx context.Context, cfg Config, rt svc.Runtime) (driver.Con
 	rt.Log.Info("clickhouse migrated", "addr", cfg.ClickHouseAddr, "database", cfg.ClickHouseDatabase)
 	return conn, nil
 }
+
+// Fetch batching defaults (kafkax.Batching): each partition's share of a poll is one insert, which feeds
+// every materialized view and makes a part in each of their tables at a cost that is mostly fixed (about
+// 30 ms of ClickHouse CPU for 1,250 rows or for 20,000): a fetch waits for 4 MiB (about 20,000 events) or
+// one second.
+const (
+	DefaultFetchMinBytes = 4 << 20
+	DefaultFetchMaxWait  = time.Second
+)

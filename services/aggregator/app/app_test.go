@@ -27,7 +27,8 @@ import (
 
 func TestConfigFlagsAndEnv(t *testing.T) {
 	envs := []string{"CLICKHOUSE_ADDR", "CLICKHOUSE_DATABASE", "CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD", "ADMIN_ADDR", "AGGREGATOR_GROUP", "ANALYST_DATABASE_PREFIX",
-		"AGGREGATOR_COMPACT_INTERVAL", "AGGREGATOR_COMPACT_OPEN_MIN_PARTS"}
+		"AGGREGATOR_COMPACT_INTERVAL", "AGGREGATOR_COMPACT_OPEN_MIN_PARTS", "AGGREGATOR_FETCH_MIN_BYTES", "AGGREGATOR_FETCH_MAX_WAIT",
+		"AGGREGATOR_MAX_POLL_RECORDS"}
 	for _, e := range envs {
 		t.Setenv(e, "") // restored after the test
 		if err := os.Unsetenv(e); err != nil {
@@ -41,15 +42,19 @@ func TestConfigFlagsAndEnv(t *testing.T) {
 		want app.Config
 	}{
 		{"defaults", nil, nil, app.Config{ClickHouseAddr: "127.0.0.1:9000", ClickHouseDatabase: "edtech", ClickHouseUser: "default",
-			AdminAddr: ":9090", Group: "edtech-aggregator", AnalystPrefix: "analyst_", Compact: chstore.CompactConfig{Interval: time.Hour, OpenMinParts: 8}}},
+			AdminAddr: ":9090", Group: "edtech-aggregator", AnalystPrefix: "analyst_", Compact: chstore.CompactConfig{Interval: time.Hour, OpenMinParts: 8},
+			Fetch: kafkax.Batching{MinBytes: 4 << 20, MaxWait: time.Second}, MaxPollRecords: 100_000}},
 		{"env", map[string]string{"CLICKHOUSE_ADDR": "ch:9000", "CLICKHOUSE_DATABASE": "prod", "CLICKHOUSE_USER": "agg",
 			"CLICKHOUSE_PASSWORD": "s3cret", "ADMIN_ADDR": ":9191", "AGGREGATOR_GROUP": "g2", "ANALYST_DATABASE_PREFIX": "an_",
-			"AGGREGATOR_COMPACT_INTERVAL": "10m", "AGGREGATOR_COMPACT_OPEN_MIN_PARTS": "0"}, nil,
+			"AGGREGATOR_COMPACT_INTERVAL": "10m", "AGGREGATOR_COMPACT_OPEN_MIN_PARTS": "0", "AGGREGATOR_FETCH_MIN_BYTES": "1",
+			"AGGREGATOR_FETCH_MAX_WAIT": "250ms", "AGGREGATOR_MAX_POLL_RECORDS": "5000"}, nil,
 			app.Config{ClickHouseAddr: "ch:9000", ClickHouseDatabase: "prod", ClickHouseUser: "agg", ClickHousePassword: "s3cret", AdminAddr: ":9191",
-				Group: "g2", AnalystPrefix: "an_", Compact: chstore.CompactConfig{Interval: 10 * time.Minute}}},
-		{"flags win", map[string]string{"AGGREGATOR_GROUP": "g2"}, []string{"-group", "g3", "-clickhouse.addr", "x:1", "-analyst.prefix", "", "-compact.interval", "0"},
+				Group: "g2", AnalystPrefix: "an_", Compact: chstore.CompactConfig{Interval: 10 * time.Minute},
+				Fetch: kafkax.Batching{MinBytes: 1, MaxWait: 250 * time.Millisecond}, MaxPollRecords: 5000}},
+		{"flags win", map[string]string{"AGGREGATOR_GROUP": "g2", "AGGREGATOR_FETCH_MAX_WAIT": "250ms"}, []string{"-group", "g3", "-clickhouse.addr", "x:1",
+			"-analyst.prefix", "", "-compact.interval", "0", "-fetch.max-wait", "2s"},
 			app.Config{ClickHouseAddr: "x:1", ClickHouseDatabase: "edtech", ClickHouseUser: "default", AdminAddr: ":9090", Group: "g3",
-				Compact: chstore.CompactConfig{OpenMinParts: 8}}},
+				Compact: chstore.CompactConfig{OpenMinParts: 8}, Fetch: kafkax.Batching{MinBytes: 4 << 20, MaxWait: 2 * time.Second}, MaxPollRecords: 100_000}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -75,8 +80,9 @@ func TestConfigFlagsAndEnv(t *testing.T) {
 	var cfg app.Config
 	cfg.RegisterFlags(flag.NewFlagSet("aggregator", flag.ContinueOnError))
 	cfg.ClickHouseDatabase, cfg.Group, cfg.Compact.OpenMinParts = "", "", 1
+	cfg.Fetch, cfg.MaxPollRecords = kafkax.Batching{MinBytes: 0, MaxWait: time.Minute}, 0
 	err := cfg.Validate()
-	for _, field := range []string{"clickhouse.database", "group", "compact.open-min-parts"} {
+	for _, field := range []string{"clickhouse.database", "group", "compact.open-min-parts", "fetch.min-bytes", "fetch.max-wait", "max-poll-records"} {
 		if err == nil || !strings.Contains(err.Error(), field) {
 			t.Fatalf("Validate of an empty database and group and one open part = %v, want it to name %s", err, field)
 		}
@@ -93,6 +99,7 @@ func TestRunConsumesIntoClickHouse(t *testing.T) {
 		ClickHouseAddr: chAddr, ClickHouseDatabase: db, ClickHouseUser: "default", AdminAddr: "127.0.0.1:0",
 		Group: "aggregator", Kafka: kcfg, AnalystPrefix: db + "_an_",
 		Compact: chstore.CompactConfig{Interval: 200 * time.Millisecond},
+		Fetch:   kafkax.Batching{MinBytes: 1, MaxWait: 100 * time.Millisecond}, MaxPollRecords: 10_000,
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)

@@ -40,6 +40,7 @@ type Config struct {
 	// CompactGrace is how long after its end a day is left to late events before it is compacted.
 	CompactGrace time.Duration
 	Kafka        kafkax.Config
+	Fetch        kafkax.Batching
 }
 
 // RegisterFlags binds the config to flags with env defaults.
@@ -55,12 +56,13 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		"bytes of small files merged into one at most")
 	conf.Duration(fs, &c.CompactGrace, "compact.grace", "ARCHIVER_COMPACT_GRACE", 24*time.Hour,
 		"how long after its end a day is left to late events before it is compacted")
+	c.Fetch.RegisterFlags(fs, "", "ARCHIVER_", DefaultFetchMinBytes, DefaultFetchMaxWait)
 	c.Kafka.RegisterFlags(fs)
 }
 
 // Validate reports configuration errors.
 func (c *Config) Validate() error {
-	var errs []error
+	errs := []error{c.Fetch.Validate("")}
 	if c.ArchiveURL == "" {
 		errs = append(errs, errors.New("archive.url: required (env ARCHIVE_URL)"))
 	} else if err := archive.CheckURL(c.ArchiveURL); err != nil {
@@ -153,7 +155,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, opts ...kgo.Opt) error
 			closeAll()
 			return err
 		}
-		cl, err := kafkax.NewGroupConsumer(cfg.Kafka, deps, group, l.topic, consumer.Rebalance(), opts...)
+		cl, err := kafkax.NewGroupConsumer(cfg.Kafka, deps, group, l.topic, consumer.Rebalance(), append(cfg.Fetch.Options(), opts...)...)
 		if err != nil {
 			closeAll()
 			return err
@@ -188,3 +190,11 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, opts ...kgo.Opt) error
 	}
 	return err
 }
+
+// Fetch batching defaults (kafkax.Batching): each partition's share of a poll becomes a Parquet file per
+// district and day, whose cost is mostly fixed: a fetch waits for 16 MiB or 10 s (the archive is not read
+// live).
+const (
+	DefaultFetchMinBytes = 16 << 20
+	DefaultFetchMaxWait  = 10 * time.Second
+)

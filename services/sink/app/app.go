@@ -34,6 +34,7 @@ type Config struct {
 	Group          string
 	MaxPollRecords int
 	Kafka          kafkax.Config
+	Fetch          kafkax.Batching
 	// Keys are the master keys that open the identifying fields the enricher sealed (ADR 0010).
 	Keys keyring.Config
 }
@@ -49,13 +50,14 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	conf.SecretVar(fs, &c.DatabaseURL, "database.url", "DATABASE_URL", "PostgreSQL URL of the control and district schemas")
 	conf.String(fs, &c.Group, "sink.group", "SINK_GROUP", "edtech-sink", "consumer group, also the name the stored offsets are kept under")
 	conf.Int(fs, &c.MaxPollRecords, "sink.max-poll-records", "SINK_MAX_POLL_RECORDS", DefaultMaxPollRecords, "records per poll across partitions (bigger batches cost less per record)")
+	c.Fetch.RegisterFlags(fs, "sink.", "SINK_", DefaultFetchMinBytes, DefaultFetchMaxWait)
 	c.Kafka.RegisterFlags(fs)
 	c.Keys.RegisterFlags(fs)
 }
 
 // Validate reports configuration errors.
 func (c *Config) Validate() error {
-	var errs []error
+	errs := []error{c.Fetch.Validate("sink.")}
 	if c.DatabaseURL == "" {
 		errs = append(errs, errors.New("database.url: required (env DATABASE_URL)"))
 	}
@@ -118,7 +120,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, opts ...kgo.Opt) error
 	}
 	// The enriched topic, read in the group; offsets live in each PostgreSQL instance (ADR 0003). The
 	// consumer closes it when it stops.
-	member, err := kafkax.NewGroupConsumer(cfg.Kafka, deps, cfg.Group, topics.Enriched, consumer.Rebalance(), opts...)
+	member, err := kafkax.NewGroupConsumer(cfg.Kafka, deps, cfg.Group, topics.Enriched, consumer.Rebalance(), append(cfg.Fetch.Options(), opts...)...)
 	if err != nil {
 		return err
 	}
@@ -167,3 +169,9 @@ func probe(ctx context.Context, health *obs.Health, kafka, postgres func(context
 		cancel()
 	}
 }
+
+// Fetch batching defaults (kafkax.Batching): PostgreSQL writes cost little per batch: fetches return as soon as records are there.
+const (
+	DefaultFetchMinBytes = 1
+	DefaultFetchMaxWait  = 500 * time.Millisecond
+)

@@ -10,6 +10,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/keyring"
 	"log/slog"
 	"maps"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -46,6 +47,9 @@ type Config struct {
 	// (MASTER_KEYS or MASTER_KEY_FILE).
 	Keys keyring.Config
 }
+
+// ProfileLabel is the CPU profiler label naming the service (or "kafka") a goroutine belongs to.
+const ProfileLabel = "service"
 
 // Service names.
 const (
@@ -97,7 +101,11 @@ func Start(ctx context.Context, cfg Config, rt svc.Runtime, opts ...kgo.Opt) (*S
 	if cfg.KafkaDataDir != "" {
 		kopts = append(kopts, kfake.DataDir(cfg.KafkaDataDir))
 	}
-	cluster, err := kfake.NewCluster(kopts...)
+	// Every goroutine of a service, and of the embedded Kafka, carries the profiler label "service", so a
+	// CPU profile of the whole process tells the services apart (cmd/pipelineload reports it per event).
+	var cluster *kfake.Cluster
+	var err error
+	pprof.Do(ctx, pprof.Labels(ProfileLabel, "kafka"), func(context.Context) { cluster, err = kfake.NewCluster(kopts...) })
 	if err != nil {
 		return nil, fmt.Errorf("starting embedded kafka: %w", err)
 	}
@@ -242,13 +250,13 @@ func (s *Stack) launch(name string, run func(ctx context.Context) error) {
 	s.mu.Lock()
 	s.services[name] = r
 	s.mu.Unlock()
-	go func() {
+	go pprof.Do(ctx, pprof.Labels(ProfileLabel, name), func(ctx context.Context) {
 		err := run(ctx)
 		if err != nil && !errors.Is(err, context.Canceled) {
 			s.log.Error("service stopped with error", "service", name, "err", err)
 		}
 		r.done <- err
-	}()
+	})
 }
 
 // StopService stops one service and waits for it.
