@@ -133,12 +133,16 @@ func startPlatform(ctx context.Context, cfg config, nonce string, progress io.Wr
 		}}, nil
 }
 
-// provision creates the load's districts, each with an events:write key.
+// provision creates the load's districts, each with an events:write key; the last one (…_mk) receives only
+// the marker events.
 func provision(ctx context.Context, pool *pgxpool.Pool, nonce string, n int) ([]district, error) {
 	store, creds := tenants.New(fleet.New(pool, os.Getenv)), credentials.New(pool)
 	var ds []district
-	for i := range n {
+	for i := range n + 1 {
 		id := fmt.Sprintf("load_%s_%03d", nonce, i)
+		if i == n {
+			id = fmt.Sprintf("load_%s_mk", nonce)
+		}
 		if _, err := store.Create(ctx, id, fmt.Sprintf("Load district %d", i)); err != nil {
 			return nil, fmt.Errorf("creating district %s: %w", id, err)
 		}
@@ -183,15 +187,16 @@ func measure(ctx context.Context, cfg config, p *platform, nonce string, prefix 
 	}
 	defer func() { _ = ch.Close() }()
 
-	ds, err := provision(ctx, pool, nonce, cfg.districts)
+	all, err := provision(ctx, pool, nonce, cfg.districts)
 	if err != nil {
 		return nil, err
 	}
+	ds, markerDistrict := all[:len(all)-1], all[len(all)-1]
 	tpls, err := templates(ds, cfg.batch)
 	if err != nil {
 		return nil, err
 	}
-	st, err := newStores(ch, pool, ds)
+	st, err := newStores(ch, pool, all)
 	if err != nil {
 		return nil, err
 	}
@@ -200,7 +205,7 @@ func measure(ctx context.Context, cfg config, p *platform, nonce string, prefix 
 		MaxIdleConns: conns, MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns, IdleConnTimeout: time.Minute, DisableCompression: true,
 	}}
 	defer client.CloseIdleConnections()
-	s := &sender{client: client, url: p.gatewayURL + "/v1/events", ds: ds, tpls: tpls, ids: &ids{prefix: prefix}, retries: map[string]int64{}}
+	s := &sender{client: client, url: p.gatewayURL + "/v1/events", ds: ds, marker: markerDistrict, tpls: tpls, ids: &ids{prefix: prefix}, retries: map[string]int64{}}
 	rep := &report{cfg: cfg, inProcess: p.inProcess, districts: len(ds)}
 
 	var warmed int64
@@ -209,6 +214,11 @@ func measure(ctx context.Context, cfg config, p *platform, nonce string, prefix 
 		if warmed, err = s.warm(ctx, cfg.workers); err != nil {
 			return nil, fmt.Errorf("warm-up: %w", err)
 		}
+		// The marker district's student is known before the first timed marker.
+		if _, _, err := s.post(markerDistrict.key, s.markerBody("mk-"+nonce+"-warm"), 1); err != nil {
+			return nil, fmt.Errorf("warm-up: %w", err)
+		}
+		warmed++
 		if _, _, err := st.waitFor(ctx, uint64(warmed), cfg.drain); err != nil {
 			return nil, fmt.Errorf("warm-up: %w", err)
 		}
@@ -249,7 +259,7 @@ func measure(ctx context.Context, cfg config, p *platform, nonce string, prefix 
 	var marks []*marker
 	pprof.Do(ctx, pprof.Labels(stack.ProfileLabel, "load generator"), func(ctx context.Context) {
 		bg.Go(func() { markersAccepted, markerErr = s.markers(markerCtx, cfg.markers, "mk-"+nonce, found) })
-		bg.Go(func() { marks, watchErr = st.watchMarkers(ctx, found, start, cfg.poll, cfg.drain) })
+		bg.Go(func() { marks, watchErr = st.watchMarkers(ctx, found, cfg.poll, cfg.drain) })
 		rep.accepted, rep.sendTime, rep.late, err = s.load(ctx, cfg, cfg.duration)
 	})
 	stopMarkers()

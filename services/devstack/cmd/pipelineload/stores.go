@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -51,13 +50,16 @@ func (c counts) exact(want uint64) bool {
 	return c.chEvents == want && c.chUnique == want && c.chRollup == want && c.pgEvents == want
 }
 
-// quick counts the events table and the sink, the two stores' last steps (the rollups are filled in the
-// same INSERT as the events table).
+// quick counts the events of the district rollup and of the sink cheaply: a rollup row is filled in the
+// same INSERT as the events table's rows, and reading it costs a few granules instead of a scan of the
+// events, which would take the CPU the pipeline is measured on. full counts everything.
 func (s *stores) quick(ctx context.Context) (counts, error) {
 	var c counts
-	if err := s.ch.QueryRow(ctx, "SELECT count() FROM events WHERE tenant_id IN ("+s.inList+")").Scan(&c.chEvents); err != nil {
-		return c, fmt.Errorf("counting ClickHouse events: %w", err)
+	var rollup float64 // sumMerge of UInt64 states; read through toFloat64 for one scan type across versions
+	if err := s.ch.QueryRow(ctx, "SELECT toFloat64(sumMerge(events)) FROM metrics_daily WHERE level = 'district' AND tenant_id IN ("+s.inList+")").Scan(&rollup); err != nil {
+		return c, fmt.Errorf("reading the district rollup: %w", err)
 	}
+	c.chEvents, c.chRollup = uint64(rollup), uint64(rollup)
 	var parts []string
 	for _, schema := range s.schemas {
 		parts = append(parts, "SELECT coalesce(sum(event_count), 0)::bigint AS n FROM "+schema+".student_activity")
@@ -70,20 +72,16 @@ func (s *stores) quick(ctx context.Context) (counts, error) {
 	return c, nil
 }
 
-// full adds the distinct event ids and the district rollup to quick.
+// full adds the rows and distinct event ids of the events table to quick (ids as strings: ClickHouse 18.16
+// hashes UUIDs slowly).
 func (s *stores) full(ctx context.Context) (counts, error) {
 	c, err := s.quick(ctx)
 	if err != nil {
 		return c, err
 	}
-	if err := s.ch.QueryRow(ctx, "SELECT uniqExact(event_id) FROM events WHERE tenant_id IN ("+s.inList+")").Scan(&c.chUnique); err != nil {
-		return c, fmt.Errorf("counting distinct ClickHouse event ids: %w", err)
+	if err := s.ch.QueryRow(ctx, "SELECT count(), uniqExact(toString(event_id)) FROM events WHERE tenant_id IN ("+s.inList+")").Scan(&c.chEvents, &c.chUnique); err != nil {
+		return c, fmt.Errorf("counting ClickHouse events: %w", err)
 	}
-	var rollup float64 // sumMerge of UInt64 states; read through toFloat64 for one scan type across versions
-	if err := s.ch.QueryRow(ctx, "SELECT toFloat64(sumMerge(events)) FROM metrics_daily WHERE level = 'district' AND tenant_id IN ("+s.inList+")").Scan(&rollup); err != nil {
-		return c, fmt.Errorf("reading the district rollup: %w", err)
-	}
-	c.chRollup = uint64(rollup)
 	return c, nil
 }
 
@@ -110,25 +108,36 @@ func (s *stores) waitFor(ctx context.Context, want uint64, drain time.Duration) 
 	}
 }
 
-// watchMarkers polls each store every interval for the markers sent since from, and records when each
-// was first seen, until every marker sent (markers is closed when the sending stops) is seen in both
-// stores, ctx ends or the drain time after the last marker passes. A marker's time is the end of the
-// poll that saw it: the freshness is an upper bound, at most one interval and one query late.
-func (s *stores) watchMarkers(ctx context.Context, markers <-chan *marker, from time.Time, interval, drain time.Duration) ([]*marker, error) {
+// watchMarkers polls each store every interval for how many events the marker district holds, and records
+// when each marker (markers is closed when the sending stops) was first counted, until every marker is in
+// both stores, ctx ends or the drain time after the last marker passes. Markers reach a store in the order
+// they were sent (one partition, each sent after the previous was acknowledged), so the n-th marker is in
+// once n are counted. A marker's time is the end of the poll that counted it: the freshness is an upper
+// bound, at most one interval and one query late. The polls read the district rollup and the sink's
+// activity row, a few granules and one row.
+func (s *stores) watchMarkers(ctx context.Context, markers <-chan *marker, interval, drain time.Duration) ([]*marker, error) {
+	mk, schema := s.tenants[len(s.tenants)-1], s.schemas[len(s.schemas)-1]
+	count := func() (ch, pg int64, err error) {
+		var rollup float64
+		if err := s.ch.QueryRow(ctx, "SELECT toFloat64(sumMerge(events)) FROM metrics_daily WHERE level = 'district' AND tenant_id = '"+mk+"'").Scan(&rollup); err != nil {
+			return 0, 0, fmt.Errorf("polling ClickHouse for markers: %w", err)
+		}
+		if err := s.pg.QueryRow(ctx, "SELECT coalesce(sum(event_count), 0)::bigint FROM "+schema+".student_activity").Scan(&pg); err != nil {
+			return 0, 0, fmt.Errorf("polling PostgreSQL for markers: %w", err)
+		}
+		return int64(rollup), pg, nil
+	}
+	baseCH, basePG, err := count() // the warm-up's
+	if err != nil {
+		return nil, err
+	}
 	var all []*marker
-	pending := map[string]*marker{}
+	seenCH, seenPG := 0, 0
 	open := true
 	var lastSent time.Time
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
-	chQuery := "SELECT toString(event_id) FROM events WHERE tenant_id IN (" + s.inList + ") AND type = 'assessment_result' AND occurred_at >= ?"
-	var parts []string
-	for _, schema := range s.schemas {
-		parts = append(parts, "SELECT event_id::text FROM "+schema+".assessment_results_latest WHERE occurred_at >= $1")
-	}
-	pgQuery := strings.Join(parts, " UNION ALL ")
-	since := from.Truncate(time.Second)
-	for open || len(pending) > 0 {
+	for open || seenCH < len(all) || seenPG < len(all) {
 		select {
 		case <-ctx.Done():
 			return all, ctx.Err()
@@ -136,83 +145,29 @@ func (s *stores) watchMarkers(ctx context.Context, markers <-chan *marker, from 
 			if !ok {
 				open, markers = false, nil
 				lastSent = time.Now()
-				continue
+			} else {
+				all = append(all, m)
 			}
-			all = append(all, m)
-			pending[m.id] = m
 			continue
 		case <-tick.C:
 		}
 		if !open && time.Since(lastSent) > drain {
-			return all, fmt.Errorf("%d markers not seen in both stores %s after the last was sent", len(pending), drain)
+			return all, fmt.Errorf("markers not seen in both stores %s after the last was sent: %d of %d in ClickHouse, %d in PostgreSQL", drain, seenCH, len(all), seenPG)
 		}
-		if len(pending) == 0 {
+		if seenCH == len(all) && seenPG == len(all) {
 			continue
 		}
-		if err := s.pollCH(ctx, chQuery, since, pending); err != nil {
+		ch, pg, err := count()
+		if err != nil {
 			return all, err
 		}
-		if err := s.pollPG(ctx, pgQuery, since, pending); err != nil {
-			return all, err
+		now := time.Now()
+		for ; seenCH < len(all) && int64(seenCH) < ch-baseCH; seenCH++ {
+			all[seenCH].ch = now
+		}
+		for ; seenPG < len(all) && int64(seenPG) < pg-basePG; seenPG++ {
+			all[seenPG].pg = now
 		}
 	}
 	return all, nil
-}
-
-func (s *stores) pollCH(ctx context.Context, query string, since time.Time, pending map[string]*marker) error {
-	rows, err := s.ch.Query(ctx, query, since)
-	if err != nil {
-		return fmt.Errorf("polling ClickHouse for markers: %w", err)
-	}
-	var seen []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return errors.Join(err, rows.Close())
-		}
-		seen = append(seen, id)
-	}
-	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-		return fmt.Errorf("polling ClickHouse for markers: %w", err)
-	}
-	now := time.Now()
-	for _, id := range seen {
-		if m := pending[id]; m != nil && m.ch.IsZero() {
-			m.ch = now
-			if !m.pg.IsZero() {
-				delete(pending, id)
-			}
-		}
-	}
-	return nil
-}
-
-func (s *stores) pollPG(ctx context.Context, query string, since time.Time, pending map[string]*marker) error {
-	rows, err := s.pg.Query(ctx, query, since)
-	if err != nil {
-		return fmt.Errorf("polling PostgreSQL for markers: %w", err)
-	}
-	var seen []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return err
-		}
-		seen = append(seen, id)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("polling PostgreSQL for markers: %w", err)
-	}
-	now := time.Now()
-	for _, id := range seen {
-		if m := pending[id]; m != nil && m.pg.IsZero() {
-			m.pg = now
-			if !m.ch.IsZero() {
-				delete(pending, id)
-			}
-		}
-	}
-	return nil
 }
