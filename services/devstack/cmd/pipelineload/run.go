@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -86,7 +87,9 @@ func startPlatform(ctx context.Context, cfg config, nonce string, progress io.Wr
 			return err
 		}
 		_, perr := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
-		return errors.Join(perr, chutil.DropDatabase(ctx, ch, name), ch.Close())
+		// The aggregator's analyst databases of the load's districts (analyst_load_<nonce>_...) go too.
+		errs := []error{perr, dropAnalystDatabases(ctx, ch, "analyst_load_"+nonce+"_"), chutil.DropDatabase(ctx, ch, name)}
+		return errors.Join(append(errs, ch.Close())...)
 	}
 	pgURL, err := pgutil.WithDatabase(pgServer, name)
 	if err != nil {
@@ -324,4 +327,25 @@ func measure(ctx context.Context, cfg config, p *platform, nonce string, prefix 
 		return rep, fmt.Errorf("the stores do not hold exactly the %d accepted events: %s", rep.want, final)
 	}
 	return rep, nil
+}
+
+// dropAnalystDatabases drops the ClickHouse databases whose names start with prefix.
+func dropAnalystDatabases(ctx context.Context, ch driver.Conn, prefix string) error {
+	rows, err := ch.Query(ctx, "SELECT name FROM system.databases WHERE startsWith(name, ?)", prefix)
+	if err != nil {
+		return fmt.Errorf("listing analyst databases: %w", err)
+	}
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return errors.Join(err, rows.Close())
+		}
+		names = append(names, n)
+	}
+	errs := []error{rows.Err(), rows.Close()}
+	for _, n := range names {
+		errs = append(errs, chutil.DropDatabase(ctx, ch, n))
+	}
+	return errors.Join(errs...)
 }
