@@ -31,7 +31,7 @@ type config struct {
 	cpuProfile string
 	keep       bool // keep the in-process run's databases
 
-	target, key          string // a running gateway; key unused (districts are provisioned)
+	target               string // a running gateway
 	databaseURL          string // control database of the running platform
 	clickhouseAddr, chDB string
 }

@@ -218,7 +218,7 @@ func measure(ctx context.Context, cfg config, p *platform, nonce string, prefix 
 			return nil, fmt.Errorf("warm-up: %w", err)
 		}
 		// The marker district's student is known before the first timed marker.
-		if _, _, err := s.post(markerDistrict.key, s.markerBody("mk-"+nonce+"-warm"), 1); err != nil {
+		if _, _, err := s.post(ctx, markerDistrict.key, s.markerBody("mk-"+nonce+"-warm"), 1); err != nil {
 			return nil, fmt.Errorf("warm-up: %w", err)
 		}
 		warmed++

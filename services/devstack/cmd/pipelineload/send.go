@@ -149,11 +149,11 @@ func (e errRefused) Error() string { return fmt.Sprintf("gateway answered %d: %s
 // post sends body until the gateway acknowledges it, and returns how many events it accepted and when the
 // acknowledgement arrived. A 429, a 5xx or a connection error is retried (after a pause that grows) for at
 // most a minute; the request's events are then lost to the count, which the run reports as an error.
-func (s *sender) post(key string, body []byte, events int) (accepted int, at time.Time, err error) {
+func (s *sender) post(ctx context.Context, key string, body []byte, events int) (accepted int, at time.Time, err error) {
 	pause := 10 * time.Millisecond
 	deadline := time.Now().Add(time.Minute)
 	for {
-		req, err := http.NewRequest(http.MethodPost, s.url, bytes.NewReader(body))
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(body))
 		if err != nil {
 			return 0, time.Time{}, err
 		}
@@ -200,13 +200,13 @@ func (s *sender) post(key string, body []byte, events int) (accepted int, at tim
 }
 
 // sendNext sends the next template with new ids; since is when the request was due (rate mode) or sent.
-func (s *sender) sendNext(buf []byte, since time.Time) ([]byte, int, error) {
+func (s *sender) sendNext(ctx context.Context, buf []byte, since time.Time) ([]byte, int, error) {
 	t := &s.tpls[int(s.next.Add(1)-1)%len(s.tpls)]
 	buf = append(buf[:0], t.body...)
 	for _, at := range t.idAt {
 		s.ids.put(buf[at : at+36])
 	}
-	n, _, err := s.post(s.ds[t.district].key, buf, len(t.idAt))
+	n, _, err := s.post(ctx, s.ds[t.district].key, buf, len(t.idAt))
 	s.mu.Lock()
 	s.latencies = append(s.latencies, time.Since(since))
 	s.mu.Unlock()
@@ -233,7 +233,7 @@ func (s *sender) warm(ctx context.Context, workers int) (int64, error) {
 				for _, at := range t.idAt {
 					s.ids.put(buf[at : at+36])
 				}
-				n, _, err := s.post(s.ds[t.district].key, buf, len(t.idAt))
+				n, _, err := s.post(ctx, s.ds[t.district].key, buf, len(t.idAt))
 				accepted.Add(int64(n))
 				if err != nil {
 					once.Do(func() { firstErr = err })
@@ -267,7 +267,7 @@ func (s *sender) load(ctx context.Context, cfg config, d time.Duration) (int64, 
 				for ctx.Err() == nil && time.Now().Before(stop) {
 					var n int
 					var err error
-					buf, n, err = s.sendNext(buf, time.Now())
+					buf, n, err = s.sendNext(ctx, buf, time.Now())
 					accepted.Add(int64(n))
 					if err != nil {
 						fail(err)
@@ -303,7 +303,7 @@ func (s *sender) load(ctx context.Context, cfg config, d time.Duration) (int64, 
 					}
 					var n int
 					var err error
-					buf, n, err = s.sendNext(buf, at)
+					buf, n, err = s.sendNext(ctx, buf, at)
 					accepted.Add(int64(n))
 					if err != nil {
 						fail(err)
@@ -351,7 +351,8 @@ func (s *sender) markers(ctx context.Context, rate int, prefix string, found cha
 			return accepted, nil
 		case <-tick.C:
 		}
-		k, at, err := s.post(s.marker.key, s.markerBody(fmt.Sprintf("%s-%d", prefix, n)), 1)
+		// A marker in flight when sending stops is finished: it counts in the stores either way.
+		k, at, err := s.post(context.WithoutCancel(ctx), s.marker.key, s.markerBody(fmt.Sprintf("%s-%d", prefix, n)), 1)
 		accepted += int64(k)
 		if err != nil {
 			return accepted, err
