@@ -45,7 +45,7 @@ func (c counts) String() string {
 }
 
 // complete says whether both stores hold want events; exact says whether every count is want.
-func (c counts) complete(want uint64) bool { return c.chEvents >= want && c.pgEvents >= want }
+func (c counts) complete(want uint64) bool { return c.chRollup >= want && c.pgEvents >= want }
 func (c counts) exact(want uint64) bool {
 	return c.chEvents == want && c.chUnique == want && c.chRollup == want && c.pgEvents == want
 }
@@ -55,11 +55,10 @@ func (c counts) exact(want uint64) bool {
 // events, which would take the CPU the pipeline is measured on. full counts everything.
 func (s *stores) quick(ctx context.Context) (counts, error) {
 	var c counts
-	var rollup float64 // sumMerge of UInt64 states; read through toFloat64 for one scan type across versions
-	if err := s.ch.QueryRow(ctx, "SELECT toFloat64(sumMerge(events)) FROM metrics_daily WHERE level = 'district' AND tenant_id IN ("+s.inList+")").Scan(&rollup); err != nil {
-		return c, fmt.Errorf("reading the district rollup: %w", err)
+	var err error
+	if c.chRollup, err = s.rollup(ctx, s.inList); err != nil {
+		return c, err
 	}
-	c.chEvents, c.chRollup = uint64(rollup), uint64(rollup)
 	var parts []string
 	for _, schema := range s.schemas {
 		parts = append(parts, "SELECT coalesce(sum(event_count), 0)::bigint AS n FROM "+schema+".student_activity")
@@ -70,6 +69,15 @@ func (s *stores) quick(ctx context.Context) (counts, error) {
 	}
 	c.pgEvents = uint64(n)
 	return c, nil
+}
+
+// rollup reads the events the district rollup counts for the tenants of list ('a','b').
+func (s *stores) rollup(ctx context.Context, list string) (uint64, error) {
+	var n float64 // sumMerge of UInt64 states; read through toFloat64 for one scan type across versions
+	if err := s.ch.QueryRow(ctx, "SELECT toFloat64(sumMerge(events)) FROM metrics_daily WHERE level = 'district' AND tenant_id IN ("+list+")").Scan(&n); err != nil {
+		return 0, fmt.Errorf("reading the district rollup: %w", err)
+	}
+	return uint64(n), nil
 }
 
 // full adds the rows and distinct event ids of the events table to quick (ids as strings: ClickHouse 18.16
@@ -98,7 +106,7 @@ func (s *stores) waitFor(ctx context.Context, want uint64, drain time.Duration) 
 			return c, time.Now(), nil
 		}
 		if time.Now().After(deadline) {
-			return c, time.Time{}, fmt.Errorf("after %s the stores hold %s of %d accepted events", drain, c, want)
+			return c, time.Time{}, fmt.Errorf("after %s the stores hold %d (ClickHouse district rollup) and %d (PostgreSQL) of %d accepted events", drain, c.chRollup, c.pgEvents, want)
 		}
 		select {
 		case <-ctx.Done():
@@ -118,8 +126,8 @@ func (s *stores) waitFor(ctx context.Context, want uint64, drain time.Duration) 
 func (s *stores) watchMarkers(ctx context.Context, markers <-chan *marker, interval, drain time.Duration) ([]*marker, error) {
 	mk, schema := s.tenants[len(s.tenants)-1], s.schemas[len(s.schemas)-1]
 	count := func() (ch, pg int64, err error) {
-		var rollup float64
-		if err := s.ch.QueryRow(ctx, "SELECT toFloat64(sumMerge(events)) FROM metrics_daily WHERE level = 'district' AND tenant_id = '"+mk+"'").Scan(&rollup); err != nil {
+		rollup, err := s.rollup(ctx, "'"+mk+"'")
+		if err != nil {
 			return 0, 0, fmt.Errorf("polling ClickHouse for markers: %w", err)
 		}
 		if err := s.pg.QueryRow(ctx, "SELECT coalesce(sum(event_count), 0)::bigint FROM "+schema+".student_activity").Scan(&pg); err != nil {
