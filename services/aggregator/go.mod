@@ -13,6 +13,7 @@ require (
 	github.com/edtech-analytics/platform/libs/svc v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/testenv/devenv v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/testenv/kafkatest v0.0.0-00010101000000-000000000000
+	github.com/edtech-analytics/platform/libs/testenv/loadgen v0.0.0-00010101000000-000000000000
 	github.com/google/uuid v1.6.0
 	github.com/twmb/franz-go v1.22.2
 	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c
@@ -81,5 +82,6 @@ replace (
 	github.com/edtech-analytics/platform/libs/svc => ../../libs/svc
 	github.com/edtech-analytics/platform/libs/testenv/devenv => ../../libs/testenv/devenv
 	github.com/edtech-analytics/platform/libs/testenv/kafkatest => ../../libs/testenv/kafkatest
+	github.com/edtech-analytics/platform/libs/testenv/loadgen => ../../libs/testenv/loadgen
 	github.com/edtech-analytics/platform/schemas => ../../schemas
 )

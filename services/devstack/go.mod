@@ -10,6 +10,8 @@ require github.com/edtech-analytics/platform/libs/testenv/devenv v0.0.0-00010101
 
 require github.com/edtech-analytics/platform/libs/testenv/kafkatest v0.0.0-00010101000000-000000000000
 
+require github.com/edtech-analytics/platform/libs/testenv/loadgen v0.0.0-00010101000000-000000000000
+
 require github.com/edtech-analytics/platform/libs/kafkax v0.0.0-00010101000000-000000000000
 
 require github.com/edtech-analytics/platform/libs/obs v0.0.0-00010101000000-000000000000
@@ -193,6 +195,7 @@ replace (
 	github.com/edtech-analytics/platform/libs/tenancy => ../../libs/tenancy
 	github.com/edtech-analytics/platform/libs/testenv/devenv => ../../libs/testenv/devenv
 	github.com/edtech-analytics/platform/libs/testenv/kafkatest => ../../libs/testenv/kafkatest
+	github.com/edtech-analytics/platform/libs/testenv/loadgen => ../../libs/testenv/loadgen
 	github.com/edtech-analytics/platform/libs/testenv/sampledata => ../../libs/testenv/sampledata
 	github.com/edtech-analytics/platform/schemas => ../../schemas
 	github.com/edtech-analytics/platform/services/aggregator => ../aggregator

@@ -17,6 +17,7 @@ require github.com/edtech-analytics/platform/libs/svc v0.0.0-00010101000000-0000
 require (
 	github.com/edtech-analytics/platform/libs/tenancy v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/testenv/kafkatest v0.0.0-00010101000000-000000000000
+	github.com/edtech-analytics/platform/libs/testenv/loadgen v0.0.0-00010101000000-000000000000
 	github.com/go-json-experiment/json v1.27.2
 	github.com/twmb/franz-go v1.22.2
 	go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp v0.72.0
@@ -110,6 +111,7 @@ replace (
 	github.com/edtech-analytics/platform/libs/tenancy => ../../libs/tenancy
 	github.com/edtech-analytics/platform/libs/testenv/devenv => ../../libs/testenv/devenv
 	github.com/edtech-analytics/platform/libs/testenv/kafkatest => ../../libs/testenv/kafkatest
+	github.com/edtech-analytics/platform/libs/testenv/loadgen => ../../libs/testenv/loadgen
 	github.com/edtech-analytics/platform/libs/testenv/sampledata => ../../libs/testenv/sampledata
 	github.com/edtech-analytics/platform/schemas => ../../schemas
 	github.com/edtech-analytics/platform/services/aggregator => ../aggregator

@@ -19,6 +19,7 @@ require (
 	github.com/edtech-analytics/platform/libs/records v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/tenancy v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/testenv/devenv v0.0.0-00010101000000-000000000000
+	github.com/edtech-analytics/platform/libs/testenv/loadgen v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/ttlcache v0.0.0-00010101000000-000000000000
 	github.com/google/uuid v1.6.0
 	github.com/jackc/pgx/v5 v5.12.0
@@ -98,6 +99,7 @@ replace (
 	github.com/edtech-analytics/platform/libs/tenancy => ../../libs/tenancy
 	github.com/edtech-analytics/platform/libs/testenv/devenv => ../../libs/testenv/devenv
 	github.com/edtech-analytics/platform/libs/testenv/kafkatest => ../../libs/testenv/kafkatest
+	github.com/edtech-analytics/platform/libs/testenv/loadgen => ../../libs/testenv/loadgen
 	github.com/edtech-analytics/platform/libs/testenv/sampledata => ../../libs/testenv/sampledata
 	github.com/edtech-analytics/platform/schemas => ../../schemas
 	github.com/edtech-analytics/platform/services/aggregator => ../aggregator

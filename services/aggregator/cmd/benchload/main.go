@@ -24,6 +24,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/edtech-analytics/platform/libs/chutil"
 	"github.com/edtech-analytics/platform/libs/testenv/devenv"
+	"github.com/edtech-analytics/platform/libs/testenv/loadgen"
 	"github.com/edtech-analytics/platform/services/aggregator/internal/chstore"
 )
 
@@ -71,7 +72,7 @@ func run(ctx context.Context, args []string) (err error) {
 	for from := int64(0); from < *events; from += *chunk {
 		n := min(*chunk, *events-from)
 		t := time.Now()
-		if err := conn.Exec(lctx, fmt.Sprintf(loadSQL, from, perDistrict, n)); err != nil {
+		if err := conn.Exec(lctx, fmt.Sprintf(loadSQL, from, perDistrict, n, loadgen.StudentIDSQL("d * 100 + stu"))); err != nil {
 			return fmt.Errorf("loading events %d-%d: %w", from, from+n, err)
 		}
 		done := from + n
@@ -132,6 +133,8 @@ func prepare(ctx context.Context, addr, database string, fresh bool) (driver.Con
 
 // loadSQL generates events %[1]d.. (%[3]d of them), %[2]d per district, in district order so that an
 // insert block covers few districts (as a consumer's batches of one partition do).
+// Student stu of district d has the internal id loadgen.StudentID(d*100+stu) (%[4]s), which the rosters of
+// the dashboard benchmark (services/query/cmd/dashbench) give it too.
 const loadSQL = `INSERT INTO events (tenant_id, event_id, source_id, type, occurred_at, received_at, enriched_at, school_id, class_id,
     student_id, pseudonym, role, attendance_status, attendance_date, score, max_score, late, session_action,
     session_seconds, duration_seconds, kafka_topic, kafka_partition, kafka_offset)
@@ -145,7 +148,7 @@ SELECT
     occurred_at AS enriched_at,
     concat('s', toString(cls %% 5)) AS school_id,
     concat('c', toString(cls)) AS class_id,
-    toUUID(concat('00000000-0000-4000-8000-', substring(concat('000000000000', hex(toUInt64(d * 100 + stu))), length(hex(toUInt64(d * 100 + stu))) + 1, 12))) AS student_id,
+    %[4]s AS student_id,
     concat('ps-', toString(d), '-', toString(stu)) AS pseudonym,
     'student' AS role,
     if(t = 0, ['present', 'present', 'present', 'present', 'present', 'present', 'present', 'tardy', 'absent', 'excused'][bitShiftRight(h, 40) %% 10 + 1], '') AS attendance_status,

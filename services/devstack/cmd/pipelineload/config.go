@@ -4,9 +4,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
-	"net/url"
 	"time"
+
+	"github.com/edtech-analytics/platform/libs/testenv/loadgen"
 )
 
 // Bounds of a run, whatever the flags say.
@@ -99,33 +99,7 @@ func (c config) validate() error {
 		if c.databaseURL == "" || c.clickhouseAddr == "" {
 			errs = append(errs, errors.New("-target needs -database-url and -clickhouse-addr"))
 		}
-		errs = append(errs, loopbackURL("-target", c.target), loopbackURL("-database-url", c.databaseURL), loopbackHost("-clickhouse-addr", c.clickhouseAddr))
+		errs = append(errs, loadgen.LoopbackURL("-target", c.target), loadgen.LoopbackURL("-database-url", c.databaseURL), loadgen.LoopbackHost("-clickhouse-addr", c.clickhouseAddr))
 	}
 	return errors.Join(errs...)
-}
-
-func loopbackURL(flagName, raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return fmt.Errorf("%s: %w", flagName, err)
-	}
-	if h := u.Query().Get("host"); h != "" && u.Hostname() == "" { // postgres://...?host=/socket/dir
-		return nil
-	}
-	return loopbackHost(flagName, u.Host)
-}
-
-// loopbackHost refuses anything but a loopback address or localhost: the load never leaves the machine.
-func loopbackHost(flagName, hostport string) error {
-	host := hostport
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		host = h
-	}
-	if host == "localhost" {
-		return nil
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-		return nil
-	}
-	return fmt.Errorf("%s: %q is not a loopback address", flagName, hostport)
 }

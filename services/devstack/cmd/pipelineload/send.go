@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edtech-analytics/platform/libs/testenv/loadgen"
 	"github.com/edtech-analytics/platform/libs/testenv/sampledata"
 )
 
@@ -277,28 +278,14 @@ func (s *sender) load(ctx context.Context, cfg config, d time.Duration) (int64, 
 			})
 		}
 	} else {
-		// Open loop: requests are due on a fixed schedule and latency counts from when each was due, so a
-		// slow gateway cannot hide queueing.
+		// Open loop: latency counts from when each request was due (loadgen.Schedule).
 		interval := time.Duration(float64(time.Second) * float64(cfg.batch) / float64(cfg.rate))
-		due := make(chan time.Time, cfg.workers)
-		wg.Go(func() {
-			defer close(due)
-			for i := 0; ; i++ {
-				at := start.Add(time.Duration(i) * interval)
-				if !at.Before(stop) || ctx.Err() != nil {
-					return
-				}
-				if wait := time.Until(at); wait > 0 {
-					time.Sleep(wait)
-				}
-				due <- at
-			}
-		})
+		due := loadgen.Schedule(ctx, start, stop, interval, cfg.workers)
 		for range cfg.workers {
 			wg.Go(func() {
 				var buf []byte
 				for at := range due {
-					if time.Since(at) > interval {
+					if loadgen.Late(at, interval) {
 						late.Add(1)
 					}
 					var n int

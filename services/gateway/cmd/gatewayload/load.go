@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -21,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/edtech-analytics/platform/libs/testenv/loadgen"
 	"github.com/edtech-analytics/platform/libs/testenv/sampledata"
 )
 
@@ -89,20 +89,12 @@ func (c *config) validate() error {
 	return errors.Join(errs...)
 }
 
-// loopbackOnly refuses any target that is not an address on this machine's loopback.
+// loopbackOnly refuses any target that is not plain HTTP to an address on this machine's loopback.
 func loopbackOnly(target string) error {
-	u, err := url.Parse(target)
-	if err != nil || u.Scheme != "http" || u.Host == "" {
+	if u, err := url.Parse(target); err != nil || u.Scheme != "http" || u.Host == "" {
 		return fmt.Errorf("-target %q: want http://127.0.0.1:PORT", target)
 	}
-	host := u.Hostname()
-	if host == "localhost" {
-		return nil
-	}
-	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-		return fmt.Errorf("-target %q: only loopback addresses (127.0.0.0/8, ::1, localhost) are allowed", target)
-	}
-	return nil
+	return loadgen.LoopbackURL("-target", target)
 }
 
 // request is one prepared batch: its body and the key that sends it.
@@ -308,33 +300,14 @@ func (l *loader) phase(ctx context.Context, cfg config, d time.Duration) report 
 			})
 		}
 	} else {
-		// Open loop: requests are due on a fixed schedule; latency counts from when each was due, so
-		// a slow gateway cannot hide queueing (no coordinated omission).
+		// Open loop: latency counts from when each request was due (loadgen.Schedule).
 		interval := time.Duration(float64(time.Second) * float64(cfg.batch) / float64(cfg.rate))
-		due := make(chan time.Time, cfg.workers)
-		wg.Go(func() {
-			defer close(due)
-			for i := 0; ; i++ {
-				at := start.Add(time.Duration(i) * interval)
-				if wait := time.Until(at); wait > 0 {
-					select {
-					case <-ctx.Done():
-						return
-					case <-time.After(wait):
-					}
-				}
-				select {
-				case <-ctx.Done():
-					return
-				case due <- at:
-				}
-			}
-		})
+		due := loadgen.Schedule(ctx, start, time.Time{}, interval, cfg.workers)
 		for w := range cfg.workers {
 			wg.Go(func() {
 				res := &results[w]
 				for at := range due {
-					if time.Since(at) > interval {
+					if loadgen.Late(at, interval) {
 						res.late++
 					}
 					l.send(ctx, at, res)

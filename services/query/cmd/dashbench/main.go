@@ -23,6 +23,7 @@ import (
 	"flag"
 	"fmt"
 	"github.com/edtech-analytics/platform/libs/keyring"
+	"github.com/edtech-analytics/platform/libs/testenv/loadgen"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -305,7 +306,7 @@ func setUp(ctx context.Context, pgServer string, districts, sample int) (*pgxpoo
 		batch.Queue(`INSERT INTO ` + schema + `.roster_enrollments (sourced_id, status, date_last_modified, class_sourced_id, school_sourced_id, user_sourced_id, role)
 			VALUES ('e-t1', 'active', now(), 'c3', 's3', 't1', 'teacher')`)
 		for stu := 3; stu < 100; stu += 20 { // benchload puts student stu in class stu % 20
-			internal := fmt.Sprintf("00000000-0000-4000-8000-%012X", n*100+stu)
+			internal := loadgen.StudentID(uint64(n*100 + stu)) // as benchload writes its events
 			user := fmt.Sprintf("u%d", stu)
 			batch.Queue(`INSERT INTO `+schema+`.roster_users (sourced_id, status, date_last_modified, enabled, given_name, family_name, internal_id)
 				VALUES ($1, 'active', now(), true, 'S', 'T', $2)`, user, internal)
