@@ -37,3 +37,14 @@ func (s *Store) Generation(ctx context.Context, tenant string) (int64, error) {
 	}
 	return g, nil
 }
+
+// TotalGeneration returns the sum of every district's data generation. Generations only rise and their
+// rows are never deleted, so the sum rises whenever any district's data may have changed: answers
+// computed across districts (the query service's benchmarks) key their cache entries by it.
+func (s *Store) TotalGeneration(ctx context.Context) (int64, error) {
+	var g int64
+	if err := s.pool.QueryRow(ctx, `SELECT coalesce(sum(generation), 0)::bigint FROM control.data_generations`).Scan(&g); err != nil {
+		return 0, fmt.Errorf("reading the total data generation: %w", err)
+	}
+	return g, nil
+}

@@ -10,7 +10,7 @@ import (
 
 // TestGenerationRisesWhenAJobStepFinishesOrIsBumped proves that a district's data generation starts at
 // 0, rises once per finished step, once per finished job (not when Finish repeats) and per
-// BumpGeneration, and that another district's stays where it was.
+// BumpGeneration, that another district's stays where it was, and that the total is their sum.
 func TestGenerationRisesWhenAJobStepFinishesOrIsBumped(t *testing.T) {
 	pool, _ := controltest.Districts(t, pgtest.New)
 	ctx, store := t.Context(), jobs.New(pool)
@@ -61,5 +61,11 @@ func TestGenerationRisesWhenAJobStepFinishesOrIsBumped(t *testing.T) {
 	}
 	if g := gen("d2"); g != 0 {
 		t.Errorf("another district's generation = %d, want 0", g)
+	}
+	if err := store.BumpGeneration(ctx, "d2"); err != nil {
+		t.Fatal(err)
+	}
+	if total, err := store.TotalGeneration(ctx); err != nil || total != 4 {
+		t.Errorf("total generation = %d (%v), want d1's 3 and d2's 1", total, err)
 	}
 }

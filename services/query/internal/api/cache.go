@@ -43,26 +43,55 @@ func (c SummaryCacheConfig) Validate() error {
 }
 
 // Generations reads a district's data generation, which every job that may remove or replace its
-// analytics data raises (jobs.Store).
+// analytics data raises, and the sum of all districts' (jobs.Store).
 type Generations interface {
 	Generation(ctx context.Context, tenantID string) (int64, error)
+	TotalGeneration(ctx context.Context) (int64, error)
 }
 
 // generationDistricts is how many districts' generations are remembered.
 const generationDistricts = 10_000
 
+// benchmarkEntries bounds the cached benchmark rows: five metrics over 40 ranges, each about 50 KB at
+// 1,500 districts.
+const benchmarkEntries = 200
+
+// totalGeneration is the key of the sum of every district's generation among the districts' own
+// (tenant ids are never empty).
+const totalGeneration = ""
+
 // SummaryCache holds computed summaries (totals and days, before JSON) of ranges whose last day is
 // closed. It is consulted only after the request was authorized, and its keys name what was read (the
 // district, the level, the entity, the rows the query keeps, the range and the district's data
 // generation), never who asked.
+//
+// It also holds the rows a benchmark reads across districts (one per district: its metric's numerator
+// and denominator and its active students), keyed by the metric, the range and the sum of all
+// districts' generations; who is live, who asked and what is released are decided on every request.
 type SummaryCache struct {
-	entries  *ttlcache.Cache[summaryKey, summaryValue] // nil: disabled
-	gens     *ttlcache.Cache[string, int64]
-	source   Generations
-	settle   time.Duration
-	now      func() time.Time
-	log      *slog.Logger
-	requests metric.Int64Counter
+	entries    *ttlcache.Cache[summaryKey, summaryValue] // nil: disabled
+	benchmarks *ttlcache.Cache[benchmarkKey, []districtValue]
+	gens       *ttlcache.Cache[string, int64]
+	source     Generations
+	settle     time.Duration
+	now        func() time.Time
+	log        *slog.Logger
+	requests   metric.Int64Counter
+	benchReqs  metric.Int64Counter
+}
+
+// benchmarkKey names the rows of one benchmark metric over one range.
+type benchmarkKey struct {
+	metric, from, to string
+	generation       int64
+}
+
+// districtValue is one district's row of a benchmark: the metric's numerator and denominator over the
+// range and the district's active students in it.
+type districtValue struct {
+	tenant   string
+	num, den float64
+	students uint64
 }
 
 // summaryKey names one summary's data. scope is the query's filter and its arguments (a school admin's
@@ -97,10 +126,17 @@ func NewSummaryCache(cfg SummaryCacheConfig, gens Generations, mp metric.MeterPr
 	if err != nil {
 		return nil, fmt.Errorf("creating metric query_summary_cache_requests: %w", err)
 	}
-	c := &SummaryCache{source: gens, settle: cfg.Settle, now: now, log: log, requests: requests}
+	benchReqs, err := mp.Meter("query").Int64Counter("query_benchmark_cache_requests",
+		metric.WithDescription("benchmark requests by what the cache of benchmark rows did: hit, miss (computed and kept) or bypass (not cacheable)"))
+	if err != nil {
+		return nil, fmt.Errorf("creating metric query_benchmark_cache_requests: %w", err)
+	}
+	c := &SummaryCache{source: gens, settle: cfg.Settle, now: now, log: log, requests: requests, benchReqs: benchReqs}
 	if cfg.Entries > 0 && cfg.TTL > 0 {
 		c.entries = ttlcache.New[summaryKey, summaryValue](cfg.Entries, cfg.TTL)
 		c.entries.SetClock(now)
+		c.benchmarks = ttlcache.New[benchmarkKey, []districtValue](min(cfg.Entries, benchmarkEntries), cfg.TTL)
+		c.benchmarks.SetClock(now)
 		c.gens = ttlcache.New[string, int64](generationDistricts, cfg.GenerationTTL)
 		c.gens.SetClock(now)
 	}
@@ -135,6 +171,31 @@ func (c *SummaryCache) get(ctx context.Context, k summaryKey, to time.Time, load
 	}
 	c.count(ctx, cacheMiss)
 	return c.entries.Get(k, load) // concurrent misses of one key make one query
+}
+
+// benchmark returns the benchmark rows k names, from the cache or from load; to is the range's last day.
+// A nil cache always loads.
+func (c *SummaryCache) benchmark(ctx context.Context, k benchmarkKey, to time.Time, load func() ([]districtValue, error)) ([]districtValue, error) {
+	if c == nil {
+		return load()
+	}
+	if c.benchmarks == nil || !c.closed(to) {
+		c.benchReqs.Add(ctx, 1, metric.WithAttributes(attribute.String("result", cacheBypass)))
+		return load()
+	}
+	gen, err := c.gens.Get(totalGeneration, func() (int64, error) { return c.source.TotalGeneration(ctx) })
+	if err != nil {
+		c.log.WarnContext(ctx, "reading the total data generation; benchmark not cached", "err", err)
+		c.benchReqs.Add(ctx, 1, metric.WithAttributes(attribute.String("result", cacheBypass)))
+		return load()
+	}
+	k.generation = gen
+	if v, ok := c.benchmarks.Peek(k); ok {
+		c.benchReqs.Add(ctx, 1, metric.WithAttributes(attribute.String("result", cacheHit)))
+		return v, nil
+	}
+	c.benchReqs.Add(ctx, 1, metric.WithAttributes(attribute.String("result", cacheMiss)))
+	return c.benchmarks.Get(k, load)
 }
 
 func (c *SummaryCache) count(ctx context.Context, result string) {

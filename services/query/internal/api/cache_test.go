@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
@@ -66,6 +67,12 @@ func cachedFixture(t *testing.T, entries int, ttl time.Duration, clk *clock) (fi
 // cacheCounts reads query_summary_cache_requests by result.
 func cacheCounts(t *testing.T, reader *sdkmetric.ManualReader) map[string]int64 {
 	t.Helper()
+	return counts(t, reader, "query_summary_cache_requests")
+}
+
+// counts reads the counter name by result.
+func counts(t *testing.T, reader *sdkmetric.ManualReader, name string) map[string]int64 {
+	t.Helper()
 	var rm metricdata.ResourceMetrics
 	if err := reader.Collect(t.Context(), &rm); err != nil {
 		t.Fatal(err)
@@ -73,7 +80,7 @@ func cacheCounts(t *testing.T, reader *sdkmetric.ManualReader) map[string]int64 
 	out := map[string]int64{}
 	for _, sm := range rm.ScopeMetrics {
 		for _, m := range sm.Metrics {
-			if m.Name != "query_summary_cache_requests" {
+			if m.Name != name {
 				continue
 			}
 			for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
@@ -276,5 +283,88 @@ func TestSummaryCacheDisabled(t *testing.T) {
 			}
 			wantCounts(t, reader, 0, 0, 2)
 		})
+	}
+}
+
+// TestBenchmarkRowsCachedForClosedRanges proves that the rows a benchmark reads across districts are
+// read from ClickHouse every time while the range has an open day, once when it is closed, and again
+// after any district's data generation rose; that each caller still gets its own value and band from
+// the shared rows; and that every request, from the cache or not, is written to the audit log.
+func TestBenchmarkRowsCachedForClosedRanges(t *testing.T) {
+	clk := &clock{t: spanOpen}
+	f, reader := cachedFixture(t, 100, cacheTTL, clk)
+	var evs []event
+	for i, tenant := range []string{"d3", "d4", "d5", "d6", "d7"} {
+		if _, err := f.districts.Create(t.Context(), tenant, tenant); err != nil {
+			t.Fatal(err)
+		}
+		for m := range 10 {
+			status := "absent"
+			if m < 3+i {
+				status = "present"
+			}
+			evs = append(evs, event{tenant: tenant, school: "s1", class: "c1", student: uuid.NewString(), typ: "attendance", status: status, day: day0})
+		}
+	}
+	insertEvents(t, f.conn, evs)
+	const path = "/v1/benchmarks/attendance_rate" + span
+	bench := func(cred string) api.Benchmark {
+		t.Helper()
+		var b api.Benchmark
+		if code := f.get(t, f.creds[cred], path, &b); code != 200 {
+			t.Fatalf("benchmark as %s: status %d", cred, code)
+		}
+		return b
+	}
+	wantBench := func(hit, miss, bypass int64) {
+		t.Helper()
+		want := map[string]int64{}
+		for k, v := range map[string]int64{"hit": hit, "miss": miss, "bypass": bypass} {
+			if v > 0 {
+				want[k] = v
+			}
+		}
+		if got := counts(t, reader, "query_benchmark_cache_requests"); !reflect.DeepEqual(got, want) {
+			t.Errorf("benchmark cache requests = %v, want %v", got, want)
+		}
+	}
+
+	d1Open, d2Open := bench("d1-district"), bench("d2-district")
+	wantBench(0, 0, 2)
+	clk.set(spanClosed)
+	if got := bench("d1-district"); !reflect.DeepEqual(got, d1Open) {
+		t.Errorf("d1's benchmark computed and kept: %+v, want %+v", got, d1Open)
+	}
+	if got := bench("d2-district"); !reflect.DeepEqual(got, d2Open) {
+		t.Errorf("d2's benchmark from the cache: %+v, want its own %+v", got, d2Open)
+	}
+	wantBench(1, 1, 2)
+
+	// d3 gets one more present mark: it shows once some district's generation rose and the total was read again.
+	insertEvents(t, f.conn, []event{{tenant: "d3", school: "s1", class: "c1", student: uuid.NewString(), typ: "attendance", status: "present", day: day0}})
+	if got := bench("d1-district"); !reflect.DeepEqual(got, d1Open) {
+		t.Errorf("before any generation rose: %+v, want the cached %+v", got, d1Open)
+	}
+	if err := jobs.New(f.pool).BumpGeneration(t.Context(), "d6"); err != nil {
+		t.Fatal(err)
+	}
+	clk.add(generationTTL)
+	if got := bench("d1-district"); reflect.DeepEqual(got.Bands, d1Open.Bands) {
+		t.Errorf("after a generation rose: bands %+v, want them recomputed with d3's new mark", got.Bands)
+	}
+	wantBench(2, 2, 2)
+
+	entries, err := f.audit.Entries(t.Context(), 1, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reads := 0
+	for _, e := range entries {
+		if e.Action == "benchmark.read" {
+			reads++
+		}
+	}
+	if reads != 6 {
+		t.Errorf("%d benchmark reads in the audit log, want all 6 requests", reads)
 	}
 }
