@@ -113,7 +113,7 @@ func startConsumer(t *testing.T, cfg kafkax.Config, topic string, store kafkax.S
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := kafkax.NewGroupConsumer(cfg, deps, "g", topic, c.Rebalance(), kafkatest.GroupOpts()...)
+	cl, err := kafkax.NewGroupConsumer(cfg, deps, "g", topic, kafkax.Batching{}, c.Rebalance(), kafkatest.GroupOpts()...)
 	if err != nil {
 		t.Fatal(err)
 	}

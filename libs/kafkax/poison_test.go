@@ -128,7 +128,7 @@ func TestPoisonRecordsAreDeadLetteredAndThePartitionMovesOn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gc, err := kafkax.NewGroupConsumer(cfg, deps, "g", topic, c.Rebalance(), kafkatest.GroupOpts()...)
+	gc, err := kafkax.NewGroupConsumer(cfg, deps, "g", topic, kafkax.Batching{}, c.Rebalance(), kafkatest.GroupOpts()...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -73,9 +73,11 @@ func consumerOptions(group string, topics []string, rb Rebalance) []kgo.Opt {
 
 // NewGroupConsumer builds a member of group consuming topic whose offsets the caller commits (auto-commit
 // off) and that polls with rebalances blocked (kgo.BlockRebalanceOnPoll: the caller allows them between
-// polls). The store consumers (StoreConsumer) use it.
-func NewGroupConsumer(cfg Config, deps Deps, group, topic string, rb Rebalance, opts ...kgo.Opt) (*Client, error) {
+// polls), whose fetches wait at the broker as fetch says (the zero Batching keeps franz-go's defaults).
+// The store consumers (StoreConsumer) use it.
+func NewGroupConsumer(cfg Config, deps Deps, group, topic string, fetch Batching, rb Rebalance, opts ...kgo.Opt) (*Client, error) {
 	base := append(consumerOptions(group, []string{topic}, rb), kgo.DisableAutoCommit(), kgo.BlockRebalanceOnPoll())
+	base = append(base, fetch.Options()...)
 	return NewClient(cfg, deps, group, append(base, opts...)...)
 }
 

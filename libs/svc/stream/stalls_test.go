@@ -63,7 +63,7 @@ func TestStalledPartitionsShowInReadinessAndMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	member, err := kafkax.NewGroupConsumer(kcfg, deps, "g", topic, c.Rebalance(), kafkatest.GroupOpts()...)
+	member, err := kafkax.NewGroupConsumer(kcfg, deps, "g", topic, kafkax.Batching{}, c.Rebalance(), kafkatest.GroupOpts()...)
 	if err != nil {
 		t.Fatal(err)
 	}

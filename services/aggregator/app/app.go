@@ -121,7 +121,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, opts ...kgo.Opt) error
 				return err
 			}
 			// The enriched topic, read in the group; offsets live in ClickHouse (ADR 0003).
-			cl, err := kafkax.NewGroupConsumer(cfg.Kafka, deps, cfg.Group, topics.Enriched, consumer.Rebalance(), append(cfg.Fetch.Options(), opts...)...)
+			cl, err := kafkax.NewGroupConsumer(cfg.Kafka, deps, cfg.Group, topics.Enriched, cfg.Fetch, consumer.Rebalance(), opts...)
 			if err != nil {
 				return err
 			}

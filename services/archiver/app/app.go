@@ -155,7 +155,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, opts ...kgo.Opt) error
 			closeAll()
 			return err
 		}
-		cl, err := kafkax.NewGroupConsumer(cfg.Kafka, deps, group, l.topic, consumer.Rebalance(), append(cfg.Fetch.Options(), opts...)...)
+		cl, err := kafkax.NewGroupConsumer(cfg.Kafka, deps, group, l.topic, cfg.Fetch, consumer.Rebalance(), opts...)
 		if err != nil {
 			closeAll()
 			return err

@@ -120,7 +120,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, opts ...kgo.Opt) error
 	}
 	// The enriched topic, read in the group; offsets live in each PostgreSQL instance (ADR 0003). The
 	// consumer closes it when it stops.
-	member, err := kafkax.NewGroupConsumer(cfg.Kafka, deps, cfg.Group, topics.Enriched, consumer.Rebalance(), append(cfg.Fetch.Options(), opts...)...)
+	member, err := kafkax.NewGroupConsumer(cfg.Kafka, deps, cfg.Group, topics.Enriched, cfg.Fetch, consumer.Rebalance(), opts...)
 	if err != nil {
 		return err
 	}

@@ -100,7 +100,7 @@ func (w *world) sink(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := kafkax.NewGroupConsumer(w.kcfg, kafkax.Deps{Log: discard()}, group, w.kcfg.Topics().Enriched, c.Rebalance(), kafkatest.GroupOpts()...)
+	cl, err := kafkax.NewGroupConsumer(w.kcfg, kafkax.Deps{Log: discard()}, group, w.kcfg.Topics().Enriched, kafkax.Batching{}, c.Rebalance(), kafkatest.GroupOpts()...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -76,7 +76,7 @@ func kafkaThroughput(ctx context.Context, addr string, n int) (err error) {
 	if err != nil {
 		return err
 	}
-	member, err := kafkax.NewGroupConsumer(kcfg, deps, "bench", topic, consumer.Rebalance())
+	member, err := kafkax.NewGroupConsumer(kcfg, deps, "bench", topic, kafkax.Batching{}, consumer.Rebalance())
 	if err != nil {
 		return err
 	}

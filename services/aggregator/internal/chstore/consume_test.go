@@ -157,7 +157,7 @@ func (p *pipeline) start(t *testing.T, store kafkax.Store) (stop func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := kafkax.NewGroupConsumer(p.kcfg, p.deps, "aggregator", p.topic, c.Rebalance(), kafkatest.GroupOpts()...)
+	cl, err := kafkax.NewGroupConsumer(p.kcfg, p.deps, "aggregator", p.topic, kafkax.Batching{}, c.Rebalance(), kafkatest.GroupOpts()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,7 +331,7 @@ func (p *pipeline) run(t *testing.T, ctx context.Context, store kafkax.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := kafkax.NewGroupConsumer(p.kcfg, p.deps, "aggregator", p.topic, c.Rebalance(), kafkatest.GroupOpts()...)
+	cl, err := kafkax.NewGroupConsumer(p.kcfg, p.deps, "aggregator", p.topic, kafkax.Batching{}, c.Rebalance(), kafkatest.GroupOpts()...)
 	if err != nil {
 		t.Fatal(err)
 	}

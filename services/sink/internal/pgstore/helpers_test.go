@@ -159,7 +159,7 @@ func startConsumer(t *testing.T, ctx context.Context, kcfg kafkax.Config, store 
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := kafkax.NewGroupConsumer(kcfg, kafkax.Deps{Log: discard()}, group, kcfg.Topics().Enriched, c.Rebalance(), kafkatest.GroupOpts()...)
+	cl, err := kafkax.NewGroupConsumer(kcfg, kafkax.Deps{Log: discard()}, group, kcfg.Topics().Enriched, kafkax.Batching{}, c.Rebalance(), kafkatest.GroupOpts()...)
 	if err != nil {
 		t.Fatal(err)
 	}
