@@ -42,6 +42,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
 	"github.com/edtech-analytics/platform/libs/tenancy/jobs"
 	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
+	"github.com/edtech-analytics/platform/libs/tenancy/timezones"
 	"github.com/edtech-analytics/platform/libs/testenv/devenv"
 	"github.com/edtech-analytics/platform/services/query/internal/api"
 	"github.com/edtech-analytics/platform/services/query/internal/auth"
@@ -119,7 +120,7 @@ func run(ctx context.Context, args []string) (err error) {
 	}
 	h := api.New(slog.New(slog.DiscardHandler), auth.NewResolver(credentials.New(pool), districtFleet, *ttl),
 		audit.New(pool, keyring.New(pool, master, keyring.Options{})),
-		tenants.New(districtFleet), ch, api.Config{}, api.WithSummaryCache(summaries))
+		tenants.New(districtFleet), ch, api.Config{}, api.WithSummaryCache(summaries), api.WithTimeZones(timezones.New(pool), *ttl))
 	srv := httptest.NewServer(h.Handler())
 	defer srv.Close()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *concurrency}}

@@ -370,7 +370,7 @@ func (a *API) funnels(w http.ResponseWriter, r *http.Request) {
 		a.unavailable(w, r, q.p, "querying a funnel", err)
 		return
 	}
-	defer func() { _ = rows.Close() }() // read-only; after a full iteration Close only repeats rows.Err
+	defer func() { _ = rows.Close() }()     // read-only; after a full iteration Close only repeats rows.Err
 	reached := make([]uint64, len(steps)+1) // reached[k]: students whose furthest step is k
 	for rows.Next() {
 		var level uint8
