@@ -341,8 +341,8 @@ func TestActivation(t *testing.T) {
 	enroll(t, f.pool, "d2", q.id, map[string]string{"c1": "2026-12-07"})
 	enroll(t, f.pool, "d2", q2.id, map[string]string{"c1": "2026-12-07"})
 	insertFacts(t, f.conn, []fact{
-		e1.did("content_view", utc("2026-12-03 08:00:00")),                                                   // day 2
-		e2.did("login", utc("2026-12-01 08:00:00")), e2.did("content_view", utc("2026-12-08 08:00:00")),      // a login on day 0, content on day 7
+		e1.did("content_view", utc("2026-12-03 08:00:00")),                                              // day 2
+		e2.did("login", utc("2026-12-01 08:00:00")), e2.did("content_view", utc("2026-12-08 08:00:00")), // a login on day 0, content on day 7
 		e3.did("content_view", utc("2026-11-30 08:00:00")), e3.did("attendance", utc("2026-12-03 08:00:00")), // before enrollment; a mark
 		e4.did("assignment_submission", utc("2026-12-05 00:00:00")), e4.did("quiz", utc("2026-12-06 00:00:00")), // day 0
 		e5.did("content_view", utc("2026-12-01 08:00:00")),
