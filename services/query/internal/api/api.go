@@ -1,9 +1,10 @@
 // Package api is the dashboard read API over the ClickHouse rollups, and the product analytics over its
 // events table (analytics.go). Every answer is scoped to the caller's district and role: a district
 // admin reads the whole district, a school admin its schools (and the classes and students enrolled in
-// them), a teacher the classes it teaches (and their students), as the district's roster says. Anything outside that is 403, and every query filters
-// on the caller's district, so nothing of another district is ever read. The one cross-district read,
-// benchmarks, is served only over enough districts and is written to the audit log first.
+// them), a teacher the classes it teaches (and their students), as the district's roster says. Anything
+// outside that is 403, and every query filters on the caller's district, so nothing of another district
+// is ever read. The one cross-district read, benchmarks, is served only over enough districts and is
+// written to the audit log first.
 package api
 
 import (
