@@ -26,6 +26,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
 	"github.com/edtech-analytics/platform/libs/tenancy/jobs"
 	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
+	"github.com/edtech-analytics/platform/libs/tenancy/timezones"
 	"github.com/edtech-analytics/platform/services/query/internal/admin"
 	"github.com/edtech-analytics/platform/services/query/internal/api"
 	"github.com/edtech-analytics/platform/services/query/internal/auth"
@@ -182,7 +183,8 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks) (err erro
 		return err
 	}
 	mux.Handle("/", api.New(rt.Log, resolver, auditLog, districtStore, ch, api.Config{MinDistricts: cfg.MinDistricts,
-		MinStudents: cfg.MinStudents, BandDistricts: cfg.BandDistricts}, api.WithSummaryCache(summaries)).Handler())
+		MinStudents: cfg.MinStudents, BandDistricts: cfg.BandDistricts}, api.WithSummaryCache(summaries),
+		api.WithTimeZones(timezones.New(pool), cfg.KeyCacheTTL)).Handler())
 	mux.Handle("/v1/admin/", (&admin.Admin{Log: rt.Log, ExportDir: cfg.ExportDir, Keys: credentials.New(pool), Jobs: jobs.New(pool), Audit: auditLog,
 		Students: jobs.Students{Pools: districts, ErasedSIS: keys.ErasedSISFunc(func(ctx context.Context, tenant string) ([]byte, error) {
 			t, err := districtStore.Tenant(ctx, tenant)

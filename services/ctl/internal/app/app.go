@@ -91,6 +91,8 @@ func commands() []command {
 		{"tenant set-limits", "--id ID (--events-per-sec N [--burst N] | --default)",
 			"set a district's rate limit per gateway instance", runTenantSetLimits},
 		{"tenant set-hot", "--id ID --shards N", "spread a district over N sub-keys (0: not hot)", runTenantSetHot},
+		{"tenant timezones", "[--id ID]", "show districts' time zones (where their analytics' days begin)", runTenantTimezones},
+		{"tenant set-timezone", "--id ID --timezone ZONE", "set a district's IANA time zone (default UTC)", runTenantSetTimezone},
 		{"keys create", "--tenant ID --source SOURCE [--verbs " + strings.Join(credentials.Verbs(), ",") + "]",
 			"issue an API key (shown once)", runKeysCreate},
 		{"keys list", "--tenant ID", "list a district's API keys (never their secrets)", runKeysList},

@@ -15,6 +15,12 @@
 // last 30 days and the 30 before them. -summary-cache-entries N (0: off, the default) serves the summaries
 // through the service's summary cache (ADR 0021), all of whose ranges are closed days, and adds each
 // endpoint's hit rate (hits / summary requests) to the report.
+//
+// -suite analytics measures the product analytics endpoints instead (funnels, retention, activation,
+// ADR 0024), with the sample districts in America/Chicago; -ranges 90d asks for 90-day ranges that hold
+// the whole data set (they start on a random day of August 2025):
+//
+//	go run ./services/query/cmd/dashbench -suite analytics -ranges 90d
 package main
 
 import (
@@ -43,6 +49,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
 	"github.com/edtech-analytics/platform/libs/tenancy/jobs"
 	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
+	"github.com/edtech-analytics/platform/libs/tenancy/timezones"
 	"github.com/edtech-analytics/platform/libs/testenv/devenv"
 	"github.com/edtech-analytics/platform/services/query/internal/api"
 	"github.com/edtech-analytics/platform/services/query/internal/auth"
@@ -80,12 +87,17 @@ func run(ctx context.Context, args []string) (err error) {
 	ranges := fs.String("ranges", "random", "random: 30-day ranges starting on a random September day; dashboard: one of 4 fixed closed ranges (the last 7 and 30 days and the ones before them)")
 	cacheEntries := fs.Int("summary-cache-entries", 0, "entries of the summary cache (QUERY_SUMMARY_CACHE_ENTRIES; 0: no cache)")
 	cacheTTL := fs.Duration("summary-cache-ttl", 10*time.Minute, "TTL of the summary cache (QUERY_SUMMARY_CACHE_TTL)")
+	suite := fs.String("suite", "summaries", "summaries: the dashboard summaries and a benchmark; analytics: funnels, retention and activation")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	pick, ok := rangePickers[*ranges]
 	if !ok {
-		return fmt.Errorf("-ranges: %q is not random or dashboard", *ranges)
+		return fmt.Errorf("-ranges: %q is not random, dashboard or 90d", *ranges)
+	}
+	endpoints, ok := suites[*suite]
+	if !ok {
+		return fmt.Errorf("-suite: %q is not summaries or analytics", *suite)
 	}
 	chAddr, err := devenv.ClickHouse(ctx)
 	if err != nil {
@@ -120,33 +132,13 @@ func run(ctx context.Context, args []string) (err error) {
 	}
 	h := api.New(slog.New(slog.DiscardHandler), auth.NewResolver(credentials.New(pool), districtFleet, *ttl),
 		audit.New(pool, keyring.New(pool, master, keyring.Options{})),
-		tenants.New(districtFleet), ch, api.Config{}, api.WithSummaryCache(summaries))
+		tenants.New(districtFleet), ch, api.Config{}, api.WithSummaryCache(summaries), api.WithTimeZones(timezones.New(pool), *ttl))
 	srv := httptest.NewServer(h.Handler())
 	defer srv.Close()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *concurrency}}
 
-	endpoints := []struct {
-		name string
-		url  func(d district, from, to string) (path, token string)
-	}{
-		{"district summary (district admin)", func(d district, f, t string) (string, string) {
-			return "/v1/district/summary?from=" + f + "&to=" + t, d.admin
-		}},
-		{"school summary (school admin)", func(d district, f, t string) (string, string) {
-			return "/v1/schools/" + d.schoolID + "/summary?from=" + f + "&to=" + t, d.school
-		}},
-		{"class summary (teacher)", func(d district, f, t string) (string, string) {
-			return "/v1/classes/" + d.classID + "/summary?from=" + f + "&to=" + t, d.teacher
-		}},
-		{"student summary (teacher)", func(d district, f, t string) (string, string) {
-			return "/v1/students/" + d.stud + "/summary?from=" + f + "&to=" + t, d.teacher
-		}},
-		{"benchmark attendance_rate (district admin, audited)", func(d district, f, t string) (string, string) {
-			return "/v1/benchmarks/attendance_rate?from=" + f + "&to=" + t, d.admin
-		}},
-	}
-	fmt.Printf("%d requests per endpoint, %d in flight, %d sample districts of %d, %s ranges, summary cache %d entries\n\n",
-		*requests, *concurrency, len(sample2), *districts, *ranges, *cacheEntries)
+	fmt.Printf("%d requests per endpoint, %d in flight, %d sample districts of %d, %s ranges, summary cache %d entries, %s\n\n",
+		*requests, *concurrency, len(sample2), *districts, *ranges, *cacheEntries, *suite)
 	fmt.Printf("%-52s %8s %8s %8s %8s %9s %9s\n", "endpoint", "p50 ms", "p95 ms", "p99 ms", "max ms", "req/s", "hit rate")
 	for _, ep := range endpoints {
 		before, err := cacheCounts(ctx, reader)
@@ -175,6 +167,50 @@ func run(ctx context.Context, args []string) (err error) {
 	return nil
 }
 
+// endpoint names a request of one endpoint for a district and range.
+type endpoint struct {
+	name string
+	url  func(d district, from, to string) (path, token string)
+}
+
+// suites are the endpoints -suite measures.
+var suites = map[string][]endpoint{
+	"summaries": {
+		{"district summary (district admin)", func(d district, f, t string) (string, string) {
+			return "/v1/district/summary?from=" + f + "&to=" + t, d.admin
+		}},
+		{"school summary (school admin)", func(d district, f, t string) (string, string) {
+			return "/v1/schools/" + d.schoolID + "/summary?from=" + f + "&to=" + t, d.school
+		}},
+		{"class summary (teacher)", func(d district, f, t string) (string, string) {
+			return "/v1/classes/" + d.classID + "/summary?from=" + f + "&to=" + t, d.teacher
+		}},
+		{"student summary (teacher)", func(d district, f, t string) (string, string) {
+			return "/v1/students/" + d.stud + "/summary?from=" + f + "&to=" + t, d.teacher
+		}},
+		{"benchmark attendance_rate (district admin, audited)", func(d district, f, t string) (string, string) {
+			return "/v1/benchmarks/attendance_rate?from=" + f + "&to=" + t, d.admin
+		}},
+	},
+	"analytics": {
+		{"funnel 3 steps, 7d (district admin)", func(d district, f, t string) (string, string) {
+			return "/v1/funnels?steps=login,content_view,submission&window=7d&from=" + f + "&to=" + t, d.admin
+		}},
+		{"funnel 3 steps, 7d (teacher, class)", func(d district, f, t string) (string, string) {
+			return "/v1/funnels?steps=login,content_view,submission&window=7d&class_id=" + d.classID + "&from=" + f + "&to=" + t, d.teacher
+		}},
+		{"retention 4 weeks (district admin)", func(d district, f, t string) (string, string) {
+			return "/v1/retention?weeks=4&from=" + f + "&to=" + t, d.admin
+		}},
+		{"retention 4 weeks (school admin, school)", func(d district, f, t string) (string, string) {
+			return "/v1/retention?weeks=4&school_id=" + d.schoolID + "&from=" + f + "&to=" + t, d.school
+		}},
+		{"activation 14 days (district admin)", func(d district, f, t string) (string, string) {
+			return "/v1/activation?days=14&from=" + f + "&to=" + t, d.admin
+		}},
+	},
+}
+
 // rangePickers choose a request's range (-ranges).
 var rangePickers = map[string]func(rng *rand.Rand) (from, to time.Time){
 	"random": func(rng *rand.Rand) (time.Time, time.Time) {
@@ -186,6 +222,10 @@ var rangePickers = map[string]func(rng *rand.Rand) (from, to time.Time){
 		days := []int{7, 30}[rng.IntN(2)]
 		to := end.AddDate(0, 0, -days*rng.IntN(2)) // these days, or the same length before them
 		return to.AddDate(0, 0, 1-days), to
+	},
+	"90d": func(rng *rand.Rand) (time.Time, time.Time) {
+		from := time.Date(2025, 8, 2, 0, 0, 0, 0, time.UTC).AddDate(0, 0, rng.IntN(30))
+		return from, from.AddDate(0, 0, 89)
 	},
 }
 
@@ -310,12 +350,15 @@ func setUp(ctx context.Context, pgServer string, districts, sample int) (*pgxpoo
 			user := fmt.Sprintf("u%d", stu)
 			batch.Queue(`INSERT INTO `+schema+`.roster_users (sourced_id, status, date_last_modified, enabled, given_name, family_name, internal_id)
 				VALUES ($1, 'active', now(), true, 'S', 'T', $2)`, user, internal)
-			batch.Queue(`INSERT INTO `+schema+`.roster_enrollments (sourced_id, status, date_last_modified, class_sourced_id, school_sourced_id, user_sourced_id, role)
-				VALUES ($1, 'active', now(), 'c3', 's3', $2, 'student')`, "e-"+user, user)
+			batch.Queue(`INSERT INTO `+schema+`.roster_enrollments (sourced_id, status, date_last_modified, class_sourced_id, school_sourced_id, user_sourced_id, role, begin_date)
+				VALUES ($1, 'active', now(), 'c3', 's3', $2, 'student', $3::date)`, "e-"+user, user, fmt.Sprintf("2025-09-%02d", 1+stu%28))
 			d.stud = internal
 		}
 		if err := pool.SendBatch(ctx, batch).Close(); err != nil {
 			return nil, nil, fmt.Errorf("writing the roster of %s: %w", d.id, err)
+		}
+		if _, err := timezones.New(pool).Set(ctx, d.id, "America/Chicago"); err != nil {
+			return nil, nil, err
 		}
 		for _, tok := range []struct {
 			dst *string

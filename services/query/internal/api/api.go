@@ -1,9 +1,10 @@
-// Package api is the dashboard read API over the ClickHouse rollups. Every answer reads rollups only and
-// is scoped to the caller's district and role: a district admin reads the whole district, a school admin
-// its schools (and the classes and students enrolled in them), a teacher the classes it teaches (and
-// their students), as the district's roster says. Anything outside that is 403, and every query filters
-// on the caller's district, so nothing of another district is ever read. The one cross-district read,
-// benchmarks, is served only over enough districts and is written to the audit log first.
+// Package api is the dashboard read API over the ClickHouse rollups, and the product analytics over its
+// events table (analytics.go). Every answer is scoped to the caller's district and role: a district
+// admin reads the whole district, a school admin its schools (and the classes and students enrolled in
+// them), a teacher the classes it teaches (and their students), as the district's roster says. Anything
+// outside that is 403, and every query filters on the caller's district, so nothing of another district
+// is ever read. The one cross-district read, benchmarks, is served only over enough districts and is
+// written to the audit log first.
 package api
 
 import (
@@ -23,6 +24,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/tenancy/audit"
 	"github.com/edtech-analytics/platform/libs/tenancy/credentials"
 	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
+	"github.com/edtech-analytics/platform/libs/ttlcache"
 	"github.com/edtech-analytics/platform/services/query/internal/auth"
 	"github.com/google/uuid"
 )
@@ -38,6 +40,7 @@ type Auth interface {
 	TeacherClasses(ctx context.Context, p auth.Principal) ([]string, error)
 	ClassSchools(ctx context.Context, tenantID, classID string) ([]string, error)
 	StudentInScope(ctx context.Context, tenantID, studentID string, classes, schools []string) (bool, error)
+	StudentEnrollments(ctx context.Context, tenantID string, scope auth.EnrollmentScope, from, to time.Time) ([]auth.Enrollee, error)
 }
 
 // Auditor writes the audit log (audit.Store).
@@ -72,6 +75,8 @@ type API struct {
 	ch        driver.Conn
 	cfg       Config
 	summaries *SummaryCache // nil: every summary is computed
+	zones     TimeZones     // nil: every district's days are UTC days
+	zoneCache *ttlcache.Cache[string, *time.Location]
 }
 
 // Option configures an API.
@@ -106,6 +111,9 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/students/{student_id}/summary", a.student)
 	mux.HandleFunc("GET /v1/benchmarks/{metric}", a.benchmark)
 	mux.HandleFunc("GET /v1/schools/{school_id}/daily", a.schoolDaily)
+	mux.HandleFunc("GET /v1/funnels", a.funnels)
+	mux.HandleFunc("GET /v1/retention", a.retention)
+	mux.HandleFunc("GET /v1/activation", a.activation)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusNotFound, "not-found", "no such endpoint: "+r.URL.Path)
 	})
@@ -235,39 +243,49 @@ func (a *API) class(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var parents []string
-	switch req.p.Role {
+	parents, ok := a.classAllowed(w, r, req.p, id)
+	if !ok {
+		return
+	}
+	a.serveSummary(w, r, req, "class", id, levelQuery("class", id, parents))
+}
+
+// classAllowed decides whether p may read class id: district admins may; school admins when the roster
+// puts the class in one of their schools (parents: those schools, the only rows to read); teachers of the
+// class. Otherwise, or when the roster cannot answer, it has answered.
+func (a *API) classAllowed(w http.ResponseWriter, r *http.Request, p auth.Principal, id string) (parents []string, ok bool) {
+	switch p.Role {
 	case credentials.RoleDistrictAdmin:
 	case credentials.RoleSchoolAdmin:
-		schools, err := a.auth.ClassSchools(r.Context(), req.p.TenantID, id)
+		schools, err := a.auth.ClassSchools(r.Context(), p.TenantID, id)
 		if err != nil {
-			a.unavailable(w, r, req.p, "reading the roster", err)
-			return
+			a.unavailable(w, r, p, "reading the roster", err)
+			return nil, false
 		}
 		for _, s := range schools {
-			if slices.Contains(req.p.Schools, s) {
+			if slices.Contains(p.Schools, s) {
 				parents = append(parents, s)
 			}
 		}
 		if len(parents) == 0 {
-			forbidden(w, req.p, "class "+id)
-			return
+			forbidden(w, p, "class "+id)
+			return nil, false
 		}
 	case credentials.RoleTeacher:
-		classes, err := a.auth.TeacherClasses(r.Context(), req.p)
+		classes, err := a.auth.TeacherClasses(r.Context(), p)
 		if err != nil {
-			a.unavailable(w, r, req.p, "reading the roster", err)
-			return
+			a.unavailable(w, r, p, "reading the roster", err)
+			return nil, false
 		}
 		if !slices.Contains(classes, id) {
-			forbidden(w, req.p, "class "+id)
-			return
+			forbidden(w, p, "class "+id)
+			return nil, false
 		}
 	default:
-		forbidden(w, req.p, "class "+id)
-		return
+		forbidden(w, p, "class "+id)
+		return nil, false
 	}
-	a.serveSummary(w, r, req, "class", id, levelQuery("class", id, parents))
+	return parents, true
 }
 
 // GET /v1/students/{student_id}/summary (the platform's internal id): district admins; school admins and

@@ -1,0 +1,74 @@
+package app
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/edtech-analytics/platform/libs/tenancy/timezones"
+)
+
+func runTenantSetTimezone(ctx context.Context, e Env, args []string) error {
+	fs, c := newFlags(e, "tenant set-timezone", "--id ID --timezone ZONE")
+	id := fs.String("id", "", "tenant (district) id")
+	zone := fs.String("timezone", "", "IANA time zone the district's days begin in, such as America/Chicago (UTC: back to the default)")
+	if err := parse(fs, c, args); err != nil {
+		return err
+	}
+	if err := required(fs, "id", "timezone"); err != nil {
+		return err
+	}
+	if err := tenancy.ValidTenantID(*id); err != nil {
+		return usagef("--id: %w", err)
+	}
+	if err := timezones.Check(*zone); err != nil {
+		return usagef("--timezone: %w", err)
+	}
+	return withControl(ctx, e, c, func(cp controlPlane) error {
+		z, err := timezones.New(cp.pool).Set(ctx, *id, *zone)
+		if err != nil {
+			return flagError("timezone", err)
+		}
+		if err := cp.record(ctx, *id, "tenant.set_timezone", z); err != nil {
+			return err
+		}
+		return writeZones(e, c, []timezones.Zone{z})
+	})
+}
+
+func runTenantTimezones(ctx context.Context, e Env, args []string) error {
+	fs, c := newFlags(e, "tenant timezones", "[--id ID]")
+	id := fs.String("id", "", "only this tenant (district)")
+	if err := parse(fs, c, args); err != nil {
+		return err
+	}
+	if *id != "" {
+		if err := tenancy.ValidTenantID(*id); err != nil {
+			return usagef("--id: %w", err)
+		}
+	}
+	return withControl(ctx, e, c, func(cp controlPlane) error {
+		all, err := timezones.New(cp.pool).Zones(ctx)
+		if err != nil {
+			return err
+		}
+		list := all
+		if *id != "" {
+			list = nil
+			for _, z := range all {
+				if z.TenantID == *id {
+					list = append(list, z)
+				}
+			}
+			if len(list) == 0 {
+				return fmt.Errorf("tenant %s: %w", *id, tenancy.ErrNotFound)
+			}
+		}
+		return writeZones(e, c, list)
+	})
+}
+
+func writeZones(e Env, c *common, list []timezones.Zone) error {
+	return writeList(e.Stdout, c.output, list, []string{"ID", "TIME ZONE"},
+		func(z timezones.Zone) []string { return []string{z.TenantID, z.TimeZone} })
+}
