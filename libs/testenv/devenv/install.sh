@@ -1,10 +1,27 @@
 #!/usr/bin/env bash
 # Installs the server binaries that libs/testenv/devenv runs for the tests and the demo: ClickHouse (server and
-# client) and PostgreSQL. Quick and silent when everything is present. A server given through the
-# environment (DATABASE_URL, CLICKHOUSE_ADDR) need not be installed.
+# client) and PostgreSQL, and Debian's Chromium for the web dashboards' browser tests. Quick and silent when
+# everything is present. A server given through the environment (DATABASE_URL, CLICKHOUSE_ADDR) need not be
+# installed. Chromium is optional: when it cannot be installed the browser tests say so and are skipped.
 set -euo pipefail
 
 have() { command -v "$1" >/dev/null 2>&1; }
+
+# install_browser installs Debian's chromium when it is missing; a failure is reported, not fatal.
+install_browser() {
+	if have chromium || [[ -x /usr/bin/chromium ]] || [[ -n ${EDTECH_CHROMIUM:-} ]]; then
+		return 0
+	fi
+	if [[ $(id -u) -ne 0 ]] || ! have apt-get; then
+		echo "devenv: chromium is missing and cannot be installed here (needs apt-get as root); the browser tests will be skipped" >&2
+		return 0
+	fi
+	echo "devenv: installing chromium (for the browser tests)" >&2
+	if ! { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; } >&2; then
+		echo "devenv: installing chromium failed; the browser tests will be skipped" >&2
+	fi
+}
+trap install_browser EXIT
 
 have_clickhouse_server() {
 	have clickhouse-server || [[ -x /usr/sbin/clickhouse-server || -x /usr/bin/clickhouse-server ]]

@@ -31,6 +31,7 @@ import (
 	"github.com/edtech-analytics/platform/services/query/internal/api"
 	"github.com/edtech-analytics/platform/services/query/internal/auth"
 	"github.com/edtech-analytics/platform/services/query/internal/eventquality"
+	"github.com/edtech-analytics/platform/services/query/internal/ui"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -185,6 +186,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks) (err erro
 	mux.Handle("/", api.New(rt.Log, resolver, auditLog, districtStore, ch, api.Config{MinDistricts: cfg.MinDistricts,
 		MinStudents: cfg.MinStudents, BandDistricts: cfg.BandDistricts}, api.WithSummaryCache(summaries),
 		api.WithTimeZones(timezones.New(pool), cfg.KeyCacheTTL)).Handler())
+	ui.New(rt.Log, resolver).Register(mux)
 	mux.Handle("/v1/admin/", (&admin.Admin{Log: rt.Log, ExportDir: cfg.ExportDir, Keys: credentials.New(pool), Jobs: jobs.New(pool), Audit: auditLog,
 		Students: jobs.Students{Pools: districts, ErasedSIS: keys.ErasedSISFunc(func(ctx context.Context, tenant string) ([]byte, error) {
 			t, err := districtStore.Tenant(ctx, tenant)

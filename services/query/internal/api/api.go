@@ -40,6 +40,7 @@ type Auth interface {
 	TeacherClasses(ctx context.Context, p auth.Principal) ([]string, error)
 	ClassSchools(ctx context.Context, tenantID, classID string) ([]string, error)
 	StudentInScope(ctx context.Context, tenantID, studentID string, classes, schools []string) (bool, error)
+	ClassStudents(ctx context.Context, tenantID, classID string) ([]auth.RosterStudent, error)
 	StudentEnrollments(ctx context.Context, tenantID string, scope auth.EnrollmentScope, from, to time.Time) ([]auth.Enrollee, error)
 }
 
@@ -111,6 +112,10 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/students/{student_id}/summary", a.student)
 	mux.HandleFunc("GET /v1/benchmarks/{metric}", a.benchmark)
 	mux.HandleFunc("GET /v1/schools/{school_id}/daily", a.schoolDaily)
+	mux.HandleFunc("GET /v1/district/schools", a.districtSchools)
+	mux.HandleFunc("GET /v1/schools/{school_id}/classes", a.schoolClasses)
+	mux.HandleFunc("GET /v1/teacher/classes", a.teacherClasses)
+	mux.HandleFunc("GET /v1/classes/{class_id}/students", a.classStudents)
 	mux.HandleFunc("GET /v1/funnels", a.funnels)
 	mux.HandleFunc("GET /v1/retention", a.retention)
 	mux.HandleFunc("GET /v1/activation", a.activation)
@@ -152,12 +157,17 @@ func (a *API) begin(w http.ResponseWriter, r *http.Request) (request, bool) {
 }
 
 func (a *API) authenticate(w http.ResponseWriter, r *http.Request) (auth.Principal, bool) {
-	scheme, credential, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(credential) == "" {
+	header := r.Header.Get("Authorization")
+	scheme, credential, _ := strings.Cut(header, " ")
+	credential = strings.TrimSpace(credential)
+	if c, err := r.Cookie(auth.SessionCookie); header == "" && err == nil { // signed in to the web dashboards
+		scheme, credential = "Bearer", c.Value
+	}
+	if !strings.EqualFold(scheme, "Bearer") || credential == "" {
 		problem(w, http.StatusUnauthorized, "missing-credential", "send a dashboard token or API key as Authorization: Bearer <token>")
 		return auth.Principal{}, false
 	}
-	p, err := a.auth.Resolve(r.Context(), strings.TrimSpace(credential))
+	p, err := a.auth.Resolve(r.Context(), credential)
 	switch {
 	case errors.Is(err, auth.ErrUnauthenticated):
 		problem(w, http.StatusUnauthorized, "invalid-credential", "the token or key is unknown, revoked or expired")

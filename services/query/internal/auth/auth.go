@@ -35,6 +35,7 @@ type Principal struct {
 	Role      string   // credentials.RoleDistrictAdmin, RoleSchoolAdmin or RoleTeacher
 	Schools   []string // school_admin: its schools
 	TeacherID string   // teacher: its roster sourced_id
+	Students  []string // parent: the roster sourced_ids of its children
 	Subject   string   // token:<id> or apikey:<id>, for logs and the audit log
 }
 
