@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"github.com/edtech-analytics/platform/libs/keyring"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -120,6 +121,7 @@ func commands() []command {
 		{"roster reject", rosterDecideSynopsis, "discard a held roster upload", runRosterReject},
 		{"roster held", "--tenant ID [--limit N]", "show records held for references they lack, and those that expired", runRosterHeld},
 		{"roster settings", rosterSettingsSynopsis, "show or set a district's roster safety thresholds", runRosterSettings},
+		{"usage report", usageSynopsis, "what each district used in a month, for billing: events received by type, active students, roster students, storage (PostgreSQL; ClickHouse apportioned), exports and erasures done", runUsageReport},
 		{"quality report", qualitySynopsis, "a district's data quality: roster (held uploads, rejected rows, sent vs stored, held references, orphans, silent sources, schema drift), personal data found in free text and, with ClickHouse, events (volume anomalies, ClickHouse vs the sink)", runQualityReport},
 		{"mapping apply", mappingApplySynopsis, "store a source's mapping rules (YAML) as its next version, once they parse", runMappingApply},
 		{"mapping preview", mappingPreviewSynopsis, "map an export with a source's rules (or --rules FILE): the first rows and every error; nothing is ingested", runMappingPreview},
@@ -229,6 +231,8 @@ type common struct {
 	databaseURL string
 	output      string
 	flagOutput  *errWriter
+	// outputs are the formats --output takes besides text and json (set before parse).
+	outputs []string
 }
 
 // newFlags returns a flag set for command name with the common flags registered.
@@ -267,8 +271,8 @@ func parse(fs *flag.FlagSet, c *common, args []string) error {
 	if fs.NArg() > 0 {
 		return usagef("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
 	}
-	if c.output != "text" && c.output != "json" {
-		return usagef("--output: %q is not text or json", c.output)
+	if formats := append([]string{"text", "json"}, c.outputs...); !slices.Contains(formats, c.output) {
+		return usagef("--output: %q is not %s", c.output, strings.Join(formats, ", "))
 	}
 	return nil
 }
