@@ -3,7 +3,9 @@
 // its schools (and the classes and students enrolled in them), a teacher the classes it teaches (and
 // their students), as the district's roster says. Anything outside that is 403, and every query filters
 // on the caller's district, so nothing of another district is ever read. The one cross-district read,
-// benchmarks, is served only over enough districts and is written to the audit log first.
+// benchmarks, is served only over enough districts and is written to the audit log first. The usage of
+// every district, for the vendor's billing system, is read with a billing token only, which belongs to no
+// district and reads no dashboard; every request for it is written to the audit log.
 package api
 
 import (
@@ -72,10 +74,14 @@ type API struct {
 	ch        driver.Conn
 	cfg       Config
 	summaries *SummaryCache // nil: every summary is computed
+	usage     UsageReporter // nil: GET /v1/usage is unavailable
 }
 
 // Option configures an API.
 type Option func(*API)
+
+// WithUsage serves GET /v1/usage from r.
+func WithUsage(r UsageReporter) Option { return func(a *API) { a.usage = r } }
 
 // WithSummaryCache makes the summary endpoints consult c once a request is authorized.
 func WithSummaryCache(c *SummaryCache) Option { return func(a *API) { a.summaries = c } }
@@ -106,6 +112,7 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/students/{student_id}/summary", a.student)
 	mux.HandleFunc("GET /v1/benchmarks/{metric}", a.benchmark)
 	mux.HandleFunc("GET /v1/schools/{school_id}/daily", a.schoolDaily)
+	mux.HandleFunc("GET /v1/usage", a.serveUsage)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusNotFound, "not-found", "no such endpoint: "+r.URL.Path)
 	})
@@ -121,10 +128,15 @@ type request struct {
 // maxRange bounds one request's date range.
 const maxRange = 366 * 24 * time.Hour
 
-// begin authenticates r and parses from and to; on failure it has answered.
+// begin authenticates r as a district's principal and parses from and to; on failure it has answered. A
+// platform token (billing) belongs to no district and reads no dashboard.
 func (a *API) begin(w http.ResponseWriter, r *http.Request) (request, bool) {
 	p, ok := a.authenticate(w, r)
 	if !ok {
+		return request{}, false
+	}
+	if credentials.IsPlatformRole(p.Role) || p.TenantID == "" {
+		problem(w, http.StatusForbidden, "out-of-scope", "a "+p.Role+" token reads no district's dashboards")
 		return request{}, false
 	}
 	from, err1 := time.Parse(time.DateOnly, r.URL.Query().Get("from"))
