@@ -4,7 +4,6 @@ import (
 	"context"
 	"strings"
 	"time"
-
 )
 
 // tokenPrefix starts every dashboard token: edt_<id>_<secret>, id and secret as in API keys.
