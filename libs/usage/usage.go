@@ -195,14 +195,15 @@ func (r *Reporter) events(ctx context.Context, p Period, filter string, byID map
 	return nil
 }
 
-// activeStudents counts the distinct students active in the period from the district rows of
-// metrics_daily, whose active_students are uniqExact states: merged over the period's days they give the
-// students with at least one event on any of them, exactly. Only events of actors with role student
-// count, on the day they occurred (an attendance mark on its attendance date), as in every dashboard.
+// activeStudents counts the distinct students active in the period from metrics_student_daily, which has
+// a row per student and day they were active: the exact count (uniqExact) of the student ids of the
+// period's days. Only events of actors with role student count, on the day they occurred (an attendance
+// mark on its attendance date), as in every dashboard; it is the set metrics_daily's active_students
+// states hold, whose uniqExactMerge gives the same number eight times slower (merging UUID sets).
 func (r *Reporter) activeStudents(ctx context.Context, p Period, filter string, byID map[string]*District) error {
-	rows, err := r.ch.Query(ctx, `SELECT toString(tenant_id), toUInt64(uniqExactMerge(active_students))
-		FROM metrics_daily
-		WHERE level = 'district' AND `+filter+` AND day >= toDate(?) AND day < toDate(?)
+	rows, err := r.ch.Query(ctx, `SELECT toString(tenant_id), toUInt64(uniqExact(toString(student_id)))
+		FROM metrics_student_daily
+		WHERE `+filter+` AND day >= toDate(?) AND day < toDate(?)
 		GROUP BY tenant_id`, p.Start.UTC().Format(time.DateOnly), p.End.UTC().Format(time.DateOnly))
 	if err != nil {
 		return fmt.Errorf("counting active students: %w", err)

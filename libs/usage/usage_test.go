@@ -23,7 +23,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/usage/usagetest"
 )
 
-func stores(t *testing.T) (*pgxpool.Pool, driver.Conn, *fleet.Fleet) {
+func stores(t testing.TB) (*pgxpool.Pool, driver.Conn, *fleet.Fleet) {
 	t.Helper()
 	ch, db, _ := chtest.New(t)
 	if err := chutil.Migrate(t.Context(), ch, db, os.DirFS("../../services/aggregator/internal/chstore/migrations")); err != nil {
