@@ -4,7 +4,8 @@
 // Both are one credential type: <prefix><id>_<secret>, where the id is public and names the record, and
 // only the secret's SHA-256 is stored. Both kinds are issued, checked, marked used, revoked and listed by
 // the same code (kind); they differ in their prefix, their table and what they grant (verbs, or a
-// dashboard role and scope).
+// dashboard role and scope). A dashboard token of a platform role (billing) belongs to no district: its
+// tenant_id is NULL, and no district's status decides whether it is valid.
 package credentials
 
 import (
