@@ -230,7 +230,8 @@ func (r *Reporter) activeStudents(ctx context.Context, p Period, filter string, 
 // clickHouseBytes apportions the bytes on disk of each table of the database that has a tenant_id column
 // (the events table and the rollups) among its districts by their rows: a district's share of a table
 // is bytes * district rows / all rows. The rows are those of the table's active parts, not yet merged
-// ones counted apart, as the bytes are. Tables without a tenant_id (offsets, the insert journal) are the
+// ones counted apart, as the bytes are. A table of one district's rows (a ClickHouse rebuild's staging
+// table) thus goes whole to it. Tables without a tenant_id (offsets, the insert journal) are the
 // platform's and are apportioned to no one; a district's analyst database holds views only, no data.
 func (r *Reporter) clickHouseBytes(ctx context.Context, _ Period, filter string, byID map[string]*District) error {
 	rows, err := r.ch.Query(ctx, `SELECT p.table, toUInt64(sum(p.bytes_on_disk))
