@@ -101,6 +101,8 @@ require (
 
 require github.com/edtech-analytics/platform/libs/quality v0.0.0-00010101000000-000000000000
 
+require github.com/edtech-analytics/platform/libs/usage v0.0.0-00010101000000-000000000000
+
 replace (
 	github.com/edtech-analytics/platform/libs/conf => ../../libs/conf
 	github.com/edtech-analytics/platform/libs/kafkax => ../../libs/kafkax
@@ -110,6 +112,7 @@ replace (
 	github.com/edtech-analytics/platform/libs/records => ../../libs/records
 	github.com/edtech-analytics/platform/libs/svc => ../../libs/svc
 	github.com/edtech-analytics/platform/libs/tenancy => ../../libs/tenancy
+	github.com/edtech-analytics/platform/libs/usage => ../../libs/usage
 	github.com/edtech-analytics/platform/libs/testenv/devenv => ../../libs/testenv/devenv
 	github.com/edtech-analytics/platform/libs/testenv/kafkatest => ../../libs/testenv/kafkatest
 	github.com/edtech-analytics/platform/schemas => ../../schemas

@@ -113,3 +113,7 @@ require github.com/edtech-analytics/platform/libs/quality v0.0.0-00010101000000-
 replace github.com/edtech-analytics/platform/libs/quality => ../../libs/quality
 
 replace github.com/edtech-analytics/platform/libs/pii => ../../libs/pii
+
+require github.com/edtech-analytics/platform/libs/usage v0.0.0-00010101000000-000000000000 // indirect
+
+replace github.com/edtech-analytics/platform/libs/usage => ../../libs/usage

@@ -120,3 +120,7 @@ replace github.com/edtech-analytics/platform/libs/ttlcache => ../../libs/ttlcach
 replace github.com/edtech-analytics/platform/libs/keyring => ../../libs/keyring
 
 replace github.com/edtech-analytics/platform/libs/pii => ../../libs/pii
+
+require github.com/edtech-analytics/platform/libs/usage v0.0.0-00010101000000-000000000000
+
+replace github.com/edtech-analytics/platform/libs/usage => ../../libs/usage

@@ -72,7 +72,7 @@ func (s *Store) RevokeAPIKey(ctx context.Context, id string) error {
 // APIKeys returns a tenant's keys, revoked ones included, oldest first. Unknown tenant:
 // tenancy.ErrNotFound.
 func (s *Store) APIKeys(ctx context.Context, tenantID string) ([]APIKey, error) {
-	return apiKeys.list(ctx, s.pool, tenantID)
+	return apiKeys.list(ctx, s.pool, tenantID, false)
 }
 
 // RevokeAPIKeysOf revokes, in tx, every key of the tenant not yet revoked and returns how many it revoked:

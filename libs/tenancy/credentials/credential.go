@@ -4,7 +4,8 @@
 // Both are one credential type: <prefix><id>_<secret>, where the id is public and names the record, and
 // only the secret's SHA-256 is stored. Both kinds are issued, checked, marked used, revoked and listed by
 // the same code (kind); they differ in their prefix, their table and what they grant (verbs, or a
-// dashboard role and scope).
+// dashboard role and scope). A dashboard token of a platform role (billing) belongs to no district: its
+// tenant_id is NULL, and no district's status decides whether it is valid.
 package credentials
 
 import (
@@ -147,9 +148,14 @@ func (k *kind[R]) issue(ctx context.Context, pool *pgxpool.Pool, tenantID, cols 
 	for i := range values {
 		placeholders[i] = "$" + strconv.Itoa(i+4)
 	}
-	// The INSERT ... SELECT inserts nothing when the tenant is unknown or deleted.
+	// The INSERT ... SELECT inserts nothing when the tenant is unknown or deleted. A credential of no
+	// tenant (a platform role's; the table's constraints say which may have none) is inserted as it is.
+	from := " FROM control.tenants t WHERE t.id = $2 AND t.deleted_at IS NULL"
+	if tenantID == "" {
+		from = " WHERE $2::text = ''"
+	}
 	r, err := k.scan(pool.QueryRow(ctx, "INSERT INTO "+k.table+" (id, tenant_id, secret_hash, "+cols+")"+
-		" SELECT $1, t.id, $3, "+strings.Join(placeholders, ", ")+" FROM control.tenants t WHERE t.id = $2 AND t.deleted_at IS NULL"+
+		" SELECT $1, nullif($2::text, ''), $3, "+strings.Join(placeholders, ", ")+from+
 		" RETURNING "+k.columns, append([]any{c.id, tenantID, c.hash()}, values...)...))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", zero, fmt.Errorf("tenant %s: %w", tenantID, tenancy.ErrNotFound)
@@ -174,7 +180,8 @@ func (k *kind[R]) lookup(ctx context.Context, pool *pgxpool.Pool, plaintext stri
 		active bool
 	)
 	r, err := k.scan(pool.QueryRow(ctx, "SELECT "+k.columns+", secret_hash,"+
-		" coalesce((SELECT t.status = $2 AND t.deleted_at IS NULL FROM control.tenants t WHERE t.id = k.tenant_id), false)"+
+		" CASE WHEN k.tenant_id IS NULL THEN true"+ // a platform role's credential: no district to be active
+		" ELSE coalesce((SELECT t.status = $2 AND t.deleted_at IS NULL FROM control.tenants t WHERE t.id = k.tenant_id), false) END"+
 		" FROM "+k.table+" k WHERE k.id = $1", c.id, tenancy.StatusActive), &hash, &active)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return zero, ErrInvalidKey
@@ -212,18 +219,22 @@ func (k *kind[R]) revoke(ctx context.Context, pool *pgxpool.Pool, id string) (R,
 	return r, nil
 }
 
-// list returns a tenant's credentials of the kind, revoked ones included, oldest first. Unknown tenant:
-// tenancy.ErrNotFound.
-func (k *kind[R]) list(ctx context.Context, pool *pgxpool.Pool, tenantID string) ([]R, error) {
-	var exists bool
-	if err := pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM control.tenants WHERE id = $1)", tenantID).Scan(&exists); err != nil {
-		return nil, fmt.Errorf("reading tenant %s: %w", tenantID, err)
-	}
-	if !exists {
-		return nil, fmt.Errorf("tenant %s: %w", tenantID, tenancy.ErrNotFound)
+// list returns a tenant's credentials of the kind, revoked ones included, oldest first; with platform,
+// those of no tenant (platform roles) instead. Unknown tenant: tenancy.ErrNotFound.
+func (k *kind[R]) list(ctx context.Context, pool *pgxpool.Pool, tenantID string, platform bool) ([]R, error) {
+	where := "tenant_id IS NULL AND $1::text = ''"
+	if !platform {
+		where = "tenant_id = $1"
+		var exists bool
+		if err := pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM control.tenants WHERE id = $1)", tenantID).Scan(&exists); err != nil {
+			return nil, fmt.Errorf("reading tenant %s: %w", tenantID, err)
+		}
+		if !exists {
+			return nil, fmt.Errorf("tenant %s: %w", tenantID, tenancy.ErrNotFound)
+		}
 	}
 	rows, err := pool.Query(ctx,
-		"SELECT "+k.columns+" FROM "+k.table+" WHERE tenant_id = $1 ORDER BY created_at, id", tenantID)
+		"SELECT "+k.columns+" FROM "+k.table+" WHERE "+where+" ORDER BY created_at, id", tenantID)
 	if err != nil {
 		return nil, fmt.Errorf("listing %ss of tenant %s: %w", k.noun, tenantID, err)
 	}

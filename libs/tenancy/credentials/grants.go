@@ -53,14 +53,32 @@ const (
 	RoleTeacher = "teacher"
 )
 
-// Roles lists the roles a dashboard token can carry.
+// RoleBilling is a platform role: its token belongs to no district and reads only what spans districts
+// for the vendor's own systems (the usage of every district, GET /v1/usage), never a district's
+// dashboards.
+const RoleBilling = "billing"
+
+// Roles lists the roles a district's dashboard token can carry.
 func Roles() []string { return []string{RoleDistrictAdmin, RoleSchoolAdmin, RoleTeacher} }
 
-// checkScope validates a token's role against its scope: schools for a school admin only, a teacher id
-// for a teacher only.
+// PlatformRoles lists the roles of tokens that belong to no district.
+func PlatformRoles() []string { return []string{RoleBilling} }
+
+// IsPlatformRole reports whether role is one of PlatformRoles.
+func IsPlatformRole(role string) bool { return slices.Contains(PlatformRoles(), role) }
+
+// checkScope validates a token's role against its scope: a district for a district role and none for a
+// platform role, schools for a school admin only, a teacher id for a teacher only.
 func checkScope(t *DashboardToken) error {
-	if !slices.Contains(Roles(), t.Role) {
-		return fmt.Errorf("%w: role %q: want one of %s", tenancy.ErrInvalidArgument, t.Role, strings.Join(Roles(), ", "))
+	if IsPlatformRole(t.Role) {
+		if t.TenantID != "" {
+			return fmt.Errorf("%w: tenant: a %s token belongs to no district", tenancy.ErrInvalidArgument, t.Role)
+		}
+	} else if !slices.Contains(Roles(), t.Role) {
+		return fmt.Errorf("%w: role %q: want one of %s", tenancy.ErrInvalidArgument, t.Role,
+			strings.Join(append(Roles(), PlatformRoles()...), ", "))
+	} else if err := tenancy.ValidTenantID(t.TenantID); err != nil {
+		return err
 	}
 	var schools []string
 	for _, s := range t.SchoolIDs {

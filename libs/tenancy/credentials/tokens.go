@@ -4,8 +4,6 @@ import (
 	"context"
 	"strings"
 	"time"
-
-	"github.com/edtech-analytics/platform/libs/tenancy"
 )
 
 // tokenPrefix starts every dashboard token: edt_<id>_<secret>, id and secret as in API keys.
@@ -14,7 +12,7 @@ const tokenPrefix = "edt_"
 // DashboardToken is a token's record; the secret itself is never stored, only its SHA-256.
 type DashboardToken struct {
 	ID        string     `json:"id"`
-	TenantID  string     `json:"tenant_id"`
+	TenantID  string     `json:"tenant_id,omitempty"` // "" for a platform role
 	Role      string     `json:"role"`
 	SchoolIDs []string   `json:"school_ids,omitempty"` // school_admin: the schools it may read
 	TeacherID string     `json:"teacher_id,omitempty"` // teacher: the teacher's roster sourced_id
@@ -28,7 +26,7 @@ type DashboardToken struct {
 // dashboardTokens is the kind of dashboard tokens.
 var dashboardTokens = &kind[DashboardToken]{
 	noun: "dashboard token", prefix: tokenPrefix, table: "control.dashboard_tokens",
-	columns: "id, tenant_id, role, school_ids, coalesce(teacher_id, ''), label, created_at, expires_at, revoked_at, last_used_at",
+	columns: "id, coalesce(tenant_id, ''), role, school_ids, coalesce(teacher_id, ''), label, created_at, expires_at, revoked_at, last_used_at",
 	fields: func(t *DashboardToken) []any {
 		return []any{&t.ID, &t.TenantID, &t.Role, &t.SchoolIDs, &t.TeacherID, &t.Label, &t.CreatedAt, &t.ExpiresAt,
 			&t.RevokedAt, &t.LastUsed}
@@ -39,13 +37,10 @@ var dashboardTokens = &kind[DashboardToken]{
 }
 
 // CreateDashboardToken issues a token for t.TenantID with t's role and scope (SchoolIDs, TeacherID),
-// label and optional expiry. plaintext (edt_<id>_<secret>) is returned only here. Unknown or deleted
-// tenant: tenancy.ErrNotFound; a role without its scope, or a scope its role does not take:
-// tenancy.ErrInvalidArgument.
+// label and optional expiry; a platform role (RoleBilling) takes no tenant. plaintext
+// (edt_<id>_<secret>) is returned only here. Unknown or deleted tenant: tenancy.ErrNotFound; a role
+// without its scope, or a scope its role does not take: tenancy.ErrInvalidArgument.
 func (s *Store) CreateDashboardToken(ctx context.Context, t DashboardToken) (string, DashboardToken, error) {
-	if err := tenancy.ValidTenantID(t.TenantID); err != nil {
-		return "", DashboardToken{}, err
-	}
 	if err := checkScope(&t); err != nil {
 		return "", DashboardToken{}, err
 	}
@@ -76,8 +71,14 @@ func (s *Store) RevokeDashboardToken(ctx context.Context, id string) (DashboardT
 	return dashboardTokens.revoke(ctx, s.pool, id)
 }
 
+// PlatformTokens returns the tokens of platform roles (no district), revoked ones included, oldest
+// first.
+func (s *Store) PlatformTokens(ctx context.Context) ([]DashboardToken, error) {
+	return dashboardTokens.list(ctx, s.pool, "", true)
+}
+
 // DashboardTokens returns a tenant's tokens, revoked ones included, oldest first. Unknown tenant:
 // tenancy.ErrNotFound.
 func (s *Store) DashboardTokens(ctx context.Context, tenantID string) ([]DashboardToken, error) {
-	return dashboardTokens.list(ctx, s.pool, tenantID)
+	return dashboardTokens.list(ctx, s.pool, tenantID, false)
 }

@@ -92,3 +92,55 @@ func TestDashboardTokens(t *testing.T) {
 		t.Fatalf("revoking an unknown token: %v", err)
 	}
 }
+
+// TestPlatformTokens: a billing token belongs to no district: it is created without one (and refused with
+// one, as a district role is refused without one), looks up with its role and no tenant, is listed
+// apart from every district's tokens, and is refused once revoked.
+func TestPlatformTokens(t *testing.T) {
+	pool, districts := controltest.Districts(t, pgtest.New)
+	store := credentials.New(pool)
+	ctx := t.Context()
+	if _, err := districts.Create(ctx, "d1", "District 1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range []credentials.DashboardToken{
+		{TenantID: "d1", Role: credentials.RoleBilling},
+		{Role: credentials.RoleDistrictAdmin},
+		{Role: credentials.RoleBilling, SchoolIDs: []string{"s1"}},
+		{Role: credentials.RoleBilling, TeacherID: "t1"},
+	} {
+		if _, _, err := store.CreateDashboardToken(ctx, tok); !errors.Is(err, tenancy.ErrInvalidArgument) {
+			t.Errorf("CreateDashboardToken(%+v) = %v, want ErrInvalidArgument", tok, err)
+		}
+	}
+	plain, tok, err := store.CreateDashboardToken(ctx, credentials.DashboardToken{Role: credentials.RoleBilling, Label: "billing system"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.TenantID != "" || tok.Role != credentials.RoleBilling {
+		t.Fatalf("created %+v", tok)
+	}
+	got, err := store.LookupDashboardToken(ctx, plain)
+	if err != nil || got.ID != tok.ID || got.TenantID != "" || got.Role != credentials.RoleBilling {
+		t.Fatalf("LookupDashboardToken = %+v, %v", got, err)
+	}
+	if _, _, err := store.CreateDashboardToken(ctx, credentials.DashboardToken{TenantID: "d1", Role: credentials.RoleDistrictAdmin}); err != nil {
+		t.Fatal(err)
+	}
+	platform, err := store.PlatformTokens(ctx)
+	if err != nil || len(platform) != 1 || platform[0].ID != tok.ID {
+		t.Fatalf("PlatformTokens = %+v, %v", platform, err)
+	}
+	if list, err := store.DashboardTokens(ctx, "d1"); err != nil || len(list) != 1 || list[0].Role != credentials.RoleDistrictAdmin {
+		t.Fatalf("DashboardTokens(d1) = %+v, %v", list, err)
+	}
+	if _, err := store.DashboardTokens(ctx, ""); !errors.Is(err, tenancy.ErrNotFound) {
+		t.Fatalf("DashboardTokens(\"\") = %v, want ErrNotFound", err)
+	}
+	if _, err := store.RevokeDashboardToken(ctx, tok.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.LookupDashboardToken(ctx, plain); !errors.Is(err, credentials.ErrInvalidKey) {
+		t.Fatalf("revoked billing token: %v", err)
+	}
+}

@@ -254,3 +254,7 @@ replace github.com/edtech-analytics/platform/libs/quality => ../../quality
 replace github.com/edtech-analytics/platform/libs/pii => ../../pii
 
 replace github.com/edtech-analytics/platform/services/connector => ../../../services/connector
+
+require github.com/edtech-analytics/platform/libs/usage v0.0.0-00010101000000-000000000000 // indirect
+
+replace github.com/edtech-analytics/platform/libs/usage => ../../usage

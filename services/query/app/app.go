@@ -27,11 +27,13 @@ import (
 	"github.com/edtech-analytics/platform/libs/tenancy/jobs"
 	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
 	"github.com/edtech-analytics/platform/libs/tenancy/timezones"
+	"github.com/edtech-analytics/platform/libs/usage"
 	"github.com/edtech-analytics/platform/services/query/internal/admin"
 	"github.com/edtech-analytics/platform/services/query/internal/api"
 	"github.com/edtech-analytics/platform/services/query/internal/auth"
 	"github.com/edtech-analytics/platform/services/query/internal/eventquality"
 	"github.com/edtech-analytics/platform/services/query/internal/ui"
+	"github.com/edtech-analytics/platform/services/query/internal/usagegauges"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -57,6 +59,8 @@ type Config struct {
 	// what the checks compare against (libs/quality).
 	QualityInterval time.Duration
 	Quality         quality.Config
+	// UsageInterval is how often the current month's usage gauges are measured (0: never).
+	UsageInterval time.Duration
 	// SummaryCacheTTL and SummaryCacheEntries bound the cache of closed ranges' summaries (0: off).
 	SummaryCacheTTL     time.Duration
 	SummaryCacheEntries int
@@ -91,6 +95,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		"least difference in events from the baseline mean that is a volume anomaly (so small districts do not alert on noise)")
 	conf.Duration(fs, &c.Quality.Settle, "quality.settle", "QUERY_QUALITY_SETTLE", time.Hour,
 		"how long after a UTC day's end it is compared between ClickHouse and the sink")
+	conf.Duration(fs, &c.UsageInterval, "usage.interval", "QUERY_USAGE_INTERVAL", 15*time.Minute,
+		"how often the districts' usage gauges of the current month (events, active students, roster, storage, privacy jobs) are measured (0: never)")
 	conf.Duration(fs, &c.SummaryCacheTTL, "summary-cache.ttl", "QUERY_SUMMARY_CACHE_TTL", 10*time.Minute,
 		"how long a summary of a closed range is served from the cache (bounds how long late events stay out of it; 0: no cache)")
 	conf.Int(fs, &c.SummaryCacheEntries, "summary-cache.entries", "QUERY_SUMMARY_CACHE_ENTRIES", 10000,
@@ -122,6 +128,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MinStudents < 1 {
 		errs = append(errs, errors.New("benchmark.min-students: at least 1 (env BENCHMARK_MIN_STUDENTS)"))
+	}
+	if c.UsageInterval < 0 {
+		errs = append(errs, errors.New("usage.interval: not negative (env QUERY_USAGE_INTERVAL)"))
 	}
 	if c.QualityInterval < 0 {
 		errs = append(errs, errors.New("quality.interval: not negative (env QUERY_QUALITY_INTERVAL)"))
@@ -183,9 +192,10 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks) (err erro
 	if err != nil {
 		return err
 	}
+	usageReporter := usage.New(pool, fleet.NewDistrictPools(districts), ch)
 	mux.Handle("/", api.New(rt.Log, resolver, auditLog, districtStore, ch, api.Config{MinDistricts: cfg.MinDistricts,
 		MinStudents: cfg.MinStudents, BandDistricts: cfg.BandDistricts}, api.WithSummaryCache(summaries),
-		api.WithTimeZones(timezones.New(pool), cfg.KeyCacheTTL)).Handler())
+		api.WithTimeZones(timezones.New(pool), cfg.KeyCacheTTL), api.WithUsage(usageReporter)).Handler())
 	ui.New(rt.Log, resolver).Register(mux)
 	mux.Handle("/v1/admin/", (&admin.Admin{Log: rt.Log, ExportDir: cfg.ExportDir, Keys: credentials.New(pool), Jobs: jobs.New(pool), Audit: auditLog,
 		Students: jobs.Students{Pools: districts, ErasedSIS: keys.ErasedSISFunc(func(ctx context.Context, tenant string) ([]byte, error) {
@@ -206,11 +216,23 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks) (err erro
 		defer stopGauges()
 	}
 
+	var usageCollector *usagegauges.Collector
+	if cfg.UsageInterval > 0 {
+		var stopGauges func()
+		if usageCollector, stopGauges, err = usagegauges.New(rt.Tel.Meter, usageReporter, time.Now, rt.Log); err != nil {
+			return fmt.Errorf("usage gauges: %w", err)
+		}
+		defer stopGauges()
+	}
+
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return obs.ServeAdmin(gctx, rt.Log, cfg.AdminAddr, health, rt.Tel.Metrics) })
 	g.Go(func() error { return obs.Serve(gctx, rt.Log, hs, ln, 10*time.Second) })
 	if collector != nil {
 		g.Go(func() error { return collector.Run(gctx, cfg.QualityInterval) })
+	}
+	if usageCollector != nil {
+		g.Go(func() error { return usageCollector.Run(gctx, cfg.UsageInterval) })
 	}
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"github.com/edtech-analytics/platform/libs/keyring"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -102,8 +103,8 @@ func commands() []command {
 		{"keys rotate-master", "[--master-keys KEYS | --master-key-file FILE]",
 			"re-wrap every district's keys under the current (first) master key", runKeysRotateMaster},
 		{"keys new-master", "--id ID", "print a new master key entry (id:base64key) for MASTER_KEYS", runKeysNewMaster},
-		{"token create", tokenCreateSynopsis, "issue a dashboard token with a role and scope (shown once)", runTokenCreate},
-		{"token list", "--tenant ID", "list a district's dashboard tokens (never their secrets)", runTokenList},
+		{"token create", tokenCreateSynopsis, "issue a dashboard token with a role and scope, or a billing token of no district (shown once)", runTokenCreate},
+		{"token list", "(--tenant ID | --platform)", "list a district's dashboard tokens, or the platform's (never their secrets)", runTokenList},
 		{"token revoke", "--id TOKENID", "revoke a dashboard token", runTokenRevoke},
 		{"audit verify", "[--head SEQ:HASH] [--published]",
 			"check the audit log's keyed chain, naming every break (and that recorded or published heads are still there)", runAuditVerify},
@@ -122,6 +123,7 @@ func commands() []command {
 		{"roster reject", rosterDecideSynopsis, "discard a held roster upload", runRosterReject},
 		{"roster held", "--tenant ID [--limit N]", "show records held for references they lack, and those that expired", runRosterHeld},
 		{"roster settings", rosterSettingsSynopsis, "show or set a district's roster safety thresholds", runRosterSettings},
+		{"usage report", usageSynopsis, "what each district used in a month, for billing: events received by type, active students, roster students, storage (PostgreSQL; ClickHouse apportioned), exports and erasures done", runUsageReport},
 		{"quality report", qualitySynopsis, "a district's data quality: roster (held uploads, rejected rows, sent vs stored, held references, orphans, silent sources, schema drift), personal data found in free text and, with ClickHouse, events (volume anomalies, ClickHouse vs the sink)", runQualityReport},
 		{"mapping apply", mappingApplySynopsis, "store a source's mapping rules (YAML) as its next version, once they parse", runMappingApply},
 		{"mapping preview", mappingPreviewSynopsis, "map an export with a source's rules (or --rules FILE): the first rows and every error; nothing is ingested", runMappingPreview},
@@ -231,6 +233,8 @@ type common struct {
 	databaseURL string
 	output      string
 	flagOutput  *errWriter
+	// outputs are the formats --output takes besides text and json (set before parse).
+	outputs []string
 }
 
 // newFlags returns a flag set for command name with the common flags registered.
@@ -269,8 +273,8 @@ func parse(fs *flag.FlagSet, c *common, args []string) error {
 	if fs.NArg() > 0 {
 		return usagef("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
 	}
-	if c.output != "text" && c.output != "json" {
-		return usagef("--output: %q is not text or json", c.output)
+	if formats := append([]string{"text", "json"}, c.outputs...); !slices.Contains(formats, c.output) {
+		return usagef("--output: %q is not %s", c.output, strings.Join(formats, ", "))
 	}
 	return nil
 }

@@ -12,12 +12,13 @@ import (
 	"github.com/edtech-analytics/platform/libs/tenancy/credentials"
 )
 
-const tokenCreateSynopsis = "--tenant ID --role district_admin|school_admin|teacher [--school ID,...] [--teacher SOURCED_ID] [--label TEXT] [--ttl DURATION]"
+const tokenCreateSynopsis = "(--tenant ID --role district_admin|school_admin|teacher | --role billing) [--school ID,...] [--teacher SOURCED_ID] [--label TEXT] [--ttl DURATION]"
 
 func runTokenCreate(ctx context.Context, e Env, args []string) error {
 	fs, c := newFlags(e, "token create", tokenCreateSynopsis)
-	tenantID := fs.String("tenant", "", "tenant (district) id")
-	role := fs.String("role", "", "role: "+strings.Join(credentials.Roles(), ", "))
+	tenantID := fs.String("tenant", "", "tenant (district) id; none for a platform role ("+strings.Join(credentials.PlatformRoles(), ", ")+")")
+	role := fs.String("role", "", "role: "+strings.Join(credentials.Roles(), ", ")+
+		"; or billing, a platform token of no district that reads every district's usage (GET /v1/usage) and no dashboard")
 	schools := fs.String("school", "", "school_admin: comma-separated school ids the token may read")
 	teacher := fs.String("teacher", "", "teacher: the teacher's roster sourced_id (their classes come from the roster)")
 	label := fs.String("label", "", "who or what the token is for")
@@ -25,11 +26,19 @@ func runTokenCreate(ctx context.Context, e Env, args []string) error {
 	if err := parse(fs, c, args); err != nil {
 		return err
 	}
-	if err := required(fs, "tenant", "role"); err != nil {
+	if err := required(fs, "role"); err != nil {
 		return err
 	}
-	if err := tenancy.ValidTenantID(*tenantID); err != nil {
-		return usagef("--tenant: %w", err)
+	switch {
+	case credentials.IsPlatformRole(*role) && *tenantID != "":
+		return usagef("--tenant: a %s token belongs to no district; leave --tenant out", *role)
+	case credentials.IsPlatformRole(*role):
+	case *tenantID == "":
+		return usagef("%s: --tenant is required", fs.Name())
+	default:
+		if err := tenancy.ValidTenantID(*tenantID); err != nil {
+			return usagef("--tenant: %w", err)
+		}
 	}
 	tok := credentials.DashboardToken{TenantID: *tenantID, Role: *role, TeacherID: *teacher, Label: *label}
 	if *schools != "" {
@@ -57,8 +66,12 @@ func runTokenCreate(ctx context.Context, e Env, args []string) error {
 				Note string `json:"note"`
 			}{plaintext, tok, shownOnceNote})
 		}
-		_, err = fmt.Fprintf(e.Stdout, "created dashboard token %s for tenant %s (%s):\n\n    %s\n\n%s\n",
-			tok.ID, tok.TenantID, scopeText(tok), plaintext, shownOnceNote)
+		owner := "tenant " + tok.TenantID
+		if tok.TenantID == "" {
+			owner = "the platform"
+		}
+		_, err = fmt.Fprintf(e.Stdout, "created dashboard token %s for %s (%s):\n\n    %s\n\n%s\n",
+			tok.ID, owner, scopeText(tok), plaintext, shownOnceNote)
 		return err
 	})
 }
@@ -75,16 +88,30 @@ func scopeText(t credentials.DashboardToken) string {
 }
 
 func runTokenList(ctx context.Context, e Env, args []string) error {
-	fs, c := newFlags(e, "token list", "--tenant ID")
+	fs, c := newFlags(e, "token list", "(--tenant ID | --platform)")
 	tenantID := fs.String("tenant", "", "tenant (district) id")
+	platform := fs.Bool("platform", false, "list the tokens of platform roles (billing), which belong to no district")
 	if err := parse(fs, c, args); err != nil {
 		return err
 	}
-	if err := required(fs, "tenant"); err != nil {
-		return err
+	if *platform && *tenantID != "" {
+		return usagef("%s: --tenant and --platform exclude each other", fs.Name())
+	}
+	if !*platform {
+		if err := required(fs, "tenant"); err != nil {
+			return err
+		}
 	}
 	return withControl(ctx, e, c, func(cp controlPlane) error {
-		toks, err := cp.credentials.DashboardTokens(ctx, *tenantID)
+		var (
+			toks []credentials.DashboardToken
+			err  error
+		)
+		if *platform {
+			toks, err = cp.credentials.PlatformTokens(ctx)
+		} else {
+			toks, err = cp.credentials.DashboardTokens(ctx, *tenantID)
+		}
 		if err != nil {
 			return err
 		}

@@ -75,3 +75,44 @@ func TestTokenCommandsAndAuditVerify(t *testing.T) {
 		t.Fatalf("audit verify of a tampered log: err = %v", err)
 	}
 }
+
+// TestBillingToken: 'token create --role billing' issues a platform token without a district (and refuses
+// one with a district, as a district role is refused without one); 'token list --platform' lists it and
+// no district's tokens.
+func TestBillingToken(t *testing.T) {
+	pool, url := migratedDB(t)
+	mustCtl(t, url, "tenant", "create", "--id", "d1", "--name", "District 1")
+	mustCtl(t, url, "token", "create", "--tenant", "d1", "--role", "district_admin")
+	var created struct {
+		Token    string `json:"token"`
+		ID       string `json:"id"`
+		TenantID string `json:"tenant_id"`
+		Role     string `json:"role"`
+	}
+	out := mustCtl(t, url, "token", "create", "--role", "billing", "--label", "billing system", "--output", "json")
+	if err := json.Unmarshal([]byte(out), &created); err != nil || created.Role != "billing" || created.TenantID != "" {
+		t.Fatalf("token create printed %q: %v", out, err)
+	}
+	if tok, err := credentials.New(pool).LookupDashboardToken(t.Context(), created.Token); err != nil || tok.Role != credentials.RoleBilling {
+		t.Fatalf("the billing token resolves to %+v, %v", tok, err)
+	}
+	if out := mustCtl(t, url, "token", "create", "--role", "billing"); !strings.Contains(out, "for the platform (billing)") {
+		t.Errorf("token create printed %q", out)
+	}
+	if _, _, err := ctl(t, url, "token", "create", "--role", "billing", "--tenant", "d1"); !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), "--tenant") {
+		t.Errorf("a billing token of a district: %v", err)
+	}
+	if _, _, err := ctl(t, url, "token", "create", "--role", "district_admin"); !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), "--tenant") {
+		t.Errorf("a district token without a district: %v", err)
+	}
+	out = mustCtl(t, url, "token", "list", "--platform")
+	if !strings.Contains(out, created.ID) || strings.Count(out, "billing") != 3 || strings.Contains(out, "district_admin") {
+		t.Errorf("token list --platform printed %q", out)
+	}
+	if out := mustCtl(t, url, "token", "list", "--tenant", "d1"); strings.Contains(out, created.ID) || !strings.Contains(out, "district_admin") {
+		t.Errorf("token list --tenant d1 printed %q", out)
+	}
+	if _, _, err := ctl(t, url, "token", "list"); !errors.Is(err, ErrUsage) {
+		t.Errorf("token list without --tenant or --platform: %v", err)
+	}
+}

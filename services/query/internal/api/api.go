@@ -4,7 +4,9 @@
 // them), a teacher the classes it teaches (and their students), as the district's roster says. Anything
 // outside that is 403, and every query filters on the caller's district, so nothing of another district
 // is ever read. The one cross-district read, benchmarks, is served only over enough districts and is
-// written to the audit log first.
+// written to the audit log first. The usage of every district, for the vendor's billing system, is read
+// with a billing token only, which belongs to no district and reads no dashboard; every request for it is
+// written to the audit log.
 package api
 
 import (
@@ -78,10 +80,14 @@ type API struct {
 	summaries *SummaryCache // nil: every summary is computed
 	zones     TimeZones     // nil: every district's days are UTC days
 	zoneCache *ttlcache.Cache[string, *time.Location]
+	usage     UsageReporter // nil: GET /v1/usage is unavailable
 }
 
 // Option configures an API.
 type Option func(*API)
+
+// WithUsage serves GET /v1/usage from r.
+func WithUsage(r UsageReporter) Option { return func(a *API) { a.usage = r } }
 
 // WithSummaryCache makes the summary endpoints consult c once a request is authorized.
 func WithSummaryCache(c *SummaryCache) Option { return func(a *API) { a.summaries = c } }
@@ -119,6 +125,7 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/funnels", a.funnels)
 	mux.HandleFunc("GET /v1/retention", a.retention)
 	mux.HandleFunc("GET /v1/activation", a.activation)
+	mux.HandleFunc("GET /v1/usage", a.serveUsage)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusNotFound, "not-found", "no such endpoint: "+r.URL.Path)
 	})
@@ -134,10 +141,15 @@ type request struct {
 // maxRange bounds one request's date range.
 const maxRange = 366 * 24 * time.Hour
 
-// begin authenticates r and parses from and to; on failure it has answered.
+// begin authenticates r as a district's principal and parses from and to; on failure it has answered. A
+// platform token (billing) belongs to no district and reads no dashboard.
 func (a *API) begin(w http.ResponseWriter, r *http.Request) (request, bool) {
 	p, ok := a.authenticate(w, r)
 	if !ok {
+		return request{}, false
+	}
+	if credentials.IsPlatformRole(p.Role) || p.TenantID == "" {
+		problem(w, http.StatusForbidden, "out-of-scope", "a "+p.Role+" token reads no district's dashboards")
 		return request{}, false
 	}
 	from, err1 := time.Parse(time.DateOnly, r.URL.Query().Get("from"))

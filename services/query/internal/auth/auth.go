@@ -4,7 +4,8 @@
 //
 // Two credentials are accepted: dashboard tokens (edt_..., issued by `ctl token create` with a role and a
 // scope) and, for compatibility, API keys holding dashboards:read, which act as district admins of their
-// district.
+// district. A token of a platform role (billing) resolves to a principal of no district; the API serves it
+// what spans districts for the vendor (usage) and no dashboard.
 package auth
 
 import (
@@ -31,8 +32,8 @@ var (
 
 // Principal is who a request acts for.
 type Principal struct {
-	TenantID  string
-	Role      string   // credentials.RoleDistrictAdmin, RoleSchoolAdmin or RoleTeacher
+	TenantID  string   // "" for a platform role
+	Role      string   // credentials.RoleDistrictAdmin, RoleSchoolAdmin, RoleTeacher, or the platform's RoleBilling
 	Schools   []string // school_admin: its schools
 	TeacherID string   // teacher: its roster sourced_id
 	Students  []string // parent: the roster sourced_ids of its children
