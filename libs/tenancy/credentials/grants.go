@@ -51,6 +51,8 @@ const (
 	RoleSchoolAdmin = "school_admin"
 	// RoleTeacher reads the classes it teaches and the students enrolled in them (from the roster).
 	RoleTeacher = "teacher"
+	// RoleParent reads the pages of the students it names (its children, by roster sourced_id) only.
+	RoleParent = "parent"
 )
 
 // RoleBilling is a platform role: its token belongs to no district and reads only what spans districts
@@ -59,7 +61,7 @@ const (
 const RoleBilling = "billing"
 
 // Roles lists the roles a district's dashboard token can carry.
-func Roles() []string { return []string{RoleDistrictAdmin, RoleSchoolAdmin, RoleTeacher} }
+func Roles() []string { return []string{RoleDistrictAdmin, RoleSchoolAdmin, RoleTeacher, RoleParent} }
 
 // PlatformRoles lists the roles of tokens that belong to no district.
 func PlatformRoles() []string { return []string{RoleBilling} }
@@ -68,7 +70,8 @@ func PlatformRoles() []string { return []string{RoleBilling} }
 func IsPlatformRole(role string) bool { return slices.Contains(PlatformRoles(), role) }
 
 // checkScope validates a token's role against its scope: a district for a district role and none for a
-// platform role, schools for a school admin only, a teacher id for a teacher only.
+// platform role, schools for a school admin only, a teacher id for a teacher only, students for a parent
+// only.
 func checkScope(t *DashboardToken) error {
 	if IsPlatformRole(t.Role) {
 		if t.TenantID != "" {
@@ -86,8 +89,18 @@ func checkScope(t *DashboardToken) error {
 			schools = append(schools, s)
 		}
 	}
-	t.SchoolIDs, t.TeacherID = schools, strings.TrimSpace(t.TeacherID)
+	var students []string
+	for _, s := range t.StudentIDs {
+		if s = strings.TrimSpace(s); s != "" && !slices.Contains(students, s) {
+			students = append(students, s)
+		}
+	}
+	t.SchoolIDs, t.TeacherID, t.StudentIDs = schools, strings.TrimSpace(t.TeacherID), students
 	switch {
+	case (t.Role == RoleParent) != (len(students) > 0):
+		return fmt.Errorf("%w: students: a %s token needs its children's sourced ids, other roles take none", tenancy.ErrInvalidArgument, RoleParent)
+	case len(students) > 20:
+		return fmt.Errorf("%w: students: at most 20", tenancy.ErrInvalidArgument)
 	case (t.Role == RoleSchoolAdmin) != (len(schools) > 0):
 		return fmt.Errorf("%w: schools: a %s token needs them, other roles take none", tenancy.ErrInvalidArgument, RoleSchoolAdmin)
 	case (t.Role == RoleTeacher) != (t.TeacherID != ""):

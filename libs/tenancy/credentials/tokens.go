@@ -11,24 +11,25 @@ const tokenPrefix = "edt_"
 
 // DashboardToken is a token's record; the secret itself is never stored, only its SHA-256.
 type DashboardToken struct {
-	ID        string     `json:"id"`
-	TenantID  string     `json:"tenant_id,omitempty"` // "" for a platform role
-	Role      string     `json:"role"`
-	SchoolIDs []string   `json:"school_ids,omitempty"` // school_admin: the schools it may read
-	TeacherID string     `json:"teacher_id,omitempty"` // teacher: the teacher's roster sourced_id
-	Label     string     `json:"label,omitempty"`
-	CreatedAt time.Time  `json:"created_at"`
-	ExpiresAt *time.Time `json:"expires_at,omitempty"`
-	RevokedAt *time.Time `json:"revoked_at,omitempty"`
-	LastUsed  *time.Time `json:"last_used_at,omitempty"`
+	ID         string     `json:"id"`
+	TenantID   string     `json:"tenant_id,omitempty"` // "" for a platform role
+	Role       string     `json:"role"`
+	SchoolIDs  []string   `json:"school_ids,omitempty"`  // school_admin: the schools it may read
+	TeacherID  string     `json:"teacher_id,omitempty"`  // teacher: the teacher's roster sourced_id
+	StudentIDs []string   `json:"student_ids,omitempty"` // parent: its children's roster sourced_ids
+	Label      string     `json:"label,omitempty"`
+	CreatedAt  time.Time  `json:"created_at"`
+	ExpiresAt  *time.Time `json:"expires_at,omitempty"`
+	RevokedAt  *time.Time `json:"revoked_at,omitempty"`
+	LastUsed   *time.Time `json:"last_used_at,omitempty"`
 }
 
 // dashboardTokens is the kind of dashboard tokens.
 var dashboardTokens = &kind[DashboardToken]{
 	noun: "dashboard token", prefix: tokenPrefix, table: "control.dashboard_tokens",
-	columns: "id, coalesce(tenant_id, ''), role, school_ids, coalesce(teacher_id, ''), label, created_at, expires_at, revoked_at, last_used_at",
+	columns: "id, coalesce(tenant_id, ''), role, school_ids, coalesce(teacher_id, ''), student_ids, label, created_at, expires_at, revoked_at, last_used_at",
 	fields: func(t *DashboardToken) []any {
-		return []any{&t.ID, &t.TenantID, &t.Role, &t.SchoolIDs, &t.TeacherID, &t.Label, &t.CreatedAt, &t.ExpiresAt,
+		return []any{&t.ID, &t.TenantID, &t.Role, &t.SchoolIDs, &t.TeacherID, &t.StudentIDs, &t.Label, &t.CreatedAt, &t.ExpiresAt,
 			&t.RevokedAt, &t.LastUsed}
 	},
 	state: func(t *DashboardToken) (*time.Time, *time.Time, **time.Time) {
@@ -51,8 +52,11 @@ func (s *Store) CreateDashboardToken(ctx context.Context, t DashboardToken) (str
 	if t.SchoolIDs == nil {
 		t.SchoolIDs = []string{}
 	}
-	return dashboardTokens.issue(ctx, s.pool, t.TenantID, "role, school_ids, teacher_id, label, expires_at",
-		t.Role, t.SchoolIDs, teacher, t.Label, t.ExpiresAt)
+	if t.StudentIDs == nil {
+		t.StudentIDs = []string{}
+	}
+	return dashboardTokens.issue(ctx, s.pool, t.TenantID, "role, school_ids, teacher_id, student_ids, label, expires_at",
+		t.Role, t.SchoolIDs, teacher, t.StudentIDs, t.Label, t.ExpiresAt)
 }
 
 // IsDashboardToken reports whether s has the shape of a dashboard token (edt_...), as opposed to an API key.

@@ -29,6 +29,9 @@ func TestDashboardTokens(t *testing.T) {
 		{TenantID: "d1", Role: credentials.RoleDistrictAdmin, SchoolIDs: []string{"s1"}},
 		{TenantID: "d1", Role: credentials.RoleTeacher},
 		{TenantID: "d1", Role: credentials.RoleSchoolAdmin, SchoolIDs: []string{"s1"}, TeacherID: "t1"},
+		{TenantID: "d1", Role: credentials.RoleParent},
+		{TenantID: "d1", Role: credentials.RoleParent, StudentIDs: []string{" ", ""}},
+		{TenantID: "d1", Role: credentials.RoleTeacher, TeacherID: "t1", StudentIDs: []string{"S-1"}},
 	}
 	for _, tok := range invalid {
 		if _, _, err := store.CreateDashboardToken(ctx, tok); !errors.Is(err, tenancy.ErrInvalidArgument) {
@@ -58,6 +61,14 @@ func TestDashboardTokens(t *testing.T) {
 	if got, err := store.LookupDashboardToken(ctx, teacher); err != nil || got.TeacherID != "T-7" || got.TenantID != "d2" {
 		t.Fatalf("teacher token = %+v, %v", got, err)
 	}
+	parent, _, err := store.CreateDashboardToken(ctx, credentials.DashboardToken{TenantID: "d1", Role: credentials.RoleParent,
+		StudentIDs: []string{"S-1", " S-2", "S-1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := store.LookupDashboardToken(ctx, parent); err != nil || got.Role != credentials.RoleParent || !slices.Equal(got.StudentIDs, []string{"S-1", "S-2"}) {
+		t.Fatalf("parent token = %+v, %v", got, err)
+	}
 	past := time.Now().Add(-time.Minute)
 	expired, _, err := store.CreateDashboardToken(ctx, credentials.DashboardToken{TenantID: "d1", Role: credentials.RoleDistrictAdmin, ExpiresAt: &past})
 	if err != nil {
@@ -85,7 +96,7 @@ func TestDashboardTokens(t *testing.T) {
 		}
 	}
 	list, err := store.DashboardTokens(ctx, "d1")
-	if err != nil || len(list) != 3 || list[2].RevokedAt == nil {
+	if err != nil || len(list) != 4 || list[3].RevokedAt == nil {
 		t.Fatalf("DashboardTokens(d1) = %d tokens, %v", len(list), err)
 	}
 	if _, err := store.RevokeDashboardToken(ctx, "nosuchtoken1"); !errors.Is(err, tenancy.ErrNotFound) {

@@ -12,7 +12,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/tenancy/credentials"
 )
 
-const tokenCreateSynopsis = "(--tenant ID --role district_admin|school_admin|teacher | --role billing) [--school ID,...] [--teacher SOURCED_ID] [--label TEXT] [--ttl DURATION]"
+const tokenCreateSynopsis = "(--tenant ID --role district_admin|school_admin|teacher|parent | --role billing) [--school ID,...] [--teacher SOURCED_ID] [--student SIS_ID,...] [--label TEXT] [--ttl DURATION]"
 
 func runTokenCreate(ctx context.Context, e Env, args []string) error {
 	fs, c := newFlags(e, "token create", tokenCreateSynopsis)
@@ -21,6 +21,7 @@ func runTokenCreate(ctx context.Context, e Env, args []string) error {
 		"; or billing, a platform token of no district that reads every district's usage (GET /v1/usage) and no dashboard")
 	schools := fs.String("school", "", "school_admin: comma-separated school ids the token may read")
 	teacher := fs.String("teacher", "", "teacher: the teacher's roster sourced_id (their classes come from the roster)")
+	students := fs.String("student", "", "parent: comma-separated roster sourced_ids (SIS ids) of the parent's children, at most 20")
 	label := fs.String("label", "", "who or what the token is for")
 	ttl := fs.Duration("ttl", 0, "expire the token after this long (0: never)")
 	if err := parse(fs, c, args); err != nil {
@@ -43,6 +44,9 @@ func runTokenCreate(ctx context.Context, e Env, args []string) error {
 	tok := credentials.DashboardToken{TenantID: *tenantID, Role: *role, TeacherID: *teacher, Label: *label}
 	if *schools != "" {
 		tok.SchoolIDs = strings.Split(*schools, ",")
+	}
+	if *students != "" {
+		tok.StudentIDs = strings.Split(*students, ",")
 	}
 	if *ttl < 0 {
 		return usagef("--ttl: must not be negative")
@@ -83,6 +87,8 @@ func scopeText(t credentials.DashboardToken) string {
 		return "school_admin of " + strings.Join(t.SchoolIDs, ",")
 	case credentials.RoleTeacher:
 		return "teacher " + t.TeacherID
+	case credentials.RoleParent:
+		return "parent of " + strings.Join(t.StudentIDs, ",")
 	}
 	return t.Role
 }

@@ -43,6 +43,7 @@ type Auth interface {
 	ClassSchools(ctx context.Context, tenantID, classID string) ([]string, error)
 	StudentInScope(ctx context.Context, tenantID, studentID string, classes, schools []string) (bool, error)
 	ClassStudents(ctx context.Context, tenantID, classID string) ([]auth.RosterStudent, error)
+	ParentStudents(ctx context.Context, p auth.Principal) ([]auth.RosterStudent, error)
 	StudentEnrollments(ctx context.Context, tenantID string, scope auth.EnrollmentScope, from, to time.Time) ([]auth.Enrollee, error)
 }
 
@@ -122,6 +123,7 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/schools/{school_id}/classes", a.schoolClasses)
 	mux.HandleFunc("GET /v1/teacher/classes", a.teacherClasses)
 	mux.HandleFunc("GET /v1/classes/{class_id}/students", a.classStudents)
+	mux.HandleFunc("GET /v1/parent/students", a.parentStudents)
 	mux.HandleFunc("GET /v1/funnels", a.funnels)
 	mux.HandleFunc("GET /v1/retention", a.retention)
 	mux.HandleFunc("GET /v1/activation", a.activation)
@@ -322,7 +324,11 @@ func (a *API) student(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusBadRequest, "invalid-parameter", "student_id: must be the student's internal id (a UUID)")
 		return
 	}
-	if req.p.Role != credentials.RoleDistrictAdmin {
+	if req.p.Role == credentials.RoleParent {
+		if !a.parentOf(w, r, req.p, id.String()) {
+			return
+		}
+	} else if req.p.Role != credentials.RoleDistrictAdmin {
 		var classes []string
 		if req.p.Role == credentials.RoleTeacher {
 			if classes, err = a.auth.TeacherClasses(r.Context(), req.p); err != nil {

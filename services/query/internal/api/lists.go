@@ -178,3 +178,44 @@ func (a *API) entities(ctx context.Context, req request, level, parent string, o
 	}
 	return out, rows.Err()
 }
+
+// ParentList is the answer of GET /v1/parent/students.
+type ParentList struct {
+	TenantID string               `json:"tenant_id"`
+	Students []auth.RosterStudent `json:"students"`
+}
+
+// GET /v1/parent/students: a parent's children as the roster has them (names and ids), for the parent.
+func (a *API) parentStudents(w http.ResponseWriter, r *http.Request) {
+	p, ok := a.authenticate(w, r)
+	if !ok {
+		return
+	}
+	if p.Role != credentials.RoleParent {
+		forbidden(w, p, "a parent's children")
+		return
+	}
+	students, err := a.auth.ParentStudents(r.Context(), p)
+	if err != nil {
+		a.unavailable(w, r, p, "reading the roster", err)
+		return
+	}
+	writeJSON(w, ParentList{TenantID: p.TenantID, Students: students})
+}
+
+// parentOf reports whether the student (internal id) is one of the parent's children; otherwise, or when
+// the roster cannot answer, it has answered.
+func (a *API) parentOf(w http.ResponseWriter, r *http.Request, p auth.Principal, student string) bool {
+	children, err := a.auth.ParentStudents(r.Context(), p)
+	if err != nil {
+		a.unavailable(w, r, p, "reading the roster", err)
+		return false
+	}
+	for _, c := range children {
+		if c.InternalID == student {
+			return true
+		}
+	}
+	forbidden(w, p, "student "+student)
+	return false
+}

@@ -337,6 +337,46 @@ func TestDashboardsInABrowser(t *testing.T) {
 		}
 	})
 
+	t.Run("parent", func(t *testing.T) {
+		token, _, err := credentials.New(b.pool).CreateDashboardToken(t.Context(), credentials.DashboardToken{TenantID: "d1",
+			Role: credentials.RoleParent, StudentIDs: []string{"u-c1"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := b.signIn(t, token)
+		child := b.w.students["d1"]["c1"]
+		b.open(t, ctx, "/ui/students/"+child)
+		sameNumbers(t, ctx, "parent's child", b.summary(t, "d1-district", "/v1/students/"+child+"/summary"+span))
+		b.shot(t, ctx, "parent-child")
+		for _, path := range []string{"/ui/students/" + b.w.students["d1"]["c2"], "/ui/classes/c1", "/ui/district"} {
+			b.open(t, ctx, path)
+			if status := pageError(t, ctx); status != "403" {
+				t.Errorf("parent on %s: page shows status %q, want 403", path, status)
+			}
+			if values, _ := shown(t, ctx); len(values) != 0 {
+				t.Errorf("parent on %s: numbers shown %v", path, values)
+			}
+		}
+	})
+
+	t.Run("analytics", func(t *testing.T) {
+		ctx := b.signIn(t, b.creds["d1-district"])
+		b.open(t, ctx, "/ui/analytics?steps=login,content_view")
+		var funnel api.Funnel
+		if code := b.get(t, b.creds["d1-district"], "/v1/funnels?window=7d&steps=login,content_view&"+span[1:], &funnel); code != 200 {
+			t.Fatalf("funnel: %d", code)
+		}
+		rows := run(t, ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#funnel tbody tr")].map(r => r.dataset.step + ":" + r.cells[1].textContent)`))
+		var want []string
+		for _, st := range funnel.Steps {
+			want = append(want, fmt.Sprintf("%s:%d", st.Name, st.Students))
+		}
+		if strings.Join(rows, ",") != strings.Join(want, ",") || len(want) != 2 {
+			t.Errorf("funnel page shows %v, the API %v", rows, want)
+		}
+		b.shot(t, ctx, "district-admin-analytics")
+	})
+
 	t.Run("bad token", func(t *testing.T) {
 		ctx := b.tab(t)
 		if err := chromedp.Do(ctx, chromedp.Navigate(b.srv.URL+"/ui/login"), chromedp.SendKeys(chromedp.ID("token"), "edt_nope_nope"),

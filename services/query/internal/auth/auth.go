@@ -110,7 +110,7 @@ func (r *Resolver) resolve(ctx context.Context, credential string) (principalAns
 	if err != nil {
 		return principalAnswer{err: err}, err
 	}
-	a := principalAnswer{p: Principal{TenantID: t.TenantID, Role: t.Role, Schools: t.SchoolIDs, TeacherID: t.TeacherID, Subject: "token:" + t.ID}}
+	a := principalAnswer{p: Principal{TenantID: t.TenantID, Role: t.Role, Schools: t.SchoolIDs, TeacherID: t.TeacherID, Students: t.StudentIDs, Subject: "token:" + t.ID}}
 	if t.ExpiresAt != nil {
 		a.expires = *t.ExpiresAt
 	}

@@ -45,3 +45,28 @@ func (r *Resolver) ClassStudents(ctx context.Context, tenantID, classID string) 
 	}
 	return out, nil
 }
+
+// ParentStudents returns the roster records of a parent's children (p.Students, roster sourced_ids) that
+// have an internal id, by name. Not cached: a parent's pages read it once.
+func (r *Resolver) ParentStudents(ctx context.Context, p Principal) ([]RosterStudent, error) {
+	if len(p.Students) == 0 {
+		return []RosterStudent{}, nil
+	}
+	pool, schema, err := r.district(ctx, p.TenantID)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := pool.Query(ctx, `SELECT sourced_id, internal_id::text, given_name, family_name FROM `+schema+`.roster_users
+		WHERE sourced_id = ANY($1) AND internal_id IS NOT NULL ORDER BY family_name, given_name, sourced_id`, p.Students)
+	if err != nil {
+		return nil, fmt.Errorf("reading a parent's children in %s: %w", p.TenantID, err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (RosterStudent, error) {
+		var s RosterStudent
+		return s, row.Scan(&s.SourcedID, &s.InternalID, &s.GivenName, &s.FamilyName)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading a parent's children in %s: %w", p.TenantID, err)
+	}
+	return out, nil
+}

@@ -101,7 +101,7 @@
       kpi("logins", "Logins", t.logins, num(t.logins)));
   }
   // trend draws one measure per day as a line chart with its data table beside it.
-  function trend(id, title, days, value, format) {
+  function trend(id, title, days, value, format, integer) {
     const xs = days.map((d) => Date.parse(d.day + "T00:00:00Z") / 1000);
     const ys = days.map((d) => { const v = value(d); return v === null || v === undefined ? null : v; });
     const fig = el("figure", { class: "trend", id: "trend-" + id, "aria-labelledby": "cap-" + id },
@@ -117,7 +117,10 @@
       // eslint-disable-next-line no-new
       new uPlot({ width, height: 160, legend: { show: false }, cursor: { show: true },
         scales: { x: { time: true } },
-        axes: [{ stroke: "#333" }, { stroke: "#333", size: 56, values: (u, vals) => vals.map((v) => format(v)) }],
+        axes: [{ stroke: "#333", space: 56, incrs: [86400, 2 * 86400, 7 * 86400, 14 * 86400, 28 * 86400],
+          values: (u, vals) => vals.map((v) => new Date(v * 1000).toISOString().slice(5, 10)) },
+        { stroke: "#333", size: 64, incrs: integer ? [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000] : undefined,
+          values: (u, vals) => vals.map((v) => format(v)) }],
         series: [{}, { label: title, stroke: "#1f5fa8", width: 2, fill: "rgba(31,95,168,0.08)", points: { show: xs.length < 40 } }] },
       [xs, ys], chart);
     });
@@ -125,12 +128,12 @@
   }
   function trends(days, active) {
     return el("section", { class: "trends", "aria-label": "Trends" },
-      active ? trend("active", "Active students", days, (d) => d.active_students, num) : null,
+      active ? trend("active", "Active students", days, (d) => d.active_students, num, true) : null,
       trend("attendance", "Attendance rate", days, (d) => d.attendance.rate, pct),
       trend("score", "Mean score (%)", days, (d) => d.assessments.mean_pct, (v) => fmt1.format(v)),
-      trend("late", "Late submissions", days, (d) => d.submissions.late, num),
-      trend("content", "Time on content (h)", days, (d) => d.content_seconds / 3600, (v) => fmt1.format(v)),
-      trend("logins", "Logins", days, (d) => d.logins, num));
+      trend("late", "Late submissions", days, (d) => d.submissions.late, num, true),
+      trend("content", "Time on content (min)", days, (d) => d.content_seconds / 60, (v) => fmt1.format(v)),
+      trend("logins", "Logins", days, (d) => d.logins, num, true));
   }
   // scores shows the spread of assessment scores as the API's deciles and quartiles.
   function scores(s) {
@@ -151,7 +154,7 @@
   }
   function listTable(caption, items, link) {
     if (items.length === 0) return el("p", { class: "empty" }, "No " + caption.toLowerCase() + " with activity in this range.");
-    return el("table", { class: "list" }, el("caption", {}, caption),
+    return el("table", { class: "list" }, el("caption", { class: "sr-only" }, caption),
       el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "Name"), el("th", { scope: "col" }, "Active students"), el("th", { scope: "col" }, "Events"))),
       el("tbody", {}, items.map((it) => el("tr", { "data-id": it.id },
         el("th", { scope: "row" }, el("a", { href: withRange(link(it.id)) }, it.id)),
