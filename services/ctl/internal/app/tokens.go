@@ -45,7 +45,12 @@ func runTokenCreate(ctx context.Context, e Env, args []string) error {
 	if *schools != "" {
 		tok.SchoolIDs = strings.Split(*schools, ",")
 	}
-	if *students != "" {
+	switch {
+	case *role == credentials.RoleParent && strings.Trim(*students, ", ") == "":
+		return usagef("--student: a parent token needs the roster sourced_ids (SIS ids) of the parent's children")
+	case *role != credentials.RoleParent && *students != "":
+		return usagef("--student: only a parent token takes students")
+	case *students != "":
 		tok.StudentIDs = strings.Split(*students, ",")
 	}
 	if *ttl < 0 {

@@ -38,8 +38,18 @@ func TestTokenCommandsAndAuditVerify(t *testing.T) {
 	if _, _, err := ctl(t, url, "token", "create", "--tenant", "d1", "--role", "teacher"); err == nil || !strings.Contains(err.Error(), "--role") {
 		t.Fatalf("a teacher token without --teacher: err = %v", err)
 	}
+	out = mustCtl(t, url, "token", "create", "--tenant", "d1", "--role", "parent", "--student", "S-1,S-2")
+	if !strings.Contains(out, "parent of S-1,S-2") || !strings.Contains(out, "edt_") {
+		t.Fatalf("token create printed %q", out)
+	}
+	for _, args := range [][]string{{"--role", "parent"}, {"--role", "teacher", "--teacher", "T-1", "--student", "S-1"}} {
+		if _, _, err := ctl(t, url, append([]string{"token", "create", "--tenant", "d1"}, args...)...); err == nil || !strings.Contains(err.Error(), "--student") {
+			t.Fatalf("token create %v: err = %v, want one naming --student", args, err)
+		}
+	}
 	out = mustCtl(t, url, "token", "list", "--tenant", "d1")
-	if !strings.Contains(out, created.ID) || !strings.Contains(out, "school_admin of s1,s2") || !strings.Contains(out, "teacher T-1") {
+	if !strings.Contains(out, created.ID) || !strings.Contains(out, "school_admin of s1,s2") || !strings.Contains(out, "teacher T-1") ||
+		!strings.Contains(out, "parent of S-1,S-2") {
 		t.Fatalf("token list printed %q", out)
 	}
 	mustCtl(t, url, "token", "revoke", "--id", created.ID)
@@ -53,12 +63,12 @@ func TestTokenCommandsAndAuditVerify(t *testing.T) {
 		Head    string `json:"head"`
 	}
 	out = mustCtl(t, url, "audit", "verify", "--output", "json")
-	if err := json.Unmarshal([]byte(out), &verified); err != nil || !verified.OK || verified.Entries != 4 {
-		t.Fatalf("audit verify printed %q (%v): want 4 entries (the district, two tokens, one revocation)", out, err)
+	if err := json.Unmarshal([]byte(out), &verified); err != nil || !verified.OK || verified.Entries != 5 {
+		t.Fatalf("audit verify printed %q (%v): want 5 entries (the district, three tokens, one revocation)", out, err)
 	}
 	entries, err := audit.New(pool, nil).Entries(t.Context(), 1, 10)
-	if err != nil || entries[0].Action != "tenant.create" || entries[1].Action != "token.create" || entries[3].Action != "token.revoke" ||
-		entries[3].Actor != "ctl" {
+	if err != nil || entries[0].Action != "tenant.create" || entries[1].Action != "token.create" || entries[4].Action != "token.revoke" ||
+		entries[4].Actor != "ctl" {
 		t.Fatalf("audit entries = %+v, %v", entries, err)
 	}
 	mustCtl(t, url, "audit", "verify", "--head", verified.Head)
