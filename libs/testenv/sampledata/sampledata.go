@@ -55,8 +55,8 @@ func (s Spec) Students() []Student {
 			for st := 0; st < s.StudentsPerClass; st++ {
 				out = append(out, Student{
 					SISID:    fmt.Sprintf("%s-s%03d-c%02d-%03d", s.TenantID, sc, c, st),
-					SchoolID: fmt.Sprintf("%s-school-%03d", s.TenantID, sc),
-					ClassID:  fmt.Sprintf("%s-school-%03d-class-%02d", s.TenantID, sc, c),
+					SchoolID: s.SchoolID(sc),
+					ClassID:  s.ClassID(sc, c),
 				})
 			}
 		}

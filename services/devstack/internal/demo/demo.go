@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -153,6 +154,14 @@ func Run(ctx context.Context, opts Options, out io.Writer) (err error) {
 		return err
 	}
 	say("demo districts ready: %d", len(keys))
+	if err := uploadRosters(ctx, st.GatewayURL, keys); err != nil {
+		return err
+	}
+	say("sent each district's roster (OneRoster 1.2 CSV: schools, classes, students, teachers) through the gateway")
+	tokens, err := dashboardTokens(ctx, pgURL, keys[0].tenant)
+	if err != nil {
+		return err
+	}
 
 	start := time.Now()
 	accepted, rejected, err := feed(ctx, st.GatewayURL, keys)
@@ -161,7 +170,7 @@ func Run(ctx context.Context, opts Options, out io.Writer) (err error) {
 	}
 	say("sent sample data through the gateway: %d events accepted, %d rejected (to the DLQ) in %s", accepted, rejected, time.Since(start).Round(time.Millisecond))
 
-	chRows, pgCount, err := waitForStores(ctx, chAddr, database, pgURL, accepted)
+	chRows, pgCount, err := waitForStores(ctx, chAddr, database, pgURL, accepted, keys)
 	if err != nil {
 		return err
 	}
@@ -193,13 +202,15 @@ Where to look:
   in %[13]s; read it with DuckDB:
     cd %[13]s && duckdb -c "SELECT tenant_id, date, count(*) AS events FROM read_parquet('enriched/*/*/*.parquet', hive_partitioning=1) GROUP BY ALL ORDER BY ALL"
 
+  Web dashboards: %[9]s/ui/  (sign in with one of these tokens of %[1]s; each sees what its role may)
+%[14]s
   Health and metrics: %[2]s/readyz  %[2]s/metrics
   Logs: %[8]s
 
 Ctrl-C stops the platform (the databases keep running: make servers-down stops them).`,
 		keys[0].tenant, st.GatewayURL, keys[0].key, chHost, chPort, database, pgURL, logPath,
 		st.QueryURL, keys[0].dashboardKey, demoStart().Format(time.DateOnly), demoStart().AddDate(0, 0, 6).Format(time.DateOnly),
-		archiveDir)
+		archiveDir, tokens)
 	<-ctx.Done()
 	return nil
 }
@@ -277,7 +288,13 @@ func claim(dir string) (release func(), err error) {
 	return func() { _ = f.Close() }, nil // closing the descriptor drops the lock
 }
 
-type tenantKey struct{ tenant, key, dashboardKey string }
+type tenantKey struct{ tenant, key, dashboardKey, rosterKey string }
+
+// spec is the sample data of the i-th demo district.
+func spec(i int, tenant string) sampledata.Spec {
+	return sampledata.Spec{TenantID: tenant, Schools: 3, ClassesPerSchool: 3, StudentsPerClass: 12, Days: 5, EventsPerStudent: 6,
+		Start: demoStart(), Seed: uint64(i + 1)}
+}
 
 func seedTenants(ctx context.Context, pgURL string) ([]tenantKey, error) {
 	pool, err := pgutil.Connect(ctx, pgURL)
@@ -299,7 +316,12 @@ func seedTenants(ctx context.Context, pgURL string) ([]tenantKey, error) {
 		if err != nil {
 			return nil, err
 		}
-		keys = append(keys, tenantKey{d.id, key, dash})
+		// The roster comes from the same source as the events: a student's (source, SIS id) is one person.
+		sis, _, err := creds.CreateAPIKey(ctx, d.id, "demo-lms", []string{credentials.VerbRosterWrite})
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, tenantKey{d.id, key, dash, sis})
 	}
 	return keys, nil
 }
@@ -313,9 +335,7 @@ func feed(ctx context.Context, gatewayURL string, keys []tenantKey) (accepted, r
 	}
 	var jobs []job
 	for i, k := range keys {
-		spec := sampledata.Spec{TenantID: k.tenant, Schools: 3, ClassesPerSchool: 3, StudentsPerClass: 12, Days: 5, EventsPerStudent: 6,
-			Start: demoStart(), Seed: uint64(i + 1)}
-		events := spec.Events()
+		events := spec(i, k.tenant).Events()
 		bad := events[0]
 		bad.EventID, bad.Payload = "00000000-0000-4000-8000-00000000dead", map[string]any{"status": "asleep", "date": "2026-11-20"}
 		events = append(events, bad)
@@ -386,8 +406,73 @@ func post(ctx context.Context, gatewayURL, key string, body []byte) (accepted, r
 	}
 }
 
-// waitForStores polls both stores until they hold every accepted event (or a minute passes).
-func waitForStores(ctx context.Context, chAddr, database, pgURL string, want int) (chRows, pgCount uint64, err error) {
+// uploadRosters sends each district's roster package to the gateway's bulk roster endpoint.
+func uploadRosters(ctx context.Context, gatewayURL string, keys []tenantKey) error {
+	for i, k := range keys {
+		body, err := spec(i, k.tenant).RosterPackage()
+		if err != nil {
+			return err
+		}
+		for attempt := 0; ; attempt++ {
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, gatewayURL+"/v1/roster/csv", bytes.NewReader(body))
+			if err != nil {
+				return err
+			}
+			req.Header.Set("Authorization", "Bearer "+k.rosterKey)
+			req.Header.Set("Content-Type", "application/zip")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return err
+			}
+			msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+			_ = resp.Body.Close() // read: the answer is in msg
+			switch {
+			case resp.StatusCode == http.StatusAccepted || resp.StatusCode == http.StatusOK:
+			case (resp.StatusCode == 503 || resp.StatusCode == 429) && attempt < 30:
+				time.Sleep(time.Second) // the package is resent whole: the gateway's ledger drops what it already has
+				continue
+			default:
+				return fmt.Errorf("roster of %s: gateway answered %d: %s", k.tenant, resp.StatusCode, msg)
+			}
+			break
+		}
+	}
+	return nil
+}
+
+// dashboardTokens creates a dashboard token of each role in the first district's first school, class and
+// student, and returns the lines that show them.
+func dashboardTokens(ctx context.Context, pgURL, tenant string) (string, error) {
+	pool, err := pgutil.Connect(ctx, pgURL)
+	if err != nil {
+		return "", err
+	}
+	defer pool.Close()
+	sp := spec(0, tenant)
+	creds := credentials.New(pool)
+	var b strings.Builder
+	for _, r := range []struct {
+		what string
+		tok  credentials.DashboardToken
+	}{
+		{"district admin", credentials.DashboardToken{Role: credentials.RoleDistrictAdmin}},
+		{"school admin of " + sp.SchoolID(0), credentials.DashboardToken{Role: credentials.RoleSchoolAdmin, SchoolIDs: []string{sp.SchoolID(0)}}},
+		{"teacher of " + sp.ClassID(0, 0), credentials.DashboardToken{Role: credentials.RoleTeacher, TeacherID: sp.TeacherID(0, 0)}},
+		{"parent of " + sp.Students()[0].SISID, credentials.DashboardToken{Role: credentials.RoleParent, StudentIDs: []string{sp.Students()[0].SISID}}},
+	} {
+		r.tok.TenantID, r.tok.Label = tenant, "demo "+r.what
+		plain, _, err := creds.CreateDashboardToken(ctx, r.tok)
+		if err != nil {
+			return "", fmt.Errorf("dashboard token for the demo's %s: %w", r.what, err)
+		}
+		fmt.Fprintf(&b, "    %-40s %s\n", r.what+":", plain)
+	}
+	return b.String(), nil
+}
+
+// waitForStores polls both stores until they hold every accepted event and every district's students
+// have their internal ids in the roster (or a minute passes).
+func waitForStores(ctx context.Context, chAddr, database, pgURL string, want int, keys []tenantKey) (chRows, pgCount uint64, err error) {
 	ch, err := chutil.Open(ctx, chutil.Options{Addr: chAddr, Database: database})
 	if err != nil {
 		return 0, 0, err
@@ -408,11 +493,19 @@ func waitForStores(ctx context.Context, chAddr, database, pgURL string, want int
 				pgCount += uint64(n)
 			}
 		}
-		if chRows >= uint64(want) && pgCount >= uint64(want) {
+		rostered := true
+		for i, k := range keys {
+			var n int64
+			err := pool.QueryRow(ctx, "SELECT count(*) FROM district_"+k.tenant+".roster_users WHERE internal_id IS NOT NULL AND sourced_id LIKE $1",
+				k.tenant+"-s%").Scan(&n)
+			rostered = rostered && err == nil && n >= int64(len(spec(i, k.tenant).Students()))
+		}
+		if chRows >= uint64(want) && pgCount >= uint64(want) && rostered {
 			return chRows, pgCount, nil
 		}
 		if time.Now().After(deadline) {
-			return chRows, pgCount, fmt.Errorf("stores hold %d (ClickHouse) and %d (PostgreSQL) of %d events after a minute; see the log", chRows, pgCount, want)
+			return chRows, pgCount, fmt.Errorf("stores hold %d (ClickHouse) and %d (PostgreSQL) of %d events (rosters complete: %v) after a minute; see the log",
+				chRows, pgCount, want, rostered)
 		}
 		select {
 		case <-ctx.Done():

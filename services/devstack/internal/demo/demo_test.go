@@ -3,9 +3,11 @@ package demo
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -25,12 +27,16 @@ type running struct {
 	dir     string
 	events  uint64 // what the demo said ClickHouse holds once it was ready
 	archive string // where the demo said its archive is
+	query   string // the query service's URL, from the dashboards' line
+	tokens  map[string]string // dashboard token by role, as the demo printed them
 	stop    func()
 }
 
 var (
 	caughtUp    = regexp.MustCompile(`ClickHouse events = (\d+)`)
 	archiveLine = regexp.MustCompile(`^\s+cd (\S+) && duckdb `)
+	uiLine      = regexp.MustCompile(`^\s+Web dashboards: (http://\S+)/ui/ `)
+	tokenLine   = regexp.MustCompile(`^\s+(district admin|school admin|teacher|parent)( of (\S+))?:\s+(edt_\S+)$`)
 )
 
 // start runs a demo on dir until the test ends and returns once it says where to look.
@@ -44,7 +50,7 @@ func start(t *testing.T, dir string) *running {
 		pw.CloseWithError(fmt.Errorf("demo stopped: %v", err))
 		done <- err
 	}()
-	r := &running{dir: dir}
+	r := &running{dir: dir, tokens: map[string]string{}}
 	stopped := false
 	r.stop = func() {
 		if stopped {
@@ -70,6 +76,12 @@ func start(t *testing.T, dir string) *running {
 			for sc.Scan() { // the rest of the advice, up to its last line
 				if m := archiveLine.FindStringSubmatch(sc.Text()); m != nil {
 					r.archive = m[1]
+				}
+				if m := uiLine.FindStringSubmatch(sc.Text()); m != nil {
+					r.query = m[1]
+				}
+				if m := tokenLine.FindStringSubmatch(sc.Text()); m != nil {
+					r.tokens[m[1]] = m[4]
 				}
 				if strings.HasPrefix(sc.Text(), "Ctrl-C") {
 					break
@@ -101,6 +113,7 @@ func TestTwoDemosSideBySide(t *testing.T) {
 	if want := filepath.Join(first, "archive"); a.archive != want {
 		t.Fatalf("the demo says its archive is in %q, want %q", a.archive, want)
 	}
+	dashboardsWork(t, a)
 	waitArchived(t, a)
 	err := Run(ctx, Options{Dir: first, AnyPorts: true}, io.Discard)
 	if !errors.Is(err, ErrRunning) || !strings.Contains(err.Error(), first) {
@@ -118,6 +131,73 @@ func TestTwoDemosSideBySide(t *testing.T) {
 	}
 	b.stop()
 	a.stop()
+}
+
+// dashboardsWork proves that each role's token the demo printed reads its pages: the roster the demo
+// sent gives the teacher its class, the school admin its school and the parent its child, each with the
+// sample data's events.
+func dashboardsWork(t *testing.T, r *running) {
+	t.Helper()
+	if r.query == "" || len(r.tokens) != 4 {
+		t.Fatalf("the demo printed dashboards at %q and tokens %v, want the URL and one token per role", r.query, r.tokens)
+	}
+	today := time.Now().UTC()
+	span := "from=" + today.AddDate(0, 0, -29).Format(time.DateOnly) + "&to=" + today.Format(time.DateOnly)
+	get := func(role, path string, v any) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, r.query+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+r.tokens[role])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = resp.Body.Close() }()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s as %s: status %d", path, role, resp.StatusCode)
+		}
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var list struct {
+		Items []struct {
+			ID     string `json:"id"`
+			Events uint64 `json:"events"`
+		} `json:"items"`
+	}
+	get("teacher", "/v1/teacher/classes?"+span, &list)
+	if len(list.Items) != 1 || list.Items[0].ID != districts[0].id+"-school-000-class-00" || list.Items[0].Events == 0 {
+		t.Errorf("the demo teacher's classes: %+v", list.Items)
+	}
+	get("school admin", "/v1/district/schools?"+span, &list)
+	if len(list.Items) != 1 || list.Items[0].Events == 0 {
+		t.Errorf("the demo school admin's schools: %+v", list.Items)
+	}
+	var kids struct {
+		Students []struct {
+			InternalID string `json:"internal_id"`
+		} `json:"students"`
+	}
+	get("parent", "/v1/parent/students", &kids)
+	if len(kids.Students) != 1 {
+		t.Fatalf("the demo parent's children: %+v", kids)
+	}
+	var sum struct {
+		Totals struct {
+			Events uint64 `json:"events"`
+		} `json:"totals"`
+	}
+	get("parent", "/v1/students/"+kids.Students[0].InternalID+"/summary?"+span, &sum)
+	if sum.Totals.Events == 0 {
+		t.Error("the demo parent's child has no events")
+	}
+	get("district admin", "/v1/district/summary?"+span, &sum)
+	if sum.Totals.Events == 0 {
+		t.Error("the demo district has no events")
+	}
 }
 
 // waitArchived waits until the demo's archive holds as many enriched events as ClickHouse did, each
