@@ -72,9 +72,9 @@ const (
 	defaultActivationDays          = 7
 )
 
-// step is one name of a funnel step or of an event set (events=): a platform event type, an alias
+// EventName is one name of a funnel step or of an event set (events=): a platform event type, an alias
 // (login, logout, submission) or a product's custom event name.
-type step struct {
+type EventName struct {
 	Name string `json:"name"` // as requested
 	Kind string `json:"kind"` // type, session or custom
 	typ  string // the events.type it reads
@@ -89,8 +89,8 @@ var learningTypes = []string{records.TypeAttendance, records.TypeAssessmentResul
 	records.TypeSession, records.TypeContentView, records.TypeCustom, records.TypeGeneric}
 
 // parseStep reads one step name, or says what is wrong with it.
-func parseStep(name string) (step, string) {
-	s := step{Name: name}
+func parseStep(name string) (EventName, string) {
+	s := EventName{Name: name}
 	switch {
 	case name == records.SessionLogin || name == records.SessionLogout:
 		s.Kind, s.typ = "session", records.TypeSession
@@ -114,12 +114,12 @@ func parseStep(name string) (step, string) {
 }
 
 // parseSteps reads a comma-separated list of step names of n to m distinct names.
-func parseSteps(param, value string, n, m int) ([]step, string) {
+func parseSteps(param, value string, n, m int) ([]EventName, string) {
 	names := strings.Split(value, ",")
 	if value == "" || len(names) < n || len(names) > m {
 		return nil, fmt.Sprintf("%s: must list %d to %d event names, separated by commas", param, n, m)
 	}
-	var out []step
+	var out []EventName
 	for i, name := range names {
 		if slices.Contains(names[:i], name) {
 			return nil, fmt.Sprintf("%s: %.140q is listed twice", param, name)
@@ -139,7 +139,7 @@ func quote(s string) string {
 }
 
 // typesOf is the SQL list of the event types steps read, for the sort key.
-func typesOf(steps []step) string {
+func typesOf(steps []EventName) string {
 	var types []string
 	for _, s := range steps {
 		if !slices.Contains(types, s.typ) {
@@ -155,7 +155,7 @@ func typesOf(steps []step) string {
 }
 
 // anyOf is the SQL condition an events row matching one of steps meets.
-func anyOf(steps []step) string {
+func anyOf(steps []EventName) string {
 	conds := make([]string, len(steps))
 	for i, s := range steps {
 		conds[i] = s.cond
@@ -164,8 +164,8 @@ func anyOf(steps []step) string {
 }
 
 // defaultEvents returns the event set used when events= is absent: every learning event type but except.
-func defaultEvents(except ...string) []step {
-	var out []step
+func defaultEvents(except ...string) []EventName {
+	var out []EventName
 	for _, t := range learningTypes {
 		if !slices.Contains(except, t) {
 			s, _ := parseStep(t)
@@ -176,7 +176,7 @@ func defaultEvents(except ...string) []step {
 }
 
 // parseEvents reads the events= parameter, or returns def when it is absent.
-func parseEvents(r *http.Request, def []step) ([]step, string) {
+func parseEvents(r *http.Request, def []EventName) ([]EventName, string) {
 	if !r.URL.Query().Has("events") {
 		return def, ""
 	}
@@ -334,7 +334,7 @@ type Funnel struct {
 // FunnelStep is how many students reached a step (and every step before it, in order, within the
 // window of their first step), and the share of those of the previous and of the first step.
 type FunnelStep struct {
-	step
+	EventName
 	Students     uint64   `json:"students"`
 	FromPrevious *float64 `json:"conversion_from_previous"`
 	FromFirst    *float64 `json:"conversion_from_first"`
@@ -391,7 +391,7 @@ func (a *API) funnels(w http.ResponseWriter, r *http.Request) {
 	var atLeast uint64
 	for k := len(steps); k >= 1; k-- {
 		atLeast += reached[k]
-		out.Steps[k-1] = FunnelStep{step: steps[k-1], Students: atLeast}
+		out.Steps[k-1] = FunnelStep{EventName: steps[k-1], Students: atLeast}
 	}
 	for k := range out.Steps {
 		first := float64(out.Steps[0].Students)
@@ -406,9 +406,9 @@ func (a *API) funnels(w http.ResponseWriter, r *http.Request) {
 // Retention is the answer of GET /v1/retention.
 type Retention struct {
 	analyticsHeader
-	Weeks   int      `json:"weeks"`
-	Events  []step   `json:"events"`
-	Cohorts []Cohort `json:"cohorts"`
+	Weeks   int         `json:"weeks"`
+	Events  []EventName `json:"events"`
+	Cohorts []Cohort    `json:"cohorts"`
 }
 
 // Cohort is the students active in one week (Monday to Sunday in the district's time zone) and how many
@@ -439,7 +439,7 @@ func (a *API) retention(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	weeks, msg := intParam(r, "weeks", 4, 1, maxRetentionWeeks)
-	var events []step
+	var events []EventName
 	if msg == "" {
 		events, msg = parseEvents(r, defaultEvents(records.TypeAttendance))
 	}
@@ -501,11 +501,11 @@ func (a *API) retention(w http.ResponseWriter, r *http.Request) {
 // Activation is the answer of GET /v1/activation.
 type Activation struct {
 	analyticsHeader
-	Days      int      `json:"days"`
-	Events    []step   `json:"events"`
-	Enrolled  uint64   `json:"enrolled"`
-	Activated uint64   `json:"activated"`
-	Share     *float64 `json:"share"`
+	Days      int         `json:"days"`
+	Events    []EventName `json:"events"`
+	Enrolled  uint64      `json:"enrolled"`
+	Activated uint64      `json:"activated"`
+	Share     *float64    `json:"share"`
 	// ByDay[i] counts the activated students whose first meaningful event on or after their enrollment
 	// day fell i days after it.
 	ByDay []uint64 `json:"by_day"`
@@ -518,7 +518,7 @@ func (a *API) activation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	days, msg := intParam(r, "days", defaultActivationDays, 1, maxActivationDays)
-	var events []step
+	var events []EventName
 	if msg == "" {
 		events, msg = parseEvents(r, defaultEvents(records.TypeAttendance, records.TypeSession))
 	}
@@ -555,7 +555,7 @@ func (a *API) activation(w http.ResponseWriter, r *http.Request) {
 // activated counts into byDay the enrolled students by the day, after their enrollment day, of their first
 // meaningful event on or after it. The cohort goes to ClickHouse as an external table. Students' events
 // count wherever they happened in the district: the cohort, not the events, is in the scope.
-func (a *API) activated(ctx context.Context, q analyticsRequest, events []step, days int, enrolled []auth.Enrollee, byDay []uint64) error {
+func (a *API) activated(ctx context.Context, q analyticsRequest, events []EventName, days int, enrolled []auth.Enrollee, byDay []uint64) error {
 	cohort, err := ext.NewTable("cohort", ext.Column("id", "String"), ext.Column("enrolled", "Date"))
 	if err != nil {
 		return err

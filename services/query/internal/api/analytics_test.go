@@ -128,7 +128,7 @@ func TestFunnels(t *testing.T) {
 	teacher := newActor("d1", "s1", "c1")
 	teacher.teacher = true
 	j, k := newActor("d1", "s2", "c3"), newActor("d1", "s2", "c3")
-	other := newActor("d2", "s1", "c1")
+	other, evening := newActor("d2", "s1", "c1"), newActor("d2", "s1", "c1")
 	const day = 24 * time.Hour
 	insertFacts(t, f.conn, []fact{
 		// a: every step, in order.
@@ -153,6 +153,9 @@ func TestFunnels(t *testing.T) {
 		k.did("login", T), k.did("quiz_done", T.Add(5*time.Minute)), k.did("quiz_started", T.Add(10*time.Minute)),
 		// another district's student.
 		other.did("login", T), other.did("content_view", T.Add(time.Minute)), other.did("assignment_submission", T.Add(time.Hour)),
+		// d2 is in America/Chicago: 2026-11-04 03:00 UTC is 2026-11-03 21:00 there.
+		evening.did("login", utc("2026-11-04 03:00:00")), evening.did("content_view", utc("2026-11-04 03:10:00")),
+		evening.did("assignment_submission", utc("2026-11-04 03:20:00")),
 	})
 	const rng = "&from=2026-11-02&to=2026-11-08"
 	const lcs = "/v1/funnels?steps=login,content_view,submission&window=1d" + rng
@@ -170,7 +173,9 @@ func TestFunnels(t *testing.T) {
 		{"school admin, class c2", "d1-school-s1", lcs + "&class_id=c2", 200, []uint64{2, 1, 0}},
 		{"teacher of c1", "d1-teacher-t1", lcs + "&class_id=c1", 200, []uint64{2, 2, 2}},
 		{"custom names", "d1-district", "/v1/funnels?steps=login,custom:quiz_started,quiz_done&window=1h" + rng, 200, []uint64{7, 2, 1}},
-		{"other district", "d2-district", lcs, 200, []uint64{1, 1, 1}},
+		{"other district", "d2-district", lcs, 200, []uint64{2, 2, 2}},
+		{"a day in Chicago", "d2-district", "/v1/funnels?steps=login,content_view,submission&from=2026-11-03&to=2026-11-03", 200, []uint64{2, 2, 2}},
+		{"the next day in Chicago", "d2-district", "/v1/funnels?steps=login,content_view,submission&from=2026-11-04&to=2026-11-04", 200, []uint64{0, 0, 0}},
 		{"teacher, another class", "d1-teacher-t1", lcs + "&class_id=c2", 403, nil},
 		{"teacher, the district", "d1-teacher-t1", lcs, 403, nil},
 		{"teacher, a school", "d1-teacher-t1", lcs + "&school_id=s1", 403, nil},
@@ -202,7 +207,7 @@ func TestFunnels(t *testing.T) {
 			}
 			for i, s := range fn.Steps {
 				first := float64(tt.students[0])
-				if !near(s.FromFirst, float64(s.Students)/first) {
+				if first == 0 && s.FromFirst != nil || first > 0 && !near(s.FromFirst, float64(s.Students)/first) {
 					t.Errorf("step %d conversion from first = %v, want %d/%v", i, s.FromFirst, s.Students, first)
 				}
 				if i == 0 && s.FromPrevious != nil {
