@@ -227,6 +227,10 @@ replace github.com/edtech-analytics/platform/libs/quality => ../../libs/quality
 
 replace github.com/edtech-analytics/platform/libs/pii => ../../libs/pii
 
-require github.com/edtech-analytics/platform/libs/usage v0.0.0-00010101000000-000000000000 // indirect
+require (
+	github.com/chromedp/cdproto v0.160.1 // indirect
+	github.com/chromedp/chromedp v0.23.1 // indirect
+	github.com/edtech-analytics/platform/libs/usage v0.0.0-00010101000000-000000000000 // indirect
+)
 
 replace github.com/edtech-analytics/platform/libs/usage => ../../libs/usage

@@ -40,7 +40,7 @@ var (
 )
 
 // start runs a demo on dir until the test ends and returns once it says where to look.
-func start(t *testing.T, dir string) *running {
+func start(t testing.TB, dir string) *running {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
@@ -136,7 +136,7 @@ func TestTwoDemosSideBySide(t *testing.T) {
 // dashboardsWork proves that each role's token the demo printed reads its pages: the roster the demo
 // sent gives the teacher its class, the school admin its school and the parent its child, each with the
 // sample data's events.
-func dashboardsWork(t *testing.T, r *running) {
+func dashboardsWork(t testing.TB, r *running) {
 	t.Helper()
 	if r.query == "" || len(r.tokens) != 4 {
 		t.Fatalf("the demo printed dashboards at %q and tokens %v, want the URL and one token per role", r.query, r.tokens)
@@ -271,7 +271,7 @@ func countStudents(t *testing.T, dir string) int64 {
 	return n
 }
 
-func dropDatabases(t *testing.T, dirs ...string) {
+func dropDatabases(t testing.TB, dirs ...string) {
 	ctx := context.Background()
 	server, err := devenv.Postgres(ctx)
 	if err != nil {
