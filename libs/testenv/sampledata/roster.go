@@ -15,7 +15,9 @@ func (s Spec) TeacherID(sc, c int) string { return fmt.Sprintf("%s-t%03d-c%02d",
 func (s Spec) SchoolID(sc int) string { return fmt.Sprintf("%s-school-%03d", s.TenantID, sc) }
 
 // ClassID is the id of class c of school sc, as its events and roster name it.
-func (s Spec) ClassID(sc, c int) string { return fmt.Sprintf("%s-school-%03d-class-%02d", s.TenantID, sc, c) }
+func (s Spec) ClassID(sc, c int) string {
+	return fmt.Sprintf("%s-school-%03d-class-%02d", s.TenantID, sc, c)
+}
 
 var (
 	givenNames  = []string{"Ava", "Ben", "Chloe", "Diego", "Emma", "Farah", "Gabe", "Hana", "Isaac", "Jada", "Kofi", "Lena", "Mateo", "Nia", "Omar", "Priya"}

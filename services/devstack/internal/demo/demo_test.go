@@ -25,9 +25,9 @@ import (
 // running is a demo started by the test.
 type running struct {
 	dir     string
-	events  uint64 // what the demo said ClickHouse holds once it was ready
-	archive string // where the demo said its archive is
-	query   string // the query service's URL, from the dashboards' line
+	events  uint64            // what the demo said ClickHouse holds once it was ready
+	archive string            // where the demo said its archive is
+	query   string            // the query service's URL, from the dashboards' line
 	tokens  map[string]string // dashboard token by role, as the demo printed them
 	stop    func()
 }

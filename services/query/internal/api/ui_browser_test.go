@@ -225,6 +225,22 @@ func sameNumbers(t *testing.T, ctx context.Context, page string, s api.Summary) 
 	}
 }
 
+// funnelShown reads the funnel table of the analytics page as step:students, ...
+func funnelShown(t *testing.T, ctx context.Context) string {
+	t.Helper()
+	rows := run(t, ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#funnel tbody tr")].map(r => r.dataset.step + ":" + r.cells[1].textContent)`))
+	return strings.Join(rows, ",")
+}
+
+// funnelOf is the API's funnel as funnelShown reads the page.
+func funnelOf(f api.Funnel) string {
+	var out []string
+	for _, st := range f.Steps {
+		out = append(out, fmt.Sprintf("%s:%d", st.Name, st.Students))
+	}
+	return strings.Join(out, ",")
+}
+
 // rowIDs reads the ids of a page's list rows.
 const rowIDs = `[...document.querySelectorAll("table.list tbody tr")].map(r => r.dataset.id)`
 
@@ -311,6 +327,14 @@ func TestDashboardsInABrowser(t *testing.T) {
 			t.Errorf("class c1 lists students %v, want %s", students, want)
 		}
 		b.shot(t, ctx, "teacher-class")
+		b.open(t, ctx, "/ui/analytics?class_id=c1&steps=login,content_view")
+		var funnel api.Funnel
+		if code := b.get(t, b.creds["d1-teacher-t1"], "/v1/funnels?window=7d&steps=login,content_view&class_id=c1&"+span[1:], &funnel); code != 200 {
+			t.Fatalf("teacher's funnel of c1: %d", code)
+		}
+		if got, want := funnelShown(t, ctx), funnelOf(funnel); got != want || pageError(t, ctx) != "" {
+			t.Errorf("teacher's analytics page of c1 shows %s, the API %s", got, want)
+		}
 		b.open(t, ctx, "/ui/students/"+b.w.students["d1"]["c1"])
 		sameNumbers(t, ctx, "student of c1", summary("d1-teacher-t1", "/v1/students/"+b.w.students["d1"]["c1"]+"/summary"))
 		b.shot(t, ctx, "teacher-student")
@@ -366,13 +390,8 @@ func TestDashboardsInABrowser(t *testing.T) {
 		if code := b.get(t, b.creds["d1-district"], "/v1/funnels?window=7d&steps=login,content_view&"+span[1:], &funnel); code != 200 {
 			t.Fatalf("funnel: %d", code)
 		}
-		rows := run(t, ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#funnel tbody tr")].map(r => r.dataset.step + ":" + r.cells[1].textContent)`))
-		var want []string
-		for _, st := range funnel.Steps {
-			want = append(want, fmt.Sprintf("%s:%d", st.Name, st.Students))
-		}
-		if strings.Join(rows, ",") != strings.Join(want, ",") || len(want) != 2 {
-			t.Errorf("funnel page shows %v, the API %v", rows, want)
+		if got, want := funnelShown(t, ctx), funnelOf(funnel); got != want || len(funnel.Steps) != 2 {
+			t.Errorf("funnel page shows %s, the API %s", got, want)
 		}
 		b.shot(t, ctx, "district-admin-analytics")
 	})

@@ -186,11 +186,13 @@
     school: (id) => summaryPage("School " + id, "District " + session.tenant_id, "/v1/schools/" + encodeURIComponent(id) + "/summary", async () => {
       const l = await api(withRange("/v1/schools/" + encodeURIComponent(id) + "/classes"));
       return el("section", { "aria-labelledby": "classes-h" }, el("h2", { id: "classes-h" }, "Classes"),
-        listTable("Classes", l.items, (c) => "/ui/classes/" + encodeURIComponent(c)));
+        listTable("Classes", l.items, (c) => "/ui/classes/" + encodeURIComponent(c)),
+        el("p", {}, el("a", { href: withRange("/ui/analytics?school_id=" + encodeURIComponent(id)) }, "Product analytics of this school")));
     }),
     class: (id) => summaryPage("Class " + id, "District " + session.tenant_id, "/v1/classes/" + encodeURIComponent(id) + "/summary", async () => {
       const l = await api("/v1/classes/" + encodeURIComponent(id) + "/students");
       return el("section", { "aria-labelledby": "students-h" }, el("h2", { id: "students-h" }, "Students"),
+        el("p", {}, el("a", { href: withRange("/ui/analytics?class_id=" + encodeURIComponent(id)) }, "Product analytics of this class")),
         l.students.length === 0 ? el("p", { class: "empty" }, "No students enrolled.") :
           el("table", { class: "list" }, el("caption", {}, "Students of the class"),
             el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "Student"), el("th", { scope: "col" }, "District id"))),
@@ -226,7 +228,14 @@
     analytics: async () => {
       const q = new URLSearchParams(location.search);
       const steps = q.get("steps") || "login,content_view,submission";
-      const out = [heading("Product analytics", "Funnels, retention and activation of district " + session.tenant_id), rangeForm()];
+      // The scope: a class or school of the URL, else a school admin's first school; district admins may read the whole district.
+      let scope = "";
+      if (q.get("class_id")) scope = "&class_id=" + encodeURIComponent(q.get("class_id"));
+      else if (q.get("school_id")) scope = "&school_id=" + encodeURIComponent(q.get("school_id"));
+      else if (session.role === "school_admin" && session.schools && session.schools.length) scope = "&school_id=" + encodeURIComponent(session.schools[0]);
+      const what = q.get("class_id") ? "class " + q.get("class_id") : q.get("school_id") ? "school " + q.get("school_id") :
+        scope ? "school " + session.schools[0] : "district " + session.tenant_id;
+      const out = [heading("Product analytics", "Funnels, retention and activation of " + what), rangeForm()];
       const form = el("form", { class: "range", "aria-label": "Funnel steps", onsubmit: (ev) => {
         ev.preventDefault();
         const p = new URLSearchParams(location.search); p.set("steps", ev.target.steps.value);
@@ -239,14 +248,14 @@
         return fill(s).then(() => s, (err) => { s.append(problem(err)); return s; });
       };
       out.push(await sec("funnel", "Funnel (within 7 days)", async (s) => {
-        const f = await api(withRange("/v1/funnels?window=7d&steps=" + encodeURIComponent(steps)));
+        const f = await api(withRange("/v1/funnels?window=7d&steps=" + encodeURIComponent(steps) + scope));
         s.append(el("table", { class: "list" }, el("caption", {}, "Students reaching each step"),
           el("thead", {}, el("tr", {}, ["Step", "Students", "From previous", "From first"].map((h) => el("th", { scope: "col" }, h)))),
           el("tbody", {}, (f.steps || []).map((st) => el("tr", { "data-step": st.name },
             el("th", { scope: "row" }, st.name), el("td", {}, num(st.students)), el("td", {}, pct(st.conversion_from_previous)), el("td", {}, pct(st.conversion_from_first)))))));
       }));
       out.push(await sec("retention", "Weekly retention", async (s) => {
-        const r = await api(withRange("/v1/retention?weeks=4"));
+        const r = await api(withRange("/v1/retention?weeks=4" + scope));
         const cohorts = r.cohorts || [];
         s.append(cohorts.length === 0 ? el("p", { class: "empty" }, "No active students in this range.") :
           el("table", { class: "list" }, el("caption", {}, "Share of each week's active students active again"),
@@ -256,7 +265,7 @@
               (c.retained || []).map((x) => el("td", {}, pct(x.share))))))));
       }));
       out.push(await sec("activation", "Activation within 14 days of enrollment", async (s) => {
-        const a = await api(withRange("/v1/activation?days=14"));
+        const a = await api(withRange("/v1/activation?days=14" + scope));
         s.append(el("p", { "data-value": a.share === null || a.share === undefined ? "" : String(a.share) },
           num(a.activated) + " of " + num(a.enrolled) + " students enrolled in the range (" + pct(a.share) + ")"));
       }));
@@ -289,7 +298,7 @@
   function navLinks() {
     const links = [["/ui/", "Home"]];
     if (session.role === "district_admin") links.push(["/ui/benchmarks", "Benchmarks"]);
-    if (session.role !== "parent") links.push(["/ui/analytics", "Product analytics"]);
+    if (session.role === "district_admin" || session.role === "school_admin") links.push(["/ui/analytics", "Product analytics"]);
     nav.replaceChildren(el("span", { class: "brand" }, "edtech-analytics"), el("span", { class: "who" }, session.tenant_id + " · " + session.role.replace("_", " ")),
       el("ul", {}, links.map(([href, label]) => el("li", {}, el("a", { href: withRange(href), "aria-current": location.pathname === href ? "page" : false }, label)))));
   }
