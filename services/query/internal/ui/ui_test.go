@@ -63,6 +63,30 @@ func server(t *testing.T) *httptest.Server {
 
 func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
+// answer is a response, read and closed.
+type answer struct {
+	StatusCode int
+	Header     http.Header
+	body       []byte
+	cookies    []*http.Cookie
+}
+
+func (a answer) Cookies() []*http.Cookie { return a.cookies }
+
+func do(t *testing.T, client *http.Client, req *http.Request) answer {
+	t.Helper()
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return answer{StatusCode: resp.StatusCode, Header: resp.Header, body: body, cookies: resp.Cookies()}
+}
+
 // TestSignInKeepsTheTokenInAStrictCookie proves the session's rules without a browser: the sign-in sets
 // the token in a Secure, HttpOnly, SameSite=Strict cookie and sends the browser to /ui/; a bad token is
 // answered on the sign-in page; a form posted from another origin is refused; pages without a session
@@ -70,7 +94,7 @@ func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastRe
 func TestSignInKeepsTheTokenInAStrictCookie(t *testing.T) {
 	srv := server(t)
 	client := &http.Client{CheckRedirect: noRedirect}
-	post := func(path, origin string, form url.Values) *http.Response {
+	post := func(path, origin string, form url.Values) answer {
 		t.Helper()
 		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL+path, strings.NewReader(form.Encode()))
 		if err != nil {
@@ -80,12 +104,7 @@ func TestSignInKeepsTheTokenInAStrictCookie(t *testing.T) {
 		if origin != "" {
 			req.Header.Set("Origin", origin)
 		}
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = resp.Body.Close() })
-		return resp
+		return do(t, client, req)
 	}
 	resp := post("/ui/login", srv.URL, url.Values{"token": {"edt_good"}})
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ui/" {
@@ -105,15 +124,14 @@ func TestSignInKeepsTheTokenInAStrictCookie(t *testing.T) {
 	}
 
 	resp = post("/ui/login", srv.URL, url.Values{"token": {"edt_bad"}})
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(body), `role="alert"`) || len(resp.Cookies()) != 0 {
-		t.Errorf("a bad token: %d, cookies %v, %s", resp.StatusCode, resp.Cookies(), body)
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(resp.body), `role="alert"`) || len(resp.Cookies()) != 0 {
+		t.Errorf("a bad token: %d, cookies %v, %s", resp.StatusCode, resp.Cookies(), resp.body)
 	}
 	if resp := post("/ui/login", "https://evil.example", url.Values{"token": {"edt_good"}}); resp.StatusCode != http.StatusForbidden || len(resp.Cookies()) != 0 {
 		t.Errorf("a sign-in posted from another origin: %d, cookies %v", resp.StatusCode, resp.Cookies())
 	}
 
-	get := func(path string, cookie *http.Cookie) *http.Response {
+	get := func(path string, cookie *http.Cookie) answer {
 		t.Helper()
 		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL+path, nil)
 		if err != nil {
@@ -122,12 +140,7 @@ func TestSignInKeepsTheTokenInAStrictCookie(t *testing.T) {
 		if cookie != nil {
 			req.AddCookie(cookie)
 		}
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = resp.Body.Close() })
-		return resp
+		return do(t, client, req)
 	}
 	for _, path := range []string{"/ui/", "/ui/district", "/ui/classes/c1"} {
 		if resp := get(path, nil); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ui/login" {
