@@ -237,15 +237,23 @@ func (a *API) district(w http.ResponseWriter, r *http.Request) {
 
 // GET /v1/schools/{school_id}/summary: district admins, and school admins of that school.
 func (a *API) school(w http.ResponseWriter, r *http.Request) {
+	if req, id, ok := a.beginSchool(w, r); ok {
+		a.serveSummary(w, r, req, "school", id, levelQuery("school", id, nil))
+	}
+}
+
+// beginSchool begins a request of a school_id path for district admins and the school's admins; on
+// failure it has answered.
+func (a *API) beginSchool(w http.ResponseWriter, r *http.Request) (request, string, bool) {
 	req, ok := a.begin(w, r)
 	if !ok {
-		return
+		return request{}, "", false
 	}
 	id, ok := pathID(w, r, "school_id")
 	if !ok || !a.schoolAllowed(w, req.p, id) {
-		return
+		return request{}, "", false
 	}
-	a.serveSummary(w, r, req, "school", id, levelQuery("school", id, nil))
+	return req, id, true
 }
 
 func (a *API) schoolAllowed(w http.ResponseWriter, p auth.Principal, school string) bool {

@@ -299,6 +299,29 @@ func newFixtureWith(t *testing.T, cfg api.Config, cp controlPlane, opts ...fixtu
 	return fixture{srv: srv, w: w, creds: creds, districts: districts, audit: auditLog, conn: conn, handle: h, pool: pool}
 }
 
+// attendanceDistricts adds districts, each with ten attendance marks of distinct students on day0, the
+// i-th with first+i of them present, and returns their attendance rates.
+func (f fixture) attendanceDistricts(t *testing.T, first int, tenants ...string) map[string]float64 {
+	t.Helper()
+	var evs []event
+	rates := map[string]float64{}
+	for i, tenant := range tenants {
+		if _, err := f.districts.Create(t.Context(), tenant, tenant); err != nil {
+			t.Fatal(err)
+		}
+		for m := range 10 {
+			status := "absent"
+			if m < first+i {
+				status = "present"
+			}
+			evs = append(evs, event{tenant: tenant, school: "s1", class: "c1", student: uuid.NewString(), typ: "attendance", status: status, day: day0})
+		}
+		rates[tenant] = float64(first+i) / 10
+	}
+	insertEvents(t, f.conn, evs)
+	return rates
+}
+
 func (f fixture) get(t *testing.T, cred, path string, v any) int {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, f.srv.URL+path, nil)
@@ -452,23 +475,7 @@ func TestSummariesAreScopedByRoleAndTenant(t *testing.T) {
 // served at all.
 func TestBenchmarksNeedEnoughDistrictsAndAreAudited(t *testing.T) {
 	f := newFixture(t, 5, nil)
-	// Five more districts, each with attendance of a known rate: k present marks of 10.
-	var evs []event
-	rates := map[string]float64{}
-	for i, tenant := range []string{"d3", "d4", "d5", "d6", "d7"} {
-		if _, err := f.districts.Create(t.Context(), tenant, tenant); err != nil {
-			t.Fatal(err)
-		}
-		for m := range 10 {
-			status := "absent"
-			if m < 3+i {
-				status = "present"
-			}
-			evs = append(evs, event{tenant: tenant, school: "s1", class: "c1", student: uuid.NewString(), typ: "attendance", status: status, day: day0})
-		}
-		rates[tenant] = float64(3+i) / 10
-	}
-	insertEvents(t, f.conn, evs)
+	rates := f.attendanceDistricts(t, 3, "d3", "d4", "d5", "d6", "d7")
 	for _, tenant := range []string{"d1", "d2"} {
 		e := f.w.expect(func(e event) bool { return e.tenant == tenant })
 		rates[tenant] = float64(e.present+e.tardy) / float64(e.marks)

@@ -293,20 +293,7 @@ func TestSummaryCacheDisabled(t *testing.T) {
 func TestBenchmarkRowsCachedForClosedRanges(t *testing.T) {
 	clk := &clock{t: spanOpen}
 	f, reader := cachedFixture(t, 100, cacheTTL, clk)
-	var evs []event
-	for i, tenant := range []string{"d3", "d4", "d5", "d6", "d7"} {
-		if _, err := f.districts.Create(t.Context(), tenant, tenant); err != nil {
-			t.Fatal(err)
-		}
-		for m := range 10 {
-			status := "absent"
-			if m < 3+i {
-				status = "present"
-			}
-			evs = append(evs, event{tenant: tenant, school: "s1", class: "c1", student: uuid.NewString(), typ: "attendance", status: status, day: day0})
-		}
-	}
-	insertEvents(t, f.conn, evs)
+	f.attendanceDistricts(t, 3, "d3", "d4", "d5", "d6", "d7")
 	const path = "/v1/benchmarks/attendance_rate" + span
 	bench := func(cred string) api.Benchmark {
 		t.Helper()

@@ -56,15 +56,9 @@ func (a *API) districtSchools(w http.ResponseWriter, r *http.Request) {
 // GET /v1/schools/{school_id}/classes: the classes of the school with data in the range, for district
 // admins and the school's admins.
 func (a *API) schoolClasses(w http.ResponseWriter, r *http.Request) {
-	req, ok := a.begin(w, r)
-	if !ok {
-		return
+	if req, id, ok := a.beginSchool(w, r); ok {
+		a.serveList(w, r, req, "class", id, id, nil)
 	}
-	id, ok := pathID(w, r, "school_id")
-	if !ok || !a.schoolAllowed(w, req.p, id) {
-		return
-	}
-	a.serveList(w, r, req, "class", id, id, nil)
 }
 
 // GET /v1/teacher/classes: the classes the calling teacher teaches (the roster), with their data in the

@@ -186,12 +186,8 @@ type SchoolDaily struct {
 // GET /v1/schools/{school_id}/daily: the first, narrower school rollup (every actor's events), with the
 // school scope of the summary.
 func (a *API) schoolDaily(w http.ResponseWriter, r *http.Request) {
-	req, ok := a.begin(w, r)
+	req, school, ok := a.beginSchool(w, r)
 	if !ok {
-		return
-	}
-	school, ok := pathID(w, r, "school_id")
-	if !ok || !a.schoolAllowed(w, req.p, school) {
 		return
 	}
 	rows, err := a.ch.Query(r.Context(), `

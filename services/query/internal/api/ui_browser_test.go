@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/google/uuid"
 
 	"github.com/edtech-analytics/platform/libs/tenancy/credentials"
 	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
@@ -69,20 +68,7 @@ func newBrowserFixture(t *testing.T) *browserFixture {
 	t.Helper()
 	exe := chromium(t)
 	f := newFixture(t, 5, nil)
-	var evs []event
-	for i, tenant := range []string{"d3", "d4", "d5"} {
-		if _, err := f.districts.Create(t.Context(), tenant, tenant); err != nil {
-			t.Fatal(err)
-		}
-		for m := range 10 {
-			status := "absent"
-			if m < 4+i {
-				status = "present"
-			}
-			evs = append(evs, event{tenant: tenant, school: "s1", class: "c1", student: uuid.NewString(), typ: "attendance", status: status, day: day0})
-		}
-	}
-	insertEvents(t, f.conn, evs)
+	f.attendanceDistricts(t, 4, "d3", "d4", "d5")
 
 	mux := http.NewServeMux()
 	mux.Handle("/", f.handle.Handler())
