@@ -7,10 +7,13 @@ import (
 	"github.com/cenkalti/backoff/v5"
 	"log/slog"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -94,6 +97,11 @@ type ConsumerConfig struct {
 	// DeadLetter receives the records the store refuses for their content; without it such a record is
 	// retried like a transient failure, and its partition stalls.
 	DeadLetter DeadLetterFunc
+	// Meter, when set, gets consumer_lag_records{group,topic,partition} (records of an assigned partition
+	// past the last one the store holds, as of the partition's last fetch) and
+	// consumer_record_age_seconds{group,topic} (for every record the store made durable, the time since
+	// the platform received its event: ReceivedAt).
+	Meter metric.MeterProvider
 }
 
 func (c *ConsumerConfig) defaults() {
@@ -131,8 +139,39 @@ type StoreConsumer struct {
 	paused   map[int32]time.Time // partitions waiting to be re-sought, with when to try
 	failures map[int32]int
 	stalls   map[int32]Stall // partitions whose last write failed
+	lag      map[int32]int64 // records past next as of the partition's last fetch
 	ready    func(bool)
+
+	age        metric.Float64Histogram // nil without a meter
+	ageAttrs   metric.MeasurementOption
+	unregister func() error
 }
+
+// receivedHeader names the header that carries when the platform first received a record's event (the
+// raw record's timestamp, in Unix milliseconds), on records derived from it.
+const receivedHeader = "received-ms"
+
+// ReceivedHeader is the header saying that a derived record's event was received at t.
+func ReceivedHeader(t time.Time) kgo.RecordHeader {
+	return kgo.RecordHeader{Key: receivedHeader, Value: strconv.AppendInt(nil, t.UnixMilli(), 10)}
+}
+
+// ReceivedAt is when the platform first received r's event: its received-ms header, or else r's own
+// timestamp.
+func ReceivedAt(r *kgo.Record) time.Time {
+	for _, h := range r.Headers {
+		if h.Key == receivedHeader {
+			if ms, err := strconv.ParseInt(string(h.Value), 10, 64); err == nil {
+				return time.UnixMilli(ms)
+			}
+		}
+	}
+	return r.Timestamp
+}
+
+// ageBuckets are the bounds of consumer_record_age_seconds: from a consumer that keeps up to one that is
+// an hour behind.
+var ageBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600}
 
 // Stall is a partition whose records wait because writing them failed.
 type Stall struct {
@@ -166,10 +205,48 @@ func NewStoreConsumer(log *slog.Logger, cfg ConsumerConfig, store Store, ready f
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &StoreConsumer{
+	c := &StoreConsumer{
 		cfg: cfg, store: store, log: log.With("group", cfg.Group, "topic", cfg.Topic),
-		next: map[int32]int64{}, paused: map[int32]time.Time{}, failures: map[int32]int{}, stalls: map[int32]Stall{}, ready: ready,
-	}, nil
+		next: map[int32]int64{}, paused: map[int32]time.Time{}, failures: map[int32]int{}, stalls: map[int32]Stall{},
+		lag: map[int32]int64{}, ready: ready, unregister: func() error { return nil },
+	}
+	if cfg.Meter != nil {
+		if err := c.instrument(cfg.Meter); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// instrument registers the consumer's lag gauge and record age histogram.
+func (c *StoreConsumer) instrument(mp metric.MeterProvider) error {
+	m := mp.Meter("kafkax")
+	var err error
+	c.age, err = m.Float64Histogram("consumer_record_age_seconds", metric.WithUnit("s"), metric.WithExplicitBucketBoundaries(ageBuckets...),
+		metric.WithDescription("for each record a store consumer made durable, seconds since the gateway received its event"))
+	if err != nil {
+		return fmt.Errorf("creating metric consumer_record_age_seconds: %w", err)
+	}
+	group, topic := attribute.String("group", c.cfg.Group), attribute.String("topic", c.cfg.Topic)
+	c.ageAttrs = metric.WithAttributeSet(attribute.NewSet(group, topic))
+	lag, err := m.Int64ObservableGauge("consumer_lag_records",
+		metric.WithDescription("records of an assigned partition past the last one the store holds, as of the partition's last fetch"))
+	if err != nil {
+		return fmt.Errorf("creating metric consumer_lag_records: %w", err)
+	}
+	reg, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for p, n := range c.lag {
+			o.ObserveInt64(lag, n, metric.WithAttributes(group, topic, attribute.Int("partition", int(p))))
+		}
+		return nil
+	}, lag)
+	if err != nil {
+		return fmt.Errorf("registering consumer_lag_records: %w", err)
+	}
+	c.unregister = reg.Unregister
+	return nil
 }
 
 // Rebalance is what the consumer's client must tell it: it resumes assigned partitions at the store's
@@ -225,6 +302,7 @@ func (c *StoreConsumer) onRevoked(ctx context.Context, cl *kgo.Client, revoked m
 		delete(c.paused, p)
 		delete(c.failures, p)
 		delete(c.stalls, p)
+		delete(c.lag, p) // another member's now
 	}
 	c.mu.Unlock()
 	c.commit(ctx, cl)
@@ -238,6 +316,7 @@ func (c *StoreConsumer) onRevoked(ctx context.Context, cl *kgo.Client, revoked m
 func (c *StoreConsumer) Run(ctx context.Context, cl *Client) error {
 	c.cl = cl
 	defer func() {
+		_ = c.unregister() // fails only for a callback registered elsewhere
 		if c.ready != nil {
 			c.ready(false)
 		}
@@ -277,7 +356,7 @@ func (c *StoreConsumer) writeFetches(ctx context.Context, fetches kgo.Fetches) {
 			return
 		}
 		g.Go(func() error {
-			c.writePartition(ctx, fp.Partition, recs)
+			c.writePartition(ctx, fp.Partition, recs, fp.HighWatermark)
 			return nil
 		})
 	})
@@ -300,12 +379,21 @@ func (c *StoreConsumer) fresh(p int32, recs []*kgo.Record) []*kgo.Record {
 	return recs[i:]
 }
 
-func (c *StoreConsumer) writePartition(ctx context.Context, p int32, recs []*kgo.Record) {
+func (c *StoreConsumer) writePartition(ctx context.Context, p int32, recs []*kgo.Record, highWatermark int64) {
 	err := c.write(ctx, p, recs)
+	if err == nil && c.age != nil {
+		now := time.Now()
+		for _, r := range recs {
+			c.age.Record(ctx, now.Sub(ReceivedAt(r)).Seconds(), c.ageAttrs)
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err == nil {
 		c.next[p] = recs[len(recs)-1].Offset + 1
+		if c.age != nil {
+			c.lag[p] = max(0, highWatermark-c.next[p])
+		}
 		c.failures[p] = 0
 		delete(c.stalls, p)
 		c.cl.MarkCommitRecords(recs[len(recs)-1])

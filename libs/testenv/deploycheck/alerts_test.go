@@ -62,8 +62,14 @@ func TestAlertRulesWatchMetricsTheServicesExport(t *testing.T) {
 				t.Errorf("rule %q of %s is incomplete", r.Alert, g.Name)
 			}
 			for _, m := range metric.FindAllStringSubmatch(r.Expr, -1) {
-				// Prometheus exports an OpenTelemetry counter registered as "x" as x_total.
-				if !strings.Contains(code, `"`+m[1]+`"`) && !strings.Contains(code, `"`+strings.TrimSuffix(m[1], "_total")+`"`) {
+				// Prometheus exports an OpenTelemetry counter registered as "x" as x_total, and a histogram
+				// as x_bucket, x_sum and x_count.
+				registered := func(name string) bool { return strings.Contains(code, `"`+name+`"`) }
+				base := m[1]
+				for _, suffix := range []string{"_total", "_bucket", "_sum", "_count"} {
+					base = strings.TrimSuffix(base, suffix)
+				}
+				if !registered(m[1]) && !registered(base) {
 					t.Errorf("rule %s reads %s, which no service registers", r.Alert, m[1])
 				}
 			}

@@ -156,7 +156,7 @@ func newConsumer(ctx context.Context, cfg Config, rt svc.Runtime, conn driver.Co
 	topics := cfg.Kafka.Topics()
 	return kafkax.NewStoreConsumer(rt.Log,
 		kafkax.ConsumerConfig{Group: cfg.Group, Topic: topics.Enriched, MaxPollRecords: cfg.MaxPollRecords,
-			DeadLetter: stream.DeadLetters(codec, dlq, topics.DLQ, records.StageAggregator)},
+			DeadLetter: stream.DeadLetters(codec, dlq, topics.DLQ, records.StageAggregator), Meter: rt.Tel.Meter},
 		store, func(ready bool) { health.SetReady("partitions", ready) })
 }
 

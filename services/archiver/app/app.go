@@ -149,7 +149,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, opts ...kgo.Opt) error
 	} {
 		group := cfg.Group + "-" + l.name
 		consumer, err := kafkax.NewStoreConsumer(rt.Log,
-			kafkax.ConsumerConfig{Group: group, Topic: l.topic, MaxPollRecords: cfg.MaxPollRecords},
+			kafkax.ConsumerConfig{Group: group, Topic: l.topic, MaxPollRecords: cfg.MaxPollRecords, Meter: rt.Tel.Meter},
 			l.store, func(ready bool) { health.SetReady(l.name, ready) })
 		if err != nil {
 			closeAll()

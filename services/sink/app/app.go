@@ -113,7 +113,7 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, opts ...kgo.Opt) error
 	defer dlq.Close()
 	consumer, err := kafkax.NewStoreConsumer(rt.Log,
 		kafkax.ConsumerConfig{Group: cfg.Group, Topic: topics.Enriched, MaxPollRecords: cfg.MaxPollRecords,
-			DeadLetter: stream.DeadLetters(codec, dlq.Client, topics.DLQ, records.StageSink)},
+			DeadLetter: stream.DeadLetters(codec, dlq.Client, topics.DLQ, records.StageSink), Meter: rt.Tel.Meter},
 		store, func(ok bool) { health.SetReady("partitions", ok) })
 	if err != nil {
 		return err

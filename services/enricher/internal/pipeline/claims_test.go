@@ -114,7 +114,7 @@ func (r *claimsRig) produce(tenant string, n int, key func(i int) string) {
 		if err != nil {
 			r.t.Fatal(err)
 		}
-		recs = append(recs, &kgo.Record{Topic: r.kcfg.Topics().Raw, Key: []byte(key(i)), Value: b})
+		recs = append(recs, &kgo.Record{Topic: r.kcfg.Topics().Raw, Key: []byte(key(i)), Value: b, Timestamp: received})
 	}
 	if err := r.prod.ProduceSync(r.t.Context(), recs...).FirstErr(); err != nil {
 		r.t.Fatal(err)

@@ -513,8 +513,12 @@ func (p *Pipeline) dedupAndProduce(ctx context.Context, sess *kgo.GroupTransactS
 		}
 		g.Go(func() error {
 			for _, d := range kept {
-				// Same key as the raw record: a hot district's sub-keys keep per-student order downstream.
-				sess.Produce(d.ctx, &kgo.Record{Topic: p.topics.Enriched, Key: d.rec.Key, Value: d.val, Context: d.ctx}, promise)
+				// Same key as the raw record: a hot district's sub-keys keep per-student order downstream. The raw
+				// record's timestamp (the gateway's) goes along in a header, so a store consumer's record age is
+				// the time since receipt (as the record's own timestamp, an old one would count against the
+				// producer's delivery timeout).
+				sess.Produce(d.ctx, &kgo.Record{Topic: p.topics.Enriched, Key: d.rec.Key, Value: d.val, Context: d.ctx,
+					Headers: []kgo.RecordHeader{kafkax.ReceivedHeader(d.rec.Timestamp)}}, promise)
 				sess.Produce(d.ctx, &kgo.Record{Topic: p.topics.Dedup, Partition: d.rec.Partition, Context: d.ctx, // same trace
 					Key: dedup.ChangelogKey(d.ev.TenantID, d.ev.EventID), Value: dedup.ChangelogValue(d.expires)}, promise)
 			}

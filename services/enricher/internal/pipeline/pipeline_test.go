@@ -86,7 +86,7 @@ func TestExactlyOnceAcrossRestartsWithRetriesAndRejects(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		recs = append(recs, &kgo.Record{Topic: topics.Raw, Key: []byte(ev.TenantID), Value: b})
+		recs = append(recs, &kgo.Record{Topic: topics.Raw, Key: []byte(ev.TenantID), Value: b, Timestamp: received})
 	}
 	for i := 0; i < distinct; i++ {
 		add(rawEvent([]string{"d1", "d2"}[i%2], i))
@@ -157,6 +157,10 @@ func TestExactlyOnceAcrossRestartsWithRetriesAndRejects(t *testing.T) {
 
 // readBack reads enriched and dlq with read_committed and returns per-event counts, the internal id
 // per tenant/SIS id (failing if one SIS id got two ids), and the dead letters.
+// received is the raw records' Kafka timestamp (the gateway's time of receipt), which enriched records
+// carry in a header.
+var received = time.Now().Truncate(time.Millisecond)
+
 func readBack(t *testing.T, kcfg kafkax.Config, codec *records.Codec) (map[string]int, map[string]string, []records.DLQRecord) {
 	t.Helper()
 	topics := kcfg.Topics()
@@ -187,6 +191,9 @@ func readBack(t *testing.T, kcfg kafkax.Config, codec *records.Codec) (map[strin
 			var ev records.EnrichedEvent
 			if err := codec.Decode(r.Value, &ev); err != nil {
 				t.Fatal(err)
+			}
+			if got := kafkax.ReceivedAt(r); !got.Equal(received) {
+				t.Fatalf("enriched record of %s was received at %v, want the raw record's timestamp %v", ev.EventID, got, received)
 			}
 			counts[ev.TenantID+"/"+ev.EventID]++
 			k := ev.TenantID + "/" + *ev.Actor.SISID

@@ -1,0 +1,86 @@
+package kafkax_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
+	"github.com/edtech-analytics/platform/libs/kafkax"
+	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
+)
+
+// TestStoreConsumerReportsLagAndRecordAge proves that a store consumer given a meter reports each
+// assigned partition's lag (0 once the store holds everything) and the age of every record it made
+// durable: one observation per record, none below zero.
+func TestStoreConsumerReportsLagAndRecordAge(t *testing.T) {
+	_, cfg := kafkatest.New(t)
+	topic := cfg.Topics().Enriched
+	admin, err := kafkax.NewClient(cfg, kafkax.Deps{}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if err := kafkax.EnsureTopics(context.Background(), admin.Client, 3, 1, []kafkax.TopicSpec{{Name: topic}}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 500
+	produce(t, cfg, topic, n)
+
+	reader := sdkmetric.NewManualReader()
+	store := newMemStore()
+	deps := kafkax.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	c, err := kafkax.NewStoreConsumer(deps.Log, kafkax.ConsumerConfig{Group: "g", Topic: topic, MaxPollRecords: 97,
+		Meter: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))}, store, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kafkax.NewGroupConsumer(cfg, deps, "g", topic, kafkax.Batching{}, c.Rebalance(), kafkatest.GroupOpts()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = c.Run(ctx, cl) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "every record", func() bool { return store.total() >= n })
+
+	var lags map[int64]int64
+	var ages uint64
+	waitFor(t, "every partition's lag at 0", func() bool {
+		var rm metricdata.ResourceMetrics
+		if err := reader.Collect(context.Background(), &rm); err != nil {
+			t.Fatal(err)
+		}
+		lags, ages = map[int64]int64{}, 0
+		for _, sm := range rm.ScopeMetrics {
+			for _, m := range sm.Metrics {
+				switch d := m.Data.(type) {
+				case metricdata.Gauge[int64]:
+					if m.Name == "consumer_lag_records" {
+						for _, dp := range d.DataPoints {
+							p, _ := dp.Attributes.Value("partition")
+							lags[p.AsInt64()] = dp.Value
+						}
+					}
+				case metricdata.Histogram[float64]:
+					if m.Name == "consumer_record_age_seconds" {
+						for _, dp := range d.DataPoints {
+							ages += dp.Count
+							if min, ok := dp.Min.Value(); !ok || min < 0 {
+								t.Fatalf("record age min %v", min)
+							}
+						}
+					}
+				}
+			}
+		}
+		return len(lags) == 3 && lags[0]+lags[1]+lags[2] == 0
+	})
+	if ages != n {
+		t.Errorf("%d record ages observed, want one per record (%d)", ages, n)
+	}
+}
