@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/jackc/pgx/v5"
@@ -15,8 +16,8 @@ import (
 // MaxHotShards bounds a hot district's number of sub-keys.
 const MaxHotShards = 1024
 
-// RateLimit bounds the events a district may send through one gateway instance: EventsPerSecond on
-// average, with bursts of up to Burst events.
+// RateLimit bounds the events a district may send through all gateway instances together:
+// EventsPerSecond on average, with bursts of up to Burst events.
 type RateLimit struct {
 	EventsPerSecond int `json:"events_per_second"`
 	Burst           int `json:"burst"`
@@ -110,4 +111,28 @@ func (s *Store) update(ctx context.Context, tenantID, set string, args ...any) (
 		return Settings{}, fmt.Errorf("updating ingest settings of tenant %s: %w", tenantID, err)
 	}
 	return st, nil
+}
+
+// Heartbeat records that the gateway instance id is alive now and returns how many instances are: this
+// one and every other seen within ttl (by the database's clock, so the instances' clocks need not agree).
+// Rows of instances gone for a day are deleted.
+func (s *Store) Heartbeat(ctx context.Context, id string, ttl time.Duration) (int, error) {
+	var others int
+	err := s.pool.QueryRow(ctx, `WITH beat AS (
+			INSERT INTO control.gateway_instances (id) VALUES ($1) ON CONFLICT (id) DO UPDATE SET last_seen = now()),
+		gone AS (DELETE FROM control.gateway_instances WHERE last_seen < now() - interval '1 day')
+		SELECT count(*) FROM control.gateway_instances WHERE id <> $1 AND last_seen > now() - make_interval(secs => $2)`,
+		id, ttl.Seconds()).Scan(&others)
+	if err != nil {
+		return 0, fmt.Errorf("recording gateway instance %s: %w", id, err)
+	}
+	return others + 1, nil
+}
+
+// Leave removes the gateway instance id: the others take its share of the limits at their next refresh.
+func (s *Store) Leave(ctx context.Context, id string) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM control.gateway_instances WHERE id = $1`, id); err != nil {
+		return fmt.Errorf("removing gateway instance %s: %w", id, err)
+	}
+	return nil
 }

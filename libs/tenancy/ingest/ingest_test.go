@@ -3,6 +3,7 @@ package ingest_test
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
 	"github.com/edtech-analytics/platform/libs/tenancy"
@@ -74,3 +75,43 @@ func TestIngestSettings(t *testing.T) {
 }
 
 func second[T any](_ T, err error) error { return err }
+
+// TestGatewayInstancesCountThemselves: each instance's heartbeat counts itself and the others seen within
+// the TTL; an instance whose heartbeats stopped stops counting after it, and one that leaves at once.
+func TestGatewayInstancesCountThemselves(t *testing.T) {
+	pool, _ := controltest.Districts(t, pgtest.New)
+	store := ingest.New(pool)
+	ctx := t.Context()
+	beat := func(id string) int {
+		t.Helper()
+		n, err := store.Heartbeat(ctx, id, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := beat("a"); n != 1 {
+		t.Fatalf("the first instance counts %d", n)
+	}
+	if n := beat("b"); n != 2 {
+		t.Fatalf("the second instance counts %d", n)
+	}
+	if n := beat("a"); n != 2 {
+		t.Fatalf("the first instance, again, counts %d", n)
+	}
+	if _, err := pool.Exec(ctx, `UPDATE control.gateway_instances SET last_seen = now() - interval '2 minutes' WHERE id = 'b'`); err != nil {
+		t.Fatal(err)
+	}
+	if n := beat("a"); n != 1 {
+		t.Fatalf("with b silent past the TTL, a counts %d", n)
+	}
+	if n := beat("b"); n != 2 {
+		t.Fatalf("b back: %d", n)
+	}
+	if err := store.Leave(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if n := beat("a"); n != 1 {
+		t.Fatalf("after b left, a counts %d", n)
+	}
+}

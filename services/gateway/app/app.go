@@ -7,6 +7,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/metric"
 	"net"
 	"net/http"
 	"os"
@@ -64,9 +66,11 @@ type Config struct {
 	KeyCacheTTL           time.Duration
 	DrainTimeout          time.Duration
 	ShutdownDelay         time.Duration
-	// RateLimit applies to districts without a limit of their own, per gateway instance.
+	// RateLimit applies to districts without a limit of their own, across all gateway instances: each
+	// enforces its share, the limit divided by the instances live within InstanceTTL.
 	RateLimit     tenants.RateLimit
 	TenantRefresh time.Duration
+	InstanceTTL   time.Duration
 	// Keys are the master keys of the key hierarchy that seals identifying fields (ADR 0010).
 	Keys keyring.Config
 	// QualityInterval is how often the districts' roster quality gauges are computed (0: never), over
@@ -99,9 +103,11 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	conf.Duration(fs, &c.KeyCacheTTL, "key-cache-ttl", "GATEWAY_KEY_CACHE_TTL", 5*time.Second, "how long a key lookup is cached (bounds revocation delay)")
 	conf.Duration(fs, &c.DrainTimeout, "drain-timeout", "GATEWAY_DRAIN_TIMEOUT", 25*time.Second, "how long in-flight requests may take to finish on shutdown")
 	conf.Duration(fs, &c.ShutdownDelay, "shutdown-delay", "GATEWAY_SHUTDOWN_DELAY", 0, "time between turning not-ready and closing the listener on shutdown")
-	conf.Int(fs, &c.RateLimit.EventsPerSecond, "rate-limit.events-per-sec", "GATEWAY_RATE_LIMIT_EVENTS_PER_SEC", 5000, "default events per second per district on this instance (ctl tenant set-limits overrides it)")
-	conf.Int(fs, &c.RateLimit.Burst, "rate-limit.burst", "GATEWAY_RATE_LIMIT_BURST", 20000, "default burst per district on this instance, in events")
-	conf.Duration(fs, &c.TenantRefresh, "tenant-refresh", "GATEWAY_TENANT_REFRESH", 5*time.Second, "how often districts' rate limits and hot flags are reloaded")
+	conf.Int(fs, &c.RateLimit.EventsPerSecond, "rate-limit.events-per-sec", "GATEWAY_RATE_LIMIT_EVENTS_PER_SEC", 5000, "default events per second per district across all gateway instances (ctl tenant set-limits overrides it)")
+	conf.Int(fs, &c.RateLimit.Burst, "rate-limit.burst", "GATEWAY_RATE_LIMIT_BURST", 20000, "default burst per district across all gateway instances, in events")
+	conf.Duration(fs, &c.TenantRefresh, "tenant-refresh", "GATEWAY_TENANT_REFRESH", 5*time.Second, "how often districts' rate limits and hot flags are reloaded and this instance's heartbeat is written")
+	conf.Duration(fs, &c.InstanceTTL, "instance-ttl", "GATEWAY_INSTANCE_TTL", 15*time.Second,
+		"an instance whose heartbeat is older than this no longer counts among the live instances the rate limits are divided by")
 	conf.Duration(fs, &c.QualityInterval, "roster-quality-interval", "GATEWAY_ROSTER_QUALITY_INTERVAL", 5*time.Minute, "how often districts' roster quality gauges are computed (0: never)")
 	conf.Duration(fs, &c.QualityWindow, "roster-quality-window", "GATEWAY_ROSTER_QUALITY_WINDOW", 24*time.Hour, "the roster uploads the quality gauges cover")
 	c.Kafka.RegisterFlags(fs)
@@ -142,12 +148,17 @@ func (c *Config) Validate() error {
 	if c.TenantRefresh < 100*time.Millisecond {
 		errs = append(errs, errors.New("tenant-refresh: must be at least 100ms"))
 	}
+	if c.InstanceTTL < 2*c.TenantRefresh {
+		errs = append(errs, errors.New("instance-ttl: must be at least twice tenant-refresh (env GATEWAY_INSTANCE_TTL), or live instances would drop out between heartbeats"))
+	}
 	return errors.Join(append(errs, c.Kafka.Validate())...)
 }
 
-// Hooks let an embedding process learn where the gateway listens.
+// Hooks let an embedding process learn where the gateway listens, and how many live instances it divides
+// the rate limits by whenever that changes.
 type Hooks struct {
 	OnListen func(addr string)
+	OnPeers  func(n int)
 }
 
 // Run serves until ctx is done, then drains: new requests get 503 and readiness goes false, in-flight
@@ -161,13 +172,35 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks, opts ...k
 	}
 	defer pool.Close()
 	keys := credentialKeys{credentials.NewKeyCache(credentials.New(pool), cfg.KeyCacheTTL)}
-	registry, err := tenants.New(storedSettings(ingest.New(pool)), cfg.RateLimit, cfg.MaxEvents, rt.Log)
+	settings := ingest.New(pool)
+	registry, err := tenants.New(storedSettings(settings), cfg.RateLimit, cfg.MaxEvents, rt.Log)
 	if err != nil {
 		return err
 	}
+	// This instance's heartbeat: every refresh counts the live instances, and the limits are divided by them.
+	instance := uuid.NewString()
+	registry.WithPeers(func(ctx context.Context) (int, error) { return settings.Heartbeat(ctx, instance, cfg.InstanceTTL) },
+		func(n int) {
+			rt.Log.Info("live gateway instances changed; each district's rate limit is shared among them", "instances", n)
+			if hooks.OnPeers != nil {
+				hooks.OnPeers(n)
+			}
+		})
+	defer func() {
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := settings.Leave(lctx, instance); err != nil {
+			rt.Log.Warn("leaving the live gateway instances; the others count this one until its heartbeat ages out", "err", err)
+		}
+	}()
 	if err := registry.Refresh(ctx); err != nil {
 		return err
 	}
+	stopLive, err := liveGauge(rt.Tel.Meter, registry)
+	if err != nil {
+		return err
+	}
+	defer stopLive()
 	sealer, err := cfg.Keys.Open(pool, keyring.Options{})
 	if err != nil {
 		return err
@@ -313,4 +346,22 @@ func (k credentialKeys) Lookup(ctx context.Context, plaintext string) (server.Ke
 		return server.Key{}, err
 	}
 	return server.Key{ID: key.ID, TenantID: key.TenantID, SourceID: key.SourceID, Verbs: key.Verbs}, nil
+}
+
+// liveGauge registers gateway_live_instances: the instances this one divides the rate limits by.
+func liveGauge(mp metric.MeterProvider, registry *tenants.Registry) (func(), error) {
+	m := mp.Meter("gateway")
+	live, err := m.Int64ObservableGauge("gateway_live_instances",
+		metric.WithDescription("live gateway instances (this one included) each district's rate limit is divided by"))
+	if err != nil {
+		return nil, fmt.Errorf("creating metric gateway_live_instances: %w", err)
+	}
+	reg, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		o.ObserveInt64(live, int64(registry.Live()))
+		return nil
+	}, live)
+	if err != nil {
+		return nil, fmt.Errorf("registering gateway_live_instances: %w", err)
+	}
+	return func() { _ = reg.Unregister() }, nil
 }

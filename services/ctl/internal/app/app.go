@@ -90,7 +90,7 @@ func commands() []command {
 		{"replay", replaySynopsis, "republish a district's archived raw records of some days that the enricher has not passed on", runReplay},
 		{"tenant limits", "[--id ID]", "show districts' ingest settings (rate limit, hot shards)", runTenantLimits},
 		{"tenant set-limits", "--id ID (--events-per-sec N [--burst N] | --default)",
-			"set a district's rate limit per gateway instance", runTenantSetLimits},
+			"set a district's rate limit (across all gateway instances)", runTenantSetLimits},
 		{"tenant set-hot", "--id ID --shards N", "spread a district over N sub-keys (0: not hot)", runTenantSetHot},
 		{"tenant timezones", "[--id ID]", "show districts' time zones (where their analytics' days begin)", runTenantTimezones},
 		{"tenant set-timezone", "--id ID --timezone ZONE", "set a district's IANA time zone (default UTC)", runTenantSetTimezone},

@@ -44,7 +44,7 @@ func runTenantLimits(ctx context.Context, e Env, args []string) error {
 func runTenantSetLimits(ctx context.Context, e Env, args []string) error {
 	fs, c := newFlags(e, "tenant set-limits", "--id ID (--events-per-sec N [--burst N] | --default)")
 	id := fs.String("id", "", "tenant (district) id")
-	eps := fs.Int("events-per-sec", 0, "events per second the district may send through each gateway instance")
+	eps := fs.Int("events-per-sec", 0, "events per second the district may send, across all gateway instances")
 	burst := fs.Int("burst", 0, "events the district may send at once above the rate (default: --events-per-sec)")
 	def := fs.Bool("default", false, "return the district to the gateways' default limit")
 	if err := parse(fs, c, args); err != nil {

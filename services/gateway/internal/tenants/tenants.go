@@ -1,6 +1,8 @@
 // Package tenants holds what the gateway knows of each district besides its API keys: its rate limit
-// and whether it is hot, refreshed from the control schema, plus the token buckets that enforce the limits
-// on this gateway instance.
+// and whether it is hot, refreshed from the control schema, plus the token buckets that enforce the limits.
+// A district's limit holds across every gateway instance: each instance enforces an equal share of it,
+// the limit divided by the number of live instances (Peers), so the district gets its limit in total
+// however the load balancer spreads its requests.
 package tenants
 
 import (
@@ -16,8 +18,8 @@ import (
 	"time"
 )
 
-// RateLimit bounds a district's events on one gateway instance: EventsPerSecond on average, with bursts
-// of up to Burst events.
+// RateLimit bounds a district's events across all gateway instances: EventsPerSecond on average, with
+// bursts of up to Burst events.
 type RateLimit struct {
 	EventsPerSecond int
 	Burst           int
@@ -36,10 +38,15 @@ type Source func(ctx context.Context) ([]Stored, error)
 // Settings are one district's effective settings.
 type Settings struct {
 	TenantID  string
-	Limit     RateLimit
+	Limit     RateLimit // the district's, across instances
 	HotShards int
 	keys      [][]byte // record keys: the tenant id, or tenant_id/0 .. tenant_id/N-1
+	rate      float64  // this instance's share of Limit: events per second
+	burst     int      // and burst
 }
+
+// Share is this instance's part of the district's limit: events per second and burst.
+func (s *Settings) Share() (float64, int) { return s.rate, s.burst }
 
 // RecordKey is the Kafka key of a record about the student with SIS id sisID: the tenant id, or for a
 // hot district tenant_id/shard with shard = Shard(sisID, HotShards). The slice is shared: do not modify.
@@ -62,8 +69,9 @@ func Shard(sisID string, n int) int {
 	return int(h % uint32(n))
 }
 
-func newSettings(tenantID string, limit RateLimit, hotShards int) *Settings {
+func newSettings(tenantID string, limit RateLimit, hotShards int, share func(RateLimit) (float64, int)) *Settings {
 	s := &Settings{TenantID: tenantID, Limit: limit, HotShards: hotShards}
+	s.rate, s.burst = share(limit)
 	if hotShards == 0 {
 		s.keys = [][]byte{[]byte(tenantID)}
 		return s
@@ -86,8 +94,26 @@ type Registry struct {
 
 	settings atomic.Pointer[map[string]*Settings]
 	mu       sync.Mutex
-	buckets  map[string]*rate.Limiter // each district's token bucket: one token per event
+	buckets  map[string]*rate.Limiter // each district's token bucket on this instance: one token per event
+
+	peers   Peers
+	onPeers func(int)
+	live    atomic.Int64 // live instances as last counted, this one included
 }
+
+// Peers counts the live gateway instances, this one included (ingest.Store.Heartbeat).
+type Peers func(ctx context.Context) (int, error)
+
+// WithPeers makes the registry divide every limit by the live instances peers counts at each refresh;
+// onPeers, if not nil, is told the count whenever it changes. Without it the instance takes the whole
+// limit.
+func (r *Registry) WithPeers(peers Peers, onPeers func(int)) *Registry {
+	r.peers, r.onPeers = peers, onPeers
+	return r
+}
+
+// Live returns the number of live instances the limits are divided by.
+func (r *Registry) Live() int { return int(r.live.Load()) }
 
 // New returns a registry that applies def to districts without a limit of their own. A burst is raised to
 // at least minBurst (the largest batch a request may carry), since a smaller one would refuse a full batch
@@ -98,14 +124,25 @@ func New(src Source, def RateLimit, minBurst int, log *slog.Logger) (*Registry, 
 	}
 	r := &Registry{src: src, def: def, minBurst: minBurst, log: log, now: time.Now, buckets: map[string]*rate.Limiter{}}
 	r.settings.Store(&map[string]*Settings{})
+	r.live.Store(1)
 	return r, nil
 }
 
-// Refresh loads every district's settings. On error the previous settings stay in force.
+// Refresh counts the live instances (with WithPeers) and loads every district's settings. On error the
+// previous count or settings stay in force.
 func (r *Registry) Refresh(ctx context.Context) error {
+	var peerErr error
+	if r.peers != nil {
+		n, err := r.peers(ctx)
+		if err != nil {
+			peerErr = fmt.Errorf("counting the live gateway instances: %w", err)
+		} else if n = max(n, 1); int64(n) != r.live.Swap(int64(n)) && r.onPeers != nil {
+			r.onPeers(n)
+		}
+	}
 	stored, err := r.src(ctx)
 	if err != nil {
-		return fmt.Errorf("loading tenant settings: %w", err)
+		return errors.Join(peerErr, fmt.Errorf("loading tenant settings: %w", err))
 	}
 	m := make(map[string]*Settings, len(stored))
 	for _, st := range stored {
@@ -113,15 +150,17 @@ func (r *Registry) Refresh(ctx context.Context) error {
 		if st.RateLimit != nil {
 			limit = *st.RateLimit
 		}
-		m[st.TenantID] = newSettings(st.TenantID, r.effective(limit), st.HotShards)
+		m[st.TenantID] = newSettings(st.TenantID, limit, st.HotShards, r.share)
 	}
 	r.settings.Store(&m)
-	return nil
+	return peerErr
 }
 
-func (r *Registry) effective(l RateLimit) RateLimit {
-	l.Burst = max(l.Burst, r.minBurst)
-	return l
+// share is this instance's part of a district's limit: the rate and burst divided by the live instances,
+// the burst rounded up and raised to at least minBurst (a smaller one would refuse a full batch forever).
+func (r *Registry) share(l RateLimit) (float64, int) {
+	n := max(int(r.live.Load()), 1)
+	return float64(l.EventsPerSecond) / float64(n), max((l.Burst+n-1)/n, r.minBurst)
 }
 
 // Run refreshes the settings every interval until ctx is done, logging failed loads.
@@ -145,7 +184,7 @@ func (r *Registry) Settings(tenantID string) *Settings {
 	if s, ok := (*r.settings.Load())[tenantID]; ok {
 		return s
 	}
-	return newSettings(tenantID, r.effective(r.def), 0)
+	return newSettings(tenantID, r.def, 0, r.share)
 }
 
 // Admit takes n events from the district's bucket, all or none, under the limit of s (from Settings).
@@ -158,19 +197,19 @@ func (r *Registry) Admit(s *Settings, n int) (bool, time.Duration) {
 	r.mu.Lock()
 	lim, ok := r.buckets[s.TenantID]
 	if !ok {
-		lim = rate.NewLimiter(rate.Limit(s.Limit.EventsPerSecond), s.Limit.Burst)
+		lim = rate.NewLimiter(rate.Limit(s.rate), s.burst)
 		r.buckets[s.TenantID] = lim
 	}
 	r.mu.Unlock()
-	if lim.Limit() != rate.Limit(s.Limit.EventsPerSecond) {
-		lim.SetLimitAt(now, rate.Limit(s.Limit.EventsPerSecond))
+	if lim.Limit() != rate.Limit(s.rate) {
+		lim.SetLimitAt(now, rate.Limit(s.rate))
 	}
-	if lim.Burst() != s.Limit.Burst {
-		lim.SetBurstAt(now, s.Limit.Burst)
+	if lim.Burst() != s.burst {
+		lim.SetBurstAt(now, s.burst)
 	}
 	res := lim.ReserveN(now, n)
 	if !res.OK() { // more than the burst: never admitted (the burst is at least the largest batch)
-		return false, time.Duration(math.Ceil(float64(n) / float64(s.Limit.EventsPerSecond) * float64(time.Second)))
+		return false, time.Duration(math.Ceil(float64(n) / s.rate * float64(time.Second)))
 	}
 	if wait := res.DelayFrom(now); wait > 0 {
 		res.CancelAt(now) // refused whole: the batch takes nothing
