@@ -258,8 +258,8 @@ func (s *Server) importRoster(w http.ResponseWriter, r *http.Request, key Key, k
 	}
 	dlqDone()
 	accepted := ri.accepted - len(ri.refused)
-	s.accepted.Add(ctx, int64(accepted))
-	s.rejected.Add(ctx, int64(len(d.rejected)))
+	count(ctx, s.accepted, key.TenantID, accepted)
+	count(ctx, s.rejected, key.TenantID, len(d.rejected))
 	rejected := d.rejected
 	if rejected == nil {
 		rejected = []ingest.Rejected{}

@@ -34,6 +34,7 @@ import (
 	"github.com/edtech-analytics/platform/services/gateway/internal/roster"
 	"github.com/edtech-analytics/platform/services/gateway/internal/tenants"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -193,9 +194,9 @@ func New(deps Deps, topics Topics, limits Limits) (*Server, error) {
 		counter    *metric.Int64Counter
 		name, desc string
 	}{
-		{&s.accepted, "gateway_events_accepted", "events acknowledged to clients after Kafka acks"},
-		{&s.rejected, "gateway_events_rejected", "events rejected by validation"},
-		{&s.throttled, "gateway_events_throttled", "events of batches refused by a district's rate limit"},
+		{&s.accepted, "gateway_events_accepted", "events acknowledged to clients after Kafka acks, by tenant_id"},
+		{&s.rejected, "gateway_events_rejected", "events rejected by validation, by tenant_id"},
+		{&s.throttled, "gateway_events_throttled", "events of batches refused by a district's rate limit, by tenant_id"},
 	} {
 		var err error
 		if *c.counter, err = m.Int64Counter(c.name, metric.WithDescription(c.desc)); err != nil {
@@ -319,7 +320,7 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request, key Key) {
 func (s *Server) admit(ctx context.Context, w http.ResponseWriter, key Key, n int, retry string) (*tenants.Settings, bool) {
 	tenant := s.tenants.Settings(key.TenantID)
 	if ok, wait := s.tenants.Admit(tenant, n); !ok {
-		s.throttled.Add(ctx, int64(n))
+		count(ctx, s.throttled, key.TenantID, n)
 		writeProblem(w, http.StatusTooManyRequests, "rate-limited", "Rate limit exceeded",
 			fmt.Sprintf("district %s may send %d events per second (bursts of %d); %s",
 				key.TenantID, tenant.Limit.EventsPerSecond, tenant.Limit.Burst, retry), max(wait, time.Second))
@@ -373,9 +374,17 @@ func (s *Server) send(ctx context.Context, w http.ResponseWriter, key Key, tenan
 		return 0, nil, false
 	}
 	dlqDone()
-	s.accepted.Add(ctx, int64(len(recs)))
-	s.rejected.Add(ctx, int64(len(rejected)))
+	count(ctx, s.accepted, key.TenantID, len(recs))
+	count(ctx, s.rejected, key.TenantID, len(rejected))
 	return len(recs), rejected, true
+}
+
+// count adds n to one of the gateway's event counters under the district: a district's ingestion rate,
+// and its drop, are then one series each.
+func count(ctx context.Context, c metric.Int64Counter, tenantID string, n int) {
+	if n > 0 {
+		c.Add(ctx, int64(n), metric.WithAttributes(attribute.String("tenant_id", tenantID)))
+	}
 }
 
 // readBody reads the whole body, at most limit bytes and within timeout, into a buffer sized from

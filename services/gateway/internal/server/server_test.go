@@ -59,6 +59,7 @@ type fixture struct {
 	pool    *pgxpool.Pool // the control database, where the districts' schemas live too
 	rosters *rosters.Store
 	pools   rosters.Pools
+	metrics http.Handler // Prometheus exposition of the gateway's meter
 }
 
 // setup adjusts a fixture before it starts.
@@ -138,7 +139,8 @@ func newFixture(t testing.TB, opts ...func(*setup)) *fixture {
 	}
 	srv := httptest.NewServer(gw.Handler())
 	t.Cleanup(srv.Close)
-	return &fixture{srv: srv, gw: gw, cl: cl, kafka: kafka, kcfg: kcfg, codec: codec, tenants: reg, sealer: sealer, pool: pool, rosters: rosterStore, pools: pools}
+	return &fixture{srv: srv, gw: gw, cl: cl, kafka: kafka, kcfg: kcfg, codec: codec, tenants: reg, sealer: sealer, pool: pool, rosters: rosterStore, pools: pools,
+		metrics: tel.Metrics}
 }
 
 func (f *fixture) post(t *testing.T, key, ctype, body string) (int, http.Header, map[string]any) {
@@ -697,5 +699,29 @@ func TestIdentifyingFieldsReachKafkaSealed(t *testing.T) {
 	}
 	if cv := opened[records.TypeContentView].ContentView; cv == nil || cv.ContentID != "c1" {
 		t.Errorf("a field that identifies no one changed: %+v", cv)
+	}
+}
+
+// TestEventCountsPerDistrict: the gateway's event counters carry the district, so each district's
+// ingestion (and its drop) is a series of its own.
+func TestEventCountsPerDistrict(t *testing.T) {
+	f := newFixture(t)
+	body := `{"events":[` + event(1, "present") + `,` + event(2, "asleep") + `]}`
+	if code, _, out := f.post(t, "good", "application/json", body); code != http.StatusAccepted {
+		t.Fatalf("batch: %d %v", code, out)
+	}
+	rec := httptest.NewRecorder()
+	f.metrics.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/metrics", nil))
+	text := rec.Body.String()
+	for _, want := range []string{`gateway_events_accepted_total{`, `gateway_events_rejected_total{`} {
+		found := false
+		for _, line := range strings.Split(text, "\n") {
+			if strings.HasPrefix(line, want) && strings.Contains(line, `tenant_id="d1"`) && strings.HasSuffix(line, " 1") {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no %s...tenant_id=\"d1\"} 1 in the metrics", want)
+		}
 	}
 }
