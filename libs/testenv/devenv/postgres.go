@@ -67,6 +67,20 @@ func pgBinDir() (string, error) {
 		"run `make deps` as root on Debian/Ubuntu, or set %s: %w", EnvDatabaseURL, ErrNotInstalled)
 }
 
+// PostgresTool returns the path of one of PostgreSQL's client programs (pg_dump, pg_restore, psql) of
+// the installation the local server runs from, so its version matches the server's.
+func PostgresTool(name string) (string, error) {
+	dir, err := pgBinDir()
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, name)
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("%s not found beside the server in %s: %w", name, dir, ErrNotInstalled)
+	}
+	return p, nil
+}
+
 // pgMajor extracts the version from /usr/lib/postgresql/<major>/bin.
 func pgMajor(binDir string) int {
 	n, _ := strconv.Atoi(filepath.Base(filepath.Dir(binDir))) // non-numeric sorts last
