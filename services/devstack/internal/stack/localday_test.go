@@ -45,8 +45,9 @@ func TestDistrictSummaryCountsLocalDays(t *testing.T) {
 	}
 	post(t, st.GatewayURL, keys["d1"], body)
 	ch := openCH(t, chAddr, chDB)
-	waitUntil(t, "ClickHouse to hold both logins", func() bool {
-		return countCH(t, ch, `SELECT count() FROM events WHERE tenant_id = 'd1' AND type = 'session'`) == 2
+	// The rollup the summary reads (a view writes it after events took the rows, within the same insert).
+	waitUntil(t, "the district rollup to hold both logins", func() bool {
+		return countCH(t, ch, `SELECT toUInt64(sumMerge(events)) FROM metrics_daily WHERE tenant_id = 'd1' AND level = 'district'`) == 2
 	})
 
 	token, _, err := credentials.New(admin).CreateDashboardToken(ctx, credentials.DashboardToken{TenantID: "d1", Role: credentials.RoleDistrictAdmin})
