@@ -73,20 +73,24 @@ type RawRow struct {
 // EnrichedRow is one row of the enriched layer, identifying fields kept sealed as in RawRow.
 type EnrichedRow struct {
 	Envelope
-	ActorInternalID          string    `parquet:"actor_internal_id"`
-	ActorPseudonym           string    `parquet:"actor_pseudonym"`
-	ActorRole                string    `parquet:"actor_role"`
-	ActorSISID               *string   `parquet:"actor_sis_id,optional"`
-	PolicyVersion            int32     `parquet:"policy_version"`
-	EnrichedAt               time.Time `parquet:"enriched_at,timestamp(millisecond)"`
-	DerivedAgeBand           *string   `parquet:"derived_age_band,optional"`
-	DerivedUnder13           *bool     `parquet:"derived_under_13,optional"`
-	DerivedUnder18           *bool     `parquet:"derived_under_18,optional"`
-	DerivedLate              *bool     `parquet:"derived_late,optional"`
-	DerivedSessionSeconds    *int64    `parquet:"derived_session_seconds,optional"`
-	DerivedGradeLevel        *string   `parquet:"derived_grade_level,optional"`
-	DerivedAcademicSessionID *string   `parquet:"derived_academic_session_id,optional"`
-	Sealed                   *string   `parquet:"sealed,optional"`
+	ActorInternalID string    `parquet:"actor_internal_id"`
+	ActorPseudonym  string    `parquet:"actor_pseudonym"`
+	ActorRole       string    `parquet:"actor_role"`
+	ActorSISID      *string   `parquet:"actor_sis_id,optional"`
+	PolicyVersion   int32     `parquet:"policy_version"`
+	EnrichedAt      time.Time `parquet:"enriched_at,timestamp(millisecond)"`
+	// LocalDate is the date the event happened on in its district's time zone, the day the rollups count
+	// it on (days since 1970-01-01, DATE); null in files written before it existed and on records
+	// enriched before it, whose day is the UTC date of occurred_at.
+	LocalDate                *int32  `parquet:"local_date,optional,date"`
+	DerivedAgeBand           *string `parquet:"derived_age_band,optional"`
+	DerivedUnder13           *bool   `parquet:"derived_under_13,optional"`
+	DerivedUnder18           *bool   `parquet:"derived_under_18,optional"`
+	DerivedLate              *bool   `parquet:"derived_late,optional"`
+	DerivedSessionSeconds    *int64  `parquet:"derived_session_seconds,optional"`
+	DerivedGradeLevel        *string `parquet:"derived_grade_level,optional"`
+	DerivedAcademicSessionID *string `parquet:"derived_academic_session_id,optional"`
+	Sealed                   *string `parquet:"sealed,optional"`
 	Learning
 	Position
 }
@@ -135,7 +139,7 @@ func EnrichedLayer() Layer[EnrichedRow] {
 				Envelope: envelope(e.EventID, e.TenantID, e.SourceID, e.Type, e.OccurredAt, e.ReceivedAt, e.SchemaVersion,
 					e.SchoolID, e.ClassID, e.SessionID),
 				ActorInternalID: e.Actor.InternalID, ActorPseudonym: e.Actor.Pseudonym, ActorRole: e.Actor.Role, ActorSISID: e.Actor.SISID,
-				PolicyVersion: int32(e.PolicyVersion), EnrichedAt: e.EnrichedAt.UTC(),
+				PolicyVersion: int32(e.PolicyVersion), EnrichedAt: e.EnrichedAt.UTC(), LocalDate: days(e.LocalDate),
 				DerivedAgeBand: d.AgeBand, DerivedUnder13: d.Under13, DerivedUnder18: d.Under18, DerivedLate: d.Late,
 				DerivedSessionSeconds: d.SessionSeconds, DerivedGradeLevel: d.GradeLevel, DerivedAcademicSessionID: d.AcademicSessionID,
 				Sealed: e.Sealed, Learning: learning(e.Payloads()), Position: position(r),
@@ -190,6 +194,14 @@ func learning(p records.Payloads) Learning {
 func Days(t time.Time) *int32 {
 	d := int32(t.UTC().Truncate(24*time.Hour).Unix() / 86400)
 	return &d
+}
+
+// days is Days of t, or nil.
+func days(t *time.Time) *int32 {
+	if t == nil {
+		return nil
+	}
+	return Days(*t)
 }
 
 func utc(t *time.Time) *time.Time {

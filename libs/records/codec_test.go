@@ -488,3 +488,47 @@ func TestPayloadsJSONLeavesOutNilCustomAndGeneric(t *testing.T) {
 		t.Fatalf("payloads encode as %s", b)
 	}
 }
+
+// local_date (enriched v5) is optional both ways: a v4 reader skips it, and v4 data reads as no local
+// date, which consumers take as the UTC date of occurred_at.
+func TestLocalDateOptional(t *testing.T) {
+	catalog := embeddedCatalog(t)
+	c := newTestCodec(t)
+	v4, ok := catalog.ByID(9)
+	v5, ok5 := catalog.ByID(10)
+	if !ok || !ok5 {
+		t.Fatal("snapshots 9, 10 not in the catalog")
+	}
+	ev := sampleEnriched(t, TypeSession)
+	if ev.LocalDate == nil {
+		t.Fatal("the sample has no local date")
+	}
+	var got EnrichedEvent
+	if err := c.Decode(frame(t, v5, ev), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.LocalDate == nil || !got.LocalDate.Equal(*ev.LocalDate) {
+		t.Fatalf("v5 local_date decoded as %v, want %v", got.LocalDate, *ev.LocalDate)
+	}
+	if err := c.Decode(frame(t, v4, ev), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.LocalDate != nil {
+		t.Fatalf("v4 data decoded with local_date %v", *got.LocalDate)
+	}
+	resolved, err := avro.NewSchemaCompatibility().Resolve(v4.Schema, v5.Schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := avro.Marshal(v5.Schema, ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var old EnrichedEvent
+	if err := avro.Unmarshal(resolved, body, &old); err != nil {
+		t.Fatalf("v4 reading v5 data: %v", err)
+	}
+	if old.LocalDate != nil || old.EventID != ev.EventID {
+		t.Fatalf("v4 reader read %+v", old)
+	}
+}

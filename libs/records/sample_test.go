@@ -155,7 +155,7 @@ func sampleEnriched(t testing.TB, typ string) *EnrichedEvent {
 		Actor: EnrichedActor{InternalID: "5b1e2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", Pseudonym: "p-7c1a", Role: "student",
 			SISID: ptr("stu-1001")},
 		SchoolID: ptr("school-1"), ClassID: ptr("class-1"), SessionID: ptr("sess-9"),
-		PolicyVersion: 3, EnrichedAt: at(12),
+		PolicyVersion: 3, EnrichedAt: at(12), LocalDate: ptr(time.Date(2026, 10, 5, 0, 0, 0, 0, time.UTC)),
 		Derived: Derived{AgeBand: ptr("13_17"), Under13: ptr(false), Under18: ptr(true), Late: ptr(true),
 			SessionSeconds: ptr(int64(1800)), GradeLevel: ptr("09")},
 	}, samplePayloads(t, typ))

@@ -444,7 +444,9 @@ type EnrichedEvent struct {
 	// Version of the district policy applied to this record.
 	PolicyVersion int `avro:"policy_version" json:"policy_version"`
 	// When the enricher produced the record.
-	EnrichedAt            time.Time              `avro:"enriched_at" json:"enriched_at"`
+	EnrichedAt time.Time `avro:"enriched_at" json:"enriched_at"`
+	// The date occurred_at falls on in the district's time zone when the enricher produced the record (control.tenants.time_zone, ADR 0024): the day the rollups count the event on. Null on records enriched before it existed, which count on their UTC date.
+	LocalDate             *time.Time             `avro:"local_date" json:"local_date"`
 	Derived               Derived                `avro:"derived" json:"derived"`
 	Attendance            *Attendance            `avro:"attendance" json:"attendance"`
 	AssessmentResult      *AssessmentResult      `avro:"assessment_result" json:"assessment_result"`

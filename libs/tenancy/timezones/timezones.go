@@ -7,6 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	// The zone database is embedded, so that every service loads the names Check accepted, whatever
+	// the machine it runs on holds.
+	_ "time/tzdata"
 
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/jackc/pgx/v5"
@@ -53,6 +56,23 @@ func (s *Store) TimeZone(ctx context.Context, tenantID string) (string, error) {
 		return "", fmt.Errorf("reading the time zone of tenant %s: %w", tenantID, err)
 	}
 	return name, nil
+}
+
+// Location returns a district's time zone, loaded. Unknown tenant: tenancy.ErrNotFound; a stored name
+// that does not load is an error too (never UTC in its place).
+func (s *Store) Location(ctx context.Context, tenantID string) (*time.Location, error) {
+	name, err := s.TimeZone(ctx, tenantID)
+	if err != nil {
+		return nil, err
+	}
+	if name == "" {
+		return time.UTC, nil
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, fmt.Errorf("loading the time zone %q of tenant %s: %w", name, tenantID, err)
+	}
+	return loc, nil
 }
 
 // Zones returns the time zone of every district that is not deleted, ordered by id.

@@ -50,4 +50,20 @@ func TestTimeZones(t *testing.T) {
 	if _, err := store.TimeZone(ctx, "nobody"); !errors.Is(err, tenancy.ErrNotFound) {
 		t.Errorf("TimeZone of an unknown tenant = %v, want ErrNotFound", err)
 	}
+	if loc, err := store.Location(ctx, "d1"); err != nil || loc.String() != "America/Chicago" {
+		t.Errorf("Location of d1 = %v, %v", loc, err)
+	}
+	if loc, err := store.Location(ctx, "d2"); err != nil || loc.String() != "UTC" {
+		t.Errorf("Location of d2 = %v, %v", loc, err)
+	}
+	if _, err := store.Location(ctx, "nobody"); !errors.Is(err, tenancy.ErrNotFound) {
+		t.Errorf("Location of an unknown tenant = %v, want ErrNotFound", err)
+	}
+	// A name stored by other means that does not load is an error, never UTC in its place.
+	if _, err := pool.Exec(ctx, "UPDATE control.tenants SET time_zone = 'Nowhere/Atlantis' WHERE id = 'd2'"); err != nil {
+		t.Fatal(err)
+	}
+	if loc, err := store.Location(ctx, "d2"); err == nil {
+		t.Errorf("Location of a zone that does not load = %v, want an error", loc)
+	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
 	"github.com/edtech-analytics/platform/libs/tenancy/privacy"
 	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
+	"github.com/edtech-analytics/platform/libs/tenancy/timezones"
 	"github.com/edtech-analytics/platform/services/enricher/internal/claims"
 	"github.com/edtech-analytics/platform/services/enricher/internal/control"
 	"github.com/edtech-analytics/platform/services/enricher/internal/dedup"
@@ -63,7 +64,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		"Kafka transaction timeout: after a crash, the dead instance's partitions resume within about this long")
 	conf.Duration(fs, &c.DedupWindow, "dedup-window", "ENRICHER_DEDUP_WINDOW", 48*time.Hour, "how long a client event_id is remembered to drop retries (at least 24h)")
 	conf.Duration(fs, &c.PolicyRefresh, "policy-refresh", "ENRICHER_POLICY_REFRESH", 30*time.Second,
-		"how long a district's policy and tenant record are cached (policy_updated commands apply at once)")
+		"how long a district's policy, time zone and tenant record are cached (policy_updated commands apply at once)")
 	conf.Int(fs, &c.IdentityCache, "identity-cache", "ENRICHER_IDENTITY_CACHE", 2_000_000, "SIS id mappings kept in memory")
 	conf.Int(fs, &c.ContextCache, "context-cache", "ENRICHER_CONTEXT_CACHE", 1_000_000, "roster context entries of each kind kept in memory")
 	c.Kafka.RegisterFlags(fs)
@@ -149,17 +150,19 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, opts ...kgo.Opt) error
 	defer instances.Close() // the pools of instances other than main
 	known := newTenantCache(tenants.New(instances), keys, cfg.PolicyRefresh)
 	policies := newPolicyCache(privacy.New(pool), cfg.PolicyRefresh)
+	zones := newZoneCache(timezones.New(pool), cfg.PolicyRefresh)
 	// Identities and roster context live in each district's schema, on the instance it is placed on.
 	districts := fleet.NewDistrictPools(instances)
 	identities := identity.New(districts, cfg.IdentityCache)
 	rosterCtx := roster.New(districts, cfg.ContextCache)
-	enr := enrich.New(codec, enrich.Deps{Tenants: known, Policies: policies, Identities: identities, Context: rosterCtx, Erased: registry, Keys: keys})
+	enr := enrich.New(codec, enrich.Deps{Tenants: known, Policies: policies, Zones: zones, Identities: identities, Context: rosterCtx, Erased: registry, Keys: keys})
 	commands := &control.Consumer{Pool: pool, Pools: districts, Topic: topics.Control, Reader: controlReader.Client, Log: rt.Log,
 		Codec: codec, Registry: registry,
 		Tenants: known, Identities: identities, Context: rosterCtx,
 		OnCommand: func(cmd records.ControlCommand) {
 			known.Forget(cmd.TenantID)
 			policies.Forget(cmd.TenantID)
+			zones.Forget(cmd.TenantID)
 			districts.Forget(cmd.TenantID)
 		}}
 	// Ids of districts that are hot or switched within the window are claimed in the control schema (ADR 0007).

@@ -24,6 +24,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
 	"github.com/edtech-analytics/platform/libs/tenancy/privacy"
 	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
+	"github.com/edtech-analytics/platform/libs/tenancy/timezones"
 	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
 	"github.com/edtech-analytics/platform/services/enricher/internal/claims"
 	"github.com/edtech-analytics/platform/services/enricher/internal/control"
@@ -159,7 +160,7 @@ func newBenchFixture(b *testing.B) *benchFixture {
 	}
 	runtime.GC()
 	before := heapInUse()
-	f.enr = enrich.New(codec, enrich.Deps{Tenants: tenants, Policies: newPolicyCache(privacy.New(pool), time.Hour),
+	f.enr = enrich.New(codec, enrich.Deps{Tenants: tenants, Policies: newPolicyCache(privacy.New(pool), time.Hour), Zones: timezones.New(pool),
 		Identities: identity.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 2_000_000), Context: roster.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 1_000_000), Erased: registry, Keys: keyringtest.Over(b, pool)})
 	start = time.Now()
 	warm := dedup.New(48 * time.Hour)
@@ -355,7 +356,7 @@ func BenchmarkPipelineEndToEnd(b *testing.B) {
 	if os.Getenv("ENRICHER_BENCH_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	enr := enrich.New(codec, enrich.Deps{Tenants: tenants, Policies: newPolicyCache(privacy.New(pool), time.Hour),
+	enr := enrich.New(codec, enrich.Deps{Tenants: tenants, Policies: newPolicyCache(privacy.New(pool), time.Hour), Zones: timezones.New(pool),
 		Identities: identity.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 2_000_000), Context: roster.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 1_000_000), Erased: registry, Keys: keyringtest.Over(b, pool)})
 	var mu sync.Mutex
 	committed := 0

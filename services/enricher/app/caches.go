@@ -106,3 +106,27 @@ func (c *policyCache) Policy(ctx context.Context, t tenants.Tenant) (*policy.Com
 
 // Forget drops a district's entry.
 func (c *policyCache) Forget(id string) { c.entries.Remove(id) }
+
+// zoneCache caches each district's time zone for ttl; a control command about the district drops it at
+// once. A zone that cannot be read is not cached: the batch is retried.
+type zoneCache struct {
+	store   zoneStore
+	entries *ttlcache.Cache[string, *time.Location]
+}
+
+// zoneStore reads districts' time zones (timezones.Store).
+type zoneStore interface {
+	Location(ctx context.Context, tenantID string) (*time.Location, error)
+}
+
+func newZoneCache(store zoneStore, ttl time.Duration) *zoneCache {
+	return &zoneCache{store: store, entries: ttlcache.New[string, *time.Location](maxCachedDistricts, ttl)}
+}
+
+// Location returns the district's time zone.
+func (c *zoneCache) Location(ctx context.Context, tenantID string) (*time.Location, error) {
+	return c.entries.Get(tenantID, func() (*time.Location, error) { return c.store.Location(ctx, tenantID) })
+}
+
+// Forget drops a district's entry.
+func (c *zoneCache) Forget(id string) { c.entries.Remove(id) }

@@ -35,7 +35,7 @@ func AnalystDatabase(prefix, tenantID string) (string, bool) {
 
 // analystEventColumns are the columns of events an analyst sees: no tenant (the database says it),
 // student_id (the internal id links to the roster), trace id or Kafka coordinates.
-const analystEventColumns = `event_id, source_id, type, occurred_at, occurred_ms, received_at, school_id, class_id,
+const analystEventColumns = `event_id, source_id, type, occurred_at, occurred_ms, local_day, received_at, school_id, class_id,
 	pseudonym, role, age_band, grade_level, academic_session_id, attendance_status, attendance_date, minutes_present, assessment_id,
 	score, max_score, assignment_id, submission_status, late, session_action, session_seconds, content_id,
 	content_type, duration_seconds, percent_complete, custom_name, generic_standard, generic_type, generic_action,

@@ -553,7 +553,7 @@ func traceID(rec *kgo.Record) string {
 }
 
 // eventColumns lists the columns of events that eventRow fills, in the order of its fields.
-const eventColumns = "tenant_id, event_id, source_id, type, occurred_at, occurred_ms, received_at, enriched_at, " +
+const eventColumns = "tenant_id, event_id, source_id, type, occurred_at, occurred_ms, local_day, received_at, enriched_at, " +
 	"school_id, class_id, session_id, student_id, pseudonym, role, policy_version, age_band, grade_level, academic_session_id, " +
 	"attendance_status, attendance_date, minutes_present, assessment_id, score, max_score, assignment_id, " +
 	"submission_status, late, session_action, session_seconds, content_id, content_type, duration_seconds, " +
@@ -568,6 +568,7 @@ type eventRow struct {
 	Type             string    `ch:"type"`
 	OccurredAt       time.Time `ch:"occurred_at"`
 	OccurredMS       uint16    `ch:"occurred_ms"`
+	LocalDay         time.Time `ch:"local_day"` // the day the rollups count the event on (attendance: AttendanceDate)
 	ReceivedAt       time.Time `ch:"received_at"`
 	EnrichedAt       time.Time `ch:"enriched_at"`
 	SchoolID         string    `ch:"school_id"`
@@ -630,9 +631,18 @@ func newEventRow(ev *records.EnrichedEvent) (eventRow, error) {
 			return eventRow{}, fmt.Errorf("%s %s of event %s is outside 1970-2106", t.name, t.at.Format(time.RFC3339), ev.EventID)
 		}
 	}
+	// The district's local date, stamped by the enricher; a record enriched before it did counts on its
+	// UTC date, as it always did.
+	localDay := dayOf(ev.OccurredAt)
+	if ev.LocalDate != nil {
+		localDay = dayOf(*ev.LocalDate)
+		if localDay.Unix() < 0 || localDay.Year() > 2148 {
+			return eventRow{}, fmt.Errorf("local_date %s of event %s is outside 1970-2148", localDay.Format(time.DateOnly), ev.EventID)
+		}
+	}
 	r := eventRow{
 		TenantID: ev.TenantID, EventID: eventID, SourceID: ev.SourceID, Type: ev.Type,
-		OccurredAt: ev.OccurredAt.UTC(), OccurredMS: uint16(ev.OccurredAt.Nanosecond() / int(time.Millisecond)),
+		OccurredAt: ev.OccurredAt.UTC(), OccurredMS: uint16(ev.OccurredAt.Nanosecond() / int(time.Millisecond)), LocalDay: localDay,
 		ReceivedAt: ev.ReceivedAt.UTC(), EnrichedAt: ev.EnrichedAt.UTC(),
 		SchoolID: deref(ev.SchoolID), ClassID: deref(ev.ClassID), SessionID: deref(ev.SessionID),
 		StudentID: studentID, Pseudonym: ev.Actor.Pseudonym, Role: ev.Actor.Role, PolicyVersion: int32(ev.PolicyVersion),

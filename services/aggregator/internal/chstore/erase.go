@@ -66,7 +66,8 @@ func (w write) eraseStudent(ctx context.Context, m *eventRow) error {
 		Days []time.Time `ch:"days"`
 	}
 	if err := w.conn.Select(ctx, &held, `SELECT count() AS rows, min(occurred_at) AS min_occurred, max(occurred_at) AS max_occurred,
-		arrayDistinct(arrayConcat(groupUniqArray(toDate(occurred_at)), groupUniqArrayIf(attendance_date, type = 'attendance'))) AS days
+		arrayDistinct(arrayConcat(groupUniqArray(local_day), groupUniqArray(toDate(occurred_at)),
+			groupUniqArrayIf(attendance_date, type = 'attendance'))) AS days
 		FROM events WHERE kafka_topic = ? AND kafka_partition = ? AND tenant_id = ? AND student_id = toUUID(?)`,
 		w.topic, uint32(w.partition), m.TenantID, m.StudentID.String()); err != nil {
 		return fmt.Errorf("reading what %s/%d holds of an erased student: %w", w.topic, w.partition, err)

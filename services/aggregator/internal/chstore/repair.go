@@ -20,7 +20,9 @@ import (
 // one after another. The journal (insert_journal) makes that repairable without a manual step:
 //
 //   - Before each insert into events, Write records the batch in the journal: its partition, offsets, row
-//     count, tenants, days and time range (a row with done = 0).
+//     count, tenants, days and time range (a row with done = 0). The days are every day a view may count
+//     one of its rows on: its local day (events.local_day, the district's day), its UTC date and, for
+//     attendance, its attendance date.
 //   - When the outcome of that insert is unknown to the store (the server died or answered with an error,
 //     or another process wrote the row and stopped), NextOffsets repairs the batch before it returns the
 //     partition's offset, which is what the consumer calls when a partition is assigned and after a failed
@@ -83,6 +85,9 @@ func newJournalEntry(topic string, partition int32, seq uint64, rows []eventRow)
 		if !slices.Contains(e.Tenants, r.TenantID) {
 			e.Tenants = append(e.Tenants, r.TenantID)
 		}
+		// The days the rollups count the row on (local_day, attendance_date) and its UTC date: a view
+		// keyed by either is repaired.
+		days[r.LocalDay] = true
 		days[dayOf(r.OccurredAt)] = true
 		if r.Type == "attendance" {
 			days[dayOf(r.AttendanceDate)] = true
@@ -413,7 +418,7 @@ func (s *Store) rederive(ctx context.Context, v rollupView, e journalEntry) erro
 		return err
 	}
 	source := "FROM (SELECT * FROM events WHERE kafka_topic = ? AND kafka_partition = ? AND tenant_id IN ? " +
-		"AND (toDate(occurred_at) IN ? OR attendance_date IN ?)) "
+		"AND (local_day IN ? OR toDate(occurred_at) IN ? OR attendance_date IN ?)) "
 	query := v.query[:v.from[0]] + source + v.query[v.from[1]:]
 	cols := make([]string, len(v.columns))
 	for i, c := range v.columns {
@@ -422,7 +427,7 @@ func (s *Store) rederive(ctx context.Context, v rollupView, e journalEntry) erro
 	list := strings.Join(cols, ", ")
 	insert := "INSERT INTO " + target + " (" + list + ") SELECT " + list + " FROM (" + query + ") WHERE " + keys
 	qctx := clickhouse.Context(ctx, clickhouse.WithQueryID(repairID(e)+v.target))
-	if err := s.conn.Exec(qctx, insert, e.Topic, e.Partition, set(e.Tenants), set(days), set(days), e.Partition, set(e.Tenants), set(days)); err != nil {
+	if err := s.conn.Exec(qctx, insert, e.Topic, e.Partition, set(e.Tenants), set(days), set(days), set(days), e.Partition, set(e.Tenants), set(days)); err != nil {
 		return fmt.Errorf("deriving %s's rows of the batch again: %w", v.target, err)
 	}
 	return nil

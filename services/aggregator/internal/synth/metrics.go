@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"sort"
-	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/edtech-analytics/platform/libs/records"
@@ -52,10 +51,7 @@ func wantMetrics(events []records.EnrichedEvent) map[MetricKey]Metrics {
 		if ev.Actor.Role != "student" {
 			continue
 		}
-		day := ev.OccurredAt.UTC().Format(time.DateOnly)
-		if ev.Attendance != nil {
-			day = ev.Attendance.Date.UTC().Format(time.DateOnly)
-		}
+		day := Day(&ev)
 		school, class := deref(ev.SchoolID), deref(ev.ClassID)
 		keys := []MetricKey{
 			{ev.TenantID, LevelDistrict, "", "", day},

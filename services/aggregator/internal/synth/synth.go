@@ -26,6 +26,30 @@ const (
 	teachersPerSchool = 2
 )
 
+// LocalZone is the time zone of the first tenant (district_1): its events carry the local date the
+// enricher stamps (local_date), so an evening event counts on the day before its UTC date. The other
+// tenants' events carry none, as records enriched before local dates, and count on their UTC date.
+var LocalZone = time.FixedZone("UTC-6", -6*60*60)
+
+// Day is the day the rollups count ev on: the attendance date of an attendance event, else its local
+// date, else the UTC date it occurred on.
+func Day(ev *records.EnrichedEvent) string {
+	switch {
+	case ev.Attendance != nil:
+		return ev.Attendance.Date.UTC().Format(time.DateOnly)
+	case ev.LocalDate != nil:
+		return ev.LocalDate.UTC().Format(time.DateOnly)
+	}
+	return ev.OccurredAt.UTC().Format(time.DateOnly)
+}
+
+// LocalDate is the date at falls on in loc, as the enricher stamps it (midnight UTC of that date).
+func LocalDate(at time.Time, loc *time.Location) *time.Time {
+	y, m, d := at.In(loc).Date()
+	day := time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+	return &day
+}
+
 // Regular is the student with at least one event on every day.
 type Regular struct{ Tenant, School, Student string }
 
@@ -72,6 +96,9 @@ func Events(seed uint64, tenants, n int) ([]records.EnrichedEvent, Regular) {
 		}
 		if i >= days && rng.IntN(20) == 0 {
 			ev.SchoolID = nil
+		}
+		if t == 0 {
+			ev.LocalDate = LocalDate(at, LocalZone)
 		}
 		setPayload(rng, &ev, at)
 		evs[i] = ev
@@ -149,7 +176,11 @@ func Want(events []records.EnrichedEvent) Rollups {
 		if ev.SchoolID != nil {
 			school = *ev.SchoolID
 		}
-		k := SchoolDay{ev.TenantID, school, ev.OccurredAt.UTC().Format(time.DateOnly)}
+		day := ev.OccurredAt.UTC().Format(time.DateOnly)
+		if ev.LocalDate != nil {
+			day = ev.LocalDate.UTC().Format(time.DateOnly)
+		}
+		k := SchoolDay{ev.TenantID, school, day}
 		tot := r.SchoolDaily[k]
 		tot.Events++
 		if ev.ContentView != nil {

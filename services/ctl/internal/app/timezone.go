@@ -32,9 +32,19 @@ func runTenantSetTimezone(ctx context.Context, e Env, args []string) error {
 		if err := cp.record(ctx, *id, "tenant.set_timezone", z); err != nil {
 			return err
 		}
-		return writeZones(e, c, []timezones.Zone{z})
+		if err := writeZones(e, c, []timezones.Zone{z}); err != nil {
+			return err
+		}
+		_, _ = fmt.Fprintln(e.Stderr, zoneChangeWarning) // a notice beside the answer; stdout stays parseable
+		return nil
 	})
 }
+
+// zoneChangeWarning is what set-timezone says about the rollups: their days are stamped on each event
+// when it is enriched (ADR 0024).
+const zoneChangeWarning = "note: set the zone when the district is provisioned; changing it later restates only new events: " +
+	"events enriched from now on (within the enricher's policy refresh) count on days of the new zone, earlier ones keep " +
+	"their days, also through a rebuild from the archive, which replays the days stamped then"
 
 func runTenantTimezones(ctx context.Context, e Env, args []string) error {
 	fs, c := newFlags(e, "tenant timezones", "[--id ID]")

@@ -17,7 +17,13 @@ func TestTenantTimezone(t *testing.T) {
 	mustCtl(t, url, "tenant", "create", "--id", "d2", "--name", "D2")
 
 	var got []timezones.Zone
-	out := mustCtl(t, url, "tenant", "set-timezone", "--id", "d1", "--timezone", "America/Chicago", "--output", "json")
+	out, notice, err := ctl(t, url, "tenant", "set-timezone", "--id", "d1", "--timezone", "America/Chicago", "--output", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(notice, "changing it later restates only new events") {
+		t.Errorf("set-timezone says %q on stderr, want the note that a change restates only new events", notice)
+	}
 	if err := json.Unmarshal([]byte(out), &got); err != nil || len(got) != 1 || got[0] != (timezones.Zone{TenantID: "d1", TimeZone: "America/Chicago"}) {
 		t.Fatalf("set-timezone json = %q (%v)", out, err)
 	}

@@ -31,6 +31,12 @@ type Policies interface {
 	Policy(ctx context.Context, t tenants.Tenant) (*policy.Compiled, error)
 }
 
+// Zones gives a district's time zone (control.tenants.time_zone), whose midnight begins the days the
+// rollups count its events on.
+type Zones interface {
+	Location(ctx context.Context, tenantID string) (*time.Location, error)
+}
+
 // Identities resolves SIS ids to identities; Link also matches roster users across SIS vendors.
 type Identities interface {
 	Resolve(ctx context.Context, t tenants.Tenant, source, sis string) (identity.Identity, error)
@@ -99,6 +105,7 @@ const SchemaVersion = 1
 type Deps struct {
 	Tenants    Tenants
 	Policies   Policies
+	Zones      Zones
 	Identities Identities
 	Context    Context
 	Erased     Erased
@@ -267,6 +274,7 @@ type district struct {
 	t     tenants.Tenant
 	err   error // of the tenant lookup
 	pol   *policy.Compiled
+	loc   *time.Location // the district's time zone
 	keys  []identity.Key
 	users map[identity.Key]bool // roster users: their records link identities one by one, in order
 }
@@ -284,6 +292,13 @@ func (e *Enricher) district(ctx context.Context, memo map[string]*district, id s
 			return nil, err
 		}
 		d.pol = pol
+		// A zone that cannot be read fails the batch, which is retried: a record is never stamped with a
+		// day of another zone.
+		loc, err := e.deps.Zones.Location(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		d.loc = loc
 	}
 	memo[id] = d
 	return d, nil
@@ -409,7 +424,7 @@ func (e *Enricher) enrich(ctx context.Context, memo map[string]*district, it *it
 		},
 		SchoolID: j.school, ClassID: raw.ClassID, SessionID: raw.SessionID,
 		PolicyVersion: pol.Version, EnrichedAt: e.now().UTC().Truncate(time.Millisecond),
-		Derived: j.derived(&raw),
+		Derived: j.derived(&raw), LocalDate: localDate(raw.OccurredAt, d.loc),
 	}
 	out.SetPayloads(raw.Payloads())
 	if field := pol.Apply(out, age); field != "" {
@@ -439,6 +454,13 @@ func (e *Enricher) enrich(ctx context.Context, memo map[string]*district, it *it
 		out.IdentifyingStrings(func(_ string, p *string) { *p = it.key.Seal(*p) })
 	}
 	return Outcome{Enriched: out, PII: found}, nil
+}
+
+// localDate is the date at occurred in loc, as Avro's date (midnight UTC of that date).
+func localDate(occurred time.Time, loc *time.Location) *time.Time {
+	y, m, d := occurred.In(loc).Date()
+	day := time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+	return &day
 }
 
 // kindName names a kind of personal data in a dead letter's field errors.

@@ -3,6 +3,7 @@ package enrich_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"github.com/edtech-analytics/platform/libs/keyring"
 	"github.com/edtech-analytics/platform/libs/keyring/keyringtest"
@@ -16,10 +17,12 @@ import (
 	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
 	"github.com/edtech-analytics/platform/libs/tenancy/privacy"
 	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
+	"github.com/edtech-analytics/platform/libs/tenancy/timezones"
 	"github.com/edtech-analytics/platform/services/enricher/internal/enrich"
 	"github.com/edtech-analytics/platform/services/enricher/internal/identity"
 	"github.com/edtech-analytics/platform/services/enricher/internal/policy"
 	"github.com/edtech-analytics/platform/services/enricher/internal/roster"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -46,6 +49,8 @@ type env struct {
 	enr       *enrich.Enricher
 	erased    erased
 	keys      *keyring.Keyring
+	zones     *timezones.Store
+	pool      *pgxpool.Pool
 	seq       int
 }
 
@@ -67,8 +72,8 @@ func newEnv(t testing.TB, ids ...string) *env {
 		t.Fatal(err)
 	}
 	e := &env{t: t, districts: store, policy: privacy.New(pool), codec: codec, erased: erased{map[string]bool{}, map[string]bool{}},
-		keys: keyringtest.Over(t, pool)}
-	e.enr = enrich.New(codec, enrich.Deps{Tenants: store, Policies: policy.Source{Store: e.policy},
+		keys: keyringtest.Over(t, pool), zones: timezones.New(pool), pool: pool}
+	e.enr = enrich.New(codec, enrich.Deps{Tenants: store, Policies: policy.Source{Store: e.policy}, Zones: e.zones,
 		Identities: identity.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 1000), Context: roster.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 1000), Erased: e.erased, Keys: e.keys})
 	return e
 }
@@ -551,5 +556,39 @@ func TestCustomAndGenericThroughTheEnricher(t *testing.T) {
 		ObjectID: "https://example.edu/t/1", ExtensionKeys: []string{"note"}, ExtensionValues: []string{"mail kid@example.org"}}))
 	if g.Generic == nil || g.Generic.ObjectID != "https://example.edu/t/1" || fmt.Sprint(g.Generic.ExtensionValues) != "[mail [email]]" {
 		t.Fatalf("generic event enriched as %+v", g.Generic)
+	}
+}
+
+// The enricher stamps each event with the date it happened on in its district's time zone: a Chicago
+// district's 10:30 p.m. event is on its own day, the next UTC day's 03:30 elsewhere.
+func TestLocalDateInTheDistrictsZone(t *testing.T) {
+	e := newEnv(t, "chi", "utc", "bad")
+	ctx := t.Context()
+	if _, err := e.zones.Set(ctx, "chi", "America/Chicago"); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 10, 6, 3, 30, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		tenant string
+		want   time.Time
+	}{
+		{"chi", time.Date(2026, 10, 5, 0, 0, 0, 0, time.UTC)},
+		{"utc", time.Date(2026, 10, 6, 0, 0, 0, 0, time.UTC)},
+	} {
+		ev := e.event(tt.tenant, "lms", "S1", session("ipad"))
+		ev.OccurredAt = at
+		got := e.enriched(ev)
+		if got.LocalDate == nil || !got.LocalDate.Equal(tt.want) || got.LocalDate.Location() != time.UTC {
+			t.Errorf("%s: local_date = %v, want %s", tt.tenant, got.LocalDate, tt.want.Format(time.DateOnly))
+		}
+	}
+
+	// A zone that cannot be loaded is not replaced by UTC: the record is retried.
+	if _, err := e.pool.Exec(ctx, "UPDATE control.tenants SET time_zone = 'Nowhere/Atlantis' WHERE id = 'bad'"); err != nil {
+		t.Fatal(err)
+	}
+	ev := e.event("bad", "lms", "S1", session("ipad"))
+	if out, err := e.enr.Enrich(ctx, e.record(ev)); !errors.Is(err, enrich.ErrTransient) {
+		t.Fatalf("event of a district whose zone does not load: %+v, %v; want a transient error", out, err)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/tenancy/ingest"
 	"github.com/edtech-analytics/platform/libs/tenancy/privacy"
 	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
+	"github.com/edtech-analytics/platform/libs/tenancy/timezones"
 	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
 	"github.com/edtech-analytics/platform/services/enricher/internal/claims"
 	"github.com/edtech-analytics/platform/services/enricher/internal/control"
@@ -130,7 +131,7 @@ func (r *claimsRig) run(shared pipeline.Claims, want int) pipeline.Stats {
 		r.t.Fatal(err)
 	}
 	districts := fleet.NewDistrictPools(fleet.New(r.pool, os.Getenv))
-	enr := enrich.New(r.codec, enrich.Deps{Tenants: r.store, Policies: policy.Source{Store: privacy.New(r.pool)},
+	enr := enrich.New(r.codec, enrich.Deps{Tenants: r.store, Policies: policy.Source{Store: privacy.New(r.pool)}, Zones: timezones.New(r.pool),
 		Identities: identity.New(districts, 1000), Context: roster.New(districts, 1000), Erased: registry, Keys: keyringtest.Over(r.t, r.pool)})
 	var (
 		mu    sync.Mutex

@@ -19,6 +19,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
 	"github.com/edtech-analytics/platform/libs/tenancy/privacy"
 	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
+	"github.com/edtech-analytics/platform/libs/tenancy/timezones"
 	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
 	"github.com/edtech-analytics/platform/services/enricher/internal/claims"
 	"github.com/edtech-analytics/platform/services/enricher/internal/control"
@@ -116,7 +117,7 @@ func TestPersonalDataInFreeText(t *testing.T) {
 	)
 	reached := make(chan struct{})
 	districts := fleet.NewDistrictPools(instances)
-	enr := enrich.New(codec, enrich.Deps{Tenants: store, Policies: policy.Source{Store: policies}, Identities: identity.New(districts, 1000),
+	enr := enrich.New(codec, enrich.Deps{Tenants: store, Policies: policy.Source{Store: policies}, Zones: timezones.New(pool), Identities: identity.New(districts, 1000),
 		Context: roster.New(districts, 1000), Erased: registry, Keys: keyringtest.Over(t, pool)})
 	p, sessions := wire(t, pipeline.Config{Group: "enricher", RetryBackoff: 10 * time.Millisecond, OnCommit: func(s pipeline.Stats) {
 		mu.Lock()

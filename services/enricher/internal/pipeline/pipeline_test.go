@@ -19,6 +19,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
 	"github.com/edtech-analytics/platform/libs/tenancy/privacy"
 	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
+	"github.com/edtech-analytics/platform/libs/tenancy/timezones"
 	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
 	"github.com/edtech-analytics/platform/services/enricher/internal/claims"
 	"github.com/edtech-analytics/platform/services/enricher/internal/control"
@@ -102,7 +103,7 @@ func TestExactlyOnceAcrossRestartsWithRetriesAndRejects(t *testing.T) {
 	}
 
 	run := func(d time.Duration) {
-		enr := enrich.New(codec, enrich.Deps{Tenants: store, Policies: policy.Source{Store: privacy.New(pool)}, Identities: identity.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 1000),
+		enr := enrich.New(codec, enrich.Deps{Tenants: store, Policies: policy.Source{Store: privacy.New(pool)}, Zones: timezones.New(pool), Identities: identity.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 1000),
 			Context: roster.New(fleet.NewDistrictPools(fleet.New(pool, os.Getenv)), 1000), Erased: registry, Keys: keyringtest.Over(t, pool)})
 		p, sessions := wire(t, pipeline.Config{Group: "enricher", MaxPollRecords: 37, RetryBackoff: 50 * time.Millisecond},
 			kcfg, deps, fmt.Sprintf("enricher-%d", rand.Int()), codec, enr, dedup.New(48*time.Hour), claims.New(pool, 48*time.Hour), nil, nil,

@@ -389,7 +389,13 @@ func (a *API) serveSummary(w http.ResponseWriter, r *http.Request, req request, 
 	from, to := req.from.Format(time.DateOnly), req.to.Format(time.DateOnly)
 	key := summaryKey{tenant: req.p.TenantID, level: level, id: id, scope: q.table + " " + q.where + fmt.Sprintf(" %q", q.args),
 		from: from, to: to}
-	v, err := a.summaries.get(r.Context(), key, req.to, func() (summaryValue, error) {
+	// The range's last day is closed at its end in the district's zone, the zone of the rollups' days.
+	loc, err := a.location(r.Context(), req.p.TenantID)
+	if err != nil {
+		a.log.WarnContext(r.Context(), "reading the district's time zone; summary not cached", "tenant_id", req.p.TenantID, "err", err)
+		loc = nil
+	}
+	v, err := a.summaries.get(r.Context(), key, req.to, loc, func() (summaryValue, error) {
 		totals, days, err := a.summary(r.Context(), req, q)
 		return summaryValue{totals: totals, days: days}, err
 	})

@@ -10,7 +10,6 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
-	"github.com/edtech-analytics/platform/libs/quality"
 	"github.com/edtech-analytics/platform/libs/ttlcache"
 )
 
@@ -21,8 +20,9 @@ type SummaryCacheConfig struct {
 	// TTL is how long a summary is served after it was computed; 0 disables the cache. It bounds how
 	// long events that arrive late for a closed day stay out of a cached summary.
 	TTL time.Duration
-	// Settle is how long after its end a UTC day is closed (QUERY_QUALITY_SETTLE, libs/quality): only a
-	// range whose last day is closed is cached.
+	// Settle is how long after its end a day is closed (QUERY_QUALITY_SETTLE, libs/quality): only a range
+	// whose last day is closed is cached. A summary's days are its district's local days (ADR 0024), so
+	// its last day ends at midnight in the district's time zone.
 	Settle time.Duration
 	// GenerationTTL is how long a district's data generation is reused before it is read again from the
 	// control store (QUERY_KEY_CACHE_TTL): it bounds how long a finished erasure or rebuild may leave
@@ -143,18 +143,28 @@ func NewSummaryCache(cfg SummaryCacheConfig, gens Generations, mp metric.MeterPr
 	return c, nil
 }
 
-// closed reports whether every day up to and including to is closed.
-func (c *SummaryCache) closed(to time.Time) bool {
-	return !to.After(quality.LastClosedDay(c.now(), c.settle))
+// latestZone is the last time zone whose day ends (UTC-12): a day of every district is over once it is
+// over there.
+var latestZone = time.FixedZone("UTC-12", -12*60*60)
+
+// closed reports whether every day up to and including to (a date) is closed in loc: its end, midnight
+// after it in loc, lies settle or more in the past. A nil loc (the district's zone unknown) is never
+// closed.
+func (c *SummaryCache) closed(to time.Time, loc *time.Location) bool {
+	if loc == nil {
+		return false
+	}
+	end := time.Date(to.Year(), to.Month(), to.Day()+1, 0, 0, 0, 0, loc)
+	return !c.now().Add(-c.settle).Before(end)
 }
 
-// get returns the summary k names, from the cache or from load; to is the range's last day. A nil cache
-// always loads.
-func (c *SummaryCache) get(ctx context.Context, k summaryKey, to time.Time, load func() (summaryValue, error)) (summaryValue, error) {
+// get returns the summary k names, from the cache or from load; to is the range's last day, a day of
+// the district's zone loc (nil when unknown: not cached). A nil cache always loads.
+func (c *SummaryCache) get(ctx context.Context, k summaryKey, to time.Time, loc *time.Location, load func() (summaryValue, error)) (summaryValue, error) {
 	if c == nil {
 		return load()
 	}
-	if c.entries == nil || !c.closed(to) {
+	if c.entries == nil || !c.closed(to, loc) {
 		c.count(ctx, cacheBypass)
 		return load()
 	}
@@ -179,7 +189,7 @@ func (c *SummaryCache) benchmark(ctx context.Context, k benchmarkKey, to time.Ti
 	if c == nil {
 		return load()
 	}
-	if c.benchmarks == nil || !c.closed(to) {
+	if c.benchmarks == nil || !c.closed(to, latestZone) { // districts' days end in their zones
 		c.benchReqs.Add(ctx, 1, metric.WithAttributes(attribute.String("result", cacheBypass)))
 		return load()
 	}

@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/edtech-analytics/platform/libs/tenancy/jobs"
+	"github.com/edtech-analytics/platform/libs/tenancy/timezones"
 	"github.com/edtech-analytics/platform/services/query/internal/api"
 )
 
@@ -50,7 +51,7 @@ const (
 
 // cachedFixture is the API with a summary cache of the given bounds reading clk, and the reader of its
 // metrics.
-func cachedFixture(t *testing.T, entries int, ttl time.Duration, clk *clock) (fixture, *sdkmetric.ManualReader) {
+func cachedFixture(t *testing.T, entries int, ttl time.Duration, clk *clock, opts ...fixtureOption) (fixture, *sdkmetric.ManualReader) {
 	t.Helper()
 	reader := sdkmetric.NewManualReader()
 	withCache := func(pool *pgxpool.Pool) api.Option {
@@ -61,7 +62,7 @@ func cachedFixture(t *testing.T, entries int, ttl time.Duration, clk *clock) (fi
 		}
 		return api.WithSummaryCache(c)
 	}
-	return newFixtureWith(t, api.Config{MinDistricts: 5, MinStudents: 1}, nil, withCache), reader
+	return newFixtureWith(t, api.Config{MinDistricts: 5, MinStudents: 1}, nil, append(opts, withCache)...), reader
 }
 
 // cacheCounts reads query_summary_cache_requests by result.
@@ -174,6 +175,31 @@ func TestSummaryCacheServesClosedRangesOnly(t *testing.T) {
 	}
 	n := int64(len(paths))
 	wantCounts(t, reader, 2*n, 2*n, 2*n)
+}
+
+// TestSummaryCacheClosesDaysInTheDistrictsZone proves that a summary's last day is closed at its end in
+// the district's time zone, the zone of the rollups' days: for a Chicago district, 2026-10-31 ends at
+// 05:00 UTC on November 1 (CDT), so with a settle of 1 h the span is computed every time until 06:00 UTC
+// and cached from then on.
+func TestSummaryCacheClosesDaysInTheDistrictsZone(t *testing.T) {
+	clk := &clock{t: spanClosed}
+	f, reader := cachedFixture(t, 100, cacheTTL, clk, func(pool *pgxpool.Pool) api.Option {
+		return api.WithTimeZones(timezones.New(pool), time.Minute)
+	})
+	if _, err := timezones.New(f.pool).Set(t.Context(), "d1", "America/Chicago"); err != nil {
+		t.Fatal(err)
+	}
+	path := "/v1/district/summary" + span
+	f.summary(t, "d1-district", path)
+	clk.set(time.Date(2026, 11, 1, 5, 59, 0, 0, time.UTC))
+	f.summary(t, "d1-district", path)
+	wantCounts(t, reader, 0, 0, 2)
+	clk.set(time.Date(2026, 11, 1, 6, 0, 0, 0, time.UTC))
+	miss := f.summary(t, "d1-district", path)
+	if hit := f.summary(t, "d1-district", path); !reflect.DeepEqual(hit, miss) {
+		t.Errorf("cached answer %+v, computed %+v", hit, miss)
+	}
+	wantCounts(t, reader, 1, 1, 2)
 }
 
 // TestSummaryCacheRecomputesAfterAGenerationChange proves that a finished job (an erasure) and a rebuild
@@ -318,14 +344,19 @@ func TestBenchmarkRowsCachedForClosedRanges(t *testing.T) {
 
 	d1Open, d2Open := bench("d1-district"), bench("d2-district")
 	wantBench(0, 0, 2)
+	// Benchmarks read every district's days, each in its own zone: a range is closed once its last day
+	// is over in the latest zone (UTC-12), 2026-11-01 12:00 UTC, plus the settle.
 	clk.set(spanClosed)
+	bench("d1-district")
+	wantBench(0, 0, 3)
+	clk.set(time.Date(2026, 11, 1, 13, 0, 0, 0, time.UTC))
 	if got := bench("d1-district"); !reflect.DeepEqual(got, d1Open) {
 		t.Errorf("d1's benchmark computed and kept: %+v, want %+v", got, d1Open)
 	}
 	if got := bench("d2-district"); !reflect.DeepEqual(got, d2Open) {
 		t.Errorf("d2's benchmark from the cache: %+v, want its own %+v", got, d2Open)
 	}
-	wantBench(1, 1, 2)
+	wantBench(1, 1, 3)
 
 	// d3 gets one more present mark: it shows once some district's generation rose and the total was read again.
 	insertEvents(t, f.conn, []event{{tenant: "d3", school: "s1", class: "c1", student: uuid.NewString(), typ: "attendance", status: "present", day: day0}})
@@ -339,7 +370,7 @@ func TestBenchmarkRowsCachedForClosedRanges(t *testing.T) {
 	if got := bench("d1-district"); reflect.DeepEqual(got.Bands, d1Open.Bands) {
 		t.Errorf("after a generation rose: bands %+v, want them recomputed with d3's new mark", got.Bands)
 	}
-	wantBench(2, 2, 2)
+	wantBench(2, 2, 3)
 
 	entries, err := f.audit.Entries(t.Context(), 1, 100)
 	if err != nil {
@@ -351,7 +382,7 @@ func TestBenchmarkRowsCachedForClosedRanges(t *testing.T) {
 			reads++
 		}
 	}
-	if reads != 6 {
-		t.Errorf("%d benchmark reads in the audit log, want all 6 requests", reads)
+	if reads != 7 {
+		t.Errorf("%d benchmark reads in the audit log, want all 7 requests", reads)
 	}
 }
