@@ -9,6 +9,7 @@ package chutil
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"strings"
 	"time"
@@ -32,6 +33,9 @@ type Options struct {
 	MaxOpenConns int
 	// Settings apply to every query of the connection (a query's context may override them).
 	Settings clickhouse.Settings
+	// TLS, when set, connects to the server's secure native port (tcp_port_secure) with it: a custom CA
+	// and a client certificate for mutual TLS (conf.ClientTLS).
+	TLS *tls.Config
 }
 
 // Open connects over the native protocol and pings the server.
@@ -60,6 +64,7 @@ func Open(ctx context.Context, opts Options) (driver.Conn, error) {
 		MaxIdleConns:    min(5, opts.MaxOpenConns),
 		ConnMaxLifetime: time.Hour,
 		Settings:        opts.Settings,
+		TLS:             opts.TLS,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("opening clickhouse at %s: %w", opts.Addr, err)

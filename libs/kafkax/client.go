@@ -2,7 +2,6 @@ package kafkax
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -66,8 +65,12 @@ func Options(cfg Config, deps Deps, group string) ([]kgo.Opt, *kotel.Tracer, err
 	if deps.Log != nil {
 		opts = append(opts, kgo.WithLogger(slogAdapter{deps.Log.With("component", "kafka")}))
 	}
-	if cfg.TLS {
-		opts = append(opts, kgo.DialTLSConfig(&tls.Config{MinVersion: tls.VersionTLS12}))
+	tlsCfg, err := cfg.TLS.Config()
+	if err != nil {
+		return nil, nil, fmt.Errorf("kafka.%w", err)
+	}
+	if tlsCfg != nil {
+		opts = append(opts, kgo.DialTLSConfig(tlsCfg))
 	}
 	switch strings.ToUpper(cfg.SASLMechanism) {
 	case "":

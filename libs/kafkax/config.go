@@ -21,10 +21,11 @@ type Config struct {
 	SASLMechanism     string // "", "PLAIN", "SCRAM-SHA-256" or "SCRAM-SHA-512"
 	SASLUser          string
 	SASLPassword      conf.Secret
-	TLS               bool
+	TLS               conf.ClientTLS // TLS, with a custom CA and a client certificate for mutual TLS
 	Partitions        int
 	ReplicationFactor int
 	SchemaRegistryURL string
+	SchemaRegistryTLS conf.ClientTLS // for an https:// registry with a custom CA or mutual TLS
 	// RetentionRaw and RetentionEnriched are how long the raw and enriched topics keep records
 	// (retention.ms), set when a topic is created (PlatformTopics); 0 means the default, 30 days.
 	RetentionRaw      time.Duration
@@ -48,7 +49,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	conf.String(fs, &c.SASLMechanism, "kafka.sasl-mechanism", "KAFKA_SASL_MECHANISM", "", "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: none)")
 	conf.String(fs, &c.SASLUser, "kafka.sasl-user", "KAFKA_SASL_USER", "", "SASL user")
 	conf.SecretVar(fs, &c.SASLPassword, "kafka.sasl-password", "KAFKA_SASL_PASSWORD", "SASL password")
-	conf.Bool(fs, &c.TLS, "kafka.tls", "KAFKA_TLS", false, "connect to Kafka over TLS")
+	c.TLS.RegisterFlags(fs, "kafka.", "KAFKA_", "Kafka")
 	conf.Int(fs, &c.Partitions, "kafka.partitions", "KAFKA_PARTITIONS", 12, "partitions of topics this service creates when missing")
 	conf.Int(fs, &c.ReplicationFactor, "kafka.replication-factor", "KAFKA_REPLICATION_FACTOR", -1, "replication factor of created topics (-1: broker default)")
 	conf.Duration(fs, &c.RetentionRaw, "kafka.retention-raw", EnvRetentionRaw, DefaultRetentionRaw,
@@ -56,6 +57,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	conf.Duration(fs, &c.RetentionEnriched, "kafka.retention-enriched", EnvRetentionEnriched, DefaultRetentionEnriched,
 		"how long the enriched topic keeps records, set when a topic is created; a rebuild replays from its start (whole milliseconds)")
 	conf.String(fs, &c.SchemaRegistryURL, "schema-registry.url", "SCHEMA_REGISTRY_URL", "", "Confluent-compatible schema registry (empty: embedded schema catalog)")
+	c.SchemaRegistryTLS.RegisterFlags(fs, "schema-registry.", "SCHEMA_REGISTRY_", "the schema registry")
 }
 
 // ForService returns the config with the client id the service's name, unless the operator set one.

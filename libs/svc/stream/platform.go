@@ -22,8 +22,15 @@ import (
 func NewCodec(ctx context.Context, kcfg kafkax.Config) (*records.Codec, error) {
 	var reg *sr.Client
 	if kcfg.SchemaRegistryURL != "" {
-		var err error
-		if reg, err = sr.NewClient(sr.URLs(kcfg.SchemaRegistryURL)); err != nil {
+		opts := []sr.ClientOpt{sr.URLs(kcfg.SchemaRegistryURL)}
+		tlsCfg, err := kcfg.SchemaRegistryTLS.Config()
+		if err != nil {
+			return nil, fmt.Errorf("schema-registry.%w", err)
+		}
+		if tlsCfg != nil {
+			opts = append(opts, sr.DialTLSConfig(tlsCfg))
+		}
+		if reg, err = sr.NewClient(opts...); err != nil {
 			return nil, fmt.Errorf("creating schema registry client: %w", err)
 		}
 	}

@@ -30,6 +30,7 @@ type Config struct {
 	ClickHouseDatabase string
 	ClickHouseUser     string
 	ClickHousePassword conf.Secret
+	ClickHouseTLS      conf.ClientTLS
 	AdminAddr          string
 	Group              string
 	// AnalystPrefix starts the name of each district's analyst database; empty turns analyst views off.
@@ -48,6 +49,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	conf.String(fs, &c.ClickHouseDatabase, "clickhouse.database", "CLICKHOUSE_DATABASE", "edtech", "ClickHouse database, created and migrated at start")
 	conf.String(fs, &c.ClickHouseUser, "clickhouse.user", "CLICKHOUSE_USER", "default", "ClickHouse user")
 	conf.SecretVar(fs, &c.ClickHousePassword, "clickhouse.password", "CLICKHOUSE_PASSWORD", "ClickHouse password")
+	c.ClickHouseTLS.RegisterFlags(fs, "clickhouse.", "CLICKHOUSE_", "ClickHouse (its secure native port)")
 	conf.String(fs, &c.AdminAddr, "admin.addr", "ADMIN_ADDR", ":9090", "address of /healthz, /readyz and /metrics")
 	conf.String(fs, &c.Group, "group", "AGGREGATOR_GROUP", "edtech-aggregator", "Kafka consumer group")
 	conf.String(fs, &c.AnalystPrefix, "analyst.prefix", "ANALYST_DATABASE_PREFIX", "analyst_",
@@ -181,7 +183,12 @@ func consume(ctx context.Context, cfg Config, rt svc.Runtime, consumer *kafkax.S
 // waitClickHouse connects once ClickHouse answers (retrying until ctx ends), then creates the database
 // if missing and migrates it. Errors after the server answered are returned: they will not go away.
 func waitClickHouse(ctx context.Context, cfg Config, rt svc.Runtime) (driver.Conn, error) {
-	opts := chutil.Options{Addr: cfg.ClickHouseAddr, User: cfg.ClickHouseUser, Password: cfg.ClickHousePassword.Reveal(), DialTimeout: 5 * time.Second}
+	tlsCfg, err := cfg.ClickHouseTLS.Config()
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse.%w", err)
+	}
+	opts := chutil.Options{Addr: cfg.ClickHouseAddr, User: cfg.ClickHouseUser, Password: cfg.ClickHousePassword.Reveal(), DialTimeout: 5 * time.Second,
+		TLS: tlsCfg}
 	attempt := 0
 	admin, err := backoff.Retry(ctx, func() (driver.Conn, error) {
 		attempt++

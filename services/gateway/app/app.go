@@ -4,6 +4,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -40,6 +41,7 @@ import (
 // Config is the gateway's configuration.
 type Config struct {
 	HTTPAddr     string
+	HTTPTLS      conf.ServerTLS // HTTPS on the public port (empty: plain HTTP behind a TLS-terminating ingress)
 	AdminAddr    string
 	DatabaseURL  conf.Secret
 	Kafka        kafkax.Config
@@ -82,6 +84,7 @@ type Config struct {
 // RegisterFlags binds the config to flags with env defaults.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	conf.String(fs, &c.HTTPAddr, "http.addr", "HTTP_ADDR", ":8080", "address of the public API")
+	c.HTTPTLS.RegisterFlags(fs, "http.", "HTTP_")
 	conf.String(fs, &c.AdminAddr, "admin.addr", "ADMIN_ADDR", ":9090", "address of /healthz, /readyz and /metrics")
 	conf.SecretVar(fs, &c.DatabaseURL, "database.url", "DATABASE_URL", "PostgreSQL URL of the control schema (API keys)")
 	conf.Int(fs, &c.MaxBodyBytes, "max-body-bytes", "GATEWAY_MAX_BODY_BYTES", 5<<20, "largest request body")
@@ -239,6 +242,12 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks, opts ...k
 	ln, err := lc.Listen(ctx, "tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", cfg.HTTPAddr, err)
+	}
+	if tlsCfg, err := cfg.HTTPTLS.Config(); err != nil {
+		_ = ln.Close()
+		return fmt.Errorf("http.%w", err)
+	} else if tlsCfg != nil {
+		ln = tls.NewListener(ln, tlsCfg)
 	}
 	rt.Log.Info("listening", "addr", ln.Addr().String())
 	if hooks.OnListen != nil {

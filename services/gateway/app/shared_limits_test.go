@@ -19,6 +19,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
 	"github.com/edtech-analytics/platform/libs/svc"
 	"github.com/edtech-analytics/platform/libs/tenancy"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/edtech-analytics/platform/libs/tenancy/credentials"
 	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
 	"github.com/edtech-analytics/platform/libs/tenancy/ingest"
@@ -28,11 +29,18 @@ import (
 	"github.com/edtech-analytics/platform/services/gateway/app"
 )
 
-// TestRateLimitHoldsAcrossInstances runs two gateway processes' worth of the gateway (two app.Run on one
-// control database and one Kafka) and sends a district's events to both until each refuses them: the
-// district gets its limit once in total (its burst, plus its rate over the time the sending took), not
-// once per instance. When one instance stops, the other is told it is alone and takes the whole limit.
-func TestRateLimitHoldsAcrossInstances(t *testing.T) {
+// gatewayEnv is a control database with district d1 and an event key of it, and a Kafka, on which the
+// tests run whole gateways (app.Run).
+type gatewayEnv struct {
+	pool       *pgxpool.Pool
+	dbURL      string
+	kcfg       kafkax.Config
+	key        string
+	masterKeys string
+}
+
+func newGatewayEnv(t *testing.T) *gatewayEnv {
+	t.Helper()
 	ctx := t.Context()
 	pool, dbURL := pgtest.New(t)
 	if err := tenancy.Migrate(ctx, pool); err != nil {
@@ -47,10 +55,6 @@ func TestRateLimitHoldsAcrossInstances(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const rate, burst = 1, 4000 // per district, across instances
-	if _, err := ingest.New(pool).SetRateLimit(ctx, "d1", &ingest.RateLimit{EventsPerSecond: rate, Burst: burst}); err != nil {
-		t.Fatal(err)
-	}
 	_, kcfg := kafkatest.New(t)
 	admin, err := kafkax.NewClient(kcfg, kafkax.Deps{}, "")
 	if err != nil {
@@ -60,55 +64,75 @@ func TestRateLimitHoldsAcrossInstances(t *testing.T) {
 	if err := kafkax.EnsureTopics(ctx, admin.Client, 4, 1, kafkax.PlatformTopics(kcfg)); err != nil {
 		t.Fatal(err)
 	}
-	masterKeys := keyringtest.MasterKeys()
+	return &gatewayEnv{pool: pool, dbURL: dbURL, kcfg: kcfg, key: key, masterKeys: keyringtest.MasterKeys()}
+}
 
-	type instance struct {
-		url   string
-		peers chan int
-		stop  func()
+// instance is a running gateway.
+type instance struct {
+	url   string
+	peers chan int
+	stop  func()
+}
+
+// start runs a gateway on the environment until the test ends (or stop); adjust changes its configuration.
+func (e *gatewayEnv) start(t *testing.T, adjust func(*app.Config)) *instance {
+	t.Helper()
+	var cfg app.Config
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	cfg.RegisterFlags(fs)
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
 	}
-	start := func() *instance {
-		t.Helper()
-		var cfg app.Config
-		fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
-		cfg.RegisterFlags(fs)
-		if err := fs.Parse(nil); err != nil {
-			t.Fatal(err)
-		}
-		cfg.HTTPAddr, cfg.AdminAddr, cfg.DatabaseURL, cfg.Kafka = "127.0.0.1:0", "127.0.0.1:0", conf.Secret(dbURL), kcfg
-		cfg.Keys = keyring.Config{MasterKeys: conf.Secret(masterKeys)}
-		cfg.TenantRefresh, cfg.InstanceTTL = 100*time.Millisecond, time.Minute // no live instance ages out under load
-		tel, err := obs.Init(ctx, "gateway-test")
-		if err != nil {
-			t.Fatal(err)
-		}
-		in := &instance{peers: make(chan int, 16)}
-		listening := make(chan string, 1)
-		runCtx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() {
-			done <- app.Run(runCtx, cfg, svc.Runtime{Log: slog.New(slog.DiscardHandler), Tel: tel},
-				app.Hooks{OnListen: func(addr string) { listening <- addr }, OnPeers: func(n int) { in.peers <- n }},
-				kafkatest.GroupOpts()...)
-		}()
-		select {
-		case addr := <-listening:
-			in.url = "http://" + addr
-		case err := <-done:
-			t.Fatalf("gateway stopped: %v", err)
-		}
-		stopped := false
-		in.stop = func() {
-			if !stopped {
-				stopped = true
-				cancel()
-				if err := <-done; err != nil {
-					t.Errorf("gateway: %v", err)
-				}
+	cfg.HTTPAddr, cfg.AdminAddr, cfg.DatabaseURL, cfg.Kafka = "127.0.0.1:0", "127.0.0.1:0", conf.Secret(e.dbURL), e.kcfg
+	cfg.Keys = keyring.Config{MasterKeys: conf.Secret(e.masterKeys)}
+	cfg.TenantRefresh, cfg.InstanceTTL = 100*time.Millisecond, time.Minute // no live instance ages out under load
+	if adjust != nil {
+		adjust(&cfg)
+	}
+	tel, err := obs.Init(t.Context(), "gateway-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := &instance{peers: make(chan int, 16)}
+	listening := make(chan string, 1)
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- app.Run(runCtx, cfg, svc.Runtime{Log: slog.New(slog.DiscardHandler), Tel: tel},
+			app.Hooks{OnListen: func(addr string) { listening <- addr }, OnPeers: func(n int) { in.peers <- n }},
+			kafkatest.GroupOpts()...)
+	}()
+	select {
+	case addr := <-listening:
+		in.url = "http://" + addr
+	case err := <-done:
+		t.Fatalf("gateway stopped: %v", err)
+	}
+	stopped := false
+	in.stop = func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("gateway: %v", err)
 			}
 		}
-		t.Cleanup(in.stop)
-		return in
+	}
+	t.Cleanup(in.stop)
+	return in
+}
+
+// TestRateLimitHoldsAcrossInstances runs two gateway processes' worth of the gateway (two app.Run on one
+// control database and one Kafka) and sends a district's events to both until each refuses them: the
+// district gets its limit once in total (its burst, plus its rate over the time the sending took), not
+// once per instance. When one instance stops, the other is told it is alone and takes the whole limit.
+func TestRateLimitHoldsAcrossInstances(t *testing.T) {
+	ctx := t.Context()
+	env := newGatewayEnv(t)
+	pool, key := env.pool, env.key
+	const rate, burst = 1, 4000 // per district, across instances
+	if _, err := ingest.New(pool).SetRateLimit(ctx, "d1", &ingest.RateLimit{EventsPerSecond: rate, Burst: burst}); err != nil {
+		t.Fatal(err)
 	}
 	waitPeers := func(in *instance, want int) {
 		t.Helper()
@@ -118,7 +142,7 @@ func TestRateLimitHoldsAcrossInstances(t *testing.T) {
 			}
 		}
 	}
-	a, b := start(), start()
+	a, b := env.start(t, nil), env.start(t, nil)
 	waitPeers(a, 2) // a counted b; b counted a on its first refresh
 	waitPeers(b, 2)
 

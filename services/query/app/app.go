@@ -5,6 +5,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -41,12 +42,14 @@ import (
 // Config is the query service's configuration.
 type Config struct {
 	HTTPAddr           string
+	HTTPTLS            conf.ServerTLS // HTTPS on the public port (empty: plain HTTP behind a TLS-terminating ingress)
 	AdminAddr          string
 	DatabaseURL        conf.Secret
 	ClickHouseAddr     string
 	ClickHouseDatabase string
 	ClickHouseUser     string
 	ClickHousePassword conf.Secret
+	ClickHouseTLS      conf.ClientTLS
 	KeyCacheTTL        time.Duration
 	MinDistricts       int
 	MinStudents        int
@@ -70,12 +73,14 @@ type Config struct {
 // RegisterFlags binds the config to flags with env defaults.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	conf.String(fs, &c.HTTPAddr, "http.addr", "HTTP_ADDR", ":8081", "address of the dashboard API")
+	c.HTTPTLS.RegisterFlags(fs, "http.", "HTTP_")
 	conf.String(fs, &c.AdminAddr, "admin.addr", "ADMIN_ADDR", ":9090", "address of /healthz, /readyz and /metrics")
 	conf.SecretVar(fs, &c.DatabaseURL, "database.url", "DATABASE_URL", "PostgreSQL URL of the control schema (API keys)")
 	conf.String(fs, &c.ClickHouseAddr, "clickhouse.addr", "CLICKHOUSE_ADDR", "127.0.0.1:9000", "ClickHouse native-protocol address, host:port")
 	conf.String(fs, &c.ClickHouseDatabase, "clickhouse.database", "CLICKHOUSE_DATABASE", "edtech", "ClickHouse database of the rollups")
 	conf.String(fs, &c.ClickHouseUser, "clickhouse.user", "CLICKHOUSE_USER", "default", "ClickHouse user")
 	conf.SecretVar(fs, &c.ClickHousePassword, "clickhouse.password", "CLICKHOUSE_PASSWORD", "ClickHouse password")
+	c.ClickHouseTLS.RegisterFlags(fs, "clickhouse.", "CLICKHOUSE_", "ClickHouse (its secure native port)")
 	conf.String(fs, &c.ExportDir, "export.dir", "EXPORT_DIR", "",
 		"where the privacy worker writes district exports (the same storage); empty: no exports through the admin API")
 	conf.Duration(fs, &c.KeyCacheTTL, "key-cache-ttl", "QUERY_KEY_CACHE_TTL", 5*time.Second,
@@ -159,8 +164,12 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks) (err erro
 	}
 	defer pool.Close()
 	health.SetReady("postgres", true)
+	chTLS, err := cfg.ClickHouseTLS.Config()
+	if err != nil {
+		return fmt.Errorf("clickhouse.%w", err)
+	}
 	ch, err := chutil.Open(ctx, chutil.Options{Addr: cfg.ClickHouseAddr, Database: cfg.ClickHouseDatabase,
-		User: cfg.ClickHouseUser, Password: cfg.ClickHousePassword.Reveal(), Settings: api.ClickHouseSettings})
+		User: cfg.ClickHouseUser, Password: cfg.ClickHousePassword.Reveal(), Settings: api.ClickHouseSettings, TLS: chTLS})
 	if err != nil {
 		return err
 	}
@@ -175,6 +184,12 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks) (err erro
 	ln, err := lc.Listen(ctx, "tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", cfg.HTTPAddr, err)
+	}
+	if tlsCfg, err := cfg.HTTPTLS.Config(); err != nil {
+		_ = ln.Close()
+		return fmt.Errorf("http.%w", err)
+	} else if tlsCfg != nil {
+		ln = tls.NewListener(ln, tlsCfg)
 	}
 	if hooks.OnListen != nil {
 		hooks.OnListen(ln.Addr().String())
