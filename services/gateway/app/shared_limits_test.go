@@ -19,7 +19,6 @@ import (
 	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
 	"github.com/edtech-analytics/platform/libs/svc"
 	"github.com/edtech-analytics/platform/libs/tenancy"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/edtech-analytics/platform/libs/tenancy/credentials"
 	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
 	"github.com/edtech-analytics/platform/libs/tenancy/ingest"
@@ -27,6 +26,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
 	"github.com/edtech-analytics/platform/libs/testenv/sampledata"
 	"github.com/edtech-analytics/platform/services/gateway/app"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // gatewayEnv is a control database with district d1 and an event key of it, and a Kafka, on which the
