@@ -47,7 +47,7 @@ func workspacePackages(t *testing.T) map[string]pkg {
 }
 
 // testTooling are the packages that exist for tests and local runs only.
-var testTooling = []string{"libs/testenv/devenv", "libs/testenv/kafkatest", "libs/testenv/sampledata", "libs/testenv/loadgen", "libs/chutil/chtest", "libs/pgutil/pgtest", "libs/keyring/keyringtest",
+var testTooling = []string{"libs/testenv/devenv", "libs/testenv/kafkatest", "libs/testenv/sampledata", "libs/testenv/loadgen", "libs/chutil/chtest", "libs/conf/conftest", "libs/pgutil/pgtest", "libs/keyring/keyringtest",
 	"libs/testenv/deploycheck", "github.com/twmb/franz-go/pkg/kfake"}
 
 func isTooling(path string) bool {
