@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	_ "embed"
 	"fmt"
 	"log/slog"
 	"math"
@@ -227,6 +228,29 @@ func funnelOf(f api.Funnel) string {
 	return strings.Join(out, ",")
 }
 
+// axeSource is axe-core (testdata/axe), the accessibility rules engine run on every page.
+//
+//go:embed testdata/axe/axe.min.js
+var axeSource string
+
+// accessible runs axe-core's WCAG 2.1 A and AA rules on the page and fails on every violation.
+func accessible(t *testing.T, ctx context.Context, page string) {
+	t.Helper()
+	run(t, ctx, chromedp.Evaluate[bool](axeSource+";true"))
+	res := run(t, ctx, chromedp.Evaluate[struct {
+		Passes     int              `json:"passes"`
+		Violations []map[string]any `json:"violations"`
+	}](`axe.run(document, {runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}})
+		.then(r => ({passes: r.passes.length, violations: r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+			nodes: v.nodes.length, first: v.nodes[0].target.join(" ")}))}))`, chromedp.EvalAwaitPromise))
+	if res.Passes < 10 {
+		t.Errorf("%s: axe checked %d rules that passed: it did not run on the page", page, res.Passes)
+	}
+	for _, v := range res.Violations {
+		t.Errorf("%s: accessibility: %v", page, v)
+	}
+}
+
 // rowIDs reads the ids of a page's list rows.
 const rowIDs = `[...document.querySelectorAll("table.list tbody tr")].map(r => r.dataset.id)`
 
@@ -253,6 +277,7 @@ func TestDashboardsInABrowser(t *testing.T) {
 			t.Errorf("district page lists schools %v, want s1,s2", schools)
 		}
 		b.shot(t, ctx, "district-admin-district")
+		accessible(t, ctx, "district")
 
 		// Drill down by following the links, as a person would.
 		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`tr[data-id="s1"] a`)),
@@ -261,6 +286,7 @@ func TestDashboardsInABrowser(t *testing.T) {
 		}
 		sameNumbers(t, ctx, "school s1", summary("d1-district", "/v1/schools/s1/summary"))
 		b.shot(t, ctx, "district-admin-school")
+		accessible(t, ctx, "school")
 		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`tr[data-id="c1"] a`)),
 			chromedp.WaitVisible(chromedp.CSS(`main[data-ready="true"] #students-h`))); err != nil {
 			t.Fatal(err)
@@ -282,6 +308,7 @@ func TestDashboardsInABrowser(t *testing.T) {
 			t.Errorf("benchmark page shows %s and bands %v, the API %v and %v", yours, means, bench.YourDistrict, wantMeans)
 		}
 		b.shot(t, ctx, "district-admin-benchmarks")
+		accessible(t, ctx, "benchmarks")
 	})
 
 	t.Run("school admin", func(t *testing.T) {
@@ -313,6 +340,7 @@ func TestDashboardsInABrowser(t *testing.T) {
 			t.Errorf("class c1 lists students %v, want %s", students, want)
 		}
 		b.shot(t, ctx, "teacher-class")
+		accessible(t, ctx, "class")
 		b.open(t, ctx, "/ui/analytics?class_id=c1&steps=login,content_view")
 		var funnel api.Funnel
 		if code := b.get(t, b.creds["d1-teacher-t1"], "/v1/funnels?window=7d&steps=login,content_view&class_id=c1&"+span[1:], &funnel); code != 200 {
@@ -324,6 +352,7 @@ func TestDashboardsInABrowser(t *testing.T) {
 		b.open(t, ctx, "/ui/students/"+b.w.students["d1"]["c1"])
 		sameNumbers(t, ctx, "student of c1", summary("d1-teacher-t1", "/v1/students/"+b.w.students["d1"]["c1"]+"/summary"))
 		b.shot(t, ctx, "teacher-student")
+		accessible(t, ctx, "student")
 
 		// Another class, and a student of it: the API refuses, and the page shows that and no number.
 		for _, path := range []string{"/ui/classes/c2", "/ui/students/" + b.w.students["d1"]["c2"], "/ui/district"} {
@@ -336,6 +365,7 @@ func TestDashboardsInABrowser(t *testing.T) {
 			}
 		}
 		b.shot(t, ctx, "teacher-refused")
+		accessible(t, ctx, "refusal")
 
 		// Signing out ends the session: the pages send the browser to sign in again.
 		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`header form button`)), chromedp.WaitVisible(chromedp.ID("token")),
@@ -380,6 +410,7 @@ func TestDashboardsInABrowser(t *testing.T) {
 			t.Errorf("funnel page shows %s, the API %s", got, want)
 		}
 		b.shot(t, ctx, "district-admin-analytics")
+		accessible(t, ctx, "analytics")
 	})
 
 	t.Run("bad token", func(t *testing.T) {
@@ -388,6 +419,7 @@ func TestDashboardsInABrowser(t *testing.T) {
 			chromedp.Submit(chromedp.ID("token")), chromedp.WaitVisible(chromedp.ID("login-error"))); err != nil {
 			t.Fatal(err)
 		}
+		accessible(t, ctx, "sign-in with an error")
 		if msg := run(t, ctx, chromedp.Text(chromedp.ID("login-error"))); !strings.Contains(msg, "unknown, revoked or expired") {
 			t.Errorf("sign-in with a bad token says %q", msg)
 		}
