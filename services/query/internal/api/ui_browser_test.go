@@ -413,6 +413,21 @@ func TestDashboardsInABrowser(t *testing.T) {
 		accessible(t, ctx, "analytics")
 	})
 
+	t.Run("phone", func(t *testing.T) {
+		ctx := b.signIn(t, b.creds["d1-district"])
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(375, 812, chromedp.EmulateScale(3), chromedp.EmulateMobile, chromedp.EmulateTouch)); err != nil {
+			t.Fatal(err)
+		}
+		b.open(t, ctx, "/ui/district")
+		sameNumbers(t, ctx, "district on a phone", b.summary(t, "d1-district", "/v1/district/summary"+span))
+		// One column, nothing wider than the screen: no sideways scrolling.
+		if w := run(t, ctx, chromedp.Evaluate[[]int](`[document.documentElement.scrollWidth, window.innerWidth]`)); w[0] > w[1] {
+			t.Errorf("on a 375 px wide screen the page is %d px wide", w[0])
+		}
+		b.shot(t, ctx, "district-admin-phone")
+		accessible(t, ctx, "district on a phone")
+	})
+
 	t.Run("bad token", func(t *testing.T) {
 		ctx := b.tab(t)
 		if err := chromedp.Do(ctx, chromedp.Navigate(b.srv.URL+"/ui/login"), chromedp.SendKeys(chromedp.ID("token"), "edt_nope_nope"),
