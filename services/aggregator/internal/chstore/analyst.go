@@ -16,7 +16,8 @@ import (
 // again (IF NOT EXISTS) after every start of the aggregator.
 
 // analystViewNames are the views of every analyst database, in creation order.
-var analystViewNames = []string{"events", "district_daily", "school_daily", "class_daily", "student_daily"}
+var analystViewNames = []string{"events", "district_daily", "school_daily", "class_daily", "student_daily",
+	"student_weekly_activity", "student_first_activity"}
 
 // AnalystViewNames lists the views of an analyst database.
 func AnalystViewNames() []string { return append([]string(nil), analystViewNames...) }
@@ -84,6 +85,15 @@ func analystViews(source, database, tenantID string) []string {
 		view("student_daily", finalized("pseudonym, day, ",
 			`SELECT pseudonym, day, `+mergedMeasures+`
 			FROM `+src+`.metrics_student_daily WHERE `+where+` GROUP BY pseudonym, day`)),
+		// For retention and activation as the query service defines them (services/query README): a student
+		// is active on a day with any event but an attendance mark, and a first meaningful event is one
+		// that is neither an attendance mark nor a login or logout. Days are the district's (local_day).
+		view("student_weekly_activity", `SELECT pseudonym, toMonday(local_day) AS week, uniqExact(local_day) AS active_days,
+			count() AS events FROM `+src+`.events WHERE `+where+` AND role = 'student' AND type != 'attendance'
+			GROUP BY pseudonym, week`),
+		view("student_first_activity", `SELECT pseudonym, min(occurred_at) AS first_event_at, min(local_day) AS first_day
+			FROM `+src+`.events WHERE `+where+` AND role = 'student' AND type != 'attendance'
+			AND NOT (type = 'session' AND session_action IN ('login', 'logout')) GROUP BY pseudonym`),
 	}
 }
 

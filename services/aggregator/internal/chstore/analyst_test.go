@@ -42,7 +42,7 @@ func TestAnalystViewsShowOneDistrictPseudonymously(t *testing.T) {
 		"submission_status late session_action session_seconds content_id content_type duration_seconds percent_complete "+
 		"custom_name generic_standard generic_type generic_action generic_object_id generic_object_type generic_statement_id prop_keys prop_values day "+
 		"active_students events present tardy absent excused other_marks attendance_rate assessments mean_score_pct "+
-		"score_quantiles submissions late_submissions content_seconds logins session_seconds", " ") {
+		"score_quantiles submissions late_submissions content_seconds logins session_seconds week active_days first_event_at first_day", " ") {
 		allowed[c] = true
 	}
 	for i, tenant := range []string{"district_1", "district_2", "district_3"} {
@@ -100,6 +100,20 @@ func TestAnalystViewsShowOneDistrictPseudonymously(t *testing.T) {
 				t.Errorf("%s.%s is empty", analyst, v)
 			}
 		}
+		// The product analytics views count a student's events other than attendance marks, by local week,
+		// and find the first meaningful one: together they hold every such event of the district.
+		var wantActive uint64
+		for _, ev := range evs {
+			if ev.TenantID == tenant && ev.Actor.Role == "student" && ev.Type != "attendance" {
+				wantActive++
+			}
+		}
+		if n := q("SELECT sum(events) FROM %s.student_weekly_activity"); n != wantActive {
+			t.Errorf("%s.student_weekly_activity counts %d events, want %d", analyst, n, wantActive)
+		}
+		if n := q("SELECT count() FROM %s.student_first_activity WHERE first_day > toDate('2000-01-01')"); n == 0 || n > uint64(len(pseudonyms)) {
+			t.Errorf("%s.student_first_activity holds %d students of %d", analyst, n, len(pseudonyms))
+		}
 		var wantMarks uint64
 		for k, m := range want.Metrics {
 			if k.Tenant == tenant && k.Level == synth.LevelDistrict {
@@ -143,7 +157,8 @@ func TestAnalystViewsShowOneDistrictPseudonymously(t *testing.T) {
 	if n := count(t, conn, fmt.Sprintf("SELECT count() FROM %sdistrict_1.events", prefix)); n <= 0 {
 		t.Fatal("district_1's view is empty after the restart")
 	}
-	if !slices.Equal(chstore.AnalystViewNames(), []string{"events", "district_daily", "school_daily", "class_daily", "student_daily"}) {
+	if !slices.Equal(chstore.AnalystViewNames(), []string{"events", "district_daily", "school_daily", "class_daily", "student_daily",
+		"student_weekly_activity", "student_first_activity"}) {
 		t.Fatalf("views %v", chstore.AnalystViewNames())
 	}
 	if _, ok := chstore.AnalystDatabase(prefix, "Bad-Tenant"); ok {
