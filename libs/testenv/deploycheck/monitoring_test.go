@@ -64,7 +64,7 @@ func exprMetrics(expr string) []string {
 	expr = regexp.MustCompile(`\{[^}]*\}`).ReplaceAllString(expr, "{}")
 	expr = regexp.MustCompile(`\[[^\]]*\]`).ReplaceAllString(expr, "[]")
 	var out []string
-	for _, m := range regexp.MustCompile(`\b([a-z][a-z0-9]*(?:_[a-z0-9]+)+)\s*(?:\{|\[|\)|>|<|=|!|\*|/|\+|-|$|\s+(?:offset|and|or|unless)\b)`).FindAllStringSubmatch(expr, -1) {
+	for _, m := range regexp.MustCompile(`\b([a-z][a-z0-9]*(?:_[a-z0-9]+)*)\s*(?:\{|\[|\)|>|<|=|!|\*|/|\+|-|$|\s+(?:offset|and|or|unless)\b)`).FindAllStringSubmatch(expr, -1) {
 		out = append(out, m[1])
 	}
 	return out
@@ -75,6 +75,8 @@ func exprMetrics(expr string) []string {
 var libraryMetrics = map[string]string{
 	// otelhttp's http.server.request.duration (seconds), by http.route, method and status code.
 	"http_server_request_duration_seconds": "otelhttp.NewHandler",
+	// Prometheus's own, per scrape target.
+	"up": "",
 }
 
 // registeredMetric reports whether code registers the metric Prometheus exports as name: a counter
@@ -106,6 +108,7 @@ func TestExprMetrics(t *testing.T) {
 		{`sum(rate(a_total[5m])) / (sum(rate(a_total[5m])) + sum(rate(b_total[5m])))`, []string{"a_total", "a_total", "b_total"}},
 		{`sum(rate(gateway_events_accepted_total[30m] offset 1w)) > 1`, []string{"gateway_events_accepted_total"}},
 		{`time() - max(connector_last_success_timestamp_seconds)`, []string{"connector_last_success_timestamp_seconds"}},
+		{`up{job=~"gateway|sink"} == 0 and ignoring(job) group_left sum(x_total)`, []string{"up", "x_total"}},
 	} {
 		if got := exprMetrics(tc.expr); !slices.Equal(got, tc.want) {
 			t.Errorf("exprMetrics(%q) = %q, want %q", tc.expr, got, tc.want)
