@@ -79,23 +79,53 @@ var libraryMetrics = map[string]string{
 	"up": "",
 }
 
+// unitSuffixes are the suffixes Prometheus's exporter adds for an OpenTelemetry unit, unless the name ends
+// with it already.
+var unitSuffixes = map[string]string{"s": "_seconds", "By": "_bytes"}
+
 // registeredMetric reports whether code registers the metric Prometheus exports as name: a counter
-// registered as "x" is exported as x_total, a histogram as x_bucket, x_sum and x_count, an OpenTelemetry
-// name's dots become underscores and its unit in seconds a _seconds suffix.
+// registered as "x" is exported as x_total, a histogram as x_bucket, x_sum and x_count; a unit adds its
+// suffix (seconds, bytes) unless the name has it; an OpenTelemetry name's dots become underscores.
 func registeredMetric(code, name string) bool {
 	base := name
 	for _, suffix := range []string{"_total", "_bucket", "_sum", "_count"} {
 		base = strings.TrimSuffix(base, suffix)
 	}
 	for _, n := range []string{name, base} {
-		if strings.Contains(code, `"`+n+`"`) || strings.Contains(code, `"`+strings.ReplaceAll(strings.TrimSuffix(n, "_seconds"), "_", ".")+`"`) {
-			return true
-		}
 		if need, ok := libraryMetrics[n]; ok && strings.Contains(code, need) {
 			return true
 		}
+		for _, registered := range []string{n, strings.TrimSuffix(n, "_bytes"), strings.TrimSuffix(n, "_seconds")} {
+			dotted := strings.ReplaceAll(registered, "_", ".")
+			for _, r := range []string{registered, dotted} {
+				if exported, ok := exportedName(code, r); ok && exported == n {
+					return true
+				}
+			}
+		}
 	}
 	return false
+}
+
+// exportedName returns the name Prometheus exports for the metric code registers as name (before the
+// counter and histogram suffixes), and whether code registers it: its unit, given in the registration's
+// statement (up to its error check), adds a suffix.
+func exportedName(code, name string) (string, bool) {
+	i := strings.Index(code, `"`+name+`"`)
+	if i < 0 {
+		return "", false
+	}
+	exported := strings.ReplaceAll(name, ".", "_")
+	stmt := code[i:]
+	if end := regexp.MustCompile(`err != nil|if err|\n\s*\n`).FindStringIndex(stmt); end != nil {
+		stmt = stmt[:end[0]]
+	}
+	if m := regexp.MustCompile(`WithUnit\("([^"]+)"\)`).FindStringSubmatch(stmt); m != nil {
+		if suffix := unitSuffixes[m[1]]; !strings.HasSuffix(exported, suffix) {
+			exported += suffix
+		}
+	}
+	return exported, true
 }
 
 func TestExprMetrics(t *testing.T) {
@@ -114,9 +144,19 @@ func TestExprMetrics(t *testing.T) {
 			t.Errorf("exprMetrics(%q) = %q, want %q", tc.expr, got, tc.want)
 		}
 	}
-	code := `m.Int64Counter("gateway_events_accepted") m.Float64Histogram("consumer_record_age_seconds") otelhttp.NewHandler(h, "x")`
+	code := `m.Int64Counter("gateway_events_accepted")
+	if err != nil {}
+	m.Float64Histogram("consumer_record_age_seconds", metric.WithUnit("s"))
+	m.Int64Counter("archiver_bytes_written", metric.WithUnit("By"))
+	if err != nil {}
+	if g, err = m.Int64Gauge("sync_failures"); err != nil {}
+	m.Float64Gauge("last_success_timestamp", metric.WithUnit("s"))
+	m.Float64Histogram("queue.wait", metric.WithUnit("s"))
+	otelhttp.NewHandler(h, "x")`
 	for name, want := range map[string]bool{"gateway_events_accepted_total": true, "consumer_record_age_seconds_bucket": true,
-		"http_server_request_duration_seconds_count": true, "gateway_events_refused_total": false, "http_client_request_duration_seconds_count": false} {
+		"http_server_request_duration_seconds_count": true, "gateway_events_refused_total": false, "http_client_request_duration_seconds_count": false,
+		"archiver_bytes_written_bytes_total": true, "archiver_bytes_written_total": false, "queue_wait_seconds_bucket": true, "queue_wait_bucket": false,
+		"sync_failures": true, "last_success_timestamp_seconds": true, "last_success_timestamp": false} {
 		if registeredMetric(code, name) != want {
 			t.Errorf("registeredMetric(%s) = %v, want %v", name, !want, want)
 		}
