@@ -41,7 +41,8 @@ func bindSource(s types.ServiceConfig, target string) string {
 // checkComposeMonitoring: Prometheus and Grafana run from pinned images; every directory or file any
 // service bind-mounts exists in the repository; Prometheus scrapes each long-running service by its
 // compose name on the admin port, in a job named after it, and nothing else, and loads rule files that
-// exist; Grafana is provisioned with that Prometheus as the datasource the dashboards name.
+// exist; Grafana is provisioned with that Prometheus as the datasource the dashboards name, and with
+// dashboard providers that read a mounted directory of dashboards.
 func checkComposeMonitoring(k Contract, p *types.Project) (out []string) {
 	for _, name := range slices.Sorted(maps.Keys(p.Services)) {
 		for _, v := range p.Services[name].Volumes {
@@ -60,10 +61,12 @@ func checkComposeMonitoring(k Contract, p *types.Project) (out []string) {
 		out = when(out, s.Name != "" && !pinned.MatchString(s.Image), "%s: image %q is not pinned to a version", s.Name, s.Image)
 	}
 	if hasProm {
+		want := "--config.file=" + Monitoring.PrometheusConfigDir + "/prometheus.yml"
+		out = when(out, !slices.Contains(prom.Command, want), "%s: does not run with %s", Monitoring.Prometheus, want)
 		out = append(out, prometheusProblems(k, p, bindSource(prom, Monitoring.PrometheusConfigDir))...)
 	}
 	if hasGraf {
-		out = append(out, grafanaProblems(bindSource(graf, Monitoring.GrafanaProvDir))...)
+		out = append(out, grafanaProblems(graf, bindSource(graf, Monitoring.GrafanaProvDir))...)
 	}
 	return out
 }
@@ -117,7 +120,7 @@ func prometheusProblems(k Contract, p *types.Project, dir string) (out []string)
 	return out
 }
 
-func grafanaProblems(dir string) (out []string) {
+func grafanaProblems(graf types.ServiceConfig, dir string) (out []string) {
 	if dir == "" {
 		return []string{fmt.Sprintf("%s: nothing is mounted at %s", Monitoring.Grafana, Monitoring.GrafanaProvDir)}
 	}
@@ -140,7 +143,30 @@ func grafanaProblems(dir string) (out []string) {
 		}
 	}
 	out = when(out, !found, "%s: no provisioned prometheus datasource with uid %s at http://%s:9090", Monitoring.Grafana, Monitoring.DatasourceUID, Monitoring.Prometheus)
-	dash, _ := filepath.Glob(filepath.Join(dir, "dashboards", "*.yaml"))
-	out = when(out, len(dash) == 0, "%s: no dashboard provider in %s/dashboards", Monitoring.Grafana, dir)
+	providers, _ := filepath.Glob(filepath.Join(dir, "dashboards", "*.yaml"))
+	out = when(out, len(providers) == 0, "%s: no dashboard provider in %s/dashboards", Monitoring.Grafana, dir)
+	for _, f := range providers {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			return append(out, err.Error())
+		}
+		var doc struct {
+			Providers []struct {
+				Name    string `yaml:"name"`
+				Options struct {
+					Path string `yaml:"path"`
+				} `yaml:"options"`
+			} `yaml:"providers"`
+		}
+		if err := yaml.Unmarshal(raw, &doc); err != nil {
+			return append(out, fmt.Sprintf("%s: %s: %v", Monitoring.Grafana, filepath.Base(f), err))
+		}
+		for _, pr := range doc.Providers {
+			src := bindSource(graf, pr.Options.Path)
+			dashboards, _ := filepath.Glob(filepath.Join(src, "*.json"))
+			out = when(out, src == "", "%s: dashboard provider %q reads %s, where nothing is mounted", Monitoring.Grafana, pr.Name, pr.Options.Path)
+			out = when(out, src != "" && len(dashboards) == 0, "%s: dashboard provider %q reads %s, which holds no dashboard", Monitoring.Grafana, pr.Name, src)
+		}
+	}
 	return out
 }

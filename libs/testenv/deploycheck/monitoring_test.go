@@ -323,7 +323,10 @@ func TestComposeMonitoringCatchesBrokenConfig(t *testing.T) {
   prometheus: {image: 'prom/prometheus:v3.1.0', volumes: ['./mon/prom:/etc/prometheus:ro']}
   grafana: {image: 'grafana/grafana:11.4.0', volumes: ['./mon/prov:/etc/grafana/provisioning:ro']}
 `
-	for _, tc := range []struct{ name, prom, datasource, want string }{
+	for _, tc := range []struct{ name, prom, datasource, provider, want string }{
+		{name: "dashboards not mounted", prom: "{}", provider: "providers: [{name: p, options: {path: /var/lib/grafana/dashboards}}]",
+			want: `dashboard provider "p" reads /var/lib/grafana/dashboards, where nothing is mounted`},
+		{name: "prometheus reads another file", prom: "{}", want: "prometheus: does not run with --config.file=/etc/prometheus/prometheus.yml"},
 		{name: "target not a service", prom: "rule_files: [/etc/prometheus/rules.yml]\nscrape_configs: [{job_name: gateway, static_configs: [{targets: ['gatewy:9090']}]}]",
 			want: "scrapes gatewy:9090, which is not a compose service"},
 		{name: "not the admin port", prom: "rule_files: [/etc/prometheus/rules.yml]\nscrape_configs: [{job_name: gateway, static_configs: [{targets: ['gateway:8080']}]}]",
@@ -341,13 +344,18 @@ func TestComposeMonitoringCatchesBrokenConfig(t *testing.T) {
 			write(t, root, "mon/prom/prometheus.yml", tc.prom)
 			write(t, root, "mon/prom/rules.yml", "groups: []")
 			write(t, root, "mon/prov/datasources/ds.yaml", tc.datasource)
+			if tc.provider != "" {
+				write(t, root, "mon/prov/dashboards/p.yaml", tc.provider)
+			}
 			p, err := LoadCompose(filepath.Join(root, "docker-compose.yml"), false)
 			if err != nil {
 				t.Fatal(err)
 			}
 			problems := checkComposeMonitoring(platformContract(), p)
 			requireProblem(t, problems, tc.want)
-			requireProblem(t, problems, fmt.Sprintf("no dashboard provider in %s", filepath.Join(root, "mon/prov", "dashboards")))
+			if tc.provider == "" {
+				requireProblem(t, problems, fmt.Sprintf("no dashboard provider in %s", filepath.Join(root, "mon/prov", "dashboards")))
+			}
 		})
 	}
 }
