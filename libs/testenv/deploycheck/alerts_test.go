@@ -36,7 +36,11 @@ func TestAlertRulesWatchMetricsTheServicesExport(t *testing.T) {
 			if r.Alert == "" || r.Expr == "" || r.For == "" || r.Labels["severity"] == "" || r.Annotations["summary"] == "" {
 				t.Errorf("rule %q of %s is incomplete", r.Alert, g.Name)
 			}
-			for _, m := range exprMetrics(r.Expr) {
+			metrics, err := exprMetrics(r.Expr)
+			if err != nil {
+				t.Errorf("rule %s: %v", r.Alert, err)
+			}
+			for _, m := range metrics {
 				if !registeredMetric(code, m) {
 					t.Errorf("rule %s reads %s, which no service registers", r.Alert, m)
 				}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/prometheus/promql/parser"
 	"gopkg.in/yaml.v3"
 )
 
@@ -56,18 +57,23 @@ func prometheusRule(t *testing.T) (kind string, groups []alertGroup) {
 	return doc.Kind, doc.Spec.Groups
 }
 
-// exprMetrics returns the metric names a PromQL expression reads: a name followed by its labels, a range,
-// a closing parenthesis, a comparison or the end. Grouping clauses (by, without, on, ignoring), label
-// matchers and ranges are removed first, so label names and Grafana's variables are not taken for metrics.
-func exprMetrics(expr string) []string {
-	expr = regexp.MustCompile(`\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)`).ReplaceAllString(expr, " ")
-	expr = regexp.MustCompile(`\{[^}]*\}`).ReplaceAllString(expr, "{}")
-	expr = regexp.MustCompile(`\[[^\]]*\]`).ReplaceAllString(expr, "[]")
-	var out []string
-	for _, m := range regexp.MustCompile(`\b([a-z][a-z0-9]*(?:_[a-z0-9]+)*)\s*(?:\{|\[|\)|>|<|=|!|\*|/|\+|-|$|\s+(?:offset|and|or|unless)\b)`).FindAllStringSubmatch(expr, -1) {
-		out = append(out, m[1])
+// exprMetrics parses a PromQL expression with Prometheus's parser and returns the metric names its
+// selectors read. Grafana's variables are replaced first: $__rate_interval (and $__interval, $__range) by
+// a duration; others only appear in label matchers' strings.
+func exprMetrics(expr string) ([]string, error) {
+	expr = regexp.MustCompile(`\$__(rate_interval|interval|range)\b`).ReplaceAllString(expr, "5m")
+	node, err := parser.NewParser(parser.Options{}).ParseExpr(expr)
+	if err != nil {
+		return nil, err
 	}
-	return out
+	var out []string
+	parser.Inspect(node, func(n parser.Node, _ []parser.Node) error {
+		if v, ok := n.(*parser.VectorSelector); ok {
+			out = append(out, v.Name)
+		}
+		return nil
+	})
+	return out, nil
 }
 
 // libraryMetrics are exported by libraries the services use, not registered in their code: the name
@@ -138,11 +144,14 @@ func TestExprMetrics(t *testing.T) {
 		{`sum(rate(a_total[5m])) / (sum(rate(a_total[5m])) + sum(rate(b_total[5m])))`, []string{"a_total", "a_total", "b_total"}},
 		{`sum(rate(gateway_events_accepted_total[30m] offset 1w)) > 1`, []string{"gateway_events_accepted_total"}},
 		{`time() - max(connector_last_success_timestamp_seconds)`, []string{"connector_last_success_timestamp_seconds"}},
-		{`up{job=~"gateway|sink"} == 0 and ignoring(job) group_left sum(x_total)`, []string{"up", "x_total"}},
+		{`up{job=~"gateway|sink"} == 0 and on(job) sum by (job) (x_total)`, []string{"up", "x_total"}},
 	} {
-		if got := exprMetrics(tc.expr); !slices.Equal(got, tc.want) {
-			t.Errorf("exprMetrics(%q) = %q, want %q", tc.expr, got, tc.want)
+		if got, err := exprMetrics(tc.expr); err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("exprMetrics(%q) = %q, %v, want %q", tc.expr, got, err, tc.want)
 		}
+	}
+	if _, err := exprMetrics(`sum(rate(a_total[5m])`); err == nil {
+		t.Error("an unbalanced expression parsed")
 	}
 	code := `m.Int64Counter("gateway_events_accepted")
 	if err != nil {}
@@ -257,8 +266,11 @@ func TestDashboardsReadMetricsTheServicesExport(t *testing.T) {
 					t.Errorf("%s: panel %q has no query", name, p.Title)
 				}
 				for _, target := range p.Targets {
-					metrics := exprMetrics(target.Expr)
-					if len(metrics) == 0 {
+					metrics, err := exprMetrics(target.Expr)
+					if err != nil {
+						t.Errorf("%s: panel %q: %v", name, p.Title, err)
+					}
+					if err == nil && len(metrics) == 0 {
 						t.Errorf("%s: panel %q: %q reads no metric", name, p.Title, target.Expr)
 					}
 					for _, m := range metrics {
