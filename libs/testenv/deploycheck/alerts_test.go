@@ -9,10 +9,9 @@ import (
 )
 
 // TestAlertRulesWatchMetricsTheServicesExport: every alert rule is complete (expr, for, severity,
-// summary), every metric its expression reads is one the platform's code registers (a counter's _total
-// name, as Prometheus exports it, stands for the name registered), and every lag or stall gauge the code
-// registers is read by some rule (metrics libraries export, such as otelhttp's request duration, count as
-// registered: see registeredMetric).
+// summary), its expression parses, every metric it reads is one the platform exports (registered by its
+// code under the name Prometheus's exporter derives, or by a library it uses: see registeredMetric), and
+// every lag or stall gauge the code registers is read by some rule.
 func TestAlertRulesWatchMetricsTheServicesExport(t *testing.T) {
 	kind, groups := prometheusRule(t)
 	if kind != "PrometheusRule" || len(groups) == 0 {
