@@ -1,5 +1,8 @@
 package deploycheck
 
+// The rules file of compose's Prometheus is written from the PrometheusRule (make generate):
+//go:generate go test -run TestComposeRulesAreThePrometheusRule -update .
+
 import (
 	"fmt"
 	"maps"

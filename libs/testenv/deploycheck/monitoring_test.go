@@ -182,7 +182,7 @@ func TestComposeRulesAreThePrometheusRule(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		head := "# Written from k8s/monitoring/alerts.yaml (its spec.groups) by\n" +
+		head := "# Written from k8s/monitoring/alerts.yaml (its spec.groups) by `make generate`, which runs\n" +
 			"#   go test ./libs/testenv/deploycheck -run TestComposeRulesAreThePrometheusRule -update\n# Do not edit.\n"
 		if err := os.WriteFile(path, append([]byte(head), b...), 0o644); err != nil {
 			t.Fatal(err)
