@@ -100,7 +100,8 @@ type ConsumerConfig struct {
 	// Meter, when set, gets consumer_lag_records{group,topic,partition} (records of an assigned partition
 	// past the last one the store holds, as of the partition's last fetch) and
 	// consumer_record_age_seconds{group,topic} (for every record the store made durable, the time since
-	// the platform received its event: ReceivedAt).
+	// the platform received its event: ReceivedAt), and with DeadLetter,
+	// consumer_dead_lettered{group,topic,reason} (records sent to the dead-letter topic).
 	Meter metric.MeterProvider
 }
 
@@ -218,7 +219,8 @@ func NewStoreConsumer(log *slog.Logger, cfg ConsumerConfig, store Store, ready f
 	return c, nil
 }
 
-// instrument registers the consumer's lag gauge and record age histogram.
+// instrument registers the consumer's lag gauge, record age histogram and, with a dead-letter function,
+// the count of records it dead-lettered (consumer_dead_lettered_total in Prometheus).
 func (c *StoreConsumer) instrument(mp metric.MeterProvider) error {
 	m := mp.Meter("kafkax")
 	var err error
@@ -246,6 +248,20 @@ func (c *StoreConsumer) instrument(mp metric.MeterProvider) error {
 		return fmt.Errorf("registering consumer_lag_records: %w", err)
 	}
 	c.unregister = reg.Unregister
+	if dead := c.cfg.DeadLetter; dead != nil {
+		n, err := m.Int64Counter("consumer_dead_lettered",
+			metric.WithDescription("records a store refused for their content and sent to the dead-letter topic, by group, topic and reason"))
+		if err != nil {
+			return fmt.Errorf("creating metric consumer_dead_lettered: %w", err)
+		}
+		c.cfg.DeadLetter = func(ctx context.Context, r *kgo.Record, reason string, cause error) error {
+			if err := dead(ctx, r, reason, cause); err != nil {
+				return err
+			}
+			n.Add(ctx, 1, metric.WithAttributes(group, topic, attribute.String("reason", reason)))
+			return nil
+		}
+	}
 	return nil
 }
 

@@ -14,6 +14,8 @@ import (
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
 	"github.com/twmb/franz-go/pkg/kgo"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 )
 
 // poisonStore refuses, atomically, every batch holding a record whose value starts with "P" (naming its
@@ -120,10 +122,11 @@ func TestPoisonRecordsAreDeadLetteredAndThePartitionMovesOn(t *testing.T) {
 	}
 
 	store := &poisonStore{next: map[int32]int64{}, values: map[string]int{}, dlq: map[string]int{}, dlqDown: true}
+	reader := sdkmetric.NewManualReader()
 	deps := kafkax.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	c, err := kafkax.NewStoreConsumer(deps.Log, kafkax.ConsumerConfig{
 		Group: "g", Topic: topic, MaxPollRecords: 250, RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond,
-		DeadLetter: store.deadLetter,
+		DeadLetter: store.deadLetter, Meter: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)),
 	}, store, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -165,5 +168,28 @@ func TestPoisonRecordsAreDeadLetteredAndThePartitionMovesOn(t *testing.T) {
 	}
 	if s := c.Stalls(); len(s) != 0 {
 		t.Errorf("stalls left after catching up: %+v", s)
+	}
+	// Each record sent to the dead-letter topic is counted once, by reason; the failed attempts are not.
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	counted := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if d, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == "consumer_dead_lettered" {
+				for _, dp := range d.DataPoints {
+					reason, _ := dp.Attributes.Value("reason")
+					counted[reason.AsString()] += dp.Value
+				}
+			}
+		}
+	}
+	var total int64
+	for _, n := range counted {
+		total += n
+	}
+	if total != int64(len(poison)) || len(counted) != 2 {
+		t.Errorf("consumer_dead_lettered by reason %v, want %d records under 2 reasons", counted, len(poison))
 	}
 }

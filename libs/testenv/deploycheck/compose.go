@@ -49,6 +49,7 @@ func ComposeChecks() []Check[*types.Project] {
 		{"ports", checkComposePorts},
 		{"env complete", checkComposeEnv},
 		{"jobs gate services", checkComposeJobs},
+		{"monitoring", checkComposeMonitoring},
 	}
 }
 

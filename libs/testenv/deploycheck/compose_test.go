@@ -86,6 +86,11 @@ func TestComposeChecksCatchBrokenFiles(t *testing.T) {
 		{check: "env complete", name: "variable the service does not read", yaml: "services:\n  sink:\n    environment: {KAFKA_BROKER: 'kafka:9092'}", want: "sink: env KAFKA_BROKER is set, but sink does not read it"},
 		{check: "env complete", name: "variable the migrate job does not read", yaml: "services:\n  migrate: {" + builtYAML("ctl") + ", command: [migrate], environment: {CLICKHOUSE_ADDR: x}}", want: "migrate: env CLICKHOUSE_ADDR is set, but migrate does not read it"},
 
+		{check: "monitoring", name: "no prometheus", yaml: "services: {}", want: "no prometheus service"},
+		{check: "monitoring", name: "unpinned image", yaml: "services:\n  grafana: {image: 'grafana/grafana:latest'}", want: `grafana: image "grafana/grafana:latest" is not pinned`},
+		{check: "monitoring", name: "mount missing from the repository", yaml: "services:\n  topics: {image: 'x:1', volumes: ['./k8s/create-topics.sh:/scripts/create-topics.sh:ro']}", want: "topics: mounts"},
+		{check: "monitoring", name: "prometheus without its configuration", yaml: "services:\n  prometheus: {image: 'prom/prometheus:v3.1.0'}", want: "prometheus: nothing is mounted at /etc/prometheus"},
+
 		{check: "jobs gate services", name: "no migrate job", yaml: "services:\n  migrate: {" + builtYAML("ctl") + ", command: [seed]}", want: "no migrate job running ctl migrate"},
 		{check: "jobs gate services", name: "no topics job", yaml: "services: {}", want: "no topics job running create-topics.sh"},
 		{check: "jobs gate services", name: "service starts before migrate", yaml: "services:\n  migrate: {" + builtYAML("ctl") + ", command: [migrate]}\n  topics: {entrypoint: [/bin/sh, /scripts/create-topics.sh]}\n  gateway:\n    depends_on: {topics: {condition: service_completed_successfully}, migrate: {condition: service_started}}", want: "gateway: does not wait for job migrate to complete successfully"},
