@@ -104,12 +104,29 @@ func produce(t *testing.T, cfg kafkax.Config, topic string, n int) {
 	}
 }
 
-func startConsumer(t *testing.T, cfg kafkax.Config, topic string, store kafkax.Store) context.CancelFunc {
+// createTopic creates topic with the given partitions.
+func createTopic(t *testing.T, cfg kafkax.Config, topic string, partitions int) {
+	t.Helper()
+	admin, err := kafkax.NewClient(cfg, kafkax.Deps{}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if err := kafkax.EnsureTopics(context.Background(), admin.Client, partitions, 1, []kafkax.TopicSpec{{Name: topic}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startConsumer runs a store consumer of group g on topic into store until the returned function stops
+// it; adjust changes its configuration.
+func startConsumer(t *testing.T, cfg kafkax.Config, topic string, store kafkax.Store, adjust ...func(*kafkax.ConsumerConfig)) context.CancelFunc {
 	t.Helper()
 	deps := kafkax.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	c, err := kafkax.NewStoreConsumer(deps.Log, kafkax.ConsumerConfig{
-		Group: "g", Topic: topic, MaxPollRecords: 97, RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond,
-	}, store, nil)
+	ccfg := kafkax.ConsumerConfig{Group: "g", Topic: topic, MaxPollRecords: 97, RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond}
+	for _, a := range adjust {
+		a(&ccfg)
+	}
+	c, err := kafkax.NewStoreConsumer(deps.Log, ccfg, store, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,14 +154,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestStoreConsumerExactlyOnceAcrossRestartsFailuresAndRebalances(t *testing.T) {
 	_, cfg := kafkatest.New(t)
 	topic := cfg.Topics().Enriched
-	admin, err := kafkax.NewClient(cfg, kafkax.Deps{}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	if err := kafkax.EnsureTopics(context.Background(), admin.Client, 4, 1, []kafkax.TopicSpec{{Name: topic}}); err != nil {
-		t.Fatal(err)
-	}
+	createTopic(t, cfg, topic, 4)
 	const n = 3000
 	produce(t, cfg, topic, n/2)
 
@@ -204,14 +214,7 @@ func (s *releasingStore) Release(_ context.Context, _ string, parts []int32) {
 func TestReleaserHearsOfPartitionsGivenUp(t *testing.T) {
 	_, cfg := kafkatest.New(t)
 	topic := cfg.Topics().Enriched
-	admin, err := kafkax.NewClient(cfg, kafkax.Deps{}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	if err := kafkax.EnsureTopics(context.Background(), admin.Client, 4, 1, []kafkax.TopicSpec{{Name: topic}}); err != nil {
-		t.Fatal(err)
-	}
+	createTopic(t, cfg, topic, 4)
 	produce(t, cfg, topic, 400)
 	store := &releasingStore{memStore: newMemStore()}
 	stop := startConsumer(t, cfg, topic, store)

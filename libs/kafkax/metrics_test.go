@@ -2,8 +2,6 @@ package kafkax_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"testing"
 
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -19,33 +17,16 @@ import (
 func TestStoreConsumerReportsLagAndRecordAge(t *testing.T) {
 	_, cfg := kafkatest.New(t)
 	topic := cfg.Topics().Enriched
-	admin, err := kafkax.NewClient(cfg, kafkax.Deps{}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	if err := kafkax.EnsureTopics(context.Background(), admin.Client, 3, 1, []kafkax.TopicSpec{{Name: topic}}); err != nil {
-		t.Fatal(err)
-	}
+	createTopic(t, cfg, topic, 3)
 	const n = 500
 	produce(t, cfg, topic, n)
 
 	reader := sdkmetric.NewManualReader()
 	store := newMemStore()
-	deps := kafkax.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	c, err := kafkax.NewStoreConsumer(deps.Log, kafkax.ConsumerConfig{Group: "g", Topic: topic, MaxPollRecords: 97,
-		Meter: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))}, store, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, err := kafkax.NewGroupConsumer(cfg, deps, "g", topic, kafkax.Batching{}, c.Rebalance(), kafkatest.GroupOpts()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = c.Run(ctx, cl) }()
-	defer func() { cancel(); <-done }()
+	stop := startConsumer(t, cfg, topic, store, func(c *kafkax.ConsumerConfig) {
+		c.Meter = sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	})
+	defer stop()
 	waitFor(t, "every record", func() bool { return store.total() >= n })
 
 	var lags map[int64]int64
