@@ -25,17 +25,9 @@ func runTenantLimits(ctx context.Context, e Env, args []string) error {
 		if err != nil {
 			return err
 		}
-		list := all
-		if *id != "" {
-			list = nil
-			for _, s := range all {
-				if s.TenantID == *id {
-					list = append(list, s)
-				}
-			}
-			if len(list) == 0 {
-				return fmt.Errorf("tenant %s: %w", *id, tenancy.ErrNotFound)
-			}
+		list, err := ofTenant(all, *id, func(s ingest.Settings) string { return s.TenantID })
+		if err != nil {
+			return err
 		}
 		return writeIngest(e, c, list)
 	})
@@ -121,4 +113,22 @@ func writeIngest(e Env, c *common, list []ingest.Settings) error {
 			}
 			return []string{s.TenantID, eps, burst, strconv.Itoa(s.HotShards)}
 		})
+}
+
+// ofTenant keeps the items of tenant id (all of them when id is empty); none of a named tenant is
+// tenancy.ErrNotFound.
+func ofTenant[T any](all []T, id string, tenantOf func(T) string) ([]T, error) {
+	if id == "" {
+		return all, nil
+	}
+	var list []T
+	for _, x := range all {
+		if tenantOf(x) == id {
+			list = append(list, x)
+		}
+	}
+	if len(list) == 0 {
+		return nil, fmt.Errorf("tenant %s: %w", id, tenancy.ErrNotFound)
+	}
+	return list, nil
 }

@@ -62,17 +62,9 @@ func runTenantTimezones(ctx context.Context, e Env, args []string) error {
 		if err != nil {
 			return err
 		}
-		list := all
-		if *id != "" {
-			list = nil
-			for _, z := range all {
-				if z.TenantID == *id {
-					list = append(list, z)
-				}
-			}
-			if len(list) == 0 {
-				return fmt.Errorf("tenant %s: %w", *id, tenancy.ErrNotFound)
-			}
+		list, err := ofTenant(all, *id, func(z timezones.Zone) string { return z.TenantID })
+		if err != nil {
+			return err
 		}
 		return writeZones(e, c, list)
 	})
