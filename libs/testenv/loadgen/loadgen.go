@@ -5,6 +5,7 @@ package loadgen
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -101,4 +102,19 @@ func StudentIDSQL(n string) string {
 	high := fmt.Sprintf("hex(toUInt32(bitAnd(toUInt64(%s) * %d, 4294967295)))", n, studentMul)
 	low := fmt.Sprintf("hex(bitAnd(toUInt64(%s), 281474976710655))", n)
 	return fmt.Sprintf("toUUID(concat(%s, '-0000-4000-8000-', %s))", pad(high, 8), pad(low, 12))
+}
+
+// CheckMode checks a load tool's -mode and -rate: saturate (closed loop), or rate with a positive
+// events-per-second rate (open loop, Schedule).
+func CheckMode(mode string, rate int) error {
+	switch mode {
+	case "saturate":
+	case "rate":
+		if rate < 1 {
+			return errors.New("-rate: events per second are required in rate mode")
+		}
+	default:
+		return fmt.Errorf("-mode: %q is not saturate or rate", mode)
+	}
+	return nil
 }

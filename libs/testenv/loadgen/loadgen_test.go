@@ -81,3 +81,15 @@ func TestStudentIDsAreVersion4AndSpreadInTheirFirstHalf(t *testing.T) {
 		t.Errorf("StudentID keeps the low 48 bits of n: %q vs %q", got, want)
 	}
 }
+
+func TestCheckMode(t *testing.T) {
+	for _, c := range []struct {
+		mode string
+		rate int
+		ok   bool
+	}{{"saturate", 0, true}, {"rate", 1000, true}, {"rate", 0, false}, {"burst", 10, false}} {
+		if err := CheckMode(c.mode, c.rate); (err == nil) != c.ok {
+			t.Errorf("CheckMode(%q, %d) = %v", c.mode, c.rate, err)
+		}
+	}
+}

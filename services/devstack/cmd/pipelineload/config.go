@@ -71,14 +71,8 @@ func parseFlags(args []string) (config, error) {
 
 func (c config) validate() error {
 	var errs []error
-	switch c.mode {
-	case "saturate":
-	case "rate":
-		if c.rate < 1 {
-			errs = append(errs, errors.New("-rate: events per second are required in rate mode"))
-		}
-	default:
-		errs = append(errs, fmt.Errorf("-mode: %q is not saturate or rate", c.mode))
+	if err := loadgen.CheckMode(c.mode, c.rate); err != nil {
+		errs = append(errs, err)
 	}
 	if c.duration <= 0 || c.duration > maxDuration {
 		errs = append(errs, fmt.Errorf("-duration must be in (0, %s]", maxDuration))
