@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the server binaries that libs/testenv/devenv runs for the tests and the demo: ClickHouse (server and
-# client) and PostgreSQL, and Debian's Chromium for the web dashboards' browser tests. Quick and silent when
+# client), ZooKeeper (for the replicated ClickHouse cluster the cluster tests start) and PostgreSQL, and Debian's Chromium for the web dashboards' browser tests. Quick and silent when
 # everything is present. A server given through the environment (DATABASE_URL, CLICKHOUSE_ADDR) need not be
 # installed. Chromium is optional: when it cannot be installed the browser tests say so and are skipped.
 set -euo pipefail
@@ -45,6 +45,7 @@ missing_packages() {
 	if [[ -z ${CLICKHOUSE_ADDR:-} ]]; then
 		have_clickhouse_server || pkgs+=(clickhouse-server)
 		have clickhouse-client || pkgs+=(clickhouse-client)
+		[[ -f /usr/share/java/zookeeper.jar ]] || pkgs+=(zookeeper)
 	fi
 	if [[ -z ${DATABASE_URL:-} ]]; then
 		have_postgres || pkgs+=(postgresql)
@@ -60,7 +61,7 @@ fi
 if [[ $(id -u) -ne 0 ]] || ! have apt-get; then
 	cat >&2 <<EOF
 devenv: missing ${missing[*]}.
-Install them (on Debian/Ubuntu, as root: apt-get install -y clickhouse-server clickhouse-client postgresql),
+Install them (on Debian/Ubuntu, as root: apt-get install -y clickhouse-server clickhouse-client zookeeper postgresql),
 or point the tests at servers of your own with DATABASE_URL (PostgreSQL URL) and CLICKHOUSE_ADDR
 (ClickHouse native host:port).
 EOF
