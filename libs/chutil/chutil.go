@@ -20,7 +20,8 @@ import (
 
 // Options says where and how to connect.
 type Options struct {
-	// Addr is the native-protocol address, host:port (port 9000 by default on a server).
+	// Addr is the native-protocol address, host:port (port 9000 by default on a server), or several,
+	// separated by commas: the servers of a cluster, tried in order when one does not answer.
 	Addr string
 	// Database is the connection's default database; empty means "default".
 	Database string
@@ -57,7 +58,7 @@ func Open(ctx context.Context, opts Options) (driver.Conn, error) {
 	}
 	conn, err := clickhouse.Open(&clickhouse.Options{
 		Protocol:        clickhouse.Native, // the HTTP protocol fails against 18.16
-		Addr:            []string{opts.Addr},
+		Addr:            strings.Split(opts.Addr, ","),
 		Auth:            clickhouse.Auth{Database: opts.Database, Username: opts.User, Password: opts.Password},
 		DialTimeout:     opts.DialTimeout,
 		MaxOpenConns:    opts.MaxOpenConns,

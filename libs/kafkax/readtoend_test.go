@@ -123,3 +123,53 @@ func (f afterListOffsets) OnBrokerE2E(_ kgo.BrokerMetadata, key int16, _ kgo.Bro
 		f()
 	}
 }
+
+// TestReadRangeReadsExactlyTheRange reads offset ranges of one partition: inside, at the edges, past the
+// end, and empty.
+func TestReadRangeReadsExactlyTheRange(t *testing.T) {
+	ctx := t.Context()
+	_, cfg := kafkatest.New(t)
+	const topic = "read-range"
+	cl, err := kafkax.NewClient(cfg, kafkax.Deps{}, "", kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := kafkax.EnsureTopics(ctx, cl.Client, 2, 1, []kafkax.TopicSpec{{Name: topic}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		for p := range int32(2) {
+			if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Partition: p, Value: fmt.Appendf(nil, "%d-%d", p, i)}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	reader, err := kafkax.NewReader(cfg, kafkax.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	for _, tc := range []struct {
+		from, through int64
+		want          []string
+	}{
+		{3, 5, []string{"1-3", "1-4", "1-5"}},
+		{0, 0, []string{"1-0"}},
+		{8, 20, []string{"1-8", "1-9"}},
+		{5, 4, nil},
+		{10, 12, nil},
+	} {
+		recs, err := kafkax.ReadRange(ctx, reader.Client, topic, 1, tc.from, tc.through)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, r := range recs {
+			got = append(got, string(r.Value))
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("ReadRange(%d, %d) = %v, want %v", tc.from, tc.through, got, tc.want)
+		}
+	}
+}

@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/ClickHouse/clickhouse-go/v2 v2.26.0
+	github.com/go-zookeeper/zk v1.0.4
 	github.com/cenkalti/backoff/v5 v5.0.3
 	github.com/edtech-analytics/platform/libs/chutil v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/conf v0.0.0-00010101000000-000000000000

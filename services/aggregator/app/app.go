@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"github.com/cenkalti/backoff/v5"
+	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -31,7 +32,10 @@ type Config struct {
 	ClickHouseUser     string
 	ClickHousePassword conf.Secret
 	ClickHouseTLS      conf.ClientTLS
-	AdminAddr          string
+	// Cluster chooses the replicated cluster layout (ADR 0026); its zero value is the single-server layout.
+	Cluster    chstore.ClusterConfig
+	keeperList string
+	AdminAddr  string
 	Group              string
 	// AnalystPrefix starts the name of each district's analyst database; empty turns analyst views off.
 	AnalystPrefix string
@@ -50,6 +54,12 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	conf.String(fs, &c.ClickHouseUser, "clickhouse.user", "CLICKHOUSE_USER", "default", "ClickHouse user")
 	conf.SecretVar(fs, &c.ClickHousePassword, "clickhouse.password", "CLICKHOUSE_PASSWORD", "ClickHouse password")
 	c.ClickHouseTLS.RegisterFlags(fs, "clickhouse.", "CLICKHOUSE_", "ClickHouse (its secure native port)")
+	conf.String(fs, &c.Cluster.Name, "clickhouse.cluster", "CLICKHOUSE_CLUSTER", "",
+		"ClickHouse cluster (remote_servers) to create replicated, sharded tables on; empty keeps one server's plain tables")
+	conf.String(fs, &c.keeperList, "clickhouse.keeper", "CLICKHOUSE_KEEPER", "",
+		"ZooKeeper or ClickHouse Keeper addresses (host:port, comma-separated) of the cluster, where the offsets are kept; required with clickhouse.cluster")
+	conf.String(fs, &c.Cluster.KeeperRoot, "clickhouse.keeper-root", "CLICKHOUSE_KEEPER_ROOT", "",
+		"Keeper node under which the offsets are kept (default /edtech/aggregator/<database>)")
 	conf.String(fs, &c.AdminAddr, "admin.addr", "ADMIN_ADDR", ":9090", "address of /healthz, /readyz and /metrics")
 	conf.String(fs, &c.Group, "group", "AGGREGATOR_GROUP", "edtech-aggregator", "Kafka consumer group")
 	conf.String(fs, &c.AnalystPrefix, "analyst.prefix", "ANALYST_DATABASE_PREFIX", "analyst_",
@@ -78,6 +88,18 @@ func (c *Config) Validate() error {
 	}
 	if c.Group == "" {
 		errs = append(errs, errors.New("group: required (env AGGREGATOR_GROUP)"))
+	}
+	c.Cluster.Keeper = nil
+	for _, addr := range strings.Split(c.keeperList, ",") {
+		if addr = strings.TrimSpace(addr); addr != "" {
+			c.Cluster.Keeper = append(c.Cluster.Keeper, addr)
+		}
+	}
+	if c.Cluster.Enabled() && len(c.Cluster.Keeper) == 0 {
+		errs = append(errs, errors.New("clickhouse.keeper: required with clickhouse.cluster (env CLICKHOUSE_KEEPER)"))
+	}
+	if !c.Cluster.Enabled() && (len(c.Cluster.Keeper) > 0 || c.Cluster.KeeperRoot != "") {
+		errs = append(errs, errors.New("clickhouse.keeper: only with clickhouse.cluster (env CLICKHOUSE_CLUSTER)"))
 	}
 	if c.Compact.Interval < 0 {
 		errs = append(errs, errors.New("compact.interval: must not be negative (env AGGREGATOR_COMPACT_INTERVAL)"))
@@ -114,8 +136,12 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, opts ...kgo.Opt) error
 		health.SetReady("clickhouse", true)
 		cctx, stopCompaction := context.WithCancel(gctx)
 		compacted := make(chan error, 1)
+		compact := cfg.Compact
+		if cfg.Cluster.Enabled() {
+			compact.Interval = 0 // the replicas' own merges only, for now (ADR 0026)
+		}
 		go func() {
-			compacted <- chstore.RunCompaction(cctx, conn, cfg.ClickHouseDatabase, cfg.Compact, rt.Log, rt.Tel.Meter)
+			compacted <- chstore.RunCompaction(cctx, conn, cfg.ClickHouseDatabase, compact, rt.Log, rt.Tel.Meter)
 		}()
 		err = func() error {
 			consumer, err := newConsumer(gctx, cfg, rt, conn, dlq.Client, health)
@@ -150,11 +176,24 @@ func newConsumer(ctx context.Context, cfg Config, rt svc.Runtime, conn driver.Co
 	if err != nil {
 		return nil, err
 	}
-	store, err := chstore.New(conn, codec, chstore.Config{Database: cfg.ClickHouseDatabase, AnalystPrefix: cfg.AnalystPrefix},
-		chstore.Deps{Log: rt.Log, Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter})
+	scfg := chstore.Config{Database: cfg.ClickHouseDatabase, AnalystPrefix: cfg.AnalystPrefix, Cluster: cfg.Cluster}
+	if cfg.Cluster.Enabled() {
+		// An open insert is settled by reading its records again, as the consumer read them.
+		reader, err := kafkax.NewReader(cfg.Kafka, kafkax.Deps{Log: rt.Log})
+		if err != nil {
+			return nil, err
+		}
+		go func() { <-ctx.Done(); reader.Close() }()
+		scfg.Reread = func(ctx context.Context, topic string, p int32, from, through int64) ([]*kgo.Record, error) {
+			return kafkax.ReadRange(ctx, reader.Client, topic, p, from, through)
+		}
+		scfg.AnalystPrefix = "" // analyst views are made on one server; the cluster layout has none yet
+	}
+	store, err := chstore.New(conn, codec, scfg, chstore.Deps{Log: rt.Log, Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter})
 	if err != nil {
 		return nil, err
 	}
+	go func() { <-ctx.Done(); store.Close() }()
 	topics := cfg.Kafka.Topics()
 	return kafkax.NewStoreConsumer(rt.Log,
 		kafkax.ConsumerConfig{Group: cfg.Group, Topic: topics.Enriched, MaxPollRecords: cfg.MaxPollRecords,
@@ -201,7 +240,11 @@ func waitClickHouse(ctx context.Context, cfg Config, rt svc.Runtime) (driver.Con
 	if err != nil {
 		return nil, fmt.Errorf("waiting for clickhouse: %w", err)
 	}
-	err = chutil.CreateDatabase(ctx, admin, cfg.ClickHouseDatabase)
+	if cfg.Cluster.Enabled() {
+		err = admin.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+chutil.QuoteIdent(cfg.ClickHouseDatabase)+" ON CLUSTER "+chutil.QuoteIdent(cfg.Cluster.Name))
+	} else {
+		err = chutil.CreateDatabase(ctx, admin, cfg.ClickHouseDatabase)
+	}
 	if cerr := admin.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("closing clickhouse connection: %w", cerr)
 	}
@@ -213,7 +256,11 @@ func waitClickHouse(ctx context.Context, cfg Config, rt svc.Runtime) (driver.Con
 	if err != nil {
 		return nil, err
 	}
-	if err := chstore.Migrate(ctx, conn, cfg.ClickHouseDatabase); err != nil {
+	migrate := func() error { return chstore.Migrate(ctx, conn, cfg.ClickHouseDatabase) }
+	if cfg.Cluster.Enabled() {
+		migrate = func() error { return chstore.MigrateCluster(ctx, conn, cfg.ClickHouseDatabase, cfg.Cluster.Name) }
+	}
+	if err := migrate(); err != nil {
 		return nil, errors.Join(err, conn.Close())
 	}
 	rt.Log.Info("clickhouse migrated", "addr", cfg.ClickHouseAddr, "database", cfg.ClickHouseDatabase)

@@ -43,6 +43,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
@@ -95,6 +96,10 @@ type Config struct {
 	// RebuildWait is how long after a rebuild was registered its marker waits for the staged rows to be
 	// ready before the rebuild is abandoned (DefaultRebuildWait).
 	RebuildWait time.Duration
+	// Cluster chooses the replicated cluster layout (MigrateCluster); zero is the single-server layout.
+	Cluster ClusterConfig
+	// Reread reads a partition's records again; the cluster layout needs it to settle an open insert.
+	Reread Reread
 }
 
 // Store writes enriched events into ClickHouse and implements kafkax.Store.
@@ -106,6 +111,9 @@ type Store struct {
 	tracer   trace.Tracer
 	inserted metric.Int64Counter
 	skipped  metric.Int64Counter
+
+	keeper *keeper // the cluster layout's offsets; nil in the single-server layout
+	reread Reread
 
 	mu       sync.Mutex
 	analysts map[string]bool           // districts whose analyst views exist
@@ -139,10 +147,16 @@ func New(conn driver.Conn, codec *records.Codec, cfg Config, deps Deps) (*Store,
 	if err != nil {
 		return nil, fmt.Errorf("creating skipped counter: %w", err)
 	}
-	return &Store{
-		conn: conn, codec: codec, cfg: cfg, log: deps.Log, tracer: deps.Tracer.Tracer("aggregator/chstore"),
+	s := &Store{
+		conn: conn, codec: codec, cfg: cfg, log: deps.Log, tracer: deps.Tracer.Tracer("aggregator/chstore"), reread: cfg.Reread,
 		inserted: inserted, skipped: skipped, analysts: map[string]bool{}, journals: map[partKey]*journalState{}, locks: map[partKey]*sync.Mutex{},
-	}, nil
+	}
+	if cfg.Cluster.Enabled() {
+		if s.keeper, err = newKeeper(cfg.Cluster, cfg.Database, deps.Log); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
 }
 
 // NextOffsets returns, per partition of topic that the store holds, the offset after the highest one
@@ -150,6 +164,9 @@ func New(conn driver.Conn, codec *records.Codec, cfg Config, deps Deps) (*Store,
 // gave up or died is still committed), then reads kafka_offsets, which holds one small row per partition
 // and insert, not events.
 func (s *Store) NextOffsets(ctx context.Context, topic string, partitions []int32) (map[int32]int64, error) {
+	if s.keeper != nil {
+		return s.clusterNextOffsets(ctx, topic, partitions)
+	}
 	if err := s.waitInserts(ctx, topic, partitions); err != nil {
 		return nil, err
 	}
@@ -224,6 +241,9 @@ func (s *Store) Write(ctx context.Context, topic string, partition int32, recs [
 		span.End()
 	}()
 
+	if s.keeper != nil {
+		return s.clusterWrite(ctx, topic, partition, recs)
+	}
 	// The batch in segments: the rows before each erasure marker are inserted before it is applied.
 	var segs []segment
 	rows := make([]eventRow, 0, len(recs))
@@ -540,14 +560,18 @@ func isFact(typ string) bool {
 	return false
 }
 
-// traceID is the trace of the record's consume span, which continues the producer's trace (the kotel
-// hooks put it in rec.Context), or "" without one.
+// traceID is the producer's trace the record carries in its traceparent header (which the consume span
+// continues), or "" without one. It is read from the record itself, not from the consume span, so that a
+// record read again gives the same row (the cluster layout inserts a batch again identically).
 func traceID(rec *kgo.Record) string {
-	if rec.Context == nil {
-		return ""
-	}
-	if sc := trace.SpanContextFromContext(rec.Context); sc.HasTraceID() {
-		return sc.TraceID().String()
+	for _, h := range rec.Headers {
+		if h.Key != "traceparent" {
+			continue
+		}
+		ctx := propagation.TraceContext{}.Extract(context.Background(), propagation.MapCarrier{"traceparent": string(h.Value)})
+		if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
+			return sc.TraceID().String()
+		}
 	}
 	return ""
 }

@@ -436,6 +436,10 @@ func (s *Store) rederive(ctx context.Context, v rollupView, e journalEntry) erro
 // Release records, for partitions the consumer gives up, that their last insert succeeded, so that their
 // next owner does not repair it. Failing only costs that owner a needless repair.
 func (s *Store) Release(ctx context.Context, topic string, partitions []int32) {
+	if s.keeper != nil {
+		s.clusterRelease(topic, partitions)
+		return
+	}
 	var rows []journalEntry
 	s.mu.Lock()
 	for _, p := range partitions {

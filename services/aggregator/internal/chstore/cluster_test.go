@@ -1,0 +1,373 @@
+package chstore_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/edtech-analytics/platform/libs/chutil"
+	"github.com/edtech-analytics/platform/libs/kafkax"
+	"github.com/edtech-analytics/platform/libs/records"
+	"github.com/edtech-analytics/platform/libs/testenv/devenv"
+	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
+	"github.com/edtech-analytics/platform/services/aggregator/internal/chstore"
+	"github.com/edtech-analytics/platform/services/aggregator/internal/synth"
+	"github.com/go-zookeeper/zk"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// clusterChildEnv, when set, makes the test binary an aggregator of the cluster layout (runChild) with
+// the JSON-encoded childConfig it holds, for the tests to SIGKILL.
+const clusterChildEnv = "CHSTORE_CLUSTER_CHILD"
+
+func TestMain(m *testing.M) {
+	if cfg := os.Getenv(clusterChildEnv); cfg != "" {
+		if err := runChild(cfg); err != nil {
+			fmt.Fprintln(os.Stderr, "aggregator child:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// childConfig is what an aggregator child process needs.
+type childConfig struct {
+	Brokers  []string
+	Topic    string
+	Addr     string // the cluster's nodes, comma-separated
+	Database string
+	Keeper   []string
+	Batch    int
+}
+
+func (c childConfig) kafka() kafkax.Config {
+	return kafkax.Config{Brokers: c.Brokers, TopicPrefix: "test.", ClientID: "test", Partitions: 4, ReplicationFactor: 1}
+}
+
+// clusterStore opens a store of the cluster layout on database, reading records again through a reader
+// of kcfg. It is closed when ctx's test ends, or by the caller.
+func clusterStore(ctx context.Context, kcfg kafkax.Config, addr, database string, keeper []string, log *slog.Logger) (*chstore.Store, driver.Conn, error) {
+	conn, err := chutil.Open(ctx, chutil.Options{Addr: addr, Database: database})
+	if err != nil {
+		return nil, nil, err
+	}
+	codec, err := records.NewCodec(ctx, nil, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	reader, err := kafkax.NewReader(kcfg, kafkax.Deps{})
+	if err != nil {
+		return nil, nil, err
+	}
+	reread := func(ctx context.Context, topic string, p int32, from, through int64) ([]*kgo.Record, error) {
+		return kafkax.ReadRange(ctx, reader.Client, topic, p, from, through)
+	}
+	store, err := chstore.New(conn, codec, chstore.Config{Database: database, Reread: reread,
+		Cluster: chstore.ClusterConfig{Name: devenv.ClusterName, Keeper: keeper}}, chstore.Deps{Log: log})
+	return store, conn, err
+}
+
+// runChild consumes the topic into the cluster until the process is killed.
+func runChild(encoded string) error {
+	var cfg childConfig
+	if err := json.Unmarshal([]byte(encoded), &cfg); err != nil {
+		return err
+	}
+	ctx := context.Background()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	store, _, err := clusterStore(ctx, cfg.kafka(), cfg.Addr, cfg.Database, cfg.Keeper, log)
+	if err != nil {
+		return err
+	}
+	c, err := kafkax.NewStoreConsumer(log, kafkax.ConsumerConfig{
+		Group: "aggregator", Topic: cfg.Topic, MaxPollRecords: cfg.Batch,
+		RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond,
+	}, store, nil)
+	if err != nil {
+		return err
+	}
+	cl, err := kafkax.NewGroupConsumer(cfg.kafka(), kafkax.Deps{Log: log}, "aggregator", cfg.Topic, kafkax.Batching{}, c.Rebalance(), kafkatest.GroupOpts()...)
+	if err != nil {
+		return err
+	}
+	return c.Run(ctx, cl)
+}
+
+// clusterEnv is a 2-shard, 2-replica cluster with the aggregator's tables, and the pipeline feeding it.
+type clusterEnv struct {
+	c    *devenv.Cluster
+	db   string
+	addr string
+	zk   *zk.Conn
+	p    *pipeline
+}
+
+func newClusterEnv(t *testing.T) *clusterEnv {
+	t.Helper()
+	ctx := t.Context()
+	c, err := devenv.StartCluster(ctx, t.TempDir(), 2, 2)
+	if errors.Is(err, devenv.ErrNotInstalled) {
+		t.Fatalf("%v (the cluster tests need ZooKeeper: run `make deps`)", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Stop(context.Background()); err != nil {
+			t.Errorf("stopping the cluster: %v", err)
+		}
+	})
+	e := &clusterEnv{c: c, db: "agg_cluster", addr: strings.Join(c.Addrs(), ",")}
+	admin, err := chutil.Open(ctx, chutil.Options{Addr: e.addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = admin.Close() }()
+	if err := admin.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+e.db+" ON CLUSTER "+devenv.ClusterName); err != nil {
+		t.Fatal(err)
+	}
+	conn := e.open(t)
+	for range 2 { // a second run finds everything there
+		if err := chstore.MigrateCluster(ctx, conn, e.db, devenv.ClusterName); err != nil {
+			t.Fatal(err)
+		}
+	}
+	zc, _, err := zk.Connect([]string{c.ZooKeeper}, 10*time.Second, zk.WithLogInfo(false), zk.WithLogger(discardZK{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(zc.Close)
+	e.zk = zc
+	e.p = emptyPipeline(t)
+	return e
+}
+
+type discardZK struct{}
+
+func (discardZK) Printf(string, ...any) {}
+
+func (e *clusterEnv) open(t *testing.T) driver.Conn {
+	t.Helper()
+	conn, err := chutil.Open(t.Context(), chutil.Options{Addr: e.addr, Database: e.db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+func (e *clusterEnv) store(t *testing.T, log *slog.Logger) *chstore.Store {
+	t.Helper()
+	store, conn, err := clusterStore(t.Context(), e.p.kcfg, e.addr, e.db, []string{e.c.ZooKeeper}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close(); _ = conn.Close() })
+	return store
+}
+
+// keeperState is a partition's node as the test reads it: its next offset and whether an insert is open.
+type keeperState struct {
+	Next int64  `json:"next"`
+	From *int64 `json:"from"`
+}
+
+func (e *clusterEnv) keeper(t *testing.T) map[int32]keeperState {
+	t.Helper()
+	out := map[int32]keeperState{}
+	for _, p := range e.p.parts {
+		data, _, err := e.zk.Get(chstore.DefaultKeeperRoot(e.db) + "/" + e.p.topic + "/" + strconv.Itoa(int(p)))
+		if errors.Is(err, zk.ErrNoNode) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st keeperState
+		if err := json.Unmarshal(data, &st); err != nil {
+			t.Fatal(err)
+		}
+		out[p] = st
+	}
+	return out
+}
+
+func (e *clusterEnv) caughtUp(t *testing.T) bool {
+	t.Helper()
+	next := map[int32]int64{}
+	for p, st := range e.keeper(t) {
+		if st.From != nil {
+			return false
+		}
+		next[p] = st.Next
+	}
+	e.p.mu.Lock()
+	defer e.p.mu.Unlock()
+	return maps.Equal(next, e.p.ends)
+}
+
+// startChild starts an aggregator process.
+func (e *clusterEnv) startChild(t *testing.T) *exec.Cmd {
+	t.Helper()
+	cfg, err := json.Marshal(childConfig{Brokers: e.p.kcfg.Brokers, Topic: e.p.topic, Addr: e.addr, Database: e.db,
+		Keeper: []string{e.c.ZooKeeper}, Batch: e.p.batch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), clusterChildEnv+"="+string(cfg))
+	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd
+}
+
+// replicaSets are the nodes to read every shard from: the first replicas of each shard, then the second.
+func (e *clusterEnv) replicaSets() [][]*devenv.ClusterNode {
+	sets := make([][]*devenv.ClusterNode, 2)
+	for _, n := range e.c.Nodes {
+		sets[n.Replica-1] = append(sets[n.Replica-1], n)
+	}
+	return sets
+}
+
+// TestClusterLayoutStoresEveryEventOnceThroughKills runs the aggregator of the cluster layout as a
+// process of its own over a 2-shard, 2-replica cluster, and over 20 trials SIGKILLs it and a ClickHouse
+// replica in the middle of the load: in each trial new events of five districts go into the topic, an
+// aggregator process starts, and once it has begun to insert, one replica (each in turn) is killed, then
+// the aggregator at a random moment after that; the replica is started again. A last aggregator then
+// catches up. Every replica must hold its shard's events once each and rollups equal to what the input
+// says, and the Distributed tables the whole input.
+func TestClusterLayoutStoresEveryEventOnceThroughKills(t *testing.T) {
+	const trials = 20
+	e := newClusterEnv(t)
+	codec, err := records.NewCodec(t.Context(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.p.batch = 1500
+	rng := rand.New(rand.NewPCG(19, 26))
+	midInsert := 0
+	for trial := range trials {
+		facts, _ := synth.Events(uint64(2000+trial), 5, 3000)
+		e.p.send(t, codec, facts)
+		child := e.startChild(t)
+		start := time.Now()
+		for !e.insertOpen(t) {
+			if e.caughtUp(t) || time.Since(start) > 2*time.Minute {
+				break
+			}
+		}
+		node := trial % len(e.c.Nodes)
+		if err := e.c.Kill(t.Context(), node); err != nil {
+			t.Fatal(err)
+		}
+		for range rng.IntN(20) {
+			e.keeper(t)
+		}
+		open := e.insertOpen(t)
+		if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_ = child.Wait()
+		if open && e.insertOpen(t) {
+			midInsert++
+		}
+		if err := e.c.Start(t.Context(), node); err != nil {
+			t.Fatal(err)
+		}
+	}
+	logs := &repairLog{}
+	stop := e.p.start(t, e.store(t, slog.New(logs)))
+	deadline := time.Now().Add(3 * time.Minute)
+	for !e.caughtUp(t) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not caught up within 3 minutes: keeper %v, ends %v", e.keeper(t), e.p.ends)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop()
+	t.Logf("%d of %d aggregators killed with an insert open; the last one's log: %v", midInsert, trials, logs.counts())
+	if midInsert == 0 {
+		t.Fatal("no aggregator was killed with an insert open: the test proves little")
+	}
+	e.assertEveryReplica(t, e.p.facts)
+}
+
+// insertOpen reports whether some partition has an insert open in Keeper.
+func (e *clusterEnv) insertOpen(t *testing.T) bool {
+	t.Helper()
+	for _, st := range e.keeper(t) {
+		if st.From != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// assertEveryReplica waits until every replica has fetched its shard's parts, then checks the
+// Distributed tables hold facts once each and, replica by replica, that each holds exactly its shard's
+// share: its events once each and rollups equal to what those events say.
+func (e *clusterEnv) assertEveryReplica(t *testing.T, facts []records.EnrichedEvent) {
+	t.Helper()
+	ctx := t.Context()
+	tables := []string{"events", "school_daily", "attendance_daily", "metrics_daily", "metrics_student_daily"}
+	conn := e.open(t)
+	assertStoredOnce(t, conn, facts)
+	shardOf := map[string]int{}
+	for _, ev := range facts {
+		if _, ok := shardOf[ev.TenantID]; !ok {
+			shardOf[ev.TenantID] = 1 + int(count(t, conn, "SELECT toUInt64(cityHash64(?) % 2)", ev.TenantID))
+		}
+	}
+	for _, set := range e.replicaSets() {
+		for _, n := range set {
+			node, err := chutil.Open(ctx, chutil.Options{Addr: n.Addr})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = node.Close() }()
+			// One database per replica with views of its local tables under the usual names, for synth.Got.
+			check := "check_" + strings.ReplaceAll(n.Name(), "-", "_")
+			if err := node.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+check); err != nil {
+				t.Fatal(err)
+			}
+			for _, table := range tables {
+				if err := node.Exec(ctx, "SYSTEM SYNC REPLICA "+e.db+"."+table+"_local"); err != nil {
+					t.Fatalf("%s: syncing %s: %v", n.Name(), table, err)
+				}
+				if err := node.Exec(ctx, fmt.Sprintf("CREATE VIEW IF NOT EXISTS %s.%s AS SELECT * FROM %s.%s_local", check, table, e.db, table)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			view, err := chutil.Open(ctx, chutil.Options{Addr: n.Addr, Database: check})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = view.Close() }()
+			mine := slices.DeleteFunc(slices.Clone(facts), func(ev records.EnrichedEvent) bool { return shardOf[ev.TenantID] != n.Shard })
+			t.Run(n.Name(), func(t *testing.T) {
+				if len(mine) == 0 {
+					t.Fatalf("no district of the input is on shard %d: the check proves little", n.Shard)
+				}
+				assertStoredOnce(t, view, mine)
+			})
+		}
+	}
+}
