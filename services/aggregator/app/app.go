@@ -9,7 +9,6 @@ import (
 	"flag"
 	"fmt"
 	"github.com/cenkalti/backoff/v5"
-	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -33,10 +32,9 @@ type Config struct {
 	ClickHousePassword conf.Secret
 	ClickHouseTLS      conf.ClientTLS
 	// Cluster chooses the replicated cluster layout (ADR 0026); its zero value is the single-server layout.
-	Cluster    chstore.ClusterConfig
-	keeperList string
-	AdminAddr  string
-	Group              string
+	Cluster   chstore.ClusterConfig
+	AdminAddr string
+	Group     string
 	// AnalystPrefix starts the name of each district's analyst database; empty turns analyst views off.
 	AnalystPrefix string
 	// Compact says when months of the rollups are merged into one part (chstore.RunCompaction).
@@ -56,7 +54,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.ClickHouseTLS.RegisterFlags(fs, "clickhouse.", "CLICKHOUSE_", "ClickHouse (its secure native port)")
 	conf.String(fs, &c.Cluster.Name, "clickhouse.cluster", "CLICKHOUSE_CLUSTER", "",
 		"ClickHouse cluster (remote_servers) to create replicated, sharded tables on; empty keeps one server's plain tables")
-	conf.String(fs, &c.keeperList, "clickhouse.keeper", "CLICKHOUSE_KEEPER", "",
+	conf.List(fs, &c.Cluster.Keeper, "clickhouse.keeper", "CLICKHOUSE_KEEPER", "",
 		"ZooKeeper or ClickHouse Keeper addresses (host:port, comma-separated) of the cluster, where the offsets are kept; required with clickhouse.cluster")
 	conf.String(fs, &c.Cluster.KeeperRoot, "clickhouse.keeper-root", "CLICKHOUSE_KEEPER_ROOT", "",
 		"Keeper node under which the offsets are kept (default /edtech/aggregator/<database>)")
@@ -88,12 +86,6 @@ func (c *Config) Validate() error {
 	}
 	if c.Group == "" {
 		errs = append(errs, errors.New("group: required (env AGGREGATOR_GROUP)"))
-	}
-	c.Cluster.Keeper = nil
-	for _, addr := range strings.Split(c.keeperList, ",") {
-		if addr = strings.TrimSpace(addr); addr != "" {
-			c.Cluster.Keeper = append(c.Cluster.Keeper, addr)
-		}
 	}
 	if c.Cluster.Enabled() && len(c.Cluster.Keeper) == 0 {
 		errs = append(errs, errors.New("clickhouse.keeper: required with clickhouse.cluster (env CLICKHOUSE_KEEPER)"))
@@ -177,6 +169,14 @@ func newConsumer(ctx context.Context, cfg Config, rt svc.Runtime, conn driver.Co
 		return nil, err
 	}
 	scfg := chstore.Config{Database: cfg.ClickHouseDatabase, AnalystPrefix: cfg.AnalystPrefix, Cluster: cfg.Cluster}
+	scfg.Cluster.Dial = func(ctx context.Context, addr string) (driver.Conn, error) {
+		tlsCfg, err := cfg.ClickHouseTLS.Config()
+		if err != nil {
+			return nil, fmt.Errorf("clickhouse.%w", err)
+		}
+		return chutil.Open(ctx, chutil.Options{Addr: addr, Database: cfg.ClickHouseDatabase, User: cfg.ClickHouseUser,
+			Password: cfg.ClickHousePassword.Reveal(), DialTimeout: 5 * time.Second, MaxOpenConns: 2, TLS: tlsCfg})
+	}
 	if cfg.Cluster.Enabled() {
 		// An open insert is settled by reading its records again, as the consumer read them.
 		reader, err := kafkax.NewReader(cfg.Kafka, kafkax.Deps{Log: rt.Log})

@@ -28,7 +28,7 @@ import (
 func TestConfigFlagsAndEnv(t *testing.T) {
 	envs := []string{"CLICKHOUSE_ADDR", "CLICKHOUSE_DATABASE", "CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD", "ADMIN_ADDR", "AGGREGATOR_GROUP", "ANALYST_DATABASE_PREFIX",
 		"AGGREGATOR_COMPACT_INTERVAL", "AGGREGATOR_COMPACT_OPEN_MIN_PARTS", "AGGREGATOR_FETCH_MIN_BYTES", "AGGREGATOR_FETCH_MAX_WAIT",
-		"AGGREGATOR_MAX_POLL_RECORDS"}
+		"AGGREGATOR_MAX_POLL_RECORDS", "CLICKHOUSE_CLUSTER", "CLICKHOUSE_KEEPER", "CLICKHOUSE_KEEPER_ROOT"}
 	for _, e := range envs {
 		t.Setenv(e, "") // restored after the test
 		if err := os.Unsetenv(e); err != nil {
@@ -47,9 +47,11 @@ func TestConfigFlagsAndEnv(t *testing.T) {
 		{"env", map[string]string{"CLICKHOUSE_ADDR": "ch:9000", "CLICKHOUSE_DATABASE": "prod", "CLICKHOUSE_USER": "agg",
 			"CLICKHOUSE_PASSWORD": "s3cret", "ADMIN_ADDR": ":9191", "AGGREGATOR_GROUP": "g2", "ANALYST_DATABASE_PREFIX": "an_",
 			"AGGREGATOR_COMPACT_INTERVAL": "10m", "AGGREGATOR_COMPACT_OPEN_MIN_PARTS": "0", "AGGREGATOR_FETCH_MIN_BYTES": "1",
-			"AGGREGATOR_FETCH_MAX_WAIT": "250ms", "AGGREGATOR_MAX_POLL_RECORDS": "5000"}, nil,
+			"AGGREGATOR_FETCH_MAX_WAIT": "250ms", "AGGREGATOR_MAX_POLL_RECORDS": "5000", "CLICKHOUSE_CLUSTER": "edtech",
+			"CLICKHOUSE_KEEPER": "zk-0:2181, zk-1:2181", "CLICKHOUSE_KEEPER_ROOT": "/prod/agg"}, nil,
 			app.Config{ClickHouseAddr: "ch:9000", ClickHouseDatabase: "prod", ClickHouseUser: "agg", ClickHousePassword: "s3cret", AdminAddr: ":9191",
-				Group: "g2", AnalystPrefix: "an_", Compact: chstore.CompactConfig{Interval: 10 * time.Minute},
+				Cluster: chstore.ClusterConfig{Name: "edtech", Keeper: []string{"zk-0:2181", "zk-1:2181"}, KeeperRoot: "/prod/agg"},
+				Group:   "g2", AnalystPrefix: "an_", Compact: chstore.CompactConfig{Interval: 10 * time.Minute},
 				Fetch: kafkax.Batching{MinBytes: 1, MaxWait: 250 * time.Millisecond}, MaxPollRecords: 5000}},
 		{"flags win", map[string]string{"AGGREGATOR_GROUP": "g2", "AGGREGATOR_FETCH_MAX_WAIT": "250ms"}, []string{"-group", "g3", "-clickhouse.addr", "x:1",
 			"-analyst.prefix", "", "-compact.interval", "0", "-fetch.max-wait", "2s"},
@@ -81,8 +83,9 @@ func TestConfigFlagsAndEnv(t *testing.T) {
 	cfg.RegisterFlags(flag.NewFlagSet("aggregator", flag.ContinueOnError))
 	cfg.ClickHouseDatabase, cfg.Group, cfg.Compact.OpenMinParts = "", "", 1
 	cfg.Fetch, cfg.MaxPollRecords = kafkax.Batching{MinBytes: 0, MaxWait: time.Minute}, 0
+	cfg.Cluster.Name = "edtech" // without Keeper
 	err := cfg.Validate()
-	for _, field := range []string{"clickhouse.database", "group", "compact.open-min-parts", "fetch.min-bytes", "fetch.max-wait", "max-poll-records"} {
+	for _, field := range []string{"clickhouse.database", "group", "compact.open-min-parts", "fetch.min-bytes", "fetch.max-wait", "max-poll-records", "clickhouse.keeper"} {
 		if err == nil || !strings.Contains(err.Error(), field) {
 			t.Fatalf("Validate of an empty database and group and one open part = %v, want it to name %s", err, field)
 		}

@@ -114,6 +114,7 @@ type Store struct {
 
 	keeper *keeper // the cluster layout's offsets; nil in the single-server layout
 	reread Reread
+	nodes  map[string]driver.Conn // the cluster layout's connections to single nodes, by address
 
 	mu       sync.Mutex
 	analysts map[string]bool           // districts whose analyst views exist
@@ -149,7 +150,7 @@ func New(conn driver.Conn, codec *records.Codec, cfg Config, deps Deps) (*Store,
 	}
 	s := &Store{
 		conn: conn, codec: codec, cfg: cfg, log: deps.Log, tracer: deps.Tracer.Tracer("aggregator/chstore"), reread: cfg.Reread,
-		inserted: inserted, skipped: skipped, analysts: map[string]bool{}, journals: map[partKey]*journalState{}, locks: map[partKey]*sync.Mutex{},
+		inserted: inserted, skipped: skipped, analysts: map[string]bool{}, nodes: map[string]driver.Conn{}, journals: map[partKey]*journalState{}, locks: map[partKey]*sync.Mutex{},
 	}
 	if cfg.Cluster.Enabled() {
 		if s.keeper, err = newKeeper(cfg.Cluster, cfg.Database, deps.Log); err != nil {
@@ -560,10 +561,21 @@ func isFact(typ string) bool {
 	return false
 }
 
-// traceID is the producer's trace the record carries in its traceparent header (which the consume span
-// continues), or "" without one. It is read from the record itself, not from the consume span, so that a
-// record read again gives the same row (the cluster layout inserts a batch again identically).
+// traceID is the trace of the record's consume span, which continues the producer's trace (the kotel
+// hooks put it in rec.Context), or else the producer's trace in its traceparent header, or "".
 func traceID(rec *kgo.Record) string {
+	if rec.Context != nil {
+		if sc := trace.SpanContextFromContext(rec.Context); sc.HasTraceID() {
+			return sc.TraceID().String()
+		}
+	}
+	return headerTraceID(rec)
+}
+
+// headerTraceID is the producer's trace in the record's traceparent header, or "". The cluster layout
+// reads only this, never the consume span (whose trace is new for a record without the header), so that
+// a record read again gives the same row.
+func headerTraceID(rec *kgo.Record) string {
 	for _, h := range rec.Headers {
 		if h.Key != "traceparent" {
 			continue

@@ -25,7 +25,9 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,6 +59,10 @@ type ClusterConfig struct {
 	KeeperRoot string
 	// SessionTimeout of the Keeper session; 10s when zero.
 	SessionTimeout time.Duration
+	// Dial connects to one node of the cluster (host:port as the cluster's remote_servers name it), as the
+	// store's own connection was made, with database as its default database. An erasure reads what every
+	// replica holds and deletes on one replica of each shard through such connections.
+	Dial func(ctx context.Context, addr string) (driver.Conn, error)
 }
 
 // Enabled reports whether the cluster layout is chosen.
@@ -115,12 +121,21 @@ type Reread func(ctx context.Context, topic string, partition int32, from, throu
 // keeperState is a partition's node: the next offset to store and, while a batch is being inserted, the
 // offsets it covers (From <= Through).
 type keeperState struct {
-	Next    int64  `json:"next"`
-	From    *int64 `json:"from,omitempty"`
-	Through *int64 `json:"through,omitempty"`
+	Next    int64        `json:"next"`
+	From    *int64       `json:"from,omitempty"`
+	Through *int64       `json:"through,omitempty"`
+	Erase   *eraseIntent `json:"erase,omitempty"` // an erasure marker at Next being applied
 }
 
-func (k keeperState) open() bool { return k.From != nil && k.Through != nil }
+// eraseIntent is an erasure being applied to a partition: the marker's student and tenant and the days
+// the partition held of the student before anything was deleted.
+type eraseIntent struct {
+	Tenant  string   `json:"tenant"`
+	Student string   `json:"student"`
+	Days    []string `json:"days"`
+}
+
+func (k keeperState) open() bool { return (k.From != nil && k.Through != nil) || k.Erase != nil }
 
 // keeper keeps each partition's offsets in Keeper, with the version of each node this store last saw.
 type keeper struct {
@@ -277,6 +292,17 @@ func (s *Store) settle(ctx context.Context, topic string, p int32) (int64, bool,
 	if err != nil || !ok || !st.open() {
 		return st.Next, ok, err
 	}
+	if st.Erase != nil {
+		s.log.Info("completing an erasure", "kafka_topic", topic, "partition", p, "offset", st.Next)
+		if err := s.clusterErase(ctx, topic, p, *st.Erase); err != nil {
+			return 0, false, err
+		}
+		done := keeperState{Next: st.Next + 1}
+		if err := s.keeper.set(ctx, topic, p, done); err != nil {
+			return 0, false, err
+		}
+		return done.Next, true, nil
+	}
 	from, through := *st.From, *st.Through
 	if s.reread == nil {
 		return 0, false, fmt.Errorf("%s/%d has an open insert of offsets %d-%d and the store cannot read them again", topic, p, from, through)
@@ -300,11 +326,17 @@ func (s *Store) settle(ctx context.Context, topic string, p int32) (int64, bool,
 	return done.Next, true, nil
 }
 
-// clusterRows turns records into events rows. Records refused before (their stand-ins dead-lettered) are
-// skipped when again is set, as their stand-ins were.
-func (s *Store) clusterRows(topic string, recs []*kgo.Record, again bool) ([]eventRow, error) {
-	rows := make([]eventRow, 0, len(recs))
-	for _, rec := range recs {
+// decoded is a record's row, or the reason it has none.
+type decoded struct {
+	row    eventRow
+	reason string
+}
+
+// decode turns records into rows. A record refused for its content is a *kafkax.PoisonError, unless again
+// is set: then it is passed by, as its stand-in was when the records were first written.
+func (s *Store) decode(topic string, recs []*kgo.Record, again bool) ([]decoded, error) {
+	out := make([]decoded, len(recs))
+	for i, rec := range recs {
 		row, reason, err := s.row(topic, rec)
 		if errors.Is(err, errRetry) {
 			return nil, err
@@ -312,11 +344,30 @@ func (s *Store) clusterRows(topic string, recs []*kgo.Record, again bool) ([]eve
 		if dlq, ok := refusals[reason]; ok && !again {
 			return nil, kafkax.Poison(rec.Offset, dlq, fmt.Errorf("the aggregator cannot store it (%s): %w", reason, err))
 		}
-		if reason == "" {
-			rows = append(rows, row)
+		row.TraceID = headerTraceID(rec)
+		out[i] = decoded{row, reason}
+	}
+	return out, nil
+}
+
+// factRows are the rows of the decoded records that are facts.
+func factRows(ds []decoded) []eventRow {
+	rows := make([]eventRow, 0, len(ds))
+	for _, d := range ds {
+		if d.reason == "" {
+			rows = append(rows, d.row)
 		}
 	}
-	return rows, nil
+	return rows
+}
+
+// clusterRows turns records read again into the rows they gave when first written.
+func (s *Store) clusterRows(topic string, recs []*kgo.Record, again bool) ([]eventRow, error) {
+	ds, err := s.decode(topic, recs, again)
+	if err != nil {
+		return nil, err
+	}
+	return factRows(ds), nil
 }
 
 // insertInput inserts rows into events_input, one block, waiting until every shard has it.
@@ -342,10 +393,11 @@ func (s *Store) insertInput(ctx context.Context, rows []eventRow) error {
 }
 
 // clusterWrite is Write in the cluster layout: each run of records between markers is one intent, one
-// insert and one closing of the intent.
+// insert and one closing of the intent; then the marker is applied.
 func (s *Store) clusterWrite(ctx context.Context, topic string, partition int32, recs []*kgo.Record) error {
 	// Refusals come first, before any intent names a range holding them.
-	if _, err := s.clusterRows(topic, recs, false); err != nil {
+	ds, err := s.decode(topic, recs, false)
+	if err != nil {
 		return err
 	}
 	l := s.partLock(topic, partition)
@@ -356,7 +408,8 @@ func (s *Store) clusterWrite(ctx context.Context, topic string, partition int32,
 		return err
 	}
 	if ok && st.open() {
-		// Someone's insert is open: the consumer re-reads NextOffsets after this, which settles it.
+		// Another write's insert or erasure is open: the consumer re-reads NextOffsets after this error,
+		// which settles it.
 		return fmt.Errorf("%w: %s/%d has an open insert", ErrBusy, topic, partition)
 	}
 	next := recs[0].Offset
@@ -372,23 +425,18 @@ func (s *Store) clusterWrite(ctx context.Context, topic string, partition int32,
 	}
 	for start < len(recs) {
 		end := start
-		var marker *eventRow
-		for ; end < len(recs); end++ {
-			row, reason, _ := s.row(topic, recs[end])
-			if reason == erasure || reason == rebuildMarker {
-				marker = &row
-				break
-			}
+		for end < len(recs) && ds[end].reason != erasure && ds[end].reason != rebuildMarker {
+			end++
 		}
 		if end > start {
-			if err := s.insertRange(ctx, topic, partition, recs[start:end]); err != nil {
+			if err := s.insertRange(ctx, topic, partition, recs[start:end], ds[start:end]); err != nil {
 				return err
 			}
 		}
-		if marker == nil {
+		if end == len(recs) {
 			break
 		}
-		if err := s.clusterMarker(ctx, topic, partition, recs[end], marker); err != nil {
+		if err := s.clusterMarker(ctx, topic, partition, recs[end], &ds[end].row, ds[end].reason); err != nil {
 			return err
 		}
 		start = end + 1
@@ -397,11 +445,8 @@ func (s *Store) clusterWrite(ctx context.Context, topic string, partition int32,
 }
 
 // insertRange stores recs (no marker among them) as one intent: open it, insert, close it.
-func (s *Store) insertRange(ctx context.Context, topic string, partition int32, recs []*kgo.Record) error {
-	rows, err := s.clusterRows(topic, recs, true)
-	if err != nil {
-		return err
-	}
+func (s *Store) insertRange(ctx context.Context, topic string, partition int32, recs []*kgo.Record, ds []decoded) error {
+	rows := factRows(ds)
 	from, through := recs[0].Offset, recs[len(recs)-1].Offset
 	if len(rows) > 0 {
 		if err := s.keeper.set(ctx, topic, partition, keeperState{Next: from, From: &from, Through: &through}); err != nil {
@@ -412,20 +457,217 @@ func (s *Store) insertRange(ctx context.Context, topic string, partition int32, 
 		}
 		s.inserted.Add(ctx, int64(len(rows)))
 	}
-	s.skip(ctx, SkipNotFact, len(recs)-len(rows))
+	for _, d := range ds {
+		if d.reason != "" {
+			s.skip(ctx, d.reason, 1)
+		}
+	}
 	return s.keeper.set(ctx, topic, partition, keeperState{Next: through + 1})
 }
 
-// clusterMarker applies a marker in the cluster layout. Neither an erasure nor a district rebuild is
-// applied by the cluster layout yet (ADR 0026): the partition stops at the marker, loudly, rather than
-// pass it by.
-func (s *Store) clusterMarker(_ context.Context, topic string, partition int32, rec *kgo.Record, _ *eventRow) error {
-	return fmt.Errorf("%s/%d offset %d: %w", topic, partition, rec.Offset, ErrMarkerUnsupported)
+// clusterMarker applies a marker in the cluster layout: a student's erasure. A district rebuild of
+// ClickHouse is not done in the cluster layout (ADR 0026): its marker is passed by, with an error logged.
+func (s *Store) clusterMarker(ctx context.Context, topic string, partition int32, rec *kgo.Record, m *eventRow, reason string) error {
+	next := keeperState{Next: rec.Offset + 1}
+	if reason == rebuildMarker {
+		s.log.Error("a rebuild marker reached the cluster layout, which does not rebuild districts; passed by",
+			"kafka_topic", topic, "partition", partition, "offset", rec.Offset, "tenant_id", m.TenantID)
+		s.skip(ctx, rebuildMarker, 1)
+		return s.keeper.set(ctx, topic, partition, next)
+	}
+	days, err := s.heldDays(ctx, topic, partition, m.TenantID, m.StudentID.String())
+	if err != nil {
+		return err
+	}
+	if len(days) == 0 {
+		return s.keeper.set(ctx, topic, partition, next)
+	}
+	e := eraseIntent{Tenant: m.TenantID, Student: m.StudentID.String(), Days: days}
+	if err := s.keeper.set(ctx, topic, partition, keeperState{Next: rec.Offset, Erase: &e}); err != nil {
+		return err
+	}
+	if err := s.clusterErase(ctx, topic, partition, e); err != nil {
+		return err
+	}
+	s.log.Info("student erased from the partition", "kafka_topic", topic, "partition", partition, "tenant_id", m.TenantID, "days", len(days))
+	return s.keeper.set(ctx, topic, partition, next)
 }
 
-// ErrMarkerUnsupported is an erasure or rebuild marker reaching a store in the cluster layout, which does
-// not apply them yet.
-var ErrMarkerUnsupported = errors.New("the cluster layout does not apply erasure and rebuild markers yet")
+// clusterNode is a node of the cluster, as system.clusters lists it.
+type clusterNode struct {
+	Shard uint32 `ch:"shard_num"`
+	Host  string `ch:"host_address"`
+	Port  uint16 `ch:"port"`
+}
+
+func (n clusterNode) addr() string { return net.JoinHostPort(n.Host, strconv.Itoa(int(n.Port))) }
+
+// clusterNodes lists the cluster's nodes, shard by shard.
+func (s *Store) clusterNodes(ctx context.Context) ([]clusterNode, error) {
+	var nodes []clusterNode
+	if err := s.conn.Select(ctx, &nodes, "SELECT shard_num, host_address, port FROM system.clusters WHERE cluster = ? ORDER BY shard_num, replica_num",
+		s.cfg.Cluster.Name); err != nil {
+		return nil, fmt.Errorf("listing the nodes of cluster %s: %w", s.cfg.Cluster.Name, err)
+	}
+	if len(nodes) == 0 {
+		return nil, fmt.Errorf("cluster %s is not among the server's remote_servers", s.cfg.Cluster.Name)
+	}
+	return nodes, nil
+}
+
+// node returns a connection to one node, made once.
+func (s *Store) node(ctx context.Context, addr string) (driver.Conn, error) {
+	s.mu.Lock()
+	conn, ok := s.nodes[addr]
+	s.mu.Unlock()
+	if ok {
+		return conn, nil
+	}
+	if s.cfg.Cluster.Dial == nil {
+		return nil, errors.New("chstore: the cluster layout needs ClusterConfig.Dial to reach each node")
+	}
+	conn, err := s.cfg.Cluster.Dial(ctx, addr)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to node %s: %w", addr, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if prev, ok := s.nodes[addr]; ok {
+		_ = conn.Close() // another caller connected first
+		return prev, nil
+	}
+	s.nodes[addr] = conn
+	return conn, nil
+}
+
+// onEachShard runs a statement on one replica of each shard, the first that takes it: an ALTER of a
+// replicated table reaches the shard's other replicas through its replication log. (ALTER ... ON CLUSTER
+// has every replica race for the shard, which ClickHouse 18.16's DDL worker can lose for good.)
+func (s *Store) onEachShard(ctx context.Context, query string, args ...any) error {
+	nodes, err := s.clusterNodes(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for i := 0; i < len(nodes); {
+		shard := nodes[i].Shard
+		done := false
+		for ; i < len(nodes) && nodes[i].Shard == shard; i++ {
+			if done {
+				continue
+			}
+			conn, err := s.node(ctx, nodes[i].addr())
+			if err == nil {
+				err = conn.Exec(ctx, query, args...)
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", nodes[i].addr(), err))
+				continue
+			}
+			done = true
+		}
+		if !done {
+			return fmt.Errorf("no replica of shard %d took the statement: %w", shard, errors.Join(errs...))
+		}
+	}
+	return nil
+}
+
+// waitEveryReplica waits until every replica has applied the mutations of a table. A replica that does
+// not answer makes it fail: the erasure is tried again.
+func (s *Store) waitEveryReplica(ctx context.Context, table string) error {
+	nodes, err := s.clusterNodes(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range nodes {
+		conn, err := s.node(ctx, n.addr())
+		if err != nil {
+			return err
+		}
+		if err := chutil.WaitMutations(ctx, conn, s.cfg.Database, table); err != nil {
+			return fmt.Errorf("waiting for the delete on %s: %w", n.addr(), err)
+		}
+	}
+	return nil
+}
+
+// heldDays lists the days the partition holds of a student, read from every replica of every shard: a
+// replica may not have fetched the latest parts of its partner yet. It fails while a replica does not
+// answer, and the erasure waits for it.
+func (s *Store) heldDays(ctx context.Context, topic string, partition int32, tenant, student string) ([]string, error) {
+	nodes, err := s.clusterNodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var days []string
+	for _, n := range nodes {
+		conn, err := s.node(ctx, n.addr())
+		if err != nil {
+			return nil, err
+		}
+		var rows []struct {
+			Day string `ch:"day"`
+		}
+		if err := conn.Select(ctx, &rows, "SELECT DISTINCT toString(arrayJoin([local_day, toDate(occurred_at), if(type = 'attendance', attendance_date, local_day)])) AS day "+
+			"FROM "+chutil.QuoteIdent(s.cfg.Database)+".events_local WHERE kafka_topic = ? AND kafka_partition = ? AND tenant_id = ? AND student_id = toUUID(?)",
+			topic, uint32(partition), tenant, student); err != nil {
+			return nil, fmt.Errorf("reading the days %s/%d holds of an erased student on %s: %w", topic, partition, n.addr(), err)
+		}
+		for _, r := range rows {
+			if !slices.Contains(days, r.Day) {
+				days = append(days, r.Day)
+			}
+		}
+	}
+	slices.Sort(days)
+	return days, nil
+}
+
+// clusterErase deletes the student's events of the partition and derives the rollups of the partition,
+// tenant and days again from the events left, leaving the student out: a replica that has not applied
+// the delete yet may answer the read. A mutation affects only the parts that exist when it is made, so
+// the rows inserted after the delete stay. Every step may run again.
+func (s *Store) clusterErase(ctx context.Context, topic string, partition int32, e eraseIntent) error {
+	db := chutil.QuoteIdent(s.cfg.Database) + "."
+	if err := s.onEachShard(ctx, "ALTER TABLE "+db+"events_local DELETE WHERE kafka_topic = ? AND kafka_partition = ? AND tenant_id = ? AND student_id = toUUID(?)",
+		topic, uint32(partition), e.Tenant, e.Student); err != nil {
+		return fmt.Errorf("deleting an erased student's events: %w", err)
+	}
+	if err := s.waitEveryReplica(ctx, "events_local"); err != nil {
+		return err
+	}
+	views, err := s.viewsOn(ctx, "events_input_local", "events_mv")
+	if err != nil {
+		return err
+	}
+	keys := "kafka_partition = ? AND tenant_id = ? AND day IN ?"
+	source := "FROM (SELECT * FROM " + db + "events WHERE kafka_topic = ? AND kafka_partition = ? AND tenant_id = ? AND student_id != toUUID(?) " +
+		"AND (local_day IN ? OR toDate(occurred_at) IN ? OR attendance_date IN ?)) "
+	ictx := clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_distributed_sync": 1, "insert_deduplicate": 0}))
+	for _, v := range views {
+		if err := s.onEachShard(ctx, "ALTER TABLE "+db+chutil.QuoteIdent(v.target)+" DELETE WHERE "+keys, uint32(partition), e.Tenant, set(e.Days)); err != nil {
+			return fmt.Errorf("deleting %s's rows of an erased student's days: %w", v.target, err)
+		}
+		// Until the delete is done everywhere a reader would count both the old rows and the new.
+		if err := s.waitEveryReplica(ctx, v.target); err != nil {
+			return err
+		}
+		query := v.query[:v.from[0]] + source + v.query[v.from[1]:]
+		cols := make([]string, len(v.columns))
+		for i, c := range v.columns {
+			cols[i] = chutil.QuoteIdent(c)
+		}
+		list := strings.Join(cols, ", ")
+		dist := db + chutil.QuoteIdent(strings.TrimSuffix(v.target, "_local"))
+		insert := "INSERT INTO " + dist + " (" + list + ") SELECT " + list + " FROM (" + query + ") WHERE " + keys
+		if err := s.conn.Exec(ictx, insert, topic, uint32(partition), e.Tenant, e.Student, set(e.Days), set(e.Days), set(e.Days),
+			uint32(partition), e.Tenant, set(e.Days)); err != nil {
+			return fmt.Errorf("deriving %s's rows of an erased student's days again: %w", v.target, err)
+		}
+	}
+	return nil
+}
 
 // clusterRelease forgets the partitions' node versions: their next owner reads them again.
 func (s *Store) clusterRelease(topic string, partitions []int32) {
@@ -436,5 +678,11 @@ func (s *Store) clusterRelease(topic string, partitions []int32) {
 func (s *Store) Close() {
 	if s.keeper != nil {
 		s.keeper.conn.Close()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for addr, conn := range s.nodes {
+		_ = conn.Close() // read and ALTER only: nothing is lost on close
+		delete(s.nodes, addr)
 	}
 }

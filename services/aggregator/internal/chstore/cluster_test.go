@@ -27,6 +27,7 @@ import (
 	"github.com/edtech-analytics/platform/services/aggregator/internal/chstore"
 	"github.com/edtech-analytics/platform/services/aggregator/internal/synth"
 	"github.com/go-zookeeper/zk"
+	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -77,8 +78,11 @@ func clusterStore(ctx context.Context, kcfg kafkax.Config, addr, database string
 	reread := func(ctx context.Context, topic string, p int32, from, through int64) ([]*kgo.Record, error) {
 		return kafkax.ReadRange(ctx, reader.Client, topic, p, from, through)
 	}
+	dial := func(ctx context.Context, addr string) (driver.Conn, error) {
+		return chutil.Open(ctx, chutil.Options{Addr: addr, Database: database})
+	}
 	store, err := chstore.New(conn, codec, chstore.Config{Database: database, Reread: reread,
-		Cluster: chstore.ClusterConfig{Name: devenv.ClusterName, Keeper: keeper}}, chstore.Deps{Log: log})
+		Cluster: chstore.ClusterConfig{Name: devenv.ClusterName, Keeper: keeper, Dial: dial}}, chstore.Deps{Log: log})
 	return store, conn, err
 }
 
@@ -370,4 +374,106 @@ func (e *clusterEnv) assertEveryReplica(t *testing.T, facts []records.EnrichedEv
 			})
 		}
 	}
+}
+
+// TestClusterLayoutErasesAStudent writes two partitions of four districts' events into the cluster, each
+// with the erasure marker of one student in the middle and more events after it, and proves every replica
+// then holds exactly the events left and their rollups. A second erasure is cut short after its intent and
+// its delete from events (as an aggregator killed there leaves it); the partition's next owner completes
+// it, deriving the rollups of the days the intent names again.
+func TestClusterLayoutErasesAStudent(t *testing.T) {
+	e := newClusterEnv(t)
+	ctx := t.Context()
+	store := e.store(t, slog.New(slog.DiscardHandler))
+	codec, err := records.NewCodec(ctx, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, regular := synth.Events(7, 4, 800)
+	before, after := evs[:600], evs[600:]
+	var kept []records.EnrichedEvent
+	next := map[int32]int64{}
+	for p := range int32(2) {
+		var first []records.EnrichedEvent
+		for i := int(p); i < len(before); i += 2 {
+			first = append(first, before[i])
+		}
+		recs := facts(t, codec, p, 0, first)
+		marker := records.NewStudentErased(uuid.NewString(), regular.Tenant, regular.Student, time.Now())
+		recs = append(recs, record(t, codec, p, int64(len(recs)), marker))
+		var later []records.EnrichedEvent
+		for i := int(p); i < len(after); i += 2 {
+			if after[i].Actor.InternalID != regular.Student {
+				later = append(later, after[i])
+			}
+		}
+		recs = append(recs, facts(t, codec, p, int64(len(recs)), later)...)
+		if err := store.Write(ctx, topic, p, recs); err != nil {
+			t.Fatal(err)
+		}
+		next[p] = int64(len(recs))
+		kept = append(kept, without(first, regular.Student)...)
+		kept = append(kept, later...)
+	}
+	assertNext(t, store, topic, []int32{0, 1}, next)
+	e.assertEveryReplica(t, kept)
+
+	// Cut short: the intent is in Keeper and the student's events of partition 0 are deleted; nothing else.
+	var other string
+	var days []string
+	for _, ev := range kept {
+		if ev.TenantID == regular.Tenant && ev.Actor.Role == "student" && ev.Actor.InternalID != regular.Student {
+			other = ev.Actor.InternalID
+			break
+		}
+	}
+	for _, ev := range kept {
+		if ev.Actor.InternalID == other && !slices.Contains(days, synth.Day(&ev)) {
+			days = append(days, synth.Day(&ev), ev.OccurredAt.UTC().Format(time.DateOnly))
+		}
+	}
+	node := chstore.DefaultKeeperRoot(e.db) + "/" + topic + "/0"
+	_, stat, err := e.zk.Get(node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	intent, err := json.Marshal(map[string]any{"next": next[0], "erase": map[string]any{"tenant": regular.Tenant, "student": other, "days": days}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.zk.Set(node, intent, stat.Version); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range e.c.Nodes {
+		if n.Replica != 1 {
+			continue
+		}
+		conn, err := chutil.Open(ctx, chutil.Options{Addr: n.Addr, Database: e.db})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = conn.Exec(ctx, "ALTER TABLE events_local DELETE WHERE kafka_partition = 0 AND student_id = toUUID(?)", other)
+		_ = conn.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	next[0]++
+	assertNext(t, e.store(t, slog.New(slog.DiscardHandler)), topic, []int32{0, 1}, next)
+	kept = slices.DeleteFunc(kept, func(ev records.EnrichedEvent) bool {
+		return ev.Actor.InternalID == other && eventPartition(ev, before, after) == 0
+	})
+	e.assertEveryReplica(t, kept)
+}
+
+// eventPartition is the partition the test wrote ev to: alternating, in before and then in after.
+func eventPartition(ev records.EnrichedEvent, before, after []records.EnrichedEvent) int32 {
+	for _, part := range [][]records.EnrichedEvent{before, after} {
+		for i := range part {
+			if part[i].EventID == ev.EventID {
+				return int32(i % 2)
+			}
+		}
+	}
+	return -1
 }

@@ -333,28 +333,30 @@ type rollupView struct {
 	from         [2]int
 }
 
-// fromEvents finds a view query's "FROM events" (the table may be qualified by its database).
-var fromEvents = regexp.MustCompile("FROM\\s+(?:`?[A-Za-z0-9_]+`?\\.)?`?events`?(?:\\s|$)")
-
 // rollupViews reads the materialized views on events, except kafka_offsets_mv, from the server: the
 // repair derives with each view's own query, so a view added or changed by a migration is repaired as it
 // is.
 func (s *Store) rollupViews(ctx context.Context) ([]rollupView, error) {
+	return s.viewsOn(ctx, "events", "kafka_offsets_mv")
+}
+
+// viewsOn reads the materialized views on table except skip, each with its query's FROM table.
+func (s *Store) viewsOn(ctx context.Context, table, skip string) ([]rollupView, error) {
 	var deps []struct {
 		Names []string `ch:"dependencies_table"`
 	}
-	if err := s.conn.Select(ctx, &deps, "SELECT dependencies_table FROM system.tables WHERE database = ? AND name = 'events'", s.cfg.Database); err != nil {
-		return nil, fmt.Errorf("reading the views on events: %w", err)
+	if err := s.conn.Select(ctx, &deps, "SELECT dependencies_table FROM system.tables WHERE database = ? AND name = ?", s.cfg.Database, table); err != nil {
+		return nil, fmt.Errorf("reading the views on %s: %w", table, err)
 	}
 	if len(deps) != 1 {
-		return nil, fmt.Errorf("reading the views on events: events not found in %s", s.cfg.Database)
+		return nil, fmt.Errorf("reading the views on %s: %s not found in %s", table, table, s.cfg.Database)
 	}
 	var views []rollupView
 	for _, name := range deps[0].Names {
-		if name == "kafka_offsets_mv" {
+		if name == skip {
 			continue
 		}
-		v, err := s.rollupView(ctx, name)
+		v, err := s.rollupView(ctx, name, table)
 		if err != nil {
 			return nil, err
 		}
@@ -363,7 +365,7 @@ func (s *Store) rollupViews(ctx context.Context) ([]rollupView, error) {
 	return views, nil
 }
 
-func (s *Store) rollupView(ctx context.Context, name string) (rollupView, error) {
+func (s *Store) rollupView(ctx context.Context, name, source string) (rollupView, error) {
 	v := rollupView{name: name}
 	var create string
 	if err := s.conn.QueryRow(ctx, "SELECT create_table_query FROM system.tables WHERE database = ? AND name = ?", s.cfg.Database, name).Scan(&create); err != nil {
@@ -380,9 +382,10 @@ func (s *Store) rollupView(ctx context.Context, name string) (rollupView, error)
 	}
 	v.target = strings.Trim(target, "`")
 	v.query = create[as+len(" AS "):]
-	loc := fromEvents.FindAllStringIndex(v.query, -1)
+	from := regexp.MustCompile("FROM\\s+(?:`?[A-Za-z0-9_]+`?\\.)?`?" + regexp.QuoteMeta(source) + "`?(?:\\s|$)")
+	loc := from.FindAllStringIndex(v.query, -1)
 	if len(loc) != 1 {
-		return v, fmt.Errorf("view %s: want one FROM events in its query, found %d: %s", name, len(loc), v.query)
+		return v, fmt.Errorf("view %s: want one FROM %s in its query, found %d: %s", name, source, len(loc), v.query)
 	}
 	v.from = [2]int{loc[0][0], loc[0][1]}
 	var cols []struct {
