@@ -4,6 +4,7 @@ go 1.26
 
 require (
 	github.com/ClickHouse/clickhouse-go/v2 v2.26.0
+	github.com/edtech-analytics/platform/libs/conf v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/testenv/devenv v0.0.0-00010101000000-000000000000
 	github.com/google/uuid v1.6.0
 	github.com/shopspring/decimal v1.4.0
@@ -26,3 +27,4 @@ require (
 )
 
 replace github.com/edtech-analytics/platform/libs/testenv/devenv => ../testenv/devenv
+replace github.com/edtech-analytics/platform/libs/conf => ../conf

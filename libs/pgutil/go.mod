@@ -3,6 +3,7 @@ module github.com/edtech-analytics/platform/libs/pgutil
 go 1.26
 
 require (
+	github.com/edtech-analytics/platform/libs/conf v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/testenv/devenv v0.0.0-00010101000000-000000000000
 	github.com/jackc/pgx/v5 v5.12.0
 )
@@ -16,3 +17,4 @@ require (
 )
 
 replace github.com/edtech-analytics/platform/libs/testenv/devenv => ../testenv/devenv
+replace github.com/edtech-analytics/platform/libs/conf => ../conf
