@@ -156,7 +156,7 @@ func StartCluster(ctx context.Context, dir string, shards, replicas int) (*Clust
 		}
 	}
 	for i := range c.Nodes {
-		if err := c.wait(ctx, i); err != nil {
+		if err := c.waitOrRelaunch(ctx, i); err != nil {
 			return nil, errors.Join(err, c.Stop(ctx))
 		}
 	}
@@ -194,7 +194,28 @@ func (c *Cluster) Start(ctx context.Context, i int) error {
 	if err := c.launch(ctx, i); err != nil {
 		return err
 	}
-	return c.wait(ctx, i)
+	return c.waitOrRelaunch(ctx, i)
+}
+
+// waitOrRelaunch waits for node i and, if it exited while starting, starts it again: a server killed a
+// moment ago can leave what makes the next start fail for a moment (up to three starts).
+func (c *Cluster) waitOrRelaunch(ctx context.Context, i int) error {
+	var errs []error
+	for attempt := 1; attempt <= 3; attempt++ {
+		err := c.wait(ctx, i)
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, fmt.Errorf("attempt %d: %w", attempt, err))
+		if !errors.Is(err, errExited) || ctx.Err() != nil {
+			break
+		}
+		c.Nodes[i].pid = 0
+		if err := c.launch(ctx, i); err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Stop ends every server of the cluster and ZooKeeper.
@@ -355,7 +376,8 @@ func (c *Cluster) wait(ctx context.Context, i int) error {
 		return nil
 	}
 	if err := waitFor(ctx, 90*time.Second, func(ctx context.Context) error { return chAnswers(ctx, st) }, exited); err != nil {
-		return fmt.Errorf("waiting for clickhouse %s on %s: %w\n%s", n.Name(), n.Addr, err, tail(filepath.Join(n.base, "server.err.log"), 20))
+		return fmt.Errorf("waiting for clickhouse %s on %s: %w\n%s\n%s", n.Name(), n.Addr, err, tail(filepath.Join(n.base, "stdout.log"), 10),
+			tail(filepath.Join(n.base, "server.log"), 30))
 	}
 	return nil
 }

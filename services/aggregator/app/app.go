@@ -179,12 +179,13 @@ func newConsumer(ctx context.Context, cfg Config, rt svc.Runtime, conn driver.Co
 	}
 	if cfg.Cluster.Enabled() {
 		// An open insert is settled by reading its records again, as the consumer read them.
-		reader, err := kafkax.NewReader(cfg.Kafka, kafkax.Deps{Log: rt.Log})
-		if err != nil {
-			return nil, err
-		}
-		go func() { <-ctx.Done(); reader.Close() }()
+		// A reader of its own for each range: settling is rare, and no earlier read's fetches can linger.
 		scfg.Reread = func(ctx context.Context, topic string, p int32, from, through int64) ([]*kgo.Record, error) {
+			reader, err := kafkax.NewReader(cfg.Kafka, kafkax.Deps{Log: rt.Log})
+			if err != nil {
+				return nil, err
+			}
+			defer reader.Close()
 			return kafkax.ReadRange(ctx, reader.Client, topic, p, from, through)
 		}
 		scfg.AnalystPrefix = "" // analyst views are made on one server; the cluster layout has none yet

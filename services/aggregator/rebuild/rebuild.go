@@ -87,6 +87,22 @@ type Report struct {
 	Elapsed  time.Duration    `json:"elapsed"`
 }
 
+// ErrClusterLayout is a rebuild asked of a database in the replicated cluster layout, which the rebuild
+// does not do yet (ADR 0026): its swap relies on one server's tables.
+var ErrClusterLayout = errors.New("the database is in the replicated cluster layout, where districts are not rebuilt in ClickHouse yet")
+
+// refuseCluster returns ErrClusterLayout when events is a Distributed table (the cluster layout).
+func refuseCluster(ctx context.Context, conn driver.Conn) error {
+	var engine string
+	if err := conn.QueryRow(ctx, "SELECT engine FROM system.tables WHERE database = currentDatabase() AND name = 'events'").Scan(&engine); err != nil {
+		return fmt.Errorf("reading the engine of events: %w", err)
+	}
+	if engine == "Distributed" {
+		return ErrClusterLayout
+	}
+	return nil
+}
+
 // Run rebuilds cfg.TenantID's rows in ClickHouse (conn). reader reads the enriched topic (a client of
 // its own, which the caller closes); producer writes the markers.
 func Run(ctx context.Context, conn driver.Conn, codec *records.Codec, reader, producer *kgo.Client, cfg Config) (Report, error) {
@@ -99,6 +115,9 @@ func Run(ctx context.Context, conn driver.Conn, codec *records.Codec, reader, pr
 	}
 	id := uuid.NewString()
 	report := Report{ID: id, TenantID: cfg.TenantID}
+	if err := refuseCluster(ctx, conn); err != nil {
+		return report, err
+	}
 	topic := cfg.Kafka.Topics().Enriched
 	adm := kadm.NewClient(reader)
 	starts, err := listOffsets(ctx, adm.ListStartOffsets, topic)

@@ -301,7 +301,7 @@ func (s *Store) settle(ctx context.Context, topic string, p int32) (int64, bool,
 		if err := s.keeper.set(ctx, topic, p, done); err != nil {
 			return 0, false, err
 		}
-		return done.Next, true, nil
+		return done.Next, true, s.reportOffset(ctx, topic, p, st.Next)
 	}
 	from, through := *st.From, *st.Through
 	if s.reread == nil {
@@ -316,7 +316,7 @@ func (s *Store) settle(ctx context.Context, topic string, p int32) (int64, bool,
 		return 0, false, err
 	}
 	s.log.Info("inserting an open batch again", "kafka_topic", topic, "partition", p, "from", from, "through", through, "rows", len(rows))
-	if err := s.insertInput(ctx, rows); err != nil {
+	if err := s.insertAgain(ctx, rows); err != nil {
 		return 0, false, err
 	}
 	done := keeperState{Next: through + 1}
@@ -370,24 +370,46 @@ func (s *Store) clusterRows(topic string, recs []*kgo.Record, again bool) ([]eve
 	return factRows(ds), nil
 }
 
-// insertInput inserts rows into events_input, one block, waiting until every shard has it.
-func (s *Store) insertInput(ctx context.Context, rows []eventRow) error {
-	if len(rows) == 0 {
-		return nil
-	}
+// prepareInput prepares the insert of rows into events_input, one block that waits until every shard has
+// it. A row the driver cannot take is refused with a *kafkax.PoisonError naming its offset, before
+// anything is sent.
+func (s *Store) prepareInput(ctx context.Context, rows []eventRow) (driver.Batch, error) {
 	ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_distributed_sync": 1}))
 	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO events_input ("+eventColumns+")")
 	if err != nil {
-		return fmt.Errorf("preparing insert into events_input: %w", err)
+		return nil, fmt.Errorf("preparing insert into events_input: %w", err)
 	}
 	for i := range rows {
 		if err := batch.AppendStruct(&rows[i]); err != nil {
 			err = errors.Join(fmt.Errorf("appending event %s: %w", rows[i].EventID, err), batch.Abort())
-			return kafkax.Poison(int64(rows[i].KafkaOffset), records.ReasonStoreRefused, err)
+			return nil, kafkax.Poison(int64(rows[i].KafkaOffset), records.ReasonStoreRefused, err)
 		}
 	}
+	return batch, nil
+}
+
+// sendInput sends a prepared insert.
+func sendInput(batch driver.Batch, n int) error {
 	if err := batch.Send(); err != nil {
-		return fmt.Errorf("inserting %d events into the cluster: %w", len(rows), err)
+		return fmt.Errorf("inserting %d events into the cluster: %w", n, err)
+	}
+	return nil
+}
+
+// insertAgain inserts rows read again. A row the driver refuses was refused the first time too, before
+// the intent was opened, and dead-lettered: it is left out again.
+func (s *Store) insertAgain(ctx context.Context, rows []eventRow) error {
+	for len(rows) > 0 {
+		batch, err := s.prepareInput(ctx, rows)
+		var pe *kafkax.PoisonError
+		if errors.As(err, &pe) {
+			rows = slices.DeleteFunc(rows, func(r eventRow) bool { return int64(r.KafkaOffset) == pe.Offset })
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		return sendInput(batch, len(rows))
 	}
 	return nil
 }
@@ -449,10 +471,14 @@ func (s *Store) insertRange(ctx context.Context, topic string, partition int32, 
 	rows := factRows(ds)
 	from, through := recs[0].Offset, recs[len(recs)-1].Offset
 	if len(rows) > 0 {
-		if err := s.keeper.set(ctx, topic, partition, keeperState{Next: from, From: &from, Through: &through}); err != nil {
+		batch, err := s.prepareInput(ctx, rows) // refusals before the intent names them
+		if err != nil {
 			return err
 		}
-		if err := s.insertInput(ctx, rows); err != nil {
+		if err := s.keeper.set(ctx, topic, partition, keeperState{Next: from, From: &from, Through: &through}); err != nil {
+			return errors.Join(err, batch.Abort())
+		}
+		if err := sendInput(batch, len(rows)); err != nil {
 			return err
 		}
 		s.inserted.Add(ctx, int64(len(rows)))
@@ -480,7 +506,10 @@ func (s *Store) clusterMarker(ctx context.Context, topic string, partition int32
 		return err
 	}
 	if len(days) == 0 {
-		return s.keeper.set(ctx, topic, partition, next)
+		if err := s.keeper.set(ctx, topic, partition, next); err != nil {
+			return err
+		}
+		return s.reportOffset(ctx, topic, partition, rec.Offset)
 	}
 	e := eraseIntent{Tenant: m.TenantID, Student: m.StudentID.String(), Days: days}
 	if err := s.keeper.set(ctx, topic, partition, keeperState{Next: rec.Offset, Erase: &e}); err != nil {
@@ -490,7 +519,27 @@ func (s *Store) clusterMarker(ctx context.Context, topic string, partition int32
 		return err
 	}
 	s.log.Info("student erased from the partition", "kafka_topic", topic, "partition", partition, "tenant_id", m.TenantID, "days", len(days))
-	return s.keeper.set(ctx, topic, partition, next)
+	if err := s.keeper.set(ctx, topic, partition, next); err != nil {
+		return err
+	}
+	return s.reportOffset(ctx, topic, partition, rec.Offset)
+}
+
+// reportOffset records in kafka_offsets that the partition is stored up to offset, for ctl: a marker is
+// not a row, so no view records it.
+func (s *Store) reportOffset(ctx context.Context, topic string, partition int32, offset int64) error {
+	ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_distributed_sync": 1}))
+	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO kafka_offsets (kafka_topic, kafka_partition, max_offset)")
+	if err != nil {
+		return fmt.Errorf("preparing insert into kafka_offsets: %w", err)
+	}
+	if err := batch.Append(topic, uint32(partition), uint64(offset)); err != nil {
+		return errors.Join(fmt.Errorf("appending offset: %w", err), batch.Abort())
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("recording offset %d of %s/%d: %w", offset, topic, partition, err)
+	}
+	return nil
 }
 
 // clusterNode is a node of the cluster, as system.clusters lists it.
@@ -637,7 +686,7 @@ func (s *Store) clusterErase(ctx context.Context, topic string, partition int32,
 	if err := s.waitEveryReplica(ctx, "events_local"); err != nil {
 		return err
 	}
-	views, err := s.viewsOn(ctx, "events_input_local", "events_mv")
+	views, err := s.viewsOn(ctx, "events_input_local", "events_mv", "kafka_offsets_mv")
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,6 +27,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/testenv/kafkatest"
 	"github.com/edtech-analytics/platform/services/aggregator/internal/chstore"
 	"github.com/edtech-analytics/platform/services/aggregator/internal/synth"
+	"github.com/edtech-analytics/platform/services/aggregator/rebuild"
 	"github.com/go-zookeeper/zk"
 	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -43,7 +45,23 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if shared.c != nil {
+		if err := shared.c.Stop(context.Background()); err != nil {
+			fmt.Fprintln(os.Stderr, "stopping the cluster:", err)
+		}
+		_ = os.RemoveAll(shared.dir)
+	}
+	os.Exit(code)
+}
+
+// shared is the cluster the package's tests share, started by the first that needs it (each test has a
+// database of its own) and stopped by TestMain.
+var shared struct {
+	once sync.Once
+	c    *devenv.Cluster
+	dir  string
+	err  error
 }
 
 // childConfig is what an aggregator child process needs.
@@ -71,11 +89,12 @@ func clusterStore(ctx context.Context, kcfg kafkax.Config, addr, database string
 	if err != nil {
 		return nil, nil, err
 	}
-	reader, err := kafkax.NewReader(kcfg, kafkax.Deps{})
-	if err != nil {
-		return nil, nil, err
-	}
 	reread := func(ctx context.Context, topic string, p int32, from, through int64) ([]*kgo.Record, error) {
+		reader, err := kafkax.NewReader(kcfg, kafkax.Deps{})
+		if err != nil {
+			return nil, err
+		}
+		defer reader.Close()
 		return kafkax.ReadRange(ctx, reader.Client, topic, p, from, through)
 	}
 	dial := func(ctx context.Context, addr string) (driver.Conn, error) {
@@ -121,22 +140,23 @@ type clusterEnv struct {
 	p    *pipeline
 }
 
-func newClusterEnv(t *testing.T) *clusterEnv {
+func newClusterEnv(t *testing.T, db string) *clusterEnv {
 	t.Helper()
 	ctx := t.Context()
-	c, err := devenv.StartCluster(ctx, t.TempDir(), 2, 2)
-	if errors.Is(err, devenv.ErrNotInstalled) {
-		t.Fatalf("%v (the cluster tests need ZooKeeper: run `make deps`)", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := c.Stop(context.Background()); err != nil {
-			t.Errorf("stopping the cluster: %v", err)
+	shared.once.Do(func() {
+		if shared.dir, shared.err = os.MkdirTemp("", "chstore-cluster-"); shared.err != nil {
+			return
 		}
+		shared.c, shared.err = devenv.StartCluster(context.Background(), shared.dir, 2, 2)
 	})
-	e := &clusterEnv{c: c, db: "agg_cluster", addr: strings.Join(c.Addrs(), ",")}
+	if errors.Is(shared.err, devenv.ErrNotInstalled) {
+		t.Fatalf("%v (the cluster tests need ZooKeeper: run `make deps`)", shared.err)
+	}
+	if shared.err != nil {
+		t.Fatal(shared.err)
+	}
+	c := shared.c
+	e := &clusterEnv{c: c, db: db, addr: strings.Join(c.Addrs(), ",")}
 	admin, err := chutil.Open(ctx, chutil.Options{Addr: e.addr})
 	if err != nil {
 		t.Fatal(err)
@@ -260,7 +280,7 @@ func (e *clusterEnv) replicaSets() [][]*devenv.ClusterNode {
 // says, and the Distributed tables the whole input.
 func TestClusterLayoutStoresEveryEventOnceThroughKills(t *testing.T) {
 	const trials = 20
-	e := newClusterEnv(t)
+	e := newClusterEnv(t, "agg_cluster_kills")
 	codec, err := records.NewCodec(t.Context(), nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -314,6 +334,43 @@ func TestClusterLayoutStoresEveryEventOnceThroughKills(t *testing.T) {
 	e.assertEveryReplica(t, e.p.facts)
 }
 
+// reportDuplicates logs, per partition, the offsets stored more than once and the rows stored.
+func (e *clusterEnv) reportDuplicates(t *testing.T, conn driver.Conn) {
+	t.Helper()
+	var rows []struct {
+		P     uint32   `ch:"kafka_partition"`
+		N     uint64   `ch:"n"`
+		Dups  []uint64 `ch:"dups"`
+		Ids   uint64   `ch:"ids"`
+		MinAt uint64   `ch:"lo"`
+		MaxAt uint64   `ch:"hi"`
+	}
+	err := conn.Select(context.Background(), &rows, `SELECT kafka_partition, sum(c) AS n, groupArrayIf(kafka_offset, c > 1) AS dups,
+		count() AS ids, min(kafka_offset) AS lo, max(kafka_offset) AS hi
+		FROM (SELECT kafka_partition, kafka_offset, count() AS c FROM events GROUP BY kafka_partition, kafka_offset)
+		GROUP BY kafka_partition ORDER BY kafka_partition`)
+	if err != nil {
+		t.Logf("reading duplicates: %v", err)
+		return
+	}
+	for _, r := range rows {
+		t.Logf("partition %d: %d rows, %d offsets from %d to %d, stored more than once: %v", r.P, r.N, r.Ids, r.MinAt, r.MaxAt, r.Dups)
+	}
+	var twice []struct {
+		ID    string   `ch:"id"`
+		Where []string `ch:"at"`
+	}
+	if err := conn.Select(context.Background(), &twice, `SELECT toString(event_id) AS id,
+		groupArray(concat(toString(kafka_partition), '@', toString(kafka_offset), ' ', toString(occurred_at))) AS at
+		FROM events GROUP BY event_id HAVING count() > 1 LIMIT 10`); err != nil {
+		t.Logf("reading events stored twice: %v", err)
+	}
+	for _, r := range twice {
+		t.Logf("event %s stored at %v", r.ID, r.Where)
+	}
+	t.Logf("ends: %v", e.p.ends)
+}
+
 // insertOpen reports whether some partition has an insert open in Keeper.
 func (e *clusterEnv) insertOpen(t *testing.T) bool {
 	t.Helper()
@@ -333,6 +390,11 @@ func (e *clusterEnv) assertEveryReplica(t *testing.T, facts []records.EnrichedEv
 	ctx := t.Context()
 	tables := []string{"events", "school_daily", "attendance_daily", "metrics_daily", "metrics_student_daily"}
 	conn := e.open(t)
+	defer func() {
+		if t.Failed() {
+			e.reportDuplicates(t, conn)
+		}
+	}()
 	assertStoredOnce(t, conn, facts)
 	shardOf := map[string]int{}
 	for _, ev := range facts {
@@ -348,7 +410,7 @@ func (e *clusterEnv) assertEveryReplica(t *testing.T, facts []records.EnrichedEv
 			}
 			defer func() { _ = node.Close() }()
 			// One database per replica with views of its local tables under the usual names, for synth.Got.
-			check := "check_" + strings.ReplaceAll(n.Name(), "-", "_")
+			check := e.db + "_check_" + strings.ReplaceAll(n.Name(), "-", "_")
 			if err := node.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+check); err != nil {
 				t.Fatal(err)
 			}
@@ -382,7 +444,7 @@ func (e *clusterEnv) assertEveryReplica(t *testing.T, facts []records.EnrichedEv
 // its delete from events (as an aggregator killed there leaves it); the partition's next owner completes
 // it, deriving the rollups of the days the intent names again.
 func TestClusterLayoutErasesAStudent(t *testing.T) {
-	e := newClusterEnv(t)
+	e := newClusterEnv(t, "agg_cluster_erase")
 	ctx := t.Context()
 	store := e.store(t, slog.New(slog.DiscardHandler))
 	codec, err := records.NewCodec(ctx, nil, nil)
@@ -417,6 +479,7 @@ func TestClusterLayoutErasesAStudent(t *testing.T) {
 	}
 	assertNext(t, store, topic, []int32{0, 1}, next)
 	e.assertEveryReplica(t, kept)
+	e.assertReported(t, next)
 
 	// Cut short: the intent is in Keeper and the student's events of partition 0 are deleted; nothing else.
 	var other string
@@ -464,6 +527,23 @@ func TestClusterLayoutErasesAStudent(t *testing.T) {
 		return ev.Actor.InternalID == other && eventPartition(ev, before, after) == 0
 	})
 	e.assertEveryReplica(t, kept)
+	e.assertReported(t, next)
+
+	// A district rebuild is refused, before it reads or writes anything.
+	if _, err := rebuild.Run(ctx, e.open(t), codec, nil, nil, rebuild.Config{TenantID: regular.Tenant}); !errors.Is(err, rebuild.ErrClusterLayout) {
+		t.Errorf("a rebuild in the cluster layout: %v, want %v", err, rebuild.ErrClusterLayout)
+	}
+}
+
+// assertReported checks kafka_offsets reports each partition stored up to next, as ctl reads it.
+func (e *clusterEnv) assertReported(t *testing.T, next map[int32]int64) {
+	t.Helper()
+	conn := e.open(t)
+	for p, n := range next {
+		if got := count(t, conn, "SELECT max(max_offset) FROM kafka_offsets WHERE kafka_topic = ? AND kafka_partition = ?", topic, uint32(p)); got != uint64(n-1) {
+			t.Errorf("kafka_offsets reports partition %d stored up to %d, want %d", p, got, n-1)
+		}
+	}
 }
 
 // eventPartition is the partition the test wrote ev to: alternating, in before and then in after.

@@ -340,8 +340,9 @@ func (s *Store) rollupViews(ctx context.Context) ([]rollupView, error) {
 	return s.viewsOn(ctx, "events", "kafka_offsets_mv")
 }
 
-// viewsOn reads the materialized views on table except skip, each with its query's FROM table.
-func (s *Store) viewsOn(ctx context.Context, table, skip string) ([]rollupView, error) {
+// viewsOn reads the materialized views on table except those named in skip, each with its query's FROM
+// table.
+func (s *Store) viewsOn(ctx context.Context, table string, skip ...string) ([]rollupView, error) {
 	var deps []struct {
 		Names []string `ch:"dependencies_table"`
 	}
@@ -353,7 +354,7 @@ func (s *Store) viewsOn(ctx context.Context, table, skip string) ([]rollupView, 
 	}
 	var views []rollupView
 	for _, name := range deps[0].Names {
-		if name == skip {
+		if slices.Contains(skip, name) {
 			continue
 		}
 		v, err := s.rollupView(ctx, name, table)

@@ -244,3 +244,25 @@ SELECT tenant_id, grain.1 AS level, grain.2 AS entity_id, grain.3 AS parent_id, 
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS {{.Database}}.metrics_student_daily_mv ON CLUSTER {{.Cluster}} TO {{.Database}}.metrics_student_daily_local AS
 SELECT tenant_id, student_id, if(type = 'attendance', attendance_date, local_day) AS day, any(pseudonym) AS pseudonym, sumState(toUInt64(1)) AS events, sumState(toUInt64((type = 'attendance') AND (attendance_status = 'present'))) AS present, sumState(toUInt64((type = 'attendance') AND (attendance_status = 'tardy'))) AS tardy, sumState(toUInt64((type = 'attendance') AND (attendance_status = 'absent'))) AS absent, sumState(toUInt64((type = 'attendance') AND (attendance_status = 'excused'))) AS excused, sumState(toUInt64((type = 'attendance') AND (attendance_status NOT IN ('present', 'tardy', 'absent', 'excused')))) AS other_marks, sumState(toUInt64((type = 'assessment_result') AND (ifNull(max_score, 0) > 0))) AS assessments, sumStateIf((ifNull(score, 0) / ifNull(max_score, 1)) * 100, (type = 'assessment_result') AND (ifNull(max_score, 0) > 0)) AS score_pct_sum, quantilesStateIf(0.1, 0.25, 0.5, 0.75, 0.9)((ifNull(score, 0) / ifNull(max_score, 1)) * 100, (type = 'assessment_result') AND (ifNull(max_score, 0) > 0)) AS score_quantiles, sumState(toUInt64(type = 'assignment_submission')) AS submissions, sumState(toUInt64((type = 'assignment_submission') AND (ifNull(late, 0) = 1))) AS late_submissions, sumState(toUInt64(duration_seconds)) AS content_seconds, sumState(toUInt64((type = 'session') AND (session_action = 'login'))) AS logins, sumState(toUInt64(session_seconds)) AS session_seconds, kafka_partition, min(kafka_offset) AS batch_offset FROM {{.Database}}.events_input_local WHERE role = 'student' GROUP BY tenant_id, student_id, day, kafka_partition;
+
+-- kafka_offsets: the highest offset stored per partition, as in the single-server layout, for ctl (an
+-- erasure waits for its markers to pass, an export records where ClickHouse stood). Here it reports, and
+-- Keeper decides: the aggregator resumes from Keeper. The view fills it from every insert; the aggregator
+-- adds a row for each marker it applied.
+CREATE TABLE IF NOT EXISTS {{.Database}}.kafka_offsets_local ON CLUSTER {{.Cluster}}
+(
+    kafka_topic LowCardinality(String),
+    kafka_partition UInt32,
+    max_offset UInt64
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{{.Database}}/kafka_offsets_local', '{replica}', max_offset)
+PARTITION BY tuple()
+ORDER BY (kafka_topic, kafka_partition);
+
+CREATE TABLE IF NOT EXISTS {{.Database}}.kafka_offsets ON CLUSTER {{.Cluster}} AS {{.Database}}.kafka_offsets_local
+ENGINE = Distributed({{.Cluster}}, {{.Database}}, kafka_offsets_local, kafka_partition);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS {{.Database}}.kafka_offsets_mv ON CLUSTER {{.Cluster}} TO {{.Database}}.kafka_offsets_local AS
+SELECT kafka_topic, kafka_partition, max(kafka_offset) AS max_offset
+FROM {{.Database}}.events_input_local
+GROUP BY kafka_topic, kafka_partition;
