@@ -93,7 +93,9 @@ func ReadPartitionsToEnd(ctx context.Context, reader *kgo.Client, topic string, 
 			}
 			for _, r := range ft.Records {
 				end, ok := remaining[r.Partition]
-				if !ok || r.Offset >= end {
+				// A client that consumed the partition before may still deliver what it had fetched from
+				// an earlier position: only the asked range counts.
+				if !ok || r.Offset >= end || r.Offset < from[r.Partition] {
 					continue
 				}
 				if r.Offset+1 >= end {
