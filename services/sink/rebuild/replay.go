@@ -135,7 +135,8 @@ type part struct {
 type run struct {
 	cfg         Config
 	opts        options
-	pool        *pgxpool.Pool
+	pool        *pgxpool.Pool // where the target is
+	live        *pgxpool.Pool // where the live sink's offsets are read (pool, but for a move)
 	tenant      string
 	key, prefix []byte
 	topic       string
@@ -255,7 +256,7 @@ func (r *run) events(ctx context.Context, q querier, schema string) (int64, erro
 // replay applies the district's records into the target, in transactions of its own, until it is
 // within SwitchLag records of the live sink.
 func (r *run) replay(ctx context.Context) error {
-	if err := r.readCaps(ctx, r.pool); err != nil {
+	if err := r.readCaps(ctx, r.live); err != nil {
 		return err
 	}
 	for {
@@ -270,7 +271,7 @@ func (r *run) replay(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			if err := r.readCaps(ctx, r.pool); err != nil {
+			if err := r.readCaps(ctx, r.live); err != nil {
 				return err
 			}
 		}
@@ -289,6 +290,11 @@ func (r *run) catchUp(ctx context.Context, tx pgx.Tx) error {
 	if err := r.readCaps(ctx, tx); err != nil {
 		return err
 	}
+	return r.applyToCaps(ctx, tx)
+}
+
+// applyToCaps fetches and applies, in tx, the district's records up to the caps.
+func (r *run) applyToCaps(ctx context.Context, tx pgx.Tx) error {
 	for r.lag() > 0 {
 		if !r.inHand() {
 			if err := r.fetch(ctx); err != nil {
