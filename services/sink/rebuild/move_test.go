@@ -30,14 +30,15 @@ const target = "pg2"
 // database of its own reached through PG2_URL, registered by addTarget.
 type fleetWorld struct {
 	*world
-	pg2    *pgxpool.Pool
-	pg2URL string
+	pg2        *pgxpool.Pool
+	pg2URL     string
+	controlURL string
 }
 
 func newFleetWorld(t *testing.T) *fleetWorld {
 	t.Helper()
 	w := &fleetWorld{world: &world{}}
-	w.pool, _ = pgtest.New(t)
+	w.pool, w.controlURL = pgtest.New(t)
 	if err := tenancy.Migrate(t.Context(), w.pool); err != nil {
 		t.Fatal(err)
 	}
