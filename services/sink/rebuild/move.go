@@ -777,7 +777,10 @@ func (m *mover) switchOver(ctx context.Context, r *run) error {
 }
 
 // recopyOthers copies again, under the lock, the tables of the district that are not the sink's (the
-// enricher's): they are not derived from the topic, so the replay did not bring them up to date.
+// enricher's and the gateway's): they are not derived from the topic, so the replay did not bring them
+// up to date. Their writers do not take the district's advisory lock, so the source's tables are locked
+// against writes (EXCLUSIVE: reads go on) until the source's transaction ends; a write waiting for them
+// then finds the schema renamed, and fails instead of landing in the old copy.
 func (m *mover) recopyOthers(ctx context.Context, s, t pgx.Tx) error {
 	tables, err := tableColumns(ctx, s, m.schema)
 	if err != nil {
@@ -790,9 +793,13 @@ func (m *mover) recopyOthers(ctx context.Context, s, t pgx.Tx) error {
 	if err != nil {
 		return err
 	}
-	names := make([]string, len(order))
+	names, sources := make([]string, len(order)), make([]string, len(order))
 	for i, table := range order {
 		names[i] = pgx.Identifier{m.moving, table}.Sanitize()
+		sources[i] = pgx.Identifier{m.schema, table}.Sanitize()
+	}
+	if _, err := s.Exec(ctx, "LOCK TABLE "+strings.Join(sources, ", ")+" IN EXCLUSIVE MODE"); err != nil {
+		return fmt.Errorf("locking the tables that are not the sink's: %w", err)
 	}
 	// One statement: the tables reference one another (none of the sink's references them).
 	if _, err := t.Exec(ctx, "TRUNCATE "+strings.Join(names, ", ")); err != nil {

@@ -301,3 +301,46 @@ func TestMoveWhileIngestionGoesOn(t *testing.T) {
 		})
 	}
 }
+
+// TestMoveFencesTheEnrichersWrites: the enricher's tables are not the sink's and their writers take no
+// district lock. A write to one of them on the source during the switch waits for the move, then fails
+// (the schema was renamed) rather than landing in the old copy; the one written before is on the target.
+func TestMoveFencesTheEnrichersWrites(t *testing.T) {
+	w := newFleetWorld(t)
+	w.addTarget(t)
+	w.sink(t)
+	w.caughtUp(t, w.produce(t, sinktest.GenEvents(rand.New(rand.NewPCG(9, 9)), tenants, 300), nil))
+	w.exec(t, "INSERT INTO district_north.students (internal_id) VALUES ('00000000-0000-4000-8000-0000000000aa')")
+	late := make(chan error, 1)
+	_, err := rebuild.Move(t.Context(), w.fleet, w.codec, w.reader(t), rebuild.MoveConfig{TenantID: "north", To: target, Group: group, Kafka: w.kcfg},
+		rebuild.MoveHook(func(point string) {
+			if point != rebuild.MovePointCompared {
+				return
+			}
+			go func() {
+				_, err := w.pool.Exec(context.WithoutCancel(t.Context()), "INSERT INTO district_north.students (internal_id) VALUES ('00000000-0000-4000-8000-0000000000bb')")
+				late <- err
+			}()
+			sinktest.WaitFor(t, "the enricher's write to wait", func() bool {
+				var n int
+				if err := w.pool.QueryRow(t.Context(), `SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+					WHERE l.locktype = 'relation' AND NOT l.granted AND d.datname = current_database()`).Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				return n > 0
+			})
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-late; err == nil {
+		t.Error("a write to the source during the switch succeeded")
+	}
+	var moved, copied int
+	if err := w.pool.QueryRow(t.Context(), "SELECT count(*) FROM moved_north.students").Scan(&moved); err != nil || moved != 1 {
+		t.Errorf("the old copy has %d students (%v), want the one written before the move", moved, err)
+	}
+	if err := w.pg2.QueryRow(t.Context(), "SELECT count(*) FROM district_north.students").Scan(&copied); err != nil || copied != 1 {
+		t.Errorf("the target has %d students (%v), want 1", copied, err)
+	}
+}
