@@ -35,7 +35,7 @@ type fleetWorld struct {
 	controlURL string
 }
 
-func newFleetWorld(t *testing.T) *fleetWorld {
+func newFleetWorld(t testing.TB) *fleetWorld {
 	t.Helper()
 	w := &fleetWorld{world: &world{}}
 	w.pool, w.controlURL = pgtest.New(t)
@@ -67,7 +67,7 @@ func newFleetWorld(t *testing.T) *fleetWorld {
 }
 
 // addTarget registers pg2; its offsets start where main's stand.
-func (w *fleetWorld) addTarget(t *testing.T) {
+func (w *fleetWorld) addTarget(t testing.TB) {
 	t.Helper()
 	if _, err := w.fleet.AddInstance(t.Context(), target, "PG2_URL", false); err != nil {
 		t.Fatal(err)
@@ -75,7 +75,7 @@ func (w *fleetWorld) addTarget(t *testing.T) {
 }
 
 // neighbour creates a district on pg2 whose records share north's partition, and returns its id.
-func (w *fleetWorld) neighbour(t *testing.T) string {
+func (w *fleetWorld) neighbour(t testing.TB) string {
 	t.Helper()
 	for i := range 1000 {
 		id := fmt.Sprintf("n%d", i)
@@ -90,7 +90,7 @@ func (w *fleetWorld) neighbour(t *testing.T) string {
 	return ""
 }
 
-func (w *fleetWorld) poolOf(t *testing.T) func(string) *pgxpool.Pool {
+func (w *fleetWorld) poolOf(t testing.TB) func(string) *pgxpool.Pool {
 	return func(tenant string) *pgxpool.Pool {
 		pool, _, err := w.fleet.DistrictPool(t.Context(), tenant)
 		if err != nil {
@@ -103,7 +103,7 @@ func (w *fleetWorld) poolOf(t *testing.T) func(string) *pgxpool.Pool {
 // caughtUp waits until, on every instance, the stored offset of each district's partition reached ends
 // (an instance that holds no district of a partition may lag: it is moved along only every IdleAdvance
 // records).
-func (w *fleetWorld) caughtUp(t *testing.T, ends map[int32]int64) {
+func (w *fleetWorld) caughtUp(t testing.TB, ends map[int32]int64) {
 	t.Helper()
 	sinktest.WaitFor(t, "the live sink to catch up", func() bool {
 		placed, err := w.fleet.Placements(t.Context())
@@ -128,7 +128,7 @@ func (w *fleetWorld) caughtUp(t *testing.T, ends map[int32]int64) {
 	})
 }
 
-func (w *fleetWorld) storedOffset(t *testing.T, pool *pgxpool.Pool, p int32) int64 {
+func (w *fleetWorld) storedOffset(t testing.TB, pool *pgxpool.Pool, p int32) int64 {
 	t.Helper()
 	var next int64
 	err := pool.QueryRow(context.WithoutCancel(t.Context()), `SELECT next_offset FROM control.consumer_offsets
@@ -142,7 +142,7 @@ func (w *fleetWorld) storedOffset(t *testing.T, pool *pgxpool.Pool, p int32) int
 	return next
 }
 
-func schemaOn(t *testing.T, pool *pgxpool.Pool, name string) bool {
+func schemaOn(t testing.TB, pool *pgxpool.Pool, name string) bool {
 	t.Helper()
 	var ok bool
 	if err := pool.QueryRow(t.Context(), "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", name).Scan(&ok); err != nil {
@@ -152,7 +152,7 @@ func schemaOn(t *testing.T, pool *pgxpool.Pool, name string) bool {
 }
 
 // waitingForLock reports whether a transaction on pool's database waits for an advisory lock.
-func waitingForLock(t *testing.T, pool *pgxpool.Pool) bool {
+func waitingForLock(t testing.TB, pool *pgxpool.Pool) bool {
 	t.Helper()
 	var ok bool
 	if err := pool.QueryRow(t.Context(), `SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_database d ON d.oid = l.database
