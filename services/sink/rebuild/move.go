@@ -522,7 +522,7 @@ func (m *mover) copyState(ctx context.Context, r *run) error {
 	m.report.Copied = map[string]int64{}
 	err = pgx.BeginTxFunc(ctx, srcConn, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		// The snapshot is taken by the first statement: the offsets and the tables are read in it.
-		stored, err := storedOffsets(ctx, tx, m.cfg.Group, r.topic, slices.Collect(maps.Keys(r.parts)))
+		stored, err := appliedOffsets(ctx, tx, m.cfg.Group, r.topic, m.tenant.ID, slices.Collect(maps.Keys(r.parts)))
 		if err != nil {
 			return err
 		}
@@ -716,7 +716,7 @@ func (m *mover) switchOver(ctx context.Context, r *run) error {
 	m.hook(MovePointCompared)
 	// Where the target's offset is ahead of the source's, its sink would skip the district's records
 	// between the two: the copy takes them now. Where it is behind, the floor skips those the copy holds.
-	target, err := storedOffsets(ctx, t, m.cfg.Group, r.topic, slices.Collect(maps.Keys(r.parts)))
+	target, err := appliedOffsets(ctx, t, m.cfg.Group, r.topic, m.tenant.ID, slices.Collect(maps.Keys(r.parts)))
 	if err != nil {
 		return err
 	}
@@ -853,20 +853,4 @@ func (m *mover) compare(ctx context.Context, s, t pgx.Tx) error {
 		return fmt.Errorf("%w: %s (nothing was switched)", ErrMoveDiffers, strings.Join(differ, ", "))
 	}
 	return nil
-}
-
-// storedOffsets reads the live sink's stored offsets of the partitions through q (absent: none stored).
-func storedOffsets(ctx context.Context, q querier, group, topic string, parts []int32) (map[int32]int64, error) {
-	rows, err := q.Query(ctx, `SELECT partition, next_offset FROM control.consumer_offsets
-		WHERE consumer = $1 AND topic = $2 AND partition = ANY($3)`, group, topic, parts)
-	if err != nil {
-		return nil, fmt.Errorf("reading the sink's offsets: %w", err)
-	}
-	out := map[int32]int64{}
-	var p int32
-	var next int64
-	if _, err := pgx.ForEachRow(rows, []any{&p, &next}, func() error { out[p] = next; return nil }); err != nil {
-		return nil, fmt.Errorf("reading the sink's offsets: %w", err)
-	}
-	return out, nil
 }

@@ -344,3 +344,50 @@ func TestMoveFencesTheEnrichersWrites(t *testing.T) {
 		t.Errorf("the target has %d students (%v), want 1", copied, err)
 	}
 }
+
+// TestMoveBackBeforeTheSinkPassedTheFloor: north moves to pg2 while pg2's offset of its partition is
+// behind (no sink runs: the offsets stand still), so pg2 holds north's records below the floor without
+// its offset being there. Moved back at once, the copy stands at the floor, not at pg2's offset: the
+// sink, started while the copy is made, skips north's records below the floor on pg2, and the move must
+// not apply them to the copy either.
+func TestMoveBackBeforeTheSinkPassedTheFloor(t *testing.T) {
+	w := newFleetWorld(t)
+	rng := rand.New(rand.NewPCG(4, 4))
+	first := sinktest.GenEvents(rng, tenants, 1000)
+	stop := w.startSink(t)
+	w.caughtUp(t, w.produce(t, first, nil))
+	w.addTarget(t)
+	more := sinktest.GenEvents(rng, tenants, 1000)
+	ends := w.produce(t, more, nil)
+	w.caughtUp(t, ends)
+	stop()
+	report, err := rebuild.Move(t.Context(), w.fleet, w.codec, w.reader(t), rebuild.MoveConfig{TenantID: "north", To: target, Group: group, Kafka: w.kcfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := report.Offsets[0]; o.Target >= o.Source {
+		t.Fatalf("offsets %+v, want pg2 behind", o)
+	}
+	if _, err := rebuild.DropMoved(t.Context(), w.fleet, "north"); err != nil {
+		t.Fatal(err)
+	}
+	p := rebuild.KeyPartition("north", 4)
+	_, err = rebuild.Move(t.Context(), w.fleet, w.codec, w.reader(t), rebuild.MoveConfig{TenantID: "north", To: fleet.MainInstance, Group: group, Kafka: w.kcfg},
+		rebuild.MoveHook(func(point string) {
+			if point == rebuild.MovePointCopied {
+				// The sink resumes at pg2's offset, below the floor, and reads north's records again.
+				var err error
+				if w.store, err = pgstore.New(group, pgstore.Deps{Fleet: w.fleet, Codec: w.codec, Log: discard()}); err != nil {
+					t.Fatal(err)
+				}
+				w.sink(t)
+				sinktest.WaitFor(t, "the sink to catch up on pg2", func() bool { return w.storedOffset(t, w.pg2, p) >= ends[p] })
+			}
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := sinktest.GenEvents(rng, tenants, 200)
+	w.caughtUp(t, w.produce(t, last, nil))
+	sinktest.AssertState(t, w.poolOf(t), tenants, sinktest.Expected(slices.Concat(first, more, last)))
+}

@@ -249,6 +249,23 @@ func (s *Store) Write(ctx context.Context, topic string, partition int32, recs [
 			return kafkax.Poison(d.Offset, reason, fmt.Errorf("the sink cannot apply it: %s", d.Skip))
 		}
 	}
+	// A district moved while the batch was written (ErrPlacementChanged) is placed anew and the batch
+	// written again at once: what the instances committed is skipped by their offsets.
+	for attempt := 1; ; attempt++ {
+		err := s.writeBatch(ctx, topic, partition, recs, batch)
+		if !errors.Is(err, ErrPlacementChanged) || attempt == placementAttempts {
+			return err
+		}
+		s.log.InfoContext(ctx, "a district moved during a write, writing the batch again", "topic", topic, "partition", partition, "err", err)
+	}
+}
+
+// placementAttempts is how many times Write writes a batch whose districts keep moving before it
+// returns ErrPlacementChanged to the consumer (which retries after its backoff).
+const placementAttempts = 3
+
+// writeBatch places the decoded batch's districts and writes it, chunk by chunk.
+func (s *Store) writeBatch(ctx context.Context, topic string, partition int32, recs []*kgo.Record, batch []Record) error {
 	placed, err := s.placeTenants(ctx, batch)
 	if err != nil {
 		return err
