@@ -149,8 +149,8 @@ type mover struct {
 
 // Move moves cfg.TenantID to cfg.To: it copies the district's schema to the other PostgreSQL instance
 // while the sink keeps writing it, catches the copy up from the enriched topic, and switches the
-// district's placement under its exclusive lock on both instances (ADR 0028). The old schema is kept on the instance the district left, as moved_<id>,
-// until DropMoved.
+// district's placement under its exclusive lock on both instances (ADR 0028). The old schema is kept on
+// the instance the district left, as moved_<id>, until DropMoved.
 //
 // Steps, each safe to be killed at (a rerun of Move resumes or restarts, see recoverMove):
 //
@@ -207,6 +207,12 @@ func Move(ctx context.Context, instances *fleet.Fleet, codec *records.Codec, rea
 		}
 		if last, err = m.recoverMove(ctx, last); err != nil {
 			return m.report, err
+		}
+		if last.switchedAt == nil && last.to != m.to {
+			// An interrupted move elsewhere: its copy is of no use to this one.
+			if err := m.dropLeftover(ctx, last.to); err != nil {
+				return m.report, err
+			}
 		}
 	}
 	if m.from, err = instances.Placement(ctx, m.tenant.ID); err != nil {
@@ -316,6 +322,18 @@ func DropMoved(ctx context.Context, instances *fleet.Fleet, tenantID string) (Mo
 		return report, fmt.Errorf("recording the drop: %w", err)
 	}
 	return report, nil
+}
+
+// dropLeftover drops the copy an interrupted move left on instance (moving_<id>).
+func (m *mover) dropLeftover(ctx context.Context, instance string) error {
+	pool, err := m.fleet.Pool(ctx, instance)
+	if err != nil {
+		return err
+	}
+	if _, err := pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{m.moving}.Sanitize()+" CASCADE"); err != nil {
+		return fmt.Errorf("dropping leftover schema %s on instance %s: %w", m.moving, instance, err)
+	}
+	return nil
 }
 
 // lock takes the session lock that one rebuild, rollback, drop or move of the district holds, on each
@@ -499,8 +517,8 @@ func (m *mover) newRun(ctx context.Context, codec *records.Codec, reader *kgo.Cl
 // as the copy's replay offsets; then starts consuming from there.
 func (m *mover) copyState(ctx context.Context, r *run) error {
 	r.progress(PhaseCopy, true)
-	if _, err := m.dst.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{m.moving}.Sanitize()+" CASCADE"); err != nil {
-		return fmt.Errorf("dropping leftover schema %s: %w", m.moving, err)
+	if err := m.dropLeftover(ctx, m.to); err != nil {
+		return err
 	}
 	if err := tenancy.ApplyDistrictTemplate(ctx, m.dst, m.moving); err != nil {
 		return fmt.Errorf("building %s on instance %s: %w", m.moving, m.to, err)
