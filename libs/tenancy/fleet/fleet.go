@@ -339,36 +339,54 @@ func (f *Fleet) DistrictPool(ctx context.Context, tenantID string) (*pgxpool.Poo
 }
 
 // DistrictPools finds the pool of the instance each district's schema lives on, for services that read
-// or write district schemas on the hot path (the enricher); Fleet.DistrictPool reads the placement on
-// every call. Each placement is read once; Forget drops one (a deleted district). A district moved to
-// another instance (ctl tenant move) is not seen until the process restarts or forgets it: its old schema
-// is renamed by the move, so a write through a stale placement fails rather than landing in the old copy.
+// or write district schemas on the hot path (the enricher, the gateway, the query service);
+// Fleet.DistrictPool reads the placement on every call. A placement is read again once it is older than
+// the refresh interval (DefaultPlacementRefresh), so a district moved to another instance (ctl tenant
+// move) is found there within that interval; meanwhile a write through the old placement fails (the move
+// renamed the old schema) rather than landing in the old copy, and is retried by its caller. Forget drops
+// one at once (a deleted district).
 type DistrictPools struct {
 	fleet     *Fleet
+	refresh   time.Duration
 	mu        sync.Mutex
-	instances map[string]string
+	instances map[string]placed
 }
+
+type placed struct {
+	instance string
+	readAt   time.Time
+}
+
+// DefaultPlacementRefresh is how old a placement DistrictPools uses may be.
+const DefaultPlacementRefresh = 30 * time.Second
 
 // NewDistrictPools returns a DistrictPools over the fleet.
 func NewDistrictPools(f *Fleet) *DistrictPools {
-	return &DistrictPools{fleet: f, instances: map[string]string{}}
+	return &DistrictPools{fleet: f, refresh: DefaultPlacementRefresh, instances: map[string]placed{}}
+}
+
+// WithRefresh sets how old a placement may be before it is read again (0: read on every call).
+func (d *DistrictPools) WithRefresh(refresh time.Duration) *DistrictPools {
+	d.refresh = refresh
+	return d
 }
 
 // Pool returns the pool of the instance the district lives on. Unknown tenant: ErrNotFound.
 func (d *DistrictPools) Pool(ctx context.Context, tenantID string) (*pgxpool.Pool, error) {
 	d.mu.Lock()
-	instance, ok := d.instances[tenantID]
+	p, ok := d.instances[tenantID]
 	d.mu.Unlock()
-	if !ok {
-		var err error
-		if instance, err = d.fleet.Placement(ctx, tenantID); err != nil {
+	if !ok || time.Since(p.readAt) >= d.refresh {
+		instance, err := d.fleet.Placement(ctx, tenantID)
+		if err != nil {
 			return nil, err
 		}
+		p = placed{instance: instance, readAt: time.Now()}
 		d.mu.Lock()
-		d.instances[tenantID] = instance
+		d.instances[tenantID] = p
 		d.mu.Unlock()
 	}
-	return d.fleet.Pool(ctx, instance)
+	return d.fleet.Pool(ctx, p.instance)
 }
 
 // Forget drops what is known of the district's placement.
