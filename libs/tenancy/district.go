@@ -90,8 +90,8 @@ func UpgradeDistrictSchema(ctx context.Context, pool *pgxpool.Pool, tenantID str
 	return nil
 }
 
-// DropDistrictSchemas drops the district's schema on pool (its instance), and any rebuild leftovers
-// (shadow and retired schemas), under the district's exclusive lock. existed tells whether the
+// DropDistrictSchemas drops the district's schema on pool (its instance), and any rebuild or move
+// leftovers (shadow, retired, moving and moved schemas), under the district's exclusive lock. existed tells whether the
 // district's schema was there to drop.
 func DropDistrictSchemas(ctx context.Context, pool *pgxpool.Pool, tenantID string) (existed bool, err error) {
 	schema, err := SchemaName(tenantID)
@@ -100,6 +100,8 @@ func DropDistrictSchemas(ctx context.Context, pool *pgxpool.Pool, tenantID strin
 	}
 	shadow, _ := ShadowSchemaName(tenantID)
 	retired, _ := RetiredSchemaName(tenantID)
+	moving, _ := MovingSchemaName(tenantID)
+	moved, _ := MovedSchemaName(tenantID)
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", DistrictLockKey(tenantID)); err != nil {
 			return err
@@ -107,7 +109,7 @@ func DropDistrictSchemas(ctx context.Context, pool *pgxpool.Pool, tenantID strin
 		if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", schema).Scan(&existed); err != nil {
 			return err
 		}
-		for _, name := range []string{schema, shadow, retired} {
+		for _, name := range []string{schema, shadow, retired, moving, moved} {
 			if _, err := tx.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{name}.Sanitize()+" CASCADE"); err != nil {
 				return err
 			}

@@ -16,7 +16,7 @@ func TestMigrateIsIdempotent(t *testing.T) {
 	if err := tenancy.Migrate(t.Context(), pool); err != nil {
 		t.Fatalf("second Migrate: %v", err)
 	}
-	want := []string{"api_keys", "audit_key", "audit_log", "connector_drops", "connector_sources", "consumer_offsets", "dashboard_tokens", "data_generations", "dedup_backfills", "dedup_claims", "dedup_epoch", "district_keks", "district_keys", "district_webhooks", "dlq_replays", "erasures", "gateway_instances",
+	want := []string{"api_keys", "audit_key", "audit_log", "connector_drops", "connector_sources", "consumer_offsets", "dashboard_tokens", "data_generations", "dedup_backfills", "dedup_claims", "dedup_epoch", "district_keks", "district_keys", "district_moves", "district_offsets", "district_webhooks", "dlq_replays", "erasures", "gateway_instances",
 		"goose_db_version", "instances", "mapping_rules", "placements", "policies", "privacy_job_steps", "privacy_jobs", "subject_keys", "tenants",
 		"webhook_deliveries"}
 	if got := controltest.Tables(t, pool, "control"); !slices.Equal(got, want) {
@@ -49,7 +49,7 @@ func TestConcurrentMigrationsSerialise(t *testing.T) {
 	if err := errors.Join(errs...); err != nil {
 		t.Fatalf("concurrent Migrate: %v", err)
 	}
-	if got := controltest.Tables(t, pool, "control"); len(got) != 27 {
+	if got := controltest.Tables(t, pool, "control"); len(got) != 29 {
 		t.Errorf("control tables = %v", got)
 	}
 }

@@ -93,3 +93,21 @@ func RetiredSchemaName(tenantID string) (string, error) {
 	}
 	return "retired_" + tenantID, nil
 }
+
+// MovingSchemaName is the schema a move of the district assembles its copy in on the target instance,
+// moving_<id>, and MovedSchemaName the one the old copy is kept in on the instance it left, moved_<id>,
+// until dropped (ctl tenant move).
+func MovingSchemaName(tenantID string) (string, error) {
+	if err := ValidTenantID(tenantID); err != nil {
+		return "", err
+	}
+	return "moving_" + tenantID, nil
+}
+
+// MovedSchemaName: see MovingSchemaName.
+func MovedSchemaName(tenantID string) (string, error) {
+	if err := ValidTenantID(tenantID); err != nil {
+		return "", err
+	}
+	return "moved_" + tenantID, nil
+}

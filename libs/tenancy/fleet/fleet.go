@@ -248,11 +248,22 @@ func (f *Fleet) Resolve(ctx context.Context, instance string) (string, error) {
 	return instance, nil
 }
 
-// Place records in tx (on the control pool) that the district lives on instance. A district is placed
-// once, when it is created, in the transaction that records the tenant.
+// Place records in tx (on the control pool) that the district lives on instance, when it is created, in
+// the transaction that records the tenant. A move changes it with Move.
 func Place(ctx context.Context, tx pgx.Tx, tenantID, instance string) error {
 	_, err := tx.Exec(ctx, "INSERT INTO control.placements (tenant_id, instance) VALUES ($1, $2)", tenantID, instance)
 	return err
+}
+
+// Move records in tx (on the control pool) that the district now lives on instance (ctl tenant move,
+// once its state is there).
+func Move(ctx context.Context, tx pgx.Tx, tenantID, instance string) error {
+	_, err := tx.Exec(ctx, `INSERT INTO control.placements (tenant_id, instance) VALUES ($1, $2)
+		ON CONFLICT (tenant_id) DO UPDATE SET instance = EXCLUDED.instance`, tenantID, instance)
+	if err != nil {
+		return fmt.Errorf("placing district %s on %s: %w", tenantID, instance, err)
+	}
+	return nil
 }
 
 // Placement returns the instance a district lives on. A district created before placements existed, or
@@ -279,12 +290,29 @@ func (f *Fleet) Placements(ctx context.Context) (map[string]string, error) {
 // PlacementsOf returns the instance of each of the districts ids that exists and is not deleted, by
 // tenant id; the others are absent.
 func (f *Fleet) PlacementsOf(ctx context.Context, ids []string) (map[string]string, error) {
-	return f.placements(ctx, `SELECT t.id, coalesce(p.instance, $1) FROM control.tenants t
-		LEFT JOIN control.placements p ON p.tenant_id = t.id WHERE t.id = ANY($2) AND t.deleted_at IS NULL`, ids)
+	return f.placements(ctx, placementsOf, ids)
 }
 
+// PlacementsIn is PlacementsOf read through q, a transaction on the control instance (the placements a
+// transaction sees after taking locks).
+func PlacementsIn(ctx context.Context, q Querier, ids []string) (map[string]string, error) {
+	return placements(ctx, q, placementsOf, ids)
+}
+
+// Querier is what a pool and a transaction share for reading.
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+const placementsOf = `SELECT t.id, coalesce(p.instance, $1) FROM control.tenants t
+		LEFT JOIN control.placements p ON p.tenant_id = t.id WHERE t.id = ANY($2) AND t.deleted_at IS NULL`
+
 func (f *Fleet) placements(ctx context.Context, query string, args ...any) (map[string]string, error) {
-	rows, err := f.control.Query(ctx, query, append([]any{MainInstance}, args...)...)
+	return placements(ctx, f.control, query, args...)
+}
+
+func placements(ctx context.Context, q Querier, query string, args ...any) (map[string]string, error) {
+	rows, err := q.Query(ctx, query, append([]any{MainInstance}, args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("listing placements: %w", err)
 	}
@@ -311,35 +339,54 @@ func (f *Fleet) DistrictPool(ctx context.Context, tenantID string) (*pgxpool.Poo
 }
 
 // DistrictPools finds the pool of the instance each district's schema lives on, for services that read
-// or write district schemas on the hot path (the enricher); Fleet.DistrictPool reads the placement on
-// every call. A district is placed when it is created and never moves, so each placement is read once;
-// Forget drops one (a deleted district).
+// or write district schemas on the hot path (the enricher, the gateway, the query service);
+// Fleet.DistrictPool reads the placement on every call. A placement is read again once it is older than
+// the refresh interval (DefaultPlacementRefresh), so a district moved to another instance (ctl tenant
+// move) is found there within that interval; meanwhile a write through the old placement fails (the move
+// renamed the old schema) rather than landing in the old copy, and is retried by its caller. Forget drops
+// one at once (a deleted district).
 type DistrictPools struct {
 	fleet     *Fleet
+	refresh   time.Duration
 	mu        sync.Mutex
-	instances map[string]string
+	instances map[string]placed
 }
+
+type placed struct {
+	instance string
+	readAt   time.Time
+}
+
+// DefaultPlacementRefresh is how old a placement DistrictPools uses may be.
+const DefaultPlacementRefresh = 30 * time.Second
 
 // NewDistrictPools returns a DistrictPools over the fleet.
 func NewDistrictPools(f *Fleet) *DistrictPools {
-	return &DistrictPools{fleet: f, instances: map[string]string{}}
+	return &DistrictPools{fleet: f, refresh: DefaultPlacementRefresh, instances: map[string]placed{}}
+}
+
+// WithRefresh sets how old a placement may be before it is read again (0: read on every call).
+func (d *DistrictPools) WithRefresh(refresh time.Duration) *DistrictPools {
+	d.refresh = refresh
+	return d
 }
 
 // Pool returns the pool of the instance the district lives on. Unknown tenant: ErrNotFound.
 func (d *DistrictPools) Pool(ctx context.Context, tenantID string) (*pgxpool.Pool, error) {
 	d.mu.Lock()
-	instance, ok := d.instances[tenantID]
+	p, ok := d.instances[tenantID]
 	d.mu.Unlock()
-	if !ok {
-		var err error
-		if instance, err = d.fleet.Placement(ctx, tenantID); err != nil {
+	if !ok || time.Since(p.readAt) >= d.refresh {
+		instance, err := d.fleet.Placement(ctx, tenantID)
+		if err != nil {
 			return nil, err
 		}
+		p = placed{instance: instance, readAt: time.Now()}
 		d.mu.Lock()
-		d.instances[tenantID] = instance
+		d.instances[tenantID] = p
 		d.mu.Unlock()
 	}
-	return d.fleet.Pool(ctx, instance)
+	return d.fleet.Pool(ctx, p.instance)
 }
 
 // Forget drops what is known of the district's placement.

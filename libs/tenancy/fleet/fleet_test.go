@@ -5,12 +5,14 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/edtech-analytics/platform/libs/pgutil/pgtest"
 	"github.com/edtech-analytics/platform/libs/tenancy"
 	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
 	"github.com/edtech-analytics/platform/libs/tenancy/internal/controltest"
 	"github.com/edtech-analytics/platform/libs/tenancy/tenants"
+	"github.com/jackc/pgx/v5"
 )
 
 // TestPlacement: a district's schema is created on the instance it is placed on (the default one unless
@@ -123,5 +125,35 @@ func TestDistrictPools(t *testing.T) {
 	}
 	if _, err := pools.Pool(ctx, "nobody"); !errors.Is(err, tenancy.ErrNotFound) {
 		t.Errorf("unknown district: %v, want ErrNotFound", err)
+	}
+}
+
+// TestDistrictPoolsFindAMovedDistrict: a placement is remembered for the refresh interval and read again
+// after it, so a district moved to another instance is found there.
+func TestDistrictPoolsFindAMovedDistrict(t *testing.T) {
+	f, control, _ := controltest.TwoInstances(t, pgtest.New)
+	ctx := t.Context()
+	if _, err := tenants.New(f).Create(ctx, "d1", "District 1"); err != nil {
+		t.Fatal(err)
+	}
+	remembering := fleet.NewDistrictPools(f).WithRefresh(time.Hour)
+	rereading := fleet.NewDistrictPools(f).WithRefresh(0)
+	for _, pools := range []*fleet.DistrictPools{remembering, rereading} {
+		if pool, err := pools.Pool(ctx, "d1"); err != nil || pool != control {
+			t.Fatalf("before the move: %v", err)
+		}
+	}
+	if err := pgx.BeginFunc(ctx, control, func(tx pgx.Tx) error { return fleet.Move(ctx, tx, "d1", "east") }); err != nil {
+		t.Fatal(err)
+	}
+	eastPool, err := f.Pool(ctx, "east")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pool, err := rereading.Pool(ctx, "d1"); err != nil || pool != eastPool {
+		t.Errorf("after the move, the placement read again: the control pool %v, %v", pool == control, err)
+	}
+	if pool, err := remembering.Pool(ctx, "d1"); err != nil || pool != control {
+		t.Errorf("within the refresh interval: not the remembered pool (%v)", err)
 	}
 }

@@ -7,3 +7,8 @@ import "github.com/edtech-analytics/platform/libs/records"
 func LoseRecords(drop func(offset int64, ev *records.EnrichedEvent) bool) Option {
 	return func(o *options) { o.drop = drop }
 }
+
+// MoveHook calls hook at each named point of a move (MovePoints).
+func MoveHook(hook func(point string)) Option {
+	return func(o *options) { o.hook = hook }
+}

@@ -106,6 +106,8 @@ type options struct {
 	// drop loses the records it selects before they are counted as applied or skipped, as a replay bug
 	// would (see export_test.go).
 	drop func(offset int64, ev *records.EnrichedEvent) bool
+	// hook is called at each named point of a move (MovePoints), for tests that stop it there.
+	hook func(point string)
 }
 
 // Phases of a rebuild, in order.
@@ -459,7 +461,7 @@ func (d *district) newRun(cfg Config, cl *kgo.Client, codec *records.Codec, topi
 	if err != nil {
 		return nil, err
 	}
-	r := &run{cfg: cfg, pool: d.pool, tenant: d.tenant.ID, topic: topic, codec: codec, applier: applier,
+	r := &run{cfg: cfg, pool: d.pool, live: d.pool, tenant: d.tenant.ID, topic: topic, codec: codec, applier: applier,
 		cl: cl, start: d.start, schema: d.schema, shadow: d.shadow, retired: d.retired, target: d.shadow,
 		report: report, seen: map[string]int64{}, outcomes: map[string]*TypeCount{}}
 	for _, o := range opts {

@@ -93,6 +93,12 @@ func newReader(kcfg kafkax.Config) (*kgo.Client, error) {
 // sink runs the live sink until the test ends.
 func (w *world) sink(t *testing.T) {
 	t.Helper()
+	t.Cleanup(w.startSink(t))
+}
+
+// startSink runs the live sink until the returned function stops it.
+func (w *world) startSink(t *testing.T) (stop func()) {
+	t.Helper()
 	c, err := kafkax.NewStoreConsumer(discard(), kafkax.ConsumerConfig{
 		Group: group, Topic: w.kcfg.Topics().Enriched, MaxPollRecords: 500,
 		RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond,
@@ -107,7 +113,7 @@ func (w *world) sink(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = c.Run(ctx, cl) }()
-	t.Cleanup(func() { cancel(); <-done })
+	return func() { cancel(); <-done }
 }
 
 // produce writes events keyed by tenant (hot tenants by tenant/shard) and returns the partition ends.

@@ -135,7 +135,8 @@ type part struct {
 type run struct {
 	cfg         Config
 	opts        options
-	pool        *pgxpool.Pool
+	pool        *pgxpool.Pool // where the target is
+	live        *pgxpool.Pool // where the live sink's offsets are read (pool, but for a move)
 	tenant      string
 	key, prefix []byte
 	topic       string
@@ -255,7 +256,7 @@ func (r *run) events(ctx context.Context, q querier, schema string) (int64, erro
 // replay applies the district's records into the target, in transactions of its own, until it is
 // within SwitchLag records of the live sink.
 func (r *run) replay(ctx context.Context) error {
-	if err := r.readCaps(ctx, r.pool); err != nil {
+	if err := r.readCaps(ctx, r.live); err != nil {
 		return err
 	}
 	for {
@@ -270,7 +271,7 @@ func (r *run) replay(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			if err := r.readCaps(ctx, r.pool); err != nil {
+			if err := r.readCaps(ctx, r.live); err != nil {
 				return err
 			}
 		}
@@ -289,6 +290,11 @@ func (r *run) catchUp(ctx context.Context, tx pgx.Tx) error {
 	if err := r.readCaps(ctx, tx); err != nil {
 		return err
 	}
+	return r.applyToCaps(ctx, tx)
+}
+
+// applyToCaps fetches and applies, in tx, the district's records up to the caps.
+func (r *run) applyToCaps(ctx context.Context, tx pgx.Tx) error {
 	for r.lag() > 0 {
 		if !r.inHand() {
 			if err := r.fetch(ctx); err != nil {
@@ -484,16 +490,9 @@ func (r *run) readCaps(ctx context.Context, q querier) error {
 	for p := range r.parts {
 		ids = append(ids, p)
 	}
-	rows, err := q.Query(ctx, `SELECT partition, next_offset FROM control.consumer_offsets
-		WHERE consumer = $1 AND topic = $2 AND partition = ANY($3)`, r.cfg.Group, r.topic, ids)
+	caps, err := appliedOffsets(ctx, q, r.cfg.Group, r.topic, r.tenant, ids)
 	if err != nil {
-		return fmt.Errorf("reading the live sink's offsets: %w", err)
-	}
-	caps := map[int32]int64{}
-	var p int32
-	var next int64
-	if _, err := pgx.ForEachRow(rows, []any{&p, &next}, func() error { caps[p] = next; return nil }); err != nil {
-		return fmt.Errorf("reading the live sink's offsets: %w", err)
+		return err
 	}
 	for p, st := range r.parts {
 		caps[p] = max(caps[p], st.next) // the live sink may not have reached where the topic starts
@@ -501,6 +500,30 @@ func (r *run) readCaps(ctx context.Context, q querier) error {
 	r.caps = caps
 	r.resume()
 	return nil
+}
+
+// appliedOffsets reads, through q (on an instance), the offset of each of the partitions below which the
+// instance's sink holds every record of the district: its stored offset, or the district's floor there
+// when that is higher (a district moved to the instance holds the records below the floor, which the
+// sink skips; ADR 0028). Absent: neither is stored.
+func appliedOffsets(ctx context.Context, q querier, group, topic, tenant string, parts []int32) (map[int32]int64, error) {
+	rows, err := q.Query(ctx, `SELECT partition, max(next_offset) FROM (
+			SELECT partition, next_offset FROM control.consumer_offsets
+			WHERE consumer = $1 AND topic = $2 AND partition = ANY($3)
+			UNION ALL
+			SELECT partition, next_offset FROM control.district_offsets
+			WHERE consumer = $1 AND topic = $2 AND partition = ANY($3) AND tenant_id = $4) o
+		GROUP BY partition`, group, topic, parts, tenant)
+	if err != nil {
+		return nil, fmt.Errorf("reading the live sink's offsets: %w", err)
+	}
+	out := map[int32]int64{}
+	var p int32
+	var next int64
+	if _, err := pgx.ForEachRow(rows, []any{&p, &next}, func() error { out[p] = next; return nil }); err != nil {
+		return nil, fmt.Errorf("reading the live sink's offsets: %w", err)
+	}
+	return out, nil
 }
 
 // lag is how many records the target is behind the live sink, over the partitions.

@@ -71,6 +71,7 @@ func commands() []command {
 		{"migrate", "[--parallel N]", "migrate the control schema, then every district schema on every instance", runMigrate},
 		{"tenant create", "--id ID --name NAME [--instance NAME]", "register a district and create its schema", runTenantCreate},
 		{"tenant list", "", "list districts and their instances", runTenantList},
+		{"tenant move", moveSynopsis, "move a district to another PostgreSQL instance while ingestion goes on", runTenantMove},
 		{"erase tenant", "--tenant ID --confirm ID [--reason TEXT]",
 			"erase a district from every store (credentials, keys, PostgreSQL, ClickHouse), as a resumable, verified job", runEraseTenant},
 		{"erase student", "--tenant ID --student SIS_ID [--source SRC] [--reason TEXT]",

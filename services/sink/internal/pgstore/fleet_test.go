@@ -166,3 +166,34 @@ func TestBatchesSpanningManyDistrictsCommitInRuns(t *testing.T) {
 		}
 	}
 }
+
+// TestDistrictFloorSkipsWhatAMoveCopied: a district moved to an instance carries an offset floor there
+// (control.district_offsets, written by the move): its records below the floor are in the state the
+// move copied and are skipped, also when the instance's own offset is lower; its records from the floor
+// on, and other districts' records, are applied.
+func TestDistrictFloorSkipsWhatAMoveCopied(t *testing.T) {
+	fe := setupFleet(t, true)
+	ctx := t.Context()
+	evs := genEvents(rand.New(rand.NewPCG(21, 22)), []string{"north", "south"}, 300)
+	recs := encode(t, fe.codec, "enriched", evs)
+	for i, r := range recs {
+		r.Offset = int64(i)
+	}
+	if _, err := fe.east.Exec(ctx, `INSERT INTO control.district_offsets (consumer, tenant_id, topic, partition, next_offset)
+		VALUES ($1, 'south', 'enriched', 0, 150)`, group); err != nil {
+		t.Fatal(err)
+	}
+	if err := fe.store(t, 0).Write(ctx, "enriched", 0, recs); err != nil {
+		t.Fatal(err)
+	}
+	var want []*records.EnrichedEvent
+	for i, ev := range evs {
+		if ev.TenantID == "north" || i >= 150 {
+			want = append(want, ev)
+		}
+	}
+	assertState(t, fe.poolOf, expected(want))
+	if next := storedOffset(t, fe.east, 0); next != 300 {
+		t.Errorf("east's offset %d, want 300", next)
+	}
+}

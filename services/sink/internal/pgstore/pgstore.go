@@ -249,6 +249,23 @@ func (s *Store) Write(ctx context.Context, topic string, partition int32, recs [
 			return kafkax.Poison(d.Offset, reason, fmt.Errorf("the sink cannot apply it: %s", d.Skip))
 		}
 	}
+	// A district moved while the batch was written (ErrPlacementChanged) is placed anew and the batch
+	// written again at once: what the instances committed is skipped by their offsets.
+	for attempt := 1; ; attempt++ {
+		err := s.writeBatch(ctx, topic, partition, recs, batch)
+		if !errors.Is(err, ErrPlacementChanged) || attempt == placementAttempts {
+			return err
+		}
+		s.log.InfoContext(ctx, "a district moved during a write, writing the batch again", "topic", topic, "partition", partition, "err", err)
+	}
+}
+
+// placementAttempts is how many times Write writes a batch whose districts keep moving before it
+// returns ErrPlacementChanged to the consumer (which retries after its backoff).
+const placementAttempts = 3
+
+// writeBatch places the decoded batch's districts and writes it, chunk by chunk.
+func (s *Store) writeBatch(ctx context.Context, topic string, partition int32, recs []*kgo.Record, batch []Record) error {
 	placed, err := s.placeTenants(ctx, batch)
 	if err != nil {
 		return err
@@ -322,10 +339,12 @@ func (s *Store) chunks(batch []Record) [][]Record {
 func (s *Store) writeChunk(ctx context.Context, topic string, partition int32, end int64, chunk []Record,
 	placed map[string]string, last, moveAll bool) error {
 	groups := map[string][]Record{}
+	inChunk := map[string]string{} // tenant -> instance, of every district the chunk has records of
 	for _, d := range chunk {
 		if d.Skip == "" {
 			in := placed[d.Event.TenantID]
 			groups[in] = append(groups[in], d)
+			inChunk[d.Event.TenantID] = in
 		}
 	}
 	targets := maps.Clone(groups)
@@ -353,7 +372,7 @@ func (s *Store) writeChunk(ctx context.Context, topic string, partition int32, e
 	)
 	for in, recs := range targets {
 		g.Go(func() error {
-			prev, n, err := s.writeInstance(ctx, in, topic, partition, end, recs)
+			prev, n, err := s.writeInstance(ctx, in, topic, partition, end, recs, inChunk)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -373,9 +392,19 @@ func (s *Store) writeChunk(ctx context.Context, topic string, partition int32, e
 }
 
 // writeInstance applies recs (all of districts on instance) in one transaction on the instance and moves
-// its stored offset of the partition to end. It returns the offset stored before and how many records it
-// applied.
-func (s *Store) writeInstance(ctx context.Context, instance, topic string, partition int32, end int64, recs []Record) (int64, int64, error) {
+// its stored offset of the partition to end. inChunk is the instance every district with records in the
+// chunk (not only those in recs) was placed on when the batch began. It returns the offset stored before
+// and how many records it applied.
+//
+// The transaction takes the shared lock of every district in inChunk, then reads their placements again:
+// a district moved meanwhile (ctl tenant move switches the placement under the district's exclusive lock
+// on both instances) fails the write with ErrPlacementChanged, and the retry places it anew. Without the
+// check, a writer that placed a district before the switch would write it to its old instance, or move
+// this instance's offset past records of it that it routed elsewhere. Records of a district below its
+// offset floor on this instance (control.district_offsets, written by a move) are already in the state
+// the move copied, and are dropped.
+func (s *Store) writeInstance(ctx context.Context, instance, topic string, partition int32, end int64, recs []Record,
+	inChunk map[string]string) (int64, int64, error) {
 	pool, err := s.fleet.Pool(ctx, instance)
 	if err != nil {
 		return 0, 0, err
@@ -390,17 +419,10 @@ func (s *Store) writeInstance(ctx context.Context, instance, topic string, parti
 		if next >= end {
 			return nil // another writer got here first
 		}
-		i := 0
-		for i < len(recs) && recs[i].Offset < next {
-			i++
-		}
-		fresh := recs[i:]
-		b := &pgx.Batch{}
-		if len(fresh) > 0 {
-			groups, tenants := byTenant(fresh)
-			keys := make([]int64, len(tenants))
-			for i, t := range tenants {
-				keys[i] = tenancy.DistrictLockKey(t)
+		if len(inChunk) > 0 {
+			keys := make([]int64, 0, len(inChunk))
+			for t := range inChunk {
+				keys = append(keys, tenancy.DistrictLockKey(t))
 			}
 			slices.Sort(keys)
 			// A statement of its own, before the batch. Queued first in the batch, it was seen (in the
@@ -410,6 +432,21 @@ func (s *Store) writeInstance(ctx context.Context, instance, topic string, parti
 			if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock_shared(k) FROM unnest($1::bigint[]) AS k", keys); err != nil {
 				return fmt.Errorf("locking districts: %w", err)
 			}
+			if err := s.checkPlacements(ctx, tx, instance, inChunk); err != nil {
+				return err
+			}
+		}
+		i := 0
+		for i < len(recs) && recs[i].Offset < next {
+			i++
+		}
+		fresh, err := s.aboveFloors(ctx, tx, topic, partition, recs[i:])
+		if err != nil {
+			return err
+		}
+		b := &pgx.Batch{}
+		if len(fresh) > 0 {
+			groups, tenants := byTenant(fresh)
 			work := make([]Work, len(tenants))
 			for i, t := range tenants {
 				schema, _ := tenancy.SchemaName(t) // validated in Decode
@@ -439,6 +476,58 @@ func (s *Store) writeInstance(ctx context.Context, instance, topic string, parti
 	s.known[partition][instance] = max(s.known[partition][instance], end)
 	s.mu.Unlock()
 	return prev, applied, nil
+}
+
+// ErrPlacementChanged: a district of the batch was moved to another instance while the batch was being
+// written; the write is retried with the new placement.
+var ErrPlacementChanged = errors.New("district placement changed during the write")
+
+// checkPlacements reads the placements of the districts in inChunk, under their shared locks, and fails
+// with ErrPlacementChanged when one differs from what the batch was routed by. On the control instance
+// the read is part of tx; elsewhere it is a query of its own on the control pool, which the main
+// instance's transactions never wait for while holding a connection of another pool.
+func (s *Store) checkPlacements(ctx context.Context, tx pgx.Tx, instance string, inChunk map[string]string) error {
+	ids := slices.Collect(maps.Keys(inChunk))
+	var now map[string]string
+	var err error
+	if instance == fleet.MainInstance {
+		now, err = fleet.PlacementsIn(ctx, tx, ids)
+	} else {
+		now, err = s.fleet.PlacementsOf(ctx, ids)
+	}
+	if err != nil {
+		return fmt.Errorf("checking placements: %w", err)
+	}
+	for id, was := range inChunk {
+		if now[id] != was {
+			return fmt.Errorf("district %s is now on instance %q, not %s: %w", id, now[id], was, ErrPlacementChanged)
+		}
+	}
+	return nil
+}
+
+// aboveFloors drops the records below their district's offset floor on the transaction's instance
+// (control.district_offsets, left there by a move: the copied state holds them).
+func (s *Store) aboveFloors(ctx context.Context, tx pgx.Tx, topic string, partition int32, recs []Record) ([]Record, error) {
+	if len(recs) == 0 {
+		return recs, nil
+	}
+	_, tenants := byTenant(recs)
+	rows, err := tx.Query(ctx, `SELECT tenant_id, next_offset FROM control.district_offsets
+		WHERE consumer = $1 AND topic = $2 AND partition = $3 AND tenant_id = ANY($4)`, s.consumer, topic, partition, tenants)
+	if err != nil {
+		return nil, fmt.Errorf("reading district offsets: %w", err)
+	}
+	floors := map[string]int64{}
+	var id string
+	var next int64
+	if _, err := pgx.ForEachRow(rows, []any{&id, &next}, func() error { floors[id] = next; return nil }); err != nil {
+		return nil, fmt.Errorf("reading district offsets: %w", err)
+	}
+	if len(floors) == 0 {
+		return recs, nil
+	}
+	return slices.DeleteFunc(slices.Clone(recs), func(d Record) bool { return d.Offset < floors[d.Event.TenantID] }), nil
 }
 
 // lockOffset returns the partition's next offset on the transaction's instance and locks its row until
