@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"os"
 	"path"
 	"path/filepath"
 	"slices"
@@ -24,8 +23,10 @@ import (
 // Object is one object of the manifests: what it is, the file it came from, and, for the kinds the checks
 // read, its value decoded into its k8s.io/api type.
 type Object struct {
-	Kind, Name, File string
-	Value            any
+	APIVersion, Kind, Name, File string
+	Value                        any
+	// JSON is the object as built.
+	JSON []byte
 }
 
 func (o Object) String() string { return fmt.Sprintf("%s %s (%s)", o.Kind, o.Name, o.File) }
@@ -33,32 +34,20 @@ func (o Object) String() string { return fmt.Sprintf("%s %s (%s)", o.Kind, o.Nam
 // Manifests are the objects of the k8s/ manifests.
 type Manifests struct{ Objects []Object }
 
-// LoadManifests builds the manifests of a directory (k8s/) as `kubectl apply -k` does, with krusty; each
-// object carries the file it came from (kustomize's origin annotation).
+// LoadManifests builds a kustomization directory (k8s/, or an overlay of it) as `kubectl apply -k` does,
+// with krusty; each object carries the file it came from (kustomize's origin annotation).
 func LoadManifests(dir string) (*Manifests, error) {
-	entries, err := os.ReadDir(dir)
+	abs, err := filepath.Abs(dir)
 	if err != nil {
-		return nil, fmt.Errorf("listing manifests: %w", err)
+		return nil, fmt.Errorf("building %s: %w", dir, err)
 	}
-	m, fsys := &Manifests{}, filesys.MakeFsInMemory()
-	for _, e := range slices.DeleteFunc(entries, os.DirEntry.IsDir) {
-		src, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			return nil, fmt.Errorf("reading manifest: %w", err)
-		}
-		if e.Name() == "kustomization.yaml" && !bytes.Contains(src, []byte("buildMetadata")) {
-			src = append(src, "\nbuildMetadata: [originAnnotations]\n"...)
-		}
-		if err := fsys.WriteFile(filepath.Join("/k8s", e.Name()), src); err != nil {
-			return nil, fmt.Errorf("copying %s: %w", e.Name(), err)
-		}
-	}
-	built, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(fsys, "/k8s")
+	built, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(originFS{filesys.MakeFsOnDisk()}, abs)
 	if err != nil {
 		return nil, fmt.Errorf("building kustomization.yaml: %w", err)
 	}
+	m := &Manifests{}
 	for _, res := range built.Resources() {
-		o := Object{Kind: res.GetKind(), Name: res.GetName(), File: "generated"}
+		o := Object{APIVersion: res.GetApiVersion(), Kind: res.GetKind(), Name: res.GetName(), File: "generated"}
 		if origin, err := res.GetOrigin(); err == nil && origin != nil {
 			o.File = origin.Path
 		}
@@ -73,11 +62,23 @@ func LoadManifests(dir string) (*Manifests, error) {
 	return m, nil
 }
 
+// originFS reads a file system as it is, except that every kustomization asks for origin annotations.
+type originFS struct{ filesys.FileSystem }
+
+func (f originFS) ReadFile(path string) ([]byte, error) {
+	src, err := f.FileSystem.ReadFile(path)
+	if err == nil && filepath.Base(path) == "kustomization.yaml" && !bytes.Contains(src, []byte("buildMetadata")) {
+		src = append(src, "\nbuildMetadata: [originAnnotations]\n"...)
+	}
+	return src, err
+}
+
 // add keeps an object, decoded into its k8s.io/api type when the checks read its kind, refusing fields
 // the type does not have.
 func (m *Manifests) add(o Object, src []byte) error {
 	o.Value = map[string]any{"Deployment": &appsv1.Deployment{}, "Job": &batchv1.Job{}, "CronJob": &batchv1.CronJob{},
 		"Service": &corev1.Service{}, "ConfigMap": &corev1.ConfigMap{}}[o.Kind]
+	o.JSON = src
 	m.Objects = append(m.Objects, o)
 	if o.Value == nil {
 		return nil
