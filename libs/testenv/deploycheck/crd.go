@@ -25,6 +25,7 @@ import (
 	"k8s.io/apiextensions-apiserver/pkg/apiserver/validation"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	celconfig "k8s.io/apiserver/pkg/apis/cel"
@@ -146,11 +147,16 @@ func (c CRDs) Has(apiVersion, kind string) bool {
 	return ok
 }
 
-// Validate validates a custom object (its JSON) as the API server validates a create of it, and returns
+// Validate validates a custom object (its JSON or YAML) as the API server validates a create of it, and returns
 // its problems; an object of a kind no CRD defines is one. The object itself is not changed.
 func (c CRDs) Validate(src []byte) []string {
+	// Decoded as the API server decodes a request: whole numbers are int64, which CEL rules compare.
 	var obj map[string]any
-	if err := yaml.Unmarshal(src, &obj); err != nil {
+	js, err := yaml.YAMLToJSON(src)
+	if err == nil {
+		err = utiljson.Unmarshal(js, &obj)
+	}
+	if err != nil {
 		return []string{fmt.Sprintf("decoding: %v", err)}
 	}
 	apiVersion, _ := obj["apiVersion"].(string)
@@ -186,5 +192,21 @@ func (c CRDs) Validate(src []byte) []string {
 		out = append(out, e.Error())
 	}
 	slices.Sort(out)
+	return out
+}
+
+// CustomObjectProblems validates every object of the manifests that is not of a built-in API group
+// (core, apps, batch, ...: groups without a dot, or *.k8s.io) against its CRD, and names the object in each
+// problem.
+func (c CRDs) CustomObjectProblems(m *Manifests) (out []string) {
+	for _, o := range m.Objects {
+		group, _, _ := strings.Cut(o.APIVersion, "/")
+		if !strings.Contains(o.APIVersion, "/") || !strings.Contains(group, ".") || strings.HasSuffix(group, ".k8s.io") {
+			continue
+		}
+		for _, p := range c.Validate(o.JSON) {
+			out = append(out, fmt.Sprintf("%s: %s", o, p))
+		}
+	}
 	return out
 }

@@ -62,7 +62,7 @@ require (
 	github.com/docker/go-connections v0.8.2 // indirect
 	github.com/docker/go-units v0.5.0 // indirect
 	github.com/edtech-analytics/platform/libs/chutil v0.0.0-00010101000000-000000000000 // indirect
-	github.com/edtech-analytics/platform/libs/kafkax v0.0.0-00010101000000-000000000000 // indirect
+	github.com/edtech-analytics/platform/libs/kafkax v0.0.0-00010101000000-000000000000
 	github.com/edtech-analytics/platform/libs/keyring v0.0.0-00010101000000-000000000000 // indirect
 	github.com/edtech-analytics/platform/libs/obs v0.0.0-00010101000000-000000000000 // indirect
 	github.com/edtech-analytics/platform/libs/pgutil v0.0.0-00010101000000-000000000000 // indirect
@@ -283,8 +283,8 @@ require (
 	go.uber.org/zap v1.28.0 // indirect
 	golang.org/x/term v0.47.0 // indirect
 	gopkg.in/natefinch/lumberjack.v2 v2.2.1 // indirect
-	k8s.io/apiextensions-apiserver v0.37.2 // indirect
-	k8s.io/apiserver v0.37.2 // indirect
+	k8s.io/apiextensions-apiserver v0.37.2
+	k8s.io/apiserver v0.37.2
 	k8s.io/client-go v0.37.2 // indirect
 	k8s.io/component-base v0.37.2 // indirect
 	k8s.io/kms v0.37.2 // indirect

@@ -12,6 +12,7 @@ import (
 
 	"github.com/edtech-analytics/platform/libs/conf"
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -77,7 +78,7 @@ func (f originFS) ReadFile(path string) ([]byte, error) {
 // the type does not have.
 func (m *Manifests) add(o Object, src []byte) error {
 	o.Value = map[string]any{"Deployment": &appsv1.Deployment{}, "Job": &batchv1.Job{}, "CronJob": &batchv1.CronJob{},
-		"Service": &corev1.Service{}, "ConfigMap": &corev1.ConfigMap{}}[o.Kind]
+		"Service": &corev1.Service{}, "ConfigMap": &corev1.ConfigMap{}, "HorizontalPodAutoscaler": &autoscalingv2.HorizontalPodAutoscaler{}}[o.Kind]
 	o.JSON = src
 	m.Objects = append(m.Objects, o)
 	if o.Value == nil {
@@ -104,6 +105,7 @@ type container struct {
 	workload Object
 	app      bool
 	where    string
+	volumes  []corev1.Volume // the pod's
 }
 
 // containers walks the pod template of every workload: the one place the checks get containers from.
@@ -119,7 +121,7 @@ func (m *Manifests) containers() (out []container) {
 			pod = v.Spec.JobTemplate.Spec.Template.Spec
 		}
 		for i, c := range slices.Concat(pod.InitContainers, pod.Containers) {
-			out = append(out, container{c, o, i >= len(pod.InitContainers), fmt.Sprintf("%s container %s", o, c.Name)})
+			out = append(out, container{c, o, i >= len(pod.InitContainers), fmt.Sprintf("%s container %s", o, c.Name), pod.Volumes})
 		}
 	}
 	return out
@@ -149,7 +151,9 @@ func K8sChecks() []Check[*Manifests] {
 				topics = topics || (c.workload.Kind == "Job" && isTopicsJob(slices.Concat(c.Command, c.Args)))
 			}
 			out = when(out, !migrate, "no Job runs %s %s", k.Migrate, strings.Join(k.MigrateArgs, " "))
-			return when(out, !topics, "no Job runs create-topics.sh")
+			// With Strimzi (k8s-overlays), KafkaTopics declare the topics instead (check "kafka topics").
+			topics = topics || slices.ContainsFunc(m.Objects, func(o Object) bool { return o.Kind == "KafkaTopic" })
+			return when(out, !topics, "no Job runs create-topics.sh and no KafkaTopic declares the topics")
 		}},
 	}
 }

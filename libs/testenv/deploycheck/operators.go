@@ -1,0 +1,392 @@
+package deploycheck
+
+import (
+	"cmp"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"maps"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/edtech-analytics/platform/libs/kafkax"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// The checks below read the operators' custom objects of the overlays (k8s-overlays/): their schemas are
+// checked against the CRDs (CRDs.Validate); these check that they agree with what the services do.
+
+// OperatorChecks returns the checks of the operators' objects; each passes when its kind is absent.
+func OperatorChecks() []Check[*Manifests] {
+	return []Check[*Manifests]{
+		{"kafka topics", checkKafkaTopics},
+		{"kafka users", checkKafkaUsers},
+		{"scaled consumers", checkScaledObjects},
+	}
+}
+
+type objectMeta struct {
+	Name string `json:"name"`
+}
+
+type kafkaTopic struct {
+	Metadata objectMeta `json:"metadata"`
+	Spec     struct {
+		TopicName  string                     `json:"topicName"`
+		Partitions int                        `json:"partitions"`
+		Replicas   int                        `json:"replicas"`
+		Config     map[string]json.RawMessage `json:"config"`
+	} `json:"spec"`
+}
+
+// topic is the name of the topic a KafkaTopic declares: spec.topicName, else the object's name.
+func (t kafkaTopic) topic() string { return cmp.Or(t.Spec.TopicName, t.Metadata.Name) }
+
+type kafkaACL struct {
+	Resource struct {
+		Type        string `json:"type"`
+		Name        string `json:"name"`
+		PatternType string `json:"patternType"`
+	} `json:"resource"`
+	Operations []string `json:"operations"`
+}
+
+type kafkaUser struct {
+	Metadata objectMeta `json:"metadata"`
+	Spec     struct {
+		Authentication struct {
+			Type string `json:"type"`
+		} `json:"authentication"`
+		Authorization struct {
+			Type string     `json:"type"`
+			ACLs []kafkaACL `json:"acls"`
+		} `json:"authorization"`
+	} `json:"spec"`
+}
+
+type kafkaCluster struct {
+	Metadata objectMeta `json:"metadata"`
+	Spec     struct {
+		Kafka struct {
+			Listeners []struct {
+				Name           string `json:"name"`
+				Port           int    `json:"port"`
+				TLS            bool   `json:"tls"`
+				Authentication struct {
+					Type string `json:"type"`
+				} `json:"authentication"`
+			} `json:"listeners"`
+		} `json:"kafka"`
+	} `json:"spec"`
+}
+
+type scaledObject struct {
+	Metadata objectMeta `json:"metadata"`
+	Spec     struct {
+		ScaleTargetRef struct {
+			Kind string `json:"kind"`
+			Name string `json:"name"`
+		} `json:"scaleTargetRef"`
+		MaxReplicaCount *int `json:"maxReplicaCount"`
+		Triggers        []struct {
+			Type     string            `json:"type"`
+			Metadata map[string]string `json:"metadata"`
+		} `json:"triggers"`
+	} `json:"spec"`
+}
+
+// custom decodes the objects of a kind, leniently: their schemas are the CRDs' to check.
+func custom[T any](m *Manifests, kind string) (out []T, problems []string) {
+	for _, o := range m.Objects {
+		if o.Kind != kind {
+			continue
+		}
+		var v T
+		if err := json.Unmarshal(o.JSON, &v); err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", o, err))
+			continue
+		}
+		out = append(out, v)
+	}
+	return out, problems
+}
+
+// kafkaSettings are the Kafka settings of the manifests: those of the ConfigMap that sets the topic prefix
+// (KAFKA_*, read as the services read them), kafkax's defaults for what it leaves out.
+func kafkaSettings(m *Manifests) (cfg kafkax.Config, brokers string, problems []string) {
+	cfg.RegisterFlags(flag.NewFlagSet("kafka", flag.ContinueOnError))
+	i := slices.IndexFunc(all[*corev1.ConfigMap](m), func(cm *corev1.ConfigMap) bool { _, ok := cm.Data["KAFKA_TOPIC_PREFIX"]; return ok })
+	if i < 0 {
+		return cfg, "", []string{"no ConfigMap sets KAFKA_TOPIC_PREFIX"}
+	}
+	cm := all[*corev1.ConfigMap](m)[i]
+	data := cm.Data
+	cfg.TopicPrefix, brokers = data["KAFKA_TOPIC_PREFIX"], data["KAFKA_BROKERS"]
+	for key, p := range map[string]*int{"KAFKA_PARTITIONS": &cfg.Partitions, "KAFKA_REPLICATION_FACTOR": &cfg.ReplicationFactor} {
+		if v, ok := data[key]; ok {
+			n, err := strconv.Atoi(v)
+			problems = when(problems, err != nil, "ConfigMap %s: %s=%q is not a number", cm.Name, key, v)
+			*p = n
+		}
+	}
+	for key, p := range map[string]*time.Duration{kafkax.EnvRetentionRaw: &cfg.RetentionRaw, kafkax.EnvRetentionEnriched: &cfg.RetentionEnriched} {
+		if v, ok := data[key]; ok {
+			d, err := time.ParseDuration(v)
+			problems = when(problems, err != nil, "ConfigMap %s: %s=%q is not a duration", cm.Name, key, v)
+			*p = d
+		}
+	}
+	return cfg, brokers, problems
+}
+
+// retopic renames a topic of the contract (default prefix) with the manifests' prefix.
+func retopic(cfg kafkax.Config, topic string) string {
+	var def kafkax.Config
+	def.RegisterFlags(flag.NewFlagSet("kafka", flag.ContinueOnError))
+	return cfg.TopicPrefix + strings.TrimPrefix(topic, def.TopicPrefix)
+}
+
+// checkKafkaTopics: when KafkaTopics declare the topics, every topic of kafkax.PlatformTopics has one, with
+// the partitions, replication and configs the services create it with (the ConfigMap's KAFKA_* settings),
+// and none declares a topic the platform does not use.
+func checkKafkaTopics(_ Contract, m *Manifests) (out []string) {
+	topics, out := custom[kafkaTopic](m, "KafkaTopic")
+	if len(topics) == 0 {
+		return out
+	}
+	cfg, _, problems := kafkaSettings(m)
+	out = append(out, problems...)
+	declared := map[string]kafkaTopic{}
+	for _, t := range topics {
+		declared[t.topic()] = t
+	}
+	for _, spec := range kafkax.PlatformTopics(cfg) {
+		t, ok := declared[spec.Name]
+		if !ok {
+			out = append(out, fmt.Sprintf("no KafkaTopic declares topic %s", spec.Name))
+			continue
+		}
+		delete(declared, spec.Name)
+		where := "KafkaTopic " + t.Metadata.Name
+		out = when(out, t.Spec.Partitions != cfg.Partitions, "%s: %d partitions, the services create %d (KAFKA_PARTITIONS)", where, t.Spec.Partitions, cfg.Partitions)
+		out = when(out, t.Spec.Replicas != cfg.ReplicationFactor, "%s: %d replicas, the services create %d (KAFKA_REPLICATION_FACTOR)", where, t.Spec.Replicas, cfg.ReplicationFactor)
+		for _, key := range slices.Sorted(maps.Keys(spec.Configs)) {
+			raw, ok := t.Spec.Config[key]
+			got := strings.Trim(string(raw), `"`)
+			out = when(out, !ok, "%s: config %s is not set; the services set %s", where, key, spec.Configs[key])
+			out = when(out, ok && got != spec.Configs[key], "%s: config %s is %s; the services set %s", where, key, got, spec.Configs[key])
+		}
+		for _, key := range slices.Sorted(maps.Keys(t.Spec.Config)) {
+			_, ok := spec.Configs[key]
+			out = when(out, !ok, "%s: config %s is set; the services create the topic without it (libs/kafkax PlatformTopics)", where, key)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(declared)) {
+		out = append(out, fmt.Sprintf("KafkaTopic %s declares topic %s, which the platform does not use", declared[name].Metadata.Name, name))
+	}
+	return out
+}
+
+// wantACLs are the ACLs (type name pattern operation) a Kafka client needs, no more: Write and Describe on
+// what it writes, Read and Describe on what it reads, Read on its groups, Write and Describe on its
+// transactional ids, Create and Describe on the platform's topics if it creates them.
+func wantACLs(c KafkaClient, cfg kafkax.Config) map[string]bool {
+	want := map[string]bool{}
+	add := func(typ, name, pattern string, ops ...string) {
+		for _, op := range ops {
+			want[strings.Join([]string{typ, name, pattern, op}, " ")] = true
+		}
+	}
+	for _, t := range c.Writes {
+		add("topic", retopic(cfg, t), "literal", "Write", "Describe")
+	}
+	for _, t := range c.Reads {
+		add("topic", retopic(cfg, t), "literal", "Read", "Describe")
+	}
+	for g, t := range c.Groups {
+		add("group", g, "literal", "Read")
+		add("topic", retopic(cfg, t), "literal", "Read", "Describe")
+	}
+	if c.TransactionalIDPrefix != "" {
+		add("transactionalId", c.TransactionalIDPrefix, "prefix", "Write", "Describe")
+	}
+	if c.CreatesTopics {
+		for _, spec := range kafkax.PlatformTopics(cfg) {
+			add("topic", spec.Name, "literal", "Create", "Describe")
+		}
+	}
+	return want
+}
+
+// checkKafkaUsers: when KafkaUsers exist, every Kafka client of the contract has its user, allowed what the
+// client does and nothing else; each of its workloads connects as that user (KAFKA_SASL_USER, the password
+// from the user's Secret, the mechanism of its authentication) over TLS with the cluster CA mounted where
+// KAFKA_TLS_CA_FILE points; KAFKA_BROKERS is the bootstrap of the Kafka listener with that authentication.
+func checkKafkaUsers(k Contract, m *Manifests) (out []string) {
+	users, out := custom[kafkaUser](m, "KafkaUser")
+	if len(users) == 0 {
+		return out
+	}
+	clusters, problems := custom[kafkaCluster](m, "Kafka")
+	out = append(out, problems...)
+	if len(clusters) != 1 {
+		return append(out, fmt.Sprintf("%d Kafka objects beside the KafkaUsers, want 1", len(clusters)))
+	}
+	kafka := clusters[0]
+	cfg, brokers, problems := kafkaSettings(m)
+	out = append(out, problems...)
+	mechanisms := map[string]string{"scram-sha-512": "SCRAM-SHA-512"}
+	bootstrap := map[string]string{} // authentication type -> address of the TLS listener
+	for _, l := range kafka.Spec.Kafka.Listeners {
+		if l.TLS {
+			bootstrap[l.Authentication.Type] = fmt.Sprintf("%s-kafka-bootstrap:%d", kafka.Metadata.Name, l.Port)
+		}
+	}
+	byName := map[string]kafkaUser{}
+	for _, u := range users {
+		byName[u.Metadata.Name] = u
+	}
+	for _, c := range k.KafkaClients {
+		u, ok := byName[c.User]
+		if !ok {
+			out = append(out, fmt.Sprintf("no KafkaUser %s for %s", c.User, strings.Join(c.Workloads, ", ")))
+			continue
+		}
+		delete(byName, c.User)
+		auth := u.Spec.Authentication.Type
+		out = when(out, mechanisms[auth] == "", "KafkaUser %s: authentication %q, which the services do not speak", c.User, auth)
+		out = when(out, bootstrap[auth] == "", "KafkaUser %s: no TLS listener of Kafka %s authenticates %s", c.User, kafka.Metadata.Name, auth)
+		out = when(out, bootstrap[auth] != "" && brokers != bootstrap[auth], "KAFKA_BROKERS is %q, not the listener its users authenticate at (%s)", brokers, bootstrap[auth])
+		want, got := wantACLs(c, cfg), map[string]bool{}
+		for _, acl := range u.Spec.Authorization.ACLs {
+			for _, op := range acl.Operations {
+				got[strings.Join([]string{acl.Resource.Type, acl.Resource.Name, cmp.Or(acl.Resource.PatternType, "literal"), op}, " ")] = true
+			}
+		}
+		for _, acl := range slices.Sorted(maps.Keys(want)) {
+			out = when(out, !got[acl], "KafkaUser %s: does not allow %s, which %s needs", c.User, acl, strings.Join(c.Workloads, ", "))
+		}
+		for _, acl := range slices.Sorted(maps.Keys(got)) {
+			out = when(out, !want[acl], "KafkaUser %s: allows %s, which %s does not need", c.User, acl, strings.Join(c.Workloads, ", "))
+		}
+		for _, w := range c.Workloads {
+			out = append(out, kafkaClientEnvProblems(m, w, c.User, mechanisms[auth], kafka.Metadata.Name+"-cluster-ca-cert")...)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(byName)) {
+		out = append(out, fmt.Sprintf("KafkaUser %s is no workload's user", name))
+	}
+	return out
+}
+
+// kafkaClientEnvProblems: the app containers of workload connect as user with mechanism, trusting the CA
+// of Secret caSecret mounted at KAFKA_TLS_CA_FILE.
+func kafkaClientEnvProblems(m *Manifests, workload, user, mechanism, caSecret string) (out []string) {
+	found := false
+	for _, c := range m.containers() {
+		if c.workload.Name != workload || !c.app {
+			continue
+		}
+		found = true
+		env := map[string]corev1.EnvVar{}
+		for _, e := range c.Env {
+			env[e.Name] = e
+		}
+		pw := deref(deref(env["KAFKA_SASL_PASSWORD"].ValueFrom).SecretKeyRef)
+		out = when(out, env["KAFKA_SASL_MECHANISM"].Value != mechanism, "%s: KAFKA_SASL_MECHANISM is %q, want %s", c.where, env["KAFKA_SASL_MECHANISM"].Value, mechanism)
+		out = when(out, env["KAFKA_SASL_USER"].Value != user, "%s: KAFKA_SASL_USER is %q, want %s", c.where, env["KAFKA_SASL_USER"].Value, user)
+		out = when(out, pw.Name != user || pw.Key != "password", "%s: KAFKA_SASL_PASSWORD is not key password of Secret %s", c.where, user)
+		caFile := env["KAFKA_TLS_CA_FILE"].Value
+		mounted := slices.ContainsFunc(c.VolumeMounts, func(vm corev1.VolumeMount) bool {
+			return caFile != "" && vm.MountPath == path.Dir(caFile) && slices.ContainsFunc(c.volumes, func(v corev1.Volume) bool {
+				return v.Name == vm.Name && v.Secret != nil && v.Secret.SecretName == caSecret
+			})
+		})
+		out = when(out, !mounted, "%s: KAFKA_TLS_CA_FILE %q is not in a mount of Secret %s", c.where, caFile, caSecret)
+	}
+	return when(out, !found, "no workload %s to connect as KafkaUser %s", workload, user)
+}
+
+// kafkaScalerParams are the trigger metadata the kafka scaler of KEDA 2.20 reads (pkg/scalers/kafka_scaler.go,
+// kafkaMetadata); the CRD leaves metadata free, and KEDA ignores a misspelt key.
+var kafkaScalerParams = []string{"bootstrapServers", "consumerGroup", "topic", "partitionLimitation", "lagThreshold",
+	"activationLagThreshold", "offsetResetPolicy", "allowIdleConsumers", "excludePersistentLag", "scaleToZeroOnInvalidOffset",
+	"limitToPartitionsWithLag", "ensureEvenDistributionOfPartitions", "version", "tls", "unsafeSsl", "sasl", "saslTokenProvider", "awsRegion"}
+
+// checkScaledObjects: when ScaledObjects exist, every group consumer of the contract is scaled by one on
+// the lag of each of its groups (the services' default group names and their topics), from the brokers
+// the services use, counting a new group from the topic's start as the services start it, up to at most
+// the topic's partitions; the Deployment has no replica count and no other HorizontalPodAutoscaler.
+func checkScaledObjects(k Contract, m *Manifests) (out []string) {
+	sos, out := custom[scaledObject](m, "ScaledObject")
+	if len(sos) == 0 {
+		return out
+	}
+	cfg, brokers, problems := kafkaSettings(m)
+	out = append(out, problems...)
+	partitions := map[string]int{}
+	topics, _ := custom[kafkaTopic](m, "KafkaTopic")
+	for _, spec := range kafkax.PlatformTopics(cfg) {
+		partitions[spec.Name] = cfg.Partitions
+	}
+	for _, t := range topics {
+		partitions[t.topic()] = t.Spec.Partitions
+	}
+	scaled := map[string]bool{}
+	for _, so := range sos {
+		where, target := "ScaledObject "+so.Metadata.Name, so.Spec.ScaleTargetRef.Name
+		out = when(out, cmp.Or(so.Spec.ScaleTargetRef.Kind, "Deployment") != "Deployment", "%s: scales a %s, not a Deployment", where, so.Spec.ScaleTargetRef.Kind)
+		i := slices.IndexFunc(all[*appsv1.Deployment](m), func(d *appsv1.Deployment) bool { return d.Name == target })
+		if i < 0 {
+			out = append(out, fmt.Sprintf("%s: no Deployment %s", where, target))
+			continue
+		}
+		scaled[target] = true
+		out = when(out, all[*appsv1.Deployment](m)[i].Spec.Replicas != nil, "Deployment %s: sets replicas, which the HorizontalPodAutoscaler of %s owns", target, where)
+		for _, h := range all[*autoscalingv2.HorizontalPodAutoscaler](m) {
+			out = when(out, h.Spec.ScaleTargetRef.Kind == "Deployment" && h.Spec.ScaleTargetRef.Name == target, "HorizontalPodAutoscaler %s: scales Deployment %s, which %s scales", h.Name, target, where)
+		}
+		ci := slices.IndexFunc(k.KafkaClients, func(c KafkaClient) bool { return slices.Contains(c.Workloads, target) && len(c.Groups) > 0 })
+		if ci < 0 {
+			out = append(out, fmt.Sprintf("%s: Deployment %s consumes in no Kafka group", where, target))
+			continue
+		}
+		groups := k.KafkaClients[ci].Groups
+		seen := map[string]bool{}
+		for _, tr := range so.Spec.Triggers {
+			if tr.Type != "kafka" {
+				continue
+			}
+			md := tr.Metadata
+			for _, key := range slices.Sorted(maps.Keys(md)) {
+				out = when(out, !slices.Contains(kafkaScalerParams, key), "%s: trigger metadata %s is not a parameter of KEDA's kafka scaler", where, key)
+			}
+			group, topic := md["consumerGroup"], md["topic"]
+			want, ok := groups[group]
+			seen[group] = true
+			out = when(out, !ok, "%s: consumer group %q is not one of %s's (%s)", where, group, target, strings.Join(slices.Sorted(maps.Keys(groups)), ", "))
+			out = when(out, ok && topic != retopic(cfg, want), "%s: group %s consumes %s, not %q", where, group, retopic(cfg, want), topic)
+			out = when(out, md["bootstrapServers"] != brokers, "%s: bootstrapServers %q, the services use %q (KAFKA_BROKERS)", where, md["bootstrapServers"], brokers)
+			out = when(out, md["offsetResetPolicy"] != "earliest", "%s: offsetResetPolicy %q; a new group starts at the topic's beginning (earliest)", where, md["offsetResetPolicy"])
+			limit := 100 // KEDA's default maxReplicaCount
+			if so.Spec.MaxReplicaCount != nil {
+				limit = *so.Spec.MaxReplicaCount
+			}
+			out = when(out, ok && limit > partitions[topic], "%s: maxReplicaCount %d exceeds the %d partitions of %s", where, limit, partitions[topic], topic)
+		}
+		for _, g := range slices.Sorted(maps.Keys(groups)) {
+			out = when(out, !seen[g], "%s: no kafka trigger on group %s of %s", where, g, target)
+		}
+	}
+	for _, c := range k.KafkaClients {
+		for _, w := range c.Workloads {
+			out = when(out, len(c.Groups) > 0 && !scaled[w], "Deployment %s: consumes in a Kafka group, but no ScaledObject scales it", w)
+		}
+	}
+	return out
+}
