@@ -16,6 +16,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 )
 
 // The checks below read the operators' custom objects of the overlays (k8s-overlays/): their schemas are
@@ -387,6 +389,66 @@ func checkScaledObjects(k Contract, m *Manifests) (out []string) {
 		for _, w := range c.Workloads {
 			out = when(out, len(c.Groups) > 0 && !scaled[w], "Deployment %s: consumes in a Kafka group, but no ScaledObject scales it", w)
 		}
+	}
+	return out
+}
+
+type podMonitor struct {
+	Metadata objectMeta `json:"metadata"`
+	Spec     struct {
+		JobLabel            string               `json:"jobLabel"`
+		Selector            metav1.LabelSelector `json:"selector"`
+		PodMetricsEndpoints []struct {
+			Port        string       `json:"port"`
+			Path        string       `json:"path"`
+			Relabelings []relabeling `json:"relabelings"`
+		} `json:"podMetricsEndpoints"`
+	} `json:"spec"`
+}
+
+type relabeling struct {
+	TargetLabel string `json:"targetLabel"`
+}
+
+// checkMonitors: the PodMonitors of monitoring scrape /metrics on the admin port of every service of the
+// workloads (Deployments) and of every job the alert rules and dashboards select (jobs), in a job named
+// after the service: the value of the pod label the monitor's jobLabel names.
+func checkMonitors(k Contract, workloads, monitoring *Manifests, jobs []string) (out []string) {
+	monitors, out := custom[podMonitor](monitoring, "PodMonitor")
+	scraped := map[string][]string{} // job -> monitors scraping its admin port
+	for _, pm := range monitors {
+		where := "PodMonitor " + pm.Metadata.Name
+		sel, err := metav1.LabelSelectorAsSelector(&pm.Spec.Selector)
+		if err != nil {
+			out = append(out, fmt.Sprintf("%s: selector: %v", where, err))
+			continue
+		}
+		out = when(out, pm.Spec.JobLabel == "", "%s: no jobLabel: the job would be the monitor's name, not the service's", where)
+		for _, d := range all[*appsv1.Deployment](workloads) {
+			pod := d.Spec.Template
+			job := pod.Labels[pm.Spec.JobLabel]
+			if !sel.Matches(labels.Set(pod.Labels)) || pm.Spec.JobLabel == "" {
+				continue
+			}
+			for _, e := range pm.Spec.PodMetricsEndpoints {
+				admin := slices.ContainsFunc(pod.Spec.Containers, func(c corev1.Container) bool {
+					return slices.ContainsFunc(c.Ports, func(p corev1.ContainerPort) bool { return p.Name == e.Port && int(p.ContainerPort) == k.AdminPort })
+				})
+				relabelsJob := slices.ContainsFunc(e.Relabelings, func(r relabeling) bool { return r.TargetLabel == "job" })
+				out = when(out, relabelsJob, "%s: relabels job, which jobLabel names", where)
+				out = when(out, !admin, "%s: scrapes port %q of Deployment %s, not its admin port %d", where, e.Port, d.Name, k.AdminPort)
+				out = when(out, cmp.Or(e.Path, "/metrics") != "/metrics", "%s: scrapes %s, not /metrics", where, e.Path)
+				if admin && !relabelsJob && cmp.Or(e.Path, "/metrics") == "/metrics" {
+					scraped[job] = append(scraped[job], pm.Metadata.Name)
+				}
+			}
+		}
+	}
+	want := slices.Concat(slices.Collect(maps.Keys(k.Services)), jobs)
+	slices.Sort(want)
+	for _, job := range slices.Compact(want) {
+		out = when(out, len(scraped[job]) == 0, "no PodMonitor scrapes the admin port of a Deployment in job %q", job)
+		out = when(out, len(scraped[job]) > 1, "job %q is scraped by %d endpoints of %v: every sample twice", job, len(scraped[job]), scraped[job])
 	}
 	return out
 }

@@ -1,12 +1,17 @@
 package deploycheck
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
 )
 
 // crds are the pinned CRDs of testdata/crds, loaded once.
@@ -135,4 +140,274 @@ func TestCRDValidationRejectsBrokenObjects(t *testing.T) {
 			requireProblem(t, c.Validate([]byte(broken)), tc.want)
 		})
 	}
+}
+
+// exprJobs returns the jobs the selectors of a PromQL expression name: job="x", or job=~"x|y" of plain
+// names; Grafana's variables are left out.
+func exprJobs(expr string) ([]string, error) {
+	expr = regexp.MustCompile(`\$__(rate_interval|interval|range)\b`).ReplaceAllString(expr, "5m")
+	node, err := parser.NewParser(parser.Options{}).ParseExpr(expr)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	parser.Inspect(node, func(n parser.Node, _ []parser.Node) error {
+		if v, ok := n.(*parser.VectorSelector); ok {
+			for _, m := range v.LabelMatchers {
+				if m.Name == "job" && !strings.Contains(m.Value, "$") && (m.Type == labels.MatchEqual || m.Type == labels.MatchRegexp) {
+					out = append(out, strings.Split(m.Value, "|")...)
+				}
+			}
+		}
+		return nil
+	})
+	return out, nil
+}
+
+// selectedJobs are the jobs the alert rules and the dashboards select.
+func selectedJobs(t *testing.T) []string {
+	t.Helper()
+	_, groups := prometheusRule(t)
+	var exprs []string
+	for _, g := range groups {
+		for _, r := range g.Rules {
+			exprs = append(exprs, r.Expr)
+		}
+	}
+	files, err := filepath.Glob(filepath.Join(repoRoot, monitoringDir, "grafana", "dashboards", "*.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d dashboard
+		if err := json.Unmarshal(raw, &d); err != nil {
+			t.Fatal(err)
+		}
+		var walk func([]panel)
+		walk = func(ps []panel) {
+			for _, p := range ps {
+				walk(p.Panels)
+				for _, target := range p.Targets {
+					exprs = append(exprs, target.Expr)
+				}
+			}
+		}
+		walk(d.Panels)
+	}
+	var jobs []string
+	for _, e := range exprs {
+		j, err := exprJobs(e)
+		if err != nil {
+			t.Fatalf("%q: %v", e, err)
+		}
+		jobs = append(jobs, j...)
+	}
+	return jobs
+}
+
+// TestMonitorsScrapeTheJobsAlertsSelect: the PodMonitors of k8s/monitoring scrape every service's admin
+// port in a job named after it, and every job the alert rules and the dashboards select, once.
+func TestMonitorsScrapeTheJobsAlertsSelect(t *testing.T) {
+	jobs := selectedJobs(t)
+	for _, want := range []string{"gateway", "query", "sink", "connector"} {
+		if !slices.Contains(jobs, want) {
+			t.Fatalf("jobs %q selected by the rules and dashboards: %s is missing, the parsing is broken", jobs, want)
+		}
+	}
+	base, err := LoadManifests(filepath.Join(repoRoot, "k8s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	monitoring, err := LoadManifests(filepath.Join(repoRoot, monitoringDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := platformContract()
+	for _, p := range checkMonitors(k, base, monitoring, jobs) {
+		t.Error(p)
+	}
+
+	// Broken monitors fail.
+	podMonitor := func(spec string) *Manifests {
+		m, err := loadManifests(t, map[string]string{"kustomization.yaml": "resources: [m.yaml]",
+			"m.yaml": "apiVersion: monitoring.coreos.com/v1\nkind: PodMonitor\nmetadata: {name: m, namespace: edtech}\nspec:\n" + spec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	const all = "  selector: {matchExpressions: [{key: app.kubernetes.io/name, operator: Exists}]}\n"
+	for _, tc := range []struct{ name, spec, want string }{
+		{"no job label", all + "  podMetricsEndpoints: [{port: admin}]\n", "no jobLabel"},
+		{"other label", "  jobLabel: app.kubernetes.io/component\n" + all + "  podMetricsEndpoints: [{port: admin}]\n", `no PodMonitor scrapes the admin port of a Deployment in job "gateway"`},
+		{"not every service", "  jobLabel: app.kubernetes.io/name\n  selector: {matchLabels: {app.kubernetes.io/name: gateway}}\n  podMetricsEndpoints: [{port: admin}]\n", `job "sink"`},
+		{"http port", "  jobLabel: app.kubernetes.io/name\n" + all + "  podMetricsEndpoints: [{port: http}]\n", `scrapes port "http" of Deployment gateway, not its admin port 9090`},
+		{"path", "  jobLabel: app.kubernetes.io/name\n" + all + "  podMetricsEndpoints: [{port: admin, path: /metricz}]\n", "scrapes /metricz, not /metrics"},
+		{"relabelled", "  jobLabel: app.kubernetes.io/name\n" + all + "  podMetricsEndpoints: [{port: admin, relabelings: [{targetLabel: job, replacement: edtech}]}]\n", "relabels job"},
+		{"twice", "  jobLabel: app.kubernetes.io/name\n" + all + "  podMetricsEndpoints: [{port: admin}, {port: admin}]\n", `job "sink" is scraped by 2 endpoints`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			requireProblem(t, checkMonitors(k, base, podMonitor(tc.spec), jobs), tc.want)
+		})
+	}
+	requireProblem(t, checkMonitors(k, base, monitoring, []string{"gatewy"}), `job "gatewy"`)
+}
+
+// edited returns a copy of m in which edit has changed the object of that kind and name (decoded as
+// unstructured JSON); an edit returning nil removes it.
+func edited(t *testing.T, m *Manifests, kind, name string, edit func(obj map[string]any) map[string]any) *Manifests {
+	t.Helper()
+	out, found := &Manifests{}, false
+	for _, o := range m.Objects {
+		src := o.JSON
+		if o.Kind == kind && o.Name == name {
+			found = true
+			var obj map[string]any
+			if err := json.Unmarshal(src, &obj); err != nil {
+				t.Fatal(err)
+			}
+			if obj = edit(obj); obj == nil {
+				continue
+			}
+			var err error
+			if src, err = json.Marshal(obj); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := out.add(o, src); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !found {
+		t.Fatalf("no %s %s to edit", kind, name)
+	}
+	return out
+}
+
+// set sets the value at a path of maps and list indexes ("spec", "acls", 0, ...) in obj, and returns obj.
+func set(obj map[string]any, value any, path ...any) map[string]any {
+	var cur any = obj
+	for i, p := range path {
+		last := i == len(path)-1
+		switch p := p.(type) {
+		case string:
+			if last {
+				cur.(map[string]any)[p] = value
+			} else {
+				cur = cur.(map[string]any)[p]
+			}
+		case int:
+			if last {
+				cur.([]any)[p] = value
+			} else {
+				cur = cur.([]any)[p]
+			}
+		}
+	}
+	return obj
+}
+
+// get returns the value at a path of obj.
+func get(obj map[string]any, path ...any) any {
+	var cur any = obj
+	for _, p := range path {
+		switch p := p.(type) {
+		case string:
+			cur = cur.(map[string]any)[p]
+		case int:
+			cur = cur.([]any)[p]
+		}
+	}
+	return cur
+}
+
+// TestOperatorChecksCatchBrokenObjects: each operator check fails on a broken copy of the overlay that
+// composes every operator, naming the object and the fault; and when the services change what they do.
+func TestOperatorChecksCatchBrokenObjects(t *testing.T) {
+	m, err := LoadManifests(filepath.Join(repoRoot, "k8s-overlays", "all"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	remove := func(map[string]any) map[string]any { return nil }
+	podEnv := []any{"spec", "template", "spec", "containers", 0, "env"}
+	envNamed := func(obj map[string]any, name string) int {
+		return slices.IndexFunc(get(obj, podEnv...).([]any), func(e any) bool { return e.(map[string]any)["name"] == name })
+	}
+	sinkGroupRenamed := func(k *Contract) {
+		i := slices.IndexFunc(k.KafkaClients, func(c KafkaClient) bool { return c.User == "edtech-sink" })
+		k.KafkaClients[i].Groups = map[string]string{"edtech-sink-v2": "edtech.enriched"}
+	}
+	tests := []struct {
+		check, name string
+		m           *Manifests
+		contract    func(*Contract)
+		want        string
+	}{
+		{check: "kafka topics", name: "topic missing", m: edited(t, m, "KafkaTopic", "edtech.audit-heads", remove), want: "no KafkaTopic declares topic edtech.audit-heads"},
+		{check: "kafka topics", name: "partitions", m: edited(t, m, "KafkaTopic", "edtech.raw", func(o map[string]any) map[string]any { return set(o, 6, "spec", "partitions") }),
+			want: "KafkaTopic edtech.raw: 6 partitions, the services create 12"},
+		{check: "kafka topics", name: "retention of the config map", m: edited(t, m, "ConfigMap", "edtech-config", func(o map[string]any) map[string]any { return set(o, "240h", "data", "KAFKA_RETENTION_RAW") }),
+			want: "KafkaTopic edtech.raw: config retention.ms is 2592000000; the services set 864000000"},
+		{check: "kafka topics", name: "config the services do not set", m: edited(t, m, "KafkaTopic", "edtech.dlq", func(o map[string]any) map[string]any { return set(o, "delete", "spec", "config", "cleanup.policy") }),
+			want: "KafkaTopic edtech.dlq: config cleanup.policy is set"},
+		{check: "kafka topics", name: "unused topic", m: edited(t, m, "KafkaTopic", "edtech.dlq", func(o map[string]any) map[string]any { return set(o, "edtech.dead", "spec", "topicName") }),
+			want: "declares topic edtech.dead, which the platform does not use"},
+
+		{check: "kafka users", name: "acl too wide", m: edited(t, m, "KafkaUser", "edtech-gateway", func(o map[string]any) map[string]any {
+			return set(o, []any{"Create", "Read", "Describe"}, "spec", "authorization", "acls", 1, "operations")
+		}), want: "KafkaUser edtech-gateway: allows topic edtech.enriched literal Read, which gateway does not need"},
+		{check: "kafka users", name: "acl missing", m: edited(t, m, "KafkaUser", "edtech-gateway", func(o map[string]any) map[string]any {
+			return set(o, []any{"Create", "Describe"}, "spec", "authorization", "acls", 0, "operations")
+		}), want: "KafkaUser edtech-gateway: does not allow topic edtech.raw literal Write, which gateway needs"},
+		{check: "kafka users", name: "user missing", m: edited(t, m, "KafkaUser", "edtech-sink", remove), want: "no KafkaUser edtech-sink for sink"},
+		{check: "kafka users", name: "group renamed in the code", m: m, contract: sinkGroupRenamed, want: "KafkaUser edtech-sink: does not allow group edtech-sink-v2 literal Read"},
+		{check: "kafka users", name: "another user's name", m: edited(t, m, "Deployment", "sink", func(o map[string]any) map[string]any {
+			return set(o, "edtech-aggregator", append(podEnv, envNamed(o, "KAFKA_SASL_USER"), "value")...)
+		}), want: `Deployment sink (../../k8s/sink.yaml) container sink: KAFKA_SASL_USER is "edtech-aggregator", want edtech-sink`},
+		{check: "kafka users", name: "ca not mounted", m: edited(t, m, "Deployment", "archiver", func(o map[string]any) map[string]any {
+			return set(o, "/etc/ca/ca.crt", append(podEnv, envNamed(o, "KAFKA_TLS_CA_FILE"), "value")...)
+		}), want: `container archiver: KAFKA_TLS_CA_FILE "/etc/ca/ca.crt" is not in a mount of Secret edtech-cluster-ca-cert`},
+		{check: "kafka users", name: "plain listener", m: edited(t, m, "ConfigMap", "edtech-config", func(o map[string]any) map[string]any {
+			return set(o, "edtech-kafka-bootstrap:9092", "data", "KAFKA_BROKERS")
+		}),
+			want: `KAFKA_BROKERS is "edtech-kafka-bootstrap:9092", not the listener its users authenticate at (edtech-kafka-bootstrap:9093)`},
+
+		{check: "scaled consumers", name: "group typo", m: edited(t, m, "ScaledObject", "sink", func(o map[string]any) map[string]any {
+			return set(o, "edtech-sinks", "spec", "triggers", 0, "metadata", "consumerGroup")
+		}), want: `ScaledObject sink: consumer group "edtech-sinks" is not one of sink's (edtech-sink)`},
+		{check: "scaled consumers", name: "group renamed in the code", m: m, contract: sinkGroupRenamed, want: "ScaledObject sink: no kafka trigger on group edtech-sink-v2 of sink"},
+		{check: "scaled consumers", name: "topic", m: edited(t, m, "ScaledObject", "archiver", func(o map[string]any) map[string]any {
+			return set(o, "edtech.enriched", "spec", "triggers", 0, "metadata", "topic")
+		}), want: `ScaledObject archiver: group edtech-archiver-raw consumes edtech.raw, not "edtech.enriched"`},
+		{check: "scaled consumers", name: "more replicas than partitions", m: edited(t, m, "ScaledObject", "enricher", func(o map[string]any) map[string]any { return set(o, 24, "spec", "maxReplicaCount") }),
+			want: "ScaledObject enricher: maxReplicaCount 24 exceeds the 12 partitions of edtech.raw"},
+		{check: "scaled consumers", name: "default max", m: edited(t, m, "ScaledObject", "enricher", func(o map[string]any) map[string]any {
+			delete(o["spec"].(map[string]any), "maxReplicaCount")
+			return o
+		}), want: "ScaledObject enricher: maxReplicaCount 100 exceeds the 12 partitions"},
+		{check: "scaled consumers", name: "replicas kept", m: edited(t, m, "Deployment", "aggregator", func(o map[string]any) map[string]any { return set(o, 2, "spec", "replicas") }),
+			want: "Deployment aggregator: sets replicas, which the HorizontalPodAutoscaler of ScaledObject aggregator owns"},
+		{check: "scaled consumers", name: "not scaled", m: edited(t, m, "ScaledObject", "archiver", remove), want: "Deployment archiver: consumes in a Kafka group, but no ScaledObject scales it"},
+		{check: "scaled consumers", name: "misspelt parameter", m: edited(t, m, "ScaledObject", "sink", func(o map[string]any) map[string]any {
+			return set(o, "earliest", "spec", "triggers", 0, "metadata", "offsetResetPolicies")
+		}), want: "ScaledObject sink: trigger metadata offsetResetPolicies is not a parameter of KEDA's kafka scaler"},
+		{check: "scaled consumers", name: "latest", m: edited(t, m, "ScaledObject", "sink", func(o map[string]any) map[string]any {
+			return set(o, "latest", "spec", "triggers", 0, "metadata", "offsetResetPolicy")
+		}), want: `ScaledObject sink: offsetResetPolicy "latest"`},
+	}
+	index := newCheckIndex(OperatorChecks(), func(c Check[*Manifests]) string { return c.Name })
+	for _, tc := range tests {
+		t.Run(tc.check+"/"+tc.name, func(t *testing.T) {
+			k := platformContract()
+			if tc.contract != nil {
+				tc.contract(&k)
+			}
+			requireProblem(t, index.get(t, tc.check).Check(k, tc.m), tc.want)
+		})
+	}
+	index.requireCovered(t)
 }
