@@ -1,8 +1,11 @@
-// Package deploycheck checks the deployment files (docker-compose.yml, k8s/, services/Dockerfile) against
-// what the services really read. The files are loaded with the tools that deploy them (compose-go,
-// kustomize's krusty into k8s.io/api types with unknown fields refused, buildkit's Dockerfile parser),
-// which reject what is malformed; the checks here are only the platform's own: each service's variables,
-// ports, probes, resources, image and jobs. A check returns readable problems naming the file and the fault.
+// Package deploycheck checks the deployment files (docker-compose.yml, k8s/, the operator overlays of
+// k8s-overlays/, services/Dockerfile) against what the services really read. The files are loaded with the
+// tools that deploy them (compose-go, kustomize's krusty into k8s.io/api types with unknown fields refused,
+// buildkit's Dockerfile parser), and the operators' custom objects are validated against their pinned
+// CRDs (testdata/crds) with the API server's own code (CRDs.Validate), which reject what is malformed; the
+// checks here are only the platform's own: each service's variables, ports, probes, resources, image and
+// jobs, and the topics, Kafka users, scaling and scraping the operators are given. A check returns
+// readable problems naming the file and the fault.
 package deploycheck
 
 import (
