@@ -96,9 +96,27 @@ type scaledObject struct {
 		} `json:"scaleTargetRef"`
 		MaxReplicaCount *int `json:"maxReplicaCount"`
 		Triggers        []struct {
-			Type     string            `json:"type"`
-			Metadata map[string]string `json:"metadata"`
+			Type              string            `json:"type"`
+			Metadata          map[string]string `json:"metadata"`
+			AuthenticationRef *authRef          `json:"authenticationRef"`
 		} `json:"triggers"`
+	} `json:"spec"`
+}
+
+// authRef is a trigger's authenticationRef.
+type authRef struct {
+	Name string `json:"name"`
+	Kind string `json:"kind"`
+}
+
+type triggerAuthentication struct {
+	Metadata objectMeta `json:"metadata"`
+	Spec     struct {
+		Env []struct {
+			Parameter     string `json:"parameter"`
+			Name          string `json:"name"`
+			ContainerName string `json:"containerName"`
+		} `json:"env"`
 	} `json:"spec"`
 }
 
@@ -339,6 +357,8 @@ func checkScaledObjects(k Contract, m *Manifests) (out []string) {
 	for _, t := range topics {
 		partitions[t.topic()] = t.Spec.Partitions
 	}
+	auths, problems := custom[triggerAuthentication](m, "TriggerAuthentication")
+	out = append(out, problems...)
 	scaled := map[string]bool{}
 	for _, so := range sos {
 		where, target := "ScaledObject "+so.Metadata.Name, so.Spec.ScaleTargetRef.Name
@@ -375,6 +395,7 @@ func checkScaledObjects(k Contract, m *Manifests) (out []string) {
 			out = when(out, ok && topic != retopic(cfg, want), "%s: group %s consumes %s, not %q", where, group, retopic(cfg, want), topic)
 			out = when(out, md["bootstrapServers"] != brokers, "%s: bootstrapServers %q, the services use %q (KAFKA_BROKERS)", where, md["bootstrapServers"], brokers)
 			out = when(out, md["offsetResetPolicy"] != "earliest", "%s: offsetResetPolicy %q; a new group starts at the topic's beginning (earliest)", where, md["offsetResetPolicy"])
+			out = append(out, triggerAuthProblems(where, tr.AuthenticationRef, auths, all[*appsv1.Deployment](m)[i])...)
 			limit := 100 // KEDA's default maxReplicaCount
 			if so.Spec.MaxReplicaCount != nil {
 				limit = *so.Spec.MaxReplicaCount
@@ -389,6 +410,28 @@ func checkScaledObjects(k Contract, m *Manifests) (out []string) {
 		for _, w := range c.Workloads {
 			out = when(out, len(c.Groups) > 0 && !scaled[w], "Deployment %s: consumes in a Kafka group, but no ScaledObject scales it", w)
 		}
+	}
+	return out
+}
+
+// triggerAuthProblems: a trigger's authentication exists (a TriggerAuthentication of the manifests), and
+// the variables it reads from the target's container (its env parameters) are set there.
+func triggerAuthProblems(where string, ref *authRef, auths []triggerAuthentication, target *appsv1.Deployment) (out []string) {
+	if ref == nil {
+		return nil
+	}
+	if ref.Kind != "" && ref.Kind != "TriggerAuthentication" {
+		return []string{fmt.Sprintf("%s: authentication %s %s is not checked", where, ref.Kind, ref.Name)}
+	}
+	i := slices.IndexFunc(auths, func(a triggerAuthentication) bool { return a.Metadata.Name == ref.Name })
+	if i < 0 {
+		return []string{fmt.Sprintf("%s: no TriggerAuthentication %s", where, ref.Name)}
+	}
+	containers := target.Spec.Template.Spec.Containers
+	for _, e := range auths[i].Spec.Env {
+		c := slices.IndexFunc(containers, func(c corev1.Container) bool { return e.ContainerName == "" || c.Name == e.ContainerName })
+		set := c >= 0 && slices.ContainsFunc(containers[c].Env, func(v corev1.EnvVar) bool { return v.Name == e.Name })
+		out = when(out, !set, "%s: TriggerAuthentication %s reads %s (%s) from Deployment %s, whose container does not set it", where, ref.Name, e.Name, e.Parameter, target.Name)
 	}
 	return out
 }

@@ -395,6 +395,12 @@ func TestOperatorChecksCatchBrokenObjects(t *testing.T) {
 		{check: "scaled consumers", name: "misspelt parameter", m: edited(t, m, "ScaledObject", "sink", func(o map[string]any) map[string]any {
 			return set(o, "earliest", "spec", "triggers", 0, "metadata", "offsetResetPolicies")
 		}), want: "ScaledObject sink: trigger metadata offsetResetPolicies is not a parameter of KEDA's kafka scaler"},
+		{check: "scaled consumers", name: "no trigger authentication", m: edited(t, m, "TriggerAuthentication", "edtech-kafka", remove),
+			want: "ScaledObject sink: no TriggerAuthentication edtech-kafka"},
+		{check: "scaled consumers", name: "credentials not in the target", m: edited(t, m, "Deployment", "sink", func(o map[string]any) map[string]any {
+			env := get(o, podEnv...).([]any)
+			return set(o, slices.Delete(env, envNamed(o, "KAFKA_SASL_PASSWORD"), envNamed(o, "KAFKA_SASL_PASSWORD")+1), podEnv...)
+		}), want: "ScaledObject sink: TriggerAuthentication edtech-kafka reads KAFKA_SASL_PASSWORD (password) from Deployment sink, whose container does not set it"},
 		{check: "scaled consumers", name: "latest", m: edited(t, m, "ScaledObject", "sink", func(o map[string]any) map[string]any {
 			return set(o, "latest", "spec", "triggers", 0, "metadata", "offsetResetPolicy")
 		}), want: `ScaledObject sink: offsetResetPolicy "latest"`},
