@@ -52,7 +52,7 @@ type crdSchema struct {
 func LoadCRDs(dir string) (CRDs, error) {
 	crds := CRDs{}
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !(strings.HasSuffix(path, ".yaml") || strings.HasSuffix(path, ".yaml.gz")) {
+		if err != nil || d.IsDir() || (!strings.HasSuffix(path, ".yaml") && !strings.HasSuffix(path, ".yaml.gz")) {
 			return err
 		}
 		docs, err := readYAMLDocuments(path)
