@@ -29,6 +29,8 @@ func OperatorChecks() []Check[*Manifests] {
 		{"kafka topics", checkKafkaTopics},
 		{"kafka users", checkKafkaUsers},
 		{"scaled consumers", checkScaledObjects},
+		{"postgres clusters", checkPostgresClusters},
+		{"clickhouse installation", checkClickHouseInstallation},
 	}
 }
 
@@ -301,6 +303,11 @@ func checkKafkaUsers(k Contract, m *Manifests) (out []string) {
 	for _, name := range slices.Sorted(maps.Keys(byName)) {
 		out = append(out, fmt.Sprintf("KafkaUser %s is no workload's user", name))
 	}
+	for _, c := range m.containers() {
+		vars, known := k.process(c.workload.Name, imageName(c.Image), c.Args)
+		client := slices.ContainsFunc(k.KafkaClients, func(kc KafkaClient) bool { return slices.Contains(kc.Workloads, c.workload.Name) })
+		out = when(out, c.app && known && k.Reads(vars, "KAFKA_SASL_USER") && !client, "%s: a Kafka client of no KafkaUser", c.where)
+	}
 	return out
 }
 
@@ -492,6 +499,140 @@ func checkMonitors(k Contract, workloads, monitoring *Manifests, jobs []string) 
 	for _, job := range slices.Compact(want) {
 		out = when(out, len(scraped[job]) == 0, "no PodMonitor scrapes the admin port of a Deployment in job %q", job)
 		out = when(out, len(scraped[job]) > 1, "job %q is scraped by %d endpoints of %v: every sample twice", job, len(scraped[job]), scraped[job])
+	}
+	return out
+}
+
+// checkPostgresClusters: when CloudNativePG Clusters exist, every variable holding a PostgreSQL URL
+// (DATABASE_URL, the fleet's instance URLs) comes from key uri of the app Secret of one of them, each
+// variable from the same Cluster in every workload, different variables from different Clusters, every
+// Cluster reached by some variable, and every process that reaches districts given every instance's URL.
+func checkPostgresClusters(k Contract, m *Manifests) (out []string) {
+	objs, out := custom[struct {
+		Metadata objectMeta `json:"metadata"`
+	}](m, "Cluster") // CloudNativePG's: the only kind Cluster the manifests have
+	clusters := map[string]bool{}
+	for _, o := range objs {
+		clusters[o.Metadata.Name] = true
+	}
+	if len(clusters) == 0 {
+		return out
+	}
+	urlVars := append([]string{"DATABASE_URL"}, k.InstanceURLs...)
+	from := map[string]string{} // variable -> cluster
+	used := map[string]string{} // cluster -> variable
+	for _, c := range m.containers() {
+		env := map[string]corev1.EnvVar{}
+		for _, e := range c.Env {
+			env[e.Name] = e
+		}
+		vars, known := k.process(c.workload.Name, imageName(c.Image), c.Args)
+		for _, v := range urlVars {
+			e, set := env[v]
+			out = when(out, known && c.app && k.Reads(vars, v) && !set, "%s: %s is not set", c.where, v)
+			if !set {
+				continue
+			}
+			ref := deref(deref(e.ValueFrom).SecretKeyRef)
+			cluster, isApp := strings.CutSuffix(ref.Name, "-app")
+			if !isApp || !clusters[cluster] || ref.Key != "uri" {
+				out = append(out, fmt.Sprintf("%s: %s is not key uri of the app Secret of a Cluster (%s)", c.where, v, strings.Join(slices.Sorted(maps.Keys(clusters)), ", ")))
+				continue
+			}
+			if prev, ok := from[v]; ok && prev != cluster {
+				out = append(out, fmt.Sprintf("%s: %s is Cluster %s's, elsewhere %s's", c.where, v, cluster, prev))
+			}
+			if prev, ok := used[cluster]; ok && prev != v {
+				out = append(out, fmt.Sprintf("%s: %s and %s are both Cluster %s: one instance under two names", c.where, v, prev, cluster))
+			}
+			from[v], used[cluster] = cluster, v
+		}
+	}
+	for _, cl := range slices.Sorted(maps.Keys(clusters)) {
+		_, ok := used[cl]
+		out = when(out, !ok, "Cluster %s: no workload's PostgreSQL URL", cl)
+	}
+	return out
+}
+
+// chiCluster is a cluster of a ClickHouseInstallation.
+type chiCluster struct {
+	Name   string `json:"name"`
+	Layout struct {
+		ShardsCount   int `json:"shardsCount"`
+		ReplicasCount int `json:"replicasCount"`
+	} `json:"layout"`
+}
+
+type clickHouseInstallation struct {
+	Metadata objectMeta `json:"metadata"`
+	Spec     struct {
+		Configuration struct {
+			Zookeeper struct {
+				Nodes []struct {
+					Host string `json:"host"`
+					Port int    `json:"port"`
+				} `json:"nodes"`
+			} `json:"zookeeper"`
+			Users    map[string]json.RawMessage `json:"users"`
+			Clusters []chiCluster               `json:"clusters"`
+		} `json:"configuration"`
+	} `json:"spec"`
+}
+
+// checkClickHouseInstallation: when an Altinity ClickHouseInstallation exists, the services' CLICKHOUSE_ADDR
+// is its Service's native port, CLICKHOUSE_USER one of its users, whose password is the Secret key the
+// services read CLICKHOUSE_PASSWORD from; its replicated clusters are coordinated by a
+// ClickHouseKeeperInstallation of the manifests (its Service keeper-<name>, port 2181).
+func checkClickHouseInstallation(k Contract, m *Manifests) (out []string) {
+	chis, out := custom[clickHouseInstallation](m, "ClickHouseInstallation")
+	if len(chis) == 0 {
+		return out
+	}
+	if len(chis) > 1 {
+		return append(out, fmt.Sprintf("%d ClickHouseInstallations, want 1", len(chis)))
+	}
+	chi := chis[0]
+	where := "ClickHouseInstallation " + chi.Metadata.Name
+	keepers := map[string]bool{}
+	for _, o := range m.Objects {
+		if o.Kind == "ClickHouseKeeperInstallation" {
+			keepers["keeper-"+o.Name] = true
+		}
+	}
+	replicated := slices.ContainsFunc(chi.Spec.Configuration.Clusters, func(c chiCluster) bool { return c.Layout.ReplicasCount > 1 })
+	nodes := chi.Spec.Configuration.Zookeeper.Nodes
+	out = when(out, replicated && len(nodes) == 0, "%s: replicated, but no keeper nodes", where)
+	for _, n := range nodes {
+		out = when(out, !keepers[n.Host] || n.Port != 2181, "%s: keeper node %s:%d is not a ClickHouseKeeperInstallation's Service (keeper-<name>:2181)", where, n.Host, n.Port)
+	}
+	for _, c := range m.containers() {
+		vars, known := k.process(c.workload.Name, imageName(c.Image), c.Args)
+		if !known || !c.app || !k.Reads(vars, "CLICKHOUSE_ADDR") {
+			continue
+		}
+		env := map[string]string{}
+		for _, from := range c.EnvFrom {
+			for _, cm := range all[*corev1.ConfigMap](m) {
+				if from.ConfigMapRef != nil && cm.Name == from.ConfigMapRef.Name {
+					maps.Copy(env, cm.Data)
+				}
+			}
+		}
+		var password corev1.SecretKeySelector
+		for _, e := range c.Env {
+			if e.Value != "" {
+				env[e.Name] = e.Value
+			}
+			if e.Name == "CLICKHOUSE_PASSWORD" {
+				password = deref(deref(e.ValueFrom).SecretKeyRef)
+			}
+		}
+		want := fmt.Sprintf("clickhouse-%s:9000", chi.Metadata.Name)
+		out = when(out, env["CLICKHOUSE_ADDR"] != want, "%s: CLICKHOUSE_ADDR is %q, not %s's native port %s", c.where, env["CLICKHOUSE_ADDR"], where, want)
+		user := env["CLICKHOUSE_USER"]
+		secret := strings.Trim(string(chi.Spec.Configuration.Users[user+"/k8s_secret_password"]), `"`)
+		out = when(out, secret != password.Name+"/"+password.Key, "%s: user %q's password is not the Secret key %s/%s that %s reads CLICKHOUSE_PASSWORD from", where, user, password.Name, password.Key, c.where)
 	}
 	return out
 }

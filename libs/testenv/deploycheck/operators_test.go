@@ -404,6 +404,30 @@ func TestOperatorChecksCatchBrokenObjects(t *testing.T) {
 		{check: "scaled consumers", name: "latest", m: edited(t, m, "ScaledObject", "sink", func(o map[string]any) map[string]any {
 			return set(o, "latest", "spec", "triggers", 0, "metadata", "offsetResetPolicy")
 		}), want: `ScaledObject sink: offsetResetPolicy "latest"`},
+		{check: "kafka users", name: "client without user", m: edited(t, m, "KafkaUser", "edtech-archiver", remove), contract: func(k *Contract) {
+			k.KafkaClients = slices.DeleteFunc(k.KafkaClients, func(c KafkaClient) bool { return c.User == "edtech-archiver" })
+		}, want: "Deployment archiver (../../k8s/archiver.yaml) container archiver: a Kafka client of no KafkaUser"},
+
+		{check: "postgres clusters", name: "not an app secret", m: edited(t, m, "Deployment", "query", func(o map[string]any) map[string]any {
+			return set(o, "edtech-secrets", append(podEnv, envNamed(o, "DATABASE_URL"), "valueFrom", "secretKeyRef", "name")...)
+		}), want: "container query: DATABASE_URL is not key uri of the app Secret of a Cluster (edtech-main, edtech-pg-2)"},
+		{check: "postgres clusters", name: "instance url missing", m: edited(t, m, "Deployment", "enricher", func(o map[string]any) map[string]any {
+			env := get(o, podEnv...).([]any)
+			return set(o, slices.Delete(env, envNamed(o, "PG2_URL"), envNamed(o, "PG2_URL")+1), podEnv...)
+		}), want: "container enricher: PG2_URL is not set"},
+		{check: "postgres clusters", name: "two names for one instance", m: edited(t, m, "Deployment", "sink", func(o map[string]any) map[string]any {
+			return set(o, "edtech-main-app", append(podEnv, envNamed(o, "PG2_URL"), "valueFrom", "secretKeyRef", "name")...)
+		}), want: "PG2_URL is Cluster edtech-main's, elsewhere edtech-pg-2's"},
+		{check: "postgres clusters", name: "cluster unused", m: edited(t, m, "Cluster", "edtech-pg-2", func(o map[string]any) map[string]any { return set(o, "edtech-pg-3", "metadata", "name") }),
+			want: "Cluster edtech-pg-3: no workload's PostgreSQL URL"},
+
+		{check: "clickhouse installation", name: "address", m: edited(t, m, "ConfigMap", "edtech-config", func(o map[string]any) map[string]any {
+			return set(o, "clickhouse.clickhouse.svc:9000", "data", "CLICKHOUSE_ADDR")
+		}), want: `container aggregator: CLICKHOUSE_ADDR is "clickhouse.clickhouse.svc:9000", not ClickHouseInstallation edtech's native port clickhouse-edtech:9000`},
+		{check: "clickhouse installation", name: "user", m: edited(t, m, "ConfigMap", "edtech-config", func(o map[string]any) map[string]any { return set(o, "default", "data", "CLICKHOUSE_USER") }),
+			want: `ClickHouseInstallation edtech: user "default"'s password is not the Secret key edtech-secrets/CLICKHOUSE_PASSWORD`},
+		{check: "clickhouse installation", name: "keeper", m: edited(t, m, "ClickHouseKeeperInstallation", "edtech", remove),
+			want: "keeper node keeper-edtech:2181 is not a ClickHouseKeeperInstallation's Service"},
 	}
 	index := newCheckIndex(OperatorChecks(), func(c Check[*Manifests]) string { return c.Name })
 	for _, tc := range tests {
