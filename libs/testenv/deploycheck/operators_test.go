@@ -2,6 +2,8 @@ package deploycheck
 
 import (
 	"encoding/json"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -10,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 )
@@ -440,4 +443,48 @@ func TestOperatorChecksCatchBrokenObjects(t *testing.T) {
 		})
 	}
 	index.requireCovered(t)
+}
+
+// TestStrimziTopicsArePlatformTopics: k8s-overlays/components/strimzi/topics.yaml is written from
+// kafkax.PlatformTopics and the base's config.yaml (`make generate` runs this test with -update), so the
+// topics' settings stay defined in one place; the test fails when the file differs.
+func TestStrimziTopicsArePlatformTopics(t *testing.T) {
+	base, err := LoadManifests(filepath.Join(repoRoot, "k8s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, problems := kafkaSettings(base)
+	if len(problems) > 0 {
+		t.Fatal(problems)
+	}
+	var b strings.Builder
+	b.WriteString(`# Code generated from libs/kafkax PlatformTopics and k8s/config.yaml by deploycheck's
+#   go test ./libs/testenv/deploycheck -run TestStrimziTopicsArePlatformTopics -update
+# (make generate); DO NOT EDIT. The platform's topics, with the prefix, partitions, replication and
+# retention of k8s/config.yaml, as the services and k8s/create-topics.sh create them. The Topic Operator
+# applies a changed partition count or retention; partitions only grow.
+`)
+	for i, spec := range kafkax.PlatformTopics(cfg) {
+		if i > 0 {
+			b.WriteString("---\n")
+		}
+		fmt.Fprintf(&b, "# %s\napiVersion: kafka.strimzi.io/v1\nkind: KafkaTopic\nmetadata:\n  name: %s\n  labels:\n    strimzi.io/cluster: edtech\n", spec.Why, spec.Name)
+		fmt.Fprintf(&b, "spec:\n  topicName: %s\n  partitions: %d\n  replicas: %d\n  config:\n", spec.Name, cfg.Partitions, cfg.ReplicationFactor)
+		for _, key := range slices.Sorted(maps.Keys(spec.Configs)) {
+			fmt.Fprintf(&b, "    %s: %q\n", key, spec.Configs[key])
+		}
+	}
+	path := filepath.Join(repoRoot, "k8s-overlays", "components", "strimzi", "topics.yaml")
+	if *update {
+		if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(raw) != b.String() {
+		t.Errorf("%s differs from kafkax.PlatformTopics and k8s/config.yaml: run this test with -update", path)
+	}
 }
