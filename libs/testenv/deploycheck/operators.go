@@ -175,7 +175,7 @@ func retopic(cfg kafkax.Config, topic string) string {
 
 // checkKafkaTopics: when KafkaTopics declare the topics, every topic of kafkax.PlatformTopics has one, with
 // the partitions, replication and configs the services create it with (the ConfigMap's KAFKA_* settings),
-// and none declares a topic the platform does not use.
+// none declares a topic the platform does not use, and the node pools have brokers enough for the replicas.
 func checkKafkaTopics(_ Contract, m *Manifests) (out []string) {
 	topics, out := custom[kafkaTopic](m, "KafkaTopic")
 	if len(topics) == 0 {
@@ -211,7 +211,20 @@ func checkKafkaTopics(_ Contract, m *Manifests) (out []string) {
 	for _, name := range slices.Sorted(maps.Keys(declared)) {
 		out = append(out, fmt.Sprintf("KafkaTopic %s declares topic %s, which the platform does not use", declared[name].Metadata.Name, name))
 	}
-	return out
+	pools, problems := custom[struct {
+		Spec struct {
+			Replicas int      `json:"replicas"`
+			Roles    []string `json:"roles"`
+		} `json:"spec"`
+	}](m, "KafkaNodePool")
+	out = append(out, problems...)
+	brokers := 0
+	for _, p := range pools {
+		if slices.Contains(p.Spec.Roles, "broker") {
+			brokers += p.Spec.Replicas
+		}
+	}
+	return when(out, len(pools) > 0 && brokers < cfg.ReplicationFactor, "the KafkaNodePools have %d brokers, fewer than the topics' %d replicas", brokers, cfg.ReplicationFactor)
 }
 
 // wantACLs are the ACLs (type name pattern operation) a Kafka client needs, no more: Write and Describe on

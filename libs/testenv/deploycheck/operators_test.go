@@ -360,6 +360,9 @@ func TestOperatorChecksCatchBrokenObjects(t *testing.T) {
 		{check: "kafka topics", name: "unused topic", m: edited(t, m, "KafkaTopic", "edtech.dlq", func(o map[string]any) map[string]any { return set(o, "edtech.dead", "spec", "topicName") }),
 			want: "declares topic edtech.dead, which the platform does not use"},
 
+		{check: "kafka topics", name: "fewer brokers than replicas", m: edited(t, m, "KafkaNodePool", "broker", func(o map[string]any) map[string]any { return set(o, 2, "spec", "replicas") }),
+			want: "the KafkaNodePools have 2 brokers, fewer than the topics' 3 replicas"},
+
 		{check: "kafka users", name: "acl too wide", m: edited(t, m, "KafkaUser", "edtech-gateway", func(o map[string]any) map[string]any {
 			return set(o, []any{"Create", "Read", "Describe"}, "spec", "authorization", "acls", 1, "operations")
 		}), want: "KafkaUser edtech-gateway: allows topic edtech.enriched literal Read, which gateway does not need"},
