@@ -2,6 +2,8 @@ package deploycheck
 
 // The rules file of compose's Prometheus is written from the PrometheusRule (make generate):
 //go:generate go test -run TestComposeRulesAreThePrometheusRule -update .
+// The Strimzi overlay's KafkaTopics are written from kafkax.PlatformTopics:
+//go:generate go test -run TestStrimziTopicsArePlatformTopics -update .
 
 import (
 	"fmt"

@@ -1,8 +1,11 @@
-// Package deploycheck checks the deployment files (docker-compose.yml, k8s/, services/Dockerfile) against
-// what the services really read. The files are loaded with the tools that deploy them (compose-go,
-// kustomize's krusty into k8s.io/api types with unknown fields refused, buildkit's Dockerfile parser),
-// which reject what is malformed; the checks here are only the platform's own: each service's variables,
-// ports, probes, resources, image and jobs. A check returns readable problems naming the file and the fault.
+// Package deploycheck checks the deployment files (docker-compose.yml, k8s/, the operator overlays of
+// k8s-overlays/, services/Dockerfile) against what the services really read. The files are loaded with the
+// tools that deploy them (compose-go, kustomize's krusty into k8s.io/api types with unknown fields refused,
+// buildkit's Dockerfile parser), and the operators' custom objects are validated against their pinned
+// CRDs (testdata/crds) with the API server's own code (CRDs.Validate), which reject what is malformed; the
+// checks here are only the platform's own: each service's variables, ports, probes, resources, image and
+// jobs, and the topics, Kafka users, scaling and scraping the operators are given. A check returns
+// readable problems naming the file and the fault.
 package deploycheck
 
 import (
@@ -34,6 +37,27 @@ type Contract struct {
 	MigrateEnv  []conf.Var
 	// MinGraceSeconds is the least termination grace period a service needs to drain.
 	MinGraceSeconds map[string]int
+	// InstanceURLs are the variables holding the URLs of the fleet's further PostgreSQL instances (ctl instance
+	// add --url-env), which the deployment files set; processes that reach districts through
+	// libs/tenancy/fleet (InstanceURLReaders, the migrate job among them) read them with os.Getenv. Secrets.
+	InstanceURLs       []string
+	InstanceURLReaders []string
+	// KafkaClients is what each workload does with Kafka, which its Kafka user (components/strimzi) must
+	// allow and no more, and which KEDA's lag triggers must name.
+	KafkaClients []KafkaClient
+}
+
+// KafkaClient is what the workloads connecting as one Kafka user do: the topics they write and read,
+// their consumer groups (and the topic each consumes), the prefix of their transactional ids, and
+// whether they create the platform's topics when missing (stream.WaitKafka). Topic names carry the
+// default prefix (KAFKA_TOPIC_PREFIX).
+type KafkaClient struct {
+	User                  string
+	Workloads             []string
+	Writes, Reads         []string
+	Groups                map[string]string // consumer group -> the topic it consumes
+	TransactionalIDPrefix string
+	CreatesTopics         bool
 }
 
 // NewContract returns the platform's contract for services that read what services says, and a migrate
@@ -57,6 +81,9 @@ func (c Contract) Reads(reads []conf.Var, key string) bool {
 
 // IsSecret reports whether a service binds a variable of that name as a secret (conf.SecretVar).
 func (c Contract) IsSecret(key string) bool {
+	if slices.Contains(c.InstanceURLs, key) {
+		return true
+	}
 	vars := slices.Concat(slices.Concat(slices.Collect(maps.Values(c.Services))...), c.MigrateEnv)
 	return slices.ContainsFunc(vars, func(v conf.Var) bool { return v.Env == key && v.Secret })
 }
@@ -69,10 +96,15 @@ func (c Contract) isMigrate(binary string, args []string) bool {
 // process returns what a deployed process reads, when the contract knows: the migrate job's variables,
 // or those of the service called name.
 func (c Contract) process(name, binary string, args []string) ([]conf.Var, bool) {
-	if c.isMigrate(binary, args) {
-		return c.MigrateEnv, true
-	}
 	vars, ok := c.Services[name]
+	if c.isMigrate(binary, args) {
+		vars, ok = c.MigrateEnv, true
+	}
+	if ok && (slices.Contains(c.InstanceURLReaders, name) || c.isMigrate(binary, args)) {
+		for _, env := range c.InstanceURLs {
+			vars = append(slices.Clip(vars), conf.Var{Env: env, Secret: true})
+		}
+	}
 	return vars, ok
 }
 

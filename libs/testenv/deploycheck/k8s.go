@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"os"
 	"path"
 	"path/filepath"
 	"slices"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/edtech-analytics/platform/libs/conf"
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -24,8 +24,10 @@ import (
 // Object is one object of the manifests: what it is, the file it came from, and, for the kinds the checks
 // read, its value decoded into its k8s.io/api type.
 type Object struct {
-	Kind, Name, File string
-	Value            any
+	APIVersion, Kind, Name, File string
+	Value                        any
+	// JSON is the object as built.
+	JSON []byte
 }
 
 func (o Object) String() string { return fmt.Sprintf("%s %s (%s)", o.Kind, o.Name, o.File) }
@@ -33,32 +35,20 @@ func (o Object) String() string { return fmt.Sprintf("%s %s (%s)", o.Kind, o.Nam
 // Manifests are the objects of the k8s/ manifests.
 type Manifests struct{ Objects []Object }
 
-// LoadManifests builds the manifests of a directory (k8s/) as `kubectl apply -k` does, with krusty; each
-// object carries the file it came from (kustomize's origin annotation).
+// LoadManifests builds a kustomization directory (k8s/, or an overlay of it) as `kubectl apply -k` does,
+// with krusty; each object carries the file it came from (kustomize's origin annotation).
 func LoadManifests(dir string) (*Manifests, error) {
-	entries, err := os.ReadDir(dir)
+	abs, err := filepath.Abs(dir)
 	if err != nil {
-		return nil, fmt.Errorf("listing manifests: %w", err)
+		return nil, fmt.Errorf("building %s: %w", dir, err)
 	}
-	m, fsys := &Manifests{}, filesys.MakeFsInMemory()
-	for _, e := range slices.DeleteFunc(entries, os.DirEntry.IsDir) {
-		src, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			return nil, fmt.Errorf("reading manifest: %w", err)
-		}
-		if e.Name() == "kustomization.yaml" && !bytes.Contains(src, []byte("buildMetadata")) {
-			src = append(src, "\nbuildMetadata: [originAnnotations]\n"...)
-		}
-		if err := fsys.WriteFile(filepath.Join("/k8s", e.Name()), src); err != nil {
-			return nil, fmt.Errorf("copying %s: %w", e.Name(), err)
-		}
-	}
-	built, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(fsys, "/k8s")
+	built, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(originFS{filesys.MakeFsOnDisk()}, abs)
 	if err != nil {
 		return nil, fmt.Errorf("building kustomization.yaml: %w", err)
 	}
+	m := &Manifests{}
 	for _, res := range built.Resources() {
-		o := Object{Kind: res.GetKind(), Name: res.GetName(), File: "generated"}
+		o := Object{APIVersion: res.GetApiVersion(), Kind: res.GetKind(), Name: res.GetName(), File: "generated"}
 		if origin, err := res.GetOrigin(); err == nil && origin != nil {
 			o.File = origin.Path
 		}
@@ -73,11 +63,23 @@ func LoadManifests(dir string) (*Manifests, error) {
 	return m, nil
 }
 
+// originFS reads a file system as it is, except that every kustomization asks for origin annotations.
+type originFS struct{ filesys.FileSystem }
+
+func (f originFS) ReadFile(path string) ([]byte, error) {
+	src, err := f.FileSystem.ReadFile(path)
+	if err == nil && filepath.Base(path) == "kustomization.yaml" && !bytes.Contains(src, []byte("buildMetadata")) {
+		src = append(src, "\nbuildMetadata: [originAnnotations]\n"...)
+	}
+	return src, err
+}
+
 // add keeps an object, decoded into its k8s.io/api type when the checks read its kind, refusing fields
 // the type does not have.
 func (m *Manifests) add(o Object, src []byte) error {
 	o.Value = map[string]any{"Deployment": &appsv1.Deployment{}, "Job": &batchv1.Job{}, "CronJob": &batchv1.CronJob{},
-		"Service": &corev1.Service{}, "ConfigMap": &corev1.ConfigMap{}}[o.Kind]
+		"Service": &corev1.Service{}, "ConfigMap": &corev1.ConfigMap{}, "HorizontalPodAutoscaler": &autoscalingv2.HorizontalPodAutoscaler{}}[o.Kind]
+	o.JSON = src
 	m.Objects = append(m.Objects, o)
 	if o.Value == nil {
 		return nil
@@ -103,6 +105,7 @@ type container struct {
 	workload Object
 	app      bool
 	where    string
+	volumes  []corev1.Volume // the pod's
 }
 
 // containers walks the pod template of every workload: the one place the checks get containers from.
@@ -118,7 +121,7 @@ func (m *Manifests) containers() (out []container) {
 			pod = v.Spec.JobTemplate.Spec.Template.Spec
 		}
 		for i, c := range slices.Concat(pod.InitContainers, pod.Containers) {
-			out = append(out, container{c, o, i >= len(pod.InitContainers), fmt.Sprintf("%s container %s", o, c.Name)})
+			out = append(out, container{c, o, i >= len(pod.InitContainers), fmt.Sprintf("%s container %s", o, c.Name), pod.Volumes})
 		}
 	}
 	return out
@@ -148,7 +151,9 @@ func K8sChecks() []Check[*Manifests] {
 				topics = topics || (c.workload.Kind == "Job" && isTopicsJob(slices.Concat(c.Command, c.Args)))
 			}
 			out = when(out, !migrate, "no Job runs %s %s", k.Migrate, strings.Join(k.MigrateArgs, " "))
-			return when(out, !topics, "no Job runs create-topics.sh")
+			// With Strimzi (k8s-overlays), KafkaTopics declare the topics instead (check "kafka topics").
+			topics = topics || slices.ContainsFunc(m.Objects, func(o Object) bool { return o.Kind == "KafkaTopic" })
+			return when(out, !topics, "no Job runs create-topics.sh and no KafkaTopic declares the topics")
 		}},
 	}
 }

@@ -16,7 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-var update = flag.Bool("update", false, "write k8s/monitoring/prometheus/rules.yml from k8s/monitoring/alerts.yaml")
+var update = flag.Bool("update", false, "write the generated files: k8s/monitoring/prometheus/rules.yml, k8s-overlays/components/strimzi/topics.yaml")
 
 const (
 	monitoringDir = "k8s/monitoring"

@@ -2,12 +2,15 @@ package deploycheck
 
 import (
 	"flag"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/edtech-analytics/platform/libs/archive"
 	"github.com/edtech-analytics/platform/libs/conf"
+	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/svc"
 	aggregator "github.com/edtech-analytics/platform/services/aggregator/app"
 	archiver "github.com/edtech-analytics/platform/services/archiver/app"
@@ -31,7 +34,7 @@ func platformContract() Contract {
 		archiverReads = append(archiverReads, conf.Var{Env: v.Name, Secret: v.Secret})
 		connectorReads = append(connectorReads, conf.Var{Env: v.Name, Secret: v.Secret})
 	}
-	return NewContract(map[string][]conf.Var{
+	k := NewContract(map[string][]conf.Var{
 		"archiver":   archiverReads,
 		"connector":  connectorReads,
 		"gateway":    reads("gateway", &gateway.Config{}),
@@ -40,6 +43,50 @@ func platformContract() Contract {
 		"sink":       reads("sink", &sink.Config{}),
 		"query":      reads("query", &query.Config{}),
 	}, ctl.MigrateVars())
+	// The operator overlays' second PostgreSQL instance (k8s-overlays/components/cloudnative-pg), named as
+	// docs/runbooks/provision.md names its example; every process that builds a fleet (fleet.New) reads it.
+	k.InstanceURLs, k.InstanceURLReaders = []string{"PG2_URL"}, []string{"gateway", "enricher", "sink", "query"}
+	k.KafkaClients = kafkaClients()
+	return k
+}
+
+// kafkaClients is what each workload does with Kafka, as its code does it: the topics from kafkax's
+// names, the groups and transactional ids from the defaults of the services' flags.
+//   - gateway (app.Run, server.Topics): produces raw and dead letters (kafkax.NewProducer).
+//   - enricher (app.Run, pipeline): a transactional session consuming raw in its group, producing enriched,
+//     dlq and the dedup changelog; readers of the changelog (dedup.Restore, backfill) and of control.
+//   - aggregator, sink: a group consumer of enriched (kafkax.NewGroupConsumer), a dead-letter producer.
+//   - archiver: a group consumer of raw and one of enriched, <ARCHIVER_GROUP>-raw and -enriched.
+//   - ctl in the cluster (privacy-worker: jobs work; audit-head: audit head --publish): erase commands to
+//     control, erasure markers to enriched (erase_student.go), heads written to and read from audit-heads.
+//
+// Every service calls stream.WaitKafka, which creates the platform topics when missing; ctl does not.
+func kafkaClients() []KafkaClient {
+	var kc kafkax.Config
+	kc.RegisterFlags(flag.NewFlagSet("kafka", flag.ContinueOnError))
+	t := kc.Topics()
+	def := func(name string, cfg svc.Config, flagName string) string {
+		if f := svc.FlagSet(name, cfg, new(string)).Lookup(flagName); f != nil {
+			return f.DefValue
+		}
+		return "" // a flag gone: the groups no longer match the manifests, and the checks say so
+	}
+	host, _ := os.Hostname()
+	archiverGroup := def("archiver", &archiver.Config{}, "group")
+	return []KafkaClient{
+		{User: "edtech-gateway", Workloads: []string{"gateway"}, Writes: []string{t.Raw, t.DLQ}, CreatesTopics: true},
+		{User: "edtech-enricher", Workloads: []string{"enricher"}, Writes: []string{t.Enriched, t.DLQ, t.Dedup},
+			Reads: []string{t.Raw, t.Dedup, t.Control}, Groups: map[string]string{def("enricher", &enricher.Config{}, "group"): t.Raw},
+			TransactionalIDPrefix: strings.TrimSuffix(def("enricher", &enricher.Config{}, "transactional-id"), host), CreatesTopics: true},
+		{User: "edtech-aggregator", Workloads: []string{"aggregator"}, Writes: []string{t.DLQ}, Reads: []string{t.Enriched},
+			Groups: map[string]string{def("aggregator", &aggregator.Config{}, "group"): t.Enriched}, CreatesTopics: true},
+		{User: "edtech-sink", Workloads: []string{"sink"}, Writes: []string{t.DLQ}, Reads: []string{t.Enriched},
+			Groups: map[string]string{def("sink", &sink.Config{}, "sink.group"): t.Enriched}, CreatesTopics: true},
+		{User: "edtech-archiver", Workloads: []string{"archiver"}, Reads: []string{t.Raw, t.Enriched},
+			Groups: map[string]string{archiverGroup + "-raw": t.Raw, archiverGroup + "-enriched": t.Enriched}, CreatesTopics: true},
+		{User: "edtech-ctl", Workloads: []string{"privacy-worker", "audit-head"}, Writes: []string{t.Control, t.Enriched, t.AuditHeads},
+			Reads: []string{t.AuditHeads}},
+	}
 }
 
 // sinkPlus is the sink's config plus a public listener, as if its flag registration bound one.
