@@ -501,6 +501,11 @@ func (s *Store) clusterMarker(ctx context.Context, topic string, partition int32
 		s.skip(ctx, rebuildMarker, 1)
 		return s.keeper.set(ctx, topic, partition, next)
 	}
+	// Every replica first fetches what it lacks of the events written so far (the partition's among them,
+	// all written before this marker): what it reads next is then complete.
+	if err := s.syncEveryReplica(ctx, "events_local"); err != nil {
+		return err
+	}
 	days, err := s.heldDays(ctx, topic, partition, m.TenantID, m.StudentID.String())
 	if err != nil {
 		return err
@@ -641,6 +646,25 @@ func (s *Store) waitEveryReplica(ctx context.Context, table string) error {
 	return nil
 }
 
+// syncEveryReplica waits until every replica of table has fetched the parts its shard had when it was
+// asked (SYSTEM SYNC REPLICA). A replica that does not answer makes it fail.
+func (s *Store) syncEveryReplica(ctx context.Context, table string) error {
+	nodes, err := s.clusterNodes(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range nodes {
+		conn, err := s.node(ctx, n.addr())
+		if err == nil {
+			err = conn.Exec(ctx, "SYSTEM SYNC REPLICA "+chutil.QuoteIdent(s.cfg.Database)+"."+chutil.QuoteIdent(table))
+		}
+		if err != nil {
+			return fmt.Errorf("syncing %s on %s: %w", table, n.addr(), err)
+		}
+	}
+	return nil
+}
+
 // heldDays lists the days the partition holds of a student, read from every replica of every shard: a
 // replica may not have fetched the latest parts of its partner yet. It fails while a replica does not
 // answer, and the erasure waits for it.
@@ -684,6 +708,12 @@ func (s *Store) clusterErase(ctx context.Context, topic string, partition int32,
 		return fmt.Errorf("deleting an erased student's events: %w", err)
 	}
 	if err := s.waitEveryReplica(ctx, "events_local"); err != nil {
+		return err
+	}
+	// The rollups are derived from a read of events through the Distributed table, which may pick any
+	// replica: each must hold every row of the partition first (settling an erase intent comes here
+	// without the sync above).
+	if err := s.syncEveryReplica(ctx, "events_local"); err != nil {
 		return err
 	}
 	views, err := s.viewsOn(ctx, "events_input_local", "events_mv", "kafka_offsets_mv")

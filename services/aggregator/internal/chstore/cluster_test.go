@@ -389,6 +389,20 @@ func (e *clusterEnv) assertEveryReplica(t *testing.T, facts []records.EnrichedEv
 	t.Helper()
 	ctx := t.Context()
 	tables := []string{"events", "school_daily", "attendance_daily", "metrics_daily", "metrics_student_daily"}
+	// A read through the Distributed tables may pick either replica of a shard: each must have fetched
+	// its partner's parts first.
+	for _, n := range e.c.Nodes {
+		node, err := chutil.Open(ctx, chutil.Options{Addr: n.Addr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, table := range tables {
+			if err := node.Exec(ctx, "SYSTEM SYNC REPLICA "+e.db+"."+table+"_local"); err != nil {
+				t.Fatalf("%s: syncing %s: %v", n.Name(), table, err)
+			}
+		}
+		_ = node.Close()
+	}
 	conn := e.open(t)
 	defer func() {
 		if t.Failed() {
@@ -415,9 +429,6 @@ func (e *clusterEnv) assertEveryReplica(t *testing.T, facts []records.EnrichedEv
 				t.Fatal(err)
 			}
 			for _, table := range tables {
-				if err := node.Exec(ctx, "SYSTEM SYNC REPLICA "+e.db+"."+table+"_local"); err != nil {
-					t.Fatalf("%s: syncing %s: %v", n.Name(), table, err)
-				}
 				if err := node.Exec(ctx, fmt.Sprintf("CREATE VIEW IF NOT EXISTS %s.%s AS SELECT * FROM %s.%s_local", check, table, e.db, table)); err != nil {
 					t.Fatal(err)
 				}
