@@ -43,6 +43,7 @@ type ClusterNode struct {
 	tcp, http, srv int
 	base           string
 	pid            int
+	done           <-chan error // how the running process ended, once it has
 }
 
 // Name is the node's replica name: r<shard>-<replica>.
@@ -358,11 +359,11 @@ func (c *Cluster) launch(ctx context.Context, i int) error {
 	if err := waitFor(ctx, 30*time.Second, func(context.Context) error { return unlocked(status) }, nil); err != nil {
 		return fmt.Errorf("waiting for the previous %s to release %s: %w", n.Name(), status, err)
 	}
-	pid, _, err := startDetached(ctx, c.bin, n.base, filepath.Join(n.base, "stdout.log"), "--config-file="+filepath.Join(n.base, "config.xml"))
+	pid, done, err := startDetached(ctx, c.bin, n.base, filepath.Join(n.base, "stdout.log"), "--config-file="+filepath.Join(n.base, "config.xml"))
 	if err != nil {
 		return fmt.Errorf("starting clickhouse-server %s: %w", n.Name(), err)
 	}
-	n.pid = pid
+	n.pid, n.done = pid, done
 	return nil
 }
 
@@ -370,10 +371,12 @@ func (c *Cluster) wait(ctx context.Context, i int) error {
 	n := c.Nodes[i]
 	st := &chState{PID: n.pid, TCPPort: n.tcp, HTTPPort: n.http}
 	exited := func() error {
-		if !alive(n.pid, "clickhouse") {
-			return fmt.Errorf("%w: %s", errExited, n.Name())
+		select {
+		case err := <-n.done:
+			return fmt.Errorf("%w: %s (%v)", errExited, n.Name(), err)
+		default:
+			return nil
 		}
-		return nil
 	}
 	if err := waitFor(ctx, 90*time.Second, func(ctx context.Context) error { return chAnswers(ctx, st) }, exited); err != nil {
 		return fmt.Errorf("waiting for clickhouse %s on %s: %w\n%s\n%s", n.Name(), n.Addr, err, tail(filepath.Join(n.base, "stdout.log"), 10),
