@@ -251,14 +251,6 @@ func (k *keeper) ensureParents(p string) error {
 	return nil
 }
 
-// seen reports whether this store holds a version of the partition's node.
-func (k *keeper) seen(topic string, partition int32) bool {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	_, ok := k.versions[partKey{topic, partition}]
-	return ok
-}
-
 func (k *keeper) forget(topic string, partitions []int32) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
