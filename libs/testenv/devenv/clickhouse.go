@@ -20,10 +20,9 @@ import (
 	"time"
 )
 
-// chConfig is a minimal loopback server config that ClickHouse 18.16 and later accept.
-const chConfig = `<?xml version="1.0"?>
-<!-- Written by libs/testenv/devenv: a private loopback ClickHouse for tests and the demo. -->
-<yandex>
+// chServer is what every private server's config.xml holds (under <yandex>): logs, data and users under
+// .Base, loopback only, UTC. The configs below add their ports and roles.
+const chServer = `
     <logger>
         <level>information</level>
         <log>{{x .Base}}/server.log</log>
@@ -32,8 +31,6 @@ const chConfig = `<?xml version="1.0"?>
         <count>2</count>
     </logger>
     <listen_host>127.0.0.1</listen_host>
-    <tcp_port>{{.TCPPort}}</tcp_port>
-    <http_port>{{.HTTPPort}}</http_port>
     <path>{{x .Base}}/data/</path>
     <tmp_path>{{x .Base}}/tmp/</tmp_path>
     <user_files_path>{{x .Base}}/user_files/</user_files_path>
@@ -45,6 +42,13 @@ const chConfig = `<?xml version="1.0"?>
     <max_concurrent_queries>200</max_concurrent_queries>
     <mark_cache_size>268435456</mark_cache_size>
     <uncompressed_cache_size>268435456</uncompressed_cache_size>
+`
+
+// chConfig is a minimal loopback server config that ClickHouse 18.16 and later accept.
+const chConfig = `<?xml version="1.0"?>
+<!-- Written by libs/testenv/devenv: a private loopback ClickHouse for tests and the demo. -->
+<yandex>` + chServer + `    <tcp_port>{{.TCPPort}}</tcp_port>
+    <http_port>{{.HTTPPort}}</http_port>
 </yandex>
 `
 

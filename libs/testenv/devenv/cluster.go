@@ -68,30 +68,10 @@ maxClientCnxns=0
 // macros, the cluster's servers and the interserver port its replicas fetch parts through.
 const clusterNodeConfig = `<?xml version="1.0"?>
 <!-- Written by libs/testenv/devenv: one server of a private loopback ClickHouse cluster. -->
-<yandex>
-    <logger>
-        <level>information</level>
-        <log>{{x .Base}}/server.log</log>
-        <errorlog>{{x .Base}}/server.err.log</errorlog>
-        <size>50M</size>
-        <count>2</count>
-    </logger>
-    <listen_host>127.0.0.1</listen_host>
-    <tcp_port>{{.Node.TCP}}</tcp_port>
+<yandex>` + chServer + `    <tcp_port>{{.Node.TCP}}</tcp_port>
     <http_port>{{.Node.HTTP}}</http_port>
     <interserver_http_port>{{.Node.Srv}}</interserver_http_port>
     <interserver_http_host>127.0.0.1</interserver_http_host>
-    <path>{{x .Base}}/data/</path>
-    <tmp_path>{{x .Base}}/tmp/</tmp_path>
-    <user_files_path>{{x .Base}}/user_files/</user_files_path>
-    <format_schema_path>{{x .Base}}/format_schemas/</format_schema_path>
-    <users_config>{{x .Base}}/users.xml</users_config>
-    <default_profile>default</default_profile>
-    <default_database>default</default_database>
-    <timezone>UTC</timezone>
-    <max_concurrent_queries>200</max_concurrent_queries>
-    <mark_cache_size>268435456</mark_cache_size>
-    <uncompressed_cache_size>268435456</uncompressed_cache_size>
     <zookeeper>
         <node><host>127.0.0.1</host><port>{{.ZKPort}}</port></node>
         <session_timeout_ms>10000</session_timeout_ms>

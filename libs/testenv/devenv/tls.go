@@ -26,24 +26,8 @@ type SecureClickHouse struct {
 // secureCHConfig is chConfig with tcp_port_secure instead of tcp_port, and the server's TLS settings.
 const secureCHConfig = `<?xml version="1.0"?>
 <!-- Written by libs/testenv/devenv: a private loopback ClickHouse that takes TLS only. -->
-<yandex>
-    <logger>
-        <level>information</level>
-        <log>{{x .Base}}/server.log</log>
-        <errorlog>{{x .Base}}/server.err.log</errorlog>
-    </logger>
-    <listen_host>127.0.0.1</listen_host>
-    <tcp_port_secure>{{.TCP}}</tcp_port_secure>
+<yandex>` + chServer + `    <tcp_port_secure>{{.TCP}}</tcp_port_secure>
     <http_port>{{.HTTP}}</http_port>
-    <path>{{x .Base}}/data/</path>
-    <tmp_path>{{x .Base}}/tmp/</tmp_path>
-    <user_files_path>{{x .Base}}/user_files/</user_files_path>
-    <format_schema_path>{{x .Base}}/format_schemas/</format_schema_path>
-    <users_config>{{x .Base}}/users.xml</users_config>
-    <default_profile>default</default_profile>
-    <default_database>default</default_database>
-    <timezone>UTC</timezone>
-    <mark_cache_size>268435456</mark_cache_size>
     <openSSL>
         <server>
             <certificateFile>{{x .Cert}}</certificateFile>

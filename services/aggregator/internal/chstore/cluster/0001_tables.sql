@@ -71,56 +71,7 @@ ENGINE = Null;
 CREATE TABLE IF NOT EXISTS {{.Database}}.events_input ON CLUSTER {{.Cluster}} AS {{.Database}}.events_input_local
 ENGINE = Distributed({{.Cluster}}, {{.Database}}, events_input_local, cityHash64(tenant_id));
 
-CREATE TABLE IF NOT EXISTS {{.Database}}.events_local ON CLUSTER {{.Cluster}}
-(
-    tenant_id LowCardinality(String),
-    event_id UUID,
-    source_id LowCardinality(String),
-    type LowCardinality(String),
-    occurred_at DateTime('UTC'),
-    occurred_ms UInt16,
-    local_day Date DEFAULT toDate(occurred_at),
-    received_at DateTime('UTC'),
-    enriched_at DateTime('UTC'),
-    school_id String,
-    class_id String,
-    session_id String,
-    student_id UUID,
-    pseudonym String,
-    role LowCardinality(String),
-    policy_version Int32,
-    age_band LowCardinality(String),
-    grade_level LowCardinality(String),
-    academic_session_id String DEFAULT '',
-    attendance_status LowCardinality(String),
-    attendance_date Date,
-    minutes_present Nullable(UInt32),
-    assessment_id String,
-    score Nullable(Float64),
-    max_score Nullable(Float64),
-    assignment_id String,
-    submission_status LowCardinality(String),
-    late Nullable(UInt8),
-    session_action LowCardinality(String),
-    session_seconds UInt32,
-    content_id String,
-    content_type LowCardinality(String),
-    duration_seconds UInt32,
-    percent_complete Nullable(Float64),
-    custom_name String DEFAULT '',
-    generic_standard String DEFAULT '',
-    generic_type String DEFAULT '',
-    generic_action String DEFAULT '',
-    generic_object_id String DEFAULT '',
-    generic_object_type String DEFAULT '',
-    generic_statement_id String DEFAULT '',
-    prop_keys Array(String),
-    prop_values Array(String),
-    trace_id String,
-    kafka_topic LowCardinality(String),
-    kafka_partition UInt32,
-    kafka_offset UInt64
-)
+CREATE TABLE IF NOT EXISTS {{.Database}}.events_local ON CLUSTER {{.Cluster}} AS {{.Database}}.events_input_local
 ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{{.Database}}/events_local', '{replica}')
 PARTITION BY toYYYYMM(occurred_at)
 ORDER BY (tenant_id, type, occurred_at, event_id)
