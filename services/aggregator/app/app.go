@@ -188,7 +188,6 @@ func newConsumer(ctx context.Context, cfg Config, rt svc.Runtime, conn driver.Co
 			defer reader.Close()
 			return kafkax.ReadRange(ctx, reader.Client, topic, p, from, through)
 		}
-		scfg.AnalystPrefix = "" // analyst views are made on one server; the cluster layout has none yet
 	}
 	store, err := chstore.New(conn, codec, scfg, chstore.Deps{Log: rt.Log, Tracer: rt.Tel.Tracer, Meter: rt.Tel.Meter})
 	if err != nil {

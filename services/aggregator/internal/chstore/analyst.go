@@ -63,15 +63,20 @@ FROM (` + inner + `)`
 }
 
 // analystViews returns the statements that create a district's analyst database and views over the
-// tables of source.
-func analystViews(source, database, tenantID string) []string {
+// tables of source, on every node of cluster when one is named (the views then read the Distributed
+// tables, so any node answers for the whole district).
+func analystViews(source, database, tenantID, cluster string) []string {
 	db, src := chutil.QuoteIdent(database), chutil.QuoteIdent(source)
 	where := "tenant_id = '" + tenantID + "'" // a validated slug: no quoting needed
+	on := ""
+	if cluster != "" {
+		on = " ON CLUSTER " + chutil.QuoteIdent(cluster)
+	}
 	view := func(name, query string) string {
-		return "CREATE VIEW IF NOT EXISTS " + db + "." + name + " AS " + query
+		return "CREATE VIEW IF NOT EXISTS " + db + "." + name + on + " AS " + query
 	}
 	return []string{
-		"CREATE DATABASE IF NOT EXISTS " + db,
+		"CREATE DATABASE IF NOT EXISTS " + db + on,
 		view("events", "SELECT "+analystEventColumns+" FROM "+src+".events WHERE "+where),
 		view("district_daily", finalized("day, active_students, ",
 			`SELECT day, toUInt64(uniqExactMerge(active_students)) AS active_students, `+mergedMeasures+`
@@ -111,10 +116,21 @@ func (s *Store) EnsureAnalystViews(ctx context.Context, tenantID string) error {
 	if done {
 		return nil
 	}
-	if err := s.dropStaleEventsView(ctx, database); err != nil {
+	stmts := analystViews(s.cfg.Database, database, tenantID, s.cfg.Cluster.Name)
+	if s.cfg.Cluster.Enabled() {
+		// A distributed DDL per statement is slow: only when this node lacks some of the views. (The
+		// cluster layout has no views of an older release to replace.)
+		var n uint64
+		if err := s.conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = ?", database).Scan(&n); err != nil {
+			return fmt.Errorf("reading the analyst views of %s: %w", tenantID, err)
+		}
+		if n == uint64(len(stmts)-1) {
+			stmts = nil
+		}
+	} else if err := s.dropStaleEventsView(ctx, database); err != nil {
 		return err
 	}
-	for _, stmt := range analystViews(s.cfg.Database, database, tenantID) {
+	for _, stmt := range stmts {
 		if err := s.conn.Exec(ctx, stmt); err != nil {
 			return fmt.Errorf("creating analyst views of %s (%s): %w", tenantID, strings.SplitN(stmt, " AS ", 2)[0], err)
 		}

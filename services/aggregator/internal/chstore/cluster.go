@@ -414,6 +414,12 @@ func (s *Store) clusterWrite(ctx context.Context, topic string, partition int32,
 	if err != nil {
 		return err
 	}
+	for _, tenant := range tenantsOf(factRows(ds)) {
+		// As in the single-server layout: analyst views are not part of the data and never hold it up.
+		if err := s.EnsureAnalystViews(ctx, tenant); err != nil && ctx.Err() == nil {
+			s.log.Warn("creating analyst views", "tenant_id", tenant, "err", err)
+		}
+	}
 	l := s.partLock(topic, partition)
 	l.Lock()
 	defer l.Unlock()

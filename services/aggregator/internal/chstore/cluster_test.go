@@ -100,7 +100,7 @@ func clusterStore(ctx context.Context, kcfg kafkax.Config, addr, database string
 	dial := func(ctx context.Context, addr string) (driver.Conn, error) {
 		return chutil.Open(ctx, chutil.Options{Addr: addr, Database: database})
 	}
-	store, err := chstore.New(conn, codec, chstore.Config{Database: database, Reread: reread,
+	store, err := chstore.New(conn, codec, chstore.Config{Database: database, Reread: reread, AnalystPrefix: database + "_analyst_",
 		Cluster: chstore.ClusterConfig{Name: devenv.ClusterName, Keeper: keeper, Dial: dial}}, chstore.Deps{Log: log})
 	return store, conn, err
 }
@@ -491,6 +491,24 @@ func TestClusterLayoutErasesAStudent(t *testing.T) {
 	assertNext(t, store, topic, []int32{0, 1}, next)
 	e.assertEveryReplica(t, kept)
 	e.assertReported(t, next)
+
+	// Each district's analyst views exist on every node and read the whole district from any of them.
+	perTenant := map[string]uint64{}
+	for _, ev := range kept {
+		perTenant[ev.TenantID]++
+	}
+	for _, n := range e.c.Nodes {
+		node, err := chutil.Open(ctx, chutil.Options{Addr: n.Addr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for tenant, want := range perTenant {
+			if got := count(t, node, "SELECT count() FROM "+e.db+"_analyst_"+tenant+".events"); got != want {
+				t.Errorf("%s: the analyst events view of %s counts %d events, want %d", n.Name(), tenant, got, want)
+			}
+		}
+		_ = node.Close()
+	}
 
 	// Cut short: the intent is in Keeper and the student's events of partition 0 are deleted; nothing else.
 	var other string
