@@ -3,8 +3,6 @@ package pgutil_test
 import (
 	"context"
 	"net/url"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/edtech-analytics/platform/libs/conf/conftest"
@@ -18,7 +16,7 @@ import (
 // no TLS are refused.
 func TestConnectOverMutualTLS(t *testing.T) {
 	ctx := t.Context()
-	env := devenv.Env{Dir: stateDir(t)}
+	env := devenv.Env{Dir: devenv.PrivateDir(t)}
 	t.Cleanup(func() {
 		if err := env.Down(context.Background()); err != nil {
 			t.Errorf("stopping postgres: %v", err)
@@ -65,17 +63,4 @@ func TestConnectOverMutualTLS(t *testing.T) {
 	if err := connect(map[string]string{"sslmode": "disable"}); err == nil {
 		t.Error("a client without TLS was let in")
 	}
-}
-
-// stateDir is a fresh directory for a private server that the postgres user can reach when the test runs
-// as root.
-func stateDir(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	if os.Geteuid() == 0 {
-		if err := os.Chmod(filepath.Dir(dir), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
 }

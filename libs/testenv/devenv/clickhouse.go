@@ -195,15 +195,7 @@ func (e Env) startClickHouse(ctx context.Context, bin string, p chPaths, wantTCP
 		return nil, fmt.Errorf("starting clickhouse-server: %w", err)
 	}
 	st := &chState{PID: pid, TCPPort: tcpPort, HTTPPort: httpPort}
-	exited := func() error {
-		select {
-		case err := <-done:
-			return fmt.Errorf("%w (%v)", errExited, err)
-		default:
-			return nil
-		}
-	}
-	if err := waitFor(ctx, 60*time.Second, func(ctx context.Context) error { return chAnswers(ctx, st) }, exited); err != nil {
+	if err := waitFor(ctx, 60*time.Second, func(ctx context.Context) error { return chAnswers(ctx, st) }, exitedOf(done, "clickhouse-server")); err != nil {
 		err = fmt.Errorf("waiting for clickhouse on %s: %w\n%s\n%s", loopback(tcpPort), err, tail(p.stdout, 10), tail(p.errLog, 20))
 		if errors.Is(err, errExited) {
 			return nil, err

@@ -247,20 +247,12 @@ func (c *Cluster) startZooKeeper(ctx context.Context, java string) error {
 			return fmt.Errorf("starting zookeeper: %w", err)
 		}
 		c.zkPID, c.ZooKeeper = pid, loopback(port)
-		exited := func() error {
-			select {
-			case err := <-done:
-				return fmt.Errorf("zookeeper exited (%v)", err)
-			default:
-				return nil
-			}
-		}
-		err = waitFor(ctx, 60*time.Second, func(ctx context.Context) error { return zkAnswers(ctx, c.ZooKeeper) }, exited)
+		err = waitFor(ctx, 60*time.Second, func(ctx context.Context) error { return zkAnswers(ctx, c.ZooKeeper) }, exitedOf(done, "zookeeper"))
 		if err == nil {
 			return nil
 		}
 		errs = append(errs, fmt.Errorf("attempt %d: waiting for zookeeper on %s: %w\n%s", attempt, c.ZooKeeper, err, tail(filepath.Join(base, "stdout.log"), 10)))
-		if exited() == nil {
+		if !errors.Is(err, errExited) {
 			return errors.Join(errs...) // running but not answering
 		}
 		c.zkPID = 0
@@ -350,15 +342,7 @@ func (c *Cluster) launch(ctx context.Context, i int) error {
 func (c *Cluster) wait(ctx context.Context, i int) error {
 	n := c.Nodes[i]
 	st := &chState{PID: n.pid, TCPPort: n.tcp, HTTPPort: n.http}
-	exited := func() error {
-		select {
-		case err := <-n.done:
-			return fmt.Errorf("%w: %s (%v)", errExited, n.Name(), err)
-		default:
-			return nil
-		}
-	}
-	if err := waitFor(ctx, 90*time.Second, func(ctx context.Context) error { return chAnswers(ctx, st) }, exited); err != nil {
+	if err := waitFor(ctx, 90*time.Second, func(ctx context.Context) error { return chAnswers(ctx, st) }, exitedOf(n.done, n.Name())); err != nil {
 		return fmt.Errorf("waiting for clickhouse %s on %s: %w\n%s\n%s", n.Name(), n.Addr, err, tail(filepath.Join(n.base, "stdout.log"), 10),
 			tail(filepath.Join(n.base, "server.log"), 30))
 	}

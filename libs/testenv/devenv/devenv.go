@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"testing"
 	"time"
 )
 
@@ -305,4 +306,17 @@ func DatabaseName(testName string) (string, error) {
 	}
 	b.WriteString("_" + hex.EncodeToString(suffix))
 	return b.String(), nil
+}
+
+// PrivateDir is a fresh directory for a test's own servers (an Env's Dir), which the postgres user can
+// reach when the test runs as root.
+func PrivateDir(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	if os.Geteuid() == 0 {
+		if err := os.Chmod(filepath.Dir(dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }

@@ -15,16 +15,7 @@ import (
 )
 
 // stateDir returns a fresh state dir that the postgres user can reach when the test runs as root.
-func stateDir(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	if os.Geteuid() == 0 {
-		if err := os.Chmod(filepath.Dir(dir), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
+func stateDir(t *testing.T) string { return PrivateDir(t) }
 
 // newEnv returns an Env on a fresh state dir whose servers are stopped when the test ends.
 func newEnv(t *testing.T) Env {

@@ -166,3 +166,16 @@ func runOutput(cmd *exec.Cmd) error {
 	}
 	return nil
 }
+
+// exitedOf is the stop check of a waitFor for a process started by startDetached: it fails, naming what,
+// once the process has ended.
+func exitedOf(done <-chan error, what string) func() error {
+	return func() error {
+		select {
+		case err := <-done:
+			return fmt.Errorf("%w: %s (%v)", errExited, what, err)
+		default:
+			return nil
+		}
+	}
+}

@@ -82,16 +82,8 @@ func StartSecureClickHouse(ctx context.Context, dir string, files TLSFiles) (*Se
 		return nil, fmt.Errorf("starting clickhouse-server: %w", err)
 	}
 	s := &SecureClickHouse{Addr: loopback(tcp), dir: dir, pid: pid}
-	exited := func() error {
-		select {
-		case err := <-done:
-			return fmt.Errorf("%w (%v)", errExited, err)
-		default:
-			return nil
-		}
-	}
 	st := &chState{PID: pid, TCPPort: tcp, HTTPPort: http}
-	if err := waitFor(ctx, 60*time.Second, func(ctx context.Context) error { return chAnswers(ctx, st) }, exited); err != nil {
+	if err := waitFor(ctx, 60*time.Second, func(ctx context.Context) error { return chAnswers(ctx, st) }, exitedOf(done, "clickhouse-server")); err != nil {
 		return nil, errors.Join(fmt.Errorf("waiting for the secure clickhouse on %s: %w\n%s", s.Addr, err,
 			tail(filepath.Join(dir, "server.err.log"), 20)), s.Stop(ctx))
 	}

@@ -319,12 +319,15 @@ func TestClusterLayoutStoresEveryEventOnceThroughKills(t *testing.T) {
 	}
 	logs := &repairLog{}
 	stop := e.p.start(t, e.store(t, slog.New(logs)))
-	deadline := time.Now().Add(3 * time.Minute)
+	deadline := time.After(3 * time.Minute)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
 	for !e.caughtUp(t) {
-		if time.Now().After(deadline) {
+		select {
+		case <-deadline:
 			t.Fatalf("not caught up within 3 minutes: keeper %v, ends %v", e.keeper(t), e.p.ends)
+		case <-tick.C:
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
 	stop()
 	t.Logf("%d of %d aggregators killed with an insert open; the last one's log: %v", midInsert, trials, logs.counts())

@@ -104,12 +104,15 @@ func TestTenantMoveCommand(t *testing.T) {
 	}
 	waitEvents := func() {
 		t.Helper()
-		deadline := time.Now().Add(60 * time.Second)
+		deadline := time.After(60 * time.Second)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
 		for events() != int64(sent) {
-			if time.Now().After(deadline) {
+			select {
+			case <-deadline:
 				t.Fatalf("north counts %d events, %d were sent", events(), sent)
+			case <-tick.C:
 			}
-			time.Sleep(20 * time.Millisecond)
 		}
 	}
 	send(150)
