@@ -279,6 +279,14 @@ func (s *Store) repair(ctx context.Context, e journalEntry, undo bool) error {
 		if err := chutil.WaitMutations(ctx, s.conn, s.cfg.Database, "kafka_offsets"); err != nil {
 			return err
 		}
+		// A merge of kafka_offsets (ReplacingMergeTree) may have folded the rows of the batches before
+		// this one into the row just deleted: say again that the partition is stored up to the batch,
+		// or the consumer would resume it from its start and store it all a second time.
+		if e.First > 0 {
+			if err := s.insertOffset(ctx, e, int64(e.First)-1); err != nil {
+				return err
+			}
+		}
 		return s.rederiveAll(ctx, e)
 	}
 	log.Info("an insert whose outcome was unknown is in events; deriving its rollups again")
