@@ -526,15 +526,11 @@ func (m *mover) copyState(ctx context.Context, r *run) error {
 	if _, err := m.dst.Exec(ctx, "CREATE TABLE "+r.replayOffsets()+" (partition int PRIMARY KEY, next_offset bigint NOT NULL)"); err != nil {
 		return fmt.Errorf("creating replay offsets: %w", err)
 	}
-	srcConn, err := m.src.Acquire(ctx)
+	srcConn, dstConn, err := m.acquireBoth(ctx)
 	if err != nil {
-		return fmt.Errorf("acquiring connection: %w", err)
+		return err
 	}
 	defer srcConn.Release()
-	dstConn, err := m.dst.Acquire(ctx)
-	if err != nil {
-		return fmt.Errorf("acquiring connection: %w", err)
-	}
 	defer dstConn.Release()
 	from := map[int32]int64{}
 	m.report.Copied = map[string]int64{}
@@ -677,17 +673,26 @@ func copyTable(ctx context.Context, from, to *pgconn.PgConn, fromSchema, toSchem
 	return tag.RowsAffected(), nil
 }
 
+// acquireBoth takes a connection from the source's pool and one from the target's; the caller releases
+// both.
+func (m *mover) acquireBoth(ctx context.Context) (src, dst *pgxpool.Conn, err error) {
+	if src, err = m.src.Acquire(ctx); err != nil {
+		return nil, nil, fmt.Errorf("acquiring connection on instance %s: %w", m.from, err)
+	}
+	if dst, err = m.dst.Acquire(ctx); err != nil {
+		src.Release()
+		return nil, nil, fmt.Errorf("acquiring connection on instance %s: %w", m.to, err)
+	}
+	return src, dst, nil
+}
+
 // switchOver finishes the move under the district's exclusive lock on both instances (see Move).
 func (m *mover) switchOver(ctx context.Context, r *run) error {
-	srcConn, err := m.src.Acquire(ctx)
+	srcConn, dstConn, err := m.acquireBoth(ctx)
 	if err != nil {
-		return fmt.Errorf("acquiring connection: %w", err)
+		return err
 	}
 	defer srcConn.Release()
-	dstConn, err := m.dst.Acquire(ctx)
-	if err != nil {
-		return fmt.Errorf("acquiring connection: %w", err)
-	}
 	defer dstConn.Release()
 	s, err := srcConn.Begin(ctx)
 	if err != nil {

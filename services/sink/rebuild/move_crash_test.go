@@ -105,6 +105,8 @@ func TestMoveSurvivesSIGKILL(t *testing.T) {
 	)
 	genRng := rand.New(rand.NewPCG(6, 6))
 	wg.Go(func() {
+		pace := time.NewTicker(20 * time.Millisecond)
+		defer pace.Stop()
 		for {
 			select {
 			case <-stop:
@@ -120,7 +122,7 @@ func TestMoveSurvivesSIGKILL(t *testing.T) {
 			mu.Lock()
 			sent = append(sent, evs...)
 			mu.Unlock()
-			time.Sleep(20 * time.Millisecond) // pacing, not a signal: the records go on arriving
+			<-pace.C // pacing, not a signal: the records go on arriving
 		}
 	})
 	t.Cleanup(func() {

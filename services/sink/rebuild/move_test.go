@@ -204,11 +204,13 @@ func TestMoveWhileIngestionGoesOn(t *testing.T) {
 			var wg sync.WaitGroup
 			var moreEnds sync.Map
 			wg.Go(func() { // live ingestion during the copy and the replay
+				pace := time.NewTicker(10 * time.Millisecond) // pacing, not a signal
+				defer pace.Stop()
 				for chunk := range slices.Chunk(more, 100) {
 					for p, end := range w.produce(t, chunk, nil) {
 						moreEnds.Store(p, end)
 					}
-					time.Sleep(10 * time.Millisecond)
+					<-pace.C
 				}
 			})
 			held := sinktest.GenEvents(rng, []string{"north", districts[len(districts)-1]}, 300)

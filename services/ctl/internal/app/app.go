@@ -455,3 +455,30 @@ func formatTime(t *time.Time) string {
 	}
 	return t.UTC().Format(time.RFC3339)
 }
+
+// districtCommand is what a command that changes one district across the fleet opens: the control pool,
+// the fleet of instances, and the district's audit log.
+type districtCommand struct {
+	pool      *pgxpool.Pool
+	instances *fleet.Fleet
+	keys      *lazyKeys
+	record    func(action string, detail any) error
+}
+
+// openDistrictCommand connects for a command on district tenant; close ends what it opened.
+func openDistrictCommand(ctx context.Context, e Env, c *common, tenant string) (*districtCommand, error) {
+	pool, err := connect(ctx, e, c)
+	if err != nil {
+		return nil, err
+	}
+	keys := envKeys(pool, e)
+	return &districtCommand{pool: pool, instances: fleet.New(pool, e.Getenv), keys: keys, record: func(action string, detail any) error {
+		_, err := audit.New(pool, keys).Append(ctx, "ctl", tenant, action, detail)
+		return err
+	}}, nil
+}
+
+func (d *districtCommand) close() {
+	d.instances.Close()
+	d.pool.Close()
+}

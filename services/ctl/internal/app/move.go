@@ -10,7 +10,6 @@ import (
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/edtech-analytics/platform/libs/tenancy"
-	"github.com/edtech-analytics/platform/libs/tenancy/audit"
 	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
 	"github.com/edtech-analytics/platform/services/sink/rebuild"
 )
@@ -52,18 +51,12 @@ func runTenantMove(ctx context.Context, e Env, args []string) error {
 			return usagef("kafka: %w", err)
 		}
 	}
-	pool, err := connect(ctx, e, c)
+	cmd, err := openDistrictCommand(ctx, e, c, *id)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	instances := fleet.New(pool, e.Getenv)
-	defer instances.Close()
-	keys := envKeys(pool, e)
-	record := func(action string, detail any) error {
-		_, err := audit.New(pool, keys).Append(ctx, "ctl", *id, action, detail)
-		return err
-	}
+	defer cmd.close()
+	instances, keys, record := cmd.instances, cmd.keys, cmd.record
 	if *dropOld {
 		report, err := rebuild.DropMoved(ctx, instances, *id)
 		if err != nil {

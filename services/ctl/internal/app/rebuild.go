@@ -15,7 +15,6 @@ import (
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/svc/stream"
 	"github.com/edtech-analytics/platform/libs/tenancy"
-	"github.com/edtech-analytics/platform/libs/tenancy/audit"
 	"github.com/edtech-analytics/platform/libs/tenancy/fleet"
 	"github.com/edtech-analytics/platform/libs/tenancy/ingest"
 	"github.com/edtech-analytics/platform/libs/tenancy/jobs"
@@ -71,18 +70,12 @@ func runRebuild(ctx context.Context, e Env, args []string) error {
 	if err := kcfg.Validate(); err != nil {
 		return usagef("kafka: %w", err)
 	}
-	pool, err := connect(ctx, e, c)
+	cmd, err := openDistrictCommand(ctx, e, c, *tenant)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	instances := fleet.New(pool, e.Getenv)
-	defer instances.Close()
-	keys := envKeys(pool, e)
-	record := func(action string, detail any) error {
-		_, err := audit.New(pool, keys).Append(ctx, "ctl", *tenant, action, detail)
-		return err
-	}
+	defer cmd.close()
+	pool, instances, keys, record := cmd.pool, cmd.instances, cmd.keys, cmd.record
 	if *dropOld {
 		return runDropOld(ctx, e, c, instances, *tenant, record)
 	}
