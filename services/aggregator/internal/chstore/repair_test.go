@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/edtech-analytics/platform/libs/chutil"
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/services/aggregator/internal/chstore"
@@ -108,4 +109,74 @@ func TestJournalTellsTheNextOwnerWhatToRepair(t *testing.T) {
 	if diff := synth.Diff(synth.Want(evs), got(t, conn)); len(diff) > 0 {
 		t.Fatalf("rollups differ from the input (%d keys):\n%s", len(diff), strings.Join(diff, "\n"))
 	}
+}
+
+// TestTakeBackKeepsAnOffsetAMergeFolded proves that taking a batch back leaves its partition stored up to
+// the batch even when a merge of kafka_offsets has folded the earlier batches' row into the batch's own:
+// the delete of the batch's offset then removes the partition's only row. The state is built with the
+// store and SQL: a store writes two batches and stops without a word, so the journal's last entry (done =
+// 0) is the second batch; its rows of October are deleted from events, so events holds only part of it
+// while kafka_offsets holds its offset (as when a repair counts an insert still finishing on the server);
+// and OPTIMIZE ... FINAL folds the two batches' kafka_offsets rows into one. A fresh store must then
+// resume at the second batch, and writing from there stores the input exactly once.
+func TestTakeBackKeepsAnOffsetAMergeFolded(t *testing.T) {
+	first, conn, codec := newStore(t)
+	ctx := t.Context()
+	db := currentDatabase(t, conn)
+	evs, _ := synth.Events(11, 2, 60)
+	recs := facts(t, codec, 1, 0, evs)
+	for _, batch := range [][]*kgo.Record{recs[:30], recs[30:]} {
+		if err := first.Write(ctx, topic, 1, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	if err := conn.Exec(ctx, "ALTER TABLE events DELETE WHERE kafka_partition = 1 AND kafka_offset >= 30 AND toYYYYMM(occurred_at) = 202510"); err != nil {
+		t.Fatal(err)
+	}
+	if err := chutil.WaitMutations(ctx, conn, db, "events"); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, conn, "SELECT count() FROM events WHERE kafka_offset >= 30"); n == 0 || n >= 30 {
+		t.Fatalf("events holds %d rows of the second batch, want some of its 30", n)
+	}
+	if err := conn.Exec(ctx, "OPTIMIZE TABLE kafka_offsets FINAL"); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, conn, "SELECT count() FROM kafka_offsets WHERE kafka_partition = 1"); n != 1 {
+		t.Fatalf("kafka_offsets holds %d rows of the partition after OPTIMIZE FINAL, want 1", n)
+	}
+	if n := count(t, conn, "SELECT max(max_offset) FROM kafka_offsets WHERE kafka_partition = 1"); n != 59 {
+		t.Fatalf("kafka_offsets stores the partition up to %d, want 59", n)
+	}
+
+	logs := &repairLog{}
+	second, err := chstore.New(conn, codec, chstore.Config{Database: db}, chstore.Deps{Log: slog.New(logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := second.NextOffsets(ctx, topic, []int32{1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := logs.counts()[repairedBack]; n != 1 {
+		t.Fatalf("the second batch was taken back %d times, want 1 (logs %v)", n, logs.counts())
+	}
+	// The consumer resumes where NextOffsets says, or at the partition's start when it says nothing.
+	if next[1] != 30 {
+		t.Errorf("NextOffsets = %v, want map[1:30]", next)
+	}
+	if err := second.Write(ctx, topic, 1, recs[next[1]:]); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, conn, "SELECT count() FROM events"); n != 60 {
+		t.Fatalf("stored %d events, want 60", n)
+	}
+	if n := count(t, conn, "SELECT uniqExact(event_id) FROM events"); n != 60 {
+		t.Fatalf("stored %d distinct events, want 60", n)
+	}
+	if diff := synth.Diff(synth.Want(evs), got(t, conn)); len(diff) > 0 {
+		t.Fatalf("rollups differ from the input (%d keys):\n%s", len(diff), strings.Join(diff, "\n"))
+	}
+	assertNext(t, second, topic, []int32{1}, map[int32]int64{1: 60})
 }
