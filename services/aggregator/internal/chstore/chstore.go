@@ -112,9 +112,9 @@ type Store struct {
 	inserted metric.Int64Counter
 	skipped  metric.Int64Counter
 
-	keeper *keeper // the cluster layout's offsets; nil in the single-server layout
-	reread Reread
-	nodes  map[string]driver.Conn // the cluster layout's connections to single nodes, by address
+	keeper  *keeper         // the cluster layout's offsets; nil in the single-server layout
+	cluster *chutil.Cluster // the cluster layout's nodes; nil in the single-server layout
+	reread  Reread
 
 	mu       sync.Mutex
 	analysts map[string]bool           // districts whose analyst views exist
@@ -150,12 +150,13 @@ func New(conn driver.Conn, codec *records.Codec, cfg Config, deps Deps) (*Store,
 	}
 	s := &Store{
 		conn: conn, codec: codec, cfg: cfg, log: deps.Log, tracer: deps.Tracer.Tracer("aggregator/chstore"), reread: cfg.Reread,
-		inserted: inserted, skipped: skipped, analysts: map[string]bool{}, nodes: map[string]driver.Conn{}, journals: map[partKey]*journalState{}, locks: map[partKey]*sync.Mutex{},
+		inserted: inserted, skipped: skipped, analysts: map[string]bool{}, journals: map[partKey]*journalState{}, locks: map[partKey]*sync.Mutex{},
 	}
 	if cfg.Cluster.Enabled() {
 		if s.keeper, err = newKeeper(cfg.Cluster, cfg.Database, deps.Log); err != nil {
 			return nil, err
 		}
+		s.cluster = chutil.NewCluster(conn, cfg.Cluster.Name, cfg.Database, cfg.Cluster.Dial)
 	}
 	return s, nil
 }

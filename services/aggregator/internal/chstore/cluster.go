@@ -25,7 +25,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"net"
 	"path"
 	"slices"
 	"strconv"
@@ -501,7 +500,7 @@ func (s *Store) clusterMarker(ctx context.Context, topic string, partition int32
 	}
 	// Every replica first fetches what it lacks of the events written so far (the partition's among them,
 	// all written before this marker): what it reads next is then complete.
-	if err := s.syncEveryReplica(ctx, "events_local"); err != nil {
+	if err := s.cluster.SyncReplicas(ctx, "events_local"); err != nil {
 		return err
 	}
 	days, err := s.heldDays(ctx, topic, partition, m.TenantID, m.StudentID.String())
@@ -545,154 +544,29 @@ func (s *Store) reportOffset(ctx context.Context, topic string, partition int32,
 	return nil
 }
 
-// clusterNode is a node of the cluster, as system.clusters lists it.
-type clusterNode struct {
-	Shard uint32 `ch:"shard_num"`
-	Host  string `ch:"host_address"`
-	Port  uint16 `ch:"port"`
-}
-
-func (n clusterNode) addr() string { return net.JoinHostPort(n.Host, strconv.Itoa(int(n.Port))) }
-
-// clusterNodes lists the cluster's nodes, shard by shard.
-func (s *Store) clusterNodes(ctx context.Context) ([]clusterNode, error) {
-	var nodes []clusterNode
-	if err := s.conn.Select(ctx, &nodes, "SELECT shard_num, host_address, port FROM system.clusters WHERE cluster = ? ORDER BY shard_num, replica_num",
-		s.cfg.Cluster.Name); err != nil {
-		return nil, fmt.Errorf("listing the nodes of cluster %s: %w", s.cfg.Cluster.Name, err)
-	}
-	if len(nodes) == 0 {
-		return nil, fmt.Errorf("cluster %s is not among the server's remote_servers", s.cfg.Cluster.Name)
-	}
-	return nodes, nil
-}
-
-// node returns a connection to one node, made once.
-func (s *Store) node(ctx context.Context, addr string) (driver.Conn, error) {
-	s.mu.Lock()
-	conn, ok := s.nodes[addr]
-	s.mu.Unlock()
-	if ok {
-		return conn, nil
-	}
-	if s.cfg.Cluster.Dial == nil {
-		return nil, errors.New("chstore: the cluster layout needs ClusterConfig.Dial to reach each node")
-	}
-	conn, err := s.cfg.Cluster.Dial(ctx, addr)
-	if err != nil {
-		return nil, fmt.Errorf("connecting to node %s: %w", addr, err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if prev, ok := s.nodes[addr]; ok {
-		_ = conn.Close() // another caller connected first
-		return prev, nil
-	}
-	s.nodes[addr] = conn
-	return conn, nil
-}
-
-// onEachShard runs a statement on one replica of each shard, the first that takes it: an ALTER of a
-// replicated table reaches the shard's other replicas through its replication log. (ALTER ... ON CLUSTER
-// has every replica race for the shard, which ClickHouse 18.16's DDL worker can lose for good.)
-func (s *Store) onEachShard(ctx context.Context, query string, args ...any) error {
-	nodes, err := s.clusterNodes(ctx)
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for i := 0; i < len(nodes); {
-		shard := nodes[i].Shard
-		done := false
-		for ; i < len(nodes) && nodes[i].Shard == shard; i++ {
-			if done {
-				continue
-			}
-			conn, err := s.node(ctx, nodes[i].addr())
-			if err == nil {
-				err = conn.Exec(ctx, query, args...)
-			}
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", nodes[i].addr(), err))
-				continue
-			}
-			done = true
-		}
-		if !done {
-			return fmt.Errorf("no replica of shard %d took the statement: %w", shard, errors.Join(errs...))
-		}
-	}
-	return nil
-}
-
-// waitEveryReplica waits until every replica has applied the mutations of a table. A replica that does
-// not answer makes it fail: the erasure is tried again.
-func (s *Store) waitEveryReplica(ctx context.Context, table string) error {
-	nodes, err := s.clusterNodes(ctx)
-	if err != nil {
-		return err
-	}
-	for _, n := range nodes {
-		conn, err := s.node(ctx, n.addr())
-		if err != nil {
-			return err
-		}
-		if err := chutil.WaitMutations(ctx, conn, s.cfg.Database, table); err != nil {
-			return fmt.Errorf("waiting for the delete on %s: %w", n.addr(), err)
-		}
-	}
-	return nil
-}
-
-// syncEveryReplica waits until every replica of table has fetched the parts its shard had when it was
-// asked (SYSTEM SYNC REPLICA). A replica that does not answer makes it fail.
-func (s *Store) syncEveryReplica(ctx context.Context, table string) error {
-	nodes, err := s.clusterNodes(ctx)
-	if err != nil {
-		return err
-	}
-	for _, n := range nodes {
-		conn, err := s.node(ctx, n.addr())
-		if err == nil {
-			err = conn.Exec(ctx, "SYSTEM SYNC REPLICA "+chutil.QuoteIdent(s.cfg.Database)+"."+chutil.QuoteIdent(table))
-		}
-		if err != nil {
-			return fmt.Errorf("syncing %s on %s: %w", table, n.addr(), err)
-		}
-	}
-	return nil
-}
-
 // heldDays lists the days the partition holds of a student, read from every replica of every shard: a
 // replica may not have fetched the latest parts of its partner yet. It fails while a replica does not
 // answer, and the erasure waits for it.
 func (s *Store) heldDays(ctx context.Context, topic string, partition int32, tenant, student string) ([]string, error) {
-	nodes, err := s.clusterNodes(ctx)
-	if err != nil {
-		return nil, err
-	}
 	var days []string
-	for _, n := range nodes {
-		conn, err := s.node(ctx, n.addr())
-		if err != nil {
-			return nil, err
-		}
+	err := s.cluster.EachNode(ctx, func(ctx context.Context, _ chutil.Node, conn driver.Conn) error {
 		var rows []struct {
 			Day string `ch:"day"`
 		}
 		if err := conn.Select(ctx, &rows, "SELECT DISTINCT toString(arrayJoin([local_day, toDate(occurred_at), if(type = 'attendance', attendance_date, local_day)])) AS day "+
 			"FROM "+chutil.QuoteIdent(s.cfg.Database)+".events_local WHERE kafka_topic = ? AND kafka_partition = ? AND tenant_id = ? AND student_id = toUUID(?)",
 			topic, uint32(partition), tenant, student); err != nil {
-			return nil, fmt.Errorf("reading the days %s/%d holds of an erased student on %s: %w", topic, partition, n.addr(), err)
+			return fmt.Errorf("reading the days %s/%d holds of an erased student: %w", topic, partition, err)
 		}
 		for _, r := range rows {
 			if !slices.Contains(days, r.Day) {
 				days = append(days, r.Day)
 			}
 		}
-	}
+		return nil
+	})
 	slices.Sort(days)
-	return days, nil
+	return days, err
 }
 
 // clusterErase deletes the student's events of the partition and derives the rollups of the partition,
@@ -701,17 +575,17 @@ func (s *Store) heldDays(ctx context.Context, topic string, partition int32, ten
 // the rows inserted after the delete stay. Every step may run again.
 func (s *Store) clusterErase(ctx context.Context, topic string, partition int32, e eraseIntent) error {
 	db := chutil.QuoteIdent(s.cfg.Database) + "."
-	if err := s.onEachShard(ctx, "ALTER TABLE "+db+"events_local DELETE WHERE kafka_topic = ? AND kafka_partition = ? AND tenant_id = ? AND student_id = toUUID(?)",
+	if err := s.cluster.OnEachShard(ctx, "ALTER TABLE "+db+"events_local DELETE WHERE kafka_topic = ? AND kafka_partition = ? AND tenant_id = ? AND student_id = toUUID(?)",
 		topic, uint32(partition), e.Tenant, e.Student); err != nil {
 		return fmt.Errorf("deleting an erased student's events: %w", err)
 	}
-	if err := s.waitEveryReplica(ctx, "events_local"); err != nil {
+	if err := s.cluster.WaitMutations(ctx, "events_local"); err != nil {
 		return err
 	}
 	// The rollups are derived from a read of events through the Distributed table, which may pick any
 	// replica: each must hold every row of the partition first (settling an erase intent comes here
 	// without the sync above).
-	if err := s.syncEveryReplica(ctx, "events_local"); err != nil {
+	if err := s.cluster.SyncReplicas(ctx, "events_local"); err != nil {
 		return err
 	}
 	views, err := s.viewsOn(ctx, "events_input_local", "events_mv", "kafka_offsets_mv")
@@ -723,11 +597,11 @@ func (s *Store) clusterErase(ctx context.Context, topic string, partition int32,
 		"AND (local_day IN ? OR toDate(occurred_at) IN ? OR attendance_date IN ?)) "
 	ictx := clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_distributed_sync": 1, "insert_deduplicate": 0}))
 	for _, v := range views {
-		if err := s.onEachShard(ctx, "ALTER TABLE "+db+chutil.QuoteIdent(v.target)+" DELETE WHERE "+keys, uint32(partition), e.Tenant, set(e.Days)); err != nil {
+		if err := s.cluster.OnEachShard(ctx, "ALTER TABLE "+db+chutil.QuoteIdent(v.target)+" DELETE WHERE "+keys, uint32(partition), e.Tenant, set(e.Days)); err != nil {
 			return fmt.Errorf("deleting %s's rows of an erased student's days: %w", v.target, err)
 		}
 		// Until the delete is done everywhere a reader would count both the old rows and the new.
-		if err := s.waitEveryReplica(ctx, v.target); err != nil {
+		if err := s.cluster.WaitMutations(ctx, v.target); err != nil {
 			return err
 		}
 		query := v.query[:v.from[0]] + source + v.query[v.from[1]:]
@@ -756,10 +630,7 @@ func (s *Store) Close() {
 	if s.keeper != nil {
 		s.keeper.conn.Close()
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for addr, conn := range s.nodes {
-		_ = conn.Close() // read and ALTER only: nothing is lost on close
-		delete(s.nodes, addr)
+	if s.cluster != nil {
+		s.cluster.Close()
 	}
 }

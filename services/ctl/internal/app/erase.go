@@ -49,11 +49,27 @@ func (c *chConfig) registerFlagsAddr(fs *flag.FlagSet, addr, help string) {
 
 // open connects to the database of the events and rollups.
 func (c *chConfig) open(ctx context.Context) (driver.Conn, error) {
-	conn, err := chutil.Open(ctx, chutil.Options{Addr: c.addr, Database: c.database, User: c.user, Password: c.password.Reveal()})
+	return c.openAt(ctx, c.addr)
+}
+
+// openAt connects to the database on the server(s) at addr.
+func (c *chConfig) openAt(ctx context.Context, addr string) (driver.Conn, error) {
+	conn, err := chutil.Open(ctx, chutil.Options{Addr: addr, Database: c.database, User: c.user, Password: c.password.Reveal()})
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: %w", err)
 	}
 	return conn, nil
+}
+
+// cluster returns the nodes of the ClickHouse cluster when conn's database is in the replicated cluster
+// layout (events is a Distributed table, ADR 0026), reached as conn was; nil in the single-server layout.
+// The caller closes it.
+func (c *chConfig) cluster(ctx context.Context, conn driver.Conn) (*chutil.Cluster, error) {
+	name, ok, err := chutil.DistributedCluster(ctx, conn, c.database, "events")
+	if err != nil || !ok {
+		return nil, err
+	}
+	return chutil.NewCluster(conn, name, c.database, c.openAt), nil
 }
 
 // eraseStep is one idempotent step of an erasure: count says what its store holds of the district, act
@@ -107,6 +123,13 @@ func runEraseTenant(ctx context.Context, e Env, args []string) error {
 			return err
 		}
 		defer func() { _ = conn.Close() }()
+		cluster, err := ch.cluster(ctx, conn)
+		if err != nil {
+			return err
+		}
+		if cluster != nil {
+			defer cluster.Close()
+		}
 		store := jobs.New(cp.pool)
 		job, created, err := store.Start(ctx, jobs.Request{Kind: kindEraseTenant, TenantID: *tenantID, Reason: *reason, By: *by})
 		if err != nil {
@@ -116,7 +139,7 @@ func runEraseTenant(ctx context.Context, e Env, args []string) error {
 			_, _ = fmt.Fprintf(e.Stderr, "resuming job %s, started %s\n", job.ID, job.CreatedAt.Format(time.RFC3339))
 		}
 		runErr := arch.withArchive(ctx, func(b archive.Bucket) error {
-			er := &tenantEraser{cp: cp, kr: kr, ch: conn, chc: ch, kcfg: kcfg, arch: b, tenant: *tenantID, jobID: job.ID, by: *by, wait: *wait}
+			er := &tenantEraser{cp: cp, kr: kr, ch: conn, chc: ch, chCluster: cluster, kcfg: kcfg, arch: b, tenant: *tenantID, jobID: job.ID, by: *by, wait: *wait}
 			return runJob(ctx, cp, store, job, er.steps())
 		})
 		job, err = store.Job(ctx, job.ID)
@@ -222,16 +245,19 @@ func jobAction(job jobs.Job, step string) string {
 
 // tenantEraser holds what erasing one district reaches.
 type tenantEraser struct {
-	cp     controlPlane
-	kr     *keyring.Keyring
-	ch     driver.Conn
-	chc    chConfig
-	kcfg   kafkax.Config
-	arch   archive.Bucket // nil: no archive configured
-	tenant string
-	jobID  string
-	by     string
-	wait   time.Duration
+	cp  controlPlane
+	kr  *keyring.Keyring
+	ch  driver.Conn
+	chc chConfig
+	// chCluster is the ClickHouse cluster in the replicated layout, where the district's rows are in the
+	// <name>_local tables of its shard's replicas; nil for one server.
+	chCluster *chutil.Cluster
+	kcfg      kafkax.Config
+	arch      archive.Bucket // nil: no archive configured
+	tenant    string
+	jobID     string
+	by        string
+	wait      time.Duration
 }
 
 func (t *tenantEraser) steps() []eraseStep {
@@ -419,15 +445,27 @@ func (t *tenantEraser) countCHRows(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	var total int64
-	for _, tb := range tables {
-		var n uint64
-		if err := t.ch.QueryRow(ctx, "SELECT count() FROM "+chutil.QuoteIdent(t.chc.database)+"."+chutil.QuoteIdent(tb)+
-			" WHERE toString(tenant_id) = ?", t.tenant).Scan(&n); err != nil {
-			return 0, fmt.Errorf("counting %s: %w", tb, err)
+	err = t.onEveryNode(ctx, func(ctx context.Context, conn driver.Conn) error {
+		for _, tb := range tables {
+			var n uint64
+			if err := conn.QueryRow(ctx, "SELECT count() FROM "+chutil.QuoteIdent(t.chc.database)+"."+chutil.QuoteIdent(tb)+
+				" WHERE toString(tenant_id) = ?", t.tenant).Scan(&n); err != nil {
+				return fmt.Errorf("counting %s: %w", tb, err)
+			}
+			total += int64(n)
 		}
-		total += int64(n)
+		return nil
+	})
+	return total, err
+}
+
+// onEveryNode runs fn on the ClickHouse server, or on every node of the cluster: what each replica holds
+// is counted, so that one that has not applied a delete yet counts too.
+func (t *tenantEraser) onEveryNode(ctx context.Context, fn func(ctx context.Context, conn driver.Conn) error) error {
+	if t.chCluster == nil {
+		return fn(ctx, t.ch)
 	}
-	return total, nil
+	return t.chCluster.EachNode(ctx, func(ctx context.Context, _ chutil.Node, conn driver.Conn) error { return fn(ctx, conn) })
 }
 
 func (t *tenantEraser) deleteCHRows(ctx context.Context) (string, error) {
@@ -437,6 +475,16 @@ func (t *tenantEraser) deleteCHRows(ctx context.Context) (string, error) {
 	}
 	for _, tb := range tables {
 		q := "ALTER TABLE " + chutil.QuoteIdent(t.chc.database) + "." + chutil.QuoteIdent(tb) + " DELETE WHERE toString(tenant_id) = ?"
+		if t.chCluster != nil {
+			// On one replica of each shard, which passes it to the others; done once every replica applied it.
+			if err := t.chCluster.OnEachShard(ctx, q, t.tenant); err != nil {
+				return "", fmt.Errorf("deleting from %s: %w", tb, err)
+			}
+			if err := t.chCluster.WaitMutations(ctx, tb); err != nil {
+				return "", err
+			}
+			continue
+		}
 		if err := t.ch.Exec(ctx, q, t.tenant); err != nil {
 			return "", fmt.Errorf("deleting from %s: %w", tb, err)
 		}
@@ -444,7 +492,11 @@ func (t *tenantEraser) deleteCHRows(ctx context.Context) (string, error) {
 			return "", err
 		}
 	}
-	return fmt.Sprintf("deleted from %d tables: %s", len(tables), strings.Join(tables, ", ")), nil
+	where := "the server"
+	if t.chCluster != nil {
+		where = "every replica of cluster " + t.chCluster.Name
+	}
+	return fmt.Sprintf("deleted from %d tables on %s: %s", len(tables), where, strings.Join(tables, ", ")), nil
 }
 
 func (t *tenantEraser) analystDatabase() (string, bool) {
@@ -459,9 +511,14 @@ func (t *tenantEraser) countAnalyst(ctx context.Context) (int64, error) {
 	if !ok {
 		return 0, nil
 	}
-	var n uint64
-	err := t.ch.QueryRow(ctx, "SELECT count() FROM system.databases WHERE name = ?", name).Scan(&n)
-	return int64(n), err
+	var total int64
+	err := t.onEveryNode(ctx, func(ctx context.Context, conn driver.Conn) error {
+		var n uint64
+		err := conn.QueryRow(ctx, "SELECT count() FROM system.databases WHERE name = ?", name).Scan(&n)
+		total += int64(n)
+		return err
+	})
+	return total, err
 }
 
 func (t *tenantEraser) dropAnalyst(ctx context.Context) (string, error) {
@@ -469,7 +526,7 @@ func (t *tenantEraser) dropAnalyst(ctx context.Context) (string, error) {
 	if !ok {
 		return "analyst databases are off", nil
 	}
-	return "dropped " + name, chutil.DropDatabase(ctx, t.ch, name)
+	return "dropped " + name, t.onEveryNode(ctx, func(ctx context.Context, conn driver.Conn) error { return chutil.DropDatabase(ctx, conn, name) })
 }
 
 // jobStatus returns the run function of a status command (erase status, export status): it shows one
