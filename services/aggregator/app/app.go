@@ -128,12 +128,18 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, opts ...kgo.Opt) error
 		health.SetReady("clickhouse", true)
 		cctx, stopCompaction := context.WithCancel(gctx)
 		compacted := make(chan error, 1)
-		compact := cfg.Compact
+		round := func(ctx context.Context, openMinParts int) ([]chstore.Merged, error) {
+			return chstore.Compact(ctx, conn, cfg.ClickHouseDatabase, openMinParts)
+		}
 		if cfg.Cluster.Enabled() {
-			compact.Interval = 0 // the replicas' own merges only, for now (ADR 0026)
+			cluster := chutil.NewCluster(conn, cfg.Cluster.Name, cfg.ClickHouseDatabase, dialNode(cfg))
+			defer cluster.Close()
+			round = func(ctx context.Context, openMinParts int) ([]chstore.Merged, error) {
+				return chstore.CompactCluster(ctx, cluster, openMinParts)
+			}
 		}
 		go func() {
-			compacted <- chstore.RunCompaction(cctx, conn, cfg.ClickHouseDatabase, compact, rt.Log, rt.Tel.Meter)
+			compacted <- chstore.RunCompaction(cctx, round, cfg.Compact, rt.Log, rt.Tel.Meter)
 		}()
 		err = func() error {
 			consumer, err := newConsumer(gctx, cfg, rt, conn, dlq.Client, health)
@@ -161,6 +167,18 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, opts ...kgo.Opt) error
 	return err
 }
 
+// dialNode connects to one node of the ClickHouse cluster, as the aggregator's own connection is made.
+func dialNode(cfg Config) func(ctx context.Context, addr string) (driver.Conn, error) {
+	return func(ctx context.Context, addr string) (driver.Conn, error) {
+		tlsCfg, err := cfg.ClickHouseTLS.Config()
+		if err != nil {
+			return nil, fmt.Errorf("clickhouse.%w", err)
+		}
+		return chutil.Open(ctx, chutil.Options{Addr: addr, Database: cfg.ClickHouseDatabase, User: cfg.ClickHouseUser,
+			Password: cfg.ClickHousePassword.Reveal(), DialTimeout: 5 * time.Second, MaxOpenConns: 2, TLS: tlsCfg})
+	}
+}
+
 // newConsumer builds the store consumer writing the enriched topic into ClickHouse, dead-lettering through
 // dlq the records ClickHouse refuses.
 func newConsumer(ctx context.Context, cfg Config, rt svc.Runtime, conn driver.Conn, dlq *kgo.Client, health *obs.Health) (*kafkax.StoreConsumer, error) {
@@ -169,14 +187,7 @@ func newConsumer(ctx context.Context, cfg Config, rt svc.Runtime, conn driver.Co
 		return nil, err
 	}
 	scfg := chstore.Config{Database: cfg.ClickHouseDatabase, AnalystPrefix: cfg.AnalystPrefix, Cluster: cfg.Cluster}
-	scfg.Cluster.Dial = func(ctx context.Context, addr string) (driver.Conn, error) {
-		tlsCfg, err := cfg.ClickHouseTLS.Config()
-		if err != nil {
-			return nil, fmt.Errorf("clickhouse.%w", err)
-		}
-		return chutil.Open(ctx, chutil.Options{Addr: addr, Database: cfg.ClickHouseDatabase, User: cfg.ClickHouseUser,
-			Password: cfg.ClickHousePassword.Reveal(), DialTimeout: 5 * time.Second, MaxOpenConns: 2, TLS: tlsCfg})
-	}
+	scfg.Cluster.Dial = dialNode(cfg)
 	if cfg.Cluster.Enabled() {
 		// An open insert is settled by reading its records again, as the consumer read them.
 		// A reader of its own for each range: settling is rare, and no earlier read's fetches can linger.

@@ -589,3 +589,107 @@ func eventPartition(ev records.EnrichedEvent, before, after []records.EnrichedEv
 	}
 	return -1
 }
+
+// cluster reaches every node of the test's cluster, with its database as default.
+func (e *clusterEnv) cluster(t *testing.T) *chutil.Cluster {
+	t.Helper()
+	cl := chutil.NewCluster(e.open(t), devenv.ClusterName, e.db, func(ctx context.Context, addr string) (driver.Conn, error) {
+		return chutil.Open(ctx, chutil.Options{Addr: addr, Database: e.db})
+	})
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+// rollupParts counts, node by node, the active parts of each closed month of each rollup's local table.
+func (e *clusterEnv) rollupParts(t *testing.T, cl *chutil.Cluster) map[string]map[string]uint64 {
+	t.Helper()
+	out := map[string]map[string]uint64{}
+	for _, n := range e.c.Nodes {
+		conn, err := cl.Node(t.Context(), n.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rows []struct {
+			Table     string `ch:"table"`
+			Partition string `ch:"partition_id"`
+			Parts     uint64 `ch:"parts"`
+		}
+		if err := conn.Select(t.Context(), &rows, `SELECT table, partition_id, count() AS parts FROM system.parts
+			WHERE database = ? AND active AND endsWith(table, '_daily_local') AND partition_id < toString(toYYYYMM(today()))
+			GROUP BY table, partition_id`, e.db); err != nil {
+			t.Fatal(err)
+		}
+		out[n.Name()] = map[string]uint64{}
+		for _, r := range rows {
+			out[n.Name()][r.Table+"/"+r.Partition] = r.Parts
+		}
+	}
+	return out
+}
+
+// TestClusterLayoutCompactsRollups writes closed months of events into the cluster in several batches and
+// proves a compaction round leaves every closed month of every rollup in one part on every replica of
+// both shards, with rollups still exact, and that a second round finds nothing to do.
+func TestClusterLayoutCompactsRollups(t *testing.T) {
+	e := newClusterEnv(t, "agg_cluster_compact")
+	ctx := t.Context()
+	store := e.store(t, slog.New(slog.DiscardHandler))
+	codec, err := records.NewCodec(ctx, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, _ := synth.Events(31, 6, 900) // two closed months
+	var recs []*kgo.Record
+	for _, batch := range [][2]int{{0, 300}, {300, 600}, {600, 900}} {
+		more := facts(t, codec, 0, int64(len(recs)), evs[batch[0]:batch[1]])
+		if err := store.Write(ctx, topic, 0, more); err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, more...)
+	}
+	cl := e.cluster(t)
+	for _, r := range chstore.Rollups {
+		if err := cl.SyncReplicas(ctx, r+"_local"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := e.rollupParts(t, cl)
+	split := 0
+	for _, parts := range before {
+		for _, n := range parts {
+			if n > 1 {
+				split++
+			}
+		}
+	}
+	if split == 0 {
+		t.Fatalf("no closed month of a rollup is in several parts on any node before the round: %v", before)
+	}
+	merged, err := chstore.CompactCluster(ctx, cl, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(merged) == 0 {
+		t.Fatal("the round merged nothing")
+	}
+	for _, r := range chstore.Rollups {
+		if err := cl.SyncReplicas(ctx, r+"_local"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := e.rollupParts(t, cl)
+	for node, parts := range after {
+		if len(parts) != len(before[node]) {
+			t.Errorf("%s: the partitions after %v differ from before %v", node, parts, before[node])
+		}
+		for p, n := range parts {
+			if n != 1 {
+				t.Errorf("%s: %s is in %d parts after the round, want 1", node, p, n)
+			}
+		}
+	}
+	if again, err := chstore.CompactCluster(ctx, cl, 0); err != nil || len(again) != 0 {
+		t.Errorf("a second round merged %v (%v), want nothing", again, err)
+	}
+	e.assertEveryReplica(t, evs)
+}

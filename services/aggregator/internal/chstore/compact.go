@@ -9,6 +9,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/edtech-analytics/platform/libs/chutil"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
@@ -48,6 +49,28 @@ type Merged struct {
 // active parts, and the current month's once it has OpenMinParts, oldest first, one OPTIMIZE at a time.
 // Several instances may run it: one that finds a partition already merged skips it.
 func Compact(ctx context.Context, conn driver.Conn, database string, openMinParts int) ([]Merged, error) {
+	return compactTables(ctx, conn, database, Rollups, openMinParts)
+}
+
+// CompactCluster is Compact in the replicated cluster layout (ADR 0026): a round over the rollups' local
+// tables on one replica of each shard, whose replication log hands each merge to the shard's other
+// replicas (a replica that is not the shard's leader passes OPTIMIZE to the leader).
+func CompactCluster(ctx context.Context, cluster *chutil.Cluster, openMinParts int) ([]Merged, error) {
+	local := make([]string, len(Rollups))
+	for i, r := range Rollups {
+		local[i] = r + "_local"
+	}
+	var merged []Merged
+	err := cluster.EachShard(ctx, func(ctx context.Context, _ chutil.Node, conn driver.Conn) error {
+		m, err := compactTables(ctx, conn, cluster.Database, local, openMinParts)
+		merged = append(merged, m...)
+		return err
+	})
+	return merged, err
+}
+
+// compactTables runs a round over tables of database on conn's server.
+func compactTables(ctx context.Context, conn driver.Conn, database string, tables []string, openMinParts int) ([]Merged, error) {
 	var due []struct {
 		Table     string `ch:"table"`
 		Partition string `ch:"partition_id"`
@@ -61,7 +84,7 @@ func Compact(ctx context.Context, conn driver.Conn, database string, openMinPart
 		WHERE database = ? AND active AND has(?, table)
 		GROUP BY table, partition_id
 		HAVING parts >= if(partition_id < toString(toYYYYMM(today())), 2, ?)
-		ORDER BY partition_id, table`, database, Rollups, open)
+		ORDER BY partition_id, table`, database, tables, open)
 	if err != nil {
 		return nil, fmt.Errorf("listing the parts of the rollups of %s: %w", database, err)
 	}
@@ -71,7 +94,7 @@ func Compact(ctx context.Context, conn driver.Conn, database string, openMinPart
 	var merged []Merged
 	for _, p := range due {
 		start := time.Now()
-		if err := conn.Exec(octx, fmt.Sprintf("OPTIMIZE TABLE %s.%s PARTITION ID '%s' FINAL", database, p.Table, p.Partition)); err != nil {
+		if err := conn.Exec(octx, fmt.Sprintf("OPTIMIZE TABLE %s.%s PARTITION ID '%s' FINAL", chutil.QuoteIdent(database), chutil.QuoteIdent(p.Table), p.Partition)); err != nil {
 			return merged, fmt.Errorf("merging %s.%s partition %s: %w", database, p.Table, p.Partition, err)
 		}
 		merged = append(merged, Merged{Table: p.Table, Partition: p.Partition, Parts: int(p.Parts), Took: time.Since(start)})
@@ -79,9 +102,11 @@ func Compact(ctx context.Context, conn driver.Conn, database string, openMinPart
 	return merged, nil
 }
 
-// RunCompaction runs Compact every cfg.Interval until ctx ends. A failed round is logged, counted and
-// tried again at the next: compaction only speeds reads up, and never holds ingestion. mp may be nil.
-func RunCompaction(ctx context.Context, conn driver.Conn, database string, cfg CompactConfig, log *slog.Logger, mp metric.MeterProvider) error {
+// RunCompaction runs a round (Compact or CompactCluster) every cfg.Interval until ctx ends. A failed round
+// is logged, counted and tried again at the next: compaction only speeds reads up, and never holds
+// ingestion. mp may be nil.
+func RunCompaction(ctx context.Context, round func(ctx context.Context, openMinParts int) ([]Merged, error), cfg CompactConfig,
+	log *slog.Logger, mp metric.MeterProvider) error {
 	if cfg.Interval <= 0 {
 		return nil
 	}
@@ -105,7 +130,7 @@ func RunCompaction(ctx context.Context, conn driver.Conn, database string, cfg C
 			return nil
 		case <-time.After(wait):
 		}
-		merged, err := Compact(ctx, conn, database, cfg.OpenMinParts)
+		merged, err := round(ctx, cfg.OpenMinParts)
 		for _, m := range merged {
 			merges.Add(ctx, 1, metric.WithAttributes(attribute.String("table", m.Table)))
 			log.Info("rollup partition merged", "table", m.Table, "partition", m.Partition, "parts", m.Parts, "took", m.Took.Round(time.Millisecond))
