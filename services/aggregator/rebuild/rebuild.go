@@ -18,6 +18,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/edtech-analytics/platform/libs/archive"
+	"github.com/edtech-analytics/platform/libs/chutil"
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/edtech-analytics/platform/services/aggregator/internal/chstore"
@@ -61,7 +62,10 @@ type Config struct {
 	AcceptDiff bool
 	// SwapTimeout bounds the wait for the aggregator to pass the markers (default 10 minutes).
 	SwapTimeout time.Duration
-	Log         *slog.Logger
+	// Dial connects to one node of the cluster (host:port as its remote_servers name it) with Database
+	// as default, as conn was made: the replicated cluster layout needs it.
+	Dial func(ctx context.Context, addr string) (driver.Conn, error)
+	Log  *slog.Logger
 }
 
 // Report is what a rebuild did.
@@ -87,20 +91,33 @@ type Report struct {
 	Elapsed  time.Duration    `json:"elapsed"`
 }
 
-// ErrClusterLayout is a rebuild asked of a database in the replicated cluster layout, which the rebuild
-// does not do yet (ADR 0026): its swap relies on one server's tables.
-var ErrClusterLayout = errors.New("the database is in the replicated cluster layout, where districts are not rebuilt in ClickHouse yet")
+// replicas makes every replica of the cluster layout's tables fetch what its shard holds before a read
+// through a Distributed table, which may pick any replica; nothing for one server.
+type replicas struct{ cluster *chutil.Cluster }
 
-// refuseCluster returns ErrClusterLayout when events is a Distributed table (the cluster layout).
-func refuseCluster(ctx context.Context, conn driver.Conn) error {
-	var engine string
-	if err := conn.QueryRow(ctx, "SELECT engine FROM system.tables WHERE database = currentDatabase() AND name = 'events'").Scan(&engine); err != nil {
-		return fmt.Errorf("reading the engine of events: %w", err)
+func (r replicas) sync(ctx context.Context, tables ...string) error {
+	if r.cluster == nil {
+		return nil
 	}
-	if engine == "Distributed" {
-		return ErrClusterLayout
+	for _, t := range tables {
+		if err := r.cluster.SyncReplicas(ctx, t+"_local"); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// openCluster returns the nodes of the cluster when the database is in the replicated cluster layout
+// (events is a Distributed table, ADR 0026), nil for one server.
+func openCluster(ctx context.Context, conn driver.Conn, cfg Config) (*chutil.Cluster, error) {
+	name, ok, err := chutil.DistributedCluster(ctx, conn, cfg.Database, "events")
+	if err != nil || !ok {
+		return nil, err
+	}
+	if cfg.Dial == nil {
+		return nil, errors.New("the database is in the replicated cluster layout: a rebuild reaches each node, and needs Config.Dial")
+	}
+	return chutil.NewCluster(conn, name, cfg.Database, cfg.Dial), nil
 }
 
 // Run rebuilds cfg.TenantID's rows in ClickHouse (conn). reader reads the enriched topic (a client of
@@ -115,9 +132,14 @@ func Run(ctx context.Context, conn driver.Conn, codec *records.Codec, reader, pr
 	}
 	id := uuid.NewString()
 	report := Report{ID: id, TenantID: cfg.TenantID}
-	if err := refuseCluster(ctx, conn); err != nil {
+	cluster, err := openCluster(ctx, conn, cfg)
+	if err != nil {
 		return report, err
 	}
+	if cluster != nil {
+		defer cluster.Close()
+	}
+	rs := replicas{cluster}
 	topic := cfg.Kafka.Topics().Enriched
 	adm := kadm.NewClient(reader)
 	starts, err := listOffsets(ctx, adm.ListStartOffsets, topic)
@@ -154,7 +176,7 @@ func Run(ctx context.Context, conn driver.Conn, codec *records.Codec, reader, pr
 		}
 	}
 
-	st, err := chstore.NewStager(ctx, conn, codec, cfg.Database, cfg.TenantID, id)
+	st, err := chstore.NewStager(ctx, conn, codec, cfg.Database, cfg.TenantID, id, cluster)
 	if err != nil {
 		return report, err
 	}
@@ -189,6 +211,9 @@ func Run(ctx context.Context, conn driver.Conn, codec *records.Codec, reader, pr
 		stored[p] = last + 1
 	}
 	if err := waitStored(ctx, conn, topic, stored, cfg.SwapTimeout); err != nil {
+		return report, err
+	}
+	if err := rs.sync(ctx, "events", st.Table()); err != nil {
 		return report, err
 	}
 	if report.Live, err = chstore.ChecksumOf(ctx, conn, "events", cfg.TenantID, topic, ends); err != nil {
@@ -236,6 +261,9 @@ func Run(ctx context.Context, conn driver.Conn, codec *records.Codec, reader, pr
 	}
 	if err := waitStored(ctx, conn, topic, past, cfg.SwapTimeout); err != nil {
 		return report, fmt.Errorf("%w: %w", ErrNotSwapped, err)
+	}
+	if err := rs.sync(ctx, "district_rebuilds", "events"); err != nil {
+		return report, err
 	}
 	rb, _, err := chstore.ReadRebuild(ctx, conn, id)
 	if err != nil {

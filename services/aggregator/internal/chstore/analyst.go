@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/edtech-analytics/platform/libs/chutil"
 )
 
@@ -63,20 +64,16 @@ FROM (` + inner + `)`
 }
 
 // analystViews returns the statements that create a district's analyst database and views over the
-// tables of source, on every node of cluster when one is named (the views then read the Distributed
-// tables, so any node answers for the whole district).
-func analystViews(source, database, tenantID, cluster string) []string {
+// tables of source. (In the cluster layout they run on every node and read the Distributed tables, so any
+// node answers for the whole district.)
+func analystViews(source, database, tenantID string) []string {
 	db, src := chutil.QuoteIdent(database), chutil.QuoteIdent(source)
 	where := "tenant_id = '" + tenantID + "'" // a validated slug: no quoting needed
-	on := ""
-	if cluster != "" {
-		on = " ON CLUSTER " + chutil.QuoteIdent(cluster)
-	}
 	view := func(name, query string) string {
-		return "CREATE VIEW IF NOT EXISTS " + db + "." + name + on + " AS " + query
+		return "CREATE VIEW IF NOT EXISTS " + db + "." + name + " AS " + query
 	}
 	return []string{
-		"CREATE DATABASE IF NOT EXISTS " + db + on,
+		"CREATE DATABASE IF NOT EXISTS " + db,
 		view("events", "SELECT "+analystEventColumns+" FROM "+src+".events WHERE "+where),
 		view("district_daily", finalized("day, active_students, ",
 			`SELECT day, toUInt64(uniqExactMerge(active_students)) AS active_students, `+mergedMeasures+`
@@ -116,29 +113,47 @@ func (s *Store) EnsureAnalystViews(ctx context.Context, tenantID string) error {
 	if done {
 		return nil
 	}
-	stmts := analystViews(s.cfg.Database, database, tenantID, s.cfg.Cluster.Name)
-	if s.cfg.Cluster.Enabled() {
-		// A distributed DDL per statement is slow: only when this node lacks some of the views. (The
+	stmts := analystViews(s.cfg.Database, database, tenantID)
+	if s.cluster != nil {
+		// On each node that lacks some of them, through its own connection, not ON CLUSTER: a distributed
+		// DDL waits up to distributed_ddl_task_timeout for a node that is down, and this runs before a
+		// write. A node that does not answer fails it; the next write of the district tries again. (The
 		// cluster layout has no views of an older release to replace.)
-		var n uint64
-		if err := s.conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = ?", database).Scan(&n); err != nil {
-			return fmt.Errorf("reading the analyst views of %s: %w", tenantID, err)
+		err := s.cluster.EachNode(ctx, func(ctx context.Context, _ chutil.Node, conn driver.Conn) error {
+			var n uint64
+			if err := conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = ?", database).Scan(&n); err != nil {
+				return fmt.Errorf("reading the analyst views of %s: %w", tenantID, err)
+			}
+			if n == uint64(len(stmts)-1) {
+				return nil
+			}
+			return execViews(ctx, conn, tenantID, stmts)
+		})
+		if err != nil {
+			return err
 		}
-		if n == uint64(len(stmts)-1) {
-			stmts = nil
+	} else {
+		if err := s.dropStaleEventsView(ctx, database); err != nil {
+			return err
 		}
-	} else if err := s.dropStaleEventsView(ctx, database); err != nil {
-		return err
-	}
-	for _, stmt := range stmts {
-		if err := s.conn.Exec(ctx, stmt); err != nil {
-			return fmt.Errorf("creating analyst views of %s (%s): %w", tenantID, strings.SplitN(stmt, " AS ", 2)[0], err)
+		if err := execViews(ctx, s.conn, tenantID, stmts); err != nil {
+			return err
 		}
 	}
 	s.mu.Lock()
 	s.analysts[tenantID] = true
 	s.mu.Unlock()
 	s.log.Info("analyst views ready", "tenant_id", tenantID, "database", database)
+	return nil
+}
+
+// execViews runs the statements of a district's analyst views.
+func execViews(ctx context.Context, conn driver.Conn, tenantID string, stmts []string) error {
+	for _, stmt := range stmts {
+		if err := conn.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("creating analyst views of %s (%s): %w", tenantID, strings.SplitN(stmt, " AS ", 2)[0], err)
+		}
+	}
 	return nil
 }
 

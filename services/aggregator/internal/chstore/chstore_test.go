@@ -73,7 +73,7 @@ func record(t testing.TB, codec *records.Codec, partition int32, offset int64, e
 }
 
 // facts returns n synthetic events as records of one partition from offset first on.
-func facts(t *testing.T, codec *records.Codec, partition int32, first int64, evs []records.EnrichedEvent) []*kgo.Record {
+func facts(t testing.TB, codec *records.Codec, partition int32, first int64, evs []records.EnrichedEvent) []*kgo.Record {
 	t.Helper()
 	recs := make([]*kgo.Record, len(evs))
 	for i := range evs {

@@ -40,6 +40,7 @@ import (
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/records"
 	"github.com/go-zookeeper/zk"
+	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -124,6 +125,16 @@ type keeperState struct {
 	From    *int64       `json:"from,omitempty"`
 	Through *int64       `json:"through,omitempty"`
 	Erase   *eraseIntent `json:"erase,omitempty"` // an erasure marker at Next being applied
+	// Swap is a district rebuild's marker at Next being applied.
+	Swap *swapIntent `json:"swap,omitempty"`
+}
+
+// swapIntent is a district rebuild being swapped in on a partition: the rebuild, its district and
+// staging table.
+type swapIntent struct {
+	Rebuild string `json:"rebuild"`
+	Tenant  string `json:"tenant"`
+	Staging string `json:"staging"`
 }
 
 // eraseIntent is an erasure being applied to a partition: the marker's student and tenant and the days
@@ -134,7 +145,9 @@ type eraseIntent struct {
 	Days    []string `json:"days"`
 }
 
-func (k keeperState) open() bool { return (k.From != nil && k.Through != nil) || k.Erase != nil }
+func (k keeperState) open() bool {
+	return (k.From != nil && k.Through != nil) || k.Erase != nil || k.Swap != nil
+}
 
 // keeper keeps each partition's offsets in Keeper, with the version of each node this store last saw.
 type keeper struct {
@@ -286,6 +299,17 @@ func (s *Store) settle(ctx context.Context, topic string, p int32) (int64, bool,
 	if st.Erase != nil {
 		s.log.Info("completing an erasure", "kafka_topic", topic, "partition", p, "offset", st.Next)
 		if err := s.clusterErase(ctx, topic, p, *st.Erase); err != nil {
+			return 0, false, err
+		}
+		done := keeperState{Next: st.Next + 1}
+		if err := s.keeper.set(ctx, topic, p, done); err != nil {
+			return 0, false, err
+		}
+		return done.Next, true, s.reportOffset(ctx, topic, p, st.Next)
+	}
+	if st.Swap != nil {
+		s.log.Info("completing a district rebuild's swap", "kafka_topic", topic, "partition", p, "offset", st.Next, "rebuild", st.Swap.Rebuild)
+		if err := s.clusterSwap(ctx, topic, p, st.Next, *st.Swap); err != nil {
 			return 0, false, err
 		}
 		done := keeperState{Next: st.Next + 1}
@@ -488,15 +512,11 @@ func (s *Store) insertRange(ctx context.Context, topic string, partition int32, 
 	return s.keeper.set(ctx, topic, partition, keeperState{Next: through + 1})
 }
 
-// clusterMarker applies a marker in the cluster layout: a student's erasure. A district rebuild of
-// ClickHouse is not done in the cluster layout (ADR 0026): its marker is passed by, with an error logged.
+// clusterMarker applies a marker in the cluster layout: a student's erasure or a district rebuild's swap.
 func (s *Store) clusterMarker(ctx context.Context, topic string, partition int32, rec *kgo.Record, m *eventRow, reason string) error {
 	next := keeperState{Next: rec.Offset + 1}
 	if reason == rebuildMarker {
-		s.log.Error("a rebuild marker reached the cluster layout, which does not rebuild districts; passed by",
-			"kafka_topic", topic, "partition", partition, "offset", rec.Offset, "tenant_id", m.TenantID)
-		s.skip(ctx, rebuildMarker, 1)
-		return s.keeper.set(ctx, topic, partition, next)
+		return s.clusterRebuildMarker(ctx, topic, partition, rec.Offset, m)
 	}
 	// Every replica first fetches what it lacks of the events written so far (the partition's among them,
 	// all written before this marker): what it reads next is then complete.
@@ -618,6 +638,117 @@ func (s *Store) clusterErase(ctx context.Context, topic string, partition int32,
 		}
 	}
 	return nil
+}
+
+// clusterRebuildMarker swaps a district's rows of the partition for a rebuild's staged ones at the
+// rebuild's marker, as swapDistrict does on one server, under an intent in Keeper: a swap cut short is
+// done again whole by the partition's next owner.
+func (s *Store) clusterRebuildMarker(ctx context.Context, topic string, partition int32, offset int64, m *eventRow) error {
+	next := keeperState{Next: offset + 1}
+	log := s.log.With("rebuild", m.EventID.String(), "tenant_id", m.TenantID, "kafka_topic", topic, "partition", partition, "offset", offset)
+	// A replica may not have fetched the rebuild's latest row yet: ask every replica to.
+	if err := s.cluster.SyncReplicas(ctx, "district_rebuilds_local"); err != nil {
+		return err
+	}
+	r, ok, err := ReadRebuild(ctx, s.conn, m.EventID.String())
+	switch {
+	case err != nil:
+		return err
+	case !ok || r.TenantID != m.TenantID:
+		log.Warn("passing over the marker of an unknown rebuild")
+	case r.State == RebuildAbandoned || r.State == RebuildDone:
+		log.Info("passing over the marker of a rebuild that is " + r.State)
+	case r.State != RebuildReady && time.Since(r.CreatedAt) < s.cfg.RebuildWait:
+		return fmt.Errorf("%w: rebuild %s of district %s", ErrRebuildNotReady, r.ID, r.TenantID)
+	case r.State != RebuildReady:
+		log.Warn("abandoning a rebuild not staged in time", "wait", s.cfg.RebuildWait)
+		if _, err := SetRebuildState(ctx, s.conn, r, RebuildAbandoned); err != nil {
+			return err
+		}
+	default:
+		sw := swapIntent{Rebuild: r.ID, Tenant: r.TenantID, Staging: r.Staging}
+		if err := s.keeper.set(ctx, topic, partition, keeperState{Next: offset, Swap: &sw}); err != nil {
+			return err
+		}
+		if err := s.clusterSwap(ctx, topic, partition, offset, sw); err != nil {
+			return err
+		}
+		log.Info("district's rows of the partition swapped for the rebuilt ones")
+	}
+	if err := s.keeper.set(ctx, topic, partition, next); err != nil {
+		return err
+	}
+	return s.reportOffset(ctx, topic, partition, offset)
+}
+
+// clusterSwap deletes the district's rows of the partition from events_local and every rollup on every
+// replica, then inserts its staged rows before the marker (at offset) into events_input: the views derive
+// the rollups from them as from any insert. A swap cut short may have left some of its insert, or have one
+// still running on a server whose client died: every node is asked to finish the swap's inserts first, and
+// the deletes then remove whatever they wrote. The insert is not deduplicated, as it follows a delete of
+// rows that identical blocks may once have written.
+func (s *Store) clusterSwap(ctx context.Context, topic string, partition int32, offset int64, sw swapIntent) error {
+	prefix := "rebuild:" + sw.Rebuild + ":" + topic + ":" + strconv.Itoa(int(partition)) + ":"
+	if err := s.waitNodeQueries(ctx, prefix); err != nil {
+		return err
+	}
+	db := chutil.QuoteIdent(s.cfg.Database) + "."
+	if err := s.cluster.OnEachShard(ctx, "ALTER TABLE "+db+"events_local DELETE WHERE kafka_topic = ? AND kafka_partition = ? AND tenant_id = ?",
+		topic, uint32(partition), sw.Tenant); err != nil {
+		return fmt.Errorf("deleting the district's events of the partition: %w", err)
+	}
+	if err := s.cluster.WaitMutations(ctx, "events_local"); err != nil {
+		return err
+	}
+	views, err := s.viewsOn(ctx, "events_input_local", "events_mv", "kafka_offsets_mv")
+	if err != nil {
+		return err
+	}
+	for _, v := range views {
+		if err := s.cluster.OnEachShard(ctx, "ALTER TABLE "+db+chutil.QuoteIdent(v.target)+" DELETE WHERE tenant_id = ? AND kafka_partition = ?",
+			sw.Tenant, uint32(partition)); err != nil {
+			return fmt.Errorf("deleting the district's rows of %s: %w", v.target, err)
+		}
+		if err := s.cluster.WaitMutations(ctx, v.target); err != nil {
+			return err
+		}
+	}
+	// The read of the staging table may pick either replica of its shard.
+	if err := s.cluster.SyncReplicas(ctx, sw.Staging+"_local"); err != nil {
+		return err
+	}
+	ictx := clickhouse.Context(ctx, clickhouse.WithQueryID(prefix+uuid.NewString()),
+		clickhouse.WithSettings(clickhouse.Settings{"insert_distributed_sync": 1, "insert_deduplicate": 0}))
+	if err := s.conn.Exec(ictx, "INSERT INTO "+db+"events_input SELECT * FROM "+db+chutil.QuoteIdent(sw.Staging)+
+		" WHERE kafka_topic = ? AND kafka_partition = ? AND tenant_id = ? AND kafka_offset < ?",
+		topic, uint32(partition), sw.Tenant, uint64(offset)); err != nil {
+		return fmt.Errorf("inserting the rebuilt rows of the district: %w", err)
+	}
+	return nil
+}
+
+// waitNodeQueries waits until no node of the cluster runs a query whose id, or whose initial query's id,
+// starts with prefix. A node that does not answer makes it fail: the caller tries again.
+func (s *Store) waitNodeQueries(ctx context.Context, prefix string) error {
+	return s.cluster.EachNode(ctx, func(ctx context.Context, _ chutil.Node, conn driver.Conn) error {
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			var running uint64
+			if err := conn.QueryRow(ctx, "SELECT count() FROM system.processes WHERE startsWith(query_id, ?) OR startsWith(initial_query_id, ?)",
+				prefix, prefix).Scan(&running); err != nil {
+				return fmt.Errorf("reading the running queries: %w", err)
+			}
+			if running == 0 {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-tick.C:
+			}
+		}
+	})
 }
 
 // clusterRelease forgets the partitions' node versions: their next owner reads them again.

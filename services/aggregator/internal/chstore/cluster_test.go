@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/edtech-analytics/platform/libs/chutil"
 	"github.com/edtech-analytics/platform/libs/kafkax"
@@ -140,7 +141,7 @@ type clusterEnv struct {
 	p    *pipeline
 }
 
-func newClusterEnv(t *testing.T, db string) *clusterEnv {
+func newClusterEnv(t testing.TB, db string) *clusterEnv {
 	t.Helper()
 	ctx := t.Context()
 	shared.once.Do(func() {
@@ -185,7 +186,7 @@ type discardZK struct{}
 
 func (discardZK) Printf(string, ...any) {}
 
-func (e *clusterEnv) open(t *testing.T) driver.Conn {
+func (e *clusterEnv) open(t testing.TB) driver.Conn {
 	t.Helper()
 	conn, err := chutil.Open(t.Context(), chutil.Options{Addr: e.addr, Database: e.db})
 	if err != nil {
@@ -195,7 +196,7 @@ func (e *clusterEnv) open(t *testing.T) driver.Conn {
 	return conn
 }
 
-func (e *clusterEnv) store(t *testing.T, log *slog.Logger) *chstore.Store {
+func (e *clusterEnv) store(t testing.TB, log *slog.Logger) *chstore.Store {
 	t.Helper()
 	store, conn, err := clusterStore(t.Context(), e.p.kcfg, e.addr, e.db, []string{e.c.ZooKeeper}, log)
 	if err != nil {
@@ -243,6 +244,25 @@ func (e *clusterEnv) caughtUp(t *testing.T) bool {
 	e.p.mu.Lock()
 	defer e.p.mu.Unlock()
 	return maps.Equal(next, e.p.ends)
+}
+
+// waitCaughtUp waits until Keeper says every partition is stored up to its end, with nothing open; on
+// failure it calls report first, if given.
+func (e *clusterEnv) waitCaughtUp(t *testing.T, report ...func()) {
+	t.Helper()
+	deadline := time.After(3 * time.Minute)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for !e.caughtUp(t) {
+		select {
+		case <-deadline:
+			for _, r := range report {
+				r()
+			}
+			t.Fatalf("not caught up within 3 minutes: keeper %v, ends %v", e.keeper(t), e.p.ends)
+		case <-tick.C:
+		}
+	}
 }
 
 // startChild starts an aggregator process.
@@ -318,17 +338,9 @@ func TestClusterLayoutStoresEveryEventOnceThroughKills(t *testing.T) {
 		}
 	}
 	logs := &repairLog{}
+	e.p.deps.Log = slog.New(logs) // the consumer's, with the store's, for a failure's report
 	stop := e.p.start(t, e.store(t, slog.New(logs)))
-	deadline := time.After(3 * time.Minute)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for !e.caughtUp(t) {
-		select {
-		case <-deadline:
-			t.Fatalf("not caught up within 3 minutes: keeper %v, ends %v", e.keeper(t), e.p.ends)
-		case <-tick.C:
-		}
-	}
+	e.waitCaughtUp(t, func() { logs.report(t) })
 	stop()
 	t.Logf("%d of %d aggregators killed with an insert open; the last one's log: %v", midInsert, trials, logs.counts())
 	if midInsert == 0 {
@@ -561,10 +573,6 @@ func TestClusterLayoutErasesAStudent(t *testing.T) {
 	e.assertEveryReplica(t, kept)
 	e.assertReported(t, next)
 
-	// A district rebuild is refused, before it reads or writes anything.
-	if _, err := rebuild.Run(ctx, e.open(t), codec, nil, nil, rebuild.Config{TenantID: regular.Tenant}); !errors.Is(err, rebuild.ErrClusterLayout) {
-		t.Errorf("a rebuild in the cluster layout: %v, want %v", err, rebuild.ErrClusterLayout)
-	}
 }
 
 // assertReported checks kafka_offsets reports each partition stored up to next, as ctl reads it.
@@ -692,4 +700,159 @@ func TestClusterLayoutCompactsRollups(t *testing.T) {
 		t.Errorf("a second round merged %v (%v), want nothing", again, err)
 	}
 	e.assertEveryReplica(t, evs)
+}
+
+// TestClusterLayoutRebuildsADistrict: in the cluster layout a district's events lost a type of rows on
+// every replica (its rollups did not). With the aggregator consuming and new events of every district
+// arriving, a rebuild stages the district's rows, finds them different, and the aggregator swaps them in
+// at the marker: afterwards every replica holds every event once and rollups exactly what the events say.
+// Then a swap is cut short (its intent in Keeper, the district's rows of the partition half deleted and
+// half doubled, as a killed aggregator can leave them): the partition's next owner completes it.
+func TestClusterLayoutRebuildsADistrict(t *testing.T) {
+	e := newClusterEnv(t, "agg_cluster_rebuild")
+	ctx := t.Context()
+	codec, err := records.NewCodec(ctx, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := e.open(t)
+	cl := e.cluster(t)
+	all, _ := synth.Events(21, 5, 3000)
+	e.p.send(t, codec, all[:2000])
+	stop := e.p.start(t, e.store(t, slog.New(slog.DiscardHandler)))
+	e.waitCaughtUp(t)
+	const tenant = "district_2"
+	if err := cl.OnEachShard(ctx, "ALTER TABLE events_local DELETE WHERE tenant_id = ? AND type = ?", tenant, records.TypeSession); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.WaitMutations(ctx, "events_local"); err != nil {
+		t.Fatal(err)
+	}
+	dial := func(ctx context.Context, addr string) (driver.Conn, error) {
+		return chutil.Open(ctx, chutil.Options{Addr: addr, Database: e.db})
+	}
+	run := func(dry bool) rebuild.Report {
+		t.Helper()
+		rd, err := kafkax.NewReader(e.p.kcfg, e.p.deps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rd.Close()
+		prod, err := kafkax.NewProducer(e.p.kcfg, e.p.deps, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer prod.Close()
+		report, err := rebuild.Run(ctx, conn, codec, rd.Client, prod.Client, rebuild.Config{TenantID: tenant, Kafka: e.p.kcfg, Database: e.db,
+			DryRun: dry, AcceptDiff: true, SwapTimeout: 2 * time.Minute, Dial: dial})
+		if err != nil {
+			t.Fatalf("rebuild (dry run %v): %v (%+v)", dry, err, report)
+		}
+		return report
+	}
+	if _, err := rebuild.Run(ctx, conn, codec, nil, nil, rebuild.Config{TenantID: tenant, Database: e.db}); err == nil || !strings.Contains(err.Error(), "Config.Dial") {
+		t.Errorf("a rebuild in the cluster layout without a way to reach each node: %v", err)
+	}
+	dry := run(true)
+	if dry.Equal || dry.Swapped || dry.Live.Rows >= dry.Rebuilt.Rows {
+		t.Fatalf("dry run: %+v", dry)
+	}
+	if n := count(t, conn, "SELECT count() FROM events WHERE tenant_id = ? AND type = ?", tenant, records.TypeSession); n != 0 {
+		t.Fatalf("a dry run changed events: %d sessions", n)
+	}
+
+	var wg sync.WaitGroup
+	wg.Go(func() { // new events of every district while the rebuild runs
+		for chunk := range slices.Chunk(all[2000:], 100) {
+			e.p.send(t, codec, chunk)
+		}
+	})
+	report := run(false)
+	wg.Wait()
+	if !report.Swapped || !report.Verified || report.Equal || len(report.Markers) != 1 {
+		t.Errorf("rebuild: %+v", report)
+	}
+	e.p.mu.Lock()
+	for part, m := range report.Markers { // the markers are records of the topic too
+		e.p.ends[part] = max(e.p.ends[part], m+1)
+	}
+	e.p.mu.Unlock()
+	e.waitCaughtUp(t)
+	stop()
+	e.assertEveryReplica(t, all)
+	for _, n := range e.c.Nodes {
+		node, err := cl.Node(ctx, n.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := count(t, node, "SELECT count() FROM system.tables WHERE database = ? AND startsWith(name, 'rebuild_')", e.db); got != 0 {
+			t.Errorf("%s: %d staging tables left behind", n.Name(), got)
+		}
+	}
+	if err := cl.SyncReplicas(ctx, "district_rebuilds_local"); err != nil {
+		t.Fatal(err)
+	}
+	if rb, ok, err := chstore.ReadRebuild(ctx, conn, report.ID); err != nil || !ok || rb.State != chstore.RebuildDone {
+		t.Errorf("rebuild state %+v, %v, %v", rb, ok, err)
+	}
+
+	// Cut short: the district's records of its partition staged, its marker written and the swap's intent
+	// in Keeper; on each shard the district's sessions of the partition deleted and its other rows of the
+	// partition inserted a second time.
+	var part int32
+	for p := range report.Markers {
+		part = p
+	}
+	rd, err := kafkax.NewReader(e.p.kcfg, e.p.deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	recs, err := kafkax.ReadRange(ctx, rd.Client, e.p.topic, part, 0, e.p.ends[part]-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := uuid.NewString()
+	st, err := chstore.NewStager(ctx, conn, codec, e.db, tenant, id, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Add(ctx, e.p.topic, recs); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	marker := record(t, codec, part, 0, records.NewClickHouseRebuild(id, tenant, time.Now()))
+	marker.Topic, marker.Key = e.p.topic, []byte(tenant)
+	e.p.send(t, codec, nil, marker)
+	at := e.p.ends[part] - 1
+	node := chstore.DefaultKeeperRoot(e.db) + "/" + e.p.topic + "/" + strconv.Itoa(int(part))
+	_, stat, err := e.zk.Get(node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	intent, err := json.Marshal(map[string]any{"next": at, "swap": map[string]any{"rebuild": id, "tenant": tenant, "staging": st.Table()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.zk.Set(node, intent, stat.Version); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.OnEachShard(ctx, "ALTER TABLE events_local DELETE WHERE tenant_id = ? AND kafka_partition = ? AND type = ?", tenant, uint32(part), records.TypeSession); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.WaitMutations(ctx, "events_local"); err != nil {
+		t.Fatal(err)
+	}
+	again := clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_distributed_sync": 1, "insert_deduplicate": 0}))
+	if err := conn.Exec(again, "INSERT INTO events_input SELECT * FROM events WHERE tenant_id = ? AND kafka_partition = ? AND type != ?",
+		tenant, uint32(part), records.TypeSession); err != nil {
+		t.Fatal(err)
+	}
+	assertNext(t, e.store(t, slog.New(slog.DiscardHandler)), e.p.topic, []int32{part}, map[int32]int64{part: at + 1})
+	if err := st.Finish(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	e.assertEveryReplica(t, all)
 }

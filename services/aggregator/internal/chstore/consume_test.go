@@ -84,7 +84,7 @@ func newPipeline(t *testing.T, codec *records.Codec, seed uint64, n int) *pipeli
 }
 
 // emptyPipeline creates the 4-partition topic and a producer for it.
-func emptyPipeline(t *testing.T) *pipeline {
+func emptyPipeline(t testing.TB) *pipeline {
 	t.Helper()
 	_, kcfg := kafkatest.New(t)
 	tp := sdktrace.NewTracerProvider()

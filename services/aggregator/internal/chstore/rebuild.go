@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -29,7 +30,8 @@ import (
 //     from them as from any insert. Then it records the marker's offset.
 //
 // Every step may run again: a swap cut short is done again whole when the marker is read again (the
-// deletes remove what the cut-short insert left). A marker whose rebuild is not ready waits, the batch
+// deletes remove what the cut-short insert left). The replicated cluster layout does the same on every
+// replica, under a swap intent in Keeper (clusterRebuildMarker in cluster.go). A marker whose rebuild is not ready waits, the batch
 // retried, until DefaultRebuildWait after the rebuild was registered; then the rebuild is abandoned and
 // the marker passed over. A marker of an unknown, abandoned or finished rebuild is passed over.
 
@@ -90,6 +92,8 @@ func ReadRebuild(ctx context.Context, conn driver.Conn, id string) (r Rebuild, o
 // SetRebuildState records that rebuild r is now in state.
 func SetRebuildState(ctx context.Context, conn driver.Conn, r Rebuild, state string) (Rebuild, error) {
 	r.State, r.Version = state, r.Version+1
+	// In the cluster layout district_rebuilds is Distributed: the row is on its shard when this returns.
+	ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_distributed_sync": 1}))
 	batch, err := conn.PrepareBatch(ctx, "INSERT INTO district_rebuilds (rebuild_id, tenant_id, staging, state, version, created_at)")
 	if err == nil {
 		if err = batch.Append(r.ID, r.TenantID, r.Staging, r.State, r.Version, r.CreatedAt); err != nil {
@@ -175,32 +179,89 @@ func (w write) swapDistrict(ctx context.Context, m *eventRow) error {
 // Stager stages a district's rows for a rebuild: a table like events (rebuild_<tenant>), filled with
 // the rows of the district's records it is given, each partition's in offset order.
 type Stager struct {
-	conn   driver.Conn
-	codec  *records.Codec
-	db     string
-	rb     Rebuild
-	erased []eventRow // erasure markers met; their students' earlier rows are deleted at Ready
+	conn    driver.Conn
+	codec   *records.Codec
+	db      string
+	cluster *chutil.Cluster // the cluster layout's nodes; nil for one server
+	rb      Rebuild
+	erased  []eventRow // erasure markers met; their students' earlier rows are deleted at Ready
 	// Staged counts the rows staged by type, Skipped the records not staged by reason.
 	Staged, Skipped map[string]int64
 }
 
 // NewStager creates the staging table of rebuild id of tenant (dropping one an earlier rebuild left) and
-// registers the rebuild as staging. database is conn's, where events is.
-func NewStager(ctx context.Context, conn driver.Conn, codec *records.Codec, database, tenant, id string) (*Stager, error) {
+// registers the rebuild as staging. database is conn's, where events is. In the cluster layout (cluster
+// not nil) the staging table is rebuild_<tenant>_local, replicated like events_local on every node, with
+// the Distributed rebuild_<tenant> over it, sharded as events is.
+func NewStager(ctx context.Context, conn driver.Conn, codec *records.Codec, database, tenant, id string, cluster *chutil.Cluster) (*Stager, error) {
 	if err := tenancy.ValidTenantID(tenant); err != nil {
 		return nil, err
 	}
-	table := "rebuild_" + tenant
-	for _, q := range []string{"DROP TABLE IF EXISTS " + chutil.QuoteIdent(table), "CREATE TABLE " + chutil.QuoteIdent(table) + " AS events"} {
-		if err := conn.Exec(ctx, q); err != nil {
-			return nil, fmt.Errorf("creating the staging table %s: %w", table, err)
-		}
+	st := &Stager{conn: conn, codec: codec, db: database, cluster: cluster, Staged: map[string]int64{}, Skipped: map[string]int64{},
+		rb: Rebuild{ID: id, TenantID: tenant, Staging: "rebuild_" + tenant, CreatedAt: time.Now().UTC().Truncate(time.Second)}}
+	if err := st.drop(ctx); err != nil {
+		return nil, err
 	}
-	st := &Stager{conn: conn, codec: codec, db: database, Staged: map[string]int64{}, Skipped: map[string]int64{},
-		rb: Rebuild{ID: id, TenantID: tenant, Staging: table, CreatedAt: time.Now().UTC().Truncate(time.Second)}}
+	if err := st.create(ctx); err != nil {
+		return nil, err
+	}
 	var err error
 	st.rb, err = SetRebuildState(ctx, conn, st.rb, RebuildStaging)
 	return st, err
+}
+
+// create creates the staging table.
+func (st *Stager) create(ctx context.Context) error {
+	table := chutil.QuoteIdent(st.db) + "." + chutil.QuoteIdent(st.rb.Staging)
+	if st.cluster == nil {
+		if err := st.conn.Exec(ctx, "CREATE TABLE "+table+" AS "+chutil.QuoteIdent(st.db)+".events"); err != nil {
+			return fmt.Errorf("creating the staging table %s: %w", st.rb.Staging, err)
+		}
+		return nil
+	}
+	// On each node, not ON CLUSTER: a node that does not answer fails the rebuild at its start. The
+	// replication path names the rebuild, so nothing an earlier rebuild left in Keeper is in the way.
+	local := chutil.QuoteIdent(st.db) + "." + chutil.QuoteIdent(st.rb.Staging+"_local")
+	zkPath := "/clickhouse/tables/{shard}/" + st.db + "/rebuild_" + strings.ReplaceAll(st.rb.ID, "-", "")
+	ddl := []string{
+		"CREATE TABLE " + local + " AS " + chutil.QuoteIdent(st.db) + ".events_local ENGINE = ReplicatedMergeTree(" + quoteString(zkPath) +
+			", '{replica}') PARTITION BY toYYYYMM(occurred_at) ORDER BY (tenant_id, type, occurred_at, event_id)",
+		"CREATE TABLE " + table + " AS " + local + " ENGINE = Distributed(" + chutil.QuoteIdent(st.cluster.Name) + ", " +
+			chutil.QuoteIdent(st.db) + ", " + chutil.QuoteIdent(st.rb.Staging+"_local") + ", cityHash64(tenant_id))",
+	}
+	return st.cluster.EachNode(ctx, func(ctx context.Context, _ chutil.Node, conn driver.Conn) error {
+		for _, q := range ddl {
+			if err := conn.Exec(ctx, q); err != nil {
+				return fmt.Errorf("creating the staging table %s: %w", st.rb.Staging, err)
+			}
+		}
+		return nil
+	})
+}
+
+// drop drops the staging table, if it exists.
+func (st *Stager) drop(ctx context.Context) error {
+	tables := []string{st.rb.Staging}
+	if st.cluster != nil {
+		tables = append(tables, st.rb.Staging+"_local")
+	}
+	drop := func(ctx context.Context, conn driver.Conn) error {
+		for _, t := range tables {
+			if err := conn.Exec(ctx, "DROP TABLE IF EXISTS "+chutil.QuoteIdent(st.db)+"."+chutil.QuoteIdent(t)); err != nil {
+				return fmt.Errorf("dropping the staging table %s: %w", t, err)
+			}
+		}
+		return nil
+	}
+	if st.cluster == nil {
+		return drop(ctx, st.conn)
+	}
+	return st.cluster.EachNode(ctx, func(ctx context.Context, _ chutil.Node, conn driver.Conn) error { return drop(ctx, conn) })
+}
+
+// quoteString quotes s as a ClickHouse string literal.
+func quoteString(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, "'", `\'`).Replace(s) + "'"
 }
 
 // Table is the staging table's name.
@@ -208,6 +269,7 @@ func (st *Stager) Table() string { return st.rb.Staging }
 
 // Add stages the district's facts among recs, records of topic of one partition in offset order.
 func (st *Stager) Add(ctx context.Context, topic string, recs []*kgo.Record) error {
+	ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_distributed_sync": 1}))
 	batch, err := st.conn.PrepareBatch(ctx, "INSERT INTO "+chutil.QuoteIdent(st.rb.Staging)+" ("+eventColumns+")")
 	if err != nil {
 		return fmt.Errorf("preparing the staging insert: %w", err)
@@ -242,23 +304,50 @@ func (st *Stager) Add(ctx context.Context, topic string, recs []*kgo.Record) err
 }
 
 // Ready applies the erasures met to the staged rows (a student's rows of the partition before the marker
-// go) and records the rebuild as ready: the aggregator swaps at each marker from then on.
+// go) and records the rebuild as ready: the aggregator swaps at each marker from then on. In the cluster
+// layout every replica of the staging table holds every staged row first.
 func (st *Stager) Ready(ctx context.Context) error {
+	table := st.rb.Staging
+	if st.cluster != nil {
+		table += "_local"
+	}
 	for _, m := range st.erased {
-		if err := st.conn.Exec(ctx, "ALTER TABLE "+chutil.QuoteIdent(st.rb.Staging)+
-			" DELETE WHERE kafka_topic = ? AND kafka_partition = ? AND student_id = toUUID(?) AND kafka_offset < ?",
-			m.KafkaTopic, m.KafkaPartition, m.StudentID.String(), m.KafkaOffset); err != nil {
+		q := "ALTER TABLE " + chutil.QuoteIdent(st.db) + "." + chutil.QuoteIdent(table) +
+			" DELETE WHERE kafka_topic = ? AND kafka_partition = ? AND student_id = toUUID(?) AND kafka_offset < ?"
+		args := []any{m.KafkaTopic, m.KafkaPartition, m.StudentID.String(), m.KafkaOffset}
+		var err error
+		if st.cluster != nil {
+			err = st.cluster.OnEachShard(ctx, q, args...)
+		} else {
+			err = st.conn.Exec(ctx, q, args...)
+		}
+		if err != nil {
 			return fmt.Errorf("erasing a student from the staged rows: %w", err)
 		}
 	}
-	if len(st.erased) > 0 {
-		if err := chutil.WaitMutations(ctx, st.conn, st.db, st.rb.Staging); err != nil {
-			return err
-		}
+	if err := st.settle(ctx, table, len(st.erased) > 0); err != nil {
+		return err
 	}
 	var err error
 	st.rb, err = SetRebuildState(ctx, st.conn, st.rb, RebuildReady)
 	return err
+}
+
+// settle waits for the mutations of a staging table, if any, and in the cluster layout until every
+// replica holds every staged row.
+func (st *Stager) settle(ctx context.Context, table string, mutated bool) error {
+	if st.cluster == nil {
+		if !mutated {
+			return nil
+		}
+		return chutil.WaitMutations(ctx, st.conn, st.db, table)
+	}
+	if mutated {
+		if err := st.cluster.WaitMutations(ctx, table); err != nil {
+			return err
+		}
+	}
+	return st.cluster.SyncReplicas(ctx, table)
 }
 
 // Finish records the rebuild as done (or abandoned, when it did not swap) and drops the staging table.
@@ -271,10 +360,7 @@ func (st *Stager) Finish(ctx context.Context, swapped bool) error {
 	if st.rb, err = SetRebuildState(ctx, st.conn, st.rb, state); err != nil {
 		return err
 	}
-	if err := st.conn.Exec(ctx, "DROP TABLE IF EXISTS "+chutil.QuoteIdent(st.rb.Staging)); err != nil {
-		return fmt.Errorf("dropping the staging table: %w", err)
-	}
-	return nil
+	return st.drop(ctx)
 }
 
 // StoredOffsets reads, per partition of topic, the offset after the highest one the aggregator stored.
@@ -305,8 +391,10 @@ func ChecksumOf(ctx context.Context, conn driver.Conn, table, tenant, topic stri
 		args = append(args, uint32(p), uint64(max(off, 0)))
 	}
 	var c Checksum
+	// Every argument of the hash is not Nullable: a NULL one would make the row's hash NULL, which sum
+	// passes over (score is NULL on every row but an assessment's).
 	err := conn.QueryRow(ctx, `SELECT count(), sum(cityHash64(toString(event_id), kafka_offset, toString(student_id), type, occurred_at,
-		score, duration_seconds, attendance_status, school_id, class_id)) FROM `+chutil.QuoteIdent(table)+
+		isNull(score), ifNull(score, 0), duration_seconds, attendance_status, school_id, class_id)) FROM `+chutil.QuoteIdent(table)+
 		` WHERE tenant_id = ? AND kafka_topic = ? AND (`+cond+`)`, args...).Scan(&c.Rows, &c.Sum)
 	if err != nil {
 		return Checksum{}, fmt.Errorf("summing the district's rows of %s: %w", table, err)

@@ -38,7 +38,7 @@ func runRebuildClickHouse(ctx context.Context, e Env, c *common, ch chConfig, kc
 		defer closeArchive(b, e)
 		cfg.Archive = archive.Blob{B: b}
 	}
-	cfg.Kafka, cfg.Database = kcfg.ForService("ctl-rebuild"), ch.database
+	cfg.Kafka, cfg.Database, cfg.Dial = kcfg.ForService("ctl-rebuild"), ch.database, ch.openAt
 	reader, err := kafkax.NewReader(cfg.Kafka, kafkax.Deps{})
 	if err != nil {
 		return err
