@@ -325,6 +325,22 @@ func (f *exportFlags) run(ctx context.Context, e Env, c *common, kind, action st
 	})
 }
 
+// syncReplicas makes every replica of the tables an export reads fetch what its shard holds, in the
+// replicated cluster layout: a read through a Distributed table picks any replica, which may lag.
+func (f *exportFlags) syncReplicas(ctx context.Context, ch driver.Conn) error {
+	cluster, err := f.ch.cluster(ctx, ch)
+	if err != nil || cluster == nil {
+		return err
+	}
+	defer cluster.Close()
+	for _, table := range []string{"kafka_offsets_local", "events_local", "metrics_student_daily_local"} {
+		if err := cluster.SyncReplicas(ctx, table); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // runWith is run on a control plane and keyring already open (ctl jobs work's).
 func (f *exportFlags) runWith(ctx context.Context, e Env, c *common, cp controlPlane, kr *keyring.Keyring, kind, action string,
 	params map[string]string, prepare func(cp controlPlane, kr *keyring.Keyring, snap *snapshot) (x exporter, subject string, err error)) error {
@@ -336,6 +352,9 @@ func (f *exportFlags) runWith(ctx context.Context, e Env, c *common, cp controlP
 		return err
 	}
 	defer func() { _ = ch.Close() }()
+	if err := f.syncReplicas(ctx, ch); err != nil {
+		return err
+	}
 	snap, err := openSnapshot(ctx, cp, ch, f.tenant, f.sinkGroup)
 	if err != nil {
 		return err

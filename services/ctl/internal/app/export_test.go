@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"archive/zip"
 	"bytes"
 	"compress/gzip"
@@ -72,7 +73,13 @@ func makeEvents(tenant, student, pseudonym string, n int, partition uint32, firs
 
 func insertEvents(t *testing.T, conn driver.Conn, evs []testEvent) {
 	t.Helper()
-	batch, err := conn.PrepareBatch(t.Context(), `INSERT INTO events (tenant_id, event_id, source_id, type, occurred_at, student_id,
+	insertEventsInto(t, t.Context(), conn, "events", evs)
+}
+
+// insertEventsInto inserts evs into table, a table like events.
+func insertEventsInto(t *testing.T, ctx context.Context, conn driver.Conn, table string, evs []testEvent) {
+	t.Helper()
+	batch, err := conn.PrepareBatch(ctx, `INSERT INTO `+table+` (tenant_id, event_id, source_id, type, occurred_at, student_id,
 		pseudonym, role, school_id, score, max_score, kafka_topic, kafka_partition, kafka_offset)`)
 	if err != nil {
 		t.Fatal(err)

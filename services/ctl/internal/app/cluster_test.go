@@ -1,13 +1,18 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"testing/fstest"
+	"text/template"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -193,5 +198,93 @@ func TestEraseTenantOnEveryReplica(t *testing.T) {
 	}
 	if got := fmt.Sprint(perNode(t, c, cl, "SELECT count() FROM system.databases WHERE name = ?", analyst)); got != "map[r1-1:0 r1-2:0 r2-1:0 r2-2:0]" {
 		t.Errorf("the analyst database by node after: %s", got)
+	}
+}
+
+// clusterTables creates the aggregator's tables of the replicated cluster layout in db on every node of
+// the cluster (its migrations, rendered as the aggregator renders them).
+func clusterTables(t *testing.T, conn driver.Conn, db string) {
+	t.Helper()
+	dir := "../../../aggregator/internal/chstore/cluster"
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rendered := fstest.MapFS{}
+	for _, e := range entries {
+		src, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl, err := template.New(e.Name()).Option("missingkey=error").Parse(string(src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b bytes.Buffer
+		if err := tmpl.Execute(&b, map[string]string{"Database": chutil.QuoteIdent(db), "Cluster": chutil.QuoteIdent(devenv.ClusterName)}); err != nil {
+			t.Fatal(err)
+		}
+		rendered[e.Name()] = &fstest.MapFile{Data: b.Bytes()}
+	}
+	if err := chutil.Migrate(t.Context(), conn, db, rendered); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestExportTenantInClusterLayout exports a district from the replicated cluster layout, connected to a
+// node of the shard that does not hold it: the events file holds every event of the district once and
+// the manifest the offsets the aggregator's inserts recorded.
+func TestExportTenantInClusterLayout(t *testing.T) {
+	_, url := migratedDB(t)
+	ctx := t.Context()
+	c, db := testCluster(t)
+	cl := nodeCluster(t, c, db)
+	conn, err := cl.Node(ctx, c.Nodes[0].Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clusterTables(t, conn, db)
+	var tenant string
+	for i := 0; tenant == ""; i++ {
+		d := fmt.Sprintf("d%d", i)
+		var slot uint64
+		if err := conn.QueryRow(ctx, "SELECT toUInt64(cityHash64(?) % 2)", d).Scan(&slot); err != nil {
+			t.Fatal(err)
+		}
+		if slot == 1 {
+			tenant = d
+		}
+	}
+	mustCtl(t, url, "tenant", "create", "--id", tenant, "--name", "District "+tenant)
+	var evs []testEvent
+	for p := range uint32(4) {
+		evs = append(evs, makeEvents(tenant, ada, "ps", 300, p, 0)...)
+	}
+	// As the aggregator inserts: into events_input, whose views fill events_local and kafka_offsets_local.
+	ictx := clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_distributed_sync": 1}))
+	insertEventsInto(t, ictx, conn, "events_input", evs)
+
+	dir := filepath.Join(t.TempDir(), "export")
+	mustCtl(t, url, "export", "tenant", "--tenant", tenant, "--format", "ndjson", "--out", dir,
+		"--clickhouse.addr", c.Nodes[0].Addr, "--clickhouse.database", db)
+	m := readManifest(t, dir)
+	if want := wantCHOffsets(evs); !slices.Equal(m.Offsets.ClickHouse, want) {
+		t.Errorf("clickhouse offsets %v, want %v", m.Offsets.ClickHouse, want)
+	}
+	found := false
+	for _, f := range m.Files {
+		if f.Store != "clickhouse" {
+			continue
+		}
+		found = true
+		events, err := chutil.Open(ctx, chutil.Options{Addr: c.Nodes[0].Addr, Database: db})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkEventsFile(t, events, "ndjson", readGz(t, dir, f), evs)
+		_ = events.Close()
+	}
+	if !found {
+		t.Fatalf("no events file in the manifest: %+v", m.Files)
 	}
 }
