@@ -31,6 +31,7 @@ const kindEraseTenant = "erase_tenant"
 type chConfig struct {
 	addr, database, user string
 	password             conf.Secret
+	tls                  conf.ClientTLS
 	analystPrefix        string
 }
 
@@ -45,6 +46,7 @@ func (c *chConfig) registerFlagsAddr(fs *flag.FlagSet, addr, help string) {
 	conf.String(fs, &c.database, "clickhouse.database", "CLICKHOUSE_DATABASE", "edtech", "ClickHouse database of the events and rollups")
 	conf.String(fs, &c.user, "clickhouse.user", "CLICKHOUSE_USER", "default", "ClickHouse user")
 	conf.SecretVar(fs, &c.password, "clickhouse.password", "CLICKHOUSE_PASSWORD", "ClickHouse password")
+	c.tls.RegisterFlags(fs, "clickhouse.", "CLICKHOUSE_", "ClickHouse (its secure native port)")
 }
 
 // open connects to the database of the events and rollups.
@@ -54,7 +56,11 @@ func (c *chConfig) open(ctx context.Context) (driver.Conn, error) {
 
 // openAt connects to the database on the server(s) at addr.
 func (c *chConfig) openAt(ctx context.Context, addr string) (driver.Conn, error) {
-	conn, err := chutil.Open(ctx, chutil.Options{Addr: addr, Database: c.database, User: c.user, Password: c.password.Reveal()})
+	tlsCfg, err := c.tls.Config()
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse.%w", err)
+	}
+	conn, err := chutil.Open(ctx, chutil.Options{Addr: addr, Database: c.database, User: c.user, Password: c.password.Reveal(), TLS: tlsCfg})
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: %w", err)
 	}
