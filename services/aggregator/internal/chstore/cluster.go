@@ -650,22 +650,11 @@ func (s *Store) clusterRebuildMarker(ctx context.Context, topic string, partitio
 	if err := s.cluster.SyncReplicas(ctx, "district_rebuilds_local"); err != nil {
 		return err
 	}
-	r, ok, err := ReadRebuild(ctx, s.conn, m.EventID.String())
-	switch {
-	case err != nil:
+	r, swap, err := rebuildAt(ctx, s.conn, m, s.cfg.RebuildWait, log)
+	if err != nil {
 		return err
-	case !ok || r.TenantID != m.TenantID:
-		log.Warn("passing over the marker of an unknown rebuild")
-	case r.State == RebuildAbandoned || r.State == RebuildDone:
-		log.Info("passing over the marker of a rebuild that is " + r.State)
-	case r.State != RebuildReady && time.Since(r.CreatedAt) < s.cfg.RebuildWait:
-		return fmt.Errorf("%w: rebuild %s of district %s", ErrRebuildNotReady, r.ID, r.TenantID)
-	case r.State != RebuildReady:
-		log.Warn("abandoning a rebuild not staged in time", "wait", s.cfg.RebuildWait)
-		if _, err := SetRebuildState(ctx, s.conn, r, RebuildAbandoned); err != nil {
-			return err
-		}
-	default:
+	}
+	if swap {
 		sw := swapIntent{Rebuild: r.ID, Tenant: r.TenantID, Staging: r.Staging}
 		if err := s.keeper.set(ctx, topic, partition, keeperState{Next: offset, Swap: &sw}); err != nil {
 			return err

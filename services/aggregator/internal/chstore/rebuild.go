@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -108,6 +109,30 @@ func SetRebuildState(ctx context.Context, conn driver.Conn, r Rebuild, state str
 	return r, nil
 }
 
+// rebuildAt reads the rebuild of marker m and says whether to swap its rows in now. A marker of an
+// unknown, abandoned or finished rebuild is passed over (swap false); one whose rebuild is not ready
+// waits (ErrRebuildNotReady) until wait after the rebuild was registered, and then abandons it.
+func rebuildAt(ctx context.Context, conn driver.Conn, m *eventRow, wait time.Duration, log *slog.Logger) (r Rebuild, swap bool, err error) {
+	r, ok, err := ReadRebuild(ctx, conn, m.EventID.String())
+	switch {
+	case err != nil:
+		return r, false, err
+	case !ok || r.TenantID != m.TenantID:
+		log.Warn("passing over the marker of an unknown rebuild")
+		return r, false, nil
+	case r.State == RebuildAbandoned || r.State == RebuildDone:
+		log.Info("passing over the marker of a rebuild that is " + r.State)
+		return r, false, nil
+	case r.State != RebuildReady && time.Since(r.CreatedAt) < wait:
+		return r, false, fmt.Errorf("%w: rebuild %s of district %s", ErrRebuildNotReady, r.ID, r.TenantID)
+	case r.State != RebuildReady:
+		log.Warn("abandoning a rebuild not staged in time", "wait", wait)
+		_, err := SetRebuildState(ctx, conn, r, RebuildAbandoned)
+		return r, false, err
+	}
+	return r, true, nil
+}
+
 // swapDistrict makes the swap of rebuild marker m on the partition. The caller holds the partition's lock.
 func (w write) swapDistrict(ctx context.Context, m *eventRow) error {
 	if err := w.repairUnknown(ctx); err != nil {
@@ -126,24 +151,11 @@ func (w write) swapDistrict(ctx context.Context, m *eventRow) error {
 		return nil
 	}
 	log := w.log.With("rebuild", m.EventID.String(), "tenant_id", m.TenantID, "kafka_topic", w.topic, "partition", w.partition, "offset", offset)
-	r, ok, err := ReadRebuild(ctx, w.conn, m.EventID.String())
-	switch {
-	case err != nil:
+	r, swap, err := rebuildAt(ctx, w.conn, m, w.cfg.RebuildWait, log)
+	if err != nil {
 		return err
-	case !ok || r.TenantID != m.TenantID:
-		log.Warn("passing over the marker of an unknown rebuild")
-		return w.markConsumed(ctx, offset)
-	case r.State == RebuildAbandoned || r.State == RebuildDone:
-		log.Info("passing over the marker of a rebuild that is " + r.State)
-		return w.markConsumed(ctx, offset)
-	case r.State != RebuildReady:
-		if time.Since(r.CreatedAt) < w.cfg.RebuildWait {
-			return fmt.Errorf("%w: rebuild %s of district %s", ErrRebuildNotReady, r.ID, r.TenantID)
-		}
-		log.Warn("abandoning a rebuild not staged in time", "wait", w.cfg.RebuildWait)
-		if _, err := SetRebuildState(ctx, w.conn, r, RebuildAbandoned); err != nil {
-			return err
-		}
+	}
+	if !swap {
 		return w.markConsumed(ctx, offset)
 	}
 	if err := w.conn.Exec(ctx, "ALTER TABLE events DELETE WHERE kafka_topic = ? AND kafka_partition = ? AND tenant_id = ?",

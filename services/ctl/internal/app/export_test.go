@@ -1,10 +1,10 @@
 package app
 
 import (
-	"context"
 	"archive/zip"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"crypto/sha256"
 	"encoding/csv"
 	"encoding/hex"
