@@ -70,6 +70,19 @@ func DistributedCluster(ctx context.Context, conn driver.Conn, database, table s
 	return name, true, nil
 }
 
+// ClusterOf returns the cluster database.table is a Distributed table over, its nodes reached through
+// dial as NewCluster does, or nil when the table is not Distributed (one server) or does not exist.
+func ClusterOf(ctx context.Context, conn driver.Conn, database, table string, dial func(ctx context.Context, addr string) (driver.Conn, error)) (*Cluster, error) {
+	name, ok, err := DistributedCluster(ctx, conn, database, table)
+	if err != nil || !ok {
+		return nil, err
+	}
+	if dial == nil {
+		return nil, fmt.Errorf("%s.%s is Distributed over cluster %s, whose nodes are reached through a dial function, and none was given", database, table, name)
+	}
+	return NewCluster(conn, name, database, dial), nil
+}
+
 // Node is a node of the cluster, as system.clusters lists it.
 type Node struct {
 	Shard   uint32 `ch:"shard_num"`

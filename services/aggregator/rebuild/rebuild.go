@@ -107,19 +107,6 @@ func (r replicas) sync(ctx context.Context, tables ...string) error {
 	return nil
 }
 
-// openCluster returns the nodes of the cluster when the database is in the replicated cluster layout
-// (events is a Distributed table, ADR 0026), nil for one server.
-func openCluster(ctx context.Context, conn driver.Conn, cfg Config) (*chutil.Cluster, error) {
-	name, ok, err := chutil.DistributedCluster(ctx, conn, cfg.Database, "events")
-	if err != nil || !ok {
-		return nil, err
-	}
-	if cfg.Dial == nil {
-		return nil, errors.New("the database is in the replicated cluster layout: a rebuild reaches each node, and needs Config.Dial")
-	}
-	return chutil.NewCluster(conn, name, cfg.Database, cfg.Dial), nil
-}
-
 // Run rebuilds cfg.TenantID's rows in ClickHouse (conn). reader reads the enriched topic (a client of
 // its own, which the caller closes); producer writes the markers.
 func Run(ctx context.Context, conn driver.Conn, codec *records.Codec, reader, producer *kgo.Client, cfg Config) (Report, error) {
@@ -132,7 +119,8 @@ func Run(ctx context.Context, conn driver.Conn, codec *records.Codec, reader, pr
 	}
 	id := uuid.NewString()
 	report := Report{ID: id, TenantID: cfg.TenantID}
-	cluster, err := openCluster(ctx, conn, cfg)
+	// In the replicated cluster layout (events is Distributed, ADR 0026) the rebuild reaches every node.
+	cluster, err := chutil.ClusterOf(ctx, conn, cfg.Database, "events", cfg.Dial)
 	if err != nil {
 		return report, err
 	}

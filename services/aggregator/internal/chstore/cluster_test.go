@@ -750,7 +750,7 @@ func TestClusterLayoutRebuildsADistrict(t *testing.T) {
 		}
 		return report
 	}
-	if _, err := rebuild.Run(ctx, conn, codec, nil, nil, rebuild.Config{TenantID: tenant, Database: e.db}); err == nil || !strings.Contains(err.Error(), "Config.Dial") {
+	if _, err := rebuild.Run(ctx, conn, codec, nil, nil, rebuild.Config{TenantID: tenant, Database: e.db}); err == nil || !strings.Contains(err.Error(), "a dial function, and none was given") {
 		t.Errorf("a rebuild in the cluster layout without a way to reach each node: %v", err)
 	}
 	dry := run(true)

@@ -71,11 +71,7 @@ func (c *chConfig) openAt(ctx context.Context, addr string) (driver.Conn, error)
 // layout (events is a Distributed table, ADR 0026), reached as conn was; nil in the single-server layout.
 // The caller closes it.
 func (c *chConfig) cluster(ctx context.Context, conn driver.Conn) (*chutil.Cluster, error) {
-	name, ok, err := chutil.DistributedCluster(ctx, conn, c.database, "events")
-	if err != nil || !ok {
-		return nil, err
-	}
-	return chutil.NewCluster(conn, name, c.database, c.openAt), nil
+	return chutil.ClusterOf(ctx, conn, c.database, "events", c.openAt)
 }
 
 // eraseStep is one idempotent step of an erasure: count says what its store holds of the district, act
