@@ -1,6 +1,7 @@
 package chutil
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -11,6 +12,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"testing/fstest"
+	"text/template"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -211,4 +214,35 @@ func SplitStatements(sql string) []string {
 	}
 	flush()
 	return out
+}
+
+// RenderMigrations fills the database and cluster names, quoted, into the migrations at the root of fsys,
+// each a text/template that names them {{.Database}} and {{.Cluster}} (the layout of a replicated
+// cluster, whose statements run ON CLUSTER with qualified names), and returns them for Migrate.
+func RenderMigrations(fsys fs.FS, database, cluster string) (fs.FS, error) {
+	entries, err := fs.ReadDir(fsys, ".")
+	if err != nil {
+		return nil, fmt.Errorf("listing migrations: %w", err)
+	}
+	out := fstest.MapFS{}
+	data := struct{ Database, Cluster string }{QuoteIdent(database), QuoteIdent(cluster)}
+	for _, e := range entries {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".sql") {
+			continue
+		}
+		src, err := fs.ReadFile(fsys, e.Name())
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", e.Name(), err)
+		}
+		tmpl, err := template.New(e.Name()).Option("missingkey=error").Parse(string(src))
+		if err != nil {
+			return nil, fmt.Errorf("parsing %s: %w", e.Name(), err)
+		}
+		var b bytes.Buffer
+		if err := tmpl.Execute(&b, data); err != nil {
+			return nil, fmt.Errorf("rendering %s: %w", e.Name(), err)
+		}
+		out[e.Name()] = &fstest.MapFile{Data: b.Bytes()}
+	}
+	return out, nil
 }

@@ -76,12 +76,22 @@ type Reporter struct {
 	control *pgxpool.Pool
 	pools   DistrictPools
 	ch      driver.Conn
+	dial    func(ctx context.Context, addr string) (driver.Conn, error)
 	now     func() time.Time
 }
 
 // New returns a Reporter. ch's default database must hold the aggregator's tables.
 func New(control *pgxpool.Pool, pools DistrictPools, ch driver.Conn) *Reporter {
 	return &Reporter{control: control, pools: pools, ch: ch, now: time.Now}
+}
+
+// WithNodes lets the report reach each node of a replicated ClickHouse cluster (ADR 0026) through dial
+// (host:port as system.clusters names it, with the same default database as ch): there each shard holds
+// its districts' rows in tables of its own, measured on one replica of each shard. Without it, a report of
+// a database in that layout fails rather than apportion one node's tables.
+func (r *Reporter) WithNodes(dial func(ctx context.Context, addr string) (driver.Conn, error)) *Reporter {
+	r.dial = dial
+	return r
 }
 
 // Report measures the districts named, or with none every district that existed during the period
@@ -233,14 +243,46 @@ func (r *Reporter) activeStudents(ctx context.Context, p Period, filter string, 
 // ones counted apart, as the bytes are. A table of one district's rows (a ClickHouse rebuild's staging
 // table) thus goes whole to it. Tables without a tenant_id (offsets, the insert journal) are the
 // platform's and are apportioned to no one; a district's analyst database holds views only, no data.
+//
+// In the replicated cluster layout each shard's <table>_local tables are apportioned among the districts
+// of that shard, on one of its replicas (the others hold copies of the same parts), under the table's
+// name without _local.
 func (r *Reporter) clickHouseBytes(ctx context.Context, _ Period, filter string, byID map[string]*District) error {
-	rows, err := r.ch.Query(ctx, `SELECT p.table, toUInt64(sum(p.bytes_on_disk))
+	var database string
+	if err := r.ch.QueryRow(ctx, "SELECT currentDatabase()").Scan(&database); err != nil {
+		return fmt.Errorf("reading the clickhouse database: %w", err)
+	}
+	cluster, err := chutil.ClusterOf(ctx, r.ch, database, "events", r.dial)
+	if err != nil {
+		return fmt.Errorf("reading clickhouse table sizes: %w", err)
+	}
+	if cluster == nil {
+		shares, err := tableShares(ctx, r.ch, filter)
+		if err == nil {
+			addShares(byID, shares)
+		}
+		return err
+	}
+	defer cluster.Close()
+	return cluster.EachShard(ctx, func(ctx context.Context, _ chutil.Node, conn driver.Conn) error {
+		shares, err := tableShares(ctx, conn, filter)
+		if err == nil { // only a shard measured whole counts: another replica may be asked after an error
+			addShares(byID, shares)
+		}
+		return err
+	})
+}
+
+// tableShares apportions the bytes of conn's server's tables with a tenant_id among the districts of
+// filter: district -> table -> bytes.
+func tableShares(ctx context.Context, conn driver.Conn, filter string) (map[string]map[string]int64, error) {
+	rows, err := conn.Query(ctx, `SELECT p.table, toUInt64(sum(p.bytes_on_disk))
 		FROM system.parts AS p
 		WHERE p.active AND p.database = currentDatabase() AND p.table IN (
 			SELECT table FROM system.columns WHERE database = currentDatabase() AND name = 'tenant_id')
 		GROUP BY p.table ORDER BY p.table`)
 	if err != nil {
-		return fmt.Errorf("reading clickhouse table sizes: %w", err)
+		return nil, fmt.Errorf("reading clickhouse table sizes: %w", err)
 	}
 	sizes := map[string]uint64{}
 	for rows.Next() {
@@ -250,33 +292,47 @@ func (r *Reporter) clickHouseBytes(ctx context.Context, _ Period, filter string,
 		)
 		if err := rows.Scan(&table, &n); err != nil {
 			_ = rows.Close()
-			return fmt.Errorf("reading clickhouse table sizes: %w", err)
+			return nil, fmt.Errorf("reading clickhouse table sizes: %w", err)
 		}
 		sizes[table] = n
 	}
 	err = errors.Join(rows.Err(), rows.Close())
 	if err != nil {
-		return fmt.Errorf("reading clickhouse table sizes: %w", err)
+		return nil, fmt.Errorf("reading clickhouse table sizes: %w", err)
 	}
+	out := map[string]map[string]int64{}
 	for _, table := range slices.Sorted(maps.Keys(sizes)) {
-		counts, total, err := r.tenantRows(ctx, table, filter)
+		counts, total, err := tenantRows(ctx, conn, table, filter)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for tenant, n := range counts {
-			if d := byID[tenant]; d != nil {
-				share := apportion(sizes[table], n, total)
-				d.ClickHouseTables[table] = share
-				d.ClickHouseBytesApportioned += share
+			if out[tenant] == nil {
+				out[tenant] = map[string]int64{}
 			}
+			out[tenant][strings.TrimSuffix(table, "_local")] += apportion(sizes[table], n, total)
 		}
 	}
-	return nil
+	return out, nil
+}
+
+// addShares adds the districts' shares to their reports.
+func addShares(byID map[string]*District, shares map[string]map[string]int64) {
+	for tenant, tables := range shares {
+		d := byID[tenant]
+		if d == nil {
+			continue
+		}
+		for table, n := range tables {
+			d.ClickHouseTables[table] += n
+			d.ClickHouseBytesApportioned += n
+		}
+	}
 }
 
 // tenantRows counts a table's rows of the districts of filter, and its rows of every district.
-func (r *Reporter) tenantRows(ctx context.Context, table, filter string) (map[string]uint64, uint64, error) {
-	rows, err := r.ch.Query(ctx, `SELECT toString(tenant_id), `+filter+` AS wanted, count() FROM `+chutil.QuoteIdent(table)+
+func tenantRows(ctx context.Context, conn driver.Conn, table, filter string) (map[string]uint64, uint64, error) {
+	rows, err := conn.Query(ctx, `SELECT toString(tenant_id), `+filter+` AS wanted, count() FROM `+chutil.QuoteIdent(table)+
 		` GROUP BY tenant_id`)
 	if err != nil {
 		return nil, 0, fmt.Errorf("counting the rows of %s by district: %w", table, err)

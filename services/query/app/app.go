@@ -16,6 +16,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/edtech-analytics/platform/libs/chutil"
 	"github.com/edtech-analytics/platform/libs/conf"
 	"github.com/edtech-analytics/platform/libs/obs"
@@ -208,7 +209,11 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks) (err erro
 	if err != nil {
 		return err
 	}
-	usageReporter := usage.New(pool, fleet.NewDistrictPools(districts), ch)
+	// In the replicated cluster layout the usage report measures each shard's tables on one of its nodes.
+	usageReporter := usage.New(pool, fleet.NewDistrictPools(districts), ch).WithNodes(func(ctx context.Context, addr string) (driver.Conn, error) {
+		return chutil.Open(ctx, chutil.Options{Addr: addr, Database: cfg.ClickHouseDatabase, User: cfg.ClickHouseUser,
+			Password: cfg.ClickHousePassword.Reveal(), Settings: api.ClickHouseSettings, TLS: chTLS, MaxOpenConns: 2})
+	})
 	mux.Handle("/", api.New(rt.Log, resolver, auditLog, districtStore, ch, api.Config{MinDistricts: cfg.MinDistricts,
 		MinStudents: cfg.MinStudents, BandDistricts: cfg.BandDistricts}, api.WithSummaryCache(summaries),
 		api.WithTimeZones(timezones.New(pool), cfg.KeyCacheTTL), api.WithUsage(usageReporter)).Handler())

@@ -17,7 +17,6 @@ package chstore
 // compare-and-set fails, and its insert, if one was in flight, carries the same block as the new owner's.
 
 import (
-	"bytes"
 	"context"
 	"embed"
 	"encoding/json"
@@ -30,8 +29,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing/fstest"
-	"text/template"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -78,7 +75,11 @@ func MigrateCluster(ctx context.Context, conn driver.Conn, database, cluster str
 	if err := conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+chutil.QuoteIdent(database)+" ON CLUSTER "+chutil.QuoteIdent(cluster)); err != nil {
 		return fmt.Errorf("creating database %s on cluster %s: %w", database, cluster, err)
 	}
-	rendered, err := renderClusterMigrations(database, cluster)
+	dir, err := fs.Sub(clusterMigrations, "cluster")
+	if err != nil {
+		return err
+	}
+	rendered, err := chutil.RenderMigrations(dir, database, cluster)
 	if err != nil {
 		return err
 	}
@@ -86,32 +87,6 @@ func MigrateCluster(ctx context.Context, conn driver.Conn, database, cluster str
 		return fmt.Errorf("migrating clickhouse database %s on cluster %s: %w", database, cluster, err)
 	}
 	return nil
-}
-
-// renderClusterMigrations fills the database and cluster names into the cluster layout's migrations.
-func renderClusterMigrations(database, cluster string) (fs.FS, error) {
-	entries, err := fs.ReadDir(clusterMigrations, "cluster")
-	if err != nil {
-		return nil, fmt.Errorf("listing cluster migrations: %w", err)
-	}
-	out := fstest.MapFS{}
-	data := struct{ Database, Cluster string }{chutil.QuoteIdent(database), chutil.QuoteIdent(cluster)}
-	for _, e := range entries {
-		src, err := fs.ReadFile(clusterMigrations, path.Join("cluster", e.Name()))
-		if err != nil {
-			return nil, fmt.Errorf("reading %s: %w", e.Name(), err)
-		}
-		tmpl, err := template.New(e.Name()).Option("missingkey=error").Parse(string(src))
-		if err != nil {
-			return nil, fmt.Errorf("parsing %s: %w", e.Name(), err)
-		}
-		var b bytes.Buffer
-		if err := tmpl.Execute(&b, data); err != nil {
-			return nil, fmt.Errorf("rendering %s: %w", e.Name(), err)
-		}
-		out[e.Name()] = &fstest.MapFile{Data: b.Bytes()}
-	}
-	return out, nil
 }
 
 // Reread reads the records of one partition with offsets from through through (both included), as the

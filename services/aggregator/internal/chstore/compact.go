@@ -89,8 +89,10 @@ func compactTables(ctx context.Context, conn driver.Conn, database string, table
 		return nil, fmt.Errorf("listing the parts of the rollups of %s: %w", database, err)
 	}
 	// No time limit: a merge of a month takes seconds to minutes, and ClickHouse finishes it whatever the
-	// client does.
-	octx := clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"max_execution_time": 0}))
+	// client does. A replicated table's OPTIMIZE returns once the merge is in the replication log, without
+	// waiting for the replicas: ClickHouse 18.16 fails that wait ("Unknown log entry type: 0") when the
+	// partition had nothing left to merge, as when another instance merged it first.
+	octx := clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"max_execution_time": 0, "replication_alter_partitions_sync": 0}))
 	var merged []Merged
 	for _, p := range due {
 		start := time.Now()

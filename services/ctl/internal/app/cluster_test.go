@@ -1,7 +1,6 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,8 +10,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"testing/fstest"
-	"text/template"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -205,26 +202,9 @@ func TestEraseTenantOnEveryReplica(t *testing.T) {
 // the cluster (its migrations, rendered as the aggregator renders them).
 func clusterTables(t *testing.T, conn driver.Conn, db string) {
 	t.Helper()
-	dir := "../../../aggregator/internal/chstore/cluster"
-	entries, err := os.ReadDir(dir)
+	rendered, err := chutil.RenderMigrations(os.DirFS("../../../aggregator/internal/chstore/cluster"), db, devenv.ClusterName)
 	if err != nil {
 		t.Fatal(err)
-	}
-	rendered := fstest.MapFS{}
-	for _, e := range entries {
-		src, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		tmpl, err := template.New(e.Name()).Option("missingkey=error").Parse(string(src))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var b bytes.Buffer
-		if err := tmpl.Execute(&b, map[string]string{"Database": chutil.QuoteIdent(db), "Cluster": chutil.QuoteIdent(devenv.ClusterName)}); err != nil {
-			t.Fatal(err)
-		}
-		rendered[e.Name()] = &fstest.MapFile{Data: b.Bytes()}
 	}
 	if err := chutil.Migrate(t.Context(), conn, db, rendered); err != nil {
 		t.Fatal(err)

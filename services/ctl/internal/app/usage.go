@@ -61,7 +61,7 @@ func runUsageReport(ctx context.Context, e Env, args []string) error {
 				err = errors.Join(err, fmt.Errorf("closing clickhouse connection: %w", cerr))
 			}
 		}()
-		rep, err := usage.New(cp.pool, fleet.NewDistrictPools(cp.fleet), conn).Report(ctx, period, ids...)
+		rep, err := usage.New(cp.pool, fleet.NewDistrictPools(cp.fleet), conn).WithNodes(ch.openAt).Report(ctx, period, ids...)
 		if err != nil {
 			return flagError("tenant", err)
 		}
