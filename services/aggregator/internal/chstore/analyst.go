@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/edtech-analytics/platform/libs/chutil"
@@ -108,18 +109,39 @@ func (s *Store) EnsureAnalystViews(ctx context.Context, tenantID string) error {
 		return nil
 	}
 	s.mu.Lock()
-	done := s.analysts[tenantID]
+	done, retry := s.analysts[tenantID], s.analystRetry[tenantID]
 	s.mu.Unlock()
-	if done {
+	if done || time.Now().Before(retry) {
 		return nil
 	}
+	if err := s.ensureAnalystViews(ctx, tenantID, database); err != nil {
+		// Not before analystRetryAfter: a node that does not answer would cost every write its timeout.
+		s.mu.Lock()
+		s.analystRetry[tenantID] = time.Now().Add(analystRetryAfter)
+		s.mu.Unlock()
+		return err
+	}
+	s.mu.Lock()
+	s.analysts[tenantID] = true
+	delete(s.analystRetry, tenantID)
+	s.mu.Unlock()
+	s.log.Info("analyst views ready", "tenant_id", tenantID, "database", database)
+	return nil
+}
+
+// analystRetryAfter is how long a district whose analyst views could not be made waits before a write
+// tries again.
+const analystRetryAfter = time.Minute
+
+// ensureAnalystViews creates the district's analyst database and views where they are missing.
+func (s *Store) ensureAnalystViews(ctx context.Context, tenantID, database string) error {
 	stmts := analystViews(s.cfg.Database, database, tenantID)
 	if s.cluster != nil {
 		// On each node that lacks some of them, through its own connection, not ON CLUSTER: a distributed
 		// DDL waits up to distributed_ddl_task_timeout for a node that is down, and this runs before a
-		// write. A node that does not answer fails it; the next write of the district tries again. (The
+		// write. A node that does not answer fails it; a write of the district tries again later. (The
 		// cluster layout has no views of an older release to replace.)
-		err := s.cluster.EachNode(ctx, func(ctx context.Context, _ chutil.Node, conn driver.Conn) error {
+		return s.cluster.EachNode(ctx, func(ctx context.Context, _ chutil.Node, conn driver.Conn) error {
 			var n uint64
 			if err := conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = ?", database).Scan(&n); err != nil {
 				return fmt.Errorf("reading the analyst views of %s: %w", tenantID, err)
@@ -129,22 +151,11 @@ func (s *Store) EnsureAnalystViews(ctx context.Context, tenantID string) error {
 			}
 			return execViews(ctx, conn, tenantID, stmts)
 		})
-		if err != nil {
-			return err
-		}
-	} else {
-		if err := s.dropStaleEventsView(ctx, database); err != nil {
-			return err
-		}
-		if err := execViews(ctx, s.conn, tenantID, stmts); err != nil {
-			return err
-		}
 	}
-	s.mu.Lock()
-	s.analysts[tenantID] = true
-	s.mu.Unlock()
-	s.log.Info("analyst views ready", "tenant_id", tenantID, "database", database)
-	return nil
+	if err := s.dropStaleEventsView(ctx, database); err != nil {
+		return err
+	}
+	return execViews(ctx, s.conn, tenantID, stmts)
 }
 
 // execViews runs the statements of a district's analyst views.

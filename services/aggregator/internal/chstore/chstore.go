@@ -117,9 +117,11 @@ type Store struct {
 	reread  Reread
 
 	mu       sync.Mutex
-	analysts map[string]bool           // districts whose analyst views exist
-	journals map[partKey]*journalState // what the store knows of each partition's last insert
-	locks    map[partKey]*sync.Mutex   // see partLock
+	analysts map[string]bool // districts whose analyst views exist
+	// analystRetry holds when a district whose analyst views could not be made may try again.
+	analystRetry map[string]time.Time
+	journals     map[partKey]*journalState // what the store knows of each partition's last insert
+	locks        map[partKey]*sync.Mutex   // see partLock
 }
 
 // New returns a store over conn, whose default database (cfg.Database) Migrate has prepared.
@@ -150,7 +152,7 @@ func New(conn driver.Conn, codec *records.Codec, cfg Config, deps Deps) (*Store,
 	}
 	s := &Store{
 		conn: conn, codec: codec, cfg: cfg, log: deps.Log, tracer: deps.Tracer.Tracer("aggregator/chstore"), reread: cfg.Reread,
-		inserted: inserted, skipped: skipped, analysts: map[string]bool{}, journals: map[partKey]*journalState{}, locks: map[partKey]*sync.Mutex{},
+		inserted: inserted, skipped: skipped, analysts: map[string]bool{}, analystRetry: map[string]time.Time{}, journals: map[partKey]*journalState{}, locks: map[partKey]*sync.Mutex{},
 	}
 	if cfg.Cluster.Enabled() {
 		if s.keeper, err = newKeeper(cfg.Cluster, cfg.Database, deps.Log); err != nil {

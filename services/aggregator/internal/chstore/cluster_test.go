@@ -856,3 +856,71 @@ func TestClusterLayoutRebuildsADistrict(t *testing.T) {
 	}
 	e.assertEveryReplica(t, all)
 }
+
+// TestClusterLayoutAnalystViewsWaitForANodeThatIsDown: a district's first write while a node does not
+// answer stores its events and makes the analyst views on the other nodes; its next writes, and a call
+// once the node answers again, do not try again before the retry is due (each try at a node that does not
+// answer would cost a write its timeout).
+func TestClusterLayoutAnalystViewsWaitForANodeThatIsDown(t *testing.T) {
+	e := newClusterEnv(t, "agg_cluster_analyst")
+	ctx := t.Context()
+	down := e.c.Nodes[3].Addr
+	var mu sync.Mutex
+	refused, dials := true, 0
+	conn := e.open(t)
+	codec, err := records.NewCodec(ctx, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := chstore.New(conn, codec, chstore.Config{Database: e.db, AnalystPrefix: e.db + "_analyst_",
+		Cluster: chstore.ClusterConfig{Name: devenv.ClusterName, Keeper: []string{e.c.ZooKeeper},
+			Dial: func(ctx context.Context, addr string) (driver.Conn, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				if addr == down {
+					dials++
+					if refused {
+						return nil, errors.New("connection refused (as the test says)")
+					}
+				}
+				return chutil.Open(ctx, chutil.Options{Addr: addr, Database: e.db})
+			}}}, chstore.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(store.Close)
+	evs, _ := synth.Events(3, 1, 40)
+	tenant := evs[0].TenantID
+	views := func(addr string) uint64 {
+		t.Helper()
+		node, err := chutil.Open(ctx, chutil.Options{Addr: addr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = node.Close() }()
+		return count(t, node, "SELECT count() FROM system.tables WHERE database = ?", e.db+"_analyst_"+tenant)
+	}
+	for i, batch := range [][2]int{{0, 20}, {20, 40}} {
+		if err := store.Write(ctx, topic, 0, facts(t, codec, 0, int64(batch[0]), evs[batch[0]:batch[1]])); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+	mu.Lock()
+	if dials != 1 {
+		t.Errorf("the node that does not answer was dialled %d times over two writes, want once", dials)
+	}
+	mu.Unlock()
+	want := views(e.c.Nodes[0].Addr)
+	if want == 0 || views(e.c.Nodes[2].Addr) != want || views(down) != 0 {
+		t.Errorf("analyst views by node: %d, %d, and %d on the node that did not answer", want, views(e.c.Nodes[2].Addr), views(down))
+	}
+	if got := count(t, conn, "SELECT count() FROM events WHERE tenant_id = ?", tenant); got != uint64(len(evs)) {
+		t.Errorf("%d events stored, want %d", got, len(evs))
+	}
+	mu.Lock()
+	refused = false
+	mu.Unlock()
+	if err := store.EnsureAnalystViews(ctx, tenant); err != nil || views(down) != 0 {
+		t.Errorf("before the retry is due: %v, %d views on the node", err, views(down))
+	}
+}
