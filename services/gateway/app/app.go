@@ -182,7 +182,14 @@ func Run(ctx context.Context, cfg Config, rt svc.Runtime, hooks Hooks, opts ...k
 	}
 	// This instance's heartbeat: every refresh counts the live instances, and the limits are divided by them.
 	instance := uuid.NewString()
-	registry.WithPeers(func(ctx context.Context) (int, error) { return settings.Heartbeat(ctx, instance, cfg.InstanceTTL) },
+	registry.WithPeers(func(ctx context.Context) (int, error) {
+		// Not cut short by shutdown: the server may still commit a heartbeat whose client gave up, after
+		// Leave below, and bring this instance back until it ages out. Run's refresh loop has returned, with
+		// its last heartbeat, before Leave runs.
+		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		return settings.Heartbeat(hctx, instance, cfg.InstanceTTL)
+	},
 		func(n int) {
 			rt.Log.Info("live gateway instances changed; each district's rate limit is shared among them", "instances", n)
 			if hooks.OnPeers != nil {
