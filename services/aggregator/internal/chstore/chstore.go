@@ -75,7 +75,7 @@ const (
 
 const (
 	maxDateTime   = math.MaxUint32         // the last second a DateTime holds (seconds since 1970 in a UInt32)
-	maxInsertWait = 60 * time.Second       // how long NextOffsets waits for inserts running on the server
+	maxInsertWait = 60 * time.Second       // how long a repair or NextOffsets waits for inserts running on the server
 	busyGrace     = 200 * time.Millisecond // how long Write waits for another insert of its partition
 )
 
@@ -111,6 +111,8 @@ type Store struct {
 	tracer   trace.Tracer
 	inserted metric.Int64Counter
 	skipped  metric.Int64Counter
+
+	insertWait time.Duration // how long to wait for inserts running on the server (maxInsertWait)
 
 	keeper  *keeper         // the cluster layout's offsets; nil in the single-server layout
 	cluster *chutil.Cluster // the cluster layout's nodes; nil in the single-server layout
@@ -151,7 +153,7 @@ func New(conn driver.Conn, codec *records.Codec, cfg Config, deps Deps) (*Store,
 		return nil, fmt.Errorf("creating skipped counter: %w", err)
 	}
 	s := &Store{
-		conn: conn, codec: codec, cfg: cfg, log: deps.Log, tracer: deps.Tracer.Tracer("aggregator/chstore"), reread: cfg.Reread,
+		conn: conn, codec: codec, cfg: cfg, log: deps.Log, tracer: deps.Tracer.Tracer("aggregator/chstore"), reread: cfg.Reread, insertWait: maxInsertWait,
 		inserted: inserted, skipped: skipped, analysts: map[string]bool{}, analystRetry: map[string]time.Time{}, journals: map[partKey]*journalState{}, locks: map[partKey]*sync.Mutex{},
 	}
 	if cfg.Cluster.Enabled() {
@@ -351,9 +353,6 @@ func (w write) repairUnknown(ctx context.Context) error {
 	if err != nil || st.known {
 		return err
 	}
-	if err := w.waitInserts(ctx, w.topic, []int32{w.partition}); err != nil {
-		return err
-	}
 	return w.repairLocked(ctx, w.topic, w.partition, false)
 }
 
@@ -397,9 +396,6 @@ func (w write) insertEvents(ctx context.Context, rows []eventRow) error {
 		if refusedContent(err) {
 			// A view may have refused a value after events took the block: undo what was applied before
 			// the record is dead-lettered.
-			if rerr := w.waitInserts(ctx, w.topic, []int32{w.partition}); rerr != nil {
-				return errors.Join(err, rerr)
-			}
 			if rerr := w.repairLocked(ctx, w.topic, w.partition, true); rerr != nil {
 				return errors.Join(err, rerr)
 			}
@@ -475,9 +471,9 @@ func insertPrefix(topic string, partition int32) string {
 }
 
 // waitInserts waits until no insert into the given partitions runs on the server, or returns ErrBusy
-// after maxInsertWait.
+// after s.insertWait.
 func (s *Store) waitInserts(ctx context.Context, topic string, partitions []int32) error {
-	deadline := time.Now().Add(maxInsertWait)
+	deadline := time.Now().Add(s.insertWait)
 	for {
 		var running []struct {
 			ID string `ch:"query_id"`

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"testing/fstest"
+	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/edtech-analytics/platform/libs/chutil"
@@ -37,3 +38,12 @@ func MigrateTo(ctx context.Context, conn driver.Conn, database string, last int)
 	}
 	return chutil.Migrate(ctx, conn, database, older)
 }
+
+// RepairPartitions repairs the partitions as NextOffsets does, without NextOffsets' wait for running
+// inserts first: as a caller whose wait ended before a write of the store began.
+func RepairPartitions(ctx context.Context, s *Store, topic string, partitions []int32) error {
+	return s.repairPartitions(ctx, topic, partitions)
+}
+
+// SetInsertWait sets how long s waits for inserts running on the server before ErrBusy.
+func SetInsertWait(s *Store, d time.Duration) { s.insertWait = d }

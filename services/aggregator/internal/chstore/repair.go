@@ -27,13 +27,15 @@ import (
 //     or another process wrote the row and stopped), NextOffsets repairs the batch before it returns the
 //     partition's offset, which is what the consumer calls when a partition is assigned and after a failed
 //     write: when the server comes back.
-//   - The repair counts the batch's rows in events. None: nothing was applied (views run only after every
-//     part of events is written). Some: a multi-month batch died between its parts, or is still being
-//     written by the server for a client that gave up; the batch is taken back wholly (its rows, its
-//     kafka_offsets rows and its share of each view) and the consumer writes it again. All: some views may lack the batch; each
-//     view's rows of the batch's partition, tenants and days are deleted and derived again from events
-//     with the view's own query (rollup rows carry their source partition, which only this partition's
-//     consumer writes, so no other insert races the repair). kafka_offsets then gets the batch's offset.
+//   - The repair first waits until no insert of the partition runs on the server and no delete of events
+//     or kafka_offsets is pending, then counts the batch's rows in events. Some: a multi-month batch died
+//     between its parts; the batch is taken back wholly (its rows, its kafka_offsets rows and its share of
+//     each view) and the consumer writes it again. None: nothing was applied, or a take-back was cut short
+//     after its delete from events; kafka_offsets and the views are made to agree with events as a
+//     take-back does. All: some views may lack the batch; each view's rows of the batch's partition,
+//     tenants and days are deleted and derived again from events with the view's own query (rollup rows
+//     carry their source partition, which only this partition's consumer writes, so no other insert races
+//     the repair). kafka_offsets then gets the batch's offset. Each step can be cut short and done again.
 //   - A batch ClickHouse refused for a value (a view may refuse after events took the block) is taken back
 //     instead: its events rows and kafka_offsets row deleted and the views' rows derived again without it,
 //     before the refused record is dead-lettered.
@@ -216,6 +218,12 @@ func (s *Store) repairLocked(ctx context.Context, topic string, p int32, undo bo
 	if ok && st.known {
 		return nil
 	}
+	// An insert of the partition may still run on the server: one whose client gave up, or one this store
+	// began after a caller of NextOffsets had waited. The repair must see its outcome, never race it, and
+	// no write of this store can begin while the lock is held.
+	if err := s.waitInserts(ctx, topic, []int32{p}); err != nil {
+		return err
+	}
 	st, err := s.readJournal(ctx, topic, p)
 	if err != nil {
 		return err
@@ -246,6 +254,13 @@ func (s *Store) repair(ctx context.Context, e journalEntry, undo bool) error {
 	filter := "kafka_topic = ? AND kafka_partition = ? AND kafka_offset BETWEEN ? AND ? AND tenant_id IN ? " +
 		"AND occurred_at BETWEEN toDateTime(?) AND toDateTime(?)"
 	args := []any{e.Topic, e.Partition, e.First, e.Last, set(e.Tenants), e.MinOccurred.Unix(), e.MaxOccurred.Unix()}
+	// A repair cut short may have left its deletes running: count what they leave, not what they will
+	// delete later.
+	for _, table := range []string{"events", "kafka_offsets"} {
+		if err := chutil.WaitMutations(ctx, s.conn, s.cfg.Database, table); err != nil {
+			return err
+		}
+	}
 	var stored uint64
 	if err := s.conn.QueryRow(ctx, "SELECT count() FROM events WHERE "+filter, args...).Scan(&stored); err != nil {
 		return fmt.Errorf("counting the batch's rows in events: %w", err)
@@ -253,18 +268,24 @@ func (s *Store) repair(ctx context.Context, e journalEntry, undo bool) error {
 	log := s.log.With("kafka_topic", e.Topic, "partition", e.Partition, "first_offset", e.First, "last_offset", e.Last,
 		"rows", e.Rows, "stored", stored)
 	switch {
-	case stored == 0:
-		log.Info("an insert whose outcome was unknown was not applied; it is written again")
-		return nil
 	case stored > e.Rows:
 		return fmt.Errorf("events holds %d rows of a batch of %d: stored twice", stored, e.Rows)
-	case stored < e.Rows || undo:
+	case stored == e.Rows && !undo:
+		log.Info("an insert whose outcome was unknown is in events; deriving its rollups again")
+		if err := s.rederiveAll(ctx, e); err != nil {
+			return err
+		}
+		return s.insertOffset(ctx, e, int64(e.Last))
+	case stored == 0:
+		// Nothing of the batch is in events, yet a take-back cut short after its delete from events leaves
+		// the batch's offset in kafka_offsets and its share in the views: the consumer would skip the batch.
+		// Taking back what is left makes both agree with events again.
+		log.Info("an insert whose outcome was unknown was not applied; it is written again")
+	default:
 		// Take the batch back wholly: its events rows, its kafka_offsets rows and its share of every view,
 		// derived again from events without it. Views run only once every part of events is written, but
-		// events holding part of the batch does not prove that no view has it: an insert the client gave up
-		// on can still be running on the server when it is counted, and finish (parts, views and
-		// kafka_offsets) before the delete below. Leaving kafka_offsets ahead of events would make the
-		// consumer skip the batch it writes again.
+		// events holding part of the batch does not prove that no view has it. Leaving kafka_offsets ahead
+		// of events would make the consumer skip the batch it writes again.
 		log.Warn("deleting what was applied of an insert, to write it again", "undo", undo)
 		if err := s.conn.Exec(ctx, "ALTER TABLE events DELETE WHERE "+filter, args...); err != nil {
 			return fmt.Errorf("deleting the batch's rows from events: %w", err)
@@ -272,28 +293,23 @@ func (s *Store) repair(ctx context.Context, e journalEntry, undo bool) error {
 		if err := chutil.WaitMutations(ctx, s.conn, s.cfg.Database, "events"); err != nil {
 			return err
 		}
-		if err := s.conn.Exec(ctx, "ALTER TABLE kafka_offsets DELETE WHERE kafka_topic = ? AND kafka_partition = ? AND max_offset >= ?",
-			e.Topic, e.Partition, e.First); err != nil {
-			return fmt.Errorf("deleting the batch's offset from kafka_offsets: %w", err)
-		}
-		if err := chutil.WaitMutations(ctx, s.conn, s.cfg.Database, "kafka_offsets"); err != nil {
-			return err
-		}
-		// A merge of kafka_offsets (ReplacingMergeTree) may have folded the rows of the batches before
-		// this one into the row just deleted: say again that the partition is stored up to the batch,
-		// or the consumer would resume it from its start and store it all a second time.
-		if e.First > 0 {
-			if err := s.insertOffset(ctx, e, int64(e.First)-1); err != nil {
-				return err
-			}
-		}
-		return s.rederiveAll(ctx, e)
 	}
-	log.Info("an insert whose outcome was unknown is in events; deriving its rollups again")
-	if err := s.rederiveAll(ctx, e); err != nil {
+	if err := s.conn.Exec(ctx, "ALTER TABLE kafka_offsets DELETE WHERE kafka_topic = ? AND kafka_partition = ? AND max_offset >= ?",
+		e.Topic, e.Partition, e.First); err != nil {
+		return fmt.Errorf("deleting the batch's offset from kafka_offsets: %w", err)
+	}
+	if err := chutil.WaitMutations(ctx, s.conn, s.cfg.Database, "kafka_offsets"); err != nil {
 		return err
 	}
-	return s.insertOffset(ctx, e, int64(e.Last))
+	// A merge of kafka_offsets (ReplacingMergeTree) may have folded the rows of the batches before this
+	// one into the row just deleted: say again that the partition is stored up to the batch, or the
+	// consumer would resume it from its start and store it all a second time.
+	if e.First > 0 {
+		if err := s.insertOffset(ctx, e, int64(e.First)-1); err != nil {
+			return err
+		}
+	}
+	return s.rederiveAll(ctx, e)
 }
 
 // insertOffset records in kafka_offsets that e's partition is stored up to offset. It runs within a

@@ -2,10 +2,16 @@ package chstore_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/edtech-analytics/platform/libs/chutil"
 	"github.com/edtech-analytics/platform/libs/kafkax"
@@ -171,4 +177,141 @@ func TestTakeBackKeepsAnOffsetAMergeFolded(t *testing.T) {
 	}
 	assertStoredOnce(t, conn, evs)
 	assertNext(t, second, topic, []int32{1}, map[int32]int64{1: 60})
+}
+
+// TestRepairCompletesATakeBackCutShort proves that a take-back cut short after its delete from events,
+// which leaves the batch's offset in kafka_offsets and its share in the rollups, is completed by the next
+// repair: the partition resumes at the batch, and writing from there stores the input once. The state is
+// built with the store and SQL: a store writes two batches and stops without a word, so the journal's
+// last entry (done = 0) is the second batch, whose rows are then deleted from events alone.
+func TestRepairCompletesATakeBackCutShort(t *testing.T) {
+	first, conn, codec := newStore(t)
+	ctx := t.Context()
+	db := currentDatabase(t, conn)
+	evs, _ := synth.Events(12, 2, 60)
+	recs := facts(t, codec, 1, 0, evs)
+	for _, batch := range [][]*kgo.Record{recs[:30], recs[30:]} {
+		if err := first.Write(ctx, topic, 1, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := conn.Exec(ctx, "ALTER TABLE events DELETE WHERE kafka_partition = 1 AND kafka_offset >= 30"); err != nil {
+		t.Fatal(err)
+	}
+	if err := chutil.WaitMutations(ctx, conn, db, "events"); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, conn, "SELECT max(max_offset) FROM kafka_offsets WHERE kafka_partition = 1"); n != 59 {
+		t.Fatalf("kafka_offsets stores the partition up to %d, want 59", n)
+	}
+
+	second, err := chstore.New(conn, codec, chstore.Config{Database: db}, chstore.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertNext(t, second, topic, []int32{1}, map[int32]int64{1: 30})
+	if err := second.Write(ctx, topic, 1, recs[30:]); err != nil {
+		t.Fatal(err)
+	}
+	assertStoredOnce(t, conn, evs)
+	assertNext(t, second, topic, []int32{1}, map[int32]int64{1: 60})
+}
+
+// gate is an HTTP endpoint a view reads through url(): armed, the next request blocks until released,
+// which holds the INSERT that runs the view on the server.
+type gate struct {
+	url      string
+	mu       sync.Mutex
+	armed    bool
+	entered  chan struct{} // closed when the armed request arrives
+	released chan struct{}
+	once     sync.Once
+}
+
+func newGate(t *testing.T) *gate {
+	t.Helper()
+	g := &gate{entered: make(chan struct{}), released: make(chan struct{})}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g.mu.Lock()
+		armed := g.armed
+		g.armed = false
+		g.mu.Unlock()
+		if armed {
+			close(g.entered)
+			select {
+			case <-g.released:
+			case <-r.Context().Done():
+			}
+		}
+		_, _ = fmt.Fprintln(w, 1)
+	}))
+	g.url = srv.URL
+	t.Cleanup(srv.Close)
+	t.Cleanup(g.release) // before srv.Close, which waits for the held request
+	return g
+}
+
+func (g *gate) arm() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.armed = true
+}
+
+func (g *gate) release() { g.once.Do(func() { close(g.released) }) }
+
+// TestRepairWaitsForAnInsertStillRunning proves that a repair never races an insert of its partition
+// that still runs on the server after its client gave up. kafka_offsets_mv is made to read through a
+// gate; views run in the order of their names, so the insert of a second batch is held with events and
+// attendance_daily written and metrics_daily, metrics_student_daily and school_daily not yet. The write
+// is cut short there. A repair whose caller waited for running inserts before the write began (as a
+// concurrent NextOffsets did) must not touch the batch while it is held: it answers ErrBusy. Once the
+// gate opens, the store resumes after the batch and holds the input once, rollups included. A repair
+// that went ahead would have derived the held views' rows from events, and the insert then added them
+// a second time.
+func TestRepairWaitsForAnInsertStillRunning(t *testing.T) {
+	store, conn, codec := newStore(t)
+	ctx := t.Context()
+	g := newGate(t)
+	for _, ddl := range []string{
+		"DROP TABLE kafka_offsets_mv",
+		"CREATE MATERIALIZED VIEW kafka_offsets_mv TO kafka_offsets AS " +
+			"SELECT kafka_topic, kafka_partition, max(kafka_offset) AS max_offset FROM events " +
+			"WHERE (SELECT count() FROM url('" + g.url + "/gate', CSV, 'x UInt8')) = 1 GROUP BY kafka_topic, kafka_partition",
+	} {
+		if err := conn.Exec(ctx, ddl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs, _ := synth.Events(14, 2, 60)
+	recs := facts(t, codec, 1, 0, evs)
+	if err := store.Write(ctx, topic, 1, recs[:30]); err != nil {
+		t.Fatal(err)
+	}
+
+	g.arm()
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- store.Write(wctx, topic, 1, recs[30:]) }()
+	select {
+	case <-g.entered:
+	case err := <-done:
+		t.Fatalf("the write ended (%v) before its insert reached the gate", err)
+	}
+	cancel()
+	if err := <-done; err == nil {
+		t.Fatal("the write succeeded with its insert held at the gate")
+	}
+	if n := count(t, conn, "SELECT count() FROM events WHERE kafka_offset >= 30"); n != 30 {
+		t.Fatalf("events holds %d rows of the held batch, want 30", n)
+	}
+
+	chstore.SetInsertWait(store, time.Second)
+	if err := chstore.RepairPartitions(ctx, store, topic, []int32{1}); !errors.Is(err, chstore.ErrBusy) {
+		t.Fatalf("repairing while the insert is held: %v, want ErrBusy", err)
+	}
+	g.release()
+	chstore.SetInsertWait(store, time.Minute)
+	assertNext(t, store, topic, []int32{1}, map[int32]int64{1: 60})
+	assertStoredOnce(t, conn, evs)
 }
