@@ -33,6 +33,11 @@ func New(t testing.TB, opts ...kfake.Opt) (*kfake.Cluster, kafkax.Config) {
 }
 
 // GroupOpts shortens group timeouts so rebalances in tests take milliseconds, not seconds.
+//
+// A test that SIGKILLs a group member must not kill it while its JoinGroup waits for a rebalance: kfake
+// starts a member's session timer only when its join answer is delivered, and an answer to a closed
+// connection may be dropped, so such a member can stay in the group for good, holding partitions that
+// no one consumes. Kill a member once it works (it has stored or committed something).
 func GroupOpts() []kgo.Opt {
 	return []kgo.Opt{
 		kgo.SessionTimeout(2 * time.Second),
