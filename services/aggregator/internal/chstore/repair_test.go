@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/edtech-analytics/platform/libs/chutil"
 	"github.com/edtech-analytics/platform/libs/kafkax"
 	"github.com/edtech-analytics/platform/libs/records"
@@ -117,32 +118,41 @@ func TestJournalTellsTheNextOwnerWhatToRepair(t *testing.T) {
 	}
 }
 
-// TestTakeBackKeepsAnOffsetAMergeFolded proves that taking a batch back leaves its partition stored up to
-// the batch even when a merge of kafka_offsets has folded the earlier batches' row into the batch's own:
-// the delete of the batch's offset then removes the partition's only row. The state is built with the
-// store and SQL: a store writes two batches and stops without a word, so the journal's last entry (done =
-// 0) is the second batch; its rows of October are deleted from events, so events holds only part of it
-// while kafka_offsets holds its offset (as when a repair counts an insert still finishing on the server);
-// and OPTIMIZE ... FINAL folds the two batches' kafka_offsets rows into one. A fresh store must then
-// resume at the second batch, and writing from there stores the input exactly once.
-func TestTakeBackKeepsAnOffsetAMergeFolded(t *testing.T) {
+// secondBatchCutShort builds, with a store and SQL, what a repair finds after a store wrote 60 events
+// (seed) into partition 1 as two batches of 30 and stopped without a word, so that the journal's last
+// entry (done = 0) is the second batch, and something then deleted from events alone the second batch's
+// rows that match where. It returns the connection, the codec, the database, the events and their records.
+func secondBatchCutShort(t *testing.T, seed uint64, where string) (driver.Conn, *records.Codec, string, []records.EnrichedEvent, []*kgo.Record) {
+	t.Helper()
 	first, conn, codec := newStore(t)
 	ctx := t.Context()
 	db := currentDatabase(t, conn)
-	evs, _ := synth.Events(11, 2, 60)
+	evs, _ := synth.Events(seed, 2, 60)
 	recs := facts(t, codec, 1, 0, evs)
 	for _, batch := range [][]*kgo.Record{recs[:30], recs[30:]} {
 		if err := first.Write(ctx, topic, 1, batch); err != nil {
 			t.Fatal(err)
 		}
 	}
-
-	if err := conn.Exec(ctx, "ALTER TABLE events DELETE WHERE kafka_partition = 1 AND kafka_offset >= 30 AND toYYYYMM(occurred_at) = 202510"); err != nil {
+	if err := conn.Exec(ctx, "ALTER TABLE events DELETE WHERE kafka_partition = 1 AND kafka_offset >= 30 AND "+where); err != nil {
 		t.Fatal(err)
 	}
 	if err := chutil.WaitMutations(ctx, conn, db, "events"); err != nil {
 		t.Fatal(err)
 	}
+	return conn, codec, db, evs, recs
+}
+
+// TestTakeBackKeepsAnOffsetAMergeFolded proves that taking a batch back leaves its partition stored up to
+// the batch even when a merge of kafka_offsets has folded the earlier batches' row into the batch's own:
+// the delete of the batch's offset then removes the partition's only row. The second batch's rows of
+// October are deleted from events (secondBatchCutShort), so events holds only part of it while
+// kafka_offsets holds its offset, as a multi-month insert that died between its parts leaves them; and
+// OPTIMIZE ... FINAL folds the two batches' kafka_offsets rows into one. A fresh store must then resume
+// at the second batch, and writing from there stores the input exactly once.
+func TestTakeBackKeepsAnOffsetAMergeFolded(t *testing.T) {
+	ctx := t.Context()
+	conn, codec, db, evs, recs := secondBatchCutShort(t, 11, "toYYYYMM(occurred_at) = 202510")
 	if n := count(t, conn, "SELECT count() FROM events WHERE kafka_offset >= 30"); n == 0 || n >= 30 {
 		t.Fatalf("events holds %d rows of the second batch, want some of its 30", n)
 	}
@@ -181,26 +191,11 @@ func TestTakeBackKeepsAnOffsetAMergeFolded(t *testing.T) {
 
 // TestRepairCompletesATakeBackCutShort proves that a take-back cut short after its delete from events,
 // which leaves the batch's offset in kafka_offsets and its share in the rollups, is completed by the next
-// repair: the partition resumes at the batch, and writing from there stores the input once. The state is
-// built with the store and SQL: a store writes two batches and stops without a word, so the journal's
-// last entry (done = 0) is the second batch, whose rows are then deleted from events alone.
+// repair: the partition resumes at the batch, and writing from there stores the input once. The second
+// batch's rows are all deleted from events alone (secondBatchCutShort).
 func TestRepairCompletesATakeBackCutShort(t *testing.T) {
-	first, conn, codec := newStore(t)
 	ctx := t.Context()
-	db := currentDatabase(t, conn)
-	evs, _ := synth.Events(12, 2, 60)
-	recs := facts(t, codec, 1, 0, evs)
-	for _, batch := range [][]*kgo.Record{recs[:30], recs[30:]} {
-		if err := first.Write(ctx, topic, 1, batch); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := conn.Exec(ctx, "ALTER TABLE events DELETE WHERE kafka_partition = 1 AND kafka_offset >= 30"); err != nil {
-		t.Fatal(err)
-	}
-	if err := chutil.WaitMutations(ctx, conn, db, "events"); err != nil {
-		t.Fatal(err)
-	}
+	conn, codec, db, evs, recs := secondBatchCutShort(t, 12, "1")
 	if n := count(t, conn, "SELECT max(max_offset) FROM kafka_offsets WHERE kafka_partition = 1"); n != 59 {
 		t.Fatalf("kafka_offsets stores the partition up to %d, want 59", n)
 	}
