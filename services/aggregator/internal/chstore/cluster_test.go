@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -64,6 +65,9 @@ var shared struct {
 	dir  string
 	err  error
 }
+
+// clusterEnvs counts the databases newClusterEnv has made in this process.
+var clusterEnvs atomic.Int64
 
 // childConfig is what an aggregator child process needs.
 type childConfig struct {
@@ -141,9 +145,12 @@ type clusterEnv struct {
 	p    *pipeline
 }
 
+// newClusterEnv prepares a database named db and a number (so that a run with -count finds nothing a
+// previous one left, in the tables or in Keeper) on the package's shared cluster.
 func newClusterEnv(t testing.TB, db string) *clusterEnv {
 	t.Helper()
 	ctx := t.Context()
+	db = fmt.Sprintf("%s_%d", db, clusterEnvs.Add(1))
 	shared.once.Do(func() {
 		if shared.dir, shared.err = os.MkdirTemp("", "chstore-cluster-"); shared.err != nil {
 			return
