@@ -49,6 +49,9 @@ type ClusterNode struct {
 // Name is the node's replica name: r<shard>-<replica>.
 func (n *ClusterNode) Name() string { return fmt.Sprintf("r%d-%d", n.Shard, n.Replica) }
 
+// ErrorLog is the path of the node's error log, which outlives its process.
+func (n *ClusterNode) ErrorLog() string { return filepath.Join(n.base, "server.err.log") }
+
 // zkJar is the ZooKeeper server of Debian's zookeeper package; its manifest names its dependencies.
 const zkJar = "/usr/share/java/zookeeper.jar"
 
@@ -77,6 +80,11 @@ const clusterNodeConfig = `<?xml version="1.0"?>
         <session_timeout_ms>10000</session_timeout_ms>
     </zookeeper>
     <distributed_ddl><path>/clickhouse/task_queue/ddl</path></distributed_ddl>
+    <!-- A server killed in the middle of an insert keeps the part it wrote but never committed in ZooKeeper.
+         On start it detaches such parts, unless they hold more than this share of a table's rows: then it
+         refuses to start. A small table (kafka_offsets_local, a merged rollup) easily passes the default of
+         0.5 with one part, so the share is not limited (ADR 0026). -->
+    <merge_tree><replicated_max_ratio_of_wrong_parts>1</replicated_max_ratio_of_wrong_parts></merge_tree>
     <macros>
         <shard>{{.Node.Shard}}</shard>
         <replica>{{.Node.Name}}</replica>
@@ -331,6 +339,9 @@ func (c *Cluster) launch(ctx context.Context, i int) error {
 	if err := waitFor(ctx, 30*time.Second, func(context.Context) error { return unlocked(status) }, nil); err != nil {
 		return fmt.Errorf("waiting for the previous %s to release %s: %w", n.Name(), status, err)
 	}
+	if err := removeTemporaryParts(filepath.Join(n.base, "data", "data")); err != nil {
+		return fmt.Errorf("clearing what %s was writing when it stopped: %w", n.Name(), err)
+	}
 	pid, done, err := startDetached(ctx, c.bin, n.base, filepath.Join(n.base, "stdout.log"), "--config-file="+filepath.Join(n.base, "config.xml"))
 	if err != nil {
 		return fmt.Errorf("starting clickhouse-server %s: %w", n.Name(), err)
@@ -345,6 +356,26 @@ func (c *Cluster) wait(ctx context.Context, i int) error {
 	if err := waitFor(ctx, 90*time.Second, func(ctx context.Context) error { return chAnswers(ctx, st) }, exitedOf(n.done, n.Name())); err != nil {
 		return fmt.Errorf("waiting for clickhouse %s on %s: %w\n%s\n%s", n.Name(), n.Addr, err, tail(filepath.Join(n.base, "stdout.log"), 10),
 			tail(filepath.Join(n.base, "server.log"), 30))
+	}
+	return nil
+}
+
+// removeTemporaryParts removes the tmp_* directories of every table under data (<database>/<table>/): the
+// parts a stopped server was inserting, fetching or merging. ClickHouse 18.16 removes them on start only
+// if nothing in them changed within the current second, so a server killed in the middle of a merge and
+// started again at once can keep a tmp_merge_<part> directory; every later attempt of that merge then
+// fails ("Directory ... already exists") until the directory is a day old, and the replica's queue never
+// empties (SYSTEM SYNC REPLICA waits in vain). Newer servers remove a stale directory before they merge
+// into it. Nothing of a stopped server's temporary directories is committed, so removing them loses nothing.
+func removeTemporaryParts(data string) error {
+	dirs, err := filepath.Glob(filepath.Join(data, "*", "*", "tmp_*"))
+	if err != nil {
+		return err
+	}
+	for _, dir := range dirs {
+		if err := os.RemoveAll(dir); err != nil {
+			return err
+		}
 	}
 	return nil
 }

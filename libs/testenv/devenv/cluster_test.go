@@ -6,30 +6,46 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 )
 
-// chHTTP runs query on a node through its HTTP interface and returns the answer, trimmed.
-func chHTTP(t *testing.T, n *ClusterNode, query string) string {
+// chHTTP runs query on a node through its HTTP interface, with settings given as name=value pairs, and
+// returns the answer, trimmed.
+func chHTTP(t *testing.T, n *ClusterNode, query string, settings ...string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+n.HTTPAddr+"/?"+url.Values{"query": {query}}.Encode(), nil)
+	out, err := chQuery(t.Context(), n, query, settings...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return out
+}
+
+func chQuery(ctx context.Context, n *ClusterNode, query string, settings ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	params := url.Values{"query": {query}}
+	for _, s := range settings {
+		name, value, _ := strings.Cut(s, "=")
+		params.Set(name, value)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+n.HTTPAddr+"/?"+params.Encode(), nil)
+	if err != nil {
+		return "", err
+	}
 	resp, err := (&http.Client{Transport: &http.Transport{Proxy: nil}}).Do(req)
 	if err != nil {
-		t.Fatalf("%s on %s: %v", query, n.Name(), err)
+		return "", fmt.Errorf("%s on %s: %w", query, n.Name(), err)
 	}
 	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("%s on %s: %d %s %v", query, n.Name(), resp.StatusCode, body, err)
+		return "", fmt.Errorf("%s on %s: %d %s %v", query, n.Name(), resp.StatusCode, body, err)
 	}
-	return strings.TrimSpace(string(body))
+	return strings.TrimSpace(string(body)), nil
 }
 
 // TestClusterReplicatesAndSurvivesAKilledNode starts two shards of two replicas, creates a replicated
@@ -71,11 +87,52 @@ func TestClusterReplicatesAndSurvivesAKilledNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	chHTTP(t, c.Nodes[0], "INSERT INTO default.t SELECT number FROM system.numbers LIMIT 5")
+	// What a node killed in the middle of merging the shard's two parts (all_0_0_0, all_1_1_0) leaves, with
+	// a file written in the second it starts again: ClickHouse 18.16 keeps such a directory on start.
+	stale := filepath.Join(c.Nodes[1].base, "data", "data", "default", "t", "tmp_merge_all_0_1_1")
+	if err := os.MkdirAll(stale, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(stale, "n.bin"), []byte("partial"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(time.Hour)
+	if err := os.Chtimes(filepath.Join(stale, "n.bin"), later, later); err != nil {
+		t.Fatal(err)
+	}
 	if err := c.Start(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
 	chHTTP(t, c.Nodes[1], "SYSTEM SYNC REPLICA default.t")
 	if got := chHTTP(t, c.Nodes[1], "SELECT count() FROM default.t"); got != "15" {
 		t.Errorf("the restarted replica holds %s rows, want 15", got)
+	}
+	// The merge the killed node was doing runs again and completes (18.16 waits for a sync at most
+	// receive_timeout seconds).
+	optimize(t, c.Nodes[0], "default.t")
+	chHTTP(t, c.Nodes[1], "SYSTEM SYNC REPLICA default.t", "receive_timeout=60")
+	if got := chHTTP(t, c.Nodes[1], "SELECT groupArray(name) FROM system.parts WHERE database = 'default' AND table = 't' AND active"); got != "['all_0_1_1']" {
+		t.Errorf("the restarted replica's parts: %s, want the merged all_0_1_1", got)
+	}
+}
+
+// optimize merges table's parts (OPTIMIZE ... FINAL) through node, trying again for up to a minute while
+// the shard's leader changes: the restarted replica's return can move the leadership in the meantime
+// ("Leader was suddenly changed").
+func optimize(t *testing.T, n *ClusterNode, table string) {
+	t.Helper()
+	deadline := time.After(time.Minute)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		_, err := chQuery(t.Context(), n, "OPTIMIZE TABLE "+table+" FINAL", "replication_alter_partitions_sync=0")
+		if err == nil {
+			return
+		}
+		select {
+		case <-deadline:
+			t.Fatal(err)
+		case <-tick.C:
+		}
 	}
 }

@@ -52,7 +52,11 @@ func TestMain(m *testing.M) {
 		if err := shared.c.Stop(context.Background()); err != nil {
 			fmt.Fprintln(os.Stderr, "stopping the cluster:", err)
 		}
-		_ = os.RemoveAll(shared.dir)
+		if code == 0 {
+			_ = os.RemoveAll(shared.dir)
+		} else {
+			fmt.Fprintln(os.Stderr, "the cluster's logs are kept in", shared.dir)
+		}
 	}
 	os.Exit(code)
 }
@@ -401,6 +405,72 @@ func (e *clusterEnv) reportDuplicates(t *testing.T, conn driver.Conn) {
 	t.Logf("ends: %v", e.p.ends)
 }
 
+// reportQueues logs, for every replica, the state of its replicated tables and what their replication
+// queues still hold, with the reason each entry waits or failed.
+func (e *clusterEnv) reportQueues(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	for _, n := range e.c.Nodes {
+		node, err := chutil.Open(ctx, chutil.Options{Addr: n.Addr, DialTimeout: 5 * time.Second})
+		if err != nil {
+			t.Logf("%s: %v", n.Name(), err)
+			continue
+		}
+		var replicas []struct {
+			Table    string `ch:"table"`
+			ReadOnly uint8  `ch:"is_readonly"`
+			Expired  uint8  `ch:"is_session_expired"`
+			Queue    uint32 `ch:"queue_size"`
+			Active   uint8  `ch:"active_replicas"`
+		}
+		if err := node.Select(ctx, &replicas, `SELECT table, is_readonly, is_session_expired, queue_size, active_replicas
+			FROM system.replicas WHERE database = ?`, e.db); err != nil {
+			t.Logf("%s: reading system.replicas: %v", n.Name(), err)
+		}
+		for _, r := range replicas {
+			t.Logf("%s: %s: read-only %d, session expired %d, queue %d, active replicas %d", n.Name(), r.Table, r.ReadOnly, r.Expired, r.Queue, r.Active)
+		}
+		var queue []struct {
+			Table     string   `ch:"table"`
+			Type      string   `ch:"type"`
+			Part      string   `ch:"new_part_name"`
+			Source    string   `ch:"source_replica"`
+			Merge     []string `ch:"parts_to_merge"`
+			Tries     uint32   `ch:"num_tries"`
+			Exception string   `ch:"last_exception"`
+			Postponed uint32   `ch:"num_postponed"`
+			Reason    string   `ch:"postpone_reason"`
+		}
+		if err := node.Select(ctx, &queue, `SELECT table, type, new_part_name, source_replica, parts_to_merge, num_tries,
+			last_exception, num_postponed, postpone_reason FROM system.replication_queue WHERE database = ? LIMIT 20`, e.db); err != nil {
+			t.Logf("%s: reading system.replication_queue: %v", n.Name(), err)
+		}
+		for _, q := range queue {
+			t.Logf("%s: %s: %s %s from %q merging %v: %d tries, last %q; postponed %d times: %q",
+				n.Name(), q.Table, q.Type, q.Part, q.Source, q.Merge, q.Tries, q.Exception, q.Postponed, q.Reason)
+		}
+		_ = node.Close()
+		if lines := grepLines(n.ErrorLog(), e.db+".", 20); len(lines) > 0 {
+			t.Logf("%s: the last errors of its log about %s:\n%s", n.Name(), e.db, strings.Join(lines, "\n"))
+		}
+	}
+}
+
+// grepLines returns the last keep lines of the file at path that contain s.
+func grepLines(path, s string, keep int) []string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	var out []string
+	for line := range strings.Lines(string(data)) {
+		if strings.Contains(line, s) {
+			out = append(out, strings.TrimRight(line, "\n"))
+		}
+	}
+	return out[max(0, len(out)-keep):]
+}
+
 // insertOpenSince reports whether some partition has an insert open in Keeper that was not open in
 // before: one opened since then.
 func (e *clusterEnv) insertOpenSince(t *testing.T, before map[int32]keeperState) bool {
@@ -432,7 +502,12 @@ func (e *clusterEnv) assertEveryReplica(t *testing.T, facts []records.EnrichedEv
 			t.Fatal(err)
 		}
 		for _, table := range tables {
-			if err := node.Exec(ctx, "SYSTEM SYNC REPLICA "+e.db+"."+table+"_local"); err != nil {
+			// Bounded well below the package's limit, so that a replica that never catches up is reported.
+			sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+			err := node.Exec(sctx, "SYSTEM SYNC REPLICA "+e.db+"."+table+"_local")
+			cancel()
+			if err != nil {
+				e.reportQueues(t)
 				t.Fatalf("%s: syncing %s: %v", n.Name(), table, err)
 			}
 		}
