@@ -8,7 +8,9 @@ GO ?= go
 # Package patterns and directories of every workspace module (evaluated only by targets that need them).
 MODULES = $(shell $(GO) list -m -f '{{.Path}}/...')
 MODULE_DIRS = $(shell $(GO) list -m -f '{{.Dir}}')
-TEST_TIMEOUT ?= 10m
+# Per test binary. The slowest package (services/aggregator/internal/chstore) takes about 5.5 minutes on an
+# idle 2-core machine; the limit leaves room for a machine shared with other work, and still ends a hang.
+TEST_TIMEOUT ?= 20m
 TEST_FLAGS ?=
 DEVENV = $(GO) run ./libs/testenv/devenv/cmd/devenv
 # golangci-lint is pinned and built with `go install` into the Go bin directory under a versioned name, so a

@@ -189,6 +189,9 @@ func (e Env) startClickHouse(ctx context.Context, bin string, p chPaths, wantTCP
 	if err := waitFor(ctx, 30*time.Second, func(context.Context) error { return unlocked(status) }, nil); err != nil {
 		return nil, fmt.Errorf("waiting for the previous clickhouse-server to release %s: %w", status, err)
 	}
+	if err := removeTemporaryParts(filepath.Join(p.data, "data")); err != nil {
+		return nil, fmt.Errorf("clearing what the previous clickhouse-server was writing: %w", err)
+	}
 	e.log().Info("starting clickhouse", "dir", p.base, "tcp_port", tcpPort, "http_port", httpPort)
 	pid, done, err := startDetached(ctx, bin, p.base, p.stdout, "--config-file="+p.config)
 	if err != nil {
