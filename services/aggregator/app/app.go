@@ -8,10 +8,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/cenkalti/backoff/v5"
+	"log/slog"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/cenkalti/backoff/v5"
 	"github.com/edtech-analytics/platform/libs/chutil"
 	"github.com/edtech-analytics/platform/libs/conf"
 	"github.com/edtech-analytics/platform/libs/kafkax"
@@ -205,11 +206,26 @@ func newConsumer(ctx context.Context, cfg Config, rt svc.Runtime, conn driver.Co
 		return nil, err
 	}
 	go func() { <-ctx.Done(); store.Close() }()
+	if cfg.Cluster.Enabled() {
+		go warnOfNodeSettings(ctx, rt.Log, store)
+	}
 	topics := cfg.Kafka.Topics()
 	return kafkax.NewStoreConsumer(rt.Log,
 		kafkax.ConsumerConfig{Group: cfg.Group, Topic: topics.Enriched, MaxPollRecords: cfg.MaxPollRecords,
 			DeadLetter: stream.DeadLetters(codec, dlq, topics.DLQ, records.StageAggregator), Meter: rt.Tel.Meter},
 		store, func(ready bool) { health.SetReady("partitions", ready) })
+}
+
+// warnOfNodeSettings logs each server setting a node of the ClickHouse cluster lacks (chstore.CheckNodes):
+// nothing fails for want of one until a replica crashes, so the operator learns of it at start.
+func warnOfNodeSettings(ctx context.Context, log *slog.Logger, store *chstore.Store) {
+	problems, err := store.CheckNodes(ctx)
+	if err != nil && ctx.Err() == nil {
+		log.Warn("could not check the clickhouse nodes' settings", "err", err)
+	}
+	for _, p := range problems {
+		log.Warn("a clickhouse node lacks a setting the cluster layout needs", "problem", p)
+	}
 }
 
 // consume runs consumer with cl once Kafka answers, until ctx is done; cl is closed when it returns.

@@ -89,6 +89,70 @@ func MigrateCluster(ctx context.Context, conn driver.Conn, database, cluster str
 	return nil
 }
 
+// nodeSettings are the server settings (system.merge_tree_settings) the cluster layout needs on every
+// node, with the least value each needs and what goes wrong below it (ADR 0026).
+var nodeSettings = []struct {
+	name  string
+	least float64
+	why   string
+}{
+	{"replicated_max_ratio_of_wrong_parts", 1, "a replica killed in the middle of an insert refuses to start when the parts it " +
+		"never committed hold more than this share of a table's rows, which one part of a small table does"},
+}
+
+// CheckNodes reads the server settings the cluster layout needs on every node of the cluster and
+// describes each one a node lacks (none in the single-server layout). A node that does not answer fails
+// the check.
+func (s *Store) CheckNodes(ctx context.Context) ([]string, error) {
+	if s.cluster == nil {
+		return nil, nil
+	}
+	var problems []string
+	err := s.cluster.EachNode(ctx, func(ctx context.Context, n chutil.Node, conn driver.Conn) error {
+		found, err := checkNode(ctx, conn)
+		for _, f := range found {
+			problems = append(problems, n.Addr()+": "+f)
+		}
+		return err
+	})
+	return problems, err
+}
+
+// checkNode describes each of nodeSettings that the server of conn sets below what the cluster layout
+// needs.
+func checkNode(ctx context.Context, conn driver.Conn) ([]string, error) {
+	names := make([]string, len(nodeSettings))
+	for i, want := range nodeSettings {
+		names[i] = want.name
+	}
+	var rows []struct {
+		Name  string `ch:"name"`
+		Value string `ch:"value"`
+	}
+	if err := conn.Select(ctx, &rows, "SELECT name, value FROM system.merge_tree_settings WHERE has(?, name)", names); err != nil {
+		return nil, fmt.Errorf("reading the server's merge_tree settings: %w", err)
+	}
+	values := make(map[string]string, len(rows))
+	for _, r := range rows {
+		values[r.Name] = r.Value
+	}
+	var problems []string
+	for _, want := range nodeSettings {
+		v, ok := values[want.name]
+		if !ok {
+			continue // a server without the setting has no such check
+		}
+		got, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return problems, fmt.Errorf("merge_tree setting %s = %q: %w", want.name, v, err)
+		}
+		if got < want.least {
+			problems = append(problems, fmt.Sprintf("merge_tree setting %s is %s, want %g or more: %s (ADR 0026)", want.name, v, want.least, want.why))
+		}
+	}
+	return problems, nil
+}
+
 // Reread reads the records of one partition with offsets from through through (both included), as the
 // consumer read them: a read_committed reader's data records (kafkax.ReadRange).
 type Reread func(ctx context.Context, topic string, partition int32, from, through int64) ([]*kgo.Record, error)

@@ -1019,3 +1019,23 @@ func TestClusterLayoutAnalystViewsWaitForANodeThatIsDown(t *testing.T) {
 		t.Errorf("before the retry is due: %v, %d views on the node", err, views(down))
 	}
 }
+
+// TestCheckNodesFindsWhatTheClusterLayoutNeeds reads the server settings the cluster layout needs: the
+// test cluster's nodes have them; a server on ClickHouse's defaults (the single test server) lacks one,
+// and the check says which and why.
+func TestCheckNodesFindsWhatTheClusterLayoutNeeds(t *testing.T) {
+	_, conn, _ := newStore(t)
+	problems, err := chstore.CheckNode(t.Context(), conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(problems) != 1 || !strings.Contains(problems[0], "replicated_max_ratio_of_wrong_parts is 0.5, want 1 or more") {
+		t.Errorf("a server on the defaults: %q, want replicated_max_ratio_of_wrong_parts named", problems)
+	}
+
+	e := newClusterEnv(t, "agg_cluster_check")
+	problems, err = e.store(t, nil).CheckNodes(t.Context())
+	if err != nil || len(problems) != 0 {
+		t.Errorf("the test cluster: %q, %v; want nothing lacking", problems, err)
+	}
+}

@@ -47,3 +47,6 @@ func RepairPartitions(ctx context.Context, s *Store, topic string, partitions []
 
 // SetInsertWait sets how long s waits for inserts running on the server before ErrBusy.
 func SetInsertWait(s *Store, d time.Duration) { s.insertWait = d }
+
+// CheckNode describes the server settings of conn's server below what the cluster layout needs.
+func CheckNode(ctx context.Context, conn driver.Conn) ([]string, error) { return checkNode(ctx, conn) }
