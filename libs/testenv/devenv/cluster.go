@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -353,7 +355,15 @@ func (c *Cluster) launch(ctx context.Context, i int) error {
 func (c *Cluster) wait(ctx context.Context, i int) error {
 	n := c.Nodes[i]
 	st := &chState{PID: n.pid, TCPPort: n.tcp, HTTPPort: n.http}
-	if err := waitFor(ctx, 90*time.Second, func(ctx context.Context) error { return chAnswers(ctx, st) }, exitedOf(n.done, n.Name())); err != nil {
+	// A node is up once it answers and has its ZooKeeper session: ClickHouse 18.16 has crashed (SIGSEGV in
+	// zkutil::ZooKeeper::createImpl) just after it first answered, while it opened that session.
+	up := func(ctx context.Context) error {
+		if err := chAnswers(ctx, st); err != nil {
+			return err
+		}
+		return reachesZooKeeper(ctx, n)
+	}
+	if err := waitFor(ctx, 90*time.Second, up, exitedOf(n.done, n.Name())); err != nil {
 		return fmt.Errorf("waiting for clickhouse %s on %s: %w\n%s\n%s", n.Name(), n.Addr, err, tail(filepath.Join(n.base, "stdout.log"), 10),
 			tail(filepath.Join(n.base, "server.log"), 30))
 	}
@@ -376,6 +386,32 @@ func removeTemporaryParts(data string) error {
 		if err := os.RemoveAll(dir); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// reachesZooKeeper asks the node for ZooKeeper's root through its HTTP interface, which needs the node's
+// ZooKeeper session.
+func reachesZooKeeper(ctx context.Context, n *ClusterNode) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	query := url.Values{"query": {"SELECT count() FROM system.zookeeper WHERE path = '/'"}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.HTTPAddr+"/?"+query.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	client := http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 512))
+	_ = resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s does not reach zookeeper yet: %d %s", n.Name(), resp.StatusCode, bytes.TrimSpace(body))
 	}
 	return nil
 }
