@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -13,9 +14,11 @@ import (
 // against about a kilobyte for a DataKey ready to use. It is for a caller that gets many people's keys
 // well before it uses them (a first roster import creates the keys of its new people while it still
 // reads the upload) and would otherwise read them back from the key store. Keys in a set are not in the
-// keyring's cache. A set is filled by one goroutine and then read by any number.
+// keyring's cache. A set is safe for concurrent use: an import reads the keys of one chunk while it adds
+// those of the next.
 type KeySet struct {
 	tenant string
+	mu     sync.RWMutex
 	keys   map[string]keyMaterial
 }
 
@@ -35,11 +38,32 @@ func NewKeySet(tenant string) *KeySet {
 }
 
 // Len is the number of people in the set.
-func (s *KeySet) Len() int { return len(s.keys) }
+func (s *KeySet) Len() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.keys)
+}
+
+// has reports whether the set holds the person's key.
+func (s *KeySet) has(sisID string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, ok := s.keys[sisID]
+	return ok
+}
+
+// put adds the person's key to the set.
+func (s *KeySet) put(sisID string, m keyMaterial) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.keys[sisID] = m
+}
 
 // Key returns the person's data key ready to use, or nil when the set does not hold it.
 func (s *KeySet) Key(sisID string) (*DataKey, error) {
+	s.mu.RLock()
 	m, ok := s.keys[sisID]
+	s.mu.RUnlock()
 	if !ok {
 		return nil, nil
 	}
@@ -57,7 +81,7 @@ func (r *Keyring) EnsureSubjectKeys(ctx context.Context, set *KeySet, sisIDs []s
 	var todo []string
 	seen := make(map[string]bool, len(sisIDs))
 	for _, id := range sisIDs {
-		if _, ok := set.keys[id]; !ok && !seen[id] {
+		if !set.has(id) && !seen[id] {
 			seen[id] = true
 			todo = append(todo, id)
 		}
@@ -111,7 +135,7 @@ func (r *Keyring) ensureSubjects(ctx context.Context, set *KeySet, sisIDs []stri
 	sisByRef := map[string]string{}
 	for i, sis := range sisIDs {
 		if ours[ids[i]] {
-			set.keys[sis] = made[i]
+			set.put(sis, made[i])
 			continue
 		}
 		had = append(had, refs[i])
@@ -131,7 +155,7 @@ func (r *Keyring) ensureSubjects(ctx context.Context, set *KeySet, sisIDs []stri
 		}
 		m := keyMaterial{id: s.ID}
 		copy(m.dek[:], dek)
-		set.keys[sisByRef[string(s.Ref)]] = m
+		set.put(sisByRef[string(s.Ref)], m)
 	}
 	if len(stored) != len(had) {
 		return fmt.Errorf("district %s: %d data keys missing after creating them", tenant, len(had)-len(stored))
