@@ -298,22 +298,12 @@ func adoptClickHouse(ctx context.Context, p chPaths) (*chState, bool) {
 func chAnswers(ctx context.Context, st *chState) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+loopback(st.HTTPPort)+"/ping", nil)
+	status, body, err := httpGet(ctx, "http://"+loopback(st.HTTPPort)+"/ping", 64)
 	if err != nil {
 		return err
 	}
-	client := http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64))
-	_ = resp.Body.Close()
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK || strings.TrimSpace(string(body)) != "Ok." {
-		return fmt.Errorf("ping answered %d %q", resp.StatusCode, body)
+	if status != http.StatusOK || strings.TrimSpace(string(body)) != "Ok." {
+		return fmt.Errorf("ping answered %d %q", status, body)
 	}
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", loopback(st.TCPPort))
@@ -321,6 +311,23 @@ func chAnswers(ctx context.Context, st *chState) error {
 		return err
 	}
 	return conn.Close()
+}
+
+// httpGet fetches url on a connection of its own (no proxy, none kept) and returns the status and up to
+// limit bytes of the body.
+func httpGet(ctx context.Context, url string, limit int64) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	client := http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit))
+	_ = resp.Body.Close()
+	return resp.StatusCode, body, err
 }
 
 func clickhouseUp(ctx context.Context, st *chState) bool {

@@ -396,22 +396,12 @@ func reachesZooKeeper(ctx context.Context, n *ClusterNode) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	query := url.Values{"query": {"SELECT count() FROM system.zookeeper WHERE path = '/'"}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.HTTPAddr+"/?"+query.Encode(), nil)
+	status, body, err := httpGet(ctx, "http://"+n.HTTPAddr+"/?"+query.Encode(), 512)
 	if err != nil {
 		return err
 	}
-	client := http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 512))
-	_ = resp.Body.Close()
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s does not reach zookeeper yet: %d %s", n.Name(), resp.StatusCode, bytes.TrimSpace(body))
+	if status != http.StatusOK {
+		return fmt.Errorf("%s does not reach zookeeper yet: %d %s", n.Name(), status, bytes.TrimSpace(body))
 	}
 	return nil
 }
